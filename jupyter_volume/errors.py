@@ -1,0 +1,80 @@
+"""The exception tree of jupyter-volume.
+
+Every error the package raises on purpose derives from :class:`VolumeError` and, where
+one fits, from the matching builtin, so ``except FileNotFoundError`` keeps working for
+code that knows nothing of volumes::
+
+    VolumeError(Exception)
+    ├── NotFoundError(FileNotFoundError)      missing volume, file, commit or store key
+    ├── AlreadyExistsError(FileExistsError)   create/put onto something that exists
+    ├── InvalidError(ValueError)              bad name, bad path, bad argument
+    ├── VolumeBusyError                       reload while files under the mount are open
+    ├── ConflictError                         a commit could not be applied after retries
+    ├── CorruptionError                       an object's bytes do not match its hash
+    └── StoreError(OSError)                   the object store failed or refused
+        └── StoreAccessError(PermissionError) credentials refused / access denied
+
+Messages say what happened and what to do next. This module imports nothing else
+from the package.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExistsError",
+    "ConflictError",
+    "CorruptionError",
+    "InvalidError",
+    "NotFoundError",
+    "StoreAccessError",
+    "StoreError",
+    "VolumeBusyError",
+    "VolumeError",
+]
+
+
+class VolumeError(Exception):
+    """Base class of every error raised by jupyter-volume on purpose."""
+
+    def __str__(self) -> str:  # OSError subclasses would otherwise print errno tuples
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class NotFoundError(VolumeError, FileNotFoundError):
+    """A volume, a path in a volume, a commit or a store key does not exist."""
+
+
+class AlreadyExistsError(VolumeError, FileExistsError):
+    """The target exists already (a volume name, or a file without ``force``)."""
+
+
+class InvalidError(VolumeError, ValueError):
+    """The caller passed a bad name, path or argument."""
+
+
+class VolumeBusyError(VolumeError):
+    """A reload was refused because files under the mount are open in this process."""
+
+    def __init__(self, message: str, paths: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.paths = list(paths or [])
+
+
+class ConflictError(VolumeError):
+    """A commit could not be applied, even after retrying against newer commits."""
+
+
+class CorruptionError(VolumeError):
+    """An object read from the store does not match its content hash."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class StoreError(VolumeError, OSError):
+    """The object store failed, or refused the request, after retries."""
+
+
+class StoreAccessError(StoreError, PermissionError):
+    """The object store refused our credentials or denied access."""

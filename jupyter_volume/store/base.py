@@ -1,0 +1,108 @@
+"""The object-store contract every backend implements.
+
+A store holds immutable-ish blobs under string keys ("vols/abc/log/000...01"). Keys use
+``/`` as separator, never start with ``/``, and never contain ``..`` segments, NUL or
+backslashes. The repository layer above relies on exactly these promises:
+
+* ``get(key)`` returns the whole object, or raises :class:`NotFoundError`.
+* ``get_range(key, start, length)`` returns ``length`` bytes from ``start``; fewer when
+  the object ends first (an empty result past the end). Missing key: NotFoundError.
+* ``put(key, data)`` stores ``data`` under ``key`` atomically: a reader sees the old
+  object, or the whole new one, never a part. Used for content-addressed objects.
+* ``put_if_absent(key, data)`` creates ``key`` only if it does not exist, atomically
+  with respect to every other writer of every process and machine. It returns True
+  when this call created the object and False when the key already existed. Where a
+  transport lost the response to a create that did land (a retried request then sees
+  the key present), a backend that can tell reports True; a caller whose objects are
+  unique (commit records carry a txn_id) settles any remaining doubt by reading the
+  object back.
+* ``delete(keys)`` removes every key given; missing keys are not an error.
+* ``list(prefix, start_after=None)`` yields :class:`ObjectInfo` for every key that
+  starts with ``prefix`` and sorts after ``start_after``, in ascending byte order.
+* ``stat(key)`` returns the :class:`ObjectInfo` of one key or raises NotFoundError.
+
+Transient faults are retried inside the backend; what escapes is a :class:`StoreError`
+(or :class:`StoreAccessError` for refused credentials). Never import the repository or
+anything above it from here.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from ..errors import InvalidError
+
+__all__ = ["ObjectInfo", "Store", "check_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One listed object: its key (relative to the store), size in bytes, mtime (epoch s)."""
+
+    key: str
+    size: int
+    mtime: float
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid store key, else raise :class:`InvalidError`."""
+    if not isinstance(key, str) or not key:
+        raise InvalidError(f"store key must be a non-empty string, got {key!r}")
+    if key.startswith("/") or "\x00" in key or "\\" in key:
+        raise InvalidError(f"invalid store key {key!r}: no leading '/', NUL or backslash")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise InvalidError(f"invalid store key {key!r}: empty, '.' or '..' segment")
+    return key
+
+
+class Store(abc.ABC):
+    """Abstract object store. See the module docstring for the contract."""
+
+    #: A URL that :func:`jupyter_volume.store.open_store` turns back into this store.
+    url: str
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """Return the whole object stored under ``key``."""
+
+    @abc.abstractmethod
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Return up to ``length`` bytes of ``key`` starting at byte ``start``."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` under ``key``, replacing any previous object atomically."""
+
+    @abc.abstractmethod
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+        """Create ``key`` with ``data`` unless it exists; True if this call created it."""
+
+    @abc.abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete every key in ``keys``; keys that do not exist are ignored."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Yield the objects whose key starts with ``prefix``, sorted, after ``start_after``."""
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Return the size and mtime of ``key``."""
+
+    def exists(self, key: str) -> bool:
+        """Return True if ``key`` exists."""
+        from ..errors import NotFoundError
+
+        try:
+            self.stat(key)
+        except NotFoundError:
+            return False
+        return True
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections or other resources held by the store."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
