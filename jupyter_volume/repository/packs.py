@@ -1,0 +1,235 @@
+"""Packs and index segments: where chunks live.
+
+A pack is one store object holding many compressed chunks, so 10,000 small files cost
+a handful of PUTs. Layout (all integers little-endian)::
+
+    chunk bytes ... | header records | u32 record count | b"JVPK1\\0\\0\\0"
+
+Each record is ``<32s I I I B``: chunk hash, offset, stored length, raw length, codec.
+Packs are immutable and named by the blake3 hash of their whole content.
+
+An index segment maps chunk hash -> (pack, offset, stored length, raw length, codec)::
+
+    b"JVIX1\\0\\0\\0" | u32 packs | 32-byte pack ids | u32 records | records ``<32s I I I I B``
+
+Each commit writes one segment for the chunks it added; a checkpoint is a segment that
+covers a whole volume. Both are immutable and named by their hash.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+
+from ..errors import CorruptionError
+from .codec import hash_bytes
+
+PACK_MAGIC = b"JVPK1\0\0\0"
+INDEX_MAGIC = b"JVIX1\0\0\0"
+PACK_TARGET = 16 << 20
+PACK_REC = struct.Struct("<32sIIIB")
+INDEX_REC = struct.Struct("<32sIIIIB")
+U32 = struct.Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLoc:
+    """Where one chunk's stored bytes are."""
+
+    pack: str
+    offset: int
+    length: int
+    raw_len: int
+    codec: int
+
+
+def parse_pack_header(data: bytes, where: str) -> list[tuple[str, int, int, int, int]]:
+    """Records ``(hash, offset, length, raw_len, codec)`` from a whole pack's bytes."""
+    if len(data) < 12 or data[-8:] != PACK_MAGIC:
+        raise CorruptionError(f"pack {where} has no valid trailer", key=where)
+    (n,) = U32.unpack_from(data, len(data) - 12)
+    start = len(data) - 12 - n * PACK_REC.size
+    if start < 0:
+        raise CorruptionError(f"pack {where} header is truncated", key=where)
+    out = []
+    for i in range(n):
+        h, off, ln, raw, codec = PACK_REC.unpack_from(data, start + i * PACK_REC.size)
+        if off + ln > start:
+            raise CorruptionError(f"pack {where} record points past its data", key=where)
+        out.append((h.hex(), off, ln, raw, codec))
+    return out
+
+
+def encode_segment(entries: dict[str, ChunkLoc]) -> bytes:
+    """Serialize an index segment covering ``entries`` (hash -> location)."""
+    packs: dict[str, int] = {}
+    recs = []
+    for h, loc in sorted(entries.items()):
+        pi = packs.setdefault(loc.pack, len(packs))
+        recs.append(INDEX_REC.pack(bytes.fromhex(h), pi, loc.offset, loc.length, loc.raw_len, loc.codec))
+    out = [INDEX_MAGIC, U32.pack(len(packs))]
+    out.extend(bytes.fromhex(p) for p in packs)
+    out.append(U32.pack(len(recs)))
+    out.extend(recs)
+    return b"".join(out)
+
+
+def decode_segment(data: bytes, where: str) -> Iterable[tuple[bytes, str, int, int, int, int]]:
+    """Yield ``(hash_bytes, pack, offset, length, raw_len, codec)`` from a segment."""
+    if data[:8] != INDEX_MAGIC:
+        raise CorruptionError(f"index object {where} has a bad header", key=where)
+    try:
+        (np_,) = U32.unpack_from(data, 8)
+        pos = 12
+        packs = [data[pos + 32 * i : pos + 32 * (i + 1)].hex() for i in range(np_)]
+        pos += 32 * np_
+        (nr,) = U32.unpack_from(data, pos)
+        pos += 4
+        if pos + nr * INDEX_REC.size != len(data):
+            raise CorruptionError(f"index object {where} has the wrong length", key=where)
+        for h, pi, off, ln, raw, codec in INDEX_REC.iter_unpack(data[pos:]):
+            yield h, packs[pi], off, ln, raw, codec
+    except (struct.error, IndexError):
+        raise CorruptionError(f"index object {where} is truncated", key=where) from None
+
+
+class ChunkIndex:
+    """In-memory map of chunk hash -> :class:`ChunkLoc`, built from index objects.
+
+    Index objects are immutable, so each is loaded at most once per instance; loading a
+    newer commit's list only reads the objects not seen yet. Thread-safe for readers.
+    """
+
+    def __init__(self) -> None:
+        self._map: dict[bytes, tuple[int, int, int, int, int]] = {}
+        self._packs: list[str] = []
+        self._pack_ids: dict[str, int] = {}
+        self.loaded: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __contains__(self, h: str) -> bool:
+        return bytes.fromhex(h) in self._map
+
+    def add_object(self, key: str, data: bytes) -> None:
+        """Merge one index object's records (no-op if ``key`` was loaded already)."""
+        with self._lock:
+            if key in self.loaded:
+                return
+            for hb, pack, off, ln, raw, codec in decode_segment(data, key):
+                pi = self._pack_ids.get(pack)
+                if pi is None:
+                    pi = self._pack_ids[pack] = len(self._packs)
+                    self._packs.append(pack)
+                self._map[hb] = (pi, off, ln, raw, codec)
+            self.loaded.add(key)
+
+    def add(self, h: str, loc: ChunkLoc) -> None:
+        """Record one location (for chunks written by this process)."""
+        with self._lock:
+            pi = self._pack_ids.get(loc.pack)
+            if pi is None:
+                pi = self._pack_ids[loc.pack] = len(self._packs)
+                self._packs.append(loc.pack)
+            self._map[bytes.fromhex(h)] = (pi, loc.offset, loc.length, loc.raw_len, loc.codec)
+
+    def get(self, h: str) -> ChunkLoc | None:
+        """The location of chunk ``h``, or None if no loaded index object has it."""
+        v = self._map.get(bytes.fromhex(h))
+        if v is None:
+            return None
+        pi, off, ln, raw, codec = v
+        return ChunkLoc(self._packs[pi], off, ln, raw, codec)
+
+    def items(self, skip_packs: set[str] | frozenset[str] = frozenset()) -> dict[str, ChunkLoc]:
+        """Every known chunk (except those in ``skip_packs``), for writing a checkpoint."""
+        out = {}
+        for hb, (pi, off, ln, raw, codec) in list(self._map.items()):
+            pack = self._packs[pi]
+            if pack not in skip_packs:
+                out[hb.hex()] = ChunkLoc(pack, off, ln, raw, codec)
+        return out
+
+    def packs(self) -> set[str]:
+        """Every pack id referenced by a loaded record."""
+        return set(self._packs)
+
+
+class PackWriter:
+    """Collects compressed chunks into packs of about 16 MiB and uploads them.
+
+    Uploads run on ``executor`` with at most ``max_in_flight`` packs pending, so memory
+    stays bounded (about (max_in_flight + 1) x 16 MiB) however much is written.
+    ``upload(pack_id, data)`` does the PUT. ``new_chunks`` collects the locations of
+    every chunk written, for the commit's index segment.
+    """
+
+    def __init__(
+        self, upload: Callable[[str, bytes], None], executor: Executor, max_in_flight: int = 3
+    ) -> None:
+        self._upload = upload
+        self._executor = executor
+        self._max = max_in_flight
+        self._buf = bytearray()
+        self._recs: list[tuple[str, int, int, int, int]] = []
+        self._pending: dict[str, tuple[int, int, int]] = {}  # hash -> (offset, len, raw) in buf
+        self._futures: deque[Future[None]] = deque()
+        self.new_chunks: dict[str, ChunkLoc] = {}
+        self.bytes_written = 0
+        self.packs_written = 0
+
+    def has(self, h: str) -> bool:
+        """True if chunk ``h`` was written (or is buffered) by this writer."""
+        return h in self._pending or h in self.new_chunks
+
+    def add(self, h: str, codec: int, stored: bytes, raw_len: int) -> None:
+        """Buffer one chunk; flushes a pack when the buffer reaches the target size."""
+        if self.has(h):
+            return
+        self._pending[h] = (len(self._buf), len(stored), raw_len)
+        self._recs.append((h, len(self._buf), len(stored), raw_len, codec))
+        self._buf += stored
+        if len(self._buf) >= PACK_TARGET:
+            self.flush()
+
+    def flush(self) -> None:
+        """Seal and start uploading the current pack, if it holds anything."""
+        if not self._recs:
+            return
+        header = b"".join(PACK_REC.pack(bytes.fromhex(h), o, n, r, c) for h, o, n, r, c in self._recs)
+        self._buf += header + U32.pack(len(self._recs)) + PACK_MAGIC
+        data = bytes(self._buf)
+        pack_id = hash_bytes(data)
+        for h, o, n, r, c in self._recs:
+            self.new_chunks[h] = ChunkLoc(pack_id, o, n, r, c)
+        self.bytes_written += len(data)
+        self.packs_written += 1
+        self._buf = bytearray()
+        self._recs = []
+        self._pending = {}
+        while len(self._futures) >= self._max:
+            self._futures.popleft().result()
+        self._futures.append(self._executor.submit(self._upload, pack_id, data))
+
+    def finish(self) -> None:
+        """Flush the last pack and wait until every upload has finished (re-raising errors)."""
+        self.flush()
+        while self._futures:
+            self._futures.popleft().result()
+
+    def abort(self) -> None:
+        """Drop buffered data and wait for in-flight uploads (their errors are ignored)."""
+        self._buf = bytearray()
+        self._recs = []
+        self._pending = {}
+        while self._futures:
+            try:
+                self._futures.popleft().result()
+            except Exception:
+                pass

@@ -1,0 +1,710 @@
+"""One volume's repository on a store: commit log, trees, packs, index, merge, verify.
+
+Knows nothing of mounts, IPython or Jupyter. Keys, relative to ``vols/<id>/``::
+
+    config                 format version and chunking parameters (create-only)
+    log/<20-digit seq>     commit records (create-only: the one point of contention)
+    head                   a hint of the newest seq (mutable, may lag; never trusted alone)
+    trees/<h[:2]>/<h>      tree nodes        packs/<h[:2]>/<h>   data packs
+    index/<h>              index segments and checkpoints
+
+Write order is always packs -> index -> trees -> log record, so a crash at any point
+leaves the volume readable at its previous commit; what the crash left behind is an
+orphan for garbage collection.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import ConflictError, CorruptionError, NotFoundError
+from ..store import Store
+from .codec import (
+    CHUNK_AVG,
+    CHUNK_MAX,
+    CHUNK_MIN,
+    CODEC_ZSTD,
+    FORMAT_VERSION,
+    INLINE_MAX,
+    Compressor,
+    compress_blob,
+    decode_chunk,
+    dump_json,
+    hash_bytes,
+    iter_chunks,
+    load_json,
+)
+from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment, parse_pack_header
+from .tree import DIR, EMPTY_NODE, EMPTY_TREE, FILE, ApplyStats, Entry, Trees
+
+COMPACT_AT = 32  # index objects listed in a record before a writer compacts them
+SHARD_AT = 200_000  # chunks per checkpoint before it is sharded by hash prefix
+MAX_COMMIT_ATTEMPTS = 200
+READ_REQUEST_MAX = 8 << 20  # coalesce neighbouring chunks into GETs up to this size
+READ_AHEAD_BYTES = 64 << 20
+
+_upload_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="jv-upload")
+_download_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="jv-download")
+
+
+def default_author() -> str:
+    """``user`` for commit records (from $JUPYTER_VOLUME_AUTHOR or the login name)."""
+    env = os.environ.get("JUPYTER_VOLUME_AUTHOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One entry of the commit log (immutable once written)."""
+
+    seq: int
+    parent: int | None
+    root: str
+    index: list[str]
+    txn: str
+    time: float
+    author: str
+    host: str
+    message: str
+    kind: str = "commit"
+    stats: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return dump_json(
+            {
+                "seq": self.seq,
+                "parent": self.parent,
+                "root": self.root,
+                "index": self.index,
+                "txn": self.txn,
+                "time": self.time,
+                "author": self.author,
+                "host": self.host,
+                "message": self.message,
+                "kind": self.kind,
+                "stats": self.stats,
+                "extra": self.extra,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> CommitRecord:
+        d = load_json(data, where)
+        try:
+            return cls(
+                seq=int(d["seq"]),
+                parent=d["parent"],
+                root=d["root"],
+                index=list(d["index"]),
+                txn=d["txn"],
+                time=float(d["time"]),
+                author=d.get("author", ""),
+                host=d.get("host", ""),
+                message=d.get("message", ""),
+                kind=d.get("kind", "commit"),
+                stats=dict(d.get("stats", {})),
+                extra=dict(d.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise CorruptionError(f"commit record {where} is malformed", key=where) from None
+
+
+class ObjectCache:
+    """A local folder of immutable store objects, keyed by store key.
+
+    Purely an optimisation: a missing or damaged file is fetched again (callers verify
+    hashes). Writes are atomic (temp file + rename) so concurrent processes can share it.
+    """
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def get(self, key: str) -> bytes | None:
+        if self.root is None:
+            return None
+        try:
+            return (self.root / key).read_bytes()
+        except OSError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.root is None:
+            return
+        path = self.root / key
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+
+    def drop(self, key: str) -> None:
+        if self.root is not None:
+            try:
+                (self.root / key).unlink()
+            except OSError:
+                pass
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream that yields ``head`` and then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self._head = memoryview(head)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        mv = memoryview(b).cast("B")
+        if self._head:
+            n = min(len(mv), len(self._head))
+            mv[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            return readinto(mv) or 0
+        data = self._stream.read(len(mv))
+        mv[: len(data)] = data
+        return len(data)
+
+
+class Writer:
+    """Stages file contents for one commit: chunks, dedups, compresses, packs, uploads.
+
+    ``file_entry`` returns the tree :class:`Entry` for a stream; nothing is visible to
+    anyone until :meth:`Repository.commit` writes the log record.
+    """
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        repo.ensure_index()
+        self.packs = PackWriter(repo._put_pack, _upload_pool)
+        self._comp = Compressor()
+        self.bytes_in = 0
+
+    def write_stream(self, stream: IO[bytes], progress: Callable[[int], None] | None = None) -> tuple[bytes | None, list[tuple[str, int]] | None, int]:
+        """Store a stream; return ``(inline_bytes, None, size)`` or ``(None, chunks, size)``."""
+        head = stream.read(INLINE_MAX + 1)
+        if head is None:
+            head = b""
+        if len(head) <= INLINE_MAX:
+            self.bytes_in += len(head)
+            if progress:
+                progress(len(head))
+            return bytes(head), None, len(head)
+        chunks: list[tuple[str, int]] = []
+        size = 0
+        try_zstd: bool | None = None
+        index = self.repo.index
+        for mv in iter_chunks(_Prefixed(bytes(head), stream)):
+            n = len(mv)
+            h = hash_bytes(mv)
+            if try_zstd is None:  # the first chunk decides for the whole file
+                codec, stored = self._comp.compress(mv, True)
+                try_zstd = codec == CODEC_ZSTD
+                if not self.packs.has(h) and h not in index:
+                    self.packs.add(h, codec, stored, n)
+            elif not self.packs.has(h) and h not in index:
+                codec, stored = self._comp.compress(mv, try_zstd)
+                self.packs.add(h, codec, stored, n)
+            chunks.append((h, n))
+            size += n
+            if progress:
+                progress(n)
+        self.bytes_in += size
+        return None, chunks, size
+
+    def file_entry(self, stream: IO[bytes], *, mode: int = 0o644, mtime_ns: int | None = None, progress: Callable[[int], None] | None = None) -> Entry:
+        """Store ``stream`` and return the file entry that references it (name left empty)."""
+        inline, chunks, size = self.write_stream(stream, progress)
+        return Entry("", FILE, mode, size, time.time_ns() if mtime_ns is None else mtime_ns, inline=inline, chunks=chunks)
+
+    def bytes_entry(self, data: bytes, *, mode: int = 0o644, mtime_ns: int | None = None) -> Entry:
+        """Like :meth:`file_entry` for bytes in memory."""
+        return self.file_entry(io.BytesIO(data), mode=mode, mtime_ns=mtime_ns)
+
+    def abort(self) -> None:
+        """Stop: wait for in-flight uploads; what was uploaded stays as orphans for GC."""
+        self.packs.abort()
+
+
+@dataclass
+class VerifyReport:
+    """The result of :meth:`Repository.verify`."""
+
+    commits: int = 0
+    trees: int = 0
+    chunks: int = 0
+    packs: int = 0
+    bytes_read: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class Repository:
+    """The versioned contents of one volume, stored under ``vols/<id>/`` of ``store``."""
+
+    def __init__(self, store: Store, vol_id: str, *, cache_dir: Path | None = None) -> None:
+        self.store = store
+        self.vol_id = vol_id
+        self.prefix = f"vols/{vol_id}/"
+        if cache_dir is None:
+            from ..paths import cache_dir as default_cache
+
+            cache_dir = default_cache() / "objects" / hash_bytes(store.url.encode())[:16] / vol_id
+        self.cache = ObjectCache(cache_dir if cache_dir != Path("/dev/null") else None)
+        self.trees = Trees(self._fetch_tree)
+        self.index = ChunkIndex()
+        self._records: dict[int, CommitRecord] = {}
+        self._head_seq: int | None = None
+        self._commit_lock = threading.RLock()
+        self.chunk_cache: Any = None  # optional: get(hash) -> bytes | None, put(hash, bytes)
+
+    # -- keys ------------------------------------------------------------------------
+    def _log_key(self, seq: int) -> str:
+        return f"{self.prefix}log/{seq:020d}"
+
+    def _tree_key(self, h: str) -> str:
+        return f"{self.prefix}trees/{h[:2]}/{h}"
+
+    def _pack_key(self, h: str) -> str:
+        return f"{self.prefix}packs/{h[:2]}/{h}"
+
+    # -- creation ----------------------------------------------------------------------
+    @classmethod
+    def create(cls, store: Store, vol_id: str, *, author: str | None = None, message: str = "create volume") -> Repository:
+        """Write a new empty repository (config, empty tree, commit 0)."""
+        repo = cls(store, vol_id)
+        cfg = {
+            "format": FORMAT_VERSION,
+            "hash": "blake3",
+            "compression": "zstd",
+            "chunker": {"algorithm": "fastcdc2020", "min": CHUNK_MIN, "avg": CHUNK_AVG, "max": CHUNK_MAX},
+            "inline_max": INLINE_MAX,
+        }
+        store.put_if_absent(repo.prefix + "config", dump_json(cfg))
+        store.put(repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE))
+        rec = CommitRecord(0, None, EMPTY_TREE, [], uuid.uuid4().hex, time.time(), author or default_author(), socket.gethostname(), message, kind="create")
+        store.put_if_absent(repo._log_key(0), rec.to_bytes())
+        return repo
+
+    # -- reading the log ----------------------------------------------------------------
+    def record(self, seq: int) -> CommitRecord:
+        """The commit record ``seq``; NotFoundError if there is none."""
+        rec = self._records.get(seq)
+        if rec is None:
+            key = self._log_key(seq)
+            try:
+                data = self.store.get(key)
+            except NotFoundError:
+                raise NotFoundError(f"commit {seq} does not exist in this volume") from None
+            rec = CommitRecord.from_bytes(data, key)
+            self._records[seq] = rec
+        return rec
+
+    def head(self, refresh: bool = True) -> CommitRecord:
+        """The newest commit record. With ``refresh``, asks the store for newer ones."""
+        if self._head_seq is None or refresh:
+            start = self._head_seq
+            if start is None:
+                try:
+                    start = int(load_json(self.store.get(self.prefix + "head"), "head")["seq"])
+                except (NotFoundError, CorruptionError, KeyError, TypeError, ValueError):
+                    start = None
+            after = self._log_key(start) if start is not None else None
+            newest = start
+            for info in self.store.list(self.prefix + "log/", start_after=after):
+                try:
+                    newest = max(newest or 0, int(info.key.rsplit("/", 1)[1]))
+                except ValueError:
+                    continue
+            if newest is None:
+                raise NotFoundError(f"volume {self.vol_id} has no commit log (was it deleted?)")
+            self._head_seq = newest
+        return self.record(self._head_seq)
+
+    def log(self, limit: int | None = None, start: int | None = None) -> Iterator[CommitRecord]:
+        """Commit records newest first (from ``start`` or the head)."""
+        seq = self.head().seq if start is None else start
+        n = 0
+        while seq >= 0 and (limit is None or n < limit):
+            yield self.record(seq)
+            seq -= 1
+            n += 1
+
+    # -- objects -------------------------------------------------------------------------
+    def _fetch_tree(self, h: str) -> bytes:
+        key = self._tree_key(h)
+        data = self.cache.get(key)
+        if data is None:
+            data = self.store.get(key)
+            self.cache.put(key, data)
+        return data
+
+    def _put_pack(self, pack_id: str, data: bytes) -> None:
+        self.store.put(self._pack_key(pack_id), data)
+
+    def ensure_index(self, keys: Iterable[str] | None = None) -> None:
+        """Load the index objects ``keys`` (default: the head's list) not loaded yet."""
+        if keys is None:
+            keys = self.head(refresh=self._head_seq is None).index
+        missing = [k for k in keys if k not in self.index.loaded]
+        if not missing:
+            return
+
+        def load(key: str) -> tuple[str, bytes]:
+            data = self.cache.get(key)
+            if data is None or hash_bytes(data) != key.rsplit("/", 1)[1]:
+                data = self.store.get(key)
+                if hash_bytes(data) != key.rsplit("/", 1)[1]:
+                    raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
+                self.cache.put(key, data)
+            return key, data
+
+        for key, data in _download_pool.map(load, missing):
+            self.index.add_object(key, data)
+
+    # -- paths -----------------------------------------------------------------------------
+    def lookup(self, path: str, root: str | None = None) -> Entry | None:
+        """The entry at normalized ``path`` in ``root`` (default: the head's root)."""
+        return self.trees.lookup(root if root is not None else self.head().root, path)
+
+    # -- writing -----------------------------------------------------------------------------
+    def writer(self) -> Writer:
+        """A :class:`Writer` to stage file contents for the next commit."""
+        return Writer(self)
+
+    def _upload_trees(self) -> int:
+        pending = dict(self.trees.pending)
+        self.trees.pending.clear()
+        if pending:
+            list(_upload_pool.map(lambda item: self.store.put(self._tree_key(item[0]), item[1]), pending.items()))
+            self.trees.on_store.update(pending)
+        return len(pending)
+
+    def commit(
+        self,
+        changes: dict[str, Entry | str | None],
+        *,
+        message: str = "",
+        writer: Writer | None = None,
+        kind: str = "commit",
+        author: str | None = None,
+        root: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[CommitRecord | None, ApplyStats]:
+        """Publish ``changes`` as a new commit on top of whatever the head is.
+
+        ``changes`` maps paths to entries (staged through ``writer``) or None (delete);
+        alternatively ``root`` replaces the whole tree (restore). On a lost race the change
+        set is re-applied onto the new head: our paths win, every other path keeps the
+        other writer's version. Returns ``(None, stats)`` when nothing would change.
+        """
+        with self._commit_lock:
+            seg_key = None
+            bytes_new = 0
+            if writer is not None:
+                writer.packs.finish()
+                bytes_new = writer.packs.bytes_written
+                new = writer.packs.new_chunks
+                if new:
+                    seg = encode_segment(new)
+                    seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
+                    self.store.put(seg_key, seg)
+                    self.index.add_object(seg_key, seg)
+                    bytes_new += len(seg)
+            txn = uuid.uuid4().hex
+            for attempt in range(MAX_COMMIT_ATTEMPTS):
+                head = self.head()
+                if root is not None:
+                    new_root, stats = root, self._root_stats(head.root, root)
+                else:
+                    new_root, stats = self.trees.apply(head.root, changes)
+                if new_root == head.root:
+                    self.trees.pending.clear()
+                    return None, stats
+                tree_puts = self._upload_trees()
+                index_list = list(head.index)
+                if seg_key and seg_key not in index_list:
+                    index_list.append(seg_key)
+                if len(index_list) > COMPACT_AT:
+                    index_list = self._compact(index_list)
+                rec = CommitRecord(
+                    seq=head.seq + 1,
+                    parent=head.seq,
+                    root=new_root,
+                    index=index_list,
+                    txn=txn,
+                    time=time.time(),
+                    author=author or default_author(),
+                    host=socket.gethostname(),
+                    message=message,
+                    kind=kind,
+                    stats={
+                        "added": stats.added,
+                        "modified": stats.modified,
+                        "deleted": stats.deleted,
+                        "bytes_new": bytes_new,
+                        "tree_puts": tree_puts,
+                    },
+                    extra=dict(extra or {}),
+                )
+                key = self._log_key(rec.seq)
+                won = self.store.put_if_absent(key, rec.to_bytes())
+                if not won:
+                    # Lost, or our PUT landed and only its response was lost: read it back.
+                    try:
+                        other = CommitRecord.from_bytes(self.store.get(key), key)
+                    except NotFoundError:
+                        other = None
+                    won = other is not None and other.txn == txn
+                    if other is not None and not won:
+                        self._records[other.seq] = other
+                if won:
+                    self._records[rec.seq] = rec
+                    self._head_seq = rec.seq
+                    try:
+                        self.store.put(self.prefix + "head", dump_json({"seq": rec.seq}))
+                    except Exception:
+                        pass  # only a hint
+                    return rec, stats
+                time.sleep(random.uniform(0, min(0.05 * (attempt + 1), 0.5)))
+            raise ConflictError(
+                f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
+                "committing first. Your files are untouched; try again."
+            )
+
+    def _root_stats(self, old: str, new: str) -> ApplyStats:
+        stats = ApplyStats()
+        for path, a, b in self.trees.diff(old, new):
+            if (a is not None and a.kind == DIR) or (b is not None and b.kind == DIR):
+                continue
+            if a is None:
+                stats.added += 1
+            elif b is None:
+                stats.deleted += 1
+            else:
+                stats.modified += 1
+            stats.changed_paths.append(path)
+        return stats
+
+    def _compact(self, index_list: list[str]) -> list[str]:
+        """Fold many index objects into a checkpoint (sharded when large)."""
+        self.ensure_index(index_list)
+        entries = self.index.items()
+        shards: list[dict[str, ChunkLoc]]
+        if len(entries) > SHARD_AT:
+            shards = [{} for _ in range(16)]
+            for h, loc in entries.items():
+                shards[int(h[0], 16)][h] = loc
+        else:
+            shards = [entries]
+        keys = []
+        for shard in shards:
+            if not shard:
+                continue
+            seg = encode_segment(shard)
+            key = f"{self.prefix}index/{hash_bytes(seg)}"
+            self.store.put(key, seg)
+            self.index.add_object(key, seg)
+            keys.append(key)
+        return keys
+
+    # -- reading file contents ------------------------------------------------------------------
+    def locate(self, h: str, where: str = "") -> ChunkLoc:
+        """The location of chunk ``h`` (loading newer index objects if needed)."""
+        loc = self.index.get(h)
+        if loc is None:
+            self.ensure_index(self.head().index)
+            loc = self.index.get(h)
+        if loc is None:
+            raise CorruptionError(f"chunk {h[:16]}… of {where or 'a file'} is missing from the volume's index", key=h)
+        return loc
+
+    def read_entry(self, entry: Entry, where: str = "") -> Iterator[bytes]:
+        """Yield the contents of a file entry chunk by chunk (bounded read-ahead)."""
+        if entry.inline is not None:
+            yield entry.inline
+            return
+        yield from self.read_chunks(entry.chunks or [], where)
+
+    def read_chunks(self, chunks: list[tuple[str, int]], where: str = "") -> Iterator[bytes]:
+        """Yield the raw bytes of ``chunks`` in order.
+
+        Neighbouring chunks of one pack are coalesced into one ranged GET; up to
+        ``READ_AHEAD_BYTES`` of requests run in parallel ahead of the consumer.
+        """
+        requests = self._plan_reads(chunks, where)
+        window: deque[Future[list[bytes]]] = deque()
+        in_flight = 0
+        sizes: deque[int] = deque()
+        i = 0
+        while i < len(requests) or window:
+            while i < len(requests) and (not window or in_flight < READ_AHEAD_BYTES):
+                req = requests[i]
+                window.append(_download_pool.submit(self._fetch_request, req, where))
+                sizes.append(req[2])
+                in_flight += req[2]
+                i += 1
+            parts = window.popleft().result()
+            in_flight -= sizes.popleft()
+            yield from parts
+
+    def _plan_reads(self, chunks: list[tuple[str, int]], where: str) -> list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]]:
+        reqs: list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]] = []
+        for h, _n in chunks:
+            cached = self.chunk_cache.get(h) if self.chunk_cache is not None else None
+            if cached is not None:
+                reqs.append(("", 0, 0, [(h, ChunkLoc("", 0, 0, len(cached), -1))]))
+                continue
+            loc = self.locate(h, where)
+            if reqs:
+                pack, start, length, items = reqs[-1]
+                if pack == loc.pack and start + length == loc.offset and length + loc.length <= READ_REQUEST_MAX:
+                    items.append((h, loc))
+                    reqs[-1] = (pack, start, length + loc.length, items)
+                    continue
+            reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
+        return reqs
+
+    def _fetch_request(self, req: tuple[str, int, int, list[tuple[str, ChunkLoc]]], where: str) -> list[bytes]:
+        pack, start, length, items = req
+        if not pack:
+            h = items[0][0]
+            data = self.chunk_cache.get(h)
+            if data is not None and hash_bytes(data) == h:
+                return [data]
+            loc = self.locate(h, where)
+            pack, start, length, items = loc.pack, loc.offset, loc.length, [(h, loc)]
+        key = self._pack_key(pack)
+        try:
+            blob = self.store.get_range(key, start, length)
+        except NotFoundError:
+            raise CorruptionError(f"pack {key} holding data of {where or 'a file'} is missing", key=key) from None
+        if len(blob) != length:
+            raise CorruptionError(f"pack {key} is shorter than its index says", key=key)
+        out = []
+        for h, loc in items:
+            off = loc.offset - start
+            raw = decode_chunk(loc.codec, blob[off : off + loc.length], loc.raw_len, h, key)
+            if self.chunk_cache is not None:
+                self.chunk_cache.put(h, raw)
+            out.append(raw)
+        return out
+
+    # -- verification -----------------------------------------------------------------------------
+    def verify(self, *, read_data: bool = True) -> VerifyReport:
+        """Re-read everything reachable from every commit, bypassing caches, and check it.
+
+        Checks every commit record, tree node hash, index object hash, and (with
+        ``read_data``) every chunk's bytes against its blake3 name. Reports, never raises,
+        on damage.
+        """
+        report = VerifyReport()
+        fresh = Trees(lambda h: self.store.get(self._tree_key(h)))
+        index = ChunkIndex()
+        seen_trees: set[str] = set()
+        chunks: dict[str, str] = {}  # hash -> a path using it
+        index_keys: set[str] = set()
+        try:
+            head = self.head()
+        except Exception as e:  # noqa: BLE001 - report, don't raise
+            report.errors.append(f"cannot read the head commit: {e}")
+            return report
+        for seq in range(head.seq + 1):
+            try:
+                rec = CommitRecord.from_bytes(self.store.get(self._log_key(seq)), self._log_key(seq))
+            except Exception as e:  # noqa: BLE001
+                report.errors.append(f"commit {seq}: {e}")
+                continue
+            report.commits += 1
+            if rec.extra.get("expired"):
+                continue
+            index_keys.update(rec.index)
+            self._verify_tree(fresh, rec.root, "", seen_trees, chunks, report, seq)
+        for key in sorted(index_keys):
+            try:
+                data = self.store.get(key)
+                if hash_bytes(data) != key.rsplit("/", 1)[1]:
+                    raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
+                index.add_object(key, data)
+            except Exception as e:  # noqa: BLE001
+                report.errors.append(f"{key}: {e}")
+        by_pack: dict[str, list[tuple[str, ChunkLoc, str]]] = {}
+        for h, path in chunks.items():
+            loc = index.get(h)
+            if loc is None:
+                report.errors.append(f"chunk {h[:16]}… of {path} is missing from the index")
+                continue
+            by_pack.setdefault(loc.pack, []).append((h, loc, path))
+        report.chunks = len(chunks)
+        report.packs = len(by_pack)
+        for pack, items in by_pack.items():
+            key = self._pack_key(pack)
+            try:
+                if not read_data:
+                    self.store.stat(key)
+                    continue
+                data = self.store.get(key)
+                report.bytes_read += len(data)
+                if hash_bytes(data) != pack:
+                    report.errors.append(f"pack {key} is corrupt (hash mismatch)")
+                    continue
+                parse_pack_header(data, key)
+                for h, loc, path in items:
+                    try:
+                        decode_chunk(loc.codec, data[loc.offset : loc.offset + loc.length], loc.raw_len, h, key)
+                    except CorruptionError as e:
+                        report.errors.append(f"{path}: {e}")
+            except Exception as e:  # noqa: BLE001
+                report.errors.append(f"pack {key} (used by {items[0][2]}): {e}")
+        return report
+
+    def _verify_tree(self, trees: Trees, h: str, prefix: str, seen: set[str], chunks: dict[str, str], report: VerifyReport, seq: int) -> None:
+        if h in seen:
+            return
+        seen.add(h)
+        report.trees += 1
+        try:
+            entries = [] if h == EMPTY_TREE else trees.entries(h)
+            for leaf in trees.child_hashes(h) if h != EMPTY_TREE else []:
+                seen.add(leaf)
+                report.trees += 1
+        except Exception as e:  # noqa: BLE001
+            report.errors.append(f"commit {seq}: folder {prefix or '/'} (tree {h[:16]}…): {e}")
+            return
+        for e in entries:
+            path = prefix + e.name
+            if e.kind == DIR:
+                self._verify_tree(trees, e.tree, path + "/", seen, chunks, report, seq)  # type: ignore[arg-type]
+            elif e.kind == FILE and e.chunks:
+                if sum(n for _h, n in e.chunks) != e.size:
+                    report.errors.append(f"commit {seq}: {path}: chunk sizes do not add up to its size")
+                for ch, _n in e.chunks:
+                    chunks.setdefault(ch, path)

@@ -1,0 +1,426 @@
+"""Tree nodes: one per directory, content-addressed and immutable, like git's trees.
+
+A node is canonical JSON, zstd-compressed on the store, named by the blake3 hash of the
+JSON. Two forms::
+
+    {"v": 1, "e": [entry, ...]}                       a flat directory, entries sorted
+    {"v": 1, "s": [[first_name, hash, n_entries, n_files, bytes], ...]}   a split directory
+
+An entry is ``[name, kind, mode, size, mtime_ns, payload, extra]``:
+
+* file ``"f"``: payload is base64 of the bytes (files up to 512 B live inline) or a
+  list of ``[chunk_hash, raw_len]``; extra is 0.
+* directory ``"d"``: payload is the subtree hash; extra the number of files below;
+  size the bytes below.
+* symlink ``"l"``: payload is the link target (never followed).
+
+A directory with more than ``SPLIT_AT`` entries is split into leaves whose boundaries
+are chosen by a hash of the names (a leaf ends after a name whose hash is 0 modulo
+``LEAF_AVG``), so a change touches one leaf and the boundaries of a directory depend
+only on its names. Changing one file in a 1,000,000-file volume rewrites only the
+nodes on that file's path: one leaf and one top node per split directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from blake3 import blake3
+
+from ..errors import CorruptionError
+from .codec import compress_blob, decompress_blob, dump_json, hash_bytes, load_json
+
+SPLIT_AT = 4096
+LEAF_AVG = 1024
+FILE, DIR, LINK = "f", "d", "l"
+
+
+@dataclass(slots=True)
+class Entry:
+    """One name in a directory."""
+
+    name: str
+    kind: str
+    mode: int = 0o644
+    size: int = 0
+    mtime_ns: int = 0
+    inline: bytes | None = None
+    chunks: list[tuple[str, int]] | None = None
+    tree: str | None = None
+    nfiles: int = 0
+    target: str | None = None
+
+    def encode(self) -> list:
+        if self.kind == FILE:
+            if self.inline is not None:
+                payload: object = base64.b64encode(self.inline).decode()
+            else:
+                payload = [[h, n] for h, n in (self.chunks or [])]
+            return [self.name, FILE, self.mode, self.size, self.mtime_ns, payload, 0]
+        if self.kind == DIR:
+            return [self.name, DIR, self.mode, self.size, self.mtime_ns, self.tree, self.nfiles]
+        return [self.name, LINK, self.mode, self.size, self.mtime_ns, self.target, 0]
+
+    @staticmethod
+    def decode(raw: list, where: str) -> Entry:
+        try:
+            name, kind, mode, size, mtime_ns, payload, extra = raw
+            if kind == FILE:
+                if isinstance(payload, str):
+                    return Entry(name, FILE, mode, size, mtime_ns, inline=base64.b64decode(payload))
+                return Entry(name, FILE, mode, size, mtime_ns, chunks=[(h, n) for h, n in payload])
+            if kind == DIR:
+                return Entry(name, DIR, mode, size, mtime_ns, tree=payload, nfiles=extra)
+            if kind == LINK:
+                return Entry(name, LINK, mode, size, mtime_ns, target=payload)
+        except (ValueError, TypeError):
+            pass
+        raise CorruptionError(f"tree node {where} has a malformed entry", key=where)
+
+    def same_content(self, other: Entry | None) -> bool:
+        """True if ``other`` has the same kind, bytes/target/subtree and mode."""
+        if other is None or other.kind != self.kind or other.mode != self.mode:
+            return False
+        if self.kind == FILE:
+            return self.inline == other.inline and self.chunks == other.chunks
+        if self.kind == DIR:
+            return self.tree == other.tree
+        return self.target == other.target
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == DIR
+
+
+EMPTY_NODE = dump_json({"v": 1, "e": []})
+EMPTY_TREE = hash_bytes(EMPTY_NODE)
+
+
+def _is_boundary(name: str) -> bool:
+    return int.from_bytes(blake3(name.encode()).digest()[:4], "little") % LEAF_AVG == 0
+
+
+@dataclass
+class ApplyStats:
+    """What applying a change set did to the tree."""
+
+    added: int = 0
+    modified: int = 0
+    deleted: int = 0
+    changed_paths: list[str] = field(default_factory=list)
+
+
+class _Ops:
+    """The changes under one name: an op on the name itself, and changes below it."""
+
+    __slots__ = ("children", "op")
+
+    def __init__(self) -> None:
+        self.op: Entry | str | None = None  # Entry to set, "del", or "dir" (ensure a folder)
+        self.children: dict[str, _Ops] | None = None
+
+
+def build_ops(changes: dict[str, Entry | str | None]) -> dict[str, _Ops]:
+    """Nest a flat change set ``{"a/b/c": Entry | None | "dir"}`` by path component."""
+    root: dict[str, _Ops] = {}
+    for path, change in changes.items():
+        parts = path.split("/")
+        level = root
+        for part in parts[:-1]:
+            ops = level.setdefault(part, _Ops())
+            if ops.children is None:
+                ops.children = {}
+            level = ops.children
+        ops = level.setdefault(parts[-1], _Ops())
+        ops.op = "del" if change is None else change
+        if ops.op == "dir":
+            ops.op = Entry(parts[-1], DIR, 0o755, mtime_ns=time.time_ns())
+    return root
+
+
+class Trees:
+    """Reads and writes tree nodes of one volume.
+
+    ``fetch(hash)`` returns a node's stored bytes (the repository supplies it, with its
+    caches); written nodes collect in ``pending`` until the caller uploads them.
+    """
+
+    def __init__(self, fetch: Callable[[str], bytes]) -> None:
+        self._fetch = fetch
+        self._nodes: dict[str, dict] = {EMPTY_TREE: {"v": 1, "e": []}}
+        self._lock = threading.Lock()
+        self.pending: dict[str, bytes] = {}
+        #: nodes known to exist on the store (read from it, or uploaded by the repository)
+        self.on_store: set[str] = {EMPTY_TREE}
+
+    # -- reading -------------------------------------------------------------------
+    def node(self, h: str) -> dict:
+        """The parsed node ``h`` (cached in memory; nodes are immutable)."""
+        n = self._nodes.get(h)
+        if n is None:
+            data = self.pending.get(h)
+            raw = decompress_blob(data, h) if data is not None else None
+            if raw is None:
+                raw = decompress_blob(self._fetch(h), f"trees/{h}")
+                self.on_store.add(h)
+            if hash_bytes(raw) != h:
+                raise CorruptionError(f"tree node trees/{h} is corrupt (hash mismatch)", key=f"trees/{h}")
+            n = load_json(raw, f"trees/{h}")
+            if len(self._nodes) > 200_000:
+                with self._lock:
+                    self._nodes.clear()
+                    self._nodes[EMPTY_TREE] = {"v": 1, "e": []}
+            self._nodes[h] = n
+        return n
+
+    def entries(self, h: str) -> list[Entry]:
+        """Every entry of directory ``h``, sorted by name (split leaves are concatenated)."""
+        node = self.node(h)
+        if "s" in node:
+            out: list[Entry] = []
+            for _first, leaf, *_ in node["s"]:
+                out.extend(self.entries(leaf))
+            return out
+        return [Entry.decode(e, h) for e in node["e"]]
+
+    def child_hashes(self, h: str) -> list[str]:
+        """Leaf hashes of a split node (empty for a flat node): objects it references."""
+        node = self.node(h)
+        return [leaf for _f, leaf, *_ in node.get("s", [])]
+
+    def get(self, h: str, name: str) -> Entry | None:
+        """The entry ``name`` of directory ``h``, loading only the leaf that holds it."""
+        node = self.node(h)
+        if "s" in node:
+            firsts = [s[0] for s in node["s"]]
+            i = max(bisect.bisect_right(firsts, name) - 1, 0)
+            return self.get(node["s"][i][1], name)
+        entries = node["e"]
+        names = [e[0] for e in entries]
+        i = bisect.bisect_left(names, name)
+        if i < len(names) and names[i] == name:
+            return Entry.decode(entries[i], h)
+        return None
+
+    def lookup(self, root: str, path: str) -> Entry | None:
+        """The entry at ``path`` ("" is the root, returned as a directory entry)."""
+        if not path:
+            return Entry("", DIR, 0o755, tree=root)
+        cur = root
+        parts = path.split("/")
+        for i, part in enumerate(parts):
+            e = self.get(cur, part)
+            if e is None:
+                return None
+            if i == len(parts) - 1:
+                return e
+            if e.kind != DIR:
+                return None
+            cur = e.tree  # type: ignore[assignment]
+        return None
+
+    def walk(self, h: str, prefix: str = "") -> Iterator[tuple[str, Entry]]:
+        """Yield ``(path, entry)`` for everything below directory ``h``, depth first."""
+        for e in self.entries(h):
+            path = f"{prefix}{e.name}"
+            yield path, e
+            if e.kind == DIR:
+                yield from self.walk(e.tree, path + "/")  # type: ignore[arg-type]
+
+    def diff(self, a: str, b: str, prefix: str = "") -> Iterator[tuple[str, Entry | None, Entry | None]]:
+        """Yield ``(path, old, new)`` for every file, link or folder that differs.
+
+        Equal subtrees (and equal leaves of split folders) are skipped without reading.
+        A folder that appears or disappears is reported itself and then its contents.
+        """
+        if a == b:
+            return
+        ea, eb = self._differing_entries(a, b)
+        ia = {e.name: e for e in ea}
+        ib = {e.name: e for e in eb}
+        for name in sorted(ia.keys() | ib.keys()):
+            old, new = ia.get(name), ib.get(name)
+            path = prefix + name
+            if old is not None and new is not None and old.kind == DIR and new.kind == DIR:
+                yield from self.diff(old.tree, new.tree, path + "/")  # type: ignore[arg-type]
+                continue
+            if old is not None and new is not None and old.same_content(new):
+                continue
+            if old is not None and new is not None and old.kind != DIR and new.kind != DIR:
+                yield path, old, new
+                continue
+            yield path, old, new
+            if old is not None and old.kind == DIR:
+                for p, e in self.walk(old.tree, path + "/"):  # type: ignore[arg-type]
+                    yield p, e, None
+            if new is not None and new.kind == DIR:
+                for p, e in self.walk(new.tree, path + "/"):  # type: ignore[arg-type]
+                    yield p, None, e
+
+    def _differing_entries(self, a: str, b: str) -> tuple[list[Entry], list[Entry]]:
+        la, lb = self.child_hashes(a), self.child_hashes(b)
+        if la and lb:
+            common = set(la) & set(lb)
+            ea = [e for leaf in la if leaf not in common for e in self.entries(leaf)]
+            eb = [e for leaf in lb if leaf not in common for e in self.entries(leaf)]
+            return ea, eb
+        return self.entries(a), self.entries(b)
+
+    # -- writing -------------------------------------------------------------------
+    def _write_node(self, node: dict) -> str:
+        raw = dump_json(node)
+        h = hash_bytes(raw)
+        self._nodes.setdefault(h, node)
+        if h not in self.on_store and h not in self.pending:
+            self.pending[h] = compress_blob(raw)
+        return h
+
+    def write_dir(self, entries: list[Entry]) -> str:
+        """Write a directory holding ``entries`` (sorted by name); return its hash."""
+        if len(entries) <= SPLIT_AT:
+            return self._write_node({"v": 1, "e": [e.encode() for e in entries]})
+        runs, tail = self._runs(entries)
+        if tail:
+            runs.append(tail)
+        return self._write_node({"v": 1, "s": [self._leaf(r) for r in runs]})
+
+    def _leaf(self, entries: list[Entry]) -> list:
+        h = self._write_node({"v": 1, "e": [e.encode() for e in entries]})
+        nfiles = sum(e.nfiles if e.kind == DIR else 1 for e in entries)
+        return [entries[0].name, h, len(entries), nfiles, sum(e.size for e in entries)]
+
+    @staticmethod
+    def _runs(entries: list[Entry]) -> tuple[list[list[Entry]], list[Entry]]:
+        runs: list[list[Entry]] = []
+        cur: list[Entry] = []
+        for e in entries:
+            cur.append(e)
+            if _is_boundary(e.name):
+                runs.append(cur)
+                cur = []
+        return runs, cur
+
+    def apply(self, root: str, changes: dict[str, Entry | str | None]) -> tuple[str, ApplyStats]:
+        """Apply a change set onto tree ``root``; return the new root and what changed.
+
+        ``changes`` maps a path to an :class:`Entry` (set this file/link; a DIR entry means
+        "make sure this folder exists"), or None (delete it; a folder is deleted only
+        when nothing else remains in it, so files others added there survive). Paths
+        that are not in ``changes`` keep whatever ``root`` has: this is the merge rule.
+        """
+        stats = ApplyStats()
+        new_root, _, _ = self._apply_dir(root, build_ops(changes), "", stats)
+        return new_root, stats
+
+    def _apply_dir(self, h: str, ops: dict[str, _Ops], prefix: str, stats: ApplyStats) -> tuple[str, int, int]:
+        node = self.node(h)
+        if "s" not in node:
+            entries = {e.name: e for e in self.entries(h)}
+            self._apply_entries(entries, ops, prefix, stats)
+            new = [entries[k] for k in sorted(entries)]
+            return self.write_dir(new), sum(_nfiles(e) for e in new), sum(e.size for e in new)
+        leaves = node["s"]
+        firsts = [s[0] for s in leaves]
+        by_leaf: dict[int, dict[str, _Ops]] = {}
+        for name, op in ops.items():
+            i = max(bisect.bisect_right(firsts, name) - 1, 0)
+            by_leaf.setdefault(i, {})[name] = op
+        new_leaves: list[list] = []
+        carry: list[Entry] = []
+        for i, leaf in enumerate(leaves):
+            if i not in by_leaf and not carry:
+                new_leaves.append(leaf)
+                continue
+            entries = {e.name: e for e in self.entries(leaf[1])}
+            if i in by_leaf:
+                self._apply_entries(entries, by_leaf[i], prefix, stats)
+            merged = carry + [entries[k] for k in sorted(entries)]
+            runs, carry = self._runs(merged)
+            new_leaves.extend(self._leaf(r) for r in runs)
+        if carry:
+            new_leaves.append(self._leaf(carry))
+        total = sum(s[2] for s in new_leaves)
+        nfiles = sum(s[3] for s in new_leaves)
+        size = sum(s[4] for s in new_leaves)
+        if total <= SPLIT_AT // 2:
+            flat = [e for s in new_leaves for e in self.entries(s[1])]
+            return self.write_dir(flat), nfiles, size
+        return self._write_node({"v": 1, "s": new_leaves}), nfiles, size
+
+    def _apply_entries(self, entries: dict[str, Entry], ops: dict[str, _Ops], prefix: str, stats: ApplyStats) -> None:
+        for name, o in ops.items():
+            path = prefix + name
+            cur = entries.get(name)
+            op = o.op
+            if isinstance(op, Entry) and (op.kind != DIR or op.tree is not None):
+                # Set a file, a link, or a whole folder (a copy or a restore of a subtree).
+                new = dataclasses.replace(op, name=name)
+                if cur is not None and cur.same_content(new) and cur.mtime_ns == new.mtime_ns:
+                    continue
+                if new.kind == DIR:
+                    old_files = cur.nfiles if cur is not None and cur.kind == DIR else int(cur is not None)
+                    stats.added += max(new.nfiles - old_files, 0)
+                    stats.deleted += max(old_files - new.nfiles, 0)
+                    stats.modified += min(old_files, new.nfiles) if cur is not None and not cur.same_content(new) else 0
+                elif cur is None:
+                    stats.added += 1
+                elif cur.kind == DIR:
+                    stats.deleted += cur.nfiles
+                    stats.added += 1
+                elif not cur.same_content(new):
+                    stats.modified += 1
+                entries[name] = new
+                stats.changed_paths.append(path)
+                continue
+            if op == "del" and cur is not None and cur.kind != DIR and not o.children:
+                del entries[name]
+                stats.deleted += 1
+                stats.changed_paths.append(path)
+                continue
+            # Below here the name is (or may become) a folder.
+            if o.children is None and op in ("del", None):
+                if op == "del" and cur is not None and cur.kind == DIR and cur.nfiles == 0 and cur.tree and not self.entries(cur.tree):
+                    del entries[name]
+                    stats.changed_paths.append(path)
+                continue
+            if cur is not None and cur.kind != DIR:
+                # Our change needs a folder where the head has a file or link: ours wins.
+                stats.deleted += 1
+                cur = None
+            if cur is None and op == "del":
+                # Deleting a folder the head no longer has: only deletions below it matter.
+                children = {k: v for k, v in (o.children or {}).items()}
+                if all(_only_deletes(v) for v in children.values()):
+                    continue
+            base = cur.tree if cur is not None else EMPTY_TREE
+            mode = cur.mode if cur is not None else (op.mode if isinstance(op, Entry) else 0o755)
+            mtime = cur.mtime_ns if cur is not None else (op.mtime_ns if isinstance(op, Entry) else time.time_ns())
+            if isinstance(op, Entry):
+                mode, mtime = op.mode, op.mtime_ns or mtime
+            sub_h, nfiles, size = self._apply_dir(base, o.children or {}, path + "/", stats)  # type: ignore[arg-type]
+            if op == "del" and sub_h == EMPTY_TREE:
+                if cur is not None:
+                    del entries[name]
+                    stats.changed_paths.append(path)
+                continue
+            new_dir = Entry(name, DIR, mode, size, mtime, tree=sub_h, nfiles=nfiles)
+            if cur is None or cur.tree != sub_h or (isinstance(op, Entry) and (cur.mode, cur.mtime_ns) != (mode, mtime)):
+                entries[name] = new_dir
+                if cur is None:
+                    stats.changed_paths.append(path)
+
+
+def _nfiles(e: Entry) -> int:
+    return e.nfiles if e.kind == DIR else 1
+
+
+def _only_deletes(o: _Ops) -> bool:
+    if o.op not in (None, "del"):
+        return False
+    return all(_only_deletes(c) for c in (o.children or {}).values())
