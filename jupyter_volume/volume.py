@@ -246,6 +246,9 @@ class Volume:
         self._create_if_missing = create_if_missing
         self._meta = _meta
         self._lock = threading.RLock()
+        # The commit this handle's reads see: fixed at first use, advanced by this handle's
+        # own commits and by reload() (Modal's model: reload to see others' commits).
+        self._seq: int | None = None
 
     def __repr__(self) -> str:
         return f"Volume({self.name!r}, store={self.store.url!r})"
@@ -320,9 +323,16 @@ class Volume:
     # -- reading -------------------------------------------------------------------------------
     def _root(self, at: int | None) -> str:
         repo = self._repo
-        if at is None:
-            return repo.head(refresh=repo._head_seq is None).root
-        return repo.record(int(at)).root
+        if at is not None:
+            return repo.record(int(at)).root
+        if self._seq is None:
+            self._seq = repo.head(refresh=True).seq
+        from .mount import _active_mount
+
+        m = _active_mount(self.store, self._resolve().id)
+        if m is not None:  # this process's mount commits in the background: see those
+            self._seq = max(self._seq, m.base_seq, m.last_commit.seq if m.last_commit else 0)
+        return repo.record(self._seq).root
 
     def _entry(self, path: str, at: int | None = None) -> tuple[str, Entry]:
         p = normalize_path(path)
@@ -405,7 +415,10 @@ class Volume:
     # -- writing ------------------------------------------------------------------------------
     def _commit_changes(self, changes: dict[str, Entry | str | None], message: str, writer: Writer | None = None, **kw: Any) -> CommitInfo | None:
         rec, _stats = self._repo.commit(changes, message=message, writer=writer, **kw)
-        return CommitInfo._of(rec) if rec is not None else None
+        if rec is None:
+            return None
+        self._seq = rec.seq
+        return CommitInfo._of(rec)
 
     def remove_file(self, path: str | bytes, recursive: bool = False) -> None:
         """Delete a file, or a folder with ``recursive=True``, as one commit.
@@ -545,7 +558,10 @@ class Volume:
 
         m = _active_mount(self.store, self._resolve().id)
         if m is not None:
-            return m.commit()
+            info = m.commit()
+            if info is not None:
+                self._seq = info.seq
+            return info
         return None
 
     def reload(self) -> None:
@@ -555,8 +571,9 @@ class Volume:
         m = _active_mount(self.store, self._resolve().id)
         if m is not None:
             m.reload()
+            self._seq = m.base_seq
             return
-        self._repo.head(refresh=True)
+        self._seq = self._repo.head(refresh=True).seq
 
     def mount(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False, **kw: Any) -> Mount:
         """Materialize the volume in a local folder (default ``./NAME``); see :class:`Mount`."""
@@ -661,6 +678,14 @@ class BatchUpload:
     def _check_conflicts(self) -> None:
         repo = self._vol._repo
         root = repo.head().root
+        # A path that is a file (or link) in this batch cannot also be a folder of it:
+        # the tree merge would keep the file and silently drop everything below it.
+        not_dirs = {p for p, ch in self._changes.items() if ch != "dir" and not (isinstance(ch, Entry) and ch.kind == DIR)}
+        for p in self._changes:
+            parts = p.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) in not_dirs:
+                    raise InvalidError(f"cannot put {p}: {'/'.join(parts[:i])} is a file in this same batch")
         for p, ch in self._changes.items():
             cur = repo.lookup(p, root)
             if cur is not None:

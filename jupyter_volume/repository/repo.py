@@ -576,6 +576,34 @@ class Repository:
             in_flight -= sizes.popleft()
             yield from parts
 
+    def read_many(self, entries: list[Entry], where: str = "") -> list[bytes]:
+        """The whole contents of many (small) files, fetched with as few GETs as possible.
+
+        Every chunk needed is located, the locations are sorted by pack and offset, and
+        neighbours (gaps under 256 KiB) are coalesced into ranged GETs of up to 8 MiB that
+        run in parallel: 10,000 small files in three packs cost a handful of requests.
+        """
+        need: dict[str, ChunkLoc] = {}
+        for e in entries:
+            for h, _n in e.chunks or []:
+                if h not in need:
+                    need[h] = self.locate(h, where)
+        reqs: list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]] = []
+        for h, loc in sorted(need.items(), key=lambda kv: (kv[1].pack, kv[1].offset)):
+            if reqs:
+                pack, start, length, items = reqs[-1]
+                end = loc.offset + loc.length
+                if pack == loc.pack and loc.offset - (start + length) <= (256 << 10) and end - start <= READ_REQUEST_MAX:
+                    items.append((h, loc))
+                    reqs[-1] = (pack, start, max(length, end - start), items)
+                    continue
+            reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
+        got: dict[str, bytes] = {}
+        for req, parts in zip(reqs, _download_pool.map(lambda r: self._fetch_request(r, where), reqs), strict=True):
+            for (h, _loc), raw in zip(req[3], parts, strict=True):
+                got[h] = raw
+        return [e.inline if e.inline is not None else b"".join(got[h] for h, _n in e.chunks or []) for e in entries]
+
     def _plan_reads(self, chunks: list[tuple[str, int]], where: str) -> list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]]:
         reqs: list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]] = []
         for h, _n in chunks:

@@ -1,0 +1,564 @@
+"""Mounts: a volume in a local folder, commit/reload, background commits, many writers.
+
+Every test runs on the local store and on SeaweedFS. Child processes are real Python
+interpreters that open the same store by URL.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_volume import InvalidError, Volume, VolumeBusyError, VolumeError
+from jupyter_volume.errors import AlreadyExistsError, StoreError
+from jupyter_volume.mount import mounts
+from jupyter_volume.testing.wrappers import WrappedStore
+
+
+@pytest.fixture(autouse=True)
+def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+    for m in mounts():
+        m._detach()
+
+
+@pytest.fixture
+def vol(store_url_env: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> Volume:
+    url, env = store_url_env
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return Volume.lookup("vol", create_if_missing=True, store=url)
+
+
+@pytest.fixture
+def child_env(store_url_env: tuple[str, dict[str, str]]) -> dict[str, str]:
+    url, env = store_url_env
+    return {**os.environ, **env, "JUPYTER_VOLUME_STORE": url, "PYTHONUNBUFFERED": "1"}
+
+
+def py(code: str, env: dict[str, str], **kw) -> subprocess.Popen:
+    """Start a child Python running ``code`` (dedented)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def finish(p: subprocess.Popen, timeout: float = 300) -> str:
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, f"child failed ({p.returncode}):\n{out}\n{err}"
+    return out
+
+
+def read(vol: Volume, path: str, at: int | None = None) -> bytes:
+    return b"".join(vol.read_file(path, at=at))
+
+
+# -- basics -----------------------------------------------------------------------------------
+
+
+def test_mount_commit_reload_roundtrip(vol: Volume, tmp_path: Path) -> None:
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"hello"), "a.txt")
+        b.put_file(io.BytesIO(os.urandom(300_000)), "d/big.bin")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    assert (tmp_path / "mnt/a.txt").read_bytes() == b"hello"
+    assert (tmp_path / "mnt/d/big.bin").read_bytes() == read(vol, "d/big.bin")
+    # mount state lives outside the folder: it holds only the user's files
+    assert sorted(p.name for p in (tmp_path / "mnt").iterdir()) == ["a.txt", "d"]
+
+    (tmp_path / "mnt/new.txt").write_text("new")
+    (tmp_path / "mnt/a.txt").write_text("changed")
+    (tmp_path / "mnt/d/big.bin").unlink()
+    (tmp_path / "mnt/empty").mkdir()
+    os.symlink("a.txt", tmp_path / "mnt/link")
+    (tmp_path / "mnt/run.sh").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "mnt/run.sh", 0o755)
+    (tmp_path / "mnt/__pycache__").mkdir()
+    (tmp_path / "mnt/__pycache__/x.pyc").write_bytes(b"ignored")
+    (tmp_path / "mnt/notes.txt.swp").write_bytes(b"ignored")
+
+    st = m.status()
+    assert st.added == ["empty", "link", "new.txt", "run.sh"]
+    assert st.modified == ["a.txt"]
+    assert st.deleted == ["d/big.bin"]
+    info = m.commit("my change")
+    assert info is not None and info.message == "my change"
+    assert (info.added, info.modified, info.deleted) == (3, 1, 1)
+    assert m.status().clean and m.status().behind == 0
+    assert m.commit() is None  # no change, no commit
+
+    names = {e.path: e for e in vol.listdir("/", recursive=True)}
+    assert "__pycache__" not in names and "notes.txt.swp" not in names
+    assert names["empty"].type.name == "DIRECTORY"
+    assert names["link"].type.name == "SYMLINK"
+    assert read(vol, "a.txt") == b"changed"
+    assert "d/big.bin" not in names
+
+    # a second mount elsewhere sees all of it, links and modes intact
+    other = Volume.from_name("vol", store=vol.store)
+    m.unmount()
+    m2 = other.mount(tmp_path / "mnt2", background=False)
+    assert os.readlink(tmp_path / "mnt2/link") == "a.txt"
+    assert os.stat(tmp_path / "mnt2/run.sh").st_mode & 0o111
+    assert (tmp_path / "mnt2/empty").is_dir()
+    assert os.stat(tmp_path / "mnt2/a.txt").st_mtime_ns == os.stat(tmp_path / "mnt/a.txt").st_mtime_ns
+    m2.unmount()
+    assert vol.verify().ok
+
+
+def test_mount_refusals(vol: Volume, tmp_path: Path) -> None:
+    with pytest.raises(InvalidError, match="root"):
+        vol.mount("/")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full/x").write_text("x")
+    with pytest.raises(InvalidError, match="not empty"):
+        vol.mount(tmp_path / "full")
+    m = vol.mount(tmp_path / "m1", background=False)
+    with pytest.raises(AlreadyExistsError, match="already mounted"):
+        Volume.from_name("vol", store=vol.store).mount(tmp_path / "m2")
+    m.unmount()
+    with pytest.raises(VolumeError, match="no longer mounted"):
+        m.commit()
+
+
+def test_default_path_is_cwd_name(vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with vol.mount(background=False) as m:
+        assert m.path == tmp_path / "vol"
+
+
+def test_volume_commit_and_reload_act_on_the_mount(vol: Volume, tmp_path: Path) -> None:
+    m = vol.mount(tmp_path / "mnt", background=False)
+    (tmp_path / "mnt/bar.txt").write_text("hello")
+    info = vol.commit()  # Modal-style: the handle's commit commits the mount
+    assert info is not None and read(vol, "bar.txt") == b"hello"
+    writer = Volume.from_name("vol", store=vol.store)
+    with writer.batch_upload() as b:
+        b.put_file(io.BytesIO(b"from elsewhere"), "other.txt")
+    assert m.status().behind == 1
+    vol.reload()
+    assert (tmp_path / "mnt/other.txt").read_text() == "from elsewhere"
+    assert m.status().behind == 0
+    m.unmount()
+    # unmounted: commit does nothing, reload refreshes the head the reads see
+    assert vol.commit() is None
+    vol.reload()
+
+
+def test_read_only_mount_refuses_commits(vol: Volume, tmp_path: Path) -> None:
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"model"), "w.bin")
+    with vol.mount(tmp_path / "ro", read_only=True) as m:
+        assert (tmp_path / "ro/w.bin").read_bytes() == b"model"
+        with pytest.raises(InvalidError, match="read-only"):
+            m.commit()
+
+
+def test_remount_commits_leftover_edits(vol: Volume, tmp_path: Path, child_env: dict[str, str]) -> None:
+    mnt = tmp_path / "mnt"
+    # A process mounts, writes, and dies without committing (no atexit either).
+    finish(
+        py(
+            f"""
+            import os
+            from jupyter_volume import Volume
+            m = Volume.from_name("vol").mount({str(mnt)!r}, background=False)
+            open({str(mnt / "left.txt")!r}, "w").write("left over")
+            os._exit(0)
+            """,
+            child_env,
+        )
+    )
+    assert "left.txt" not in [e.path for e in vol.listdir("/")]
+    m = vol.mount(mnt, background=False)
+    vol.reload()
+    assert read(vol, "left.txt") == b"left over"
+    assert m.status().clean
+    m.unmount()
+
+
+def test_unmount_commits_and_leaves_files(vol: Volume, tmp_path: Path) -> None:
+    m = vol.mount(tmp_path / "mnt", background=False)
+    (tmp_path / "mnt/k.txt").write_text("kept")
+    m.unmount()
+    assert (tmp_path / "mnt/k.txt").read_text() == "kept"
+    assert read(vol, "k.txt") == b"kept"
+
+
+def test_reload_keeps_uncommitted_local_edits(vol: Volume, tmp_path: Path) -> None:
+    """A reload never overwrites a local file it could not commit first."""
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"v1"), "f.txt")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    # Another writer changes f.txt; locally we edit it too, and our commit of it is
+    # skipped because this process holds it open for writing.
+    with Volume.from_name("vol", store=vol.store).batch_upload(force=True) as b:
+        b.put_file(io.BytesIO(b"remote"), "f.txt")
+    f = open(tmp_path / "mnt/f.txt", "w")  # noqa: SIM115
+    f.write("local edit")
+    f.flush()
+    assert m.commit() is None  # open for writing: left for the next commit
+    f.close()
+    info = m.commit()
+    assert info is not None
+    assert read(vol, "f.txt") == b"local edit"  # last writer wins
+    assert any(read(vol, "f.txt", at=c.seq) == b"remote" for c in vol.history() if c.seq)
+    m.reload()
+    assert (tmp_path / "mnt/f.txt").read_text() == "local edit"
+    m.unmount()
+
+
+# -- the issue's scenarios ---------------------------------------------------------------------------
+
+
+def test_modal_two_function_example(vol: Volume, tmp_path: Path, child_env: dict[str, str]) -> None:
+    g = py(
+        f"""
+        import sys
+        from jupyter_volume import Volume
+        volume = Volume.from_name("vol")
+        m = volume.mount({str(tmp_path / "g")!r}, background=False)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        import os
+        print("before", os.path.exists({str(tmp_path / "g/bar.txt")!r}), flush=True)
+        volume.reload()
+        print("after", open({str(tmp_path / "g/bar.txt")!r}).read(), flush=True)
+        """,
+        child_env,
+    )
+    assert g.stdout.readline().strip() == "ready"
+    finish(
+        py(
+            f"""
+            from jupyter_volume import Volume
+            volume = Volume.from_name("vol")
+            m = volume.mount({str(tmp_path / "f")!r}, background=False)
+            with open({str(tmp_path / "f/bar.txt")!r}, "w") as f:
+                f.write("hello")
+            volume.commit()  # Persist changes
+            """,
+            child_env,
+        )
+    )
+    g.stdin.write("go\n")
+    g.stdin.flush()
+    out = finish(g)
+    assert "before False" in out
+    assert "after hello" in out
+
+
+def test_reload_with_open_file_is_busy(vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"data"), "open.txt")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    f = open(tmp_path / "mnt/open.txt")  # noqa: SIM115
+    with pytest.raises(VolumeBusyError) as ei:
+        m.reload()
+    assert str(tmp_path / "mnt/open.txt") in str(ei.value)
+    assert ei.value.paths == [str(tmp_path / "mnt/open.txt")]
+    f.close()
+    m.reload()
+    monkeypatch.chdir(tmp_path / "mnt")
+    with pytest.raises(VolumeBusyError, match="working directory"):
+        m.reload()
+    monkeypatch.chdir(tmp_path)
+    m.reload()
+    m.unmount()
+
+
+WRITER = """
+import os, sys, time
+from jupyter_volume import Volume
+k, rounds, mnt, go = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = Volume.from_name("vol").mount(mnt, background=False)
+while not os.path.exists(go):
+    time.sleep(0.01)
+for i in range(rounds):
+    os.makedirs(os.path.join(mnt, f"p{k}"), exist_ok=True)
+    with open(os.path.join(mnt, f"p{k}", "data.txt"), "w") as f:
+        f.write(f"{k}:{i}")
+    with open(os.path.join(mnt, f"p{k}", f"iter{i}.txt"), "w") as f:
+        f.write(f"{k}-{i}")
+    assert m.commit(f"writer {k} round {i}") is not None
+m.unmount()
+"""
+
+
+def test_eight_writers_of_different_files_lose_nothing(vol: Volume, tmp_path: Path, child_env: dict[str, str], store_url_env) -> None:
+    rounds = 20 if store_url_env[0].startswith("file:") else 5
+    vol.listdir("/")  # create it before the writers race
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(k), str(rounds), str(tmp_path / f"m{k}"), str(go)], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in range(8)
+    ]
+    time.sleep(2)
+    go.write_text("go")
+    for p in procs:
+        finish(p, timeout=600)
+    vol.reload()  # an unmounted handle sees others' commits after a reload
+    for k in range(8):
+        assert read(vol, f"p{k}/data.txt") == f"{k}:{rounds - 1}".encode()
+        for i in range(rounds):
+            assert read(vol, f"p{k}/iter{i}.txt") == f"{k}-{i}".encode()
+    assert len([c for c in vol.history() if c.message.startswith("writer")]) == 8 * rounds
+    assert vol.verify().ok
+
+
+SAME_PATH_WRITER = """
+import os, sys, time
+from jupyter_volume import Volume
+k, mnt, go = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+m = Volume.from_name("vol").mount(mnt, background=False)
+data = (f"writer {k} ".encode()) * 20000   # 180 KB: several chunks, never inline
+while not os.path.exists(go):
+    time.sleep(0.01)
+with open(os.path.join(mnt, "shared.bin"), "wb") as f:
+    f.write(data)
+assert m.commit(f"writer {k}") is not None
+m.unmount()
+"""
+
+
+def test_eight_writers_of_one_path_last_write_wins(vol: Volume, tmp_path: Path, child_env: dict[str, str]) -> None:
+    vol.listdir("/")
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SAME_PATH_WRITER, str(k), str(tmp_path / f"m{k}"), str(go)], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in range(8)
+    ]
+    time.sleep(2)
+    go.write_text("go")
+    for p in procs:
+        finish(p, timeout=600)
+    vol.reload()  # an unmounted handle sees others' commits after a reload
+    versions = {k: (f"writer {k} ".encode()) * 20000 for k in range(8)}
+    head = read(vol, "shared.bin")
+    assert head in versions.values()  # exactly one writer's whole content, never a mix
+    seen = set()
+    for c in vol.history():
+        if c.message.startswith("writer "):
+            content = read(vol, "shared.bin", at=c.seq)
+            k = next(k for k, v in versions.items() if v == content)
+            seen.add(k)
+    assert seen == set(range(8))  # every writer's version is in history
+    assert vol.verify().ok
+
+
+def test_background_commit_never_commits_a_torn_file(vol: Volume, tmp_path: Path) -> None:
+    m = vol.mount(tmp_path / "mnt", interval=0.2)
+    total = 24 << 20
+    piece = os.urandom(1 << 20)
+    with open(tmp_path / "mnt/big.bin", "wb") as f:
+        for i in range(total // len(piece)):
+            f.write(piece)
+            f.flush()
+            (tmp_path / "mnt/progress.txt").write_text(str(i))  # keeps the committer busy
+            time.sleep(0.05)
+    deadline = time.time() + 60
+    while time.time() < deadline and "big.bin" not in [e.path for e in vol.listdir("/")]:
+        time.sleep(0.2)
+    m.unmount()
+    commits = [c for c in vol.history() if c.seq > 0]
+    assert len(commits) >= 3, "the background committer should have committed progress.txt while the file was written"
+    for c in commits:
+        names = {e.path: e for e in vol.listdir("/", at=c.seq)}
+        if "big.bin" in names:
+            assert names["big.bin"].size == total
+            assert read(vol, "big.bin", at=c.seq) == piece * (total // len(piece))
+
+
+READER = """
+import os, sys, time
+path, stop = sys.argv[1], sys.argv[2]
+reads = 0
+while not os.path.exists(stop):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        continue
+    if not data:
+        print("EMPTY", flush=True); sys.exit(1)
+    head = data[:8]
+    if len(data) != 2_000_000 or data != head * (len(data) // 8):
+        print("TORN", len(data), flush=True); sys.exit(1)
+    reads += 1
+print("reads", reads)
+"""
+
+
+def test_reader_never_sees_partial_content_during_reload(vol: Volume, tmp_path: Path, child_env: dict[str, str]) -> None:
+    def version(i: int) -> bytes:
+        return f"v{i:06d}|".encode() * 250_000  # 2,000,000 bytes, every 8 bytes the same
+
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(version(0)), "model.bin")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(tmp_path / "mnt/model.bin"), str(stop)], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = Volume.from_name("vol", store=vol.store)
+    for i in range(1, 16):
+        with writer.batch_upload(force=True) as b:
+            b.put_file(io.BytesIO(version(i)), "model.bin")
+        m.reload()
+        assert (tmp_path / "mnt/model.bin").read_bytes() == version(i)
+    stop.write_text("stop")
+    out = finish(reader)
+    assert int(out.split()[-1]) > 10
+    m.unmount()
+
+
+def test_fifty_thousand_files_incremental_reload(vol: Volume, tmp_path: Path) -> None:
+    n_dirs, per_dir = 50, 1000
+    with vol.batch_upload() as b:
+        for d in range(n_dirs):
+            for i in range(per_dir):
+                b.put_file(io.BytesIO(f"{d}/{i}".encode()), f"d{d:02d}/f{i:04d}.txt")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    root = tmp_path / "mnt"
+    inodes = {}
+    for d in range(n_dirs):
+        for e in os.scandir(root / f"d{d:02d}"):
+            inodes[f"d{d:02d}/{e.name}"] = e.inode()
+    assert len(inodes) == 50_000
+    (root / "d07/f0007.txt").write_text("changed here")
+    info = m.commit()
+    assert info is not None and (info.added, info.modified, info.deleted) == (0, 1, 0)
+    with Volume.from_name("vol", store=vol.store).batch_upload(force=True) as b:
+        b.put_file(io.BytesIO(b"changed elsewhere"), "d42/f0042.txt")
+    m.reload()
+    assert (root / "d42/f0042.txt").read_text() == "changed elsewhere"
+    assert read(vol, "d07/f0007.txt") == b"changed here"
+    changed = []
+    for d in range(n_dirs):
+        for e in os.scandir(root / f"d{d:02d}"):
+            if inodes[f"d{d:02d}/{e.name}"] != e.inode():
+                changed.append(f"d{d:02d}/{e.name}")
+    assert changed == ["d42/f0042.txt"]
+    m.unmount()
+
+
+def test_idle_mount_adds_no_commit(vol: Volume, tmp_path: Path) -> None:
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"x"), "x.txt")
+    m = vol.mount(tmp_path / "mnt", interval=0.5)
+    before = vol.history()[0].seq
+    time.sleep(30)
+    assert vol.history()[0].seq == before
+    assert m.last_error is None
+    # ...and the committer is alive: a change is committed without asking
+    (tmp_path / "mnt/y.txt").write_text("y")
+    deadline = time.time() + 30
+    while time.time() < deadline and vol.history()[0].seq == before:
+        time.sleep(0.2)
+    assert read(vol, "y.txt") == b"y"
+    m.unmount()
+
+
+class FailingStore(WrappedStore):
+    """Fails every write while ``fail`` is set. A mock of a fault (the store refusing
+    writes for a while) that neither a local folder (we run as root) nor the shared
+    SeaweedFS can be made to produce on demand without breaking other tests."""
+
+    fail = False
+
+    def _do(self, kind, key, fn, *args):  # type: ignore[no-untyped-def]
+        if self.fail and kind in ("put", "put_if_absent"):
+            raise StoreError("injected: the store is unavailable")
+        return super()._do(kind, key, fn, *args)
+
+
+def test_failed_background_commit_is_reported_retried_and_loses_nothing(store, tmp_path: Path) -> None:
+    fs = FailingStore(store)
+    vol = Volume.from_name("vol", create_if_missing=True, store=fs)
+    m = vol.mount(tmp_path / "mnt", interval=0.2)
+    fs.fail = True
+    (tmp_path / "mnt/precious.txt").write_text("do not lose me")
+    deadline = time.time() + 20
+    while time.time() < deadline and m.last_error is None:
+        time.sleep(0.1)
+    assert m.last_error and "unavailable" in m.last_error
+    assert "unavailable" in m.status().last_error
+    assert (tmp_path / "mnt/precious.txt").read_text() == "do not lose me"
+    fs.fail = False
+    deadline = time.time() + 60
+    while time.time() < deadline and "precious.txt" not in [e.path for e in vol.listdir("/")]:
+        time.sleep(0.2)
+    assert read(vol, "precious.txt") == b"do not lose me"
+    m.unmount()
+
+
+def test_journal_sees_changes_in_new_folders(vol: Volume, tmp_path: Path) -> None:
+    m = vol.mount(tmp_path / "mnt", background=False)
+    assert m._journal.active
+    os.makedirs(tmp_path / "mnt/a/b/c")
+    (tmp_path / "mnt/a/b/c/deep.txt").write_text("deep")
+    m.commit()
+    assert read(vol, "a/b/c/deep.txt") == b"deep"
+    (tmp_path / "mnt/a/b/c/deep.txt").write_text("deeper")
+    os.rename(tmp_path / "mnt/a/b", tmp_path / "mnt/moved")
+    m.commit()
+    paths = {e.path for e in vol.listdir("/", recursive=True)}
+    assert "moved/c/deep.txt" in paths and "a/b" not in paths
+    assert read(vol, "moved/c/deep.txt") == b"deeper"
+    # the journal agrees with a full scan
+    assert not m._full_scan()
+    m.unmount()
+
+
+def test_post_run_cell_commits_in_ipython(vol: Volume, tmp_path: Path) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.user_ns["vol"] = vol
+        shell.run_cell(f"m = vol.mount({str(tmp_path / 'mnt')!r}, interval=3600)")
+        before = vol.history()[0].seq
+        shell.run_cell(f"open({str(tmp_path / 'mnt/cell.txt')!r}, 'w').write('from a cell')")
+        deadline = time.time() + 30
+        while time.time() < deadline and vol.history()[0].seq == before:
+            time.sleep(0.1)
+        assert read(vol, "cell.txt") == b"from a cell"
+        shell.run_cell("m.unmount()")
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_concurrent_commit_threads_in_one_process(vol: Volume, tmp_path: Path) -> None:
+    m = vol.mount(tmp_path / "mnt", interval=0.1)
+    errors = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(10):
+                (tmp_path / f"mnt/t{k}-{i}.txt").write_text(str(i))
+                m.commit()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    m.unmount()
+    assert not errors
+    assert len([e for e in vol.listdir("/") if e.path.startswith("t")]) == 40
