@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AlreadyExistsError, InvalidError, VolumeBusyError, VolumeError
+from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeBusyError, VolumeError
 from .journal import Journal
 from .paths import state_dir
 from .repository import DIR, EMPTY_TREE, FILE, LINK, Entry
@@ -445,7 +445,7 @@ class Mount:
             self._check_open()
             return self._commit_locked(message, self._changes())
 
-    def _commit_locked(self, message: str | None, ch: _Changes) -> CommitInfo | None:
+    def _commit_locked(self, message: str | None, ch: _Changes, kind: str = "commit") -> CommitInfo | None:
         from .volume import CommitInfo
 
         if not ch:
@@ -497,7 +497,7 @@ class Mount:
                 if deferred:
                     self._journal_requeue(ch)
                 return None
-            rec, _stats = repo.commit(changes, message=message or _auto_message(changes), writer=writer)
+            rec, _stats = repo.commit(changes, message=message or _auto_message(changes), writer=writer, kind=kind)
         except BaseException:
             writer.abort()
             self._journal_requeue(ch)
@@ -625,8 +625,14 @@ class Mount:
             self._index.set_meta("own_seqs", [])
             return
         paths: dict[str, Entry | None] = {}
-        for p, _old, new in repo.trees.diff(base_root, head.root):
-            paths[p] = new
+        try:
+            for p, _old, new in repo.trees.diff(base_root, head.root):
+                paths[p] = new
+        except NotFoundError:
+            # The commit the folder reflects was expired by gc and its trees are gone:
+            # compare every path instead (slower, still correct).
+            paths = {p: None for p, _e, _s, _b in self._index.rows()}
+            initial = True
         for p in self._index.since_base():
             if p not in paths:
                 paths[p] = repo.trees.lookup(head.root, p)
@@ -799,7 +805,7 @@ class Mount:
                         break
                     if self._journal.peek() is False:
                         continue  # nothing changed: no commit, no scan
-                    self._commit_locked(None, self._changes())
+                    self._commit_locked(None, self._changes(), kind="auto")
                 self.last_error = None
                 self._failures = 0
             except Exception as e:  # noqa: BLE001 - reported, retried, never fatal

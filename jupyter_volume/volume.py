@@ -91,9 +91,11 @@ class CommitInfo:
     modified: int
     deleted: int
     bytes_new: int
+    tags: tuple[str, ...] = ()
+    expired: bool = False
 
     @classmethod
-    def _of(cls, rec: CommitRecord) -> CommitInfo:
+    def _of(cls, rec: CommitRecord, tags: tuple[str, ...] = (), expired: bool = False) -> CommitInfo:
         s = rec.stats
         return cls(
             rec.seq,
@@ -106,6 +108,8 @@ class CommitInfo:
             int(s.get("modified", 0)),
             int(s.get("deleted", 0)),
             int(s.get("bytes_new", 0)),
+            tags,
+            expired,
         )
 
 
@@ -324,7 +328,10 @@ class Volume:
     def _root(self, at: int | None) -> str:
         repo = self._repo
         if at is not None:
-            return repo.record(int(at)).root
+            rec = repo.record(int(at))
+            if repo.is_expired(rec.seq):
+                raise NotFoundError(f"commit {rec.seq} of volume {self.name!r} was expired by garbage collection")
+            return rec.root
         if self._seq is None:
             self._seq = repo.head(refresh=True).seq
         from .mount import _active_mount
@@ -496,9 +503,96 @@ class Volume:
         return BatchUpload(self, force)
 
     # -- history ---------------------------------------------------------------------------------
-    def history(self, limit: int | None = None) -> list[CommitInfo]:
-        """Commits newest first (``limit`` of them), with what each added/modified/deleted."""
-        return [CommitInfo._of(r) for r in self._repo.log(limit=limit)]
+    def history(self, limit: int | None = None, *, include_expired: bool = False) -> list[CommitInfo]:
+        """Commits newest first (``limit`` of them), with what each added/modified/deleted.
+
+        Commits expired by :meth:`gc` are left out unless ``include_expired``; the gc
+        commits themselves say what they expired and when.
+        """
+        from .repository import gc
+
+        repo = self._repo
+        state = repo.gc_state(repo.head())
+        by_seq: dict[int, list[str]] = {}
+        for name, seq in gc.list_tags(repo).items():
+            by_seq.setdefault(seq, []).append(name)
+        out = []
+        for r in repo.log():
+            expired = state.is_expired(r.seq)
+            if expired and not include_expired:
+                continue
+            out.append(CommitInfo._of(r, tuple(sorted(by_seq.get(r.seq, []))), expired))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    # -- retention and garbage collection ---------------------------------------------------------
+    def tag(self, seq: int, name: str, *, force: bool = False) -> None:
+        """Tag commit ``seq`` as ``name``: tagged commits survive every retention policy."""
+        from .repository import gc
+
+        gc.set_tag(self._repo, int(seq), name, force=force)
+
+    def untag(self, name: str) -> None:
+        """Remove a tag (its commit falls under the retention policy again)."""
+        from .repository import gc
+
+        gc.delete_tag(self._repo, name)
+
+    def tags(self) -> dict[str, int]:
+        """Tag name -> commit seq."""
+        from .repository import gc
+
+        return gc.list_tags(self._repo)
+
+    @property
+    def retention(self) -> Any:
+        """The volume's :class:`~jupyter_volume.repository.gc.RetentionPolicy` (keep all by default)."""
+        from .repository import gc
+
+        return gc.load_policy(self._repo)
+
+    def set_retention(
+        self,
+        *,
+        keep_last: int | None = None,
+        keep_within: float | str | None = None,
+        keep_hourly: int | None = None,
+        keep_daily: int | None = None,
+        squash_auto_after: float | str | None = None,
+        grace: float | str | None = None,
+    ) -> Any:
+        """Set which history :meth:`gc` keeps. No arguments: keep everything.
+
+        Durations are seconds or strings like ``"90m"``, ``"7d"``. Example::
+
+            vol.set_retention(keep_last=10, keep_daily=7, grace="1h")
+            vol.gc()
+        """
+        from .repository import gc
+
+        pol = gc.RetentionPolicy(
+            keep_last=keep_last,
+            keep_within=gc.parse_duration(keep_within) if keep_within is not None else None,
+            keep_hourly=keep_hourly,
+            keep_daily=keep_daily,
+            squash_auto_after=gc.parse_duration(squash_auto_after) if squash_auto_after is not None else None,
+            grace=gc.parse_duration(grace) if grace is not None else gc.DEFAULT_GRACE,
+        )
+        gc.save_policy(self._repo, pol)
+        return pol
+
+    def gc(self, *, dry_run: bool = False, grace: float | str | None = None) -> Any:
+        """Expire commits outside the retention policy and reclaim their space.
+
+        Returns a :class:`~jupyter_volume.repository.gc.GcReport` (bytes freed, objects
+        deleted, packs repacked). ``dry_run`` changes nothing. ``grace`` (seconds) overrides
+        the policy's grace period, which protects uploads of commits still in flight:
+        use 0 only when no one else is writing.
+        """
+        from .repository import gc
+
+        return gc.collect(self._repo, dry_run=dry_run, grace=gc.parse_duration(grace) if grace is not None else None)
 
     def diff(self, a: int, b: int | None = None) -> list[DiffEntry]:
         """What changed from commit ``a`` to commit ``b`` (default: the head)."""

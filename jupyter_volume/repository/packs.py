@@ -109,13 +109,15 @@ class ChunkIndex:
         self._packs: list[str] = []
         self._pack_ids: dict[str, int] = {}
         self.loaded: set[str] = set()
+        #: packs condemned by garbage collection: never deduplicate against them
+        self.dead: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._map)
 
     def __contains__(self, h: str) -> bool:
-        return bytes.fromhex(h) in self._map
+        return self.get(h) is not None
 
     def add_object(self, key: str, data: bytes) -> None:
         """Merge one index object's records (no-op if ``key`` was loaded already)."""
@@ -141,6 +143,13 @@ class ChunkIndex:
 
     def get(self, h: str) -> ChunkLoc | None:
         """The location of chunk ``h``, or None if no loaded index object has it."""
+        loc = self.get_any(h)
+        if loc is None or loc.pack in self.dead:
+            return None
+        return loc
+
+    def get_any(self, h: str) -> ChunkLoc | None:
+        """Like :meth:`get`, including chunks in condemned packs (for rescuing them)."""
         v = self._map.get(bytes.fromhex(h))
         if v is None:
             return None

@@ -88,6 +88,14 @@ class CommitRecord:
     stats: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def gc_pointer(self) -> int | None:
+        """The seq of the newest garbage-collection record at or before this one."""
+        if self.kind == "gc":
+            return self.seq
+        g = self.extra.get("gc")
+        return int(g) if g is not None else None
+
     def to_bytes(self) -> bytes:
         return dump_json(
             {
@@ -251,6 +259,29 @@ class Writer:
         self.packs.abort()
 
 
+@dataclass(frozen=True)
+class GcState:
+    """What garbage collection has done so far, as the newest gc record says."""
+
+    seq: int | None = None
+    expired: tuple[tuple[int, int], ...] = ()  # inclusive ranges of expired commit seqs
+    condemned: dict[str, float] = field(default_factory=dict)  # pack -> time condemned
+
+    def is_expired(self, seq: int) -> bool:
+        return any(a <= seq <= b for a, b in self.expired)
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Compress sorted seqs into inclusive ranges: [1,2,3,7] -> [(1,3),(7,7)]."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(set(seqs)):
+        if out and out[-1][1] == s - 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
 @dataclass
 class VerifyReport:
     """The result of :meth:`Repository.verify`."""
@@ -285,6 +316,7 @@ class Repository:
         self._head_seq: int | None = None
         self._commit_lock = threading.RLock()
         self.chunk_cache: Any = None  # optional: get(hash) -> bytes | None, put(hash, bytes)
+        self._gc_seen: int | None = None
 
     # -- keys ------------------------------------------------------------------------
     def _log_key(self, seq: int) -> str:
@@ -347,7 +379,33 @@ class Repository:
             if newest is None:
                 raise NotFoundError(f"volume {self.vol_id} has no commit log (was it deleted?)")
             self._head_seq = newest
-        return self.record(self._head_seq)
+        rec = self.record(self._head_seq)
+        if rec.gc_pointer != self._gc_seen:
+            # Garbage collection ran: forget every location we knew (some packs are gone or
+            # condemned) and never deduplicate against condemned packs.
+            state = self.gc_state(rec)
+            index = ChunkIndex()
+            index.dead = frozenset(state.condemned)
+            self.index = index
+            self._gc_seen = rec.gc_pointer
+        return rec
+
+    def gc_state(self, rec: CommitRecord | None = None) -> GcState:
+        """Expired commits and condemned packs, as of ``rec`` (default: the head)."""
+        rec = rec if rec is not None else self.head()
+        ptr = rec.gc_pointer
+        if ptr is None:
+            return GcState()
+        g = self.record(ptr)
+        return GcState(
+            ptr,
+            tuple((int(a), int(b)) for a, b in g.extra.get("expired", [])),
+            {k: float(v) for k, v in g.extra.get("condemned", {}).items()},
+        )
+
+    def is_expired(self, seq: int) -> bool:
+        """True if garbage collection expired commit ``seq`` (its files may be gone)."""
+        return self.gc_state().is_expired(seq)
 
     def log(self, limit: int | None = None, start: int | None = None) -> Iterator[CommitRecord]:
         """Commit records newest first (from ``start`` or the head)."""
@@ -453,8 +511,14 @@ class Repository:
                 index_list = list(head.index)
                 if seg_key and seg_key not in index_list:
                     index_list.append(seg_key)
+                rescued = self._rescue_condemned(head, changes)
+                if rescued:
+                    index_list.append(rescued)
                 if len(index_list) > COMPACT_AT:
                     index_list = self._compact(index_list)
+                ext = dict(extra or {})
+                if head.gc_pointer is not None:
+                    ext["gc"] = head.gc_pointer
                 rec = CommitRecord(
                     seq=head.seq + 1,
                     parent=head.seq,
@@ -473,7 +537,7 @@ class Repository:
                         "bytes_new": bytes_new,
                         "tree_puts": tree_puts,
                     },
-                    extra=dict(extra or {}),
+                    extra=ext,
                 )
                 key = self._log_key(rec.seq)
                 won = self.store.put_if_absent(key, rec.to_bytes())
@@ -499,6 +563,44 @@ class Repository:
                 f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
                 "committing first. Your files are untouched; try again."
             )
+
+    def _rescue_condemned(self, head: CommitRecord, changes: dict[str, Entry | str | None]) -> str | None:
+        """Copy chunks our change set references out of packs that gc has condemned.
+
+        A writer that deduplicated against a pack before a concurrent gc condemned it
+        would otherwise commit references to data about to be deleted. Returns the key
+        of the index segment for the copies, or None when nothing needed rescuing.
+        """
+        state = self.gc_state(head)
+        if not state.condemned:
+            return None
+        doomed: dict[str, ChunkLoc] = {}
+        for e in changes.values():
+            if isinstance(e, Entry) and e.chunks:
+                for h, _n in e.chunks:
+                    loc = self.index.get_any(h)
+                    if loc is not None and loc.pack in state.condemned and h not in doomed:
+                        doomed[h] = loc
+        if not doomed:
+            return None
+        packs = PackWriter(self._put_pack, _upload_pool)
+        for h, loc in doomed.items():
+            key = self._pack_key(loc.pack)
+            try:
+                stored = self.store.get_range(key, loc.offset, loc.length)
+            except NotFoundError:
+                raise ConflictError(
+                    f"data this commit deduplicated against was deleted by garbage collection ({key}); "
+                    "commit again (a mount retries by itself)"
+                ) from None
+            decode_chunk(loc.codec, stored, loc.raw_len, h, key)
+            packs.add(h, loc.codec, stored, loc.raw_len)
+        packs.finish()
+        seg = encode_segment(packs.new_chunks)
+        seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
+        self.store.put(seg_key, seg)
+        self.index.add_object(seg_key, seg)
+        return seg_key
 
     def _root_stats(self, old: str, new: str) -> ApplyStats:
         stats = ApplyStats()
@@ -665,16 +767,18 @@ class Repository:
         except Exception as e:  # noqa: BLE001 - report, don't raise
             report.errors.append(f"cannot read the head commit: {e}")
             return report
+        state = self.gc_state(head)
+        # The head's index must locate every chunk of every kept commit: check exactly that.
+        index_keys.update(head.index)
         for seq in range(head.seq + 1):
+            if state.is_expired(seq):
+                continue
             try:
                 rec = CommitRecord.from_bytes(self.store.get(self._log_key(seq)), self._log_key(seq))
             except Exception as e:  # noqa: BLE001
                 report.errors.append(f"commit {seq}: {e}")
                 continue
             report.commits += 1
-            if rec.extra.get("expired"):
-                continue
-            index_keys.update(rec.index)
             self._verify_tree(fresh, rec.root, "", seen_trees, chunks, report, seq)
         for key in sorted(index_keys):
             try:

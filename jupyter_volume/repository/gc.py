@@ -1,0 +1,427 @@
+"""Retention policies, tags and garbage collection of one volume's repository.
+
+Every commit is kept until a retention policy says otherwise. ``collect`` then:
+
+1. expires the commits outside the policy (tags and the head are always kept),
+2. marks every tree node and chunk reachable from the kept commits,
+3. repacks packs that are mostly dead (their live chunks move to new packs),
+4. writes a new index checkpoint and a ``gc`` record into the commit log that lists the
+   expired commits and the condemned packs (writers stop deduplicating against those at
+   once, and copy out any chunk they had already deduplicated against),
+5. deletes condemned packs once their grace period has passed, and orphans (objects no
+   commit references, such as the uploads of a crashed writer) older than the grace
+   period: an upload younger than that may belong to a commit still in flight.
+
+The gc record is written with the same create-only put as any commit; on a lost race,
+collection starts over from the new head, so a concurrent writer's commit is always
+marked before anything it references can be condemned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConflictError, InvalidError, NotFoundError
+from .codec import decode_chunk, dump_json, hash_bytes, load_json
+from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment, parse_pack_header
+from .repo import CommitRecord, Repository, _upload_pool, seq_ranges
+from .tree import DIR, EMPTY_TREE, FILE
+
+DEFAULT_GRACE = 3600.0
+REPACK_BELOW = 0.5  # repack a pack when less than this fraction of its bytes is live
+AUTO_KINDS = ("auto",)
+
+
+@dataclass
+class RetentionPolicy:
+    """Which commits to keep. All None means keep everything (the default).
+
+    ``keep_last``: the newest N commits. ``keep_within``: commits younger than this many
+    seconds. ``keep_hourly``/``keep_daily``: the newest commit of each of the last N
+    hours/days that have commits. ``squash_auto_after``: background commits older than
+    this many seconds are thinned to the last of each run. ``grace``: seconds before
+    condemned or orphaned objects are deleted.
+    """
+
+    keep_last: int | None = None
+    keep_within: float | None = None
+    keep_hourly: int | None = None
+    keep_daily: int | None = None
+    squash_auto_after: float | None = None
+    grace: float = DEFAULT_GRACE
+
+    def keeps_everything(self) -> bool:
+        return all(v is None for v in (self.keep_last, self.keep_within, self.keep_hourly, self.keep_daily, self.squash_auto_after))
+
+    def validate(self) -> RetentionPolicy:
+        for name in ("keep_last", "keep_hourly", "keep_daily"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise InvalidError(f"{name} must be a whole number >= 1, got {v!r}")
+        for name in ("keep_within", "squash_auto_after", "grace"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or v < 0):
+                raise InvalidError(f"{name} must be a number of seconds >= 0, got {v!r}")
+        return self
+
+    def describe(self) -> str:
+        if self.keeps_everything():
+            return "keep every commit"
+        parts = []
+        if self.keep_last:
+            parts.append(f"last {self.keep_last}")
+        if self.keep_within is not None:
+            parts.append(f"younger than {_duration(self.keep_within)}")
+        if self.keep_hourly:
+            parts.append(f"{self.keep_hourly} hourly")
+        if self.keep_daily:
+            parts.append(f"{self.keep_daily} daily")
+        if self.squash_auto_after is not None:
+            parts.append(f"background commits squashed after {_duration(self.squash_auto_after)}")
+        return "keep " + ", ".join(parts) + f" (grace {_duration(self.grace)})"
+
+
+def _duration(s: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n and s % n == 0:
+            return f"{int(s // n)}{unit}"
+    return f"{s:g}s"
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"``, ``"1w"``."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    t = text.strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if t and t[-1] in mult:
+            return float(t[:-1]) * mult[t[-1]]
+        return float(t)
+    except ValueError:
+        raise InvalidError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 7d)") from None
+
+
+def load_policy(repo: Repository) -> RetentionPolicy:
+    """The volume's retention policy (keep everything when none was set)."""
+    try:
+        d = load_json(repo.store.get(repo.prefix + "policy"), repo.prefix + "policy")
+    except NotFoundError:
+        return RetentionPolicy()
+    known = RetentionPolicy.__dataclass_fields__
+    return RetentionPolicy(**{k: v for k, v in d.items() if k in known})
+
+
+def save_policy(repo: Repository, policy: RetentionPolicy) -> None:
+    """Store ``policy`` with the volume (it applies from the next gc on)."""
+    repo.store.put(repo.prefix + "policy", dump_json(asdict(policy.validate())))
+
+
+# -- tags -------------------------------------------------------------------------------------
+def _tag_key(repo: Repository, name: str) -> str:
+    return f"{repo.prefix}tags/{name}"
+
+
+def set_tag(repo: Repository, seq: int, name: str, *, force: bool = False) -> None:
+    """Tag commit ``seq`` as ``name``; tagged commits survive every policy."""
+    from ..names import NAME_RE
+
+    if not NAME_RE.fullmatch(name):
+        raise InvalidError(f"invalid tag name {name!r}: 1-64 letters, digits, '.', '_', '-', starting with a letter or digit")
+    rec = repo.record(seq)
+    if repo.is_expired(seq):
+        raise NotFoundError(f"commit {seq} was expired by garbage collection and cannot be tagged")
+    doc = dump_json({"seq": rec.seq, "time": time.time()})
+    if force:
+        repo.store.put(_tag_key(repo, name), doc)
+    elif not repo.store.put_if_absent(_tag_key(repo, name), doc):
+        from ..errors import AlreadyExistsError
+
+        raise AlreadyExistsError(f"tag {name!r} exists already (pass force=True to move it)")
+
+
+def delete_tag(repo: Repository, name: str) -> None:
+    """Remove tag ``name`` (the commit then falls under the policy again)."""
+    if not repo.store.exists(_tag_key(repo, name)):
+        raise NotFoundError(f"no tag {name!r}")
+    repo.store.delete([_tag_key(repo, name)])
+
+
+def list_tags(repo: Repository) -> dict[str, int]:
+    """Tag name -> commit seq."""
+    out = {}
+    for info in repo.store.list(repo.prefix + "tags/"):
+        try:
+            out[info.key.rsplit("/", 1)[1]] = int(load_json(repo.store.get(info.key), info.key)["seq"])
+        except (NotFoundError, KeyError, ValueError, TypeError):
+            continue
+    return out
+
+
+# -- selection ----------------------------------------------------------------------------------
+def select_kept(records: list[CommitRecord], policy: RetentionPolicy, tagged: Iterable[int], now: float) -> set[int]:
+    """The seqs to keep among ``records`` (the live, non-expired ones, any order)."""
+    recs = sorted(records, key=lambda r: r.seq, reverse=True)
+    if not recs:
+        return set()
+    data = [r for r in recs if r.kind != "gc"]
+    keep = {recs[0].seq, 0} | set(tagged)
+    if policy.keeps_everything():
+        keep |= {r.seq for r in data}
+    else:
+        if policy.keep_last:
+            keep |= {r.seq for r in data[: policy.keep_last]}
+        if policy.keep_within is not None:
+            keep |= {r.seq for r in data if r.time >= now - policy.keep_within}
+        for n, width in ((policy.keep_hourly, 3600), (policy.keep_daily, 86400)):
+            if n:
+                buckets: dict[int, int] = {}
+                for r in data:  # newest first: the first seen in a bucket is its newest
+                    b = int(r.time // width)
+                    if b not in buckets and len(buckets) < n:
+                        buckets[b] = r.seq
+                keep |= set(buckets.values())
+        if all(v is None for v in (policy.keep_last, policy.keep_within, policy.keep_hourly, policy.keep_daily)):
+            keep |= {r.seq for r in data}  # only squashing was asked for
+    if policy.squash_auto_after is not None:
+        cutoff = now - policy.squash_auto_after
+        protected = {recs[0].seq, 0} | set(tagged)
+        run: list[int] = []
+        for r in sorted(data, key=lambda r: r.seq):
+            if r.kind in AUTO_KINDS and r.time < cutoff:
+                run.append(r.seq)
+                continue
+            keep -= set(run[:-1]) - protected
+            run = []
+        keep -= set(run[:-1]) - protected
+    return keep
+
+
+# -- collection -----------------------------------------------------------------------------------
+@dataclass
+class GcReport:
+    """What one garbage collection did (or, with ``dry_run``, would do)."""
+
+    dry_run: bool = False
+    seq: int | None = None
+    expired: list[int] = field(default_factory=list)
+    kept: int = 0
+    packs_condemned: int = 0
+    packs_repacked: int = 0
+    objects_deleted: int = 0
+    bytes_freed: int = 0
+    bytes_live: int = 0
+
+    def __str__(self) -> str:
+        verb = "would free" if self.dry_run else "freed"
+        return (
+            f"{'dry run: ' if self.dry_run else ''}expired {len(self.expired)} commit(s), kept {self.kept}; "
+            f"{self.packs_repacked} pack(s) repacked, {self.packs_condemned} condemned, "
+            f"{self.objects_deleted} object(s) deleted; {verb} {self.bytes_freed:,} bytes"
+        )
+
+
+def collect(repo: Repository, *, dry_run: bool = False, grace: float | None = None, now: float | None = None, max_attempts: int = 50) -> GcReport:
+    """Run garbage collection on ``repo`` (see the module docstring)."""
+    policy = load_policy(repo)
+    grace = policy.grace if grace is None else float(grace)
+    for _attempt in range(max_attempts):
+        t = time.time() if now is None else now
+        report = _collect_once(repo, policy, grace, t, dry_run)
+        if report is not None:
+            return report
+        time.sleep(0.05)
+    raise ConflictError(f"garbage collection kept losing the race with writers after {max_attempts} attempts; try again")
+
+
+def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: float, dry_run: bool) -> GcReport | None:
+    store = repo.store
+    head = repo.head(refresh=True)
+    state = repo.gc_state(head)
+    records = [repo.record(s) for s in range(head.seq + 1) if not state.is_expired(s)]
+    tags = list_tags(repo)
+    keep = select_kept(records, policy, tags.values(), now)
+    newly_expired = sorted(r.seq for r in records if r.seq not in keep)
+    report = GcReport(dry_run=dry_run, expired=newly_expired, kept=len(keep))
+
+    # Mark: every tree node and chunk reachable from a kept commit.
+    trees: set[str] = {EMPTY_TREE}
+    chunks: set[str] = set()
+    for seq in sorted(keep):
+        _mark(repo, repo.record(seq).root, trees, chunks)
+    repo.ensure_index(head.index)
+    index: ChunkIndex = repo.index
+    live: dict[str, list[tuple[str, ChunkLoc]]] = {}
+    for h in chunks:
+        loc = index.get_any(h)
+        if loc is None:
+            raise ConflictError(f"chunk {h[:16]}… is reachable but not in the index; run verify() before gc")
+        live.setdefault(loc.pack, []).append((h, loc))
+
+    # What is on the store.
+    packs_on_store = {i.key.rsplit("/", 1)[1]: i for i in store.list(repo.prefix + "packs/")}
+    live_bytes = {p: sum(loc.length for _h, loc in items) for p, items in live.items()}
+    report.bytes_live = sum(live_bytes.values())
+    condemned = dict(state.condemned)
+    repack = [p for p, info in packs_on_store.items() if p in live and p not in condemned and live_bytes[p] < REPACK_BELOW * info.size]
+    known_packs = index.packs() | set(condemned)
+    to_condemn = [p for p in known_packs if p not in live and p not in condemned and p in packs_on_store]
+
+    new_locs: dict[str, ChunkLoc] = {}
+    if repack and not dry_run:
+        writer = PackWriter(repo._put_pack, _upload_pool)
+        for p in repack:
+            key = repo._pack_key(p)
+            data = store.get(key)
+            parse_pack_header(data, key)
+            for h, loc in live[p]:
+                stored = data[loc.offset : loc.offset + loc.length]
+                decode_chunk(loc.codec, stored, loc.raw_len, h, key)
+                writer.add(h, loc.codec, stored, loc.raw_len)
+        writer.finish()
+        new_locs = dict(writer.new_chunks)
+    report.packs_repacked = len(repack)
+    for p in repack:
+        to_condemn.append(p)
+    for p in to_condemn:
+        condemned[p] = now
+    report.packs_condemned = len(to_condemn)
+
+    # The new checkpoint covers exactly the live chunks, at their (new) locations.
+    entries: dict[str, ChunkLoc] = {}
+    for _p, items in live.items():
+        for h, loc in items:
+            entries[h] = new_locs.get(h, loc)
+    deletable_packs = [p for p, t in condemned.items() if t <= now - grace]
+    for p in deletable_packs:
+        info = packs_on_store.get(p)
+        report.bytes_freed += info.size if info else 0
+    orphan_packs = [p for p, info in packs_on_store.items() if p not in known_packs and p not in live and p not in new_locs_packs(new_locs) and info.mtime <= now - grace]
+    for p in orphan_packs:
+        report.bytes_freed += packs_on_store[p].size
+
+    if dry_run:
+        report.objects_deleted = len(deletable_packs) + len(orphan_packs)
+        return report
+
+    checkpoint_keys = _write_checkpoint(repo, entries)
+    remaining = {p: t for p, t in condemned.items() if p not in deletable_packs}
+    extra: dict[str, Any] = {
+        "expired": [list(r) for r in seq_ranges([s for a, b in state.expired for s in range(a, b + 1)] + newly_expired)],
+        "condemned": remaining,
+        "report": {
+            "expired": len(newly_expired),
+            "packs_condemned": report.packs_condemned,
+            "packs_repacked": report.packs_repacked,
+            "bytes_freed": report.bytes_freed,
+        },
+        "policy": policy.describe(),
+    }
+    msg = (
+        f"gc: expired {len(newly_expired)} commit(s)"
+        + (f" ({_ranges_text(newly_expired)})" if newly_expired else "")
+        + f"; condemned {report.packs_condemned} pack(s), repacked {report.packs_repacked}"
+    )
+    rec = CommitRecord(
+        seq=head.seq + 1,
+        parent=head.seq,
+        root=head.root,
+        index=checkpoint_keys,
+        txn=hash_bytes(f"gc{now}{head.seq}".encode())[:32],
+        time=time.time(),
+        author="gc",
+        host=__import__("socket").gethostname(),
+        message=msg,
+        kind="gc",
+        stats={"added": 0, "modified": 0, "deleted": 0, "bytes_new": 0},
+        extra=extra,
+    )
+    key = repo._log_key(rec.seq)
+    if not store.put_if_absent(key, rec.to_bytes()):
+        try:
+            other = CommitRecord.from_bytes(store.get(key), key)
+        except NotFoundError:
+            other = None
+        if other is None or other.txn != rec.txn:
+            return None  # a writer committed first: start over from the new head
+    repo._records[rec.seq] = rec
+    repo._head_seq = rec.seq
+    repo.head(refresh=False)  # switch this process to the new index and condemned set
+    report.seq = rec.seq
+
+    # Sweep: condemned packs past their grace, and orphans older than the grace period.
+    doomed = [repo._pack_key(p) for p in deletable_packs + orphan_packs]
+    cutoff = now - grace
+    keep_index = set(checkpoint_keys)
+    for info in store.list(repo.prefix + "index/"):
+        if info.key not in keep_index and info.mtime <= cutoff:
+            doomed.append(info.key)
+            report.bytes_freed += info.size
+    for info in store.list(repo.prefix + "trees/"):
+        h = info.key.rsplit("/", 1)[1]
+        if h not in trees and info.mtime <= cutoff:
+            doomed.append(info.key)
+            report.bytes_freed += info.size
+    for i in range(0, len(doomed), 1000):
+        store.delete(doomed[i : i + 1000])
+    report.objects_deleted = len(doomed)
+    _sweep_local_temp(store, cutoff)
+    return report
+
+
+def new_locs_packs(new_locs: dict[str, ChunkLoc]) -> set[str]:
+    return {loc.pack for loc in new_locs.values()}
+
+
+def _ranges_text(seqs: list[int]) -> str:
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in seq_ranges(seqs))
+
+
+def _mark(repo: Repository, root: str, trees: set[str], chunks: set[str]) -> None:
+    stack = [root]
+    t = repo.trees
+    while stack:
+        h = stack.pop()
+        if h in trees:
+            continue
+        trees.add(h)
+        trees.update(t.child_hashes(h))
+        for e in t.entries(h):
+            if e.kind == DIR:
+                stack.append(e.tree)  # type: ignore[arg-type]
+            elif e.kind == FILE and e.chunks:
+                chunks.update(c for c, _n in e.chunks)
+
+
+def _write_checkpoint(repo: Repository, entries: dict[str, ChunkLoc]) -> list[str]:
+    from .repo import SHARD_AT
+
+    shards: list[dict[str, ChunkLoc]] = [entries]
+    if len(entries) > SHARD_AT:
+        shards = [{} for _ in range(16)]
+        for h, loc in entries.items():
+            shards[int(h[0], 16)][h] = loc
+    keys = []
+    for shard in shards:
+        if not shard and len(shards) > 1:
+            continue
+        seg = encode_segment(shard)
+        key = f"{repo.prefix}index/{hash_bytes(seg)}"
+        repo.store.put(key, seg)
+        keys.append(key)
+    return keys
+
+
+def _sweep_local_temp(store: Any, cutoff: float) -> None:
+    """Temporary files of crashed local writers (``.tmp-*``) older than the cutoff."""
+    temp_files = getattr(store, "temp_files", None)
+    if temp_files is None:
+        return
+    for p in list(temp_files(cutoff)):
+        try:
+            p.unlink()
+        except OSError:
+            pass
