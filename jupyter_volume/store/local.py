@@ -90,6 +90,8 @@ class LocalStore(Store):
             with open(self._path(key), "rb") as f:
                 f.seek(start)
                 return f.read(length)
+        except IsADirectoryError:
+            raise NotFoundError(f"no object {key!r} in store {self.url}") from None
         except OSError as e:
             raise self._wrap(e, key) from e
 
@@ -142,6 +144,8 @@ class LocalStore(Store):
         # The deepest folder that can hold matches; keys are then sorted as strings, since
         # a sorted directory walk is not byte order ("a-b" < "a/b" but "a" < "a-b").
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if base and any(part in ("", ".", "..") for part in base.split("/")):
+            return  # no valid key has such a segment; and "../" must not leave the root
         top = self.root / base if base else self.root
         found: list[ObjectInfo] = []
         try:

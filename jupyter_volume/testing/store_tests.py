@@ -1,0 +1,286 @@
+"""The conformance suite every :class:`~jupyter_volume.store.base.Store` must pass.
+
+Subclass :class:`StoreTests` in a test module and provide a ``store`` fixture that
+returns a fresh, empty store::
+
+    class TestMyStore(StoreTests):
+        race_rounds = 20
+
+        @pytest.fixture
+        def store(self, tmp_path):
+            return MyStore(...)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ..errors import InvalidError, NotFoundError
+from ..store.base import Store
+
+__all__ = ["StoreTests"]
+
+MiB = 1024 * 1024
+ALL_BYTES = bytes(range(256))
+
+
+def _keys(store: Store, prefix: str = "", start_after: str | None = None) -> list[str]:
+    return [o.key for o in store.list(prefix, start_after)]
+
+
+class StoreTests:
+    """The store contract as tests (see :mod:`jupyter_volume.store.base`)."""
+
+    #: Rounds of the eight-writer ``put_if_absent`` race.
+    race_rounds = 200
+    #: Threads racing in each round.
+    race_threads = 8
+    #: Size of the large-object round trip.
+    big_size = 200 * MiB
+    #: Keys in the listing test (more than one S3 page of 1,000).
+    many_keys = 1100
+
+    # -- round trips -------------------------------------------------------------------
+    def test_empty_object(self, store: Store) -> None:
+        store.put("empty", b"")
+        assert store.get("empty") == b""
+        assert store.stat("empty").size == 0
+        assert [(o.key, o.size) for o in store.list()] == [("empty", 0)]
+
+    def test_binary_round_trip(self, store: Store) -> None:
+        data = ALL_BYTES * 17 + b"\x00\r\n\xff"
+        store.put("dir/sub/bin", data)
+        assert store.get("dir/sub/bin") == data
+
+    def test_put_accepts_bytearray_and_memoryview(self, store: Store) -> None:
+        store.put("ba", bytearray(b"bytearray"))
+        store.put("mv", memoryview(b"xxmemoryviewxx")[2:-2])
+        assert store.get("ba") == b"bytearray"
+        assert store.get("mv") == b"memoryview"
+        assert store.put_if_absent("pia", memoryview(b"view"))
+        assert store.get("pia") == b"view"
+
+    def test_overwrite(self, store: Store) -> None:
+        store.put("k", b"first version")
+        store.put("k", b"second")
+        assert store.get("k") == b"second"
+        assert store.stat("k").size == len(b"second")
+        assert _keys(store) == ["k"]
+
+    def test_get_missing(self, store: Store) -> None:
+        with pytest.raises(NotFoundError) as info:
+            store.get("no/such/key")
+        assert isinstance(info.value, FileNotFoundError)
+        assert "no/such/key" in str(info.value)
+
+    # -- ranges ------------------------------------------------------------------------
+    def test_get_range(self, store: Store) -> None:
+        data = bytes(range(100))
+        store.put("r", data)
+        assert store.get_range("r", 10, 5) == data[10:15]  # middle
+        assert store.get_range("r", 0, 100) == data
+        assert store.get_range("r", 95, 10) == data[95:]  # runs over the end
+        assert store.get_range("r", 99, 1) == data[99:]
+        assert store.get_range("r", 100, 10) == b""  # starts at the end
+        assert store.get_range("r", 1000, 10) == b""  # starts past the end
+        assert store.get_range("r", 10, 0) == b""  # zero length
+        assert store.get_range("r", 0, 0) == b""
+
+    def test_get_range_empty_object(self, store: Store) -> None:
+        store.put("e", b"")
+        assert store.get_range("e", 0, 10) == b""
+
+    def test_get_range_missing(self, store: Store) -> None:
+        with pytest.raises(NotFoundError):
+            store.get_range("missing", 0, 10)
+        with pytest.raises(NotFoundError):
+            store.get_range("missing", 0, 0)
+
+    # -- stat / exists -----------------------------------------------------------------
+    def test_stat_and_exists(self, store: Store) -> None:
+        import time
+
+        before = time.time()
+        store.put("a/b", b"12345")
+        info = store.stat("a/b")
+        assert (info.key, info.size) == ("a/b", 5)
+        assert abs(info.mtime - before) < 120  # seconds since the epoch, roughly now
+        assert store.exists("a/b")
+        assert not store.exists("a/c")
+        assert not store.exists("a")  # a "folder" is no object
+        with pytest.raises(NotFoundError):
+            store.stat("a/c")
+        with pytest.raises(NotFoundError):
+            store.stat("a")
+        with pytest.raises(NotFoundError):
+            store.get("a")
+        with pytest.raises(NotFoundError):
+            store.get_range("a", 0, 10)
+
+    # -- listing -----------------------------------------------------------------------
+    def test_list_empty(self, store: Store) -> None:
+        assert list(store.list()) == []
+        assert list(store.list("nothing/")) == []
+
+    def test_list_many_sorted(self, store: Store) -> None:
+        keys = [f"many/{i:05d}" for i in range(self.many_keys)]
+        shuffled = keys[:]
+        random.Random(1).shuffle(shuffled)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: store.put(k, k.encode()), shuffled))
+        store.put("other", b"x")
+        listed = list(store.list("many/"))
+        assert [o.key for o in listed] == keys
+        assert all(o.size == len(o.key) for o in listed)
+        assert _keys(store) == [*keys, "other"]
+        # resuming in the middle, past the first 1,000
+        assert _keys(store, "many/", keys[1049]) == keys[1050:]
+        assert _keys(store, "", keys[10]) == [*keys[11:], "other"]
+
+    # keys whose byte order differs from a folder-by-folder walk ("-" < "." < "/" < "0")
+    TRICKY = ("a-b", "a.c", "a/b", "a/c/d", "a/c-e", "a0", "ab/x", "b", "z/y/x")
+
+    def _put_tricky(self, store: Store) -> list[str]:
+        for key in self.TRICKY:
+            store.put(key, key.encode())
+        return sorted(self.TRICKY)
+
+    def test_list_byte_order(self, store: Store) -> None:
+        keys = self._put_tricky(store)
+        assert keys == ["a-b", "a.c", "a/b", "a/c-e", "a/c/d", "a0", "ab/x", "b", "z/y/x"]
+        assert _keys(store) == keys
+
+    def test_list_prefix(self, store: Store) -> None:
+        keys = self._put_tricky(store)
+        assert _keys(store, "a/") == ["a/b", "a/c-e", "a/c/d"]
+        assert _keys(store, "a") == [k for k in keys if k.startswith("a")]
+        assert _keys(store, "a/c") == ["a/c-e", "a/c/d"]  # ends mid-name
+        assert _keys(store, "a-") == ["a-b"]
+        assert _keys(store, "z/") == ["z/y/x"]
+        assert _keys(store, "z/y/x") == ["z/y/x"]  # a whole key is a prefix of itself
+        assert _keys(store, "c") == []
+        assert _keys(store, "a/b/") == []
+
+    def test_list_start_after(self, store: Store) -> None:
+        keys = self._put_tricky(store)
+        for i, key in enumerate(keys):
+            assert _keys(store, "", key) == keys[i + 1 :], key
+        # start_after values that are not keys, including ones inside folders
+        for after in ("", "a", "a-", "a/", "a/c", "a/c/", "a/zzz", "aa", "c", "\U0010ffff"):
+            assert _keys(store, "", after) == [k for k in keys if k > after], after
+        assert _keys(store, "a/", "a/b") == ["a/c-e", "a/c/d"]
+        assert _keys(store, "a/", "a") == ["a/b", "a/c-e", "a/c/d"]
+        assert _keys(store, "a", "a/c-e") == ["a/c/d", "a0", "ab/x"]
+        assert _keys(store, "z/", "b") == ["z/y/x"]
+        assert _keys(store, "a/", "zz") == []
+
+    def test_list_odd_prefixes(self, store: Store) -> None:
+        store.put("a/b", b"x")
+        store.put("..c", b"y")  # a valid key: ".." is only forbidden as a whole segment
+        assert _keys(store, "../") == []
+        assert _keys(store, "a/../") == []
+        assert _keys(store, "/") == []
+        assert _keys(store, "a//") == []
+        assert _keys(store, "./") == []
+        assert _keys(store, "..") == ["..c"]
+        assert _keys(store, "a/b/c") == []
+
+    def test_list_info(self, store: Store) -> None:
+        store.put("x/one", b"1")
+        store.put("x/three", b"333")
+        infos = list(store.list("x/"))
+        assert [(o.key, o.size) for o in infos] == [("x/one", 1), ("x/three", 3)]
+        assert infos[0].mtime == pytest.approx(store.stat("x/one").mtime, abs=2)
+
+    # -- big objects -------------------------------------------------------------------
+    def test_big_object(self, store: Store) -> None:
+        data = random.Random(7).randbytes(self.big_size)
+        digest = hashlib.sha256(data).digest()
+        store.put("big/object", data)
+        tail = data[-1000:]
+        middle = data[self.big_size // 2 : self.big_size // 2 + 5000]
+        del data
+        assert store.stat("big/object").size == self.big_size
+        assert hashlib.sha256(store.get("big/object")).digest() == digest
+        assert store.get_range("big/object", self.big_size - 1000, 5000) == tail
+        assert store.get_range("big/object", self.big_size // 2, 5000) == middle
+
+    # -- delete ------------------------------------------------------------------------
+    def test_delete(self, store: Store) -> None:
+        keys = [f"d/{i:04d}" for i in range(1005)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: store.put(k, b"x"), keys))
+        store.put("keep", b"k")
+        missing = [f"d/missing-{i}" for i in range(10)]
+        store.delete(iter(keys[:500] + missing + keys[500:]))  # any iterable
+        assert _keys(store) == ["keep"]
+        store.delete([])
+        store.delete(["keep", "keep"])
+        assert _keys(store) == []
+        with pytest.raises(NotFoundError):
+            store.get("d/0001")
+
+    # -- key validation ----------------------------------------------------------------
+    @pytest.mark.parametrize("key", ["../x", "/x", "a//b", "a/../b", "a/./b", "", "a\\b", "a\x00"])
+    def test_invalid_keys(self, store: Store, key: str) -> None:
+        with pytest.raises(InvalidError):
+            store.put(key, b"x")
+        with pytest.raises(InvalidError):
+            store.put_if_absent(key, b"x")
+        with pytest.raises(InvalidError):
+            store.get(key)
+        with pytest.raises(InvalidError):
+            store.get_range(key, 0, 1)
+        with pytest.raises(InvalidError):
+            store.stat(key)
+        with pytest.raises(InvalidError):
+            store.delete(["fine", key])
+
+    # -- put_if_absent -----------------------------------------------------------------
+    def test_put_if_absent(self, store: Store) -> None:
+        assert store.put_if_absent("log/1", b"first") is True
+        assert store.put_if_absent("log/1", b"second") is False
+        assert store.put_if_absent("log/1", b"first") is False
+        assert store.get("log/1") == b"first"
+        assert store.put_if_absent("log/2", b"") is True
+        assert store.get("log/2") == b""
+        store.delete(["log/1"])
+        assert store.put_if_absent("log/1", b"third") is True
+        assert store.get("log/1") == b"third"
+        assert _keys(store) == ["log/1", "log/2"]
+
+    def test_put_if_absent_race(self, store: Store) -> None:
+        n = self.race_threads
+        barrier = threading.Barrier(n)
+        results: list[bool | BaseException | None] = [None] * n
+
+        def contender(i: int, key: str, data: bytes) -> None:
+            try:
+                barrier.wait(timeout=60)
+                results[i] = store.put_if_absent(key, data)
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                results[i] = e
+
+        for rnd in range(self.race_rounds):
+            key = f"race/{rnd:04d}"
+            payloads = [f"round {rnd} writer {i} ".encode() * (1 + i) for i in range(n)]
+            threads = [
+                threading.Thread(target=contender, args=(i, key, payloads[i])) for i in range(n)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert not any(t.is_alive() for t in threads), f"round {rnd}: a writer hangs"
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
+            winners = [i for i, r in enumerate(results) if r is True]
+            assert len(winners) == 1, f"round {rnd}: winners {winners}, results {results}"
+            assert store.get(key) == payloads[winners[0]], f"round {rnd}"
+            barrier.reset()

@@ -1,0 +1,273 @@
+"""A loopback HTTP proxy that injects faults between an S3 client and its server.
+
+It relays requests byte for byte (Host header and body untouched, so SigV4 signatures
+still validate; ``Content-Length`` and chunked bodies alike) and, driven by a seeded
+RNG or by faults forced with :meth:`FaultProxy.force`, injects:
+
+* ``error500``: answer 500 InternalError without forwarding the request;
+* ``drop``: close the connection without forwarding or answering;
+* ``lost_response``: forward a PUT/POST, read the server's answer, then close the
+  connection without passing it on (the request landed, the client cannot know);
+* ``truncate``: forward a GET and pass on the headers and only half of the body.
+
+:attr:`FaultProxy.counts` records how many faults of each kind were injected (and how
+many requests were seen and forwarded), so tests can prove the faults happened.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+__all__ = ["KINDS", "FaultProxy"]
+
+KINDS = ("error500", "drop", "lost_response", "truncate")
+_MUTATING = ("PUT", "POST")
+_ERROR_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>injected by the fault proxy</Message></Error>"
+)
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    head: bytes  # request line + headers + blank line, as forwarded
+    body: bytes  # raw body bytes (chunk framing included)
+
+
+def _applicable(kind: str, method: str) -> bool:
+    if kind == "lost_response":
+        return method in _MUTATING
+    if kind == "truncate":
+        return method == "GET"
+    return True
+
+
+class FaultProxy:
+    """A threaded HTTP/1.1 proxy on 127.0.0.1 in front of ``upstream`` (``http://h:p``).
+
+    ``fault_rate`` is the probability that a request gets a random applicable fault;
+    ``seed`` makes the choices reproducible. Use as a context manager or call
+    :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 0) -> None:
+        parts = urlsplit(upstream)
+        if parts.scheme != "http" or not parts.hostname or not parts.port:
+            raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
+        self.upstream = (parts.hostname, parts.port)
+        self.fault_rate = fault_rate
+        self.rng = random.Random(seed)
+        self.counts: Counter[str] = Counter()
+        self.log: list[tuple[str, str, str]] = []  # (method, target, fault or "ok")
+        self._forced: list[tuple[str, str | None, str | None]] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._conns: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self.url = ""
+
+    # -- control ---------------------------------------------------------------------
+    def start(self) -> FaultProxy:
+        """Listen on a free loopback port and start accepting connections."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        self._listener = listener
+        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        thread = threading.Thread(target=self._accept_loop, name="faultproxy-accept", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, cut every open connection and wait for the worker threads."""
+        self._stopping.set()
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def force(
+        self, kind: str, *, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Inject ``kind`` into the next request matching ``method`` / ``path_contains``."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown fault {kind!r}; known: {KINDS}")
+        with self._lock:
+            self._forced.append((kind, method, path_contains))
+
+    # -- serving ---------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _addr = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.add(conn)
+                self._threads = [t for t in self._threads if t.is_alive()]
+            thread = threading.Thread(
+                target=self._serve, args=(conn,), name="faultproxy-conn", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        rfile = conn.makefile("rb")
+        try:
+            while not self._stopping.is_set():
+                request = self._read_request(rfile, conn)
+                if request is None:
+                    return
+                if not self._handle(conn, request):
+                    return
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            rfile.close()
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    @staticmethod
+    def _read_request(rfile: BinaryIO, conn: socket.socket) -> _Request | None:
+        line = rfile.readline(65537)
+        if not line:
+            return None
+        method, target, _version = line.decode("latin-1").split(" ", 2)
+        lines = [line]
+        headers: dict[str, str] = {}
+        while True:
+            h = rfile.readline(65537)
+            if not h:
+                return None
+            if h in (b"\r\n", b"\n"):
+                break
+            name, _, value = h.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+            if name.strip().lower() == "expect":
+                continue  # answered here; the server must not wait for it again
+            lines.append(h)
+        lines.append(b"\r\n")
+        if headers.get("expect", "").lower() == "100-continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = bytearray()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            while True:  # relay the chunk framing as is, up to the trailers' end
+                size_line = rfile.readline(65537)
+                body += size_line
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while True:
+                        trailer = rfile.readline(65537)
+                        body += trailer
+                        if trailer in (b"\r\n", b"\n", b""):
+                            break
+                    break
+                body += rfile.read(size + 2)  # data + CRLF
+        elif "content-length" in headers:
+            body += rfile.read(int(headers["content-length"]))
+        return _Request(method.upper(), target, b"".join(lines), bytes(body))
+
+    def _pick_fault(self, request: _Request) -> str | None:
+        with self._lock:
+            self.counts["requests"] += 1
+            for i, (kind, method, path) in enumerate(self._forced):
+                if (method is None or method == request.method) and (
+                    path is None or path in request.target
+                ):
+                    del self._forced[i]
+                    return kind
+            if self.fault_rate and self.rng.random() < self.fault_rate:
+                kinds = [k for k in KINDS if _applicable(k, request.method)]
+                return self.rng.choice(kinds)
+            return None
+
+    def _record(self, request: _Request, outcome: str) -> None:
+        with self._lock:
+            if outcome != "ok":
+                self.counts[outcome] += 1
+            self.log.append((request.method, request.target, outcome))
+
+    def _handle(self, conn: socket.socket, request: _Request) -> bool:
+        """Serve one request; False when the client connection must be closed."""
+        fault = self._pick_fault(request)
+        if fault == "error500":
+            self._record(request, fault)
+            conn.sendall(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_ERROR_BODY) + _ERROR_BODY
+            )
+            return False
+        if fault == "drop":
+            self._record(request, fault)
+            return False
+        status, reason, headers, body = self._forward(request)
+        with self._lock:
+            self.counts["forwarded"] += 1
+        if fault == "lost_response":
+            self._record(request, fault)
+            return False
+        keep_length = request.method == "HEAD" or status in (204, 304) or status < 200
+        out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
+        for name, value in headers:
+            lower = name.lower()
+            if lower in ("transfer-encoding", "connection", "keep-alive"):
+                continue
+            if lower == "content-length" and not keep_length:
+                continue
+            out.append(f"{name}: {value}\r\n".encode("latin-1"))
+        if not keep_length:
+            out.append(b"Content-Length: %d\r\n" % len(body))
+        out.append(b"\r\n")
+        if fault == "truncate" and len(body) >= 2:
+            self._record(request, fault)
+            conn.sendall(b"".join(out) + body[: len(body) // 2])
+            return False
+        self._record(request, "ok")
+        conn.sendall(b"".join(out) + body)
+        return True
+
+    def _forward(self, request: _Request) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        upstream = socket.create_connection(self.upstream, timeout=120)
+        try:
+            upstream.sendall(request.head + request.body)
+            response = http.client.HTTPResponse(upstream, method=request.method)
+            response.begin()
+            body = response.read()
+            return response.status, response.reason, response.getheaders(), body
+        finally:
+            upstream.close()

