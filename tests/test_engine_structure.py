@@ -1,0 +1,232 @@
+"""Structural bounds of the engine, counted at the store, and streaming memory.
+
+The counting tests wrap the local store in a :class:`CountingStore`: the number of
+objects a commit writes is a property of the repository layer, not of the backend, so
+the local store is enough (and keeps the 50,000-file volume quick to build). Every
+access to the volume under test goes through the wrapper, because the engine shares
+one repository object per (store URL, volume) in a process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+import jupyter_volume.volume as volume_mod
+from jupyter_volume import Volume
+from jupyter_volume.store.local import LocalStore
+from jupyter_volume.testing.wrappers import CountingStore
+
+KiB = 1024
+MiB = 1024 * KiB
+WRITES = ("put", "put_if_absent")
+
+
+@pytest.fixture(autouse=True)
+def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
+
+
+def _counted_volume(local_store: LocalStore) -> tuple[CountingStore, Volume, str]:
+    cs = CountingStore(local_store)
+    vol = Volume.from_name(f"v-{uuid.uuid4().hex[:10]}", create_if_missing=True, store=cs)
+    return cs, vol, f"vols/{vol.info().id}/"
+
+
+def _head_record(store: LocalStore, prefix: str) -> dict:
+    """The newest commit record, read straight from the on-store format (DESIGN.md)."""
+    last = [o.key for o in store.list(prefix + "log/")][-1]
+    return json.loads(store.get(last))
+
+
+def test_one_file_commit_in_a_50000_file_volume_rewrites_only_its_path(
+    local_store: LocalStore,
+) -> None:
+    cs, vol, prefix = _counted_volume(local_store)
+    with vol.batch_upload() as batch:
+        for i in range(30_000):  # one big folder: split into leaves
+            batch.put_file(io.BytesIO(b"%d" % i), f"flat/f{i:05d}.txt")
+        for i in range(20_000):  # and a two-level one
+            batch.put_file(io.BytesIO(b"%d" % i), f"nested/d{i % 20:02d}/f{i:05d}.txt")
+    assert vol.du("/").files == 50_000
+
+    cases = [
+        # (path, folders from the root down to the file, root included)
+        ("flat/f12345.txt", 2),  # modify a file in the split folder
+        ("flat/f30000-new.txt", 2),  # add one there
+        ("nested/d07/new.bin", 3),  # add one two levels down
+    ]
+    for path, depth in cases:
+        data = os.urandom(2 * KiB)  # above the inline limit: goes to a pack
+        cs.reset()
+        with vol.batch_upload(force=True) as batch:
+            batch.put_file(io.BytesIO(data), path)
+        trees = cs.matching(WRITES, prefix + "trees/")
+        packs = cs.matching(WRITES, prefix + "packs/")
+        assert 1 <= len(trees) <= depth + 2, (path, trees)
+        assert len(packs) == 1, (path, packs)
+        assert cs.count(WRITES, prefix + "index/") <= 1
+        assert cs.count(WRITES, prefix + "log/") == 1
+        # Each node written is small: a leaf of the split folder, never the whole folder.
+        tree_bytes = sum(local_store.stat(op.key).size for op in trees)
+        assert tree_bytes < 128 * KiB, (path, tree_bytes)
+        # and nothing is read that is not on the path (no listing of 50,000 entries)
+        assert cs.count(("get", "get_range"), prefix + "packs/") == 0
+        assert b"".join(vol.read_file(path)) == data
+
+    assert vol.du("flat").files == 30_001
+    assert vol.du("nested").files == 20_001
+    assert b"".join(vol.read_file("flat/f00007.txt")) == b"7"
+    assert b"".join(vol.read_file("nested/d13/f00013.txt")) == b"13"
+
+
+def test_10000_small_files_commit_in_a_few_pack_puts(local_store: LocalStore) -> None:
+    cs, vol, prefix = _counted_volume(local_store)
+    rng = random.Random(10_000)
+    files = {
+        f"small/{i // 1000}/f{i:05d}.bin": rng.randbytes(rng.randint(600, 3000))
+        for i in range(10_000)
+    }
+    cs.reset()
+    with vol.batch_upload() as batch:
+        for path, data in files.items():
+            batch.put_file(io.BytesIO(data), path)
+    pack_puts = cs.count(WRITES, prefix + "packs/")
+    assert 1 <= pack_puts <= 10, pack_puts
+    assert cs.count(WRITES, prefix + "index/") == 1
+    assert cs.count(WRITES, prefix + "log/") == 1
+    stored = sum(o.size for o in local_store.list(prefix + "packs/"))
+    assert stored >= sum(len(d) for d in files.values())  # really stored, not inlined
+    for path in list(files)[::997]:
+        assert b"".join(vol.read_file(path)) == files[path]
+    assert vol.du("small").files == 10_000
+
+
+def test_head_lists_at_most_50_index_objects_after_200_commits(
+    local_store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cs, vol, prefix = _counted_volume(local_store)
+    rng = random.Random(200)
+    written: dict[str, bytes] = {}
+    most = 0
+    for i in range(200):
+        data = rng.randbytes(700)  # new chunk every commit: a new index segment each time
+        written[f"c/{i:03d}.bin"] = data
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(data), f"c/{i:03d}.bin")
+        rec = _head_record(local_store, prefix)
+        assert rec["seq"] == i + 1
+        most = max(most, len(rec["index"]))
+        assert len(rec["index"]) <= 50, (i, len(rec["index"]))
+    assert most >= 2  # segments do accumulate between compactions
+
+    # A reader starting from nothing needs only the head's index objects.
+    monkeypatch.setattr(volume_mod, "_repos", {})
+    monkeypatch.setenv(
+        "JUPYTER_VOLUME_CACHE_DIR", str(Path(os.environ["JUPYTER_VOLUME_CACHE_DIR"]) / "fresh")
+    )
+    fresh_cs = CountingStore(local_store)
+    fresh = Volume.from_name(vol.name, store=fresh_cs)
+    for path in list(written)[::-7]:
+        assert b"".join(fresh.read_file(path)) == written[path]
+    assert fresh_cs.count("get", prefix + "index/") <= 50
+    assert vol.verify().ok
+
+
+# Run in a child so that ru_maxrss measures this work alone. The data is generated as a
+# stream (blake3 in XOF mode: incompressible, reproducible, never held whole) and its
+# hash is compared with the hash of what is read back.
+STREAM_CHILD = textwrap.dedent(
+    """
+    import io, json, resource, sys
+    from blake3 import blake3
+    from jupyter_volume import Volume
+    from jupyter_volume.store import open_store
+
+    url, size = sys.argv[1], int(sys.argv[2])
+    BLOCK = 1 << 20
+
+    class Generated(io.RawIOBase):
+        def __init__(self, size):
+            self.left, self.pos = size, 0
+            self.xof, self.digest = blake3(b"jv-streaming-test"), blake3()
+        def readable(self):
+            return True
+        def readinto(self, b):
+            n = min(len(b), self.left, BLOCK)
+            if n <= 0:
+                return 0
+            data = self.xof.digest(length=n, seek=self.pos)
+            b[:n] = data
+            self.digest.update(data)
+            self.pos += n
+            self.left -= n
+            return n
+
+    vol = Volume.from_name("big", create_if_missing=True, store=open_store(url))
+    gen = Generated(size)
+    with vol.batch_upload() as batch:
+        batch.put_file(io.BufferedReader(gen, buffer_size=BLOCK), "big.bin")
+    rss_after_write = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    got, n = blake3(), 0
+    for piece in vol.read_file("big.bin"):
+        got.update(piece)
+        n += len(piece)
+    with open("/proc/self/status") as f:
+        hwm = [int(line.split()[1]) for line in f if line.startswith("VmHWM:")][0]
+    print(json.dumps({
+        "written": gen.digest.hexdigest(), "read": got.hexdigest(), "n": n,
+        "listed": vol.listdir("big.bin")[0].size,
+        "rss_after_write_kib": rss_after_write,
+        "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "vmhwm_kib": hwm,
+    }))
+    """
+)
+
+
+# Linux carries ru_maxrss across exec: a child started straight from this (large)
+# pytest process would report pytest's own peak. A tiny launcher in between gives the
+# child a fresh count (the child also reports VmHWM, the peak of its own address space).
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
+def test_2gib_file_streams_in_bounded_memory(tmp_path: Path) -> None:
+    # Local store only: what is measured is the client's buffering (chunker, pack
+    # writer, read-ahead), which is the same code for every backend; on SeaweedFS the
+    # same run would add 2 GiB of server-side disk and minutes, and prove nothing more.
+    size = 2 * 1024 * MiB
+    env = {**os.environ, "JUPYTER_VOLUME_CACHE_DIR": str(tmp_path / "child-cache")}
+    url = (tmp_path / "big-store").as_uri()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, sys.executable, "-c", STREAM_CHILD, url, str(size)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        stored = sum(
+            o.size for o in LocalStore(tmp_path / "big-store").list("vols/") if "/packs/" in o.key
+        )
+    finally:
+        shutil.rmtree(tmp_path / "big-store", ignore_errors=True)  # 2 GiB: do not keep it
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["n"] == size and out["listed"] == size
+    assert out["read"] == out["written"]
+    assert stored >= size  # really written (incompressible data), not held
+    assert out["rss_after_write_kib"] * 1024 < 500 * 1000 * 1000, out
+    assert out["maxrss_kib"] * 1024 < 500 * 1000 * 1000, out
+    assert out["vmhwm_kib"] * 1024 < 500 * 1000 * 1000, out
