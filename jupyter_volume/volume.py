@@ -760,18 +760,21 @@ class BatchUpload:
             writer.abort()
             return
         try:
-            self._check_conflicts()
+            self._check_conflicts(self._vol._repo.head().root)
         except BaseException:
             writer.abort()
             raise
         if self._changes:
-            self.commit_info = self._vol._commit_changes(self._changes, _batch_message(self._changes), writer)
+            # Checked again against every head the commit is applied onto, so a file that
+            # another writer created meanwhile is not overwritten without force either.
+            self.commit_info = self._vol._commit_changes(
+                self._changes, _batch_message(self._changes), writer, check=lambda head: self._check_conflicts(head.root)
+            )
         else:
             writer.abort()
 
-    def _check_conflicts(self) -> None:
+    def _check_conflicts(self, root: str) -> None:
         repo = self._vol._repo
-        root = repo.head().root
         # A path that is a file (or link) in this batch cannot also be a folder of it:
         # the tree merge would keep the file and silently drop everything below it.
         not_dirs = {p for p, ch in self._changes.items() if ch != "dir" and not (isinstance(ch, Entry) and ch.kind == DIR)}

@@ -62,6 +62,16 @@ CHILD = textwrap.dedent(
     store = Barrier(open_store(url))
     vol = Volume.from_name(name, store=store)
     seqs = []
+    if mode == "noforce":  # both create the same new file without force: one must refuse
+        store.round = 0
+        try:
+            with vol.batch_upload() as batch:
+                batch.put_file(io.BytesIO(content(who, 150_000)), "shared.bin")
+            seqs.append(batch.commit_info.seq)
+        except FileExistsError as e:
+            print(json.dumps({"refused": str(e), "seqs": seqs, "log_attempts": store.log_attempts}))
+            sys.exit(0)
+        rounds = 0
     for r in range(rounds):
         store.round = r
         with vol.batch_upload(force=True) as batch:
@@ -94,7 +104,7 @@ def opened(
     return open_store(url), url, env
 
 
-def run_pair(url: str, env: dict[str, str], name: str, mode: str, tmp_path: Path) -> dict:
+def run_pair(url: str, env: dict[str, str], name: str, mode: str, tmp_path: Path, attempts: int = 3 * ROUNDS) -> dict:
     sync = tmp_path / "sync"
     sync.mkdir()
     procs = {}
@@ -123,8 +133,27 @@ def run_pair(url: str, env: dict[str, str], name: str, mode: str, tmp_path: Path
                 proc.wait()
     # The barrier made every round a real race: one writer won at once, the other lost
     # exactly once and re-applied its changes on top.
-    assert sum(r["log_attempts"] for r in results.values()) == 3 * ROUNDS, results
+    assert sum(r["log_attempts"] for r in results.values()) == attempts, results
     return results
+
+
+def test_racing_creates_without_force_refuse_instead_of_overwriting(
+    opened: tuple[Store, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """Both writers see no shared.bin, both race; the loser re-checks against the winner's
+    commit and refuses (AlreadyExistsError) rather than overwriting without force."""
+    store, url, env = opened
+    name = f"c-{uuid.uuid4().hex[:10]}"
+    Volume.objects.create(name, store=store)
+    results = run_pair(url, env, name, "noforce", tmp_path, attempts=2)
+    refused = [who for who, r in results.items() if "refused" in r]
+    assert len(refused) == 1, results
+    assert "shared.bin already exists" in results[refused[0]]["refused"]
+    winner = ({"A", "B"} - set(refused)).pop()
+    vol = Volume.from_name(name, store=store)
+    vol.reload()
+    assert b"".join(vol.read_file("shared.bin")) == content(winner, 150_000)
+    assert [c.seq for c in vol.history()] == [1, 0]
 
 
 def test_two_processes_uploading_different_files_both_survive(

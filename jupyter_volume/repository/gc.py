@@ -19,7 +19,10 @@ marked before anything it references can be condemned.
 
 from __future__ import annotations
 
+import random
+import socket
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -168,7 +171,9 @@ def select_kept(records: list[CommitRecord], policy: RetentionPolicy, tagged: It
     if not recs:
         return set()
     data = [r for r in recs if r.kind != "gc"]
-    keep = {recs[0].seq, 0} | set(tagged)
+    # Always kept: the head, the newest data commit (the state the head shows), commit 0, tags.
+    protected = {recs[0].seq, 0} | set(tagged) | ({data[0].seq} if data else set())
+    keep = set(protected)
     if policy.keeps_everything():
         keep |= {r.seq for r in data}
     else:
@@ -188,7 +193,6 @@ def select_kept(records: list[CommitRecord], policy: RetentionPolicy, tagged: It
             keep |= {r.seq for r in data}  # only squashing was asked for
     if policy.squash_auto_after is not None:
         cutoff = now - policy.squash_auto_after
-        protected = {recs[0].seq, 0} | set(tagged)
         run: list[int] = []
         for r in sorted(data, key=lambda r: r.seq):
             if r.kind in AUTO_KINDS and r.time < cutoff:
@@ -266,7 +270,10 @@ def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: 
     live_bytes = {p: sum(loc.length for _h, loc in items) for p, items in live.items()}
     report.bytes_live = sum(live_bytes.values())
     condemned = dict(state.condemned)
-    repack = [p for p, info in packs_on_store.items() if p in live and p not in condemned and live_bytes[p] < REPACK_BELOW * info.size]
+    total_bytes: dict[str, int] = {}
+    for loc in index.items().values():
+        total_bytes[loc.pack] = total_bytes.get(loc.pack, 0) + loc.length
+    repack = [p for p in packs_on_store if p in live and p not in condemned and live_bytes[p] < REPACK_BELOW * total_bytes.get(p, 0)]
     known_packs = index.packs() | set(condemned)
     to_condemn = [p for p in known_packs if p not in live and p not in condemned and p in packs_on_store]
 
@@ -307,46 +314,78 @@ def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: 
         report.objects_deleted = len(deletable_packs) + len(orphan_packs)
         return report
 
-    checkpoint_keys = _write_checkpoint(repo, entries)
-    remaining = {p: t for p, t in condemned.items() if p not in deletable_packs}
-    extra: dict[str, Any] = {
-        "expired": [list(r) for r in seq_ranges([s for a, b in state.expired for s in range(a, b + 1)] + newly_expired)],
-        "condemned": remaining,
-        "report": {
-            "expired": len(newly_expired),
-            "packs_condemned": report.packs_condemned,
-            "packs_repacked": report.packs_repacked,
-            "bytes_freed": report.bytes_freed,
-        },
-        "policy": policy.describe(),
-    }
-    msg = (
-        f"gc: expired {len(newly_expired)} commit(s)"
-        + (f" ({_ranges_text(newly_expired)})" if newly_expired else "")
-        + f"; condemned {report.packs_condemned} pack(s), repacked {report.packs_repacked}"
-    )
-    rec = CommitRecord(
-        seq=head.seq + 1,
-        parent=head.seq,
-        root=head.root,
-        index=checkpoint_keys,
-        txn=hash_bytes(f"gc{now}{head.seq}".encode())[:32],
-        time=time.time(),
-        author="gc",
-        host=__import__("socket").gethostname(),
-        message=msg,
-        kind="gc",
-        stats={"added": 0, "modified": 0, "deleted": 0, "bytes_new": 0},
-        extra=extra,
-    )
-    key = repo._log_key(rec.seq)
-    if not store.put_if_absent(key, rec.to_bytes()):
+    policy_text = policy.describe()
+    rec: CommitRecord | None = None
+    for _attempt in range(200):
+        checkpoint_keys = _write_checkpoint(repo, entries)
+        remaining = {p: t for p, t in condemned.items() if p not in deletable_packs}
+        extra: dict[str, Any] = {
+            "expired": [list(r) for r in seq_ranges([s for a, b in state.expired for s in range(a, b + 1)] + newly_expired)],
+            "condemned": remaining,
+            "report": {
+                "expired": len(newly_expired),
+                "packs_condemned": report.packs_condemned,
+                "packs_repacked": report.packs_repacked,
+                "bytes_freed": report.bytes_freed,
+            },
+            "policy": policy_text,
+        }
+        msg = (
+            f"gc: expired {len(newly_expired)} commit(s)"
+            + (f" ({_ranges_text(newly_expired)})" if newly_expired else "")
+            + f"; condemned {report.packs_condemned} pack(s), repacked {report.packs_repacked}"
+        )
+        rec = CommitRecord(
+            seq=head.seq + 1,
+            parent=head.seq,
+            root=head.root,
+            index=checkpoint_keys,
+            txn=uuid.uuid4().hex,
+            time=time.time(),
+            author="gc",
+            host=socket.gethostname(),
+            message=msg,
+            kind="gc",
+            stats={"added": 0, "modified": 0, "deleted": 0, "bytes_new": 0},
+            extra=extra,
+        )
+        key = repo._log_key(rec.seq)
+        if store.put_if_absent(key, rec.to_bytes()):
+            break
         try:
             other = CommitRecord.from_bytes(store.get(key), key)
         except NotFoundError:
             other = None
-        if other is None or other.txn != rec.txn:
-            return None  # a writer committed first: start over from the new head
+        if other is not None and other.txn == rec.txn:
+            break
+        # A writer committed first. Everything its commits reach stays: mark it, and
+        # take back the condemnation of any pack it (re)uses. Expiry is unchanged.
+        new_head = repo.head(refresh=True)
+        if new_head.gc_pointer != state.seq:
+            return None  # another gc ran meanwhile: start over from its result
+        repo.ensure_index(new_head.index)
+        known = set(chunks)
+        for s in range(head.seq + 1, new_head.seq + 1):
+            _mark(repo, repo.record(s).root, trees, chunks)
+        for h in chunks - known:
+            loc = index.get_any(h)
+            if loc is None:
+                raise ConflictError(f"chunk {h[:16]}… of a new commit is not in the index; run verify()")
+            if loc.pack in condemned and loc.pack not in state.condemned:
+                del condemned[loc.pack]
+                report.packs_condemned -= 1
+                if loc.pack in deletable_packs:
+                    deletable_packs.remove(loc.pack)
+                    info = packs_on_store.get(loc.pack)
+                    report.bytes_freed -= info.size if info else 0
+            entries[h] = new_locs.get(h, loc)
+        head = new_head
+        time.sleep(random.uniform(0, 0.05))
+    else:
+        return None
+    assert rec is not None
+    referenced = index.packs()  # includes the segments of commits that raced with us
+    orphan_packs = [p for p in orphan_packs if p not in referenced]
     repo._records[rec.seq] = rec
     repo._head_seq = rec.seq
     repo.head(refresh=False)  # switch this process to the new index and condemned set

@@ -6,7 +6,8 @@ a handful of PUTs. Layout (all integers little-endian)::
     chunk bytes ... | header records | u32 record count | b"JVPK1\\0\\0\\0"
 
 Each record is ``<32s I I I B``: chunk hash, offset, stored length, raw length, codec.
-Packs are immutable and named by the blake3 hash of their whole content.
+Packs are immutable and named by 32 random bytes (hex): unique, so that garbage
+collection can never delete a pack that a writer has just written again.
 
 An index segment maps chunk hash -> (pack, offset, stored length, raw length, codec)::
 
@@ -18,6 +19,7 @@ covers a whole volume. Both are immutable and named by their hash.
 
 from __future__ import annotations
 
+import secrets
 import struct
 import threading
 from collections import deque
@@ -26,7 +28,6 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 from ..errors import CorruptionError
-from .codec import hash_bytes
 
 PACK_MAGIC = b"JVPK1\0\0\0"
 INDEX_MAGIC = b"JVIX1\0\0\0"
@@ -214,7 +215,9 @@ class PackWriter:
         header = b"".join(PACK_REC.pack(bytes.fromhex(h), o, n, r, c) for h, o, n, r, c in self._recs)
         self._buf += header + U32.pack(len(self._recs)) + PACK_MAGIC
         data = bytes(self._buf)
-        pack_id = hash_bytes(data)
+        # Random, never content-derived: a pack rewritten with the same chunks (a rescue, a
+        # re-upload of expired data) must never share a name with one gc has condemned.
+        pack_id = secrets.token_hex(32)
         for h, o, n, r, c in self._recs:
             self.new_chunks[h] = ChunkLoc(pack_id, o, n, r, c)
         self.bytes_written += len(data)

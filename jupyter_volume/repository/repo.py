@@ -387,6 +387,7 @@ class Repository:
             index = ChunkIndex()
             index.dead = frozenset(state.condemned)
             self.index = index
+            self.trees.on_store = {EMPTY_TREE}  # nodes gc deleted must be uploaded again
             self._gc_seen = rec.gc_pointer
         return rec
 
@@ -476,13 +477,16 @@ class Repository:
         author: str | None = None,
         root: str | None = None,
         extra: dict[str, Any] | None = None,
+        check: Callable[[CommitRecord], None] | None = None,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Publish ``changes`` as a new commit on top of whatever the head is.
 
         ``changes`` maps paths to entries (staged through ``writer``) or None (delete);
         alternatively ``root`` replaces the whole tree (restore). On a lost race the change
         set is re-applied onto the new head: our paths win, every other path keeps the
-        other writer's version. Returns ``(None, stats)`` when nothing would change.
+        other writer's version. ``check(head)`` runs before each attempt and may raise to
+        refuse the commit (uploaded data then stays as orphans for gc). Returns
+        ``(None, stats)`` when nothing would change.
         """
         with self._commit_lock:
             seg_key = None
@@ -500,6 +504,8 @@ class Repository:
             txn = uuid.uuid4().hex
             for attempt in range(MAX_COMMIT_ATTEMPTS):
                 head = self.head()
+                if check is not None:
+                    check(head)
                 if root is not None:
                     new_root, stats = root, self._root_stats(head.root, root)
                 else:
@@ -805,9 +811,6 @@ class Repository:
                     continue
                 data = self.store.get(key)
                 report.bytes_read += len(data)
-                if hash_bytes(data) != pack:
-                    report.errors.append(f"pack {key} is corrupt (hash mismatch)")
-                    continue
                 parse_pack_header(data, key)
                 for h, loc, path in items:
                     try:

@@ -1,0 +1,267 @@
+"""History retention and garbage collection, on the local store and on SeaweedFS."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_volume import InvalidError, NotFoundError, Volume
+from jupyter_volume.errors import AlreadyExistsError
+from jupyter_volume.repository.gc import RetentionPolicy, parse_duration, select_kept
+from jupyter_volume.repository.repo import CommitRecord
+
+MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def store_bytes(store, prefix: str = "vols/") -> int:
+    return sum(i.size for i in store.list(prefix))
+
+
+def snapshot(store) -> dict[str, tuple[int, float]]:
+    return {i.key: (i.size, i.mtime) for i in store.list("")}
+
+
+def put(vol: Volume, path: str, data: bytes) -> int:
+    with vol.batch_upload(force=True) as b:
+        b.put_file(io.BytesIO(data), path)
+    return b.commit_info.seq
+
+
+def read(vol: Volume, path: str, at: int | None = None) -> bytes:
+    return b"".join(vol.read_file(path, at=at))
+
+
+def test_keep_last_two_shrinks_store_to_two_versions(store) -> None:
+    vol = Volume.lookup("ckpt", create_if_missing=True, store=store)
+    versions = {}
+    for _ in range(10):
+        data = os.urandom(50 * MiB)
+        seq = put(vol, "model.bin", data)
+        versions[seq] = data[:64]  # remember a fingerprint, not the whole version
+    before = store_bytes(store)
+    assert before > 10 * 50 * MiB
+    vol.set_retention(keep_last=2)
+    report = vol.gc(grace=0)
+    after = store_bytes(store)
+    assert after < 2.1 * 50 * MiB, (before, after)
+    assert after > 1.9 * 50 * MiB
+    assert report.bytes_freed > 7.5 * 50 * MiB
+    assert len(report.expired) == 8
+    seqs = sorted(versions)
+    for seq in seqs[-2:]:
+        assert read(vol, "model.bin", at=seq)[:64] == versions[seq]
+    for seq in seqs[:-2]:
+        with pytest.raises(NotFoundError, match="expired"):
+            vol.listdir("/", at=seq)
+    assert vol.verify().ok
+    # history says what was expired, and when
+    gc_commit = vol.history()[0]
+    assert gc_commit.kind == "gc" and "expired 8 commit(s)" in gc_commit.message
+    assert sorted(c.seq for c in vol.history(include_expired=True) if c.expired) == seqs[:-2]
+
+
+def test_dry_run_changes_nothing(store) -> None:
+    vol = Volume.lookup("dry", create_if_missing=True, store=store)
+    for i in range(4):
+        put(vol, "f.bin", os.urandom(MiB + i))
+    vol.set_retention(keep_last=1)
+    before = snapshot(store)
+    report = vol.gc(dry_run=True, grace=0)
+    assert report.dry_run and len(report.expired) == 3 and report.bytes_freed > 2 * MiB
+    assert snapshot(store) == before
+    assert len(vol.history()) == 5
+
+
+def test_tagged_commits_survive_every_policy(store) -> None:
+    vol = Volume.lookup("tags", create_if_missing=True, store=store)
+    seqs = [put(vol, "w.bin", os.urandom(200_000 + i)) for i in range(5)]
+    keep_me = seqs[1]
+    content = read(vol, "w.bin", at=keep_me)
+    vol.tag(keep_me, "best")
+    with pytest.raises(AlreadyExistsError):
+        vol.tag(seqs[2], "best")
+    with pytest.raises(InvalidError):
+        vol.tag(seqs[2], "../bad")
+    policies = [
+        dict(keep_last=1),
+        dict(keep_within="1s"),
+        dict(keep_hourly=1),
+        dict(keep_daily=1),
+        dict(squash_auto_after=0),
+    ]
+    time.sleep(1.1)
+    for pol in policies:
+        vol.set_retention(**pol, grace=0)
+        vol.gc()
+        assert read(vol, "w.bin", at=keep_me) == content
+        assert vol.verify().ok
+    [tagged] = [c for c in vol.history() if c.tags]
+    assert tagged.seq == keep_me and tagged.tags == ("best",)
+    assert vol.tags() == {"best": keep_me}
+    vol.untag("best")
+    vol.set_retention(keep_last=1, grace=0)
+    vol.gc()
+    with pytest.raises(NotFoundError):
+        vol.listdir("/", at=keep_me)
+
+
+def test_orphan_pack_of_killed_writer_respects_grace(store_url_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, env = store_url_env
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    child_env = {**os.environ, **env}
+    vol = Volume.lookup("orph", create_if_missing=True, store=url)
+    put(vol, "keep.txt", b"kept" * 1000)
+    # A writer uploads a pack, then dies before writing its commit record.
+    code = textwrap.dedent(
+        f"""
+        import io, os
+        from jupyter_volume import Volume
+        vol = Volume.lookup("orph", store={url!r})
+        w = vol._repo.writer()
+        w.file_entry(io.BytesIO(os.urandom(3 << 20)))
+        w.packs.finish()
+        os._exit(0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], env=child_env, check=True, timeout=120)
+    packs = lambda: {i.key for i in vol.store.list(vol._repo.prefix + "packs/")}  # noqa: E731
+    assert len(packs()) == 2
+    vol.set_retention(grace=5)
+    report = vol.gc()
+    assert len(packs()) == 2, "an upload younger than the grace period must survive"
+    assert report.objects_deleted == 0
+    time.sleep(5.5)
+    report = vol.gc()
+    assert len(packs()) == 1
+    assert report.bytes_freed >= 3 << 20
+    assert read(vol, "keep.txt") == b"kept" * 1000
+    assert vol.verify().ok
+
+
+GC_LOOP = """
+import sys, time
+from jupyter_volume import Volume
+vol = Volume.lookup("race", store=sys.argv[1])
+for i in range(int(sys.argv[2])):
+    r = vol.gc(grace=5)
+    rep = vol.verify(read_data=False)  # structure each round; every byte at the end
+    assert rep.ok, rep.errors
+    print("gc", i, r, flush=True)
+"""
+
+
+def test_gc_loop_against_a_committing_writer(store_url_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, env = store_url_env
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    child_env = {**os.environ, **env}
+    vol = Volume.lookup("race", create_if_missing=True, store=url)
+    vol.set_retention(keep_last=3, grace=5)
+    put(vol, "seed.bin", os.urandom(MiB))
+    gc_proc = subprocess.Popen([sys.executable, "-c", GC_LOOP, url, "20"], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = b""
+    i = 0
+    m = vol.mount(tmp_path / "mnt", background=False)
+    try:
+        while gc_proc.poll() is None or i < 5:
+            # New data each round, plus a file that repeats earlier chunks (dedup against
+            # packs that gc may be condemning right now).
+            last = os.urandom(300_000) + f"round {i}".encode()
+            (tmp_path / "mnt/data.bin").write_bytes(last)
+            (tmp_path / "mnt/copy.bin").write_bytes(last[:200_000])
+            assert m.commit(f"round {i}") is not None
+            i += 1
+            time.sleep(0.1)  # a writer at a steady pace, not a tight loop starving gc
+    finally:
+        out, err = gc_proc.communicate(timeout=600)
+        m.unmount()
+    assert gc_proc.returncode == 0, out + err
+    assert out.count("gc ") == 20
+    vol.reload()
+    assert read(vol, "data.bin") == last
+    assert read(vol, "copy.bin") == last[:200_000]
+    report = vol.verify()
+    assert report.ok, report.errors
+    for c in vol.history():
+        vol.listdir("/", at=c.seq, recursive=True)  # every kept commit is readable
+
+
+def test_squash_background_commits(store, tmp_path: Path) -> None:
+    vol = Volume.lookup("sq", create_if_missing=True, store=store)
+    m = vol.mount(tmp_path / "mnt", interval=0.1)
+    for i in range(6):
+        (tmp_path / "mnt/log.txt").write_text(f"step {i}")
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(c.message.endswith("log.txt") and read(vol, "log.txt", at=c.seq) == f"step {i}".encode() for c in vol.history(3)):
+            time.sleep(0.05)
+    m.unmount()
+    autos = [c for c in vol.history() if c.kind == "auto"]
+    assert len(autos) >= 5
+    vol.set_retention(squash_auto_after=0, grace=0)
+    vol.gc()
+    remaining = [c for c in vol.history() if c.kind == "auto"]
+    assert [c.seq for c in remaining] == [autos[0].seq]  # one run: only its last commit stays
+    assert read(vol, "log.txt") == b"step 5"
+    assert vol.verify().ok
+
+
+def test_mount_reloads_after_gc_expired_its_base(store, tmp_path: Path) -> None:
+    vol = Volume.lookup("mb", create_if_missing=True, store=store)
+    put(vol, "a.txt", b"a1" * 400)
+    m = vol.mount(tmp_path / "mnt", background=False)
+    other = Volume.from_name("mb", store=store)
+    for i in range(3):
+        put(other, "a.txt", f"a{i + 2}".encode() * 400)
+    other.set_retention(keep_last=1, grace=0)
+    other.gc()
+    m.reload()
+    assert (tmp_path / "mnt/a.txt").read_bytes() == b"a4" * 400
+    m.unmount()
+
+
+def test_policy_validation_and_durations() -> None:
+    assert parse_duration("90s") == 90 and parse_duration("2h") == 7200 and parse_duration("7d") == 7 * 86400
+    with pytest.raises(InvalidError):
+        parse_duration("soon")
+    with pytest.raises(InvalidError):
+        RetentionPolicy(keep_last=0).validate()
+    with pytest.raises(InvalidError):
+        RetentionPolicy(grace=-1).validate()
+    assert RetentionPolicy().keeps_everything()
+    assert "last 3" in RetentionPolicy(keep_last=3).describe()
+
+
+def _rec(seq: int, t: float, kind: str = "commit") -> CommitRecord:
+    return CommitRecord(seq, seq - 1 if seq else None, "r", [], "x", t, "a", "h", "m", kind)
+
+
+def test_select_kept_hourly_daily_and_squash() -> None:
+    now = 1_000_000_000.0
+    recs = [_rec(0, now - 10 * 86400, "create")]
+    # two commits an hour for 30 hours
+    for i in range(60):
+        recs.append(_rec(i + 1, now - (60 - i) * 1800))
+    keep = select_kept(recs, RetentionPolicy(keep_hourly=5), [], now)
+    assert len(keep - {0}) == 5
+    keep = select_kept(recs, RetentionPolicy(keep_daily=2), [], now)
+    assert len(keep - {0}) == 2
+    keep = select_kept(recs, RetentionPolicy(keep_last=3, keep_within=3600), [], now)
+    assert keep == {0, 60, 59, 58}
+    autos = [_rec(0, now - 1000, "create")] + [_rec(i, now - 1000 + i, "auto") for i in range(1, 6)] + [_rec(6, now - 10), _rec(7, now - 5, "auto"), _rec(8, now - 4, "auto")]
+    keep = select_kept(autos, RetentionPolicy(squash_auto_after=100), [], now)
+    assert keep == {0, 5, 6, 7, 8}
+    assert select_kept(autos, RetentionPolicy(), [], now) == set(range(9))
