@@ -42,3 +42,17 @@ __all__ = [
     "VolumeInfo",
     "__version__",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext jupyter_volume``: register the ``%volume`` magic."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext jupyter_volume``: remove the ``%volume`` magic."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -40,9 +40,16 @@ class LocalStore(Store):
         return self.root / check_key(key)
 
     def _write_tmp(self, path: Path, data: bytes | bytearray | memoryview) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        for attempt in range(10):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileNotFoundError:
+                if attempt == 9:  # a delete kept removing the emptied folder under us
+                    raise
+
         try:
             view = memoryview(data)
             while view:
@@ -123,13 +130,24 @@ class LocalStore(Store):
         return True
 
     def delete(self, keys: Iterable[str]) -> None:
+        parents: set[Path] = set()
         for key in keys:
+            path = self._path(key)
             try:
-                self._path(key).unlink()
+                path.unlink()
             except FileNotFoundError:
                 pass
             except OSError as e:
                 raise self._wrap(e, key) from e
+            parents.add(path.parent)
+        # Folders exist only to hold keys: remove the ones this left empty (deepest first).
+        for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+            while parent != self.root and self.root in parent.parents:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break  # not empty (or just reused by a writer): leave it
+                parent = parent.parent
 
     def stat(self, key: str) -> ObjectInfo:
         try:

@@ -1,0 +1,192 @@
+"""Configuration shared by every front end: the kernel, the CLI and the Jupyter server.
+
+One place, read the same way everywhere:
+
+1. ``$JUPYTER_VOLUME_STORE`` (the store URL; wins over any config file), then
+2. ``jupyter_volume_config.py`` / ``jupyter_volume_config.json`` in the Jupyter config
+   path (``jupyter --paths``: ``$JUPYTER_CONFIG_DIR``, ``~/.jupyter``,
+   ``<sys.prefix>/etc/jupyter``, ...; the first folder on the path wins), then
+3. the defaults below.
+
+Example ``~/.jupyter/jupyter_volume_config.py``::
+
+    c.VolumeConfig.store_url = "s3://my-bucket/team-a?endpoint_url=http://seaweed:8333"
+    c.VolumeConfig.commit_interval = 10.0
+    c.VolumeConfig.ignore_patterns = [".ipynb_checkpoints/", "__pycache__/", "*.tmp"]
+
+The same ``c.VolumeConfig`` section may also sit in an IPython or Jupyter server config
+file: front ends that have one pass it to :func:`load_config` as ``extra``.
+
+Layer: imports ``store`` (lazily) and nothing above it; never IPython.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from traitlets import Float, Int, List, TraitError, Unicode, validate
+from traitlets.config import Config, Configurable
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = [
+    "CONFIG_FILE_NAME",
+    "DEFAULT_IGNORE_PATTERNS",
+    "VolumeConfig",
+    "get_store",
+    "load_config",
+    "resolve_store_url",
+]
+
+CONFIG_FILE_NAME = "jupyter_volume_config"
+ENV_STORE = "JUPYTER_VOLUME_STORE"
+
+# ".~*" (LibreOffice lock files) is in the mount's own fallback list too, so a mount
+# ignores the same paths whether or not a config file loads.
+DEFAULT_IGNORE_PATTERNS = [
+    ".ipynb_checkpoints/",
+    "__pycache__/",
+    "*.swp",
+    "*.swo",
+    "*~",
+    ".#*",
+    ".~*",
+]
+
+
+class VolumeConfig(Configurable):
+    """Settings of jupyter-volume (``c.VolumeConfig.<name>`` in a config file)."""
+
+    store_url = Unicode(
+        "",
+        help=(
+            "URL of the object store holding the volumes: file:///path/to/folder or "
+            "s3://bucket/prefix (endpoint and credentials the usual AWS ways, or "
+            "?endpoint_url=...). Empty: a 'volumes' folder in the Jupyter data dir. "
+            "The JUPYTER_VOLUME_STORE environment variable overrides this."
+        ),
+    ).tag(config=True)
+
+    commit_interval = Float(
+        5.0,
+        help="Seconds between background commit checks of a mounted volume.",
+    ).tag(config=True)
+
+    ignore_patterns = List(
+        Unicode(),
+        default_value=list(DEFAULT_IGNORE_PATTERNS),
+        help=(
+            "Paths in a mounted folder that are never committed: glob patterns matched "
+            "against each name (a trailing '/' matches folders only)."
+        ),
+    ).tag(config=True)
+
+    progress_threshold_bytes = Int(
+        50 * 1024 * 1024,
+        help="Show a progress bar for transfers larger than this many bytes.",
+    ).tag(config=True)
+
+    progress_threshold_files = Int(
+        1000,
+        help="Show a progress bar for transfers of more than this many files.",
+    ).tag(config=True)
+
+    @validate("commit_interval")
+    def _check_interval(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if value <= 0:
+            raise TraitError("VolumeConfig.commit_interval must be a positive number of seconds")
+        return value
+
+    @validate("progress_threshold_bytes", "progress_threshold_files")
+    def _check_threshold(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if value < 0:
+            raise TraitError(f"VolumeConfig.{proposal['trait'].name} must not be negative")
+        return value
+
+    def effective_store_url(self, explicit: str | None = None) -> str:
+        """The store URL to use: ``explicit`` (a ``--store`` option), else
+        ``$JUPYTER_VOLUME_STORE``, else :attr:`store_url`, else the default folder."""
+        return resolve_store_url(explicit, self)
+
+
+def config_files() -> list[str]:
+    """The config files :func:`load_config` reads, lowest priority first."""
+    from jupyter_core.paths import jupyter_config_path
+
+    found = []
+    for folder in reversed(jupyter_config_path()):
+        for ext in (".py", ".json"):  # as traitlets does: .json wins within a folder
+            path = os.path.join(folder, CONFIG_FILE_NAME + ext)
+            if os.path.isfile(path):
+                found.append(path)
+    return found
+
+
+def load_config(extra: Config | None = None, **kwargs: Any) -> VolumeConfig:
+    """Read ``jupyter_volume_config.{json,py}`` from the Jupyter config path.
+
+    Args:
+        extra: a traitlets :class:`Config` merged on top (e.g. an IPython shell's or a
+            Jupyter server's config, so ``c.VolumeConfig`` works there too).
+        kwargs: passed to :class:`VolumeConfig` (e.g. ``parent=``).
+
+    Raises:
+        traitlets.TraitError: a config file sets a bad value.
+        Exception: a config file fails to run (its own error, with its file name).
+
+    Example::
+
+        cfg = load_config()
+        cfg.commit_interval  # 5.0 unless configured
+    """
+    from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
+
+    merged = Config()
+    for path in config_files():
+        folder, fname = os.path.split(path)
+        loader_cls = PyFileConfigLoader if fname.endswith(".py") else JSONFileConfigLoader
+        merged.merge(loader_cls(fname, path=folder).load_config())
+    if extra is not None and "VolumeConfig" in extra:
+        merged.merge(Config({"VolumeConfig": extra["VolumeConfig"]}))
+    return VolumeConfig(config=merged, **kwargs)
+
+
+def resolve_store_url(explicit: str | None = None, config: VolumeConfig | None = None) -> str:
+    """``explicit`` > ``$JUPYTER_VOLUME_STORE`` > ``config.store_url`` > the default folder."""
+    if explicit:
+        return explicit
+    env = os.environ.get(ENV_STORE, "").strip()
+    if env:
+        return env
+    if config is None:
+        config = load_config()
+    if config.store_url.strip():
+        return os.path.expanduser(config.store_url.strip())
+    from .store import default_store_url
+
+    return default_store_url()
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(url: str | None = None, config: VolumeConfig | None = None) -> Store:
+    """Open (once per process and URL) the store that :func:`resolve_store_url` names.
+
+    Raises:
+        InvalidError: the URL is not a ``file://`` or ``s3://`` URL.
+    """
+    from .store import open_store
+
+    resolved = resolve_store_url(url, config)
+    with _stores_lock:
+        store = _stores.get(resolved)
+        if store is None:
+            store = _stores[resolved] = open_store(resolved)
+        return store
