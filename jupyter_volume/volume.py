@@ -14,7 +14,7 @@ import re
 import stat as stat_mod
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,14 +153,24 @@ _stores: dict[str, Store] = {}
 def _open(store: Store | str | os.PathLike[str] | None) -> Store:
     if isinstance(store, Store):
         return store
-    from .store import default_store_url
+    from .config import resolve_store_url
 
-    url = os.fspath(store) if store is not None else default_store_url()
+    # --store / store= wins, then $JUPYTER_VOLUME_STORE, then jupyter_volume_config.py, then
+    # the default folder: the same order the CLI, the magic and the server use.
+    url = os.fspath(store) if store is not None else resolve_store_url()
     with _repos_lock:
         s = _stores.get(url)
         if s is None:
             s = _stores[url] = open_store(url)
         return s
+
+
+def _parent_path(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def _join_path(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
 
 
 def _has_glob(path: str) -> bool:
@@ -489,6 +499,121 @@ class Volume:
                 changes[target] = se
         self._commit_changes(changes, f"copy {', '.join(normalize_path(s if isinstance(s, str) else s.decode()) for s in src_paths)} to {dst or '/'}")
 
+    def mkdir(self, path: str) -> CommitInfo | None:
+        """Create an empty folder ``path`` (and missing parents) as one commit.
+
+        The commit message is ``create folder PATH``.
+
+        Raises:
+            AlreadyExistsError: something exists at ``path``, or one of its parents is a file.
+            InvalidError: ``path`` is the volume root or not a valid volume path.
+        """
+        p = normalize_path(path)
+        if not p:
+            raise InvalidError("the volume root always exists: give a folder name")
+        repo = self._repo
+        root = self._root(None)
+        if repo.lookup(p, root) is not None:
+            raise AlreadyExistsError(f"{p} already exists in volume {self.name!r}")
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            pe = repo.lookup("/".join(parts[:i]), root)
+            if pe is None:
+                break
+            if not pe.is_dir:
+                raise AlreadyExistsError(
+                    f"cannot create folder {p}: {'/'.join(parts[:i])} is a file in volume {self.name!r}"
+                )
+        return self._commit_changes({p: "dir"}, f"create folder {p}")
+
+
+    def move(self, src: str, dst: str, *, overwrite: bool = False) -> CommitInfo | None:
+        """Move or rename file or folder ``src`` to ``dst`` inside the volume, as one commit.
+
+        Like ``mv``: if ``dst`` is an existing folder, ``src`` moves into it under its own
+        name. No data is copied (the new path shares the stored chunks); the message is
+        ``move SRC to DST``.
+
+        Raises:
+            NotFoundError: ``src`` does not exist, or the destination's folder does not.
+            AlreadyExistsError: the destination exists (a file is replaced only with
+                ``overwrite=True`` and only by a file; a folder never).
+            InvalidError: moving the root, onto itself, or a folder into itself.
+        """
+        sp = normalize_path(src)
+        if not sp:
+            raise InvalidError("cannot move the volume root")
+        repo = self._repo
+        root = self._root(None)
+        se = repo.lookup(sp, root)
+        if se is None:
+            raise NotFoundError(f"no such file or folder in volume {self.name!r}: {sp}")
+        dp = normalize_path(dst)
+        de = repo.lookup(dp, root)
+        if de is not None and de.is_dir:
+            dp = _join_path(dp, sp.rsplit("/", 1)[-1])
+            de = repo.lookup(dp, root)
+        if dp == sp:
+            raise InvalidError(f"{sp} is already there: nothing to move")
+        if dp.startswith(sp + "/"):
+            raise InvalidError(f"cannot move folder {sp} into itself ({dp})")
+        if de is not None:
+            if de.is_dir:
+                raise AlreadyExistsError(
+                    f"{dp} is a folder in volume {self.name!r}: choose another name"
+                )
+            if se.is_dir:
+                raise AlreadyExistsError(
+                    f"cannot replace file {dp} with folder {sp}: choose another name"
+                )
+            if not overwrite:
+                raise AlreadyExistsError(
+                    f"{dp} already exists in volume {self.name!r}: pass overwrite=True to replace it"
+                )
+        pe = repo.lookup(_parent_path(dp), root)
+        if pe is None or not pe.is_dir:
+            raise NotFoundError(
+                f"destination folder {_parent_path(dp) or '/'} does not exist in volume {self.name!r}"
+            )
+        changes: dict[str, Any] = {dp: se, sp: None}
+        if se.is_dir:
+            # a folder goes away only once everything below it is deleted too
+            changes.update({sub: None for sub, _ in repo.trees.walk(se.tree, sp + "/")})
+        return self._commit_changes(changes, f"move {sp} to {dp}")
+
+
+    def remove_paths(self, paths: Iterable[str]) -> CommitInfo | None:
+        """Delete several files and folders (with everything below them) as one commit.
+
+        The message names what went: ``remove a.txt, data`` (or ``remove N paths (a, …)``).
+
+        Raises:
+            NotFoundError: one of ``paths`` does not exist (nothing is removed then).
+            InvalidError: ``paths`` is empty or names the volume root.
+        """
+        repo = self._repo
+        root = self._root(None)
+        wanted = sorted({normalize_path(p) for p in paths})
+        if not wanted:
+            raise InvalidError("nothing to remove: give at least one path")
+        changes: dict[str, Any] = {}
+        for p in wanted:
+            if not p:
+                raise InvalidError(
+                    "cannot remove the volume root; use self.delete() to delete the volume"
+                )
+            e = repo.lookup(p, root)
+            if e is None:
+                raise NotFoundError(f"no such file or folder in volume {self.name!r}: {p}")
+            changes[p] = None
+            if e.is_dir:
+                changes.update({sub: None for sub, _ in repo.trees.walk(e.tree, p + "/")})
+        if len(wanted) <= 3:
+            message = f"remove {', '.join(wanted)}"
+        else:
+            message = f"remove {len(wanted)} paths ({wanted[0]}, …)"
+        return self._commit_changes(changes, message)
+
     def batch_upload(self, force: bool = False) -> BatchUpload:
         """Upload many files as one commit: nothing is visible until the block exits.
 
@@ -657,6 +782,15 @@ class Volume:
                 self._seq = info.seq
             return info
         return None
+
+    def refresh(self) -> CommitInfo:
+        """Make this handle's reads see the newest commit, and return it.
+
+        Unlike :meth:`reload`, this never touches a mounted folder.
+        """
+        rec = self._repo.head(refresh=True)
+        self._seq = rec.seq
+        return CommitInfo._of(rec)
 
     def reload(self) -> None:
         """Bring the mounted folder to the newest commit; unmounted, refresh the head."""

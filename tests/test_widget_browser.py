@@ -1,0 +1,93 @@
+"""The volume browser widget in a real JupyterLab, driven by a real Chromium.
+
+JupyterLab is served on loopback (:class:`~jupyter_volume.testing.jupyter.JupyterLab`),
+a notebook cell runs ``%volume browse NAME`` in a real kernel, and Playwright clicks
+into a folder of the rendered widget and downloads a file from it. Needs Debian's
+Chromium (``apt-get install -y chromium``); without it the test fails with that hint,
+it never skips.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_volume import Volume
+from jupyter_volume.testing.jupyter import (
+    JupyterLab,
+    chromium,
+    open_lab,
+    run_cell,
+    write_notebook,
+)
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def test_browse_magic_renders_enters_a_folder_and_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+    store_url = (tmp_path / "store").as_uri()
+    Volume.objects.create("browser-test", store=store_url)
+    vol = Volume.from_name("browser-test", store=store_url)
+    with vol.batch_upload() as batch:
+        batch.put_file(io.BytesIO(b"inside the folder"), "results/inside-file.txt")
+        batch.put_file(io.BytesIO(b"top level"), "top-level.txt")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "widget-browser.png"
+    started = time.monotonic()
+    env = {
+        "JUPYTER_VOLUME_STORE": store_url,
+        "JUPYTER_VOLUME_STATE_DIR": str(tmp_path / "state"),
+        "JUPYTER_VOLUME_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    with JupyterLab(env=env) as lab:
+        write_notebook(
+            lab.root_dir / "browse.ipynb",
+            ["%load_ext jupyter_volume\n%volume browse browser-test"],
+        )
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+            try:
+                open_lab(page, lab, "browse.ipynb")
+                run_cell(page, 0)
+
+                widget = page.locator(".jv-browser")
+                widget.wait_for(state="visible", timeout=60_000)
+                folder = widget.get_by_role("button", name="results/")
+                folder.wait_for(timeout=30_000)
+                # before: the root listing, without the folder's file
+                assert widget.get_by_role("button", name="top-level.txt").is_visible()
+                assert widget.get_by_role("button", name="inside-file.txt").count() == 0
+
+                folder.click()
+                inside = widget.get_by_role("button", name="inside-file.txt")
+                inside.wait_for(timeout=30_000)
+                assert inside.is_visible()
+                assert widget.get_by_role("button", name="top-level.txt").count() == 0
+                # the breadcrumb now ends in the folder, and the page counter says one row
+                assert widget.get_by_role("button", name="results", exact=True).is_visible()
+                assert "1–1 of 1" in widget.inner_text()
+
+                # select the file and download it through the browser's own download
+                inside.click()
+                widget.get_by_role("button", name="Download").click()
+                link = widget.locator("a.jv-download")
+                link.wait_for(timeout=30_000)
+                with page.expect_download(timeout=30_000) as download:
+                    link.click()
+                assert download.value.suggested_filename == "inside-file.txt"
+                assert Path(download.value.path()).read_bytes() == b"inside the folder"
+            except Exception:
+                print(lab.log_tail())
+                raise
+            finally:
+                page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+    # the whole round trip (server, kernel, browser) stays well within a minute
+    assert time.monotonic() - started < 90
