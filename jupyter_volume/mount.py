@@ -457,8 +457,12 @@ class Mount:
         new_rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         same_rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         deferred = False
+        from .progress import transfer_progress
+
+        bar = transfer_progress(f"{self.volume.name}: commit", total_bytes=sum(st.st_size for st in ch.files.values()), total_files=len(ch.files))
         try:
             for rel in sorted(ch.files):
+                bar.update(ch.files[rel].st_size)
                 if rel in busy:
                     deferred = True
                     continue
@@ -502,6 +506,8 @@ class Mount:
             writer.abort()
             self._journal_requeue(ch)
             raise
+        finally:
+            bar.close()
         idx = self._index
         idx.db.execute("BEGIN")
         idx.put(same_rows)
@@ -725,8 +731,12 @@ class Mount:
             else:
                 files.append((rel, e))
         idx.put(rows)
-        for rel, e, sig in self._write_files(files):
-            idx.put([(rel, e, sig, 0)])
+        from .progress import transfer_progress
+
+        with transfer_progress(f"{self.volume.name}: download", total_bytes=sum(e.size for _r, e in files), total_files=len(files)) as bar:
+            for rel, e, sig in self._write_files(files):
+                idx.put([(rel, e, sig, 0)])
+                bar.update(e.size)
         if dirty_local:
             warnings.warn(
                 f"reload kept {len(dirty_local)} path(s) with local changes instead of the volume's version "
