@@ -515,17 +515,8 @@ class Volume:
         root = self._root(None)
         if repo.lookup(p, root) is not None:
             raise AlreadyExistsError(f"{p} already exists in volume {self.name!r}")
-        parts = p.split("/")
-        for i in range(1, len(parts)):
-            pe = repo.lookup("/".join(parts[:i]), root)
-            if pe is None:
-                break
-            if not pe.is_dir:
-                raise AlreadyExistsError(
-                    f"cannot create folder {p}: {'/'.join(parts[:i])} is a file in volume {self.name!r}"
-                )
+        _refuse_file_parent(repo, root, p, f"cannot create folder {p}", self.name)
         return self._commit_changes({p: "dir"}, f"create folder {p}")
-
 
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> CommitInfo | None:
         """Move or rename file or folder ``src`` to ``dst`` inside the volume, as one commit.
@@ -924,13 +915,18 @@ class BatchUpload:
                     raise AlreadyExistsError(f"{p} is a folder in volume {self._vol.name!r}; a folder is never replaced by a file")
                 if cur.kind != DIR and not self._force:
                     raise AlreadyExistsError(f"{p} already exists in volume {self._vol.name!r}: pass force=True to overwrite it")
-            parts = p.split("/")
-            for i in range(1, len(parts)):
-                pe = repo.lookup("/".join(parts[:i]), root)
-                if pe is None:
-                    break
-                if pe.kind != DIR:
-                    raise AlreadyExistsError(f"cannot put {p}: {'/'.join(parts[:i])} is a file in volume {self._vol.name!r}")
+            _refuse_file_parent(repo, root, p, f"cannot put {p}", self._vol.name)
+
+
+def _refuse_file_parent(repo: Repository, root: str, path: str, what: str, volume: str) -> None:
+    """Raise AlreadyExistsError if a parent folder of ``path`` is a file or link in ``root``."""
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        pe = repo.lookup("/".join(parts[:i]), root)
+        if pe is None:
+            return
+        if pe.kind != DIR:
+            raise AlreadyExistsError(f"{what}: {'/'.join(parts[:i])} is a file in volume {volume!r}")
 
 
 def _batch_message(changes: dict[str, Any]) -> str:

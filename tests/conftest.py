@@ -31,6 +31,19 @@ from jupyter_volume.testing.seaweedfs import SeaweedFS
 STORE_KINDS = ["local", "s3"]
 
 
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own mount-state and cache folders (never the user's), and
+    no mount outlives the test that made it."""
+    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+    from jupyter_volume.mount import mounts
+
+    for m in mounts():
+        m._detach()
+
+
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """A SeaweedFS server for the whole session, stopped at its end (also on failures)."""

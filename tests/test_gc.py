@@ -20,12 +20,6 @@ from jupyter_volume.repository.repo import CommitRecord
 MiB = 1 << 20
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def store_bytes(store, prefix: str = "vols/") -> int:
     return sum(i.size for i in store.list(prefix))
 

@@ -19,17 +19,7 @@ import pytest
 
 from jupyter_volume import InvalidError, Volume, VolumeBusyError, VolumeError
 from jupyter_volume.errors import AlreadyExistsError, StoreError
-from jupyter_volume.mount import mounts
 from jupyter_volume.testing.wrappers import WrappedStore
-
-
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
-    yield
-    for m in mounts():
-        m._detach()
 
 
 @pytest.fixture

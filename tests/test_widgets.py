@@ -19,19 +19,9 @@ import pytest
 
 from jupyter_volume import Volume
 from jupyter_volume.errors import StoreError
-from jupyter_volume.mount import mounts
 from jupyter_volume.testing.wrappers import WrappedStore
 from jupyter_volume.volume import FileEntryType
 from jupyter_volume.widgets import VolumeBrowser, human_size
-
-
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
-    yield
-    for m in mounts():
-        m._detach()
 
 
 @pytest.fixture
