@@ -1158,6 +1158,7 @@ def cmd_history(a: argparse.Namespace, ctx: Context) -> Result:
             "modified": c.modified,
             "deleted": c.deleted,
             "bytes_new": c.bytes_new,
+            "tags": ", ".join(c.tags),
             "changes": f"+{c.added} ~{c.modified} -{c.deleted}",
         }
         for c in commits
@@ -1168,6 +1169,7 @@ def cmd_history(a: argparse.Namespace, ctx: Context) -> Result:
             Column("time", "Time", local_time),
             Column("author", "Author"),
             Column("message", "Message"),
+            Column("tags", "Tags"),
             Column("changes", "Changes"),
             Column("bytes_new", "New data", human_size, right=True),
         ],
@@ -1321,6 +1323,109 @@ def cmd_du(a: argparse.Namespace, ctx: Context) -> Result:
         ],
         title=f"Disk usage of {_where(vol, a.path)}",
     )
+
+
+# -- retention and garbage collection ------------------------------------------------------------------
+def _duration_arg(text: str) -> float:
+    from .repository.gc import parse_duration
+
+    try:
+        return parse_duration(text)
+    except InvalidError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+@command(
+    "gc",
+    "expire history outside the retention policy and free its space",
+    NAME,
+    arg("--dry-run", action="store_true", help="report what would be freed; change nothing"),
+    arg("--grace", metavar="DURATION", type=_duration_arg, default=None, help="override the policy's grace period (e.g. 0, 10m, 1h)"),
+    table=True,
+)
+def cmd_gc(a: argparse.Namespace, ctx: Context) -> Result:
+    """Expire the commits the volume's retention policy does not keep, and delete the data
+    only they used (after the grace period, which protects commits still in flight).
+
+    Set the policy with `retention`; by default every commit is kept.
+    """
+    vol = ctx.volume(a.name)
+    report = vol.gc(dry_run=a.dry_run, grace=a.grace)
+    return Record(
+        [
+            ("dry_run", "Dry run", report.dry_run, "yes" if report.dry_run else "no"),
+            ("expired", "Commits expired", report.expired, ", ".join(map(str, report.expired)) or "none"),
+            ("kept", "Commits kept", report.kept, str(report.kept)),
+            ("packs_repacked", "Packs repacked", report.packs_repacked, str(report.packs_repacked)),
+            ("packs_condemned", "Packs condemned", report.packs_condemned, str(report.packs_condemned)),
+            ("objects_deleted", "Objects deleted", report.objects_deleted, str(report.objects_deleted)),
+            ("bytes_freed", "Freed" if not report.dry_run else "Would free", report.bytes_freed, human_size(report.bytes_freed)),
+        ],
+        title=f"Garbage collection of {vol.name!r}",
+    )
+
+
+@command(
+    "retention",
+    "show or set which history gc keeps",
+    NAME,
+    arg("--keep-last", metavar="N", type=_non_negative_int, default=None, help="keep the newest N commits"),
+    arg("--keep-within", metavar="DURATION", type=_duration_arg, default=None, help="keep commits younger than this (e.g. 7d)"),
+    arg("--keep-hourly", metavar="N", type=_non_negative_int, default=None, help="keep the newest commit of each of the last N hours"),
+    arg("--keep-daily", metavar="N", type=_non_negative_int, default=None, help="keep the newest commit of each of the last N days"),
+    arg("--squash-auto-after", metavar="DURATION", type=_duration_arg, default=None, help="thin background commits older than this to one per run"),
+    arg("--grace", metavar="DURATION", type=_duration_arg, default=None, help="wait this long before deleting condemned data (default 1h)"),
+    arg("--keep-all", action="store_true", help="go back to keeping every commit"),
+    table=True,
+)
+def cmd_retention(a: argparse.Namespace, ctx: Context) -> Result:
+    """Show the volume's retention policy, or set it (any option replaces the whole policy).
+
+    Tagged commits, the newest commit and commit 0 are always kept.
+    """
+    vol = ctx.volume(a.name)
+    options = {
+        "keep_last": a.keep_last,
+        "keep_within": a.keep_within,
+        "keep_hourly": a.keep_hourly,
+        "keep_daily": a.keep_daily,
+        "squash_auto_after": a.squash_auto_after,
+        "grace": a.grace,
+    }
+    if a.keep_all or any(v is not None for v in options.values()):
+        policy = vol.set_retention(**({"grace": a.grace} if a.keep_all else options))
+    else:
+        policy = vol.retention
+    return Record(
+        [
+            ("policy", "Policy", policy.describe(), policy.describe()),
+            *[(k, k.replace("_", " ").capitalize(), getattr(policy, k), "-" if getattr(policy, k) is None else str(getattr(policy, k))) for k in options],
+        ],
+        title=f"Retention of {vol.name!r}",
+    )
+
+
+@command(
+    "tag",
+    "tag a commit so that gc always keeps it",
+    NAME,
+    arg("commit", metavar="COMMIT", type=_non_negative_int, help="the commit to tag"),
+    arg("tag", metavar="TAG", help="the tag's name (letters, digits, '.', '_', '-')"),
+    arg("--force", action="store_true", help="move the tag if it exists"),
+)
+def cmd_tag(a: argparse.Namespace, ctx: Context) -> Result:
+    """Tag COMMIT as TAG; tags show in `history` and survive every retention policy."""
+    vol = ctx.volume(a.name)
+    vol.tag(a.commit, a.tag, force=a.force)
+    return Message(f"Tagged commit {a.commit} of {vol.name!r} as {a.tag!r}.", {"commit": a.commit, "tag": a.tag})
+
+
+@command("untag", "remove a tag", NAME, arg("tag", metavar="TAG", help="the tag to remove"))
+def cmd_untag(a: argparse.Namespace, ctx: Context) -> Result:
+    """Remove TAG: its commit falls under the retention policy again."""
+    vol = ctx.volume(a.name)
+    vol.untag(a.tag)
+    return Message(f"Removed tag {a.tag!r} from {vol.name!r}.", {"tag": a.tag})
 
 
 # -- mounts (in a kernel) --------------------------------------------------------------------------------

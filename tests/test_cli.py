@@ -390,3 +390,29 @@ def test_progress_bar_past_threshold_on_a_terminal_only(local_cli: CLI) -> None:
     # not a terminal (a pipe, a CI log): no bar even past the threshold
     p = local_cli("get", "vol", "many", "got2")
     assert b"%" not in p.stderr and (w / "got2" / "4.txt").is_file()
+
+
+def test_gc_retention_and_tags(cli: CLI, tmp_path: Path) -> None:
+    cli("create", "ck")
+    for i in range(4):
+        (tmp_path / f"w{i}.bin").write_bytes(os.urandom(300_000))
+        cli("put", "ck", str(tmp_path / f"w{i}.bin"), "weights.bin", "--force")
+    assert cli.json("retention", "ck")["policy"] == "keep every commit"
+    cli("tag", "ck", "2", "best")
+    assert "tag 'best' exists already" in cli.err("tag", "ck", "3", "best", rc=2)
+    rows = cli.json("history", "ck")
+    assert [r["tags"] for r in rows if r["seq"] == 2] == ["best"]
+    pol = cli.json("retention", "ck", "--keep-last", "1", "--grace", "0")
+    assert pol["keep_last"] == 1 and pol["grace"] == 0
+    assert "--keep-last" in cli("retention", "--help", store=False).stdout.decode()
+    dry = cli.json("gc", "ck", "--dry-run")
+    assert dry["dry_run"] is True and dry["expired"] == [1, 3]
+    assert [r["seq"] for r in cli.json("history", "ck")] == [4, 3, 2, 1, 0]
+    done = cli.json("gc", "ck")
+    assert done["expired"] == [1, 3] and done["bytes_freed"] > 500_000
+    seqs = [r["seq"] for r in cli.json("history", "ck")]
+    assert seqs[1:] == [4, 2, 0] and cli.json("verify", "ck")["ok"] is True
+    cli("untag", "ck", "best")
+    assert cli.err("untag", "ck", "best", rc=3)
+    assert cli.err("retention", "ck", "--keep-within", "soon", rc=2)
+    assert cli.json("retention", "ck", "--keep-all")["policy"] == "keep every commit"

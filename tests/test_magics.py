@@ -323,3 +323,18 @@ def test_unload_and_reload_extension(shell: Any) -> None:
     shell.run_line_magic("load_ext", "jupyter_volume")
     assert "volume" in shell.magics_manager.magics["line"]
     assert "usage: %volume" in magic(shell, "--help")[1].stdout
+
+
+def test_gc_through_the_magic(shell: Any, env: str) -> None:
+    vol = Volume.lookup("gcm", create_if_missing=True)
+    for i in range(3):
+        with vol.batch_upload(force=True) as b:
+            b.put_file(io.BytesIO(bytes([i]) * 100_000), "f.bin")
+    say(shell, "tag gcm 1 first")
+    html, _ = table(shell, "retention gcm --keep-last 1 --grace 0")
+    assert "keep last 1" in html
+    report = shell.run_line_magic("volume", "gc gcm --json")
+    assert report["expired"] == [2]
+    html, text = table(shell, "history gcm")
+    assert "first" in html and "gc: expired 1 commit(s)" in text
+    assert "not found" in refused(shell, "gc nosuchvolume --dry-run")
