@@ -94,6 +94,14 @@ class VolumeConfig(Configurable):
         help="Show a progress bar for transfers of more than this many files.",
     ).tag(config=True)
 
+    chunk_cache_bytes = Int(
+        2 << 30,
+        help=(
+            "Size bound of the local chunk cache (under the cache dir) that makes remounts "
+            "and reloads cheaper; 0 turns it off."
+        ),
+    ).tag(config=True)
+
     @validate("commit_interval")
     def _check_interval(self, proposal: dict[str, Any]) -> float:
         value = float(proposal["value"])

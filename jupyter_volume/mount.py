@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeBusyError, VolumeError
 from .journal import Journal
-from .paths import state_dir
+from .paths import cache_dir, state_dir
 from .repository import DIR, EMPTY_TREE, FILE, LINK, Entry
+from .repository.chunkcache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
+from .repository.chunkcache import ChunkCache
 from .repository.codec import hash_bytes
 
 if TYPE_CHECKING:
@@ -225,6 +227,8 @@ class Mount:
         if self.path == Path("/") or self.path == Path(self.path.anchor):
             raise InvalidError("refusing to mount a volume at the filesystem root '/'")
         repo = volume._repo
+        if repo.chunk_cache is None and cfg.get("chunk_cache_bytes", DEFAULT_CACHE_BYTES) > 0:
+            repo.chunk_cache = ChunkCache(cache_dir() / "chunks", cfg.get("chunk_cache_bytes", DEFAULT_CACHE_BYTES))
         self._repo = repo
         self._vol_id = volume._resolve().id
         self._key = (volume.store.url, self._vol_id)
@@ -907,4 +911,8 @@ def _config() -> dict[str, Any]:
         cfg = load_config()
     except Exception:  # noqa: BLE001 - a broken config file must not break mounting
         return {}
-    return {"commit_interval": getattr(cfg, "commit_interval", 5.0), "ignore_patterns": list(getattr(cfg, "ignore_patterns", DEFAULT_IGNORE))}
+    return {
+        "commit_interval": getattr(cfg, "commit_interval", 5.0),
+        "ignore_patterns": list(getattr(cfg, "ignore_patterns", DEFAULT_IGNORE)),
+        "chunk_cache_bytes": getattr(cfg, "chunk_cache_bytes", DEFAULT_CACHE_BYTES),
+    }

@@ -552,3 +552,34 @@ def test_concurrent_commit_threads_in_one_process(vol: Volume, tmp_path: Path) -
     m.unmount()
     assert not errors
     assert len([e for e in vol.listdir("/") if e.path.startswith("t")]) == 40
+
+
+def test_chunk_cache_serves_a_remount_and_stays_bounded(store, tmp_path: Path) -> None:
+    from jupyter_volume.repository.chunkcache import ChunkCache
+    from jupyter_volume.repository.codec import hash_bytes
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    counting = CountingStore(store)
+    vol = Volume.lookup("cache", create_if_missing=True, store=counting)
+    data = {f"f{i}.bin": os.urandom(700_000) for i in range(3)}
+    with vol.batch_upload() as b:
+        for name, blob in data.items():
+            b.put_file(io.BytesIO(blob), name)
+    vol._repo.chunk_cache = None  # the mount sets up the cache under the cache dir
+    m = vol.mount(tmp_path / "one", background=False)
+    assert vol._repo.chunk_cache is not None
+    m.unmount()
+    counting.reset()
+    m = vol.mount(tmp_path / "two", background=False)  # every chunk comes from the cache
+    for name, blob in data.items():
+        assert (tmp_path / "two" / name).read_bytes() == blob
+    assert counting.count(kind="get_range") == 0 and counting.count(kind="get", prefix=vol._repo.prefix + "packs/") == 0
+    m.unmount()
+
+    small = ChunkCache(tmp_path / "small", max_bytes=1_000_000)
+    for _ in range(20):
+        blob = os.urandom(100_000)
+        small.put(hash_bytes(blob), blob)
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "small").rglob("*") if p.is_file())
+    assert on_disk <= 1_000_000
+    assert small.get("0" * 64) is None

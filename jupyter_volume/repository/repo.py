@@ -692,9 +692,16 @@ class Repository:
         run in parallel: 10,000 small files in three packs cost a handful of requests.
         """
         need: dict[str, ChunkLoc] = {}
+        got: dict[str, bytes] = {}
+        cache = self.chunk_cache
         for e in entries:
             for h, _n in e.chunks or []:
-                if h not in need:
+                if h in need or h in got:
+                    continue
+                cached = cache.get(h) if cache is not None else None
+                if cached is not None:
+                    got[h] = cached
+                else:
                     need[h] = self.locate(h, where)
         reqs: list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]] = []
         for h, loc in sorted(need.items(), key=lambda kv: (kv[1].pack, kv[1].offset)):
@@ -706,7 +713,6 @@ class Repository:
                     reqs[-1] = (pack, start, max(length, end - start), items)
                     continue
             reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
-        got: dict[str, bytes] = {}
         for req, parts in zip(reqs, _download_pool.map(lambda r: self._fetch_request(r, where), reqs), strict=True):
             for (h, _loc), raw in zip(req[3], parts, strict=True):
                 got[h] = raw
@@ -717,7 +723,7 @@ class Repository:
         for h, _n in chunks:
             cached = self.chunk_cache.get(h) if self.chunk_cache is not None else None
             if cached is not None:
-                reqs.append(("", 0, 0, [(h, ChunkLoc("", 0, 0, len(cached), -1))]))
+                reqs.append(("", 0, 0, [(h, cached)]))  # type: ignore[list-item]
                 continue
             loc = self.locate(h, where)
             if reqs:
@@ -731,13 +737,8 @@ class Repository:
 
     def _fetch_request(self, req: tuple[str, int, int, list[tuple[str, ChunkLoc]]], where: str) -> list[bytes]:
         pack, start, length, items = req
-        if not pack:
-            h = items[0][0]
-            data = self.chunk_cache.get(h)
-            if data is not None and hash_bytes(data) == h:
-                return [data]
-            loc = self.locate(h, where)
-            pack, start, length, items = loc.pack, loc.offset, loc.length, [(h, loc)]
+        if not pack:  # served by the chunk cache (already verified by hash)
+            return [items[0][1]]  # type: ignore[list-item]
         key = self._pack_key(pack)
         try:
             blob = self.store.get_range(key, start, length)
