@@ -56,3 +56,8 @@ def unload_ipython_extension(ipython: object) -> None:
     from .magics import unload_ipython_extension as unload
 
     unload(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab sidebar lives (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "jupyter-volume"}]

@@ -1,0 +1,725 @@
+"""What the REST API does, without any HTTP: the volume operations and upload sessions.
+
+The Jupyter server extension creates one :class:`VolumeService` per server and every
+handler is a few lines around one call to it (the jupyterlab-git split: the engine is
+plain Python, testable without Tornado). Every method is blocking and thread-safe; the
+handlers run them in :attr:`VolumeService.executor`, never on the event loop.
+
+Results are JSON-ready dicts; failures are :mod:`jupyter_volume.errors` exceptions that
+the handlers turn into HTTP codes in one place.
+
+Uploads are sessions, so files of many gigabytes work over plain HTTP requests:
+
+1. :meth:`~VolumeService.start_upload` checks the target and opens a temp file;
+2. :meth:`~VolumeService.begin_chunk` + :class:`ChunkWriter` append one chunk at the
+   next offset, checking the chunk's SHA-256 (a corrupted chunk is rolled back);
+3. :meth:`~VolumeService.finish_upload` checks total size and SHA-256 and commits the
+   file with ``batch_upload``. Nothing is ever held whole in memory.
+
+Layer: a front end; imports ``volume``, ``names``, ``errors`` and never Tornado or
+Jupyter.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError
+from ..names import check_name, normalize_path
+from ..store import Store
+from ..volume import CommitInfo, DiffEntry, FileEntry, FileEntryType, Volume
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_CHUNK_SIZE",
+    "ChunkWriter",
+    "VolumeService",
+]
+
+#: Bumped when a route changes incompatibly; the labextension checks it.
+API_VERSION = 1
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
+MAX_PAGE = 5000
+DEFAULT_PAGE = 500
+UPLOAD_IDLE_SECONDS = 24 * 3600
+
+_TYPE_NAMES = {
+    FileEntryType.FILE: "file",
+    FileEntryType.DIRECTORY: "directory",
+    FileEntryType.SYMLINK: "symlink",
+    FileEntryType.UNSPECIFIED: "unknown",
+}
+
+
+# -- JSON shapes ------------------------------------------------------------------------------
+def entry_json(e: FileEntry) -> dict[str, Any]:
+    """One listed path: name, path, type (file/directory/symlink), size, mtime (s)."""
+    return {
+        "name": e.path.rsplit("/", 1)[-1],
+        "path": e.path,
+        "type": _TYPE_NAMES[e.type],
+        "size": e.size,
+        "mtime": e.mtime,
+    }
+
+
+def commit_json(c: CommitInfo | None) -> dict[str, Any] | None:
+    """One commit of a volume's history (None stays None: nothing changed)."""
+    if c is None:
+        return None
+    return {
+        "seq": c.seq,
+        "time": c.time.isoformat(),
+        "author": c.author,
+        "host": c.host,
+        "message": c.message,
+        "kind": c.kind,
+        "added": c.added,
+        "modified": c.modified,
+        "deleted": c.deleted,
+        "bytes_new": c.bytes_new,
+    }
+
+
+def diff_json(d: DiffEntry) -> dict[str, Any]:
+    """One changed path between two commits."""
+    return {
+        "path": d.path,
+        "change": d.change,
+        "type": _TYPE_NAMES[d.type],
+        "old_size": d.old_size,
+        "new_size": d.new_size,
+    }
+
+
+def volume_json(v: Volume) -> dict[str, Any]:
+    """A volume of the list: name, id, created_at (ISO 8601, UTC), created_by."""
+    info = v.info()
+    return {
+        "name": info.name,
+        "id": info.id,
+        "created_at": info.created_at.isoformat(),
+        "created_by": info.created_by,
+    }
+
+
+# -- what the public Volume API does not offer (yet) -------------------------------------------
+# A stat without glob expansion, listing a folder whose name holds "[" or "*", ranged
+# reads, mkdir and an atomic move. These few helpers are the only places that reach
+# below Volume's public methods; they would disappear with Volume.stat/mkdir/move and
+# read_file(offset=) in volume.py.
+def _stat(vol: Volume, path: str, at: int | None) -> tuple[FileEntry, Any]:
+    p, e = vol._entry(path, at)
+    if not p:
+        return FileEntry("", FileEntryType.DIRECTORY, 0, e.size), e
+    return FileEntry._of(p, e), e
+
+
+def _children(vol: Volume, path: str, at: int | None) -> list[FileEntry]:
+    entry, raw = _stat(vol, path, at)
+    if entry.type != FileEntryType.DIRECTORY:
+        raise InvalidError(f"{entry.path} is a file, not a folder")
+    prefix = entry.path + "/" if entry.path else ""
+    return [FileEntry._of(prefix + e.name, e) for e in vol._repo.trees.entries(raw.tree)]
+
+
+def _read_range(vol: Volume, path: str, at: int | None, start: int, end: int) -> Iterator[bytes]:
+    """Bytes ``start`` up to (not including) ``end`` of a file, skipping whole chunks."""
+    entry, raw = _stat(vol, path, at)
+    if entry.type != FileEntryType.FILE:
+        raise InvalidError(f"{entry.path or '/'} is not a file")
+    pos = 0
+    if raw.chunks and start > 0:
+        chunks = list(raw.chunks)
+        i = 0
+        while i < len(chunks) and pos + chunks[i][1] <= start:
+            pos += chunks[i][1]
+            i += 1
+        pieces: Iterator[bytes] = vol._repo.read_chunks(chunks[i:], entry.path)
+    else:
+        pieces = vol.read_file(entry.path, at=at)
+    for piece in pieces:
+        if pos >= end:
+            break
+        lo = max(start - pos, 0)
+        hi = min(end - pos, len(piece))
+        pos += len(piece)
+        if hi > lo:
+            yield piece[lo:hi] if (lo, hi) != (0, len(piece)) else piece
+
+
+def _seq_read(vol: Volume, at: int | None) -> int:
+    """The commit a handle's reads saw (``at``, else the head it pinned on first read)."""
+    if at is not None:
+        return at
+    assert vol._seq is not None
+    return vol._seq
+
+
+def _commit_changes(vol: Volume, changes: dict[str, Any], message: str) -> CommitInfo | None:
+    return vol._commit_changes(changes, message)
+
+
+# -- uploads ------------------------------------------------------------------------------------
+@dataclass
+class _Upload:
+    id: str
+    volume: str
+    path: str
+    size: int
+    force: bool
+    user: str  # who started it (for the record; not checked, see _upload)
+    tmp: str
+    received: int = 0
+    sha: Any = field(default_factory=hashlib.sha256)
+    state: str = "open"  # open | writing | committing
+    touched: float = field(default_factory=time.time)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "upload_id": self.id,
+            "volume": self.volume,
+            "path": self.path,
+            "size": self.size,
+            "received": self.received,
+            "state": self.state,
+            "force": self.force,
+            "chunk_size": DEFAULT_CHUNK_SIZE,
+            "max_chunk_size": MAX_CHUNK_SIZE,
+        }
+
+
+class ChunkWriter:
+    """Appends one chunk of an upload to its temp file; see :meth:`VolumeService.begin_chunk`.
+
+    Call :meth:`write` for each piece of the request body, then :meth:`commit` (checks
+    the chunk's SHA-256; on a mismatch the chunk is rolled back and InvalidError raised)
+    or :meth:`abort` (client went away). Exactly one of them releases the session.
+    """
+
+    def __init__(self, service: VolumeService, up: _Upload, offset: int, sha256: str) -> None:
+        self._service = service
+        self._up = up
+        self._offset = offset
+        self._expected = sha256
+        self._chunk_sha = hashlib.sha256()
+        self._file_sha = up.sha.copy()
+        self._written = 0
+        self._done = False
+        self._lock = threading.Lock()  # write/commit/abort may come from different threads
+        self._f = open(up.tmp, "r+b")  # noqa: SIM115 - closed by commit/abort
+        self._f.seek(offset)
+        self._f.truncate()
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``; InvalidError if the chunk runs past the declared file size."""
+        with self._lock:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._done:
+            raise InvalidError("this chunk is already finished")
+        if self._offset + self._written + len(data) > self._up.size:
+            self._abort()
+            raise InvalidError(
+                f"chunk at offset {self._offset} runs past the declared file size "
+                f"{self._up.size} of upload {self._up.id}"
+            )
+        self._f.write(data)
+        self._chunk_sha.update(data)
+        self._file_sha.update(data)
+        self._written += len(data)
+
+    def commit(self) -> dict[str, Any]:
+        """Check the chunk's hash; keep it and return the upload's status, or roll back."""
+        with self._lock:
+            return self._commit()
+
+    def _commit(self) -> dict[str, Any]:
+        if self._done:
+            raise InvalidError("this chunk is already finished")
+        got = self._chunk_sha.hexdigest()
+        if got != self._expected:
+            self._abort()
+            raise InvalidError(
+                f"chunk at offset {self._offset} of upload {self._up.id} is corrupt: its "
+                f"SHA-256 is {got}, the X-Content-SHA256 header says {self._expected}. "
+                "The chunk was discarded: send it again."
+            )
+        self._f.flush()
+        self._f.close()
+        with self._service._lock:
+            self._done = True
+            self._up.received = self._offset + self._written
+            self._up.sha = self._file_sha
+            self._up.state = "open"
+            self._up.touched = time.time()
+            return self._up.json()
+
+    def abort(self) -> None:
+        """Drop what this chunk wrote and release the session (idempotent)."""
+        with self._lock:
+            self._abort()
+
+    def _abort(self) -> None:
+        if self._done:
+            return
+        try:
+            self._f.truncate(self._offset)
+            self._f.close()
+        except (OSError, ValueError):
+            pass
+        with self._service._lock:
+            self._done = True
+            self._up.state = "open"
+            self._up.touched = time.time()
+
+
+class VolumeService:
+    """The operations behind the REST API, on one store.
+
+    Args:
+        store: the :class:`Store`, or a function returning it (opened on first use, so
+            a bad store URL is reported by each request instead of breaking the server).
+        upload_dir: where upload chunks are spooled (default: a new folder in the
+            system temp dir, removed at exit).
+        max_workers: threads for storage work.
+    """
+
+    def __init__(
+        self,
+        store: Store | Callable[[], Store],
+        *,
+        upload_dir: str | os.PathLike[str] | None = None,
+        max_workers: int = 8,
+    ) -> None:
+        self._store_or_factory = store
+        self._store: Store | None = store if isinstance(store, Store) else None
+        self._lock = threading.RLock()
+        self._uploads: dict[str, _Upload] = {}
+        if upload_dir is None:
+            self.upload_dir = tempfile.mkdtemp(prefix="jupyter-volume-uploads-")
+            atexit.register(shutil.rmtree, self.upload_dir, True)
+        else:
+            self.upload_dir = os.fspath(upload_dir)
+            os.makedirs(self.upload_dir, exist_ok=True)
+        self.executor = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="jupyter-volume"
+        )
+
+    @property
+    def store(self) -> Store:
+        """The store (opened on first use)."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    factory = self._store_or_factory
+                    assert callable(factory)
+                    self._store = factory()
+        return self._store
+
+    def close(self) -> None:
+        """Stop the worker threads and drop unfinished uploads."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for up in self._uploads.values():
+                _remove(up.tmp)
+            self._uploads.clear()
+
+    def _vol(self, name: str) -> Volume:
+        # A fresh handle per request: reads see the newest commit (a kept handle stays
+        # pinned until reload()), and a rename or delete is seen at once. lookup() checks
+        # the volume exists, so a later NotFoundError is about a path, not the volume.
+        return Volume.lookup(check_name(name), store=self.store)
+
+    # -- server ----------------------------------------------------------------------------------
+    def version(self) -> dict[str, Any]:
+        """Package and API version, and the store in use (or why it cannot be opened)."""
+        out: dict[str, Any] = {
+            "name": "jupyter-volume",
+            "version": __version__,
+            "api_version": API_VERSION,
+        }
+        try:
+            out["store"] = self.store.url
+        except Exception as exc:
+            out["store"] = None
+            out["store_error"] = str(exc)
+        return out
+
+    # -- volumes ---------------------------------------------------------------------------------
+    def list_volumes(self) -> dict[str, Any]:
+        """Every volume of the store, sorted by name."""
+        return {"volumes": [volume_json(v) for v in Volume.objects.list(store=self.store)]}
+
+    def create_volume(self, name: Any) -> dict[str, Any]:
+        """Create a volume; AlreadyExistsError if the name is taken."""
+        check_name(name)
+        Volume.objects.create(name, store=self.store)
+        return volume_json(self._vol(name))
+
+    def delete_volume(self, name: str) -> None:
+        """Delete a volume and its whole history."""
+        Volume.objects.delete(check_name(name), store=self.store)
+
+    def rename_volume(self, name: str, new_name: Any) -> dict[str, Any]:
+        """Rename a volume (contents and history unchanged)."""
+        check_name(name)
+        check_name(new_name)
+        Volume.rename(name, new_name, store=self.store)
+        return volume_json(self._vol(new_name))
+
+    # -- files -------------------------------------------------------------------------------------
+    def list_folder(
+        self,
+        name: str,
+        path: str,
+        at: int | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE,
+    ) -> dict[str, Any]:
+        """One page of a folder's entries: folders first, then by name (case-insensitive).
+
+        ``at`` lists the tree as it was at that commit.
+        """
+        if offset < 0 or not 1 <= limit <= MAX_PAGE:
+            raise InvalidError(f"offset must be >= 0 and limit 1..{MAX_PAGE}")
+        p = normalize_path(path)
+        entries = _children(self._vol(name), p, at)
+        entries.sort(key=lambda e: (e.type != FileEntryType.DIRECTORY, e.path.lower(), e.path))
+        page = entries[offset : offset + limit]
+        return {
+            "volume": name,
+            "path": p,
+            "at": at,
+            "offset": offset,
+            "limit": limit,
+            "total": len(entries),
+            "entries": [entry_json(e) for e in page],
+        }
+
+    def stat(self, name: str, path: str, at: int | None = None) -> FileEntry:
+        """The entry at ``path`` (NotFoundError if missing)."""
+        return _stat(self._vol(name), normalize_path(path), at)[0]
+
+    def stat_file(self, name: str, path: str, at: int | None = None) -> tuple[FileEntry, int]:
+        """The file at ``path`` and the commit it was read at (pass that to
+        :meth:`read_range`, so the bytes match the size even if a commit lands between).
+
+        InvalidError unless ``path`` is a regular file; NotFoundError if missing.
+        """
+        vol = self._vol(name)
+        e, _ = _stat(vol, normalize_path(path), at)
+        if e.type == FileEntryType.DIRECTORY:
+            raise InvalidError(
+                f"{e.path or '/'} is a folder, not a file: download its files one by one"
+            )
+        if e.type != FileEntryType.FILE:
+            raise InvalidError(f"{e.path} is a symbolic link; links are not followed")
+        return e, _seq_read(vol, at)
+
+    def read_range(
+        self, name: str, path: str, at: int | None, start: int, end: int
+    ) -> Iterator[bytes]:
+        """An iterator over bytes ``[start, end)`` of a file (pull it from a worker thread)."""
+        return _read_range(self._vol(name), normalize_path(path), at, start, end)
+
+    def remove(self, name: str, path: str, recursive: bool = False) -> dict[str, Any]:
+        """Delete a file, or a folder (``recursive`` unless it is empty), as one commit."""
+        p = normalize_path(path)
+        if not p:
+            raise InvalidError("cannot delete the volume root: delete the volume instead")
+        vol = self._vol(name)
+        vol.remove_file(p, recursive=recursive)
+        return {"path": p, "commit": commit_json(_head(vol))}
+
+    def make_folder(self, name: str, path: Any) -> dict[str, Any]:
+        """Create an empty folder (and missing parents) as one commit."""
+        p = _path_arg(path, "path")
+        if not p:
+            raise AlreadyExistsError("the volume root exists already")
+        vol = self._vol(name)
+        try:
+            e, _ = _stat(vol, p, None)
+        except NotFoundError:
+            pass
+        else:
+            what = "a folder" if e.type == FileEntryType.DIRECTORY else "a file"
+            raise AlreadyExistsError(f"{p} already exists in volume {name!r} (as {what})")
+        parts = p.split("/")
+        for i in range(len(parts) - 1, 0, -1):
+            try:
+                e, _ = _stat(vol, "/".join(parts[:i]), None)
+            except NotFoundError:
+                continue
+            if e.type != FileEntryType.DIRECTORY:
+                raise AlreadyExistsError(
+                    f"cannot create {p}: {e.path} is a file in volume {name!r}"
+                )
+            break
+        info = _commit_changes(vol, {p: "dir"}, f"new folder {p}")
+        return {"path": p, "commit": commit_json(info)}
+
+    def move(self, name: str, src: Any, dst: Any) -> dict[str, Any]:
+        """Move or rename a file or folder inside the volume, as one commit.
+
+        The destination must not exist (AlreadyExistsError) and its parent folder must
+        (NotFoundError). No data is copied: the moved entries keep their chunks.
+        """
+        s = _path_arg(src, "src")
+        d = _path_arg(dst, "dst")
+        if not s or not d:
+            raise InvalidError("cannot move the volume root, or move onto it")
+        if d == s or d.startswith(s + "/"):
+            raise InvalidError(f"cannot move {s} into itself ({d})")
+        vol = self._vol(name)
+        _, se = _stat(vol, s, None)
+        try:
+            de, _ = _stat(vol, d, None)
+        except NotFoundError:
+            pass
+        else:
+            what = "folder" if de.type == FileEntryType.DIRECTORY else "file"
+            raise AlreadyExistsError(f"cannot move {s} to {d}: a {what} named {d} exists")
+        parent = d.rsplit("/", 1)[0] if "/" in d else ""
+        pe, _ = _stat(vol, parent, None)
+        if pe.type != FileEntryType.DIRECTORY:
+            raise InvalidError(f"cannot move {s} to {d}: {parent} is not a folder")
+        changes: dict[str, Any] = {d: se, s: None}
+        if se.tree is not None:
+            changes.update({sub: None for sub, _ in vol._repo.trees.walk(se.tree, s + "/")})
+        info = _commit_changes(vol, changes, f"move {s} to {d}")
+        return {"src": s, "dst": d, "commit": commit_json(info)}
+
+    # -- history ------------------------------------------------------------------------------------
+    def history(self, name: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """Commits newest first: ``limit`` of them after skipping ``offset``."""
+        if offset < 0 or not 1 <= limit <= MAX_PAGE:
+            raise InvalidError(f"offset must be >= 0 and limit 1..{MAX_PAGE}")
+        commits = self._vol(name).history(limit=offset + limit + 1)
+        page = commits[offset : offset + limit]
+        return {
+            "volume": name,
+            "offset": offset,
+            "limit": limit,
+            "more": len(commits) > offset + limit,
+            "commits": [commit_json(c) for c in page],
+        }
+
+    def diff(self, name: str, a: int, b: int | None = None) -> dict[str, Any]:
+        """What changed from commit ``a`` to commit ``b`` (default: the newest)."""
+        vol = self._vol(name)
+        changes = vol.diff(a, b)
+        return {"volume": name, "a": a, "b": b, "changes": [diff_json(d) for d in changes]}
+
+    def restore(self, name: str, commit: Any, path: Any = None) -> dict[str, Any]:
+        """Bring back the tree (or one path) as of ``commit``, as a new commit."""
+        if isinstance(commit, bool) or not isinstance(commit, int):
+            raise InvalidError(f"commit must be a commit number, got {commit!r}")
+        p = None if path in (None, "") else _path_arg(path, "path")
+        info = self._vol(name).restore(commit, p)
+        return {"volume": name, "restored": commit, "path": p or "", "commit": commit_json(info)}
+
+    # -- uploads ------------------------------------------------------------------------------------
+    def start_upload(
+        self, name: str, path: Any, size: Any, force: Any = False, user: str = ""
+    ) -> dict[str, Any]:
+        """Open an upload session for a file of ``size`` bytes at ``path``.
+
+        Refused at once (before any byte is sent) when ``path`` exists and ``force`` is
+        false (AlreadyExistsError), or is a folder, or lies below a file.
+        """
+        p = _path_arg(path, "path")
+        if not p:
+            raise InvalidError("cannot upload onto the volume root: give a file path")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidError(f"size must be a number of bytes >= 0, got {size!r}")
+        if not isinstance(force, bool):
+            raise InvalidError(f"force must be true or false, got {force!r}")
+        vol = self._vol(name)
+        try:
+            e, _ = _stat(vol, p, None)
+        except NotFoundError:
+            parts = p.split("/")
+            for i in range(len(parts) - 1, 0, -1):
+                try:
+                    pe, _ = _stat(vol, "/".join(parts[:i]), None)
+                except NotFoundError:
+                    continue
+                if pe.type != FileEntryType.DIRECTORY:
+                    raise AlreadyExistsError(
+                        f"cannot upload {p}: {pe.path} is a file in volume {name!r}"
+                    ) from None
+                break
+        else:
+            if e.type == FileEntryType.DIRECTORY:
+                raise AlreadyExistsError(
+                    f"{p} is a folder in volume {name!r}; a folder is never replaced by a file"
+                )
+            if not force:
+                raise AlreadyExistsError(
+                    f"{p} already exists in volume {name!r}: upload with force to overwrite it"
+                )
+        self._expire_uploads()
+        upload_id = secrets.token_urlsafe(18)
+        tmp = os.path.join(self.upload_dir, upload_id)
+        with open(tmp, "xb"):
+            pass
+        up = _Upload(upload_id, name, p, size, force, user, tmp)
+        with self._lock:
+            self._uploads[upload_id] = up
+        return up.json()
+
+    def _upload(self, name: str, upload_id: str) -> _Upload:
+        up = self._uploads.get(upload_id)
+        # Not tied to the user: jupyter_server gives token-only clients a new anonymous
+        # user per request. The id is a 144-bit secret of an authenticated session.
+        if up is None or up.volume != name:
+            raise NotFoundError(
+                f"no upload {upload_id!r} for volume {name!r}: it finished, was cancelled or "
+                "expired. Start the upload again."
+            )
+        return up
+
+    def upload_status(self, name: str, upload_id: str) -> dict[str, Any]:
+        """How far an upload got (``received`` is the offset of the next chunk)."""
+        with self._lock:
+            return self._upload(name, upload_id).json()
+
+    def begin_chunk(self, name: str, upload_id: str, offset: Any, sha256: Any) -> ChunkWriter:
+        """Start appending the chunk at ``offset`` whose SHA-256 is ``sha256`` (hex).
+
+        ``offset`` must be the upload's ``received`` (ConflictError otherwise, saying
+        which offset is expected); one chunk at a time per upload.
+        """
+        if (
+            not isinstance(sha256, str)
+            or len(sha256) != 64
+            or any(c not in "0123456789abcdef" for c in sha256.lower())
+        ):
+            raise InvalidError(
+                "each chunk needs its SHA-256 as 64 hex digits in the X-Content-SHA256 header"
+            )
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidError(f"offset must be a byte offset >= 0, got {offset!r}")
+        with self._lock:
+            up = self._upload(name, upload_id)
+            if up.state != "open":
+                raise ConflictError(
+                    f"upload {upload_id} is busy ({up.state}): send one chunk at a time"
+                )
+            if offset != up.received:
+                raise ConflictError(
+                    f"chunk offset {offset} does not follow the {up.received} bytes received so far: "
+                    f"send the chunk at offset {up.received}"
+                )
+            up.state = "writing"
+            up.touched = time.time()
+        try:
+            return ChunkWriter(self, up, offset, sha256.lower())
+        except BaseException:
+            with self._lock:
+                up.state = "open"
+            raise
+
+    def finish_upload(
+        self, name: str, upload_id: str, size: Any, sha256: Any, force: Any = None
+    ) -> dict[str, Any]:
+        """Check the whole file's size and SHA-256, then commit it.
+
+        A size short of the declared one leaves the session open (send the missing
+        chunks); a hash mismatch discards the upload. Either raises InvalidError.
+        """
+        with self._lock:
+            up = self._upload(name, upload_id)
+            if up.state != "open":
+                raise ConflictError(
+                    f"upload {upload_id} is busy ({up.state}): wait for its last chunk"
+                )
+            if size != up.size or up.received != up.size:
+                raise InvalidError(
+                    f"upload {upload_id} is incomplete: {up.received} of {up.size} bytes received "
+                    f"(finish says {size!r}); send the rest from offset {up.received}"
+                )
+            if not isinstance(sha256, str) or sha256.lower() != up.sha.hexdigest():
+                self._drop(up)
+                raise InvalidError(
+                    f"upload of {up.path} failed verification: the file's SHA-256 is "
+                    f"{up.sha.hexdigest()}, the client sent {sha256!r}. Nothing was committed; "
+                    "upload the file again."
+                )
+            if force is not None and not isinstance(force, bool):
+                raise InvalidError(f"force must be true or false, got {force!r}")
+            up.state = "committing"
+        try:
+            vol = self._vol(name)
+            batch = vol.batch_upload(force=up.force if force is None else force)
+            with batch, open(up.tmp, "rb") as f:
+                batch.put_file(f, up.path)
+        except BaseException:
+            with self._lock:
+                up.state = "open"
+                up.touched = time.time()
+            raise
+        with self._lock:
+            self._drop(up)
+        return {
+            "path": up.path,
+            "size": up.size,
+            "sha256": up.sha.hexdigest(),
+            "commit": commit_json(batch.commit_info),
+        }
+
+    def abort_upload(self, name: str, upload_id: str) -> None:
+        """Cancel an upload and delete what was received."""
+        with self._lock:
+            up = self._upload(name, upload_id)
+            if up.state == "committing":
+                raise ConflictError(
+                    f"upload {upload_id} is being committed and can no longer be cancelled"
+                )
+            self._drop(up)
+
+    def _drop(self, up: _Upload) -> None:
+        with self._lock:
+            self._uploads.pop(up.id, None)
+        _remove(up.tmp)
+
+    def _expire_uploads(self) -> None:
+        cutoff = time.time() - UPLOAD_IDLE_SECONDS
+        with self._lock:
+            stale = [u for u in self._uploads.values() if u.touched < cutoff and u.state == "open"]
+        for up in stale:
+            self._drop(up)
+
+
+def _path_arg(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidError(f"{what} must be a path string, got {value!r}")
+    return normalize_path(value, what=what)
+
+
+def _head(vol: Volume) -> CommitInfo | None:
+    commits = vol.history(limit=1)
+    return commits[0] if commits else None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
