@@ -174,7 +174,9 @@ def _join_path(folder: str, name: str) -> str:
 
 
 def _has_glob(path: str) -> bool:
-    return "*" in path or "?" in path or "[" in path
+    # As in Modal: a path is a glob when it has a `*` (or `**`); then `?` and `[...]` match
+    # too. So names like "a[1].txt" or "why?.md" list as themselves.
+    return "*" in path
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -404,9 +406,10 @@ class Volume:
         """The entries under ``path`` as a list (see :meth:`iterdir`; not recursive by default)."""
         return list(self.iterdir(path, recursive=recursive, at=at))
 
-    def read_file(self, path: str | bytes, *, at: int | None = None) -> Iterator[bytes]:
+    def read_file(self, path: str | bytes, *, at: int | None = None, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Yield the bytes of file ``path`` in pieces (streamed: memory stays bounded).
 
+        ``offset``/``length`` read a byte range (only the chunks that hold it are fetched).
         Raises NotFoundError if there is no such file, InvalidError for a folder.
         """
         p, e = self._entry(path if isinstance(path, str) else path.decode(), at)
@@ -414,7 +417,48 @@ class Volume:
             raise InvalidError(f"{p} is a folder, not a file")
         if e.kind == LINK:
             raise InvalidError(f"{p} is a symbolic link to {e.target!r}; links are not followed")
-        return self._repo.read_entry(e, p)
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidError("offset and length must be >= 0")
+        if offset == 0 and length is None:
+            return self._repo.read_entry(e, p)
+        return self._read_range(e, p, offset, e.size if length is None else min(offset + length, e.size))
+
+    def _read_range(self, e: Entry, p: str, start: int, end: int) -> Iterator[bytes]:
+        pos = 0
+        if e.inline is not None:
+            pieces: Iterator[bytes] = iter([e.inline])
+        else:
+            chunks = list(e.chunks or [])
+            i = 0
+            while i < len(chunks) and pos + chunks[i][1] <= start:
+                pos += chunks[i][1]
+                i += 1
+            j = i
+            reach = pos
+            while j < len(chunks) and reach < end:
+                reach += chunks[j][1]
+                j += 1
+            pieces = self._repo.read_chunks(chunks[i:j], p)
+        for piece in pieces:
+            lo, hi = max(start - pos, 0), min(end - pos, len(piece))
+            pos += len(piece)
+            if hi > lo:
+                yield piece if (lo, hi) == (0, len(piece)) else piece[lo:hi]
+
+    def stat(self, path: str | bytes, *, at: int | None = None) -> FileEntry:
+        """The :class:`FileEntry` of one path (never a glob); NotFoundError if missing."""
+        p, e = self._entry(path if isinstance(path, str) else path.decode(), at)
+        if not p:
+            kids = self._repo.trees.entries(e.tree)  # type: ignore[arg-type]
+            return FileEntry("", FileEntryType.DIRECTORY, 0, sum(x.size for x in kids))
+        return FileEntry._of(p, e)
+
+    @property
+    def seq(self) -> int:
+        """The commit this handle's reads see (see :meth:`refresh` and :meth:`reload`)."""
+        self._root(None)
+        assert self._seq is not None
+        return self._seq
 
     def read_file_into_fileobj(self, path: str | bytes, fileobj: IO[bytes], progress_cb: Callable[[int], Any] | None = None, *, at: int | None = None) -> int:
         """Write file ``path`` into ``fileobj``; return the number of bytes written.

@@ -39,12 +39,6 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
-
-
 def _name() -> str:
     return f"v-{uuid.uuid4().hex[:12]}"
 
@@ -336,7 +330,7 @@ def test_listdir_globs(tree_vol: Volume) -> None:
     assert paths(tree_vol.listdir("*.csv")) == ["top.csv"]  # * stays in one segment
     assert paths(tree_vol.listdir("**/*.csv")) == ["dir/sub/d.csv", "top.csv"]
     assert paths(tree_vol.listdir("dir/**/*.txt")) == ["dir/sub/c.txt"]
-    assert paths(tree_vol.listdir("dir/sub/?.csv")) == ["dir/sub/d.csv"]
+    assert paths(tree_vol.listdir("dir/sub/?.c*")) == ["dir/sub/d.csv"]  # ? counts once a * makes it a glob
     assert paths(list(tree_vol.iterdir("**/*.txt"))) == ["a.txt", "dir/sub/c.txt"]
     assert tree_vol.listdir("**/*.parquet") == []
     assert tree_vol.listdir("nope/*.txt") == []
@@ -879,3 +873,25 @@ def test_corrupt_tree_is_reported(
     assert info.value.key is not None and h in info.value.key
     with pytest.raises(CorruptionError):
         fresh.listdir("dir")
+
+
+def test_ranged_reads_stat_and_names_with_glob_characters(vol: Volume) -> None:
+    big = os.urandom(1_500_000)
+    put(vol, {"big.bin": big, "a[1].txt": b"bracket", "why?.md": b"question", "tiny": b"0123456789"})
+    for offset, length in [(0, 10), (5, 1_000_000), (1_499_990, 100), (700_000, 0), (1_600_000, 5)]:
+        got = b"".join(vol.read_file("big.bin", offset=offset, length=length))
+        assert got == big[offset : offset + length]
+    assert b"".join(vol.read_file("tiny", offset=3, length=4)) == b"3456"
+    assert b"".join(vol.read_file("big.bin", offset=1_000_000)) == big[1_000_000:]
+    with pytest.raises(InvalidError):
+        vol.read_file("big.bin", offset=-1)
+    # only a `*` makes a path a glob (as in Modal); other names list as themselves
+    assert [e.path for e in vol.listdir("a[1].txt")] == ["a[1].txt"]
+    assert [e.path for e in vol.listdir("why?.md")] == ["why?.md"]
+    assert sorted(e.path for e in vol.listdir("*.txt")) == ["a[1].txt"]
+    assert vol.stat("big.bin").size == len(big) and vol.stat("/").type == FileEntryType.DIRECTORY
+    with pytest.raises(NotFoundError):
+        vol.stat("nope")
+    seq = vol.seq
+    put(vol, {"later": b"x"})
+    assert vol.seq == seq + 1

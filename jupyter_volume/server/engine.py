@@ -117,61 +117,11 @@ def volume_json(v: Volume) -> dict[str, Any]:
     }
 
 
-# -- what the public Volume API does not offer (yet) -------------------------------------------
-# A stat without glob expansion, listing a folder whose name holds "[" or "*", ranged
-# reads, mkdir and an atomic move. These few helpers are the only places that reach
-# below Volume's public methods; they would disappear with Volume.stat/mkdir/move and
-# read_file(offset=) in volume.py.
-def _stat(vol: Volume, path: str, at: int | None) -> tuple[FileEntry, Any]:
-    p, e = vol._entry(path, at)
-    if not p:
-        return FileEntry("", FileEntryType.DIRECTORY, 0, e.size), e
-    return FileEntry._of(p, e), e
-
-
 def _children(vol: Volume, path: str, at: int | None) -> list[FileEntry]:
-    entry, raw = _stat(vol, path, at)
+    entry = vol.stat(path, at=at)
     if entry.type != FileEntryType.DIRECTORY:
         raise InvalidError(f"{entry.path} is a file, not a folder")
-    prefix = entry.path + "/" if entry.path else ""
-    return [FileEntry._of(prefix + e.name, e) for e in vol._repo.trees.entries(raw.tree)]
-
-
-def _read_range(vol: Volume, path: str, at: int | None, start: int, end: int) -> Iterator[bytes]:
-    """Bytes ``start`` up to (not including) ``end`` of a file, skipping whole chunks."""
-    entry, raw = _stat(vol, path, at)
-    if entry.type != FileEntryType.FILE:
-        raise InvalidError(f"{entry.path or '/'} is not a file")
-    pos = 0
-    if raw.chunks and start > 0:
-        chunks = list(raw.chunks)
-        i = 0
-        while i < len(chunks) and pos + chunks[i][1] <= start:
-            pos += chunks[i][1]
-            i += 1
-        pieces: Iterator[bytes] = vol._repo.read_chunks(chunks[i:], entry.path)
-    else:
-        pieces = vol.read_file(entry.path, at=at)
-    for piece in pieces:
-        if pos >= end:
-            break
-        lo = max(start - pos, 0)
-        hi = min(end - pos, len(piece))
-        pos += len(piece)
-        if hi > lo:
-            yield piece[lo:hi] if (lo, hi) != (0, len(piece)) else piece
-
-
-def _seq_read(vol: Volume, at: int | None) -> int:
-    """The commit a handle's reads saw (``at``, else the head it pinned on first read)."""
-    if at is not None:
-        return at
-    assert vol._seq is not None
-    return vol._seq
-
-
-def _commit_changes(vol: Volume, changes: dict[str, Any], message: str) -> CommitInfo | None:
-    return vol._commit_changes(changes, message)
+    return vol.listdir(path, at=at)
 
 
 # -- uploads ------------------------------------------------------------------------------------
@@ -414,7 +364,7 @@ class VolumeService:
 
     def stat(self, name: str, path: str, at: int | None = None) -> FileEntry:
         """The entry at ``path`` (NotFoundError if missing)."""
-        return _stat(self._vol(name), normalize_path(path), at)[0]
+        return self._vol(name).stat(normalize_path(path), at=at)
 
     def stat_file(self, name: str, path: str, at: int | None = None) -> tuple[FileEntry, int]:
         """The file at ``path`` and the commit it was read at (pass that to
@@ -423,20 +373,20 @@ class VolumeService:
         InvalidError unless ``path`` is a regular file; NotFoundError if missing.
         """
         vol = self._vol(name)
-        e, _ = _stat(vol, normalize_path(path), at)
+        e = vol.stat(normalize_path(path), at=at)
         if e.type == FileEntryType.DIRECTORY:
             raise InvalidError(
                 f"{e.path or '/'} is a folder, not a file: download its files one by one"
             )
         if e.type != FileEntryType.FILE:
             raise InvalidError(f"{e.path} is a symbolic link; links are not followed")
-        return e, _seq_read(vol, at)
+        return e, at if at is not None else vol.seq
 
     def read_range(
         self, name: str, path: str, at: int | None, start: int, end: int
     ) -> Iterator[bytes]:
         """An iterator over bytes ``[start, end)`` of a file (pull it from a worker thread)."""
-        return _read_range(self._vol(name), normalize_path(path), at, start, end)
+        return self._vol(name).read_file(normalize_path(path), at=at, offset=start, length=max(end - start, 0))
 
     def remove(self, name: str, path: str, recursive: bool = False) -> dict[str, Any]:
         """Delete a file, or a folder (``recursive`` unless it is empty), as one commit."""
@@ -454,24 +404,13 @@ class VolumeService:
             raise AlreadyExistsError("the volume root exists already")
         vol = self._vol(name)
         try:
-            e, _ = _stat(vol, p, None)
+            e = vol.stat(p)
         except NotFoundError:
             pass
         else:
             what = "a folder" if e.type == FileEntryType.DIRECTORY else "a file"
             raise AlreadyExistsError(f"{p} already exists in volume {name!r} (as {what})")
-        parts = p.split("/")
-        for i in range(len(parts) - 1, 0, -1):
-            try:
-                e, _ = _stat(vol, "/".join(parts[:i]), None)
-            except NotFoundError:
-                continue
-            if e.type != FileEntryType.DIRECTORY:
-                raise AlreadyExistsError(
-                    f"cannot create {p}: {e.path} is a file in volume {name!r}"
-                )
-            break
-        info = _commit_changes(vol, {p: "dir"}, f"new folder {p}")
+        info = vol.mkdir(p)
         return {"path": p, "commit": commit_json(info)}
 
     def move(self, name: str, src: Any, dst: Any) -> dict[str, Any]:
@@ -487,22 +426,18 @@ class VolumeService:
         if d == s or d.startswith(s + "/"):
             raise InvalidError(f"cannot move {s} into itself ({d})")
         vol = self._vol(name)
-        _, se = _stat(vol, s, None)
+        vol.stat(s)
         try:
-            de, _ = _stat(vol, d, None)
+            de = vol.stat(d)
         except NotFoundError:
             pass
         else:
             what = "folder" if de.type == FileEntryType.DIRECTORY else "file"
             raise AlreadyExistsError(f"cannot move {s} to {d}: a {what} named {d} exists")
         parent = d.rsplit("/", 1)[0] if "/" in d else ""
-        pe, _ = _stat(vol, parent, None)
-        if pe.type != FileEntryType.DIRECTORY:
+        if vol.stat(parent).type != FileEntryType.DIRECTORY:
             raise InvalidError(f"cannot move {s} to {d}: {parent} is not a folder")
-        changes: dict[str, Any] = {d: se, s: None}
-        if se.tree is not None:
-            changes.update({sub: None for sub, _ in vol._repo.trees.walk(se.tree, s + "/")})
-        info = _commit_changes(vol, changes, f"move {s} to {d}")
+        info = vol.move(s, d)
         return {"src": s, "dst": d, "commit": commit_json(info)}
 
     # -- history ------------------------------------------------------------------------------------
@@ -552,12 +487,12 @@ class VolumeService:
             raise InvalidError(f"force must be true or false, got {force!r}")
         vol = self._vol(name)
         try:
-            e, _ = _stat(vol, p, None)
+            e = vol.stat(p)
         except NotFoundError:
             parts = p.split("/")
             for i in range(len(parts) - 1, 0, -1):
                 try:
-                    pe, _ = _stat(vol, "/".join(parts[:i]), None)
+                    pe = vol.stat("/".join(parts[:i]))
                 except NotFoundError:
                     continue
                 if pe.type != FileEntryType.DIRECTORY:
