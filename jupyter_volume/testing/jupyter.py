@@ -27,9 +27,7 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ._server import LocalServer, free_ports, terminate_group
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -75,12 +75,6 @@ DEFAULT_LAB_SETTINGS: dict[str, dict[str, Any]] = {
     },
     "@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": True},
 }
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _children() -> dict[int, list[int]]:
@@ -134,7 +128,7 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 :].split()[:1] != [b"Z"]
 
 
-class JupyterLab:
+class JupyterLab(LocalServer):
     """One ``jupyter lab`` (or ``jupyter server``) process; a context manager.
 
     Args:
@@ -164,6 +158,7 @@ class JupyterLab:
     ) -> None:
         if app not in ("lab", "server"):
             raise ValueError(f"app must be 'lab' or 'server', not {app!r}")
+        super().__init__()
         self.app = app
         self.extra_env = dict(env or {})
         self.extra_args = list(args)
@@ -174,18 +169,8 @@ class JupyterLab:
         self.port = 0
         self.url = ""
         self.root_dir: Path = self._given_root or Path()
-        self.tmpdir: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> JupyterLab:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> JupyterLab:
         """Launch the server and wait until ``/api/status`` answers with our token.
 
@@ -241,7 +226,7 @@ class JupyterLab:
             path = settings_dir / package / f"{name or 'plugin'}.jupyterlab-settings"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
-        self.port = _free_port()
+        self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}/"
         module = "jupyterlab" if self.app == "lab" else "jupyter_server"
         args = [
@@ -315,16 +300,8 @@ class JupyterLab:
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(proc.pid, signal.SIGTERM)
-                    try:
-                        proc.wait(5)
-                    except subprocess.TimeoutExpired:
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait()
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # anything left in its group
+                    terminate_group(proc, 5)
+            terminate_group(proc, 5)  # anything left in its group
             below += [p for p in _descendants(proc.pid) if p not in below]
             leftover = [p for p in below if _alive(p)]
             if leftover:
@@ -333,27 +310,7 @@ class JupyterLab:
                 while time.monotonic() < deadline and any(_alive(p) for p in leftover):
                     time.sleep(0.05)
                 _kill([p for p in leftover if _alive(p)], signal.SIGKILL)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
-
-    @property
-    def running(self) -> bool:
-        """True while the server process is alive."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 60) -> str:
-        """Return the last ``lines`` lines of the server's log (kernels' output included)."""
-        if self.tmpdir is None:
-            return "(no log)"
-        try:
-            text = (self.tmpdir / "server.log").read_text(errors="replace")
-        except OSError as e:
-            return f"(cannot read the log: {e})"
-        return "\n".join(text.splitlines()[-lines:])
+        self._cleanup()
 
     # -- talking to it ------------------------------------------------------------------------
     def api(

@@ -19,8 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -28,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from ._server import LocalServer, free_ports, terminate_group
 
 __all__ = ["SeaweedFS", "find_weed"]
 
@@ -66,21 +66,7 @@ def find_weed() -> str:
     )
 
 
-def _free_ports(n: int) -> list[int]:
-    """Return ``n`` distinct ports that are free on 127.0.0.1 right now."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-class SeaweedFS:
+class SeaweedFS(LocalServer):
     """One ``weed mini`` process serving S3 on ``endpoint``; a context manager.
 
     Attributes (valid after :meth:`start`): ``endpoint`` (``http://127.0.0.1:PORT``),
@@ -88,26 +74,18 @@ class SeaweedFS:
     """
 
     region = "us-east-1"
+    log_name = "weed.log"
 
     def __init__(self, *, start_timeout: float = 60.0, volume_size_limit_mb: int = 256) -> None:
+        super().__init__()
         self.start_timeout = start_timeout
         self.volume_size_limit_mb = volume_size_limit_mb
         self.access_key = "AK" + secrets.token_hex(9).upper()
         self.secret_key = secrets.token_urlsafe(30)
         self.endpoint: str = ""
         self.ports: dict[str, int] = {}
-        self.tmpdir: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> SeaweedFS:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> SeaweedFS:
         """Launch ``weed mini`` and wait until its S3 port answers a signed ListBuckets.
 
@@ -146,7 +124,7 @@ class SeaweedFS:
         s3_config = self.tmpdir / "s3.json"
         s3_config.write_text(json.dumps(config))
         s3_config.chmod(0o600)
-        self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+        self.ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
         self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
         args = [
             weed,
@@ -215,32 +193,9 @@ class SeaweedFS:
         remove the temporary folder. Safe to call twice or after a failed start."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait()
-            else:
-                # the leader is gone; make sure nothing else of its group survives
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            terminate_group(proc, timeout)
         self._remove_grpc_sockets()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
+        self._cleanup()
 
     def _remove_grpc_sockets(self) -> None:
         # weed puts unix sockets named after its gRPC ports into /tmp and leaves some
@@ -254,21 +209,6 @@ class SeaweedFS:
                             path.unlink()
                     except OSError:
                         pass
-
-    @property
-    def running(self) -> bool:
-        """True while the ``weed`` process is alive."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        """Return the last ``lines`` lines of the server's log."""
-        if self.tmpdir is None:
-            return "(no log)"
-        try:
-            text = (self.tmpdir / "weed.log").read_text(errors="replace")
-        except OSError as e:
-            return f"(cannot read the log: {e})"
-        return "\n".join(text.splitlines()[-lines:])
 
     # -- clients ---------------------------------------------------------------------
     def env(self) -> dict[str, str]:

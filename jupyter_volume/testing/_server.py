@@ -1,0 +1,93 @@
+"""What the test servers (SeaweedFS, JupyterLab) share: free ports, a log, a clean stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 right now (held together while chosen)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def terminate_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM the process group of ``proc``, wait ``timeout``, then SIGKILL what is left."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the leader is gone: nothing of its group survives
+
+
+class LocalServer:
+    """A server process started by a test, in its own temp folder; a context manager.
+
+    Subclasses set ``log_name`` and implement ``start()`` and ``stop()``; ``stop()`` ends
+    with :meth:`_cleanup`.
+    """
+
+    log_name = "server.log"
+
+    def __init__(self) -> None:
+        self.tmpdir: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+
+    def start(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the server's log."""
+        if self.tmpdir is None:
+            return "(no log)"
+        try:
+            text = (self.tmpdir / self.log_name).read_text(errors="replace")
+        except OSError as e:
+            return f"(cannot read the log: {e})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _cleanup(self) -> None:
+        """Close the log and remove the temp folder (safe to call twice)."""
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
