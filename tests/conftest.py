@@ -122,3 +122,17 @@ def store_url_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, 
     bucket: str = request.getfixturevalue("s3_bucket")
     url = f"s3://{bucket}/{unique_prefix(request)}?endpoint_url={server.endpoint}"
     return url, server.env()
+
+
+@pytest.fixture
+def opened(
+    store_url_env: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, str, dict[str, str]]:
+    """``(store, url, env)`` of a fresh store of each kind, with ``env`` also set in this
+    process, so both this test and its child processes can open ``url``."""
+    from jupyter_volume.store import open_store
+
+    url, env = store_url_env
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return open_store(url), url, env

@@ -17,11 +17,10 @@ import textwrap
 import uuid
 from pathlib import Path
 
-import pytest
 from blake3 import blake3
 
 from jupyter_volume import FileEntryType, Volume
-from jupyter_volume.store import Store, open_store
+from jupyter_volume.store import Store
 
 ROUNDS = 4
 
@@ -90,18 +89,6 @@ CHILD = textwrap.dedent(
 
 def content(tag: str, size: int) -> bytes:
     return blake3(tag.encode()).digest(length=size)
-
-
-@pytest.fixture
-def opened(
-    store_url_env: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Store, str, dict[str, str]]:
-    url, env = store_url_env
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
-    return open_store(url), url, env
 
 
 def run_pair(url: str, env: dict[str, str], name: str, mode: str, tmp_path: Path, attempts: int = 3 * ROUNDS) -> dict:

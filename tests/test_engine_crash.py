@@ -29,7 +29,7 @@ from blake3 import blake3
 
 import jupyter_volume.volume as volume_mod
 from jupyter_volume import FileEntryType, Volume
-from jupyter_volume.store import Store, open_store
+from jupyter_volume.store import Store
 from jupyter_volume.testing.wrappers import KILL_EXIT_CODE
 
 KiB = 1024
@@ -68,18 +68,6 @@ SWEEP_CHILD = textwrap.dedent(
     print(json.dumps({"ops": store.ops, "seq": batch.commit_info.seq}))
     """
 )
-
-
-@pytest.fixture
-def opened(
-    store_url_env: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Store, str, dict[str, str]]:
-    url, env = store_url_env
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
-    return open_store(url), url, env
 
 
 def _base_volume(store: Store, name: str) -> Volume:
