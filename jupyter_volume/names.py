@@ -9,7 +9,6 @@ never none.
 
 from __future__ import annotations
 
-import getpass
 import posixpath
 import re
 import socket
@@ -84,11 +83,9 @@ class VolumeMeta:
 
 
 def _creator() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    from .repository.repo import default_author
+
+    return f"{default_author()}@{socket.gethostname()}"
 
 
 def _name_key(name: str) -> str:
