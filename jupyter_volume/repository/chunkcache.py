@@ -9,6 +9,8 @@ Losing the cache at any moment is harmless: it only saves downloads.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import threading
 import uuid
@@ -28,19 +30,25 @@ class ChunkCache:
         self._lock = threading.Lock()
         self._added = 0  # bytes put since the last size check
         self._size: int | None = None
+        self._dir = str(self.root)
+        self._made: set[str] = set()  # subfolders known to exist
+        self._token = uuid.uuid4().hex[:16]  # temp names: unique per instance, then a counter
+        self._counter = itertools.count()
 
     def _path(self, h: str) -> Path:
         return self.root / h[:2] / h
 
     def get(self, h: str) -> bytes | None:
         """The chunk ``h`` if cached and intact, else None (a damaged entry is dropped)."""
-        p = self._path(h)
+        p = os.path.join(self._dir, h[:2], h)
         try:
-            data = p.read_bytes()
+            with open(p, "rb") as f:
+                data = f.read()
         except OSError:
             return None
         if hash_bytes(data) != h:
-            p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(p)
             return None
         try:
             os.utime(p)  # mark as recently used
@@ -52,15 +60,26 @@ class ChunkCache:
         """Cache chunk ``h`` (best effort: errors such as a full disk are ignored)."""
         if self.max_bytes <= 0 or len(data) > self.max_bytes // 4:
             return
-        p = self._path(h)
-        if p.exists():
-            return
+        sub = os.path.join(self._dir, h[:2])
+        p = os.path.join(sub, h)
+        tmp = os.path.join(sub, f".tmp-{self._token}-{next(self._counter)}")
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".tmp-{uuid.uuid4().hex}")
-            tmp.write_bytes(data)
+            if sub not in self._made:
+                os.makedirs(sub, exist_ok=True)
+                self._made.add(sub)
+            # O_EXCL on a fresh name; the rename makes the entry appear whole or not at all
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             os.replace(tmp, p)
         except OSError:
+            self._made.discard(sub)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             return
         with self._lock:
             self._added += len(data)

@@ -8,7 +8,7 @@ content (a chunk's raw bytes, a tree node's canonical JSON), never of their stor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import zstandard
@@ -48,8 +48,123 @@ def iter_chunks(stream: IO[bytes]) -> Iterator[memoryview]:
     Each yielded memoryview is valid only until the next one is produced: copy or
     consume it first. Memory stays bounded by the chunker's buffer, whatever the size.
     """
-    for chunk in new_chunker().cut_stream(stream):
-        yield chunk.data
+    for mv, _h in cut_chunks(stream):
+        yield mv
+
+
+#: Bytes read at once past the first ``SMALL_READ`` when cutting a stream.
+CHUNK_WINDOW = 8 << 20
+#: A stream that ends within this many bytes is cut from one in-memory buffer.
+SMALL_READ = 1 << 20
+
+
+def _read_upto(stream: IO[bytes], n: int) -> bytes:
+    parts = []
+    while n > 0:
+        b = stream.read(n)
+        if not b:
+            break
+        parts.append(b)
+        n -= len(b)
+    return b"".join(parts)
+
+
+def cut_chunks(
+    stream: IO[bytes],
+    head: bytes = b"",
+    *,
+    previous: list[tuple[str, int]] | None = None,
+    buffer: Callable[[], bytearray] | None = None,
+) -> Iterator[tuple[memoryview, str]]:
+    """Cut ``head`` + the rest of ``stream`` into chunks; yield ``(bytes, blake3 hex)``.
+
+    The chunks are exactly those FastCDC cuts from the whole content at once: the
+    chunker's cut after a chunk start depends only on the next ``CHUNK_MAX`` bytes (or
+    on all that is left, near the end), so the stream is cut from a window that always
+    holds that much ahead (or the end). Each memoryview is valid until the next one.
+
+    ``previous`` is the chunk list of an earlier version of the same file. Where a
+    previous chunk starts at the current offset, has the same bytes (same hash) and
+    the same amount of data follows it (or at least ``CHUNK_MAX`` in both), the chunker
+    would cut it exactly there again, so it is taken without running the chunker: an
+    in-place edit of a big file costs hashing it, and chunking only the edited regions.
+    ``buffer()`` returns a reusable bytearray of at least ``CHUNK_WINDOW + CHUNK_MAX``
+    bytes for big streams (allocated here when not given).
+    """
+    cdc = new_chunker()
+    prev_at: dict[int, tuple[str, int]] = {}
+    prev_size = 0
+    if previous:
+        for h, n in previous:
+            prev_at[prev_size] = (h, n)
+            prev_size += n
+    first = head + _read_upto(stream, SMALL_READ - len(head)) if len(head) < SMALL_READ else head
+    if len(first) < SMALL_READ:
+        mv = memoryview(first)
+        end = len(first)
+        eof = True
+        buf = None
+    else:
+        want = CHUNK_WINDOW + CHUNK_MAX
+        buf = buffer() if buffer is not None else None
+        if buf is None or len(buf) < max(want, len(first)):
+            buf = bytearray(max(want, len(first)))
+        mv = memoryview(buf)
+        end = len(first)
+        mv[:end] = first
+        eof = False
+    del first
+    readinto = getattr(stream, "readinto", None)
+    base = 0  # file offset of mv[0]
+    pos = 0
+    cuts: Iterator[Any] | None = None  # the chunker's cuts from ``cut_at`` on, while valid
+    cut_at = 0
+    while True:
+        if not eof and end - pos < CHUNK_MAX:
+            assert buf is not None
+            cuts = None
+            if pos:
+                tail = bytes(mv[pos:end])
+                mv[: len(tail)] = tail
+                base += pos
+                end = len(tail)
+                pos = 0
+            while end < len(buf):
+                if readinto is not None:
+                    got = readinto(mv[end:]) or 0
+                else:
+                    data = stream.read(len(buf) - end)
+                    got = len(data) if data else 0
+                    mv[end : end + got] = data or b""
+                if not got:
+                    eof = True
+                    break
+                end += got
+        if pos >= end:
+            return
+        if prev_at:
+            p = prev_at.get(base + pos)
+            if p is not None:
+                h_old, n_old = p
+                avail = end - pos
+                ahead = avail if eof else CHUNK_MAX
+                if n_old <= avail and min(prev_size - base - pos, CHUNK_MAX) == min(ahead, CHUNK_MAX):
+                    piece = mv[pos : pos + n_old]
+                    h = hash_bytes(piece)
+                    if h == h_old:
+                        pos += n_old
+                        cuts = None
+                        yield piece, h
+                        continue
+        if cuts is None:
+            # Every cut is decided with at least CHUNK_MAX bytes ahead (or the end) in view.
+            cuts = iter(cdc.cut_buf(mv[pos:end]))
+            cut_at = pos
+        c = next(cuts)
+        assert cut_at + c.offset == pos
+        piece = mv[pos : pos + c.length]
+        pos += c.length
+        yield piece, hash_bytes(piece)
 
 
 class Compressor:

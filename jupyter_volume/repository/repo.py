@@ -36,15 +36,16 @@ from .codec import (
     CHUNK_AVG,
     CHUNK_MAX,
     CHUNK_MIN,
+    CHUNK_WINDOW,
     CODEC_ZSTD,
     FORMAT_VERSION,
     INLINE_MAX,
     Compressor,
     compress_blob,
+    cut_chunks,
     decode_chunk,
     dump_json,
     hash_bytes,
-    iter_chunks,
     load_json,
 )
 from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment, parse_pack_header
@@ -55,6 +56,7 @@ SHARD_AT = 200_000  # chunks per checkpoint before it is sharded by hash prefix
 MAX_COMMIT_ATTEMPTS = 200
 READ_REQUEST_MAX = 8 << 20  # coalesce neighbouring chunks into GETs up to this size
 READ_AHEAD_BYTES = 64 << 20
+CACHE_MIN_FILE = 64 << 10  # chunks of smaller files are not kept in the local chunk cache
 
 _upload_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="jv-upload")
 _download_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="jv-download")
@@ -174,31 +176,6 @@ class ObjectCache:
                 pass
 
 
-class _Prefixed(io.RawIOBase):
-    """A stream that yields ``head`` and then the rest of ``stream``."""
-
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
-        self._head = memoryview(head)
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        mv = memoryview(b).cast("B")
-        if self._head:
-            n = min(len(mv), len(self._head))
-            mv[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        readinto = getattr(self._stream, "readinto", None)
-        if readinto is not None:
-            return readinto(mv) or 0
-        data = self._stream.read(len(mv))
-        mv[: len(data)] = data
-        return len(data)
-
-
 class Writer:
     """Stages file contents for one commit: chunks, dedups, compresses, packs, uploads.
 
@@ -211,10 +188,21 @@ class Writer:
         repo.ensure_index()
         self.packs = PackWriter(repo._put_pack, _upload_pool)
         self._comp = Compressor()
+        self._buf: bytearray | None = None
         self.bytes_in = 0
 
-    def write_stream(self, stream: IO[bytes], progress: Callable[[int], None] | None = None) -> tuple[bytes | None, list[tuple[str, int]] | None, int]:
-        """Store a stream; return ``(inline_bytes, None, size)`` or ``(None, chunks, size)``."""
+    def write_stream(
+        self,
+        stream: IO[bytes],
+        progress: Callable[[int], None] | None = None,
+        previous: list[tuple[str, int]] | None = None,
+    ) -> tuple[bytes | None, list[tuple[str, int]] | None, int]:
+        """Store a stream; return ``(inline_bytes, None, size)`` or ``(None, chunks, size)``.
+
+        ``previous``: the chunk list of an earlier version of this file, if known; the
+        chunks it shares are recognized by hash without re-running the chunker (the
+        result is the same either way, only faster; see :func:`cut_chunks`).
+        """
         head = stream.read(INLINE_MAX + 1)
         if head is None:
             head = b""
@@ -227,17 +215,17 @@ class Writer:
         size = 0
         try_zstd: bool | None = None
         index = self.repo.index
-        for mv in iter_chunks(_Prefixed(bytes(head), stream)):
+        packs = self.packs
+        for mv, h in cut_chunks(stream, bytes(head), previous=previous, buffer=self._window):
             n = len(mv)
-            h = hash_bytes(mv)
             if try_zstd is None:  # the first chunk decides for the whole file
                 codec, stored = self._comp.compress(mv, True)
                 try_zstd = codec == CODEC_ZSTD
-                if not self.packs.has(h) and h not in index:
-                    self.packs.add(h, codec, stored, n)
-            elif not self.packs.has(h) and h not in index:
+                if not packs.has(h) and h not in index:
+                    packs.add(h, codec, stored, n)
+            elif not packs.has(h) and h not in index:
                 codec, stored = self._comp.compress(mv, try_zstd)
-                self.packs.add(h, codec, stored, n)
+                packs.add(h, codec, stored, n)
             chunks.append((h, n))
             size += n
             if progress:
@@ -245,9 +233,28 @@ class Writer:
         self.bytes_in += size
         return None, chunks, size
 
-    def file_entry(self, stream: IO[bytes], *, mode: int = 0o644, mtime_ns: int | None = None, progress: Callable[[int], None] | None = None) -> Entry:
-        """Store ``stream`` and return the file entry that references it (name left empty)."""
-        inline, chunks, size = self.write_stream(stream, progress)
+    def _window(self) -> bytearray:
+        """A read buffer reused for every big file of this writer (fresh pages are slow)."""
+        if self._buf is None:
+            self._buf = bytearray(CHUNK_WINDOW + CHUNK_MAX)
+        return self._buf
+
+    def file_entry(
+        self,
+        stream: IO[bytes],
+        *,
+        mode: int = 0o644,
+        mtime_ns: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        previous: Entry | None = None,
+    ) -> Entry:
+        """Store ``stream`` and return the file entry that references it (name left empty).
+
+        ``previous``: the entry of an earlier version of the same file, if known (makes
+        committing a big file with small edits cheaper; the result is the same).
+        """
+        prev = previous.chunks if previous is not None and previous.kind == FILE else None
+        inline, chunks, size = self.write_stream(stream, progress, prev)
         return Entry("", FILE, mode, size, time.time_ns() if mtime_ns is None else mtime_ns, inline=inline, chunks=chunks)
 
     def bytes_entry(self, data: bytes, *, mode: int = 0o644, mtime_ns: int | None = None) -> Entry:
@@ -694,11 +701,16 @@ class Repository:
         need: dict[str, ChunkLoc] = {}
         got: dict[str, bytes] = {}
         cache = self.chunk_cache
+        # Chunks of small files skip the chunk cache: a file per 4 KiB chunk would double
+        # the cost of materializing them, and a remount fetches them again in a few
+        # coalesced GETs anyway. A chunk that a bigger file also uses is cached.
+        uncached = {h for e in entries if e.size < CACHE_MIN_FILE for h, _n in e.chunks or []}
+        uncached -= {h for e in entries if e.size >= CACHE_MIN_FILE for h, _n in e.chunks or []}
         for e in entries:
             for h, _n in e.chunks or []:
                 if h in need or h in got:
                     continue
-                cached = cache.get(h) if cache is not None else None
+                cached = cache.get(h) if cache is not None and h not in uncached else None
                 if cached is not None:
                     got[h] = cached
                 else:
@@ -713,7 +725,7 @@ class Repository:
                     reqs[-1] = (pack, start, max(length, end - start), items)
                     continue
             reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
-        for req, parts in zip(reqs, _download_pool.map(lambda r: self._fetch_request(r, where), reqs), strict=True):
+        for req, parts in zip(reqs, _download_pool.map(lambda r: self._fetch_request(r, where, uncached), reqs), strict=True):
             for (h, _loc), raw in zip(req[3], parts, strict=True):
                 got[h] = raw
         return [e.inline if e.inline is not None else b"".join(got[h] for h, _n in e.chunks or []) for e in entries]
@@ -735,7 +747,7 @@ class Repository:
             reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
         return reqs
 
-    def _fetch_request(self, req: tuple[str, int, int, list[tuple[str, ChunkLoc]]], where: str) -> list[bytes]:
+    def _fetch_request(self, req: tuple[str, int, int, list[tuple[str, ChunkLoc]]], where: str, uncached: set[str] | frozenset[str] = frozenset()) -> list[bytes]:
         pack, start, length, items = req
         if not pack:  # served by the chunk cache (already verified by hash)
             return [items[0][1]]  # type: ignore[list-item]
@@ -750,7 +762,7 @@ class Repository:
         for h, loc in items:
             off = loc.offset - start
             raw = decode_chunk(loc.codec, blob[off : off + loc.length], loc.raw_len, h, key)
-            if self.chunk_cache is not None:
+            if self.chunk_cache is not None and h not in uncached:
                 self.chunk_cache.put(h, raw)
             out.append(raw)
         return out

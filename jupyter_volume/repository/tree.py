@@ -37,6 +37,8 @@ from ..errors import CorruptionError
 from .codec import compress_blob, decompress_blob, dump_json, hash_bytes, load_json
 
 SPLIT_AT = 4096
+NODE_CACHE_NODES = 200_000  # parsed nodes kept in memory, at most ...
+NODE_CACHE_ENTRIES = 200_000  # ... and at most this many entries in them in all
 LEAF_AVG = 1024
 FILE, DIR, LINK = "f", "d", "l"
 
@@ -155,6 +157,7 @@ class Trees:
         self._fetch = fetch
         self._nodes: dict[str, dict] = {EMPTY_TREE: {"v": 1, "e": []}}
         self._lock = threading.Lock()
+        self._cached_entries = 0
         self.pending: dict[str, bytes] = {}
         #: nodes known to exist on the store (read from it, or uploaded by the repository)
         self.on_store: set[str] = {EMPTY_TREE}
@@ -172,12 +175,19 @@ class Trees:
             if hash_bytes(raw) != h:
                 raise CorruptionError(f"tree node trees/{h} is corrupt (hash mismatch)", key=f"trees/{h}")
             n = load_json(raw, f"trees/{h}")
-            if len(self._nodes) > 200_000:
-                with self._lock:
-                    self._nodes.clear()
-                    self._nodes[EMPTY_TREE] = {"v": 1, "e": []}
-            self._nodes[h] = n
+            self._remember(h, n)
         return n
+
+    def _remember(self, h: str, n: dict) -> None:
+        # Bounded by entries, not nodes: a walk of a 1,000,000-file volume must not keep
+        # every folder's parsed node (immutable, so re-reading one is always correct).
+        if len(self._nodes) > NODE_CACHE_NODES or self._cached_entries > NODE_CACHE_ENTRIES:
+            with self._lock:
+                self._nodes.clear()
+                self._nodes[EMPTY_TREE] = {"v": 1, "e": []}
+                self._cached_entries = 0
+        self._nodes[h] = n
+        self._cached_entries += len(n.get("e") or n.get("s") or ())
 
     def entries(self, h: str) -> list[Entry]:
         """Every entry of directory ``h``, sorted by name (split leaves are concatenated)."""
@@ -276,7 +286,8 @@ class Trees:
     def _write_node(self, node: dict) -> str:
         raw = dump_json(node)
         h = hash_bytes(raw)
-        self._nodes.setdefault(h, node)
+        if h not in self._nodes:
+            self._remember(h, node)
         if h not in self.on_store and h not in self.pending:
             self.pending[h] = compress_blob(raw)
         return h
