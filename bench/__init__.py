@@ -1,0 +1,1 @@
+"""Benchmarks of jupyter-volume against rclone and boto3 (run ``python -m bench``)."""

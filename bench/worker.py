@@ -1,0 +1,374 @@
+"""Child-process side of the benchmark: one process per measured session.
+
+The parent (:mod:`bench.run`) starts ``python -m bench.worker TASK`` with a JSON spec on
+stdin and reads one JSON result from the last stdout line. Running each measurement in
+its own process gives it a clean page of memory statistics: before each timed step the
+peak RSS is reset (``echo 5 > /proc/self/clear_refs``) and read back from ``VmHWM`` in
+``/proc/self/status`` afterwards, so every step reports its own peak (``ru_maxrss`` would
+be inherited from the parent and never goes down).
+
+Tasks:
+
+* ``jv``: a jupyter-volume session, a list of steps (mount, populate, edit, commit,
+  other_write, reload, listdir, gc, store_size...) run against one volume in one process;
+  timed steps report seconds, peak RSS and bytes/requests sent through the store.
+* ``jv_write``: "another writer": one ``batch_upload`` that overwrites one file.
+* ``boto3``: upload or download files with boto3's transfer manager (what ``aws s3
+  cp/sync`` uses) at pinned ``TransferConfig`` settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+RESULT_PREFIX = "BENCHRESULT "
+
+
+# -- memory ---------------------------------------------------------------------------------
+def reset_peak() -> None:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# -- a store that counts bytes ----------------------------------------------------------------
+def counting_store(url: str) -> Any:
+    from jupyter_volume.store import open_store
+    from jupyter_volume.testing.wrappers import WrappedStore
+
+    class ByteCountingStore(WrappedStore):
+        """Counts requests and payload bytes sent (put) and received (get) by the engine."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__(inner)
+            self._lock = threading.Lock()
+            self.c = {"puts": 0, "bytes_put": 0, "gets": 0, "bytes_got": 0, "lists": 0}
+
+        def _add(self, **kw: int) -> None:
+            with self._lock:
+                for k, v in kw.items():
+                    self.c[k] += v
+
+        def put(self, key: str, data: Any) -> None:
+            self._add(puts=1, bytes_put=memoryview(data).nbytes)
+            return self.inner.put(key, data)
+
+        def put_if_absent(self, key: str, data: Any) -> bool:
+            self._add(puts=1, bytes_put=memoryview(data).nbytes)
+            return self.inner.put_if_absent(key, data)
+
+        def get(self, key: str) -> bytes:
+            data = self.inner.get(key)
+            self._add(gets=1, bytes_got=len(data))
+            return data
+
+        def get_range(self, key: str, start: int, length: int) -> bytes:
+            data = self.inner.get_range(key, start, length)
+            self._add(gets=1, bytes_got=len(data))
+            return data
+
+        def list(self, prefix: str = "", start_after: str | None = None) -> Any:
+            self._add(lists=1)
+            return self.inner.list(prefix, start_after)
+
+        def snapshot(self) -> dict[str, int]:
+            with self._lock:
+                return dict(self.c)
+
+    return ByteCountingStore(open_store(url))
+
+
+class Steps:
+    """Runs timed steps and collects their measurements."""
+
+    def __init__(self, store: Any = None) -> None:
+        self.store = store
+        self.out: list[dict[str, Any]] = []
+
+    @contextlib.contextmanager
+    def timed(self, name: str, **extra: Any):  # type: ignore[no-untyped-def]
+        before = self.store.snapshot() if self.store is not None else {}
+        reset_peak()
+        rec: dict[str, Any] = {"step": name, **extra}
+        t0 = time.perf_counter()
+        yield rec
+        rec["seconds"] = time.perf_counter() - t0
+        rec["peak_rss"] = status_bytes("VmHWM")
+        if self.store is not None:
+            after = self.store.snapshot()
+            rec.update({k: after[k] - before.get(k, 0) for k in after})
+        self.out.append(rec)
+
+
+# -- file generation -----------------------------------------------------------------------------
+def tree_paths(n: int, per_dir: int) -> list[str]:
+    """``d0000/f000000`` ... : ``n`` files, ``per_dir`` per folder."""
+    return [f"d{i // per_dir:04d}/f{i:07d}" for i in range(n)]
+
+
+def generate_tree(root: Path, n: int, size: int, per_dir: int, seed: int = 0) -> None:
+    """Write ``n`` incompressible files of ``size`` bytes below ``root``."""
+    rnd = random.Random(seed)
+    blob = rnd.randbytes(size * 64 + 4096)
+    made: set[str] = set()
+    for i, rel in enumerate(tree_paths(n, per_dir)):
+        d = rel.rsplit("/", 1)[0]
+        if d not in made:
+            (root / d).mkdir(parents=True, exist_ok=True)
+            made.add(d)
+        # distinct contents for every file: a counter prefix and a rotating window
+        off = (i * 61) % (len(blob) - size)
+        data = i.to_bytes(8, "little") + blob[off + 8 : off + size]
+        with open(root / rel, "wb") as f:
+            f.write(data)
+
+
+def scattered_edits(path: Path, n: int, size: int, seed: int) -> list[int]:
+    """Overwrite ``n`` blocks of ``size`` random bytes at scattered offsets, in place."""
+    rnd = random.Random(seed)
+    total = path.stat().st_size
+    offsets = sorted(rnd.randrange(0, total - size) for _ in range(n))
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for off in offsets:
+            os.pwrite(fd, rnd.randbytes(size), off)
+    finally:
+        os.close(fd)
+    return offsets
+
+
+def edit_one(path: Path, seed: int) -> None:
+    """Replace one file's contents with new random bytes of the same size."""
+    size = path.stat().st_size
+    path.write_bytes(random.Random(seed).randbytes(size))
+
+
+def copy_into(src: Path, dst: Path, link: bool) -> None:
+    """Put ``src`` (a file or a folder) into folder ``dst``: hard links, or copies."""
+    if src.is_file():
+        if link:
+            os.link(src, dst / src.name)
+        else:
+            shutil.copy2(src, dst / src.name)
+        return
+    for dirpath, _dirs, files in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = dst / rel if rel != "." else dst
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            s = os.path.join(dirpath, name)
+            if link:
+                os.link(s, target / name)
+            else:
+                shutil.copy2(s, target / name)
+
+
+def store_size(store: Any, prefix: str) -> tuple[int, int]:
+    """Bytes and objects stored under ``prefix``."""
+    total = n = 0
+    for info in store.list(prefix):
+        total += info.size
+        n += 1
+    return total, n
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+def task_jv(spec: dict[str, Any]) -> dict[str, Any]:
+    """A jupyter-volume session: ``spec["steps"]`` run in order against one volume."""
+    from jupyter_volume import Volume
+
+    store = counting_store(spec["store"])
+    vol = Volume(spec["volume"], store=store, create_if_missing=True)
+    s = Steps(store)
+    mount = None
+    mount_dir = Path(spec["mount_dir"]) if spec.get("mount_dir") else None
+    notes: dict[str, Any] = {}
+    for step in spec["steps"]:
+        op = step["op"]
+        name = step.get("name", op)
+        if op == "mount":
+            with s.timed(name) as rec:
+                mount = vol.mount(mount_dir, background=False)
+            if step.get("count_files"):
+                rec["files"] = sum(len(f) for _d, _s, f in os.walk(mount_dir))
+        elif op == "populate":
+            copy_into(Path(step["src"]), mount_dir, step.get("link", False))  # type: ignore[arg-type]
+        elif op == "generate":
+            generate_tree(mount_dir, step["n"], step["size"], step["per_dir"], step.get("seed", 0))  # type: ignore[arg-type]
+        elif op == "write_random":
+            (mount_dir / step["path"]).write_bytes(random.Random(step["seed"]).randbytes(step["size"]))  # type: ignore[operator]
+        elif op == "edit_one":
+            edit_one(mount_dir / step["path"], step["seed"])  # type: ignore[operator]
+        elif op == "scattered_edits":
+            scattered_edits(mount_dir / step["path"], step["n"], step["size"], step["seed"])  # type: ignore[operator]
+        elif op == "commit":
+            assert mount is not None
+            with s.timed(name) as rec:
+                info = mount.commit(step.get("message"))
+            rec["committed"] = info is not None
+            if info is not None:
+                rec["seq"] = info.seq
+        elif op == "other_write":
+            # another writer, in its own process, overwrites one file
+            run_child("jv_write", {"store": spec["store"], "volume": spec["volume"], "path": step["path"], "size": step["size"], "seed": step["seed"]})
+        elif op == "reload":
+            assert mount is not None
+            with s.timed(name):
+                mount.reload()
+            if step.get("check"):
+                p = mount_dir / step["check"]  # type: ignore[operator]
+                want = random.Random(step["seed"]).randbytes(step["size"])
+                assert p.read_bytes() == want, "reload did not bring the other writer's file"
+        elif op == "listdir":
+            with s.timed(name) as rec:
+                vol.refresh()
+                entries = vol.listdir(step.get("path", "/"), recursive=step.get("recursive", False))
+            rec["entries"] = len(entries)
+        elif op == "set_retention":
+            vol.set_retention(**step["policy"])
+        elif op == "gc":
+            with s.timed(name) as rec:
+                report = vol.gc(grace=step.get("grace", 0))
+            rec["report"] = {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str))} if hasattr(report, "__dict__") else str(report)
+        elif op == "store_size":
+            total, n = store_size(store.inner, "vols/" + vol._resolve().id + "/")
+            s.out.append({"step": name, "store_bytes": total, "store_objects": n})
+        elif op == "detach":
+            assert mount is not None
+            mount._detach()  # skip unmount's final full scan: nothing is left to commit
+            mount = None
+        elif op == "unmount":
+            assert mount is not None
+            mount.unmount()
+            mount = None
+        else:
+            raise ValueError(f"unknown step {op}")
+    if mount is not None:
+        mount._detach()
+    return {"steps": s.out, "notes": notes}
+
+
+def task_jv_write(spec: dict[str, Any]) -> dict[str, Any]:
+    import io
+
+    from jupyter_volume import Volume
+
+    vol = Volume(spec["volume"], store=spec["store"])
+    data = random.Random(spec["seed"]).randbytes(spec["size"])
+    t0 = time.perf_counter()
+    with vol.batch_upload(force=True) as batch:
+        batch.put_file(io.BytesIO(data), spec["path"])
+    return {"seconds": time.perf_counter() - t0}
+
+
+def boto3_client(max_pool: int) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    opts: dict[str, Any] = {"max_pool_connections": max_pool, "s3": {"addressing_style": "path"}, "retries": {"mode": "standard"}}
+    if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
+        opts["request_checksum_calculation"] = "when_required"
+        opts["response_checksum_validation"] = "when_required"
+    return boto3.session.Session().client("s3", config=Config(**opts))
+
+
+def task_boto3(spec: dict[str, Any]) -> dict[str, Any]:
+    """Upload or download ``files`` (list of [local path, key]) with one TransferManager."""
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+    cfg = spec["config"]
+    client = boto3_client(cfg["max_concurrency"] + 8)
+    tc = TransferConfig(
+        multipart_threshold=cfg["multipart_threshold"],
+        multipart_chunksize=cfg["multipart_chunksize"],
+        max_concurrency=cfg["max_concurrency"],
+        use_threads=True,
+    )
+    bucket = spec["bucket"]
+    files = spec["files"]
+    if spec.get("files_from"):
+        root = Path(spec["files_from"])
+        files = [[str(root / rel), spec["prefix"] + rel] for rel in spec["rels"]]
+    s = Steps()
+    nbytes = 0
+    with s.timed(spec["direction"]) as rec:
+        with create_transfer_manager(client, tc) as tm:
+            futures = []
+            for local, key in files:
+                if spec["direction"] == "upload":
+                    futures.append(tm.upload(local, bucket, key))
+                else:
+                    Path(local).parent.mkdir(parents=True, exist_ok=True)
+                    futures.append(tm.download(bucket, key, local))
+            for f in futures:
+                f.result()
+        nbytes = sum(os.path.getsize(local) for local, _k in files)
+    rec["bytes"] = nbytes
+    rec["files"] = len(files)
+    return {"steps": s.out}
+
+
+TASKS = {"jv": task_jv, "jv_write": task_jv_write, "boto3": task_boto3}
+
+
+def run_child(task: str, spec: dict[str, Any], env: dict[str, str] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Run ``task`` in a new Python process and return its JSON result."""
+    root = str(Path(__file__).resolve().parent.parent)
+    cenv = dict(os.environ if env is None else env)
+    cenv["PYTHONPATH"] = root + os.pathsep + cenv.get("PYTHONPATH", "")
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.worker", task],
+        input=json.dumps(spec).encode(),
+        capture_output=True,
+        env=cenv,
+        cwd=root,
+        timeout=timeout,
+    )
+    out = p.stdout.decode(errors="replace")
+    if p.returncode != 0:
+        raise RuntimeError(f"bench worker {task} failed ({p.returncode}):\n{p.stderr.decode(errors='replace')[-4000:]}")
+    for line in reversed(out.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    raise RuntimeError(f"bench worker {task} printed no result:\n{out[-2000:]}\n{p.stderr.decode(errors='replace')[-2000:]}")
+
+
+def main() -> None:
+    task = sys.argv[1]
+    spec = json.loads(sys.stdin.read())
+    if spec.get("profile"):
+        from pyinstrument import Profiler
+
+        prof = Profiler(interval=0.002)
+        prof.start()
+        result = TASKS[task](spec)
+        prof.stop()
+        Path(spec["profile"]).write_text(prof.output_text(unicode=False, color=False, show_all=False))
+    else:
+        result = TASKS[task](spec)
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    # Leave without atexit hooks (mounts were detached; nothing else needs running).
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
