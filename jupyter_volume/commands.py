@@ -1340,7 +1340,13 @@ def _duration_arg(text: str) -> float:
     "expire history outside the retention policy and free its space",
     NAME,
     arg("--dry-run", action="store_true", help="report what would be freed; change nothing"),
-    arg("--grace", metavar="DURATION", type=_duration_arg, default=None, help="override the policy's grace period (e.g. 0, 10m, 1h)"),
+    arg(
+        "--grace",
+        metavar="DURATION",
+        type=_duration_arg,
+        default=None,
+        help="override the policy's grace period (e.g. 0, 10m, 1h)",
+    ),
     table=True,
 )
 def cmd_gc(a: argparse.Namespace, ctx: Context) -> Result:
@@ -1354,12 +1360,32 @@ def cmd_gc(a: argparse.Namespace, ctx: Context) -> Result:
     return Record(
         [
             ("dry_run", "Dry run", report.dry_run, "yes" if report.dry_run else "no"),
-            ("expired", "Commits expired", report.expired, ", ".join(map(str, report.expired)) or "none"),
+            (
+                "expired",
+                "Commits expired",
+                report.expired,
+                ", ".join(map(str, report.expired)) or "none",
+            ),
             ("kept", "Commits kept", report.kept, str(report.kept)),
             ("packs_repacked", "Packs repacked", report.packs_repacked, str(report.packs_repacked)),
-            ("packs_condemned", "Packs condemned", report.packs_condemned, str(report.packs_condemned)),
-            ("objects_deleted", "Objects deleted", report.objects_deleted, str(report.objects_deleted)),
-            ("bytes_freed", "Freed" if not report.dry_run else "Would free", report.bytes_freed, human_size(report.bytes_freed)),
+            (
+                "packs_condemned",
+                "Packs condemned",
+                report.packs_condemned,
+                str(report.packs_condemned),
+            ),
+            (
+                "objects_deleted",
+                "Objects deleted",
+                report.objects_deleted,
+                str(report.objects_deleted),
+            ),
+            (
+                "bytes_freed",
+                "Freed" if not report.dry_run else "Would free",
+                report.bytes_freed,
+                human_size(report.bytes_freed),
+            ),
         ],
         title=f"Garbage collection of {vol.name!r}",
     )
@@ -1369,12 +1395,48 @@ def cmd_gc(a: argparse.Namespace, ctx: Context) -> Result:
     "retention",
     "show or set which history gc keeps",
     NAME,
-    arg("--keep-last", metavar="N", type=_non_negative_int, default=None, help="keep the newest N commits"),
-    arg("--keep-within", metavar="DURATION", type=_duration_arg, default=None, help="keep commits younger than this (e.g. 7d)"),
-    arg("--keep-hourly", metavar="N", type=_non_negative_int, default=None, help="keep the newest commit of each of the last N hours"),
-    arg("--keep-daily", metavar="N", type=_non_negative_int, default=None, help="keep the newest commit of each of the last N days"),
-    arg("--squash-auto-after", metavar="DURATION", type=_duration_arg, default=None, help="thin background commits older than this to one per run"),
-    arg("--grace", metavar="DURATION", type=_duration_arg, default=None, help="wait this long before deleting condemned data (default 1h)"),
+    arg(
+        "--keep-last",
+        metavar="N",
+        type=_non_negative_int,
+        default=None,
+        help="keep the newest N commits",
+    ),
+    arg(
+        "--keep-within",
+        metavar="DURATION",
+        type=_duration_arg,
+        default=None,
+        help="keep commits younger than this (e.g. 7d)",
+    ),
+    arg(
+        "--keep-hourly",
+        metavar="N",
+        type=_non_negative_int,
+        default=None,
+        help="keep the newest commit of each of the last N hours",
+    ),
+    arg(
+        "--keep-daily",
+        metavar="N",
+        type=_non_negative_int,
+        default=None,
+        help="keep the newest commit of each of the last N days",
+    ),
+    arg(
+        "--squash-auto-after",
+        metavar="DURATION",
+        type=_duration_arg,
+        default=None,
+        help="thin background commits older than this to one per run",
+    ),
+    arg(
+        "--grace",
+        metavar="DURATION",
+        type=_duration_arg,
+        default=None,
+        help="wait this long before deleting condemned data (default 1h)",
+    ),
     arg("--keep-all", action="store_true", help="go back to keeping every commit"),
     table=True,
 )
@@ -1399,7 +1461,15 @@ def cmd_retention(a: argparse.Namespace, ctx: Context) -> Result:
     return Record(
         [
             ("policy", "Policy", policy.describe(), policy.describe()),
-            *[(k, k.replace("_", " ").capitalize(), getattr(policy, k), "-" if getattr(policy, k) is None else str(getattr(policy, k))) for k in options],
+            *[
+                (
+                    k,
+                    k.replace("_", " ").capitalize(),
+                    getattr(policy, k),
+                    "-" if getattr(policy, k) is None else str(getattr(policy, k)),
+                )
+                for k in options
+            ],
         ],
         title=f"Retention of {vol.name!r}",
     )
@@ -1417,7 +1487,10 @@ def cmd_tag(a: argparse.Namespace, ctx: Context) -> Result:
     """Tag COMMIT as TAG; tags show in `history` and survive every retention policy."""
     vol = ctx.volume(a.name)
     vol.tag(a.commit, a.tag, force=a.force)
-    return Message(f"Tagged commit {a.commit} of {vol.name!r} as {a.tag!r}.", {"commit": a.commit, "tag": a.tag})
+    return Message(
+        f"Tagged commit {a.commit} of {vol.name!r} as {a.tag!r}.",
+        {"commit": a.commit, "tag": a.tag},
+    )
 
 
 @command("untag", "remove a tag", NAME, arg("tag", metavar="TAG", help="the tag to remove"))

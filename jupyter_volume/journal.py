@@ -36,8 +36,17 @@ IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
 _MASK = (
-    IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE
-    | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW
+    IN_MODIFY
+    | IN_ATTRIB
+    | IN_CLOSE_WRITE
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+    | IN_CREATE
+    | IN_DELETE
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF
+    | IN_ONLYDIR
+    | IN_DONT_FOLLOW
 )
 _EVENT = struct.Struct("iIII")
 
@@ -120,7 +129,11 @@ class Journal:
             pos = 0
             while pos + _EVENT.size <= len(buf):
                 wd, mask, _cookie, length = _EVENT.unpack_from(buf, pos)
-                name = buf[pos + _EVENT.size : pos + _EVENT.size + length].rstrip(b"\0").decode(errors="surrogateescape")
+                name = (
+                    buf[pos + _EVENT.size : pos + _EVENT.size + length]
+                    .rstrip(b"\0")
+                    .decode(errors="surrogateescape")
+                )
                 pos += _EVENT.size + length
                 if mask & IN_Q_OVERFLOW:
                     self._lost = True

@@ -102,13 +102,22 @@ class MountStatus:
         return not (self.added or self.modified or self.deleted)
 
     def __str__(self) -> str:
-        lines = [f"volume {self.name} mounted at {self.path}" + (" (read-only)" if self.read_only else "")]
-        for label, paths in (("added", self.added), ("modified", self.modified), ("deleted", self.deleted)):
+        lines = [
+            f"volume {self.name} mounted at {self.path}"
+            + (" (read-only)" if self.read_only else "")
+        ]
+        for label, paths in (
+            ("added", self.added),
+            ("modified", self.modified),
+            ("deleted", self.deleted),
+        ):
             lines.extend(f"  {label}: {p}" for p in paths)
         if self.clean:
             lines.append("  nothing to commit")
         if self.behind:
-            lines.append(f"  behind by {self.behind} commit{'s' if self.behind != 1 else ''}: reload to see them")
+            lines.append(
+                f"  behind by {self.behind} commit{'s' if self.behind != 1 else ''}: reload to see them"
+            )
         if self.last_error:
             lines.append(f"  last background commit failed: {self.last_error}")
         return "\n".join(lines)
@@ -140,7 +149,9 @@ class _Index:
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
         # since_base() runs at every commit and reload: without this (partial) index it
         # reads every row, a noticeable part of a one-file commit in a 1,000,000-file mount
-        self.db.execute("CREATE INDEX IF NOT EXISTS files_since_base ON files(since_base) WHERE since_base=1")
+        self.db.execute(
+            "CREATE INDEX IF NOT EXISTS files_since_base ON files(since_base) WHERE since_base=1"
+        )
 
     def get_meta(self, k: str) -> Any:
         row = self.db.execute("SELECT v FROM meta WHERE k=?", (k,)).fetchone()
@@ -149,19 +160,30 @@ class _Index:
     def set_meta(self, k: str, v: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
 
-    def rows(self, prefix: str | None = None) -> Iterator[tuple[str, Entry, tuple[int, int, int, int], int]]:
+    def rows(
+        self, prefix: str | None = None
+    ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int], int]]:
         if prefix is None:
-            cur = self.db.execute("SELECT path, entry, size, mtime_ns, ino, mode, since_base FROM files")
+            cur = self.db.execute(
+                "SELECT path, entry, size, mtime_ns, ino, mode, since_base FROM files"
+            )
         else:
             cur = self.db.execute(
                 "SELECT path, entry, size, mtime_ns, ino, mode, since_base FROM files WHERE path=? OR (path>? AND path<?)",
                 (prefix, prefix + "/", prefix + "0"),
             )
         for path, entry, size, mtime_ns, ino, mode, since in cur:
-            yield path, Entry.decode(json.loads(entry), "mount index"), (size, mtime_ns, ino, mode), since
+            yield (
+                path,
+                Entry.decode(json.loads(entry), "mount index"),
+                (size, mtime_ns, ino, mode),
+                since,
+            )
 
     def row(self, path: str) -> tuple[Entry, tuple[int, int, int, int], int] | None:
-        r = self.db.execute("SELECT entry, size, mtime_ns, ino, mode, since_base FROM files WHERE path=?", (path,)).fetchone()
+        r = self.db.execute(
+            "SELECT entry, size, mtime_ns, ino, mode, since_base FROM files WHERE path=?", (path,)
+        ).fetchone()
         if r is None:
             return None
         return Entry.decode(json.loads(r[0]), "mount index"), (r[1], r[2], r[3], r[4]), r[5]
@@ -169,7 +191,10 @@ class _Index:
     def put(self, items: Iterable[tuple[str, Entry, tuple[int, int, int, int], int]]) -> None:
         self.db.executemany(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((p, json.dumps(e.encode()), s[0], s[1], s[2], s[3], since) for p, e, s, since in items),
+            (
+                (p, json.dumps(e.encode()), s[0], s[1], s[2], s[3], since)
+                for p, e, s, since in items
+            ),
         )
 
     def put_many(self, items: list[tuple[str, Entry, tuple[int, int, int, int], int]]) -> None:
@@ -241,14 +266,20 @@ class Mount:
         self.interval = float(interval if interval is not None else cfg.get("commit_interval", 5.0))
         if self.interval <= 0:
             raise InvalidError("the commit interval must be a positive number of seconds")
-        self.ignore = list(ignore if ignore is not None else cfg.get("ignore_patterns", DEFAULT_IGNORE))
-        self.path = Path(path if path is not None else Path.cwd() / volume.name).expanduser().absolute()
+        self.ignore = list(
+            ignore if ignore is not None else cfg.get("ignore_patterns", DEFAULT_IGNORE)
+        )
+        self.path = (
+            Path(path if path is not None else Path.cwd() / volume.name).expanduser().absolute()
+        )
         self.path = Path(os.path.realpath(self.path))
         if self.path == Path("/") or self.path == Path(self.path.anchor):
             raise InvalidError("refusing to mount a volume at the filesystem root '/'")
         repo = volume._repo
         if repo.chunk_cache is None and cfg.get("chunk_cache_bytes", DEFAULT_CACHE_BYTES) > 0:
-            repo.chunk_cache = ChunkCache(cache_dir() / "chunks", cfg.get("chunk_cache_bytes", DEFAULT_CACHE_BYTES))
+            repo.chunk_cache = ChunkCache(
+                cache_dir() / "chunks", cfg.get("chunk_cache_bytes", DEFAULT_CACHE_BYTES)
+            )
         self._repo = repo
         self._vol_id = volume._resolve().id
         self._key = (volume.store.url, self._vol_id)
@@ -295,10 +326,18 @@ class Mount:
             self._lockfile.close()
             raise VolumeBusyError(
                 f"{self.path} is mounted by another process for volume {self.volume.name!r}: "
-                "unmount it there first", [str(self.path)]
+                "unmount it there first",
+                [str(self.path)],
             ) from None
         (self.state_path / "mount.json").write_text(
-            json.dumps({"store": self.volume.store.url, "volume_id": self._vol_id, "name": self.volume.name, "path": str(self.path)})
+            json.dumps(
+                {
+                    "store": self.volume.store.url,
+                    "volume_id": self._vol_id,
+                    "name": self.volume.name,
+                    "path": str(self.path),
+                }
+            )
         )
         self._index = _Index(self.state_path / "index.sqlite")
 
@@ -340,14 +379,19 @@ class Mount:
             return True
         for pat in self.ignore:
             if pat.endswith("/"):
-                if is_dir and (fnmatch.fnmatchcase(name, pat[:-1]) or fnmatch.fnmatchcase(rel, pat[:-1])):
+                if is_dir and (
+                    fnmatch.fnmatchcase(name, pat[:-1]) or fnmatch.fnmatchcase(rel, pat[:-1])
+                ):
                     return True
             elif fnmatch.fnmatchcase(name, pat) or fnmatch.fnmatchcase(rel, pat):
                 return True
         return False
 
     def _ignored_dir(self, rel: str) -> bool:
-        return any(self._ignored("/".join(rel.split("/")[: i + 1]), True) for i in range(rel.count("/") + 1))
+        return any(
+            self._ignored("/".join(rel.split("/")[: i + 1]), True)
+            for i in range(rel.count("/") + 1)
+        )
 
     def _full_scan(self) -> _Changes:
         rows = {p: (e, s) for p, e, s, _ in self._index.rows()}
@@ -372,7 +416,15 @@ class Mount:
         ch.gone = {p for p in rows if p not in seen}
         return ch
 
-    def _classify(self, rel: str, st: os.stat_result, row: Any, ch: _Changes, seen: set[str], stack: list[str] | None) -> None:
+    def _classify(
+        self,
+        rel: str,
+        st: os.stat_result,
+        row: Any,
+        ch: _Changes,
+        seen: set[str],
+        stack: list[str] | None,
+    ) -> None:
         is_dir = stat_mod.S_ISDIR(st.st_mode)
         if self._ignored(rel, is_dir):
             return
@@ -450,7 +502,9 @@ class Mount:
                 if not target.startswith(root):
                     continue
                 with open(f"/proc/self/fdinfo/{fd}") as f:
-                    flags = next((int(line.split()[1], 8) for line in f if line.startswith("flags:")), 0)
+                    flags = next(
+                        (int(line.split()[1], 8) for line in f if line.startswith("flags:")), 0
+                    )
             except (OSError, ValueError):
                 continue
             if flags & 0o3 in (os.O_WRONLY, os.O_RDWR):
@@ -464,12 +518,16 @@ class Mount:
         read, are left for the next commit. Raises InvalidError on a read-only mount.
         """
         if self.read_only:
-            raise InvalidError(f"volume {self.volume.name!r} is mounted read-only at {self.path}: commits are refused")
+            raise InvalidError(
+                f"volume {self.volume.name!r} is mounted read-only at {self.path}: commits are refused"
+            )
         with self._lock:
             self._check_open()
             return self._commit_locked(message, self._changes())
 
-    def _commit_locked(self, message: str | None, ch: _Changes, kind: str = "commit") -> CommitInfo | None:
+    def _commit_locked(
+        self, message: str | None, ch: _Changes, kind: str = "commit"
+    ) -> CommitInfo | None:
         from .volume import CommitInfo
 
         if not ch:
@@ -483,7 +541,11 @@ class Mount:
         deferred = False
         from .progress import transfer_progress
 
-        bar = transfer_progress(f"{self.volume.name}: commit", total_bytes=sum(st.st_size for st in ch.files.values()), total_files=len(ch.files))
+        bar = transfer_progress(
+            f"{self.volume.name}: commit",
+            total_bytes=sum(st.st_size for st in ch.files.values()),
+            total_files=len(ch.files),
+        )
         try:
             for rel in sorted(ch.files):
                 bar.update(ch.files[rel].st_size)
@@ -497,7 +559,9 @@ class Mount:
                         st1 = os.fstat(f.fileno())
                         # the version we had: its chunks are recognized without re-chunking
                         prev = old[0] if old is not None and old[0].chunks else None
-                        entry = writer.file_entry(f, mode=_file_mode(st1.st_mode), mtime_ns=st1.st_mtime_ns, previous=prev)
+                        entry = writer.file_entry(
+                            f, mode=_file_mode(st1.st_mode), mtime_ns=st1.st_mtime_ns, previous=prev
+                        )
                         st2 = os.fstat(f.fileno())
                 except (FileNotFoundError, IsADirectoryError, PermissionError):
                     deferred = True
@@ -506,13 +570,17 @@ class Mount:
                     deferred = True  # changed while we read it: next commit
                     continue
                 if old is not None and old[0].same_content(entry):
-                    same_rows.append((rel, dataclass_replace(old[0], mtime_ns=entry.mtime_ns), _sig(st1), old[2]))
+                    same_rows.append(
+                        (rel, dataclass_replace(old[0], mtime_ns=entry.mtime_ns), _sig(st1), old[2])
+                    )
                     if old[0].mtime_ns == entry.mtime_ns:
                         continue
                 changes[rel] = entry
                 new_rows.append((rel, entry, _sig(st1), 1))
             for rel, (target, st) in ch.links.items():
-                entry = Entry(rel.rsplit("/", 1)[-1], LINK, 0o777, len(target), st.st_mtime_ns, target=target)
+                entry = Entry(
+                    rel.rsplit("/", 1)[-1], LINK, 0o777, len(target), st.st_mtime_ns, target=target
+                )
                 changes[rel] = entry
                 new_rows.append((rel, entry, _sig(st), 1))
             for rel, st in ch.dirs.items():
@@ -527,7 +595,9 @@ class Mount:
                 if deferred:
                     self._journal_requeue(ch)
                 return None
-            rec, _stats = repo.commit(changes, message=message or _auto_message(changes), writer=writer, kind=kind)
+            rec, _stats = repo.commit(
+                changes, message=message or _auto_message(changes), writer=writer, kind=kind
+            )
         except BaseException:
             writer.abort()
             self._journal_requeue(ch)
@@ -568,12 +638,21 @@ class Mount:
         with self._lock:
             self._check_open()
             ch = self._full_scan()
-            st = MountStatus(self.volume.name, str(self.path), read_only=self.read_only, background=self._thread is not None)
+            st = MountStatus(
+                self.volume.name,
+                str(self.path),
+                read_only=self.read_only,
+                background=self._thread is not None,
+            )
             for rel, fst in ch.files.items():
                 row = self._index.row(rel)
                 if row is None:
                     st.added.append(rel)
-                elif row[1][:2] != _sig(fst)[:2] or row[1][3] != _sig(fst)[3] or not self._same_file(rel, row[0]):
+                elif (
+                    row[1][:2] != _sig(fst)[:2]
+                    or row[1][3] != _sig(fst)[3]
+                    or not self._same_file(rel, row[0])
+                ):
                     st.modified.append(rel)
             st.added.extend(ch.links)
             st.added.extend(d for d in ch.dirs)
@@ -583,7 +662,9 @@ class Mount:
             st.deleted.sort()
             st.base_seq = self.base_seq
             st.head_seq = self._repo.head(refresh=True).seq
-            st.own_commits = len([s for s in self._index.get_meta("own_seqs") or [] if s > st.base_seq])
+            st.own_commits = len(
+                [s for s in self._index.get_meta("own_seqs") or [] if s > st.base_seq]
+            )
             st.last_commit_seq = self.last_commit.seq if self.last_commit else None
             st.last_error = self.last_error
             return st
@@ -639,7 +720,8 @@ class Mount:
         if busy:
             raise VolumeBusyError(
                 f"cannot reload volume {self.volume.name!r}: files under {self.path} are open in this process: "
-                + ", ".join(busy) + ". Close them (or leave the folder) and reload again.",
+                + ", ".join(busy)
+                + ". Close them (or leave the folder) and reload again.",
                 busy,
             )
         with self._lock:
@@ -753,7 +835,12 @@ class Mount:
                 full.mkdir(parents=True, exist_ok=True)
                 rows.append((rel, _dir_row(e), _sig(os.lstat(full)), 0))
                 continue
-            if row is not None and row[0].kind == e.kind and row[0].same_content(e) and locally_clean(rel, row):
+            if (
+                row is not None
+                and row[0].kind == e.kind
+                and row[0].same_content(e)
+                and locally_clean(rel, row)
+            ):
                 continue  # already there (our own commit, or unchanged content)
             if not locally_clean(rel, row):
                 dirty_local.add(rel)
@@ -775,7 +862,11 @@ class Mount:
         idx.put(rows)
         from .progress import transfer_progress
 
-        with transfer_progress(f"{self.volume.name}: download", total_bytes=sum(e.size for _r, e in files), total_files=len(files)) as bar:
+        with transfer_progress(
+            f"{self.volume.name}: download",
+            total_bytes=sum(e.size for _r, e in files),
+            total_files=len(files),
+        ) as bar:
             done: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
             for rel, e, sig in self._write_files(files):
                 done.append((rel, e, sig, 0))
@@ -791,7 +882,9 @@ class Mount:
                 stacklevel=3,
             )
 
-    def _write_files(self, files: list[tuple[str, Entry]]) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
+    def _write_files(
+        self, files: list[tuple[str, Entry]]
+    ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
         """Materialize files atomically; small ones in coalesced batches, big ones streamed."""
         repo = self._repo
         small = [(r, e) for r, e in files if e.inline is not None or e.size <= SMALL_FILE]
@@ -801,7 +894,9 @@ class Mount:
         token = uuid.uuid4().hex[:16]
         counter = itertools.count()
 
-        def write(rel: str, e: Entry, pieces: Iterable[bytes]) -> tuple[str, Entry, tuple[int, int, int, int]]:
+        def write(
+            rel: str, e: Entry, pieces: Iterable[bytes]
+        ) -> tuple[str, Entry, tuple[int, int, int, int]]:
             full = self.path / rel
             parent = full.parent
             if parent not in made:
@@ -846,7 +941,9 @@ class Mount:
 
     # -- background committer ----------------------------------------------------------------------------
     def _start_committer(self) -> None:
-        self._thread = threading.Thread(target=self._run_committer, name=f"jv-commit-{self.volume.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_committer, name=f"jv-commit-{self.volume.name}", daemon=True
+        )
         self._thread.start()
         try:
             from IPython import get_ipython
@@ -861,11 +958,18 @@ class Mount:
     def _after_cell(self, *_a: Any) -> None:
         self._wake.set()
         if self.last_error:
-            warnings.warn(f"background commit of volume {self.volume.name!r} failed: {self.last_error}", stacklevel=2)
+            warnings.warn(
+                f"background commit of volume {self.volume.name!r} failed: {self.last_error}",
+                stacklevel=2,
+            )
 
     def _run_committer(self) -> None:
         while not self._stop.is_set():
-            delay = self.interval if not self._failures else min(self.interval * 2**self._failures, 60.0)
+            delay = (
+                self.interval
+                if not self._failures
+                else min(self.interval * 2**self._failures, 60.0)
+            )
             self._wake.wait(delay + random.uniform(0, 0.1 * delay))
             self._wake.clear()
             if self._stop.is_set():

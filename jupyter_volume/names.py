@@ -166,7 +166,9 @@ def rename(store: Store, old: str, new: str) -> VolumeMeta:
     if not store.put_if_absent(_name_key(new), doc):
         existing = resolve(store, new)
         if existing.id != meta.id:
-            raise AlreadyExistsError(f"cannot rename {old!r} to {new!r}: a volume named {new!r} exists")
+            raise AlreadyExistsError(
+                f"cannot rename {old!r} to {new!r}: a volume named {new!r} exists"
+            )
     store.delete([_name_key(old)])
     return VolumeMeta(new, meta.id, meta.created_at, meta.created_by)
 

@@ -95,7 +95,9 @@ class CommitInfo:
     expired: bool = False
 
     @classmethod
-    def _of(cls, rec: CommitRecord, tags: tuple[str, ...] = (), expired: bool = False) -> CommitInfo:
+    def _of(
+        cls, rec: CommitRecord, tags: tuple[str, ...] = (), expired: bool = False
+    ) -> CommitInfo:
         s = rec.stats
         return cls(
             rec.seq,
@@ -213,7 +215,9 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 class _Objects:
     """``Volume.objects``: create, list and delete volumes by name."""
 
-    def create(self, name: str, *, allow_existing: bool = False, store: Store | str | None = None) -> None:
+    def create(
+        self, name: str, *, allow_existing: bool = False, store: Store | str | None = None
+    ) -> None:
         """Create a volume. Raises AlreadyExistsError unless ``allow_existing``."""
         names.create(_open(store), name, allow_existing=allow_existing)
 
@@ -222,7 +226,9 @@ class _Objects:
         s = _open(store)
         return [Volume(m.name, store=s, _meta=m) for m in names.list_volumes(s)]
 
-    def delete(self, name: str, *, allow_missing: bool = False, store: Store | str | None = None) -> None:
+    def delete(
+        self, name: str, *, allow_missing: bool = False, store: Store | str | None = None
+    ) -> None:
         """Delete a volume and all its history. Raises NotFoundError unless ``allow_missing``."""
         s = _open(store)
         try:
@@ -256,7 +262,14 @@ class Volume:
 
     objects = _Objects()
 
-    def __init__(self, name: str, *, store: Store | str | None = None, create_if_missing: bool = False, _meta: names.VolumeMeta | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        store: Store | str | None = None,
+        create_if_missing: bool = False,
+        _meta: names.VolumeMeta | None = None,
+    ) -> None:
         self.name = check_name(name)
         self.store = _open(store)
         self._create_if_missing = create_if_missing
@@ -271,7 +284,9 @@ class Volume:
 
     # -- handles ---------------------------------------------------------------------------
     @staticmethod
-    def from_name(name: str, *, create_if_missing: bool = False, store: Store | str | None = None) -> Volume:
+    def from_name(
+        name: str, *, create_if_missing: bool = False, store: Store | str | None = None
+    ) -> Volume:
         """A handle on volume ``name``; nothing is read until it is used.
 
         With ``create_if_missing``, the first use creates the volume if it does not exist.
@@ -280,7 +295,9 @@ class Volume:
         return Volume(name, store=store, create_if_missing=create_if_missing)
 
     @staticmethod
-    def lookup(name: str, *, create_if_missing: bool = False, store: Store | str | None = None) -> Volume:
+    def lookup(
+        name: str, *, create_if_missing: bool = False, store: Store | str | None = None
+    ) -> Volume:
         """Like :meth:`from_name` but checks now: NotFoundError if ``name`` does not exist."""
         vol = Volume(name, store=store, create_if_missing=create_if_missing)
         vol._resolve()
@@ -342,7 +359,9 @@ class Volume:
         if at is not None:
             rec = repo.record(int(at))
             if repo.is_expired(rec.seq):
-                raise NotFoundError(f"commit {rec.seq} of volume {self.name!r} was expired by garbage collection")
+                raise NotFoundError(
+                    f"commit {rec.seq} of volume {self.name!r} was expired by garbage collection"
+                )
             return rec.root
         if self._seq is None:
             self._seq = repo.head(refresh=True).seq
@@ -358,10 +377,14 @@ class Volume:
         e = self._repo.lookup(p, self._root(at))
         if e is None:
             where = f" at commit {at}" if at is not None else ""
-            raise NotFoundError(f"no such file or folder in volume {self.name!r}{where}: {p or '/'}")
+            raise NotFoundError(
+                f"no such file or folder in volume {self.name!r}{where}: {p or '/'}"
+            )
         return p, e
 
-    def iterdir(self, path: str = "/", *, recursive: bool = True, at: int | None = None) -> Iterator[FileEntry]:
+    def iterdir(
+        self, path: str = "/", *, recursive: bool = True, at: int | None = None
+    ) -> Iterator[FileEntry]:
         """Yield the entries under ``path``.
 
         A folder yields its contents (all levels when ``recursive``); a file yields just
@@ -390,7 +413,9 @@ class Volume:
         e = repo.lookup(p, root)
         if e is None:
             where = f" at commit {at}" if at is not None else ""
-            raise NotFoundError(f"no such file or folder in volume {self.name!r}{where}: {p or '/'}")
+            raise NotFoundError(
+                f"no such file or folder in volume {self.name!r}{where}: {p or '/'}"
+            )
         if e.kind != DIR:
             yield FileEntry._of(p, e)
             return
@@ -402,11 +427,20 @@ class Volume:
             for se in repo.trees.entries(e.tree):  # type: ignore[arg-type]
                 yield FileEntry._of(prefix + se.name, se)
 
-    def listdir(self, path: str = "/", *, recursive: bool = False, at: int | None = None) -> list[FileEntry]:
+    def listdir(
+        self, path: str = "/", *, recursive: bool = False, at: int | None = None
+    ) -> list[FileEntry]:
         """The entries under ``path`` as a list (see :meth:`iterdir`; not recursive by default)."""
         return list(self.iterdir(path, recursive=recursive, at=at))
 
-    def read_file(self, path: str | bytes, *, at: int | None = None, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def read_file(
+        self,
+        path: str | bytes,
+        *,
+        at: int | None = None,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> Iterator[bytes]:
         """Yield the bytes of file ``path`` in pieces (streamed: memory stays bounded).
 
         ``offset``/``length`` read a byte range (only the chunks that hold it are fetched).
@@ -421,7 +455,9 @@ class Volume:
             raise InvalidError("offset and length must be >= 0")
         if offset == 0 and length is None:
             return self._repo.read_entry(e, p)
-        return self._read_range(e, p, offset, e.size if length is None else min(offset + length, e.size))
+        return self._read_range(
+            e, p, offset, e.size if length is None else min(offset + length, e.size)
+        )
 
     def _read_range(self, e: Entry, p: str, start: int, end: int) -> Iterator[bytes]:
         pos = 0
@@ -460,7 +496,14 @@ class Volume:
         assert self._seq is not None
         return self._seq
 
-    def read_file_into_fileobj(self, path: str | bytes, fileobj: IO[bytes], progress_cb: Callable[[int], Any] | None = None, *, at: int | None = None) -> int:
+    def read_file_into_fileobj(
+        self,
+        path: str | bytes,
+        fileobj: IO[bytes],
+        progress_cb: Callable[[int], Any] | None = None,
+        *,
+        at: int | None = None,
+    ) -> int:
         """Write file ``path`` into ``fileobj``; return the number of bytes written.
 
         ``progress_cb(n)`` is called after each piece with the bytes just written.
@@ -474,7 +517,13 @@ class Volume:
         return total
 
     # -- writing ------------------------------------------------------------------------------
-    def _commit_changes(self, changes: dict[str, Entry | str | None], message: str, writer: Writer | None = None, **kw: Any) -> CommitInfo | None:
+    def _commit_changes(
+        self,
+        changes: dict[str, Entry | str | None],
+        message: str,
+        writer: Writer | None = None,
+        **kw: Any,
+    ) -> CommitInfo | None:
         rec, _stats = self._repo.commit(changes, message=message, writer=writer, **kw)
         if rec is None:
             return None
@@ -489,16 +538,22 @@ class Volume:
         """
         p, e = self._entry(path if isinstance(path, str) else path.decode())
         if not p:
-            raise InvalidError("cannot remove the volume root; use vol.delete() to delete the volume")
+            raise InvalidError(
+                "cannot remove the volume root; use vol.delete() to delete the volume"
+            )
         changes: dict[str, Entry | str | None] = {p: None}
         if e.kind == DIR:
             below = list(self._repo.trees.walk(e.tree, p + "/"))  # type: ignore[arg-type]
             if below and not recursive:
-                raise InvalidError(f"{p} is a folder that is not empty: pass recursive=True to remove it")
+                raise InvalidError(
+                    f"{p} is a folder that is not empty: pass recursive=True to remove it"
+                )
             changes.update({sub: None for sub, _ in below})
         self._commit_changes(changes, f"remove {p}")
 
-    def copy_files(self, src_paths: Sequence[str | bytes], dst_path: str | bytes, recursive: bool = False) -> None:
+    def copy_files(
+        self, src_paths: Sequence[str | bytes], dst_path: str | bytes, recursive: bool = False
+    ) -> None:
         """Copy files (and with ``recursive`` folders) inside the volume, like ``cp``.
 
         If ``dst_path`` is an existing folder, each source is copied into it under its own
@@ -515,18 +570,26 @@ class Volume:
         dst_e = repo.lookup(dst, root)
         into_dir = dst_e is not None and dst_e.kind == DIR
         if len(src_paths) > 1 and not into_dir:
-            raise InvalidError(f"copying several sources needs an existing destination folder: {dst or '/'} is not one")
+            raise InvalidError(
+                f"copying several sources needs an existing destination folder: {dst or '/'} is not one"
+            )
         if not into_dir:
             parent = dst.rsplit("/", 1)[0] if "/" in dst else ""
             pe = repo.lookup(parent, root)
             if pe is None or pe.kind != DIR:
-                raise NotFoundError(f"destination folder {parent or '/'} does not exist in volume {self.name!r}")
+                raise NotFoundError(
+                    f"destination folder {parent or '/'} does not exist in volume {self.name!r}"
+                )
         changes: dict[str, Entry | str | None] = {}
         for src in src_paths:
             sp, se = self._entry(src if isinstance(src, str) else src.decode())
             if se.kind == DIR and not recursive:
                 raise InvalidError(f"{sp or '/'} is a folder: pass recursive=True to copy it")
-            target = (f"{dst}/{sp.rsplit('/', 1)[-1]}" if dst else sp.rsplit("/", 1)[-1]) if into_dir else dst
+            target = (
+                (f"{dst}/{sp.rsplit('/', 1)[-1]}" if dst else sp.rsplit("/", 1)[-1])
+                if into_dir
+                else dst
+            )
             if not sp or target == sp or target.startswith(sp + "/"):
                 raise InvalidError(f"cannot copy {sp or '/'} into itself ({target})")
             te = repo.lookup(target, root)
@@ -541,7 +604,10 @@ class Volume:
                 raise InvalidError(f"cannot overwrite folder {target} with file {sp}")
             else:
                 changes[target] = se
-        self._commit_changes(changes, f"copy {', '.join(normalize_path(s if isinstance(s, str) else s.decode()) for s in src_paths)} to {dst or '/'}")
+        self._commit_changes(
+            changes,
+            f"copy {', '.join(normalize_path(s if isinstance(s, str) else s.decode()) for s in src_paths)} to {dst or '/'}",
+        )
 
     def mkdir(self, path: str) -> CommitInfo | None:
         """Create an empty folder ``path`` (and missing parents) as one commit.
@@ -616,7 +682,6 @@ class Volume:
             changes.update({sub: None for sub, _ in repo.trees.walk(se.tree, sp + "/")})
         return self._commit_changes(changes, f"move {sp} to {dp}")
 
-
     def remove_paths(self, paths: Iterable[str]) -> CommitInfo | None:
         """Delete several files and folders (with everything below them) as one commit.
 
@@ -663,7 +728,9 @@ class Volume:
         return BatchUpload(self, force)
 
     # -- history ---------------------------------------------------------------------------------
-    def history(self, limit: int | None = None, *, include_expired: bool = False) -> list[CommitInfo]:
+    def history(
+        self, limit: int | None = None, *, include_expired: bool = False
+    ) -> list[CommitInfo]:
         """Commits newest first (``limit`` of them), with what each added/modified/deleted.
 
         Commits expired by :meth:`gc` are left out unless ``include_expired``; the gc
@@ -736,7 +803,9 @@ class Volume:
             keep_within=gc.parse_duration(keep_within) if keep_within is not None else None,
             keep_hourly=keep_hourly,
             keep_daily=keep_daily,
-            squash_auto_after=gc.parse_duration(squash_auto_after) if squash_auto_after is not None else None,
+            squash_auto_after=gc.parse_duration(squash_auto_after)
+            if squash_auto_after is not None
+            else None,
             grace=gc.parse_duration(grace) if grace is not None else gc.DEFAULT_GRACE,
         )
         gc.save_policy(self._repo, pol)
@@ -752,7 +821,11 @@ class Volume:
         """
         from .repository import gc
 
-        return gc.collect(self._repo, dry_run=dry_run, grace=gc.parse_duration(grace) if grace is not None else None)
+        return gc.collect(
+            self._repo,
+            dry_run=dry_run,
+            grace=gc.parse_duration(grace) if grace is not None else None,
+        )
 
     def diff(self, a: int, b: int | None = None) -> list[DiffEntry]:
         """What changed from commit ``a`` to commit ``b`` (default: the head)."""
@@ -765,7 +838,15 @@ class Volume:
             kind = (new or old).kind  # type: ignore[union-attr]
             if old is not None and new is not None and old.kind == DIR:
                 kind = new.kind
-            out.append(DiffEntry(path, change, _KIND_TYPE[kind], old.size if old else None, new.size if new else None))
+            out.append(
+                DiffEntry(
+                    path,
+                    change,
+                    _KIND_TYPE[kind],
+                    old.size if old else None,
+                    new.size if new else None,
+                )
+            )
         return out
 
     def restore(self, commit: int, path: str | None = None) -> CommitInfo | None:
@@ -778,7 +859,9 @@ class Volume:
         repo = self._repo
         old = repo.record(int(commit))
         if path is None or not normalize_path(path):
-            return self._commit_changes({}, f"restore to commit {old.seq}", root=old.root, kind="restore")
+            return self._commit_changes(
+                {}, f"restore to commit {old.seq}", root=old.root, kind="restore"
+            )
         p = normalize_path(path)
         then = repo.lookup(p, old.root)
         now = repo.lookup(p, self._root(None))
@@ -802,7 +885,9 @@ class Volume:
         p, e = self._entry(path, at)
         if e.kind == DIR:
             kids = self._repo.trees.entries(e.tree)  # type: ignore[arg-type]
-            return DiskUsage(p, sum(x.nfiles if x.kind == DIR else 1 for x in kids), sum(x.size for x in kids))
+            return DiskUsage(
+                p, sum(x.nfiles if x.kind == DIR else 1 for x in kids), sum(x.size for x in kids)
+            )
         return DiskUsage(p, 1, e.size)
 
     # -- mounts -------------------------------------------------------------------------------
@@ -838,7 +923,9 @@ class Volume:
             return
         self._seq = self._repo.head(refresh=True).seq
 
-    def mount(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False, **kw: Any) -> Mount:
+    def mount(
+        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False, **kw: Any
+    ) -> Mount:
         """Materialize the volume in a local folder (default ``./NAME``); see :class:`Mount`."""
         from .mount import Mount
 
@@ -871,7 +958,12 @@ class BatchUpload:
             raise InvalidError(f"{p} was already added to this batch")
         return p
 
-    def put_file(self, local_file: str | os.PathLike[str] | BinaryIO, remote_path: str, mode: int | None = None) -> None:
+    def put_file(
+        self,
+        local_file: str | os.PathLike[str] | BinaryIO,
+        remote_path: str,
+        mode: int | None = None,
+    ) -> None:
         """Add a local file (a path or a binary file object) at ``remote_path``.
 
         ``mode`` sets the permission bits (default: the local file's, else 0o644).
@@ -885,13 +977,19 @@ class BatchUpload:
             st = lp.stat()
             target = self._target(remote_path, lp.name)
             with open(lp, "rb") as f:
-                entry = self._writer.file_entry(f, mode=stat_mod.S_IMODE(st.st_mode) if mode is None else mode, mtime_ns=st.st_mtime_ns)
+                entry = self._writer.file_entry(
+                    f,
+                    mode=stat_mod.S_IMODE(st.st_mode) if mode is None else mode,
+                    mtime_ns=st.st_mtime_ns,
+                )
         else:
             target = self._target(remote_path, None)
             entry = self._writer.file_entry(local_file, mode=0o644 if mode is None else mode)
         self._changes[target] = entry
 
-    def put_directory(self, local_path: str | os.PathLike[str], remote_path: str, recursive: bool = True) -> None:
+    def put_directory(
+        self, local_path: str | os.PathLike[str], remote_path: str, recursive: bool = True
+    ) -> None:
         """Add every file of a local folder below ``remote_path`` (all levels if ``recursive``).
 
         Symbolic links are stored as links, never followed; empty folders are kept.
@@ -918,7 +1016,9 @@ class BatchUpload:
                 remote = f"{prefix}/{name}" if prefix else name
                 if full.is_symlink():
                     target = os.readlink(full)
-                    self._changes[self._target(remote, None)] = Entry("", LINK, 0o777, len(target), full.lstat().st_mtime_ns, target=target)
+                    self._changes[self._target(remote, None)] = Entry(
+                        "", LINK, 0o777, len(target), full.lstat().st_mtime_ns, target=target
+                    )
                 elif full.is_file():
                     self.put_file(full, remote)
 
@@ -937,7 +1037,10 @@ class BatchUpload:
             # Checked again against every head the commit is applied onto, so a file that
             # another writer created meanwhile is not overwritten without force either.
             self.commit_info = self._vol._commit_changes(
-                self._changes, _batch_message(self._changes), writer, check=lambda head: self._check_conflicts(head.root)
+                self._changes,
+                _batch_message(self._changes),
+                writer,
+                check=lambda head: self._check_conflicts(head.root),
             )
         else:
             writer.abort()
@@ -946,19 +1049,29 @@ class BatchUpload:
         repo = self._vol._repo
         # A path that is a file (or link) in this batch cannot also be a folder of it:
         # the tree merge would keep the file and silently drop everything below it.
-        not_dirs = {p for p, ch in self._changes.items() if ch != "dir" and not (isinstance(ch, Entry) and ch.kind == DIR)}
+        not_dirs = {
+            p
+            for p, ch in self._changes.items()
+            if ch != "dir" and not (isinstance(ch, Entry) and ch.kind == DIR)
+        }
         for p in self._changes:
             parts = p.split("/")
             for i in range(1, len(parts)):
                 if "/".join(parts[:i]) in not_dirs:
-                    raise InvalidError(f"cannot put {p}: {'/'.join(parts[:i])} is a file in this same batch")
+                    raise InvalidError(
+                        f"cannot put {p}: {'/'.join(parts[:i])} is a file in this same batch"
+                    )
         for p, ch in self._changes.items():
             cur = repo.lookup(p, root)
             if cur is not None:
                 if cur.kind == DIR and ch != "dir":
-                    raise AlreadyExistsError(f"{p} is a folder in volume {self._vol.name!r}; a folder is never replaced by a file")
+                    raise AlreadyExistsError(
+                        f"{p} is a folder in volume {self._vol.name!r}; a folder is never replaced by a file"
+                    )
                 if cur.kind != DIR and not self._force:
-                    raise AlreadyExistsError(f"{p} already exists in volume {self._vol.name!r}: pass force=True to overwrite it")
+                    raise AlreadyExistsError(
+                        f"{p} already exists in volume {self._vol.name!r}: pass force=True to overwrite it"
+                    )
             _refuse_file_parent(repo, root, p, f"cannot put {p}", self._vol.name)
 
 
@@ -970,7 +1083,9 @@ def _refuse_file_parent(repo: Repository, root: str, path: str, what: str, volum
         if pe is None:
             return
         if pe.kind != DIR:
-            raise AlreadyExistsError(f"{what}: {'/'.join(parts[:i])} is a file in volume {volume!r}")
+            raise AlreadyExistsError(
+                f"{what}: {'/'.join(parts[:i])} is a file in volume {volume!r}"
+            )
 
 
 def _batch_message(changes: dict[str, Any]) -> str:
@@ -978,4 +1093,3 @@ def _batch_message(changes: dict[str, Any]) -> str:
     if len(paths) == 1:
         return f"upload {paths[0]}"
     return f"upload {len(paths)} paths ({paths[0]}, …)"
-

@@ -91,7 +91,9 @@ def content(tag: str, size: int) -> bytes:
     return blake3(tag.encode()).digest(length=size)
 
 
-def run_pair(url: str, env: dict[str, str], name: str, mode: str, tmp_path: Path, attempts: int = 3 * ROUNDS) -> dict:
+def run_pair(
+    url: str, env: dict[str, str], name: str, mode: str, tmp_path: Path, attempts: int = 3 * ROUNDS
+) -> dict:
     sync = tmp_path / "sync"
     sync.mkdir()
     procs = {}

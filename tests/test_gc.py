@@ -112,7 +112,9 @@ def test_tagged_commits_survive_every_policy(store) -> None:
         vol.listdir("/", at=keep_me)
 
 
-def test_orphan_pack_of_killed_writer_respects_grace(store_url_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_orphan_pack_of_killed_writer_respects_grace(
+    store_url_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, env = store_url_env
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -158,7 +160,9 @@ for i in range(int(sys.argv[2])):
 """
 
 
-def test_gc_loop_against_a_committing_writer(store_url_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gc_loop_against_a_committing_writer(
+    store_url_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, env = store_url_env
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -166,7 +170,13 @@ def test_gc_loop_against_a_committing_writer(store_url_env, tmp_path: Path, monk
     vol = Volume.lookup("race", create_if_missing=True, store=url)
     vol.set_retention(keep_last=3, grace=5)
     put(vol, "seed.bin", os.urandom(MiB))
-    gc_proc = subprocess.Popen([sys.executable, "-c", GC_LOOP, url, "20"], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gc_proc = subprocess.Popen(
+        [sys.executable, "-c", GC_LOOP, url, "20"],
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     last = b""
     i = 0
     m = vol.mount(tmp_path / "mnt", background=False)
@@ -200,7 +210,10 @@ def test_squash_background_commits(store, tmp_path: Path) -> None:
     for i in range(6):
         (tmp_path / "mnt/log.txt").write_text(f"step {i}")
         deadline = time.time() + 20
-        while time.time() < deadline and not any(c.message.endswith("log.txt") and read(vol, "log.txt", at=c.seq) == f"step {i}".encode() for c in vol.history(3)):
+        while time.time() < deadline and not any(
+            c.message.endswith("log.txt") and read(vol, "log.txt", at=c.seq) == f"step {i}".encode()
+            for c in vol.history(3)
+        ):
             time.sleep(0.05)
     m.unmount()
     autos = [c for c in vol.history() if c.kind == "auto"]
@@ -228,7 +241,11 @@ def test_mount_reloads_after_gc_expired_its_base(store, tmp_path: Path) -> None:
 
 
 def test_policy_validation_and_durations() -> None:
-    assert parse_duration("90s") == 90 and parse_duration("2h") == 7200 and parse_duration("7d") == 7 * 86400
+    assert (
+        parse_duration("90s") == 90
+        and parse_duration("2h") == 7200
+        and parse_duration("7d") == 7 * 86400
+    )
     with pytest.raises(InvalidError):
         parse_duration("soon")
     with pytest.raises(InvalidError):
@@ -255,7 +272,11 @@ def test_select_kept_hourly_daily_and_squash() -> None:
     assert len(keep - {0}) == 2
     keep = select_kept(recs, RetentionPolicy(keep_last=3, keep_within=3600), [], now)
     assert keep == {0, 60, 59, 58}
-    autos = [_rec(0, now - 1000, "create")] + [_rec(i, now - 1000 + i, "auto") for i in range(1, 6)] + [_rec(6, now - 10), _rec(7, now - 5, "auto"), _rec(8, now - 4, "auto")]
+    autos = (
+        [_rec(0, now - 1000, "create")]
+        + [_rec(i, now - 1000 + i, "auto") for i in range(1, 6)]
+        + [_rec(6, now - 10), _rec(7, now - 5, "auto"), _rec(8, now - 4, "auto")]
+    )
     keep = select_kept(autos, RetentionPolicy(squash_auto_after=100), [], now)
     assert keep == {0, 5, 6, 7, 8}
     assert select_kept(autos, RetentionPolicy(), [], now) == set(range(9))

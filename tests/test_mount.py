@@ -107,7 +107,9 @@ def test_mount_commit_reload_roundtrip(vol: Volume, tmp_path: Path) -> None:
     assert os.readlink(tmp_path / "mnt2/link") == "a.txt"
     assert os.stat(tmp_path / "mnt2/run.sh").st_mode & 0o111
     assert (tmp_path / "mnt2/empty").is_dir()
-    assert os.stat(tmp_path / "mnt2/a.txt").st_mtime_ns == os.stat(tmp_path / "mnt/a.txt").st_mtime_ns
+    assert (
+        os.stat(tmp_path / "mnt2/a.txt").st_mtime_ns == os.stat(tmp_path / "mnt/a.txt").st_mtime_ns
+    )
     m2.unmount()
     assert vol.verify().ok
 
@@ -127,7 +129,9 @@ def test_mount_refusals(vol: Volume, tmp_path: Path) -> None:
         m.commit()
 
 
-def test_default_path_is_cwd_name(vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_path_is_cwd_name(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with vol.mount(background=False) as m:
         assert m.path == tmp_path / "vol"
@@ -160,7 +164,9 @@ def test_read_only_mount_refuses_commits(vol: Volume, tmp_path: Path) -> None:
             m.commit()
 
 
-def test_remount_commits_leftover_edits(vol: Volume, tmp_path: Path, child_env: dict[str, str]) -> None:
+def test_remount_commits_leftover_edits(
+    vol: Volume, tmp_path: Path, child_env: dict[str, str]
+) -> None:
     mnt = tmp_path / "mnt"
     # A process mounts, writes, and dies without committing (no atexit either).
     finish(
@@ -254,7 +260,9 @@ def test_modal_two_function_example(vol: Volume, tmp_path: Path, child_env: dict
     assert "after hello" in out
 
 
-def test_reload_with_open_file_is_busy(vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reload_with_open_file_is_busy(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with vol.batch_upload() as b:
         b.put_file(io.BytesIO(b"data"), "open.txt")
     m = vol.mount(tmp_path / "mnt", background=False)
@@ -291,12 +299,20 @@ m.unmount()
 """
 
 
-def test_eight_writers_of_different_files_lose_nothing(vol: Volume, tmp_path: Path, child_env: dict[str, str], store_url_env) -> None:
+def test_eight_writers_of_different_files_lose_nothing(
+    vol: Volume, tmp_path: Path, child_env: dict[str, str], store_url_env
+) -> None:
     rounds = 20 if store_url_env[0].startswith("file:") else 5
     vol.listdir("/")  # create it before the writers race
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(k), str(rounds), str(tmp_path / f"m{k}"), str(go)], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(k), str(rounds), str(tmp_path / f"m{k}"), str(go)],
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(8)
     ]
     time.sleep(2)
@@ -327,11 +343,19 @@ m.unmount()
 """
 
 
-def test_eight_writers_of_one_path_last_write_wins(vol: Volume, tmp_path: Path, child_env: dict[str, str]) -> None:
+def test_eight_writers_of_one_path_last_write_wins(
+    vol: Volume, tmp_path: Path, child_env: dict[str, str]
+) -> None:
     vol.listdir("/")
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", SAME_PATH_WRITER, str(k), str(tmp_path / f"m{k}"), str(go)], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", SAME_PATH_WRITER, str(k), str(tmp_path / f"m{k}"), str(go)],
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(8)
     ]
     time.sleep(2)
@@ -367,7 +391,9 @@ def test_background_commit_never_commits_a_torn_file(vol: Volume, tmp_path: Path
         time.sleep(0.2)
     m.unmount()
     commits = [c for c in vol.history() if c.seq > 0]
-    assert len(commits) >= 3, "the background committer should have committed progress.txt while the file was written"
+    assert len(commits) >= 3, (
+        "the background committer should have committed progress.txt while the file was written"
+    )
     for c in commits:
         names = {e.path: e for e in vol.listdir("/", at=c.seq)}
         if "big.bin" in names:
@@ -395,7 +421,9 @@ print("reads", reads)
 """
 
 
-def test_reader_never_sees_partial_content_during_reload(vol: Volume, tmp_path: Path, child_env: dict[str, str]) -> None:
+def test_reader_never_sees_partial_content_during_reload(
+    vol: Volume, tmp_path: Path, child_env: dict[str, str]
+) -> None:
     def version(i: int) -> bytes:
         return f"v{i:06d}|".encode() * 250_000  # 2,000,000 bytes, every 8 bytes the same
 
@@ -403,7 +431,13 @@ def test_reader_never_sees_partial_content_during_reload(vol: Volume, tmp_path: 
         b.put_file(io.BytesIO(version(0)), "model.bin")
     m = vol.mount(tmp_path / "mnt", background=False)
     stop = tmp_path / "stop"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(tmp_path / "mnt/model.bin"), str(stop)], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tmp_path / "mnt/model.bin"), str(stop)],
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     writer = Volume.from_name("vol", store=vol.store)
     for i in range(1, 16):
         with writer.batch_upload(force=True) as b:
@@ -476,7 +510,9 @@ class FailingStore(WrappedStore):
         return super()._do(kind, key, fn, *args)
 
 
-def test_failed_background_commit_is_reported_retried_and_loses_nothing(store, tmp_path: Path) -> None:
+def test_failed_background_commit_is_reported_retried_and_loses_nothing(
+    store, tmp_path: Path
+) -> None:
     fs = FailingStore(store)
     vol = Volume.from_name("vol", create_if_missing=True, store=fs)
     m = vol.mount(tmp_path / "mnt", interval=0.2)
@@ -573,7 +609,10 @@ def test_chunk_cache_serves_a_remount_and_stays_bounded(store, tmp_path: Path) -
     m = vol.mount(tmp_path / "two", background=False)  # every chunk comes from the cache
     for name, blob in data.items():
         assert (tmp_path / "two" / name).read_bytes() == blob
-    assert counting.count(kind="get_range") == 0 and counting.count(kind="get", prefix=vol._repo.prefix + "packs/") == 0
+    assert (
+        counting.count(kind="get_range") == 0
+        and counting.count(kind="get", prefix=vol._repo.prefix + "packs/") == 0
+    )
     m.unmount()
 
     small = ChunkCache(tmp_path / "small", max_bytes=1_000_000)

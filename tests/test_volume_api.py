@@ -330,7 +330,8 @@ def test_listdir_globs(tree_vol: Volume) -> None:
     assert paths(tree_vol.listdir("*.csv")) == ["top.csv"]  # * stays in one segment
     assert paths(tree_vol.listdir("**/*.csv")) == ["dir/sub/d.csv", "top.csv"]
     assert paths(tree_vol.listdir("dir/**/*.txt")) == ["dir/sub/c.txt"]
-    assert paths(tree_vol.listdir("dir/sub/?.c*")) == ["dir/sub/d.csv"]  # ? counts once a * makes it a glob
+    # ? counts once a * makes it a glob
+    assert paths(tree_vol.listdir("dir/sub/?.c*")) == ["dir/sub/d.csv"]
     assert paths(list(tree_vol.iterdir("**/*.txt"))) == ["a.txt", "dir/sub/c.txt"]
     assert tree_vol.listdir("**/*.parquet") == []
     assert tree_vol.listdir("nope/*.txt") == []
@@ -877,7 +878,9 @@ def test_corrupt_tree_is_reported(
 
 def test_ranged_reads_stat_and_names_with_glob_characters(vol: Volume) -> None:
     big = os.urandom(1_500_000)
-    put(vol, {"big.bin": big, "a[1].txt": b"bracket", "why?.md": b"question", "tiny": b"0123456789"})
+    put(
+        vol, {"big.bin": big, "a[1].txt": b"bracket", "why?.md": b"question", "tiny": b"0123456789"}
+    )
     for offset, length in [(0, 10), (5, 1_000_000), (1_499_990, 100), (700_000, 0), (1_600_000, 5)]:
         got = b"".join(vol.read_file("big.bin", offset=offset, length=length))
         assert got == big[offset : offset + length]

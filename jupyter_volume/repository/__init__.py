@@ -7,4 +7,14 @@ IPython or Jupyter.
 from .repo import CommitRecord, Repository, VerifyReport, Writer
 from .tree import DIR, EMPTY_TREE, FILE, LINK, Entry
 
-__all__ = ["DIR", "EMPTY_TREE", "FILE", "LINK", "CommitRecord", "Entry", "Repository", "VerifyReport", "Writer"]
+__all__ = [
+    "DIR",
+    "EMPTY_TREE",
+    "FILE",
+    "LINK",
+    "CommitRecord",
+    "Entry",
+    "Repository",
+    "VerifyReport",
+    "Writer",
+]

@@ -148,7 +148,9 @@ def cut_chunks(
                 h_old, n_old = p
                 avail = end - pos
                 ahead = avail if eof else CHUNK_MAX
-                if n_old <= avail and min(prev_size - base - pos, CHUNK_MAX) == min(ahead, CHUNK_MAX):
+                if n_old <= avail and min(prev_size - base - pos, CHUNK_MAX) == min(
+                    ahead, CHUNK_MAX
+                ):
                     piece = mv[pos : pos + n_old]
                     h = hash_bytes(piece)
                     if h == h_old:
@@ -201,7 +203,9 @@ def decode_chunk(codec: int, stored: bytes, raw_len: int, expect_hash: str, wher
         else:
             raise CorruptionError(f"unknown codec {codec} in {where}", key=where)
     except zstandard.ZstdError as e:
-        raise CorruptionError(f"chunk {expect_hash[:16]}… in {where} does not decompress: {e}", key=where) from None
+        raise CorruptionError(
+            f"chunk {expect_hash[:16]}… in {where} does not decompress: {e}", key=where
+        ) from None
     if len(raw) != raw_len or hash_bytes(raw) != expect_hash:
         raise CorruptionError(
             f"chunk {expect_hash[:16]}… in {where} is corrupt (hash mismatch); "

@@ -57,7 +57,16 @@ class RetentionPolicy:
     grace: float = DEFAULT_GRACE
 
     def keeps_everything(self) -> bool:
-        return all(v is None for v in (self.keep_last, self.keep_within, self.keep_hourly, self.keep_daily, self.squash_auto_after))
+        return all(
+            v is None
+            for v in (
+                self.keep_last,
+                self.keep_within,
+                self.keep_hourly,
+                self.keep_daily,
+                self.squash_auto_after,
+            )
+        )
 
     def validate(self) -> RetentionPolicy:
         for name in ("keep_last", "keep_hourly", "keep_daily"):
@@ -133,7 +142,9 @@ def set_tag(repo: Repository, seq: int, name: str, *, force: bool = False) -> No
     from ..names import NAME_RE
 
     if not NAME_RE.fullmatch(name):
-        raise InvalidError(f"invalid tag name {name!r}: 1-64 letters, digits, '.', '_', '-', starting with a letter or digit")
+        raise InvalidError(
+            f"invalid tag name {name!r}: 1-64 letters, digits, '.', '_', '-', starting with a letter or digit"
+        )
     rec = repo.record(seq)
     if repo.is_expired(seq):
         raise NotFoundError(f"commit {seq} was expired by garbage collection and cannot be tagged")
@@ -158,14 +169,18 @@ def list_tags(repo: Repository) -> dict[str, int]:
     out = {}
     for info in repo.store.list(repo.prefix + "tags/"):
         try:
-            out[info.key.rsplit("/", 1)[1]] = int(load_json(repo.store.get(info.key), info.key)["seq"])
+            out[info.key.rsplit("/", 1)[1]] = int(
+                load_json(repo.store.get(info.key), info.key)["seq"]
+            )
         except (NotFoundError, KeyError, ValueError, TypeError):
             continue
     return out
 
 
 # -- selection ----------------------------------------------------------------------------------
-def select_kept(records: list[CommitRecord], policy: RetentionPolicy, tagged: Iterable[int], now: float) -> set[int]:
+def select_kept(
+    records: list[CommitRecord], policy: RetentionPolicy, tagged: Iterable[int], now: float
+) -> set[int]:
     """The seqs to keep among ``records`` (the live, non-expired ones, any order)."""
     recs = sorted(records, key=lambda r: r.seq, reverse=True)
     if not recs:
@@ -189,7 +204,10 @@ def select_kept(records: list[CommitRecord], policy: RetentionPolicy, tagged: It
                     if b not in buckets and len(buckets) < n:
                         buckets[b] = r.seq
                 keep |= set(buckets.values())
-        if all(v is None for v in (policy.keep_last, policy.keep_within, policy.keep_hourly, policy.keep_daily)):
+        if all(
+            v is None
+            for v in (policy.keep_last, policy.keep_within, policy.keep_hourly, policy.keep_daily)
+        ):
             keep |= {r.seq for r in data}  # only squashing was asked for
     if policy.squash_auto_after is not None:
         cutoff = now - policy.squash_auto_after
@@ -228,7 +246,14 @@ class GcReport:
         )
 
 
-def collect(repo: Repository, *, dry_run: bool = False, grace: float | None = None, now: float | None = None, max_attempts: int = 50) -> GcReport:
+def collect(
+    repo: Repository,
+    *,
+    dry_run: bool = False,
+    grace: float | None = None,
+    now: float | None = None,
+    max_attempts: int = 50,
+) -> GcReport:
     """Run garbage collection on ``repo`` (see the module docstring)."""
     policy = load_policy(repo)
     grace = policy.grace if grace is None else float(grace)
@@ -238,10 +263,14 @@ def collect(repo: Repository, *, dry_run: bool = False, grace: float | None = No
         if report is not None:
             return report
         time.sleep(0.05)
-    raise ConflictError(f"garbage collection kept losing the race with writers after {max_attempts} attempts; try again")
+    raise ConflictError(
+        f"garbage collection kept losing the race with writers after {max_attempts} attempts; try again"
+    )
 
 
-def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: float, dry_run: bool) -> GcReport | None:
+def _collect_once(
+    repo: Repository, policy: RetentionPolicy, grace: float, now: float, dry_run: bool
+) -> GcReport | None:
     store = repo.store
     head = repo.head(refresh=True)
     state = repo.gc_state(head)
@@ -262,7 +291,9 @@ def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: 
     for h in chunks:
         loc = index.get_any(h)
         if loc is None:
-            raise ConflictError(f"chunk {h[:16]}… is reachable but not in the index; run verify() before gc")
+            raise ConflictError(
+                f"chunk {h[:16]}… is reachable but not in the index; run verify() before gc"
+            )
         live.setdefault(loc.pack, []).append((h, loc))
 
     # What is on the store.
@@ -273,9 +304,15 @@ def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: 
     total_bytes: dict[str, int] = {}
     for loc in index.items().values():
         total_bytes[loc.pack] = total_bytes.get(loc.pack, 0) + loc.length
-    repack = [p for p in packs_on_store if p in live and p not in condemned and live_bytes[p] < REPACK_BELOW * total_bytes.get(p, 0)]
+    repack = [
+        p
+        for p in packs_on_store
+        if p in live and p not in condemned and live_bytes[p] < REPACK_BELOW * total_bytes.get(p, 0)
+    ]
     known_packs = index.packs() | set(condemned)
-    to_condemn = [p for p in known_packs if p not in live and p not in condemned and p in packs_on_store]
+    to_condemn = [
+        p for p in known_packs if p not in live and p not in condemned and p in packs_on_store
+    ]
 
     new_locs: dict[str, ChunkLoc] = {}
     if repack and not dry_run:
@@ -306,7 +343,14 @@ def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: 
     for p in deletable_packs:
         info = packs_on_store.get(p)
         report.bytes_freed += info.size if info else 0
-    orphan_packs = [p for p, info in packs_on_store.items() if p not in known_packs and p not in live and p not in new_locs_packs(new_locs) and info.mtime <= now - grace]
+    orphan_packs = [
+        p
+        for p, info in packs_on_store.items()
+        if p not in known_packs
+        and p not in live
+        and p not in new_locs_packs(new_locs)
+        and info.mtime <= now - grace
+    ]
     for p in orphan_packs:
         report.bytes_freed += packs_on_store[p].size
 
@@ -320,7 +364,12 @@ def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: 
         checkpoint_keys = _write_checkpoint(repo, entries)
         remaining = {p: t for p, t in condemned.items() if p not in deletable_packs}
         extra: dict[str, Any] = {
-            "expired": [list(r) for r in seq_ranges([s for a, b in state.expired for s in range(a, b + 1)] + newly_expired)],
+            "expired": [
+                list(r)
+                for r in seq_ranges(
+                    [s for a, b in state.expired for s in range(a, b + 1)] + newly_expired
+                )
+            ],
             "condemned": remaining,
             "report": {
                 "expired": len(newly_expired),
@@ -370,7 +419,9 @@ def _collect_once(repo: Repository, policy: RetentionPolicy, grace: float, now: 
         for h in chunks - known:
             loc = index.get_any(h)
             if loc is None:
-                raise ConflictError(f"chunk {h[:16]}… of a new commit is not in the index; run verify()")
+                raise ConflictError(
+                    f"chunk {h[:16]}… of a new commit is not in the index; run verify()"
+                )
             if loc.pack in condemned and loc.pack not in state.condemned:
                 del condemned[loc.pack]
                 report.packs_condemned -= 1

@@ -71,7 +71,9 @@ def encode_segment(entries: dict[str, ChunkLoc]) -> bytes:
     recs = []
     for h, loc in sorted(entries.items()):
         pi = packs.setdefault(loc.pack, len(packs))
-        recs.append(INDEX_REC.pack(bytes.fromhex(h), pi, loc.offset, loc.length, loc.raw_len, loc.codec))
+        recs.append(
+            INDEX_REC.pack(bytes.fromhex(h), pi, loc.offset, loc.length, loc.raw_len, loc.codec)
+        )
     out = [INDEX_MAGIC, U32.pack(len(packs))]
     out.extend(bytes.fromhex(p) for p in packs)
     out.append(U32.pack(len(recs)))
@@ -226,7 +228,9 @@ class PackWriter:
         """Seal and start uploading the current pack, if it holds anything."""
         if not self._recs:
             return
-        header = b"".join(PACK_REC.pack(bytes.fromhex(h), o, n, r, c) for h, o, n, r, c in self._recs)
+        header = b"".join(
+            PACK_REC.pack(bytes.fromhex(h), o, n, r, c) for h, o, n, r, c in self._recs
+        )
         self._buf += header + U32.pack(len(self._recs)) + PACK_MAGIC
         data = bytes(self._buf)
         # Random, never content-derived: a pack rewritten with the same chunks (a rescue, a

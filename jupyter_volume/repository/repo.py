@@ -255,7 +255,15 @@ class Writer:
         """
         prev = previous.chunks if previous is not None and previous.kind == FILE else None
         inline, chunks, size = self.write_stream(stream, progress, prev)
-        return Entry("", FILE, mode, size, time.time_ns() if mtime_ns is None else mtime_ns, inline=inline, chunks=chunks)
+        return Entry(
+            "",
+            FILE,
+            mode,
+            size,
+            time.time_ns() if mtime_ns is None else mtime_ns,
+            inline=inline,
+            chunks=chunks,
+        )
 
     def bytes_entry(self, data: bytes, *, mode: int = 0o644, mtime_ns: int | None = None) -> Entry:
         """Like :meth:`file_entry` for bytes in memory."""
@@ -337,19 +345,37 @@ class Repository:
 
     # -- creation ----------------------------------------------------------------------
     @classmethod
-    def create(cls, store: Store, vol_id: str, *, author: str | None = None, message: str = "create volume") -> Repository:
+    def create(
+        cls, store: Store, vol_id: str, *, author: str | None = None, message: str = "create volume"
+    ) -> Repository:
         """Write a new empty repository (config, empty tree, commit 0)."""
         repo = cls(store, vol_id)
         cfg = {
             "format": FORMAT_VERSION,
             "hash": "blake3",
             "compression": "zstd",
-            "chunker": {"algorithm": "fastcdc2020", "min": CHUNK_MIN, "avg": CHUNK_AVG, "max": CHUNK_MAX},
+            "chunker": {
+                "algorithm": "fastcdc2020",
+                "min": CHUNK_MIN,
+                "avg": CHUNK_AVG,
+                "max": CHUNK_MAX,
+            },
             "inline_max": INLINE_MAX,
         }
         store.put_if_absent(repo.prefix + "config", dump_json(cfg))
         store.put(repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE))
-        rec = CommitRecord(0, None, EMPTY_TREE, [], uuid.uuid4().hex, time.time(), author or default_author(), socket.gethostname(), message, kind="create")
+        rec = CommitRecord(
+            0,
+            None,
+            EMPTY_TREE,
+            [],
+            uuid.uuid4().hex,
+            time.time(),
+            author or default_author(),
+            socket.gethostname(),
+            message,
+            kind="create",
+        )
         store.put_if_absent(repo._log_key(0), rec.to_bytes())
         return repo
 
@@ -470,7 +496,11 @@ class Repository:
         pending = dict(self.trees.pending)
         self.trees.pending.clear()
         if pending:
-            list(_upload_pool.map(lambda item: self.store.put(self._tree_key(item[0]), item[1]), pending.items()))
+            list(
+                _upload_pool.map(
+                    lambda item: self.store.put(self._tree_key(item[0]), item[1]), pending.items()
+                )
+            )
             self.trees.on_store.update(pending)
         return len(pending)
 
@@ -577,7 +607,9 @@ class Repository:
                 "committing first. Your files are untouched; try again."
             )
 
-    def _rescue_condemned(self, head: CommitRecord, changes: dict[str, Entry | str | None]) -> str | None:
+    def _rescue_condemned(
+        self, head: CommitRecord, changes: dict[str, Entry | str | None]
+    ) -> str | None:
         """Copy chunks our change set references out of packs that gc has condemned.
 
         A writer that deduplicated against a pack before a concurrent gc condemned it
@@ -659,7 +691,9 @@ class Repository:
             self.ensure_index(self.head().index)
             loc = self.index.get(h)
         if loc is None:
-            raise CorruptionError(f"chunk {h[:16]}… of {where or 'a file'} is missing from the volume's index", key=h)
+            raise CorruptionError(
+                f"chunk {h[:16]}… of {where or 'a file'} is missing from the volume's index", key=h
+            )
         return loc
 
     def read_entry(self, entry: Entry, where: str = "") -> Iterator[bytes]:
@@ -720,17 +754,30 @@ class Repository:
             if reqs:
                 pack, start, length, items = reqs[-1]
                 end = loc.offset + loc.length
-                if pack == loc.pack and loc.offset - (start + length) <= (256 << 10) and end - start <= READ_REQUEST_MAX:
+                if (
+                    pack == loc.pack
+                    and loc.offset - (start + length) <= (256 << 10)
+                    and end - start <= READ_REQUEST_MAX
+                ):
                     items.append((h, loc))
                     reqs[-1] = (pack, start, max(length, end - start), items)
                     continue
             reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
-        for req, parts in zip(reqs, _download_pool.map(lambda r: self._fetch_request(r, where, uncached), reqs), strict=True):
+        for req, parts in zip(
+            reqs,
+            _download_pool.map(lambda r: self._fetch_request(r, where, uncached), reqs),
+            strict=True,
+        ):
             for (h, _loc), raw in zip(req[3], parts, strict=True):
                 got[h] = raw
-        return [e.inline if e.inline is not None else b"".join(got[h] for h, _n in e.chunks or []) for e in entries]
+        return [
+            e.inline if e.inline is not None else b"".join(got[h] for h, _n in e.chunks or [])
+            for e in entries
+        ]
 
-    def _plan_reads(self, chunks: list[tuple[str, int]], where: str) -> list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]]:
+    def _plan_reads(
+        self, chunks: list[tuple[str, int]], where: str
+    ) -> list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]]:
         reqs: list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]] = []
         for h, _n in chunks:
             cached = self.chunk_cache.get(h) if self.chunk_cache is not None else None
@@ -740,14 +787,23 @@ class Repository:
             loc = self.locate(h, where)
             if reqs:
                 pack, start, length, items = reqs[-1]
-                if pack == loc.pack and start + length == loc.offset and length + loc.length <= READ_REQUEST_MAX:
+                if (
+                    pack == loc.pack
+                    and start + length == loc.offset
+                    and length + loc.length <= READ_REQUEST_MAX
+                ):
                     items.append((h, loc))
                     reqs[-1] = (pack, start, length + loc.length, items)
                     continue
             reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
         return reqs
 
-    def _fetch_request(self, req: tuple[str, int, int, list[tuple[str, ChunkLoc]]], where: str, uncached: set[str] | frozenset[str] = frozenset()) -> list[bytes]:
+    def _fetch_request(
+        self,
+        req: tuple[str, int, int, list[tuple[str, ChunkLoc]]],
+        where: str,
+        uncached: set[str] | frozenset[str] = frozenset(),
+    ) -> list[bytes]:
         pack, start, length, items = req
         if not pack:  # served by the chunk cache (already verified by hash)
             return [items[0][1]]  # type: ignore[list-item]
@@ -755,7 +811,9 @@ class Repository:
         try:
             blob = self.store.get_range(key, start, length)
         except NotFoundError:
-            raise CorruptionError(f"pack {key} holding data of {where or 'a file'} is missing", key=key) from None
+            raise CorruptionError(
+                f"pack {key} holding data of {where or 'a file'} is missing", key=key
+            ) from None
         if len(blob) != length:
             raise CorruptionError(f"pack {key} is shorter than its index says", key=key)
         out = []
@@ -793,7 +851,9 @@ class Repository:
             if state.is_expired(seq):
                 continue
             try:
-                rec = CommitRecord.from_bytes(self.store.get(self._log_key(seq)), self._log_key(seq))
+                rec = CommitRecord.from_bytes(
+                    self.store.get(self._log_key(seq)), self._log_key(seq)
+                )
             except Exception as e:  # noqa: BLE001
                 report.errors.append(f"commit {seq}: {e}")
                 continue
@@ -827,14 +887,29 @@ class Repository:
                 parse_pack_header(data, key)
                 for h, loc, path in items:
                     try:
-                        decode_chunk(loc.codec, data[loc.offset : loc.offset + loc.length], loc.raw_len, h, key)
+                        decode_chunk(
+                            loc.codec,
+                            data[loc.offset : loc.offset + loc.length],
+                            loc.raw_len,
+                            h,
+                            key,
+                        )
                     except CorruptionError as e:
                         report.errors.append(f"{path}: {e}")
             except Exception as e:  # noqa: BLE001
                 report.errors.append(f"pack {key} (used by {items[0][2]}): {e}")
         return report
 
-    def _verify_tree(self, trees: Trees, h: str, prefix: str, seen: set[str], chunks: dict[str, str], report: VerifyReport, seq: int) -> None:
+    def _verify_tree(
+        self,
+        trees: Trees,
+        h: str,
+        prefix: str,
+        seen: set[str],
+        chunks: dict[str, str],
+        report: VerifyReport,
+        seq: int,
+    ) -> None:
         if h in seen:
             return
         seen.add(h)
@@ -853,6 +928,8 @@ class Repository:
                 self._verify_tree(trees, e.tree, path + "/", seen, chunks, report, seq)  # type: ignore[arg-type]
             elif e.kind == FILE and e.chunks:
                 if sum(n for _h, n in e.chunks) != e.size:
-                    report.errors.append(f"commit {seq}: {path}: chunk sizes do not add up to its size")
+                    report.errors.append(
+                        f"commit {seq}: {path}: chunk sizes do not add up to its size"
+                    )
                 for ch, _n in e.chunks:
                     chunks.setdefault(ch, path)

@@ -173,7 +173,9 @@ class Trees:
                 raw = decompress_blob(self._fetch(h), f"trees/{h}")
                 self.on_store.add(h)
             if hash_bytes(raw) != h:
-                raise CorruptionError(f"tree node trees/{h} is corrupt (hash mismatch)", key=f"trees/{h}")
+                raise CorruptionError(
+                    f"tree node trees/{h} is corrupt (hash mismatch)", key=f"trees/{h}"
+                )
             n = load_json(raw, f"trees/{h}")
             self._remember(h, n)
         return n
@@ -243,7 +245,9 @@ class Trees:
             if e.kind == DIR:
                 yield from self.walk(e.tree, path + "/")  # type: ignore[arg-type]
 
-    def diff(self, a: str, b: str, prefix: str = "") -> Iterator[tuple[str, Entry | None, Entry | None]]:
+    def diff(
+        self, a: str, b: str, prefix: str = ""
+    ) -> Iterator[tuple[str, Entry | None, Entry | None]]:
         """Yield ``(path, old, new)`` for every file, link or folder that differs.
 
         Equal subtrees (and equal leaves of split folders) are skipped without reading.
@@ -329,7 +333,9 @@ class Trees:
         new_root, _, _ = self._apply_dir(root, build_ops(changes), "", stats)
         return new_root, stats
 
-    def _apply_dir(self, h: str, ops: dict[str, _Ops], prefix: str, stats: ApplyStats) -> tuple[str, int, int]:
+    def _apply_dir(
+        self, h: str, ops: dict[str, _Ops], prefix: str, stats: ApplyStats
+    ) -> tuple[str, int, int]:
         node = self.node(h)
         if "s" not in node:
             entries = {e.name: e for e in self.entries(h)}
@@ -364,7 +370,9 @@ class Trees:
             return self.write_dir(flat), nfiles, size
         return self._write_node({"v": 1, "s": new_leaves}), nfiles, size
 
-    def _apply_entries(self, entries: dict[str, Entry], ops: dict[str, _Ops], prefix: str, stats: ApplyStats) -> None:
+    def _apply_entries(
+        self, entries: dict[str, Entry], ops: dict[str, _Ops], prefix: str, stats: ApplyStats
+    ) -> None:
         for name, o in ops.items():
             path = prefix + name
             cur = entries.get(name)
@@ -375,10 +383,16 @@ class Trees:
                 if cur is not None and cur.same_content(new) and cur.mtime_ns == new.mtime_ns:
                     continue
                 if new.kind == DIR:
-                    old_files = cur.nfiles if cur is not None and cur.kind == DIR else int(cur is not None)
+                    old_files = (
+                        cur.nfiles if cur is not None and cur.kind == DIR else int(cur is not None)
+                    )
                     stats.added += max(new.nfiles - old_files, 0)
                     stats.deleted += max(old_files - new.nfiles, 0)
-                    stats.modified += min(old_files, new.nfiles) if cur is not None and not cur.same_content(new) else 0
+                    stats.modified += (
+                        min(old_files, new.nfiles)
+                        if cur is not None and not cur.same_content(new)
+                        else 0
+                    )
                 elif cur is None:
                     stats.added += 1
                 elif cur.kind == DIR:
@@ -396,7 +410,14 @@ class Trees:
                 continue
             # Below here the name is (or may become) a folder.
             if o.children is None and op in ("del", None):
-                if op == "del" and cur is not None and cur.kind == DIR and cur.nfiles == 0 and cur.tree and not self.entries(cur.tree):
+                if (
+                    op == "del"
+                    and cur is not None
+                    and cur.kind == DIR
+                    and cur.nfiles == 0
+                    and cur.tree
+                    and not self.entries(cur.tree)
+                ):
                     del entries[name]
                     stats.changed_paths.append(path)
                 continue
@@ -411,7 +432,11 @@ class Trees:
                     continue
             base = cur.tree if cur is not None else EMPTY_TREE
             mode = cur.mode if cur is not None else (op.mode if isinstance(op, Entry) else 0o755)
-            mtime = cur.mtime_ns if cur is not None else (op.mtime_ns if isinstance(op, Entry) else time.time_ns())
+            mtime = (
+                cur.mtime_ns
+                if cur is not None
+                else (op.mtime_ns if isinstance(op, Entry) else time.time_ns())
+            )
             if isinstance(op, Entry):
                 mode, mtime = op.mode, op.mtime_ns or mtime
             sub_h, nfiles, size = self._apply_dir(base, o.children or {}, path + "/", stats)  # type: ignore[arg-type]
@@ -421,7 +446,11 @@ class Trees:
                     stats.changed_paths.append(path)
                 continue
             new_dir = Entry(name, DIR, mode, size, mtime, tree=sub_h, nfiles=nfiles)
-            if cur is None or cur.tree != sub_h or (isinstance(op, Entry) and (cur.mode, cur.mtime_ns) != (mode, mtime)):
+            if (
+                cur is None
+                or cur.tree != sub_h
+                or (isinstance(op, Entry) and (cur.mode, cur.mtime_ns) != (mode, mtime))
+            ):
                 entries[name] = new_dir
                 if cur is None:
                     stats.changed_paths.append(path)

@@ -386,7 +386,9 @@ class VolumeService:
         self, name: str, path: str, at: int | None, start: int, end: int
     ) -> Iterator[bytes]:
         """An iterator over bytes ``[start, end)`` of a file (pull it from a worker thread)."""
-        return self._vol(name).read_file(normalize_path(path), at=at, offset=start, length=max(end - start, 0))
+        return self._vol(name).read_file(
+            normalize_path(path), at=at, offset=start, length=max(end - start, 0)
+        )
 
     def remove(self, name: str, path: str, recursive: bool = False) -> dict[str, Any]:
         """Delete a file, or a folder (``recursive`` unless it is empty), as one commit."""

@@ -33,7 +33,9 @@ class LocalStore(Store):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except PermissionError as e:
-            raise StoreAccessError(f"cannot create the store folder {self.root}: {e.strerror}") from e
+            raise StoreAccessError(
+                f"cannot create the store folder {self.root}: {e.strerror}"
+            ) from e
 
     # -- helpers -------------------------------------------------------------------
     def _path(self, key: str) -> Path:
