@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from jupyter_volume import Volume
 from jupyter_volume.testing.jupyter import (
@@ -69,10 +70,13 @@ def test_browse_magic_renders_enters_a_folder_and_downloads(
                 inside = widget.get_by_role("button", name="inside-file.txt")
                 inside.wait_for(timeout=30_000)
                 assert inside.is_visible()
-                assert widget.get_by_role("button", name="top-level.txt").count() == 0
+                # rows are reused widgets updated one message at a time: wait for the last
+                expect(widget.get_by_role("button", name="top-level.txt")).to_have_count(
+                    0, timeout=30_000
+                )
                 # the breadcrumb now ends in the folder, and the page counter says one row
-                assert widget.get_by_role("button", name="results", exact=True).is_visible()
-                assert "1–1 of 1" in widget.inner_text()
+                expect(widget.get_by_role("button", name="results", exact=True)).to_be_visible()
+                expect(widget).to_contain_text("1–1 of 1")
 
                 # select the file and download it through the browser's own download
                 inside.click()
