@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,28 @@ def finish(p: subprocess.Popen, timeout: float = 300) -> str:
     out, err = p.communicate(timeout=timeout)
     assert p.returncode == 0, f"child failed ({p.returncode}):\n{out}\n{err}"
     return out
+
+
+def race_writers(
+    script: str, args: Callable[[int], list[str]], env: dict[str, str], tmp: Path
+) -> None:
+    """Start 8 writer processes (``script`` with ``args(k)`` and a start-flag path last),
+    let them all start, release them at once, and wait until each has succeeded."""
+    go = tmp / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args(k), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(8)
+    ]
+    time.sleep(2)
+    go.write_text("go")
+    for p in procs:
+        finish(p, timeout=600)
 
 
 def read(vol: Volume, path: str, at: int | None = None) -> bytes:
@@ -304,21 +327,9 @@ def test_eight_writers_of_different_files_lose_nothing(
 ) -> None:
     rounds = 20 if store_url_env[0].startswith("file:") else 5
     vol.listdir("/")  # create it before the writers race
-    go = tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(k), str(rounds), str(tmp_path / f"m{k}"), str(go)],
-            env=child_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in range(8)
-    ]
-    time.sleep(2)
-    go.write_text("go")
-    for p in procs:
-        finish(p, timeout=600)
+    race_writers(
+        WRITER, lambda k: [str(k), str(rounds), str(tmp_path / f"m{k}")], child_env, tmp_path
+    )
     vol.reload()  # an unmounted handle sees others' commits after a reload
     for k in range(8):
         assert read(vol, f"p{k}/data.txt") == f"{k}:{rounds - 1}".encode()
@@ -347,21 +358,7 @@ def test_eight_writers_of_one_path_last_write_wins(
     vol: Volume, tmp_path: Path, child_env: dict[str, str]
 ) -> None:
     vol.listdir("/")
-    go = tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", SAME_PATH_WRITER, str(k), str(tmp_path / f"m{k}"), str(go)],
-            env=child_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in range(8)
-    ]
-    time.sleep(2)
-    go.write_text("go")
-    for p in procs:
-        finish(p, timeout=600)
+    race_writers(SAME_PATH_WRITER, lambda k: [str(k), str(tmp_path / f"m{k}")], child_env, tmp_path)
     vol.reload()  # an unmounted handle sees others' commits after a reload
     versions = {k: (f"writer {k} ".encode()) * 20000 for k in range(8)}
     head = read(vol, "shared.bin")
