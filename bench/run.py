@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -836,8 +837,14 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="jv-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    load_start = os.getloadavg()
     sw = SeaweedFS(volume_size_limit_mb=1024)
     log(f"starting SeaweedFS; scratch folder {work}")
+
+    def _terminate(signum: int, _frame: Any) -> None:
+        raise SystemExit(f"stopped by signal {signum}")  # so that SeaweedFS is stopped below
+
+    signal.signal(signal.SIGTERM, _terminate)
     sw.start()
     try:
         sw.create_bucket(BUCKET)
@@ -878,6 +885,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         },
         "elapsed_seconds": round(time.time() - started, 1),
+        "load_average": {"start": load_start, "end": os.getloadavg()},
         "summary": rows,
         "results": results,
     }
