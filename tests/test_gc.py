@@ -112,12 +112,8 @@ def test_tagged_commits_survive_every_policy(store) -> None:
         vol.listdir("/", at=keep_me)
 
 
-def test_orphan_pack_of_killed_writer_respects_grace(
-    store_url_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url, env = store_url_env
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
+def test_orphan_pack_of_killed_writer_respects_grace(opened, tmp_path: Path) -> None:
+    _store, url, env = opened
     child_env = {**os.environ, **env}
     vol = Volume.lookup("orph", create_if_missing=True, store=url)
     put(vol, "keep.txt", b"kept" * 1000)
@@ -160,12 +156,8 @@ for i in range(int(sys.argv[2])):
 """
 
 
-def test_gc_loop_against_a_committing_writer(
-    store_url_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url, env = store_url_env
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
+def test_gc_loop_against_a_committing_writer(opened, tmp_path: Path) -> None:
+    _store, url, env = opened
     child_env = {**os.environ, **env}
     vol = Volume.lookup("race", create_if_missing=True, store=url)
     vol.set_retention(keep_last=3, grace=5)
