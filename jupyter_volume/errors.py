@@ -8,6 +8,7 @@ code that knows nothing of volumes::
     ├── NotFoundError(FileNotFoundError)      missing volume, file, commit or store key
     ├── AlreadyExistsError(FileExistsError)   create/put onto something that exists
     ├── InvalidError(ValueError)              bad name, bad path, bad argument
+    │   └── UnsupportedFormatError            written by a newer jupyter-volume: upgrade
     ├── VolumeBusyError                       reload while files under the mount are open
     ├── ConflictError                         a commit could not be applied after retries
     ├── CorruptionError                       an object's bytes do not match its hash
@@ -28,6 +29,7 @@ __all__ = [
     "NotFoundError",
     "StoreAccessError",
     "StoreError",
+    "UnsupportedFormatError",
     "VolumeBusyError",
     "VolumeError",
 ]
@@ -50,6 +52,14 @@ class AlreadyExistsError(VolumeError, FileExistsError):
 
 class InvalidError(VolumeError, ValueError):
     """The caller passed a bad name, path or argument."""
+
+
+class UnsupportedFormatError(InvalidError):
+    """The store or volume uses a newer on-store format than this version can read."""
+
+    def __init__(self, message: str, required: str | None = None) -> None:
+        super().__init__(message)
+        self.required = required
 
 
 class VolumeBusyError(VolumeError):
