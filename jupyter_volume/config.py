@@ -70,6 +70,15 @@ class VolumeConfig(Configurable):
         ),
     ).tag(config=True)
 
+    environment = Unicode(
+        "",
+        help=(
+            "The environment (a separate namespace of volumes in the store) used when "
+            "none is named; empty: the default environment. The JUPYTER_VOLUME_ENV "
+            "environment variable overrides this."
+        ),
+    ).tag(config=True)
+
     commit_interval = Float(
         5.0,
         help="Seconds between background commit checks of a mounted volume.",

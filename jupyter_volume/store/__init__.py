@@ -10,21 +10,91 @@
 
 With no URL, :func:`default_store_url` applies: ``$JUPYTER_VOLUME_STORE`` when set,
 else ``<jupyter data dir>/volumes``. This package never imports the repository layer.
+
+Environments are separate namespaces in one store (Modal's ``environment_name``):
+:func:`resolve_environment` says which one applies and :func:`environment_store` gives
+the store view for it. The default environment ("") is the store itself; environment
+``dev`` keeps its keys under ``envs/dev/``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 from ..errors import InvalidError
 from .base import ObjectInfo, Store, check_key
 from .local import LocalStore
+from .prefixed import PrefixedStore
 
-__all__ = ["LocalStore", "ObjectInfo", "Store", "check_key", "default_store_url", "open_store"]
+__all__ = [
+    "ENV_ENVIRONMENT",
+    "LocalStore",
+    "ObjectInfo",
+    "PrefixedStore",
+    "Store",
+    "check_environment_name",
+    "check_key",
+    "default_store_url",
+    "environment_store",
+    "open_store",
+    "resolve_environment",
+]
 
 ENV_STORE = "JUPYTER_VOLUME_STORE"
+ENV_ENVIRONMENT = "JUPYTER_VOLUME_ENV"
+
+# The volume name rule (see names.py), applied to environment names too.
+_ENV_RE = re.compile(r"(?!-)(?!\.{1,2}\Z)[A-Za-z0-9._-]{1,64}")
+ENVIRONMENT_RULE = (
+    "environment names are 1-64 characters of letters, digits, '.', '_' and '-', "
+    "not starting with '-' and not '.' or '..'"
+)
+
+
+def check_environment_name(name: object) -> str:
+    """Return ``name`` if it is a valid environment name; else raise InvalidError with the rule."""
+    if not isinstance(name, str) or not _ENV_RE.fullmatch(name):
+        raise InvalidError(f"invalid environment name {name!r}: {ENVIRONMENT_RULE}")
+    return name
+
+
+def resolve_environment(name: str | None = None) -> str:
+    """The environment to use: ``name`` when given, else ``$JUPYTER_VOLUME_ENV``, else
+    ``c.VolumeConfig.environment`` from the config file, else "" (the default environment).
+
+    Raises:
+        InvalidError: the chosen name breaks the naming rule.
+    """
+    if name is None:
+        name = os.environ.get(ENV_ENVIRONMENT, "").strip()
+        if not name:
+            from ..config import load_config  # lazily: config sits beside, not below, stores
+
+            name = load_config().environment.strip()
+    return check_environment_name(name) if name else ""
+
+
+def environment_store(store: Store, environment: str | None) -> Store:
+    """The view of ``store`` that environment ``environment`` lives in.
+
+    None or "" is the default environment: ``store`` itself (the keys volumes always
+    had). Any other name is a :class:`PrefixedStore` under ``envs/<name>/`` whose URL is
+    distinct per environment. This does not consult ``$JUPYTER_VOLUME_ENV``: pass the
+    result of :func:`resolve_environment` for that.
+
+    Example::
+
+        dev = environment_store(open_store(), "dev")
+    """
+    if not environment:
+        return store
+    check_environment_name(environment)
+    if isinstance(store, PrefixedStore):
+        raise InvalidError(f"store {store.url} is already the view of one environment")
+    return PrefixedStore(store, f"envs/{environment}/")
 
 
 def default_store_url() -> str:
