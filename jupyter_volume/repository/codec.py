@@ -15,9 +15,14 @@ import zstandard
 from blake3 import blake3
 from pyfastcdc import FastCDC
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, UnsupportedFormatError
 
+#: The on-store format this code writes, and the newest it reads. Bump it only for a
+#: change that older readers would misread; they then refuse with "upgrade to >= X".
 FORMAT_VERSION = 1
+#: format -> the oldest jupyter-volume release that reads it (written next to the format
+#: number, so an older reader can name the release to upgrade to).
+MIN_READER = {1: "0.1.0"}
 CHUNK_MIN = 32 * 1024
 CHUNK_AVG = 128 * 1024
 CHUNK_MAX = 512 * 1024
@@ -239,3 +244,47 @@ def decompress_blob(data: bytes, where: str) -> bytes:
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     except zstandard.ZstdError as e:
         raise CorruptionError(f"object {where} does not decompress: {e}", key=where) from None
+
+
+def check_format(doc: Any, what: str) -> None:
+    """Refuse ``doc`` (a config, commit record or store marker) of a newer format.
+
+    ``doc["format"]`` (absent: format 1) above :data:`FORMAT_VERSION` raises
+    :class:`UnsupportedFormatError` naming the release to upgrade to: ``doc["min_reader"]``
+    when the writer recorded it, else the next release after this one.
+    """
+    if not isinstance(doc, dict):
+        return
+    try:
+        fmt = int(doc.get("format", 1))
+    except (TypeError, ValueError):
+        raise CorruptionError(f"{what} has a malformed format number", key=what) from None
+    if fmt <= FORMAT_VERSION:
+        return
+    ours = _own_version()
+    need = doc.get("min_reader")
+    if not isinstance(need, str) or not need.strip():
+        need = _next_release(ours)
+    raise UnsupportedFormatError(
+        f"{what} uses on-store format {fmt}, but jupyter-volume {ours} reads formats up to "
+        f"{FORMAT_VERSION}: upgrade jupyter-volume to >= {need}",
+        required=need,
+    )
+
+
+def _own_version() -> str:
+    # Read lazily: the package's __init__ is still importing this module at import time.
+    try:
+        from importlib.metadata import version
+
+        return version("jupyter-volume")
+    except Exception:  # noqa: BLE001 - a source checkout without metadata
+        return MIN_READER[FORMAT_VERSION]
+
+
+def _next_release(v: str) -> str:
+    parts = v.split(".")
+    try:
+        return ".".join([*parts[:2], str(int(parts[2].split("+")[0]) + 1)])
+    except (IndexError, ValueError):
+        return f"a release newer than {v}"

@@ -11,6 +11,12 @@ Knows nothing of mounts, IPython or Jupyter. Keys, relative to ``vols/<id>/``::
 Write order is always packs -> index -> trees -> log record, so a crash at any point
 leaves the volume readable at its previous commit; what the crash left behind is an
 orphan for garbage collection.
+
+Format versions: ``config`` holds ``format`` (and ``min_reader``, the oldest release that
+reads it); a commit record may hold them too (absent: format 1), so a volume upgraded in
+place says so in the commit that upgraded it; an optional ``format`` object at the
+store's root does the same for the whole store. A reader refuses anything newer than
+:data:`~.codec.FORMAT_VERSION` before reading it (:func:`~.codec.check_format`).
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from .codec import (
     CODEC_ZSTD,
     FORMAT_VERSION,
     INLINE_MAX,
+    MIN_READER,
     Compressor,
+    check_format,
     compress_blob,
     cut_chunks,
     decode_chunk,
@@ -119,6 +127,7 @@ class CommitRecord:
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> CommitRecord:
         d = load_json(data, where)
+        check_format(d, f"commit record {where}")
         try:
             return cls(
                 seq=int(d["seq"]),
@@ -332,6 +341,7 @@ class Repository:
         self._commit_lock = threading.RLock()
         self.chunk_cache: Any = None  # optional: get(hash) -> bytes | None, put(hash, bytes)
         self._gc_seen: int | None = None
+        self._format_checked = False
 
     # -- keys ------------------------------------------------------------------------
     def _log_key(self, seq: int) -> str:
@@ -361,6 +371,7 @@ class Repository:
                 "max": CHUNK_MAX,
             },
             "inline_max": INLINE_MAX,
+            "min_reader": MIN_READER[FORMAT_VERSION],
         }
         store.put_if_absent(repo.prefix + "config", dump_json(cfg))
         store.put(repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE))
@@ -393,8 +404,29 @@ class Repository:
             self._records[seq] = rec
         return rec
 
+    def check_format(self) -> None:
+        """Refuse a store or volume written in a newer on-store format (once per instance).
+
+        Raises :class:`~jupyter_volume.errors.UnsupportedFormatError`; a missing marker
+        or config means format 1 (the store marker is optional, and a missing volume is
+        reported by whatever reads it next).
+        """
+        if self._format_checked:
+            return
+        for key, what in (
+            ("format", f"the store {self.store.url}"),
+            (self.prefix + "config", f"volume {self.vol_id} in {self.store.url}"),
+        ):
+            try:
+                doc = load_json(self.store.get(key), key)
+            except NotFoundError:
+                continue
+            check_format(doc, what)
+        self._format_checked = True
+
     def head(self, refresh: bool = True) -> CommitRecord:
         """The newest commit record. With ``refresh``, asks the store for newer ones."""
+        self.check_format()
         if self._head_seq is None or refresh:
             start = self._head_seq
             if start is None:

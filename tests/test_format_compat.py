@@ -1,0 +1,173 @@
+"""The on-store format: old stores stay readable, newer ones are refused clearly.
+
+``tests/data/format_v1`` is a local store written by jupyter-volume 0.1.0 (on-store
+format 1) by ``tests/data/make_format_v1.py``; it is committed and never regenerated.
+Every later change to the format must keep it opening, listing, reading, showing its
+history and taking new commits. A store or volume marked with a newer format than this
+code knows is refused with one line that says which version to upgrade to.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_volume import Volume
+from jupyter_volume.errors import InvalidError, UnsupportedFormatError
+from jupyter_volume.repository.codec import FORMAT_VERSION
+from jupyter_volume.store.local import LocalStore
+
+DATA = Path(__file__).parent / "data"
+FIXTURE = DATA / "format_v1"
+
+
+def _fixture_module():
+    spec = importlib.util.spec_from_file_location("make_format_v1", DATA / "make_format_v1.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+EXPECTED = _fixture_module().EXPECTED
+
+
+@pytest.fixture
+def v1_store(tmp_path: Path) -> LocalStore:
+    """A private copy of the committed format-1 store (the test writes to it)."""
+    assert (FIXTURE / "names" / "compat").is_file(), f"the committed fixture {FIXTURE} is missing"
+    shutil.copytree(FIXTURE, tmp_path / "v1", symlinks=True)
+    return LocalStore(tmp_path / "v1")
+
+
+def _read(vol: Volume, path: str, at: int | None = None) -> bytes:
+    return b"".join(vol.read_file(path, at=at))
+
+
+def test_fixture_is_tracked_by_git() -> None:
+    """A .gitignore rule that hid the fixture would make this suite pass only locally."""
+    files = [p for p in FIXTURE.rglob("*") if p.is_file()]
+    assert files
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *map(str, files)],
+        cwd=FIXTURE,
+        capture_output=True,
+        text=True,
+    )
+    assert ignored.returncode == 1 and not ignored.stdout, ignored.stdout
+
+
+def test_format_1_store_opens_lists_reads_and_takes_commits(v1_store: LocalStore) -> None:
+    vol = Volume.from_name("compat", store=v1_store)
+    listed = {e.path: e for e in vol.listdir("/", recursive=True)}
+    head = EXPECTED["head"]
+    for path, data in head.items():
+        assert _read(vol, path) == data, path
+        assert listed[path].size == len(data)
+    for link, target in EXPECTED["links"].items():
+        assert listed[link].type.name == "SYMLINK"
+        assert vol._repo.lookup(link).target == target
+    for folder in EXPECTED["empty_dirs"]:
+        assert listed[folder].type.name == "DIRECTORY"
+        assert vol.listdir(folder) == []
+    assert EXPECTED["deleted"] not in listed
+
+    history = vol.history()
+    assert [c.seq for c in history] == list(range(EXPECTED["commits"] - 1, -1, -1))
+    tag, tagged = EXPECTED["tag"]
+    assert vol.tags() == {tag: tagged}
+    assert tag in next(c for c in history if c.seq == tagged).tags
+    for path, data in EXPECTED["at_1"].items():
+        assert _read(vol, path, at=1) == data
+    assert {d.path for d in vol.diff(1)} >= {EXPECTED["deleted"], "README.txt"}
+
+    # New commits on top, including a packed file that deduplicates against the old pack.
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"written by today's code\n"), "new.txt")
+        b.put_file(io.BytesIO(head["data/packed.bin"] + b"tail"), "data/packed2.bin")
+    vol.remove_file("data/nested/deep.txt")
+    assert vol.seq == EXPECTED["commits"] + 1
+    fresh = Volume.from_name("compat", store=LocalStore(v1_store.root))
+    assert _read(fresh, "new.txt") == b"written by today's code\n"
+    assert _read(fresh, "data/packed2.bin") == head["data/packed.bin"] + b"tail"
+    assert _read(fresh, "data/packed.bin", at=EXPECTED["commits"] - 1) == head["data/packed.bin"]
+    report = fresh.verify()
+    assert report.ok, report.errors
+
+
+def _config_path(store: LocalStore) -> Path:
+    (vol_dir,) = (store.root / "vols").iterdir()
+    return vol_dir / "config"
+
+
+def test_a_volume_of_a_newer_format_is_refused(v1_store: LocalStore) -> None:
+    cfg_path = _config_path(v1_store)
+    cfg = json.loads(cfg_path.read_bytes())
+    assert cfg["format"] == 1
+    cfg["format"] = FORMAT_VERSION + 1
+    cfg["min_reader"] = "9.4.0"
+    cfg_path.write_bytes(json.dumps(cfg).encode())
+    with pytest.raises(UnsupportedFormatError) as info:
+        Volume.from_name("compat", store=v1_store).listdir("/")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "upgrade jupyter-volume to >= 9.4.0" in message
+    assert f"format {FORMAT_VERSION + 1}" in message
+    assert isinstance(info.value, InvalidError)  # callers catching bad input still catch it
+
+
+def test_a_newer_format_without_a_version_hint_still_says_upgrade(v1_store: LocalStore) -> None:
+    cfg_path = _config_path(v1_store)
+    cfg = json.loads(cfg_path.read_bytes())
+    cfg["format"] = FORMAT_VERSION + 5
+    cfg_path.write_bytes(json.dumps(cfg).encode())
+    with pytest.raises(UnsupportedFormatError, match=r"upgrade jupyter-volume to >= \S+"):
+        Volume.from_name("compat", store=v1_store).listdir("/")
+
+
+def test_a_commit_of_a_newer_format_is_refused(v1_store: LocalStore) -> None:
+    """A volume upgraded in place says so in the commit that upgraded it."""
+    vol = Volume.from_name("compat", store=v1_store)
+    assert _read(vol, "README.txt") == EXPECTED["head"]["README.txt"]
+    (vol_dir,) = (v1_store.root / "vols").iterdir()
+    last = sorted((vol_dir / "log").iterdir())[-1]
+    rec = json.loads(last.read_bytes())
+    rec.update(seq=rec["seq"] + 1, parent=rec["seq"], format=FORMAT_VERSION + 1)
+    rec["min_reader"] = "7.0.1"
+    (vol_dir / "log" / f"{rec['seq']:020d}").write_bytes(json.dumps(rec).encode())
+    with pytest.raises(UnsupportedFormatError, match=r"upgrade jupyter-volume to >= 7\.0\.1"):
+        vol.refresh()
+    with pytest.raises(UnsupportedFormatError):  # nor may an old writer commit on top of it
+        with vol.batch_upload(force=True) as b:
+            b.put_file(io.BytesIO(b"x"), "x.txt")
+
+
+def test_a_store_of_a_newer_format_is_refused(v1_store: LocalStore) -> None:
+    (v1_store.root / "format").write_bytes(
+        json.dumps({"format": FORMAT_VERSION + 1, "min_reader": "3.2.1"}).encode()
+    )
+    with pytest.raises(UnsupportedFormatError, match=r"upgrade jupyter-volume to >= 3\.2\.1"):
+        Volume.from_name("compat", store=LocalStore(v1_store.root)).listdir("/")
+
+
+def test_the_cli_reports_a_newer_format_in_one_line(v1_store: LocalStore) -> None:
+    cfg_path = _config_path(v1_store)
+    cfg = json.loads(cfg_path.read_bytes())
+    cfg.update(format=FORMAT_VERSION + 1, min_reader="9.4.0")
+    cfg_path.write_bytes(json.dumps(cfg).encode())
+    p = subprocess.run(
+        [sys.executable, "-m", "jupyter_volume.cli", "ls", "compat", "--store", str(v1_store.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "upgrade jupyter-volume to >= 9.4.0" in lines[0], p.stderr
