@@ -17,7 +17,8 @@ Example ``~/.jupyter/jupyter_volume_config.py``::
 The same ``c.VolumeConfig`` section may also sit in an IPython or Jupyter server config
 file: front ends that have one pass it to :func:`load_config` as ``extra``.
 
-Layer: imports ``store`` (lazily) and nothing above it; never IPython.
+Layer: imports ``store`` (lazily), ``errors`` and ``quiet`` (leaves) and nothing above
+it; never IPython.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from traitlets import Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Config, Configurable
+
+from .errors import InvalidError
+from .quiet import DEFAULT_GROUP_PATTERNS, Groups
 
 if TYPE_CHECKING:
     from .store import Store
@@ -111,12 +115,54 @@ class VolumeConfig(Configurable):
         ),
     ).tag(config=True)
 
+    settle_interval = Float(
+        1.0,
+        help=(
+            "Seconds a changed file in a mounted folder must stay unchanged (and closed by "
+            "every writer) before a commit takes it; files still changing are deferred. "
+            "0 turns the wait off (files open for writing are deferred still)."
+        ),
+    ).tag(config=True)
+
+    settle_max_wait = Float(
+        5.0,
+        help=(
+            "Seconds an explicit commit (commit, reload, unmount) waits for changing files "
+            "to settle before it commits the rest and reports what it deferred. Background "
+            "commits never wait: they defer and try again."
+        ),
+    ).tag(config=True)
+
+    snapshot_groups = List(
+        Unicode(),
+        default_value=list(DEFAULT_GROUP_PATTERNS),
+        help=(
+            "Sibling patterns of files that are committed together or not at all: '*' is "
+            "the main file's name, so '*-wal' puts 'db-wal' with 'db'."
+        ),
+    ).tag(config=True)
+
     @validate("commit_interval")
     def _check_interval(self, proposal: dict[str, Any]) -> float:
         value = float(proposal["value"])
         if value <= 0:
             raise TraitError("VolumeConfig.commit_interval must be a positive number of seconds")
         return value
+
+    @validate("settle_interval", "settle_max_wait")
+    def _check_settle(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if value < 0:
+            raise TraitError(f"VolumeConfig.{proposal['trait'].name} must be 0 or more seconds")
+        return value
+
+    @validate("snapshot_groups")
+    def _check_groups(self, proposal: dict[str, Any]) -> list[str]:
+        try:
+            Groups(proposal["value"])
+        except InvalidError as e:
+            raise TraitError(f"VolumeConfig.snapshot_groups: {e}") from None
+        return list(proposal["value"])
 
     @validate("progress_threshold_bytes", "progress_threshold_files")
     def _check_threshold(self, proposal: dict[str, Any]) -> int:
