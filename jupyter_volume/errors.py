@@ -12,6 +12,7 @@ code that knows nothing of volumes::
     ├── VolumeBusyError                       reload while files under the mount are open
     ├── ConflictError                         a commit could not be applied after retries
     ├── CorruptionError                       an object's bytes do not match its hash
+    ├── LocalFolderError(OSError)             a mount's folder cannot be written (disk full, read-only)
     └── StoreError(OSError)                   the object store failed or refused
         └── StoreAccessError(PermissionError) credentials refused / access denied
 
@@ -26,6 +27,7 @@ __all__ = [
     "ConflictError",
     "CorruptionError",
     "InvalidError",
+    "LocalFolderError",
     "NotFoundError",
     "StoreAccessError",
     "StoreError",
@@ -80,6 +82,17 @@ class CorruptionError(VolumeError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class LocalFolderError(VolumeError, OSError):
+    """A mount's local folder could not be written: the disk is full, it is read-only, ...
+
+    ``errno`` is the operating system's error number (``errno.ENOSPC``, ``errno.EROFS``).
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class StoreError(VolumeError, OSError):

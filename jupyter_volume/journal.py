@@ -179,6 +179,17 @@ class Journal:
         out, self._dirty = self._dirty, set()
         return out
 
+    def requeue(self, paths: set[str] | None) -> None:
+        """Give back paths from :meth:`take` that the caller could not finish with.
+
+        ``None`` (the caller did a full scan) makes the next :meth:`take` answer "unknown"
+        again, so nothing that changed before a failed scan or commit is ever dropped.
+        """
+        if paths is None:
+            self._lost = True
+        else:
+            self._dirty.update(paths)
+
     def peek(self) -> bool | None:
         """True if something changed since the last :meth:`take` (None: unknown)."""
         self._drain()
