@@ -10,6 +10,14 @@ RNG or by faults forced with :meth:`FaultProxy.force`, injects:
   connection without passing it on (the request landed, the client cannot know);
 * ``truncate``: forward a GET and pass on the headers and only half of the body.
 
+Apart from those (never picked by ``fault_rate``, whose mix the connection-fault tests
+rely on), it can damage data silently:
+
+* ``bitflip``: forward a GET and pass on the whole answer with one bit of its body
+  flipped (status and length intact, as a faulty NIC or middlebox would). Driven by
+  ``flip_rate`` (probability per matching GET) or :meth:`FaultProxy.flip` (the next N
+  matching GETs); ``flip_match`` restricts both to object paths containing a string.
+
 :attr:`FaultProxy.counts` records how many faults of each kind were injected (and how
 many requests were seen and forwarded), so tests can prove the faults happened.
 """
@@ -25,9 +33,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-__all__ = ["KINDS", "FaultProxy"]
+__all__ = ["BITFLIP", "KINDS", "FaultProxy"]
 
 KINDS = ("error500", "drop", "lost_response", "truncate")
+BITFLIP = "bitflip"
 _MUTATING = ("PUT", "POST")
 _ERROR_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
@@ -46,7 +55,7 @@ class _Request:
 def _applicable(kind: str, method: str) -> bool:
     if kind == "lost_response":
         return method in _MUTATING
-    if kind == "truncate":
+    if kind in ("truncate", BITFLIP):
         return method == "GET"
     return True
 
@@ -54,17 +63,29 @@ def _applicable(kind: str, method: str) -> bool:
 class FaultProxy:
     """A threaded HTTP/1.1 proxy on 127.0.0.1 in front of ``upstream`` (``http://h:p``).
 
-    ``fault_rate`` is the probability that a request gets a random applicable fault;
-    ``seed`` makes the choices reproducible. Use as a context manager or call
-    :meth:`start` / :meth:`stop`.
+    ``fault_rate`` is the probability that a request gets a random applicable fault of
+    :data:`KINDS`; ``flip_rate`` the probability that a GET whose path (query string
+    excluded) contains ``flip_match`` (or one of them, if a tuple; any GET when None)
+    comes back with one bit of its body flipped. ``seed`` makes the choices reproducible. Use as a context manager or
+    call :meth:`start` / :meth:`stop`.
     """
 
-    def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+        flip_rate: float = 0.0,
+        flip_match: str | tuple[str, ...] | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
             raise ValueError(f"upstream must be http://host:port, got {upstream!r}")
         self.upstream = (parts.hostname, parts.port)
         self.fault_rate = fault_rate
+        self.flip_rate = flip_rate
+        self.flip_match = flip_match
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str, str]] = []  # (method, target, fault or "ok")
@@ -119,10 +140,21 @@ class FaultProxy:
         self, kind: str, *, method: str | None = None, path_contains: str | None = None
     ) -> None:
         """Inject ``kind`` into the next request matching ``method`` / ``path_contains``."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown fault {kind!r}; known: {KINDS}")
+        if kind not in (*KINDS, BITFLIP):
+            raise ValueError(f"unknown fault {kind!r}; known: {(*KINDS, BITFLIP)}")
         with self._lock:
             self._forced.append((kind, method, path_contains))
+
+    def flip(self, n: int = 1, *, path_contains: str | None = None) -> None:
+        """Flip one bit in the body of each of the next ``n`` GET answers whose path
+        (query string excluded) contains ``path_contains``."""
+        with self._lock:
+            self._forced.extend([(BITFLIP, "GET", path_contains)] * n)
+
+    def pending_flips(self) -> int:
+        """How many forced bit flips have not happened yet."""
+        with self._lock:
+            return sum(1 for kind, _m, _p in self._forced if kind == BITFLIP)
 
     # -- serving ---------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -205,7 +237,11 @@ class FaultProxy:
     def _pick_fault(self, request: _Request) -> str | None:
         with self._lock:
             self.counts["requests"] += 1
+            obj_path = request.target.split("?", 1)[0]
             for i, (kind, method, path) in enumerate(self._forced):
+                if kind == BITFLIP:  # matched on the object's path, never on a listing query
+                    if request.method != "GET" or (path is not None and path not in obj_path):
+                        continue
                 if (method is None or method == request.method) and (
                     path is None or path in request.target
                 ):
@@ -214,6 +250,23 @@ class FaultProxy:
             if self.fault_rate and self.rng.random() < self.fault_rate:
                 kinds = [k for k in KINDS if _applicable(k, request.method)]
                 return self.rng.choice(kinds)
+            if (
+                self.flip_rate
+                and request.method == "GET"
+                and (
+                    self.flip_match is None
+                    or any(
+                        m in obj_path
+                        for m in (
+                            (self.flip_match,)
+                            if isinstance(self.flip_match, str)
+                            else self.flip_match
+                        )
+                    )
+                )
+                and self.rng.random() < self.flip_rate
+            ):
+                return BITFLIP
             return None
 
     def _record(self, request: _Request, outcome: str) -> None:
@@ -257,7 +310,15 @@ class FaultProxy:
             self._record(request, fault)
             conn.sendall(b"".join(out) + body[: len(body) // 2])
             return False
-        self._record(request, "ok")
+        if fault == BITFLIP and body and status in (200, 206):
+            with self._lock:
+                bit = self.rng.randrange(len(body) * 8)
+            damaged = bytearray(body)
+            damaged[bit // 8] ^= 1 << (bit % 8)
+            body = bytes(damaged)
+            self._record(request, fault)
+        else:
+            self._record(request, "ok")
         conn.sendall(b"".join(out) + body)
         return True
 

@@ -16,9 +16,9 @@ from jupyter_volume.store.s3 import MULTIPART_THRESHOLD, S3Store, make_client
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
 try:
-    from .faultproxy import KINDS, FaultProxy
+    from .faultproxy import BITFLIP, KINDS, FaultProxy
 except ImportError:  # tests/ is not a package
-    from faultproxy import KINDS, FaultProxy  # type: ignore[no-redef]
+    from faultproxy import BITFLIP, KINDS, FaultProxy  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.s3
 
@@ -122,6 +122,30 @@ def test_truncated_body_is_retried(proxy: FaultProxy, proxied_store: S3Store) ->
     proxy.force("truncate", method="GET")
     assert proxied_store.get_range("obj", 1000, 100_000) == data[1000:101_000]
     assert proxy.counts["truncate"] == 2
+
+
+def test_bitflips_damage_exactly_one_bit_of_chosen_answers(
+    proxy: FaultProxy, proxied_store: S3Store
+) -> None:
+    """The store cannot see the damage (status and length intact): callers must check."""
+    data = random.Random(8).randbytes(4096)
+    proxied_store.put("vols/x/trees/ab/obj", data)
+    proxied_store.put("vols/x/log/1", data)
+    proxy.flip(2, path_contains="/trees/")
+    for _ in range(2):
+        got = proxied_store.get("vols/x/trees/ab/obj")
+        diff = int.from_bytes(got, "big") ^ int.from_bytes(data, "big")
+        assert len(got) == len(data) and diff.bit_count() == 1
+    assert proxied_store.get("vols/x/log/1") == data  # not matched
+    assert proxied_store.get("vols/x/trees/ab/obj") == data  # only the next two
+    assert proxy.counts[BITFLIP] == 2 and proxy.pending_flips() == 0
+    assert [o.key for o in proxied_store.list("vols/")]  # listings are never damaged
+
+    proxy.flip_rate, proxy.flip_match = 0.5, ("/log/",)
+    results = [proxied_store.get_range("vols/x/log/1", 100, 1000) for _ in range(40)]
+    damaged = sum(r != data[100:1100] for r in results)
+    assert 5 < damaged < 35 and proxy.counts[BITFLIP] == 2 + damaged
+    assert all(proxied_store.get("vols/x/trees/ab/obj") == data for _ in range(5))
 
 
 def test_multipart_lost_completion(proxy: FaultProxy, proxied_store: S3Store) -> None:

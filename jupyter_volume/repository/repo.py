@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ..errors import ConflictError, CorruptionError, NotFoundError
 from ..store import Store
@@ -57,7 +57,7 @@ from .codec import (
     load_json,
 )
 from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment, parse_pack_header
-from .tree import DIR, EMPTY_NODE, EMPTY_TREE, FILE, ApplyStats, Entry, Trees
+from .tree import DIR, EMPTY_NODE, EMPTY_TREE, FILE, ApplyStats, Entry, Trees, node_json
 
 COMPACT_AT = 32  # index objects listed in a record before a writer compacts them
 SHARD_AT = 200_000  # chunks per checkpoint before it is sharded by hash prefix
@@ -65,6 +65,11 @@ MAX_COMMIT_ATTEMPTS = 200
 READ_REQUEST_MAX = 8 << 20  # coalesce neighbouring chunks into GETs up to this size
 READ_AHEAD_BYTES = 64 << 20
 CACHE_MIN_FILE = 64 << 10  # chunks of smaller files are not kept in the local chunk cache
+#: Reads of one object from the store before a hash mismatch is reported: a flipped bit
+#: on the wire (a faulty proxy, NIC or middlebox) is not the store's damage.
+READ_ATTEMPTS = 3
+
+T = TypeVar("T")
 
 _upload_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="jv-upload")
 _download_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="jv-download")
@@ -150,8 +155,10 @@ class CommitRecord:
 class ObjectCache:
     """A local folder of immutable store objects, keyed by store key.
 
-    Purely an optimisation: a missing or damaged file is fetched again (callers verify
-    hashes). Writes are atomic (temp file + rename) so concurrent processes can share it.
+    Purely an optimisation: a missing or damaged file is fetched again. Only bytes that
+    passed their hash check are put here (see :meth:`Repository._get_verified`), and an
+    entry that fails its check when read is dropped. Writes are atomic (temp file +
+    rename) so concurrent processes can share it.
     """
 
     def __init__(self, root: Path | None) -> None:
@@ -396,11 +403,24 @@ class Repository:
         rec = self._records.get(seq)
         if rec is None:
             key = self._log_key(seq)
-            try:
-                data = self.store.get(key)
-            except NotFoundError:
-                raise NotFoundError(f"commit {seq} does not exist in this volume") from None
-            rec = CommitRecord.from_bytes(data, key)
+            # A record has no hash to check, but a damaged one is usually malformed JSON or
+            # names another seq: read it again before reporting it (see READ_ATTEMPTS).
+            for attempt in range(READ_ATTEMPTS):
+                if attempt:
+                    time.sleep(0.05 * attempt)
+                try:
+                    data = self.store.get(key)
+                except NotFoundError:
+                    raise NotFoundError(f"commit {seq} does not exist in this volume") from None
+                try:
+                    rec = CommitRecord.from_bytes(data, key)
+                    if rec.seq != seq:
+                        raise CorruptionError(f"commit record {key} says it is {rec.seq}", key=key)
+                    break
+                except CorruptionError:
+                    if attempt + 1 == READ_ATTEMPTS:
+                        raise
+            assert rec is not None
             self._records[seq] = rec
         return rec
 
@@ -483,13 +503,49 @@ class Repository:
             n += 1
 
     # -- objects -------------------------------------------------------------------------
-    def _fetch_tree(self, h: str) -> bytes:
-        key = self._tree_key(h)
-        data = self.cache.get(key)
-        if data is None:
+    def _get_verified(self, key: str, check: Callable[[bytes], T]) -> T:
+        """``check(bytes)`` of object ``key``, from the local cache or else the store.
+
+        ``check`` raises CorruptionError when the bytes do not match the object's hash.
+        A damaged cache entry is dropped and fetched again; bytes from the store reach
+        the cache only after passing ``check``; a mismatch from the store is read again
+        (``READ_ATTEMPTS`` in all) before it is reported, since it may have been damaged
+        on the way rather than on the store.
+        """
+        cached = self.cache.get(key)
+        if cached is not None:
+            try:
+                return check(cached)
+            except CorruptionError:
+                self.cache.drop(key)
+        last: CorruptionError | None = None
+        for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05 * attempt)
             data = self.store.get(key)
+            try:
+                out = check(data)
+            except CorruptionError as e:
+                last = e
+                continue
             self.cache.put(key, data)
-        return data
+            return out
+        assert last is not None
+        raise CorruptionError(
+            f"{last} (read {READ_ATTEMPTS} times from {self.store.url}, damaged every time)",
+            key=key,
+        )
+
+    def _fetch_tree(self, h: str) -> bytes:
+        return self._get_verified(self._tree_key(h), lambda data: node_json(h, data))
+
+    def _fetch_index(self, key: str) -> bytes:
+        def check(data: bytes) -> bytes:
+            if hash_bytes(data) != key.rsplit("/", 1)[1]:
+                raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
+            return data
+
+        return self._get_verified(key, check)
 
     def _put_pack(self, pack_id: str, data: bytes) -> None:
         self.store.put(self._pack_key(pack_id), data)
@@ -503,13 +559,7 @@ class Repository:
             return
 
         def load(key: str) -> tuple[str, bytes]:
-            data = self.cache.get(key)
-            if data is None or hash_bytes(data) != key.rsplit("/", 1)[1]:
-                data = self.store.get(key)
-                if hash_bytes(data) != key.rsplit("/", 1)[1]:
-                    raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
-                self.cache.put(key, data)
-            return key, data
+            return key, self._fetch_index(key)
 
         for key, data in _download_pool.map(load, missing):
             self.index.add_object(key, data)
@@ -840,22 +890,42 @@ class Repository:
         if not pack:  # served by the chunk cache (already verified by hash)
             return [items[0][1]]  # type: ignore[list-item]
         key = self._pack_key(pack)
-        try:
-            blob = self.store.get_range(key, start, length)
-        except NotFoundError:
-            raise CorruptionError(
-                f"pack {key} holding data of {where or 'a file'} is missing", key=key
-            ) from None
-        if len(blob) != length:
-            raise CorruptionError(f"pack {key} is shorter than its index says", key=key)
-        out = []
-        for h, loc in items:
-            off = loc.offset - start
-            raw = decode_chunk(loc.codec, blob[off : off + loc.length], loc.raw_len, h, key)
-            if self.chunk_cache is not None and h not in uncached:
-                self.chunk_cache.put(h, raw)
-            out.append(raw)
-        return out
+        for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05 * attempt)
+            try:
+                blob = self.store.get_range(key, start, length)
+            except NotFoundError:
+                raise CorruptionError(
+                    f"pack {key} holding data of {where or 'a file'} is missing", key=key
+                ) from None
+            if len(blob) != length:
+                raise CorruptionError(f"pack {key} is shorter than its index says", key=key)
+            try:
+                # every chunk is checked before any of them reaches the chunk cache
+                out = [
+                    decode_chunk(
+                        loc.codec,
+                        blob[loc.offset - start : loc.offset - start + loc.length],
+                        loc.raw_len,
+                        h,
+                        key,
+                    )
+                    for h, loc in items
+                ]
+            except CorruptionError as e:
+                if attempt + 1 < READ_ATTEMPTS:
+                    continue  # damaged on the way, perhaps: read the range again
+                raise CorruptionError(
+                    f"{e} (read {READ_ATTEMPTS} times from {self.store.url}, damaged every time)",
+                    key=key,
+                ) from None
+            if self.chunk_cache is not None:
+                for (h, _loc), raw in zip(items, out, strict=True):
+                    if h not in uncached:
+                        self.chunk_cache.put(h, raw)
+            return out
+        raise AssertionError("unreachable")
 
     # -- verification -----------------------------------------------------------------------------
     def verify(self, *, read_data: bool = True) -> VerifyReport:
@@ -866,7 +936,7 @@ class Repository:
         on damage.
         """
         report = VerifyReport()
-        fresh = Trees(lambda h: self.store.get(self._tree_key(h)))
+        fresh = Trees(lambda h: node_json(h, self.store.get(self._tree_key(h))))
         index = ChunkIndex()
         seen_trees: set[str] = set()
         chunks: dict[str, str] = {}  # hash -> a path using it

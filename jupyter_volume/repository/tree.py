@@ -146,11 +146,24 @@ def build_ops(changes: dict[str, Entry | str | None]) -> dict[str, _Ops]:
     return root
 
 
+def node_json(h: str, stored: bytes) -> bytes:
+    """The canonical JSON of node ``h`` from its stored (compressed) bytes, checked.
+
+    Raises CorruptionError when the bytes do not decompress or do not hash to ``h``; the
+    repository calls this before anything it fetched reaches a cache.
+    """
+    raw = decompress_blob(stored, f"trees/{h}")
+    if hash_bytes(raw) != h:
+        raise CorruptionError(f"tree node trees/{h} is corrupt (hash mismatch)", key=f"trees/{h}")
+    return raw
+
+
 class Trees:
     """Reads and writes tree nodes of one volume.
 
-    ``fetch(hash)`` returns a node's stored bytes (the repository supplies it, with its
-    caches); written nodes collect in ``pending`` until the caller uploads them.
+    ``fetch(hash)`` returns a node's canonical JSON, already checked against its hash
+    (the repository supplies it, with its caches and retries: see :func:`node_json`);
+    written nodes collect in ``pending`` until the caller uploads them.
     """
 
     def __init__(self, fetch: Callable[[str], bytes]) -> None:
@@ -168,14 +181,11 @@ class Trees:
         n = self._nodes.get(h)
         if n is None:
             data = self.pending.get(h)
-            raw = decompress_blob(data, h) if data is not None else None
-            if raw is None:
-                raw = decompress_blob(self._fetch(h), f"trees/{h}")
+            if data is not None:
+                raw = node_json(h, data)
+            else:
+                raw = self._fetch(h)
                 self.on_store.add(h)
-            if hash_bytes(raw) != h:
-                raise CorruptionError(
-                    f"tree node trees/{h} is corrupt (hash mismatch)", key=f"trees/{h}"
-                )
             n = load_json(raw, f"trees/{h}")
             self._remember(h, n)
         return n

@@ -1,0 +1,316 @@
+"""Local caches hold only verified objects: a flipped bit never poisons later processes.
+
+Tree nodes and index objects go to the object cache, and chunks to the chunk cache,
+only after their hash is checked; a cached entry that fails its check is dropped and
+fetched again; bytes that fail their check when fetched are fetched again a couple of
+times before CorruptionError is reported (they may have been damaged on the way).
+
+The damage is real: tests/faultproxy.py sits between the S3 client and SeaweedFS and
+flips one bit in chosen response bodies. After each faulty run, a fresh process that
+shares the cache folder and talks to SeaweedFS directly must read the whole volume
+byte-exact, and must get the tree nodes and index objects from the cache (so the
+cache was used, not bypassed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import jupyter_volume.volume as volume_mod
+from jupyter_volume import Volume
+from jupyter_volume.errors import CorruptionError
+from jupyter_volume.repository.chunkcache import ChunkCache
+from jupyter_volume.repository.repo import READ_ATTEMPTS
+from jupyter_volume.store.local import LocalStore
+from jupyter_volume.store.s3 import S3Store, make_client
+from jupyter_volume.testing.seaweedfs import SeaweedFS
+
+try:
+    from .faultproxy import BITFLIP, FaultProxy
+except ImportError:  # tests/ is not a package
+    from faultproxy import BITFLIP, FaultProxy  # type: ignore[no-redef]
+
+BIG = "models/weights.bin"
+
+
+def _write_volume(store, name: str) -> dict[str, bytes]:
+    """Three commits: 8 folders of small packed files, inline files, one 1.5 MB file."""
+    rng = random.Random(name)
+    files: dict[str, bytes] = {}
+    vol = Volume.from_name(name, create_if_missing=True, store=store)
+    for part in range(3):
+        with vol.batch_upload(force=True) as b:
+            for d in range(part, 8, 3):
+                for i in range(4):
+                    path = f"d{d}/sub{i % 2}/f{i}.bin"
+                    files[path] = rng.randbytes(rng.randint(600, 3000))
+                    b.put_file(io.BytesIO(files[path]), path)
+            files[f"notes{part}.txt"] = b"inline %d" % part
+            b.put_file(io.BytesIO(files[f"notes{part}.txt"]), f"notes{part}.txt")
+            if part == 1:
+                files[BIG] = rng.randbytes(1_500_000)
+                b.put_file(io.BytesIO(files[BIG]), BIG)
+    return files
+
+
+@pytest.fixture
+def fresh_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the process's shared repository objects (so nothing is read from memory)."""
+    monkeypatch.setattr(volume_mod, "_repos", {})
+
+
+@pytest.fixture
+def s3_volume(
+    seaweedfs: SeaweedFS,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_engine: None,
+) -> Iterator[tuple[str, str, dict[str, bytes]]]:
+    """``(url, name, files)``: a volume on SeaweedFS written with a cache of its own, so
+    the cache folder the test then uses starts empty."""
+    prefix = f"t/integrity-{uuid.uuid4().hex[:10]}"
+    writer_cache = tmp_path / "writer-cache"
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(writer_cache))
+    direct = S3Store(s3_bucket, prefix, endpoint_url=seaweedfs.endpoint, client=_client(seaweedfs))
+    url = direct.url
+    name = "flipped"
+    files = _write_volume(direct, name)
+    direct.close()
+    monkeypatch.setattr(volume_mod, "_repos", {})
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "shared-cache"))
+    yield url, name, files
+
+
+def _client(seaweedfs: SeaweedFS, endpoint: str | None = None):  # type: ignore[no-untyped-def]
+    return make_client(
+        endpoint_url=endpoint or seaweedfs.endpoint,
+        region=seaweedfs.region,
+        aws_access_key_id=seaweedfs.access_key,
+        aws_secret_access_key=seaweedfs.secret_key,
+        read_timeout=30,
+    )
+
+
+@pytest.fixture
+def proxy(seaweedfs: SeaweedFS) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's SeaweedFS (no faults until asked)."""
+    with FaultProxy(seaweedfs.endpoint, seed=1337) as p:
+        yield p
+
+
+def _through(proxy: FaultProxy, seaweedfs: SeaweedFS, url: str) -> S3Store:
+    """The store at ``url``, reached through ``proxy``. Its URL is the direct one, so it
+    shares the cache folder of every process that opens ``url`` directly."""
+    bucket, rest = url[len("s3://") :].split("/", 1)
+    store = S3Store(
+        bucket,
+        rest.split("?", 1)[0],
+        endpoint_url=seaweedfs.endpoint,
+        client=_client(seaweedfs, proxy.url),
+    )
+    store.backoff_base = 0.005
+    store.backoff_cap = 0.05
+    assert store.url == url
+    return store
+
+
+def _read_all(vol: Volume, files: dict[str, bytes]) -> tuple[list[str], list[str]]:
+    """Read every file; return (paths that failed with CorruptionError, wrong bytes)."""
+    errors, wrong = [], []
+    for path, data in files.items():
+        try:
+            got = b"".join(vol.read_file(path))
+        except CorruptionError:
+            errors.append(path)
+            continue
+        if got != data:
+            wrong.append(path)
+    return errors, wrong
+
+
+# A fresh process on the same cache folder, straight to SeaweedFS (no proxy).
+FRESH_READER = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    from pathlib import Path
+    from jupyter_volume import Volume
+    from jupyter_volume.paths import cache_dir
+    from jupyter_volume.repository.chunkcache import ChunkCache
+    from jupyter_volume.store import open_store
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    url, name, expected_file = sys.argv[1:4]
+    expected = json.loads(Path(expected_file).read_text())
+    store = CountingStore(open_store(url))
+    vol = Volume.from_name(name, store=store)
+    vol._repo.chunk_cache = ChunkCache(cache_dir() / "chunks")
+    wrong = {}
+    for path, digest in expected.items():
+        try:
+            got = hashlib.sha256(b"".join(vol.read_file(path))).hexdigest()
+        except Exception as e:
+            wrong[path] = f"{type(e).__name__}: {e}"
+            continue
+        if got != digest:
+            wrong[path] = "different bytes"
+    prefix = vol._repo.prefix
+    print(json.dumps({
+        "wrong": wrong,
+        "tree_gets": store.count("get", prefix + "trees/"),
+        "index_gets": store.count("get", prefix + "index/"),
+        "pack_reads": store.count("get_range", prefix + "packs/"),
+    }))
+    """
+)
+
+
+def _fresh_process_reads(
+    url: str, name: str, files: dict[str, bytes], env: dict[str, str], tmp_path: Path
+) -> dict:
+    expected = tmp_path / f"expected-{uuid.uuid4().hex[:6]}.json"
+    expected.write_text(json.dumps({p: hashlib.sha256(d).hexdigest() for p, d in files.items()}))
+    p = subprocess.run(
+        [sys.executable, "-c", FRESH_READER, url, name, str(expected)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.s3
+def test_flipped_bits_are_fetched_again_and_never_cached(
+    s3_volume: tuple[str, str, dict[str, bytes]],
+    proxy: FaultProxy,
+    seaweedfs: SeaweedFS,
+    tmp_path: Path,
+) -> None:
+    """Bits flipped in the first reads of tree nodes, index objects and packs: each is
+    read again and the volume reads exact; a fresh process then finds good objects in
+    the caches."""
+    url, name, files = s3_volume
+    flips = READ_ATTEMPTS - 1  # every attempt but the last one is damaged
+    for part in ("/trees/", "/index/", "/packs/"):
+        proxy.flip(flips, path_contains=part)
+    store = _through(proxy, seaweedfs, url)
+    vol = Volume.from_name(name, store=store)
+    vol._repo.chunk_cache = ChunkCache(tmp_path / "shared-cache" / "chunks")
+    errors, wrong = _read_all(vol, files)
+    assert (errors, wrong) == ([], [])
+    assert proxy.pending_flips() == 0 and proxy.counts[BITFLIP] == 3 * flips
+    store.close()
+
+    seen = _fresh_process_reads(url, name, files, seaweedfs.env(), tmp_path)
+    assert seen["wrong"] == {}
+    # served by the caches that the faulty run filled
+    assert seen["tree_gets"] == 0 and seen["index_gets"] == 0, seen
+    assert seen["pack_reads"] < len(files), seen
+
+
+@pytest.mark.s3
+def test_damage_on_every_read_is_reported_and_poisons_nothing(
+    s3_volume: tuple[str, str, dict[str, bytes]],
+    proxy: FaultProxy,
+    seaweedfs: SeaweedFS,
+    tmp_path: Path,
+) -> None:
+    """A tree node damaged on every attempt is reported as CorruptionError (it is not
+    the store's fault, but this process cannot tell); nothing damaged is cached, and a
+    fresh process reads everything."""
+    url, name, files = s3_volume
+    store = _through(proxy, seaweedfs, url)
+    vol = Volume.from_name(name, store=store)
+    proxy.flip(READ_ATTEMPTS, path_contains="/trees/")
+    with pytest.raises(CorruptionError) as tree_error:
+        vol.listdir("/")
+    store.close()
+
+    seen = _fresh_process_reads(url, name, files, seaweedfs.env(), tmp_path)
+    assert seen["wrong"] == {}
+    assert proxy.counts[BITFLIP] == READ_ATTEMPTS
+    # the damage was read again before it was reported, and the report says so
+    assert f"read {READ_ATTEMPTS} times" in str(tree_error.value)
+    store = _through(proxy, seaweedfs, url)
+    volume_mod._repos.clear()
+    vol = Volume.from_name(name, store=store)
+    assert vol.listdir("/")
+    proxy.flip(READ_ATTEMPTS, path_contains="/packs/")
+    with pytest.raises(CorruptionError, match=rf"read {READ_ATTEMPTS} times"):
+        b"".join(vol.read_file(BIG))
+    assert b"".join(vol.read_file(BIG)) == files[BIG]  # the failure was not remembered
+    store.close()
+
+
+@pytest.mark.s3
+def test_random_bit_flips_leave_no_poison(
+    s3_volume: tuple[str, str, dict[str, bytes]],
+    proxy: FaultProxy,
+    seaweedfs: SeaweedFS,
+    tmp_path: Path,
+) -> None:
+    """40% of reads of tree nodes, index objects and packs damaged: reads may fail, but
+    never return wrong bytes, and a fresh process afterwards reads the whole volume
+    exact. (Commit records have no hash to check and are never cached on disk, so they
+    are left alone here.)"""
+    url, name, files = s3_volume
+    proxy.flip_match = ("/trees/", "/index/", "/packs/")
+    proxy.flip_rate = 0.4
+    store = _through(proxy, seaweedfs, url)
+    store.max_attempts = 3
+    vol = Volume.from_name(name, store=store)
+    vol._repo.chunk_cache = ChunkCache(tmp_path / "shared-cache" / "chunks")
+    errors, wrong = _read_all(vol, files)
+    assert wrong == []
+    store.close()
+
+    seen = _fresh_process_reads(url, name, files, seaweedfs.env(), tmp_path)
+    assert seen["wrong"] == {}, (seen, errors)
+    assert proxy.counts[BITFLIP] >= 10, dict(proxy.counts)  # the damage was real
+    assert len(errors) < len(files) // 2, errors  # and retries got most reads through
+
+
+def _flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_cache_entries_are_dropped_and_fetched_again(
+    local_store: LocalStore, tmp_path: Path, fresh_engine: None
+) -> None:
+    """Bits flipped in the cache files themselves (a bad disk, a crashed copy)."""
+    files = _write_volume(local_store, "cached")
+    volume_mod._repos.clear()  # read it back as a new process would
+    cache = Path(os.environ["JUPYTER_VOLUME_CACHE_DIR"])
+    vol = Volume.from_name("cached", store=local_store)
+    vol._repo.chunk_cache = ChunkCache(cache / "chunks")
+    assert _read_all(vol, files) == ([], [])
+    objects = [p for p in (cache / "objects").rglob("*") if p.is_file()]
+    chunks = [p for p in (cache / "chunks").rglob("*") if p.is_file()]
+    assert any("/trees/" in str(p) for p in objects) and any("/index/" in str(p) for p in objects)
+    assert chunks
+    before = {p: p.read_bytes() for p in objects + chunks}
+    for p in objects + chunks:
+        _flip_a_bit(p)
+
+    volume_mod._repos.clear()
+    vol = Volume.from_name("cached", store=local_store)
+    vol._repo.chunk_cache = ChunkCache(cache / "chunks")
+    assert _read_all(vol, files) == ([], [])
+    for p, data in before.items():  # each damaged entry was replaced by a good copy
+        assert p.read_bytes() == data, p
