@@ -106,3 +106,92 @@ def test_put_interrupted_by_crash(tmp_path: Path, mode: str) -> None:
     # the key is still free for a create-only put
     assert store.put_if_absent("objs/victim", b"second try")
     assert store.get("objs/victim") == b"second try"
+
+
+# Children that increment one counter with put_if_match loops while every os.replace
+# first sleeps: that widens the window between a conditional write's check and its
+# replace from microseconds to 20 ms, so a compare-and-swap that did not hold between
+# processes would lose increments in nearly every round.
+SLOW_CAS_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from jupyter_volume.store.local import LocalStore
+
+    real_replace = os.replace
+
+    def slow_replace(src, dst):
+        time.sleep(0.02)
+        real_replace(src, dst)
+
+    os.replace = slow_replace
+    store = LocalStore(sys.argv[1], fsync=False)
+    for _ in range(int(sys.argv[2])):
+        while True:
+            data, token = store.get_versioned("counter")
+            if store.put_if_match("counter", str(int(data) + 1).encode(), token):
+                break
+    """
+)
+
+
+def test_put_if_match_holds_across_processes_with_a_slow_replace(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put("counter", b"0")
+    children = [
+        subprocess.Popen([sys.executable, "-c", SLOW_CAS_CHILD, str(store.root), "10"])
+        for _ in range(4)
+    ]
+    try:
+        assert [c.wait(timeout=300) for c in children] == [0, 0, 0, 0]
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+    assert store.get("counter") == b"40"
+    # the sidecar lock file stays hidden, and goes with the object
+    assert [o.key for o in store.list()] == ["counter"]
+    store.delete(["counter"])
+    assert list((tmp_path / "store").iterdir()) == []
+
+
+def test_put_waits_for_a_conditional_write_in_progress(tmp_path: Path) -> None:
+    # A plain put of a key that has a lock file takes the lock: while another process
+    # holds it (between check and replace), the put cannot land.
+    import fcntl
+
+    store = LocalStore(tmp_path / "store")
+    store.put("k", b"v1")
+    _, token = store.get_versioned("k")
+    assert store.put_if_match("k", b"v2", token)  # creates the sidecar lock file
+    lock = store._lock_path(store.root / "k")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from jupyter_volume.store.local import LocalStore; "
+            "s = LocalStore(sys.argv[1]); print('putting', flush=True); "
+            "s.put('k', b'from child'); print('done')",
+            str(store.root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "putting\n"
+        # blocked on our lock; a put that ignored it would be done long before this
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=2)
+        assert store.get("k") == b"v2"
+        os.close(fd)  # release: the put goes through
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    assert store.get("k") == b"from child"

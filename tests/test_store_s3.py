@@ -20,10 +20,16 @@ from jupyter_volume.testing.store_tests import StoreTests
 @pytest.mark.s3
 class TestS3Store(StoreTests):
     race_rounds = 20
+    cas_rounds = 5
+    cas_increments = 10
 
     @pytest.fixture
     def store(self, s3_store: S3Store) -> S3Store:
         return s3_store
+
+    @pytest.fixture
+    def child_env(self, seaweedfs: SeaweedFS) -> dict[str, str]:
+        return seaweedfs.env()
 
 
 @pytest.mark.s3

@@ -16,6 +16,17 @@ backslashes. The repository layer above relies on exactly these promises:
   the key present), a backend that can tell reports True; a caller whose objects are
   unique (commit records carry a txn_id) settles any remaining doubt by reading the
   object back.
+* ``get_versioned(key)`` returns ``(data, token)``: the whole object and an opaque
+  version token (a string) for ``put_if_match``. Missing key: NotFoundError.
+* ``put_if_match(key, data, token)`` replaces ``key`` with ``data`` only if its current
+  version is ``token``, atomically with respect to every other conditional write of
+  that key from any process or machine (compare-and-swap). It returns the new
+  object's token when it wrote, and None when the key holds another version or does
+  not exist (create with ``put_if_absent``). Tokens derive from the content (an S3
+  ETag, a hash on the local store): an object rewritten with identical bytes may keep
+  its token, which is harmless for the read-modify-write loops this is made for. When
+  a transport lost the response to a write that did land, a backend settles it by
+  reading the object back (ours if it holds exactly ``data``).
 * ``delete(keys)`` removes every key given; missing keys are not an error.
 * ``list(prefix, start_after=None)`` yields :class:`ObjectInfo` for every key that
   starts with ``prefix`` and sorts after ``start_after``, in ascending byte order.
@@ -78,6 +89,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
         """Create ``key`` with ``data`` unless it exists; True if this call created it."""
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """Return ``(data, token)`` of ``key``: its bytes and a version token for
+        :meth:`put_if_match`. Stores without conditional writes raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} has no conditional writes")
+
+    def put_if_match(
+        self, key: str, data: bytes | bytearray | memoryview, token: str
+    ) -> str | None:
+        """Replace ``key`` with ``data`` if its version is still ``token`` (compare-and-swap);
+        the new token when written, None when the version differs or the key is missing."""
+        raise NotImplementedError(f"{type(self).__name__} has no conditional writes")
 
     @abc.abstractmethod
     def delete(self, keys: Iterable[str]) -> None:

@@ -5,11 +5,24 @@ then gets its final name: ``os.replace`` for plain puts, ``os.link`` for create-
 puts (``link`` fails with EEXIST when another writer won; ``rename`` would silently
 overwrite). So a crash never leaves a half-written object under a final key; at worst a
 ``.tmp-*`` file that listing ignores and garbage collection removes.
+
+Conditional writes (``put_if_match``) are a compare-and-swap between processes: an
+``flock`` on a sidecar lock file ``.tmp-lock-<name>`` beside the object is held around
+"hash the current file, compare with the token, ``os.replace``". The token is a BLAKE3
+hash of the content. Once a key has a lock file, plain ``put`` and ``delete`` of that key
+take the same lock, so they never land between a conditional write's check and its
+replace; ``delete`` removes the lock file with the object (whoever waited on the old lock
+file sees that it is gone and locks the new one). The one window left: a plain ``put``
+already past its lock check when the key's *first* conditional write creates the lock
+file may land between that write's check and replace. Callers that mix the two on a key
+(the Dict does not) should make the first write of the key a conditional one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -18,9 +31,19 @@ from pathlib import Path
 from ..errors import NotFoundError, StoreAccessError, StoreError
 from .base import ObjectInfo, Store, check_key
 
-__all__ = ["LocalStore", "TMP_PREFIX"]
+__all__ = ["LOCK_PREFIX", "LocalStore", "TMP_PREFIX"]
 
 TMP_PREFIX = ".tmp-"
+#: Sidecar lock files of conditional writes: hidden like temp files, but never garbage.
+LOCK_PREFIX = TMP_PREFIX + "lock-"
+#: Object names longer than this get a hashed lock-file name (file names max 255 bytes).
+_LOCK_NAME_MAX = 200
+
+
+def _token(data: bytes | bytearray | memoryview) -> str:
+    from blake3 import blake3
+
+    return blake3(data).hexdigest()[:32]
 
 
 class LocalStore(Store):
@@ -75,6 +98,49 @@ class LocalStore(Store):
         finally:
             os.close(fd)
 
+    @staticmethod
+    def _lock_path(path: Path) -> Path:
+        name = path.name
+        if len(name.encode()) > _LOCK_NAME_MAX:
+            name = "h-" + _token(name.encode())
+        return path.parent / f"{LOCK_PREFIX}{name}"
+
+    @contextlib.contextmanager
+    def _key_lock(self, path: Path, *, create: bool) -> Iterator[bool]:
+        """Hold the flock of ``path``'s sidecar lock file; yields False (no lock taken)
+        when it has none and ``create`` is False."""
+        lock = self._lock_path(path)
+        while True:
+            try:
+                fd = os.open(lock, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+            except FileNotFoundError:
+                if not create:
+                    yield False
+                    return
+                path.parent.mkdir(parents=True, exist_ok=True)  # a delete removed the folder
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                # a delete may have unlinked the lock file while we waited: then the lock
+                # we hold guards nothing; take the current file instead
+                try:
+                    current = os.stat(lock)
+                except FileNotFoundError:
+                    current = None
+                held = os.fstat(fd)
+                if current is None or (current.st_ino, current.st_dev) != (
+                    held.st_ino,
+                    held.st_dev,
+                ):
+                    if not create and current is None:
+                        yield False
+                        return
+                    continue
+                yield True
+                return
+            finally:
+                os.close(fd)  # releases the flock
+
     def _wrap(self, e: OSError, key: str) -> Exception:
         if isinstance(e, FileNotFoundError):
             return NotFoundError(f"no object {key!r} in store {self.url}")
@@ -108,9 +174,42 @@ class LocalStore(Store):
         path = self._path(key)
         try:
             tmp = self._write_tmp(path, data)
-            os.replace(tmp, path)
+            try:
+                with self._key_lock(path, create=False):
+                    os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
         except OSError as e:
             raise self._wrap(e, key) from e
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        data = self.get(key)
+        return data, _token(data)
+
+    def put_if_match(
+        self, key: str, data: bytes | bytearray | memoryview, token: str
+    ) -> str | None:
+        path = self._path(key)
+        if not isinstance(token, str):
+            raise TypeError(f"put_if_match token must be a str, got {type(token).__name__}")
+        try:
+            tmp = self._write_tmp(path, data)  # the slow part, outside the lock
+            try:
+                with self._key_lock(path, create=True):
+                    try:
+                        with open(path, "rb") as f:
+                            current = _token(f.read())
+                    except (FileNotFoundError, IsADirectoryError):
+                        return None
+                    if current != token:
+                        return None
+                    os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._fsync_dir(path.parent)
+        except OSError as e:
+            raise self._wrap(e, key) from e
+        return _token(data)
 
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
         path = self._path(key)
@@ -133,12 +232,16 @@ class LocalStore(Store):
 
     def delete(self, keys: Iterable[str]) -> None:
         parents: set[Path] = set()
-        for key in keys:
-            path = self._path(key)
+        paths = [(key, self._path(key)) for key in keys]  # all keys checked before any delete
+        for key, path in paths:
             try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+                with self._key_lock(path, create=False) as locked:
+                    try:
+                        path.unlink()
+                    except FileNotFoundError:
+                        pass
+                    if locked:  # whoever waits on it re-checks and finds it gone
+                        self._lock_path(path).unlink(missing_ok=True)
             except OSError as e:
                 raise self._wrap(e, key) from e
             parents.add(path.parent)
@@ -196,7 +299,7 @@ class LocalStore(Store):
         """Yield leftover temporary files (from crashed writers) older than ``older_than``."""
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.startswith(TMP_PREFIX):
+                if name.startswith(TMP_PREFIX) and not name.startswith(LOCK_PREFIX):
                     p = Path(dirpath) / name
                     try:
                         if p.stat().st_mtime < older_than:

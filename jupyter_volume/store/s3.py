@@ -15,6 +15,10 @@ Create-only puts use ``If-None-Match: *``. When an earlier attempt of the same c
 have landed before its response was lost, a later 412 PreconditionFailed is ambiguous;
 the store then reads the object back and reports True when it holds our bytes.
 
+Conditional overwrites (``put_if_match``) use the object's ETag as the version token and
+``If-Match``. A missing key answers 404 on AWS and 412 on SeaweedFS; both mean "no
+match". An ambiguous 412 after a retried attempt is settled as above.
+
 Listing does not trust the server's order: some S3-compatible servers (SeaweedFS among
 them) list a "directory" ``a/`` where ``a`` sorts rather than where ``a/`` does, which
 puts ``a/b`` before ``a-b``, and skip by that order for ``StartAfter``. :meth:`list`
@@ -527,6 +531,66 @@ class S3Store(Store):
             except NotFoundError:
                 continue  # deleted in the meantime: it is absent, so try again
             return existing == body
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """Return the whole object under ``key`` and its ETag (the version token).
+
+        Raises:
+            NotFoundError: no such key.
+            StoreError: the server failed after retries (StoreAccessError: refused).
+        """
+        full = self._full(key)
+
+        def attempt() -> tuple[bytes, str]:
+            resp = self._client.get_object(Bucket=self.bucket, Key=full)
+            with resp["Body"] as body:
+                return body.read(), str(resp["ETag"])
+
+        return self._retry("get", key, attempt)
+
+    def put_if_match(
+        self, key: str, data: bytes | bytearray | memoryview, token: str
+    ) -> str | None:
+        """Replace ``key`` with ``data`` if its ETag is still ``token`` (one ``PUT`` with
+        ``If-Match``, whatever the size); the new ETag, or None when the object changed
+        or is missing (412 or 404). An ambiguous 412 after a retry is settled by reading
+        the object back.
+
+        Raises:
+            StoreError: the server failed after retries (StoreAccessError: refused).
+        """
+        if not isinstance(token, str):
+            raise TypeError(f"put_if_match token must be a str, got {type(token).__name__}")
+        full = self._full(key)
+        body = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
+        landed = False
+
+        def note(e: BaseException) -> None:
+            nonlocal landed
+            landed = landed or _may_have_landed(e)
+
+        def attempt() -> str | None:
+            try:
+                resp = self._client.put_object(
+                    Bucket=self.bucket, Key=full, Body=body, IfMatch=token
+                )
+            except bexc.ClientError as e:
+                status, code = _status(e), _code(e)
+                if status == 412 or code == "PreconditionFailed":
+                    return None
+                if code in _NOT_FOUND_CODES or status == 404:
+                    return None  # AWS: no such key; SeaweedFS says 412 instead
+                raise
+            return str(resp["ETag"])
+
+        new = self._retry("put_if_match", key, attempt, on_transient=note)
+        if new is not None or not landed:
+            return new
+        try:
+            existing, etag = self.get_versioned(key)
+        except NotFoundError:
+            return None
+        return etag if existing == body else None
 
     def delete(self, keys: Iterable[str]) -> None:
         """Delete every key in ``keys`` (batched DeleteObjects); missing keys are fine.

@@ -9,12 +9,20 @@ returns a fresh, empty store::
         @pytest.fixture
         def store(self, tmp_path):
             return MyStore(...)
+
+The conditional-write tests also race child processes, which open the store with
+``open_store(store.url)``; override the ``child_env`` fixture to return the environment
+variables they need for that (credentials), as the S3 suite does.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import subprocess
+import sys
+import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,6 +52,19 @@ class StoreTests:
     big_size = 200 * MiB
     #: Keys in the listing test (more than one S3 page of 1,000).
     many_keys = 1100
+    #: Rounds of the thread race on ``put_if_match``.
+    cas_rounds = 30
+    #: Child processes in the process races on ``put_if_match``, and the increments
+    #: each makes to the shared counter.
+    cas_processes = 4
+    cas_increments = 25
+    #: Rounds of the process race on ``put_if_match`` (one set of children for all).
+    cas_process_rounds = 3
+
+    @pytest.fixture
+    def child_env(self) -> dict[str, str]:
+        """Environment variables a child process needs to open ``store.url``."""
+        return {}
 
     # -- round trips -------------------------------------------------------------------
     def test_empty_object(self, store: Store) -> None:
@@ -284,3 +305,166 @@ class StoreTests:
             assert len(winners) == 1, f"round {rnd}: winners {winners}, results {results}"
             assert store.get(key) == payloads[winners[0]], f"round {rnd}"
             barrier.reset()
+
+    # -- conditional writes ----------------------------------------------------------
+    def test_put_if_match(self, store: Store) -> None:
+        with pytest.raises(NotFoundError):
+            store.get_versioned("cas/k")
+        assert store.put_if_match("cas/k", b"x", "no-such-version") is None
+        assert not store.exists("cas/k")  # a missing key is no match: nothing created
+        store.put("cas/k", b"one")
+        data, t1 = store.get_versioned("cas/k")
+        assert data == b"one" and isinstance(t1, str) and t1
+        t2 = store.put_if_match("cas/k", b"two", t1)
+        assert isinstance(t2, str) and t2 != t1
+        assert store.get_versioned("cas/k") == (b"two", t2)
+        assert store.put_if_match("cas/k", b"three", t1) is None  # stale token
+        assert store.get("cas/k") == b"two"
+        t3 = store.put_if_match("cas/k", memoryview(b"xxthreexx")[2:-2], t2)
+        assert t3 is not None and store.get_versioned("cas/k") == (b"three", t3)
+        store.put("cas/k", b"four")  # a plain put changes the version too
+        assert store.put_if_match("cas/k", b"five", t3) is None
+        _, t4 = store.get_versioned("cas/k")
+        store.delete(["cas/k"])
+        assert store.put_if_match("cas/k", b"six", t4) is None  # deleted: no match
+        assert not store.exists("cas/k")
+        assert _keys(store) == []  # no sidecar or leftover is ever listed
+        assert store.put_if_absent("cas/k", b"seven")
+        assert store.get("cas/k") == b"seven"
+
+    def test_put_if_match_big_and_empty(self, store: Store) -> None:
+        store.put("cas/e", b"")
+        _, t = store.get_versioned("cas/e")
+        big = random.Random(3).randbytes(3 * MiB)
+        t2 = store.put_if_match("cas/e", big, t)
+        assert t2 is not None and store.get_versioned("cas/e") == (big, t2)
+        assert store.put_if_match("cas/e", b"", t2) is not None
+        assert store.get("cas/e") == b""
+
+    def test_put_if_match_invalid_key(self, store: Store) -> None:
+        with pytest.raises(InvalidError):
+            store.put_if_match("../x", b"x", "t")
+        with pytest.raises(InvalidError):
+            store.get_versioned("a//b")
+
+    def test_put_if_match_thread_race(self, store: Store) -> None:
+        n = self.race_threads
+        barrier = threading.Barrier(n)
+        results: list[object] = [None] * n
+        key = "cas/race"
+        store.put(key, b"round -1")
+        for rnd in range(self.cas_rounds):
+            _, token = store.get_versioned(key)  # every contender starts from this version
+
+            def contender(i: int, rnd: int = rnd, token: str = token) -> None:
+                try:
+                    barrier.wait(timeout=60)
+                    results[i] = store.put_if_match(key, f"round {rnd} by {i}".encode(), token)
+                except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                    results[i] = e
+
+            threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert not any(t.is_alive() for t in threads), f"round {rnd}: a writer hangs"
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
+            winners = [i for i, r in enumerate(results) if r is not None]
+            assert len(winners) == 1, f"round {rnd}: winners {winners}, results {results}"
+            data, now = store.get_versioned(key)
+            assert data == f"round {rnd} by {winners[0]}".encode()
+            assert now == results[winners[0]]
+            barrier.reset()
+
+    def _children(
+        self, store: Store, child_env: dict[str, str], code: str, *args: str
+    ) -> list[subprocess.Popen[str]]:
+        env = dict(os.environ)
+        env.update(child_env)
+        return [
+            subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(code), store.url, str(i), *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for i in range(self.cas_processes)
+        ]
+
+    def test_put_if_match_process_race(self, store: Store, child_env: dict[str, str]) -> None:
+        # Each child reads the version, says "ready", waits for "go" (sent to all at
+        # once), tries its conditional write and prints whether it won.
+        code = """
+            import sys
+            from jupyter_volume.store import open_store
+            store = open_store(sys.argv[1])
+            me, rounds = sys.argv[2], int(sys.argv[3])
+            for rnd in range(rounds):
+                _, token = store.get_versioned("cas/proc")
+                print("ready", flush=True)
+                assert sys.stdin.readline() == "go\\n"
+                won = store.put_if_match("cas/proc", f"{rnd} {me}".encode(), token)
+                print("won" if won else "lost", flush=True)
+                assert sys.stdin.readline() == "next\\n"
+        """
+        store.put("cas/proc", b"start")
+        rounds = self.cas_process_rounds
+        children = self._children(store, child_env, code, str(rounds))
+        try:
+            for rnd in range(rounds):
+                for c in children:
+                    line = c.stdout.readline()  # type: ignore[union-attr]
+                    assert line == "ready\n", c.stderr.read()  # type: ignore[union-attr]
+                for c in children:
+                    c.stdin.write("go\n")  # type: ignore[union-attr]
+                    c.stdin.flush()  # type: ignore[union-attr]
+                said = [c.stdout.readline().strip() for c in children]  # type: ignore[union-attr]
+                winners = [i for i, s in enumerate(said) if s == "won"]
+                assert said.count("lost") == len(children) - 1, (rnd, said)
+                assert len(winners) == 1, (rnd, said)
+                assert store.get("cas/proc") == f"{rnd} {winners[0]}".encode()
+                for c in children:
+                    c.stdin.write("next\n")  # type: ignore[union-attr]
+                    c.stdin.flush()  # type: ignore[union-attr]
+            for c in children:
+                assert c.wait(timeout=120) == 0, c.stderr.read()  # type: ignore[union-attr]
+        finally:
+            for c in children:
+                if c.poll() is None:
+                    c.kill()
+                    c.wait()
+
+    def test_put_if_match_counter(self, store: Store, child_env: dict[str, str]) -> None:
+        # Processes increment one counter with read / conditional-write loops: the total
+        # is exact only if no two writers ever both succeed from the same version.
+        code = """
+            import sys
+            from jupyter_volume.store import open_store
+            store = open_store(sys.argv[1])
+            n = int(sys.argv[3])
+            retries = 0
+            for _ in range(n):
+                while True:
+                    data, token = store.get_versioned("cas/counter")
+                    if store.put_if_match("cas/counter", str(int(data) + 1).encode(), token):
+                        break
+                    retries += 1
+            print(retries)
+        """
+        store.put("cas/counter", b"0")
+        children = self._children(store, child_env, code, str(self.cas_increments))
+        try:
+            for c in children:
+                out, err = c.communicate(timeout=600)
+                assert c.returncode == 0, err
+        finally:
+            for c in children:
+                if c.poll() is None:
+                    c.kill()
+                    c.wait()
+        assert int(store.get("cas/counter")) == self.cas_processes * self.cas_increments

@@ -29,7 +29,7 @@ __all__ = ["KILL_EXIT_CODE", "WRITE_OPS", "CountingStore", "KillAfterStore", "Op
 KILL_EXIT_CODE = 87
 
 #: Operations that change the store (the rest only read).
-WRITE_OPS = frozenset({"put", "put_if_absent", "delete"})
+WRITE_OPS = frozenset({"put", "put_if_absent", "put_if_match", "delete"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,14 @@ class WrappedStore(Store):
 
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
         return self._do("put_if_absent", key, self.inner.put_if_absent, key, data)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        return self._do("get_versioned", key, self.inner.get_versioned, key)
+
+    def put_if_match(
+        self, key: str, data: bytes | bytearray | memoryview, token: str
+    ) -> str | None:
+        return self._do("put_if_match", key, self.inner.put_if_match, key, data, token)
 
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
