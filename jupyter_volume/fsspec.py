@@ -1,0 +1,796 @@
+"""``volume://``: volumes as an fsspec file system, for pandas, pyarrow, zarr, dask, ...
+
+URLs::
+
+    volume://VOLUME/path/in/volume        the newest commit (read and write)
+    volume://VOLUME@12/path               commit 12 (read only)
+    volume://VOLUME@v1.0/path             the commit tagged v1.0 (read only)
+    volume://                             the store: each volume is a top-level folder
+
+Options (fsspec ``storage_options``): ``store=`` a store URL (or a
+:class:`~jupyter_volume.store.Store`), else ``$JUPYTER_VOLUME_STORE`` or the configured
+default; ``environment=`` an environment name, else ``$JUPYTER_VOLUME_ENV`` or the
+configured one. Registered as fsspec's ``volume`` protocol through the ``fsspec.specs``
+entry point, so ``fsspec.open("volume://...")`` and ``pd.read_parquet("volume://...")``
+work once the package is installed.
+
+How volumes differ from a POSIX tree, and what this module does about it:
+
+* Every change is a commit. A file opened for writing becomes one commit when it is
+  closed (its bytes go to a temporary file first, so large files stream); an exception
+  inside ``with fs.open(path, "wb")`` commits nothing. Inside ``with fs.transaction:``
+  every file written (``open``/``pipe``/``put``) becomes part of one commit per volume
+  when the block ends, or of none if it raises. ``put`` of many files and ``pipe`` of a
+  dict are one commit each. ``rm`` of many paths is one commit; ``mv`` of one path is
+  one commit (no data is copied); ``cp`` of a file within a volume copies no data.
+* Reads see the newest commit at the time of each call; an open file reads one commit
+  from open to close (a Parquet footer and its row groups never mix commits).
+* Folders are real entries: ``mkdir`` makes an empty folder that lists and survives;
+  writing ``a/b/c`` creates the missing folders ``a`` and ``a/b``; deleting the last
+  file of a folder keeps the folder.
+* ``rm`` of a whole volume is refused (delete volumes with
+  ``Volume.objects.delete``); ``mkdir("NAME")`` at the top creates a volume, and writing
+  into a volume that does not exist creates it.
+* Writes to ``VOLUME@REF`` are refused: a commit is history.
+
+Layer: a front end, like the CLI: it calls :class:`~jupyter_volume.Volume` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import posixpath
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fsspec.spec import AbstractFileSystem
+from fsspec.transaction import Transaction
+
+from .errors import AlreadyExistsError, InvalidError, NotFoundError
+from .store import Store, open_store
+from .volume import FileEntry, FileEntryType, Volume
+
+__all__ = ["VolumeFileSystem", "VolumeWriteFile", "parse_url"]
+
+
+def parse_url(path: str) -> tuple[str, str | None, str]:
+    """Split ``volume://NAME@REF/inner/path`` (or ``NAME@REF/inner/path``) into
+    ``(NAME, REF or None, "inner/path")``.
+
+    Parsed here rather than by fsspec, whose generic URL parsing would read ``a@b`` as
+    user@host. ``NAME`` is "" for the store's root (``volume://``).
+
+    Raises:
+        InvalidError: an empty ``@REF``.
+    """
+    p = VolumeFileSystem._strip_protocol(path).lstrip("/")
+    if not p:
+        return "", None, ""
+    head, _, rest = p.partition("/")
+    name, at, ref = head.partition("@")
+    if at and not ref:
+        raise InvalidError(f"empty commit after '@' in {path!r}: use NAME@12 or NAME@tag")
+    return name, (ref or None), rest.strip("/")
+
+
+class _Pending:
+    """One write waiting for its commit: bytes, a local file, or an open file object."""
+
+    def __init__(self, volume: str, path: str, source: Any, exclusive: bool) -> None:
+        self.volume = volume
+        self.vpath = path
+        self._source = source
+        self.exclusive = exclusive
+
+    def source(self) -> Any:
+        """What BatchUpload.put_file takes: a local path or a binary file at offset 0."""
+        if isinstance(self._source, bytes | bytearray | memoryview):
+            return io.BytesIO(self._source)
+        return self._source
+
+    def commit(self) -> None:  # fsspec's Transaction API; VolumeTransaction batches instead
+        """Commit this write alone."""
+        raise InvalidError("pending volume writes are committed by their transaction")
+
+    def discard(self) -> None:
+        """Drop this write."""
+        self._source = b""
+
+
+class VolumeTransaction(Transaction):
+    """``with fs.transaction:``: every file written inside becomes one commit per volume
+    at the end of the block, or nothing at all if the block raises."""
+
+    def complete(self, commit: bool = True) -> None:
+        """Commit (or discard) every write collected since the transaction started."""
+        files = list(self.files)
+        self.files.clear()
+        fs = self.fs
+        try:
+            if commit and fs is not None:
+                fs._commit_writes(files)
+        finally:
+            for f in files:
+                try:
+                    f.discard()
+                except Exception:
+                    pass
+            if fs is not None:
+                fs._intrans = False
+                fs._transaction = None
+            self.fs = None
+
+
+class VolumeWriteFile(io.BufferedIOBase):
+    """A file opened for writing: bytes go to a local temporary file; closing it commits
+    them as one commit (or hands them to the open transaction).
+
+    An exception inside ``with fs.open(path, "wb") as f:`` discards the file: nothing is
+    committed. Returned by ``VolumeFileSystem.open(path, "wb")`` (also ``"xb"``: fail
+    if the file exists; ``"ab"``: append to the current contents).
+    """
+
+    def __init__(
+        self, fs: VolumeFileSystem, path: str, mode: str, autocommit: bool, initial: bytes = b""
+    ) -> None:
+        super().__init__()
+        self.fs = fs
+        self.path = path
+        self.mode = mode
+        self.autocommit = autocommit
+        self.volume, _ref, self.vpath = parse_url(path)
+        self.exclusive = "x" in mode
+        # closed by discard(), on close or at the end of the transaction
+        self._tmp: Any = tempfile.TemporaryFile(prefix="jupyter-volume-write-")  # noqa: SIM115
+        if initial:
+            self._tmp.write(initial)
+        self._done = False
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The path written (without ``volume://``)."""
+        return self.path
+
+    def writable(self) -> bool:
+        """Always True."""
+        return True
+
+    def readable(self) -> bool:
+        """Always False."""
+        return False
+
+    def seekable(self) -> bool:
+        """True: a writer may go back and patch (e.g. a header) before closing."""
+        return True
+
+    def write(self, data: Any) -> int:
+        """Append ``data`` (bytes-like) at the current position."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        return self._tmp.write(data)
+
+    def tell(self) -> int:
+        """The current position."""
+        return self._tmp.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the position in what was written so far."""
+        return self._tmp.seek(offset, whence)
+
+    def flush(self) -> None:
+        """Flush to the temporary file (nothing is committed before close)."""
+        if not self.closed and not self._tmp.closed:
+            self._tmp.flush()
+
+    def source(self) -> Any:
+        """The written bytes as a file at offset 0 (for the commit)."""
+        self._tmp.flush()
+        self._tmp.seek(0)
+        return self._tmp
+
+    def close(self) -> None:
+        """Commit the file (unless a transaction collects it); then close it."""
+        if self.closed:
+            return
+        try:
+            if self.autocommit and not self._done:
+                self.commit()
+        finally:
+            if self.autocommit:
+                self.discard()
+            super().close()
+
+    def commit(self) -> None:
+        """Make the written bytes one commit now."""
+        if not self._done:
+            self._done = True
+            self.fs._commit_writes([self])
+
+    def discard(self) -> None:
+        """Drop the written bytes (the temporary file goes away)."""
+        self._done = True
+        try:
+            self._tmp.close()
+        except Exception:
+            pass
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is not None and self.autocommit:
+            self.discard()  # an exception in the block: commit nothing
+        self.close()
+
+
+class VolumeFileSystem(AbstractFileSystem):
+    """fsspec file system over the volumes of one store (protocol ``volume``).
+
+    Example::
+
+        import fsspec
+        fs = fsspec.filesystem("volume", store="s3://bucket/team")
+        fs.pipe("volume://my-data/hello.txt", b"hi")
+        fs.cat("volume://my-data/hello.txt")      # b"hi"
+        fs.cat("volume://my-data@1/hello.txt")    # the same file at commit 1
+    """
+
+    protocol = "volume"
+    root_marker = ""
+    transaction_type = VolumeTransaction
+
+    def __init__(
+        self,
+        store: str | os.PathLike[str] | Store | None = None,
+        environment: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(store=store, environment=environment, **kwargs)
+        self._store = _resolve_store(store, environment)
+        self._volumes: dict[str, Volume] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()  # a put() or pipe(dict) collecting its writes
+
+    def __repr__(self) -> str:
+        return f"<VolumeFileSystem {self._store.url}>"
+
+    @property
+    def store(self) -> Store:
+        """The store (environment view included) these URLs point into."""
+        return self._store
+
+    @property
+    def fsid(self) -> str:
+        """Names this store across sessions."""
+        return f"volume-{self._store.url}"
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = os.fspath(path) if not isinstance(path, str) else path
+        for prefix in ("volume://", "volume::"):
+            if path.startswith(prefix):
+                path = path[len(prefix) :]
+        return path.strip("/")
+
+    def unstrip_protocol(self, name: str) -> str:
+        """``NAME/path`` -> ``volume://NAME/path``."""
+        return name if name.startswith("volume://") else f"volume://{name}"
+
+    # -- handles ----------------------------------------------------------------------------
+    def _volume(self, name: str) -> Volume:
+        with self._lock:
+            vol = self._volumes.get(name)
+            if vol is None:
+                vol = self._volumes[name] = Volume.from_name(name, store=self._store)
+            return vol
+
+    def _snapshot(self, name: str, ref: str | None) -> tuple[Volume, int | None]:
+        """The volume and the commit one call reads: ``ref``'s, else the newest."""
+        vol = self._volume(name)
+        if ref is None:
+            vol.refresh()  # reads see the newest commit (reads below use at=None)
+            return vol, None
+        if ref.isdigit():
+            return vol, int(ref)
+        tags = vol.tags()
+        if ref not in tags:
+            raise NotFoundError(f"volume {name!r} has no commit or tag named {ref!r}")
+        return vol, tags[ref]
+
+    def _writable(self, path: str) -> tuple[Volume, str]:
+        """The volume and inner path of a path about to be written; creates the volume if
+        missing. Refuses ``@REF`` paths and the store's root."""
+        name, ref, inner = parse_url(path)
+        if not name:
+            raise InvalidError("volume:// is the store: write into a volume, volume://NAME/...")
+        if ref is not None:
+            raise InvalidError(
+                f"volume://{name}@{ref}/{inner} is read-only: it names commit {ref!r} of "
+                f"volume {name!r}; write to volume://{name}/{inner} instead"
+            )
+        vol = self._volume(name)
+        try:
+            vol.info()
+        except NotFoundError:
+            Volume.objects.create(name, allow_existing=True, store=self._store)
+        return vol, inner
+
+    def _full(self, name: str, ref: str | None, inner: str) -> str:
+        head = f"{name}@{ref}" if ref is not None else name
+        return f"{head}/{inner}" if inner else head
+
+    def _info(self, name: str, ref: str | None, fe: FileEntry, commit: int | None) -> dict:
+        kind = "directory" if fe.type == FileEntryType.DIRECTORY else "file"
+        if fe.type == FileEntryType.SYMLINK:
+            kind = "other"
+        return {
+            "name": self._full(name, ref, fe.path),
+            "size": fe.size if kind != "directory" else 0,
+            "type": kind,
+            "mtime": fe.mtime,
+            "commit": commit,
+        }
+
+    # -- reading: metadata ----------------------------------------------------------------
+    def info(self, path: str, **kwargs: Any) -> dict:
+        """Name, size, type (file/directory), mtime and the commit read, of one path."""
+        name, ref, inner = parse_url(path)
+        if not name:
+            return {"name": "", "size": 0, "type": "directory"}
+        vol, at = self._snapshot(name, ref)
+        fe = vol.stat(inner or "/", at=at)
+        out = self._info(name, ref, fe, at if at is not None else vol.seq)
+        if not inner:
+            out["name"] = self._full(name, ref, "")
+        return out
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        """True if the path exists (store errors are raised, not read as 'missing')."""
+        try:
+            self.info(path)
+            return True
+        except (FileNotFoundError, InvalidError):
+            return False
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
+        """The entries of a folder (or the file itself); at the top, the volumes."""
+        name, ref, inner = parse_url(path)
+        if not name:
+            vols = Volume.objects.list(store=self._store)
+            out: list[dict] = [{"name": v.name, "size": 0, "type": "directory"} for v in vols]
+        else:
+            vol, at = self._snapshot(name, ref)
+            seq = at if at is not None else vol.seq
+            fe = vol.stat(inner or "/", at=at)
+            if fe.type != FileEntryType.DIRECTORY:
+                out = [self._info(name, ref, fe, seq)]
+            else:
+                out = [self._info(name, ref, e, seq) for e in vol.listdir(inner or "/", at=at)]
+        out.sort(key=lambda d: d["name"])
+        return out if detail else [d["name"] for d in out]
+
+    def find(
+        self,
+        path: str,
+        maxdepth: int | None = None,
+        withdirs: bool = False,
+        detail: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Every file below ``path`` (and folders with ``withdirs``), from one commit."""
+        name, ref, inner = parse_url(path)
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        if not name:
+            return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail)
+        try:
+            vol, at = self._snapshot(name, ref)
+            seq = at if at is not None else vol.seq
+            top = vol.stat(inner or "/", at=at)
+        except FileNotFoundError:
+            return {} if detail else []
+        out: dict[str, dict] = {}
+        if top.type != FileEntryType.DIRECTORY:
+            info = self._info(name, ref, top, seq)
+            out[info["name"]] = info
+        else:
+            if withdirs:
+                info = self._info(name, ref, top, seq)
+                info["name"] = self._full(name, ref, inner)
+                out[info["name"]] = info
+            base = inner.count("/") + 1 if inner else 0
+            for e in vol.iterdir(inner or "/", recursive=True, at=at):
+                if maxdepth is not None and e.path.count("/") + 1 - base > maxdepth:
+                    continue
+                if e.type == FileEntryType.DIRECTORY and not withdirs:
+                    continue
+                info = self._info(name, ref, e, seq)
+                out[info["name"]] = info
+        names = sorted(out)
+        return {n: out[n] for n in names} if detail else names
+
+    def du(
+        self,
+        path: str,
+        total: bool = True,
+        maxdepth: int | None = None,
+        withdirs: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Bytes of the files below ``path`` (a sum, or per path with ``total=False``)."""
+        found = self.find(path, maxdepth=maxdepth, withdirs=withdirs, detail=True)
+        sizes = {n: i["size"] for n, i in found.items()}
+        return sum(sizes.values()) if total else sizes
+
+    def modified(self, path: str) -> datetime:
+        """The file's modification time (UTC)."""
+        return datetime.fromtimestamp(self.info(path)["mtime"], tz=UTC)
+
+    def checksum(self, path: str) -> int:
+        """A number naming the file's contents: equal for equal bytes in any path or
+        commit (from its chunk hashes; nothing is downloaded)."""
+        info = self.info(path)
+        if info["type"] != "file":
+            return super().checksum(path)
+        with self._reader(path) as f:
+            return int(f.content_id[:32], 16)
+
+    def ukey(self, path: str) -> str:
+        """The file's content hash (see :meth:`checksum`)."""
+        with self._reader(path) as f:
+            return f.content_id
+
+    # -- reading: bytes ---------------------------------------------------------------------
+    def _reader(self, path: str) -> Any:
+        name, ref, inner = parse_url(path)
+        if not name or not inner:
+            raise InvalidError(f"{path!r} is a volume or the store, not a file")
+        vol, at = self._snapshot(name, ref)
+        return vol.open(inner, "rb", at=at)
+
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        """Bytes ``[start, end)`` of one file (negative: from its end); only the chunks
+        holding them are fetched."""
+        with self._reader(path) as f:
+            s, e = _span(start, end, f.size)
+            return f.read_range(s, e)
+
+    def cat_ranges(
+        self,
+        paths: list[str],
+        starts: Any,
+        ends: Any,
+        max_gap: int | None = None,
+        on_error: str = "return",
+        **kwargs: Any,
+    ) -> list:
+        """Byte ranges of one or more files: each file is opened once and the chunks its
+        ranges need are fetched together."""
+        if not isinstance(paths, list):
+            raise TypeError("paths must be a list")
+        n = len(paths)
+        starts = starts if isinstance(starts, list) else [starts] * n
+        ends = ends if isinstance(ends, list) else [ends] * n
+        if len(starts) != n or len(ends) != n:
+            raise ValueError("paths, starts and ends must have the same length")
+        out: list[Any] = [None] * n
+        by_path: dict[str, list[int]] = {}
+        for i, p in enumerate(paths):
+            by_path.setdefault(self._strip_protocol(p), []).append(i)
+        for p, idxs in by_path.items():
+            try:
+                with self._reader(p) as f:
+                    spans = [_span(starts[i], ends[i], f.size) for i in idxs]
+                    for i, data in zip(idxs, f.read_ranges(spans), strict=True):
+                        out[i] = data
+            except Exception as e:
+                if on_error != "return":
+                    raise
+                for i in idxs:
+                    out[i] = e
+        return out
+
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | None = None,
+        autocommit: bool = True,
+        cache_options: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        path = self._strip_protocol(path)
+        if mode == "rb":
+            return self._reader(path)
+        if mode not in ("wb", "xb", "ab"):
+            raise InvalidError(f"unsupported mode {mode!r}: use rb, wb, xb or ab")
+        _vol, inner = self._writable(path)
+        if not inner:
+            raise InvalidError(f"{path!r} is a volume, not a file: give a file path")
+        if mode == "xb" and self.exists(path):
+            raise AlreadyExistsError(f"{path} already exists (mode 'xb')")
+        initial = b""
+        if mode == "ab" and self.exists(path):
+            initial = self.cat_file(path)
+        return VolumeWriteFile(self, path, mode, autocommit, initial)
+
+    # -- writing ----------------------------------------------------------------------------
+    def _stage(self, pending: _Pending) -> bool:
+        """Hand a write to the open transaction or put() batch; False if there is none."""
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            batch.append(pending)
+            return True
+        if self._intrans:
+            self.transaction.files.append(pending)
+            return True
+        return False
+
+    def _commit_writes(self, writes: Iterable[Any]) -> None:
+        """Commit pending writes: one commit per volume; the last write of a path wins."""
+        by_volume: dict[str, dict[str, Any]] = {}
+        for w in writes:
+            by_volume.setdefault(w.volume, {})[w.vpath] = w
+        for name, items in by_volume.items():
+            vol, _ = self._writable(name)
+            exclusive = [p for p, w in items.items() if w.exclusive]
+            if exclusive and len(exclusive) < len(items):
+                # BatchUpload's check is all-or-nothing: check the exclusive ones here
+                for p in exclusive:
+                    if self.exists(f"{name}/{p}"):
+                        raise AlreadyExistsError(f"{name}/{p} already exists")
+            force = len(exclusive) < len(items) or not exclusive
+            with vol.batch_upload(force=force) as batch:
+                for p, w in items.items():
+                    batch.put_file(w.source(), p)
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        """Write ``value`` to ``path`` as one commit (``mode="create"``: fail if it exists)."""
+        path = self._strip_protocol(path)
+        _vol, inner = self._writable(path)
+        name = parse_url(path)[0]
+        pending = _Pending(name, inner, bytes(value), exclusive=mode == "create")
+        if not self._stage(pending):
+            self._commit_writes([pending])
+
+    def pipe(self, path: Any, value: Any = None, **kwargs: Any) -> None:
+        """Write one file, or a ``{path: bytes}`` dict of them as one commit per volume."""
+        with self._batch():
+            super().pipe(path, value, **kwargs)
+
+    def put_file(
+        self, lpath: str, rpath: str, callback: Any = None, mode: str = "overwrite", **kwargs: Any
+    ) -> None:
+        """Upload one local file (streamed) as one commit; a local folder makes a folder."""
+        rpath = self._strip_protocol(rpath)
+        if os.path.isdir(lpath):
+            self.makedirs(rpath, exist_ok=True)
+            return
+        _vol, inner = self._writable(rpath)
+        pending = _Pending(parse_url(rpath)[0], inner, os.fspath(lpath), mode == "create")
+        if not self._stage(pending):
+            self._commit_writes([pending])
+
+    def put(self, lpath: Any, rpath: Any, recursive: bool = False, **kwargs: Any) -> None:
+        """Upload local files; all the files of one call become one commit per volume."""
+        with self._batch():
+            super().put(lpath, rpath, recursive=recursive, **kwargs)
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """Collect this thread's writes and commit them together at the end (one commit
+        per volume); inside a transaction or an outer batch, they join that instead."""
+        if getattr(self._local, "batch", None) is not None or self._intrans:
+            yield
+            return
+        self._local.batch = []
+        try:
+            yield
+        except BaseException:
+            self._local.batch = None
+            raise
+        writes, self._local.batch = self._local.batch, None
+        if writes:
+            self._commit_writes(writes)
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        """Make an empty folder (one commit); at the top level, a new volume."""
+        path = self._strip_protocol(path)
+        name, ref, inner = parse_url(path)
+        if not name:
+            raise InvalidError("volume:// is the store itself: it always exists")
+        if ref is None and not inner:
+            Volume.objects.create(name, store=self._store)
+            return
+        vol, inner = self._writable(path)
+        if not create_parents:
+            parent = posixpath.dirname(inner)
+            if parent and not self.isdir(f"{name}/{parent}"):
+                raise NotFoundError(f"folder {name}/{parent} does not exist")
+        vol.mkdir(inner)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        """Make a folder and its missing parents (one commit); ``exist_ok``: no error if
+        the folder exists."""
+        path = self._strip_protocol(path)
+        name, ref, inner = parse_url(path)
+        try:
+            info = self.info(path)
+        except FileNotFoundError:
+            info = None
+        if info is not None:
+            if info["type"] != "directory":
+                raise AlreadyExistsError(f"{path} is a file, not a folder")
+            if not exist_ok:
+                raise AlreadyExistsError(f"folder {path} already exists")
+            return
+        if ref is None and not inner and name:
+            Volume.objects.create(name, allow_existing=True, store=self._store)
+            return
+        self.mkdir(path)
+
+    def rmdir(self, path: str) -> None:
+        """Remove an empty folder (one commit)."""
+        path = self._strip_protocol(path)
+        if self.ls(path, detail=False):
+            raise InvalidError(f"folder {path} is not empty")
+        self.rm(path)
+
+    def rm_file(self, path: str) -> None:
+        """Remove one file (one commit)."""
+        self.rm(path)
+
+    def _rm(self, path: str) -> None:
+        self.rm(path)
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        """Remove files (and folders with ``recursive``): one commit per volume.
+
+        A folder that is not empty needs ``recursive=True``; a whole volume is never
+        removed here (use ``Volume.objects.delete``).
+        """
+        paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
+        infos = {p: self.info(p) for p in paths}
+        if maxdepth is not None:
+            # a folder below maxdepth may hold more than was listed: keep it unless all
+            # of it goes
+            listed = set(paths)
+            paths = [
+                p
+                for p in paths
+                if infos[p]["type"] != "directory"
+                or all(q in listed for q in self.find(p, withdirs=True))
+            ]
+        by_volume: dict[str, list[str]] = {}
+        for p in paths:
+            name, ref, inner = parse_url(p)
+            if ref is not None:
+                raise InvalidError(f"volume://{p} is read-only: it names a commit")
+            if not inner:
+                raise InvalidError(
+                    f"refusing to remove volume {name!r} through fsspec: use "
+                    f"Volume.objects.delete({name!r}) to delete a volume and its history"
+                )
+            if not recursive and infos[p]["type"] == "directory" and self.ls(p):
+                raise InvalidError(f"{p} is a folder that is not empty: pass recursive=True")
+            by_volume.setdefault(name, []).append(inner)
+        for name, inners in by_volume.items():
+            self._volume(name).remove_paths(inners)
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        """Copy one file (within a volume: no data is copied) or make a folder."""
+        path1, path2 = self._strip_protocol(path1), self._strip_protocol(path2)
+        n1, r1, p1 = parse_url(path1)
+        info = self.info(path1)
+        vol2, p2 = self._writable(path2)
+        n2 = parse_url(path2)[0]
+        if info["type"] == "directory":
+            self.makedirs(path2, exist_ok=True)
+            return
+        try:
+            if self.info(path2)["type"] == "directory":
+                raise AlreadyExistsError(f"cannot copy file {path1} onto folder {path2}")
+        except FileNotFoundError:
+            pass
+        if n1 == n2 and r1 is None and not self._intrans:
+            parent = posixpath.dirname(p2)
+            if parent and not self.isdir(f"{n2}/{parent}"):
+                vol2.mkdir(parent)
+            vol2.copy_files([p1], p2)
+            return
+        # across volumes or out of an older commit: stream the bytes
+        f = self._reader(path1)
+        pending = _Pending(n2, p2, f, exclusive=False)
+        if not self._stage(pending):
+            try:
+                self._commit_writes([pending])
+            finally:
+                f.close()
+
+    def mv(
+        self,
+        path1: Any,
+        path2: Any,
+        recursive: bool = False,
+        maxdepth: int | None = None,
+        **kw: Any,
+    ) -> None:
+        """Move or rename one file or folder inside a volume as one commit (no data is
+        copied); anything else (lists, globs, across volumes) copies, then removes."""
+        simple = (
+            isinstance(path1, str)
+            and isinstance(path2, str)
+            and maxdepth is None
+            and "*" not in path1
+            and "?" not in path1
+            and "[" not in path1
+        )
+        if simple:
+            s1, s2 = self._strip_protocol(path1), self._strip_protocol(path2)
+            n1, r1, p1 = parse_url(s1)
+            n2, r2, p2 = parse_url(s2)
+            if n1 and n1 == n2 and r1 is None and p1 and not path2.endswith("/"):
+                if s1 == s2:
+                    return
+                vol, p2 = self._writable(s2)
+                self.info(s1)  # FileNotFoundError if missing
+                parent = posixpath.dirname(p2)
+                if parent and not self.isdir(f"{n2}/{parent}"):
+                    vol.mkdir(parent)
+                vol.move(p1, p2, overwrite=True)
+                return
+        super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kw)
+
+
+def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:
+    """fsspec's ``start``/``end`` (None, or negative from the end) as ``[s, e)``."""
+    s = 0 if start is None else (max(0, size + start) if start < 0 else start)
+    e = size if end is None else (size + end if end < 0 else end)
+    return s, max(s, min(e, size))
+
+
+_stores: dict[tuple[str, str], Store] = {}
+_stores_lock = threading.Lock()
+
+
+def _resolve_store(store: str | os.PathLike[str] | Store | None, environment: str | None) -> Store:
+    """The store to use: ``store`` or the configured default, as seen from ``environment``."""
+    env = _resolve_environment(environment)
+    if isinstance(store, Store):
+        return _environment_store(store, env) if env else store
+    if store is None:
+        from .config import resolve_store_url
+
+        url = resolve_store_url()
+    else:
+        url = os.fspath(store)
+    with _stores_lock:
+        s = _stores.get((url, env))
+        if s is None:
+            base = open_store(url)
+            s = _stores[(url, env)] = _environment_store(base, env) if env else base
+        return s
+
+
+def _resolve_environment(environment: str | None) -> str:
+    try:
+        from .store import resolve_environment
+    except ImportError:  # a version without environments: only the default one exists
+        if environment:
+            raise InvalidError(
+                "this version of jupyter-volume has no environments: drop environment="
+            ) from None
+        return ""
+    return resolve_environment(environment)
+
+
+def _environment_store(store: Store, environment: str) -> Store:
+    from .store import environment_store
+
+    return environment_store(store, environment)
