@@ -4,10 +4,13 @@ Layers, each importing only those below it::
 
     magics  cli  widgets  server      thin front ends
             volume (+ mount)          public API, shaped like modal.Volume
+            dicts (+ lease)           Dict: Modal's distributed dictionary on the same store
+            nfs (+ livesync)          NetworkFileSystem: live-synced folders on volumes
             repository                commit log, trees, packs, index, merge, verify
             store                     local folder (default) or any S3-compatible service
 """
 
+from .dicts import DeserializationError, Dict, DictInfo
 from .errors import (
     AlreadyExistsError,
     ConflictError,
@@ -19,6 +22,7 @@ from .errors import (
     VolumeBusyError,
     VolumeError,
 )
+from .nfs import NetworkFileSystem
 from .volume import CommitInfo, DiffEntry, DiskUsage, FileEntry, FileEntryType, Volume, VolumeInfo
 
 __version__ = "0.1.0"
@@ -28,11 +32,15 @@ __all__ = [
     "CommitInfo",
     "ConflictError",
     "CorruptionError",
+    "DeserializationError",
+    "Dict",
+    "DictInfo",
     "DiffEntry",
     "DiskUsage",
     "FileEntry",
     "FileEntryType",
     "InvalidError",
+    "NetworkFileSystem",
     "NotFoundError",
     "StoreAccessError",
     "StoreError",

@@ -1,40 +1,74 @@
 """Volume names and paths: the rules, and the name -> volume registry on a store.
 
-``names/<name>`` holds ``{"id", "created_at", "created_by"}`` and is created with
-``put_if_absent``, so two processes creating one name race safely: exactly one wins.
+``names/<name>`` holds ``{"id", "created_at", "created_by", "version"}`` and is created
+with ``put_if_absent``, so two processes creating one name race safely: exactly one wins.
 The volume's objects live under ``vols/<id>/``; a rename writes the new name first and
 then removes the old one, so a crash in between leaves two names for one volume,
 never none.
+
+Ephemeral volumes have no name: their record is the payload of a lease object,
+``leases/ephemeral/<id>``, that the owner keeps renewing (see :mod:`jupyter_volume.lease`).
+Once the lease is older than its ttl by the store's clock, :func:`sweep_ephemeral`
+(called by ordinary operations) deletes the volume.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import posixpath
 import re
 import socket
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .repository import Repository
 from .repository.codec import dump_json, load_json
 from .store import Store
 
+# Tag names (repository/gc.py) keep this stricter rule.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Volume names: Modal's rule (1-64 of letters, digits, '.', '_', '-'), less what is unsafe
+# here: a leading '-' reads as an option on a command line; '.' and '..' as paths.
+VOLUME_NAME_RE = re.compile(r"(?!-)(?!\.{1,2}\Z)[A-Za-z0-9._-]{1,64}")
 NAME_RULE = (
     "volume names are 1-64 characters of letters, digits, '.', '_' and '-', "
-    "starting with a letter or digit"
+    "not starting with '-' and not '.' or '..'"
 )
+VERSIONS = (1, 2)
+EPHEMERAL_PREFIX = "leases/ephemeral/"
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
+#: Seconds an ephemeral volume outlives its owner (``$JUPYTER_VOLUME_EPHEMERAL_TTL``).
+DEFAULT_EPHEMERAL_TTL = float(os.environ.get("JUPYTER_VOLUME_EPHEMERAL_TTL", "") or 60.0)
 
 
 def check_name(name: object) -> str:
     """Return ``name`` if it is a valid volume name; else raise InvalidError stating the rule."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not VOLUME_NAME_RE.fullmatch(name):
         raise InvalidError(f"invalid volume name {name!r}: {NAME_RULE}")
     return name
+
+
+def check_version(version: object) -> int | None:
+    """Return ``version`` (None, 1 or 2, as Modal accepts); else raise InvalidError."""
+    if version is None:
+        return None
+    if isinstance(version, bool) or version not in VERSIONS:
+        raise InvalidError(f"volume version must be either 1 or 2, got {version!r}")
+    return int(version)  # type: ignore[call-overload]
+
+
+def check_version_matches(meta: VolumeMeta, requested: int | None) -> None:
+    """Raise InvalidError (as Modal does) when ``requested`` differs from the volume's version."""
+    if requested is not None and requested != meta.version:
+        raise InvalidError(
+            f"volume {meta.name!r} exists but has version v{meta.version}, not v{requested} "
+            "as requested: omit the version argument or pass the volume's own"
+        )
 
 
 def normalize_path(path: str | bytes, *, what: str = "path") -> str:
@@ -74,12 +108,31 @@ def normalize_path(path: str | bytes, *, what: str = "path") -> str:
 
 @dataclass(frozen=True)
 class VolumeMeta:
-    """What the registry knows of a volume."""
+    """What the registry knows of a volume (``name`` is None for an ephemeral one)."""
 
-    name: str
+    name: str | None
     id: str
     created_at: float
     created_by: str
+    version: int = 1
+
+    def doc(self) -> bytes:
+        """The JSON record stored for this volume."""
+        return dump_json(
+            {
+                "id": self.id,
+                "created_at": self.created_at,
+                "created_by": self.created_by,
+                "version": self.version,
+            }
+        )
+
+    @classmethod
+    def of(cls, name: str | None, d: dict) -> VolumeMeta:
+        """Read a stored record (records written before versions existed are version 1)."""
+        return cls(
+            name, d["id"], float(d["created_at"]), d.get("created_by", ""), int(d.get("version", 1))
+        )
 
 
 def _creator() -> str:
@@ -88,71 +141,88 @@ def _creator() -> str:
     return f"{default_author()}@{socket.gethostname()}"
 
 
-def _name_key(name: str) -> str:
-    return f"names/{name}"
+#: Where volume names live; network file systems keep theirs apart, under ``nfs-names/``
+#: (the ``namespace`` argument below), so one name can be a volume and an NFS.
+NAMES = "names/"
 
 
-def resolve(store: Store, name: str) -> VolumeMeta:
+def _name_key(name: str, namespace: str = NAMES) -> str:
+    return f"{namespace}{name}"
+
+
+def resolve(store: Store, name: str, *, namespace: str = NAMES) -> VolumeMeta:
     """The registry entry of ``name``; NotFoundError if there is no such volume."""
     check_name(name)
     try:
-        d = load_json(store.get(_name_key(name)), _name_key(name))
+        d = load_json(store.get(_name_key(name, namespace)), _name_key(name, namespace))
     except NotFoundError:
         raise NotFoundError(
             f"volume {name!r} not found in {store.url}: create it with "
             f"Volume.from_name({name!r}, create_if_missing=True) or `jupyter volume create {name}`"
         ) from None
-    return VolumeMeta(name, d["id"], float(d["created_at"]), d.get("created_by", ""))
+    return VolumeMeta.of(name, d)
 
 
-def create(store: Store, name: str, *, allow_existing: bool = False) -> VolumeMeta:
-    """Create volume ``name``; with ``allow_existing`` an existing one is returned instead."""
+def create(
+    store: Store,
+    name: str,
+    *,
+    allow_existing: bool = False,
+    version: int | None = None,
+    namespace: str = NAMES,
+) -> VolumeMeta:
+    """Create volume ``name``; with ``allow_existing`` an existing one is returned instead
+    (InvalidError if ``version`` is given and differs from the existing volume's)."""
     check_name(name)
+    version = check_version(version)
     if allow_existing:
         try:
-            return resolve(store, name)
+            existing = resolve(store, name, namespace=namespace)
         except NotFoundError:
             pass
+        else:
+            check_version_matches(existing, version)
+            return existing
     vol_id = uuid.uuid4().hex
-    meta = VolumeMeta(name, vol_id, time.time(), _creator())
+    meta = VolumeMeta(name, vol_id, time.time(), _creator(), version or 1)
     Repository.create(store, vol_id, author=meta.created_by.split("@")[0])
-    doc = dump_json({"id": vol_id, "created_at": meta.created_at, "created_by": meta.created_by})
-    if store.put_if_absent(_name_key(name), doc):
+    if store.put_if_absent(_name_key(name, namespace), meta.doc()):
         return meta
     try:  # we may have won with a lost response: the record says whose id it is
-        existing = resolve(store, name)
+        existing = resolve(store, name, namespace=namespace)
     except NotFoundError:
         existing = None
     if existing is not None and existing.id == vol_id:
         return existing
     _delete_objects(store, vol_id)
     if allow_existing and existing is not None:
+        check_version_matches(existing, version)
         return existing
     raise AlreadyExistsError(f"volume {name!r} already exists in {store.url}")
 
 
-def list_volumes(store: Store) -> list[VolumeMeta]:
+def list_volumes(store: Store, *, namespace: str = NAMES) -> list[VolumeMeta]:
     """Every volume in ``store``, sorted by name."""
     out = []
-    for info in store.list("names/"):
-        name = info.key[len("names/") :]
+    for info in store.list(namespace):
+        name = info.key[len(namespace) :]
         try:
-            out.append(resolve(store, name))
+            out.append(resolve(store, name, namespace=namespace))
         except (NotFoundError, InvalidError):
             continue  # deleted while listing, or not ours
     return sorted(out, key=lambda m: m.name)
 
 
-def delete(store: Store, name: str, *, allow_missing: bool = False) -> None:
+def delete(store: Store, name: str, *, allow_missing: bool = False, namespace: str = NAMES) -> None:
     """Delete volume ``name`` and all its objects (history included)."""
     try:
-        meta = resolve(store, name)
+        meta = resolve(store, name, namespace=namespace)
     except NotFoundError:
         if allow_missing:
             return
         raise
-    store.delete([_name_key(name)])
-    if not any(m.id == meta.id for m in list_volumes(store)):
+    store.delete([_name_key(name, namespace)])
+    if not any(m.id == meta.id for m in list_volumes(store, namespace=namespace)):
         _delete_objects(store, meta.id)
 
 
@@ -162,15 +232,89 @@ def rename(store: Store, old: str, new: str) -> VolumeMeta:
     meta = resolve(store, old)
     if old == new:
         return meta
-    doc = dump_json({"id": meta.id, "created_at": meta.created_at, "created_by": meta.created_by})
-    if not store.put_if_absent(_name_key(new), doc):
+    if not store.put_if_absent(_name_key(new), meta.doc()):
         existing = resolve(store, new)
         if existing.id != meta.id:
             raise AlreadyExistsError(
                 f"cannot rename {old!r} to {new!r}: a volume named {new!r} exists"
             )
     store.delete([_name_key(old)])
-    return VolumeMeta(new, meta.id, meta.created_at, meta.created_by)
+    return VolumeMeta(new, meta.id, meta.created_at, meta.created_by, meta.version)
+
+
+def by_id(store: Store, vol_id: str) -> VolumeMeta:
+    """The record of the volume with id ``vol_id`` (named or ephemeral); NotFoundError if none.
+
+    A named volume is found by reading the registry (one request per name).
+    """
+    if not isinstance(vol_id, str) or not re.fullmatch(r"[0-9a-f]{32}", vol_id):
+        raise InvalidError(f"invalid volume id {vol_id!r}: ids are 32 hexadecimal digits")
+    for meta in list_volumes(store):
+        if meta.id == vol_id:
+            return meta
+    try:
+        return VolumeMeta.of(None, load_json(store.get(EPHEMERAL_PREFIX + vol_id), vol_id))
+    except NotFoundError:
+        pass
+    raise NotFoundError(f"no volume with id {vol_id!r} in {store.url}")
+
+
+def create_ephemeral(
+    store: Store, *, ttl: float, version: int | None = None
+) -> tuple[Any, VolumeMeta]:
+    """Create an anonymous volume held by a started :class:`~jupyter_volume.lease.Lease`.
+
+    Returns ``(lease, meta)``; stop the lease and call :func:`delete_ephemeral` to end it.
+    The lease is written before anything else, so a crash leaves nothing unswept.
+    """
+    from .lease import Lease
+
+    sweep_ephemeral(store)
+    vol_id = uuid.uuid4().hex
+    meta = VolumeMeta(None, vol_id, time.time(), _creator(), check_version(version) or 1)
+    payload = json.loads(meta.doc())
+    payload["ttl"] = ttl
+    lease = Lease(store, EPHEMERAL_PREFIX + vol_id, ttl=ttl, payload=dump_json(payload))
+    lease.start()
+    try:
+        Repository.create(store, vol_id, author=meta.created_by.split("@")[0])
+    except BaseException:
+        lease.stop()
+        raise
+    return lease, meta
+
+
+def delete_ephemeral(store: Store, vol_id: str) -> None:
+    """Delete an ephemeral volume's objects, then its lease (so a crash midway is re-swept)."""
+    _delete_objects(store, vol_id)
+    store.delete([EPHEMERAL_PREFIX + vol_id])
+
+
+def sweep_ephemeral(store: Store) -> list[str]:
+    """Delete the ephemeral volumes whose owner stopped renewing their lease (it died).
+
+    Each lease is judged by the ttl its owner wrote into it, against the store's clock.
+    Costs one listing when there are no ephemeral volumes. Returns the ids deleted.
+    """
+    from .lease import is_expired, store_now
+
+    infos = list(store.list(EPHEMERAL_PREFIX))
+    if not infos:
+        return []
+    now = store_now(store)
+    gone = []
+    for info in infos:
+        vol_id = info.key[len(EPHEMERAL_PREFIX) :]
+        try:
+            ttl = float(json.loads(store.get(info.key)).get("ttl", DEFAULT_EPHEMERAL_TTL))
+        except NotFoundError:
+            continue  # its owner ended it meanwhile
+        except (ValueError, TypeError, AttributeError):
+            ttl = DEFAULT_EPHEMERAL_TTL
+        if is_expired(info, now, ttl):
+            delete_ephemeral(store, vol_id)
+            gone.append(vol_id)
+    return gone
 
 
 def _delete_objects(store: Store, vol_id: str) -> None:

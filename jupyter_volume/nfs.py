@@ -1,0 +1,602 @@
+"""Network file systems: folders that many processes share live, shaped like Modal's
+``NetworkFileSystem``.
+
+A network file system (NFS) is a volume underneath (same repository format, so it has
+dedup, crash safety, no torn files and history), with a different promise:
+
+* every API call is one commit and every read sees the newest commit, so what one
+  handle writes, every other handle (in any process) reads at once;
+* :meth:`NetworkFileSystem.mount` gives a *live* folder (see
+  :mod:`jupyter_volume.livesync`): no ``commit()`` and no ``reload()``, changes flow
+  both ways about a second after they are made;
+* history is a safety net (``history``, ``diff``, ``restore``), thinned by a default
+  retention policy that is applied automatically at most once an hour.
+
+Names live in their own namespace on the store (``nfs-names/<name>``), so an NFS and a
+volume may share a name. Layer: beside :mod:`jupyter_volume.volume`, which it builds on.
+
+Example::
+
+    nfs = NetworkFileSystem.from_name("cache", create_if_missing=True)
+    nfs.write_file("models/a.bin", io.BytesIO(b"weights"))
+    b"".join(nfs.read_file("models/a.bin"))  # b"weights"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+from . import names
+from .aio import aio
+from .errors import InvalidError, NotFoundError, VolumeError
+from .names import check_name, normalize_path
+from .store import Store
+from .volume import CommitInfo, DiffEntry, FileEntry, Volume
+from .volume import _open as _open_store
+
+if TYPE_CHECKING:
+    from .livesync import LiveMount
+
+__all__ = ["DEFAULT_RETENTION", "NAMESPACE", "NetworkFileSystem"]
+
+#: Where NFS names live on a store (volumes use ``names/``).
+NAMESPACE = "nfs-names/"
+#: The retention an NFS starts with: every version for a day, then the newest of each
+#: hour (for the 720 most recent hours that saw changes, about 30 days), then none.
+DEFAULT_RETENTION: dict[str, Any] = {"keep_within": 86400.0, "keep_hourly": 720}
+#: Seconds between automatic retention runs on one NFS
+#: (``$JUPYTER_VOLUME_NFS_RETENTION_EVERY``; at most hourly by default).
+RETENTION_EVERY = float(os.environ.get("JUPYTER_VOLUME_NFS_RETENTION_EVERY", "") or 3600.0)
+_RETENTION_MARK = "nfs-retention"  # under the volume's own prefix: deleted with it
+
+_checked: dict[tuple[str, str], float] = {}  # (store url, id) -> monotonic time of last look
+_checked_lock = threading.Lock()
+
+
+def _check_nfs_name(name: object) -> str:
+    try:
+        return check_name(name)
+    except InvalidError:
+        raise InvalidError(
+            f"invalid network file system name {name!r}: "
+            + names.NAME_RULE.replace("volume names", "names")
+        ) from None
+
+
+@contextlib.contextmanager
+def _worded(name: str | None) -> Iterator[None]:
+    """Errors from the volume engine name "volume 'x'": say "network file system 'x'"."""
+    try:
+        yield
+    except VolumeError as e:
+        if name is not None and e.args and isinstance(e.args[0], str):
+            text = e.args[0].replace(f"volume {name!r}", f"network file system {name!r}")
+            if text != e.args[0]:
+                e.args = (text, *e.args[1:])
+        raise
+
+
+def _not_found(store: Store, name: str) -> NotFoundError:
+    hint = ""
+    with contextlib.suppress(VolumeError):
+        names.resolve(store, name)
+        hint = (
+            f" (a volume named {name!r} exists, but network file systems have their own"
+            " names: use Volume.from_name for it)"
+        )
+    return NotFoundError(
+        f"network file system {name!r} not found in {store.url}: create it with "
+        f"NetworkFileSystem.from_name({name!r}, create_if_missing=True) or "
+        f"`jupyter volume nfs create {name}`{hint}"
+    )
+
+
+def _start_policy(store: Store, vol_id: str) -> None:
+    """Give a new NFS the default retention, unless it already has a policy."""
+    from dataclasses import asdict
+
+    from .repository import gc
+    from .repository.codec import dump_json
+
+    policy = gc.RetentionPolicy(**DEFAULT_RETENTION).validate()
+    store.put_if_absent(f"vols/{vol_id}/policy", dump_json(asdict(policy)))
+
+
+def _create(store: Store, name: str, *, allow_existing: bool) -> names.VolumeMeta:
+    meta = names.create(store, name, allow_existing=allow_existing, namespace=NAMESPACE)
+    _start_policy(store, meta.id)
+    return meta
+
+
+class _Objects:
+    """``NetworkFileSystem.objects``: create, list and delete network file systems by name."""
+
+    @aio
+    def create(
+        self,
+        name: str,
+        *,
+        allow_existing: bool = False,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> None:
+        """Create a network file system. Raises AlreadyExistsError unless ``allow_existing``."""
+        _check_nfs_name(name)
+        _, _, s = _open_store(store, environment_name, create=True)
+        try:
+            _create(s, name, allow_existing=allow_existing)
+        except VolumeError as e:
+            e.args = (
+                str(e).replace(f"volume {name!r}", f"network file system {name!r}"),
+                *e.args[1:],
+            )
+            raise
+
+    @aio
+    def list(
+        self, *, environment_name: str | None = None, store: Store | str | None = None
+    ) -> list[NetworkFileSystem]:
+        """Every network file system in the store (and environment), sorted by name."""
+        base, env, s = _open_store(store, environment_name)
+        names.sweep_ephemeral(s)
+        return [
+            NetworkFileSystem(m.name, store=base, environment_name=env, _meta=m)  # type: ignore[arg-type]
+            for m in names.list_volumes(s, namespace=NAMESPACE)
+        ]
+
+    @aio
+    def delete(
+        self,
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> None:
+        """Delete a network file system and all its history (its live mounts here stop).
+
+        Raises NotFoundError unless ``allow_missing``.
+        """
+        _check_nfs_name(name)
+        _, _, s = _open_store(store, environment_name)
+        try:
+            meta = names.resolve(s, name, namespace=NAMESPACE)
+        except NotFoundError:
+            if allow_missing:
+                return
+            raise _not_found(s, name) from None
+        from .mount import _active_mount
+
+        m = _active_mount(s, meta.id)
+        if m is not None:
+            m._detach()
+        names.delete(s, name, allow_missing=True, namespace=NAMESPACE)
+
+
+class NetworkFileSystem:
+    """A folder in an object store that many processes share live.
+
+    Get a handle with :meth:`from_name` (lazy) or a throwaway one with
+    :meth:`ephemeral`. Every method reads the newest state and every write is visible
+    to every other handle at once; every method also has an ``.aio`` form. ``store`` is
+    a URL or :class:`~jupyter_volume.store.Store` (default: the configured store);
+    ``environment_name`` picks an environment (default: the configured one).
+
+    Example::
+
+        nfs = NetworkFileSystem.from_name("shared", create_if_missing=True)
+        with nfs.mount("shared") as m:   # a live folder
+            Path("shared/notes.txt").write_text("hi")  # other mounts see it in ~1 s
+    """
+
+    objects = _Objects()
+
+    def __init__(
+        self,
+        name: str | None,
+        *,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+        create_if_missing: bool = False,
+        _meta: names.VolumeMeta | None = None,
+    ) -> None:
+        if name is not None or _meta is None:
+            _check_nfs_name(name)
+        self.name = name
+        self._base, self.environment_name, self.store = _open_store(
+            store, environment_name, create=create_if_missing
+        )
+        self._create_if_missing = create_if_missing
+        self._meta = _meta
+        self._volume: Volume | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        what = repr(self.name) if self.name is not None else "ephemeral"
+        env = f", environment_name={self.environment_name!r}" if self.environment_name else ""
+        return f"NetworkFileSystem({what}, store={self._base.url!r}{env})"
+
+    # -- handles -------------------------------------------------------------------------------
+    @aio
+    @staticmethod
+    def from_name(
+        name: str,
+        *,
+        environment_name: str | None = None,
+        create_if_missing: bool = False,
+        store: Store | str | None = None,
+    ) -> NetworkFileSystem:
+        """A handle on network file system ``name``; nothing is read until it is used.
+
+        With ``create_if_missing`` the first use creates it if it does not exist.
+        Raises InvalidError at once for a bad name.
+        """
+        return NetworkFileSystem(
+            name,
+            environment_name=environment_name,
+            create_if_missing=create_if_missing,
+            store=store,
+        )
+
+    @aio(kind="context")
+    @classmethod
+    @contextlib.contextmanager
+    def ephemeral(
+        cls, *, environment_name: str | None = None, store: Store | str | None = None
+    ) -> Iterator[NetworkFileSystem]:
+        """A new anonymous network file system, deleted when the block exits.
+
+        It lives while this process renews its lease: if the process dies, the next
+        ordinary call on the store reclaims it. Example::
+
+            with NetworkFileSystem.ephemeral() as nfs:
+                assert nfs.listdir("/") == []
+        """
+        base, env, s = _open_store(store, environment_name, create=True)
+        lease, meta = names.create_ephemeral(s, ttl=names.DEFAULT_EPHEMERAL_TTL)
+        _start_policy(s, meta.id)
+        nfs = cls(None, store=base, environment_name=env, _meta=meta)
+        try:
+            yield nfs
+        finally:
+            from .mount import _active_mount
+
+            m = _active_mount(s, meta.id)
+            if m is not None:
+                m._detach()
+            lease.stop(delete=False)
+            names.delete_ephemeral(s, meta.id)
+
+    @aio
+    @staticmethod
+    def delete(
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> None:
+        """Delete network file system ``name`` and its whole history (as Modal's
+        ``NetworkFileSystem.delete(name)``). Raises NotFoundError unless ``allow_missing``."""
+        NetworkFileSystem.objects.delete(
+            name, allow_missing=allow_missing, environment_name=environment_name, store=store
+        )
+
+    def _resolve(self) -> names.VolumeMeta:
+        with self._lock:
+            if self._meta is None:
+                assert self.name is not None
+                names.sweep_ephemeral(self.store)
+                if self._create_if_missing:
+                    self._meta = _create(self.store, self.name, allow_existing=True)
+                else:
+                    try:
+                        self._meta = names.resolve(self.store, self.name, namespace=NAMESPACE)
+                    except NotFoundError:
+                        raise _not_found(self.store, self.name) from None
+            return self._meta
+
+    @property
+    def _vol(self) -> Volume:
+        """The volume engine's handle on this NFS (reads see the newest commit)."""
+        meta = self._resolve()
+        with self._lock:
+            if self._volume is None:
+                self._volume = Volume(
+                    meta.name,
+                    store=self._base,
+                    environment_name=self.environment_name,
+                    _meta=meta,
+                )
+            vol = self._volume
+        self._retention_due()
+        return vol
+
+    @aio
+    def hydrate(self) -> NetworkFileSystem:
+        """Look the NFS up now (creating it with ``create_if_missing``); return self.
+
+        Raises NotFoundError if it does not exist.
+        """
+        self._resolve()
+        return self
+
+    @property
+    def object_id(self) -> str:
+        """The NFS's id (looks it up if needed)."""
+        return self._resolve().id
+
+    # -- files -----------------------------------------------------------------------------------
+    @aio
+    def write_file(
+        self,
+        remote_path: str,
+        fp: BinaryIO,
+        progress_cb: Callable[[int], Any] | None = None,
+    ) -> int:
+        """Write the rest of file object ``fp`` to ``remote_path`` atomically; return the
+        number of bytes written.
+
+        Missing parent folders are created. A ``remote_path`` ending in ``/`` is a folder:
+        the file goes into it under ``fp``'s own name. An existing file is replaced (the
+        old version stays in history); a folder is never replaced by a file.
+        ``progress_cb(n)`` is called with each piece's size as it is read.
+        """
+        if isinstance(remote_path, PurePosixPath):
+            remote_path = remote_path.as_posix()
+        if not isinstance(remote_path, str):
+            raise InvalidError(f"remote_path must be a string, got {type(remote_path).__name__}")
+        if remote_path.endswith("/"):
+            local_name = Path(str(getattr(fp, "name", "") or "")).name
+            if not local_name:
+                raise InvalidError(
+                    f"remote_path {remote_path!r} is a folder and the file object has no name:"
+                    " give the file's path"
+                )
+            remote_path += local_name
+        if not normalize_path(remote_path):
+            raise InvalidError("remote_path must name a file, not the root '/'")
+        counted = _Counting(fp, progress_cb)
+        with _worded(self.name):
+            with self._vol.batch_upload(force=True) as batch:
+                batch.put_file(counted, remote_path)  # type: ignore[arg-type]
+        return counted.total
+
+    @aio(kind="iter")
+    def read_file(self, path: str) -> Iterator[bytes]:
+        """Yield the bytes of file ``path`` in pieces, from the newest commit.
+
+        Raises FileNotFoundError (:class:`~jupyter_volume.NotFoundError`) if there is no
+        such file, InvalidError for a folder.
+        """
+        with _worded(self.name):
+            it = self._vol.read_file(path)
+        return _worded_iter(it, self.name)
+
+    @aio(kind="iter")
+    def iterdir(self, path: str = "/", *, recursive: bool = False) -> Iterator[FileEntry]:
+        """Yield the entries under ``path`` (as :meth:`Volume.iterdir`, one level by
+        default): a folder yields its contents, a file itself, a glob (a path with ``*``)
+        every match. NotFoundError if ``path`` does not exist."""
+        with _worded(self.name):
+            it = self._vol.iterdir(path, recursive=recursive)
+        return _worded_iter(it, self.name)
+
+    @aio
+    def listdir(self, path: str = "/", *, recursive: bool = False) -> list[FileEntry]:
+        """The entries under ``path`` as a list (see :meth:`iterdir`)."""
+        with _worded(self.name):
+            return self._vol.listdir(path, recursive=recursive)
+
+    @aio
+    def add_local_file(
+        self,
+        local_path: str | os.PathLike[str],
+        remote_path: str | PurePosixPath | None = None,
+        progress_cb: Callable[[int], Any] | None = None,
+    ) -> int:
+        """Upload local file ``local_path`` to ``remote_path`` (default: ``/`` + its name);
+        return the bytes written. NotFoundError if the local file does not exist."""
+        lp = Path(local_path)
+        if not lp.is_file():
+            raise NotFoundError(f"local file {lp} does not exist or is not a regular file")
+        target = (
+            PurePosixPath("/", lp.name).as_posix()
+            if remote_path is None
+            else PurePosixPath(remote_path).as_posix()
+            + ("/" if str(remote_path).endswith("/") else "")
+        )
+        with open(lp, "rb") as f:
+            return self.write_file(target, f, progress_cb)
+
+    @aio
+    def add_local_dir(
+        self,
+        local_path: str | os.PathLike[str],
+        remote_path: str | PurePosixPath | None = None,
+        progress_cb: Callable[[int], Any] | None = None,
+    ) -> None:
+        """Upload every file below local folder ``local_path`` to ``remote_path``
+        (default: ``/`` + the folder's name), as one commit: other handles see all of it
+        or none. Existing files are replaced. ``progress_cb(n)`` sees each file's size."""
+        lp = Path(local_path)
+        if not lp.is_dir():
+            raise NotFoundError(f"local folder {lp} does not exist or is not a folder")
+        target = (
+            PurePosixPath("/", lp.name).as_posix()
+            if remote_path is None
+            else PurePosixPath(remote_path).as_posix()
+        )
+        with _worded(self.name):
+            with self._vol.batch_upload(force=True) as batch:
+                batch.put_directory(lp, target)
+        if progress_cb is not None:
+            for p in sorted(lp.rglob("*")):
+                if p.is_file() and not p.is_symlink():
+                    progress_cb(p.stat().st_size)
+
+    @aio
+    def remove_file(self, path: str, recursive: bool = False) -> None:
+        """Delete a file, or a folder with ``recursive=True``, as one commit.
+
+        Raises FileNotFoundError (:class:`~jupyter_volume.NotFoundError`) if it does not
+        exist, InvalidError for a non-empty folder without ``recursive`` or for ``/``.
+        """
+        with _worded(self.name):
+            self._vol.remove_file(path, recursive=recursive)
+
+    @aio
+    def stat(self, path: str) -> FileEntry:
+        """The :class:`~jupyter_volume.FileEntry` of one path; NotFoundError if missing."""
+        with _worded(self.name):
+            return self._vol.stat(path)
+
+    # -- history (a safety net) -------------------------------------------------------------------
+    @aio
+    def history(self, limit: int | None = None) -> list[CommitInfo]:
+        """Commits newest first: every API call and every live-mount sync is one."""
+        return self._vol.history(limit)
+
+    @aio
+    def diff(self, a: int, b: int | None = None) -> list[DiffEntry]:
+        """What changed from commit ``a`` to commit ``b`` (default: the newest)."""
+        with _worded(self.name):
+            return self._vol.diff(a, b)
+
+    @aio
+    def restore(self, commit: int, path: str | None = None) -> CommitInfo | None:
+        """Bring back everything, or one path, as it was at ``commit`` (as a new commit;
+        live mounts pick it up like any other change)."""
+        with _worded(self.name):
+            return self._vol.restore(commit, path)
+
+    @property
+    def retention(self) -> Any:
+        """The retention policy (:data:`DEFAULT_RETENTION` unless changed)."""
+        return self._vol.retention
+
+    @aio
+    def set_retention(self, **policy: Any) -> Any:
+        """Change which history is kept (arguments as :meth:`Volume.set_retention`).
+
+        The policy is applied automatically at most once per :data:`RETENTION_EVERY`
+        seconds, by live mounts and by ordinary calls; :meth:`gc` applies it now.
+        """
+        return self._vol.set_retention(**policy)
+
+    @aio
+    def gc(self, *, dry_run: bool = False, grace: float | str | None = None) -> Any:
+        """Apply the retention policy now and reclaim space (see :meth:`Volume.gc`)."""
+        return self._vol.gc(dry_run=dry_run, grace=grace)
+
+    def _retention_due(self, *, wait: bool = False) -> threading.Thread | None:
+        """Start the retention policy in the background if this NFS has not had it for
+        :data:`RETENTION_EVERY` seconds (judged by a marker object and the store's clock,
+        so many processes run it about once per period between them). Cheap otherwise:
+        at most one look at the store per period per process."""
+        meta = self._meta
+        if meta is None:
+            return None
+        key = (self.store.url, meta.id)
+        now = time.monotonic()
+        with _checked_lock:
+            last = _checked.get(key)
+            if last is not None and now - last < RETENTION_EVERY:
+                return None
+            _checked[key] = now
+        t = threading.Thread(
+            target=_apply_retention,
+            args=(self.store, meta.id),
+            name=f"jv-nfs-retention-{meta.id[:8]}",
+            daemon=True,
+        )
+        t.start()
+        if wait:
+            t.join()
+        return t
+
+    # -- sharing --------------------------------------------------------------------------------
+    @aio
+    def mount(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        interval: float | None = None,
+        ignore: list[str] | None = None,
+    ) -> LiveMount:
+        """A live folder (default ``./NAME``): see :class:`~jupyter_volume.livesync.LiveMount`.
+
+        What is written there reaches the store about a second after it is quiet; what
+        others write appears there about a second later. Stop with ``unmount()`` (or use
+        the mount as a context manager), which pushes what is left.
+        """
+        from .livesync import LiveMount
+
+        if path is None:
+            meta = self._resolve()
+            path = Path.cwd() / (meta.name or f"nfs-{meta.id[:12]}")
+        return LiveMount(self, path, interval=interval, ignore=ignore)
+
+
+def _apply_retention(store: Store, vol_id: str) -> None:
+    """One automatic retention run (in a daemon thread); failures are only logged."""
+    import logging
+
+    from .lease import store_now
+    from .repository import gc
+    from .volume import _repository
+
+    log = logging.getLogger(__name__)
+    mark = f"vols/{vol_id}/{_RETENTION_MARK}"
+    try:
+        try:
+            info = store.stat(mark)
+        except NotFoundError:
+            # Never collected (a new NFS, or one from before this marker): start the
+            # period now rather than run gc at every NFS's first use.
+            store.put_if_absent(mark, b"")
+            return
+        if store_now(store) - info.mtime < RETENTION_EVERY:
+            return
+        store.put(mark, b"")
+        gc.collect(_repository(store, vol_id))
+    except Exception as e:  # noqa: BLE001 - retention is housekeeping: never break a call
+        log.info("automatic retention of network file system %s skipped: %s", vol_id, e)
+
+
+class _Counting:
+    """A read-only file object over ``fp`` that counts the bytes read (and reports them)."""
+
+    def __init__(self, fp: IO[bytes], cb: Callable[[int], Any] | None) -> None:
+        if not hasattr(fp, "read"):
+            raise InvalidError(
+                f"fp must be a binary file object (open(..., 'rb') or io.BytesIO), got {type(fp).__name__}"
+            )
+        self._fp = fp
+        self._cb = cb
+        self.total = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fp.read(n)
+        if isinstance(data, str):
+            raise InvalidError("fp must be opened in binary mode ('rb'), not text mode")
+        self.total += len(data)
+        if self._cb is not None and data:
+            self._cb(len(data))
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _worded_iter(it: Iterator[Any], name: str | None) -> Iterator[Any]:
+    with _worded(name):
+        yield from it
