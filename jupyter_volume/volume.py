@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fnmatch
+import io
 import os
 import re
 import stat as stat_mod
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from . import names
+from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .names import check_name, normalize_path
 from .repository import DIR, FILE, LINK, CommitRecord, Entry, Repository, VerifyReport, Writer
@@ -28,6 +30,7 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:
     from .mount import Mount
+    from .reader import VolumeReader
 
 __all__ = [
     "CommitInfo",
@@ -455,31 +458,52 @@ class Volume:
             raise InvalidError("offset and length must be >= 0")
         if offset == 0 and length is None:
             return self._repo.read_entry(e, p)
-        return self._read_range(
-            e, p, offset, e.size if length is None else min(offset + length, e.size)
+        end = e.size if length is None else min(offset + length, e.size)
+        return self._reader(p, e, at).iter_range(offset, end)
+
+    def _reader(self, p: str, e: Entry, at: int | None) -> VolumeReader:
+        from .reader import VolumeReader, local_chunk_cache
+
+        return VolumeReader(
+            self._repo,
+            e,
+            p,
+            volume=self.name,
+            commit=at if at is not None else self._seq,
+            chunk_cache=local_chunk_cache(),
         )
 
-    def _read_range(self, e: Entry, p: str, start: int, end: int) -> Iterator[bytes]:
-        pos = 0
-        if e.inline is not None:
-            pieces: Iterator[bytes] = iter([e.inline])
-        else:
-            chunks = list(e.chunks or [])
-            i = 0
-            while i < len(chunks) and pos + chunks[i][1] <= start:
-                pos += chunks[i][1]
-                i += 1
-            j = i
-            reach = pos
-            while j < len(chunks) and reach < end:
-                reach += chunks[j][1]
-                j += 1
-            pieces = self._repo.read_chunks(chunks[i:j], p)
-        for piece in pieces:
-            lo, hi = max(start - pos, 0), min(end - pos, len(piece))
-            pos += len(piece)
-            if hi > lo:
-                yield piece if (lo, hi) == (0, len(piece)) else piece[lo:hi]
+    @aio
+    def open(self, path: str | bytes, mode: str = "rb", *, at: int | None = None) -> Any:
+        """Open file ``path`` for reading: a seekable file that fetches only what is read.
+
+        ``mode`` is ``"rb"`` (a :class:`~jupyter_volume.reader.VolumeReader`) or ``"r"``
+        (UTF-8 text over one). Every byte read comes from one commit: the newest this
+        handle sees when opening (``at``: an older commit), whatever is committed while
+        the file is open. Reads fetch only the chunks that hold the requested bytes
+        (verified, and kept in the local chunk cache); sequential reads are fetched ahead
+        in the background. Example::
+
+            with vol.open("data/table.parquet") as f:
+                f.seek(-8, 2)
+                tail = f.read()
+
+        Raises NotFoundError if there is no such file, InvalidError for a folder or for a
+        mode other than reading (write with :meth:`batch_upload`, or through
+        ``fsspec.open("volume://...", "wb")``).
+        """
+        if mode not in ("rb", "r", "rt"):
+            raise InvalidError(
+                f"Volume.open reads only (mode 'rb' or 'r'), not {mode!r}: write with "
+                "vol.batch_upload() or fsspec.open('volume://...', 'wb')"
+            )
+        p, e = self._entry(path if isinstance(path, str) else path.decode(), at)
+        if e.kind == DIR:
+            raise InvalidError(f"{p} is a folder, not a file")
+        if e.kind == LINK:
+            raise InvalidError(f"{p} is a symbolic link to {e.target!r}; links are not followed")
+        reader = self._reader(p, e, at)
+        return reader if mode == "rb" else io.TextIOWrapper(reader, encoding="utf-8")
 
     def stat(self, path: str | bytes, *, at: int | None = None) -> FileEntry:
         """The :class:`FileEntry` of one path (never a glob); NotFoundError if missing."""

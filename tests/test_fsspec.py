@@ -1,0 +1,350 @@
+"""``volume://`` through fsspec, pandas, pyarrow and zarr; ``Volume.open``.
+
+Tests that involve the network path (pandas round trips, reads at ``@REF``, the
+transaction) run on both stores (``store`` fixture); the rest on the local store,
+since they check this module's logic rather than the store.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from jupyter_volume import FileEntryType, InvalidError, NotFoundError, Volume
+from jupyter_volume.fsspec import VolumeFileSystem, parse_url
+from jupyter_volume.reader import VolumeReader
+from jupyter_volume.store import Store
+
+
+def _name() -> str:
+    return f"fs-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def fs(store: Store) -> VolumeFileSystem:
+    return VolumeFileSystem(store=store, skip_instance_cache=True)
+
+
+@pytest.fixture
+def lfs(local_store: Store) -> VolumeFileSystem:
+    return VolumeFileSystem(store=local_store, skip_instance_cache=True)
+
+
+def commits(fs: VolumeFileSystem, name: str) -> int:
+    return len(Volume.from_name(name, store=fs.store).history())
+
+
+# -- URLs --------------------------------------------------------------------------------
+def test_parse_url() -> None:
+    assert parse_url("volume://data/a/b.csv") == ("data", None, "a/b.csv")
+    assert parse_url("volume://data@12/a/b.csv") == ("data", "12", "a/b.csv")
+    assert parse_url("data@v1.0/x") == ("data", "v1.0", "x")
+    # an '@' further down is part of a file name, not a commit
+    assert parse_url("volume://data/me@host.txt") == ("data", None, "me@host.txt")
+    assert parse_url("volume://data/") == ("data", None, "")
+    assert parse_url("volume://") == ("", None, "")
+    with pytest.raises(InvalidError, match="empty commit"):
+        parse_url("volume://data@/x")
+
+
+def test_entry_point_registers_the_protocol(local_store: Store) -> None:
+    assert fsspec.get_filesystem_class("volume") is VolumeFileSystem
+    name = _name()
+    url = f"volume://{name}/hello.txt"
+    with fsspec.open(url, "wb", store=local_store.url) as f:
+        f.write(b"hello")
+    with fsspec.open(url, "rb", store=local_store.url) as f:
+        assert f.read() == b"hello"
+    with fsspec.open(url, "r", store=local_store.url) as f:
+        assert f.read() == "hello"
+
+
+# -- pandas and pyarrow ------------------------------------------------------------------
+def test_pandas_csv_and_parquet_round_trips(fs: VolumeFileSystem) -> None:
+    name = _name()
+    opts = {"store": fs.store, "skip_instance_cache": True}
+    df = pd.DataFrame({"x": np.arange(1000), "y": np.linspace(0, 1, 1000), "s": ["a", "b"] * 500})
+    df.to_csv(f"volume://{name}/t.csv", index=False, storage_options=opts)
+    df.to_parquet(f"volume://{name}/t.parquet", storage_options=opts)
+    back_csv = pd.read_csv(f"volume://{name}/t.csv", storage_options=opts)
+    back_pq = pd.read_parquet(f"volume://{name}/t.parquet", storage_options=opts)
+    pd.testing.assert_frame_equal(back_csv, df)
+    pd.testing.assert_frame_equal(back_pq, df)
+    assert commits(fs, name) == 3  # create + one commit per written file
+
+
+def test_pyarrow_dataset_reads_columns(lfs: VolumeFileSystem) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = _name()
+    table = pa.table({"a": list(range(5000)), "b": [str(i) for i in range(5000)]})
+    with lfs.open(f"{name}/d/part-0.parquet", "wb") as f:
+        pq.write_table(table, f, row_group_size=1000)
+    got = pq.read_table(f"{name}/d", filesystem=lfs, columns=["a"])
+    assert got.column("a").to_pylist() == list(range(5000))
+
+
+# -- reads at a commit -------------------------------------------------------------------
+def test_ref_reads_old_content_after_a_newer_write(fs: VolumeFileSystem) -> None:
+    name = _name()
+    fs.pipe(f"volume://{name}/f.txt", b"version 1")
+    seq = fs.info(f"volume://{name}/f.txt")["commit"]
+    Volume.from_name(name, store=fs.store).tag(seq, "v1")
+    fs.pipe(f"volume://{name}/f.txt", b"version 2, longer")
+    assert fs.cat(f"volume://{name}/f.txt") == b"version 2, longer"
+    assert fs.cat(f"volume://{name}@{seq}/f.txt") == b"version 1"
+    assert fs.cat(f"volume://{name}@v1/f.txt") == b"version 1"
+    assert fs.info(f"volume://{name}@v1/f.txt")["size"] == 9
+    assert fs.ls(f"volume://{name}@{seq}", detail=False) == [f"{name}@{seq}/f.txt"]
+    with pytest.raises(NotFoundError, match="no commit or tag"):
+        fs.cat(f"volume://{name}@nope/f.txt")
+    for write in (
+        lambda: fs.pipe(f"volume://{name}@{seq}/f.txt", b"x"),
+        lambda: fs.open(f"volume://{name}@{seq}/g.txt", "wb"),
+        lambda: fs.rm(f"volume://{name}@{seq}/f.txt"),
+        lambda: fs.mkdir(f"volume://{name}@{seq}/d"),
+    ):
+        with pytest.raises(InvalidError, match="read-only"):
+            write()
+    assert fs.cat(f"volume://{name}@{seq}/f.txt") == b"version 1"
+
+
+def test_an_open_file_reads_one_commit(lfs: VolumeFileSystem) -> None:
+    name = _name()
+    old = np.random.default_rng(3).bytes(3 << 20)
+    lfs.pipe(f"{name}/big.bin", old)
+    with lfs.open(f"{name}/big.bin", "rb") as f:
+        head = f.read(1000)
+        lfs.pipe(f"{name}/big.bin", b"replaced")  # a newer commit while the file is open
+        f.seek(-1000, 2)
+        assert head + f.read() == old[:1000] + old[-1000:]
+    assert lfs.cat(f"{name}/big.bin") == b"replaced"
+
+
+# -- writes and transactions ---------------------------------------------------------------
+def test_transaction_of_five_files_is_one_commit(fs: VolumeFileSystem) -> None:
+    name = _name()
+    fs.mkdir(name)
+    before = commits(fs, name)
+    with fs.transaction:
+        for i in range(3):
+            with fs.open(f"{name}/t/{i}.txt", "wb") as f:
+                f.write(b"file %d" % i)
+        fs.pipe(f"{name}/t/3.txt", b"file 3")
+        fs.pipe_file(f"{name}/t/4.txt", b"file 4")
+        assert not fs.exists(f"{name}/t/0.txt")  # nothing is visible before the end
+    assert commits(fs, name) == before + 1
+    assert fs.cat([f"{name}/t/{i}.txt" for i in range(5)]) == {
+        f"{name}/t/{i}.txt": b"file %d" % i for i in range(5)
+    }
+
+
+def test_failed_transaction_makes_no_commit(fs: VolumeFileSystem) -> None:
+    name = _name()
+    fs.pipe(f"{name}/keep.txt", b"kept")
+    before = commits(fs, name)
+    with pytest.raises(RuntimeError, match="boom"):
+        with fs.transaction:
+            fs.pipe(f"{name}/a.txt", b"a")
+            with fs.open(f"{name}/b.txt", "wb") as f:
+                f.write(b"b")
+            raise RuntimeError("boom")
+    assert commits(fs, name) == before
+    assert fs.find(name) == [f"{name}/keep.txt"]
+    fs.pipe(f"{name}/after.txt", b"x")  # the transaction is over: writes commit again
+    assert commits(fs, name) == before + 1
+
+
+def test_a_file_closed_after_an_exception_commits_nothing(lfs: VolumeFileSystem) -> None:
+    name = _name()
+    lfs.mkdir(name)
+    with pytest.raises(ValueError, match="half"):
+        with lfs.open(f"{name}/x.bin", "wb") as f:
+            f.write(b"half written")
+            raise ValueError("half")
+    assert not lfs.exists(f"{name}/x.bin")
+    assert commits(lfs, name) == 1
+
+
+def test_modes_exclusive_and_append(lfs: VolumeFileSystem) -> None:
+    name = _name()
+    with lfs.open(f"{name}/a.txt", "xb") as f:
+        f.write(b"one")
+    with pytest.raises(FileExistsError):
+        lfs.open(f"{name}/a.txt", "xb")
+    with lfs.open(f"{name}/a.txt", "ab") as f:
+        f.write(b" two")
+    assert lfs.cat(f"{name}/a.txt") == b"one two"
+    with pytest.raises(InvalidError, match="unsupported mode"):
+        lfs.open(f"{name}/a.txt", "r+b")
+
+
+def test_put_and_pipe_dict_are_one_commit_each(lfs: VolumeFileSystem, tmp_path: Path) -> None:
+    name = _name()
+    lfs.mkdir(name)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for i in range(4):
+        (src / f"f{i}.txt").write_text(f"f{i}")
+    (src / "sub" / "g.txt").write_text("g")
+    lfs.put(str(src), f"{name}/up", recursive=True)
+    assert sorted(lfs.find(f"{name}/up")) == sorted(
+        [f"{name}/up/f{i}.txt" for i in range(4)] + [f"{name}/up/sub/g.txt"]
+    )
+    # the folder 'up/sub' was made first (its own commit), then every file in one
+    n = commits(lfs, name)
+    lfs.pipe({f"{name}/p/{i}": b"%d" % i for i in range(6)})
+    assert commits(lfs, name) == n + 1
+    out = tmp_path / "out"
+    lfs.get(f"{name}/up", str(out), recursive=True)
+    assert (out / "sub" / "g.txt").read_text() == "g"
+
+
+def test_rm_mv_cp_mkdir(lfs: VolumeFileSystem) -> None:
+    name = _name()
+    lfs.pipe({f"{name}/d/{i}.txt": b"%d" % i for i in range(5)})
+    n = commits(lfs, name)
+    lfs.rm([f"{name}/d/0.txt", f"{name}/d/1.txt", f"{name}/d/2.txt"])
+    assert commits(lfs, name) == n + 1  # several paths, one commit
+    assert lfs.ls(f"{name}/d", detail=False) == [f"{name}/d/3.txt", f"{name}/d/4.txt"]
+    lfs.mv(f"{name}/d", f"{name}/e")
+    assert commits(lfs, name) == n + 2  # a folder move is one commit
+    assert not lfs.exists(f"{name}/d")
+    lfs.cp(f"{name}/e/3.txt", f"{name}/copy/3.txt")
+    assert lfs.cat(f"{name}/copy/3.txt") == b"3"
+    assert lfs.checksum(f"{name}/copy/3.txt") == lfs.checksum(f"{name}/e/3.txt")
+    # an empty folder is an entry of its own
+    lfs.makedirs(f"{name}/empty/inner")
+    assert lfs.isdir(f"{name}/empty/inner") and lfs.ls(f"{name}/empty/inner") == []
+    lfs.makedirs(f"{name}/empty/inner", exist_ok=True)
+    with pytest.raises(FileExistsError):
+        lfs.makedirs(f"{name}/empty/inner")
+    with pytest.raises(InvalidError, match="not empty"):
+        lfs.rm(f"{name}/e")
+    lfs.rm(f"{name}/e", recursive=True)
+    assert not lfs.exists(f"{name}/e")
+    with pytest.raises(InvalidError, match="Volume.objects.delete"):
+        lfs.rm(name, recursive=True)
+    with pytest.raises(FileNotFoundError):
+        lfs.rm(f"{name}/missing")
+
+
+def test_metadata_calls(lfs: VolumeFileSystem) -> None:
+    name = _name()
+    lfs.pipe({f"{name}/a/x.bin": b"x" * 700, f"{name}/a/b/y.bin": b"y" * 300})
+    assert name in lfs.ls("volume://", detail=False)
+    info = lfs.info(f"volume://{name}/a/x.bin")
+    assert info["type"] == "file" and info["size"] == 700 and info["name"] == f"{name}/a/x.bin"
+    assert lfs.info(f"{name}/a")["type"] == "directory"
+    assert lfs.info(name)["type"] == "directory"
+    assert lfs.exists(f"{name}/a/b") and not lfs.exists(f"{name}/a/zz")
+    assert not lfs.exists("volume://no-such-volume/x")
+    assert lfs.find(name) == [f"{name}/a/b/y.bin", f"{name}/a/x.bin"]
+    assert lfs.find(name, maxdepth=2) == [f"{name}/a/x.bin"]
+    assert lfs.find(name, withdirs=True) == [
+        name,
+        f"{name}/a",
+        f"{name}/a/b",
+        f"{name}/a/b/y.bin",
+        f"{name}/a/x.bin",
+    ]
+    assert lfs.glob(f"{name}/**/*.bin") == [f"{name}/a/b/y.bin", f"{name}/a/x.bin"]
+    assert lfs.glob(f"{name}/a/*") == [f"{name}/a/b", f"{name}/a/x.bin"]
+    assert lfs.du(name) == 1000
+    assert lfs.du(name, total=False) == {f"{name}/a/b/y.bin": 300, f"{name}/a/x.bin": 700}
+    assert lfs.cat_file(f"{name}/a/x.bin", start=-5) == b"xxxxx"
+    assert lfs.cat_file(f"{name}/a/x.bin", 10, 13) == b"xxx"
+    assert lfs.cat_ranges(
+        [f"{name}/a/x.bin", f"{name}/a/b/y.bin", f"{name}/a/x.bin", f"{name}/nope"],
+        [0, 295, 698, 0],
+        [2, 400, 800, 1],
+    )[:3] == [b"xx", b"yyyyy", b"xx"]
+    assert isinstance(
+        lfs.cat_ranges([f"{name}/nope"], [0], [1])[0], FileNotFoundError
+    )  # on_error="return"
+    assert lfs.checksum(f"{name}/a/x.bin") != lfs.checksum(f"{name}/a/b/y.bin")
+    assert lfs.modified(f"{name}/a/x.bin").tzinfo is not None
+
+
+# -- zarr ------------------------------------------------------------------------------------
+def test_zarr_v3_array_round_trip(local_store: Store) -> None:
+    import zarr
+    from zarr.storage import FsspecStore
+
+    assert zarr.__version__.split(".")[0] == "3"
+    name = _name()
+    opts = {"store": local_store.url}
+    store = FsspecStore.from_url(f"volume://{name}/arr.zarr", storage_options=opts)
+    data = np.arange(60 * 40, dtype="float32").reshape(60, 40)
+    arr = zarr.create_array(store=store, shape=data.shape, chunks=(30, 20), dtype="float32")
+    arr[:] = data
+    again = zarr.open_array(
+        store=FsspecStore.from_url(f"volume://{name}/arr.zarr", storage_options=opts), mode="r"
+    )
+    np.testing.assert_array_equal(again[:], data)
+    np.testing.assert_array_equal(again[10:40, 5:7], data[10:40, 5:7])
+    fs = VolumeFileSystem(store=local_store.url)
+    assert fs.exists(f"{name}/arr.zarr/zarr.json")
+    assert len(fs.find(f"{name}/arr.zarr/c")) == 4  # 2 x 2 chunks, each a file
+
+
+# -- Volume.open and read_file -----------------------------------------------------------------
+def test_volume_open_and_ranged_read_file(local_store: Store) -> None:
+    vol = Volume.from_name(_name(), store=local_store, create_if_missing=True)
+    data = np.random.default_rng(5).bytes(5 << 20)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(data), "big.bin")
+        b.put_file(io.BytesIO("héllo\nwörld\n".encode()), "t.txt")
+    with vol.open("big.bin") as f:
+        assert isinstance(f, VolumeReader) and f.size == len(data) and f.seekable()
+        f.seek(-100, os.SEEK_END)
+        assert f.read() == data[-100:]
+        f.seek(1 << 20)
+        assert f.read(10) == data[1 << 20 : (1 << 20) + 10]
+        assert f.tell() == (1 << 20) + 10
+        buf = bytearray(50)
+        assert f.readinto(buf) == 50 and bytes(buf) == data[(1 << 20) + 10 : (1 << 20) + 60]
+        f.seek(0)
+        pieces = []
+        while piece := f.read(300_000):  # sequential: read-ahead kicks in
+            pieces.append(piece)
+        assert b"".join(pieces) == data
+    assert f.closed
+    with vol.open("t.txt", "r") as t:
+        assert t.readlines() == ["héllo\n", "wörld\n"]
+    assert (
+        b"".join(vol.read_file("big.bin", offset=777, length=3 << 20))
+        == data[777 : 777 + (3 << 20)]
+    )
+    with pytest.raises(InvalidError, match="reads only"):
+        vol.open("big.bin", "wb")
+    with pytest.raises(NotFoundError):
+        vol.open("missing.bin")
+    vol.mkdir("folder")
+    with pytest.raises(InvalidError, match="folder"):
+        vol.open("folder")
+    assert vol.listdir("/")[0].type in (FileEntryType.FILE, FileEntryType.DIRECTORY)
+
+
+def test_volume_open_aio(local_store: Store) -> None:
+    import asyncio
+
+    vol = Volume.from_name(_name(), store=local_store, create_if_missing=True)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"async bytes"), "a.txt")
+
+    async def go() -> Any:
+        f = await vol.open.aio("a.txt")
+        with f:
+            return f.read()
+
+    assert asyncio.run(go()) == b"async bytes"
