@@ -112,6 +112,31 @@ def test_help(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: %volume" in magic(shell, "")[1].stdout
 
 
+def test_subcommand_help_is_the_same_in_both_front_ends(
+    shell: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One grammar: `%volume CMD --help` and `jupyter volume CMD --help` print the same
+    text, apart from the program name in the usage lines (whose wrapping follows its
+    length)."""
+    from jupyter_volume import commands
+    from jupyter_volume.cli import main
+
+    both = [c.name for c in commands.COMMANDS.values() if set(c.where) == {"cli", "magic"}]
+    assert {"ls", "put", "get", "history", "gc", "retention", "create"} <= set(both)
+    for name in both:
+        capsys.readouterr()
+        assert main([name, "--help"]) == 0
+        cli_text = capsys.readouterr().out
+        magic_text = magic(shell, f"{name} --help")[1].stdout
+        cli_usage, cli_rest = cli_text.split("\n\n", 1)
+        magic_usage, magic_rest = magic_text.split("\n\n", 1)
+        assert cli_usage.split()[:3] == ["usage:", "jupyter", "volume"], cli_usage
+        assert magic_usage.split()[:2] == ["usage:", "%volume"], magic_usage
+        assert cli_usage.split()[3:] == magic_usage.split()[2:], name
+        assert cli_rest == magic_rest, name
+        assert "exit codes:" in cli_rest
+
+
 def test_every_file_and_volume_command(shell: Any, env: str) -> None:
     work = Path.cwd()
     (work / "notes.txt").write_text("hello\n")

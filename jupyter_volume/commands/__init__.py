@@ -1,0 +1,118 @@
+"""The one grammar of the ``%volume`` magic and the ``jupyter volume`` CLI.
+
+Every subcommand is declared once, in the module of the objects it acts on, with its
+arguments and a handler. The front ends (:mod:`jupyter_volume.cli`,
+:mod:`jupyter_volume.magics`) only tokenize, call :func:`parse` and :func:`run`, show the
+:class:`Result`, and map errors; they hold no command of their own.
+
+Where things are:
+
+============  ==============================================================================
+module        what it holds
+============  ==============================================================================
+``spec``      the shared argument spec: :func:`arg`, argument types, the arguments several
+              commands share (``NAME``, ``OPTIONAL_NAME``, ``AT``, ``commit_arg``)
+``routing``   the routing table :data:`COMMANDS`, the :func:`command` decorator that fills
+              it, :func:`build_parser`, :func:`parse`, :func:`run`, :func:`help_text`
+``render``    :class:`Result` and its kinds (:class:`Message`, :class:`Table`,
+              :class:`Record`, :class:`Group`, :class:`DisplayObject`): text, HTML, JSON
+``exits``     exit codes, :class:`CommandError`, :class:`UsageError`, :class:`HelpShown`,
+              :func:`exit_code_for`, :func:`is_user_error`, :func:`one_line`
+``context``   :class:`Context` (what a handler gets from its front end) and helpers
+``volumes``   group: create, list, delete, rename, info
+``files``     group: ls, put, get, cp, rm, du
+``history``   group: history, diff, restore, verify, gc, retention, tag, untag
+``mounts``    group: mount, unmount, commit, reload, status, browse (magic); shell (CLI)
+============  ==============================================================================
+
+Sizes and times are formatted by :mod:`jupyter_volume.formatting`, shared with the
+widget and the server.
+
+Adding a group of commands (say ``dict`` commands in ``dicts.py``):
+
+1. Write ``jupyter_volume/commands/dicts.py``. Declare each subcommand with
+   ``@command(name, help, *args, where=..., table=...)`` from ``.routing`` on a handler
+   ``(args: argparse.Namespace, ctx: Context) -> Result``; build arguments with ``arg``
+   and the shared declarations of ``.spec``; return a ``Message``, ``Table`` or
+   ``Record`` from ``.render``; raise ``CommandError``/``UsageError`` from ``.exits``
+   (or let the API's errors through). Import heavy modules inside handlers, so that
+   ``--help`` stays fast.
+2. Register the group with one line, ``"dicts",``, in :data:`GROUPS` at the end of this
+   file (the order there is the order ``--help`` lists the commands in).
+
+Both front ends pick the new commands up: ``%volume dict-...`` and
+``jupyter volume dict-...``, with the same ``--help`` text. Add the group's tests to
+``tests/test_cli.py`` and ``tests/test_magics.py``.
+
+Layer: a front end. Imports ``volume``, ``config`` and ``progress`` only inside handlers;
+never IPython or Jupyter server.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .context import Context
+from .exits import (
+    EXIT_CODES_HELP,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    HelpShown,
+    UsageError,
+    exit_code_for,
+    is_user_error,
+    one_line,
+)
+from .render import Column, DisplayObject, Group, Message, Record, Result, Table
+from .routing import COMMANDS, Command, build_parser, command, help_text, parse, run
+from .spec import FRONTENDS, PROGS, arg
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_CODES_HELP",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "FRONTENDS",
+    "GROUPS",
+    "PROGS",
+    "Column",
+    "Command",
+    "CommandError",
+    "Context",
+    "DisplayObject",
+    "Group",
+    "HelpShown",
+    "Message",
+    "Record",
+    "Result",
+    "Table",
+    "UsageError",
+    "arg",
+    "build_parser",
+    "command",
+    "exit_code_for",
+    "help_text",
+    "is_user_error",
+    "one_line",
+    "parse",
+    "run",
+]
+
+# -- the command groups ---------------------------------------------------------------------------
+#: The modules of this package that declare commands, in the order ``--help`` lists them.
+#: Registering a new group is one more line here.
+GROUPS = (
+    "volumes",
+    "files",
+    "history",
+    "mounts",
+)
+for _group in GROUPS:
+    importlib.import_module(f"{__name__}.{_group}")

@@ -1,0 +1,74 @@
+"""What a handler gets from its front end: the :class:`Context`, and small helpers every
+command group uses on a volume.
+
+Layer: part of the commands front end; imports ``config`` and ``volume`` only inside
+functions, so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .exits import UsageError
+
+if TYPE_CHECKING:
+    from ..config import VolumeConfig
+    from ..store import Store
+    from ..volume import Volume
+
+__all__ = ["Context", "fresh", "in_volume", "type_name"]
+
+
+def _no_confirm(prompt: str) -> bool:
+    raise UsageError("this needs confirmation and none can be asked for here: pass --yes")
+
+
+@dataclass(repr=False)
+class Context:
+    """What a handler needs from its front end."""
+
+    frontend: str
+    config: VolumeConfig
+    store_url: str | None = None
+    confirm: Callable[[str], bool] = _no_confirm
+    write_bytes: Callable[[bytes], Any] | None = None  # `get NAME PATH -`
+    info: Callable[[str], Any] = field(default=lambda s: print(s, file=sys.stderr))
+
+    def store(self) -> Store:
+        """The store the command works on (``--store``, else the configured one)."""
+        from ..config import get_store
+
+        return get_store(self.store_url, self.config)
+
+    def volume(self, name: str, *, create: bool = False) -> Volume:
+        """Volume ``name`` in the context's store; NotFoundError if it does not exist."""
+        from ..volume import Volume
+
+        return Volume.lookup(name, store=self.store(), create_if_missing=create)
+
+
+def fresh(vol: Volume) -> Any:
+    """Read the head from the store now, and return it.
+
+    A handle's reads stay on the commit it first saw; a kernel lives long, so a command
+    that reads must not show a head from minutes ago.
+    """
+    return vol.refresh()
+
+
+def in_volume(vol: Volume, path: str) -> str:
+    """``NAME:/path`` for messages and titles."""
+    from ..names import normalize_path
+
+    return f"{vol.name}:/{normalize_path(path)}"
+
+
+_TYPE_NAMES = {1: "file", 2: "dir", 3: "link", 0: "unknown"}
+
+
+def type_name(entry_type: int) -> str:
+    """How a listing names an entry's type: ``file``, ``dir``, ``link`` (or ``unknown``)."""
+    return _TYPE_NAMES.get(int(entry_type), "unknown")

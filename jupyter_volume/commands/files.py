@@ -1,0 +1,390 @@
+"""Commands on the files in a volume: ``ls``, ``put``, ``get``, ``cp``, ``rm``, ``du``.
+
+``put`` and ``get`` move data between the local disk and a volume with a progress bar;
+a local file appears complete or not at all.
+
+Layer: a command group; imports ``volume``, ``names`` and ``progress`` only inside
+handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
+from ..formatting import human_size, local_time
+from .context import Context, fresh, in_volume, type_name
+from .exits import EXIT_USAGE, CommandError, UsageError
+from .render import Column, Message, Record, Result, Table
+from .routing import command
+from .spec import AT, NAME, arg, flag, optional
+
+if TYPE_CHECKING:
+    from ..volume import FileEntry, Volume
+
+
+def _entry_rows(entries: Iterable[FileEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": e.path,
+            "type": type_name(e.type),
+            "mtime": datetime.fromtimestamp(e.mtime, tz=UTC),
+            "size": e.size,
+        }
+        for e in sorted(entries, key=lambda e: e.path)
+    ]
+
+
+@command(
+    "ls",
+    "list files and folders in a volume",
+    NAME,
+    optional("path", "PATH", "a folder, file or glob (default: the root)", default="/"),
+    flag("-r", "--recursive", help="list all levels below PATH"),
+    AT,
+    table=True,
+)
+def cmd_ls(a: argparse.Namespace, ctx: Context) -> Result:
+    """List a folder of a volume (all levels with -r), a file, or the paths a glob matches
+    (`*`, `?`, `[..]` within a name, `**` across folders)."""
+    vol = ctx.volume(a.name)
+    fresh(vol)
+    entries = vol.listdir(a.path, recursive=a.recursive, at=a.at)
+    where = in_volume(vol, a.path) + (f" at commit {a.at}" if a.at is not None else "")
+    return Table(
+        [
+            Column("path", "Path"),
+            Column("type", "Type"),
+            Column("mtime", "Modified", local_time),
+            Column("size", "Size", human_size, right=True),
+        ],
+        _entry_rows(entries),
+        title=f"Contents of {where}",
+        empty=f"{where} is empty.",
+    )
+
+
+def _local_totals(local: Path) -> tuple[int, int]:
+    """(files, bytes) below a local file or folder, for the progress bar."""
+    if not local.is_dir():
+        return 1, local.stat().st_size
+    files = size = 0
+    for dirpath, _dirs, names in os.walk(local):
+        for n in names:
+            try:
+                st = os.lstat(os.path.join(dirpath, n))
+            except OSError:
+                continue
+            files += 1
+            size += st.st_size
+    return files, size
+
+
+def _counting_batch(vol: Volume, force: bool, bar: Any) -> Any:
+    """``vol.batch_upload(force)`` that also counts files and bytes and moves ``bar``."""
+    from ..volume import BatchUpload
+
+    class CountingBatch(BatchUpload):
+        files = 0
+        bytes = 0
+
+        def put_file(self, local_file: Any, remote_path: str, mode: int | None = None) -> None:
+            super().put_file(local_file, remote_path, mode)
+            size = os.path.getsize(local_file) if isinstance(local_file, str | os.PathLike) else 0
+            self.files += 1
+            self.bytes += size
+            bar.update(size)
+
+    return CountingBatch(vol, force)
+
+
+@command(
+    "put",
+    "upload a local file or folder into a volume",
+    NAME,
+    arg(
+        "local",
+        metavar="LOCAL",
+        help="a local file, or a folder (uploaded with everything below it)",
+    ),
+    optional(
+        "remote",
+        "REMOTE",
+        "where in the volume (default '/'); a REMOTE ending in '/' takes LOCAL's name",
+        default="/",
+    ),
+    flag("-f", "--force", help="overwrite files that exist in the volume"),
+)
+def cmd_put(a: argparse.Namespace, ctx: Context) -> Result:
+    """Upload a file or a whole folder as one commit.
+
+    `put vol data.csv` stores /data.csv; `put vol data.csv raw/` stores /raw/data.csv;
+    `put vol data.csv raw/x.csv` stores /raw/x.csv; `put vol results/` stores the folder
+    as /results. A file that exists in the volume is left alone (exit code 2) unless
+    --force; nothing is uploaded then.
+    """
+    from ..names import normalize_path
+    from ..progress import transfer_progress
+
+    local = Path(a.local).expanduser()
+    if not os.path.lexists(local):
+        raise NotFoundError(f"local file or folder {a.local} does not exist")
+    remote = a.remote
+    if remote.endswith("/"):
+        base = local.name or local.resolve().name
+        remote = remote + base
+    vol = ctx.volume(a.name)
+    try:
+        files, size = _local_totals(local)
+    except OSError as e:
+        raise CommandError(f"cannot read {a.local}: {e.strerror or e}") from None
+    target = normalize_path(remote)
+    bar = transfer_progress(
+        f"put {target or '/'}", total_bytes=size, total_files=files, config=ctx.config
+    )
+    try:
+        batch = _counting_batch(vol, a.force, bar)
+        with batch:
+            if local.is_dir():
+                batch.put_directory(local, remote)
+            else:
+                batch.put_file(local, remote)
+    except VolumeError:
+        raise
+    except OSError as e:
+        raise CommandError(f"cannot read {e.filename or a.local}: {e.strerror or e}") from None
+    finally:
+        bar.close()
+    info = batch.commit_info
+    what = f"{batch.files} file{'s' if batch.files != 1 else ''} ({human_size(batch.bytes)})"
+    done = (
+        f" as commit {info.seq}"
+        if info is not None
+        else " (no changes: the volume had them already)"
+    )
+    return Message(
+        f"Uploaded {what} to {vol.name}:/{target}{done}.",
+        {"files": batch.files, "bytes": batch.bytes, "commit": info.seq if info else None},
+    )
+
+
+def _glob_base(norm: str) -> str:
+    parts = []
+    for part in norm.split("/"):
+        if any(ch in part for ch in "*?["):
+            break
+        parts.append(part)
+    return "/".join(parts)
+
+
+def _download_plan(
+    vol: Volume, remote: str, dest: Path, dest_is_dir: bool, at: int | None
+) -> tuple[list[tuple[FileEntry, Path]], Path]:
+    """Which entries go to which local paths, and the local path that REMOTE becomes."""
+    from ..names import normalize_path
+    from ..volume import FileEntryType
+
+    norm = normalize_path(remote)
+    entries = list(vol.iterdir(remote, recursive=True, at=at))
+    if any(ch in norm for ch in "*?["):
+        if not entries:
+            raise NotFoundError(f"nothing in volume {vol.name!r} matches {remote}")
+        base = _glob_base(norm)
+        plan = [(e, dest / (e.path[len(base) + 1 :] if base else e.path)) for e in entries]
+        return plan, dest
+    if len(entries) == 1 and entries[0].path == norm and entries[0].type != FileEntryType.DIRECTORY:
+        e = entries[0]
+        target = dest / norm.rsplit("/", 1)[-1] if dest_is_dir else dest
+        return [(e, target)], target
+    # a folder: like `cp -r`, into DEST/<folder name> when DEST is a folder, else DEST itself
+    name = norm.rsplit("/", 1)[-1]
+    root = dest / name if (dest_is_dir and name) else dest
+    prefix = norm + "/" if norm else ""
+    plan = [(e, root / e.path[len(prefix) :]) for e in entries]
+    from ..volume import FileEntry
+
+    plan.insert(0, (FileEntry(norm, FileEntryType.DIRECTORY, 0, 0), root))
+    return plan, root
+
+
+@command(
+    "get",
+    "download a file or folder from a volume",
+    NAME,
+    arg("remote", metavar="REMOTE", help="a file, folder or glob in the volume"),
+    optional(
+        "local", "LOCAL", "where to (default '.'); '-' writes the file to stdout", default="."
+    ),
+    flag("-f", "--force", help="overwrite local files that exist"),
+    AT,
+)
+def cmd_get(a: argparse.Namespace, ctx: Context) -> Result | None:
+    """Download a file, or a folder with everything below it.
+
+    Into LOCAL when it is an existing folder (keeping the file's or folder's name), else
+    as LOCAL. `-` writes the file's bytes to stdout. Existing local files are left alone
+    (exit code 2, nothing is downloaded) unless --force. Each file appears complete or
+    not at all (written to a temporary name, then renamed).
+    """
+    from ..progress import transfer_progress
+    from ..volume import FileEntryType
+
+    vol = ctx.volume(a.name)
+    fresh(vol)
+    if a.local == "-":
+        return _get_to_stdout(vol, a, ctx)
+    dest = Path(a.local).expanduser()
+    dest_is_dir = dest.is_dir() or a.local.endswith(("/", os.sep))
+    plan, where = _download_plan(vol, a.remote, dest, dest_is_dir, a.at)
+    files = [(e, t) for e, t in plan if e.type == FileEntryType.FILE]
+    if not a.force:
+        clash = [t for _e, t in files if os.path.lexists(t)]
+        if clash:
+            more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+            raise AlreadyExistsError(
+                f"local file {clash[0]} exists{more}: use --force to overwrite it"
+            )
+    for _e, t in files:
+        if t.is_dir() and not t.is_symlink():
+            raise CommandError(f"cannot download a file to {t}: it is a local folder", EXIT_USAGE)
+    total = sum(e.size for e, _t in files)
+    links = sum(1 for e, _t in plan if e.type == FileEntryType.SYMLINK)
+    bar = transfer_progress(
+        f"get {a.remote}", total_bytes=total, total_files=len(files), config=ctx.config
+    )
+    try:
+        for e, t in plan:
+            if e.type == FileEntryType.DIRECTORY:
+                _local_io(lambda t=t: t.mkdir(parents=True, exist_ok=True), t)
+        _download_files(vol, files, a.at, bar)
+    finally:
+        bar.close()
+    msg = f"Downloaded {len(files)} file{'s' if len(files) != 1 else ''} ({human_size(total)}) to {where}"
+    if links:
+        msg += f"; skipped {links} symbolic link{'s' if links != 1 else ''}"
+    return Message(msg + ".", {"files": len(files), "bytes": total})
+
+
+def _local_io(fn: Callable[[], Any], path: Path) -> Any:
+    try:
+        return fn()
+    except OSError as e:
+        raise CommandError(f"cannot write {e.filename or path}: {e.strerror or e}") from None
+
+
+def _download_files(
+    vol: Volume, files: list[tuple[FileEntry, Path]], at: int | None, bar: Any
+) -> None:
+    def one(item: tuple[FileEntry, Path]) -> None:
+        e, target = item
+        _local_io(lambda: target.parent.mkdir(parents=True, exist_ok=True), target.parent)
+        tmp = target.parent / f".{target.name}.jv-part-{uuid.uuid4().hex[:8]}"
+        try:
+            with _local_io(lambda: open(tmp, "wb"), tmp) as f:
+                vol.read_file_into_fileobj(e.path, f, bar.update, at=at)
+            _local_io(lambda: os.replace(tmp, target), target)
+            os.utime(target, (e.mtime, e.mtime))
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+    if len(files) <= 1:
+        for item in files:
+            one(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="jv-get") as pool:
+        for fut in [pool.submit(one, item) for item in files]:
+            fut.result()
+
+
+def _get_to_stdout(vol: Volume, a: argparse.Namespace, ctx: Context) -> None:
+    from ..names import normalize_path
+    from ..volume import FileEntryType
+
+    norm = normalize_path(a.remote)
+    entries = list(vol.iterdir(a.remote, recursive=True, at=a.at))
+    is_glob = any(ch in norm for ch in "*?[")
+    if not is_glob and not (
+        len(entries) == 1 and entries[0].path == norm and entries[0].type != FileEntryType.DIRECTORY
+    ):
+        raise UsageError(f"{vol.name}:/{norm} is a folder: '-' (stdout) takes a file")
+    files = [e for e in entries if e.type == FileEntryType.FILE]
+    if not files:
+        if entries and entries[0].type == FileEntryType.SYMLINK:
+            raise InvalidError(f"{entries[0].path} is a symbolic link; links are not followed")
+        raise NotFoundError(f"no file in volume {vol.name!r} matches {a.remote}")
+    out = ctx.write_bytes
+    if out is None:
+        raise UsageError("'-' (stdout) is not available here")
+
+    class _Sink:
+        def write(self, b: bytes) -> int:
+            out(b)
+            return len(b)
+
+    for e in files:
+        vol.read_file_into_fileobj(e.path, _Sink(), at=a.at)  # type: ignore[arg-type]
+    return None
+
+
+@command(
+    "cp",
+    "copy files or folders inside a volume",
+    NAME,
+    arg("src", metavar="SRC", nargs="+", help="the paths to copy"),
+    arg("dst", metavar="DST", help="the destination (an existing folder takes several sources)"),
+    flag("-r", "--recursive", help="copy folders with everything below them"),
+)
+def cmd_cp(a: argparse.Namespace, ctx: Context) -> Result:
+    """Copy inside a volume, like `cp`: no data moves, the copies share the stored chunks."""
+    vol = ctx.volume(a.name)
+    fresh(vol)
+    vol.copy_files(a.src, a.dst, recursive=a.recursive)
+    srcs = ", ".join(a.src)
+    return Message(f"Copied {srcs} to {in_volume(vol, a.dst)}.")
+
+
+@command(
+    "rm",
+    "remove a file or folder from a volume",
+    NAME,
+    arg("path", metavar="PATH", help="the file or folder to remove"),
+    flag("-r", "--recursive", help="remove a folder with everything below it"),
+)
+def cmd_rm(a: argparse.Namespace, ctx: Context) -> Result:
+    """Remove a file (or a folder with -r) as a new commit; history keeps the old versions."""
+    vol = ctx.volume(a.name)
+    fresh(vol)
+    vol.remove_file(a.path, recursive=a.recursive)
+    return Message(f"Removed {in_volume(vol, a.path)}.")
+
+
+@command(
+    "du",
+    "count the files and bytes under a path",
+    NAME,
+    optional("path", "PATH", "a folder or file (default: the root)", default="/"),
+    AT,
+    table=True,
+)
+def cmd_du(a: argparse.Namespace, ctx: Context) -> Result:
+    """Count the files and logical bytes under PATH (before deduplication and compression)."""
+    vol = ctx.volume(a.name)
+    fresh(vol)
+    usage = vol.du(a.path, at=a.at)
+    return Record(
+        [
+            ("path", "Path", usage.path, f"{vol.name}:/{usage.path}"),
+            ("files", "Files", usage.files, str(usage.files)),
+            ("bytes", "Size", usage.bytes, human_size(usage.bytes)),
+        ],
+        title=f"Disk usage of {in_volume(vol, a.path)}",
+    )

@@ -1,0 +1,121 @@
+"""Commands on whole volumes: ``create``, ``list``, ``delete``, ``rename``, ``info``.
+
+Layer: a command group; imports ``volume`` only inside handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+from ..errors import NotFoundError
+from ..formatting import local_time
+from .context import Context, fresh
+from .exits import CommandError
+from .render import Column, Message, Record, Result, Table
+from .routing import command
+from .spec import NAME, PROGS, arg, flag, optional
+
+
+@command(
+    "create",
+    "create a volume",
+    optional("name", "NAME", "the new volume's name (default: a generated one)"),
+)
+def cmd_create(a: argparse.Namespace, ctx: Context) -> Result:
+    """Create an empty volume. Without NAME, a unique name is generated and printed.
+
+    Names: 1-64 letters, digits, '.', '_' and '-', starting with a letter or digit.
+    """
+    from ..volume import Volume
+
+    name = a.name or f"volume-{uuid.uuid4().hex[:8]}"
+    store = ctx.store()
+    Volume.objects.create(name, store=store)
+    return Message(f"Created volume {name!r} in {store.url}.", {"name": name})
+
+
+@command("list", "list the volumes in the store", table=True)
+def cmd_list(a: argparse.Namespace, ctx: Context) -> Result:
+    """List every volume in the store, with when and by whom it was created."""
+    from ..volume import Volume
+
+    store = ctx.store()
+    rows = []
+    for vol in Volume.objects.list(store=store):
+        info = vol.info()
+        rows.append(
+            {"name": info.name, "created_at": info.created_at, "created_by": info.created_by}
+        )
+    return Table(
+        [
+            Column("name", "Name"),
+            Column("created_at", "Created at", local_time),
+            Column("created_by", "Created by"),
+        ],
+        rows,
+        title=f"Volumes in {store.url}",
+        empty=f"No volumes yet: create one with `{PROGS[ctx.frontend]} create NAME`.",
+    )
+
+
+@command(
+    "delete",
+    "delete a volume and its whole history",
+    NAME,
+    flag("-y", "--yes", help="do not ask for confirmation"),
+    flag("--allow-missing", help="succeed if the volume does not exist"),
+)
+def cmd_delete(a: argparse.Namespace, ctx: Context) -> Result:
+    """Delete a volume: its files and every commit, irrevocably. Asks first unless --yes."""
+    from ..volume import Volume
+
+    store = ctx.store()
+    try:
+        Volume.lookup(a.name, store=store)
+    except NotFoundError:
+        if a.allow_missing:
+            return Message(f"No volume {a.name!r} in {store.url}: nothing to delete.")
+        raise
+    if not a.yes and not ctx.confirm(
+        f"Delete volume {a.name!r} and its whole history from {store.url}? [y/N] "
+    ):
+        raise CommandError(f"volume {a.name!r} was not deleted")
+    Volume.objects.delete(a.name, allow_missing=a.allow_missing, store=store)
+    return Message(f"Deleted volume {a.name!r}.")
+
+
+@command(
+    "rename",
+    "rename a volume",
+    arg("old", metavar="OLD", help="the volume's current name"),
+    arg("new", metavar="NEW", help="its new name"),
+)
+def cmd_rename(a: argparse.Namespace, ctx: Context) -> Result:
+    """Rename a volume; its files and history stay as they are."""
+    from ..volume import Volume
+
+    Volume.rename(a.old, a.new, store=ctx.store())
+    return Message(f"Renamed volume {a.old!r} to {a.new!r}.")
+
+
+@command("info", "show a volume's id, creator and newest commit", NAME, table=True)
+def cmd_info(a: argparse.Namespace, ctx: Context) -> Result:
+    """Show what the store records of a volume, and its newest commit."""
+    vol = ctx.volume(a.name)
+    head = fresh(vol)
+    info = vol.info()
+    fields: list[tuple[str, str, Any, str]] = [
+        ("name", "Name", info.name, info.name),
+        ("id", "Id", info.id, info.id),
+        ("created_at", "Created at", info.created_at, local_time(info.created_at)),
+        ("created_by", "Created by", info.created_by, info.created_by),
+        ("store", "Store", vol.store.url, vol.store.url),
+    ]
+    if head is not None:
+        fields += [
+            ("head", "Newest commit", head.seq, str(head.seq)),
+            ("head_time", "Committed at", head.time, local_time(head.time)),
+        ]
+    return Record(fields, title=f"Volume {info.name!r}")
