@@ -59,3 +59,37 @@ class TestVolumePipe(abstract.AbstractPipeTests, _VolumeFixtures):
 
 class TestVolumeOpen(abstract.AbstractOpenTests, _VolumeFixtures):
     pass
+
+
+class _VolumeS3Fixtures(_VolumeFixtures):
+    store_fixture = "s3_store"
+
+
+_SUBSET = {
+    abstract.AbstractCopyTests: [
+        "test_copy_file_to_existing_directory",
+        "test_copy_directory_to_new_directory",
+        "test_copy_list_of_files_to_new_directory",
+        "test_copy_with_source_and_destination_as_list",
+    ],
+    abstract.AbstractGetTests: [
+        "test_get_file_to_new_directory",
+        "test_get_directory_recursive",
+    ],
+    abstract.AbstractPutTests: [
+        "test_put_file_to_file_in_new_directory",
+        "test_put_directory_recursive",
+        "test_put_list_of_files_to_existing_directory",
+    ],
+    abstract.AbstractPipeTests: ["test_pipe_exclusive"],
+    abstract.AbstractOpenTests: ["test_open_exclusive"],
+}
+
+
+class TestVolumeS3Subset(_VolumeS3Fixtures):
+    """A representative subset on SeaweedFS: files, folders, lists, exclusive writes, one
+    or more of each suite (the full suites run on the local store above)."""
+
+    locals().update(
+        {name: getattr(suite, name) for suite, names in _SUBSET.items() for name in names}
+    )
