@@ -1,0 +1,1133 @@
+"""Dict: Modal's distributed dictionary, kept in the same store as the volumes.
+
+A Dict is a named key-value map that every process reaching the store shares. It is not
+a volume: no commits and no history; each write is visible to every reader at once.
+
+Layout (inside the environment's view of the store)::
+
+    dict-names/<name>          {"id", "created_at", "created_by"}  (create-only)
+    dicts/<id>/config          {"id", "name", "created_at", "created_by", "format"}
+    dicts/<id>/e/<entry name>  one object per entry: header + pickled value
+    dicts/<id>/locks/<name>    locks taken with Dict.lock (never among the entries)
+    leases/dicts/<id>          the lease of an ephemeral Dict (renewed while its owner lives)
+
+Keys. A key of a primitive type (str, bytes, int, float, bool, None, and tuples of
+these) has a canonical byte encoding; its entry's object name is that encoding in
+lowercase base32 (``0-9a-v``, safe on case-insensitive file systems), so ``keys()`` and
+``len()`` are one listing, with no read per entry. Keys are equal when their encodings
+are (Modal's rule, not Python's): ``1``, ``1.0`` and ``True`` are three different keys.
+An encoding too long for an object name (over 120 bytes), and every other hashable key
+(pickled with cloudpickle), is named by a digest instead, and the key is kept inside the
+entry; listing such keys reads those entries. Pickles of equal objects can differ (set
+order, object identity), so two equal non-primitive keys may name two entries: prefer
+primitive keys, as Modal's documentation also advises.
+
+Values are pickled with cloudpickle (as Modal does), compressed with zstd when large,
+and limited to 100 MiB pickled (Modal's limit), checked before anything is written.
+
+Atomicity comes from the store: ``put(skip_if_exists=True)`` is a create-only write;
+``incr``, ``setdefault`` and the lock are optimistic loops on
+:meth:`Store.put_if_match <jupyter_volume.store.base.Store.put_if_match>`. Entries are
+kept until deleted (Modal expires idle entries after 7 days; we do not).
+
+This module sits beside :mod:`jupyter_volume.volume`: it imports the store layer, the
+lease module, the name rule and the error tree, never the volume engine. (It is named
+``dicts`` because a submodule named ``dict`` would shadow the builtin in the package's
+``__init__``.)
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import json
+import os
+import pickle
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import (
+    ItemsView,
+    Iterator,
+    KeysView,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .aio import aio
+from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
+from .lease import CLOCK_SLACK, Lease, expired, store_now
+from .store import Store, environment_store, open_store, resolve_environment
+
+__all__ = [
+    "MAX_VALUE_SIZE",
+    "DeserializationError",
+    "Dict",
+    "DictInfo",
+    "DictLock",
+]
+
+#: The largest pickled value a Dict accepts (Modal's limit).
+MAX_VALUE_SIZE = 100 * 1024 * 1024
+#: Pickled values at least this large are stored zstd-compressed (when that helps).
+COMPRESS_ABOVE = 4096
+#: Canonical key encodings up to this many bytes name their entry directly (base32
+#: makes 192 characters of 120 bytes: within the 255-byte file-name limit of a local
+#: store and the 1,024-byte key limit of S3, with room for the prefixes).
+MAX_DIRECT_KEY = 120
+#: Seconds an ephemeral Dict outlives its owner (``$JUPYTER_VOLUME_EPHEMERAL_TTL``).
+EPHEMERAL_TTL = float(os.environ.get("JUPYTER_VOLUME_EPHEMERAL_TTL", "") or 60.0)
+#: Requests in flight at once when reading or writing many entries.
+PARALLEL = 16
+
+NAMES = "dict-names/"
+EPHEMERAL_LEASES = "leases/dicts/"
+_MAGIC = b"JVD1"
+_FLAG_ZSTD = 1
+_FREE = b'{"free": true}'
+_NO_DEFAULT: Any = object()
+
+
+class DeserializationError(VolumeError):
+    """A value (or key) stored in a Dict cannot be unpickled here, e.g. because the
+    module that defines its type is not installed in this environment."""
+
+
+@dataclass(frozen=True)
+class DictInfo:
+    """What is known of a Dict: its name (None when ephemeral), id, creation time (UTC)
+    and creator."""
+
+    name: str | None
+    id: str
+    created_at: datetime
+    created_by: str
+
+
+# -- keys ------------------------------------------------------------------------------
+_PRIMITIVES = (str, bytes, int, float, bool, type(None), tuple)
+
+
+def _encode_key(key: Any) -> bytes | None:
+    """The canonical bytes of a primitive key, or None when ``key`` is not primitive."""
+    if key is None:
+        return b"n"
+    if key is True:
+        return b"t"
+    if key is False:
+        return b"f"
+    t = type(key)
+    if t is int:
+        return b"i" + str(key).encode()
+    if t is float:
+        return b"d" + repr(key).encode()
+    if t is str:
+        return b"s" + key.encode("utf-8", "surrogatepass")
+    if t is bytes:
+        return b"b" + key
+    if t is tuple:
+        parts = []
+        for item in key:
+            enc = _encode_key(item)
+            if enc is None:
+                return None
+            parts.append(b"%d:" % len(enc) + enc)
+        return b"(" + b"".join(parts)
+    return None
+
+
+def _decode_key(enc: bytes) -> Any:
+    tag, body = enc[:1], enc[1:]
+    if tag == b"n":
+        return None
+    if tag == b"t":
+        return True
+    if tag == b"f":
+        return False
+    if tag == b"i":
+        return int(body)
+    if tag == b"d":
+        return float(body)
+    if tag == b"s":
+        return body.decode("utf-8", "surrogatepass")
+    if tag == b"b":
+        return bytes(body)
+    if tag == b"(":
+        items = []
+        while body:
+            size, _, rest = body.partition(b":")
+            n = int(size)
+            items.append(_decode_key(rest[:n]))
+            body = rest[n:]
+        return tuple(items)
+    if tag == b"p":
+        return pickle.loads(body)
+    raise ValueError(f"unknown key tag {tag!r}")
+
+
+def _pickle(obj: Any, what: str) -> bytes:
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(obj)
+    except Exception as e:  # noqa: BLE001 - pickling raises many kinds; all mean "cannot"
+        raise InvalidError(f"{what} cannot be pickled: {type(e).__name__}: {e}") from e
+
+
+def _key_bytes(key: Any) -> bytes:
+    """The key's canonical encoding; non-primitive keys are pickled (tag ``p``)."""
+    enc = _encode_key(key)
+    if enc is not None:
+        return enc
+    try:
+        hash(key)
+    except TypeError:
+        raise InvalidError(
+            f"Dict keys must be hashable, got {type(key).__name__}: use a str, int, "
+            "bytes or a tuple of these"
+        ) from None
+    return b"p" + _pickle(key, f"key {key!r}")
+
+
+def _entry_name(enc: bytes) -> str:
+    """The object name of a key: base32 of its encoding, or a digest when too long."""
+    if enc[:1] != b"p" and len(enc) <= MAX_DIRECT_KEY:
+        return "k" + base64.b32hexencode(enc).decode().rstrip("=").lower()
+    from blake3 import blake3
+
+    return "h" + blake3(enc).hexdigest()[:56]
+
+
+def _name_to_enc(name: str) -> bytes | None:
+    """The key encoding of a directly named entry (None for a digest-named one)."""
+    if not name.startswith("k"):
+        return None
+    text = name[1:].upper()
+    return base64.b32hexdecode(text + "=" * (-len(text) % 8))
+
+
+# -- entries ---------------------------------------------------------------------------
+def _pack(enc: bytes, value_pickle: bytes) -> bytes:
+    """One entry object: magic, flags, key length, key encoding, value (maybe zstd)."""
+    flags = 0
+    body = value_pickle
+    if len(body) >= COMPRESS_ABOVE:
+        import zstandard
+
+        packed = zstandard.ZstdCompressor(level=3).compress(body)
+        if len(packed) < len(body):
+            body, flags = packed, _FLAG_ZSTD
+    return b"".join((_MAGIC, bytes([flags]), len(enc).to_bytes(4, "big"), enc, body))
+
+
+def _unpack(blob: bytes) -> tuple[bytes, bytes]:
+    """``(key encoding, value pickle)`` of an entry object."""
+    if blob[:4] != _MAGIC or len(blob) < 9:
+        raise ValueError("not a Dict entry")
+    flags = blob[4]
+    n = int.from_bytes(blob[5:9], "big")
+    enc, body = blob[9 : 9 + n], blob[9 + n :]
+    if flags & _FLAG_ZSTD:
+        import zstandard
+
+        body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_VALUE_SIZE + 1)
+    return enc, body
+
+
+def _creator() -> str:
+    from .repository.repo import default_author
+
+    return f"{default_author()}@{socket.gethostname()}"
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def _open(
+    store: Store | str | os.PathLike[str] | None, environment_name: str | None
+) -> tuple[Store, str, Store]:
+    """``(base store, environment, the environment's view)``; stores opened once per URL."""
+    if isinstance(store, Store):
+        base = store
+    else:
+        from .config import resolve_store_url
+
+        url = os.fspath(store) if store is not None else resolve_store_url()
+        with _stores_lock:
+            base = _stores.get(url)
+            if base is None:
+                base = _stores[url] = open_store(url)
+    env = resolve_environment(environment_name)
+    return base, env, environment_store(base, env)
+
+
+def check_dict_name(name: object) -> str:
+    """Return ``name`` if it is a valid Dict name (the volume name rule); else raise
+    InvalidError stating the rule."""
+    from .names import NAME_RULE, check_name
+
+    try:
+        return check_name(name)
+    except InvalidError:
+        rule = NAME_RULE.replace("volume names", "Dict names")
+        raise InvalidError(f"invalid Dict name {name!r}: {rule}") from None
+
+
+def _config_doc(dict_id: str, name: str | None) -> dict[str, Any]:
+    return {
+        "id": dict_id,
+        "name": name,
+        "created_at": time.time(),
+        "created_by": _creator(),
+        "format": 1,
+    }
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True).encode()
+
+
+def _delete_prefix(store: Store, prefix: str) -> int:
+    """Delete every object under ``prefix``, 1,000 per request; how many there were."""
+    batch: list[str] = []
+    n = 0
+    for info in store.list(prefix):
+        batch.append(info.key)
+        if len(batch) >= 1000:
+            store.delete(batch)
+            n += len(batch)
+            batch = []
+    if batch:
+        store.delete(batch)
+        n += len(batch)
+    return n
+
+
+def _sweep_ephemeral(store: Store) -> list[str]:
+    """Delete ephemeral Dicts whose owner stopped renewing their lease; their ids."""
+    gone = []
+    for info in expired(store, EPHEMERAL_LEASES, EPHEMERAL_TTL):
+        dict_id = info.key[len(EPHEMERAL_LEASES) :]
+        _delete_prefix(store, f"dicts/{dict_id}/")
+        store.delete([info.key])
+        gone.append(dict_id)
+    return gone
+
+
+def _create(store: Store, name: str, *, allow_existing: bool) -> dict[str, Any]:
+    """Create Dict ``name``; its record. AlreadyExistsError unless ``allow_existing``."""
+    check_dict_name(name)
+    doc = _config_doc(uuid.uuid4().hex, name)
+    # the config first: a name never points at a Dict that does not exist
+    store.put(f"dicts/{doc['id']}/config", _dump(doc))
+    record = {k: doc[k] for k in ("id", "created_at", "created_by")}
+    if store.put_if_absent(NAMES + name, _dump(record)):
+        return doc
+    try:
+        existing = json.loads(store.get(NAMES + name))
+    except NotFoundError:
+        existing = None
+    if existing is not None and existing.get("id") == doc["id"]:
+        return doc  # our create landed, its response was lost
+    store.delete([f"dicts/{doc['id']}/config"])
+    if allow_existing and existing is not None:
+        return {**existing, "name": name}
+    raise AlreadyExistsError(f"Dict {name!r} already exists in {store.url}")
+
+
+class _DictManager:
+    """``Dict.objects``: create, list and delete named Dicts."""
+
+    @aio
+    def create(
+        self,
+        name: str,
+        *,
+        allow_existing: bool = False,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> None:
+        """Create a named Dict (use :meth:`Dict.from_name` for a handle).
+
+        Raises:
+            AlreadyExistsError: it exists and ``allow_existing`` is False.
+            InvalidError: a bad name.
+        """
+        check_dict_name(name)
+        _, _, s = _open(store, environment_name)
+        _create(s, name, allow_existing=allow_existing)
+
+    @aio
+    def list(
+        self,
+        *,
+        max_objects: int | None = None,
+        created_before: datetime | str | None = None,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> builtins.list[Dict]:
+        """Every named Dict of the environment, newest first (as Modal orders them).
+
+        Args:
+            max_objects: return at most this many.
+            created_before: only Dicts created before this time (a datetime or an ISO
+                date string such as ``"2025-01-01"``).
+        """
+        if max_objects is not None and max_objects < 0:
+            raise InvalidError("max_objects cannot be negative")
+        base, env, s = _open(store, environment_name)
+        cutoff: float | None = None
+        if created_before is not None:
+            if isinstance(created_before, str):
+                created_before = datetime.fromisoformat(created_before)
+            if created_before.tzinfo is None:
+                created_before = created_before.replace(tzinfo=UTC)
+            cutoff = created_before.timestamp()
+        found = []
+        for info in s.list(NAMES):
+            name = info.key[len(NAMES) :]
+            try:
+                rec = json.loads(s.get(info.key))
+            except NotFoundError:
+                continue  # deleted while we listed
+            if cutoff is not None and float(rec["created_at"]) >= cutoff:
+                continue
+            found.append(
+                Dict(
+                    _store=base,
+                    _env=env,
+                    _name=name,
+                    _id=rec["id"],
+                    _record={**rec, "name": name},
+                )
+            )
+        found.sort(key=lambda d: -float(d._record["created_at"]))  # type: ignore[index]
+        return found[:max_objects] if max_objects is not None else found
+
+    @aio
+    def delete(
+        self,
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> None:
+        """Delete a named Dict entirely (every entry and lock; irreversible).
+
+        Raises:
+            NotFoundError: no such Dict and ``allow_missing`` is False.
+        """
+        check_dict_name(name)
+        _, _, s = _open(store, environment_name)
+        try:
+            rec = json.loads(s.get(NAMES + name))
+        except NotFoundError:
+            if allow_missing:
+                return
+            raise NotFoundError(f"Dict {name!r} not found in {s.url}") from None
+        s.delete([NAMES + name])  # the name first: nobody finds a half-deleted Dict
+        _delete_prefix(s, f"dicts/{rec['id']}/")
+
+
+class Dict(MutableMapping[Any, Any]):
+    """A distributed dictionary: a named key-value map shared by every process that
+    reaches the store, shaped like ``modal.Dict`` and a real ``MutableMapping``.
+
+    Get one with :meth:`from_name` (lazy), :meth:`from_id` or :meth:`ephemeral`. Every
+    method also has an ``.aio`` form for async code (``await d.get.aio("k")``).
+
+    Handles compare equal to any mapping with the same contents (``d == {"a": 1}``) but
+    hash by identity, so a handle can itself be a key or a value (handles pickle: the
+    store URL, environment and id travel, the contents stay in the store).
+
+    Example::
+
+        d = Dict.from_name("results", create_if_missing=True)
+        d["run-1"] = {"loss": 0.12}
+        d.put("best", "run-1", skip_if_exists=True)  # first writer wins
+        d.incr("runs")  # atomic across processes and machines
+        with d.lock("checkpoint"):  # one holder at a time
+            d["n"] = d.get("n", 0) + 1
+    """
+
+    objects = _DictManager()
+
+    def __init__(
+        self,
+        *,
+        _store: Store,
+        _env: str,
+        _name: str | None = None,
+        _id: str | None = None,
+        _create: bool = False,
+        _record: dict[str, Any] | None = None,
+    ) -> None:
+        self._base = _store
+        self.environment_name = _env
+        self.store = environment_store(_store, _env)
+        self._name = _name
+        self._id = _id
+        self._create_if_missing = _create
+        self._record = _record
+        self._lock = threading.Lock()
+
+    # -- handles -------------------------------------------------------------------
+    @staticmethod
+    def from_name(
+        name: str,
+        *,
+        create_if_missing: bool = False,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> Dict:
+        """A handle on the Dict named ``name``; nothing is read until it is used.
+
+        With ``create_if_missing`` the first use creates it. Raises InvalidError at once
+        for a bad name.
+        """
+        check_dict_name(name)
+        base, env, _ = _open(store, environment_name)
+        return Dict(_store=base, _env=env, _name=name, _create=create_if_missing)
+
+    @staticmethod
+    def from_id(
+        dict_id: str, *, environment_name: str | None = None, store: Store | str | None = None
+    ) -> Dict:
+        """A handle on the Dict with id ``dict_id`` (named or ephemeral), looked up at
+        first use (NotFoundError then if it does not exist)."""
+        if not isinstance(dict_id, str) or not dict_id.isalnum():
+            raise InvalidError(f"invalid Dict id {dict_id!r}")
+        base, env, _ = _open(store, environment_name)
+        return Dict(_store=base, _env=env, _id=dict_id)
+
+    @classmethod
+    @aio(kind="context")
+    @contextlib.contextmanager
+    def ephemeral(
+        cls,
+        *,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+        _ttl: float | None = None,
+    ) -> Iterator[Dict]:
+        """An anonymous Dict that exists for the duration of the block.
+
+        It is deleted when the block exits; if its process dies first, its lease stops
+        being renewed and any later ``Dict.ephemeral()`` or ``Dict.objects.list()`` on
+        the store deletes it once the lease is older than ``$JUPYTER_VOLUME_EPHEMERAL_TTL``
+        (60 s by default) by the store's clock.
+
+        Example::
+
+            with Dict.ephemeral() as d:
+                d["foo"] = "bar"
+        """
+        base, env, s = _open(store, environment_name)
+        _sweep_ephemeral(s)
+        doc = _config_doc(uuid.uuid4().hex, None)
+        lease = Lease(s, EPHEMERAL_LEASES + doc["id"], ttl=_ttl or EPHEMERAL_TTL)
+        lease.start()  # before the config: a sweep never sees a Dict without a lease
+        try:
+            s.put(f"dicts/{doc['id']}/config", _dump(doc))
+            yield cls(_store=base, _env=env, _id=doc["id"], _record=doc)
+        finally:
+            lease.stop(delete=False)
+            _delete_prefix(s, f"dicts/{doc['id']}/")
+            s.delete([lease.key])
+
+    def _resolve(self) -> dict[str, Any]:
+        with self._lock:
+            if self._record is None:
+                s = self.store
+                if self._name is not None and self._id is None:
+                    try:
+                        rec = json.loads(s.get(NAMES + self._name))
+                    except NotFoundError:
+                        if not self._create_if_missing:
+                            raise NotFoundError(
+                                f"Dict {self._name!r} not found in {s.url}: create it with "
+                                f"Dict.from_name({self._name!r}, create_if_missing=True) or "
+                                f"`jupyter volume dict create {self._name}`"
+                            ) from None
+                        rec = _create(s, self._name, allow_existing=True)
+                    self._record = {**rec, "name": self._name}
+                    self._id = rec["id"]
+                else:
+                    try:
+                        self._record = json.loads(s.get(f"dicts/{self._id}/config"))
+                    except NotFoundError:
+                        raise NotFoundError(f"no Dict with id {self._id!r} in {s.url}") from None
+                    self._name = self._record.get("name")
+            return self._record
+
+    @property
+    def name(self) -> str | None:
+        """The Dict's name (None for an ephemeral Dict or a not yet resolved id)."""
+        return self._name
+
+    @property
+    def object_id(self) -> str:
+        """The Dict's id (resolves the handle)."""
+        return self._resolve()["id"]
+
+    @property
+    def _prefix(self) -> str:
+        return f"dicts/{self._resolve()['id']}/e/"
+
+    def _what(self) -> str:
+        return f"Dict {self._name!r}" if self._name else f"ephemeral Dict {self._id}"
+
+    def __repr__(self) -> str:
+        if self._name is not None:
+            return f"Dict.from_name({self._name!r}, store={self._base.url!r})"
+        return f"Dict.from_id({self._id!r}, store={self._base.url!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_unpickle_dict, (self._base.url, self.environment_name, self._name, self._id))
+
+    __hash__ = object.__hash__  # by identity: handles can be keys and values
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if isinstance(other, Dict) and (self.store.url, self.object_id) == (
+            other.store.url,
+            other.object_id,
+        ):
+            return True  # one Dict (and no endless recursion when it holds itself)
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    @aio
+    def info(self) -> DictInfo:
+        """Name, id, creation time (UTC) and creator of the Dict."""
+        r = self._resolve()
+        return DictInfo(
+            r.get("name"),
+            r["id"],
+            datetime.fromtimestamp(float(r["created_at"]), tz=UTC),
+            r.get("created_by", ""),
+        )
+
+    # -- encoding ------------------------------------------------------------------
+    def _key_object(self, key: Any) -> tuple[bytes, str]:
+        enc = _key_bytes(key)
+        return enc, self._prefix + _entry_name(enc)
+
+    def _encode(self, key: Any, value: Any) -> tuple[str, bytes]:
+        """The object key and bytes of one entry; every check happens here, before any
+        write."""
+        enc, okey = self._key_object(key)
+        pickled = _pickle(value, f"the value for key {key!r}")
+        if len(pickled) > MAX_VALUE_SIZE:
+            raise InvalidError(
+                f"the value for key {key!r} is {len(pickled):,} bytes pickled, over the "
+                f"Dict limit of {MAX_VALUE_SIZE:,} bytes (100 MiB): store it in a Volume"
+            )
+        return okey, _pack(enc, pickled)
+
+    def _load_value(self, blob: bytes, key: Any = _NO_DEFAULT) -> Any:
+        try:
+            enc, body = _unpack(blob)
+        except Exception as e:  # noqa: BLE001 - any damage means the same thing here
+            raise DeserializationError(
+                f"a value in {self._what()} is damaged ({e}): it was not written by a Dict"
+            ) from e
+        if key is _NO_DEFAULT:
+            key = self._load_key(enc)
+        try:
+            return pickle.loads(body)
+        except ModuleNotFoundError as e:
+            raise DeserializationError(
+                f"cannot unpickle the value for key {key!r} from {self._what()}: module "
+                f"{e.name!r} is not installed here (install it, at the writer's version)"
+            ) from e
+        except Exception as e:  # noqa: BLE001 - unpickling raises anything
+            raise DeserializationError(
+                f"cannot unpickle the value for key {key!r} from {self._what()}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+
+    def _load_key(self, enc: bytes) -> Any:
+        try:
+            return _decode_key(enc)
+        except ModuleNotFoundError as e:
+            raise DeserializationError(
+                f"cannot unpickle a key from {self._what()}: module {e.name!r} is not "
+                "installed here"
+            ) from e
+        except Exception as e:  # noqa: BLE001
+            raise DeserializationError(
+                f"cannot decode a key from {self._what()}: {type(e).__name__}: {e}"
+            ) from e
+
+    # -- reading -------------------------------------------------------------------
+    @aio
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when it is missing."""
+        _, okey = self._key_object(key)
+        try:
+            blob = self.store.get(okey)
+        except NotFoundError:
+            return default
+        return self._load_value(blob, key)
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, _NO_DEFAULT)
+        if value is _NO_DEFAULT:
+            raise KeyError(key)
+        return value
+
+    @aio
+    def contains(self, key: Any) -> bool:
+        """Whether ``key`` is present (one metadata request)."""
+        _, okey = self._key_object(key)
+        return self.store.exists(okey)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return self.contains(key)
+        except InvalidError:
+            return False  # an unhashable key is in no Dict
+
+    @aio
+    def len(self) -> int:
+        """The number of entries (one listing; no entry is read)."""
+        return sum(1 for _ in self.store.list(self._prefix))
+
+    def __len__(self) -> int:
+        return self.len()
+
+    def _names(self) -> Iterator[str]:
+        prefix = self._prefix
+        for info in self.store.list(prefix):
+            yield info.key[len(prefix) :]
+
+    def _iter_keys(self) -> Iterator[Any]:
+        prefix = self._prefix
+        for name in self._names():
+            enc = _name_to_enc(name)
+            if enc is None:  # named by digest: the key is inside the entry
+                try:
+                    enc, _ = _unpack(self.store.get(prefix + name))
+                except NotFoundError:
+                    continue  # deleted while we listed
+            yield self._load_key(enc)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._iter_keys()
+
+    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, value) of every entry; entries are fetched by a pool, in listing order."""
+        prefix = self._prefix
+
+        def fetch(name: str) -> bytes | None:
+            try:
+                return self.store.get(prefix + name)
+            except NotFoundError:
+                return None  # deleted while we listed
+
+        names = self._names()
+        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="dict-get") as pool:
+            while True:
+                batch = [n for _, n in zip(range(PARALLEL * 8), names, strict=False)]
+                if not batch:
+                    return
+                for blob in pool.map(fetch, batch):
+                    if blob is None:
+                        continue
+                    try:
+                        enc, _ = _unpack(blob)
+                    except ValueError:
+                        enc = b""
+                    key = self._load_key(enc)
+                    yield key, self._load_value(blob, key)
+
+    @aio(kind="iter")
+    def keys(self) -> _KeysView:
+        """A view of the keys: lazy, iterable any number of times (each time one listing)."""
+        return _KeysView(self)
+
+    @aio(kind="iter")
+    def values(self) -> _ValuesView:
+        """A view of the values: lazy; each iteration lists and reads the entries."""
+        return _ValuesView(self)
+
+    @aio(kind="iter")
+    def items(self) -> _ItemsView:
+        """A view of the (key, value) pairs: lazy; each iteration lists and reads."""
+        return _ItemsView(self)
+
+    # -- writing -------------------------------------------------------------------
+    @aio
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
+        """Set ``key`` to ``value``; True when written.
+
+        With ``skip_if_exists`` the write happens only if the key is missing, atomically
+        across processes and machines (exactly one of several racing writers gets True).
+
+        Raises:
+            InvalidError: unhashable key, unpicklable or oversized value (nothing is
+                written then).
+        """
+        okey, blob = self._encode(key, value)
+        if skip_if_exists:
+            return self.store.put_if_absent(okey, blob)
+        self.store.put(okey, blob)
+        return True
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    @aio
+    def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
+        """Remove ``key`` and return its value; ``default`` (or KeyError) when missing.
+
+        Not atomic against a concurrent ``pop`` of the same key: both may return the
+        value (use :meth:`lock` around it when that matters).
+        """
+        _, okey = self._key_object(key)
+        try:
+            blob = self.store.get(okey)
+        except NotFoundError:
+            if default is _NO_DEFAULT:
+                raise KeyError(key) from None
+            return default
+        value = self._load_value(blob, key)
+        self.store.delete([okey])
+        return value
+
+    def __delitem__(self, key: Any) -> None:
+        self.pop(key)
+
+    @aio
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return some (key, value) pair; KeyError when the Dict is empty."""
+        for key in self._iter_keys():
+            value = self.pop(key, _NO_DEFAULT_POP)
+            if value is not _NO_DEFAULT_POP:
+                return key, value
+        raise KeyError(f"popitem(): {self._what()} is empty")
+
+    @aio
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set many entries: from a mapping, an object with ``keys()``, pairs, or keywords.
+
+        Every key and value is checked and pickled before the first write. The writes
+        then go out in parallel and are not one transaction: if the store fails midway,
+        some entries may have been written (the error says how many).
+        """
+        if isinstance(other, Mapping):
+            pairs = list(other.items())
+        elif hasattr(other, "keys"):
+            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - the keys() protocol
+        else:
+            pairs = []
+            for i, pair in enumerate(other):
+                try:
+                    k, v = pair
+                except (TypeError, ValueError):
+                    raise InvalidError(
+                        f"Dict.update: element #{i} of the sequence is not a (key, value) pair"
+                    ) from None
+                pairs.append((k, v))
+        pairs.extend(kwargs.items())
+        encoded: dict[str, bytes] = {}
+        for k, v in pairs:
+            okey, blob = self._encode(k, v)
+            encoded[okey] = blob  # a later pair for the same key wins, as in dict.update
+        done = 0
+        lock = threading.Lock()
+
+        def write(item: tuple[str, bytes]) -> None:
+            nonlocal done
+            self.store.put(*item)
+            with lock:
+                done += 1
+
+        try:
+            if len(encoded) <= 1:
+                for item in encoded.items():
+                    write(item)
+            else:
+                with ThreadPoolExecutor(PARALLEL, thread_name_prefix="dict-put") as pool:
+                    builtins.list(pool.map(write, encoded.items()))
+        except Exception as e:
+            raise type(e)(
+                f"Dict.update of {self._what()} failed after writing {done} of "
+                f"{len(encoded)} entries: {e}"
+            ) from e
+
+    @aio
+    def clear(self) -> None:
+        """Remove every entry (locks are kept)."""
+        _delete_prefix(self.store, self._prefix)
+
+    @aio
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """The value of ``key``; if missing, set it to ``default`` atomically first (of
+        several racing callers, one writes and all get that writer's value)."""
+        okey, blob = self._encode(key, default)
+        while True:
+            if self.store.put_if_absent(okey, blob):
+                return default
+            try:
+                return self._load_value(self.store.get(okey), key)
+            except NotFoundError:
+                continue  # deleted in between: try to create it again
+
+    @aio
+    def incr(self, key: Any, amount: int = 1) -> int:
+        """Add ``amount`` to the integer under ``key`` atomically and return the result.
+
+        A missing key starts from 0. Safe across processes and machines (an optimistic
+        loop on the store's conditional write).
+
+        Raises:
+            InvalidError: ``amount`` or the stored value is not an integer.
+        """
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise InvalidError(f"incr amount must be an int, got {type(amount).__name__}")
+        enc, okey = self._key_object(key)
+        attempt = 0
+        while True:
+            try:
+                blob, token = self.store.get_versioned(okey)
+            except NotFoundError:
+                if self.store.put_if_absent(okey, _pack(enc, _pickle(amount, "amount"))):
+                    return amount
+                continue
+            current = self._load_value(blob, key)
+            if not isinstance(current, int) or isinstance(current, bool):
+                raise InvalidError(
+                    f"cannot incr key {key!r} of {self._what()}: its value is a "
+                    f"{type(current).__name__}, not an int"
+                )
+            new = current + amount
+            if self.store.put_if_match(okey, _pack(enc, _pickle(new, "value")), token):
+                return new
+            attempt += 1
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))
+
+    # -- locks ---------------------------------------------------------------------
+    @aio(kind="context")
+    def lock(
+        self, name: str = "lock", *, lease: float = 30.0, timeout: float | None = None
+    ) -> DictLock:
+        """A mutual-exclusion lock named ``name``, across processes and machines.
+
+        ``with d.lock("x"):`` waits until the lock is free (at most ``timeout`` seconds,
+        then TimeoutError), holds it while the block runs (a thread renews it every
+        ``lease / 3`` seconds) and frees it at the end. If the holder dies, the lock is
+        free again once ``lease`` seconds passed since its last renewal, by the store's
+        clock. Locks live apart from the entries (never in ``keys()`` or ``len()``).
+
+        Example::
+
+            with d.lock("counter", lease=10, timeout=60):
+                d["n"] = d.get("n", 0) + 1
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidError(f"lock name must be a non-empty string, got {name!r}")
+        if not lease > 0:
+            raise InvalidError(f"lock lease must be a positive number of seconds, got {lease!r}")
+        enc = _key_bytes(name)
+        return DictLock(
+            self, f"dicts/{self._resolve()['id']}/locks/{_entry_name(enc)}", name, lease, timeout
+        )
+
+
+_NO_DEFAULT_POP: Any = object()
+
+
+def _unpickle_dict(url: str, env: str, name: str | None, dict_id: str | None) -> Dict:
+    base, env, _ = _open(url, env)
+    return Dict(_store=base, _env=env, _name=name, _id=dict_id if name is None else None)
+
+
+class _KeysView(KeysView[Any]):
+    def __init__(self, d: Dict) -> None:
+        super().__init__(d)
+
+    def __repr__(self) -> str:
+        return f"dict_keys({builtins.list(self)!r})"
+
+
+class _ValuesView(ValuesView[Any]):
+    def __init__(self, d: Dict) -> None:
+        super().__init__(d)
+
+    def __iter__(self) -> Iterator[Any]:
+        for _, v in self._mapping._iter_items():  # type: ignore[attr-defined]
+            yield v
+
+    def __repr__(self) -> str:
+        return f"dict_values({builtins.list(self)!r})"
+
+
+class _ItemsView(ItemsView[Any, Any]):
+    def __init__(self, d: Dict) -> None:
+        super().__init__(d)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return self._mapping._iter_items()  # type: ignore[attr-defined,no-any-return]
+
+    def __repr__(self) -> str:
+        return f"dict_items({builtins.list(self)!r})"
+
+
+class _LockLease(Lease):
+    """The renewal of a held lock: a conditional write of a new payload, so a holder
+    whose lock was taken over (after it failed to renew for a whole lease) notices."""
+
+    def __init__(self, store: Store, key: str, ttl: float, owner: dict[str, Any], token: str):
+        super().__init__(store, key, ttl=ttl)
+        self.owner = owner
+        self.token = token
+
+    def renew(self) -> bool:
+        # each renewal's bytes differ (the counter), so its token does too: a waiter that
+        # read an older version can never steal with it
+        body = _dump({**self.owner, "n": self.renewals + 1})
+        token = self.store.put_if_match(self.key, body, self.token)
+        if token is None:
+            return False
+        self.token = token
+        return True
+
+
+class DictLock:
+    """A lock of a Dict (see :meth:`Dict.lock`); a context manager, also usable with
+    :meth:`acquire` and :meth:`release`. :attr:`lost` turns True if the lock was taken
+    over while held (its renewals failed for a whole lease)."""
+
+    #: Seconds between attempts while waiting (grows to ``max_poll`` with jitter).
+    min_poll = 0.02
+    max_poll = 0.25
+
+    def __init__(self, d: Dict, key: str, name: str, lease: float, timeout: float | None) -> None:
+        self.dict = d
+        self.store = d.store
+        self.key = key
+        self.name = name
+        self.lease = float(lease)
+        self.timeout = timeout
+        self._renewer: _LockLease | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the lock now."""
+        return self._renewer is not None and not self._renewer.lost
+
+    @property
+    def lost(self) -> bool:
+        """True when the lock was taken over by another holder while this one held it."""
+        return self._renewer is not None and self._renewer.lost
+
+    def _owner(self) -> dict[str, Any]:
+        return {
+            "owner": uuid.uuid4().hex,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "lease": self.lease,
+        }
+
+    def acquire(self) -> DictLock:
+        """Wait for the lock and take it; TimeoutError after ``timeout`` seconds."""
+        if self._renewer is not None:
+            raise InvalidError(f"lock {self.name!r} is already held by this handle")
+        owner = self._owner()
+        body = _dump({**owner, "n": 0})
+        start = time.monotonic()
+        delay = self.min_poll
+        seen: str | None = None  # the holder's version we last judged
+        recheck_at = 0.0  # when (monotonic) that version may have expired
+        while True:
+            token = self._try_take(body, seen, recheck_at)
+            if isinstance(token, str) and token.startswith("ok:"):
+                self._renewer = _LockLease(self.store, self.key, self.lease, owner, token[3:])
+                self._renewer._start_thread()
+                return self
+            if isinstance(token, tuple):
+                seen, recheck_at = token
+                delay = self.min_poll
+            waited = time.monotonic() - start
+            if self.timeout is not None and waited >= self.timeout:
+                raise TimeoutError(
+                    f"could not take lock {self.name!r} of {self.dict._what()} within "
+                    f"{self.timeout:g} s: another process holds it"
+                )
+            pause = random.uniform(delay / 2, delay)
+            if self.timeout is not None:
+                pause = min(pause, max(0.0, self.timeout - waited))
+            time.sleep(pause)
+            delay = min(self.max_poll, delay * 2)
+
+    def _try_take(self, body: bytes, seen: str | None, recheck_at: float) -> Any:
+        """One attempt: ``"ok:<token>"`` when taken; ``(version, recheck_at)`` after
+        judging a new holder version; None to wait and try again."""
+        s = self.store
+        if s.put_if_absent(self.key, body):
+            _, token = s.get_versioned(self.key)
+            return "ok:" + token
+        try:
+            data, token = s.get_versioned(self.key)
+        except NotFoundError:
+            return None  # released and deleted in between: try to create it again
+        try:
+            holder = json.loads(data)
+        except ValueError:
+            holder = {}
+        if holder.get("free"):
+            taken = s.put_if_match(self.key, body, token)
+            return "ok:" + taken if taken else None
+        if token == seen and time.monotonic() < recheck_at:
+            return None  # the same version as last time, and it cannot have expired yet
+        # Judge this version by the store's clock. The stat comes after the read, so it
+        # shows this version's stamp or a newer one: never an expiry too early.
+        try:
+            stamp = s.stat(self.key).mtime
+        except NotFoundError:
+            return None
+        now = store_now(s)
+        holder_lease = float(holder.get("lease", self.lease))
+        left = stamp + holder_lease + CLOCK_SLACK - now
+        if left < 0:
+            taken = s.put_if_match(self.key, body, token)  # steal: only from this version
+            return "ok:" + taken if taken else None
+        return token, time.monotonic() + left
+
+    def release(self) -> None:
+        """Stop renewing and free the lock (if it is still ours)."""
+        renewer, self._renewer = self._renewer, None
+        if renewer is None:
+            return
+        renewer.stop(delete=False)
+        if not renewer.lost:
+            # a conditional write: frees it only if nobody took it over meanwhile
+            self.store.put_if_match(self.key, _FREE, renewer.token)
+
+    def __enter__(self) -> DictLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "held" if self.held else ("lost" if self.lost else "not held")
+        return f"<DictLock {self.name!r} of {self.dict._what()}, lease {self.lease:g} s, {state}>"

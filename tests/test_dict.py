@@ -1,0 +1,421 @@
+"""Dict: Modal's API case by case, and what we add, on the local store and SeaweedFS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_volume import DeserializationError, Dict, DictInfo
+from jupyter_volume.dicts import MAX_VALUE_SIZE
+from jupyter_volume.errors import (
+    AlreadyExistsError,
+    InvalidError,
+    NotFoundError,
+    StoreError,
+)
+from jupyter_volume.store.base import Store
+from jupyter_volume.store.s3 import S3Store, make_client
+from jupyter_volume.testing.wrappers import WRITE_OPS, CountingStore
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def objects(store: Store) -> list[str]:
+    return [o.key for o in store.list()]
+
+
+def test_named_dict(store: Store) -> None:
+    d = Dict.from_name("my-amazing-dict", create_if_missing=True, store=store)
+    assert d.name == "my-amazing-dict"
+    info = d.info()
+    assert isinstance(info, DictInfo)
+    assert info.name == "my-amazing-dict" and info.id == d.object_id
+    assert info.created_by and info.created_at.tzinfo is not None
+
+    d["xyz"] = 123
+    d["foo"] = 42
+    d["foo"] += 5
+    assert d["foo"] == 47
+    assert d.len() == 2 == len(d)
+    assert sorted(d.keys()) == ["foo", "xyz"]
+    assert sorted(d.values()) == [47, 123]
+    assert sorted(d.items()) == [("foo", 47), ("xyz", 123)]
+
+    d.clear()
+    assert d.len() == 0
+    with pytest.raises(KeyError):
+        _ = d["foo"]
+    assert d.get("foo", default=True) is True
+    assert d.get("foo") is None
+    d["foo"] = None
+    assert d["foo"] is None
+    assert d.contains("foo") and "foo" in d and "bar" not in d
+
+    # another handle (as another process would have) sees the same entries
+    assert Dict.from_name("my-amazing-dict", store=store)["foo"] is None
+
+    Dict.objects.delete("my-amazing-dict", store=store)
+    with pytest.raises(NotFoundError, match="my-amazing-dict"):
+        Dict.from_name("my-amazing-dict", store=store).info()
+    Dict.objects.delete("my-amazing-dict", store=store, allow_missing=True)
+    with pytest.raises(NotFoundError):
+        Dict.objects.delete("my-amazing-dict", store=store)
+    assert [k for k in objects(store) if not k.startswith("clock/")] == []
+
+
+def test_lazy_handle(store: Store) -> None:
+    counting = CountingStore(store)
+    d = Dict.from_name("lazy", create_if_missing=True, store=counting)
+    assert counting.ops == []  # nothing is read or written until the handle is used
+    d["foo"] = 42
+    assert d["foo"] == 42
+    assert counting.count("get", prefix="dict-names/") == 1  # the name is resolved once
+    assert counting.count("put_if_absent", prefix="dict-names/") == 1
+    with pytest.raises(NotFoundError):
+        Dict.from_name("not-there", store=store)["x"]
+
+
+@pytest.mark.parametrize("name", ["has space", "has/slash", "a" * 65, "", "-x", ".."])
+def test_invalid_name(local_store: Store, name: str) -> None:
+    with pytest.raises(InvalidError, match="invalid Dict name"):
+        Dict.from_name(name, store=local_store)
+    with pytest.raises(InvalidError, match="invalid Dict name"):
+        Dict.objects.create(name, store=local_store)
+    assert objects(local_store) == []  # a bad name writes nothing
+
+
+def test_ephemeral(store: Store) -> None:
+    with Dict.ephemeral(store=store) as d:
+        assert d.name is None
+        d["foo"] = 42
+        assert d.len() == 1 and d["foo"] == 42
+        assert d.info().name is None
+        dict_id = d.object_id
+        # from_id: another handle on the same (anonymous) Dict
+        d2 = Dict.from_id(dict_id, store=store)
+        assert d2["foo"] == 42
+        d2["another"] = "value"
+        assert d["another"] == "value"
+        assert Dict.objects.list(store=store) == []  # ephemeral Dicts have no name
+        assert store.exists(f"leases/dicts/{dict_id}")
+    assert objects(store) == []  # entries, config and lease are gone
+    with pytest.raises(NotFoundError):
+        Dict.from_id(dict_id, store=store).info()
+
+
+def test_from_id_named(local_store: Store) -> None:
+    d = Dict.from_name("by-id", create_if_missing=True, store=local_store)
+    d2 = Dict.from_id(d.object_id, store=local_store)
+    assert d2.info().name == "by-id"
+    assert d2.name == "by-id"
+    d2["foo"] = 42
+    assert d["foo"] == 42
+    with pytest.raises(InvalidError):
+        Dict.from_id("../x", store=local_store)
+
+
+def test_update_put_pop(store: Store) -> None:
+    with Dict.ephemeral(store=store) as d:
+        d.update({"foo": 1, "bar": 2}, foo=3, baz=4)
+        assert sorted(d.items()) == [("bar", 2), ("baz", 4), ("foo", 3)]
+        d.update([("pair", 1)], more=2)  # pairs, as dict.update takes them
+        assert d["pair"] == 1 and d["more"] == 2
+
+        d.clear()
+        assert d.put("foo", 1, skip_if_exists=True) is True
+        assert d.put("foo", 2, skip_if_exists=True) is False
+        assert list(d.items()) == [("foo", 1)]
+        assert d.put("foo", 3) is True
+        assert d["foo"] == 3
+
+        d["existing_key"] = "existing_value"
+        assert d.pop("existing_key") == "existing_value"
+        assert "existing_key" not in d
+        assert d.pop("non_existent_key", "default_value") == "default_value"
+        assert d.pop("non_existent_key", None) is None
+        with pytest.raises(KeyError):
+            d.pop("non_existent_key")
+        del d["foo"]
+        with pytest.raises(KeyError):
+            del d["foo"]
+        assert d.len() == 0
+
+
+def test_objects_create_list_delete(local_store: Store) -> None:
+    for i in range(5):
+        Dict.from_name(f"test-dict-{i}", create_if_missing=True, store=local_store).info()
+    listed = Dict.objects.list(store=local_store)
+    assert [d.name for d in listed] == [
+        f"test-dict-{i}" for i in reversed(range(5))
+    ]  # newest first
+    assert all(d.info().created_by for d in listed)
+    assert len(Dict.objects.list(max_objects=2, store=local_store)) == 2
+    assert Dict.objects.list(created_before="2000-01-01", store=local_store) == []
+    with pytest.raises(InvalidError):
+        Dict.objects.list(max_objects=-1, store=local_store)
+
+    Dict.objects.create("test-dict-create", store=local_store)
+    Dict.from_name("test-dict-create", store=local_store).info()
+    with pytest.raises(AlreadyExistsError):
+        Dict.objects.create("test-dict-create", store=local_store)
+    Dict.objects.create("test-dict-create", allow_existing=True, store=local_store)
+    # Dicts have their own namespace: a volume may share the name
+    from jupyter_volume import Volume
+
+    Volume.objects.create("test-dict-create", store=local_store)
+    assert Dict.from_name("test-dict-create", store=local_store).len() == 0
+
+
+def test_keys_follow_modals_equality(store: Store) -> None:
+    with Dict.ephemeral(store=store) as d:
+        d[1] = "int"
+        d[1.0] = "float"
+        d[True] = "bool"
+        d["1"] = "str"
+        d[b"1"] = "bytes"
+        d[None] = "none"
+        d[(1, "a", (b"x", None))] = "tuple"
+        assert d.len() == 7  # 1, 1.0, True, "1", b"1" are five different keys
+        assert (d[1], d[1.0], d[True]) == ("int", "float", "bool")
+        assert d[(1, "a", (b"x", None))] == "tuple"
+        assert set(d.keys()) == {1, "1", b"1", None, (1, "a", (b"x", None))}  # 1 == 1.0 == True
+        keys = list(d.keys())
+        assert [type(k).__name__ for k in keys].count("float") == 1
+        assert any(k is True for k in keys) and any(type(k) is int for k in keys)
+
+
+def test_long_and_other_keys(store: Store) -> None:
+    with Dict.ephemeral(store=store) as d:
+        long_key = "k" * 5000  # too long for an object name: named by digest
+        d[long_key] = 1
+        d[frozenset({1, 2})] = 2  # any hashable key works (pickled)
+        d["short"] = 3
+        assert d[long_key] == 1 and d[frozenset({1, 2})] == 2
+        assert sorted(d.keys(), key=repr) == sorted(
+            [long_key, frozenset({1, 2}), "short"], key=repr
+        )
+        assert d.len() == 3
+        with pytest.raises(InvalidError, match="hashable"):
+            d[["not", "hashable"]] = 1
+        assert ["x"] not in d
+
+
+def test_keys_and_len_are_one_listing(store: Store) -> None:
+    counting = CountingStore(store)
+    d = Dict.from_name("listing", create_if_missing=True, store=counting)
+    d.update({f"key-{i}": i for i in range(50)})
+    counting.reset()
+    assert len(d) == 50
+    assert counting.count("list") == 1 and counting.count("get") == 0
+    counting.reset()
+    keys = [k for k in d.keys()]  # noqa: SIM118 - the view; list(view) would also ask len()
+    assert sorted(keys) == sorted(f"key-{i}" for i in range(50))
+    assert counting.count("list") == 1 and counting.count("get") == 0  # no entry was read
+
+
+def test_views_are_lazy_and_reiterable(local_store: Store) -> None:
+    d = Dict.from_name("views", create_if_missing=True, store=local_store)
+    keys, values, items = d.keys(), d.values(), d.items()
+    assert list(keys) == [] and len(keys) == 0
+    d["a"] = 1
+    assert list(keys) == ["a"] and list(keys) == ["a"]  # sees later writes; reusable
+    assert list(values) == [1] and list(items) == [("a", 1)]
+    assert "a" in keys and ("a", 1) in items and 1 in values
+    assert ("a", 2) not in items
+
+
+def test_mutable_mapping(local_store: Store) -> None:
+    d = Dict.from_name("mm", create_if_missing=True, store=local_store)
+    assert isinstance(d, MutableMapping) and isinstance(d, Mapping)
+    assert d.setdefault("a", 1) == 1
+    assert d.setdefault("a", 2) == 1
+    d["b"] = 2
+    assert d == {"a": 1, "b": 2}
+    assert {"a": 1, "b": 2} == d  # noqa: SIM300 - the reflected comparison is the point
+    assert d != {"a": 1}
+    assert d == Dict.from_name("mm", store=local_store)  # same contents
+    key, value = d.popitem()
+    assert key not in d and {key: value}.items() <= {"a": 1, "b": 2}.items()
+    # hashable by identity: a handle can be a key, and be stored in its own Dict
+    assert {d: 1}[d] == 1
+    d["self"] = d
+    again = d["self"]
+    assert isinstance(again, Dict) and again.object_id == d.object_id and again == d
+    assert pickle.loads(pickle.dumps(d))["self"].object_id == d.object_id
+
+
+def test_incr(store: Store) -> None:
+    with Dict.ephemeral(store=store) as d:
+        assert d.incr("n") == 1  # a missing key starts from 0
+        assert d.incr("n", 10) == 11
+        assert d.incr("n", -20) == -9
+        assert d["n"] == -9
+        d["s"] = "text"
+        with pytest.raises(InvalidError, match="'s'.*str, not an int"):
+            d.incr("s")
+        d["b"] = True
+        with pytest.raises(InvalidError, match="bool"):
+            d.incr("b")
+        with pytest.raises(InvalidError, match="amount"):
+            d.incr("n", 1.5)  # type: ignore[arg-type]
+        assert d["s"] == "text" and d["n"] == -9
+
+
+def test_bad_input_writes_nothing(store: Store) -> None:
+    d = Dict.from_name("strict", create_if_missing=True, store=store)
+    d["keep"] = 1
+    counting = CountingStore(store)
+    strict = Dict.from_name("strict", store=counting)
+    with pytest.raises(InvalidError, match="cannot be pickled"):
+        strict["lock"] = threading.Lock()
+    with pytest.raises(InvalidError, match="over the Dict limit"):
+        strict.put("big", b"x" * (MAX_VALUE_SIZE + 1))
+    with pytest.raises(InvalidError, match="cannot be pickled"):
+        strict.update({"good": 1, "bad": threading.Lock()})  # checked before any write
+    with pytest.raises(InvalidError, match="pair"):
+        strict.update([("good", 1), ("bad",)])
+    with pytest.raises(InvalidError, match="cannot be pickled"):
+        strict.setdefault("x", threading.Lock())
+    assert counting.count(WRITE_OPS) == 0
+    assert sorted(strict.keys()) == ["keep"]
+
+
+def test_compression_and_big_values(store: Store) -> None:
+    with Dict.ephemeral(store=store) as d:
+        text = "all work and no play " * 100_000  # 2 MB, very compressible
+        d["text"] = text
+        assert d["text"] == text
+        (entry,) = [o for o in store.list(f"dicts/{d.object_id}/e/")]
+        assert entry.size < len(text) // 10  # stored compressed
+        noise = os.urandom(5 << 20)
+        d["noise"] = noise  # incompressible: stored as is
+        assert d["noise"] == noise
+
+
+def test_values_that_cannot_be_unpickled_name_key_and_module(
+    local_store: Store, tmp_path: Path
+) -> None:
+    # A child that has a module we lack stores an instance of its class.
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "jv_only_there.py").write_text("class Thing:\n    pass\n")
+    code = textwrap.dedent(
+        """
+        import sys
+        from jupyter_volume import Dict
+        from jupyter_volume.store import open_store
+        import jv_only_there
+        d = Dict.from_name("pickles", create_if_missing=True, store=open_store(sys.argv[1]))
+        d["foo"] = jv_only_there.Thing()
+        d["fine"] = 1
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "mods")}
+    subprocess.run([sys.executable, "-c", code, local_store.url], env=env, check=True, timeout=120)
+    d = Dict.from_name("pickles", store=local_store)
+    assert d["fine"] == 1
+    pattern = r"value for key 'foo' from Dict 'pickles': module 'jv_only_there'"
+    with pytest.raises(DeserializationError, match=pattern):
+        d.get("foo")
+    with pytest.raises(DeserializationError, match=pattern):
+        d.pop("foo")
+    with pytest.raises(DeserializationError, match=pattern):
+        list(d.values())
+    with pytest.raises(DeserializationError, match=pattern):
+        list(d.items())
+    assert sorted(d.keys()) == ["fine", "foo"]  # keys still list: they are not pickles
+
+
+def test_every_method_has_aio(local_store: Store) -> None:
+    d = Dict.from_name("async", create_if_missing=True, store=local_store)
+    for name in (
+        "get", "put", "contains", "len", "pop", "update", "clear", "keys", "values",
+        "items", "info", "incr", "setdefault", "popitem", "lock",
+    ):  # fmt: skip
+        assert callable(getattr(d, name).aio), name
+    for name in ("create", "list", "delete"):
+        assert callable(getattr(Dict.objects, name).aio), name
+    assert callable(Dict.ephemeral.aio)
+
+    async def main() -> list[Any]:
+        await d.put.aio("a", 1)
+        await d.update.aio({"b": 2})
+        assert await d.incr.aio("c", 3) == 3
+        async with d.lock.aio("l", lease=5) as lock:
+            assert lock.held
+        async with Dict.ephemeral.aio(store=local_store) as e:
+            await e.put.aio("x", 1)
+            assert await e.len.aio() == 1
+        names = [x.name for x in await Dict.objects.list.aio(store=local_store)]
+        assert names == ["async"]
+        return [
+            await d.get.aio("a"),
+            await d.contains.aio("b"),
+            await d.len.aio(),
+            sorted([k async for k in d.keys.aio()]),
+            sorted([v async for v in d.values.aio()]),
+            sorted([kv async for kv in d.items.aio()]),
+            await d.pop.aio("a"),
+        ]
+
+    assert asyncio.run(main()) == [
+        1,
+        True,
+        3,
+        ["a", "b", "c"],
+        [1, 2, 3],
+        [("a", 1), ("b", 2), ("c", 3)],
+        1,
+    ]
+
+
+def test_locks_live_apart_and_time_out(store: Store) -> None:
+    d = Dict.from_name("locks", create_if_missing=True, store=store)
+    d["x"] = 1
+    with d.lock("guard", lease=10) as held:
+        assert held.held and not held.lost
+        assert list(d.keys()) == ["x"] and d.len() == 1  # the lock is no entry
+        other = Dict.from_name("locks", store=store)
+        with pytest.raises(TimeoutError, match="guard"):
+            other.lock("guard", timeout=0.5).acquire()
+        with other.lock("another-name", timeout=5):
+            pass  # locks of other names are independent
+    with Dict.from_name("locks", store=store).lock("guard", timeout=5):
+        pass  # free again once released
+    d.clear()
+    with d.lock("guard", timeout=5):
+        pass  # clear() leaves locks working
+    with pytest.raises(InvalidError):
+        d.lock("", timeout=1)
+    with pytest.raises(InvalidError):
+        d.lock("x", lease=0)
+
+
+def test_unreachable_store_fails_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    store = S3Store(
+        "bucket",
+        "p",
+        endpoint_url=endpoint,
+        client=make_client(endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s"),
+    )
+    store.max_attempts = 2
+    d = Dict.from_name("offline", create_if_missing=True, store=store)
+    for call in (lambda: d.get("k"), lambda: d.put("k", 1), lambda: d.incr("k"), d.len):
+        with pytest.raises(StoreError) as info:
+            call()
+        assert "\n" not in str(info.value) and endpoint in str(info.value)
