@@ -39,6 +39,7 @@ Layer: a front end, like the CLI: it calls :class:`~jupyter_volume.Volume` only.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 import posixpath
@@ -52,7 +53,7 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
-from .store import Store, open_store
+from .store import Store, environment_store, open_store, resolve_environment
 from .volume import FileEntry, FileEntryType, Volume
 
 __all__ = ["VolumeFileSystem", "VolumeWriteFile", "parse_url"]
@@ -248,13 +249,24 @@ class VolumeFileSystem(AbstractFileSystem):
         **kwargs: Any,
     ) -> None:
         super().__init__(store=store, environment=environment, **kwargs)
-        self._store = _resolve_store(store, environment)
+        self._base = _resolve_store(store)
+        #: the environment these URLs point into ("" is the default one)
+        self.environment = resolve_environment(environment)
+        self._store = environment_store(self._base, self.environment)
+        # Volume handles get the base store and the environment when they take one, so
+        # they resolve the same view (and never apply $JUPYTER_VOLUME_ENV on top of it)
+        self._vkw: dict[str, Any] = (
+            {"store": self._base, "environment_name": self.environment}
+            if _takes_environment()
+            else {"store": self._store}
+        )
         self._volumes: dict[str, Volume] = {}
         self._lock = threading.Lock()
         self._local = threading.local()  # a put() or pipe(dict) collecting its writes
 
     def __repr__(self) -> str:
-        return f"<VolumeFileSystem {self._store.url}>"
+        env = f" environment={self.environment!r}" if self.environment else ""
+        return f"<VolumeFileSystem {self._base.url}{env}>"
 
     @property
     def store(self) -> Store:
@@ -285,7 +297,7 @@ class VolumeFileSystem(AbstractFileSystem):
         with self._lock:
             vol = self._volumes.get(name)
             if vol is None:
-                vol = self._volumes[name] = Volume.from_name(name, store=self._store)
+                vol = self._volumes[name] = Volume.from_name(name, **self._vkw)
             return vol
 
     def _snapshot(self, name: str, ref: str | None) -> tuple[Volume, int | None]:
@@ -316,7 +328,7 @@ class VolumeFileSystem(AbstractFileSystem):
         try:
             vol.info()
         except NotFoundError:
-            Volume.objects.create(name, allow_existing=True, store=self._store)
+            Volume.objects.create(name, allow_existing=True, **self._vkw)
         return vol, inner
 
     def _full(self, name: str, ref: str | None, inner: str) -> str:
@@ -360,7 +372,7 @@ class VolumeFileSystem(AbstractFileSystem):
         """The entries of a folder (or the file itself); at the top, the volumes."""
         name, ref, inner = parse_url(path)
         if not name:
-            vols = Volume.objects.list(store=self._store)
+            vols = Volume.objects.list(**self._vkw)
             out: list[dict] = [{"name": v.name, "size": 0, "type": "directory"} for v in vols]
         else:
             vol, at = self._snapshot(name, ref)
@@ -606,7 +618,7 @@ class VolumeFileSystem(AbstractFileSystem):
         if not name:
             raise InvalidError("volume:// is the store itself: it always exists")
         if ref is None and not inner:
-            Volume.objects.create(name, store=self._store)
+            Volume.objects.create(name, **self._vkw)
             return
         vol, inner = self._writable(path)
         if not create_parents:
@@ -631,7 +643,7 @@ class VolumeFileSystem(AbstractFileSystem):
                 raise AlreadyExistsError(f"folder {path} already exists")
             return
         if ref is None and not inner and name:
-            Volume.objects.create(name, allow_existing=True, store=self._store)
+            Volume.objects.create(name, allow_existing=True, **self._vkw)
             return
         self.mkdir(path)
 
@@ -755,15 +767,14 @@ def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:
     return s, max(s, min(e, size))
 
 
-_stores: dict[tuple[str, str], Store] = {}
+_stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
 
 
-def _resolve_store(store: str | os.PathLike[str] | Store | None, environment: str | None) -> Store:
-    """The store to use: ``store`` or the configured default, as seen from ``environment``."""
-    env = _resolve_environment(environment)
+def _resolve_store(store: str | os.PathLike[str] | Store | None) -> Store:
+    """``store`` (a URL or a Store), else the configured default store."""
     if isinstance(store, Store):
-        return _environment_store(store, env) if env else store
+        return store
     if store is None:
         from .config import resolve_store_url
 
@@ -771,26 +782,12 @@ def _resolve_store(store: str | os.PathLike[str] | Store | None, environment: st
     else:
         url = os.fspath(store)
     with _stores_lock:
-        s = _stores.get((url, env))
+        s = _stores.get(url)
         if s is None:
-            base = open_store(url)
-            s = _stores[(url, env)] = _environment_store(base, env) if env else base
+            s = _stores[url] = open_store(url)
         return s
 
 
-def _resolve_environment(environment: str | None) -> str:
-    try:
-        from .store import resolve_environment
-    except ImportError:  # a version without environments: only the default one exists
-        if environment:
-            raise InvalidError(
-                "this version of jupyter-volume has no environments: drop environment="
-            ) from None
-        return ""
-    return resolve_environment(environment)
-
-
-def _environment_store(store: Store, environment: str) -> Store:
-    from .store import environment_store
-
-    return environment_store(store, environment)
+def _takes_environment() -> bool:
+    """True if Volume takes ``environment_name=`` (then it is given the base store)."""
+    return "environment_name" in inspect.signature(Volume.__init__).parameters

@@ -348,3 +348,24 @@ def test_volume_open_aio(local_store: Store) -> None:
             return f.read()
 
     assert asyncio.run(go()) == b"async bytes"
+
+
+def test_environment_option_picks_a_separate_namespace(
+    local_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JUPYTER_VOLUME_ENV", raising=False)
+    dev = VolumeFileSystem(store=local_store, environment="dev", skip_instance_cache=True)
+    default = VolumeFileSystem(store=local_store, skip_instance_cache=True)
+    dev.pipe("volume://shared/a.txt", b"dev data")
+    default.pipe("volume://shared/a.txt", b"default data")
+    assert dev.cat("volume://shared/a.txt") == b"dev data"
+    assert default.cat("volume://shared/a.txt") == b"default data"
+    monkeypatch.setenv("JUPYTER_VOLUME_ENV", "dev")  # the default when environment= is absent
+    from_env = VolumeFileSystem(store=local_store, skip_instance_cache=True)
+    assert from_env.cat("volume://shared/a.txt") == b"dev data"
+    with fsspec.open(
+        "volume://shared/a.txt", store=local_store.url, environment="", skip_instance_cache=True
+    ) as f:
+        assert f.read() == b"default data"
+    with pytest.raises(InvalidError, match="environment"):
+        VolumeFileSystem(store=local_store, environment="bad/name", skip_instance_cache=True)
