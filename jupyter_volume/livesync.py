@@ -1,0 +1,296 @@
+"""Live mounts: a network file system's folder, kept in sync both ways without being asked.
+
+A :class:`LiveMount` is a :class:`~jupyter_volume.mount.Mount` whose background loop,
+about once a second, does what a user of a volume mount does by hand:
+
+* **push**: local changes are committed once they are quiet (the mount's quiet rules:
+  a file some process holds open for writing, or one still changing, waits; file
+  groups such as ``db`` + ``db-wal`` go together);
+* **pull**: other writers' commits are applied, each file written to a temporary name
+  and renamed into place, so a reader never sees half a file. Unlike a volume reload
+  this is never refused for open files: a file open here only for reading is replaced
+  under the reader (who keeps the old version until it reopens the file). A file that
+  some process holds open for *writing* is not replaced: the remote version waits
+  until the file is closed, and then whichever version was committed last wins (the
+  other stays in history).
+
+While the store is unreachable the folder keeps working locally; the outage shows in
+:meth:`LiveMount.status` and as a warning after the notebook cell, and local changes
+are pushed when the store is back. Mounting the same folder again after a crash pushes
+what was never synced instead of overwriting it (the mount's state survives).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import quiet
+from .errors import InvalidError, StoreError
+from .mount import Mount, MountStatus
+
+if TYPE_CHECKING:
+    from .nfs import NetworkFileSystem
+    from .repository import Entry
+    from .volume import CommitInfo
+
+__all__ = ["DEFAULT_SYNC_INTERVAL", "LiveMount", "LiveStatus"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between sync rounds (push, then pull) of a live mount.
+DEFAULT_SYNC_INTERVAL = 1.0
+#: Longest wait between attempts while the store is unreachable.
+OFFLINE_RETRY_MAX = 10.0
+
+
+@dataclass
+class LiveStatus(MountStatus):
+    """A live mount's :class:`~jupyter_volume.mount.MountStatus`, plus its connection.
+
+    ``added``/``modified``/``deleted`` are local changes not pushed yet (normally only
+    for about a second); ``offline_since`` is when the store stopped answering (None
+    while it answers); ``waiting`` names files whose newer remote version waits for a
+    local writer to close them.
+    """
+
+    offline_since: datetime | None = None
+    waiting: list[str] = field(default_factory=list)
+
+    @property
+    def behind(self) -> int:
+        """Not meaningful for a live mount (it pulls by itself): always 0 while online."""
+        return 0 if self.offline_since is None else super().behind
+
+    def __str__(self) -> str:
+        lines = [f"network file system {self.name} live at {self.path}"]
+        if self.offline_since is not None:
+            lines.append(
+                f"  OFFLINE since {self.offline_since:%Y-%m-%d %H:%M:%S} UTC: the folder keeps "
+                "working locally; changes are pushed when the store is back"
+            )
+            if self.last_error:
+                lines.append(f"  last error: {self.last_error}")
+        for label, paths in (
+            ("not pushed yet (added)", self.added),
+            ("not pushed yet (modified)", self.modified),
+            ("not pushed yet (deleted)", self.deleted),
+        ):
+            lines.extend(f"  {label}: {p}" for p in paths)
+        lines.extend(f"  remote version waits for a local writer: {p}" for p in self.waiting)
+        if self.clean and not self.waiting and self.offline_since is None:
+            lines.append(f"  in sync at commit {self.head_seq}")
+        lines.extend(f"  not synced: {p} ({why})" for p, why in sorted(self.skipped.items()))
+        return "\n".join(lines)
+
+
+class LiveMount(Mount):
+    """A network file system's live folder; make one with :meth:`NetworkFileSystem.mount`.
+
+    There is no ``commit()`` or ``reload()``: the folder syncs by itself every
+    ``interval`` seconds (default :data:`DEFAULT_SYNC_INTERVAL`). :meth:`unmount` pushes
+    what is left and stops; :meth:`sync` does one round now (never needed, handy in
+    scripts that want their writes on the store before they go on). A context manager.
+    """
+
+    def __init__(
+        self,
+        nfs: NetworkFileSystem,
+        path: str | os.PathLike[str],
+        *,
+        interval: float | None = None,
+        ignore: list[str] | None = None,
+        **kw: Any,
+    ) -> None:
+        # Set before the base class starts the background loop, which reads them.
+        self.nfs = nfs
+        self.offline_since: float | None = None
+        self._offline_warned = False
+        self._waiting: set[str] = set()
+        super().__init__(
+            nfs._vol,
+            path,
+            read_only=False,
+            interval=DEFAULT_SYNC_INTERVAL if interval is None else interval,
+            background=True,
+            ignore=ignore,
+            **kw,
+        )
+
+    # -- the sync loop ---------------------------------------------------------------------------
+    def _run_committer(self) -> None:  # the base class starts this thread
+        while not self._stop.is_set():
+            delay = (
+                self.interval
+                if not self._failures
+                else min(self.interval * 2**self._failures, OFFLINE_RETRY_MAX)
+            )
+            retry = getattr(self, "_retry_after", None)
+            if retry is not None and not self._failures:
+                delay = min(delay, max(retry, 0.05))  # files may have settled by then
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                with self._lock:
+                    if self._closed:
+                        break
+                    self._sync_locked(wait=False)
+                self._online()
+            except Exception as e:  # noqa: BLE001 - reported, retried, never fatal
+                self._failures += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                if isinstance(e, StoreError):
+                    self._offline(e)
+                else:
+                    log.warning("live sync of %s failed: %s", self.path, self.last_error)
+            self.nfs._retention_due()
+
+    def _sync_locked(self, *, wait: bool) -> None:
+        """Push quiet local changes, then pull what others committed. Caller holds the lock."""
+        if self._journal.peek() is not False:
+            self._commit_locked(None, self._changes(), kind="auto", wait=wait)
+        head = self._repo.head(refresh=True)
+        if head.seq != self.base_seq or self._index.since_base():
+            self._reload_locked(action="sync")
+        if self._waiting:
+            self._apply_waiting()
+
+    def sync(self) -> None:
+        """Push local changes (waiting for files still being written, up to the settle
+        limit) and pull others' changes, now. Raises StoreError if the store is down."""
+        with self._lock:
+            self._check_open()
+            self._sync_locked(wait=True)
+        self._online()
+
+    def _online(self) -> None:
+        self.last_error = None
+        self._failures = 0
+        if self.offline_since is not None:
+            log.warning("network file system folder %s reaches its store again", self.path)
+            self.offline_since = None
+
+    def _offline(self, e: BaseException) -> None:
+        if self.offline_since is None:
+            self.offline_since = time.time()
+            self._offline_warned = False
+            log.warning(
+                "network file system folder %s cannot reach its store (%s): working locally",
+                self.path,
+                e,
+            )
+
+    def _after_cell(self, *_a: Any) -> None:
+        """After each notebook cell: sync soon, and say so once if the store is out."""
+        self._wake.set()
+        if self.offline_since is not None and not self._offline_warned:
+            self._offline_warned = True
+            warnings.warn(
+                f"network file system {self.volume.name!r} cannot reach its store "
+                f"({self.last_error}): {self.path} keeps working locally and its changes "
+                "will be pushed when the store is back",
+                stacklevel=2,
+            )
+
+    # -- pulling ---------------------------------------------------------------------------------
+    def _apply_paths(self, paths: dict[str, Entry | None], pending: dict[str, int]) -> None:
+        # A file some process holds open for writing is never replaced under its writer:
+        # its remote version waits (see _apply_waiting).
+        held = quiet.writers(self.path)
+        if held:
+            for rel in [p for p in paths if p in held]:
+                del paths[rel]
+                self._waiting.add(rel)
+        super()._apply_paths(paths, pending)
+
+    def _apply_waiting(self) -> None:
+        """Bring in remote versions that waited for a local writer which has now closed
+        its file, unless that writer changed it (then its push wins: it is newer)."""
+        held = quiet.writers(self.path)
+        ready = [p for p in self._waiting if p not in held]
+        if not ready:
+            return
+        head = self._repo.head(refresh=True)
+        todo: dict[str, Entry | None] = {}
+        for rel in ready:
+            self._waiting.discard(rel)
+            row = self._index.row(rel)
+            try:
+                st = os.lstat(self.path / rel)
+            except FileNotFoundError:
+                st = None
+            from .mount import _sig
+
+            if row is not None and st is not None and row[1] != _sig(st):
+                continue  # changed locally: the next push publishes it
+            todo[rel] = self._repo.trees.lookup(head.root, rel)
+        if todo:
+            self._apply(todo, "sync")
+
+    # -- what is not offered -----------------------------------------------------------------------
+    def commit(self, message: str | None = None) -> CommitInfo | None:
+        """Not offered: a live mount pushes by itself (use :meth:`sync` to do it now)."""
+        raise InvalidError(
+            f"{self.path} is a live network file system folder: it commits by itself; "
+            "call sync() to push now or unmount() to flush and stop"
+        )
+
+    def reload(self) -> None:
+        """Not offered: a live mount pulls by itself (use :meth:`sync` to do it now)."""
+        raise InvalidError(
+            f"{self.path} is a live network file system folder: it reloads by itself; "
+            "call sync() to pull now"
+        )
+
+    # -- status and stopping ---------------------------------------------------------------------
+    def status(self) -> LiveStatus:
+        """Local changes not pushed yet, remote versions waiting for a writer, and whether
+        the store is reachable. Works while the store is out (then without the head)."""
+        try:
+            base = super().status()
+        except StoreError as e:
+            self._offline(e)
+            self.last_error = f"{type(e).__name__}: {e}"
+            base = MountStatus(
+                self.volume.name or "",
+                str(self.path),
+                base_seq=self.base_seq,
+                head_seq=self.base_seq,
+                background=True,
+                last_error=self.last_error,
+            )
+        st = LiveStatus(**{f.name: getattr(base, f.name) for f in fields(MountStatus)})
+        if self.offline_since is not None:
+            st.offline_since = datetime.fromtimestamp(self.offline_since, tz=UTC)
+        st.waiting = sorted(self._waiting)
+        return st
+
+    def unmount(self) -> CommitInfo | None:
+        """Push what is left (waiting for files still being written, up to the settle
+        limit), stop syncing, and forget the mount; the files stay in the folder.
+
+        If the store is unreachable the mount stops anyway and StoreError says so:
+        mounting the same folder again later pushes what was left.
+        """
+        try:
+            return super().unmount()
+        except StoreError as e:
+            self._detach()
+            raise StoreError(
+                f"unmounted {self.path} while its store is unreachable ({e}): local changes "
+                "were not pushed; mount the same folder again to push them"
+            ) from e
+
+    def __enter__(self) -> LiveMount:
+        return self
+
+    def __repr__(self) -> str:
+        state = "unmounted" if self._closed else "offline" if self.offline_since else "live"
+        return f"<LiveMount {self.volume.name!r} at {self.path} ({state})>"

@@ -1,0 +1,555 @@
+"""Live network file system folders (``nfs.mount``), with real processes on a local store
+and SeaweedFS: changes made by any process in one mount appear in the others with no
+commit or reload call. Every wait is a poll with a generous deadline that only guards
+against hangs; latency is measured by the bench, never asserted here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_volume import NetworkFileSystem
+from jupyter_volume.errors import InvalidError, StoreError
+from jupyter_volume.livesync import LiveMount
+from jupyter_volume.store import Store
+from jupyter_volume.store.s3 import S3Store
+from jupyter_volume.testing.seaweedfs import SeaweedFS
+
+try:
+    from .conftest import s3_client_for
+    from .faultproxy import FaultProxy
+except ImportError:  # tests/ is not a package
+    from conftest import s3_client_for  # type: ignore[no-redef]
+    from faultproxy import FaultProxy  # type: ignore[no-redef]
+
+HANG_GUARD = 90.0  # seconds: a poll that takes this long means the sync is broken
+
+MOUNTER = """
+import sys
+from jupyter_volume import NetworkFileSystem
+name, url, path = sys.argv[1:4]
+m = NetworkFileSystem.from_name(name, store=url).mount(path)
+print("ready", flush=True)
+sys.stdin.readline()
+m.unmount()
+print("unmounted", flush=True)
+"""
+
+
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = HANG_GUARD) -> Any:
+    """Poll ``cond`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got = cond()
+        except OSError:
+            got = None  # a file being replaced or removed while we look
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def content(p: Path) -> bytes | None:
+    try:
+        return p.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+class Mounter:
+    """A child process holding a live mount of one NFS at ``path`` until :meth:`stop`."""
+
+    def __init__(self, name: str, url: str, path: Path, env: dict[str, str]) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", MOUNTER, name, url, str(path)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if line.strip() != "ready":
+            self.proc.kill()
+            raise AssertionError(f"mount child failed: {line}{self.proc.stderr.read()}")  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        """Unmount (which flushes) and wait for the child."""
+        if self.proc.poll() is None:
+            out, err = self.proc.communicate("\n", timeout=HANG_GUARD)
+            assert self.proc.returncode == 0, f"mount child failed:\n{out}\n{err}"
+            assert "unmounted" in out
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def env(opened: tuple[Store, str, dict[str, str]]) -> dict[str, str]:
+    _, _, extra = opened
+    return {**os.environ, **extra, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def shared(opened: tuple[Store, str, dict[str, str]]) -> NetworkFileSystem:
+    store, _, _ = opened
+    return NetworkFileSystem.from_name("shared", create_if_missing=True, store=store).hydrate()
+
+
+@pytest.fixture
+def two_mounts(
+    opened: tuple[Store, str, dict[str, str]],
+    shared: NetworkFileSystem,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> Iterator[tuple[Mounter, Mounter]]:
+    _, url, _ = opened
+    shared.write_file("before.txt", io.BytesIO(b"there before"))
+    a = Mounter("shared", url, tmp_path / "a", env)
+    try:
+        b = Mounter("shared", url, tmp_path / "b", env)
+    except BaseException:
+        a.kill()
+        raise
+    try:
+        yield a, b
+    finally:
+        for m in (a, b):
+            try:
+                m.stop()
+            finally:
+                m.kill()
+
+
+def sh(script: str, cwd: Path) -> None:
+    """A third process changes the folder (plain shell tools, not this package)."""
+    subprocess.run(["sh", "-c", script], cwd=cwd, check=True, timeout=60)
+
+
+def gone(p: Path) -> bool:
+    return not os.path.lexists(p)
+
+
+# -- propagation -----------------------------------------------------------------------------
+def test_changes_by_other_processes_appear_in_the_other_mount(
+    two_mounts: tuple[Mounter, Mounter], shared: NetworkFileSystem
+) -> None:
+    a, b = two_mounts
+    A, B = a.path, b.path
+    assert content(A / "before.txt") == b"there before" == content(B / "before.txt")
+
+    sh("printf 'from a subprocess' > new.txt", A)
+    wait_for(lambda: content(B / "new.txt") == b"from a subprocess", "a new file")
+
+    sh("mv new.txt moved.txt", A)
+    wait_for(lambda: content(B / "moved.txt") == b"from a subprocess", "the moved file")
+    wait_for(lambda: gone(B / "new.txt"), "the old name to go")
+
+    sh("mkdir -p dir/sub && printf deep > dir/sub/f && cp -r dir copy", A)
+    wait_for(lambda: content(B / "dir/sub/f") == b"deep", "a new folder tree")
+    wait_for(lambda: content(B / "copy/sub/f") == b"deep", "a copied folder tree")
+
+    sh("mv dir renamed", A)
+    wait_for(lambda: content(B / "renamed/sub/f") == b"deep", "the renamed folder")
+    wait_for(lambda: gone(B / "dir"), "the folder's old name to go")
+
+    sh("rm -r renamed copy", B)  # and the other way round
+    wait_for(lambda: gone(A / "renamed") and gone(A / "copy"), "rm -r in the other mount")
+
+    shared.write_file("api/x.txt", io.BytesIO(b"from the API"))
+    wait_for(lambda: content(A / "api/x.txt") == b"from the API", "an API write in mount a")
+    wait_for(lambda: content(B / "api/x.txt") == b"from the API", "an API write in mount b")
+
+    # and the store saw every step, as commits nobody asked for
+    wait_for(lambda: not any(e.path in ("renamed", "copy") for e in shared.listdir("/")), "store")
+    assert b"".join(shared.read_file("moved.txt")) == b"from a subprocess"
+    assert len(shared.history()) > 6
+
+
+WRITER = """
+import os, sys, time
+path, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(1, n + 1):
+    with open(path, "wb") as f:  # in place, as most programs write
+        half = size // 2
+        f.write(bytes([65 + i]) * half)
+        f.flush()
+        time.sleep(0.05)  # a reader of this very file could see half of it
+        f.write(bytes([65 + i]) * (size - half))
+    print(i, flush=True)
+    time.sleep(1.5)
+"""
+
+
+def test_a_reader_never_sees_a_mix_of_versions(two_mounts: tuple[Mounter, Mounter]) -> None:
+    a, b = two_mounts
+    size = 1 << 18
+    (a.path / "f").write_bytes(b"A" * size)
+    wait_for(lambda: content(b.path / "f") == b"A" * size, "the first version")
+    n = 4
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(a.path / "f"), str(n), str(size)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen: set[int] = set()
+    last = bytes([65 + n]) * size
+    deadline = time.monotonic() + HANG_GUARD
+    try:
+        while True:
+            data = (b.path / "f").read_bytes()  # opened anew each time: whichever is there
+            assert len(data) == size and data == data[:1] * size, (
+                f"a torn read: {len(data)} bytes, {sorted(set(data))[:4]}"
+            )
+            seen.add(data[0])
+            if data == last:
+                break
+            assert time.monotonic() < deadline, "the last version never arrived"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert len(seen) >= 2  # the reader did see the file change under it
+
+
+def test_a_local_writer_holding_a_file_open_is_not_overwritten(
+    two_mounts: tuple[Mounter, Mounter], shared: NetworkFileSystem
+) -> None:
+    a, b = two_mounts
+    (b.path / "held.txt").write_bytes(b"v1")
+    wait_for(lambda: content(a.path / "held.txt") == b"v1", "v1 in a")
+    f = open(b.path / "held.txt", "r+b")  # noqa: SIM115 - held open across the remote change
+    try:
+        ino = os.fstat(f.fileno()).st_ino
+        shared.write_file("held.txt", io.BytesIO(b"remote v2"))
+        wait_for(lambda: content(a.path / "held.txt") == b"remote v2", "v2 in a")
+        time.sleep(3)  # several sync rounds of b: none may replace the file under its writer
+        assert os.stat(b.path / "held.txt").st_ino == ino
+        assert content(b.path / "held.txt") == b"v1"
+        f.seek(0)
+        f.write(b"local v3")
+        f.truncate()
+    finally:
+        f.close()
+    # closed: its change is the newest, so it wins; the remote version stays in history
+    wait_for(lambda: content(a.path / "held.txt") == b"local v3", "the writer's version in a")
+    assert b"".join(shared.read_file("held.txt")) == b"local v3"
+    assert content(b.path / "held.txt") == b"local v3"
+
+    # a file held open for writing and closed unchanged takes the waiting remote version
+    g = open(b.path / "held.txt", "ab")  # noqa: SIM115
+    try:
+        shared.write_file("held.txt", io.BytesIO(b"remote v4"))
+        wait_for(lambda: content(a.path / "held.txt") == b"remote v4", "v4 in a")
+        time.sleep(2)
+        assert content(b.path / "held.txt") == b"local v3"
+    finally:
+        g.close()
+    wait_for(lambda: content(b.path / "held.txt") == b"remote v4", "v4 in b after close")
+
+
+SLOW_WRITER = """
+import sys, time
+path, size = sys.argv[1], int(sys.argv[2])
+with open(path, "wb") as f:
+    f.write(b"x" * (size // 2))
+    f.flush()
+    print("half", flush=True)
+    time.sleep(600)  # killed here
+"""
+
+SLOW_API_WRITER = """
+import io, sys, time
+from jupyter_volume import NetworkFileSystem
+
+class Slow(io.RawIOBase):
+    sent = 0
+    def readable(self):
+        return True
+    def readinto(self, b):
+        if self.sent >= 1 << 20:
+            print("half", flush=True)
+            time.sleep(600)  # killed here
+        n = min(len(b), 1 << 16)
+        b[:n] = b"y" * n
+        self.sent += n
+        return n
+
+NetworkFileSystem.from_name("shared", store=sys.argv[1]).write_file("f", io.BufferedReader(Slow()))
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_whole_version(
+    opened: tuple[Store, str, dict[str, str]],
+    two_mounts: tuple[Mounter, Mounter],
+    shared: NetworkFileSystem,
+    env: dict[str, str],
+) -> None:
+    _, url, _ = opened
+    a, b = two_mounts
+    whole = b"whole " * 1000
+    shared.write_file("f", io.BytesIO(whole))
+    wait_for(lambda: content(a.path / "f") == whole == content(b.path / "f"), "the whole version")
+
+    # A writer through the API (a stream cut off halfway): nothing of it is ever visible.
+    p = subprocess.Popen(
+        [sys.executable, "-c", SLOW_API_WRITER, url], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout.readline().strip() == "half"  # type: ignore[union-attr]
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    time.sleep(3)
+    assert b"".join(shared.read_file("f")) == whole
+    assert content(a.path / "f") == whole == content(b.path / "f")
+
+    # A writer in mount a, killed while it holds the file open: while it lives the other
+    # side keeps the previous whole version; what it left behind is then synced as a
+    # whole file (a torn file only if the program wrote it torn, as on any disk).
+    p = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, str(a.path / "f"), str(1 << 20)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout.readline().strip() == "half"  # type: ignore[union-attr]
+    time.sleep(3)
+    assert content(b.path / "f") == whole
+    assert b"".join(shared.read_file("f")) == whole
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    left = content(a.path / "f")
+    wait_for(lambda: content(b.path / "f") == left, "what the killed writer left")
+
+
+# -- many writers --------------------------------------------------------------------------------
+MANY = """
+import json, os, sys, time
+from pathlib import Path
+from jupyter_volume import NetworkFileSystem
+name, url, folder, k, n, seconds = sys.argv[1:7]
+k, n, seconds = int(k), int(n), float(seconds)
+root = Path(folder)
+m = NetworkFileSystem.from_name(name, store=url).mount(root)
+mine = root / f"w{k}"
+mine.mkdir(exist_ok=True)
+last = {}
+end = time.monotonic() + seconds
+i = 0
+while time.monotonic() < end:
+    rel = f"w{k}/f{i % 5}"
+    data = f"{k}:{i}".encode()
+    (root / rel).write_bytes(data)
+    last[rel] = data.decode()
+    i += 1
+    time.sleep(0.2)
+(root / f"w{k}" / "final.json").write_text(json.dumps(last))
+# wait until this folder holds every writer's last version of every file
+deadline = time.monotonic() + 240
+while True:
+    ok = True
+    for j in range(n):
+        try:
+            theirs = json.loads((root / f"w{j}" / "final.json").read_text())
+        except (OSError, ValueError):
+            ok = False
+            break
+        for rel, data in theirs.items():
+            try:
+                if (root / rel).read_text() != data:
+                    ok = False
+            except OSError:
+                ok = False
+    if ok:
+        break
+    if time.monotonic() > deadline:
+        sys.exit("never converged")
+    time.sleep(0.2)
+print(i, flush=True)
+sys.stdin.readline()  # all writers stay mounted until everybody converged
+m.unmount()
+"""
+
+
+# SeaweedFS only: this is the slowest test here (about 45 s), and the local store's
+# concurrent mounts are covered by every other test in this file (CI time budget).
+@pytest.mark.parametrize("store_url_env", ["s3"], indirect=True)
+def test_eight_live_writers_for_twenty_seconds_converge(
+    opened: tuple[Store, str, dict[str, str]],
+    shared: NetworkFileSystem,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    _, url, _ = opened
+    n, seconds = 8, 20
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                MANY,
+                "shared",
+                url,
+                str(tmp_path / f"m{k}"),
+                str(k),
+                str(n),
+                str(seconds),
+            ],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(n)
+    ]
+    try:
+        counts = []
+        for p in procs:
+            line = p.stdout.readline()  # type: ignore[union-attr]
+            assert line.strip(), f"writer failed: {p.stderr.read()}"  # type: ignore[union-attr]
+            counts.append(int(line))
+        for p in procs:
+            out, err = p.communicate("\n", timeout=HANG_GUARD)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert all(c > 10 for c in counts)  # every writer really wrote, many times
+    for k in range(n):
+        last = json.loads(b"".join(shared.read_file(f"w{k}/final.json")))
+        for rel, data in last.items():
+            assert b"".join(shared.read_file(rel)) == data.encode()
+
+
+# -- outages and crashes ------------------------------------------------------------------------------
+class OutageProxy(FaultProxy):
+    """The fault proxy, plus a switch: while ``down``, every request's connection is
+    dropped unanswered, as when the store's host is unreachable."""
+
+    down = False
+
+    def _pick_fault(self, request: Any) -> str | None:
+        if self.down:
+            with self._lock:
+                self.counts["requests"] += 1
+            return "drop"
+        return super()._pick_fault(request)
+
+
+@pytest.mark.s3
+def test_an_outage_keeps_the_folder_working_and_pushes_when_back(
+    seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in seaweedfs.env().items():
+        monkeypatch.setenv(k, v)
+    prefix = f"t/nfs-outage-{uuid.uuid4().hex[:10]}"
+    direct_url = f"s3://{s3_bucket}/{prefix}?endpoint_url={seaweedfs.endpoint}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with OutageProxy(seaweedfs.endpoint) as proxy:
+        store = S3Store(
+            s3_bucket,
+            prefix,
+            endpoint_url=proxy.url,
+            client=s3_client_for(seaweedfs, proxy.url, connect_timeout=2, read_timeout=5),
+        )
+        store.backoff_base, store.backoff_cap, store.max_attempts = 0.01, 0.1, 3
+        nfs = NetworkFileSystem.from_name("out", create_if_missing=True, store=store)
+        nfs.write_file("seen-by-all.txt", io.BytesIO(b"1"))
+        other = Mounter("out", direct_url, tmp_path / "other", env)
+        try:
+            mine = nfs.mount(tmp_path / "mine")
+            assert isinstance(mine, LiveMount)
+            proxy.down = True
+            (tmp_path / "mine" / "written-offline.txt").write_bytes(b"while out")
+            (tmp_path / "mine" / "seen-by-all.txt").write_bytes(b"2")
+            wait_for(lambda: mine.offline_since is not None, "the outage to be noticed")
+            st = mine.status()
+            assert st.offline_since is not None and "OFFLINE" in str(st)
+            with pytest.warns(UserWarning, match="cannot reach its store"):
+                mine._after_cell()
+            assert (tmp_path / "mine" / "written-offline.txt").read_bytes() == b"while out"
+            assert gone(tmp_path / "other" / "written-offline.txt")
+            proxy.down = False
+            wait_for(
+                lambda: content(tmp_path / "other" / "written-offline.txt") == b"while out",
+                "the offline write to arrive once the store is back",
+            )
+            wait_for(lambda: content(tmp_path / "other" / "seen-by-all.txt") == b"2", "the edit")
+            wait_for(lambda: mine.offline_since is None, "the mount to notice it is back")
+            assert "in sync" in str(mine.status())
+            mine.unmount()
+        finally:
+            other.stop()
+            other.kill()
+            store.close()
+
+
+def test_remount_after_a_crash_pushes_what_was_never_synced(
+    opened: tuple[Store, str, dict[str, str]],
+    shared: NetworkFileSystem,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    _, url, _ = opened
+    shared.write_file("kept.txt", io.BytesIO(b"store version"))
+    folder = tmp_path / "crashy"
+    m = Mounter("shared", url, folder, env)
+    wait_for(lambda: content(folder / "kept.txt") == b"store version", "the first sync")
+    os.kill(m.proc.pid, signal.SIGSTOP)  # frozen: it can sync nothing more
+    (folder / "kept.txt").write_bytes(b"local edit")
+    (folder / "unsynced.txt").write_bytes(b"never pushed")
+    os.kill(m.proc.pid, signal.SIGKILL)
+    m.proc.wait()
+    with pytest.raises(FileNotFoundError):
+        b"".join(shared.read_file("unsynced.txt"))
+
+    again = shared.mount(folder)
+    try:
+        assert b"".join(shared.read_file("unsynced.txt")) == b"never pushed"
+        assert b"".join(shared.read_file("kept.txt")) == b"local edit"
+        assert content(folder / "kept.txt") == b"local edit"
+    finally:
+        again.unmount()
+
+
+# -- bad input changes nothing ---------------------------------------------------------------------
+def test_bad_input_gives_a_clear_error_and_changes_nothing(
+    shared: NetworkFileSystem, tmp_path: Path
+) -> None:
+    unrelated = tmp_path / "unrelated"
+    unrelated.mkdir()
+    (unrelated / "mine.txt").write_text("do not touch")
+    seq = shared.history(1)[0].seq
+    with pytest.raises(InvalidError, match="not empty"):
+        shared.mount(unrelated)
+    assert [p.name for p in unrelated.iterdir()] == ["mine.txt"]
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(InvalidError, match="it is a file"):
+        shared.mount(a_file)
+    assert shared.history(1)[0].seq == seq
+
+    with shared.mount(tmp_path / "ok") as m:
+        with pytest.raises(InvalidError, match="commits by itself"):
+            m.commit()
+        with pytest.raises(InvalidError, match="reloads by itself"):
+            m.reload()
+        with pytest.raises(InvalidError, match="escapes"):
+            shared.write_file("../../etc/passwd", io.BytesIO(b"x"))
+    assert shared.history(1)[0].seq == seq
+    with pytest.raises((InvalidError, StoreError)):
+        NetworkFileSystem.from_name("bad name", store=shared.store)
