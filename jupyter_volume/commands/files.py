@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
+from ..errors import InvalidError, NotFoundError, VolumeError
 from ..formatting import human_size, local_time
 from .context import Context, fresh, in_volume, type_name
-from .exits import EXIT_USAGE, CommandError, UsageError
+from .exits import CommandError, UsageError
 from .render import Column, Message, Record, Result, Table
 from .routing import command
 from .spec import AT, NAME, arg, flag, optional
@@ -230,10 +229,11 @@ def cmd_get(a: argparse.Namespace, ctx: Context) -> Result | None:
     Into LOCAL when it is an existing folder (keeping the file's or folder's name), else
     as LOCAL. `-` writes the file's bytes to stdout. Existing local files are left alone
     (exit code 2, nothing is downloaded) unless --force. Each file appears complete or
-    not at all (written to a temporary name, then renamed).
+    not at all (written to a temporary name, then renamed). Symbolic links come back as
+    links with the same target; a local link in the way is replaced, never written through.
     """
     from ..progress import transfer_progress
-    from ..volume import FileEntryType
+    from ..transfer import download
 
     vol = ctx.volume(a.name)
     fresh(vol)
@@ -242,67 +242,23 @@ def cmd_get(a: argparse.Namespace, ctx: Context) -> Result | None:
     dest = Path(a.local).expanduser()
     dest_is_dir = dest.is_dir() or a.local.endswith(("/", os.sep))
     plan, where = _download_plan(vol, a.remote, dest, dest_is_dir, a.at)
-    files = [(e, t) for e, t in plan if e.type == FileEntryType.FILE]
-    if not a.force:
-        clash = [t for _e, t in files if os.path.lexists(t)]
-        if clash:
-            more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
-            raise AlreadyExistsError(
-                f"local file {clash[0]} exists{more}: use --force to overwrite it"
-            )
-    for _e, t in files:
-        if t.is_dir() and not t.is_symlink():
-            raise CommandError(f"cannot download a file to {t}: it is a local folder", EXIT_USAGE)
-    total = sum(e.size for e, _t in files)
-    links = sum(1 for e, _t in plan if e.type == FileEntryType.SYMLINK)
-    bar = transfer_progress(
-        f"get {a.remote}", total_bytes=total, total_files=len(files), config=ctx.config
+    # links are recreated as links; nothing is written through a local link (see transfer.py)
+    done = download(
+        vol,
+        plan,
+        base=dest if dest_is_dir else dest.parent,
+        at=a.at,
+        force=a.force,
+        progress=lambda total, n: transfer_progress(
+            f"get {a.remote}", total_bytes=total, total_files=n, config=ctx.config
+        ),
     )
-    try:
-        for e, t in plan:
-            if e.type == FileEntryType.DIRECTORY:
-                _local_io(lambda t=t: t.mkdir(parents=True, exist_ok=True), t)
-        _download_files(vol, files, a.at, bar)
-    finally:
-        bar.close()
-    msg = f"Downloaded {len(files)} file{'s' if len(files) != 1 else ''} ({human_size(total)}) to {where}"
-    if links:
-        msg += f"; skipped {links} symbolic link{'s' if links != 1 else ''}"
-    return Message(msg + ".", {"files": len(files), "bytes": total})
-
-
-def _local_io(fn: Callable[[], Any], path: Path) -> Any:
-    try:
-        return fn()
-    except OSError as e:
-        raise CommandError(f"cannot write {e.filename or path}: {e.strerror or e}") from None
-
-
-def _download_files(
-    vol: Volume, files: list[tuple[FileEntry, Path]], at: int | None, bar: Any
-) -> None:
-    def one(item: tuple[FileEntry, Path]) -> None:
-        e, target = item
-        _local_io(lambda: target.parent.mkdir(parents=True, exist_ok=True), target.parent)
-        tmp = target.parent / f".{target.name}.jv-part-{uuid.uuid4().hex[:8]}"
-        try:
-            with _local_io(lambda: open(tmp, "wb"), tmp) as f:
-                vol.read_file_into_fileobj(e.path, f, bar.update, at=at)
-            _local_io(lambda: os.replace(tmp, target), target)
-            os.utime(target, (e.mtime, e.mtime))
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-
-    if len(files) <= 1:
-        for item in files:
-            one(item)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="jv-get") as pool:
-        for fut in [pool.submit(one, item) for item in files]:
-            fut.result()
+    msg = f"Downloaded {done.files} file{'s' if done.files != 1 else ''} ({human_size(done.bytes)})"
+    if done.links:
+        msg += f" and {done.links} symbolic link{'s' if done.links != 1 else ''}"
+    return Message(
+        f"{msg} to {where}.", {"files": done.files, "bytes": done.bytes, "links": done.links}
+    )
 
 
 def _get_to_stdout(vol: Volume, a: argparse.Namespace, ctx: Context) -> None:

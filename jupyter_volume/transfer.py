@@ -1,0 +1,240 @@
+"""Downloading a volume's files, folders and symbolic links into a local folder.
+
+What ``jupyter volume get`` (and ``%volume get``) runs once it knows which volume path
+goes to which local path. The rules:
+
+* Files appear complete or not at all: written to a temporary name in their folder, then
+  renamed over the destination.
+* Symbolic links are recreated as links with their target exactly as stored (relative
+  or absolute, inside the volume or not); a link is never followed or dereferenced, so a
+  copied Hugging Face cache (``snapshots/<rev>/file -> ../../blobs/<hash>``) works.
+* Nothing is ever written through a local link. Below ``base`` (the folder the caller
+  named, which is trusted as given, like ``cp``'s destination), every folder written
+  into is checked to be a real folder, component by component; a link found where a
+  folder, file or link of the download goes is replaced, never followed (that needs
+  ``force``, like overwriting a file). Files and links are put in place with a rename,
+  which replaces a link at the destination instead of writing through it.
+
+Layer: beside ``volume`` (uses its public listing types and reads); no front end.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AlreadyExistsError, InvalidError, LocalFolderError, VolumeError
+from .volume import FileEntry, FileEntryType, Volume
+
+__all__ = ["DownloadResult", "download"]
+
+#: ``progress(total_bytes, total_files)`` returns an object with ``update(n)`` and ``close()``.
+ProgressFactory = Callable[[int, int], Any]
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What :func:`download` wrote."""
+
+    files: int
+    bytes: int
+    links: int
+    folders: int
+
+
+def download(
+    vol: Volume,
+    plan: list[tuple[FileEntry, Path]],
+    *,
+    base: Path,
+    at: int | None = None,
+    force: bool = False,
+    progress: ProgressFactory | None = None,
+    workers: int = 8,
+) -> DownloadResult:
+    """Write each ``(entry, local path)`` of ``plan``: folders, files and links.
+
+    ``base`` is the existing (or to-be-created) folder the caller named; every local path
+    of the plan must be at or below it. Before anything is written, refuses with
+    :class:`AlreadyExistsError` when a file or link exists where one goes (unless
+    ``force``), and with :class:`InvalidError` when a local folder is where a file or
+    link goes, or a local file where a folder goes. Local write failures raise
+    :class:`LocalFolderError` naming the path.
+    """
+    base = Path(base)
+    items = sorted(plan, key=lambda it: len(it[1].parts))
+    for _e, t in items:
+        if t != base and base not in t.parents:
+            raise InvalidError(f"{t} is not inside {base}")  # a bug in the caller's plan
+    files = [(e, t) for e, t in items if e.type == FileEntryType.FILE]
+    links = [(e, t) for e, t in items if e.type == FileEntryType.SYMLINK]
+    dirs = [t for e, t in items if e.type == FileEntryType.DIRECTORY]
+    _check(base, files + links, dirs, force)
+
+    total = sum(e.size for e, _t in files)
+    bar = progress(total, len(files)) if progress is not None else None
+    try:
+        made: set[Path] = set()
+        for d in dirs:
+            _real_folder(d, base, made)
+        for _e, t in files + links:
+            _real_folder(t.parent, base, made)
+        _write_files(vol, files, at, bar, workers)
+        for e, t in links:
+            _write_link(vol, e, t, at)
+    finally:
+        if bar is not None:
+            bar.close()
+    return DownloadResult(len(files), total, len(links), len(dirs))
+
+
+def _lstat(p: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(p)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _local_error(e, p) from None
+
+
+def _local_error(e: OSError, p: Path) -> LocalFolderError:
+    return LocalFolderError(f"cannot write {e.filename or p}: {e.strerror or e}", e.errno)
+
+
+def _check(base: Path, leaves: list[tuple[FileEntry, Path]], dirs: list[Path], force: bool) -> None:
+    """Refuse before writing anything (see :func:`download`)."""
+    clash: list[Path] = []
+    between: set[Path] = set()  # folders between base and each path: written into
+    for t in [t for _e, t in leaves] + dirs:
+        between.update(p for p in t.parents if base in p.parents)
+    for p in sorted(between, key=lambda p: len(p.parts)):
+        st = _lstat(p)
+        if st is None or stat.S_ISDIR(st.st_mode):
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            clash.append(p)
+        else:
+            raise InvalidError(f"cannot download into {p}: it is a local file")
+    for e, t in leaves:
+        st = _lstat(t)
+        if st is None:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            what = "a symbolic link" if e.type == FileEntryType.SYMLINK else "a file"
+            raise InvalidError(f"cannot download {what} to {t}: it is a local folder")
+        clash.append(t)
+    for d in dirs:
+        st = _lstat(d)
+        if st is None or stat.S_ISDIR(st.st_mode):
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            clash.append(d)  # a link where a folder goes: replaced (with force), never followed
+        else:
+            raise InvalidError(f"cannot download a folder to {d}: it is a local file")
+    if clash and not force:
+        more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+        raise AlreadyExistsError(f"local file {clash[0]} exists{more}: use --force to overwrite it")
+
+
+def _real_folder(folder: Path, base: Path, made: set[Path]) -> None:
+    """Make ``folder`` exist as a real folder, with no link anywhere between ``base`` and it.
+
+    A link found on the way is removed and replaced by a folder (``_check`` asked for
+    ``force`` first): writing through it could land anywhere outside ``base``.
+    """
+    if folder in made:
+        return
+    if folder != base:
+        if folder == folder.parent:
+            raise InvalidError(f"{folder} is not inside {base}")
+        _real_folder(folder.parent, base, made)
+    st = _lstat(folder)
+    try:
+        if st is not None and stat.S_ISLNK(st.st_mode) and folder != base:
+            os.unlink(folder)
+            st = None
+        if st is None:
+            folder.mkdir(parents=folder == base, exist_ok=True)
+        elif not stat.S_ISDIR(st.st_mode) and not (folder == base and folder.is_dir()):
+            raise InvalidError(f"cannot download into {folder}: it is a local file")
+    except OSError as e:
+        raise _local_error(e, folder) from None
+    made.add(folder)
+
+
+def _temp_name(t: Path) -> Path:
+    return t.parent / f".{t.name}.jv-part-{uuid.uuid4().hex[:8]}"
+
+
+def _write_files(
+    vol: Volume, files: list[tuple[FileEntry, Path]], at: int | None, bar: Any, workers: int
+) -> None:
+    def one(item: tuple[FileEntry, Path]) -> None:
+        e, target = item
+        tmp = _temp_name(target)
+        try:
+            try:
+                # O_EXCL | O_NOFOLLOW: the temporary name is ours alone, never a link
+                fd = os.open(
+                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+                )
+            except OSError as err:
+                raise _local_error(err, tmp) from None
+            with os.fdopen(fd, "wb") as f:
+                try:
+                    vol.read_file_into_fileobj(e.path, f, _callback(bar), at=at)
+                    f.flush()
+                except VolumeError:
+                    raise  # the store's or the volume's error, already one clear line
+                except OSError as err:
+                    raise _local_error(err, tmp) from None
+            try:
+                os.replace(tmp, target)  # replaces a link at ``target``; never follows it
+                os.utime(target, (e.mtime, e.mtime), follow_symlinks=False)
+            except OSError as err:
+                raise _local_error(err, target) from None
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+    if len(files) <= 1 or workers <= 1:
+        for item in files:
+            one(item)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jv-get") as pool:
+        for fut in [pool.submit(one, item) for item in files]:
+            fut.result()
+
+
+def _callback(bar: Any) -> Callable[..., None] | None:
+    """A progress callback taking the byte count positionally or as ``advance=``."""
+    if bar is None:
+        return None
+
+    def cb(*args: int, **kwargs: int) -> None:
+        bar.update(kwargs["advance"] if "advance" in kwargs else args[0])
+
+    return cb
+
+
+def _write_link(vol: Volume, e: FileEntry, target: Path, at: int | None) -> None:
+    _p, entry = vol._entry(e.path, at)
+    link_to = entry.target
+    if link_to is None:  # listed as a link, so the tree says so; never guess a target
+        raise InvalidError(f"{vol.name}:/{e.path} is a symbolic link without a target")
+    tmp = _temp_name(target)
+    try:
+        os.symlink(link_to, tmp)
+        os.replace(tmp, target)  # atomically swaps whatever file or link was there
+        os.utime(target, (e.mtime, e.mtime), follow_symlinks=False)
+    except OSError as err:
+        raise _local_error(err, target) from None
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
