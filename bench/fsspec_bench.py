@@ -1,0 +1,214 @@
+"""volume:// against s3fs on one SeaweedFS: a tail read and a full sequential read.
+
+    .venv/bin/pip install -e '.[bench]'          # s3fs is in the bench extra
+    .venv/bin/python -m bench.fsspec_bench        # 1 GiB, 3 repetitions
+    .venv/bin/python -m bench.fsspec_bench --size-mib 64 --reps 1   # a smoke test
+
+Starts its own SeaweedFS, stores the same 1 GiB of pseudo-random bytes twice (once as a
+file of a volume, once as a plain S3 object for s3fs), then, per repetition and each in
+a fresh child process with empty caches:
+
+* tail: open the file and read its last 1 MiB; seconds, and bytes fetched from the
+  store (for volume://: every byte the store handed over, metadata included, counted
+  by a wrapper around the store; for s3fs: what its read cache requested);
+* sequential: read the whole file front to back in 4 MiB reads; seconds and MiB/s.
+
+Targets (from the issue): sequential >= 1.0x s3fs; tail fetches < 4 MiB.
+Prints a table and writes ``bench/results/fsspec-<date>-<host>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MiB = 1 << 20
+BUCKET = "fsspec-bench"
+VOLUME = "bench-data"
+FILE = "data.bin"
+READ = 4 * MiB
+TAIL = MiB
+
+
+def write_random(path: Path, size: int, seed: int = 7) -> None:
+    """``size`` bytes from a seeded PRNG (incompressible, no repeated blocks)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 64 * MiB)
+            f.write(rng.bytes(n))
+            left -= n
+
+
+# -- children: one measurement each, with cold caches --------------------------------------
+def child(mode: str, tool: str, store_url: str, s3_opts: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in this (fresh) process and return its numbers."""
+    if tool == "volume":
+        from jupyter_volume.fsspec import VolumeFileSystem
+        from jupyter_volume.store import open_store
+        from jupyter_volume.testing.wrappers import CountingStore
+
+        class ByteCountingStore(CountingStore):
+            def __init__(self, inner: Any) -> None:
+                super().__init__(inner)
+                self.nbytes = 0
+
+            def get(self, key: str) -> bytes:
+                data = super().get(key)
+                self.nbytes += len(data)
+                return data
+
+            def get_range(self, key: str, start: int, length: int) -> bytes:
+                data = super().get_range(key, start, length)
+                self.nbytes += len(data)
+                return data
+
+        store = ByteCountingStore(open_store(store_url))
+        fs = VolumeFileSystem(store=store, skip_instance_cache=True)
+        path = f"volume://{VOLUME}/{FILE}"
+        fetched = lambda f: store.nbytes  # noqa: E731
+    else:
+        import s3fs
+
+        fs = s3fs.S3FileSystem(**s3_opts, skip_instance_cache=True)
+        path = f"{BUCKET}/{FILE}"
+
+        def fetched(f: Any) -> int | None:
+            return getattr(getattr(f, "cache", None), "total_requested_bytes", None)
+
+    t0 = time.perf_counter()
+    with fs.open(path, "rb") as f:
+        if mode == "tail":
+            f.seek(-TAIL, 2)
+            n = len(f.read())
+        else:
+            n = 0
+            while piece := f.read(READ):
+                n += len(piece)
+        seconds = time.perf_counter() - t0
+        return {"seconds": seconds, "bytes_read": n, "bytes_fetched": fetched(f)}
+
+
+def run_child(mode: str, tool: str, store_url: str, s3_opts: dict, env: dict) -> dict:
+    with tempfile.TemporaryDirectory(prefix="jv-fsspec-bench-") as tmp:
+        child_env = dict(env)
+        child_env["JUPYTER_VOLUME_CACHE_DIR"] = str(Path(tmp) / "cache")  # cold every time
+        child_env["JUPYTER_VOLUME_STATE_DIR"] = str(Path(tmp) / "state")
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.fsspec_bench",
+                "--child",
+                json.dumps([mode, tool, store_url, s3_opts]),
+            ],
+            env=child_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if out.returncode != 0:
+        raise RuntimeError(f"{tool} {mode} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with --child, one measurement)."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(*json.loads(args.child))))
+        return 0
+
+    from jupyter_volume import Volume
+    from jupyter_volume.testing.seaweedfs import SeaweedFS
+
+    size = args.size_mib * MiB
+    sw = SeaweedFS(volume_size_limit_mb=1024)
+    sw.start()
+    results: dict[str, list[dict[str, Any]]] = {}
+    try:
+        sw.create_bucket(BUCKET)
+        env = {**os.environ, **sw.env()}
+        os.environ.update(sw.env())
+        store_url = f"s3://{BUCKET}/volumes?endpoint_url={sw.endpoint}"
+        s3_opts = {
+            "key": sw.access_key,
+            "secret": sw.secret_key,
+            "client_kwargs": {"endpoint_url": sw.endpoint, "region_name": sw.region},
+        }
+        with tempfile.TemporaryDirectory(prefix="jv-fsspec-bench-") as tmp:
+            src = Path(tmp) / FILE
+            print(f"writing {args.size_mib} MiB of random bytes", flush=True)
+            write_random(src, size)
+            vol = Volume.from_name(VOLUME, store=store_url, create_if_missing=True)
+            with vol.batch_upload(force=True) as batch:
+                batch.put_file(src, FILE)
+            sw.client().upload_file(str(src), BUCKET, FILE)
+        for rep in range(args.reps):
+            for mode in ("tail", "sequential"):
+                for tool in ("volume", "s3fs"):
+                    r = run_child(mode, tool, store_url, s3_opts, env)
+                    results.setdefault(f"{mode}/{tool}", []).append(r)
+                    print(f"rep {rep + 1} {mode:10s} {tool:6s} {r}", flush=True)
+    finally:
+        sw.stop()
+
+    def med(key: str, field: str) -> float | None:
+        xs = [r[field] for r in results.get(key, []) if r.get(field) is not None]
+        return statistics.median(xs) if xs else None
+
+    rows = []
+    for mode in ("tail", "sequential"):
+        v, s = med(f"{mode}/volume", "seconds"), med(f"{mode}/s3fs", "seconds")
+        rows.append(
+            {
+                "case": f"{mode} ({'last 1 MiB' if mode == 'tail' else f'{args.size_mib} MiB'})",
+                "volume_s": v,
+                "s3fs_s": s,
+                "speed_vs_s3fs": (s / v) if v and s else None,
+                "volume_fetched_MiB": (med(f"{mode}/volume", "bytes_fetched") or 0) / MiB,
+                "s3fs_fetched_MiB": (med(f"{mode}/s3fs", "bytes_fetched") or 0) / MiB,
+            }
+        )
+    print(
+        "\n| case | volume:// s | s3fs s | speed vs s3fs | volume fetched MiB | s3fs fetched MiB |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['case']} | {r['volume_s']:.3f} | {r['s3fs_s']:.3f} | "
+            f"{r['speed_vs_s3fs']:.2f}x | {r['volume_fetched_MiB']:.2f} | {r['s3fs_fetched_MiB']:.2f} |"
+        )
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    path = out / f"fsspec-{stamp}-{socket.gethostname()}.json"
+    path.write_text(json.dumps({"rows": rows, "raw": results, "args": vars(args)}, indent=2))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
