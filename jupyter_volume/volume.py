@@ -14,7 +14,6 @@ import os
 import re
 import stat as stat_mod
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +25,13 @@ from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .names import check_name, normalize_path
 from .repository import DIR, FILE, LINK, CommitRecord, Entry, Repository, VerifyReport, Writer
-from .store import Store, open_store
+from .store import (
+    Store,
+    check_store_exists,
+    environment_store,
+    open_store,
+    resolve_environment,
+)
 
 if TYPE_CHECKING:
     from .mount import Mount
@@ -50,6 +55,8 @@ class FileEntryType(enum.IntEnum):
     FILE = 1
     DIRECTORY = 2
     SYMLINK = 3
+    FIFO = 4
+    SOCKET = 5
 
 
 _KIND_TYPE = {FILE: FileEntryType.FILE, DIR: FileEntryType.DIRECTORY, LINK: FileEntryType.SYMLINK}
@@ -153,21 +160,47 @@ def _repository(store: Store, vol_id: str) -> Repository:
 
 
 _stores: dict[str, Store] = {}
+_existing: set[str] = set()
 
 
-def _open(store: Store | str | os.PathLike[str] | None) -> Store:
+def _open_base(store: Store | str | os.PathLike[str] | None, *, create: bool = False) -> Store:
+    """The store named by ``store`` (default: the configured one), opened once per URL.
+
+    A store named explicitly must exist unless ``create``: a typo in ``store=`` is an
+    error, never a new empty store. The default store is created on first use.
+    """
     if isinstance(store, Store):
         return store
     from .config import resolve_store_url
 
-    # --store / store= wins, then $JUPYTER_VOLUME_STORE, then jupyter_volume_config.py, then
-    # the default folder: the same order the CLI, the magic and the server use.
+    # store= wins, then $JUPYTER_VOLUME_STORE, then jupyter_volume_config.py, then the
+    # default folder: the same order the CLI, the magic and the server use.
     url = os.fspath(store) if store is not None else resolve_store_url()
+    if store is not None and not create and url not in _existing:
+        check_store_exists(url)
     with _repos_lock:
         s = _stores.get(url)
         if s is None:
             s = _stores[url] = open_store(url)
+        if store is not None:
+            _existing.add(url)
         return s
+
+
+def _open(
+    store: Store | str | os.PathLike[str] | None,
+    environment_name: str | None = None,
+    *,
+    create: bool = False,
+) -> tuple[Store, str, Store]:
+    """``(base store, environment, the environment's view of the store)``."""
+    base = _open_base(store, create=create)
+    env = resolve_environment(environment_name)
+    return base, env, environment_store(base, env)
+
+
+_READ_ONLY = "read-only volume can not be written to: this handle came from vol.read_only()"
+_MAX_LINK_HOPS = 40  # as Linux's ELOOP limit
 
 
 def _parent_path(path: str) -> str:
@@ -215,26 +248,94 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+def _timestamp(when: datetime | str | float | None) -> float | None:
+    """Seconds since the epoch of a datetime, an ISO date/time string or a number."""
+    if when is None or isinstance(when, (int, float)):
+        return when
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when)
+        except ValueError:
+            raise InvalidError(
+                f"created_before must be a datetime or an ISO date like 2025-01-01, got {when!r}"
+            ) from None
+    if not isinstance(when, datetime):
+        raise InvalidError(f"created_before must be a datetime or an ISO date, got {when!r}")
+    if when.tzinfo is None:
+        when = when.astimezone()  # a naive time is local time, as Modal reads it
+    return when.timestamp()
+
+
 class _Objects:
     """``Volume.objects``: create, list and delete volumes by name."""
 
+    @aio
     def create(
-        self, name: str, *, allow_existing: bool = False, store: Store | str | None = None
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        allow_existing: bool = False,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
     ) -> None:
-        """Create a volume. Raises AlreadyExistsError unless ``allow_existing``."""
-        names.create(_open(store), name, allow_existing=allow_existing)
+        """Create a volume. Raises AlreadyExistsError unless ``allow_existing``.
 
-    def list(self, *, store: Store | str | None = None) -> list[Volume]:
-        """Every volume in the store, sorted by name."""
-        s = _open(store)
-        return [Volume(m.name, store=s, _meta=m) for m in names.list_volumes(s)]
+        ``version`` (1 or 2) is recorded; with ``allow_existing`` it must match the
+        existing volume's. Returns nothing: use :meth:`Volume.from_name` for a handle.
+        """
+        check_name(name)
+        _, _, s = _open(store, environment_name, create=True)
+        names.create(s, name, allow_existing=allow_existing, version=version)
 
+    @aio
+    def list(
+        self,
+        *,
+        max_objects: int | None = None,
+        created_before: datetime | str | None = None,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> list[Volume]:
+        """Every named volume of the environment, newest first (as Modal orders them).
+
+        ``max_objects`` limits the count; ``created_before`` (a datetime or an ISO date
+        string) keeps only volumes created before it. Ephemeral volumes are not listed.
+        Expired ephemeral volumes of dead owners are reclaimed on the way.
+        """
+        if max_objects is not None and max_objects < 0:
+            raise InvalidError("max_objects cannot be negative")
+        before = _timestamp(created_before)
+        base, env, s = _open(store, environment_name)
+        names.sweep_ephemeral(s)
+        metas = sorted(names.list_volumes(s), key=lambda m: (-m.created_at, m.name))
+        if before is not None:
+            # compared as VolumeInfo shows it (microseconds), so info().created_at works
+            metas = [
+                m
+                for m in metas
+                if datetime.fromtimestamp(m.created_at, tz=UTC).timestamp() < before
+            ]
+        if max_objects is not None:
+            metas = metas[:max_objects]
+        return [
+            Volume(m.name, store=base, environment_name=env, _meta=m)  # type: ignore[arg-type]
+            for m in metas
+        ]
+
+    @aio
     def delete(
-        self, name: str, *, allow_missing: bool = False, store: Store | str | None = None
+        self,
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
     ) -> None:
         """Delete a volume and all its history. Raises NotFoundError unless ``allow_missing``."""
-        s = _open(store)
+        check_name(name)
         try:
+            _, _, s = _open(store, environment_name)
             meta = names.resolve(s, name)
         except NotFoundError:
             if allow_missing:
@@ -248,12 +349,52 @@ class _Objects:
         names.delete(s, name, allow_missing=allow_missing)
 
 
+class _EitherContext:
+    """A blocking context manager that also works with ``async with`` (run off the loop),
+    as Modal's context managers do."""
+
+    def __init__(self, cm: Any) -> None:
+        self._cm = cm
+
+    def __enter__(self) -> Any:
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)
+
+    async def __aenter__(self) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(self._cm.__enter__)
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(self._cm.__exit__, *exc)
+
+
+@dataclass(frozen=True)
+class _MountOptions:
+    """What :meth:`Volume.with_mount_options` configured."""
+
+    read_only: bool = False
+    sub_path: str | None = None
+
+
 class Volume:
     """A named, versioned directory tree in an object store.
 
-    Get one with :meth:`from_name` (lazy) or :meth:`lookup` (checks it exists), or a
-    throwaway one with :meth:`ephemeral`. ``store`` is a URL or :class:`Store`; the
-    default is ``$JUPYTER_VOLUME_STORE`` or a folder in the Jupyter data directory.
+    Get one with :meth:`from_name` (lazy), :meth:`lookup` (checks it exists) or
+    :meth:`from_id`, or a throwaway anonymous one with :meth:`ephemeral`. ``store`` is a
+    URL or :class:`Store`; the default is ``$JUPYTER_VOLUME_STORE`` or a folder in the
+    Jupyter data directory. ``environment_name`` picks a separate namespace of volumes in
+    that store (default ``$JUPYTER_VOLUME_ENV``, else the default environment). Every
+    method has an ``.aio`` form for async code (``await vol.listdir.aio("/")``).
+
+    API reads (``listdir``, ``read_file``, ...) always see the newest commit; ``at=``
+    reads an older one. A mounted folder keeps the snapshot it was mounted or reloaded
+    at (see :meth:`reload`). Handles pickle (by name or id, store URL and environment),
+    so they can be passed to multiprocessing, joblib or dask workers.
 
     Example::
 
@@ -267,93 +408,283 @@ class Volume:
 
     def __init__(
         self,
-        name: str,
+        name: str | None,
         *,
         store: Store | str | None = None,
+        environment_name: str | None = None,
         create_if_missing: bool = False,
+        version: int | None = None,
         _meta: names.VolumeMeta | None = None,
+        _id: str | None = None,
     ) -> None:
-        self.name = check_name(name)
-        self.store = _open(store)
+        if name is not None or _meta is None and _id is None:
+            check_name(name)
+        self.name = name
+        self._version = names.check_version(version)
+        self._base_store, self.environment_name, self.store = _open(
+            store, environment_name, create=create_if_missing
+        )
         self._create_if_missing = create_if_missing
         self._meta = _meta
+        self._id = _id if _meta is None else _meta.id
         self._lock = threading.RLock()
-        # The commit this handle's reads see: fixed at first use, advanced by this handle's
-        # own commits and by reload() (Modal's model: reload to see others' commits).
+        # The newest commit this handle has read (reads always look for a newer one).
         self._seq: int | None = None
+        self._mount_options: _MountOptions | None = None
+        self._read_only = False
 
     def __repr__(self) -> str:
-        return f"Volume({self.name!r}, store={self.store.url!r})"
+        what = repr(self.name) if self.name is not None else f"id={self._id!r}"
+        env = f", environment_name={self.environment_name!r}" if self.environment_name else ""
+        return f"Volume({what}, store={self._base_store.url!r}{env})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By reference, never by state: the receiving process opens the same store URL
+        # (credentials come from its own environment) and resolves the name or id itself.
+        ident = self.name if self.name is not None else None
+        vol_id = self._id if ident is None else None
+        opts = (self._mount_options, self._read_only)
+        return (
+            _unpickle_volume,
+            (ident, vol_id, self._base_store.url, self.environment_name, self._version, opts),
+        )
+
+    def _copy(self) -> Volume:
+        new = Volume.__new__(Volume)
+        new.__dict__.update(self.__dict__)
+        new._lock = threading.RLock()
+        return new
 
     # -- handles ---------------------------------------------------------------------------
+    @aio
     @staticmethod
     def from_name(
-        name: str, *, create_if_missing: bool = False, store: Store | str | None = None
+        name: str,
+        *,
+        environment_name: str | None = None,
+        create_if_missing: bool = False,
+        version: int | None = None,
+        store: Store | str | None = None,
     ) -> Volume:
-        """A handle on volume ``name``; nothing is read until it is used.
+        """A handle on volume ``name``; nothing is read until it is used (see :meth:`hydrate`).
 
         With ``create_if_missing``, the first use creates the volume if it does not exist.
-        Raises InvalidError at once for a bad name.
+        ``version`` (1 or 2) must match an existing volume's. Raises InvalidError at once
+        for a bad name, NotFoundError for a ``store`` that does not exist (unless
+        ``create_if_missing``).
         """
-        return Volume(name, store=store, create_if_missing=create_if_missing)
+        return Volume(
+            name,
+            store=store,
+            environment_name=environment_name,
+            create_if_missing=create_if_missing,
+            version=version,
+        )
 
+    @aio
+    @staticmethod
+    def from_id(
+        volume_id: str,
+        *,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> Volume:
+        """A handle on the volume whose :attr:`object_id` is ``volume_id`` (named or
+        ephemeral), in the given (or current) environment; looked up at first use."""
+        if not isinstance(volume_id, str) or not volume_id:
+            raise InvalidError(f"volume id must be a non-empty string, got {volume_id!r}")
+        return Volume(None, store=store, environment_name=environment_name, _id=volume_id)
+
+    @aio
     @staticmethod
     def lookup(
-        name: str, *, create_if_missing: bool = False, store: Store | str | None = None
+        name: str,
+        *,
+        environment_name: str | None = None,
+        create_if_missing: bool = False,
+        version: int | None = None,
+        store: Store | str | None = None,
     ) -> Volume:
         """Like :meth:`from_name` but checks now: NotFoundError if ``name`` does not exist."""
-        vol = Volume(name, store=store, create_if_missing=create_if_missing)
+        vol = Volume(
+            name,
+            store=store,
+            environment_name=environment_name,
+            create_if_missing=create_if_missing,
+            version=version,
+        )
         vol._resolve()
         return vol
 
+    @aio(kind="context")
     @classmethod
-    @contextlib.contextmanager
-    def ephemeral(cls, *, store: Store | str | None = None) -> Iterator[Volume]:
-        """A new, uniquely named volume that is deleted when the block exits (also on error).
+    def ephemeral(
+        cls,
+        *,
+        environment_name: str | None = None,
+        version: int | None = None,
+        store: Store | str | None = None,
+    ) -> _EitherContext:
+        """A new anonymous volume that is deleted when the block exits (also on error).
 
-        Example::
+        It has no name (``vol.name`` is None; it is not in ``objects.list``) and lives as
+        long as this process renews its lease: if the process dies, the next ordinary call
+        on the store (``objects.list``, ``ephemeral``, ``from_name``) reclaims it.
+
+        Usable with ``with`` and, as in Modal, ``async with`` (setup and teardown then run
+        off the event loop). Example::
 
             with Volume.ephemeral() as vol:
                 assert vol.listdir("/") == []
         """
-        vol = Volume(f"ephemeral-{uuid.uuid4().hex[:12]}", store=store)
-        vol._meta = names.create(vol.store, vol.name)
+        return _EitherContext(cls._ephemeral(environment_name, version, store))
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _ephemeral(
+        environment_name: str | None, version: int | None, store: Store | str | None
+    ) -> Iterator[Volume]:
+        _, env, s = _open(store, environment_name, create=True)
+        lease, meta = names.create_ephemeral(s, ttl=names.DEFAULT_EPHEMERAL_TTL, version=version)
+        vol = Volume(None, store=store, environment_name=env, create_if_missing=True, _meta=meta)
         try:
             yield vol
         finally:
             from .mount import _active_mount
 
-            m = _active_mount(vol.store, vol._meta.id)
+            m = _active_mount(s, meta.id)
             if m is not None:
                 m._detach()
-            names.delete(vol.store, vol.name, allow_missing=True)
+            lease.stop(delete=False)
+            names.delete_ephemeral(s, meta.id)
 
+    @aio
     @staticmethod
-    def rename(old: str, new: str, *, store: Store | str | None = None) -> None:
-        """Rename volume ``old`` to ``new`` (contents and history unchanged)."""
-        names.rename(_open(store), old, new)
+    def rename(
+        old_name: str,
+        new_name: str,
+        *,
+        environment_name: str | None = None,
+        store: Store | str | None = None,
+    ) -> None:
+        """Rename volume ``old_name`` to ``new_name`` (contents, id and history unchanged)."""
+        check_name(old_name)
+        check_name(new_name)
+        _, _, s = _open(store, environment_name)
+        names.rename(s, old_name, new_name)
 
     def _resolve(self) -> names.VolumeMeta:
         with self._lock:
             if self._meta is None:
-                if self._create_if_missing:
-                    self._meta = names.create(self.store, self.name, allow_existing=True)
+                if self._id is not None:
+                    self._meta = names.by_id(self.store, self._id)
+                    self.name = self._meta.name
                 else:
-                    self._meta = names.resolve(self.store, self.name)
+                    names.sweep_ephemeral(self.store)
+                    if self._create_if_missing:
+                        self._meta = names.create(
+                            self.store,
+                            self.name,  # type: ignore[arg-type]
+                            allow_existing=True,
+                            version=self._version,
+                        )
+                    else:
+                        self._meta = names.resolve(self.store, self.name)  # type: ignore[arg-type]
+                self._id = self._meta.id
+            names.check_version_matches(self._meta, self._version)
             return self._meta
+
+    @aio
+    def hydrate(self, client: Any = None) -> Volume:
+        """Look the volume up now (creating it if ``create_if_missing`` was given); return self.
+
+        ``client`` is accepted (and ignored) so Modal code that passes one runs unchanged.
+        Raises NotFoundError if it does not exist, InvalidError on a version mismatch.
+        """
+        self._resolve()
+        return self
+
+    @property
+    def _is_v1(self) -> bool:
+        return self.version == 1
+
+    @property
+    def object_id(self) -> str:
+        """The volume's id (stable across renames; see :meth:`from_id`). Looks it up if needed."""
+        return self._resolve().id
+
+    @property
+    def version(self) -> int:
+        """The volume's recorded version (1 or 2; volumes from before versions are 1)."""
+        return self._resolve().version
+
+    @aio
+    def with_mount_options(
+        self, *, read_only: bool | None = None, sub_path: str | None = None
+    ) -> Volume:
+        """A copy of this handle that :meth:`mount` mounts read-only and/or only ``sub_path``.
+
+        Options not given keep this handle's; ``sub_path="/"`` means the whole volume.
+        As in Modal, these configure mounts only: API writes through the copy still work.
+        """
+        if self._read_only:
+            raise InvalidError(
+                "cannot call with_mount_options() on a handle from read_only(): use "
+                "with_mount_options(read_only=True, ...) instead"
+            )
+        cur = self._mount_options or _MountOptions()
+        sub = cur.sub_path
+        if sub_path is not None:
+            sub = normalize_path(os.fspath(sub_path), what="sub_path") or None
+        new = self._copy()
+        new._mount_options = _MountOptions(
+            cur.read_only if read_only is None else bool(read_only), sub
+        )
+        return new
+
+    @aio
+    def read_only(self) -> Volume:
+        """A read-only copy of this handle (Modal's older spelling): mounts are read-only and
+        API writes (uploads, removes, copies, ...) raise InvalidError."""
+        if self._mount_options is not None:
+            raise InvalidError(
+                "cannot call read_only() on a handle from with_mount_options(): use "
+                "with_mount_options(read_only=True, ...) instead"
+            )
+        new = self._copy()
+        new._mount_options = _MountOptions(read_only=True)
+        new._read_only = True
+        return new
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise InvalidError(_READ_ONLY)
 
     @property
     def _repo(self) -> Repository:
         return _repository(self.store, self._resolve().id)
 
+    @aio
     def info(self) -> VolumeInfo:
-        """Name, id, creation time (UTC) and creator of the volume."""
+        """Name (None if ephemeral), id, creation time (UTC) and creator of the volume."""
         m = self._resolve()
-        return VolumeInfo(m.name, m.id, datetime.fromtimestamp(m.created_at, tz=UTC), m.created_by)
+        return VolumeInfo(m.name, m.id, datetime.fromtimestamp(m.created_at, tz=UTC), m.created_by)  # type: ignore[arg-type]
 
+    @aio
     def delete(self) -> None:
         """Delete this volume and its whole history."""
-        Volume.objects.delete(self.name, store=self.store)
+        meta = self._resolve()
+        if meta.name is None:
+            from .mount import _active_mount
+
+            m = _active_mount(self.store, meta.id)
+            if m is not None:
+                m._detach()
+            names.delete_ephemeral(self.store, meta.id)
+        else:
+            Volume.objects.delete(
+                meta.name, store=self._base_store, environment_name=self.environment_name or ""
+            )
         self._meta = None
 
     # -- reading -------------------------------------------------------------------------------
@@ -366,14 +697,61 @@ class Volume:
                     f"commit {rec.seq} of volume {self.name!r} was expired by garbage collection"
                 )
             return rec.root
-        if self._seq is None:
-            self._seq = repo.head(refresh=True).seq
-        from .mount import _active_mount
+        # As Modal's API reads: always the newest commit (one listing of the log's tail).
+        rec = repo.head(refresh=True)
+        self._seq = rec.seq
+        return rec.root
 
-        m = _active_mount(self.store, self._resolve().id)
-        if m is not None:  # this process's mount commits in the background: see those
-            self._seq = max(self._seq, m.base_seq, m.last_commit.seq if m.last_commit else 0)
-        return repo.record(self._seq).root
+    def _follow(self, path: str, at: int | None = None) -> tuple[str, Entry]:
+        """Like :meth:`_entry`, with symbolic links resolved in every part of the path.
+
+        Links are followed only inside the volume: a target that is absolute or climbs
+        above the root raises InvalidError naming the link (only here, when a read
+        follows it; storing such links is fine).
+        """
+        p = normalize_path(path)
+        repo = self._repo
+        root = self._root(at)
+        e = repo.lookup(p, root)
+        if e is not None and e.kind != LINK:
+            return p, e  # the common case: no link on the way
+        parts = p.split("/") if p else []
+        done: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            cur = "/".join([*done, part])
+            ce = repo.lookup(cur, root)
+            if ce is None:
+                where = f" at commit {at}" if at is not None else ""
+                raise NotFoundError(f"no such file or folder in volume {self.name!r}{where}: {p}")
+            if ce.kind != LINK:
+                done.append(part)
+                continue
+            hops += 1
+            if hops > _MAX_LINK_HOPS:
+                raise InvalidError(
+                    f"too many levels of symbolic links reading {p} in volume {self.name!r}"
+                )
+            target = ce.target or ""
+            if target.startswith("/"):
+                raise InvalidError(
+                    f"{cur} is a symbolic link to {target!r}, outside volume {self.name!r}: "
+                    "reads do not follow it"
+                )
+            try:
+                resolved = normalize_path("/".join([*done, target]))
+            except InvalidError:
+                raise InvalidError(
+                    f"{cur} is a symbolic link to {target!r}, outside volume {self.name!r}: "
+                    "reads do not follow it"
+                ) from None
+            parts = (resolved.split("/") if resolved else []) + parts
+            done = []
+        final = "/".join(done)
+        fe = repo.lookup(final, root)
+        assert fe is not None
+        return final, fe
 
     def _entry(self, path: str, at: int | None = None) -> tuple[str, Entry]:
         p = normalize_path(path)
@@ -385,6 +763,7 @@ class Volume:
             )
         return p, e
 
+    @aio
     def iterdir(
         self, path: str = "/", *, recursive: bool = True, at: int | None = None
     ) -> Iterator[FileEntry]:
@@ -430,12 +809,14 @@ class Volume:
             for se in repo.trees.entries(e.tree):  # type: ignore[arg-type]
                 yield FileEntry._of(prefix + se.name, se)
 
+    @aio
     def listdir(
         self, path: str = "/", *, recursive: bool = False, at: int | None = None
     ) -> list[FileEntry]:
         """The entries under ``path`` as a list (see :meth:`iterdir`; not recursive by default)."""
         return list(self.iterdir(path, recursive=recursive, at=at))
 
+    @aio(kind="iter")
     def read_file(
         self,
         path: str | bytes,
@@ -447,13 +828,13 @@ class Volume:
         """Yield the bytes of file ``path`` in pieces (streamed: memory stays bounded).
 
         ``offset``/``length`` read a byte range (only the chunks that hold it are fetched).
-        Raises NotFoundError if there is no such file, InvalidError for a folder.
+        A symbolic link inside the volume is followed (a link that points outside the
+        volume is an error naming it). Raises NotFoundError if there is no such file,
+        InvalidError for a folder.
         """
-        p, e = self._entry(path if isinstance(path, str) else path.decode(), at)
+        p, e = self._follow(path if isinstance(path, str) else path.decode(), at)
         if e.kind == DIR:
             raise InvalidError(f"{p} is a folder, not a file")
-        if e.kind == LINK:
-            raise InvalidError(f"{p} is a symbolic link to {e.target!r}; links are not followed")
         if offset < 0 or (length is not None and length < 0):
             raise InvalidError("offset and length must be >= 0")
         if offset == 0 and length is None:
@@ -497,14 +878,13 @@ class Volume:
                 f"Volume.open reads only (mode 'rb' or 'r'), not {mode!r}: write with "
                 "vol.batch_upload() or fsspec.open('volume://...', 'wb')"
             )
-        p, e = self._entry(path if isinstance(path, str) else path.decode(), at)
+        p, e = self._follow(path if isinstance(path, str) else path.decode(), at)
         if e.kind == DIR:
             raise InvalidError(f"{p} is a folder, not a file")
-        if e.kind == LINK:
-            raise InvalidError(f"{p} is a symbolic link to {e.target!r}; links are not followed")
         reader = self._reader(p, e, at)
         return reader if mode == "rb" else io.TextIOWrapper(reader, encoding="utf-8")
 
+    @aio
     def stat(self, path: str | bytes, *, at: int | None = None) -> FileEntry:
         """The :class:`FileEntry` of one path (never a glob); NotFoundError if missing."""
         p, e = self._entry(path if isinstance(path, str) else path.decode(), at)
@@ -520,24 +900,26 @@ class Volume:
         assert self._seq is not None
         return self._seq
 
+    @aio
     def read_file_into_fileobj(
         self,
         path: str | bytes,
         fileobj: IO[bytes],
-        progress_cb: Callable[[int], Any] | None = None,
+        progress_cb: Callable[..., Any] | None = None,
         *,
         at: int | None = None,
     ) -> int:
         """Write file ``path`` into ``fileobj``; return the number of bytes written.
 
-        ``progress_cb(n)`` is called after each piece with the bytes just written.
+        ``progress_cb(advance=n)`` is called after each piece with the bytes just written,
+        as Modal calls it.
         """
         total = 0
         for piece in self.read_file(path, at=at):
             fileobj.write(piece)
             total += len(piece)
             if progress_cb is not None:
-                progress_cb(len(piece))
+                progress_cb(advance=len(piece))
         return total
 
     # -- writing ------------------------------------------------------------------------------
@@ -554,12 +936,14 @@ class Volume:
         self._seq = rec.seq
         return CommitInfo._of(rec)
 
+    @aio
     def remove_file(self, path: str | bytes, recursive: bool = False) -> None:
         """Delete a file, or a folder with ``recursive=True``, as one commit.
 
         Raises NotFoundError if it does not exist, InvalidError for a non-empty folder
         without ``recursive`` or for the volume root.
         """
+        self._check_writable()
         p, e = self._entry(path if isinstance(path, str) else path.decode())
         if not p:
             raise InvalidError(
@@ -575,28 +959,38 @@ class Volume:
             changes.update({sub: None for sub, _ in below})
         self._commit_changes(changes, f"remove {p}")
 
+    @aio
     def copy_files(
         self, src_paths: Sequence[str | bytes], dst_path: str | bytes, recursive: bool = False
     ) -> None:
         """Copy files (and with ``recursive`` folders) inside the volume, like ``cp``.
 
-        If ``dst_path`` is an existing folder, each source is copied into it under its own
-        name; otherwise a single source is copied to ``dst_path``. No data is copied:
-        the new paths share the stored chunks.
+        If ``dst_path`` is an existing folder, or ends with ``/``, or several sources are
+        given, each source is copied into that folder under its own name (the folder is
+        created if missing, as Modal does); otherwise the single source is copied to
+        ``dst_path``. No data is copied: the new paths share the stored chunks.
         """
+        self._check_writable()
         if isinstance(src_paths, (str, bytes)):
             src_paths = [src_paths]
         if not src_paths:
             raise InvalidError("copy_files needs at least one source path")
         repo = self._repo
         root = self._root(None)
-        dst = normalize_path(dst_path if isinstance(dst_path, str) else dst_path.decode())
+        raw_dst = dst_path if isinstance(dst_path, str) else dst_path.decode()
+        dst = normalize_path(raw_dst)
         dst_e = repo.lookup(dst, root)
-        into_dir = dst_e is not None and dst_e.kind == DIR
-        if len(src_paths) > 1 and not into_dir:
-            raise InvalidError(
-                f"copying several sources needs an existing destination folder: {dst or '/'} is not one"
-            )
+        if (
+            dst_e is not None
+            and dst_e.kind != DIR
+            and (len(src_paths) > 1 or raw_dst.endswith("/"))
+        ):
+            raise AlreadyExistsError(f"{dst} is a file in volume {self.name!r}, not a folder")
+        into_dir = (
+            (dst_e is not None and dst_e.kind == DIR) or len(src_paths) > 1 or raw_dst.endswith("/")
+        )
+        if into_dir and dst_e is None:
+            _refuse_file_parent(repo, root, dst, f"cannot create folder {dst}", self.name or "")
         if not into_dir:
             parent = dst.rsplit("/", 1)[0] if "/" in dst else ""
             pe = repo.lookup(parent, root)
@@ -633,6 +1027,7 @@ class Volume:
             f"copy {', '.join(normalize_path(s if isinstance(s, str) else s.decode()) for s in src_paths)} to {dst or '/'}",
         )
 
+    @aio
     def mkdir(self, path: str) -> CommitInfo | None:
         """Create an empty folder ``path`` (and missing parents) as one commit.
 
@@ -642,6 +1037,7 @@ class Volume:
             AlreadyExistsError: something exists at ``path``, or one of its parents is a file.
             InvalidError: ``path`` is the volume root or not a valid volume path.
         """
+        self._check_writable()
         p = normalize_path(path)
         if not p:
             raise InvalidError("the volume root always exists: give a folder name")
@@ -652,6 +1048,7 @@ class Volume:
         _refuse_file_parent(repo, root, p, f"cannot create folder {p}", self.name)
         return self._commit_changes({p: "dir"}, f"create folder {p}")
 
+    @aio
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> CommitInfo | None:
         """Move or rename file or folder ``src`` to ``dst`` inside the volume, as one commit.
 
@@ -665,6 +1062,7 @@ class Volume:
                 ``overwrite=True`` and only by a file; a folder never).
             InvalidError: moving the root, onto itself, or a folder into itself.
         """
+        self._check_writable()
         sp = normalize_path(src)
         if not sp:
             raise InvalidError("cannot move the volume root")
@@ -706,6 +1104,7 @@ class Volume:
             changes.update({sub: None for sub, _ in repo.trees.walk(se.tree, sp + "/")})
         return self._commit_changes(changes, f"move {sp} to {dp}")
 
+    @aio
     def remove_paths(self, paths: Iterable[str]) -> CommitInfo | None:
         """Delete several files and folders (with everything below them) as one commit.
 
@@ -715,6 +1114,7 @@ class Volume:
             NotFoundError: one of ``paths`` does not exist (nothing is removed then).
             InvalidError: ``paths`` is empty or names the volume root.
         """
+        self._check_writable()
         repo = self._repo
         root = self._root(None)
         wanted = sorted({normalize_path(p) for p in paths})
@@ -738,6 +1138,7 @@ class Volume:
             message = f"remove {len(wanted)} paths ({wanted[0]}, …)"
         return self._commit_changes(changes, message)
 
+    @aio(kind="context")
     def batch_upload(self, force: bool = False) -> BatchUpload:
         """Upload many files as one commit: nothing is visible until the block exits.
 
@@ -749,9 +1150,11 @@ class Volume:
                 batch.put_directory("data/", "/data")
                 batch.put_file(io.BytesIO(b"some data"), "/foobar")
         """
+        self._check_writable()
         return BatchUpload(self, force)
 
     # -- history ---------------------------------------------------------------------------------
+    @aio
     def history(
         self, limit: int | None = None, *, include_expired: bool = False
     ) -> list[CommitInfo]:
@@ -778,18 +1181,21 @@ class Volume:
         return out
 
     # -- retention and garbage collection ---------------------------------------------------------
+    @aio
     def tag(self, seq: int, name: str, *, force: bool = False) -> None:
         """Tag commit ``seq`` as ``name``: tagged commits survive every retention policy."""
         from .repository import gc
 
         gc.set_tag(self._repo, int(seq), name, force=force)
 
+    @aio
     def untag(self, name: str) -> None:
         """Remove a tag (its commit falls under the retention policy again)."""
         from .repository import gc
 
         gc.delete_tag(self._repo, name)
 
+    @aio
     def tags(self) -> dict[str, int]:
         """Tag name -> commit seq."""
         from .repository import gc
@@ -803,6 +1209,7 @@ class Volume:
 
         return gc.load_policy(self._repo)
 
+    @aio
     def set_retention(
         self,
         *,
@@ -835,6 +1242,7 @@ class Volume:
         gc.save_policy(self._repo, pol)
         return pol
 
+    @aio
     def gc(self, *, dry_run: bool = False, grace: float | str | None = None) -> Any:
         """Expire commits outside the retention policy and reclaim their space.
 
@@ -851,6 +1259,7 @@ class Volume:
             grace=gc.parse_duration(grace) if grace is not None else None,
         )
 
+    @aio
     def diff(self, a: int, b: int | None = None) -> list[DiffEntry]:
         """What changed from commit ``a`` to commit ``b`` (default: the head)."""
         repo = self._repo
@@ -873,6 +1282,7 @@ class Volume:
             )
         return out
 
+    @aio
     def restore(self, commit: int, path: str | None = None) -> CommitInfo | None:
         """Bring back the whole tree, or one file or folder, as it was at ``commit``.
 
@@ -880,6 +1290,7 @@ class Volume:
         history). A path that did not exist at ``commit`` is removed. Returns None when
         nothing differs.
         """
+        self._check_writable()
         repo = self._repo
         old = repo.record(int(commit))
         if path is None or not normalize_path(path):
@@ -900,10 +1311,12 @@ class Volume:
             changes[p] = then
         return self._commit_changes(changes, f"restore {p} from commit {old.seq}", kind="restore")
 
+    @aio
     def verify(self, *, read_data: bool = True) -> VerifyReport:
         """Re-read and re-hash everything reachable from every commit; report any damage."""
         return self._repo.verify(read_data=read_data)
 
+    @aio
     def du(self, path: str = "/", *, at: int | None = None) -> DiskUsage:
         """Number of files and logical bytes under ``path``."""
         p, e = self._entry(path, at)
@@ -915,6 +1328,7 @@ class Volume:
         return DiskUsage(p, 1, e.size)
 
     # -- mounts -------------------------------------------------------------------------------
+    @aio
     def commit(self) -> CommitInfo | None:
         """Commit the mounted folder's changes (if this volume is mounted here); else no-op."""
         from .mount import _active_mount
@@ -927,6 +1341,7 @@ class Volume:
             return info
         return None
 
+    @aio
     def refresh(self) -> CommitInfo:
         """Make this handle's reads see the newest commit, and return it.
 
@@ -936,6 +1351,7 @@ class Volume:
         self._seq = rec.seq
         return CommitInfo._of(rec)
 
+    @aio
     def reload(self) -> None:
         """Bring the mounted folder to the newest commit; unmounted, refresh the head."""
         from .mount import _active_mount
@@ -947,13 +1363,43 @@ class Volume:
             return
         self._seq = self._repo.head(refresh=True).seq
 
+    @aio
     def mount(
         self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False, **kw: Any
     ) -> Mount:
-        """Materialize the volume in a local folder (default ``./NAME``); see :class:`Mount`."""
+        """Materialize the volume in a local folder (default ``./NAME``); see :class:`Mount`.
+
+        A handle from :meth:`with_mount_options` or :meth:`read_only` mounts with those
+        options (``read_only=True`` here also makes the mount read-only).
+        """
         from .mount import Mount
 
-        return Mount(self, path, read_only=read_only, **kw)
+        opts = self._mount_options or _MountOptions()
+        if path is None and self.name is None and self._resolve().name is None:
+            path = Path.cwd() / f"ephemeral-{self._resolve().id[:12]}"
+        return Mount(self, path, read_only=read_only or opts.read_only, **kw)
+
+
+def _unpickle_volume(
+    name: str | None,
+    vol_id: str | None,
+    url: str,
+    environment: str,
+    version: int | None,
+    opts: tuple[Any, bool],
+) -> Volume:
+    vol = Volume(name, store=url, environment_name=environment, version=version, _id=vol_id)
+    vol._mount_options, vol._read_only = opts
+    return vol
+
+
+def _utf8_name(name: str) -> bool:
+    """True if a name from the local file system is valid UTF-8 (volume paths must be)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class BatchUpload:
@@ -970,14 +1416,29 @@ class BatchUpload:
         self._writer = self._vol._repo.writer()
         return self
 
+    async def __aenter__(self) -> BatchUpload:
+        """``async with vol.batch_upload() as batch`` (Modal's spelling): enter off the loop."""
+        import asyncio
+
+        return await asyncio.to_thread(self.__enter__)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        """Upload and commit off the event loop."""
+        import asyncio
+
+        await asyncio.to_thread(self.__exit__, *exc)
+
     def _target(self, remote_path: str, local_name: str | None) -> str:
         if isinstance(remote_path, bytes):
             remote_path = remote_path.decode()
+        if not normalize_path(remote_path):
+            # As Modal: a file path is needed (InvalidError is a ValueError).
+            raise InvalidError(
+                f"remote_path {remote_path!r} must refer to a file, not the volume root '/'"
+            )
         if remote_path.endswith("/") and local_name:
             remote_path = remote_path + local_name
         p = normalize_path(remote_path)
-        if not p:
-            raise InvalidError("cannot upload a file to the volume root '/': give a file path")
         if p in self._changes:
             raise InvalidError(f"{p} was already added to this batch")
         return p
@@ -1017,11 +1478,14 @@ class BatchUpload:
         """Add every file of a local folder below ``remote_path`` (all levels if ``recursive``).
 
         Symbolic links are stored as links, never followed; empty folders are kept.
+        Names that are not UTF-8, FIFOs, sockets and devices are skipped, and named in a
+        warning (a name as the escaped bytes it has on disk).
         """
         lp = Path(local_path)
         if not lp.is_dir():
             raise NotFoundError(f"local folder {lp} does not exist")
         base = normalize_path(remote_path if isinstance(remote_path, str) else remote_path.decode())
+        skipped: list[str] = []
         for dirpath, dirs, files in os.walk(lp):
             rel = os.path.relpath(dirpath, lp)
             rel = "" if rel == "." else rel.replace(os.sep, "/")
@@ -1030,7 +1494,10 @@ class BatchUpload:
                 dirs[:] = []
             for d in list(dirs):
                 full = Path(dirpath, d)
-                if full.is_symlink():
+                if not _utf8_name(d):
+                    dirs.remove(d)
+                    skipped.append(f"{os.fsencode(full)!r}: the name is not valid UTF-8")
+                elif full.is_symlink():
                     dirs.remove(d)
                     files.append(d)
                 elif not any(full.iterdir()):
@@ -1038,13 +1505,24 @@ class BatchUpload:
             for name in sorted(files):
                 full = Path(dirpath, name)
                 remote = f"{prefix}/{name}" if prefix else name
-                if full.is_symlink():
+                if not _utf8_name(name):
+                    skipped.append(f"{os.fsencode(full)!r}: the name is not valid UTF-8")
+                elif full.is_symlink():
                     target = os.readlink(full)
                     self._changes[self._target(remote, None)] = Entry(
                         "", LINK, 0o777, len(target), full.lstat().st_mtime_ns, target=target
                     )
                 elif full.is_file():
                     self.put_file(full, remote)
+                elif full.exists():
+                    skipped.append(f"{full}: not a regular file, folder or link")
+        if skipped:
+            import warnings
+
+            warnings.warn(
+                f"put_directory skipped {len(skipped)} path(s): " + "; ".join(skipped),
+                stacklevel=2,
+            )
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         writer, self._writer = self._writer, None

@@ -5,14 +5,30 @@ plus the behaviours issue 15 asks for (environments, names, ids, pickling, ...).
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import getpass
+import io
+import multiprocessing
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jupyter_volume import AlreadyExistsError, FileEntryType, NotFoundError, Volume
 from jupyter_volume.errors import InvalidError
 from jupyter_volume.store import (
     ENV_ENVIRONMENT,
     PrefixedStore,
+    Store,
     environment_store,
     open_store,
     resolve_environment,
@@ -72,3 +88,640 @@ def test_resolve_environment_order(monkeypatch: pytest.MonkeyPatch, tmp_path: An
     monkeypatch.setenv(ENV_ENVIRONMENT, "-bad")
     with pytest.raises(InvalidError, match="environment"):
         resolve_environment(None)
+
+
+def _sync(fn: Any) -> Any:
+    """Run an async test with asyncio.run (the project does not use pytest-asyncio)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(fn(*args, **kwargs))
+
+    return run
+
+
+# -- the Volume API, as Modal's volume_test.py exercises it -----------------------------------
+# (Modal's cases are named as in its suite; where Modal checks a request sent to its server,
+# these check the effect in the store instead.)
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def _name() -> str:
+    return f"v-{uuid.uuid4().hex[:12]}"
+
+
+def _put(vol: Volume, files: dict[str, bytes], force: bool = False) -> None:
+    with vol.batch_upload(force=force) as batch:
+        for path, data in files.items():
+            batch.put_file(io.BytesIO(data), path)
+
+
+def _read(vol: Volume, path: str, at: int | None = None) -> bytes:
+    return b"".join(vol.read_file(path, at=at))
+
+
+def _keys(store: Store, prefix: str = "") -> list[str]:
+    return [o.key for o in store.list(prefix)]
+
+
+def test_volume_info(store: Store) -> None:
+    name = "super-important-data"
+    vol = Volume.from_name(name, create_if_missing=True, store=store)
+    assert vol.name == name
+    assert vol.hydrate(None) is vol  # Modal passes a client; it is accepted and ignored
+    info = vol.info()
+    assert info.name == name
+    assert info.created_by.startswith(getpass.getuser())
+
+
+def test_volume_from_id(store: Store) -> None:
+    with Volume.ephemeral(store=store) as vol:
+        volume_id = vol.object_id
+        vol2 = Volume.from_id(volume_id, store=store)
+        assert _keys(store, "names/") == []
+        vol2.hydrate()
+        assert vol2.object_id == volume_id
+        assert vol2.name is None
+
+
+def test_volume_from_id_named(store: Store) -> None:
+    name = "test-volume-from-id"
+    vol = Volume.from_name(name, create_if_missing=True, store=store)
+    vol.hydrate()
+    volume_id = vol.object_id
+    vol2 = Volume.from_id(volume_id, store=store)
+    info = vol2.info()  # looks it up lazily
+    assert info.name == name
+    assert vol2.object_id == volume_id
+    assert vol2.name == name
+    Volume.rename(old_name=name, new_name="renamed", store=store)
+    assert Volume.from_id(volume_id, store=store).info().name == "renamed"
+
+
+def test_volume_from_id_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        Volume.from_id(uuid.uuid4().hex, store=store).hydrate()
+    with pytest.raises(InvalidError):
+        Volume.from_id("vo-nonexistent", store=store).hydrate()
+
+
+def test_volume_mount_options_set_state_on_volume_copy(local_store: Store) -> None:
+    vol = Volume.from_name("xyz", create_if_missing=True, store=local_store)
+    vol_mount = vol.with_mount_options(read_only=True, sub_path="/nested")
+    assert vol_mount is not vol
+    assert isinstance(vol_mount, Volume)
+    assert vol._mount_options is None
+    assert vol_mount._mount_options is not None
+    assert vol_mount._mount_options.read_only
+    assert vol_mount._mount_options.sub_path == "nested"
+
+
+def test_volume_mount_options_merge_on_repeated_calls(local_store: Store) -> None:
+    vol = Volume.from_name("xyz", create_if_missing=True, store=local_store).with_mount_options(
+        read_only=True, sub_path="/nested"
+    )
+    v = vol.with_mount_options(sub_path="/other")
+    assert v._mount_options.read_only and v._mount_options.sub_path == "other"
+    v = vol.with_mount_options(read_only=False)
+    assert not v._mount_options.read_only and v._mount_options.sub_path == "nested"
+    v = vol.with_mount_options(sub_path=None)
+    assert v._mount_options.read_only and v._mount_options.sub_path == "nested"
+    v = vol.with_mount_options(sub_path="/")
+    assert v._mount_options.read_only and v._mount_options.sub_path is None
+
+
+def test_volume_read_only_rejects_mount_options_immediately(local_store: Store) -> None:
+    vol = Volume.from_name("xyz", create_if_missing=True, store=local_store)
+    with pytest.raises(InvalidError, match="read_only.*with_mount_options"):
+        vol.with_mount_options(sub_path="/nested").read_only()
+    with pytest.raises(InvalidError, match="with_mount_options.*read_only"):
+        vol.read_only().with_mount_options(sub_path="/nested")
+    ro = vol.read_only()
+    assert ro._read_only and ro._mount_options.read_only
+
+
+def test_volume_with_mount_options_copies_metadata(local_store: Store) -> None:
+    vol = Volume.from_name("xyz", create_if_missing=True, store=local_store).hydrate()
+    sub = vol.with_mount_options(sub_path="/nested")
+    assert sub.name == vol.name == "xyz"
+    assert sub.listdir("/") == []
+    with pytest.raises(FileNotFoundError):
+        sub.remove_file("nonexistent", recursive=True)
+
+
+def test_volume_mount_read_only_error(local_store: Store) -> None:
+    ro = Volume.from_name("xyz", create_if_missing=True, store=local_store).read_only().hydrate()
+    with pytest.raises(InvalidError):
+        with ro.batch_upload():
+            pass
+    with pytest.raises(InvalidError):
+        ro.remove_file("file1.txt")
+    with pytest.raises(InvalidError):
+        ro.copy_files(["file1.txt"], "bar2")
+    assert ro.listdir("/") == []  # reads still work
+
+
+@pytest.mark.parametrize("version", [None, 2])
+@pytest.mark.parametrize("file_contents_size", [100, 3 * MiB + 4711])
+@_sync
+async def test_volume_get(
+    local_store: Store, tmp_path: Path, version: Any, file_contents_size: int
+) -> None:
+    await Volume.objects.create.aio("my-vol", store=local_store, version=version)
+    vol = await Volume.from_name("my-vol", store=local_store).hydrate.aio()
+    file_contents = random.randbytes(file_contents_size)
+    local_file_path = tmp_path / "foo.bin"
+    local_file_path.write_bytes(file_contents)
+    async with vol.batch_upload() as batch:
+        batch.put_file(local_file_path, "foo.bin")
+    data = b""
+    async for chunk in vol.read_file.aio("foo.bin"):
+        data += chunk
+    assert len(data) == file_contents_size and data == file_contents
+    output = io.BytesIO()
+    await vol.read_file_into_fileobj.aio("foo.bin", output)
+    assert output.getvalue() == file_contents
+    with pytest.raises(FileNotFoundError):
+        async for _ in vol.read_file.aio("/abc/def/i-dont-exist-at-all"):
+            pass
+
+
+@_sync
+async def test_volume_batch_upload(store: Store, tmp_path: Path) -> None:
+    local_file_path = tmp_path / "some_file"
+    local_file_path.write_text("hello world")
+    local_dir = tmp_path / "some_dir"
+    local_dir.mkdir()
+    (local_dir / "smol").write_text("###")
+    (local_dir / "subdir").mkdir()
+    (local_dir / "subdir" / "other").write_text("####")
+    async with Volume.ephemeral(store=store) as vol:
+        with open(local_file_path, "rb") as fp:
+            async with vol.batch_upload() as batch:
+                batch.put_file(local_file_path, "/some_file")
+                batch.put_directory(local_dir, "/some_dir")
+                batch.put_file(io.BytesIO(b"data from a file-like object"), "/filelike", mode=0o600)
+                batch.put_directory(local_dir, "/non-recursive", recursive=False)
+                batch.put_file(fp, "/filelike2")
+        files = {e.path for e in vol.listdir("/", recursive=True) if e.type == FileEntryType.FILE}
+        assert files == {
+            "some_file",
+            "some_dir/smol",
+            "some_dir/subdir/other",
+            "filelike",
+            "non-recursive/smol",
+            "filelike2",
+        }
+        assert _read(vol, "some_dir/subdir/other") == b"####"
+        assert _read(vol, "filelike2") == b"hello world"
+
+
+@_sync
+async def test_volume_batch_upload_force(local_store: Store, tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("hello world")
+    (tmp_path / "b").write_text("overwritten")
+    async with Volume.ephemeral(store=local_store) as vol:
+        async with vol.batch_upload() as batch:
+            batch.put_file(tmp_path / "a", "/some_file")
+        with pytest.raises(FileExistsError):
+            async with vol.batch_upload(force=False) as batch:
+                batch.put_file(tmp_path / "a", "/some_file")
+        assert _read(vol, "some_file") == b"hello world"
+        async with vol.batch_upload(force=True) as batch:
+            batch.put_file(tmp_path / "b", "/some_file")
+        assert _read(vol, "some_file") == b"overwritten"
+
+
+@_sync
+async def test_volume_upload_removed_file(local_store: Store, tmp_path: Path) -> None:
+    local_file_path = tmp_path / "some_file"
+    local_file_path.write_text("hello world")
+    async with Volume.ephemeral(store=local_store) as vol:
+        with pytest.raises(FileNotFoundError):
+            async with vol.batch_upload() as batch:
+                local_file_path.unlink()
+                batch.put_file(local_file_path, "/dest")
+
+
+@_sync
+async def test_volume_copy_1(store: Store) -> None:
+    async with Volume.ephemeral(store=store) as vol:
+        _put(vol, {"original.txt": b"test copy"})
+        await vol.copy_files.aio(["original.txt"], "copied.txt", False)
+        assert {e.path for e in vol.listdir("/")} == {"original.txt", "copied.txt"}
+        assert _read(vol, "copied.txt") == b"test copy"
+
+
+@_sync
+async def test_volume_copy_2(store: Store) -> None:
+    async with Volume.ephemeral(store=store) as vol:
+        _put(vol, {"file1.txt": b"test copy", "file2.txt": b"test copy"})
+        await vol.copy_files.aio(["file1.txt", "file2.txt"], "test_dir", False)  # created
+        assert sorted(e.path for e in vol.listdir("/", recursive=True)) == [
+            "file1.txt",
+            "file2.txt",
+            "test_dir",
+            "test_dir/file1.txt",
+            "test_dir/file2.txt",
+        ]
+
+
+def test_copy_files_into_new_folder_with_trailing_slash(store: Store) -> None:
+    with Volume.ephemeral(store=store) as vol:
+        _put(vol, {"a.txt": b"A"})
+        vol.copy_files(["a.txt"], "newdir/")
+        assert vol.stat("newdir").type == FileEntryType.DIRECTORY
+        assert _read(vol, "newdir/a.txt") == b"A"
+        with pytest.raises(FileExistsError):
+            vol.copy_files(["a.txt"], "a.txt/")  # a file is not a folder
+
+
+@pytest.mark.parametrize("version", [None, 2])
+def test_from_name(store: Store, version: Any) -> None:
+    with pytest.raises(NotFoundError):
+        Volume.from_name("xyz", version=version, store=store).hydrate()
+    Volume.from_name("xyz", create_if_missing=True, version=version, store=store).hydrate()
+    Volume.from_name("xyz", version=version, store=store).hydrate()
+    Volume.objects.delete("xyz", store=store)
+    with pytest.raises(NotFoundError):
+        Volume.from_name("xyz", version=version, store=store).hydrate()
+    Volume.objects.delete("xyz", store=store, allow_missing=True)
+
+
+def test_ephemeral(local_store: Store) -> None:
+    with Volume.ephemeral(store=local_store) as vol:
+        assert vol.listdir("/") == []
+        assert vol.name is None
+        assert Volume.objects.list(store=local_store) == []
+        assert _keys(local_store, "leases/ephemeral/") == [f"leases/ephemeral/{vol.object_id}"]
+    assert _keys(local_store) == []
+
+
+def test_lazy_hydration_from_named(local_store: Store) -> None:
+    vol = Volume.from_name("my-vol", create_if_missing=True, store=local_store)
+    assert _keys(local_store) == []
+    assert vol.listdir("/") == []
+
+
+@pytest.mark.parametrize("name", ["has space", "has/slash", "a" * 65, "-x", ".", "..", "é"])
+def test_invalid_name(name: str) -> None:
+    with pytest.raises(InvalidError, match="1-64 characters of letters, digits"):
+        Volume.from_name(name)
+
+
+@pytest.mark.parametrize("name", ["_x", ".hidden", "a" * 64, "x..y", "0"])
+def test_valid_names_follow_modal(local_store: Store, name: str) -> None:
+    Volume.objects.create(name, store=local_store)
+    assert [v.name for v in Volume.objects.list(store=local_store)] == [name]
+
+
+def test_remove_file_not_found(local_store: Store) -> None:
+    vol = Volume.from_name("my_vol", create_if_missing=True, store=local_store)
+    with pytest.raises(FileNotFoundError):
+        vol.remove_file("a")
+
+
+def test_volume_list(store: Store) -> None:
+    for i in range(5):
+        Volume.from_name(f"test-volume-{i}", create_if_missing=True, store=store).hydrate()
+    volume_list = Volume.objects.list(store=store)
+    assert len(volume_list) == 5
+    # newest first, as Modal orders them
+    assert [v.name for v in volume_list] == [f"test-volume-{i}" for i in reversed(range(5))]
+    assert all(v.info().created_by.startswith(getpass.getuser()) for v in volume_list)
+    assert len(Volume.objects.list(max_objects=2, store=store)) == 2
+    with pytest.raises(InvalidError):
+        Volume.objects.list(max_objects=-1, store=store)
+    cut = volume_list[2].info().created_at
+    older = Volume.objects.list(created_before=cut, store=store)
+    assert [v.name for v in older] == ["test-volume-1", "test-volume-0"]
+    assert Volume.objects.list(created_before="2000-01-01", store=store) == []
+    assert len(Volume.objects.list(created_before=cut.isoformat(), store=store)) == 2
+
+
+def test_volume_list_metadata_version(local_store: Store) -> None:
+    Volume.from_name("v1-volume", create_if_missing=True, store=local_store).hydrate()
+    Volume.from_name("v2-volume", create_if_missing=True, version=2, store=local_store).hydrate()
+    by_name = {v.name: v for v in Volume.objects.list(store=local_store)}
+    assert by_name["v1-volume"]._is_v1
+    assert not by_name["v2-volume"]._is_v1
+
+
+def test_volume_create(local_store: Store) -> None:
+    Volume.objects.create(name="test-volume-create", store=local_store)
+    Volume.from_name("test-volume-create", store=local_store).hydrate()
+    with pytest.raises(AlreadyExistsError):
+        Volume.objects.create(name="test-volume-create", store=local_store)
+    Volume.objects.create(name="test-volume-create", allow_existing=True, store=local_store)
+    with pytest.raises(InvalidError, match="invalid volume name"):
+        Volume.objects.create(name="has space", store=local_store)
+
+
+def test_volume_create_version(local_store: Store) -> None:
+    for version in [1, 2]:
+        Volume.objects.create(name=f"should-be-v{version}", version=version, store=local_store)
+        assert Volume.from_name(f"should-be-v{version}", store=local_store).version == version
+    with pytest.raises(InvalidError, match="version must be either 1 or 2"):
+        Volume.objects.create(name="should-be-v3", version=3, store=local_store)
+    assert [v.name for v in Volume.objects.list(store=local_store)] == [
+        "should-be-v2",
+        "should-be-v1",
+    ]
+
+
+def test_volume_create_version_mismatch(local_store: Store) -> None:
+    s = local_store
+    Volume.objects.create(name="vol-v1", version=1, store=s)
+    with pytest.raises(InvalidError, match="exists but has version v1, not v2"):
+        Volume.objects.create(name="vol-v1", version=2, allow_existing=True, store=s)
+    Volume.objects.create(name="vol-v1", version=1, allow_existing=True, store=s)
+    Volume.objects.create(name="vol-v1", allow_existing=True, store=s)
+    Volume.objects.create(name="vol-v2", version=2, store=s)
+    with pytest.raises(InvalidError, match="exists but has version v2, not v1"):
+        Volume.objects.create(name="vol-v2", version=1, allow_existing=True, store=s)
+    Volume.objects.create(name="vol-v2", version=2, allow_existing=True, store=s)
+
+
+@pytest.mark.parametrize("create_if_missing", [True, False])
+def test_volume_from_name_version_mismatch(local_store: Store, create_if_missing: bool) -> None:
+    s = local_store
+    Volume.from_name("vol-fn-v1", create_if_missing=True, version=1, store=s).hydrate()
+    with pytest.raises(InvalidError, match="exists but has version v1, not v2"):
+        Volume.from_name(
+            "vol-fn-v1", version=2, create_if_missing=create_if_missing, store=s
+        ).hydrate()
+    Volume.from_name("vol-fn-v1", version=1, create_if_missing=create_if_missing, store=s).hydrate()
+    Volume.from_name("vol-fn-v1", create_if_missing=create_if_missing, store=s).hydrate()
+    Volume.from_name("vol-fn-v2", create_if_missing=True, version=2, store=s).hydrate()
+    with pytest.raises(InvalidError, match="exists but has version v2, not v1"):
+        Volume.from_name(
+            "vol-fn-v2", version=1, create_if_missing=create_if_missing, store=s
+        ).hydrate()
+    Volume.from_name("vol-fn-v2", create_if_missing=create_if_missing, store=s).hydrate()
+
+
+# -- beyond Modal's suite: what issue 15 asks of the Volume API -------------------------------
+def test_volumes_in_environments_are_separate(store: Store) -> None:
+    Volume.objects.create("shared-name", store=store)
+    Volume.objects.create("shared-name", environment_name="dev", store=store)
+    default = Volume.from_name("shared-name", store=store)
+    dev = Volume.from_name("shared-name", environment_name="dev", store=store)
+    _put(default, {"where.txt": b"default"})
+    _put(dev, {"where.txt": b"dev"})
+    assert default.object_id != dev.object_id
+    assert _read(default, "where.txt") == b"default"
+    assert _read(dev, "where.txt") == b"dev"
+    assert [v.name for v in Volume.objects.list(environment_name="dev", store=store)] == [
+        "shared-name"
+    ]
+    assert Volume.objects.list(environment_name="prod", store=store) == []
+    Volume.rename("shared-name", "dev-only", environment_name="dev", store=store)
+    assert Volume.from_name("shared-name", store=store).listdir("/")  # default untouched
+    Volume.objects.delete("dev-only", environment_name="dev", store=store)
+    assert _read(default, "where.txt") == b"default"
+    assert _keys(store, "envs/") == []
+    with Volume.ephemeral(environment_name="dev", store=store) as eph:
+        assert eph.environment_name == "dev"
+        assert _keys(store, "envs/dev/leases/ephemeral/")
+
+
+def test_environment_from_the_environment_variable(
+    local_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_ENVIRONMENT, "staging")
+    Volume.objects.create("x", store=local_store)
+    assert _keys(local_store, "names/") == []
+    assert _keys(local_store, "envs/staging/names/") == ["envs/staging/names/x"]
+    assert Volume.from_name("x", store=local_store).environment_name == "staging"
+    assert Volume.from_name("x", environment_name="", store=local_store).environment_name == ""
+
+
+def test_api_reads_see_the_newest_commit(store: Store) -> None:
+    Volume.objects.create("fresh", store=store)
+    reader = Volume.from_name("fresh", store=store)
+    writer = Volume.from_name("fresh", store=store)
+    assert reader.listdir("/") == []
+    first = reader.seq
+    _put(writer, {"new.txt": b"v1"})
+    assert [e.path for e in reader.listdir("/")] == ["new.txt"]  # no reload needed
+    assert _read(reader, "new.txt") == b"v1"
+    _put(writer, {"new.txt": b"v2"}, force=True)
+    assert _read(reader, "new.txt") == b"v2"
+    assert _read(reader, "new.txt", at=first + 1) == b"v1"  # at= still reads an older one
+    assert reader.listdir("/", at=first) == []
+
+
+def test_file_entry_type_members() -> None:
+    assert [(m.name, m.value) for m in FileEntryType] == [
+        ("UNSPECIFIED", 0),
+        ("FILE", 1),
+        ("DIRECTORY", 2),
+        ("SYMLINK", 3),
+        ("FIFO", 4),
+        ("SOCKET", 5),
+    ]
+
+
+def test_read_file_into_fileobj_progress_cb_advance(local_store: Store) -> None:
+    vol = Volume.from_name("p", create_if_missing=True, store=local_store)
+    data = random.randbytes(5 * MiB)
+    _put(vol, {"big.bin": data})
+    calls: list[dict[str, int]] = []
+    out = io.BytesIO()
+    n = vol.read_file_into_fileobj("big.bin", out, progress_cb=lambda **kw: calls.append(kw))
+    assert n == len(data) and out.getvalue() == data
+    assert len(calls) > 1 and all(set(c) == {"advance"} for c in calls)
+    assert sum(c["advance"] for c in calls) == len(data)
+
+
+def test_put_file_to_the_root_is_a_value_error(local_store: Store, tmp_path: Path) -> None:
+    vol = Volume.from_name("r", create_if_missing=True, store=local_store)
+    (tmp_path / "f.txt").write_bytes(b"x")
+    for target in ("/", "", "//", "/./"):
+        with pytest.raises(ValueError, match="must refer to a file"):
+            with vol.batch_upload() as batch:
+                batch.put_file(tmp_path / "f.txt", target)
+    assert vol.listdir("/") == []
+    with vol.batch_upload() as batch:  # a folder path with a trailing slash keeps the name
+        batch.put_file(tmp_path / "f.txt", "/docs/")
+    assert _read(vol, "docs/f.txt") == b"x"
+
+
+def test_symlinks_are_followed_inside_the_volume(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "tree"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "data.txt").write_bytes(b"payload")
+    os.symlink("real/data.txt", src / "link.txt")
+    os.symlink("real", src / "dirlink")
+    os.symlink("../../../etc/passwd", src / "escape")
+    os.symlink("/etc/hostname", src / "absolute")
+    os.symlink("loop-b", src / "loop-a")
+    os.symlink("loop-a", src / "loop-b")
+    with Volume.ephemeral(store=store) as vol:
+        with vol.batch_upload() as batch:
+            batch.put_directory(src, "/")
+        kinds = {e.path: e.type for e in vol.listdir("/")}
+        assert kinds["link.txt"] == FileEntryType.SYMLINK  # listing shows links as links
+        assert _read(vol, "link.txt") == b"payload"
+        assert _read(vol, "dirlink/data.txt") == b"payload"
+        with pytest.raises(InvalidError, match="escape.*outside"):
+            _read(vol, "escape")
+        with pytest.raises(InvalidError, match="absolute.*outside"):
+            _read(vol, "absolute")
+        with pytest.raises(InvalidError, match="too many levels"):
+            _read(vol, "loop-a")
+
+
+def test_a_store_named_explicitly_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "typo-store"
+    with pytest.raises(NotFoundError, match="does not exist"):
+        Volume.from_name("x", store=str(missing))
+    with pytest.raises(NotFoundError, match="does not exist"):
+        Volume.objects.list(store=missing.as_uri())
+    assert not missing.exists()
+    Volume.from_name("x", create_if_missing=True, store=str(missing)).hydrate()
+    assert missing.is_dir()
+    assert [v.name for v in Volume.objects.list(store=str(missing))] == ["x"]
+    other = tmp_path / "other-store"
+    Volume.objects.create("y", store=str(other))
+    assert other.is_dir()
+    # the default store is created on first use
+    monkeypatch.delenv("JUPYTER_VOLUME_STORE", raising=False)
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
+    assert Volume.objects.list() == []
+    assert (tmp_path / "data" / "volumes").is_dir()
+
+
+def test_an_empty_s3_prefix_named_explicitly_is_an_error(
+    seaweedfs: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in seaweedfs.env().items():
+        monkeypatch.setenv(k, v)
+    url = f"s3://{s3_bucket}/typo-{uuid.uuid4().hex[:8]}?endpoint_url={seaweedfs.endpoint}"
+    with pytest.raises(NotFoundError, match="does not exist"):
+        Volume.from_name("x", store=url).hydrate()
+    Volume.objects.create("x", store=url)
+    assert Volume.from_name("x", store=url).listdir("/") == []
+
+
+def _child_reads(vol: Volume) -> tuple[str | None, bytes, str]:
+    return vol.name, b"".join(vol.read_file("hello.txt")), vol.environment_name
+
+
+def test_handles_pickle_across_spawned_processes(opened: tuple[Any, str, dict[str, str]]) -> None:
+    _, url, _ = opened
+    named = Volume.from_name("pickled", create_if_missing=True, environment_name="dev", store=url)
+    _put(named, {"hello.txt": b"hi from the parent"})
+    ctx = multiprocessing.get_context("spawn")
+    with Volume.ephemeral(store=url) as eph:
+        _put(eph, {"hello.txt": b"ephemeral"})
+        with ctx.Pool(1) as pool:
+            got = pool.map(_child_reads, [named, eph])
+    assert got == [("pickled", b"hi from the parent", "dev"), (None, b"ephemeral", "")]
+    ro = pickle.loads(pickle.dumps(named.read_only()))
+    with pytest.raises(InvalidError):
+        ro.remove_file("hello.txt")
+
+
+def test_every_public_method_has_an_aio_form() -> None:
+    skip = {"object_id", "version", "seq", "retention", "objects"}
+    missing = [
+        n
+        for n in dir(Volume)
+        if not n.startswith("_") and n not in skip and not hasattr(getattr(Volume, n), "aio")
+    ]
+    assert missing == []
+    for n in ("create", "list", "delete"):
+        assert hasattr(getattr(Volume.objects, n), "aio")
+
+
+@_sync
+async def test_aio_read_does_not_block_the_event_loop(local_store: Store) -> None:
+    vol = Volume.from_name("big", create_if_missing=True, store=local_store)
+    data = random.randbytes(100 * MiB)
+    with vol.batch_upload() as batch:
+        batch.put_file(io.BytesIO(data), "big.bin")
+    del data
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    async def ticks_between_first_and_last_chunk(use_aio: bool) -> tuple[int, int]:
+        first = last = None
+        total = 0
+        if use_aio:
+            async for chunk in vol.read_file.aio("big.bin"):
+                first = ticks if first is None else first
+                last = ticks
+                total += len(chunk)
+        else:  # the control: a blocking read inside a coroutine starves the ticker
+            for chunk in vol.read_file("big.bin"):
+                first = ticks if first is None else first
+                last = ticks
+                total += len(chunk)
+        assert first is not None and last is not None
+        return last - first, total
+
+    task = asyncio.create_task(ticker())
+    try:
+        await asyncio.sleep(0.01)
+        blocked, total = await ticks_between_first_and_last_chunk(False)
+        assert total == 100 * MiB and blocked == 0
+        free, total = await ticks_between_first_and_last_chunk(True)
+        assert total == 100 * MiB and free > 0
+    finally:
+        task.cancel()
+
+
+_OWNER = """
+import sys, time
+from jupyter_volume import Volume
+with Volume.ephemeral(store=sys.argv[1]) as vol:
+    with vol.batch_upload() as b:
+        b.put_file(__import__("io").BytesIO(b"x" * 5000), "f.bin")
+    print(vol.object_id, flush=True)
+    time.sleep(600)
+"""
+
+_PLAIN_CALL = """
+import sys
+from jupyter_volume import Volume
+print(len(Volume.objects.list(store=sys.argv[1])))
+"""
+
+
+def test_ephemeral_volume_of_a_killed_owner_is_reclaimed(
+    opened: tuple[Any, str, dict[str, str]],
+) -> None:
+    store, url, env = opened
+    child_env = {**os.environ, **env, "JUPYTER_VOLUME_EPHEMERAL_TTL": "2"}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, url], env=child_env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        vol_id = owner.stdout.readline().strip()  # type: ignore[union-attr]
+        assert vol_id, "the owner process printed no volume id"
+        # a live owner keeps it: a plain call from another process leaves it alone
+        subprocess.run([sys.executable, "-c", _PLAIN_CALL, url], env=child_env, check=True)
+        assert _keys(store, f"vols/{vol_id}/")
+        assert Volume.from_id(vol_id, store=store).listdir("/")
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    deadline = time.monotonic() + 60  # a hang guard, not a threshold: the ttl is 2 s
+    while _keys(store, f"vols/{vol_id}/") and time.monotonic() < deadline:
+        time.sleep(1)
+        subprocess.run([sys.executable, "-c", _PLAIN_CALL, url], env=child_env, check=True)
+    assert _keys(store, f"vols/{vol_id}/") == []
+    assert _keys(store, "leases/") == []
+    with pytest.raises(NotFoundError):
+        Volume.from_id(vol_id, store=store).hydrate()

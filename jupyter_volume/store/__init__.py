@@ -36,6 +36,7 @@ __all__ = [
     "PrefixedStore",
     "Store",
     "check_environment_name",
+    "check_store_exists",
     "check_key",
     "default_store_url",
     "environment_store",
@@ -109,6 +110,28 @@ def default_store_url() -> str:
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir(), "volumes").as_uri()
+
+
+def check_store_exists(url: str | os.PathLike[str]) -> None:
+    """Raise NotFoundError unless the store at ``url`` exists.
+
+    A folder store exists when its folder does; an S3 store when its bucket holds at
+    least one object under the prefix (S3 has no folders to create). Used for stores
+    named explicitly, so a typo is an error rather than a new empty store.
+    """
+    from ..errors import NotFoundError
+
+    url = os.fspath(url)
+    parsed = urlparse(url)
+    hint = "create it with `jupyter volume create NAME --store URL` or Volume.from_name(NAME, create_if_missing=True, store=URL)"
+    if parsed.scheme in ("", "file"):
+        path = unquote(parsed.path) if parsed.scheme == "file" else url
+        if not path or not Path(path).expanduser().is_dir():
+            raise NotFoundError(f"store {url} does not exist: {hint}")
+        return
+    store = open_store(url)
+    if next(iter(store.list("")), None) is None:
+        raise NotFoundError(f"store {url} does not exist (it holds no objects): {hint}")
 
 
 def open_store(url: str | os.PathLike[str] | Store | None = None) -> Store:
