@@ -1,0 +1,51 @@
+"""``VolumeBrowser``: an ipywidgets file and history browser for one volume.
+
+Shown by ``%volume browse NAME`` or directly::
+
+    from jupyter_volume.widgets import VolumeBrowser
+    VolumeBrowser("my-data")
+
+What it offers: a breadcrumb path and a sortable, filterable, paginated listing (name,
+type, size, modified time); entering folders, going up, refreshing; uploading files
+into the current folder (with progress), downloading a file (to a path on the kernel's
+disk, or as a browser download link for small files), deleting (after confirmation),
+new folder, rename/move; and a history pane: commits newest first, browsing the tree as
+it was at one of them (read only), its diff against the head, and restoring one path
+or the whole tree (after confirmation). Every write is one commit with a message that
+says what it did. Errors show up in the widget as a readable message; a handler never
+raises into the kernel.
+
+The widget is one class put together from parts, each in its own module:
+
+===========  ===================================================================================
+module       what it holds
+===========  ===================================================================================
+``base``     :class:`~.base.BrowserPart`: the shared state, widget factory, message line,
+             forms and confirmation, and the ``handler`` decorator (errors stay in the widget)
+``listing``  the folder shown: breadcrumb, sorting, filter, pages, row widgets, selection
+``actions``  upload, new folder, rename/move, delete, download
+``history``  the commits, browsing an old commit read only, its diff, restores
+``browser``  :class:`VolumeBrowser`: the parts put together, title, mount state, refresh, layout
+===========  ===================================================================================
+
+Sizes and times are formatted by :mod:`jupyter_volume.formatting`, as in the commands
+and the server.
+
+A front end: it calls the :class:`~jupyter_volume.volume.Volume` API and renders, and
+keeps no storage logic.
+
+Layer: imports ``volume``, ``mount``, ``names``, ``errors``, ``formatting`` and
+ipywidgets; never the repository or store layers directly, and never IPython's magics.
+"""
+
+from __future__ import annotations
+
+from ..formatting import human_size
+from .base import DOWNLOAD_LINK_MAX
+from .browser import VolumeBrowser
+
+__all__ = [
+    "DOWNLOAD_LINK_MAX",
+    "VolumeBrowser",
+    "human_size",
+]

@@ -1,0 +1,296 @@
+"""The actions part of the :class:`~jupyter_volume.widgets.VolumeBrowser`: upload into
+the folder shown, new folder, rename/move, delete, and download (to a path on the
+kernel's disk, or as a browser link for small files). Every write is one commit with a
+message that says what it did; each is refused while an old commit is browsed.
+
+Layer: part of the widget front end; imports ``volume``, ``names``, ``errors`` and
+ipywidgets.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import html
+import io
+import mimetypes
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+
+from ..errors import InvalidError
+from ..formatting import human_size
+from ..names import normalize_path
+from ..volume import FileEntryType
+from .base import DOWNLOAD_LINK_MAX, TYPE_NAMES, BrowserPart, handler, join
+
+__all__ = ["ActionsPart"]
+
+
+class _ProgressReader(io.RawIOBase):
+    """Reads a memoryview and reports how many bytes were read (for upload progress)."""
+
+    def __init__(self, data: memoryview, report: Callable[[int], None]) -> None:
+        super().__init__()
+        self._data = data.cast("B") if data.format != "B" else data
+        self._pos = 0
+        self._report = report
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), len(self._data) - self._pos)
+        b[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        if n:
+            self._report(n)
+        return n
+
+
+class ActionsPart(BrowserPart):
+    """The write actions and the download of the selected entries."""
+
+    def _build_actions(self) -> None:
+        """Make the action buttons, the progress bar and the actions' forms."""
+        w = self._w
+        self.upload = w(
+            W.FileUpload,
+            multiple=True,
+            description="Upload",
+            tooltip="upload files into this folder (one commit)",
+        )
+        self.upload.observe(self._on_upload, names="value")
+        self.overwrite = w(
+            W.Checkbox,
+            value=False,
+            description="overwrite",
+            indent=False,
+            tooltip="let uploads, moves and downloads replace an existing file",
+            layout=W.Layout(width="100px"),
+        )
+        self.new_folder_button = self._button("New folder", self.show_new_folder, icon="folder")
+        self.move_button = self._button("Rename/move", self.show_move, icon="i-cursor")
+        self.download_button = self._button("Download", self.show_download, icon="download")
+        self.delete_button = self._button("Delete", self.show_delete, icon="trash", style="danger")
+        self.progress = w(
+            W.FloatProgress,
+            value=0.0,
+            min=0.0,
+            max=1.0,
+            description="",
+            layout=W.Layout(width="200px", display="none"),
+        )
+        self.folder_name = w(
+            W.Text, placeholder="new folder name (or path)", layout=W.Layout(width="260px")
+        )
+        self.create_folder_button = self._button(
+            "Create folder", self.create_folder, style="primary"
+        )
+        self.move_source = w(W.Label)
+        self.move_target = w(
+            W.Text, placeholder="new name, or /path/in/volume", layout=W.Layout(width="320px")
+        )
+        self.do_move_button = self._button("Move", self.do_move, style="primary")
+        self.download_path = w(
+            W.Text, placeholder="local path (file or folder)", layout=W.Layout(width="320px")
+        )
+        self.save_button = self._button(
+            "Save to local path", self.save_download, style="primary", icon="save"
+        )
+
+    def _show_write_state(self) -> None:
+        """Turn the write actions off while an old commit is browsed."""
+        ro = self.read_only
+        for b in (self.new_folder_button, self.move_button, self.delete_button):
+            b.disabled = ro
+        self.upload.disabled = ro
+
+    # -- upload ---------------------------------------------------------------------------------------------
+    @handler
+    def _on_upload(self, change: Any) -> None:
+        files = list(change["new"] or ())
+        if not files:
+            return
+        try:
+            self.upload_files(files)
+        finally:
+            with contextlib.suppress(Exception):
+                self.upload.value = ()  # releases the bytes held by the widget
+
+    @handler
+    def upload_files(self, files: Sequence[Any]) -> None:
+        """Upload FileUpload values (dicts with ``name`` and ``content``) into the current
+        folder as one commit; an existing file is replaced only if overwrite is ticked."""
+        self._writable("upload")
+        total = sum(len(f["content"]) for f in files) or 1
+        done = 0
+        last = 0.0
+        self.progress.value = 0.0
+        self.progress.layout.display = ""
+
+        def report(n: int) -> None:
+            nonlocal done, last
+            done += n
+            now = time.monotonic()
+            if now - last > 0.1 or done >= total:
+                last = now
+                self.progress.value = min(done / total, 1.0)
+
+        names = [str(f["name"]) for f in files]
+        self.status.value = (
+            f"uploading {len(files)} file{'s' if len(files) != 1 else ''} ({human_size(total)})…"
+        )
+        try:
+            with self.volume.batch_upload(force=self.overwrite.value) as batch:
+                for f, name in zip(files, names, strict=True):
+                    target = join(self.path, name)
+                    if "/" in name or name in ("", ".", ".."):
+                        raise InvalidError(f"cannot upload a file named {name!r}")
+                    content = f["content"]
+                    mv = content if isinstance(content, memoryview) else memoryview(bytes(content))
+                    batch.put_file(io.BufferedReader(_ProgressReader(mv, report), 1 << 20), target)
+        finally:
+            self.progress.layout.display = "none"
+        self.refresh()
+        self._committed(batch.commit_info, "upload")
+
+    # -- new folder, move, delete ------------------------------------------------------------------------
+    def _resolve_input(self, text: str) -> str:
+        text = text.strip()
+        if not text:
+            raise InvalidError("type a name first")
+        return (
+            normalize_path(text) if text.startswith("/") else normalize_path(join(self.path, text))
+        )
+
+    @handler
+    def show_new_folder(self) -> None:
+        """Open the new-folder form."""
+        self._writable("create a folder")
+        self.folder_name.value = ""
+        self._show_form(self.folder_name, self.create_folder_button)
+
+    @handler
+    def create_folder(self) -> None:
+        """Create the folder named in the form, in the current folder, as one commit."""
+        self._writable("create a folder")
+        target = self._resolve_input(self.folder_name.value)
+        info = self.volume.mkdir(target)
+        self.hide_form()
+        self.refresh()
+        self._committed(info, "new folder")
+
+    @handler
+    def show_move(self) -> None:
+        """Open the rename/move form for the one selected entry."""
+        self._writable("move")
+        e = self._one_selected("rename or move")
+        self.move_target.value = e.path.rsplit("/", 1)[-1]
+        self.move_source.value = f"move {e.path} to"
+        self._show_form(self.move_source, self.move_target, self.do_move_button)
+
+    @handler
+    def do_move(self) -> None:
+        """Move the selected entry to the name or path in the form, as one commit.
+
+        A bare name renames within the current folder; ``/a/b`` is a path from the
+        volume root; an existing folder as target moves the entry into it."""
+        self._writable("move")
+        e = self._one_selected("rename or move")
+        target = self._resolve_input(self.move_target.value)
+        info = self.volume.move(e.path, target, overwrite=self.overwrite.value)
+        self.hide_form()
+        self.selected.clear()
+        self.refresh()
+        self._committed(info, "move")
+
+    @handler
+    def show_delete(self) -> None:
+        """Ask for confirmation to delete the selected entries."""
+        self._writable("delete")
+        chosen = self._selected_entries()
+        if not chosen:
+            raise InvalidError("select the files or folders to delete first (tick their boxes)")
+        names = [
+            e.path.rsplit("/", 1)[-1] + ("/" if e.type == FileEntryType.DIRECTORY else "")
+            for e in chosen
+        ]
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        folders = sum(e.type == FileEntryType.DIRECTORY for e in chosen)
+        extra = " (folders with everything in them)" if folders else ""
+        paths = [e.path for e in chosen]
+        self._ask(
+            f"Delete <b>{html.escape(listed)}</b>{extra}? One commit; older commits keep them.",
+            "Delete",
+            functools.partial(self._delete, paths),
+        )
+
+    def _delete(self, paths: list[str]) -> None:
+        self._writable("delete")
+        self.status.value = f"deleting {len(paths)} path{'s' if len(paths) != 1 else ''}…"
+        info = self.volume.remove_paths(paths)
+        self.selected.clear()
+        self.refresh()
+        self._committed(info, "delete")
+
+    # -- download ----------------------------------------------------------------------------------------
+    @handler
+    def show_download(self) -> None:
+        """Open the download form for the one selected file: a local path to save to,
+        and a browser download link when the file is small enough."""
+        e = self._one_selected("download")
+        if e.type != FileEntryType.FILE:
+            raise InvalidError(f"{e.path} is a {TYPE_NAMES[e.type]}: only files can be downloaded")
+        name = e.path.rsplit("/", 1)[-1]
+        self.download_path.value = name
+        self.download_link.value = ""
+        if e.size <= DOWNLOAD_LINK_MAX:
+            data = b"".join(self.volume.read_file(e.path, at=self.at))
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            b64 = base64.b64encode(data).decode()
+            self.download_link.value = (
+                f'<a download="{html.escape(name)}" href="data:{mime};base64,{b64}" '
+                f'class="jv-download">⬇ {html.escape(name)} ({human_size(len(data))}) in the browser</a>'
+            )
+        else:
+            self.download_link.value = (
+                f"<i>over {human_size(DOWNLOAD_LINK_MAX)}: save it to a local path instead</i>"
+            )
+        self._show_form(self.download_path, self.save_button, self.download_link)
+
+    @handler
+    def save_download(self) -> None:
+        """Save the selected file to the local path in the form (on the kernel's disk).
+
+        A folder as target gets the file under its own name; an existing file is
+        replaced only if overwrite is ticked. The file appears complete or not at all."""
+        e = self._one_selected("download")
+        if e.type != FileEntryType.FILE:
+            raise InvalidError(f"{e.path} is not a file")
+        text = self.download_path.value.strip()
+        if not text:
+            raise InvalidError("type a local path to save to")
+        target = Path(os.path.expanduser(text)).absolute()
+        if target.is_dir():
+            target = target / e.path.rsplit("/", 1)[-1]
+        if target.exists() and not self.overwrite.value:
+            raise FileExistsError(f"{target} exists already: tick overwrite to replace it")
+        if not target.parent.is_dir():
+            raise FileNotFoundError(f"folder {target.parent} does not exist")
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        self.status.value = f"downloading {e.path}…"
+        try:
+            with open(tmp, "wb") as f:
+                n = self.volume.read_file_into_fileobj(e.path, f, at=self.at)
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._show_info(f"saved {e.path} ({human_size(n)}) to {target}")

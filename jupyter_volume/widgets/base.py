@@ -1,0 +1,245 @@
+"""What every part of the :class:`~jupyter_volume.widgets.VolumeBrowser` shares: the
+state the parts read and write, the widget factory, the message line, the form area and
+the :func:`handler` decorator that keeps errors inside the widget.
+
+Layer: part of the widget front end; imports ``volume``, ``errors`` and ipywidgets.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import ipywidgets as W
+
+from ..errors import InvalidError, VolumeError
+from ..volume import CommitInfo, DiffEntry, FileEntry, FileEntryType, Volume
+
+__all__ = ["DIFF_ROWS_MAX", "DOWNLOAD_LINK_MAX", "BrowserPart", "handler"]
+
+log = logging.getLogger("jupyter_volume.widgets")
+
+#: Largest file offered as a browser download link: its bytes travel base64-encoded
+#: through the widget's state, so bigger files go to a local path instead.
+DOWNLOAD_LINK_MAX = 10 << 20
+#: Rows of the diff shown for one commit (the rest is counted, not listed).
+DIFF_ROWS_MAX = 200
+
+
+def parent(path: str) -> str:
+    """The folder holding ``path`` ("" for the root)."""
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def join(folder: str, name: str) -> str:
+    """``name`` inside ``folder`` ("" is the root)."""
+    return f"{folder}/{name}" if folder else name
+
+
+#: How the widget names an entry's type (the listing's Type column, messages).
+TYPE_NAMES = {
+    FileEntryType.FILE: "file",
+    FileEntryType.DIRECTORY: "folder",
+    FileEntryType.SYMLINK: "link",
+    FileEntryType.UNSPECIFIED: "?",
+}
+
+#: The widget's own styles (sent once, as the first child).
+CSS = """
+<style>
+.jv-browser .jv-name button, .jv-browser button.jv-name { text-align: left; justify-content: flex-start; }
+.jv-browser .jv-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.jv-browser .jv-mono select, .jv-browser .jv-mono { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
+.jv-browser .jv-error { color: var(--jp-error-color1, #d32f2f); }
+.jv-browser .jv-info { color: var(--jp-success-color1, #388e3c); }
+.jv-browser .jv-warn { color: var(--jp-warn-color1, #f57c00); }
+.jv-browser table.jv-diff td, .jv-browser table.jv-diff th { padding: 1px 8px; text-align: left; }
+</style>
+"""
+
+
+def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a widget handler: errors become a message in the widget, never a traceback."""
+
+    @functools.wraps(fn)
+    def run(self: BrowserPart, *args: Any, **kwargs: Any) -> Any:
+        if self._busy_depth == 0:
+            self._clear_message()
+            self._had_error = False
+        self._busy_depth += 1
+        try:
+            return fn(self, *args, **kwargs)
+        except (VolumeError, OSError) as e:
+            self._show_error(str(e) or type(e).__name__)
+        except Exception as e:  # a bug: still keep the widget alive, and log it
+            log.exception("VolumeBrowser: %s failed", fn.__name__)
+            self._show_error(f"unexpected error ({type(e).__name__}): {e}")
+        finally:
+            self._busy_depth -= 1
+            if self._busy_depth == 0:
+                self.status.value = ""
+        return None
+
+    return run
+
+
+class BrowserPart:
+    """The state and helpers the listing, actions and history parts share.
+
+    Not a widget itself: :class:`~jupyter_volume.widgets.VolumeBrowser` combines the
+    parts with ``ipywidgets.VBox``. Each part builds its own widgets in a ``_build_*``
+    method and reads the others' state only through the attributes declared here.
+    """
+
+    volume: Volume
+    #: the folder shown ("" is the root)
+    path: str
+    #: the commit browsed from the history pane (read only), or None for the head
+    at: int | None
+    #: the newest commit seen at the last refresh
+    head_seq: int | None
+    selected: set[str]
+    entries: list[FileEntry]
+    commits: list[CommitInfo]
+    diff_entries: list[DiffEntry]
+    _busy_depth: int
+    _had_error: bool
+    _rendering: bool
+    _pending: Callable[[], None] | None
+    _own: list[W.Widget]
+    status: W.Label
+    message: W.HTML
+    form: W.HBox
+    cancel_button: W.Button
+    confirm_text: W.HTML
+    confirm_button: W.Button
+    download_link: W.HTML
+
+    history_select: W.Select
+    restore_path: W.Text
+
+    # implemented by one part (or the browser), used by the others
+    def refresh(self) -> None:
+        """Re-read the newest commit and show it (see VolumeBrowser.refresh)."""
+        raise NotImplementedError
+
+    def _load_listing(self) -> None:
+        raise NotImplementedError
+
+    def _sort_and_filter(self) -> None:
+        raise NotImplementedError
+
+    def _render(self) -> None:
+        raise NotImplementedError
+
+    def _view_change(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _selected_entries(self) -> list[FileEntry]:
+        raise NotImplementedError
+
+    def _one_selected(self, what: str) -> FileEntry:
+        raise NotImplementedError
+
+    def _show_mode(self) -> None:
+        """Show whether the head or an old commit (read only) is browsed, in every part."""
+        raise NotImplementedError
+
+    # -- construction ----------------------------------------------------------------------------
+    def _w(self, cls: type[W.Widget], **kw: Any) -> Any:
+        w = cls(**kw)
+        self._own.append(w)
+        return w
+
+    def _button(
+        self,
+        description: str,
+        on_click: Callable[..., Any],
+        *,
+        icon: str = "",
+        tooltip: str = "",
+        style: str = "",
+        width: str = "auto",
+    ) -> W.Button:
+        b = self._w(
+            W.Button,
+            description=description,
+            icon=icon,
+            tooltip=tooltip or description,
+            button_style=style,
+            layout=W.Layout(width=width),
+        )
+        b.on_click(lambda _b: on_click())
+        return b
+
+    def _build_common(self) -> None:
+        """The status line, the message line and the form area every part uses."""
+        w = self._w
+        self.status = w(W.Label, value="")
+        self.message = w(W.HTML, value="")
+        # forms (one is shown at a time in self.form)
+        self.form = w(W.HBox, layout=W.Layout(flex_flow="row wrap", align_items="center"))
+        self.cancel_button = self._button("Cancel", self.hide_form)
+        self.confirm_text = w(W.HTML, value="")
+        self.confirm_button = self._button("Confirm", self.confirm, style="danger")
+        self.download_link = w(W.HTML, value="")
+
+    # -- messages ------------------------------------------------------------------------------------
+    def _clear_message(self) -> None:
+        self.message.value = ""
+
+    def _show_error(self, text: str) -> None:
+        self._had_error = True
+        self.message.value = f'<span class="jv-error">⚠ {html.escape(text)}</span>'
+
+    def _show_info(self, text: str) -> None:
+        info = f'<span class="jv-info">✔ {html.escape(text)}</span>'
+        # an error from a step of the same action (say, the refresh after a commit) stays
+        self.message.value = f"{self.message.value}<br>{info}" if self._had_error else info
+
+    def _committed(self, info: CommitInfo | None, fallback: str) -> None:
+        if info is None:
+            self._show_info(f"{fallback}: nothing changed, no commit")
+        else:
+            self._show_info(f"commit #{info.seq}: {info.message}")
+
+    @property
+    def read_only(self) -> bool:
+        """True while an old commit is browsed: every write action is off."""
+        return self.at is not None
+
+    # -- forms ---------------------------------------------------------------------------------------------
+    def _show_form(self, *children: W.Widget) -> None:
+        self.form.children = [*children, self.cancel_button]
+
+    def hide_form(self) -> None:
+        """Close the open form (new folder, move, download or confirmation)."""
+        self._pending = None
+        self.form.children = []
+        self.download_link.value = ""
+
+    def _ask(self, question: str, action: str, run: Callable[[], None]) -> None:
+        """Show a confirmation step: ``run`` happens only when Confirm is clicked."""
+        self._pending = run
+        self.confirm_text.value = question
+        self.confirm_button.description = action
+        self._show_form(self.confirm_text, self.confirm_button)
+
+    @handler
+    def confirm(self) -> None:
+        """Carry out the action waiting for confirmation (delete or restore)."""
+        run, self._pending = self._pending, None
+        self.form.children = []
+        if run is None:
+            raise InvalidError("nothing is waiting for confirmation")
+        run()
+
+    def _writable(self, what: str) -> None:
+        if self.read_only:
+            raise InvalidError(
+                f"cannot {what} while browsing old commit #{self.at}: click 'Back to head' first"
+            )
