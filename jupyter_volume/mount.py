@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import fnmatch
 import itertools
 import json
 import os
 import random
-import shutil
 import sqlite3
 import stat as stat_mod
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -39,7 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeBusyError, VolumeError
+from . import quiet
+from .errors import (
+    AlreadyExistsError,
+    InvalidError,
+    LocalFolderError,
+    NotFoundError,
+    VolumeBusyError,
+    VolumeError,
+)
 from .journal import Journal
 from .paths import cache_dir, state_dir
 from .repository import DIR, EMPTY_TREE, FILE, LINK, Entry
@@ -57,6 +66,8 @@ TMP_PREFIX = ".jv-tmp-"
 SMALL_FILE = 4 << 20  # files up to this size are fetched in cross-file coalesced batches
 BATCH_BYTES = 64 << 20
 MOUNT_BATCH_PATHS = 100_000  # a fresh mount materializes this many paths at a time
+MAX_PATH_BYTES = 4096  # the longest path a volume holds (names.MAX_PATH_BYTES)
+LANDING_MAX = 16  # unfinished reload targets remembered for reconciling (see _reconcile)
 
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
@@ -91,6 +102,14 @@ class MountStatus:
     last_commit_seq: int | None = None
     last_error: str | None = None
     own_commits: int = 0
+    #: paths found in the folder that are never committed, and why (escaped path -> reason):
+    #: names that are not UTF-8 (shown as the repr of their bytes), FIFOs, sockets,
+    #: devices, and paths too long for the system or the volume
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: changed files the latest commit left for a later one, and why (path -> reason):
+    #: open for writing by some process, still changing, or grouped with such a file
+    #: (see jupyter_volume.quiet); they are still listed as added/modified/deleted
+    deferred: dict[str, str] = field(default_factory=dict)
 
     @property
     def behind(self) -> int:
@@ -118,6 +137,8 @@ class MountStatus:
             lines.append(
                 f"  behind by {self.behind} commit{'s' if self.behind != 1 else ''}: reload to see them"
             )
+        lines.extend(f"  not committed: {p} ({why})" for p, why in sorted(self.skipped.items()))
+        lines.extend(f"  deferred: {p} ({why})" for p, why in sorted(self.deferred.items()))
         if self.last_error:
             lines.append(f"  last background commit failed: {self.last_error}")
         return "\n".join(lines)
@@ -128,7 +149,62 @@ def _sig(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def _file_mode(st_mode: int) -> int:
-    return 0o755 if st_mode & 0o100 else 0o644
+    # all nine permission bits are kept; setuid, setgid and sticky are not (a volume is
+    # shared data, not an install)
+    return stat_mod.S_IMODE(st_mode) & 0o777
+
+
+def _encodable(rel: str) -> bool:
+    """True if ``rel`` is valid UTF-8 on disk (os gives undecodable bytes as surrogates)."""
+    if rel.isascii():
+        return True
+    try:
+        rel.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _show(rel: str) -> str:
+    """How a path is named in messages: as is, or as an escaped byte string if it is not
+    UTF-8 (b'caf\\xe9.txt'); very long paths are shortened in the middle."""
+    shown = rel if _encodable(rel) else repr(os.fsencode(rel))
+    if len(shown) > 120:
+        shown = f"{shown[:50]}…{shown[-50:]} ({len(os.fsencode(rel))} bytes)"
+    return shown
+
+
+def _bad_prefix(rel: str) -> str:
+    """The shortest leading part of ``rel`` whose last name is not UTF-8."""
+    parts = rel.split("/")
+    for i in range(len(parts)):
+        if not _encodable(parts[i]):
+            return "/".join(parts[: i + 1])
+    return rel
+
+
+def _special_kind(st_mode: int) -> str | None:
+    """What a file that is neither a regular file, a folder nor a link is (None otherwise)."""
+    if stat_mod.S_ISFIFO(st_mode):
+        return "a FIFO (named pipe)"
+    if stat_mod.S_ISSOCK(st_mode):
+        return "a socket"
+    if stat_mod.S_ISCHR(st_mode) or stat_mod.S_ISBLK(st_mode):
+        return "a device file"
+    return None
+
+
+NOT_UTF8 = "the name is not valid UTF-8 (rename it to commit it)"
+TOO_LONG = "the path is longer than the system allows"
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
 
 
 def _under(rel: str, prefix: str) -> bool:
@@ -236,6 +312,10 @@ class _Changes:
     links: dict[str, tuple[str, os.stat_result]] = field(default_factory=dict)
     dirs: dict[str, os.stat_result] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
+    #: paths never committed (see MountStatus.skipped); not a change by themselves
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: what the journal handed out for this scan (None: a full scan); given back on failure
+    taken: set[str] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.files or self.links or self.dirs or self.gone)
@@ -248,6 +328,11 @@ class Mount:
     background committer also does, every ``interval`` seconds when something changed,
     after each IPython cell, and at interpreter exit); :meth:`reload` to see what others
     committed. ``read_only=True`` refuses commits. Also a context manager that unmounts.
+
+    Commits take only quiet files (see :mod:`jupyter_volume.quiet`): ``settle`` is how
+    many seconds a changed file must stay unchanged, ``settle_max_wait`` how long an
+    explicit commit waits for that (defaults: ``VolumeConfig.settle_interval`` and
+    ``settle_max_wait``).
     """
 
     def __init__(
@@ -259,16 +344,40 @@ class Mount:
         interval: float | None = None,
         background: bool = True,
         ignore: list[str] | None = None,
+        settle: float | None = None,
+        settle_max_wait: float | None = None,
     ) -> None:
         cfg = _config()
         self.volume = volume
         self.read_only = read_only
+        # Volume.with_mount_options(sub_path=...): the folder shows (and commits into) only
+        # this folder of the volume; "" is the whole volume.
+        opts = getattr(volume, "_mount_options", None)
+        self.sub_path: str = (opts.sub_path or "") if opts is not None else ""
         self.interval = float(interval if interval is not None else cfg.get("commit_interval", 5.0))
         if self.interval <= 0:
             raise InvalidError("the commit interval must be a positive number of seconds")
         self.ignore = list(
             ignore if ignore is not None else cfg.get("ignore_patterns", DEFAULT_IGNORE)
         )
+        # when a changed file is quiet enough to commit (see jupyter_volume.quiet)
+        self._snapshot = quiet.Policy(
+            float(
+                settle if settle is not None else cfg.get("settle_interval", quiet.DEFAULT_SETTLE)
+            ),
+            float(
+                settle_max_wait
+                if settle_max_wait is not None
+                else cfg.get("settle_max_wait", quiet.DEFAULT_SETTLE_MAX_WAIT)
+            ),
+            tuple(cfg.get("snapshot_groups", quiet.DEFAULT_GROUP_PATTERNS)),
+        )
+        self._quiet_memory: dict[str, Any] = {}  # signatures seen, and since when
+        # (monotonic) when the latest scan began, and when the one before it did: a path
+        # missing from a scan's change set was as committed when that scan began
+        self._scan_at = self._clean_at = time.monotonic()
+        self._deferred: dict[str, str] = {}  # rel -> why, left by the latest commit
+        self._retry_after: float | None = None  # when waiting could let them through
         self.path = (
             Path(path if path is not None else Path.cwd() / volume.name).expanduser().absolute()
         )
@@ -292,6 +401,9 @@ class Mount:
         self._failures = 0
         self._ipython: Any = None
         self._closed = False
+        self._skipped: dict[str, str] = {}  # rel -> reason, as of the latest scans
+        self._warned_error: str | None = None
+        self._warned_skipped: frozenset[str] | None = None
 
         with _mounts_lock:
             other = _mounts.get(self._key)
@@ -316,7 +428,8 @@ class Mount:
 
     # -- state ----------------------------------------------------------------------------------
     def _open_state(self) -> None:
-        ident = hash_bytes(f"{self.volume.store.url}\0{self._vol_id}\0{self.path}".encode())[:24]
+        where = f"{self.path}\0{self.sub_path}" if self.sub_path else str(self.path)
+        ident = hash_bytes(f"{self.volume.store.url}\0{self._vol_id}\0{where}".encode())[:24]
         self.state_path = state_dir() / "mounts" / ident
         self.state_path.mkdir(parents=True, exist_ok=True)
         self._lockfile = open(self.state_path / "lock", "a+")  # noqa: SIM115 - held for the mount's life
@@ -367,10 +480,17 @@ class Mount:
                 "and is not this volume's mount. Choose an empty or new folder."
             )
         self.path.mkdir(parents=True, exist_ok=True)
-        if known and not self.read_only:
+        if not known:
+            # From here on the folder is this volume's mount, even if materializing it
+            # stops partway (a full disk): mounting again in the same folder resumes.
+            self._index.set_meta("base_root", EMPTY_TREE)
+            self._index.set_meta("base_seq", 0)
+        elif not self.read_only:
             # Edits left from an earlier mount of this folder are committed first.
-            self._commit_locked("commit edits left from an earlier mount", self._full_scan())
-        self._reload_locked(initial=not known)
+            self._commit_locked(
+                "commit edits left from an earlier mount", self._changes(full=True), wait=True
+            )
+        self._reload_locked(initial=not known, action="mount")
 
     # -- scanning ---------------------------------------------------------------------------------------
     def _ignored(self, rel: str, is_dir: bool) -> bool:
@@ -403,18 +523,35 @@ class Mount:
             base = self.path / rel_dir if rel_dir else self.path
             try:
                 it = os.scandir(base)
-            except OSError:
+            except OSError as e:
+                if rel_dir:
+                    self._unreadable(rel_dir, e, rows, ch, seen)
                 continue
             with it:
                 for de in it:
                     rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
                     try:
                         st = de.stat(follow_symlinks=False)
-                    except OSError:
+                    except FileNotFoundError:
+                        continue  # deleted while we looked
+                    except OSError as e:
+                        self._unreadable(rel, e, rows, ch, seen)
                         continue
                     self._classify(rel, st, rows.get(rel), ch, seen, stack)
         ch.gone = {p for p in rows if p not in seen}
         return ch
+
+    def _unreadable(
+        self, rel: str, err: OSError, rows: dict[str, Any], ch: _Changes, seen: set[str]
+    ) -> None:
+        """A path the scan cannot look at (too long for the system, no permission) is
+        reported, and what the volume has there is kept: never taken as deleted."""
+        ch.skipped[rel] = (
+            TOO_LONG
+            if err.errno == errno.ENAMETOOLONG
+            else f"cannot be read: {err.strerror or err}"
+        )
+        seen.update(p for p in rows if _under(p, rel))
 
     def _classify(
         self,
@@ -427,6 +564,14 @@ class Mount:
     ) -> None:
         is_dir = stat_mod.S_ISDIR(st.st_mode)
         if self._ignored(rel, is_dir):
+            return
+        if not _encodable(rel):
+            # Such a name cannot be stored (volume paths are UTF-8): report it, never fail
+            # the whole commit over it. Nothing below a folder so named is looked at.
+            ch.skipped[rel] = NOT_UTF8
+            return
+        if len(rel.encode()) > MAX_PATH_BYTES:
+            ch.skipped[rel] = TOO_LONG
             return
         entry = row[0] if row else None
         if stat_mod.S_ISLNK(st.st_mode):
@@ -444,6 +589,10 @@ class Mount:
             seen.add(rel)
             if entry is None or entry.kind != FILE or row[1] != _sig(st):
                 ch.files[rel] = st
+        else:
+            kind = _special_kind(st.st_mode)
+            if kind is not None:
+                ch.skipped[rel] = kind
 
     def _journal_scan(self, dirty: set[str]) -> _Changes:
         ch = _Changes()
@@ -455,11 +604,22 @@ class Mount:
         for rel in roots:
             if "/" in rel and self._ignored_dir(rel.rsplit("/", 1)[0]):
                 continue
+            if not _encodable(rel):
+                # no row can hold such a path: just report it (if it is still there)
+                bad = _bad_prefix(rel)
+                if _exists(self.path / bad) and not self._ignored(
+                    bad, os.path.isdir(self.path / bad)
+                ):
+                    ch.skipped[bad] = NOT_UTF8
+                continue
             rows = {p: (e, s) for p, e, s, _ in self._index.rows(rel)}
             seen: set[str] = set()
             try:
                 st: os.stat_result | None = os.lstat(self.path / rel)
             except (FileNotFoundError, NotADirectoryError):
+                st = None
+            except OSError as e:
+                self._unreadable(rel, e, rows, ch, seen)
                 st = None
             if st is not None:
                 stack: list[str] = []
@@ -468,54 +628,128 @@ class Mount:
                     d = stack.pop()
                     try:
                         it = os.scandir(self.path / d)
-                    except OSError:
+                    except OSError as e:
+                        self._unreadable(d, e, rows, ch, seen)
                         continue
                     with it:
                         for de in it:
                             sub = f"{d}/{de.name}"
                             try:
                                 sst = de.stat(follow_symlinks=False)
-                            except OSError:
+                            except FileNotFoundError:
+                                continue
+                            except OSError as e:
+                                self._unreadable(sub, e, rows, ch, seen)
                                 continue
                             self._classify(sub, sst, rows.get(sub), ch, seen, stack)
             ch.gone.update(p for p in rows if p not in seen)
         return ch
 
     def _changes(self, full: bool = False) -> _Changes:
-        dirty = None if full else self._journal.take()
+        self._clean_at, self._scan_at = self._scan_at, time.monotonic()  # see _quiet_gate
+        journal = getattr(self, "_journal", None)  # not there yet while mounting
+        dirty = None if full or journal is None else journal.take()
+        try:
+            ch = self._full_scan() if dirty is None else self._journal_scan(dirty)
+            ch.taken = dirty
+            self._reconcile(ch)
+        except BaseException:
+            if journal is not None and not full:
+                journal.requeue(dirty)  # a failed scan never drops what the journal knew
+            raise
+        self._note_skipped(ch, dirty)
+        return ch
+
+    def _note_skipped(self, ch: _Changes, dirty: set[str] | None) -> None:
+        """Keep :attr:`_skipped` current: a full scan replaces it, a journal scan updates
+        the parts of the tree it looked at."""
         if dirty is None:
-            return self._full_scan()
-        return self._journal_scan(dirty)
+            self._skipped = dict(ch.skipped)
+            return
+        if not self._skipped and not ch.skipped:
+            return
+        kept = {p: why for p, why in self._skipped.items() if not any(_under(p, d) for d in dirty)}
+        kept.update(ch.skipped)
+        self._skipped = kept
+
+    def _reconcile(self, ch: _Changes) -> None:
+        """After a reload that did not finish, files it wrote may not be recorded (the
+        process died between writing and recording). A changed path whose content is the
+        version that unfinished reload was bringing in is not a local edit: record it as
+        synced, so a commit never publishes another writer's older bytes as ours."""
+        landing = self._index.get_meta("landing") or []
+        if not landing or not (ch.files or ch.links or ch.gone):
+            return
+        trees = self._repo.trees
+        rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
+        for rel, st in list(ch.files.items()):
+            for root in landing:
+                e = trees.lookup(root, rel)
+                if (
+                    e is not None
+                    and e.kind == FILE
+                    and e.size == st.st_size
+                    and e.mode & 0o777 == _file_mode(st.st_mode)
+                    and self._same_file(rel, e)
+                ):
+                    rows.append((rel, e, _sig(st), 0))
+                    del ch.files[rel]
+                    break
+        for rel, (target, st) in list(ch.links.items()):
+            for root in landing:
+                e = trees.lookup(root, rel)
+                if e is not None and e.kind == LINK and e.target == target:
+                    rows.append((rel, e, _sig(st), 0))
+                    del ch.links[rel]
+                    break
+        gone = [
+            rel
+            for rel in ch.gone
+            if any(trees.lookup(root, rel) is None for root in landing)
+            and (r := self._index.row(rel)) is not None
+            and not r[2]
+        ]
+        self._index.put_many(rows)
+        if gone:
+            self._index.delete(gone)
+            ch.gone.difference_update(gone)
 
     # -- committing -----------------------------------------------------------------------------------------
-    def _open_for_writing(self) -> set[str]:
-        """Paths under the mount that this process holds open for writing."""
-        out = set()
-        root = str(self.path) + "/"
-        try:
-            fds = os.listdir("/proc/self/fd")
-        except OSError:
-            return out
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-                if not target.startswith(root):
-                    continue
-                with open(f"/proc/self/fdinfo/{fd}") as f:
-                    flags = next(
-                        (int(line.split()[1], 8) for line in f if line.startswith("flags:")), 0
-                    )
-            except (OSError, ValueError):
-                continue
-            if flags & 0o3 in (os.O_WRONLY, os.O_RDWR):
-                out.add(target[len(root) :])
-        return out
+    def _quiet_gate(self, ch: _Changes, wait: bool) -> quiet.Gate:
+        """Decide which of ``ch`` a commit may take now (see :mod:`jupyter_volume.quiet`).
+
+        With ``wait`` (an explicit commit, reload or unmount), files that are still
+        changing are waited for, up to the settle wait limit, rescanning the folder after
+        each pause (``ch`` grows with what changed meanwhile). Background commits never
+        wait: they defer, and the committer comes back after the settle interval.
+        """
+        policy = self._snapshot
+        # a little past the limit, so that the last look sees the groups that have been
+        # waiting for the whole limit as no longer holding the others back
+        deadline = time.monotonic() + (policy.max_wait + 0.05 if wait else 0.0)
+        while True:
+            gate = quiet.Gate(
+                self.path,
+                [*ch.files, *ch.links],
+                ch.gone,
+                policy,
+                self._quiet_memory,
+                clean_at=self._clean_at,
+            )
+            remaining = deadline - time.monotonic()
+            if gate.pause is None or remaining <= 0:
+                return gate
+            time.sleep(min(gate.pause, remaining))
+            _merge_changes(ch, self._changes())
 
     def commit(self, message: str | None = None) -> CommitInfo | None:
         """Publish the folder's changes as one commit; None when there was nothing to commit.
 
-        Files this process holds open for writing, and files that change while being
-        read, are left for the next commit. Raises InvalidError on a read-only mount.
+        Only quiet files are taken (see :mod:`jupyter_volume.quiet`): files still changing
+        are waited for, up to ``settle_max_wait`` seconds; then files that any process
+        holds open for writing, that are still changing, or that belong with such a file
+        (a database and its ``-wal``) are left for a later commit, named in a warning and
+        in ``status().deferred``. Raises InvalidError on a read-only mount.
         """
         if self.read_only:
             raise InvalidError(
@@ -523,16 +757,21 @@ class Mount:
             )
         with self._lock:
             self._check_open()
-            return self._commit_locked(message, self._changes())
+            info = self._commit_locked(message, self._changes(), wait=True)
+        self.last_error = None  # a commit went through: whatever failed before has recovered
+        self._warn_problems(errors=False)
+        return info
 
     def _commit_locked(
-        self, message: str | None, ch: _Changes, kind: str = "commit"
+        self, message: str | None, ch: _Changes, kind: str = "commit", wait: bool = False
     ) -> CommitInfo | None:
         from .volume import CommitInfo
 
         if not ch:
+            self._deferred, self._retry_after = {}, None
             return None
-        busy = self._open_for_writing()
+        # only what is quiet is read: see _quiet_gate (``wait``: an explicit commit)
+        gate = self._quiet_gate(ch, wait)
         repo = self._repo
         writer = repo.writer()
         changes: dict[str, Entry | str | None] = {}
@@ -549,8 +788,7 @@ class Mount:
         try:
             for rel in sorted(ch.files):
                 bar.update(ch.files[rel].st_size)
-                if rel in busy:
-                    deferred = True
+                if not gate.ready(rel):
                     continue
                 full = self.path / rel
                 old = self._index.row(rel)
@@ -564,10 +802,10 @@ class Mount:
                         )
                         st2 = os.fstat(f.fileno())
                 except (FileNotFoundError, IsADirectoryError, PermissionError):
-                    deferred = True
+                    gate.defer(rel, "could not be read")
                     continue
-                if _sig(st1) != _sig(st2) or st2.st_size != entry.size:
-                    deferred = True  # changed while we read it: next commit
+                if not gate.check_read(rel, st1, st2) or st2.st_size != entry.size:
+                    gate.defer(rel, "changed while being read")  # the next commit takes it
                     continue
                 if old is not None and old[0].same_content(entry):
                     same_rows.append(
@@ -578,6 +816,8 @@ class Mount:
                 changes[rel] = entry
                 new_rows.append((rel, entry, _sig(st1), 1))
             for rel, (target, st) in ch.links.items():
+                if not gate.ready(rel):
+                    continue
                 entry = Entry(
                     rel.rsplit("/", 1)[-1], LINK, 0o777, len(target), st.st_mtime_ns, target=target
                 )
@@ -588,13 +828,28 @@ class Mount:
                 changes[rel] = entry
                 new_rows.append((rel, entry, _sig(st), 1))
             for rel in ch.gone:
-                changes[rel] = None
+                if gate.ready(rel):
+                    changes[rel] = None
+            # Everything read must still be as it was checked, in every group: else the
+            # group waits (what was read of it stays in packs for gc, at most its size).
+            held = gate.confirm()
+            self._deferred, self._retry_after = dict(held), gate.pause
+            deferred = bool(held)
+            if held:
+                for rel in held:
+                    changes.pop(rel, None)
+                new_rows = [r for r in new_rows if r[0] not in held]
+                same_rows = [r for r in same_rows if r[0] not in held]
+            if wait and held:
+                self._warn_deferred(held)
             if not changes:
                 writer.abort()
                 self._index.put(same_rows)
                 if deferred:
                     self._journal_requeue(ch)
                 return None
+            if self.sub_path:
+                changes = {f"{self.sub_path}/{rel}": v for rel, v in changes.items()}
             rec, _stats = repo.commit(
                 changes, message=message or _auto_message(changes), writer=writer, kind=kind
             )
@@ -610,13 +865,13 @@ class Mount:
         if rec is not None and rec.parent == self.base_seq and not idx.since_base():
             # Nobody committed in between: the folder now reflects exactly this commit.
             idx.put((p, e, sig, 0) for p, e, sig, _ in new_rows)
-            idx.set_meta("base_root", rec.root)
+            idx.set_meta("base_root", self._sub_root(rec.root))
             idx.set_meta("base_seq", rec.seq)
         else:
             idx.put(new_rows)
             if rec is not None:
                 idx.set_meta("own_seqs", [*(idx.get_meta("own_seqs") or []), rec.seq])
-        idx.delete(ch.gone)
+        idx.delete(p for p in ch.gone if p not in held)
         idx.db.execute("COMMIT")
         if deferred:
             self._journal_requeue(ch)
@@ -625,8 +880,23 @@ class Mount:
         self.last_commit = CommitInfo._of(rec)
         return self.last_commit
 
+    def _warn_deferred(self, held: dict[str, str]) -> None:
+        """Tell the caller of an explicit commit which files it left for later, and why."""
+        names = sorted(held)
+        shown = "; ".join(f"{_show(p)} ({held[p]})" for p in names[:5])
+        if len(names) > 5:
+            shown += f"; and {len(names) - 5} more (see status())"
+        warnings.warn(
+            f"volume {self.volume.name!r}: {len(names)} file(s) left for a later commit, "
+            f"since they are open for writing or still changing: {shown}. Close them (for a "
+            "database: its connections) and commit again.",
+            stacklevel=4,
+        )
+
     def _journal_requeue(self, ch: _Changes) -> None:
         """Paths we could not commit now must be looked at again next time."""
+        if ch.taken is not None:
+            self._journal._dirty.update(ch.taken)
         self._journal._dirty.update(ch.files)
         self._journal._dirty.update(ch.links)
         self._journal._dirty.update(ch.dirs)
@@ -638,11 +908,14 @@ class Mount:
         with self._lock:
             self._check_open()
             ch = self._full_scan()
+            self._reconcile(ch)
+            self._note_skipped(ch, None)
             st = MountStatus(
                 self.volume.name,
                 str(self.path),
                 read_only=self.read_only,
                 background=self._thread is not None,
+                skipped={_show(p): why for p, why in ch.skipped.items()},
             )
             for rel, fst in ch.files.items():
                 row = self._index.row(rel)
@@ -667,6 +940,8 @@ class Mount:
             )
             st.last_commit_seq = self.last_commit.seq if self.last_commit else None
             st.last_error = self.last_error
+            pending = ch.files.keys() | ch.links.keys() | ch.gone
+            st.deferred = {_show(p): why for p, why in self._deferred.items() if p in pending}
             return st
 
     def _same_file(self, rel: str, entry: Entry) -> bool:
@@ -727,17 +1002,37 @@ class Mount:
         with self._lock:
             self._check_open()
             if not self.read_only:
-                self._commit_locked("commit before reload", self._changes())
+                self._commit_locked("commit before reload", self._changes(), wait=True)
             self._reload_locked()
 
-    def _reload_locked(self, initial: bool = False) -> None:
+    def _sub_root(self, root: str) -> str:
+        """The tree this folder shows of volume tree ``root`` (its ``sub_path`` folder)."""
+        if not self.sub_path:
+            return root
+        e = self._repo.trees.lookup(root, self.sub_path)
+        if e is None:
+            return EMPTY_TREE
+        if e.kind != DIR:
+            raise InvalidError(
+                f"cannot mount {self.sub_path} of volume {self.volume.name!r}: it is a file, not a folder"
+            )
+        return e.tree  # type: ignore[return-value]
+
+    def _reload_locked(self, initial: bool = False, action: str = "reload") -> None:
         repo = self._repo
         head = repo.head(refresh=True)
+        if self.sub_path:
+            head = dataclass_replace(head, root=self._sub_root(head.root))
         base_root = self._base_root()
         if head.root == base_root and not initial and not self._index.since_base():
             self._index.set_meta("base_seq", head.seq)
             self._index.set_meta("own_seqs", [])
+            self._index.set_meta("landing", [])
             return
+        # Remembered until this reload finishes: if it stops partway (even by a crash
+        # between writing a file and recording it), _reconcile recognizes what it wrote.
+        landing = [r for r in self._index.get_meta("landing") or [] if r != head.root]
+        self._index.set_meta("landing", [*landing[-(LANDING_MAX - 1) :], head.root])
         if initial and base_root == EMPTY_TREE and self._index.count() == 0:
             # A fresh mount: nothing local to compare with. Materialize the head in batches
             # so memory stays bounded however many files the volume holds (the walk is
@@ -746,12 +1041,13 @@ class Mount:
             for p, e in repo.trees.walk(head.root):
                 batch[p] = e
                 if len(batch) >= MOUNT_BATCH_PATHS:
-                    self._apply(batch)
+                    self._apply(batch, action)
                     batch = {}
-            self._apply(batch)
+            self._apply(batch, action)
             self._index.set_meta("base_root", head.root)
             self._index.set_meta("base_seq", head.seq)
             self._index.set_meta("own_seqs", [])
+            self._index.set_meta("landing", [])
             self._index.clear_since_base()
             return
         paths: dict[str, Entry | None] = {}
@@ -769,14 +1065,53 @@ class Mount:
         if initial:
             for p, e in repo.trees.walk(head.root):
                 paths[p] = e
-        self._apply(paths)
+        self._apply(paths, action)
         self._index.set_meta("base_root", head.root)
         self._index.set_meta("base_seq", head.seq)
         self._index.set_meta("own_seqs", [])
+        self._index.set_meta("landing", [])
         self._index.clear_since_base()
 
-    def _apply(self, paths: dict[str, Entry | None]) -> None:
-        """Make the folder match ``paths`` (path -> head entry or None), never losing local edits."""
+    def _apply(self, paths: dict[str, Entry | None], action: str = "reload") -> None:
+        """Make the folder match ``paths`` (path -> head entry or None), never losing local edits.
+
+        Every path is recorded as it lands, so the mount state is exact if this stops
+        partway; a folder that cannot be written (full, read-only) raises LocalFolderError.
+        """
+        pending = {"bytes": 0, "files": 0}
+        try:
+            self._apply_paths(paths, pending)
+        except VolumeError:
+            raise
+        except OSError as e:
+            raise self._folder_error(e, action, pending["bytes"], pending["files"]) from e
+
+    def _folder_error(self, e: OSError, action: str, need: int, nfiles: int) -> LocalFolderError:
+        """A one-line error for a folder that could not be written, saying what to do."""
+        where = f"cannot {action} volume {self.volume.name!r} at {self.path}"
+        again = "mount again in the same folder" if action == "mount" else "reload again"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            try:
+                vfs = os.statvfs(self.path)
+                free = f"; {_human(vfs.f_bavail * vfs.f_frsize)} free"
+            except OSError:
+                free = ""
+            return LocalFolderError(
+                f"{where}: the disk is full: {_human(need)} more is needed for {nfiles} "
+                f"file(s) not yet written{free}. Free space there and {again}.",
+                e.errno,
+            )
+        if e.errno == errno.EROFS:
+            return LocalFolderError(
+                f"{where}: the folder is on a read-only file system. Make it writable and {again}.",
+                e.errno,
+            )
+        what = f" {e.filename}" if e.filename else ""
+        return LocalFolderError(
+            f"{where}: cannot write{what}: {e.strerror or e}. Fix that and {again}.", e.errno
+        )
+
+    def _apply_paths(self, paths: dict[str, Entry | None], pending: dict[str, int]) -> None:
         idx = self._index
         dirty_local: set[str] = set()
 
@@ -793,30 +1128,79 @@ class Mount:
 
         deletions = sorted((p for p, e in paths.items() if e is None), reverse=True)
         updates = sorted(p for p, e in paths.items() if e is not None)
+        pending["files"] = sum(1 for p in updates if paths[p].kind == FILE)  # type: ignore[union-attr]
+        pending["bytes"] = sum(paths[p].size for p in updates if paths[p].kind == FILE)  # type: ignore[union-attr]
         removed = []
-        for rel in deletions:
-            row = idx.row(rel)
-            if row is None:
-                continue
-            if not locally_clean(rel, row):
-                dirty_local.add(rel)
-                continue
-            full = self.path / rel
-            try:
-                if row[0].kind == DIR:
-                    full.rmdir()
-                else:
-                    full.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError:
-                dirty_local.add(rel)  # a folder with local files in it stays
-                continue
-            removed.append(rel)
-        idx.delete(removed)
+        try:
+            for rel in deletions:
+                row = idx.row(rel)
+                if row is None:
+                    continue
+                if not locally_clean(rel, row):
+                    dirty_local.add(rel)
+                    continue
+                full = self.path / rel
+                try:
+                    if row[0].kind == DIR:
+                        full.rmdir()
+                    else:
+                        full.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise  # read-only, ...: an error, never "kept a local change"
+                    dirty_local.add(rel)  # a folder with local files in it stays
+                    continue
+                removed.append(rel)
+        finally:
+            idx.delete(removed)  # what was removed is recorded, even if we stop here
 
         files: list[tuple[str, Entry]] = []
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
+        try:
+            self._apply_updates(paths, updates, files, rows, dirty_local, locally_clean)
+        finally:
+            idx.put_many(rows)
+        from .progress import transfer_progress
+
+        with transfer_progress(
+            f"{self.volume.name}: download",
+            total_bytes=sum(e.size for _r, e in files),
+            total_files=len(files),
+        ) as bar:
+            pending["files"], pending["bytes"] = len(files), sum(e.size for _r, e in files)
+            done: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
+            try:
+                for rel, e, sig in self._write_files(files):
+                    done.append((rel, e, sig, 0))
+                    pending["files"] -= 1
+                    pending["bytes"] -= e.size
+                    bar.update(e.size)
+                    if len(done) >= 1000 or e.size > SMALL_FILE:
+                        idx.put_many(done)  # one SQLite transaction per group of written files
+                        done = []
+            finally:
+                idx.put_many(done)  # files that landed are recorded, also when we stop here
+        if dirty_local:
+            warnings.warn(
+                f"reload kept {len(dirty_local)} path(s) with local changes instead of the volume's version "
+                f"(commit them to publish): {', '.join(sorted(dirty_local)[:5])}",
+                stacklevel=4,
+            )
+
+    def _apply_updates(
+        self,
+        paths: dict[str, Entry | None],
+        updates: list[str],
+        files: list[tuple[str, Entry]],
+        rows: list[tuple[str, Entry, tuple[int, int, int, int], int]],
+        dirty_local: set[str],
+        locally_clean: Any,
+    ) -> None:
+        """Folders and links of ``updates`` are made here (recorded into ``rows``); the
+        files to download are collected into ``files``."""
+        idx = self._index
         for rel in updates:
             e = paths[rel]
             assert e is not None
@@ -847,40 +1231,25 @@ class Mount:
                 continue
             if full.is_dir() and not full.is_symlink():
                 try:
-                    shutil.rmtree(full) if not any(full.iterdir()) else full.rmdir()
-                except OSError:
+                    full.rmdir()  # only an empty folder makes way for the volume's file
+                except OSError as err:
+                    if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
                     dirty_local.add(rel)
                     continue
             if e.kind == LINK:
                 full.parent.mkdir(parents=True, exist_ok=True)
                 tmp = full.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
                 os.symlink(e.target or "", tmp)
-                os.replace(tmp, full)
+                try:
+                    os.replace(tmp, full)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                    raise
                 rows.append((rel, e, _sig(os.lstat(full)), 0))
             else:
                 files.append((rel, e))
-        idx.put(rows)
-        from .progress import transfer_progress
-
-        with transfer_progress(
-            f"{self.volume.name}: download",
-            total_bytes=sum(e.size for _r, e in files),
-            total_files=len(files),
-        ) as bar:
-            done: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
-            for rel, e, sig in self._write_files(files):
-                done.append((rel, e, sig, 0))
-                bar.update(e.size)
-                if len(done) >= 1000 or e.size > SMALL_FILE:
-                    idx.put_many(done)  # one SQLite transaction per group of written files
-                    done = []
-            idx.put_many(done)
-        if dirty_local:
-            warnings.warn(
-                f"reload kept {len(dirty_local)} path(s) with local changes instead of the volume's version "
-                f"(commit them to publish): {', '.join(sorted(dirty_local)[:5])}",
-                stacklevel=3,
-            )
 
     def _write_files(
         self, files: list[tuple[str, Entry]]
@@ -936,8 +1305,22 @@ class Mount:
                     yield write(r, en, [data])
                 batch, batch_bytes = [], 0
         futures = [_materialize_pool.submit(write, r, e, repo.read_entry(e, r)) for r, e in big]
-        for fut in futures:
-            yield fut.result()
+        # If one fails, the others still land (or fail) before we raise: each that landed
+        # is handed to the caller to be recorded, none is written behind its back later.
+        error: BaseException | None = None
+        try:
+            for fut in futures:
+                try:
+                    result = fut.result()
+                except Exception as e:  # noqa: BLE001 - re-raised below, after the others
+                    error = error or e
+                    continue
+                yield result
+        finally:
+            for fut in futures:
+                fut.cancel()
+        if error is not None:
+            raise error
 
     # -- background committer ----------------------------------------------------------------------------
     def _start_committer(self) -> None:
@@ -957,11 +1340,38 @@ class Mount:
 
     def _after_cell(self, *_a: Any) -> None:
         self._wake.set()
-        if self.last_error:
-            warnings.warn(
-                f"background commit of volume {self.volume.name!r} failed: {self.last_error}",
-                stacklevel=2,
-            )
+        self._warn_problems()
+
+    def _warn_problems(self, errors: bool = True) -> None:
+        """Warn about a failing background commit and about paths that are never
+        committed: each distinct error, and each distinct set of paths, once."""
+        err = self.last_error
+        if errors:
+            if err is None:
+                self._warned_error = None  # recovered: a new failure is news again
+            elif err != self._warned_error:
+                self._warned_error = err
+                warnings.warn(
+                    f"background commit of volume {self.volume.name!r} failed: {err} "
+                    "(it is retried; status() shows the last error)",
+                    stacklevel=3,
+                )
+        skipped = self._skipped
+        if not skipped:
+            self._warned_skipped = None
+            return
+        key = frozenset(skipped)
+        if key == self._warned_skipped:
+            return
+        self._warned_skipped = key
+        names = sorted(skipped)
+        shown = "; ".join(f"{_show(p)}: {skipped[p]}" for p in names[:10])
+        if len(names) > 10:
+            shown += f"; and {len(names) - 10} more (see status())"
+        warnings.warn(
+            f"volume {self.volume.name!r} at {self.path}: {len(names)} path(s) not committed: {shown}",
+            stacklevel=3,
+        )
 
     def _run_committer(self) -> None:
         while not self._stop.is_set():
@@ -970,6 +1380,10 @@ class Mount:
                 if not self._failures
                 else min(self.interval * 2**self._failures, 60.0)
             )
+            if self._retry_after is not None and not self._failures:
+                # files were deferred because they were still changing: look again as
+                # soon as they may have settled, not a whole interval later
+                delay = min(delay, max(self._retry_after, 0.05))
             self._wake.wait(delay + random.uniform(0, 0.1 * delay))
             self._wake.clear()
             if self._stop.is_set():
@@ -979,6 +1393,7 @@ class Mount:
                     if self._closed:
                         break
                     if self._journal.peek() is False:
+                        self._scan_at = time.monotonic()  # known unchanged until now
                         continue  # nothing changed: no commit, no scan
                     self._commit_locked(None, self._changes(), kind="auto")
                 self.last_error = None
@@ -1008,7 +1423,7 @@ class Mount:
                 return None
             info = None
             if not self.read_only:
-                info = self._commit_locked(None, self._changes(full=True))
+                info = self._commit_locked(None, self._changes(full=True), wait=True)
         self._detach()
         return info
 
@@ -1057,6 +1472,36 @@ def _exists(p: Path) -> bool:
     return os.path.lexists(p)
 
 
+def _merge_changes(ch: _Changes, new: _Changes) -> None:
+    """Fold a later scan into ``ch``: for every path the later scan looked at, its
+    verdict replaces the earlier one (a file may have been deleted or put back since)."""
+    if new.taken is None:  # a full scan: it knows everything
+        ch.files, ch.links, ch.dirs, ch.gone = new.files, new.links, new.dirs, new.gone
+        ch.skipped = new.skipped
+        return
+    looked = new.taken
+
+    def covered(p: str) -> bool:
+        while True:
+            if p in looked:
+                return True
+            i = p.rfind("/")
+            if i < 0:
+                return False
+            p = p[:i]
+
+    for d in (ch.files, ch.links, ch.dirs):
+        for p in [p for p in d if covered(p)]:
+            del d[p]
+    ch.gone = {p for p in ch.gone if not covered(p)} | new.gone
+    ch.files.update(new.files)
+    ch.links.update(new.links)
+    ch.dirs.update(new.dirs)
+    ch.skipped.update(new.skipped)
+    if ch.taken is not None:
+        ch.taken |= looked
+
+
 def _auto_message(changes: dict[str, Any]) -> str:
     n = len(changes)
     first = sorted(changes)[0]
@@ -1076,4 +1521,7 @@ def _config() -> dict[str, Any]:
         "commit_interval": getattr(cfg, "commit_interval", 5.0),
         "ignore_patterns": list(getattr(cfg, "ignore_patterns", DEFAULT_IGNORE)),
         "chunk_cache_bytes": getattr(cfg, "chunk_cache_bytes", DEFAULT_CACHE_BYTES),
+        "settle_interval": getattr(cfg, "settle_interval", quiet.DEFAULT_SETTLE),
+        "settle_max_wait": getattr(cfg, "settle_max_wait", quiet.DEFAULT_SETTLE_MAX_WAIT),
+        "snapshot_groups": list(getattr(cfg, "snapshot_groups", quiet.DEFAULT_GROUP_PATTERNS)),
     }

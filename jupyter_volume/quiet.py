@@ -196,9 +196,18 @@ def writers(root: str | os.PathLike[str]) -> dict[str, list[str]]:
 class _Member:
     rel: str
     sig: Sig | None  # None: the path is gone (a deletion in the change set)
-    quiet: bool = True
-    reason: str = ""
-    wait: float | None = None  # seconds until it could be quiet, if waiting can help
+    busy: str = ""  # who holds it open for writing
+    last: float = 0.0  # (monotonic) its latest change was at or before this (inf: unknown)
+    changed: float = 0.0  # (monotonic) its latest change seen so far (for a busy one)
+
+
+@dataclass
+class _Group:
+    members: list[_Member]
+    first: float  # (monotonic) no candidate of it changed since its last commit before this
+    last: float  # the latest change of any member was at or before this (inf: unknown)
+    reason: str = ""  # why it cannot be committed as it is now ("" if it can)
+    pending_since: float = 0.0
 
 
 @dataclass
@@ -209,9 +218,18 @@ class Gate:
         root: the mounted folder.
         changed: paths of changed files and links (candidates to read).
         gone: deleted paths in the change set.
-        policy: settle interval and group patterns.
-        memory: signatures seen by earlier gates of this mount and since when
-            (``rel -> (sig or None, monotonic time)``); updated in place.
+        policy: settle interval, wait limit and group patterns.
+        memory: what earlier gates of this mount saw (``rel -> (sig, unchanged since,
+            as committed until, a candidate since)``, monotonic times); updated in place.
+        clean_at: (monotonic) when the scan before the one that found ``changed`` began:
+            a path not in that scan's change set was as committed at that time.
+
+    The commit is cut at one moment T: every group it takes was last changed before T,
+    and every group it defers was, at T, still as the volume has it, so the commit is the
+    folder as it was at T (for a writer whose files are consistent at every moment, as
+    a database's or git's are on disk, the commit is too). T is at most ``now - settle``;
+    a group that has waited longer than the wait limit no longer holds T back (it is
+    deferred alone, so a file that never stops changing cannot stall every commit).
 
     After construction, :attr:`deferred` names what must wait (path -> reason) and
     :attr:`pause` says how long to wait before trying again can help (None: it cannot).
@@ -223,14 +241,16 @@ class Gate:
     changed: Iterable[str]
     gone: Iterable[str]
     policy: Policy
-    memory: dict[str, tuple[Sig | None, float]] = field(default_factory=dict)
+    memory: dict[str, tuple[Sig | None, float, float, float]] = field(default_factory=dict)
+    clean_at: float = float("-inf")
     deferred: dict[str, str] = field(init=False, default_factory=dict)
     pause: float | None = field(init=False, default=None)
+    cut: float = field(init=False, default=float("-inf"))
 
     def __post_init__(self) -> None:
         self._groups = Groups(self.policy.groups)
-        self._candidates = set(self.changed) | set(self.gone)
         self._gone = set(self.gone)
+        self._candidates = set(self.changed) | self._gone
         self._members: dict[str, list[_Member]] = {}
         self._key_of: dict[str, str] = {}
         self._cands_of: dict[str, set[str]] = {}
@@ -241,7 +261,8 @@ class Gate:
         root = self.root
         settle = self.policy.settle
         now_wall = time.time_ns()
-        now_mono = time.monotonic()
+        now = time.monotonic()
+        inf = float("inf")
         busy = writers(root) if self._candidates else {}
         by_key = self._cands_of
         for rel in self._candidates:
@@ -253,8 +274,12 @@ class Gate:
             folder = k.rpartition("/")[0]
             per_folder[folder] = per_folder.get(folder, 0) + 1
         listings: dict[str, set[str] | None] = {}
-        folder_age: dict[str, float | None] = {}
-        memory: dict[str, tuple[Sig | None, float]] = {}
+        folder_changed: dict[str, float] = {}
+        memory: dict[str, tuple[Sig | None, float, float, float]] = {}
+
+        def mono(ns: int) -> float:
+            # a file time (wall clock, ns) on the monotonic clock of this process
+            return now - (now_wall - ns) / 1e9
 
         def exists_maybe(rel: str) -> bool:
             folder, _, name = rel.rpartition("/")
@@ -268,77 +293,116 @@ class Gate:
             names = listings[folder]
             return names is None or name in names
 
-        def age_of_folder(rel: str) -> float | None:
-            # A deletion's age: when its nearest existing folder last changed.
+        def deleted_by(rel: str) -> float:
+            # A deletion happened at or before its nearest existing folder last changed.
             folder = rel.rpartition("/")[0]
             while True:
-                if folder in folder_age:
-                    return folder_age[folder]
+                if folder in folder_changed:
+                    return folder_changed[folder]
                 try:
                     st = os.lstat(root / folder if folder else root)
                 except OSError:
                     if not folder:
-                        folder_age[folder] = None
-                        return None
+                        return inf
                     folder = folder.rpartition("/")[0]
                     continue
-                folder_age[folder] = (now_wall - st.st_ctime_ns) / 1e9
-                return folder_age[folder]
+                folder_changed[folder] = mono(st.st_ctime_ns)
+                return folder_changed[folder]
 
+        groups: dict[str, _Group] = {}
         for k, cands in by_key.items():
             members: list[_Member] = []
+            reason = ""
+            first = inf
+            pending = now
             paths = [p for p in self._groups.names(k) if p not in cands] + sorted(cands)
             for rel in paths:
-                sig: Sig | None
+                is_cand = rel in cands
+                sig: Sig | None = None
+                exists = True
                 if rel in self._gone:
-                    sig = None
-                else:
-                    if rel not in cands and not exists_maybe(rel):
-                        continue
+                    exists = os.path.lexists(root / rel)
+                elif is_cand or exists_maybe(rel):
                     try:
                         sig = signature(os.lstat(root / rel))
                     except OSError:
-                        if rel not in cands:
-                            continue  # not a member: no such sibling
-                        # changed at the scan, missing now: a later scan will say what it is
-                        members.append(_Member(rel, None, False, "changed since the scan", settle))
-                        continue
+                        exists = False
+                if not is_cand and sig is None:
+                    continue  # no such sibling
                 m = _Member(rel, sig)
                 seen = self.memory.get(rel)
-                since = seen[1] if seen is not None and seen[0] == sig else now_mono
-                memory[rel] = (sig, since)
-                still_for = now_mono - since
-                if sig is None:
-                    age = age_of_folder(rel)
-                    if (age is None or age < settle) and still_for < settle:
-                        m.quiet, m.reason = False, "deleted moments ago"
-                        m.wait = settle - max(still_for, age or 0.0)
+                if is_cand:
+                    # kept while it stays a candidate (a deferred one does)
+                    p_since, p_first, p_appeared = seen[1:] if seen else (now, self.clean_at, now)
+                    if seen is not None and seen[0] != sig:
+                        p_since = now
+                    first = min(first, p_first)
+                    pending = min(pending, p_appeared)
+                    memory[rel] = (sig, p_since, p_first, p_appeared)
+                    unchanged_since = p_since
                 else:
+                    unchanged_since = now
+                if (rel in self._gone) == exists:
+                    # it is not what the scan saw any more: a later scan will say more
+                    m.last, reason = inf, reason or f"{rel} changed since the scan"
+                elif sig is None:
+                    m.last = min(deleted_by(rel), unchanged_since)
+                else:
+                    m.last = min(mono(sig[2]), unchanged_since)  # ctime: every change moves it
+                    m.changed = m.last
                     who = busy.get(rel)
-                    age = (now_wall - sig[2]) / 1e9
-                    young = age < settle and still_for < settle
                     if who:
-                        m.quiet = False
-                        m.reason = "open for writing by " + ", ".join(sorted(who)[:3])
-                        # a file that is still changing may be closed soon: worth a wait;
-                        # one that is held open but idle (a database connection) is not
-                        m.wait = settle if young else None
-                    elif young:
-                        m.quiet, m.reason = False, "changing"
-                        m.wait = settle - max(age, still_for)
+                        m.busy = "open for writing by " + ", ".join(sorted(who)[:3])
+                        m.last = inf
+                        reason = reason or (m.busy if rel in cands else f"{rel} is {m.busy}")
                 members.append(m)
+            last = max((m.last for m in members), default=-inf)
             self._members[k] = members
-            bad = [m for m in members if not m.quiet]
-            if bad:
-                first = bad[0]
-                for rel in cands:
-                    self.deferred[rel] = (
-                        first.reason if first.rel == rel else f"{first.rel} is {first.reason}"
-                    )
-                waits = [m.wait for m in bad]
-                if all(w is not None for w in waits):
-                    w = max(max(waits), 0.01)  # type: ignore[type-var]
-                    self.pause = w if self.pause is None else max(self.pause, w)
+            groups[k] = _Group(members, first, last, reason, pending)
+
+        # The cut T: as late as possible, at most now - settle, and inside no group's
+        # [first, last] window (such a group was changing at T: neither its state now
+        # nor the committed one is its state at T). Groups pending longer than the wait
+        # limit do not hold T back.
+        limit = self.policy.max_wait
+        holding = [g for g in groups.values() if now - g.pending_since < limit]
+        cut = now - settle
+        while True:
+            straddle = [g.first for g in holding if g.last > cut and g.first <= cut]
+            if not straddle:
+                break
+            cut = min(straddle) - 1e-6
+            if cut == float("-inf"):
+                break  # a group with no known clean moment: nothing can be cut before it
+        self.cut = cut
+
+        pause: float | None = None
+        for k, g in groups.items():
+            if g.last <= cut:
+                continue
+            young = max(g.members, key=lambda m: m.last if not m.busy else m.changed)
+            if g.reason:
+                why = g.reason
+            elif g.last > now - settle:
+                why = "changing" if young.rel in by_key[k] else f"{young.rel} is changing"
+            else:
+                why = "waits for files changed with it that are still changing"
+            for rel in by_key[k]:
+                self.deferred[rel] = why
+            # How long until trying again may let it through (None: waiting will not help,
+            # e.g. a database held open by an idle connection).
+            w: float | None
+            if any(m.busy for m in g.members):
+                busy_changed = max(m.changed for m in g.members if m.busy)
+                w = settle if busy_changed > now - settle else None
+            elif g.last == float("inf") or g.last <= now - settle:
+                w = settle  # to be rescanned, or held back by the cut: look again
+            else:
+                w = g.last + settle - now
+            if w is not None:
+                w = max(w, 0.01)
+                pause = w if pause is None else max(pause, w)
+        self.pause = pause
         self.memory.clear()
         self.memory.update(memory)
 
