@@ -22,6 +22,7 @@ what was never synced instead of overwriting it (the mount's state survives).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -156,6 +157,9 @@ class LiveMount(Mount):
         """Push quiet local changes, then pull what others committed. Caller holds the lock."""
         if self._journal.peek() is not False:
             self._commit_locked(None, self._changes(), kind="auto", wait=wait)
+        self._pull_locked()
+
+    def _pull_locked(self) -> None:
         head = self._repo.head(refresh=True)
         if head.seq != self.base_seq or self._index.since_base():
             self._reload_locked(action="sync")
@@ -169,6 +173,24 @@ class LiveMount(Mount):
             self._check_open()
             self._sync_locked(wait=True)
         self._online()
+
+    def _pull_now(self) -> None:
+        """Apply others' newest commits now (taking a file lock does this)."""
+        with self._lock:
+            self._check_open()
+            self._pull_locked()
+
+    def _push_now(self) -> None:
+        """Push local changes now, without the settle interval (releasing a file lock
+        does this: the holder has closed its files, and nobody else may write them)."""
+        with self._lock:
+            self._check_open()
+            saved = self._snapshot
+            self._snapshot = dataclasses.replace(saved, settle=0.0)
+            try:
+                self._commit_locked(None, self._changes(), kind="auto", wait=True)
+            finally:
+                self._snapshot = saved
 
     def _online(self) -> None:
         self.last_error = None

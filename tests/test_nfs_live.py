@@ -553,3 +553,80 @@ def test_bad_input_gives_a_clear_error_and_changes_nothing(
     assert shared.history(1)[0].seq == seq
     with pytest.raises((InvalidError, StoreError)):
         NetworkFileSystem.from_name("bad name", store=shared.store)
+
+
+# -- the shared lock -------------------------------------------------------------------------------
+SHELVER = """
+import shelve, sys
+from pathlib import Path
+from jupyter_volume import NetworkFileSystem
+name, url, folder, k, n = sys.argv[1:6]
+nfs = NetworkFileSystem.from_name(name, store=url)
+m = nfs.mount(folder)
+for i in range(int(n)):
+    with nfs.lock("shelf", timeout=300):  # the guide's shelve cache, with its lock
+        with shelve.open(str(Path(folder) / "shelf")) as db:
+            db["count"] = db.get("count", 0) + 1
+            db[f"w{k}-{i}"] = True
+m.unmount()
+print("done", flush=True)
+"""
+
+
+def test_shelve_cache_with_the_lock_loses_no_update(
+    opened: tuple[Store, str, dict[str, str]],
+    shared: NetworkFileSystem,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    _, url, _ = opened
+    writers, rounds = 4, 5
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SHELVER,
+                "shared",
+                url,
+                str(tmp_path / f"s{k}"),
+                str(k),
+                str(rounds),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(writers)
+    ]
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0 and "done" in out, err
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    import shelve
+
+    with shared.mount(tmp_path / "check") as m:
+        assert m.status().clean
+        with shelve.open(str(tmp_path / "check" / "shelf"), flag="r") as db:
+            assert db["count"] == writers * rounds
+            assert all(db[f"w{k}-{i}"] for k in range(writers) for i in range(rounds))
+
+
+def test_the_lock_excludes_other_holders(shared: NetworkFileSystem) -> None:
+    other = NetworkFileSystem.from_name("shared", store=shared.store)
+    with shared.lock("cache.db", lease=30) as held:
+        assert held.held
+        with pytest.raises(TimeoutError, match="network file system 'shared'"):
+            other.lock("cache.db", timeout=0.5).acquire()
+        other.lock("another-file", timeout=5).acquire().release()  # locks are per file
+    with other.lock("cache.db", timeout=5):
+        pass
+    with pytest.raises(InvalidError):
+        shared.lock("/")
+    with pytest.raises(InvalidError, match="escapes"):
+        shared.lock("../x")
