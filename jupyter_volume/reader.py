@@ -275,7 +275,11 @@ class VolumeReader(io.BufferedIOBase):
         if j - i == 1:
             piece = got[i]
             return piece[start - base : end - base]
-        return b"".join(got[k] for k in range(i, j))[start - base : end - base]
+        # one copy: join memoryview slices rather than joining, then slicing
+        starts = self._starts
+        return b"".join(
+            memoryview(got[k])[max(start - starts[k], 0) : end - starts[k]] for k in range(i, j)
+        )
 
     def _read(self, start: int, end: int) -> bytes:
         if end <= start:
