@@ -369,3 +369,38 @@ def test_environment_option_picks_a_separate_namespace(
         assert f.read() == b"default data"
     with pytest.raises(InvalidError, match="environment"):
         VolumeFileSystem(store=local_store, environment="bad/name", skip_instance_cache=True)
+
+
+def test_reader_fetches_only_the_covering_chunks(local_store: Store) -> None:
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    counting = CountingStore(local_store)  # every access to this volume goes through it
+    vol = Volume.from_name(_name(), store=counting, create_if_missing=True)
+    data = np.random.default_rng(11).bytes(24 << 20)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(data), "d.bin")
+    vid = vol.info().id
+    packs = f"vols/{vid}/packs/"
+
+    counting.reset()
+    with vol.open("d.bin") as f:
+        f.seek(10 << 20)
+        assert f.read(100) == data[10 << 20 : (10 << 20) + 100]
+    # one ranged GET for the one chunk (chunks are at most 512 KiB), nothing read whole
+    assert counting.count("get_range", prefix=packs) == 1
+    assert counting.count("get", prefix=packs) == 0
+
+    counting.reset()
+    with vol.open("d.bin") as f:  # another reader of the same bytes: the local chunk cache
+        f.seek(10 << 20)
+        assert f.read(100) == data[10 << 20 : (10 << 20) + 100]
+    assert counting.count("get_range", prefix=packs) == 0
+
+    counting.reset()
+    with vol.open("d.bin") as f:  # a sequential scan in small reads: coalesced, read ahead
+        out = bytearray()
+        while piece := f.read(64 << 10):
+            out += piece
+    assert bytes(out) == data
+    reads = len(data) // (64 << 10)
+    assert 0 < counting.count("get_range", prefix=packs) < reads // 10
