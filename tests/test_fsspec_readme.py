@@ -2,7 +2,8 @@
 
 Every ```python block of that section runs, in order, in one namespace, against a fresh
 store named by ``$JUPYTER_VOLUME_STORE`` (as a reader's own store would be), and what
-the comments promise is checked afterwards.
+the comments promise is checked afterwards. A block that is a Jupyter config file
+(``c.…``) runs against a traitlets Config, and its jupyter-fs resource is checked.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
+from traitlets.config import Config
 
 from jupyter_volume import Volume
-from jupyter_volume.fsspec import VolumeFileSystem
+from jupyter_volume.fsspec import VolumeFileSystem, parse_url
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = "## Use it with pandas, pyarrow and zarr"
@@ -39,9 +42,23 @@ def test_readme_fsspec_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # point at that test's store
     VolumeFileSystem.clear_instance_cache()
     ns: dict = {}
+    configs = []
     for i, block in enumerate(blocks):
-        exec(compile(block, f"README.md python block {i + 1}", "exec"), ns)
+        code = compile(block, f"README.md python block {i + 1}", "exec")
+        if block.startswith("c."):  # a Jupyter config file: runs with a config object
+            c = Config()
+            exec(code, {"c": c})
+            configs.append(c)
+        else:
+            exec(code, ns)
     VolumeFileSystem.clear_instance_cache()
+
+    # the jupyter-fs snippet names an fsspec resource that this protocol serves
+    (jfs,) = configs
+    (resource,) = jfs.JupyterFs.resources
+    assert resource["type"] == "fsspec"
+    assert fsspec.core.url_to_fs(resource["url"], skip_instance_cache=True)[0].protocol == "volume"
+    assert parse_url(resource["url"]) == ("weather", None, "")
 
     assert list(ns["old"]["city"]) == ["Oslo", "Lima", "Pune"]
     assert ns["temps"].column("temp").to_pylist() == [4.5, 19.0, 31.2]
