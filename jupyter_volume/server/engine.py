@@ -16,8 +16,8 @@ Uploads are sessions, so files of many gigabytes work over plain HTTP requests:
 3. :meth:`~VolumeService.finish_upload` checks total size and SHA-256 and commits the
    file with ``batch_upload``. Nothing is ever held whole in memory.
 
-Layer: a front end; imports ``volume``, ``names``, ``errors`` and never Tornado or
-Jupyter.
+Layer: a front end; imports ``volume``, ``names``, ``errors``, ``formatting`` and never
+Tornado or Jupyter.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError
+from ..formatting import iso_time
 from ..names import check_name, normalize_path
 from ..store import Store
 from ..volume import CommitInfo, DiffEntry, FileEntry, FileEntryType, Volume
@@ -83,7 +84,7 @@ def commit_json(c: CommitInfo | None) -> dict[str, Any] | None:
         return None
     return {
         "seq": c.seq,
-        "time": c.time.isoformat(),
+        "time": iso_time(c.time),
         "author": c.author,
         "host": c.host,
         "message": c.message,
@@ -112,7 +113,7 @@ def volume_json(v: Volume) -> dict[str, Any]:
     return {
         "name": info.name,
         "id": info.id,
-        "created_at": info.created_at.isoformat(),
+        "created_at": iso_time(info.created_at),
         "created_by": info.created_by,
     }
 
@@ -138,6 +139,11 @@ class _Upload:
     sha: Any = field(default_factory=hashlib.sha256)
     state: str = "open"  # open | writing | committing
     touched: float = field(default_factory=time.time)
+
+    def reopen(self) -> None:
+        """Take the next chunk (or a retry of the last one); caller holds the service lock."""
+        self.state = "open"
+        self.touched = time.time()
 
     def json(self) -> dict[str, Any]:
         return {
@@ -216,8 +222,7 @@ class ChunkWriter:
             self._done = True
             self._up.received = self._offset + self._written
             self._up.sha = self._file_sha
-            self._up.state = "open"
-            self._up.touched = time.time()
+            self._up.reopen()
             return self._up.json()
 
     def abort(self) -> None:
@@ -235,8 +240,7 @@ class ChunkWriter:
             pass
         with self._service._lock:
             self._done = True
-            self._up.state = "open"
-            self._up.touched = time.time()
+            self._up.reopen()
 
 
 class VolumeService:
@@ -405,11 +409,8 @@ class VolumeService:
         if not p:
             raise AlreadyExistsError("the volume root exists already")
         vol = self._vol(name)
-        try:
-            e = vol.stat(p)
-        except NotFoundError:
-            pass
-        else:
+        e = _stat_or_none(vol, p)
+        if e is not None:
             what = "a folder" if e.type == FileEntryType.DIRECTORY else "a file"
             raise AlreadyExistsError(f"{p} already exists in volume {name!r} (as {what})")
         info = vol.mkdir(p)
@@ -429,11 +430,8 @@ class VolumeService:
             raise InvalidError(f"cannot move {s} into itself ({d})")
         vol = self._vol(name)
         vol.stat(s)
-        try:
-            de = vol.stat(d)
-        except NotFoundError:
-            pass
-        else:
+        de = _stat_or_none(vol, d)
+        if de is not None:
             what = "folder" if de.type == FileEntryType.DIRECTORY else "file"
             raise AlreadyExistsError(f"cannot move {s} to {d}: a {what} named {d} exists")
         parent = d.rsplit("/", 1)[0] if "/" in d else ""
@@ -488,19 +486,17 @@ class VolumeService:
         if not isinstance(force, bool):
             raise InvalidError(f"force must be true or false, got {force!r}")
         vol = self._vol(name)
-        try:
-            e = vol.stat(p)
-        except NotFoundError:
+        e = _stat_or_none(vol, p)
+        if e is None:
             parts = p.split("/")
             for i in range(len(parts) - 1, 0, -1):
-                try:
-                    pe = vol.stat("/".join(parts[:i]))
-                except NotFoundError:
+                pe = _stat_or_none(vol, "/".join(parts[:i]))
+                if pe is None:
                     continue
                 if pe.type != FileEntryType.DIRECTORY:
                     raise AlreadyExistsError(
                         f"cannot upload {p}: {pe.path} is a file in volume {name!r}"
-                    ) from None
+                    )
                 break
         else:
             if e.type == FileEntryType.DIRECTORY:
@@ -609,8 +605,7 @@ class VolumeService:
                 batch.put_file(f, up.path)
         except BaseException:
             with self._lock:
-                up.state = "open"
-                up.touched = time.time()
+                up.reopen()
             raise
         with self._lock:
             self._drop(up)
@@ -648,6 +643,14 @@ def _path_arg(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidError(f"{what} must be a path string, got {value!r}")
     return normalize_path(value, what=what)
+
+
+def _stat_or_none(vol: Volume, path: str) -> FileEntry | None:
+    """The entry at ``path``, or None when nothing is there (a free target)."""
+    try:
+        return vol.stat(path)
+    except NotFoundError:
+        return None
 
 
 def _head(vol: Volume) -> CommitInfo | None:

@@ -29,17 +29,8 @@ from tornado import web
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
-from ..errors import (
-    AlreadyExistsError,
-    ConflictError,
-    CorruptionError,
-    InvalidError,
-    NotFoundError,
-    StoreAccessError,
-    StoreError,
-    VolumeBusyError,
-    VolumeError,
-)
+from .. import errors
+from ..errors import InvalidError, VolumeError
 from .engine import MAX_CHUNK_SIZE, ChunkWriter, VolumeService
 
 __all__ = [
@@ -60,15 +51,15 @@ T = TypeVar("T")
 
 #: Exception class -> HTTP status. First match wins, so subclasses come first.
 ERROR_STATUS: list[tuple[type[BaseException], int]] = [
-    (NotFoundError, 404),
-    (AlreadyExistsError, 409),
-    (InvalidError, 400),
-    (VolumeBusyError, 409),
-    (ConflictError, 409),
-    (StoreAccessError, 403),
-    (StoreError, 502),
-    (CorruptionError, 500),
-    (VolumeError, 500),
+    (errors.NotFoundError, 404),
+    (errors.AlreadyExistsError, 409),
+    (errors.InvalidError, 400),
+    (errors.VolumeBusyError, 409),
+    (errors.ConflictError, 409),
+    (errors.StoreAccessError, 403),
+    (errors.StoreError, 502),
+    (errors.CorruptionError, 500),
+    (errors.VolumeError, 500),
 ]
 
 
