@@ -1377,6 +1377,16 @@ class Volume:
         opts = self._mount_options or _MountOptions()
         if path is None and self.name is None and self._resolve().name is None:
             path = Path.cwd() / f"ephemeral-{self._resolve().id[:12]}"
+        if opts.sub_path:
+            # As Modal: a sub_path that does not exist yet is created (a writable mount).
+            e = self._repo.lookup(opts.sub_path, self._root(None))
+            if e is None and not (read_only or opts.read_only):
+                with contextlib.suppress(AlreadyExistsError):  # another writer made it
+                    self.mkdir(opts.sub_path)
+            elif e is not None and e.kind != DIR:
+                raise InvalidError(
+                    f"cannot mount {opts.sub_path} of volume {self.name!r}: it is a file, not a folder"
+                )
         return Mount(self, path, read_only=read_only or opts.read_only, **kw)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_volume import AlreadyExistsError, FileEntryType, NotFoundError, Volume
+from jupyter_volume import AlreadyExistsError, FileEntryType, NotFoundError, Volume, VolumeError
 from jupyter_volume.errors import InvalidError
 from jupyter_volume.store import (
     ENV_ENVIRONMENT,
@@ -725,3 +725,48 @@ def test_ephemeral_volume_of_a_killed_owner_is_reclaimed(
     assert _keys(store, "leases/") == []
     with pytest.raises(NotFoundError):
         Volume.from_id(vol_id, store=store).hydrate()
+
+
+# -- mount options: with_mount_options / read_only honoured by mount() ----------------------
+def test_mount_with_read_only_options_refuses_commits(local_store: Store, tmp_path: Path) -> None:
+    vol = Volume.from_name("ro", create_if_missing=True, store=local_store)
+    _put(vol, {"a.txt": b"A"})
+    for handle in (vol.with_mount_options(read_only=True), vol.read_only()):
+        with handle.mount(tmp_path / "mnt", background=False) as m:
+            assert m.read_only
+            assert (tmp_path / "mnt" / "a.txt").read_bytes() == b"A"
+            (tmp_path / "mnt" / "b.txt").write_bytes(b"B")
+            with pytest.raises(VolumeError, match="read-only"):
+                m.commit()
+        (tmp_path / "mnt" / "b.txt").unlink()
+    assert [e.path for e in vol.listdir("/")] == ["a.txt"]
+
+
+def test_mount_of_a_sub_path_shows_and_commits_only_that_folder(
+    store: Store, tmp_path: Path
+) -> None:
+    vol = Volume.from_name("big", create_if_missing=True, store=store)
+    _put(vol, {"users/a/x.txt": b"x", "users/b/y.txt": b"y", "top.txt": b"t"})
+    mnt = tmp_path / "mnt"
+    with vol.with_mount_options(sub_path="/users/a").mount(mnt, background=False) as m:
+        assert sorted(os.listdir(mnt)) == ["x.txt"]
+        (mnt / "new.txt").write_bytes(b"new")
+        (mnt / "x.txt").unlink()
+        assert m.commit("edit a") is not None
+        assert sorted(
+            e.path for e in vol.listdir("/", recursive=True) if e.type == FileEntryType.FILE
+        ) == [
+            "top.txt",
+            "users/a/new.txt",
+            "users/b/y.txt",
+        ]
+        _put(vol, {"users/a/z.txt": b"z", "users/b/w.txt": b"w"})  # another writer
+        m.reload()
+        assert sorted(os.listdir(mnt)) == ["new.txt", "z.txt"]
+        assert (mnt / "z.txt").read_bytes() == b"z"
+    # a sub_path that does not exist yet is created, as in Modal
+    with vol.with_mount_options(sub_path="fresh/dir").mount(tmp_path / "m2", background=False):
+        assert os.listdir(tmp_path / "m2") == []
+    assert vol.stat("fresh/dir").type == FileEntryType.DIRECTORY
+    with pytest.raises(InvalidError, match="not a folder"):
+        vol.with_mount_options(sub_path="top.txt").mount(tmp_path / "m3", background=False)
