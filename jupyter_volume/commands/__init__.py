@@ -23,6 +23,7 @@ module        what it holds
 ``files``     group: ls, put, get, cp, rm, du
 ``history``   group: history, diff, restore, verify, gc, retention, tag, untag
 ``mounts``    group: mount, unmount, commit, reload, status, browse (magic); shell (CLI)
+``dicts``     group: dict create|list|delete|clear|get|put|items
 ============  ==============================================================================
 
 Sizes and times are formatted by :mod:`jupyter_volume.formatting`, shared with the
@@ -113,6 +114,7 @@ GROUPS = (
     "files",
     "history",
     "mounts",
+    "dicts",
 )
 for _group in GROUPS:
     importlib.import_module(f"{__name__}.{_group}")

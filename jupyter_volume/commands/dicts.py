@@ -1,0 +1,220 @@
+"""Commands on Dicts, as Modal's ``modal dict``: ``dict create|list|delete|clear|get|put|items``.
+
+One command, ``dict``, whose first argument is the action; each action has its own
+arguments (``jupyter volume dict items --help``). The same grammar works as
+``%volume dict ...`` in a notebook, where tables render as HTML.
+
+Layer: a command group; imports ``dicts`` only inside handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..formatting import local_time
+from .context import Context
+from .exits import CommandError, HelpShown
+from .render import Column, Message, Result, Table
+from .routing import _Parser, command
+from .spec import PROGS, STORE_HELP, arg
+
+#: The actions of ``dict``, with the one-line help each shows.
+ACTIONS = {
+    "create": "create a Dict",
+    "list": "list the Dicts in the store",
+    "delete": "delete a Dict and every entry",
+    "clear": "remove every entry of a Dict",
+    "get": "show the value of one key (KEY is a string)",
+    "put": "set one key to a string value",
+    "items": "show the first N entries (default 20), or --all",
+}
+#: How many characters of a value's repr a table shows.
+PREVIEW = 80
+
+
+def _action_parser(prog: str, action: str) -> _Parser:
+    p = _Parser(prog=f"{prog} dict {action}", description=ACTIONS[action])
+    if action != "list":
+        p.add_argument("name", metavar="NAME", help="the Dict's name")
+    if action == "create":
+        p.add_argument("--allow-existing", action="store_true", help="succeed if it exists")
+    elif action in ("delete", "clear"):
+        p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+        if action == "delete":
+            p.add_argument(
+                "--allow-missing", action="store_true", help="succeed if it does not exist"
+            )
+    elif action == "get":
+        p.add_argument("key", metavar="KEY", help="the key (a string)")
+        p.add_argument("--json", action="store_true", help="print the value as JSON")
+    elif action == "put":
+        p.add_argument("key", metavar="KEY", help="the key (a string)")
+        p.add_argument("value", metavar="VALUE", help="the value (a string)")
+        p.add_argument("--skip-if-exists", action="store_true", help="write only if KEY is missing")
+    elif action == "items":
+        p.add_argument("n", metavar="N", nargs="?", type=int, default=20, help="how many")
+        p.add_argument("--all", action="store_true", help="show every entry")
+        p.add_argument("--json", action="store_true", help="print the entries as JSON")
+    if action == "list":
+        p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
+    return p
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 3] + "..."
+
+
+def _json_value(value: Any) -> Any:
+    """The value itself when JSON can hold it, else its repr."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+@command(
+    "dict",
+    "Dicts (key-value maps): create, list, delete, clear, get, put, items",
+    arg("action", metavar="ACTION", choices=tuple(ACTIONS), help=", ".join(ACTIONS)),
+    arg("rest", nargs=argparse.REMAINDER, metavar="...", help="the action's arguments"),
+    description=(
+        "Work with Dicts, shared key-value maps in the store (Modal's Dict).\n\n"
+        + "\n".join(f"  {a:8s}{h}" for a, h in ACTIONS.items())
+        + "\n\nRun `dict ACTION --help` for an action's arguments. Keys given here are strings."
+    ),
+)
+def cmd_dict(a: argparse.Namespace, ctx: Context) -> Result | None:
+    """Dispatch a ``dict`` action to its handler."""
+    prog = PROGS[ctx.frontend]
+    try:
+        sub = _action_parser(prog, a.action).parse_args(a.rest)
+    except HelpShown:
+        return None  # `dict ACTION --help` printed the action's help: nothing more to show
+    a.json = getattr(sub, "json", False)  # the front end reads it to choose the form
+    if sub.store:  # `--store` after the action's arguments
+        ctx.store_url = sub.store
+    return _HANDLERS[a.action](sub, ctx, prog)
+
+
+def _create(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
+    from ..dicts import Dict
+
+    store = ctx.store()
+    Dict.objects.create(s.name, allow_existing=s.allow_existing, store=store)
+    return Message(f"Created Dict {s.name!r} in {store.url}.", {"name": s.name})
+
+
+def _list(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
+    from ..dicts import Dict
+
+    store = ctx.store()
+    rows = []
+    for d in Dict.objects.list(store=store):
+        info = d.info()
+        rows.append(
+            {"name": info.name, "created_at": info.created_at, "created_by": info.created_by}
+        )
+    return Table(
+        [
+            Column("name", "Name"),
+            Column("created_at", "Created at", local_time),
+            Column("created_by", "Created by"),
+        ],
+        rows,
+        title=f"Dicts in {store.url}",
+        empty=f"No Dicts yet: create one with `{prog} dict create NAME`.",
+    )
+
+
+def _delete(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
+    from ..dicts import Dict
+    from ..errors import NotFoundError
+
+    store = ctx.store()
+    try:
+        Dict.from_name(s.name, store=store).info()
+    except NotFoundError:
+        if s.allow_missing:
+            return Message(f"No Dict {s.name!r} in {store.url}: nothing to delete.")
+        raise
+    if not s.yes and not ctx.confirm(f"Delete Dict {s.name!r} and every entry? [y/N] "):
+        raise CommandError(f"Dict {s.name!r} was not deleted")
+    Dict.objects.delete(s.name, allow_missing=s.allow_missing, store=store)
+    return Message(f"Deleted Dict {s.name!r}.")
+
+
+def _clear(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
+    from ..dicts import Dict
+
+    d = Dict.from_name(s.name, store=ctx.store())
+    d.info()  # NotFoundError before asking
+    if not s.yes and not ctx.confirm(f"Remove every entry of Dict {s.name!r}? [y/N] "):
+        raise CommandError(f"Dict {s.name!r} was not cleared")
+    d.clear()
+    return Message(f"Cleared Dict {s.name!r}.")
+
+
+def _get(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
+    from ..dicts import Dict
+    from ..errors import NotFoundError
+
+    d = Dict.from_name(s.name, store=ctx.store())
+    missing = object()
+    value = d.get(s.key, missing)
+    if value is missing:
+        raise NotFoundError(f"key {s.key!r} is not in Dict {s.name!r}")
+    text = value if isinstance(value, str) else repr(value)
+    return Message(text, {"key": s.key, "value": _json_value(value)})
+
+
+def _put(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
+    from ..dicts import Dict
+
+    d = Dict.from_name(s.name, store=ctx.store())
+    d.info()
+    if d.put(s.key, s.value, skip_if_exists=s.skip_if_exists):
+        return Message(f"Set {s.key!r} in Dict {s.name!r}.")
+    return Message(f"Key {s.key!r} exists in Dict {s.name!r}: left as it was.")
+
+
+def _items(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
+    from ..dicts import Dict
+
+    d = Dict.from_name(s.name, store=ctx.store())
+    rows, json_rows = [], []
+    for i, (key, value) in enumerate(d.items()):
+        if not s.all and i >= s.n:
+            break
+        rows.append({"key": repr(key), "value": _preview(value), "type": type(value).__name__})
+        json_rows.append(
+            {"key": key if isinstance(key, str) else repr(key), "value": _json_value(value)}
+        )
+    total = d.len()
+    shown = (
+        ""
+        if s.all or total <= len(rows)
+        else f" (first {len(rows)} of {total}; --all for every one)"
+    )
+    return Table(
+        [Column("key", "Key"), Column("value", "Value"), Column("type", "Type")],
+        rows,
+        title=f"Dict {s.name!r}{shown}",
+        empty=f"Dict {s.name!r} is empty.",
+        json_rows=json_rows,
+    )
+
+
+_HANDLERS = {
+    "create": _create,
+    "list": _list,
+    "delete": _delete,
+    "clear": _clear,
+    "get": _get,
+    "put": _put,
+    "items": _items,
+}

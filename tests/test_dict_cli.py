@@ -1,0 +1,136 @@
+"""``jupyter volume dict ...`` (real subprocesses) and ``%volume dict ...`` (a real IPython
+shell), on a local store and on SeaweedFS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import capture_output
+
+from jupyter_volume import Dict
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def run_cli(
+    url: str, env: dict[str, str], tmp: Path, *args: str, rc: int = 0, input: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
+    full_env.update(env, JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"))
+    p = subprocess.run(
+        [sys.executable, "-m", "jupyter_volume.cli", *args, "--store", url],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=None if input is None else input.decode(),
+    )
+    assert p.returncode == rc, f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
+    if rc:
+        assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
+def test_cli_dict_commands(opened: tuple[Any, str, dict[str, str]], tmp_path: Path) -> None:
+    _, url, env = opened
+
+    def cli(
+        *args: str, rc: int = 0, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(url, env, tmp_path, *args, rc=rc, input=input)
+
+    assert json.loads(cli("dict", "list", "--json").stdout) == []
+    assert "Created Dict 'cfg'" in cli("dict", "create", "cfg").stdout
+    assert "already exists" in cli("dict", "create", "cfg", rc=2).stderr
+    cli("dict", "create", "cfg", "--allow-existing")
+    cli("dict", "put", "cfg", "greeting", "hello")
+    assert (
+        "left as it was" in cli("dict", "put", "cfg", "greeting", "bye", "--skip-if-exists").stdout
+    )
+    assert cli("dict", "get", "cfg", "greeting").stdout == "hello\n"
+    assert json.loads(cli("dict", "get", "cfg", "greeting", "--json").stdout)["value"] == "hello"
+    assert "not in Dict 'cfg'" in cli("dict", "get", "cfg", "nope", rc=3).stderr
+
+    # entries written from Python show in items, with a preview of any value
+    d = Dict.from_name("cfg", store=url)
+    d.update({f"k{i:02d}": i for i in range(25)})
+    d[("a", 1)] = {"nested": [1, 2]}
+    out = cli("dict", "items", "cfg").stdout
+    assert "first 20 of 27" in out and "'greeting'" in out
+    assert len(json.loads(cli("dict", "items", "cfg", "5", "--json").stdout)) == 5
+    every = json.loads(cli("dict", "items", "cfg", "--all", "--json").stdout)
+    assert len(every) == 27
+    assert {"key": "greeting", "value": "hello"} in every
+    assert {"key": "('a', 1)", "value": {"nested": [1, 2]}} in every  # repr where JSON cannot
+    listed = json.loads(cli("dict", "list", "--json").stdout)
+    assert [x["name"] for x in listed] == ["cfg"]
+
+    # clear and delete ask first: with no terminal to ask on, they refuse unless -y
+    assert "pass --yes" in cli("dict", "clear", "cfg", rc=2, input=b"y\n").stderr
+    assert len(d) == 27
+    cli("dict", "clear", "cfg", "-y")
+    assert len(d) == 0 and "is empty" in cli("dict", "items", "cfg").stdout
+    assert "pass --yes" in cli("dict", "delete", "cfg", rc=2).stderr
+    cli("dict", "delete", "cfg", "-y")
+    assert "not found" in cli("dict", "items", "cfg", rc=3).stderr
+    cli("dict", "delete", "cfg", "--allow-missing")
+    assert "not found" in cli("dict", "delete", "cfg", "-y", rc=3).stderr
+
+    # usage mistakes: exit 2, one line
+    assert "invalid Dict name" in cli("dict", "create", "bad name", rc=2).stderr
+    assert "required: KEY" in cli("dict", "get", "cfg", rc=2).stderr
+    assert "invalid choice" in cli("dict", "bogus", rc=2).stderr
+    assert "usage: jupyter volume dict items" in cli("dict", "items", "--help").stdout
+
+
+@pytest.fixture(scope="module")
+def shell() -> Any:
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "jupyter_volume")
+    fmt = ip.display_formatter
+    saved = list(fmt.active_types), fmt.formatters["text/html"].enabled
+    fmt.active_types = ["text/plain", "text/html"]  # what a notebook front end asks for
+    fmt.formatters["text/html"].enabled = True
+    yield ip
+    fmt.active_types, fmt.formatters["text/html"].enabled = saved
+
+
+def test_magic_dict_commands(
+    shell: Any, opened: tuple[Any, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url, _ = opened
+    monkeypatch.setenv("JUPYTER_VOLUME_STORE", url)
+
+    def magic(line: str) -> tuple[Any, Any]:
+        with capture_output() as cap:
+            result = shell.run_line_magic("volume", line)
+        return result, cap
+
+    _, cap = magic("dict create shared")
+    assert "Created Dict 'shared'" in cap.stdout
+    magic("dict put shared color blue")
+    Dict.from_name("shared", store=url)["n"] = 3
+    result, cap = magic("dict items shared")
+    html = cap.outputs[0].data["text/html"]
+    assert "<table" in html and "&#x27;color&#x27;" in html and "&#x27;blue&#x27;" in html
+    assert magic("dict items shared --json")[0] == [
+        {"key": "color", "value": "blue"},
+        {"key": "n", "value": 3},
+    ]
+    assert magic("dict get shared n --json")[0]["value"] == 3
+    assert [x["name"] for x in magic("dict list --json")[0]] == ["shared"]
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("volume", "dict create 'bad name'")
+    assert "invalid Dict name" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(UsageError):
+        shell.run_line_magic("volume", "dict clear shared")  # no way to ask: needs -y
+    magic("dict delete shared -y")
+    assert magic("dict list --json")[0] == []
