@@ -89,7 +89,8 @@ class FaultProxy:
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str, str]] = []  # (method, target, fault or "ok")
-        self._forced: list[tuple[str, str | None, str | None]] = []
+        # (kind, method, path_contains, byte to damage for a bit flip or None: random)
+        self._forced: list[tuple[str, str | None, str | None, int | None]] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -143,18 +144,21 @@ class FaultProxy:
         if kind not in (*KINDS, BITFLIP):
             raise ValueError(f"unknown fault {kind!r}; known: {(*KINDS, BITFLIP)}")
         with self._lock:
-            self._forced.append((kind, method, path_contains))
+            self._forced.append((kind, method, path_contains, None))
 
-    def flip(self, n: int = 1, *, path_contains: str | None = None) -> None:
+    def flip(
+        self, n: int = 1, *, path_contains: str | None = None, at_byte: int | None = None
+    ) -> None:
         """Flip one bit in the body of each of the next ``n`` GET answers whose path
-        (query string excluded) contains ``path_contains``."""
+        (query string excluded) contains ``path_contains``: a random bit, or one of the
+        byte at offset ``at_byte`` of the body (when the body is that long)."""
         with self._lock:
-            self._forced.extend([(BITFLIP, "GET", path_contains)] * n)
+            self._forced.extend([(BITFLIP, "GET", path_contains, at_byte)] * n)
 
     def pending_flips(self) -> int:
         """How many forced bit flips have not happened yet."""
         with self._lock:
-            return sum(1 for kind, _m, _p in self._forced if kind == BITFLIP)
+            return sum(1 for kind, *_rest in self._forced if kind == BITFLIP)
 
     # -- serving ---------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -234,11 +238,13 @@ class FaultProxy:
             body += rfile.read(int(headers["content-length"]))
         return _Request(method.upper(), target, b"".join(lines), bytes(body))
 
-    def _pick_fault(self, request: _Request) -> str | None:
+    def _pick_fault(self, request: _Request) -> tuple[str | None, int | None]:
+        """The fault for ``request`` (None: relay it faithfully), and for a forced bit
+        flip the byte to damage (None: a random one)."""
         with self._lock:
             self.counts["requests"] += 1
             obj_path = request.target.split("?", 1)[0]
-            for i, (kind, method, path) in enumerate(self._forced):
+            for i, (kind, method, path, at_byte) in enumerate(self._forced):
                 if kind == BITFLIP:  # matched on the object's path, never on a listing query
                     if request.method != "GET" or (path is not None and path not in obj_path):
                         continue
@@ -246,10 +252,10 @@ class FaultProxy:
                     path is None or path in request.target
                 ):
                     del self._forced[i]
-                    return kind
+                    return kind, at_byte
             if self.fault_rate and self.rng.random() < self.fault_rate:
                 kinds = [k for k in KINDS if _applicable(k, request.method)]
-                return self.rng.choice(kinds)
+                return self.rng.choice(kinds), None
             if (
                 self.flip_rate
                 and request.method == "GET"
@@ -266,8 +272,8 @@ class FaultProxy:
                 )
                 and self.rng.random() < self.flip_rate
             ):
-                return BITFLIP
-            return None
+                return BITFLIP, None
+            return None, None
 
     def _record(self, request: _Request, outcome: str) -> None:
         with self._lock:
@@ -277,7 +283,7 @@ class FaultProxy:
 
     def _handle(self, conn: socket.socket, request: _Request) -> bool:
         """Serve one request; False when the client connection must be closed."""
-        fault = self._pick_fault(request)
+        fault, at_byte = self._pick_fault(request)
         if fault == "error500":
             self._record(request, fault)
             conn.sendall(
@@ -313,6 +319,8 @@ class FaultProxy:
         if fault == BITFLIP and body and status in (200, 206):
             with self._lock:
                 bit = self.rng.randrange(len(body) * 8)
+            if at_byte is not None and at_byte < len(body):
+                bit = at_byte * 8 + bit % 8
             damaged = bytearray(body)
             damaged[bit // 8] ^= 1 << (bit % 8)
             body = bytes(damaged)

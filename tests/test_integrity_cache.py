@@ -213,6 +213,12 @@ def test_flipped_bits_are_fetched_again_and_never_cached(
     errors, wrong = _read_all(vol, files)
     assert (errors, wrong) == ([], [])
     assert proxy.pending_flips() == 0 and proxy.counts[BITFLIP] == 3 * flips
+    # verify() reads past every cache; damage on the way is not reported as the store's
+    proxy.flip(flips, path_contains="/trees/")
+    proxy.flip(flips, path_contains="/index/")
+    report = vol.verify()
+    assert report.ok, report.errors
+    assert proxy.pending_flips() == 0
     store.close()
 
     seen = _fresh_process_reads(url, name, files, seaweedfs.env(), tmp_path)
@@ -314,3 +320,33 @@ def test_damaged_cache_entries_are_dropped_and_fetched_again(
     assert _read_all(vol, files) == ([], [])
     for p, data in before.items():  # each damaged entry was replaced by a good copy
         assert p.read_bytes() == data, p
+
+
+@pytest.mark.s3
+def test_gc_repacks_through_flipped_bits(
+    s3_volume: tuple[str, str, dict[str, bytes]],
+    proxy: FaultProxy,
+    seaweedfs: SeaweedFS,
+) -> None:
+    """Repacking reads whole packs: a damaged read is read again, never repacked."""
+    url, _name, _files = s3_volume
+    store = _through(proxy, seaweedfs, url)
+    vol = Volume.from_name("gc-flips", create_if_missing=True, store=store)
+    keep, drop = os.urandom(14_000), os.urandom(16_000)  # 'keep' is < half: repacked
+    with vol.batch_upload() as b:  # one pack, mostly 'drop'
+        b.put_file(io.BytesIO(keep), "keep.bin")
+        b.put_file(io.BytesIO(drop), "drop.bin")
+    vol.remove_file("drop.bin")
+    vol.set_retention(keep_last=1)
+    # 'keep' was packed first, so the damage lands in the bytes that are repacked
+    proxy.flip(READ_ATTEMPTS - 1, path_contains="/packs/", at_byte=100)
+    report = vol.gc(grace=0)
+    assert report.packs_repacked == 1 and proxy.counts[BITFLIP] == READ_ATTEMPTS - 1
+    store.close()
+    volume_mod._repos.clear()
+    direct = S3Store(
+        store.bucket, store.prefix, endpoint_url=seaweedfs.endpoint, client=_client(seaweedfs)
+    )
+    again = Volume.from_name("gc-flips", store=direct)
+    assert b"".join(again.read_file("keep.bin")) == keep
+    assert again.verify().ok

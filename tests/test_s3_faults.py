@@ -139,6 +139,10 @@ def test_bitflips_damage_exactly_one_bit_of_chosen_answers(
     assert proxied_store.get("vols/x/log/1") == data  # not matched
     assert proxied_store.get("vols/x/trees/ab/obj") == data  # only the next two
     assert proxy.counts[BITFLIP] == 2 and proxy.pending_flips() == 0
+    proxy.flip(path_contains="/trees/", at_byte=1000)
+    got = proxied_store.get("vols/x/trees/ab/obj")
+    assert [i for i in range(len(data)) if got[i] != data[i]] == [1000]
+    proxy.counts[BITFLIP] -= 1
     assert [o.key for o in proxied_store.list("vols/")]  # listings are never damaged
 
     proxy.flip_rate, proxy.flip_match = 0.5, ("/log/",)

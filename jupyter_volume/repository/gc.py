@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConflictError, InvalidError, NotFoundError
-from .codec import decode_chunk, dump_json, hash_bytes, load_json
-from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment, parse_pack_header
+from .codec import dump_json, hash_bytes, load_json
+from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment
 from .repo import CommitRecord, Repository, _upload_pool, seq_ranges
 from .tree import DIR, EMPTY_TREE, FILE
 
@@ -318,13 +318,10 @@ def _collect_once(
     if repack and not dry_run:
         writer = PackWriter(repo._put_pack, _upload_pool)
         for p in repack:
-            key = repo._pack_key(p)
-            data = store.get(key)
-            parse_pack_header(data, key)
+            # every live chunk is checked (and the pack read again if one fails) first
+            data = repo.get_pack_checked(p, live[p])
             for h, loc in live[p]:
-                stored = data[loc.offset : loc.offset + loc.length]
-                decode_chunk(loc.codec, stored, loc.raw_len, h, key)
-                writer.add(h, loc.codec, stored, loc.raw_len)
+                writer.add(h, loc.codec, data[loc.offset : loc.offset + loc.length], loc.raw_len)
         writer.finish()
         new_locs = dict(writer.new_chunks)
     report.packs_repacked = len(repack)

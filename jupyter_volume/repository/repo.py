@@ -503,16 +503,17 @@ class Repository:
             n += 1
 
     # -- objects -------------------------------------------------------------------------
-    def _get_verified(self, key: str, check: Callable[[bytes], T]) -> T:
+    def _get_verified(self, key: str, check: Callable[[bytes], T], *, cache: bool = True) -> T:
         """``check(bytes)`` of object ``key``, from the local cache or else the store.
 
         ``check`` raises CorruptionError when the bytes do not match the object's hash.
         A damaged cache entry is dropped and fetched again; bytes from the store reach
         the cache only after passing ``check``; a mismatch from the store is read again
         (``READ_ATTEMPTS`` in all) before it is reported, since it may have been damaged
-        on the way rather than on the store.
+        on the way rather than on the store. ``cache=False`` bypasses the cache entirely
+        (for verification, and for whole packs).
         """
-        cached = self.cache.get(key)
+        cached = self.cache.get(key) if cache else None
         if cached is not None:
             try:
                 return check(cached)
@@ -528,7 +529,8 @@ class Repository:
             except CorruptionError as e:
                 last = e
                 continue
-            self.cache.put(key, data)
+            if cache:
+                self.cache.put(key, data)
             return out
         assert last is not None
         raise CorruptionError(
@@ -539,13 +541,30 @@ class Repository:
     def _fetch_tree(self, h: str) -> bytes:
         return self._get_verified(self._tree_key(h), lambda data: node_json(h, data))
 
-    def _fetch_index(self, key: str) -> bytes:
+    def _fetch_index(self, key: str, *, cache: bool = True) -> bytes:
         def check(data: bytes) -> bytes:
             if hash_bytes(data) != key.rsplit("/", 1)[1]:
                 raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
             return data
 
-        return self._get_verified(key, check)
+        return self._get_verified(key, check, cache=cache)
+
+    def get_pack_checked(self, pack: str, chunks: list[tuple[str, ChunkLoc]]) -> bytes:
+        """The whole pack ``pack``, read again if any of ``chunks`` in it fails its hash.
+
+        For garbage collection's repacking; never cached. NotFoundError if it is gone.
+        """
+        key = self._pack_key(pack)
+
+        def check(data: bytes) -> bytes:
+            parse_pack_header(data, key)
+            for h, loc in chunks:
+                decode_chunk(
+                    loc.codec, data[loc.offset : loc.offset + loc.length], loc.raw_len, h, key
+                )
+            return data
+
+        return self._get_verified(key, check, cache=False)
 
     def _put_pack(self, pack_id: str, data: bytes) -> None:
         self.store.put(self._pack_key(pack_id), data)
@@ -713,14 +732,20 @@ class Repository:
         packs = PackWriter(self._put_pack, _upload_pool)
         for h, loc in doomed.items():
             key = self._pack_key(loc.pack)
-            try:
-                stored = self.store.get_range(key, loc.offset, loc.length)
-            except NotFoundError:
-                raise ConflictError(
-                    f"data this commit deduplicated against was deleted by garbage collection ({key}); "
-                    "commit again (a mount retries by itself)"
-                ) from None
-            decode_chunk(loc.codec, stored, loc.raw_len, h, key)
+            for attempt in range(READ_ATTEMPTS):  # a mismatch may be damage on the way
+                try:
+                    stored = self.store.get_range(key, loc.offset, loc.length)
+                except NotFoundError:
+                    raise ConflictError(
+                        f"data this commit deduplicated against was deleted by garbage collection ({key}); "
+                        "commit again (a mount retries by itself)"
+                    ) from None
+                try:
+                    decode_chunk(loc.codec, stored, loc.raw_len, h, key)
+                    break
+                except CorruptionError:
+                    if attempt + 1 == READ_ATTEMPTS:
+                        raise
             packs.add(h, loc.codec, stored, loc.raw_len)
         packs.finish()
         seg = encode_segment(packs.new_chunks)
@@ -936,7 +961,11 @@ class Repository:
         on damage.
         """
         report = VerifyReport()
-        fresh = Trees(lambda h: node_json(h, self.store.get(self._tree_key(h))))
+        # Every read checks the store, never a cache; a mismatch is read again before it
+        # is reported, so damage on the wire is not reported as damage on the store.
+        fresh = Trees(
+            lambda h: self._get_verified(self._tree_key(h), lambda d: node_json(h, d), cache=False)
+        )
         index = ChunkIndex()
         seen_trees: set[str] = set()
         chunks: dict[str, str] = {}  # hash -> a path using it
@@ -963,10 +992,7 @@ class Repository:
             self._verify_tree(fresh, rec.root, "", seen_trees, chunks, report, seq)
         for key in sorted(index_keys):
             try:
-                data = self.store.get(key)
-                if hash_bytes(data) != key.rsplit("/", 1)[1]:
-                    raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
-                index.add_object(key, data)
+                index.add_object(key, self._fetch_index(key, cache=False))
             except Exception as e:  # noqa: BLE001
                 report.errors.append(f"{key}: {e}")
         by_pack: dict[str, list[tuple[str, ChunkLoc, str]]] = {}
