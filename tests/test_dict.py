@@ -419,3 +419,19 @@ def test_unreachable_store_fails_with_one_line(tmp_path: Path) -> None:
         with pytest.raises(StoreError) as info:
             call()
         assert "\n" not in str(info.value) and endpoint in str(info.value)
+
+
+def test_environments_are_separate_namespaces(store: Store) -> None:
+    dev = Dict.from_name("shared-name", create_if_missing=True, store=store, environment_name="dev")
+    default = Dict.from_name("shared-name", create_if_missing=True, store=store)
+    dev["x"] = "dev"
+    default["x"] = "default"
+    assert dev.incr("n") == 1 and dev.incr("n") == 2  # conditional writes through the view
+    with dev.lock("l", timeout=5):
+        pass
+    assert (dev["x"], default["x"]) == ("dev", "default")
+    assert "n" not in default
+    assert [d.name for d in Dict.objects.list(store=store, environment_name="dev")] == [
+        "shared-name"
+    ]
+    assert all(k.startswith("envs/dev/") for k in objects(store) if dev.object_id in k)

@@ -14,8 +14,8 @@ take the same lock, so they never land between a conditional write's check and i
 replace; ``delete`` removes the lock file with the object (whoever waited on the old lock
 file sees that it is gone and locks the new one). The one window left: a plain ``put``
 already past its lock check when the key's *first* conditional write creates the lock
-file may land between that write's check and replace. Callers that mix the two on a key
-(the Dict does not) should make the first write of the key a conditional one.
+file may land between that write's check and replace, and be overwritten by it (a Dict's
+``d[k] = v`` racing the very first ``d.incr(k)`` is such a case; later ones are safe).
 """
 
 from __future__ import annotations

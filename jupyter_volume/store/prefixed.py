@@ -79,6 +79,19 @@ class PrefixedStore(Store):
         """Create ``key`` with ``data`` unless it exists; True if this call created it."""
         return self.inner.put_if_absent(self._key(key), data)
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """Return ``(data, token)`` of ``key`` (see :meth:`Store.put_if_match`)."""
+        try:
+            return self.inner.get_versioned(self._key(key))
+        except NotFoundError:
+            raise NotFoundError(f"no object {key!r} in store {self.url}") from None
+
+    def put_if_match(
+        self, key: str, data: bytes | bytearray | memoryview, token: str
+    ) -> str | None:
+        """Replace ``key`` if its version is still ``token``; the new token, or None."""
+        return self.inner.put_if_match(self._key(key), data, token)
+
     def delete(self, keys: Iterable[str]) -> None:
         """Delete every key in ``keys``; keys that do not exist are ignored."""
         self.inner.delete([self._key(k) for k in keys])
