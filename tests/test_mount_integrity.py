@@ -257,6 +257,25 @@ def test_put_directory_skips_non_utf8_names(store: Any, tmp_path: Path) -> None:
     assert sorted(e.path for e in fresh(vol).listdir("/data")) == ["data/good.txt"]
 
 
+def test_cli_put_names_skipped_paths(
+    opened: tuple[Any, str, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_volume.cli import main
+
+    _store, url, _env = opened
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "good.txt").write_text("good")
+    Path(os.fsdecode(os.fsencode(src) + b"/" + BAD)).write_bytes(b"bad")
+    assert main(["create", "v", "--store", url]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said in the output, not as a Python warning
+        assert main(["put", "v", str(src), "/data", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "Uploaded 1 file" in out
+    assert "Warning: Skipped 1 path(s): b'" in out and "/src/caf\\xe9.txt'" in out, out
+
+
 # -- items 3 and 4: a full disk, a read-only folder ---------------------------------------------
 
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidError, NotFoundError, VolumeError
+from ..errors import NotFoundError, VolumeError
 from ..formatting import human_size, local_time
 from .context import Context, fresh, in_volume, type_name
 from .exits import CommandError, UsageError
-from .render import Column, Message, Record, Result, Table
+from .render import Column, Message, Record, Result, Table, jsonable
 from .routing import command
 from .spec import AT, NAME, arg, flag, optional
 
@@ -56,17 +57,30 @@ def cmd_ls(a: argparse.Namespace, ctx: Context) -> Result:
     fresh(vol)
     entries = vol.listdir(a.path, recursive=a.recursive, at=a.at)
     where = in_volume(vol, a.path) + (f" at commit {a.at}" if a.at is not None else "")
-    return Table(
-        [
-            Column("path", "Path"),
-            Column("type", "Type"),
-            Column("mtime", "Modified", local_time),
-            Column("size", "Size", human_size, right=True),
-        ],
-        _entry_rows(entries),
+    rows = _entry_rows(entries)
+    columns = [
+        Column("path", "Path"),
+        Column("type", "Type"),
+        Column("mtime", "Modified", local_time),
+        Column("size", "Size", human_size, right=True),
+    ]
+    table = Table(
+        columns,
+        rows,
         title=f"Contents of {where}",
         empty=f"{where} is empty.",
+        # Modal's `volume ls --json` keys (filename, created_modified) beside ours
+        json_rows=[
+            {
+                **{c.key: jsonable(r[c.key]) for c in columns},
+                "filename": r["path"],
+                "created_modified": local_time(r["mtime"]),
+            }
+            for r in rows
+        ],
     )
+    table.pipe_text = "\n".join(r["path"] for r in rows)  # type: ignore[attr-defined]
+    return table
 
 
 def _local_totals(local: Path) -> tuple[int, int]:
@@ -147,11 +161,17 @@ def cmd_put(a: argparse.Namespace, ctx: Context) -> Result:
     bar = transfer_progress(
         f"put {target or '/'}", total_bytes=size, total_files=files, config=ctx.config
     )
+    skipped: list[str] = []
     try:
         batch = _counting_batch(vol, a.force, bar)
         with batch:
             if local.is_dir():
-                batch.put_directory(local, remote)
+                # what put_directory skips (names that are not UTF-8, FIFOs, ...) is part
+                # of this command's output, not a Python warning with a source line
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    batch.put_directory(local, remote)
+                skipped = [str(w.message).removeprefix("put_directory ") for w in caught]
             else:
                 batch.put_file(local, remote)
     except VolumeError:
@@ -168,8 +188,14 @@ def cmd_put(a: argparse.Namespace, ctx: Context) -> Result:
         else " (no changes: the volume had them already)"
     )
     return Message(
-        f"Uploaded {what} to {vol.name}:/{target}{done}.",
-        {"files": batch.files, "bytes": batch.bytes, "commit": info.seq if info else None},
+        f"Uploaded {what} to {vol.name}:/{target}{done}."
+        + "".join(f"\nWarning: {s[0].upper()}{s[1:]}" for s in skipped),
+        {
+            "files": batch.files,
+            "bytes": batch.bytes,
+            "commit": info.seq if info else None,
+            "skipped": skipped,
+        },
     )
 
 
@@ -267,15 +293,13 @@ def _get_to_stdout(vol: Volume, a: argparse.Namespace, ctx: Context) -> None:
 
     norm = normalize_path(a.remote)
     entries = list(vol.iterdir(a.remote, recursive=True, at=a.at))
-    is_glob = any(ch in norm for ch in "*?[")
-    if not is_glob and not (
-        len(entries) == 1 and entries[0].path == norm and entries[0].type != FileEntryType.DIRECTORY
-    ):
-        raise UsageError(f"{vol.name}:/{norm} is a folder: '-' (stdout) takes a file")
+    # a file (a link to one is followed), or, as Modal does, every file of a folder or glob
     files = [e for e in entries if e.type == FileEntryType.FILE]
+    if len(entries) == 1 and entries[0].path == norm and entries[0].type == FileEntryType.SYMLINK:
+        files = entries
     if not files:
-        if entries and entries[0].type == FileEntryType.SYMLINK:
-            raise InvalidError(f"{entries[0].path} is a symbolic link; links are not followed")
+        if entries and entries[0].type == FileEntryType.DIRECTORY:
+            return None  # an empty folder: nothing to write
         raise NotFoundError(f"no file in volume {vol.name!r} matches {a.remote}")
     out = ctx.write_bytes
     if out is None:
