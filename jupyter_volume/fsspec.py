@@ -300,12 +300,15 @@ class VolumeFileSystem(AbstractFileSystem):
                 vol = self._volumes[name] = Volume.from_name(name, **self._vkw)
             return vol
 
-    def _snapshot(self, name: str, ref: str | None) -> tuple[Volume, int | None]:
-        """The volume and the commit one call reads: ``ref``'s, else the newest."""
+    def _snapshot(self, name: str, ref: str | None) -> tuple[Volume, int]:
+        """The volume and the commit one call reads: ``ref``'s, else the newest.
+
+        Every read of one call names this commit, so a call that looks twice (``ls``:
+        the path, then its entries) never mixes two commits.
+        """
         vol = self._volume(name)
         if ref is None:
-            vol.refresh()  # reads see the newest commit (reads below use at=None)
-            return vol, None
+            return vol, vol.refresh().seq
         if ref.isdigit():
             return vol, int(ref)
         tags = vol.tags()
@@ -355,7 +358,7 @@ class VolumeFileSystem(AbstractFileSystem):
             return {"name": "", "size": 0, "type": "directory"}
         vol, at = self._snapshot(name, ref)
         fe = vol.stat(inner or "/", at=at)
-        out = self._info(name, ref, fe, at if at is not None else vol.seq)
+        out = self._info(name, ref, fe, at)
         if not inner:
             out["name"] = self._full(name, ref, "")
         return out
@@ -376,7 +379,7 @@ class VolumeFileSystem(AbstractFileSystem):
             out: list[dict] = [{"name": v.name, "size": 0, "type": "directory"} for v in vols]
         else:
             vol, at = self._snapshot(name, ref)
-            seq = at if at is not None else vol.seq
+            seq = at
             fe = vol.stat(inner or "/", at=at)
             if fe.type != FileEntryType.DIRECTORY:
                 out = [self._info(name, ref, fe, seq)]
@@ -401,7 +404,7 @@ class VolumeFileSystem(AbstractFileSystem):
             return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail)
         try:
             vol, at = self._snapshot(name, ref)
-            seq = at if at is not None else vol.seq
+            seq = at
             top = vol.stat(inner or "/", at=at)
         except FileNotFoundError:
             return {} if detail else []
