@@ -216,6 +216,7 @@ def test_flipped_bits_are_fetched_again_and_never_cached(
     # verify() reads past every cache; damage on the way is not reported as the store's
     proxy.flip(flips, path_contains="/trees/")
     proxy.flip(flips, path_contains="/index/")
+    proxy.flip(flips, path_contains="/packs/", at_byte=10)  # packs start with chunk bytes
     report = vol.verify()
     assert report.ok, report.errors
     assert proxy.pending_flips() == 0

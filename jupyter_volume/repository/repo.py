@@ -1010,20 +1010,36 @@ class Repository:
                 if not read_data:
                     self.store.stat(key)
                     continue
-                data = self.store.get(key)
-                report.bytes_read += len(data)
-                parse_pack_header(data, key)
-                for h, loc, path in items:
+                # Chunks that fail are read again (READ_ATTEMPTS in all) before they are
+                # reported: damage on the way is not damage on the store.
+                failed: list[tuple[str, ChunkLoc, str, CorruptionError]] = []
+                todo = items
+                for attempt in range(READ_ATTEMPTS):
+                    data = self.store.get(key)
+                    report.bytes_read += len(data)
                     try:
-                        decode_chunk(
-                            loc.codec,
-                            data[loc.offset : loc.offset + loc.length],
-                            loc.raw_len,
-                            h,
-                            key,
-                        )
-                    except CorruptionError as e:
-                        report.errors.append(f"{path}: {e}")
+                        parse_pack_header(data, key)
+                    except CorruptionError:
+                        if attempt + 1 == READ_ATTEMPTS:
+                            raise
+                        continue
+                    failed = []
+                    for h, loc, path in todo:
+                        try:
+                            decode_chunk(
+                                loc.codec,
+                                data[loc.offset : loc.offset + loc.length],
+                                loc.raw_len,
+                                h,
+                                key,
+                            )
+                        except CorruptionError as e:
+                            failed.append((h, loc, path, e))
+                    if not failed:
+                        break
+                    todo = [(h, loc, path) for h, loc, path, _e in failed]
+                for _h, _loc, path, e in failed:
+                    report.errors.append(f"{path}: {e}")
             except Exception as e:  # noqa: BLE001
                 report.errors.append(f"pack {key} (used by {items[0][2]}): {e}")
         return report
