@@ -64,7 +64,7 @@ from typing import Any
 
 from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
-from .lease import CLOCK_SLACK, Lease, expired, store_now
+from .lease import CLOCK_SLACK, Lease, is_expired, store_now
 from .store import Store, environment_store, open_store, resolve_environment
 
 __all__ = [
@@ -313,9 +313,23 @@ def _delete_prefix(store: Store, prefix: str) -> int:
 
 
 def _sweep_ephemeral(store: Store) -> list[str]:
-    """Delete ephemeral Dicts whose owner stopped renewing their lease; their ids."""
+    """Delete ephemeral Dicts whose owner stopped renewing their lease; their ids.
+
+    Each lease records its own ttl; age is judged by the store's clock (see
+    :mod:`jupyter_volume.lease`), so a slow owner on another machine is never swept early.
+    """
+    leases = list(store.list(EPHEMERAL_LEASES))
+    if not leases:
+        return []
+    now = store_now(store)
     gone = []
-    for info in expired(store, EPHEMERAL_LEASES, EPHEMERAL_TTL):
+    for info in leases:
+        try:
+            ttl = float(json.loads(store.get(info.key)).get("ttl", EPHEMERAL_TTL))
+        except (NotFoundError, ValueError, AttributeError):
+            continue  # released meanwhile, or not ours
+        if not is_expired(info, now, ttl):
+            continue
         dict_id = info.key[len(EPHEMERAL_LEASES) :]
         _delete_prefix(store, f"dicts/{dict_id}/")
         store.delete([info.key])
@@ -385,6 +399,7 @@ class _DictManager:
         if max_objects is not None and max_objects < 0:
             raise InvalidError("max_objects cannot be negative")
         base, env, s = _open(store, environment_name)
+        _sweep_ephemeral(s)  # ordinary operations reclaim abandoned ephemeral Dicts
         cutoff: float | None = None
         if created_before is not None:
             if isinstance(created_before, str):
@@ -535,7 +550,8 @@ class Dict(MutableMapping[Any, Any]):
         base, env, s = _open(store, environment_name)
         _sweep_ephemeral(s)
         doc = _config_doc(uuid.uuid4().hex, None)
-        lease = Lease(s, EPHEMERAL_LEASES + doc["id"], ttl=_ttl or EPHEMERAL_TTL)
+        ttl = _ttl or EPHEMERAL_TTL
+        lease = Lease(s, EPHEMERAL_LEASES + doc["id"], ttl=ttl, payload=_dump({"ttl": ttl}))
         lease.start()  # before the config: a sweep never sees a Dict without a lease
         try:
             s.put(f"dicts/{doc['id']}/config", _dump(doc))

@@ -12,11 +12,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from typing import Any
 
 import pytest
 
 from jupyter_volume import Dict
+from jupyter_volume.lease import CLOCK_SLACK, store_now
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -26,8 +28,9 @@ CHILD = textwrap.dedent(
     from jupyter_volume import Dict
 
     mode, url, name = sys.argv[1:4]
-    d = Dict.from_name(name, store=url)
-    d.len()  # resolve the handle and open connections before the race starts
+    if mode != "ephemeral":
+        d = Dict.from_name(name, store=url)
+        d.len()  # resolve the handle and open connections before the race starts
     if mode == "race":
         me, increments = sys.argv[4], int(sys.argv[5])
         print("ready", flush=True)
@@ -49,6 +52,11 @@ CHILD = textwrap.dedent(
             d["holder-done"] = True  # written while the lock is still ours
             assert not lock.lost
         print("released", flush=True)
+    elif mode == "ephemeral":
+        with Dict.ephemeral(store=url, _ttl=float(sys.argv[4])) as e:
+            e["x"] = 1
+            print(e.object_id, flush=True)
+            time.sleep(3600)
     elif mode == "hold-forever":
         with d.lock("L", lease=float(sys.argv[4])):
             print("held", flush=True)
@@ -171,5 +179,41 @@ def test_lock_of_a_killed_holder_frees_after_its_lease(
             holder.kill()
             holder.wait()
         for pipe in (holder.stdin, holder.stdout, holder.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_ephemeral_dict_of_a_killed_owner_is_reclaimed(
+    opened: tuple[Any, str, dict[str, str]],
+) -> None:
+    store, url, _ = opened
+    ttl = 2.0
+    owner = spawn(url, "-", "ephemeral", ttl)
+    try:
+        assert owner.stdout is not None
+        dict_id = owner.stdout.readline().strip()
+        assert dict_id, owner.stderr.read() if owner.stderr else ""
+        lease_key = f"leases/dicts/{dict_id}"
+        created = store.stat(lease_key).mtime
+        # alive and renewing: a sweep long after one ttl (by the store's clock) keeps it
+        while store_now(store) < created + 2 * ttl + CLOCK_SLACK:
+            time.sleep(0.2)
+        Dict.objects.list(store=url)  # sweeps
+        assert Dict.from_id(dict_id, store=url)["x"] == 1
+        os.kill(owner.pid, signal.SIGKILL)
+        assert owner.wait(timeout=60) == -signal.SIGKILL
+        last_renewal = store.stat(lease_key).mtime
+        Dict.objects.list(store=url)  # too early (unless the machine stalled a whole ttl)
+        if store_now(store) - last_renewal <= ttl:
+            assert store.exists(lease_key)
+        while store_now(store) <= last_renewal + ttl + CLOCK_SLACK:
+            time.sleep(0.2)
+        Dict.objects.list(store=url)
+        assert list(store.list(f"dicts/{dict_id}/")) == [] and not store.exists(lease_key)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        for pipe in (owner.stdin, owner.stdout, owner.stderr):
             if pipe is not None:
                 pipe.close()
