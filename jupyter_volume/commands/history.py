@@ -14,14 +14,23 @@ from .context import Context, fresh, in_volume, type_name
 from .exits import EXIT_FAILURE, EXIT_OK
 from .render import Column, Message, Record, Result, Table, jsonable
 from .routing import command
-from .spec import NAME, arg, commit_arg, duration, flag, non_negative_int, option, optional
+from .spec import (
+    NAME,
+    arg,
+    commit_arg,
+    count_option,
+    duration_option,
+    flag,
+    non_negative_int,
+    optional,
+)
 
 
 @command(
     "history",
     "list a volume's commits, newest first",
     NAME,
-    option("-n", "--limit", metavar="N", type=non_negative_int, help="show only the newest N"),
+    count_option("-n", "--limit", help="show only the newest N"),
     table=True,
 )
 def cmd_history(a: argparse.Namespace, ctx: Context) -> Result:
@@ -168,12 +177,7 @@ def cmd_verify(a: argparse.Namespace, ctx: Context) -> Result:
     "expire history outside the retention policy and free its space",
     NAME,
     flag("--dry-run", help="report what would be freed; change nothing"),
-    option(
-        "--grace",
-        metavar="DURATION",
-        type=duration,
-        help="override the policy's grace period (e.g. 0, 10m, 1h)",
-    ),
+    duration_option("--grace", "override the policy's grace period (e.g. 0, 10m, 1h)"),
     table=True,
 )
 def cmd_gc(a: argparse.Namespace, ctx: Context) -> Result:
@@ -222,37 +226,14 @@ def cmd_gc(a: argparse.Namespace, ctx: Context) -> Result:
     "retention",
     "show or set which history gc keeps",
     NAME,
-    option("--keep-last", metavar="N", type=non_negative_int, help="keep the newest N commits"),
-    option(
-        "--keep-within",
-        metavar="DURATION",
-        type=duration,
-        help="keep commits younger than this (e.g. 7d)",
+    count_option("--keep-last", help="keep the newest N commits"),
+    duration_option("--keep-within", "keep commits younger than this (e.g. 7d)"),
+    count_option("--keep-hourly", help="keep the newest commit of each of the last N hours"),
+    count_option("--keep-daily", help="keep the newest commit of each of the last N days"),
+    duration_option(
+        "--squash-auto-after", "thin background commits older than this to one per run"
     ),
-    option(
-        "--keep-hourly",
-        metavar="N",
-        type=non_negative_int,
-        help="keep the newest commit of each of the last N hours",
-    ),
-    option(
-        "--keep-daily",
-        metavar="N",
-        type=non_negative_int,
-        help="keep the newest commit of each of the last N days",
-    ),
-    option(
-        "--squash-auto-after",
-        metavar="DURATION",
-        type=duration,
-        help="thin background commits older than this to one per run",
-    ),
-    option(
-        "--grace",
-        metavar="DURATION",
-        type=duration,
-        help="wait this long before deleting condemned data (default 1h)",
-    ),
+    duration_option("--grace", "wait this long before deleting condemned data (default 1h)"),
     flag("--keep-all", help="go back to keeping every commit"),
     table=True,
 )

@@ -28,7 +28,9 @@ __all__ = [
     "Arg",
     "arg",
     "commit_arg",
+    "count_option",
     "duration",
+    "duration_option",
     "flag",
     "non_negative_int",
     "option",
@@ -131,6 +133,16 @@ OPTIONAL_NAME = arg(
     help="the mounted volume (optional when only one is mounted)",
 )
 AT = arg("--at", metavar="COMMIT", type=non_negative_int, default=None, help="read an older commit")
+
+
+def duration_option(flag: str, help: str) -> Arg:
+    """An option taking a duration (``--grace 1h``): seconds, None unless given."""
+    return option(flag, metavar="DURATION", type=duration, help=help)
+
+
+def count_option(*flags: str, help: str) -> Arg:
+    """An option taking a whole number >= 0 (``--keep-last N``): None unless given."""
+    return option(*flags, metavar="N", type=non_negative_int, help=help)
 
 
 def commit_arg(help: str) -> Arg:

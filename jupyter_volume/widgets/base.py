@@ -12,7 +12,7 @@ import html
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
@@ -122,32 +122,16 @@ class BrowserPart:
     history_select: W.Select
     restore_path: W.Text
 
-    # implemented by one part (or the browser), used by the others
-    def refresh(self) -> None:
-        """Re-read the newest commit and show it (see VolumeBrowser.refresh)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # implemented by one part (or the browser), used by the others
 
-    def _load_listing(self) -> None:
-        raise NotImplementedError
-
-    def _sort_and_filter(self) -> None:
-        raise NotImplementedError
-
-    def _render(self) -> None:
-        raise NotImplementedError
-
-    def _view_change(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def _selected_entries(self) -> list[FileEntry]:
-        raise NotImplementedError
-
-    def _one_selected(self, what: str) -> FileEntry:
-        raise NotImplementedError
-
-    def _show_mode(self) -> None:
-        """Show whether the head or an old commit (read only) is browsed, in every part."""
-        raise NotImplementedError
+        def refresh(self) -> None: ...
+        def _load_listing(self) -> None: ...
+        def _sort_and_filter(self) -> None: ...
+        def _render(self) -> None: ...
+        def _show_mode(self) -> None: ...
+        def _view_change(self) -> AbstractContextManager[None]: ...
+        def _selected_entries(self) -> list[FileEntry]: ...
+        def _one_selected(self, what: str) -> FileEntry: ...
 
     # -- construction ----------------------------------------------------------------------------
     def _w(self, cls: type[W.Widget], **kw: Any) -> Any:

@@ -199,20 +199,12 @@ class HistoryPart(BrowserPart):
     @handler
     def ask_restore_tree(self) -> None:
         """Ask for confirmation to restore the whole tree to the browsed commit."""
-        if self.at is None:
-            raise InvalidError("select a commit in the history first")
-        seq = self.at
-        self._ask(
-            f"Restore the <b>whole volume</b> to commit #{seq}? This is a new commit; nothing in between is lost.",
-            "Restore tree",
-            functools.partial(self._restore, seq, None),
-        )
+        self._ask_restore(None)
 
     @handler
     def ask_restore_path(self) -> None:
         """Ask for confirmation to restore one path (from the form) to the browsed commit."""
-        if self.at is None:
-            raise InvalidError("select a commit in the history first")
+        self._browsed_commit()
         text = self.restore_path.value.strip()
         if not text:
             raise InvalidError(
@@ -221,11 +213,26 @@ class HistoryPart(BrowserPart):
         p = normalize_path(text)
         if not p:
             raise InvalidError("to restore everything, use 'Restore whole tree…'")
-        seq = self.at
+        self._ask_restore(p)
+
+    def _browsed_commit(self) -> int:
+        if self.at is None:
+            raise InvalidError("select a commit in the history first")
+        return self.at
+
+    def _ask_restore(self, path: str | None) -> None:
+        """Ask to restore ``path`` (None: the whole tree) as it was at the browsed commit."""
+        seq = self._browsed_commit()
+        if path is None:
+            what, action = "the <b>whole volume</b> to commit", "Restore tree"
+            tail = "This is a new commit"
+        else:
+            what, action = f"<b>{html.escape(path)}</b> as it was at commit", "Restore"
+            tail = "A new commit"
         self._ask(
-            f"Restore <b>{html.escape(p)}</b> as it was at commit #{seq}? A new commit; nothing in between is lost.",
-            "Restore",
-            functools.partial(self._restore, seq, p),
+            f"Restore {what} #{seq}? {tail}; nothing in between is lost.",
+            action,
+            functools.partial(self._restore, seq, path),
         )
 
     def _restore(self, seq: int, path: str | None) -> None:
