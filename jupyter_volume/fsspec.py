@@ -99,8 +99,11 @@ class _Pending:
         raise InvalidError("pending volume writes are committed by their transaction")
 
     def discard(self) -> None:
-        """Drop this write."""
-        self._source = b""
+        """Drop this write (closing the file it would have read, if any)."""
+        src, self._source = self._source, b""
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
 
 
 class VolumeTransaction(Transaction):

@@ -404,3 +404,20 @@ def test_reader_fetches_only_the_covering_chunks(local_store: Store) -> None:
     assert bytes(out) == data
     reads = len(data) // (64 << 10)
     assert 0 < counting.count("get_range", prefix=packs) < reads // 10
+
+
+def test_cp_from_a_commit_and_across_volumes(lfs: VolumeFileSystem) -> None:
+    a, b = _name(), _name()
+    lfs.pipe(f"{a}/f.txt", b"old")
+    seq = lfs.info(f"{a}/f.txt")["commit"]
+    lfs.pipe(f"{a}/f.txt", b"new")
+    lfs.cp(f"volume://{a}@{seq}/f.txt", f"volume://{a}/restored.txt")
+    lfs.cp(f"volume://{a}/f.txt", f"volume://{b}/copied.txt")  # creates volume b
+    assert lfs.cat(f"{a}/restored.txt") == b"old"
+    assert lfs.cat(f"{b}/copied.txt") == b"new"
+    n = commits(lfs, a)
+    with lfs.transaction:  # copies inside a transaction join its one commit
+        lfs.cp(f"{a}/f.txt", f"{a}/t/1.txt")
+        lfs.pipe(f"{a}/t/2.txt", b"two")
+    assert commits(lfs, a) == n + 1
+    assert lfs.cat(f"{a}/t/1.txt") == b"new"
