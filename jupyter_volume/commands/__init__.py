@@ -24,6 +24,7 @@ module        what it holds
 ``history``   group: history, diff, restore, verify, gc, retention, tag, untag
 ``mounts``    group: mount, unmount, commit, reload, status, browse (magic); shell (CLI)
 ``dicts``     group: dict create|list|delete|clear|get|put|items
+``nfs``       group: nfs create|list|ls|put|get|rm|delete|mount|unmount|status
 ============  ==============================================================================
 
 Sizes and times are formatted by :mod:`jupyter_volume.formatting`, shared with the
@@ -53,55 +54,29 @@ from __future__ import annotations
 
 import importlib
 
+from . import exits, render
 from .context import Context
-from .exits import (
-    EXIT_CODES_HELP,
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_USAGE,
-    CommandError,
-    HelpShown,
-    UsageError,
-    exit_code_for,
-    is_user_error,
-    one_line,
-)
-from .render import Column, DisplayObject, Group, Message, Record, Result, Table
+
+# The exit codes, the error classes and the result kinds are this package's API as they
+# stand in their modules: each module's __all__ says which names.
+from .exits import *  # noqa: F403
+from .render import *  # noqa: F403
 from .routing import COMMANDS, Command, build_parser, command, help_text, parse, run
 from .spec import FRONTENDS, PROGS, arg
 
 __all__ = [
+    *exits.__all__,
+    *render.__all__,
     "COMMANDS",
-    "EXIT_CODES_HELP",
-    "EXIT_FAILURE",
-    "EXIT_INTERRUPTED",
-    "EXIT_NOT_FOUND",
-    "EXIT_OK",
-    "EXIT_USAGE",
     "FRONTENDS",
     "GROUPS",
     "PROGS",
-    "Column",
     "Command",
-    "CommandError",
     "Context",
-    "DisplayObject",
-    "Group",
-    "HelpShown",
-    "Message",
-    "Record",
-    "Result",
-    "Table",
-    "UsageError",
     "arg",
     "build_parser",
     "command",
-    "exit_code_for",
     "help_text",
-    "is_user_error",
-    "one_line",
     "parse",
     "run",
 ]
@@ -115,6 +90,7 @@ GROUPS = (
     "history",
     "mounts",
     "dicts",
+    "nfs",
 )
 for _group in GROUPS:
     importlib.import_module(f"{__name__}.{_group}")
