@@ -194,7 +194,7 @@ def _special_kind(st_mode: int) -> str | None:
     return None
 
 
-NOT_UTF8 = "the name is not valid UTF-8 (rename it to commit it)"
+NOT_UTF8 = "the name is not valid UTF-8; rename it to commit it"
 TOO_LONG = "the path is longer than the system allows"
 
 

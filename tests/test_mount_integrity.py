@@ -411,6 +411,7 @@ def test_background_failure_warns_once_per_error_and_clears(store: Any, tmp_path
 
 def test_skipped_paths_warn_after_the_cell_once(store: Any, tmp_path: Path) -> None:
     from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
 
     vol = Volume.lookup("v", create_if_missing=True, store=store)
     shell = InteractiveShell.instance()
@@ -432,6 +433,11 @@ def test_skipped_paths_warn_after_the_cell_once(store: Any, tmp_path: Path) -> N
         skipped = [w for w in rec if "not committed" in str(w.message)]
         assert len(skipped) == 1, [str(w.message) for w in rec]
         assert "b'caf\\xe9.txt'" in str(skipped[0].message)
+        shell.run_line_magic("load_ext", "jupyter_volume")
+        with capture_output() as cap:
+            shell.run_line_magic("volume", "status")
+        shown = cap.stdout + "".join(o.data.get("text/plain", "") for o in cap.outputs)
+        assert "not committed  b'caf\\xe9.txt' (the name is not valid UTF-8" in shown, shown
         shell.run_cell("m.unmount()")
     finally:
         InteractiveShell.clear_instance()
