@@ -179,6 +179,7 @@ def cmd_status(a: argparse.Namespace, ctx: Context) -> Result:
                 "modified": list(st.modified),
                 "deleted": list(st.deleted),
                 "last_error": st.last_error,
+                "skipped": dict(st.skipped),
             }
         )
         for kind, paths in (
@@ -187,6 +188,10 @@ def cmd_status(a: argparse.Namespace, ctx: Context) -> Result:
             ("deleted", st.deleted),
         ):
             changes.extend({"volume": m.volume.name, "change": kind, "path": p} for p in paths)
+        changes.extend(  # never committed: a name that is not UTF-8, a FIFO, ...
+            {"volume": m.volume.name, "change": "not committed", "path": f"{p} ({why})"}
+            for p, why in sorted(st.skipped.items())
+        )
     summary = Table(
         [
             Column("volume", "Volume"),
