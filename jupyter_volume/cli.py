@@ -24,9 +24,7 @@ def _confirm(prompt: str) -> bool:
     from .commands import UsageError
 
     if not sys.stdin.isatty():
-        raise UsageError(
-            "refusing to delete without confirmation (stdin is not a terminal): pass --yes"
-        )
+        raise UsageError("this needs confirmation and stdin is not a terminal: pass --yes (-y)")
     try:
         answer = input(prompt)
     except EOFError:
@@ -34,8 +32,59 @@ def _confirm(prompt: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+#: The exit code of an unexpected exception (a bug), as sysexits' EX_SOFTWARE.
+EXIT_BUG = 70
+
+
 def _write_stdout(data: bytes) -> None:
+    if sys.stdout is None:  # started with stdout closed (`... - >&-`)
+        from .commands import CommandError
+
+        raise CommandError("standard output is closed: give a local path instead of '-'")
     sys.stdout.buffer.write(data)
+
+
+def _report_bug(exc: BaseException) -> int:
+    """Write the traceback to a file, say where in one line, and return :data:`EXIT_BUG`."""
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    where = "(could not be written)"
+    try:
+        from .paths import cache_dir
+
+        folder = cache_dir() / "tracebacks"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+        path.write_text(f"jupyter volume {' '.join(sys.argv[1:])}\n\n{text}")
+        where = str(path)
+    except Exception:  # noqa: BLE001 - the report must not fail in turn
+        pass
+    print(
+        f"{PROG}: error: this is a bug in jupyter-volume ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else ''}); the traceback is in {where}: "
+        "please report it",
+        file=sys.stderr,
+    )
+    return EXIT_BUG
+
+
+def _print_result(result: object, args: object) -> None:
+    if sys.stdout is None:
+        return
+    pipe_text = getattr(result, "pipe_text", None)
+    if getattr(args, "json", False):
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]
+    elif pipe_text is not None and not sys.stdout.isatty():
+        # As Modal's `ls` into a pipe: one path per line, nothing else.
+        if pipe_text:
+            print(pipe_text)
+    else:
+        print(
+            result.text(),  # type: ignore[attr-defined]
+            file=sys.stderr if getattr(result, "to_stderr", False) else sys.stdout,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,14 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         result = commands.run(args, ctx)
         if result is not None:
-            if getattr(args, "json", False):
-                print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
-            else:
-                print(
-                    result.text(),
-                    file=sys.stderr if getattr(result, "to_stderr", False) else sys.stdout,
-                )
-        sys.stdout.flush()
+            _print_result(result, args)
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return commands.EXIT_INTERRUPTED
@@ -82,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         code = commands.exit_code_for(e)
         if code is None:
-            raise  # a bug: the traceback is what a bug report needs
+            return _report_bug(e)  # a bug: the traceback goes to a file for the report
         print(f"{PROG}: error: {commands.one_line(e)}", file=sys.stderr)
         return code
     return result.exit_code if result is not None else commands.EXIT_OK

@@ -34,6 +34,41 @@ def _confirm(prompt: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def strip_comment(line: str) -> str:
+    """``line`` without a trailing ``# comment``, the way a shell reads one.
+
+    IPython hands a line magic everything after its name, comments included. As in a
+    shell, ``#`` starts a comment only at the start of a word and outside quotes, so
+    ``a#b``, ``"x # y"`` and ``\\#`` stay, and an apostrophe inside the comment is never
+    taken for an opening quote.
+    """
+    quote: str | None = None
+    at_word_start = True
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if quote is not None:
+            if c == quote:
+                quote = None
+            elif c == "\\" and quote == '"':
+                i += 1
+        elif c == "\\":
+            i += 1
+        elif c in "'\"":
+            quote = c
+        elif c == "#" and at_word_start:
+            return line[:i].rstrip()
+        at_word_start = quote is None and c.isspace()
+        i += 1
+    return line
+
+
+def split_line(line: str) -> list[str]:
+    """The arguments of a ``%volume`` line: a trailing comment dropped, then split as
+    a shell does."""
+    return shlex.split(strip_comment(line))
+
+
 class _TextOut:
     """``get NAME PATH -`` in a notebook: the file's text goes to the cell's output."""
 
@@ -55,7 +90,7 @@ class VolumeMagics(Magics):
     @line_magic
     def volume(self, line: str = "") -> Any:
         try:
-            argv = shlex.split(line)
+            argv = split_line(line)
         except ValueError as e:
             raise UsageError(f"%volume: cannot split the line into arguments: {e}") from None
         out = _TextOut()

@@ -204,7 +204,7 @@ def test_every_file_and_volume_command(shell: Any, env: str) -> None:
     info = magic(shell, "info vol --json")[0]
     assert info["name"] == "vol" and info["head"] == head + 1
 
-    say(shell, "rename vol vol2")
+    say(shell, "rename vol vol2 -y")
     assert "not found" in refused(shell, "ls vol")
     assert "--yes" in refused(shell, "delete vol2")  # no stdin to ask on in this shell
     assert "Deleted volume 'vol2'" in say(shell, "delete vol2 --yes")

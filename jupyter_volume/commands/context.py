@@ -33,29 +33,48 @@ class Context:
     frontend: str
     config: VolumeConfig
     store_url: str | None = None
+    environment: str | None = None  # -e/--env; None: $JUPYTER_VOLUME_ENV or the config's
     confirm: Callable[[str], bool] = _no_confirm
     write_bytes: Callable[[bytes], Any] | None = None  # `get NAME PATH -`
     info: Callable[[str], Any] = field(default=lambda s: print(s, file=sys.stderr))
 
-    def store(self) -> Store:
-        """The store the command works on (``--store``, else the configured one)."""
+    def store(self, *, create: bool = False) -> Store:
+        """The store the command works on (``--store``, else the configured one).
+
+        A store named with ``--store`` must exist unless ``create`` (only ``create`` and
+        ``mount --create`` make one): a typo is an error, not a new empty store.
+        """
         from ..config import get_store
 
+        if self.store_url and not create:
+            from ..store import check_store_exists
+
+            check_store_exists(self.store_url)
         return get_store(self.store_url, self.config)
 
+    @property
+    def environment_name(self) -> str:
+        """The environment the command works in ("" is the default one)."""
+        from ..store import resolve_environment
+
+        return resolve_environment(self.environment)
+
     def volume(self, name: str, *, create: bool = False) -> Volume:
-        """Volume ``name`` in the context's store; NotFoundError if it does not exist."""
+        """Volume ``name`` in the context's store and environment; NotFoundError if it
+        does not exist (unless ``create``)."""
         from ..volume import Volume
 
-        return Volume.lookup(name, store=self.store(), create_if_missing=create)
+        return Volume.lookup(
+            name,
+            store=self.store(create=create),
+            environment_name=self.environment_name,
+            create_if_missing=create,
+        )
 
 
 def fresh(vol: Volume) -> Any:
-    """Read the head from the store now, and return it.
-
-    A handle's reads stay on the commit it first saw; a kernel lives long, so a command
-    that reads must not show a head from minutes ago.
-    """
+    """Read the head from the store now, and return it (API reads see the newest commit
+    anyway; this also returns it for messages)."""
     return vol.refresh()
 
 

@@ -118,6 +118,17 @@ def cmd_commit(a: argparse.Namespace, ctx: Context) -> Result:
     m = _find_mount(a.name, ctx)
     info = m.commit(a.message)
     if info is None:
+        last = m.last_commit
+        if last is not None:
+            # The background or after-cell commit already took the changes: say which,
+            # and how to give it a name, since -m cannot relabel it any more.
+            prog = PROGS[ctx.frontend]
+            return Message(
+                f"Nothing to commit in {m.volume.name!r}: the changes were already committed "
+                f"as commit {last.seq} ({last.message!r}). To label that commit, tag it: "
+                f"`{prog} tag {m.volume.name} {last.seq} TAG`.",
+                {"commit": None, "last_commit": last.seq},
+            )
         return Message(f"Nothing to commit in {m.volume.name!r}.", {"commit": None})
     return Message(
         f"Committed {m.volume.name!r}: commit {info.seq} (+{info.added} ~{info.modified} -{info.deleted}).",

@@ -26,6 +26,10 @@ from .exits import EXIT_CODES_HELP, HelpShown, UsageError
 from .render import Result
 from .spec import FRONTENDS, PROGS, STORE_HELP, Arg
 
+ENV_HELP = (
+    "the environment: a separate namespace of volumes in the store (default: $JUPYTER_VOLUME_ENV)"
+)
+
 __all__ = ["COMMANDS", "Command", "build_parser", "command", "help_text", "parse", "run"]
 
 #: The end of every subcommand's ``--help``, the same in both front ends.
@@ -110,8 +114,10 @@ def build_parser(frontend: str = "cli") -> _Parser:
         epilog = (
             f"Run `{prog} COMMAND --help` for a command's arguments.\n"
             "The store is --store URL, else $JUPYTER_VOLUME_STORE, else c.VolumeConfig.store_url\n"
-            "in jupyter_volume_config.py, else a folder in the Jupyter data dir.\n\n"
-            + EXIT_CODES_HELP
+            "in jupyter_volume_config.py, else a folder in the Jupyter data dir. A store named\n"
+            "with --store must exist (only `create` makes a new one). The environment is\n"
+            "-e/--env ENV, else $JUPYTER_VOLUME_ENV, else c.VolumeConfig.environment, else\n"
+            "the default one.\n\n" + EXIT_CODES_HELP
         )
     else:
         description = (
@@ -124,6 +130,10 @@ def build_parser(frontend: str = "cli") -> _Parser:
         )
     parser = _Parser(prog=prog, description=description, epilog=epilog)
     parser.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
+    parser.add_argument("-e", "--env", metavar="ENV", default=None, help=ENV_HELP)
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"jupyter-volume {__version__}")
     parser.subcommands = {}
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", title="commands", parser_class=_Parser
@@ -143,6 +153,8 @@ def build_parser(frontend: str = "cli") -> _Parser:
             default=argparse.SUPPRESS,  # so `--store` before the command is not overwritten
             help=STORE_HELP,
         )
+        if not any(o in ("-e", "--env") for a in cmd.args for o in a.args):
+            sp.add_argument("-e", "--env", metavar="ENV", default=argparse.SUPPRESS, help=ENV_HELP)
         if cmd.table:
             sp.add_argument("--json", action="store_true", help=JSON_HELP)
     return parser
@@ -160,7 +172,7 @@ def help_text(frontend: str = "magic") -> str:
 def _first_positional(argv: Sequence[str]) -> str | None:
     it = iter(argv)
     for tok in it:
-        if tok == "--store":
+        if tok in ("--store", "-e", "--env"):
             next(it, None)
         elif tok.startswith("-"):
             continue
@@ -200,4 +212,5 @@ def parse(argv: Sequence[str], frontend: str = "cli") -> argparse.Namespace:
 def run(args: argparse.Namespace, ctx: Context) -> Result | None:
     """Run the parsed command in ``ctx``; raises CommandError or the API's VolumeError."""
     ctx.store_url = getattr(args, "store", None) or ctx.store_url
+    ctx.environment = getattr(args, "env", None) or ctx.environment
     return COMMANDS[args.command].handler(args, ctx)

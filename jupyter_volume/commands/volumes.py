@@ -22,18 +22,28 @@ from .spec import NAME, PROGS, arg, flag, optional
     "create",
     "create a volume",
     optional("name", "NAME", "the new volume's name (default: a generated one)"),
+    arg(
+        "--version",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="the volume version to record (1 or 2, as Modal's; both store alike here)",
+    ),
 )
 def cmd_create(a: argparse.Namespace, ctx: Context) -> Result:
     """Create an empty volume. Without NAME, a unique name is generated and printed.
 
-    Names: 1-64 letters, digits, '.', '_' and '-', starting with a letter or digit.
+    Names: 1-64 letters, digits, '.', '_' and '-', not starting with '-' and not '.' or
+    '..'. A store named with --store is created if it does not exist yet.
     """
     from ..volume import Volume
 
     name = a.name or f"volume-{uuid.uuid4().hex[:8]}"
-    store = ctx.store()
-    Volume.objects.create(name, store=store)
-    return Message(f"Created volume {name!r} in {store.url}.", {"name": name})
+    store = ctx.store(create=True)
+    env = ctx.environment_name
+    Volume.objects.create(name, store=store, environment_name=env, version=a.version)
+    where = f"{store.url}" + (f" (environment {env!r})" if env else "")
+    return Message(f"Created volume {name!r} in {where}.", {"name": name})
 
 
 @command("list", "list the volumes in the store", table=True)
@@ -42,8 +52,9 @@ def cmd_list(a: argparse.Namespace, ctx: Context) -> Result:
     from ..volume import Volume
 
     store = ctx.store()
+    env = ctx.environment_name
     rows = []
-    for vol in Volume.objects.list(store=store):
+    for vol in Volume.objects.list(store=store, environment_name=env):
         info = vol.info()
         rows.append(
             {"name": info.name, "created_at": info.created_at, "created_by": info.created_by}
@@ -55,7 +66,7 @@ def cmd_list(a: argparse.Namespace, ctx: Context) -> Result:
             Column("created_by", "Created by"),
         ],
         rows,
-        title=f"Volumes in {store.url}",
+        title=f"Volumes in {store.url}" + (f" (environment {env!r})" if env else ""),
         empty=f"No volumes yet: create one with `{PROGS[ctx.frontend]} create NAME`.",
     )
 
@@ -72,8 +83,9 @@ def cmd_delete(a: argparse.Namespace, ctx: Context) -> Result:
     from ..volume import Volume
 
     store = ctx.store()
+    env = ctx.environment_name
     try:
-        Volume.lookup(a.name, store=store)
+        Volume.lookup(a.name, store=store, environment_name=env)
     except NotFoundError:
         if a.allow_missing:
             return Message(f"No volume {a.name!r} in {store.url}: nothing to delete.")
@@ -82,7 +94,7 @@ def cmd_delete(a: argparse.Namespace, ctx: Context) -> Result:
         f"Delete volume {a.name!r} and its whole history from {store.url}? [y/N] "
     ):
         raise CommandError(f"volume {a.name!r} was not deleted")
-    Volume.objects.delete(a.name, allow_missing=a.allow_missing, store=store)
+    Volume.objects.delete(a.name, allow_missing=a.allow_missing, store=store, environment_name=env)
     return Message(f"Deleted volume {a.name!r}.")
 
 
@@ -91,12 +103,25 @@ def cmd_delete(a: argparse.Namespace, ctx: Context) -> Result:
     "rename a volume",
     arg("old", metavar="OLD", help="the volume's current name"),
     arg("new", metavar="NEW", help="its new name"),
+    flag("-y", "--yes", help="do not ask for confirmation"),
 )
 def cmd_rename(a: argparse.Namespace, ctx: Context) -> Result:
-    """Rename a volume; its files and history stay as they are."""
+    """Rename a volume; its files and history stay as they are. Asks first unless --yes
+    (code and mounts that use the old name stop finding it)."""
+    from ..names import check_name
     from ..volume import Volume
 
-    Volume.rename(a.old, a.new, store=ctx.store())
+    check_name(a.old)
+    check_name(a.new)
+    store = ctx.store()
+    env = ctx.environment_name
+    Volume.lookup(a.old, store=store, environment_name=env)
+    if not a.yes and not ctx.confirm(
+        f"Rename volume {a.old!r} to {a.new!r}? Code and mounts using the old name will "
+        "no longer find it. [y/N] "
+    ):
+        raise CommandError(f"volume {a.old!r} was not renamed")
+    Volume.rename(a.old, a.new, store=store, environment_name=env)
     return Message(f"Renamed volume {a.old!r} to {a.new!r}.")
 
 

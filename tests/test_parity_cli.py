@@ -1,0 +1,305 @@
+"""``jupyter volume`` and ``%volume`` next to Modal's ``modal volume``: the client-visible
+cases of Modal's CLI tests (``py/test/cli_test.py``, named as there), and the front-end
+items of issue 15. Run in-process through :func:`jupyter_volume.cli.main` (fast), except
+where a real process is the point (a closed stdout, a pipe).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_volume import Volume, __version__
+from jupyter_volume.cli import EXIT_BUG, main
+
+
+class Run:
+    """``jupyter volume ARGS`` in this process, on a fresh default store."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[bytes]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *argv: str, rc: int = 0) -> tuple[bytes, str]:
+        self.capsys.readouterr()
+        code = main(list(argv))
+        out, err = self.capsys.readouterr()
+        assert code == rc, (
+            f"{argv}: exit {code}, expected {rc}\nstdout: {out!r}\nstderr: {err.decode()}"
+        )
+        return out, err.decode()
+
+    def err(self, *argv: str, rc: int) -> str:
+        _, err = self(*argv, rc=rc)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err  # one line, never a traceback
+        return lines[0]
+
+
+@pytest.fixture
+def run(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Run:
+    monkeypatch.setenv("JUPYTER_VOLUME_STORE", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.delenv("JUPYTER_VOLUME_ENV", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return Run(capsysbinary)
+
+
+def test_volume_create_delete(run: Run) -> None:
+    run("create", "my-vol")
+    run("create", "v2", "--version", "2")
+    assert Volume.from_name("v2").version == 2
+    names = [v["name"] for v in json.loads(run("list", "--json")[0])]
+    assert names == ["v2", "my-vol"]  # newest first
+    run("delete", "my-vol", "--yes")
+    assert [v["name"] for v in json.loads(run("list", "--json")[0])] == ["v2"]
+
+
+def test_volume_ls(run: Run, tmp_path: Path) -> None:
+    run("create", "vol")
+    (tmp_path / "a.txt").write_bytes(b"A" * 10)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "b.txt").write_bytes(b"B")
+    run("put", "vol", "a.txt")
+    run("put", "vol", "dir")
+    rows = json.loads(run("ls", "vol", "--json")[0])
+    assert [r["filename"] for r in rows] == ["a.txt", "dir"]  # Modal's key
+    assert [r["path"] for r in rows] == ["a.txt", "dir"]  # ours beside it
+    assert [r["type"] for r in rows] == ["file", "dir"]
+    assert rows[0]["size"] == 10 and rows[0]["created_modified"]
+    # not a terminal (here, captured): one path per line, as Modal prints into a pipe
+    out, _ = run("ls", "vol")
+    assert out.decode() == "a.txt\ndir\n"
+    assert run("ls", "vol", "dir")[0].decode() == "dir/b.txt\n"
+
+
+def test_volume_ls_into_a_real_pipe(tmp_path: Path) -> None:
+    env = {**os.environ, "JUPYTER_VOLUME_STORE": (tmp_path / "s").as_uri()}
+    Volume.objects.create("p", store=str(tmp_path / "s"))
+    with Volume.from_name("p", store=str(tmp_path / "s")).batch_upload() as b:
+        b.put_file(io.BytesIO(b"1"), "one.txt")
+        b.put_file(io.BytesIO(b"2"), "two words.txt")
+    p = subprocess.run(
+        [sys.executable, "-m", "jupyter_volume.cli", "ls", "p"],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    assert p.stdout.decode().splitlines() == ["one.txt", "two words.txt"]
+
+
+def test_volume_get(run: Run, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    run("create", "vol")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "1.txt").write_bytes(b"one\n")
+    (tmp_path / "src" / "sub").mkdir()
+    (tmp_path / "src" / "sub" / "2.txt").write_bytes(b"two\n")
+    run("put", "vol", "src", "/data")
+    assert run("get", "vol", "data/1.txt", "-")[0] == b"one\n"
+    # a folder to stdout: every file's bytes, as Modal writes them
+    assert run("get", "vol", "data", "-")[0] == b"one\ntwo\n"
+    run("get", "vol", "data", "out")
+    assert (tmp_path / "out" / "sub" / "2.txt").read_bytes() == b"two\n"
+
+
+def test_volume_get_to_a_closed_stdout(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    with Volume.from_name("c", create_if_missing=True, store=str(store)).batch_upload() as b:
+        b.put_file(io.BytesIO(b"data"), "f.txt")
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_volume.cli",
+            "--store",
+            store.as_uri(),
+            "get",
+            "c",
+            "f.txt",
+            "-",
+        ],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),  # the shell's `>&-`
+    )
+    err = p.stderr.decode()
+    assert p.returncode == 1, err
+    assert "Traceback" not in err and "standard output is closed" in err
+
+
+def test_volume_put_force(run: Run, tmp_path: Path) -> None:
+    run("create", "vol")
+    (tmp_path / "f.txt").write_bytes(b"v1")
+    run("put", "vol", "f.txt")
+    (tmp_path / "f.txt").write_bytes(b"v2")
+    assert "already exists" in run.err("put", "vol", "f.txt", rc=2)
+    run("put", "vol", "f.txt", "-f")
+    assert run("get", "vol", "f.txt", "-")[0] == b"v2"
+
+
+def test_volume_rm(run: Run, tmp_path: Path) -> None:
+    run("create", "vol")
+    (tmp_path / "f.txt").write_bytes(b"x")
+    run("put", "vol", "f.txt", "dir/")
+    assert "not empty" in run.err("rm", "vol", "dir", rc=2)
+    run("rm", "vol", "dir", "-r")
+    assert run("ls", "vol")[0] == b""
+
+
+def test_volume_cp(run: Run, tmp_path: Path) -> None:
+    run("create", "vol")
+    (tmp_path / "a.txt").write_bytes(b"A")
+    (tmp_path / "b.txt").write_bytes(b"B")
+    run("put", "vol", "a.txt")
+    run("put", "vol", "b.txt")
+    run("cp", "vol", "a.txt", "newdir/")  # a folder, not a file named newdir
+    assert run("ls", "vol", "newdir")[0] == b"newdir/a.txt\n"
+    run("cp", "vol", "a.txt", "b.txt", "several")  # created, as Modal does
+    assert run("ls", "vol", "several")[0] == b"several/a.txt\nseveral/b.txt\n"
+
+
+def test_volume_rename(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    run("create", "old")
+    # no terminal to ask on: refused, and nothing renamed
+    assert "--yes" in run.err("rename", "old", "new", rc=2)
+
+    class Answer(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Answer("n\n"))
+    assert "not renamed" in run.err("rename", "old", "new", rc=1)
+    assert [v["name"] for v in json.loads(run("list", "--json")[0])] == ["old"]
+    monkeypatch.setattr(sys, "stdin", Answer("y\n"))
+    run("rename", "old", "new")
+    run("rename", "new", "newer", "-y")
+    assert [v["name"] for v in json.loads(run("list", "--json")[0])] == ["newer"]
+    assert "not found" in run.err("rename", "ghost", "x", "-y", rc=3)
+
+
+def test_env_option_and_variable(run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    run("create", "shared")
+    run("-e", "dev", "create", "shared")
+    run("create", "dev-only", "--env", "dev")
+    assert [v["name"] for v in json.loads(run("list", "--json", "-e", "dev")[0])] == [
+        "dev-only",
+        "shared",
+    ]
+    assert [v["name"] for v in json.loads(run("list", "--json")[0])] == ["shared"]
+    (tmp_path / "f.txt").write_bytes(b"in dev")
+    run("put", "shared", "f.txt", "-e", "dev")
+    assert run("ls", "shared")[0] == b""
+    monkeypatch.setenv("JUPYTER_VOLUME_ENV", "dev")
+    assert run("get", "shared", "f.txt", "-")[0] == b"in dev"
+    assert "environment names are" in run.err("ls", "shared", "-e", "a b", rc=2)
+
+
+def test_version_option(run: Run) -> None:
+    out, _ = run("--version")
+    assert out.decode().strip() == f"jupyter-volume {__version__}"
+
+
+def test_a_store_named_with_store_must_exist(run: Run, tmp_path: Path) -> None:
+    typo = (tmp_path / "typo").as_uri()
+    assert "does not exist" in run.err("--store", typo, "list", rc=3)
+    assert "does not exist" in run.err("ls", "v", "--store", typo, rc=3)
+    assert not (tmp_path / "typo").exists()
+    run("--store", typo, "create", "v")
+    assert (tmp_path / "typo").is_dir()
+    run("--store", typo, "ls", "v")
+    # the default store is created on first use
+    assert run("list", "--json")[0].strip() == b"[]"
+
+
+def test_an_unexpected_exception_exits_70_with_a_traceback_file(
+    run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from jupyter_volume.commands import COMMANDS
+
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+
+    def broken(*_a: Any) -> Any:
+        # A mock, on purpose: a real bug cannot be caused on demand.
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setitem(COMMANDS, "list", dataclasses.replace(COMMANDS["list"], handler=broken))
+    line = run.err("list", rc=EXIT_BUG)
+    assert "this is a bug" in line and "ZeroDivisionError" in line
+    path = Path(line.split("the traceback is in ", 1)[1].split(": please report", 1)[0])
+    assert path.is_file() and "ZeroDivisionError: a bug" in path.read_text()
+    assert str(tmp_path / "cache") in str(path)
+
+
+# -- %volume ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shell() -> Any:
+    from IPython.testing.globalipapp import get_ipython, start_ipython
+
+    ip = start_ipython() or get_ipython()  # one IPython per process: start it or reuse it
+    ip.run_line_magic("load_ext", "jupyter_volume")
+    return ip
+
+
+def test_magic_strips_comments_as_a_shell_does() -> None:
+    from jupyter_volume.magics import split_line
+
+    assert split_line("ls v # list it") == ["ls", "v"]
+    assert split_line("ls v # it's the data") == ["ls", "v"]  # no 'No closing quotation'
+    assert split_line("ls v#x") == ["ls", "v#x"]
+    assert split_line('put v "a # b"') == ["put", "v", "a # b"]
+    assert split_line("put v a\\ #b") == ["put", "v", "a #b"]
+    assert split_line("# only a comment") == []
+
+
+def test_magic_line_with_a_comment_runs(
+    shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setenv("JUPYTER_VOLUME_STORE", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.chdir(tmp_path)
+    ip = shell
+    with capture_output() as cap:
+        ip.run_line_magic("volume", "create notes   # the team's notes")
+    assert "Created volume 'notes'" in cap.stdout
+    assert [v.name for v in Volume.objects.list()] == ["notes"]
+
+
+def test_nothing_to_commit_names_the_commit_that_took_the_changes(
+    shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setenv("JUPYTER_VOLUME_STORE", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.chdir(tmp_path)
+    ip = shell
+    with capture_output():
+        ip.run_line_magic("volume", "mount notes --create")
+    try:
+        (tmp_path / "notes" / "a.txt").write_text("hello")
+        with capture_output() as cap:
+            ip.run_line_magic("volume", 'commit -m "first"')
+        assert "commit 1" in cap.stdout
+        (tmp_path / "notes" / "b.txt").write_text("more")
+        from jupyter_volume.mount import mounts
+
+        taken = mounts()[0].commit()  # what the after-cell commit does
+        assert taken is not None
+        with capture_output() as cap:
+            ip.run_line_magic("volume", 'commit -m "second"')
+        assert f"already committed as commit {taken.seq}" in cap.stdout
+        assert f"%volume tag notes {taken.seq} TAG" in cap.stdout
+    finally:
+        with capture_output():
+            ip.run_line_magic("volume", "unmount notes")
