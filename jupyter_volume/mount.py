@@ -668,7 +668,12 @@ class Mount:
             return
         if not self._skipped and not ch.skipped:
             return
-        kept = {p: why for p, why in self._skipped.items() if not any(_under(p, d) for d in dirty)}
+
+        def looked_at(p: str) -> bool:  # p, or a folder above it, was scanned again
+            parts = p.split("/")
+            return any("/".join(parts[: i + 1]) in dirty for i in range(len(parts)))
+
+        kept = {p: why for p, why in self._skipped.items() if not looked_at(p)}
         kept.update(ch.skipped)
         self._skipped = kept
 
