@@ -789,6 +789,12 @@ def versions(rclone: str) -> dict[str, str]:
     return out
 
 
+def _relative_to_repo(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it, else as given."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench",
@@ -867,7 +873,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
         "versions": versions(rclone),
-        "args": {k: v for k, v in vars(args).items()},
+        # the output folder relative to the repository, so no result names this machine's paths
+        "args": {**vars(args), "out": _relative_to_repo(args.out)},
         "server": "SeaweedFS weed mini on 127.0.0.1 (jupyter_volume.testing.seaweedfs), volumeSizeLimitMB=1024",
         "peers": {
             "rclone": {

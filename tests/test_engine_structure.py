@@ -45,7 +45,7 @@ def _counted_volume(local_store: LocalStore) -> tuple[CountingStore, Volume, str
 
 
 def _head_record(store: LocalStore, prefix: str) -> dict:
-    """The newest commit record, read straight from the on-store format (DESIGN.md)."""
+    """The newest commit record, read straight from the on-store format (docs/architecture.md)."""
     last = [o.key for o in store.list(prefix + "log/")][-1]
     return json.loads(store.get(last))
 

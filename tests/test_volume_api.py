@@ -3,7 +3,7 @@
 Every test runs on the local folder store and on SeaweedFS (``store`` fixture) unless
 it says why not. Volumes are checked through the public API; where the API has no
 window onto a property (a file's mode, a tree node's key) the test reads the on-store
-format described in DESIGN.md and says so.
+format described in docs/architecture.md and says so.
 """
 
 from __future__ import annotations
@@ -514,7 +514,7 @@ def test_batch_upload_put_file_and_put_directory(vol: Volume, tmp_path: Path) ->
     ]
     assert read(vol, "t/x/y/deep.bin") == (src / "x" / "y" / "deep.bin").read_bytes()
     assert paths(vol.listdir("flat", recursive=True)) == ["flat/top.txt"]
-    # The API shows no modes; the tree entry (DESIGN.md, "Trees") does.
+    # The API shows no modes; the tree entry (docs/architecture.md, "On-store format") does.
     assert vol._repo.lookup("mem.txt").mode == 0o600
     assert vol._repo.lookup("as-str.bin").mode == 0o640
 
