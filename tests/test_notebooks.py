@@ -23,6 +23,7 @@ EXPECTED = [
     "03-sharing.ipynb",
     "04-browser-and-history.ipynb",
     "05-s3.ipynb",
+    "06-dicts.ipynb",
     "07-network-file-system.ipynb",
 ]
 IGNORE_MARKERS = ("NBVAL_IGNORE_OUTPUT", "PYTEST_VALIDATE_IGNORE_OUTPUT", "NBVAL_SKIP")
