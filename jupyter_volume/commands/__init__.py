@@ -10,8 +10,9 @@ Where things are:
 ============  ==============================================================================
 module        what it holds
 ============  ==============================================================================
-``spec``      the shared argument spec: :func:`arg`, argument types, the arguments several
-              commands share (``NAME``, ``OPTIONAL_NAME``, ``AT``, ``commit_arg``)
+``spec``      the shared argument spec: :func:`arg`, ``flag``, ``option``, ``optional``,
+              argument types, and the arguments several commands share (``NAME``,
+              ``OPTIONAL_NAME``, ``AT``, ``commit_arg``, ``count_option``, ...)
 ``routing``   the routing table :data:`COMMANDS`, the :func:`command` decorator that fills
               it, :func:`build_parser`, :func:`parse`, :func:`run`, :func:`help_text`
 ``render``    :class:`Result` and its kinds (:class:`Message`, :class:`Table`,
@@ -30,21 +31,21 @@ module        what it holds
 Sizes and times are formatted by :mod:`jupyter_volume.formatting`, shared with the
 widget and the server.
 
-Adding a group of commands (say ``dict`` commands in ``dicts.py``):
+Adding a group of commands (as ``dicts.py`` and ``nfs.py`` were added):
 
-1. Write ``jupyter_volume/commands/dicts.py``. Declare each subcommand with
+1. Write ``jupyter_volume/commands/<group>.py``. Declare each subcommand with
    ``@command(name, help, *args, where=..., table=...)`` from ``.routing`` on a handler
    ``(args: argparse.Namespace, ctx: Context) -> Result``; build arguments with ``arg``
    and the shared declarations of ``.spec``; return a ``Message``, ``Table`` or
    ``Record`` from ``.render``; raise ``CommandError``/``UsageError`` from ``.exits``
    (or let the API's errors through). Import heavy modules inside handlers, so that
    ``--help`` stays fast.
-2. Register the group with one line, ``"dicts",``, in :data:`GROUPS` at the end of this
-   file (the order there is the order ``--help`` lists the commands in).
+2. Register the group with one line, ``"<group>",``, in :data:`GROUPS` at the end of
+   this file (the order there is the order ``--help`` lists the commands in).
 
-Both front ends pick the new commands up: ``%volume dict-...`` and
-``jupyter volume dict-...``, with the same ``--help`` text. Add the group's tests to
-``tests/test_cli.py`` and ``tests/test_magics.py``.
+Both front ends pick the new commands up (``jupyter volume NAME ...`` and
+``%volume NAME ...``), with the same ``--help`` text. Test the group through a real
+``jupyter volume`` process and a real IPython shell, as ``tests/test_dict_cli.py`` does.
 
 Layer: a front end. Imports ``volume``, ``config`` and ``progress`` only inside handlers;
 never IPython or Jupyter server.
