@@ -89,8 +89,8 @@ class FaultProxy:
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str, str]] = []  # (method, target, fault or "ok")
-        # (kind, method, path_contains, byte to damage for a bit flip or None: random)
-        self._forced: list[tuple[str, str | None, str | None, int | None]] = []
+        # (kind, method, path_contains, for a bit flip (byte, mask) or None: random)
+        self._forced: list[tuple[str, str | None, str | None, tuple | None]] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -147,13 +147,21 @@ class FaultProxy:
             self._forced.append((kind, method, path_contains, None))
 
     def flip(
-        self, n: int = 1, *, path_contains: str | None = None, at_byte: int | None = None
+        self,
+        n: int = 1,
+        *,
+        path_contains: str | None = None,
+        at_byte: int | None = None,
+        mask: int | None = None,
     ) -> None:
         """Flip one bit in the body of each of the next ``n`` GET answers whose path
         (query string excluded) contains ``path_contains``: a random bit, or one of the
-        byte at offset ``at_byte`` of the body (when the body is that long)."""
+        byte at offset ``at_byte`` of the body (when the body is that long); ``mask``
+        (with ``at_byte``) chooses the bits of that byte to flip."""
+        if mask is not None and (at_byte is None or not 0 < mask < 256):
+            raise ValueError("mask needs at_byte, and must be 1..255")
         with self._lock:
-            self._forced.extend([(BITFLIP, "GET", path_contains, at_byte)] * n)
+            self._forced.extend([(BITFLIP, "GET", path_contains, (at_byte, mask))] * n)
 
     def pending_flips(self) -> int:
         """How many forced bit flips have not happened yet."""
@@ -238,13 +246,13 @@ class FaultProxy:
             body += rfile.read(int(headers["content-length"]))
         return _Request(method.upper(), target, b"".join(lines), bytes(body))
 
-    def _pick_fault(self, request: _Request) -> tuple[str | None, int | None]:
+    def _pick_fault(self, request: _Request) -> tuple[str | None, tuple | None]:
         """The fault for ``request`` (None: relay it faithfully), and for a forced bit
-        flip the byte to damage (None: a random one)."""
+        flip ``(byte, mask)`` to damage (None where random)."""
         with self._lock:
             self.counts["requests"] += 1
             obj_path = request.target.split("?", 1)[0]
-            for i, (kind, method, path, at_byte) in enumerate(self._forced):
+            for i, (kind, method, path, where) in enumerate(self._forced):
                 if kind == BITFLIP:  # matched on the object's path, never on a listing query
                     if request.method != "GET" or (path is not None and path not in obj_path):
                         continue
@@ -252,7 +260,7 @@ class FaultProxy:
                     path is None or path in request.target
                 ):
                     del self._forced[i]
-                    return kind, at_byte
+                    return kind, where
             if self.fault_rate and self.rng.random() < self.fault_rate:
                 kinds = [k for k in KINDS if _applicable(k, request.method)]
                 return self.rng.choice(kinds), None
@@ -283,7 +291,7 @@ class FaultProxy:
 
     def _handle(self, conn: socket.socket, request: _Request) -> bool:
         """Serve one request; False when the client connection must be closed."""
-        fault, at_byte = self._pick_fault(request)
+        fault, where = self._pick_fault(request)
         if fault == "error500":
             self._record(request, fault)
             conn.sendall(
@@ -319,10 +327,11 @@ class FaultProxy:
         if fault == BITFLIP and body and status in (200, 206):
             with self._lock:
                 bit = self.rng.randrange(len(body) * 8)
-            if at_byte is not None and at_byte < len(body):
-                bit = at_byte * 8 + bit % 8
+            at_byte, mask = where or (None, None)
+            if at_byte is None or at_byte >= len(body):
+                at_byte = bit // 8
             damaged = bytearray(body)
-            damaged[bit // 8] ^= 1 << (bit % 8)
+            damaged[at_byte] ^= mask if mask is not None else 1 << (bit % 8)
             body = bytes(damaged)
             self._record(request, fault)
         else:

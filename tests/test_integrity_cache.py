@@ -356,3 +356,32 @@ def test_gc_repacks_through_flipped_bits(
     again = Volume.from_name("gc-flips", store=direct)
     assert b"".join(again.read_file("keep.bin")) == keep
     assert again.verify().ok
+
+
+@pytest.mark.s3
+def test_a_damaged_head_hint_does_not_stick(
+    s3_volume: tuple[str, str, dict[str, bytes]],
+    proxy: FaultProxy,
+    seaweedfs: SeaweedFS,
+) -> None:
+    """``head`` is an unchecked hint: a flipped digit naming a commit that does not exist
+    must not become this process's head (a kernel lives long)."""
+    url, name, files = s3_volume
+    store = _through(proxy, seaweedfs, url)
+    hint = store.get(f"vols/{Volume.from_name(name, store=store).info().id}/head")
+    volume_mod._repos.clear()
+    digit = len(hint) - 2  # {"seq":N}: the last digit of N
+    masks = [
+        m for m in (1, 2, 4, 8) if chr(hint[digit] ^ m).isdigit() and hint[digit] ^ m > hint[digit]
+    ]
+    assert masks, hint  # names a later commit, one that does not exist
+    proxy.flip(path_contains="/head", at_byte=digit, mask=masks[0])
+    vol = Volume.from_name(name, store=store)
+    assert {e.path for e in vol.listdir("/")} >= {"notes0.txt", "d0"}
+    assert proxy.counts[BITFLIP] == 1
+    seq = vol.seq
+    assert seq == json.loads(hint)["seq"], (seq, hint)
+    with vol.batch_upload(force=True) as b:
+        b.put_file(io.BytesIO(b"after"), "after.txt")
+    assert vol.seq == seq + 1
+    store.close()

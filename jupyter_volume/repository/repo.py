@@ -449,18 +449,21 @@ class Repository:
         self.check_format()
         if self._head_seq is None or refresh:
             start = self._head_seq
+            hinted = False
             if start is None:
                 try:
                     start = int(load_json(self.store.get(self.prefix + "head"), "head")["seq"])
+                    hinted = True
                 except (NotFoundError, CorruptionError, KeyError, TypeError, ValueError):
                     start = None
-            after = self._log_key(start) if start is not None else None
-            newest = start
-            for info in self.store.list(self.prefix + "log/", start_after=after):
+            newest = self._newest_seq(start)
+            if hinted and newest == start:
+                # The hint may lag, or arrive damaged (a flipped digit): it must name a real
+                # commit, else one bad read would stick to this process's head for good.
                 try:
-                    newest = max(newest or 0, int(info.key.rsplit("/", 1)[1]))
-                except ValueError:
-                    continue
+                    self.record(newest)  # type: ignore[arg-type]
+                except NotFoundError:
+                    newest = self._newest_seq(None)
             if newest is None:
                 raise NotFoundError(f"volume {self.vol_id} has no commit log (was it deleted?)")
             self._head_seq = newest
@@ -475,6 +478,17 @@ class Repository:
             self.trees.on_store = {EMPTY_TREE}  # nodes gc deleted must be uploaded again
             self._gc_seen = rec.gc_pointer
         return rec
+
+    def _newest_seq(self, start: int | None) -> int | None:
+        """The highest seq in the log after ``start`` (``start`` itself if none is)."""
+        after = self._log_key(start) if start is not None else None
+        newest = start
+        for info in self.store.list(self.prefix + "log/", start_after=after):
+            try:
+                newest = max(newest or 0, int(info.key.rsplit("/", 1)[1]))
+            except ValueError:
+                continue
+        return newest
 
     def gc_state(self, rec: CommitRecord | None = None) -> GcState:
         """Expired commits and condemned packs, as of ``rec`` (default: the head)."""
