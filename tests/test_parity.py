@@ -770,3 +770,95 @@ def test_mount_of_a_sub_path_shows_and_commits_only_that_folder(
     assert vol.stat("fresh/dir").type == FileEntryType.DIRECTORY
     with pytest.raises(InvalidError, match="not a folder"):
         vol.with_mount_options(sub_path="top.txt").mount(tmp_path / "m3", background=False)
+
+
+# -- moving to a team store: copy_to ----------------------------------------------------------
+def _history_and_files(vol: Volume) -> list[tuple[int, str, dict[str, bytes]]]:
+    out = []
+    for c in vol.history():
+        files = {
+            e.path: _read(vol, e.path, at=c.seq)
+            for e in vol.listdir("/", recursive=True, at=c.seq)
+            if e.type == FileEntryType.FILE
+        }
+        out.append((c.seq, c.message, files))
+    return out
+
+
+def _source_with_history(store: Store) -> Volume:
+    vol = Volume.from_name("team-data", create_if_missing=True, store=store)
+    _put(vol, {"a.txt": b"first", "big.bin": random.randbytes(3 * MiB)})
+    _put(vol, {"a.txt": b"second"}, force=True)
+    vol.remove_file("big.bin")
+    vol.tag(1, "baseline")
+    vol.set_retention(keep_last=5)
+    return vol
+
+
+def test_copy_to_another_store_keeps_history_and_tags(local_store: Store, s3_store: Store) -> None:
+    src = _source_with_history(local_store)
+    dest = src.copy_to(s3_store, name="moved")
+    assert dest.name == "moved"
+    assert [v.name for v in Volume.objects.list(store=s3_store)] == ["moved"]
+    assert _history_and_files(dest) == _history_and_files(src)
+    assert dest.tags() == {"baseline": 1}
+    assert dest.retention.keep_last == 5
+    assert dest.object_id == src.object_id
+    assert dest.verify().ok
+    _put(dest, {"new.txt": b"after the move"})  # the copy is an ordinary volume
+    assert "new.txt" not in [e.path for e in src.listdir("/")]
+    assert src.copy_to(s3_store, name="moved").name == "moved"  # done already: a no-op
+    with pytest.raises(AlreadyExistsError):
+        Volume.from_name("other", create_if_missing=True, store=local_store).copy_to(
+            s3_store, name="moved"
+        )
+    with pytest.raises(InvalidError, match="already is"):
+        src.copy_to(local_store)
+
+
+_COPY_CHILD = """
+import sys
+from jupyter_volume import Volume
+from jupyter_volume.store import open_store
+from jupyter_volume.testing.wrappers import KillAfterStore
+target = KillAfterStore(open_store(sys.argv[2]), int(sys.argv[3]))
+Volume.from_name("team-data", store=sys.argv[1]).copy_to(target, name="moved")
+"""
+
+
+def test_copy_killed_midway_is_invisible_and_resumes(
+    local_store: Store, s3_store: Store, seaweedfs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_volume.testing.wrappers import KILL_EXIT_CODE, CountingStore
+
+    src = _source_with_history(local_store)
+    source_objects = len(_keys(local_store, f"vols/{src.object_id}/"))
+    target_url = s3_store.url
+    assert "endpoint_url=" in target_url  # a child process can open it from the URL alone
+    env = {**os.environ, **seaweedfs.env()}
+    # the child dies (os._exit, like a kill) halfway through the objects
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _COPY_CHILD,
+            local_store.url,
+            target_url,
+            str(source_objects // 2 + 3),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == KILL_EXIT_CODE, p.stderr
+    landed = len(_keys(s3_store, f"vols/{src.object_id}/"))
+    assert 0 < landed < source_objects
+    assert Volume.objects.list(store=s3_store) == []  # nothing visible yet
+    with pytest.raises(NotFoundError):
+        Volume.from_name("moved", store=s3_store).hydrate()
+    counting = CountingStore(s3_store)
+    dest = src.copy_to(counting, name="moved")
+    # the resumed run wrote only what was missing (plus head, name and the mutable records)
+    assert counting.count("put") <= source_objects - landed + 4
+    assert _history_and_files(dest) == _history_and_files(src)
+    assert dest.verify().ok

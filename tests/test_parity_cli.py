@@ -303,3 +303,18 @@ def test_nothing_to_commit_names_the_commit_that_took_the_changes(
     finally:
         with capture_output():
             ip.run_line_magic("volume", "unmount notes")
+
+
+def test_volume_copy_to_another_store(run: Run, tmp_path: Path) -> None:
+    run("create", "vol")
+    (tmp_path / "f.txt").write_bytes(b"v1")
+    run("put", "vol", "f.txt")
+    run("tag", "vol", "1", "first")
+    team = (tmp_path / "team").as_uri()
+    out, _ = run("copy", "vol", "--to", team, "--as", "shared")
+    assert b"Copied volume 'vol' to 'shared'" in out
+    assert run("--store", team, "get", "shared", "f.txt", "-")[0] == b"v1"
+    assert Volume.from_name("shared", store=team).tags() == {"first": 1}
+    run("copy", "vol", "--to", team, "--as", "shared")  # again: already there, a no-op
+    Volume.objects.create("taken", store=team)
+    assert "exists" in run.err("copy", "vol", "--to", team, "--as", "taken", rc=2)

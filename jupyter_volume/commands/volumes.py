@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from ..errors import NotFoundError
-from ..formatting import local_time
+from ..formatting import human_size, local_time
 from .context import Context, fresh
 from .exits import CommandError
 from .render import Column, Message, Record, Result, Table
@@ -144,3 +144,37 @@ def cmd_info(a: argparse.Namespace, ctx: Context) -> Result:
             ("head_time", "Committed at", head.time, local_time(head.time)),
         ]
     return Record(fields, title=f"Volume {info.name!r}")
+
+
+@command(
+    "copy",
+    "copy a volume, with its history, to another store",
+    NAME,
+    arg("--to", dest="to", metavar="URL", required=True, help="the target store's URL"),
+    arg("--as", dest="new_name", metavar="NEW", default=None, help="its name there"),
+)
+def cmd_copy(a: argparse.Namespace, ctx: Context) -> Result:
+    """Copy a volume with its whole history and tags to another store (moving to a team
+    store): each stored object once; run it again to resume an interrupted copy. The copy
+    is not visible at the target until it is complete."""
+    from ..progress import transfer_progress
+
+    vol = ctx.volume(a.name)
+    total = {"bytes": 0}
+    bar = transfer_progress(f"copy {a.name}", total_bytes=0, total_files=0, config=ctx.config)
+
+    def moved(n: int) -> None:
+        total["bytes"] += n
+        bar.update(n)
+
+    try:
+        dest = vol.copy_to(
+            a.to, name=a.new_name, environment_name=ctx.environment_name, progress=moved
+        )
+    finally:
+        bar.close()
+    return Message(
+        f"Copied volume {a.name!r} to {dest.name!r} in {a.to} "
+        f"({human_size(total['bytes'])} transferred).",
+        {"name": dest.name, "store": a.to, "bytes": total["bytes"]},
+    )

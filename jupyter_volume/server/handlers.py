@@ -327,7 +327,11 @@ class FilesHandler(VolumeAPIHandler):
             return  # the client went away
         finally:
             await self.run(pieces.close)  # type: ignore[attr-defined]
-        await self.finish(set_content_type=ctype)
+        try:
+            await self.finish(set_content_type=ctype)
+        except StreamClosedError:
+            # A client that closes right after the last byte (curl does) is normal.
+            return
 
     @web.authenticated
     async def delete(self, volume: str, path: str) -> None:
@@ -504,8 +508,11 @@ ROUTES: list[tuple[str, type[VolumeAPIHandler]]] = [
 
 def route_table(base_url: str) -> list[tuple[str, type[VolumeAPIHandler]]]:
     """The routes with their full URL patterns under ``base_url``."""
+    from .dict_handlers import DICT_ROUTES  # here: that module builds on this one
+
     prefix = url_path_join(base_url, API_PREFIX)
-    return [(prefix + pattern, h) for pattern, h in ROUTES]
+    routes = [*ROUTES[:-1], *DICT_ROUTES, ROUTES[-1]]  # the catch-all 404 stays last
+    return [(prefix + pattern, h) for pattern, h in routes]
 
 
 def setup_handlers(web_app: web.Application, service: VolumeService) -> None:
