@@ -789,6 +789,70 @@ class Dict(MutableMapping[Any, Any]):
         """A view of the (key, value) pairs: lazy; each iteration lists and reads."""
         return _ItemsView(self)
 
+    def _scan(
+        self, *, after: str | None = None, limit: int = 100, preview: int = 200
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """One page of entries for browsing (the REST API): ``(rows, next)``.
+
+        Each row: ``id`` (the entry's object name, stable while the key exists), ``key``
+        (its repr), ``value`` (its repr, cut at ``preview`` characters), ``type``,
+        ``size`` (bytes stored), ``updated`` (epoch seconds, the store's stamp) and
+        ``error`` (why the value could not be read here, else None). ``next`` is the
+        ``after`` of the following page, or None at the end.
+        """
+        prefix = self._prefix
+        start = prefix + after if after else None
+        infos = []
+        for info in self.store.list(prefix, start_after=start):
+            infos.append(info)
+            if len(infos) > limit:
+                break
+        more = len(infos) > limit
+        infos = infos[:limit]
+
+        def fetch(key: str) -> bytes | None:
+            try:
+                return self.store.get(key)
+            except NotFoundError:
+                return None
+
+        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="dict-scan") as pool:
+            blobs = builtins.list(pool.map(fetch, [i.key for i in infos]))
+        rows = []
+        for info, blob in zip(infos, blobs, strict=True):
+            if blob is None:
+                continue  # deleted while we listed
+            row: dict[str, Any] = {
+                "id": info.key[len(prefix) :],
+                "size": info.size,
+                "updated": info.mtime,
+                "error": None,
+            }
+            try:
+                enc, _ = _unpack(blob)
+                key = self._load_key(enc)
+                row["key"] = repr(key)
+                value = self._load_value(blob, key)
+            except DeserializationError as e:
+                row.setdefault("key", "?")
+                row.update(value="", type="", error=str(e))
+            else:
+                text = repr(value)
+                cut = text if len(text) <= preview else text[: preview - 3] + "..."
+                row.update(value=cut, type=type(value).__name__)
+            rows.append(row)
+        return rows, (infos[-1].key[len(prefix) :] if more and infos else None)
+
+    def _delete_entry(self, entry_id: str) -> None:
+        """Delete the entry whose object name is ``entry_id`` (from :meth:`_scan`);
+        NotFoundError when there is none."""
+        if not isinstance(entry_id, str) or not entry_id.isalnum():
+            raise InvalidError(f"invalid Dict entry id {entry_id!r}")
+        key = self._prefix + entry_id
+        if not self.store.exists(key):
+            raise NotFoundError(f"no entry {entry_id!r} in {self._what()}")
+        self.store.delete([key])
+
     # -- writing -------------------------------------------------------------------
     @aio
     def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
