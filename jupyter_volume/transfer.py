@@ -110,19 +110,27 @@ def _local_error(e: OSError, p: Path) -> LocalFolderError:
 def _check(base: Path, leaves: list[tuple[FileEntry, Path]], dirs: list[Path], force: bool) -> None:
     """Refuse before writing anything (see :func:`download`)."""
     clash: list[Path] = []
+    links: set[Path] = set()  # local links in the way: replaced, so nothing below them counts
+
+    def below_link(p: Path) -> bool:
+        return any(a in links for a in p.parents)
+
     between: set[Path] = set()  # folders between base and each path: written into
     for t in [t for _e, t in leaves] + dirs:
         between.update(p for p in t.parents if base in p.parents)
     for p in sorted(between, key=lambda p: len(p.parts)):
+        if below_link(p):
+            continue
         st = _lstat(p)
         if st is None or stat.S_ISDIR(st.st_mode):
             continue
         if stat.S_ISLNK(st.st_mode):
             clash.append(p)
+            links.add(p)
         else:
             raise InvalidError(f"cannot download into {p}: it is a local file")
     for e, t in leaves:
-        st = _lstat(t)
+        st = None if below_link(t) else _lstat(t)
         if st is None:
             continue
         if stat.S_ISDIR(st.st_mode):
@@ -130,13 +138,15 @@ def _check(base: Path, leaves: list[tuple[FileEntry, Path]], dirs: list[Path], f
             raise InvalidError(f"cannot download {what} to {t}: it is a local folder")
         clash.append(t)
     for d in dirs:
-        st = _lstat(d)
+        st = None if below_link(d) else _lstat(d)
         if st is None or stat.S_ISDIR(st.st_mode):
             continue
         if stat.S_ISLNK(st.st_mode):
             clash.append(d)  # a link where a folder goes: replaced (with force), never followed
+            links.add(d)
         else:
             raise InvalidError(f"cannot download a folder to {d}: it is a local file")
+    clash = list(dict.fromkeys(clash))
     if clash and not force:
         more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
         raise AlreadyExistsError(f"local file {clash[0]} exists{more}: use --force to overwrite it")

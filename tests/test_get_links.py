@@ -107,7 +107,9 @@ def test_get_never_writes_through_a_local_link(
 ) -> None:
     url, files = hf_volume
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    # what lies behind a link in the way is never looked at, let alone written
+    decoy = elsewhere / hashlib.sha256(files["config.json"]).hexdigest()
+    decoy.mkdir(parents=True)
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     dest = tmp_path / "dest"
@@ -121,14 +123,14 @@ def test_get_never_writes_through_a_local_link(
     os.symlink(above, repo / "snapshots")  # a link above the links that go there
 
     rc, _out, err = _cli(capsys, url, "get", "hub", "models--org--tiny", str(dest))
-    assert rc == 2 and "--force" in err, err
-    assert list(elsewhere.iterdir()) == list(above.iterdir()) == []
+    assert rc == 2 and "--force" in err and "(and 2 more)" in err, err
+    assert list(elsewhere.iterdir()) == [decoy] and list(above.iterdir()) == []
     assert victim.read_text() == "keep me"
 
     rc, _out, err = _cli(capsys, url, "get", "hub", "models--org--tiny", str(dest), "--force")
     assert rc == 0, err
-    assert list(elsewhere.iterdir()) == list(above.iterdir()) == []
-    assert victim.read_text() == "keep me"
+    assert list(elsewhere.iterdir()) == [decoy] and list(above.iterdir()) == []
+    assert list(decoy.iterdir()) == [] and victim.read_text() == "keep me"
     assert _tree(tmp_path / "src" / "models--org--tiny") == _tree(repo)
     assert not (repo / "blobs").is_symlink() and not (repo / "snapshots").is_symlink()
     assert (repo / "refs" / "main").read_text() == REV and not (repo / "refs/main").is_symlink()
