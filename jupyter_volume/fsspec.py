@@ -6,6 +6,7 @@ URLs::
     volume://VOLUME@12/path               commit 12 (read only)
     volume://VOLUME@v1.0/path             the commit tagged v1.0 (read only)
     volume://                             the store: each volume is a top-level folder
+    volume-nfs://NFS/path                 a network file system (NetworkFileSystemFS)
 
 Options (fsspec ``storage_options``): ``store=`` a store URL (or a
 :class:`~jupyter_volume.store.Store`), else ``$JUPYTER_VOLUME_STORE`` or the configured
@@ -56,7 +57,10 @@ from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .store import Store, environment_store, open_store, resolve_environment
 from .volume import FileEntry, FileEntryType, Volume
 
-__all__ = ["VolumeFileSystem", "VolumeWriteFile", "parse_url"]
+__all__ = ["NetworkFileSystemFS", "VolumeFileSystem", "VolumeWriteFile", "parse_url"]
+
+
+_PREFIXES = ("volume://", "volume::", "volume-nfs://", "volume-nfs::")
 
 
 def parse_url(path: str) -> tuple[str, str | None, str]:
@@ -69,7 +73,11 @@ def parse_url(path: str) -> tuple[str, str | None, str]:
     Raises:
         InvalidError: an empty ``@REF``.
     """
-    p = VolumeFileSystem._strip_protocol(path).lstrip("/")
+    for prefix in _PREFIXES:
+        if path.startswith(prefix):
+            path = path[len(prefix) :]
+            break
+    p = path.strip("/")
     if not p:
         return "", None, ""
     head, _, rest = p.partition("/")
@@ -286,22 +294,36 @@ class VolumeFileSystem(AbstractFileSystem):
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         path = os.fspath(path) if not isinstance(path, str) else path
-        for prefix in ("volume://", "volume::"):
+        for prefix in (f"{cls.protocol}://", f"{cls.protocol}::"):
             if path.startswith(prefix):
                 path = path[len(prefix) :]
         return path.strip("/")
 
     def unstrip_protocol(self, name: str) -> str:
         """``NAME/path`` -> ``volume://NAME/path``."""
-        return name if name.startswith("volume://") else f"volume://{name}"
+        scheme = f"{self.protocol}://"
+        return name if name.startswith(scheme) else f"{scheme}{name}"
 
     # -- handles ----------------------------------------------------------------------------
+    #: what the top-level names are, in messages
+    kind = "volume"
+    _deleter = "Volume.objects.delete"
+
     def _volume(self, name: str) -> Volume:
+        """The handle reads and writes of top-level name ``name`` go through."""
         with self._lock:
             vol = self._volumes.get(name)
             if vol is None:
                 vol = self._volumes[name] = Volume.from_name(name, **self._vkw)
             return vol
+
+    def _create(self, name: str, allow_existing: bool) -> None:
+        """Create the volume ``name`` (AlreadyExistsError unless ``allow_existing``)."""
+        Volume.objects.create(name, allow_existing=allow_existing, **self._vkw)
+
+    def _names(self) -> list[str]:
+        """The top-level names: every volume of the store's environment."""
+        return [v.name for v in Volume.objects.list(**self._vkw)]
 
     def _snapshot(self, name: str, ref: str | None) -> tuple[Volume, int]:
         """The volume and the commit one call reads: ``ref``'s, else the newest.
@@ -323,18 +345,20 @@ class VolumeFileSystem(AbstractFileSystem):
         """The volume and inner path of a path about to be written; creates the volume if
         missing. Refuses ``@REF`` paths and the store's root."""
         name, ref, inner = parse_url(path)
+        scheme = f"{self.protocol}://"
         if not name:
-            raise InvalidError("volume:// is the store: write into a volume, volume://NAME/...")
+            raise InvalidError(f"{scheme} is the store: write into a {self.kind}, {scheme}NAME/...")
         if ref is not None:
             raise InvalidError(
-                f"volume://{name}@{ref}/{inner} is read-only: it names commit {ref!r} of "
-                f"volume {name!r}; write to volume://{name}/{inner} instead"
+                f"{scheme}{name}@{ref}/{inner} is read-only: it names commit {ref!r} of "
+                f"{self.kind} {name!r}; write to {scheme}{name}/{inner} instead"
             )
-        vol = self._volume(name)
         try:
+            vol = self._volume(name)
             vol.info()
         except NotFoundError:
-            Volume.objects.create(name, allow_existing=True, **self._vkw)
+            self._create(name, allow_existing=True)
+            vol = self._volume(name)
         return vol, inner
 
     def _full(self, name: str, ref: str | None, inner: str) -> str:
@@ -378,8 +402,7 @@ class VolumeFileSystem(AbstractFileSystem):
         """The entries of a folder (or the file itself); at the top, the volumes."""
         name, ref, inner = parse_url(path)
         if not name:
-            vols = Volume.objects.list(**self._vkw)
-            out: list[dict] = [{"name": v.name, "size": 0, "type": "directory"} for v in vols]
+            out: list[dict] = [{"name": n, "size": 0, "type": "directory"} for n in self._names()]
         else:
             vol, at = self._snapshot(name, ref)
             seq = at
@@ -622,9 +645,9 @@ class VolumeFileSystem(AbstractFileSystem):
         path = self._strip_protocol(path)
         name, ref, inner = parse_url(path)
         if not name:
-            raise InvalidError("volume:// is the store itself: it always exists")
+            raise InvalidError(f"{self.protocol}:// is the store itself: it always exists")
         if ref is None and not inner:
-            Volume.objects.create(name, **self._vkw)
+            self._create(name, allow_existing=False)
             return
         vol, inner = self._writable(path)
         if not create_parents:
@@ -649,7 +672,7 @@ class VolumeFileSystem(AbstractFileSystem):
                 raise AlreadyExistsError(f"folder {path} already exists")
             return
         if ref is None and not inner and name:
-            Volume.objects.create(name, allow_existing=True, **self._vkw)
+            self._create(name, allow_existing=True)
             return
         self.mkdir(path)
 
@@ -689,11 +712,11 @@ class VolumeFileSystem(AbstractFileSystem):
         for p in paths:
             name, ref, inner = parse_url(p)
             if ref is not None:
-                raise InvalidError(f"volume://{p} is read-only: it names a commit")
+                raise InvalidError(f"{self.protocol}://{p} is read-only: it names a commit")
             if not inner:
                 raise InvalidError(
-                    f"refusing to remove volume {name!r} through fsspec: use "
-                    f"Volume.objects.delete({name!r}) to delete a volume and its history"
+                    f"refusing to remove {self.kind} {name!r} through fsspec: use "
+                    f"{self._deleter}({name!r}) to delete it and its history"
                 )
             if not recursive and infos[p]["type"] == "directory" and self.ls(p):
                 raise InvalidError(f"{p} is a folder that is not empty: pass recursive=True")
@@ -764,6 +787,62 @@ class VolumeFileSystem(AbstractFileSystem):
                 vol.move(p1, p2, overwrite=True)
                 return
         super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kw)
+
+
+class NetworkFileSystemFS(VolumeFileSystem):
+    """``volume-nfs://NAME/path``: network file systems through fsspec (protocol
+    ``volume-nfs``).
+
+    The same rules as ``volume://``, over :class:`~jupyter_volume.NetworkFileSystem`
+    names (their own namespace: an NFS and a volume may share a name): every call sees
+    the newest commit, every write is a commit that every other handle reads at once,
+    ``NAME@REF`` reads history. Example::
+
+        pd.read_csv("volume-nfs://team-cache/results/run-1.csv")
+    """
+
+    protocol = "volume-nfs"
+    kind = "network file system"
+    _deleter = "NetworkFileSystem.delete"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._nfs: dict[str, Any] = {}
+
+    def _handle(self, name: str) -> Any:
+        from .nfs import NetworkFileSystem
+
+        with self._lock:
+            nfs = self._nfs.get(name)
+            if nfs is None:
+                nfs = self._nfs[name] = NetworkFileSystem.from_name(
+                    name, store=self._base, environment_name=self.environment
+                )
+            return nfs
+
+    def _volume(self, name: str) -> Volume:
+        # the NFS's own engine handle (it also keeps the NFS's retention policy running)
+        return self._handle(name)._vol
+
+    def _create(self, name: str, allow_existing: bool) -> None:
+        from .nfs import NetworkFileSystem
+
+        NetworkFileSystem.objects.create(
+            name,
+            allow_existing=allow_existing,
+            store=self._base,
+            environment_name=self.environment,
+        )
+
+    def _names(self) -> list[str]:
+        from .nfs import NetworkFileSystem
+
+        return [
+            n.name
+            for n in NetworkFileSystem.objects.list(
+                store=self._base, environment_name=self.environment
+            )
+        ]
 
 
 def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:

@@ -421,3 +421,36 @@ def test_cp_from_a_commit_and_across_volumes(lfs: VolumeFileSystem) -> None:
         lfs.pipe(f"{a}/t/2.txt", b"two")
     assert commits(lfs, a) == n + 1
     assert lfs.cat(f"{a}/t/1.txt") == b"new"
+
+
+def test_network_file_systems_through_volume_nfs(local_store: Store) -> None:
+    from jupyter_volume import NetworkFileSystem
+    from jupyter_volume.fsspec import NetworkFileSystemFS
+
+    assert fsspec.get_filesystem_class("volume-nfs") is NetworkFileSystemFS
+    name = _name()
+    opts = {"store": local_store.url, "skip_instance_cache": True}
+    df = pd.DataFrame({"run": [1, 2], "loss": [0.5, 0.25]})
+    df.to_csv(f"volume-nfs://{name}/results/runs.csv", index=False, storage_options=opts)
+    nfs = NetworkFileSystem.from_name(name, store=local_store.url)
+    # the NFS API reads what fsspec wrote, and fsspec reads what the NFS API writes
+    assert b"".join(nfs.read_file("results/runs.csv")) == df.to_csv(index=False).encode()
+    nfs.write_file("notes.txt", io.BytesIO(b"from the NFS API"))
+    fs = NetworkFileSystemFS(**opts)
+    assert fs.cat(f"volume-nfs://{name}/notes.txt") == b"from the NFS API"
+    pd.testing.assert_frame_equal(
+        pd.read_csv(f"volume-nfs://{name}/results/runs.csv", storage_options=opts), df
+    )
+    assert name in fs.ls("volume-nfs://", detail=False)
+    # names are the NFS namespace: no volume of that name was made
+    vfs = VolumeFileSystem(store=local_store, skip_instance_cache=True)
+    assert name not in vfs.ls("volume://", detail=False)
+    assert not vfs.exists(f"volume://{name}/notes.txt")
+    # history is readable at a commit, and read only
+    seq = fs.info(f"volume-nfs://{name}/notes.txt")["commit"]
+    fs.pipe(f"volume-nfs://{name}/notes.txt", b"newer")
+    assert fs.cat(f"volume-nfs://{name}@{seq}/notes.txt") == b"from the NFS API"
+    with pytest.raises(InvalidError, match="read-only"):
+        fs.pipe(f"volume-nfs://{name}@{seq}/notes.txt", b"x")
+    with pytest.raises(InvalidError, match="NetworkFileSystem.delete"):
+        fs.rm(f"volume-nfs://{name}", recursive=True)
