@@ -745,7 +745,11 @@ class Mount:
             if gate.pause is None or remaining <= 0:
                 return gate
             time.sleep(min(gate.pause, remaining))
-            _merge_changes(ch, self._changes())
+            try:
+                _merge_changes(ch, self._changes())
+            except BaseException:
+                self._journal_requeue(ch)  # what the first scan found is looked at again
+                raise
 
     def commit(self, message: str | None = None) -> CommitInfo | None:
         """Publish the folder's changes as one commit; None when there was nothing to commit.
