@@ -70,20 +70,30 @@ def _report_bug(exc: BaseException) -> int:
     return EXIT_BUG
 
 
+def _say(text: str, file: object) -> None:
+    """Print ``text``; a character the stream cannot encode (a local file name with a
+    non-UTF-8 byte, say) is written as a backslash escape instead of failing."""
+    try:
+        print(text, file=file)  # type: ignore[arg-type]
+    except UnicodeEncodeError:
+        enc = getattr(file, "encoding", None) or "utf-8"
+        print(text.encode(enc, "backslashreplace").decode(enc), file=file)  # type: ignore[arg-type]
+
+
 def _print_result(result: object, args: object) -> None:
     if sys.stdout is None:
         return
     pipe_text = getattr(result, "pipe_text", None)
     if getattr(args, "json", False):
-        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))  # type: ignore[attr-defined]
+        _say(json.dumps(result.to_json(), indent=2, ensure_ascii=False), sys.stdout)  # type: ignore[attr-defined]
     elif pipe_text is not None and not sys.stdout.isatty():
         # As Modal's `ls` into a pipe: one path per line, nothing else.
         if pipe_text:
-            print(pipe_text)
+            _say(pipe_text, sys.stdout)
     else:
-        print(
+        _say(
             result.text(),  # type: ignore[attr-defined]
-            file=sys.stderr if getattr(result, "to_stderr", False) else sys.stdout,
+            sys.stderr if getattr(result, "to_stderr", False) else sys.stdout,
         )
 
 

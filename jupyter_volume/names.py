@@ -87,7 +87,11 @@ def normalize_path(path: str | bytes, *, what: str = "path") -> str:
         raise InvalidError(f"{what} must be a string, got {type(path).__name__}")
     if "\x00" in path:
         raise InvalidError(f"{what} {path!r} contains a NUL byte")
-    if len(path.encode()) > MAX_PATH_BYTES:
+    try:
+        encoded = path.encode()
+    except UnicodeEncodeError:  # a non-UTF-8 byte from a command line (surrogateescape)
+        raise InvalidError(f"{what} {path!r} is not valid UTF-8") from None
+    if len(encoded) > MAX_PATH_BYTES:
         raise InvalidError(f"{what} is longer than {MAX_PATH_BYTES} bytes")
     norm = posixpath.normpath("/" + path) if path else "/"
     # normpath("/..") == "/": detect escapes on the raw segments instead.
