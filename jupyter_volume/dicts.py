@@ -947,7 +947,9 @@ class Dict(MutableMapping[Any, Any]):
             else:
                 with ThreadPoolExecutor(PARALLEL, thread_name_prefix="dict-put") as pool:
                     builtins.list(pool.map(write, encoded.items()))
-        except Exception as e:
+        except VolumeError as e:
+            # the same kind of error (so callers' except clauses still match), saying
+            # how far the update got: its entries are not one transaction
             raise type(e)(
                 f"Dict.update of {self._what()} failed after writing {done} of "
                 f"{len(encoded)} entries: {e}"
@@ -1006,9 +1008,7 @@ class Dict(MutableMapping[Any, Any]):
 
     # -- locks ---------------------------------------------------------------------
     @aio(kind="context")
-    def lock(
-        self, name: str = "lock", *, lease: float = 30.0, timeout: float | None = None
-    ) -> DictLock:
+    def lock(self, name: str, *, lease: float = 30.0, timeout: float | None = None) -> DictLock:
         """A mutual-exclusion lock named ``name``, across processes and machines.
 
         ``with d.lock("x"):`` waits until the lock is free (at most ``timeout`` seconds,

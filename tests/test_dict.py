@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -435,3 +436,33 @@ def test_environments_are_separate_namespaces(store: Store) -> None:
         "shared-name"
     ]
     assert all(k.startswith("envs/dev/") for k in objects(store) if dev.object_id in k)
+
+
+class _FailingPuts(CountingStore):
+    """Fails every put after the first ``ok`` ones. A stand-in (a mock, of one fault) for
+    a store that goes away in the middle of an update: with a real server that moment
+    cannot be hit reliably."""
+
+    def __init__(self, inner: Store, ok: int) -> None:
+        super().__init__(inner)
+        self.ok = ok
+        self.puts = 0
+        self.guard = threading.Lock()
+
+    def put(self, key: str, data: Any) -> None:
+        with self.guard:
+            self.puts += 1
+            fail = self.puts > self.ok
+        if fail:
+            raise StoreError("the store went away")
+        super().put(key, data)
+
+
+def test_a_failed_update_says_how_far_it_got(local_store: Store) -> None:
+    Dict.objects.create("partial", store=local_store)
+    failing = _FailingPuts(local_store, ok=2)
+    d = Dict.from_name("partial", store=failing)
+    with pytest.raises(StoreError, match=r"failed after writing (\d) of 5 entries") as info:
+        d.update({f"k{i}": i for i in range(5)})
+    written = int(re.search(r"writing (\d)", str(info.value)).group(1))  # type: ignore[union-attr]
+    assert written == len(Dict.from_name("partial", store=local_store)) <= 2
