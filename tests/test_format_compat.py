@@ -155,6 +155,12 @@ def test_a_store_of_a_newer_format_is_refused(v1_store: LocalStore) -> None:
     )
     with pytest.raises(UnsupportedFormatError, match=r"upgrade jupyter-volume to >= 3\.2\.1"):
         Volume.from_name("compat", store=LocalStore(v1_store.root)).listdir("/")
+    before = sorted(p for p in v1_store.root.rglob("*"))
+    with pytest.raises(UnsupportedFormatError, match=r">= 3\.2\.1"):  # nor a new volume in it
+        Volume.from_name(
+            "new-one", create_if_missing=True, store=LocalStore(v1_store.root)
+        ).listdir("/")
+    assert sorted(p for p in v1_store.root.rglob("*")) == before
 
 
 def test_the_cli_reports_a_newer_format_in_one_line(v1_store: LocalStore) -> None:

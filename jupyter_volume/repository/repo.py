@@ -365,8 +365,12 @@ class Repository:
     def create(
         cls, store: Store, vol_id: str, *, author: str | None = None, message: str = "create volume"
     ) -> Repository:
-        """Write a new empty repository (config, empty tree, commit 0)."""
+        """Write a new empty repository (config, empty tree, commit 0).
+
+        Refused (UnsupportedFormatError) in a store marked with a newer format.
+        """
         repo = cls(store, vol_id)
+        repo._check_store_format()
         cfg = {
             "format": FORMAT_VERSION,
             "hash": "blake3",
@@ -433,16 +437,21 @@ class Repository:
         """
         if self._format_checked:
             return
-        for key, what in (
-            ("format", f"the store {self.store.url}"),
-            (self.prefix + "config", f"volume {self.vol_id} in {self.store.url}"),
-        ):
-            try:
-                doc = load_json(self.store.get(key), key)
-            except NotFoundError:
-                continue
-            check_format(doc, what)
+        self._check_store_format()
+        key = self.prefix + "config"
+        try:
+            doc = load_json(self.store.get(key), key)
+        except NotFoundError:
+            doc = None
+        check_format(doc, f"volume {self.vol_id} in {self.store.url}")
         self._format_checked = True
+
+    def _check_store_format(self) -> None:
+        try:
+            doc = load_json(self.store.get("format"), "format")
+        except NotFoundError:
+            return  # no marker: format 1 (a format that changes the store's layout writes one)
+        check_format(doc, f"the store {self.store.url}")
 
     def head(self, refresh: bool = True) -> CommitRecord:
         """The newest commit record. With ``refresh``, asks the store for newer ones."""
