@@ -1,7 +1,7 @@
 """Live mounts: a network file system's folder, kept in sync both ways without being asked.
 
 A :class:`LiveMount` is a :class:`~jupyter_volume.mount.Mount` whose background loop,
-about once a second, does what a user of a volume mount does by hand:
+every half second, does what a user of a volume mount does by hand:
 
 * **push**: local changes are committed once they are quiet (the mount's quiet rules:
   a file some process holds open for writing, or one still changing, waits; file
@@ -40,12 +40,16 @@ if TYPE_CHECKING:
     from .repository import Entry
     from .volume import CommitInfo
 
-__all__ = ["DEFAULT_SYNC_INTERVAL", "LiveMount", "LiveStatus"]
+__all__ = ["DEFAULT_SETTLE", "DEFAULT_SYNC_INTERVAL", "LiveMount", "LiveStatus"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds between sync rounds (push, then pull) of a live mount.
-DEFAULT_SYNC_INTERVAL = 1.0
+#: Seconds between sync rounds (push, then pull) of a live mount: each round costs one
+#: listing of the commit log's tail when nothing changed.
+DEFAULT_SYNC_INTERVAL = 0.5
+#: How long a changed file must stay unchanged before a live mount pushes it (a volume
+#: mount's default is longer; files held open for writing wait regardless).
+DEFAULT_SETTLE = 0.5
 #: Longest wait between attempts while the store is unreachable.
 OFFLINE_RETRY_MAX = 10.0
 
@@ -113,6 +117,7 @@ class LiveMount(Mount):
         self.offline_since: float | None = None
         self._offline_warned = False
         self._waiting: set[str] = set()
+        kw.setdefault("settle", DEFAULT_SETTLE)
         super().__init__(
             nfs._vol,
             path,

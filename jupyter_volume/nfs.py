@@ -562,7 +562,8 @@ class NetworkFileSystem:
         if path is None:
             meta = self._resolve()
             path = Path.cwd() / (meta.name or f"nfs-{meta.id[:12]}")
-        return LiveMount(self, path, interval=interval, ignore=ignore)
+        with _worded(self.name):
+            return LiveMount(self, path, interval=interval, ignore=ignore)
 
 
 def _apply_retention(store: Store, vol_id: str) -> None:

@@ -442,12 +442,12 @@ class OutageProxy(FaultProxy):
 
     down = False
 
-    def _pick_fault(self, request: Any) -> str | None:
+    def _handle(self, conn: Any, request: Any) -> bool:
         if self.down:
             with self._lock:
-                self.counts["requests"] += 1
-            return "drop"
-        return super()._pick_fault(request)
+                self.counts["dropped while down"] += 1
+            return False  # the connection is closed unanswered
+        return super()._handle(conn, request)
 
 
 @pytest.mark.s3
@@ -477,6 +477,7 @@ def test_an_outage_keeps_the_folder_working_and_pushes_when_back(
             (tmp_path / "mine" / "written-offline.txt").write_bytes(b"while out")
             (tmp_path / "mine" / "seen-by-all.txt").write_bytes(b"2")
             wait_for(lambda: mine.offline_since is not None, "the outage to be noticed")
+            assert proxy.counts["dropped while down"] > 0
             st = mine.status()
             assert st.offline_since is not None and "OFFLINE" in str(st)
             with pytest.warns(UserWarning, match="cannot reach its store"):

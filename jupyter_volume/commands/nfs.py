@@ -227,7 +227,18 @@ def _foreground(m: Any, ctx: Context, name: str) -> Result:
     finally:
         signal.signal(signal.SIGTERM, previous)
     m.unmount()
-    return Message(f"Stopped: {m.path} is no longer live; every change was pushed.")
+    return Message(f"Stopped: {m.path} is no longer live; {_pushed(m)}")
+
+
+def _pushed(m: Any) -> str:
+    """What the last push of a stopped live folder left behind, in words."""
+    left = sorted(getattr(m, "_deferred", {}) or {})
+    if not left:
+        return "every change was pushed."
+    return (
+        f"{len(left)} file(s) still being written were not pushed ({', '.join(left[:3])}"
+        f"{', ...' if len(left) > 3 else ''}): mount the same folder again to push them."
+    )
 
 
 def _find(name: str | None, prog: str) -> list[Any]:
@@ -246,7 +257,7 @@ def _unmount(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
         raise UsageError("a terminal's live folder stops with Ctrl-C in its `nfs mount`")
     (m,) = _find(s.name, prog)[:1]
     m.unmount()
-    return Message(f"Stopped {m.path}: every change was pushed; its files stay there.")
+    return Message(f"Stopped {m.path} (its files stay there): {_pushed(m)}")
 
 
 def _status(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
