@@ -31,7 +31,7 @@ from tornado.iostream import StreamClosedError
 
 from .. import errors
 from ..errors import InvalidError, VolumeError
-from .engine import MAX_CHUNK_SIZE, ChunkWriter, VolumeService
+from .engine import MAX_CHUNK_SIZE, ChunkWriter, TooManyUploadsError, VolumeService
 
 __all__ = [
     "API_PREFIX",
@@ -46,11 +46,16 @@ API_PREFIX = "jupyter-volume/api"
 SETTINGS_KEY = "jupyter_volume_service"
 #: bytes of an upload chunk's body collected before each write to its temp file
 WRITE_BLOCK = 1024 * 1024
+#: An oversized chunk's body is read and dropped up to this size, so the client gets the
+#: JSON error (a reply sent while it still sends is seen as a reset by most clients);
+#: past it the connection is closed right after the error.
+DISCARD_LIMIT = 16 * MAX_CHUNK_SIZE
 
 T = TypeVar("T")
 
 #: Exception class -> HTTP status. First match wins, so subclasses come first.
 ERROR_STATUS: list[tuple[type[BaseException], int]] = [
+    (TooManyUploadsError, 429),
     (errors.NotFoundError, 404),
     (errors.AlreadyExistsError, 409),
     (errors.InvalidError, 400),
@@ -306,7 +311,12 @@ class FilesHandler(VolumeAPIHandler):
         self.set_header("Accept-Ranges", "bytes")
         self.set_header("Last-Modified", formatdate(entry.mtime, usegmt=True))
         # Always an attachment: never render volume content (HTML, SVG) in Jupyter's origin.
-        ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+        # The plain filename is an ASCII stand-in (control characters, quotes and
+        # backslashes, which no header may carry raw, become "_"); filename* has the
+        # real name, percent-encoded (RFC 6266, RFC 8187).
+        ascii_name = "".join(
+            c if 0x20 <= ord(c) < 0x7F and c not in '"\\?' else "_" for c in name
+        )
         self.set_header(
             "Content-Disposition",
             f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
@@ -394,12 +404,22 @@ class UploadHandler(VolumeAPIHandler):
     async def prepare(self) -> None:  # type: ignore[override]
         self._pending: list[bytes] = []
         self._pending_len = 0
+        self._body_len = 0
         await super().prepare()  # authenticated before a single body byte is read
         if self.request.method != "PUT":
             return
-        self.request.connection.set_max_body_size(MAX_CHUNK_SIZE)  # type: ignore[union-attr]
         # A refused chunk is answered after its body was read (and dropped): replying
         # while the client still sends makes many clients report a reset, not the error.
+        # So Tornado's own size limit (a bare 400 with no body) is set above ours, and
+        # ours is checked here and in data_received.
+        declared = self.request.headers.get("Content-Length")
+        too_big = declared is not None and declared.isdigit() and int(declared) > MAX_CHUNK_SIZE
+        if too_big and int(declared or 0) > DISCARD_LIMIT:
+            raise self._oversized()
+        self.request.connection.set_max_body_size(DISCARD_LIMIT)  # type: ignore[union-attr]
+        if too_big:
+            self._chunk_error = self._oversized()
+            return
         try:
             offset = self.int_arg("offset")
             if offset is None:
@@ -418,7 +438,18 @@ class UploadHandler(VolumeAPIHandler):
         except VolumeError as exc:
             self._chunk_error = exc
 
+    def _oversized(self) -> InvalidError:
+        return InvalidError(
+            f"an upload chunk may be at most {MAX_CHUNK_SIZE} bytes (max_chunk_size); "
+            "send the file in smaller chunks"
+        )
+
     async def data_received(self, chunk: bytes) -> None:
+        self._body_len += len(chunk)
+        if self._body_len > MAX_CHUNK_SIZE and self._chunk_error is None:
+            # a chunked-encoding body has no Content-Length to check up front
+            self._chunk_error = self._oversized()
+            self._release_chunk()
         if self._chunk is None or self._chunk_error is not None:
             return
         self._pending.append(chunk)
@@ -509,9 +540,10 @@ ROUTES: list[tuple[str, type[VolumeAPIHandler]]] = [
 def route_table(base_url: str) -> list[tuple[str, type[VolumeAPIHandler]]]:
     """The routes with their full URL patterns under ``base_url``."""
     from .dict_handlers import DICT_ROUTES  # here: that module builds on this one
+    from .nfs_handlers import NFS_ROUTES  # likewise
 
     prefix = url_path_join(base_url, API_PREFIX)
-    routes = [*ROUTES[:-1], *DICT_ROUTES, ROUTES[-1]]  # the catch-all 404 stays last
+    routes = [*ROUTES[:-1], *DICT_ROUTES, *NFS_ROUTES, ROUTES[-1]]  # the 404 stays last
     return [(prefix + pattern, h) for pattern, h in routes]
 
 
