@@ -49,6 +49,7 @@ exit codes:
   2    usage: bad arguments, a bad volume name, a path escaping the volume, or the
        target exists already (put/get without --force, create of an existing volume)
   3    not found: the volume, a path in it, a commit, or a local file does not exist
+  70   a bug in jupyter-volume: the message says where the traceback was written
   130  interrupted (Ctrl-C)"""
 
 
