@@ -479,7 +479,10 @@ class Mount:
                 f"cannot mount volume {self.volume.name!r} at {self.path}: the folder is not empty "
                 "and is not this volume's mount. Choose an empty or new folder."
             )
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a read-only or forbidden parent: say so in one line
+            raise self._folder_error(e, "mount", 0, 0) from e
         if not known:
             # From here on the folder is this volume's mount, even if materializing it
             # stops partway (a full disk): mounting again in the same folder resumes.

@@ -337,6 +337,9 @@ def test_folder_turning_read_only_mid_reload(store: Any, tmpfs: Path) -> None:
                 m.reload()
         assert exc.value.errno == errno.EROFS and "\n" not in str(exc.value)
         assert m.status().behind == 1  # not marked up to date
+        other = Volume.lookup("w", create_if_missing=True, store=store)
+        with pytest.raises(LocalFolderError, match=r"cannot mount volume 'w' at .*read-only"):
+            other.mount(tmpfs / "other", background=False)
     finally:
         remount(tmpfs, "rw")
     m.reload()
