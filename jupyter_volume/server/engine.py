@@ -36,7 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError
+from ..errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+)
 from ..formatting import iso_time
 from ..names import check_name, normalize_path
 from ..store import Store
@@ -46,6 +51,10 @@ __all__ = [
     "API_VERSION",
     "DEFAULT_CHUNK_SIZE",
     "MAX_CHUNK_SIZE",
+    "MAX_UPLOADS_PER_USER",
+    "MAX_UPLOADS_TOTAL",
+    "MAX_UPLOAD_SIZE",
+    "TooManyUploadsError",
     "ChunkWriter",
     "VolumeService",
 ]
@@ -57,6 +66,23 @@ MAX_CHUNK_SIZE = 64 * 1024 * 1024
 MAX_PAGE = 5000
 DEFAULT_PAGE = 500
 UPLOAD_IDLE_SECONDS = 24 * 3600
+#: Largest file one upload session may declare (the spool folder's free space is the
+#: other bound, checked when the session starts).
+MAX_UPLOAD_SIZE = 1024**4
+#: Open upload sessions one user may hold, and all users together: each holds a spool
+#: file and a slot, so an abandoned client cannot pile them up.
+MAX_UPLOADS_PER_USER = 16
+MAX_UPLOADS_TOTAL = 128
+#: Bytes kept free in the spool folder beyond an upload's declared size.
+SPOOL_HEADROOM = 64 * 1024 * 1024
+
+
+class TooManyUploadsError(ConflictError):
+    """An upload session was refused: its user (or the server) holds too many open ones.
+
+    The REST API answers it with 429 Too Many Requests.
+    """
+
 
 _TYPE_NAMES = {
     FileEntryType.FILE: "file",
@@ -130,10 +156,11 @@ def _children(vol: Volume, path: str, at: int | None) -> list[FileEntry]:
 class _Upload:
     id: str
     volume: str
+    volume_id: str  # the session belongs to this volume, whatever name it has later
     path: str
     size: int
     force: bool
-    user: str  # who started it (for the record; not checked, see _upload)
+    user: str  # who started it: counted against MAX_UPLOADS_PER_USER (see _upload)
     tmp: str
     received: int = 0
     sha: Any = field(default_factory=hashlib.sha256)
@@ -252,6 +279,9 @@ class VolumeService:
         upload_dir: where upload chunks are spooled (default: a new folder in the
             system temp dir, removed at exit).
         max_workers: threads for storage work.
+        max_upload_size: the largest file an upload session may declare (bytes).
+        max_uploads_per_user: open upload sessions one user may hold at once.
+        max_uploads_total: open upload sessions of all users together.
     """
 
     def __init__(
@@ -260,8 +290,14 @@ class VolumeService:
         *,
         upload_dir: str | os.PathLike[str] | None = None,
         max_workers: int = 8,
+        max_upload_size: int = MAX_UPLOAD_SIZE,
+        max_uploads_per_user: int = MAX_UPLOADS_PER_USER,
+        max_uploads_total: int = MAX_UPLOADS_TOTAL,
     ) -> None:
         self._store_or_factory = store
+        self.max_upload_size = max_upload_size
+        self.max_uploads_per_user = max_uploads_per_user
+        self.max_uploads_total = max_uploads_total
         self._store: Store | None = store if isinstance(store, Store) else None
         self._lock = threading.RLock()
         self._uploads: dict[str, _Upload] = {}
@@ -318,7 +354,8 @@ class VolumeService:
     # -- volumes ---------------------------------------------------------------------------------
     def list_volumes(self) -> dict[str, Any]:
         """Every volume of the store, sorted by name."""
-        return {"volumes": [volume_json(v) for v in Volume.objects.list(store=self.store)]}
+        vols = [volume_json(v) for v in Volume.objects.list(store=self.store)]
+        return {"volumes": sorted(vols, key=lambda v: v["name"])}
 
     def create_volume(self, name: Any) -> dict[str, Any]:
         """Create a volume; AlreadyExistsError if the name is taken."""
@@ -466,7 +503,15 @@ class VolumeService:
         if isinstance(commit, bool) or not isinstance(commit, int):
             raise InvalidError(f"commit must be a commit number, got {commit!r}")
         p = None if path in (None, "") else _path_arg(path, "path")
-        info = self._vol(name).restore(commit, p)
+        vol = self._vol(name)
+        if p and _stat_or_none(vol, p, at=commit) is None and _stat_or_none(vol, p) is None:
+            # Volume.restore would quietly change nothing; the user asked for something.
+            raise NotFoundError(
+                f"{p} did not exist at commit {commit} and does not exist now: nothing to "
+                "restore (to bring back a deleted file, restore the commit before the one "
+                "that deleted it)"
+            )
+        info = vol.restore(commit, p)
         return {"volume": name, "restored": commit, "path": p or "", "commit": commit_json(info)}
 
     # -- uploads ------------------------------------------------------------------------------------
@@ -485,6 +530,17 @@ class VolumeService:
             raise InvalidError(f"size must be a number of bytes >= 0, got {size!r}")
         if not isinstance(force, bool):
             raise InvalidError(f"force must be true or false, got {force!r}")
+        if size > self.max_upload_size:
+            raise InvalidError(
+                f"cannot upload {p}: {size} bytes is more than the largest upload this server "
+                f"takes ({self.max_upload_size} bytes); copy it with the Python API or the CLI"
+            )
+        free = shutil.disk_usage(self.upload_dir).free
+        if size + SPOOL_HEADROOM > free:
+            raise InvalidError(
+                f"cannot upload {p}: {size} bytes do not fit in the server's upload folder "
+                f"({free} bytes free in {self.upload_dir})"
+            )
         vol = self._vol(name)
         e = _stat_or_none(vol, p)
         if e is None:
@@ -508,14 +564,41 @@ class VolumeService:
                     f"{p} already exists in volume {name!r}: upload with force to overwrite it"
                 )
         self._expire_uploads()
+        volume_id = vol.info().id
         upload_id = secrets.token_urlsafe(18)
         tmp = os.path.join(self.upload_dir, upload_id)
-        with open(tmp, "xb"):
-            pass
-        up = _Upload(upload_id, name, p, size, force, user, tmp)
         with self._lock:
+            mine = sum(1 for u in self._uploads.values() if u.user == user)
+            if mine >= self.max_uploads_per_user:
+                raise TooManyUploadsError(
+                    f"too many unfinished uploads ({mine}) for user {user!r}: finish or "
+                    f"cancel one first (at most {self.max_uploads_per_user} at a time)"
+                )
+            if len(self._uploads) >= self.max_uploads_total:
+                raise TooManyUploadsError(
+                    f"the server has {len(self._uploads)} unfinished uploads, its limit: "
+                    "try again when some have finished"
+                )
+            with open(tmp, "xb"):
+                pass
+            up = _Upload(upload_id, name, volume_id, p, size, force, user, tmp)
             self._uploads[upload_id] = up
         return up.json()
+
+    def _check_same_volume(self, up: _Upload) -> Volume:
+        """The session's volume, if its name still names it; else drop the session."""
+        try:
+            vol = self._vol(up.volume)
+            same = vol.info().id == up.volume_id
+        except NotFoundError:
+            same = False
+        if not same:
+            self._drop(up)
+            raise NotFoundError(
+                f"volume {up.volume!r} was deleted (or replaced by a new volume of that name) "
+                f"after upload {up.id} started; the upload was cancelled. Start it again."
+            )
+        return vol
 
     def _upload(self, name: str, upload_id: str) -> _Upload:
         up = self._uploads.get(upload_id)
@@ -563,6 +646,7 @@ class VolumeService:
             up.state = "writing"
             up.touched = time.time()
         try:
+            self._check_same_volume(up)
             return ChunkWriter(self, up, offset, sha256.lower())
         except BaseException:
             with self._lock:
@@ -599,7 +683,7 @@ class VolumeService:
                 raise InvalidError(f"force must be true or false, got {force!r}")
             up.state = "committing"
         try:
-            vol = self._vol(name)
+            vol = self._check_same_volume(up)
             batch = vol.batch_upload(force=up.force if force is None else force)
             with batch, open(up.tmp, "rb") as f:
                 batch.put_file(f, up.path)
@@ -640,15 +724,27 @@ class VolumeService:
 
 
 def _path_arg(value: Any, what: str) -> str:
+    """A path from a request body, normalized; names with control characters refused.
+
+    Such names are legal in a volume (the Python API writes them) but break the
+    places a browser shows or sends them (headers, one-line lists), so the REST API
+    does not create new ones.
+    """
     if not isinstance(value, str):
         raise InvalidError(f"{what} must be a path string, got {value!r}")
+    bad = next((c for c in value if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        raise InvalidError(
+            f"{what} {value!r} contains the control character {bad!r} (U+{ord(bad):04X}); "
+            "file names may not contain control characters"
+        )
     return normalize_path(value, what=what)
 
 
-def _stat_or_none(vol: Volume, path: str) -> FileEntry | None:
-    """The entry at ``path``, or None when nothing is there (a free target)."""
+def _stat_or_none(vol: Volume, path: str, at: int | None = None) -> FileEntry | None:
+    """The entry at ``path`` (at commit ``at``), or None when nothing is there."""
     try:
-        return vol.stat(path)
+        return vol.stat(path, at=at)
     except NotFoundError:
         return None
 

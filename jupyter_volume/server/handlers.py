@@ -314,9 +314,7 @@ class FilesHandler(VolumeAPIHandler):
         # The plain filename is an ASCII stand-in (control characters, quotes and
         # backslashes, which no header may carry raw, become "_"); filename* has the
         # real name, percent-encoded (RFC 6266, RFC 8187).
-        ascii_name = "".join(
-            c if 0x20 <= ord(c) < 0x7F and c not in '"\\?' else "_" for c in name
-        )
+        ascii_name = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\?' else "_" for c in name)
         self.set_header(
             "Content-Disposition",
             f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
