@@ -104,7 +104,7 @@ def cmd_dict(a: argparse.Namespace, ctx: Context) -> Result | None:
 def _create(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     from ..dicts import Dict
 
-    store = ctx.store()
+    store = ctx.store(create=True)  # like `create` of a volume: may make the store
     Dict.objects.create(s.name, allow_existing=s.allow_existing, store=store)
     return Message(f"Created Dict {s.name!r} in {store.url}.", {"name": s.name})
 
