@@ -7,10 +7,10 @@ from before a transaction next to a log from after it). A commit therefore takes
 changed file only when it is *quiet*:
 
 1. no process we can see holds it open for writing (``/proc/*/fd``: every process of
-   this user, all of them for root; races and refused folders are skipped);
+   this user, all of them for root; processes that exit or refuse us are skipped);
 2. it has not changed for the settle interval: its ctime is at least that old (the
-   kernel sets ctime; nobody can set it back), or the mount has seen the same stat
-   signature for that long (which also holds when the clock jumps);
+   kernel sets ctime and nobody can set it back), or the mount has seen the same stat
+   signature for that long (which also holds when the wall clock jumps);
 3. its stat signature is the same when it is checked, when it is opened, when it has
    been read, and after every other file of the commit has been read.
 
@@ -18,11 +18,19 @@ Files that belong together share one verdict (a *group*): ``X`` and every siblin
 whose name is ``X`` with a group pattern applied (``*-wal``, ``*-shm``, ``*-journal``,
 ``*.tmp``, ``*.lock``, ``*.part``, ...; the ``*`` stands for ``X``). If one member is
 not quiet, no member is committed, so a database and its write-ahead log always come
-from the same moment. A deleted file counts as changed when its folder last changed.
+from the same moment.
 
-What is not quiet is *deferred*: not read, not uploaded, left for a later commit.
-A file that changes while it is being read is dropped after the read, so at most its
-own bytes end up in packs that no commit references (garbage collection removes them).
+Quiet files alone are not enough: a file deferred now keeps its previously committed
+version, which may be older than the quiet files next to it (git objects deleted by
+``git gc`` after the index that names them was written). So the commit is cut at one
+moment T (see :class:`Gate`): it takes the groups last changed before T and defers only
+groups that were still as committed at T; a group changing across T pulls T back to
+before its change. The result is the folder as it was at T, which for any program that
+keeps its files consistent on disk (as after a crash) is consistent.
+
+What is not taken is *deferred*: not read, not uploaded, left for a later commit. A
+file that changes while it is being read is dropped after the read, so at most its own
+bytes end up in packs that no commit references (garbage collection removes them).
 
 Layer: uses only the standard library and :mod:`jupyter_volume.errors`.
 """

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.timeout(300)
 # Short intervals keep the tests quick; the rules are the same at the defaults.
 INTERVAL = 0.1
 SETTLE = 0.3
+STILL = 1.0  # for the Gate tests: "just changed" must stay young however slow the machine
 
 if shutil.which("git") is None:  # pragma: no cover - the test image has it
     raise RuntimeError("these tests need the git program: apt-get install git")
@@ -134,7 +135,7 @@ def test_writers_are_found_in_other_processes_not_readers(tmp_path: Path) -> Non
 def test_gate_settles_groups_and_rechecks_after_reading(tmp_path: Path) -> None:
     root = tmp_path / "f"
     root.mkdir()
-    policy = Policy(settle=SETTLE)
+    policy = Policy(settle=STILL)
     for name in ("db", "db-wal", "alone.txt", "gone-folder-sibling"):
         (root / name).write_bytes(b"x" * 100)
     (root / "gone-folder-sibling").unlink()  # the folder changed just now
@@ -142,8 +143,8 @@ def test_gate_settles_groups_and_rechecks_after_reading(tmp_path: Path) -> None:
     gate = Gate(root, ["db-wal", "alone.txt"], ["gone"], policy, memory)
     # all just written: nothing is quiet yet, and waiting helps
     assert set(gate.deferred) == {"db-wal", "alone.txt", "gone"}
-    assert gate.pause is not None and 0 < gate.pause <= SETTLE
-    time.sleep(SETTLE + 0.05)
+    assert gate.pause is not None and 0 < gate.pause <= STILL
+    time.sleep(STILL + 0.05)
     gate = Gate(root, ["db-wal", "alone.txt"], ["gone"], policy, memory)
     assert gate.deferred == {} and gate.pause is None
     # the unchanged main file of the group changes while the commit reads: the group waits,
@@ -157,13 +158,52 @@ def test_gate_settles_groups_and_rechecks_after_reading(tmp_path: Path) -> None:
     held = gate.confirm()
     assert set(held) == {"db-wal"} and "db changed" in held["db-wal"]
     # a file that changes between its check and its reading is refused at the read
-    time.sleep(SETTLE + 0.05)
+    time.sleep(STILL + 0.05)
     gate = Gate(root, ["alone.txt"], [], policy, memory)
     assert gate.ready("alone.txt")
     (root / "alone.txt").write_bytes(b"y" * 100)
     st = os.stat(root / "alone.txt")
     assert not gate.check_read("alone.txt", st, st)
     assert "changed while being read" in gate.deferred["alone.txt"]
+
+
+def test_gate_cuts_the_commit_at_one_moment(tmp_path: Path) -> None:
+    """A deferred path keeps its committed version; that is only right if it was still
+    that version at the moment the commit stands for (git gc deletes loose objects that
+    were never committed after the index naming them was written: neither may go)."""
+    root = tmp_path / "f"
+    (root / "objects").mkdir(parents=True)
+    policy = Policy(settle=STILL)
+    before_both = time.monotonic()  # the last scan before the writer started
+    (root / "objects/o1").write_bytes(b"object")
+    (root / "index").write_bytes(b"names o1")
+    time.sleep(STILL + 0.05)  # the index is quiet now
+    after_index = time.monotonic()  # a scan here found the index changed, o1 as committed
+    (root / "objects/o1").unlink()  # ... and now o1 goes: a fresh change
+
+    # o1 changed both before and after the index: no moment has the index without o1
+    gate = Gate(root, ["index"], ["objects/o1"], policy, {}, clean_at=before_both)
+    assert set(gate.deferred) == {"index", "objects/o1"}
+    assert "waits for files changed with it" in gate.deferred["index"]
+    assert gate.pause is not None  # it is worth looking again
+
+    # o1 was as committed when the index was already written: the index alone goes
+    gate = Gate(root, ["index"], ["objects/o1"], policy, {}, clean_at=after_index)
+    assert set(gate.deferred) == {"objects/o1"}
+    assert gate.ready("index")
+
+    # a group that has waited longer than the limit no longer holds the others back (a
+    # file held open for writing: it changed after the last scan and is never quiet)
+    impatient = Policy(settle=STILL, max_wait=0.2)
+    memory: dict = {}
+    with open(root / "objects/o2", "wb") as held:
+        held.write(b"being written")
+        gate = Gate(root, ["index", "objects/o2"], [], impatient, memory, clean_at=before_both)
+        assert set(gate.deferred) == {"index", "objects/o2"}
+        time.sleep(0.25)
+        gate = Gate(root, ["index", "objects/o2"], [], impatient, memory, clean_at=before_both)
+        assert set(gate.deferred) == {"objects/o2"}
+        assert "open for writing" in gate.deferred["objects/o2"]
 
 
 def test_a_group_is_committed_together_or_not_at_all(local_store, tmp_path: Path) -> None:
@@ -209,7 +249,7 @@ def test_explicit_commit_waits_for_a_file_to_settle_background_defers(
 ) -> None:
     vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
     mnt = tmp_path / "mnt"
-    m = vol.mount(mnt, interval=3600, settle=SETTLE, settle_max_wait=1.0)
+    m = vol.mount(mnt, interval=3600, settle=STILL, settle_max_wait=2.0)
     (mnt / "fresh.txt").write_text("just written")
     # what the background committer does when woken (as after a cell): it must not take
     # a file this young, and it must not wait for it either
