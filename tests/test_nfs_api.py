@@ -60,6 +60,8 @@ def test_missing_nfs_is_not_found_with_the_way_to_create_it(store: Store) -> Non
         handle.hydrate()
 
 
+# store-independent checks (validation before any I/O, the file object's handling)
+@pytest.mark.parametrize("store", ["local"], indirect=True)
 def test_invalid_name(store: Store) -> None:
     for name in ["has space", "has/slash", "a" * 65, "-x", "..", ""]:
         with pytest.raises(InvalidError, match="invalid network file system name"):
@@ -192,6 +194,8 @@ def test_write_file_returns_bytes_creates_parents_and_replaces(nfs: NetworkFileS
     assert read(nfs, "big.bin") == big
 
 
+# store-independent checks (validation before any I/O, the file object's handling)
+@pytest.mark.parametrize("store", ["local"], indirect=True)
 def test_write_file_trailing_slash_writes_into_the_folder(
     nfs: NetworkFileSystem, tmp_path: Path
 ) -> None:
@@ -220,6 +224,8 @@ def test_write_file_bad_input_changes_nothing(nfs: NetworkFileSystem) -> None:
     assert nfs.history(1)[0].seq == seq
 
 
+# store-independent checks (validation before any I/O, the file object's handling)
+@pytest.mark.parametrize("store", ["local"], indirect=True)
 def test_write_file_is_atomic_when_the_source_fails(nfs: NetworkFileSystem) -> None:
     nfs.write_file("f", io.BytesIO(b"old"))
 

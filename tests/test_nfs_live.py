@@ -196,6 +196,10 @@ for i in range(1, n + 1):
 """
 
 
+# What a live folder does with files being read, held open or cut off by SIGKILL is the
+# same whatever the store (it happens in the folders): these run on the local store only,
+# to keep CI time down; the store-facing cases run on both.
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
 def test_a_reader_never_sees_a_mix_of_versions(two_mounts: tuple[Mounter, Mounter]) -> None:
     a, b = two_mounts
     size = 1 << 18
@@ -226,6 +230,10 @@ def test_a_reader_never_sees_a_mix_of_versions(two_mounts: tuple[Mounter, Mounte
     assert len(seen) >= 2  # the reader did see the file change under it
 
 
+# What a live folder does with files being read, held open or cut off by SIGKILL is the
+# same whatever the store (it happens in the folders): these run on the local store only,
+# to keep CI time down; the store-facing cases run on both.
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
 def test_a_local_writer_holding_a_file_open_is_not_overwritten(
     two_mounts: tuple[Mounter, Mounter], shared: NetworkFileSystem
 ) -> None:
@@ -293,6 +301,10 @@ NetworkFileSystem.from_name("shared", store=sys.argv[1]).write_file("f", io.Buff
 """
 
 
+# What a live folder does with files being read, held open or cut off by SIGKILL is the
+# same whatever the store (it happens in the folders): these run on the local store only,
+# to keep CI time down; the store-facing cases run on both.
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
 def test_a_writer_killed_mid_write_leaves_the_previous_whole_version(
     opened: tuple[Store, str, dict[str, str]],
     two_mounts: tuple[Mounter, Mounter],
