@@ -916,7 +916,8 @@ class Mount:
 
     # -- status ------------------------------------------------------------------------------------------
     def status(self) -> MountStatus:
-        """Uncommitted added/modified/deleted paths, and how many commits the folder is behind."""
+        """Uncommitted added/modified/deleted paths, how many commits the folder is behind,
+        and which changed files the latest commit deferred, and why (``deferred``)."""
         with self._lock:
             self._check_open()
             ch = self._full_scan()
