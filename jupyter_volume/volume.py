@@ -1253,6 +1253,8 @@ class Volume:
         """
         from .repository import gc
 
+        # gc is also when the ephemeral volumes of dead processes are reclaimed
+        names.sweep_ephemeral(self.store)
         return gc.collect(
             self._repo,
             dry_run=dry_run,

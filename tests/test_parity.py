@@ -862,3 +862,38 @@ def test_copy_killed_midway_is_invisible_and_resumes(
     assert counting.count("put") <= source_objects - landed + 4
     assert _history_and_files(dest) == _history_and_files(src)
     assert dest.verify().ok
+
+
+def test_a_venv_inside_a_mount_commits_and_reads_follow_only_inner_links(
+    local_store: Store, tmp_path: Path
+) -> None:
+    vol = Volume.from_name("proj", create_if_missing=True, store=local_store)
+    mnt = tmp_path / "mnt"
+    with vol.mount(mnt, background=False) as m:
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(mnt / ".venv")], check=True
+        )
+        (mnt / "notes.txt").write_text("n")
+        os.symlink("notes.txt", mnt / "latest")
+        assert m.commit("with a venv") is not None
+    kinds = {e.path: e.type for e in vol.listdir(".venv/bin")}
+    assert kinds[".venv/bin/python"] == FileEntryType.SYMLINK  # stored as a link
+    assert _read(vol, "latest") == b"n"
+    with pytest.raises(InvalidError, match="python.*outside"):
+        _read(vol, ".venv/bin/python")  # the interpreter's link leaves the volume
+
+
+def test_gc_and_from_name_also_reclaim_dead_ephemeral_volumes(local_store: Store) -> None:
+    from jupyter_volume import names
+
+    keep = Volume.from_name("keep", create_if_missing=True, store=local_store).hydrate()
+    for reclaim in (keep.gc, lambda: Volume.from_name("keep", store=local_store).hydrate()):
+        lease, meta = names.create_ephemeral(local_store, ttl=0.2)
+        lease.stop(delete=False)  # its owner stops renewing: as if it had died
+        assert _keys(local_store, f"vols/{meta.id}/")
+        deadline = time.monotonic() + 30  # a hang guard: the ttl is 0.2 s (+1 s of slack)
+        while _keys(local_store, f"vols/{meta.id}/") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            reclaim()
+        assert _keys(local_store, f"vols/{meta.id}/") == []
+        assert _keys(local_store, "leases/") == []
