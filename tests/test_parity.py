@@ -897,3 +897,19 @@ def test_gc_and_from_name_also_reclaim_dead_ephemeral_volumes(local_store: Store
             reclaim()
         assert _keys(local_store, f"vols/{meta.id}/") == []
         assert _keys(local_store, "leases/") == []
+
+
+@_sync
+async def test_aio_forms_of_context_managers_and_static_methods(local_store: Store) -> None:
+    async with Volume.ephemeral.aio(store=local_store) as vol:
+        async with vol.batch_upload.aio() as batch:
+            batch.put_file(io.BytesIO(b"async"), "a.txt")
+        assert [e.path for e in await vol.listdir.aio("/")] == ["a.txt"]
+        vol_id = vol.object_id
+        same = await Volume.from_id.aio(vol_id, store=local_store)
+        assert (await same.info.aio()).id == vol_id
+    await Volume.objects.create.aio("named", store=local_store)
+    await Volume.rename.aio("named", "renamed", store=local_store)
+    assert [v.name for v in await Volume.objects.list.aio(store=local_store)] == ["renamed"]
+    await Volume.objects.delete.aio("renamed", store=local_store)
+    assert _keys(local_store) == []

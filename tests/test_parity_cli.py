@@ -318,3 +318,17 @@ def test_volume_copy_to_another_store(run: Run, tmp_path: Path) -> None:
     run("copy", "vol", "--to", team, "--as", "shared")  # again: already there, a no-op
     Volume.objects.create("taken", store=team)
     assert "exists" in run.err("copy", "vol", "--to", team, "--as", "taken", rc=2)
+
+
+def test_magic_takes_env_too(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setenv("JUPYTER_VOLUME_STORE", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.delenv("JUPYTER_VOLUME_ENV", raising=False)
+    with capture_output():
+        shell.run_line_magic("volume", "create notes -e dev  # in the dev environment")
+    assert Volume.objects.list() == []
+    assert [v.name for v in Volume.objects.list(environment_name="dev")] == ["notes"]
+    rows = shell.run_line_magic("volume", "list --json --env dev")
+    assert [r["name"] for r in rows] == ["notes"]
