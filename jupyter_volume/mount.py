@@ -422,6 +422,8 @@ class Mount:
             self._close_state()
             raise
         self._journal = Journal(self.path, skip=self._ignored_dir)
+        if getattr(self, "_rescan_first", False):
+            self._journal.requeue(None)  # files the mount's own commit deferred
         if background and not read_only:
             self._start_committer()
         atexit.register(self._atexit)
@@ -874,8 +876,14 @@ class Mount:
         idx = self._index
         idx.db.execute("BEGIN")
         idx.put(same_rows)
-        if rec is not None and rec.parent == self.base_seq and not idx.since_base():
-            # Nobody committed in between: the folder now reflects exactly this commit.
+        if (
+            rec is not None
+            and rec.parent == self.base_seq
+            and not rec.extra.get("carried")
+            and not idx.since_base()
+        ):
+            # Nobody committed in between, and the commit holds no other writer's change
+            # (group commit): the folder now reflects exactly this commit.
             idx.put((p, e, sig, 0) for p, e, sig, _ in new_rows)
             idx.set_meta("base_root", self._sub_root(rec.root))
             idx.set_meta("base_seq", rec.seq)
@@ -907,6 +915,11 @@ class Mount:
 
     def _journal_requeue(self, ch: _Changes) -> None:
         """Paths we could not commit now must be looked at again next time."""
+        if getattr(self, "_journal", None) is None:
+            # while mounting (edits left from an earlier mount) there is no journal yet:
+            # the one made next starts with a full scan instead
+            self._rescan_first = True
+            return
         if ch.taken is not None:
             self._journal._dirty.update(ch.taken)
         self._journal._dirty.update(ch.files)

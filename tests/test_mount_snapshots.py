@@ -244,6 +244,28 @@ def test_a_group_is_committed_together_or_not_at_all(local_store, tmp_path: Path
     assert b"".join(vol.read_file("model.bin")) == b"new weights"
 
 
+def test_remount_with_a_leftover_edit_held_open_defers_it(local_store, tmp_path: Path) -> None:
+    vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
+    mnt = tmp_path / "mnt"
+    vol.mount(mnt, background=False, settle=SETTLE).unmount()
+    (mnt / "app.db").write_bytes(b"edited while unmounted")
+    holder = hold(mnt / "app.db", "rw", tmp_path)
+    try:
+        # mounting commits leftover edits first: this one waits, and the mount still works
+        with pytest.warns(UserWarning, match="app.db"):
+            m = vol.mount(mnt, interval=INTERVAL, settle=SETTLE, settle_max_wait=0.5)
+        assert "app.db" in m.status().deferred
+    finally:
+        holder.kill()
+        holder.wait()
+    # once it is closed, the background committer takes it without being told
+    deadline = time.time() + 60
+    while time.time() < deadline and "app.db" not in {e.path for e in vol.listdir("/")}:
+        time.sleep(0.1)
+    assert b"".join(vol.read_file("app.db")) == b"edited while unmounted"
+    m.unmount()
+
+
 def test_explicit_commit_waits_for_a_file_to_settle_background_defers(
     local_store, tmp_path: Path
 ) -> None:
