@@ -913,3 +913,22 @@ async def test_aio_forms_of_context_managers_and_static_methods(local_store: Sto
     assert [v.name for v in await Volume.objects.list.aio(store=local_store)] == ["renamed"]
     await Volume.objects.delete.aio("renamed", store=local_store)
     assert _keys(local_store) == []
+
+
+def test_volume_commit(local_store: Store, tmp_path: Path) -> None:
+    with Volume.ephemeral(store=local_store) as vol:
+        assert vol.commit() is None  # not mounted here: nothing to commit, as outside a container
+        with vol.mount(tmp_path / "m", background=False):
+            (tmp_path / "m" / "f.txt").write_bytes(b"x")
+            info = vol.commit()
+            assert info is not None and vol.commit() is None
+        assert _read(vol, "f.txt") == b"x"
+
+
+def test_volume_reload(local_store: Store) -> None:
+    with Volume.ephemeral(store=local_store) as vol:
+        vol.reload()  # unmounted: brings the handle to the newest commit, and is harmless
+        other = Volume.from_id(vol.object_id, store=local_store)
+        _put(other, {"new.txt": b"n"})
+        vol.reload()
+        assert vol.seq == other.seq

@@ -109,6 +109,15 @@ def test_volume_get(run: Run, tmp_path: Path, capsysbinary: pytest.CaptureFixtur
     assert run("get", "vol", "data", "-")[0] == b"one\ntwo\n"
     run("get", "vol", "data", "out")
     assert (tmp_path / "out" / "sub" / "2.txt").read_bytes() == b"two\n"
+    # as Modal's test: a file into an existing folder, to a new name, and "/" into a folder
+    (tmp_path / "into").mkdir()
+    run("get", "vol", "data/1.txt", "into")
+    assert (tmp_path / "into" / "1.txt").read_bytes() == b"one\n"
+    run("get", "vol", "data/1.txt", "download.txt")
+    assert (tmp_path / "download.txt").read_bytes() == b"one\n"
+    (tmp_path / "everything").mkdir()
+    run("get", "vol", "/", "everything")
+    assert (tmp_path / "everything" / "data" / "sub" / "2.txt").read_bytes() == b"two\n"
 
 
 def test_volume_get_to_a_closed_stdout(tmp_path: Path) -> None:
@@ -144,6 +153,11 @@ def test_volume_put_force(run: Run, tmp_path: Path) -> None:
     assert "already exists" in run.err("put", "vol", "f.txt", rc=2)
     run("put", "vol", "f.txt", "-f")
     assert run("get", "vol", "f.txt", "-")[0] == b"v2"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.txt").write_bytes(b"x")
+    run("put", "vol", "d")  # a folder: the same rule
+    assert "already exists" in run.err("put", "vol", "d", rc=2)
+    run("put", "vol", "d", "--force")
 
 
 def test_volume_rm(run: Run, tmp_path: Path) -> None:
