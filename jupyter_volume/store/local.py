@@ -14,8 +14,10 @@ take the same lock, so they never land between a conditional write's check and i
 replace; ``delete`` removes the lock file with the object (whoever waited on the old lock
 file sees that it is gone and locks the new one). The one window left: a plain ``put``
 already past its lock check when the key's *first* conditional write creates the lock
-file may land between that write's check and replace, and be overwritten by it (a Dict's
-``d[k] = v`` racing the very first ``d.incr(k)`` is such a case; later ones are safe).
+file may land between that write's last check (the file's inode, just before the
+replace) and the replace, and be overwritten by it: a window of microseconds, open only
+until the key's first conditional write (a Dict's ``d[k] = v`` racing the very first
+``d.incr(k)`` is such a case; later ones are safe).
 """
 
 from __future__ import annotations
@@ -199,9 +201,14 @@ class LocalStore(Store):
                     try:
                         with open(path, "rb") as f:
                             current = _token(f.read())
+                            hashed = os.fstat(f.fileno()).st_ino
                     except (FileNotFoundError, IsADirectoryError):
                         return None
                     if current != token:
+                        return None
+                    # a put that bypassed the lock (see the module docstring) and replaced
+                    # the file since we hashed it: that is another version, so no match
+                    if os.stat(path).st_ino != hashed:
                         return None
                     os.replace(tmp, path)
             finally:
