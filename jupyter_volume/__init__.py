@@ -5,13 +5,11 @@ Layers, each importing only those below it::
     magics  cli  widgets  server      thin front ends
             volume (+ mount)          public API, shaped like modal.Volume
             dicts (+ lease)           Dict: Modal's distributed dictionary on the same store
-            dicts (+ lease)           Dict: Modal's distributed dictionary on the same store
             nfs (+ livesync)          NetworkFileSystem: live-synced folders on volumes
             repository                commit log, trees, packs, index, merge, verify
             store                     local folder (default) or any S3-compatible service
 """
 
-from .dicts import DeserializationError, Dict, DictInfo
 from .dicts import DeserializationError, Dict, DictInfo
 from .errors import (
     AlreadyExistsError,
@@ -34,9 +32,6 @@ __all__ = [
     "CommitInfo",
     "ConflictError",
     "CorruptionError",
-    "DeserializationError",
-    "Dict",
-    "DictInfo",
     "DeserializationError",
     "Dict",
     "DictInfo",
