@@ -702,7 +702,7 @@ class Volume:
         self._seq = rec.seq
         return rec.root
 
-    def _follow(self, path: str, at: int | None = None) -> tuple[str, Entry]:
+    def _follow(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
         """Like :meth:`_entry`, with symbolic links resolved in every part of the path.
 
         Links are followed only inside the volume: a target that is absolute or climbs
@@ -753,7 +753,7 @@ class Volume:
         assert fe is not None
         return final, fe
 
-    def _entry(self, path: str, at: int | None = None) -> tuple[str, Entry]:
+    def _entry(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
         p = normalize_path(path)
         e = self._repo.lookup(p, self._root(at))
         if e is None:
@@ -832,7 +832,7 @@ class Volume:
         volume is an error naming it). Raises NotFoundError if there is no such file,
         InvalidError for a folder.
         """
-        p, e = self._follow(path if isinstance(path, str) else path.decode(), at)
+        p, e = self._follow(path, at)
         if e.kind == DIR:
             raise InvalidError(f"{p} is a folder, not a file")
         if offset < 0 or (length is not None and length < 0):
@@ -878,7 +878,7 @@ class Volume:
                 f"Volume.open reads only (mode 'rb' or 'r'), not {mode!r}: write with "
                 "vol.batch_upload() or fsspec.open('volume://...', 'wb')"
             )
-        p, e = self._follow(path if isinstance(path, str) else path.decode(), at)
+        p, e = self._follow(path, at)
         if e.kind == DIR:
             raise InvalidError(f"{p} is a folder, not a file")
         reader = self._reader(p, e, at)
@@ -887,7 +887,7 @@ class Volume:
     @aio
     def stat(self, path: str | bytes, *, at: int | None = None) -> FileEntry:
         """The :class:`FileEntry` of one path (never a glob); NotFoundError if missing."""
-        p, e = self._entry(path if isinstance(path, str) else path.decode(), at)
+        p, e = self._entry(path, at)
         if not p:
             kids = self._repo.trees.entries(e.tree)  # type: ignore[arg-type]
             return FileEntry("", FileEntryType.DIRECTORY, 0, sum(x.size for x in kids))
@@ -944,7 +944,7 @@ class Volume:
         without ``recursive`` or for the volume root.
         """
         self._check_writable()
-        p, e = self._entry(path if isinstance(path, str) else path.decode())
+        p, e = self._entry(path)
         if not p:
             raise InvalidError(
                 "cannot remove the volume root; use vol.delete() to delete the volume"
@@ -977,8 +977,8 @@ class Volume:
             raise InvalidError("copy_files needs at least one source path")
         repo = self._repo
         root = self._root(None)
+        dst = normalize_path(dst_path, what="destination")
         raw_dst = dst_path if isinstance(dst_path, str) else dst_path.decode()
-        dst = normalize_path(raw_dst)
         dst_e = repo.lookup(dst, root)
         if (
             dst_e is not None
@@ -1000,7 +1000,7 @@ class Volume:
                 )
         changes: dict[str, Entry | str | None] = {}
         for src in src_paths:
-            sp, se = self._entry(src if isinstance(src, str) else src.decode())
+            sp, se = self._entry(src)
             if se.kind == DIR and not recursive:
                 raise InvalidError(f"{sp or '/'} is a folder: pass recursive=True to copy it")
             target = (
@@ -1024,7 +1024,7 @@ class Volume:
                 changes[target] = se
         self._commit_changes(
             changes,
-            f"copy {', '.join(normalize_path(s if isinstance(s, str) else s.decode()) for s in src_paths)} to {dst or '/'}",
+            f"copy {', '.join(normalize_path(s) for s in src_paths)} to {dst or '/'}",
         )
 
     @aio
