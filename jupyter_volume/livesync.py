@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import quiet
-from .errors import InvalidError, StoreError
+from .errors import InvalidError, NotFoundError, StoreError
 from .mount import Mount, MountStatus
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ DEFAULT_SYNC_INTERVAL = 0.5
 DEFAULT_SETTLE = 0.5
 #: Longest wait between attempts while the store is unreachable.
 OFFLINE_RETRY_MAX = 10.0
+#: Seconds between checks that the network file system still exists.
+EXISTS_EVERY = 10.0
 
 
 @dataclass
@@ -117,6 +119,7 @@ class LiveMount(Mount):
         self.offline_since: float | None = None
         self._offline_warned = False
         self._waiting: set[str] = set()
+        self._exists_checked = time.monotonic()
         kw.setdefault("settle", DEFAULT_SETTLE)
         super().__init__(
             nfs._vol,
@@ -156,7 +159,35 @@ class LiveMount(Mount):
                     self._offline(e)
                 else:
                     log.warning("live sync of %s failed: %s", self.path, self.last_error)
+            if self._deleted():
+                self.last_error = (
+                    f"network file system {self.volume.name!r} was deleted: "
+                    f"{self.path} stopped syncing (its files stay)"
+                )
+                log.warning("%s", self.last_error)
+                return
             self.nfs._retention_due()
+
+    def _deleted(self) -> bool:
+        """Whether this folder's network file system was deleted (by any process): looked
+        up at most every :data:`EXISTS_EVERY` seconds, so a push never lands in the
+        remains of a deleted one for long."""
+        now = time.monotonic()
+        if now - self._exists_checked < EXISTS_EVERY:
+            return False
+        self._exists_checked = now
+        from . import names
+        from .nfs import NAMESPACE
+
+        meta = self.nfs._meta
+        try:
+            if meta is None or meta.name is None:  # ephemeral: alive while its lease is
+                return not self.volume.store.exists(names.EPHEMERAL_PREFIX + self._vol_id)
+            return names.resolve(self.volume.store, meta.name, namespace=NAMESPACE).id != meta.id
+        except NotFoundError:
+            return True
+        except Exception:  # noqa: BLE001 - the store is out, or similar: not a deletion
+            return False
 
     def _sync_locked(self, *, wait: bool) -> None:
         """Push quiet local changes, then pull what others committed. Caller holds the lock."""
@@ -215,8 +246,16 @@ class LiveMount(Mount):
             )
 
     def _after_cell(self, *_a: Any) -> None:
-        """After each notebook cell: sync soon, and say so once if the store is out."""
+        """After each notebook cell: sync soon, and say once if the store is out or
+        syncing fails for another reason."""
         self._wake.set()
+        err = self.last_error
+        if self.offline_since is None and err and err != self._warned_error:
+            self._warned_error = err
+            warnings.warn(
+                f"live folder {self.path} of network file system {self.volume.name!r}: {err}",
+                stacklevel=2,
+            )
         if self.offline_since is not None and not self._offline_warned:
             self._offline_warned = True
             warnings.warn(

@@ -643,3 +643,21 @@ def test_the_lock_excludes_other_holders(shared: NetworkFileSystem) -> None:
         shared.lock("/")
     with pytest.raises(InvalidError, match="escapes"):
         shared.lock("../x")
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_a_folder_whose_nfs_is_deleted_elsewhere_stops_syncing_and_keeps_its_files(
+    shared: NetworkFileSystem, tmp_path: Path
+) -> None:
+    from jupyter_volume import names
+    from jupyter_volume.nfs import NAMESPACE
+
+    shared.write_file("kept.txt", io.BytesIO(b"mine"))
+    m = shared.mount(tmp_path / "orphan")
+    # as another process would delete it (this process's own delete would also unmount)
+    names.delete(shared.store, "shared", namespace=NAMESPACE)
+    wait_for(lambda: m.last_error and "was deleted" in m.last_error, "the deletion to be noticed")
+    wait_for(lambda: not m._thread.is_alive(), "the sync loop to stop")
+    assert (tmp_path / "orphan" / "kept.txt").read_bytes() == b"mine"
+    with pytest.warns(UserWarning, match="was deleted"):
+        m._after_cell()
