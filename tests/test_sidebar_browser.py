@@ -151,7 +151,7 @@ def test_sidebar_create_upload_history_restore(lab_env: dict[str, str], browser:
             # History: the two uploads, newest first; show the change, restore the first.
             vol = Volume.from_name("e2e-notes", store=lab_env["JUPYTER_VOLUME_STORE"])
             first, second = sorted(c.seq for c in vol.history() if c.message == "upload notes.txt")
-            panel.get_by_role("button", name="History").click()
+            panel.get_by_role("tab", name="History").click()
             commit = panel.locator(f"li.jp-VolumePanel-commit[data-seq='{second}']")
             commit.wait_for(timeout=TIMEOUT)
             commit.get_by_role("button", name=f"Show changes of commit {second}").click()
@@ -170,14 +170,14 @@ def test_sidebar_create_upload_history_restore(lab_env: dict[str, str], browser:
             ).wait_for(timeout=TIMEOUT)
 
             # The restored content, in the listing and downloaded.
-            panel.get_by_role("button", name="Files").click()
+            panel.get_by_role("tab", name="Files").click()
             row.locator(".jp-VolumePanel-size", has_text=f"{len(V1)} B").wait_for(timeout=TIMEOUT)
             assert _download(page, panel, "notes.txt") == V1
             page.mouse.move(900, 700)  # off the row: its hover actions hide again
             page.screenshot(path=str(ARTIFACTS / "sidebar-files.png"))
             vol.reload()
             assert b"".join(vol.read_file("notes.txt")) == V1
-            page.get_by_role("button", name="History").click()
+            page.get_by_role("tab", name="History").click()
             page.screenshot(path=str(shot))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "sidebar-browser-failure.png"))

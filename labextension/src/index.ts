@@ -10,10 +10,11 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
-import { LabIcon } from '@jupyterlab/ui-components';
+import { LabIcon, fileIcon } from '@jupyterlab/ui-components';
 
 import { VolumeModel } from './model';
-import { VolumePanel } from './panel';
+import { IPanelHost, VolumePanel } from './panel';
+import { openDiff, openFile } from './viewer';
 
 export { requestAPI, ApiError } from './handler';
 export { VolumeModel } from './model';
@@ -45,7 +46,36 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null
   ) => {
     const model = new VolumeModel();
-    const panel = new VolumePanel(model);
+    const addToMain = (w: import('@lumino/widgets').Widget) => {
+      // the same file (or diff) opened twice: show the open tab again
+      const open = Array.from(app.shell.widgets('main')).find(x => x.id === w.id);
+      if (open) {
+        w.dispose();
+        app.shell.activateById(open.id);
+        throw new Error('already open');
+      }
+      app.shell.add(w, 'main');
+      app.shell.activateById(w.id);
+    };
+    const quiet = async (p: Promise<unknown>) => {
+      try {
+        await p;
+      } catch (e) {
+        if ((e as Error).message !== 'already open') {
+          throw e;
+        }
+      }
+    };
+    const host: IPanelHost = {
+      // the icons JupyterLab's own file browser shows for each file type
+      iconFor: name => {
+        const ft = app.docRegistry.getFileTypesForPath(name)[0];
+        return (ft?.icon as LabIcon | undefined) ?? fileIcon;
+      },
+      openFile: entry => quiet(openFile(model, entry, addToMain)),
+      openDiff: (path, a, b) => quiet(openDiff(model, path, a, b, addToMain))
+    };
+    const panel = new VolumePanel(model, host);
     panel.id = PANEL_ID;
     panel.title.icon = volumeIcon;
     panel.title.caption = 'Volumes';

@@ -4,16 +4,27 @@
  * Views only render this model and call its methods; all REST calls go through
  * `requestAPI()`. Methods throw `ApiError` (the server's message) for the view to show.
  */
+import { ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { API_VERSION, ApiError, apiUrl, encodePath, requestAPI, sendJSON } from './handler';
 import { Sha256, sha256Hex } from './sha256';
+
+/** What the panel lists: volumes, network file systems (same routes under nfs/), Dicts. */
+export type Kind = 'volume' | 'nfs' | 'dict';
 
 export interface IVolume {
   name: string;
   id: string;
   created_at: string;
   created_by: string;
+  /** Set by the panel's model: 'volume' or 'nfs'. */
+  kind: Kind;
+}
+
+/** The route prefix of a kind's items. */
+export function kindRoute(kind: Kind): string {
+  return kind === 'nfs' ? 'nfs' : kind === 'dict' ? 'dicts' : 'volumes';
 }
 
 export interface IEntry {
@@ -68,17 +79,82 @@ interface IUploadSession {
   chunk_size: number;
 }
 
-export type UploadState = 'uploading' | 'committing' | 'done' | 'error';
+/**
+ * `queued` until its turn; `skipped`: the user chose not to replace an existing file;
+ * `cancelled`: the user stopped it. Only `error` is a failure.
+ */
+export type UploadState =
+  | 'queued'
+  | 'uploading'
+  | 'committing'
+  | 'done'
+  | 'error'
+  | 'skipped'
+  | 'cancelled';
 
 export interface IUpload {
   readonly key: number;
   readonly name: string;
+  /** The volume (or network file system) it goes into, fixed when it was started. */
+  readonly volume: string;
+  readonly kind: Kind;
   readonly path: string;
   readonly total: number;
   loaded: number;
   state: UploadState;
   error?: string;
+  /** Bytes per second, averaged since the upload started sending. */
+  speed?: number;
 }
+
+/** A Dict of the store, as the panel lists it beside the volumes. */
+export interface IDictInfo {
+  name: string;
+  id: string;
+  created_at: string;
+  created_by: string;
+}
+
+export interface IDictEntry {
+  id: string;
+  key: string;
+  value: string;
+  type: string;
+  size: number;
+  updated: string | number | null;
+}
+
+export type SortKey = 'name' | 'size' | 'mtime';
+
+/** Finished uploads: nothing more will happen to them. */
+export function isFinished(u: IUpload): boolean {
+  return !['queued', 'uploading', 'committing'].includes(u.state);
+}
+
+/**
+ * Why `name` cannot name a file or folder (null if it can): as JupyterLab's file
+ * browser, a name is one path segment, so "/" and "." / ".." are refused, never
+ * turned into a move.
+ */
+export function badName(name: string): string | null {
+  if (!name.trim()) {
+    return 'A name cannot be empty.';
+  }
+  if (name.includes('/')) {
+    return `"${name}" contains "/". A name cannot contain "/": to move a file, drag it or use the Python API.`;
+  }
+  if (name === '.' || name === '..') {
+    return `"${name}" is not a valid name.`;
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) {
+    return 'A name cannot contain control characters (such as line breaks or tabs).';
+  }
+  return null;
+}
+
+/** Raised inside an upload when the user chose not to replace an existing file. */
+class NotReplaced extends Error {}
 
 /**
  * `checking` until the version endpoint answered; `missing`: the server extension is
@@ -104,8 +180,10 @@ export class VolumeModel {
   statusMessage = '';
   server: IVersion | null = null;
   volumes: IVolume[] = [];
-  /** The open volume, or null. */
+  /** The open volume (or network file system), or null. */
   volume: string | null = null;
+  /** What `volume` names. */
+  kind: Kind = 'volume';
   /** The folder shown, relative to the volume root ("" is the root). */
   path = '';
   entries: IEntry[] = [];
@@ -113,6 +191,13 @@ export class VolumeModel {
   history: ICommit[] = [];
   historyMore = false;
   uploads: IUpload[] = [];
+  /** The commit whose tree is browsed (read-only), or null for the newest. */
+  at: number | null = null;
+  /** True while a folder is being listed. */
+  loading = false;
+  sortKey: SortKey = 'name';
+  sortAscending = true;
+  dicts: IDictInfo[] = [];
 
   private _statusChanged = new Signal<this, ServerStatus>(this);
   private _volumesChanged = new Signal<this, void>(this);
@@ -120,6 +205,13 @@ export class VolumeModel {
   private _historyChanged = new Signal<this, void>(this);
   private _uploadsChanged = new Signal<this, void>(this);
   private _uploadKey = 0;
+  private _historyLimit = 100;
+  private _aborts = new Map<number, AbortController>();
+  private _loadingChanged = new Signal<this, boolean>(this);
+
+  get loadingChanged(): ISignal<this, boolean> {
+    return this._loadingChanged;
+  }
 
   get statusChanged(): ISignal<this, ServerStatus> {
     return this._statusChanged;
@@ -141,7 +233,7 @@ export class VolumeModel {
     if (this.volume === null) {
       throw new ApiError(400, 'NoVolume', 'open a volume first');
     }
-    return `volumes/${encodeURIComponent(this.volume)}${route}`;
+    return `${kindRoute(this.kind)}/${encodeURIComponent(this.volume)}${route}`;
   }
 
   // -- server ----------------------------------------------------------------------------
@@ -182,31 +274,52 @@ export class VolumeModel {
 
   // -- volumes ---------------------------------------------------------------------------
   async refreshVolumes(): Promise<void> {
-    const { volumes } = await requestAPI<{ volumes: IVolume[] }>('volumes');
-    this.volumes = volumes;
+    const [{ volumes }, nfs, dicts] = await Promise.all([
+      requestAPI<{ volumes: IVolume[] }>('volumes'),
+      // network file systems and Dicts are listed when the server has their routes
+      requestAPI<{ nfs: IVolume[] }>('nfs').then(
+        r => r.nfs,
+        () => [] as IVolume[]
+      ),
+      requestAPI<{ dicts: IDictInfo[] }>('dicts').then(
+        r => r.dicts,
+        () => [] as IDictInfo[]
+      )
+    ]);
+    this.volumes = [
+      ...volumes.map(v => ({ ...v, kind: 'volume' as Kind })),
+      ...nfs.map(v => ({ ...v, kind: 'nfs' as Kind }))
+    ];
+    this.dicts = [...dicts].sort((a, b) => a.name.localeCompare(b.name));
     this._volumesChanged.emit();
-    if (this.volume !== null && !volumes.some(v => v.name === this.volume)) {
+    if (
+      this.volume !== null &&
+      !this.volumes.some(v => v.name === this.volume && v.kind === this.kind)
+    ) {
       this._close();
     }
   }
 
-  async createVolume(name: string): Promise<void> {
-    await sendJSON('volumes', 'POST', { name });
+  async createVolume(name: string, kind: Kind = 'volume'): Promise<void> {
+    await sendJSON(kindRoute(kind), 'POST', { name });
     await this.refreshVolumes();
-    await this.open(name);
+    await this.open(name, kind);
   }
 
   async renameVolume(name: string, newName: string): Promise<void> {
     await sendJSON(`volumes/${encodeURIComponent(name)}`, 'PATCH', { name: newName });
     if (this.volume === name) {
       this.volume = newName;
+      // the breadcrumb and the history name the volume: show the new name at once
+      this._folderChanged.emit();
+      this._historyChanged.emit();
     }
     await this.refreshVolumes();
   }
 
-  async deleteVolume(name: string): Promise<void> {
-    await requestAPI(`volumes/${encodeURIComponent(name)}`, { method: 'DELETE' });
-    if (this.volume === name) {
+  async deleteVolume(name: string, kind: Kind = 'volume'): Promise<void> {
+    await requestAPI(`${kindRoute(kind)}/${encodeURIComponent(name)}`, { method: 'DELETE' });
+    if (this.volume === name && this.kind === kind) {
       this._close();
     }
     await this.refreshVolumes();
@@ -214,6 +327,7 @@ export class VolumeModel {
 
   private _close(): void {
     this.volume = null;
+    this.at = null;
     this.path = '';
     this.entries = [];
     this.total = 0;
@@ -223,8 +337,11 @@ export class VolumeModel {
   }
 
   /** Open a volume at its root. */
-  async open(name: string): Promise<void> {
+  async open(name: string, kind: Kind = 'volume'): Promise<void> {
     this.volume = name;
+    this.kind = kind;
+    this.at = null;
+    this._historyLimit = 100;
     this.path = '';
     this.entries = [];
     this.total = 0;
@@ -251,10 +368,62 @@ export class VolumeModel {
     if (this.volume === null) {
       return;
     }
-    const page = await this._page(0);
-    this.entries = page.entries;
-    this.total = page.total;
+    this._setLoading(true);
+    try {
+      const page = await this._page(0);
+      this.entries = page.entries;
+      this.total = page.total;
+    } finally {
+      this._setLoading(false);
+    }
     this._folderChanged.emit();
+  }
+
+  private _setLoading(on: boolean): void {
+    this.loading = on;
+    this._loadingChanged.emit(on);
+  }
+
+  /** Browse the tree as it was at commit `seq` (read-only), or the newest with null. */
+  async browseAt(seq: number | null): Promise<void> {
+    const old = [this.at, this.path] as const;
+    this.at = seq;
+    try {
+      await this.refreshFolder();
+    } catch (e) {
+      // the folder may not exist at that commit: show its root instead
+      this.path = '';
+      try {
+        await this.refreshFolder();
+      } catch {
+        [this.at, this.path] = old;
+        throw e;
+      }
+    }
+  }
+
+  /** Sort the listing by `key` (a second call on the same key reverses it). */
+  sortBy(key: SortKey, ascending?: boolean): void {
+    this.sortAscending = ascending ?? (key === this.sortKey ? !this.sortAscending : true);
+    this.sortKey = key;
+    this._folderChanged.emit();
+  }
+
+  /** The loaded entries in the chosen order, folders always first (as JupyterLab). */
+  sortedEntries(): IEntry[] {
+    const dir = this.sortAscending ? 1 : -1;
+    const byName = (a: IEntry, b: IEntry) =>
+      a.name.localeCompare(b.name, undefined, { numeric: true, sensitivity: 'base' });
+    return [...this.entries].sort((a, b) => {
+      const da = a.type === 'directory' ? 0 : 1;
+      const db = b.type === 'directory' ? 0 : 1;
+      if (da !== db) {
+        return da - db;
+      }
+      const k = this.sortKey;
+      const diff = k === 'name' ? byName(a, b) : k === 'size' ? a.size - b.size : a.mtime - b.mtime;
+      return (diff || byName(a, b)) * dir;
+    });
   }
 
   /** Append the next page of a large folder. */
@@ -267,18 +436,27 @@ export class VolumeModel {
 
   private _page(offset: number): Promise<IFolderPage> {
     const path = encodePath(this.path);
+    const at = this.at === null ? '' : `&at=${this.at}`;
     return requestAPI<IFolderPage>(
-      this._vol(`/tree${path ? '/' + path : ''}?offset=${offset}&limit=${PAGE_SIZE}`)
+      this._vol(`/tree${path ? '/' + path : ''}?offset=${offset}&limit=${PAGE_SIZE}${at}`)
     );
   }
 
   async newFolder(name: string): Promise<void> {
+    const bad = badName(name);
+    if (bad) {
+      throw new ApiError(400, 'InvalidError', bad);
+    }
     await sendJSON(this._vol('/folders'), 'POST', { path: joinPath(this.path, name) });
     await this._changed();
   }
 
   /** Rename `entry` within its folder. */
   async rename(entry: IEntry, newName: string): Promise<void> {
+    const bad = badName(newName);
+    if (bad) {
+      throw new ApiError(400, 'InvalidError', bad);
+    }
     const parent = entry.path.split('/').slice(0, -1).join('/');
     await sendJSON(this._vol('/move'), 'POST', {
       src: entry.path,
@@ -296,9 +474,26 @@ export class VolumeModel {
   }
 
   /** The URL that downloads a file (cookie-authenticated, streamed by the server). */
-  downloadUrl(entry: IEntry, at?: number): string {
-    const q = at === undefined ? '' : `?at=${at}`;
+  downloadUrl(entry: { path: string }, at: number | null = this.at): string {
+    const q = at === null ? '' : `?at=${at}`;
     return apiUrl(this._vol(`/files/${encodePath(entry.path)}${q}`));
+  }
+
+  /** A file's bytes (at commit `at`, default the browsed one) as a Blob. */
+  async readBlob(path: string, at: number | null = this.at): Promise<Blob> {
+    const url = this.downloadUrl({ path }, at);
+    const settings = ServerConnection.makeSettings();
+    const response = await ServerConnection.makeRequest(url, {}, settings);
+    if (!response.ok) {
+      let message = `${response.status} ${response.statusText}`;
+      try {
+        message = (await response.json()).message ?? message;
+      } catch {
+        // not JSON: keep the status line
+      }
+      throw new ApiError(response.status, 'HTTP' + response.status, message);
+    }
+    return response.blob();
   }
 
   /** Let the browser download `entry` (no copy of the file in page memory). */
@@ -318,83 +513,142 @@ export class VolumeModel {
 
   // -- uploads ---------------------------------------------------------------------------
   /**
-   * Upload files into the current folder, one at a time, in checksummed chunks.
+   * Upload files into the current folder of the open volume, one at a time, in
+   * checksummed chunks. Each upload stays bound to the volume and folder it started
+   * in, even if the user opens another one meanwhile. Waiting files are listed as
+   * `queued`; each can be cancelled with `cancelUpload`.
    *
-   * @param confirmOverwrite - asked when a file exists; true uploads over it
+   * @param confirmOverwrite - asked when a file exists; true uploads over it, false
+   *   skips the file (not a failure)
    * @returns the uploads that failed (each also has `state: "error"` and `error`)
    */
   async upload(
     files: File[],
-    confirmOverwrite: (path: string) => Promise<boolean>
+    confirmOverwrite: (path: string, volume: string) => Promise<boolean>
   ): Promise<IUpload[]> {
+    if (this.volume === null || this.at !== null) {
+      throw new ApiError(400, 'InvalidError', 'open a volume at its newest commit first');
+    }
+    const volume = this.volume;
+    const kind = this.kind;
     const folder = this.path;
     const items = files.map(file => {
       const u: IUpload = {
         key: ++this._uploadKey,
         name: file.name,
+        volume,
+        kind,
         path: joinPath(folder, file.name),
         total: file.size,
         loaded: 0,
-        state: 'uploading'
+        state: 'queued'
       };
       return { file, u };
     });
-    this.uploads = this.uploads.filter(u => u.state !== 'done').concat(items.map(i => i.u));
+    this.uploads = this.uploads.filter(u => !isFinished(u)).concat(items.map(i => i.u));
     this._uploadsChanged.emit();
     const failed: IUpload[] = [];
     for (const { file, u } of items) {
+      if (u.state !== 'queued') {
+        continue; // cancelled while it waited
+      }
+      const abort = new AbortController();
+      this._aborts.set(u.key, abort);
+      u.state = 'uploading';
+      this._uploadsChanged.emit();
       try {
-        await this._uploadOne(file, u, confirmOverwrite);
+        await this._uploadOne(file, u, confirmOverwrite, abort.signal);
         u.state = 'done';
       } catch (e) {
-        u.state = 'error';
-        u.error = (e as Error).message;
-        failed.push(u);
+        if (e instanceof NotReplaced) {
+          u.state = 'skipped';
+        } else if (abort.signal.aborted) {
+          u.state = 'cancelled';
+        } else {
+          u.state = 'error';
+          u.error = (e as Error).message;
+          failed.push(u);
+        }
+      } finally {
+        this._aborts.delete(u.key);
       }
       this._uploadsChanged.emit();
+      if (u.state === 'done' && this._showing(volume, kind) && this.at === null) {
+        await this.refreshFolder().catch(() => undefined);
+      }
     }
-    await this._changed();
+    if (this._showing(volume, kind)) {
+      await this._changed().catch(() => undefined);
+    }
     return failed;
   }
 
-  /** Forget finished and failed uploads. */
+  private _showing(volume: string, kind: Kind): boolean {
+    return this.volume === volume && this.kind === kind;
+  }
+
+  /** Stop a queued or running upload; what was sent is discarded on the server. */
+  cancelUpload(key: number): void {
+    const u = this.uploads.find(x => x.key === key);
+    if (!u || isFinished(u) || u.state === 'committing') {
+      return;
+    }
+    if (u.state === 'queued') {
+      u.state = 'cancelled';
+      this._uploadsChanged.emit();
+    }
+    this._aborts.get(key)?.abort();
+  }
+
+  /** Forget finished, skipped, cancelled and failed uploads. */
   clearUploads(): void {
-    this.uploads = this.uploads.filter(u => u.state === 'uploading' || u.state === 'committing');
+    this.uploads = this.uploads.filter(u => !isFinished(u));
     this._uploadsChanged.emit();
   }
 
   private async _uploadOne(
     file: File,
     u: IUpload,
-    confirmOverwrite: (path: string) => Promise<boolean>
+    confirmOverwrite: (path: string, volume: string) => Promise<boolean>,
+    signal: AbortSignal
   ): Promise<void> {
+    const base = `${kindRoute(u.kind)}/${encodeURIComponent(u.volume)}/uploads`;
+    const start = (force: boolean) =>
+      requestAPI<IUploadSession>(base, {
+        method: 'POST',
+        body: JSON.stringify({ path: u.path, size: file.size, force }),
+        headers: { 'Content-Type': 'application/json' },
+        signal
+      });
     let session: IUploadSession;
     try {
-      session = await sendJSON<IUploadSession>(this._vol('/uploads'), 'POST', {
-        path: u.path,
-        size: file.size
-      });
+      session = await start(false);
     } catch (e) {
       const err = e as ApiError;
-      if (err.error !== 'AlreadyExistsError' || !(await confirmOverwrite(u.path))) {
+      if (err.error !== 'AlreadyExistsError' || signal.aborted) {
         throw e;
       }
-      session = await sendJSON<IUploadSession>(this._vol('/uploads'), 'POST', {
-        path: u.path,
-        size: file.size,
-        force: true
-      });
+      if (!(await confirmOverwrite(u.path, u.volume))) {
+        throw new NotReplaced(u.path);
+      }
+      session = await start(true);
     }
-    const route = this._vol(`/uploads/${session.upload_id}`);
+    const route = `${base}/${session.upload_id}`;
     try {
       const whole = new Sha256();
       const step = session.chunk_size;
+      const began = performance.now();
       for (let offset = 0; offset < file.size; offset += step) {
         const data = new Uint8Array(await file.slice(offset, offset + step).arrayBuffer());
         whole.update(data);
-        await this._putChunk(route, offset, data);
+        await this._putChunk(route, offset, data, signal);
         u.loaded = offset + data.length;
+        const seconds = (performance.now() - began) / 1000;
+        u.speed = seconds > 0 ? u.loaded / seconds : undefined;
         this._uploadsChanged.emit();
+      }
+      if (signal.aborted) {
+        throw new ApiError(0, 'AbortError', 'cancelled');
       }
       u.state = 'committing';
       this._uploadsChanged.emit();
@@ -406,18 +660,27 @@ export class VolumeModel {
     }
   }
 
-  private async _putChunk(route: string, offset: number, data: Uint8Array): Promise<void> {
+  private async _putChunk(
+    route: string,
+    offset: number,
+    data: Uint8Array,
+    signal: AbortSignal
+  ): Promise<void> {
     const digest = sha256Hex(data);
     for (let attempt = 1; ; attempt++) {
       try {
         await requestAPI(`${route}?offset=${offset}`, {
           method: 'PUT',
           body: new Blob([data as Uint8Array<ArrayBuffer>]),
-          headers: { 'Content-Type': 'application/octet-stream', 'X-Content-SHA256': digest }
+          headers: { 'Content-Type': 'application/octet-stream', 'X-Content-SHA256': digest },
+          signal
         });
         return;
       } catch (e) {
         const err = e as ApiError;
+        if (signal.aborted) {
+          throw e;
+        }
         // A dropped connection or a chunk damaged in transit is worth another try.
         const retry = err.status === 0 || err.status >= 500 || err.error === 'InvalidError';
         if (!retry || attempt >= CHUNK_RETRIES) {
@@ -432,10 +695,11 @@ export class VolumeModel {
   }
 
   // -- history ---------------------------------------------------------------------------
-  async loadHistory(limit = 100): Promise<void> {
+  async loadHistory(limit = this._historyLimit): Promise<void> {
     if (this.volume === null) {
       return;
     }
+    this._historyLimit = limit;
     const page = await requestAPI<{ commits: ICommit[]; more: boolean }>(
       this._vol(`/history?limit=${limit}`)
     );
@@ -444,11 +708,37 @@ export class VolumeModel {
     this._historyChanged.emit();
   }
 
+  /** Show 100 more (older) commits. */
+  loadMoreHistory(): Promise<void> {
+    return this.loadHistory(this._historyLimit + 100);
+  }
+
   /** What changed from commit `a` to `b` (default: the newest). */
   async diff(a: number, b?: number): Promise<IDiffEntry[]> {
     const q = b === undefined ? `a=${a}` : `a=${a}&b=${b}`;
     const res = await requestAPI<{ changes: IDiffEntry[] }>(this._vol(`/diff?${q}`));
     return res.changes;
+  }
+
+  // -- dicts --------------------------------------------------------------------------------
+  /** One page of a Dict's entries (pass the previous page's `next` as `after`). */
+  dictEntries(
+    name: string,
+    after: string | null = null,
+    limit = 100
+  ): Promise<{ entries: IDictEntry[]; next: string | null }> {
+    const q = `limit=${limit}` + (after ? `&after=${encodeURIComponent(after)}` : '');
+    return requestAPI(`dicts/${encodeURIComponent(name)}/entries?${q}`);
+  }
+
+  async deleteDictEntry(name: string, id: string): Promise<void> {
+    await requestAPI(`dicts/${encodeURIComponent(name)}/entries/${encodeURIComponent(id)}`, {
+      method: 'DELETE'
+    });
+  }
+
+  async clearDict(name: string): Promise<void> {
+    await requestAPI(`dicts/${encodeURIComponent(name)}/entries`, { method: 'DELETE' });
   }
 
   /** Bring back the whole volume (or one path) as of `seq`, as a new commit. */
