@@ -77,6 +77,8 @@ DEFAULT_GROUP_PATTERNS = [
 # With this many candidates in one folder, list it once instead of probing each
 # sibling name (a probe per pattern per file would cost more than the listing).
 _LIST_DIR_AT = 16
+# How far a file's ctime may lag the precise clock (one kernel tick is 1-10 ms).
+_STAMP_TICK = 0.02
 
 Sig = tuple[int, int, int, int, int, int]
 
@@ -291,8 +293,11 @@ class Gate:
         memory: dict[str, tuple[Sig | None, float, float, float]] = {}
 
         def mono(ns: int) -> float:
-            # a file time (wall clock, ns) on the monotonic clock of this process
-            return now - (now_wall - ns) / 1e9
+            # A file time (wall clock, ns) on the monotonic clock of this process, made
+            # later by one clock tick: the kernel stamps files from a coarse clock that
+            # can lag the precise one by a tick, and "changed before the scan" must not
+            # be concluded from a stamp that was merely rounded down.
+            return now - (now_wall - ns) / 1e9 + _STAMP_TICK
 
         top = str(root) + "/"
 
