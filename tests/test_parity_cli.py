@@ -254,13 +254,52 @@ def test_an_unexpected_exception_exits_70_with_a_traceback_file(
 
 
 # -- %volume ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def shell() -> Any:
-    from IPython.testing.globalipapp import get_ipython, start_ipython
+# Each runs in a fresh Python process with its own IPython shell: IPython's test shell is
+# one per process, and the other magic test modules start it themselves.
+_SHELL = """
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
-    ip = start_ipython() or get_ipython()  # one IPython per process: start it or reuse it
-    ip.run_line_magic("load_ext", "jupyter_volume")
-    return ip
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "jupyter_volume")
+out = []
+for kind, text in json.load(sys.stdin):
+    if kind == "py":
+        exec(text, ip.user_ns)
+        out.append({})
+        continue
+    with capture_output() as cap:
+        try:
+            result, error = ip.run_line_magic("volume", text), None
+        except Exception as e:
+            result, error = None, f"{type(e).__name__}: {e}"
+    out.append({"stdout": cap.stdout, "result": result, "error": error})
+print(json.dumps(out, default=str))
+"""
+
+
+def _in_ipython(tmp_path: Path, steps: list[tuple[str, str]], **env: str) -> list[dict[str, Any]]:
+    """Run ``steps`` (("magic", LINE) for ``%volume LINE``, ("py", CODE)) in a new IPython."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
+    full.update(
+        JUPYTER_VOLUME_STORE=(tmp_path / "store").as_uri(),
+        JUPYTER_VOLUME_STATE_DIR=str(tmp_path / "state"),
+        JUPYTER_VOLUME_CACHE_DIR=str(tmp_path / "cache"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+        **env,
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", _SHELL],
+        input=json.dumps(steps),
+        env=full,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def test_magic_strips_comments_as_a_shell_does() -> None:
@@ -274,49 +313,41 @@ def test_magic_strips_comments_as_a_shell_does() -> None:
     assert split_line("# only a comment") == []
 
 
-def test_magic_line_with_a_comment_runs(
-    shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from IPython.utils.capture import capture_output
+def test_magic_lines_with_comments_and_env(tmp_path: Path) -> None:
+    out = _in_ipython(
+        tmp_path,
+        [
+            ("magic", "create notes   # the team's notes"),
+            ("magic", "create notes -e dev  # in the dev environment"),
+            ("magic", "list --json --env dev"),
+        ],
+    )
+    assert [o["error"] for o in out] == [None, None, None]
+    assert "Created volume 'notes'" in out[0]["stdout"]
+    assert [r["name"] for r in out[2]["result"]] == ["notes"]
+    store = str(tmp_path / "store")
+    assert [v.name for v in Volume.objects.list(store=store, environment_name="")] == ["notes"]
+    assert [v.name for v in Volume.objects.list(store=store, environment_name="dev")] == ["notes"]
 
-    monkeypatch.setenv("JUPYTER_VOLUME_STORE", (tmp_path / "store").as_uri())
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
-    monkeypatch.chdir(tmp_path)
-    ip = shell
-    with capture_output() as cap:
-        ip.run_line_magic("volume", "create notes   # the team's notes")
-    assert "Created volume 'notes'" in cap.stdout
-    assert [v.name for v in Volume.objects.list()] == ["notes"]
 
-
-def test_nothing_to_commit_names_the_commit_that_took_the_changes(
-    shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from IPython.utils.capture import capture_output
-
-    monkeypatch.setenv("JUPYTER_VOLUME_STORE", (tmp_path / "store").as_uri())
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
-    monkeypatch.chdir(tmp_path)
-    ip = shell
-    with capture_output():
-        ip.run_line_magic("volume", "mount notes --create")
-    try:
-        (tmp_path / "notes" / "a.txt").write_text("hello")
-        with capture_output() as cap:
-            ip.run_line_magic("volume", 'commit -m "first"')
-        assert "commit 1" in cap.stdout
-        (tmp_path / "notes" / "b.txt").write_text("more")
-        from jupyter_volume.mount import mounts
-
-        taken = mounts()[0].commit()  # what the after-cell commit does
-        assert taken is not None
-        with capture_output() as cap:
-            ip.run_line_magic("volume", 'commit -m "second"')
-        assert f"already committed as commit {taken.seq}" in cap.stdout
-        assert f"%volume tag notes {taken.seq} TAG" in cap.stdout
-    finally:
-        with capture_output():
-            ip.run_line_magic("volume", "unmount notes")
+def test_nothing_to_commit_names_the_commit_that_took_the_changes(tmp_path: Path) -> None:
+    out = _in_ipython(
+        tmp_path,
+        [
+            ("magic", "mount notes --create --no-background"),
+            ("py", "open('notes/a.txt', 'w').write('hello')"),
+            ("magic", 'commit -m "first"'),
+            ("py", "open('notes/b.txt', 'w').write('more')"),
+            # what the commit after each cell does
+            ("py", "from jupyter_volume.mount import mounts; taken = mounts()[0].commit()"),
+            ("magic", 'commit -m "second"'),
+            ("magic", "unmount notes"),
+        ],
+    )
+    assert [o.get("error") for o in out] == [None] * 7
+    assert "commit 1" in out[2]["stdout"]
+    assert "already committed as commit 2" in out[5]["stdout"]
+    assert "%volume tag notes 2 TAG" in out[5]["stdout"]
 
 
 def test_volume_copy_to_another_store(run: Run, tmp_path: Path) -> None:
@@ -332,17 +363,3 @@ def test_volume_copy_to_another_store(run: Run, tmp_path: Path) -> None:
     run("copy", "vol", "--to", team, "--as", "shared")  # again: already there, a no-op
     Volume.objects.create("taken", store=team)
     assert "exists" in run.err("copy", "vol", "--to", team, "--as", "taken", rc=2)
-
-
-def test_magic_takes_env_too(shell: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from IPython.utils.capture import capture_output
-
-    monkeypatch.setenv("JUPYTER_VOLUME_STORE", (tmp_path / "store").as_uri())
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
-    monkeypatch.delenv("JUPYTER_VOLUME_ENV", raising=False)
-    with capture_output():
-        shell.run_line_magic("volume", "create notes -e dev  # in the dev environment")
-    assert Volume.objects.list() == []
-    assert [v.name for v in Volume.objects.list(environment_name="dev")] == ["notes"]
-    rows = shell.run_line_magic("volume", "list --json --env dev")
-    assert [r["name"] for r in rows] == ["notes"]
