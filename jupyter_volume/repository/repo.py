@@ -7,10 +7,21 @@ Knows nothing of mounts, IPython or Jupyter. Keys, relative to ``vols/<id>/``::
     head                   a hint of the newest seq (mutable, may lag; never trusted alone)
     trees/<h[:2]>/<h>      tree nodes        packs/<h[:2]>/<h>   data packs
     index/<h>              index segments and checkpoints
+    intents/<base>-<txn>.<h>  a change set waiting to be carried by someone's commit
 
 Write order is always packs -> index -> trees -> log record, so a crash at any point
 leaves the volume readable at its previous commit; what the crash left behind is an
 orphan for garbage collection.
+
+Many writers (group commit): a writer that loses the race for ``log/<seq>`` and has no
+caller check publishes its change set as an immutable *intent* and waits. Whoever next
+writes a record folds every pending intent whose paths are disjoint from the others it
+carries (in key order) into that one commit and names their txn ids in
+``extra["carried"]``; a waiting writer learns from the log that its change landed. So N
+racing writers cost O(N) requests per round instead of each loser re-applying and
+retrying (O(N^2)). An intent is whole or absent (one PUT); once carried it is never
+carried again (its txn is in the log), and one that nobody carried within
+``INTENT_TTL`` is dropped, never applied late.
 
 Format versions: ``config`` holds ``format`` (and ``min_reader``, the oldest release that
 reads it); a commit record may hold them too (absent: format 1), so a volume upgraded in
@@ -52,6 +63,7 @@ from .codec import (
     compress_blob,
     cut_chunks,
     decode_chunk,
+    decompress_blob,
     dump_json,
     hash_bytes,
     load_json,
@@ -68,6 +80,23 @@ CACHE_MIN_FILE = 64 << 10  # chunks of smaller files are not kept in the local c
 #: Reads of one object from the store before a hash mismatch is reported: a flipped bit
 #: on the wire (a faulty proxy, NIC or middlebox) is not the store's damage.
 READ_ATTEMPTS = 3
+#: Group commit. An intent older than this (by the store's listing time) or based more
+#: than INTENT_WINDOW commits back is dropped instead of carried: its writer is gone.
+INTENT_TTL = 300.0
+INTENT_WINDOW = 512
+#: Intents carried by one commit at most (bounds the size of one record and apply).
+FOLD_MAX = 128
+#: A waiting writer whose intent is not first in line folds by itself after this long.
+LEADER_GRACE = 0.5
+#: A writer lists pending intents before its first attempt when it lost a race within
+#: this many seconds, and otherwise at most this often (an intent whose writer died is
+#: then carried by the next commit).
+INTENT_PROBE = 2.0
+#: Kinds of commit that carry others' intents (a restore or gc record never does).
+FOLD_KINDS = ("commit", "auto")
+#: A writer whose intent is published waits at most this long for it to land.
+MAX_COMMIT_SECONDS = 600.0
+MAX_WAIT_ROUNDS = 1_000_000
 
 T = TypeVar("T")
 
@@ -290,6 +319,118 @@ class Writer:
         self.packs.abort()
 
 
+class _Intent:
+    """A published change set waiting to be carried by a commit (immutable on the store).
+
+    Key ``intents/<base seq>-<txn>.<blake3 of the JSON>``: the base is the head its
+    writer lost on (only records after it can have carried it), the hash lets a reader
+    check the bytes before using them.
+    """
+
+    __slots__ = ("base", "blob", "changes", "index", "key", "kind", "paths", "since", "txn")
+
+    def __init__(
+        self,
+        key: str,
+        base: int,
+        txn: str,
+        changes: dict[str, Entry | str | None],
+        index: list[str],
+        kind: str = "commit",
+        blob: bytes = b"",
+    ) -> None:
+        self.key, self.base, self.txn = key, base, txn
+        self.changes, self.index, self.kind, self.blob = changes, index, kind, blob
+        self.paths = list(changes)
+        self.since = time.monotonic()
+
+    @classmethod
+    def make(
+        cls,
+        prefix: str,
+        base: int,
+        txn: str,
+        changes: dict[str, Entry | str | None],
+        index: list[str],
+        author: str,
+        kind: str = "commit",
+    ) -> _Intent:
+        rows = [
+            [p, c if c is None or isinstance(c, str) else c.encode()] for p, c in changes.items()
+        ]
+        raw = dump_json(
+            {
+                "v": 1,
+                "base": base,
+                "txn": txn,
+                "index": index,
+                "author": author,
+                "kind": kind,
+                "time": time.time(),
+                "changes": rows,
+            }
+        )
+        key = f"{prefix}intents/{base:020d}-{txn}.{hash_bytes(raw)}"
+        return cls(key, base, txn, changes, index, kind, compress_blob(raw))
+
+    @staticmethod
+    def parse_key(key: str) -> tuple[int, str, str] | None:
+        name = key.rsplit("/", 1)[-1]
+        try:
+            head, h = name.split(".", 1)
+            base, txn = head.split("-", 1)
+            return int(base), txn, h
+        except ValueError:
+            return None
+
+    @classmethod
+    def load(cls, key: str, h: str, stored: bytes) -> _Intent:
+        """Parse an intent read from the store; CorruptionError if it does not match its hash."""
+        raw = decompress_blob(stored, key)
+        if hash_bytes(raw) != h:
+            raise CorruptionError(f"intent {key} is corrupt (hash mismatch)", key=key)
+        d = load_json(raw, key)
+        check_format(d, f"intent {key}")
+        try:
+            changes: dict[str, Entry | str | None] = {}
+            for path, c in d["changes"]:
+                changes[path] = c if c is None or isinstance(c, str) else Entry.decode(c, key)
+            return cls(
+                key, int(d["base"]), d["txn"], changes, list(d["index"]), d.get("kind", "commit")
+            )
+        except (KeyError, TypeError, ValueError):
+            raise CorruptionError(f"intent {key} is malformed", key=key) from None
+
+
+class _PathSet:
+    """Paths a commit changes, for telling whether another change set overlaps them
+    (the same path, or one path inside the other)."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.exact: set[str] = set()
+        self.above: set[str] = set()  # every proper ancestor folder of a path
+        self.add(paths)
+
+    def add(self, paths: Iterable[str]) -> None:
+        for p in paths:
+            self.exact.add(p)
+            i = p.find("/")
+            while i != -1:
+                self.above.add(p[:i])
+                i = p.find("/", i + 1)
+
+    def overlaps(self, paths: Iterable[str]) -> bool:
+        for p in paths:
+            if p in self.exact or p in self.above:
+                return True
+            i = p.find("/")
+            while i != -1:
+                if p[:i] in self.exact:
+                    return True
+                i = p.find("/", i + 1)
+        return False
+
+
 @dataclass(frozen=True)
 class GcState:
     """What garbage collection has done so far, as the newest gc record says."""
@@ -349,6 +490,10 @@ class Repository:
         self.chunk_cache: Any = None  # optional: get(hash) -> bytes | None, put(hash, bytes)
         self._gc_seen: int | None = None
         self._format_checked = False
+        # group commit: when this process last listed intents / last lost a race
+        self._intents_listed = 0.0
+        self._contended_until = 0.0
+        self._intent_cache: dict[str, _Intent] = {}  # verified intents, by key
 
     # -- keys ------------------------------------------------------------------------
     def _log_key(self, seq: int) -> str:
@@ -648,6 +793,13 @@ class Repository:
         other writer's version. ``check(head)`` runs before each attempt and may raise to
         refuse the commit (uploaded data then stays as orphans for gc). Returns
         ``(None, stats)`` when nothing would change.
+
+        Group commit: a plain change set (no ``root``, no ``check``) that loses the race
+        is published as an intent and carried by the next commit (perhaps another
+        process's, perhaps a later attempt of ours); the record returned is the one
+        that carried it, and ``record.extra["carried"]`` then names other writers'
+        changes it holds too. Any plain commit folds pending intents of others whose
+        paths do not overlap its own.
         """
         with self._commit_lock:
             seg_key = None
@@ -663,22 +815,76 @@ class Repository:
                     self.index.add_object(seg_key, seg)
                     bytes_new += len(seg)
             txn = uuid.uuid4().hex
-            for attempt in range(MAX_COMMIT_ATTEMPTS):
+            who = author or default_author()
+            # Only plain change sets take part in group commit: a restore replaces the
+            # whole tree, and a caller's check cannot run in another process.
+            can_fold = root is None and kind in FOLD_KINDS
+            can_publish = can_fold and check is None
+            published: _Intent | None = None
+            stats = ApplyStats()
+            deadline = time.monotonic() + MAX_COMMIT_SECONDS
+            for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
+                if published is not None and time.monotonic() > deadline:
+                    break
                 head = self.head()
+                if published is not None:
+                    landed = self._find_carried(published, head)
+                    if landed is not None:
+                        self._drop_intents([published.key])
+                        return landed, stats
                 if check is not None:
                     check(head)
+                carried: list[_Intent] = []
+                if can_fold and (
+                    attempt
+                    or published is not None
+                    or time.monotonic() - self._intents_listed > INTENT_PROBE
+                    or time.monotonic() < self._contended_until
+                ):
+                    pending = self._pending_intents(head)
+                    if published is not None:
+                        if published.key not in {i.key for i in pending}:
+                            # Dropped as stale, or carried by a record we have not seen
+                            # yet: look once more, then publish it again (same txn, so it
+                            # can never land twice).
+                            landed = self._find_carried(published, self.head())
+                            if landed is not None:
+                                return landed, stats
+                            self._publish_intent(published)
+                        elif (
+                            pending[0].key != published.key
+                            and time.monotonic() - published.since < LEADER_GRACE
+                        ):
+                            # Someone ahead of us in line folds; we wait and watch the log.
+                            self._pause(attempt)
+                            continue
+                    carried = self._choose_intents(
+                        pending, changes, own=published.key if published else None
+                    )
                 if root is not None:
                     new_root, stats = root, self._root_stats(head.root, root)
                 else:
-                    new_root, stats = self.trees.apply(head.root, changes)
-                if new_root == head.root:
+                    merged: dict[str, Entry | str | None] = {}
+                    for intent in carried:
+                        merged.update(intent.changes)
+                    merged.update(changes)
+                    new_root, stats = self.trees.apply(head.root, merged)
+                if new_root == head.root and not carried:
                     self.trees.pending.clear()
+                    if published is not None:
+                        self._drop_intents([published.key])
                     return None, stats
                 tree_puts = self._upload_trees()
                 index_list = list(head.index)
-                if seg_key and seg_key not in index_list:
-                    index_list.append(seg_key)
-                rescued = self._rescue_condemned(head, changes)
+                for key in [seg_key, *(k for i in carried for k in i.index)]:
+                    if key and key not in index_list:
+                        index_list.append(key)
+                if carried:
+                    rescue_changes = dict(merged)
+                    self.ensure_index([k for i in carried for k in i.index])
+                else:
+                    rescue_changes = changes
+                rescued = self._rescue_condemned(head, rescue_changes)
                 if rescued:
                     index_list.append(rescued)
                 if len(index_list) > COMPACT_AT:
@@ -686,6 +892,11 @@ class Repository:
                 ext = dict(extra or {})
                 if head.gc_pointer is not None:
                     ext["gc"] = head.gc_pointer
+                rec_kind = kind
+                if carried:
+                    ext["carried"] = [i.txn for i in carried]
+                    if any(i.kind == "commit" for i in carried):
+                        rec_kind = "commit"  # never thinned away as a mere background commit
                 rec = CommitRecord(
                     seq=head.seq + 1,
                     parent=head.seq,
@@ -693,10 +904,10 @@ class Repository:
                     index=index_list,
                     txn=txn,
                     time=time.time(),
-                    author=author or default_author(),
+                    author=who,
                     host=socket.gethostname(),
                     message=message,
-                    kind=kind,
+                    kind=rec_kind,
                     stats={
                         "added": stats.added,
                         "modified": stats.modified,
@@ -724,12 +935,144 @@ class Repository:
                         self.store.put(self.prefix + "head", dump_json({"seq": rec.seq}))
                     except Exception:
                         pass  # only a hint
+                    done = [i.key for i in carried]
+                    if published is not None:
+                        done.append(published.key)
+                    self._drop_intents(done)
                     return rec, stats
-                time.sleep(random.uniform(0, min(0.05 * (attempt + 1), 0.5)))
+                self._contended_until = time.monotonic() + INTENT_PROBE
+                if can_publish and published is None:
+                    # Lost the slot: hand our change set to whoever writes the next record.
+                    published = _Intent.make(
+                        self.prefix, head.seq, txn, changes, [seg_key] if seg_key else [], who, kind
+                    )
+                    self._publish_intent(published)
+                    continue
+                if published is None and attempt + 1 >= MAX_COMMIT_ATTEMPTS:
+                    break
+                self._pause(attempt)
+            if published is not None:
+                # Withdraw our intent, then look one last time: it may have landed.
+                self._drop_intents([published.key])
+                landed = self._find_carried(published, self.head())
+                if landed is not None:
+                    return landed, stats
             raise ConflictError(
                 f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
                 "committing first. Your files are untouched; try again."
             )
+
+    # -- group commit --------------------------------------------------------------------------
+    def _pause(self, attempt: int) -> None:
+        time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.2)))
+
+    def _publish_intent(self, intent: _Intent) -> None:
+        self.store.put(intent.key, intent.blob)
+        intent.since = time.monotonic()
+        self._intent_cache[intent.key] = intent  # ours: never read back
+
+    def _drop_intents(self, keys: list[str]) -> None:
+        """Delete intents that were carried (or withdrawn); best effort: a leftover is
+        recognized as carried by the next lister and deleted then."""
+        if not keys:
+            return
+        for k in keys:
+            self._intent_cache.pop(k, None)
+        try:
+            self.store.delete(keys)
+        except Exception:
+            pass
+
+    def _carried_txns(self, since: int, head: CommitRecord) -> dict[str, CommitRecord]:
+        """txn -> the record that carried it (or wrote it), for records after ``since``."""
+        seqs = [s for s in range(since + 1, head.seq + 1) if s not in self._records]
+        if len(seqs) > 1:
+            list(_download_pool.map(self._record_or_none, seqs))
+        out: dict[str, CommitRecord] = {}
+        for s in range(since + 1, head.seq + 1):
+            rec = self._record_or_none(s)
+            if rec is None:
+                continue
+            out[rec.txn] = rec
+            for t in rec.extra.get("carried", ()):
+                out[t] = rec
+        return out
+
+    def _record_or_none(self, seq: int) -> CommitRecord | None:
+        try:
+            return self.record(seq)
+        except NotFoundError:
+            return None  # expired by gc and deleted: it carried nothing still pending
+
+    def _find_carried(self, intent: _Intent, head: CommitRecord) -> CommitRecord | None:
+        return self._carried_txns(intent.base, head).get(intent.txn)
+
+    def _pending_intents(self, head: CommitRecord) -> list[_Intent]:
+        """Intents not yet carried by any record up to ``head``, in key order.
+
+        Stale ones (older than INTENT_TTL or INTENT_WINDOW commits) and carried ones
+        are deleted as they are found; a damaged one is skipped (its writer, if alive,
+        publishes it again when it finds it missing).
+        """
+        self._intents_listed = time.monotonic()
+        now = time.time()
+        infos = list(self.store.list(self.prefix + "intents/"))
+        if not infos:
+            self._intent_cache.clear()
+            return []
+        stale: list[str] = []
+        live: list[tuple[int, str, str, str]] = []  # base, txn, key, hash
+        for info in infos:
+            parsed = _Intent.parse_key(info.key)
+            if parsed is None:
+                continue
+            base, txn, h = parsed
+            if base < head.seq - INTENT_WINDOW or info.mtime < now - INTENT_TTL:
+                stale.append(info.key)
+                continue
+            live.append((base, txn, info.key, h))
+        pending: list[_Intent] = []
+        if live:
+            carried = self._carried_txns(min(b for b, *_ in live), head)
+            for _base, txn, key, h in live:
+                if txn in carried:
+                    stale.append(key)
+                    continue
+                intent = self._intent_cache.get(key)
+                if intent is None:
+                    try:
+                        intent = self._get_verified(
+                            key, lambda d, h=h, k=key: _Intent.load(k, h, d), cache=False
+                        )
+                    except (NotFoundError, CorruptionError):
+                        continue
+                    self._intent_cache[key] = intent
+                pending.append(intent)
+        if stale:
+            self._drop_intents(stale)
+        listed = {i.key for i in pending}
+        for k in [k for k in self._intent_cache if k not in listed]:
+            del self._intent_cache[k]
+        return pending
+
+    def _choose_intents(
+        self, pending: list[_Intent], changes: dict[str, Entry | str | None], own: str | None
+    ) -> list[_Intent]:
+        """The intents to carry: in key order, each one whose paths overlap neither our
+        own change set nor an intent chosen before it (so every version of every path
+        stays in history: two changes of one path never share a commit)."""
+        taken = _PathSet(changes)
+        out: list[_Intent] = []
+        for intent in pending:
+            if intent.key == own:
+                continue
+            if len(out) >= FOLD_MAX:
+                break
+            if taken.overlaps(intent.paths):
+                continue
+            taken.add(intent.paths)
+            out.append(intent)
+        return out
 
     def _rescue_condemned(
         self, head: CommitRecord, changes: dict[str, Entry | str | None]

@@ -1,0 +1,208 @@
+"""Scenario (f): many writers committing to one volume at once.
+
+``N`` processes each mount the same volume into a folder of their own, wait for a
+common start, then write their own file and commit it ``COMMITS`` times. Reported:
+acknowledged commits per second over the whole run (from the common start to the last
+acknowledgement), p50/p99 latency of one ``commit()``, and lost updates: a writer's
+acknowledged version that is missing from the commit that acknowledged it, or a final
+file that is not its writer's last version (must be 0).
+
+    .venv/bin/python -m bench.many_writers --store local --writers 1,16,64
+    .venv/bin/python -m bench.many_writers --store seaweedfs --writers 1,16 --commits 5
+
+``--mode repo`` commits through the repository layer instead of a mount (no folder
+scan, no quiet gate): the engine's own contention cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _content(who: int, i: int) -> bytes:
+    # Above the inline limit, so each version is a real chunk in a pack.
+    return (f"writer {who} version {i}\n".encode()) * 64
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One writer: mount (or open), say ready, wait for the start, commit N times."""
+    from jupyter_volume import Volume
+    from jupyter_volume.store import open_store
+
+    who, sync = spec["who"], Path(spec["sync"])
+    store = open_store(spec["url"])
+    vol = Volume.from_name(spec["volume"], store=store)
+    lat: list[float] = []
+    acks: list[tuple[str, int, int]] = []  # (path, version, seq)
+    path = f"w{who:03d}.bin"
+    if spec["mode"] == "mount":
+        folder = Path(spec["work"]) / f"mnt-{who}"
+        mnt = vol.mount(folder)
+        (sync / f"ready-{who}").touch()
+        _wait(sync / "go")
+        for i in range(spec["commits"]):
+            (folder / path).write_bytes(_content(who, i))
+            t0 = time.perf_counter()
+            info = mnt.commit()
+            lat.append(time.perf_counter() - t0)
+            acks.append((path, i, info.seq if info else -1))
+        mnt.close()
+    else:
+        repo = vol._repo
+        repo.head()
+        (sync / f"ready-{who}").touch()
+        _wait(sync / "go")
+        for i in range(spec["commits"]):
+            t0 = time.perf_counter()
+            w = repo.writer()
+            rec, _ = repo.commit({path: w.bytes_entry(_content(who, i))}, writer=w)
+            lat.append(time.perf_counter() - t0)
+            acks.append((path, i, rec.seq if rec else -1))
+    return {"who": who, "lat": lat, "acks": acks, "end": time.time()}
+
+
+def _wait(p: Path, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not p.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no start signal at {p}")
+        time.sleep(0.005)
+
+
+def run(
+    url: str, env: dict[str, str], writers: int, commits: int = 5, mode: str = "mount"
+) -> dict[str, Any]:
+    """Run ``writers`` processes against a fresh volume on ``url``; return the figures."""
+    from jupyter_volume import FileEntryType, Volume
+    from jupyter_volume.store import open_store
+
+    name = f"writers-{uuid.uuid4().hex[:8]}"
+    store = open_store(url)
+    Volume.objects.create(name, store=store)
+    with tempfile.TemporaryDirectory(prefix="jv-writers-") as work:
+        sync = Path(work) / "sync"
+        sync.mkdir()
+        procs = []
+        for who in range(writers):
+            spec = {
+                "who": who,
+                "sync": str(sync),
+                "url": url,
+                "volume": name,
+                "commits": commits,
+                "mode": mode,
+                "work": work,
+            }
+            child_env = {
+                **os.environ,
+                **env,
+                "JUPYTER_VOLUME_CACHE_DIR": f"{work}/cache-{who}",
+                "JUPYTER_VOLUME_STATE_DIR": f"{work}/state-{who}",
+                "JUPYTER_VOLUME_PROGRESS": "0",
+            }
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.many_writers", "--child", json.dumps(spec)],
+                    cwd=str(ROOT),
+                    env=child_env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        deadline = time.monotonic() + 600
+        while len(list(sync.glob("ready-*"))) < writers:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        start = time.time()
+        (sync / "go").touch()
+        results = []
+        errors = []
+        for p in procs:
+            out, err = p.communicate(timeout=1800)
+            if p.returncode != 0:
+                errors.append(err[-2000:])
+                continue
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    if errors:
+        raise RuntimeError(f"{len(errors)} writer(s) failed:\n" + "\n".join(errors[:3]))
+    end = max(r["end"] for r in results)
+    lat = sorted(x for r in results for x in r["lat"])
+    acked = sum(len(r["acks"]) for r in results)
+    # Lost updates: an acknowledged version not in the commit that acknowledged it,
+    # or a final file that is not its writer's last version.
+    vol = Volume.from_name(name, store=open_store(url))
+    lost = 0
+    for r in results:
+        for path, i, seq in r["acks"]:
+            try:
+                got = b"".join(vol.read_file(path, at=seq))
+            except Exception:  # noqa: BLE001 - counted as lost
+                got = b""
+            lost += got != _content(r["who"], i)
+        path, i, _seq = r["acks"][-1]
+        lost += b"".join(vol.read_file(path)) != _content(r["who"], i)
+    files = [e for e in vol.listdir("/", recursive=True) if e.type == FileEntryType.FILE]
+    records = vol.history()
+    return {
+        "writers": writers,
+        "commits_each": commits,
+        "mode": mode,
+        "acknowledged": acked,
+        "seconds": end - start,
+        "commits_per_s": acked / (end - start),
+        "p50_s": statistics.median(lat),
+        "p99_s": lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+        "max_s": lat[-1],
+        "records": len(records) - 1,
+        "lost_updates": lost,
+        "files": len(files),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--child")
+    ap.add_argument("--store", default="local", choices=["local", "seaweedfs"])
+    ap.add_argument("--writers", default="1,16,64")
+    ap.add_argument("--commits", type=int, default=5)
+    ap.add_argument("--mode", default="mount", choices=["mount", "repo"])
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(child(json.loads(a.child))))
+        return
+    counts = [int(x) for x in a.writers.split(",")]
+    if a.store == "local":
+        with tempfile.TemporaryDirectory(prefix="jv-writers-store-") as d:
+            for n in counts:
+                print(json.dumps(run(Path(d).as_uri(), {}, n, a.commits, a.mode)), flush=True)
+        return
+    from jupyter_volume.testing.seaweedfs import SeaweedFS
+
+    with SeaweedFS() as sw:
+        os.environ.update(sw.env())
+        sw.create_bucket("bench")
+        url = f"s3://bench/w?endpoint_url={sw.endpoint}"
+        for n in counts:
+            print(json.dumps(run(url, sw.env(), n, a.commits, a.mode)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
