@@ -661,3 +661,21 @@ def test_a_folder_whose_nfs_is_deleted_elsewhere_stops_syncing_and_keeps_its_fil
     assert (tmp_path / "orphan" / "kept.txt").read_bytes() == b"mine"
     with pytest.warns(UserWarning, match="was deleted"):
         m._after_cell()
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_a_live_folder_applies_the_retention_policy_by_itself(
+    shared: NetworkFileSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_volume import nfs as nfs_mod
+
+    for i in range(5):
+        shared.write_file("f", io.BytesIO(b"v%d" % i))
+    shared.set_retention(keep_last=2, grace=0)
+    engine = shared._vol  # read history through it: only the live folder may run retention
+    kept = lambda: [c for c in engine.history() if c.kind not in ("gc", "create")]  # noqa: E731
+    assert len(kept()) == 5
+    monkeypatch.setattr(nfs_mod, "RETENTION_EVERY", 0.5)  # instead of an hour
+    with shared.mount(tmp_path / "m"):
+        wait_for(lambda: len(kept()) <= 2, "the live folder's automatic retention run")
+    assert b"".join(shared.read_file("f")) == b"v4"
