@@ -89,6 +89,8 @@ class LiveStatus(MountStatus):
             ("not pushed yet (deleted)", self.deleted),
         ):
             lines.extend(f"  {label}: {p}" for p in paths)
+        deferred = getattr(self, "deferred", {}) or {}
+        lines.extend(f"  push waits: {p} ({why})" for p, why in sorted(deferred.items()))
         lines.extend(f"  remote version waits for a local writer: {p}" for p in self.waiting)
         if self.clean and not self.waiting and self.offline_since is None:
             lines.append(f"  in sync at commit {self.head_seq}")
