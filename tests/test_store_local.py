@@ -195,3 +195,9 @@ def test_put_waits_for_a_conditional_write_in_progress(tmp_path: Path) -> None:
         if child.stdout is not None:
             child.stdout.close()
     assert store.get("k") == b"from child"
+
+
+def test_a_conditional_write_to_a_missing_key_leaves_nothing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    assert store.put_if_match("a/b/missing", b"x", "token") is None
+    assert list((tmp_path / "store").iterdir()) == []  # no folder, no lock file

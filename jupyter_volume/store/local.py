@@ -194,6 +194,8 @@ class LocalStore(Store):
         path = self._path(key)
         if not isinstance(token, str):
             raise TypeError(f"put_if_match token must be a str, got {type(token).__name__}")
+        if not path.is_file():
+            return None  # missing now: no match (and no lock file for a key that is not)
         try:
             tmp = self._write_tmp(path, data)  # the slow part, outside the lock
             try:
@@ -203,6 +205,9 @@ class LocalStore(Store):
                             current = _token(f.read())
                             hashed = os.fstat(f.fileno()).st_ino
                     except (FileNotFoundError, IsADirectoryError):
+                        # deleted meanwhile: drop the lock file we hold (whoever waits on
+                        # it sees it gone), so a missing key keeps no sidecar
+                        self._lock_path(path).unlink(missing_ok=True)
                         return None
                     if current != token:
                         return None
