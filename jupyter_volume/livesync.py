@@ -267,6 +267,19 @@ class LiveMount(Mount):
                 stacklevel=2,
             )
 
+    def _warn_deferred(self, held: dict[str, str]) -> None:
+        """Say which files an explicit push (sync, a lock's release, unmount) left, and why."""
+        names = sorted(held)
+        shown = "; ".join(f"{p} ({held[p]})" for p in names[:5])
+        if len(names) > 5:
+            shown += f"; and {len(names) - 5} more (see status())"
+        warnings.warn(
+            f"network file system {self.volume.name!r}: {len(names)} file(s) not pushed yet, "
+            f"since they are open for writing or still changing: {shown}. They are pushed "
+            "once closed and quiet (after unmount(): when this folder is mounted again).",
+            stacklevel=4,
+        )
+
     # -- pulling ---------------------------------------------------------------------------------
     def _apply_paths(self, paths: dict[str, Entry | None], pending: dict[str, int]) -> None:
         # A file some process holds open for writing is never replaced under its writer:

@@ -550,12 +550,16 @@ class NetworkFileSystem:
         *,
         interval: float | None = None,
         ignore: list[str] | None = None,
+        settle: float | None = None,
+        settle_max_wait: float | None = None,
     ) -> LiveMount:
         """A live folder (default ``./NAME``): see :class:`~jupyter_volume.livesync.LiveMount`.
 
         What is written there reaches the store about a second after it is quiet; what
         others write appears there about a second later. Stop with ``unmount()`` (or use
-        the mount as a context manager), which pushes what is left.
+        the mount as a context manager), which pushes what is left. ``interval``: seconds
+        between sync rounds; ``ignore``: name patterns never synced; ``settle`` and
+        ``settle_max_wait``: the quiet rule (see :class:`~jupyter_volume.mount.Mount`).
         """
         from .livesync import LiveMount
 
@@ -563,7 +567,17 @@ class NetworkFileSystem:
             meta = self._resolve()
             path = Path.cwd() / (meta.name or f"nfs-{meta.id[:12]}")
         with _worded(self.name):
-            return LiveMount(self, path, interval=interval, ignore=ignore)
+            return LiveMount(
+                self,
+                path,
+                interval=interval,
+                ignore=ignore,
+                **{
+                    k: v
+                    for k, v in (("settle", settle), ("settle_max_wait", settle_max_wait))
+                    if v is not None
+                },
+            )
 
 
 def _apply_retention(store: Store, vol_id: str) -> None:

@@ -679,3 +679,22 @@ def test_a_live_folder_applies_the_retention_policy_by_itself(
     with shared.mount(tmp_path / "m"):
         wait_for(lambda: len(kept()) <= 2, "the live folder's automatic retention run")
     assert b"".join(shared.read_file("f")) == b"v4"
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_an_explicit_push_names_the_files_it_had_to_leave(
+    shared: NetworkFileSystem, tmp_path: Path
+) -> None:
+    m = shared.mount(tmp_path / "m", settle_max_wait=0.0)  # do not wait for the writer
+    try:
+        with open(tmp_path / "m" / "busy.db", "wb") as f:
+            f.write(b"half")
+            f.flush()
+            with pytest.warns(UserWarning, match=r"not pushed yet.*: busy\.db \("):
+                m.sync()
+            assert "push waits: busy.db" in str(m.status())
+        time.sleep(1)  # closed, and quiet for longer than the settle interval
+        m.sync()
+        assert b"".join(shared.read_file("busy.db")) == b"half"
+    finally:
+        m.unmount()
