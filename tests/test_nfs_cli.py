@@ -63,6 +63,12 @@ def test_cli_nfs_actions(cli: CLI, tmp_path: Path) -> None:
     assert cli.json("nfs", "list") == []
     cli("nfs", "delete", "shared", "--yes", "--allow-missing")
 
+    # environments: -e before or after the action, as for the volume commands
+    cli("nfs", "create", "dev-only", "-e", "dev")
+    assert cli.json("nfs", "list") == []
+    assert [n["name"] for n in cli.json("-e", "dev", "nfs", "list")] == ["dev-only"]
+    assert [n["name"] for n in cli.json("nfs", "list", "--env", "dev")] == ["dev-only"]
+
 
 @pytest.mark.parametrize("store_url_env", ["s3"], indirect=True)
 def test_cli_nfs_round_trip(cli: CLI) -> None:

@@ -21,7 +21,7 @@ from ..formatting import local_time
 from .context import Context
 from .exits import CommandError, HelpShown, UsageError
 from .render import Column, Message, Result, Table
-from .routing import COMMANDS, JSON_HELP, _Parser, command
+from .routing import COMMANDS, ENV_HELP, JSON_HELP, _Parser, command
 from .spec import PROGS, STORE_HELP, arg
 
 if TYPE_CHECKING:
@@ -51,7 +51,12 @@ class _NfsContext(Context):
         """Network file system ``name``'s volume; NotFoundError if it does not exist."""
         from ..nfs import NetworkFileSystem
 
-        nfs = NetworkFileSystem.from_name(name, store=self.store(), create_if_missing=create)
+        nfs = NetworkFileSystem.from_name(
+            name,
+            store=self.store(create=create),
+            environment_name=self.environment_name,
+            create_if_missing=create,
+        )
         return nfs.hydrate()._vol
 
 
@@ -85,6 +90,7 @@ def _action_parser(prog: str, action: str) -> _Parser:
             p.add_argument("name", metavar="NAME", nargs="?", default=None, help="one of them")
         p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
+    p.add_argument("-e", "--env", metavar="ENV", default=None, help=ENV_HELP)
     return p
 
 
@@ -110,6 +116,8 @@ def cmd_nfs(a: argparse.Namespace, ctx: Context) -> Result | None:
     a.json = getattr(sub, "json", False)  # the front end reads it to choose the form
     if sub.store:  # `--store` after the action's arguments
         ctx.store_url = sub.store
+    if sub.env:  # and `-e ENV`
+        ctx.environment = sub.env
     sub.frontend = ctx.frontend
     if a.action in SHARED:
         from ..nfs import _worded
@@ -124,7 +132,12 @@ def _create(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     from ..nfs import NetworkFileSystem
 
     store = ctx.store(create=True)  # creating the first object may create the store
-    NetworkFileSystem.objects.create(s.name, allow_existing=s.allow_existing, store=store)
+    NetworkFileSystem.objects.create(
+        s.name,
+        allow_existing=s.allow_existing,
+        store=store,
+        environment_name=ctx.environment_name,
+    )
     return Message(f"Created network file system {s.name!r} in {store.url}.", {"name": s.name})
 
 
@@ -135,7 +148,7 @@ def _list(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
 
     store = ctx.store()
     rows = []
-    for nfs in NetworkFileSystem.objects.list(store=store):
+    for nfs in NetworkFileSystem.objects.list(store=store, environment_name=ctx.environment_name):
         meta = nfs._resolve()
         rows.append(
             {
@@ -162,7 +175,9 @@ def _delete(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
 
     store = ctx.store()
     try:
-        NetworkFileSystem.from_name(s.name, store=store).hydrate()
+        NetworkFileSystem.from_name(
+            s.name, store=store, environment_name=ctx.environment_name
+        ).hydrate()
     except NotFoundError:
         if s.allow_missing:
             return Message(f"No network file system {s.name!r} in {store.url}: nothing to delete.")
@@ -171,7 +186,12 @@ def _delete(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
         f"Delete network file system {s.name!r} and its whole history from {store.url}? [y/N] "
     ):
         raise CommandError(f"network file system {s.name!r} was not deleted")
-    NetworkFileSystem.delete(s.name, allow_missing=s.allow_missing, store=store)
+    NetworkFileSystem.delete(
+        s.name,
+        allow_missing=s.allow_missing,
+        store=store,
+        environment_name=ctx.environment_name,
+    )
     return Message(f"Deleted network file system {s.name!r}.")
 
 
@@ -188,7 +208,9 @@ def _mount(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     if ctx.frontend == "cli" and s.path is None:
         raise UsageError(f"give the folder to keep live: `{prog} nfs mount {s.name} DIR`")
     store = ctx.store(create=s.create)
-    nfs = NetworkFileSystem.from_name(s.name, store=store, create_if_missing=s.create)
+    nfs = NetworkFileSystem.from_name(
+        s.name, store=store, environment_name=ctx.environment_name, create_if_missing=s.create
+    )
     m = nfs.mount(s.path, ignore=list(ctx.config.ignore_patterns))
     if ctx.frontend == "magic":
         return Message(
