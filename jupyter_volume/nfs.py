@@ -222,6 +222,14 @@ class NetworkFileSystem:
         env = f", environment_name={self.environment_name!r}" if self.environment_name else ""
         return f"NetworkFileSystem({what}, store={self._base.url!r}{env})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By reference, never by state: the receiving process opens the same store URL
+        # (credentials come from its own environment); an ephemeral one travels by id.
+        return (
+            _unpickle_nfs,
+            (self.name, self._base.url, self.environment_name, self._meta),
+        )
+
     # -- handles -------------------------------------------------------------------------------
     @aio
     @staticmethod
@@ -578,6 +586,12 @@ class NetworkFileSystem:
                     if v is not None
                 },
             )
+
+
+def _unpickle_nfs(
+    name: str | None, url: str, environment: str, meta: names.VolumeMeta | None
+) -> NetworkFileSystem:
+    return NetworkFileSystem(name, store=url, environment_name=environment, _meta=meta)
 
 
 def _apply_retention(store: Store, vol_id: str) -> None:

@@ -420,3 +420,16 @@ def test_default_retention_is_applied_automatically(
     t2 = nfs._retention_due(wait=True)
     assert t2 is None or not t2.is_alive()
     assert len([c for c in nfs.history() if c.kind not in ("gc", "create")]) == 2  # not again
+
+
+def test_a_handle_pickles_by_reference(opened: tuple[Store, str, dict[str, str]]) -> None:
+    import pickle
+
+    store = opened[0]  # credentials are in this process's environment, as a child's would be
+    nfs = NetworkFileSystem.from_name("p", create_if_missing=True, store=store)
+    nfs.write_file("f", io.BytesIO(b"x"))
+    again = pickle.loads(pickle.dumps(nfs))
+    assert read(again, "f") == b"x" and again.object_id == nfs.object_id
+    with NetworkFileSystem.ephemeral(store=store) as eph:
+        eph.write_file("g", io.BytesIO(b"y"))
+        assert read(pickle.loads(pickle.dumps(eph)), "g") == b"y"
