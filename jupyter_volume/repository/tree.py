@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from blake3 import blake3
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, InvalidError
 from .codec import compress_blob, decompress_blob, dump_json, hash_bytes, load_json
 
 SPLIT_AT = 4096
@@ -474,3 +474,168 @@ def _only_deletes(o: _Ops) -> bool:
     if o.op not in (None, "del"):
         return False
     return all(_only_deletes(c) for c in (o.children or {}).values())
+
+
+def tree_order_key(path: str) -> tuple[str, ...]:
+    """Sort key that puts paths in the order of a depth-first walk of a tree (names
+    sorted within each folder), the order :class:`TreeBuilder` needs."""
+    return tuple(path.split("/"))
+
+
+class _OpenDir:
+    """A folder being built: its entries so far, or (once past SPLIT_AT) the rows of
+    its finished leaves plus the current run."""
+
+    __slots__ = ("count", "entries", "files", "mode", "mtime_ns", "name", "rows", "size")
+
+    def __init__(self, name: str, mode: int, mtime_ns: int) -> None:
+        self.name, self.mode, self.mtime_ns = name, mode, mtime_ns
+        self.entries: list[Entry] = []  # all entries (flat), or the current run (split)
+        self.rows: list[list] | None = None  # leaf rows once split
+        self.count = self.files = self.size = 0
+
+
+class TreeBuilder:
+    """Builds a tree from ``(path, entry)`` pairs streamed in tree order, bottom up.
+
+    Only the folders on the current path are open, and a folder with more than
+    ``SPLIT_AT`` entries keeps just the rows of its finished leaves, so memory is
+    bounded by the depth and the widest folder's leaf rows, not by the number of
+    files. Finished nodes go to ``trees.pending`` (and are not cached in memory);
+    ``flush(trees)`` is called whenever pending nodes pass ``flush_bytes`` so the caller
+    can upload them. The result is the same tree (same hashes) as
+    ``Trees.apply(EMPTY_TREE, changes)`` with the same entries.
+    """
+
+    def __init__(
+        self,
+        trees: Trees,
+        flush: Callable[[], None] | None = None,
+        flush_bytes: int = 1 << 20,
+    ) -> None:
+        self.trees = trees
+        self._flush = flush
+        self._flush_bytes = flush_bytes
+        self._pending_bytes = 0
+        self._stack: list[_OpenDir] = [_OpenDir("", 0o755, time.time_ns())]
+        self._path: list[str] = []  # names of the open folders below the root
+        self._last: tuple[str, ...] | None = None
+        self.files = 0
+
+    def add(self, path: str, entry: Entry) -> None:
+        """Add a file, link or folder (a DIR entry without a tree: an empty folder, or
+        the mode and mtime of a folder that also gets contents)."""
+        parts = path.split("/")
+        key = tuple(parts)
+        if self._last is not None and key <= self._last:
+            raise InvalidError(
+                f"paths must come in tree order: {path!r} after {'/'.join(self._last)!r}"
+            )
+        self._last = key
+        # Close folders that are not on this path, then open the missing ones.
+        common = 0
+        while (
+            common < len(self._path)
+            and common < len(parts) - 1
+            and self._path[common] == parts[common]
+        ):
+            common += 1
+        while len(self._path) > common:
+            self._close_top()
+        now = time.time_ns()
+        for name in parts[len(self._path) : -1]:
+            self._stack.append(_OpenDir(name, 0o755, now))
+            self._path.append(name)
+        name = parts[-1]
+        if entry.kind == DIR and entry.tree is None:
+            # Opened now; its entries follow (or none: an empty folder).
+            self._stack.append(_OpenDir(name, entry.mode, entry.mtime_ns or now))
+            self._path.append(name)
+            return
+        self._put(self._stack[-1], dataclasses.replace(entry, name=name))
+        self.files += 1 if entry.kind != DIR else entry.nfiles
+
+    def finish(self) -> str:
+        """Close every open folder and return the root's hash."""
+        while self._path:
+            self._close_top()
+        root = self._stack[0]
+        h, _n, _s = self._write(root)
+        return h
+
+    # -- internals ----------------------------------------------------------------
+    def _close_top(self) -> None:
+        d = self._stack.pop()
+        self._path.pop()
+        h, nfiles, size = self._write(d)
+        self._put(
+            self._stack[-1], Entry(d.name, DIR, d.mode, size, d.mtime_ns, tree=h, nfiles=nfiles)
+        )
+
+    def _put(self, d: _OpenDir, e: Entry) -> None:
+        d.entries.append(e)
+        d.count += 1
+        d.files += e.nfiles if e.kind == DIR else 1
+        d.size += e.size
+        if d.rows is None and d.count > SPLIT_AT:
+            # Too big for one node: cut the leaves finished so far.
+            d.rows = []
+            runs, tail = Trees._runs(d.entries)
+            d.rows.extend(self._leaf(r) for r in runs)
+            d.entries = tail
+        elif d.rows is not None and _is_boundary(e.name):
+            d.rows.append(self._leaf(d.entries))
+            d.entries = []
+
+    def _leaf(self, entries: list[Entry]) -> list:
+        h = self._node({"v": 1, "e": [e.encode() for e in entries]})
+        nfiles = sum(e.nfiles if e.kind == DIR else 1 for e in entries)
+        return [entries[0].name, h, len(entries), nfiles, sum(e.size for e in entries)]
+
+    def _write(self, d: _OpenDir) -> tuple[str, int, int]:
+        if d.rows is None:
+            h = self._node({"v": 1, "e": [e.encode() for e in d.entries]})
+        else:
+            rows = d.rows + ([self._leaf(d.entries)] if d.entries else [])
+            h = self._node({"v": 1, "s": rows})
+        return h, d.files, d.size
+
+    def _node(self, node: dict) -> str:
+        raw = dump_json(node)
+        h = hash_bytes(raw)
+        t = self.trees
+        if h not in t.on_store and h not in t.pending:
+            blob = compress_blob(raw)
+            t.pending[h] = blob
+            self._pending_bytes += len(blob)
+            if self._flush is not None and self._pending_bytes >= self._flush_bytes:
+                self._flush()
+                self._pending_bytes = 0
+        return h
+
+
+def overlay(trees: Trees, base: str, top: str) -> tuple[str, ApplyStats]:
+    """A tree holding everything of ``base``, with every file, link and folder of
+    ``top`` set over it (folders in both are merged; nothing is deleted)."""
+    stats = ApplyStats()
+    if base in (EMPTY_TREE, top):
+        return top, stats
+    return _overlay_dir(trees, base, top, stats)[0], stats
+
+
+def _overlay_dir(trees: Trees, base: str, top: str, stats: ApplyStats) -> tuple[str, int, int]:
+    merged = {e.name: e for e in trees.entries(base)}
+    for e in trees.entries(top):
+        cur = merged.get(e.name)
+        if e.kind == DIR and cur is not None and cur.kind == DIR:
+            if cur.tree != e.tree:
+                h, nfiles, size = _overlay_dir(trees, cur.tree, e.tree, stats)  # type: ignore[arg-type]
+                merged[e.name] = Entry(e.name, DIR, e.mode, size, e.mtime_ns, tree=h, nfiles=nfiles)
+            continue
+        if cur is None:
+            stats.added += _nfiles(e)
+        elif not cur.same_content(e):
+            stats.modified += 1
+        merged[e.name] = e
+    new = [merged[k] for k in sorted(merged)]
+    return trees.write_dir(new), sum(_nfiles(e) for e in new), sum(e.size for e in new)
