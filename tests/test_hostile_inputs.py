@@ -9,6 +9,7 @@ fine), 1, 2 or 3 and a one-line error; never 70 (a bug) and never a traceback.
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,7 @@ def _run(
     finally:
         monkeypatch.setattr(sys, "stdout", sys.__stdout__)
         monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+    world["stdout"] = out.value()
     return code, err.value()
 
 
@@ -226,3 +228,18 @@ def test_a_closed_stdout_is_an_error_or_silence_never_a_bug(
     _check(argv, code, err)
     if argv[-1] == "-":
         assert code == 1 and "standard output is closed" in err
+
+
+def test_put_of_a_folder_holding_a_non_utf8_name_skips_it_with_a_warning(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "ok.txt").write_bytes(b"ok")
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "wb") as f:
+        f.write(b"latin-1 name")
+    code, err = _run(["put", "vol", "mixed"], world, monkeypatch)
+    _check(["put", "vol", "mixed"], code, err)
+    assert code == 0, err
+    assert "caf\\xe9.txt" in world["stdout"]  # named in the warning, as its escaped bytes
+    assert [e.path for e in Volume.from_name("vol").listdir("mixed")] == ["mixed/ok.txt"]
