@@ -745,6 +745,8 @@ class Mount:
                 policy,
                 self._quiet_memory,
                 clean_at=self._clean_at,
+                vanished=self._vanished(ch),
+                folders=ch.dirs,
             )
             remaining = deadline - time.monotonic()
             if gate.pause is None or remaining <= 0:
@@ -755,6 +757,22 @@ class Mount:
             except BaseException:
                 self._journal_requeue(ch)  # what the first scan found is looked at again
                 raise
+
+    def _vanished(self, ch: _Changes) -> list[str]:
+        """Paths the journal saw change that are gone again and were never committed
+        (they are in no change set, yet the folder had them for a while)."""
+        if not ch.taken:
+            return []
+        known = ch.files.keys() | ch.links.keys() | ch.dirs.keys() | ch.gone
+        out = []
+        for rel in ch.taken:
+            if rel in known or self._ignored(rel, False):
+                continue
+            if "/" in rel and self._ignored_dir(rel.rsplit("/", 1)[0]):
+                continue
+            if not os.path.lexists(self.path / rel):
+                out.append(rel)
+        return out
 
     def commit(self, message: str | None = None) -> CommitInfo | None:
         """Publish the folder's changes as one commit; None when there was nothing to commit.
@@ -837,23 +855,30 @@ class Mount:
                 )
                 changes[rel] = entry
                 new_rows.append((rel, entry, _sig(st), 1))
-            for rel, st in ch.dirs.items():
-                entry = Entry(rel.rsplit("/", 1)[-1], DIR, 0o755, 0, st.st_mtime_ns)
-                changes[rel] = entry
-                new_rows.append((rel, entry, _sig(st), 1))
             for rel in ch.gone:
                 if gate.ready(rel):
                     changes[rel] = None
             # Everything read must still be as it was checked, in every group: else the
             # group waits (what was read of it stays in packs for gc, at most its size).
-            held = gate.confirm()
-            self._deferred, self._retry_after = dict(held), gate.pause
-            deferred = bool(held)
+            held = dict(gate.confirm())
             if held:
                 for rel in held:
                     changes.pop(rel, None)
                 new_rows = [r for r in new_rows if r[0] not in held]
                 same_rows = [r for r in same_rows if r[0] not in held]
+            # New folders go too, except, when files were deferred, one that holds nothing
+            # committed and did not exist yet at the moment the commit stands for (a
+            # repository being created while the commit is held back to before that)
+            parents = {p.rsplit("/", i)[0] for p in changes for i in range(1, p.count("/") + 1)}
+            for rel, st in ch.dirs.items():
+                if held and rel not in parents and not gate.folder_ready(rel):
+                    held[rel] = "a new folder still being filled"
+                    continue
+                entry = Entry(rel.rsplit("/", 1)[-1], DIR, 0o755, 0, st.st_mtime_ns)
+                changes[rel] = entry
+                new_rows.append((rel, entry, _sig(st), 1))
+            self._deferred, self._retry_after = held, gate.pause
+            deferred = bool(held)
             if wait and held:
                 self._warn_deferred(held)
             if not changes:
@@ -966,7 +991,7 @@ class Mount:
             )
             st.last_commit_seq = self.last_commit.seq if self.last_commit else None
             st.last_error = self.last_error
-            pending = ch.files.keys() | ch.links.keys() | ch.gone
+            pending = ch.files.keys() | ch.links.keys() | ch.dirs.keys() | ch.gone
             st.deferred = {_show(p): why for p, why in self._deferred.items() if p in pending}
             return st
 

@@ -238,6 +238,10 @@ class Gate:
             as committed until, a candidate since)``, monotonic times); updated in place.
         clean_at: (monotonic) when the scan before the one that found ``changed`` began:
             a path not in that scan's change set was as committed at that time.
+        vanished: paths that changed since then and are gone again, never committed
+            (a temporary file; a git object packed and deleted by ``git gc``): nothing to
+            commit, but the folder had them for a while, so they hold the cut back too.
+        folders: new folders in the change set (see :meth:`folder_ready`).
 
     The commit is cut at one moment T: every group it takes was last changed before T,
     and every group it defers was, at T, still as the volume has it, so the commit is the
@@ -259,6 +263,8 @@ class Gate:
     policy: Policy
     memory: dict[str, tuple[Sig | None, float, float, float]] = field(default_factory=dict)
     clean_at: float = float("-inf")
+    vanished: Iterable[str] = ()
+    folders: Iterable[str] = ()
     deferred: dict[str, str] = field(init=False, default_factory=dict)
     pause: float | None = field(init=False, default=None)
     cut: float = field(init=False, default=float("-inf"))
@@ -273,6 +279,13 @@ class Gate:
         self._evaluate()
 
     # -- evaluation -----------------------------------------------------------------------
+    def _mono(self, ns: int) -> float:
+        # A file time (wall clock, ns) on the monotonic clock of this process, made later
+        # by one clock tick: the kernel stamps files from a coarse clock that can lag the
+        # precise one by a tick, and "changed before the scan" must not be concluded from
+        # a stamp that was merely rounded down.
+        return self._now - (self._now_wall - ns) / 1e9 + _STAMP_TICK
+
     def _evaluate(self) -> None:
         root = self.root
         settle = self.policy.settle
@@ -293,12 +306,8 @@ class Gate:
         folder_changed: dict[str, float] = {}
         memory: dict[str, tuple[Sig | None, float, float, float]] = {}
 
-        def mono(ns: int) -> float:
-            # A file time (wall clock, ns) on the monotonic clock of this process, made
-            # later by one clock tick: the kernel stamps files from a coarse clock that
-            # can lag the precise one by a tick, and "changed before the scan" must not
-            # be concluded from a stamp that was merely rounded down.
-            return now - (now_wall - ns) / 1e9 + _STAMP_TICK
+        self._now, self._now_wall = now, now_wall
+        mono = self._mono
 
         top = str(root) + "/"
 
@@ -391,7 +400,18 @@ class Gate:
         # nor the committed one is its state at T). Groups pending longer than the wait
         # limit do not hold T back.
         limit = self.policy.max_wait
-        holding = [g for g in groups.values() if now - g.pending_since < limit]
+        ghosts = []
+        for rel in self.vanished:
+            if rel in self._candidates:
+                continue
+            seen = self.memory.get(rel)
+            p_first, p_appeared = (seen[2], seen[3]) if seen else (self.clean_at, now)
+            memory[rel] = (None, now, p_first, p_appeared)
+            ghosts.append(_Group([], p_first, min(deleted_by(rel), now), "", p_appeared))
+        holding = [g for g in [*groups.values(), *ghosts] if now - g.pending_since < limit]
+        for rel in self.folders:
+            seen = self.memory.get(rel)
+            memory[rel] = (None, now, *((seen[2], seen[3]) if seen else (self.clean_at, now)))
         cut = now - settle
         while True:
             straddle = [g.first for g in holding if g.last > cut and g.first <= cut]
@@ -433,6 +453,14 @@ class Gate:
         self.memory.update(memory)
 
     # -- reading --------------------------------------------------------------------------------
+    def folder_ready(self, rel: str) -> bool:
+        """False if new folder ``rel`` surely did not exist yet at the cut (it appeared
+        after a scan that began after the cut), so a commit of the folder as it was then
+        leaves it out; True otherwise (a folder holding a committed file is made anyway).
+        """
+        seen = self.memory.get(rel)
+        return seen is None or seen[2] <= self.cut
+
     def ready(self, rel: str) -> bool:
         """True if candidate ``rel`` may be read and committed now."""
         return rel not in self.deferred
