@@ -895,7 +895,7 @@ class Volume:
 
     @property
     def seq(self) -> int:
-        """The commit this handle's reads see (see :meth:`refresh` and :meth:`reload`)."""
+        """The newest commit of the volume, as API reads see it (asks the store)."""
         self._root(None)
         assert self._seq is not None
         return self._seq
@@ -1424,7 +1424,7 @@ class Volume:
 
     @aio
     def refresh(self) -> CommitInfo:
-        """Make this handle's reads see the newest commit, and return it.
+        """The newest commit, read from the store now (API reads always see it).
 
         Unlike :meth:`reload`, this never touches a mounted folder.
         """
@@ -1434,7 +1434,7 @@ class Volume:
 
     @aio
     def reload(self) -> None:
-        """Bring the mounted folder to the newest commit; unmounted, refresh the head."""
+        """Bring the mounted folder to the newest commit (API reads see it anyway)."""
         from .mount import _active_mount
 
         m = _active_mount(self.store, self._resolve().id)
