@@ -628,6 +628,13 @@ export class VolumeModel {
       if (err.error !== 'AlreadyExistsError' || signal.aborted) {
         throw e;
       }
+      const there = this._showing(u.volume, u.kind)
+        ? this.entries.find(x => x.path === u.path)
+        : undefined;
+      if (there && there.type === 'directory') {
+        // a folder is never replaced by a file: asking "Replace?" would only mislead
+        throw e;
+      }
       if (!(await confirmOverwrite(u.path, u.volume))) {
         throw new NotReplaced(u.path);
       }

@@ -1,0 +1,555 @@
+"""The sidebar as a demanding JupyterLab user drives it: each bug of the sidebar issue and
+each file-browser and history behaviour, in Debian's Chromium against a real JupyterLab.
+
+One JupyterLab (and one Chromium) serves the whole module, each test on a fresh page
+and volumes of its own, so the module adds about a minute to a run. Volumes are
+prepared with the Python API on the same store the server uses; what the sidebar did is
+checked in the store too, not only on screen. Screenshots land in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_sidebar_browser import (
+    ARTIFACTS,
+    PANEL,
+    REPO,
+    TIMEOUT,
+    _dialog_accept,
+    _labextension_path,
+    _open_panel,
+)
+
+from jupyter_volume import Volume
+from jupyter_volume.testing.jupyter import JupyterLab, chromium
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    base = tmp_path_factory.mktemp("sidebar-behaviour")
+    env = {
+        "JUPYTER_VOLUME_STORE": (base / "store").as_uri(),
+        "JUPYTER_VOLUME_STATE_DIR": str(base / "state"),
+        "JUPYTER_VOLUME_CACHE_DIR": str(base / "cache"),
+        "JUPYTER_PATH": str(_labextension_path(base)),
+        "JUPYTER_CONFIG_PATH": str(REPO / "jupyter-config"),
+    }
+    with JupyterLab(env=env) as server:
+        try:
+            yield server
+        except BaseException:
+            print(server.log_tail(100))
+            raise
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def store(lab: JupyterLab) -> str:
+    return lab.extra_env["JUPYTER_VOLUME_STORE"]
+
+
+@pytest.fixture(scope="module")
+def lab_page(lab: JupyterLab, browser: Any) -> Iterator[Any]:
+    """One Lab page for the module: loading JupyterLab is most of a test's time."""
+    p = browser.new_page(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    # ?reset: a fresh workspace, so the sidebar is not restored open (clicking its tab
+    # would then close it)
+    p.goto(lab.lab_url().replace("/lab/?", "/lab/?reset&"), timeout=TIMEOUT * 2)
+    p.wait_for_selector("#jp-main-dock-panel", state="visible", timeout=TIMEOUT * 2)
+    p.wait_for_selector("#jupyterlab-splash", state="detached", timeout=TIMEOUT * 2)
+    _open_panel(p)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def page(lab_page: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The module's page, tidy: no dialog or menu left open, the Files tab shown."""
+    p = lab_page
+    p.keyboard.press("Escape")
+    for dialog in p.locator(".jp-Dialog").all():
+        dialog.locator(".jp-Dialog-button.jp-mod-reject, .jp-Dialog-button").first.click()
+    panel = p.locator(PANEL)
+    if panel.locator(".jp-VolumePanel-tabs").is_visible():
+        panel.get_by_role("tab", name="Files").click()
+    try:
+        yield p
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        p.screenshot(path=str(ARTIFACTS / f"sidebar-{request.node.name}.png"))
+
+
+def new_volume(store: str, files: dict[str, bytes] | None = None) -> tuple[str, Volume]:
+    """A volume of its own for one test, with ``files`` committed in one commit."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    Volume.objects.create(name, store=store)
+    vol = Volume.from_name(name, store=store)
+    if files:
+        with vol.batch_upload() as batch:
+            for path, data in files.items():
+                batch.put_file(io.BytesIO(data), path)
+    return name, vol
+
+
+def open_volume(page: Any, name: str) -> Any:
+    panel = page.locator(PANEL)
+    panel.get_by_role("button", name="Refresh volumes").click()
+    panel.locator(f"li[data-volume='{name}']").click()
+    panel.locator(".jp-VolumePanel-breadcrumbs", has_text=name).wait_for(timeout=TIMEOUT)
+    return panel
+
+
+def row(panel: Any, path: str) -> Any:
+    return panel.locator(f"tr.jp-VolumePanel-entry[data-path='{path}']")
+
+
+def listed(panel: Any) -> list[str]:
+    return panel.locator("tr.jp-VolumePanel-entry").evaluate_all(
+        "rows => rows.map(r => r.dataset.path)"
+    )
+
+
+def read(store: str, name: str, path: str) -> bytes:
+    return b"".join(Volume.from_name(name, store=store).read_file(path))
+
+
+def paths(store: str, name: str) -> set[str]:
+    vol = Volume.from_name(name, store=store)
+    return {e.path for e in vol.iterdir("/", recursive=True) if e.type.name == "FILE"}
+
+
+def drop_generated(page: Any, files: list[tuple[str, int, int]]) -> None:
+    """Drop files made in the page onto the file list: (name, size, byte value) each.
+
+    Big files are made by the page itself: sending them from Python through the
+    browser's debugging protocol takes far longer than the upload under test.
+    """
+    page.evaluate(
+        """([selector, files]) => {
+            const zone = document.querySelector(selector);
+            const dt = new DataTransfer();
+            for (const [name, size, fill] of files) {
+                dt.items.add(new File([new Uint8Array(size).fill(fill)], name));
+            }
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+            }
+        }""",
+        [f"{PANEL} .jp-VolumePanel-files", files],
+    )
+
+
+def no_dialog(page: Any) -> None:
+    """No JupyterLab dialog is open (an error modal would be one)."""
+    page.wait_for_timeout(300)  # a modal is opened right after the action it reports
+    assert page.locator(".jp-Dialog").count() == 0, page.locator(".jp-Dialog").inner_text()
+
+
+# -- the bugs ------------------------------------------------------------------------------------
+def test_an_upload_stays_in_the_volume_it_started_in(page: Any, store: str) -> None:
+    a, _ = new_volume(store)
+    b, _ = new_volume(store)
+    panel = open_volume(page, a)
+    # two chunks: the first file takes a moment to send
+    drop_generated(page, [("big.bin", 12 * MiB, 7), ("one.txt", 1, 49), ("two.txt", 1, 50)])
+    # The queue is visible while the first file is sent; then the user opens volume b.
+    panel.locator(".jp-VolumePanel-upload[data-state='queued']").first.wait_for(timeout=TIMEOUT)
+    panel.locator(f"li[data-volume='{b}']").click()
+    panel.locator(".jp-VolumePanel-breadcrumbs", has_text=b).wait_for(timeout=TIMEOUT)
+    for name in ("big.bin", "one.txt", "two.txt"):
+        panel.locator(f".jp-VolumePanel-upload[data-path='{name}'][data-state='done']").wait_for(
+            timeout=TIMEOUT * 2
+        )
+    assert paths(store, a) == {"big.bin", "one.txt", "two.txt"}
+    assert paths(store, b) == set()
+    assert read(store, a, "big.bin") == b"\x07" * (12 * MiB)
+    assert read(store, a, "one.txt") == b"1"
+    # The transfers say where the files went, and volume b's listing stayed empty.
+    assert f"uploaded into {a}" in panel.locator(".jp-VolumePanel-uploads").inner_text()
+    assert listed(panel) == []
+
+
+def test_cancel_on_replace_is_not_a_failure_and_errors_stay_in_the_panel(
+    page: Any, store: str
+) -> None:
+    name, _ = new_volume(store, {"notes.txt": b"keep me", "data/inside.txt": b"x"})
+    panel = open_volume(page, name)
+    panel.locator("input.jp-VolumePanel-fileInput").set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"new"}]
+    )
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=TIMEOUT)
+    assert "already exists" in dialog.inner_text()
+    dialog.locator(".jp-Dialog-button.jp-mod-reject").click()
+    up = panel.locator(".jp-VolumePanel-upload[data-path='notes.txt']")
+    up.and_(page.locator("[data-state='skipped']")).wait_for(timeout=TIMEOUT)
+    assert "not replaced" in up.inner_text()
+    no_dialog(page)
+    assert read(store, name, "notes.txt") == b"keep me"
+
+    # A real failure (a file onto a folder's name) is shown on its row, not in a modal.
+    panel.locator("input.jp-VolumePanel-fileInput").set_input_files(
+        files=[{"name": "data", "mimeType": "text/plain", "buffer": b"oops"}]
+    )
+    failed = panel.locator(".jp-VolumePanel-upload[data-path='data'][data-state='error']")
+    failed.wait_for(timeout=TIMEOUT)
+    assert "folder" in failed.locator("[role='alert']").inner_text()
+    no_dialog(page)
+
+
+def test_a_running_upload_can_be_cancelled(page: Any, store: str) -> None:
+    name, _ = new_volume(store)
+    panel = open_volume(page, name)
+    drop_generated(page, [("huge.bin", 40 * MiB, 1)])
+    up = panel.locator(".jp-VolumePanel-upload[data-path='huge.bin']")
+    up.and_(page.locator("[data-state='uploading']")).wait_for(timeout=TIMEOUT)
+    # bytes and a speed are shown while it runs
+    panel.locator(
+        ".jp-VolumePanel-upload[data-path='huge.bin']", has_text=re.compile(r"/s")
+    ).wait_for(timeout=TIMEOUT)
+    assert re.search(r"MiB of 40 MiB", up.inner_text()), up.inner_text()
+    panel.get_by_role("button", name="Cancel upload of huge.bin").click()
+    up.and_(page.locator("[data-state='cancelled']")).wait_for(timeout=TIMEOUT)
+    no_dialog(page)
+    assert paths(store, name) == set()
+
+
+def test_restoring_a_deleted_path_and_counts_that_match_the_change_list(
+    page: Any, store: str
+) -> None:
+    name, vol = new_volume(
+        store, {"keep.txt": b"precious", "dir/a.txt": b"a", "dir/b.txt": b"b", "x.txt": b"1"}
+    )
+    vol.remove_file("keep.txt")
+    vol.remove_file("dir", recursive=True)
+    head = vol.history(limit=1)[0].seq
+    panel = open_volume(page, name)
+    panel.get_by_role("tab", name="History").click()
+    commit = panel.locator(f"li.jp-VolumePanel-commit[data-seq='{head}']")
+    commit.get_by_role("button", name=f"Show changes of commit {head}").click()
+    commit.locator(".jp-VolumePanel-change").first.wait_for(timeout=TIMEOUT)
+    # The commit removed a folder of two files: "−2", and two deleted rows.
+    counts = commit.locator(".jp-VolumePanel-counts")
+    deleted = commit.locator(".jp-VolumePanel-change.jp-mod-deleted")
+    assert counts.get_attribute("data-deleted") == str(deleted.count()) == "2"
+    assert "−2" in counts.inner_text()
+
+    earlier = panel.locator(f"li.jp-VolumePanel-commit[data-seq='{head - 1}']")
+    earlier.get_by_role("button", name=f"Show changes of commit {head - 1}").click()
+    earlier.get_by_role("button", name=f"Restore keep.txt as before commit {head - 1}").click()
+    _dialog_accept(page)
+    panel.locator("li.jp-VolumePanel-commit").first.locator(
+        ".jp-VolumePanel-message", has_text="restore keep.txt"
+    ).wait_for(timeout=TIMEOUT)
+    no_dialog(page)
+    assert read(store, name, "keep.txt") == b"precious"
+
+
+def test_renaming_the_open_volume_updates_the_breadcrumb(page: Any, store: str) -> None:
+    name, _ = new_volume(store, {"f.txt": b"x"})
+    panel = open_volume(page, name)
+    panel.locator(f"li[data-volume='{name}']").hover()
+    panel.get_by_role("button", name=f"Rename volume {name}").click()
+    _dialog_accept(page, name + "-new")
+    panel.locator(".jp-VolumePanel-breadcrumbs .jp-VolumePanel-crumb").first.filter(
+        has_text=re.compile(f"^{name}-new$")
+    ).wait_for(timeout=TIMEOUT)
+    row(panel, "f.txt").wait_for(timeout=TIMEOUT)
+
+
+def test_renaming_a_file_to_a_path_is_refused(page: Any, store: str) -> None:
+    name, _ = new_volume(store, {"f.txt": b"x", "sub/g.txt": b"y"})
+    panel = open_volume(page, name)
+    for bad in ("sub/f.txt", "..", "../f.txt"):
+        row(panel, "f.txt").click()
+        page.keyboard.press("F2")
+        ask = page.locator(".jp-Dialog", has_text="Rename f.txt")
+        ask.locator("input").fill(bad)
+        ask.locator(".jp-Dialog-button.jp-mod-accept").click()
+        refused = page.locator(".jp-Dialog", has_text="Invalid name")
+        refused.wait_for(timeout=TIMEOUT)
+        refused.locator(".jp-Dialog-button").last.click()
+        refused.wait_for(state="detached", timeout=TIMEOUT)
+    assert paths(store, name) == {"f.txt", "sub/g.txt"}
+
+
+# -- the file list -------------------------------------------------------------------------------
+def test_sort_select_keyboard_context_menu_and_open(page: Any, store: str) -> None:
+    name, _ = new_volume(
+        store,
+        {
+            "b-medium.txt": b"m" * 100,
+            "a-small.txt": b"s",
+            "c-large.txt": b"l" * 1000,
+            "folder/inner.txt": b"in",
+        },
+    )
+    panel = open_volume(page, name)
+    row(panel, "c-large.txt").wait_for(timeout=TIMEOUT)
+    assert listed(panel) == ["folder", "a-small.txt", "b-medium.txt", "c-large.txt"]
+    size = panel.locator("button.jp-VolumePanel-sort[data-sort='size']")
+    size.click()
+    assert listed(panel) == ["folder", "a-small.txt", "b-medium.txt", "c-large.txt"]
+    assert panel.locator("th[aria-sort='ascending']").inner_text().startswith("Size")
+    size.click()
+    assert listed(panel) == ["folder", "c-large.txt", "b-medium.txt", "a-small.txt"]
+    panel.locator("button.jp-VolumePanel-sort[data-sort='name']").click()
+    assert listed(panel) == ["folder", "a-small.txt", "b-medium.txt", "c-large.txt"]
+
+    # Click, ctrl-click and shift-click select; arrows move; Delete asks for all of them.
+    selected = panel.locator("tr.jp-VolumePanel-entry[aria-selected='true']")
+    row(panel, "a-small.txt").click()
+    row(panel, "c-large.txt").click(modifiers=["Control"])
+    assert selected.count() == 2
+    row(panel, "a-small.txt").click()
+    row(panel, "c-large.txt").click(modifiers=["Shift"])
+    assert selected.count() == 3
+    row(panel, "a-small.txt").click()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Shift+ArrowDown")
+    assert [r for r in listed(panel) if row(panel, r).get_attribute("aria-selected") == "true"] == [
+        "b-medium.txt",
+        "c-large.txt",
+    ]
+    page.keyboard.press("Delete")
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=TIMEOUT)
+    assert "these 2 items" in dialog.inner_text()
+    _dialog_accept(page)
+    row(panel, "c-large.txt").wait_for(state="detached", timeout=TIMEOUT)
+    assert paths(store, name) == {"a-small.txt", "folder/inner.txt"}
+
+    # The context menu.
+    row(panel, "a-small.txt").click(button="right")
+    menu = page.locator(".jp-VolumePanel-menu[role='menu']")
+    menu.wait_for(timeout=TIMEOUT)
+    items = menu.get_by_role("menuitem").all_inner_texts()
+    assert items == ["Open (read-only)", "Download", "Rename", "Delete", "Copy path"]
+    with page.expect_download(timeout=TIMEOUT) as dl:
+        menu.get_by_role("menuitem", name="Download").click()
+    assert Path(dl.value.path()).read_bytes() == b"s"
+
+    # Double-click opens a file read-only in the main area; Enter opens a folder.
+    row(panel, "a-small.txt").dblclick()
+    viewer = page.locator(".jp-VolumeViewer-body[data-path='a-small.txt']")
+    viewer.locator(".jp-VolumeViewer-text", has_text="s").wait_for(timeout=TIMEOUT)
+    assert page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel", has_text="a-small.txt").count()
+    row(panel, "folder").click()
+    page.keyboard.press("Enter")
+    row(panel, "folder/inner.txt").wait_for(timeout=TIMEOUT)
+
+
+# -- history ---------------------------------------------------------------------------------------
+def test_history_compare_diff_browse_and_whole_volume_restore(page: Any, store: str) -> None:
+    name, vol = new_volume(store, {"notes.txt": b"one\ntwo\nthree\n"})
+    first = vol.history(limit=1)[0].seq
+    with vol.batch_upload(force=True) as batch:
+        batch.put_file(io.BytesIO(b"one\n2\nthree\nfour\n"), "notes.txt")
+        batch.put_file(io.BytesIO(b"new"), "added.txt")
+    second = vol.history(limit=1)[0].seq
+    panel = open_volume(page, name)
+    panel.get_by_role("tab", name="History").click()
+    newest = panel.locator(f"li.jp-VolumePanel-commit[data-seq='{second}']")
+    newest.wait_for(timeout=TIMEOUT)
+    assert newest.locator("time").inner_text() == "just now"
+    # Nothing to restore at the newest commit: not offered.
+    assert newest.get_by_role("button", name=f"Restore commit {second}").count() == 0
+
+    # Compare two commits.
+    panel.get_by_role("checkbox", name=f"Compare commit {first}").check()
+    panel.get_by_role("checkbox", name=f"Compare commit {second}").check()
+    box = panel.locator(f".jp-VolumePanel-compare[data-a='{first}'][data-b='{second}']")
+    box.locator(".jp-VolumePanel-change").first.wait_for(timeout=TIMEOUT)
+    changes = box.locator(".jp-VolumePanel-change").evaluate_all(
+        "rows => rows.map(r => r.dataset.path + ':' + r.className.match(/jp-mod-(\\w+)/)[1])"
+    )
+    assert sorted(changes) == ["added.txt:added", "notes.txt:modified"]
+
+    # The text diff of a changed file, in the main area.
+    box.get_by_role("button", name="Show the diff of notes.txt").click()
+    diff = page.locator(".jp-VolumeViewer-diffBody[data-path='notes.txt']")
+    diff.locator(".jp-VolumeViewer-diffLine").first.wait_for(timeout=TIMEOUT)
+    lines = diff.locator(".jp-VolumeViewer-diffLine").evaluate_all(
+        "rows => rows.map(r => r.textContent)"
+    )
+    assert lines == [" one", "-two", "+2", " three", "+four"]
+
+    # Browse the tree as it was at the first commit (read-only), then come back.
+    panel.locator(f"li.jp-VolumePanel-commit[data-seq='{first}']").get_by_role(
+        "button", name=f"Browse files at commit {first}"
+    ).click()
+    panel.locator(".jp-VolumePanel-atBanner", has_text=f"commit #{first}").wait_for(timeout=TIMEOUT)
+    row(panel, "notes.txt").wait_for(timeout=TIMEOUT)
+    assert listed(panel) == ["notes.txt"]
+    assert panel.get_by_role("button", name="Upload files").is_hidden()
+    with page.expect_download(timeout=TIMEOUT) as dl:
+        row(panel, "notes.txt").hover()
+        panel.get_by_role("button", name="Download notes.txt").click()
+    assert Path(dl.value.path()).read_bytes() == b"one\ntwo\nthree\n"
+    panel.get_by_role("button", name="Back to the latest files").click()
+    row(panel, "added.txt").wait_for(timeout=TIMEOUT)
+
+    # A whole-volume restore warns what it does.
+    panel.get_by_role("tab", name="History").click()
+    panel.locator(f"li.jp-VolumePanel-commit[data-seq='{first}']").get_by_role(
+        "button", name=f"Restore commit {first}"
+    ).click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=TIMEOUT)
+    text = dialog.inner_text()
+    assert "files added since are removed" in text and "Restore volume" in text
+    dialog.locator(".jp-Dialog-button.jp-mod-reject").click()
+    assert paths(store, name) == {"notes.txt", "added.txt"}
+
+
+# -- Dicts and network file systems in the same list ------------------------------------------------
+def test_dicts_and_network_file_systems_are_listed_with_their_kind(page: Any, store: str) -> None:
+    from jupyter_volume import Dict, NetworkFileSystem
+
+    tag = uuid.uuid4().hex[:6]
+    d = Dict.from_name(f"cache-{tag}", create_if_missing=True, store=store)
+    d["run-1"] = {"loss": 0.12}
+    d["run-2"] = [1, 2, 3]
+    nfs = NetworkFileSystem.from_name(f"share-{tag}", create_if_missing=True, store=store)
+    nfs.write_file("shared.txt", io.BytesIO(b"on the nfs"))
+    panel = page.locator(PANEL)
+    panel.get_by_role("button", name="Refresh volumes").click()
+    dict_item = panel.locator(f"li[data-volume='cache-{tag}'][data-kind='dict']")
+    nfs_item = panel.locator(f"li[data-volume='share-{tag}'][data-kind='nfs']")
+    assert dict_item.locator(".jp-VolumePanel-kind").inner_text(timeout=TIMEOUT) == "Dict"
+    assert nfs_item.locator(".jp-VolumePanel-kind").inner_text() == "NFS"
+
+    nfs_item.click()
+    row(panel, "shared.txt").wait_for(timeout=TIMEOUT)
+
+    dict_item.click()
+    entry = panel.locator("tr.jp-VolumePanel-dictEntry", has_text="'run-1'")
+    entry.wait_for(timeout=TIMEOUT)
+    cells = entry.locator("td").all_inner_texts()
+    assert cells[:3] == ["'run-1'", "{'loss': 0.12}", "dict"]
+    panel.get_by_role("button", name="Delete entry 'run-2'").click()
+    _dialog_accept(page)
+    panel.locator("tr.jp-VolumePanel-dictEntry", has_text="'run-2'").wait_for(
+        state="detached", timeout=TIMEOUT
+    )
+    assert list(d.keys()) == ["run-1"]
+
+
+# -- layout and contrast, in both themes --------------------------------------------------------------
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
+
+#: Every visible leaf of each file row, as boxes; a pair that overlaps is reported.
+OVERLAPS_JS = """panel => {
+  const out = [];
+  for (const tr of panel.querySelectorAll('tr.jp-VolumePanel-entry')) {
+    const parts = [...tr.querySelectorAll('.jp-VolumePanel-icon, .jp-VolumePanel-entryName,'
+      + ' td.jp-VolumePanel-size, td.jp-VolumePanel-mtime, .jp-VolumePanel-actions button')]
+      .filter(e => {
+        const s = getComputedStyle(e);
+        const r = e.getBoundingClientRect();
+        return s.display !== 'none' && s.visibility !== 'hidden' && s.opacity !== '0'
+          && r.width > 0 && r.height > 0 && (e.textContent.trim() || e.tagName !== 'TD');
+      })
+      .map(e => [e, e.className.baseVal ?? e.className, e.getBoundingClientRect()]);
+    for (let i = 0; i < parts.length; i++) {
+      for (let j = i + 1; j < parts.length; j++) {
+        const [ea, na, a] = parts[i], [eb, nb, b] = parts[j];
+        if (ea.contains(eb) || eb.contains(ea)) {
+          continue;  // an icon inside its button
+        }
+        if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5
+            && b.top < a.bottom - 0.5) {
+          out.push(`${tr.dataset.path}: ${na} overlaps ${nb}`);
+        }
+      }
+    }
+  }
+  return out;
+}"""
+
+#: Each name label's visible width against the width of its first 12 characters.
+NAME_WIDTH_JS = """panel => [...panel.querySelectorAll('.jp-VolumePanel-entryName')].map(e => {
+  const range = document.createRange();
+  range.setStart(e.firstChild, 0);
+  range.setEnd(e.firstChild, Math.min(12, e.textContent.length));
+  return [e.textContent, e.getBoundingClientRect().width, range.getBoundingClientRect().width];
+})"""
+
+
+def _set_theme(page: Any, theme: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Theme$")).hover()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{theme}$")).click()
+    light = "false" if "Dark" in theme else "true"
+    page.locator(f"body[data-jp-theme-light='{light}']").wait_for(state="attached", timeout=TIMEOUT)
+
+
+def _contrast_violations(page: Any) -> list[str]:
+    if not AXE.is_file():
+        pytest.fail(f"axe-core is missing ({AXE}): run `jlpm install` in the repository")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        """async sel => {
+            const r = await axe.run(document.querySelector(sel),
+                                    { runOnly: { type: 'rule', values: ['color-contrast'] } });
+            return r.violations.flatMap(v => v.nodes.map(n => n.target.join(' ') + ': '
+                                                        + n.failureSummary));
+        }""",
+        PANEL,
+    )
+    return list(result)
+
+
+@pytest.mark.parametrize("theme", ["JupyterLab Light", "JupyterLab Dark"])
+def test_layout_and_contrast_at_the_default_width(page: Any, store: str, theme: str) -> None:
+    name, vol = new_volume(
+        store,
+        {
+            "experiment-results-2026-summary.csv": b"x" * 2000,
+            "a-very-long-notebook-name-for-the-layout.ipynb": b"{}",
+            "short.txt": b"s",
+            "images/figure-one-with-a-long-name.png": b"png",
+        },
+    )
+    vol.remove_file("short.txt")  # a history with a deletion, for the history view
+    if "Dark" in theme:
+        _set_theme(page, theme)
+    panel = open_volume(page, name)
+    row(panel, "short.txt").wait_for(state="detached", timeout=TIMEOUT)
+    row(panel, "experiment-results-2026-summary.csv").wait_for(timeout=TIMEOUT)
+    width = panel.evaluate("p => p.getBoundingClientRect().width")
+    assert 200 <= width <= 400, width  # JupyterLab's default sidebar width, untouched
+    for state in ("at rest", "hovered", "selected"):
+        if state == "hovered":
+            row(panel, "experiment-results-2026-summary.csv").hover()
+        if state == "selected":
+            row(panel, "a-very-long-notebook-name-for-the-layout.ipynb").click()
+        for label, shown, twelve in panel.evaluate(NAME_WIDTH_JS):
+            assert shown + 0.5 >= twelve, f"{state}: {label!r} shows {shown}px < {twelve}px"
+        assert panel.evaluate(OVERLAPS_JS) == [], state
+        assert _contrast_violations(page) == [], state
+    page.mouse.move(900, 700)
+    slug = "dark" if "Dark" in theme else "light"
+    page.screenshot(path=str(ARTIFACTS / f"sidebar-layout-{slug}.png"))
+    panel.get_by_role("tab", name="History").click()
+    panel.locator("li.jp-VolumePanel-commit").first.get_by_role(
+        "button", name=re.compile("Show changes")
+    ).click()
+    panel.locator(".jp-VolumePanel-change").first.wait_for(timeout=TIMEOUT)
+    assert _contrast_violations(page) == [], "history"
+    page.screenshot(path=str(ARTIFACTS / f"sidebar-history-{slug}.png"))
