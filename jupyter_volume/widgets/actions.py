@@ -67,6 +67,14 @@ class ActionsPart(BrowserPart):
             tooltip="upload files into this folder (one commit)",
         )
         self.upload.observe(self._on_upload, names="value")
+        # Files of any size go through the Jupyter server's chunked REST upload, sent by
+        # the jupyter-volume labextension in the page (it finds this marker and puts its
+        # own Upload button in place of the FileUpload): a FileUpload file travels in one
+        # kernel message, and one over about 10 MiB drops the kernel connection.
+        self.web_upload = w(W.HTML, value="")
+        self.web_upload_report = w(W.Text, value="", layout=W.Layout(display="none"))
+        self.web_upload_report.add_class("jv-web-upload-report")
+        self.web_upload_report.observe(self._on_web_upload_report, names="value")
         self.overwrite = w(
             W.Checkbox,
             value=False,
@@ -75,6 +83,7 @@ class ActionsPart(BrowserPart):
             tooltip="let uploads, moves and downloads replace an existing file",
             layout=W.Layout(width="100px"),
         )
+        self.overwrite.observe(lambda _change: self._show_web_upload(), names="value")
         self.new_folder_button = self._button("New folder", self.show_new_folder, icon="folder")
         self.move_button = self._button("Rename/move", self.show_move, icon="i-cursor")
         self.download_button = self._button("Download", self.show_download, icon="download")
@@ -111,6 +120,52 @@ class ActionsPart(BrowserPart):
         for b in (self.new_folder_button, self.move_button, self.delete_button):
             b.disabled = ro
         self.upload.disabled = ro
+        self._show_web_upload()
+
+    def _show_web_upload(self) -> None:
+        """Tell the page's uploader where files go: volume (name and id, so a volume
+        re-created under the name is not written), store, folder, overwrite, read-only."""
+        try:
+            info = self.volume.info()
+            store = self.volume.store.url
+        except Exception:  # a missing volume or store is reported by the listing
+            self.web_upload.value = ""
+            return
+        attrs = {
+            "volume": info.name or "",
+            "volume-id": info.id,
+            "store": store,
+            "path": self.path,
+            "force": "1" if self.overwrite.value else "0",
+            "read-only": "1" if self.read_only else "0",
+        }
+        data = " ".join(f'data-{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
+        self.web_upload.value = f'<div class="jv-web-upload" hidden {data}></div>'
+
+    @handler
+    def _on_web_upload_report(self, change: Any) -> None:
+        """The page's uploader finished: show what happened and list the new files."""
+        import json
+
+        raw = change["new"]
+        if not raw:
+            return
+        report = json.loads(raw)
+        self.web_upload_report.value = ""
+        self.refresh()
+        done = report.get("uploaded", [])
+        failed = report.get("failed", [])
+        skipped = report.get("skipped", [])
+        if failed:
+            self._show_error(
+                "upload failed: " + "; ".join(f"{path}: {why}" for path, why in failed)
+            )
+        if skipped:
+            self._show_error(
+                f"not uploaded, already there: {', '.join(skipped)} (tick overwrite to replace)"
+            )
+        if done:
+            self._show_info(f"uploaded {len(done)} file{'s' if len(done) != 1 else ''}")
 
     # -- upload ---------------------------------------------------------------------------------------------
     @handler

@@ -132,6 +132,8 @@ class VolumeBrowser(ListingPart, ActionsPart, HistoryPart, W.VBox):
                 W.HBox,
                 children=[
                     self.upload,
+                    self.web_upload,
+                    self.web_upload_report,
                     self.overwrite,
                     self.new_folder_button,
                     self.move_button,

@@ -15,6 +15,7 @@ import { LabIcon, fileIcon } from '@jupyterlab/ui-components';
 import { VolumeModel } from './model';
 import { IPanelHost, VolumePanel } from './panel';
 import { openDiff, openFile } from './viewer';
+import { watchWidgetUploads } from './widgetUpload';
 
 export { requestAPI, ApiError } from './handler';
 export { VolumeModel } from './model';
@@ -76,6 +77,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openDiff: (path, a, b) => quiet(openDiff(model, path, a, b, addToMain))
     };
     const panel = new VolumePanel(model, host);
+    // the notebook widget's uploads of any size (see widgetUpload.ts)
+    watchWidgetUploads();
     panel.id = PANEL_ID;
     panel.title.icon = volumeIcon;
     panel.title.caption = 'Volumes';
