@@ -553,3 +553,70 @@ def test_layout_and_contrast_at_the_default_width(page: Any, store: str, theme: 
     panel.locator(".jp-VolumePanel-change").first.wait_for(timeout=TIMEOUT)
     assert _contrast_violations(page) == [], "history"
     page.screenshot(path=str(ARTIFACTS / f"sidebar-history-{slug}.png"))
+
+
+def test_list_folds_toolbar_stays_loading_shows_and_columns_follow_the_width(
+    page: Any, store: str
+) -> None:
+    files = {f"file-{i:03d}.txt": b"x" * i for i in range(60)}
+    files["sub/inner.txt"] = b"in"
+    name, _ = new_volume(store, files)
+    panel = open_volume(page, name)
+    row(panel, "file-059.txt").wait_for(state="attached", timeout=TIMEOUT)
+
+    # The volume list folds away, naming the open volume, and unfolds.
+    fold = panel.locator(".jp-VolumePanel-collapse")
+    fold.click()
+    assert fold.get_attribute("aria-expanded") == "false"
+    assert panel.locator(".jp-VolumePanel-volumes").is_hidden()
+    assert panel.locator(".jp-VolumePanel-openName").inner_text() == name
+    fold.click()
+    assert panel.locator(f"li[data-volume='{name}']").is_visible()
+
+    # Scrolling the long listing leaves breadcrumbs, toolbar and column headers in place.
+    toolbar = panel.locator(".jp-VolumePanel-toolbar")
+    header = panel.locator("th.jp-VolumePanel-nameHead")
+    before = (toolbar.bounding_box()["y"], header.bounding_box()["y"])
+    panel.locator(".jp-VolumePanel-listing").evaluate("e => { e.scrollTop = e.scrollHeight; }")
+    assert row(panel, "file-059.txt").is_visible()
+    assert row(panel, "file-000.txt").evaluate(
+        "r => r.getBoundingClientRect().bottom <= r.closest('.jp-VolumePanel-listing')"
+        ".getBoundingClientRect().top + 30"
+    )
+    assert (toolbar.bounding_box()["y"], header.bounding_box()["y"]) == before
+
+    # While a folder loads, a progress bar shows (the listing request is held here).
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route("**/jupyter-volume/api/volumes/*/tree/sub*", hold)
+    try:
+        row(panel, "sub").locator("a").click()
+        loading = panel.locator(".jp-VolumePanel-loading[role='progressbar']")
+        loading.wait_for(state="visible", timeout=TIMEOUT)
+        assert panel.locator(".jp-VolumePanel-listing").get_attribute("aria-busy") == "true"
+        assert held, "the listing request was not seen"
+        held[0].continue_()
+        loading.wait_for(state="hidden", timeout=TIMEOUT)
+    finally:
+        page.unroute("**/jupyter-volume/api/volumes/*/tree/sub*")
+    row(panel, "sub/inner.txt").wait_for(timeout=TIMEOUT)
+
+    # At the default width the Modified column is hidden; widen the sidebar and it shows.
+    mtime = panel.locator(".jp-VolumePanel-listing th.jp-VolumePanel-mtime")
+    assert mtime.is_hidden()
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 250, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    mtime.wait_for(state="visible", timeout=TIMEOUT)
+    assert panel.locator(".jp-VolumePanel-listing td.jp-VolumePanel-mtime").first.inner_text()
+    page.mouse.move(box["x"] + 250, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    mtime.wait_for(state="hidden", timeout=TIMEOUT)
