@@ -183,13 +183,16 @@ class Compressor:
     def __init__(self) -> None:
         self._c = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
-    def compress(self, data: bytes | memoryview, try_zstd: bool = True) -> tuple[int, bytes]:
-        """Return ``(codec, stored_bytes)`` for one chunk."""
+    def compress(
+        self, data: bytes | memoryview, try_zstd: bool = True
+    ) -> tuple[int, bytes | memoryview]:
+        """Return ``(codec, stored)`` for one chunk. Stored raw, ``data`` itself is
+        returned (no copy): use it before ``data``'s buffer is reused."""
         if try_zstd and len(data) >= 64:
             z = self._c.compress(data)
             if len(z) <= len(data) * (1 - MIN_GAIN):
                 return CODEC_ZSTD, z
-        return CODEC_RAW, bytes(data)
+        return CODEC_RAW, data
 
     def worth_compressing(self, sample: bytes | memoryview) -> bool:
         """True if zstd gains at least ``MIN_GAIN`` on ``sample`` (a file's first chunk)."""

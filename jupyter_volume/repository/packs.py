@@ -202,7 +202,11 @@ class PackWriter:
         self._upload = upload
         self._executor = executor
         self._max = max_in_flight
-        self._buf = bytearray()
+        # Pack buffers are reused once their upload is done: fresh pages for every 16 MiB
+        # pack cost more than the copy into them (first touches of memory are slow).
+        self._free: list[bytearray] = []
+        self._buf = self._take_buf()
+        self._len = 0  # bytes of _buf in use
         self._recs: list[tuple[str, int, int, int, int]] = []
         self._pending: dict[str, tuple[int, int, int]] = {}  # hash -> (offset, len, raw) in buf
         self._futures: deque[Future[None]] = deque()
@@ -218,11 +222,35 @@ class PackWriter:
         """Buffer one chunk; flushes a pack when the buffer reaches the target size."""
         if self.has(h):
             return
-        self._pending[h] = (len(self._buf), len(stored), raw_len)
-        self._recs.append((h, len(self._buf), len(stored), raw_len, codec))
-        self._buf += stored
-        if len(self._buf) >= PACK_TARGET:
+        n = len(stored)
+        self._pending[h] = (self._len, n, raw_len)
+        self._recs.append((h, self._len, n, raw_len, codec))
+        self._put_bytes(stored)
+        if self._len >= PACK_TARGET:
             self.flush()
+
+    def _take_buf(self) -> bytearray:
+        try:
+            return self._free.pop()
+        except IndexError:
+            return bytearray()  # grows to a pack's size once, then is reused
+
+    def _put_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        end = self._len + len(data)
+        if end > len(self._buf):
+            # grow geometrically (small commits stay small), never past what a pack needs
+            grow = max(end, min(2 * len(self._buf), PACK_TARGET + (4 << 20)), 64 << 10)
+            self._buf.extend(bytes(grow - len(self._buf)))
+        self._buf[self._len : end] = data
+        self._len = end
+
+    def _send(self, pack_id: str, buf: bytearray, length: int) -> None:
+        view = memoryview(buf)[:length]
+        try:
+            self._upload(pack_id, view)
+        finally:
+            view.release()
+            self._free.append(buf)  # list.append is atomic: safe from the upload thread
 
     def flush(self) -> None:
         """Seal and start uploading the current pack, if it holds anything."""
@@ -231,21 +259,22 @@ class PackWriter:
         header = b"".join(
             PACK_REC.pack(bytes.fromhex(h), o, n, r, c) for h, o, n, r, c in self._recs
         )
-        self._buf += header + U32.pack(len(self._recs)) + PACK_MAGIC
-        data = bytes(self._buf)
+        self._put_bytes(header + U32.pack(len(self._recs)) + PACK_MAGIC)
         # Random, never content-derived: a pack rewritten with the same chunks (a rescue, a
         # re-upload of expired data) must never share a name with one gc has condemned.
         pack_id = secrets.token_hex(32)
         for h, o, n, r, c in self._recs:
             self.new_chunks[h] = ChunkLoc(pack_id, o, n, r, c)
-        self.bytes_written += len(data)
+        self.bytes_written += self._len
         self.packs_written += 1
-        self._buf = bytearray()
+        buf, length = self._buf, self._len
         self._recs = []
         self._pending = {}
         while len(self._futures) >= self._max:
             self._futures.popleft().result()
-        self._futures.append(self._executor.submit(self._upload, pack_id, data))
+        self._futures.append(self._executor.submit(self._send, pack_id, buf, length))
+        self._buf = self._take_buf()
+        self._len = 0
 
     def finish(self) -> None:
         """Flush the last pack and wait until every upload has finished (re-raising errors)."""
@@ -255,7 +284,7 @@ class PackWriter:
 
     def abort(self) -> None:
         """Drop buffered data and wait for in-flight uploads (their errors are ignored)."""
-        self._buf = bytearray()
+        self._len = 0
         self._recs = []
         self._pending = {}
         while self._futures:
