@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import quiet
 from .errors import (
@@ -51,13 +51,29 @@ from .errors import (
 )
 from .journal import Journal
 from .paths import cache_dir, state_dir
-from .repository import DIR, EMPTY_TREE, FILE, LINK, Entry
+from .repository import DIR, EMPTY_TREE, FILE, LINK, Entry, Repository
 from .repository.chunkcache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
 from .repository.chunkcache import ChunkCache
 from .repository.codec import hash_bytes
+from .results import CommitInfo
+from .store import Store
 
-if TYPE_CHECKING:
-    from .volume import CommitInfo, Volume
+
+class Volume(Protocol):
+    """What a mount needs of the volume it shows: :class:`jupyter_volume.Volume` is one.
+
+    Named here as a protocol, not imported, because the volume layer sits above this
+    module (``Volume.mount`` makes a :class:`Mount`), and a module never imports upward.
+    """
+
+    name: str
+    store: Store
+
+    @property
+    def _repo(self) -> Repository: ...
+
+    def _resolve(self) -> Any: ...
+
 
 __all__ = ["DEFAULT_IGNORE", "Mount", "MountStatus", "mounts"]
 
@@ -797,8 +813,6 @@ class Mount:
     def _commit_locked(
         self, message: str | None, ch: _Changes, kind: str = "commit", wait: bool = False
     ) -> CommitInfo | None:
-        from .volume import CommitInfo
-
         if not ch:
             self._deferred, self._retry_after = {}, None
             return None

@@ -7,7 +7,6 @@ server) call this and never the layers below. Never imports IPython or Jupyter s
 from __future__ import annotations
 
 import contextlib
-import enum
 import fnmatch
 import io
 import os
@@ -23,8 +22,18 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from . import names
 from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
+from .mount import Mount, _active_mount
 from .names import check_name, normalize_path
-from .repository import DIR, FILE, LINK, CommitRecord, Entry, Repository, VerifyReport, Writer
+from .repository import DIR, LINK, Entry, Repository, VerifyReport, Writer
+from .results import (
+    _KIND_TYPE,
+    CommitInfo,
+    DiffEntry,
+    DiskUsage,
+    FileEntry,
+    FileEntryType,
+    VolumeInfo,
+)
 from .store import (
     Store,
     check_store_exists,
@@ -34,7 +43,6 @@ from .store import (
 )
 
 if TYPE_CHECKING:
-    from .mount import Mount
     from .reader import VolumeReader
 
 __all__ = [
@@ -46,103 +54,6 @@ __all__ = [
     "Volume",
     "VolumeInfo",
 ]
-
-
-class FileEntryType(enum.IntEnum):
-    """The kind of a listed path (numbered as in Modal's API)."""
-
-    UNSPECIFIED = 0
-    FILE = 1
-    DIRECTORY = 2
-    SYMLINK = 3
-    FIFO = 4
-    SOCKET = 5
-
-
-_KIND_TYPE = {FILE: FileEntryType.FILE, DIR: FileEntryType.DIRECTORY, LINK: FileEntryType.SYMLINK}
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One listed path. ``path`` is relative to the volume root (no leading slash);
-    ``mtime`` is integer seconds; ``size`` is bytes (for a folder: all bytes below it)."""
-
-    path: str
-    type: FileEntryType
-    mtime: int
-    size: int
-
-    @classmethod
-    def _of(cls, path: str, e: Entry) -> FileEntry:
-        return cls(path, _KIND_TYPE[e.kind], e.mtime_ns // 1_000_000_000, e.size)
-
-
-@dataclass(frozen=True)
-class VolumeInfo:
-    """What :meth:`Volume.info` returns."""
-
-    name: str
-    id: str
-    created_at: datetime
-    created_by: str
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    """One commit of a volume's history."""
-
-    seq: int
-    time: datetime
-    author: str
-    host: str
-    message: str
-    kind: str
-    added: int
-    modified: int
-    deleted: int
-    bytes_new: int
-    tags: tuple[str, ...] = ()
-    expired: bool = False
-
-    @classmethod
-    def _of(
-        cls, rec: CommitRecord, tags: tuple[str, ...] = (), expired: bool = False
-    ) -> CommitInfo:
-        s = rec.stats
-        return cls(
-            rec.seq,
-            datetime.fromtimestamp(rec.time, tz=UTC),
-            rec.author,
-            rec.host,
-            rec.message,
-            rec.kind,
-            int(s.get("added", 0)),
-            int(s.get("modified", 0)),
-            int(s.get("deleted", 0)),
-            int(s.get("bytes_new", 0)),
-            tags,
-            expired,
-        )
-
-
-@dataclass(frozen=True)
-class DiffEntry:
-    """One path that differs between two commits: ``change`` is added/modified/deleted."""
-
-    path: str
-    change: str
-    type: FileEntryType
-    old_size: int | None
-    new_size: int | None
-
-
-@dataclass(frozen=True)
-class DiskUsage:
-    """What :meth:`Volume.du` returns: logical sizes below ``path``."""
-
-    path: str
-    files: int
-    bytes: int
 
 
 _repos: dict[tuple[str, str], Repository] = {}
@@ -341,7 +252,6 @@ class _Objects:
             if allow_missing:
                 return
             raise
-        from .mount import _active_mount
 
         m = _active_mount(s, meta.id)
         if m is not None:
@@ -550,8 +460,6 @@ class Volume:
         try:
             yield vol
         finally:
-            from .mount import _active_mount
-
             m = _active_mount(s, meta.id)
             if m is not None:
                 m._detach()
@@ -675,8 +583,6 @@ class Volume:
         """Delete this volume and its whole history."""
         meta = self._resolve()
         if meta.name is None:
-            from .mount import _active_mount
-
             m = _active_mount(self.store, meta.id)
             if m is not None:
                 m._detach()
@@ -1412,7 +1318,6 @@ class Volume:
     @aio
     def commit(self) -> CommitInfo | None:
         """Commit the mounted folder's changes (if this volume is mounted here); else no-op."""
-        from .mount import _active_mount
 
         m = _active_mount(self.store, self._resolve().id)
         if m is not None:
@@ -1435,7 +1340,6 @@ class Volume:
     @aio
     def reload(self) -> None:
         """Bring the mounted folder to the newest commit (API reads see it anyway)."""
-        from .mount import _active_mount
 
         m = _active_mount(self.store, self._resolve().id)
         if m is not None:
@@ -1453,7 +1357,6 @@ class Volume:
         A handle from :meth:`with_mount_options` or :meth:`read_only` mounts with those
         options (``read_only=True`` here also makes the mount read-only).
         """
-        from .mount import Mount
 
         opts = self._mount_options or _MountOptions()
         if path is None and self.name is None and self._resolve().name is None:
