@@ -79,6 +79,10 @@ DEFAULT_GROUP_PATTERNS = [
 _LIST_DIR_AT = 16
 # How far a file's ctime may lag the precise clock (one kernel tick is 1-10 ms).
 _STAMP_TICK = 0.02
+# What the memory of a Gate records for a path that came and went uncommitted, in place
+# of a signature: whether an earlier look saw it.
+_SEEN_GONE = "seen, then gone"
+_UNSEEN_GONE = "gone unseen"
 
 Sig = tuple[int, int, int, int, int, int]
 
@@ -223,6 +227,7 @@ class _Group:
     last: float  # the latest change of any member was at or before this (inf: unknown)
     reason: str = ""  # why it cannot be committed as it is now ("" if it can)
     pending_since: float = 0.0
+    name: str = ""  # a path of it, for messages
 
 
 @dataclass
@@ -261,7 +266,7 @@ class Gate:
     changed: Iterable[str]
     gone: Iterable[str]
     policy: Policy
-    memory: dict[str, tuple[Sig | None, float, float, float]] = field(default_factory=dict)
+    memory: dict[str, tuple[Sig | str | None, float, float, float]] = field(default_factory=dict)
     clean_at: float = float("-inf")
     vanished: Iterable[str] = ()
     folders: Iterable[str] = ()
@@ -304,7 +309,7 @@ class Gate:
             per_folder[folder] = per_folder.get(folder, 0) + 1
         listings: dict[str, set[str] | None] = {}
         folder_changed: dict[str, float] = {}
-        memory: dict[str, tuple[Sig | None, float, float, float]] = {}
+        memory: dict[str, tuple[Sig | str | None, float, float, float]] = {}
 
         self._now, self._now_wall = now, now_wall
         mono = self._mono
@@ -393,7 +398,7 @@ class Gate:
                 members.append(m)
             last = max((m.last for m in members), default=-inf)
             self._members[k] = members
-            groups[k] = _Group(members, first, last, reason, pending)
+            groups[k] = _Group(members, first, last, reason, pending, k)
 
         # The cut T: as late as possible, at most now - settle, and inside no group's
         # [first, last] window (such a group was changing at T: neither its state now
@@ -406,18 +411,30 @@ class Gate:
                 continue
             seen = self.memory.get(rel)
             p_first, p_appeared = (seen[2], seen[3]) if seen else (self.clean_at, now)
-            memory[rel] = (None, now, p_first, p_appeared)
-            ghosts.append(_Group([], p_first, min(deleted_by(rel), now), "", p_appeared))
-        holding = [g for g in [*groups.values(), *ghosts] if now - g.pending_since < limit]
+            # A file that an earlier look saw (not a temporary file that came and went
+            # between two looks) holds T back until it is settle old, however long it
+            # waited: the wait limit is for files that never stop changing. It was gone
+            # by the first look that missed it (its folder may change long after).
+            ghost = seen is not None and seen[0] in (_SEEN_GONE, _UNSEEN_GONE)
+            was_seen = seen is not None and (seen[0] == _SEEN_GONE or isinstance(seen[0], tuple))
+            gone_by = seen[1] if ghost else now  # type: ignore[index]
+            memory[rel] = (_SEEN_GONE if was_seen else _UNSEEN_GONE, gone_by, p_first, p_appeared)
+            g = _Group([], p_first, min(deleted_by(rel), gone_by), "", p_appeared, rel)
+            ghosts.append((g, was_seen))
+        holding = [g for g in groups.values() if now - g.pending_since < limit]
+        holding += [g for g, was_seen in ghosts if was_seen or now - g.pending_since < limit]
         for rel in self.folders:
             seen = self.memory.get(rel)
             memory[rel] = (None, now, *((seen[2], seen[3]) if seen else (self.clean_at, now)))
         cut = now - settle
+        self.held_by: list[str] = []  # what pulled T back, for messages
         while True:
-            straddle = [g.first for g in holding if g.last > cut and g.first <= cut]
+            straddle = [g for g in holding if g.last > cut and g.first <= cut]
             if not straddle:
                 break
-            cut = min(straddle) - 1e-6
+            g = min(straddle, key=lambda g: g.first)
+            self.held_by.append(g.name)
+            cut = g.first - 1e-6
             if cut == float("-inf"):
                 break  # a group with no known clean moment: nothing can be cut before it
         self.cut = cut
@@ -432,7 +449,11 @@ class Gate:
             elif g.last > now - settle:
                 why = "changing" if young.rel in by_key[k] else f"{young.rel} is changing"
             else:
-                why = "waits for files changed with it that are still changing"
+                why = (
+                    f"waits for {self.held_by[-1]}, which changed at about the same time"
+                    if self.held_by
+                    else "waits for files changed with it"
+                )
             for rel in by_key[k]:
                 self.deferred[rel] = why
             # How long until trying again may let it through (None: waiting will not help,
