@@ -2,6 +2,7 @@
 
 Fixture names are a contract used across the test suite:
 
+* ``shell`` (module): IPython's test shell with ``%volume`` loaded, one per process.
 * ``seaweedfs`` (session): a running :class:`~jupyter_volume.testing.SeaweedFS`.
 * ``s3_bucket`` (session): the name of a bucket created in it.
 * ``local_store`` / ``s3_store``: a fresh, empty store of that kind.
@@ -42,6 +43,29 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
 
     for m in mounts():
         m._detach()
+
+
+@pytest.fixture(scope="session")
+def _ipython() -> Any:
+    """IPython's test shell, started once per process: ``start_ipython`` gives a shell
+    only on its first call, so every module that runs magics must share this one."""
+    from IPython.testing.globalipapp import get_ipython, start_ipython
+
+    ip = start_ipython() or get_ipython()
+    ip.run_line_magic("load_ext", "jupyter_volume")
+    return ip
+
+
+@pytest.fixture(scope="module")
+def shell(_ipython: Any) -> Iterator[Any]:
+    """The shared IPython shell with ``%volume`` loaded and the HTML formatter on, as in
+    a notebook (each module gets the formatter settings back afterwards)."""
+    fmt = _ipython.display_formatter
+    saved = list(fmt.active_types), fmt.formatters["text/html"].enabled
+    fmt.active_types = ["text/plain", "text/html"]  # what a notebook front end asks for
+    fmt.formatters["text/html"].enabled = True
+    yield _ipython
+    fmt.active_types, fmt.formatters["text/html"].enabled = saved
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from jupyter_volume import Dict
@@ -89,18 +88,6 @@ def test_cli_dict_commands(opened: tuple[Any, str, dict[str, str]], tmp_path: Pa
     assert "required: KEY" in cli("dict", "get", "cfg", rc=2).stderr
     assert "invalid choice" in cli("dict", "bogus", rc=2).stderr
     assert "usage: jupyter volume dict items" in cli("dict", "items", "--help").stdout
-
-
-@pytest.fixture(scope="module")
-def shell() -> Any:
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "jupyter_volume")
-    fmt = ip.display_formatter
-    saved = list(fmt.active_types), fmt.formatters["text/html"].enabled
-    fmt.active_types = ["text/plain", "text/html"]  # what a notebook front end asks for
-    fmt.formatters["text/html"].enabled = True
-    yield ip
-    fmt.active_types, fmt.formatters["text/html"].enabled = saved
 
 
 def test_magic_dict_commands(

@@ -14,24 +14,11 @@ from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import CapturedIO, capture_output
 from traitlets.config import Config
 
 from jupyter_volume import Volume
 from jupyter_volume.mount import mounts
-
-
-@pytest.fixture(scope="module")
-def shell() -> Any:
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "jupyter_volume")
-    fmt = ip.display_formatter
-    saved = list(fmt.active_types), fmt.formatters["text/html"].enabled
-    fmt.active_types = ["text/plain", "text/html"]  # what a notebook front end asks for
-    fmt.formatters["text/html"].enabled = True
-    yield ip
-    fmt.active_types, fmt.formatters["text/html"].enabled = saved
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from jupyter_volume import NetworkFileSystem
 
 try:
     from .test_cli import CLI
-    from .test_magics import magic, refused, say, shell, table  # noqa: F401 - shell: a fixture
+    from .test_magics import magic, refused, say, table
 except ImportError:  # tests/ is not a package
     from test_cli import CLI  # type: ignore[no-redef]
-    from test_magics import magic, refused, say, shell, table  # type: ignore[no-redef]  # noqa: F401
+    from test_magics import magic, refused, say, table  # type: ignore[no-redef]
 
 HANG_GUARD = 90.0
 
