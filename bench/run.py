@@ -95,8 +95,8 @@ RCLONE_BIG = [
 RCLONE_SYNC = ["--update", "--use-server-modtime"]
 PEERS = ("rclone", "boto3", "s5cmd", "dvc")  # fastest correct change detection on S3
 BOTO3_BIG = {"multipart_threshold": 16 * MiB, "multipart_chunksize": 16 * MiB, "max_concurrency": 8}
-#: s5cmd: its defaults (256 workers, 50 MiB parts, 5 concurrent parts per file) were the
-#: fastest here; only the endpoint is given.
+#: s5cmd: its defaults (256 workers; parts of 50 MiB, 5 at a time per file), not tuned
+#: yet: only the endpoint is given.
 S5CMD_COMMON: list[str] = []
 #: DVC: a repository without git (``dvc init --no-scm``), default cache (copy), one S3
 #: remote on the same server, analytics off; ``--jobs`` at its default (4 x CPUs).

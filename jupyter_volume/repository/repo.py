@@ -59,6 +59,7 @@ from .codec import (
     INLINE_MAX,
     MIN_READER,
     Compressor,
+    _read_upto,
     check_format,
     compress_blob,
     cut_chunks,
@@ -275,12 +276,25 @@ class Writer:
             if progress:
                 progress(len(head))
             return bytes(head), None, len(head)
+        index = self.repo.index
+        packs = self.packs
+        head = bytes(head) + _read_upto(stream, CHUNK_MIN + 1 - len(head))
+        if len(head) <= CHUNK_MIN:
+            # A small file: the chunker never cuts below CHUNK_MIN, so it is one chunk
+            # (the same one cut_chunks would yield) without setting up a chunker.
+            n = len(head)
+            h = hash_bytes(head)
+            if not packs.has(h) and h not in index:
+                codec, stored = self._comp.compress(head, True)
+                packs.add(h, codec, stored, n)
+            self.bytes_in += n
+            if progress:
+                progress(n)
+            return None, [(h, n)], n
         chunks: list[tuple[str, int]] = []
         size = 0
         try_zstd: bool | None = None
-        index = self.repo.index
-        packs = self.packs
-        for mv, h in cut_chunks(stream, bytes(head), previous=previous, buffer=self._window):
+        for mv, h in cut_chunks(stream, head, previous=previous, buffer=self._window):
             n = len(mv)
             if try_zstd is None:  # the first chunk decides for the whole file
                 codec, stored = self._comp.compress(mv, True)

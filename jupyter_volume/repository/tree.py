@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -389,7 +388,7 @@ class Trees:
             op = o.op
             if isinstance(op, Entry) and (op.kind != DIR or op.tree is not None):
                 # Set a file, a link, or a whole folder (a copy or a restore of a subtree).
-                new = dataclasses.replace(op, name=name)
+                new = op if op.name == name else _renamed(op, name)
                 if cur is not None and cur.same_content(new) and cur.mtime_ns == new.mtime_ns:
                     continue
                 if new.kind == DIR:
@@ -464,6 +463,14 @@ class Trees:
                 entries[name] = new_dir
                 if cur is None:
                     stats.changed_paths.append(path)
+
+
+def _renamed(e: Entry, name: str) -> Entry:
+    """``e`` under another name (a direct copy: ``dataclasses.replace`` costs 4x more,
+    which shows in a 10,000-file commit)."""
+    return Entry(
+        name, e.kind, e.mode, e.size, e.mtime_ns, e.inline, e.chunks, e.tree, e.nfiles, e.target
+    )
 
 
 def _nfiles(e: Entry) -> int:
@@ -552,7 +559,7 @@ class TreeBuilder:
             self._stack.append(_OpenDir(name, entry.mode, entry.mtime_ns or now))
             self._path.append(name)
             return
-        self._put(self._stack[-1], dataclasses.replace(entry, name=name))
+        self._put(self._stack[-1], _renamed(entry, name))
         self.files += 1 if entry.kind != DIR else entry.nfiles
 
     def finish(self) -> str:
