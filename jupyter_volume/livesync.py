@@ -291,6 +291,11 @@ class LiveMount(Mount):
                 self._waiting.add(rel)
         super()._apply_paths(paths, pending)
 
+    def _kept_local(self, paths: set[str]) -> None:
+        # Normal in a live folder (a local change not pushed yet met a remote one): the
+        # next push publishes the local version, the other one stays in history.
+        log.info("live folder %s kept local versions of %s", self.path, sorted(paths)[:5])
+
     def _apply_waiting(self) -> None:
         """Bring in remote versions that waited for a local writer which has now closed
         its file, unless that writer changed it (then its push wins: it is newer)."""

@@ -1248,11 +1248,16 @@ class Mount:
             finally:
                 idx.put_many(done)  # files that landed are recorded, also when we stop here
         if dirty_local:
-            warnings.warn(
-                f"reload kept {len(dirty_local)} path(s) with local changes instead of the volume's version "
-                f"(commit them to publish): {', '.join(sorted(dirty_local)[:5])}",
-                stacklevel=4,
-            )
+            self._kept_local(dirty_local)
+
+    def _kept_local(self, paths: set[str]) -> None:
+        """A reload kept these paths' local changes instead of the volume's version: say
+        so (a live NFS folder overrides this: its next push publishes them anyway)."""
+        warnings.warn(
+            f"reload kept {len(paths)} path(s) with local changes instead of the volume's version "
+            f"(commit them to publish): {', '.join(sorted(paths)[:5])}",
+            stacklevel=5,
+        )
 
     def _apply_updates(
         self,
@@ -1329,7 +1334,7 @@ class Mount:
         counter = itertools.count()
 
         def write(
-            rel: str, e: Entry, pieces: Iterable[bytes]
+            rel: str, e: Entry, pieces: Iterable[bytes] | None
         ) -> tuple[str, Entry, tuple[int, int, int, int]]:
             full = self.path / rel
             parent = full.parent
@@ -1340,7 +1345,10 @@ class Mount:
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                 try:
-                    for piece in pieces:
+                    if pieces is None:
+                        # a big file: the download threads check and pwrite every chunk
+                        repo.read_into(e, fd, rel)
+                    for piece in pieces or ():
                         view = memoryview(piece)
                         while view:
                             view = view[os.write(fd, view) :]
@@ -1369,7 +1377,7 @@ class Mount:
                 for (r, en), data in zip(batch, contents, strict=True):
                     yield write(r, en, [data])
                 batch, batch_bytes = [], 0
-        futures = [_materialize_pool.submit(write, r, e, repo.read_entry(e, r)) for r, e in big]
+        futures = [_materialize_pool.submit(write, r, e, None) for r, e in big]
         # If one fails, the others still land (or fail) before we raise: each that landed
         # is handed to the caller to be recorded, none is written behind its back later.
         error: BaseException | None = None
