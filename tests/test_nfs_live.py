@@ -647,10 +647,12 @@ def test_the_lock_excludes_other_holders(shared: NetworkFileSystem) -> None:
 
 @pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
 def test_a_folder_whose_nfs_is_deleted_elsewhere_stops_syncing_and_keeps_its_files(
-    shared: NetworkFileSystem, tmp_path: Path
+    shared: NetworkFileSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jupyter_volume import names
+    from jupyter_volume import livesync, names
     from jupyter_volume.nfs import NAMESPACE
+
+    monkeypatch.setattr(livesync, "EXISTS_EVERY", 1.0)  # instead of every 10 s
 
     shared.write_file("kept.txt", io.BytesIO(b"mine"))
     m = shared.mount(tmp_path / "orphan")
