@@ -47,6 +47,8 @@ __all__ = [
 
 CONFIG_FILE_NAME = "jupyter_volume_config"
 ENV_STORE = "JUPYTER_VOLUME_STORE"
+#: Overrides ``settle_interval`` for one process tree (a script, a CI job, a test run).
+ENV_SETTLE = "JUPYTER_VOLUME_SETTLE_INTERVAL"
 
 # ".~*" (LibreOffice lock files) is in the mount's own fallback list too, so a mount
 # ignores the same paths whether or not a config file loads.
@@ -120,7 +122,8 @@ class VolumeConfig(Configurable):
         help=(
             "Seconds a changed file in a mounted folder must stay unchanged (and closed by "
             "every writer) before a commit takes it; files still changing are deferred. "
-            "0 turns the wait off (files open for writing are deferred still)."
+            "0 turns the wait off (files open for writing are deferred still). The "
+            "JUPYTER_VOLUME_SETTLE_INTERVAL environment variable overrides this."
         ),
     ).tag(config=True)
 
@@ -216,6 +219,14 @@ def load_config(extra: Config | None = None, **kwargs: Any) -> VolumeConfig:
         merged.merge(loader_cls(fname, path=folder).load_config())
     if extra is not None and "VolumeConfig" in extra:
         merged.merge(Config({"VolumeConfig": extra["VolumeConfig"]}))
+    settle = os.environ.get(ENV_SETTLE, "").strip()
+    if settle:
+        try:
+            merged.merge(Config({"VolumeConfig": {"settle_interval": float(settle)}}))
+        except ValueError:
+            raise InvalidError(
+                f"${ENV_SETTLE} must be a number of seconds, got {settle!r}"
+            ) from None
     return VolumeConfig(config=merged, **kwargs)
 
 

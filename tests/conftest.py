@@ -38,6 +38,10 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     no mount outlives the test that made it."""
     monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+    # An explicit commit waits until changed files have been quiet this long (1 s by
+    # default); tests commit right after writing hundreds of times, so they wait less.
+    # The snapshot tests (test_mount_snapshots.py) set their own intervals.
+    monkeypatch.setenv("JUPYTER_VOLUME_SETTLE_INTERVAL", "0.05")
     yield
     from jupyter_volume.mount import mounts
 

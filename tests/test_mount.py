@@ -335,7 +335,10 @@ def test_eight_writers_of_different_files_lose_nothing(
         assert read(vol, f"p{k}/data.txt") == f"{k}:{rounds - 1}".encode()
         for i in range(rounds):
             assert read(vol, f"p{k}/iter{i}.txt") == f"{k}-{i}".encode()
-    assert len([c for c in vol.history() if c.message.startswith("writer")]) == 8 * rounds
+    # Every commit is in the log: its own record, or carried by another writer's record
+    # (group commit: a writer that lost the race is folded into the next one).
+    records = [vol._repo.record(c.seq) for c in vol.history() if c.message.startswith("writer")]
+    assert sum(1 + len(r.extra.get("carried", [])) for r in records) == 8 * rounds
     assert vol.verify().ok
 
 
@@ -374,7 +377,10 @@ def test_eight_writers_of_one_path_last_write_wins(
 
 
 def test_background_commit_never_commits_a_torn_file(vol: Volume, tmp_path: Path) -> None:
-    m = vol.mount(tmp_path / "mnt", interval=0.2)
+    # progress.txt is rewritten every 50 ms: with the default settle interval it would
+    # never be quiet enough to commit, which is right for a live file but not this test's
+    # point (no commit ever holds a torn file), so the mount waits only 10 ms.
+    m = vol.mount(tmp_path / "mnt", interval=0.2, settle=0.01, settle_max_wait=0.2)
     total = 24 << 20
     piece = os.urandom(1 << 20)
     with open(tmp_path / "mnt/big.bin", "wb") as f:

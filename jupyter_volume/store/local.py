@@ -69,11 +69,14 @@ class LocalStore(Store):
     def _write_tmp(self, path: Path, data: bytes | bytearray | memoryview) -> Path:
         tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
         for attempt in range(10):
-            path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 break
-            except FileNotFoundError:
+            # A concurrent delete removes folders it empties: between mkdir's EEXIST and
+            # its own is-a-folder check (FileExistsError), or before our open
+            # (FileNotFoundError). Make the folder again.
+            except (FileNotFoundError, FileExistsError):
                 if attempt == 9:  # a delete kept removing the emptied folder under us
                     raise
 
@@ -119,7 +122,9 @@ class LocalStore(Store):
                 if not create:
                     yield False
                     return
-                path.parent.mkdir(parents=True, exist_ok=True)  # a delete removed the folder
+                # a delete removed the folder (and may remove it again while we make it)
+                with contextlib.suppress(FileExistsError):
+                    path.parent.mkdir(parents=True, exist_ok=True)
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
