@@ -65,7 +65,8 @@ from typing import Any
 from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
 from .lease import CLOCK_SLACK, Lease, is_expired, store_now
-from .store import Store, environment_store, open_store, resolve_environment
+from .objects import check_kind_name, open_base, open_env
+from .store import Store, environment_store
 
 __all__ = [
     "MAX_VALUE_SIZE",
@@ -248,38 +249,17 @@ def _creator() -> str:
     return f"{default_author()}@{socket.gethostname()}"
 
 
-_stores: dict[str, Store] = {}
-_stores_lock = threading.Lock()
-
-
 def _open(
     store: Store | str | os.PathLike[str] | None, environment_name: str | None
 ) -> tuple[Store, str, Store]:
     """``(base store, environment, the environment's view)``; stores opened once per URL."""
-    if isinstance(store, Store):
-        base = store
-    else:
-        from .config import resolve_store_url
-
-        url = os.fspath(store) if store is not None else resolve_store_url()
-        with _stores_lock:
-            base = _stores.get(url)
-            if base is None:
-                base = _stores[url] = open_store(url)
-    env = resolve_environment(environment_name)
-    return base, env, environment_store(base, env)
+    return open_env(open_base(store), environment_name)
 
 
 def check_dict_name(name: object) -> str:
     """Return ``name`` if it is a valid Dict name (the volume name rule); else raise
     InvalidError stating the rule."""
-    from .names import NAME_RULE, check_name
-
-    try:
-        return check_name(name)
-    except InvalidError:
-        rule = NAME_RULE.replace("volume names", "Dict names")
-        raise InvalidError(f"invalid Dict name {name!r}: {rule}") from None
+    return check_kind_name(name, "Dict", "Dict names")
 
 
 def _config_doc(dict_id: str, name: str | None) -> dict[str, Any]:

@@ -54,7 +54,8 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
-from .store import Store, environment_store, open_store, resolve_environment
+from .objects import open_base
+from .store import Store, environment_store, resolve_environment
 from .volume import FileEntry, FileEntryType, Volume
 
 __all__ = ["NetworkFileSystemFS", "VolumeFileSystem", "VolumeWriteFile", "parse_url"]
@@ -852,25 +853,9 @@ def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:
     return s, max(s, min(e, size))
 
 
-_stores: dict[str, Store] = {}
-_stores_lock = threading.Lock()
-
-
 def _resolve_store(store: str | os.PathLike[str] | Store | None) -> Store:
-    """``store`` (a URL or a Store), else the configured default store."""
-    if isinstance(store, Store):
-        return store
-    if store is None:
-        from .config import resolve_store_url
-
-        url = resolve_store_url()
-    else:
-        url = os.fspath(store)
-    with _stores_lock:
-        s = _stores.get(url)
-        if s is None:
-            s = _stores[url] = open_store(url)
-        return s
+    """``store`` (a URL or a Store), else the configured default store (once per URL)."""
+    return open_base(store)
 
 
 def _takes_environment() -> bool:

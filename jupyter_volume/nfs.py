@@ -35,7 +35,8 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from . import names
 from .aio import aio
 from .errors import InvalidError, NotFoundError, VolumeError
-from .names import check_name, normalize_path
+from .names import normalize_path
+from .objects import check_kind_name, detach_mount, ephemeral_volume
 from .store import Store
 from .volume import CommitInfo, DiffEntry, FileEntry, Volume
 from .volume import _open as _open_store
@@ -60,13 +61,7 @@ _checked_lock = threading.Lock()
 
 
 def _check_nfs_name(name: object) -> str:
-    try:
-        return check_name(name)
-    except InvalidError:
-        raise InvalidError(
-            f"invalid network file system name {name!r}: "
-            + names.NAME_RULE.replace("volume names", "names")
-        ) from None
+    return check_kind_name(name, "network file system", "names")
 
 
 @contextlib.contextmanager
@@ -129,14 +124,8 @@ class _Objects:
         """Create a network file system. Raises AlreadyExistsError unless ``allow_existing``."""
         _check_nfs_name(name)
         _, _, s = _open_store(store, environment_name, create=True)
-        try:
+        with _worded(name):
             _create(s, name, allow_existing=allow_existing)
-        except VolumeError as e:
-            e.args = (
-                str(e).replace(f"volume {name!r}", f"network file system {name!r}"),
-                *e.args[1:],
-            )
-            raise
 
     @aio
     def list(
@@ -171,11 +160,7 @@ class _Objects:
             if allow_missing:
                 return
             raise _not_found(s, name) from None
-        from .mount import _active_mount
-
-        m = _active_mount(s, meta.id)
-        if m is not None:
-            m._detach()
+        detach_mount(s, meta.id)
         names.delete(s, name, allow_missing=True, namespace=NAMESPACE)
 
 
@@ -267,19 +252,9 @@ class NetworkFileSystem:
                 assert nfs.listdir("/") == []
         """
         base, env, s = _open_store(store, environment_name, create=True)
-        lease, meta = names.create_ephemeral(s, ttl=names.DEFAULT_EPHEMERAL_TTL)
-        _start_policy(s, meta.id)
-        nfs = cls(None, store=base, environment_name=env, _meta=meta)
-        try:
-            yield nfs
-        finally:
-            from .mount import _active_mount
-
-            m = _active_mount(s, meta.id)
-            if m is not None:
-                m._detach()
-            lease.stop(delete=False)
-            names.delete_ephemeral(s, meta.id)
+        with ephemeral_volume(s) as meta:
+            _start_policy(s, meta.id)
+            yield cls(None, store=base, environment_name=env, _meta=meta)
 
     @aio
     @staticmethod

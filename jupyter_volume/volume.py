@@ -24,6 +24,7 @@ from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .mount import Mount, _active_mount
 from .names import check_name, normalize_path
+from .objects import detach_mount, ephemeral_volume, open_base, open_env
 from .repository import DIR, LINK, Entry, Repository, VerifyReport, Writer
 from .results import (
     _KIND_TYPE,
@@ -34,13 +35,7 @@ from .results import (
     FileEntryType,
     VolumeInfo,
 )
-from .store import (
-    Store,
-    check_store_exists,
-    environment_store,
-    open_store,
-    resolve_environment,
-)
+from .store import Store
 
 if TYPE_CHECKING:
     from .reader import VolumeReader
@@ -70,32 +65,13 @@ def _repository(store: Store, vol_id: str) -> Repository:
         return repo
 
 
-_stores: dict[str, Store] = {}
-_existing: set[str] = set()
-
-
 def _open_base(store: Store | str | os.PathLike[str] | None, *, create: bool = False) -> Store:
     """The store named by ``store`` (default: the configured one), opened once per URL.
 
     A store named explicitly must exist unless ``create``: a typo in ``store=`` is an
     error, never a new empty store. The default store is created on first use.
     """
-    if isinstance(store, Store):
-        return store
-    from .config import resolve_store_url
-
-    # store= wins, then $JUPYTER_VOLUME_STORE, then jupyter_volume_config.py, then the
-    # default folder: the same order the CLI, the magic and the server use.
-    url = os.fspath(store) if store is not None else resolve_store_url()
-    if store is not None and not create and url not in _existing:
-        check_store_exists(url)
-    with _repos_lock:
-        s = _stores.get(url)
-        if s is None:
-            s = _stores[url] = open_store(url)
-        if store is not None:
-            _existing.add(url)
-        return s
+    return open_base(store, must_exist=not create, remember_existing=True)
 
 
 def _open(
@@ -105,9 +81,7 @@ def _open(
     create: bool = False,
 ) -> tuple[Store, str, Store]:
     """``(base store, environment, the environment's view of the store)``."""
-    base = _open_base(store, create=create)
-    env = resolve_environment(environment_name)
-    return base, env, environment_store(base, env)
+    return open_env(_open_base(store, create=create), environment_name)
 
 
 _READ_ONLY = "read-only volume can not be written to: this handle came from vol.read_only()"
@@ -253,9 +227,7 @@ class _Objects:
                 return
             raise
 
-        m = _active_mount(s, meta.id)
-        if m is not None:
-            m._detach()
+        detach_mount(s, meta.id)
         names.delete(s, name, allow_missing=allow_missing)
 
 
@@ -455,16 +427,10 @@ class Volume:
         environment_name: str | None, version: int | None, store: Store | str | None
     ) -> Iterator[Volume]:
         _, env, s = _open(store, environment_name, create=True)
-        lease, meta = names.create_ephemeral(s, ttl=names.DEFAULT_EPHEMERAL_TTL, version=version)
-        vol = Volume(None, store=store, environment_name=env, create_if_missing=True, _meta=meta)
-        try:
-            yield vol
-        finally:
-            m = _active_mount(s, meta.id)
-            if m is not None:
-                m._detach()
-            lease.stop(delete=False)
-            names.delete_ephemeral(s, meta.id)
+        with ephemeral_volume(s, version=version) as meta:
+            yield Volume(
+                None, store=store, environment_name=env, create_if_missing=True, _meta=meta
+            )
 
     @aio
     @staticmethod
@@ -583,9 +549,7 @@ class Volume:
         """Delete this volume and its whole history."""
         meta = self._resolve()
         if meta.name is None:
-            m = _active_mount(self.store, meta.id)
-            if m is not None:
-                m._detach()
+            detach_mount(self.store, meta.id)
             names.delete_ephemeral(self.store, meta.id)
         else:
             Volume.objects.delete(
