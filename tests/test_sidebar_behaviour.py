@@ -10,6 +10,7 @@ checked in the store too, not only on screen. Screenshots land in ``test-artifac
 from __future__ import annotations
 
 import io
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -355,11 +356,18 @@ def test_sort_select_keyboard_context_menu_and_open(page: Any, store: str) -> No
 
 # -- history ---------------------------------------------------------------------------------------
 def test_history_compare_diff_browse_and_whole_volume_restore(page: Any, store: str) -> None:
-    name, vol = new_volume(store, {"notes.txt": b"one\ntwo\nthree\n"})
+    def notebook(source: str) -> bytes:
+        cell = {"cell_type": "code", "metadata": {}, "outputs": [], "source": source}
+        return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4}).encode()
+
+    name, vol = new_volume(
+        store, {"notes.txt": b"one\ntwo\nthree\n", "nb.ipynb": notebook("x = 1\nprint(x)")}
+    )
     first = vol.history(limit=1)[0].seq
     with vol.batch_upload(force=True) as batch:
         batch.put_file(io.BytesIO(b"one\n2\nthree\nfour\n"), "notes.txt")
         batch.put_file(io.BytesIO(b"new"), "added.txt")
+        batch.put_file(io.BytesIO(notebook("x = 2\nprint(x)")), "nb.ipynb")
     second = vol.history(limit=1)[0].seq
     panel = open_volume(page, name)
     panel.get_by_role("tab", name="History").click()
@@ -377,7 +385,7 @@ def test_history_compare_diff_browse_and_whole_volume_restore(page: Any, store: 
     changes = box.locator(".jp-VolumePanel-change").evaluate_all(
         "rows => rows.map(r => r.dataset.path + ':' + r.className.match(/jp-mod-(\\w+)/)[1])"
     )
-    assert sorted(changes) == ["added.txt:added", "notes.txt:modified"]
+    assert sorted(changes) == ["added.txt:added", "nb.ipynb:modified", "notes.txt:modified"]
 
     # The text diff of a changed file, in the main area.
     box.get_by_role("button", name="Show the diff of notes.txt").click()
@@ -387,6 +395,14 @@ def test_history_compare_diff_browse_and_whole_volume_restore(page: Any, store: 
         "rows => rows.map(r => r.textContent)"
     )
     assert lines == [" one", "-two", "+2", " three", "+four"]
+    # a notebook is compared as its cells' sources, not as JSON
+    box.get_by_role("button", name="Show the diff of nb.ipynb").click()
+    nb_diff = page.locator(".jp-VolumeViewer-diffBody[data-path='nb.ipynb']")
+    nb_diff.locator(".jp-VolumeViewer-diffLine").first.wait_for(timeout=TIMEOUT)
+    lines = nb_diff.locator(".jp-VolumeViewer-diffLine").evaluate_all(
+        "rows => rows.map(r => r.textContent)"
+    )
+    assert lines == [" # %% [code]", "-x = 1", "+x = 2", " print(x)"]
 
     # Browse the tree as it was at the first commit (read-only), then come back.
     panel.locator(f"li.jp-VolumePanel-commit[data-seq='{first}']").get_by_role(
@@ -394,7 +410,7 @@ def test_history_compare_diff_browse_and_whole_volume_restore(page: Any, store: 
     ).click()
     panel.locator(".jp-VolumePanel-atBanner", has_text=f"commit #{first}").wait_for(timeout=TIMEOUT)
     row(panel, "notes.txt").wait_for(timeout=TIMEOUT)
-    assert listed(panel) == ["notes.txt"]
+    assert listed(panel) == ["nb.ipynb", "notes.txt"]
     assert panel.get_by_role("button", name="Upload files").is_hidden()
     with page.expect_download(timeout=TIMEOUT) as dl:
         row(panel, "notes.txt").hover()
@@ -413,7 +429,7 @@ def test_history_compare_diff_browse_and_whole_volume_restore(page: Any, store: 
     text = dialog.inner_text()
     assert "files added since are removed" in text and "Restore volume" in text
     dialog.locator(".jp-Dialog-button.jp-mod-reject").click()
-    assert paths(store, name) == {"notes.txt", "added.txt"}
+    assert paths(store, name) == {"notes.txt", "added.txt", "nb.ipynb"}
 
 
 # -- Dicts and network file systems in the same list ------------------------------------------------

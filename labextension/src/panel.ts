@@ -429,6 +429,14 @@ export class VolumePanel extends Widget {
     li.dataset.volume = name;
     li.dataset.kind = kind;
     li.title = title;
+    // reachable by keyboard: Tab to it, Enter or Space opens it
+    li.tabIndex = 0;
+    li.addEventListener('keydown', e => {
+      if ((e.key === 'Enter' || e.key === ' ') && e.target === li) {
+        e.preventDefault();
+        li.click();
+      }
+    });
     li.appendChild(el('span', 'jp-VolumePanel-volumeName', name));
     li.appendChild(el('span', `jp-VolumePanel-kind jp-mod-${kind}`, KIND_LABEL[kind]));
     return li;

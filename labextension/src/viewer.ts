@@ -189,6 +189,25 @@ export function lineDiff(a: string[], b: string[]): DiffLine[] | null {
   return out.concat(a.slice(endA).map(text => ({ op: ' ' as const, text })));
 }
 
+/** A notebook as one text: each cell's source under a "# %% [type]" line. */
+export function notebookSource(text: string): string {
+  if (!text) {
+    return text;
+  }
+  let nb: any;
+  try {
+    nb = JSON.parse(text);
+  } catch {
+    return text; // not JSON after all: compare the text
+  }
+  return (nb.cells ?? [])
+    .map((cell: any) => {
+      const src = Array.isArray(cell.source) ? cell.source.join('') : String(cell.source ?? '');
+      return `# %% [${cell.cell_type}]\n${src}`;
+    })
+    .join('\n');
+}
+
 /** Open a line diff of `path` from commit `a` to commit `b` in the main area. */
 export async function openDiff(
   model: VolumeModel,
@@ -221,7 +240,10 @@ export async function openDiff(
     return widget;
   }
   const split = (t: string) => (t === '' ? [] : t.replace(/\n$/, '').split('\n'));
-  const lines = lineDiff(split(before), split(after));
+  // A notebook is compared as its cells' sources (its JSON would bury the change in
+  // metadata and escapes); outputs are left out, as `nbdiff -s` does.
+  const prepare = extension(name) === 'ipynb' ? notebookSource : (t: string) => t;
+  const lines = lineDiff(split(prepare(before)), split(prepare(after)));
   if (lines === null) {
     body.appendChild(el('p', 'jp-VolumeViewer-note', 'These versions are too large to compare here.'));
     return widget;
