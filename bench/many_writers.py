@@ -55,7 +55,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         # Commits only when told, and with no settle interval: a file written just before
         # commit() would otherwise be waited for (1 s by default) until it stays quiet,
         # which measures the quiet policy, not the commit path.
-        mnt = vol.mount(folder, background=False, settle=0.0)
+        mnt = vol.mount(folder, background=False, settle=spec.get("settle", 0.0))
         (sync / f"ready-{who}").touch()
         _wait(sync / "go")
         for i in range(spec["commits"]):
@@ -88,7 +88,12 @@ def _wait(p: Path, timeout: float = 600.0) -> None:
 
 
 def run(
-    url: str, env: dict[str, str], writers: int, commits: int = 5, mode: str = "mount"
+    url: str,
+    env: dict[str, str],
+    writers: int,
+    commits: int = 5,
+    mode: str = "mount",
+    settle: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``writers`` processes against a fresh volume on ``url``; return the figures."""
     from jupyter_volume import FileEntryType, Volume
@@ -110,6 +115,7 @@ def run(
                 "commits": commits,
                 "mode": mode,
                 "work": work,
+                "settle": settle,
             }
             child_env = {
                 **os.environ,
@@ -169,6 +175,7 @@ def run(
         "writers": writers,
         "commits_each": commits,
         "mode": mode,
+        "settle": settle,
         "acknowledged": acked,
         "seconds": end - start,
         "commits_per_s": acked / (end - start),

@@ -128,6 +128,11 @@ class Bench:
         self.env["JUPYTER_VOLUME_AUTHOR"] = "bench"
         self.env["JUPYTER_VOLUME_STATE_DIR"] = str(work / "state")
         self.env["JUPYTER_VOLUME_PROGRESS"] = "0"
+        # The quiet gate's settle interval (1 s by default) makes a commit wait until a
+        # just-written file is that old: a policy against torn files, not transfer work.
+        # Every file here is complete before the commit starts, so it is measured with
+        # --settle (0 by default) and the value is recorded with the results.
+        self.env["JUPYTER_VOLUME_SETTLE_INTERVAL"] = str(args.settle)
         self.env["RCLONE_CONFIG"] = str(work / "rclone-none.conf")
         for k, v in {
             "TYPE": "s3",
@@ -703,7 +708,9 @@ class Bench:
                     else:
                         url = f"s3://{BUCKET}/f-{r}-{n}?endpoint_url={self.sw.endpoint}"
                         env = self.sw.env()
-                    res = many_writers.run(url, env, n, self.args.writer_commits, "mount")
+                    res = many_writers.run(
+                        url, env, n, self.args.writer_commits, "mount", self.args.settle
+                    )
                     runs[str(n)].append(res)
                     if kind == "local":
                         self.rm(root)
@@ -1196,6 +1203,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="a,b,c,d,e,f,g,gc", help="comma-separated scenarios to run (default: all)"
     )
     ap.add_argument("--dvc", default=None, help="path of the dvc program (default: on PATH)")
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="settle interval of the mounts (s); default 0: files are complete before a commit",
+    )
     ap.add_argument("--writers", default=None, help="writer counts for (f); default 1,16,64")
     ap.add_argument("--g-files", type=int, default=None, help="files in (g); default 1,000,000")
     ap.add_argument("--g-reps", type=int, default=1, help="runs of (g) (no ratio target)")
