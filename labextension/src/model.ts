@@ -141,7 +141,7 @@ export function badName(name: string): string | null {
     return 'A name cannot be empty.';
   }
   if (name.includes('/')) {
-    return `"${name}" contains "/". A name cannot contain "/": to move a file, drag it or use the Python API.`;
+    return `"${name}" contains "/": a name cannot contain "/" (renaming never moves a file into another folder).`;
   }
   if (name === '.' || name === '..') {
     return `"${name}" is not a valid name.`;
