@@ -13,9 +13,9 @@ import argparse
 import json
 from typing import Any
 
-from ..formatting import local_time
 from .context import Context
-from .exits import CommandError, HelpShown
+from .exits import CommandError
+from .objects import created_row, created_table, delete_asking_first, parse_action
 from .render import Column, Message, Result, Table
 from .routing import _Parser, command
 from .spec import PROGS, STORE_HELP, arg
@@ -91,13 +91,9 @@ def _json_value(value: Any) -> Any:
 def cmd_dict(a: argparse.Namespace, ctx: Context) -> Result | None:
     """Dispatch a ``dict`` action to its handler."""
     prog = PROGS[ctx.frontend]
-    try:
-        sub = _action_parser(prog, a.action).parse_args(a.rest)
-    except HelpShown:
+    sub = parse_action(a, ctx, _action_parser(prog, a.action))
+    if sub is None:
         return None  # `dict ACTION --help` printed the action's help: nothing more to show
-    a.json = getattr(sub, "json", False)  # the front end reads it to choose the form
-    if sub.store:  # `--store` after the action's arguments
-        ctx.store_url = sub.store
     return _HANDLERS[a.action](sub, ctx, prog)
 
 
@@ -113,18 +109,8 @@ def _list(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     from ..dicts import Dict
 
     store = ctx.store()
-    rows = []
-    for d in Dict.objects.list(store=store):
-        info = d.info()
-        rows.append(
-            {"name": info.name, "created_at": info.created_at, "created_by": info.created_by}
-        )
-    return Table(
-        [
-            Column("name", "Name"),
-            Column("created_at", "Created at", local_time),
-            Column("created_by", "Created by"),
-        ],
+    rows = [created_row(d.info()) for d in Dict.objects.list(store=store)]
+    return created_table(
         rows,
         title=f"Dicts in {store.url}",
         empty=f"No Dicts yet: create one with `{prog} dict create NAME`.",
@@ -133,19 +119,19 @@ def _list(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
 
 def _delete(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     from ..dicts import Dict
-    from ..errors import NotFoundError
 
     store = ctx.store()
-    try:
-        Dict.from_name(s.name, store=store).info()
-    except NotFoundError:
-        if s.allow_missing:
-            return Message(f"No Dict {s.name!r} in {store.url}: nothing to delete.")
-        raise
-    if not s.yes and not ctx.confirm(f"Delete Dict {s.name!r} and every entry? [y/N] "):
-        raise CommandError(f"Dict {s.name!r} was not deleted")
-    Dict.objects.delete(s.name, allow_missing=s.allow_missing, store=store)
-    return Message(f"Deleted Dict {s.name!r}.")
+    return delete_asking_first(
+        ctx,
+        kind="Dict",
+        name=s.name,
+        store_url=store.url,
+        losing="every entry",
+        allow_missing=s.allow_missing,
+        yes=s.yes,
+        lookup=lambda: Dict.from_name(s.name, store=store).info(),
+        delete=lambda: Dict.objects.delete(s.name, allow_missing=s.allow_missing, store=store),
+    )
 
 
 def _clear(s: argparse.Namespace, ctx: Context, prog: str) -> Result:

@@ -17,9 +17,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..formatting import local_time
 from .context import Context
-from .exits import CommandError, HelpShown, UsageError
+from .exits import UsageError
+from .objects import created_table, delete_asking_first, parse_action
 from .render import Column, Message, Result, Table
 from .routing import COMMANDS, ENV_HELP, JSON_HELP, _Parser, command
 from .spec import PROGS, STORE_HELP, arg
@@ -109,15 +109,9 @@ def _action_parser(prog: str, action: str) -> _Parser:
 def cmd_nfs(a: argparse.Namespace, ctx: Context) -> Result | None:
     """Dispatch an ``nfs`` action to its handler."""
     prog = PROGS[ctx.frontend]
-    try:
-        sub = _action_parser(prog, a.action).parse_args(a.rest)
-    except HelpShown:
+    sub = parse_action(a, ctx, _action_parser(prog, a.action))
+    if sub is None:
         return None  # `nfs ACTION --help` printed the action's help
-    a.json = getattr(sub, "json", False)  # the front end reads it to choose the form
-    if sub.store:  # `--store` after the action's arguments
-        ctx.store_url = sub.store
-    if sub.env:  # and `-e ENV`
-        ctx.environment = sub.env
     sub.frontend = ctx.frontend
     if a.action in SHARED:
         from ..nfs import _worded
@@ -157,12 +151,7 @@ def _list(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
                 "created_by": meta.created_by,
             }
         )
-    return Table(
-        [
-            Column("name", "Name"),
-            Column("created_at", "Created at", local_time),
-            Column("created_by", "Created by"),
-        ],
+    return created_table(
         rows,
         title=f"Network file systems in {store.url}",
         empty=f"No network file systems yet: create one with `{prog} nfs create NAME`.",
@@ -170,29 +159,25 @@ def _list(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
 
 
 def _delete(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
-    from ..errors import NotFoundError
     from ..nfs import NetworkFileSystem
 
     store = ctx.store()
-    try:
-        NetworkFileSystem.from_name(
-            s.name, store=store, environment_name=ctx.environment_name
-        ).hydrate()
-    except NotFoundError:
-        if s.allow_missing:
-            return Message(f"No network file system {s.name!r} in {store.url}: nothing to delete.")
-        raise
-    if not s.yes and not ctx.confirm(
-        f"Delete network file system {s.name!r} and its whole history from {store.url}? [y/N] "
-    ):
-        raise CommandError(f"network file system {s.name!r} was not deleted")
-    NetworkFileSystem.delete(
-        s.name,
+    env = ctx.environment_name
+    return delete_asking_first(
+        ctx,
+        kind="network file system",
+        name=s.name,
+        store_url=store.url,
+        losing=f"its whole history from {store.url}",
         allow_missing=s.allow_missing,
-        store=store,
-        environment_name=ctx.environment_name,
+        yes=s.yes,
+        lookup=lambda: NetworkFileSystem.from_name(
+            s.name, store=store, environment_name=env
+        ).hydrate(),
+        delete=lambda: NetworkFileSystem.delete(
+            s.name, allow_missing=s.allow_missing, store=store, environment_name=env
+        ),
     )
-    return Message(f"Deleted network file system {s.name!r}.")
 
 
 def _live_mounts() -> list[Any]:

@@ -9,11 +9,11 @@ import argparse
 import uuid
 from typing import Any
 
-from ..errors import NotFoundError
 from ..formatting import human_size, local_time
 from .context import Context, fresh
 from .exits import CommandError
-from .render import Column, Message, Record, Result, Table
+from .objects import created_row, created_table, delete_asking_first
+from .render import Message, Record, Result
 from .routing import command
 from .spec import NAME, PROGS, arg, flag, optional
 
@@ -53,18 +53,10 @@ def cmd_list(a: argparse.Namespace, ctx: Context) -> Result:
 
     store = ctx.store()
     env = ctx.environment_name
-    rows = []
-    for vol in Volume.objects.list(store=store, environment_name=env):
-        info = vol.info()
-        rows.append(
-            {"name": info.name, "created_at": info.created_at, "created_by": info.created_by}
-        )
-    return Table(
-        [
-            Column("name", "Name"),
-            Column("created_at", "Created at", local_time),
-            Column("created_by", "Created by"),
-        ],
+    rows = [
+        created_row(vol.info()) for vol in Volume.objects.list(store=store, environment_name=env)
+    ]
+    return created_table(
         rows,
         title=f"Volumes in {store.url}" + (f" (environment {env!r})" if env else ""),
         empty=f"No volumes yet: create one with `{PROGS[ctx.frontend]} create NAME`.",
@@ -84,18 +76,19 @@ def cmd_delete(a: argparse.Namespace, ctx: Context) -> Result:
 
     store = ctx.store()
     env = ctx.environment_name
-    try:
-        Volume.lookup(a.name, store=store, environment_name=env)
-    except NotFoundError:
-        if a.allow_missing:
-            return Message(f"No volume {a.name!r} in {store.url}: nothing to delete.")
-        raise
-    if not a.yes and not ctx.confirm(
-        f"Delete volume {a.name!r} and its whole history from {store.url}? [y/N] "
-    ):
-        raise CommandError(f"volume {a.name!r} was not deleted")
-    Volume.objects.delete(a.name, allow_missing=a.allow_missing, store=store, environment_name=env)
-    return Message(f"Deleted volume {a.name!r}.")
+    return delete_asking_first(
+        ctx,
+        kind="volume",
+        name=a.name,
+        store_url=store.url,
+        losing=f"its whole history from {store.url}",
+        allow_missing=a.allow_missing,
+        yes=a.yes,
+        lookup=lambda: Volume.lookup(a.name, store=store, environment_name=env),
+        delete=lambda: Volume.objects.delete(
+            a.name, allow_missing=a.allow_missing, store=store, environment_name=env
+        ),
+    )
 
 
 @command(
