@@ -20,10 +20,11 @@ Layer: beside ``volume`` (uses its public listing types and reads); no front end
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,8 +179,25 @@ def _real_folder(folder: Path, base: Path, made: set[Path]) -> None:
     made.add(folder)
 
 
-def _temp_name(t: Path) -> Path:
-    return t.parent / f".{t.name}.jv-part-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def _temp_beside(target: Path) -> Iterator[Path]:
+    """A fresh temporary name next to ``target``; whatever is left at it is removed on exit."""
+    tmp = target.parent / f".{target.name}.jv-part-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _put_in_place(tmp: Path, target: Path, mtime: float) -> None:
+    """Move ``tmp`` to ``target`` and give it ``mtime``; a file or link at ``target`` is
+    replaced atomically, never followed."""
+    try:
+        os.replace(tmp, target)
+        os.utime(target, (mtime, mtime), follow_symlinks=False)
+    except OSError as err:
+        raise _local_error(err, target) from None
 
 
 def _write_files(
@@ -187,8 +205,7 @@ def _write_files(
 ) -> None:
     def one(item: tuple[FileEntry, Path]) -> None:
         e, target = item
-        tmp = _temp_name(target)
-        try:
+        with _temp_beside(target) as tmp:
             try:
                 # O_EXCL | O_NOFOLLOW: the temporary name is ours alone, never a link
                 fd = os.open(
@@ -204,14 +221,7 @@ def _write_files(
                     raise  # the store's or the volume's error, already one clear line
                 except OSError as err:
                     raise _local_error(err, tmp) from None
-            try:
-                os.replace(tmp, target)  # replaces a link at ``target``; never follows it
-                os.utime(target, (e.mtime, e.mtime), follow_symlinks=False)
-            except OSError as err:
-                raise _local_error(err, target) from None
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+            _put_in_place(tmp, target, e.mtime)
 
     if len(files) <= 1 or workers <= 1:
         for item in files:
@@ -238,13 +248,9 @@ def _write_link(vol: Volume, e: FileEntry, target: Path, at: int | None) -> None
     link_to = entry.target
     if link_to is None:  # listed as a link, so the tree says so; never guess a target
         raise InvalidError(f"{vol.name}:/{e.path} is a symbolic link without a target")
-    tmp = _temp_name(target)
-    try:
-        os.symlink(link_to, tmp)
-        os.replace(tmp, target)  # atomically swaps whatever file or link was there
-        os.utime(target, (e.mtime, e.mtime), follow_symlinks=False)
-    except OSError as err:
-        raise _local_error(err, target) from None
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    with _temp_beside(target) as tmp:
+        try:
+            os.symlink(link_to, tmp)
+        except OSError as err:
+            raise _local_error(err, target) from None
+        _put_in_place(tmp, target, e.mtime)
