@@ -14,6 +14,7 @@ import contextlib
 import functools
 import html
 import io
+import json
 import mimetypes
 import os
 import time
@@ -21,16 +22,22 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import ipywidgets as W
 
-from ..errors import InvalidError
+from ..errors import InvalidError, VolumeError
 from ..formatting import human_size
 from ..names import normalize_path
 from ..volume import FileEntryType
 from .base import DOWNLOAD_LINK_MAX, TYPE_NAMES, BrowserPart, handler, join
 
 __all__ = ["ActionsPart"]
+
+#: Where the server extension's REST API lives under the server's base URL (see
+#: docs/rest-api.md; the same as ``jupyter_volume.server.handlers.API_PREFIX``, not
+#: imported so the widget does not load the server's modules).
+_API_PREFIX = "jupyter-volume/api"
 
 
 class _ProgressReader(io.RawIOBase):
@@ -152,6 +159,8 @@ class ActionsPart(BrowserPart):
             return
         report = json.loads(raw)
         self.web_upload_report.value = ""
+        if report.get("uploaded"):
+            self._reset_after_write()
         self.refresh()
         done = report.get("uploaded", [])
         failed = report.get("failed", [])
@@ -213,6 +222,7 @@ class ActionsPart(BrowserPart):
                     batch.put_file(io.BufferedReader(_ProgressReader(mv, report), 1 << 20), target)
         finally:
             self.progress.layout.display = "none"
+        self._reset_after_write()
         self.refresh()
         self._committed(batch.commit_info, "upload")
 
@@ -230,7 +240,7 @@ class ActionsPart(BrowserPart):
         """Open the new-folder form."""
         self._writable("create a folder")
         self.folder_name.value = ""
-        self._show_form(self.folder_name, self.create_folder_button)
+        self._show_form(self.new_folder_button, self.folder_name, self.create_folder_button)
 
     @handler
     def create_folder(self) -> None:
@@ -238,7 +248,7 @@ class ActionsPart(BrowserPart):
         self._writable("create a folder")
         target = self._resolve_input(self.folder_name.value)
         info = self.volume.mkdir(target)
-        self.hide_form()
+        self._reset_after_write()
         self.refresh()
         self._committed(info, "new folder")
 
@@ -249,7 +259,7 @@ class ActionsPart(BrowserPart):
         e = self._one_selected("rename or move")
         self.move_target.value = e.path.rsplit("/", 1)[-1]
         self.move_source.value = f"move {e.path} to"
-        self._show_form(self.move_source, self.move_target, self.do_move_button)
+        self._show_form(self.move_button, self.move_source, self.move_target, self.do_move_button)
 
     @handler
     def do_move(self) -> None:
@@ -261,8 +271,7 @@ class ActionsPart(BrowserPart):
         e = self._one_selected("rename or move")
         target = self._resolve_input(self.move_target.value)
         info = self.volume.move(e.path, target, overwrite=self.overwrite.value)
-        self.hide_form()
-        self.selected.clear()
+        self._reset_after_write()
         self.refresh()
         self._committed(info, "move")
 
@@ -282,6 +291,7 @@ class ActionsPart(BrowserPart):
         extra = " (folders with everything in them)" if folders else ""
         paths = [e.path for e in chosen]
         self._ask(
+            self.delete_button,
             f"Delete <b>{html.escape(listed)}</b>{extra}? One commit; older commits keep them.",
             "Delete",
             functools.partial(self._delete, paths),
@@ -291,7 +301,7 @@ class ActionsPart(BrowserPart):
         self._writable("delete")
         self.status.value = f"deleting {len(paths)} path{'s' if len(paths) != 1 else ''}…"
         info = self.volume.remove_paths(paths)
-        self.selected.clear()
+        self._reset_after_write()
         self.refresh()
         self._committed(info, "delete")
 
@@ -306,7 +316,15 @@ class ActionsPart(BrowserPart):
         name = e.path.rsplit("/", 1)[-1]
         self.download_path.value = name
         self.download_link.value = ""
-        if e.size <= DOWNLOAD_LINK_MAX:
+        url = self._server_download_url(e.path)
+        if url is not None:
+            # the browser fetches it from the Jupyter server, streamed, whatever the size
+            self.download_link.value = (
+                f'<a download="{html.escape(name)}" href="{html.escape(url, quote=True)}" '
+                f'class="jv-download" target="_blank" rel="noopener">⬇ {html.escape(name)} '
+                f"({human_size(e.size)}) in the browser</a>"
+            )
+        elif e.size <= DOWNLOAD_LINK_MAX:
             data = b"".join(self.volume.read_file(e.path, at=self.at))
             mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
             b64 = base64.b64encode(data).decode()
@@ -318,7 +336,42 @@ class ActionsPart(BrowserPart):
             self.download_link.value = (
                 f"<i>over {human_size(DOWNLOAD_LINK_MAX)}: save it to a local path instead</i>"
             )
-        self._show_form(self.download_path, self.save_button, self.download_link)
+        self._show_form(
+            self.download_button, self.download_path, self.save_button, self.download_link
+        )
+
+    def _server_download_url(self, path: str) -> str | None:
+        """The URL (from the page's origin) of ``path``'s download route in the Jupyter
+        server running this kernel, or None when there is none serving this volume.
+
+        The kernel's parent process is that server (``$JPY_PARENT_PID``, set by
+        jupyter_client); its runtime file gives its ``base_url``. The route serves the
+        server's configured store, which the kernel inherits: the link is offered only
+        when that store is the volume's (else it would download another volume's file).
+        """
+        pid = os.environ.get("JPY_PARENT_PID", "").strip()
+        if not pid.isdigit():
+            return None
+        try:
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            from ..config import get_store
+
+            info = json.loads(
+                (Path(jupyter_runtime_dir()) / f"jpserver-{pid}.json").read_text("utf-8")
+            )
+            base_url = str(info["base_url"])
+            if get_store().url != self.volume.store.url:
+                return None
+            name = self.volume.info().name or self.volume.name
+        except (OSError, ValueError, KeyError, VolumeError):
+            return None  # no such server, or its store cannot be told: the data: link
+        route = f"{_API_PREFIX}/volumes/{quote(name, safe='')}/files/" + "/".join(
+            quote(part, safe="") for part in path.split("/")
+        )
+        query = f"?at={self.at}" if self.at is not None else ""
+        prefix = base_url.strip("/")
+        return f"/{prefix}/{route}{query}" if prefix else f"/{route}{query}"
 
     @handler
     def save_download(self) -> None:

@@ -111,9 +111,13 @@ class BrowserPart:
     _rendering: bool
     _pending: Callable[[], None] | None
     _own: list[W.Widget]
+    #: the form area beside each button that opens a form, by ``id`` of the button
+    _slots: dict[int, W.HBox]
+    #: the form area holding the open form (an unused, never shown one when none is open)
+    form: W.HBox
+    _no_form: W.HBox
     status: W.Label
     message: W.HTML
-    form: W.HBox
     cancel_button: W.Button
     confirm_text: W.HTML
     confirm_button: W.Button
@@ -121,6 +125,10 @@ class BrowserPart:
 
     history_select: W.Select
     restore_path: W.Text
+    move_button: W.Button
+    download_button: W.Button
+    delete_button: W.Button
+    restore_path_button: W.Button
 
     if TYPE_CHECKING:  # implemented by one part (or the browser), used by the others
 
@@ -165,8 +173,11 @@ class BrowserPart:
         w = self._w
         self.status = w(W.Label, value="")
         self.message = w(W.HTML, value="")
-        # forms (one is shown at a time in self.form)
-        self.form = w(W.HBox, layout=W.Layout(flex_flow="row wrap", align_items="center"))
+        # Forms and confirmations open beside the button that asked for them (one at a
+        # time), so the question is where the user is looking; see _near.
+        self._slots = {}
+        self._no_form = w(W.HBox)
+        self.form = self._no_form
         self.cancel_button = self._button("Cancel", self.hide_form)
         self.confirm_text = w(W.HTML, value="")
         self.confirm_button = self._button("Confirm", self.confirm, style="danger")
@@ -197,27 +208,52 @@ class BrowserPart:
         return self.at is not None
 
     # -- forms ---------------------------------------------------------------------------------------------
-    def _show_form(self, *children: W.Widget) -> None:
+    def _near(self, button: W.Button) -> W.HBox:
+        """``button`` and, right after it, the area where the forms it opens appear."""
+        slot = self._w(W.HBox, layout=W.Layout(flex_flow="row wrap", align_items="center"))
+        slot.add_class("jv-form")
+        self._slots[id(button)] = slot
+        return self._w(
+            W.HBox,
+            children=[button, slot],
+            layout=W.Layout(flex_flow="row wrap", align_items="center"),
+        )
+
+    def form_beside(self, button: W.Button) -> W.HBox:
+        """The form area beside ``button`` (where its form or confirmation opens)."""
+        return self._slots[id(button)]
+
+    def _show_form(self, near: W.Button, *children: W.Widget) -> None:
+        """Open a form beside ``near`` (the button that asked), closing any other."""
+        if self.form is not self._no_form:
+            self.form.children = []
+        self.form = self._slots[id(near)]
         self.form.children = [*children, self.cancel_button]
 
     def hide_form(self) -> None:
         """Close the open form (new folder, move, download or confirmation)."""
         self._pending = None
         self.form.children = []
+        self.form = self._no_form
         self.download_link.value = ""
 
-    def _ask(self, question: str, action: str, run: Callable[[], None]) -> None:
-        """Show a confirmation step: ``run`` happens only when Confirm is clicked."""
+    def _ask(self, near: W.Button, question: str, action: str, run: Callable[[], None]) -> None:
+        """Show a confirmation beside ``near``: ``run`` happens only when it is confirmed."""
         self._pending = run
         self.confirm_text.value = question
         self.confirm_button.description = action
-        self._show_form(self.confirm_text, self.confirm_button)
+        self._show_form(near, self.confirm_text, self.confirm_button)
+
+    def _reset_after_write(self) -> None:
+        """After a write: no selection and no open form refer to what was there before."""
+        self.hide_form()
+        self.selected.clear()
 
     @handler
     def confirm(self) -> None:
         """Carry out the action waiting for confirmation (delete or restore)."""
-        run, self._pending = self._pending, None
-        self.form.children = []
+        run = self._pending
+        self.hide_form()
         if run is None:
             raise InvalidError("nothing is waiting for confirmation")
         run()

@@ -62,7 +62,11 @@ class HistoryPart(BrowserPart):
         )
         self.restore_row = w(
             W.HBox,
-            children=[self.restore_path, self.restore_path_button, self.restore_tree_button],
+            children=[
+                self.restore_path,
+                self._near(self.restore_path_button),
+                self._near(self.restore_tree_button),
+            ],
             layout=W.Layout(flex_flow="row wrap", display="none"),
         )
         self.history_box = w(
@@ -230,6 +234,7 @@ class HistoryPart(BrowserPart):
             what, action = f"<b>{html.escape(path)}</b> as it was at commit", "Restore"
             tail = "A new commit"
         self._ask(
+            self.restore_tree_button if path is None else self.restore_path_button,
             f"Restore {what} #{seq}? {tail}; nothing in between is lost.",
             action,
             functools.partial(self._restore, seq, path),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -24,7 +26,36 @@ from ..names import normalize_path
 from ..volume import FileEntry, FileEntryType
 from .base import TYPE_NAMES, BrowserPart, handler, parent
 
-__all__ = ["ListingPart"]
+__all__ = ["ListingPart", "name_order"]
+
+_DIGITS = re.compile(r"(\d+)")
+#: ASCII punctuation in the order of the Unicode collation (what ``localeCompare`` uses);
+#: other symbols sort after these, by code point.
+_PUNCTUATION = {c: i for i, c in enumerate(" _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$")}
+
+
+def name_order(name: str) -> tuple[tuple[int, int, str], ...]:
+    """The sort key of a name, in the JupyterLab sidebar's order.
+
+    The sidebar compares names with ``localeCompare(…, {numeric: true, sensitivity:
+    'base'})``; this is the same rule in Python: case and accents do not count
+    (``a.txt`` = ``A.txt``, ``é`` = ``e``), runs of digits compare as numbers
+    (``file2`` before ``file10``), and as in the Unicode collation, punctuation and
+    spaces sort before digits, digits before letters.
+    """
+    folded = unicodedata.normalize("NFKD", name.casefold())
+    base = "".join(c for c in folded if not unicodedata.combining(c))
+    key: list[tuple[int, int, str]] = []
+    for i, part in enumerate(_DIGITS.split(base)):
+        if i % 2:
+            key.append((1, int(part), ""))
+        else:
+            key.extend((2, 0, c) if c.isalpha() else (0, _PUNCTUATION.get(c, 99), c) for c in part)
+    return tuple(key)
+
+
+def _name(e: FileEntry) -> str:
+    return e.path.rsplit("/", 1)[-1]
 
 
 class _Row:
@@ -136,17 +167,19 @@ class ListingPart(BrowserPart):
             if text
             else list(self.entries)
         )
+        # The sidebar's rules: folders first whatever the direction; within each group
+        # by the chosen column, ties by name (natural order, case and accents ignored),
+        # and the direction reverses the whole order, ties included.
         key = self.sort_key
         if key == "name":
-            keyf: Callable[[FileEntry], Any] = lambda e: e.path.rsplit("/", 1)[-1].lower()  # noqa: E731
+            keyf: Callable[[FileEntry], Any] = lambda e: name_order(_name(e))  # noqa: E731
         elif key == "type":
-            keyf = lambda e: (TYPE_NAMES[e.type], e.path.lower())  # noqa: E731
+            keyf = lambda e: (TYPE_NAMES[e.type], name_order(_name(e)))  # noqa: E731
         elif key == "size":
-            keyf = lambda e: (e.size, e.path.lower())  # noqa: E731
+            keyf = lambda e: (e.size, name_order(_name(e)))  # noqa: E731
         else:
-            keyf = lambda e: (e.mtime, e.path.lower())  # noqa: E731
+            keyf = lambda e: (e.mtime, name_order(_name(e)))  # noqa: E731
         entries.sort(key=keyf, reverse=self.sort_reverse)
-        # folders first, whatever the order within each group
         entries.sort(key=lambda e: e.type != FileEntryType.DIRECTORY)
         self.shown = entries
         pages = max((len(entries) - 1) // self.page_size + 1, 1)
@@ -239,8 +272,9 @@ class ListingPart(BrowserPart):
             self.path = p
             self.page = 0
             self.selected.clear()
-            self.download_link.value = ""
             self._load_listing()
+        # a form opened for an entry of the folder left would act on the wrong thing
+        self.hide_form()
 
     @contextlib.contextmanager
     def _view_change(self) -> Iterator[None]:
@@ -340,6 +374,16 @@ class ListingPart(BrowserPart):
             (p,) = self.selected
             if self.at is not None:
                 self.restore_path.value = p
+        # a form about the selected entries (move, download, delete, restore a path)
+        # would act on the old selection: close it
+        about_selection = (
+            self.move_button,
+            self.download_button,
+            self.delete_button,
+            self.restore_path_button,
+        )
+        if any(self.form is self.form_beside(b) for b in about_selection):
+            self.hide_form()
         self.download_link.value = ""
 
     def _selected_entries(self) -> list[FileEntry]:
