@@ -9,6 +9,10 @@ Fixture names are a contract used across the test suite:
 * ``store``: parametrized over both ("local", "s3").
 * ``store_url_env``: parametrized over both; ``(url, env)`` for a fresh store, where
   ``env`` holds the environment variables a child process needs to open ``url``.
+* ``kernel_store``: parametrized over both; a fresh store set up as the kernel's default.
+
+Helpers for child processes (import them as ``test_nfs_live.py`` imports
+``s3_client_for``): :func:`isolated_env`, :func:`run_python_json`.
 
 SeaweedFS starts only when a test asks for an S3 fixture, so local-only runs do not
 need it; when it is needed and ``weed`` is missing, those tests fail (never skip) with
@@ -17,7 +21,11 @@ the install hint.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +172,61 @@ def opened(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return open_store(url), url, env
+
+
+@pytest.fixture
+def kernel_store(
+    store_url_env: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The URL of a fresh store of each kind, set up as a kernel's default store.
+
+    ``$JUPYTER_VOLUME_STORE`` names it (its credentials are set in this process too),
+    Jupyter's config folder is private to the test and the working folder is a fresh
+    ``work`` folder. Mounts left at the end are unmounted (so their changes are kept).
+    """
+    url, extra = store_url_env
+    for k, v in extra.items():
+        monkeypatch.setenv(k, v)
+    for d in ("jupyter-config", "work"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("JUPYTER_VOLUME_STORE", url)
+    yield url
+    from jupyter_volume.mount import mounts
+
+    for m in mounts():
+        m.unmount()
+
+
+def isolated_env(root: Path, config_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment for a child process that uses only folders below ``root``: this
+    process's variables without any ``JUPYTER_VOLUME_*`` one, then the store
+    (``root/store``), mount state, cache and Jupyter config folders, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
+    env.update(
+        JUPYTER_VOLUME_STORE=(root / "store").as_uri(),
+        JUPYTER_VOLUME_STATE_DIR=str(root / "state"),
+        JUPYTER_VOLUME_CACHE_DIR=str(root / "cache"),
+        JUPYTER_CONFIG_DIR=str(config_dir),
+        **extra,
+    )
+    return env
+
+
+def run_python_json(
+    argv: list[str], env: dict[str, str], *, cwd: Path | None = None, input: str | None = None
+) -> Any:
+    """Run ``python argv...`` in a child process and return the JSON its last stdout line
+    holds (asserting it exited 0; its stderr is the failure message)."""
+    p = subprocess.run(
+        [sys.executable, *argv],
+        input=input,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])

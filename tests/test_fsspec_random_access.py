@@ -13,10 +13,7 @@ store kind, and uploading 1 GiB to SeaweedFS would cost CI a minute for nothing 
 from __future__ import annotations
 
 import io
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,11 @@ import numpy as np
 import pytest
 
 from jupyter_volume import Volume
+
+try:
+    from .conftest import run_python_json
+except ImportError:  # tests/ is not a package
+    from conftest import run_python_json  # type: ignore[no-redef]
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -132,15 +134,7 @@ def read_tail_in_fresh_process(url: str, name: str, size: int, tmp_path: Path) -
     env = dict(os.environ)
     env["JUPYTER_VOLUME_CACHE_DIR"] = str(tmp_path / "reader-cache")  # cold: empty
     env["JUPYTER_VOLUME_STATE_DIR"] = str(tmp_path / "reader-state")
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, url, name, str(size)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_python_json(["-c", CHILD, url, name, str(size)], env)
 
 
 def test_last_kib_of_a_1_gib_file_fetches_under_4_mib(

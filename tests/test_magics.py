@@ -22,18 +22,9 @@ from jupyter_volume.mount import mounts
 
 
 @pytest.fixture
-def env(
-    store_url_env: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> str:
+def env(kernel_store: str) -> str:
     """The store of each kind as the kernel's default store; cwd in a fresh folder."""
-    url, extra = store_url_env
-    for k, v in extra.items():
-        monkeypatch.setenv(k, v)
-    _private(tmp_path, monkeypatch)
-    monkeypatch.setenv("JUPYTER_VOLUME_STORE", url)
-    yield url
-    for m in mounts():
-        m.unmount()
+    return kernel_store
 
 
 def _private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -144,20 +144,6 @@ def test_magic_nfs_mount_status_unmount(shell: Any, env_nfs: str, tmp_path: Path
 
 
 @pytest.fixture
-def env_nfs(
-    store_url_env: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Any:
+def env_nfs(kernel_store: str) -> str:
     """The store of each kind as the kernel's default store; cwd in a fresh folder."""
-    url, extra = store_url_env
-    for k, v in extra.items():
-        monkeypatch.setenv(k, v)
-    for d in ("jupyter-config", "work"):
-        (tmp_path / d).mkdir(exist_ok=True)
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
-    monkeypatch.chdir(tmp_path / "work")
-    monkeypatch.setenv("JUPYTER_VOLUME_STORE", url)
-    yield url
-    from jupyter_volume.mount import mounts
-
-    for m in mounts():
-        m.unmount()
+    return kernel_store

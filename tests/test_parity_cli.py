@@ -20,6 +20,11 @@ import pytest
 from jupyter_volume import Volume, __version__
 from jupyter_volume.cli import EXIT_BUG, main
 
+try:
+    from .conftest import isolated_env, run_python_json
+except ImportError:  # tests/ is not a package
+    from conftest import isolated_env, run_python_json  # type: ignore[no-redef]
+
 
 class Run:
     """``jupyter volume ARGS`` in this process, on a fresh default store."""
@@ -281,25 +286,8 @@ print(json.dumps(out, default=str))
 
 def _in_ipython(tmp_path: Path, steps: list[tuple[str, str]], **env: str) -> list[dict[str, Any]]:
     """Run ``steps`` (("magic", LINE) for ``%volume LINE``, ("py", CODE)) in a new IPython."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
-    full.update(
-        JUPYTER_VOLUME_STORE=(tmp_path / "store").as_uri(),
-        JUPYTER_VOLUME_STATE_DIR=str(tmp_path / "state"),
-        JUPYTER_VOLUME_CACHE_DIR=str(tmp_path / "cache"),
-        JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
-        **env,
-    )
-    p = subprocess.run(
-        [sys.executable, "-c", _SHELL],
-        input=json.dumps(steps),
-        env=full,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    full = isolated_env(tmp_path, tmp_path / "cfg", **env)
+    return run_python_json(["-c", _SHELL], full, cwd=tmp_path, input=json.dumps(steps))
 
 
 def test_magic_strips_comments_as_a_shell_does() -> None:

@@ -28,6 +28,11 @@ from typing import Any
 
 import pytest
 
+try:
+    from .conftest import isolated_env
+except ImportError:  # tests/ is not a package
+    from conftest import isolated_env  # type: ignore[no-redef]
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 BIN = Path(sys.executable).parent
@@ -133,12 +138,9 @@ def _place(root: Path) -> Place:
         p = work / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
-    env.update(
-        JUPYTER_VOLUME_STORE=(root / "store").as_uri(),
-        JUPYTER_VOLUME_STATE_DIR=str(root / "state"),
-        JUPYTER_VOLUME_CACHE_DIR=str(root / "cache"),
-        JUPYTER_CONFIG_DIR=str(root / "jupyter-config"),
+    env = isolated_env(
+        root,
+        root / "jupyter-config",
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         HOME=str(root / "home"),
         SHELL="/bin/sh",
