@@ -6,6 +6,7 @@ against hangs; latency is measured by the bench, never asserted here.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -35,6 +36,32 @@ except ImportError:  # tests/ is not a package
     from faultproxy import FaultProxy  # type: ignore[no-redef]
 
 HANG_GUARD = 90.0  # seconds: a poll that takes this long means the sync is broken
+
+
+@contextlib.contextmanager
+def _children(
+    script: str, argvs: list[list[str]], env: dict[str, str], *, stdin: bool = False
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start ``python -c script ARGV...`` once per argv (text pipes for stdout and stderr,
+    and for stdin when asked); every one is killed and reaped when the block ends."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *argv],
+            env=env,
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for argv in argvs
+    ]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
 
 MOUNTER = """
 import sys
@@ -406,28 +433,10 @@ def test_eight_live_writers_for_twenty_seconds_converge(
 ) -> None:
     _, url, _ = opened
     n, seconds = 8, 20
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                MANY,
-                "shared",
-                url,
-                str(tmp_path / f"m{k}"),
-                str(k),
-                str(n),
-                str(seconds),
-            ],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in range(n)
+    argvs = [
+        ["shared", url, str(tmp_path / f"m{k}"), str(k), str(n), str(seconds)] for k in range(n)
     ]
-    try:
+    with _children(MANY, argvs, env, stdin=True) as procs:
         counts = []
         for p in procs:
             line = p.stdout.readline()  # type: ignore[union-attr]
@@ -436,10 +445,6 @@ def test_eight_live_writers_for_twenty_seconds_converge(
         for p in procs:
             out, err = p.communicate("\n", timeout=HANG_GUARD)
             assert p.returncode == 0, err
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     assert all(c > 10 for c in counts)  # every writer really wrote, many times
     for k in range(n):
         last = json.loads(b"".join(shared.read_file(f"w{k}/final.json")))
@@ -594,33 +599,11 @@ def test_shelve_cache_with_the_lock_loses_no_update(
 ) -> None:
     _, url, _ = opened
     writers, rounds = 4, 5
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                SHELVER,
-                "shared",
-                url,
-                str(tmp_path / f"s{k}"),
-                str(k),
-                str(rounds),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for k in range(writers)
-    ]
-    try:
+    argvs = [["shared", url, str(tmp_path / f"s{k}"), str(k), str(rounds)] for k in range(writers)]
+    with _children(SHELVER, argvs, env) as procs:
         for p in procs:
             out, err = p.communicate(timeout=300)
             assert p.returncode == 0 and "done" in out, err
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     import shelve
 
     with shared.mount(tmp_path / "check") as m:
