@@ -26,6 +26,8 @@ module        what it holds
 ``mounts``    group: mount, unmount, commit, reload, status, browse (magic); shell (CLI)
 ``dicts``     group: dict create|list|delete|clear|get|put|items
 ``nfs``       group: nfs create|list|ls|put|get|rm|delete|mount|unmount|status
+``objects``   what the volume, dict and nfs groups share: the created-at table of a
+              list, delete that asks first, parsing an action's own arguments
 ============  ==============================================================================
 
 Sizes and times are formatted by :mod:`jupyter_volume.formatting`, shared with the
