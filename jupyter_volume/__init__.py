@@ -6,6 +6,7 @@ Layers, each importing only those below it::
             volume (+ mount)          public API, shaped like modal.Volume
             dicts (+ lease)           Dict: Modal's distributed dictionary on the same store
             nfs (+ livesync)          NetworkFileSystem: live-synced folders on volumes
+            objects                   what the three kinds share: store opening, names
             repository                commit log, trees, packs, index, merge, verify
             store                     local folder (default) or any S3-compatible service
 """

@@ -31,7 +31,8 @@ Atomicity comes from the store: ``put(skip_if_exists=True)`` is a create-only wr
 kept until deleted (Modal expires idle entries after 7 days; we do not).
 
 This module sits beside :mod:`jupyter_volume.volume`: it imports the store layer, the
-lease module, the name rule and the error tree, never the volume engine. (It is named
+lease module, the name rule, the error tree and :mod:`jupyter_volume.objects` (store
+opening shared with the other kinds), never the volume engine. (It is named
 ``dicts`` because a submodule named ``dict`` would shadow the builtin in the package's
 ``__init__``.)
 """
