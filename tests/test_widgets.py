@@ -8,7 +8,9 @@ Each test runs on the local store and on SeaweedFS (the ``store`` fixture), exce
 from __future__ import annotations
 
 import base64
+import html
 import io
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from jupyter_volume import Volume
 from jupyter_volume.errors import StoreError
 from jupyter_volume.testing.wrappers import WrappedStore
 from jupyter_volume.volume import FileEntryType
-from jupyter_volume.widgets import VolumeBrowser, human_size
+from jupyter_volume.widgets import DOWNLOAD_LINK_MAX, VolumeBrowser, human_size
 
 
 @pytest.fixture
@@ -542,3 +544,277 @@ def test_human_size() -> None:
         "5.0 MiB",
         "3.0 TiB",
     ]
+
+
+# -- at JupyterLab's standard: forms beside their button, the sidebar's order, real links ----------
+def inside(container: Any, target: W.Widget) -> bool:
+    """True if ``target`` is ``container`` or shown somewhere within it."""
+    if container is target:
+        return True
+    return any(inside(c, target) for c in getattr(container, "children", ()))
+
+
+def test_confirmations_and_forms_open_beside_the_button_that_asked(vol: Volume) -> None:
+    b = VolumeBrowser(vol)
+    every_slot = [
+        b.form_beside(x)
+        for x in (
+            b.new_folder_button,
+            b.move_button,
+            b.download_button,
+            b.delete_button,
+            b.restore_path_button,
+            b.restore_tree_button,
+        )
+    ]
+    for slot in every_slot:  # each form area sits in the same row, right after its button
+        (pair,) = [box for box in b._own if slot in getattr(box, "children", ())]
+        assert pair.children[1] is slot and isinstance(pair.children[0], W.Button)
+    row(b, "readme.md").check.value = True
+    b.delete_button.click()
+    beside_delete = b.form_beside(b.delete_button)
+    assert b.confirm_text in beside_delete.children and b.confirm_button in beside_delete.children
+    assert [s for s in every_slot if s.children] == [beside_delete]  # nowhere else
+    assert not inside(b.message, b.confirm_text)
+    b.new_folder_button.click()  # another form: the confirmation closes
+    assert beside_delete.children == ()
+    assert b.folder_name in b.form_beside(b.new_folder_button).children
+    b.cancel_button.click()
+    assert all(s.children == () for s in every_slot)
+
+    # the restore confirmations open in the history pane, beside the restore buttons
+    b.history_select.value = 1
+    row(b, "readme.md").name.click()
+    b.restore_path_button.click()
+    beside_restore = b.form_beside(b.restore_path_button)
+    assert b.confirm_text in beside_restore.children and "readme.md" in b.confirm_text.value
+    assert inside(b.history_box, b.confirm_text)
+    b.restore_tree_button.click()
+    assert beside_restore.children == ()
+    assert "whole volume" in b.confirm_text.value
+    assert b.confirm_button in b.form_beside(b.restore_tree_button).children
+    b.confirm_button.click()
+    assert "restore: nothing changed" in ok(b)  # commit 1 is the head
+    assert all(s.children == () for s in every_slot)
+
+
+SIDEBAR_NAMES = [
+    "file10.txt",
+    "file2.txt",
+    "File1.txt",
+    "éclair.txt",
+    "_notes.txt",
+    "9lives.txt",
+    "Zeta.md",
+    "a-b.txt",
+    "a_b.txt",
+    "ab.txt",
+    "a b.txt",
+    "x 10",
+    "x 9",
+    "~tilde.txt",
+]
+
+
+def test_name_order_is_the_sidebars_localecompare() -> None:
+    """Python's order of names equals the sidebar's, computed by node with the very
+    comparison labextension/src/model.ts uses (ICU's ``localeCompare``)."""
+    import json
+    import shutil
+    import subprocess
+
+    from jupyter_volume.widgets.listing import name_order
+
+    options = "{ numeric: true, sensitivity: 'base' }"
+    model = Path(__file__).resolve().parent.parent / "labextension" / "src" / "model.ts"
+    assert f"a.name.localeCompare(b.name, undefined, {options})" in model.read_text(), (
+        "the sidebar's name comparison changed: update name_order and this test"
+    )
+    node = shutil.which("node")
+    assert node, "node is needed (apt-get install -y nodejs)"
+    names_ = [*SIDEBAR_NAMES, *(f"a{chr(c)}b" for c in range(32, 127) if not chr(c).isalnum())]
+    js = (
+        "const n = JSON.parse(process.argv[1]);"
+        f"n.sort((a, b) => a.localeCompare(b, undefined, {options}));"
+        "console.log(JSON.stringify(n));"
+    )
+    expected = json.loads(subprocess.check_output([node, "-e", js, json.dumps(names_)]))
+    assert sorted(names_, key=name_order) == expected
+
+
+def test_sorting_follows_the_sidebars_rules(vol: Volume) -> None:
+    with vol.batch_upload() as batch:
+        for i, n in enumerate(SIDEBAR_NAMES):
+            # two sizes only, so sorting by size has ties (broken by name)
+            batch.put_file(io.BytesIO(b"x" * (10 if i % 2 else 20)), f"mixed/{n}")
+    vol.mkdir("mixed/beta")
+    vol.mkdir("mixed/Alpha")
+    vol.mkdir("mixed/folder10")
+    vol.mkdir("mixed/folder9")
+    b = VolumeBrowser(vol)
+    b.open_folder("mixed")
+    folders = ["Alpha/", "beta/", "folder9/", "folder10/"]
+    by_name = [
+        "_notes.txt",
+        "~tilde.txt",
+        "9lives.txt",
+        "a b.txt",
+        "a_b.txt",
+        "a-b.txt",
+        "ab.txt",
+        "éclair.txt",
+        "File1.txt",
+        "file2.txt",
+        "file10.txt",
+        "x 9",
+        "x 10",
+        "Zeta.md",
+    ]
+    assert names(b) == folders + by_name
+    b.sort_buttons["name"].click()  # reversed, folders still first
+    assert names(b) == folders[::-1] + by_name[::-1]
+    b.sort_buttons["size"].click()  # ascending; equal sizes in name order
+    small = [n for n in by_name if SIDEBAR_NAMES.index(n) % 2]
+    big = [n for n in by_name if not SIDEBAR_NAMES.index(n) % 2]
+    assert names(b) == folders + small + big
+    b.sort_buttons["size"].click()  # the whole order reverses, ties included
+    assert names(b) == folders[::-1] + big[::-1] + small[::-1]
+
+
+def test_no_stale_selection_or_form_after_an_action(vol: Volume) -> None:
+    b = VolumeBrowser(vol)
+
+    def clean() -> None:
+        assert b.selected == set()
+        assert b.form.children == () and b._pending is None
+        assert not any(r.check.value for r in b._rows if r.entry is not None)
+        assert b.download_link.value == ""
+
+    # an upload while the rename form of a selected file is open
+    row(b, "readme.md").name.click()
+    b.move_button.click()
+    b.upload.value = upload_value(("new.txt", b"n"))
+    assert "commit #2" in ok(b)
+    clean()
+    # a new folder while a file is selected
+    row(b, "new.txt").check.value = True
+    b.new_folder_button.click()
+    b.folder_name.value = "made"
+    b.create_folder_button.click()
+    assert "commit #3" in ok(b)
+    clean()
+    # a rename, then a delete
+    row(b, "new.txt").name.click()
+    b.move_button.click()
+    b.move_target.value = "renamed.txt"
+    b.do_move_button.click()
+    assert "commit #4" in ok(b)
+    clean()
+    row(b, "renamed.txt").check.value = True
+    b.delete_button.click()
+    b.confirm_button.click()
+    assert "commit #5" in ok(b)
+    clean()
+    # an upload through the page's uploader (the report the labextension writes)
+    row(b, "readme.md").name.click()
+    b.download_button.click()
+    assert b.download_link.value
+    b.web_upload_report.value = '{"uploaded": ["web.txt"], "failed": [], "skipped": []}'
+    clean()
+
+    # a confirmation about the selection closes when the selection changes: confirming
+    # it would have deleted what is no longer selected
+    row(b, "readme.md").name.click()
+    b.delete_button.click()
+    row(b, "made/").check.value = True
+    assert b.form_beside(b.delete_button).children == () and b._pending is None
+    assert b.selected == {"readme.md", "made"}
+    # a form for an entry of the folder left closes when another folder opens
+    b.select(["readme.md"])
+    b.move_button.click()
+    row(b, "data/").name.click()
+    assert b.path == "data" and b.form.children == () and b.selected == set()
+    # a failed action keeps its form open, to correct it
+    b.new_folder_button.click()
+    b.folder_name.value = "a.txt"
+    b.create_folder_button.click()
+    assert "already exists" in error(b)
+    assert b.folder_name in b.form.children
+    assert read(vol, "readme.md") == b"# read me\n" * 300
+
+
+def test_download_link_goes_through_the_jupyter_server_of_the_kernel(
+    local_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a kernel of a Jupyter server with the extension, the link is the server's
+    download route (any size, no bytes through the widget); it is fetched for real."""
+    import urllib.request
+
+    from jupyter_volume.server.handlers import API_PREFIX
+    from jupyter_volume.testing.jupyter import JupyterLab
+    from jupyter_volume.widgets import actions
+
+    assert actions._API_PREFIX == API_PREFIX
+    Volume.objects.create("linked", store=local_store)
+    v = Volume.from_name("linked", store=local_store)
+    big = bytes(range(256)) * (DOWNLOAD_LINK_MAX // 256 + 1)  # over the data: URL limit
+    with v.batch_upload() as batch:
+        batch.put_file(io.BytesIO(b"first"), "a dir/é #1.txt")
+        batch.put_file(io.BytesIO(big), "big.bin")
+    with v.batch_upload(force=True) as batch:
+        batch.put_file(io.BytesIO(b"second"), "a dir/é #1.txt")
+
+    # outside a Jupyter server's kernel: the data: link (small files only)
+    monkeypatch.delenv("JPY_PARENT_PID", raising=False)
+    b = VolumeBrowser(v)
+    b.open_folder("a dir")
+    row(b, "é #1.txt").name.click()
+    b.download_button.click()
+    assert 'href="data:' in b.download_link.value
+    b.close()
+
+    env = {"JUPYTER_VOLUME_STORE": local_store.url}
+    with JupyterLab(app="server", env=env) as lab:
+        assert lab.proc is not None and lab.tmpdir is not None
+        # what the kernels of this server see (jupyter_client sets JPY_PARENT_PID)
+        monkeypatch.setenv("JPY_PARENT_PID", str(lab.proc.pid))
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(lab.tmpdir / "runtime"))
+        monkeypatch.setenv("JUPYTER_VOLUME_STORE", local_store.url)
+
+        def fetch(href: str) -> bytes:
+            assert href.startswith("/jupyter-volume/api/volumes/linked/files/"), href
+            req = urllib.request.Request(lab.url.rstrip("/") + html.unescape(href))
+            req.add_header("Authorization", f"token {lab.token}")
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.read()
+
+        def href(b: VolumeBrowser) -> str:
+            m = re.search(r'href="([^"]*)"', b.download_link.value)
+            assert m and 'download="' in b.download_link.value, b.download_link.value
+            return m.group(1)
+
+        b = VolumeBrowser(v)
+        b.open_folder("a dir")
+        row(b, "é #1.txt").name.click()
+        b.download_button.click()
+        assert "data:" not in b.download_link.value
+        assert fetch(href(b)) == b"second"
+        b.open_folder("")
+        row(b, "big.bin").name.click()
+        b.download_button.click()
+        assert fetch(href(b)) == big
+        # an old commit: the link reads that commit
+        b.history_select.value = 1
+        b.open_folder("a dir")
+        row(b, "é #1.txt").name.click()
+        b.download_button.click()
+        assert href(b).endswith("?at=1") and fetch(href(b)) == b"first"
+        b.close()
+
+        # the server serves another store: no link to it (it would be another volume)
+        monkeypatch.setenv("JUPYTER_VOLUME_STORE", (tmp_path / "elsewhere").as_uri())
+        b = VolumeBrowser(v)
+        row(b, "big.bin").name.click()
+        b.download_button.click()
+        assert "href" not in b.download_link.value and "local path" in b.download_link.value
+        b.close()
