@@ -21,6 +21,7 @@ the install hint.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -112,6 +113,13 @@ def s3_client_for(seaweedfs: SeaweedFS, endpoint_url: str | None = None, **kwarg
         aws_secret_access_key=seaweedfs.secret_key,
         **kwargs,
     )
+
+
+@pytest.fixture
+def s3_client(seaweedfs: SeaweedFS) -> Any:
+    """``s3_client(endpoint_url=None, **kwargs)``: :func:`s3_client_for` this session's
+    server, for test modules (which cannot import conftest: notebooks/ has one too)."""
+    return functools.partial(s3_client_for, seaweedfs)
 
 
 @pytest.fixture

@@ -389,6 +389,10 @@ def test_background_commit_never_commits_a_torn_file(vol: Volume, tmp_path: Path
             f.flush()
             (tmp_path / "mnt/progress.txt").write_text(str(i))  # keeps the committer busy
             time.sleep(0.05)
+            if i % 8 == 7:
+                # halfway-written big.bin is open here: wait (hang guard only) until the
+                # background committer has taken progress.txt, however busy the machine
+                _wait_for_commit_of(vol, "progress.txt", str(i).encode())
     deadline = time.time() + 60
     while time.time() < deadline and "big.bin" not in [e.path for e in vol.listdir("/")]:
         time.sleep(0.2)
@@ -402,6 +406,18 @@ def test_background_commit_never_commits_a_torn_file(vol: Volume, tmp_path: Path
         if "big.bin" in names:
             assert names["big.bin"].size == total
             assert read(vol, "big.bin", at=c.seq) == piece * (total // len(piece))
+
+
+def _wait_for_commit_of(vol: Volume, path: str, data: bytes, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if read(vol, path) == data:
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"no background commit of {path} = {data!r} within {timeout} s")
 
 
 READER = """

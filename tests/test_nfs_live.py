@@ -29,10 +29,8 @@ from jupyter_volume.store.s3 import S3Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
 try:
-    from .conftest import s3_client_for
     from .faultproxy import FaultProxy
 except ImportError:  # tests/ is not a package
-    from conftest import s3_client_for  # type: ignore[no-redef]
     from faultproxy import FaultProxy  # type: ignore[no-redef]
 
 HANG_GUARD = 90.0  # seconds: a poll that takes this long means the sync is broken
@@ -469,7 +467,11 @@ class OutageProxy(FaultProxy):
 
 @pytest.mark.s3
 def test_an_outage_keeps_the_folder_working_and_pushes_when_back(
-    seaweedfs: SeaweedFS, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seaweedfs: SeaweedFS,
+    s3_bucket: str,
+    s3_client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for k, v in seaweedfs.env().items():
         monkeypatch.setenv(k, v)
@@ -481,7 +483,7 @@ def test_an_outage_keeps_the_folder_working_and_pushes_when_back(
             s3_bucket,
             prefix,
             endpoint_url=proxy.url,
-            client=s3_client_for(seaweedfs, proxy.url, connect_timeout=2, read_timeout=5),
+            client=s3_client(proxy.url, connect_timeout=2, read_timeout=5),
         )
         store.backoff_base, store.backoff_cap, store.max_attempts = 0.01, 0.1, 3
         nfs = NetworkFileSystem.from_name("out", create_if_missing=True, store=store)
