@@ -1,10 +1,12 @@
 """The actions part of the :class:`~jupyter_volume.widgets.VolumeBrowser`: upload into
 the folder shown, new folder, rename/move, delete, and download (to a path on the
-kernel's disk, or as a browser link for small files). Every write is one commit with a
-message that says what it did; each is refused while an old commit is browsed.
+kernel's disk, or as a browser link: the Jupyter server's REST download route when the
+kernel's server serves this volume's store, else a ``data:`` URL for small files).
+Every write is one commit with a message that says what it did, and leaves no
+selection or open form behind; each is refused while an old commit is browsed.
 
-Layer: part of the widget front end; imports ``volume``, ``names``, ``errors`` and
-ipywidgets.
+Layer: part of the widget front end; imports ``volume``, ``names``, ``errors``,
+``config`` and ipywidgets.
 """
 
 from __future__ import annotations
@@ -309,7 +311,8 @@ class ActionsPart(BrowserPart):
     @handler
     def show_download(self) -> None:
         """Open the download form for the one selected file: a local path to save to,
-        and a browser download link when the file is small enough."""
+        and a browser download link (through the Jupyter server, or a ``data:`` URL
+        when the file is small enough)."""
         e = self._one_selected("download")
         if e.type != FileEntryType.FILE:
             raise InvalidError(f"{e.path} is a {TYPE_NAMES[e.type]}: only files can be downloaded")
@@ -321,7 +324,7 @@ class ActionsPart(BrowserPart):
             # the browser fetches it from the Jupyter server, streamed, whatever the size
             self.download_link.value = (
                 f'<a download="{html.escape(name)}" href="{html.escape(url, quote=True)}" '
-                f'class="jv-download" target="_blank" rel="noopener">⬇ {html.escape(name)} '
+                f'class="jv-download">⬇ {html.escape(name)} '
                 f"({human_size(e.size)}) in the browser</a>"
             )
         elif e.size <= DOWNLOAD_LINK_MAX:

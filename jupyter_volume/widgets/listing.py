@@ -1,6 +1,11 @@
 """The listing part of the :class:`~jupyter_volume.widgets.VolumeBrowser`: the breadcrumb,
 the sortable, filterable, paginated rows of the folder shown, and the selection.
 
+Order: the JupyterLab sidebar's (labextension/src/model.ts ``sortedEntries``): folders
+first in either direction; within each group by the chosen column, ties by name; names
+compare as the sidebar's ``localeCompare`` does (:func:`name_order`); the direction
+reverses the whole order, ties included.
+
 Large folders: the listing of the current folder is read once per refresh or
 navigation (a folder of 100,000 entries takes well under a second to list) and only one
 page of rows exists as widgets; the row widgets are reused from page to page.
