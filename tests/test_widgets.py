@@ -741,6 +741,15 @@ def test_no_stale_selection_or_form_after_an_action(vol: Volume) -> None:
     assert "already exists" in error(b)
     assert b.folder_name in b.form.children
     assert read(vol, "readme.md") == b"# read me\n" * 300
+    # a restore of the selected path
+    b.history_select.value = 2
+    b.open_folder("")
+    row(b, "new.txt").name.click()
+    b.restore_path_button.click()
+    b.confirm_button.click()
+    assert "restore new.txt from commit 2" in ok(b)
+    assert b.at is None
+    clean()
 
 
 def test_download_link_goes_through_the_jupyter_server_of_the_kernel(

@@ -243,5 +243,6 @@ class HistoryPart(BrowserPart):
     def _restore(self, seq: int, path: str | None) -> None:
         self.status.value = f"restoring {path or 'the whole tree'} from commit #{seq}…"
         info = self.volume.restore(seq, path)
+        self._reset_after_write()
         self.browse_head()
         self._committed(info, "restore")
