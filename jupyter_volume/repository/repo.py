@@ -100,6 +100,8 @@ INTENT_WINDOW = 512
 FOLD_MAX = 128
 #: A waiting writer whose intent is not first in line folds by itself after this long.
 LEADER_GRACE = 0.5
+#: Mean seconds between a waiting writer's looks at the log.
+WAIT_POLL = 0.025
 #: A writer lists pending intents before its first attempt when it lost a race within
 #: this many seconds, and otherwise at most this often (an intent whose writer died is
 #: then carried by the next commit).
@@ -835,18 +837,7 @@ class Repository:
         paths do not overlap its own.
         """
         with self._commit_lock:
-            seg_key = None
-            bytes_new = 0
-            if writer is not None:
-                writer.packs.finish()
-                bytes_new = writer.packs.bytes_written
-                new = writer.packs.new_chunks
-                if new:
-                    seg = encode_segment(new)
-                    seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
-                    self.store.put(seg_key, seg)
-                    self.index.add_object(seg_key, seg)
-                    bytes_new += len(seg)
+            seg_key, bytes_new = self._finish_writer(writer)
             txn = uuid.uuid4().hex
             who = author or default_author()
             # Only plain change sets take part in group commit: a restore replaces the
@@ -854,6 +845,7 @@ class Repository:
             can_fold = root is None and kind in FOLD_KINDS
             can_publish = can_fold and check is None
             published: _Intent | None = None
+            behind_at = -1  # the head seq at which we last saw another intent ahead of ours
             stats = ApplyStats()
             deadline = time.monotonic() + MAX_COMMIT_SECONDS
             for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
@@ -865,6 +857,11 @@ class Repository:
                     if landed is not None:
                         self._drop_intents([published.key])
                         return landed, stats
+                    if head.seq == behind_at and time.monotonic() - published.since < LEADER_GRACE:
+                        # Still behind someone in line and nothing new in the log: do not
+                        # list the intents again (one request per look, not two).
+                        self._wait_turn()
+                        continue
                 if check is not None:
                     check(head)
                 carried: list[_Intent] = []
@@ -889,7 +886,8 @@ class Repository:
                             and time.monotonic() - published.since < LEADER_GRACE
                         ):
                             # Someone ahead of us in line folds; we wait and watch the log.
-                            self._pause(attempt)
+                            behind_at = head.seq
+                            self._wait_turn()
                             continue
                     carried = self._choose_intents(
                         pending, changes, own=published.key if published else None
@@ -912,11 +910,12 @@ class Repository:
                 for key in [seg_key, *(k for i in carried for k in i.index)]:
                     if key and key not in index_list:
                         index_list.append(key)
-                if carried:
+                rescue_changes = changes
+                if carried and self.gc_state(head).condemned:
+                    # gc condemned packs meanwhile: the carried changes need rescuing too,
+                    # which needs their chunks' locations (rare; otherwise not loaded).
                     rescue_changes = dict(merged)
                     self.ensure_index([k for i in carried for k in i.index])
-                else:
-                    rescue_changes = changes
                 rescued = self._rescue_condemned(head, rescue_changes)
                 if rescued:
                     index_list.append(rescued)
@@ -983,7 +982,10 @@ class Repository:
                     continue
                 if published is None and attempt + 1 >= MAX_COMMIT_ATTEMPTS:
                     break
-                self._pause(attempt)
+                if published is not None:
+                    self._wait_turn()
+                else:
+                    self._pause(attempt)
             if published is not None:
                 # Withdraw our intent, then look one last time: it may have landed.
                 self._drop_intents([published.key])
@@ -1023,17 +1025,7 @@ class Repository:
         self._upload_trees()
         top_entry = Entry("", DIR, 0o755, tree=top)
         with self._commit_lock:
-            seg_key = None
-            bytes_new = 0
-            if writer is not None:
-                writer.packs.finish()
-                bytes_new = writer.packs.bytes_written
-                if writer.packs.new_chunks:
-                    seg = encode_segment(writer.packs.new_chunks)
-                    seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
-                    self.store.put(seg_key, seg)
-                    self.index.add_object(seg_key, seg)
-                    bytes_new += len(seg)
+            seg_key, bytes_new = self._finish_writer(writer)
             txn = uuid.uuid4().hex
             for attempt in range(MAX_COMMIT_ATTEMPTS):
                 head = self.head()
@@ -1106,9 +1098,38 @@ class Repository:
                 "committing first. Your files are untouched; try again."
             )
 
+    def _finish_writer(self, writer: Writer | None) -> tuple[str | None, int]:
+        """Upload the writer's last pack and its index segment; ``(segment key, bytes)``.
+
+        The segment's PUT runs while the packs finish uploading (one round trip less per
+        commit); it is added to this process's index only once every pack has landed,
+        so nothing ever deduplicates against a pack whose upload failed.
+        """
+        if writer is None:
+            return None, 0
+        writer.packs.flush()  # seals the last pack: every chunk's location is known now
+        new = writer.packs.new_chunks
+        seg_key = None
+        seg = b""
+        try:
+            if new:
+                seg = encode_segment(new)
+                seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
+                self.store.put(seg_key, seg)
+        finally:
+            writer.packs.finish()  # waits for every pack; re-raises an upload's error
+        if seg_key is not None:
+            self.index.add_object(seg_key, seg)
+        return seg_key, writer.packs.bytes_written + len(seg)
+
     # -- group commit --------------------------------------------------------------------------
     def _pause(self, attempt: int) -> None:
         time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.2)))
+
+    def _wait_turn(self) -> None:
+        # A published writer polls the log at a steady pace rather than backing off: the
+        # sooner it sees its change carried, the sooner its next commit joins a round.
+        time.sleep(random.uniform(WAIT_POLL / 2, WAIT_POLL * 1.5))
 
     def _publish_intent(self, intent: _Intent) -> None:
         self.store.put(intent.key, intent.blob)
@@ -1178,20 +1199,24 @@ class Repository:
         pending: list[_Intent] = []
         if live:
             carried = self._carried_txns(min(b for b, *_ in live), head)
-            for _base, txn, key, h in live:
-                if txn in carried:
-                    stale.append(key)
-                    continue
-                intent = self._intent_cache.get(key)
-                if intent is None:
-                    try:
-                        intent = self._get_verified(
-                            key, lambda d, h=h, k=key: _Intent.load(k, h, d), cache=False
-                        )
-                    except (NotFoundError, CorruptionError):
-                        continue
-                    self._intent_cache[key] = intent
-                pending.append(intent)
+            todo = [(key, h) for _b, txn, key, h in live if txn not in carried]
+            stale.extend(key for _b, txn, key, _h in live if txn in carried)
+
+            def load(item: tuple[str, str]) -> _Intent | None:
+                key, h = item
+                got = self._intent_cache.get(key)
+                if got is not None:
+                    return got
+                try:
+                    got = self._get_verified(key, lambda d: _Intent.load(key, h, d), cache=False)
+                except (NotFoundError, CorruptionError):
+                    return None  # gone meanwhile (carried), or damaged: skipped
+                self._intent_cache[key] = got
+                return got
+
+            fetch = [it for it in todo if it[0] not in self._intent_cache]
+            loaded = _download_pool.map(load, todo) if len(fetch) > 1 else map(load, todo)
+            pending = [i for i in loaded if i is not None]
         if stale:
             self._drop_intents(stale)
         listed = {i.key for i in pending}
