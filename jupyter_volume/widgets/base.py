@@ -57,6 +57,7 @@ CSS = """
 .jv-browser .jv-error { color: var(--jp-error-color1, #d32f2f); }
 .jv-browser .jv-info { color: var(--jp-success-color1, #388e3c); }
 .jv-browser .jv-warn { color: var(--jp-warn-color1, #f57c00); }
+.jv-browser a.jv-download { color: var(--jp-content-link-color, #1976d2); text-decoration: underline; }
 .jv-browser table.jv-diff td, .jv-browser table.jv-diff th { padding: 1px 8px; text-align: left; }
 </style>
 """
