@@ -39,6 +39,7 @@ import {
   badName,
   isFinished
 } from './model';
+import { el, formatSize } from './dom';
 
 /** What the panel needs from JupyterLab: file-type icons and the main area. */
 export interface IPanelHost {
@@ -53,20 +54,6 @@ const FALLBACK_HOST: IPanelHost = {
   openDiff: async () => undefined
 };
 
-/** Bytes as B / KiB / MiB / GiB / TiB. */
-export function formatSize(n: number | null | undefined): string {
-  if (n === null || n === undefined) {
-    return '';
-  }
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
 
 /** Short modification time: the time for today, else the date. */
 function formatTime(seconds: number): string {
@@ -106,20 +93,6 @@ export function relativeTime(date: Date, now: Date = new Date()): string {
   return new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' }).format(-v, unit);
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls = '',
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (cls) {
-    node.className = cls;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 function button(
   label: string,
@@ -182,6 +155,7 @@ export class VolumePanel extends Widget {
   private _atBanner = el('div', 'jp-VolumePanel-atBanner');
   private _toolbar = el('div', 'jp-VolumePanel-toolbar');
   private _uploads = el('div', 'jp-VolumePanel-uploads');
+  private _uploadRows = new Map<number, HTMLElement>();
   private _loading = el('div', 'jp-VolumePanel-loading');
   private _listing = el('div', 'jp-VolumePanel-listing');
   private _history = el('div', 'jp-VolumePanel-history');
@@ -778,12 +752,26 @@ export class VolumePanel extends Widget {
   // -- transfers ------------------------------------------------------------------------------
   private _renderUploads(): void {
     const ups = this.model.uploads;
-    this._uploads.replaceChildren();
     this._uploads.hidden = ups.length === 0;
+    // A row is kept (same DOM nodes) while its upload stays in the same state, and only
+    // its bar and text change: progress events arrive many times a second, and a row
+    // built anew each time would pull the Cancel button out from under the pointer.
+    const keep = new Map<number, HTMLElement>();
+    const rows = ups.map(u => {
+      let row = this._uploadRows.get(u.key);
+      if (!row || row.dataset.state !== u.state) {
+        row = this._uploadRow(u);
+      }
+      this._fillUploadRow(row, u);
+      keep.set(u.key, row);
+      return row;
+    });
+    this._uploadRows = keep;
     if (!ups.length) {
+      this._uploads.replaceChildren();
       return;
     }
-    const head = this._uploads.appendChild(el('div', 'jp-VolumePanel-uploadsHead'));
+    const head = el('div', 'jp-VolumePanel-uploadsHead');
     const waiting = ups.filter(u => u.state === 'queued').length;
     const running = ups.filter(u => !isFinished(u)).length;
     head.appendChild(
@@ -792,11 +780,26 @@ export class VolumePanel extends Widget {
     if (ups.some(isFinished)) {
       head.appendChild(button('Clear finished uploads', () => this.model.clearUploads(), { text: 'Clear' }));
     }
-    for (const u of ups) {
-      this._uploads.appendChild(this._uploadRow(u));
+    const old = this._uploads.firstElementChild;
+    if (old) {
+      old.replaceWith(head);
+    } else {
+      this._uploads.appendChild(head);
+    }
+    // rows that are already in place stay attached; only what moved is re-inserted
+    let at: Element = head;
+    for (const row of rows) {
+      if (at.nextElementSibling !== row) {
+        at.after(row);
+      }
+      at = row;
+    }
+    while (at.nextElementSibling) {
+      at.nextElementSibling.remove();
     }
   }
 
+  /** The parts of an upload's row that do not depend on its state. */
   private _uploadRow(u: IUpload): HTMLElement {
     const row = el('div', `jp-VolumePanel-upload jp-mod-${u.state}`);
     row.dataset.path = u.path;
@@ -805,8 +808,6 @@ export class VolumePanel extends Widget {
     const name = row.appendChild(el('span', 'jp-VolumePanel-uploadName', u.name));
     name.title = `${u.volume}:${u.path}`;
     const bar = el('progress', 'jp-VolumePanel-progress');
-    bar.max = Math.max(u.total, 1);
-    bar.value = u.total === 0 && u.state === 'done' ? 1 : u.loaded;
     bar.setAttribute('aria-label', `Progress of ${u.name}`);
     row.appendChild(bar);
     if (!isFinished(u) && u.state !== 'committing') {
@@ -814,6 +815,18 @@ export class VolumePanel extends Widget {
     } else {
       row.appendChild(el('span', 'jp-VolumePanel-uploadSpacer'));
     }
+    const state = row.appendChild(el('span', 'jp-VolumePanel-uploadState'));
+    if (u.state === 'error') {
+      state.setAttribute('role', 'alert');
+    }
+    return row;
+  }
+
+  /** What changes while an upload runs: its bar and its line of text. */
+  private _fillUploadRow(row: HTMLElement, u: IUpload): void {
+    const bar = row.querySelector('progress') as HTMLProgressElement;
+    bar.max = Math.max(u.total, 1);
+    bar.value = u.total === 0 && u.state === 'done' ? 1 : u.loaded;
     const speed = u.speed ? ` · ${formatSize(Math.round(u.speed))}/s` : '';
     const where = u.volume !== this.model.volume ? ` into ${u.volume}` : '';
     const what = {
@@ -825,11 +838,10 @@ export class VolumePanel extends Widget {
       skipped: 'not replaced: the existing file was kept',
       cancelled: 'cancelled'
     }[u.state];
-    const state = row.appendChild(el('span', 'jp-VolumePanel-uploadState', what));
-    if (u.state === 'error') {
-      state.setAttribute('role', 'alert');
+    const state = row.querySelector('.jp-VolumePanel-uploadState') as HTMLElement;
+    if (state.textContent !== what) {
+      state.textContent = what;
     }
-    return row;
   }
 
   // -- history --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import { el } from './dom';
 import { IEntry, VolumeModel } from './model';
 
 /** Files larger than this are not shown, only offered for download. */
@@ -24,20 +25,6 @@ const IMAGE_TYPES: Record<string, string> = {
   bmp: 'image/bmp'
 };
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls = '',
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (cls) {
-    node.className = cls;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 function extension(name: string): string {
   const i = name.lastIndexOf('.');

@@ -12,34 +12,11 @@
  */
 import { IVersion, IUpload, VolumeModel, isFinished } from './model';
 import { requestAPI } from './handler';
+import { el, formatSize } from './dom';
 
 const DONE = 'data-jv-uploader';
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls = '',
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (cls) {
-    node.className = cls;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
 
-function size(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
 
 /** Hand the kernel the outcome through the widget's hidden text field. */
 function report(root: Element, data: unknown): void {
@@ -62,10 +39,10 @@ function uploadRow(u: IUpload, model: VolumeModel): HTMLElement {
   bar.value = u.total === 0 && u.state === 'done' ? 1 : u.loaded;
   bar.setAttribute('aria-label', `Progress of ${u.name}`);
   row.appendChild(bar);
-  const speed = u.speed ? ` · ${size(Math.round(u.speed))}/s` : '';
+  const speed = u.speed ? ` · ${formatSize(Math.round(u.speed))}/s` : '';
   const text = {
     queued: 'waiting',
-    uploading: `${size(u.loaded)} of ${size(u.total)}${speed}`,
+    uploading: `${formatSize(u.loaded)} of ${formatSize(u.total)}${speed}`,
     committing: 'verifying and saving…',
     done: 'uploaded',
     error: `failed: ${u.error ?? ''}`,
