@@ -66,6 +66,7 @@ from typing import Any
 from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
 from .lease import CLOCK_SLACK, Lease, is_expired, store_now
+from .names import delete_prefix
 from .objects import check_kind_name, open_base, open_env
 from .store import Store, environment_store
 
@@ -277,22 +278,6 @@ def _dump(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True).encode()
 
 
-def _delete_prefix(store: Store, prefix: str) -> int:
-    """Delete every object under ``prefix``, 1,000 per request; how many there were."""
-    batch: list[str] = []
-    n = 0
-    for info in store.list(prefix):
-        batch.append(info.key)
-        if len(batch) >= 1000:
-            store.delete(batch)
-            n += len(batch)
-            batch = []
-    if batch:
-        store.delete(batch)
-        n += len(batch)
-    return n
-
-
 def _sweep_ephemeral(store: Store) -> list[str]:
     """Delete ephemeral Dicts whose owner stopped renewing their lease; their ids.
 
@@ -312,7 +297,7 @@ def _sweep_ephemeral(store: Store) -> list[str]:
         if not is_expired(info, now, ttl):
             continue
         dict_id = info.key[len(EPHEMERAL_LEASES) :]
-        _delete_prefix(store, f"dicts/{dict_id}/")
+        delete_prefix(store, f"dicts/{dict_id}/")
         store.delete([info.key])
         gone.append(dict_id)
     return gone
@@ -432,7 +417,7 @@ class _DictManager:
                 return
             raise NotFoundError(f"Dict {name!r} not found in {s.url}") from None
         s.delete([NAMES + name])  # the name first: nobody finds a half-deleted Dict
-        _delete_prefix(s, f"dicts/{rec['id']}/")
+        delete_prefix(s, f"dicts/{rec['id']}/")
 
 
 class Dict(MutableMapping[Any, Any]):
@@ -539,7 +524,7 @@ class Dict(MutableMapping[Any, Any]):
             yield cls(_store=base, _env=env, _id=doc["id"], _record=doc)
         finally:
             lease.stop(delete=False)
-            _delete_prefix(s, f"dicts/{doc['id']}/")
+            delete_prefix(s, f"dicts/{doc['id']}/")
             s.delete([lease.key])
 
     def _resolve(self) -> dict[str, Any]:
@@ -939,7 +924,7 @@ class Dict(MutableMapping[Any, Any]):
     @aio
     def clear(self) -> None:
         """Remove every entry (locks are kept)."""
-        _delete_prefix(self.store, self._prefix)
+        delete_prefix(self.store, self._prefix)
 
     @aio
     def setdefault(self, key: Any, default: Any = None) -> Any:

@@ -321,12 +321,21 @@ def sweep_ephemeral(store: Store) -> list[str]:
     return gone
 
 
-def _delete_objects(store: Store, vol_id: str) -> None:
+def delete_prefix(store: Store, prefix: str) -> int:
+    """Delete every object under ``prefix``, 1,000 per request; how many there were."""
     batch: list[str] = []
-    for info in store.list(f"vols/{vol_id}/"):
+    n = 0
+    for info in store.list(prefix):
         batch.append(info.key)
         if len(batch) >= 1000:
             store.delete(batch)
+            n += len(batch)
             batch = []
     if batch:
         store.delete(batch)
+        n += len(batch)
+    return n
+
+
+def _delete_objects(store: Store, vol_id: str) -> None:
+    delete_prefix(store, f"vols/{vol_id}/")

@@ -92,6 +92,12 @@ def finish(children: list[subprocess.Popen[str]], timeout: float = 300) -> list[
     return outs
 
 
+def expect_line(child: subprocess.Popen[str], line: str) -> None:
+    """Read the child's next stdout line: it must be ``line`` (else fail with its stderr)."""
+    assert child.stdout is not None
+    assert child.stdout.readline() == line, child.stderr.read() if child.stderr else ""
+
+
 def processes_for(url: str) -> int:
     # SeaweedFS makes losing conditional requests wait, seconds at a time: fewer there
     return 4 if url.startswith("s3://") else 16
@@ -104,8 +110,7 @@ def test_skip_if_exists_race_and_incr_total(opened: tuple[Any, str, dict[str, st
     children = [spawn(url, "race", "race", i, increments) for i in range(n)]
     try:
         for c in children:
-            assert c.stdout is not None
-            assert c.stdout.readline() == "ready\n", c.stderr.read() if c.stderr else ""
+            expect_line(c, "ready\n")
         for c in children:  # release them together
             assert c.stdin is not None
             c.stdin.write("go\n")
@@ -141,8 +146,7 @@ def test_renewal_keeps_the_lock_for_three_leases(
     lease = 2.0
     holder = spawn(url, "renew", "hold", lease, 3 * lease)
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "held\n", holder.stderr.read() if holder.stderr else ""
+        expect_line(holder, "held\n")
         # Without renewal, this waiter would take the lock after one lease (+1 s), while
         # the holder still sleeps: before "holder-done" exists.
         with d.lock("L", lease=lease, timeout=300):
@@ -161,8 +165,7 @@ def test_lock_of_a_killed_holder_frees_after_its_lease(
     lease = 3.0
     holder = spawn(url, "killed", "hold-forever", lease)
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "held\n", holder.stderr.read() if holder.stderr else ""
+        expect_line(holder, "held\n")
         lock = d.lock("L", lease=lease, timeout=300)
         assert Dict.from_name("killed", store=url).len() == 0  # the lock is no entry
         os.kill(holder.pid, signal.SIGKILL)
