@@ -10,7 +10,6 @@ it never skips.
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +40,6 @@ def test_browse_magic_renders_enters_a_folder_and_downloads(
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "widget-browser.png"
-    started = time.monotonic()
     env = {
         "JUPYTER_VOLUME_STORE": store_url,
         "JUPYTER_VOLUME_STATE_DIR": str(tmp_path / "state"),
@@ -93,5 +91,3 @@ def test_browse_magic_renders_enters_a_folder_and_downloads(
             finally:
                 page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0
-    # the whole round trip (server, kernel, browser) stays well within a minute
-    assert time.monotonic() - started < 90

@@ -11,7 +11,6 @@ import base64
 import html
 import io
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -467,9 +466,7 @@ def test_a_folder_of_100000_files_is_paginated(local_store: Any) -> None:
         for i in range(100_000):
             batch.put_file(io.BytesIO(b"x" * (i % 7)), f"many/f{i:06d}.txt")
     b = VolumeBrowser(v, page_size=50)
-    started = time.monotonic()
     row(b, "many/").name.click()
-    entered = time.monotonic() - started
     assert names(b)[:2] == ["f000000.txt", "f000001.txt"] and len(names(b)) == 50
     assert len(b.listing.children) == 5 * 51  # header + one page of rows, nothing more
     assert b.page_info.value == "1–50 of 100,000"
@@ -477,15 +474,14 @@ def test_a_folder_of_100000_files_is_paginated(local_store: Any) -> None:
     assert names(b)[0] == "f000050.txt" and b.page_info.value == "51–100 of 100,000"
     b.prev_button.click()
     assert names(b)[0] == "f000000.txt" and b.prev_button.disabled
-    started = time.monotonic()
     b.sort_buttons["size"].click()
     b.sort_buttons["size"].click()
     b.filter.value = "f09999"
-    resorted = time.monotonic() - started
     expected = sorted((f"f09999{i}.txt" for i in range(10)), key=lambda n: (int(n[1:7]) % 7, n))
     assert names(b) == expected[::-1]  # by size, biggest first
-    assert len(b._rows) == 50  # row widgets are reused, never more than one page
-    assert entered < 10 and resorted < 5, (entered, resorted)
+    # the cost stays one page: row widgets are reused, never more than one page of them
+    # (how fast it feels is a benchmark's question, not a test's: no timing here)
+    assert len(b._rows) == 50
 
 
 def test_shows_when_the_head_is_ahead_of_a_mount_in_this_kernel(
