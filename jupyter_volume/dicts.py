@@ -65,8 +65,8 @@ from typing import Any
 
 from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
-from .lease import CLOCK_SLACK, Lease, is_expired, store_now
-from .names import delete_prefix
+from .lease import CLOCK_SLACK, Lease, store_now
+from .names import delete_prefix, sweep_leases
 from .objects import check_kind_name, open_base, open_env
 from .store import Store, environment_store
 
@@ -284,23 +284,19 @@ def _sweep_ephemeral(store: Store) -> list[str]:
     Each lease records its own ttl; age is judged by the store's clock (see
     :mod:`jupyter_volume.lease`), so a slow owner on another machine is never swept early.
     """
-    leases = list(store.list(EPHEMERAL_LEASES))
-    if not leases:
-        return []
-    now = store_now(store)
-    gone = []
-    for info in leases:
-        try:
-            ttl = float(json.loads(store.get(info.key)).get("ttl", EPHEMERAL_TTL))
-        except (NotFoundError, ValueError, AttributeError):
-            continue  # released meanwhile, or not ours
-        if not is_expired(info, now, ttl):
-            continue
-        dict_id = info.key[len(EPHEMERAL_LEASES) :]
+
+    def end(dict_id: str) -> None:
         delete_prefix(store, f"dicts/{dict_id}/")
-        store.delete([info.key])
-        gone.append(dict_id)
-    return gone
+        store.delete([EPHEMERAL_LEASES + dict_id])
+
+    # a lease we cannot read is left alone: released meanwhile, or not ours
+    return sweep_leases(
+        store,
+        EPHEMERAL_LEASES,
+        default_ttl=EPHEMERAL_TTL,
+        end=end,
+        skip_unreadable=(ValueError, TypeError, AttributeError),
+    )
 
 
 def _create(store: Store, name: str, *, allow_existing: bool) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,24 +301,49 @@ def sweep_ephemeral(store: Store) -> list[str]:
     Each lease is judged by the ttl its owner wrote into it, against the store's clock.
     Costs one listing when there are no ephemeral volumes. Returns the ids deleted.
     """
+    return sweep_leases(
+        store,
+        EPHEMERAL_PREFIX,
+        default_ttl=DEFAULT_EPHEMERAL_TTL,
+        end=lambda vol_id: delete_ephemeral(store, vol_id),
+    )
+
+
+def sweep_leases(
+    store: Store,
+    prefix: str,
+    *,
+    default_ttl: float,
+    end: Callable[[str], object],
+    skip_unreadable: tuple[type[Exception], ...] = (),
+) -> list[str]:
+    """Call ``end(id)`` for each lease ``<prefix><id>`` whose owner stopped renewing it.
+
+    Each lease is judged by the ttl its owner wrote into it (else ``default_ttl``),
+    against the store's clock. A lease whose content fails with one of
+    ``skip_unreadable`` is left alone; other unreadable content gets ``default_ttl``.
+    Costs one listing when there are no leases. Returns the ids ended.
+    """
     from .lease import is_expired, store_now
 
-    infos = list(store.list(EPHEMERAL_PREFIX))
+    infos = list(store.list(prefix))
     if not infos:
         return []
     now = store_now(store)
     gone = []
     for info in infos:
-        vol_id = info.key[len(EPHEMERAL_PREFIX) :]
+        oid = info.key[len(prefix) :]
         try:
-            ttl = float(json.loads(store.get(info.key)).get("ttl", DEFAULT_EPHEMERAL_TTL))
+            ttl = float(json.loads(store.get(info.key)).get("ttl", default_ttl))
         except NotFoundError:
             continue  # its owner ended it meanwhile
+        except skip_unreadable:
+            continue
         except (ValueError, TypeError, AttributeError):
-            ttl = DEFAULT_EPHEMERAL_TTL
+            ttl = default_ttl
         if is_expired(info, now, ttl):
-            delete_ephemeral(store, vol_id)
-            gone.append(vol_id)
+            end(oid)
+            gone.append(oid)
     return gone
 
 
