@@ -11,8 +11,8 @@ Fixture names are a contract used across the test suite:
   ``env`` holds the environment variables a child process needs to open ``url``.
 * ``kernel_store``: parametrized over both; a fresh store set up as the kernel's default.
 
-Helpers for child processes (import them as ``test_nfs_live.py`` imports
-``s3_client_for``): :func:`isolated_env`, :func:`run_python_json`.
+Helpers for child processes live in ``children.py`` beside this file (a module of its
+own: ``import conftest`` can find notebooks/conftest.py instead under xdist).
 
 SeaweedFS starts only when a test asks for an S3 fixture, so local-only runs do not
 need it; when it is needed and ``weed`` is missing, those tests fail (never skip) with
@@ -22,11 +22,7 @@ the install hint.
 from __future__ import annotations
 
 import functools
-import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,36 +201,3 @@ def kernel_store(
 
     for m in mounts():
         m.unmount()
-
-
-def isolated_env(root: Path, config_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment for a child process that uses only folders below ``root``: this
-    process's variables without any ``JUPYTER_VOLUME_*`` one, then the store
-    (``root/store``), mount state, cache and Jupyter config folders, then ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
-    env.update(
-        JUPYTER_VOLUME_STORE=(root / "store").as_uri(),
-        JUPYTER_VOLUME_STATE_DIR=str(root / "state"),
-        JUPYTER_VOLUME_CACHE_DIR=str(root / "cache"),
-        JUPYTER_CONFIG_DIR=str(config_dir),
-        **extra,
-    )
-    return env
-
-
-def run_python_json(
-    argv: list[str], env: dict[str, str], *, cwd: Path | None = None, input: str | None = None
-) -> Any:
-    """Run ``python argv...`` in a child process and return the JSON its last stdout line
-    holds (asserting it exited 0; its stderr is the failure message)."""
-    p = subprocess.run(
-        [sys.executable, *argv],
-        input=input,
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.strip().splitlines()[-1])

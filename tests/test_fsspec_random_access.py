@@ -23,9 +23,9 @@ import pytest
 from jupyter_volume import Volume
 
 try:
-    from .conftest import run_python_json
+    from .children import run_python_json
 except ImportError:  # tests/ is not a package
-    from conftest import run_python_json  # type: ignore[no-redef]
+    from children import run_python_json  # type: ignore[no-redef]
 
 GiB = 1 << 30
 MiB = 1 << 20

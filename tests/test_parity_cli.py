@@ -21,9 +21,9 @@ from jupyter_volume import Volume, __version__
 from jupyter_volume.cli import EXIT_BUG, main
 
 try:
-    from .conftest import isolated_env, run_python_json
+    from .children import isolated_env, run_python_json
 except ImportError:  # tests/ is not a package
-    from conftest import isolated_env, run_python_json  # type: ignore[no-redef]
+    from children import isolated_env, run_python_json  # type: ignore[no-redef]
 
 
 class Run:

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 try:
-    from .conftest import isolated_env
+    from .children import isolated_env
 except ImportError:  # tests/ is not a package
-    from conftest import isolated_env  # type: ignore[no-redef]
+    from children import isolated_env  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

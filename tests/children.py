@@ -1,0 +1,53 @@
+"""Helpers for tests that run child Python processes: an isolated environment for the
+child and reading the JSON a child prints.
+
+Import it as ``test_integrity_cache.py`` imports ``faultproxy`` (tests/ is not a
+package)::
+
+    try:
+        from .children import isolated_env
+    except ImportError:
+        from children import isolated_env
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def isolated_env(root: Path, config_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment for a child process that uses only folders below ``root``: this
+    process's variables without any ``JUPYTER_VOLUME_*`` one, then the store
+    (``root/store``), mount state, cache and Jupyter config folders, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
+    env.update(
+        JUPYTER_VOLUME_STORE=(root / "store").as_uri(),
+        JUPYTER_VOLUME_STATE_DIR=str(root / "state"),
+        JUPYTER_VOLUME_CACHE_DIR=str(root / "cache"),
+        JUPYTER_CONFIG_DIR=str(config_dir),
+        **extra,
+    )
+    return env
+
+
+def run_python_json(
+    argv: list[str], env: dict[str, str], *, cwd: Path | None = None, input: str | None = None
+) -> Any:
+    """Run ``python argv...`` in a child process and return the JSON its last stdout line
+    holds (asserting it exited 0; its stderr is the failure message)."""
+    p = subprocess.run(
+        [sys.executable, *argv],
+        input=input,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
