@@ -949,24 +949,7 @@ class Repository:
                     },
                     extra=ext,
                 )
-                key = self._log_key(rec.seq)
-                won = self.store.put_if_absent(key, rec.to_bytes())
-                if not won:
-                    # Lost, or our PUT landed and only its response was lost: read it back.
-                    try:
-                        other = CommitRecord.from_bytes(self.store.get(key), key)
-                    except NotFoundError:
-                        other = None
-                    won = other is not None and other.txn == txn
-                    if other is not None and not won:
-                        self._records[other.seq] = other
-                if won:
-                    self._records[rec.seq] = rec
-                    self._head_seq = rec.seq
-                    try:
-                        self.store.put(self.prefix + "head", dump_json({"seq": rec.seq}))
-                    except Exception:
-                        pass  # only a hint
+                if self._take_slot(rec):
                     done = [i.key for i in carried]
                     if published is not None:
                         done.append(published.key)
@@ -1074,29 +1057,38 @@ class Repository:
                     },
                     extra=ext,
                 )
-                key = self._log_key(rec.seq)
-                won = self.store.put_if_absent(key, rec.to_bytes())
-                if not won:
-                    try:
-                        other = CommitRecord.from_bytes(self.store.get(key), key)
-                    except NotFoundError:
-                        other = None
-                    won = other is not None and other.txn == txn
-                    if other is not None and not won:
-                        self._records[other.seq] = other
-                if won:
-                    self._records[rec.seq] = rec
-                    self._head_seq = rec.seq
-                    try:
-                        self.store.put(self.prefix + "head", dump_json({"seq": rec.seq}))
-                    except Exception:
-                        pass  # only a hint
+                if self._take_slot(rec):
                     return rec, stats
                 self._pause(attempt)
             raise ConflictError(
                 f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
                 "committing first. Your files are untouched; try again."
             )
+
+    def _take_slot(self, rec: CommitRecord) -> bool:
+        """Write ``rec`` into its log slot, create-only. True when the slot holds ``rec``:
+        our PUT won, or it landed and only its response was lost (the record read back
+        carries our txn). On a win, this process's head moves to it and the head hint is
+        updated; on a loss, the other writer's record is remembered."""
+        key = self._log_key(rec.seq)
+        won = self.store.put_if_absent(key, rec.to_bytes())
+        if not won:
+            # Lost, or our PUT landed and only its response was lost: read it back.
+            try:
+                other = CommitRecord.from_bytes(self.store.get(key), key)
+            except NotFoundError:
+                other = None
+            won = other is not None and other.txn == rec.txn
+            if other is not None and not won:
+                self._records[other.seq] = other
+        if won:
+            self._records[rec.seq] = rec
+            self._head_seq = rec.seq
+            try:
+                self.store.put(self.prefix + "head", dump_json({"seq": rec.seq}))
+            except Exception:
+                pass  # only a hint
+        return won
 
     def _finish_writer(self, writer: Writer | None) -> tuple[str | None, int]:
         """Upload the writer's last pack and its index segment; ``(segment key, bytes)``.
