@@ -1407,44 +1407,13 @@ class Repository:
 
         def fetch(req: tuple[str, int, int, list[tuple[int, str, ChunkLoc | None]]]) -> int:
             pack, start, length, items = req
-            key = self._pack_key(pack)
-            for attempt in range(READ_ATTEMPTS):
-                if attempt:
-                    time.sleep(0.05 * attempt)
-                try:
-                    blob = self.store.get_range(key, start, length)
-                except NotFoundError:
-                    raise CorruptionError(
-                        f"pack {key} holding data of {where or 'a file'} is missing", key=key
-                    ) from None
-                if len(blob) != length:
-                    raise CorruptionError(f"pack {key} is shorter than its index says", key=key)
-                view = memoryview(blob)
-                try:
-                    # every chunk of the range is checked before any of it is written
-                    raws = [
-                        decode_chunk(
-                            loc.codec,
-                            view[loc.offset - start : loc.offset - start + loc.length],
-                            loc.raw_len,
-                            h,
-                            key,
-                        )
-                        for _i, h, loc in items
-                        if loc is not None
-                    ]
-                except CorruptionError as e:
-                    if attempt + 1 < READ_ATTEMPTS:
-                        continue  # damaged on the way, perhaps: read the range again
-                    raise CorruptionError(
-                        f"{e} (read {READ_ATTEMPTS} times from {self.store.url}, damaged every time)",
-                        key=key,
-                    ) from None
-                written = 0
-                for (i, _h, _loc), raw in zip(items, raws, strict=True):
-                    written += _pwrite_all(fd, memoryview(raw), offsets[i])
-                return written
-            raise AssertionError("unreachable")
+            raws = self._read_range_checked(
+                pack, start, length, [(h, loc) for _i, h, loc in items if loc is not None], where
+            )
+            written = 0
+            for (i, _h, _loc), raw in zip(items, raws, strict=True):
+                written += _pwrite_all(fd, memoryview(raw), offsets[i])
+            return written
 
         window: deque[tuple[Future[int], int]] = deque()
         in_flight = 0
@@ -1552,6 +1521,25 @@ class Repository:
         pack, start, length, items = req
         if not pack:  # served by the chunk cache (already verified by hash)
             return [items[0][1]]  # type: ignore[list-item]
+        # the raw chunks come back as views into the read buffer: copy them out, since
+        # callers keep them (and the chunk cache stores them)
+        out = [
+            raw if isinstance(raw, bytes) else bytes(raw)
+            for raw in self._read_range_checked(pack, start, length, items, where)
+        ]
+        if self.chunk_cache is not None:
+            for (h, _loc), raw in zip(items, out, strict=True):
+                if h not in uncached:
+                    self.chunk_cache.put(h, raw)
+        return out
+
+    def _read_range_checked(
+        self, pack: str, start: int, length: int, chunks: list[tuple[str, ChunkLoc]], where: str
+    ) -> list[bytes | memoryview]:
+        """Read ``length`` bytes of ``pack`` from ``start`` and decode every chunk in them,
+        each checked against its hash before any is returned. A range damaged on the way
+        is read again (``READ_ATTEMPTS`` reads in all) before :class:`CorruptionError`.
+        Raw (uncompressed) chunks come back as views into the one read buffer."""
         key = self._pack_key(pack)
         for attempt in range(READ_ATTEMPTS):
             if attempt:
@@ -1564,17 +1552,17 @@ class Repository:
                 ) from None
             if len(blob) != length:
                 raise CorruptionError(f"pack {key} is shorter than its index says", key=key)
+            view = memoryview(blob)
             try:
-                # every chunk is checked before any of them reaches the chunk cache
-                out = [
+                return [
                     decode_chunk(
                         loc.codec,
-                        blob[loc.offset - start : loc.offset - start + loc.length],
+                        view[loc.offset - start : loc.offset - start + loc.length],  # type: ignore[arg-type]
                         loc.raw_len,
                         h,
                         key,
                     )
-                    for h, loc in items
+                    for h, loc in chunks
                 ]
             except CorruptionError as e:
                 if attempt + 1 < READ_ATTEMPTS:
@@ -1583,11 +1571,6 @@ class Repository:
                     f"{e} (read {READ_ATTEMPTS} times from {self.store.url}, damaged every time)",
                     key=key,
                 ) from None
-            if self.chunk_cache is not None:
-                for (h, _loc), raw in zip(items, out, strict=True):
-                    if h not in uncached:
-                        self.chunk_cache.put(h, raw)
-            return out
         raise AssertionError("unreachable")
 
     # -- verification -----------------------------------------------------------------------------
