@@ -3,6 +3,10 @@
     .venv/bin/pip install -e '.[bench]'          # s3fs is in the bench extra
     .venv/bin/python -m bench.fsspec_bench        # 1 GiB, 3 repetitions
     .venv/bin/python -m bench.fsspec_bench --size-mib 64 --reps 1   # a smoke test
+    # s3fs pins aiobotocore (and so botocore); to keep the development venv's boto3,
+    # give s3fs a venv of its own: its children only import s3fs.
+    python -m venv /tmp/s3fs && /tmp/s3fs/bin/pip install s3fs
+    .venv/bin/python -m bench.fsspec_bench --s3fs-python /tmp/s3fs/bin/python
 
 Starts its own SeaweedFS, stores the same 1 GiB of pseudo-random bytes twice (once as a
 file of a volume, once as a plain S3 object for s3fs), then, per repetition and each in
@@ -106,14 +110,16 @@ def child(mode: str, tool: str, store_url: str, s3_opts: dict[str, Any]) -> dict
         return {"seconds": seconds, "bytes_read": n, "bytes_fetched": fetched(f)}
 
 
-def run_child(mode: str, tool: str, store_url: str, s3_opts: dict, env: dict) -> dict:
+def run_child(
+    mode: str, tool: str, store_url: str, s3_opts: dict, env: dict, python: str = sys.executable
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="jv-fsspec-bench-") as tmp:
         child_env = dict(env)
         child_env["JUPYTER_VOLUME_CACHE_DIR"] = str(Path(tmp) / "cache")  # cold every time
         child_env["JUPYTER_VOLUME_STATE_DIR"] = str(Path(tmp) / "state")
         out = subprocess.run(
             [
-                sys.executable,
+                python,
                 "-m",
                 "bench.fsspec_bench",
                 "--child",
@@ -135,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument(
+        "--s3fs-python",
+        default=sys.executable,
+        help="the Python that runs the s3fs children (one with s3fs installed)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -166,14 +177,26 @@ def main(argv: list[str] | None = None) -> int:
             with vol.batch_upload(force=True) as batch:
                 batch.put_file(src, FILE)
             sw.client().upload_file(str(src), BUCKET, FILE)
+        from bench.run import LoadWatch
+
+        watch = LoadWatch().__enter__()
         for rep in range(args.reps):
             for mode in ("tail", "sequential"):
                 for tool in ("volume", "s3fs"):
-                    r = run_child(mode, tool, store_url, s3_opts, env)
+                    python = args.s3fs_python if tool == "s3fs" else sys.executable
+                    r = run_child(mode, tool, store_url, s3_opts, env, python)
                     results.setdefault(f"{mode}/{tool}", []).append(r)
                     print(f"rep {rep + 1} {mode:10s} {tool:6s} {r}", flush=True)
+        watch.__exit__(None, None, None)
+        load = watch.summary()
     finally:
         sw.stop()
+    s3fs_version = subprocess.run(
+        [args.s3fs_python, "-c", "import s3fs; print(s3fs.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
 
     def med(key: str, field: str) -> float | None:
         xs = [r[field] for r in results.get(key, []) if r.get(field) is not None]
@@ -205,7 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     path = out / f"fsspec-{stamp}-{socket.gethostname()}.json"
-    path.write_text(json.dumps({"rows": rows, "raw": results, "args": vars(args)}, indent=2))
+    args_out = {**vars(args), "s3fs_python": Path(args.s3fs_python).name}  # no machine paths
+    doc = {
+        "rows": rows,
+        "raw": results,
+        "args": args_out,
+        "load": load,
+        "versions": {"s3fs": s3fs_version},
+    }
+    path.write_text(json.dumps(doc, indent=2))
+    print(
+        f"load average before {load['before']}, at most {load['max_during']} during"
+        + (" (noisy: not a measurement of record)" if load["noisy"] else "")
+    )
     print(f"\nwrote {path}")
     return 0
 

@@ -1183,6 +1183,32 @@ def _relative_to_repo(path: str) -> str:
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else path
 
 
+def peer_settings() -> dict[str, Any]:
+    """How every peer was run (recorded in the results)."""
+    return {
+        "rclone": {
+            "common": RCLONE_COMMON,
+            "small_files": RCLONE_SMALL,
+            "big_file": RCLONE_BIG,
+            "sync_change_detection": RCLONE_SYNC,
+            "remote": "s3 from RCLONE_CONFIG_SW_* environment variables, provider SeaweedFS",
+        },
+        "s5cmd": {"common": S5CMD_COMMON, "how": "s5cmd cp FILE|DIR/* s3://... and back"},
+        "dvc": {
+            "how": "dvc init --no-scm; dvc add + dvc push (commit); a fresh checkout "
+            "with the .dvc file + dvc pull (mount, reload)",
+            "jobs": DVC_JOBS,
+        },
+        "store_limit": "boto3 put_object/get_object of 16 MiB objects, 16 threads",
+        "boto3": {
+            "big_file": BOTO3_BIG,
+            "small_files": BOTO3_SMALL,
+            "client": "max_pool_connections=max_concurrency+8, checksums when_required, path-style",
+            "how": "one s3transfer TransferManager per run (what aws s3 cp/sync uses), upload/download per file",
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench",
@@ -1257,62 +1283,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     sw.start()
-    try:
-        sw.create_bucket(BUCKET)
-        b = Bench(args, work, sw)
-        load: dict[str, Any] = {}
-        for name in only:
-            with LoadWatch() as w:
-                getattr(b, f"scenario_{name}")()
-            load[name] = w.summary()
-            log(f"({name}) load average before {w.before:.2f}, at most {w.most:.2f} during")
-        results = b.results
-        results["load"] = load
-        rclone = b.rclone
-    finally:
-        sw.stop()
-        if not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
-    rows = summarize(results)
-    doc = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "mem_GiB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB, 1),
-            "platform": platform.platform(),
-        },
-        "versions": versions(rclone),
-        # the output folder relative to the repository, so no result names this machine's paths
-        "args": {**vars(args), "out": _relative_to_repo(args.out)},
-        "server": "SeaweedFS weed mini on 127.0.0.1 (jupyter_volume.testing.seaweedfs), volumeSizeLimitMB=1024",
-        "peers": {
-            "rclone": {
-                "common": RCLONE_COMMON,
-                "small_files": RCLONE_SMALL,
-                "big_file": RCLONE_BIG,
-                "sync_change_detection": RCLONE_SYNC,
-                "remote": "s3 from RCLONE_CONFIG_SW_* environment variables, provider SeaweedFS",
-            },
-            "s5cmd": {"common": S5CMD_COMMON, "how": "s5cmd cp FILE|DIR/* s3://... and back"},
-            "dvc": {
-                "how": "dvc init --no-scm; dvc add + dvc push (commit); a fresh checkout "
-                "with the .dvc file + dvc pull (mount, reload)",
-                "jobs": DVC_JOBS,
-            },
-            "store_limit": "boto3 put_object/get_object of 16 MiB objects, 16 threads",
-            "boto3": {
-                "big_file": BOTO3_BIG,
-                "small_files": BOTO3_SMALL,
-                "client": "max_pool_connections=max_concurrency+8, checksums when_required, path-style",
-                "how": "one s3transfer TransferManager per run (what aws s3 cp/sync uses), upload/download per file",
-            },
-        },
-        "elapsed_seconds": round(time.time() - started, 1),
-        "load_average": {"start": load_start, "end": os.getloadavg()},
-        "summary": rows,
-        "results": results,
-    }
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     stem = (
@@ -1322,12 +1292,61 @@ def main(argv: list[str] | None = None) -> int:
     )
     if set(only) != {"a", "b", "c", "d", "e", "f", "g", "gc"}:
         stem += "-" + "".join(only)
-    (outdir / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    md = table_markdown(rows, results)
-    (outdir / f"{stem}.md").write_text(
-        f"Benchmark {doc['date']} on {doc['host']} ({doc['machine']['cpus']} CPUs), `python -m bench{' ' + ' '.join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ''}`\n\n"
-        + md
-    )
+    bench: Bench | None = None
+    load: dict[str, Any] = {}
+    done: list[str] = []
+
+    def save() -> str:
+        """Write the JSON and the table of what has run so far (after every scenario, so
+        a run stopped halfway keeps its finished scenarios)."""
+        results = {**(bench.results if bench else {}), "load": load}
+        rows = summarize(results)
+        doc = {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "mem_GiB": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB, 1),
+                "platform": platform.platform(),
+            },
+            "versions": versions(bench.rclone if bench else "rclone"),
+            # the output folder relative to the repository: no result names this machine's paths
+            "args": {**vars(args), "out": _relative_to_repo(args.out)},
+            "complete": done == only,
+            "scenarios_done": list(done),
+            "server": "SeaweedFS weed mini on 127.0.0.1 (jupyter_volume.testing.seaweedfs), "
+            "volumeSizeLimitMB=1024",
+            "peers": peer_settings(),
+            "elapsed_seconds": round(time.time() - started, 1),
+            "load_average": {"start": load_start, "end": os.getloadavg()},
+            "summary": rows,
+            "results": results,
+        }
+        (outdir / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        md = table_markdown(rows, results)
+        cmd = " ".join(argv if argv is not None else sys.argv[1:])
+        stopped = "" if doc["complete"] else f" (partial: done {', '.join(done) or 'nothing'})"
+        (outdir / f"{stem}.md").write_text(
+            f"Benchmark {doc['date']} on {doc['host']} ({doc['machine']['cpus']} CPUs), "
+            f"`python -m bench{' ' + cmd if cmd else ''}`{stopped}\n\n" + md
+        )
+        return md
+
+    md = ""
+    try:
+        sw.create_bucket(BUCKET)
+        bench = Bench(args, work, sw)
+        for name in only:
+            with LoadWatch() as w:
+                getattr(bench, f"scenario_{name}")()
+            load[name] = w.summary()
+            log(f"({name}) load average before {w.before:.2f}, at most {w.most:.2f} during")
+            done.append(name)
+            md = save()
+    finally:
+        sw.stop()
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
     print()
     print(md)
     log(f"wrote {outdir / (stem + '.json')} and .md in {time.time() - started:.0f} s")
