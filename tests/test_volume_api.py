@@ -907,3 +907,23 @@ def test_ranged_reads_stat_and_names_with_glob_characters(vol: Volume) -> None:
     seq = vol.seq
     put(vol, {"later": b"x"})
     assert vol.seq == seq + 1
+
+
+def test_every_public_error_is_importable_from_the_package():
+    """Callers catch our errors by name: every exception class in errors.py is re-exported."""
+    import inspect
+
+    import jupyter_volume
+    from jupyter_volume import errors
+
+    classes = {
+        name
+        for name, obj in vars(errors).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, Exception)
+        and not name.startswith("_")
+        and obj.__module__ == errors.__name__
+    }
+    assert classes, "errors.py defines no exception classes?"
+    missing = sorted(c for c in classes if c not in jupyter_volume.__all__)
+    assert not missing, f"not exported from jupyter_volume: {missing}"
