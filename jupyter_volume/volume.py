@@ -1208,6 +1208,7 @@ class Volume:
         name: str | None = None,
         environment_name: str | None = None,
         progress: Callable[[int], Any] | None = None,
+        on_start: Callable[[int, int], Any] | None = None,
     ) -> Volume:
         """Copy this volume, with its whole history, tags and retention policy, to ``store``
         (e.g. a team's S3 store) as ``name`` (default: the same name); return a handle on it.
@@ -1215,7 +1216,8 @@ class Volume:
         Every stored object is copied once (the copy has the same id and deduplicated
         packs); an interrupted copy resumes where it stopped when run again. Nothing is
         visible at the target until the copy is complete: its name is written last.
-        ``progress(n)`` is called with the bytes of each object copied.
+        ``on_start(objects, nbytes)`` is called once with what is left to copy (for a
+        progress bar's total), then ``progress(n)`` with the bytes of each object copied.
 
         Raises:
             AlreadyExistsError: another volume has that name at the target.
@@ -1249,6 +1251,7 @@ class Volume:
         head = self._repo.head(refresh=True)
         have = {o.key: o.size for o in target.list(prefix)}
         todo = []
+        todo_bytes = 0
         for o in self.store.list(prefix):
             rel = o.key[len(prefix) :]
             if rel == "head":
@@ -1259,6 +1262,9 @@ class Volume:
             if not mutable and have.get(o.key) == o.size:
                 continue  # copied by an earlier, interrupted run (objects never change)
             todo.append(o.key)
+            todo_bytes += o.size
+        if on_start is not None:
+            on_start(len(todo), todo_bytes)
 
         def copy(key: str) -> None:
             data = self.store.get(key)

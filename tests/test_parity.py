@@ -816,6 +816,20 @@ def test_copy_to_another_store_keeps_history_and_tags(local_store: Store, s3_sto
         src.copy_to(local_store)
 
 
+def test_copy_to_announces_its_total_before_copying(local_store: Store, s3_store: Store) -> None:
+    """A progress bar gets its total first: on_start's bytes equal what progress reports."""
+    src = _source_with_history(local_store)
+    started: list[tuple[int, int]] = []
+    moved: list[int] = []
+    src.copy_to(
+        s3_store, name="moved", on_start=lambda n, b: started.append((n, b)), progress=moved.append
+    )
+    assert len(started) == 1
+    objects, nbytes = started[0]
+    assert objects == len(moved) > 0
+    assert nbytes == sum(moved) > 0
+
+
 _COPY_CHILD = """
 import sys
 from jupyter_volume import Volume

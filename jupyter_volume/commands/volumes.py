@@ -154,18 +154,30 @@ def cmd_copy(a: argparse.Namespace, ctx: Context) -> Result:
 
     vol = ctx.volume(a.name)
     total = {"bytes": 0}
-    bar = transfer_progress(f"copy {a.name}", total_bytes=0, total_files=0, config=ctx.config)
+    bars: list[Any] = []
+
+    def start(objects: int, nbytes: int) -> None:
+        bars.append(
+            transfer_progress(
+                f"copy {a.name}", total_bytes=nbytes, total_files=objects, config=ctx.config
+            )
+        )
 
     def moved(n: int) -> None:
         total["bytes"] += n
-        bar.update(n)
+        bars[0].update(n)
 
     try:
         dest = vol.copy_to(
-            a.to, name=a.new_name, environment_name=ctx.environment_name, progress=moved
+            a.to,
+            name=a.new_name,
+            environment_name=ctx.environment_name,
+            progress=moved,
+            on_start=start,
         )
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     return Message(
         f"Copied volume {a.name!r} to {dest.name!r} in {a.to} "
         f"({human_size(total['bytes'])} transferred).",
