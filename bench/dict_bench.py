@@ -165,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.latency_n, args.update, args.entries, args.incr_each = 30, 200, 1000, 5
 
+    from bench.run import LoadWatch
     from jupyter_volume import Dict
     from jupyter_volume.store.s3 import S3Store, make_client
     from jupyter_volume.testing.seaweedfs import SeaweedFS
 
+    watch = LoadWatch().__enter__()
     work = Path(tempfile.mkdtemp(prefix="jv-dict-bench-"))
     sw = SeaweedFS(volume_size_limit_mb=1024)
     sw.start()
@@ -200,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         results["incr_s3"] = contended_incr(s3_url, env, args.s3_procs, args.incr_each)
     finally:
         sw.stop()
+        watch.__exit__(None, None, None)
+    results["load"] = watch.summary()
 
     lat, bulk_r = results["latency"], results["bulk"]
     rows = [
@@ -217,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     for row in rows:
         print("  ".join(f"{c:<34}" for c in row).rstrip())
+    load = results["load"]
+    print(
+        f"load average before {load['before']}, at most {load['max_during']} during"
+        + (" (noisy: not a measurement of record)" if load["noisy"] else "")
+    )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     name = f"dict-{dt.date.today().isoformat()}-{socket.gethostname()}{'-quick' if args.quick else ''}.json"

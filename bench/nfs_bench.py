@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = []
     env = dict(os.environ)
+    from bench.run import LoadWatch
+
+    watch = LoadWatch().__enter__()
     if args.only in (None, "local"):
         with tempfile.TemporaryDirectory(prefix="nfs-bench-store-") as store:
             results.append(run_store("local", Path(store).as_uri(), env, args))
@@ -177,8 +180,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['store']:6} {lat['p50_s']:7.2f} {lat['p95_s']:7.2f} {lat['max_s']:7.2f} "
             f"{tp['live_mib_s']:11.1f} {tp['volume_mib_s']:13.1f}"
         )
+    watch.__exit__(None, None, None)
+    load = watch.summary()
+    print(
+        f"load average before {load['before']}, at most {load['max_during']} during"
+        + (" (noisy: not a measurement of record)" if load["noisy"] else "")
+    )
     out = ROOT / "bench" / "results" / f"nfs-{dt.date.today()}-{socket.gethostname()}.json"
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    out.write_text(json.dumps({"args": vars(args), "load": load, "results": results}, indent=2))
     print(f"written: {out}")
     return 0
 
