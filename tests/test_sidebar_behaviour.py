@@ -124,6 +124,15 @@ def listed(panel: Any) -> list[str]:
     )
 
 
+def sort_by(panel: Any, key: str, direction: str) -> None:
+    """Click a column's sort button and wait until the listing shows that sort (the
+    server sorts the folder, so the rows change when its answer arrives)."""
+    panel.locator(f"button.jp-VolumePanel-sort[data-sort='{key}']").click()
+    panel.locator(f"th[aria-sort='{direction}'] > button[data-sort='{key}']").wait_for(
+        timeout=TIMEOUT
+    )
+
+
 def read(store: str, name: str, path: str) -> bytes:
     return b"".join(Volume.from_name(name, store=store).read_file(path))
 
@@ -302,13 +311,12 @@ def test_sort_select_keyboard_context_menu_and_open(page: Any, store: str) -> No
     panel = open_volume(page, name)
     row(panel, "c-large.txt").wait_for(timeout=TIMEOUT)
     assert listed(panel) == ["folder", "a-small.txt", "b-medium.txt", "c-large.txt"]
-    size = panel.locator("button.jp-VolumePanel-sort[data-sort='size']")
-    size.click()
+    sort_by(panel, "size", "ascending")
     assert listed(panel) == ["folder", "a-small.txt", "b-medium.txt", "c-large.txt"]
     assert panel.locator("th[aria-sort='ascending']").inner_text().startswith("Size")
-    size.click()
+    sort_by(panel, "size", "descending")
     assert listed(panel) == ["folder", "c-large.txt", "b-medium.txt", "a-small.txt"]
-    panel.locator("button.jp-VolumePanel-sort[data-sort='name']").click()
+    sort_by(panel, "name", "ascending")
     assert listed(panel) == ["folder", "a-small.txt", "b-medium.txt", "c-large.txt"]
 
     # Click, ctrl-click and shift-click select; arrows move; Delete asks for all of them.
@@ -352,6 +360,52 @@ def test_sort_select_keyboard_context_menu_and_open(page: Any, store: str) -> No
     row(panel, "folder").click()
     page.keyboard.press("Enter")
     row(panel, "folder/inner.txt").wait_for(timeout=TIMEOUT)
+
+
+def test_sorting_a_large_folder_sorts_all_of_it_and_scrolling_continues_the_order(
+    page: Any, store: str
+) -> None:
+    # 2,000 files, four pages of the sidebar's 500: names and sizes in unrelated
+    # orders, the largest file far from the first page by name.
+    n, page_size = 2000, 500
+    sizes = {f"f-{i:04d}.bin": (i * 1237) % n + 1 for i in range(n)}
+    biggest = max(sizes, key=sizes.__getitem__)
+    assert sorted(sizes).index(biggest) >= page_size, "the largest file must not be on page 1"
+    name, vol = new_volume(store)
+    with vol.batch_upload() as batch:
+        for path, size in sizes.items():
+            batch.put_file(io.BytesIO(b"z" * size), path)
+        batch.put_file(io.BytesIO(b"tiny"), "a-folder/inner.txt")
+    by_size = sorted(sizes, key=sizes.__getitem__)  # sizes are all different
+    panel = open_volume(page, name)
+    rows = panel.locator("tr.jp-VolumePanel-entry")
+    row(panel, "f-0498.bin").wait_for(state="attached", timeout=TIMEOUT)
+    assert rows.count() == 1 + page_size - 1  # the folder and the first page's files
+
+    sort_by(panel, "size", "ascending")
+    sort_by(panel, "size", "descending")
+    assert listed(panel)[:3] == ["a-folder", biggest, by_size[-2]]
+    assert rows.nth(1).locator(".jp-VolumePanel-size").inner_text() == "2.0 KiB"  # 2,000 B
+    assert rows.count() == page_size
+
+    # Scrolling to the end loads the next pages, and the order goes on across them.
+    listing = panel.locator(".jp-VolumePanel-listing")
+    want = ["a-folder", *reversed(by_size)]
+    for loaded in (2 * page_size, 3 * page_size, 4 * page_size, n + 1):
+        listing.evaluate("e => { e.scrollTop = e.scrollHeight; }")
+        rows.nth(loaded - 1).wait_for(state="attached", timeout=TIMEOUT)
+    assert listed(panel) == want
+    assert rows.count() == n + 1
+    assert panel.get_by_role("button", name=re.compile("^Show more")).count() == 0
+
+    # Another sort starts again from the top and from the first page.
+    sort_by(panel, "size", "ascending")
+    assert listed(panel) == ["a-folder", *by_size[: page_size - 1]]
+    assert listing.evaluate("e => e.scrollTop") == 0
+    listing.evaluate("e => { e.scrollTop = e.scrollHeight; }")
+    rows.nth(2 * page_size - 1).wait_for(state="attached", timeout=TIMEOUT)
+    assert listed(panel)[: 2 * page_size] == ["a-folder", *by_size[: 2 * page_size - 1]]
+    sort_by(panel, "name", "ascending")
 
 
 # -- history ---------------------------------------------------------------------------------------

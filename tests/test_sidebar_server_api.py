@@ -10,8 +10,10 @@ fills up never reach the other module's tests.
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,8 +143,8 @@ def test_an_upload_session_belongs_to_the_volume_not_its_name(
 
 
 def _login_cookie(api: Api) -> dict[str, str]:
-    """Headers that make every request the same user (token requests alone get a new
-    anonymous user each time; the login cookie the server sets keeps one)."""
+    """Headers that make every request the same user: a new anonymous user of its own,
+    whose login cookie the server sets on a token request that carries none."""
     r = api.raw("GET", "version")
     cookies = r.headers.get_all("Set-Cookie") or []
     assert cookies, r.headers
@@ -174,18 +176,146 @@ def test_upload_sessions_are_capped_by_size_per_user_and_in_total(api: Api, vol:
         code, up = start(998, me)
         assert code == 201, up
         mine.append(up["upload_id"])
-        # Other users (each token request is a new anonymous one) fill up the server.
+        # Other users (each login cookie is another anonymous user) fill up the server.
+        others = [_login_cookie(api) for _ in range(MAX_UPLOADS_TOTAL // MAX_UPLOADS_PER_USER)]
         for i in range(MAX_UPLOADS_TOTAL - MAX_UPLOADS_PER_USER):
-            code, up = start(1000 + i)
+            code, up = start(1000 + i, others[i // MAX_UPLOADS_PER_USER])
             assert code == 201, up
             mine.append(up["upload_id"])
-        code, body = start(5000)
+        code, body = start(5000, others[-1])
         error_of(code, body, 429, "TooManyUploadsError")
         assert "unfinished uploads" in body["message"]
     finally:
         for uid in mine:
             api.raw("DELETE", f"{base}/{uid}")
-    assert start(6000)[0] == 201
+    code, up = start(6000)
+    assert code == 201, up
+    assert api.raw("DELETE", f"{base}/{up['upload_id']}").code == 204
+
+
+def test_the_per_user_cap_counts_token_authenticated_requests_as_one_user(
+    api: Api, vol: str
+) -> None:
+    # jupyter_server makes up a new anonymous user for every token request without a
+    # login cookie; counted by that name, a script could open sessions without end.
+    base = f"volumes/{vol}/uploads"
+    query_token = {"token": api.auth["Authorization"].split(" ", 1)[1]}
+    opened: list[tuple[str, dict[str, Any]]] = []
+
+    def start(i: int, **how: Any) -> tuple[int, Any]:
+        return api("POST", base, {"path": f"t{i}.bin", "size": 1}, **how)
+
+    try:
+        # Half by the Authorization header, half by ?token=: one holder of one token.
+        for i in range(MAX_UPLOADS_PER_USER):
+            how: dict[str, Any] = {"auth": False, "params": query_token} if i % 2 else {}
+            code, up = start(i, **how)
+            assert code == 201, up
+            opened.append((up["upload_id"], how))
+        for how in ({}, {"auth": False, "params": query_token}):
+            code, body = start(100, **how)
+            error_of(code, body, 429, "TooManyUploadsError")
+            assert "finish or cancel one" in body["message"], body
+            assert "token-sha256:" in body["message"], body
+            # the error names a hash of the token, never the token itself
+            assert query_token["token"] not in body["message"]
+        # A browser user (login cookie) is another user: not blocked by the script.
+        code, up = start(200, headers=_login_cookie(api))
+        assert code == 201, up
+        opened.append((up["upload_id"], {}))
+        # Finishing a session frees a slot for the token's holder.
+        uid, how = opened.pop(0)
+        assert api.put_chunk(vol, uid, 0, b"x")[0] == 200
+        code, done = api("POST", f"{base}/{uid}/finish", {"size": 1, "sha256": sha(b"x")}, **how)
+        assert code == 200, done
+        code, up = start(300, auth=False, params=query_token)
+        assert code == 201, up
+        opened.append((up["upload_id"], {}))
+    finally:
+        for uid, _ in opened:
+            api.raw("DELETE", f"{base}/{uid}")
+
+
+# -- sorted, paged listings ------------------------------------------------------------------------
+def _listing(api: Api, vol: str, **params: Any) -> tuple[int, Any]:
+    return api("GET", f"volumes/{vol}/tree", params=params)
+
+
+def _all_pages(api: Api, vol: str, limit: int, **params: Any) -> list[dict[str, Any]]:
+    """Every entry of the root, requested ``limit`` at a time."""
+    out: list[dict[str, Any]] = []
+    while True:
+        code, page = _listing(api, vol, offset=len(out), limit=limit, **params)
+        assert code == 200, page
+        assert (page["sort"], page["order"]) == (
+            params.get("sort", "name"),
+            params.get("order", "asc"),
+        )
+        out += page["entries"]
+        if len(out) >= page["total"]:
+            return out
+
+
+def test_the_tree_sorts_the_whole_folder_before_paging_it(
+    api: Api, vol: str, store_url: str, tmp_path: Path
+) -> None:
+    # Sizes and times in an order unrelated to the names; two files share a size and
+    # time, to see ties go by name; folders with sizes of their own.
+    n = 60
+    sizes = [(i * 37) % n for i in range(n)]
+    sizes[5] = sizes[6]
+    v = Volume.from_name(vol, store=store_url)
+    with v.batch_upload() as batch:
+        for i, size in enumerate(sizes):
+            local = tmp_path / f"f{i}"
+            local.write_bytes(b"x" * size)
+            stamp = 1_600_000_000 + (i * 13) % n * 60
+            if i == 6:
+                stamp = 1_600_000_000 + (5 * 13) % n * 60
+            os.utime(local, (stamp, stamp))
+            batch.put_file(str(local), f"file{i}.bin")
+        batch.put_file(io.BytesIO(b"b" * 500), "big-dir/inner.bin")
+        batch.put_file(io.BytesIO(b"s"), "Small-dir/inner.bin")
+    files = {f"file{i}.bin": (sizes[i], i) for i in range(n)}
+
+    by_name = _all_pages(api, vol, 7)
+    names = [e["name"] for e in by_name]
+    # natural and case-insensitive: file2 before file10; folders first
+    assert names == ["big-dir", "Small-dir"] + [f"file{i}.bin" for i in range(n)]
+    assert [e["name"] for e in _all_pages(api, vol, 11, order="desc")] == [
+        "Small-dir",
+        "big-dir",
+    ] + [f"file{i}.bin" for i in reversed(range(n))]
+
+    for order in ("asc", "desc"):
+        listed = _all_pages(api, vol, 7, sort="size", order=order)
+        assert [e["type"] for e in listed[:2]] == ["directory", "directory"]
+        folder_sizes = [e["size"] for e in listed[:2]]
+        assert folder_sizes == sorted(folder_sizes, reverse=order == "desc")
+        got = [e["name"] for e in listed[2:]]
+        want = sorted(
+            files, key=lambda f: (files[f][0] * (-1 if order == "desc" else 1), files[f][1])
+        )
+        assert got == want, order
+        # ties go by name ascending in both orders (as JupyterLab's file browser)
+        assert got.index("file5.bin") + 1 == got.index("file6.bin")
+
+    by_time = _all_pages(api, vol, 9, sort="mtime", order="desc")
+    times = [e["mtime"] for e in by_time if e["type"] == "file"]
+    assert times == sorted(times, reverse=True)
+    assert len(set(times)) == n - 1  # the one shared time is there once too many
+    newest = max(range(n), key=lambda i: (i * 13) % n)  # unique: 13 and 60 share no factor
+    assert by_time[2]["name"] == f"file{newest}.bin"
+
+    # The largest file is first however the folder is paged.
+    biggest = max(files, key=lambda f: files[f][0])
+    code, page = _listing(api, vol, sort="size", order="desc", limit=3)
+    assert page["entries"][2]["name"] == biggest, page
+
+    for bad in ({"sort": "colour"}, {"order": "down"}, {"sort": ""}):
+        code, body = _listing(api, vol, **bad)
+        error_of(code, body, 400, "InvalidError")
+        assert next(iter(bad)) in body["message"], body
 
 
 def test_restoring_a_path_a_commit_deleted_needs_the_commit_before(

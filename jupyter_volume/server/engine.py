@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -54,9 +55,12 @@ __all__ = [
     "MAX_UPLOADS_PER_USER",
     "MAX_UPLOADS_TOTAL",
     "MAX_UPLOAD_SIZE",
+    "SORT_KEYS",
     "TooManyUploadsError",
     "ChunkWriter",
     "VolumeService",
+    "natural_key",
+    "sort_entries",
 ]
 
 #: Bumped when a route changes incompatibly; the labextension checks it.
@@ -142,6 +146,50 @@ def volume_json(v: Volume) -> dict[str, Any]:
         "created_at": iso_time(info.created_at),
         "created_by": info.created_by,
     }
+
+
+#: What a folder listing can be sorted by (the ``sort`` query parameter of the tree route).
+SORT_KEYS = ("name", "size", "mtime")
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> list[Any]:
+    """``name`` as a key that orders "file2" before "file10", case-insensitively.
+
+    Splitting on digit runs always yields text at even places and a number at odd
+    ones, so two keys never compare a number with a string.
+    """
+    parts: list[Any] = _DIGITS.split(name.casefold())
+    for i in range(1, len(parts), 2):
+        parts[i] = int(parts[i])
+    return parts
+
+
+def sort_entries(
+    entries: list[FileEntry], sort: str = "name", desc: bool = False
+) -> list[FileEntry]:
+    """``entries`` sorted by ``sort`` (see :data:`SORT_KEYS`), folders first either way.
+
+    As in JupyterLab's file browser, entries of the same size or time go by name
+    ascending whatever the order; the exact path breaks the last ties, so the order is
+    total and the same on every request: its pages never repeat or skip an entry.
+    """
+    sign = -1 if desc else 1
+
+    def key(e: FileEntry) -> tuple[Any, ...]:
+        by_name = (natural_key(e.path.rsplit("/", 1)[-1]), e.path)
+        if sort == "size":
+            return (sign * e.size, *by_name)
+        if sort == "mtime":
+            return (sign * e.mtime, *by_name)
+        return by_name
+
+    # descending by name is the ascending order reversed; sizes and times are negated
+    flip = desc and sort == "name"
+    folders = [e for e in entries if e.type == FileEntryType.DIRECTORY]
+    files = [e for e in entries if e.type != FileEntryType.DIRECTORY]
+    return sorted(folders, key=key, reverse=flip) + sorted(files, key=key, reverse=flip)
 
 
 def _children(vol: Volume, path: str, at: int | None) -> list[FileEntry]:
@@ -382,16 +430,25 @@ class VolumeService:
         at: int | None = None,
         offset: int = 0,
         limit: int = DEFAULT_PAGE,
+        sort: str = "name",
+        order: str = "asc",
     ) -> dict[str, Any]:
-        """One page of a folder's entries: folders first, then by name (case-insensitive).
+        """One page of a folder's entries, the whole folder sorted first.
 
+        ``sort`` is ``name`` (natural, case-insensitive), ``size`` or ``mtime``;
+        ``order`` is ``asc`` or ``desc``. Folders come first in either order, as in
+        JupyterLab's file browser. Because the whole folder is sorted before it is
+        paged, the pages of one ``sort``/``order`` join up into one sorted listing.
         ``at`` lists the tree as it was at that commit.
         """
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise InvalidError(f"offset must be >= 0 and limit 1..{MAX_PAGE}")
+        if sort not in SORT_KEYS:
+            raise InvalidError(f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
+        if order not in ("asc", "desc"):
+            raise InvalidError(f"order must be asc or desc, got {order!r}")
         p = normalize_path(path)
-        entries = _children(self._vol(name), p, at)
-        entries.sort(key=lambda e: (e.type != FileEntryType.DIRECTORY, e.path.lower(), e.path))
+        entries = sort_entries(_children(self._vol(name), p, at), sort, order == "desc")
         page = entries[offset : offset + limit]
         return {
             "volume": name,
@@ -399,6 +456,8 @@ class VolumeService:
             "at": at,
             "offset": offset,
             "limit": limit,
+            "sort": sort,
+            "order": order,
             "total": len(entries),
             "entries": [entry_json(e) for e in page],
         }

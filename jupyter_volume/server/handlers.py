@@ -14,6 +14,7 @@ Layer: a front end; imports ``engine`` and ``errors``, never the layers below ``
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 import mimetypes
@@ -109,6 +110,30 @@ class VolumeAPIHandler(APIHandler):
     def user_name(self) -> str:
         user = self.current_user
         return str(getattr(user, "username", user) or "")
+
+    async def identity(self) -> str:
+        """Who this request is for per-user limits: ``current_user``'s username, stable
+        across requests whatever the authentication method.
+
+        jupyter_server makes up a new random anonymous user for every request that has
+        no login cookie and is authenticated by the server's token (Authorization
+        header or ``?token=``), or arrives while authentication is off. Counted by that
+        name, such a client would never reach a per-user cap; so the holder of the token
+        is one identity (named by a hash of the token, never the token itself), and so
+        are all clients of a server without authentication.
+        """
+        ip = self.identity_provider
+        cookie_user = ip.get_user_cookie(self)
+        if inspect.isawaitable(cookie_user):
+            cookie_user = await cookie_user
+        if cookie_user is not None:
+            return self.user_name
+        if ip.is_token_authenticated(self):
+            token = ip.get_token(self) or ""
+            return "token-sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        if not ip.auth_enabled:
+            return "anonymous (authentication is off)"
+        return self.user_name
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
@@ -235,6 +260,8 @@ class TreeHandler(VolumeAPIHandler):
             self.int_arg("at"),
             self.int_arg("offset", 0),
             self.int_arg("limit", 500),
+            self.get_query_argument("sort", "name"),
+            self.get_query_argument("order", "asc"),
         )
         self.reply(await self.run(self.service.list_folder, *args))
 
@@ -388,7 +415,8 @@ class UploadsHandler(VolumeAPIHandler):
     @web.authenticated
     async def post(self, volume: str) -> None:
         b = self.body()
-        args = (volume, b.get("path"), b.get("size"), b.get("force", False), self.user_name)
+        owner = await self.identity()
+        args = (volume, b.get("path"), b.get("size"), b.get("force", False), owner)
         self.reply(await self.run(self.service.start_upload, *args), 201)
 
 

@@ -208,6 +208,10 @@ export class VolumeModel {
   private _historyLimit = 100;
   private _aborts = new Map<number, AbortController>();
   private _loadingChanged = new Signal<this, boolean>(this);
+  /** Counts folder listings, so the answer of a superseded one is dropped. */
+  private _listing = 0;
+  /** The next page being loaded, if any. */
+  private _more: Promise<void> | null = null;
 
   get loadingChanged(): ISignal<this, boolean> {
     return this._loadingChanged;
@@ -326,6 +330,7 @@ export class VolumeModel {
   }
 
   private _close(): void {
+    this._listing++; // a page still loading belongs to no folder now
     this.volume = null;
     this.at = null;
     this.path = '';
@@ -368,13 +373,21 @@ export class VolumeModel {
     if (this.volume === null) {
       return;
     }
+    // A newer listing (another folder, commit or sort) makes this one's answer stale.
+    const listing = ++this._listing;
+    this._more = null;
     this._setLoading(true);
     try {
       const page = await this._page(0);
+      if (listing !== this._listing) {
+        return;
+      }
       this.entries = page.entries;
       this.total = page.total;
     } finally {
-      this._setLoading(false);
+      if (listing === this._listing) {
+        this._setLoading(false);
+      }
     }
     this._folderChanged.emit();
   }
@@ -402,34 +415,58 @@ export class VolumeModel {
     }
   }
 
-  /** Sort the listing by `key` (a second call on the same key reverses it). */
-  sortBy(key: SortKey, ascending?: boolean): void {
+  /**
+   * Sort the listing by `key` (a second call on the same key reverses it). The server
+   * sorts the whole folder (a folder is loaded in pages, so sorting the loaded ones
+   * would be wrong), so the listing is loaded again from its first page.
+   */
+  async sortBy(key: SortKey, ascending?: boolean): Promise<void> {
+    const old = [this.sortKey, this.sortAscending] as const;
     this.sortAscending = ascending ?? (key === this.sortKey ? !this.sortAscending : true);
     this.sortKey = key;
-    this._folderChanged.emit();
+    if (this.volume === null) {
+      this._folderChanged.emit();
+      return;
+    }
+    try {
+      await this.refreshFolder();
+    } catch (e) {
+      [this.sortKey, this.sortAscending] = old;
+      this._folderChanged.emit();
+      throw e;
+    }
   }
 
-  /** The loaded entries in the chosen order, folders always first (as JupyterLab). */
+  /**
+   * The loaded entries in the chosen order, folders first (as JupyterLab): the
+   * server's order, since it sorted the whole folder before paging it.
+   */
   sortedEntries(): IEntry[] {
-    const dir = this.sortAscending ? 1 : -1;
-    const byName = (a: IEntry, b: IEntry) =>
-      a.name.localeCompare(b.name, undefined, { numeric: true, sensitivity: 'base' });
-    return [...this.entries].sort((a, b) => {
-      const da = a.type === 'directory' ? 0 : 1;
-      const db = b.type === 'directory' ? 0 : 1;
-      if (da !== db) {
-        return da - db;
-      }
-      const k = this.sortKey;
-      const diff = k === 'name' ? byName(a, b) : k === 'size' ? a.size - b.size : a.mtime - b.mtime;
-      return (diff || byName(a, b)) * dir;
-    });
+    return [...this.entries];
   }
 
-  /** Append the next page of a large folder. */
-  async loadMore(): Promise<void> {
+  /** Append the next page of a large folder (one request at a time). */
+  loadMore(): Promise<void> {
+    if (!this._more) {
+      const listing = this._listing;
+      const more = this._loadMore(listing).finally(() => {
+        if (this._more === more) {
+          this._more = null;
+        }
+      });
+      this._more = more;
+    }
+    return this._more;
+  }
+
+  private async _loadMore(listing: number): Promise<void> {
     const page = await this._page(this.entries.length);
-    this.entries = this.entries.concat(page.entries);
+    if (listing !== this._listing) {
+      return; // the folder or the sort changed meanwhile: that page belongs to no one
+    }
+    // The folder may have changed between pages: never show an entry twice.
+    const known = new Set(this.entries.map(e => e.path));
+    this.entries = this.entries.concat(page.entries.filter(e => !known.has(e.path)));
     this.total = page.total;
     this._folderChanged.emit();
   }
@@ -437,8 +474,9 @@ export class VolumeModel {
   private _page(offset: number): Promise<IFolderPage> {
     const path = encodePath(this.path);
     const at = this.at === null ? '' : `&at=${this.at}`;
+    const sort = `&sort=${this.sortKey}&order=${this.sortAscending ? 'asc' : 'desc'}`;
     return requestAPI<IFolderPage>(
-      this._vol(`/tree${path ? '/' + path : ''}?offset=${offset}&limit=${PAGE_SIZE}${at}`)
+      this._vol(`/tree${path ? '/' + path : ''}?offset=${offset}&limit=${PAGE_SIZE}${sort}${at}`)
     );
   }
 

@@ -266,6 +266,7 @@ export class VolumePanel extends Widget {
     this._listing.tabIndex = 0;
     this._listing.setAttribute('aria-label', 'Files');
     this._listing.addEventListener('keydown', e => this._onKey(e));
+    this._listing.addEventListener('scroll', () => this._loadMoreNearEnd());
     this._files.append(head, this._uploads, this._listing);
     this._files.appendChild(el('div', 'jp-VolumePanel-dropHint', 'Drop files here to upload them'));
     this._setupDrop(this._files);
@@ -510,7 +511,7 @@ export class VolumePanel extends Widget {
       b.type = 'button';
       b.dataset.sort = key;
       b.setAttribute('aria-label', `Sort by ${label.toLowerCase()}`);
-      b.addEventListener('click', () => m.sortBy(key));
+      b.addEventListener('click', () => void this._sortBy(key));
       th.appendChild(b);
       return th;
     };
@@ -540,6 +541,24 @@ export class VolumePanel extends Widget {
           text: `Show more (${m.entries.length} of ${m.total})`
         })
       );
+    }
+  }
+
+  /** Sort the whole folder (the server does) and show it from the top. */
+  private async _sortBy(key: SortKey): Promise<void> {
+    await this._act('Cannot sort the folder', () => this.model.sortBy(key));
+    this._listing.scrollTop = 0;
+  }
+
+  /** Scrolled near the end of a folder's loaded pages: load the next one (once). */
+  private _loadMoreNearEnd(): void {
+    const m = this.model;
+    const l = this._listing;
+    if (m.volume === null || m.loading || m.entries.length >= m.total) {
+      return;
+    }
+    if (l.scrollTop + l.clientHeight >= l.scrollHeight - l.clientHeight / 2) {
+      void this._act('Cannot list', () => m.loadMore());
     }
   }
 
