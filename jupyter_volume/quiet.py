@@ -307,7 +307,8 @@ class Gate:
         for k in by_key:
             folder = k.rpartition("/")[0]
             per_folder[folder] = per_folder.get(folder, 0) + 1
-        listings: dict[str, set[str] | None] = {}
+        # per listed folder: group base name -> the names there that belong to it
+        listings: dict[str, dict[str, list[str]] | None] = {}
         folder_changed: dict[str, float] = {}
         memory: dict[str, tuple[Sig | str | None, float, float, float]] = {}
 
@@ -316,22 +317,32 @@ class Gate:
 
         top = str(root) + "/"
 
+        group_base = self._groups.base
+
         def siblings(k: str) -> list[str]:
             # the sibling names of group k that may exist (lstat tells for sure)
-            names = self._groups.names(k)
-            folder = k.rpartition("/")[0]
+            folder, _, base = k.rpartition("/")
             if per_folder.get(folder, 0) < _LIST_DIR_AT:
-                return names  # few here: probe each with lstat
+                return self._groups.names(k)  # few here: probe each with lstat
             if folder not in listings:
+                # Many groups here: list the folder once and sort its names into groups
+                # (one base() per name, instead of every pattern's name per group).
                 try:
-                    listings[folder] = set(os.listdir(top + folder if folder else root))
+                    names = os.listdir(top + folder if folder else root)
                 except OSError:
                     listings[folder] = None
+                else:
+                    members: dict[str, list[str]] = {}
+                    for name in names:
+                        members.setdefault(group_base(name), []).append(name)
+                    listings[folder] = members
             listed = listings[folder]
             if listed is None:
-                return names
-            cut = len(folder) + 1 if folder else 0
-            return [p for p in names if p[cut:] in listed]
+                return self._groups.names(k)
+            lead = f"{folder}/" if folder else ""
+            found = listed.get(base, ())
+            # the main file first, as names() orders them
+            return sorted((lead + n for n in found), key=lambda p: p != k)
 
         def deleted_by(rel: str) -> float:
             # A deletion happened at or before its nearest existing folder last changed.
