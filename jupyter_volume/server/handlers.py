@@ -33,6 +33,7 @@ from tornado.iostream import StreamClosedError
 from .. import errors
 from ..errors import InvalidError, VolumeError
 from .engine import MAX_CHUNK_SIZE, ChunkWriter, TooManyUploadsError, VolumeService
+from .nbdiff import NbdimeUnavailableError, NotebookDiffError, notebook_diff
 
 __all__ = [
     "API_PREFIX",
@@ -57,6 +58,8 @@ T = TypeVar("T")
 #: Exception class -> HTTP status. First match wins, so subclasses come first.
 ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (TooManyUploadsError, 429),
+    (NbdimeUnavailableError, 501),
+    (NotebookDiffError, 422),
     (errors.NotFoundError, 404),
     (errors.AlreadyExistsError, 409),
     (errors.InvalidError, 400),
@@ -404,6 +407,19 @@ class DiffHandler(VolumeAPIHandler):
         self.reply(await self.run(self.service.diff, volume, a, self.int_arg("b")))
 
 
+class NotebookDiffHandler(VolumeAPIHandler):
+    @web.authenticated
+    async def get(self, volume: str) -> None:
+        path = self.get_query_argument("path", "")
+        a, b = self.int_arg("a"), self.int_arg("b")
+        if not path or a is None or b is None:
+            raise InvalidError("nbdiff needs query parameters 'path', 'a' and 'b' (commit numbers)")
+        service = self.service
+        # nbdime's parsing and diffing is CPU work: off the event loop like storage work
+        # (and so is opening the store on first use)
+        self.reply(await self.run(lambda: notebook_diff(service.store, volume, path, a, b)))
+
+
 class RestoreHandler(VolumeAPIHandler):
     @web.authenticated
     async def post(self, volume: str) -> None:
@@ -555,6 +571,7 @@ ROUTES: list[tuple[str, type[VolumeAPIHandler]]] = [
     (_VOL + r"/move", MoveHandler),
     (_VOL + r"/history", HistoryHandler),
     (_VOL + r"/diff", DiffHandler),
+    (_VOL + r"/nbdiff", NotebookDiffHandler),
     (_VOL + r"/restore", RestoreHandler),
     (_VOL + r"/uploads", UploadsHandler),
     (_UPLOAD, UploadHandler),

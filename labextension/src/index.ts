@@ -10,6 +10,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon, fileIcon } from '@jupyterlab/ui-components';
 
 import { VolumeModel } from './model';
@@ -40,11 +41,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Browse, upload, download and restore jupyter-volume volumes from the sidebar.',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette],
+  // rendermime: nbdime's notebook diff renders outputs and markdown with it
+  optional: [ILayoutRestorer, ICommandPalette, IRenderMimeRegistry],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
     const model = new VolumeModel();
     const addToMain = (w: import('@lumino/widgets').Widget) => {
@@ -74,7 +77,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return (ft?.icon as LabIcon | undefined) ?? fileIcon;
       },
       openFile: entry => quiet(openFile(model, entry, addToMain)),
-      openDiff: (path, a, b) => quiet(openDiff(model, path, a, b, addToMain))
+      openDiff: (path, a, b) => quiet(openDiff(model, path, a, b, addToMain, rendermime))
     };
     const panel = new VolumePanel(model, host);
     // the notebook widget's uploads of any size (see widgetUpload.ts)

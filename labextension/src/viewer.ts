@@ -1,15 +1,22 @@
 /**
  * Read-only views in JupyterLab's main area: a volume file (text, image, notebook) and
- * a line diff of a file between two commits.
+ * a diff of a file between two commits: nbdime's rendered notebook diff for a notebook
+ * when the server has nbdime, else a line diff (of a notebook, its cells' sources).
  *
- * The bytes come through the REST API (`VolumeModel.readBlob`); nothing is written to
- * the Jupyter server's own files.
+ * The bytes come through the REST API (`VolumeModel.readBlob`, `/nbdiff`); nothing is
+ * written to the Jupyter server's own files.
  */
 import { MainAreaWidget } from '@jupyterlab/apputils';
-import { Widget } from '@lumino/widgets';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { Panel, Widget } from '@lumino/widgets';
+import { IDiffEntry as INbdimeDiffEntry } from 'nbdime/lib/diff/diffentries';
+import { NotebookDiffModel } from 'nbdime/lib/diff/model';
+import { CELLDIFF_CLASS, NotebookDiffWidget } from 'nbdime/lib/diff/widget';
+import { UNCHANGED_DIFF_CLASS } from 'nbdime/lib/diff/widget/common';
 
 import { el } from './dom';
-import { IEntry, VolumeModel } from './model';
+import { requestAPI } from './handler';
+import { IEntry, VolumeModel, kindRoute } from './model';
 
 /** Files larger than this are not shown, only offered for download. */
 const MAX_VIEW_BYTES = 10 * 1024 * 1024;
@@ -195,22 +202,107 @@ export function notebookSource(text: string): string {
     .join('\n');
 }
 
-/** Open a line diff of `path` from commit `a` to commit `b` in the main area. */
+/** What `/nbdiff` answers: the notebook at `a` and nbdime's diff from it to `b`. */
+interface INbdimeReply {
+  base: any;
+  diff: INbdimeDiffEntry[];
+}
+
+/**
+ * nbdime's rendered diff of notebook `path` from commit `a` to `b` (cells side by side,
+ * outputs, metadata), added to `content` below the banner; the server computes the
+ * diff with nbdime (an ApiError when it has no nbdime or nbdime failed).
+ */
+async function nbdimeDiff(
+  model: VolumeModel,
+  path: string,
+  a: number,
+  b: number,
+  rendermime: IRenderMimeRegistry,
+  content: Panel,
+  banner: HTMLElement
+): Promise<void> {
+  const volume = encodeURIComponent(model.volume ?? '');
+  const data = await requestAPI<INbdimeReply>(
+    `${kindRoute(model.kind)}/${volume}/nbdiff?path=${encodeURIComponent(path)}&a=${a}&b=${b}`
+  );
+  const diffWidget = new NotebookDiffWidget({
+    model: new NotebookDiffModel(data.base, data.diff),
+    rendermime
+  });
+  // nbdime's stylesheet lays a diff out inside an `nbdime-root` scroller, as its own
+  // JupyterLab extension does
+  const scroller = new Panel();
+  scroller.addClass('nbdime-root');
+  scroller.addClass('jp-VolumeViewer-nbdime');
+  scroller.addWidget(diffWidget);
+  content.addWidget(scroller);
+  await diffWidget.init();
+  // Unchanged cells can be hidden, as in nbdime's and jupyterlab-git's views.
+  const cells = Array.from(scroller.node.querySelectorAll(`.${CELLDIFF_CLASS}`));
+  const unchanged = cells.filter(c => c.classList.contains(UNCHANGED_DIFF_CLASS)).length;
+  const label = banner.appendChild(el('label', 'jp-VolumeViewer-hideUnchanged'));
+  const box = label.appendChild(el('input'));
+  box.type = 'checkbox';
+  label.appendChild(document.createTextNode(` Hide unchanged cells (${unchanged} of ${cells.length})`));
+  box.onchange = () => scroller.toggleClass('jp-mod-hideUnchanged', box.checked);
+  if (cells.length > 0 && unchanged === cells.length) {
+    banner.appendChild(el('p', 'jp-VolumeViewer-note', 'No differences in the cells.'));
+  }
+}
+
+/**
+ * Open a diff of `path` from commit `a` to commit `b` in the main area: nbdime's
+ * notebook diff for a notebook when the server has nbdime (and `rendermime` is given),
+ * else a line diff (a notebook's cells' sources, saying why nbdime was not used).
+ */
 export async function openDiff(
   model: VolumeModel,
   path: string,
   a: number,
   b: number,
-  add: (w: Widget) => void
+  add: (w: Widget) => void,
+  rendermime: IRenderMimeRegistry | null = null
 ): Promise<MainAreaWidget> {
   const name = path.split('/').pop() ?? path;
   const body = el('div', 'jp-VolumeViewer-body jp-VolumeViewer-diffBody');
   body.dataset.path = path;
-  body.appendChild(
+  body.dataset.volume = model.volume ?? '';
+  const banner = body.appendChild(
     el('div', 'jp-VolumeViewer-banner', `${model.volume}:${path}, commit #${a} → commit #${b}`)
   );
-  const widget = mainWidget(widgetId('diff', model.volume, path, a, b), `${name} (#${a}↔#${b})`, path, body);
+  const content = new Panel();
+  content.addClass('jp-VolumeViewer');
+  content.addWidget(new Widget({ node: body }));
+  const widget = new MainAreaWidget({ content });
+  widget.id = widgetId('diff', model.volume, path, a, b);
+  widget.title.label = `${name} (#${a}↔#${b})`;
+  widget.title.caption = path;
+  widget.title.closable = true;
   add(widget);
+  const notebook = extension(name) === 'ipynb';
+  if (notebook && rendermime) {
+    body.dataset.diff = 'loading';
+    try {
+      await nbdimeDiff(model, path, a, b, rendermime, content, banner);
+      body.dataset.diff = 'nbdime';
+      return widget;
+    } catch (e) {
+      // no nbdime on the server (501), or it could not read a version (422): the
+      // sources' text diff below still shows what changed
+      while (content.widgets.length > 1) {
+        content.widgets[content.widgets.length - 1].dispose();
+      }
+      body.appendChild(
+        el(
+          'p',
+          'jp-VolumeViewer-note jp-VolumeViewer-nbdimeFallback',
+          `Showing the cells' sources as text: ${(e as Error).message}`
+        )
+      );
+    }
+  }
+  body.dataset.diff = 'text';
   const read = async (seq: number): Promise<string | null> => {
     try {
       return await textOf(await model.readBlob(path, seq));
