@@ -73,14 +73,19 @@ def upload_value(*files: tuple[str, bytes]) -> tuple[dict[str, Any], ...]:
     )
 
 
+def shown(b: VolumeBrowser) -> str:
+    """Every message the widget shows: its message line and those beside the buttons."""
+    return "".join([b.message.value, *(r.value for r in b._results.values())])
+
+
 def error(b: VolumeBrowser) -> str:
-    assert "jv-error" in b.message.value, f"expected an error, got {b.message.value!r}"
-    return b.message.value
+    assert "jv-error" in shown(b), f"expected an error, got {shown(b)!r}"
+    return shown(b)
 
 
 def ok(b: VolumeBrowser) -> str:
-    assert "jv-info" in b.message.value, f"expected success, got {b.message.value!r}"
-    return b.message.value
+    assert "jv-info" in shown(b), f"expected success, got {shown(b)!r}"
+    return shown(b)
 
 
 # -- listing and navigation ----------------------------------------------------------------------
@@ -157,11 +162,10 @@ def test_upload_one_and_many_files_into_the_current_folder(vol: Volume) -> None:
     b = VolumeBrowser(vol)
     b.open_folder("data")
     big = bytes(range(256)) * 4096  # 1 MiB: several chunks, so progress is reported in steps
-    b.upload.value = upload_value(("one.txt", b"first upload"))
+    b.upload_files(upload_value(("one.txt", b"first upload")))
     assert "commit #2: upload data/one.txt" in ok(b)
-    assert b.upload.value == ()  # the widget lets go of the bytes
     assert b.progress.layout.display == "none"
-    b.upload.value = upload_value(("two.bin", big), ("three.txt", b"3"))
+    b.upload_files(upload_value(("two.bin", big), ("three.txt", b"3")))
     assert "commit #3: upload 2 paths" in ok(b)
     assert read(vol, "data/one.txt") == b"first upload"
     assert read(vol, "data/two.bin") == big
@@ -178,15 +182,168 @@ def test_upload_one_and_many_files_into_the_current_folder(vol: Volume) -> None:
 def test_upload_onto_an_existing_file_needs_overwrite(vol: Volume) -> None:
     b = VolumeBrowser(vol)
     b.open_folder("data")
-    b.upload.value = upload_value(("a.txt", b"replaced"))
+    b.upload_files(upload_value(("a.txt", b"replaced")))
     assert "already exists" in error(b)
     assert read(vol, "data/a.txt") == b"alpha"
     assert len(history(vol)) == 2  # no commit
     b.overwrite.value = True
-    b.upload.value = upload_value(("a.txt", b"replaced"))
+    b.upload_files(upload_value(("a.txt", b"replaced")))
     assert "commit #2: upload data/a.txt" in ok(b)
     assert read(vol, "data/a.txt") == b"replaced"
     assert history(vol)[0].modified == 1
+
+
+class Frontend:
+    """Plays the page's side of the uploader's comm protocol (upload.js): sends its
+    messages into the widget and keeps the widget's replies. The comm itself is the
+    browser tests' business (test_widget_upload_browser.py); here only the widget's
+    ``send`` is captured, since no frontend is connected to receive it."""
+
+    def __init__(self, b: VolumeBrowser, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.w = b.upload
+        self.replies: list[dict[str, Any]] = []
+        monkeypatch.setattr(
+            self.w, "send", lambda content, buffers=None: self.replies.append(content)
+        )
+
+    def say(self, content: dict[str, Any], *buffers: bytes) -> dict[str, Any]:
+        before = len(self.replies)
+        self.w._on_msg(self.w, content, [memoryview(x) for x in buffers])
+        assert len(self.replies) == before + 1, self.replies[before:]
+        return self.replies[-1]
+
+    def upload(self, uid: str, files: dict[str, bytes], chunk: int = 3000) -> dict[str, Any]:
+        """Send ``files`` the way upload.js does; the kernel's last reply."""
+        listed = [{"name": n, "size": len(d)} for n, d in files.items()]
+        ready = self.say({"op": "begin", "id": uid, "files": listed})
+        if ready["op"] != "ready":
+            return ready
+        for i, data in enumerate(files.values()):
+            for off in range(0, len(data), chunk):
+                ack = self.say(
+                    {"op": "chunk", "id": uid, "file": i, "offset": off}, data[off : off + chunk]
+                )
+                assert ack == {
+                    "op": "ack",
+                    "id": uid,
+                    "file": i,
+                    "received": min(off + chunk, len(data)),
+                }
+        return self.say({"op": "end", "id": uid})
+
+
+def beside(b: VolumeBrowser, button: W.Widget) -> str:
+    return b.message_beside(button).value
+
+
+def test_chunked_upload_commits_whole_files_once_every_byte_arrived(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = VolumeBrowser(vol)
+    tmp_path = tmp_path / "uploads"  # the store is in tmp_path too
+    tmp_path.mkdir()
+    b.upload._tmp_dir = str(tmp_path)
+    page = Frontend(b, monkeypatch)
+    b.open_folder("data")
+    big = bytes(range(256)) * 100 + b"tail"
+    ready = page.say({"op": "begin", "id": "u1", "files": [{"name": "big.bin", "size": len(big)}]})
+    assert ready["op"] == "ready" and ready["chunk_size"] >= 1 << 20 and ready["window"] >= 1
+    # the bytes wait in a private temporary folder until the end, not in the volume
+    (folder,) = tmp_path.iterdir()
+    page.say({"op": "chunk", "id": "u1", "file": 0, "offset": 0}, big[:10_000])
+    assert history(vol)[0].seq == 1 and "big.bin" not in names(b)
+    assert (folder / "0").read_bytes() == big[:10_000]
+    page.say({"op": "chunk", "id": "u1", "file": 0, "offset": 10_000}, big[10_000:])
+    done = page.say({"op": "end", "id": "u1"})
+    assert done["op"] == "done" and "commit #2" in done["message"]
+    assert read(vol, "data/big.bin") == big
+    assert list(tmp_path.iterdir()) == [] and b.upload.active == 0
+    # the confirmation is beside the Upload button, and the listing shows the file
+    assert "commit #2: upload data/big.bin" in beside(b, b.upload)
+    assert b.message.value == ""
+    assert "big.bin" in names(b)
+
+    # several files, an empty one among them: one commit
+    done = page.upload("u2", {"x.txt": b"x" * 7000, "empty": b"", "y.txt": b"why"})
+    assert done["op"] == "done", done
+    assert (read(vol, "data/x.txt"), read(vol, "data/empty"), read(vol, "data/y.txt")) == (
+        b"x" * 7000,
+        b"",
+        b"why",
+    )
+    assert history(vol)[0].added == 3 and history(vol)[0].seq == 3
+
+
+def test_chunked_upload_cancelled_or_failed_leaves_nothing(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = VolumeBrowser(vol)
+    tmp_path = tmp_path / "uploads"  # the store is in tmp_path too
+    tmp_path.mkdir()
+    b.upload._tmp_dir = str(tmp_path)
+    page = Frontend(b, monkeypatch)
+
+    def nothing_left() -> None:
+        assert list(tmp_path.iterdir()) == [] and b.upload.active == 0
+        assert history(vol)[0].seq == 1  # no commit
+        assert "new.bin" not in names(b)
+
+    # cancel half way
+    page.say({"op": "begin", "id": "c", "files": [{"name": "new.bin", "size": 100}]})
+    page.say({"op": "chunk", "id": "c", "file": 0, "offset": 0}, b"1" * 50)
+    assert page.say({"op": "cancel", "id": "c"}) == {"op": "cancelled", "id": "c"}
+    nothing_left()
+    # a chunk after the cancel is refused, not written
+    reply = page.say({"op": "chunk", "id": "c", "file": 0, "offset": 50}, b"2" * 50)
+    assert reply["op"] == "error" and "not under way" in reply["message"]
+    nothing_left()
+
+    # a gap in the bytes, too many bytes, an end before every byte: an error, nothing kept
+    for uid, steps, why in [
+        ("gap", [(0, b"a" * 10), (20, b"b" * 10)], "expected 10"),
+        ("long", [(0, b"a" * 101)], "more bytes than its size"),
+        ("short", [(0, b"a" * 10)], "10 of 100 bytes arrived"),
+    ]:
+        page.say({"op": "begin", "id": uid, "files": [{"name": "new.bin", "size": 100}]})
+        for off, data in steps:
+            reply = page.say({"op": "chunk", "id": uid, "file": 0, "offset": off}, data)
+        if uid == "short":
+            reply = page.say({"op": "end", "id": uid})
+        assert reply["op"] == "error" and why in reply["message"], reply
+        nothing_left()
+
+    # refused before any byte is sent: a file already there (without overwrite), a bad
+    # name, a read-only view
+    for files, why in [
+        ([{"name": "readme.md", "size": 3}], "already there: readme.md"),
+        ([{"name": "../up", "size": 3}], "cannot upload a file named"),
+        ([{"name": "a", "size": 1}, {"name": "a", "size": 1}], "chosen twice"),
+    ]:
+        reply = page.say({"op": "begin", "id": "r", "files": files})
+        assert reply["op"] == "error" and why in reply["message"], reply
+        nothing_left()
+    b.history_select.value = 1
+    reply = page.say({"op": "begin", "id": "ro", "files": [{"name": "new.bin", "size": 1}]})
+    assert reply["op"] == "error" and "old commit #1" in reply["message"]
+    b.back_to_head_button.click()
+
+    # the store fails at the commit: an error, and neither the file nor temp files stay
+    monkeypatch.setattr(
+        type(b.volume),
+        "batch_upload",
+        lambda *_a, **_k: (_ for _ in ()).throw(OSError("disk gone")),
+    )
+    reply = page.upload("fail", {"new.bin": b"z" * 100})
+    assert reply["op"] == "error" and "disk gone" in reply["message"]
+    nothing_left()
+    monkeypatch.undo()
+
+    # closing the widget drops an upload under way
+    page = Frontend(b, monkeypatch)
+    page.say({"op": "begin", "id": "open", "files": [{"name": "new.bin", "size": 100}]})
+    assert b.upload.active == 1
+    b.close()
+    nothing_left()
 
 
 def test_new_folder_is_one_commit(vol: Volume) -> None:
@@ -323,7 +480,7 @@ def test_history_browse_diff_and_restore(vol: Volume) -> None:
     b = VolumeBrowser(vol)
     b.open_folder("data")
     b.overwrite.value = True
-    b.upload.value = upload_value(("a.txt", b"changed"))  # commit 2
+    b.upload_files(upload_value(("a.txt", b"changed")))  # commit 2
     b.select(["data/deep"])
     b.delete_button.click()
     b.confirm_button.click()  # commit 3
@@ -443,9 +600,9 @@ def test_a_failing_store_is_a_message_and_the_widget_recovers(store: Any) -> Non
     flaky.broken = True
     b.refresh_button.click()
     assert "did not answer" in error(b)
-    b.upload.value = upload_value(("lost.txt", b"x"))
+    b.upload_files(upload_value(("lost.txt", b"x")))
     assert "did not answer" in error(b)
-    assert b.upload.value == () and b.progress.layout.display == "none"
+    assert b.progress.layout.display == "none"
     b.history_select.value = 0  # browsing an old commit reads the store too
     assert "did not answer" in error(b)
     flaky.broken = False
@@ -491,7 +648,7 @@ def test_shows_when_the_head_is_ahead_of_a_mount_in_this_kernel(
     b = VolumeBrowser(vol)
     assert "up to date" in b.mount_info.value
     assert b.reload_mount_button.layout.display == "none"
-    b.upload.value = upload_value(("via-widget.txt", b"hi"))
+    b.upload_files(upload_value(("via-widget.txt", b"hi")))
     assert "commit #2" in ok(b)
     assert not (tmp_path / "mnt" / "via-widget.txt").exists()  # not until the mount reloads
     assert "1 commit ahead" in b.mount_info.value
@@ -689,7 +846,7 @@ def test_no_stale_selection_or_form_after_an_action(vol: Volume) -> None:
     # an upload while the rename form of a selected file is open
     row(b, "readme.md").name.click()
     b.move_button.click()
-    b.upload.value = upload_value(("new.txt", b"n"))
+    b.upload_files(upload_value(("new.txt", b"n")))
     assert "commit #2" in ok(b)
     clean()
     # a new folder while a file is selected

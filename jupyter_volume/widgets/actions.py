@@ -28,11 +28,12 @@ from urllib.parse import quote
 
 import ipywidgets as W
 
-from ..errors import InvalidError, VolumeError
+from ..errors import InvalidError, NotFoundError, VolumeError
 from ..formatting import human_size
 from ..names import normalize_path
 from ..volume import FileEntryType
 from .base import DOWNLOAD_LINK_MAX, TYPE_NAMES, BrowserPart, handler, join
+from .upload import ChunkedUpload
 
 __all__ = ["ActionsPart"]
 
@@ -69,17 +70,20 @@ class ActionsPart(BrowserPart):
     def _build_actions(self) -> None:
         """Make the action buttons, the progress bar and the actions' forms."""
         w = self._w
+        # Files of any size, in any frontend: the uploader sends them over its comm in
+        # chunks, with flow control (ipywidgets' FileUpload sends a file as one kernel
+        # message, and one over about 10 MiB drops the kernel connection).
         self.upload = w(
-            W.FileUpload,
-            multiple=True,
-            description="Upload",
-            tooltip="upload files into this folder (one commit)",
+            ChunkedUpload,
+            prepare=self._upload_prepare,
+            commit=self._upload_commit,
         )
-        self.upload.observe(self._on_upload, names="value")
-        # Files of any size go through the Jupyter server's chunked REST upload, sent by
-        # the jupyter-volume labextension in the page (it finds this marker and puts its
-        # own Upload button in place of the FileUpload): a FileUpload file travels in one
-        # kernel message, and one over about 10 MiB drops the kernel connection.
+        # Its class lets the jupyter-volume labextension find it: where the page has
+        # that labextension and the kernel's Jupyter server serves this volume's store
+        # (then the marker below is filled in), the labextension hides it and puts its
+        # own Upload button in its place, which sends the files through the server's
+        # chunked REST upload instead, never through the kernel.
+        self.upload.add_class("widget-upload")
         self.web_upload = w(W.HTML, value="")
         self.web_upload_report = w(W.Text, value="", layout=W.Layout(display="none"))
         self.web_upload_report.add_class("jv-web-upload-report")
@@ -133,11 +137,17 @@ class ActionsPart(BrowserPart):
 
     def _show_web_upload(self) -> None:
         """Tell the page's uploader where files go: volume (name and id, so a volume
-        re-created under the name is not written), store, folder, overwrite, read-only."""
+        re-created under the name is not written), store, folder, overwrite, read-only.
+
+        Only when the kernel's Jupyter server serves this volume's store: else the
+        page's REST uploader could not write it, and the comm uploader stays."""
         try:
             info = self.volume.info()
             store = self.volume.store.url
+            served = self._server_base_url() is not None
         except Exception:  # a missing volume or store is reported by the listing
+            served = False
+        if not served:
             self.web_upload.value = ""
             return
         attrs = {
@@ -151,7 +161,7 @@ class ActionsPart(BrowserPart):
         data = " ".join(f'data-{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
         self.web_upload.value = f'<div class="jv-web-upload" hidden {data}></div>'
 
-    @handler
+    @handler(near="upload")
     def _on_web_upload_report(self, change: Any) -> None:
         """The page's uploader finished: show what happened and list the new files."""
         import json
@@ -179,18 +189,44 @@ class ActionsPart(BrowserPart):
             self._show_info(f"uploaded {len(done)} file{'s' if len(done) != 1 else ''}")
 
     # -- upload ---------------------------------------------------------------------------------------------
-    @handler
-    def _on_upload(self, change: Any) -> None:
-        files = list(change["new"] or ())
-        if not files:
-            return
-        try:
-            self.upload_files(files)
-        finally:
-            with contextlib.suppress(Exception):
-                self.upload.value = ()  # releases the bytes held by the widget
+    def _upload_prepare(self, names: list[str], sizes: list[int]) -> tuple[str, bool]:
+        """Before the bytes of an upload come: may it go into the folder shown?"""
+        with self._action("upload"):
+            self._writable("upload")
+            force = bool(self.overwrite.value)
+            if not force:
+                there = []
+                for name in names:
+                    with contextlib.suppress(NotFoundError):
+                        self.volume.stat(join(self.path, name))
+                        there.append(name)
+                if there:
+                    raise FileExistsError(
+                        f"already there: {', '.join(there)} (tick overwrite to replace)"
+                    )
+            self.status.value = (
+                f"receiving {len(names)} file{'s' if len(names) != 1 else ''} "
+                f"({human_size(sum(sizes))})…"
+            )
+            return self.path, force
 
-    @handler
+    def _upload_commit(self, target: tuple[str, bool], files: list[tuple[Path, str]]) -> str:
+        """Every byte arrived: put the files into the folder as one commit."""
+        folder, force = target
+        with self._action("upload"):
+            self._writable("upload")
+            self.status.value = "saving the upload…"
+            with self.volume.batch_upload(force=force) as batch:
+                for local, name in files:
+                    batch.put_file(str(local), join(folder, name))
+            self._reset_after_write()
+            self.refresh()
+            self._committed(batch.commit_info, "upload")
+        info = batch.commit_info
+        s = "s" if len(files) != 1 else ""
+        return f"commit #{info.seq}: {len(files)} file{s}" if info else "nothing changed"
+
+    @handler(near="upload")
     def upload_files(self, files: Sequence[Any]) -> None:
         """Upload FileUpload values (dicts with ``name`` and ``content``) into the current
         folder as one commit; an existing file is replaced only if overwrite is ticked."""
@@ -237,14 +273,14 @@ class ActionsPart(BrowserPart):
             normalize_path(text) if text.startswith("/") else normalize_path(join(self.path, text))
         )
 
-    @handler
+    @handler(near="new_folder_button")
     def show_new_folder(self) -> None:
         """Open the new-folder form."""
         self._writable("create a folder")
         self.folder_name.value = ""
         self._show_form(self.new_folder_button, self.folder_name, self.create_folder_button)
 
-    @handler
+    @handler(near="new_folder_button")
     def create_folder(self) -> None:
         """Create the folder named in the form, in the current folder, as one commit."""
         self._writable("create a folder")
@@ -254,7 +290,7 @@ class ActionsPart(BrowserPart):
         self.refresh()
         self._committed(info, "new folder")
 
-    @handler
+    @handler(near="move_button")
     def show_move(self) -> None:
         """Open the rename/move form for the one selected entry."""
         self._writable("move")
@@ -263,7 +299,7 @@ class ActionsPart(BrowserPart):
         self.move_source.value = f"move {e.path} to"
         self._show_form(self.move_button, self.move_source, self.move_target, self.do_move_button)
 
-    @handler
+    @handler(near="move_button")
     def do_move(self) -> None:
         """Move the selected entry to the name or path in the form, as one commit.
 
@@ -277,7 +313,7 @@ class ActionsPart(BrowserPart):
         self.refresh()
         self._committed(info, "move")
 
-    @handler
+    @handler(near="delete_button")
     def show_delete(self) -> None:
         """Ask for confirmation to delete the selected entries."""
         self._writable("delete")
@@ -308,7 +344,7 @@ class ActionsPart(BrowserPart):
         self._committed(info, "delete")
 
     # -- download ----------------------------------------------------------------------------------------
-    @handler
+    @handler(near="download_button")
     def show_download(self) -> None:
         """Open the download form for the one selected file: a local path to save to,
         and a browser download link (through the Jupyter server, or a ``data:`` URL
@@ -343,18 +379,25 @@ class ActionsPart(BrowserPart):
             self.download_button, self.download_path, self.save_button, self.download_link
         )
 
-    def _server_download_url(self, path: str) -> str | None:
-        """The URL (from the page's origin) of ``path``'s download route in the Jupyter
-        server running this kernel, or None when there is none serving this volume.
+    def _server_base_url(self) -> str | None:
+        """The ``base_url`` of the Jupyter server running this kernel, when it serves
+        this volume's store; else None.
 
         The kernel's parent process is that server (``$JPY_PARENT_PID``, set by
-        jupyter_client); its runtime file gives its ``base_url``. The route serves the
-        server's configured store, which the kernel inherits: the link is offered only
-        when that store is the volume's (else it would download another volume's file).
+        jupyter_client); its runtime file gives its ``base_url``. The server's routes
+        use the server's configured store, which the kernel inherits: they are used
+        only when that store is the volume's (else they would reach another volume).
         """
+        store = self.volume.store.url
+        cached = getattr(self, "_server_base", None)
+        if cached is not None and cached[0] == store:
+            return cached[1]  # read once: the widget renders it on every page
         pid = os.environ.get("JPY_PARENT_PID", "").strip()
-        if not pid.isdigit():
-            return None
+        base = self._read_server_base_url(pid) if pid.isdigit() else None
+        self._server_base = (store, base)
+        return base
+
+    def _read_server_base_url(self, pid: str) -> str | None:
         try:
             from jupyter_core.paths import jupyter_runtime_dir
 
@@ -366,9 +409,21 @@ class ActionsPart(BrowserPart):
             base_url = str(info["base_url"])
             if get_store().url != self.volume.store.url:
                 return None
-            name = self.volume.info().name or self.volume.name
         except (OSError, ValueError, KeyError, VolumeError):
-            return None  # no such server, or its store cannot be told: the data: link
+            return None  # no such server, or its store cannot be told
+        return base_url
+
+    def _server_download_url(self, path: str) -> str | None:
+        """The URL (from the page's origin) of ``path``'s download route in the Jupyter
+        server running this kernel, or None when there is none serving this volume
+        (see :meth:`_server_base_url`)."""
+        base_url = self._server_base_url()
+        if base_url is None:
+            return None
+        try:
+            name = self.volume.info().name or self.volume.name
+        except VolumeError:
+            return None
         route = f"{_API_PREFIX}/volumes/{quote(name, safe='')}/files/" + "/".join(
             quote(part, safe="") for part in path.split("/")
         )
@@ -376,7 +431,7 @@ class ActionsPart(BrowserPart):
         prefix = base_url.strip("/")
         return f"/{prefix}/{route}{query}" if prefix else f"/{route}{query}"
 
-    @handler
+    @handler(near="download_button")
     def save_download(self) -> None:
         """Save the selected file to the local path in the form (on the kernel's disk).
 

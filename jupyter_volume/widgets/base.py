@@ -7,10 +7,11 @@ Layer: part of the widget front end; imports ``volume``, ``errors`` and ipywidge
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -63,29 +64,31 @@ CSS = """
 """
 
 
-def handler(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a widget handler: errors become a message in the widget, never a traceback."""
+def handler(fn: Callable[..., Any] | None = None, *, near: str | None = None) -> Callable[..., Any]:
+    """Wrap a widget handler: errors become a message in the widget, never a traceback.
 
-    @functools.wraps(fn)
-    def run(self: BrowserPart, *args: Any, **kwargs: Any) -> Any:
-        if self._busy_depth == 0:
-            self._clear_message()
-            self._had_error = False
-        self._busy_depth += 1
-        try:
-            return fn(self, *args, **kwargs)
-        except (VolumeError, OSError) as e:
-            self._show_error(str(e) or type(e).__name__)
-        except Exception as e:  # a bug: still keep the widget alive, and log it
-            log.exception("VolumeBrowser: %s failed", fn.__name__)
-            self._show_error(f"unexpected error ({type(e).__name__}): {e}")
-        finally:
-            self._busy_depth -= 1
-            if self._busy_depth == 0:
-                self.status.value = ""
-        return None
+    ``near`` names the attribute holding the button (or widget) the action belongs to:
+    its confirmation or error shows beside that button. Without it, an action started
+    by the user shows its messages on the widget's message line (navigation, refresh),
+    and one called from another action shows them where that action does.
+    """
 
-    return run
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(self: BrowserPart, *args: Any, **kwargs: Any) -> Any:
+            with self._action(near):
+                try:
+                    return fn(self, *args, **kwargs)
+                except (VolumeError, OSError) as e:
+                    self._show_error(str(e) or type(e).__name__)
+                except Exception as e:  # a bug: still keep the widget alive, and log it
+                    log.exception("VolumeBrowser: %s failed", fn.__name__)
+                    self._show_error(f"unexpected error ({type(e).__name__}): {e}")
+            return None
+
+        return run
+
+    return wrap(fn) if fn is not None else wrap
 
 
 class BrowserPart:
@@ -109,6 +112,12 @@ class BrowserPart:
     diff_entries: list[DiffEntry]
     _busy_depth: int
     _had_error: bool
+    #: the button (or widget) whose action is running: its messages show beside it
+    _origin: W.Widget | None
+    #: the button that opened the confirmation waiting in the form
+    _pending_near: W.Widget | None
+    #: the message area beside each button made with ``_near``, by ``id`` of the button
+    _results: dict[int, W.HTML]
     _rendering: bool
     _pending: Callable[[], None] | None
     _own: list[W.Widget]
@@ -173,7 +182,12 @@ class BrowserPart:
         """The status line, the message line and the form area every part uses."""
         w = self._w
         self.status = w(W.Label, value="")
+        # What navigation and refresh say; an action's confirmation or error shows
+        # beside its button instead (see _near and handler's ``near``).
         self.message = w(W.HTML, value="")
+        self._results = {}
+        self._origin = None
+        self._pending_near = None
         # Forms and confirmations open beside the button that asked for them (one at a
         # time), so the question is where the user is looking; see _near.
         self._slots = {}
@@ -185,17 +199,46 @@ class BrowserPart:
         self.download_link = w(W.HTML, value="")
 
     # -- messages ------------------------------------------------------------------------------------
-    def _clear_message(self) -> None:
+    @contextlib.contextmanager
+    def _action(self, near: str | None) -> Iterator[None]:
+        """Run one step of an action: the outermost step clears the old messages and
+        says where the new ones go (beside the button named ``near``, else the message
+        line); inner steps (a refresh after a commit) report where their action does."""
+        top = self._busy_depth == 0
+        if top:
+            self._clear_messages()
+            self._had_error = False
+            self._origin = getattr(self, near) if near else None
+        self._busy_depth += 1
+        try:
+            yield
+        finally:
+            self._busy_depth -= 1
+            if top:
+                self.status.value = ""
+
+    def _clear_messages(self) -> None:
         self.message.value = ""
+        for result in self._results.values():
+            result.value = ""
+
+    def message_beside(self, button: W.Widget | None) -> W.HTML:
+        """Where the messages of ``button``'s action show (None: the message line)."""
+        if button is None:
+            return self.message
+        return self._results.get(id(button), self.message)
 
     def _show_error(self, text: str) -> None:
         self._had_error = True
-        self.message.value = f'<span class="jv-error">⚠ {html.escape(text)}</span>'
+        self.message_beside(
+            self._origin
+        ).value = f'<span class="jv-error">⚠ {html.escape(text)}</span>'
 
     def _show_info(self, text: str) -> None:
+        place = self.message_beside(self._origin)
         info = f'<span class="jv-info">✔ {html.escape(text)}</span>'
         # an error from a step of the same action (say, the refresh after a commit) stays
-        self.message.value = f"{self.message.value}<br>{info}" if self._had_error else info
+        place.value = f"{place.value}<br>{info}" if self._had_error else info
 
     def _committed(self, info: CommitInfo | None, fallback: str) -> None:
         if info is None:
@@ -209,14 +252,18 @@ class BrowserPart:
         return self.at is not None
 
     # -- forms ---------------------------------------------------------------------------------------------
-    def _near(self, button: W.Button) -> W.HBox:
-        """``button`` and, right after it, the area where the forms it opens appear."""
+    def _near(self, button: W.Widget) -> W.HBox:
+        """``button`` and, right after it, the area where the forms it opens appear,
+        then the one where its action's confirmation or error shows."""
         slot = self._w(W.HBox, layout=W.Layout(flex_flow="row wrap", align_items="center"))
         slot.add_class("jv-form")
         self._slots[id(button)] = slot
+        result = self._w(W.HTML, value="")
+        result.add_class("jv-result")
+        self._results[id(button)] = result
         return self._w(
             W.HBox,
-            children=[button, slot],
+            children=[button, slot, result],
             layout=W.Layout(flex_flow="row wrap", align_items="center"),
         )
 
@@ -241,6 +288,7 @@ class BrowserPart:
     def _ask(self, near: W.Button, question: str, action: str, run: Callable[[], None]) -> None:
         """Show a confirmation beside ``near``: ``run`` happens only when it is confirmed."""
         self._pending = run
+        self._pending_near = near
         self.confirm_text.value = question
         self.confirm_button.description = action
         self._show_form(near, self.confirm_text, self.confirm_button)
@@ -254,6 +302,8 @@ class BrowserPart:
     def confirm(self) -> None:
         """Carry out the action waiting for confirmation (delete or restore)."""
         run = self._pending
+        # the outcome shows beside the button that asked (delete, restore)
+        self._origin = self._pending_near
         self.hide_form()
         if run is None:
             raise InvalidError("nothing is waiting for confirmation")

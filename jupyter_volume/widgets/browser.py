@@ -115,7 +115,7 @@ class VolumeBrowser(ListingPart, ActionsPart, HistoryPart, W.VBox):
             self.css,
             w(
                 W.HBox,
-                children=[self.title, self.mount_info, self.reload_mount_button],
+                children=[self.title, self.mount_info, self._near(self.reload_mount_button)],
                 layout=W.Layout(align_items="center", flex_flow="row wrap"),
             ),
             w(
@@ -128,12 +128,11 @@ class VolumeBrowser(ListingPart, ActionsPart, HistoryPart, W.VBox):
                 children=[self.view_info, self.back_to_head_button],
                 layout=W.Layout(align_items="center"),
             ),
+            # the uploader on a line of its own: its progress rows need the width
+            w(W.VBox, children=[self._near(self.upload), self.web_upload, self.web_upload_report]),
             w(
                 W.HBox,
                 children=[
-                    self.upload,
-                    self.web_upload,
-                    self.web_upload_report,
                     self.overwrite,
                     self._near(self.new_folder_button),
                     self._near(self.move_button),
@@ -227,7 +226,7 @@ class VolumeBrowser(ListingPart, ActionsPart, HistoryPart, W.VBox):
             self.mount_info.value = f"mounted at {where} (up to date)"
             self.reload_mount_button.layout.display = "none"
 
-    @handler
+    @handler(near="reload_mount_button")
     def reload_mount(self) -> None:
         """Reload the mount of this volume in this kernel, so its folder shows the head."""
         mount = self._mount()

@@ -200,12 +200,12 @@ class HistoryPart(BrowserPart):
             self._rendering = False
         self.refresh()
 
-    @handler
+    @handler(near="restore_tree_button")
     def ask_restore_tree(self) -> None:
         """Ask for confirmation to restore the whole tree to the browsed commit."""
         self._ask_restore(None)
 
-    @handler
+    @handler(near="restore_path_button")
     def ask_restore_path(self) -> None:
         """Ask for confirmation to restore one path (from the form) to the browsed commit."""
         self._browsed_commit()
