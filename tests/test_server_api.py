@@ -608,6 +608,7 @@ def _all_requests(vol: str, uid: str) -> list[tuple[str, str, bytes | None]]:
         ("POST", f"{v}/move", j({"src": "a.txt", "dst": "b.txt"}).encode()),
         ("GET", f"{v}/history", None),
         ("GET", f"{v}/diff?a=1", None),
+        ("GET", f"{v}/nbdiff?path=a.ipynb&a=0&b=1", None),
         ("POST", f"{v}/restore", j({"commit": 1}).encode()),
         ("POST", f"{v}/uploads", j({"path": "u", "size": 1}).encode()),
         ("GET", f"{v}/uploads/{uid}", None),
@@ -814,3 +815,44 @@ def test_300mb_upload_arrives_whole_while_other_requests_are_answered(
     assert r.code == 206 and r.body == _large_chunk(i)[off : off + 100]
     entries = Volume.from_name(vol, store=store_url).listdir("big")
     assert [(e.path, e.size) for e in entries] == [("big/blob.bin", LARGE)]
+
+
+def test_nbdiff_answers_nbdimes_diff_on_volumes_and_network_file_systems(
+    api: Api, vol: str, store_url: str
+) -> None:
+    import io
+
+    from jupyter_volume import NetworkFileSystem
+
+    def nb(source: str) -> bytes:
+        cell = {"cell_type": "code", "metadata": {}, "outputs": [], "source": source}
+        cell["execution_count"] = None
+        return json.dumps(
+            {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 4}
+        ).encode()
+
+    def cells_patch(body: dict[str, Any]) -> list[str]:
+        (cells,) = body["diff"]
+        return [d["key"] for d in cells["diff"][0]["diff"]]
+
+    api.upload(vol, "n.ipynb", nb("x = 1"))
+    a = api("GET", f"volumes/{vol}/history")[1]["commits"][0]["seq"]
+    api.upload(vol, "n.ipynb", nb("x = 2"), force=True)
+    code, body = api("GET", f"volumes/{vol}/nbdiff", params={"path": "n.ipynb", "a": a, "b": a + 1})
+    assert code == 200, body
+    assert body["base"]["cells"][0]["source"] == "x = 1"
+    assert cells_patch(body) == ["source"]
+    error_of(
+        *api("GET", f"volumes/{vol}/nbdiff", params={"path": "n.ipynb", "a": a}),
+        400,
+        "InvalidError",
+    )
+    # The nfs/ copy of the route reads the network file system, not a volume of that name.
+    nfs = NetworkFileSystem.from_name(vol, create_if_missing=True, store=store_url)
+    nfs.write_file("n.ipynb", io.BytesIO(nb("y = 1")))
+    nfs.write_file("n.ipynb", io.BytesIO(nb("y = 2")))
+    seq = api("GET", f"nfs/{vol}/history")[1]["commits"][0]["seq"]
+    code, body = api("GET", f"nfs/{vol}/nbdiff", params={"path": "n.ipynb", "a": seq - 1, "b": seq})
+    assert code == 200, body
+    assert body["base"]["cells"][0]["source"] == "y = 1"
+    assert cells_patch(body) == ["source"]

@@ -78,7 +78,7 @@ def test_a_changed_notebook_gets_nbdimes_diff_of_source_and_outputs(
 ) -> None:
     monkeypatch.delenv(ENV_SWITCH, raising=False)
     store, a, b, _ = history
-    reply = notebook_diff(store, "nbs", "/nb.ipynb", a, b)
+    reply = notebook_diff(Volume.lookup("nbs", store=store), "/nb.ipynb", a, b)
     assert (reply["volume"], reply["path"], reply["a"], reply["b"]) == ("nbs", "nb.ipynb", a, b)
     assert reply["base"]["cells"][0]["source"] == "x = 1"
     ops = _ops(reply["diff"])
@@ -86,11 +86,11 @@ def test_a_changed_notebook_gets_nbdimes_diff_of_source_and_outputs(
     # nbdime's entries are plain JSON (the handler sends them as they are)
     assert json.loads(json.dumps(reply))["diff"] == reply["diff"]
     # An added notebook is diffed from an empty one, a deleted one to an empty one.
-    added = notebook_diff(store, "nbs", "nb.ipynb", 0, a)
+    added = notebook_diff(Volume.lookup("nbs", store=store), "nb.ipynb", 0, a)
     assert added["base"]["cells"] == []
     assert added["diff"][0]["diff"][0]["op"] == "addrange"
     _, _, _, c = history
-    deleted = notebook_diff(store, "nbs", "nb.ipynb", b, c)
+    deleted = notebook_diff(Volume.lookup("nbs", store=store), "nb.ipynb", b, c)
     assert deleted["diff"][0]["diff"][0]["op"] == "removerange"
 
 
@@ -100,7 +100,7 @@ def test_switched_off_unreadable_and_absent_notebooks_are_clear_errors(
     store, a, b, c = history
     monkeypatch.setenv(ENV_SWITCH, "0")
     with pytest.raises(NbdimeUnavailableError, match="switched off") as off:
-        notebook_diff(store, "nbs", "nb.ipynb", a, b)
+        notebook_diff(Volume.lookup("nbs", store=store), "nb.ipynb", a, b)
     assert error_reply(off.value, 500) == (
         501,
         {"error": "NbdimeUnavailableError", "message": str(off.value)},
@@ -111,14 +111,14 @@ def test_switched_off_unreadable_and_absent_notebooks_are_clear_errors(
         batch.put_file(io.BytesIO(b"{not json"), "nb.ipynb")
     broken = vol.history(limit=1)[0].seq
     with pytest.raises(NotebookDiffError, match="not a notebook nbdime can read") as bad:
-        notebook_diff(store, "nbs", "nb.ipynb", b, broken)
+        notebook_diff(Volume.lookup("nbs", store=store), "nb.ipynb", b, broken)
     assert error_reply(bad.value, 500)[0] == 422
     # absent at both commits: 404; a commit that does not exist: 404 too
     with pytest.raises(NotFoundError) as gone:
-        notebook_diff(store, "nbs", "other.ipynb", a, b)
+        notebook_diff(Volume.lookup("nbs", store=store), "other.ipynb", a, b)
     assert error_reply(gone.value, 500)[0] == 404
     with pytest.raises(NotFoundError) as future:
-        notebook_diff(store, "nbs", "nb.ipynb", a, broken + 5)
+        notebook_diff(Volume.lookup("nbs", store=store), "nb.ipynb", a, broken + 5)
     assert error_reply(future.value, 500)[0] == 404
 
 
@@ -135,8 +135,10 @@ sys.modules["nbdime"] = None
 from jupyter_volume.server.handlers import error_reply
 from jupyter_volume.server.nbdiff import NbdimeUnavailableError, notebook_diff
 from jupyter_volume.store import LocalStore
+from jupyter_volume import Volume
 try:
-    notebook_diff(LocalStore({str(store.root)!r}), "nbs", "nb.ipynb", {a}, {b})
+    vol = Volume.lookup("nbs", store=LocalStore({str(store.root)!r}))
+    notebook_diff(vol, "nb.ipynb", {a}, {b})
 except NbdimeUnavailableError as exc:
     print(error_reply(exc, 500)[0], exc)
 """

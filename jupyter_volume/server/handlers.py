@@ -415,9 +415,9 @@ class NotebookDiffHandler(VolumeAPIHandler):
         if not path or a is None or b is None:
             raise InvalidError("nbdiff needs query parameters 'path', 'a' and 'b' (commit numbers)")
         service = self.service
-        # nbdime's parsing and diffing is CPU work: off the event loop like storage work
-        # (and so is opening the store on first use)
-        self.reply(await self.run(lambda: notebook_diff(service.store, volume, path, a, b)))
+        # nbdime's parsing and diffing is CPU work: off the event loop like storage work.
+        # The service's own handle, so the nfs/ copy of this route reads the file system.
+        self.reply(await self.run(lambda: notebook_diff(service._vol(volume), path, a, b)))
 
 
 class RestoreHandler(VolumeAPIHandler):

@@ -11,7 +11,7 @@ The reply is what nbdime's own ``/nbdime/api/diff`` answers, ``{"base", "diff"}`
 older notebook and nbdime's diff from it to the newer one), so nbdime's JavaScript
 (``NotebookDiffModel``) renders it as it is.
 
-Layer: a front end beside ``engine``; imports ``volume``, ``names``, ``store`` and ``errors``.
+Layer: a front end beside ``engine``; imports ``volume``, ``names`` and ``errors``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import os
 from typing import Any
 
 from ..errors import InvalidError, NotFoundError, VolumeError
-from ..names import check_name, normalize_path
-from ..store import Store
+from ..names import normalize_path
 from ..volume import FileEntryType, Volume
 
 __all__ = [
@@ -95,8 +94,10 @@ def _read(vol: Volume, path: str, seq: int, nbformat: Any) -> Any:
         ) from None
 
 
-def notebook_diff(store: Store, name: str, path: str, a: int, b: int) -> dict[str, Any]:
-    """nbdime's diff of notebook ``path`` of volume ``name`` from commit ``a`` to ``b``.
+def notebook_diff(vol: Volume, path: str, a: int, b: int) -> dict[str, Any]:
+    """nbdime's diff of notebook ``path`` of ``vol`` from commit ``a`` to commit ``b``.
+
+    ``vol`` is a fresh handle (the service's, so a network file system works too).
 
     A side where the file is absent counts as an empty notebook (an added or deleted
     notebook shows all its cells added or removed). Returns ``{"volume", "path", "a",
@@ -108,7 +109,6 @@ def notebook_diff(store: Store, name: str, path: str, a: int, b: int) -> dict[st
     if not p:
         raise InvalidError("notebook diff needs the path of a notebook file")
     diff_notebooks, nbformat = _nbdime()
-    vol = Volume.lookup(check_name(name), store=store)  # a fresh handle: sees new commits
     before = _read(vol, p, a, nbformat)
     after = _read(vol, p, b, nbformat)
     if before is None and after is None:
