@@ -634,8 +634,9 @@ def test_a_folder_of_100000_files_is_paginated(local_store: Any) -> None:
     b.sort_buttons["size"].click()
     b.sort_buttons["size"].click()
     b.filter.value = "f09999"
-    expected = sorted((f"f09999{i}.txt" for i in range(10)), key=lambda n: (int(n[1:7]) % 7, n))
-    assert names(b) == expected[::-1]  # by size, biggest first
+    # by size, biggest first; equal sizes by name ascending (as the sidebar)
+    expected = sorted((f"f09999{i}.txt" for i in range(10)), key=lambda n: (-(int(n[1:7]) % 7), n))
+    assert names(b) == expected
     # the cost stays one page: row widgets are reused, never more than one page of them
     # (how fast it feels is a benchmark's question, not a test's: no timing here)
     assert len(b._rows) == 50
@@ -751,6 +752,66 @@ def test_confirmations_and_forms_open_beside_the_button_that_asked(vol: Volume) 
     assert all(s.children == () for s in every_slot)
 
 
+def test_each_result_shows_beside_the_button_that_asked(vol: Volume, tmp_path: Path) -> None:
+    b = VolumeBrowser(vol)
+    results = {
+        id(x): b.message_beside(x)
+        for x in (
+            b.upload,
+            b.new_folder_button,
+            b.move_button,
+            b.download_button,
+            b.delete_button,
+            b.restore_path_button,
+            b.restore_tree_button,
+            b.reload_mount_button,
+        )
+    }
+    assert len({id(r) for r in results.values()}) == len(results)  # one place each
+    for x, place in [(b.new_folder_button, results[id(b.new_folder_button)])]:
+        (pair,) = [box for box in b._own if place in getattr(box, "children", ())]
+        assert pair.children[0] is x  # in the button's row, after its form area
+
+    def only(button: W.Widget, text: str, kind: str = "jv-info") -> None:
+        """``text`` shows beside ``button``, and nowhere else."""
+        here = beside(b, button)
+        assert text in here and kind in here, (text, here)
+        others = [r.value for k, r in results.items() if k != id(button)] + [b.message.value]
+        assert not any(others), others
+
+    b.upload_files(upload_value(("up.txt", b"u")))
+    only(b.upload, "commit #2: upload up.txt")
+    b.new_folder_button.click()
+    b.folder_name.value = "made"
+    b.create_folder_button.click()
+    only(b.new_folder_button, "commit #3: create folder made")
+    b.move_button.click()  # nothing selected
+    only(b.move_button, "select exactly one", "jv-error")
+    row(b, "up.txt").name.click()
+    b.move_button.click()
+    b.move_target.value = "moved.txt"
+    b.do_move_button.click()
+    only(b.move_button, "commit #4: move up.txt")
+    row(b, "moved.txt").name.click()
+    b.download_button.click()
+    b.download_path.value = str(tmp_path)
+    b.save_button.click()
+    only(b.download_button, f"saved moved.txt (1 B) to {tmp_path / 'moved.txt'}")
+    row(b, "moved.txt").check.value = True
+    b.delete_button.click()
+    b.confirm_button.click()
+    only(b.delete_button, "commit #5: remove moved.txt")
+    b.history_select.value = 4
+    row(b, "moved.txt").name.click()
+    b.restore_path_button.click()
+    b.confirm_button.click()
+    only(b.restore_path_button, "commit #6: restore moved.txt from commit 4")
+    # navigation speaks on the message line
+    b.open_folder("nowhere")
+    assert "does not exist" in b.message.value
+    assert not any(r.value for r in results.values())
+
+
 SIDEBAR_NAMES = [
     "file10.txt",
     "file2.txt",
@@ -769,33 +830,37 @@ SIDEBAR_NAMES = [
 ]
 
 
-def test_name_order_is_the_sidebars_localecompare() -> None:
-    """Python's order of names equals the sidebar's, computed by node with the very
-    comparison labextension/src/model.ts uses (ICU's ``localeCompare``)."""
-    import json
-    import shutil
-    import subprocess
+def test_name_order_is_the_sidebars_natural_key() -> None:
+    """The widget's one-string name key orders names exactly as the server's
+    ``natural_key`` (the sidebar's listing), on tricky names and random ones."""
+    import random
 
+    from jupyter_volume.server.engine import natural_key
     from jupyter_volume.widgets.listing import name_order
 
-    options = "{ numeric: true, sensitivity: 'base' }"
-    model = Path(__file__).resolve().parent.parent / "labextension" / "src" / "model.ts"
-    assert f"a.name.localeCompare(b.name, undefined, {options})" in model.read_text(), (
-        "the sidebar's name comparison changed: update name_order and this test"
-    )
-    node = shutil.which("node")
-    assert node, "node is needed (apt-get install -y nodejs)"
-    names_ = [*SIDEBAR_NAMES, *(f"a{chr(c)}b" for c in range(32, 127) if not chr(c).isalnum())]
-    js = (
-        "const n = JSON.parse(process.argv[1]);"
-        f"n.sort((a, b) => a.localeCompare(b, undefined, {options}));"
-        "console.log(JSON.stringify(n));"
-    )
-    expected = json.loads(subprocess.check_output([node, "-e", js, json.dumps(names_)]))
-    assert sorted(names_, key=name_order) == expected
+    rnd = random.Random(7)
+    alphabet = "aAbB09_- .~éÉ1z"
+    names_ = [
+        *SIDEBAR_NAMES,
+        *(f"a{chr(c)}b" for c in range(32, 127) if not chr(c).isalnum()),
+        *("".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 8))) for _ in range(3000)),
+        "007",
+        "7",
+        "x7y",
+        "x07y",
+        "x7",
+        "",
+    ]
+    by_widget = sorted(names_, key=lambda n: (name_order(n), n))
+    by_server = sorted(names_, key=lambda n: (natural_key(n), n))
+    assert by_widget == by_server
 
 
 def test_sorting_follows_the_sidebars_rules(vol: Volume) -> None:
+    """Every column and direction gives the server's order (what the sidebar shows),
+    across the whole folder, not one page; folders first."""
+    from jupyter_volume.server.engine import sort_entries
+
     with vol.batch_upload() as batch:
         for i, n in enumerate(SIDEBAR_NAMES):
             # two sizes only, so sorting by size has ties (broken by name)
@@ -804,34 +869,37 @@ def test_sorting_follows_the_sidebars_rules(vol: Volume) -> None:
     vol.mkdir("mixed/Alpha")
     vol.mkdir("mixed/folder10")
     vol.mkdir("mixed/folder9")
-    b = VolumeBrowser(vol)
+    b = VolumeBrowser(vol, page_size=5)  # several pages: the order spans all of them
     b.open_folder("mixed")
+
+    def shown_order() -> list[str]:
+        return [e.path for e in b.shown]
+
+    def server_order(key: str, desc: bool) -> list[str]:
+        return [e.path for e in sort_entries(vol.listdir("mixed"), key, desc)]
+
     folders = ["Alpha/", "beta/", "folder9/", "folder10/"]
-    by_name = [
-        "_notes.txt",
-        "~tilde.txt",
-        "9lives.txt",
-        "a b.txt",
-        "a_b.txt",
-        "a-b.txt",
-        "ab.txt",
-        "éclair.txt",
-        "File1.txt",
-        "file2.txt",
-        "file10.txt",
-        "x 9",
-        "x 10",
-        "Zeta.md",
-    ]
-    assert names(b) == folders + by_name
-    b.sort_buttons["name"].click()  # reversed, folders still first
-    assert names(b) == folders[::-1] + by_name[::-1]
-    b.sort_buttons["size"].click()  # ascending; equal sizes in name order
-    small = [n for n in by_name if SIDEBAR_NAMES.index(n) % 2]
-    big = [n for n in by_name if not SIDEBAR_NAMES.index(n) % 2]
-    assert names(b) == folders + small + big
-    b.sort_buttons["size"].click()  # the whole order reverses, ties included
-    assert names(b) == folders[::-1] + big[::-1] + small[::-1]
+    assert names(b) == folders + ["9lives.txt"]  # page 1 of 4
+    assert shown_order() == server_order("name", False)
+    b.sort_buttons["name"].click()
+    assert shown_order() == server_order("name", True)
+    assert names(b)[:4] == folders[::-1]  # reversed, folders still first
+    for key in ("size", "mtime"):
+        b.sort_buttons[key].click()
+        assert shown_order() == server_order(key, False), key
+        b.sort_buttons[key].click()
+        assert shown_order() == server_order(key, True), key
+    # by size descending: the bigger files first, equal sizes by name ascending
+    b.sort_buttons["size"].click()
+    b.sort_buttons["size"].click()
+    big = sorted((n for i, n in enumerate(SIDEBAR_NAMES) if not i % 2), key=natural)
+    assert [p.rsplit("/", 1)[-1] for p in shown_order()][4 : 4 + len(big)] == big
+
+
+def natural(name: str) -> Any:
+    from jupyter_volume.server.engine import natural_key
+
+    return natural_key(name)
 
 
 def test_no_stale_selection_or_form_after_an_action(vol: Volume) -> None:

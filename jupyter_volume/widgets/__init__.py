@@ -7,7 +7,7 @@ Shown by ``%volume browse NAME`` or directly::
 
 What it offers: a breadcrumb path and a sortable, filterable, paginated listing (name,
 type, size, modified time) in the JupyterLab sidebar's order (folders first, names in
-natural order ignoring case and accents, ties by name); entering folders, going up,
+natural order ignoring case; sizes and times with ties by name); entering folders, going up,
 refreshing; uploading files into the current folder (with progress), downloading a
 file (to a path on the kernel's disk, or as a browser download link: the Jupyter
 server's download route when the kernel runs in a server whose jupyter-volume extension

@@ -1,10 +1,10 @@
 """The listing part of the :class:`~jupyter_volume.widgets.VolumeBrowser`: the breadcrumb,
 the sortable, filterable, paginated rows of the folder shown, and the selection.
 
-Order: the JupyterLab sidebar's (labextension/src/model.ts ``sortedEntries``): folders
-first in either direction; within each group by the chosen column, ties by name; names
-compare as the sidebar's ``localeCompare`` does (:func:`name_order`); the direction
-reverses the whole order, ties included.
+Order: the JupyterLab sidebar's (the server sorts its listing with ``sort_entries`` in
+``jupyter_volume.server.engine``): folders first in either direction; names in natural
+order, case ignored (:func:`name_order`), reversed when descending; by size or time in
+the chosen direction with ties by name ascending. The whole folder is sorted, then paged.
 
 Large folders: the listing of the current folder is read once per refresh or
 navigation (a folder of 100,000 entries takes well under a second to list) and only one
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -34,50 +33,28 @@ from .base import TYPE_NAMES, BrowserPart, handler, parent
 __all__ = ["ListingPart", "name_order"]
 
 _DIGITS = re.compile(r"(\d+)")
-#: ASCII punctuation in the order of the Unicode collation (what ``localeCompare`` uses);
-#: other symbols sort after these, by code point.
-_PUNCTUATION = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
-# The key is a string, compared as strings (fast for 100,000 names): punctuation
-# becomes \x01.. in collation order, another symbol \x30 + itself, a run of digits
-# \x31 + (its length as one character) + the digits without leading zeros, a letter
-# itself (every letter is above \x31 once case-folded).
-_OTHER, _NUMBER = "\x30", "\x31"
-_ASCII_KEYS = {
-    code: chr(1 + _PUNCTUATION.index(chr(code)))
-    if chr(code) in _PUNCTUATION
-    else _OTHER + chr(code)
-    for code in range(128)
-    if not chr(code).isalnum()
-}
 
 
 @functools.lru_cache(maxsize=1 << 17)
 def name_order(name: str) -> str:
     """The sort key of a name, in the JupyterLab sidebar's order.
 
-    The sidebar compares names with ``localeCompare(…, {numeric: true, sensitivity:
-    'base'})``; this is the same rule in Python: case and accents do not count
-    (``a.txt`` = ``A.txt``, ``é`` = ``e``), runs of digits compare as numbers
-    (``file2`` before ``file10``), and as in the Unicode collation, punctuation and
-    spaces sort before digits, digits before letters.
+    The sidebar's listing is sorted by the server (``natural_key`` in
+    ``jupyter_volume.server.engine``): case does not count (``a.txt`` = ``A.txt``, by
+    ``casefold``) and runs of digits compare as numbers (``file2`` before ``file10``),
+    other characters by code point. This is the same order as one string (compared
+    as strings, fast for 100,000 names; the widget does not import the server's
+    modules): each text part ends in ``\x00``, so a shorter part sorts first as in a
+    list comparison, and a number is its digit count (one character) then its digits
+    without leading zeros, so longer numbers are larger.
     """
-    if name.isascii():
-        base = name.lower()
-    else:
-        folded = unicodedata.normalize("NFKD", name.casefold())
-        base = "".join(c for c in folded if not unicodedata.combining(c))
     key: list[str] = []
-    for i, part in enumerate(_DIGITS.split(base)):
+    for i, part in enumerate(_DIGITS.split(name.casefold())):
         if i % 2:
             digits = str(int(part))
-            key.append(_NUMBER + chr(0x100 + len(digits)) + digits)
-        elif part.isascii():
-            key.append(part.translate(_ASCII_KEYS))
+            key.append(chr(0x100 + len(digits)) + digits)
         else:
-            key.extend(
-                _ASCII_KEYS.get(ord(c), c) if c.isascii() or c.isalpha() else _OTHER + c
-                for c in part
-            )
+            key.append(part + "\x00")
     return "".join(key)
 
 
@@ -194,20 +171,24 @@ class ListingPart(BrowserPart):
             if text
             else list(self.entries)
         )
-        # The sidebar's rules: folders first whatever the direction; within each group
-        # by the chosen column, ties by name (natural order, case and accents ignored),
-        # and the direction reverses the whole order, ties included.
-        key = self.sort_key
+        # The sidebar's rules (the server's sort_entries): folders first whatever the
+        # direction; by name: the natural order, reversed when descending; by size or
+        # time: that value in the chosen direction, ties by name ascending either way
+        # (as JupyterLab's file browser); the exact path breaks the last ties.
+        key, desc = self.sort_key, self.sort_reverse
+        sign = -1 if desc else 1
         if key == "name":
-            keyf: Callable[[FileEntry], Any] = lambda e: name_order(_name(e))  # noqa: E731
-        elif key == "type":
-            keyf = lambda e: (TYPE_NAMES[e.type], name_order(_name(e)))  # noqa: E731
+            keyf: Callable[[FileEntry], Any] = lambda e: (name_order(_name(e)), e.path)  # noqa: E731
+        elif key == "type":  # the widget's own column: links after files
+            keyf = lambda e: (TYPE_NAMES[e.type], name_order(_name(e)), e.path)  # noqa: E731
         elif key == "size":
-            keyf = lambda e: (e.size, name_order(_name(e)))  # noqa: E731
+            keyf = lambda e: (sign * e.size, name_order(_name(e)), e.path)  # noqa: E731
         else:
-            keyf = lambda e: (e.mtime, name_order(_name(e)))  # noqa: E731
-        entries.sort(key=keyf, reverse=self.sort_reverse)
-        entries.sort(key=lambda e: e.type != FileEntryType.DIRECTORY)
+            keyf = lambda e: (sign * e.mtime, name_order(_name(e)), e.path)  # noqa: E731
+        flip = desc and key in ("name", "type")
+        folders = [e for e in entries if e.type == FileEntryType.DIRECTORY]
+        files = [e for e in entries if e.type != FileEntryType.DIRECTORY]
+        entries = sorted(folders, key=keyf, reverse=flip) + sorted(files, key=keyf, reverse=flip)
         self.shown = entries
         pages = max((len(entries) - 1) // self.page_size + 1, 1)
         self.page = min(self.page, pages - 1)
