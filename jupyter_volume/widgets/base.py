@@ -228,6 +228,10 @@ class BrowserPart:
             return self.message
         return self._results.get(id(button), self.message)
 
+    def shown_messages(self) -> list[str]:
+        """The messages shown now (HTML): the message line's, then those beside buttons."""
+        return [m.value for m in (self.message, *self._results.values()) if m.value]
+
     def _show_error(self, text: str) -> None:
         self._had_error = True
         self.message_beside(
