@@ -55,8 +55,7 @@ def _nbdime() -> tuple[Any, Any]:
     """nbdime's ``diff_notebooks`` and ``nbformat``, or NbdimeUnavailableError."""
     if not nbdime_enabled():
         raise NbdimeUnavailableError(
-            f"nbdime is switched off on this server ({ENV_SWITCH}="
-            f"{os.environ.get(ENV_SWITCH)!r}): showing the text diff instead"
+            f"nbdime is switched off on this server ({ENV_SWITCH}={os.environ.get(ENV_SWITCH)!r})"
         )
     try:
         import nbformat
