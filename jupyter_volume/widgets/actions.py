@@ -189,8 +189,9 @@ class ActionsPart(BrowserPart):
             self._show_info(f"uploaded {len(done)} file{'s' if len(done) != 1 else ''}")
 
     # -- upload ---------------------------------------------------------------------------------------------
-    def _upload_prepare(self, names: list[str], sizes: list[int]) -> tuple[str, bool]:
-        """Before the bytes of an upload come: may it go into the folder shown?"""
+    def _upload_prepare(self, names: list[str], _sizes: list[int]) -> tuple[str, bool]:
+        """Before the bytes of an upload come: may it go into the folder shown? The
+        folder and overwrite are taken now: a later click elsewhere does not move it."""
         with self._action("upload"):
             self._writable("upload")
             force = bool(self.overwrite.value)
@@ -204,10 +205,6 @@ class ActionsPart(BrowserPart):
                     raise FileExistsError(
                         f"already there: {', '.join(there)} (tick overwrite to replace)"
                     )
-            self.status.value = (
-                f"receiving {len(names)} file{'s' if len(names) != 1 else ''} "
-                f"({human_size(sum(sizes))})…"
-            )
             return self.path, force
 
     def _upload_commit(self, target: tuple[str, bool], files: list[tuple[Path, str]]) -> str:

@@ -4,9 +4,11 @@
  *
  * The widget renders a hidden marker (`.jv-web-upload`, its data attributes name the
  * volume, its id, the store, the folder, overwrite and read-only) and a hidden text
- * field (`.jv-web-upload-report`). Here each widget found in the page gets an Upload
- * button in place of ipywidgets' FileUpload (which sends a whole file as one kernel
- * message: over about 10 MiB that drops the connection). Progress, speed, cancel and
+ * field (`.jv-web-upload-report`); it fills the marker in only when the kernel's server
+ * serves the volume's store. Here each widget found in the page gets an Upload button
+ * in place of the widget's own uploader (`.widget-upload`, which sends the files in
+ * chunks over the kernel connection, for frontends without this extension), so the
+ * bytes go to the server and never through the kernel. Progress, speed, cancel and
  * errors show next to the button; when the files are done, a JSON report written into
  * the text field tells the kernel, which lists the new files.
  */
