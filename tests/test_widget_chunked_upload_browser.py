@@ -14,10 +14,13 @@ import hashlib
 import io
 import json
 import re
+import urllib.error
 import uuid
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
+from test_sidebar_browser import _labextension_path
 
 from jupyter_volume import Volume
 from jupyter_volume.testing.jupyter import (
@@ -57,6 +60,22 @@ def pattern_sha256(size: int) -> str:
     return h.hexdigest()
 
 
+def jupyter_config(tmp_path: Path, *, labextension: bool) -> Path:
+    """A Jupyter config dir that switches our server extension off, and our
+    labextension too unless ``labextension``."""
+    config = tmp_path / "jupyter-config"
+    (config / "labconfig").mkdir(parents=True)
+    if not labextension:
+        (config / "labconfig" / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": {"jupyter-volume": True}})
+        )
+    (config / "jupyter_server_config.d").mkdir()
+    (config / "jupyter_server_config.d" / "off.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_volume.server": False}}})
+    )
+    return config
+
+
 def leftovers(tmp: Path) -> list[str]:
     return sorted(p.name for p in tmp.iterdir() if p.name.startswith("jv-upload-"))
 
@@ -71,15 +90,7 @@ def test_widget_uploads_50mb_over_its_comm_in_chunks_and_cancel_leaves_nothing(
     with vol.batch_upload() as batch:
         batch.put_file(io.BytesIO(b"already here"), "exists.txt")
     # no jupyter-volume labextension in the page, no server extension in the server
-    config = tmp_path / "jupyter-config"
-    (config / "labconfig").mkdir(parents=True)
-    (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"jupyter-volume": True}})
-    )
-    (config / "jupyter_server_config.d").mkdir()
-    (config / "jupyter_server_config.d" / "off.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_volume": False}}})
-    )
+    config = jupyter_config(tmp_path, labextension=False)
     kernel_tmp = tmp_path / "kernel-tmp"  # where the kernel keeps chunks until the commit
     kernel_tmp.mkdir()
     env = {
@@ -180,3 +191,68 @@ def test_widget_uploads_50mb_over_its_comm_in_chunks_and_cancel_leaves_nothing(
             raise
         finally:
             page.screenshot(path=str(ARTIFACTS / "widget-chunked-upload.png"), full_page=True)
+
+
+def test_with_our_labextension_but_no_server_extension_the_widget_keeps_its_uploader(
+    tmp_path: Path,
+) -> None:
+    """The page has our labextension, the server not our extension (switched off): the
+    REST uploader would fail, so the widget's own uploader stays and works."""
+    store_url = (tmp_path / "store").as_uri()
+    name = f"wcs-{uuid.uuid4().hex[:6]}"
+    Volume.objects.create(name, store=store_url)
+    vol = Volume.from_name(name, store=store_url)
+    env = {
+        "JUPYTER_VOLUME_STORE": store_url,
+        "JUPYTER_VOLUME_STATE_DIR": str(tmp_path / "state"),
+        "JUPYTER_VOLUME_CACHE_DIR": str(tmp_path / "cache"),
+        "JUPYTER_CONFIG_PATH": str(jupyter_config(tmp_path, labextension=True)),
+        "JUPYTER_PATH": str(_labextension_path(tmp_path)),  # the one built from this tree
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    with JupyterLab(env=env) as lab, chromium() as browser:
+        write_notebook(
+            lab.root_dir / "w.ipynb", [f"%load_ext jupyter_volume\n%volume browse {name}"]
+        )
+        # the server extension is really off: its API is not there
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            lab.api("GET", "jupyter-volume/api/version")
+        assert missing.value.code == 404
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            open_lab(page, lab, "w.ipynb")
+            # our labextension is in the page (its sidebar tab is there)
+            page.locator(".jp-SideBar .lm-TabBar-tab[data-id='jupyter-volume-sidebar']").wait_for(
+                timeout=TIMEOUT
+            )
+            run_cell(page, 0)
+            widget = page.locator(".jv-browser")
+            widget.locator(".jv-upload-button").wait_for(timeout=TIMEOUT)
+            # the page's REST uploader asked the server, which did not answer: it stays out
+            page.locator(".jv-browser[data-jv-uploader]").wait_for(
+                state="attached", timeout=TIMEOUT
+            )
+            page.wait_for_timeout(2000)  # time for its (failed) request to the server
+            assert widget.locator(".jv-web-upload-button").count() == 0
+            assert widget.locator(".jv-upload-button").is_visible()
+
+            size = 12 * MiB  # over the ~10 MiB that one kernel message could carry
+            page.evaluate(CHOOSE_JS, ["twelve.bin", size])
+            group = widget.locator(".jv-upload-group")
+            group.and_(page.locator("[data-state='done']")).wait_for(timeout=TIMEOUT * 2)
+            widget.get_by_role("button", name="twelve.bin").wait_for(timeout=TIMEOUT)
+            vol.reload()
+            h = hashlib.sha256()
+            for part in vol.read_file("twelve.bin"):
+                h.update(part)
+            assert h.hexdigest() == pattern_sha256(size)
+            # long after the page's uploader asked the server: still the widget's own
+            assert widget.locator(".jv-web-upload-button").count() == 0
+            assert widget.locator(".jv-upload-button").is_visible()
+        except Exception:
+            print(lab.log_tail())
+            raise
+        finally:
+            page.screenshot(
+                path=str(ARTIFACTS / "widget-chunked-upload-no-server-ext.png"), full_page=True
+            )

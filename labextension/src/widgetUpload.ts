@@ -129,8 +129,33 @@ async function uploadInto(root: Element, box: HTMLElement, files: File[]): Promi
   });
 }
 
+/**
+ * True if this page's server takes uploads into the widget's store: its server
+ * extension answers and serves that store. Else the widget keeps its own uploader.
+ */
+async function serverTakes(marker: HTMLElement): Promise<boolean> {
+  try {
+    const server = await requestAPI<IVersion>('version');
+    return server.store === marker.dataset.store;
+  } catch {
+    return false;
+  }
+}
+
 function setup(root: Element): void {
   root.setAttribute(DONE, '1');
+  const marker = root.querySelector<HTMLElement>('.jv-web-upload');
+  if (!marker) {
+    return;
+  }
+  void serverTakes(marker).then(yes => {
+    if (yes) {
+      replaceUploader(root);
+    }
+  });
+}
+
+function replaceUploader(root: Element): void {
   const fileUpload = root.querySelector<HTMLElement>('.widget-upload');
   const bar = fileUpload?.parentElement;
   if (!fileUpload || !bar) {
@@ -163,7 +188,10 @@ function setup(root: Element): void {
   bar.insertAdjacentElement('afterend', box);
 }
 
-/** Give every `VolumeBrowser` widget in the page (now and later) the uploader. */
+/**
+ * Give every `VolumeBrowser` widget in the page (now and later) the REST uploader,
+ * where this page's server can take its uploads.
+ */
 export function watchWidgetUploads(): void {
   let queued = false;
   const scan = () => {
