@@ -346,6 +346,29 @@ def test_chunked_upload_cancelled_or_failed_leaves_nothing(
     nothing_left()
 
 
+def test_a_kernel_that_exits_mid_upload_leaves_no_chunks(tmp_path: Path) -> None:
+    """A real child Python (as a kernel) starts an upload, gets some bytes and exits."""
+    import subprocess
+    import sys
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    code = f"""
+from jupyter_volume.widgets.upload import ChunkedUpload
+w = ChunkedUpload(prepare=lambda n, s: None, commit=lambda c, f: "", tmp_dir={str(uploads)!r})
+w.send = lambda content, buffers=None: None
+w._on_msg(w, {{"op": "begin", "id": "x", "files": [{{"name": "a", "size": 10}}]}}, [])
+w._on_msg(w, {{"op": "chunk", "id": "x", "file": 0, "offset": 0}}, [memoryview(b"12345")])
+import os
+print(len(os.listdir({str(uploads)!r})), w.active)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["1", "1"], out.stderr  # under way when it exited
+    assert list(uploads.iterdir()) == []
+
+
 def test_new_folder_is_one_commit(vol: Volume) -> None:
     b = VolumeBrowser(vol)
     b.open_folder("data")

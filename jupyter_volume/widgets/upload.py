@@ -28,6 +28,7 @@ Layer: part of the widget front end; imports ``errors``, anywidget and ipywidget
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import shutil
@@ -89,6 +90,18 @@ class _Session:
             with contextlib.suppress(OSError):
                 f.out.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+        _OPEN.discard(self.folder)
+
+
+#: Every temporary folder of an upload under way, removed when the kernel exits (a
+#: kernel shut down mid-upload leaves no chunks behind in the temp folder).
+_OPEN: set[Path] = set()
+
+
+@atexit.register
+def _remove_open_uploads() -> None:
+    for folder in list(_OPEN):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class ChunkedUpload(anywidget.AnyWidget):
@@ -182,6 +195,7 @@ class ChunkedUpload(anywidget.AnyWidget):
             sizes.append(size)
         context = self._prepare(names, sizes)
         folder = Path(tempfile.mkdtemp(prefix="jv-upload-", dir=self._tmp_dir))
+        _OPEN.add(folder)
         session = _Session(folder, context)
         self._sessions[uid] = session
         for i, (name, size) in enumerate(zip(names, sizes, strict=True)):
