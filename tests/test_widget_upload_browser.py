@@ -1,6 +1,8 @@
-"""The notebook widget uploads a 50 MB file: in chunks through the Jupyter server, with
-progress, and the kernel connection survives (a FileUpload sends a whole file as one
-kernel message, and one over about 10 MiB drops the connection).
+"""The notebook widget uploads a 50 MB file in JupyterLab with our labextension and server
+extension: in chunks through the Jupyter server's REST upload (the labextension puts its
+Upload button in place of the widget's own uploader, which sends chunks over the kernel
+connection and is tested in test_widget_chunked_upload_browser.py), with progress, and
+the kernel connection survives.
 
 A real JupyterLab with the built labextension and the server extension, a real kernel
 running ``%volume browse``, Debian's Chromium. The file is made in the page (sending 50
@@ -62,7 +64,7 @@ def test_widget_uploads_50mb_in_chunks_with_progress_and_visible_failures(tmp_pa
             run_cell(page, 0)
             widget = page.locator(".jv-browser")
             widget.get_by_role("button", name="exists.txt").wait_for(timeout=TIMEOUT)
-            # the page's uploader took the FileUpload's place
+            # the page's uploader took the widget's own uploader's place
             widget.locator(".jv-web-upload-button").wait_for(timeout=TIMEOUT)
             assert widget.locator(".widget-upload").is_hidden()
 
