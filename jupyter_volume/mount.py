@@ -86,6 +86,11 @@ BATCH_BYTES = 64 << 20
 MOUNT_BATCH_PATHS = 100_000  # a fresh mount materializes this many paths at a time
 MAX_PATH_BYTES = 4096  # the longest path a volume holds (names.MAX_PATH_BYTES)
 LANDING_MAX = 16  # unfinished reload targets remembered for reconciling (see _reconcile)
+#: A commit of at least this many new paths, all in folders that neither the mount nor
+#: the volume's head knows (an initial commit of a big tree), streams: see _commit_streamed.
+STREAM_AT = 2_000
+STREAM_ROWS = 1_000  # mount rows written per batch while a commit streams
+STREAM_TREE_BYTES = 1 << 20  # compressed tree nodes held before a streamed commit uploads them
 
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
@@ -162,8 +167,22 @@ class MountStatus:
         return "\n".join(lines)
 
 
-def _sig(st: os.stat_result) -> tuple[int, int, int, int]:
+def _sig(st: os.stat_result | _Stat) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, stat_mod.S_IMODE(st.st_mode))
+
+
+class _Stat:
+    """What a scan keeps of a changed path's stat: the fields a commit and status use.
+
+    An ``os.stat_result`` costs about 580 bytes with its numbers; a scan of a folder of
+    1,000,000 new files keeps one per file, so it keeps this (about a third) instead.
+    """
+
+    __slots__ = ("st_ino", "st_mode", "st_mtime_ns", "st_size")
+
+    def __init__(self, st: os.stat_result) -> None:
+        self.st_size, self.st_mtime_ns = st.st_size, st.st_mtime_ns
+        self.st_ino, self.st_mode = st.st_ino, st.st_mode
 
 
 def _file_mode(st_mode: int) -> int:
@@ -312,6 +331,21 @@ class _Index:
     def since_base(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT path FROM files WHERE since_base=1")]
 
+    def any_since_base(self) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM files WHERE since_base=1 LIMIT 1").fetchone() is not None
+        )
+
+    def known_under(self, prefix: str) -> bool:
+        """True if there is a row for ``prefix`` or for any path below it."""
+        return (
+            self.db.execute(
+                "SELECT 1 FROM files WHERE path=? OR (path>? AND path<?) LIMIT 1",
+                (prefix, prefix + "/", prefix + "0"),
+            ).fetchone()
+            is not None
+        )
+
     def clear_since_base(self) -> None:
         self.db.execute("UPDATE files SET since_base=0 WHERE since_base=1")
 
@@ -339,9 +373,9 @@ def _ignore_matchers(patterns: tuple[str, ...]) -> tuple[Any, Any]:
 class _Changes:
     """What a scan found: candidate files to hash, links, new folders, vanished paths."""
 
-    files: dict[str, os.stat_result] = field(default_factory=dict)
-    links: dict[str, tuple[str, os.stat_result]] = field(default_factory=dict)
-    dirs: dict[str, os.stat_result] = field(default_factory=dict)
+    files: dict[str, _Stat] = field(default_factory=dict)
+    links: dict[str, tuple[str, _Stat]] = field(default_factory=dict)
+    dirs: dict[str, _Stat] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     #: paths never committed (see MountStatus.skipped); not a change by themselves
     skipped: dict[str, str] = field(default_factory=dict)
@@ -609,17 +643,17 @@ class Mount:
             seen.add(rel)
             target = os.readlink(self.path / rel)
             if entry is None or entry.kind != LINK or entry.target != target:
-                ch.links[rel] = (target, st)
+                ch.links[rel] = (target, _Stat(st))
         elif is_dir:
             seen.add(rel)
             if entry is None or entry.kind != DIR:
-                ch.dirs[rel] = st
+                ch.dirs[rel] = _Stat(st)
             if stack is not None:
                 stack.append(rel)
         elif stat_mod.S_ISREG(st.st_mode):
             seen.add(rel)
             if entry is None or entry.kind != FILE or row[1] != _sig(st):
-                ch.files[rel] = st
+                ch.files[rel] = _Stat(st)
         else:
             kind = _special_kind(st.st_mode)
             if kind is not None:
@@ -828,6 +862,9 @@ class Mount:
             return None
         # only what is quiet is read: see _quiet_gate (``wait``: an explicit commit)
         gate = self._quiet_gate(ch, wait)
+        tops = self._stream_tops(ch)
+        if tops is not None:
+            return self._commit_streamed(message, ch, gate, kind, wait, tops)
         repo = self._repo
         writer = repo.writer()
         changes: dict[str, Entry | str | None] = {}
@@ -943,6 +980,224 @@ class Mount:
         idx.delete(p for p in ch.gone if p not in held)
         idx.db.execute("COMMIT")
         if deferred:
+            self._journal_requeue(ch)
+        if rec is None:
+            return None
+        self.last_commit = CommitInfo._of(rec)
+        return self.last_commit
+
+    def _stream_tops(self, ch: _Changes) -> set[str] | None:
+        """The top-level names of ``ch`` if it may be committed by streaming (see
+        :meth:`_commit_streamed`), else None. It may when it has many paths, no deletion,
+        and every top-level name it touches is unknown to the mount (no row at or below
+        it) and absent from the head. If another writer adds one of them meanwhile, the
+        streamed tree is merged over theirs like any commit: nothing of theirs is lost."""
+        if ch.gone or len(ch.files) + len(ch.links) + len(ch.dirs) < STREAM_AT:
+            return None
+        tops = {p.partition("/")[0] for d in (ch.files, ch.links, ch.dirs) for p in d}
+        if any(self._index.known_under(t) for t in tops):
+            return None
+        repo = self._repo
+        root = repo.head(refresh=True).root
+        pre = ""
+        if self.sub_path:
+            e = repo.trees.lookup(root, self.sub_path)
+            if e is not None and e.kind != DIR:
+                return None
+            pre = self.sub_path + "/"
+        if any(repo.trees.lookup(root, pre + t) is not None for t in tops):
+            return None
+        return tops
+
+    def _commit_streamed(
+        self,
+        message: str | None,
+        ch: _Changes,
+        gate: quiet.Gate,
+        kind: str,
+        wait: bool,
+        tops: set[str],
+    ) -> CommitInfo | None:
+        """Commit new paths in bounded memory (the initial commit of a big tree).
+
+        The same commit as the plain path (same quiet gate, same checks of every file
+        read, same rows), built differently: files are read in tree order and handed to
+        :meth:`Repository.commit_stream` one by one, which builds the tree bottom up and
+        uploads it as it goes, and their rows go into the mount's database in batches of
+        one open transaction. So neither the change set nor the rows are ever held whole.
+        Paths the gate defers after they were read (changed meanwhile, or a new group
+        member changed) are taken out of the finished tree before it is published and
+        their rows out of the transaction. A crash or error publishes nothing and rolls
+        the rows back.
+        """
+        from .progress import transfer_progress
+
+        repo = self._repo
+        idx = self._index
+        writer = repo.writer()
+        pre = f"{self.sub_path}/" if self.sub_path else ""
+        exact = not idx.any_since_base()  # checked before our rows are written
+        base_seq = self.base_seq
+        # Tree order (repository.tree.tree_order_key) as a string key: NUL, which no name
+        # holds, sorts below every character. One string per path, not a tuple of parts.
+        order = [p.replace("/", "\0") for d in (ch.files, ch.links, ch.dirs) for p in d]
+        order.sort()
+        direct: dict[str, int] = {}  # folder -> files and links committed directly in it
+        unread: set[str] = set()  # files and links the gate deferred before they were read
+        first: list[str] = []  # the first paths taken, for the commit's message
+        rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
+        bar = transfer_progress(
+            f"{self.volume.name}: commit",
+            total_bytes=sum(st.st_size for st in ch.files.values()),
+            total_files=len(ch.files),
+        )
+
+        def taken(rel: str, entry: Entry, sig: tuple[int, int, int, int]) -> None:
+            # as synced with the base (usual); marked otherwise below if it is not
+            rows.append((rel, entry, sig, 0))
+            if len(first) < 64:
+                first.append(rel)
+            if len(rows) >= STREAM_ROWS:
+                idx.put(rows)  # inside the open transaction: rolled back on failure
+                rows.clear()
+            if entry.kind != DIR:
+                folder = rel.rpartition("/")[0]
+                direct[folder] = direct.get(folder, 0) + 1
+
+        def items() -> Iterator[tuple[str, Entry]]:
+            for key in order:
+                rel = key.replace("\0", "/")
+                st = ch.dirs.get(rel)
+                if st is not None:
+                    # every new folder goes in now (the builder needs it before its
+                    # contents); one the gate would not take comes out in finish()
+                    entry = Entry(rel.rsplit("/", 1)[-1], DIR, 0o755, 0, st.st_mtime_ns)
+                    taken(rel, entry, _sig(st))
+                    yield pre + rel, entry
+                    continue
+                link = ch.links.get(rel)
+                if link is not None:
+                    if not gate.ready(rel):
+                        unread.add(rel)
+                        continue
+                    target, st = link
+                    entry = Entry(
+                        rel.rsplit("/", 1)[-1],
+                        LINK,
+                        0o777,
+                        len(target),
+                        st.st_mtime_ns,
+                        target=target,
+                    )
+                    taken(rel, entry, _sig(st))
+                    yield pre + rel, entry
+                    continue
+                bar.update(ch.files[rel].st_size)
+                if not gate.ready(rel):
+                    unread.add(rel)
+                    continue
+                try:
+                    with open(self.path / rel, "rb") as f:
+                        st1 = os.fstat(f.fileno())
+                        entry = writer.file_entry(
+                            f, mode=_file_mode(st1.st_mode), mtime_ns=st1.st_mtime_ns
+                        )
+                        st2 = os.fstat(f.fileno())
+                except (FileNotFoundError, IsADirectoryError, PermissionError):
+                    gate.defer(rel, "could not be read")
+                    unread.add(rel)
+                    continue
+                if not gate.check_read(rel, st1, st2) or st2.st_size != entry.size:
+                    gate.defer(rel, "changed while being read")  # the next commit takes it
+                    unread.add(rel)
+                    continue
+                taken(rel, entry, _sig(st1))
+                yield pre + rel, entry
+
+        held: dict[str, str] = {}
+
+        def auto_message() -> str:
+            n = sum(direct.values()) + sum(1 for d in ch.dirs if d not in held)
+            shown = next((p for p in first if p not in held), first[0])
+            return _auto_message_n(n, pre + shown)
+
+        def finish(top: str) -> str | None:
+            idx.put(rows)
+            rows.clear()
+            # Everything read must still be as it was checked, in every group (as in
+            # _commit_locked): what the gate defers now comes out of the tree.
+            held.update(gate.confirm())
+            for rel in held:
+                if (rel in ch.files or rel in ch.links) and rel not in unread:
+                    folder = rel.rpartition("/")[0]
+                    direct[folder] -= 1  # read and put in the tree, now taken out
+            if held:
+                # New folders holding nothing committed that did not exist yet at the
+                # moment the commit stands for wait too (see _commit_locked).
+                parents = {
+                    d.rsplit("/", i)[0]
+                    for d, n in direct.items()
+                    if n > 0 and d
+                    for i in range(0, d.count("/") + 1)
+                }
+                for rel in ch.dirs:
+                    if rel not in parents and not gate.folder_ready(rel):
+                        held[rel] = "a new folder still being filled"
+            out = [
+                rel
+                for rel in held
+                if rel in ch.dirs or ((rel in ch.files or rel in ch.links) and rel not in unread)
+            ]
+            if out:
+                idx.delete(out)
+                # a folder is removed only when nothing remains in it (Trees.apply)
+                top, _stats = repo.trees.apply(top, {pre + rel: None for rel in out})
+            if not any(n > 0 for n in direct.values()) and all(d in held for d in ch.dirs):
+                return None  # nothing left to commit
+            return top
+
+        idx.db.execute("BEGIN")
+        try:
+            try:
+                rec, _stats = repo.commit_stream(
+                    items(),
+                    message=message or auto_message,
+                    writer=writer,
+                    kind=kind,
+                    edit=finish,
+                    flush_bytes=STREAM_TREE_BYTES,
+                )
+            finally:
+                bar.close()
+            self._deferred, self._retry_after = held, gate.pause
+            if (
+                rec is not None
+                and rec.parent == base_seq
+                and not rec.extra.get("carried")
+                and exact
+            ):
+                # Nobody committed in between: the folder now reflects exactly this commit.
+                idx.set_meta("base_root", self._sub_root(rec.root))
+                idx.set_meta("base_seq", rec.seq)
+            else:
+                # Our rows are exactly those under ``tops`` (none were there before):
+                # committed after the base, so a reload looks at them.
+                for t in tops:
+                    idx.db.execute(
+                        "UPDATE files SET since_base=1 WHERE path=? OR (path>? AND path<?)",
+                        (t, t + "/", t + "0"),
+                    )
+                if rec is not None:
+                    idx.set_meta("own_seqs", [*(idx.get_meta("own_seqs") or []), rec.seq])
+        except BaseException:
+            idx.db.execute("ROLLBACK")
+            writer.abort()
+            self._journal_requeue(ch)
+            raise
+        idx.db.execute("COMMIT")
+        if wait and held:
+            self._warn_deferred(held)
+        if held:
             self._journal_requeue(ch)
         if rec is None:
             return None
@@ -1603,8 +1858,10 @@ def _merge_changes(ch: _Changes, new: _Changes) -> None:
 
 
 def _auto_message(changes: dict[str, Any]) -> str:
-    n = len(changes)
-    first = sorted(changes)[0]
+    return _auto_message_n(len(changes), min(changes))
+
+
+def _auto_message_n(n: int, first: str) -> str:
     return f"commit {first}" if n == 1 else f"commit {n} paths ({first}, …)"
 
 

@@ -5,20 +5,35 @@
 timings: the tracemalloc peak of committing 50,000 files must stay close to that of
 5,000 files, while the plain ``commit(changes)`` path grows with the count (which
 shows the measurement can tell the two apart).
+
+A mount's commit of many new paths (``Mount._commit_streamed``) goes through it too:
+the same commit as the plain path (quiet gate, rows, group of a deferred file, other
+writers' files kept), with its rows written in batches of one SQLite transaction.
 """
 
 from __future__ import annotations
 
 import gc
+import io
+import os
 import random
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from jupyter_volume import Volume, quiet
+from jupyter_volume import mount as mount_mod
+from jupyter_volume.errors import StoreError
 from jupyter_volume.repository import Repository
 from jupyter_volume.repository.tree import DIR, FILE, LINK, Entry, TreeBuilder, tree_order_key
 from jupyter_volume.store import Store
+from jupyter_volume.testing.wrappers import WrappedStore
 
 MTIME = 1_700_000_000_000_000_000
 PER_FOLDER = 500
@@ -159,3 +174,309 @@ def test_initial_commit_memory_does_not_grow_with_file_count(
     files = [(p, e) for p, e in fresh.trees.walk(fresh.head().root) if e.kind == FILE]
     assert len(files) == 12_345
     assert dict(files)["d0002/s4/f0123"].inline == b"24/123"
+
+
+# -- through a mount ---------------------------------------------------------------------------
+
+
+def _fill(root: Path, n: int, size: int = 40, per_folder: int = 250) -> dict[str, bytes]:
+    """``n`` files of ``size`` bytes (distinct contents) in folders of ``per_folder``."""
+    out: dict[str, bytes] = {}
+    for i in range(n):
+        rel = f"t{i // (per_folder * 8):03d}/s{i // per_folder % 8}/f{i:06d}.bin"
+        data = (b"%08d" % i) * (size // 8) + b"x" * (size % 8)
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        out[rel] = data
+    return out
+
+
+def _volume_files(vol: Volume) -> dict[str, bytes]:
+    fresh = Volume.from_name(vol.name, store=vol.store)
+    return {
+        e.path: b"".join(fresh.read_file(e.path))
+        for e in fresh.listdir("/", recursive=True)
+        if e.type.name == "FILE"
+    }
+
+
+@pytest.fixture
+def streamed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every mount commit of new paths streams (the threshold is 2,000 paths), and the
+    list counts the commits that did, so a test knows which path it exercised."""
+    monkeypatch.setattr(mount_mod, "STREAM_AT", 1)
+    calls: list[int] = []
+    real = mount_mod.Mount._commit_streamed
+
+    def counted(self, *a, **kw):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(mount_mod.Mount, "_commit_streamed", counted)
+    return calls
+
+
+def test_mount_initial_commit_streams_the_same_commit(
+    store: Store, tmp_path: Path, streamed: list[int]
+) -> None:
+    vol = Volume.from_name("s", store=store, create_if_missing=True)
+    m = vol.mount(tmp_path / "mnt", background=False, settle=0.0)
+    root = m.path
+    files = _fill(root, 600)
+    # tree order is not string order: "a-b" sorts before "a/..." as a string, after "a"
+    # as a tree; an empty folder, a link, an inline, a chunked and a multi-chunk file
+    extra = {
+        "a/x.txt": b"in a",
+        "a-b": b"beside a",
+        "a b/y": b"space",
+        "big/blob.bin": random.Random(3).randbytes(700_000),
+        "mid.bin": random.Random(4).randbytes(5_000),
+    }
+    for rel, data in extra.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "empty" / "deeper").mkdir(parents=True)
+    os.symlink("../mid.bin", root / "a" / "link")
+    files.update(extra)
+    info = m.commit("bulk")
+    assert info is not None and streamed == [1]
+    assert info.seq == 1 and m.base_seq == 1  # nobody else committed: the base moved
+    assert _volume_files(vol) == files
+    fresh = Volume.from_name("s", store=store)
+    kinds = {e.path: e.type.name for e in fresh.listdir("/", recursive=True)}
+    assert kinds["empty/deeper"] == "DIRECTORY" and kinds["a/link"] == "SYMLINK"
+    assert fresh._repo.verify().ok
+    # every path has its row: the mount is clean, and a second commit finds nothing
+    st = m.status()
+    assert st.clean and not st.behind, st
+    assert m.commit() is None
+    # an edit of a streamed file is an ordinary commit (the paths are known now)
+    (root / "a" / "x.txt").write_bytes(b"edited")
+    assert m.commit() is not None and streamed == [1]
+    assert _volume_files(vol)["a/x.txt"] == b"edited"
+    m.unmount()
+    # another mount materializes exactly that
+    m2 = Volume.from_name("s", store=store).mount(tmp_path / "mnt2", background=False)
+    files["a/x.txt"] = b"edited"
+    got = {
+        str(p.relative_to(m2.path)): p.read_bytes()
+        for p in m2.path.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+    assert got == files
+    m2.unmount()
+
+
+def test_streamed_commit_keeps_other_writers_files(
+    store: Store, tmp_path: Path, streamed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vol = Volume.from_name("o", store=store, create_if_missing=True)
+    m = vol.mount(tmp_path / "mnt", background=False, settle=0.0)
+    files = _fill(m.path, 300)
+    other = Volume.from_name("o", store=store)
+    real = Repository.commit_stream
+
+    def another_writer_first(self, *a, **kw):  # type: ignore[no-untyped-def]
+        # while our commit is in flight, another process's handle commits: into the
+        # same new folder as ours, and elsewhere
+        with other.batch_upload() as b:
+            b.put_file(io.BytesIO(b"theirs"), "t000/s0/theirs.txt")
+            b.put_file(io.BytesIO(b"elsewhere"), "z/theirs.txt")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Repository, "commit_stream", another_writer_first)
+    info = m.commit()
+    assert info is not None and streamed == [1] and info.seq == 2
+    want = {**files, "t000/s0/theirs.txt": b"theirs", "z/theirs.txt": b"elsewhere"}
+    assert _volume_files(vol) == want
+    # the folder does not reflect commit 2 alone: the base stays, a reload brings theirs
+    assert m.base_seq == 0
+    monkeypatch.setattr(Repository, "commit_stream", real)
+    m.reload()
+    assert (m.path / "z" / "theirs.txt").read_bytes() == b"elsewhere"
+    assert (m.path / "t000" / "s0" / "theirs.txt").read_bytes() == b"theirs"
+    assert m.status().clean and m.base_seq == 2
+    m.unmount()
+
+
+def test_streamed_commit_leaves_out_what_changed_while_read(
+    local_store: Store, tmp_path: Path, streamed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vol = Volume.from_name("d", store=local_store, create_if_missing=True)
+    m = vol.mount(tmp_path / "mnt", background=False, settle=0.0, settle_max_wait=0.0)
+    files = _fill(m.path, 300)
+    db, wal = m.path / "t000" / "s1" / "app.db", m.path / "t000" / "s1" / "app.db-wal"
+    db.write_bytes(b"db v1")
+    wal.write_bytes(b"wal v1")
+    (m.path / "late").mkdir()
+    (m.path / "late" / "only.txt").write_bytes(b"only v1")
+    real = quiet.Gate.confirm
+
+    def write_before_confirm(self):  # type: ignore[no-untyped-def]
+        # after every file was read, before the commit is confirmed: the database's log
+        # and the only file of a folder change on disk (a real write, at that moment)
+        wal.write_bytes(b"wal v2!")
+        (m.path / "late" / "only.txt").write_bytes(b"only v2!")
+        return real(self)
+
+    monkeypatch.setattr(quiet.Gate, "confirm", write_before_confirm)
+    with pytest.warns(UserWarning, match="left for a later commit"):
+        info = m.commit()
+    assert info is not None and streamed == [1]
+    got = _volume_files(vol)
+    # the group (database and its log) waits whole; the rest went
+    assert got == files
+    assert m._index.row("t000/s1/app.db") is None and m._index.row("late/only.txt") is None
+    st = m.status()
+    assert {"t000/s1/app.db", "t000/s1/app.db-wal", "late/only.txt"} <= set(st.added)
+    monkeypatch.setattr(quiet.Gate, "confirm", real)
+    assert m.commit() is not None
+    got = _volume_files(vol)
+    assert got["t000/s1/app.db-wal"] == b"wal v2!" and got["late/only.txt"] == b"only v2!"
+    assert got["t000/s1/app.db"] == b"db v1"
+    assert m.status().clean
+    m.unmount()
+
+
+class _FailLogWrite(WrappedStore):
+    """Once armed, refuses the next write of a log record (before it reaches the store):
+    a commit that fails at its last step, after every pack and tree node landed."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.failed = 0
+
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+        if self.armed and "/log/" in key:
+            self.armed = False
+            self.failed += 1
+            raise StoreError(f"injected: cannot write {key}")
+        return super().put_if_absent(key, data)
+
+
+def test_failed_streamed_commit_publishes_nothing_and_records_nothing(
+    local_store: Store, tmp_path: Path, streamed: list[int]
+) -> None:
+    Volume.lookup("f", store=local_store, create_if_missing=True)
+    wrapped = _FailLogWrite(local_store)
+    vol = Volume.from_name("f", store=wrapped)
+    m = vol.mount(tmp_path / "mnt", background=False, settle=0.0)
+    files = _fill(m.path, 300)
+    wrapped.armed = True
+    with pytest.raises(StoreError, match="injected"):
+        m.commit()
+    assert wrapped.failed == 1
+    assert Volume.from_name("f", store=local_store)._repo.head().seq == 0
+    assert m._index.count() == 0  # the rows went back with the transaction
+    assert m.base_seq == 0
+    info = m.commit()  # the journal still knows what to look at
+    assert info is not None and info.seq == 1 and streamed == [1, 1]
+    assert _volume_files(vol) == files and m.status().clean
+    m.unmount()
+
+
+KILLED_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from jupyter_volume import Volume
+    from jupyter_volume import mount as mount_mod
+    from jupyter_volume.store import open_store
+    from jupyter_volume.testing.wrappers import KillAfterStore
+
+    mount_mod.STREAM_AT = 1
+
+    class DieOnTrees(KillAfterStore):
+        # the process ends right after the first tree node lands: mid-commit
+        def _record(self, kind, key):
+            if kind == "put" and "/trees/" in key and self.k is None:
+                self.k = self.ops + 1
+            super()._record(kind, key)
+
+    Volume.lookup("k", store=sys.argv[1], create_if_missing=True)
+    store = DieOnTrees(open_store(sys.argv[1]), None)
+    vol = Volume.from_name("k", store=store)
+    m = vol.mount(sys.argv[2], background=False, settle=0.0)
+    for i in range(400):
+        p = Path(sys.argv[2]) / f"d{i // 100}" / f"f{i:04d}.txt"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"file %d" % i)
+    m.commit()
+    print("not killed")
+    """
+)
+
+
+def test_crash_mid_streamed_commit_publishes_nothing(
+    local_store: Store, tmp_path: Path, streamed: list[int]
+) -> None:
+    mnt = tmp_path / "mnt"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_CHILD, local_store.url, str(mnt)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,  # the same state and cache folders as this test (private_dirs)
+    )
+    assert "KillAfterStore: exit after" in proc.stderr, proc.stderr[-2000:]
+    vol = Volume.from_name("k", store=local_store.url)
+    assert vol._repo.head().seq == 0  # nothing was published
+    # mounting the folder again commits its files: no row claims them as synced
+    m = vol.mount(mnt, background=False, settle=0.0)
+    assert m.base_seq >= 1
+    got = _volume_files(vol)
+    assert len(got) == 400 and got["d3/f0399.txt"] == b"file 399"
+    assert m.status().clean
+    m.unmount()
+
+
+def _commit_peak(store: Store, tmp_path: Path, n: int, threshold: int, size: int = 100) -> int:
+    """tracemalloc peak of what a mount's commit of ``n`` new files allocates after its
+    scan and quiet gate (those hold a few hundred bytes per path whichever way the
+    commit goes)."""
+    vol = Volume.from_name(f"p{n}-{threshold}", store=store, create_if_missing=True)
+    m = vol.mount(tmp_path / f"mnt-{n}-{threshold}", background=False, settle=0.0)
+    _fill(m.path, n, size=size, per_folder=1000)
+    start: list[int] = []
+    real = mount_mod.Mount._stream_tops
+
+    def mark(self, ch):  # type: ignore[no-untyped-def]
+        start.append(tracemalloc.get_traced_memory()[0])
+        tracemalloc.reset_peak()
+        return real(self, ch)
+
+    mount_mod.Mount._stream_tops = mark  # type: ignore[method-assign]
+    mount_mod.STREAM_AT, old = threshold, mount_mod.STREAM_AT
+    # small upload batches of tree nodes, so that both sizes reach the bound they set
+    mount_mod.STREAM_TREE_BYTES, old_tree = 32 << 10, mount_mod.STREAM_TREE_BYTES
+    gc.collect()
+    tracemalloc.start()
+    try:
+        assert m.commit() is not None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        mount_mod.Mount._stream_tops = real  # type: ignore[method-assign]
+        mount_mod.STREAM_AT = old
+        mount_mod.STREAM_TREE_BYTES = old_tree
+    assert m._index.count() == n + -(-n // 1000) + -(-n // 8000)  # a row per file and folder
+    m.unmount()
+    return peak - start[0]
+
+
+def test_mount_initial_commit_memory_does_not_grow_with_file_count(
+    local_store: Store, tmp_path: Path
+) -> None:
+    small, large = 3_000, 30_000
+    _commit_peak(local_store, tmp_path, 200, 1)  # warm up imports and pools
+    s_small = _commit_peak(local_store, tmp_path, small, 1)
+    s_large = _commit_peak(local_store, tmp_path, large, 1)
+    p_large = _commit_peak(local_store, tmp_path, large, 10**9)
+    # Ten times the files, well under twice the peak: entries, rows and tree nodes are
+    # not held; what still grows is the sorted list of paths (one string per path).
+    # (Files of more than 512 bytes add their chunks' index entries, a segment's worth.)
+    assert s_large < 2 * s_small, (s_small, s_large)
+    # The plain path holds every entry and row at once: the measurement tells them apart.
+    assert p_large > 3 * s_large, (p_large, s_large)

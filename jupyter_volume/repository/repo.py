@@ -984,11 +984,12 @@ class Repository:
         self,
         items: Iterable[tuple[str, Entry]],
         *,
-        message: str = "",
+        message: str | Callable[[], str] = "",
         writer: Writer | None = None,
         kind: str = "commit",
         author: str | None = None,
         flush_bytes: int = 1 << 20,
+        edit: Callable[[str], str | None] | None = None,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Commit a (huge) set of new files streamed in tree order, in bounded memory.
 
@@ -1000,11 +1001,27 @@ class Repository:
         result is set over whatever the head holds (files of other writers stay; ours
         win on the same path); nothing is deleted. For an initial commit of a big tree.
         ``flush_bytes``: compressed tree nodes held before they are uploaded.
+        ``edit(top)``: called once the tree is built, before anything is published; returns
+        the tree to commit instead (a mount drops files that changed while it read them),
+        or None to commit nothing (the writer's uploads then stay as orphans for gc).
+        ``message`` may be a function, called then (what the commit holds is known).
         """
         builder = TreeBuilder(self.trees, flush=self._upload_trees, flush_bytes=flush_bytes)
         for path, entry in items:
             builder.add(path, entry)
-        top = builder.finish()
+        top: str | None = builder.finish()
+        files = builder.files
+        if edit is not None:
+            built, top = top, edit(top)  # type: ignore[arg-type]
+            if top is not None and top != built:
+                files = sum(e.nfiles if e.kind == DIR else 1 for e in self.trees.entries(top))
+            if top is None:
+                self.trees.pending.clear()
+                if writer is not None:
+                    writer.abort()
+                return None, ApplyStats()
+        if callable(message):
+            message = message()
         self._upload_trees()
         top_entry = Entry("", DIR, 0o755, tree=top)
         with self._commit_lock:
@@ -1014,7 +1031,7 @@ class Repository:
                 head = self.head()
                 new_root, stats = overlay(self.trees, head.root, top)
                 if head.root == EMPTY_TREE:
-                    stats.added = builder.files
+                    stats.added = files
                 if new_root == head.root:
                     self.trees.pending.clear()
                     return None, stats
