@@ -73,6 +73,10 @@ class Store(abc.ABC):
 
     #: A URL that :func:`jupyter_volume.store.open_store` turns back into this store.
     url: str
+    #: Requests per second that all writers waiting on one volume's commit log may spend
+    #: together looking at it (group commit): 64 waiters each looking every 25 ms would
+    #: swamp an S3 server (and, on one machine, the CPU the leader needs).
+    poll_budget: float = 50.0
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

@@ -49,6 +49,9 @@ def _token(data: bytes | bytearray | memoryview) -> str:
 
 
 class LocalStore(Store):
+    # Looking at a small file costs microseconds: waiters may look often.
+    poll_budget = 1000.0
+
     """Objects as files under ``root``; keys map to relative paths."""
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:

@@ -47,6 +47,7 @@ class PrefixedStore(Store):
         self.inner = inner
         self.prefix = prefix + "/"
         self.url = _prefixed_url(inner.url, prefix)
+        self.poll_budget = inner.poll_budget
         temp_files = getattr(inner, "temp_files", None)
         if temp_files is not None:  # gc's clean-up of a local store's abandoned temp files
             self.temp_files = temp_files

@@ -47,6 +47,7 @@ class WrappedStore(Store):
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.url = inner.url
+        self.poll_budget = inner.poll_budget
 
     def _record(self, kind: str, key: str) -> None:  # pragma: no cover - overridden
         pass
