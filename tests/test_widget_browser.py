@@ -19,8 +19,7 @@ from jupyter_volume import Volume
 from jupyter_volume.testing.jupyter import (
     JupyterLab,
     chromium,
-    open_lab,
-    run_cell,
+    open_volume_browser,
     write_notebook,
 )
 
@@ -53,13 +52,8 @@ def test_browse_magic_renders_enters_a_folder_and_downloads(
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             try:
-                open_lab(page, lab, "browse.ipynb")
-                run_cell(page, 0)
-
-                widget = page.locator(".jv-browser")
-                widget.wait_for(state="visible", timeout=60_000)
+                widget = open_volume_browser(page, lab, "browse.ipynb", "results/")
                 folder = widget.get_by_role("button", name="results/")
-                folder.wait_for(timeout=30_000)
                 # before: the root listing, without the folder's file
                 assert widget.get_by_role("button", name="top-level.txt").is_visible()
                 assert widget.get_by_role("button", name="inside-file.txt").count() == 0

@@ -27,6 +27,7 @@ from jupyter_volume.testing.jupyter import (
     JupyterLab,
     chromium,
     open_lab,
+    open_volume_browser,
     run_cell,
     write_notebook,
 )
@@ -107,10 +108,7 @@ def test_widget_uploads_50mb_over_its_comm_in_chunks_and_cancel_leaves_nothing(
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            open_lab(page, lab, "w.ipynb")
-            run_cell(page, 0)
-            widget = page.locator(".jv-browser")
-            widget.get_by_role("button", name="exists.txt").wait_for(timeout=TIMEOUT)
+            widget = open_volume_browser(page, lab, "w.ipynb", "exists.txt")
             upload_button = widget.locator(".jv-upload-button")
             upload_button.wait_for(timeout=TIMEOUT)
             # the server extension is off: its REST uploader is not there, nor asked for

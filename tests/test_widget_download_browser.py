@@ -17,8 +17,7 @@ from jupyter_volume import Volume
 from jupyter_volume.testing.jupyter import (
     JupyterLab,
     chromium,
-    open_lab,
-    run_cell,
+    open_volume_browser,
     write_notebook,
 )
 from jupyter_volume.widgets import DOWNLOAD_LINK_MAX
@@ -50,12 +49,8 @@ def test_a_big_file_downloads_through_the_servers_route(
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             try:
-                open_lab(page, lab, "browse.ipynb")
-                run_cell(page, 0)
-                widget = page.locator(".jv-browser")
-                widget.wait_for(state="visible", timeout=60_000)
+                widget = open_volume_browser(page, lab, "browse.ipynb", "big file #1.bin")
                 name = widget.get_by_role("button", name="big file #1.bin")
-                name.wait_for(timeout=30_000)
                 name.click()
                 download_button = widget.get_by_role("button", name="Download")
                 download_button.click()

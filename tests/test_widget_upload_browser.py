@@ -22,8 +22,7 @@ from jupyter_volume import Volume
 from jupyter_volume.testing.jupyter import (
     JupyterLab,
     chromium,
-    open_lab,
-    run_cell,
+    open_volume_browser,
     write_notebook,
 )
 
@@ -60,10 +59,7 @@ def test_widget_uploads_50mb_in_chunks_with_progress_and_visible_failures(tmp_pa
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            open_lab(page, lab, "w.ipynb")
-            run_cell(page, 0)
-            widget = page.locator(".jv-browser")
-            widget.get_by_role("button", name="exists.txt").wait_for(timeout=TIMEOUT)
+            widget = open_volume_browser(page, lab, "w.ipynb", "exists.txt")
             # the page's uploader took the widget's own uploader's place
             widget.locator(".jv-web-upload-button").wait_for(timeout=TIMEOUT)
             assert widget.locator(".widget-upload").is_hidden()

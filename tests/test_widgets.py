@@ -236,14 +236,22 @@ def beside(b: VolumeBrowser, button: W.Widget) -> str:
     return b.message_beside(button).value
 
 
+def uploading_browser(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[VolumeBrowser, Path, Frontend]:
+    """A browser whose uploader keeps its temporary files in a folder of their own
+    (returned: the store is in tmp_path too), and a Frontend talking to it."""
+    b = VolumeBrowser(vol)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    b.upload._tmp_dir = str(uploads)
+    return b, uploads, Frontend(b, monkeypatch)
+
+
 def test_chunked_upload_commits_whole_files_once_every_byte_arrived(
     vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    b = VolumeBrowser(vol)
-    tmp_path = tmp_path / "uploads"  # the store is in tmp_path too
-    tmp_path.mkdir()
-    b.upload._tmp_dir = str(tmp_path)
-    page = Frontend(b, monkeypatch)
+    b, tmp_path, page = uploading_browser(vol, tmp_path, monkeypatch)
     b.open_folder("data")
     big = bytes(range(256)) * 100 + b"tail"
     ready = page.say({"op": "begin", "id": "u1", "files": [{"name": "big.bin", "size": len(big)}]})
@@ -277,11 +285,7 @@ def test_chunked_upload_commits_whole_files_once_every_byte_arrived(
 def test_chunked_upload_cancelled_or_failed_leaves_nothing(
     vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    b = VolumeBrowser(vol)
-    tmp_path = tmp_path / "uploads"  # the store is in tmp_path too
-    tmp_path.mkdir()
-    b.upload._tmp_dir = str(tmp_path)
-    page = Frontend(b, monkeypatch)
+    b, tmp_path, page = uploading_browser(vol, tmp_path, monkeypatch)
 
     def nothing_left() -> None:
         assert list(tmp_path.iterdir()) == [] and b.upload.active == 0

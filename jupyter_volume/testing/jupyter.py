@@ -454,3 +454,17 @@ def run_cell(page: Any, index: int = 0, *, timeout: float = 60.0) -> None:
                 f"cell {index} was not executed within {timeout:.0f}s "
                 f"(prompt: {prompt.inner_text()!r})"
             )
+
+
+def open_volume_browser(
+    page: Any, lab: JupyterLab, notebook: str, entry: str, *, timeout: float = 60.0
+) -> Any:
+    """Open ``notebook`` (its first cell runs ``%volume browse NAME``) in the Lab UI, run
+    that cell, and wait until the widget shows the entry named ``entry`` (a file, or a
+    folder as ``"name/"``). Returns the widget's Playwright locator (``.jv-browser``)."""
+    open_lab(page, lab, notebook, timeout=timeout)
+    run_cell(page, 0, timeout=timeout)
+    widget = page.locator(".jv-browser")
+    widget.wait_for(state="visible", timeout=timeout * 1000)
+    widget.get_by_role("button", name=entry).wait_for(timeout=timeout * 1000)
+    return widget
