@@ -515,15 +515,15 @@ def _open_nb_diff(page: Any, store: str, before: bytes, after: bytes) -> Any:
     panel.get_by_role("tab", name="History").click()
     commit = panel.locator(f"li.jp-VolumePanel-commit[data-seq='{head}']")
     diff_button = commit.get_by_role("button", name="Show the diff of analysis.ipynb")
-    # Opening a volume and its History tab each load the history; a list drawn by the
-    # second load has every commit's changes closed again, so open them until they stay.
-    for _ in range(5):
-        commit.get_by_role("button", name=f"Show changes of commit {head}").click()
-        try:
-            diff_button.wait_for(timeout=3000)
-            break
-        except Exception:
-            continue
+    commit.get_by_role("button", name=f"Show changes of commit {head}").click()
+    diff_button.wait_for(timeout=TIMEOUT)
+    # Opening a volume and its History tab each load the history: another load of the
+    # same commits (here: the tab clicked again) must not redraw the list and close the
+    # changes opened above (it did, and swallowed clicks on them).
+    with page.expect_response(lambda r: "/history?" in r.url, timeout=TIMEOUT):
+        panel.get_by_role("tab", name="History").click()
+    page.wait_for_timeout(300)  # the answer is drawn (or not) right after it arrives
+    assert diff_button.is_visible(), "a reload of the same history closed the changes"
     diff_button.click()
     body = page.locator(f".jp-VolumeViewer-diffBody[data-volume='{name}']")
     body.wait_for(timeout=TIMEOUT)

@@ -159,6 +159,7 @@ export class VolumePanel extends Widget {
   private _loading = el('div', 'jp-VolumePanel-loading');
   private _listing = el('div', 'jp-VolumePanel-listing');
   private _history = el('div', 'jp-VolumePanel-history');
+  private _historyKey = ''; // what the drawn history list shows (see _onHistoryChanged)
   private _dict = el('div', 'jp-VolumePanel-dict');
   private _fileInput = el('input');
   private _menu: HTMLElement | null = null;
@@ -183,7 +184,7 @@ export class VolumePanel extends Widget {
     model.statusChanged.connect(this._renderStatus, this);
     model.volumesChanged.connect(this._renderVolumes, this);
     model.folderChanged.connect(this._renderFolder, this);
-    model.historyChanged.connect(this._renderHistory, this);
+    model.historyChanged.connect(this._onHistoryChanged, this);
     model.uploadsChanged.connect(this._renderUploads, this);
     model.loadingChanged.connect(this._renderLoading, this);
     this._renderStatus();
@@ -864,6 +865,26 @@ export class VolumePanel extends Widget {
   }
 
   // -- history --------------------------------------------------------------------------------
+  /**
+   * The model loaded the history again. Opening a volume and then its History tab loads
+   * it twice: redrawing unchanged commits would close a "Changes" the user just opened
+   * (and swallow a click on it), so the list is redrawn only when it changed.
+   */
+  private _onHistoryChanged(): void {
+    const m = this.model;
+    const key = JSON.stringify([
+      m.kind,
+      m.volume,
+      m.historyMore,
+      m.history.map(c => [c.seq, c.message, c.time, c.added, c.modified, c.deleted])
+    ]);
+    if (key === this._historyKey && this._history.childElementCount > 0) {
+      return;
+    }
+    this._historyKey = key;
+    this._renderHistory();
+  }
+
   private _renderHistory(): void {
     const m = this.model;
     this._history.replaceChildren();
