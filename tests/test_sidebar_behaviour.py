@@ -655,6 +655,14 @@ NAME_WIDTH_JS = """panel => [...panel.querySelectorAll('.jp-VolumePanel-entryNam
   return [e.textContent, e.getBoundingClientRect().width, range.getBoundingClientRect().width];
 })"""
 
+#: The lines each change row's path takes for its first 12 characters (1: not squeezed).
+CHANGE_LINES_JS = """panel => [...panel.querySelectorAll('.jp-VolumePanel-changePath')].map(e => {
+  const range = document.createRange();
+  range.setStart(e.firstChild, 0);
+  range.setEnd(e.firstChild, Math.min(12, e.textContent.length));
+  return [e.textContent, new Set([...range.getClientRects()].map(r => Math.round(r.top))).size];
+})"""
+
 
 def _set_theme(page: Any, theme: str) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
@@ -693,6 +701,8 @@ def test_layout_and_contrast_at_the_default_width(page: Any, store: str, theme: 
         },
     )
     vol.remove_file("short.txt")  # a history with a deletion, for the history view
+    with vol.batch_upload(force=True) as batch:  # and a change (size, Diff, restore)
+        batch.put_file(io.BytesIO(b"y" * 3000), "experiment-results-2026-summary.csv")
     if "Dark" in theme:
         _set_theme(page, theme)
     panel = open_volume(page, name)
@@ -717,6 +727,8 @@ def test_layout_and_contrast_at_the_default_width(page: Any, store: str, theme: 
         "button", name=re.compile("Show changes")
     ).click()
     panel.locator(".jp-VolumePanel-change").first.wait_for(timeout=TIMEOUT)
+    for label, lines in panel.evaluate(CHANGE_LINES_JS):
+        assert lines == 1, f"history: the first 12 characters of {label!r} take {lines} lines"
     assert _contrast_violations(page) == [], "history"
     page.screenshot(path=str(ARTIFACTS / f"sidebar-history-{slug}.png"))
 
