@@ -12,8 +12,9 @@ its own child process (see :mod:`bench.worker`) that reports seconds, bytes sent
 store and its peak RSS per step. Timings are medians over ``--reps`` runs (>= 5);
 tools alternate within each repetition (A B A B ...), ratios are computed per repetition
 and then the median is taken. The load average is recorded before and during every
-scenario; a scenario during which it was above 1 is marked "noisy" and its targets do
-not count as met. Every scenario is also reported as a fraction of the store's own limit
+scenario, and the CPU that processes outside the benchmark take during it (see
+LoadWatch); a scenario that started at a load above 1 or during which others took more
+than a quarter of a core is marked "noisy" and its targets do not count as met. Every scenario is also reported as a fraction of the store's own limit
 measured in the same run (the same bytes PUT/GET as 16 MiB objects, 16 in parallel, with
 boto3): 1.0 means as fast as the store itself.
 
@@ -770,17 +771,67 @@ def copy_tree_links(src: Path, dst: Path) -> None:
 
 
 class LoadWatch:
-    """The 1-minute load average before a scenario and the highest seen during it."""
+    """Is anything else using the machine while a scenario runs?
+
+    Records the 1-minute load average before the scenario and the highest seen during
+    it, and samples every 2 s the CPU time of every process outside this benchmark's own
+    process tree (its workers, the peers and SeaweedFS are all children of it). The
+    benchmark itself keeps both cores of a 2-core machine busy, so the load average
+    during a scenario mostly measures the benchmark; what tells a quiet machine from a
+    shared one is the load before it and the CPU others take during it. Noisy: the load
+    before was above 1, or other processes took more than a quarter of a core on
+    average (or a whole core in any 2 s sample).
+    """
+
+    OTHERS_MEAN = 0.25  # cores
+    OTHERS_PEAK = 1.0
 
     def __init__(self, every: float = 2.0) -> None:
         self.every = every
         self.before = self.most = 0.0
+        self.others: list[float] = []  # cores used by other processes, per sample
         self._stop = threading.Event()
         self._t: threading.Thread | None = None
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._last: dict[int, int] = {}
+        self._last_at = 0.0
+
+    @staticmethod
+    def _procs() -> dict[int, tuple[int, int]]:
+        """pid -> (ppid, utime + stime in clock ticks) of every process now."""
+        out = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            out[int(name)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+        return out
+
+    def _sample(self) -> None:
+        procs = self._procs()
+        mine = {os.getpid()}
+        changed = True
+        while changed:  # our process tree (children of children...)
+            changed = False
+            for pid, (ppid, _t) in procs.items():
+                if ppid in mine and pid not in mine:
+                    mine.add(pid)
+                    changed = True
+        now = time.monotonic()
+        ticks = {pid: t for pid, (_pp, t) in procs.items() if pid not in mine}
+        if self._last_at:
+            used = sum(t - self._last.get(pid, t) for pid, t in ticks.items())
+            self.others.append(used / self._tick / (now - self._last_at))
+        self._last, self._last_at = ticks, now
 
     def __enter__(self) -> LoadWatch:
         self.before = os.getloadavg()[0]
         self.most = 0.0
+        self._sample()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
         return self
@@ -788,18 +839,24 @@ class LoadWatch:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             self.most = max(self.most, os.getloadavg()[0])
+            self._sample()
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         if self._t is not None:
             self._t.join()
         self.most = max(self.most, os.getloadavg()[0])
+        self._sample()
 
     def summary(self) -> dict[str, Any]:
+        mean = statistics.fmean(self.others) if self.others else 0.0
+        peak = max(self.others, default=0.0)
         return {
             "before": round(self.before, 2),
             "max_during": round(self.most, 2),
-            "noisy": self.before > 1 or self.most > 1,
+            "others_cores_mean": round(mean, 3),
+            "others_cores_max": round(peak, 3),
+            "noisy": self.before > 1 or mean > self.OTHERS_MEAN or peak > self.OTHERS_PEAK,
         }
 
 
@@ -1118,9 +1175,16 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
     text += "\nTimes are medians of the runs; `vs X` = X's time / jupyter-volume's time, per run, median (above 1: jupyter-volume is faster). `of store limit`: the time the store itself needs for the same bytes (16 MiB objects in parallel, measured in this run) over jupyter-volume's time.\n"
     load = results.get("load", {})
     if load:
-        text += "\nLoad average (1 min) per scenario, before / highest during; above 1 = noisy:\n\n"
+        text += (
+            "\nQuiet machine? Per scenario: load average (1 min) before / highest during (the "
+            "benchmark itself keeps both cores busy), and the CPU other processes took "
+            "during it, mean / highest 2 s sample (noisy: load before > 1, or others > 0.25 "
+            "cores on average or > 1 core in a sample):\n\n"
+        )
         text += "\n".join(
-            f"- {k}: {v['before']:.2f} / {v['max_during']:.2f}{' (noisy)' if v['noisy'] else ''}"
+            f"- {k}: load {v['before']:.2f} / {v['max_during']:.2f}; others "
+            f"{v.get('others_cores_mean', 0):.2f} / {v.get('others_cores_max', 0):.2f} cores"
+            f"{' (noisy)' if v['noisy'] else ''}"
             for k, v in load.items()
         )
         text += "\n"
