@@ -274,6 +274,34 @@ def task_jv(spec: dict[str, Any]) -> dict[str, Any]:
         elif op == "store_size":
             total, n = store_size(store.inner, "vols/" + vol._resolve().id + "/")
             s.out.append({"step": name, "store_bytes": total, "store_objects": n})
+        elif op == "pyspy":
+            # Sample this process (every thread, native frames too) until "pyspy_stop":
+            # py-spy from the bench extra, writing collapsed stacks to step["out"].
+            spy = subprocess.Popen(
+                [
+                    step.get("py_spy", "py-spy"),
+                    "record",
+                    "--pid",
+                    str(os.getpid()),
+                    "--rate",
+                    str(step.get("rate", 250)),
+                    "--native",
+                    "--format",
+                    "raw",
+                    "--output",
+                    step["out"],
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            time.sleep(1.0)  # py-spy attaches
+            notes["pyspy"] = spy
+        elif op == "pyspy_stop":
+            spy = notes.pop("pyspy")
+            spy.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
+            _o, err = spy.communicate(timeout=60)
+            if spy.returncode not in (0, -2, 130):
+                raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-2000:]}")
         elif op == "detach":
             assert mount is not None
             mount._detach()  # skip unmount's final full scan: nothing is left to commit
