@@ -1,6 +1,6 @@
 """Where the time of the throughput scenarios goes: py-spy profiles of jupyter-volume.
 
-    .venv/bin/python -m bench.profile                 # (a) and (b), about 3 minutes
+    .venv/bin/python -m bench.profile                 # (a), (b) and (d), about 4 minutes
     .venv/bin/python -m bench.profile --only a --size-mib 256
 
 Starts its own SeaweedFS on loopback (as ``python -m bench`` does), then runs each
@@ -10,7 +10,8 @@ jupyter-volume step of scenarios (a) and (b) in a fresh worker process under py-
 * ``a-commit``: commit of one 1 GiB file written into a mount;
 * ``a-mount``: mount of that volume into an empty folder;
 * ``b-commit``: commit of 10,000 x 4 KiB files;
-* ``b-mount``: mount of those.
+* ``b-mount``: mount of those;
+* ``d-commit``: commit of 100 scattered 64 KiB edits in the 1 GiB file.
 
 For each it writes ``bench/results/profiles/<date>-<step>.txt``: the share of samples per
 category (jupyter-volume's own Python; hashing; compression; copies; system calls,
@@ -41,7 +42,7 @@ from bench.worker import run_child  # noqa: E402
 
 MiB = 1 << 20
 BUCKET = "jv-profile"
-SCENARIOS = ("a", "b")
+SCENARIOS = ("a", "b", "d")
 
 #: (category, substrings of a frame that put a sample in it), tried from the innermost
 #: frame outwards; the first frame that matches any decides.
@@ -117,7 +118,11 @@ def report(step: str, seconds: float, raw: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Profile the chosen steps; 0 on success."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", default="a,b", help="scenarios: a (one big file), b (small files)")
+    ap.add_argument(
+        "--only",
+        default="a,b,d",
+        help="scenarios: a (one big file), b (small files), d (100 edits in the big file)",
+    )
     ap.add_argument("--size-mib", type=int, default=1024, help="the big file of (a)")
     ap.add_argument("--files", type=int, default=10_000, help="small files of (b)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "profiles"))
@@ -170,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}\n", flush=True)
             return res
 
-        big = {"op": "write_random", "path": "big.bin", "size": args.size_mib * MiB, "seed": 1}
+        src = work / "src"
+        src.mkdir()
+        if "a" in only or "d" in only:
+            from bench.run import write_random
+
+            write_random(src / "big.bin", args.size_mib * MiB, seed=1)
+        big = {"op": "populate", "src": str(src / "big.bin"), "link": False}
         small = {"op": "generate", "n": args.files, "size": 4096, "per_dir": 1000, "seed": 2}
         for scenario, content in (("a", big), ("b", small)):
             if scenario not in only:
@@ -183,6 +194,21 @@ def main(argv: list[str] | None = None) -> int:
             session(scenario, first, f"{scenario}1", f"{scenario}-commit")
             again = [{"op": "mount", "name": f"{scenario}-mount", "profiled": True}]
             session(scenario, again, f"{scenario}2", f"{scenario}-mount")
+        if "d" in only:
+            edits = [
+                {"op": "mount", "name": "mount_empty"},
+                big,
+                {"op": "commit", "name": "d-initial"},
+                {
+                    "op": "scattered_edits",
+                    "path": "big.bin",
+                    "n": 100,
+                    "size": 64 << 10,
+                    "seed": 300,
+                },
+                {"op": "commit", "name": "d-commit", "profiled": True},
+            ]
+            session("d", edits, "d1", "d-commit")
     finally:
         sw.stop()
         shutil.rmtree(work, ignore_errors=True)
