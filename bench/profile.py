@@ -51,7 +51,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("compression (zstd)", ("zstd", "ZSTD")),
     ("memory copies", ("memcpy", "memmove", "__memcpy", "__memmove")),
     (
-        "system calls (kernel: files, network)",
+        "system calls from our code (kernel: file reads and writes, renames, opens)",
         (
             "(libc.so",
             "__libc_",
@@ -62,7 +62,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
-        "S3 client (botocore, urllib3, http)",
+        "S3 client library (botocore, urllib3, http.client)",
         ("botocore/", "urllib3/", "http/client", "s3transfer/"),
     ),
     ("jupyter-volume's own Python", ("jupyter_volume/",)),
@@ -71,8 +71,38 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
 OTHER = "interpreter and other libraries"
 
 
+#: Where a thread waits for work or for another thread (py-spy counts a thread blocked
+#: in a native futex wait as busy): samples whose innermost Python frame is one of these.
+IDLE = "idle: a thread waiting for work or for other threads"
+IDLE_FRAMES = (
+    "_worker (concurrent/futures/thread.py",
+    "Condition.wait (threading.py",
+    "Event.wait (threading.py",
+    "Thread.join (threading.py",
+    "_wait_for_tstate_lock (threading.py",
+    "(queue.py",
+    "Future.result (concurrent/futures/_base.py",
+)
+#: Waiting for the store: a socket read or write below the HTTP client.
+NETWORK = "network: waiting for the store (socket reads and writes)"
+NETWORK_FRAMES = (
+    "(socket.py",
+    "(ssl.py",
+    "HTTPConnection.send (http/client.py",
+    "(urllib3/util/wait.py",
+)
+
+
 def categorize(stack: list[str]) -> str:
     """The category of one sample, from its frames (outermost first)."""
+    python = [f for f in stack if ".py:" in f]
+    native_leaf = bool(python) and stack[-1] != python[-1]
+    if python and native_leaf:
+        inner = python[-1]
+        if any(n in inner for n in IDLE_FRAMES):
+            return IDLE
+        if any(n in inner for n in NETWORK_FRAMES):
+            return NETWORK
     for frame in reversed(stack):
         for name, needles in CATEGORIES:
             if any(n in frame for n in needles):
@@ -101,13 +131,16 @@ def summarize(raw: str) -> tuple[dict[str, int], collections.Counter[str], int]:
 def report(step: str, seconds: float, raw: str) -> str:
     """The text written for one profiled step."""
     cats, leaves, total = summarize(raw)
+    busy = total - cats.get(IDLE, 0)
     lines = [
-        f"# py-spy profile of {step}: {seconds:.2f} s, {total} samples (all busy threads)",
+        f"# py-spy profile of {step}: {seconds:.2f} s, {total} samples of all threads",
         "",
-        "share of samples by category (innermost frame that names one):",
+        "share of samples by category (innermost frame that names one); the second column",
+        "leaves out idle threads (pool workers waiting for work, waits on futures):",
     ]
     for name, n in sorted(cats.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {100 * n / max(total, 1):5.1f} %  {name}")
+        of_busy = "      -" if name == IDLE else f"{100 * n / max(busy, 1):5.1f} %"
+        lines.append(f"  {100 * n / max(total, 1):5.1f} %  {of_busy}  {name}")
     lines += ["", "hottest leaf frames:"]
     for frame, n in leaves.most_common(30):
         lines.append(f"  {100 * n / max(total, 1):5.1f} %  {frame}")
@@ -126,7 +159,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mib", type=int, default=1024, help="the big file of (a)")
     ap.add_argument("--files", type=int, default=10_000, help="small files of (b)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "profiles"))
+    ap.add_argument(
+        "--reanalyze",
+        nargs="+",
+        metavar="TXT",
+        help="only re-make the summaries of profiles written before, from their stacks",
+    )
     args = ap.parse_args(argv)
+    if args.reanalyze:
+        for name in args.reanalyze:
+            path = Path(name)
+            text = path.read_text()
+            head = text.splitlines()[0]
+            step = head.split("profile of ", 1)[1].split(":", 1)[0]
+            seconds = float(head.split(": ", 1)[1].split(" s,", 1)[0])
+            raw = text.split("collapsed stacks (py-spy --format raw):\n", 1)[1]
+            path.write_text(report(step, seconds, raw.rstrip("\n")))
+            print("\n".join(path.read_text().splitlines()[:16]) + "\n")
+        return 0
     only = [s for s in args.only.split(",") if s]
     bad = [s for s in only if s not in SCENARIOS]
     if bad:
