@@ -20,7 +20,6 @@ from jupyter_volume.testing.jupyter import (
     JupyterLab,
     chromium,
     open_volume_browser,
-    write_notebook,
 )
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -45,14 +44,10 @@ def test_browse_magic_renders_enters_a_folder_and_downloads(
         "JUPYTER_VOLUME_CACHE_DIR": str(tmp_path / "cache"),
     }
     with JupyterLab(env=env) as lab:
-        write_notebook(
-            lab.root_dir / "browse.ipynb",
-            ["%load_ext jupyter_volume\n%volume browse browser-test"],
-        )
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             try:
-                widget = open_volume_browser(page, lab, "browse.ipynb", "results/")
+                widget = open_volume_browser(page, lab, "browser-test", "results/")
                 folder = widget.get_by_role("button", name="results/")
                 # before: the root listing, without the folder's file
                 assert widget.get_by_role("button", name="top-level.txt").is_visible()

@@ -103,12 +103,9 @@ def test_widget_uploads_50mb_over_its_comm_in_chunks_and_cancel_leaves_nothing(
     }
     ARTIFACTS.mkdir(exist_ok=True)
     with JupyterLab(env=env) as lab, chromium() as browser:
-        write_notebook(
-            lab.root_dir / "w.ipynb", [f"%load_ext jupyter_volume\n%volume browse {name}"]
-        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            widget = open_volume_browser(page, lab, "w.ipynb", "exists.txt")
+            widget = open_volume_browser(page, lab, name, "exists.txt")
             upload_button = widget.locator(".jv-upload-button")
             upload_button.wait_for(timeout=TIMEOUT)
             # the server extension is off: its REST uploader is not there, nor asked for

@@ -18,7 +18,6 @@ from jupyter_volume.testing.jupyter import (
     JupyterLab,
     chromium,
     open_volume_browser,
-    write_notebook,
 )
 from jupyter_volume.widgets import DOWNLOAD_LINK_MAX
 
@@ -43,13 +42,10 @@ def test_a_big_file_downloads_through_the_servers_route(
         "JUPYTER_VOLUME_CACHE_DIR": str(tmp_path / "cache"),
     }
     with JupyterLab(env=env) as lab:
-        write_notebook(
-            lab.root_dir / "browse.ipynb", ["%load_ext jupyter_volume\n%volume browse link-test"]
-        )
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             try:
-                widget = open_volume_browser(page, lab, "browse.ipynb", "big file #1.bin")
+                widget = open_volume_browser(page, lab, "link-test", "big file #1.bin")
                 name = widget.get_by_role("button", name="big file #1.bin")
                 name.click()
                 download_button = widget.get_by_role("button", name="Download")

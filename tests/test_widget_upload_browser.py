@@ -23,7 +23,6 @@ from jupyter_volume.testing.jupyter import (
     JupyterLab,
     chromium,
     open_volume_browser,
-    write_notebook,
 )
 
 MiB = 1024 * 1024
@@ -54,12 +53,9 @@ def test_widget_uploads_50mb_in_chunks_with_progress_and_visible_failures(tmp_pa
     }
     ARTIFACTS.mkdir(exist_ok=True)
     with JupyterLab(env=env) as lab, chromium() as browser:
-        write_notebook(
-            lab.root_dir / "w.ipynb", [f"%load_ext jupyter_volume\n%volume browse {name}"]
-        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            widget = open_volume_browser(page, lab, "w.ipynb", "exists.txt")
+            widget = open_volume_browser(page, lab, name, "exists.txt")
             # the page's uploader took the widget's own uploader's place
             widget.locator(".jv-web-upload-button").wait_for(timeout=TIMEOUT)
             assert widget.locator(".widget-upload").is_hidden()

@@ -236,6 +236,18 @@ def beside(b: VolumeBrowser, button: W.Widget) -> str:
     return b.message_beside(button).value
 
 
+def form_buttons(b: VolumeBrowser) -> tuple[W.Widget, ...]:
+    """The action buttons that open a form (each shows its result beside itself)."""
+    return (
+        b.new_folder_button,
+        b.move_button,
+        b.download_button,
+        b.delete_button,
+        b.restore_path_button,
+        b.restore_tree_button,
+    )
+
+
 def uploading_browser(
     vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[VolumeBrowser, Path, Frontend]:
@@ -737,17 +749,7 @@ def inside(container: Any, target: W.Widget) -> bool:
 
 def test_confirmations_and_forms_open_beside_the_button_that_asked(vol: Volume) -> None:
     b = VolumeBrowser(vol)
-    every_slot = [
-        b.form_beside(x)
-        for x in (
-            b.new_folder_button,
-            b.move_button,
-            b.download_button,
-            b.delete_button,
-            b.restore_path_button,
-            b.restore_tree_button,
-        )
-    ]
+    every_slot = [b.form_beside(x) for x in form_buttons(b)]
     for slot in every_slot:  # each form area sits in the same row, right after its button
         (pair,) = [box for box in b._own if slot in getattr(box, "children", ())]
         assert pair.children[1] is slot and isinstance(pair.children[0], W.Button)
@@ -782,17 +784,7 @@ def test_confirmations_and_forms_open_beside_the_button_that_asked(vol: Volume) 
 def test_each_result_shows_beside_the_button_that_asked(vol: Volume, tmp_path: Path) -> None:
     b = VolumeBrowser(vol)
     results = {
-        id(x): b.message_beside(x)
-        for x in (
-            b.upload,
-            b.new_folder_button,
-            b.move_button,
-            b.download_button,
-            b.delete_button,
-            b.restore_path_button,
-            b.restore_tree_button,
-            b.reload_mount_button,
-        )
+        id(x): b.message_beside(x) for x in (b.upload, *form_buttons(b), b.reload_mount_button)
     }
     assert len({id(r) for r in results.values()}) == len(results)  # one place each
     for x, place in [(b.new_folder_button, results[id(b.new_folder_button)])]:

@@ -457,11 +457,13 @@ def run_cell(page: Any, index: int = 0, *, timeout: float = 60.0) -> None:
 
 
 def open_volume_browser(
-    page: Any, lab: JupyterLab, notebook: str, entry: str, *, timeout: float = 60.0
+    page: Any, lab: JupyterLab, volume: str, entry: str, *, timeout: float = 60.0
 ) -> Any:
-    """Open ``notebook`` (its first cell runs ``%volume browse NAME``) in the Lab UI, run
-    that cell, and wait until the widget shows the entry named ``entry`` (a file, or a
-    folder as ``"name/"``). Returns the widget's Playwright locator (``.jv-browser``)."""
+    """Write a notebook whose cell runs ``%volume browse VOLUME``, open it in the Lab UI,
+    run that cell, and wait until the widget shows the entry named ``entry`` (a file, or
+    a folder as ``"name/"``). Returns the widget's Playwright locator (``.jv-browser``)."""
+    notebook = f"browse-{volume}.ipynb"
+    write_notebook(lab.root_dir / notebook, [f"%load_ext jupyter_volume\n%volume browse {volume}"])
     open_lab(page, lab, notebook, timeout=timeout)
     run_cell(page, 0, timeout=timeout)
     widget = page.locator(".jv-browser")
