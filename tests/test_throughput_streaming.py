@@ -433,7 +433,9 @@ def test_crash_mid_streamed_commit_publishes_nothing(
     m.unmount()
 
 
-def _commit_peak(store: Store | str, tmp_path: Path, n: int, threshold: int, size: int = 100) -> int:
+def _commit_peak(
+    store: Store | str, tmp_path: Path, n: int, threshold: int, size: int = 100
+) -> int:
     """tracemalloc peak of what a mount's commit of ``n`` new files allocates after its
     scan and quiet gate (those hold a few hundred bytes per path whichever way the
     commit goes)."""
@@ -492,8 +494,14 @@ def test_mount_initial_commit_memory_does_not_grow_with_file_count(
     # allocate or free during the measurement (the 30,000-file commit, ten times
     # longer, caught four times as much of that as the 3,000-file one).
     proc = subprocess.run(
-        [sys.executable, "-c", MEMORY_CHILD, str(Path(__file__).parent), local_store.url,
-         str(tmp_path)],
+        [
+            sys.executable,
+            "-c",
+            MEMORY_CHILD,
+            str(Path(__file__).parent),
+            local_store.url,
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
