@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import functools
 import re
+import signal
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,21 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
 
     for m in mounts():
         m._detach()
+
+
+@pytest.fixture(autouse=True)
+def signals_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Signal handlers are process-wide: one a test (or a library it runs in-process)
+    changes stays changed for every later test of the worker, and an ignored SIGINT is
+    inherited by every child process those tests start (a CLI child then ignores Ctrl-C).
+    Put SIGINT and SIGTERM back as they were."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in before.items():
+        now = signal.getsignal(s)
+        if now is not handler and handler is not None:
+            signal.signal(s, handler)
+            warnings.warn(f"{request.node.nodeid} left {s.name} handled by {now!r}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
