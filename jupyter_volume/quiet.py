@@ -150,6 +150,8 @@ class Groups:
         """The group of path ``rel``: its folder and base name, as one path."""
         folder, _, name = rel.rpartition("/")
         base = self.base(name)
+        if base is name:
+            return rel  # most paths: the same string, not a copy of it
         return f"{folder}/{base}" if folder else base
 
     def names(self, key: str) -> list[str]:
@@ -211,7 +213,8 @@ def writers(root: str | os.PathLike[str]) -> dict[str, list[str]]:
     return out
 
 
-@dataclass
+# Slotted: a gate holds one member per candidate (a million for a huge initial commit).
+@dataclass(slots=True)
 class _Member:
     rel: str
     sig: Sig | None  # None: the path is gone (a deletion in the change set)
@@ -220,7 +223,7 @@ class _Member:
     changed: float = 0.0  # (monotonic) its latest change seen so far (for a busy one)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
     members: list[_Member]
     first: float  # (monotonic) no candidate of it changed since its last commit before this
@@ -279,8 +282,10 @@ class Gate:
         self._gone = set(self.gone)
         self._candidates = set(self.changed) | self._gone
         self._members: dict[str, list[_Member]] = {}
+        # group key of a candidate, only where it is not the path itself (a sibling)
         self._key_of: dict[str, str] = {}
-        self._cands_of: dict[str, set[str]] = {}
+        # the candidates of each group (a list: most groups have one)
+        self._cands_of: dict[str, list[str]] = {}
         self._evaluate()
 
     # -- evaluation -----------------------------------------------------------------------
@@ -301,8 +306,13 @@ class Gate:
         by_key = self._cands_of
         for rel in self._candidates:
             k = self._groups.key(rel)
-            self._key_of[rel] = k
-            by_key.setdefault(k, set()).add(rel)
+            if k is not rel:
+                self._key_of[rel] = k
+            got = by_key.get(k)
+            if got is None:
+                by_key[k] = [rel]
+            else:
+                got.append(rel)
         per_folder: dict[str, int] = {}
         for k in by_key:
             folder = k.rpartition("/")[0]
@@ -499,8 +509,8 @@ class Gate:
 
     def defer(self, rel: str, reason: str) -> None:
         """Defer ``rel`` and every other candidate of its group."""
-        k = self._key_of.get(rel) or self._groups.key(rel)
-        for other in self._cands_of.get(k, set()) | ({rel} & self._candidates):
+        k = self._key_of.get(rel, rel) if rel in self._candidates else self._groups.key(rel)
+        for other in {*self._cands_of.get(k, ()), *({rel} & self._candidates)}:
             if other not in self.deferred:
                 self.deferred[other] = reason if other == rel else f"{rel} {reason}"
 
@@ -508,7 +518,7 @@ class Gate:
         """After reading ``rel``: True if it is the file that was checked and it did not
         change while read; else its group is deferred."""
         expected = next(
-            (m.sig for m in self._members.get(self._key_of.get(rel, ""), []) if m.rel == rel),
+            (m.sig for m in self._members.get(self._key_of.get(rel, rel), []) if m.rel == rel),
             None,
         )
         # The open file against the path's lstat: size, times and mode (some stacked file
