@@ -177,3 +177,29 @@ def test_the_cli_reports_a_newer_format_in_one_line(v1_store: LocalStore) -> Non
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "upgrade jupyter-volume to >= 9.4.0" in lines[0], p.stderr
+
+
+def test_compact_chunk_map_writes_the_same_index_segment_as_a_plain_dict() -> None:
+    # A commit keeps its new chunks' locations in a ChunkMap (an int per chunk); the
+    # segment it writes must be byte for byte the one the plain encoder makes, so its
+    # key (a hash of the bytes) and every reader stay as they were.
+    import random
+
+    from jupyter_volume.repository.packs import ChunkLoc, ChunkMap, decode_segment, encode_segment
+
+    rnd = random.Random(7)
+    packs = [rnd.randbytes(32).hex() for _ in range(5)]
+    plain: dict[str, ChunkLoc] = {}
+    compact = ChunkMap()
+    for i in range(2_000):
+        h = rnd.randbytes(32).hex()
+        loc = ChunkLoc(rnd.choice(packs), i * 4096, 4000 + i, 4096 + i, i % 2)
+        plain[h] = compact[h] = loc
+    seg = encode_segment(compact)
+    assert seg == encode_segment(plain)
+    assert {hb.hex(): (p, o, n, r, c) for hb, p, o, n, r, c in decode_segment(seg, "k")} == {
+        h: (loc.pack, loc.offset, loc.length, loc.raw_len, loc.codec) for h, loc in plain.items()
+    }
+    assert dict(compact) == plain and len(compact) == 2_000
+    assert next(iter(plain)) in compact and "00" * 32 not in compact
+    assert encode_segment(ChunkMap()) == encode_segment({})

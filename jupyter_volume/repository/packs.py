@@ -23,7 +23,7 @@ import secrets
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
@@ -65,8 +65,10 @@ def parse_pack_header(data: bytes, where: str) -> list[tuple[str, int, int, int,
     return out
 
 
-def encode_segment(entries: dict[str, ChunkLoc]) -> bytes:
+def encode_segment(entries: Mapping[str, ChunkLoc]) -> bytes:
     """Serialize an index segment covering ``entries`` (hash -> location)."""
+    if isinstance(entries, ChunkMap):
+        return entries.encode_segment()
     packs: dict[str, int] = {}
     recs = []
     for h, loc in sorted(entries.items()):
@@ -109,6 +111,73 @@ def _pack(pi: int, off: int, ln: int, raw: int, codec: int) -> int:
 
 def _unpack(v: int) -> tuple[int, int, int, int, int]:
     return v >> 104, (v >> 72) & _M32, (v >> 40) & _M32, (v >> 8) & _M32, v & 0xFF
+
+
+class ChunkMap(Mapping[str, ChunkLoc]):
+    """hash (hex) -> :class:`ChunkLoc`, kept compact: a 32-byte key and one int per chunk
+    (see ``_pack``), about 150 bytes a chunk instead of about 330 for a dict of ChunkLocs
+    keyed by hex strings. A commit of 1,000,000 new files holds one entry per new chunk
+    until its index segment is written, so this is most of what that commit holds.
+    """
+
+    __slots__ = ("_map", "_packs", "_pack_ids")
+
+    def __init__(self) -> None:
+        self._map: dict[bytes, int] = {}
+        self._packs: list[str] = []
+        self._pack_ids: dict[str, int] = {}
+
+    def pack_index(self, pack: str) -> int:
+        """The small number that stands for ``pack`` in this map (made on first use)."""
+        pi = self._pack_ids.get(pack)
+        if pi is None:
+            pi = self._pack_ids[pack] = len(self._packs)
+            self._packs.append(pack)
+        return pi
+
+    def add_raw(self, hb: bytes, pi: int, off: int, ln: int, raw: int, codec: int) -> None:
+        """Record chunk ``hb`` (32 bytes) at ``off`` of pack number ``pi`` (:meth:`pack_index`)."""
+        self._map[hb] = _pack(pi, off, ln, raw, codec)
+
+    def __setitem__(self, h: str, loc: ChunkLoc) -> None:
+        self.add_raw(
+            bytes.fromhex(h),
+            self.pack_index(loc.pack),
+            loc.offset,
+            loc.length,
+            loc.raw_len,
+            loc.codec,
+        )
+
+    def __getitem__(self, h: str) -> ChunkLoc:
+        pi, off, ln, raw, codec = _unpack(self._map[bytes.fromhex(h)])
+        return ChunkLoc(self._packs[pi], off, ln, raw, codec)
+
+    def __contains__(self, h: object) -> bool:
+        return isinstance(h, str) and bytes.fromhex(h) in self._map
+
+    def __iter__(self) -> Iterator[str]:
+        return (hb.hex() for hb in list(self._map))
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def encode_segment(self) -> bytes:
+        """The index segment of every entry (what :func:`encode_segment` makes of it),
+        written straight into one buffer: no per-entry objects on the way."""
+        recs = bytearray(len(self._map) * INDEX_REC.size)
+        seg_pi: dict[int, int] = {}  # numbered in order of first use, as encode_segment does
+        pack_into = INDEX_REC.pack_into
+        get = self._map.__getitem__
+        pos = 0
+        for hb in sorted(self._map):
+            pi, off, ln, raw, codec = _unpack(get(hb))
+            pack_into(recs, pos, hb, seg_pi.setdefault(pi, len(seg_pi)), off, ln, raw, codec)
+            pos += INDEX_REC.size
+        head = [INDEX_MAGIC, U32.pack(len(seg_pi))]
+        head.extend(bytes.fromhex(self._packs[pi]) for pi in seg_pi)
+        head.append(U32.pack(len(self._map)))
+        return b"".join(head) + recs
 
 
 class ChunkIndex:
@@ -210,7 +279,7 @@ class PackWriter:
         self._recs: list[tuple[str, int, int, int, int]] = []
         self._pending: dict[str, tuple[int, int, int]] = {}  # hash -> (offset, len, raw) in buf
         self._futures: deque[Future[None]] = deque()
-        self.new_chunks: dict[str, ChunkLoc] = {}
+        self.new_chunks = ChunkMap()
         self.bytes_written = 0
         self.packs_written = 0
 
@@ -256,15 +325,19 @@ class PackWriter:
         """Seal and start uploading the current pack, if it holds anything."""
         if not self._recs:
             return
+        keys = [bytes.fromhex(h) for h, _o, _n, _r, _c in self._recs]
         header = b"".join(
-            PACK_REC.pack(bytes.fromhex(h), o, n, r, c) for h, o, n, r, c in self._recs
+            PACK_REC.pack(hb, o, n, r, c)
+            for hb, (_h, o, n, r, c) in zip(keys, self._recs, strict=True)
         )
         self._put_bytes(header + U32.pack(len(self._recs)) + PACK_MAGIC)
         # Random, never content-derived: a pack rewritten with the same chunks (a rescue, a
         # re-upload of expired data) must never share a name with one gc has condemned.
         pack_id = secrets.token_hex(32)
-        for h, o, n, r, c in self._recs:
-            self.new_chunks[h] = ChunkLoc(pack_id, o, n, r, c)
+        pi = self.new_chunks.pack_index(pack_id)
+        add = self.new_chunks.add_raw
+        for hb, (_h, o, n, r, c) in zip(keys, self._recs, strict=True):
+            add(hb, pi, o, n, r, c)
         self.bytes_written += self._len
         self.packs_written += 1
         buf, length = self._buf, self._len
