@@ -152,6 +152,13 @@ def test_16_writers_of_different_files_lose_nothing(
     assert most >= 2, [rec.extra for rec in records.values()]
     assert len(records) < WRITERS * ROUNDS + 1
     assert sorted(records) == list(range(len(records)))
+    # A record that carried others added one index segment for all of them (merged),
+    # not one per writer: every other process loads what a record adds.
+    for rec in records.values():
+        if rec.extra.get("carried") and rec.seq > 0:
+            before = set(records[rec.seq - 1].index)
+            added = [k for k in rec.index if k not in before]
+            assert len(added) <= 1 or len(rec.index) < len(before), (rec.seq, added)
 
     # Nothing lost: every writer's every file, whole.
     repo = Repository(store, vol_id, cache_dir=tmp_path / "reader-cache")

@@ -69,7 +69,15 @@ from .codec import (
     hash_bytes,
     load_json,
 )
-from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment, parse_pack_header
+from .packs import (
+    ChunkIndex,
+    ChunkLoc,
+    ChunkMap,
+    PackWriter,
+    decode_segment,
+    encode_segment,
+    parse_pack_header,
+)
 from .tree import (
     DIR,
     EMPTY_NODE,
@@ -385,6 +393,11 @@ class _Intent:
         self.changes, self.index, self.kind, self.blob = changes, index, kind, blob
         self.paths = list(changes)
         self.since = time.monotonic()
+
+    @property
+    def digest(self) -> str:
+        """The hash its key ends with (of its uncompressed contents)."""
+        return self.key.rsplit(".", 1)[-1]
 
     @classmethod
     def make(
@@ -886,7 +899,7 @@ class Repository:
                     or time.monotonic() - self._intents_listed > INTENT_PROBE
                     or time.monotonic() < self._contended_until
                 ):
-                    pending = self._pending_intents(head)
+                    pending = self._pending_keys(head)
                     if published is None and can_publish and pending:
                         # Others wait in line: join it instead of racing them (and whoever
                         # folds for them) for the log slot; the first in line carries all.
@@ -903,10 +916,10 @@ class Repository:
                             kind,
                         )
                         self._publish_intent(published)
-                        pending = sorted([*pending, published], key=lambda i: i.key)
+                        pending = sorted([*pending, (published.key, published.digest)])
                         seen_seq, moved_at, quiet_for = head.seq, time.monotonic(), 0.0
                     if published is not None:
-                        if published.key not in {i.key for i in pending}:
+                        if published.key not in {k for k, _h in pending}:
                             # Dropped as stale, or carried by a record we have not seen
                             # yet: look once more, then publish it again (same txn, so it
                             # can never land twice).
@@ -914,8 +927,10 @@ class Repository:
                             if landed is not None:
                                 return landed, stats
                             self._publish_intent(published)
-                        elif pending[0].key != published.key:
-                            place = next(i for i, x in enumerate(pending) if x.key == published.key)
+                        elif pending[0][0] != published.key:
+                            place = next(
+                                i for i, (k, _h) in enumerate(pending) if k == published.key
+                            )
                             grace = LEADER_GRACE * (1 + min(place, LEADER_STEPS))
                             if quiet_for < grace:
                                 # Someone ahead of us in line folds; we wait and watch the log.
@@ -923,7 +938,9 @@ class Repository:
                                 self._wait_turn()
                                 continue
                     carried = self._choose_intents(
-                        pending, changes, own=published.key if published else None
+                        self._load_intents(pending),
+                        changes,
+                        own=published.key if published else None,
                     )
                 if root is not None:
                     new_root, stats = root, self._root_stats(head.root, root)
@@ -940,9 +957,18 @@ class Repository:
                     return None, stats
                 tree_puts = self._upload_trees()
                 index_list = list(head.index)
-                for key in [seg_key, *(k for i in carried for k in i.index)]:
-                    if key and key not in index_list:
-                        index_list.append(key)
+                new_keys = list(
+                    dict.fromkeys(k for k in [seg_key, *(k for i in carried for k in i.index)] if k)
+                )
+                new_keys = [k for k in new_keys if k not in index_list]
+                if len(new_keys) > 1:
+                    # One segment per round instead of one per carried writer: every other
+                    # process loads each segment a record lists before its next commit, so
+                    # with N writers per round that was N loads in each of N processes.
+                    merged_key = self._merge_segments(new_keys)
+                    if merged_key is not None:
+                        new_keys = [merged_key]
+                index_list.extend(new_keys)
                 rescue_changes = changes
                 if carried and self.gc_state(head).condemned:
                     # gc condemned packs meanwhile: the carried changes need rescuing too,
@@ -1217,12 +1243,15 @@ class Repository:
     def _find_carried(self, intent: _Intent, head: CommitRecord) -> CommitRecord | None:
         return self._carried_txns(intent.base, head).get(intent.txn)
 
-    def _pending_intents(self, head: CommitRecord) -> list[_Intent]:
-        """Intents not yet carried by any record up to ``head``, in key order.
+    def _pending_keys(self, head: CommitRecord) -> list[tuple[str, str]]:
+        """``(key, hash)`` of the intents not yet carried by any record up to ``head``, in
+        key order (the line), read from the listing alone.
 
-        Stale ones (older than INTENT_TTL or INTENT_WINDOW commits) and carried ones
-        are deleted as they are found; a damaged one is skipped (its writer, if alive,
-        publishes it again when it finds it missing).
+        Stale ones (older than INTENT_TTL or INTENT_WINDOW commits) and carried ones are
+        deleted as they are found. Their contents are not read here: a writer waiting in
+        line only needs its place, and only the one that folds needs the change sets
+        (:meth:`_load_intents`). Every waiter reading every intent after every round made
+        the work of a round grow with the square of the writers.
         """
         self._intents_listed = time.monotonic()
         now = time.time()
@@ -1242,33 +1271,38 @@ class Repository:
                 continue
             live.append((base, txn, info.key, h))
         self._waiting = max(1, len(live))  # writers waiting now (paces _wait_turn)
-        pending: list[_Intent] = []
+        todo: list[tuple[str, str]] = []
         if live:
             carried = self._carried_txns(min(b for b, *_ in live), head)
-            todo = [(key, h) for _b, txn, key, h in live if txn not in carried]
+            todo = sorted((key, h) for _b, txn, key, h in live if txn not in carried)
             stale.extend(key for _b, txn, key, _h in live if txn in carried)
-
-            def load(item: tuple[str, str]) -> _Intent | None:
-                key, h = item
-                got = self._intent_cache.get(key)
-                if got is not None:
-                    return got
-                try:
-                    got = self._get_verified(key, lambda d: _Intent.load(key, h, d), cache=False)
-                except (NotFoundError, CorruptionError):
-                    return None  # gone meanwhile (carried), or damaged: skipped
-                self._intent_cache[key] = got
-                return got
-
-            fetch = [it for it in todo if it[0] not in self._intent_cache]
-            loaded = _download_pool.map(load, todo) if len(fetch) > 1 else map(load, todo)
-            pending = [i for i in loaded if i is not None]
         if stale:
             self._drop_intents(stale)
-        listed = {i.key for i in pending}
+        listed = {key for key, _h in todo}
         for k in [k for k in self._intent_cache if k not in listed]:
             del self._intent_cache[k]
-        return pending
+        return todo
+
+    def _load_intents(self, todo: list[tuple[str, str]]) -> list[_Intent]:
+        """The intents ``todo`` names (see :meth:`_pending_keys`), read and verified once
+        per process; one gone meanwhile (carried) or damaged is left out (its writer, if
+        alive, publishes it again when it finds it missing)."""
+
+        def load(item: tuple[str, str]) -> _Intent | None:
+            key, h = item
+            got = self._intent_cache.get(key)
+            if got is not None:
+                return got
+            try:
+                got = self._get_verified(key, lambda d: _Intent.load(key, h, d), cache=False)
+            except (NotFoundError, CorruptionError):
+                return None
+            self._intent_cache[key] = got
+            return got
+
+        fetch = [it for it in todo if it[0] not in self._intent_cache]
+        loaded = _download_pool.map(load, todo) if len(fetch) > 1 else map(load, todo)
+        return [i for i in loaded if i is not None]
 
     def _choose_intents(
         self, pending: list[_Intent], changes: dict[str, Entry | str | None], own: str | None
@@ -1348,6 +1382,23 @@ class Repository:
                 stats.modified += 1
             stats.changed_paths.append(path)
         return stats
+
+    def _merge_segments(self, keys: list[str]) -> str | None:
+        """Write one index segment holding the entries of ``keys``; its key, or None if
+        one of them cannot be read (the record then lists them one by one, as before)."""
+        try:
+            datas = list(_download_pool.map(self._fetch_index, keys))
+        except (NotFoundError, CorruptionError):
+            return None
+        merged = ChunkMap()
+        for key, data in zip(keys, datas, strict=True):
+            for hb, pack, off, ln, raw, codec in decode_segment(data, key):
+                merged.add_raw(hb, merged.pack_index(pack), off, ln, raw, codec)
+        seg = encode_segment(merged)
+        key = f"{self.prefix}index/{hash_bytes(seg)}"
+        self.store.put(key, seg)
+        self.index.add_object(key, seg)
+        return key
 
     def _compact(self, index_list: list[str]) -> list[str]:
         """Fold many index objects into a checkpoint (sharded when large)."""
