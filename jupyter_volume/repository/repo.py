@@ -104,6 +104,10 @@ READ_ATTEMPTS = 3
 #: than INTENT_WINDOW commits back is dropped instead of carried: its writer is gone.
 INTENT_TTL = 300.0
 INTENT_WINDOW = 512
+#: A carried intent still listed this long after it was written is deleted by whoever
+#: lists it; a younger one by the next writer to publish a record (the writer that
+#: carried it normally deletes it at once).
+INTENT_LEFT_BEHIND = 10.0
 #: Intents carried by one commit at most (bounds the size of one record and apply).
 FOLD_MAX = 128
 #: A waiting writer whose intent is not first in line folds by itself once the log has
@@ -550,6 +554,7 @@ class Repository:
         self._waiting = 1  # writers seen waiting at the last listing of intents
         self._contended_until = 0.0
         self._intent_cache: dict[str, _Intent] = {}  # verified intents, by key
+        self._carried_left: list[str] = []  # carried intents still listed (see _pending_keys)
 
     # -- keys ------------------------------------------------------------------------
     def _log_key(self, seq: int) -> str:
@@ -691,6 +696,18 @@ class Repository:
 
     def _newest_seq(self, start: int | None) -> int | None:
         """The highest seq in the log after ``start`` (``start`` itself if none is)."""
+        if start is not None and self.store.cheap_stat:
+            # Records above the head are consecutive (each is created as head + 1), so
+            # look at the next keys instead of listing the whole log: on a local folder
+            # the listing grows with every commit (0.44 ms per look at 300 commits, and
+            # waiting writers look many times per commit).
+            newest = start
+            while True:
+                try:
+                    self.store.stat(self._log_key(newest + 1))
+                except NotFoundError:
+                    return newest
+                newest += 1
         after = self._log_key(start) if start is not None else None
         newest = start
         for info in self.store.list(self.prefix + "log/", start_after=after):
@@ -869,6 +886,7 @@ class Repository:
             behind_at = -1  # the head seq at which we last saw another intent ahead of ours
             seen_seq, moved_at = -1, 0.0  # the head seq seen while waiting, and since when
             grace = LEADER_GRACE  # how long a quiet log is waited out at our place in line
+            place = LEADER_STEPS  # our place in line when last listed (0: first)
             quiet_for = 0.0
             stats = ApplyStats()
             deadline = time.monotonic() + MAX_COMMIT_SECONDS
@@ -879,7 +897,9 @@ class Repository:
                 if published is not None:
                     landed = self._find_carried(published, head)
                     if landed is not None:
-                        self._drop_intents([published.key])
+                        # The writer that carried it deletes it (and if that one died,
+                        # the next lister does): one delete per intent, not two.
+                        self._intent_cache.pop(published.key, None)
                         return landed, stats
                     now = time.monotonic()
                     if head.seq != seen_seq:
@@ -888,7 +908,7 @@ class Repository:
                     if head.seq == behind_at and quiet_for < grace:
                         # Still behind someone in line and nothing new in the log: do not
                         # list the intents again (one request per look, not two).
-                        self._wait_turn()
+                        self._wait_turn(place)
                         continue
                 if check is not None:
                     check(head)
@@ -916,6 +936,13 @@ class Repository:
                             kind,
                         )
                         self._publish_intent(published)
+                        # ...and keep joining it for a while: our next commit looks for a
+                        # line before racing for the slot. Without this a writer just
+                        # carried went straight for the slot next time and, winning it
+                        # (a commit of one change is quick), pushed back the one folding
+                        # for the line: 210 of 235 records carried nothing and the rest
+                        # about 55 each (64 local writers).
+                        self._contended_until = time.monotonic() + INTENT_PROBE
                         pending = sorted([*pending, (published.key, published.digest)])
                         seen_seq, moved_at, quiet_for = head.seq, time.monotonic(), 0.0
                     if published is not None:
@@ -935,7 +962,7 @@ class Repository:
                             if quiet_for < grace:
                                 # Someone ahead of us in line folds; we wait and watch the log.
                                 behind_at = head.seq
-                                self._wait_turn()
+                                self._wait_turn(place)
                                 continue
                     carried = self._choose_intents(
                         self._load_intents(pending),
@@ -1012,6 +1039,8 @@ class Repository:
                     done = [i.key for i in carried]
                     if published is not None:
                         done.append(published.key)
+                    done.extend(k for k in self._carried_left if k not in done)
+                    self._carried_left = []
                     self._drop_intents(done)
                     return rec, stats
                 self._contended_until = time.monotonic() + INTENT_PROBE
@@ -1194,13 +1223,22 @@ class Repository:
     def _pause(self, attempt: int) -> None:
         time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.2)))
 
-    def _wait_turn(self) -> None:
+    def _wait_turn(self, place: int = LEADER_STEPS) -> None:
         # A published writer polls the log at a steady pace rather than backing off: the
         # sooner it sees its change carried, the sooner its next commit joins a round.
         # All waiters together stay within the store's poll budget (64 waiters on an S3
         # server looking every 25 ms each took most of its time: 2.1 commits/s).
+        # The writer next in line (``place`` 1: the one before it is folding) is woken
+        # as soon as a record lands where the store can be watched (a local folder), so
+        # the next round starts at once; the rest look at their pace (all of them waking
+        # at every record took the CPU the folding writer needed: 123 -> 93 commits/s
+        # with 64 local writers).
         mean = max(WAIT_POLL, self._waiting / self.store.poll_budget)
-        time.sleep(random.uniform(mean / 2, mean * 1.5))
+        pause = random.uniform(mean / 2, mean * 1.5)
+        if place <= 1:
+            self.store.wait_change(self.prefix + "log/", pause)
+        else:
+            time.sleep(pause)
 
     def _publish_intent(self, intent: _Intent) -> None:
         self.store.put(intent.key, intent.blob)
@@ -1259,6 +1297,7 @@ class Repository:
         if not infos:
             self._intent_cache.clear()
             return []
+        mtimes = {info.key: info.mtime for info in infos}
         stale: list[str] = []
         live: list[tuple[int, str, str, str]] = []  # base, txn, key, hash
         for info in infos:
@@ -1275,7 +1314,13 @@ class Repository:
         if live:
             carried = self._carried_txns(min(b for b, *_ in live), head)
             todo = sorted((key, h) for _b, txn, key, h in live if txn not in carried)
-            stale.extend(key for _b, txn, key, _h in live if txn in carried)
+            # A carried intent is deleted by the writer that carried it, right after its
+            # record landed. Listers delete only old ones; fresh ones are deleted by the
+            # next writer that publishes a record (in case the carrier died before it
+            # could), not by every waiting process after every round.
+            done = [key for _b, txn, key, _h in live if txn in carried]
+            stale.extend(k for k in done if mtimes[k] < now - INTENT_LEFT_BEHIND)
+            self._carried_left = [k for k in done if mtimes[k] >= now - INTENT_LEFT_BEHIND]
         if stale:
             self._drop_intents(stale)
         listed = {key for key, _h in todo}

@@ -40,6 +40,7 @@ anything above it from here.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -77,6 +78,10 @@ class Store(abc.ABC):
     #: together looking at it (group commit): 64 waiters each looking every 25 ms would
     #: swamp an S3 server (and, on one machine, the CPU the leader needs).
     poll_budget: float = 50.0
+    #: True if :meth:`stat` of one key costs about what listing one costs (a local
+    #: folder): the newest commit is then found by looking at the next keys one by one,
+    #: not by listing a log that grows with every commit.
+    cheap_stat: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
@@ -127,6 +132,13 @@ class Store(abc.ABC):
         except NotFoundError:
             return False
         return True
+
+    def wait_change(self, prefix: str, timeout: float) -> None:
+        """Wait ``timeout`` seconds, or less if this store can tell that a key was added
+        under the folder ``prefix`` (ending in ``/``) meanwhile. A hint for callers that
+        poll (writers waiting for their turn to commit): they look again either way.
+        This default just sleeps; a store that can be watched wakes early."""
+        time.sleep(timeout)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or other resources held by the store."""

@@ -23,13 +23,17 @@ until the key's first conditional write (a Dict's ``d[k] = v`` racing the very f
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
+import select
+import stat as stat_mod
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .. import _inotify
 from ..errors import NotFoundError, StoreAccessError, StoreError
 from .base import ObjectInfo, Store, check_key
 
@@ -49,21 +53,76 @@ def _token(data: bytes | bytearray | memoryview) -> str:
 
 
 class LocalStore(Store):
+    """Objects as files under ``root``; keys map to relative paths."""
+
     # Looking at a small file costs microseconds: waiters may look often.
     poll_budget = 1000.0
-
-    """Objects as files under ``root``; keys map to relative paths."""
+    cheap_stat = True
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root).expanduser().resolve()
+        self._root_s = str(self.root)
         self.url = self.root.as_uri()
         self.fsync = fsync
+        # prefix -> inotify descriptor watching that folder (see wait_change)
+        self._watches: dict[str, int] = {}
+        self._watch_lock = threading.Lock()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except PermissionError as e:
             raise StoreAccessError(
                 f"cannot create the store folder {self.root}: {e.strerror}"
             ) from e
+
+    def wait_change(self, prefix: str, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a file to be added to folder ``prefix``
+        (inotify: a writer waiting for its turn to commit wakes when the commit log
+        grows instead of a poll interval later); a plain sleep where inotify is missing."""
+        fd = self._watch_fd(prefix)
+        if fd is None:
+            time.sleep(timeout)
+            return
+        try:
+            ready, _, _ = select.select([fd], [], [], timeout)
+        except (OSError, ValueError):  # closed meanwhile
+            time.sleep(timeout)
+            return
+        if ready:
+            # Drain: every event since the last wait says the same thing (look again).
+            # Events left over from before the caller's last look only cost one look.
+            with contextlib.suppress(OSError):
+                while os.read(fd, 1 << 16):
+                    pass
+
+    def _watch_fd(self, prefix: str) -> int | None:
+        if _inotify.libc is None or not prefix.endswith("/"):
+            return None
+        with self._watch_lock:
+            fd = self._watches.get(prefix)
+            if fd is not None:
+                return fd
+            folder = self.root / prefix.rstrip("/") if prefix.strip("/") else self.root
+            fd = _inotify.libc.inotify_init1(_inotify.IN_NONBLOCK | _inotify.IN_CLOEXEC)
+            if fd < 0:
+                return None
+            mask = _inotify.IN_CREATE | _inotify.IN_MOVED_TO | _inotify.IN_ONLYDIR
+            if _inotify.libc.inotify_add_watch(fd, os.fsencode(folder), mask) < 0:
+                os.close(fd)  # no such folder yet, or no watches left: sleep this time
+                return None
+            self._watches[prefix] = fd
+            return fd
+
+    def close(self) -> None:
+        """Stop watching folders for :meth:`wait_change` (the store stays usable)."""
+        with self._watch_lock:
+            fds, self._watches = list(self._watches.values()), {}
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     # -- helpers -------------------------------------------------------------------
     def _path(self, key: str) -> Path:
@@ -275,11 +334,12 @@ class LocalStore(Store):
                 parent = parent.parent
 
     def stat(self, key: str) -> ObjectInfo:
+        # one system call, no Path objects: waiting writers look at the log this way
         try:
-            st = self._path(key).stat()
+            st = os.stat(f"{self._root_s}/{check_key(key)}")
         except OSError as e:
             raise self._wrap(e, key) from e
-        if not os.path.isfile(self._path(key)):
+        if not stat_mod.S_ISREG(st.st_mode):
             raise NotFoundError(f"no object {key!r} in store {self.url}")
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
@@ -289,29 +349,39 @@ class LocalStore(Store):
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         if base and any(part in ("", ".", "..") for part in base.split("/")):
             return  # no valid key has such a segment; and "../" must not leave the root
-        top = self.root / base if base else self.root
         found: list[ObjectInfo] = []
-        try:
-            walker = os.walk(top)
-            for dirpath, _dirs, files in walker:
-                rel_dir = os.path.relpath(dirpath, self.root)
-                rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-                for name in files:
-                    if name.startswith(TMP_PREFIX):
-                        continue
-                    key = rel_dir + name
-                    if not key.startswith(prefix):
-                        continue
-                    if start_after is not None and key <= start_after:
-                        continue
-                    try:
-                        st = os.stat(os.path.join(dirpath, name))
-                    except FileNotFoundError:
-                        continue  # deleted while we listed
-                    found.append(ObjectInfo(key, st.st_size, st.st_mtime))
-        except OSError as e:
-            if e.errno != errno.ENOENT:
-                raise StoreError(f"cannot list {prefix!r} in store {self.url}: {e}") from e
+        # A walk with os.scandir: each entry's stat comes without building paths, and
+        # folders that cannot be read are skipped (as os.walk does).
+        stack = [(f"{self._root_s}/{base}" if base else self._root_s, f"{base}/" if base else "")]
+        while stack:
+            folder, rel_dir = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError:
+                continue
+            for e in entries:
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if not e.is_symlink():
+                        stack.append((e.path, f"{rel_dir}{e.name}/"))
+                    continue
+                name = e.name
+                if name.startswith(TMP_PREFIX):
+                    continue
+                key = rel_dir + name
+                if not key.startswith(prefix):
+                    continue
+                if start_after is not None and key <= start_after:
+                    continue
+                try:
+                    st = e.stat()
+                except OSError:
+                    continue  # deleted while we listed (or a broken link)
+                found.append(ObjectInfo(key, st.st_size, st.st_mtime))
         found.sort(key=lambda o: o.key)
         yield from found
 

@@ -48,6 +48,7 @@ class PrefixedStore(Store):
         self.prefix = prefix + "/"
         self.url = _prefixed_url(inner.url, prefix)
         self.poll_budget = inner.poll_budget
+        self.cheap_stat = inner.cheap_stat
         temp_files = getattr(inner, "temp_files", None)
         if temp_files is not None:  # gc's clean-up of a local store's abandoned temp files
             self.temp_files = temp_files
@@ -109,6 +110,10 @@ class PrefixedStore(Store):
             return self._strip(self.inner.stat(self._key(key)))
         except NotFoundError:
             raise NotFoundError(f"no object {key!r} in store {self.url}") from None
+
+    def wait_change(self, prefix: str, timeout: float) -> None:
+        """See :meth:`Store.wait_change`: the store this one is a view of watches."""
+        self.inner.wait_change(self.prefix + prefix, timeout)
 
     def close(self) -> None:
         """Nothing to release: the store this one is a view of is not owned by it."""

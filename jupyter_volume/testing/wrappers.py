@@ -48,6 +48,7 @@ class WrappedStore(Store):
         self.inner = inner
         self.url = inner.url
         self.poll_budget = inner.poll_budget
+        self.cheap_stat = inner.cheap_stat
 
     def _record(self, kind: str, key: str) -> None:  # pragma: no cover - overridden
         pass
@@ -88,6 +89,9 @@ class WrappedStore(Store):
 
     def stat(self, key: str) -> ObjectInfo:
         return self._do("stat", key, self.inner.stat, key)
+
+    def wait_change(self, prefix: str, timeout: float) -> None:
+        self.inner.wait_change(prefix, timeout)
 
     def close(self) -> None:
         self.inner.close()
