@@ -201,3 +201,51 @@ def test_a_conditional_write_to_a_missing_key_leaves_nothing(tmp_path: Path) -> 
     store = LocalStore(tmp_path / "store")
     assert store.put_if_match("a/b/missing", b"x", "token") is None
     assert list((tmp_path / "store").iterdir()) == []  # no folder, no lock file
+
+
+def test_wait_change_wakes_when_a_key_lands_in_the_folder(tmp_path: Path) -> None:
+    # Group commit's next writer in line waits this way on a local store: it must wake
+    # when a record is added, not sleep out its timeout (an hour here: only a wake ends
+    # it before the join below gives up).
+    import threading
+
+    store = LocalStore(tmp_path / "s")
+    store.put("v/log/0001", b"first")
+    done = threading.Event()
+
+    def wait() -> None:
+        store.wait_change("v/log/", 3600.0)
+        done.set()
+
+    t = threading.Thread(target=wait, daemon=True)
+    t.start()
+    time.sleep(0.2)  # let it start waiting (a put before that also wakes it: queued)
+    assert not done.is_set()
+    assert store.put_if_absent("v/log/0002", b"second")
+    t.join(timeout=60)
+    assert done.is_set()
+    # A folder that does not exist yet, or a store that cannot watch: a plain sleep.
+    t0 = time.monotonic()
+    store.wait_change("nothing/here/", 0.05)
+    assert time.monotonic() - t0 >= 0.05
+    store.close()
+    assert store._watches == {}
+
+
+def test_head_finds_records_added_by_others_on_a_local_store(tmp_path: Path) -> None:
+    # On a local store the head is found by looking at the next log keys one by one
+    # (cheap_stat) instead of listing the log: records another process adds are seen.
+    import uuid
+
+    from jupyter_volume.repository import Repository
+
+    store = LocalStore(tmp_path / "s")
+    vol = uuid.uuid4().hex
+    Repository.create(store, vol)
+    a = Repository(store, vol, cache_dir=tmp_path / "a")
+    b = Repository(store, vol, cache_dir=tmp_path / "b")
+    assert store.cheap_stat and a.head().seq == 0
+    for i in range(3):
+        w = b.writer()
+        b.commit({f"f{i}": w.bytes_entry(b"x" * 600)}, writer=w)
+    assert a.head().seq == 3 == b.head().seq
