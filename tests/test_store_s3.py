@@ -204,3 +204,22 @@ def test_store_url_env_opens_in_child(store_url_env: tuple[str, dict[str, str]])
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "hi ['from/child']"
+
+
+def test_response_timestamps_parse_as_botocore_parses_them() -> None:
+    # S3Store's client parses ISO 8601 timestamps (every key of a LIST page has one)
+    # with the standard library: the same instants as botocore's dateutil parser.
+    import botocore.utils
+
+    from jupyter_volume.store.s3 import _parse_timestamp
+
+    for value in (
+        "2026-12-01T18:10:00.000Z",
+        "2026-12-01T18:10:00Z",
+        "2026-12-01T18:10:00.123456+02:00",
+        "Tue, 01 Dec 2026 18:10:00 GMT",
+        1796148166,
+        "1796148166",
+    ):
+        got, want = _parse_timestamp(value), botocore.utils.parse_timestamp(value)
+        assert got == want and got.tzinfo is not None, value
