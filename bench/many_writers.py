@@ -10,6 +10,12 @@ file that is not its writer's last version (must be 0).
 
     .venv/bin/python -m bench.many_writers --store local --writers 1,16,64
     .venv/bin/python -m bench.many_writers --store seaweedfs --writers 1,16 --commits 5
+    .venv/bin/python -m bench.many_writers --writers 64 --commits 20 --profile DIR
+
+``--profile DIR`` runs each writer's commit loop under cProfile with a CPU clock
+(``time.process_time``: waiting is not counted), writes ``DIR/<writer>.prof`` and
+``DIR/summary.txt`` (all writers together, by cumulative CPU time). With dozens of
+writer processes, sampling profilers lose most samples; this counts every call.
 
 ``--mode repo`` commits through the repository layer instead of a mount (no folder
 scan, no quiet gate): the engine's own contention cost.
@@ -58,6 +64,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         mnt = vol.mount(folder, background=False, settle=spec.get("settle", 0.0))
         (sync / f"ready-{who}").touch()
         _wait(sync / "go")
+        prof = _profiler(spec)
         cpu0 = os.times()
         for i in range(spec["commits"]):
             (folder / path).write_bytes(_content(who, i))
@@ -65,12 +72,14 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             info = mnt.commit()
             lat.append(time.perf_counter() - t0)
             acks.append((path, i, info.seq if info else -1))
+        _profiled(prof, spec)
         mnt._detach()  # nothing is left to commit: skip unmount's final scan
     else:
         repo = vol._repo
         repo.head()
         (sync / f"ready-{who}").touch()
         _wait(sync / "go")
+        prof = _profiler(spec)
         cpu0 = os.times()
         for i in range(spec["commits"]):
             t0 = time.perf_counter()
@@ -78,9 +87,44 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             rec, _ = repo.commit({path: w.bytes_entry(_content(who, i))}, writer=w)
             lat.append(time.perf_counter() - t0)
             acks.append((path, i, rec.seq if rec else -1))
+        _profiled(prof, spec)
     cpu1 = os.times()
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     return {"who": who, "lat": lat, "acks": acks, "end": time.time(), "cpu": cpu}
+
+
+def _profiler(spec: dict[str, Any]) -> Any:
+    if not spec.get("profile"):
+        return None
+    import cProfile
+
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    return prof
+
+
+def _profiled(prof: Any, spec: dict[str, Any]) -> None:
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(str(Path(spec["profile"]) / f"{spec['who']}.prof"))
+
+
+def profile_summary(folder: Path, lines: int = 45) -> str:
+    """Every writer's profile in ``folder`` added up, by cumulative CPU time."""
+    import io
+    import pstats
+
+    files = sorted(str(p) for p in folder.glob("*.prof"))
+    out = io.StringIO()
+    stats = pstats.Stats(files[0], stream=out)
+    for f in files[1:]:
+        stats.add(f)
+    stats.strip_dirs().sort_stats("cumulative").print_stats(lines)
+    # pstats names every file it read (this machine's paths): keep the table only
+    kept = [ln for ln in out.getvalue().splitlines() if not ln.rstrip().endswith(".prof")]
+    return f"{len(files)} writers' commit loops, CPU time (cProfile, time.process_time)\n" + (
+        "\n".join(kept).strip() + "\n"
+    )
 
 
 def _wait(p: Path, timeout: float = 600.0) -> None:
@@ -98,6 +142,7 @@ def run(
     commits: int = 5,
     mode: str = "mount",
     settle: float = 0.0,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Run ``writers`` processes against a fresh volume on ``url``; return the figures."""
     from jupyter_volume import FileEntryType, Volume
@@ -120,6 +165,7 @@ def run(
                 "mode": mode,
                 "work": work,
                 "settle": settle,
+                "profile": profile,
             }
             child_env = {
                 **os.environ,
@@ -202,24 +248,35 @@ def main() -> None:
     ap.add_argument("--writers", default="1,16,64")
     ap.add_argument("--commits", type=int, default=5)
     ap.add_argument("--mode", default="mount", choices=["mount", "repo"])
+    ap.add_argument("--profile", help="folder for per-writer cProfile stats and a summary")
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(json.loads(a.child))))
         return
     counts = [int(x) for x in a.writers.split(",")]
+    prof = str(Path(a.profile).resolve()) if a.profile else None
+    if prof:
+        Path(prof).mkdir(parents=True, exist_ok=True)
     if a.store == "local":
         with tempfile.TemporaryDirectory(prefix="jv-writers-store-") as d:
             for n in counts:
-                print(json.dumps(run(Path(d).as_uri(), {}, n, a.commits, a.mode)), flush=True)
-        return
-    from jupyter_volume.testing.seaweedfs import SeaweedFS
+                res = run(Path(d).as_uri(), {}, n, a.commits, a.mode, profile=prof)
+                print(json.dumps(res), flush=True)
+    else:
+        from jupyter_volume.testing.seaweedfs import SeaweedFS
 
-    with SeaweedFS() as sw:
-        os.environ.update(sw.env())
-        sw.create_bucket("bench")
-        url = f"s3://bench/w?endpoint_url={sw.endpoint}"
-        for n in counts:
-            print(json.dumps(run(url, sw.env(), n, a.commits, a.mode)), flush=True)
+        with SeaweedFS() as sw:
+            os.environ.update(sw.env())
+            sw.create_bucket("bench")
+            url = f"s3://bench/w?endpoint_url={sw.endpoint}"
+            for n in counts:
+                print(
+                    json.dumps(run(url, sw.env(), n, a.commits, a.mode, profile=prof)), flush=True
+                )
+    if prof:
+        summary = profile_summary(Path(prof))
+        (Path(prof) / "summary.txt").write_text(summary)
+        print(summary)
 
 
 if __name__ == "__main__":
