@@ -27,7 +27,6 @@ import fcntl
 import os
 import select
 import stat as stat_mod
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -64,9 +63,6 @@ class LocalStore(Store):
         self._root_s = str(self.root)
         self.url = self.root.as_uri()
         self.fsync = fsync
-        # prefix -> inotify descriptor watching that folder (see wait_change)
-        self._watches: dict[str, int] = {}
-        self._watch_lock = threading.Lock()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except PermissionError as e:
@@ -77,52 +73,35 @@ class LocalStore(Store):
     def wait_change(self, prefix: str, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for a file to be added to folder ``prefix``
         (inotify: a writer waiting for its turn to commit wakes when the commit log
-        grows instead of a poll interval later); a plain sleep where inotify is missing."""
+        grows instead of a poll interval later); a plain sleep where inotify is missing.
+
+        The watch lives for this one wait: inotify instances are a small per-user quota
+        (128 by default) that every mount's change journal draws on too. A record that
+        lands just before the watch exists is seen at the next look, as without it.
+        """
         fd = self._watch_fd(prefix)
         if fd is None:
             time.sleep(timeout)
             return
         try:
-            ready, _, _ = select.select([fd], [], [], timeout)
-        except (OSError, ValueError):  # closed meanwhile
+            select.select([fd], [], [], timeout)
+        except (OSError, ValueError):
             time.sleep(timeout)
-            return
-        if ready:
-            # Drain: every event since the last wait says the same thing (look again).
-            # Events left over from before the caller's last look only cost one look.
-            with contextlib.suppress(OSError):
-                while os.read(fd, 1 << 16):
-                    pass
+        finally:
+            os.close(fd)
 
     def _watch_fd(self, prefix: str) -> int | None:
         if _inotify.libc is None or not prefix.endswith("/"):
             return None
-        with self._watch_lock:
-            fd = self._watches.get(prefix)
-            if fd is not None:
-                return fd
-            folder = self.root / prefix.rstrip("/") if prefix.strip("/") else self.root
-            fd = _inotify.libc.inotify_init1(_inotify.IN_NONBLOCK | _inotify.IN_CLOEXEC)
-            if fd < 0:
-                return None
-            mask = _inotify.IN_CREATE | _inotify.IN_MOVED_TO | _inotify.IN_ONLYDIR
-            if _inotify.libc.inotify_add_watch(fd, os.fsencode(folder), mask) < 0:
-                os.close(fd)  # no such folder yet, or no watches left: sleep this time
-                return None
-            self._watches[prefix] = fd
-            return fd
-
-    def close(self) -> None:
-        """Stop watching folders for :meth:`wait_change` (the store stays usable)."""
-        with self._watch_lock:
-            fds, self._watches = list(self._watches.values()), {}
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
+        folder = f"{self._root_s}/{prefix.rstrip('/')}" if prefix.strip("/") else self._root_s
+        fd = _inotify.libc.inotify_init1(_inotify.IN_NONBLOCK | _inotify.IN_CLOEXEC)
+        if fd < 0:
+            return None  # no instances left: sleep this time
+        mask = _inotify.IN_CREATE | _inotify.IN_MOVED_TO | _inotify.IN_ONLYDIR
+        if _inotify.libc.inotify_add_watch(fd, os.fsencode(folder), mask) < 0:
+            os.close(fd)  # no such folder yet, or no watches left: sleep this time
+            return None
+        return fd
 
     # -- helpers -------------------------------------------------------------------
     def _path(self, key: str) -> Path:
