@@ -139,6 +139,31 @@ class ChunkMap(Mapping[str, ChunkLoc]):
         """Record chunk ``hb`` (32 bytes) at ``off`` of pack number ``pi`` (:meth:`pack_index`)."""
         self._map[hb] = _pack(pi, off, ln, raw, codec)
 
+    def add_segment(self, data: bytes, where: str) -> None:
+        """Record every entry of the index segment ``data`` (CorruptionError if damaged)."""
+        for hb, pack, off, ln, raw, codec in decode_segment(data, where):
+            self._map[hb] = _pack(self.pack_index(pack), off, ln, raw, codec)
+
+    def get(self, h: str, default: ChunkLoc | None = None) -> ChunkLoc | None:  # type: ignore[override]
+        """The location of ``h``, or ``default`` (no exception on a miss: most lookups of a
+        commit's new chunks miss)."""
+        v = self._map.get(bytes.fromhex(h))
+        if v is None:
+            return default
+        pi, off, ln, raw, codec = _unpack(v)
+        return ChunkLoc(self._packs[pi], off, ln, raw, codec)
+
+    def locations(self) -> Iterator[tuple[str, ChunkLoc]]:
+        """Every ``(hash, location)``, from a snapshot (safe while others add)."""
+        packs = self._packs
+        for hb, v in list(self._map.items()):
+            pi, off, ln, raw, codec = _unpack(v)
+            yield hb.hex(), ChunkLoc(packs[pi], off, ln, raw, codec)
+
+    def packs(self) -> set[str]:
+        """Every pack id an entry was ever recorded in."""
+        return set(self._packs)
+
     def __setitem__(self, h: str, loc: ChunkLoc) -> None:
         self.add_raw(
             bytes.fromhex(h),
@@ -150,8 +175,10 @@ class ChunkMap(Mapping[str, ChunkLoc]):
         )
 
     def __getitem__(self, h: str) -> ChunkLoc:
-        pi, off, ln, raw, codec = _unpack(self._map[bytes.fromhex(h)])
-        return ChunkLoc(self._packs[pi], off, ln, raw, codec)
+        loc = self.get(h)
+        if loc is None:
+            raise KeyError(h)
+        return loc
 
     def __contains__(self, h: object) -> bool:
         return isinstance(h, str) and bytes.fromhex(h) in self._map
@@ -190,16 +217,14 @@ class ChunkIndex:
     def __init__(self) -> None:
         # hash -> location packed into one int (see _pack): a tuple of five ints costs
         # about 120 bytes more per chunk, 120 MB for a volume of 1,000,000 chunks
-        self._map: dict[bytes, int] = {}
-        self._packs: list[str] = []
-        self._pack_ids: dict[str, int] = {}
+        self._chunks = ChunkMap()
         self.loaded: set[str] = set()
         #: packs condemned by garbage collection: never deduplicate against them
         self.dead: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._map)
+        return len(self._chunks)
 
     def __contains__(self, h: str) -> bool:
         return self.get(h) is not None
@@ -209,51 +234,32 @@ class ChunkIndex:
         with self._lock:
             if key in self.loaded:
                 return
-            for hb, pack, off, ln, raw, codec in decode_segment(data, key):
-                pi = self._pack_ids.get(pack)
-                if pi is None:
-                    pi = self._pack_ids[pack] = len(self._packs)
-                    self._packs.append(pack)
-                self._map[hb] = _pack(pi, off, ln, raw, codec)
+            self._chunks.add_segment(data, key)
             self.loaded.add(key)
 
     def add(self, h: str, loc: ChunkLoc) -> None:
         """Record one location (for chunks written by this process)."""
         with self._lock:
-            pi = self._pack_ids.get(loc.pack)
-            if pi is None:
-                pi = self._pack_ids[loc.pack] = len(self._packs)
-                self._packs.append(loc.pack)
-            self._map[bytes.fromhex(h)] = _pack(pi, loc.offset, loc.length, loc.raw_len, loc.codec)
+            self._chunks[h] = loc
 
     def get(self, h: str) -> ChunkLoc | None:
         """The location of chunk ``h``, or None if no loaded index object has it."""
-        loc = self.get_any(h)
+        loc = self._chunks.get(h)
         if loc is None or loc.pack in self.dead:
             return None
         return loc
 
     def get_any(self, h: str) -> ChunkLoc | None:
         """Like :meth:`get`, including chunks in condemned packs (for rescuing them)."""
-        v = self._map.get(bytes.fromhex(h))
-        if v is None:
-            return None
-        pi, off, ln, raw, codec = _unpack(v)
-        return ChunkLoc(self._packs[pi], off, ln, raw, codec)
+        return self._chunks.get(h)
 
     def items(self, skip_packs: set[str] | frozenset[str] = frozenset()) -> dict[str, ChunkLoc]:
         """Every known chunk (except those in ``skip_packs``), for writing a checkpoint."""
-        out = {}
-        for hb, v in list(self._map.items()):
-            pi, off, ln, raw, codec = _unpack(v)
-            pack = self._packs[pi]
-            if pack not in skip_packs:
-                out[hb.hex()] = ChunkLoc(pack, off, ln, raw, codec)
-        return out
+        return {h: loc for h, loc in self._chunks.locations() if loc.pack not in skip_packs}
 
     def packs(self) -> set[str]:
         """Every pack id referenced by a loaded record."""
-        return set(self._packs)
+        return self._chunks.packs()
 
 
 class PackWriter:

@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +74,6 @@ from .packs import (
     ChunkLoc,
     ChunkMap,
     PackWriter,
-    decode_segment,
     encode_segment,
     parse_pack_header,
 )
@@ -1297,9 +1296,8 @@ class Repository:
         if not infos:
             self._intent_cache.clear()
             return []
-        mtimes = {info.key: info.mtime for info in infos}
         stale: list[str] = []
-        live: list[tuple[int, str, str, str]] = []  # base, txn, key, hash
+        live: list[tuple[int, str, str, str, float]] = []  # base, txn, key, hash, mtime
         for info in infos:
             parsed = _Intent.parse_key(info.key)
             if parsed is None:
@@ -1308,19 +1306,19 @@ class Repository:
             if base < head.seq - INTENT_WINDOW or info.mtime < now - INTENT_TTL:
                 stale.append(info.key)
                 continue
-            live.append((base, txn, info.key, h))
+            live.append((base, txn, info.key, h, info.mtime))
         self._waiting = max(1, len(live))  # writers waiting now (paces _wait_turn)
         todo: list[tuple[str, str]] = []
         if live:
             carried = self._carried_txns(min(b for b, *_ in live), head)
-            todo = sorted((key, h) for _b, txn, key, h in live if txn not in carried)
+            todo = sorted((key, h) for _b, txn, key, h, _m in live if txn not in carried)
             # A carried intent is deleted by the writer that carried it, right after its
             # record landed. Listers delete only old ones; fresh ones are deleted by the
             # next writer that publishes a record (in case the carrier died before it
             # could), not by every waiting process after every round.
-            done = [key for _b, txn, key, _h in live if txn in carried]
-            stale.extend(k for k in done if mtimes[k] < now - INTENT_LEFT_BEHIND)
-            self._carried_left = [k for k in done if mtimes[k] >= now - INTENT_LEFT_BEHIND]
+            old = now - INTENT_LEFT_BEHIND
+            stale.extend(k for _b, txn, k, _h, m in live if txn in carried and m < old)
+            self._carried_left = [k for _b, txn, k, _h, m in live if txn in carried and m >= old]
         if stale:
             self._drop_intents(stale)
         listed = {key for key, _h in todo}
@@ -1408,11 +1406,7 @@ class Repository:
                         raise
             packs.add(h, loc.codec, stored, loc.raw_len)
         packs.finish()
-        seg = encode_segment(packs.new_chunks)
-        seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
-        self.store.put(seg_key, seg)
-        self.index.add_object(seg_key, seg)
-        return seg_key
+        return self._put_segment(packs.new_chunks)
 
     def _root_stats(self, old: str, new: str) -> ApplyStats:
         stats = ApplyStats()
@@ -1437,9 +1431,13 @@ class Repository:
             return None
         merged = ChunkMap()
         for key, data in zip(keys, datas, strict=True):
-            for hb, pack, off, ln, raw, codec in decode_segment(data, key):
-                merged.add_raw(hb, merged.pack_index(pack), off, ln, raw, codec)
-        seg = encode_segment(merged)
+            merged.add_segment(data, key)
+        return self._put_segment(merged)
+
+    def _put_segment(self, entries: Mapping[str, ChunkLoc]) -> str:
+        """Store an index segment of ``entries`` under its hash, known to this process
+        at once (its packs are on the store already); its key."""
+        seg = encode_segment(entries)
         key = f"{self.prefix}index/{hash_bytes(seg)}"
         self.store.put(key, seg)
         self.index.add_object(key, seg)
@@ -1458,13 +1456,8 @@ class Repository:
             shards = [entries]
         keys = []
         for shard in shards:
-            if not shard:
-                continue
-            seg = encode_segment(shard)
-            key = f"{self.prefix}index/{hash_bytes(seg)}"
-            self.store.put(key, seg)
-            self.index.add_object(key, seg)
-            keys.append(key)
+            if shard:
+                keys.append(self._put_segment(shard))
         return keys
 
     # -- reading file contents ------------------------------------------------------------------
