@@ -37,12 +37,12 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from . import quiet
+from ._pools import SharedPool
 from .errors import (
     AlreadyExistsError,
     InvalidError,
@@ -94,7 +94,7 @@ STREAM_TREE_BYTES = 1 << 20  # compressed tree nodes held before a streamed comm
 
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
-_materialize_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="jv-materialize")
+_materialize_pool = SharedPool(8, "jv-materialize")
 
 
 def _active_mount(store: Any, vol_id: str) -> Mount | None:

@@ -30,9 +30,10 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
+from ._pools import SharedPool
 from .errors import InvalidError
 from .repository import Entry, Repository
 from .repository.codec import hash_bytes
@@ -46,7 +47,7 @@ BIG_READ = MEMORY_MAX // 2  # reads larger than this bypass the in-memory chunks
 
 # Background read-ahead runs here, not on the repository's download pool: a window task
 # waits for GETs that run on that pool, and must never take one of its threads.
-_prefetch_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jv-readahead")
+_prefetch_pool = SharedPool(4, "jv-readahead")
 
 _caches: dict[tuple[str, int], Any] = {}
 _caches_lock = threading.Lock()

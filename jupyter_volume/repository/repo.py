@@ -42,11 +42,12 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from .._pools import SharedPool
 from ..errors import ConflictError, CorruptionError, NotFoundError
 from ..store import Store
 from .codec import (
@@ -132,8 +133,8 @@ MAX_WAIT_ROUNDS = 1_000_000
 
 T = TypeVar("T")
 
-_upload_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="jv-upload")
-_download_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="jv-download")
+_upload_pool = SharedPool(12, "jv-upload")
+_download_pool = SharedPool(12, "jv-download")
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> int:

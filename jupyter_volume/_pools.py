@@ -1,0 +1,60 @@
+"""Thread pools shared by a whole process, safe across ``fork``.
+
+A ``ThreadPoolExecutor`` copied into a forked child (``multiprocessing``'s default start
+method on Linux) still believes its threads exist, but the child has none: the first task
+it is given never runs and the child hangs. These pools make their executor on first use
+and forget it in a forked child, which then makes its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_all: weakref.WeakSet[SharedPool] = weakref.WeakSet()
+
+
+class SharedPool:
+    """A lazily made ``ThreadPoolExecutor`` with ``submit`` and ``map``, remade after fork."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+        self.max_workers = max_workers
+        self._prefix = thread_name_prefix
+        self._ex: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        _all.add(self)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        ex = self._ex
+        if ex is None:
+            with self._lock:
+                if self._ex is None:
+                    self._ex = ThreadPoolExecutor(self.max_workers, self._prefix)
+                ex = self._ex
+        return ex
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` on the pool (as ``ThreadPoolExecutor.submit``)."""
+        return self._executor().submit(fn, *args, **kwargs)
+
+    def map(self, fn: Callable[..., T], *iterables: Iterable[Any]) -> Iterator[T]:
+        """``fn`` over ``iterables`` on the pool, results in order (as ``Executor.map``)."""
+        return self._executor().map(fn, *iterables)
+
+    def _forget(self) -> None:
+        self._ex = None
+        self._lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_all):
+        pool._forget()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
