@@ -8,6 +8,8 @@ content (a chunk's raw bytes, a tree node's canonical JSON), never of their stor
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -15,6 +17,7 @@ import zstandard
 from blake3 import blake3
 from pyfastcdc import FastCDC
 
+from .._pools import SharedPool
 from ..errors import CorruptionError, UnsupportedFormatError
 
 #: The on-store format this code writes, and the newest it reads. Bump it only for a
@@ -98,11 +101,15 @@ def cut_chunks(
     """
     cdc = new_chunker()
     prev_at: dict[int, tuple[str, int]] = {}
+    prev_offs: list[int] = []  # the previous chunks' offsets, in order
     prev_size = 0
     if previous:
         for h, n in previous:
             prev_at[prev_size] = (h, n)
+            prev_offs.append(prev_size)
             prev_size += n
+    prev_next = 0  # prev_offs[prev_next:] are not hashed ahead yet
+    hashed: dict[int, str] = {}  # file offset -> hash of the previous chunk's range there
     first = head + _read_upto(stream, SMALL_READ - len(head)) if len(head) < SMALL_READ else head
     if len(first) < SMALL_READ:
         mv = memoryview(first)
@@ -120,7 +127,9 @@ def cut_chunks(
         eof = False
     del first
     readinto = getattr(stream, "readinto", None)
-    base = 0  # file offset of mv[0]
+    fd: int | None = None  # set when the stream's file is read positionally, in parallel
+    origin = 0  # the file offset of the stream's start (with ``fd``)
+    base = 0  # stream offset of mv[0]
     pos = 0
     cuts: Iterator[Any] | None = None  # the chunker's cuts from ``cut_at`` on, while valid
     cut_at = 0
@@ -134,7 +143,14 @@ def cut_chunks(
                 base += pos
                 end = len(tail)
                 pos = 0
-            while end < len(buf):
+            if prev_offs and fd is None and not eof:
+                fd, origin = _positional(stream, base + end)
+            if fd is not None:
+                got = _fill(fd, mv, end, origin + base + end)
+                end += got
+                stream.seek(origin + base + end)  # where a sequential read would have left it
+                eof = end < len(buf)
+            while not eof and end < len(buf):
                 if readinto is not None:
                     got = readinto(mv[end:]) or 0
                 else:
@@ -145,6 +161,8 @@ def cut_chunks(
                     eof = True
                     break
                 end += got
+            if prev_offs:
+                prev_next = _hash_ahead(mv, base, pos, end, prev_offs, prev_at, prev_next, hashed)
         if pos >= end:
             return
         if prev_at:
@@ -157,7 +175,7 @@ def cut_chunks(
                     ahead, CHUNK_MAX
                 ):
                     piece = mv[pos : pos + n_old]
-                    h = hash_bytes(piece)
+                    h = hashed.pop(base + pos, None) or hash_bytes(piece)
                     if h == h_old:
                         pos += n_old
                         cuts = None
@@ -172,6 +190,105 @@ def cut_chunks(
         piece = mv[pos : pos + c.length]
         pos += c.length
         yield piece, hash_bytes(piece)
+
+
+#: Threads that hash the previous version's chunk ranges of a window ahead of the cut
+#: loop (blake3 releases the GIL): an in-place edit of a big file is mostly hashing.
+HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
+_hash_pool = SharedPool(max(1, HASH_THREADS - 1), "jv-hash")
+
+
+def _positional(stream: IO[bytes], consumed: int) -> tuple[int | None, int]:
+    """``(fd, offset of the stream's start)`` if ``stream`` is a regular file that can be
+    read at positions (``consumed`` bytes of it were read), else ``(None, 0)``."""
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or not stream.seekable():
+            return None, 0
+        return fd, stream.tell() - consumed
+    except (AttributeError, OSError, ValueError):
+        return None, 0
+
+
+def _read_part(fd: int, mv: memoryview, offset: int) -> int:
+    got = 0
+    while got < len(mv):
+        n = os.preadv(fd, [mv[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _fill(fd: int, mv: memoryview, start: int, offset: int) -> int:
+    """Read file ``fd`` from ``offset`` into ``mv[start:]``, in parts on the hash threads
+    (a read from the page cache is a copy: two cores copy twice as fast); return the
+    bytes read without a gap (fewer than asked only at the end of the file)."""
+    want = len(mv) - start
+    k = HASH_THREADS if want >= (2 << 20) else 1
+    step = -(-want // k)
+    bounds = [(a, min(a + step, want)) for a in range(0, want, step)]
+    futures = [
+        _hash_pool.submit(_read_part, fd, mv[start + a : start + b], offset + a)
+        for a, b in bounds[1:]
+    ]
+    got = [_read_part(fd, mv[start : start + bounds[0][1]], offset)]
+    got += [f.result() for f in futures]
+    total = 0
+    for (a, b), n in zip(bounds, got, strict=True):
+        total += n
+        if n < b - a:
+            break  # the end of the file: nothing after a short part counts
+    return total
+
+
+def _hash_all(mv: memoryview, ranges: list[tuple[int, int, int]]) -> list[tuple[int, str]]:
+    return [(off, hash_bytes(mv[at : at + n])) for off, at, n in ranges]
+
+
+def _hash_ahead(
+    mv: memoryview,
+    base: int,
+    pos: int,
+    end: int,
+    offs: list[int],
+    prev_at: dict[int, tuple[str, int]],
+    i: int,
+    hashed: dict[int, str],
+) -> int:
+    """Hash every previous chunk's range that lies whole in ``mv[pos:end]`` (``mv[0]`` is
+    file offset ``base``) into ``hashed``, split over the hash threads; return the index
+    of the first offset in ``offs`` not handled. The cut loop takes these hashes where it
+    would compute the same ones itself, so the result is unchanged, only sooner."""
+    while i < len(offs) and offs[i] < base + pos:
+        i += 1
+    ranges = []
+    while i < len(offs):
+        off = offs[i]
+        n = prev_at[off][1]
+        if off + n > base + end:
+            break
+        if off not in hashed:
+            ranges.append((off, off - base, n))
+        i += 1
+    total = sum(r[2] for r in ranges)
+    if HASH_THREADS < 2 or total < (2 << 20):
+        hashed.update(_hash_all(mv, ranges))
+        return i
+    # about equal bytes per part; the calling thread hashes the first part itself
+    parts: list[list[tuple[int, int, int]]] = [[]]
+    share = total / HASH_THREADS
+    acc = 0
+    for r in ranges:
+        if acc >= share * len(parts) and len(parts) < HASH_THREADS:
+            parts.append([])
+        parts[-1].append(r)
+        acc += r[2]
+    futures = [_hash_pool.submit(_hash_all, mv, part) for part in parts[1:]]
+    hashed.update(_hash_all(mv, parts[0]))
+    for f in futures:
+        hashed.update(f.result())
+    return i
 
 
 class Compressor:

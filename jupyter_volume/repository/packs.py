@@ -153,6 +153,11 @@ class ChunkMap(Mapping[str, ChunkLoc]):
         pi, off, ln, raw, codec = _unpack(v)
         return ChunkLoc(self._packs[pi], off, ln, raw, codec)
 
+    def pack_of(self, h: str) -> str | None:
+        """The pack holding ``h``, or None (a membership test that builds no ChunkLoc)."""
+        v = self._map.get(bytes.fromhex(h))
+        return None if v is None else self._packs[v >> 104]
+
     def locations(self) -> Iterator[tuple[str, ChunkLoc]]:
         """Every ``(hash, location)``, from a snapshot (safe while others add)."""
         packs = self._packs
@@ -227,7 +232,8 @@ class ChunkIndex:
         return len(self._chunks)
 
     def __contains__(self, h: str) -> bool:
-        return self.get(h) is not None
+        pack = self._chunks.pack_of(h)
+        return pack is not None and pack not in self.dead
 
     def add_object(self, key: str, data: bytes) -> None:
         """Merge one index object's records (no-op if ``key`` was loaded already)."""
