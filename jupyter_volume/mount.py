@@ -56,7 +56,7 @@ from .paths import cache_dir, state_dir
 from .repository import DIR, EMPTY_TREE, FILE, LINK, Entry, Repository
 from .repository.chunkcache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
 from .repository.chunkcache import ChunkCache
-from .repository.codec import hash_bytes
+from .repository.codec import CHUNK_MIN, hash_bytes
 from .results import CommitInfo
 from .store import Store
 
@@ -189,6 +189,32 @@ def _file_mode(st_mode: int) -> int:
     # all nine permission bits are kept; setuid, setgid and sticky are not (a volume is
     # shared data, not an install)
     return stat_mod.S_IMODE(st_mode) & 0o777
+
+
+def _read_file(
+    writer: Any, full: str, previous: Entry | None
+) -> tuple[Entry, os.stat_result, os.stat_result]:
+    """Store the file at ``full``; return its entry and its ``fstat`` before and after.
+
+    A small file (most of a big tree) is read with one ``read`` into the writer, without
+    a buffered file object; a bigger one is streamed (with ``previous``, the entry of the
+    version we had, its unchanged chunks are recognized without re-chunking).
+    """
+    fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st1 = os.fstat(fd)
+        mode = _file_mode(st1.st_mode)
+        if st1.st_size <= CHUNK_MIN and stat_mod.S_ISREG(st1.st_mode):
+            data = os.read(fd, CHUNK_MIN + 1)
+            if len(data) <= CHUNK_MIN:
+                entry = writer.bytes_entry(data, mode=mode, mtime_ns=st1.st_mtime_ns)
+                return entry, st1, os.fstat(fd)
+            os.lseek(fd, 0, os.SEEK_SET)  # it grew meanwhile: read it as a stream
+        with open(fd, "rb", closefd=False) as f:
+            entry = writer.file_entry(f, mode=mode, mtime_ns=st1.st_mtime_ns, previous=previous)
+        return entry, st1, os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _encodable(rel: str) -> bool:
@@ -878,22 +904,17 @@ class Mount:
             total_bytes=sum(st.st_size for st in ch.files.values()),
             total_files=len(ch.files),
         )
+        root = os.fspath(self.path)
         try:
             for rel in sorted(ch.files):
                 bar.update(ch.files[rel].st_size)
                 if not gate.ready(rel):
                     continue
-                full = self.path / rel
                 old = self._index.row(rel)
                 try:
-                    with open(full, "rb") as f:
-                        st1 = os.fstat(f.fileno())
-                        # the version we had: its chunks are recognized without re-chunking
-                        prev = old[0] if old is not None and old[0].chunks else None
-                        entry = writer.file_entry(
-                            f, mode=_file_mode(st1.st_mode), mtime_ns=st1.st_mtime_ns, previous=prev
-                        )
-                        st2 = os.fstat(f.fileno())
+                    # the version we had: its chunks are recognized without re-chunking
+                    prev = old[0] if old is not None and old[0].chunks else None
+                    entry, st1, st2 = _read_file(writer, f"{root}/{rel}", prev)
                 except (FileNotFoundError, IsADirectoryError, PermissionError):
                     gate.defer(rel, "could not be read")
                     continue
@@ -1064,6 +1085,8 @@ class Mount:
                 folder = rel.rpartition("/")[0]
                 direct[folder] = direct.get(folder, 0) + 1
 
+        root = os.fspath(self.path)
+
         def items() -> Iterator[tuple[str, Entry]]:
             for key in order:
                 rel = key.replace("\0", "/")
@@ -1097,12 +1120,7 @@ class Mount:
                     unread.add(rel)
                     continue
                 try:
-                    with open(self.path / rel, "rb") as f:
-                        st1 = os.fstat(f.fileno())
-                        entry = writer.file_entry(
-                            f, mode=_file_mode(st1.st_mode), mtime_ns=st1.st_mtime_ns
-                        )
-                        st2 = os.fstat(f.fileno())
+                    entry, st1, st2 = _read_file(writer, f"{root}/{rel}", None)
                 except (FileNotFoundError, IsADirectoryError, PermissionError):
                     gate.defer(rel, "could not be read")
                     unread.add(rel)

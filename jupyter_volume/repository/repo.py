@@ -292,26 +292,12 @@ class Writer:
         head = stream.read(INLINE_MAX + 1)
         if head is None:
             head = b""
-        if len(head) <= INLINE_MAX:
-            self.bytes_in += len(head)
-            if progress:
-                progress(len(head))
-            return bytes(head), None, len(head)
+        if len(head) > INLINE_MAX:
+            head = bytes(head) + _read_upto(stream, CHUNK_MIN + 1 - len(head))
+        if len(head) <= CHUNK_MIN:
+            return self._small(head, progress)
         index = self.repo.index
         packs = self.packs
-        head = bytes(head) + _read_upto(stream, CHUNK_MIN + 1 - len(head))
-        if len(head) <= CHUNK_MIN:
-            # A small file: the chunker never cuts below CHUNK_MIN, so it is one chunk
-            # (the same one cut_chunks would yield) without setting up a chunker.
-            n = len(head)
-            h = hash_bytes(head)
-            if not packs.has(h) and h not in index:
-                codec, stored = self._comp.compress(head, True)
-                packs.add(h, codec, stored, n)
-            self.bytes_in += n
-            if progress:
-                progress(n)
-            return None, [(h, n)], n
         chunks: list[tuple[str, int]] = []
         size = 0
         try_zstd: bool | None = None
@@ -331,6 +317,27 @@ class Writer:
                 progress(n)
         self.bytes_in += size
         return None, chunks, size
+
+    def _small(
+        self, data: bytes, progress: Callable[[int], None] | None = None
+    ) -> tuple[bytes | None, list[tuple[str, int]] | None, int]:
+        """:meth:`write_stream` of content of at most ``CHUNK_MIN`` bytes."""
+        n = len(data)
+        self.bytes_in += n
+        if n <= INLINE_MAX:
+            if progress:
+                progress(n)
+            return bytes(data), None, n
+        # The chunker never cuts below CHUNK_MIN, so this is one chunk (the same one
+        # cut_chunks would yield), found without setting up a chunker.
+        h = hash_bytes(data)
+        packs = self.packs
+        if not packs.has(h) and h not in self.repo.index:
+            codec, stored = self._comp.compress(data, True)
+            packs.add(h, codec, stored, n)
+        if progress:
+            progress(n)
+        return None, [(h, n)], n
 
     def _window(self) -> bytearray:
         """A read buffer reused for every big file of this writer (fresh pages are slow)."""
@@ -366,7 +373,18 @@ class Writer:
 
     def bytes_entry(self, data: bytes, *, mode: int = 0o644, mtime_ns: int | None = None) -> Entry:
         """Like :meth:`file_entry` for bytes in memory."""
-        return self.file_entry(io.BytesIO(data), mode=mode, mtime_ns=mtime_ns)
+        if len(data) > CHUNK_MIN:
+            return self.file_entry(io.BytesIO(data), mode=mode, mtime_ns=mtime_ns)
+        inline, chunks, size = self._small(data)
+        return Entry(
+            "",
+            FILE,
+            mode,
+            size,
+            time.time_ns() if mtime_ns is None else mtime_ns,
+            inline=inline,
+            chunks=chunks,
+        )
 
     def abort(self) -> None:
         """Stop: wait for in-flight uploads; what was uploaded stays as orphans for GC."""
