@@ -283,6 +283,19 @@ class Bench:
         shutil.copy2(src / dvcfile, dst / dvcfile)
         return self.dvc_run(dst, "pull", "-q")
 
+    def fs_floor(self, src: Path, dst: Path, n: int, size: int) -> dict[str, float]:
+        """The file system's own time for reading ``src``'s files and for creating ``n``
+        files of ``size`` bytes in the same layout (bench.worker.task_fs_floor)."""
+        os.sync()
+        res = run_child(
+            "fs_floor",
+            {"src": str(src), "dst": str(dst), "n": n, "size": size, "per_dir": 1000},
+            env=self.env,
+        )
+        self.rm(dst)
+        out = {s["step"]: s for s in res["steps"]}
+        return {"read_s": out["read"]["seconds"], "create_s": out["create"]["seconds"]}
+
     def limit(self, nbytes: int, tag: str) -> dict[str, Any]:
         """The store's own limit for ``nbytes``: PUT then GET as 16 MiB objects (boto3)."""
         os.sync()
@@ -441,6 +454,7 @@ class Bench:
                 rep["dvc"] = {"commit": commit, "mount": pull}
                 self.rm(dv, dv2)
             rep["limit"] = self.limit(n * size, f"b-{r}")
+            rep["fs_floor"] = self.fs_floor(src, self.work / f"b-floor-{r}", n, size)
             for p in (f"b-{r}/", f"b-b3-{r}/", f"b-rc-{r}/", f"b-s5-{r}/", f"b-dvc-{r}/"):
                 self.delete_prefix(p)
             reps.append(rep)
@@ -1002,7 +1016,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         b = results["b_small_files"]
         nb = b["files"] * b["file_size"]
         label = f"b: {b['files']} x 4 KiB"
-        row(
+        rc = row(
             label,
             "b",
             "commit",
@@ -1012,7 +1026,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             target=">= 8x s5cmd and rclone, >= 5x DVC",
             check=lambda r: vs(r, "s5cmd") >= 8 and vs(r, "rclone") >= 8 and vs(r, "dvc") >= 5,
         )
-        row(
+        rm = row(
             label,
             "b",
             "mount",
@@ -1023,6 +1037,15 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             target=">= 8x s5cmd, >= 5x DVC",
             check=lambda r: vs(r, "s5cmd") >= 8 and vs(r, "dvc") >= 5,
         )
+        # The file system's own time for the same files (reading them all; creating them
+        # all), measured in each repetition: a floor no tool that reads or writes files
+        # goes below.
+        for r, key, op in ((rc, "read_s", "commit"), (rm, "create_s", "mount")):
+            floors = [rep["fs_floor"][key] for rep in b["reps"] if "fs_floor" in rep]
+            if floors:
+                jv_s = [rep["jupyter-volume"][op]["seconds"] for rep in b["reps"]]
+                r["fs_floor_seconds"] = median(floors)
+                r["of_fs_floor"] = median([f / j for f, j in zip(floors, jv_s, strict=False)])
     for n, c in sorted(results.get("c_one_file_in_tree", {}).items(), key=lambda kv: int(kv[0])):
         big = int(n) >= 100_000
         row(
@@ -1202,6 +1225,19 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
         )
     text = head + "\n".join(lines) + "\n"
     text += "\nTimes are medians of the runs; `vs X` = X's time / jupyter-volume's time, per run, median (above 1: jupyter-volume is faster). `of store limit`: the time the store itself needs for the same bytes (16 MiB objects in parallel, measured in this run) over jupyter-volume's time.\n"
+    floors = [r for r in rows if r.get("fs_floor_seconds")]
+    if floors:
+        text += (
+            "\nThe file system's own floor for (b), measured in each repetition in the same "
+            "folder (bench.worker `fs_floor`): "
+            + "; ".join(
+                f"{r['measure']}: {'reading' if r['measure'] == 'commit' else 'creating'} "
+                f"the files takes {fmt_s(r['fs_floor_seconds'])} s, "
+                f"{r['of_fs_floor']:.2f} of jupyter-volume's time"
+                for r in floors
+            )
+            + ".\n"
+        )
     load = results.get("load", {})
     if load:
         start_load = results.get("load_start", 0.0)

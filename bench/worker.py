@@ -444,7 +444,54 @@ def task_boto3(spec: dict[str, Any]) -> dict[str, Any]:
     return {"steps": s.out}
 
 
-TASKS = {"jv": task_jv, "jv_write": task_jv_write, "boto3": task_boto3, "limit": task_limit}
+def task_fs_floor(spec: dict[str, Any]) -> dict[str, Any]:
+    """The file system's own floor for a tree of small files, in the same run and folder:
+    ``read``: walk ``src`` and open, read and close every file (what any upload of the
+    tree must do); ``create``: create, write and close every file of the same tree under
+    ``dst`` (what any download must do, without even a temporary name and rename)."""
+    src, dst = spec["src"], spec["dst"]
+    s = Steps()
+    with s.timed("read") as rec:
+        n = 0
+        todo = [src]
+        while todo:
+            with os.scandir(todo.pop()) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(e.path)
+                        continue
+                    e.stat(follow_symlinks=False)
+                    fd = os.open(e.path, os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        os.read(fd, 1 << 20)
+                    finally:
+                        os.close(fd)
+                    n += 1
+        rec["files"] = n
+    data = random.Random(4).randbytes(spec["size"])
+    os.sync()
+    with s.timed("create") as rec:
+        made: set[str] = set()
+        for rel in tree_paths(spec["n"], spec["per_dir"]):
+            d = rel.rpartition("/")[0]
+            if d not in made:
+                os.makedirs(f"{dst}/{d}", exist_ok=True)
+                made.add(d)
+            fd = os.open(f"{dst}/{rel}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+    return {"steps": s.out}
+
+
+TASKS = {
+    "jv": task_jv,
+    "jv_write": task_jv_write,
+    "boto3": task_boto3,
+    "limit": task_limit,
+    "fs_floor": task_fs_floor,
+}
 
 
 def run_child(
