@@ -1551,10 +1551,12 @@ class Mount:
         files to download are collected into ``files``."""
         idx = self._index
         root = os.fspath(self.path)
+        # a first mount has no rows: no lookup per path then
+        row_of = idx.row if idx.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() else None
         for rel in updates:
             e = paths[rel]
             assert e is not None
-            row = idx.row(rel)
+            row = row_of(rel) if row_of is not None else None
             # One lstat answers "is the local copy clean" and "is a folder in the way"
             # (string paths: pathlib's joins cost more than the lstat itself here).
             try:
