@@ -7,6 +7,7 @@ content (a chunk's raw bytes, a tree node's canonical JSON), never of their stor
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import stat
@@ -232,7 +233,11 @@ def _fill(fd: int, mv: memoryview, start: int, offset: int) -> int:
         _hash_pool.submit(_read_part, fd, mv[start + a : start + b], offset + a)
         for a, b in bounds[1:]
     ]
-    got = [_read_part(fd, mv[start : start + bounds[0][1]], offset)]
+    try:
+        got = [_read_part(fd, mv[start : start + bounds[0][1]], offset)]
+    finally:
+        # none may still write into the buffer once this returns or raises (it is reused)
+        concurrent.futures.wait(futures)
     got += [f.result() for f in futures]
     total = 0
     for (a, b), n in zip(bounds, got, strict=True):
