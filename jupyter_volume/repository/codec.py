@@ -111,6 +111,10 @@ def cut_chunks(
             prev_size += n
     prev_next = 0  # prev_offs[prev_next:] are not hashed ahead yet
     hashed: dict[int, str] = {}  # file offset -> hash of the previous chunk's range there
+    # Chunks cut since the last window was read, and how many of them started where a
+    # previous chunk did: hashing ahead pays only while most do (an in-place edit; after
+    # an insertion or deletion the old offsets no longer line up until the end).
+    steps = aligned = 0
     first = head + _read_upto(stream, SMALL_READ - len(head)) if len(head) < SMALL_READ else head
     if len(first) < SMALL_READ:
         mv = memoryview(first)
@@ -163,12 +167,20 @@ def cut_chunks(
                     break
                 end += got
             if prev_offs:
-                prev_next = _hash_ahead(mv, base, pos, end, prev_offs, prev_at, prev_next, hashed)
+                # what was hashed ahead and not used lies behind the window now
+                hashed = {k: v for k, v in hashed.items() if k >= base + pos}
+                if aligned * 2 >= steps:
+                    prev_next = _hash_ahead(
+                        mv, base, pos, end, prev_offs, prev_at, prev_next, hashed
+                    )
+                steps = aligned = 0
         if pos >= end:
             return
+        steps += 1
         if prev_at:
             p = prev_at.get(base + pos)
             if p is not None:
+                aligned += 1
                 h_old, n_old = p
                 avail = end - pos
                 ahead = avail if eof else CHUNK_MAX
