@@ -35,6 +35,7 @@ import http.client
 import os
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -217,6 +218,29 @@ def make_client(
         raise StoreError(f"cannot create an S3 client for endpoint {endpoint_url}: {e}") from e
 
 
+_stores: weakref.WeakSet[S3Store] = weakref.WeakSet()
+
+
+def _drop_connections_after_fork() -> None:
+    """In a forked child, close the pooled HTTP connections of every store.
+
+    The child holds copies of its parent's open sockets: a request it sent on one could
+    be answered to the parent or to another child, and the answer to a conditional PUT
+    read by the wrong process would be a lost update. Closing the child's copies leaves
+    the parent's connections open; the clients stay usable and connect afresh.
+    """
+    for store in list(_stores):
+        close = getattr(store._client, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001, S110 - a fork handler must not raise
+                pass
+
+
+os.register_at_fork(after_in_child=_drop_connections_after_fork)
+
+
 def _parse_timestamp(value: Any) -> datetime.datetime:
     """A response timestamp as an aware datetime, as botocore's default parser gives it."""
     if isinstance(value, str):
@@ -284,6 +308,7 @@ class S3Store(Store):
             endpoint_url=endpoint_url or None, region=region or None, profile=profile or None
         )
         self.endpoint = str(self._client.meta.endpoint_url)
+        _stores.add(self)
         query = {
             name: value
             for name, value in (
