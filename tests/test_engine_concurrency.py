@@ -120,9 +120,15 @@ def run_pair(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    # The barrier made every round a real race: one writer won at once, the other lost
-    # exactly once and re-applied its changes on top.
-    assert sum(r["log_attempts"] for r in results.values()) == attempts, results
+    # The barrier made every round a real race: at most one writer wins each seq, so
+    # every round has at least one lost attempt (re-applied on top of the winner). It
+    # can have two: the loser's retry takes the next seq while the winner already waits
+    # at the next round's barrier with that seq in hand, and the winner's own retry can
+    # then meet the loser's next attempt (seen once under a loaded full run). Never more
+    # than one extra per round, or losers would be retrying in a storm.
+    total = sum(r["log_attempts"] for r in results.values())
+    extra = 0 if mode == "noforce" else ROUNDS
+    assert attempts <= total <= attempts + extra, results
     return results
 
 
