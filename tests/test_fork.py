@@ -1,6 +1,8 @@
 """A process forked after jupyter-volume did work (``multiprocessing``'s default start
 method on Linux, e.g. a ``Pool`` in a notebook) can use it: the process-wide thread
-pools are made again in the child instead of waiting on threads that do not exist there.
+pools are made again in the child instead of waiting on threads that do not exist there,
+and an S3 store's child opens connections of its own instead of sharing its parent's
+sockets.
 """
 
 from __future__ import annotations
