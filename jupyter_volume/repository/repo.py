@@ -360,35 +360,33 @@ class Writer:
         committing a big file with small edits cheaper; the result is the same).
         """
         prev = previous.chunks if previous is not None and previous.kind == FILE else None
-        inline, chunks, size = self.write_stream(stream, progress, prev)
-        return Entry(
-            "",
-            FILE,
-            mode,
-            size,
-            time.time_ns() if mtime_ns is None else mtime_ns,
-            inline=inline,
-            chunks=chunks,
-        )
+        return _file_entry(self.write_stream(stream, progress, prev), mode, mtime_ns)
 
     def bytes_entry(self, data: bytes, *, mode: int = 0o644, mtime_ns: int | None = None) -> Entry:
         """Like :meth:`file_entry` for bytes in memory."""
         if len(data) > CHUNK_MIN:
             return self.file_entry(io.BytesIO(data), mode=mode, mtime_ns=mtime_ns)
-        inline, chunks, size = self._small(data)
-        return Entry(
-            "",
-            FILE,
-            mode,
-            size,
-            time.time_ns() if mtime_ns is None else mtime_ns,
-            inline=inline,
-            chunks=chunks,
-        )
+        return _file_entry(self._small(data), mode, mtime_ns)
 
     def abort(self) -> None:
         """Stop: wait for in-flight uploads; what was uploaded stays as orphans for GC."""
         self.packs.abort()
+
+
+def _file_entry(
+    stored: tuple[bytes | None, list[tuple[str, int]] | None, int], mode: int, mtime_ns: int | None
+) -> Entry:
+    """The file entry (name left empty) for what :meth:`Writer.write_stream` returned."""
+    inline, chunks, size = stored
+    return Entry(
+        "",
+        FILE,
+        mode,
+        size,
+        time.time_ns() if mtime_ns is None else mtime_ns,
+        inline=inline,
+        chunks=chunks,
+    )
 
 
 class _Intent:
