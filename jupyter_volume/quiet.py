@@ -38,7 +38,9 @@ Layer: uses only the standard library and :mod:`jupyter_volume.errors`.
 from __future__ import annotations
 
 import os
+import struct
 import time
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +86,11 @@ _STAMP_TICK = 0.02
 _SEEN_GONE = "seen, then gone"
 _UNSEEN_GONE = "gone unseen"
 
-Sig = tuple[int, int, int, int, int, int]
+# A stat signature packed into 48 bytes (size, mtime, ctime, inode, device, mode): one
+# object of about 80 bytes instead of a tuple of six numbers (about 290); a gate keeps one
+# per candidate, and an initial commit can have a million.
+_SIG = struct.Struct("<qqqQQQ")
+Sig = bytes
 
 
 def signature(st: os.stat_result) -> Sig:
@@ -92,8 +98,19 @@ def signature(st: os.stat_result) -> Sig:
 
     ctime is in it because mtime can be set back (``touch -d``, a reload) and a write
     within one clock tick may leave mtime unchanged, but every write moves ctime.
+    Signatures compare with ``==``; :func:`_ctime_ns` reads the ctime back.
     """
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_mode)
+    return _SIG.pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_mode)
+
+
+def _ctime_ns(sig: Sig) -> int:
+    return int.from_bytes(sig[16:24], "little", signed=True)
+
+
+def _same_content(a: Sig, b: Sig) -> bool:
+    """Size, times and mode equal: all but the inode and device numbers (some stacked
+    file systems give an open file other ones than its path)."""
+    return a[:24] == b[:24] and a[40:] == b[40:]
 
 
 @dataclass(frozen=True)
@@ -222,7 +239,7 @@ def writers(root: str | os.PathLike[str]) -> dict[str, list[str]]:
     return out
 
 
-# Slotted: a gate holds one member per candidate (a million for a huge initial commit).
+# One member of a group while a gate evaluates it (kept only for groups not yet settled).
 @dataclass(slots=True)
 class _Member:
     rel: str
@@ -235,11 +252,8 @@ class _Member:
 @dataclass(slots=True)
 class _Group:
     members: list[_Member]
-    first: float  # (monotonic) no candidate of it changed since its last commit before this
     last: float  # the latest change of any member was at or before this (inf: unknown)
     reason: str = ""  # why it cannot be committed as it is now ("" if it can)
-    pending_since: float = 0.0
-    name: str = ""  # a path of it, for messages
 
 
 @dataclass
@@ -290,12 +304,32 @@ class Gate:
         self._groups = Groups(self.policy.groups)
         self._gone = set(self.gone)
         self._candidates = set(self.changed) | self._gone
-        self._members: dict[str, list[_Member]] = {}
+        # What a gate keeps per candidate is small on purpose (an initial commit can have
+        # a million): its group's candidates as one string where there is one (most
+        # groups), the signature of every member as checked (packed bytes), and the other
+        # members of a group only where it has any.
         # group key of a candidate, only where it is not the path itself (a sibling)
         self._key_of: dict[str, str] = {}
-        # the candidates of each group (a list: most groups have one)
-        self._cands_of: dict[str, list[str]] = {}
+        # the candidates of each group: the path itself, or a list of them
+        self._cands_of: dict[str, str | list[str]] = {}
+        # members that are not candidates (existing siblings), per group that has any
+        self._others: dict[str, list[str]] = {}
+        # the signature of every member that is not a candidate, as checked (a
+        # candidate's is in the memory: ``memory[rel][0]``; None: gone)
+        self._sig_of: dict[str, Sig | None] = {}
         self._evaluate()
+
+    def _sig(self, rel: str) -> Sig | None:
+        """The signature member ``rel`` had when it was checked (None: gone)."""
+        if rel in self._candidates:
+            return self.memory[rel][0]  # type: ignore[return-value]
+        return self._sig_of[rel]
+
+    def _cands(self, k: str) -> list[str]:
+        got = self._cands_of.get(k)
+        if got is None:
+            return []
+        return [got] if isinstance(got, str) else got
 
     # -- evaluation -----------------------------------------------------------------------
     def _mono(self, ns: int) -> float:
@@ -319,17 +353,25 @@ class Gate:
                 self._key_of[rel] = k
             got = by_key.get(k)
             if got is None:
-                by_key[k] = [rel]
+                by_key[k] = rel
+            elif isinstance(got, str):
+                by_key[k] = [got, rel]
             else:
                 got.append(rel)
         per_folder: dict[str, int] = {}
         for k in by_key:
             folder = k.rpartition("/")[0]
             per_folder[folder] = per_folder.get(folder, 0) + 1
-        # per listed folder: group base name -> the names there that belong to it
+        # per listed folder: group base name -> the names there that belong to it (only
+        # bases with more than their own name: for the rest a name is its own group)
         listings: dict[str, dict[str, list[str]] | None] = {}
         folder_changed: dict[str, float] = {}
-        memory: dict[str, tuple[Sig | str | None, float, float, float]] = {}
+        # The memory is rewritten in place: each path's old entry is read before its new
+        # one replaces it, and what no longer belongs there is dropped at the end (two
+        # whole copies of it would double the gate's memory).
+        memory = self.memory
+        sig_of = self._sig_of
+        others = self._others
 
         self._now, self._now_wall = now, now_wall
         mono = self._mono
@@ -353,15 +395,18 @@ class Gate:
                 else:
                     members: dict[str, list[str]] = {}
                     for name in names:
-                        members.setdefault(group_base(name), []).append(name)
+                        b = group_base(name)
+                        if b is not name:
+                            members.setdefault(b, [b]).append(name)
                     listings[folder] = members
             listed = listings[folder]
             if listed is None:
                 return self._groups.names(k)
+            found = listed.get(base)
+            if found is None:
+                return [k]  # no sibling names here: the path itself (which may be gone)
             lead = f"{folder}/" if folder else ""
-            found = listed.get(base, ())
-            # the main file first, as names() orders them
-            return sorted((lead + n for n in found), key=lambda p: p != k)
+            return [lead + n for n in found]  # the main name first, as names() orders them
 
         def deleted_by(rel: str) -> float:
             # A deletion happened at or before its nearest existing folder last changed.
@@ -379,13 +424,25 @@ class Gate:
                 folder_changed[folder] = mono(st.st_ctime_ns)
                 return folder_changed[folder]
 
-        groups: dict[str, _Group] = {}
-        for k, cands in by_key.items():
+        # Per group, what the cut needs: first, last, and whether it holds the cut back
+        # (compact: three numbers a group). Members are kept only for groups that have not
+        # settled (changed within the settle interval, busy, or with a reason), the ones
+        # whose deferral messages and pauses need them.
+        keys: list[str] = []
+        firsts = array("d")
+        lasts = array("d")
+        holds = bytearray()
+        unsettled: dict[str, _Group] = {}
+        limit = self.policy.max_wait
+        settled = now - settle
+        for k, got in by_key.items():
+            cands = [got] if isinstance(got, str) else sorted(got)
             members: list[_Member] = []
             reason = ""
             first = inf
             pending = now
-            paths = [p for p in siblings(k) if p not in cands] + sorted(cands)
+            sibs = siblings(k)
+            paths = cands if sibs == cands else [p for p in sibs if p not in cands] + cands
             for rel in paths:
                 is_cand = rel in cands
                 sig: Sig | None = None
@@ -400,7 +457,7 @@ class Gate:
                 if not is_cand and sig is None:
                     continue  # no such sibling
                 m = _Member(rel, sig)
-                seen = self.memory.get(rel)
+                seen = memory.get(rel)
                 if is_cand:
                     # kept while it stays a candidate (a deferred one does)
                     p_since, p_first, p_appeared = seen[1:] if seen else (now, self.clean_at, now)
@@ -411,6 +468,8 @@ class Gate:
                     memory[rel] = (sig, p_since, p_first, p_appeared)
                     unchanged_since = p_since
                 else:
+                    others.setdefault(k, []).append(rel)
+                    sig_of[rel] = sig
                     unchanged_since = now
                 if (rel in self._gone) == exists:
                     # it is not what the scan saw any more: a later scan will say more
@@ -418,7 +477,8 @@ class Gate:
                 elif sig is None:
                     m.last = min(deleted_by(rel), unchanged_since)
                 else:
-                    m.last = min(mono(sig[2]), unchanged_since)  # ctime: every change moves it
+                    # ctime: every change moves it
+                    m.last = min(mono(_ctime_ns(sig)), unchanged_since)
                     m.changed = m.last
                     who = busy.get(rel)
                     if who:
@@ -427,81 +487,119 @@ class Gate:
                         reason = reason or (m.busy if rel in cands else f"{rel} is {m.busy}")
                 members.append(m)
             last = max((m.last for m in members), default=-inf)
-            self._members[k] = members
-            groups[k] = _Group(members, first, last, reason, pending, k)
+            keys.append(k)
+            firsts.append(first)
+            lasts.append(last)
+            holds.append(now - pending < limit)
+            if reason or last > settled:
+                unsettled[k] = _Group(members, last, reason)
 
         # The cut T: as late as possible, at most now - settle, and inside no group's
         # [first, last] window (such a group was changing at T: neither its state now
         # nor the committed one is its state at T). Groups pending longer than the wait
         # limit do not hold T back.
-        limit = self.policy.max_wait
-        ghosts = []
+        ghost_first = array("d")
+        ghost_last = array("d")
+        ghost_names: list[str] = []
         for rel in self.vanished:
             if rel in self._candidates:
                 continue
-            seen = self.memory.get(rel)
+            seen = memory.get(rel)
             p_first, p_appeared = (seen[2], seen[3]) if seen else (self.clean_at, now)
             # A file that an earlier look saw (not a temporary file that came and went
             # between two looks) holds T back until it is settle old, however long it
             # waited: the wait limit is for files that never stop changing. It was gone
             # by the first look that missed it (its folder may change long after).
-            ghost = seen is not None and seen[0] in (_SEEN_GONE, _UNSEEN_GONE)
-            was_seen = seen is not None and (seen[0] == _SEEN_GONE or isinstance(seen[0], tuple))
+            ghost = seen is not None and isinstance(seen[0], str)  # _SEEN_GONE, _UNSEEN_GONE
+            was_seen = seen is not None and (isinstance(seen[0], bytes) or seen[0] == _SEEN_GONE)
             gone_by = seen[1] if ghost else now  # type: ignore[index]
             memory[rel] = (_SEEN_GONE if was_seen else _UNSEEN_GONE, gone_by, p_first, p_appeared)
-            g = _Group([], p_first, min(deleted_by(rel), gone_by), "", p_appeared, rel)
-            ghosts.append((g, was_seen))
-        holding = [g for g in groups.values() if now - g.pending_since < limit]
-        holding += [g for g, was_seen in ghosts if was_seen or now - g.pending_since < limit]
+            if was_seen or now - p_appeared < limit:
+                ghost_first.append(p_first)
+                ghost_last.append(min(deleted_by(rel), gone_by))
+                ghost_names.append(rel)
         for rel in self.folders:
-            seen = self.memory.get(rel)
+            seen = memory.get(rel)
             memory[rel] = (None, now, *((seen[2], seen[3]) if seen else (self.clean_at, now)))
         cut = now - settle
         self.held_by: list[str] = []  # what pulled T back, for messages
         while True:
-            straddle = [g for g in holding if g.last > cut and g.first <= cut]
-            if not straddle:
+            # the straddling group that changed first
+            at, name = inf, ""
+            for f, la, h, k in zip(firsts, lasts, holds, keys, strict=True):
+                if h and la > cut and f <= cut and f < at:
+                    at, name = f, k
+            for f, la, k in zip(ghost_first, ghost_last, ghost_names, strict=True):
+                if la > cut and f <= cut and f < at:
+                    at, name = f, k
+            if at == inf:
                 break
-            g = min(straddle, key=lambda g: g.first)
-            self.held_by.append(g.name)
-            cut = g.first - 1e-6
+            self.held_by.append(name)
+            cut = at - 1e-6
             if cut == float("-inf"):
                 break  # a group with no known clean moment: nothing can be cut before it
         self.cut = cut
 
         pause: float | None = None
-        for k, g in groups.items():
-            if g.last <= cut:
+        for k, last in zip(keys, lasts, strict=True):
+            if last <= cut:
                 continue
-            young = max(g.members, key=lambda m: m.last if not m.busy else m.changed)
-            if g.reason:
-                why = g.reason
-            elif g.last > now - settle:
-                why = "changing" if young.rel in by_key[k] else f"{young.rel} is changing"
-            else:
+            cands = self._cands(k)
+            g = unsettled.get(k)
+            w: float | None
+            if g is None:
+                # settled, nobody writing it: deferred only because the cut is earlier
                 why = (
                     f"waits for {self.held_by[-1]}, which changed at about the same time"
                     if self.held_by
                     else "waits for files changed with it"
                 )
-            for rel in by_key[k]:
-                self.deferred[rel] = why
-            # How long until trying again may let it through (None: waiting will not help,
-            # e.g. a database held open by an idle connection).
-            w: float | None
-            if any(m.busy for m in g.members):
-                busy_changed = max(m.changed for m in g.members if m.busy)
-                w = settle if busy_changed > now - settle else None
-            elif g.last == float("inf") or g.last <= now - settle:
-                w = settle  # to be rescanned, or held back by the cut: look again
+                w = settle  # held back by the cut: look again
             else:
-                w = g.last + settle - now
+                young = max(g.members, key=lambda m: m.last if not m.busy else m.changed)
+                if g.reason:
+                    why = g.reason
+                elif last > settled:
+                    why = "changing" if young.rel in cands else f"{young.rel} is changing"
+                else:
+                    why = (
+                        f"waits for {self.held_by[-1]}, which changed at about the same time"
+                        if self.held_by
+                        else "waits for files changed with it"
+                    )
+                # How long until trying again may let it through (None: waiting will not
+                # help, e.g. a database held open by an idle connection).
+                if any(m.busy for m in g.members):
+                    busy_changed = max(m.changed for m in g.members if m.busy)
+                    w = settle if busy_changed > settled else None
+                elif last == inf or last <= settled:
+                    w = settle  # to be rescanned, or held back by the cut: look again
+                else:
+                    w = last + settle - now
+            for rel in cands:
+                self.deferred[rel] = why
             if w is not None:
                 w = max(w, 0.01)
                 pause = w if pause is None else max(pause, w)
         self.pause = pause
-        self.memory.clear()
-        self.memory.update(memory)
+        keep = self._candidates
+        ghosts = set(self.vanished)
+        folders = set(self.folders)
+        for rel in [r for r in memory if r not in keep and r not in ghosts and r not in folders]:
+            del memory[rel]
+
+    def forget_taken(self, held: Iterable[str] = ()) -> None:
+        """After a commit went through: forget what the memory holds of the paths it took
+        (they are as committed now; a later change of one starts afresh, from the scan
+        before it). Deferred paths, ``held`` ones and paths that came and went stay
+        remembered. Without this a mount would keep an entry for every file of its last
+        commit (a million for a big initial one) until its next change."""
+        keep = {*self.deferred, *held}
+        memory = self.memory
+        for group in (self._candidates, self.folders):
+            for rel in group:
+                if rel not in keep:
+                    memory.pop(rel, None)
 
     # -- reading --------------------------------------------------------------------------------
     def folder_ready(self, rel: str) -> bool:
@@ -519,25 +617,19 @@ class Gate:
     def defer(self, rel: str, reason: str) -> None:
         """Defer ``rel`` and every other candidate of its group."""
         k = self._key_of.get(rel, rel) if rel in self._candidates else self._groups.key(rel)
-        for other in {*self._cands_of.get(k, ()), *({rel} & self._candidates)}:
+        for other in {*self._cands(k), *({rel} & self._candidates)}:
             if other not in self.deferred:
                 self.deferred[other] = reason if other == rel else f"{rel} {reason}"
 
     def check_read(self, rel: str, before: os.stat_result, after: os.stat_result) -> bool:
         """After reading ``rel``: True if it is the file that was checked and it did not
         change while read; else its group is deferred."""
-        expected = next(
-            (m.sig for m in self._members.get(self._key_of.get(rel, rel), []) if m.rel == rel),
-            None,
-        )
+        expected = self._sig(rel) if rel in self._candidates else None
         # The open file against the path's lstat: size, times and mode (some stacked file
         # systems give an open file another device and inode number than its path);
         # before and after the read, all of it.
-        if (
-            expected is None
-            or signature(before) != signature(after)
-            or signature(before)[:3] + signature(before)[5:] != expected[:3] + expected[5:]
-        ):
+        was = signature(before)
+        if expected is None or was != signature(after) or not _same_content(was, expected):
             self.defer(rel, "changed while being read")
             return False
         return True
@@ -545,15 +637,24 @@ class Gate:
     def confirm(self) -> dict[str, str]:
         """Re-check every member of every group still to be committed; defer each group in
         which anything changed since it was checked. Returns :attr:`deferred`."""
-        for k, members in self._members.items():
-            if any(rel in self.deferred for rel in self._cands_of[k]):
-                continue
-            for m in members:
+        top = f"{self.root}/"
+        deferred = self.deferred
+        sig = self._sig
+        for k, got in self._cands_of.items():
+            if isinstance(got, str):
+                if got in deferred:
+                    continue
+                members = [*self._others.get(k, ()), got]
+            else:
+                if any(rel in deferred for rel in got):
+                    continue
+                members = [*self._others.get(k, ()), *sorted(got)]
+            for rel in members:
                 try:
-                    now: Sig | None = signature(os.lstat(f"{self.root}/{m.rel}"))
+                    now: Sig | None = signature(os.lstat(top + rel))
                 except OSError:
                     now = None
-                if now != m.sig:
-                    self.defer(m.rel, "changed while the commit was read")
+                if now != sig(rel):
+                    self.defer(rel, "changed while the commit was read")
                     break
         return self.deferred

@@ -167,6 +167,60 @@ def test_gate_settles_groups_and_rechecks_after_reading(tmp_path: Path) -> None:
     assert "changed while being read" in gate.deferred["alone.txt"]
 
 
+def test_gate_groups_siblings_in_a_folder_it_lists(tmp_path: Path) -> None:
+    # With many candidates in one folder the gate lists it once instead of probing each
+    # sibling name: the groups must come out the same.
+    root = tmp_path / "f"
+    root.mkdir()
+    policy = Policy(settle=0.0)
+    plain = [f"plain-{i:02d}.csv" for i in range(40)]
+    for name in (*plain, "db", "db-wal", "solo-wal", "x.tmp"):
+        (root / name).write_bytes(b"x" * 10)
+    time.sleep(0.1)
+    clean_at = time.monotonic()  # as if the last scan began after they were written
+    with open(root / "db-wal", "ab"):  # this process holds the log open for writing
+        gate = Gate(root, [*plain, "db", "solo-wal", "x.tmp"], [], policy, {}, clean_at=clean_at)
+        # db waits for its log (not a candidate, but a member of its group)
+        assert set(gate.deferred) == {"db"}
+        assert "db-wal is open for writing by" in gate.deferred["db"]
+        # a sibling whose main file does not exist, and a temp sibling, stand alone
+        for name in (*plain, "solo-wal", "x.tmp"):
+            assert gate.ready(name)
+    gate = Gate(root, [*plain, "db", "solo-wal", "x.tmp"], [], policy, {})
+    assert gate.deferred == {}
+    # every member is checked again at the end, the non-candidate log too
+    with open(root / "db-wal", "ab") as f:
+        f.write(b"more")
+    (root / "plain-07.csv").write_bytes(b"changed")
+    held = gate.confirm()
+    assert set(held) == {"db", "plain-07.csv"}
+    assert held["db"] == "db-wal changed while the commit was read"
+
+
+def test_a_mount_forgets_what_its_commits_took(local_store, tmp_path: Path) -> None:
+    # What the quiet gate remembers of a path matters only while the path waits: a mount
+    # that kept an entry for every file of its last commit would hold a million of them
+    # after a big initial commit. (The memory is private; looked at directly here.)
+    vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False, settle=SETTLE, settle_max_wait=0.5)
+    for i in range(50):
+        (mnt / f"f{i}.txt").write_text(str(i))
+    (mnt / "busy.txt").write_text("open")
+    holder = hold(mnt / "busy.txt", "rw", tmp_path)
+    try:
+        with pytest.warns(UserWarning, match="busy.txt"):
+            info = m.commit()
+        assert info is not None and info.added == 50
+        assert set(m._quiet_memory) == {"busy.txt"}  # only what waits is remembered
+    finally:
+        holder.kill()
+        holder.wait()
+    assert m.commit() is not None
+    assert m._quiet_memory == {}
+    m.unmount()
+
+
 def test_gate_cuts_the_commit_at_one_moment(tmp_path: Path) -> None:
     """A deferred path keeps its committed version; that is only right if it was still
     that version at the moment the commit stands for (git gc deletes loose objects that
