@@ -203,3 +203,34 @@ def test_compact_chunk_map_writes_the_same_index_segment_as_a_plain_dict() -> No
     assert dict(compact) == plain and len(compact) == 2_000
     assert next(iter(plain)) in compact and "00" * 32 not in compact
     assert encode_segment(ChunkMap()) == encode_segment({})
+
+
+def test_a_written_chunk_map_moves_into_the_index_as_its_segment_would_load() -> None:
+    # After a commit's packs land, its new locations move into the process's index
+    # (ChunkIndex.absorb) instead of being decoded again from the segment just written:
+    # the index must come out exactly as loading that segment makes it, whatever packs
+    # the index already numbered, and the commit's own map is emptied (not kept twice).
+    import random
+
+    from jupyter_volume.repository.packs import ChunkIndex, ChunkLoc, ChunkMap, encode_segment
+
+    rnd = random.Random(11)
+    packs = [rnd.randbytes(32).hex() for _ in range(6)]
+    older = ChunkMap()  # what both indexes loaded before: packs numbered in another order
+    for i in range(300):
+        older[rnd.randbytes(32).hex()] = ChunkLoc(packs[5 - i % 3], i, 10, 10, 0)
+    new = ChunkMap()
+    for i in range(3_000):
+        new[rnd.randbytes(32).hex()] = ChunkLoc(rnd.choice(packs), i * 7, 100 + i, 200 + i, i % 2)
+    new[next(iter(older))] = ChunkLoc(packs[0], 1, 2, 3, 1)  # a chunk written again
+    seg = encode_segment(new)
+    loaded, absorbed = ChunkIndex(), ChunkIndex()
+    for idx in (loaded, absorbed):
+        idx.add_object("index/older", encode_segment(older))
+    loaded.add_object("index/new", seg)
+    absorbed.absorb("index/new", new)
+    assert len(new) == 0
+    assert absorbed.items() == loaded.items() and len(absorbed) == len(loaded) == 3_300
+    assert "index/new" in absorbed.loaded
+    absorbed.add_object("index/new", seg)  # loaded already: nothing happens
+    assert absorbed.items() == loaded.items()

@@ -1231,9 +1231,13 @@ class Repository:
                 self.store.put(seg_key, seg)
         finally:
             writer.packs.finish()  # waits for every pack; re-raises an upload's error
+        n = len(seg)
+        del seg
         if seg_key is not None:
-            self.index.add_object(seg_key, seg)
-        return seg_key, writer.packs.bytes_written + len(seg)
+            # every pack landed: the writer's locations move into the index (the writer
+            # is done with them; decoding the segment again would hold them twice)
+            self.index.absorb(seg_key, new)
+        return seg_key, writer.packs.bytes_written + n
 
     # -- group commit --------------------------------------------------------------------------
     def _pause(self, attempt: int) -> None:
