@@ -32,6 +32,7 @@ import datetime
 import hashlib
 import heapq
 import http.client
+import io
 import os
 import random
 import time
@@ -239,6 +240,53 @@ def _drop_connections_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_drop_connections_after_fork)
+
+
+class _ViewBody(io.RawIOBase):
+    """A request body that reads from a buffer in place (seekable, so botocore can hash
+    it, size it and send it again on a retry).
+
+    Sending a pack as ``bytes(view)`` copied 16 MiB per pack on the upload threads, and
+    glibc keeps such freed blocks in each thread's arena once its mmap threshold has
+    grown: a streamed commit of 1,000,000 files on S3 held about 300 MB more than on a
+    local folder that way. botocore reads this body in pieces of at most 1 MiB.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        n = max(0, min(len(b), len(self._view) - self._pos))
+        b[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = (
+            len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        )
+        out = bytes(self._view[self._pos : end]) if end > self._pos else b""
+        self._pos = max(self._pos, end)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._view)
 
 
 def _parse_timestamp(value: Any) -> datetime.datetime:
@@ -463,9 +511,16 @@ class S3Store(Store):
         if view.nbytes > MULTIPART_THRESHOLD:
             self._put_multipart(key, full, view)
             return
-        body = bytes(view) if not isinstance(data, bytes) else data
+        if isinstance(data, bytes):
+            self._retry(
+                "put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
+            )
+            return
+        # a buffer (a pack): read in place, a fresh body for every attempt
         self._retry(
-            "put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=body)
+            "put",
+            key,
+            lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=_ViewBody(view)),
         )
 
     def _put_multipart(self, key: str, full: str, view: memoryview) -> None:
@@ -479,7 +534,7 @@ class S3Store(Store):
         etags: list[str] = [""] * len(offsets)
 
         def upload(index: int) -> None:
-            body = bytes(view[offsets[index] : offsets[index] + PART_SIZE])
+            part = view[offsets[index] : offsets[index] + PART_SIZE]
             resp = self._retry(
                 "upload_part",
                 key,
@@ -488,7 +543,7 @@ class S3Store(Store):
                     Key=full,
                     UploadId=upload_id,
                     PartNumber=index + 1,
-                    Body=body,
+                    Body=_ViewBody(part),
                 ),
             )
             etags[index] = resp["ETag"]
