@@ -178,6 +178,11 @@ def _sig(st: os.stat_result | _Stat) -> tuple[int, int, int, int]:
 _STAT = struct.Struct("<qqQQ")
 
 
+def _stat_field(i: int) -> Any:
+    """Field ``i`` of a packed :class:`_Stat`, as a read-only attribute."""
+    return property(lambda self: _STAT.unpack(self)[i])
+
+
 class _Stat(bytes):
     """What a scan keeps of a changed path's stat: the fields a commit and status use,
     packed into 32 bytes.
@@ -192,21 +197,10 @@ class _Stat(bytes):
     def __new__(cls, st: os.stat_result) -> _Stat:
         return super().__new__(cls, _STAT.pack(st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
 
-    @property
-    def st_size(self) -> int:
-        return _STAT.unpack(self)[0]
-
-    @property
-    def st_mtime_ns(self) -> int:
-        return _STAT.unpack(self)[1]
-
-    @property
-    def st_ino(self) -> int:
-        return _STAT.unpack(self)[2]
-
-    @property
-    def st_mode(self) -> int:
-        return _STAT.unpack(self)[3]
+    st_size = _stat_field(0)
+    st_mtime_ns = _stat_field(1)
+    st_ino = _stat_field(2)
+    st_mode = _stat_field(3)
 
 
 def _file_mode(st_mode: int) -> int:
