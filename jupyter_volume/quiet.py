@@ -540,6 +540,12 @@ class Gate:
                 break  # a group with no known clean moment: nothing can be cut before it
         self.cut = cut
 
+        # why a group that has settled is deferred: the cut is before its last change
+        held_back = (
+            f"waits for {self.held_by[-1]}, which changed at about the same time"
+            if self.held_by
+            else "waits for files changed with it"
+        )
         pause: float | None = None
         for k, last in zip(keys, lasts, strict=True):
             if last <= cut:
@@ -549,11 +555,7 @@ class Gate:
             w: float | None
             if g is None:
                 # settled, nobody writing it: deferred only because the cut is earlier
-                why = (
-                    f"waits for {self.held_by[-1]}, which changed at about the same time"
-                    if self.held_by
-                    else "waits for files changed with it"
-                )
+                why = held_back
                 w = settle  # held back by the cut: look again
             else:
                 young = max(g.members, key=lambda m: m.last if not m.busy else m.changed)
@@ -562,11 +564,7 @@ class Gate:
                 elif last > settled:
                     why = "changing" if young.rel in cands else f"{young.rel} is changing"
                 else:
-                    why = (
-                        f"waits for {self.held_by[-1]}, which changed at about the same time"
-                        if self.held_by
-                        else "waits for files changed with it"
-                    )
+                    why = held_back
                 # How long until trying again may let it through (None: waiting will not
                 # help, e.g. a database held open by an idle connection).
                 if any(m.busy for m in g.members):
@@ -640,16 +638,11 @@ class Gate:
         top = f"{self.root}/"
         deferred = self.deferred
         sig = self._sig
-        for k, got in self._cands_of.items():
-            if isinstance(got, str):
-                if got in deferred:
-                    continue
-                members = [*self._others.get(k, ()), got]
-            else:
-                if any(rel in deferred for rel in got):
-                    continue
-                members = [*self._others.get(k, ()), *sorted(got)]
-            for rel in members:
+        for k in self._cands_of:
+            cands = self._cands(k)
+            if any(rel in deferred for rel in cands):
+                continue
+            for rel in [*self._others.get(k, ()), *sorted(cands)]:
                 try:
                     now: Sig | None = signature(os.lstat(top + rel))
                 except OSError:
