@@ -511,16 +511,12 @@ class S3Store(Store):
         if view.nbytes > MULTIPART_THRESHOLD:
             self._put_multipart(key, full, view)
             return
-        if isinstance(data, bytes):
-            self._retry(
-                "put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
-            )
-            return
-        # a buffer (a pack): read in place, a fresh body for every attempt
+        # bytes as they are; a buffer (a pack) read in place, with a fresh body per attempt
+        body: Callable[[], Any] = (
+            (lambda: data) if isinstance(data, bytes) else (lambda: _ViewBody(view))
+        )
         self._retry(
-            "put",
-            key,
-            lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=_ViewBody(view)),
+            "put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=body())
         )
 
     def _put_multipart(self, key: str, full: str, view: memoryview) -> None:
