@@ -169,9 +169,6 @@ class MountStatus:
 
 
 def _sig(st: os.stat_result | _Stat) -> tuple[int, int, int, int]:
-    if type(st) is _Stat:
-        size, mtime_ns, ino, mode = _STAT.unpack(st)
-        return (size, mtime_ns, ino, stat_mod.S_IMODE(mode))
     return (st.st_size, st.st_mtime_ns, st.st_ino, stat_mod.S_IMODE(st.st_mode))
 
 
