@@ -251,3 +251,35 @@ def test_sigkill_at_random_moments_of_a_committing_loop(
     with vol.batch_upload(force=True) as batch:
         batch.put_file(io.BytesIO(b"x" * 2000), "after-all.bin")
     assert vol.verify().ok
+
+
+def test_failed_record_write_leaves_nothing_to_deduplicate_against(local_store: Store) -> None:
+    # A commit that uploaded its packs and index segment, then failed to write its
+    # record, published nothing. The same process must not deduplicate a later commit
+    # against those chunks: no record lists the segment that says where they are (it
+    # once did, and the later commit's files were unreadable: chunks missing from the
+    # volume's index).
+    from jupyter_volume.errors import StoreError
+    from jupyter_volume.testing.wrappers import WrappedStore
+
+    class FailRecordOnce(WrappedStore):
+        armed = True
+
+        def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+            if self.armed and "/log/" in key:
+                self.armed = False
+                raise StoreError(f"injected: cannot write {key}")
+            return super().put_if_absent(key, data)
+
+    Volume.lookup("d", store=local_store, create_if_missing=True)
+    vol = Volume.from_name("d", store=FailRecordOnce(local_store))
+    data = content("dedup", 100 * KiB)
+    with pytest.raises(StoreError, match="injected"):
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(data), "/first.bin")
+    with vol.batch_upload() as batch:
+        batch.put_file(io.BytesIO(data), "/second.bin")
+    fresh = Volume.from_name("d", store=local_store)
+    assert b"".join(fresh.read_file("second.bin")) == data
+    assert [e.path for e in fresh.listdir("/", recursive=True)] == ["second.bin"]
+    assert fresh.verify().ok

@@ -891,7 +891,7 @@ class Repository:
         paths do not overlap its own.
         """
         with self._commit_lock:
-            seg_key, bytes_new = self._finish_writer(writer)
+            seg_key, bytes_new, new_locs = self._finish_writer(writer)
             txn = uuid.uuid4().hex
             who = author or default_author()
             # Only plain change sets take part in group commit: a restore replaces the
@@ -916,7 +916,7 @@ class Repository:
                         # The writer that carried it deletes it (and if that one died,
                         # the next lister does): one delete per intent, not two.
                         self._intent_cache.pop(published.key, None)
-                        return landed, stats
+                        return self._published(seg_key, new_locs, landed), stats
                     now = time.monotonic()
                     if head.seq != seen_seq:
                         seen_seq, moved_at = head.seq, now
@@ -968,7 +968,7 @@ class Repository:
                             # can never land twice).
                             landed = self._find_carried(published, self.head())
                             if landed is not None:
-                                return landed, stats
+                                return self._published(seg_key, new_locs, landed), stats
                             self._publish_intent(published)
                         elif pending[0][0] != published.key:
                             place = next(
@@ -1058,7 +1058,7 @@ class Repository:
                     done.extend(k for k in self._carried_left if k not in done)
                     self._carried_left = []
                     self._drop_intents(done)
-                    return rec, stats
+                    return self._published(seg_key, new_locs, rec), stats
                 self._contended_until = time.monotonic() + INTENT_PROBE
                 if can_publish and published is None:
                     # Lost the slot: hand our change set to whoever writes the next record.
@@ -1078,7 +1078,7 @@ class Repository:
                 self._drop_intents([published.key])
                 landed = self._find_carried(published, self.head())
                 if landed is not None:
-                    return landed, stats
+                    return self._published(seg_key, new_locs, landed), stats
             raise ConflictError(
                 f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
                 "committing first. Your files are untouched; try again."
@@ -1129,7 +1129,7 @@ class Repository:
         self._upload_trees()
         top_entry = Entry("", DIR, 0o755, tree=top)
         with self._commit_lock:
-            seg_key, bytes_new = self._finish_writer(writer)
+            seg_key, bytes_new, new_locs = self._finish_writer(writer)
             txn = uuid.uuid4().hex
             for attempt in range(MAX_COMMIT_ATTEMPTS):
                 head = self.head()
@@ -1179,7 +1179,7 @@ class Repository:
                     extra=ext,
                 )
                 if self._take_slot(rec):
-                    return rec, stats
+                    return self._published(seg_key, new_locs, rec), stats
                 self._pause(attempt)
             raise ConflictError(
                 f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
@@ -1211,15 +1211,18 @@ class Repository:
                 pass  # only a hint
         return won
 
-    def _finish_writer(self, writer: Writer | None) -> tuple[str | None, int]:
-        """Upload the writer's last pack and its index segment; ``(segment key, bytes)``.
+    def _finish_writer(self, writer: Writer | None) -> tuple[str | None, int, ChunkMap | None]:
+        """Upload the writer's last pack and its index segment; ``(segment key, bytes,
+        the writer's chunk locations)``.
 
         The segment's PUT runs while the packs finish uploading (one round trip less per
-        commit); it is added to this process's index only once every pack has landed,
-        so nothing ever deduplicates against a pack whose upload failed.
+        commit). The locations go into this process's index only once a record names
+        them (:meth:`_published`): a commit that fails or publishes nothing after this
+        must leave nothing to deduplicate against, else a later commit would reference
+        those chunks through a segment that no record lists.
         """
         if writer is None:
-            return None, 0
+            return None, 0, None
         writer.packs.flush()  # seals the last pack: every chunk's location is known now
         new = writer.packs.new_chunks
         seg_key = None
@@ -1233,11 +1236,18 @@ class Repository:
             writer.packs.finish()  # waits for every pack; re-raises an upload's error
         n = len(seg)
         del seg
-        if seg_key is not None:
-            # every pack landed: the writer's locations move into the index (the writer
-            # is done with them; decoding the segment again would hold them twice)
+        return seg_key, writer.packs.bytes_written + n, new
+
+    def _published(
+        self, seg_key: str | None, new: ChunkMap | None, rec: CommitRecord
+    ) -> CommitRecord:
+        """``rec`` names our segment (or, when another writer carried our change, a merge
+        of it): every pack landed and is referenced, so the writer's locations move into
+        the index (the writer is done with them; decoding the segment again would hold
+        them twice). Returns ``rec``."""
+        if seg_key is not None and new is not None:
             self.index.absorb(seg_key, new)
-        return seg_key, writer.packs.bytes_written + n
+        return rec
 
     # -- group commit --------------------------------------------------------------------------
     def _pause(self, attempt: int) -> None:
