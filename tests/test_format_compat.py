@@ -234,3 +234,64 @@ def test_a_written_chunk_map_moves_into_the_index_as_its_segment_would_load() ->
     assert "index/new" in absorbed.loaded
     absorbed.add_object("index/new", seg)  # loaded already: nothing happens
     assert absorbed.items() == loaded.items()
+
+
+# Entries whose JSON needs care: quotes, backslashes, control characters, non-ASCII
+# (kept as is in nodes, escaped in a mount's rows), inline bytes, links, folders, and
+# fields left empty.
+ODD_ENTRIES = [
+    (
+        'a"b\\c\u00e9\u2028\x01\n\t',
+        "f",
+        {"mode": 0o600, "size": 5, "mtime_ns": -3, "chunks": [("ab" * 32, 5), ("cd" * 32, 7)]},
+    ),
+    ("empty", "f", {"mode": 0o644, "chunks": []}),
+    ("inline", "f", {"mode": 0o755, "size": 3, "mtime_ns": 5, "inline": b"hi\xff"}),
+    ("folder", "d", {"mode": 0o700, "size": 10, "mtime_ns": 9, "tree": "ef" * 32, "nfiles": 3}),
+    ("bare folder", "d", {}),
+    ("link", "l", {"mode": 0o777, "size": 3, "mtime_ns": 1, "target": '../\u00fc"x'}),
+    ("bare link", "l", {}),
+    ("\u65e5\u672c", "f", {"size": 2**40, "mtime_ns": 2**62, "chunks": [("00" * 32, 1)]}),
+]
+
+
+def _odd_entries() -> list:
+    from jupyter_volume.repository.tree import Entry
+
+    return [Entry(name, kind, **kw) for name, kind, kw in ODD_ENTRIES]
+
+
+def test_direct_node_encoding_is_byte_identical_to_canonical_json() -> None:
+    # A streamed commit writes folder nodes without building their JSON objects; the
+    # bytes (and so the node's name, its hash) must be exactly the canonical JSON's, or
+    # equal folders would stop deduplicating against nodes written the other way.
+    from jupyter_volume.repository.codec import dump_json
+    from jupyter_volume.repository.tree import encode_flat
+
+    entries = _odd_entries()
+    for e in entries:
+        assert encode_flat([e]) == dump_json({"v": 1, "e": [e.encode()]}), e
+    assert encode_flat(entries) == dump_json({"v": 1, "e": [e.encode() for e in entries]})
+    assert encode_flat([]) == dump_json({"v": 1, "e": []})
+
+
+def test_direct_row_encoding_reads_back_as_the_entry() -> None:
+    from jupyter_volume.mount import _entry_json
+    from jupyter_volume.repository.tree import Entry
+
+    for e in _odd_entries():
+        text = _entry_json(e)
+        assert json.loads(text) == json.loads(json.dumps(e.encode())), e
+        assert Entry.decode(json.loads(text), "row") == e
+        text.encode("ascii")  # a row is plain ASCII, as json.dumps writes it
+
+
+def test_compressed_blobs_hold_only_their_bytes() -> None:
+    # zstd returns its result in an allocation of the worst case (the input's size); a
+    # streamed commit holds many node blobs until they are uploaded.
+    from jupyter_volume.repository.codec import compress_blob, decompress_blob
+
+    raw = json.dumps([["name%05d" % i, "f", 420, 4096, i] for i in range(500)]).encode()
+    blob = compress_blob(raw)
+    assert decompress_blob(blob, "t") == raw
+    assert sys.getsizeof(blob) < len(blob) + 64 < len(raw) // 4
