@@ -11,6 +11,7 @@ import concurrent.futures
 import json
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -333,6 +334,43 @@ class Compressor:
         if len(sample) < 64:
             return False
         return len(self._c.compress(sample)) <= len(sample) * (1 - MIN_GAIN)
+
+
+#: Small chunks (whole small files, most of a big tree) are compressed in batches on this
+#: thread while the committing thread reads on: one zstd call per batch releases the GIL
+#: for the whole batch, where a call per 4 KiB chunk would wait for the GIL after each.
+_zstd_pool = SharedPool(1, "jv-zstd")
+_zstd_local = threading.local()
+
+
+def _compress_all(datas: list[bytes]) -> list[tuple[int, Any]]:
+    c = getattr(_zstd_local, "c", None)
+    if c is None:
+        c = _zstd_local.c = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    multi = getattr(c, "multi_compress_to_buffer", None)  # the C backend's batch call
+    if multi is not None:
+        got = multi(datas, threads=1)
+        zs: list[Any] = [got[i] for i in range(len(got))]  # each keeps the batch alive
+    else:
+        zs = [c.compress(d) for d in datas]
+    out: list[tuple[int, Any]] = []
+    for d, z in zip(datas, zs, strict=True):
+        n = len(d)
+        if n >= 64 and len(z) <= n * (1 - MIN_GAIN):
+            out.append((CODEC_ZSTD, z))
+        else:
+            out.append((CODEC_RAW, d))
+    return out
+
+
+def compress_later(datas: list[bytes]) -> concurrent.futures.Future[list[tuple[int, Any]]]:
+    """Start compressing ``datas`` (immutable chunks) on the background zstd thread.
+
+    The future gives ``(codec, stored)`` per chunk, in order, chosen as
+    :meth:`Compressor.compress` chooses (the same bytes too); a stored zstd form is a
+    buffer (use ``len`` and the buffer protocol), a raw one the input itself.
+    """
+    return _zstd_pool.submit(_compress_all, datas)
 
 
 def decode_chunk(codec: int, stored: bytes, raw_len: int, expect_hash: str, where: str) -> bytes:

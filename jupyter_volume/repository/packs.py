@@ -19,6 +19,7 @@ covers a whole volume. Both are immutable and named by their hash.
 
 from __future__ import annotations
 
+import mmap
 import secrets
 import struct
 import threading
@@ -26,12 +27,21 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import CorruptionError
+from .codec import compress_later
 
 PACK_MAGIC = b"JVPK1\0\0\0"
 INDEX_MAGIC = b"JVIX1\0\0\0"
 PACK_TARGET = 16 << 20
+#: Small chunks given raw (:meth:`PackWriter.add_raw`) are compressed in batches of about
+#: this many bytes, at most ``ZSTD_IN_FLIGHT`` batches at a time (bounded memory).
+ZSTD_BATCH = 1 << 20
+#: A pack's buffer: the target, one more chunk (at most 512 KiB, plus zstd's overhead
+#: on incompressible data) and the records (49 bytes per chunk of at least 513 bytes).
+PACK_BUF = PACK_TARGET + (4 << 20)
+ZSTD_IN_FLIGHT = 2
 PACK_REC = struct.Struct("<32sIIIB")
 INDEX_REC = struct.Struct("<32sIIIIB")
 U32 = struct.Struct("<I")
@@ -305,7 +315,7 @@ class PackWriter:
         self._max = max_in_flight
         # Pack buffers are reused once their upload is done: fresh pages for every 16 MiB
         # pack cost more than the copy into them (first touches of memory are slow).
-        self._free: list[bytearray] = []
+        self._free: list[mmap.mmap] = []
         self._buf = self._take_buf()
         self._len = 0  # bytes of _buf in use
         self._recs: list[tuple[str, int, int, int, int]] = []
@@ -314,13 +324,53 @@ class PackWriter:
         self.new_chunks = ChunkMap()
         self.bytes_written = 0
         self.packs_written = 0
+        # raw chunks waiting to be compressed: the batch being gathered, the batches
+        # being compressed (in order), and every hash in either (for has())
+        self._raw: list[tuple[str, bytes]] = []
+        self._raw_bytes = 0
+        self._zjobs: deque[tuple[list[tuple[str, bytes]], Future[list[tuple[int, Any]]]]] = deque()
+        self._raw_keys: set[str] = set()
 
     def has(self, h: str) -> bool:
         """True if chunk ``h`` was written (or is buffered) by this writer."""
-        return h in self._pending or h in self.new_chunks
+        return h in self._pending or h in self._raw_keys or h in self.new_chunks
 
-    def add(self, h: str, codec: int, stored: bytes, raw_len: int) -> None:
-        """Buffer one chunk; flushes a pack when the buffer reaches the target size."""
+    def add_raw(self, h: str, data: bytes) -> None:
+        """Buffer one small chunk, uncompressed: it is compressed in a batch with others
+        on a background thread (see :func:`codec.compress_later`) and lands in the pack
+        like :meth:`add`'s, by the next :meth:`flush` at the latest. ``data`` must not
+        change afterwards (bytes)."""
+        if self.has(h):
+            return
+        self._raw_keys.add(h)
+        self._raw.append((h, data))
+        self._raw_bytes += len(data)
+        if self._raw_bytes >= ZSTD_BATCH:
+            self._start_batch()
+            while len(self._zjobs) > ZSTD_IN_FLIGHT:
+                self._land_batch()
+
+    def _start_batch(self) -> None:
+        batch = self._raw
+        self._raw, self._raw_bytes = [], 0
+        self._zjobs.append((batch, compress_later([d for _h, d in batch])))
+
+    def _land_batch(self) -> None:
+        batch, fut = self._zjobs.popleft()
+        stored = fut.result()
+        for (h, data), (codec, z) in zip(batch, stored, strict=True):
+            self._raw_keys.discard(h)
+            self.add(h, codec, z, len(data))
+
+    def _land_all(self) -> None:
+        if self._raw:
+            self._start_batch()
+        while self._zjobs:
+            self._land_batch()
+
+    def add(self, h: str, codec: int, stored: Any, raw_len: int) -> None:
+        """Buffer one chunk (``stored``: its stored form, any buffer); seals a pack when
+        the buffer reaches the target size."""
         if self.has(h):
             return
         n = len(stored)
@@ -328,24 +378,28 @@ class PackWriter:
         self._recs.append((h, self._len, n, raw_len, codec))
         self._put_bytes(stored)
         if self._len >= PACK_TARGET:
-            self.flush()
+            self._seal()
 
-    def _take_buf(self) -> bytearray:
+    def _take_buf(self) -> mmap.mmap:
         try:
             return self._free.pop()
         except IndexError:
-            return bytearray()  # grows to a pack's size once, then is reused
+            # Anonymous memory: a page is backed only once written (a small commit stays
+            # small), nothing is copied as the pack grows, and it goes back to the system
+            # when dropped. Big enough for a pack: it is sealed at PACK_TARGET, plus one
+            # chunk and the header.
+            return mmap.mmap(-1, PACK_BUF)
 
-    def _put_bytes(self, data: bytes | bytearray | memoryview) -> None:
+    def _put_bytes(self, data: Any) -> None:
         end = self._len + len(data)
-        if end > len(self._buf):
-            # grow geometrically (small commits stay small), never past what a pack needs
-            grow = max(end, min(2 * len(self._buf), PACK_TARGET + (4 << 20)), 64 << 10)
-            self._buf.extend(bytes(grow - len(self._buf)))
+        if end > len(self._buf):  # not with the format's chunk sizes; kept correct anyway
+            bigger = mmap.mmap(-1, max(end, 2 * len(self._buf)))
+            bigger[: self._len] = self._buf[: self._len]
+            self._buf = bigger
         self._buf[self._len : end] = data
         self._len = end
 
-    def _send(self, pack_id: str, buf: bytearray, length: int) -> None:
+    def _send(self, pack_id: str, buf: mmap.mmap, length: int) -> None:
         view = memoryview(buf)[:length]
         try:
             self._upload(pack_id, view)
@@ -354,7 +408,12 @@ class PackWriter:
             self._free.append(buf)  # list.append is atomic: safe from the upload thread
 
     def flush(self) -> None:
-        """Seal and start uploading the current pack, if it holds anything."""
+        """Seal and start uploading the current pack, if it holds anything (raw chunks
+        still being compressed land in it first)."""
+        self._land_all()
+        self._seal()
+
+    def _seal(self) -> None:
         if not self._recs:
             return
         keys = [bytes.fromhex(h) for h, _o, _n, _r, _c in self._recs]
@@ -392,6 +451,12 @@ class PackWriter:
         self._len = 0
         self._recs = []
         self._pending = {}
+        self._raw, self._raw_bytes, self._raw_keys = [], 0, set()
+        while self._zjobs:
+            try:
+                self._zjobs.popleft()[1].result()
+            except Exception:
+                pass
         while self._futures:
             try:
                 self._futures.popleft().result()

@@ -333,8 +333,8 @@ class Writer:
         h = hash_bytes(data)
         packs = self.packs
         if not packs.has(h) and h not in self.repo.index:
-            codec, stored = self._comp.compress(data, True)
-            packs.add(h, codec, stored, n)
+            # compressed in a batch on another thread while the caller reads on
+            packs.add_raw(h, data if type(data) is bytes else bytes(data))
         if progress:
             progress(n)
         return None, [(h, n)], n

@@ -1,0 +1,131 @@
+"""The pack writer on its own: chunks given raw are compressed in background batches,
+and every chunk lands in a pack exactly once, readable, with the codec it should have."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from jupyter_volume.repository import packs as packs_mod
+from jupyter_volume.repository.codec import (
+    CODEC_RAW,
+    CODEC_ZSTD,
+    Compressor,
+    decode_chunk,
+    hash_bytes,
+)
+from jupyter_volume.repository.packs import PackWriter, parse_pack_header
+
+
+class _Sink:
+    """Collects uploaded packs (their bytes, copied as an upload would send them)."""
+
+    def __init__(self, fail: int | None = None) -> None:
+        self.packs: dict[str, bytes] = {}
+        self.fail = fail  # fail the n-th upload (0-based)
+        self._lock = threading.Lock()
+
+    def upload(self, pack_id: str, data: object) -> None:
+        with self._lock:
+            n = len(self.packs)
+            if self.fail is not None and n == self.fail:
+                self.fail = None
+                raise OSError("injected: upload failed")
+            self.packs[pack_id] = bytes(data)  # type: ignore[call-overload]
+
+    def chunks(self) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for pid, data in self.packs.items():
+            for h, off, n, raw, codec in parse_pack_header(data, pid):
+                assert h not in out, "a chunk was written twice"
+                out[h] = decode_chunk(codec, data[off : off + n], raw, h, pid)
+                assert codec in (CODEC_RAW, CODEC_ZSTD)
+        return out
+
+
+def _chunks(n: int, seed: int) -> list[bytes]:
+    rnd = __import__("random").Random(seed)
+    out = []
+    for i in range(n):
+        size = rnd.randrange(600, 32 * 1024)
+        out.append(rnd.randbytes(size) if i % 2 else (b"%06d compressible " % i) * (size // 18 + 1))
+    return out
+
+
+@pytest.fixture
+def pool() -> ThreadPoolExecutor:
+    with ThreadPoolExecutor(4) as ex:
+        yield ex
+
+
+def test_raw_and_compressed_chunks_all_land_once(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # small packs and batches, so that several of each are in flight
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 1 << 20)
+    monkeypatch.setattr(packs_mod, "ZSTD_BATCH", 64 << 10)
+    sink = _Sink()
+    w = PackWriter(sink.upload, pool)
+    data = _chunks(400, 1)
+    comp = Compressor()
+    want = {}
+    for i, d in enumerate(data):
+        h = hash_bytes(d)
+        want[h] = d
+        if i % 3 == 0:
+            codec, stored = comp.compress(d)
+            w.add(h, codec, stored, len(d))
+        else:
+            w.add_raw(h, d)
+        assert w.has(h)  # known at once, while it waits for its batch
+        w.add_raw(h, d)  # a repeat is ignored, waiting or not
+    w.finish()
+    got = sink.chunks()
+    assert got == want
+    assert len(w.new_chunks) == len(want)
+    for h in want:
+        loc = w.new_chunks.get(h)
+        assert loc is not None and loc.pack in sink.packs
+    # compressible chunks were stored compressed, random ones raw
+    for pid, blob in sink.packs.items():
+        for h, _off, n, raw, codec in parse_pack_header(blob, pid):
+            assert codec == (CODEC_ZSTD if b"compressible" in want[h][:40] else CODEC_RAW)
+            assert (n < raw) == (codec == CODEC_ZSTD)
+
+
+def test_abort_with_batches_in_flight_and_a_failed_upload(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 256 << 10)
+    monkeypatch.setattr(packs_mod, "ZSTD_BATCH", 32 << 10)
+    w = PackWriter(_Sink().upload, pool)
+    data = _chunks(100, 2)
+    for d in data:
+        w.add_raw(hash_bytes(d), d)
+    assert w.has(hash_bytes(data[-1]))  # the newest batch: not compressed yet
+    w.abort()  # returns once nothing is running; what was not sealed is dropped
+    assert not w.has(hash_bytes(data[-1]))
+
+    sink = _Sink(fail=1)
+    w = PackWriter(sink.upload, pool)
+    with pytest.raises(OSError, match="injected"):  # as soon as that pack is waited for
+        for d in _chunks(200, 3):
+            w.add_raw(hash_bytes(d), d)
+        w.finish()
+    w.abort()
+
+
+def test_a_chunk_bigger_than_the_buffer_still_fits(pool: ThreadPoolExecutor) -> None:
+    # Not possible with the format's chunk sizes (a pack is sealed at its target, and a
+    # chunk is at most 512 KiB), but the buffer grows rather than fail if it ever is.
+    sink = _Sink()
+    w = PackWriter(sink.upload, pool)
+    big = os.urandom(packs_mod.PACK_BUF + 100)
+    small = os.urandom(5000)
+    w.add_raw(hash_bytes(small), small)
+    w.add(hash_bytes(big), CODEC_RAW, big, len(big))
+    w.finish()
+    assert sink.chunks() == {hash_bytes(big): big, hash_bytes(small): small}
