@@ -378,6 +378,59 @@ def test_failed_streamed_commit_publishes_nothing_and_records_nothing(
     m.unmount()
 
 
+class _FailUpload(WrappedStore):
+    """Once armed, refuses the next write of a key containing ``part``: a tree node or a
+    pack (these go up on the upload threads while a streamed commit reads on), or the
+    log record (the last step, after every chunk and node landed)."""
+
+    def __init__(self, inner: Store, part: str) -> None:
+        super().__init__(inner)
+        self.part = part
+        self.armed = False
+        self.failed = 0
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        if self.armed and self.part in key:
+            self.armed = False
+            self.failed += 1
+            raise StoreError(f"injected: cannot write {key}")
+        super().put(key, data)
+
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+        if self.armed and self.part in key:
+            self.armed = False
+            self.failed += 1
+            raise StoreError(f"injected: cannot write {key}")
+        return super().put_if_absent(key, data)
+
+
+@pytest.mark.parametrize("part", ["/trees/", "/packs/", "/log/"])
+def test_failed_upload_fails_the_streamed_commit_and_the_retry_is_whole(
+    local_store: Store, tmp_path: Path, streamed: list[int], part: str
+) -> None:
+    # Tree nodes and packs are sent in the background while files are still read; the
+    # commit waits for all of them before its record, and a failed one fails it whole.
+    # The retry must not deduplicate against the failed commit's chunks unless its own
+    # record lists where they are (it once did after a failed record write: every
+    # chunk of the retried commit was then missing from the volume's index).
+    Volume.lookup("u", store=local_store, create_if_missing=True)
+    wrapped = _FailUpload(local_store, part)
+    vol = Volume.from_name("u", store=wrapped)
+    m = vol.mount(tmp_path / "mnt", background=False, settle=0.0)
+    files = _fill(m.path, 3000, size=600, per_folder=100)  # chunks, and many tree nodes
+    wrapped.armed = True
+    with pytest.raises(StoreError, match="injected"):
+        m.commit()
+    assert wrapped.failed == 1
+    assert Volume.from_name("u", store=local_store)._repo.head().seq == 0
+    assert m._index.count() == 0 and m.base_seq == 0
+    info = m.commit()  # everything is sent again; nothing counts as stored that is not
+    assert info is not None and info.seq == 1 and streamed == [1, 1]
+    assert _volume_files(vol) == files and m.status().clean
+    assert Volume.from_name("u", store=local_store)._repo.verify().ok
+    m.unmount()
+
+
 KILLED_CHILD = textwrap.dedent(
     """
     import sys

@@ -389,6 +389,42 @@ def _file_entry(
     )
 
 
+class _NodeUploads:
+    """Tree nodes of a streamed commit, put in the background while the commit goes on:
+    one batch in flight at a time (a new one first waits for the last), so memory stays
+    bounded. A node counts as on the store only once its PUT has succeeded."""
+
+    def __init__(self, repo: Repository) -> None:
+        self._repo = repo
+        self._batch: dict[str, bytes] = {}
+        self._futures: list[Future[None]] = []
+
+    def start(self) -> None:
+        """Send every pending node (after the previous batch has landed)."""
+        self.wait()
+        trees = self._repo.trees
+        self._batch = dict(trees.pending)
+        trees.pending.clear()
+        put, key = self._repo.store.put, self._repo._tree_key
+        self._futures = [_upload_pool.submit(put, key(h), blob) for h, blob in self._batch.items()]
+
+    def wait(self, quiet: bool = False) -> None:
+        """Wait for the batch in flight; re-raise a failed PUT (``quiet``: ignore it)."""
+        futures, self._futures = self._futures, []
+        batch, self._batch = self._batch, {}
+        error: BaseException | None = None
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:
+                error = error or e
+        if error is not None:
+            if quiet:
+                return
+            raise error
+        self._repo.trees.on_store.update(batch)
+
+
 class _Intent:
     """A published change set waiting to be carried by a commit (immutable on the store).
 
@@ -1110,26 +1146,31 @@ class Repository:
         or None to commit nothing (the writer's uploads then stay as orphans for gc).
         ``message`` may be a function, called then (what the commit holds is known).
         """
-        builder = TreeBuilder(self.trees, flush=self._upload_trees, flush_bytes=flush_bytes)
+        nodes = _NodeUploads(self)
+        builder = TreeBuilder(self.trees, flush=nodes.start, flush_bytes=flush_bytes)
         for path, entry in items:
             builder.add(path, entry)
         top: str | None = builder.finish()
         files = builder.files
+        if writer is not None:
+            writer.packs.flush()  # the last pack uploads while the tree is checked and sent
         if edit is not None:
             built, top = top, edit(top)  # type: ignore[arg-type]
             if top is not None and top != built:
                 files = sum(e.nfiles if e.kind == DIR else 1 for e in self.trees.entries(top))
             if top is None:
                 self.trees.pending.clear()
+                nodes.wait(quiet=True)
                 if writer is not None:
                     writer.abort()
                 return None, ApplyStats()
         if callable(message):
             message = message()
-        self._upload_trees()
+        nodes.start()  # the rest of the tree, while the index segment is sent
         top_entry = Entry("", DIR, 0o755, tree=top)
         with self._commit_lock:
             seg_key, bytes_new, new_locs = self._finish_writer(writer)
+            nodes.wait()
             txn = uuid.uuid4().hex
             for attempt in range(MAX_COMMIT_ATTEMPTS):
                 head = self.head()
