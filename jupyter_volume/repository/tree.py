@@ -100,7 +100,7 @@ class Entry:
         return self.kind == DIR
 
 
-def _entry_json(e: Entry) -> str:
+def entry_json(e: Entry) -> str:
     """One entry as :func:`dump_json` writes it inside a node (the same characters)."""
     if e.kind == FILE:
         if e.inline is not None:
@@ -118,7 +118,7 @@ def _entry_json(e: Entry) -> str:
 def encode_flat(entries: Iterable[Entry]) -> bytes:
     """``dump_json({"v": 1, "e": [e.encode() for e in entries]})``, the same bytes, written
     directly (a big initial commit encodes every entry once, in nodes of up to 4,096)."""
-    return ('{"e":[' + ",".join(map(_entry_json, entries)) + '],"v":1}').encode()
+    return ('{"e":[' + ",".join(map(entry_json, entries)) + '],"v":1}').encode()
 
 
 EMPTY_NODE = dump_json({"v": 1, "e": []})
