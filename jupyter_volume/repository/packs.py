@@ -38,10 +38,12 @@ PACK_TARGET = 16 << 20
 #: Small chunks given raw (:meth:`PackWriter.add_raw`) are compressed in batches of about
 #: this many bytes, at most ``ZSTD_IN_FLIGHT`` batches at a time (bounded memory).
 ZSTD_BATCH = 1 << 20
-#: A pack's buffer: the target, one more chunk (at most 512 KiB, plus zstd's overhead
-#: on incompressible data) and the records (49 bytes per chunk of at least 513 bytes).
-PACK_BUF = PACK_TARGET + (4 << 20)
 ZSTD_IN_FLIGHT = 2
+#: A pack's buffer: the target, one more chunk (at most 512 KiB, plus zstd's overhead on
+#: incompressible data) and the records (49 bytes a chunk: 1.6 MB for 4 KiB chunks). A
+#: pack of small chunks that compress very well has more records than that; its buffer
+#: then grows (by copying, once or twice).
+PACK_BUF = PACK_TARGET + (4 << 20)
 PACK_REC = struct.Struct("<32sIIIB")
 INDEX_REC = struct.Struct("<32sIIIIB")
 U32 = struct.Struct("<I")
@@ -392,7 +394,7 @@ class PackWriter:
 
     def _put_bytes(self, data: Any) -> None:
         end = self._len + len(data)
-        if end > len(self._buf):  # not with the format's chunk sizes; kept correct anyway
+        if end > len(self._buf):  # rare: see PACK_BUF
             bigger = mmap.mmap(-1, max(end, 2 * len(self._buf)))
             bigger[: self._len] = self._buf[: self._len]
             self._buf = bigger
