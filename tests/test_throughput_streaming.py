@@ -32,6 +32,7 @@ from jupyter_volume import Volume, quiet
 from jupyter_volume import mount as mount_mod
 from jupyter_volume.errors import StoreError
 from jupyter_volume.repository import Repository
+from jupyter_volume.repository import repo as repo_mod
 from jupyter_volume.repository.tree import DIR, FILE, LINK, Entry, TreeBuilder, tree_order_key
 from jupyter_volume.store import Store
 from jupyter_volume.testing.wrappers import WrappedStore
@@ -406,13 +407,27 @@ class _FailUpload(WrappedStore):
 
 @pytest.mark.parametrize("part", ["/trees/", "/packs/", "/log/"])
 def test_failed_upload_fails_the_streamed_commit_and_the_retry_is_whole(
-    local_store: Store, tmp_path: Path, streamed: list[int], part: str
+    local_store: Store,
+    tmp_path: Path,
+    streamed: list[int],
+    part: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Tree nodes and packs are sent in the background while files are still read; the
     # commit waits for all of them before its record, and a failed one fails it whole.
     # The retry must not deduplicate against the failed commit's chunks unless its own
     # record lists where they are (it once did after a failed record write: every
     # chunk of the retried commit was then missing from the volume's index).
+    # nodes go up in small batches, so a failed one is met while files are still read
+    monkeypatch.setattr(mount_mod, "STREAM_TREE_BYTES", 2 << 10)
+    batches: list[int] = []
+    real_start = repo_mod._NodeUploads.start
+
+    def start(self):  # type: ignore[no-untyped-def]
+        batches.append(len(self._repo.trees.pending))
+        return real_start(self)
+
+    monkeypatch.setattr(repo_mod._NodeUploads, "start", start)
     Volume.lookup("u", store=local_store, create_if_missing=True)
     wrapped = _FailUpload(local_store, part)
     vol = Volume.from_name("u", store=wrapped)
@@ -422,6 +437,9 @@ def test_failed_upload_fails_the_streamed_commit_and_the_retry_is_whole(
     with pytest.raises(StoreError, match="injected"):
         m.commit()
     assert wrapped.failed == 1
+    # nodes went up in batches while files were read; a failed one is met at the next
+    # batch (the second), and the commit stops there
+    assert len(batches) == 2 if part == "/trees/" else len(batches) > 3
     assert Volume.from_name("u", store=local_store)._repo.head().seq == 0
     assert m._index.count() == 0 and m.base_seq == 0
     info = m.commit()  # everything is sent again; nothing counts as stored that is not
