@@ -324,16 +324,22 @@ class Compressor:
         """Return ``(codec, stored)`` for one chunk. Stored raw, ``data`` itself is
         returned (no copy): use it before ``data``'s buffer is reused."""
         if try_zstd and len(data) >= 64:
-            z = self._c.compress(data)
-            if len(z) <= len(data) * (1 - MIN_GAIN):
-                return CODEC_ZSTD, z
+            return _stored_form(data, self._c.compress(data))
         return CODEC_RAW, data
 
     def worth_compressing(self, sample: bytes | memoryview) -> bool:
         """True if zstd gains at least ``MIN_GAIN`` on ``sample`` (a file's first chunk)."""
         if len(sample) < 64:
             return False
-        return len(self._c.compress(sample)) <= len(sample) * (1 - MIN_GAIN)
+        return _stored_form(sample, self._c.compress(sample))[0] == CODEC_ZSTD
+
+
+def _stored_form(data: Any, z: Any) -> tuple[int, Any]:
+    """``(codec, stored)`` for a chunk and its zstd form ``z``: ``z`` if it saves at least
+    ``MIN_GAIN``, else the chunk itself, raw."""
+    if len(z) <= len(data) * (1 - MIN_GAIN):
+        return CODEC_ZSTD, z
+    return CODEC_RAW, data
 
 
 #: Small chunks (whole small files, most of a big tree) are compressed in batches on this
@@ -353,14 +359,10 @@ def _compress_all(datas: list[bytes]) -> list[tuple[int, Any]]:
         zs: list[Any] = [got[i] for i in range(len(got))]  # each keeps the batch alive
     else:
         zs = [c.compress(d) for d in datas]
-    out: list[tuple[int, Any]] = []
-    for d, z in zip(datas, zs, strict=True):
-        n = len(d)
-        if n >= 64 and len(z) <= n * (1 - MIN_GAIN):
-            out.append((CODEC_ZSTD, z))
-        else:
-            out.append((CODEC_RAW, d))
-    return out
+    return [
+        _stored_form(d, z) if len(d) >= 64 else (CODEC_RAW, d)
+        for d, z in zip(datas, zs, strict=True)
+    ]
 
 
 def compress_later(datas: list[bytes]) -> concurrent.futures.Future[list[tuple[int, Any]]]:
