@@ -390,9 +390,10 @@ def _file_entry(
 
 
 class _NodeUploads:
-    """Tree nodes of a streamed commit, put in the background while the commit goes on:
-    one batch in flight at a time (a new one first waits for the last), so memory stays
-    bounded. A node counts as on the store only once its PUT has succeeded."""
+    """Pending tree nodes, put in parallel on the upload pool; a streamed commit lets a
+    batch go up while it builds on: one batch in flight at a time (a new one first waits
+    for the last), so memory stays bounded. A node counts as on the store only once its
+    PUT has succeeded."""
 
     def __init__(self, repo: Repository) -> None:
         self._repo = repo
@@ -408,8 +409,9 @@ class _NodeUploads:
         put, key = self._repo.store.put, self._repo._tree_key
         self._futures = [_upload_pool.submit(put, key(h), blob) for h, blob in self._batch.items()]
 
-    def wait(self, quiet: bool = False) -> None:
-        """Wait for the batch in flight; re-raise a failed PUT (``quiet``: ignore it)."""
+    def wait(self, quiet: bool = False) -> int:
+        """Wait for the batch in flight; re-raise a failed PUT (``quiet``: ignore it).
+        Returns how many nodes it held."""
         futures, self._futures = self._futures, []
         batch, self._batch = self._batch, {}
         error: BaseException | None = None
@@ -420,9 +422,10 @@ class _NodeUploads:
                 error = error or e
         if error is not None:
             if quiet:
-                return
+                return 0
             raise error
         self._repo.trees.on_store.update(batch)
+        return len(batch)
 
 
 class _Intent:
@@ -887,16 +890,10 @@ class Repository:
         return Writer(self)
 
     def _upload_trees(self) -> int:
-        pending = dict(self.trees.pending)
-        self.trees.pending.clear()
-        if pending:
-            list(
-                _upload_pool.map(
-                    lambda item: self.store.put(self._tree_key(item[0]), item[1]), pending.items()
-                )
-            )
-            self.trees.on_store.update(pending)
-        return len(pending)
+        """Send every pending tree node and wait; returns how many were sent."""
+        nodes = _NodeUploads(self)
+        nodes.start()
+        return nodes.wait()
 
     def commit(
         self,
