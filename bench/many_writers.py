@@ -53,6 +53,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     who, sync = spec["who"], Path(spec["sync"])
     store = open_store(spec["url"])
     vol = Volume.from_name(spec["volume"], store=store)
+    requests = _count_requests(store)
     lat: list[float] = []
     acks: list[tuple[str, int, int]] = []  # (path, version, seq)
     path = f"w{who:03d}.bin"
@@ -64,6 +65,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         mnt = vol.mount(folder, background=False, settle=spec.get("settle", 0.0))
         (sync / f"ready-{who}").touch()
         _wait(sync / "go")
+        requests.clear()
         prof = _profiler(spec)
         cpu0 = os.times()
         for i in range(spec["commits"]):
@@ -79,6 +81,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         repo.head()
         (sync / f"ready-{who}").touch()
         _wait(sync / "go")
+        requests.clear()
         prof = _profiler(spec)
         cpu0 = os.times()
         for i in range(spec["commits"]):
@@ -90,7 +93,40 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         _profiled(prof, spec)
     cpu1 = os.times()
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    return {"who": who, "lat": lat, "acks": acks, "end": time.time(), "cpu": cpu}
+    return {
+        "who": who,
+        "lat": lat,
+        "acks": acks,
+        "end": time.time(),
+        "cpu": cpu,
+        "requests": dict(requests),
+    }
+
+
+def _key_kind(params: dict[str, Any]) -> str:
+    """The part of the repository a request touches: ``log``, ``intents``, ``index``..."""
+    key = params.get("Key") or params.get("Prefix") or ""
+    parts = key.split("/")
+    return next((p for p in reversed(parts) if p in _KINDS), "")
+
+
+_KINDS = {"log", "intents", "index", "packs", "trees", "head", "config", "gc", "format"}
+
+
+def _count_requests(store: Any) -> dict[str, int]:
+    """Count the S3 requests ``store`` sends, by operation (empty on a local folder).
+    Each request costs a writer a few ms of CPU, and with dozens of writers on two
+    cores that CPU, not the network, bounds the throughput."""
+    counts: dict[str, int] = {}
+    client = getattr(store, "_client", None)
+    if client is not None:
+
+        def count(model: Any, params: dict[str, Any], **_kw: Any) -> None:
+            op = f"{model.name} {_key_kind(params)}".rstrip()
+            counts[op] = counts.get(op, 0) + 1
+
+        client.meta.events.register("before-parameter-build.s3", count)
+    return counts
 
 
 def _profiler(spec: dict[str, Any]) -> Any:
@@ -238,6 +274,11 @@ def run(
         # CPU the writers spent from the start to their last commit, per acknowledged
         # commit: on a machine with few cores this, not waiting, bounds the throughput.
         "cpu_ms_per_commit": 1000 * sum(r["cpu"] for r in results) / acked,
+        # S3 requests the writers sent per acknowledged commit, by operation
+        "requests_per_commit": {
+            op: round(sum(r["requests"].get(op, 0) for r in results) / acked, 2)
+            for op in sorted({op for r in results for op in r["requests"]})
+        },
     }
 
 
