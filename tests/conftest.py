@@ -41,10 +41,12 @@ STORE_KINDS = ["local", "s3"]
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test gets its own mount-state and cache folders (never the user's), and
-    no mount outlives the test that made it."""
+    """Every test gets its own mount-state, cache and line folders (never the user's),
+    and no mount outlives the test that made it."""
     monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+    # where writers on this machine line up for a volume on S3 (repository/line.py)
+    monkeypatch.setenv("JUPYTER_VOLUME_LINE_DIR", str(tmp_path / "lines"))
     # An explicit commit waits until changed files have been quiet this long (1 s by
     # default); tests commit right after writing hundreds of times, so they wait less.
     # The snapshot tests (test_mount_snapshots.py) set their own intervals.

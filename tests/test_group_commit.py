@@ -126,7 +126,10 @@ def test_16_writers_of_different_files_lose_nothing(
         procs.append(
             subprocess.Popen(
                 args,
-                env={**os.environ, **env},
+                # As if each writer ran on a machine of its own: writers on one machine
+                # line up locally first (test_local_line.py), and the barrier below
+                # needs them all racing for the log slot on the store.
+                env={**os.environ, **env, "JUPYTER_VOLUME_LOCAL_LINE": "0"},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -32,6 +32,7 @@ store's root does the same for the whole store. A reader refuses anything newer 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import io
 import os
@@ -436,7 +437,19 @@ class _Intent:
     check the bytes before using them.
     """
 
-    __slots__ = ("base", "blob", "changes", "index", "key", "kind", "paths", "since", "txn")
+    __slots__ = (
+        "author",
+        "base",
+        "blob",
+        "changes",
+        "index",
+        "key",
+        "kind",
+        "message",
+        "paths",
+        "since",
+        "txn",
+    )
 
     def __init__(
         self,
@@ -447,9 +460,12 @@ class _Intent:
         index: list[str],
         kind: str = "commit",
         blob: bytes = b"",
+        author: str = "",
+        message: str = "",
     ) -> None:
         self.key, self.base, self.txn = key, base, txn
         self.changes, self.index, self.kind, self.blob = changes, index, kind, blob
+        self.author, self.message = author, message
         self.paths = list(changes)
         self.since = time.monotonic()
 
@@ -468,6 +484,7 @@ class _Intent:
         index: list[str],
         author: str,
         kind: str = "commit",
+        message: str = "",
     ) -> _Intent:
         rows = [
             [p, c if c is None or isinstance(c, str) else c.encode()] for p, c in changes.items()
@@ -482,10 +499,11 @@ class _Intent:
                 "kind": kind,
                 "time": time.time(),
                 "changes": rows,
+                "message": message,
             }
         )
         key = f"{prefix}intents/{base:020d}-{txn}.{hash_bytes(raw)}"
-        return cls(key, base, txn, changes, index, kind, compress_blob(raw))
+        return cls(key, base, txn, changes, index, kind, compress_blob(raw), author, message)
 
     @staticmethod
     def parse_key(key: str) -> tuple[int, str, str] | None:
@@ -510,7 +528,14 @@ class _Intent:
             for path, c in d["changes"]:
                 changes[path] = c if c is None or isinstance(c, str) else Entry.decode(c, key)
             return cls(
-                key, int(d["base"]), d["txn"], changes, list(d["index"]), d.get("kind", "commit")
+                key,
+                int(d["base"]),
+                d["txn"],
+                changes,
+                list(d["index"]),
+                d.get("kind", "commit"),
+                author=str(d.get("author", "")),
+                message=str(d.get("message", "")),
             )
         except (KeyError, TypeError, ValueError):
             raise CorruptionError(f"intent {key} is malformed", key=key) from None
@@ -543,6 +568,26 @@ class _PathSet:
                     return True
                 i = p.find("/", i + 1)
         return False
+
+
+@dataclass
+class LocalRound:
+    """Change sets of other writers on this machine for one commit to carry (see
+    :mod:`.line`), and what became of them.
+
+    ``segments``: index segments of theirs not on the store yet (the commit stores them,
+    merged). ``base``: when set, some of them may already have landed (a leader died or
+    failed mid-round): records after ``base`` are checked before each attempt. Filled in
+    by the commit: ``carried`` (in the record it returns, or, when that is None, nothing
+    needed committing for them), ``landed`` (txn -> the record that already held it).
+    """
+
+    members: list[_Intent]
+    segments: dict[str, bytes] = field(default_factory=dict)
+    base: int | None = None
+    carried: list[_Intent] = field(default_factory=list)
+    landed: dict[str, CommitRecord] = field(default_factory=dict)
+    added: dict[str, bytes] = field(default_factory=dict)  # index segments the record added
 
 
 @dataclass(frozen=True)
@@ -610,6 +655,10 @@ class Repository:
         self._contended_until = 0.0
         self._intent_cache: dict[str, _Intent] = {}  # verified intents, by key
         self._carried_left: list[str] = []  # carried intents still listed (see _pending_keys)
+        from .line import line_for
+
+        #: Where this machine's writers of the volume line up (None: on the store only).
+        self.line = line_for(store, vol_id)
 
     # -- keys ------------------------------------------------------------------------
     def _log_key(self, seq: int) -> str:
@@ -843,6 +892,12 @@ class Repository:
                 raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
             return data
 
+        if cache and self.line is not None:
+            # the segment a writer on this machine just added: no need to ask the store
+            shared = self.line.segment(key)
+            if shared is not None:
+                with contextlib.suppress(CorruptionError):
+                    return check(shared)
         return self._get_verified(key, check, cache=cache)
 
     def get_pack_checked(self, pack: str, chunks: list[tuple[str, ChunkLoc]]) -> bytes:
@@ -906,6 +961,8 @@ class Repository:
         root: str | None = None,
         extra: dict[str, Any] | None = None,
         check: Callable[[CommitRecord], None] | None = None,
+        local: LocalRound | None = None,
+        line: bool = True,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Publish ``changes`` as a new commit on top of whatever the head is.
 
@@ -922,15 +979,31 @@ class Repository:
         that carried it, and ``record.extra["carried"]`` then names other writers'
         changes it holds too. Any plain commit folds pending intents of others whose
         paths do not overlap its own.
+
+        On a remote store, plain change sets line up with the other writers of this
+        volume on this machine first (:mod:`.line`, unless ``line`` is False): one of them
+        commits for all. ``local``: that writer's round (see :class:`LocalRound`).
         """
+        if (
+            line
+            and local is None
+            and self.line is not None
+            and root is None
+            and kind in FOLD_KINDS
+            and check is None
+            and extra is None
+        ):
+            return self.line.commit(
+                self, changes, message=message, writer=writer, kind=kind, author=author
+            )
         with self._commit_lock:
-            seg_key, bytes_new, new_locs = self._finish_writer(writer)
+            seg_key, bytes_new, new_locs, _seg = self._finish_writer(writer)
             txn = uuid.uuid4().hex
             who = author or default_author()
             # Only plain change sets take part in group commit: a restore replaces the
             # whole tree, and a caller's check cannot run in another process.
             can_fold = root is None and kind in FOLD_KINDS
-            can_publish = can_fold and check is None
+            can_publish = can_fold and check is None and local is None
             published: _Intent | None = None
             behind_at = -1  # the head seq at which we last saw another intent ahead of ours
             seen_seq, moved_at = -1, 0.0  # the head seq seen while waiting, and since when
@@ -962,6 +1035,15 @@ class Repository:
                 if check is not None:
                     check(head)
                 carried: list[_Intent] = []
+                others: list[_Intent] = []  # intents of other machines' writers, in line
+                mine: list[_Intent] = []  # this machine's (``local``), not landed yet
+                if local is not None:
+                    if local.base is not None and head.seq > local.base:
+                        found = self._carried_txns(local.base, head)
+                        for i in local.members:
+                            if i.txn in found:
+                                local.landed[i.txn] = found[i.txn]
+                    mine = [i for i in local.members if i.txn not in local.landed]
                 if can_fold and (
                     attempt
                     or published is not None
@@ -1013,11 +1095,12 @@ class Repository:
                                 behind_at = head.seq
                                 self._wait_turn(place)
                                 continue
+                    others = self._load_intents(pending)
+                if mine or others:
                     carried = self._choose_intents(
-                        self._load_intents(pending),
-                        changes,
-                        own=published.key if published else None,
+                        [*mine, *others], changes, own=published.key if published else None
                     )
+                ours = [i for i in carried if i in mine]
                 if root is not None:
                     new_root, stats = root, self._root_stats(head.root, root)
                 else:
@@ -1026,10 +1109,13 @@ class Repository:
                         merged.update(intent.changes)
                     merged.update(changes)
                     new_root, stats = self.trees.apply(head.root, merged)
-                if new_root == head.root and not carried:
+                if new_root == head.root and len(ours) == len(carried):
+                    # Nothing changes (this machine's change sets alone need no record).
                     self.trees.pending.clear()
                     if published is not None:
                         self._drop_intents([published.key])
+                    if local is not None:
+                        local.carried = ours
                     return None, stats
                 tree_puts = self._upload_trees()
                 index_list = list(head.index)
@@ -1037,20 +1123,27 @@ class Repository:
                     dict.fromkeys(k for k in [seg_key, *(k for i in carried for k in i.index)] if k)
                 )
                 new_keys = [k for k in new_keys if k not in index_list]
+                known = local.segments if local is not None else {}
+                merged_seg: tuple[str, bytes] | None = None
                 if len(new_keys) > 1:
                     # One segment per round instead of one per carried writer: every other
                     # process loads each segment a record lists before its next commit, so
                     # with N writers per round that was N loads in each of N processes.
-                    merged_key = self._merge_segments(new_keys)
-                    if merged_key is not None:
-                        new_keys = [merged_key]
+                    merged_seg = self._merge_segments(new_keys, known)
+                    if merged_seg is not None:
+                        new_keys = [merged_seg[0]]
+                for k in new_keys:
+                    if k in known:
+                        self.store.put(k, known[k])  # a segment of this machine's line
                 index_list.extend(new_keys)
                 rescue_changes = changes
                 if carried and self.gc_state(head).condemned:
                     # gc condemned packs meanwhile: the carried changes need rescuing too,
                     # which needs their chunks' locations (rare; otherwise not loaded).
                     rescue_changes = dict(merged)
-                    self.ensure_index([k for i in carried for k in i.index])
+                    for k in [k for i in carried for k in i.index if k in known]:
+                        self.index.add_object(k, known[k])
+                    self.ensure_index([k for i in carried for k in i.index if k not in known])
                 rescued = self._rescue_condemned(head, rescue_changes)
                 if rescued:
                     index_list.append(rescued)
@@ -1085,7 +1178,15 @@ class Repository:
                     extra=ext,
                 )
                 if self._take_slot(rec):
-                    done = [i.key for i in carried]
+                    if merged_seg is not None:
+                        # listed by a record now: safe to deduplicate against
+                        self.index.add_object(*merged_seg)
+                    if local is not None:
+                        local.carried = ours
+                        local.added = {k: known[k] for k in new_keys if k in known}
+                        if merged_seg is not None:
+                            local.added[merged_seg[0]] = merged_seg[1]
+                    done = [i.key for i in carried if i not in ours]
                     if published is not None:
                         done.append(published.key)
                     done.extend(k for k in self._carried_left if k not in done)
@@ -1166,7 +1267,7 @@ class Repository:
         nodes.start()  # the rest of the tree, while the index segment is sent
         top_entry = Entry("", DIR, 0o755, tree=top)
         with self._commit_lock:
-            seg_key, bytes_new, new_locs = self._finish_writer(writer)
+            seg_key, bytes_new, new_locs, _seg = self._finish_writer(writer)
             nodes.wait()
             txn = uuid.uuid4().hex
             for attempt in range(MAX_COMMIT_ATTEMPTS):
@@ -1249,9 +1350,12 @@ class Repository:
                 pass  # only a hint
         return won
 
-    def _finish_writer(self, writer: Writer | None) -> tuple[str | None, int, ChunkMap | None]:
+    def _finish_writer(
+        self, writer: Writer | None, put_segment: bool = True
+    ) -> tuple[str | None, int, ChunkMap | None, bytes]:
         """Upload the writer's last pack and its index segment; ``(segment key, bytes,
-        the writer's chunk locations)``.
+        the writer's chunk locations, the segment)``. Without ``put_segment`` the segment
+        is not stored (whoever commits for this writer stores it, merged with others').
 
         The segment's PUT runs while the packs finish uploading (one round trip less per
         commit). The locations go into this process's index only once a record names
@@ -1260,7 +1364,7 @@ class Repository:
         those chunks through a segment that no record lists.
         """
         if writer is None:
-            return None, 0, None
+            return None, 0, None, b""
         writer.packs.flush()  # seals the last pack: every chunk's location is known now
         new = writer.packs.new_chunks
         seg_key = None
@@ -1269,12 +1373,14 @@ class Repository:
             if new:
                 seg = encode_segment(new)
                 seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
-                self.store.put(seg_key, seg)
+                if put_segment:
+                    self.store.put(seg_key, seg)
         finally:
             writer.packs.finish()  # waits for every pack; re-raises an upload's error
         n = len(seg)
-        del seg
-        return seg_key, writer.packs.bytes_written + n, new
+        if put_segment:
+            seg = b""
+        return seg_key, writer.packs.bytes_written + n, new, seg
 
     def _published(
         self, seg_key: str | None, new: ChunkMap | None, rec: CommitRecord
@@ -1491,17 +1597,29 @@ class Repository:
             stats.changed_paths.append(path)
         return stats
 
-    def _merge_segments(self, keys: list[str]) -> str | None:
-        """Write one index segment holding the entries of ``keys``; its key, or None if
-        one of them cannot be read (the record then lists them one by one, as before)."""
+    def _merge_segments(
+        self, keys: list[str], known: Mapping[str, bytes]
+    ) -> tuple[str, bytes] | None:
+        """Store one index segment holding the entries of ``keys`` (those in ``known``
+        taken from there); ``(its key, its bytes)``, or None if one of them cannot be
+        read (the record then lists them one by one, as before). Its entries join this
+        process's index only once a record lists it."""
+
+        def fetch(key: str) -> bytes:
+            got = known.get(key)
+            return got if got is not None else self._fetch_index(key)
+
         try:
-            datas = list(_download_pool.map(self._fetch_index, keys))
+            datas = list(_download_pool.map(fetch, keys))
         except (NotFoundError, CorruptionError):
             return None
         merged = ChunkMap()
         for key, data in zip(keys, datas, strict=True):
             merged.add_segment(data, key)
-        return self._put_segment(merged)
+        seg = encode_segment(merged)
+        key = f"{self.prefix}index/{hash_bytes(seg)}"
+        self.store.put(key, seg)
+        return key, seg
 
     def _put_segment(self, entries: Mapping[str, ChunkLoc]) -> str:
         """Store an index segment of ``entries`` under its hash, known to this process

@@ -1,0 +1,293 @@
+"""Writers of one volume on one machine line up in a folder, and one commits for all.
+
+On an S3 store every request costs each writer a few milliseconds of CPU, and dozens of
+processes committing to one volume from one machine spent nearly all of it watching
+the store's log and line of intents (25 requests per commit with 64 writers; one
+writer needs 6). Writers on the same machine need not meet on the store: they meet
+here, in a folder under the system's temporary directory (private to the user), and
+take turns holding a lock file. Per commit:
+
+1. The writer uploads its packs (not its index segment) and writes its change set as
+   an intent file (``intents/<time>-<txn>``, created by rename: whole or absent), its
+   index segment beside it (``.seg``).
+2. It waits for the lock (``lock``, an ``flock``: released by the kernel when its
+   holder dies, and no polling while waiting).
+3. Holding it: if a ``done/<txn>`` marker names its commit, that is the answer (the
+   record's bytes, or empty: nothing needed committing). Otherwise it leads one round:
+   it commits every pending intent (up to FOLD_MAX, no two changing one path) as one
+   record through :meth:`Repository.commit`, which still races other machines'
+   writers through the store's own protocol; then it writes the done markers, deletes
+   the intents, and lets go of the lock.
+
+A round's members are written to ``batch`` (with the head seq they build on) before its
+commit starts, and the file is removed once every member is marked. A leader that dies
+or fails mid-round leaves it behind: the next leader then looks in the log for those
+members' txns before each attempt, so none lands twice. A writer that gives up (an
+error or an interrupt while waiting) takes its intent back under the lock unless it
+has landed: nothing is committed behind its caller's back. An intent older than
+INTENT_TTL (its writer is gone, and gc may have taken its uploads) is dropped.
+
+``JUPYTER_VOLUME_LOCAL_LINE=0`` turns this off (each process then meets the others
+on the store only); ``JUPYTER_VOLUME_LINE_DIR`` moves the folder (it must be one all
+the writers of the machine see).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import CorruptionError
+from .codec import hash_bytes
+from .repo import (
+    FOLD_MAX,
+    INTENT_TTL,
+    ApplyStats,
+    CommitRecord,
+    Entry,
+    LocalRound,
+    Writer,
+    _Intent,
+    default_author,
+)
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from .repo import Repository
+
+ENV_SWITCH = "JUPYTER_VOLUME_LOCAL_LINE"
+ENV_DIR = "JUPYTER_VOLUME_LINE_DIR"
+#: Done markers nobody collected (their writer died) are removed after this long.
+DONE_TTL = 3600.0
+
+
+def line_for(store: Store, vol_id: str) -> LocalLine | None:
+    """The line of ``vol_id`` on ``store`` for this machine's writers, or None where
+    there is none: a local folder store (its own protocol is as cheap as this one), or
+    switched off with ``JUPYTER_VOLUME_LOCAL_LINE=0``."""
+    if store.cheap_stat or os.environ.get(ENV_SWITCH, "1").strip() in ("0", "false", "no"):
+        return None
+    base = os.environ.get(ENV_DIR) or os.path.join(
+        tempfile.gettempdir(), f"jupyter-volume-{os.getuid()}-lines"
+    )
+    return LocalLine(Path(base) / hash_bytes(f"{store.url}\0{vol_id}".encode())[:32])
+
+
+class LocalLine:
+    """One volume's line on this machine (see the module docstring)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.intents = folder / "intents"
+        self.done = folder / "done"
+        self.segments = folder / "segments"
+        self._made = False
+
+    # -- files ---------------------------------------------------------------------------
+    def _make(self) -> None:
+        if not self._made:
+            for d in (self.folder.parent, self.folder, self.intents, self.done, self.segments):
+                d.mkdir(mode=0o700, exist_ok=True)
+            self._made = True
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Create ``path`` whole or not at all (a temporary name, then a rename)."""
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we die
+            yield
+        finally:
+            os.close(fd)
+
+    def segment(self, key: str) -> bytes | None:
+        """The index segment ``key`` if a round on this machine added it lately (every
+        writer loads what a record adds before its next commit: from here, not the
+        store). The caller checks its hash."""
+        try:
+            return (self.segments / key.rsplit("/", 1)[-1]).read_bytes()
+        except OSError:
+            return None
+
+    def _done(self, txn: str) -> tuple[bool, CommitRecord | None]:
+        """``(True, record or None)`` if a leader marked ``txn`` done (and the marker
+        is removed); ``(False, None)`` if not."""
+        path = self.done / txn
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return False, None
+        path.unlink(missing_ok=True)
+        if not data:
+            return True, None  # nothing needed committing
+        return True, CommitRecord.from_bytes(data, f"done marker {txn}")
+
+    # -- committing ---------------------------------------------------------------------
+    def commit(
+        self,
+        repo: Repository,
+        changes: dict[str, Entry | str | None],
+        *,
+        message: str,
+        writer: Writer | None,
+        kind: str,
+        author: str | None,
+    ) -> tuple[CommitRecord | None, ApplyStats]:
+        """Commit ``changes`` through the line: see the module docstring. Returns the
+        record that holds them (perhaps another writer's round) or None if nothing
+        needed committing; raises what the round that tried it raised."""
+        self._make()
+        seg_key, _bytes, new_locs, seg = repo._finish_writer(writer, put_segment=False)
+        txn = uuid.uuid4().hex
+        intent = _Intent.make(
+            "",
+            -1,
+            txn,
+            changes,
+            [seg_key] if seg_key else [],
+            author or default_author(),
+            kind,
+            message,
+        )
+        name = f"{time.time_ns():020d}-{txn}.{intent.digest}"
+        self._publish(name, intent, seg)
+        try:
+            while True:
+                with self._locked():
+                    landed, rec = self._done(txn)
+                    if not landed:
+                        if not (self.intents / name).exists():
+                            # Dropped as too old while we waited: in line again.
+                            self._publish(name, intent, seg)
+                        self._round(repo)
+                        landed, rec = self._done(txn)
+                if landed:
+                    break
+                # Not carried in that round (it overlapped an older change set to the
+                # same path, which went first): the next round takes it.
+        except BaseException:
+            self._withdraw(name, txn)
+            raise
+        if rec is not None:
+            repo._records[rec.seq] = rec
+            if repo._head_seq is None or rec.seq > repo._head_seq:
+                repo._head_seq = rec.seq
+            repo._published(seg_key, new_locs, rec)
+        return rec, ApplyStats()
+
+    def _publish(self, name: str, intent: _Intent, seg: bytes) -> None:
+        if intent.index:
+            self._write(self.intents / f"{name}.seg", seg)
+        self._write(self.intents / name, intent.blob)  # the intent is in line from here
+
+    def _withdraw(self, name: str, txn: str) -> None:
+        """Take our intent back unless a round holds it (under the lock: no round is
+        running then, except one whose leader died mid-way, see ``batch``)."""
+        with contextlib.suppress(OSError), self._locked():
+            if (self.done / txn).exists():
+                return  # it landed; the caller's retry finds nothing left to commit
+            for p in (self.intents / name, self.intents / f"{name}.seg"):
+                p.unlink(missing_ok=True)
+
+    def _round(self, repo: Repository) -> None:
+        """Commit the pending intents as one record (we hold the lock)."""
+        members, segments, files = self._pending()
+        batch = self.folder / "batch"
+        base: int | None = None
+        try:
+            left = json.loads(batch.read_bytes())
+            base = int(left["base"])  # a round before ours did not finish
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError):
+            base = -1  # unreadable: look through the whole log
+        if not members:
+            batch.unlink(missing_ok=True)
+            return
+        if base is None:
+            self._write(batch, json.dumps({"base": repo.head(refresh=False).seq}).encode())
+        rnd = LocalRound(members, segments, base)
+        first = members[0]
+        if len(members) == 1:
+            message, author = first.message, first.author
+        else:
+            message = f"{first.message} (and {len(members) - 1} more)"
+            author = default_author()
+        kind = "commit" if any(i.kind == "commit" for i in members) else "auto"
+        rec, _stats = repo.commit({}, message=message, kind=kind, author=author, local=rnd)
+        for key, data in rnd.added.items():
+            self._write(self.segments / key.rsplit("/", 1)[-1], data)
+        marked: list[_Intent] = []
+        body = rec.to_bytes() if rec is not None else b""
+        for i in rnd.carried:
+            self._write(self.done / i.txn, body)
+            marked.append(i)
+        for i in members:
+            got = rnd.landed.get(i.txn)
+            if got is not None:
+                self._write(self.done / i.txn, got.to_bytes())
+                marked.append(i)
+        for i in marked:
+            for p in files[i.txn]:
+                p.unlink(missing_ok=True)
+        batch.unlink(missing_ok=True)
+
+    def _pending(self) -> tuple[list[_Intent], dict[str, bytes], dict[str, list[Path]]]:
+        """The intents in line, oldest first (at most FOLD_MAX plus those with the
+        same paths), their segments by key, and each one's files by txn. Removes stale
+        intents, unreadable ones and old done markers."""
+        now = time.time()
+        members: list[_Intent] = []
+        segments: dict[str, bytes] = {}
+        files: dict[str, list[Path]] = {}
+        for p in sorted(self.intents.iterdir()):
+            name = p.name
+            if name.startswith(".") or name.endswith(".seg"):
+                if name.startswith(".") and now - _mtime(p) > INTENT_TTL:
+                    p.unlink(missing_ok=True)  # a writer died while writing it
+                continue
+            seg_path = p.with_name(name + ".seg")
+            if now - _mtime(p) > INTENT_TTL:
+                p.unlink(missing_ok=True)
+                seg_path.unlink(missing_ok=True)
+                continue
+            try:
+                stamp, rest = name.split("-", 1)
+                txn, digest = rest.split(".", 1)
+                intent = _Intent.load(f"intents/{stamp}-{txn}.{digest}", digest, p.read_bytes())
+                for key in intent.index:
+                    segments[key] = seg_path.read_bytes()
+            except (ValueError, CorruptionError, OSError):
+                p.unlink(missing_ok=True)
+                seg_path.unlink(missing_ok=True)
+                continue
+            members.append(intent)
+            files[txn] = [p, seg_path]
+            if len(members) >= 2 * FOLD_MAX:
+                break
+        for folder in (self.done, self.segments):
+            for d in folder.iterdir():
+                if now - _mtime(d) > DONE_TTL:
+                    d.unlink(missing_ok=True)
+        return members, segments, files
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()

@@ -1,0 +1,362 @@
+"""Writers of one volume on one machine line up locally (repository/line.py): many
+writers lose nothing and share records, a leader killed at any point of its round
+leaves each change landed once or not at all, and a writer that gives up takes its
+change back. Real processes, a real SeaweedFS, the line folder of the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+from conftest import unique_prefix
+
+from jupyter_volume.repository import CommitRecord, Repository
+from jupyter_volume.repository.line import LocalLine, line_for
+from jupyter_volume.repository.tree import FILE
+from jupyter_volume.store import Store, open_store
+from jupyter_volume.testing.seaweedfs import SeaweedFS
+from jupyter_volume.testing.wrappers import KILL_EXIT_CODE
+
+WRITERS = 16
+ROUNDS = 2
+
+
+@pytest.fixture
+def s3_opened(
+    seaweedfs: SeaweedFS,
+    s3_bucket: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Store, str]:
+    """``(store, url)`` of a fresh prefix on the session's SeaweedFS, openable by children."""
+    for k, v in seaweedfs.env().items():
+        monkeypatch.setenv(k, v)
+    url = f"s3://{s3_bucket}/{unique_prefix(request)}?endpoint_url={seaweedfs.endpoint}"
+    return open_store(url), url
+
+
+def _records(store: Store, vol_id: str) -> list[CommitRecord]:
+    prefix = f"vols/{vol_id}/log/"
+    return [CommitRecord.from_bytes(store.get(i.key), i.key) for i in store.list(prefix)]
+
+
+def _files(repo: Repository) -> dict[str, bytes]:
+    return {
+        p: b"".join(repo.read_entry(e, p))
+        for p, e in repo.trees.walk(repo.head().root)
+        if e.kind == FILE
+    }
+
+
+def _leftovers(line: LocalLine) -> list[str]:
+    """What a finished line must not hold: intents (or their segments) and a batch."""
+    out = [p.name for p in line.intents.iterdir()] if line.intents.exists() else []
+    return out + (["batch"] if (line.folder / "batch").exists() else [])
+
+
+def content(who: str, r: int) -> bytes:
+    return blake3(f"{who}-{r}".encode()).digest(length=3000 + 100 * r)
+
+
+WRITER_CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from blake3 import blake3
+    from jupyter_volume.repository import Repository
+    from jupyter_volume.store import open_store
+    from jupyter_volume.testing.wrappers import WrappedStore
+
+    url, vol_id, who, n, sync, rounds, cache = sys.argv[1:8]
+    n, rounds, sync = int(n), int(rounds), Path(sync)
+
+    class HoldFirstRecord(WrappedStore):
+        # The first record written by any writer waits until every writer's intent is
+        # in the line: the next round then carries all the others at once.
+        def __init__(self, inner):
+            super().__init__(inner)
+            self.timeouts = 0
+        def put_if_absent(self, key, data):
+            if "/log/" in key and not (sync / "held").exists():
+                (sync / "held").touch()
+                intents = Path(repo.line.intents)
+                deadline = time.monotonic() + 90
+                while len([p for p in intents.iterdir() if p.name[0] != "." and not
+                           p.name.endswith(".seg")]) < n:
+                    if time.monotonic() > deadline:
+                        self.timeouts += 1
+                        break
+                    time.sleep(0.005)
+            return self.inner.put_if_absent(key, data)
+
+    store = HoldFirstRecord(open_store(url))
+    repo = Repository(store, vol_id, cache_dir=Path(cache))
+    assert repo.line is not None
+    (sync / f"ready-{who}").touch()
+    while not (sync / "go").exists():
+        time.sleep(0.005)
+    done = []
+    for r in range(rounds):
+        w = repo.writer()
+        path = f"w{who}/r{r}.bin"
+        data = blake3(f"{who}-{r}".encode()).digest(length=3000 + 100 * r)
+        rec, _stats = repo.commit({path: w.bytes_entry(data)}, writer=w, message=f"{who} {r}")
+        done.append({"path": path, "seq": rec.seq})
+    print(json.dumps({"done": done, "timeouts": store.timeouts}))
+    """
+)
+
+
+def test_16_writers_on_one_machine_share_records_and_lose_nothing(
+    s3_opened: tuple[Store, str], tmp_path: Path
+) -> None:
+    store, url = s3_opened
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WRITER_CHILD,
+                url,
+                vol_id,
+                f"{i:02d}",
+                str(WRITERS),
+                str(sync),
+                str(ROUNDS),
+                str(tmp_path / f"cache-{i}"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(WRITERS)
+    ]
+    results = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(sync.glob("ready-*"))) < WRITERS and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.02)
+        (sync / "go").touch()
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert all(r["timeouts"] == 0 for r in results), results
+
+    records = {rec.seq: rec for rec in _records(store, vol_id)}
+    assert sorted(records) == list(range(len(records)))
+    # The held first round made the other 15 wait in line: one record carried them all
+    # (the writers never met on the store: no intents there).
+    assert max(len(rec.extra.get("carried", [])) for rec in records.values()) >= WRITERS - 1
+    assert len(records) < WRITERS * ROUNDS + 1
+    assert list(store.list(f"vols/{vol_id}/intents/")) == []
+
+    repo = Repository(store, vol_id, cache_dir=tmp_path / "reader-cache")
+    expected = {
+        f"w{i:02d}/r{r}.bin": content(f"{i:02d}", r) for i in range(WRITERS) for r in range(ROUNDS)
+    }
+    assert _files(repo) == expected
+    # Every acknowledged commit names the record that first holds that file, whole.
+    for r in results:
+        for d in r["done"]:
+            e = repo.lookup(d["path"], records[d["seq"]].root)
+            assert e is not None, d
+            assert b"".join(repo.read_entry(e, d["path"])) == expected[d["path"]], d
+            assert repo.lookup(d["path"], records[d["seq"] - 1].root) is None, d
+    # One index segment added per record, however many writers it carried.
+    for rec in records.values():
+        if rec.seq > 1:
+            added = [k for k in rec.index if k not in set(records[rec.seq - 1].index)]
+            assert len(added) <= 1 or len(rec.index) < len(records[rec.seq - 1].index), rec.seq
+    assert repo.verify().ok
+    line = line_for(store, vol_id)
+    assert line is not None
+    assert _leftovers(line) == []
+    assert list(line.done.iterdir()) == []  # every writer collected its answer
+
+
+KILL_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from blake3 import blake3
+    from jupyter_volume.repository import Repository
+    from jupyter_volume.store import open_store
+    from jupyter_volume.testing.wrappers import KillAfterStore
+
+    url, vol_id, k, cache = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    store = KillAfterStore(open_store(url), k or None)
+    repo = Repository(store, vol_id, cache_dir=Path(cache))
+    repo.head()
+    store.ops = 0  # count from the commit
+    w = repo.writer()
+    changes = {
+        "mine/big.bin": w.bytes_entry(blake3(b"big").digest(length=70_000)),
+        "mine/small.txt": w.bytes_entry(b"small and inline"),
+        "base/modified.bin": w.bytes_entry(blake3(b"modified").digest(length=5_000)),
+        "base/deleted.bin": None,
+    }
+    rec, _ = repo.commit(changes, writer=w, message="mine")
+    print(json.dumps({"ops": store.ops, "seq": rec.seq}))
+    """
+)
+
+BASE = {
+    "base/modified.bin": blake3(b"base-modified").digest(length=5_000),
+    "base/deleted.bin": blake3(b"base-deleted").digest(length=2_000),
+    "base/kept.bin": blake3(b"base-kept").digest(length=2_000),
+}
+MINE = {
+    "mine/big.bin": blake3(b"big").digest(length=70_000),
+    "mine/small.txt": b"small and inline",
+    "base/modified.bin": blake3(b"modified").digest(length=5_000),
+}
+
+
+def test_leader_killed_at_any_point_of_its_round_lands_the_change_once_or_not_at_all(
+    s3_opened: tuple[Store, str], tmp_path: Path
+) -> None:
+    store, url = s3_opened
+
+    def base_volume() -> str:
+        vid = uuid.uuid4().hex
+        Repository.create(store, vid)
+        repo = Repository(store, vid, cache_dir=tmp_path / f"base-{vid}")
+        w = repo.writer()
+        repo.commit({p: w.bytes_entry(d) for p, d in BASE.items()}, writer=w, message="base")
+        return vid
+
+    def run(vid: str, k: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", KILL_CHILD, url, vid, str(k), str(tmp_path / "c")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    full = run(base_volume(), 0)
+    assert full.returncode == 0, full.stderr[-3000:]
+    ops = json.loads(full.stdout.strip().splitlines()[-1])["ops"]
+    assert ops >= 3  # the pack, the record and the head hint at least
+
+    after = {**BASE, **MINE}
+    after.pop("base/deleted.bin")
+    outcomes = {}
+    for k in range(1, ops + 1):
+        vid = base_volume()
+        proc = run(vid, k)
+        assert proc.returncode == KILL_EXIT_CODE, (k, proc.returncode, proc.stderr[-3000:])
+        # The next writer on this machine commits: it leads the next round.
+        repo = Repository(store, vid, cache_dir=tmp_path / f"next-{k}")
+        assert repo.line is not None
+        w = repo.writer()
+        rec, _ = repo.commit({"next.txt": w.bytes_entry(b"next writer")}, writer=w)
+        assert rec is not None
+        files = _files(repo)
+        assert files.pop("next.txt") == b"next writer"
+        assert files in (BASE, after), (k, sorted(files))
+        outcomes[k] = files == after
+        # never twice: no change set is named by two records
+        recs = [r for r in _records(store, vid) if r.seq > 1]  # after the base
+        txns = [t for r in recs for t in r.extra.get("carried", [])]
+        assert len(txns) == len(set(txns)), (k, txns)
+        assert len(txns) == 1 + outcomes[k], (k, txns)  # the next writer's, and maybe ours
+        assert repo.verify().ok, k
+        assert _leftovers(repo.line) == [], k
+    # Killed before its intent was in line (uploading its packs): none of it; after:
+    # all of it, carried by the next writer or already landed.
+    assert set(outcomes.values()) == {True, False}
+    assert outcomes[ops] is True
+
+
+WAITER_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from jupyter_volume.repository import Repository
+    from jupyter_volume.store import open_store
+
+    url, vol_id, cache = sys.argv[1:4]
+    repo = Repository(open_store(url), vol_id, cache_dir=Path(cache))
+    w = repo.writer()
+    print("waiting", flush=True)
+    repo.commit({"given-up.txt": w.bytes_entry(b"never mind")}, writer=w)
+    """
+)
+
+
+def test_a_writer_that_gives_up_while_waiting_takes_its_change_back(
+    s3_opened: tuple[Store, str], tmp_path: Path
+) -> None:
+    import fcntl
+
+    store, url = s3_opened
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    line = line_for(store, vol_id)
+    assert line is not None
+    line._make()
+    fd = os.open(line.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a leader busy with its round
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITER_CHILD, url, vol_id, str(tmp_path / "c")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
+        deadline = time.monotonic() + 60
+        while not [p for p in line.intents.iterdir() if not p.name.startswith(".")]:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.2)  # now blocked on the lock
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        assert proc.poll() is None  # it takes its intent back under the lock: waits
+    finally:
+        os.close(fd)  # the leader is done
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    assert _leftovers(line) == []
+    # The next round does not commit what its writer gave up.
+    repo = Repository(store, vol_id, cache_dir=tmp_path / "next")
+    w = repo.writer()
+    repo.commit({"next.txt": w.bytes_entry(b"next")}, writer=w)
+    assert set(_files(repo)) == {"next.txt"}
+
+
+def test_the_line_is_for_remote_stores_and_can_be_switched_off(
+    s3_opened: tuple[Store, str],
+    local_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    store, _url = s3_opened
+    assert line_for(local_store, "v") is None  # a local folder: its own protocol is as cheap
+    line = line_for(store, "v")
+    assert line is not None and line.folder.parent == tmp_path / "lines"
+    assert line_for(store, "w") is not None and line_for(store, "w").folder != line.folder  # type: ignore[union-attr]
+    monkeypatch.setenv("JUPYTER_VOLUME_LOCAL_LINE", "0")
+    assert line_for(store, "v") is None
+    assert Repository(store, "v").line is None
