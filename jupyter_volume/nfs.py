@@ -57,6 +57,7 @@ RETENTION_EVERY = float(os.environ.get("JUPYTER_VOLUME_NFS_RETENTION_EVERY", "")
 _RETENTION_MARK = "nfs-retention"  # under the volume's own prefix: deleted with it
 
 _checked: dict[tuple[str, str], float] = {}  # (store url, id) -> monotonic time of last look
+_running: dict[str, threading.Thread] = {}  # id -> its latest retention run (under _checked_lock)
 _checked_lock = threading.Lock()
 
 
@@ -254,7 +255,15 @@ class NetworkFileSystem:
         base, env, s = _open_store(store, environment_name, create=True)
         with ephemeral_volume(s) as meta:
             _start_policy(s, meta.id)
-            yield cls(None, store=base, environment_name=env, _meta=meta)
+            try:
+                yield cls(None, store=base, environment_name=env, _meta=meta)
+            finally:
+                # a retention run started by a call above would write its marker into
+                # the volume after the volume is deleted: let it finish first
+                with _checked_lock:
+                    running = _running.pop(meta.id, None)
+                if running is not None:
+                    running.join(timeout=60)
 
     @aio
     @staticmethod
@@ -499,6 +508,8 @@ class NetworkFileSystem:
             name=f"jv-nfs-retention-{meta.id[:8]}",
             daemon=True,
         )
+        with _checked_lock:
+            _running[meta.id] = t
         t.start()
         if wait:
             t.join()
