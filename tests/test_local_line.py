@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from blake3 import blake3
-from conftest import unique_prefix
 
 from jupyter_volume.repository import CommitRecord, Repository
 from jupyter_volume.repository.line import LocalLine, line_for
@@ -33,15 +32,12 @@ ROUNDS = 2
 
 @pytest.fixture
 def s3_opened(
-    seaweedfs: SeaweedFS,
-    s3_bucket: str,
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
+    seaweedfs: SeaweedFS, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Store, str]:
     """``(store, url)`` of a fresh prefix on the session's SeaweedFS, openable by children."""
     for k, v in seaweedfs.env().items():
         monkeypatch.setenv(k, v)
-    url = f"s3://{s3_bucket}/{unique_prefix(request)}?endpoint_url={seaweedfs.endpoint}"
+    url = f"s3://{s3_bucket}/line-{uuid.uuid4().hex[:12]}?endpoint_url={seaweedfs.endpoint}"
     return open_store(url), url
 
 

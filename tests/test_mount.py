@@ -336,9 +336,11 @@ def test_eight_writers_of_different_files_lose_nothing(
         for i in range(rounds):
             assert read(vol, f"p{k}/iter{i}.txt") == f"{k}-{i}".encode()
     # Every commit is in the log: its own record, or carried by another writer's record
-    # (group commit: a writer that lost the race is folded into the next one).
+    # (group commit: a writer that lost the race is folded into the next one; on S3 the
+    # writers line up on this machine, and a round's record holds only carried ones).
     records = [vol._repo.record(c.seq) for c in vol.history() if c.message.startswith("writer")]
-    assert sum(1 + len(r.extra.get("carried", [])) for r in records) == 8 * rounds
+    own = sum(0 if r.extra.get("line") else 1 for r in records)
+    assert own + sum(len(r.extra.get("carried", [])) for r in records) == 8 * rounds
     assert vol.verify().ok
 
 

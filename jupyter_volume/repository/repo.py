@@ -1011,6 +1011,7 @@ class Repository:
             place = LEADER_STEPS  # our place in line when last listed (0: first)
             quiet_for = 0.0
             stats = ApplyStats()
+            known_stored: set[str] = set()  # segments of ``local`` stored by an attempt
             deadline = time.monotonic() + MAX_COMMIT_SECONDS
             for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
                 if published is not None and time.monotonic() > deadline:
@@ -1117,7 +1118,8 @@ class Repository:
                     if local is not None:
                         local.carried = ours
                     return None, stats
-                tree_puts = self._upload_trees()
+                nodes = _NodeUploads(self)
+                nodes.start()  # the new tree's nodes go up while the index is settled
                 index_list = list(head.index)
                 new_keys = list(
                     dict.fromkeys(k for k in [seg_key, *(k for i in carried for k in i.index)] if k)
@@ -1125,16 +1127,24 @@ class Repository:
                 new_keys = [k for k in new_keys if k not in index_list]
                 known = local.segments if local is not None else {}
                 merged_seg: tuple[str, bytes] | None = None
-                if len(new_keys) > 1:
-                    # One segment per round instead of one per carried writer: every other
-                    # process loads each segment a record lists before its next commit, so
-                    # with N writers per round that was N loads in each of N processes.
-                    merged_seg = self._merge_segments(new_keys, known)
-                    if merged_seg is not None:
-                        new_keys = [merged_seg[0]]
-                for k in new_keys:
-                    if k in known:
-                        self.store.put(k, known[k])  # a segment of this machine's line
+                try:
+                    if len(new_keys) > 1:
+                        # One segment per round instead of one per carried writer: every
+                        # other process loads each segment a record lists before its next
+                        # commit, so with N writers per round that was N loads in each of
+                        # N processes.
+                        merged_seg = self._merge_segments(new_keys, known)
+                        if merged_seg is not None:
+                            new_keys = [merged_seg[0]]
+                    # segments of this machine's line that no merge stored
+                    for k in new_keys:
+                        if k in known and k not in known_stored:
+                            self.store.put(k, known[k])
+                            known_stored.add(k)
+                except BaseException:
+                    nodes.wait(quiet=True)
+                    raise
+                tree_puts = nodes.wait()
                 index_list.extend(new_keys)
                 rescue_changes = changes
                 if carried and self.gc_state(head).condemned:
@@ -1153,6 +1163,8 @@ class Repository:
                 if head.gc_pointer is not None:
                     ext["gc"] = head.gc_pointer
                 rec_kind = kind
+                if local is not None:
+                    ext["line"] = True  # a round of this machine's line: no change set of its own
                 if carried:
                     ext["carried"] = [i.txn for i in carried]
                     if any(i.kind == "commit" for i in carried):
