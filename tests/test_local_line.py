@@ -6,6 +6,7 @@ change back. Real processes, a real SeaweedFS, the line folder of the test.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -66,41 +67,16 @@ def content(who: str, r: int) -> bytes:
 
 WRITER_CHILD = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys
     from pathlib import Path
     from blake3 import blake3
     from jupyter_volume.repository import Repository
     from jupyter_volume.store import open_store
-    from jupyter_volume.testing.wrappers import WrappedStore
 
-    url, vol_id, who, n, sync, rounds, cache = sys.argv[1:8]
-    n, rounds, sync = int(n), int(rounds), Path(sync)
-
-    class HoldFirstRecord(WrappedStore):
-        # The first record written by any writer waits until every writer's intent is
-        # in the line: the next round then carries all the others at once.
-        def __init__(self, inner):
-            super().__init__(inner)
-            self.timeouts = 0
-        def put_if_absent(self, key, data):
-            if "/log/" in key and not (sync / "held").exists():
-                (sync / "held").touch()
-                intents = Path(repo.line.intents)
-                deadline = time.monotonic() + 90
-                while len([p for p in intents.iterdir() if p.name[0] != "." and not
-                           p.name.endswith(".seg")]) < n:
-                    if time.monotonic() > deadline:
-                        self.timeouts += 1
-                        break
-                    time.sleep(0.005)
-            return self.inner.put_if_absent(key, data)
-
-    store = HoldFirstRecord(open_store(url))
-    repo = Repository(store, vol_id, cache_dir=Path(cache))
+    url, vol_id, who, rounds, cache = sys.argv[1:6]
+    rounds = int(rounds)
+    repo = Repository(open_store(url), vol_id, cache_dir=Path(cache))
     assert repo.line is not None
-    (sync / f"ready-{who}").touch()
-    while not (sync / "go").exists():
-        time.sleep(0.005)
     done = []
     for r in range(rounds):
         w = repo.writer()
@@ -108,9 +84,40 @@ WRITER_CHILD = textwrap.dedent(
         data = blake3(f"{who}-{r}".encode()).digest(length=3000 + 100 * r)
         rec, _stats = repo.commit({path: w.bytes_entry(data)}, writer=w, message=f"{who} {r}")
         done.append({"path": path, "seq": rec.seq})
-    print(json.dumps({"done": done, "timeouts": store.timeouts}))
+    print(json.dumps({"done": done}))
     """
 )
+
+
+class _HeldLock:
+    """The line's lock, held by the test as if a leader were busy with a round: writers
+    that come now publish their intents and wait (the line's slow path, for certain)."""
+
+    def __init__(self, line: LocalLine) -> None:
+        line._make()
+        self.line = line
+        self.fd: int | None = os.open(line.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def wait_for_intents(self, n: int, procs: list[subprocess.Popen[str]]) -> None:
+        """Until ``n`` intents are in line, or one of ``procs`` has ended."""
+        deadline = time.monotonic() + 120
+        while len(_intents(self.line)) < n and all(p.poll() is None for p in procs):
+            assert time.monotonic() < deadline, _intents(self.line)
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _intents(line: LocalLine) -> list[str]:
+    return [
+        p.name
+        for p in line.intents.iterdir()
+        if not p.name.startswith(".") and not p.name.endswith(".seg")
+    ]
 
 
 def test_16_writers_on_one_machine_share_records_and_lose_nothing(
@@ -119,8 +126,9 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
     store, url = s3_opened
     vol_id = uuid.uuid4().hex
     Repository.create(store, vol_id)
-    sync = tmp_path / "sync"
-    sync.mkdir()
+    line = line_for(store, vol_id)
+    assert line is not None
+    held = _HeldLock(line)
     procs = [
         subprocess.Popen(
             [
@@ -130,8 +138,6 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
                 url,
                 vol_id,
                 f"{i:02d}",
-                str(WRITERS),
-                str(sync),
                 str(ROUNDS),
                 str(tmp_path / f"cache-{i}"),
             ],
@@ -143,27 +149,26 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
     ]
     results = []
     try:
-        deadline = time.monotonic() + 120
-        while len(list(sync.glob("ready-*"))) < WRITERS and time.monotonic() < deadline:
-            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-            time.sleep(0.02)
-        (sync / "go").touch()
+        held.wait_for_intents(WRITERS, procs)  # every first commit is in line
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        held.release()
         for proc in procs:
             out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, err[-3000:]
             results.append(json.loads(out.strip().splitlines()[-1]))
     finally:
+        held.release()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert all(r["timeouts"] == 0 for r in results), results
 
     records = {rec.seq: rec for rec in _records(store, vol_id)}
     assert sorted(records) == list(range(len(records)))
-    # The held first round made the other 15 wait in line: one record carried them all
+    # All 16 first commits waited in line: the next round's record carried them all
     # (the writers never met on the store: no intents there).
-    assert max(len(rec.extra.get("carried", [])) for rec in records.values()) >= WRITERS - 1
+    assert records[1].extra.get("line") is True
+    assert len(records[1].extra["carried"]) == WRITERS
     assert len(records) < WRITERS * ROUNDS + 1
     assert list(store.list(f"vols/{vol_id}/intents/")) == []
 
@@ -185,8 +190,6 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
             added = [k for k in rec.index if k not in set(records[rec.seq - 1].index)]
             assert len(added) <= 1 or len(rec.index) < len(records[rec.seq - 1].index), rec.seq
     assert repo.verify().ok
-    line = line_for(store, vol_id)
-    assert line is not None
     assert _leftovers(line) == []
     assert list(line.done.iterdir()) == []  # every writer collected its answer
 
@@ -243,12 +246,23 @@ def test_leader_killed_at_any_point_of_its_round_lands_the_change_once_or_not_at
         return vid
 
     def run(vid: str, k: int) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        # The lock is busy until the child's change is in line: it then leads a round
+        # of the line (alone, it would commit directly, without one).
+        line = line_for(store, vid)
+        assert line is not None
+        held = _HeldLock(line)
+        proc = subprocess.Popen(
             [sys.executable, "-c", KILL_CHILD, url, vid, str(k), str(tmp_path / "c")],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
         )
+        try:
+            held.wait_for_intents(1, [proc])  # (or killed before its change was in line)
+        finally:
+            held.release()
+        out, err = proc.communicate(timeout=120)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     full = run(base_volume(), 0)
     assert full.returncode == 0, full.stderr[-3000:]
@@ -274,7 +288,9 @@ def test_leader_killed_at_any_point_of_its_round_lands_the_change_once_or_not_at
         outcomes[k] = files == after
         # never twice: no change set is named by two records
         recs = [r for r in _records(store, vid) if r.seq > 1]  # after the base
+        # (a record's own txn is a change set too, unless it is a round of the line)
         txns = [t for r in recs for t in r.extra.get("carried", [])]
+        txns += [r.txn for r in recs if not r.extra.get("line")]
         assert len(txns) == len(set(txns)), (k, txns)
         assert len(txns) == 1 + outcomes[k], (k, txns)  # the next writer's, and maybe ours
         assert repo.verify().ok, k
@@ -304,16 +320,12 @@ WAITER_CHILD = textwrap.dedent(
 def test_a_writer_that_gives_up_while_waiting_takes_its_change_back(
     s3_opened: tuple[Store, str], tmp_path: Path
 ) -> None:
-    import fcntl
-
     store, url = s3_opened
     vol_id = uuid.uuid4().hex
     Repository.create(store, vol_id)
     line = line_for(store, vol_id)
     assert line is not None
-    line._make()
-    fd = os.open(line.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # a leader busy with its round
+    held = _HeldLock(line)  # a leader busy with its round
     proc = subprocess.Popen(
         [sys.executable, "-c", WAITER_CHILD, url, vol_id, str(tmp_path / "c")],
         stdout=subprocess.PIPE,
@@ -322,16 +334,13 @@ def test_a_writer_that_gives_up_while_waiting_takes_its_change_back(
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
-        deadline = time.monotonic() + 60
-        while not [p for p in line.intents.iterdir() if not p.name.startswith(".")]:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
+        held.wait_for_intents(1, [proc])
         time.sleep(0.2)  # now blocked on the lock
         proc.send_signal(signal.SIGINT)
         time.sleep(0.2)
         assert proc.poll() is None  # it takes its intent back under the lock: waits
     finally:
-        os.close(fd)  # the leader is done
+        held.release()  # the leader is done
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
     assert _leftovers(line) == []
@@ -356,3 +365,17 @@ def test_the_line_is_for_remote_stores_and_can_be_switched_off(
     monkeypatch.setenv("JUPYTER_VOLUME_LOCAL_LINE", "0")
     assert line_for(store, "v") is None
     assert Repository(store, "v").line is None
+
+
+def test_a_lone_writer_commits_directly(s3_opened: tuple[Store, str], tmp_path: Path) -> None:
+    store, _url = s3_opened
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    repo = Repository(store, vol_id, cache_dir=tmp_path / "c")
+    assert repo.line is not None
+    w = repo.writer()
+    rec, _ = repo.commit({"alone.txt": w.bytes_entry(b"alone")}, writer=w, message="alone")
+    # its own record, as without the line: no round, nothing left in the folder
+    assert rec is not None and "line" not in rec.extra and "carried" not in rec.extra
+    assert rec.message == "alone"
+    assert _leftovers(repo.line) == [] and list(repo.line.done.iterdir()) == []
