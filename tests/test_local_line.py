@@ -351,20 +351,46 @@ def test_a_writer_that_gives_up_while_waiting_takes_its_change_back(
     assert set(_files(repo)) == {"next.txt"}
 
 
-def test_the_line_is_for_remote_stores_and_can_be_switched_off(
+def test_the_line_is_per_volume_and_can_be_switched_off(
     s3_opened: tuple[Store, str],
     local_store: Store,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     store, _url = s3_opened
-    assert line_for(local_store, "v") is None  # a local folder: its own protocol is as cheap
     line = line_for(store, "v")
     assert line is not None and line.folder.parent == tmp_path / "lines"
-    assert line_for(store, "w") is not None and line_for(store, "w").folder != line.folder  # type: ignore[union-attr]
+    others = [line_for(store, "w"), line_for(local_store, "v")]
+    assert all(o is not None and o.folder != line.folder for o in others)
     monkeypatch.setenv("JUPYTER_VOLUME_LOCAL_LINE", "0")
-    assert line_for(store, "v") is None
+    assert line_for(store, "v") is None and line_for(local_store, "v") is None
     assert Repository(store, "v").line is None
+
+
+def test_a_forked_child_does_not_keep_the_line_locked(
+    s3_opened: tuple[Store, str], tmp_path: Path
+) -> None:
+    store, _url = s3_opened
+    line = line_for(store, "v")
+    assert line is not None
+    line._make()
+    fd = line._try_lock()
+    assert fd is not None
+    pid = os.fork()
+    if pid == 0:  # the child: sleeps on, long after the parent lets go
+        time.sleep(30)
+        os._exit(0)
+    try:
+        line._unlock(fd)
+        # free again once the child has run its fork handler, though it lives on
+        deadline = time.monotonic() + 10
+        while (again := line._try_lock()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert again is not None
+        line._unlock(again)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def test_a_lone_writer_commits_directly(s3_opened: tuple[Store, str], tmp_path: Path) -> None:
