@@ -17,6 +17,7 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 from blake3 import blake3
 
@@ -44,6 +45,23 @@ def _files(repo: Repository) -> dict[str, bytes]:
         for p, e in repo.trees.walk(repo.head().root)
         if e.kind == FILE
     }
+
+
+def check_acknowledged(
+    repo: Repository,
+    records: dict[int, CommitRecord],
+    results: list[dict[str, Any]],
+    expected: dict[str, bytes],
+) -> None:
+    """Every acknowledged commit (``results[i]["done"]``: path and seq) names a record
+    whose tree holds that writer's file, whole, and no earlier record has it (history
+    holds every acknowledged version)."""
+    for r in results:
+        for d in r["done"]:
+            e = repo.lookup(d["path"], records[d["seq"]].root)
+            assert e is not None, d
+            assert b"".join(repo.read_entry(e, d["path"])) == expected[d["path"]], d
+            assert repo.lookup(d["path"], records[d["seq"] - 1].root) is None, d
 
 
 WRITER_CHILD = textwrap.dedent(
@@ -171,18 +189,26 @@ def test_16_writers_of_different_files_lose_nothing(
         for r in range(ROUNDS)
     }
     assert _files(repo) == expected
-    # Every acknowledged commit names a record whose tree holds that writer's file,
-    # whole, and no earlier record has it (history holds every acknowledged version).
-    for r in results:
-        for d in r["done"]:
-            e = repo.lookup(d["path"], records[d["seq"]].root)
-            assert e is not None, d
-            assert b"".join(repo.read_entry(e, d["path"])) == expected[d["path"]], d
-            assert repo.lookup(d["path"], records[d["seq"] - 1].root) is None, d
+    check_acknowledged(repo, records, results, expected)
     assert repo.verify().ok
     # Carried intents were cleaned up.
     assert list(store.list(f"vols/{vol_id}/intents/")) == []
 
+
+# A child's commit of MINE (with "base/deleted.bin" deleted) through ``repo``, as
+# ``rec``; put in place of MINE_COMMIT in a child's source.
+MINE_COMMIT = textwrap.dedent(
+    """
+    w = repo.writer()
+    changes = {
+        "mine/big.bin": w.bytes_entry(blake3(b"big").digest(length=70_000)),
+        "mine/small.txt": w.bytes_entry(b"small and inline"),
+        "base/modified.bin": w.bytes_entry(blake3(b"modified").digest(length=5_000)),
+        "base/deleted.bin": None,
+    }
+    rec, _ = repo.commit(changes, writer=w, message="mine")
+    """
+).strip()
 
 KILL_CHILD = textwrap.dedent(
     """
@@ -214,18 +240,11 @@ KILL_CHILD = textwrap.dedent(
     store = LoseThenDie(open_store(url), k or None)
     repo = Repository(store, vol_id, cache_dir=Path(cache))
     repo.head()
-    w = repo.writer()
-    changes = {
-        "mine/big.bin": w.bytes_entry(blake3(b"big").digest(length=70_000)),
-        "mine/small.txt": w.bytes_entry(b"small and inline"),
-        "base/modified.bin": w.bytes_entry(blake3(b"modified").digest(length=5_000)),
-        "base/deleted.bin": None,
-    }
-    rec, _ = repo.commit(changes, writer=w, message="mine")
+    MINE_COMMIT
     print(json.dumps({"ops": store.ops, "trace": store.trace, "seq": rec.seq, "txn": rec.txn,
                       "carried": rec.extra.get("carried", [])}))
     """
-)
+).replace("MINE_COMMIT", MINE_COMMIT)
 
 RIVAL = textwrap.dedent(
     """

@@ -19,10 +19,17 @@ from pathlib import Path
 
 import pytest
 from blake3 import blake3
+from test_group_commit import (
+    BASE,
+    MINE,
+    MINE_COMMIT,
+    _files,
+    _records,
+    check_acknowledged,
+)
 
-from jupyter_volume.repository import CommitRecord, Repository
+from jupyter_volume.repository import Repository
 from jupyter_volume.repository.line import LocalLine, line_for
-from jupyter_volume.repository.tree import FILE
 from jupyter_volume.store import Store, open_store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 from jupyter_volume.testing.wrappers import KILL_EXIT_CODE
@@ -40,19 +47,6 @@ def s3_opened(
         monkeypatch.setenv(k, v)
     url = f"s3://{s3_bucket}/line-{uuid.uuid4().hex[:12]}?endpoint_url={seaweedfs.endpoint}"
     return open_store(url), url
-
-
-def _records(store: Store, vol_id: str) -> list[CommitRecord]:
-    prefix = f"vols/{vol_id}/log/"
-    return [CommitRecord.from_bytes(store.get(i.key), i.key) for i in store.list(prefix)]
-
-
-def _files(repo: Repository) -> dict[str, bytes]:
-    return {
-        p: b"".join(repo.read_entry(e, p))
-        for p, e in repo.trees.walk(repo.head().root)
-        if e.kind == FILE
-    }
 
 
 def _leftovers(line: LocalLine) -> list[str]:
@@ -112,6 +106,15 @@ class _HeldLock:
             self.fd = None
 
 
+def _volume_with_busy_line(store: Store) -> tuple[str, LocalLine, _HeldLock]:
+    """A new volume, and its line's lock held by the test."""
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    line = line_for(store, vol_id)
+    assert line is not None
+    return vol_id, line, _HeldLock(line)
+
+
 def _intents(line: LocalLine) -> list[str]:
     return [
         p.name
@@ -124,11 +127,7 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
     s3_opened: tuple[Store, str], tmp_path: Path
 ) -> None:
     store, url = s3_opened
-    vol_id = uuid.uuid4().hex
-    Repository.create(store, vol_id)
-    line = line_for(store, vol_id)
-    assert line is not None
-    held = _HeldLock(line)
+    vol_id, line, held = _volume_with_busy_line(store)
     procs = [
         subprocess.Popen(
             [
@@ -177,13 +176,7 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
         f"w{i:02d}/r{r}.bin": content(f"{i:02d}", r) for i in range(WRITERS) for r in range(ROUNDS)
     }
     assert _files(repo) == expected
-    # Every acknowledged commit names the record that first holds that file, whole.
-    for r in results:
-        for d in r["done"]:
-            e = repo.lookup(d["path"], records[d["seq"]].root)
-            assert e is not None, d
-            assert b"".join(repo.read_entry(e, d["path"])) == expected[d["path"]], d
-            assert repo.lookup(d["path"], records[d["seq"] - 1].root) is None, d
+    check_acknowledged(repo, records, results, expected)
     # One index segment added per record, however many writers it carried.
     for rec in records.values():
         if rec.seq > 1:
@@ -208,28 +201,10 @@ KILL_CHILD = textwrap.dedent(
     repo = Repository(store, vol_id, cache_dir=Path(cache))
     repo.head()
     store.ops = 0  # count from the commit
-    w = repo.writer()
-    changes = {
-        "mine/big.bin": w.bytes_entry(blake3(b"big").digest(length=70_000)),
-        "mine/small.txt": w.bytes_entry(b"small and inline"),
-        "base/modified.bin": w.bytes_entry(blake3(b"modified").digest(length=5_000)),
-        "base/deleted.bin": None,
-    }
-    rec, _ = repo.commit(changes, writer=w, message="mine")
+    MINE_COMMIT
     print(json.dumps({"ops": store.ops, "seq": rec.seq}))
     """
-)
-
-BASE = {
-    "base/modified.bin": blake3(b"base-modified").digest(length=5_000),
-    "base/deleted.bin": blake3(b"base-deleted").digest(length=2_000),
-    "base/kept.bin": blake3(b"base-kept").digest(length=2_000),
-}
-MINE = {
-    "mine/big.bin": blake3(b"big").digest(length=70_000),
-    "mine/small.txt": b"small and inline",
-    "base/modified.bin": blake3(b"modified").digest(length=5_000),
-}
+).replace("MINE_COMMIT", MINE_COMMIT)
 
 
 def test_leader_killed_at_any_point_of_its_round_lands_the_change_once_or_not_at_all(
@@ -321,11 +296,7 @@ def test_a_writer_that_gives_up_while_waiting_takes_its_change_back(
     s3_opened: tuple[Store, str], tmp_path: Path
 ) -> None:
     store, url = s3_opened
-    vol_id = uuid.uuid4().hex
-    Repository.create(store, vol_id)
-    line = line_for(store, vol_id)
-    assert line is not None
-    held = _HeldLock(line)  # a leader busy with its round
+    vol_id, line, held = _volume_with_busy_line(store)  # a leader busy with its round
     proc = subprocess.Popen(
         [sys.executable, "-c", WAITER_CHILD, url, vol_id, str(tmp_path / "c")],
         stdout=subprocess.PIPE,
