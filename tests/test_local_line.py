@@ -376,3 +376,22 @@ def test_a_lone_writer_commits_directly(s3_opened: tuple[Store, str], tmp_path: 
     assert rec is not None and "line" not in rec.extra and "carried" not in rec.extra
     assert rec.message == "alone"
     assert _leftovers(repo.line) == [] and list(repo.line.done.iterdir()) == []
+
+
+def test_a_line_folder_that_is_not_ours_is_not_used(
+    s3_opened: tuple[Store, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _url = s3_opened
+    shared = tmp_path / "shared-lines"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # as if another user had made it, for everyone to write in
+    monkeypatch.setenv("JUPYTER_VOLUME_LINE_DIR", str(shared))
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    repo = Repository(store, vol_id, cache_dir=tmp_path / "c")
+    w = repo.writer()
+    with pytest.warns(UserWarning, match="cannot line up"):
+        rec, _ = repo.commit({"f.txt": w.bytes_entry(b"through the store")}, writer=w)
+    assert rec is not None and "line" not in rec.extra
+    assert list(shared.iterdir()) == []  # nothing written into it
+    assert _files(repo) == {"f.txt": b"through the store"}

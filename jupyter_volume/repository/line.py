@@ -42,9 +42,11 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,8 +114,16 @@ class LocalLine:
 
     # -- files ---------------------------------------------------------------------------
     def _make(self) -> None:
+        """Create the folders; OSError if they cannot be, or if the top one (in a
+        temporary directory every user can write to) is not ours or others may write
+        in it: another user could otherwise put change sets in our line."""
         if not self._made:
-            for d in (self.folder.parent, self.folder, self.intents, self.done, self.segments):
+            top = self.folder.parent
+            top.mkdir(mode=0o700, exist_ok=True)
+            st = os.lstat(top)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                raise PermissionError(f"{top} is not a folder only this user can use")
+            for d in (self.folder, self.intents, self.done, self.segments):
                 d.mkdir(mode=0o700, exist_ok=True)
             self._made = True
 
@@ -193,8 +203,16 @@ class LocalLine:
         """Commit ``changes`` through the line: see the module docstring. Returns the
         record that holds them (perhaps another writer's round) or None if nothing
         needed committing; raises what the round that tried it raised."""
-        self._make()
-        fd = self._try_lock()
+        try:
+            self._make()
+            fd = self._try_lock()
+        except OSError as e:
+            # No line here (a full or read-only temporary directory, a folder that is
+            # not ours): the store's own protocol is safe between processes too.
+            _warn_once(self.folder, e)
+            return repo.commit(
+                changes, message=message, writer=writer, kind=kind, author=author, line=False
+            )
         if fd is not None:
             # Nobody else is committing on this machine: commit the usual way, holding
             # the lock (whoever comes meanwhile waits in line for the next round).
@@ -345,6 +363,20 @@ class LocalLine:
                     if now - _mtime(d) > DONE_TTL:
                         d.unlink(missing_ok=True)
         return members, segments, files
+
+
+_warned: set[Path] = set()
+
+
+def _warn_once(folder: Path, e: OSError) -> None:
+    if folder not in _warned:
+        _warned.add(folder)
+        warnings.warn(
+            f"writers on this machine cannot line up in {folder} ({e}); committing "
+            "through the store alone (correct, only slower with many writers). Set "
+            "JUPYTER_VOLUME_LINE_DIR to a private local folder.",
+            stacklevel=4,
+        )
 
 
 def _mtime(p: Path) -> float:
