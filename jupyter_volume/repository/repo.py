@@ -980,8 +980,8 @@ class Repository:
         changes it holds too. Any plain commit folds pending intents of others whose
         paths do not overlap its own.
 
-        On a remote store, plain change sets line up with the other writers of this
-        volume on this machine first (:mod:`.line`, unless ``line`` is False): one of them
+        Plain change sets first line up with the other writers of this volume on this
+        machine (:mod:`.line`, unless ``line`` is False or the line is off): one of them
         commits for all. ``local``: that writer's round (see :class:`LocalRound`).
         """
         if (
