@@ -395,3 +395,86 @@ def test_a_line_folder_that_is_not_ours_is_not_used(
     assert rec is not None and "line" not in rec.extra
     assert list(shared.iterdir()) == []  # nothing written into it
     assert _files(repo) == {"f.txt": b"through the store"}
+
+
+FAILING_CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from jupyter_volume.errors import StoreError
+    from jupyter_volume.repository import Repository
+    from jupyter_volume.store import open_store
+    from jupyter_volume.testing.wrappers import WrappedStore
+
+    url, vol_id, who, cache, flag = sys.argv[1:6]
+
+    class FailFirstRecord(WrappedStore):
+        # The first record write of any of these writers fails, as a store outage would.
+        def put_if_absent(self, key, data):
+            if "/log/" in key:
+                try:
+                    os.close(os.open(flag, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    pass
+                else:
+                    raise StoreError("the store is down (injected)")
+            return self.inner.put_if_absent(key, data)
+
+    repo = Repository(FailFirstRecord(open_store(url)), vol_id, cache_dir=Path(cache))
+    w = repo.writer()
+    try:
+        rec, _ = repo.commit({f"{who}.txt": w.bytes_entry(who.encode() * 1000)}, writer=w)
+    except StoreError:
+        print("failed")
+    else:
+        print("committed", rec.seq)
+    """
+)
+
+
+def test_a_round_that_fails_commits_nothing_behind_its_callers_back(
+    s3_opened: tuple[Store, str], tmp_path: Path
+) -> None:
+    # Two writers in line; whichever leads first has its record write fail: its caller
+    # gets the error and its change is taken back; the other leads next and lands once.
+    store, url = s3_opened
+    vol_id, line, held = _volume_with_busy_line(store)
+    flag = tmp_path / "failed-once"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                FAILING_CHILD,
+                url,
+                vol_id,
+                who,
+                str(tmp_path / f"c-{who}"),
+                str(flag),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for who in ("a", "b")
+    ]
+    try:
+        held.wait_for_intents(2, procs)
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+    finally:
+        held.release()
+    outs = {}
+    for who, proc in zip(("a", "b"), procs, strict=True):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        outs[who] = out.split()
+    assert sorted(o[0] for o in outs.values()) == ["committed", "failed"], outs
+    winner = next(w for w, o in outs.items() if o[0] == "committed")
+    repo = Repository(store, vol_id, cache_dir=tmp_path / "reader")
+    assert _files(repo) == {f"{winner}.txt": winner.encode() * 1000}
+    recs = [r for r in _records(store, vol_id) if r.seq > 0]
+    txns = [t for r in recs for t in r.extra.get("carried", [])]
+    txns += [r.txn for r in recs if not r.extra.get("line")]
+    assert len(recs) == 1 and len(txns) == 1, [r.extra for r in recs]
+    assert int(outs[winner][1]) == recs[0].seq
+    assert _leftovers(line) == [] and repo.verify().ok

@@ -242,6 +242,7 @@ class LocalLine:
         )
         name = f"{time.time_ns():020d}-{txn}.{intent.digest}"
         self._publish(name, intent, seg)
+        taken_back = False
         try:
             while True:
                 with self._locked():
@@ -250,14 +251,22 @@ class LocalLine:
                         if not (self.intents / name).exists():
                             # Dropped as too old while we waited: in line again.
                             self._publish(name, intent, seg)
-                        self._round(repo)
+                        try:
+                            self._round(repo)
+                        except BaseException:
+                            # Our round failed: take our change back before the next
+                            # leader can carry it (the others stay in line).
+                            taken_back = True
+                            self._take_back(name, txn)
+                            raise
                         landed, rec = self._done(txn)
                 if landed:
                     break
                 # Not carried in that round (it overlapped an older change set to the
                 # same path, which went first): the next round takes it.
         except BaseException:
-            self._withdraw(name, txn)
+            if not taken_back:
+                self._withdraw(name, txn)
             raise
         if rec is not None:
             repo._records[rec.seq] = rec
@@ -275,6 +284,11 @@ class LocalLine:
         """Take our intent back unless a round holds it (under the lock: no round is
         running then, except one whose leader died mid-way, see ``batch``)."""
         with contextlib.suppress(OSError), self._locked():
+            self._take_back(name, txn)
+
+    def _take_back(self, name: str, txn: str) -> None:
+        """Remove our intent unless it landed (we hold the lock)."""
+        with contextlib.suppress(OSError):
             if (self.done / txn).exists():
                 return  # it landed; the caller's retry finds nothing left to commit
             for p in (self.intents / name, self.intents / f"{name}.seg"):
