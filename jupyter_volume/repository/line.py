@@ -128,23 +128,21 @@ class LocalLine:
             self._made = True
 
     def _write(self, path: Path, data: bytes) -> None:
-        """Create ``path`` whole or not at all (a temporary name, then a rename)."""
+        """Create ``path`` whole or not at all (a temporary name, then a rename; the
+        temporary file is removed if writing fails, as on a full disk)."""
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-
-    def _try_lock(self) -> int | None:
-        """The lock's descriptor if the lock was free (close it to let go), else None."""
-        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
         except BaseException:
-            os.close(fd)
+            tmp.unlink(missing_ok=True)
             raise
+
+    def _open_lock(self) -> int:
+        """A new descriptor of the lock file, registered (a forked child closes it)
+        before it can hold the lock."""
+        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         _held.add(fd)
         return fd
 
@@ -153,14 +151,26 @@ class LocalLine:
         _held.discard(fd)
         os.close(fd)
 
+    def _try_lock(self) -> int | None:
+        """The lock's descriptor if the lock was free (``_unlock`` it to let go), else
+        None."""
+        fd = self._open_lock()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException as e:
+            self._unlock(fd)
+            if isinstance(e, BlockingIOError):
+                return None
+            raise
+        return fd
+
     def _anyone_in_line(self) -> bool:
         with os.scandir(self.intents) as it:
             return any(not e.name.startswith(".") for e in it)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        _held.add(fd)
+        fd = self._open_lock()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we die
             yield
