@@ -47,21 +47,61 @@ def _files(repo: Repository) -> dict[str, bytes]:
     }
 
 
-def check_acknowledged(
-    repo: Repository,
-    records: dict[int, CommitRecord],
-    results: list[dict[str, Any]],
-    expected: dict[str, bytes],
-) -> None:
-    """Every acknowledged commit (``results[i]["done"]``: path and seq) names a record
-    whose tree holds that writer's file, whole, and no earlier record has it (history
-    holds every acknowledged version)."""
+def collect(procs: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
+    """Each writer child's result (its last line of output, JSON); every child must
+    succeed, and none may have timed out at its barrier. Kills what is left on failure."""
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert all(r["timeouts"] == 0 for r in results), results
+    return results
+
+
+def check_writers(
+    store: Store, vol_id: str, results: list[dict[str, Any]], cache: Path
+) -> dict[int, CommitRecord]:
+    """What WRITERS writer children committing ROUNDS times each (``results``) must
+    leave: fewer records than commits, each adding at most one index segment; every
+    writer's every file, whole; every acknowledged commit naming the first record that
+    holds that file; ``verify()`` clean; no intents left on the store. The records."""
+    records = {rec.seq: rec for rec in _records(store, vol_id)}
+    assert sorted(records) == list(range(len(records)))
+    assert len(records) < WRITERS * ROUNDS + 1
+    # A record that carried others added one index segment for all of them (merged),
+    # not one per writer: every other process loads what a record adds.
+    for rec in records.values():
+        if rec.seq > 0:
+            before = set(records[rec.seq - 1].index)
+            added = [k for k in rec.index if k not in before]
+            assert len(added) <= 1 or len(rec.index) < len(before), (rec.seq, added)
+    # Nothing lost: every writer's every file, whole.
+    repo = Repository(store, vol_id, cache_dir=cache)
+    expected = {
+        f"w{i:02d}/r{r}.bin": content(f"{i:02d}-{r}", 3000 + 100 * r)
+        for i in range(WRITERS)
+        for r in range(ROUNDS)
+    }
+    assert _files(repo) == expected
+    # Every acknowledged commit names a record whose tree holds that writer's file,
+    # whole, and no earlier record has it (history holds every acknowledged version).
     for r in results:
         for d in r["done"]:
             e = repo.lookup(d["path"], records[d["seq"]].root)
             assert e is not None, d
             assert b"".join(repo.read_entry(e, d["path"])) == expected[d["path"]], d
             assert repo.lookup(d["path"], records[d["seq"] - 1].root) is None, d
+    assert repo.verify().ok
+    # Carried intents were cleaned up.
+    assert list(store.list(f"vols/{vol_id}/intents/")) == []
+    return records
 
 
 WRITER_CHILD = textwrap.dedent(
@@ -153,46 +193,11 @@ def test_16_writers_of_different_files_lose_nothing(
                 text=True,
             )
         )
-    results = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert all(r["timeouts"] == 0 for r in results), results
-
-    records = {rec.seq: rec for rec in _records(store, vol_id)}
+    records = check_writers(store, vol_id, collect(procs), tmp_path / "reader-cache")
     # The barrier made 15 writers lose one race at once: their changes were carried
     # together instead of each retrying alone.
     most = max(len(rec.extra.get("carried", [])) for rec in records.values())
     assert most >= 2, [rec.extra for rec in records.values()]
-    assert len(records) < WRITERS * ROUNDS + 1
-    assert sorted(records) == list(range(len(records)))
-    # A record that carried others added one index segment for all of them (merged),
-    # not one per writer: every other process loads what a record adds.
-    for rec in records.values():
-        if rec.extra.get("carried") and rec.seq > 0:
-            before = set(records[rec.seq - 1].index)
-            added = [k for k in rec.index if k not in before]
-            assert len(added) <= 1 or len(rec.index) < len(before), (rec.seq, added)
-
-    # Nothing lost: every writer's every file, whole.
-    repo = Repository(store, vol_id, cache_dir=tmp_path / "reader-cache")
-    expected = {
-        f"w{i:02d}/r{r}.bin": content(f"{i:02d}-{r}", 3000 + 100 * r)
-        for i in range(WRITERS)
-        for r in range(ROUNDS)
-    }
-    assert _files(repo) == expected
-    check_acknowledged(repo, records, results, expected)
-    assert repo.verify().ok
-    # Carried intents were cleaned up.
-    assert list(store.list(f"vols/{vol_id}/intents/")) == []
 
 
 # A child's commit of MINE (with "base/deleted.bin" deleted) through ``repo``, as

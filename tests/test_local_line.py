@@ -18,14 +18,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-from blake3 import blake3
 from test_group_commit import (
     BASE,
     MINE,
     MINE_COMMIT,
+    ROUNDS,
+    WRITER_CHILD,
+    WRITERS,
     _files,
     _records,
-    check_acknowledged,
+    check_writers,
+    collect,
 )
 
 from jupyter_volume.repository import Repository
@@ -33,9 +36,6 @@ from jupyter_volume.repository.line import LocalLine, line_for
 from jupyter_volume.store import Store, open_store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 from jupyter_volume.testing.wrappers import KILL_EXIT_CODE
-
-WRITERS = 16
-ROUNDS = 2
 
 
 @pytest.fixture
@@ -53,34 +53,6 @@ def _leftovers(line: LocalLine) -> list[str]:
     """What a finished line must not hold: intents (or their segments) and a batch."""
     out = [p.name for p in line.intents.iterdir()] if line.intents.exists() else []
     return out + (["batch"] if (line.folder / "batch").exists() else [])
-
-
-def content(who: str, r: int) -> bytes:
-    return blake3(f"{who}-{r}".encode()).digest(length=3000 + 100 * r)
-
-
-WRITER_CHILD = textwrap.dedent(
-    """
-    import json, sys
-    from pathlib import Path
-    from blake3 import blake3
-    from jupyter_volume.repository import Repository
-    from jupyter_volume.store import open_store
-
-    url, vol_id, who, rounds, cache = sys.argv[1:6]
-    rounds = int(rounds)
-    repo = Repository(open_store(url), vol_id, cache_dir=Path(cache))
-    assert repo.line is not None
-    done = []
-    for r in range(rounds):
-        w = repo.writer()
-        path = f"w{who}/r{r}.bin"
-        data = blake3(f"{who}-{r}".encode()).digest(length=3000 + 100 * r)
-        rec, _stats = repo.commit({path: w.bytes_entry(data)}, writer=w, message=f"{who} {r}")
-        done.append({"path": path, "seq": rec.seq})
-    print(json.dumps({"done": done}))
-    """
-)
 
 
 class _HeldLock:
@@ -128,15 +100,19 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
 ) -> None:
     store, url = s3_opened
     vol_id, line, held = _volume_with_busy_line(store)
+    sync = tmp_path / "sync"
+    sync.mkdir()
     procs = [
         subprocess.Popen(
             [
                 sys.executable,
                 "-c",
-                WRITER_CHILD,
+                WRITER_CHILD,  # the group-commit test's writer, its barrier of one: none
                 url,
                 vol_id,
                 f"{i:02d}",
+                "1",
+                str(sync),
                 str(ROUNDS),
                 str(tmp_path / f"cache-{i}"),
             ],
@@ -146,43 +122,21 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
         )
         for i in range(WRITERS)
     ]
-    results = []
     try:
         held.wait_for_intents(WRITERS, procs)  # every first commit is in line
         assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-        held.release()
+    except BaseException:
         for proc in procs:
-            out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
+            proc.kill()
+            proc.wait()
+        raise
     finally:
         held.release()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-    records = {rec.seq: rec for rec in _records(store, vol_id)}
-    assert sorted(records) == list(range(len(records)))
+    records = check_writers(store, vol_id, collect(procs), tmp_path / "reader-cache")
     # All 16 first commits waited in line: the next round's record carried them all
     # (the writers never met on the store: no intents there).
     assert records[1].extra.get("line") is True
     assert len(records[1].extra["carried"]) == WRITERS
-    assert len(records) < WRITERS * ROUNDS + 1
-    assert list(store.list(f"vols/{vol_id}/intents/")) == []
-
-    repo = Repository(store, vol_id, cache_dir=tmp_path / "reader-cache")
-    expected = {
-        f"w{i:02d}/r{r}.bin": content(f"{i:02d}", r) for i in range(WRITERS) for r in range(ROUNDS)
-    }
-    assert _files(repo) == expected
-    check_acknowledged(repo, records, results, expected)
-    # One index segment added per record, however many writers it carried.
-    for rec in records.values():
-        if rec.seq > 1:
-            added = [k for k in rec.index if k not in set(records[rec.seq - 1].index)]
-            assert len(added) <= 1 or len(rec.index) < len(records[rec.seq - 1].index), rec.seq
-    assert repo.verify().ok
     assert _leftovers(line) == []
     assert list(line.done.iterdir()) == []  # every writer collected its answer
 
