@@ -284,11 +284,10 @@ class LiveMount(Mount):
     def _apply_paths(self, paths: dict[str, Entry | None], pending: dict[str, int]) -> None:
         # A file some process holds open for writing is never replaced under its writer:
         # its remote version waits (see _apply_waiting).
-        held = quiet.writers(self.path)
-        if held:
-            for rel in [p for p in paths if p in held]:
-                del paths[rel]
-                self._waiting.add(rel)
+        busy = quiet.Writers(self.path, len(paths))
+        for rel in [p for p in paths if busy.get(p)]:
+            del paths[rel]
+            self._waiting.add(rel)
         super()._apply_paths(paths, pending)
 
     def _kept_local(self, paths: set[str]) -> None:
@@ -299,8 +298,8 @@ class LiveMount(Mount):
     def _apply_waiting(self) -> None:
         """Bring in remote versions that waited for a local writer which has now closed
         its file, unless that writer changed it (then its push wins: it is newer)."""
-        held = quiet.writers(self.path)
-        ready = [p for p in self._waiting if p not in held]
+        busy = quiet.Writers(self.path, len(self._waiting))
+        ready = [p for p in self._waiting if not busy.get(p)]
         if not ready:
             return
         head = self._repo.head(refresh=True)

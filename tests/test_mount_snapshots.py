@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_volume import InvalidError, Volume
-from jupyter_volume.quiet import Gate, Groups, Policy, writers
+from jupyter_volume import InvalidError, Volume, quiet
+from jupyter_volume.quiet import Gate, Groups, Policy, Writers, no_writer, writers
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -130,6 +130,100 @@ def test_writers_are_found_in_other_processes_not_readers(tmp_path: Path) -> Non
             p.kill()
             p.wait()
     assert writers(folder) == {}  # exited processes hold nothing
+
+
+def test_the_kernel_lease_finds_every_writer_the_scan_finds_and_mappings_too(
+    tmp_path: Path,
+) -> None:
+    import mmap
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for name in ("read.txt", "closed.txt", "mapped.bin"):
+        (folder / name).write_bytes(b"x" * 10)
+    procs = [
+        hold(folder / "w.txt", "w", tmp_path),
+        hold(folder / "rw.db", "rw", tmp_path),
+        hold(folder / "read.txt", "r", tmp_path),
+    ]
+    try:
+        with open(folder / "mapped.bin", "r+b") as f:
+            mapped = mmap.mmap(f.fileno(), 10)  # a writable mapping outlives the file
+        try:
+            for name, busy in [
+                ("w.txt", True),
+                ("rw.db", True),
+                ("mapped.bin", True),
+                ("read.txt", False),
+                ("closed.txt", False),
+                ("missing.txt", False),
+            ]:
+                assert no_writer(str(folder / name)) is not busy, name
+            # Few paths: the kernel answers for files nobody writes; the scan names writers.
+            few = Writers(folder, 3)
+            assert few.get("closed.txt") == [] and few._scan is None
+            assert few.get("w.txt")[0].startswith(f"{procs[0].pid} ") and few._scan is not None
+            # Many paths: one scan answers all.
+            many = Writers(folder, 1000)
+            assert many.get("closed.txt") == [] and many._scan is not None
+            assert many.get("rw.db")[0].startswith(f"{procs[1].pid} ")
+        finally:
+            mapped.close()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+LEASE_RACE = """
+import subprocess, sys
+from jupyter_volume.quiet import no_writer
+path = sys.argv[1]
+open(path, "w").close()
+loop = "import time\\nend = time.monotonic() + 2\\nwhile time.monotonic() < end:\\n"
+opener = subprocess.Popen([sys.executable, "-c", loop + f"    open({path!r}, 'a').close()"])
+asked = busy = 0
+while opener.poll() is None:
+    asked += 1
+    busy += not no_writer(path)
+print(asked, busy)
+"""
+
+
+def test_a_writer_opening_the_file_while_we_hold_the_lease_does_not_kill_us(
+    tmp_path: Path,
+) -> None:
+    # Breaking a lease signals its holder; the default signal (SIGIO) ends a process. A
+    # real writer opens the file in a loop for 2 s while this child asks about it in a
+    # loop: some opens land while the lease is held (without the change of signal the
+    # child dies within the first second).
+    run = subprocess.run(
+        [sys.executable, "-c", LEASE_RACE, str(tmp_path / "f")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, (run.returncode, run.stderr)
+    asked, busy = map(int, run.stdout.split())
+    assert 0 < busy < asked  # the two overlapped, and the file was free in between
+
+
+def test_a_gate_of_a_few_files_nobody_writes_reads_no_process_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "f"
+    root.mkdir()
+    for name in ("a", "b", "c-wal", "c"):
+        (root / name).write_bytes(b"x")
+
+    def no_scan(_root: object) -> dict[str, list[str]]:
+        raise AssertionError("scanned every process's descriptors")
+
+    monkeypatch.setattr(quiet, "writers", no_scan)
+    gate = Gate(root, ["a", "b", "c"], [], Policy(settle=0))
+    assert gate.deferred == {}
+    with open(root / "b", "ab"), pytest.raises(AssertionError, match="scanned"):
+        Gate(root, ["a", "b", "c"], [], Policy(settle=0))  # a writer: the scan names it
 
 
 def test_gate_settles_groups_and_rechecks_after_reading(tmp_path: Path) -> None:
