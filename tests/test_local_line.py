@@ -35,7 +35,7 @@ from jupyter_volume.repository import Repository
 from jupyter_volume.repository.line import LocalLine, line_for
 from jupyter_volume.store import Store, open_store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
-from jupyter_volume.testing.wrappers import KILL_EXIT_CODE
+from jupyter_volume.testing.wrappers import KILL_EXIT_CODE, CountingStore
 
 
 @pytest.fixture
@@ -330,6 +330,39 @@ def test_a_lone_writer_commits_directly(s3_opened: tuple[Store, str], tmp_path: 
     assert rec is not None and "line" not in rec.extra and "carried" not in rec.extra
     assert rec.message == "alone"
     assert _leftovers(repo.line) == [] and list(repo.line.done.iterdir()) == []
+
+
+def test_a_rounds_index_segment_is_read_from_the_line_and_a_damaged_one_from_the_store(
+    s3_opened: tuple[Store, str], tmp_path: Path
+) -> None:
+    store, _url = s3_opened
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    first = Repository(store, vol_id, cache_dir=tmp_path / "c1")
+    w = first.writer()
+    first.commit({"a.bin": w.bytes_entry(os.urandom(4096))}, writer=w)
+    keys = first.head(refresh=True).index
+    assert len(keys) == 1
+    segment = first._fetch_index(keys[0], cache=False)
+    line = first.line
+    assert line is not None
+    shared = line.segments / keys[0].rsplit("/", 1)[-1]
+
+    def load(name: str) -> tuple[int, bool]:
+        # a fresh writer's view: (index GETs it sent, whether it knows the chunk)
+        counting = CountingStore(store)
+        repo = Repository(counting, vol_id, cache_dir=tmp_path / name)
+        assert repo.line is not None and repo.line.folder == line.folder
+        counting.reset()
+        repo.ensure_index()
+        known = all(h in repo.index for h, _n in repo.lookup("a.bin").chunks)
+        return sum("/index/" in o.key for o in counting.matching("get")), known
+
+    line._make()
+    shared.write_bytes(segment)  # as a round's leader leaves it for the others
+    assert load("c2") == (0, True)
+    shared.write_bytes(segment[:-1] + bytes([segment[-1] ^ 1]))  # damaged: not trusted
+    assert load("c3") == (1, True)
 
 
 def test_a_line_folder_that_is_not_ours_is_not_used(

@@ -32,7 +32,6 @@ store's root does the same for the whole store. A reader refuses anything newer 
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import io
 import os
@@ -886,19 +885,35 @@ class Repository:
     def _fetch_tree(self, h: str) -> bytes:
         return self._get_verified(self._tree_key(h), lambda data: node_json(h, data))
 
-    def _fetch_index(self, key: str, *, cache: bool = True) -> bytes:
+    @staticmethod
+    def _index_check(key: str) -> Callable[[bytes], bytes]:
         def check(data: bytes) -> bytes:
             if hash_bytes(data) != key.rsplit("/", 1)[1]:
                 raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
             return data
 
-        if cache and self.line is not None:
+        return check
+
+    def _line_index(self, key: str) -> bytes | None:
+        """Index segment ``key`` as a round of writers on this machine left it (checked),
+        or None: then it comes from the store."""
+        if self.line is None:
+            return None
+        shared = self.line.segment(key)
+        if shared is None:
+            return None
+        try:
+            return self._index_check(key)(shared)
+        except CorruptionError:
+            return None
+
+    def _fetch_index(self, key: str, *, cache: bool = True) -> bytes:
+        if cache:
             # the segment a writer on this machine just added: no need to ask the store
-            shared = self.line.segment(key)
+            shared = self._line_index(key)
             if shared is not None:
-                with contextlib.suppress(CorruptionError):
-                    return check(shared)
-        return self._get_verified(key, check, cache=cache)
+                return shared
+        return self._get_verified(key, self._index_check(key), cache=cache)
 
     def get_pack_checked(self, pack: str, chunks: list[tuple[str, ChunkLoc]]) -> bytes:
         """The whole pack ``pack``, read again if any of ``chunks`` in it fails its hash.
@@ -927,11 +942,25 @@ class Repository:
         missing = [k for k in keys if k not in self.index.loaded]
         if not missing:
             return
+        # Segments that writers on this machine committed lately are local files: read
+        # here (with dozens of writers, each loads every round's segment before its next
+        # commit, and handing each to a pool thread cost more than reading it).
+        remote = []
+        for key in missing:
+            shared = self._line_index(key)
+            if shared is None:
+                remote.append(key)
+            else:
+                self.index.add_object(key, shared)
+        if len(remote) <= 1:
+            for key in remote:
+                self.index.add_object(key, self._fetch_index(key))
+            return
 
         def load(key: str) -> tuple[str, bytes]:
             return key, self._fetch_index(key)
 
-        for key, data in _download_pool.map(load, missing):
+        for key, data in _download_pool.map(load, remote):
             self.index.add_object(key, data)
 
     # -- paths -----------------------------------------------------------------------------
