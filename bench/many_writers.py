@@ -75,7 +75,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             lat.append(time.perf_counter() - t0)
             acks.append((path, i, info.seq if info else -1))
         _profiled(prof, spec)
-        mnt._detach()  # nothing is left to commit: skip unmount's final scan
     else:
         repo = vol._repo
         repo.head()
@@ -93,11 +92,18 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         _profiled(prof, spec)
     cpu1 = os.times()
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    end = time.time()
+    # Stay until every writer is done: a writer that finished early and shut down (its
+    # interpreter's exit, its mount's teardown) would take CPU from those still committing.
+    (sync / f"done-{who}").touch()
+    _wait(sync / "end")
+    if spec["mode"] == "mount":
+        mnt._detach()  # nothing is left to commit: skip unmount's final scan
     return {
         "who": who,
         "lat": lat,
         "acks": acks,
-        "end": time.time(),
+        "end": end,
         "cpu": cpu,
         "requests": dict(requests),
     }
@@ -229,6 +235,13 @@ def run(
             time.sleep(0.01)
         start = time.time()
         (sync / "go").touch()
+        while len(list(sync.glob("done-*"))) < writers:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        (sync / "end").touch()
         results = []
         errors = []
         for p in procs:
