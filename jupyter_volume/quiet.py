@@ -41,6 +41,7 @@ Layer: uses only the standard library and :mod:`jupyter_volume.errors`.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -271,7 +272,8 @@ def no_writer(path: str) -> bool:
 
     It grants a read lease on a file only while no descriptor and no shared writable
     mapping can write it, in any process, of any user or namespace; the lease ends
-    with the descriptor, at once. A path that names nothing has no writer either. False
+    with the descriptor, at once. A path that names nothing, or a symbolic link (what
+    is open is its target, under the target's path), has no writer either. False
     means "cannot tell": someone may be writing it, or this file system or user cannot
     take leases (not our file, leases switched off, some network file systems refuse
     them or give a false "busy").
@@ -286,8 +288,9 @@ def no_writer(path: str) -> bool:
         fd = os.open(path, _LEASE_OPEN)
     except (FileNotFoundError, NotADirectoryError):
         return True
-    except OSError:
-        return False
+    except OSError as e:
+        # a symbolic link (O_NOFOLLOW): what is open is its target, under another path
+        return e.errno == errno.ELOOP
     try:
         fcntl.fcntl(fd, _F_SETSIG, signal.SIGURG)
         fcntl.fcntl(fd, _F_SETLEASE, _F_RDLCK)
@@ -315,10 +318,11 @@ class Writers:
 
     def get(self, rel: str, mode: int | None = None) -> list[str]:
         """``"PID (command)"`` of each process holding ``rel`` open for writing (empty:
-        none). ``mode`` is its ``st_mode`` if known (only regular files can be asked)."""
-        if self._per_path and (mode is None or stat.S_ISREG(mode)):
-            if no_writer(self._root + rel):
-                return []
+        none). ``mode`` is its ``st_mode`` if known."""
+        if mode is not None and (stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+            return []  # never open for writing under its own path
+        if self._per_path and no_writer(self._root + rel):
+            return []
         if self._scan is None:
             self._scan = writers(self._root)
         return self._scan.get(rel, [])

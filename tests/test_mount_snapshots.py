@@ -146,6 +146,7 @@ def test_the_kernel_lease_finds_every_writer_the_scan_finds_and_mappings_too(
         hold(folder / "rw.db", "rw", tmp_path),
         hold(folder / "read.txt", "r", tmp_path),
     ]
+    (folder / "link-to-w").symlink_to("w.txt")
     try:
         with open(folder / "mapped.bin", "r+b") as f:
             mapped = mmap.mmap(f.fileno(), 10)  # a writable mapping outlives the file
@@ -157,6 +158,7 @@ def test_the_kernel_lease_finds_every_writer_the_scan_finds_and_mappings_too(
                 ("read.txt", False),
                 ("closed.txt", False),
                 ("missing.txt", False),
+                ("link-to-w", False),  # what is open is its target, under another path
             ]:
                 assert no_writer(str(folder / name)) is not busy, name
             # Few paths: the kernel answers for files nobody writes; the scan names writers.
@@ -215,12 +217,13 @@ def test_a_gate_of_a_few_files_nobody_writes_reads_no_process_descriptors(
     root.mkdir()
     for name in ("a", "b", "c-wal", "c"):
         (root / name).write_bytes(b"x")
+    (root / "link").symlink_to("b")
 
     def no_scan(_root: object) -> dict[str, list[str]]:
         raise AssertionError("scanned every process's descriptors")
 
     monkeypatch.setattr(quiet, "writers", no_scan)
-    gate = Gate(root, ["a", "b", "c"], [], Policy(settle=0))
+    gate = Gate(root, ["a", "b", "c", "link"], [], Policy(settle=0))
     assert gate.deferred == {}
     with open(root / "b", "ab"), pytest.raises(AssertionError, match="scanned"):
         Gate(root, ["a", "b", "c"], [], Policy(settle=0))  # a writer: the scan names it
