@@ -2,7 +2,9 @@
 
 ``N`` processes each mount the same volume into a folder of their own, wait for a
 common start, then write their own file and commit it ``COMMITS`` times (mounts with
-``settle=0``: the default 1 s quiet interval would be waited for at every commit). Reported:
+``settle=0``: the default 1 s quiet interval would be waited for at every commit), and
+stay until the last of them is done (so no writer's shut-down takes CPU from those
+still committing). Reported:
 acknowledged commits per second over the whole run (from the common start to the last
 acknowledgement), p50/p99 latency of one ``commit()``, and lost updates: a writer's
 acknowledged version that is missing from the commit that acknowledged it, or a final
