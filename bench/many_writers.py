@@ -179,6 +179,17 @@ def _wait(p: Path, timeout: float = 600.0) -> None:
         time.sleep(0.005)
 
 
+def _until_all(
+    sync: Path, prefix: str, procs: list[subprocess.Popen[str]], deadline: float
+) -> None:
+    """Until every writer has left a ``prefix*`` file in ``sync`` (or one failed, or the
+    deadline passed: the results then say what went wrong)."""
+    while len(list(sync.glob(prefix + "*"))) < len(procs):
+        if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
 def run(
     url: str,
     env: dict[str, str],
@@ -229,20 +240,10 @@ def run(
                 )
             )
         deadline = time.monotonic() + 600
-        while len(list(sync.glob("ready-*"))) < writers:
-            if any(p.poll() not in (None, 0) for p in procs):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        _until_all(sync, "ready-", procs, deadline)
         start = time.time()
         (sync / "go").touch()
-        while len(list(sync.glob("done-*"))) < writers:
-            if any(p.poll() not in (None, 0) for p in procs):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        _until_all(sync, "done-", procs, deadline)
         (sync / "end").touch()
         results = []
         errors = []
