@@ -95,6 +95,16 @@ def _intents(line: LocalLine) -> list[str]:
     ]
 
 
+def _child(script: str, *args: str) -> subprocess.Popen[str]:
+    """A Python child running ``script`` with ``args``, its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_16_writers_on_one_machine_share_records_and_lose_nothing(
     s3_opened: tuple[Store, str], tmp_path: Path
 ) -> None:
@@ -103,22 +113,15 @@ def test_16_writers_on_one_machine_share_records_and_lose_nothing(
     sync = tmp_path / "sync"
     sync.mkdir()
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                WRITER_CHILD,  # the group-commit test's writer, its barrier of one: none
-                url,
-                vol_id,
-                f"{i:02d}",
-                "1",
-                str(sync),
-                str(ROUNDS),
-                str(tmp_path / f"cache-{i}"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        _child(
+            WRITER_CHILD,  # the group-commit test's writer, its barrier of one: none
+            url,
+            vol_id,
+            f"{i:02d}",
+            "1",
+            str(sync),
+            str(ROUNDS),
+            str(tmp_path / f"cache-{i}"),
         )
         for i in range(WRITERS)
     ]
@@ -180,12 +183,7 @@ def test_leader_killed_at_any_point_of_its_round_lands_the_change_once_or_not_at
         line = line_for(store, vid)
         assert line is not None
         held = _HeldLock(line)
-        proc = subprocess.Popen(
-            [sys.executable, "-c", KILL_CHILD, url, vid, str(k), str(tmp_path / "c")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = _child(KILL_CHILD, url, vid, str(k), str(tmp_path / "c"))
         try:
             held.wait_for_intents(1, [proc])  # (or killed before its change was in line)
         finally:
@@ -251,12 +249,7 @@ def test_a_writer_that_gives_up_while_waiting_takes_its_change_back(
 ) -> None:
     store, url = s3_opened
     vol_id, line, held = _volume_with_busy_line(store)  # a leader busy with its round
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WAITER_CHILD, url, vol_id, str(tmp_path / "c")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _child(WAITER_CHILD, url, vol_id, str(tmp_path / "c"))
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "waiting"
         held.wait_for_intents(1, [proc])
@@ -428,21 +421,7 @@ def test_a_round_that_fails_commits_nothing_behind_its_callers_back(
     vol_id, line, held = _volume_with_busy_line(store)
     flag = tmp_path / "failed-once"
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                FAILING_CHILD,
-                url,
-                vol_id,
-                who,
-                str(tmp_path / f"c-{who}"),
-                str(flag),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        _child(FAILING_CHILD, url, vol_id, who, str(tmp_path / f"c-{who}"), str(flag))
         for who in ("a", "b")
     ]
     try:
