@@ -907,13 +907,17 @@ class Repository:
         except CorruptionError:
             return None
 
+    def _store_index(self, key: str, *, cache: bool = True) -> bytes:
+        """Index segment ``key`` from the store (or the object cache), checked."""
+        return self._get_verified(key, self._index_check(key), cache=cache)
+
     def _fetch_index(self, key: str, *, cache: bool = True) -> bytes:
         if cache:
             # the segment a writer on this machine just added: no need to ask the store
             shared = self._line_index(key)
             if shared is not None:
                 return shared
-        return self._get_verified(key, self._index_check(key), cache=cache)
+        return self._store_index(key, cache=cache)
 
     def get_pack_checked(self, pack: str, chunks: list[tuple[str, ChunkLoc]]) -> bytes:
         """The whole pack ``pack``, read again if any of ``chunks`` in it fails its hash.
@@ -954,11 +958,11 @@ class Repository:
                 self.index.add_object(key, shared)
         if len(remote) <= 1:
             for key in remote:
-                self.index.add_object(key, self._fetch_index(key))
+                self.index.add_object(key, self._store_index(key))
             return
 
         def load(key: str) -> tuple[str, bytes]:
-            return key, self._fetch_index(key)
+            return key, self._store_index(key)
 
         for key, data in _download_pool.map(load, remote):
             self.index.add_object(key, data)
