@@ -213,29 +213,27 @@ class LocalLine:
         """Commit ``changes`` through the line: see the module docstring. Returns the
         record that holds them (perhaps another writer's round) or None if nothing
         needed committing; raises what the round that tried it raised."""
+
+        def direct() -> tuple[CommitRecord | None, ApplyStats]:
+            # the store's own protocol, which is safe between processes too
+            return repo.commit(
+                changes, message=message, writer=writer, kind=kind, author=author, line=False
+            )
+
         try:
             self._make()
             fd = self._try_lock()
         except OSError as e:
             # No line here (a full or read-only temporary directory, a folder that is
-            # not ours): the store's own protocol is safe between processes too.
+            # not ours).
             _warn_once(self.folder, e)
-            return repo.commit(
-                changes, message=message, writer=writer, kind=kind, author=author, line=False
-            )
+            return direct()
         if fd is not None:
             # Nobody else is committing on this machine: commit the usual way, holding
             # the lock (whoever comes meanwhile waits in line for the next round).
             try:
                 if not self._anyone_in_line():
-                    return repo.commit(
-                        changes,
-                        message=message,
-                        writer=writer,
-                        kind=kind,
-                        author=author,
-                        line=False,
-                    )
+                    return direct()
             finally:
                 self._unlock(fd)
         seg_key, _bytes, new_locs, seg = repo._finish_writer(writer, put_segment=False)
