@@ -320,14 +320,9 @@ class LocalLine:
         if base is None:
             self._write(batch, json.dumps({"base": repo.head(refresh=False).seq}).encode())
         rnd = LocalRound(members, segments, base)
-        first = members[0]
-        if len(members) == 1:
-            message, author = first.message, first.author
-        else:
-            message = f"{first.message} (and {len(members) - 1} more)"
-            author = default_author()
-        kind = "commit" if any(i.kind == "commit" for i in members) else "auto"
-        rec, _stats = repo.commit({}, message=message, kind=kind, author=author, local=rnd)
+        # The record's message, author and kind come from the members it carries (see
+        # LocalRound.describe; a carried "commit" makes it one).
+        rec, _stats = repo.commit({}, kind="auto", local=rnd)
         for key, data in rnd.added.items():
             self._write(self.segments / key.rsplit("/", 1)[-1], data)
         marked: list[_Intent] = []

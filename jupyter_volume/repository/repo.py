@@ -588,6 +588,16 @@ class LocalRound:
     landed: dict[str, CommitRecord] = field(default_factory=dict)
     added: dict[str, bytes] = field(default_factory=dict)  # index segments the record added
 
+    def describe(self, carried: list[_Intent]) -> tuple[str, str]:
+        """The message and author of this round's record, which carries ``carried``: the
+        one writer's own, or the first one's message and how many more change sets the
+        record holds (a member that landed before is not among them)."""
+        if len(carried) == 1:
+            return carried[0].message, carried[0].author
+        lead = carried[0].message if carried else ""
+        more = f" (and {len(carried) - 1} more)" if len(carried) > 1 else ""
+        return lead + more, default_author()
+
 
 @dataclass(frozen=True)
 class GcState:
@@ -1196,8 +1206,11 @@ class Repository:
                 if head.gc_pointer is not None:
                     ext["gc"] = head.gc_pointer
                 rec_kind = kind
+                rec_message, rec_author = message, who
                 if local is not None:
                     ext["line"] = True  # a round of this machine's line: no change set of its own
+                    # said of what this record carries (a member may have landed before)
+                    rec_message, rec_author = local.describe(carried)
                 if carried:
                     ext["carried"] = [i.txn for i in carried]
                     if any(i.kind == "commit" for i in carried):
@@ -1209,9 +1222,9 @@ class Repository:
                     index=index_list,
                     txn=txn,
                     time=time.time(),
-                    author=who,
+                    author=rec_author,
                     host=socket.gethostname(),
-                    message=message,
+                    message=rec_message,
                     kind=rec_kind,
                     stats={
                         "added": stats.added,
