@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .exits import UsageError
 
@@ -37,6 +37,11 @@ class Context:
     confirm: Callable[[str], bool] = _no_confirm
     write_bytes: Callable[[bytes], Any] | None = None  # `get NAME PATH -`
     info: Callable[[str], Any] = field(default=lambda s: print(s, file=sys.stderr))
+    #: what the commands work on has a history of commits to speak of (a network file
+    #: system, which shares the volume commands' handlers, has none for its users)
+    versioned: ClassVar[bool] = True
+    #: what a handler calls it in messages: "the volume", "the network file system"
+    noun: ClassVar[str] = "volume"
 
     def store(self, *, create: bool = False) -> Store:
         """The store the command works on (``--store``, else the configured one).

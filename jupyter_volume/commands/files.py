@@ -182,11 +182,10 @@ def cmd_put(a: argparse.Namespace, ctx: Context) -> Result:
         bar.close()
     info = batch.commit_info
     what = f"{batch.files} file{'s' if batch.files != 1 else ''} ({human_size(batch.bytes)})"
-    done = (
-        f" as commit {info.seq}"
-        if info is not None
-        else " (no changes: the volume had them already)"
-    )
+    if info is None:
+        done = f" (no changes: the {ctx.noun} had them already)"
+    else:
+        done = f" as commit {info.seq}" if ctx.versioned else ""
     return Message(
         f"Uploaded {what} to {vol.name}:/{target}{done}."
         + "".join(f"\nWarning: {s[0].upper()}{s[1:]}" for s in skipped),

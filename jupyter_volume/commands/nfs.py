@@ -47,6 +47,9 @@ SHARED = ("ls", "put", "get", "rm")
 class _NfsContext(Context):
     """A context whose "volume NAME" is network file system NAME (for the shared actions)."""
 
+    versioned = False
+    noun = "network file system"
+
     def volume(self, name: str, *, create: bool = False) -> Volume:
         """Network file system ``name``'s volume; NotFoundError if it does not exist."""
         from ..nfs import NetworkFileSystem
