@@ -68,6 +68,9 @@ class CommitInfo:
     added: int
     modified: int
     deleted: int
+    #: bytes this commit stored for its files' contents: new chunks as stored (compressed,
+    #: each at most once in the volume) with their index, and small files' contents, kept
+    #: inline in the tree; 0 for a commit that only deletes, copies or restores
     bytes_new: int
     tags: tuple[str, ...] = ()
     expired: bool = False

@@ -648,6 +648,15 @@ def test_history(hist_vol: tuple[Volume, dict[str, bytes]]) -> None:
     assert hist[0].bytes_new == 0
 
 
+def test_bytes_new_counts_small_files_kept_inline(vol: Volume) -> None:
+    # Small files live in the tree itself, not in packs: their contents are still new
+    # data (history showed "0 B" for an upload of small files).
+    put(vol, {"notes.txt": b"hello again\n", "run.csv": b"epoch,loss\n1,0.5\n"})
+    assert vol.history(1)[0].bytes_new == 12 + 17
+    vol.copy_files(["notes.txt"], "copy.txt")
+    assert vol.history(1)[0].bytes_new == 0  # a copy stores nothing new
+
+
 def test_diff(hist_vol: tuple[Volume, dict[str, bytes]]) -> None:
     vol, v = hist_vol
     assert vol.diff(1, 2) == [

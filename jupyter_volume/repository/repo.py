@@ -276,6 +276,9 @@ class Writer:
         self._comp = Compressor()
         self._buf: bytearray | None = None
         self.bytes_in = 0
+        #: content of small files kept in the tree itself (not in packs): stored anew by
+        #: every commit that writes it, so counted as new data
+        self.inline_bytes = 0
 
     def write_stream(
         self,
@@ -325,6 +328,7 @@ class Writer:
         n = len(data)
         self.bytes_in += n
         if n <= INLINE_MAX:
+            self.inline_bytes += n
             if progress:
                 progress(n)
             return bytes(data), None, n
@@ -1438,7 +1442,7 @@ class Repository:
         n = len(seg)
         if put_segment:
             seg = b""
-        return seg_key, writer.packs.bytes_written + n, new, seg
+        return seg_key, writer.packs.bytes_written + n + writer.inline_bytes, new, seg
 
     def _published(
         self, seg_key: str | None, new: ChunkMap | None, rec: CommitRecord
