@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import struct
 import subprocess
 import sys
@@ -412,6 +413,11 @@ def test_gc_retention_and_tags(cli: CLI, tmp_path: Path) -> None:
     pol = cli.json("retention", "ck", "--keep-last", "1", "--grace", "0")
     assert pol["keep_last"] == 1 and pol["grace"] == 0
     assert "--keep-last" in cli("retention", "--help", store=False).stdout.decode()
+    # durations read as they are typed in the table, in seconds in --json
+    shown = cli("retention", "ck", "--keep-within", "2d", "--grace", "90").stdout.decode()
+    assert re.search(r"Keep within +2d\n", shown) and re.search(r"Grace +90s\n", shown), shown
+    assert cli.json("retention", "ck")["keep_within"] == 172800
+    cli("retention", "ck", "--keep-last", "1", "--grace", "0")
     dry = cli.json("gc", "ck", "--dry-run")
     assert dry["dry_run"] is True and dry["expired"] == [1, 3]
     assert [r["seq"] for r in cli.json("history", "ck")] == [4, 3, 2, 1, 0]

@@ -255,18 +255,18 @@ def cmd_retention(a: argparse.Namespace, ctx: Context) -> Result:
         policy = vol.set_retention(**({"grace": a.grace} if a.keep_all else options))
     else:
         policy = vol.retention
+    from ..repository.gc import duration_text
+
+    def shown(k: str) -> str:
+        v = getattr(policy, k)
+        if v is None:
+            return "-"
+        return str(v) if k.startswith("keep_") and k != "keep_within" else duration_text(v)
+
     return Record(
         [
             ("policy", "Policy", policy.describe(), policy.describe()),
-            *[
-                (
-                    k,
-                    k.replace("_", " ").capitalize(),
-                    getattr(policy, k),
-                    "-" if getattr(policy, k) is None else str(getattr(policy, k)),
-                )
-                for k in options
-            ],
+            *[(k, k.replace("_", " ").capitalize(), getattr(policy, k), shown(k)) for k in options],
         ],
         title=f"Retention of {vol.name!r}",
     )

@@ -86,17 +86,20 @@ class RetentionPolicy:
         if self.keep_last:
             parts.append(f"last {self.keep_last}")
         if self.keep_within is not None:
-            parts.append(f"younger than {_duration(self.keep_within)}")
+            parts.append(f"younger than {duration_text(self.keep_within)}")
         if self.keep_hourly:
             parts.append(f"{self.keep_hourly} hourly")
         if self.keep_daily:
             parts.append(f"{self.keep_daily} daily")
         if self.squash_auto_after is not None:
-            parts.append(f"background commits squashed after {_duration(self.squash_auto_after)}")
-        return "keep " + ", ".join(parts) + f" (grace {_duration(self.grace)})"
+            parts.append(
+                f"background commits squashed after {duration_text(self.squash_auto_after)}"
+            )
+        return "keep " + ", ".join(parts) + f" (grace {duration_text(self.grace)})"
 
 
-def _duration(s: float) -> str:
+def duration_text(s: float) -> str:
+    """A duration in seconds as it is typed: ``"1h"``, ``"90s"``, ``"7d"``."""
     for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= n and s % n == 0:
             return f"{int(s // n)}{unit}"
