@@ -257,11 +257,13 @@ def cmd_retention(a: argparse.Namespace, ctx: Context) -> Result:
         policy = vol.retention
     from ..repository.gc import duration_text
 
+    durations = ("keep_within", "squash_auto_after", "grace")  # seconds; the rest counts
+
     def shown(k: str) -> str:
         v = getattr(policy, k)
         if v is None:
             return "-"
-        return str(v) if k.startswith("keep_") and k != "keep_within" else duration_text(v)
+        return duration_text(v) if k in durations else str(v)
 
     return Record(
         [
