@@ -90,6 +90,10 @@ def check_writers(
         for r in range(ROUNDS)
     }
     assert _files(repo) == expected
+    # History's "new data" counts every writer's stored bytes, in the record that carried
+    # its change, not only the committing writer's own.
+    stored = sum(rec.stats.get("bytes_new", 0) for rec in records.values())
+    assert stored >= sum(map(len, expected.values())), stored
     # Every acknowledged commit names a record whose tree holds that writer's file,
     # whole, and no earlier record has it (history holds every acknowledged version).
     for r in results:

@@ -236,7 +236,7 @@ class LocalLine:
                     return direct()
             finally:
                 self._unlock(fd)
-        seg_key, _bytes, new_locs, seg = repo._finish_writer(writer, put_segment=False)
+        seg_key, nbytes, new_locs, seg = repo._finish_writer(writer, put_segment=False)
         txn = uuid.uuid4().hex
         intent = _Intent.make(
             "",
@@ -247,6 +247,7 @@ class LocalLine:
             author or default_author(),
             kind,
             message,
+            nbytes,
         )
         name = f"{time.time_ns():020d}-{txn}.{intent.digest}"
         self._publish(name, intent, seg)

@@ -449,6 +449,7 @@ class _Intent:
         "key",
         "kind",
         "message",
+        "nbytes",
         "paths",
         "since",
         "txn",
@@ -465,10 +466,12 @@ class _Intent:
         blob: bytes = b"",
         author: str = "",
         message: str = "",
+        nbytes: int = 0,
     ) -> None:
         self.key, self.base, self.txn = key, base, txn
         self.changes, self.index, self.kind, self.blob = changes, index, kind, blob
         self.author, self.message = author, message
+        self.nbytes = nbytes  # what its writer stored for it (the record's "bytes_new")
         self.paths = list(changes)
         self.since = time.monotonic()
 
@@ -488,6 +491,7 @@ class _Intent:
         author: str,
         kind: str = "commit",
         message: str = "",
+        nbytes: int = 0,
     ) -> _Intent:
         rows = [
             [p, c if c is None or isinstance(c, str) else c.encode()] for p, c in changes.items()
@@ -503,10 +507,13 @@ class _Intent:
                 "time": time.time(),
                 "changes": rows,
                 "message": message,
+                "bytes": nbytes,
             }
         )
         key = f"{prefix}intents/{base:020d}-{txn}.{hash_bytes(raw)}"
-        return cls(key, base, txn, changes, index, kind, compress_blob(raw), author, message)
+        return cls(
+            key, base, txn, changes, index, kind, compress_blob(raw), author, message, nbytes
+        )
 
     @staticmethod
     def parse_key(key: str) -> tuple[int, str, str] | None:
@@ -539,6 +546,7 @@ class _Intent:
                 d.get("kind", "commit"),
                 author=str(d.get("author", "")),
                 message=str(d.get("message", "")),
+                nbytes=int(d.get("bytes", 0)),  # (not written before 2026-12)
             )
         except (KeyError, TypeError, ValueError):
             raise CorruptionError(f"intent {key} is malformed", key=key) from None
@@ -1113,6 +1121,7 @@ class Repository:
                             [seg_key] if seg_key else [],
                             who,
                             kind,
+                            nbytes=bytes_new,
                         )
                         self._publish_intent(published)
                         # ...and keep joining it for a while: our next commit looks for a
@@ -1234,7 +1243,8 @@ class Repository:
                         "added": stats.added,
                         "modified": stats.modified,
                         "deleted": stats.deleted,
-                        "bytes_new": bytes_new,
+                        # ours and what the writers of the change sets it carries stored
+                        "bytes_new": bytes_new + sum(i.nbytes for i in carried),
                         "tree_puts": tree_puts,
                     },
                     extra=ext,
@@ -1259,7 +1269,14 @@ class Repository:
                 if can_publish and published is None:
                     # Lost the slot: hand our change set to whoever writes the next record.
                     published = _Intent.make(
-                        self.prefix, head.seq, txn, changes, [seg_key] if seg_key else [], who, kind
+                        self.prefix,
+                        head.seq,
+                        txn,
+                        changes,
+                        [seg_key] if seg_key else [],
+                        who,
+                        kind,
+                        nbytes=bytes_new,
                     )
                     self._publish_intent(published)
                     continue
