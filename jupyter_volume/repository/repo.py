@@ -1060,6 +1060,22 @@ class Repository:
             can_fold = root is None and kind in FOLD_KINDS
             can_publish = can_fold and check is None and local is None
             published: _Intent | None = None
+
+            def publish(base: int) -> _Intent:
+                # our change set as an intent, for whoever writes the next record to carry
+                intent = _Intent.make(
+                    self.prefix,
+                    base,
+                    txn,
+                    changes,
+                    [seg_key] if seg_key else [],
+                    who,
+                    kind,
+                    nbytes=bytes_new,
+                )
+                self._publish_intent(intent)
+                return intent
+
             behind_at = -1  # the head seq at which we last saw another intent ahead of ours
             seen_seq, moved_at = -1, 0.0  # the head seq seen while waiting, and since when
             grace = LEADER_GRACE  # how long a quiet log is waited out at our place in line
@@ -1113,17 +1129,7 @@ class Repository:
                         # Without this every new commit folded and compacted the whole
                         # line itself and all but one lost: 64 writers on an S3 server
                         # reached 2 commits/s.
-                        published = _Intent.make(
-                            self.prefix,
-                            head.seq,
-                            txn,
-                            changes,
-                            [seg_key] if seg_key else [],
-                            who,
-                            kind,
-                            nbytes=bytes_new,
-                        )
-                        self._publish_intent(published)
+                        published = publish(head.seq)
                         # ...and keep joining it for a while: our next commit looks for a
                         # line before racing for the slot. Without this a writer just
                         # carried went straight for the slot next time and, winning it
@@ -1268,17 +1274,7 @@ class Repository:
                 self._contended_until = time.monotonic() + INTENT_PROBE
                 if can_publish and published is None:
                     # Lost the slot: hand our change set to whoever writes the next record.
-                    published = _Intent.make(
-                        self.prefix,
-                        head.seq,
-                        txn,
-                        changes,
-                        [seg_key] if seg_key else [],
-                        who,
-                        kind,
-                        nbytes=bytes_new,
-                    )
-                    self._publish_intent(published)
+                    published = publish(head.seq)
                     continue
                 if published is None and attempt + 1 >= MAX_COMMIT_ATTEMPTS:
                     break
