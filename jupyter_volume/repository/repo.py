@@ -546,7 +546,7 @@ class _Intent:
                 d.get("kind", "commit"),
                 author=str(d.get("author", "")),
                 message=str(d.get("message", "")),
-                nbytes=int(d.get("bytes", 0)),  # (not written before 2026-12)
+                nbytes=int(d.get("bytes", 0)),  # (older intents do not say)
             )
         except (KeyError, TypeError, ValueError):
             raise CorruptionError(f"intent {key} is malformed", key=key) from None
@@ -1071,6 +1071,7 @@ class Repository:
                     [seg_key] if seg_key else [],
                     who,
                     kind,
+                    message,
                     nbytes=bytes_new,
                 )
                 self._publish_intent(intent)
