@@ -732,6 +732,17 @@ def test_unknown_routes_are_json_404(api: Api) -> None:
     error_of(*api("POST", "volumes/x/nope", {}), 404, "NotFound")
 
 
+def test_a_method_a_route_does_not_take_is_json_405_with_allow(api: Api, vol: str) -> None:
+    # PUT on a file (uploads go through POST volumes/NAME/uploads): the answer says what
+    # the route takes, in the message and in the Allow header HTTP asks a 405 to carry
+    r = api.raw("PUT", f"volumes/{vol}/files/a.txt", body=b"hello")
+    body = r.json()
+    error_of(r.code, body, 405, "MethodNotAllowed")
+    allowed = [m.strip() for m in r.headers["Allow"].split(",")]
+    assert "GET" in allowed and "DELETE" in allowed and "PUT" not in allowed, allowed
+    assert "PUT is not supported" in body["message"] and "GET" in body["message"], body
+
+
 # -- a large upload does not stall the server ------------------------------------------------------
 LARGE = 300 * MiB
 CHUNK = 8 * MiB

@@ -205,8 +205,25 @@ class VolumeAPIHandler(APIHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         status, body = error_reply(exc, status_code)
+        if status == 405:
+            # what the route does take: in the message, and in Allow (HTTP requires it)
+            allowed = self.allowed_methods()
+            self.set_header("Allow", ", ".join(allowed))
+            body["message"] = (
+                f"{self.request.method} is not supported on {self.request.path}"
+                f" (it takes {', '.join(allowed)}); see docs/rest-api.md"
+            )
         self.set_status(status)
         self.finish(json.dumps(body))
+
+    def allowed_methods(self) -> list[str]:
+        """The HTTP methods this route's handler implements."""
+        base = web.RequestHandler
+        return [
+            m
+            for m in self.SUPPORTED_METHODS
+            if getattr(type(self), m.lower(), None) is not getattr(base, m.lower(), None)
+        ]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, VolumeError):
