@@ -211,7 +211,7 @@ class VolumeAPIHandler(APIHandler):
             self.set_header("Allow", ", ".join(allowed))
             body["message"] = (
                 f"{self.request.method} is not supported on {self.request.path}"
-                f" (it takes {', '.join(allowed)}); see docs/rest-api.md"
+                f" (it takes {', '.join(allowed)})"
             )
         self.set_status(status)
         self.finish(json.dumps(body))
