@@ -718,6 +718,20 @@ class Gate:
             if other not in self.deferred:
                 self.deferred[other] = reason if other == rel else f"{rel} {reason}"
 
+    def checked(self, rel: str) -> tuple[int, int, int, int] | None:
+        """What candidate ``rel`` was when checked, as the mount index records a file:
+        ``(size, mtime_ns, inode, permission bits)``; None if it was not a regular file
+        (or is not a candidate). A commit that takes a file without reading it (a file
+        moved within the folder, known by these) relies on :meth:`confirm` afterwards,
+        like every other."""
+        sig = self.memory.get(rel, (None,))[0] if rel in self._candidates else None
+        if not isinstance(sig, bytes):
+            return None
+        size, mtime_ns, _ctime, ino, _dev, mode = _SIG.unpack(sig)
+        if not stat.S_ISREG(mode):
+            return None
+        return size, mtime_ns, ino, stat.S_IMODE(mode)
+
     def check_read(self, rel: str, before: os.stat_result, after: os.stat_result) -> bool:
         """After reading ``rel``: True if it is the file that was checked and it did not
         change while read; else its group is deferred."""

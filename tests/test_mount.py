@@ -501,6 +501,112 @@ def test_fifty_thousand_files_incremental_reload(vol: Volume, tmp_path: Path) ->
     m.unmount()
 
 
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files a mount's commits read from now on (relative paths). A spy: it records
+    each call and passes it on to the real reader unchanged."""
+    import jupyter_volume.mount as mount_mod
+
+    real = mount_mod._read_file
+    seen: list[str] = []
+
+    def spy(writer, full, previous):  # type: ignore[no-untyped-def]
+        seen.append(full)
+        return real(writer, full, previous)
+
+    monkeypatch.setattr(mount_mod, "_read_file", spy)
+    return seen
+
+
+def test_a_folder_moved_in_the_mount_commits_without_reading_its_files(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False)
+    (root / "raw/sub").mkdir(parents=True)
+    data = {f"raw/part{i}.bin": os.urandom(200_000 + i) for i in range(3)}
+    data["raw/sub/small.txt"] = b"kept inline"
+    data["raw/sub/edited.txt"] = b"before the move"
+    for rel, b in data.items():
+        (root / rel).write_bytes(b)
+    os.chmod(root / "raw/part0.bin", 0o640)
+    first = m.commit("raw data")
+    assert first is not None
+    reads = _reads(monkeypatch)
+
+    os.rename(root / "raw", root / "archive")  # what `mv raw archive` does
+    os.rename(root / "archive/part2.bin", root / "top.bin")  # and out of the folder
+    (root / "archive/sub/edited.txt").write_bytes(b"changed after the move")
+    info = m.commit("move")
+
+    # only the file changed after the move was read; the rest came from the index
+    assert [os.path.relpath(p, root) for p in reads] == ["archive/sub/edited.txt"]
+    assert info is not None and (info.added, info.deleted) == (5, 5)
+    assert info.bytes_new == len(b"changed after the move")
+    want = {
+        "archive/part0.bin": data["raw/part0.bin"],
+        "archive/part1.bin": data["raw/part1.bin"],
+        "top.bin": data["raw/part2.bin"],
+        "archive/sub/small.txt": data["raw/sub/small.txt"],
+        "archive/sub/edited.txt": b"changed after the move",
+    }
+    files = {e.path: e for e in vol.listdir("/", recursive=True) if e.type.name == "FILE"}
+    assert sorted(files) == sorted(want)
+    for rel, b in want.items():
+        assert read(vol, rel) == b, rel
+    assert m.status().clean and m.commit() is None  # the index knows the new paths
+
+    m.unmount()
+
+    # another mount sees the moved files, and the next edit of one is committed as usual
+    m2 = vol.mount(tmp_path / "mnt2", background=False)
+    for rel, b in want.items():
+        assert (tmp_path / "mnt2" / rel).read_bytes() == b, rel
+    assert os.stat(tmp_path / "mnt2/archive/part0.bin").st_mode & 0o777 == 0o640
+    (tmp_path / "mnt2/archive/part1.bin").write_bytes(b"new content")
+    assert m2.commit() is not None
+    assert read(vol, "archive/part1.bin") == b"new content"
+    m2.unmount()
+    assert vol.verify().ok
+
+
+def test_a_file_moved_over_another_takes_its_place(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False)
+    (root / "a.bin").write_bytes(b"A" * 5000)
+    (root / "b.bin").write_bytes(b"B" * 7000)
+    m.commit()
+    reads = _reads(monkeypatch)
+    os.replace(root / "a.bin", root / "b.bin")  # mv a.bin b.bin
+    info = m.commit()
+    assert reads == []
+    assert info is not None and (info.modified, info.deleted) == (1, 1)
+    assert read(vol, "b.bin") == b"A" * 5000
+    assert [e.path for e in vol.listdir("/")] == ["b.bin"]
+    m.unmount()
+
+
+def test_a_new_file_that_only_looks_like_a_deleted_one_is_read(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same size and mtime as a deleted file but another inode (a copy, not a move): the
+    commit reads it."""
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False)
+    (root / "old.bin").write_bytes(b"x" * 4000)
+    m.commit()
+    st = os.stat(root / "old.bin")
+    (root / "new.bin").write_bytes(b"y" * 4000)
+    os.utime(root / "new.bin", ns=(st.st_atime_ns, st.st_mtime_ns))
+    (root / "old.bin").unlink()
+    reads = _reads(monkeypatch)
+    m.commit()
+    assert [os.path.basename(p) for p in reads] == ["new.bin"]
+    assert read(vol, "new.bin") == b"y" * 4000
+    m.unmount()
+
+
 def test_idle_mount_adds_no_commit(vol: Volume, tmp_path: Path) -> None:
     with vol.batch_upload() as b:
         b.put_file(io.BytesIO(b"x"), "x.txt")
