@@ -792,12 +792,13 @@ class Mount:
         self._skipped = kept
 
     def _reconcile(self, ch: _Changes) -> None:
-        """After a reload that did not finish, files it wrote may not be recorded (the
-        process died between writing and recording). A changed path whose content is the
-        version that unfinished reload was bringing in is not a local edit: record it as
-        synced, so a commit never publishes another writer's older bytes as ours."""
+        """After a reload that did not finish, files it wrote (or moved) and folders it
+        made may not be recorded (the process died between writing and recording). A
+        changed path whose content is the version that unfinished reload was bringing in
+        is not a local edit: record it as synced, so a commit never publishes another
+        writer's older bytes as ours (nor an empty commit of a folder's new mtime)."""
         landing = self._index.get_meta("landing") or []
-        if not landing or not (ch.files or ch.links or ch.gone):
+        if not landing or not (ch.files or ch.links or ch.dirs or ch.gone):
             return
         trees = self._repo.trees
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
@@ -820,6 +821,13 @@ class Mount:
                 if e is not None and e.kind == LINK and e.target == target:
                     rows.append((rel, e, _sig(st), 0))
                     del ch.links[rel]
+                    break
+        for rel, st in list(ch.dirs.items()):  # made for files it was bringing in
+            for root in landing:
+                e = trees.lookup(root, rel)
+                if e is not None and e.kind == DIR:
+                    rows.append((rel, _dir_row(e), _sig(st), 0))
+                    del ch.dirs[rel]
                     break
         gone = [
             rel
@@ -1542,6 +1550,7 @@ class Mount:
 
         deletions = sorted((p for p, e in paths.items() if e is None), reverse=True)
         updates = sorted(p for p, e in paths.items() if e is not None)
+        self._move_local(paths, deletions)
         pending["files"] = sum(1 for p in updates if paths[p].kind == FILE)  # type: ignore[union-attr]
         pending["bytes"] = sum(paths[p].size for p in updates if paths[p].kind == FILE)  # type: ignore[union-attr]
         removed = []
@@ -1599,6 +1608,58 @@ class Mount:
                 idx.put_many(done)  # files that landed are recorded, also when we stop here
         if dirty_local:
             self._kept_local(dirty_local)
+
+    def _move_local(self, paths: dict[str, Entry | None], deletions: list[str]) -> None:
+        """Files the new commit moved (a path it deletes, and one it adds with the same
+        content) are moved here too, by renaming the local file, when that file is as
+        the mount left it and nothing is at the new path yet: a folder moved by another
+        writer costs a rename per file, not a download. What is moved is recorded at
+        once (the old path's row goes, the new path's comes), so the rest of the reload
+        finds it in place; anything else is left to the usual download.
+        """
+        if not deletions:
+            return
+        idx = self._index
+        by_content: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
+        for rel in deletions:
+            row = idx.row(rel)
+            if row is not None and row[0].kind == FILE and row[0].size > 0:
+                by_content.setdefault(_content_key(row[0]), []).append((rel, row))
+        if not by_content:
+            return
+        root = os.fspath(self.path)
+        rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
+        gone: list[str] = []
+        try:
+            for rel, e in paths.items():
+                if e is None or e.kind != FILE or e.size == 0:
+                    continue
+                sources = by_content.get(_content_key(e))
+                if not sources:
+                    continue
+                old, row = sources.pop()
+                src, dst = f"{root}/{old}", f"{root}/{rel}"
+                try:
+                    if not _unchanged_since(os.lstat(src), row) or os.path.lexists(dst):
+                        continue  # edited here, or something in the way: the usual path
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    os.rename(src, dst)
+                except OSError:
+                    continue  # a file where a folder should be, ...: the usual path
+                if e.mode & 0o777 != row[0].mode & 0o777:
+                    os.chmod(dst, e.mode & 0o777)
+                st = os.lstat(dst)
+                if st.st_mtime_ns != e.mtime_ns:
+                    os.utime(dst, ns=(st.st_atime_ns, e.mtime_ns))
+                    st = os.lstat(dst)
+                rows.append((rel, e, _sig(st), 0))
+                gone.append(old)
+        finally:
+            if rows:
+                idx.db.execute("BEGIN")
+                idx.delete(gone)
+                idx.put(rows)
+                idx.db.execute("COMMIT")
 
     def _kept_local(self, paths: set[str]) -> None:
         """A reload kept these paths' local changes instead of the volume's version: say
@@ -1912,6 +1973,11 @@ def _unchanged_since(st: os.stat_result, row: Any) -> bool:
     if row[0].kind == DIR:
         return stat_mod.S_ISDIR(st.st_mode)
     return bool(row[1] == _sig(st))
+
+
+def _content_key(e: Entry) -> tuple[Any, ...]:
+    """What two file entries with the same bytes share."""
+    return (e.inline, tuple(e.chunks or ()), e.size)
 
 
 def _exists(p: Path) -> bool:

@@ -607,6 +607,58 @@ def test_a_new_file_that_only_looks_like_a_deleted_one_is_read(
     m.unmount()
 
 
+def test_a_reload_moves_files_another_writer_moved_instead_of_downloading_them(
+    vol: Volume, tmp_path: Path
+) -> None:
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False)
+    (root / "raw/sub").mkdir(parents=True)
+    data = {f"raw/part{i}.bin": os.urandom(150_000 + i) for i in range(3)}
+    data["raw/sub/tiny.txt"] = b"tiny"
+    for rel, b in data.items():
+        (root / rel).write_bytes(b)
+    os.chmod(root / "raw/part2.bin", 0o600)
+    m.commit()
+    inode = {rel: os.stat(root / rel).st_ino for rel in data}
+    mtime = {rel: os.stat(root / rel).st_mtime_ns for rel in data}
+
+    # another writer moves the folder (an API commit: no mount of its own)
+    assert vol.move("raw", "archive") is not None
+    m.reload()
+
+    for rel, b in data.items():
+        new = root / rel.replace("raw/", "archive/", 1)
+        assert new.read_bytes() == b, rel
+        assert os.stat(new).st_ino == inode[rel], f"{rel} was written again, not moved"
+        assert os.stat(new).st_mtime_ns == mtime[rel]
+    assert os.stat(root / "archive/part2.bin").st_mode & 0o777 == 0o600
+    assert not (root / "raw").exists()
+    st = m.status()
+    assert st.clean and st.behind == 0
+    # the moved files are known in their new place: editing one commits it
+    (root / "archive/part1.bin").write_bytes(b"changed")
+    m.commit()
+    assert read(vol, "archive/part1.bin") == b"changed"
+    assert read(vol, "archive/part0.bin") == data["raw/part0.bin"]
+    m.unmount()
+
+
+def test_a_reload_never_moves_away_a_file_edited_here(vol: Volume, tmp_path: Path) -> None:
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"v" * 5000), "raw/a.bin")
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False, read_only=True)  # no commit before the reload
+    ino = os.stat(root / "raw/a.bin").st_ino
+    (root / "raw/a.bin").write_bytes(b"local edit")
+    vol.move("raw/a.bin", "b.bin")
+    with pytest.warns(UserWarning, match="reload kept"):
+        m.reload()
+    assert (root / "raw/a.bin").read_bytes() == b"local edit"
+    assert (root / "b.bin").read_bytes() == b"v" * 5000
+    assert os.stat(root / "b.bin").st_ino != ino
+    m.unmount()
+
+
 def test_idle_mount_adds_no_commit(vol: Volume, tmp_path: Path) -> None:
     with vol.batch_upload() as b:
         b.put_file(io.BytesIO(b"x"), "x.txt")

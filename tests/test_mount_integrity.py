@@ -169,6 +169,63 @@ def test_crash_mid_reload_is_reconciled_on_remount(
     m.unmount()
 
 
+MOVE_CRASH_CHILD = """
+import os, sys
+from jupyter_volume import Volume
+
+m = Volume.from_name("v", store=sys.argv[1]).mount(sys.argv[2], background=False)
+print("mounted", flush=True)
+sys.stdin.readline()
+real = os.rename
+
+def rename_then_die(src, dst, *a, **kw):
+    # ends the process, like a SIGKILL, right after the reload moved its first file
+    real(src, dst, *a, **kw)
+    os._exit(9)
+
+os.rename = rename_then_die
+m.reload()
+"""
+
+
+def test_crash_after_a_reload_moved_a_file_is_reconciled_on_remount(
+    opened: tuple[Any, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """A reload that moves files another writer moved, killed between a rename and
+    recording it: the remount publishes nothing (neither the old path back nor the moved
+    file as an edit) and brings the folder to the head."""
+    store, url, env = opened
+    vol = Volume.lookup("v", create_if_missing=True, store=store)
+    files = {f"raw/f{i}.bin": os.urandom(20_000 + i) for i in range(4)}
+    put(vol, files)
+    mnt = tmp_path / "mnt"
+    child = subprocess.Popen(
+        [sys.executable, "-c", MOVE_CRASH_CHILD, url, str(mnt)],
+        env={**os.environ, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "mounted"
+    Volume.from_name("v", store=store).move("raw", "archive")
+    head = fresh(vol).history()[0].seq
+    _out, err = child.communicate("go\n", timeout=120)
+    assert child.returncode == 9, err
+    moved = sorted(p.relative_to(mnt).as_posix() for p in mnt.rglob("*.bin"))
+    assert len([p for p in moved if p.startswith("archive/")]) == 1  # one moved, unrecorded
+
+    m = vol.mount(mnt, background=False)  # commits leftovers first, then reloads
+    assert fresh(vol).history()[0].seq == head  # nothing was published
+    for rel, data in files.items():
+        new = rel.replace("raw/", "archive/", 1)
+        assert (mnt / new).read_bytes() == data
+        assert read(vol, new) == data
+    assert not (mnt / "raw").exists()
+    assert m.status().clean
+    m.unmount()
+
+
 # -- item 2: names that are not UTF-8 ------------------------------------------------------------
 
 
