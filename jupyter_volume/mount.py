@@ -1550,9 +1550,10 @@ class Mount:
 
         deletions = sorted((p for p, e in paths.items() if e is None), reverse=True)
         updates = sorted(p for p, e in paths.items() if e is not None)
-        self._move_local(paths, deletions)
-        pending["files"] = sum(1 for p in updates if paths[p].kind == FILE)  # type: ignore[union-attr]
-        pending["bytes"] = sum(paths[p].size for p in updates if paths[p].kind == FILE)  # type: ignore[union-attr]
+        moved = self._move_local(paths, deletions)
+        to_write = [paths[p] for p in updates if paths[p].kind == FILE and p not in moved]  # type: ignore[union-attr]
+        pending["files"] = len(to_write)
+        pending["bytes"] = sum(e.size for e in to_write)  # type: ignore[union-attr]
         removed = []
         try:
             for rel in deletions:
@@ -1609,16 +1610,17 @@ class Mount:
         if dirty_local:
             self._kept_local(dirty_local)
 
-    def _move_local(self, paths: dict[str, Entry | None], deletions: list[str]) -> None:
+    def _move_local(self, paths: dict[str, Entry | None], deletions: list[str]) -> set[str]:
         """Files the new commit moved (a path it deletes, and one it adds with the same
         content) are moved here too, by renaming the local file, when that file is as
         the mount left it and nothing is at the new path yet: a folder moved by another
         writer costs a rename per file, not a download. What is moved is recorded at
         once (the old path's row goes, the new path's comes), so the rest of the reload
-        finds it in place; anything else is left to the usual download.
+        finds it in place; anything else is left to the usual download. Returns the new
+        paths of what was moved.
         """
         if not deletions:
-            return
+            return set()
         idx = self._index
         by_content: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
         for rel in deletions:
@@ -1626,7 +1628,7 @@ class Mount:
             if row is not None and row[0].kind == FILE and row[0].size > 0:
                 by_content.setdefault(_content_key(row[0]), []).append((rel, row))
         if not by_content:
-            return
+            return set()
         root = os.fspath(self.path)
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         gone: list[str] = []
@@ -1660,6 +1662,7 @@ class Mount:
                 idx.delete(gone)
                 idx.put(rows)
                 idx.db.execute("COMMIT")
+        return {r[0] for r in rows}
 
     def _kept_local(self, paths: set[str]) -> None:
         """A reload kept these paths' local changes instead of the volume's version: say

@@ -381,6 +381,29 @@ def test_disk_full_on_reload_then_retry(store: Any, tmpfs: Path) -> None:
     m.unmount()
 
 
+def test_a_move_lands_when_the_disk_fills_during_the_reload(store: Any, tmpfs: Path) -> None:
+    """A file another writer moved is renamed here (no space needed) and recorded; the
+    download that fills the disk is reported alone, and a retry finishes the reload."""
+    vol = Volume.lookup("v", create_if_missing=True, store=store)
+    moved = os.urandom(2 << 20)
+    put(vol, {"moved.bin": moved})
+    m = vol.mount(tmpfs / "mnt", background=False)
+    ballast = tmpfs / "ballast"
+    ballast.write_bytes(b"\0" * (3 << 20))
+    other = Volume.from_name("v", store=store)
+    other.mkdir("sub")
+    other.move("moved.bin", "sub/moved.bin")
+    put(vol, {"big.bin": os.urandom(5 << 20)})
+    with pytest.raises(LocalFolderError, match=r"5\.0 MiB more is needed for 1 file\(s\)"):
+        m.reload()
+    assert (tmpfs / "mnt/sub/moved.bin").read_bytes() == moved
+    assert not (tmpfs / "mnt/moved.bin").exists()
+    ballast.unlink()
+    m.reload()
+    assert m.status().clean and m.status().behind == 0
+    m.unmount()
+
+
 def test_folder_turning_read_only_mid_reload(store: Any, tmpfs: Path) -> None:
     vol = Volume.lookup("v", create_if_missing=True, store=store)
     put(vol, {"gone.txt": b"x", "kept.txt": b"k"})
