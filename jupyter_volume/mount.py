@@ -1664,6 +1664,25 @@ class Mount:
                 idx.db.execute("COMMIT")
         return {r[0] for r in rows}
 
+    def _local_versions(self, files: list[tuple[str, Entry]]) -> dict[str, Entry]:
+        """For big files about to be written: the entry of the version the folder has
+        of each now, where the file is as the mount left it and shares a chunk with the
+        new version (the reload copies those chunks instead of downloading them)."""
+        out: dict[str, Entry] = {}
+        root = os.fspath(self.path)
+        for rel, e in files:
+            row = self._index.row(rel)
+            if row is None or row[0].kind != FILE or not row[0].chunks or not e.chunks:
+                continue
+            if not {h for h, _n in row[0].chunks} & {h for h, _n in e.chunks}:
+                continue
+            try:
+                if _unchanged_since(os.lstat(f"{root}/{rel}"), row):
+                    out[rel] = row[0]
+            except OSError:
+                continue
+        return out
+
     def _kept_local(self, paths: set[str]) -> None:
         """A reload kept these paths' local changes instead of the volume's version: say
         so (a live NFS folder overrides this: its next push publishes them anyway)."""
@@ -1752,6 +1771,7 @@ class Mount:
         big = [(r, e) for r, e in files if not (e.inline is not None or e.size <= SMALL_FILE)]
 
         made: set[str] = set()
+        older = self._local_versions(big)
         token = uuid.uuid4().hex[:16]
         counter = itertools.count()
         root = os.fspath(self.path)
@@ -1771,8 +1791,9 @@ class Mount:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                 try:
                     if pieces is None:
-                        # a big file: the download threads check and pwrite every chunk
-                        repo.read_into(e, fd, rel)
+                        # a big file: the download threads check and pwrite every chunk;
+                        # chunks the version here has too are copied from it (checked)
+                        _read_big(repo, e, fd, rel, full, older.get(rel))
                     for piece in pieces or ():
                         view = memoryview(piece)
                         while view:
@@ -1976,6 +1997,20 @@ def _unchanged_since(st: os.stat_result, row: Any) -> bool:
     if row[0].kind == DIR:
         return stat_mod.S_ISDIR(st.st_mode)
     return bool(row[1] == _sig(st))
+
+
+def _read_big(repo: Any, e: Entry, fd: int, rel: str, full: str, older: Entry | None) -> None:
+    """Write big file entry ``e`` into ``fd``; with ``older`` (what ``full`` holds now,
+    as the mount left it), the chunks the two share are copied from ``full``."""
+    src = -1
+    if older is not None:
+        with contextlib.suppress(OSError):
+            src = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        repo.read_into(e, fd, rel, local=(src, older) if src >= 0 and older else None)
+    finally:
+        if src >= 0:
+            os.close(src)
 
 
 def _content_key(e: Entry) -> tuple[Any, ...]:

@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jupyter_volume import InvalidError, Volume, VolumeBusyError, VolumeError
 from jupyter_volume.errors import AlreadyExistsError, StoreError
-from jupyter_volume.testing.wrappers import WrappedStore
+from jupyter_volume.store import open_store
+from jupyter_volume.testing.wrappers import CountingStore, WrappedStore
 
 
 @pytest.fixture
@@ -657,6 +659,96 @@ def test_a_reload_never_moves_away_a_file_edited_here(vol: Volume, tmp_path: Pat
     assert (root / "b.bin").read_bytes() == b"v" * 5000
     assert os.stat(root / "b.bin").st_ino != ino
     m.unmount()
+
+
+EDIT_BIG = """
+import os, sys
+from jupyter_volume import Volume
+vol = Volume.from_name("vol")
+data = bytearray(b"".join(vol.read_file("big.bin")))
+data[int(sys.argv[1]) : int(sys.argv[1]) + 1000] = b"z" * 1000  # an edit in the middle
+with vol.batch_upload(force=True) as b:
+    b.put_file(__import__("io").BytesIO(bytes(data)), "big.bin")
+"""
+
+
+class _BytesGot(CountingStore):
+    """Counts the bytes a volume reads from the store (everything else passes through)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.got = 0
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        data = super().get_range(key, start, length)
+        with self._lock:
+            self.got += len(data)
+        return data
+
+    def get(self, key: str) -> bytes:
+        data = super().get(key)
+        with self._lock:
+            self.got += len(data)
+        return data
+
+
+def test_a_reload_of_a_big_file_with_a_small_edit_downloads_only_the_edit(
+    store_url_env: tuple[str, dict[str, str]],
+    child_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, env = store_url_env
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    store = _BytesGot(open_store(url))
+    vol = Volume.lookup("vol", create_if_missing=True, store=store)
+    big = os.urandom(12 << 20)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(big), "big.bin")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    ino = os.stat(tmp_path / "mnt/big.bin").st_ino
+
+    _run_child(EDIT_BIG, child_env, "6000000")  # another kernel edits 1,000 bytes
+    store.got = 0
+    m.reload()
+    want = bytearray(big)
+    want[6_000_000:6_001_000] = b"z" * 1000
+    assert (tmp_path / "mnt/big.bin").read_bytes() == bytes(want)
+    assert os.stat(tmp_path / "mnt/big.bin").st_ino != ino  # a new file, renamed in
+    assert store.got < 2 << 20, f"downloaded {store.got} bytes for a 1,000-byte edit"
+    m.unmount()
+
+
+def test_a_reload_never_trusts_the_local_copy_it_reuses(
+    vol: Volume, child_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The version in the folder changed without its size, mtime or inode changing (so
+    the mount still takes it as the one it wrote): chunks copied from it are checked by
+    hash, and what does not match is downloaded."""
+    big = os.urandom(12 << 20)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(big), "big.bin")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    f = tmp_path / "mnt/big.bin"
+    st = os.stat(f)
+    with open(f, "r+b") as fh:  # damage the start behind the mount's back
+        fh.write(b"\0" * 100_000)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _run_child(EDIT_BIG, child_env, "9000000")
+    m.reload()
+    want = bytearray(big)
+    want[9_000_000:9_001_000] = b"z" * 1000
+    assert f.read_bytes() == bytes(want)
+    m.unmount()
+
+
+def _run_child(code: str, env: dict[str, str], *args: str) -> str:
+    p = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout
 
 
 def test_idle_mount_adds_no_commit(vol: Volume, tmp_path: Path) -> None:

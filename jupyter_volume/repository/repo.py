@@ -1765,7 +1765,9 @@ class Repository:
             in_flight -= sizes.popleft()
             yield from parts
 
-    def read_into(self, entry: Entry, fd: int, where: str = "") -> int:
+    def read_into(
+        self, entry: Entry, fd: int, where: str = "", local: tuple[int, Entry] | None = None
+    ) -> int:
         """Write the whole contents of a file entry into open file ``fd`` at offset 0.
 
         For big files, at the store's speed: coalesced ranged GETs run in parallel on
@@ -1776,6 +1778,12 @@ class Repository:
         (a second full copy of a big file on the hot path); chunks already cached are
         used. Returns the number of bytes written. Raises CorruptionError like
         :meth:`read_entry` (whatever was written to ``fd`` then is incomplete).
+
+        ``local``: ``(src_fd, old)``, an open local file believed to hold the contents of
+        entry ``old`` (an earlier version of the same file): chunks the two share are
+        copied from it, each checked against its hash (one that does not match, because
+        the file changed after all, is fetched instead), so a reload of a big file with
+        small edits downloads only the edited chunks.
         """
         if entry.inline is not None:
             data = memoryview(entry.inline)
@@ -1790,10 +1798,13 @@ class Repository:
             offsets[i] = pos
             pos += n
         total = pos
+        copied = self._copy_local(chunks, offsets, fd, local) if local is not None else set()
         # Requests: (pack, start, length, [(chunk index, hash, loc)]) or cached chunks.
         reqs: list[tuple[str, int, int, list[tuple[int, str, ChunkLoc | None]]]] = []
         cache = self.chunk_cache
         for i, (h, _n) in enumerate(chunks):
+            if i in copied:
+                continue
             cached = cache.get(h) if cache is not None else None
             if cached is not None:
                 _pwrite_all(fd, memoryview(cached), offsets[i])
@@ -1844,6 +1855,33 @@ class Repository:
                     except Exception:  # noqa: BLE001 - the first error is what is raised
                         pass
         return total
+
+    @staticmethod
+    def _copy_local(
+        chunks: list[tuple[str, int]], offsets: dict[int, int], fd: int, local: tuple[int, Entry]
+    ) -> set[int]:
+        """Copy the chunks of ``chunks`` that local entry ``local[1]`` also has from its
+        open file ``local[0]`` into ``fd``, each only if its bytes hash as expected;
+        returns the positions (in ``chunks``) copied."""
+        src, old = local
+        where: dict[str, tuple[int, int]] = {}
+        pos = 0
+        for h, n in old.chunks or ():
+            where.setdefault(h, (pos, n))
+            pos += n
+        done: set[int] = set()
+        for i, (h, n) in enumerate(chunks):
+            at = where.get(h)
+            if at is None or at[1] != n:
+                continue
+            try:
+                raw = os.pread(src, n, at[0])
+            except OSError:
+                return done  # the local file went away: fetch the rest
+            if len(raw) == n and hash_bytes(raw) == h:
+                _pwrite_all(fd, memoryview(raw), offsets[i])
+                done.add(i)
+        return done
 
     def read_many(self, entries: list[Entry], where: str = "") -> list[bytes]:
         """The whole contents of many (small) files, fetched with as few GETs as possible.
