@@ -116,6 +116,21 @@ def test_failed_reload_never_reverts_another_writers_version(store: Any, tmp_pat
     m.unmount()
 
 
+def mounted_child(script: str, url: str, mnt: Path, env: dict[str, str]) -> Any:
+    """Start ``script`` (argv: store URL, folder) in a child and wait until it says it
+    has mounted; it goes on when a line is written to its stdin."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, url, str(mnt)],
+        env={**os.environ, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "mounted"
+    return child
+
+
 CRASH_CHILD = """
 import os, sys
 from jupyter_volume import Volume
@@ -148,15 +163,7 @@ def test_crash_mid_reload_is_reconciled_on_remount(
     vol = Volume.lookup("v", create_if_missing=True, store=store)
     put(vol, {"a.txt": b"v1"})
     mnt = tmp_path / "mnt"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CRASH_CHILD, url, str(mnt)],
-        env={**os.environ, **env},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None and child.stdout.readline().strip() == "mounted"
+    child = mounted_child(CRASH_CHILD, url, mnt, env)
     put(vol, {"a.txt": b"v2", "big.bin": os.urandom(5 << 20)})
     _out, err = child.communicate("go\n", timeout=120)
     assert child.returncode == 9, err
@@ -199,15 +206,7 @@ def test_crash_after_a_reload_moved_a_file_is_reconciled_on_remount(
     files = {f"raw/f{i}.bin": os.urandom(20_000 + i) for i in range(4)}
     put(vol, files)
     mnt = tmp_path / "mnt"
-    child = subprocess.Popen(
-        [sys.executable, "-c", MOVE_CRASH_CHILD, url, str(mnt)],
-        env={**os.environ, **env},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None and child.stdout.readline().strip() == "mounted"
+    child = mounted_child(MOVE_CRASH_CHILD, url, mnt, env)
     Volume.from_name("v", store=store).move("raw", "archive")
     head = fresh(vol).history()[0].seq
     _out, err = child.communicate("go\n", timeout=120)
