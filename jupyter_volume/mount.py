@@ -939,6 +939,7 @@ class Mount:
         )
         root = os.fspath(self.path)
         moved = self._moved_from(ch)
+        moves: dict[str, str] = {}  # new path -> the deleted path it was moved from
         try:
             for rel in sorted(ch.files):
                 bar.update(ch.files[rel].st_size)
@@ -952,6 +953,7 @@ class Mount:
                         # the volume has its bytes already; confirm() re-checks it
                         changes[rel] = entry
                         new_rows.append((rel, entry, was, 1))  # type: ignore[arg-type]
+                        moves[rel] = moved[was]  # type: ignore[index]
                         continue
                 old = self._index.row(rel)
                 try:
@@ -1013,8 +1015,10 @@ class Mount:
                 if deferred:
                     self._journal_requeue(ch)
                 return None
+            pre = f"{self.sub_path}/" if self.sub_path else ""
+            message = message or _move_message(changes, moves, pre)
             if self.sub_path:
-                changes = {f"{self.sub_path}/{rel}": v for rel, v in changes.items()}
+                changes = {f"{pre}{rel}": v for rel, v in changes.items()}
             rec, _stats = repo.commit(
                 changes, message=message or _auto_message(changes), writer=writer, kind=kind
             )
@@ -2050,6 +2054,45 @@ def _merge_changes(ch: _Changes, new: _Changes) -> None:
     ch.skipped.update(new.skipped)
     if ch.taken is not None:
         ch.taken |= looked
+
+
+def _move_message(changes: dict[str, Any], moves: dict[str, str], pre: str = "") -> str | None:
+    """``move OLD to NEW`` (as :meth:`Volume.move` says it) when all ``changes`` are
+    one move: every file it adds was moved from a path it deletes, every path it deletes
+    is such a file or a folder that held one, and all of them moved the same way
+    (``raw/a.csv`` -> ``archive/a.csv`` is ``raw`` -> ``archive``). Else None.
+    ``pre``: what goes before a path of the mount to make it a path of the volume."""
+    if not moves:
+        return None
+    held = set()  # the moved files' old paths and every folder above them
+    for old in moves.values():
+        held.add(old)
+        while "/" in old:
+            old = old.rpartition("/")[0]
+            held.add(old)
+    found: tuple[str, str] | None = None
+    for rel, e in changes.items():
+        if e is None:
+            if rel not in held:
+                return None  # a deletion that is not part of the move
+            continue
+        if e.kind == DIR:
+            continue  # the folders a move makes
+        old = moves.get(rel)
+        if old is None:
+            return None  # an added or edited file that was not moved
+        a, b = old.split("/"), rel.split("/")
+        while len(a) > 1 and len(b) > 1 and a[-1] == b[-1]:
+            a.pop()
+            b.pop()
+        pair = ("/".join(a), "/".join(b))
+        if found is None:
+            found = pair
+        elif pair != found:
+            return None  # files moved in different ways
+    if found is None:
+        return None
+    return f"move {pre}{found[0]} to {pre}{found[1]}"
 
 
 def _auto_message(changes: dict[str, Any]) -> str:

@@ -571,6 +571,28 @@ def test_a_folder_moved_in_the_mount_commits_without_reading_its_files(
     assert vol.verify().ok
 
 
+def test_a_commit_that_is_one_move_says_so(vol: Volume, tmp_path: Path) -> None:
+    with vol.batch_upload() as b:
+        for i in range(3):
+            b.put_file(io.BytesIO(os.urandom(3000 + i)), f"users/ana/raw/d/f{i}.bin")
+    m = vol.with_mount_options(sub_path="users/ana").mount(tmp_path / "mnt", background=False)
+    root = tmp_path / "mnt"
+    os.rename(root / "raw", root / "archive")
+    assert m.commit().message == "move users/ana/raw to users/ana/archive"
+    os.rename(root / "archive/d/f0.bin", root / "f0.bin")
+    assert m.commit().message == "move users/ana/archive/d/f0.bin to users/ana/f0.bin"
+    # a move and something else: the usual message
+    os.rename(root / "archive/d", root / "d2")
+    (root / "new.txt").write_text("new")
+    assert m.commit().message.startswith("commit ")
+    # files moved in different ways
+    (root / "x").mkdir()
+    os.rename(root / "d2/f1.bin", root / "x/one.bin")
+    os.rename(root / "d2/f2.bin", root / "x/two.bin")
+    assert m.commit().message.startswith("commit ")
+    m.unmount()
+
+
 def test_a_file_moved_over_another_takes_its_place(
     vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
