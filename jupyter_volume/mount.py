@@ -1668,23 +1668,52 @@ class Mount:
                 idx.db.execute("COMMIT")
         return {r[0] for r in rows}
 
-    def _local_versions(self, files: list[tuple[str, Entry]]) -> dict[str, Entry]:
-        """For big files about to be written: the entry of the version the folder has
-        of each now, where the file is as the mount left it and shares a chunk with the
-        new version (the reload copies those chunks instead of downloading them)."""
-        out: dict[str, Entry] = {}
+    def _local_versions(self, files: list[tuple[str, Entry]]) -> dict[str, tuple[str, Entry]]:
+        """For big files about to be written, a local file to copy shared chunks from
+        (the reload downloads only the rest): ``rel -> (its path, its entry)``. The
+        version the folder has of the same path, if it shares a chunk with the new one;
+        else another path of the folder with the same content (a copy another writer
+        made). Only files as the mount left them; every copied chunk is checked anyway.
+        """
+        out: dict[str, tuple[str, Entry]] = {}
         root = os.fspath(self.path)
-        for rel, e in files:
-            row = self._index.row(rel)
-            if row is None or row[0].kind != FILE or not row[0].chunks or not e.chunks:
-                continue
-            if not {h for h, _n in row[0].chunks} & {h for h, _n in e.chunks}:
-                continue
+
+        def clean(rel: str, row: Any) -> bool:
             try:
-                if _unchanged_since(os.lstat(f"{root}/{rel}"), row):
-                    out[rel] = row[0]
+                return _unchanged_since(os.lstat(f"{root}/{rel}"), row)
             except OSError:
+                return False
+
+        wanted: dict[tuple[Any, ...], list[str]] = {}  # content -> paths with no version here
+        for rel, e in files:
+            if not e.chunks:
                 continue
+            row = self._index.row(rel)
+            if (
+                row is not None
+                and row[0].kind == FILE
+                and row[0].chunks
+                and {h for h, _n in row[0].chunks} & {h for h, _n in e.chunks}
+                and clean(rel, row)
+            ):
+                out[rel] = (rel, row[0])
+            else:
+                wanted.setdefault(_content_key(e), []).append(rel)
+        sizes = sorted({k[2] for k in wanted})
+        for i in range(0, len(sizes), 500):  # one scan of the rows per 500 sizes
+            part = sizes[i : i + 500]
+            cur = self._index.db.execute(
+                "SELECT path, entry, size, mtime_ns, ino, mode FROM files WHERE size IN "
+                f"({','.join('?' * len(part))})",
+                part,
+            )
+            for path, raw, size, mtime_ns, ino, mode in cur.fetchall():
+                e = Entry.decode(json.loads(raw), "mount index")
+                targets = wanted.get(_content_key(e)) if e.kind == FILE else None
+                if targets and clean(path, (e, (size, mtime_ns, ino, mode))):
+                    for rel in targets:
+                        out[rel] = (path, e)
+                    del wanted[_content_key(e)]
         return out
 
     def _kept_local(self, paths: set[str]) -> None:
@@ -1797,7 +1826,8 @@ class Mount:
                     if pieces is None:
                         # a big file: the download threads check and pwrite every chunk;
                         # chunks the version here has too are copied from it (checked)
-                        _read_big(repo, e, fd, rel, full, older.get(rel))
+                        src = older.get(rel)
+                        _read_big(repo, e, fd, rel, src and (f"{root}/{src[0]}", src[1]))
                     for piece in pieces or ():
                         view = memoryview(piece)
                         while view:
@@ -2003,15 +2033,18 @@ def _unchanged_since(st: os.stat_result, row: Any) -> bool:
     return bool(row[1] == _sig(st))
 
 
-def _read_big(repo: Any, e: Entry, fd: int, rel: str, full: str, older: Entry | None) -> None:
-    """Write big file entry ``e`` into ``fd``; with ``older`` (what ``full`` holds now,
-    as the mount left it), the chunks the two share are copied from ``full``."""
+def _read_big(
+    repo: Any, e: Entry, fd: int, rel: str, local: tuple[str, Entry] | None = None
+) -> None:
+    """Write big file entry ``e`` into ``fd``; with ``local`` (the path of a local file
+    and the entry it holds, as the mount left it), the chunks the two share are copied
+    from that file."""
     src = -1
-    if older is not None:
+    if local is not None:
         with contextlib.suppress(OSError):
-            src = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+            src = os.open(local[0], os.O_RDONLY | os.O_CLOEXEC)
     try:
-        repo.read_into(e, fd, rel, local=(src, older) if src >= 0 and older else None)
+        repo.read_into(e, fd, rel, local=(src, local[1]) if src >= 0 and local else None)
     finally:
         if src >= 0:
             os.close(src)

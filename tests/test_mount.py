@@ -742,6 +742,33 @@ def test_a_reload_of_a_big_file_with_a_small_edit_downloads_only_the_edit(
     m.unmount()
 
 
+def test_a_reload_copies_a_big_file_it_has_under_another_name(
+    store_url_env: tuple[str, dict[str, str]],
+    child_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, env = store_url_env
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    store = _BytesGot(open_store(url))
+    vol = Volume.lookup("vol", create_if_missing=True, store=store)
+    big = os.urandom(9 << 20)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(big), "model.pt")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    # another kernel copies it (the copy shares the stored chunks)
+    _run_child(
+        'from jupyter_volume import Volume; Volume.from_name("vol").copy_files(["model.pt"], "backup.pt")',
+        child_env,
+    )
+    store.got = 0
+    m.reload()
+    assert (tmp_path / "mnt/backup.pt").read_bytes() == big
+    assert store.got < 1 << 20, f"downloaded {store.got} bytes of a file already here"
+    m.unmount()
+
+
 def test_a_reload_never_trusts_the_local_copy_it_reuses(
     vol: Volume, child_env: dict[str, str], tmp_path: Path
 ) -> None:
