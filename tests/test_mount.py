@@ -714,17 +714,22 @@ class _BytesGot(CountingStore):
         return data
 
 
-def test_a_reload_of_a_big_file_with_a_small_edit_downloads_only_the_edit(
-    store_url_env: tuple[str, dict[str, str]],
-    child_env: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def counted(
+    store_url_env: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Volume, _BytesGot]:
+    """Volume "vol" of a fresh store of each kind, opened through a :class:`_BytesGot`."""
     url, env = store_url_env
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     store = _BytesGot(open_store(url))
-    vol = Volume.lookup("vol", create_if_missing=True, store=store)
+    return Volume.lookup("vol", create_if_missing=True, store=store), store
+
+
+def test_a_reload_of_a_big_file_with_a_small_edit_downloads_only_the_edit(
+    counted: tuple[Volume, _BytesGot], child_env: dict[str, str], tmp_path: Path
+) -> None:
+    vol, store = counted
     big = os.urandom(12 << 20)
     with vol.batch_upload() as b:
         b.put_file(io.BytesIO(big), "big.bin")
@@ -743,16 +748,9 @@ def test_a_reload_of_a_big_file_with_a_small_edit_downloads_only_the_edit(
 
 
 def test_a_reload_copies_a_big_file_it_has_under_another_name(
-    store_url_env: tuple[str, dict[str, str]],
-    child_env: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    counted: tuple[Volume, _BytesGot], child_env: dict[str, str], tmp_path: Path
 ) -> None:
-    url, env = store_url_env
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    store = _BytesGot(open_store(url))
-    vol = Volume.lookup("vol", create_if_missing=True, store=store)
+    vol, store = counted
     big = os.urandom(9 << 20)
     with vol.batch_upload() as b:
         b.put_file(io.BytesIO(big), "model.pt")

@@ -1780,7 +1780,7 @@ class Repository:
         :meth:`read_entry` (whatever was written to ``fd`` then is incomplete).
 
         ``local``: ``(src_fd, old)``, an open local file believed to hold the contents of
-        entry ``old`` (an earlier version of the same file): chunks the two share are
+        entry ``old`` (an earlier version of the file, or a copy of it): chunks the two share are
         copied from it, each checked against its hash (one that does not match, because
         the file changed after all, is fetched instead), so a reload of a big file with
         small edits downloads only the edited chunks.
