@@ -504,7 +504,7 @@ def test_fifty_thousand_files_incremental_reload(vol: Volume, tmp_path: Path) ->
 
 
 def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The files a mount's commits read from now on (relative paths). A spy: it records
+    """The files a mount's commits read from now on (full paths). A spy: it records
     each call and passes it on to the real reader unchanged."""
     import jupyter_volume.mount as mount_mod
 
