@@ -1699,7 +1699,12 @@ class Mount:
                 out[rel] = (rel, row[0])
             else:
                 wanted.setdefault(_content_key(e), []).append(rel)
-        sizes = sorted({k[2] for k in wanted})
+        # the first chunk of each wanted content, by size: a row of the same size is
+        # decoded only if its text names that chunk (many files of one size are common)
+        firsts: dict[int, set[str]] = {}
+        for key in wanted:
+            firsts.setdefault(key[2], set()).add(key[1][0][0])
+        sizes = sorted(firsts)
         for i in range(0, len(sizes), 500):  # one scan of the rows per 500 sizes
             part = sizes[i : i + 500]
             cur = self._index.db.execute(
@@ -1707,7 +1712,9 @@ class Mount:
                 f"({','.join('?' * len(part))})",
                 part,
             )
-            for path, raw, size, mtime_ns, ino, mode in cur.fetchall():
+            for path, raw, size, mtime_ns, ino, mode in cur:
+                if not any(h in raw for h in firsts[size]):
+                    continue
                 e = Entry.decode(json.loads(raw), "mount index")
                 targets = wanted.get(_content_key(e)) if e.kind == FILE else None
                 if targets and clean(path, (e, (size, mtime_ns, ino, mode))):
