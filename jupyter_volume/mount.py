@@ -1623,13 +1623,20 @@ class Mount:
         finds it in place; anything else is left to the usual download. Returns the new
         paths of what was moved.
         """
-        if not deletions:
+        sizes = {e.size for e in paths.values() if e is not None and e.kind == FILE and e.size}
+        if not deletions or not sizes:
             return set()
         idx = self._index
+        size_of = "SELECT size FROM files WHERE path=?"
         by_content: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
         for rel in deletions:
+            # only a deleted file of a size the commit adds is decoded (a reload that
+            # deletes a big folder and adds a few files reads a number per deletion)
+            r = idx.db.execute(size_of, (rel,)).fetchone()
+            if r is None or r[0] not in sizes:
+                continue
             row = idx.row(rel)
-            if row is not None and row[0].kind == FILE and row[0].size > 0:
+            if row is not None and row[0].kind == FILE:
                 by_content.setdefault(_content_key(row[0]), []).append((rel, row))
         if not by_content:
             return set()
@@ -1670,7 +1677,7 @@ class Mount:
 
     def _local_versions(self, files: list[tuple[str, Entry]]) -> dict[str, tuple[str, Entry]]:
         """For big files about to be written, a local file to copy shared chunks from
-        (the reload downloads only the rest): ``rel -> (its path, its entry)``. The
+        (the reload downloads only the rest): ``rel -> (its full path, its entry)``. The
         version the folder has of the same path, if it shares a chunk with the new one;
         else another path of the folder with the same content (a copy another writer
         made). Only files as the mount left them; every copied chunk is checked anyway.
@@ -1696,7 +1703,7 @@ class Mount:
                 and {h for h, _n in row[0].chunks} & {h for h, _n in e.chunks}
                 and clean(rel, row)
             ):
-                out[rel] = (rel, row[0])
+                out[rel] = (f"{root}/{rel}", row[0])
             else:
                 wanted.setdefault(_content_key(e), []).append(rel)
         # the first chunk of each wanted content, by size: a row of the same size is
@@ -1719,7 +1726,7 @@ class Mount:
                 targets = wanted.get(_content_key(e)) if e.kind == FILE else None
                 if targets and clean(path, (e, (size, mtime_ns, ino, mode))):
                     for rel in targets:
-                        out[rel] = (path, e)
+                        out[rel] = (f"{root}/{path}", e)
                     del wanted[_content_key(e)]
         return out
 
@@ -1833,8 +1840,7 @@ class Mount:
                     if pieces is None:
                         # a big file: the download threads check and pwrite every chunk;
                         # chunks the version here has too are copied from it (checked)
-                        src = older.get(rel)
-                        _read_big(repo, e, fd, rel, src and (f"{root}/{src[0]}", src[1]))
+                        _read_big(repo, e, fd, rel, older.get(rel))
                     for piece in pieces or ():
                         view = memoryview(piece)
                         while view:
