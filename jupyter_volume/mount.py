@@ -132,7 +132,7 @@ class MountStatus:
     #: devices, and paths too long for the system or the volume
     skipped: dict[str, str] = field(default_factory=dict)
     #: changed files the latest commit left for a later one, and why (path -> reason):
-    #: open for writing by some process, still changing, or grouped with such a file
+    #: open (or mapped) for writing by some process, still changing, or grouped with such a file
     #: (see jupyter_volume.quiet); they are still listed as added/modified/deleted
     deferred: dict[str, str] = field(default_factory=dict)
 

@@ -7,11 +7,14 @@ from before a transaction next to a log from after it). A commit therefore takes
 changed file only when it is *quiet*:
 
 1. no process we can see holds it open for writing (``/proc/*/fd``: every process of
-   this user, all of them for root; processes that exit or refuse us are skipped). A
+   this user, all of them for root; processes that exit or refuse us are skipped) or
+   maps it shared and writable (``/proc/*/maps``: after the first write to each page,
+   writes through a mapping move no stat field, so a file read while mapped could
+   change for good unseen; its unmapping is a close the change journal reports). A
    commit of a few files asks the kernel first, per file, with a read lease (which it
-   grants only while nobody has the file open for writing): a granted lease settles it
-   without reading every process's descriptors, whose cost grows with the processes
-   (see :class:`Writers`);
+   grants only while nobody can write the file): a granted lease settles it without
+   reading every process's descriptors and mappings, whose cost grows with the
+   processes (see :class:`Writers`);
 2. it has not changed for the settle interval: its ctime is at least that old (the
    kernel sets ctime and nobody can set it back), or the mount has seen the same stat
    signature for that long (which also holds when the wall clock jumps);
@@ -63,6 +66,7 @@ __all__ = [
     "Policy",
     "Writers",
     "no_writer",
+    "scan_writers",
     "signature",
     "writers",
 ]
@@ -211,18 +215,38 @@ def _comm(pid: str) -> str:
 
 
 def writers(root: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Paths under ``root`` (relative) that a process holds open for writing.
+    """Paths under ``root`` (relative) that a process holds open for writing: through a
+    descriptor, or through a shared writable mapping (see :func:`scan_writers`).
 
-    Looks at every process whose ``/proc/PID/fd`` this process may read (its user's,
-    or all for root), this one included. Processes that exit or refuse us while we look
-    are skipped. Each path maps to ``"PID (command)"`` strings. Empty off Linux.
+    Each path maps to ``"PID (command)"`` strings. Empty off Linux.
+    """
+    fds, maps = scan_writers(root)
+    for rel, who in maps.items():
+        fds.setdefault(rel, []).extend(w for w in who if w not in fds.get(rel, ()))
+    return fds
+
+
+def scan_writers(
+    root: str | os.PathLike[str],
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Who can write paths under ``root`` (relative): by descriptor, and by mapping.
+
+    Looks at every process whose ``/proc/PID`` this process may read (its user's, or
+    all for root), this one included; processes that exit or refuse us while we look
+    are skipped. The first map holds descriptors open for writing; the second, shared
+    writable mappings (``/proc/PID/maps``). A mapping outlives the descriptor it was
+    made from (native programs often close it at once), and writes through it change
+    the file without moving its mtime, except for the first write to each page after
+    the kernel wrote the page back: a file so mapped is being written as surely as an
+    open one. Each path maps to ``"PID (command)"`` strings. Both empty off Linux.
     """
     prefix = os.path.realpath(root).rstrip("/") + "/"
     out: dict[str, list[str]] = {}
+    mapped: dict[str, list[str]] = {}
     try:
         procs = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
     except OSError:
-        return out
+        return out, mapped
     for pid in procs:
         # Links are read relative to the open fd folder: resolving "/proc/PID/fd/N" from
         # the root for every descriptor cost 3.4 times as much (6.1 vs 1.8 ms a scan with
@@ -249,7 +273,33 @@ def writers(root: str | os.PathLike[str]) -> dict[str, list[str]]:
                 out.setdefault(target[len(prefix) :], []).append(f"{pid} ({_comm(pid)})")
         finally:
             os.close(dir_fd)
-    return out
+        for rel in _mapped_for_writing(pid, prefix):
+            who = f"{pid} ({_comm(pid)})"
+            if who not in mapped.setdefault(rel, []):
+                mapped[rel].append(who)
+    return out, mapped
+
+
+def _mapped_for_writing(pid: str, prefix: str) -> list[str]:
+    """Paths under ``prefix`` (relative) that process ``pid`` maps shared and writable."""
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            text = f.read()
+    except OSError:  # gone, or not ours to read
+        return []
+    key = os.fsencode(prefix)
+    if key not in text:  # nearly always: one search, nothing decoded
+        return []
+    found = []
+    for line in text.splitlines():
+        # "start-end perms offset dev inode path": perms "rw-s" is shared and writable
+        fields = line.split(None, 5)
+        if len(fields) < 6 or fields[1][1:2] != b"w" or fields[1][3:4] != b"s":
+            continue
+        path = fields[5]
+        if path.startswith(key) and not path.endswith(b" (deleted)"):
+            found.append(os.fsdecode(path[len(key) :]))
+    return found
 
 
 try:
@@ -316,6 +366,7 @@ class Writers:
         self._root = str(root).rstrip("/") + "/"
         self._per_path = expected <= _LEASE_UP_TO
         self._scan: dict[str, list[str]] | None = None
+        self._maps: dict[str, list[str]] = {}
 
     def get(self, rel: str, mode: int | None = None) -> list[str]:
         """``"PID (command)"`` of each process holding ``rel`` open for writing (empty:
@@ -334,8 +385,14 @@ class Writers:
         if self._per_path and stat.S_ISREG(mode or 0) and no_writer(self._root + rel):
             return []
         if self._scan is None:
-            self._scan = writers(self._root)
-        return self._scan.get(rel, [])
+            self._scan, self._maps = scan_writers(self._root)
+        return self._scan.get(rel) or self._maps.get(rel, [])
+
+    def how(self, rel: str) -> str:
+        """How :meth:`get`'s processes write ``rel``, as the start of a reason."""
+        if self._scan is not None and rel not in self._scan and rel in self._maps:
+            return "mapped for writing by "
+        return "open for writing by "
 
 
 # One member of a group while a gate evaluates it (kept only for groups not yet settled).
@@ -581,7 +638,7 @@ class Gate:
                     m.changed = m.last
                     who = busy.get(rel, _mode(sig))
                     if who:
-                        m.busy = "open for writing by " + ", ".join(sorted(who)[:3])
+                        m.busy = busy.how(rel) + ", ".join(sorted(who)[:3])
                         m.last = inf
                         reason = reason or (m.busy if rel in cands else f"{rel} is {m.busy}")
                 members.append(m)

@@ -219,10 +219,10 @@ def test_a_gate_of_a_few_files_nobody_writes_reads_no_process_descriptors(
         (root / name).write_bytes(b"x")
     (root / "link").symlink_to("b")
 
-    def no_scan(_root: object) -> dict[str, list[str]]:
+    def no_scan(_root: object) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         raise AssertionError("scanned every process's descriptors")
 
-    monkeypatch.setattr(quiet, "writers", no_scan)
+    monkeypatch.setattr(quiet, "scan_writers", no_scan)
     gate = Gate(root, ["a", "b", "c", "link"], [], Policy(settle=0))
     assert gate.deferred == {}
     with open(root / "b", "ab"), pytest.raises(AssertionError, match="scanned"):
@@ -292,6 +292,122 @@ def test_gate_groups_siblings_in_a_folder_it_lists(tmp_path: Path) -> None:
     held = gate.confirm()
     assert set(held) == {"db", "plain-07.csv"}
     assert held["db"] == "db-wal changed while the commit was read"
+
+
+MAPPER = r"""
+import ctypes, mmap, os, sys, time
+path, signals, size, fills = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+if os.fstat(fd).st_size != size:
+    os.ftruncate(fd, size)
+addr = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+assert addr != ctypes.c_void_p(-1).value, ctypes.get_errno()
+os.close(fd)  # as native programs may: the mapping stays, no descriptor does
+open(os.path.join(signals, "mapped"), "w").close()
+for i, c in enumerate(fills):
+    while not os.path.exists(os.path.join(signals, f"go{i}")):
+        time.sleep(0.01)
+    ctypes.memset(addr, ord(c), size)
+    open(os.path.join(signals, f"done{i}"), "w").close()
+libc.munmap(addr, size)
+"""
+
+
+class Mapper:
+    """A child process that maps ``path`` for writing with the C library, closes its
+    descriptor (what Python's ``mmap`` module never does, and native programs may do),
+    then fills the whole mapping with each of
+    ``fills`` in turn, one per :meth:`step`, and unmaps it. Only the first write to a
+    page after the kernel wrote it back moves the file's mtime; later ones to the same
+    pages change its bytes and no stat field, and inotify reports none of them."""
+
+    def __init__(self, path: Path, size: int, fills: str, tmp: Path) -> None:
+        self.signals = tmp / f"signals-{path.name}"
+        self.signals.mkdir()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", MAPPER, str(path), str(self.signals), str(size), fills]
+        )
+        self.steps = 0
+        self._wait("mapped")
+
+    def _wait(self, name: str) -> None:
+        deadline = time.time() + 60
+        while not (self.signals / name).exists():
+            assert self.proc.poll() is None and time.time() < deadline, f"mapper: no {name}"
+            time.sleep(0.01)
+
+    def step(self) -> None:
+        (self.signals / f"go{self.steps}").touch()
+        self._wait(f"done{self.steps}")
+        self.steps += 1
+
+    def finish(self) -> None:
+        assert self.proc.wait(60) == 0
+
+
+def test_a_file_mapped_for_writing_is_busy_until_unmapped(local_store, tmp_path: Path) -> None:
+    # A file another process maps for writing changes without its mtime moving: a
+    # commit that read it meanwhile would never see the later writes, and the volume
+    # would keep a version the folder no longer has. It waits like an open file.
+    vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False, settle=SETTLE, settle_max_wait=0.5)
+    size = 64 << 10
+    mapper = Mapper(mnt / "features.bin", size, "AB", tmp_path)
+    try:
+        assert set(writers(mnt)) == {"features.bin"}
+        assert str(mapper.proc.pid) in writers(mnt)["features.bin"][0]
+        assert Writers(mnt, 1).get("features.bin") != []  # the lease, then the scan, say so
+        mapper.step()  # A everywhere
+        time.sleep(SETTLE + 0.2)  # settled by its times, yet still mapped
+        with pytest.warns(UserWarning, match="features.bin"):
+            assert m.commit() is None
+        why = m.status().deferred["features.bin"]
+        assert "mapped for writing by" in why and str(mapper.proc.pid) in why
+        mapper.step()  # B everywhere, no stat field moves
+    finally:
+        mapper.proc.kill() if mapper.proc.poll() is None and mapper.steps < 2 else None
+    mapper.finish()
+    assert m.commit() is not None
+    assert b"".join(vol.read_file("features.bin")) == b"B" * size
+    assert m.status().deferred == {}
+    m.unmount()
+
+
+def test_a_remount_leaves_a_file_mapped_for_writing_until_it_is_unmapped(
+    store, tmp_path: Path
+) -> None:
+    # No event tells the change journal that a committed file was mapped and written:
+    # the scan that finds it is a full one (here the mount's commit of edits left from
+    # before). Read then, its later writes would move nothing, and the unmapping (a
+    # close the journal does report) would show a file "as committed": the volume would
+    # keep C while the folder holds D. It waits for the unmapping instead.
+    vol = Volume.lookup("vol", create_if_missing=True, store=store)
+    mnt = tmp_path / "mnt"
+    size = 64 << 10
+    m = vol.mount(mnt, background=False, settle=SETTLE, settle_max_wait=0.5)
+    (mnt / "features.bin").write_bytes(b"A" * size)
+    assert m.commit() is not None
+    m.unmount()
+    mapper = Mapper(mnt / "features.bin", size, "CD", tmp_path)
+    try:
+        mapper.step()  # C: the first write to each page moves mtime
+        time.sleep(SETTLE + 0.2)
+        with pytest.warns(UserWarning, match="mapped for writing"):
+            m = vol.mount(mnt, background=False, settle=SETTLE, settle_max_wait=0.5)
+        assert b"".join(vol.read_file("features.bin")) == b"A" * size
+        mapper.step()  # D: the same pages again, nothing moves
+    finally:
+        mapper.proc.kill() if mapper.proc.poll() is None and mapper.steps < 2 else None
+    mapper.finish()
+    info = m.commit()
+    assert info is not None and info.modified == 1
+    assert b"".join(vol.read_file("features.bin")) == b"D" * size
+    m.unmount()
 
 
 def test_a_mount_forgets_what_its_commits_took(local_store, tmp_path: Path) -> None:
