@@ -13,13 +13,14 @@ import os
 import re
 import stat as stat_mod
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from . import names
+from . import names, quiet
 from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .mount import Mount, _active_mount
@@ -86,6 +87,9 @@ def _open(
 
 _READ_ONLY = "read-only volume can not be written to: this handle came from vol.read_only()"
 _MAX_LINK_HOPS = 40  # as Linux's ELOOP limit
+# A local file that changes while an upload reads it is read again, after these pauses
+# (seconds): a writer finishing a save gets about a second before the upload gives up.
+_REREAD_PAUSES = (0.05, 0.2, 0.8)
 
 
 def _parent_path(path: str) -> str:
@@ -1416,6 +1420,12 @@ class BatchUpload:
         """Add a local file (a path or a binary file object) at ``remote_path``.
 
         ``mode`` sets the permission bits (default: the local file's, else 0o644).
+
+        A file given by path is stored only as one state it had: if it changes while it
+        is read (a program saving over it), it is read again, a few times over about a
+        second, then InvalidError is raised rather than a mix of two versions stored.
+        A file that another process still holds open for writing once read is stored
+        as read, with a warning (an upload has no later moment to wait for).
         """
         if self._writer is None:
             raise InvalidError("use put_file inside `with vol.batch_upload() as batch:`")
@@ -1423,18 +1433,45 @@ class BatchUpload:
             lp = Path(local_file)
             if not lp.is_file():
                 raise NotFoundError(f"local file {lp} does not exist or is not a regular file")
-            st = lp.stat()
             target = self._target(remote_path, lp.name)
-            with open(lp, "rb") as f:
-                entry = self._writer.file_entry(
-                    f,
-                    mode=stat_mod.S_IMODE(st.st_mode) if mode is None else mode,
-                    mtime_ns=st.st_mtime_ns,
-                )
+            entry = self._read_local(lp, mode)
         else:
             target = self._target(remote_path, None)
             entry = self._writer.file_entry(local_file, mode=0o644 if mode is None else mode)
         self._changes[target] = entry
+
+    def _read_local(self, lp: Path, mode: int | None) -> Entry:
+        """Store local file ``lp`` as one state it had (see :meth:`put_file`)."""
+        assert self._writer is not None
+        for pause in (*_REREAD_PAUSES, None):
+            with open(lp, "rb") as f:
+                before = os.fstat(f.fileno())
+                entry = self._writer.file_entry(
+                    f,
+                    mode=stat_mod.S_IMODE(before.st_mode) if mode is None else mode,
+                    mtime_ns=before.st_mtime_ns,
+                )
+                after = os.fstat(f.fileno())
+            # what was read is unreferenced if it is read again (gc frees it)
+            if quiet.signature(before) == quiet.signature(after) and entry.size == after.st_size:
+                break
+            if pause is None:
+                raise InvalidError(
+                    f"{lp} changed while it was read, {len(_REREAD_PAUSES) + 1} times: upload "
+                    "it once the program writing it has finished"
+                )
+            time.sleep(pause)
+        if not quiet.no_writer(str(lp)):
+            who = quiet.writers(lp.parent).get(lp.name, [])
+            if who:
+                import warnings
+
+                warnings.warn(
+                    f"{lp} is open for writing by {', '.join(who[:3])}: uploaded as it was "
+                    "read, which may be before that program finished writing it",
+                    stacklevel=3,
+                )
+        return entry
 
     def put_directory(
         self, local_path: str | os.PathLike[str], remote_path: str, recursive: bool = True

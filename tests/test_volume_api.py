@@ -12,8 +12,11 @@ import getpass
 import io
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -588,6 +591,54 @@ def test_batch_upload_exception_uploads_nothing(vol: Volume, tmp_path: Path) -> 
     assert vol.listdir("/") == []
     assert [h.seq for h in vol.history()] == [0]
     assert vol.verify().ok
+
+
+REWRITER = """
+import os, sys
+path, ready, stop = sys.argv[1:4]
+size, block, v = os.path.getsize(path), 1 << 20, 0
+open(ready, "w").close()
+while not os.path.exists(stop):
+    v = v % 250 + 1
+    with open(path, "r+b") as f:  # saved over in place, block by block
+        for _ in range(size // block):
+            f.write(bytes([v]) * block)
+            f.flush()
+"""
+
+
+def test_batch_upload_never_stores_a_file_torn_by_its_writer(vol: Volume, tmp_path: Path) -> None:
+    # A program saves over the file again and again while it is uploaded: at any moment
+    # the file holds the new version's first blocks and the old one's last. Stored as
+    # read, the volume would keep a file that never existed.
+    path = tmp_path / "ckpt.bin"
+    path.write_bytes(b"\0" * (16 << 20))
+    ready, stop = tmp_path / "ready", tmp_path / "stop"
+    writer = subprocess.Popen([sys.executable, "-c", REWRITER, str(path), str(ready), str(stop)])
+    try:
+        deadline = time.time() + 60
+        while not ready.exists():
+            assert writer.poll() is None and time.time() < deadline, "the writer did not start"
+            time.sleep(0.01)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with vol.batch_upload() as batch:
+                    batch.put_file(path, "ckpt.bin")
+            except InvalidError as e:
+                assert "changed while it was read, 4 times" in str(e)
+                assert vol.listdir("/") == []
+            else:
+                # it held still while read (the writer was not scheduled): it is still
+                # open for writing, and the upload says so
+                assert any("open for writing by" in str(w.message) for w in caught)
+    finally:
+        stop.touch()
+        assert writer.wait(60) == 0
+    with vol.batch_upload(force=True) as batch:
+        batch.put_file(path, "ckpt.bin")  # written and closed: stored as it is
+    data = b"".join(vol.read_file("ckpt.bin"))
+    assert data == path.read_bytes() and len(set(data)) == 1
 
 
 def test_batch_upload_bad_arguments(vol: Volume, tmp_path: Path) -> None:
