@@ -568,7 +568,45 @@ class Mount:
                 }
             )
         )
+        self._refuse_nested()
         self._index = _Index(self.state_path / "index.sqlite")
+
+    def _refuse_nested(self) -> None:
+        """Raise InvalidError if an active mount (this process's or another's, of any
+        volume) has its folder inside this one's, or this one's inside its folder.
+
+        Nested mounts would take each other's files: the outer one commits the inner
+        volume's files as its own, and its reloads delete or replace them, which the
+        inner mount then commits to its volume. (Modal mounts each volume at its own
+        path.) A mount is active while its lock is held; its folder is in the
+        ``mount.json`` beside the lock (written above for this one, before looking, so
+        that of two mounts made at once at least one sees the other).
+        """
+        here = str(self.path)
+        for d in self.state_path.parent.iterdir():
+            if d == self.state_path:
+                continue
+            try:
+                info = json.loads((d / "mount.json").read_text())
+                there = str(info["path"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # being made, or left by an older version
+            if not (_under(here, there) or _under(there, here)):
+                continue
+            try:
+                with open(d / "lock", "a+") as f:
+                    fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # free: nobody mounts it
+                continue
+            except BlockingIOError:
+                pass  # held: an active mount
+            except OSError:
+                continue
+            which = "is" if here == there else "is inside" if _under(here, there) else "contains"
+            raise InvalidError(
+                f"cannot mount volume {self.volume.name!r} at {here}: that folder {which} the "
+                f"mount of volume {info.get('name')!r} at {there}, and mounts may not be nested "
+                "(each would commit the other's files). Mount it in a folder of its own."
+            )
 
     def _close_state(self) -> None:
         with contextlib.suppress(Exception):

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from jupyter_volume import Volume
-from jupyter_volume.errors import LocalFolderError, StoreError
+from jupyter_volume.errors import InvalidError, LocalFolderError, StoreError
 from jupyter_volume.journal import Journal
 from jupyter_volume.testing.wrappers import WrappedStore
 
@@ -583,3 +583,48 @@ def test_fifos_sockets_and_too_long_paths_are_reported(store: Any, tmp_path: Pat
     names = {e.path for e in fresh(vol).listdir("/")}
     assert "pipe" not in names and "sock" not in names
     m.unmount()
+
+
+HOLD_MOUNT = """
+import sys
+from jupyter_volume import Volume
+from jupyter_volume.store import open_store
+m = Volume.from_name("outer", store=open_store(sys.argv[1])).mount(sys.argv[2], background=False)
+print("mounted", flush=True)
+sys.stdin.readline()
+m.unmount()
+"""
+
+
+def test_mounts_may_not_be_nested(local_store: Any, tmp_path: Path) -> None:
+    # A mount inside another's folder: the outer volume would commit the inner one's
+    # files as its own, and a reload of the outer one that deletes them would have the
+    # inner mount commit their deletion to its volume. Refused either way round, in
+    # this process or against another one; a folder of its own is fine.
+    outer = Volume.from_name("outer", store=local_store, create_if_missing=True)
+    inner = Volume.from_name("inner", store=local_store, create_if_missing=True)
+    work = tmp_path / "a" / "work"
+    m = outer.mount(work, background=False)
+    for where, how in [
+        (work / "models", "is inside"),
+        (work, "is the mount of volume 'outer'"),
+        (tmp_path / "a", "contains"),
+    ]:
+        with pytest.raises(InvalidError, match=how):
+            inner.mount(where, background=False)
+    assert not (work / "models").exists()
+    side = inner.mount(tmp_path / "a" / "models", background=False)  # a sibling folder
+    side.unmount()
+    m.unmount()
+    m = inner.mount(work / "models", background=False)  # the outer one is gone: allowed
+    m.unmount()
+    (work / "models").rmdir()
+    # against a mount held by another process
+    child = mounted_child(HOLD_MOUNT, local_store.url, work, {})
+    try:
+        with pytest.raises(InvalidError, match="is inside the mount of volume 'outer'"):
+            inner.mount(work / "models", background=False)
+    finally:
+        child.communicate("go\n", timeout=120)
+    assert child.returncode == 0
+    inner.mount(work / "models", background=False).unmount()
