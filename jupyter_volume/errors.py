@@ -65,7 +65,8 @@ class UnsupportedFormatError(InvalidError):
 
 
 class VolumeBusyError(VolumeError):
-    """A reload was refused because files under the mount are open in this process."""
+    """A reload was refused: files under the mount are open in this process, or a
+    program is writing files the reload would replace (``paths`` names them)."""
 
     def __init__(self, message: str, paths: list[str] | None = None) -> None:
         super().__init__(message)

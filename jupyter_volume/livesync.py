@@ -281,6 +281,11 @@ class LiveMount(Mount):
         )
 
     # -- pulling ---------------------------------------------------------------------------------
+    def _refuse_written(self, paths: dict[str, Entry | None], action: str) -> None:
+        # A live folder never refuses a pull: what a program is writing waits instead
+        # (see _apply_paths).
+        return
+
     def _apply_paths(self, paths: dict[str, Entry | None], pending: dict[str, int]) -> None:
         # A file some process holds open for writing is never replaced under its writer:
         # its remote version waits (see _apply_waiting).

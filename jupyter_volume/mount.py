@@ -1533,12 +1533,55 @@ class Mount:
         if initial:
             for p, e in repo.trees.walk(head.root):
                 paths[p] = e
+        self._refuse_written(paths, action)
         self._apply(paths, action)
         self._index.set_meta("base_root", head.root)
         self._index.set_meta("base_seq", head.seq)
         self._index.set_meta("own_seqs", [])
         self._index.set_meta("landing", [])
         self._index.clear_since_base()
+
+    def _refuse_written(self, paths: dict[str, Entry | None], action: str) -> None:
+        """Raise VolumeBusyError if the reload would replace or delete a file, with no
+        local change, that some process holds open (or mapped) for writing.
+
+        A reload puts a file in place by renaming a new one over it: a program writing
+        the old one would go on writing a file that no longer has a name, and all it
+        wrote from then on would be lost without a word. (A file with local changes is
+        kept anyway, and committed later: the last writer wins.) Checked before the
+        reload changes anything; a program that opens the file after this check is not
+        seen, as with Modal's own "volume busy" check.
+        """
+        top = f"{self.path}/"
+        present = [
+            p for p, e in paths.items() if (e is None or e.kind != DIR) and os.path.lexists(top + p)
+        ]
+        if not present:
+            return
+        busy = quiet.Writers(self.path, len(present))
+        held: dict[str, list[str]] = {}
+        for rel in present:
+            who = busy.get(rel)
+            if not who:
+                continue
+            row = self._index.row(rel)
+            try:
+                clean = row is not None and _unchanged_since(os.lstat(top + rel), row)
+            except OSError:
+                clean = False
+            if clean:
+                held[rel] = who
+        if held:
+            shown = "; ".join(
+                f"{_show(p)} ({busy.how(p)}{', '.join(w[:3])})" for p, w in sorted(held.items())[:5]
+            )
+            raise VolumeBusyError(
+                f"cannot {action} volume {self.volume.name!r}: the newest commit changes files "
+                f"under {self.path} that a program is writing: {shown}. Replacing them would "
+                "send that program's further writes to a deleted file. Let it finish (or stop "
+                f"it) and {action} again.",
+                sorted(held),
+            )
 
     def _apply(self, paths: dict[str, Entry | None], action: str = "reload") -> None:
         """Make the folder match ``paths`` (path -> head entry or None), never losing local edits.

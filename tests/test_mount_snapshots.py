@@ -10,6 +10,7 @@ the settle interval, the re-check after reading) are tested directly as well.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sqlite3
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_volume import InvalidError, Volume, quiet
+from jupyter_volume import InvalidError, Volume, VolumeBusyError, quiet
 from jupyter_volume.quiet import Gate, Groups, Policy, Writers, no_writer, writers
 
 pytestmark = pytest.mark.timeout(300)
@@ -407,6 +408,35 @@ def test_a_remount_leaves_a_file_mapped_for_writing_until_it_is_unmapped(
     info = m.commit()
     assert info is not None and info.modified == 1
     assert b"".join(vol.read_file("features.bin")) == b"D" * size
+    m.unmount()
+
+
+def test_a_reload_never_replaces_a_file_a_program_is_writing(local_store, tmp_path: Path) -> None:
+    # Another writer changed log.txt while a program here holds it open for appending.
+    # Renaming the new version over it would leave the program appending to a file with
+    # no name: everything it writes from then on lost. The reload refuses instead.
+    vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False, settle=SETTLE)
+    (mnt / "log.txt").write_text("one\n")
+    (mnt / "other.txt").write_text("a")
+    assert m.commit() is not None
+    with vol.batch_upload(force=True) as batch:
+        batch.put_file(io.BytesIO(b"theirs\n"), "log.txt")
+        batch.put_file(io.BytesIO(b"b"), "other.txt")
+    inode = (mnt / "log.txt").stat().st_ino
+    holder = hold(mnt / "log.txt", "w", tmp_path)
+    try:
+        with pytest.raises(VolumeBusyError, match="log.txt") as e:
+            m.reload()
+        assert e.value.paths == ["log.txt"] and str(holder.pid) in str(e.value)
+        assert (mnt / "log.txt").stat().st_ino == inode  # untouched, as is everything else
+        assert (mnt / "other.txt").read_text() == "a"
+    finally:
+        holder.kill()
+        holder.wait()
+    m.reload()
+    assert (mnt / "log.txt").read_text() == "theirs\n" and (mnt / "other.txt").read_text() == "b"
     m.unmount()
 
 
