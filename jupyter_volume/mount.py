@@ -91,6 +91,8 @@ LANDING_MAX = 16  # unfinished reload targets remembered for reconciling (see _r
 #: A commit of at least this many new paths, all in folders that neither the mount nor
 #: the volume's head knows (an initial commit of a big tree), streams: see _commit_streamed.
 STREAM_AT = 2_000
+# The extended attribute that marks a mounted folder as its mount's (see _mark_folder)
+_FOLDER_MARK = "user.jupyter_volume.mount"
 STREAM_ROWS = 1_000  # mount rows written per batch while a commit streams
 STREAM_TREE_BYTES = 1 << 20  # compressed tree nodes held before a streamed commit uploads them
 
@@ -400,6 +402,16 @@ class _Index:
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
 
+    def any_rows(self) -> bool:
+        return self.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
+
+    def reset(self) -> None:
+        """Forget everything: the rows and the meta (a mount starting afresh)."""
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM files")
+        self.db.execute("DELETE FROM meta")
+        self.db.execute("COMMIT")
+
     def close(self) -> None:
         self.db.close()
 
@@ -626,6 +638,12 @@ class Mount:
     # -- mounting -----------------------------------------------------------------------------------
     def _mount(self) -> None:
         known = self._index.get_meta("base_seq") is not None
+        if known and self._stale_state():
+            # The folder this state describes is gone: removed to free the disk, moved,
+            # or replaced. Its rows would make the mount commit every file as deleted;
+            # the mount starts afresh instead (a non-empty folder is refused below).
+            self._index.reset()
+            known = False
         if self.path.exists() and not self.path.is_dir():
             raise InvalidError(f"cannot mount at {self.path}: it is a file")
         if not known and self.path.exists() and any(self.path.iterdir()):
@@ -637,6 +655,7 @@ class Mount:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a read-only or forbidden parent: say so in one line
             raise self._folder_error(e, "mount", 0, 0) from e
+        self._mark_folder()
         if not known:
             # From here on the folder is this volume's mount, even if materializing it
             # stops partway (a full disk): mounting again in the same folder resumes.
@@ -648,6 +667,75 @@ class Mount:
                 "commit edits left from an earlier mount", self._changes(full=True), wait=True
             )
         self._reload_locked(initial=not known, action="mount")
+
+    def _mark_folder(self) -> None:
+        """Mark the mounted folder as this mount's, so that a folder removed and made
+        again at the same path (which may get the same inode number at once) is told
+        apart: an extended attribute naming the mount's state (invisible in listings;
+        the folder holds only the user's files), else its device and inode number
+        where the file system takes no extended attributes."""
+        st = os.stat(self.path)
+        try:
+            os.setxattr(self.path, _FOLDER_MARK, self.state_path.name.encode())
+            marked = True
+        except OSError:
+            marked = False
+        self._index.set_meta("folder", {"dev": st.st_dev, "ino": st.st_ino, "marked": marked})
+
+    def _same_folder(self, st: os.stat_result) -> bool:
+        """True if the folder at :attr:`path` (``st``: its stat) is the one marked by
+        :meth:`_mark_folder`; True if none was (a state kept by an older version)."""
+        was = self._index.get_meta("folder")
+        if was is None:
+            return True
+        if was.get("marked"):
+            try:
+                return os.getxattr(self.path, _FOLDER_MARK) == self.state_path.name.encode()
+            except OSError:
+                return False
+        return [st.st_dev, st.st_ino] == [was["dev"], was["ino"]]
+
+    def _stale_state(self) -> bool:
+        """True if the mount state kept for this folder no longer describes it: the
+        folder is missing, is another folder than the one mounted before, or is empty
+        although files were synced into it (a local copy deleted to free the disk)."""
+        try:
+            st = os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        if not stat_mod.S_ISDIR(st.st_mode):
+            return False  # refused as a file below
+        if not self._same_folder(st):
+            return True
+        return not any(self.path.iterdir()) and self._index.any_rows()
+
+    def _folder_lost(self) -> str | None:
+        """How the mounted folder stopped being this mount's (removed, or replaced by
+        another folder or a file) while mounted; None while it is still the one."""
+        try:
+            st = os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return "was removed"
+        except OSError:
+            return None  # cannot tell: the scan reports what it cannot read
+        if not stat_mod.S_ISDIR(st.st_mode):
+            return "was replaced by a file"
+        if not self._same_folder(st):
+            return "was replaced by another folder"
+        return None
+
+    def _require_folder(self) -> None:
+        """Raise LocalFolderError if the mounted folder was removed or replaced: a scan
+        of it would take every file the volume has as deleted."""
+        lost = self._folder_lost()
+        if lost is not None:
+            raise LocalFolderError(
+                f"the mounted folder {self.path} (volume {self.volume.name!r}) {lost} while "
+                "mounted: nothing was committed, and the volume still has every file. "
+                "Unmount, then mount again to bring the files back (to delete files from the "
+                "volume, delete them inside the mounted folder).",
+                errno.ENOENT,
+            )
 
     # -- scanning ---------------------------------------------------------------------------------------
     def _ignored(self, rel: str, is_dir: bool) -> bool:
@@ -798,6 +886,7 @@ class Mount:
         return ch
 
     def _changes(self, full: bool = False) -> _Changes:
+        self._require_folder()
         self._clean_at, self._scan_at = self._scan_at, time.monotonic()  # see _quiet_gate
         journal = getattr(self, "_journal", None)  # not there yet while mounting
         dirty = None if full or journal is None else journal.take()
@@ -1375,6 +1464,7 @@ class Mount:
         and which changed files the latest commit deferred, and why (``deferred``)."""
         with self._lock:
             self._check_open()
+            self._require_folder()
             ch = self._full_scan()
             self._reconcile(ch)
             self._note_skipped(ch, None)
@@ -1469,6 +1559,7 @@ class Mount:
             )
         with self._lock:
             self._check_open()
+            self._require_folder()
             if not self.read_only:
                 self._commit_locked("commit before reload", self._changes(), wait=True)
             self._reload_locked()
@@ -2071,7 +2162,14 @@ class Mount:
             if self._closed:
                 return None
             info = None
-            if not self.read_only:
+            lost = self._folder_lost()
+            if lost is not None:
+                warnings.warn(
+                    f"the mounted folder {self.path} (volume {self.volume.name!r}) {lost}: "
+                    "unmounted without committing (the volume still has every file)",
+                    stacklevel=2,
+                )
+            elif not self.read_only:
                 info = self._commit_locked(None, self._changes(full=True), wait=True)
         self._detach()
         return info

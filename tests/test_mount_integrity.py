@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -628,3 +629,60 @@ def test_mounts_may_not_be_nested(local_store: Any, tmp_path: Path) -> None:
         child.communicate("go\n", timeout=120)
     assert child.returncode == 0
     inner.mount(work / "models", background=False).unmount()
+
+
+def test_removing_the_mounted_folder_deletes_nothing_from_the_volume(
+    store: Any, tmp_path: Path
+) -> None:
+    # `rm -rf data` to free the disk, or a cleanup script: a scan of a folder that is no
+    # longer there found every file deleted, and the next commit emptied the volume
+    # (and every teammate's folder at their next reload).
+    vol = Volume.from_name("v", store=store, create_if_missing=True)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    (mnt / "sub").mkdir()
+    (mnt / "sub/a.txt").write_text("a")
+    (mnt / "b.txt").write_text("b")
+    assert m.commit() is not None
+    shutil.rmtree(mnt)
+    for call in (m.commit, m.status, m.reload):
+        with pytest.raises(LocalFolderError, match="was removed while mounted: nothing was"):
+            call()
+    mnt.mkdir()  # a new, empty folder at the same path is not the mounted one either
+    with pytest.raises(LocalFolderError, match="was replaced by another folder"):
+        m.commit()
+    with pytest.warns(UserWarning, match="unmounted without committing"):
+        assert m.unmount() is None
+    assert sorted(e.path for e in vol.listdir("/", recursive=True)) == ["b.txt", "sub", "sub/a.txt"]
+    assert [h.seq for h in vol.history()] == [1, 0]
+    m = vol.mount(mnt, background=False)  # the files come back
+    assert (mnt / "sub/a.txt").read_text() == "a" and (mnt / "b.txt").read_text() == "b"
+    m.unmount()
+
+
+def test_a_folder_removed_or_emptied_while_unmounted_is_mounted_afresh(
+    local_store: Any, tmp_path: Path
+) -> None:
+    # The mount's state remembers the folder it synced; mounting again where that
+    # folder was removed, emptied or replaced must not commit its files as deleted.
+    vol = Volume.from_name("v", store=local_store, create_if_missing=True)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    (mnt / "a.txt").write_text("a")
+    assert m.commit() is not None
+    m.unmount()
+    for undo in ("removed", "emptied"):
+        if undo == "removed":
+            shutil.rmtree(mnt)
+        else:
+            (mnt / "a.txt").unlink()
+        m = vol.mount(mnt, background=False)
+        assert (mnt / "a.txt").read_text() == "a", undo
+        m.unmount()
+    assert [h.seq for h in vol.history()] == [1, 0]
+    shutil.rmtree(mnt)
+    mnt.mkdir()
+    (mnt / "other.txt").write_text("not from the volume")
+    with pytest.raises(InvalidError, match="not empty"):
+        vol.mount(mnt, background=False)
+    assert [e.path for e in vol.listdir("/")] == ["a.txt"]
