@@ -332,7 +332,7 @@ class Mapper:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", MAPPER, str(path), str(self.signals), str(size), fills]
         )
-        self.steps = 0
+        self.fills, self.steps = fills, 0
         self._wait("mapped")
 
     def _wait(self, name: str) -> None:
@@ -348,6 +348,12 @@ class Mapper:
 
     def finish(self) -> None:
         assert self.proc.wait(60) == 0
+
+    def abandon(self) -> None:
+        """End the child if a failing test left it waiting for a step."""
+        if self.steps < len(self.fills) and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def test_a_file_mapped_for_writing_is_busy_until_unmapped(local_store, tmp_path: Path) -> None:
@@ -371,7 +377,7 @@ def test_a_file_mapped_for_writing_is_busy_until_unmapped(local_store, tmp_path:
         assert "mapped for writing by" in why and str(mapper.proc.pid) in why
         mapper.step()  # B everywhere, no stat field moves
     finally:
-        mapper.proc.kill() if mapper.proc.poll() is None and mapper.steps < 2 else None
+        mapper.abandon()
     mapper.finish()
     assert m.commit() is not None
     assert b"".join(vol.read_file("features.bin")) == b"B" * size
@@ -403,7 +409,7 @@ def test_a_remount_leaves_a_file_mapped_for_writing_until_it_is_unmapped(
         assert b"".join(vol.read_file("features.bin")) == b"A" * size
         mapper.step()  # D: the same pages again, nothing moves
     finally:
-        mapper.proc.kill() if mapper.proc.poll() is None and mapper.steps < 2 else None
+        mapper.abandon()
     mapper.finish()
     info = m.commit()
     assert info is not None and info.modified == 1
