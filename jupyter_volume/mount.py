@@ -764,8 +764,15 @@ class Mount:
             try:
                 it = os.scandir(base)
             except OSError as e:
-                if rel_dir:
-                    self._unreadable(rel_dir, e, rows, ch, seen)
+                if not rel_dir:
+                    # Not "every file deleted": the folder itself cannot be listed.
+                    raise LocalFolderError(
+                        f"cannot list the mounted folder {self.path} (volume "
+                        f"{self.volume.name!r}): {e.strerror or e}. Nothing was committed; "
+                        "make it readable again.",
+                        e.errno,
+                    ) from e
+                self._unreadable(rel_dir, e, rows, ch, seen)
                 continue
             with it:
                 for de in it:

@@ -686,3 +686,35 @@ def test_a_folder_removed_or_emptied_while_unmounted_is_mounted_afresh(
     with pytest.raises(InvalidError, match="not empty"):
         vol.mount(mnt, background=False)
     assert [e.path for e in vol.listdir("/")] == ["a.txt"]
+
+
+def test_a_mounted_folder_that_cannot_be_listed_deletes_nothing(
+    local_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `chmod 000` on the mounted folder: a full scan (status, unmount, a commit after the
+    # change journal overflowed) that cannot list it found no file, and so every file
+    # deleted. The one mock of this file: this fault cannot be caused for real here
+    # (the tests run as root, whom permissions do not stop, and the interpreter lives
+    # where another user cannot run it), so listing the folder fails by a patch.
+    vol = Volume.from_name("v", store=local_store, create_if_missing=True)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    (mnt / "a.txt").write_text("a")
+    assert m.commit() is not None
+    real = os.scandir
+
+    def denied(path: Any = ".") -> Any:
+        if os.fspath(path) == str(mnt):
+            raise PermissionError(13, "Permission denied", str(mnt))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(LocalFolderError, match="cannot list the mounted folder .* Nothing was"):
+        m.status()
+    m._journal.requeue(None)  # as after an overflow: the next commit scans everything
+    with pytest.raises(LocalFolderError, match="Permission denied"):
+        m.commit()
+    monkeypatch.setattr(os, "scandir", real)
+    assert [e.path for e in vol.listdir("/")] == ["a.txt"]
+    assert m.commit() is None  # readable again: nothing changed
+    m.unmount()
