@@ -747,6 +747,15 @@ class Mount:
             return True
         return is_dir and dirs is not None and bool(dirs(name) or dirs(rel))
 
+    def _ignored_row(self, rel: str, entry: Entry) -> bool:
+        """True if ``rel``, a path the volume has, is ignored now (by its name or a folder
+        above it). A scan never looks at ignored paths, so they are neither committed
+        nor deleted: ignoring what the volume already has (``ignore=["*.ckpt"]``, or a
+        pattern added between mounts) keeps it in the volume."""
+        return self._ignored(rel, entry.kind == DIR) or (
+            "/" in rel and self._ignored_dir(rel.rsplit("/", 1)[0])
+        )
+
     def _ignored_dir(self, rel: str) -> bool:
         return any(
             self._ignored("/".join(rel.split("/")[: i + 1]), True)
@@ -785,7 +794,7 @@ class Mount:
                         self._unreadable(rel, e, rows, ch, seen)
                         continue
                     self._classify(rel, st, rows.get(rel), ch, seen, stack)
-        ch.gone = {p for p in rows if p not in seen}
+        ch.gone = {p for p in rows if p not in seen and not self._ignored_row(p, rows[p][0])}
         return ch
 
     def _unreadable(
@@ -889,7 +898,9 @@ class Mount:
                                 self._unreadable(sub, e, rows, ch, seen)
                                 continue
                             self._classify(sub, sst, rows.get(sub), ch, seen, stack)
-            ch.gone.update(p for p in rows if p not in seen)
+            ch.gone.update(
+                p for p in rows if p not in seen and not self._ignored_row(p, rows[p][0])
+            )
         return ch
 
     def _changes(self, full: bool = False) -> _Changes:

@@ -718,3 +718,33 @@ def test_a_mounted_folder_that_cannot_be_listed_deletes_nothing(
     assert [e.path for e in vol.listdir("/")] == ["a.txt"]
     assert m.commit() is None  # readable again: nothing changed
     m.unmount()
+
+
+def test_ignored_paths_the_volume_has_are_kept_not_deleted(store: Any, tmp_path: Path) -> None:
+    # Mounting with ignore=[...] (or adding a pattern between mounts) for files the
+    # volume already has: a scan never looks at ignored paths, so it took every one of
+    # them as deleted. They are neither committed nor deleted from here.
+    vol = Volume.from_name("v", store=store, create_if_missing=True)
+    with vol.batch_upload() as batch:
+        batch.put_file(io.BytesIO(b"weights"), "model.ckpt")
+        batch.put_file(io.BytesIO(b"cached"), "cache/x.bin")
+        batch.put_file(io.BytesIO(b"notes"), "notes.txt")
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False, ignore=["*.ckpt", "cache/"])
+    assert (mnt / "model.ckpt").read_bytes() == b"weights"  # still brought down
+    (mnt / "notes.txt").write_text("edited")
+    (mnt / "model.ckpt").write_bytes(b"local weights")  # ignored: not committed
+    (mnt / "cache/x.bin").unlink()  # ignored: not deleted either
+    assert m.status().deleted == [] and m.status().modified == ["notes.txt"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        info = m.commit()
+        assert info is not None and (info.modified, info.deleted) == (1, 0)
+        m.unmount()  # a full scan: the same
+    assert sorted(e.path for e in vol.listdir("/", recursive=True)) == [
+        "cache",
+        "cache/x.bin",
+        "model.ckpt",
+        "notes.txt",
+    ]
+    assert b"".join(vol.read_file("model.ckpt")) == b"weights"
