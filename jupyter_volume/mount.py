@@ -91,10 +91,10 @@ LANDING_MAX = 16  # unfinished reload targets remembered for reconciling (see _r
 #: A commit of at least this many new paths, all in folders that neither the mount nor
 #: the volume's head knows (an initial commit of a big tree), streams: see _commit_streamed.
 STREAM_AT = 2_000
-# The extended attribute that marks a mounted folder as its mount's (see _mark_folder)
-_FOLDER_MARK = "user.jupyter_volume.mount"
 STREAM_ROWS = 1_000  # mount rows written per batch while a commit streams
 STREAM_TREE_BYTES = 1 << 20  # compressed tree nodes held before a streamed commit uploads them
+# The extended attribute that marks a mounted folder as its mount's (see _mark_folder)
+_FOLDER_MARK = "user.jupyter_volume.mount"
 
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
