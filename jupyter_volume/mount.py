@@ -678,7 +678,7 @@ class Mount:
         try:
             os.setxattr(self.path, _FOLDER_MARK, self.state_path.name.encode())
             marked = True
-        except OSError:
+        except (OSError, AttributeError):  # AttributeError: no xattr calls (not Linux)
             marked = False
         self._index.set_meta("folder", {"dev": st.st_dev, "ino": st.st_ino, "marked": marked})
 
