@@ -441,6 +441,8 @@ class _Changes:
     skipped: dict[str, str] = field(default_factory=dict)
     #: what the journal handed out for this scan (None: a full scan); given back on failure
     taken: set[str] | None = None
+    #: inode numbers of changed synced files that have more than one name (hard links)
+    linked: set[int] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.files or self.links or self.dirs or self.gone)
@@ -845,6 +847,8 @@ class Mount:
             seen.add(rel)
             if entry is None or entry.kind != FILE or row[1] != _sig(st):
                 ch.files[rel] = _Stat(st)
+                if st.st_nlink > 1 and entry is not None:
+                    ch.linked.add(st.st_ino)  # a synced file with other names (see _other_names)
         else:
             kind = _special_kind(st.st_mode)
             if kind is not None:
@@ -901,7 +905,39 @@ class Mount:
             ch.gone.update(
                 p for p in rows if p not in seen and not self._ignored_row(p, rows[p][0])
             )
+        if ch.linked:
+            self._other_names(ch)
         return ch
+
+    def _other_names(self, ch: _Changes) -> None:
+        """Add to ``ch`` the other names of its changed hard-linked files.
+
+        Writing a file through one name changes it under all of them, but the change
+        journal reports only the name it was written through (``ln a b``, then an edit
+        of ``a``: ``b`` changed too). The mount's rows record each name's inode number:
+        the rows with the inode of a changed file that has more than one name are looked
+        at again (one pass over the rows, and only when there is such a file).
+        """
+        inos = list(ch.linked)
+        q = self._index.db.execute
+        if len(inos) <= 500:
+            found = [
+                r[0]
+                for r in q(
+                    f"SELECT path FROM files WHERE ino IN ({','.join('?' * len(inos))})", inos
+                )
+            ]
+        else:  # one pass over the rows, whatever the number
+            found = [r[0] for r in q("SELECT path, ino FROM files") if r[1] in ch.linked]
+        for rel in found:
+            if rel in ch.files:
+                continue
+            try:
+                st = os.lstat(self.path / rel)
+            except OSError:
+                continue  # gone: the journal reports that itself
+            if stat_mod.S_ISREG(st.st_mode) and st.st_ino in ch.linked:
+                self._classify(rel, st, self._index.row(rel), ch, set(), None)
 
     def _changes(self, full: bool = False) -> _Changes:
         self._require_folder()

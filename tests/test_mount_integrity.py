@@ -748,3 +748,24 @@ def test_ignored_paths_the_volume_has_are_kept_not_deleted(store: Any, tmp_path:
         "notes.txt",
     ]
     assert b"".join(vol.read_file("model.ckpt")) == b"weights"
+
+
+def test_an_edit_through_one_hard_link_commits_every_name(store: Any, tmp_path: Path) -> None:
+    # `ln a.txt b.txt`, then an edit of a.txt in place: b.txt changed too, but the
+    # change journal reports only the name written through, so until a full scan (the
+    # unmount) the volume kept b.txt's old bytes.
+    vol = Volume.from_name("v", store=store, create_if_missing=True)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    (mnt / "sub").mkdir()
+    (mnt / "a.txt").write_text("one")
+    os.link(mnt / "a.txt", mnt / "sub/b.txt")
+    os.link(mnt / "a.txt", mnt / "c.txt")
+    assert m.commit() is not None
+    with open(mnt / "a.txt", "r+") as f:
+        f.write("two")
+    info = m.commit()
+    assert info is not None and info.modified == 3
+    for name in ("a.txt", "sub/b.txt", "c.txt"):
+        assert b"".join(vol.read_file(name)) == b"two", name
+    m.unmount()
