@@ -631,19 +631,26 @@ def test_mounts_may_not_be_nested(local_store: Any, tmp_path: Path) -> None:
     inner.mount(work / "models", background=False).unmount()
 
 
+def committed_mount(store: Any, tmp_path: Path, files: dict[str, str]) -> tuple[Volume, Path, Any]:
+    """Volume "v" mounted at ``tmp_path/mnt`` (no background commits) with ``files``
+    (path -> text) written there and committed."""
+    vol = Volume.from_name("v", store=store, create_if_missing=True)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    for rel, text in files.items():
+        (mnt / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mnt / rel).write_text(text)
+    assert m.commit() is not None
+    return vol, mnt, m
+
+
 def test_removing_the_mounted_folder_deletes_nothing_from_the_volume(
     store: Any, tmp_path: Path
 ) -> None:
     # `rm -rf data` to free the disk, or a cleanup script: a scan of a folder that is no
     # longer there found every file deleted, and the next commit emptied the volume
     # (and every teammate's folder at their next reload).
-    vol = Volume.from_name("v", store=store, create_if_missing=True)
-    mnt = tmp_path / "mnt"
-    m = vol.mount(mnt, background=False)
-    (mnt / "sub").mkdir()
-    (mnt / "sub/a.txt").write_text("a")
-    (mnt / "b.txt").write_text("b")
-    assert m.commit() is not None
+    vol, mnt, m = committed_mount(store, tmp_path, {"sub/a.txt": "a", "b.txt": "b"})
     shutil.rmtree(mnt)
     for call in (m.commit, m.status, m.reload):
         with pytest.raises(LocalFolderError, match="was removed while mounted: nothing was"):
@@ -665,11 +672,7 @@ def test_a_folder_removed_or_emptied_while_unmounted_is_mounted_afresh(
 ) -> None:
     # The mount's state remembers the folder it synced; mounting again where that
     # folder was removed, emptied or replaced must not commit its files as deleted.
-    vol = Volume.from_name("v", store=local_store, create_if_missing=True)
-    mnt = tmp_path / "mnt"
-    m = vol.mount(mnt, background=False)
-    (mnt / "a.txt").write_text("a")
-    assert m.commit() is not None
+    vol, mnt, m = committed_mount(local_store, tmp_path, {"a.txt": "a"})
     m.unmount()
     for undo in ("removed", "emptied"):
         if undo == "removed":
@@ -696,11 +699,7 @@ def test_a_mounted_folder_that_cannot_be_listed_deletes_nothing(
     # deleted. The one mock of this file: this fault cannot be caused for real here
     # (the tests run as root, whom permissions do not stop, and the interpreter lives
     # where another user cannot run it), so listing the folder fails by a patch.
-    vol = Volume.from_name("v", store=local_store, create_if_missing=True)
-    mnt = tmp_path / "mnt"
-    m = vol.mount(mnt, background=False)
-    (mnt / "a.txt").write_text("a")
-    assert m.commit() is not None
+    vol, mnt, m = committed_mount(local_store, tmp_path, {"a.txt": "a"})
     real = os.scandir
 
     def denied(path: Any = ".") -> Any:
@@ -754,10 +753,7 @@ def test_an_edit_through_one_hard_link_commits_every_name(store: Any, tmp_path: 
     # `ln a.txt b.txt`, then an edit of a.txt in place: b.txt changed too, but the
     # change journal reports only the name written through, so until a full scan (the
     # unmount) the volume kept b.txt's old bytes.
-    vol = Volume.from_name("v", store=store, create_if_missing=True)
-    mnt = tmp_path / "mnt"
-    m = vol.mount(mnt, background=False)
-    (mnt / "sub").mkdir()
+    vol, mnt, m = committed_mount(store, tmp_path, {"sub/.keep": ""})
     (mnt / "a.txt").write_text("one")
     os.link(mnt / "a.txt", mnt / "sub/b.txt")
     os.link(mnt / "a.txt", mnt / "c.txt")
