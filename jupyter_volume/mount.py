@@ -1698,23 +1698,18 @@ class Mount:
         seen, as with Modal's own "volume busy" check.
         """
         top = f"{self.path}/"
-        present = [
-            p for p, e in paths.items() if (e is None or e.kind != DIR) and os.path.lexists(top + p)
-        ]
+        present: dict[str, int] = {}  # path -> its st_mode (Writers needs no lstat of its own)
+        for p, e in paths.items():
+            if e is None or e.kind != DIR:
+                with contextlib.suppress(OSError):
+                    present[p] = os.lstat(top + p).st_mode
         if not present:
             return
         busy = quiet.Writers(self.path, len(present))
         held: dict[str, list[str]] = {}
-        for rel in present:
-            who = busy.get(rel)
-            if not who:
-                continue
-            row = self._index.row(rel)
-            try:
-                clean = row is not None and _unchanged_since(os.lstat(top + rel), row)
-            except OSError:
-                clean = False
-            if clean:
+        for rel, mode in present.items():
+            who = busy.get(rel, mode)
+            if who and _left_as_is(top + rel, self._index.row(rel)):
                 held[rel] = who
         if held:
             shown = "; ".join(
@@ -1879,7 +1874,7 @@ class Mount:
                 old, row = sources.pop()
                 src, dst = f"{root}/{old}", f"{root}/{rel}"
                 try:
-                    if not _unchanged_since(os.lstat(src), row) or os.path.lexists(dst):
+                    if not _left_as_is(src, row) or os.path.lexists(dst):
                         continue  # edited here, or something in the way: the usual path
                     os.makedirs(os.path.dirname(dst), exist_ok=True)
                     os.rename(src, dst)
@@ -1911,12 +1906,6 @@ class Mount:
         out: dict[str, tuple[str, Entry]] = {}
         root = os.fspath(self.path)
 
-        def clean(rel: str, row: Any) -> bool:
-            try:
-                return _unchanged_since(os.lstat(f"{root}/{rel}"), row)
-            except OSError:
-                return False
-
         wanted: dict[tuple[Any, ...], list[str]] = {}  # content -> paths with no version here
         for rel, e in files:
             if not e.chunks:
@@ -1927,7 +1916,7 @@ class Mount:
                 and row[0].kind == FILE
                 and row[0].chunks
                 and {h for h, _n in row[0].chunks} & {h for h, _n in e.chunks}
-                and clean(rel, row)
+                and _left_as_is(f"{root}/{rel}", row)
             ):
                 out[rel] = (f"{root}/{rel}", row[0])
             else:
@@ -1950,7 +1939,7 @@ class Mount:
                     continue
                 e = Entry.decode(json.loads(raw), "mount index")
                 targets = wanted.get(_content_key(e)) if e.kind == FILE else None
-                if targets and clean(path, (e, (size, mtime_ns, ino, mode))):
+                if targets and _left_as_is(f"{root}/{path}", (e, (size, mtime_ns, ino, mode))):
                     for rel in targets:
                         out[rel] = (f"{root}/{path}", e)
                     del wanted[_content_key(e)]
@@ -2277,6 +2266,15 @@ def _unchanged_since(st: os.stat_result, row: Any) -> bool:
     if row[0].kind == DIR:
         return stat_mod.S_ISDIR(st.st_mode)
     return bool(row[1] == _sig(st))
+
+
+def _left_as_is(full: str, row: Any) -> bool:
+    """True if there is a path at ``full`` and it is as index row ``row`` left it (False
+    if it cannot be looked at)."""
+    try:
+        return _unchanged_since(os.lstat(full), row)
+    except OSError:
+        return False
 
 
 def _read_big(
