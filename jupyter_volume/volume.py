@@ -1461,16 +1461,15 @@ class BatchUpload:
                     "it once the program writing it has finished"
                 )
             time.sleep(pause)
-        if not quiet.no_writer(str(lp)):
-            who = quiet.writers(lp.parent).get(lp.name, [])
-            if who:
-                import warnings
+        who = quiet.Writers(lp.parent, 1).get(lp.name)  # the kernel's lease, then /proc
+        if who:
+            import warnings
 
-                warnings.warn(
-                    f"{lp} is open for writing by {', '.join(who[:3])}: uploaded as it was "
-                    "read, which may be before that program finished writing it",
-                    stacklevel=3,
-                )
+            warnings.warn(
+                f"{lp} is open for writing by {', '.join(who[:3])}: uploaded as it was "
+                "read, which may be before that program finished writing it",
+                stacklevel=3,
+            )
         return entry
 
     def put_directory(
