@@ -726,14 +726,20 @@ def counted(
     return Volume.lookup("vol", create_if_missing=True, store=store), store
 
 
+def _mounted_with_big(vol: Volume, tmp_path: Path, name: str, size: int) -> tuple[Any, bytes]:
+    """Upload ``size`` random bytes to ``name``, then mount ``vol`` at ``tmp_path/mnt``
+    (no background commits); the mount and the bytes."""
+    big = os.urandom(size)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(big), name)
+    return vol.mount(tmp_path / "mnt", background=False), big
+
+
 def test_a_reload_of_a_big_file_with_a_small_edit_downloads_only_the_edit(
     counted: tuple[Volume, _BytesGot], child_env: dict[str, str], tmp_path: Path
 ) -> None:
     vol, store = counted
-    big = os.urandom(12 << 20)
-    with vol.batch_upload() as b:
-        b.put_file(io.BytesIO(big), "big.bin")
-    m = vol.mount(tmp_path / "mnt", background=False)
+    m, big = _mounted_with_big(vol, tmp_path, "big.bin", 12 << 20)
     ino = os.stat(tmp_path / "mnt/big.bin").st_ino
 
     _run_child(EDIT_BIG, child_env, "6000000")  # another kernel edits 1,000 bytes
@@ -751,10 +757,7 @@ def test_a_reload_copies_a_big_file_it_has_under_another_name(
     counted: tuple[Volume, _BytesGot], child_env: dict[str, str], tmp_path: Path
 ) -> None:
     vol, store = counted
-    big = os.urandom(9 << 20)
-    with vol.batch_upload() as b:
-        b.put_file(io.BytesIO(big), "model.pt")
-    m = vol.mount(tmp_path / "mnt", background=False)
+    m, big = _mounted_with_big(vol, tmp_path, "model.pt", 9 << 20)
     # another kernel copies it (the copy shares the stored chunks)
     _run_child(
         'from jupyter_volume import Volume; Volume.from_name("vol").copy_files(["model.pt"], "backup.pt")',
@@ -773,10 +776,7 @@ def test_a_reload_never_trusts_the_local_copy_it_reuses(
     """The version in the folder changed without its size, mtime or inode changing (so
     the mount still takes it as the one it wrote): chunks copied from it are checked by
     hash, and what does not match is downloaded."""
-    big = os.urandom(12 << 20)
-    with vol.batch_upload() as b:
-        b.put_file(io.BytesIO(big), "big.bin")
-    m = vol.mount(tmp_path / "mnt", background=False)
+    m, big = _mounted_with_big(vol, tmp_path, "big.bin", 12 << 20)
     f = tmp_path / "mnt/big.bin"
     st = os.stat(f)
     with open(f, "r+b") as fh:  # damage the start behind the mount's back
