@@ -648,7 +648,7 @@ class Mount:
             known = False
         if self.path.exists() and not self.path.is_dir():
             raise InvalidError(f"cannot mount at {self.path}: it is a file")
-        if not known and self.path.exists() and any(self.path.iterdir()):
+        if not known and self.path.exists() and not self._holds_only_ignored():
             raise InvalidError(
                 f"cannot mount volume {self.volume.name!r} at {self.path}: the folder is not empty "
                 "and is not this volume's mount. Choose an empty or new folder."
@@ -699,8 +699,9 @@ class Mount:
 
     def _stale_state(self) -> bool:
         """True if the mount state kept for this folder no longer describes it: the
-        folder is missing, is another folder than the one mounted before, or is empty
-        although files were synced into it (a local copy deleted to free the disk)."""
+        folder is missing, is another folder than the one mounted before, or holds only
+        ignored names although files were synced into it (a local copy deleted to free
+        the disk)."""
         try:
             st = os.stat(self.path)
         except (FileNotFoundError, NotADirectoryError):
@@ -709,7 +710,14 @@ class Mount:
             return False  # refused as a file below
         if not self._same_folder(st):
             return True
-        return not any(self.path.iterdir()) and self._index.any_rows()
+        return self._holds_only_ignored() and self._index.any_rows()
+
+    def _holds_only_ignored(self) -> bool:
+        """True if the folder holds nothing, or only names the mount ignores: `rm -rf
+        data/*` leaves hidden ones (Jupyter's ``.ipynb_checkpoints``, an editor's swap
+        file), which a scan never looks at, so they say nothing of the volume's files."""
+        with os.scandir(self.path) as it:
+            return all(self._ignored(e.name, e.is_dir(follow_symlinks=False)) for e in it)
 
     def _folder_lost(self) -> str | None:
         """How the mounted folder stopped being this mount's (removed, or replaced by

@@ -672,23 +672,38 @@ def test_a_folder_removed_or_emptied_while_unmounted_is_mounted_afresh(
 ) -> None:
     # The mount's state remembers the folder it synced; mounting again where that
     # folder was removed, emptied or replaced must not commit its files as deleted.
-    vol, mnt, m = committed_mount(local_store, tmp_path, {"a.txt": "a"})
+    vol, mnt, m = committed_mount(local_store, tmp_path, {"a.txt": "a", "sub/b.txt": "b"})
     m.unmount()
-    for undo in ("removed", "emptied"):
+    for undo in ("removed", "emptied", "emptied but for ignored names"):
         if undo == "removed":
             shutil.rmtree(mnt)
         else:
             (mnt / "a.txt").unlink()
+            shutil.rmtree(mnt / "sub")
+        if undo == "emptied but for ignored names":
+            # `rm -rf data/*` leaves hidden names: Jupyter's checkpoints of a notebook
+            # opened there, Python's cache, a crashed editor's swap file
+            (mnt / ".ipynb_checkpoints").mkdir()
+            (mnt / ".ipynb_checkpoints/a-checkpoint.txt").write_text("old")
+            (mnt / ".a.txt.swp").write_text("swap")
         m = vol.mount(mnt, background=False)
         assert (mnt / "a.txt").read_text() == "a", undo
+        assert (mnt / "sub/b.txt").read_text() == "b", undo
         m.unmount()
+    assert (mnt / ".ipynb_checkpoints/a-checkpoint.txt").read_text() == "old"
     assert [h.seq for h in vol.history()] == [1, 0]
     shutil.rmtree(mnt)
     mnt.mkdir()
     (mnt / "other.txt").write_text("not from the volume")
     with pytest.raises(InvalidError, match="not empty"):
         vol.mount(mnt, background=False)
-    assert [e.path for e in vol.listdir("/")] == ["a.txt"]
+    assert [e.path for e in vol.listdir("/")] == ["a.txt", "sub"]
+    fresh = tmp_path / "fresh"  # a new folder holding only ignored names is as good as empty
+    (fresh / ".ipynb_checkpoints").mkdir(parents=True)
+    m = vol.mount(fresh, background=False)
+    assert (fresh / "sub/b.txt").read_text() == "b"
+    m.unmount()
+    assert [h.seq for h in vol.history()] == [1, 0]
 
 
 def test_a_mounted_folder_that_cannot_be_listed_deletes_nothing(
