@@ -24,6 +24,7 @@ import pytest
 
 import jupyter_volume.volume as volume_mod
 from jupyter_volume import Volume
+from jupyter_volume.repository.packs import decode_segment
 from jupyter_volume.store.local import LocalStore
 from jupyter_volume.testing.wrappers import CountingStore
 
@@ -132,16 +133,56 @@ def test_head_lists_at_most_50_index_objects_after_200_commits(
     assert most >= 2  # segments do accumulate between compactions
 
     # A reader starting from nothing needs only the head's index objects.
-    monkeypatch.setattr(volume_mod, "_repos", {})
-    monkeypatch.setenv(
+    fresh_cs = _reads_back(vol, local_store, written, monkeypatch)
+    assert fresh_cs.count("get", prefix + "index/") <= 50
+
+
+def _reads_back(
+    vol: Volume, local_store: LocalStore, written: dict[str, bytes], mp: pytest.MonkeyPatch
+) -> CountingStore:
+    """Check that a reader starting from nothing (no repository in memory, an empty
+    cache) reads every 7th of ``written`` back, and that verify passes; its store."""
+    mp.setattr(volume_mod, "_repos", {})
+    mp.setenv(
         "JUPYTER_VOLUME_CACHE_DIR", str(Path(os.environ["JUPYTER_VOLUME_CACHE_DIR"]) / "fresh")
     )
     fresh_cs = CountingStore(local_store)
     fresh = Volume.from_name(vol.name, store=fresh_cs)
     for path in list(written)[::-7]:
         assert b"".join(fresh.read_file(path)) == written[path]
-    assert fresh_cs.count("get", prefix + "index/") <= 50
     assert vol.verify().ok
+    return fresh_cs
+
+
+def test_compaction_leaves_a_big_index_object_alone(
+    local_store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A big first commit writes one big index segment, each later commit a small one.
+    # Compaction used to fold the whole list, the big segment too, whenever it passed
+    # 32 objects: a big volume rewrote its whole index every 17 commits (16 shards), in
+    # the commit that happened to cross the line, and every other process fetched it all
+    # again. Now only the newest objects of about one size are folded.
+    cs, vol, prefix = _counted_volume(local_store)
+    rng = random.Random(32)
+    written: dict[str, bytes] = {}
+    with vol.batch_upload() as batch:
+        for i in range(3000):
+            written[f"base/{i:04d}.bin"] = data = rng.randbytes(600)
+            batch.put_file(io.BytesIO(data), f"base/{i:04d}.bin")
+    [big] = _head_record(local_store, prefix)["index"]
+    cs.reset()
+    for i in range(100):
+        written[f"c/{i:03d}.bin"] = data = rng.randbytes(700)  # one new chunk each
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(data), f"c/{i:03d}.bin")
+        index = _head_record(local_store, prefix)["index"]
+        assert index[0] == big and len(index) <= 32, (i, len(index))
+    put = {o.key for o in cs.matching(WRITES, prefix + "index/")}
+    entries = sum(sum(1 for _ in decode_segment(local_store.get(k), k)) for k in put)
+    # each commit's own segment (100 entries), and folds of those: a small multiple of
+    # 100, where folding the big segment in once would be over 3,000
+    assert 100 < entries < 500, entries
+    _reads_back(vol, local_store, written, monkeypatch)
 
 
 # Run in a child so that ru_maxrss measures this work alone. The data is generated as a

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import ConflictError, InvalidError, NotFoundError
 from .codec import dump_json, hash_bytes, load_json
 from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment
-from .repo import CommitRecord, Repository, _upload_pool, seq_ranges
+from .repo import CommitRecord, Repository, _upload_pool, checkpoint_shards, seq_ranges
 from .tree import DIR, EMPTY_TREE, FILE
 
 DEFAULT_GRACE = 3600.0
@@ -487,17 +487,8 @@ def _mark(repo: Repository, root: str, trees: set[str], chunks: set[str]) -> Non
 
 
 def _write_checkpoint(repo: Repository, entries: dict[str, ChunkLoc]) -> list[str]:
-    from .repo import SHARD_AT
-
-    shards: list[dict[str, ChunkLoc]] = [entries]
-    if len(entries) > SHARD_AT:
-        shards = [{} for _ in range(16)]
-        for h, loc in entries.items():
-            shards[int(h[0], 16)][h] = loc
     keys = []
-    for shard in shards:
-        if not shard and len(shards) > 1:
-            continue
+    for shard in checkpoint_shards(entries):
         seg = encode_segment(shard)
         key = f"{repo.prefix}index/{hash_bytes(seg)}"
         repo.store.put(key, seg)

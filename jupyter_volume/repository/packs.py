@@ -151,10 +151,14 @@ class ChunkMap(Mapping[str, ChunkLoc]):
         """Record chunk ``hb`` (32 bytes) at ``off`` of pack number ``pi`` (:meth:`pack_index`)."""
         self._map[hb] = _pack(pi, off, ln, raw, codec)
 
-    def add_segment(self, data: bytes, where: str) -> None:
-        """Record every entry of the index segment ``data`` (CorruptionError if damaged)."""
+    def add_segment(self, data: bytes, where: str) -> int:
+        """Record every entry of the index segment ``data`` (CorruptionError if damaged);
+        returns how many it holds."""
+        n = 0
         for hb, pack, off, ln, raw, codec in decode_segment(data, where):
             self._map[hb] = _pack(self.pack_index(pack), off, ln, raw, codec)
+            n += 1
+        return n
 
     def get(self, h: str, default: ChunkLoc | None = None) -> ChunkLoc | None:  # type: ignore[override]
         """The location of ``h``, or ``default`` (no exception on a miss: most lookups of a
@@ -246,6 +250,8 @@ class ChunkIndex:
         # about 120 bytes more per chunk, 120 MB for a volume of 1,000,000 chunks
         self._chunks = ChunkMap()
         self.loaded: set[str] = set()
+        #: how many entries each loaded index object holds (what compaction weighs)
+        self.counts: dict[str, int] = {}
         #: packs condemned by garbage collection: never deduplicate against them
         self.dead: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -262,7 +268,7 @@ class ChunkIndex:
         with self._lock:
             if key in self.loaded:
                 return
-            self._chunks.add_segment(data, key)
+            self.counts[key] = self._chunks.add_segment(data, key)
             self.loaded.add(key)
 
     def absorb(self, key: str, chunks: ChunkMap) -> None:
@@ -272,6 +278,7 @@ class ChunkIndex:
         with self._lock:
             if key in self.loaded:
                 return
+            self.counts[key] = len(chunks)
             chunks.move_into(self._chunks)
             self.loaded.add(key)
 

@@ -93,6 +93,7 @@ from .tree import (
 
 COMPACT_AT = 32  # index objects listed in a record before a writer compacts them
 SHARD_AT = 200_000  # chunks per checkpoint before it is sharded by hash prefix
+FOLD_KEEPS_AT_MOST = COMPACT_AT - 8  # index objects a partial fold leaves before its own
 MAX_COMMIT_ATTEMPTS = 200
 READ_REQUEST_MAX = 8 << 20  # coalesce neighbouring chunks into GETs up to this size
 READ_AHEAD_BYTES = 64 << 20
@@ -621,6 +622,37 @@ class GcState:
 
     def is_expired(self, seq: int) -> bool:
         return any(a <= seq <= b for a, b in self.expired)
+
+
+def fold_from(counts: list[int]) -> int:
+    """Where the run of newest index objects that a compaction folds into one starts,
+    given each listed object's entry count, oldest first (0: fold them all).
+
+    The run grows from the newest object back while the next older one holds at most
+    twice as many entries as the run so far, so objects of about one size are folded
+    together and a big, old checkpoint is left alone; it takes at least two objects and
+    leaves at most ``FOLD_KEEPS_AT_MOST`` before it, so the list always shrinks well
+    below ``COMPACT_AT``. An entry is then rewritten only when it is folded with about as
+    many others: a few times over a volume's life, where folding the whole list every
+    time rewrote a big volume's whole index every 17 commits (16 shards + 17 > 32).
+    """
+    i = len(counts) - 1
+    run = counts[i]
+    while i > 0 and (i > FOLD_KEEPS_AT_MOST or len(counts) - i < 2 or counts[i - 1] <= 2 * run):
+        i -= 1
+        run += counts[i]
+    return i
+
+
+def checkpoint_shards(entries: dict[str, ChunkLoc]) -> list[dict[str, ChunkLoc]]:
+    """``entries`` as the index objects of a checkpoint: one, or (more than ``SHARD_AT``)
+    16 by the first hex digit of the hash, so that a reader loads them in parallel."""
+    if len(entries) <= SHARD_AT:
+        return [entries]
+    shards: list[dict[str, ChunkLoc]] = [{} for _ in range(16)]
+    for h, loc in entries.items():
+        shards[int(h[0], 16)][h] = loc
+    return [shard for shard in shards if shard]
 
 
 def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -1697,31 +1729,35 @@ class Repository:
         self.store.put(key, seg)
         return key, seg
 
-    def _put_segment(self, entries: Mapping[str, ChunkLoc]) -> str:
-        """Store an index segment of ``entries`` under its hash, known to this process
-        at once (its packs are on the store already); its key."""
-        seg = encode_segment(entries)
+    def _put_segment(self, entries: Mapping[str, ChunkLoc] | bytes) -> str:
+        """Store an index segment of ``entries`` (or the encoded segment) under its hash,
+        known to this process at once (its packs are on the store already); its key."""
+        seg = entries if isinstance(entries, bytes) else encode_segment(entries)
         key = f"{self.prefix}index/{hash_bytes(seg)}"
         self.store.put(key, seg)
         self.index.add_object(key, seg)
         return key
 
     def _compact(self, index_list: list[str]) -> list[str]:
-        """Fold many index objects into a checkpoint (sharded when large)."""
+        """Fold the newest index objects of ``index_list`` into one (see
+        :func:`fold_from`); when that reaches the oldest, or would hold more than
+        ``SHARD_AT`` entries, fold everything into a checkpoint (sharded when large)."""
         self.ensure_index(index_list)
-        entries = self.index.items()
-        shards: list[dict[str, ChunkLoc]]
-        if len(entries) > SHARD_AT:
-            shards = [{} for _ in range(16)]
-            for h, loc in entries.items():
-                shards[int(h[0], 16)][h] = loc
-        else:
-            shards = [entries]
-        keys = []
-        for shard in shards:
-            if shard:
-                keys.append(self._put_segment(shard))
-        return keys
+        counts = [self.index.counts.get(k, 0) for k in index_list]
+        start = fold_from(counts)
+        if start > 0 and sum(counts[start:]) <= SHARD_AT:
+            # The objects folded are re-read (the index in memory does not say which
+            # object each entry came from); they are the newest and smallest ones, most
+            # of them in the object cache or the line's folder on this machine.
+            folded = ChunkMap()
+            try:
+                for key in index_list[start:]:
+                    folded.add_segment(self._fetch_index(key), key)
+            except NotFoundError:
+                pass  # gc removed it after this head was read: fold what is known instead
+            else:
+                return [*index_list[:start], self._put_segment(folded.encode_segment())]
+        return [self._put_segment(shard) for shard in checkpoint_shards(self.index.items())]
 
     # -- reading file contents ------------------------------------------------------------------
     def locate(self, h: str, where: str = "") -> ChunkLoc:
