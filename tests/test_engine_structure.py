@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import jupyter_volume.repository.repo as repo_mod
 import jupyter_volume.volume as volume_mod
 from jupyter_volume import Volume
 from jupyter_volume.repository.packs import decode_segment
@@ -271,3 +272,23 @@ def test_2gib_file_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert out["rss_after_write_kib"] * 1024 < 500 * 1000 * 1000, out
     assert out["maxrss_kib"] * 1024 < 500 * 1000 * 1000, out
     assert out["vmhwm_kib"] * 1024 < 500 * 1000 * 1000, out
+
+
+def test_a_repository_keeps_a_bounded_number_of_commit_records(
+    local_store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every record read or written stayed in memory: a kernel committing in the
+    # background for days, or the Jupyter server showing long histories, grew by about
+    # 4 KB a commit for good. The latest used are kept; the others are read again.
+    monkeypatch.setattr(repo_mod, "RECORDS_KEPT", 8, raising=False)
+    cs, vol, prefix = _counted_volume(local_store)
+    for i in range(30):
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(b"%d" % i), f"f{i:02d}.txt")
+    repo = vol._repo
+    assert len(repo._records) == 8
+    cs.reset()
+    assert [h.seq for h in vol.history()] == list(range(30, -1, -1))
+    assert cs.count("get", prefix + "log/") >= 30 - 8  # the ones that left, read again
+    assert len(repo._records) == 8
+    assert sorted(e.path for e in vol.listdir("/", at=3)) == ["f00.txt", "f01.txt", "f02.txt"]

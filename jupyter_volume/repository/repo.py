@@ -40,7 +40,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -92,6 +92,7 @@ from .tree import (
 )
 
 COMPACT_AT = 32  # index objects listed in a record before a writer compacts them
+RECORDS_KEPT = 1024  # commit records a repository keeps in memory (the latest used)
 SHARD_AT = 200_000  # chunks per checkpoint before it is sharded by hash prefix
 FOLD_KEEPS_AT_MOST = COMPACT_AT - 8  # index objects a partial fold leaves before its own
 MAX_COMMIT_ATTEMPTS = 200
@@ -612,6 +613,38 @@ class LocalRound:
         return lead + more, default_author()
 
 
+class _RecentRecords:
+    """The commit records a repository read or wrote lately, at most ``RECORDS_KEPT``
+    (the least recently used leave first). A record never changes, so one that left is
+    read again when needed; without a bound a long-lived process (a kernel committing
+    in the background for days, the Jupyter server showing history) kept every record
+    it ever saw, about 4 KB each. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._recs: OrderedDict[int, CommitRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, seq: int) -> CommitRecord | None:
+        with self._lock:
+            rec = self._recs.get(seq)
+            if rec is not None:
+                self._recs.move_to_end(seq)
+            return rec
+
+    def __setitem__(self, seq: int, rec: CommitRecord) -> None:
+        with self._lock:
+            self._recs[seq] = rec
+            self._recs.move_to_end(seq)
+            while len(self._recs) > RECORDS_KEPT:
+                self._recs.popitem(last=False)
+
+    def __contains__(self, seq: object) -> bool:
+        return seq in self._recs
+
+    def __len__(self) -> int:
+        return len(self._recs)
+
+
 @dataclass(frozen=True)
 class GcState:
     """What garbage collection has done so far, as the newest gc record says."""
@@ -696,7 +729,7 @@ class Repository:
         self.cache = ObjectCache(cache_dir if cache_dir != Path("/dev/null") else None)
         self.trees = Trees(self._fetch_tree)
         self.index = ChunkIndex()
-        self._records: dict[int, CommitRecord] = {}
+        self._records = _RecentRecords()
         self._head_seq: int | None = None
         self._commit_lock = threading.RLock()
         self.chunk_cache: Any = None  # optional: get(hash) -> bytes | None, put(hash, bytes)
