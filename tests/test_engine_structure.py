@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import jupyter_volume.repository.repo as repo_mod
+import jupyter_volume.repository.tree as tree_mod
 import jupyter_volume.volume as volume_mod
 from jupyter_volume import Volume
 from jupyter_volume.repository.packs import decode_segment
@@ -292,3 +293,20 @@ def test_a_repository_keeps_a_bounded_number_of_commit_records(
     assert cs.count("get", prefix + "log/") >= 30 - 8  # the ones that left, read again
     assert len(repo._records) == 8
     assert sorted(e.path for e in vol.listdir("/", at=3)) == ["f00.txt", "f01.txt", "f02.txt"]
+
+
+def test_the_nodes_known_to_be_on_the_store_stay_bounded(
+    local_store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each commit adds the hashes of the tree nodes it wrote to the set that spares
+    # their upload next time; in a process committing for days that set only grew.
+    monkeypatch.setattr(tree_mod, "ON_STORE_KEPT", 16, raising=False)
+    _cs, vol, _prefix = _counted_volume(local_store)
+    written: dict[str, bytes] = {}
+    for i in range(30):
+        path = f"runs/{i % 3}/step{i:02d}/metrics.txt"  # three new or changed nodes each
+        written[path] = b"%d" % i
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(written[path]), path)
+    assert len(vol._repo.trees.on_store) <= 16 + 4
+    _reads_back(vol, local_store, written, monkeypatch)  # nothing a commit needed is missing

@@ -430,7 +430,7 @@ class _NodeUploads:
             if quiet:
                 return 0
             raise error
-        self._repo.trees.on_store.update(batch)
+        self._repo.trees.mark_on_store(batch)
         return len(batch)
 
 

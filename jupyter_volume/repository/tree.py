@@ -39,6 +39,7 @@ from .codec import compress_blob, decompress_blob, dump_json, hash_bytes, load_j
 SPLIT_AT = 4096
 NODE_CACHE_NODES = 200_000  # parsed nodes kept in memory, at most ...
 NODE_CACHE_ENTRIES = 200_000  # ... and at most this many entries in them in all
+ON_STORE_KEPT = 100_000  # node hashes remembered as on the store (about 14 MB)
 LEAF_AVG = 1024
 FILE, DIR, LINK = "f", "d", "l"
 
@@ -206,10 +207,19 @@ class Trees:
                 raw = node_json(h, data)
             else:
                 raw = self._fetch(h)
-                self.on_store.add(h)
+                self.mark_on_store((h,))
             n = load_json(raw, f"trees/{h}")
             self._remember(h, n)
         return n
+
+    def mark_on_store(self, hashes: Iterable[str]) -> None:
+        """Remember nodes as on the store (read from it, or uploaded), so that writing
+        one again skips its upload. Past ``ON_STORE_KEPT`` the set starts afresh: a
+        process committing for days added a few hashes every commit for good, and
+        uploading a node again is only a redundant PUT of the same bytes."""
+        if len(self.on_store) > ON_STORE_KEPT:
+            self.on_store = {EMPTY_TREE}
+        self.on_store.update(hashes)
 
     def _remember(self, h: str, n: dict) -> None:
         # Bounded by entries, not nodes: a walk of a 1,000,000-file volume must not keep
