@@ -310,3 +310,28 @@ def test_the_nodes_known_to_be_on_the_store_stay_bounded(
             batch.put_file(io.BytesIO(written[path]), path)
     assert len(vol._repo.trees.on_store) <= 16 + 4
     _reads_back(vol, local_store, written, monkeypatch)  # nothing a commit needed is missing
+
+
+def test_the_local_object_cache_stays_within_its_bound(
+    local_store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tree nodes and index segments fetched from the store are kept on disk. A reader of
+    # a volume whose big folder changes often fetched a new node of that folder at each
+    # reload (about 96 KB a commit for 2,000 files) and kept every one of them.
+    monkeypatch.setattr(repo_mod, "OBJECT_CACHE_BYTES", 400_000, raising=False)
+    _cs, vol, _prefix = _counted_volume(local_store)
+    rng = random.Random(96)
+    with vol.batch_upload() as batch:
+        for i in range(2000):
+            batch.put_file(io.BytesIO(rng.randbytes(600)), f"runs/m{i:04d}.txt")
+    objects = Path(os.environ["JUPYTER_VOLUME_CACHE_DIR"]) / "objects"
+    for k in range(20):
+        last = rng.randbytes(600)
+        with vol.batch_upload(force=True) as batch:
+            batch.put_file(io.BytesIO(last), f"runs/m{k:04d}.txt")
+        monkeypatch.setattr(volume_mod, "_repos", {})  # another process reads the new head
+        reader = Volume.from_name(vol.name, store=local_store)
+        assert len(reader.listdir("runs")) == 2000
+        assert b"".join(reader.read_file(f"runs/m{k:04d}.txt")) == last
+    cached = sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
+    assert 0 < cached <= 400_000, cached

@@ -1,4 +1,5 @@
-"""A local, size-bounded cache of chunks, shared by every volume and process of a user.
+"""A local, size-bounded cache of chunks, shared by every volume and process of a user
+(and :class:`SizeBound`, the bound it shares with the repository's object cache).
 
 Chunks are immutable and named by the blake3 hash of their bytes, so one cache serves
 all volumes and stores, and an entry is verified simply by hashing it. Files are
@@ -27,9 +28,7 @@ class ChunkCache:
     def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
-        self._lock = threading.Lock()
-        self._added = 0  # bytes put since the last size check
-        self._size: int | None = None
+        self._bound = SizeBound(self.root, self.max_bytes)
         self._dir = str(self.root)
         self._made: set[str] = set()  # subfolders known to exist
         self._token = uuid.uuid4().hex[:16]  # temp names: unique per instance, then a counter
@@ -81,14 +80,36 @@ class ChunkCache:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             return
+        self._bound.added(len(data))
+
+    def prune(self) -> int:
+        """Evict least recently used entries until the cache fits; return bytes removed."""
+        return self._bound.prune()
+
+
+class SizeBound:
+    """Keeps the files under ``root`` at most ``max_bytes`` in all. Call :meth:`added`
+    after writing a file there; past the bound the least recently used files (by
+    mtime: readers refresh it on each hit) are removed until three quarters are left.
+    Every writer of one folder in a process should share one instance."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = Path(root)
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.Lock()
+        self._added = 0  # bytes put since the last size check
+        self._size: int | None = None
+
+    def added(self, n: int) -> None:
+        """``n`` bytes were written under the root (prunes when that passes the bound)."""
         with self._lock:
-            self._added += len(data)
+            self._added += n
             check = self._size is None or self._size + self._added > self.max_bytes
         if check:
             self.prune()
 
     def prune(self) -> int:
-        """Evict least recently used entries until the cache fits; return bytes removed."""
+        """Remove least recently used files until the folder fits; return bytes removed."""
         with self._lock:
             entries = []
             total = 0

@@ -32,6 +32,7 @@ store's root does the same for the whole store. A reader refuses anything newer 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import io
 import os
@@ -50,6 +51,7 @@ from typing import IO, Any, TypeVar
 from .._pools import SharedPool
 from ..errors import ConflictError, CorruptionError, NotFoundError
 from ..store import Store
+from .chunkcache import SizeBound
 from .codec import (
     CHUNK_AVG,
     CHUNK_MAX,
@@ -93,6 +95,7 @@ from .tree import (
 
 COMPACT_AT = 32  # index objects listed in a record before a writer compacts them
 RECORDS_KEPT = 1024  # commit records a repository keeps in memory (the latest used)
+OBJECT_CACHE_BYTES = 1 << 30  # tree nodes and index segments kept on disk, all volumes
 SHARD_AT = 200_000  # chunks per checkpoint before it is sharded by hash prefix
 FOLD_KEEPS_AT_MOST = COMPACT_AT - 8  # index objects a partial fold leaves before its own
 MAX_COMMIT_ATTEMPTS = 200
@@ -224,28 +227,49 @@ class CommitRecord:
             raise CorruptionError(f"commit record {where} is malformed", key=where) from None
 
 
+_object_bounds: dict[Path, SizeBound] = {}
+_object_bounds_lock = threading.Lock()
+
+
 class ObjectCache:
-    """A local folder of immutable store objects, keyed by store key.
+    """A local folder of immutable store objects (tree nodes, index segments), keyed by
+    store key.
 
     Purely an optimisation: a missing or damaged file is fetched again. Only bytes that
     passed their hash check are put here (see :meth:`Repository._get_verified`), and an
     entry that fails its check when read is dropped. Writes are atomic (temp file +
-    rename) so concurrent processes can share it.
+    rename) so concurrent processes can share it. The files under ``bound_root`` (all
+    volumes' object caches by default) stay within ``OBJECT_CACHE_BYTES``, least
+    recently used out first: a reader of a volume whose big folders change often
+    fetched a new tree node at every reload (96 KB a commit for a folder of 2,000
+    files), and kept every one.
     """
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, bound_root: Path | None = None) -> None:
         self.root = root
+        self._bound: SizeBound | None = None
+        if root is not None:
+            at = Path(bound_root or root)
+            with _object_bounds_lock:
+                bound = _object_bounds.get(at)
+                if bound is None or bound.max_bytes != OBJECT_CACHE_BYTES:
+                    bound = _object_bounds[at] = SizeBound(at, OBJECT_CACHE_BYTES)
+            self._bound = bound
 
     def get(self, key: str) -> bytes | None:
         if self.root is None:
             return None
+        path = self.root / key
         try:
-            return (self.root / key).read_bytes()
+            data = path.read_bytes()
         except OSError:
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: pruned last
+        return data
 
     def put(self, key: str, data: bytes) -> None:
-        if self.root is None:
+        if self.root is None or self._bound is None:
             return
         path = self.root / key
         try:
@@ -254,7 +278,8 @@ class ObjectCache:
             tmp.write_bytes(data)
             os.replace(tmp, path)
         except OSError:
-            pass
+            return
+        self._bound.added(len(data))
 
     def drop(self, key: str) -> None:
         if self.root is not None:
@@ -725,8 +750,11 @@ class Repository:
         if cache_dir is None:
             from ..paths import cache_dir as default_cache
 
-            cache_dir = default_cache() / "objects" / hash_bytes(store.url.encode())[:16] / vol_id
-        self.cache = ObjectCache(cache_dir if cache_dir != Path("/dev/null") else None)
+            objects = default_cache() / "objects"
+            cache_dir = objects / hash_bytes(store.url.encode())[:16] / vol_id
+            self.cache = ObjectCache(cache_dir, bound_root=objects)
+        else:
+            self.cache = ObjectCache(cache_dir if cache_dir != Path("/dev/null") else None)
         self.trees = Trees(self._fetch_tree)
         self.index = ChunkIndex()
         self._records = _RecentRecords()
