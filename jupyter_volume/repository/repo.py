@@ -1811,9 +1811,11 @@ class Repository:
             # object each entry came from); they are the newest and smallest ones, most
             # of them in the object cache or the line's folder on this machine.
             folded = ChunkMap()
+            keys = index_list[start:]
             try:
-                for key in index_list[start:]:
-                    folded.add_segment(self._fetch_index(key), key)
+                got = _download_pool.map(self._fetch_index, keys)  # in parallel, in order
+                for key, data in zip(keys, got, strict=True):
+                    folded.add_segment(data, key)
             except NotFoundError:
                 pass  # gc removed it after this head was read: fold what is known instead
             else:
