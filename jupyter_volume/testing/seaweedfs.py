@@ -48,6 +48,43 @@ _PORT_FLAGS = (
 )
 
 
+_PREFIX = "jv-seaweedfs-"
+
+
+def _sweep_abandoned(parent: str, min_age: float = 60.0) -> None:
+    """Remove this user's server folders in ``parent`` that no running ``weed`` uses and
+    that have not changed for ``min_age`` seconds. :meth:`SeaweedFS.stop` removes its
+    own folder, but a process ended before that (pytest-xdist ends a worker that takes
+    more than 10 s to finish, for one) leaves it: the next start clears it away."""
+    try:
+        found = [e for e in os.scandir(parent) if e.name.startswith(_PREFIX) and e.is_dir()]
+    except OSError:
+        return
+    if not found or not os.path.isdir("/proc"):
+        return
+    running = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if _PREFIX.encode() in cmd:
+                running.append(cmd)
+    now = time.time()
+    for e in found:
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if st.st_uid != os.getuid() or now - st.st_mtime < min_age:
+            continue  # another user's, or being set up right now
+        used = os.fsencode(f"-dir={e.path}/data")
+        if not any(used in cmd for cmd in running):
+            shutil.rmtree(e.path, ignore_errors=True)
+
+
 def find_weed() -> str:
     """Return the path of the ``weed`` binary, or raise RuntimeError with an install hint.
 
@@ -109,7 +146,8 @@ class SeaweedFS(LocalServer):
         raise last_error
 
     def _launch(self, weed: str) -> None:
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="jv-seaweedfs-"))
+        _sweep_abandoned(tempfile.gettempdir())
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=_PREFIX))
         data = self.tmpdir / "data"
         data.mkdir()
         config = {
