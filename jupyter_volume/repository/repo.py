@@ -95,6 +95,7 @@ from .tree import (
 
 COMPACT_AT = 32  # index objects listed in a record before a writer compacts them
 RECORDS_KEPT = 1024  # commit records a repository keeps in memory (the latest used)
+LOG_AHEAD = 32  # commit records the log reads ahead, in parallel
 OBJECT_CACHE_BYTES = 1 << 30  # tree nodes and index segments kept on disk, all volumes
 SHARD_AT = 200_000  # chunks per checkpoint before it is sharded by hash prefix
 FOLD_KEEPS_AT_MOST = COMPACT_AT - 8  # index objects a partial fold leaves before its own
@@ -953,13 +954,23 @@ class Repository:
         return self.gc_state().is_expired(seq)
 
     def log(self, limit: int | None = None, start: int | None = None) -> Iterator[CommitRecord]:
-        """Commit records newest first (from ``start`` or the head)."""
+        """Commit records newest first (from ``start`` or the head).
+
+        Records not in memory are read ``LOG_AHEAD`` at a time, in parallel: one after
+        another, a history of 100 commits from a store 30 ms away took 3 s."""
         seq = self.head().seq if start is None else start
         n = 0
         while seq >= 0 and (limit is None or n < limit):
-            yield self.record(seq)
-            seq -= 1
-            n += 1
+            ahead = min(LOG_AHEAD, seq + 1, LOG_AHEAD if limit is None else limit - n)
+            window = range(seq, seq - ahead, -1)
+            missing = [s for s in window if s not in self._records]
+            if len(missing) > 1:
+                for _ in _download_pool.map(self._record_or_none, missing):
+                    pass
+            for s in window:
+                yield self.record(s)
+            seq -= ahead
+            n += ahead
 
     # -- objects -------------------------------------------------------------------------
     def _get_verified(self, key: str, check: Callable[[bytes], T], *, cache: bool = True) -> T:
