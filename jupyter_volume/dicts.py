@@ -370,12 +370,12 @@ class _DictManager:
                 created_before = created_before.replace(tzinfo=UTC)
             cutoff = created_before.timestamp()
         found = []
-        for info in s.list(NAMES):
-            name = info.key[len(NAMES) :]
-            try:
-                rec = json.loads(s.get(info.key))
-            except NotFoundError:
+        keys = [info.key for info in s.list(NAMES)]
+        for key, data in zip(keys, s.get_many(keys), strict=True):  # read in parallel
+            name = key[len(NAMES) :]
+            if data is None:
                 continue  # deleted while we listed
+            rec = json.loads(data)
             if cutoff is not None and float(rec["created_at"]) >= cutoff:
                 continue
             found.append(

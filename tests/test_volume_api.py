@@ -681,12 +681,14 @@ def hist_vol(vol: Volume, monkeypatch: pytest.MonkeyPatch) -> tuple[Volume, dict
     return vol, v
 
 
-class _DistantLog(WrappedStore):
-    """A real store whose commit records answer 20 ms late, as a store across a network
-    does (a loopback server answers in a millisecond); counts the reads in flight."""
+class _Distant(WrappedStore):
+    """A real store whose objects with ``part`` in their key answer 20 ms late, as a
+    store across a network does (a loopback server answers in a millisecond); counts
+    those reads and how many were in flight at once."""
 
-    def __init__(self, inner: Store) -> None:
+    def __init__(self, inner: Store, part: str) -> None:
         super().__init__(inner)
+        self.part = part
         self._lock = threading.Lock()
         self.in_flight = self.most = self.reads = 0
 
@@ -694,7 +696,7 @@ class _DistantLog(WrappedStore):
         pass
 
     def get(self, key: str) -> bytes:
-        if "/log/" not in key:
+        if self.part not in key:
             return super().get(key)
         with self._lock:
             self.in_flight += 1
@@ -719,12 +721,23 @@ def test_history_reads_commit_records_in_parallel(
     for i in range(40):
         put(vol, {f"f{i}.txt": b"%d" % i})
     monkeypatch.setattr(volume_mod, "_repos", {})  # another process: no record in memory
-    distant = _DistantLog(store)
+    distant = _Distant(store, "/log/")
     fresh = Volume.from_name(vol.name, store=distant)
     assert [h.seq for h in fresh.history(limit=35)] == list(range(40, 5, -1))
     assert distant.most > 4, distant.most
     assert [h.seq for h in fresh.history()] == list(range(40, -1, -1))
     assert distant.reads == 41  # each record read once
+
+
+def test_listing_volumes_reads_their_entries_in_parallel(store: Store) -> None:
+    # A listing reads one small entry per volume; one after another, 50 volumes on a
+    # store 30 ms away took 1.5 s at every refresh of the sidebar and `jupyter volume list`.
+    made = sorted(f"ls-{i:02d}-{uuid.uuid4().hex[:6]}" for i in range(12))
+    for name in made:
+        Volume.objects.create(name, store=store)
+    distant = _Distant(store, "names/")
+    assert sorted(v.name for v in Volume.objects.list(store=distant)) == made
+    assert distant.most > 2, distant.most
 
 
 def test_history(hist_vol: tuple[Volume, dict[str, bytes]]) -> None:

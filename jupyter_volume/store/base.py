@@ -44,7 +44,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from .._pools import SharedPool
 from ..errors import InvalidError
+
+_get_many_pool = SharedPool(8, "jv-get-many")
 
 __all__ = ["ObjectInfo", "Store", "check_key"]
 
@@ -122,6 +125,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def stat(self, key: str) -> ObjectInfo:
         """Return the size and mtime of ``key``."""
+
+    def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
+        """The objects under ``keys``, in order (None where there is none), read in
+        parallel: one after another, 50 small objects from a store 30 ms away take 1.5 s
+        (a listing of volumes or Dicts reads one per name)."""
+        keys = list(keys)
+        if len(keys) <= 1:
+            return [self._get_or_none(k) for k in keys]
+        return list(_get_many_pool.map(self._get_or_none, keys))
+
+    def _get_or_none(self, key: str) -> bytes | None:
+        from ..errors import NotFoundError
+
+        try:
+            return self.get(key)
+        except NotFoundError:
+            return None
 
     def exists(self, key: str) -> bool:
         """Return True if ``key`` exists."""

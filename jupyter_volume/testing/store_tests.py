@@ -99,6 +99,15 @@ class StoreTests:
         assert isinstance(info.value, FileNotFoundError)
         assert "no/such/key" in str(info.value)
 
+    def test_get_many(self, store: Store) -> None:
+        keys = [f"many/{i:03d}" for i in range(40)]
+        for i, k in enumerate(keys):
+            if i % 5:
+                store.put(k, b"%d" % i)
+        got = store.get_many([*keys, "many/none"])
+        assert got == [None if i % 5 == 0 else b"%d" % i for i in range(40)] + [None]
+        assert store.get_many([]) == [] and store.get_many(["many/001"]) == [b"1"]
+
     # -- ranges ------------------------------------------------------------------------
     def test_get_range(self, store: Store) -> None:
         data = bytes(range(100))
