@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,7 @@ from json.encoder import encode_basestring as _json_str
 
 from blake3 import blake3
 
+from .._pools import SharedPool
 from ..errors import CorruptionError, InvalidError
 from .codec import compress_blob, decompress_blob, dump_json, hash_bytes, load_json
 
@@ -40,6 +42,9 @@ SPLIT_AT = 4096
 NODE_CACHE_NODES = 200_000  # parsed nodes kept in memory, at most ...
 NODE_CACHE_ENTRIES = 200_000  # ... and at most this many entries in them in all
 ON_STORE_KEPT = 100_000  # node hashes remembered as on the store (about 14 MB)
+READ_AHEAD_NODES = 32  # nodes a walk reads ahead, in parallel
+
+_node_pool = SharedPool(8, "jv-nodes")
 LEAF_AVG = 1024
 FILE, DIR, LINK = "f", "d", "l"
 
@@ -232,12 +237,29 @@ class Trees:
         self._nodes[h] = n
         self._cached_entries += len(n.get("e") or n.get("s") or ())
 
+    def read_ahead(self, hashes: list[str]) -> None:
+        """Read the nodes ``hashes`` not in memory yet, in parallel. A walk of a tree on
+        a store far away otherwise waits one round trip per folder (1,000 folders at
+        30 ms: 30 s before a mount downloads anything). Errors are left for the reads
+        that need the node to report."""
+        todo = [h for h in dict.fromkeys(hashes) if h not in self._nodes and h not in self.pending]
+        if len(todo) > 1:
+            for _ in _node_pool.map(self._try_node, todo):
+                pass
+
+    def _try_node(self, h: str) -> None:
+        with contextlib.suppress(Exception):
+            self.node(h)
+
     def entries(self, h: str) -> list[Entry]:
         """Every entry of directory ``h``, sorted by name (split leaves are concatenated)."""
         node = self.node(h)
         if "s" in node:
             out: list[Entry] = []
-            for _first, leaf, *_ in node["s"]:
+            leaves = [leaf for _first, leaf, *_ in node["s"]]
+            for i, leaf in enumerate(leaves):
+                if i % READ_AHEAD_NODES == 0:
+                    self.read_ahead(leaves[i : i + READ_AHEAD_NODES])
                 out.extend(self.entries(leaf))
             return out
         return [Entry.decode(e, h) for e in node["e"]]
@@ -279,11 +301,18 @@ class Trees:
         return None
 
     def walk(self, h: str, prefix: str = "") -> Iterator[tuple[str, Entry]]:
-        """Yield ``(path, entry)`` for everything below directory ``h``, depth first."""
-        for e in self.entries(h):
+        """Yield ``(path, entry)`` for everything below directory ``h``, depth first
+        (the next ``READ_AHEAD_NODES`` subfolders read ahead in parallel)."""
+        entries = self.entries(h)
+        subtrees = [e.tree for e in entries if e.kind == DIR]
+        n = 0
+        for e in entries:
             path = f"{prefix}{e.name}"
             yield path, e
             if e.kind == DIR:
+                if n % READ_AHEAD_NODES == 0:
+                    self.read_ahead(subtrees[n : n + READ_AHEAD_NODES])  # type: ignore[arg-type]
+                n += 1
                 yield from self.walk(e.tree, path + "/")  # type: ignore[arg-type]
 
     def diff(
@@ -299,7 +328,19 @@ class Trees:
         ea, eb = self._differing_entries(a, b)
         ia = {e.name: e for e in ea}
         ib = {e.name: e for e in eb}
-        for name in sorted(ia.keys() | ib.keys()):
+        names = sorted(ia.keys() | ib.keys())
+        # the subfolders this diff goes into, in order: (where, their nodes), read ahead
+        visits: list[tuple[int, list[str]]] = []
+        for i, n in enumerate(names):
+            hs = [e.tree for e in (ia.get(n), ib.get(n)) if e is not None and e.kind == DIR]
+            if hs and not (len(hs) == 2 and hs[0] == hs[1]):
+                visits.append((i, hs))  # type: ignore[arg-type]
+        v = 0
+        for i, name in enumerate(names):
+            if v < len(visits) and visits[v][0] == i:
+                if v % READ_AHEAD_NODES == 0:
+                    self.read_ahead([h for _, hs in visits[v : v + READ_AHEAD_NODES] for h in hs])
+                v += 1
             old, new = ia.get(name), ib.get(name)
             path = prefix + name
             if old is not None and new is not None and old.kind == DIR and new.kind == DIR:
