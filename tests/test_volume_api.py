@@ -765,6 +765,12 @@ def test_a_walk_reads_folders_ahead_in_parallel(
     assert all((tmp_path / "mnt" / p).read_bytes() == b for p, b in files.items())
     m.unmount()
     assert distant.most > 2, distant.most
+    monkeypatch.setattr(volume_mod, "_repos", {})  # gc marks every kept tree the same way
+    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "fresh-cache-3"))
+    distant = _Distant(store, "/trees/")
+    Volume.from_name(vol.name, store=distant).gc(grace=0)
+    assert distant.most > 2, distant.most
+    assert {e.path for e in vol.listdir("/", recursive=True)} >= set(files)
 
 
 def test_history(hist_vol: tuple[Volume, dict[str, bytes]]) -> None:

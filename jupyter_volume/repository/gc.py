@@ -31,7 +31,7 @@ from ..errors import ConflictError, InvalidError, NotFoundError
 from .codec import dump_json, hash_bytes, load_json
 from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment
 from .repo import CommitRecord, Repository, _upload_pool, checkpoint_shards, seq_ranges
-from .tree import DIR, EMPTY_TREE, FILE
+from .tree import DIR, EMPTY_TREE, FILE, READ_AHEAD_NODES
 
 DEFAULT_GRACE = 3600.0
 REPACK_BELOW = 0.5  # repack a pack when less than this fraction of its bytes is live
@@ -474,6 +474,7 @@ def _mark(repo: Repository, root: str, trees: set[str], chunks: set[str]) -> Non
     stack = [root]
     t = repo.trees
     while stack:
+        t.read_ahead([h for h in stack[-READ_AHEAD_NODES:] if h not in trees])
         h = stack.pop()
         if h in trees:
             continue
