@@ -713,28 +713,20 @@ class Dict(MutableMapping[Any, Any]):
     def _iter_items(self) -> Iterator[tuple[Any, Any]]:
         """(key, value) of every entry; entries are fetched by a pool, in listing order."""
         prefix = self._prefix
-
-        def fetch(name: str) -> bytes | None:
-            try:
-                return self.store.get(prefix + name)
-            except NotFoundError:
-                return None  # deleted while we listed
-
         names = self._names()
-        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="dict-get") as pool:
-            while True:
-                batch = [n for _, n in zip(range(PARALLEL * 8), names, strict=False)]
-                if not batch:
-                    return
-                for blob in pool.map(fetch, batch):
-                    if blob is None:
-                        continue
-                    try:
-                        enc, _ = _unpack(blob)
-                    except ValueError:
-                        enc = b""
-                    key = self._load_key(enc)
-                    yield key, self._load_value(blob, key)
+        while True:
+            batch = [prefix + n for _, n in zip(range(PARALLEL * 8), names, strict=False)]
+            if not batch:
+                return
+            for blob in self.store.get_many(batch):
+                if blob is None:
+                    continue  # deleted while we listed
+                try:
+                    enc, _ = _unpack(blob)
+                except ValueError:
+                    enc = b""
+                key = self._load_key(enc)
+                yield key, self._load_value(blob, key)
 
     @aio(kind="iter")
     def keys(self) -> _KeysView:
@@ -772,14 +764,7 @@ class Dict(MutableMapping[Any, Any]):
         more = len(infos) > limit
         infos = infos[:limit]
 
-        def fetch(key: str) -> bytes | None:
-            try:
-                return self.store.get(key)
-            except NotFoundError:
-                return None
-
-        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="dict-scan") as pool:
-            blobs = builtins.list(pool.map(fetch, [i.key for i in infos]))
+        blobs = self.store.get_many([i.key for i in infos])
         rows = []
         for info, blob in zip(infos, blobs, strict=True):
             if blob is None:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from .._pools import SharedPool
 from ..errors import InvalidError
 
-_get_many_pool = SharedPool(8, "jv-get-many")
+_get_many_pool = SharedPool(16, "jv-get-many")
 
 __all__ = ["ObjectInfo", "Store", "check_key"]
 
