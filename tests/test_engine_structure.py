@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,15 +121,9 @@ def test_head_lists_at_most_50_index_objects_after_200_commits(
     local_store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cs, vol, prefix = _counted_volume(local_store)
-    rng = random.Random(200)
     written: dict[str, bytes] = {}
     most = 0
-    for i in range(200):
-        data = rng.randbytes(700)  # new chunk every commit: a new index segment each time
-        written[f"c/{i:03d}.bin"] = data
-        with vol.batch_upload() as batch:
-            batch.put_file(io.BytesIO(data), f"c/{i:03d}.bin")
-        rec = _head_record(local_store, prefix)
+    for i, rec in enumerate(_one_chunk_commits(vol, local_store, 200, written, random.Random(200))):
         assert rec["seq"] == i + 1
         most = max(most, len(rec["index"]))
         assert len(rec["index"]) <= 50, (i, len(rec["index"]))
@@ -137,6 +132,20 @@ def test_head_lists_at_most_50_index_objects_after_200_commits(
     # A reader starting from nothing needs only the head's index objects.
     fresh_cs = _reads_back(vol, local_store, written, monkeypatch)
     assert fresh_cs.count("get", prefix + "index/") <= 50
+
+
+def _one_chunk_commits(
+    vol: Volume, store: LocalStore, n: int, written: dict[str, bytes], rng: random.Random
+) -> Iterator[dict]:
+    """Make ``n`` commits of one new file each (a new chunk: a new index segment every
+    time), noting them in ``written``; yield the head record (as stored) after each."""
+    prefix = f"vols/{vol.info().id}/"
+    for i in range(n):
+        path = f"c/{i:03d}.bin"
+        written[path] = data = rng.randbytes(700)
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(data), path)
+        yield _head_record(store, prefix)
 
 
 def _reads_back(
@@ -173,11 +182,8 @@ def test_compaction_leaves_a_big_index_object_alone(
             batch.put_file(io.BytesIO(data), f"base/{i:04d}.bin")
     [big] = _head_record(local_store, prefix)["index"]
     cs.reset()
-    for i in range(100):
-        written[f"c/{i:03d}.bin"] = data = rng.randbytes(700)  # one new chunk each
-        with vol.batch_upload() as batch:
-            batch.put_file(io.BytesIO(data), f"c/{i:03d}.bin")
-        index = _head_record(local_store, prefix)["index"]
+    for i, rec in enumerate(_one_chunk_commits(vol, local_store, 100, written, rng)):
+        index = rec["index"]
         assert index[0] == big and len(index) <= 32, (i, len(index))
     put = {o.key for o in cs.matching(WRITES, prefix + "index/")}
     entries = sum(sum(1 for _ in decode_segment(local_store.get(k), k)) for k in put)
