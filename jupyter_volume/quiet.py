@@ -591,7 +591,39 @@ class Gate:
         unsettled: dict[str, _Group] = {}
         limit = self.policy.max_wait
         settled = now - settle
+        gone = self._gone
+        clean_at = self.clean_at
         for k, got in by_key.items():
+            if type(got) is str and got not in gone:
+                sibs = siblings(k)
+                if len(sibs) == 1 and sibs[0] == got:
+                    # Nearly every group: one file that is there, with no companion. What
+                    # the loop below does for it, without its lists and member records
+                    # (a gate of 10,000 new files: 0.117 -> 0.081 s of CPU). Anything
+                    # else (gone since the scan, busy) takes the loop below.
+                    try:
+                        sig = signature(os.lstat(top + got))
+                    except OSError:
+                        sig = None
+                    if sig is not None and not busy.get(got, _mode(sig)):
+                        seen = memory.get(got)
+                        if seen is None:
+                            p_since, p_first, p_appeared = now, clean_at, now
+                        else:
+                            _was, p_since, p_first, p_appeared = seen
+                            if _was != sig:
+                                p_since = now
+                        memory[got] = (sig, p_since, p_first, p_appeared)
+                        last = mono(_ctime_ns(sig))
+                        if p_since < last:
+                            last = p_since
+                        keys.append(k)
+                        firsts.append(p_first)
+                        lasts.append(last)
+                        holds.append(now - p_appeared < limit)
+                        if last > settled:
+                            unsettled[k] = _Group([_Member(got, sig, "", last, last)], last)
+                        continue
             cands = [got] if isinstance(got, str) else sorted(got)
             members: list[_Member] = []
             reason = ""
@@ -808,7 +840,22 @@ class Gate:
         top = f"{self.root}/"
         deferred = self.deferred
         sig = self._sig
-        for k in self._cands_of:
+        memory = self.memory
+        others = self._others
+        lstat = os.lstat
+        for k, got in self._cands_of.items():
+            if type(got) is str and k not in others:
+                # a group of one file (nearly all): the loop below, without its lists
+                # (10,000 files: 0.047 -> 0.030 s)
+                if got in deferred:
+                    continue
+                try:
+                    was: Sig | None = signature(lstat(top + got))
+                except OSError:
+                    was = None
+                if was != memory[got][0]:
+                    self.defer(got, "changed while the commit was read")
+                continue
             cands = self._cands(k)
             if any(rel in deferred for rel in cands):
                 continue

@@ -295,6 +295,47 @@ def test_gate_groups_siblings_in_a_folder_it_lists(tmp_path: Path) -> None:
     assert held["db"] == "db-wal changed while the commit was read"
 
 
+def test_a_gate_decides_single_files_as_it_decides_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group of one file takes a short path through the gate (nearly every group of a
+    big commit); the general one must decide the same: busy, vanished, changed while
+    read, settled or not, remembered from an earlier gate."""
+    plain = [f"p{i:02d}.csv" for i in range(30)]
+    cands = [*plain, "busy.txt", "db", "vanished.txt"]
+
+    def decide(general: bool, settle: float) -> tuple:
+        root = tmp_path / f"{general}-{settle}"
+        root.mkdir()
+        for name in (*plain, "busy.txt", "db", "db-wal"):
+            (root / name).write_bytes(b"x" * 10)
+        # every group probes its sibling names: the general loop for all
+        monkeypatch.setattr(quiet, "_LIST_DIR_AT", 10**9 if general else 16)
+        time.sleep(0.1)
+        clean_at = time.monotonic()  # as if the last scan began after they were written
+        memory: dict = {}
+        Gate(root, cands, [], Policy(settle=settle), memory, clean_at=clean_at)  # a first look
+        (root / "p03.csv").write_bytes(b"changed")  # changed since that look
+        with open(root / "busy.txt", "ab"):
+            gate = Gate(root, cands, [], Policy(settle=settle), memory, clean_at=clean_at)
+        (root / "p05.csv").write_bytes(b"y" * 10)  # changed while the commit was read
+        held = dict(gate.confirm())
+        return held, {rel: seen[0] is None for rel, seen in memory.items()}, gate.pause is None
+
+    for settle in (0.0, 60.0):
+        short, general = decide(False, settle), decide(True, settle)
+        assert short == general
+        held = short[0]
+        assert held["busy.txt"].startswith("open for writing by ")
+        assert held["vanished.txt"] == "vanished.txt changed since the scan"
+        if settle:  # everything was written just now: nothing has settled
+            assert set(held) == set(cands) and held["p03.csv"] == "changing"
+        else:  # the commit stands for the moment before the busy file's pending change
+            assert set(held) == {"busy.txt", "vanished.txt", "p03.csv", "p05.csv"}
+            assert held["p03.csv"].startswith("waits for ")
+            assert held["p05.csv"] == "changed while the commit was read"
+
+
 MAPPER = r"""
 import ctypes, mmap, os, sys, time
 path, signals, size, fills = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
