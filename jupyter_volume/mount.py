@@ -209,6 +209,26 @@ def _file_mode(st_mode: int) -> int:
     return stat_mod.S_IMODE(st_mode) & 0o777
 
 
+# Reading a file to commit it is not a use of it. A plain open would have the first read
+# after every write set the file's access time (relatime): one more inode write per file,
+# which the kernel writes back later (10,000 new files: about 9 ms more of reading, and
+# 10,000 inode updates). Only the file's owner (or root) may open without it; for anyone
+# else the kernel refuses with EPERM and the file is opened as usual.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def _open_to_read(full: str) -> int:
+    """A descriptor to read ``full`` with, that leaves its access time alone if it may."""
+    if _NOATIME:
+        try:
+            return os.open(full, _READ_FLAGS | _NOATIME)
+        except PermissionError as e:
+            if e.errno != errno.EPERM:
+                raise  # no permission to read it at all
+    return os.open(full, _READ_FLAGS)
+
+
 def _read_file(
     writer: Any, full: str, previous: Entry | None
 ) -> tuple[Entry, os.stat_result, os.stat_result]:
@@ -218,7 +238,7 @@ def _read_file(
     a buffered file object; a bigger one is streamed (with ``previous``, the entry of the
     version we had, its unchanged chunks are recognized without re-chunking).
     """
-    fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+    fd = _open_to_read(full)
     try:
         st1 = os.fstat(fd)
         mode = _file_mode(st1.st_mode)

@@ -940,3 +940,88 @@ def test_chunk_cache_serves_a_remount_and_stays_bounded(store, tmp_path: Path) -
     on_disk = sum(p.stat().st_size for p in (tmp_path / "small").rglob("*") if p.is_file())
     assert on_disk <= 1_000_000
     assert small.get("0" * 64) is None
+
+
+def _atime_ns_before_mtime(path: Path) -> int:
+    """Set ``path``'s access time a minute before its modification time (relatime then
+    updates it at the next read) and return it."""
+    st = os.stat(path)
+    atime = st.st_mtime_ns - 60 * 10**9
+    os.utime(path, ns=(atime, st.st_mtime_ns))
+    return atime
+
+
+def test_a_commit_leaves_the_access_times_of_the_files_it_reads_alone(
+    local_store: Any, tmp_path: Path
+) -> None:
+    """Reading a file to commit it is not a use of it: no access-time update (an inode
+    write per file) by the initial streamed commit, nor by an ordinary one."""
+    control = tmp_path / "control"
+    control.write_bytes(b"c" * 100)
+    before = _atime_ns_before_mtime(control)
+    control.read_bytes()
+    assert os.stat(control).st_atime_ns != before, (
+        "this file system does not record access times (mounted noatime?): the test needs "
+        "relatime or strictatime for its temporary folder"
+    )
+    vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False)
+    (root / "small.txt").write_bytes(b"s" * 5000)
+    (root / "big.bin").write_bytes(os.urandom(300_000))  # read as a stream of chunks
+    atimes = {name: _atime_ns_before_mtime(root / name) for name in ("small.txt", "big.bin")}
+    assert m.commit() is not None
+    assert {name: os.stat(root / name).st_atime_ns for name in atimes} == atimes
+    (root / "small.txt").write_bytes(b"t" * 5000)  # an ordinary commit of an edit
+    atimes["small.txt"] = _atime_ns_before_mtime(root / "small.txt")
+    assert m.commit() is not None
+    assert os.stat(root / "small.txt").st_atime_ns == atimes["small.txt"]
+    assert read(vol, "small.txt") == b"t" * 5000
+    m.unmount()
+
+
+def test_a_file_of_another_owner_is_read_with_its_access_time_updated(tmp_path: Path) -> None:
+    """Only a file's owner may read it without touching its access time; for a file
+    owned by someone else the kernel refuses that, and the file is read as usual."""
+    from jupyter_volume.mount import _open_to_read
+
+    if os.geteuid() != 0:
+        pytest.fail("this test changes its user to 'nobody' in a child: run it as root")
+    import shutil
+    import tempfile
+
+    # pytest's temporary folders are closed to other users: one they may look into
+    folder = Path(tempfile.mkdtemp(prefix="jv-atime-"))
+    folder.chmod(0o755)
+    f = folder / "root-owned.txt"
+    f.write_bytes(b"shared")
+    f.chmod(0o644)
+    try:
+        status = _as_nobody(lambda: _read_as_non_owner(f, _open_to_read))
+    finally:
+        shutil.rmtree(folder)
+    assert status == 0, {1: "failed", 3: "O_NOATIME allowed", 4: "wrong bytes"}.get(status)
+
+
+def _read_as_non_owner(f: Path, open_to_read: Callable[[str], int]) -> int:
+    try:
+        os.close(os.open(f, os.O_RDONLY | os.O_NOATIME))
+        return 3  # the kernel let a non-owner skip the access time: nothing tested
+    except PermissionError:
+        fd = open_to_read(str(f))
+        return 0 if os.read(fd, 100) == b"shared" else 4
+
+
+def _as_nobody(work: Callable[[], int]) -> int:
+    """Exit status of ``work()`` run in a forked child as user and group 65534."""
+    pid = os.fork()
+    if pid == 0:  # the child: only what is imported already may be used
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            code = work()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
