@@ -1140,9 +1140,11 @@ class Mount:
         deferred = False
         from .progress import transfer_progress
 
+        total = sum(st.st_size for st in ch.files.values())
+        writer.packs.expect(total)  # the last packs come smaller: a shorter last upload
         bar = transfer_progress(
             f"{self.volume.name}: commit",
-            total_bytes=sum(st.st_size for st in ch.files.values()),
+            total_bytes=total,
             total_files=len(ch.files),
             config=self._progress_config,
         )
@@ -1357,9 +1359,11 @@ class Mount:
         unread: set[str] = set()  # files and links the gate deferred before they were read
         first: list[str] = []  # the first paths taken, for the commit's message
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
+        total = sum(st.st_size for st in ch.files.values())
+        writer.packs.expect(total)  # the last packs come smaller: a shorter last upload
         bar = transfer_progress(
             f"{self.volume.name}: commit",
-            total_bytes=sum(st.st_size for st in ch.files.values()),
+            total_bytes=total,
             total_files=len(ch.files),
             config=self._progress_config,
         )

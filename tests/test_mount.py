@@ -1025,3 +1025,25 @@ def _as_nobody(work: Callable[[], int]) -> int:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def test_a_commit_tells_its_pack_writer_how_much_it_will_read(
+    local_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that the last packs of a big commit come small (PackWriter.expect): a spy on
+    the hint, which passes it through."""
+    from jupyter_volume.repository.packs import PackWriter
+
+    told: list[int] = []
+    expect = PackWriter.expect
+    monkeypatch.setattr(PackWriter, "expect", lambda self, n: (told.append(n), expect(self, n)))
+    vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False)
+    (root / "a.bin").write_bytes(b"a" * 70_000)
+    (root / "b.txt").write_bytes(b"b" * 5_000)
+    assert m.commit() is not None  # the initial commit, streamed
+    (root / "b.txt").write_bytes(b"c" * 6_000)
+    assert m.commit() is not None  # an ordinary one
+    assert told == [75_000, 6_000]
+    m.unmount()

@@ -129,3 +129,40 @@ def test_a_chunk_bigger_than_the_buffer_still_fits(pool: ThreadPoolExecutor) -> 
     w.add(hash_bytes(big), CODEC_RAW, big, len(big))
     w.finish()
     assert sink.chunks() == {hash_bytes(big): big, hash_bytes(small): small}
+
+
+@pytest.mark.parametrize("hinted", [True, False])
+def test_told_what_is_to_come_the_writer_makes_the_last_packs_small(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch, hinted: bool
+) -> None:
+    # The last pack uploads after everything else, with nothing to overlap it: told how
+    # much is coming, the writer seals the end in smaller packs.
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 1 << 20)
+    monkeypatch.setattr(packs_mod, "TAIL_PACK", 256 << 10)
+    monkeypatch.setattr(packs_mod, "ZSTD_BATCH", 64 << 10)
+    rnd = __import__("random").Random(5)
+    data = [rnd.randbytes(4096) for _ in range(650)]  # 2.54 MiB, incompressible
+    sink = _Sink()
+    w = PackWriter(sink.upload, pool)
+    if hinted:
+        w.expect(sum(map(len, data)))
+    for d in data:
+        w.add_raw(hash_bytes(d), d)
+    w.finish()
+    assert sink.chunks() == {hash_bytes(d): d for d in data}
+    held = sorted((len(c) // 4096 for c in _pack_contents(sink)), reverse=True)
+    if hinted:
+        # a full pack while more than one is to come; then each pack holds at least what
+        # is left after it, down to TAIL_PACK (64 chunks): 256, 198, 99, 64, 33 chunks
+        assert held == [256, 198, 99, 64, 33]
+    else:
+        assert held == [256, 256, 138]
+
+
+def _pack_contents(sink: _Sink) -> list[bytes]:
+    """The chunk bytes of each uploaded pack (its records and trailer left out)."""
+    out = []
+    for pid, blob in sink.packs.items():
+        recs = parse_pack_header(blob, pid)
+        out.append(b"".join(blob[off : off + n] for _h, off, n, _r, _c in recs))
+    return out
