@@ -153,8 +153,8 @@ def test_told_what_is_to_come_the_writer_makes_the_last_packs_small(
     held = sorted((len(c) // 4096 for c in _pack_contents(sink)), reverse=True)
     if hinted:
         # a full pack while more than one is to come; then each pack holds at least what
-        # is left after it, down to TAIL_PACK (64 chunks): 256, 198, 99, 64, 33 chunks
-        assert held == [256, 198, 99, 64, 33]
+        # is left after it, down to TAIL_PACK (64 chunks): 256, 197, 99, 64, 34 chunks
+        assert held == [256, 197, 99, 64, 34]
     else:
         assert held == [256, 256, 138]
 

@@ -383,9 +383,10 @@ class PackWriter:
     def _land_batch(self) -> None:
         batch, fut = self._zjobs.popleft()
         stored = fut.result()
+        discard, add = self._raw_keys.discard, self._add
         for (h, data), (codec, z) in zip(batch, stored, strict=True):
-            self._raw_keys.discard(h)
-            self.add(h, codec, z, len(data))
+            discard(h)
+            add(h, codec, z, len(data))  # new: add() and add_raw() skip what is waiting
 
     def _land_all(self) -> None:
         if self._raw:
@@ -396,18 +397,22 @@ class PackWriter:
     def add(self, h: str, codec: int, stored: Any, raw_len: int) -> None:
         """Buffer one chunk (``stored``: its stored form, any buffer); seals a pack when
         the buffer reaches the target size."""
-        if self.has(h):
-            return
+        if not self.has(h):
+            self._add(h, codec, stored, raw_len)
+
+    def _add(self, h: str, codec: int, stored: Any, raw_len: int) -> None:
+        """:meth:`add` of a chunk this writer does not have."""
         n = len(stored)
         self._pending[h] = (self._len, n, raw_len)
         self._recs.append((h, self._len, n, raw_len, codec))
         self._put_bytes(stored)
-        if self._len >= PACK_TARGET:
-            self._seal()
-        elif self._expected is not None:
+        if self._expected is not None:
             self._expected = max(0, self._expected - raw_len)
             if self._len >= TAIL_PACK and self._len >= self._expected:
                 self._seal()
+                return
+        if self._len >= PACK_TARGET:
+            self._seal()
 
     def _take_buf(self) -> mmap.mmap:
         try:

@@ -363,10 +363,10 @@ class Writer:
         # The chunker never cuts below CHUNK_MIN, so this is one chunk (the same one
         # cut_chunks would yield), found without setting up a chunker.
         h = hash_bytes(data)
-        packs = self.packs
-        if not packs.has(h) and h not in self.repo.index:
-            # compressed in a batch on another thread while the caller reads on
-            packs.add_raw(h, data if type(data) is bytes else bytes(data))
+        if h not in self.repo.index:
+            # compressed in a batch on another thread while the caller reads on (unless
+            # this writer has it already: add_raw looks)
+            self.packs.add_raw(h, data if type(data) is bytes else bytes(data))
         if progress:
             progress(n)
         return None, [(h, n)], n
