@@ -386,7 +386,7 @@ class PackWriter:
         discard, add = self._raw_keys.discard, self._add
         for (h, data), (codec, z) in zip(batch, stored, strict=True):
             discard(h)
-            add(h, codec, z, len(data))  # new: add() and add_raw() skip what is waiting
+            add(h, codec, z, len(data))  # new by construction: nothing else adds a waiting hash
 
     def _land_all(self) -> None:
         if self._raw:
