@@ -169,3 +169,16 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
             base = item.config.stash.get(_bases_key, {}).get(nbfile.nodeid)
             if base is not None:
                 shutil.rmtree(base, ignore_errors=True)
+            if nbfile.path.name in S3_NOTEBOOKS and not _is_s3_notebook(nextitem):
+                # Its server is stopped now, not when the session ends: a pytest-xdist
+                # worker whose last teardown runs long is ended before it finishes, and
+                # the server's folder stayed in /tmp (seen after CI runs).
+                found = item.config.stash.get(_seaweedfs_key, None)
+                if found is not None:
+                    del item.config.stash[_seaweedfs_key]
+                    found[0].stop()
+
+
+def _is_s3_notebook(item: pytest.Item | None) -> bool:
+    nbfile = _notebook_file(item) if item is not None else None
+    return nbfile is not None and nbfile.path.name in S3_NOTEBOOKS
