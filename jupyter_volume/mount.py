@@ -1138,16 +1138,7 @@ class Mount:
         new_rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         same_rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         deferred = False
-        from .progress import transfer_progress
-
-        total = sum(st.st_size for st in ch.files.values())
-        writer.packs.expect(total)  # the last packs come smaller: a shorter last upload
-        bar = transfer_progress(
-            f"{self.volume.name}: commit",
-            total_bytes=total,
-            total_files=len(ch.files),
-            config=self._progress_config,
-        )
+        bar = self._start_reading(ch, writer)
         root = os.fspath(self.path)
         moved = self._moved_from(ch)
         moves: dict[str, str] = {}  # new path -> the deleted path it was moved from
@@ -1321,6 +1312,21 @@ class Mount:
             return None
         return tops
 
+    def _start_reading(self, ch: _Changes, writer: Any) -> Any:
+        """Before a commit reads the changed files of ``ch`` through ``writer``: tell the
+        writer how many bytes are coming (its last packs come smaller, so the upload
+        nothing else overlaps is short), and return the commit's progress bar."""
+        from .progress import transfer_progress
+
+        total = sum(st.st_size for st in ch.files.values())
+        writer.packs.expect(total)
+        return transfer_progress(
+            f"{self.volume.name}: commit",
+            total_bytes=total,
+            total_files=len(ch.files),
+            config=self._progress_config,
+        )
+
     def _commit_streamed(
         self,
         message: str | None,
@@ -1342,8 +1348,6 @@ class Mount:
         their rows out of the transaction. A crash or error publishes nothing and rolls
         the rows back.
         """
-        from .progress import transfer_progress
-
         repo = self._repo
         idx = self._index
         writer = repo.writer()
@@ -1359,14 +1363,7 @@ class Mount:
         unread: set[str] = set()  # files and links the gate deferred before they were read
         first: list[str] = []  # the first paths taken, for the commit's message
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
-        total = sum(st.st_size for st in ch.files.values())
-        writer.packs.expect(total)  # the last packs come smaller: a shorter last upload
-        bar = transfer_progress(
-            f"{self.volume.name}: commit",
-            total_bytes=total,
-            total_files=len(ch.files),
-            config=self._progress_config,
-        )
+        bar = self._start_reading(ch, writer)
 
         def taken(rel: str, entry: Entry, sig: tuple[int, int, int, int]) -> None:
             # as synced with the base (usual); marked otherwise below if it is not
