@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -54,8 +55,41 @@ class _AsyncContext:
         self._cm: Any = None
 
     async def __aenter__(self) -> Any:
-        self._cm = await asyncio.to_thread(self._make)
-        return await asyncio.to_thread(self._cm.__enter__)
+        # A thread cannot be stopped: if the task is cancelled while the enter waits (a
+        # lock held elsewhere, under asyncio.timeout), the enter still completes in its
+        # thread later, and nothing would ever exit what it entered (a lock would stay
+        # taken, its lease renewed, as long as the process lives). So whichever side
+        # finds the other gone exits it: the thread, if the task gave up first; the
+        # task, if the enter completed but the task was cancelled before it saw that.
+        guard = threading.Lock()
+        gave_up = False
+        entered: list[Any] = []
+
+        def enter() -> Any:
+            cm = self._make()
+            value = cm.__enter__()
+            with guard:
+                if not gave_up:
+                    entered.append(cm)
+                    return value
+            cm.__exit__(None, None, None)
+            return None
+
+        try:
+            value = await asyncio.to_thread(enter)
+        except asyncio.CancelledError:
+            with guard:
+                gave_up = True
+            if entered:
+                threading.Thread(
+                    target=entered[0].__exit__,
+                    args=(None, None, None),
+                    name="jv-aio-exit",
+                    daemon=True,
+                ).start()
+            raise
+        self._cm = entered[0]
+        return value
 
     async def __aexit__(self, *exc: Any) -> Any:
         return await asyncio.to_thread(self._cm.__exit__, *exc)

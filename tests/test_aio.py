@@ -93,6 +93,47 @@ def test_aio_forms_run_off_the_loop() -> None:
     assert threading.main_thread().name not in t.threads
 
 
+class Gate:
+    """A context manager (a plain class, as a lock is: nothing exits it when it is
+    dropped) whose enter waits until it is let in, and that records exits."""
+
+    def __init__(self) -> None:
+        self.let_in = threading.Event()
+        self.entered = threading.Event()
+        self.exited = threading.Event()
+
+    def __enter__(self) -> Gate:
+        self.let_in.wait(30)
+        self.entered.set()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.exited.set()
+
+    @aio(kind="context")
+    def hold(self) -> Gate:
+        return self
+
+
+def test_a_cancelled_async_enter_is_exited_once_it_completes() -> None:
+    # A thread cannot be stopped: an `async with x.aio()` cancelled while its enter
+    # waits (a lock held elsewhere, under asyncio.timeout) still enters in its thread
+    # later. What it entered must then be exited, or a lock stays taken for good.
+    g = Gate()
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                async with g.hold.aio():
+                    raise AssertionError("never entered in time")
+        assert not g.entered.is_set()
+        g.let_in.set()  # the abandoned enter now completes in its thread
+
+    asyncio.run(main())
+    assert g.entered.wait(10), "the enter never completed"
+    assert g.exited.wait(10), "what the cancelled enter took was never given back"
+
+
 def test_bad_kind_refused() -> None:
     with pytest.raises(ValueError, match="aio kind"):
         aio(kind="nope")
