@@ -821,26 +821,44 @@ class Dict(MutableMapping[Any, Any]):
     def __setitem__(self, key: Any, value: Any) -> None:
         self.put(key, value)
 
+    def _take(self, key: Any) -> bytes | None:
+        """Remove ``key``'s entry and return its stored bytes (None: there was none).
+
+        Atomic: the entry is deleted only if it is still the version read (a
+        conditional delete), so of several callers taking one key exactly one gets it,
+        and a value put meanwhile is never deleted unseen."""
+        _, okey = self._key_object(key)
+        while True:
+            try:
+                blob, token = self.store.get_versioned(okey)
+            except NotFoundError:
+                return None
+            if self.store.delete_if_match(okey, token):
+                return blob
+            # another pop took it, or a put replaced it, since we read it: look again
+
     @aio
     def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its value; ``default`` (or KeyError) when missing.
 
-        Not atomic against a concurrent ``pop`` of the same key: both may return the
-        value (use :meth:`lock` around it when that matters).
+        Atomic across processes and machines: of several callers popping one key,
+        exactly one gets its value and the others get ``default`` (or KeyError), so a
+        Dict can hand out jobs. The entry is removed before its value is unpickled: a
+        value that cannot be unpickled here is still removed, and DeserializationError
+        raised.
         """
-        _, okey = self._key_object(key)
-        try:
-            blob = self.store.get(okey)
-        except NotFoundError:
+        blob = self._take(key)
+        if blob is None:
             if default is _NO_DEFAULT:
-                raise KeyError(key) from None
+                raise KeyError(key)
             return default
-        value = self._load_value(blob, key)
-        self.store.delete([okey])
-        return value
+        return self._load_value(blob, key)
 
     def __delitem__(self, key: Any) -> None:
-        self.pop(key)
+        # removes the entry without unpickling its value: one this environment cannot
+        # unpickle can still be deleted by its key
+        if self._take(key) is None:
+            raise KeyError(key)
 
     @aio
     def popitem(self) -> tuple[Any, Any]:

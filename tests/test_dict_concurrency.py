@@ -38,6 +38,15 @@ CHILD = textwrap.dedent(
         print(d.put("winner", me, skip_if_exists=True), flush=True)
         for _ in range(increments):
             d.incr("count")
+    elif mode == "pop":
+        # take jobs as a Modal user takes them from a Dict: pop each key, keep what came
+        got = []
+        print("ready", flush=True)
+        assert sys.stdin.readline() == "go\\n"
+        for k in range(int(sys.argv[4])):
+            if d.pop(k, None) is not None:
+                got.append(k)
+        print(" ".join(map(str, got)), flush=True)
     elif mode == "rmw":
         for _ in range(int(sys.argv[4])):
             with d.lock("counter", lease=10):
@@ -125,6 +134,29 @@ def test_skip_if_exists_race_and_incr_total(opened: tuple[Any, str, dict[str, st
     d = Dict.from_name("race", store=url)
     assert d["winner"] == str(winners[0])
     assert d["count"] == n * increments  # no increment lost
+
+
+def test_each_popped_job_goes_to_exactly_one_process(
+    opened: tuple[Any, str, dict[str, str]],
+) -> None:
+    _, url, _ = opened
+    Dict.objects.create("jobs", store=url)
+    jobs = 120
+    Dict.from_name("jobs", store=url).update({k: f"job {k}" for k in range(jobs)})
+    children = [spawn(url, "jobs", "pop", jobs) for _ in range(processes_for(url))]
+    try:
+        for c in children:
+            expect_line(c, "ready\n")
+        for c in children:  # all pop the same keys, in the same order, at once
+            assert c.stdin is not None
+            c.stdin.write("go\n")
+            c.stdin.flush()
+    except BaseException:
+        finish(children)
+        raise
+    taken = [int(k) for out in finish(children) for k in out.split()]
+    assert sorted(taken) == list(range(jobs))  # none twice, none lost
+    assert Dict.from_name("jobs", store=url).len() == 0
 
 
 def test_lock_guards_unprotected_read_modify_write(

@@ -114,6 +114,13 @@ class Store(abc.ABC):
         the new token when written, None when the version differs or the key is missing."""
         raise NotImplementedError(f"{type(self).__name__} has no conditional writes")
 
+    def delete_if_match(self, key: str, token: str) -> bool:
+        """Delete ``key`` if its version is still ``token`` (from :meth:`get_versioned` or
+        :meth:`put_if_match`); True when this call deleted it, False when the version
+        differs or the key is missing. Of several callers racing with one token, at most
+        one gets True. Stores without conditional writes raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} has no conditional writes")
+
     @abc.abstractmethod
     def delete(self, keys: Iterable[str]) -> None:
         """Delete every key in ``keys``; keys that do not exist are ignored."""

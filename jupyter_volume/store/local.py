@@ -288,6 +288,34 @@ class LocalStore(Store):
         self._fsync_dir(path.parent)
         return True
 
+    def delete_if_match(self, key: str, token: str) -> bool:
+        path = self._path(key)
+        if not isinstance(token, str):
+            raise TypeError(f"delete_if_match token must be a str, got {type(token).__name__}")
+        if not path.is_file():
+            return False  # missing: no match (and no lock file for a key that is not)
+        try:
+            with self._key_lock(path, create=True):
+                try:
+                    with open(path, "rb") as f:
+                        current = _token(f.read())
+                        hashed = os.fstat(f.fileno()).st_ino
+                except (FileNotFoundError, IsADirectoryError):
+                    current = None
+                # (as in put_if_match: a put that bypassed the lock and replaced the file
+                # since it was hashed is another version)
+                if current != token or os.stat(path).st_ino != hashed:
+                    if current is None:
+                        self._lock_path(path).unlink(missing_ok=True)
+                    return False
+                path.unlink()
+                self._lock_path(path).unlink(missing_ok=True)  # waiters re-check, find it gone
+            self._fsync_dir(path.parent)
+        except OSError as e:
+            raise self._wrap(e, key) from e
+        self._prune_empty({path.parent})
+        return True
+
     def delete(self, keys: Iterable[str]) -> None:
         parents: set[Path] = set()
         paths = [(key, self._path(key)) for key in keys]  # all keys checked before any delete
@@ -303,7 +331,10 @@ class LocalStore(Store):
             except OSError as e:
                 raise self._wrap(e, key) from e
             parents.add(path.parent)
-        # Folders exist only to hold keys: remove the ones this left empty (deepest first).
+        self._prune_empty(parents)
+
+    def _prune_empty(self, parents: set[Path]) -> None:
+        # Folders exist only to hold keys: remove the ones left empty (deepest first).
         for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
             while parent != self.root and self.root in parent.parents:
                 try:

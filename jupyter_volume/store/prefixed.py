@@ -94,6 +94,10 @@ class PrefixedStore(Store):
         """Replace ``key`` if its version is still ``token``; the new token, or None."""
         return self.inner.put_if_match(self._key(key), data, token)
 
+    def delete_if_match(self, key: str, token: str) -> bool:
+        """Delete ``key`` if its version is still ``token``; True when deleted."""
+        return self.inner.delete_if_match(self._key(key), token)
+
     def delete(self, keys: Iterable[str]) -> None:
         """Delete every key in ``keys``; keys that do not exist are ignored."""
         self.inner.delete([self._key(k) for k in keys])

@@ -694,6 +694,44 @@ class S3Store(Store):
             return None
         return etag if existing == body else None
 
+    def delete_if_match(self, key: str, token: str) -> bool:
+        """Delete ``key`` if its ETag is still ``token`` (one ``DELETE`` with ``If-Match``:
+        AWS S3, Ceph and SeaweedFS check it); True when deleted, False when the object
+        changed or is missing (412 or 404). A server that ignores the header deletes
+        whatever is there, which is what a plain delete does. If an earlier attempt of
+        this call may have landed before its response was lost, a "no match" is settled
+        by looking: the key gone means this call deleted it.
+
+        Raises:
+            StoreError: the server failed after retries (StoreAccessError: refused).
+        """
+        if not isinstance(token, str):
+            raise TypeError(f"delete_if_match token must be a str, got {type(token).__name__}")
+        full = self._full(key)
+        landed = False
+
+        def note(e: BaseException) -> None:
+            nonlocal landed
+            landed = landed or _may_have_landed(e)
+
+        def attempt() -> bool:
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=full, IfMatch=token)
+            except bexc.ClientError as e:
+                status, code = _status(e), _code(e)
+                if status == 412 or code == "PreconditionFailed":
+                    return False
+                if code in _NOT_FOUND_CODES or status == 404:
+                    return False
+                raise
+            return True
+
+        if self._retry("delete_if_match", key, attempt, on_transient=note):
+            return True
+        if not landed:
+            return False
+        return not self.exists(key)
+
     def delete(self, keys: Iterable[str]) -> None:
         """Delete every key in ``keys`` (batched DeleteObjects); missing keys are fine.
 

@@ -341,6 +341,56 @@ class StoreTests:
         assert store.put_if_absent("cas/k", b"seven")
         assert store.get("cas/k") == b"seven"
 
+    def test_delete_if_match(self, store: Store) -> None:
+        assert store.delete_if_match("cas/d", "no-such-version") is False  # missing
+        assert not store.exists("cas/d")
+        store.put("cas/d", b"one")
+        _, t1 = store.get_versioned("cas/d")
+        t2 = store.put_if_match("cas/d", b"two", t1)
+        assert t2 is not None
+        assert store.delete_if_match("cas/d", t1) is False  # stale token: kept
+        assert store.get("cas/d") == b"two"
+        store.put("cas/d", b"three")  # a plain put changes the version too
+        assert store.delete_if_match("cas/d", t2) is False
+        _, t3 = store.get_versioned("cas/d")
+        assert store.delete_if_match("cas/d", t3) is True
+        assert not store.exists("cas/d")
+        assert store.delete_if_match("cas/d", t3) is False  # gone: no second success
+        assert _keys(store) == []  # no sidecar or leftover is ever listed
+        assert store.put_if_absent("cas/d", b"four")  # the key can be made again
+        with pytest.raises(InvalidError):
+            store.delete_if_match("../x", "t")
+
+    def test_delete_if_match_thread_race(self, store: Store) -> None:
+        # Racing deletes of one version (a Dict's pop): exactly one wins each round.
+        n = self.race_threads
+        barrier = threading.Barrier(n)
+        results: list[object] = [None] * n
+        key = "cas/pop"
+        for rnd in range(self.cas_rounds):
+            store.put(key, f"round {rnd}".encode())
+            _, token = store.get_versioned(key)
+
+            def contender(i: int, token: str = token) -> None:
+                try:
+                    barrier.wait(timeout=60)
+                    results[i] = store.delete_if_match(key, token)
+                except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                    results[i] = e
+
+            threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert not any(t.is_alive() for t in threads), f"round {rnd}: a deleter hangs"
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
+            assert results.count(True) == 1, f"round {rnd}: results {results}"
+            assert not store.exists(key)
+            barrier.reset()
+
     def test_put_if_match_big_and_empty(self, store: Store) -> None:
         store.put("cas/e", b"")
         _, t = store.get_versioned("cas/e")

@@ -79,6 +79,9 @@ class WrappedStore(Store):
     ) -> str | None:
         return self._do("put_if_match", key, self.inner.put_if_match, key, data, token)
 
+    def delete_if_match(self, key: str, token: str) -> bool:
+        return self._do("delete_if_match", key, self.inner.delete_if_match, key, token)
+
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         return self._do("delete", ",".join(keys), self.inner.delete, keys)
