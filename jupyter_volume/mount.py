@@ -1835,9 +1835,10 @@ class Mount:
             idx.delete(removed)  # what was removed is recorded, even if we stop here
 
         files: list[tuple[str, Entry]] = []
+        expect: dict[str, tuple[int, int, int, int] | None] = {}
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         try:
-            self._apply_updates(paths, updates, files, rows, dirty_local, locally_clean)
+            self._apply_updates(paths, updates, files, rows, dirty_local, expect)
         finally:
             idx.put_many(rows)
         from .progress import transfer_progress
@@ -1851,7 +1852,7 @@ class Mount:
             pending["files"], pending["bytes"] = len(files), sum(e.size for _r, e in files)
             done: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
             try:
-                for rel, e, sig in self._write_files(files):
+                for rel, e, sig in self._write_files(files, expect, dirty_local):
                     done.append((rel, e, sig, 0))
                     pending["files"] -= 1
                     pending["bytes"] -= e.size
@@ -1990,10 +1991,11 @@ class Mount:
         files: list[tuple[str, Entry]],
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]],
         dirty_local: set[str],
-        locally_clean: Any,
+        expect: dict[str, tuple[int, int, int, int] | None],
     ) -> None:
         """Folders and links of ``updates`` are made here (recorded into ``rows``); the
-        files to download are collected into ``files``."""
+        files to download are collected into ``files``, and into ``expect`` what is at
+        each path now (see :meth:`_write_files`)."""
         idx = self._index
         root = os.fspath(self.path)
         # a first mount has no rows: no lookup per path then
@@ -2009,6 +2011,13 @@ class Mount:
             except FileNotFoundError:
                 st = None
             full = self.path / rel if st is not None or e.kind != FILE else None
+            if st is None and row is not None:
+                # Deleted here since the mount last wrote it: a local change, as an edit
+                # is. The volume's newer version must not bring it back (the deletion is
+                # the newer act); the next commit or push publishes it.
+                if not (row[0].kind == e.kind and row[0].same_content(e)):
+                    dirty_local.add(rel)
+                continue
             if e.kind == DIR:
                 if st is not None and stat_mod.S_ISDIR(st.st_mode):
                     if row is None or row[0].kind != DIR:
@@ -2052,11 +2061,24 @@ class Mount:
                 rows.append((rel, e, _sig(os.lstat(full)), 0))
             else:
                 files.append((rel, e))
+                # what is there now (nothing, or the clean copy): checked again right
+                # before the download replaces it
+                expect[rel] = (
+                    _sig(st) if st is not None and not stat_mod.S_ISDIR(st.st_mode) else None
+                )
 
     def _write_files(
-        self, files: list[tuple[str, Entry]]
+        self,
+        files: list[tuple[str, Entry]],
+        expect: dict[str, tuple[int, int, int, int] | None] | None = None,
+        kept: set[str] | None = None,
     ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
-        """Materialize files atomically; small ones in coalesced batches, big ones streamed."""
+        """Materialize files atomically; small ones in coalesced batches, big ones streamed.
+
+        With ``expect`` (path -> its lstat signature when the reload decided to replace
+        it, None: nothing there): a path changed locally since then (written while its
+        new version downloaded) is left as it is and added to ``kept``, not replaced.
+        """
         repo = self._repo
         small = [(r, e) for r, e in files if e.inline is not None or e.size <= SMALL_FILE]
         big = [(r, e) for r, e in files if not (e.inline is not None or e.size <= SMALL_FILE)]
@@ -2069,7 +2091,7 @@ class Mount:
 
         def write(
             rel: str, e: Entry, pieces: Iterable[bytes] | None
-        ) -> tuple[str, Entry, tuple[int, int, int, int]]:
+        ) -> tuple[str, Entry, tuple[int, int, int, int]] | None:
             # Plain strings and os calls: per small file, pathlib's joins were a third of
             # a 10,000-file mount's Python time.
             full = f"{root}/{rel}"
@@ -2095,6 +2117,14 @@ class Mount:
                     sig = _sig(os.fstat(fd))
                 finally:
                     os.close(fd)
+                if expect is not None and rel in expect and _now_sig(full) != expect[rel]:
+                    # Written here while its new version downloaded: that write is newer
+                    # (and a file closed meanwhile may never be written again), so it
+                    # stays; the next commit publishes it.
+                    os.unlink(tmp)
+                    if kept is not None:
+                        kept.add(rel)
+                    return None
                 os.replace(tmp, full)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -2114,7 +2144,9 @@ class Mount:
             if batch and (batch_bytes >= BATCH_BYTES or not rel):
                 contents = repo.read_many([e for _r, e in batch])
                 for (r, en), data in zip(batch, contents, strict=True):
-                    yield write(r, en, [data])
+                    got = write(r, en, [data])
+                    if got is not None:
+                        yield got
                 batch, batch_bytes = [], 0
         futures = [_materialize_pool.submit(write, r, e, None) for r, e in big]
         # If one fails, the others still land (or fail) before we raise: each that landed
@@ -2127,7 +2159,8 @@ class Mount:
                 except Exception as e:  # noqa: BLE001 - re-raised below, after the others
                     error = error or e
                     continue
-                yield result
+                if result is not None:
+                    yield result
         finally:
             for fut in futures:
                 fut.cancel()
@@ -2295,6 +2328,14 @@ def _unchanged_since(st: os.stat_result, row: Any) -> bool:
     if row[0].kind == DIR:
         return stat_mod.S_ISDIR(st.st_mode)
     return bool(row[1] == _sig(st))
+
+
+def _now_sig(full: str) -> tuple[int, int, int, int] | None:
+    """The signature of what is at ``full`` (None: nothing)."""
+    try:
+        return _sig(os.lstat(full))
+    except FileNotFoundError:
+        return None
 
 
 def _left_as_is(full: str, row: Any) -> bool:

@@ -850,6 +850,52 @@ def test_failed_background_commit_is_reported_retried_and_loses_nothing(
     m.unmount()
 
 
+class WriteDuringDownload(WrappedStore):
+    """Runs ``hook`` once, at the first read of pack data after it is set: a program
+    writing a file at the very moment a reload downloads that file's new version. (A
+    hook on a real store, to place that write at one exact moment; timing cannot.)"""
+
+    hook: Callable[[], None] | None = None
+
+    def _do(self, kind, key, fn, *args):  # type: ignore[no-untyped-def]
+        hook = self.hook
+        if hook is not None and "/packs/" in key and kind in ("get", "get_range"):
+            self.hook = None
+            hook()
+        return super()._do(kind, key, fn, *args)
+
+
+@pytest.mark.parametrize("size", [4096, 6 << 20], ids=["batched", "streamed"])
+def test_a_write_made_while_a_reload_downloads_the_file_is_kept(
+    store, tmp_path: Path, size: int
+) -> None:
+    ws = WriteDuringDownload(store)
+    vol = Volume.from_name("vol", create_if_missing=True, store=ws)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"v1"), "f")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    v2 = os.urandom(size)
+    with Volume.from_name("vol", store=store).batch_upload(force=True) as b:
+        b.put_file(io.BytesIO(v2), "f")  # another writer
+    fired: list[bool] = []
+
+    def a_program_writes_f() -> None:
+        (tmp_path / "mnt/f").write_bytes(b"local, the newest")
+        fired.append(True)
+
+    ws.hook = a_program_writes_f
+    with pytest.warns(UserWarning, match=r"reload kept 1 path\(s\) with local changes"):
+        m.reload()
+    assert fired, "the download never read a pack"
+    # before the fix, the download renamed v2 over the program's write: gone for good
+    assert (tmp_path / "mnt/f").read_bytes() == b"local, the newest"
+    assert not list((tmp_path / "mnt").glob(".jv-tmp-*"))
+    assert m.commit() is not None
+    assert read(vol, "f") == b"local, the newest"  # the newest write wins
+    assert any(read(vol, "f", at=c.seq) == v2 for c in vol.history() if c.seq)  # kept
+    m.unmount()
+
+
 def test_journal_sees_changes_in_new_folders(vol: Volume, tmp_path: Path) -> None:
     m = vol.mount(tmp_path / "mnt", background=False)
     assert m._journal.active

@@ -685,3 +685,38 @@ def test_an_explicit_push_names_the_files_it_had_to_leave(
         assert b"".join(shared.read_file("busy.db")) == b"half"
     finally:
         m.unmount()
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_a_local_delete_or_rename_is_not_undone_by_another_writers_edit(
+    shared: NetworkFileSystem, tmp_path: Path
+) -> None:
+    # A file deleted (or renamed away) here while another writer edits it: the local act
+    # is the newer one. The pull that brings the edit must not put the file back; the
+    # next push publishes the deletion, and the edit stays in history.
+    shared.write_file("f", io.BytesIO(b"v1"))
+    shared.write_file("r", io.BytesIO(b"v1"))
+    # a settle interval longer than the test: the local changes wait, the pulls go on
+    m = shared.mount(tmp_path / "m", settle=3600)
+    try:
+        wait_for(lambda: content(m.path / "f") == content(m.path / "r") == b"v1", "v1 here")
+        os.remove(m.path / "f")
+        os.rename(m.path / "r", m.path / "r2")
+        shared.write_file("f", io.BytesIO(b"v2 remote"))
+        shared.write_file("r", io.BytesIO(b"v2 remote"))
+        shared.write_file("marker", io.BytesIO(b""))  # pulled with (or after) the edits
+        wait_for(lambda: content(m.path / "marker") == b"", "the remote commits pulled")
+        assert gone(m.path / "f") and gone(m.path / "r")  # before the fix: both came back
+        assert content(m.path / "r2") == b"v1"
+    finally:
+        with pytest.warns(UserWarning, match=r"3 file\(s\) not pushed yet"):
+            m.unmount()  # not quiet for an hour: left for the next mount, and said so
+    with shared.mount(tmp_path / "m"):  # mounted again, quiet now: the changes go out
+        wait_for(lambda: "r2" in [e.path for e in shared.listdir("/")], "the push")
+    assert sorted(e.path for e in shared.listdir("/")) == ["marker", "r2"]
+    hist = shared._vol  # the other writer's edit stays in history
+    assert any(
+        b"".join(hist.read_file("f", at=c.seq)) == b"v2 remote"
+        for c in hist.history()
+        if c.kind not in ("gc", "create") and "f" in [e.path for e in hist.listdir("/", at=c.seq)]
+    )
