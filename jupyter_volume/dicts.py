@@ -571,7 +571,10 @@ class Dict(MutableMapping[Any, Any]):
         return f"Dict.from_id({self._id!r}, store={self._base.url!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_unpickle_dict, (self._base.url, self.environment_name, self._name, self._id))
+        return (
+            _unpickle_dict,
+            (self._base.url, self.environment_name, self._name, self._id, self._create_if_missing),
+        )
 
     __hash__ = object.__hash__  # by identity: handles can be keys and values
 
@@ -1000,9 +1003,17 @@ class Dict(MutableMapping[Any, Any]):
 _NO_DEFAULT_POP: Any = object()
 
 
-def _unpickle_dict(url: str, env: str, name: str | None, dict_id: str | None) -> Dict:
+def _unpickle_dict(
+    url: str, env: str, name: str | None, dict_id: str | None, create: bool = False
+) -> Dict:
     base, env, _ = _open(url, env)
-    return Dict(_store=base, _env=env, _name=name, _id=dict_id if name is None else None)
+    return Dict(
+        _store=base,
+        _env=env,
+        _name=name,
+        _id=dict_id if name is None else None,
+        _create=create and name is not None,
+    )
 
 
 class _KeysView(KeysView[Any]):

@@ -36,7 +36,7 @@ from . import names
 from .aio import aio
 from .errors import InvalidError, NotFoundError, VolumeError
 from .names import normalize_path
-from .objects import check_kind_name, detach_mount, ephemeral_volume
+from .objects import check_kind_name, detach_mount, ephemeral_volume, open_base
 from .store import Store
 from .volume import CommitInfo, DiffEntry, FileEntry, Volume
 from .volume import _open as _open_store
@@ -213,7 +213,7 @@ class NetworkFileSystem:
         # (credentials come from its own environment); an ephemeral one travels by id.
         return (
             _unpickle_nfs,
-            (self.name, self._base.url, self.environment_name, self._meta),
+            (self.name, self._base.url, self.environment_name, self._meta, self._create_if_missing),
         )
 
     # -- handles -------------------------------------------------------------------------------
@@ -575,9 +575,20 @@ class NetworkFileSystem:
 
 
 def _unpickle_nfs(
-    name: str | None, url: str, environment: str, meta: names.VolumeMeta | None
+    name: str | None,
+    url: str,
+    environment: str,
+    meta: names.VolumeMeta | None,
+    create_if_missing: bool = False,
 ) -> NetworkFileSystem:
-    return NetworkFileSystem(name, store=url, environment_name=environment, _meta=meta)
+    # opened as is, never checked here (see volume._unpickle_volume)
+    return NetworkFileSystem(
+        name,
+        store=open_base(url),
+        environment_name=environment,
+        create_if_missing=create_if_missing and name is not None,
+        _meta=meta,
+    )
 
 
 def _apply_retention(store: Store, vol_id: str) -> None:

@@ -332,7 +332,15 @@ class Volume:
         opts = (self._mount_options, self._read_only)
         return (
             _unpickle_volume,
-            (ident, vol_id, self._base_store.url, self.environment_name, self._version, opts),
+            (
+                ident,
+                vol_id,
+                self._base_store.url,
+                self.environment_name,
+                self._version,
+                opts,
+                self._create_if_missing,  # a handle not used yet creates it where it is used
+            ),
         )
 
     def _copy(self) -> Volume:
@@ -1355,8 +1363,18 @@ def _unpickle_volume(
     environment: str,
     version: int | None,
     opts: tuple[Any, bool],
+    create_if_missing: bool = False,
 ) -> Volume:
-    vol = Volume(name, store=url, environment_name=environment, version=version, _id=vol_id)
+    # The store is opened as is: the sender's handle was checked already, and an error
+    # raised while unpickling would end a pool worker (its task then never returns).
+    vol = Volume(
+        name,
+        store=open_base(url),
+        environment_name=environment,
+        version=version,
+        _id=vol_id,
+        create_if_missing=create_if_missing and name is not None,
+    )
     vol._mount_options, vol._read_only = opts
     return vol
 

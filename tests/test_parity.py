@@ -628,6 +628,59 @@ def test_handles_pickle_across_spawned_processes(opened: tuple[Any, str, dict[st
         ro.remove_file("hello.txt")
 
 
+def _child_uses(handle: Any) -> str:
+    from jupyter_volume import Dict, NetworkFileSystem
+
+    if isinstance(handle, Dict):
+        handle["k"] = "from the child"
+        return handle["k"]
+    if isinstance(handle, NetworkFileSystem):
+        handle.write_file("f", io.BytesIO(b"from the child"))
+    else:
+        _put(handle, {"f": b"from the child"})
+    return b"".join(handle.read_file("f")).decode()
+
+
+def test_a_handle_pickled_before_first_use_keeps_create_if_missing(
+    opened: tuple[Any, str, dict[str, str]],
+) -> None:
+    # Modal's pattern: a module-level handle made with create_if_missing=True, first
+    # used in a worker process. The worker must create what does not exist yet.
+    from jupyter_volume import Dict, NetworkFileSystem
+
+    _, url, _ = opened
+    handles = [
+        Volume.from_name("made-there", create_if_missing=True, store=url),
+        Dict.from_name("made-there", create_if_missing=True, store=url),
+        NetworkFileSystem.from_name("made-there", create_if_missing=True, store=url),
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:  # pickled unused: nothing exists yet
+        got = pool.map_async(_child_uses, handles).get(timeout=120)  # a hang guard only
+    assert got == ["from the child"] * 3
+    assert [v.name for v in Volume.objects.list(store=url)] == ["made-there"]
+    assert Dict.from_name("made-there", store=url)["k"] == "from the child"
+    nfs = NetworkFileSystem.from_name("made-there", store=url)
+    assert b"".join(nfs.read_file("f")) == b"from the child"
+
+
+def test_a_handle_whose_store_is_gone_fails_in_the_worker_not_the_pool(
+    opened: tuple[Any, str, dict[str, str]],
+) -> None:
+    # Unpickling a handle never raises (a pool worker that fails there dies, and its task
+    # never returns: the pool hangs); its first use says what is wrong.
+    store, url, _ = opened
+    Volume.objects.create("gone", store=url)
+    vol = Volume.from_name("gone", store=url)  # no create_if_missing: it must exist
+    _put(vol, {"f": b"x"})
+    blob = pickle.dumps(vol)
+    store.delete([o.key for o in store.list()])  # the whole store emptied meanwhile
+    handle = pickle.loads(blob)  # here too: no error until it is used
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool, pytest.raises(NotFoundError, match="volume 'gone' not found"):
+        pool.map_async(_child_uses, [handle]).get(timeout=120)  # a hang guard only
+
+
 def test_every_public_method_has_an_aio_form() -> None:
     skip = {"object_id", "version", "seq", "retention", "objects"}
     missing = [
