@@ -290,10 +290,23 @@ class LiveMount(Mount):
         # A file some process holds open for writing is never replaced under its writer:
         # its remote version waits (see _apply_waiting).
         busy = quiet.Writers(self.path, len(paths))
-        for rel in [p for p in paths if busy.get(p)]:
+        held = [p for p in paths if busy.get(p)]
+        for rel in held:
             del paths[rel]
             self._waiting.add(rel)
+        if held:
+            self._save_waiting()
         super()._apply_paths(paths, pending)
+
+    def _open_state(self) -> None:
+        super()._open_state()
+        # Remote versions that waited for a local writer when this folder was last
+        # mounted: the folder's base commit already counts them as here, so without this
+        # they would never come (and status would say "in sync").
+        self._waiting = set(self._index.get_meta("waiting") or ())
+
+    def _save_waiting(self) -> None:
+        self._index.set_meta("waiting", sorted(self._waiting))
 
     def _kept_local(self, paths: set[str]) -> None:
         # Normal in a live folder (a local change not pushed yet met a remote one): the
@@ -309,8 +322,8 @@ class LiveMount(Mount):
             return
         head = self._repo.head(refresh=True)
         todo: dict[str, Entry | None] = {}
+        done: list[str] = []
         for rel in ready:
-            self._waiting.discard(rel)
             row = self._index.row(rel)
             try:
                 st = os.lstat(self.path / rel)
@@ -319,10 +332,16 @@ class LiveMount(Mount):
             from .mount import _sig
 
             if row is not None and st is not None and row[1] != _sig(st):
-                continue  # changed locally: the next push publishes it
+                done.append(rel)  # changed locally: the next push publishes it
+                continue
             todo[rel] = self._repo.trees.lookup(head.root, rel)
         if todo:
+            # a file opened for writing again meanwhile is taken out of todo and waits on
             self._apply(todo, "sync")
+        # forgotten only once applied (a crash before this leaves them waiting)
+        for rel in [*done, *todo]:
+            self._waiting.discard(rel)
+        self._save_waiting()
 
     # -- what is not offered -----------------------------------------------------------------------
     def commit(self, message: str | None = None) -> CommitInfo | None:

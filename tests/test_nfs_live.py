@@ -720,3 +720,30 @@ def test_a_local_delete_or_rename_is_not_undone_by_another_writers_edit(
         for c in hist.history()
         if c.kind not in ("gc", "create") and "f" in [e.path for e in hist.listdir("/", at=c.seq)]
     )
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_a_remote_version_waiting_for_a_writer_still_comes_after_a_remount(
+    shared: NetworkFileSystem, tmp_path: Path
+) -> None:
+    # A program holds f open for writing (writing nothing) while another writer commits a
+    # new version: it waits. The folder is unmounted (a kernel restart), the program
+    # closes f unchanged, the folder is mounted again: the new version must arrive.
+    shared.write_file("f", io.BytesIO(b"v1"))
+    path = tmp_path / "m"
+    m = shared.mount(path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; f = open(sys.argv[1], 'r+b'); print('open', "
+         "flush=True); sys.stdin.readline()", str(path / "f")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: content(path / "f") == b"v1", "v1 here")
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        shared.write_file("f", io.BytesIO(b"v2 from another writer"))
+        wait_for(lambda: m.status().waiting == ["f"], "v2 to wait for the writer")
+        m.unmount()
+    finally:
+        holder.communicate("\n", timeout=60)  # closes f, unchanged
+    with shared.mount(path):  # before the fix: f stayed v1 for good, "in sync"
+        wait_for(lambda: content(path / "f") == b"v2 from another writer", "v2 after remount")
