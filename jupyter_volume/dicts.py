@@ -99,6 +99,10 @@ _FREE = b'{"free": true}'
 _NO_DEFAULT: Any = object()
 
 
+#: The key :meth:`Dict._iter_entries` gives an entry whose key cannot be read here.
+UNREADABLE_KEY = object()
+
+
 class DeserializationError(VolumeError):
     """A value (or key) stored in a Dict cannot be unpickled here, e.g. because the
     module that defines its type is not installed in this environment."""
@@ -129,7 +133,10 @@ def _encode_key(key: Any) -> bytes | None:
         return b"f"
     t = type(key)
     if t is int:
-        return b"i" + str(key).encode()
+        try:
+            return b"i" + str(key).encode()
+        except ValueError:
+            return None  # more digits than the interpreter will print: stored pickled
     if t is float:
         return b"d" + repr(key).encode()
     if t is str:
@@ -185,6 +192,16 @@ def _pickle(obj: Any, what: str) -> bytes:
         raise InvalidError(f"{what} cannot be pickled: {type(e).__name__}: {e}") from e
 
 
+def _repr(obj: Any) -> str:
+    """``repr(obj)`` for messages, cut at 200 characters, and never failing (an int of
+    more digits than the interpreter will print, a broken ``__repr__``)."""
+    try:
+        text = repr(obj)
+    except Exception:  # noqa: BLE001 - any failure: name the type instead
+        return f"<a {type(obj).__name__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _key_bytes(key: Any) -> bytes:
     """The key's canonical encoding; non-primitive keys are pickled (tag ``p``)."""
     enc = _encode_key(key)
@@ -197,7 +214,7 @@ def _key_bytes(key: Any) -> bytes:
             f"Dict keys must be hashable, got {type(key).__name__}: use a str, int, "
             "bytes or a tuple of these"
         ) from None
-    return b"p" + _pickle(key, f"key {key!r}")
+    return b"p" + _pickle(key, f"key {_repr(key)}")
 
 
 def _entry_name(enc: bytes) -> str:
@@ -595,6 +612,13 @@ class Dict(MutableMapping[Any, Any]):
         return eq if eq is NotImplemented else not eq
 
     @aio
+    def hydrate(self) -> Dict:
+        """Look the Dict up now (creating it if ``create_if_missing`` was given); return
+        self. Raises NotFoundError if it does not exist."""
+        self._resolve()
+        return self
+
+    @aio
     def info(self) -> DictInfo:
         """Name, id, creation time (UTC) and creator of the Dict."""
         r = self._resolve()
@@ -614,10 +638,10 @@ class Dict(MutableMapping[Any, Any]):
         """The object key and bytes of one entry; every check happens here, before any
         write."""
         enc, okey = self._key_object(key)
-        pickled = _pickle(value, f"the value for key {key!r}")
+        pickled = _pickle(value, f"the value for key {_repr(key)}")
         if len(pickled) > MAX_VALUE_SIZE:
             raise InvalidError(
-                f"the value for key {key!r} is {len(pickled):,} bytes pickled, over the "
+                f"the value for key {_repr(key)} is {len(pickled):,} bytes pickled, over the "
                 f"Dict limit of {MAX_VALUE_SIZE:,} bytes (100 MiB): store it in a Volume"
             )
         return okey, _pack(enc, pickled)
@@ -635,12 +659,12 @@ class Dict(MutableMapping[Any, Any]):
             return pickle.loads(body)
         except ModuleNotFoundError as e:
             raise DeserializationError(
-                f"cannot unpickle the value for key {key!r} from {self._what()}: module "
+                f"cannot unpickle the value for key {_repr(key)} from {self._what()}: module "
                 f"{e.name!r} is not installed here (install it, at the writer's version)"
             ) from e
         except Exception as e:  # noqa: BLE001 - unpickling raises anything
             raise DeserializationError(
-                f"cannot unpickle the value for key {key!r} from {self._what()}: "
+                f"cannot unpickle the value for key {_repr(key)} from {self._what()}: "
                 f"{type(e).__name__}: {e}"
             ) from e
 
@@ -715,6 +739,15 @@ class Dict(MutableMapping[Any, Any]):
 
     def _iter_items(self) -> Iterator[tuple[Any, Any]]:
         """(key, value) of every entry; entries are fetched by a pool, in listing order."""
+        for key, value, error in self._iter_entries():
+            if error is not None:
+                raise error
+            yield key, value
+
+    def _iter_entries(self) -> Iterator[tuple[Any, Any, DeserializationError | None]]:
+        """``(key, value, None)`` of every entry, or ``(key, None, error)`` for one that
+        cannot be read here (its key is :data:`UNREADABLE_KEY` if that cannot be read
+        either): a listing that shows every other entry all the same."""
         prefix = self._prefix
         names = self._names()
         while True:
@@ -728,8 +761,14 @@ class Dict(MutableMapping[Any, Any]):
                     enc, _ = _unpack(blob)
                 except ValueError:
                     enc = b""
-                key = self._load_key(enc)
-                yield key, self._load_value(blob, key)
+                key: Any = UNREADABLE_KEY
+                try:
+                    key = self._load_key(enc)
+                    value = self._load_value(blob, key)
+                except DeserializationError as e:
+                    yield key, None, e
+                    continue
+                yield key, value, None
 
     @aio(kind="iter")
     def keys(self) -> _KeysView:
@@ -965,7 +1004,7 @@ class Dict(MutableMapping[Any, Any]):
             current = self._load_value(blob, key)
             if not isinstance(current, int) or isinstance(current, bool):
                 raise InvalidError(
-                    f"cannot incr key {key!r} of {self._what()}: its value is a "
+                    f"cannot incr key {_repr(key)} of {self._what()}: its value is a "
                     f"{type(current).__name__}, not an int"
                 )
             new = current + amount
@@ -992,8 +1031,12 @@ class Dict(MutableMapping[Any, Any]):
         """
         if not isinstance(name, str) or not name:
             raise InvalidError(f"lock name must be a non-empty string, got {name!r}")
-        if not lease > 0:
+        if not _seconds(lease) or not lease > 0:
             raise InvalidError(f"lock lease must be a positive number of seconds, got {lease!r}")
+        if timeout is not None and (not _seconds(timeout) or timeout < 0):
+            raise InvalidError(
+                f"lock timeout must be None or a number of seconds (0 or more), got {timeout!r}"
+            )
         enc = _key_bytes(name)
         return DictLock(
             self, f"dicts/{self._resolve()['id']}/locks/{_entry_name(enc)}", name, lease, timeout
@@ -1001,6 +1044,11 @@ class Dict(MutableMapping[Any, Any]):
 
 
 _NO_DEFAULT_POP: Any = object()
+
+
+def _seconds(x: object) -> bool:
+    """True for a real number of seconds (an int or float, not a bool, not NaN)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and x == x
 
 
 def _unpickle_dict(

@@ -349,7 +349,7 @@ def test_every_method_has_aio(local_store: Store) -> None:
     d = Dict.from_name("async", create_if_missing=True, store=local_store)
     for name in (
         "get", "put", "contains", "len", "pop", "update", "clear", "keys", "values",
-        "items", "info", "incr", "setdefault", "popitem", "lock",
+        "items", "info", "incr", "setdefault", "popitem", "lock", "hydrate",
     ):  # fmt: skip
         assert callable(getattr(d, name).aio), name
     for name in ("create", "list", "delete"):
@@ -408,6 +408,28 @@ def test_locks_live_apart_and_time_out(store: Store) -> None:
         d.lock("", timeout=1)
     with pytest.raises(InvalidError):
         d.lock("x", lease=0)
+    # numbers given as strings are refused at once, with the argument named (they used
+    # to fail deep inside, and a string timeout only once the lock was contended)
+    with pytest.raises(InvalidError, match="lease"):
+        d.lock("x", lease="10")  # type: ignore[arg-type]
+    with pytest.raises(InvalidError, match="timeout"):
+        d.lock("x", timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(InvalidError, match="timeout"):
+        d.lock("x", timeout=-1)
+
+
+def test_hydrate_and_keys_beyond_the_digit_limit(local_store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        Dict.from_name("later", store=local_store).hydrate()
+    d = Dict.from_name("later", create_if_missing=True, store=local_store)
+    assert d.hydrate() is d  # creates it now, as Modal's hydrate() looks it up
+    assert Dict.from_name("later", store=local_store).hydrate().object_id == d.object_id
+    assert asyncio.run(d.hydrate.aio()) is d
+    big = 10**5000  # more digits than str() will give: such a key is stored pickled
+    d[big] = "big"
+    assert d[big] == "big" and big in d and big + 1 not in d
+    assert list(d.keys()) == [big]
+    assert d.pop(big) == "big" and len(d) == 0
 
 
 def test_unreachable_store_fails_with_one_line(tmp_path: Path) -> None:

@@ -90,6 +90,35 @@ def test_cli_dict_commands(opened: tuple[Any, str, dict[str, str]], tmp_path: Pa
     assert "usage: jupyter volume dict items" in cli("dict", "items", "--help").stdout
 
 
+def test_cli_items_lists_every_entry_when_one_cannot_be_read(
+    local_store: Any, tmp_path: Path
+) -> None:
+    # An entry written where a module is installed that is not here: `items` shows it
+    # as unreadable and every other entry all the same (it used to fail as a whole).
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "jv_elsewhere.py").write_text("class Thing:\n    pass\n")
+    code = (
+        "import sys, jv_elsewhere\n"
+        "from jupyter_volume import Dict\n"
+        "d = Dict.from_name('mixed', create_if_missing=True, store=sys.argv[1])\n"
+        "d['ok'] = 1\n"
+        "d['thing'] = jv_elsewhere.Thing()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "mods")}
+    subprocess.run([sys.executable, "-c", code, local_store.url], env=env, check=True, timeout=120)
+    out = run_cli(local_store.url, {}, tmp_path, "dict", "items", "mixed").stdout
+    assert "'ok'" in out and "int" in out
+    assert "'thing'" in out and "cannot be read here" in out and "jv_elsewhere" in out
+    rows = json.loads(
+        run_cli(local_store.url, {}, tmp_path, "dict", "items", "mixed", "--json").stdout
+    )
+    assert {"key": "ok", "value": 1} in rows
+    (bad,) = [r for r in rows if r["key"] == "thing"]
+    assert "jv_elsewhere" in bad["error"] and "value" not in bad
+    err = run_cli(local_store.url, {}, tmp_path, "dict", "items", "mixed", "-1", rc=2).stderr
+    assert "N must be 0 or more" in err
+
+
 def test_magic_dict_commands(
     shell: Any, opened: tuple[Any, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

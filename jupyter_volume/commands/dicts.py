@@ -54,13 +54,24 @@ def _action_parser(prog: str, action: str) -> _Parser:
         p.add_argument("value", metavar="VALUE", help="the value (a string)")
         p.add_argument("--skip-if-exists", action="store_true", help="write only if KEY is missing")
     elif action == "items":
-        p.add_argument("n", metavar="N", nargs="?", type=int, default=20, help="how many")
+        p.add_argument("n", metavar="N", nargs="?", type=_count, default=20, help="how many")
         p.add_argument("--all", action="store_true", help="show every entry")
         p.add_argument("--json", action="store_true", help="print the entries as JSON")
     if action == "list":
         p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
     return p
+
+
+def _count(text: str) -> int:
+    """N of ``items``: a whole number, 0 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"N must be a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"N must be 0 or more, got {n}")
+    return n
 
 
 def _preview(value: Any) -> str:
@@ -169,17 +180,24 @@ def _put(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
 
 
 def _items(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
-    from ..dicts import Dict
+    from ..dicts import UNREADABLE_KEY, Dict
 
     d = Dict.from_name(s.name, store=ctx.store())
-    rows, json_rows = [], []
-    for i, (key, value) in enumerate(d.items()):
+    rows: list[dict[str, Any]] = []
+    json_rows: list[dict[str, Any]] = []
+    # An entry this environment cannot unpickle (written where a module is installed
+    # that is not here) is shown as such; the others are listed all the same.
+    for i, (key, value, error) in enumerate(d._iter_entries()):
         if not s.all and i >= s.n:
             break
-        rows.append({"key": repr(key), "value": _preview(value), "type": type(value).__name__})
-        json_rows.append(
-            {"key": key if isinstance(key, str) else repr(key), "value": _json_value(value)}
-        )
+        shown_key = "?" if key is UNREADABLE_KEY else repr(key)
+        json_key = shown_key if key is UNREADABLE_KEY or not isinstance(key, str) else key
+        if error is not None:
+            rows.append({"key": shown_key, "value": f"(cannot be read here: {error})", "type": "?"})
+            json_rows.append({"key": json_key, "error": str(error)})
+            continue
+        rows.append({"key": shown_key, "value": _preview(value), "type": type(value).__name__})
+        json_rows.append({"key": json_key, "value": _json_value(value)})
     total = d.len()
     shown = (
         ""
