@@ -684,10 +684,19 @@ class Mount:
             self._index.set_meta("base_root", EMPTY_TREE)
             self._index.set_meta("base_seq", 0)
         elif not self.read_only:
-            # Edits left from an earlier mount of this folder are committed first.
-            self._commit_locked(
-                "commit edits left from an earlier mount", self._changes(full=True), wait=True
-            )
+            # Edits left from an earlier mount of this folder are committed first. The
+            # same scan finds the temporary files of downloads that a crash of that
+            # mount cut off (never synced, possibly big): only this mount writes them
+            # here, and it has not started any yet, so they are removed.
+            self._leftovers: list[str] | None = []
+            try:
+                ch = self._changes(full=True)
+                for rel in self._leftovers:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path / rel)
+            finally:
+                self._leftovers = None
+            self._commit_locked("commit edits left from an earlier mount", ch, wait=True)
         self._reload_locked(initial=not known, action="mount")
 
     def _mark_folder(self) -> None:
@@ -813,9 +822,16 @@ class Mount:
                     ) from e
                 self._unreadable(rel_dir, e, rows, ch, seen)
                 continue
+            leftovers = getattr(self, "_leftovers", None)
             with it:
                 for de in it:
                     rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+                    if (
+                        leftovers is not None
+                        and de.name.startswith(TMP_PREFIX)
+                        and not de.is_dir(follow_symlinks=False)
+                    ):
+                        leftovers.append(rel)
                     try:
                         st = de.stat(follow_symlinks=False)
                     except FileNotFoundError:

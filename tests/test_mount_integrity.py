@@ -169,10 +169,13 @@ def test_crash_mid_reload_is_reconciled_on_remount(
     _out, err = child.communicate("go\n", timeout=120)
     assert child.returncode == 9, err
     assert (mnt / "a.txt").read_bytes() == b"v2"  # landed, never recorded
+    cut_off = list(mnt.glob(".jv-tmp-*"))  # big.bin's download, cut off
+    assert cut_off, sorted(os.listdir(mnt))
     put(vol, {"a.txt": b"v3"})
     m = vol.mount(mnt, background=False)  # commits leftovers first, then reloads
     assert read(vol, "a.txt") == b"v3"
     assert (mnt / "a.txt").read_bytes() == b"v3"
+    assert not list(mnt.glob(".jv-tmp-*"))  # the dead mount's temporary files are gone
     assert [c.message for c in vol.history()][0] != "commit edits left from an earlier mount"
     m.unmount()
 
