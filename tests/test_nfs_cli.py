@@ -131,6 +131,41 @@ def test_cli_nfs_mount_runs_until_ctrl_c(
     assert "give the folder" in cli.err("nfs", "mount", "live", rc=2)
 
 
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_cli_nfs_mount_ends_with_an_error_when_the_nfs_is_deleted(
+    cli: CLI, store_url_env: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deleted by another process while live in a terminal: the command stops by itself
+    # and fails (it used to run on, and say "every change was pushed" at Ctrl-C).
+    for k, v in store_url_env[1].items():
+        monkeypatch.setenv(k, v)
+    cli("nfs", "create", "doomed")
+    cli("nfs", "create", "keep")  # the store never empties
+    folder = cli.cwd / "doomed"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_volume.cli", "nfs", "mount", "doomed", str(folder)]
+        + ["--store", cli.url],
+        env=cli.env,
+        cwd=cli.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_default,
+    )
+    try:
+        line = p.stderr.readline()  # type: ignore[union-attr]
+        assert "is live at" in line, line + p.stderr.read()  # type: ignore[union-attr]
+        (folder / "mine.txt").write_bytes(b"kept here")
+        NetworkFileSystem.delete("doomed", store=cli.url)
+        out, err = p.communicate(timeout=HANG_GUARD)  # noticed within about 10 s
+    finally:
+        p.kill()
+    assert p.returncode == 1, out + err
+    assert "'doomed' was deleted" in err and "nothing written there since is pushed" in err
+    assert "every change was pushed" not in out
+    assert (folder / "mine.txt").read_bytes() == b"kept here"
+
+
 def test_magic_nfs_mount_status_unmount(shell: Any, env_nfs: str, tmp_path: Path) -> None:
     say(shell, "nfs create team")
     html, text = table(shell, "nfs list")

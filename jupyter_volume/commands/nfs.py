@@ -13,12 +13,14 @@ Layer: a command group; imports ``nfs`` and ``livesync`` only inside handlers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..errors import VolumeError
 from .context import Context
-from .exits import UsageError
+from .exits import CommandError, UsageError
 from .objects import created_table, delete_asking_first, parse_action
 from .render import Column, Message, Result, Table
 from .routing import COMMANDS, ENV_HELP, JSON_HELP, _Parser, command
@@ -222,8 +224,13 @@ def _foreground(m: Any, ctx: Context, name: str) -> Result:
         "every second. Press Ctrl-C to stop."
     )
     offline = False
+    ended = False
     try:
         while not stop.wait(0.5):
+            thread = getattr(m, "_thread", None)
+            if thread is not None and not thread.is_alive():
+                ended = True  # the sync loop stopped by itself: the NFS was deleted
+                break
             if (m.offline_since is not None) != offline:
                 offline = not offline
                 ctx.info(
@@ -236,6 +243,13 @@ def _foreground(m: Any, ctx: Context, name: str) -> Result:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if ended:
+        with contextlib.suppress(VolumeError):
+            m.unmount()  # nothing is left to push to
+        raise CommandError(
+            f"{m.last_error or f'the live folder {m.path} stopped syncing'}; nothing "
+            "written there since is pushed anywhere"
+        )
     m.unmount()
     return Message(f"Stopped: {m.path} is no longer live; {_pushed(m)}")
 
