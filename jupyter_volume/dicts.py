@@ -52,6 +52,7 @@ import time
 import uuid
 from collections.abc import (
     ItemsView,
+    Iterable,
     Iterator,
     KeysView,
     Mapping,
@@ -90,6 +91,11 @@ MAX_DIRECT_KEY = 120
 EPHEMERAL_TTL = float(os.environ.get("JUPYTER_VOLUME_EPHEMERAL_TTL", "") or 60.0)
 #: Requests in flight at once when reading or writing many entries.
 PARALLEL = 16
+#: How often (seconds, at most) a handle that writes checks that its Dict still exists
+#: on a store where that costs a request (S3); on a local folder, after every write. One
+#: that was deleted elsewhere (or an ephemeral one whose block ended) then raises
+#: NotFoundError, and what it wrote since the last check is removed again.
+ALIVE_EVERY = 2.0
 
 NAMES = "dict-names/"
 EPHEMERAL_LEASES = "leases/dicts/"
@@ -474,6 +480,9 @@ class Dict(MutableMapping[Any, Any]):
         self._create_if_missing = _create
         self._record = _record
         self._lock = threading.Lock()
+        self._alive_at = time.monotonic()  # when the Dict was last seen to exist
+        self._unchecked: set[str] = set()  # entries written since then
+        self._ended = False  # an ephemeral Dict whose block ended (in this process)
 
     # -- handles -------------------------------------------------------------------
     @staticmethod
@@ -532,10 +541,14 @@ class Dict(MutableMapping[Any, Any]):
         ttl = _ttl or EPHEMERAL_TTL
         lease = Lease(s, EPHEMERAL_LEASES + doc["id"], ttl=ttl, payload=_dump({"ttl": ttl}))
         lease.start()  # before the config: a sweep never sees a Dict without a lease
+        handle: Dict | None = None
         try:
             s.put(f"dicts/{doc['id']}/config", _dump(doc))
-            yield cls(_store=base, _env=env, _id=doc["id"], _record=doc)
+            handle = cls(_store=base, _env=env, _id=doc["id"], _record=doc)
+            yield handle
         finally:
+            if handle is not None:
+                handle._ended = True  # its writes from now on fail at once, here
             lease.stop(delete=False)
             delete_prefix(s, f"dicts/{doc['id']}/")
             s.delete([lease.key])
@@ -557,6 +570,7 @@ class Dict(MutableMapping[Any, Any]):
                         rec = _create(s, self._name, allow_existing=True)
                     self._record = {**rec, "name": self._name}
                     self._id = rec["id"]
+                    self._alive_at = time.monotonic()
                 else:
                     try:
                         self._record = json.loads(s.get(f"dicts/{self._id}/config"))
@@ -578,6 +592,37 @@ class Dict(MutableMapping[Any, Any]):
     @property
     def _prefix(self) -> str:
         return f"dicts/{self._resolve()['id']}/e/"
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise NotFoundError(f"{self._what()} no longer exists: its ephemeral block ended")
+
+    def _written(self, okeys: Iterable[str]) -> None:
+        """After a write: at most every :data:`ALIVE_EVERY` seconds, check that the Dict
+        still exists. A handle outlives what it names (deleted by another process, or
+        deleted and made again under the same name): its writes would land where nobody
+        looks, kept for good. Found gone, what this handle wrote since the last check is
+        removed and NotFoundError raised; writes before a check that found it are swept
+        by the deletion itself (it removes the config first, then lists the entries)."""
+        now = time.monotonic()
+        with self._lock:
+            self._unchecked.update(okeys)
+            every = 0.0 if self.store.cheap_stat else ALIVE_EVERY
+            if now - self._alive_at < every and len(self._unchecked) < 10_000:
+                return
+            written = set(self._unchecked)
+        if self.store.exists(f"dicts/{self._resolve()['id']}/config"):
+            with self._lock:
+                self._unchecked -= written
+                self._alive_at = now
+            return
+        self.store.delete(sorted(written))
+        with self._lock:
+            self._unchecked -= written
+        raise NotFoundError(
+            f"{self._what()} was deleted (by another process, or its ephemeral block "
+            "ended): writes through this handle land nowhere; open it again by name"
+        )
 
     def _what(self) -> str:
         return f"Dict {self._name!r}" if self._name else f"ephemeral Dict {self._id}"
@@ -854,11 +899,16 @@ class Dict(MutableMapping[Any, Any]):
             InvalidError: unhashable key, unpicklable or oversized value (nothing is
                 written then).
         """
+        self._check_open()
         okey, blob = self._encode(key, value)
         if skip_if_exists:
-            return self.store.put_if_absent(okey, blob)
-        self.store.put(okey, blob)
-        return True
+            written = self.store.put_if_absent(okey, blob)
+        else:
+            self.store.put(okey, blob)
+            written = True
+        if written:
+            self._written([okey])
+        return written
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.put(key, value)
@@ -934,6 +984,7 @@ class Dict(MutableMapping[Any, Any]):
                     ) from None
                 pairs.append((k, v))
         pairs.extend(kwargs.items())
+        self._check_open()
         encoded: dict[str, bytes] = {}
         for k, v in pairs:
             okey, blob = self._encode(k, v)
@@ -961,6 +1012,7 @@ class Dict(MutableMapping[Any, Any]):
                 f"Dict.update of {self._what()} failed after writing {done} of "
                 f"{len(encoded)} entries: {e}"
             ) from e
+        self._written(encoded)
 
     @aio
     def clear(self) -> None:
@@ -971,9 +1023,11 @@ class Dict(MutableMapping[Any, Any]):
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """The value of ``key``; if missing, set it to ``default`` atomically first (of
         several racing callers, one writes and all get that writer's value)."""
+        self._check_open()
         okey, blob = self._encode(key, default)
         while True:
             if self.store.put_if_absent(okey, blob):
+                self._written([okey])
                 return default
             try:
                 return self._load_value(self.store.get(okey), key)
@@ -992,6 +1046,7 @@ class Dict(MutableMapping[Any, Any]):
         """
         if not isinstance(amount, int) or isinstance(amount, bool):
             raise InvalidError(f"incr amount must be an int, got {type(amount).__name__}")
+        self._check_open()
         enc, okey = self._key_object(key)
         attempt = 0
         while True:
@@ -999,6 +1054,7 @@ class Dict(MutableMapping[Any, Any]):
                 blob, token = self.store.get_versioned(okey)
             except NotFoundError:
                 if self.store.put_if_absent(okey, _pack(enc, _pickle(amount, "amount"))):
+                    self._written([okey])
                     return amount
                 continue
             current = self._load_value(blob, key)
@@ -1009,6 +1065,7 @@ class Dict(MutableMapping[Any, Any]):
                 )
             new = current + amount
             if self.store.put_if_match(okey, _pack(enc, _pickle(new, "value")), token):
+                self._written([okey])
                 return new
             attempt += 1
             time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))

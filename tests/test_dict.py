@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -430,6 +431,34 @@ def test_hydrate_and_keys_beyond_the_digit_limit(local_store: Store) -> None:
     assert d[big] == "big" and big in d and big + 1 not in d
     assert list(d.keys()) == [big]
     assert d.pop(big) == "big" and len(d) == 0
+
+
+def test_a_handle_on_a_deleted_dict_fails_and_leaves_nothing_behind(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Writes through a handle whose Dict was deleted elsewhere used to "succeed" into
+    # objects no Dict owns (kept for good), also after a new Dict took the name.
+    from jupyter_volume import dicts
+
+    monkeypatch.setattr(dicts, "ALIVE_EVERY", 0.2)  # S3 checks at most this often
+    d = Dict.from_name("jobs", create_if_missing=True, store=store)
+    d["a"] = 1
+    old_id = d.object_id
+    Dict.objects.delete("jobs", store=store)  # as another process would
+    time.sleep(0.3)  # past the check interval on S3; a local folder checks every write
+    with pytest.raises(NotFoundError, match="'jobs' was deleted"):
+        d["b"] = 2
+    Dict.objects.create("jobs", store=store)  # the name again: another Dict
+    with pytest.raises(NotFoundError, match="was deleted"):
+        d.incr("n")
+    with pytest.raises(NotFoundError, match="was deleted"):
+        d.update({"c": 3, "d": 4})
+    assert len(Dict.from_name("jobs", store=store)) == 0
+    assert [k for k in objects(store) if k.startswith(f"dicts/{old_id}/")] == []
+    with Dict.ephemeral(store=store) as e:
+        e["x"] = 1
+    with pytest.raises(NotFoundError, match="block ended"):
+        e["y"] = 2
 
 
 def test_unreachable_store_fails_with_one_line(tmp_path: Path) -> None:
