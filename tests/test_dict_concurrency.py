@@ -107,6 +107,21 @@ def expect_line(child: subprocess.Popen[str], line: str) -> None:
     assert child.stdout.readline() == line, child.stderr.read() if child.stderr else ""
 
 
+def release_together(children: list[subprocess.Popen[str]]) -> list[subprocess.Popen[str]]:
+    """Wait until every child says it is ready, then tell them all to go at once."""
+    try:
+        for c in children:
+            expect_line(c, "ready\n")
+        for c in children:
+            assert c.stdin is not None
+            c.stdin.write("go\n")
+            c.stdin.flush()
+    except BaseException:
+        finish(children)
+        raise
+    return children
+
+
 def processes_for(url: str) -> int:
     # SeaweedFS makes losing conditional requests wait, seconds at a time: fewer there
     return 4 if url.startswith("s3://") else 16
@@ -116,18 +131,7 @@ def test_skip_if_exists_race_and_incr_total(opened: tuple[Any, str, dict[str, st
     store, url, _ = opened
     Dict.objects.create("race", store=url)
     n, increments = processes_for(url), 10
-    children = [spawn(url, "race", "race", i, increments) for i in range(n)]
-    try:
-        for c in children:
-            expect_line(c, "ready\n")
-        for c in children:  # release them together
-            assert c.stdin is not None
-            c.stdin.write("go\n")
-            c.stdin.flush()
-    except BaseException:
-        finish(children)
-        raise
-    outs = finish(children)
+    outs = finish(release_together([spawn(url, "race", "race", i, increments) for i in range(n)]))
     said = [o.split()[0] for o in outs]
     winners = [i for i, s in enumerate(said) if s == "True"]
     assert len(winners) == 1 and said.count("False") == n - 1, said
@@ -143,17 +147,10 @@ def test_each_popped_job_goes_to_exactly_one_process(
     Dict.objects.create("jobs", store=url)
     jobs = 120
     Dict.from_name("jobs", store=url).update({k: f"job {k}" for k in range(jobs)})
-    children = [spawn(url, "jobs", "pop", jobs) for _ in range(processes_for(url))]
-    try:
-        for c in children:
-            expect_line(c, "ready\n")
-        for c in children:  # all pop the same keys, in the same order, at once
-            assert c.stdin is not None
-            c.stdin.write("go\n")
-            c.stdin.flush()
-    except BaseException:
-        finish(children)
-        raise
+    # all pop the same keys, in the same order, at once
+    children = release_together(
+        [spawn(url, "jobs", "pop", jobs) for _ in range(processes_for(url))]
+    )
     taken = [int(k) for out in finish(children) for k in out.split()]
     assert sorted(taken) == list(range(jobs))  # none twice, none lost
     assert Dict.from_name("jobs", store=url).len() == 0

@@ -89,17 +89,10 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_cli_nfs_mount_runs_until_ctrl_c(
-    cli: CLI, store_url_env: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for k, v in store_url_env[1].items():  # this process reads the store too
-        monkeypatch.setenv(k, v)
-    cli("nfs", "create", "live")
-    nfs = NetworkFileSystem.from_name("live", store=cli.url)
-    nfs.write_file("from-api.txt", io.BytesIO(b"api"))
-    folder = cli.cwd / "live"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_volume.cli", "nfs", "mount", "live", str(folder)]
+def terminal_mount(cli: CLI, name: str, folder: Path) -> subprocess.Popen[str]:
+    """``jupyter volume nfs mount NAME FOLDER`` as run in a terminal."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "jupyter_volume.cli", "nfs", "mount", name, str(folder)]
         + ["--store", cli.url],
         env=cli.env,
         cwd=cli.cwd,
@@ -111,6 +104,18 @@ def test_cli_nfs_mount_runs_until_ctrl_c(
         # that ignores it in this worker made this test hang in the full run.)
         preexec_fn=_sigint_default,
     )
+
+
+def test_cli_nfs_mount_runs_until_ctrl_c(
+    cli: CLI, store_url_env: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in store_url_env[1].items():  # this process reads the store too
+        monkeypatch.setenv(k, v)
+    cli("nfs", "create", "live")
+    nfs = NetworkFileSystem.from_name("live", store=cli.url)
+    nfs.write_file("from-api.txt", io.BytesIO(b"api"))
+    folder = cli.cwd / "live"
+    p = terminal_mount(cli, "live", folder)
     try:
         line = p.stderr.readline()  # type: ignore[union-attr]
         assert "is live at" in line, line + p.stderr.read()  # type: ignore[union-attr]
@@ -142,16 +147,7 @@ def test_cli_nfs_mount_ends_with_an_error_when_the_nfs_is_deleted(
     cli("nfs", "create", "doomed")
     cli("nfs", "create", "keep")  # the store never empties
     folder = cli.cwd / "doomed"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_volume.cli", "nfs", "mount", "doomed", str(folder)]
-        + ["--store", cli.url],
-        env=cli.env,
-        cwd=cli.cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_sigint_default,
-    )
+    p = terminal_mount(cli, "doomed", folder)
     try:
         line = p.stderr.readline()  # type: ignore[union-attr]
         assert "is live at" in line, line + p.stderr.read()  # type: ignore[union-attr]

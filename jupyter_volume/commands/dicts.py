@@ -18,7 +18,7 @@ from .exits import CommandError
 from .objects import created_row, created_table, delete_asking_first, parse_action
 from .render import Column, Message, Result, Table
 from .routing import _Parser, command
-from .spec import PROGS, STORE_HELP, arg
+from .spec import PROGS, STORE_HELP, arg, non_negative_int
 
 #: The actions of ``dict``, with the one-line help each shows.
 ACTIONS = {
@@ -54,24 +54,15 @@ def _action_parser(prog: str, action: str) -> _Parser:
         p.add_argument("value", metavar="VALUE", help="the value (a string)")
         p.add_argument("--skip-if-exists", action="store_true", help="write only if KEY is missing")
     elif action == "items":
-        p.add_argument("n", metavar="N", nargs="?", type=_count, default=20, help="how many")
+        p.add_argument(
+            "n", metavar="N", nargs="?", type=non_negative_int, default=20, help="how many"
+        )
         p.add_argument("--all", action="store_true", help="show every entry")
         p.add_argument("--json", action="store_true", help="print the entries as JSON")
     if action == "list":
         p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
     return p
-
-
-def _count(text: str) -> int:
-    """N of ``items``: a whole number, 0 or more."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"N must be a whole number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"N must be 0 or more, got {n}")
-    return n
 
 
 def _preview(value: Any) -> str:

@@ -246,20 +246,7 @@ class LocalStore(Store):
             tmp = self._write_tmp(path, data)  # the slow part, outside the lock
             try:
                 with self._key_lock(path, create=True):
-                    try:
-                        with open(path, "rb") as f:
-                            current = _token(f.read())
-                            hashed = os.fstat(f.fileno()).st_ino
-                    except (FileNotFoundError, IsADirectoryError):
-                        # deleted meanwhile: drop the lock file we hold (whoever waits on
-                        # it sees it gone), so a missing key keeps no sidecar
-                        self._lock_path(path).unlink(missing_ok=True)
-                        return None
-                    if current != token:
-                        return None
-                    # a put that bypassed the lock (see the module docstring) and replaced
-                    # the file since we hashed it: that is another version, so no match
-                    if os.stat(path).st_ino != hashed:
+                    if not self._is_version(path, token):
                         return None
                     os.replace(tmp, path)
             finally:
@@ -268,6 +255,22 @@ class LocalStore(Store):
         except OSError as e:
             raise self._wrap(e, key) from e
         return _token(data)
+
+    def _is_version(self, path: Path, token: str) -> bool:
+        """True if the object at ``path`` is still version ``token``; call it holding the
+        key's lock (a conditional write or delete)."""
+        try:
+            with open(path, "rb") as f:
+                current = _token(f.read())
+                hashed = os.fstat(f.fileno()).st_ino
+        except (FileNotFoundError, IsADirectoryError):
+            # deleted meanwhile: drop the lock file we hold (whoever waits on it sees it
+            # gone), so a missing key keeps no sidecar
+            self._lock_path(path).unlink(missing_ok=True)
+            return False
+        # A put that bypassed the lock (see the module docstring) and replaced the file
+        # since we hashed it: that is another version, so no match.
+        return current == token and os.stat(path).st_ino == hashed
 
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
         path = self._path(key)
@@ -296,17 +299,7 @@ class LocalStore(Store):
             return False  # missing: no match (and no lock file for a key that is not)
         try:
             with self._key_lock(path, create=True):
-                try:
-                    with open(path, "rb") as f:
-                        current = _token(f.read())
-                        hashed = os.fstat(f.fileno()).st_ino
-                except (FileNotFoundError, IsADirectoryError):
-                    current = None
-                # (as in put_if_match: a put that bypassed the lock and replaced the file
-                # since it was hashed is another version)
-                if current != token or os.stat(path).st_ino != hashed:
-                    if current is None:
-                        self._lock_path(path).unlink(missing_ok=True)
+                if not self._is_version(path, token):
                     return False
                 path.unlink()
                 self._lock_path(path).unlink(missing_ok=True)  # waiters re-check, find it gone

@@ -595,6 +595,33 @@ class S3Store(Store):
             if head.get("ETag", "").strip('"') != expected:
                 raise
 
+    def _conditional(
+        self, what: str, key: str, request: Callable[[], T], *, missing: bool = True
+    ) -> tuple[T | None, bool]:
+        """Run one conditional request (``If-None-Match`` / ``If-Match``) with retries:
+        ``(its result, landed)``, the result None when the condition did not hold (412;
+        with ``missing``, also 404: AWS says so for a missing key where SeaweedFS says
+        412). ``landed``: an earlier attempt may have landed before its response was
+        lost, so a "did not hold" may be this call's own earlier success."""
+        landed = False
+
+        def note(e: BaseException) -> None:
+            nonlocal landed
+            landed = landed or _may_have_landed(e)
+
+        def attempt() -> T | None:
+            try:
+                return request()
+            except bexc.ClientError as e:
+                status, code = _status(e), _code(e)
+                if status == 412 or code == "PreconditionFailed":
+                    return None
+                if missing and (code in _NOT_FOUND_CODES or status == 404):
+                    return None
+                raise
+
+        return self._retry(what, key, attempt, on_transient=note), landed
+
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
         """Create ``key`` with ``data`` unless it exists; True if this call created it.
 
@@ -608,23 +635,14 @@ class S3Store(Store):
         """
         full = self._full(key)
         body = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
-        landed = False
 
-        def note(e: BaseException) -> None:
-            nonlocal landed
-            landed = landed or _may_have_landed(e)
-
-        def attempt() -> bool:
-            try:
-                self._client.put_object(Bucket=self.bucket, Key=full, Body=body, IfNoneMatch="*")
-            except bexc.ClientError as e:
-                if _status(e) == 412 or _code(e) == "PreconditionFailed":
-                    return False
-                raise
+        def request() -> bool:
+            self._client.put_object(Bucket=self.bucket, Key=full, Body=body, IfNoneMatch="*")
             return True
 
         while True:
-            if self._retry("put_if_absent", key, attempt, on_transient=note):
+            created, landed = self._conditional("put_if_absent", key, request, missing=False)
+            if created:
                 return True
             if not landed:
                 return False
@@ -665,27 +683,12 @@ class S3Store(Store):
             raise TypeError(f"put_if_match token must be a str, got {type(token).__name__}")
         full = self._full(key)
         body = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
-        landed = False
 
-        def note(e: BaseException) -> None:
-            nonlocal landed
-            landed = landed or _may_have_landed(e)
-
-        def attempt() -> str | None:
-            try:
-                resp = self._client.put_object(
-                    Bucket=self.bucket, Key=full, Body=body, IfMatch=token
-                )
-            except bexc.ClientError as e:
-                status, code = _status(e), _code(e)
-                if status == 412 or code == "PreconditionFailed":
-                    return None
-                if code in _NOT_FOUND_CODES or status == 404:
-                    return None  # AWS: no such key; SeaweedFS says 412 instead
-                raise
+        def request() -> str:
+            resp = self._client.put_object(Bucket=self.bucket, Key=full, Body=body, IfMatch=token)
             return str(resp["ETag"])
 
-        new = self._retry("put_if_match", key, attempt, on_transient=note)
+        new, landed = self._conditional("put_if_match", key, request)
         if new is not None or not landed:
             return new
         try:
@@ -708,25 +711,13 @@ class S3Store(Store):
         if not isinstance(token, str):
             raise TypeError(f"delete_if_match token must be a str, got {type(token).__name__}")
         full = self._full(key)
-        landed = False
 
-        def note(e: BaseException) -> None:
-            nonlocal landed
-            landed = landed or _may_have_landed(e)
-
-        def attempt() -> bool:
-            try:
-                self._client.delete_object(Bucket=self.bucket, Key=full, IfMatch=token)
-            except bexc.ClientError as e:
-                status, code = _status(e), _code(e)
-                if status == 412 or code == "PreconditionFailed":
-                    return False
-                if code in _NOT_FOUND_CODES or status == 404:
-                    return False
-                raise
+        def request() -> bool:
+            self._client.delete_object(Bucket=self.bucket, Key=full, IfMatch=token)
             return True
 
-        if self._retry("delete_if_match", key, attempt, on_transient=note):
+        deleted, landed = self._conditional("delete_if_match", key, request)
+        if deleted:
             return True
         if not landed:
             return False

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -363,33 +364,13 @@ class StoreTests:
 
     def test_delete_if_match_thread_race(self, store: Store) -> None:
         # Racing deletes of one version (a Dict's pop): exactly one wins each round.
-        n = self.race_threads
-        barrier = threading.Barrier(n)
-        results: list[object] = [None] * n
         key = "cas/pop"
         for rnd in range(self.cas_rounds):
             store.put(key, f"round {rnd}".encode())
             _, token = store.get_versioned(key)
-
-            def contender(i: int, token: str = token) -> None:
-                try:
-                    barrier.wait(timeout=60)
-                    results[i] = store.delete_if_match(key, token)
-                except BaseException as e:  # noqa: BLE001 - reported by the main thread
-                    results[i] = e
-
-            threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=120)
-            assert not any(t.is_alive() for t in threads), f"round {rnd}: a deleter hangs"
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                raise errors[0]
+            results = self._thread_race(lambda _i, t=token: store.delete_if_match(key, t))
             assert results.count(True) == 1, f"round {rnd}: results {results}"
             assert not store.exists(key)
-            barrier.reset()
 
     def test_put_if_match_big_and_empty(self, store: Store) -> None:
         store.put("cas/e", b"")
@@ -407,36 +388,45 @@ class StoreTests:
             store.get_versioned("a//b")
 
     def test_put_if_match_thread_race(self, store: Store) -> None:
-        n = self.race_threads
-        barrier = threading.Barrier(n)
-        results: list[object] = [None] * n
         key = "cas/race"
         store.put(key, b"round -1")
         for rnd in range(self.cas_rounds):
             _, token = store.get_versioned(key)  # every contender starts from this version
-
-            def contender(i: int, rnd: int = rnd, token: str = token) -> None:
-                try:
-                    barrier.wait(timeout=60)
-                    results[i] = store.put_if_match(key, f"round {rnd} by {i}".encode(), token)
-                except BaseException as e:  # noqa: BLE001 - reported by the main thread
-                    results[i] = e
-
-            threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=120)
-            assert not any(t.is_alive() for t in threads), f"round {rnd}: a writer hangs"
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                raise errors[0]
+            results = self._thread_race(
+                lambda i, rnd=rnd, t=token: store.put_if_match(
+                    key, f"round {rnd} by {i}".encode(), t
+                )
+            )
             winners = [i for i, r in enumerate(results) if r is not None]
             assert len(winners) == 1, f"round {rnd}: winners {winners}, results {results}"
             data, now = store.get_versioned(key)
             assert data == f"round {rnd} by {winners[0]}".encode()
             assert now == results[winners[0]]
-            barrier.reset()
+
+    def _thread_race(self, contend: Callable[[int], object]) -> list[object]:
+        """``contend(i)`` from ``race_threads`` threads released at once; the results in
+        order. Fails if one hangs; raises the first error one raised."""
+        n = self.race_threads
+        barrier = threading.Barrier(n)
+        results: list[object] = [None] * n
+
+        def contender(i: int) -> None:
+            try:
+                barrier.wait(timeout=60)
+                results[i] = contend(i)
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                results[i] = e
+
+        threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a contender hangs"
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        return results
 
     def _children(
         self, store: Store, child_env: dict[str, str], code: str, *args: str
