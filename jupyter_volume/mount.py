@@ -688,14 +688,11 @@ class Mount:
             # same scan finds the temporary files of downloads that a crash of that
             # mount cut off (never synced, possibly big): only this mount writes them
             # here, and it has not started any yet, so they are removed.
-            self._leftovers: list[str] | None = []
-            try:
-                ch = self._changes(full=True)
-                for rel in self._leftovers:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path / rel)
-            finally:
-                self._leftovers = None
+            leftovers: list[str] = []
+            ch = self._changes(full=True, leftovers=leftovers)
+            for rel in leftovers:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path / rel)
             self._commit_locked("commit edits left from an earlier mount", ch, wait=True)
         self._reload_locked(initial=not known, action="mount")
 
@@ -801,7 +798,9 @@ class Mount:
             for i in range(rel.count("/") + 1)
         )
 
-    def _full_scan(self) -> _Changes:
+    def _full_scan(self, leftovers: list[str] | None = None) -> _Changes:
+        """Every change in the folder against the mount's rows; with ``leftovers``, the
+        temporary files of downloads found on the way are added to it."""
         rows = {p: (e, s) for p, e, s, _ in self._index.rows()}
         ch = _Changes()
         seen: set[str] = set()
@@ -822,7 +821,6 @@ class Mount:
                     ) from e
                 self._unreadable(rel_dir, e, rows, ch, seen)
                 continue
-            leftovers = getattr(self, "_leftovers", None)
             with it:
                 for de in it:
                     rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
@@ -983,13 +981,13 @@ class Mount:
             if stat_mod.S_ISREG(st.st_mode) and st.st_ino in ch.linked:
                 self._classify(rel, st, self._index.row(rel), ch, set(), None)
 
-    def _changes(self, full: bool = False) -> _Changes:
+    def _changes(self, full: bool = False, leftovers: list[str] | None = None) -> _Changes:
         self._require_folder()
         self._clean_at, self._scan_at = self._scan_at, time.monotonic()  # see _quiet_gate
         journal = getattr(self, "_journal", None)  # not there yet while mounting
         dirty = None if full or journal is None else journal.take()
         try:
-            ch = self._full_scan() if dirty is None else self._journal_scan(dirty)
+            ch = self._full_scan(leftovers) if dirty is None else self._journal_scan(dirty)
             ch.taken = dirty
             self._reconcile(ch)
         except BaseException:
