@@ -473,14 +473,17 @@ class VolumeService:
         InvalidError unless ``path`` is a regular file; NotFoundError if missing.
         """
         vol = self._vol(name)
-        e = vol.stat(normalize_path(path), at=at)
+        # The commit first, then the file at that commit: the other way round, a commit
+        # landing between the two would pair one version's size with another's bytes.
+        seq = vol.seq if at is None else at
+        e = vol.stat(normalize_path(path), at=seq)
         if e.type == FileEntryType.DIRECTORY:
             raise InvalidError(
                 f"{e.path or '/'} is a folder, not a file: download its files one by one"
             )
         if e.type != FileEntryType.FILE:
             raise InvalidError(f"{e.path} is a symbolic link; links are not followed")
-        return e, at if at is not None else vol.seq
+        return e, seq
 
     def read_range(
         self, name: str, path: str, at: int | None, start: int, end: int
