@@ -26,7 +26,7 @@ from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .mount import Mount, _active_mount
 from .names import check_name, normalize_path
 from .objects import detach_mount, ephemeral_volume, open_base, open_env
-from .repository import DIR, LINK, Entry, Repository, VerifyReport, Writer
+from .repository import DIR, LINK, CommitRecord, Entry, Repository, VerifyReport, Writer
 from .results import (
     _KIND_TYPE,
     CommitInfo,
@@ -570,15 +570,22 @@ class Volume:
         self._meta = None
 
     # -- reading -------------------------------------------------------------------------------
+    def _record(self, seq: int) -> CommitRecord:
+        """Commit ``seq`` of this volume, refused with NotFoundError if gc expired it (its
+        trees and data may be gone: reading it, diffing from it or restoring it would
+        answer from stale caches, fail on a raw store key, or publish a damaged head)."""
+        repo = self._repo
+        rec = repo.record(int(seq))
+        if repo.is_expired(rec.seq):
+            raise NotFoundError(
+                f"commit {rec.seq} of volume {self.name!r} was expired by garbage collection"
+            )
+        return rec
+
     def _root(self, at: int | None) -> str:
         repo = self._repo
         if at is not None:
-            rec = repo.record(int(at))
-            if repo.is_expired(rec.seq):
-                raise NotFoundError(
-                    f"commit {rec.seq} of volume {self.name!r} was expired by garbage collection"
-                )
-            return rec.root
+            return self._record(at).root
         # As Modal's API reads: always the newest commit (one listing of the log's tail).
         rec = repo.head(refresh=True)
         self._seq = rec.seq
@@ -1145,9 +1152,12 @@ class Volume:
 
     @aio
     def diff(self, a: int, b: int | None = None) -> list[DiffEntry]:
-        """What changed from commit ``a`` to commit ``b`` (default: the head)."""
+        """What changed from commit ``a`` to commit ``b`` (default: the head).
+
+        NotFoundError if either commit does not exist or was expired by :meth:`gc`.
+        """
         repo = self._repo
-        ra = repo.record(int(a)).root
+        ra = self._record(a).root
         rb = self._root(b)
         out = []
         for path, old, new in repo.trees.diff(ra, rb):
@@ -1173,10 +1183,14 @@ class Volume:
         Recorded as a new commit (nothing is rewritten; the versions in between stay in
         history). A path that did not exist at ``commit`` is removed. Returns None when
         nothing differs.
+
+        Raises:
+            NotFoundError: ``commit`` does not exist or was expired by :meth:`gc` (its
+                data may be gone), or ``path`` exists neither at ``commit`` nor now.
         """
         self._check_writable()
         repo = self._repo
-        old = repo.record(int(commit))
+        old = self._record(commit)
         if path is None or not normalize_path(path):
             return self._commit_changes(
                 {}, f"restore to commit {old.seq}", root=old.root, kind="restore"
@@ -1187,7 +1201,11 @@ class Volume:
         changes: dict[str, Entry | str | None] = {}
         if then is None:
             if now is None:
-                return None
+                # a typo, not a no-op: say so (as ls, get, rm and cp do)
+                raise NotFoundError(
+                    f"no such file or folder in volume {self.name!r} at commit {old.seq} "
+                    f"or now: {p}"
+                )
             changes[p] = None
             if now.kind == DIR:
                 changes.update({sub: None for sub, _ in repo.trees.walk(now.tree, p + "/")})  # type: ignore[arg-type]

@@ -260,6 +260,8 @@ def test_history_diff_restore_verify_info(cli: CLI) -> None:
     assert "new commit 5" in cli("restore", "vol", "0").stdout.decode()
     assert cli.json("ls", "vol") == []
     assert "Nothing to restore" in cli("restore", "vol", "0").stdout.decode()
+    # a path that exists neither then nor now is a typo: exit 3, as ls/get/rm/cp say it
+    assert "at commit 1 or now: notse.txt" in cli.err("restore", "vol", "1", "notse.txt", rc=3)
 
     report = cli.json("verify", "vol")
     assert report["ok"] is True and report["errors"] == [] and report["commits"] == 6

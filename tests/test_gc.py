@@ -232,6 +232,33 @@ def test_mount_reloads_after_gc_expired_its_base(store, tmp_path: Path) -> None:
     m.unmount()
 
 
+def test_restore_and_diff_refuse_an_expired_commit(store) -> None:
+    # gc deleted the expired commit's trees and data: restoring it used to publish a
+    # damaged head (every later read failed), diffing from it answered from stale
+    # cached trees (or failed on a raw store key in another process).
+    vol = Volume.lookup("rx", create_if_missing=True, store=store)
+    old = put(vol, "big.bin", os.urandom(300_000))
+    vol.remove_file("big.bin")
+    put(vol, "small", b"x")
+    head = vol.seq
+    vol.set_retention(keep_last=1)
+    vol.gc(grace=0)
+    gc_head = vol.seq
+    assert gc_head > head
+    with pytest.raises(NotFoundError, match=f"commit {old} .* expired by garbage collection"):
+        vol.restore(old)
+    with pytest.raises(NotFoundError, match="expired"):
+        vol.restore(old, "big.bin")
+    with pytest.raises(NotFoundError, match=f"commit {old} .* expired by garbage collection"):
+        vol.diff(old)
+    fresh = Volume.from_name("rx", store=store)  # no cached records or trees
+    with pytest.raises(NotFoundError, match="expired"):
+        fresh.diff(old, head)
+    assert vol.seq == gc_head  # nothing was published
+    assert vol.verify().ok
+    assert read(vol, "small") == b"x"
+
+
 def test_policy_validation_and_durations() -> None:
     assert (
         parse_duration("90s") == 90

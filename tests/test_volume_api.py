@@ -887,7 +887,11 @@ def test_restore_one_path(hist_vol: tuple[Volume, dict[str, bytes]]) -> None:
     vol.restore(1, "dir/d.bin")  # did not exist at commit 1: removed
     assert paths(vol.listdir("dir")) == ["dir/b.bin"]
     assert [h.seq for h in vol.history(3)] == [6, 5, 4]
-    assert vol.restore(0, "never-existed") is None
+    assert vol.restore(1, "a.bin") is None  # as it was: nothing to do
+    # a path that exists neither then nor now is a typo, not a no-op
+    with pytest.raises(NotFoundError, match="at commit 0 or now: never-existed"):
+        vol.restore(0, "never-existed")
+    assert [h.seq for h in vol.history(1)] == [6]
     assert read(vol, "dir/d.bin", at=5) == v["d"]
 
 
