@@ -545,6 +545,11 @@ class UploadHandler(VolumeAPIHandler):
 
     def on_connection_close(self) -> None:
         self._release_chunk()
+        self._pending.clear()
+        # Tornado's own handler fails the request's body future: without it a chunk
+        # whose connection dropped mid-body waits for the rest forever, holding this
+        # handler and what it had buffered (up to WRITE_BLOCK) for the server's life.
+        super().on_connection_close()
 
     def on_finish(self) -> None:
         self._release_chunk()
