@@ -438,11 +438,10 @@ def _rss_mib(pid: int) -> float:
 def test_chunks_whose_connection_drops_mid_body_are_let_go(
     api: Api, vol: str, server: Server
 ) -> None:
-    """Each chunk PUT dropped after ~0.9 MiB past the last full write block used to stay
-    in the server for good (its handler waited for the rest of the body forever, holding
-    what it had buffered): 100 drops grew it by
-    about 70 MiB (0.1 MiB now). Now the handler ends
-    with the connection; the upload itself is unharmed and can be finished."""
+    """Each chunk PUT dropped ~0.9 MiB past its last full write block used to stay in
+    the server for good (its handler waited for the rest of the body forever, holding
+    what it had buffered): 100 drops grew the server by about 70 MiB, 0.1 MiB now. The
+    handler ends with the connection; the upload itself is unharmed and can finish."""
     data = random.Random(5).randbytes(4 * MiB)
     code, up = api("POST", f"volumes/{vol}/uploads", {"path": "d.bin", "size": len(data)})
     assert code == 201, up

@@ -294,6 +294,30 @@ def test_chunked_upload_commits_whole_files_once_every_byte_arrived(
     assert history(vol)[0].added == 3 and history(vol)[0].seq == 3
 
 
+def test_a_chunked_upload_lands_where_it_began_while_an_old_commit_is_browsed(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is chosen when an upload begins; a click on an old commit in the
+    history pane while the bytes travel used to throw the whole upload away at its end
+    ("cannot upload while browsing old commit")."""
+    b, tmp_path, page = uploading_browser(vol, tmp_path, monkeypatch)
+    b.open_folder("data")
+    assert (
+        page.say({"op": "begin", "id": "u", "files": [{"name": "n.bin", "size": 5}]})["op"]
+        == "ready"
+    )
+    page.say({"op": "chunk", "id": "u", "file": 0, "offset": 0}, b"hello")
+    b.history_select.value = 1  # the user looks at commit #1 meanwhile
+    assert b.read_only
+    done = page.say({"op": "end", "id": "u"})
+    assert done["op"] == "done", done
+    assert read(vol, "data/n.bin") == b"hello"
+    assert b.read_only and b.at == 1  # still showing what the user chose
+    # a new upload is refused while the old commit is shown
+    refused = page.say({"op": "begin", "id": "u2", "files": [{"name": "m.bin", "size": 1}]})
+    assert refused["op"] == "error" and "old commit #1" in refused["message"], refused
+
+
 def test_chunked_upload_cancelled_or_failed_leaves_nothing(
     vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

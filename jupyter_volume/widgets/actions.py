@@ -210,8 +210,9 @@ class ActionsPart(BrowserPart):
     def _upload_commit(self, target: tuple[str, bool], files: list[tuple[Path, str]]) -> str:
         """Every byte arrived: put the files into the folder as one commit."""
         folder, force = target
+        # Not self._writable(): the folder was taken when the upload began (see
+        # _upload_prepare); browsing an old commit meanwhile must not throw it away.
         with self._action("upload"):
-            self._writable("upload")
             self.status.value = "saving the upload…"
             with self.volume.batch_upload(force=force) as batch:
                 for local, name in files:
