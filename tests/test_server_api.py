@@ -951,3 +951,54 @@ def test_a_download_pairs_the_size_and_the_bytes_of_one_commit(tmp_path: Path) -
     e, seq = service.stat_file("v", "f.bin")
     body = b"".join(service.read_range("v", "f.bin", seq, 0, e.size))
     assert body in (old, new), (e.size, body[:8], len(body))
+
+
+def test_a_full_upload_folder_is_a_named_error_and_the_chunk_can_be_sent_again(
+    tmp_path: Path,
+) -> None:
+    """A chunk that does not fit in the server's upload folder used to be answered
+    500 InternalError ("a bug"). The disk is filled for real: a child process with a
+    file size limit (RLIMIT_FSIZE), whose writes past it fail with EFBIG as writes to
+    a full disk fail with ENOSPC (the same branch). The chunk is rolled back, the
+    error maps to 507, and the session takes the chunk again once there is room."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import hashlib, resource, signal
+        from jupyter_volume import Volume
+        from jupyter_volume.server import handlers as H
+        from jupyter_volume.server.engine import UploadSpaceError, VolumeService
+        from jupyter_volume.store.local import LocalStore
+
+        store = LocalStore({str(tmp_path / "store")!r})
+        Volume.from_name("v", store=store, create_if_missing=True).hydrate()
+        service = VolumeService(store, upload_dir={str(tmp_path / "spool")!r})
+        data = bytes(range(256)) * 8192  # 2 MiB
+        up = service.start_upload("v", "f.bin", len(data))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+        w = service.begin_chunk("v", up["upload_id"], 0, hashlib.sha256(data).hexdigest())
+        try:
+            w.write(data)
+        except UploadSpaceError as e:
+            status, body = H.error_reply(e, 500)
+            print(status, body["error"], "send it again" in body["message"])
+        else:
+            raise SystemExit("the write past the limit did not fail")
+        print(service.upload_status("v", up["upload_id"])["received"])
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        w = service.begin_chunk("v", up["upload_id"], 0, hashlib.sha256(data).hexdigest())
+        w.write(data)
+        w.commit()
+        service.finish_upload("v", up["upload_id"], len(data), hashlib.sha256(data).hexdigest())
+        print(b"".join(Volume.from_name("v", store=store).read_file("f.bin")) == data)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split("\n")[:3] == ["507 UploadSpaceError True", "0", "True"], out.stdout

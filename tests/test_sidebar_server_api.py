@@ -171,6 +171,13 @@ def test_upload_sessions_are_capped_by_size_per_user_and_in_total(api: Api, vol:
         code, body = start(999, me)
         error_of(code, body, 429, "TooManyUploadsError")
         assert "finish or cancel one" in body["message"]
+        # The caps count sessions on network file systems too (they used to be kept
+        # apart, so one user could hold twice as many, the server 256).
+        nfs = f"n-{uuid.uuid4().hex[:8]}"
+        assert api("POST", "nfs", {"name": nfs})[0] == 201
+        code, body = api("POST", f"nfs/{nfs}/uploads", {"path": "n.bin", "size": 1}, headers=me)
+        error_of(code, body, 429, "TooManyUploadsError")
+        api("DELETE", f"nfs/{nfs}")
         # Cancelling one frees a slot.
         assert api.raw("DELETE", f"{base}/{mine.pop()}", headers=me).code == 204
         code, up = start(998, me)

@@ -23,6 +23,7 @@ Tornado or Jupyter.
 from __future__ import annotations
 
 import atexit
+import errno
 import hashlib
 import os
 import re
@@ -42,6 +43,7 @@ from ..errors import (
     ConflictError,
     InvalidError,
     NotFoundError,
+    VolumeError,
 )
 from ..formatting import iso_time
 from ..names import check_name, normalize_path
@@ -56,8 +58,9 @@ __all__ = [
     "MAX_UPLOADS_TOTAL",
     "MAX_UPLOAD_SIZE",
     "SORT_KEYS",
-    "TooManyUploadsError",
     "ChunkWriter",
+    "TooManyUploadsError",
+    "UploadSpaceError",
     "VolumeService",
     "natural_key",
     "sort_entries",
@@ -79,6 +82,13 @@ MAX_UPLOADS_PER_USER = 16
 MAX_UPLOADS_TOTAL = 128
 #: Bytes kept free in the spool folder beyond an upload's declared size.
 SPOOL_HEADROOM = 64 * 1024 * 1024
+
+
+class UploadSpaceError(VolumeError):
+    """The server's upload folder has no room for an upload (or for a chunk of one).
+
+    The REST API answers it with 507 Insufficient Storage.
+    """
 
 
 class TooManyUploadsError(ConflictError):
@@ -270,7 +280,17 @@ class ChunkWriter:
                 f"chunk at offset {self._offset} runs past the declared file size "
                 f"{self._up.size} of upload {self._up.id}"
             )
-        self._f.write(data)
+        try:
+            self._f.write(data)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise
+            self._abort()  # the chunk is rolled back; the session stays as it was
+            raise UploadSpaceError(
+                f"the server's upload folder is full ({e.strerror}): the chunk at offset "
+                f"{self._offset} of upload {self._up.id} was discarded; send it again "
+                "once there is room, or cancel the upload"
+            ) from None
         self._chunk_sha.update(data)
         self._file_sha.update(data)
         self._written += len(data)
@@ -349,6 +369,9 @@ class VolumeService:
         self._store: Store | None = store if isinstance(store, Store) else None
         self._lock = threading.RLock()
         self._uploads: dict[str, _Upload] = {}
+        # Every service sharing this one's upload folder keeps its sessions in a dict of
+        # its own (ids are per namespace); the caps and the free space count them all.
+        self._registries: list[dict[str, _Upload]] = [self._uploads]
         if upload_dir is None:
             self.upload_dir = tempfile.mkdtemp(prefix="jupyter-volume-uploads-")
             atexit.register(shutil.rmtree, self.upload_dir, True)
@@ -369,6 +392,10 @@ class VolumeService:
                     assert callable(factory)
                     self._store = factory()
         return self._store
+
+    def _all_uploads(self) -> list[_Upload]:
+        """The open sessions of every service sharing the upload folder (hold the lock)."""
+        return [u for reg in self._registries for u in reg.values()]
 
     def close(self) -> None:
         """Stop the worker threads and drop unfinished uploads."""
@@ -598,10 +625,13 @@ class VolumeService:
                 f"takes ({self.max_upload_size} bytes); copy it with the Python API or the CLI"
             )
         free = shutil.disk_usage(self.upload_dir).free
-        if size + SPOOL_HEADROOM > free:
+        with self._lock:  # what open sessions declared and have not sent yet is taken
+            promised = sum(max(0, u.size - u.received) for u in self._all_uploads())
+        if size + promised + SPOOL_HEADROOM > free:
             raise InvalidError(
                 f"cannot upload {p}: {size} bytes do not fit in the server's upload folder "
-                f"({free} bytes free in {self.upload_dir})"
+                f"({free} bytes free in {self.upload_dir}, {promised} of them promised to "
+                "unfinished uploads)"
             )
         vol = self._vol(name)
         e = _stat_or_none(vol, p)
@@ -630,15 +660,16 @@ class VolumeService:
         upload_id = secrets.token_urlsafe(18)
         tmp = os.path.join(self.upload_dir, upload_id)
         with self._lock:
-            mine = sum(1 for u in self._uploads.values() if u.user == user)
+            everyone = self._all_uploads()
+            mine = sum(1 for u in everyone if u.user == user)
             if mine >= self.max_uploads_per_user:
                 raise TooManyUploadsError(
                     f"too many unfinished uploads ({mine}) for user {user!r}: finish or "
                     f"cancel one first (at most {self.max_uploads_per_user} at a time)"
                 )
-            if len(self._uploads) >= self.max_uploads_total:
+            if len(everyone) >= self.max_uploads_total:
                 raise TooManyUploadsError(
-                    f"the server has {len(self._uploads)} unfinished uploads, its limit: "
+                    f"the server has {len(everyone)} unfinished uploads, its limit: "
                     "try again when some have finished"
                 )
             with open(tmp, "xb"):

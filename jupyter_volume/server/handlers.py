@@ -32,7 +32,13 @@ from tornado.iostream import StreamClosedError
 
 from .. import errors
 from ..errors import InvalidError, VolumeError
-from .engine import MAX_CHUNK_SIZE, ChunkWriter, TooManyUploadsError, VolumeService
+from .engine import (
+    MAX_CHUNK_SIZE,
+    ChunkWriter,
+    TooManyUploadsError,
+    UploadSpaceError,
+    VolumeService,
+)
 from .nbdiff import NbdimeUnavailableError, NotebookDiffError, notebook_diff
 
 __all__ = [
@@ -58,6 +64,7 @@ T = TypeVar("T")
 #: Exception class -> HTTP status. First match wins, so subclasses come first.
 ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (TooManyUploadsError, 429),
+    (UploadSpaceError, 507),
     (NbdimeUnavailableError, 501),
     (NotebookDiffError, 422),
     (errors.NotFoundError, 404),

@@ -38,7 +38,8 @@ class NfsService(VolumeService):
     def __init__(self, base: VolumeService) -> None:  # noqa: D107 - see the class
         self.__dict__.update(base.__dict__)
         self._base = base
-        self._uploads = {}  # an upload session belongs to one namespace
+        self._uploads = {}  # an upload session belongs to one namespace ...
+        base._registries.append(self._uploads)  # ... the caps count every namespace
 
     @property
     def store(self) -> Any:
