@@ -81,8 +81,13 @@ class VolumeReader(io.BufferedIOBase):
     """A seekable binary file reading one file of one commit (see the module docstring).
 
     Get one with :meth:`jupyter_volume.Volume.open` (or ``fsspec.open("volume://...")``).
-    Besides the usual ``read``/``seek``/``tell``, :meth:`read_range` and
-    :meth:`read_ranges` read byte ranges without moving the position.
+    Besides the usual ``read``/``seek``/``tell``/``readline``/``peek`` (and iterating
+    over lines), :meth:`read_range` and :meth:`read_ranges` read byte ranges without
+    moving the position.
+
+    A reader opened through ``volume://`` pickles: unpickled (in another process, a dask
+    worker), it opens the same commit of the same file again at the same position. One
+    from :meth:`~jupyter_volume.Volume.open` does not (pickling raises TypeError).
 
     Example::
 
@@ -128,6 +133,9 @@ class VolumeReader(io.BufferedIOBase):
         self._window = WINDOW_MIN
         self._ahead: tuple[int, int, Future[list[bytes]]] | None = None  # (first, end, job)
         self._ahead_end = 0  # chunk index up to which data was fetched or is in flight
+        #: ``(function, args)`` that opens this file again (what pickling stores, with the
+        #: position); None: the reader cannot be pickled
+        self.reopen: tuple[Any, tuple[Any, ...]] | None = None
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -205,6 +213,64 @@ class VolumeReader(io.BufferedIOBase):
         """Everything from the position to the end."""
         return self.read(-1)
 
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line from the position, its ``b"\\n"`` included (at most ``size`` bytes if
+        ``size`` >= 0; the rest of the file if no newline follows). Lines are found in the
+        chunks this reader holds, so iterating over the lines of a file fetches each
+        chunk once (and reads ahead, as sequential :meth:`read` calls do)."""
+        self._check_open()
+        with self._lock:
+            start = self._pos
+            limit = self.size if size is None or size < 0 else min(self.size, start + size)
+            if limit <= start:
+                return b""
+            inline = self._entry.inline
+            if inline is not None:
+                nl = inline.find(b"\n", start, limit)
+                end = limit if nl < 0 else nl + 1
+                self._pos = end
+                return inline[start:end]
+            parts: list[bytes] = []
+            pos = start
+            while pos < limit:
+                i = bisect.bisect_right(self._starts, pos) - 1
+                base = self._starts[i]
+                raw = self._chunk(i)
+                stop = min(base + len(raw), limit)
+                nl = raw.find(b"\n", pos - base, stop - base)
+                if nl >= 0:
+                    stop = base + nl + 1
+                parts.append(raw[pos - base : stop - base])
+                pos = stop
+                if nl >= 0:
+                    break
+            self._pos = pos
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def peek(self, size: int = 0) -> bytes:
+        """Bytes from the position on, without moving it: at least one unless at the end
+        of the file, at most the rest of the chunk that holds the position (``size`` is a
+        hint, as for :meth:`io.BufferedReader.peek`)."""
+        self._check_open()
+        with self._lock:
+            pos = self._pos
+            if pos >= self.size:
+                return b""
+            if self._entry.inline is not None:
+                return self._entry.inline[pos:]
+            i = bisect.bisect_right(self._starts, pos) - 1
+            return self._chunk(i)[pos - self._starts[i] :]
+
+    def __reduce__(self) -> Any:
+        if self.reopen is None or self.closed:
+            state = "closed" if self.closed else "opened with Volume.open"
+            raise TypeError(
+                f"{self!r} cannot be pickled ({state}): a file opened through fsspec "
+                "(fs.open('volume://...')) can, and reopens its commit when unpickled"
+            )
+        fn, args = self.reopen
+        return _reopen, (fn, args, self._pos)
+
     def close(self) -> None:
         """Drop what this reader holds in memory (a read-ahead in flight finishes unused)."""
         with self._lock:
@@ -265,6 +331,17 @@ class VolumeReader(io.BufferedIOBase):
                 yield piece if (lo, hi) == (0, len(piece)) else piece[lo:hi]
 
     # -- internals ------------------------------------------------------------------------------
+    def _chunk(self, i: int) -> bytes:
+        """Raw bytes of chunk ``i``, kept in memory: fetched as a :meth:`read` of that
+        chunk would (so consecutive chunks count as sequential and are read ahead)."""
+        raw = self._mem.get(i)
+        if raw is not None:
+            return raw
+        base = self._starts[i]
+        self._read(base, base + self._chunks[i][1])
+        raw = self._mem.get(i)
+        return raw if raw is not None else self._chunks_by_index([i], keep=True)[i]
+
     def _cover(self, start: int, end: int) -> tuple[int, int]:
         """Indexes ``[i, j)`` of the chunks holding bytes ``[start, end)`` (end > start)."""
         i = bisect.bisect_right(self._starts, start) - 1
@@ -401,3 +478,10 @@ class VolumeReader(io.BufferedIOBase):
         while self._mem_bytes > MEMORY_MAX and self._mem:
             _k, raw = self._mem.popitem(last=False)
             self._mem_bytes -= len(raw)
+
+
+def _reopen(fn: Any, args: tuple[Any, ...], pos: int) -> Any:
+    """An unpickled reader: ``fn(*args)`` opens the file again, at position ``pos``."""
+    f = fn(*args)
+    f.seek(pos)
+    return f
