@@ -8,7 +8,10 @@ code that knows nothing of volumes::
     ├── NotFoundError(FileNotFoundError)      missing volume, file, commit or store key
     ├── AlreadyExistsError(FileExistsError)   create/put onto something that exists
     ├── InvalidError(ValueError)              bad name, bad path, bad argument
-    │   └── UnsupportedFormatError            written by a newer jupyter-volume: upgrade
+    │   ├── UnsupportedFormatError            written by a newer jupyter-volume: upgrade
+    │   ├── IsAFolderError(IsADirectoryError) a file operation on a folder
+    │   ├── NotAFolderError(NotADirectoryError) a folder operation on a file
+    │   └── FolderNotEmptyError(OSError)      removing a folder that is not empty (ENOTEMPTY)
     ├── VolumeBusyError                       reload while files under the mount are open
     ├── ConflictError                         a commit could not be applied after retries
     ├── CorruptionError                       an object's bytes do not match its hash
@@ -22,12 +25,17 @@ from the package.
 
 from __future__ import annotations
 
+import errno as _errno
+
 __all__ = [
     "AlreadyExistsError",
     "ConflictError",
     "CorruptionError",
+    "FolderNotEmptyError",
     "InvalidError",
+    "IsAFolderError",
     "LocalFolderError",
+    "NotAFolderError",
     "NotFoundError",
     "StoreAccessError",
     "StoreError",
@@ -62,6 +70,35 @@ class UnsupportedFormatError(InvalidError):
     def __init__(self, message: str, required: str | None = None) -> None:
         super().__init__(message)
         self.required = required
+
+
+class IsAFolderError(InvalidError, IsADirectoryError):
+    """A file was expected and the path is a folder (reading, writing or removing it as
+    a file). Both an InvalidError and an ``IsADirectoryError``, as ``open()`` raises."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = _errno.EISDIR
+        self.strerror = message
+
+
+class NotAFolderError(InvalidError, NotADirectoryError):
+    """A folder was expected and the path is a file (``rmdir`` of a file)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = _errno.ENOTDIR
+        self.strerror = message
+
+
+class FolderNotEmptyError(InvalidError, OSError):
+    """A folder to remove is not empty (``errno`` is ``errno.ENOTEMPTY``, as for
+    ``os.rmdir``); remove its contents first, or remove it recursively."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = _errno.ENOTEMPTY
+        self.strerror = message
 
 
 class VolumeBusyError(VolumeError):

@@ -18,12 +18,22 @@ work once the package is installed.
 How volumes differ from a POSIX tree, and what this module does about it:
 
 * Every change is a commit. A file opened for writing becomes one commit when it is
-  closed (its bytes go to a temporary file first, so large files stream); an exception
-  inside ``with fs.open(path, "wb")`` commits nothing. Inside ``with fs.transaction:``
-  every file written (``open``/``pipe``/``put``) becomes part of one commit per volume
-  when the block ends, or of none if it raises. ``put`` of many files and ``pipe`` of a
-  dict are one commit each. ``rm`` of many paths is one commit; ``mv`` of one path is
-  one commit (no data is copied); ``cp`` of a file within a volume copies no data.
+  closed (its bytes go to a temporary file first, so large files stream). A failed
+  write commits nothing: an exception inside ``with fs.open(path, "wb")`` (or ``"w"``),
+  or a ``close()`` that runs while an exception propagates (pandas closing its handle
+  after ``to_csv`` failed midway); see :class:`VolumeWriteFile` for the rule's limit.
+  ``put`` of many files and ``pipe`` of a dict are one commit each. ``rm`` of many
+  paths is one commit; ``mv`` of one path is one commit (no data is copied); ``cp`` of
+  a file within a volume copies no data.
+* ``with fs.transaction:`` collects every file written (``open``/``pipe``/``put``/
+  ``cp``) in this thread into one commit per volume when the block ends, or none if it
+  raises (a file whose own ``with`` block raised is left out). ``put`` copies the
+  local file when called; ``"ab"`` appends to what the transaction already wrote;
+  ``"xb"``/``mode="create"`` fail on a path the transaction already wrote. The
+  transaction belongs to its thread: other threads sharing the (cached) file system
+  commit their writes at once. Atomic per volume: all volumes' checks run before any
+  commits, but a store failure during the second volume's commit leaves the first
+  committed.
 * Reads see the newest commit at the time of each call; an open file reads one commit
   from open to close (a Parquet footer and its row groups never mix commits).
 * Folders are real entries: ``mkdir`` makes an empty folder that lists and survives;
@@ -32,7 +42,11 @@ How volumes differ from a POSIX tree, and what this module does about it:
 * ``rm`` of a whole volume is refused (delete volumes with
   ``Volume.objects.delete``); ``mkdir("NAME")`` at the top creates a volume, and writing
   into a volume that does not exist creates it.
-* Writes to ``VOLUME@REF`` are refused: a commit is history.
+* Writes to ``VOLUME@REF`` are refused, and so is moving a file out of one: a commit is
+  history. A file opened for reading pickles (it reopens its commit when unpickled).
+* Errors are fsspec's: a file operation on a folder raises IsADirectoryError, ``rmdir``
+  of a file NotADirectoryError, of a non-empty folder OSError ENOTEMPTY (each also an
+  InvalidError).
 
 Layer: a front end, like the CLI: it calls :class:`~jupyter_volume.Volume` only.
 """
@@ -42,8 +56,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import os
 import posixpath
+import shutil
+import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -53,12 +71,21 @@ from typing import Any
 from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
-from .errors import AlreadyExistsError, InvalidError, NotFoundError
+from .errors import (
+    AlreadyExistsError,
+    FolderNotEmptyError,
+    InvalidError,
+    IsAFolderError,
+    NotAFolderError,
+    NotFoundError,
+)
 from .objects import open_base
 from .store import Store, environment_store, resolve_environment
 from .volume import FileEntry, FileEntryType, Volume
 
 __all__ = ["NetworkFileSystemFS", "VolumeFileSystem", "VolumeWriteFile", "parse_url"]
+
+logger = logging.getLogger(__name__)
 
 
 _PREFIXES = ("volume://", "volume::", "volume-nfs://", "volume-nfs::")
@@ -89,18 +116,25 @@ def parse_url(path: str) -> tuple[str, str | None, str]:
 
 
 class _Pending:
-    """One write waiting for its commit: bytes, a local file, or an open file object."""
+    """One write waiting for its commit: bytes, a local file, or an open file object
+    (``perm``: the permission bits to store, None for the default or the local file's)."""
 
-    def __init__(self, volume: str, path: str, source: Any, exclusive: bool) -> None:
+    def __init__(
+        self, volume: str, path: str, source: Any, exclusive: bool, perm: int | None = None
+    ) -> None:
         self.volume = volume
         self.vpath = path
         self._source = source
         self.exclusive = exclusive
+        self.perm = perm
+        self.discarded = False
 
     def source(self) -> Any:
         """What BatchUpload.put_file takes: a local path or a binary file at offset 0."""
         if isinstance(self._source, bytes | bytearray | memoryview):
             return io.BytesIO(self._source)
+        if hasattr(self._source, "seek"):
+            self._source.seek(0)
         return self._source
 
     def commit(self) -> None:  # fsspec's Transaction API; VolumeTransaction batches instead
@@ -117,7 +151,18 @@ class _Pending:
 
 class VolumeTransaction(Transaction):
     """``with fs.transaction:``: every file written inside becomes one commit per volume
-    at the end of the block, or nothing at all if the block raises."""
+    at the end of the block, or nothing at all if the block raises.
+
+    A transaction belongs to the thread that started it: other threads using the same
+    file system object write (and commit) as if there were none.
+
+    Atomic per volume: the files of one volume land in one commit or not at all. Over
+    several volumes, every volume's checks (a file onto a folder, an exclusive create
+    onto an existing file, ...) run before any volume commits, so a refused write
+    commits nothing anywhere; but the commits themselves are one per volume, so a store
+    failure (or a writer that creates a conflicting path in between) while the second
+    volume commits leaves the first one committed.
+    """
 
     def complete(self, commit: bool = True) -> None:
         """Commit (or discard) every write collected since the transaction started."""
@@ -143,13 +188,29 @@ class VolumeWriteFile(io.BufferedIOBase):
     """A file opened for writing: bytes go to a local temporary file; closing it commits
     them as one commit (or hands them to the open transaction).
 
-    An exception inside ``with fs.open(path, "wb") as f:`` discards the file: nothing is
-    committed. Returned by ``VolumeFileSystem.open(path, "wb")`` (also ``"xb"``: fail
-    if the file exists; ``"ab"``: append to the current contents).
+    Returned by ``VolumeFileSystem.open(path, "wb")`` (also ``"xb"``: fail if the file
+    exists; ``"ab"``: append to the current contents, or inside a transaction to what
+    the transaction already wrote there).
+
+    A failed write commits nothing, in or outside a transaction:
+
+    * an exception inside ``with fs.open(path, "wb") as f:`` (or ``"w"``) discards the
+      file;
+    * so does :meth:`close` called while an exception propagates, as libraries do when
+      a write fails midway (pandas closes its handle in an ``__exit__``): a half-written
+      CSV never replaces the good one. The exception that was already being handled
+      when the file was opened does not count, so a file written completely inside an
+      ``except`` block (a fallback) is committed. The rule's limit: a file opened
+      *before* an exception and closed by hand while that exception is handled (``f =
+      fs.open(...)`` ... ``except E: f.close()``) is discarded too; a warning naming
+      it is logged (``jupyter_volume.fsspec``). Close it after the ``except`` block,
+      or use ``with``, to commit it.
+
+    Not picklable (fsspec's own writing files are not either): pickling raises TypeError.
     """
 
     def __init__(
-        self, fs: VolumeFileSystem, path: str, mode: str, autocommit: bool, initial: bytes = b""
+        self, fs: VolumeFileSystem, path: str, mode: str, autocommit: bool, initial: Any = b""
     ) -> None:
         super().__init__()
         self.fs = fs
@@ -158,10 +219,23 @@ class VolumeWriteFile(io.BufferedIOBase):
         self.autocommit = autocommit
         self.volume, _ref, self.vpath = parse_url(path)
         self.exclusive = "x" in mode
+        #: None: the default permission bits (what BatchUpload.put_file gives a file object)
+        self.perm: int | None = None
+        #: True once dropped by an exception: the transaction skips it
+        self.discarded = False
+        # the exception being handled where the file was opened: closing while only that
+        # one is in flight is not a failed write (a fallback inside `except`)
+        self._exc_at_open: BaseException | None = sys.exc_info()[1]
         # closed by discard(), on close or at the end of the transaction
         self._tmp: Any = tempfile.TemporaryFile(prefix="jupyter-volume-write-")  # noqa: SIM115
-        if initial:
-            self._tmp.write(initial)
+        try:
+            if isinstance(initial, bytes | bytearray | memoryview):
+                self._tmp.write(initial)
+            else:
+                shutil.copyfileobj(initial, self._tmp, 1 << 20)
+        except BaseException:
+            self._tmp.close()
+            raise
         self._done = False
 
     @property
@@ -207,11 +281,36 @@ class VolumeWriteFile(io.BufferedIOBase):
         return self._tmp
 
     def close(self) -> None:
-        """Commit the file (unless a transaction collects it); then close it."""
+        """Commit the file (unless a transaction collects it); then close it.
+
+        Called while an exception propagates (other than one already being handled when
+        the file was opened), it discards the file instead and logs a warning naming it:
+        see the class docstring.
+        """
+        self._close(None)
+
+    def _close(self, discard: bool | None) -> None:
+        """Close; ``discard``: drop the bytes (None: decide from the exception in flight)."""
         if self.closed:
             return
+        if discard is None:
+            exc = sys.exc_info()[1]
+            discard = exc is not None and exc is not self._exc_at_open
+            if discard:
+                logger.warning(
+                    "%s://%s was closed while %s was raised: discarded, nothing committed "
+                    "(close it after the except block, or write it inside `with`, to "
+                    "commit it)",
+                    self.fs.protocol,
+                    self.path,
+                    type(exc).__name__,
+                )
+        self._exc_at_open = None
         try:
-            if self.autocommit and not self._done:
+            if discard:
+                self.discarded = True
+                self.discard()
+            elif self.autocommit and not self._done:
                 self.commit()
         finally:
             if self.autocommit:
@@ -233,9 +332,30 @@ class VolumeWriteFile(io.BufferedIOBase):
             pass
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
-        if exc_type is not None and self.autocommit:
-            self.discard()  # an exception in the block: commit nothing
+        # an exception in the block: commit nothing (also inside a transaction)
+        self._close(exc_type is not None)
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"{self.fs.protocol}://{self.path} is open for writing: such a file cannot be "
+            "pickled (files opened for reading can)"
+        )
+
+
+class _TextWriteFile(io.TextIOWrapper):
+    """Text mode over a :class:`VolumeWriteFile`: an exception inside ``with`` commits
+    nothing, as in binary mode (a plain TextIOWrapper's ``__exit__`` just closes)."""
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        buf = self.buffer
+        if exc_type is not None and isinstance(buf, VolumeWriteFile):
+            buf._close(True)  # before the wrapper flushes what it holds into it
         self.close()
+
+
+def _reopen_reader(fs: VolumeFileSystem, path: str) -> Any:
+    """Open ``path`` (``NAME@commit/inner``) again: what an unpickled reader is."""
+    return fs.open(path, "rb")
 
 
 class VolumeFileSystem(AbstractFileSystem):
@@ -260,6 +380,9 @@ class VolumeFileSystem(AbstractFileSystem):
         environment: str | None = None,
         **kwargs: Any,
     ) -> None:
+        # per thread: a put() or pipe(dict) collecting its writes, and the transaction
+        # (fsspec's base __init__ sets _intrans/_transaction, which live here)
+        self._local = threading.local()
         super().__init__(store=store, environment=environment, **kwargs)
         self._base = _resolve_store(store)
         #: the environment these URLs point into ("" is the default one)
@@ -274,7 +397,26 @@ class VolumeFileSystem(AbstractFileSystem):
         )
         self._volumes: dict[str, Volume] = {}
         self._lock = threading.Lock()
-        self._local = threading.local()  # a put() or pipe(dict) collecting its writes
+
+    # fsspec keeps one transaction per file-system object, and fsspec caches one object
+    # per set of options for the whole process: another thread's writes (a background
+    # job, a pandas call) would join, and be rolled back with, this thread's transaction.
+    # Here a transaction belongs to the thread that started it.
+    @property
+    def _intrans(self) -> bool:  # type: ignore[override]
+        return getattr(self._local, "intrans", False)
+
+    @_intrans.setter
+    def _intrans(self, value: bool) -> None:
+        self._local.intrans = value
+
+    @property
+    def _transaction(self) -> Any:  # type: ignore[override]
+        return getattr(self._local, "transaction", None)
+
+    @_transaction.setter
+    def _transaction(self, value: Any) -> None:
+        self._local.transaction = value
 
     def __repr__(self) -> str:
         env = f" environment={self.environment!r}" if self.environment else ""
@@ -389,6 +531,8 @@ class VolumeFileSystem(AbstractFileSystem):
         out = self._info(name, ref, fe, at)
         if not inner:
             out["name"] = self._full(name, ref, "")
+            # the root has no entry of its own: it changes with every commit
+            out["mtime"] = int(vol._record(at).time)
         return out
 
     def exists(self, path: str, **kwargs: Any) -> bool:
@@ -490,9 +634,17 @@ class VolumeFileSystem(AbstractFileSystem):
     def _reader(self, path: str) -> Any:
         name, ref, inner = parse_url(path)
         if not name or not inner:
-            raise InvalidError(f"{path!r} is a volume or the store, not a file")
+            raise IsAFolderError(f"{path!r} is a {self.kind} or the store, not a file")
         vol, at = self._snapshot(name, ref)
-        return vol.open(inner, "rb", at=at)
+        try:
+            reader = vol.open(inner, "rb", at=at)
+        except InvalidError as e:
+            if vol.stat(inner, at=at).type == FileEntryType.DIRECTORY:
+                raise IsAFolderError(f"{path} is a folder, not a file") from e
+            raise
+        # pickled, it opens the same commit again (and seeks where this one was)
+        reader.reopen = (_reopen_reader, (self, self._full(name, str(at), inner)))
+        return reader
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -538,6 +690,37 @@ class VolumeFileSystem(AbstractFileSystem):
                     out[i] = e
         return out
 
+    def open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | None = None,
+        cache_options: dict | None = None,
+        compression: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Open a file: ``rb`` reads one commit; ``wb``/``xb``/``ab`` (and text ``w``,
+        ``x``, ``a``) write one commit on close, nothing if the ``with`` block raises."""
+        if "b" not in mode and "r" not in mode:
+            text = {k: kwargs.pop(k) for k in ("encoding", "errors", "newline") if k in kwargs}
+            f = self.open(
+                path,
+                mode.replace("t", "") + "b",
+                block_size=block_size,
+                cache_options=cache_options,
+                compression=compression,
+                **kwargs,
+            )
+            return _TextWriteFile(f, **text)
+        return super().open(
+            path,
+            mode,
+            block_size=block_size,
+            cache_options=cache_options,
+            compression=compression,
+            **kwargs,
+        )
+
     def _open(
         self,
         path: str,
@@ -554,43 +737,95 @@ class VolumeFileSystem(AbstractFileSystem):
             raise InvalidError(f"unsupported mode {mode!r}: use rb, wb, xb or ab")
         _vol, inner = self._writable(path)
         if not inner:
-            raise InvalidError(f"{path!r} is a volume, not a file: give a file path")
-        if mode == "xb" and self.exists(path):
+            raise IsAFolderError(f"{path!r} is a {self.kind}, not a file: give a file path")
+        try:
+            kind = self.info(path)["type"]
+        except FileNotFoundError:
+            kind = None
+        if kind == "directory":
+            raise IsAFolderError(f"{path} is a folder: a file cannot replace it")
+        # what this thread's transaction wrote to the path so far counts as its contents
+        pending = self._pending_for(*parse_url(path)[::2])
+        if mode == "xb" and (kind is not None or pending is not None):
             raise AlreadyExistsError(f"{path} already exists (mode 'xb')")
-        initial = b""
-        if mode == "ab" and self.exists(path):
-            initial = self.cat_file(path)
-        return VolumeWriteFile(self, path, mode, autocommit, initial)
+        if mode != "ab" or (kind is None and pending is None):
+            return VolumeWriteFile(self, path, mode, autocommit)
+        if pending is None:
+            with self._reader(path) as r:
+                return VolumeWriteFile(self, path, mode, autocommit, r)
+        if isinstance(pending, VolumeWriteFile) and not pending.closed:
+            raise InvalidError(f"{path} is still open for writing in this transaction")
+        src = pending.source()
+        if not isinstance(src, str):
+            return VolumeWriteFile(self, path, mode, autocommit, src)
+        with open(src, "rb") as local:  # a local file a put() of this call names
+            return VolumeWriteFile(self, path, mode, autocommit, local)
 
     # -- writing ----------------------------------------------------------------------------
-    def _stage(self, pending: _Pending) -> bool:
-        """Hand a write to the open transaction or put() batch; False if there is none."""
-        batch = getattr(self._local, "batch", None)
-        if batch is not None:
-            batch.append(pending)
-            return True
+    def _pending_writes(self) -> list[Any]:
+        """This thread's writes waiting for the end of its put() batch or transaction."""
+        out = list(getattr(self._local, "batch", None) or ())
         if self._intrans:
-            self.transaction.files.append(pending)
-            return True
-        return False
+            out.extend(self.transaction.files)
+        return out
+
+    def _pending_for(self, volume: str, vpath: str) -> Any:
+        """The last write of ``volume``/``vpath`` this thread's transaction (or put()
+        batch) holds, None if there is none (a discarded one does not count)."""
+        found = None
+        for w in self._pending_writes():
+            if w.volume == volume and w.vpath == vpath and not w.discarded:
+                found = w
+        return found
+
+    def _stage(self, pending: _Pending) -> bool:
+        """Hand a write to the open transaction or put() batch; False if there is none.
+
+        An exclusive write (``mode="create"``) to a path already written there raises
+        AlreadyExistsError, as it would once that write is committed."""
+        batch = getattr(self._local, "batch", None)
+        if batch is None and not self._intrans:
+            return False
+        if pending.exclusive and self._pending_for(pending.volume, pending.vpath) is not None:
+            raise AlreadyExistsError(
+                f"{pending.volume}/{pending.vpath} already exists (written earlier in this "
+                "transaction)"
+            )
+        (batch if batch is not None else self.transaction.files).append(pending)
+        return True
 
     def _commit_writes(self, writes: Iterable[Any]) -> None:
-        """Commit pending writes: one commit per volume; the last write of a path wins."""
+        """Commit pending writes: one commit per volume; the last write of a path wins.
+
+        Every volume's data is staged and every volume's checks pass before the first
+        commit, so a refused write (a file onto a folder, an exclusive create onto a file
+        that exists) commits nothing in any volume. The commits are still one per volume:
+        a store failure during the second leaves the first committed.
+        """
         by_volume: dict[str, dict[str, Any]] = {}
         for w in writes:
-            by_volume.setdefault(w.volume, {})[w.vpath] = w
-        for name, items in by_volume.items():
-            vol, _ = self._writable(name)
-            exclusive = [p for p, w in items.items() if w.exclusive]
-            if exclusive and len(exclusive) < len(items):
-                # BatchUpload's check is all-or-nothing: check the exclusive ones here
+            if not w.discarded:
+                by_volume.setdefault(w.volume, {})[w.vpath] = w
+        with contextlib.ExitStack() as stack:
+            staged = []
+            for name, items in by_volume.items():
+                vol, _ = self._writable(name)
+                exclusive = [p for p, w in items.items() if w.exclusive]
+                force = len(exclusive) < len(items) or not exclusive
+                batch = stack.enter_context(vol.batch_upload(force=force))
+                for p, w in items.items():
+                    batch.put_file(w.source(), p, mode=w.perm)
+                # BatchUpload's check is all-or-nothing: with some exclusive writes among
+                # others, check the exclusive ones here
+                staged.append((name, vol, batch, exclusive if force else []))
+            for name, vol, batch, exclusive in staged:
                 for p in exclusive:
                     if self.exists(f"{name}/{p}"):
                         raise AlreadyExistsError(f"{name}/{p} already exists")
-            force = len(exclusive) < len(items) or not exclusive
-            with vol.batch_upload(force=force) as batch:
-                for p, w in items.items():
-                    batch.put_file(w.source(), p)
+                # the check each batch runs again when it commits (against the head it
+                # commits onto): here, for every volume before any commits
+                batch._check_conflicts(vol._repo.head().root)
+            # leaving the stack commits each volume (a raise above aborts them all)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         """Write ``value`` to ``path`` as one commit (``mode="create"``: fail if it exists)."""
@@ -615,7 +850,15 @@ class VolumeFileSystem(AbstractFileSystem):
             self.makedirs(rpath, exist_ok=True)
             return
         _vol, inner = self._writable(rpath)
-        pending = _Pending(parse_url(rpath)[0], inner, os.fspath(lpath), mode == "create")
+        name = parse_url(rpath)[0]
+        if self._intrans and getattr(self._local, "batch", None) is None:
+            # the transaction commits at the end of the block: copy the file as it is
+            # now (to a local temporary file, so memory stays bounded), not what the
+            # path holds by then
+            tmp, perm = _spool(lpath)
+            pending = _Pending(name, inner, tmp, mode == "create", perm)
+        else:
+            pending = _Pending(name, inner, os.fspath(lpath), mode == "create")
         if not self._stage(pending):
             self._commit_writes([pending])
 
@@ -678,18 +921,28 @@ class VolumeFileSystem(AbstractFileSystem):
         self.mkdir(path)
 
     def rmdir(self, path: str) -> None:
-        """Remove an empty folder (one commit)."""
+        """Remove an empty folder (one commit). Raises FileNotFoundError if missing,
+        NotADirectoryError for a file, OSError ENOTEMPTY (FolderNotEmptyError) if it
+        holds anything."""
         path = self._strip_protocol(path)
+        if self.info(path)["type"] != "directory":
+            raise NotAFolderError(f"{path} is not a folder")
         if self.ls(path, detail=False):
-            raise InvalidError(f"folder {path} is not empty")
+            raise FolderNotEmptyError(f"folder {path} is not empty")
         self.rm(path)
 
     def rm_file(self, path: str) -> None:
-        """Remove one file (one commit)."""
+        """Remove one file (one commit); a folder raises IsADirectoryError (use
+        ``rmdir`` or ``rm(path, recursive=True)``)."""
+        path = self._strip_protocol(path)
+        if self.info(path)["type"] == "directory":
+            raise IsAFolderError(
+                f"{path} is a folder: remove it with rmdir, or rm(path, recursive=True)"
+            )
         self.rm(path)
 
     def _rm(self, path: str) -> None:
-        self.rm(path)
+        self.rm_file(path)
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
         """Remove files (and folders with ``recursive``): one commit per volume.
@@ -720,7 +973,7 @@ class VolumeFileSystem(AbstractFileSystem):
                     f"{self._deleter}({name!r}) to delete it and its history"
                 )
             if not recursive and infos[p]["type"] == "directory" and self.ls(p):
-                raise InvalidError(f"{p} is a folder that is not empty: pass recursive=True")
+                raise FolderNotEmptyError(f"{p} is a folder that is not empty: pass recursive=True")
             by_volume.setdefault(name, []).append(inner)
         for name, inners in by_volume.items():
             self._volume(name).remove_paths(inners)
@@ -764,7 +1017,17 @@ class VolumeFileSystem(AbstractFileSystem):
         **kw: Any,
     ) -> None:
         """Move or rename one file or folder inside a volume as one commit (no data is
-        copied); anything else (lists, globs, across volumes) copies, then removes."""
+        copied); anything else (lists, globs, across volumes) copies, then removes.
+
+        A source at ``NAME@REF`` is refused before anything is copied (a commit cannot
+        lose a file): copy it out of the commit with ``cp`` instead."""
+        for p in path1 if isinstance(path1, list | tuple) else [path1]:
+            n, r, inner = parse_url(self._strip_protocol(p))
+            if r is not None:
+                raise InvalidError(
+                    f"{self.protocol}://{self._full(n, r, inner)} is read-only: it names a "
+                    f"commit, so it cannot be moved; copy it with cp instead"
+                )
         simple = (
             isinstance(path1, str)
             and isinstance(path2, str)
@@ -844,6 +1107,21 @@ class NetworkFileSystemFS(VolumeFileSystem):
                 store=self._base, environment_name=self.environment
             )
         ]
+
+
+def _spool(lpath: Any) -> tuple[Any, int]:
+    """A copy of local file ``lpath`` in a temporary file (at offset 0) and its
+    permission bits."""
+    tmp: Any = tempfile.TemporaryFile(prefix="jupyter-volume-put-")  # noqa: SIM115
+    try:
+        with open(lpath, "rb") as f:
+            perm = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            shutil.copyfileobj(f, tmp, 1 << 20)
+        tmp.seek(0)
+    except BaseException:
+        tmp.close()
+        raise
+    return tmp, perm
 
 
 def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:
