@@ -1,7 +1,9 @@
-"""``volume://`` regressions found by the fsspec review (scratch/review-fsspec/FINDINGS.md).
+"""``volume://`` when things go wrong: failed writes commit nothing, transactions keep
+what they promise (per thread, per volume, seeing their own writes), errors are the ones
+fsspec users catch, read files pickle, a volume's root has its commit's time.
 
-Each test names its finding. All run on the local store (the defects were in
-store-independent code) with real pandas where the finding is about pandas; no mocks.
+All run on the local store (the behaviour is the same on every store) with real pandas
+where the case is about pandas; no mocks.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class _Unprintable:
 
 
 # -- 1, 5, 6: a write that fails commits nothing -----------------------------------------
-def test_finding1_exception_inside_open_in_a_transaction_commits_nothing(
+def test_exception_inside_open_in_a_transaction_commits_nothing(
     lfs: VolumeFileSystem,
 ) -> None:
     name = _name()
@@ -62,9 +64,7 @@ def test_finding1_exception_inside_open_in_a_transaction_commits_nothing(
     assert lfs.find(name) == [f"{name}/ok.txt"]
 
 
-def test_finding5_text_mode_exception_commits_nothing(
-    lfs: VolumeFileSystem, local_store: Store
-) -> None:
+def test_text_mode_exception_commits_nothing(lfs: VolumeFileSystem, local_store: Store) -> None:
     name = _name()
     lfs.pipe(f"{name}/report.txt", b"complete report\n")
     with pytest.raises(RuntimeError):
@@ -89,7 +89,7 @@ def test_finding5_text_mode_exception_commits_nothing(
     assert lfs.cat(f"{name}/fallback2.txt") == b"fallback 2"
 
 
-def test_finding6_failed_pandas_write_commits_nothing(
+def test_failed_pandas_write_commits_nothing(
     local_store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     name = _name()
@@ -118,7 +118,7 @@ def test_finding6_failed_pandas_write_commits_nothing(
     assert fs.cat(url) == b"a\n7\n"
 
 
-def test_finding6_close_inside_an_unrelated_except_discards_with_a_warning(
+def test_close_inside_an_unrelated_except_discards_with_a_warning(
     lfs: VolumeFileSystem, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The documented limit of the rule: a file opened before an exception and closed
@@ -137,7 +137,7 @@ def test_finding6_close_inside_an_unrelated_except_discards_with_a_warning(
 
 
 # -- 2: put in a transaction copies the file now -----------------------------------------
-def test_finding2_put_in_a_transaction_copies_the_local_file_at_call_time(
+def test_put_in_a_transaction_copies_the_local_file_at_call_time(
     lfs: VolumeFileSystem, tmp_path: Path
 ) -> None:
     name = _name()
@@ -159,7 +159,7 @@ def test_finding2_put_in_a_transaction_copies_the_local_file_at_call_time(
 
 
 # -- 7: a transaction over two volumes ----------------------------------------------------
-def test_finding7_transaction_over_two_volumes_checks_both_before_committing(
+def test_transaction_over_two_volumes_checks_both_before_committing(
     lfs: VolumeFileSystem,
 ) -> None:
     a, b = _name(), _name()
@@ -188,7 +188,7 @@ def test_finding7_transaction_over_two_volumes_checks_both_before_committing(
 
 
 # -- 8: a transaction belongs to its thread -----------------------------------------------
-def test_finding8_a_transaction_does_not_capture_other_threads_writes(
+def test_a_transaction_does_not_capture_other_threads_writes(
     local_store: Store,
 ) -> None:
     opts = {"store": local_store.url}
@@ -228,7 +228,7 @@ def test_finding8_a_transaction_does_not_capture_other_threads_writes(
 
 
 # -- 9, 10: a transaction sees its own pending writes --------------------------------------
-def test_finding9_append_in_a_transaction_starts_from_its_own_earlier_write(
+def test_append_in_a_transaction_starts_from_its_own_earlier_write(
     lfs: VolumeFileSystem, tmp_path: Path
 ) -> None:
     name = _name()
@@ -255,7 +255,7 @@ def test_finding9_append_in_a_transaction_starts_from_its_own_earlier_write(
     assert lfs.cat(f"{name}/copied.txt") == b"line0\ncopy+\n"
 
 
-def test_finding10_exclusive_create_twice_in_a_transaction_fails(lfs: VolumeFileSystem) -> None:
+def test_exclusive_create_twice_in_a_transaction_fails(lfs: VolumeFileSystem) -> None:
     name = _name()
     lfs.mkdir(name)
     with pytest.raises(FileExistsError):
@@ -282,7 +282,7 @@ def test_finding10_exclusive_create_twice_in_a_transaction_fails(lfs: VolumeFile
 
 
 # -- 14: mv out of a commit -------------------------------------------------------------
-def test_finding14_mv_from_a_commit_is_refused_before_it_copies(lfs: VolumeFileSystem) -> None:
+def test_mv_from_a_commit_is_refused_before_it_copies(lfs: VolumeFileSystem) -> None:
     name = _name()
     lfs.pipe(f"{name}/a", b"one")
     seq = lfs.info(f"{name}/a")["commit"]
@@ -297,7 +297,7 @@ def test_finding14_mv_from_a_commit_is_refused_before_it_copies(lfs: VolumeFileS
 
 
 # -- 15, 16, 17: folder errors are OSErrors --------------------------------------------
-def test_finding15_reading_a_folder_raises_is_a_directory(lfs: VolumeFileSystem) -> None:
+def test_reading_a_folder_raises_is_a_directory(lfs: VolumeFileSystem) -> None:
     name = _name()
     lfs.pipe(f"{name}/folder/f.txt", b"x")
     for call in (
@@ -314,7 +314,7 @@ def test_finding15_reading_a_folder_raises_is_a_directory(lfs: VolumeFileSystem)
     assert lfs.find(name) == [f"{name}/folder/f.txt"]
 
 
-def test_finding16_rmdir_errors(lfs: VolumeFileSystem) -> None:
+def test_rmdir_errors(lfs: VolumeFileSystem) -> None:
     name = _name()
     lfs.pipe(f"{name}/d/f.txt", b"x")
     with pytest.raises(OSError) as e:
@@ -331,7 +331,7 @@ def test_finding16_rmdir_errors(lfs: VolumeFileSystem) -> None:
     assert not lfs.exists(f"{name}/empty")
 
 
-def test_finding17_rm_file_refuses_a_folder(lfs: VolumeFileSystem) -> None:
+def test_rm_file_refuses_a_folder(lfs: VolumeFileSystem) -> None:
     name = _name()
     lfs.makedirs(f"{name}/keep-me")
     with pytest.raises(IsADirectoryError):
@@ -343,7 +343,7 @@ def test_finding17_rm_file_refuses_a_folder(lfs: VolumeFileSystem) -> None:
 
 
 # -- 18: pickling open files ----------------------------------------------------------
-def test_finding18_a_read_file_pickles_and_reopens_its_commit(local_store: Store) -> None:
+def test_a_read_file_pickles_and_reopens_its_commit(local_store: Store) -> None:
     fs = VolumeFileSystem(store=local_store.url)
     name = _name()
     fs.pipe(f"{name}/data.bin", b"0123456789")
@@ -365,7 +365,7 @@ def test_finding18_a_read_file_pickles_and_reopens_its_commit(local_store: Store
 
 
 # -- 20: the volume root's mtime ----------------------------------------------------------
-def test_finding20_a_volume_root_has_the_time_of_its_commit(lfs: VolumeFileSystem) -> None:
+def test_a_volume_root_has_the_time_of_its_commit(lfs: VolumeFileSystem) -> None:
     name = _name()
     t0 = time.time()
     lfs.pipe(f"{name}/a.txt", b"x")
