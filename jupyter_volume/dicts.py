@@ -68,7 +68,7 @@ from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
 from .lease import CLOCK_SLACK, Lease, store_now
 from .names import delete_prefix, sweep_leases
-from .objects import check_kind_name, open_base, open_env
+from .objects import AliveCheck, check_kind_name, open_base, open_env
 from .store import Store, environment_store
 
 __all__ = [
@@ -91,11 +91,6 @@ MAX_DIRECT_KEY = 120
 EPHEMERAL_TTL = float(os.environ.get("JUPYTER_VOLUME_EPHEMERAL_TTL", "") or 60.0)
 #: Requests in flight at once when reading or writing many entries.
 PARALLEL = 16
-#: How often (seconds, at most) a handle that writes checks that its Dict still exists
-#: on a store where that costs a request (S3); on a local folder, after every write. One
-#: that was deleted elsewhere (or an ephemeral one whose block ended) then raises
-#: NotFoundError, and what it wrote since the last check is removed again.
-ALIVE_EVERY = 2.0
 
 NAMES = "dict-names/"
 EPHEMERAL_LEASES = "leases/dicts/"
@@ -480,7 +475,7 @@ class Dict(MutableMapping[Any, Any]):
         self._create_if_missing = _create
         self._record = _record
         self._lock = threading.Lock()
-        self._alive_at = time.monotonic()  # when the Dict was last seen to exist
+        self._alive = AliveCheck(self.store)  # when the Dict was last seen to exist
         self._unchecked: set[str] = set()  # entries written since then
         self._ended = False  # an ephemeral Dict whose block ended (in this process)
 
@@ -570,7 +565,7 @@ class Dict(MutableMapping[Any, Any]):
                         rec = _create(s, self._name, allow_existing=True)
                     self._record = {**rec, "name": self._name}
                     self._id = rec["id"]
-                    self._alive_at = time.monotonic()
+                    self._alive.seen(time.monotonic())
                 else:
                     try:
                         self._record = json.loads(s.get(f"dicts/{self._id}/config"))
@@ -598,23 +593,23 @@ class Dict(MutableMapping[Any, Any]):
             raise NotFoundError(f"{self._what()} no longer exists: its ephemeral block ended")
 
     def _written(self, okeys: Iterable[str]) -> None:
-        """After a write: at most every :data:`ALIVE_EVERY` seconds, check that the Dict
-        still exists. A handle outlives what it names (deleted by another process, or
-        deleted and made again under the same name): its writes would land where nobody
-        looks, kept for good. Found gone, what this handle wrote since the last check is
+        """After a write: check that the Dict still exists, at most every
+        :data:`~jupyter_volume.objects.ALIVE_EVERY` seconds (after every write on a local
+        folder; see :class:`~jupyter_volume.objects.AliveCheck`). A handle outlives what
+        it names (deleted by another process, or deleted and made again under the same
+        name): its writes would land where nobody looks, kept for good. Found gone, what this handle wrote since the last check is
         removed and NotFoundError raised; writes before a check that found it are swept
         by the deletion itself (it removes the config first, then lists the entries)."""
         now = time.monotonic()
         with self._lock:
             self._unchecked.update(okeys)
-            every = 0.0 if self.store.cheap_stat else ALIVE_EVERY
-            if now - self._alive_at < every and len(self._unchecked) < 10_000:
+            if not self._alive.due(now) and len(self._unchecked) < 10_000:
                 return
             written = set(self._unchecked)
         if self.store.exists(f"dicts/{self._resolve()['id']}/config"):
             with self._lock:
                 self._unchecked -= written
-                self._alive_at = now
+                self._alive.seen(now)
             return
         self.store.delete(sorted(written))
         with self._lock:

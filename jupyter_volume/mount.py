@@ -1235,6 +1235,8 @@ class Mount:
             message = message or _move_message(changes, moves, pre)
             if self.sub_path:
                 changes = {f"{pre}{rel}": v for rel, v in changes.items()}
+            # a volume deleted elsewhere gets no commit (it would land under no name)
+            self.volume._check_alive(writer)
             rec, _stats = repo.commit(
                 changes, message=message or _auto_message(changes), writer=writer, kind=kind
             )
@@ -1445,6 +1447,9 @@ class Mount:
             return _auto_message_n(n, pre + shown)
 
         def finish(top: str) -> str | None:
+            # last thing before the record is published: a volume deleted elsewhere gets
+            # no commit (it would land under no name)
+            self.volume._check_alive(writer)
             idx.put(rows)
             rows.clear()
             # Everything read must still be as it was checked, in every group (as in
@@ -2275,12 +2280,15 @@ class Mount:
         """Commit what changed, stop the background committer, and forget the mount.
 
         The files stay in the folder; mounting the same folder again later picks up
-        from where it was.
+        from where it was. If the volume was deleted elsewhere (or, mounted by name,
+        renamed and its name given to another volume), the mount ends without a commit
+        and NotFoundError says so; the folder keeps its files.
         """
         with self._lock:
             if self._closed:
                 return None
             info = None
+            gone: NotFoundError | None = None
             lost = self._folder_lost()
             if lost is not None:
                 warnings.warn(
@@ -2289,8 +2297,17 @@ class Mount:
                     stacklevel=2,
                 )
             elif not self.read_only:
-                info = self._commit_locked(None, self._changes(full=True), wait=True)
+                try:
+                    info = self._commit_locked(None, self._changes(full=True), wait=True)
+                except NotFoundError as e:
+                    if self.volume._gone is None:
+                        raise  # e.g. a store error: mounted still, so unmount can be retried
+                    gone = e  # deleted elsewhere: no retry can ever commit
         self._detach()
+        if gone is not None:
+            raise NotFoundError(
+                f"{gone}. {self.path} is unmounted without committing; its files stay there"
+            ) from None
         return info
 
     def _detach(self) -> None:

@@ -305,6 +305,7 @@ class NetworkFileSystem:
                     store=self._base,
                     environment_name=self.environment_name,
                     _meta=meta,
+                    _namespace=NAMESPACE,
                 )
             vol = self._volume
         self._retention_due()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,7 +27,45 @@ from .store import (
     resolve_environment,
 )
 
-__all__ = ["check_kind_name", "detach_mount", "ephemeral_volume", "open_base", "open_env"]
+__all__ = [
+    "ALIVE_EVERY",
+    "AliveCheck",
+    "check_kind_name",
+    "detach_mount",
+    "ephemeral_volume",
+    "open_base",
+    "open_env",
+]
+
+#: How often (seconds, at most) a handle that writes checks that what it names (a Dict,
+#: a volume) still exists, on a store where that costs a request (S3); on a local
+#: folder, every time. A handle on one deleted elsewhere (or deleted and made again
+#: under the same name) then raises NotFoundError instead of writing where nobody looks.
+ALIVE_EVERY = 2.0
+
+
+class AliveCheck:
+    """When a handle last found what it names still there, and whether to look again.
+
+    A look is due at most every :data:`ALIVE_EVERY` seconds on a store where it costs a
+    request (S3), and every time on one where it is a cheap ``stat`` (a local folder):
+    so many writers committing through one handle pay at most one extra request per
+    interval. What a look is (a name's record, a config object) is the handle's business.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.at = time.monotonic()  # handles are made for something that was just there
+
+    def due(self, now: float) -> bool:
+        """Whether a look is due at monotonic time ``now``."""
+        every = 0.0 if self.store.cheap_stat else ALIVE_EVERY
+        return now - self.at >= every
+
+    def seen(self, now: float) -> None:
+        """Record that a look started at ``now`` found it there."""
+        self.at = max(self.at, now)
+
 
 _stores: dict[str, Store] = {}
 _existing: set[str] = set()

@@ -25,7 +25,7 @@ from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .mount import Mount, _active_mount
 from .names import check_name, normalize_path
-from .objects import detach_mount, ephemeral_volume, open_base, open_env
+from .objects import AliveCheck, detach_mount, ephemeral_volume, open_base, open_env
 from .repository import DIR, LINK, CommitRecord, Entry, Repository, VerifyReport, Writer
 from .results import (
     _KIND_TYPE,
@@ -302,10 +302,17 @@ class Volume:
         version: int | None = None,
         _meta: names.VolumeMeta | None = None,
         _id: str | None = None,
+        _namespace: str = names.NAMES,
     ) -> None:
         if name is not None or _meta is None and _id is None:
             check_name(name)
         self.name = name
+        # A handle opened by name stays valid while the name names its volume; one opened
+        # by id (or an ephemeral one) while that volume exists (see _check_alive).
+        self._by_name = name is not None
+        self._namespace = _namespace
+        self._alive: AliveCheck | None = None
+        self._gone: str | None = None  # why, once _check_alive found the volume gone
         self._version = names.check_version(version)
         self._base_store, self.environment_name, self.store = _open(
             store, environment_name, create=create_if_missing
@@ -477,8 +484,62 @@ class Volume:
                     else:
                         self._meta = names.resolve(self.store, self.name)  # type: ignore[arg-type]
                 self._id = self._meta.id
+                self._alive, self._gone = AliveCheck(self.store), None
             names.check_version_matches(self._meta, self._version)
             return self._meta
+
+    def _check_alive(self, writer: Writer | None = None) -> None:
+        """Raise NotFoundError if this handle's volume is gone: deleted (by another process
+        or handle), an ephemeral one whose block ended, or, for a handle opened by name,
+        renamed and the name given to another volume. Looked up at most every
+        :data:`~jupyter_volume.objects.ALIVE_EVERY` seconds on S3 and every time on a
+        local folder (:class:`~jupyter_volume.objects.AliveCheck`), before every commit
+        and API read: a commit to a deleted volume used to report success and land under
+        no name, out of reach of every name and of gc, for good.
+
+        Found gone, ``writer``'s uploads are stopped and whatever this handle left under
+        the volume's prefix is deleted again, unless the volume lives on under another
+        name (renamed; its own gc reclaims them then).
+        """
+        meta = self._resolve()
+        if self._gone is not None:
+            raise NotFoundError(self._gone)  # it never comes back
+        alive = self._alive
+        if alive is None:
+            alive = self._alive = AliveCheck(self.store)
+        now = time.monotonic()
+        if not alive.due(now):
+            return
+        s = self.store
+        first = _repository(s, meta.id)._log_key(0)  # gc never deletes commit records
+        if meta.name is None:  # ephemeral: alive while its lease is (deleted last)
+            ok = s.exists(names.EPHEMERAL_PREFIX + meta.id)
+        elif self._by_name:
+            try:
+                ok = names.resolve(s, meta.name, namespace=self._namespace).id == meta.id
+            except NotFoundError:
+                ok = False
+        else:
+            ok = s.exists(first)
+        if ok:
+            alive.seen(now)
+            return
+        if writer is not None:
+            writer.abort()
+        if not s.exists(first):
+            names._delete_objects(s, meta.id)  # what we wrote after the deletion's sweep
+        if meta.name is None:
+            what = f"ephemeral volume {meta.id}"
+            how = "its block ended or it was deleted"
+        else:
+            what = f"volume {meta.name!r}"
+            how = "it was deleted, or renamed and the name given to another volume"
+        self._gone = (
+            f"{what} no longer exists as this handle opened it ({how}): nothing was "
+            "read or written through it; open it again"
+            + (f" with Volume.from_name({meta.name!r})" if meta.name is not None else "")
+        )
+        raise NotFoundError(self._gone)
 
     @aio
     def hydrate(self, client: Any = None) -> Volume:
@@ -583,6 +644,7 @@ class Volume:
         return rec
 
     def _root(self, at: int | None) -> str:
+        self._check_alive()
         repo = self._repo
         if at is not None:
             return self._record(at).root
@@ -819,6 +881,7 @@ class Volume:
         writer: Writer | None = None,
         **kw: Any,
     ) -> CommitInfo | None:
+        self._check_alive(writer)
         rec, _stats = self._repo.commit(changes, message=message, writer=writer, **kw)
         if rec is None:
             return None

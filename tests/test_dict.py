@@ -438,9 +438,9 @@ def test_a_handle_on_a_deleted_dict_fails_and_leaves_nothing_behind(
 ) -> None:
     # Writes through a handle whose Dict was deleted elsewhere used to "succeed" into
     # objects no Dict owns (kept for good), also after a new Dict took the name.
-    from jupyter_volume import dicts
+    import jupyter_volume.objects
 
-    monkeypatch.setattr(dicts, "ALIVE_EVERY", 0.2)  # S3 checks at most this often
+    monkeypatch.setattr(jupyter_volume.objects, "ALIVE_EVERY", 0.2)  # S3 checks at most this often
     d = Dict.from_name("jobs", create_if_missing=True, store=store)
     d["a"] = 1
     old_id = d.object_id

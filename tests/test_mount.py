@@ -222,6 +222,28 @@ def test_unmount_commits_and_leaves_files(vol: Volume, tmp_path: Path) -> None:
     assert read(vol, "k.txt") == b"kept"
 
 
+def test_a_mount_of_a_volume_deleted_elsewhere_commits_nothing_and_says_so(
+    vol: Volume, tmp_path: Path, child_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its commits used to "succeed" into the deleted volume's prefix: under no name,
+    # never collected, the files' owner told they were saved.
+    from jupyter_volume import NotFoundError, objects
+
+    monkeypatch.setattr(objects, "ALIVE_EVERY", 0.0)  # S3 looks at most every 2 s
+    (tmp_path / "mnt").mkdir()
+    m = vol.mount(tmp_path / "mnt", background=False)
+    vol_id = vol.object_id
+    finish(py("from jupyter_volume import Volume; Volume.objects.delete('vol')", child_env))
+    (tmp_path / "mnt/results.bin").write_bytes(os.urandom(300_000))
+    with pytest.raises(NotFoundError, match="volume 'vol' no longer exists"):
+        m.commit()
+    with pytest.raises(NotFoundError, match="unmounted without committing"):
+        m.unmount()  # ends the mount (no retry can ever commit), never stays stuck
+    assert repr(m).endswith("(unmounted)>")
+    assert (tmp_path / "mnt/results.bin").stat().st_size == 300_000  # kept locally
+    assert list(vol.store.list(f"vols/{vol_id}/")) == []  # nothing left behind
+
+
 def test_reload_keeps_uncommitted_local_edits(vol: Volume, tmp_path: Path) -> None:
     """A reload never overwrites a local file it could not commit first."""
     with vol.batch_upload() as b:

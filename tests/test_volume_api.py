@@ -242,6 +242,57 @@ def test_vol_delete(store: Store) -> None:
         vol.delete()
 
 
+def test_a_handle_on_a_deleted_volume_fails_and_leaves_nothing_behind(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A handle used once kept working after another process deleted its volume: its
+    # commits "succeeded" into objects under no name (out of reach of every name and of
+    # gc, for good), and it listed files that no longer existed.
+    from jupyter_volume import names, objects
+
+    monkeypatch.setattr(objects, "ALIVE_EVERY", 0.2)  # S3 looks at most this often
+    name = _name()
+    vol = Volume.from_name(name, store=store, create_if_missing=True)
+    put(vol, {"a.txt": b"first"})
+    vol_id = vol.object_id
+    names.delete(store, name)  # as another process deletes it (no mount here to detach)
+    time.sleep(0.3)  # past the interval on S3; a local folder looks every time
+    with pytest.raises(NotFoundError, match=f"volume '{name}' no longer exists") as info:
+        put(vol, {"results.bin": rand(300 * KiB)})  # big enough to upload a pack first
+    assert isinstance(info.value, FileNotFoundError)
+    assert keys(store, f"vols/{vol_id}/") == []  # its upload was swept, nothing published
+    for call in (lambda: vol.listdir("/"), lambda: read(vol, "a.txt"), lambda: vol.mkdir("d")):
+        with pytest.raises(NotFoundError, match="no longer exists"):
+            call()
+    assert keys(store, f"vols/{vol_id}/") == []
+
+    # renamed, and the name given to another volume: the handle by name refuses, the
+    # renamed volume is untouched; a handle by id follows the volume, as ids are stable
+    old = Volume.from_name(name, store=store, create_if_missing=True)
+    put(old, {"a.txt": b"old"})
+    by_id = Volume.from_id(old.object_id, store=store)
+    assert read(by_id, "a.txt") == b"old"
+    Volume.rename(name, name + "-x", store=store)
+    Volume.objects.create(name, store=store)
+    time.sleep(0.3)
+    with pytest.raises(NotFoundError, match="renamed"):
+        put(old, {"b.txt": b"lost?"})
+    assert Volume.from_name(name, store=store).listdir("/") == []
+    renamed = Volume.from_name(name + "-x", store=store)
+    assert paths(renamed.listdir("/")) == ["a.txt"]
+    put(by_id, {"c.txt": b"by id"})
+    assert paths(renamed.listdir("/")) == ["a.txt", "c.txt"]
+
+    # an ephemeral volume's handle after its block
+    with Volume.ephemeral(store=store) as eph:
+        put(eph, {"x.txt": b"x"})
+        eph_id = eph.object_id
+    time.sleep(0.3)
+    with pytest.raises(NotFoundError, match=f"ephemeral volume {eph_id} no longer exists"):
+        put(eph, {"y.bin": rand(300 * KiB)})
+    assert keys(store, f"vols/{eph_id}/") == []
+
+
 # -- listing -----------------------------------------------------------------------------
 
 MTIME = 1_600_000_000
