@@ -735,7 +735,10 @@ class Volume:
                     break
                 base_parts.append(part)
             base = "/".join(base_parts)
-            rx = _glob_regex(p)
+            # the base is a folder named literally (found by lookup): `d[1]/*.txt` lists
+            # the folder d[1], so its name is matched as itself, not as a pattern
+            rest = p[len(base) + 1 :] if base else p
+            rx = re.compile((re.escape(base + "/") if base else "") + _glob_regex(rest).pattern)
             be = repo.lookup(base, root)
             if be is None or be.kind != DIR:
                 return
@@ -1076,7 +1079,7 @@ class Volume:
         for p in wanted:
             if not p:
                 raise InvalidError(
-                    "cannot remove the volume root; use self.delete() to delete the volume"
+                    "cannot remove the volume root; use vol.delete() to delete the volume"
                 )
             e = repo.lookup(p, root)
             if e is None:

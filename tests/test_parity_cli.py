@@ -125,6 +125,51 @@ def test_volume_get(run: Run, tmp_path: Path, capsysbinary: pytest.CaptureFixtur
     assert (tmp_path / "everything" / "data" / "sub" / "2.txt").read_bytes() == b"two\n"
 
 
+def test_volume_get_names_with_question_marks_and_brackets(run: Run, tmp_path: Path) -> None:
+    # As in `ls` and the API (and Modal), only a `*` makes a glob: `get v 'why?.md'
+    # copy.md` used to make a folder copy.md holding why?.md.
+    run("create", "vol")
+    (tmp_path / "src.txt").write_bytes(b"hello")
+    run("put", "vol", "src.txt", "why?.md")
+    run("put", "vol", "src.txt", "a[1].txt")
+    run("put", "vol", "src.txt", "d[1]/x.txt")
+    run("get", "vol", "why?.md", "copy.md")
+    assert (tmp_path / "copy.md").read_bytes() == b"hello"
+    run("get", "vol", "a[1].txt", "other.txt")
+    assert (tmp_path / "other.txt").read_bytes() == b"hello"
+    run("get", "vol", "d[1]/*.txt", "globbed")  # the glob's base is the folder d[1]
+    assert (tmp_path / "globbed" / "x.txt").read_bytes() == b"hello"
+
+
+def test_options_between_positionals(run: Run, tmp_path: Path) -> None:
+    # As Modal's click CLI (and cp, ls, rm) take them; argparse used to refuse the
+    # positional after the option ("unrecognized arguments").
+    run("create", "vol")
+    (tmp_path / "f.txt").write_bytes(b"v1")
+    run("put", "vol", "f.txt", "docs/")
+    (tmp_path / "f.txt").write_bytes(b"v2")
+    run("put", "vol", "f.txt", "-f", "docs/")
+    assert run("get", "vol", "docs/f.txt", "-")[0] == b"v2"
+    assert run("ls", "vol", "-r", "docs")[0] == b"docs/f.txt\n"
+    run("get", "vol", "docs/f.txt", "-f", "out.txt")
+    assert (tmp_path / "out.txt").read_bytes() == b"v2"
+    diff = json.loads(run("diff", "vol", "--json", "1", "2")[0])
+    assert [(d["path"], d["change"]) for d in diff] == [("docs/f.txt", "modified")]
+    run("cp", "vol", "-r", "docs", "copy")
+    assert run("ls", "vol", "copy")[0] == b"copy/f.txt\n"
+    assert "unrecognized arguments: b" in run("ls", "vol", "a", "b", rc=2)[1]
+
+
+def test_errors_speak_of_the_command_line_not_python(run: Run, tmp_path: Path) -> None:
+    run("create", "vol")
+    (tmp_path / "f.txt").write_bytes(b"x")
+    err = run.err("rm", "vol", "/", "-r", rc=2)
+    assert "`delete` command" in err and "vol.delete()" not in err
+    err = run.err("put", "vol", "f.txt", "", rc=2)
+    assert err.endswith("REMOTE '' must name a file in the volume, not its root '/'"), err
+    assert "remote_path" not in err
+
+
 def test_volume_get_to_a_closed_stdout(tmp_path: Path) -> None:
     store = tmp_path / "s"
     with Volume.from_name("c", create_if_missing=True, store=str(store)).batch_upload() as b:

@@ -1110,6 +1110,10 @@ def test_ranged_reads_stat_and_names_with_glob_characters(vol: Volume) -> None:
     assert [e.path for e in vol.listdir("a[1].txt")] == ["a[1].txt"]
     assert [e.path for e in vol.listdir("why?.md")] == ["why?.md"]
     assert sorted(e.path for e in vol.listdir("*.txt")) == ["a[1].txt"]
+    # the folder a glob lists from is named literally (it was matched as a pattern: empty)
+    put(vol, {"d[1]/x.txt": b"x", "d1/y.txt": b"y"})
+    assert [e.path for e in vol.listdir("d[1]/*.txt")] == ["d[1]/x.txt"]
+    assert [e.path for e in vol.listdir("d[1]/**")] == ["d[1]/x.txt"]
     assert vol.stat("big.bin").size == len(big) and vol.stat("/").type == FileEntryType.DIRECTORY
     with pytest.raises(NotFoundError):
         vol.stat("nope")

@@ -116,7 +116,11 @@ def is_user_error(exc: BaseException) -> bool:
 
 
 # The API's messages name its keyword arguments; a command line names its options.
-_API_TO_OPTIONS = (("pass force=True", "use --force"), ("pass recursive=True", "use -r"))
+_API_TO_OPTIONS = (
+    ("pass force=True", "use --force"),
+    ("pass recursive=True", "use -r"),
+    ("use vol.delete() to delete the volume", "use the `delete` command to delete the volume"),
+)
 
 
 def one_line(exc: BaseException) -> str:

@@ -152,6 +152,8 @@ def cmd_put(a: argparse.Namespace, ctx: Context) -> Result:
     if remote.endswith("/"):
         base = local.name or local.resolve().name
         remote = remote + base
+    if not local.is_dir() and not normalize_path(remote):
+        raise UsageError(f"REMOTE {a.remote!r} must name a file in the volume, not its root '/'")
     vol = ctx.volume(a.name)
     try:
         files, size = _local_totals(local)
@@ -199,9 +201,13 @@ def cmd_put(a: argparse.Namespace, ctx: Context) -> Result:
 
 
 def _glob_base(norm: str) -> str:
+    """The folder a glob is listed from: its parts before the first with a ``*``, the rule
+    of :meth:`Volume.iterdir` (``?`` and ``[`` alone are parts of a name)."""
+    from ..volume import _has_glob
+
     parts = []
     for part in norm.split("/"):
-        if any(ch in part for ch in "*?["):
+        if _has_glob(part):
             break
         parts.append(part)
     return "/".join(parts)
@@ -212,11 +218,11 @@ def _download_plan(
 ) -> tuple[list[tuple[FileEntry, Path]], Path]:
     """Which entries go to which local paths, and the local path that REMOTE becomes."""
     from ..names import normalize_path
-    from ..volume import FileEntryType
+    from ..volume import FileEntryType, _has_glob
 
     norm = normalize_path(remote)
     entries = list(vol.iterdir(remote, recursive=True, at=at))
-    if any(ch in norm for ch in "*?["):
+    if _has_glob(norm):  # as iterdir decides: 'why?.md' and 'a[1].txt' are names
         if not entries:
             raise NotFoundError(f"nothing in volume {vol.name!r} matches {remote}")
         base = _glob_base(norm)

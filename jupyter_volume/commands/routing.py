@@ -44,10 +44,32 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so the magic can turn errors into UsageError."""
 
     subcommands: dict[str, argparse.ArgumentParser]
+    #: Options may come between positionals (`put v f.txt -f docs/`, as Modal's click
+    #: CLI and `cp`/`ls` take them); set on subcommands without an ``...`` remainder.
+    intermixed = False
+    _in_intermixed = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's, but intermixed (see :attr:`intermixed`): plain argparse gives
+        the first run of positionals to the optional ones' defaults, and then refuses
+        the positional after the option as an unrecognized argument."""
+        if not self.intermixed or self._in_intermixed:
+            return super().parse_known_args(args, namespace)
+        self._in_intermixed = True  # it calls parse_known_args itself, twice
+        saved = self.usage
+        if saved is None:
+            # argparse keeps the formatted usage meanwhile, which is formatted again with
+            # %-substitution: the magic's "%volume" must stay literal
+            self.usage = self.format_usage().removeprefix("usage: ").rstrip().replace("%", "%%")
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self.usage = saved
+            self._in_intermixed = False
 
     def error(self, message: str) -> Any:
         raise UsageError(f"{message} (see {self.prog} --help)", self.format_usage(), self.prog)
@@ -147,6 +169,8 @@ def build_parser(frontend: str = "cli") -> _Parser:
         parser.subcommands[cmd.name] = sp
         for a in cmd.args:
             sp.add_argument(*a.args, **a.kwargs)
+        # `dict`/`nfs` pass `...` on to their actions, which parse it themselves
+        sp.intermixed = not any(a.kwargs.get("nargs") == argparse.REMAINDER for a in cmd.args)
         sp.add_argument(
             "--store",
             metavar="URL",
