@@ -83,6 +83,12 @@ __all__ = ["DEFAULT_IGNORE", "Mount", "MountStatus", "mounts"]
 
 DEFAULT_IGNORE = [".ipynb_checkpoints/", "__pycache__/", "*.swp", "*.swo", "*~", ".#*", ".~*"]
 TMP_PREFIX = ".jv-tmp-"
+#: The exact names of the mount's own temporary files (a reload writes each file, and
+#: makes each link, under such a name and renames it into place): ``.jv-tmp-`` and 16 hex
+#: digits, a dash and a counter (files), or 32 hex digits (links). Only these are never
+#: committed, and removed when a later mount finds them left by a crash; any other name
+#: starting with ``.jv-tmp-`` is the user's, committed like any file.
+_TMP_NAME = re.compile(r"\.jv-tmp-(?:[0-9a-f]{16}-[0-9]+|[0-9a-f]{32})")
 SMALL_FILE = 4 << 20  # files up to this size are fetched in cross-file coalesced batches
 BATCH_BYTES = 64 << 20
 MOUNT_BATCH_PATHS = 100_000  # a fresh mount materializes this many paths at a time
@@ -169,6 +175,11 @@ class MountStatus:
         if self.last_error:
             lines.append(f"  last background commit failed: {self.last_error}")
         return "\n".join(lines)
+
+
+def _is_tmp_name(name: str) -> bool:
+    """True if ``name`` is one the mount gives its own temporary files (see _TMP_NAME)."""
+    return name.startswith(TMP_PREFIX) and _TMP_NAME.fullmatch(name) is not None
 
 
 def _sig(st: os.stat_result | _Stat) -> tuple[int, int, int, int]:
@@ -776,7 +787,7 @@ class Mount:
     # -- scanning ---------------------------------------------------------------------------------------
     def _ignored(self, rel: str, is_dir: bool) -> bool:
         name = rel.rsplit("/", 1)[-1]
-        if name.startswith(TMP_PREFIX):
+        if _is_tmp_name(name):
             return True
         plain, dirs = _ignore_matchers(tuple(self.ignore))
         if plain is not None and (plain(name) or plain(rel)):
@@ -826,7 +837,7 @@ class Mount:
                     rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
                     if (
                         leftovers is not None
-                        and de.name.startswith(TMP_PREFIX)
+                        and _is_tmp_name(de.name)
                         and not de.is_dir(follow_symlinks=False)
                     ):
                         leftovers.append(rel)

@@ -214,6 +214,32 @@ def test_remount_commits_leftover_edits(
     m.unmount()
 
 
+def test_a_user_file_named_like_a_temporary_file_is_committed_and_kept(
+    vol: Volume, tmp_path: Path
+) -> None:
+    """Only the exact names the mount gives its own temporary files are its own: a user
+    file whose name merely starts with ``.jv-tmp-`` is committed like any file and
+    survives the next mount, which removes only a leftover of the mount's own shape."""
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    (mnt / "sub").mkdir()
+    (mnt / "sub/.jv-tmp-notes.md").write_text("three hours of notes")
+    (mnt / ".jv-tmp-0123456789abcdef").write_text("a short hex name")
+    assert m.status().added == [".jv-tmp-0123456789abcdef", "sub", "sub/.jv-tmp-notes.md"]
+    m.commit()
+    m.unmount()
+    # what a reload cut off by a crash leaves: a temporary file of the mount's own shape
+    (mnt / "sub/.jv-tmp-0123456789abcdef-7").write_bytes(b"half a download")
+    m = vol.mount(mnt, background=False)
+    assert (mnt / "sub/.jv-tmp-notes.md").read_text() == "three hours of notes"
+    assert (mnt / ".jv-tmp-0123456789abcdef").read_text() == "a short hex name"
+    assert not (mnt / "sub/.jv-tmp-0123456789abcdef-7").exists()
+    assert read(vol, "sub/.jv-tmp-notes.md") == b"three hours of notes"
+    assert ".jv-tmp-0123456789abcdef-7" not in [e.path for e in vol.listdir("sub")]
+    assert m.status().clean
+    m.unmount()
+
+
 def test_unmount_commits_and_leaves_files(vol: Volume, tmp_path: Path) -> None:
     m = vol.mount(tmp_path / "mnt", background=False)
     (tmp_path / "mnt/k.txt").write_text("kept")
