@@ -23,6 +23,7 @@ it; never IPython.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -148,15 +149,21 @@ class VolumeConfig(Configurable):
     @validate("commit_interval")
     def _check_interval(self, proposal: dict[str, Any]) -> float:
         value = float(proposal["value"])
-        if value <= 0:
-            raise TraitError("VolumeConfig.commit_interval must be a positive number of seconds")
+        if not (value > 0 and math.isfinite(value)):
+            raise TraitError(
+                "VolumeConfig.commit_interval must be a positive, finite number of seconds, "
+                f"not {value!r}"
+            )
         return value
 
     @validate("settle_interval", "settle_max_wait")
     def _check_settle(self, proposal: dict[str, Any]) -> float:
         value = float(proposal["value"])
-        if value < 0:
-            raise TraitError(f"VolumeConfig.{proposal['trait'].name} must be 0 or more seconds")
+        if not (value >= 0 and math.isfinite(value)):
+            raise TraitError(
+                f"VolumeConfig.{proposal['trait'].name} must be 0 or more seconds (finite), "
+                f"not {value!r}"
+            )
         return value
 
     @validate("snapshot_groups")

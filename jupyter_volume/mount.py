@@ -27,6 +27,7 @@ import fnmatch
 import functools
 import itertools
 import json
+import math
 import os
 import random
 import re
@@ -513,8 +514,11 @@ class Mount:
         opts = getattr(volume, "_mount_options", None)
         self.sub_path: str = (opts.sub_path or "") if opts is not None else ""
         self.interval = float(interval if interval is not None else cfg.get("commit_interval", 5.0))
-        if self.interval <= 0:
-            raise InvalidError("the commit interval must be a positive number of seconds")
+        if not (self.interval > 0 and math.isfinite(self.interval)):
+            raise InvalidError(
+                "the commit interval must be a positive, finite number of seconds, "
+                f"not {self.interval!r} (background=False commits only when asked)"
+            )
         self.ignore = list(
             ignore if ignore is not None else cfg.get("ignore_patterns", DEFAULT_IGNORE)
         )
@@ -2259,7 +2263,9 @@ class Mount:
                 # files were deferred because they were still changing: look again as
                 # soon as they may have settled, not a whole interval later
                 delay = min(delay, max(self._retry_after, 0.05))
-            self._wake.wait(delay + random.uniform(0, 0.1 * delay))
+            # capped: a longer wait (an interval of 1e10 s) raises OverflowError, which
+            # would end this thread and every background and after-cell commit with it
+            self._wake.wait(min(delay + random.uniform(0, 0.1 * delay), threading.TIMEOUT_MAX))
             self._wake.clear()
             if self._stop.is_set():
                 break

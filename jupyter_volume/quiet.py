@@ -45,6 +45,7 @@ Layer: uses only the standard library and :mod:`jupyter_volume.errors`.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import signal
 import stat
@@ -139,10 +140,10 @@ class Policy:
     groups: tuple[str, ...] = tuple(DEFAULT_GROUP_PATTERNS)
 
     def __post_init__(self) -> None:
-        if self.settle < 0:
-            raise InvalidError("the settle interval must be 0 or more seconds")
-        if self.max_wait < 0:
-            raise InvalidError("the settle wait limit must be 0 or more seconds")
+        if not (self.settle >= 0 and math.isfinite(self.settle)):
+            raise InvalidError("the settle interval must be 0 or more seconds (finite)")
+        if not (self.max_wait >= 0 and math.isfinite(self.max_wait)):
+            raise InvalidError("the settle wait limit must be 0 or more seconds (finite)")
         Groups(self.groups)  # refuses bad patterns now, not at the first commit
 
 

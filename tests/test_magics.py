@@ -205,6 +205,8 @@ def test_user_mistakes_are_usage_errors(shell: Any, env: str) -> None:
     assert "jupyter volume shell" in refused(shell, "shell vol")
     assert "cannot split" in refused(shell, 'ls "unclosed')
     assert "positive number" in refused(shell, "mount vol --interval 0")
+    for endless in ("inf", "nan", "1e400"):  # no thread can wait that long
+        assert "not a finite number" in refused(shell, f"mount vol --interval {endless}")
     # in a cell: one line on stderr, no traceback
     with capture_output() as cap:
         result = shell.run_cell("%volume ls nope")

@@ -85,6 +85,24 @@ def test_groups_tie_a_database_to_its_log_and_a_file_to_its_temp_siblings() -> N
         VolumeConfig(settle_interval=-1)
 
 
+def test_an_endless_interval_or_wait_is_refused_where_it_is_set() -> None:
+    """No thread can wait forever (it ends with OverflowError), so an infinite or NaN
+    commit interval, settle interval or settle wait is refused in the config and by
+    the policy, naming the setting."""
+    from traitlets import TraitError
+
+    from jupyter_volume.config import VolumeConfig
+
+    for endless in (float("inf"), float("nan")):
+        for name in ("commit_interval", "settle_interval", "settle_max_wait"):
+            with pytest.raises(TraitError, match=f"{name} must .*finite"):
+                VolumeConfig(**{name: endless})
+        with pytest.raises(InvalidError, match="finite"):
+            Policy(settle=endless)
+        with pytest.raises(InvalidError, match="finite"):
+            Policy(max_wait=endless)
+
+
 HOLDER = """
 import os, sys, time
 path, how, ready = sys.argv[1], sys.argv[2], sys.argv[3]
