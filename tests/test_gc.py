@@ -89,6 +89,11 @@ def test_tagged_commits_survive_every_policy(store) -> None:
         vol.tag(seqs[2], "best")
     with pytest.raises(InvalidError):
         vol.tag(seqs[2], "../bad")
+    # digits only: volume://v@1/ means commit 1, so tag "1" could never be reached
+    with pytest.raises(InvalidError, match="@1 means commit 1"):
+        vol.tag(seqs[2], "1")
+    vol.tag(seqs[2], "v1")  # a digit and a letter is a name
+    vol.untag("v1")
     policies = [
         dict(keep_last=1),
         dict(keep_within="1s"),

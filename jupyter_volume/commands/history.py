@@ -279,7 +279,11 @@ def cmd_retention(a: argparse.Namespace, ctx: Context) -> Result:
     "tag a commit so that gc always keeps it",
     NAME,
     commit_arg("the commit to tag"),
-    arg("tag", metavar="TAG", help="the tag's name (letters, digits, '.', '_', '-')"),
+    arg(
+        "tag",
+        metavar="TAG",
+        help="the tag's name (letters, digits, '.', '_', '-'; not digits only: @N is commit N)",
+    ),
     flag("--force", help="move the tag if it exists"),
 )
 def cmd_tag(a: argparse.Namespace, ctx: Context) -> Result:

@@ -144,9 +144,15 @@ def set_tag(repo: Repository, seq: int, name: str, *, force: bool = False) -> No
     """Tag commit ``seq`` as ``name``; tagged commits survive every policy."""
     from ..names import NAME_RE
 
-    if not NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidError(
             f"invalid tag name {name!r}: 1-64 letters, digits, '.', '_', '-', starting with a letter or digit"
+        )
+    if name.isdigit():
+        # `VOLUME@N` (URLs, `at=`) means commit N: such a tag could never be named there
+        raise InvalidError(
+            f"invalid tag name {name!r}: a tag name needs a character other than a digit, "
+            f"since @{name} means commit {int(name)}"
         )
     rec = repo.record(seq)
     if repo.is_expired(seq):
