@@ -244,7 +244,7 @@ def _callback(bar: Any) -> Callable[..., None] | None:
 
 
 def _write_link(vol: Volume, e: FileEntry, target: Path, at: int | None) -> None:
-    _p, entry = vol._entry(e.path, at)
+    _p, entry = vol._entry(e.path, at, through_links=True)
     link_to = entry.target
     if link_to is None:  # listed as a link, so the tree says so; never guess a target
         raise InvalidError(f"{vol.name}:/{e.path} is a symbolic link without a target")

@@ -704,30 +704,68 @@ class Volume:
         assert fe is not None
         return final, fe
 
-    def _entry(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
+    def _entry(
+        self,
+        path: str | bytes,
+        at: int | None = None,
+        *,
+        through_links: bool = False,
+        follow: bool = False,
+    ) -> tuple[str, Entry]:
+        """``(normalized path, entry)`` of ``path``; NotFoundError if there is none.
+
+        ``through_links`` (reads): symbolic links in the parts *before* the last are
+        resolved inside the volume, as :meth:`read_file` does (``src/link/f`` with
+        ``src/link -> real`` is ``src/real/f``); the last part is not, so a link is
+        described as itself. ``follow``: the last part too, giving the entry of what a
+        link points at (as POSIX ``stat``; a link out of the volume raises InvalidError).
+        The path returned is always the one asked for. Writes pass neither: they name
+        stored paths.
+        """
         p = normalize_path(path)
-        e = self._repo.lookup(p, self._root(at))
+        repo = self._repo
+        root = self._root(at)
+        e = repo.lookup(p, root)
+        if e is None and (through_links or follow) and "/" in p:
+            parent, name = p.rsplit("/", 1)
+            try:
+                rp, pe = self._follow(parent, at)
+            except NotFoundError:
+                pe = None
+            if pe is not None and pe.kind == DIR:
+                e = repo.lookup(_join_path(rp, name), root)
         if e is None:
             where = f" at commit {at}" if at is not None else ""
             raise NotFoundError(
                 f"no such file or folder in volume {self.name!r}{where}: {p or '/'}"
             )
+        if follow and e.kind == LINK:
+            _rp, e = self._follow(p, at)
         return p, e
 
     @aio
     def iterdir(
-        self, path: str = "/", *, recursive: bool = True, at: int | None = None
+        self,
+        path: str = "/",
+        *,
+        recursive: bool = True,
+        at: int | None = None,
+        glob: bool = True,
     ) -> Iterator[FileEntry]:
         """Yield the entries under ``path``.
 
-        A folder yields its contents (all levels when ``recursive``); a file yields just
-        itself; a glob (``*``, ``?``, ``[..]``, ``**``) yields every matching file and
-        folder. Paths are relative to the volume root. ``at`` reads an older commit.
+        A folder yields its contents (all levels when ``recursive``); a file (or a
+        symbolic link) yields just itself; a glob (a path with ``*``; then ``?``,
+        ``[..]`` and ``**`` match too) yields every matching file and folder. With
+        ``glob=False`` the path is always a name, also one with ``*`` in it (a folder
+        named ``run*1``). Links in the parts before the last are resolved inside the
+        volume, as :meth:`read_file` does. Paths are relative to the volume root, as
+        asked for. ``at`` reads an older commit.
         """
         p = normalize_path(path)
         repo = self._repo
-        root = self._root(at)
-        if _has_glob(p):
+        if glob and _has_glob(p):
+            root = self._root(at)
             parts = p.split("/")
             base_parts: list[str] = []
             for part in parts:
@@ -746,12 +784,7 @@ class Volume:
                 if rx.match(sub):
                     yield FileEntry._of(sub, e)
             return
-        e = repo.lookup(p, root)
-        if e is None:
-            where = f" at commit {at}" if at is not None else ""
-            raise NotFoundError(
-                f"no such file or folder in volume {self.name!r}{where}: {p or '/'}"
-            )
+        p, e = self._entry(p, at, through_links=True)
         if e.kind != DIR:
             yield FileEntry._of(p, e)
             return
@@ -765,10 +798,11 @@ class Volume:
 
     @aio
     def listdir(
-        self, path: str = "/", *, recursive: bool = False, at: int | None = None
+        self, path: str = "/", *, recursive: bool = False, at: int | None = None, glob: bool = True
     ) -> list[FileEntry]:
-        """The entries under ``path`` as a list (see :meth:`iterdir`; not recursive by default)."""
-        return list(self.iterdir(path, recursive=recursive, at=at))
+        """The entries under ``path`` as a list (see :meth:`iterdir`; not recursive by
+        default; ``glob=False`` lists a path with ``*`` in it as a name)."""
+        return list(self.iterdir(path, recursive=recursive, at=at, glob=glob))
 
     @aio(kind="iter")
     def read_file(
@@ -839,9 +873,18 @@ class Volume:
         return reader if mode == "rb" else io.TextIOWrapper(reader, encoding="utf-8")
 
     @aio
-    def stat(self, path: str | bytes, *, at: int | None = None) -> FileEntry:
-        """The :class:`FileEntry` of one path (never a glob); NotFoundError if missing."""
-        p, e = self._entry(path, at)
+    def stat(
+        self, path: str | bytes, *, at: int | None = None, follow_symlinks: bool = False
+    ) -> FileEntry:
+        """The :class:`FileEntry` of one path (never a glob); NotFoundError if missing.
+
+        Links in the parts before the last are resolved inside the volume (as
+        :meth:`read_file` does). A link itself is described as a link unless
+        ``follow_symlinks``: then as what it points at (type, size, times; the path
+        stays the one asked for), as POSIX ``stat`` does; a link out of the volume, or
+        a loop, raises InvalidError, one to nothing NotFoundError.
+        """
+        p, e = self._entry(path, at, through_links=True, follow=follow_symlinks)
         if not p:
             kids = self._repo.trees.entries(e.tree)  # type: ignore[arg-type]
             return FileEntry("", FileEntryType.DIRECTORY, 0, sum(x.size for x in kids))
@@ -975,6 +1018,11 @@ class Volume:
                         changes[f"{target}/{sub}"] = "dir"
             elif se.kind != DIR and te is not None and te.kind == DIR:
                 raise InvalidError(f"cannot overwrite folder {target} with file {sp}")
+            elif se.kind == DIR and te is not None:
+                # as `cp -r d h.txt` ("cannot overwrite non-directory"); it replaced the file
+                raise AlreadyExistsError(
+                    f"cannot overwrite file {target} with folder {sp} in volume {self.name!r}"
+                )
             else:
                 changes[target] = se
         self._commit_changes(
@@ -1113,13 +1161,17 @@ class Volume:
     def history(
         self, limit: int | None = None, *, include_expired: bool = False
     ) -> list[CommitInfo]:
-        """Commits newest first (``limit`` of them), with what each added/modified/deleted.
+        """Commits newest first (``limit`` of them, >= 0), with what each added/modified/deleted.
 
         Commits expired by :meth:`gc` are left out unless ``include_expired``; the gc
         commits themselves say what they expired and when.
         """
         from .repository import gc
 
+        if limit is not None and (isinstance(limit, bool) or limit < 0):
+            raise InvalidError(f"limit must be None or a number >= 0, got {limit!r}")
+        if limit == 0:
+            return []
         repo = self._repo
         state = repo.gc_state(repo.head())
         by_seq: dict[int, list[str]] = {}
@@ -1138,7 +1190,12 @@ class Volume:
     # -- retention and garbage collection ---------------------------------------------------------
     @aio
     def tag(self, seq: int, name: str, *, force: bool = False) -> None:
-        """Tag commit ``seq`` as ``name``: tagged commits survive every retention policy."""
+        """Tag commit ``seq`` as ``name``: tagged commits survive every retention policy.
+
+        Names are 1-64 letters, digits, '.', '_' and '-', starting with a letter or digit,
+        and not digits only (``volume://v@2024/`` means commit 2024). InvalidError
+        otherwise; AlreadyExistsError for an existing tag unless ``force`` (moves it).
+        """
         from .repository import gc
 
         gc.set_tag(self._repo, int(seq), name, force=force)
@@ -1286,8 +1343,9 @@ class Volume:
 
     @aio
     def du(self, path: str = "/", *, at: int | None = None) -> DiskUsage:
-        """Number of files and logical bytes under ``path``."""
-        p, e = self._entry(path, at)
+        """Number of files and logical bytes under ``path`` (links before its last part
+        are resolved inside the volume, as reads do)."""
+        p, e = self._entry(path, at, through_links=True)
         if e.kind == DIR:
             kids = self._repo.trees.entries(e.tree)  # type: ignore[arg-type]
             return DiskUsage(
@@ -1506,7 +1564,12 @@ class BatchUpload:
             raise InvalidError(
                 f"remote_path {remote_path!r} must refer to a file, not the volume root '/'"
             )
-        if remote_path.endswith("/") and local_name:
+        if remote_path.endswith("/"):
+            if not local_name:
+                # as Modal: a file object has no name to put into the folder
+                raise InvalidError(
+                    f"remote_path ({remote_path}) must refer to a file - cannot end with /"
+                )
             remote_path = remote_path + local_name
         p = normalize_path(remote_path)
         if p in self._changes:
@@ -1588,7 +1651,12 @@ class BatchUpload:
             raise NotFoundError(f"local folder {lp} does not exist")
         base = normalize_path(remote_path if isinstance(remote_path, str) else remote_path.decode())
         skipped: list[str] = []
-        for dirpath, dirs, files in os.walk(lp):
+        before = len(self._changes)
+
+        def unreadable(e: OSError) -> None:
+            raise e  # a folder that cannot be listed is an error, never "nothing there"
+
+        for dirpath, dirs, files in os.walk(lp, onerror=unreadable):
             rel = os.path.relpath(dirpath, lp)
             rel = "" if rel == "." else rel.replace(os.sep, "/")
             prefix = "/".join(x for x in (base, rel) if x)
@@ -1618,6 +1686,8 @@ class BatchUpload:
                     self.put_file(full, remote)
                 elif full.exists():
                     skipped.append(f"{full}: not a regular file, folder or link")
+        if base and len(self._changes) == before:
+            self._changes[self._target(base, None)] = "dir"  # an empty folder is kept too
         if skipped:
             import warnings
 

@@ -490,6 +490,12 @@ def test_copy_files_like_cp(tree_vol: Volume) -> None:
     assert read(vol, "big.bin") == big
     assert vol.history(1)[0].bytes_new == 0  # a copy shares the stored chunks
 
+    # a folder over a file is refused, as `cp -r d h.txt` does (it replaced the file)
+    seq = vol.seq
+    with pytest.raises(AlreadyExistsError, match="cannot overwrite file copy.bin with folder dir"):
+        vol.copy_files(["dir"], "copy.bin", recursive=True)
+    assert read(vol, "copy.bin") == big and vol.seq == seq
+
     vol.copy_files(["a.txt", "top.csv"], "dir")  # several sources into a folder
     assert read(vol, "dir/a.txt") == b"alpha"
     assert read(vol, "dir/top.csv") == b"1,2,3\n"
@@ -829,6 +835,9 @@ def test_history(hist_vol: tuple[Volume, dict[str, bytes]]) -> None:
     hist = vol.history()
     assert [h.seq for h in hist] == [3, 2, 1, 0]
     assert [h.seq for h in vol.history(limit=2)] == [3, 2]
+    assert vol.history(limit=0) == []  # it gave one commit
+    with pytest.raises(InvalidError, match="limit"):
+        vol.history(limit=-2)  # it gave one commit too
     assert [(h.added, h.modified, h.deleted) for h in hist[:3]] == [(0, 0, 1), (1, 1, 0), (3, 0, 0)]
     for h in hist[:3]:
         assert h.author == "ada"
@@ -1120,6 +1129,121 @@ def test_ranged_reads_stat_and_names_with_glob_characters(vol: Volume) -> None:
     seq = vol.seq
     put(vol, {"later": b"x"})
     assert vol.seq == seq + 1
+
+
+def test_uploads_keep_empty_folders_and_refuse_a_file_object_put_as_a_folder(
+    vol: Volume, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "outer" / "inner").mkdir(parents=True)
+    with vol.batch_upload() as batch:
+        batch.put_directory(tmp_path / "empty", "empty")  # the top folder itself was lost
+        batch.put_directory(tmp_path / "outer", "outer")
+    assert [(e.path, e.type) for e in vol.listdir("/", recursive=True)] == [
+        ("empty", FileEntryType.DIRECTORY),
+        ("outer", FileEntryType.DIRECTORY),
+        ("outer/inner", FileEntryType.DIRECTORY),
+    ]
+    # a file object has no name to put into a folder: as Modal, an error (it stored "data")
+    with pytest.raises(InvalidError, match="must refer to a file - cannot end with /"):
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(b"x"), "data/")
+    with pytest.raises(NotFoundError):
+        vol.stat("data")
+    src = tmp_path / "named.txt"
+    src.write_bytes(b"n")
+    with vol.batch_upload() as batch:
+        batch.put_file(src, "docs/")  # a path has a name: docs/named.txt, as documented
+    assert read(vol, "docs/named.txt") == b"n"
+
+
+def test_put_directory_of_a_folder_that_cannot_be_listed_raises(vol: Volume) -> None:
+    # os.walk dropped the PermissionError: nothing uploaded, nothing said, a job script
+    # believed its results were saved.
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.fail("this test changes its user to 'nobody' in a child: run it as root")
+    folder = Path(tempfile.mkdtemp(prefix="jv-unlistable-"))
+    folder.chmod(0o755)
+    (folder / "results").mkdir()
+    (folder / "results" / "run-1.csv").write_text("a,b\n")
+    (folder / "results").chmod(0o311)  # searchable, not listable
+    vol.listdir("/")  # the handle is resolved before the fork
+
+    def upload() -> int:
+        try:
+            with vol.batch_upload() as batch:
+                batch.put_directory(folder / "results", "results")
+        except PermissionError as e:
+            return 0 if "results" in str(e) else 5
+        return 4
+
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: user and group 65534, then the upload
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                code = upload()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        shutil.rmtree(folder)
+    assert os.waitstatus_to_exitcode(status) == 0, "put_directory raised no PermissionError"
+    assert vol.listdir("/") == []
+
+
+def test_links_in_the_middle_of_a_path_are_followed_by_every_read(
+    vol: Volume, tmp_path: Path
+) -> None:
+    # read_file followed src/link/f through src/link -> real; stat, listdir, du (and so
+    # `ls`, `get`) said "no such file".
+    src = tmp_path / "src"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "f.txt").write_bytes(b"12345")
+    (src / "link").symlink_to("real")
+    (src / "file-link").symlink_to("real/f.txt")
+    (src / "out").symlink_to("/etc")
+    with vol.batch_upload() as batch:
+        batch.put_directory(src, "src")
+    assert read(vol, "src/link/f.txt") == b"12345"
+    st = vol.stat("src/link/f.txt")
+    assert (st.path, st.type, st.size) == ("src/link/f.txt", FileEntryType.FILE, 5)
+    assert paths(vol.listdir("src/link/f.txt")) == ["src/link/f.txt"]
+    assert vol.du("src/link/f.txt").bytes == 5
+    # the last part is not followed: `ls link` shows the link itself ...
+    assert vol.stat("src/link").type == FileEntryType.SYMLINK
+    assert [(e.path, e.type) for e in vol.listdir("src/link")] == [
+        ("src/link", FileEntryType.SYMLINK)
+    ]
+    # ... unless asked, as POSIX stat does (fsspec's info describes a link's target)
+    assert vol.stat("src/link", follow_symlinks=True).type == FileEntryType.DIRECTORY
+    followed = vol.stat("src/file-link", follow_symlinks=True)
+    assert (followed.path, followed.type, followed.size) == ("src/file-link", FileEntryType.FILE, 5)
+    with pytest.raises(InvalidError, match="outside volume"):
+        vol.stat("src/out", follow_symlinks=True)
+    with pytest.raises(InvalidError, match="outside volume"):
+        vol.stat("src/out/passwd")  # never resolved on the local disk
+    with pytest.raises(NotFoundError):
+        vol.stat("src/link/missing.txt")
+    # writes name stored paths: never resolved through a link
+    with pytest.raises(NotFoundError):
+        vol.remove_file("src/link/f.txt")
+
+
+def test_a_name_with_a_star_lists_literally_with_glob_false(vol: Volume) -> None:
+    # fsspec globs by itself and must list a folder named `run*1` as that folder
+    put(vol, {"run*1/f.txt": b"1", "run-1/g.txt": b"22"})
+    assert paths(vol.listdir("run*1")) == ["run*1", "run-1"]  # a glob, as in Modal
+    assert paths(vol.listdir("run*1", glob=False)) == ["run*1/f.txt"]
+    assert paths(vol.listdir("run*1", glob=False, recursive=True)) == ["run*1/f.txt"]
+    assert paths(vol.iterdir("run*1/f.txt", glob=False)) == ["run*1/f.txt"]
+    with pytest.raises(NotFoundError):
+        vol.listdir("run*2", glob=False)
 
 
 def test_every_public_error_is_importable_from_the_package():
