@@ -565,7 +565,11 @@ class Mount:
         self._ipython: Any = None
         self._closed = False
         self._skipped: dict[str, str] = {}  # rel -> reason, as of the latest scans
-        self._warned_error: str | None = None
+        self._warned_error: str | None = None  # what a live folder last warned of
+        # background failures come in streaks (failures with no success between): the
+        # committer counts them, and a streak is warned of once, whatever its errors say
+        self._streak = 0
+        self._warned_streak = 0
         self._warned_skipped: frozenset[str] | None = None
 
         with _mounts_lock:
@@ -2223,18 +2227,16 @@ class Mount:
 
     def _warn_problems(self, errors: bool = True) -> None:
         """Warn about a failing background commit and about paths that are never
-        committed: each distinct error, and each distinct set of paths, once."""
+        committed: each failure streak once (the first error of failures with no success
+        between; its later errors, which often differ only by the object they name, are
+        in status()), and each distinct set of paths once."""
         err = self.last_error
-        if errors:
-            if err is None:
-                self._warned_error = None  # recovered: a new failure is news again
-            elif err != self._warned_error:
-                self._warned_error = err
-                warnings.warn(
-                    f"background commit of volume {self.volume.name!r} failed: {err} "
-                    "(it is retried; status() shows the last error)",
-                    stacklevel=3,
-                )
+        if errors and err is not None and self._streak != self._warned_streak:
+            self._warned_streak = self._streak
+            self._warn(
+                f"background commit of volume {self.volume.name!r} failed: {err} "
+                "(it is retried; status() shows the last error)"
+            )
         skipped = self._skipped
         if not skipped:
             self._warned_skipped = None
@@ -2247,9 +2249,27 @@ class Mount:
         shown = "; ".join(f"{_show(p)}: {skipped[p]}" for p in names[:10])
         if len(names) > 10:
             shown += f"; and {len(names) - 10} more (see status())"
-        warnings.warn(
-            f"volume {self.volume.name!r} at {self.path}: {len(names)} path(s) not committed: {shown}",
-            stacklevel=3,
+        self._warn(
+            f"volume {self.volume.name!r} at {self.path}: {len(names)} path(s) not committed: {shown}"
+        )
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        """Issue a warning of :meth:`_warn_problems`, attributed to jupyter_volume.
+
+        Not through ``warnings.warn``: from IPython's ``post_run_cell`` hook that names
+        a line of IPython's event dispatcher, and Python's default filter shows a text
+        from one line once, so a second failure streak with the same error (after a
+        recovery) would never be shown. The mount decides what is news; the warning
+        filters still apply (``filterwarnings("ignore", module="jupyter_volume")``).
+        """
+        warnings.warn_explicit(
+            message,
+            UserWarning,
+            filename="jupyter_volume",
+            lineno=0,
+            module="jupyter_volume.mount",
+            registry=None,  # a fresh registry: no "seen before" from earlier streaks
         )
 
     def _run_committer(self) -> None:
@@ -2281,6 +2301,8 @@ class Mount:
                 self._failures = 0
             except Exception as e:  # noqa: BLE001 - reported, retried, never fatal
                 self._failures += 1
+                if self.last_error is None:
+                    self._streak += 1  # the first failure since a commit went through
                 self.last_error = f"{type(e).__name__}: {e}"
 
     def _atexit(self) -> None:

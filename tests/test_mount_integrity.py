@@ -495,6 +495,85 @@ def test_background_failure_warns_once_per_error_and_clears(store: Any, tmp_path
         InteractiveShell.clear_instance()
 
 
+def test_a_store_whose_disk_is_full_warns_once_however_many_cells_save_files(
+    tmpfs: Path, tmp_path: Path
+) -> None:
+    """One cause, one warning: the store's full disk fails each background commit with
+    an error naming another pack (the files differ), and only the first is warned of
+    until a commit goes through; then nothing is lost."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from jupyter_volume.store.local import LocalStore
+
+    vol = Volume.lookup("v", create_if_missing=True, store=LocalStore(tmpfs / "store"))
+    shell = InteractiveShell.instance()
+    mnt = tmp_path / "mnt"
+    try:
+        shell.user_ns["vol"] = vol
+        shell.run_cell(f"m = vol.mount({str(mnt)!r}, interval=0.2)")
+        m = shell.user_ns["m"]
+        vfs = os.statvfs(tmpfs)
+        ballast = tmpfs / "ballast"
+        ballast.write_bytes(b"\0" * (vfs.f_bavail * vfs.f_frsize - (64 << 10)))
+        seen: set[str] = set()
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            for i in range(4):  # four cells, each saving a new result
+                shell.run_cell(
+                    f"import os; open({str(mnt / f'r{i}.bin')!r}, 'wb').write(os.urandom(300_000))"
+                )
+                _wait(
+                    lambda: m.last_error is not None and m.last_error not in seen,
+                    "the background commit of the new file to fail",
+                )
+                assert "No space left on device" in m.last_error, m.last_error
+                seen.add(m.last_error)
+            shell.run_cell("None")
+        assert len(seen) == 4  # four errors, each naming another pack
+        failed = [str(w.message) for w in rec if "background commit" in str(w.message)]
+        assert len(failed) == 1, failed
+        assert "No space left on device" in failed[0]
+        ballast.unlink()
+        _wait(lambda: m.last_error is None, "the mount to recover")
+        assert sorted(e.path for e in fresh(vol).listdir("/")) == [f"r{i}.bin" for i in range(4)]
+        shell.run_cell("m.unmount()")
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_a_failure_after_a_recovery_is_warned_again(store: Any, tmp_path: Path) -> None:
+    """Each failure streak is news, even with the very error of the one before: with
+    Python's default warning filter, the second store outage is shown after a cell as
+    the first was, named as jupyter_volume's (not as a line of IPython)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    fs = FailingStore(store)
+    vol = Volume.lookup("v", create_if_missing=True, store=fs)
+    shell = InteractiveShell.instance()
+    try:
+        shell.user_ns["vol"] = vol
+        shell.run_cell(f"m = vol.mount({str(tmp_path / 'mnt')!r}, interval=0.2)")
+        m = shell.user_ns["m"]
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("default")  # what a notebook has
+            for n in range(2):  # two outages, the same error each time
+                fs.fail = True
+                (tmp_path / f"mnt/r{n}.txt").write_text(str(n))
+                _wait(lambda: m.last_error is not None, "the background commit to fail")
+                shell.run_cell("1")
+                fs.fail = False
+                _wait(lambda: m.last_error is None, "the mount to recover")
+                shell.run_cell("2")
+        failed = [w for w in rec if "background commit of volume 'v' failed" in str(w.message)]
+        assert [str(w.message) for w in failed] == [str(failed[0].message)] * 2, failed
+        assert "IPython" not in failed[0].filename
+        assert failed[0].filename == "jupyter_volume"
+        assert read(vol, "r0.txt") == b"0" and read(vol, "r1.txt") == b"1"
+        shell.run_cell("m.unmount()")
+    finally:
+        InteractiveShell.clear_instance()
+
+
 def test_skipped_paths_warn_after_the_cell_once(store: Any, tmp_path: Path) -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
