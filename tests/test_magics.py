@@ -255,6 +255,29 @@ def test_mount_status_commit_reload_unmount(shell: Any, env: str) -> None:
     assert "late.txt" in {r["path"] for r in magic(shell, "ls vol --json")[0]}
 
 
+def test_status_shows_every_mount_when_one_folder_was_removed(shell: Any, env: str) -> None:
+    """A removed mounted folder is one row with its error; the other mounts show as usual."""
+    import shutil
+
+    say(shell, "mount data data --create --no-background")
+    say(shell, "mount models models --create --no-background")
+    Path("models", "w.bin").write_text("w")
+    shutil.rmtree("data")  # e.g. `rm -rf data` to free the disk
+    html, text = table(shell, "status")
+    assert "models" in text and "data" in text
+    assert "was removed" in text and "was removed" in html
+    by_name = {r["volume"]: r for r in magic(shell, "status --json")[0]}
+    assert by_name["models"]["added"] == ["w.bin"] and by_name["models"]["last_error"] is None
+    broken = by_name["data"]
+    assert "was removed while mounted" in broken["last_error"]
+    assert "\n" not in broken["last_error"]
+    assert broken["added"] == [] and broken["behind"] is None and broken["commit"] == 0
+    assert "was removed" in table(shell, "status data")[1]
+    with pytest.warns(UserWarning, match="was removed"):
+        say(shell, "unmount data")
+    say(shell, "unmount models")
+
+
 def test_mount_settings_come_from_config(
     shell: Any, local_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import Context
-from .exits import UsageError
+from .exits import UsageError, one_line
 from .render import Column, DisplayObject, Group, Message, Result, Table
 from .routing import command
 from .spec import CLI, MAGIC, NAME, OPTIONAL_NAME, PROGS, flag, option, optional, positive_float
@@ -160,19 +160,26 @@ def cmd_reload(a: argparse.Namespace, ctx: Context) -> Result:
 )
 def cmd_status(a: argparse.Namespace, ctx: Context) -> Result:
     """Show each mount (or the one named): uncommitted changes, commits not yet reloaded,
-    and the last background commit error."""
+    and the last background commit error. A mount whose folder was removed (or cannot
+    be read) is shown with that error; the others as usual."""
+    from ..errors import LocalFolderError
+
     chosen = [_find_mount(a.name, ctx)] if a.name is not None else _mounts()
     chosen.sort(key=lambda m: m.volume.name)
     rows, changes, data = [], [], []
     for m in chosen:
-        st = m.status()
+        try:
+            st = m.status()
+            behind: int | None = st.behind
+        except LocalFolderError as e:
+            st, behind = _broken_status(m, one_line(e)), None  # behind: unknown
         rows.append(
             {
                 "volume": m.volume.name,
                 "path": str(m.path),
                 "mode": "read-only" if getattr(st, "read_only", False) else "read-write",
                 "commit": getattr(st, "base_seq", None),
-                "behind": st.behind,
+                "behind": "" if behind is None else behind,
                 "added": len(st.added),
                 "modified": len(st.modified),
                 "deleted": len(st.deleted),
@@ -185,7 +192,7 @@ def cmd_status(a: argparse.Namespace, ctx: Context) -> Result:
                 "path": str(m.path),
                 "read_only": bool(getattr(st, "read_only", False)),
                 "commit": getattr(st, "base_seq", None),
-                "behind": st.behind,
+                "behind": behind,
                 "added": list(st.added),
                 "modified": list(st.modified),
                 "deleted": list(st.deleted),
@@ -229,6 +236,17 @@ def cmd_status(a: argparse.Namespace, ctx: Context) -> Result:
             )
         )
     return Group(parts, json=data)
+
+
+def _broken_status(m: Any, error: str) -> Any:
+    """What ``%volume status`` shows of a mount whose folder cannot be scanned (removed,
+    replaced, unreadable): the commit it was at, no changes, and ``error`` as its last
+    error."""
+    from ..mount import MountStatus
+
+    return MountStatus(
+        m.volume.name, str(m.path), base_seq=m.base_seq, read_only=m.read_only, last_error=error
+    )
 
 
 @command("browse", "open the file and history browser widget", NAME, where=MAGIC)
