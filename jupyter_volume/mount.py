@@ -1606,8 +1606,10 @@ class Mount:
                     or not self._same_file(rel, row[0])
                 ):
                     st.modified.append(rel)
-            st.added.extend(ch.links)
-            st.added.extend(d for d in ch.dirs)
+            # a link or folder where the volume has something (a link repointed, a file
+            # replaced by a folder) is a modification, as the commit counts it
+            for rel in [*ch.links, *ch.dirs]:
+                (st.added if self._index.row(rel) is None else st.modified).append(rel)
             st.deleted.extend(ch.gone)
             st.added.sort()
             st.modified.sort()

@@ -240,6 +240,35 @@ def test_a_user_file_named_like_a_temporary_file_is_committed_and_kept(
     m.unmount()
 
 
+def test_status_calls_a_repointed_link_or_a_file_turned_folder_modified(
+    vol: Volume, tmp_path: Path
+) -> None:
+    """status() counts a path the volume has as modified, not added, when a link there
+    points elsewhere or a file there became a folder."""
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    (mnt / "a.txt").write_text("a")
+    os.symlink("a.txt", mnt / "latest")
+    (mnt / "f").write_text("file")
+    (mnt / "d").mkdir()
+    (mnt / "d/x").write_text("x")
+    m.commit()
+    os.remove(mnt / "latest")
+    os.symlink("b.txt", mnt / "latest")  # repointed
+    os.remove(mnt / "f")
+    (mnt / "f").mkdir()  # a file turned folder
+    (mnt / "f/in").write_text("in")
+    (mnt / "new").mkdir()
+    os.symlink("a.txt", mnt / "new/link")
+    st = m.status()
+    assert (st.added, st.modified, st.deleted) == (["f/in", "new", "new/link"], ["f", "latest"], [])
+    assert m.commit() is not None
+    assert read(vol, "f/in") == b"in"
+    assert {e.path for e in vol.listdir("/", recursive=True)} >= {"latest", "f", "new/link"}
+    assert m.status().clean
+    m.unmount()
+
+
 def test_unmount_commits_and_leaves_files(vol: Volume, tmp_path: Path) -> None:
     m = vol.mount(tmp_path / "mnt", background=False)
     (tmp_path / "mnt/k.txt").write_text("kept")
