@@ -278,6 +278,32 @@ def test_status_shows_every_mount_when_one_folder_was_removed(shell: Any, env: s
     say(shell, "unmount models")
 
 
+def test_nothing_to_commit_names_an_earlier_commit_only_if_another_one_took_the_changes(
+    shell: Any, local_env: str
+) -> None:
+    """After the user's own `%volume commit`, a second one with nothing changed says just
+    that; after a commit that ran after a cell took the changes, it names that commit
+    and how to tag it (-m can no longer label it)."""
+    import time
+
+    say(shell, "mount vol data --create --no-background")
+    Path("data", "a.csv").write_text("1,2")
+    assert "commit 1" in say(shell, "commit -m 'first results'")
+    assert say(shell, "commit -m 'second try'").strip() == "Nothing to commit in 'vol'."
+    say(shell, "unmount")
+    say(shell, "mount vol data --interval 3600")  # commits after each cell
+    m = mounts()[0]
+    shell.run_cell("open('data/b.csv', 'w').write('3,4')")
+    deadline = time.time() + 60  # a hang guard only
+    while m.last_commit is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert m.last_commit is not None and m.last_commit.kind == "auto"
+    seq = m.last_commit.seq
+    msg = say(shell, "commit -m 'more results'")
+    assert f"already committed as commit {seq}" in msg and f"tag vol {seq} TAG" in msg
+    say(shell, "unmount")
+
+
 def test_mount_settings_come_from_config(
     shell: Any, local_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,10 @@ from .exits import UsageError, one_line
 from .render import Column, DisplayObject, Group, Message, Result, Table
 from .routing import command
 from .spec import CLI, MAGIC, NAME, OPTIONAL_NAME, PROGS, flag, option, optional, positive_float
+
+#: mount -> the latest commit `commit` made of it (so "nothing to commit" blames no
+#: commit of the user's own making)
+_committed_here: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def _mounts() -> list[Any]:
@@ -119,9 +124,10 @@ def cmd_commit(a: argparse.Namespace, ctx: Context) -> Result:
     info = m.commit(a.message)
     if info is None:
         last = m.last_commit
-        if last is not None:
-            # The background or after-cell commit already took the changes: say which,
-            # and how to give it a name, since -m cannot relabel it any more.
+        if last is not None and _committed_here.get(m) != last.seq:
+            # Another commit (after a cell, in the background, vol.commit(), a reload's)
+            # already took the changes: say which, and how to give it a name, since -m
+            # cannot relabel it any more. Not when it was this command's own.
             prog = PROGS[ctx.frontend]
             return Message(
                 f"Nothing to commit in {m.volume.name!r}: the changes were already committed "
@@ -130,6 +136,7 @@ def cmd_commit(a: argparse.Namespace, ctx: Context) -> Result:
                 {"commit": None, "last_commit": last.seq},
             )
         return Message(f"Nothing to commit in {m.volume.name!r}.", {"commit": None})
+    _committed_here[m] = info.seq
     return Message(
         f"Committed {m.volume.name!r}: commit {info.seq} (+{info.added} ~{info.modified} -{info.deleted}).",
         {"commit": info.seq},
