@@ -54,6 +54,7 @@ Layer: a front end, like the CLI: it calls :class:`~jupyter_volume.Volume` only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import io
 import logging
@@ -453,12 +454,30 @@ class VolumeFileSystem(AbstractFileSystem):
     _deleter = "Volume.objects.delete"
 
     def _volume(self, name: str) -> Volume:
-        """The handle reads and writes of top-level name ``name`` go through."""
+        """The handle reads and writes of top-level name ``name`` go through (a new one
+        once the cached one found its volume gone: the name may name another now)."""
         with self._lock:
             vol = self._volumes.get(name)
-            if vol is None:
+            if vol is None or vol._gone is not None:
                 vol = self._volumes[name] = Volume.from_name(name, **self._vkw)
             return vol
+
+    def _current(self, name: str) -> Volume:
+        """:meth:`_volume`, checked to still be the volume ``name`` names (as often as
+        every handle checks: each time on a local folder, at most every 2 s on S3).
+
+        File-system objects are cached for the life of the process: without this, once
+        the volume was deleted elsewhere, or renamed and its name given to a new volume,
+        every ``volume://NAME/...`` call would fail for good (or, before handles
+        checked, read and write the old volume)."""
+        vol = self._volume(name)
+        try:
+            vol._check_alive()
+        except NotFoundError:
+            if vol._gone is None:
+                raise  # no such volume (yet): the caller decides
+            vol = self._volume(name)
+        return vol
 
     def _create(self, name: str, allow_existing: bool) -> None:
         """Create the volume ``name`` (AlreadyExistsError unless ``allow_existing``)."""
@@ -474,7 +493,7 @@ class VolumeFileSystem(AbstractFileSystem):
         Every read of one call names this commit, so a call that looks twice (``ls``:
         the path, then its entries) never mixes two commits.
         """
-        vol = self._volume(name)
+        vol = self._current(name)
         if ref is None:
             return vol, vol.refresh().seq
         if ref.isdigit():
@@ -497,7 +516,7 @@ class VolumeFileSystem(AbstractFileSystem):
                 f"{self.kind} {name!r}; write to {scheme}{name}/{inner} instead"
             )
         try:
-            vol = self._volume(name)
+            vol = self._current(name)
             vol.info()
         except NotFoundError:
             self._create(name, allow_existing=True)
@@ -508,17 +527,23 @@ class VolumeFileSystem(AbstractFileSystem):
         head = f"{name}@{ref}" if ref is not None else name
         return f"{head}/{inner}" if inner else head
 
-    def _info(self, name: str, ref: str | None, fe: FileEntry, commit: int | None) -> dict:
+    def _info(
+        self, name: str, ref: str | None, fe: FileEntry, commit: int | None, islink: bool = False
+    ) -> dict:
+        """fsspec's info dict of ``fe``; ``islink``: ``fe`` describes a link's target."""
         kind = "directory" if fe.type == FileEntryType.DIRECTORY else "file"
         if fe.type == FileEntryType.SYMLINK:
-            kind = "other"
-        return {
+            kind = "other"  # a link that cannot be followed (out of the volume, dangling)
+        out = {
             "name": self._full(name, ref, fe.path),
             "size": fe.size if kind != "directory" else 0,
             "type": kind,
             "mtime": fe.mtime,
             "commit": commit,
         }
+        if islink or fe.type == FileEntryType.SYMLINK:
+            out["islink"] = True
+        return out
 
     # -- reading: metadata ----------------------------------------------------------------
     def info(self, path: str, **kwargs: Any) -> dict:
@@ -527,8 +552,8 @@ class VolumeFileSystem(AbstractFileSystem):
         if not name:
             return {"name": "", "size": 0, "type": "directory"}
         vol, at = self._snapshot(name, ref)
-        fe = vol.stat(inner or "/", at=at)
-        out = self._info(name, ref, fe, at)
+        fe, islink = _followed(vol, vol.stat(inner or "/", at=at), at)
+        out = self._info(name, ref, fe, at, islink)
         if not inner:
             out["name"] = self._full(name, ref, "")
             # the root has no entry of its own: it changes with every commit
@@ -551,11 +576,19 @@ class VolumeFileSystem(AbstractFileSystem):
         else:
             vol, at = self._snapshot(name, ref)
             seq = at
-            fe = vol.stat(inner or "/", at=at)
+            fe, islink = _followed(vol, vol.stat(inner or "/", at=at), at)
             if fe.type != FileEntryType.DIRECTORY:
-                out = [self._info(name, ref, fe, seq)]
+                out = [self._info(name, ref, fe, seq, islink)]
             else:
-                out = [self._info(name, ref, e, seq) for e in vol.listdir(inner or "/", at=at)]
+                # the folder's own path: a link to a folder lists the folder's entries
+                # under the link's path, as a local file system does
+                where = vol._follow(inner, at)[0] if islink else inner
+                out = []
+                for e in vol.listdir(where or "/", at=at, glob=False):
+                    if islink:
+                        e = dataclasses.replace(e, path=f"{inner}/{e.path.rsplit('/', 1)[-1]}")
+                    e, linked = _followed(vol, e, at)
+                    out.append(self._info(name, ref, e, seq, linked))
         out.sort(key=lambda d: d["name"])
         return out if detail else [d["name"] for d in out]
 
@@ -589,12 +622,14 @@ class VolumeFileSystem(AbstractFileSystem):
                 info["name"] = self._full(name, ref, inner)
                 out[info["name"]] = info
             base = inner.count("/") + 1 if inner else 0
-            for e in vol.iterdir(inner or "/", recursive=True, at=at):
+            for e in vol.iterdir(inner or "/", recursive=True, at=at, glob=False):
                 if maxdepth is not None and e.path.count("/") + 1 - base > maxdepth:
                     continue
+                # a link is described as what it points at (never walked into: find -P)
+                e, islink = _followed(vol, e, at)
                 if e.type == FileEntryType.DIRECTORY and not withdirs:
                     continue
-                info = self._info(name, ref, e, seq)
+                info = self._info(name, ref, e, seq, islink)
                 out[info["name"]] = info
         names = sorted(out)
         return {n: out[n] for n in names} if detail else names
@@ -1078,7 +1113,7 @@ class NetworkFileSystemFS(VolumeFileSystem):
 
         with self._lock:
             nfs = self._nfs.get(name)
-            if nfs is None:
+            if nfs is None or nfs._vol._gone is not None:  # see VolumeFileSystem._volume
                 nfs = self._nfs[name] = NetworkFileSystem.from_name(
                     name, store=self._base, environment_name=self.environment
                 )
@@ -1122,6 +1157,18 @@ def _spool(lpath: Any) -> tuple[Any, int]:
         tmp.close()
         raise
     return tmp, perm
+
+
+def _followed(vol: Volume, fe: FileEntry, at: int | None) -> tuple[FileEntry, bool]:
+    """``fe`` as fsspec describes it: a link as what it points at (``True``: it was a
+    link), as a local file system's ``info`` does; a link that cannot be followed (out
+    of the volume, a loop, dangling) stays a link."""
+    if fe.type != FileEntryType.SYMLINK:
+        return fe, False
+    try:
+        return vol.stat(fe.path, at=at, follow_symlinks=True), True
+    except (NotFoundError, InvalidError):
+        return fe, False
 
 
 def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:

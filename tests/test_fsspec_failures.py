@@ -9,6 +9,7 @@ where the case is about pandas; no mocks.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import pickle
@@ -376,3 +377,78 @@ def test_a_volume_root_has_the_time_of_its_commit(lfs: VolumeFileSystem) -> None
     old = lfs.info(f"volume://{name}@{seq}")
     assert old["mtime"] == info["mtime"]
     assert old["name"] == f"{name}@{seq}"
+
+
+def test_a_volume_deleted_or_renamed_elsewhere_is_looked_up_again_by_name(
+    lfs: VolumeFileSystem,
+) -> None:
+    """File-system objects live as long as the process, and so did their handle per
+    name: after another process renamed the volume away and created a new one of that
+    name, ``volume://NAME`` kept reading and writing the old one; after a delete,
+    writes 'succeeded' into nothing. Now a handle found gone is replaced by the volume
+    the name names now (or a write creates it, as for any new name)."""
+    name = _name()
+    lfs.pipe(f"{name}/a.txt", b"old volume")
+    Volume.rename(name, name + "-archive", store=lfs.store)
+    fresh = Volume.from_name(name, store=lfs.store, create_if_missing=True)
+    with fresh.batch_upload() as b:
+        b.put_file(io.BytesIO(b"new volume"), "a.txt")
+    assert lfs.cat(f"{name}/a.txt") == b"new volume"
+    lfs.pipe(f"{name}/b.txt", b"b")
+    assert [e.path for e in fresh.listdir("/")] == ["a.txt", "b.txt"]
+    archive = Volume.from_name(name + "-archive", store=lfs.store)
+    assert [e.path for e in archive.listdir("/")] == ["a.txt"]
+
+    Volume.objects.delete(name, store=lfs.store)
+    with pytest.raises(FileNotFoundError):
+        lfs.cat(f"{name}/a.txt")
+    lfs.pipe(f"{name}/c.txt", b"c")  # writing to a new name creates the volume
+    assert Volume.from_name(name, store=lfs.store).listdir("/")[0].path == "c.txt"
+
+
+def test_a_folder_with_a_star_in_its_name_is_listed_as_itself(lfs: VolumeFileSystem) -> None:
+    """``*`` is a glob character for the Python API (as in Modal) but an ordinary name
+    for fsspec, whose own glob() does the matching: ls, find, du and walk of a folder
+    named ``run*1`` used to list its siblings, or nothing."""
+    name = _name()
+    lfs.pipe({f"{name}/run*1/f.txt": b"1", f"{name}/run-2/g.txt": b"22"})
+    assert lfs.ls(f"{name}/run*1", detail=False) == [f"{name}/run*1/f.txt"]
+    assert lfs.find(f"{name}/run*1") == [f"{name}/run*1/f.txt"]
+    assert lfs.du(f"{name}/run*1") == 1
+    assert list(lfs.walk(f"{name}/run*1")) == [(f"{name}/run*1", [], ["f.txt"])]
+    assert lfs.glob(f"{name}/run*") == [f"{name}/run*1", f"{name}/run-2"]
+
+
+def test_links_are_described_as_what_they_point_at(lfs: VolumeFileSystem, tmp_path: Path) -> None:
+    """Links stored in a volume (a folder put with its links, or committed from a mount)
+    were read through by ``cat`` but described by ``info``/``ls`` as "other" with the
+    size of the link's text: pandas refused a Parquet file ``cat`` could read, and a
+    recursive ``get`` of a volume holding a link to a folder failed. Now they are
+    described as what they point at, with ``islink``, as a local file system does; a
+    link out of the volume or to nothing stays "other"."""
+    name = _name()
+    src = tmp_path / "src"
+    (src / "runs" / "42").mkdir(parents=True)
+    pd.DataFrame({"a": range(10)}).to_parquet(src / "runs" / "42" / "table.parquet")
+    os.symlink("runs/42/table.parquet", src / "latest.parquet")
+    os.symlink("runs/42", src / "latest-run")
+    vol = Volume.from_name(name, store=lfs.store, create_if_missing=True)
+    with vol.batch_upload() as b:
+        b.put_directory(str(src), "/")
+    lfs.get(name, str(tmp_path / "all"), recursive=True)  # used to fail on the link
+    assert (tmp_path / "all" / "latest.parquet").read_bytes() == lfs.cat(
+        f"{name}/runs/42/table.parquet"
+    )
+
+    info = lfs.info(f"{name}/latest.parquet")
+    assert info["type"] == "file" and info["islink"]
+    assert info["size"] == len(lfs.cat(f"{name}/latest.parquet"))
+    with fsspec.open(f"volume://{name}/latest.parquet", store=lfs.store) as f:
+        assert pd.read_parquet(f)["a"].sum() == 45
+    assert lfs.isdir(f"{name}/latest-run")
+    assert lfs.ls(f"{name}/latest-run", detail=False) == [f"{name}/latest-run/table.parquet"]
+    (tmp_path / "ext").mkdir()
+    os.symlink("/etc/hostname", tmp_path / "ext" / "outside")
+    with vol.batch_upload() as b:
+        b.put_directory(str(tmp_path / "ext"), "/ext")
+    assert lfs.info(f"{name}/ext/outside")["type"] == "other"
