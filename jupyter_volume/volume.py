@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from . import names, quiet
 from .aio import aio
-from .errors import AlreadyExistsError, InvalidError, NotFoundError
+from .errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError
 from .mount import Mount, _active_mount
 from .names import check_name, normalize_path
 from .objects import AliveCheck, detach_mount, ephemeral_volume, open_base, open_env
@@ -935,8 +935,8 @@ class Volume:
         return CommitInfo._of(rec)
 
     @aio
-    def remove_file(self, path: str | bytes, recursive: bool = False) -> None:
-        """Delete a file, or a folder with ``recursive=True``, as one commit.
+    def remove_file(self, path: str | bytes, recursive: bool = False) -> CommitInfo | None:
+        """Delete a file, or a folder with ``recursive=True``, as one commit (returned).
 
         Raises NotFoundError if it does not exist, InvalidError for a non-empty folder
         without ``recursive`` or for the volume root.
@@ -955,7 +955,7 @@ class Volume:
                     f"{p} is a folder that is not empty: pass recursive=True to remove it"
                 )
             changes.update({sub: None for sub, _ in below})
-        self._commit_changes(changes, f"remove {p}")
+        return self._commit_changes(changes, f"remove {p}")
 
     @aio
     def copy_files(
@@ -1046,10 +1046,17 @@ class Volume:
             raise InvalidError("the volume root always exists: give a folder name")
         repo = self._repo
         root = self._root(None)
-        if repo.lookup(p, root) is not None:
-            raise AlreadyExistsError(f"{p} already exists in volume {self.name!r}")
-        _refuse_file_parent(repo, root, p, f"cannot create folder {p}", self.name)
-        return self._commit_changes({p: "dir"}, f"create folder {p}")
+        def check(head_root: str) -> None:
+            if repo.lookup(p, head_root) is not None:
+                raise AlreadyExistsError(f"{p} already exists in volume {self.name!r}")
+            _refuse_file_parent(repo, head_root, p, f"cannot create folder {p}", self.name)
+
+        check(root)
+        # checked again on every head it is applied onto: two creators of one folder
+        # used to both succeed, as two commits
+        return self._commit_changes(
+            {p: "dir"}, f"create folder {p}", check=lambda head: check(head.root)
+        )
 
     @aio
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> CommitInfo | None:
@@ -1105,7 +1112,33 @@ class Volume:
         if se.is_dir:
             # a folder goes away only once everything below it is deleted too
             changes.update({sub: None for sub, _ in repo.trees.walk(se.tree, sp + "/")})
-        return self._commit_changes(changes, f"move {sp} to {dp}")
+
+        def unchanged(head: Any) -> None:
+            # What was checked above must hold on the head the move is applied onto: two
+            # moves onto one new name used to both succeed, the second silently dropping
+            # the first's file from the head (only history kept it).
+            if head.root == root:
+                return
+            now = repo.lookup(sp, head.root)
+            if now is None or not now.same_content(se):
+                raise ConflictError(
+                    f"{sp} changed in volume {self.name!r} while it was being moved: "
+                    "nothing was moved; look again and retry"
+                )
+            there = repo.lookup(dp, head.root)
+            if there is not None and (de is None or not there.same_content(de)):
+                raise AlreadyExistsError(
+                    f"{dp} was created in volume {self.name!r} while {sp} was being moved "
+                    "there: nothing was moved"
+                )
+            parent = repo.lookup(_parent_path(dp), head.root)
+            if parent is None or not parent.is_dir:
+                raise NotFoundError(
+                    f"destination folder {_parent_path(dp) or '/'} was removed from volume "
+                    f"{self.name!r} while {sp} was being moved into it: nothing was moved"
+                )
+
+        return self._commit_changes(changes, f"move {sp} to {dp}", check=unchanged)
 
     @aio
     def remove_paths(self, paths: Iterable[str]) -> CommitInfo | None:

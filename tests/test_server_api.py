@@ -1002,3 +1002,29 @@ def test_a_full_upload_folder_is_a_named_error_and_the_chunk_can_be_sent_again(
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split("\n")[:3] == ["507 UploadSpaceError True", "0", "True"], out.stdout
+
+
+def test_a_delete_answers_with_its_own_commit(tmp_path: Path) -> None:
+    """``DELETE files/{path}`` answered with the newest commit after the delete, which
+    another writer's commit may already have replaced (a reply naming someone else's
+    upload). The other writer commits right after the delete here (a subclass of
+    Volume, for the moment a real race hits only sometimes)."""
+    from jupyter_volume.server.engine import VolumeService
+    from jupyter_volume.store.local import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    vol = Volume.from_name("v", store=store, create_if_missing=True)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"x"), "gone.txt")
+
+    class OtherCommitsRightAfter(Volume):
+        def remove_file(self, path: Any, recursive: bool = False) -> Any:
+            info = super().remove_file(path, recursive=recursive)
+            with Volume.from_name("v", store=store).batch_upload() as b:
+                b.put_file(io.BytesIO(b"y"), "other.txt")
+            return info
+
+    service = VolumeService(store, upload_dir=tmp_path / "spool")
+    service._vol = lambda name: OtherCommitsRightAfter(name, store=store)  # type: ignore[method-assign]
+    reply = service.remove("v", "gone.txt")
+    assert reply["commit"]["seq"] == 2 and reply["commit"]["message"] == "remove gone.txt", reply

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1264,3 +1265,42 @@ def test_every_public_error_is_importable_from_the_package():
     assert classes, "errors.py defines no exception classes?"
     missing = sorted(c for c in classes if c not in jupyter_volume.__all__)
     assert not missing, f"not exported from jupyter_volume: {missing}"
+
+
+def test_a_move_or_new_folder_that_loses_a_race_changes_nothing(vol: Volume, store: Store) -> None:
+    """A move, or a new folder, checks the head it starts from; another writer's
+    commit landing before it publishes used to be overwritten blindly: two moves of
+    different files onto one new name both succeeded and the first file vanished from
+    the head, and two creators of one folder both succeeded. The other writer's commit
+    is made from inside the commit step here (a subclass: the race's moment, which a
+    real race hits only sometimes); the one that loses is refused and changes nothing."""
+    put(vol, {"a.txt": b"A", "b.txt": b"B"})
+    other = Volume.from_name(vol.name, store=store)
+
+    class Raced(Volume):
+        race: Any = None
+
+        def _commit_changes(self, changes: Any, message: str, writer: Any = None, **kw: Any) -> Any:
+            if self.race is not None:
+                race, self.race = self.race, None
+                race()  # the other writer wins the race
+            return super()._commit_changes(changes, message, writer, **kw)
+
+    mine = Raced(vol.name, store=store)
+    mine.race = lambda: other.move("b.txt", "dst.txt")
+    with pytest.raises(AlreadyExistsError, match="while a.txt was being moved"):
+        mine.move("a.txt", "dst.txt")
+    assert read(vol, "dst.txt") == b"B" and read(vol, "a.txt") == b"A"
+
+    mine.race = lambda: other.mkdir("new")
+    with pytest.raises(AlreadyExistsError, match="new already exists"):
+        mine.mkdir("new")
+    assert [c.message for c in vol.history(limit=2)] == [
+        "create folder new",
+        "move b.txt to dst.txt",
+    ]
+
+    mine.race = lambda: put(other, {"a.txt": b"A2"}, force=True)
+    with pytest.raises(VolumeError, match="changed .* while it was being moved"):
+        mine.move("a.txt", "moved.txt")
+    assert read(vol, "a.txt") == b"A2" and "moved.txt" not in {e.path for e in vol.listdir("/")}

@@ -526,8 +526,8 @@ class VolumeService:
         if not p:
             raise InvalidError("cannot delete the volume root: delete the volume instead")
         vol = self._vol(name)
-        vol.remove_file(p, recursive=recursive)
-        return {"path": p, "commit": commit_json(_head(vol))}
+        # this delete's own commit: the head afterwards may already be someone else's
+        return {"path": p, "commit": commit_json(vol.remove_file(p, recursive=recursive))}
 
     def make_folder(self, name: str, path: Any) -> dict[str, Any]:
         """Create an empty folder (and missing parents) as one commit."""
@@ -840,11 +840,6 @@ def _stat_or_none(vol: Volume, path: str, at: int | None = None) -> FileEntry | 
         return vol.stat(path, at=at)
     except NotFoundError:
         return None
-
-
-def _head(vol: Volume) -> CommitInfo | None:
-    commits = vol.history(limit=1)
-    return commits[0] if commits else None
 
 
 def _remove(path: str) -> None:
