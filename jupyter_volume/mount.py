@@ -571,6 +571,8 @@ class Mount:
         self._streak = 0
         self._warned_streak = 0
         self._warned_skipped: frozenset[str] | None = None
+        # while a read-only mount's reload runs: the paths whose local change it replaced
+        self._replacing: set[str] | None = None
 
         with _mounts_lock:
             other = _mounts.get(self._key)
@@ -589,8 +591,10 @@ class Mount:
             self._close_state()
             raise
         self._journal = Journal(self.path, skip=self._ignored_dir)
-        if getattr(self, "_rescan_first", False):
-            self._journal.requeue(None)  # files the mount's own commit deferred
+        if getattr(self, "_rescan_first", False) or read_only:
+            # files the mount's own commit deferred; or, read-only (no commit took them),
+            # local changes made before this mount, which its first reload replaces
+            self._journal.requeue(None)
         if background and not read_only:
             self._start_committer()
         atexit.register(self._atexit)
@@ -1600,11 +1604,7 @@ class Mount:
                 row = self._index.row(rel)
                 if row is None:
                     st.added.append(rel)
-                elif (
-                    row[1][:2] != _sig(fst)[:2]
-                    or row[1][3] != _sig(fst)[3]
-                    or not self._same_file(rel, row[0])
-                ):
+                elif self._modified(rel, fst, row):
                     st.modified.append(rel)
             # a link or folder where the volume has something (a link repointed, a file
             # replaced by a folder) is a modification, as the commit counts it
@@ -1624,6 +1624,17 @@ class Mount:
             pending = ch.files.keys() | ch.links.keys() | ch.dirs.keys() | ch.gone
             st.deferred = {_show(p): why for p, why in self._deferred.items() if p in pending}
             return st
+
+    def _modified(self, rel: str, st: os.stat_result | _Stat, row: Any) -> bool:
+        """True if the file at ``rel`` (``st``: its lstat) differs from what index row
+        ``row`` records: in size, mtime, mode or bytes (not just its inode number)."""
+        sig = _sig(st)
+        return (
+            row[1][:2] != sig[:2]
+            or row[1][3] != sig[3]
+            or row[0].kind != FILE
+            or not self._same_file(rel, row[0])
+        )
 
     def _same_file(self, rel: str, entry: Entry) -> bool:
         # A touched file whose bytes did not change is not "modified" (git does the same).
@@ -1671,6 +1682,10 @@ class Mount:
         (or the working directory, if it is inside the mount). Local changes are committed
         first; then each changed file is written to a temporary name and renamed into
         place. Files that did not change are not touched (they keep their inodes).
+
+        A read-only mount never commits, so its local changes to the volume's paths (an
+        edit, a deletion) are replaced by the volume's version instead, named in a
+        warning; files the volume does not have are left alone.
         """
         busy = self._busy_paths()
         if busy:
@@ -1685,7 +1700,22 @@ class Mount:
             self._require_folder()
             if not self.read_only:
                 self._commit_locked("commit before reload", self._changes(), wait=True)
-            self._reload_locked()
+                self._reload_locked()
+                return
+            self._replacing = set()
+            try:
+                self._reload_locked(local=self._changes())
+                replaced = self._replacing
+            finally:
+                self._replacing = None
+        if replaced:
+            warnings.warn(
+                f"reload of read-only mount {self.path} replaced {len(replaced)} local "
+                "change(s) with the volume's version (a read-only mount never commits): "
+                + ", ".join(_show(p) for p in sorted(replaced)[:5])
+                + (f" and {len(replaced) - 5} more" if len(replaced) > 5 else ""),
+                stacklevel=2,
+            )
 
     def _sub_root(self, root: str) -> str:
         """The tree this folder shows of volume tree ``root`` (its ``sub_path`` folder)."""
@@ -1700,13 +1730,43 @@ class Mount:
             )
         return e.tree  # type: ignore[return-value]
 
-    def _reload_locked(self, initial: bool = False, action: str = "reload") -> None:
+    def _local_to_undo(self, local: _Changes | None, head_root: str) -> dict[str, Entry | None]:
+        """The paths of scan ``local`` whose local change a read-only reload undoes, each
+        with the volume's entry there (None: the volume has nothing there): edited,
+        deleted, retyped or repointed paths the mount has a row for, and new local paths
+        where the volume has something (what status() lists, but for new paths the
+        volume does not have: those are the user's, left alone)."""
+        if not local:
+            return {}
+        out: dict[str, Entry | None] = {}
+        lookup = self._repo.trees.lookup
+        for rel in [*local.files, *local.links, *local.dirs, *local.gone]:
+            row = self._index.row(rel)
+            e = lookup(head_root, rel)
+            if row is None and e is None:
+                continue  # the user's own new path: a read-only mount leaves it alone
+            if (
+                rel in local.files
+                and row is not None
+                and not self._modified(rel, local.files[rel], row)
+            ):
+                continue  # as status() says: no change (another inode, same file)
+            out[rel] = e
+        return out
+
+    def _reload_locked(
+        self, initial: bool = False, action: str = "reload", local: _Changes | None = None
+    ) -> None:
+        """Bring the folder to the head (see :meth:`reload`). ``local``: local changes (a
+        scan) to replace with the volume's version too, besides what the head changed
+        (a read-only mount's reload; :attr:`_replacing` is set then)."""
         repo = self._repo
         head = repo.head(refresh=True)
         if self.sub_path:
             head = dataclass_replace(head, root=self._sub_root(head.root))
         base_root = self._base_root()
-        if head.root == base_root and not initial and not self._index.since_base():
+        undo = self._local_to_undo(local, head.root)
+        if head.root == base_root and not initial and not undo and not self._index.since_base():
             self._index.set_meta("base_seq", head.seq)
             self._index.set_meta("own_seqs", [])
             self._index.set_meta("landing", [])
@@ -1747,6 +1807,8 @@ class Mount:
         if initial:
             for p, e in repo.trees.walk(head.root):
                 paths[p] = e
+        for p, e in undo.items():
+            paths.setdefault(p, e)
         self._refuse_written(paths, action)
         self._apply(paths, action)
         self._index.set_meta("base_root", head.root)
@@ -1778,7 +1840,10 @@ class Mount:
         held: dict[str, list[str]] = {}
         for rel, mode in present.items():
             who = busy.get(rel, mode)
-            if who and _left_as_is(top + rel, self._index.row(rel)):
+            # (a file changed here is kept anyway, except by a read-only reload)
+            if who and (
+                self._replacing is not None or _left_as_is(top + rel, self._index.row(rel))
+            ):
                 held[rel] = who
         if held:
             shown = "; ".join(
@@ -1834,6 +1899,7 @@ class Mount:
     def _apply_paths(self, paths: dict[str, Entry | None], pending: dict[str, int]) -> None:
         idx = self._index
         dirty_local: set[str] = set()
+        replacing = self._replacing  # a read-only reload: local changes are replaced
 
         def locally_clean(rel: str, row: Any) -> bool:
             try:
@@ -1854,12 +1920,18 @@ class Mount:
                 row = idx.row(rel)
                 if row is None:
                     continue
+                kind = row[0].kind
                 if not locally_clean(rel, row):
-                    dirty_local.add(rel)
-                    continue
+                    if replacing is None:
+                        dirty_local.add(rel)
+                        continue
+                    # read-only: the volume's version (none) replaces the local change
+                    replacing.add(rel)
+                    with contextlib.suppress(FileNotFoundError):
+                        kind = DIR if stat_mod.S_ISDIR(os.lstat(self.path / rel).st_mode) else FILE
                 full = self.path / rel
                 try:
-                    if row[0].kind == DIR:
+                    if kind == DIR:
                         full.rmdir()
                     else:
                         full.unlink()
@@ -1869,6 +1941,8 @@ class Mount:
                     if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                         raise  # read-only, ...: an error, never "kept a local change"
                     dirty_local.add(rel)  # a folder with local files in it stays
+                    if replacing is not None:
+                        replacing.discard(rel)
                     continue
                 removed.append(rel)
         finally:
@@ -1902,6 +1976,8 @@ class Mount:
                         done = []
             finally:
                 idx.put_many(done)  # files that landed are recorded, also when we stop here
+        if replacing is not None:
+            replacing.difference_update(dirty_local)  # written during the download: kept
         if dirty_local:
             self._kept_local(dirty_local)
 
@@ -2018,9 +2094,15 @@ class Mount:
     def _kept_local(self, paths: set[str]) -> None:
         """A reload kept these paths' local changes instead of the volume's version: say
         so (a live NFS folder overrides this: its next push publishes them anyway)."""
+        why = (
+            "this mount is read-only and never commits them: a reload replaces them, except "
+            "a folder holding files the volume does not have"
+            if self.read_only
+            else "commit them to publish"
+        )
         warnings.warn(
             f"reload kept {len(paths)} path(s) with local changes instead of the volume's version "
-            f"(commit them to publish): {', '.join(sorted(paths)[:5])}",
+            f"({why}): {', '.join(sorted(paths)[:5])}",
             stacklevel=5,
         )
 
@@ -2038,6 +2120,7 @@ class Mount:
         each path now (see :meth:`_write_files`)."""
         idx = self._index
         root = os.fspath(self.path)
+        replacing = self._replacing  # a read-only reload: local changes are replaced
         # a first mount has no rows: no lookup per path then
         row_of = idx.row if idx.db.execute("SELECT 1 FROM files LIMIT 1").fetchone() else None
         for rel in updates:
@@ -2052,12 +2135,15 @@ class Mount:
                 st = None
             full = self.path / rel if st is not None or e.kind != FILE else None
             if st is None and row is not None:
-                # Deleted here since the mount last wrote it: a local change, as an edit
-                # is. The volume's newer version must not bring it back (the deletion is
-                # the newer act); the next commit or push publishes it.
-                if not (row[0].kind == e.kind and row[0].same_content(e)):
-                    dirty_local.add(rel)
-                continue
+                if replacing is not None:
+                    replacing.add(rel)  # read-only: the volume's version comes back
+                else:
+                    # Deleted here since the mount last wrote it: a local change, as an
+                    # edit is. The volume's newer version must not bring it back (the
+                    # deletion is the newer act); the next commit or push publishes it.
+                    if not (row[0].kind == e.kind and row[0].same_content(e)):
+                        dirty_local.add(rel)
+                    continue
             if e.kind == DIR:
                 if st is not None and stat_mod.S_ISDIR(st.st_mode):
                     if row is None or row[0].kind != DIR:
@@ -2066,18 +2152,32 @@ class Mount:
                 assert full is not None
                 if st is not None:
                     if not _unchanged_since(st, row):
-                        dirty_local.add(rel)
-                        continue
+                        if replacing is None:
+                            dirty_local.add(rel)
+                            continue
+                        replacing.add(rel)
                     full.unlink()
                 full.mkdir(parents=True, exist_ok=True)
                 rows.append((rel, _dir_row(e), _sig(os.lstat(full)), 0))
                 continue
             clean = st is None or _unchanged_since(st, row)
-            if row is not None and row[0].kind == e.kind and row[0].same_content(e) and clean:
+            if (
+                st is not None
+                and row is not None
+                and row[0].kind == e.kind
+                and row[0].same_content(e)
+                and clean
+            ):
                 continue  # already there (our own commit, or unchanged content)
             if not clean:
-                dirty_local.add(rel)
-                continue
+                if replacing is None:
+                    dirty_local.add(rel)
+                    continue
+                assert st is not None
+                if not (stat_mod.S_ISREG(st.st_mode) and row is not None) or self._modified(
+                    rel, st, row
+                ):
+                    replacing.add(rel)  # (not a file that only got another inode)
             if st is not None and stat_mod.S_ISDIR(st.st_mode):
                 assert full is not None
                 try:

@@ -189,6 +189,51 @@ def test_read_only_mount_refuses_commits(vol: Volume, tmp_path: Path) -> None:
             m.commit()
 
 
+def test_a_read_only_reload_brings_back_the_volumes_version_of_local_changes(
+    vol: Volume, tmp_path: Path
+) -> None:
+    """A read-only mount never commits, so a reload replaces its local edits and
+    deletions (and a file's changed time) with the volume's version and names them; the
+    user's own new files, and a folder holding such files, are left as they are."""
+    import warnings
+
+    with vol.batch_upload() as b:
+        for name, data in {"f.txt": b"v1", "g.txt": b"g1", "h.txt": b"h", "d/x": b"x"}.items():
+            b.put_file(io.BytesIO(data), name)
+    ro = tmp_path / "ro"
+    m = vol.mount(ro, read_only=True)
+    (ro / "f.txt").write_text("scribble")  # an accidental edit
+    (ro / "g.txt").unlink()  # and a deletion
+    os.utime(ro / "h.txt", (1, 1))  # touched
+    (ro / "mine.txt").write_text("my notes")  # the user's own
+    (ro / "d/mine.txt").write_text("mine too")
+    with Volume.from_name("vol", store=vol.store).batch_upload(force=True) as b:
+        b.put_file(io.BytesIO(b"v2"), "f.txt")
+        b.put_file(io.BytesIO(b"g2"), "g.txt")
+    Volume.from_name("vol", store=vol.store).remove_file("d", recursive=True)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        m.reload()
+    told = sorted(str(w.message) for w in rec)
+    assert len(told) == 2, told
+    assert "kept 1 path(s)" in told[0] and told[0].endswith(": d")
+    assert "replaced 3 local change(s)" in told[1] and told[1].endswith(": f.txt, g.txt, h.txt")
+    assert not any("commit them" in t for t in told)
+    assert (ro / "f.txt").read_bytes() == b"v2" and (ro / "g.txt").read_bytes() == b"g2"
+    assert (ro / "mine.txt").read_text() == "my notes"
+    assert (ro / "d/mine.txt").read_text() == "mine too" and not (ro / "d/x").exists()
+    assert (ro / "h.txt").stat().st_mtime != 1
+    # with nothing new in the volume, a reload still undoes a local change
+    (ro / "f.txt").unlink()
+    (ro / "g.txt").write_text("again")
+    with pytest.warns(UserWarning, match=r"replaced 2 local change\(s\)"):
+        m.reload()
+    assert (ro / "f.txt").read_bytes() == b"v2" and (ro / "g.txt").read_bytes() == b"g2"
+    st = m.status()
+    assert (st.added, st.modified, st.deleted) == (["d/mine.txt", "mine.txt"], [], [])
+    m.unmount()
+
+
 def test_remount_commits_leftover_edits(
     vol: Volume, tmp_path: Path, child_env: dict[str, str]
 ) -> None:
@@ -752,9 +797,11 @@ def test_a_reload_never_moves_away_a_file_edited_here(vol: Volume, tmp_path: Pat
     ino = os.stat(root / "raw/a.bin").st_ino
     (root / "raw/a.bin").write_bytes(b"local edit")
     vol.move("raw/a.bin", "b.bin")
-    with pytest.warns(UserWarning, match="reload kept"):
+    # read-only: the edit is undone (the volume has no raw/a.bin any more), and the
+    # moved file comes from the store, never by renaming the edited one
+    with pytest.warns(UserWarning, match=r"replaced 1 local change\(s\).*: raw/a.bin"):
         m.reload()
-    assert (root / "raw/a.bin").read_bytes() == b"local edit"
+    assert not (root / "raw/a.bin").exists()
     assert (root / "b.bin").read_bytes() == b"v" * 5000
     assert os.stat(root / "b.bin").st_ino != ino
     m.unmount()
