@@ -255,6 +255,23 @@ def test_mount_status_commit_reload_unmount(shell: Any, env: str) -> None:
     assert "late.txt" in {r["path"] for r in magic(shell, "ls vol --json")[0]}
 
 
+def test_a_mounted_folder_removed_or_not_creatable_is_a_one_line_error(
+    shell: Any, env: str, tmp_path: Path
+) -> None:
+    """The folder errors of a mount (it cannot be made; it was removed while mounted)
+    say what to do in one line: they used to reach the notebook as a chained traceback."""
+    import shutil
+
+    (tmp_path / "file").write_text("x")
+    assert "cannot" in refused(shell, f"mount vol {tmp_path / 'file' / 'below'} --create")
+    say(shell, "mount vol data --create --no-background")
+    shutil.rmtree("data")
+    assert "was removed" in refused(shell, "commit")
+    assert "was removed" in refused(shell, "reload")
+    with pytest.warns(UserWarning, match="was removed"):
+        say(shell, "unmount vol")
+
+
 def test_status_shows_every_mount_when_one_folder_was_removed(shell: Any, env: str) -> None:
     """A removed mounted folder is one row with its error; the other mounts show as usual."""
     import shutil

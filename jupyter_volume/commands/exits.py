@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..errors import (
     AlreadyExistsError,
     InvalidError,
+    LocalFolderError,
     NotFoundError,
     StoreAccessError,
     VolumeBusyError,
@@ -111,7 +112,9 @@ def is_user_error(exc: BaseException) -> bool:
         | InvalidError
         | AlreadyExistsError
         | VolumeBusyError
-        | StoreAccessError,
+        | StoreAccessError
+        # the mounted folder was removed, or cannot be made: its message says what to do
+        | LocalFolderError,
     )
 
 
