@@ -1046,6 +1046,7 @@ class Volume:
             raise InvalidError("the volume root always exists: give a folder name")
         repo = self._repo
         root = self._root(None)
+
         def check(head_root: str) -> None:
             if repo.lookup(p, head_root) is not None:
                 raise AlreadyExistsError(f"{p} already exists in volume {self.name!r}")

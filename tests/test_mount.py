@@ -24,6 +24,11 @@ from jupyter_volume.errors import AlreadyExistsError, StoreError
 from jupyter_volume.store import open_store
 from jupyter_volume.testing.wrappers import CountingStore, WrappedStore
 
+try:
+    from .children import as_nobody
+except ImportError:  # tests/ is not a package
+    from children import as_nobody  # type: ignore[no-redef]
+
 
 @pytest.fixture
 def vol(store_url_env: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> Volume:
@@ -1194,7 +1199,7 @@ def test_a_file_of_another_owner_is_read_with_its_access_time_updated(tmp_path: 
     f.write_bytes(b"shared")
     f.chmod(0o644)
     try:
-        status = _as_nobody(lambda: _read_as_non_owner(f, _open_to_read))
+        status = as_nobody(lambda: _read_as_non_owner(f, _open_to_read))
     finally:
         shutil.rmtree(folder)
     assert status == 0, {1: "failed", 3: "O_NOATIME allowed", 4: "wrong bytes"}.get(status)
@@ -1207,21 +1212,6 @@ def _read_as_non_owner(f: Path, open_to_read: Callable[[str], int]) -> int:
     except PermissionError:
         fd = open_to_read(str(f))
         return 0 if os.read(fd, 100) == b"shared" else 4
-
-
-def _as_nobody(work: Callable[[], int]) -> int:
-    """Exit status of ``work()`` run in a forked child as user and group 65534."""
-    pid = os.fork()
-    if pid == 0:  # the child: only what is imported already may be used
-        code = 1
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            code = work()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def test_a_commit_tells_its_pack_writer_how_much_it_will_read(

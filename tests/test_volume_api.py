@@ -41,6 +41,11 @@ from jupyter_volume.store import Store
 from jupyter_volume.store.local import LocalStore
 from jupyter_volume.testing.wrappers import WrappedStore
 
+try:
+    from .children import as_nobody
+except ImportError:  # tests/ is not a package
+    from children import as_nobody  # type: ignore[no-redef]
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -1182,19 +1187,10 @@ def test_put_directory_of_a_folder_that_cannot_be_listed_raises(vol: Volume) -> 
         return 4
 
     try:
-        pid = os.fork()
-        if pid == 0:  # the child: user and group 65534, then the upload
-            code = 1
-            try:
-                os.setgid(65534)
-                os.setuid(65534)
-                code = upload()
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        status = as_nobody(upload)  # the upload as user and group 65534
     finally:
         shutil.rmtree(folder)
-    assert os.waitstatus_to_exitcode(status) == 0, "put_directory raised no PermissionError"
+    assert status == 0, "put_directory raised no PermissionError"
     assert vol.listdir("/") == []
 
 
