@@ -8,6 +8,7 @@ to mount one they fail, saying so).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -455,17 +456,27 @@ def _wait(cond: Any, what: str, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_background_failure_warns_once_per_error_and_clears(store: Any, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _kernel_mount(vol: Volume, folder: Path, interval: float) -> Iterator[tuple[Any, Any]]:
+    """An IPython shell (the kernel) that mounted ``vol`` at ``folder`` as a user does,
+    ``m = vol.mount(...)``: yields the shell and the mount; the shell is cleared after."""
     from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.user_ns["vol"] = vol
+        shell.run_cell(f"m = vol.mount({str(folder)!r}, interval={interval})")
+        yield shell, shell.user_ns["m"]
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_background_failure_warns_once_per_error_and_clears(store: Any, tmp_path: Path) -> None:
     from IPython.utils.capture import capture_output
 
     fs = FailingStore(store)
     vol = Volume.lookup("v", create_if_missing=True, store=fs)
-    shell = InteractiveShell.instance()
-    try:
-        shell.user_ns["vol"] = vol
-        shell.run_cell(f"m = vol.mount({str(tmp_path / 'mnt')!r}, interval=0.2)")
-        m = shell.user_ns["m"]
+    with _kernel_mount(vol, tmp_path / "mnt", 0.2) as (shell, m):
         fs.fail = True
         (tmp_path / "mnt/precious.txt").write_text("keep me")
         _wait(lambda: m.last_error is not None, "the background commit to fail")
@@ -491,8 +502,6 @@ def test_background_failure_warns_once_per_error_and_clears(store: Any, tmp_path
             shell.run_cell("3 + 3")
         assert not [w for w in rec if "background commit" in str(w.message)]
         shell.run_cell("m.unmount()")
-    finally:
-        InteractiveShell.clear_instance()
 
 
 def test_a_store_whose_disk_is_full_warns_once_however_many_cells_save_files(
@@ -501,17 +510,11 @@ def test_a_store_whose_disk_is_full_warns_once_however_many_cells_save_files(
     """One cause, one warning: the store's full disk fails each background commit with
     an error naming another pack (the files differ), and only the first is warned of
     until a commit goes through; then nothing is lost."""
-    from IPython.core.interactiveshell import InteractiveShell
-
     from jupyter_volume.store.local import LocalStore
 
     vol = Volume.lookup("v", create_if_missing=True, store=LocalStore(tmpfs / "store"))
-    shell = InteractiveShell.instance()
     mnt = tmp_path / "mnt"
-    try:
-        shell.user_ns["vol"] = vol
-        shell.run_cell(f"m = vol.mount({str(mnt)!r}, interval=0.2)")
-        m = shell.user_ns["m"]
+    with _kernel_mount(vol, mnt, 0.2) as (shell, m):
         vfs = os.statvfs(tmpfs)
         ballast = tmpfs / "ballast"
         ballast.write_bytes(b"\0" * (vfs.f_bavail * vfs.f_frsize - (64 << 10)))
@@ -537,23 +540,15 @@ def test_a_store_whose_disk_is_full_warns_once_however_many_cells_save_files(
         _wait(lambda: m.last_error is None, "the mount to recover")
         assert sorted(e.path for e in fresh(vol).listdir("/")) == [f"r{i}.bin" for i in range(4)]
         shell.run_cell("m.unmount()")
-    finally:
-        InteractiveShell.clear_instance()
 
 
 def test_a_failure_after_a_recovery_is_warned_again(store: Any, tmp_path: Path) -> None:
     """Each failure streak is news, even with the very error of the one before: with
     Python's default warning filter, the second store outage is shown after a cell as
     the first was, named as jupyter_volume's (not as a line of IPython)."""
-    from IPython.core.interactiveshell import InteractiveShell
-
     fs = FailingStore(store)
     vol = Volume.lookup("v", create_if_missing=True, store=fs)
-    shell = InteractiveShell.instance()
-    try:
-        shell.user_ns["vol"] = vol
-        shell.run_cell(f"m = vol.mount({str(tmp_path / 'mnt')!r}, interval=0.2)")
-        m = shell.user_ns["m"]
+    with _kernel_mount(vol, tmp_path / "mnt", 0.2) as (shell, m):
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("default")  # what a notebook has
             for n in range(2):  # two outages, the same error each time
@@ -570,21 +565,14 @@ def test_a_failure_after_a_recovery_is_warned_again(store: Any, tmp_path: Path) 
         assert failed[0].filename == "jupyter_volume"
         assert read(vol, "r0.txt") == b"0" and read(vol, "r1.txt") == b"1"
         shell.run_cell("m.unmount()")
-    finally:
-        InteractiveShell.clear_instance()
 
 
 def test_skipped_paths_warn_after_the_cell_once(store: Any, tmp_path: Path) -> None:
-    from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
     vol = Volume.lookup("v", create_if_missing=True, store=store)
-    shell = InteractiveShell.instance()
     mnt = tmp_path / "mnt"
-    try:
-        shell.user_ns["vol"] = vol
-        shell.run_cell(f"m = vol.mount({str(mnt)!r}, interval=3600)")
-        m = shell.user_ns["m"]
+    with _kernel_mount(vol, mnt, 3600) as (shell, m):
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("always")
             shell.run_cell(
@@ -604,8 +592,6 @@ def test_skipped_paths_warn_after_the_cell_once(store: Any, tmp_path: Path) -> N
         shown = cap.stdout + "".join(o.data.get("text/plain", "") for o in cap.outputs)
         assert "not committed  b'caf\\xe9.txt' (the name is not valid UTF-8" in shown, shown
         shell.run_cell("m.unmount()")
-    finally:
-        InteractiveShell.clear_instance()
 
 
 # -- item 6: modes, special files, long paths ------------------------------------------------------
