@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -144,7 +145,7 @@ class LiveMount(Mount):
             retry = getattr(self, "_retry_after", None)
             if retry is not None and not self._failures:
                 delay = min(delay, max(retry, 0.05))  # files may have settled by then
-            self._wake.wait(delay)
+            self._wake.wait(min(delay, threading.TIMEOUT_MAX))  # see Mount._run_committer
             self._wake.clear()
             if self._stop.is_set():
                 break
@@ -155,6 +156,8 @@ class LiveMount(Mount):
                     self._sync_locked(wait=False)
                 self._online()
             except Exception as e:  # noqa: BLE001 - reported, retried, never fatal
+                if not self._failures:
+                    self._streak += 1  # the first failure since a sync went through
                 self._failures += 1
                 self.last_error = f"{type(e).__name__}: {e}"
                 if isinstance(e, StoreError):
@@ -162,6 +165,7 @@ class LiveMount(Mount):
                 else:
                     log.warning("live sync of %s failed: %s", self.path, self.last_error)
             if self._deleted():
+                self._streak += 1  # news for _after_cell, whatever came before
                 self.last_error = (
                     f"network file system {self.volume.name!r} was deleted: "
                     f"{self.path} stopped syncing (its files stay)"
@@ -252,19 +256,19 @@ class LiveMount(Mount):
         syncing fails for another reason."""
         self._wake.set()
         err = self.last_error
-        if self.offline_since is None and err and err != self._warned_error:
-            self._warned_error = err
-            warnings.warn(
-                f"live folder {self.path} of network file system {self.volume.name!r}: {err}",
-                stacklevel=2,
+        # once per failure streak (its errors often differ only by the object they
+        # name), attributed to jupyter_volume: see Mount._warn_problems and _warn
+        if self.offline_since is None and err and self._streak != self._warned_streak:
+            self._warned_streak = self._streak
+            self._warn(
+                f"live folder {self.path} of network file system {self.volume.name!r}: {err}"
             )
         if self.offline_since is not None and not self._offline_warned:
             self._offline_warned = True
-            warnings.warn(
+            self._warn(
                 f"network file system {self.volume.name!r} cannot reach its store "
                 f"({self.last_error}): {self.path} keeps working locally and its changes "
-                "will be pushed when the store is back",
-                stacklevel=2,
+                "will be pushed when the store is back"
             )
 
     def _warn_deferred(self, held: dict[str, str]) -> None:

@@ -565,7 +565,6 @@ class Mount:
         self._ipython: Any = None
         self._closed = False
         self._skipped: dict[str, str] = {}  # rel -> reason, as of the latest scans
-        self._warned_error: str | None = None  # what a live folder last warned of
         # background failures come in streaks (failures with no success between): the
         # committer counts them, and a streak is warned of once, whatever its errors say
         self._streak = 0

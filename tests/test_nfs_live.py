@@ -651,6 +651,24 @@ def test_a_folder_whose_nfs_is_deleted_elsewhere_stops_syncing_and_keeps_its_fil
 
 
 @pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_a_live_folder_with_an_interval_too_long_to_wait_for_still_syncs(
+    shared: NetworkFileSystem, tmp_path: Path
+) -> None:
+    """A wait longer than a thread can (1e10 s) raised OverflowError in the sync loop
+    and ended it at once: nothing synced again, and nobody was told. Capped, the folder
+    still syncs when woken (after each cell, or on a lock or unmount)."""
+    m = shared.mount(tmp_path / "m", interval=1e10)
+    try:
+        (tmp_path / "m" / "late.txt").write_text("synced")
+        time.sleep(0.5)  # the loop has begun its wait (not a measurement)
+        assert m._thread.is_alive(), m.last_error
+        m._after_cell()  # a cell ended: the folder syncs
+        wait_for(lambda: any(e.path == "late.txt" for e in shared.listdir("/")), "late.txt to sync")
+    finally:
+        m.unmount()
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
 def test_a_live_folder_applies_the_retention_policy_by_itself(
     shared: NetworkFileSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
