@@ -52,7 +52,8 @@ def test_cli_dict_commands(opened: tuple[Any, str, dict[str, str]], tmp_path: Pa
     cli("dict", "create", "cfg", "--allow-existing")
     cli("dict", "put", "cfg", "greeting", "hello")
     assert (
-        "left as it was" in cli("dict", "put", "cfg", "greeting", "bye", "--skip-if-exists").stdout
+        # options may come anywhere, between positionals too
+        "left as it was" in cli("dict", "put", "cfg", "greeting", "--skip-if-exists", "bye").stdout
     )
     assert cli("dict", "get", "cfg", "greeting").stdout == "hello\n"
     assert json.loads(cli("dict", "get", "cfg", "greeting", "--json").stdout)["value"] == "hello"
@@ -64,7 +65,7 @@ def test_cli_dict_commands(opened: tuple[Any, str, dict[str, str]], tmp_path: Pa
     d[("a", 1)] = {"nested": [1, 2]}
     out = cli("dict", "items", "cfg").stdout
     assert "first 20 of 27" in out and "'greeting'" in out
-    assert len(json.loads(cli("dict", "items", "cfg", "5", "--json").stdout)) == 5
+    assert len(json.loads(cli("dict", "items", "cfg", "--json", "5").stdout)) == 5
     every = json.loads(cli("dict", "items", "cfg", "--all", "--json").stdout)
     assert len(every) == 27
     assert {"key": "greeting", "value": "hello"} in every

@@ -80,6 +80,8 @@ def test_cli_nfs_round_trip(cli: CLI) -> None:
     (cli.cwd / "f.txt").write_bytes(b"hello")
     cli("nfs", "put", "rt", "f.txt", "dir/")
     assert [r["path"] for r in cli.json("nfs", "ls", "rt", "-r")] == ["dir", "dir/f.txt"]
+    # options anywhere, as for volumes (an option before PATH used to be refused)
+    assert [r["path"] for r in cli.json("nfs", "ls", "rt", "-r", "dir")] == ["dir/f.txt"]
     assert cli("nfs", "get", "rt", "dir/f.txt", "-").stdout == b"hello"
     cli("nfs", "rm", "rt", "dir", "-r")
     assert "no such file" in cli.err("nfs", "ls", "rt", "dir", rc=3)

@@ -62,6 +62,7 @@ def _action_parser(prog: str, action: str) -> _Parser:
     if action == "list":
         p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
+    p.intermixed = True  # options anywhere, as for the other commands
     return p
 
 

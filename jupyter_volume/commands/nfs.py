@@ -96,6 +96,7 @@ def _action_parser(prog: str, action: str) -> _Parser:
         p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
     p.add_argument("-e", "--env", metavar="ENV", default=None, help=ENV_HELP)
+    p.intermixed = True  # options anywhere, as for the other commands
     return p
 
 
