@@ -118,16 +118,24 @@ def parse_url(path: str) -> tuple[str, str | None, str]:
 
 class _Pending:
     """One write waiting for its commit: bytes, a local file, or an open file object
-    (``perm``: the permission bits to store, None for the default or the local file's)."""
+    (``perm``: the permission bits to store, None for the default or the local file's;
+    ``mtime_ns``: the modification time to store for a file object, None for now)."""
 
     def __init__(
-        self, volume: str, path: str, source: Any, exclusive: bool, perm: int | None = None
+        self,
+        volume: str,
+        path: str,
+        source: Any,
+        exclusive: bool,
+        perm: int | None = None,
+        mtime_ns: int | None = None,
     ) -> None:
         self.volume = volume
         self.vpath = path
         self._source = source
         self.exclusive = exclusive
         self.perm = perm
+        self.mtime_ns = mtime_ns
         self.discarded = False
 
     def source(self) -> Any:
@@ -222,6 +230,7 @@ class VolumeWriteFile(io.BufferedIOBase):
         self.exclusive = "x" in mode
         #: None: the default permission bits (what BatchUpload.put_file gives a file object)
         self.perm: int | None = None
+        self.mtime_ns: int | None = None  # None: the commit's time, as for any new write
         #: True once dropped by an exception: the transaction skips it
         self.discarded = False
         # the exception being handled where the file was opened: closing while only that
@@ -849,7 +858,7 @@ class VolumeFileSystem(AbstractFileSystem):
                 force = len(exclusive) < len(items) or not exclusive
                 batch = stack.enter_context(vol.batch_upload(force=force))
                 for p, w in items.items():
-                    batch.put_file(w.source(), p, mode=w.perm)
+                    batch.put_file(w.source(), p, mode=w.perm, mtime_ns=w.mtime_ns)
                 # BatchUpload's check is all-or-nothing: with some exclusive writes among
                 # others, check the exclusive ones here
                 staged.append((name, vol, batch, exclusive if force else []))
@@ -890,8 +899,8 @@ class VolumeFileSystem(AbstractFileSystem):
             # the transaction commits at the end of the block: copy the file as it is
             # now (to a local temporary file, so memory stays bounded), not what the
             # path holds by then
-            tmp, perm = _spool(lpath)
-            pending = _Pending(name, inner, tmp, mode == "create", perm)
+            tmp, perm, mtime_ns = _spool(lpath)
+            pending = _Pending(name, inner, tmp, mode == "create", perm, mtime_ns)
         else:
             pending = _Pending(name, inner, os.fspath(lpath), mode == "create")
         if not self._stage(pending):
@@ -1144,19 +1153,19 @@ class NetworkFileSystemFS(VolumeFileSystem):
         ]
 
 
-def _spool(lpath: Any) -> tuple[Any, int]:
-    """A copy of local file ``lpath`` in a temporary file (at offset 0) and its
-    permission bits."""
+def _spool(lpath: Any) -> tuple[Any, int, int]:
+    """A copy of local file ``lpath`` in a temporary file (at offset 0), its permission
+    bits and its modification time (what a put outside a transaction stores too)."""
     tmp: Any = tempfile.TemporaryFile(prefix="jupyter-volume-put-")  # noqa: SIM115
     try:
         with open(lpath, "rb") as f:
-            perm = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            st = os.fstat(f.fileno())
             shutil.copyfileobj(f, tmp, 1 << 20)
         tmp.seek(0)
     except BaseException:
         tmp.close()
         raise
-    return tmp, perm
+    return tmp, stat.S_IMODE(st.st_mode), st.st_mtime_ns
 
 
 def _followed(vol: Volume, fe: FileEntry, at: int | None) -> tuple[FileEntry, bool]:

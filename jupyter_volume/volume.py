@@ -1615,10 +1615,14 @@ class BatchUpload:
         local_file: str | os.PathLike[str] | BinaryIO,
         remote_path: str,
         mode: int | None = None,
+        *,
+        mtime_ns: int | None = None,
     ) -> None:
         """Add a local file (a path or a binary file object) at ``remote_path``.
 
         ``mode`` sets the permission bits (default: the local file's, else 0o644).
+        ``mtime_ns``: the modification time to store for a file object (default: now);
+        a file given by path keeps its own.
 
         A file given by path is stored only as one state it had: if it changes while it
         is read (a program saving over it), it is read again, a few times over about a
@@ -1636,7 +1640,9 @@ class BatchUpload:
             entry = self._read_local(lp, mode)
         else:
             target = self._target(remote_path, None)
-            entry = self._writer.file_entry(local_file, mode=0o644 if mode is None else mode)
+            entry = self._writer.file_entry(
+                local_file, mode=0o644 if mode is None else mode, mtime_ns=mtime_ns
+            )
         self._changes[target] = entry
 
     def _read_local(self, lp: Path, mode: int | None) -> Entry:

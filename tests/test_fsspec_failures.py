@@ -50,7 +50,7 @@ class _Unprintable:
     __repr__ = __str__
 
 
-# -- 1, 5, 6: a write that fails commits nothing -----------------------------------------
+# -- a write that fails commits nothing -----------------------------------------
 def test_exception_inside_open_in_a_transaction_commits_nothing(
     lfs: VolumeFileSystem,
 ) -> None:
@@ -137,7 +137,7 @@ def test_close_inside_an_unrelated_except_discards_with_a_warning(
     assert f"{name}/late.txt" in caplog.text
 
 
-# -- 2: put in a transaction copies the file now -----------------------------------------
+# -- put in a transaction copies the file now -----------------------------------------
 def test_put_in_a_transaction_copies_the_local_file_at_call_time(
     lfs: VolumeFileSystem, tmp_path: Path
 ) -> None:
@@ -149,6 +149,7 @@ def test_put_in_a_transaction_copies_the_local_file_at_call_time(
             scratch.write_text(f"day {day}\n")
             lfs.put(str(scratch), f"{name}/day-{day}.csv")
         os.chmod(scratch, 0o600)
+        os.utime(scratch, (1_500_000_000, 1_500_000_000))  # kept, as outside a transaction
         lfs.put_file(str(scratch), f"{name}/private.csv")
         scratch.unlink()  # gone before the block ends: what was put stays put
     got = {p: lfs.cat(p) for p in lfs.find(name)}
@@ -157,9 +158,10 @@ def test_put_in_a_transaction_copies_the_local_file_at_call_time(
         f"{name}/private.csv": b"day 2\n",
     }
     assert commits(lfs, name) == 2  # mkdir, then the transaction
+    assert lfs.info(f"{name}/private.csv")["mtime"] == 1_500_000_000
 
 
-# -- 7: a transaction over two volumes ----------------------------------------------------
+# -- a transaction over two volumes ----------------------------------------------------
 def test_transaction_over_two_volumes_checks_both_before_committing(
     lfs: VolumeFileSystem,
 ) -> None:
@@ -188,7 +190,7 @@ def test_transaction_over_two_volumes_checks_both_before_committing(
     assert lfs.cat(f"{b}/summary") == b"summary"
 
 
-# -- 8: a transaction belongs to its thread -----------------------------------------------
+# -- a transaction belongs to its thread -----------------------------------------------
 def test_a_transaction_does_not_capture_other_threads_writes(
     local_store: Store,
 ) -> None:
@@ -228,7 +230,7 @@ def test_a_transaction_does_not_capture_other_threads_writes(
     assert not fs_main._intrans
 
 
-# -- 9, 10: a transaction sees its own pending writes --------------------------------------
+# -- a transaction sees its own pending writes --------------------------------------
 def test_append_in_a_transaction_starts_from_its_own_earlier_write(
     lfs: VolumeFileSystem, tmp_path: Path
 ) -> None:
@@ -282,7 +284,7 @@ def test_exclusive_create_twice_in_a_transaction_fails(lfs: VolumeFileSystem) ->
     assert lfs.cat(f"{name}/lock.json") == b"good"
 
 
-# -- 14: mv out of a commit -------------------------------------------------------------
+# -- mv out of a commit -------------------------------------------------------------
 def test_mv_from_a_commit_is_refused_before_it_copies(lfs: VolumeFileSystem) -> None:
     name = _name()
     lfs.pipe(f"{name}/a", b"one")
@@ -297,7 +299,7 @@ def test_mv_from_a_commit_is_refused_before_it_copies(lfs: VolumeFileSystem) -> 
     assert commits(lfs, name) == before
 
 
-# -- 15, 16, 17: folder errors are OSErrors --------------------------------------------
+# -- folder errors are OSErrors --------------------------------------------
 def test_reading_a_folder_raises_is_a_directory(lfs: VolumeFileSystem) -> None:
     name = _name()
     lfs.pipe(f"{name}/folder/f.txt", b"x")
@@ -343,7 +345,7 @@ def test_rm_file_refuses_a_folder(lfs: VolumeFileSystem) -> None:
     assert not lfs.exists(f"{name}/f.txt")
 
 
-# -- 18: pickling open files ----------------------------------------------------------
+# -- pickling open files ----------------------------------------------------------
 def test_a_read_file_pickles_and_reopens_its_commit(local_store: Store) -> None:
     fs = VolumeFileSystem(store=local_store.url)
     name = _name()
@@ -365,7 +367,7 @@ def test_a_read_file_pickles_and_reopens_its_commit(local_store: Store) -> None:
     r.close()
 
 
-# -- 20: the volume root's mtime ----------------------------------------------------------
+# -- the volume root's mtime ----------------------------------------------------------
 def test_a_volume_root_has_the_time_of_its_commit(lfs: VolumeFileSystem) -> None:
     name = _name()
     t0 = time.time()
