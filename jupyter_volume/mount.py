@@ -2421,8 +2421,8 @@ class Mount:
 
         The files stay in the folder; mounting the same folder again later picks up
         from where it was. If the volume was deleted elsewhere (or, mounted by name,
-        renamed and its name given to another volume), the mount ends without a commit
-        and NotFoundError says so; the folder keeps its files.
+        renamed, whether or not its old name was given to another volume), the mount
+        ends without a commit and NotFoundError says so; the folder keeps its files.
         """
         with self._lock:
             if self._closed:
