@@ -72,6 +72,14 @@ def test_cli_dict_commands(opened: tuple[Any, str, dict[str, str]], tmp_path: Pa
     assert {"key": "('a', 1)", "value": {"nested": [1, 2]}} in every  # repr where JSON cannot
     listed = json.loads(cli("dict", "list", "--json").stdout)
     assert sorted(x["name"] for x in listed) == ["cfg", "keep"]
+    # environments: -e before or after the action, as for the other commands (it used
+    # to be accepted before the action and ignored)
+    cli("-e", "dev", "dict", "create", "dev-only")
+    cli("dict", "put", "dev-only", "k", "v", "--env", "dev")
+    dev = json.loads(cli("dict", "list", "-e", "dev", "--json").stdout)
+    assert [x["name"] for x in dev] == ["dev-only"]
+    assert cli("-e", "dev", "dict", "get", "dev-only", "k").stdout == "v\n"
+    assert "not found" in cli("dict", "get", "dev-only", "k", rc=3).stderr
 
     # clear and delete ask first: with no terminal to ask on, they refuse unless -y
     assert "pass --yes" in cli("dict", "clear", "cfg", rc=2, input=b"y\n").stderr

@@ -17,7 +17,7 @@ from .context import Context
 from .exits import CommandError
 from .objects import created_row, created_table, delete_asking_first, parse_action
 from .render import Column, Message, Result, Table
-from .routing import _Parser, command
+from .routing import ENV_HELP, _Parser, command
 from .spec import PROGS, STORE_HELP, arg, non_negative_int
 
 #: The actions of ``dict``, with the one-line help each shows.
@@ -62,6 +62,7 @@ def _action_parser(prog: str, action: str) -> _Parser:
     if action == "list":
         p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
+    p.add_argument("-e", "--env", metavar="ENV", default=None, help=ENV_HELP)
     p.intermixed = True  # options anywhere, as for the other commands
     return p
 
@@ -100,11 +101,20 @@ def cmd_dict(a: argparse.Namespace, ctx: Context) -> Result | None:
     return _HANDLERS[a.action](sub, ctx, prog)
 
 
+def _open(s: argparse.Namespace, ctx: Context) -> Any:
+    """The Dict the action names, in the context's store and environment."""
+    from ..dicts import Dict
+
+    return Dict.from_name(s.name, store=ctx.store(), environment_name=ctx.environment_name)
+
+
 def _create(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     from ..dicts import Dict
 
     store = ctx.store(create=True)  # like `create` of a volume: may make the store
-    Dict.objects.create(s.name, allow_existing=s.allow_existing, store=store)
+    Dict.objects.create(
+        s.name, allow_existing=s.allow_existing, store=store, environment_name=ctx.environment_name
+    )
     return Message(f"Created Dict {s.name!r} in {store.url}.", {"name": s.name})
 
 
@@ -112,7 +122,10 @@ def _list(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     from ..dicts import Dict
 
     store = ctx.store()
-    rows = [created_row(d.info()) for d in Dict.objects.list(store=store)]
+    rows = [
+        created_row(d.info())
+        for d in Dict.objects.list(store=store, environment_name=ctx.environment_name)
+    ]
     return created_table(
         rows,
         title=f"Dicts in {store.url}",
@@ -124,6 +137,7 @@ def _delete(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     from ..dicts import Dict
 
     store = ctx.store()
+    env = ctx.environment_name
     return delete_asking_first(
         ctx,
         kind="Dict",
@@ -132,15 +146,16 @@ def _delete(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
         losing="every entry",
         allow_missing=s.allow_missing,
         yes=s.yes,
-        lookup=lambda: Dict.from_name(s.name, store=store).info(),
-        delete=lambda: Dict.objects.delete(s.name, allow_missing=s.allow_missing, store=store),
+        lookup=lambda: Dict.from_name(s.name, store=store, environment_name=env).info(),
+        delete=lambda: Dict.objects.delete(
+            s.name, allow_missing=s.allow_missing, store=store, environment_name=env
+        ),
     )
 
 
 def _clear(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
-    from ..dicts import Dict
 
-    d = Dict.from_name(s.name, store=ctx.store())
+    d = _open(s, ctx)
     d.info()  # NotFoundError before asking
     if not s.yes and not ctx.confirm(f"Remove every entry of Dict {s.name!r}? [y/N] "):
         raise CommandError(f"Dict {s.name!r} was not cleared")
@@ -149,10 +164,9 @@ def _clear(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
 
 
 def _get(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
-    from ..dicts import Dict
     from ..errors import NotFoundError
 
-    d = Dict.from_name(s.name, store=ctx.store())
+    d = _open(s, ctx)
     missing = object()
     value = d.get(s.key, missing)
     if value is missing:
@@ -162,9 +176,8 @@ def _get(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
 
 
 def _put(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
-    from ..dicts import Dict
 
-    d = Dict.from_name(s.name, store=ctx.store())
+    d = _open(s, ctx)
     d.info()
     if d.put(s.key, s.value, skip_if_exists=s.skip_if_exists):
         return Message(f"Set {s.key!r} in Dict {s.name!r}.")
@@ -172,9 +185,9 @@ def _put(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
 
 
 def _items(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
-    from ..dicts import UNREADABLE_KEY, Dict
+    from ..dicts import UNREADABLE_KEY
 
-    d = Dict.from_name(s.name, store=ctx.store())
+    d = _open(s, ctx)
     rows: list[dict[str, Any]] = []
     json_rows: list[dict[str, Any]] = []
     # An entry this environment cannot unpickle (written where a module is installed
