@@ -52,7 +52,8 @@ def _entry_rows(entries: Iterable[FileEntry]) -> list[dict[str, Any]]:
 )
 def cmd_ls(a: argparse.Namespace, ctx: Context) -> Result:
     """List a folder of a volume (all levels with -r), a file, or the paths a glob matches
-    (`*`, `?`, `[..]` within a name, `**` across folders)."""
+    (a path with `*` is a glob; in it `?` and `[..]` match within a name and `**` across
+    folders)."""
     vol = ctx.volume(a.name)
     fresh(vol)
     entries = vol.listdir(a.path, recursive=a.recursive, at=a.at)
@@ -248,20 +249,19 @@ def _download_plan(
     "download a file or folder from a volume",
     NAME,
     arg("remote", metavar="REMOTE", help="a file, folder or glob in the volume"),
-    optional(
-        "local", "LOCAL", "where to (default '.'); '-' writes the file to stdout", default="."
-    ),
+    optional("local", "LOCAL", "where to (default '.'); '-' writes to stdout", default="."),
     flag("-f", "--force", help="overwrite local files that exist"),
     AT,
 )
 def cmd_get(a: argparse.Namespace, ctx: Context) -> Result | None:
     """Download a file, or a folder with everything below it.
 
-    Into LOCAL when it is an existing folder (keeping the file's or folder's name), else
-    as LOCAL. `-` writes the file's bytes to stdout. Existing local files are left alone
-    (exit code 2, nothing is downloaded) unless --force. Each file appears complete or
-    not at all (written to a temporary name, then renamed). Symbolic links come back as
-    links with the same target; a local link in the way is replaced, never written through.
+    Into LOCAL when it is an existing folder or ends in '/' (keeping the file's or
+    folder's name), else as LOCAL. `-` writes the bytes to stdout (every file, for a
+    folder or glob). Existing local files are left alone (exit code 2, nothing is
+    downloaded) unless --force. Each file appears complete or not at all (written to a
+    temporary name, then renamed). Symbolic links come back as links with the same
+    target; a local link in the way is replaced, never written through.
     """
     from ..progress import transfer_progress
     from ..transfer import download

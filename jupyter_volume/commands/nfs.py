@@ -1,5 +1,5 @@
 """Commands on network file systems, as Modal's ``modal nfs``:
-``nfs create|list|ls|put|get|rm|delete|mount`` (and ``unmount``, ``status`` in a kernel).
+``nfs create|list|ls|put|get|rm|delete|mount|status`` (and ``unmount`` in a kernel).
 
 One command, ``nfs``, whose first argument is the action. ``ls``, ``put``, ``get`` and
 ``rm`` are the volume commands of the same names, with the same arguments, options,
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -65,13 +66,28 @@ class _NfsContext(Context):
         return nfs.hydrate()._vol
 
 
+def _nfs_words(text: str) -> str:
+    """A shared volume command's help text, saying "network file system" for "volume"
+    (paragraphs that changed are wrapped again)."""
+    paragraphs = []
+    for para in text.split("\n\n"):
+        worded = para.replace("volume", "network file system")
+        if worded != para:
+            worded = textwrap.fill(" ".join(worded.split()), width=86)
+        paragraphs.append(worded)
+    return "\n\n".join(paragraphs)
+
+
 def _action_parser(prog: str, action: str) -> _Parser:
     p = _Parser(prog=f"{prog} nfs {action}", description=ACTIONS[action])
     if action in SHARED:
         shared = COMMANDS[action]
-        p.description = shared.description.replace("volume", "network file system")
+        p.description = _nfs_words(shared.description)
         for a in shared.args:
-            p.add_argument(*a.args, **a.kwargs)
+            kwargs = dict(a.kwargs)
+            if isinstance(kwargs.get("help"), str):
+                kwargs["help"] = _nfs_words(kwargs["help"])
+            p.add_argument(*a.args, **kwargs)
         if shared.table:
             p.add_argument("--json", action="store_true", help=JSON_HELP)
     elif action in ("create", "delete", "mount", "unmount"):
@@ -102,7 +118,7 @@ def _action_parser(prog: str, action: str) -> _Parser:
 
 @command(
     "nfs",
-    "network file systems (live shared folders): create, list, ls, put, get, rm, delete, mount",
+    "network file systems (live shared folders): " + ", ".join(ACTIONS),
     arg("action", metavar="ACTION", choices=tuple(ACTIONS), help=", ".join(ACTIONS)),
     arg("rest", nargs=argparse.REMAINDER, metavar="...", help="the action's arguments"),
     description=(
