@@ -282,7 +282,10 @@ def cmd_retention(a: argparse.Namespace, ctx: Context) -> Result:
     arg(
         "tag",
         metavar="TAG",
-        help="the tag's name (letters, digits, '.', '_', '-'; not digits only: @N is commit N)",
+        help=(
+            "the tag's name (1-64 letters, digits, '.', '_', '-', starting with a letter or"
+            " digit; not digits only: @N is commit N)"
+        ),
     ),
     flag("--force", help="move the tag if it exists"),
 )

@@ -137,9 +137,10 @@ def build_parser(frontend: str = "cli") -> _Parser:
             f"Run `{prog} COMMAND --help` for a command's arguments.\n"
             "The store is --store URL, else $JUPYTER_VOLUME_STORE, else c.VolumeConfig.store_url\n"
             "in jupyter_volume_config.py, else a folder in the Jupyter data dir. A store named\n"
-            "with --store must exist (only `create` makes a new one). The environment is\n"
-            "-e/--env ENV, else $JUPYTER_VOLUME_ENV, else c.VolumeConfig.environment, else\n"
-            "the default one.\n\n" + EXIT_CODES_HELP
+            "with --store must exist: only creating a volume, Dict or network file system\n"
+            "(`create`, `dict create`, `nfs create`, `nfs mount --create`) makes a new one. The\n"
+            "environment is -e/--env ENV, else $JUPYTER_VOLUME_ENV, else\n"
+            "c.VolumeConfig.environment, else the default one.\n\n" + EXIT_CODES_HELP
         )
     else:
         description = (
