@@ -44,9 +44,10 @@ How volumes differ from a POSIX tree, and what this module does about it:
   into a volume that does not exist creates it.
 * Writes to ``VOLUME@REF`` are refused, and so is moving a file out of one: a commit is
   history. A file opened for reading pickles (it reopens its commit when unpickled).
-* Errors are fsspec's: a file operation on a folder raises IsADirectoryError, ``rmdir``
-  of a file NotADirectoryError, of a non-empty folder OSError ENOTEMPTY (each also an
-  InvalidError).
+* Errors are fsspec's: reading a folder as a file (or ``rm_file`` of one) raises
+  IsADirectoryError; ``rm`` of a folder without ``recursive=True`` removes it if it is
+  empty and raises OSError ENOTEMPTY otherwise, as ``rmdir`` does; ``rmdir`` of a file
+  raises NotADirectoryError (each also an InvalidError).
 
 Layer: a front end, like the CLI: it calls :class:`~jupyter_volume.Volume` only.
 """
