@@ -1,6 +1,6 @@
 """Dicts: get/put latency against raw boto3, bulk update, len/items, contended incr.
 
-    .venv/bin/python -m bench.dict_bench                  # the issue's sizes
+    .venv/bin/python -m bench.dict_bench                  # the default sizes
     .venv/bin/python -m bench.dict_bench --quick          # a smoke test (seconds)
 
 Starts its own SeaweedFS on loopback and measures, in one run on that server:

@@ -17,7 +17,7 @@ a fresh child process with empty caches:
   by a wrapper around the store; for s3fs: what its read cache requested);
 * sequential: read the whole file front to back in 4 MiB reads; seconds and MiB/s.
 
-Targets (from the issue): sequential >= 1.0x s3fs; tail fetches < 4 MiB.
+Targets: sequential >= 1.0x s3fs; tail fetches < 4 MiB.
 Prints a table and writes ``bench/results/fsspec-<date>-<host>.json``.
 """
 

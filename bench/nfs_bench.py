@@ -15,7 +15,7 @@ Per store (a local folder, and a SeaweedFS it starts itself):
   live folder, timed until all are on the store (polled through the API), and (2) a
   volume mount followed by ``Mount.commit()``.
 
-Target (from the issue): p95 latency under 2 s. Prints a table and writes
+Target: p95 latency under 2 s. Prints a table and writes
 ``bench/results/nfs-<date>-<host>.json``.
 """
 

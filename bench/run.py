@@ -13,10 +13,11 @@ store and its peak RSS per step. Timings are medians over ``--reps`` runs (>= 5)
 tools alternate within each repetition (A B A B ...), ratios are computed per repetition
 and then the median is taken. The load average is recorded before and during every
 scenario, and the CPU that processes outside the benchmark take during it (see
-LoadWatch); a scenario that started at a load above 1 or during which others took more
-than a quarter of a core is marked "noisy" and its targets do not count as met. Every scenario is also reported as a fraction of the store's own limit
-measured in the same run (the same bytes PUT/GET as 16 MiB objects, 16 in parallel, with
-boto3): 1.0 means as fast as the store itself.
+LoadWatch); a scenario of a run that started at a load above 1, or during which others
+took more than a quarter of a core on average (or a whole core in a 2 s sample), is
+marked "noisy" and its targets do not count as met. Every scenario is also reported as
+a fraction of the store's own limit measured in the same run (the same bytes PUT/GET as
+16 MiB objects, 16 in parallel, with boto3): 1.0 means as fast as the store itself.
 
 Scenarios:
   a  one 1 GiB incompressible file: commit (upload) and mount (download)

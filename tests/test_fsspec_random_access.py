@@ -4,7 +4,7 @@ A 1 GiB file of pseudo-random bytes (incompressible and free of repeats, so the 
 cuts about 8,000 distinct chunks) is committed once for the module. A fresh process
 with empty caches then opens it through fsspec, reads its last 1 KiB, and counts every
 byte the store handed over: the volume's name record, the commit log listing and record,
-tree nodes, index objects and the chunk itself. The bound is the issue's: under 4 MiB.
+tree nodes, index objects and the chunk itself. The bound: under 4 MiB.
 
 The store is the local folder store: the bytes a reader asks for do not depend on the
 store kind, and uploading 1 GiB to SeaweedFS would cost CI a minute for nothing more.

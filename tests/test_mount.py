@@ -372,7 +372,7 @@ def test_reload_keeps_uncommitted_local_edits(vol: Volume, tmp_path: Path) -> No
     m.unmount()
 
 
-# -- the scenarios ---------------------------------------------------------------------------
+# -- end-to-end scenarios: Modal's example, many writers, torn files, large trees ------------------
 
 
 def test_modal_two_function_example(vol: Volume, tmp_path: Path, child_env: dict[str, str]) -> None:
