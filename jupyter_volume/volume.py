@@ -491,10 +491,12 @@ class Volume:
     def _check_alive(self, writer: Writer | None = None) -> None:
         """Raise NotFoundError if this handle's volume is gone: deleted (by another process
         or handle), an ephemeral one whose block ended, or, for a handle opened by name,
-        renamed and the name given to another volume. Looked up at most every
+        renamed (whether or not the name was given to another volume since; a handle
+        from ``from_id`` follows its volume across renames). Looked up at most every
         :data:`~jupyter_volume.objects.ALIVE_EVERY` seconds on S3 and every time on a
         local folder (:class:`~jupyter_volume.objects.AliveCheck`), before every commit
-        and API read: a commit to a deleted volume used to report success and land under
+        and API read (history, tags, retention, verify and gc too; ``info()`` describes
+        the handle as opened): a commit to a deleted volume used to report success and land under
         no name, out of reach of every name and of gc, for good.
 
         Found gone, ``writer``'s uploads are stopped and whatever this handle left under
@@ -533,11 +535,11 @@ class Volume:
             how = "its block ended or it was deleted"
         else:
             what = f"volume {meta.name!r}"
-            how = "it was deleted, or renamed and the name given to another volume"
+            how = "it was deleted or renamed (its name may now be another volume's)"
         self._gone = (
             f"{what} no longer exists as this handle opened it ({how}): nothing was "
-            "read or written through it; open it again"
-            + (f" with Volume.from_name({meta.name!r})" if meta.name is not None else "")
+            "read or written through it"
+            + ("; open it again by its current name" if meta.name is not None else "")
         )
         raise NotFoundError(self._gone)
 
@@ -1206,6 +1208,7 @@ class Volume:
             raise InvalidError(f"limit must be None or a number >= 0, got {limit!r}")
         if limit == 0:
             return []
+        self._check_alive()  # as every read: a deleted volume's history is gone
         repo = self._repo
         state = repo.gc_state(repo.head())
         by_seq: dict[int, list[str]] = {}
@@ -1232,6 +1235,7 @@ class Volume:
         """
         from .repository import gc
 
+        self._check_alive()
         gc.set_tag(self._repo, int(seq), name, force=force)
 
     @aio
@@ -1239,6 +1243,7 @@ class Volume:
         """Remove a tag (its commit falls under the retention policy again)."""
         from .repository import gc
 
+        self._check_alive()
         gc.delete_tag(self._repo, name)
 
     @aio
@@ -1246,6 +1251,7 @@ class Volume:
         """Tag name -> commit seq."""
         from .repository import gc
 
+        self._check_alive()
         return gc.list_tags(self._repo)
 
     @property
@@ -1253,6 +1259,7 @@ class Volume:
         """The volume's :class:`~jupyter_volume.repository.gc.RetentionPolicy` (keep all by default)."""
         from .repository import gc
 
+        self._check_alive()
         return gc.load_policy(self._repo)
 
     @aio
@@ -1285,6 +1292,7 @@ class Volume:
             else None,
             grace=gc.parse_duration(grace) if grace is not None else gc.DEFAULT_GRACE,
         )
+        self._check_alive()
         gc.save_policy(self._repo, pol)
         return pol
 
@@ -1299,6 +1307,7 @@ class Volume:
         """
         from .repository import gc
 
+        self._check_alive()
         # gc is also when the ephemeral volumes of dead processes are reclaimed
         names.sweep_ephemeral(self.store)
         return gc.collect(
@@ -1373,6 +1382,7 @@ class Volume:
     @aio
     def verify(self, *, read_data: bool = True) -> VerifyReport:
         """Re-read and re-hash everything reachable from every commit; report any damage."""
+        self._check_alive()
         return self._repo.verify(read_data=read_data)
 
     @aio
