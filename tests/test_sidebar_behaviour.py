@@ -615,6 +615,58 @@ def test_dicts_and_network_file_systems_are_listed_with_their_kind(page: Any, st
     assert list(d.keys()) == ["run-1"]
 
 
+# -- late answers and other writers ------------------------------------------------------------------
+def _hold(page: Any, pattern: str) -> list[Any]:
+    """Hold the requests matching ``pattern`` until the test lets them go (its answer then
+    arrives late: a slow store, a big Dict or history)."""
+    held: list[Any] = []
+    page.route(pattern, lambda route: held.append(route))
+    return held
+
+
+def _release_late(page: Any, held: list[Any], pattern: str, part: str) -> None:
+    """Let the held requests go and wait for their answers, then for the page to use them."""
+    assert held, f"no request matched {pattern}"
+    with page.expect_response(lambda r: part in r.url, timeout=TIMEOUT):
+        for route in held:
+            route.continue_()
+    page.unroute(pattern)
+    page.wait_for_timeout(500)  # the panel handles the answer (no assertion on how long)
+
+
+def test_a_dicts_late_entries_are_not_shown_under_another_dict(page: Any, store: str) -> None:
+    """Dict a's entries arrive after Dict b was opened: they are dropped, so b's rows and
+    their Delete stay b's (a late a page was drawn under b's name and its Delete removed
+    b's entry of the same key). The delay is made by holding a's request in the browser."""
+    from jupyter_volume import Dict
+
+    tag = uuid.uuid4().hex[:6]
+    a = Dict.from_name(f"late-a-{tag}", create_if_missing=True, store=store)
+    a["shared"] = "a value"
+    b = Dict.from_name(f"late-b-{tag}", create_if_missing=True, store=store)
+    b["shared"] = "b value"
+    b["keep"] = 1
+    panel = page.locator(PANEL)
+    panel.get_by_role("button", name="Refresh volumes").click()
+    pattern = f"**/jupyter-volume/api/dicts/late-a-{tag}/entries*"
+    held = _hold(page, pattern)
+    panel.locator(f"li[data-volume='late-a-{tag}'][data-kind='dict']").click()
+    panel.locator(f"li[data-volume='late-b-{tag}'][data-kind='dict']").click()
+    panel.locator("tr.jp-VolumePanel-dictEntry", has_text="'keep'").wait_for(timeout=TIMEOUT)
+    _release_late(page, held, pattern, f"late-a-{tag}/entries")
+
+    assert panel.locator(".jp-VolumePanel-dictName").inner_text() == f"late-b-{tag}"
+    values = panel.locator("td.jp-VolumePanel-dictValue").all_inner_texts()
+    assert sorted(values) == ["'b value'", "1"]
+    panel.get_by_role("button", name="Delete entry 'shared'").click()
+    _dialog_accept(page)
+    panel.locator("tr.jp-VolumePanel-dictEntry", has_text="'shared'").wait_for(
+        state="detached", timeout=TIMEOUT
+    )
+    assert list(b.keys()) == ["keep"]
+    assert list(a.keys()) == ["shared"]
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

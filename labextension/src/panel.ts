@@ -172,6 +172,8 @@ export class VolumePanel extends Widget {
   private _openDict: string | null = null;
   private _dictNext: string | null = null;
   private _dictEntries: IDictEntry[] = [];
+  /** Counts Dict loads, so the answer of a superseded one (another Dict's) is dropped. */
+  private _dictLoad = 0;
 
   constructor(
     readonly model: VolumeModel,
@@ -1072,7 +1074,13 @@ export class VolumePanel extends Widget {
   }
 
   private async _loadDict(name: string, more = false): Promise<void> {
+    const load = ++this._dictLoad;
     const page = await this.model.dictEntries(name, more ? this._dictNext : null);
+    if (load !== this._dictLoad || name !== this._openDict) {
+      // Another Dict (or a volume) was opened meanwhile: drawn now, these entries would
+      // sit under its name, and their Delete would act on it.
+      return;
+    }
     this._dictEntries = more ? this._dictEntries.concat(page.entries) : page.entries;
     this._dictNext = page.next;
     this._renderDict();
