@@ -667,6 +667,38 @@ def test_a_dicts_late_entries_are_not_shown_under_another_dict(page: Any, store:
     assert list(a.keys()) == ["shared"]
 
 
+def test_a_volumes_late_history_is_not_shown_as_another_volumes(page: Any, store: str) -> None:
+    """Volume a's history arrives after volume b was opened: b's History tab keeps b's
+    commits, so its Restore buttons restore b's own (a late answer listed a's commits
+    under b, and restoring one of them rewound b). The delay is made by holding a's
+    history request in the browser."""
+    a, va = new_volume(store)
+    b, vb = new_volume(store)
+    for i in (1, 2, 3):
+        for vol, path in ((va, f"only-in-a-{i}.txt"), (vb, f"b{i}.txt")):
+            with vol.batch_upload() as batch:
+                batch.put_file(io.BytesIO(b"x"), path)
+    panel = page.locator(PANEL)
+    panel.get_by_role("button", name="Refresh volumes").click()
+    pattern = f"**/jupyter-volume/api/volumes/{a}/history*"
+    held = _hold(page, pattern)
+    panel.locator(f"li[data-volume='{a}']").click()
+    panel.locator(".jp-VolumePanel-breadcrumbs", has_text=a).wait_for(timeout=TIMEOUT)
+    panel.locator(f"li[data-volume='{b}']").click()
+    panel.locator(".jp-VolumePanel-breadcrumbs", has_text=b).wait_for(timeout=TIMEOUT)
+    panel.get_by_role("tab", name="History").click()
+    panel.locator(".jp-VolumePanel-message", has_text="b3.txt").wait_for(timeout=TIMEOUT)
+    _release_late(page, held, pattern, f"volumes/{a}/history")
+
+    messages = panel.locator(".jp-VolumePanel-message").all_inner_texts()
+    assert not [m for m in messages if "only-in-a" in m], messages
+    assert [m for m in messages if "upload b" in m] == [
+        "upload b3.txt",
+        "upload b2.txt",
+        "upload b1.txt",
+    ]
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

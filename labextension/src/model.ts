@@ -212,6 +212,8 @@ export class VolumeModel {
   private _listing = 0;
   /** The next page being loaded, if any. */
   private _more: Promise<void> | null = null;
+  /** Counts history loads, so the answer of a superseded one (another volume's) is dropped. */
+  private _historyLoad = 0;
 
   get loadingChanged(): ISignal<this, boolean> {
     return this._loadingChanged;
@@ -331,6 +333,7 @@ export class VolumeModel {
 
   private _close(): void {
     this._listing++; // a page still loading belongs to no folder now
+    this._historyLoad++; // and a history still loading to no volume
     this.volume = null;
     this.at = null;
     this.path = '';
@@ -745,9 +748,15 @@ export class VolumeModel {
       return;
     }
     this._historyLimit = limit;
+    // A newer load (another volume opened meanwhile) makes this one's answer stale: its
+    // commits drawn under the open volume would restore, browse and compare that one.
+    const load = ++this._historyLoad;
     const page = await requestAPI<{ commits: ICommit[]; more: boolean }>(
       this._vol(`/history?limit=${limit}`)
     );
+    if (load !== this._historyLoad) {
+      return;
+    }
     this.history = page.commits;
     this.historyMore = page.more;
     this._historyChanged.emit();
