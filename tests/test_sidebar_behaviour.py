@@ -699,6 +699,29 @@ def test_a_volumes_late_history_is_not_shown_as_another_volumes(page: Any, store
     ]
 
 
+def test_double_clicking_a_folder_opens_that_folder_only(page: Any, store: str) -> None:
+    """A double click on a folder's name opens it, and not the subfolder drawn under the
+    pointer after the first click (the name opened on a single click, so the second
+    click landed on the new listing); a single click selects, as in JupyterLab."""
+    name, _ = new_volume(store, {"a/b/deep.txt": b"d", "a/x.txt": b"x", "top.txt": b"t"})
+    panel = open_volume(page, name)
+    label = row(panel, "a").locator(".jp-VolumePanel-entryName")
+    label.wait_for(timeout=TIMEOUT)
+    box = label.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # a user's double click: a click, and a moment later the second one
+    page.mouse.click(x, y)
+    page.wait_for_timeout(150)
+    page.mouse.click(x, y, click_count=2)
+    row(panel, "a/x.txt").wait_for(timeout=TIMEOUT)
+    page.wait_for_timeout(500)  # a second navigation, if any, would have started
+    assert panel.locator(".jp-VolumePanel-crumb").all_inner_texts() == [name, "a"]
+    # One click on a folder selects it and stays here.
+    row(panel, "a/b").locator(".jp-VolumePanel-entryName").click()
+    assert row(panel, "a/b").get_attribute("aria-selected") == "true"
+    assert panel.locator(".jp-VolumePanel-crumb").all_inner_texts() == [name, "a"]
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 
@@ -855,7 +878,7 @@ def test_list_folds_toolbar_stays_loading_shows_and_columns_follow_the_width(
 
     page.route("**/jupyter-volume/api/volumes/*/tree/sub*", hold)
     try:
-        row(panel, "sub").locator("a").click()
+        row(panel, "sub").dblclick()
         loading = panel.locator(".jp-VolumePanel-loading[role='progressbar']")
         loading.wait_for(state="visible", timeout=TIMEOUT)
         assert panel.locator(".jp-VolumePanel-listing").get_attribute("aria-busy") == "true"

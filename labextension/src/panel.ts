@@ -174,6 +174,8 @@ export class VolumePanel extends Widget {
   private _dictEntries: IDictEntry[] = [];
   /** Counts Dict loads, so the answer of a superseded one (another Dict's) is dropped. */
   private _dictLoad = 0;
+  /** The row a click sequence began on: a double click opens only that row. */
+  private _pressed: string | null = null;
 
   constructor(
     readonly model: VolumeModel,
@@ -579,18 +581,10 @@ export class VolumePanel extends Widget {
     const isDir = entry.type === 'directory';
     const icon = isDir ? folderIcon : this._host.iconFor(entry.name);
     inner.appendChild(icon.element({ tag: 'span', className: 'jp-VolumePanel-icon' }));
-    const label = inner.appendChild(el(isDir ? 'a' : 'span', 'jp-VolumePanel-entryName', entry.name));
-    if (isDir) {
-      (label as HTMLAnchorElement).href = '#';
-      label.addEventListener('click', (e: Event) => {
-        const me = e as MouseEvent;
-        me.preventDefault();
-        if (!(me.ctrlKey || me.metaKey || me.shiftKey)) {
-          me.stopPropagation();
-          void this._act('Cannot open folder', () => this._cd(entry.path));
-        }
-      });
-    }
+    // As in JupyterLab, a click selects and a double click (or Enter) opens, folders
+    // too: a folder that opened on the first click of a double click had the second
+    // land on the redrawn listing and open whatever row was then under the pointer.
+    inner.appendChild(el('span', 'jp-VolumePanel-entryName', entry.name));
     name.title = entry.path;
     const actions = el('td', 'jp-VolumePanel-actionsCell');
     const box = actions.appendChild(el('div', 'jp-VolumePanel-actions'));
@@ -615,9 +609,18 @@ export class VolumePanel extends Widget {
       this._select(entry.path, e.shiftKey ? 'range' : e.ctrlKey || e.metaKey ? 'toggle' : 'only');
       this._listing.focus({ preventScroll: true });
     });
+    tr.addEventListener('mousedown', e => {
+      if (e.detail <= 1) {
+        this._pressed = entry.path;
+      }
+    });
     tr.addEventListener('dblclick', e => {
       e.preventDefault();
-      void this._openEntry(entry);
+      // only a double click whose clicks both fell on this row (not one that began on
+      // a row drawn before the listing changed under the pointer)
+      if (this._pressed === entry.path) {
+        void this._openEntry(entry);
+      }
     });
     tr.addEventListener('contextmenu', e => {
       e.preventDefault();
