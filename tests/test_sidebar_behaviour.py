@@ -722,6 +722,25 @@ def test_double_clicking_a_folder_opens_that_folder_only(page: Any, store: str) 
     assert panel.locator(".jp-VolumePanel-crumb").all_inner_texts() == [name, "a"]
 
 
+def test_enter_on_a_button_in_the_file_list_does_what_the_button_says(
+    page: Any, store: str
+) -> None:
+    """With a cursor row set, Enter on the "Sort by size" button sorts (it opened the
+    cursor's folder, and the sort never happened)."""
+    name, _ = new_volume(store, {"dir/inside.txt": b"i", "a.txt": b"aaaa", "b.txt": b"b"})
+    panel = open_volume(page, name)
+    row(panel, "a.txt").wait_for(timeout=TIMEOUT)
+    panel.locator(".jp-VolumePanel-listing").focus()
+    page.keyboard.press("ArrowDown")
+    panel.locator("tr.jp-mod-cursor[data-path='dir']").wait_for(timeout=TIMEOUT)
+    panel.get_by_role("button", name="Sort by size").focus()
+    page.keyboard.press("Enter")
+    panel.locator("th[aria-sort='ascending'] > button[data-sort='size']").wait_for(timeout=TIMEOUT)
+    assert listed(panel) == ["dir", "b.txt", "a.txt"]
+    assert panel.locator(".jp-VolumePanel-crumb").all_inner_texts() == [name]
+    sort_by(panel, "name", "ascending")
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

@@ -672,6 +672,12 @@ export class VolumePanel extends Widget {
   }
 
   private _onKey(e: KeyboardEvent): void {
+    // Keys on a control inside the listing (a sort button, a row's Download or "More
+    // actions") are that control's: Enter on "Sort by size" sorts, it opens no entry.
+    const target = e.target as HTMLElement;
+    if (target !== this._listing && target.closest('button, a, input, select, textarea')) {
+      return;
+    }
     const order = this._ordered();
     if (!order.length) {
       return;
