@@ -741,6 +741,47 @@ def test_enter_on_a_button_in_the_file_list_does_what_the_button_says(
     sort_by(panel, "name", "ascending")
 
 
+def test_an_upload_whose_path_another_writer_created_meanwhile_asks_to_replace(
+    page: Any, store: str
+) -> None:
+    """A file another writer creates at the upload's path while its bytes are sent: the
+    sidebar asks "Replace?" as it does when the path is taken at the start; yes commits
+    the upload, no keeps the other file ("not replaced"). Before, the whole transfer was
+    discarded with a Python-API message. The other writer gets its moment by holding
+    the upload's chunk request in the browser."""
+    name, vol = new_volume(store)
+    panel = open_volume(page, name)
+    for answer, fname in ((True, "report.csv"), (False, "table.csv")):
+        pattern = f"**/jupyter-volume/api/volumes/{name}/uploads/*?offset=*"
+        held = _hold(page, pattern)
+        drop_generated(page, [(fname, 3 * MiB, 65)])
+        up = panel.locator(f".jp-VolumePanel-upload[data-path='{fname}']")
+        up.and_(page.locator("[data-state='uploading']")).wait_for(timeout=TIMEOUT)
+        for _ in range(200):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the chunk request was not seen"
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(b"the notebook's report\n"), fname)
+        for route in held:
+            route.continue_()
+        page.unroute(pattern)
+        dialog = page.locator(".jp-Dialog")
+        dialog.wait_for(timeout=TIMEOUT)
+        assert "already exists" in dialog.inner_text() and fname in dialog.inner_text()
+        if answer:
+            _dialog_accept(page)
+            up.and_(page.locator("[data-state='done']")).wait_for(timeout=TIMEOUT)
+            assert read(store, name, fname) == b"A" * (3 * MiB)
+        else:
+            dialog.locator(".jp-Dialog-button.jp-mod-reject").click()
+            up.and_(page.locator("[data-state='skipped']")).wait_for(timeout=TIMEOUT)
+            assert "not replaced" in up.inner_text()
+            assert read(store, name, fname) == b"the notebook's report\n"
+        no_dialog(page)
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

@@ -700,7 +700,22 @@ export class VolumeModel {
       }
       u.state = 'committing';
       this._uploadsChanged.emit();
-      await sendJSON(`${route}/finish`, 'POST', { size: file.size, sha256: whole.hexdigest() });
+      const digest = whole.hexdigest();
+      const finish = (force?: boolean) =>
+        sendJSON(`${route}/finish`, 'POST', { size: file.size, sha256: digest, force });
+      try {
+        await finish();
+      } catch (e) {
+        // Another writer created the path while the bytes were sent: the server keeps
+        // the session for a retry, so ask as at the start instead of losing the transfer.
+        if ((e as ApiError).error !== 'AlreadyExistsError' || signal.aborted) {
+          throw e;
+        }
+        if (!(await confirmOverwrite(u.path, u.volume))) {
+          throw new NotReplaced(u.path);
+        }
+        await finish(true);
+      }
       u.loaded = file.size;
     } catch (e) {
       requestAPI(route, { method: 'DELETE' }).catch(() => undefined);
