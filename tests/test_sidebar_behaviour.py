@@ -782,6 +782,29 @@ def test_an_upload_whose_path_another_writer_created_meanwhile_asks_to_replace(
         no_dialog(page)
 
 
+def test_show_more_lists_every_file_when_another_writer_deletes_one_meanwhile(
+    page: Any, store: str
+) -> None:
+    """The next page of a large folder continues the first page's listing (its commit),
+    so a file deleted meanwhile shifts nothing: every file is listed once (the page by
+    offset of the newest tree skipped the file that moved back across the page break)."""
+    files = {f"f-{i:03d}.txt": b"x" for i in range(600)}
+    name, vol = new_volume(store, files)
+    panel = open_volume(page, name)
+    row(panel, "f-499.txt").wait_for(state="attached", timeout=TIMEOUT)
+    assert len(listed(panel)) == 500
+    vol.remove_file("f-000.txt")
+    panel.get_by_role("button", name="Show more (500 of 600)").click()
+    row(panel, "f-599.txt").wait_for(state="attached", timeout=TIMEOUT)
+    assert listed(panel) == sorted(files)
+    assert panel.get_by_role("button", name=re.compile("^Show more")).count() == 0
+    # A refresh shows the folder as it is now.
+    panel.get_by_role("button", name="Refresh folder").click()
+    row(panel, "f-000.txt").wait_for(state="detached", timeout=TIMEOUT)
+    assert len(listed(panel)) == 500
+    assert panel.get_by_role("button", name="Show more (500 of 599)").count() == 1
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

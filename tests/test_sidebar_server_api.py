@@ -338,3 +338,30 @@ def test_restoring_a_path_a_commit_deleted_needs_the_commit_before(
     code, body = api("POST", f"volumes/{vol}/restore", {"commit": head - 1, "path": "keep.txt"})
     assert code == 200 and body["commit"] is not None, body
     assert api.raw("GET", f"volumes/{vol}/files/keep.txt").body == b"precious"
+
+
+def test_a_folders_next_pages_can_come_from_the_commit_of_its_first(
+    api: Api, vol: str, store_url: str
+) -> None:
+    """A page of a folder says which commit it was listed at (``seq``); the next pages
+    asked ``at`` that commit continue it even after another writer deleted a file, so
+    no file is skipped across the page break (the newest tree's page started one late)."""
+    v = Volume.from_name(vol, store=store_url)
+    with v.batch_upload() as batch:
+        for i in range(10):
+            batch.put_file(io.BytesIO(b"x"), f"f{i}.txt")
+    code, first = _listing(api, vol, limit=5)
+    assert code == 200, first
+    assert first["at"] is None and first["seq"] == v.history(limit=1)[0].seq
+    v.remove_file("f0.txt")
+
+    code, rest = _listing(api, vol, offset=5, limit=5, at=first["seq"])
+    assert code == 200, rest
+    assert rest["seq"] == rest["at"] == first["seq"]
+    assert rest["total"] == 10
+    names = [e["name"] for e in first["entries"] + rest["entries"]]
+    assert names == [f"f{i}.txt" for i in range(10)]
+
+    # Without it, the page is of the newest tree: the folder as it is now.
+    code, now = _listing(api, vol, offset=0, limit=5)
+    assert now["total"] == 9 and now["seq"] == first["seq"] + 1

@@ -466,7 +466,10 @@ class VolumeService:
         ``order`` is ``asc`` or ``desc``. Folders come first in either order, as in
         JupyterLab's file browser. Because the whole folder is sorted before it is
         paged, the pages of one ``sort``/``order`` join up into one sorted listing.
-        ``at`` lists the tree as it was at that commit.
+        ``at`` lists the tree as it was at that commit. ``seq`` in the answer is the
+        commit the page was listed at (``at``, or the newest one): pass it as ``at`` for
+        the following pages, so that a file deleted or added meanwhile does not shift
+        the entries across a page break (one skipped or shown twice).
         """
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise InvalidError(f"offset must be >= 0 and limit 1..{MAX_PAGE}")
@@ -475,12 +478,17 @@ class VolumeService:
         if order not in ("asc", "desc"):
             raise InvalidError(f"order must be asc or desc, got {order!r}")
         p = normalize_path(path)
-        entries = sort_entries(_children(self._vol(name), p, at), sort, order == "desc")
+        vol = self._vol(name)
+        # The commit first, then the folder at that commit (as stat_file does): listed
+        # the other way round, a commit landing between would pair seq with another tree.
+        seq = vol.seq if at is None else at
+        entries = sort_entries(_children(vol, p, seq), sort, order == "desc")
         page = entries[offset : offset + limit]
         return {
             "volume": name,
             "path": p,
             "at": at,
+            "seq": seq,
             "offset": offset,
             "limit": limit,
             "sort": sort,

@@ -38,6 +38,8 @@ export interface IEntry {
 export interface IFolderPage {
   path: string;
   at: number | null;
+  /** The commit the page was listed at (older servers do not send it). */
+  seq?: number;
   offset: number;
   limit: number;
   total: number;
@@ -212,6 +214,11 @@ export class VolumeModel {
   private _listing = 0;
   /** The next page being loaded, if any. */
   private _more: Promise<void> | null = null;
+  /**
+   * The commit the first page was listed at: later pages are listed there too, so a
+   * file another writer deletes or adds meanwhile shifts no entry across a page break.
+   */
+  private _listedAt: number | null = null;
   /** Counts history loads, so the answer of a superseded one (another volume's) is dropped. */
   private _historyLoad = 0;
 
@@ -381,12 +388,13 @@ export class VolumeModel {
     this._more = null;
     this._setLoading(true);
     try {
-      const page = await this._page(0);
+      const page = await this._page(0, this.at);
       if (listing !== this._listing) {
         return;
       }
       this.entries = page.entries;
       this.total = page.total;
+      this._listedAt = page.seq ?? this.at;
     } finally {
       if (listing === this._listing) {
         this._setLoading(false);
@@ -463,7 +471,7 @@ export class VolumeModel {
   }
 
   private async _loadMore(listing: number): Promise<void> {
-    const page = await this._page(this.entries.length);
+    const page = await this._page(this.entries.length, this._listedAt);
     if (listing !== this._listing) {
       return; // the folder or the sort changed meanwhile: that page belongs to no one
     }
@@ -474,9 +482,9 @@ export class VolumeModel {
     this._folderChanged.emit();
   }
 
-  private _page(offset: number): Promise<IFolderPage> {
+  private _page(offset: number, commit: number | null): Promise<IFolderPage> {
     const path = encodePath(this.path);
-    const at = this.at === null ? '' : `&at=${this.at}`;
+    const at = commit === null ? '' : `&at=${commit}`;
     const sort = `&sort=${this.sortKey}&order=${this.sortAscending ? 'asc' : 'desc'}`;
     return requestAPI<IFolderPage>(
       this._vol(`/tree${path ? '/' + path : ''}?offset=${offset}&limit=${PAGE_SIZE}${sort}${at}`)
