@@ -805,6 +805,34 @@ def test_show_more_lists_every_file_when_another_writer_deletes_one_meanwhile(
     assert panel.get_by_role("button", name="Show more (500 of 599)").count() == 1
 
 
+def test_a_dict_value_the_server_cannot_read_shows_why(
+    page: Any, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value whose class exists only in the kernel shows the server's reason in its
+    Value cell (it was a blank cell, as if the value were an empty string)."""
+    from jupyter_volume import Dict
+
+    module = f"only_in_the_kernel_{uuid.uuid4().hex[:6]}"
+    (tmp_path / f"{module}.py").write_text("class Model:\n    weights = [1, 2, 3]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = __import__(module)
+    tag = uuid.uuid4().hex[:6]
+    d = Dict.from_name(f"models-{tag}", create_if_missing=True, store=store)
+    d["best"] = mod.Model()
+    d["plain"] = "fine"
+    panel = page.locator(PANEL)
+    panel.get_by_role("button", name="Refresh volumes").click()
+    panel.locator(f"li[data-volume='models-{tag}'][data-kind='dict']").click()
+    value = panel.locator("tr.jp-VolumePanel-dictEntry", has_text="'best'").locator(
+        "td.jp-VolumePanel-dictValue"
+    )
+    value.wait_for(timeout=TIMEOUT)
+    assert "unreadable here" in value.inner_text() and module in value.inner_text()
+    assert "jp-mod-error" in (value.get_attribute("class") or "")
+    plain = panel.locator("tr.jp-VolumePanel-dictEntry", has_text="'plain'")
+    assert plain.locator("td.jp-VolumePanel-dictValue").inner_text() == "'fine'"
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

@@ -124,6 +124,8 @@ export interface IDictEntry {
   type: string;
   size: number;
   updated: string | number | null;
+  /** Why the server could not read the value (then `value` is ""), e.g. its module is missing. */
+  error?: string | null;
 }
 
 export type SortKey = 'name' | 'size' | 'mtime';

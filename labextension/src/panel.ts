@@ -1139,7 +1139,9 @@ export class VolumePanel extends Widget {
         return td;
       };
       cell('jp-VolumePanel-dictKey', e.key);
-      cell('jp-VolumePanel-dictValue', e.value);
+      const value = cell('jp-VolumePanel-dictValue', e.error ? `unreadable here: ${e.error}` : e.value);
+      // a value the server cannot unpickle: say why, rather than a blank like ''
+      value.classList.toggle('jp-mod-error', Boolean(e.error));
       cell('jp-VolumePanel-dictType', e.type);
       cell('jp-VolumePanel-size', formatSize(e.size));
       const when = e.updated === null ? null : new Date(typeof e.updated === 'number' ? e.updated * 1000 : e.updated);
