@@ -833,6 +833,30 @@ def test_a_dict_value_the_server_cannot_read_shows_why(
     assert plain.locator("td.jp-VolumePanel-dictValue").inner_text() == "'fine'"
 
 
+def test_commits_ticked_in_one_volume_are_not_ticked_in_the_next(page: Any, store: str) -> None:
+    """Ticks for a comparison belong to the volume they were made in: opening another
+    volume shows its history with nothing ticked and no comparison (its commits #1 and
+    #2 were ticked and compared)."""
+    names = []
+    for prefix in ("a", "b"):
+        name, vol = new_volume(store)
+        for i in (1, 2, 3):
+            with vol.batch_upload() as batch:
+                batch.put_file(io.BytesIO(b"x" * i), f"{prefix}{i}.txt")
+        names.append(name)
+    panel = open_volume(page, names[0])
+    panel.get_by_role("tab", name="History").click()
+    for seq in (1, 2):
+        panel.get_by_role("checkbox", name=f"Compare commit {seq}").check()
+    panel.locator(".jp-VolumePanel-compare:not([hidden])").wait_for(timeout=TIMEOUT)
+    panel.locator(f"li[data-volume='{names[1]}']").click()
+    panel.locator(f"li.jp-mod-selected[data-volume='{names[1]}']").wait_for(timeout=TIMEOUT)
+    panel.get_by_role("tab", name="History").click()
+    panel.locator(".jp-VolumePanel-message", has_text="b3.txt").wait_for(timeout=TIMEOUT)
+    assert panel.locator("input.jp-VolumePanel-pick:checked").count() == 0
+    assert panel.locator(".jp-VolumePanel-compare").is_hidden()
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

@@ -169,6 +169,8 @@ export class VolumePanel extends Widget {
   private _anchor: string | null = null;
   private _cursor: string | null = null;
   private _compare: number[] = [];
+  /** The volume whose commits `_compare` holds (kind and name). */
+  private _compareOf = '';
   private _openDict: string | null = null;
   private _dictNext: string | null = null;
   private _dictEntries: IDictEntry[] = [];
@@ -901,6 +903,12 @@ export class VolumePanel extends Widget {
     this._history.replaceChildren();
     if (m.volume === null) {
       return;
+    }
+    // Ticks belong to one volume's commits: another volume's #1 and #2 are other commits.
+    const of = JSON.stringify([m.kind, m.volume]);
+    if (of !== this._compareOf) {
+      this._compareOf = of;
+      this._compare = [];
     }
     const seqs = new Set(m.history.map(c => c.seq));
     this._compare = this._compare.filter(s => seqs.has(s));
