@@ -270,10 +270,18 @@ def _creator() -> str:
 
 
 def _open(
-    store: Store | str | os.PathLike[str] | None, environment_name: str | None
+    store: Store | str | os.PathLike[str] | None,
+    environment_name: str | None,
+    *,
+    create: bool = False,
 ) -> tuple[Store, str, Store]:
-    """``(base store, environment, the environment's view)``; stores opened once per URL."""
-    return open_env(open_base(store), environment_name)
+    """``(base store, environment, the environment's view)``; stores opened once per URL.
+
+    A store named explicitly must exist unless ``create`` (as for volumes): a typo in
+    ``store=`` is an error, never a new empty store made by a mere lookup."""
+    return open_env(
+        open_base(store, must_exist=not create, remember_existing=True), environment_name
+    )
 
 
 def check_dict_name(name: object) -> str:
@@ -357,7 +365,7 @@ class _DictManager:
             InvalidError: a bad name.
         """
         check_dict_name(name)
-        _, _, s = _open(store, environment_name)
+        _, _, s = _open(store, environment_name, create=True)
         _create(s, name, allow_existing=allow_existing)
 
     @aio
@@ -494,7 +502,7 @@ class Dict(MutableMapping[Any, Any]):
         for a bad name.
         """
         check_dict_name(name)
-        base, env, _ = _open(store, environment_name)
+        base, env, _ = _open(store, environment_name, create=create_if_missing)
         return Dict(_store=base, _env=env, _name=name, _create=create_if_missing)
 
     @staticmethod
@@ -530,7 +538,7 @@ class Dict(MutableMapping[Any, Any]):
             with Dict.ephemeral() as d:
                 d["foo"] = "bar"
         """
-        base, env, s = _open(store, environment_name)
+        base, env, s = _open(store, environment_name, create=True)
         _sweep_ephemeral(s)
         doc = _config_doc(uuid.uuid4().hex, None)
         ttl = _ttl or EPHEMERAL_TTL
@@ -1106,7 +1114,7 @@ def _seconds(x: object) -> bool:
 def _unpickle_dict(
     url: str, env: str, name: str | None, dict_id: str | None, create: bool = False
 ) -> Dict:
-    base, env, _ = _open(url, env)
+    base, env, _ = _open(url, env, create=True)  # no look at the store while unpickling
     return Dict(
         _store=base,
         _env=env,

@@ -178,6 +178,24 @@ def test_objects_create_list_delete(local_store: Store) -> None:
     assert Dict.from_name("test-dict-create", store=local_store).len() == 0
 
 
+def test_a_store_named_by_url_must_exist_unless_the_call_creates(tmp_path: Path) -> None:
+    """As for volumes: a lookup in a store that does not exist (a typo in ``store=``)
+    is an error and makes nothing; it used to create the store's folder and then say
+    the Dict was not found. Creating a Dict there creates the store."""
+    url = (tmp_path / "typo").as_uri()
+    for lookup in (
+        lambda: Dict.from_name("d", store=url).get("k"),
+        lambda: Dict.objects.list(store=url),
+        lambda: Dict.objects.delete("d", store=url),
+    ):
+        with pytest.raises(NotFoundError, match="store .* does not exist"):
+            lookup()
+    assert not (tmp_path / "typo").exists()
+    d = Dict.from_name("d", store=url, create_if_missing=True)
+    d["k"] = 1
+    assert (tmp_path / "typo").is_dir() and Dict.from_name("d", store=url)["k"] == 1
+
+
 def test_keys_follow_modals_equality(store: Store) -> None:
     with Dict.ephemeral(store=store) as d:
         d[1] = "int"

@@ -123,7 +123,11 @@ def check_store_exists(url: str | os.PathLike[str]) -> None:
 
     url = os.fspath(url)
     parsed = urlparse(url)
-    hint = "create it with `jupyter volume create NAME --store URL` or Volume.from_name(NAME, create_if_missing=True, store=URL)"
+    hint = (
+        "creating a volume, Dict or network file system there creates it (`jupyter volume "
+        "create NAME --store URL`, `dict create`, `nfs create`, or create_if_missing=True "
+        "in Python)"
+    )
     if parsed.scheme in ("", "file"):
         path = unquote(parsed.path) if parsed.scheme == "file" else url
         if not path or not Path(path).expanduser().is_dir():
