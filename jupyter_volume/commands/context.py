@@ -46,8 +46,9 @@ class Context:
     def store(self, *, create: bool = False) -> Store:
         """The store the command works on (``--store``, else the configured one).
 
-        A store named with ``--store`` must exist unless ``create`` (only ``create`` and
-        ``mount --create`` make one): a typo is an error, not a new empty store.
+        A store named with ``--store`` must exist unless ``create`` (only the commands
+        that create something make one: ``create``, ``mount --create``, ``dict create``,
+        ``nfs create``, ``nfs mount --create``): a typo is an error, not a new empty store.
         """
         from ..config import get_store
 
