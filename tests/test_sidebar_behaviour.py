@@ -857,6 +857,28 @@ def test_commits_ticked_in_one_volume_are_not_ticked_in_the_next(page: Any, stor
     assert panel.locator(".jp-VolumePanel-compare").is_hidden()
 
 
+def test_downloading_a_file_another_writer_removed_says_why(page: Any, store: str) -> None:
+    """Download of a listed file that another writer removed since: an error dialog with
+    the server's message (the browser's own download failed, and the panel said nothing)."""
+    name, vol = new_volume(store, {"results.csv": b"a,b\n1,2\n", "kept.csv": b"k"})
+    panel = open_volume(page, name)
+    row(panel, "results.csv").wait_for(timeout=TIMEOUT)
+    vol.remove_file("results.csv")
+    row(panel, "results.csv").hover()
+    panel.get_by_role("button", name="Download results.csv").click()
+    dialog = page.locator(".jp-Dialog", has_text="Cannot download results.csv")
+    dialog.wait_for(timeout=TIMEOUT)
+    assert "results.csv" in dialog.locator(".jp-Dialog-body").inner_text()
+    dialog.locator(".jp-Dialog-button").last.click()
+    dialog.wait_for(state="detached", timeout=TIMEOUT)
+    # a file that is there still downloads
+    with page.expect_download(timeout=TIMEOUT) as dl:
+        row(panel, "kept.csv").hover()
+        panel.get_by_role("button", name="Download kept.csv").click()
+    assert Path(dl.value.path()).read_bytes() == b"k"
+    no_dialog(page)
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

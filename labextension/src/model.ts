@@ -157,6 +157,17 @@ export function badName(name: string): string | null {
   return null;
 }
 
+/** The error of a response that is not ok: the server's JSON message, else its status line. */
+async function httpError(response: Response): Promise<ApiError> {
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    message = (await response.json()).message ?? message;
+  } catch {
+    // not JSON: keep the status line
+  }
+  return new ApiError(response.status, 'HTTP' + response.status, message);
+}
+
 /** Raised inside an upload when the user chose not to replace an existing file. */
 class NotReplaced extends Error {}
 
@@ -536,21 +547,30 @@ export class VolumeModel {
     const settings = ServerConnection.makeSettings();
     const response = await ServerConnection.makeRequest(url, {}, settings);
     if (!response.ok) {
-      let message = `${response.status} ${response.statusText}`;
-      try {
-        message = (await response.json()).message ?? message;
-      } catch {
-        // not JSON: keep the status line
-      }
-      throw new ApiError(response.status, 'HTTP' + response.status, message);
+      throw await httpError(response);
     }
     return response.blob();
   }
 
-  /** Let the browser download `entry` (no copy of the file in page memory). */
-  download(entry: IEntry): void {
+  /**
+   * Let the browser download `entry` (no copy of the file in page memory). The file is
+   * checked first: the browser reports a failed download only in its own list, so a
+   * file another writer removed since the listing would fail with no word here.
+   */
+  async download(entry: IEntry): Promise<void> {
+    const url = this.downloadUrl(entry);
+    const settings = ServerConnection.makeSettings();
+    const head = await ServerConnection.makeRequest(url, { method: 'HEAD' }, settings);
+    if (!head.ok) {
+      // a HEAD answer has no body: ask again for the server's message
+      const response = await ServerConnection.makeRequest(url, {}, settings);
+      if (!response.ok) {
+        throw await httpError(response);
+      }
+      void response.body?.cancel();
+    }
     const a = document.createElement('a');
-    a.href = this.downloadUrl(entry);
+    a.href = url;
     a.download = entry.name;
     a.style.display = 'none';
     document.body.appendChild(a);

@@ -591,7 +591,11 @@ export class VolumePanel extends Widget {
     const actions = el('td', 'jp-VolumePanel-actionsCell');
     const box = actions.appendChild(el('div', 'jp-VolumePanel-actions'));
     if (entry.type === 'file') {
-      box.appendChild(button(`Download ${entry.name}`, () => m.download(entry), { icon: downloadIcon }));
+      box.appendChild(
+        button(`Download ${entry.name}`, () => void this._act(`Cannot download ${entry.name}`, () => m.download(entry)), {
+          icon: downloadIcon
+        })
+      );
     }
     box.appendChild(
       button(
@@ -735,7 +739,7 @@ export class VolumePanel extends Widget {
     }
     const files = entries.filter(e => e.type === 'file');
     if (files.length) {
-      item(files.length > 1 ? `Download ${files.length} files` : 'Download', () => files.forEach(f => this.model.download(f)));
+      item(files.length > 1 ? `Download ${files.length} files` : 'Download', () => void this._downloadAll(files));
     }
     if (one) {
       item('Rename', () => void this._rename(one), !readonly);
@@ -772,6 +776,12 @@ export class VolumePanel extends Widget {
     this._selected.clear();
     this._cursor = null;
     await this.model.cd(path);
+  }
+
+  private async _downloadAll(files: IEntry[]): Promise<void> {
+    for (const f of files) {
+      await this._act(`Cannot download ${f.name}`, () => this.model.download(f));
+    }
   }
 
   private async _openEntry(entry: IEntry): Promise<void> {
