@@ -879,6 +879,30 @@ def test_downloading_a_file_another_writer_removed_says_why(page: Any, store: st
     no_dialog(page)
 
 
+def test_opening_a_file_again_after_it_changed_shows_the_new_content(page: Any, store: str) -> None:
+    """A file opened, changed by another writer, the listing refreshed, opened again: the
+    tab shows the new content and says which version (it showed the old tab, unchanged);
+    opening an unchanged file again still only shows its tab."""
+    name, vol = new_volume(store, {"changing.txt": b"old text\n"})
+    panel = open_volume(page, name)
+    row(panel, "changing.txt").dblclick()
+    viewer = page.locator(".jp-VolumeViewer-body[data-path='changing.txt']:visible")
+    viewer.locator(".jp-VolumeViewer-text", has_text="old text").wait_for(timeout=TIMEOUT)
+    row(panel, "changing.txt").dblclick()
+    page.wait_for_timeout(300)
+    assert page.locator(".jp-VolumeViewer-body[data-path='changing.txt']").count() == 1
+    with vol.batch_upload(force=True) as batch:
+        batch.put_file(io.BytesIO(b"NEW TEXT from another writer\n"), "changing.txt")
+    panel.get_by_role("button", name="Refresh folder").click()
+    row(panel, "changing.txt").locator(".jp-VolumePanel-size", has_text="29 B").wait_for(
+        timeout=TIMEOUT
+    )
+    row(panel, "changing.txt").dblclick()
+    viewer.locator(".jp-VolumeViewer-text", has_text="NEW TEXT").wait_for(timeout=TIMEOUT)
+    assert page.locator(".jp-VolumeViewer-body[data-path='changing.txt']").count() == 1
+    assert "modified" in viewer.locator(".jp-VolumeViewer-banner").inner_text()
+
+
 # -- layout and contrast, in both themes --------------------------------------------------------------
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 

@@ -50,13 +50,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
     rendermime: IRenderMimeRegistry | null
   ) => {
     const model = new VolumeModel();
-    const addToMain = (w: import('@lumino/widgets').Widget) => {
+    // the tab of each file's newest version (see openFile), by the file
+    const versions = new Map<string, import('@lumino/widgets').Widget>();
+    const addToMain = (w: import('@lumino/widgets').Widget, replaces?: string) => {
       // the same file (or diff) opened twice: show the open tab again
       const open = Array.from(app.shell.widgets('main')).find(x => x.id === w.id);
       if (open) {
         w.dispose();
         app.shell.activateById(open.id);
         throw new Error('already open');
+      }
+      if (replaces !== undefined) {
+        // another version of the same file: its tab would show what is no longer there
+        versions.get(replaces)?.dispose();
+        versions.set(replaces, w);
+        w.disposed.connect(() => {
+          if (versions.get(replaces) === w) {
+            versions.delete(replaces);
+          }
+        });
       }
       app.shell.add(w, 'main');
       app.shell.activateById(w.id);

@@ -96,20 +96,28 @@ function notebookView(text: string): HTMLElement {
 export async function openFile(
   model: VolumeModel,
   entry: IEntry,
-  add: (w: Widget) => void
+  add: (w: Widget, replaces?: string) => void
 ): Promise<MainAreaWidget> {
   const at = model.at;
   const where = `${model.volume}:${entry.path}` + (at === null ? '' : ` @ #${at}`);
   const body = el('div', 'jp-VolumeViewer-body');
   body.dataset.path = entry.path;
+  // The newest version says which one it is: the file may change after it was opened.
+  const version =
+    at === null && entry.mtime > 0 ? `, modified ${new Date(entry.mtime * 1000).toLocaleString()}` : '';
   const banner = el(
     'div',
     'jp-VolumeViewer-banner',
-    `Read-only view of ${where}. Download the file to change it, or mount the volume.`
+    `Read-only view of ${where}${version}. Download the file to change it, or mount the volume.`
   );
   body.appendChild(banner);
-  const widget = mainWidget(widgetId('view', model.volume, entry.path, at), entry.name, where, body);
-  add(widget);
+  // A file at a commit never changes; the newest one is named by its size and time too,
+  // so opening it again once the listing shows a change reads it anew (and replaces the
+  // tab of the old version) instead of showing that old tab.
+  const file = widgetId('view', model.volume, entry.path, at);
+  const id = at === null ? `${file}-${entry.size}-${entry.mtime}` : file;
+  const widget = mainWidget(id, entry.name, where, body);
+  add(widget, file);
   if (entry.size > MAX_VIEW_BYTES) {
     body.appendChild(
       el('p', 'jp-VolumeViewer-note', 'This file is too large to show here: download it instead.')
