@@ -1357,9 +1357,23 @@ class Volume:
         self._check_writable()
         repo = self._repo
         old = self._record(commit)
+
+        def not_expired(head: CommitRecord) -> None:
+            # checked again on the head the restore lands on: a gc in another process
+            # that expired the commit meanwhile may have deleted what it names
+            if repo.gc_state(head).is_expired(old.seq):
+                raise NotFoundError(
+                    f"commit {old.seq} of volume {self.name!r} was expired by garbage "
+                    "collection while it was being restored: nothing was restored"
+                )
+
         if path is None or not normalize_path(path):
             return self._commit_changes(
-                {}, f"restore to commit {old.seq}", root=old.root, kind="restore"
+                {},
+                f"restore to commit {old.seq}",
+                root=old.root,
+                kind="restore",
+                check=not_expired,
             )
         p = normalize_path(path)
         then = repo.lookup(p, old.root)
@@ -1377,7 +1391,9 @@ class Volume:
                 changes.update({sub: None for sub, _ in repo.trees.walk(now.tree, p + "/")})  # type: ignore[arg-type]
         else:
             changes[p] = then
-        return self._commit_changes(changes, f"restore {p} from commit {old.seq}", kind="restore")
+        return self._commit_changes(
+            changes, f"restore {p} from commit {old.seq}", kind="restore", check=not_expired
+        )
 
     @aio
     def verify(self, *, read_data: bool = True) -> VerifyReport:

@@ -264,6 +264,34 @@ def test_restore_and_diff_refuse_an_expired_commit(store) -> None:
     assert read(vol, "small") == b"x"
 
 
+def test_a_restore_refuses_a_commit_another_process_expires_meanwhile(store) -> None:
+    """restore() looked at the commit's expiry once, before committing: a gc in another
+    process landing in between expired it, and the restore published a head whose
+    data gc had dropped. The other process's gc is run from inside the commit step
+    here (the race's moment, which a real race hits only sometimes)."""
+    from jupyter_volume.repository import gc
+    from jupyter_volume.repository.repo import Repository
+
+    vol = Volume.lookup("rg", create_if_missing=True, store=store)
+    old = put(vol, "a.bin", os.urandom(300_000))
+    vol.remove_file("a.bin")
+    vol.set_retention(keep_last=1, grace=0)
+    other = Repository(vol.store, vol.object_id)  # another process's view of the volume
+    real = vol._commit_changes
+
+    def gc_first(*a, **kw):  # type: ignore[no-untyped-def]
+        gc.collect(other, grace=0)
+        return real(*a, **kw)
+
+    for path in (None, "a.bin"):
+        vol._commit_changes = gc_first  # type: ignore[method-assign]
+        with pytest.raises(NotFoundError, match="expired by garbage collection"):
+            vol.restore(old, path)
+    vol._commit_changes = real  # type: ignore[method-assign]
+    assert "a.bin" not in [e.path for e in vol.listdir("/")]
+    assert vol.verify().ok
+
+
 def test_policy_validation_and_durations() -> None:
     assert (
         parse_duration("90s") == 90
