@@ -292,6 +292,40 @@ def test_a_restore_refuses_a_commit_another_process_expires_meanwhile(store) -> 
     assert vol.verify().ok
 
 
+@pytest.mark.parametrize("other_file", [0, 3 << 20], ids=["pack-condemned", "pack-kept"])
+def test_a_commit_reusing_data_a_concurrent_gc_found_dead_stays_readable(
+    store, other_file: int
+) -> None:
+    """A writer in another process deduplicates against chunks only expired history
+    holds; gc lands before its commit. The commit used to succeed and be unreadable
+    ("chunk ... is missing from the volume's index"), and every later gc failed on it:
+    after gc the repository forgot every location gc found dead, so nothing was copied
+    out, whether the pack was condemned (nothing else lived in it) or kept (other live
+    chunks share it). Now those chunks are copied out with the commit."""
+    from jupyter_volume.repository.repo import Repository
+
+    vol = Volume.lookup("gd", create_if_missing=True, store=store)
+    x = os.urandom(1 << 20)
+    with vol.batch_upload(force=True) as b:  # one pack: x, and maybe a file that stays
+        b.put_file(io.BytesIO(x), "x.bin")
+        if other_file:
+            b.put_file(io.BytesIO(os.urandom(other_file)), "stays.bin")
+    vol.remove_file("x.bin")
+    vol.set_retention(keep_last=1)  # the default grace: nothing deleted yet, only marked
+    other = Repository(vol.store, vol.object_id)  # another process's repository
+    other.head()
+    writer = other.writer()
+    entry = writer.file_entry(io.BytesIO(x))  # deduplicated: nothing new uploaded
+    vol.gc()  # expires the commit that had x
+    rec, _ = other.commit({"x-again.bin": entry}, writer=writer, message="x again", line=False)
+    assert rec is not None
+    assert read(Volume.from_name("gd", store=store), "x-again.bin") == x
+    vol.gc(grace=0)  # past the grace: what gc condemned is deleted now
+    fresh = Volume.from_name("gd", store=store)
+    assert read(fresh, "x-again.bin") == x
+    assert fresh.verify().ok
+
+
 def test_policy_validation_and_durations() -> None:
     assert (
         parse_duration("90s") == 90

@@ -300,6 +300,10 @@ class Writer:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
         repo.ensure_index()
+        #: the chunk locations this writer deduplicates against: if a gc lands before
+        #: the commit, the repository's index is replaced by one without what gc found
+        #: dead, and the commit finds the old locations here (see _rescue_condemned)
+        self.index_seen = repo.index
         self.packs = PackWriter(repo._put_pack, _upload_pool)
         self._comp = Compressor()
         self._buf: bytearray | None = None
@@ -1321,7 +1325,7 @@ class Repository:
                     for k in [k for i in carried for k in i.index if k in known]:
                         self.index.add_object(k, known[k])
                     self.ensure_index([k for i in carried for k in i.index if k not in known])
-                rescued = self._rescue_condemned(head, rescue_changes)
+                rescued = self._rescue_condemned(head, rescue_changes, writer, new_locs)
                 if rescued:
                     index_list.append(rescued)
                 if len(index_list) > COMPACT_AT:
@@ -1463,12 +1467,14 @@ class Repository:
                 if seg_key and seg_key not in index_list:
                     index_list.append(seg_key)
                 state = self.gc_state(head)
-                if state.condemned:
+                if state.condemned or (writer is not None and writer.index_seen is not self.index):
                     # Rare (gc ran meanwhile): the deduplicated chunks must be rescued, which
                     # needs the change set once, as a plain commit would.
                     rescued = self._rescue_condemned(
                         head,
                         {p: e for p, e in self.trees.walk(top_entry.tree) if e.kind == FILE},  # type: ignore[arg-type]
+                        writer,
+                        new_locs,
                     )
                     if rescued:
                         index_list.append(rescued)
@@ -1722,23 +1728,41 @@ class Repository:
         return out
 
     def _rescue_condemned(
-        self, head: CommitRecord, changes: dict[str, Entry | str | None]
+        self,
+        head: CommitRecord,
+        changes: dict[str, Entry | str | None],
+        writer: Writer | None = None,
+        own: ChunkMap | None = None,
     ) -> str | None:
         """Copy chunks our change set references out of packs that gc has condemned.
 
         A writer that deduplicated against a pack before a concurrent gc condemned it
-        would otherwise commit references to data about to be deleted. Returns the key
-        of the index segment for the copies, or None when nothing needed rescuing.
+        would otherwise commit references to data about to be deleted. So would one
+        that deduplicated against a chunk gc found dead (only expired history had it):
+        the index that replaced ours after that gc no longer lists it at all, even where
+        its pack is kept, so its old location comes from the index ``writer`` saw
+        (``own``: the chunks the writer stored itself, which need nothing). Returns the
+        key of the index segment for the copies, or None when nothing needed rescuing.
         """
         state = self.gc_state(head)
-        if not state.condemned:
+        before = writer.index_seen if writer is not None else None
+        if before is self.index:
+            before = None  # no gc landed while the writer staged
+        if not state.condemned and before is None:
             return None
         doomed: dict[str, ChunkLoc] = {}
         for e in changes.values():
             if isinstance(e, Entry) and e.chunks:
                 for h, _n in e.chunks:
+                    if h in doomed:
+                        continue
                     loc = self.index.get_any(h)
-                    if loc is not None and loc.pack in state.condemned and h not in doomed:
+                    if loc is None:
+                        if before is not None and (own is None or h not in own):
+                            old = before.get_any(h)
+                            if old is not None:
+                                doomed[h] = old  # gc found it dead: known only before
+                    elif loc.pack in state.condemned:
                         doomed[h] = loc
         if not doomed:
             return None
