@@ -1308,8 +1308,10 @@ class Volume:
         from .repository import gc
 
         self._check_alive()
-        # gc is also when the ephemeral volumes of dead processes are reclaimed
-        names.sweep_ephemeral(self.store)
+        # gc is also when the ephemeral volumes of dead processes are reclaimed (not by a
+        # dry run, which changes nothing)
+        if not dry_run:
+            names.sweep_ephemeral(self.store)
         return gc.collect(
             self._repo,
             dry_run=dry_run,

@@ -958,6 +958,9 @@ def test_gc_and_from_name_also_reclaim_dead_ephemeral_volumes(local_store: Store
         lease, meta = names.create_ephemeral(local_store, ttl=0.2)
         lease.stop(delete=False)  # its owner stops renewing: as if it had died
         assert _keys(local_store, f"vols/{meta.id}/")
+        time.sleep(1.5)  # past its ttl (+1 s of slack): a real gc would reclaim it now
+        keep.gc(dry_run=True)  # a dry run changes nothing, this included
+        assert _keys(local_store, f"vols/{meta.id}/")
         deadline = time.monotonic() + 30  # a hang guard: the ttl is 0.2 s (+1 s of slack)
         while _keys(local_store, f"vols/{meta.id}/") and time.monotonic() < deadline:
             time.sleep(0.5)
