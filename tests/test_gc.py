@@ -346,6 +346,24 @@ def _rec(seq: int, t: float, kind: str = "commit") -> CommitRecord:
     return CommitRecord(seq, seq - 1 if seq else None, "r", [], "x", t, "a", "h", "m", kind)
 
 
+def test_squashing_background_commits_keeps_each_day_keep_daily_picked() -> None:
+    """A run of background commits across midnight was squashed to its last one after
+    the daily rule had picked its commit of the earlier day: keep_daily=2 kept one day."""
+    day = 86400
+    d1 = 19000 * day
+    recs = [
+        _rec(0, d1 - 10 * day, "create"),
+        _rec(1, d1 + 23 * 3600, "auto"),  # day 1's newest commit, in a run of autos
+        _rec(2, d1 + day + 1800, "auto"),
+        _rec(3, d1 + day + 3600, "auto"),
+        _rec(4, d1 + day + 7200),  # day 2's newest, the head
+    ]
+    keep = select_kept(
+        recs, RetentionPolicy(keep_daily=2, squash_auto_after=3600), [], d1 + 3 * day
+    )
+    assert keep == {0, 1, 4}  # 2 squashed away; 1 stays as day 1's pick
+
+
 def test_select_kept_hourly_daily_and_squash() -> None:
     now = 1_000_000_000.0
     recs = [_rec(0, now - 10 * 86400, "create")]

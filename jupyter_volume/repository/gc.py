@@ -45,7 +45,8 @@ class RetentionPolicy:
     ``keep_last``: the newest N commits. ``keep_within``: commits younger than this many
     seconds. ``keep_hourly``/``keep_daily``: the newest commit of each of the last N
     hours/days that have commits. ``squash_auto_after``: background commits older than
-    this many seconds are thinned to the last of each run. ``grace``: seconds before
+    this many seconds are thinned to the last of each run (keeping the hourly and daily
+    picks). ``grace``: seconds before
     condemned or orphaned objects are deleted.
     """
 
@@ -198,6 +199,7 @@ def select_kept(
     # Always kept: the head, the newest data commit (the state the head shows), commit 0, tags.
     protected = {recs[0].seq, 0} | set(tagged) | ({data[0].seq} if data else set())
     keep = set(protected)
+    periodic: set[int] = set()  # the hourly/daily picks: squashing never removes them
     if policy.keeps_everything():
         keep |= {r.seq for r in data}
     else:
@@ -212,7 +214,8 @@ def select_kept(
                     b = int(r.time // width)
                     if b not in buckets and len(buckets) < n:
                         buckets[b] = r.seq
-                keep |= set(buckets.values())
+                periodic |= set(buckets.values())
+        keep |= periodic
         if all(
             v is None
             for v in (policy.keep_last, policy.keep_within, policy.keep_hourly, policy.keep_daily)
@@ -225,9 +228,9 @@ def select_kept(
             if r.kind in AUTO_KINDS and r.time < cutoff:
                 run.append(r.seq)
                 continue
-            keep -= set(run[:-1]) - protected
+            keep -= set(run[:-1]) - protected - periodic
             run = []
-        keep -= set(run[:-1]) - protected
+        keep -= set(run[:-1]) - protected - periodic
     return keep
 
 
