@@ -867,9 +867,11 @@ class VolumeFileSystem(AbstractFileSystem):
                 for p in exclusive:
                     if self.exists(f"{name}/{p}"):
                         raise AlreadyExistsError(f"{name}/{p} already exists")
-                # the check each batch runs again when it commits (against the head it
-                # commits onto): here, for every volume before any commits
-                batch._check_conflicts(vol._repo.head().root)
+                if len(staged) > 1:
+                    # the check each batch runs anyway when it commits (against the head
+                    # it commits onto), run for every volume before any of them commits;
+                    # one volume's batch needs no early run
+                    batch._check_conflicts(vol._repo.head().root)
             # leaving the stack commits each volume (a raise above aborts them all)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
