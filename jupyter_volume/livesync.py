@@ -156,10 +156,7 @@ class LiveMount(Mount):
                     self._sync_locked(wait=False)
                 self._online()
             except Exception as e:  # noqa: BLE001 - reported, retried, never fatal
-                if not self._failures:
-                    self._streak += 1  # the first failure since a sync went through
-                self._failures += 1
-                self.last_error = f"{type(e).__name__}: {e}"
+                self._failed(e)
                 if isinstance(e, StoreError):
                     self._offline(e)
                 else:

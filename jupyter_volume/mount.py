@@ -2401,10 +2401,16 @@ class Mount:
                 self.last_error = None
                 self._failures = 0
             except Exception as e:  # noqa: BLE001 - reported, retried, never fatal
-                self._failures += 1
-                if self.last_error is None:
-                    self._streak += 1  # the first failure since a commit went through
-                self.last_error = f"{type(e).__name__}: {e}"
+                self._failed(e)
+
+    def _failed(self, e: BaseException) -> None:
+        """Record a failed background commit (or live sync): its error, one more failure
+        (the retries back off), and a new streak when it is the first failure since one
+        went through (an explicit commit clears ``last_error``; see _warn_problems)."""
+        if not self._failures or self.last_error is None:
+            self._streak += 1
+        self._failures += 1
+        self.last_error = f"{type(e).__name__}: {e}"
 
     def _atexit(self) -> None:
         if not self._closed and not self.read_only:
