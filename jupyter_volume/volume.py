@@ -90,6 +90,20 @@ _MAX_LINK_HOPS = 40  # as Linux's ELOOP limit
 # A local file that changes while an upload reads it is read again, after these pauses
 # (seconds): a writer finishing a save gets about a second before the upload gives up.
 _REREAD_PAUSES = (0.05, 0.2, 0.8)
+# What copy_to leaves behind: change sets waiting for their writers' next commit (a copy
+# must not carry them into its own) and NFS file locks (held by processes on the source).
+_NOT_COPIED = ("intents/", "locks/")
+
+
+@dataclass(frozen=True)
+class _CopyResult:
+    """What :meth:`Volume.copy_to` did: ``state`` is "copied" (a new copy), "updated" (an
+    earlier copy brought up to date) or "current" (it had every commit already)."""
+
+    volume: Volume
+    state: str
+    commits: int  # commit records written to the copy
+    nbytes: int
 
 
 def _parent_path(path: str) -> str:
@@ -1432,13 +1446,28 @@ class Volume:
         Every stored object is copied once (the copy has the same id and deduplicated
         packs); an interrupted copy resumes where it stopped when run again. Nothing is
         visible at the target until the copy is complete: its name is written last.
+        Run again after this volume got new commits, it brings the copy up to date (only
+        what is new is copied), provided the copy has no commits of its own since; a copy
+        that already holds every commit of this one is left as it is.
         ``on_start(objects, nbytes)`` is called once with what is left to copy (for a
         progress bar's total), then ``progress(n)`` with the bytes of each object copied.
 
         Raises:
             AlreadyExistsError: another volume has that name at the target.
+            ConflictError: the copy and this volume each have commits the other lacks.
             InvalidError: the target is this volume's own store and environment.
         """
+        return self._copy_volume(store, name, environment_name, progress, on_start).volume
+
+    def _copy_volume(
+        self,
+        store: Store | str | os.PathLike[str],
+        name: str | None,
+        environment_name: str | None,
+        progress: Callable[[int], Any] | None,
+        on_start: Callable[[int, int], Any] | None,
+    ) -> _CopyResult:
+        """:meth:`copy_to`, also saying what it did (for the CLI's message)."""
         import json
         from concurrent.futures import ThreadPoolExecutor
 
@@ -1459,28 +1488,46 @@ class Volume:
                 f"a volume named {new_name!r} exists in {target.url}: choose another name"
             )
         dest = Volume(new_name, store=target, environment_name="")
-        if existing is not None:
-            return dest  # copied before
         prefix = f"vols/{meta.id}/"
         # Commits newer than this head may land meanwhile; their records are left out (a
         # record is written only after everything it needs, so what is copied is whole).
         head = self._repo.head(refresh=True)
+        since = -1  # the newest commit the copy has already (an earlier, complete copy)
+        if existing is not None:
+            since = _repository(target, meta.id).head(refresh=True).seq
+            common = min(since, head.seq)
+            key = f"{prefix}log/{common:020d}"
+            if target.get(key) != self.store.get(key):
+                raise ConflictError(
+                    f"the copy {new_name!r} in {target.url} and volume {meta.name!r} have "
+                    f"each been committed to since commit {common} or earlier: copy to a "
+                    "new name, or restore one of them"
+                )
+            if since >= head.seq:
+                return _CopyResult(dest, "current", 0, 0)  # it has every commit already
         have = {o.key: o.size for o in target.list(prefix)}
-        todo = []
+        objects: list[str] = []
+        records: list[tuple[int, str]] = []
         todo_bytes = 0
         for o in self.store.list(prefix):
             rel = o.key[len(prefix) :]
-            if rel == "head":
+            if rel == "head" or rel.startswith(_NOT_COPIED):
                 continue
-            if rel.startswith("log/") and rel[4:].isdigit() and int(rel[4:]) > head.seq:
+            if rel.startswith("log/") and rel[4:].isdigit():
+                seq = int(rel[4:])
+                if seq > head.seq or seq <= since:
+                    continue  # newer than the head copied, or the copy has it
+                if have.get(o.key) != o.size:
+                    records.append((seq, o.key))
+                    todo_bytes += o.size
                 continue
             mutable = rel == "policy" or rel.startswith("tags/")
             if not mutable and have.get(o.key) == o.size:
-                continue  # copied by an earlier, interrupted run (objects never change)
-            todo.append(o.key)
+                continue  # copied by an earlier run (these objects never change)
+            objects.append(o.key)
             todo_bytes += o.size
         if on_start is not None:
-            on_start(len(todo), todo_bytes)
+            on_start(len(objects) + len(records), todo_bytes)
 
         def copy(key: str) -> None:
             data = self.store.get(key)
@@ -1489,16 +1536,29 @@ class Volume:
                 progress(len(data))
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            for _ in pool.map(copy, todo):
+            for _ in pool.map(copy, objects):
                 pass
+        # Commit records last and in order, each only once everything it needs is there;
+        # create-only, so a commit made to the copy meanwhile is never overwritten.
+        for _seq, key in sorted(records):
+            data = self.store.get(key)
+            if not target.put_if_absent(key, data) and target.get(key) != data:
+                raise ConflictError(
+                    f"the copy {new_name!r} in {target.url} was committed to while it was "
+                    "being brought up to date: copy to a new name, or restore one of them"
+                )
+            if progress is not None:
+                progress(len(data))
         target.put(prefix + "head", json.dumps({"seq": head.seq}).encode())
+        if existing is not None:
+            return _CopyResult(dest, "updated", head.seq - since, todo_bytes)
         record = names.VolumeMeta(new_name, meta.id, meta.created_at, meta.created_by, meta.version)
         if not target.put_if_absent(f"names/{new_name}", record.doc()):
             if names.resolve(target, new_name).id != meta.id:
                 raise AlreadyExistsError(
                     f"a volume named {new_name!r} was created in {target.url} meanwhile"
                 )
-        return dest
+        return _CopyResult(dest, "copied", head.seq + 1, todo_bytes)
 
     # -- mounts -------------------------------------------------------------------------------
     @aio

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from jupyter_volume import AlreadyExistsError, FileEntryType, NotFoundError, Volume, VolumeError
-from jupyter_volume.errors import InvalidError
+from jupyter_volume.errors import ConflictError, InvalidError
 from jupyter_volume.store import (
     ENV_ENVIRONMENT,
     PrefixedStore,
@@ -881,6 +881,48 @@ def test_copy_to_announces_its_total_before_copying(local_store: Store, s3_store
     objects, nbytes = started[0]
     assert objects == len(moved) > 0
     assert nbytes == sum(moved) > 0
+
+
+def test_copy_to_again_brings_the_copy_up_to_date(local_store: Store, s3_store: Store) -> None:
+    """A second copy_to after new commits copies only what is new, never a change set a
+    writer left waiting at the source (the copy would commit it), never a lock."""
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    src = _source_with_history(local_store)
+    dest = src.copy_to(s3_store, name="moved")
+    _put(src, {"later.txt": b"after the first copy", "a.txt": b"third"}, force=True)
+    src.tag(src.refresh().seq, "later")
+    prefix = f"vols/{src.object_id}/"
+    waiting = f"{prefix}intents/{src.refresh().seq:020d}-{uuid.uuid4().hex}.0123"
+    local_store.put(waiting, b"a writer's pending change set")
+    local_store.put(f"{prefix}locks/0123", b"a lock held at the source")
+    before = set(_keys(s3_store, prefix))
+    counting = CountingStore(s3_store)
+    assert src.copy_to(counting, name="moved").name == "moved"
+    assert _history_and_files(dest) == _history_and_files(src)
+    assert dest.tags() == {"baseline": 1, "later": src.refresh().seq}
+    assert dest.verify().ok
+    added = set(_keys(s3_store, prefix)) - before
+    assert added and not [k for k in added if "/intents/" in k or "/locks/" in k]
+    # the new objects, the new record, head and the mutable records (policy, 2 tags)
+    assert counting.count("put") <= len(added) + 4
+    # nothing new: nothing written at all
+    counting = CountingStore(s3_store)
+    src.copy_to(counting, name="moved")
+    assert counting.count("put") == 0
+
+
+def test_copy_to_refuses_when_both_sides_were_committed_to(
+    local_store: Store, s3_store: Store
+) -> None:
+    src = _source_with_history(local_store)
+    dest = src.copy_to(s3_store, name="moved")
+    _put(dest, {"copy-only.txt": b"made in the copy"})
+    _put(src, {"source-only.txt": b"made in the source"})
+    copy_history = _history_and_files(dest)
+    with pytest.raises(ConflictError, match="each been committed to"):
+        src.copy_to(s3_store, name="moved")
+    assert _history_and_files(dest) == copy_history  # the copy is untouched
 
 
 _COPY_CHILD = """

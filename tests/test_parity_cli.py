@@ -393,6 +393,12 @@ def test_volume_copy_to_another_store(run: Run, tmp_path: Path) -> None:
     assert b"Copied volume 'vol' to 'shared'" in out
     assert run("--store", team, "get", "shared", "f.txt", "-")[0] == b"v1"
     assert Volume.from_name("shared", store=team).tags() == {"first": 1}
-    run("copy", "vol", "--to", team, "--as", "shared")  # again: already there, a no-op
+    out, _ = run("copy", "vol", "--to", team, "--as", "shared")  # again: nothing new
+    assert b"has every commit" in out and b"nothing copied" in out
+    (tmp_path / "g.txt").write_bytes(b"v2")
+    run("put", "vol", "g.txt")
+    out, _ = run("copy", "vol", "--to", team, "--as", "shared")
+    assert b"Brought the copy 'shared'" in out and b"1 new commit(s)" in out
+    assert run("--store", team, "get", "shared", "g.txt", "-")[0] == b"v2"
     Volume.objects.create("taken", store=team)
     assert "exists" in run.err("copy", "vol", "--to", team, "--as", "taken", rc=2)

@@ -148,8 +148,9 @@ def cmd_info(a: argparse.Namespace, ctx: Context) -> Result:
 )
 def cmd_copy(a: argparse.Namespace, ctx: Context) -> Result:
     """Copy a volume with its whole history and tags to another store (moving to a team
-    store): each stored object once; run it again to resume an interrupted copy. The copy
-    is not visible at the target until it is complete."""
+    store): each stored object once; run it again to resume an interrupted copy, or to
+    bring the copy up to date with commits made since. The copy is not visible at the
+    target until it is complete."""
     from ..progress import transfer_progress
 
     vol = ctx.volume(a.name)
@@ -168,18 +169,28 @@ def cmd_copy(a: argparse.Namespace, ctx: Context) -> Result:
         bars[0].update(n)
 
     try:
-        dest = vol.copy_to(
-            a.to,
-            name=a.new_name,
-            environment_name=ctx.environment_name,
-            progress=moved,
-            on_start=start,
-        )
+        done = vol._copy_volume(a.to, a.new_name, ctx.environment_name, moved, start)
     finally:
         for bar in bars:
             bar.close()
+    dest = done.volume
+    where = f"{dest.name!r} in {a.to}"
+    if done.state == "current":
+        text = f"The copy {where} has every commit of volume {a.name!r} already: nothing copied."
+    elif done.state == "updated":
+        text = (
+            f"Brought the copy {where} up to date with volume {a.name!r}: {done.commits} new "
+            f"commit(s), {human_size(total['bytes'])} transferred."
+        )
+    else:
+        text = f"Copied volume {a.name!r} to {where} ({human_size(total['bytes'])} transferred)."
     return Message(
-        f"Copied volume {a.name!r} to {dest.name!r} in {a.to} "
-        f"({human_size(total['bytes'])} transferred).",
-        {"name": dest.name, "store": a.to, "bytes": total["bytes"]},
+        text,
+        {
+            "name": dest.name,
+            "store": a.to,
+            "bytes": total["bytes"],
+            "state": done.state,
+            "commits": done.commits,
+        },
     )
