@@ -569,6 +569,7 @@ class Mount:
         # committer counts them, and a streak is warned of once, whatever its errors say
         self._streak = 0
         self._warned_streak = 0
+        self._given_up = False  # the background committer stopped: the volume is gone
         self._warned_skipped: frozenset[str] | None = None
         # while a read-only mount's reload runs: the paths whose local change it replaced
         self._replacing: set[str] | None = None
@@ -2331,11 +2332,14 @@ class Mount:
         committed: each failure streak once (the first error of failures with no success
         between; its later errors, which often differ only by the object they name, are
         in status()), and each distinct set of paths once."""
+        streak = self._streak  # read first: the committer sets the error, then the streak
         err = self.last_error
-        if errors and err is not None and self._streak != self._warned_streak:
-            self._warned_streak = self._streak
+        if errors and err is not None and streak != self._warned_streak:
+            self._warned_streak = streak
             self._warn(
-                f"background commit of volume {self.volume.name!r} failed: {err} "
+                err
+                if self._given_up
+                else f"background commit of volume {self.volume.name!r} failed: {err} "
                 "(it is retried; status() shows the last error)"
             )
         skipped = self._skipped
@@ -2402,6 +2406,16 @@ class Mount:
                 self._failures = 0
             except Exception as e:  # noqa: BLE001 - reported, retried, never fatal
                 self._failed(e)
+                if isinstance(e, NotFoundError) and self.volume._gone is not None:
+                    # Deleted (or renamed) elsewhere: no retry can ever commit. Say so
+                    # once, as news, and stop instead of scanning the folder forever.
+                    self.last_error = (
+                        f"{e}: background commits of {self.path} stopped (its files stay "
+                        "there; unmount() ends the mount)"
+                    )
+                    self._given_up = True
+                    self._streak += 1
+                    return
 
     def _failed(self, e: BaseException) -> None:
         """Record a failed background commit (or live sync): its error, one more failure

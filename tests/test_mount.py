@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from jupyter_volume import InvalidError, Volume, VolumeBusyError, VolumeError
-from jupyter_volume.errors import AlreadyExistsError, StoreError
+from jupyter_volume.errors import AlreadyExistsError, NotFoundError, StoreError
 from jupyter_volume.store import open_store
 from jupyter_volume.testing.wrappers import CountingStore, WrappedStore
 
@@ -347,6 +348,35 @@ def test_a_mount_of_a_volume_deleted_elsewhere_commits_nothing_and_says_so(
     assert repr(m).endswith("(unmounted)>")
     assert (tmp_path / "mnt/results.bin").stat().st_size == 300_000  # kept locally
     assert list(vol.store.list(f"vols/{vol_id}/")) == []  # nothing left behind
+
+
+def test_background_commits_stop_once_the_volume_is_deleted_elsewhere(
+    vol: Volume, tmp_path: Path, child_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They used to be retried for as long as the kernel lived (a scan of the folder and
+    a store request each time, every minute at most), each streak warned as if it might
+    still go through."""
+    from jupyter_volume import objects
+
+    monkeypatch.setattr(objects, "ALIVE_EVERY", 0.0)
+    m = vol.mount(tmp_path / "mnt", interval=0.1)
+    finish(py("from jupyter_volume import Volume; Volume.objects.delete('vol')", child_env))
+    (tmp_path / "mnt/results.bin").write_bytes(b"r")
+    deadline = time.monotonic() + 60
+    while m._thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not m._thread.is_alive(), m.last_error
+    assert "no longer exists" in m.last_error and "stopped" in m.last_error
+    assert m.status().last_error == m.last_error
+    with pytest.warns(UserWarning, match="background commits of .* stopped") as got:
+        m._after_cell()
+    assert "retried" not in str(got[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m._after_cell()  # said once
+    assert (tmp_path / "mnt/results.bin").read_bytes() == b"r"
+    with pytest.raises(NotFoundError, match="unmounted without committing"):
+        m.unmount()
 
 
 def test_reload_keeps_uncommitted_local_edits(vol: Volume, tmp_path: Path) -> None:
