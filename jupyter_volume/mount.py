@@ -1114,7 +1114,9 @@ class Mount:
             remaining = deadline - time.monotonic()
             if gate.pause is None or remaining <= 0:
                 return gate
-            time.sleep(min(gate.pause, remaining))
+            # at most a minute at a time: a settle time of 1e10 s is finite, yet too long
+            # for one sleep (OverflowError); the folder is looked at again after each
+            time.sleep(min(gate.pause, remaining, 60.0))
             try:
                 _merge_changes(ch, self._changes())
             except BaseException:
