@@ -291,6 +291,10 @@ def test_upload_list_paginated_and_download(api: Api, vol: str, store_url: str) 
     assert r.headers["Content-Disposition"].startswith('attachment; filename="big.bin"')
     r = api.raw("HEAD", f"volumes/{vol}/files/dir/big.bin")
     assert r.code == 200 and r.headers["Content-Length"] == str(len(big)) and not r.body
+    head_seq = Volume.from_name(vol, store=store_url).refresh().seq
+    assert r.headers["X-Volume-Commit"] == str(head_seq)  # the commit answered from
+    r = api.raw("GET", f"volumes/{vol}/files/dir/big.bin", params={"at": 1})
+    assert r.headers["X-Volume-Commit"] == "1"
     r = api.raw("GET", f"volumes/{vol}/files/empty.txt")
     assert r.code == 200 and r.body == b"" and r.headers["Content-Length"] == "0"
 

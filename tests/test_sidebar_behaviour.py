@@ -879,6 +879,37 @@ def test_downloading_a_file_another_writer_removed_says_why(page: Any, store: st
     no_dialog(page)
 
 
+def test_a_download_gets_the_version_it_checked_whatever_is_committed_meanwhile(
+    page: Any, store: str
+) -> None:
+    """The panel checks a file (HEAD) before the browser downloads it (GET). A writer
+    removing the file in between made the browser's download fail with no word in the
+    panel (its check had passed); now the download asks for the commit checked."""
+    name, vol = new_volume(store, {"model.bin": b"checked version"})
+    panel = open_volume(page, name)
+    row(panel, "model.bin").wait_for(timeout=TIMEOUT)
+
+    def checked_then_removed(route: Any) -> None:
+        response = route.fetch()  # the server answers the check first
+        vol.remove_file("model.bin")  # then another writer commits
+        route.fulfill(response=response)
+
+    page.route(
+        re.compile(r".*/files/model\.bin(\?.*)?$"),
+        lambda r: checked_then_removed(r) if r.request.method == "HEAD" else r.continue_(),
+    )
+    try:
+        with page.expect_download(timeout=TIMEOUT) as dl:
+            row(panel, "model.bin").hover()
+            panel.get_by_role("button", name="Download model.bin").click()
+        assert dl.value.failure() is None
+        assert Path(dl.value.path()).read_bytes() == b"checked version"
+    finally:
+        page.unroute(re.compile(r".*/files/model\.bin(\?.*)?$"))
+    assert "model.bin" not in paths(store, name)  # the removal did land in between
+    no_dialog(page)
+
+
 def test_opening_a_file_again_after_it_changed_shows_the_new_content(page: Any, store: str) -> None:
     """A file opened, changed by another writer, the listing refreshed, opened again: the
     tab shows the new content and says which version (it showed the old tab, unchanged);

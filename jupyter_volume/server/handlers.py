@@ -374,6 +374,9 @@ class FilesHandler(VolumeAPIHandler):
             f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
         )
         self.set_header("X-Content-Type-Options", "nosniff")
+        # the commit these bytes are from: a client that checked a file with HEAD can ask
+        # for exactly that version (?at=) even if a writer commits in between
+        self.set_header("X-Volume-Commit", str(seq))
         if not body or end <= start:
             await self.finish(set_content_type=ctype)
             return

@@ -555,7 +555,9 @@ export class VolumeModel {
   /**
    * Let the browser download `entry` (no copy of the file in page memory). The file is
    * checked first: the browser reports a failed download only in its own list, so a
-   * file another writer removed since the listing would fail with no word here.
+   * file another writer removed since the listing would fail with no word here. The
+   * download then asks for the commit the check answered from, so a writer committing
+   * in between can neither make it fail nor hand over other bytes than those checked.
    */
   async download(entry: IEntry): Promise<void> {
     const url = this.downloadUrl(entry);
@@ -569,8 +571,9 @@ export class VolumeModel {
       }
       void response.body?.cancel();
     }
+    const seq = Number(head.headers.get('X-Volume-Commit') ?? NaN);
     const a = document.createElement('a');
-    a.href = url;
+    a.href = Number.isInteger(seq) && seq >= 0 ? this.downloadUrl(entry, seq) : url;
     a.download = entry.name;
     a.style.display = 'none';
     document.body.appendChild(a);
