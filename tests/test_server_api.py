@@ -1008,6 +1008,28 @@ def test_a_full_upload_folder_is_a_named_error_and_the_chunk_can_be_sent_again(
     assert out.stdout.split("\n")[:3] == ["507 UploadSpaceError True", "0", "True"], out.stdout
 
 
+def test_removing_several_paths_is_one_commit_all_or_none(
+    api: Api, vol: str, store_url: str
+) -> None:
+    for path in ("a.txt", "b.txt", "keep.txt", "data/x.bin", "data/sub/y.bin"):
+        api.upload(vol, path, path.encode())
+    handle = Volume.from_name(vol, store=store_url)
+    before = handle.refresh().seq
+    # one of them missing: nothing is removed
+    error_of(
+        *api("POST", f"volumes/{vol}/remove", {"paths": ["a.txt", "nope.txt"]}),
+        404,
+        "NotFoundError",
+    )
+    for bad in ([], "a.txt", [3], None, ["a.txt", "/"]):
+        error_of(*api("POST", f"volumes/{vol}/remove", {"paths": bad}), 400, "InvalidError")
+    assert handle.refresh().seq == before
+    code, done = api("POST", f"volumes/{vol}/remove", {"paths": ["b.txt", "data", "a.txt"]})
+    assert code == 200 and done["paths"] == ["a.txt", "b.txt", "data"]
+    assert done["commit"]["seq"] == before + 1 == handle.refresh().seq  # one commit
+    assert {e.path for e in handle.iterdir("/", recursive=True)} == {"keep.txt"}
+
+
 def test_a_delete_answers_with_its_own_commit(tmp_path: Path) -> None:
     """``DELETE files/{path}`` answered with the newest commit after the delete, which
     another writer's commit may already have replaced (a reply naming someone else's

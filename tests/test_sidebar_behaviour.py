@@ -299,7 +299,7 @@ def test_renaming_a_file_to_a_path_is_refused(page: Any, store: str) -> None:
 
 # -- the file list -------------------------------------------------------------------------------
 def test_sort_select_keyboard_context_menu_and_open(page: Any, store: str) -> None:
-    name, _ = new_volume(
+    name, vol = new_volume(
         store,
         {
             "b-medium.txt": b"m" * 100,
@@ -338,9 +338,13 @@ def test_sort_select_keyboard_context_menu_and_open(page: Any, store: str) -> No
     dialog = page.locator(".jp-Dialog")
     dialog.wait_for(timeout=TIMEOUT)
     assert "these 2 items" in dialog.inner_text()
+    before = vol.refresh().seq
     _dialog_accept(page)
     row(panel, "c-large.txt").wait_for(state="detached", timeout=TIMEOUT)
     assert paths(store, name) == {"a-small.txt", "folder/inner.txt"}
+    # one commit for the two (a commit each left half a delete behind when one failed)
+    assert vol.refresh().seq == before + 1
+    assert vol.history()[0].message == "remove b-medium.txt, c-large.txt"
 
     # The context menu.
     row(panel, "a-small.txt").click(button="right")

@@ -537,6 +537,22 @@ class VolumeService:
         # this delete's own commit: the head afterwards may already be someone else's
         return {"path": p, "commit": commit_json(vol.remove_file(p, recursive=recursive))}
 
+    def remove_many(self, name: str, paths: Any) -> dict[str, Any]:
+        """Delete several files and folders (each with everything in it) as one commit:
+        all of them, or none if one is missing (NotFoundError) or names the root."""
+        if not isinstance(paths, list) or not paths:
+            raise InvalidError(f"paths must be a non-empty list of paths, got {paths!r}")
+        wanted: list[str] = []
+        for p in paths:
+            if not isinstance(p, str):
+                raise InvalidError(f"paths must be path strings, got {p!r}")
+            # existing names with control characters can be deleted (only new ones are refused)
+            wanted.append(normalize_path(p))
+        if "" in wanted:
+            raise InvalidError("cannot delete the volume root: delete the volume instead")
+        info = self._vol(name).remove_paths(wanted)
+        return {"paths": sorted(set(wanted)), "commit": commit_json(info)}
+
     def make_folder(self, name: str, path: Any) -> dict[str, Any]:
         """Create an empty folder (and missing parents) as one commit."""
         p = _path_arg(path, "path")

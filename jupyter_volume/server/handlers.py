@@ -403,6 +403,12 @@ class FilesHandler(VolumeAPIHandler):
         self.reply(await self.run(self.service.remove, volume, path, self.bool_arg("recursive")))
 
 
+class RemoveHandler(VolumeAPIHandler):
+    @web.authenticated
+    async def post(self, volume: str) -> None:
+        self.reply(await self.run(self.service.remove_many, volume, self.body().get("paths")))
+
+
 class FoldersHandler(VolumeAPIHandler):
     @web.authenticated
     async def post(self, volume: str) -> None:
@@ -601,6 +607,7 @@ ROUTES: list[tuple[str, type[VolumeAPIHandler]]] = [
     (_VOL + r"/files/(?P<path>.*)", FilesHandler),
     (_VOL + r"/folders", FoldersHandler),
     (_VOL + r"/move", MoveHandler),
+    (_VOL + r"/remove", RemoveHandler),
     (_VOL + r"/history", HistoryHandler),
     (_VOL + r"/diff", DiffHandler),
     (_VOL + r"/nbdiff", NotebookDiffHandler),

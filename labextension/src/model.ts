@@ -535,6 +535,12 @@ export class VolumeModel {
     await this._changed();
   }
 
+  /** Delete several entries (folders with everything in them) as one commit: all or none. */
+  async removeMany(entries: IEntry[]): Promise<void> {
+    await sendJSON(this._vol('/remove'), 'POST', { paths: entries.map(e => e.path) });
+    await this._changed();
+  }
+
   /** The URL that downloads a file (cookie-authenticated, streamed by the server). */
   downloadUrl(entry: { path: string }, at: number | null = this.at): string {
     const q = at === null ? '' : `?at=${at}`;

@@ -1259,11 +1259,11 @@ export class VolumePanel extends Widget {
       text = `Delete these ${entries.length} items (${entries.map(e => e.name).join(', ')})? Earlier versions stay in the history.`;
     }
     if (await confirm('Delete', text, 'Delete')) {
-      await this._act('Cannot delete', async () => {
-        for (const entry of entries) {
-          await this.model.remove(entry);
-        }
-      });
+      // several at once: one commit, all or none (one commit each left a half-done
+      // delete behind when one failed, and a refresh after each)
+      await this._act('Cannot delete', () =>
+        entries.length === 1 ? this.model.remove(entries[0]) : this.model.removeMany(entries)
+      );
       this._selected.clear();
     }
   }
