@@ -66,7 +66,7 @@ from typing import Any
 
 from .aio import aio
 from .errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
-from .lease import CLOCK_SLACK, Lease, store_now
+from .lease import CLOCK_SLACK, MAX_TTL, Lease, ephemeral_ttl, store_now, valid_ttl
 from .names import delete_prefix, sweep_leases
 from .objects import AliveCheck, check_kind_name, open_base, open_env
 from .store import Store, environment_store
@@ -87,8 +87,9 @@ COMPRESS_ABOVE = 4096
 #: makes 192 characters of 120 bytes: within the 255-byte file-name limit of a local
 #: store and the 1,024-byte key limit of S3, with room for the prefixes).
 MAX_DIRECT_KEY = 120
-#: Seconds an ephemeral Dict outlives its owner (``$JUPYTER_VOLUME_EPHEMERAL_TTL``).
-EPHEMERAL_TTL = float(os.environ.get("JUPYTER_VOLUME_EPHEMERAL_TTL", "") or 60.0)
+#: Entries stored in more bytes than this are listed without a preview of their value
+#: when browsing (the REST API), so a page of big values is never loaded into memory.
+PREVIEW_MAX_BYTES = 1024 * 1024
 #: Requests in flight at once when reading or writing many entries.
 PARALLEL = 16
 
@@ -193,14 +194,37 @@ def _pickle(obj: Any, what: str) -> bytes:
         raise InvalidError(f"{what} cannot be pickled: {type(e).__name__}: {e}") from e
 
 
-def _repr(obj: Any) -> str:
-    """``repr(obj)`` for messages, cut at 200 characters, and never failing (an int of
-    more digits than the interpreter will print, a broken ``__repr__``)."""
+def _repr(obj: Any, limit: int | None = 200) -> str:
+    """``repr(obj)`` for messages and previews, cut at ``limit`` characters (None: whole),
+    and never failing: an int of more digits than the interpreter will print shows its
+    digit count, any other object whose ``__repr__`` fails its type."""
     try:
         text = repr(obj)
-    except Exception:  # noqa: BLE001 - any failure: name the type instead
+    except Exception:  # noqa: BLE001 - any failure: describe the object instead
+        if isinstance(obj, int):
+            return f"<{type(obj).__name__} of {_digits(obj)} digits>"
         return f"<a {type(obj).__name__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _digits(n: int) -> int:
+    """How many decimal digits ``n`` has (without printing it)."""
+    n = abs(int(n))
+    if n < 10:
+        return 1
+    import math
+
+    d = math.floor(math.log10(n)) + 1  # may be one off for big n: check exactly
+    if n < 10 ** (d - 1):
+        d -= 1
+    elif n >= 10**d:
+        d += 1
+    return d
+
+
+def preview(obj: Any, limit: int | None = 200) -> str:
+    """The repr of a stored key or value for display (see :func:`_repr`): never raises."""
+    return _repr(obj, limit)
 
 
 def _key_bytes(key: Any) -> bytes:
@@ -319,7 +343,7 @@ def _sweep_ephemeral(store: Store) -> list[str]:
     return sweep_leases(
         store,
         EPHEMERAL_LEASES,
-        default_ttl=EPHEMERAL_TTL,
+        default_ttl=ephemeral_ttl(strict=False),
         end=end,
         skip_unreadable=(ValueError, TypeError, AttributeError),
     )
@@ -332,18 +356,19 @@ def _create(store: Store, name: str, *, allow_existing: bool) -> dict[str, Any]:
     # the config first: a name never points at a Dict that does not exist
     store.put(f"dicts/{doc['id']}/config", _dump(doc))
     record = {k: doc[k] for k in ("id", "created_at", "created_by")}
-    if store.put_if_absent(NAMES + name, _dump(record)):
-        return doc
-    try:
-        existing = json.loads(store.get(NAMES + name))
-    except NotFoundError:
-        existing = None
-    if existing is not None and existing.get("id") == doc["id"]:
-        return doc  # our create landed, its response was lost
-    store.delete([f"dicts/{doc['id']}/config"])
-    if allow_existing and existing is not None:
-        return {**existing, "name": name}
-    raise AlreadyExistsError(f"Dict {name!r} already exists in {store.url}")
+    while True:
+        if store.put_if_absent(NAMES + name, _dump(record)):
+            return doc
+        try:
+            existing = json.loads(store.get(NAMES + name))
+        except NotFoundError:
+            continue  # deleted since our write found it: the name is free, try again
+        if existing.get("id") == doc["id"]:
+            return doc  # our create landed, its response was lost
+        store.delete([f"dicts/{doc['id']}/config"])
+        if allow_existing:
+            return {**existing, "name": name}
+        raise AlreadyExistsError(f"Dict {name!r} already exists in {store.url}")
 
 
 class _DictManager:
@@ -384,17 +409,32 @@ class _DictManager:
             created_before: only Dicts created before this time (a datetime or an ISO
                 date string such as ``"2025-01-01"``).
         """
+        if max_objects is not None and (
+            not isinstance(max_objects, int) or isinstance(max_objects, bool)
+        ):
+            raise InvalidError(f"max_objects must be an int or None, got {max_objects!r}")
         if max_objects is not None and max_objects < 0:
             raise InvalidError("max_objects cannot be negative")
-        base, env, s = _open(store, environment_name)
-        _sweep_ephemeral(s)  # ordinary operations reclaim abandoned ephemeral Dicts
         cutoff: float | None = None
         if created_before is not None:
             if isinstance(created_before, str):
-                created_before = datetime.fromisoformat(created_before)
+                try:
+                    created_before = datetime.fromisoformat(created_before)
+                except ValueError:
+                    raise InvalidError(
+                        f"created_before must be an ISO date or time such as '2025-01-01', "
+                        f"got {created_before!r}"
+                    ) from None
+            if not isinstance(created_before, datetime):
+                raise InvalidError(
+                    "created_before must be a datetime or an ISO date string, got "
+                    f"{type(created_before).__name__}"
+                )
             if created_before.tzinfo is None:
                 created_before = created_before.replace(tzinfo=UTC)
             cutoff = created_before.timestamp()
+        base, env, s = _open(store, environment_name)
+        _sweep_ephemeral(s)  # ordinary operations reclaim abandoned ephemeral Dicts
         found = []
         keys = [info.key for info in s.list(NAMES)]
         for key, data in zip(keys, s.get_many(keys), strict=True):  # read in parallel
@@ -432,13 +472,19 @@ class _DictManager:
         """
         check_dict_name(name)
         _, _, s = _open(store, environment_name)
-        try:
-            rec = json.loads(s.get(NAMES + name))
-        except NotFoundError:
-            if allow_missing:
-                return
-            raise NotFoundError(f"Dict {name!r} not found in {s.url}") from None
-        s.delete([NAMES + name])  # the name first: nobody finds a half-deleted Dict
+        while True:
+            try:
+                data, token = s.get_versioned(NAMES + name)
+            except NotFoundError:
+                if allow_missing:
+                    return
+                raise NotFoundError(f"Dict {name!r} not found in {s.url}") from None
+            rec = json.loads(data)
+            # the name first (nobody finds a half-deleted Dict), and only if it still
+            # names the Dict just read: another process may have deleted that one and
+            # made a new Dict under the name meanwhile, whose entries must go with it
+            if s.delete_if_match(NAMES + name, token):
+                break
         delete_prefix(s, f"dicts/{rec['id']}/")
 
 
@@ -538,10 +584,15 @@ class Dict(MutableMapping[Any, Any]):
             with Dict.ephemeral() as d:
                 d["foo"] = "bar"
         """
+        ttl = _ttl or ephemeral_ttl()
+        if not valid_ttl(ttl):
+            raise InvalidError(
+                f"the lease of an ephemeral Dict must be a positive, finite number of seconds "
+                f"(at most {MAX_TTL:.3g}), got {ttl!r}"
+            )
         base, env, s = _open(store, environment_name, create=True)
         _sweep_ephemeral(s)
         doc = _config_doc(uuid.uuid4().hex, None)
-        ttl = _ttl or EPHEMERAL_TTL
         lease = Lease(s, EPHEMERAL_LEASES + doc["id"], ttl=ttl, payload=_dump({"ttl": ttl}))
         lease.start()  # before the config: a sweep never sees a Dict without a lease
         handle: Dict | None = None
@@ -839,7 +890,8 @@ class Dict(MutableMapping[Any, Any]):
         """One page of entries for browsing (the REST API): ``(rows, next)``.
 
         Each row: ``id`` (the entry's object name, stable while the key exists), ``key``
-        (its repr), ``value`` (its repr, cut at ``preview`` characters), ``type``,
+        (its repr), ``value`` (its repr, cut at ``preview`` characters; for an entry over
+        :data:`PREVIEW_MAX_BYTES`, only its size, and ``type`` empty: it is not read), ``type``,
         ``size`` (bytes stored), ``updated`` (epoch seconds, the store's stamp) and
         ``error`` (why the value could not be read here, else None). ``next`` is the
         ``after`` of the following page, or None at the end.
@@ -854,11 +906,12 @@ class Dict(MutableMapping[Any, Any]):
         more = len(infos) > limit
         infos = infos[:limit]
 
-        blobs = self.store.get_many([i.key for i in infos])
+        # a value is read (whole: it must be unpickled) only when small enough to
+        # preview; a page of big values would otherwise load them all into memory
+        small = [i.key for i in infos if i.size <= PREVIEW_MAX_BYTES]
+        blobs = dict(zip(small, self.store.get_many(small), strict=True))
         rows = []
-        for info, blob in zip(infos, blobs, strict=True):
-            if blob is None:
-                continue  # deleted while we listed
+        for info in infos:
             row: dict[str, Any] = {
                 "id": info.key[len(prefix) :],
                 "size": info.size,
@@ -866,19 +919,44 @@ class Dict(MutableMapping[Any, Any]):
                 "error": None,
             }
             try:
-                enc, _ = _unpack(blob)
+                if info.key in blobs:
+                    blob = blobs[info.key]
+                    if blob is None:
+                        continue  # deleted while we listed
+                    enc, _ = _unpack(blob)
+                else:
+                    blob = None
+                    enc = self._header_key(info.key)
+                    if enc is None:
+                        continue  # deleted while we listed
                 key = self._load_key(enc)
-                row["key"] = repr(key)
+                row["key"] = _repr(key, None)
+                if blob is None:
+                    row.update(value=f"(not previewed: {info.size:,} bytes)", type="")
+                    rows.append(row)
+                    continue
                 value = self._load_value(blob, key)
-            except DeserializationError as e:
+            except (DeserializationError, ValueError) as e:
                 row.setdefault("key", "?")
                 row.update(value="", type="", error=str(e))
             else:
-                text = repr(value)
-                cut = text if len(text) <= preview else text[: preview - 3] + "..."
-                row.update(value=cut, type=type(value).__name__)
+                row.update(value=_repr(value, preview), type=type(value).__name__)
             rows.append(row)
         return rows, (infos[-1].key[len(prefix) :] if more and infos else None)
+
+    def _header_key(self, okey: str) -> bytes | None:
+        """The key encoding of entry object ``okey`` without reading its value: from its
+        name, or from the entry's header (two ranged reads). None if it is gone."""
+        enc = _name_to_enc(okey.rsplit("/", 1)[-1])
+        if enc is not None:
+            return enc
+        try:
+            head = self.store.get_range(okey, 0, 9)
+            if head[:4] != _MAGIC or len(head) < 9:
+                raise ValueError("not a Dict entry")
+            return self.store.get_range(okey, 9, int.from_bytes(head[5:9], "big"))
+        except NotFoundError:
+            return None
 
     def _delete_entry(self, entry_id: str) -> None:
         """Delete the entry whose object name is ``entry_id`` (from :meth:`_scan`);
@@ -966,13 +1044,16 @@ class Dict(MutableMapping[Any, Any]):
 
     @aio
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
-        """Set many entries: from a mapping, an object with ``keys()``, pairs, or keywords.
+        """Set many entries: from a mapping, an object with ``keys()``, pairs, or keywords
+        (``other`` may be None, as in Modal).
 
         Every key and value is checked and pickled before the first write. The writes
         then go out in parallel and are not one transaction: if the store fails midway,
         some entries may have been written (the error says how many).
         """
-        if isinstance(other, Mapping):
+        if other is None:
+            pairs = []  # Modal's signature: update(other: Mapping | None = None, /, **kw)
+        elif isinstance(other, Mapping):
             pairs = list(other.items())
         elif hasattr(other, "keys"):
             pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - the keys() protocol
@@ -1091,8 +1172,11 @@ class Dict(MutableMapping[Any, Any]):
         """
         if not isinstance(name, str) or not name:
             raise InvalidError(f"lock name must be a non-empty string, got {name!r}")
-        if not _seconds(lease) or not lease > 0:
-            raise InvalidError(f"lock lease must be a positive number of seconds, got {lease!r}")
+        if not valid_ttl(lease):
+            raise InvalidError(
+                "lock lease must be a positive, finite number of seconds (at most "
+                f"{MAX_TTL:.3g}), got {lease!r}"
+            )
         if timeout is not None and (not _seconds(timeout) or timeout < 0):
             raise InvalidError(
                 f"lock timeout must be None or a number of seconds (0 or more), got {timeout!r}"

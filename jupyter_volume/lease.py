@@ -28,7 +28,19 @@ from typing import Any
 from .errors import InvalidError
 from .store.base import ObjectInfo, Store, check_key
 
-__all__ = ["CLOCK_SLACK", "CLOCK_PREFIX", "Lease", "expired", "is_expired", "store_now"]
+__all__ = [
+    "CLOCK_PREFIX",
+    "CLOCK_SLACK",
+    "DEFAULT_EPHEMERAL_TTL",
+    "ENV_EPHEMERAL_TTL",
+    "MAX_TTL",
+    "Lease",
+    "ephemeral_ttl",
+    "expired",
+    "is_expired",
+    "store_now",
+    "valid_ttl",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,48 @@ log = logging.getLogger(__name__)
 CLOCK_SLACK = 1.0
 #: Where :func:`store_now` writes its probe objects (deleted right after reading).
 CLOCK_PREFIX = "clock/"
+
+
+#: The longest ttl a lease may have: its renewal thread waits ``ttl / 3`` at a time, and
+#: a wait longer than :data:`threading.TIMEOUT_MAX` fails (OverflowError).
+MAX_TTL = 3 * min(threading.TIMEOUT_MAX, 1e9)
+
+
+def valid_ttl(ttl: object) -> bool:
+    """Whether ``ttl`` is usable as a lease's seconds: an int or float (not a bool),
+    positive, finite and at most :data:`MAX_TTL`."""
+    return (
+        isinstance(ttl, int | float)
+        and not isinstance(ttl, bool)
+        and 0 < ttl <= MAX_TTL  # False for NaN
+    )
+
+
+#: Seconds an ephemeral volume, Dict or network file system outlives its owner.
+ENV_EPHEMERAL_TTL = "JUPYTER_VOLUME_EPHEMERAL_TTL"
+DEFAULT_EPHEMERAL_TTL = 60.0
+
+
+def ephemeral_ttl(*, strict: bool = True) -> float:
+    """``$JUPYTER_VOLUME_EPHEMERAL_TTL`` (default 60 s), read now. A value that is not a
+    usable ttl (see :func:`valid_ttl`) raises InvalidError naming the variable; with
+    ``strict=False`` (judging others' leases, which carry their own ttl) the default is
+    used instead."""
+    raw = os.environ.get(ENV_EPHEMERAL_TTL, "").strip()
+    if not raw:
+        return DEFAULT_EPHEMERAL_TTL
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = float("nan")
+    if valid_ttl(ttl):
+        return ttl
+    if not strict:
+        return DEFAULT_EPHEMERAL_TTL
+    raise InvalidError(
+        f"${ENV_EPHEMERAL_TTL} must be a positive, finite number of seconds (at most "
+        f"{MAX_TTL:.3g}), got {raw!r}"
+    )
 
 
 def store_now(store: Store) -> float:
@@ -105,8 +159,11 @@ class Lease:
 
     def __init__(self, store: Store, key: str, *, ttl: float = 30.0, payload: bytes = b"") -> None:
         check_key(key)
-        if not ttl > 0:
-            raise InvalidError(f"lease ttl must be a positive number of seconds, got {ttl!r}")
+        if not valid_ttl(ttl):
+            raise InvalidError(
+                f"lease ttl must be a positive, finite number of seconds (at most "
+                f"{MAX_TTL:.3g}), got {ttl!r}"
+            )
         self.store = store
         self.key = key
         self.ttl = float(ttl)

@@ -15,7 +15,6 @@ Once the lease is older than its ttl by the store's clock, :func:`sweep_ephemera
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 import socket
@@ -43,8 +42,6 @@ VERSIONS = (1, 2)
 EPHEMERAL_PREFIX = "leases/ephemeral/"
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
-#: Seconds an ephemeral volume outlives its owner (``$JUPYTER_VOLUME_EPHEMERAL_TTL``).
-DEFAULT_EPHEMERAL_TTL = float(os.environ.get("JUPYTER_VOLUME_EPHEMERAL_TTL", "") or 60.0)
 
 
 def check_name(name: object) -> str:
@@ -304,10 +301,12 @@ def sweep_ephemeral(store: Store) -> list[str]:
     Each lease is judged by the ttl its owner wrote into it, against the store's clock.
     Costs one listing when there are no ephemeral volumes. Returns the ids deleted.
     """
+    from .lease import ephemeral_ttl
+
     return sweep_leases(
         store,
         EPHEMERAL_PREFIX,
-        default_ttl=DEFAULT_EPHEMERAL_TTL,
+        default_ttl=ephemeral_ttl(strict=False),
         end=lambda vol_id: delete_ephemeral(store, vol_id),
     )
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import names
 from .errors import InvalidError
+from .lease import ephemeral_ttl
 from .store import (
     Store,
     check_store_exists,
@@ -132,7 +133,7 @@ def detach_mount(store: Store, vol_id: str) -> None:
 def ephemeral_volume(store: Store, *, version: int | None = None) -> Iterator[Any]:
     """Create an anonymous volume held by a lease; yield its meta; on exit detach its
     mount, stop the lease and delete the volume (also when the block raises)."""
-    lease, meta = names.create_ephemeral(store, ttl=names.DEFAULT_EPHEMERAL_TTL, version=version)
+    lease, meta = names.create_ephemeral(store, ttl=ephemeral_ttl(), version=version)
     try:
         yield meta
     finally:

@@ -27,7 +27,7 @@ from jupyter_volume.errors import (
 )
 from jupyter_volume.store.base import Store
 from jupyter_volume.store.s3 import S3Store, make_client
-from jupyter_volume.testing.wrappers import WRITE_OPS, CountingStore
+from jupyter_volume.testing.wrappers import WRITE_OPS, CountingStore, WrappedStore
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -115,6 +115,35 @@ def test_ephemeral(store: Store) -> None:
         Dict.from_id(dict_id, store=store).info()
 
 
+@pytest.mark.parametrize("ttl", ["inf", "-5", "abc"])
+def test_a_bad_ephemeral_ttl_in_the_environment_is_named(local_store: Store, ttl: str) -> None:
+    # $JUPYTER_VOLUME_EPHEMERAL_TTL=inf used to be accepted, and the lease's renewal
+    # thread died at once with an OverflowError traceback; -5 failed with a message about
+    # a "lease ttl" that named neither the variable nor the Dict
+    code = (
+        "import sys\n"
+        "from jupyter_volume import Dict\n"
+        "from jupyter_volume.errors import InvalidError\n"
+        "try:\n"
+        "    with Dict.ephemeral(store=sys.argv[1]):\n"
+        "        print('entered')\n"
+        "except InvalidError as e:\n"
+        "    print('InvalidError:', e)\n"
+    )
+    env = {**os.environ, "JUPYTER_VOLUME_EPHEMERAL_TTL": ttl}
+    p = subprocess.run(
+        [sys.executable, "-c", code, local_store.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "JUPYTER_VOLUME_EPHEMERAL_TTL" in p.stdout and "entered" not in p.stdout, p.stdout
+    assert "Traceback" not in p.stderr, p.stderr
+    assert [k for k in objects(local_store) if not k.startswith("clock/")] == []
+
+
 def test_from_id_named(local_store: Store) -> None:
     d = Dict.from_name("by-id", create_if_missing=True, store=local_store)
     d2 = Dict.from_id(d.object_id, store=local_store)
@@ -151,6 +180,34 @@ def test_update_put_pop(store: Store) -> None:
         with pytest.raises(KeyError):
             del d["foo"]
         assert d.len() == 0
+
+
+def test_update_takes_none_as_modal_does(local_store: Store) -> None:
+    # Modal's signature is update(other: Mapping | None = None, /, **kwargs): code that
+    # passes an optional mapping through used to fail with a bare TypeError
+    with Dict.ephemeral(store=local_store) as d:
+        d.update(None)
+        d.update(None, a=1)
+        assert dict(d.items()) == {"a": 1}
+        with pytest.raises(TypeError, match="int"):
+            d.update(5)  # neither a mapping nor pairs, as dict.update(5) says
+
+
+def test_bad_list_arguments_are_refused_by_name(local_store: Store) -> None:
+    Dict.objects.create("one", store=local_store)
+    # they used to fail with "'<' not supported between 'str' and 'int'", or a bare
+    # ValueError of datetime's
+    with pytest.raises(InvalidError, match="max_objects"):
+        Dict.objects.list(store=local_store, max_objects="3")  # type: ignore[arg-type]
+    with pytest.raises(InvalidError, match="max_objects"):
+        Dict.objects.list(store=local_store, max_objects=True)  # type: ignore[arg-type]
+    with pytest.raises(InvalidError, match="created_before.*'last week'"):
+        Dict.objects.list(store=local_store, created_before="last week")
+    with pytest.raises(InvalidError, match="created_before"):
+        Dict.objects.list(store=local_store, created_before=5)  # type: ignore[arg-type]
+    assert [x.name for x in Dict.objects.list(store=local_store, created_before="2999-01-01")] == [
+        "one"
+    ]
 
 
 def test_objects_create_list_delete(local_store: Store) -> None:
@@ -435,6 +492,13 @@ def test_locks_live_apart_and_time_out(store: Store) -> None:
         d.lock("x", timeout="5")  # type: ignore[arg-type]
     with pytest.raises(InvalidError, match="timeout"):
         d.lock("x", timeout=-1)
+    # a lease no renewal thread can wait a third of (it used to be accepted, and the
+    # thread died at once with an OverflowError traceback, the lock never renewed)
+    for lease in (float("inf"), 1e300):
+        with pytest.raises(InvalidError, match="lease"):
+            d.lock("x", lease=lease)
+    with d.lock("forever", timeout=float("inf")) as waited:  # an infinite wait is fine
+        assert waited.held
 
 
 def test_hydrate_and_keys_beyond_the_digit_limit(local_store: Store) -> None:
@@ -544,3 +608,61 @@ def test_a_failed_update_says_how_far_it_got(local_store: Store) -> None:
         d.update({f"k{i}": i for i in range(5)})
     written = int(re.search(r"writing (\d)", str(info.value)).group(1))  # type: ignore[union-attr]
     assert written == len(Dict.from_name("partial", store=local_store)) <= 2
+
+
+class _Interleave(WrappedStore):
+    """Runs ``then`` (real operations on the real store, as another process would) right
+    after the first ``kind`` operation on a key ending with ``suffix`` returns: the only
+    way to land another process's step at one exact point between two of ours."""
+
+    def __init__(self, inner: Store, kinds: tuple[str, ...], suffix: str, then: Any) -> None:
+        super().__init__(inner)
+        self.kinds, self.suffix, self.then = kinds, suffix, then
+        self.fired = False
+
+    def _record(self, kind: str, key: str) -> None:
+        if not self.fired and kind in self.kinds and key.endswith(self.suffix):
+            self.fired = True
+            self.then()
+
+
+def test_create_while_another_process_deletes(local_store: Store) -> None:
+    # Our create-only write of the name finds another process's Dict; before we read its
+    # record, that process deletes it. This used to raise AlreadyExistsError ("already
+    # exists", even with allow_existing=True, the path of create_if_missing) for a Dict
+    # that did not exist.
+    for allow_existing in (True, False):
+        Dict.objects.create("race", store=local_store)
+        Dict.from_name("race", store=local_store)["old"] = 1
+        racing = _Interleave(
+            local_store,
+            ("put_if_absent",),
+            "dict-names/race",
+            lambda: Dict.objects.delete("race", store=local_store),
+        )
+        Dict.objects.create("race", allow_existing=allow_existing, store=racing)
+        assert racing.fired
+        d = Dict.from_name("race", store=local_store)
+        assert d.len() == 0  # a new Dict, made by our call
+        d["new"] = 2
+        configs = [k for k in objects(local_store) if k.endswith("/config")]
+        assert len(configs) == 1  # no config of a losing attempt was left behind
+        Dict.objects.delete("race", store=local_store)
+
+
+def test_delete_while_another_process_makes_the_name_again(local_store: Store) -> None:
+    # Between our read of the name and our delete of it, another process deletes the
+    # Dict and creates a new one under the same name. Our delete used to remove the new
+    # Dict's name and the old Dict's entries: the new Dict's entries were left in the
+    # store for good, named by nothing.
+    Dict.objects.create("again", store=local_store)
+    Dict.from_name("again", store=local_store)["old"] = 1
+
+    def remake() -> None:
+        Dict.objects.delete("again", store=local_store)
+        Dict.from_name("again", create_if_missing=True, store=local_store)["new"] = 2
+
+    racing = _Interleave(local_store, ("get", "get_versioned"), "dict-names/again", remake)
+    Dict.objects.delete("again", store=racing)
+    assert racing.fired
+    assert [k for k in objects(local_store) if not k.startswith("clock/")] == []

@@ -159,3 +159,37 @@ def test_magic_dict_commands(
         shell.run_line_magic("volume", "dict clear shared")  # no way to ask: needs -y
     magic("dict delete shared -y")
     assert magic("dict list --json")[0] == []
+
+
+def test_cli_shows_values_whose_repr_fails_and_prints_strict_json(
+    local_store: Any, tmp_path: Path
+) -> None:
+    # An int of more digits than the interpreter will print (its repr raises), and
+    # floats JSON has no literal for: `items` and `get` used to crash with "this is a
+    # bug" on the first, and `--json` printed NaN / Infinity, which no strict JSON parser
+    # (nor JavaScript's JSON.parse) accepts.
+    d = Dict.from_name("odd", create_if_missing=True, store=local_store)
+    d["big"] = 10**5000
+    d["nan"] = float("nan")
+    d["inf"] = [float("inf")]
+    d["ok"] = 1
+
+    def strict(text: str) -> Any:
+        def refuse(name: str) -> Any:
+            raise AssertionError(f"not strict JSON: {name}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    def cli(*args: str) -> str:
+        return run_cli(local_store.url, {}, tmp_path, "dict", *args).stdout
+
+    out = cli("items", "odd")
+    assert "'big'" in out and "int" in out and "'ok'" in out
+    rows = strict(cli("items", "odd", "--json"))
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["ok"]["value"] == 1 and set(by_key) == {"big", "nan", "inf", "ok"}
+    assert "int" in by_key["big"]["value"] and "5001 digits" in by_key["big"]["value"]
+    assert by_key["nan"]["value"] == "nan" and by_key["inf"]["value"] == "[inf]"
+    assert "5001 digits" in cli("get", "odd", "big")
+    assert strict(cli("get", "odd", "nan", "--json"))["value"] == "nan"
+    assert strict(cli("get", "odd", "big", "--json"))["key"] == "big"

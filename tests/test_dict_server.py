@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from typing import Any
@@ -113,3 +114,56 @@ def test_every_dict_route_is_authenticated(api: Api, server: Any, dict_name: str
             r = api.raw(method, route, auth=False, headers={"Cookie": cookie})
             assert r.code == 403, (method, route, r.code)
     assert d["k"] == 1  # nothing was deleted
+
+
+def test_entries_whose_repr_fails_are_listed(api: Api, server: Any, dict_name: str) -> None:  # noqa: F811
+    class _BadRepr:  # local: pickled by value, so the server process can unpickle it
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    # an int of more digits than the interpreter will print (as a value and as a key)
+    # and a value whose __repr__ raises: the page used to fail with a 500 as a whole
+    d = Dict.from_name(dict_name, store=server.store_url)
+    d["big"] = 10**5000
+    d[10**5000] = "big key"
+    d["bad"] = _BadRepr()
+    d["ok"] = 1
+    code, page = api("GET", f"dicts/{dict_name}/entries")
+    assert code == 200, page
+    by_key = {e["key"]: e for e in page["entries"]}
+    assert set(by_key) == {"'big'", "<int of 5001 digits>", "'bad'", "'ok'"}
+    assert by_key["'big'"]["value"] == "<int of 5001 digits>"
+    assert by_key["'big'"]["type"] == "int" and by_key["'big'"]["error"] is None
+    assert by_key["<int of 5001 digits>"]["value"] == "'big key'"
+    assert by_key["'bad'"]["value"] == "<a _BadRepr>" and by_key["'ok'"]["value"] == "1"
+
+
+def test_a_page_never_loads_big_values(local_store: Any) -> None:
+    # A page of entries used to read every value whole (up to 100 MiB each, 1,000 per
+    # page) into the Jupyter server's memory just to show 200 characters of each; and
+    # an object under the entries that is no Dict entry failed the page with a 500.
+    from jupyter_volume.dicts import PREVIEW_MAX_BYTES
+    from jupyter_volume.server import dict_service
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    d = Dict.from_name("big", create_if_missing=True, store=local_store)
+    blob = os.urandom(PREVIEW_MAX_BYTES + 1)  # incompressible: stored as big as it is
+    d["huge"] = blob
+    d["k" * 300] = blob  # a long key: its entry is named by digest, the key inside
+    d["small"] = 1
+    prefix = f"dicts/{d.object_id}/e/"
+    local_store.put(prefix + "kzz", b"not an entry")
+
+    counting = CountingStore(local_store)
+    page = dict_service.entries(counting, "big", None, None)
+    by_key = {e["key"]: e for e in page["entries"]}
+    assert set(by_key) == {"'huge'", repr("k" * 300), "'small'", "?"}
+    for key in ("'huge'", repr("k" * 300)):
+        row = by_key[key]
+        assert row["size"] > PREVIEW_MAX_BYTES and row["error"] is None
+        assert row["value"] == f"(not previewed: {row['size']:,} bytes)"
+    assert by_key["'small'"]["value"] == "1" and by_key["'small'"]["type"] == "int"
+    assert "not a Dict entry" in by_key["?"]["error"]
+    big = {prefix + by_key[k]["id"] for k in ("'huge'", repr("k" * 300))}
+    whole_reads = {op.key for op in counting.matching(("get", "get_versioned"))}
+    assert not whole_reads & big

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,12 @@ def test_bad_lease_arguments(local_store: Store) -> None:
         Lease(local_store, "leases/x", ttl=0)
     with pytest.raises(InvalidError):
         Lease(local_store, "/leases/x")
+
+
+@pytest.mark.parametrize("ttl", [float("inf"), float("nan"), 1e300, -1.0, "30", True])
+def test_a_ttl_the_renewal_thread_cannot_wait_is_refused(local_store: Store, ttl: Any) -> None:
+    # an infinite or astronomically long ttl used to be accepted, and the renewal thread
+    # then died at once with an OverflowError traceback (its wait cannot be that long);
+    # a string failed with a bare TypeError
+    with pytest.raises(InvalidError, match="ttl"):
+        Lease(local_store, "leases/x", ttl=ttl)

@@ -67,17 +67,21 @@ def _action_parser(prog: str, action: str) -> _Parser:
     return p
 
 
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= PREVIEW else text[: PREVIEW - 3] + "..."
+def _preview(value: Any, limit: int | None = PREVIEW) -> str:
+    """The repr of a key or value, cut at ``limit``; never raises (an int of more digits
+    than the interpreter prints, a broken ``__repr__``)."""
+    from ..dicts import preview
+
+    return preview(value, limit)
 
 
 def _json_value(value: Any) -> Any:
-    """The value itself when JSON can hold it, else its repr."""
+    """The value itself when strict JSON can hold it, else its repr (NaN and infinity
+    have no JSON literal: printed as such, no strict parser would read the output)."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return _preview(value, None)
     return value
 
 
@@ -171,7 +175,7 @@ def _get(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     value = d.get(s.key, missing)
     if value is missing:
         raise NotFoundError(f"key {s.key!r} is not in Dict {s.name!r}")
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else _preview(value, None)
     return Message(text, {"key": s.key, "value": _json_value(value)})
 
 
@@ -195,7 +199,7 @@ def _items(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     for i, (key, value, error) in enumerate(d._iter_entries()):
         if not s.all and i >= s.n:
             break
-        shown_key = "?" if key is UNREADABLE_KEY else repr(key)
+        shown_key = "?" if key is UNREADABLE_KEY else _preview(key, None)
         json_key = shown_key if key is UNREADABLE_KEY or not isinstance(key, str) else key
         if error is not None:
             rows.append({"key": shown_key, "value": f"(cannot be read here: {error})", "type": "?"})
