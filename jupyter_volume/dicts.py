@@ -843,16 +843,23 @@ class Dict(MutableMapping[Any, Any]):
                 raise error
             yield key, value
 
-    def _iter_entries(self) -> Iterator[tuple[Any, Any, DeserializationError | None]]:
-        """``(key, value, None)`` of every entry, or ``(key, None, error)`` for one that
-        cannot be read here (its key is :data:`UNREADABLE_KEY` if that cannot be read
-        either): a listing that shows every other entry all the same."""
+    def _iter_entries(
+        self, limit: int | None = None
+    ) -> Iterator[tuple[Any, Any, DeserializationError | None]]:
+        """``(key, value, None)`` of every entry (the first ``limit`` listed, if given:
+        no more are read), or ``(key, None, error)`` for one that cannot be read here
+        (its key is :data:`UNREADABLE_KEY` if that cannot be read either): a listing
+        that shows every other entry all the same."""
         prefix = self._prefix
         names = self._names()
+        left = limit
         while True:
-            batch = [prefix + n for _, n in zip(range(PARALLEL * 8), names, strict=False)]
+            size = PARALLEL * 8 if left is None else min(PARALLEL * 8, left)
+            batch = [prefix + n for _, n in zip(range(size), names, strict=False)]
             if not batch:
                 return
+            if left is not None:
+                left -= len(batch)
             for blob in self.store.get_many(batch):
                 if blob is None:
                     continue  # deleted while we listed

@@ -666,3 +666,14 @@ def test_delete_while_another_process_makes_the_name_again(local_store: Store) -
     Dict.objects.delete("again", store=racing)
     assert racing.fired
     assert [k for k in objects(local_store) if not k.startswith("clock/")] == []
+
+
+def test_showing_the_first_entries_reads_only_those(local_store: Store) -> None:
+    """`dict items NAME 5` read values in batches of 128 (each maybe 100 MiB) to show 5."""
+    d = Dict.from_name("many", create_if_missing=True, store=local_store)
+    d.update({f"k{i:03d}": i for i in range(300)})
+    counting = CountingStore(local_store)
+    shown = list(Dict.from_name("many", store=counting)._iter_entries(5))
+    assert len(shown) == 5 and all(e is None for _k, _v, e in shown)
+    assert counting.count("get", prefix="dicts/") <= 5 + 1  # the entries (and the config)
+    assert len(list(d._iter_entries())) == 300

@@ -196,7 +196,7 @@ def _items(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
     json_rows: list[dict[str, Any]] = []
     # An entry this environment cannot unpickle (written where a module is installed
     # that is not here) is shown as such; the others are listed all the same.
-    for i, (key, value, error) in enumerate(d._iter_entries()):
+    for i, (key, value, error) in enumerate(d._iter_entries(None if s.all else s.n)):
         if not s.all and i >= s.n:
             break
         shown_key = "?" if key is UNREADABLE_KEY else _preview(key, None)
