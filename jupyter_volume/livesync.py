@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import threading
 import time
@@ -64,11 +65,13 @@ class LiveStatus(MountStatus):
     ``added``/``modified``/``deleted`` are local changes not pushed yet (normally only
     for about a second); ``offline_since`` is when the store stopped answering (None
     while it answers); ``waiting`` names files whose newer remote version waits for a
-    local writer to close them.
+    local writer to close them; ``stopped`` says why the folder no longer syncs (its
+    network file system was deleted), None while it does.
     """
 
     offline_since: datetime | None = None
     waiting: list[str] = field(default_factory=list)
+    stopped: str | None = None
 
     @property
     def behind(self) -> int:
@@ -76,8 +79,12 @@ class LiveStatus(MountStatus):
         return 0 if self.offline_since is None else super().behind
 
     def __str__(self) -> str:
-        lines = [f"network file system {self.name} live at {self.path}"]
-        if self.offline_since is not None:
+        if self.stopped is not None:
+            lines = [f"network file system {self.name} at {self.path}: STOPPED SYNCING"]
+            lines.append(f"  {self.stopped}")
+        else:
+            lines = [f"network file system {self.name} live at {self.path}"]
+        if self.offline_since is not None and self.stopped is None:
             lines.append(
                 f"  OFFLINE since {self.offline_since:%Y-%m-%d %H:%M:%S} UTC: the folder keeps "
                 "working locally; changes are pushed when the store is back"
@@ -93,7 +100,7 @@ class LiveStatus(MountStatus):
         deferred = getattr(self, "deferred", {}) or {}
         lines.extend(f"  push waits: {p} ({why})" for p, why in sorted(deferred.items()))
         lines.extend(f"  remote version waits for a local writer: {p}" for p in self.waiting)
-        if self.clean and not self.waiting and self.offline_since is None:
+        if self.clean and not self.waiting and self.offline_since is None and not self.stopped:
             lines.append(f"  in sync at commit {self.head_seq}")
         lines.extend(f"  not synced: {p} ({why})" for p, why in sorted(self.skipped.items()))
         return "\n".join(lines)
@@ -117,8 +124,10 @@ class LiveMount(Mount):
         ignore: list[str] | None = None,
         **kw: Any,
     ) -> None:
+        _check_live_options(interval, ignore)
         # Set before the base class starts the background loop, which reads them.
         self.nfs = nfs
+        self._gone: str | None = None  # why syncing stopped for good (the NFS was deleted)
         self.offline_since: float | None = None
         self._offline_warned = False
         self._waiting: set[str] = set()
@@ -153,7 +162,8 @@ class LiveMount(Mount):
                 with self._lock:
                     if self._closed:
                         break
-                    self._sync_locked(wait=False)
+                    with self._worded():
+                        self._sync_locked(wait=False)
                 self._online()
             except Exception as e:  # noqa: BLE001 - reported, retried, never fatal
                 self._failed(e)
@@ -163,7 +173,7 @@ class LiveMount(Mount):
                     log.warning("live sync of %s failed: %s", self.path, self.last_error)
             if self._deleted():
                 self._streak += 1  # news for _after_cell, whatever came before
-                self.last_error = (
+                self.last_error = self._gone = (
                     f"network file system {self.volume.name!r} was deleted: "
                     f"{self.path} stopped syncing (its files stay)"
                 )
@@ -207,17 +217,31 @@ class LiveMount(Mount):
 
     def sync(self) -> None:
         """Push local changes (waiting for files still being written, up to the settle
-        limit) and pull others' changes, now. Raises StoreError if the store is down."""
+        limit) and pull others' changes, now. Raises StoreError if the store is down,
+        NotFoundError if the network file system was deleted."""
         with self._lock:
             self._check_open()
-            self._sync_locked(wait=True)
+            self._check_alive()
+            with self._worded():
+                self._sync_locked(wait=True)
         self._online()
+
+    def _check_alive(self) -> None:
+        if self._gone is not None:
+            raise NotFoundError(f"{self._gone}: nothing is pushed or pulled any more")
+
+    def _worded(self) -> Any:
+        from .nfs import _worded
+
+        return _worded(self.volume.name)
 
     def _pull_now(self) -> None:
         """Apply others' newest commits now (taking a file lock does this)."""
         with self._lock:
             self._check_open()
-            self._pull_locked()
+            self._check_alive()
+            with self._worded():
+                self._pull_locked()
 
     def _push_now(self) -> None:
         """Push local changes now, without the settle interval (releasing a file lock
@@ -227,7 +251,9 @@ class LiveMount(Mount):
             saved = self._snapshot
             self._snapshot = dataclasses.replace(saved, settle=0.0)
             try:
-                self._commit_locked(None, self._changes(), kind="auto", wait=True)
+                self._check_alive()
+                with self._worded():
+                    self._commit_locked(None, self._changes(), kind="auto", wait=True)
             finally:
                 self._snapshot = saved
 
@@ -365,9 +391,12 @@ class LiveMount(Mount):
         the store is reachable. Works while the store is out (then without the head)."""
         try:
             base = super().status()
-        except StoreError as e:
-            self._offline(e)
-            self.last_error = f"{type(e).__name__}: {e}"
+        except (StoreError, NotFoundError) as e:
+            if not isinstance(e, StoreError) and self._gone is None:
+                raise
+            if isinstance(e, StoreError):
+                self._offline(e)
+                self.last_error = f"{type(e).__name__}: {e}"
             base = MountStatus(
                 self.volume.name or "",
                 str(self.path),
@@ -380,6 +409,7 @@ class LiveMount(Mount):
         if self.offline_since is not None:
             st.offline_since = datetime.fromtimestamp(self.offline_since, tz=UTC)
         st.waiting = sorted(self._waiting)
+        st.stopped = self._gone
         return st
 
     def unmount(self) -> CommitInfo | None:
@@ -387,10 +417,18 @@ class LiveMount(Mount):
         limit), stop syncing, and forget the mount; the files stay in the folder.
 
         If the store is unreachable the mount stops anyway and StoreError says so:
-        mounting the same folder again later pushes what was left.
+        mounting the same folder again later pushes what was left. If the network file
+        system was deleted, the mount stops and NotFoundError says so.
         """
+        if self._gone is not None and not self._closed:
+            self._detach()
+            raise NotFoundError(
+                f"{self._gone}; it is unmounted now, and what was written there since the "
+                "deletion was not pushed anywhere"
+            )
         try:
-            return super().unmount()
+            with self._worded():
+                return super().unmount()
         except StoreError as e:
             self._detach()
             raise StoreError(
@@ -402,5 +440,37 @@ class LiveMount(Mount):
         return self
 
     def __repr__(self) -> str:
-        state = "unmounted" if self._closed else "offline" if self.offline_since else "live"
+        state = (
+            "unmounted"
+            if self._closed
+            else "stopped: its network file system was deleted"
+            if self._gone
+            else "offline"
+            if self.offline_since
+            else "live"
+        )
         return f"<LiveMount {self.volume.name!r} at {self.path} ({state})>"
+
+
+def _check_live_options(interval: Any, ignore: Any) -> None:
+    """InvalidError, in a live folder's words, for a bad ``interval`` or ``ignore`` (before
+    anything is made: the base class would take a string as a list of one-letter patterns,
+    ``'*'`` among them, and sync nothing)."""
+    if interval is not None and (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or not (interval > 0 and math.isfinite(interval))
+    ):
+        raise InvalidError(
+            "the sync interval of a live folder must be a positive, finite number of "
+            f"seconds, not {interval!r}"
+        )
+    if ignore is not None and (
+        isinstance(ignore, str | bytes)
+        or not isinstance(ignore, list | tuple)
+        or not all(isinstance(p, str) for p in ignore)
+    ):
+        example = f"[{ignore!r}]" if isinstance(ignore, str) else "['*.tmp']"
+        raise InvalidError(
+            f"ignore must be a list of name patterns such as {example}, not {ignore!r}"
+        )

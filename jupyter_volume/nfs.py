@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from . import names
@@ -65,14 +66,55 @@ def _check_nfs_name(name: object) -> str:
     return check_kind_name(name, "network file system", "names")
 
 
+#: The volume engine's words that an NFS user must not see, and what they say instead.
+_WORDS = (
+    (
+        "cannot remove the volume root; use vol.delete() to delete the volume",
+        "cannot remove the root of a network file system; use NetworkFileSystem.delete(name) "
+        "to delete it",
+    ),
+    (
+        "it was deleted or renamed (its name may now be another volume's)",
+        "it was deleted (its name may now be another network file system's)",
+    ),
+    ("ephemeral volume ", "ephemeral network file system "),
+    ("is not this volume's mount", "is not this network file system's live folder"),
+    ("mount a volume at", "mount a network file system at"),
+    ("the volume still has every file", "the network file system still has every file"),
+    ("delete files from the volume,", "delete files from the network file system,"),
+    ("escapes the volume root", "escapes the network file system's root"),
+    ("delete the volume instead", "delete the network file system instead"),
+    ("the volume root", "the root of the network file system"),
+    ("in this volume", "in this network file system"),
+)
+
+#: What the engine says of a volume whose objects are gone (deleted by another process).
+_NO_LOG = re.compile(r"volume [0-9a-f]{32} has no commit log \(was it deleted\?\)")
+
+
+def _nfs_text(text: str, name: str | None) -> str:
+    """``text``, an error message of the volume engine, in a network file system's words."""
+    if name is not None:
+        text = text.replace(f"volume {name!r}", f"network file system {name!r}")
+    text = _NO_LOG.sub(
+        f"network file system {name!r} no longer exists (it was deleted)"
+        if name is not None
+        else "this ephemeral network file system no longer exists (it was deleted)",
+        text,
+    )
+    for old, new in _WORDS:
+        text = text.replace(old, new)
+    return text
+
+
 @contextlib.contextmanager
 def _worded(name: str | None) -> Iterator[None]:
     """Errors from the volume engine name "volume 'x'": say "network file system 'x'"."""
     try:
         yield
     except VolumeError as e:
-        if name is not None and e.args and isinstance(e.args[0], str):
-            text = e.args[0].replace(f"volume {name!r}", f"network file system {name!r}")
+        if e.args and isinstance(e.args[0], str):
+            text = _nfs_text(e.args[0], name)
             if text != e.args[0]:
                 e.args = (text, *e.args[1:])
         raise
@@ -341,22 +383,22 @@ class NetworkFileSystem:
         old version stays in history); a folder is never replaced by a file.
         ``progress_cb(n)`` is called with each piece's size as it is read.
         """
-        if isinstance(remote_path, PurePosixPath):
-            remote_path = remote_path.as_posix()
+        remote_path = _posix(remote_path)
         if not isinstance(remote_path, str):
             raise InvalidError(f"remote_path must be a string, got {type(remote_path).__name__}")
         if remote_path.endswith("/"):
-            local_name = Path(str(getattr(fp, "name", "") or "")).name
+            fp_name = getattr(fp, "name", "")  # an int for a file opened on a descriptor
+            local_name = Path(fp_name).name if isinstance(fp_name, str | os.PathLike) else ""
             if not local_name:
                 raise InvalidError(
                     f"remote_path {remote_path!r} is a folder and the file object has no name:"
                     " give the file's path"
                 )
             remote_path += local_name
-        if not normalize_path(remote_path):
-            raise InvalidError("remote_path must name a file, not the root '/'")
-        counted = _Counting(fp, progress_cb)
         with _worded(self.name):
+            if not normalize_path(remote_path):
+                raise InvalidError("remote_path must name a file, not the root '/'")
+            counted = _Counting(fp, progress_cb)
             with self._vol.batch_upload(force=True) as batch:
                 batch.put_file(counted, remote_path)  # type: ignore[arg-type]
         return counted.total
@@ -369,7 +411,7 @@ class NetworkFileSystem:
         such file, InvalidError for a folder.
         """
         with _worded(self.name):
-            it = self._vol.read_file(path)
+            it = self._vol.read_file(_posix(path))
         return _worded_iter(it, self.name)
 
     @aio(kind="iter")
@@ -378,14 +420,14 @@ class NetworkFileSystem:
         default): a folder yields its contents, a file itself, a glob (a path with ``*``)
         every match. NotFoundError if ``path`` does not exist."""
         with _worded(self.name):
-            it = self._vol.iterdir(path, recursive=recursive)
+            it = self._vol.iterdir(_posix(path), recursive=recursive)
         return _worded_iter(it, self.name)
 
     @aio
     def listdir(self, path: str = "/", *, recursive: bool = False) -> list[FileEntry]:
         """The entries under ``path`` as a list (see :meth:`iterdir`)."""
         with _worded(self.name):
-            return self._vol.listdir(path, recursive=recursive)
+            return self._vol.listdir(_posix(path), recursive=recursive)
 
     @aio
     def add_local_file(
@@ -442,19 +484,21 @@ class NetworkFileSystem:
         exist, InvalidError for a non-empty folder without ``recursive`` or for ``/``.
         """
         with _worded(self.name):
-            self._vol.remove_file(path, recursive=recursive)
+            self._vol.remove_file(_posix(path), recursive=recursive)
 
     @aio
     def stat(self, path: str) -> FileEntry:
         """The :class:`~jupyter_volume.FileEntry` of one path; NotFoundError if missing."""
         with _worded(self.name):
-            return self._vol.stat(path)
+            return self._vol.stat(_posix(path))
 
     # -- history (a safety net) -------------------------------------------------------------------
     @aio
     def history(self, limit: int | None = None) -> list[CommitInfo]:
-        """Commits newest first: every API call and every live-mount sync is one."""
-        return self._vol.history(limit)
+        """Commits newest first: every API call and every live-mount sync is one.
+        ``limit``: at most this many (None: all)."""
+        with _worded(self.name):
+            return self._vol.history(limit)
 
     @aio
     def diff(self, a: int, b: int | None = None) -> list[DiffEntry]:
@@ -467,7 +511,7 @@ class NetworkFileSystem:
         """Bring back everything, or one path, as it was at ``commit`` (as a new commit;
         live mounts pick it up like any other change)."""
         with _worded(self.name):
-            return self._vol.restore(commit, path)
+            return self._vol.restore(commit, None if path is None else _posix(path))
 
     @property
     def retention(self) -> Any:
@@ -645,6 +689,12 @@ class _Counting:
         return len(data)
 
 
+def _posix(path: Any) -> Any:
+    """A path given as a :class:`~pathlib.PurePath` (as Modal's own helpers make them)
+    in the ``a/b`` form the engine takes; anything else as it is (checked there)."""
+    return path.as_posix() if isinstance(path, PurePath) else path
+
+
 def _worded_iter(it: Iterator[Any], name: str | None) -> Iterator[Any]:
     with _worded(name):
         yield from it
@@ -672,7 +722,7 @@ class NfsLock:
         from .dicts import DictLock
         from .repository.codec import hash_bytes
 
-        p = normalize_path(path)
+        p = normalize_path(_posix(path))
         if not p:
             raise InvalidError("a lock names a file: give a path, not the root '/'")
         if not lease > 0:

@@ -1218,8 +1218,10 @@ class Volume:
         """
         from .repository import gc
 
-        if limit is not None and (isinstance(limit, bool) or limit < 0):
-            raise InvalidError(f"limit must be None or a number >= 0, got {limit!r}")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise InvalidError(f"limit must be None or a whole number >= 0, got {limit!r}")
         if limit == 0:
             return []
         self._check_alive()  # as every read: a deleted volume's history is gone

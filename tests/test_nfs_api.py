@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -206,6 +206,12 @@ def test_write_file_trailing_slash_writes_into_the_folder(
     assert read(nfs, "out/report.csv") == b"1,2\n"
     with pytest.raises(InvalidError, match="has no name"):
         nfs.write_file("out/", io.BytesIO(b"x"))
+    # a file object opened on a descriptor is "named" by its number: before the fix the
+    # file went to out/<descriptor number> (out/7, say), without a word
+    fd = os.open(local, os.O_RDONLY)
+    with open(fd, "rb") as f, pytest.raises(InvalidError, match="has no name"):
+        nfs.write_file("out/", f)
+    assert [e.path for e in nfs.listdir("out")] == ["out/report.csv"]
 
 
 def test_write_file_bad_input_changes_nothing(nfs: NetworkFileSystem) -> None:
@@ -433,3 +439,75 @@ def test_a_handle_pickles_by_reference(opened: tuple[Store, str, dict[str, str]]
     with NetworkFileSystem.ephemeral(store=store) as eph:
         eph.write_file("g", io.BytesIO(b"y"))
         assert read(pickle.loads(pickle.dumps(eph)), "g") == b"y"
+
+
+def test_errors_speak_of_the_network_file_system_not_of_a_volume(
+    nfs: NetworkFileSystem, store: Store
+) -> None:
+    nfs.write_file("a.txt", io.BytesIO(b"1"))
+    # before the fix: "commit 999 does not exist in this volume", "cannot remove the
+    # volume root; use vol.delete() to delete the volume", "escapes the volume root"
+    said = []
+    for call, err in [
+        (lambda: nfs.diff(999), NotFoundError),
+        (lambda: nfs.restore(999), NotFoundError),
+        (lambda: nfs.remove_file("/", recursive=True), InvalidError),
+        (lambda: nfs.write_file("../x", io.BytesIO(b"1")), InvalidError),
+        (lambda: b"".join(nfs.read_file("a/../../x")), InvalidError),
+    ]:
+        with pytest.raises(err) as e:
+            call()
+        said.append(str(e.value))
+        assert "volume" not in str(e.value), str(e.value)
+    assert "this network file system" in said[0]
+    assert "NetworkFileSystem.delete" in said[2]
+    assert "escapes the network file system's root" in said[3]
+    with NetworkFileSystem.ephemeral(store=store) as eph:
+        with pytest.raises(NotFoundError) as e:
+            eph.diff(999)
+        assert "volume" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+def test_a_handle_on_a_deleted_nfs_says_so_in_its_own_words(store: Store) -> None:
+    # (on a local store a handle looks at every call; on S3 at most every 2 s)
+    NetworkFileSystem.objects.create("shared", store=store)
+    old = NetworkFileSystem.from_name("shared", store=store).hydrate()
+    NetworkFileSystem.delete("shared", store=store)
+    NetworkFileSystem.objects.create("shared", store=store)  # made again under its name
+    # before the fix: "... (it was deleted or renamed (its name may now be another
+    # volume's))": network file systems are never renamed, nor volumes
+    with pytest.raises(NotFoundError, match="network file system 'shared' no longer exists") as e:
+        old.write_file("b.txt", io.BytesIO(b"2"))
+    assert "volume" not in str(e.value) and "renamed" not in str(e.value), str(e.value)
+    assert NetworkFileSystem.from_name("shared", store=store).listdir("/") == []
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+def test_every_path_argument_takes_a_pure_posix_path(nfs: NetworkFileSystem) -> None:
+    # write_file took a PurePosixPath (as Modal's add_local_file makes), but reading it
+    # back the same way said "path must be a string, got PurePosixPath"
+    p = PurePosixPath("/data/x.txt")
+    nfs.write_file(p, io.BytesIO(b"1"))
+    assert b"".join(nfs.read_file(p)) == b"1"
+    assert [e.path for e in nfs.listdir(PurePosixPath("/data"))] == ["data/x.txt"]
+    assert [e.path for e in nfs.iterdir(PurePosixPath("/data"))] == ["data/x.txt"]
+    assert nfs.stat(p).size == 1
+    with nfs.lock(p, timeout=30) as held:
+        assert held.path == "data/x.txt"
+    seq = nfs.history(1)[0].seq
+    nfs.remove_file(p)
+    assert nfs.listdir("/data") == []
+    nfs.restore(seq, PurePosixPath("/data"))
+    assert b"".join(nfs.read_file("data/x.txt")) == b"1"
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+def test_history_refuses_a_limit_that_is_not_a_count(nfs: NetworkFileSystem) -> None:
+    nfs.write_file("a", io.BytesIO(b"1"))
+    nfs.write_file("b", io.BytesIO(b"2"))
+    assert len(nfs.history(1)) == 1
+    # before the fix: a NaN limit returned the whole history without a word
+    for bad in (float("nan"), -1, True, "2", 1.5):
+        with pytest.raises(InvalidError, match="limit must be None or a whole number"):
+            nfs.history(bad)  # type: ignore[arg-type]

@@ -192,3 +192,27 @@ def test_magic_nfs_mount_status_unmount(shell: Any, env_nfs: str, tmp_path: Path
 def env_nfs(kernel_store: str) -> str:
     """The store of each kind as the kernel's default store; cwd in a fresh folder."""
     return kernel_store
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_magic_nfs_status_says_deleted_for_a_folder_whose_nfs_is_gone(
+    shell: Any, env_nfs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_volume import livesync, names
+    from jupyter_volume.mount import mounts
+    from jupyter_volume.nfs import NAMESPACE
+
+    monkeypatch.setattr(livesync, "EXISTS_EVERY", 0.2)  # instead of every 10 s
+    say(shell, "nfs create gone")
+    assert "is live at" in say(shell, "nfs mount gone")
+    (m,) = [m for m in mounts() if m.volume.name == "gone"]
+    names.delete(m.volume.store, "gone", namespace=NAMESPACE)  # as another process would
+    deadline = time.monotonic() + HANG_GUARD
+    while m._thread.is_alive():
+        assert time.monotonic() < deadline, "the deletion was never noticed"
+        time.sleep(0.05)
+    # before the fix: Store "ok", as if the folder still synced
+    _, text = table(shell, "nfs status")
+    row = next(line for line in text.splitlines() if line.startswith("gone"))
+    assert "deleted" in row and " ok " not in row, text
+    m._detach()

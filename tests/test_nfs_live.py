@@ -765,3 +765,87 @@ def test_a_remote_version_waiting_for_a_writer_still_comes_after_a_remount(
         holder.communicate("\n", timeout=60)  # closes f, unchanged
     with shared.mount(path):  # before the fix: f stayed v1 for good, "in sync"
         wait_for(lambda: content(path / "f") == b"v2 from another writer", "v2 after remount")
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_mount_refuses_bad_ignore_and_interval_in_live_folder_words(
+    shared: NetworkFileSystem, tmp_path: Path
+) -> None:
+    from jupyter_volume.mount import mounts
+
+    shared.write_file("data.txt", io.BytesIO(b"x"))
+    # A string where a list belongs was taken letter by letter: '*' ignored every file,
+    # so the folder silently synced nothing at all.
+    with pytest.raises(InvalidError, match=r"list of name patterns.*\['\*\.tmp'\]"):
+        shared.mount(tmp_path / "a", ignore="*.tmp")
+    with pytest.raises(InvalidError, match="list of name patterns"):
+        shared.mount(tmp_path / "a", ignore=["*.tmp", 3])  # type: ignore[list-item]
+    # The message spoke of a volume mount's "commit interval" and background=False.
+    for bad in (-1, 0, float("nan"), float("inf"), "1", True):
+        with pytest.raises(InvalidError, match="sync interval of a live folder") as e:
+            shared.mount(tmp_path / "b", interval=bad)  # type: ignore[arg-type]
+        assert "commit" not in str(e.value) and "background" not in str(e.value)
+    assert mounts() == [] and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("mine")
+    # before the fix: "... the folder is not empty and is not this volume's mount"
+    with pytest.raises(InvalidError, match="not empty") as e:
+        shared.mount(tmp_path / "full")
+    assert "volume" not in str(e.value), str(e.value)
+    with shared.mount(tmp_path / "ok", ignore=["*.tmp"], interval=0.2) as m:
+        assert m.ignore == ["*.tmp"]
+        assert content(tmp_path / "ok" / "data.txt") == b"x"
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_a_folder_whose_nfs_was_deleted_says_so_in_status_sync_and_unmount(
+    shared: NetworkFileSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_volume import livesync, names
+    from jupyter_volume.errors import NotFoundError
+    from jupyter_volume.mount import mounts
+    from jupyter_volume.nfs import NAMESPACE
+
+    monkeypatch.setattr(livesync, "EXISTS_EVERY", 0.2)  # instead of every 10 s
+    m = shared.mount(tmp_path / "orphan")
+    names.delete(shared.store, "shared", namespace=NAMESPACE)  # as another process would
+    wait_for(lambda: not m._thread.is_alive(), "the sync loop to stop")
+    (tmp_path / "orphan" / "late.txt").write_text("written after the deletion")
+    # before the fix: "live at ... in sync at commit N", and repr said "(live)"
+    st = m.status()
+    assert st.stopped and "was deleted" in st.stopped
+    text = str(st)
+    assert "was deleted" in text and "in sync" not in text and "live at" not in text, text
+    assert "stopped" in repr(m) and "live)" not in repr(m)
+    # before the fix: "volume 'shared' no longer exists ... (its name may now be another
+    # volume's)": words of a volume, which a network file system never is
+    with pytest.raises(NotFoundError, match="network file system 'shared' was deleted") as e:
+        m.sync()
+    assert "volume '" not in str(e.value)
+    with pytest.raises(NotFoundError, match="network file system 'shared' was deleted") as e:
+        m.unmount()
+    assert "volume '" not in str(e.value) and "late.txt" not in str(e.value)
+    assert mounts() == []
+    assert content(tmp_path / "orphan" / "late.txt") == b"written after the deletion"
+
+
+@pytest.mark.parametrize("store_url_env", ["local"], indirect=True)
+def test_a_live_folder_removed_while_mounted_says_so_in_its_own_words(
+    shared: NetworkFileSystem, tmp_path: Path
+) -> None:
+    import shutil
+
+    shared.write_file("kept.txt", io.BytesIO(b"kept"))
+    m = shared.mount(tmp_path / "m")
+    try:
+        wait_for(lambda: content(tmp_path / "m" / "kept.txt") == b"kept", "kept.txt here")
+        shutil.rmtree(tmp_path / "m")
+        wait_for(lambda: m.last_error, "the sync loop to report the lost folder")
+        # before the fix: "the mounted folder ... (volume 'shared') was removed while
+        # mounted: nothing was committed, and the volume still has every file ..."
+        assert "network file system 'shared'" in m.last_error, m.last_error
+        assert "volume" not in m.last_error, m.last_error
+        assert [e.path for e in shared.listdir("/")] == ["kept.txt"]  # nothing deleted
+    finally:
+        with contextlib.suppress(Exception):
+            m.unmount()

@@ -77,3 +77,20 @@ def test_nfs_routes_and_an_upload_seen_by_a_live_folder(
     assert code == 204
     code, body = api("GET", "nfs")
     assert name not in [n["name"] for n in body["nfs"]]
+
+
+def test_nfs_routes_refuse_bad_names_in_network_file_system_words(
+    api: Api,  # noqa: F811
+) -> None:
+    # before the fix: "invalid volume name 'bad name': volume names are ..."
+    for bad in ("bad name", "", 5, None, "x" * 65):
+        code, body = api("POST", "nfs", {"name": bad})
+        assert code == 400, (bad, body)
+        assert "invalid network file system name" in body["message"], body
+        assert "volume" not in body["message"], body
+    code, body = api("GET", "nfs/bad%20name/tree")
+    assert code == 400 and "invalid network file system name" in body["message"], body
+    code, body = api("DELETE", "nfs/bad%20name")
+    assert code == 400 and "invalid network file system name" in body["message"], body
+    code, body = api("GET", "nfs")
+    assert code == 200 and all(n["name"] != "bad name" for n in body["nfs"]), body

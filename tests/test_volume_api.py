@@ -854,6 +854,9 @@ def test_history(hist_vol: tuple[Volume, dict[str, bytes]]) -> None:
     assert vol.history(limit=0) == []  # it gave one commit
     with pytest.raises(InvalidError, match="limit"):
         vol.history(limit=-2)  # it gave one commit too
+    for bad in (float("nan"), 1.5, "2"):
+        with pytest.raises(InvalidError, match="whole number"):
+            vol.history(limit=bad)  # type: ignore[arg-type]  # nan gave every commit
     assert [(h.added, h.modified, h.deleted) for h in hist[:3]] == [(0, 0, 1), (1, 1, 0), (3, 0, 0)]
     for h in hist[:3]:
         assert h.author == "ada"

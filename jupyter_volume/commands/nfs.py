@@ -309,7 +309,11 @@ def _status(s: argparse.Namespace, ctx: Context, prog: str) -> Result:
             {
                 "name": m.volume.name,
                 "path": str(m.path),
-                "store": "unreachable" if st.offline_since is not None else "ok",
+                "store": "deleted"
+                if st.stopped
+                else "unreachable"
+                if st.offline_since is not None
+                else "ok",
                 "not_pushed": len(st.added) + len(st.modified) + len(st.deleted),
                 "waiting": len(st.waiting),
                 "last_error": st.last_error or "",

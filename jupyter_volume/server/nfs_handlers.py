@@ -18,8 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import InvalidError
-from ..names import check_name
-from ..nfs import NetworkFileSystem, _worded
+from ..nfs import NetworkFileSystem, _check_nfs_name, _worded
 from ..volume import Volume
 from . import handlers as H
 from .engine import VolumeService, volume_json
@@ -48,7 +47,7 @@ class NfsService(VolumeService):
 
     def _vol(self, name: str) -> Volume:
         # a fresh lookup per request, as for volumes: a delete is seen at once
-        return NetworkFileSystem.from_name(check_name(name), store=self.store).hydrate()._vol
+        return NetworkFileSystem.from_name(_check_nfs_name(name), store=self.store).hydrate()._vol
 
     def list_volumes(self) -> dict[str, Any]:
         """Every network file system of the store, sorted by name."""
@@ -58,13 +57,13 @@ class NfsService(VolumeService):
 
     def create_volume(self, name: Any) -> dict[str, Any]:
         """Create a network file system; AlreadyExistsError if the name is taken."""
-        check_name(name)
+        _check_nfs_name(name)
         NetworkFileSystem.objects.create(name, store=self.store)
         return volume_json(self._vol(name))
 
     def delete_volume(self, name: str) -> None:
         """Delete a network file system and its whole history."""
-        NetworkFileSystem.delete(check_name(name), store=self.store)
+        NetworkFileSystem.delete(_check_nfs_name(name), store=self.store)
 
     def rename_volume(self, name: str, new_name: Any) -> dict[str, Any]:
         """Refused: network file systems keep their names."""
