@@ -991,6 +991,10 @@ class Volume:
             raise InvalidError("copy_files needs at least one source path")
         repo = self._repo
         root = self._root(None)
+        # the index the copied entries' chunks are found in, taken with the head they are
+        # read from: a gc landing before the commit may find them dead (a source deleted
+        # meanwhile), and the commit then copies them out from here
+        seen = repo._seen_now()
         dst = normalize_path(dst_path, what="destination")
         raw_dst = dst_path if isinstance(dst_path, str) else dst_path.decode()
         dst_e = repo.lookup(dst, root)
@@ -1044,6 +1048,7 @@ class Volume:
         self._commit_changes(
             changes,
             f"copy {', '.join(normalize_path(s) for s in src_paths)} to {dst or '/'}",
+            seen=seen,
         )
 
     @aio

@@ -384,3 +384,99 @@ def test_select_kept_hourly_daily_and_squash() -> None:
     keep = select_kept(autos, RetentionPolicy(squash_auto_after=100), [], now)
     assert keep == {0, 5, 6, 7, 8}
     assert select_kept(autos, RetentionPolicy(), [], now) == set(range(9))
+
+
+def test_a_copy_of_a_file_deleted_and_collected_meanwhile_stays_readable(store) -> None:
+    """copy_files() takes the source's entry from the head, then commits it; meanwhile
+    another process deletes the source and gc finds its data dead. The copy, a change
+    set with no writer, copied nothing out: its record named chunks no index lists,
+    and the next gc deleted their pack. Now it copies them out (or, were they gone,
+    would refuse)."""
+    from test_group_commit import PausingStore, _in_thread
+
+    vol = Volume.lookup("cpy", create_if_missing=True, store=store)
+    src = os.urandom(1 << 20)
+    put(vol, "src.bin", src)
+    vol.set_retention(keep_last=1)  # the default grace: gc condemns, deletes nothing yet
+    paused = PausingStore(store, url=store.url + "#copier")  # a process of its own
+    copier = Volume.from_name("cpy", store=paused)
+    slot = paused.pause("put_if_absent", f"vols/{vol.object_id}/log/")
+    t, out = _in_thread(lambda: copier.copy_files(["src.bin"], "dst.bin"))
+    slot.wait()  # the copy is about to claim the log slot
+    vol.remove_file("src.bin")
+    vol.gc()  # src.bin's data is dead now
+    slot.go()
+    t.join(60)
+    assert not t.is_alive() and "error" not in out, out
+    fresh = Volume.from_name("cpy", store=store)
+    assert read(fresh, "dst.bin") == src
+    fresh.gc(grace=0)  # deletes what gc condemned
+    fresh = Volume.from_name("cpy", store=store)
+    assert read(fresh, "dst.bin") == src
+    report = fresh.verify()
+    assert report.ok, report.errors
+
+
+def test_gc_that_loses_the_log_slot_to_a_writer_keeps_its_uploads(store) -> None:
+    """gc lists the packs on the store (a writer's fresh pack among them, referenced by
+    nothing yet: an orphan), then a writer's commit takes the log slot gc wanted. gc
+    starts its record again on the new head, and must then know that pack is no orphan
+    any more, even with no grace period at all."""
+    from test_group_commit import PausingStore, _in_thread
+
+    from jupyter_volume.repository import gc
+    from jupyter_volume.repository.repo import Repository
+
+    vol = Volume.lookup("lost", create_if_missing=True, store=store)
+    put(vol, "a.bin", os.urandom(300_000))
+    prefix = f"vols/{vol.object_id}/"
+    w_repo = Repository(store, vol.object_id)
+    w_repo.head()
+    writer = w_repo.writer()
+    data = os.urandom(1 << 20)
+    entry = writer.file_entry(io.BytesIO(data))
+    writer.packs.flush()  # its pack is on the store before gc looks
+    writer.packs.finish()
+    paused = PausingStore(store, url=store.url + "#gc")
+    g_repo = Repository(paused, vol.object_id)
+    slot = paused.pause("put_if_absent", prefix + "log/")
+    t, out = _in_thread(lambda: gc.collect(g_repo, grace=0))
+    slot.wait()  # gc has marked, listed the packs and is about to write its record
+    rec, _ = w_repo.commit({"b.bin": entry}, writer=writer, line=False)
+    assert rec is not None
+    slot.go()
+    t.join(60)
+    assert not t.is_alive() and "error" not in out, out
+    assert out["result"].seq == rec.seq + 1
+    fresh = Volume.from_name("lost", store=store)
+    assert read(fresh, "b.bin") == data
+    report = fresh.verify()
+    assert report.ok, report.errors
+
+
+def test_a_restore_that_loses_the_log_slot_to_gc_refuses_the_commit_gc_expired(store) -> None:
+    """restore(old) checked, on the head it was about to commit onto, that ``old`` was
+    not expired; gc then took that log slot and expired it (deleting what only ``old``
+    held). Committing again on gc's record, the restore must look again and refuse, or
+    it would publish a head whose data is gone."""
+    from test_group_commit import PausingStore, _in_thread
+
+    vol = Volume.lookup("rsl", create_if_missing=True, store=store)
+    old = put(vol, "a.bin", os.urandom(300_000))
+    vol.remove_file("a.bin")
+    put(vol, "b.txt", b"b" * 1000)
+    vol.set_retention(keep_last=1)
+    paused = PausingStore(store, url=store.url + "#restorer")  # a process of its own
+    restorer = Volume.from_name("rsl", store=paused)
+    slot = paused.pause("put_if_absent", f"vols/{vol.object_id}/log/")
+    t, out = _in_thread(lambda: restorer.restore(old, "a.bin"))
+    slot.wait()  # checked (old is kept so far) and about to claim the slot
+    vol.gc(grace=0)  # expires old and deletes its data
+    slot.go()
+    t.join(60)
+    assert not t.is_alive()
+    assert isinstance(out.get("error"), NotFoundError), out
+    fresh = Volume.from_name("rsl", store=store)
+    assert [e.path for e in fresh.listdir("/")] == ["b.txt"]
+    report = fresh.verify()
+    assert report.ok, report.errors

@@ -10,21 +10,24 @@ children: a barrier right before the create-only write of the commit record, and
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from blake3 import blake3
 
 from jupyter_volume.repository import CommitRecord, Repository
 from jupyter_volume.repository.tree import FILE
 from jupyter_volume.store import Store
-from jupyter_volume.testing.wrappers import KILL_EXIT_CODE
+from jupyter_volume.testing.wrappers import KILL_EXIT_CODE, WrappedStore
 
 WRITERS = 16
 ROUNDS = 2
@@ -344,3 +347,128 @@ def test_writer_killed_while_its_change_is_pending_leaves_all_or_nothing(
         assert repo.verify().ok, k
         assert list(local_store.list(f"vols/{vid}/intents/")) == [], k
     assert set(outcomes.values()) == {True, False}
+
+
+# -- gc racing group commit ---------------------------------------------------------------
+class PausingStore(WrappedStore):
+    """A store that stops the calling thread right before a chosen operation until the
+    test lets it go: the interleaving a race hits only sometimes, made certain.
+
+    ``pause(kind, prefix)`` arms one stop (the next ``kind`` operation on a key starting
+    with ``prefix``) and returns it; ``stop.reached`` is set once a thread waits there,
+    ``stop.go()`` lets it on. ``url``: another URL than the inner store's, so that this
+    process treats it as a store of its own (its own repository objects and line)."""
+
+    class Stop:
+        def __init__(self, kind: str, prefix: str) -> None:
+            self.kind, self.prefix = kind, prefix
+            self.reached = threading.Event()
+            self._go = threading.Event()
+
+        def go(self) -> None:
+            self._go.set()
+
+        def wait(self) -> None:
+            assert self.reached.wait(60), f"nobody reached {self.kind} {self.prefix}"
+
+    def __init__(self, inner: Store, url: str | None = None) -> None:
+        super().__init__(inner)
+        if url is not None:
+            self.url = url
+        self._stops: list[PausingStore.Stop] = []
+        self._lock = threading.Lock()
+
+    def pause(self, kind: str, prefix: str) -> PausingStore.Stop:
+        stop = PausingStore.Stop(kind, prefix)
+        with self._lock:
+            self._stops.append(stop)
+        return stop
+
+    def _do(self, kind: str, key: str, fn, *args):  # type: ignore[no-untyped-def]
+        with self._lock:
+            stop = next(
+                (s for s in self._stops if s.kind == kind and key.startswith(s.prefix)), None
+            )
+            if stop is not None:
+                self._stops.remove(stop)
+        if stop is not None:
+            stop.reached.set()
+            assert stop._go.wait(60), f"never let go at {kind} {key}"
+        return super()._do(kind, key, fn, *args)
+
+
+def _in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """``fn()`` on a thread; the dict gets its ``result`` or its ``error``."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = fn()
+        except BaseException as e:
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+@pytest.mark.parametrize("other_file", [0, 3 << 20], ids=["pack-condemned", "pack-kept"])
+def test_a_carried_change_set_that_reused_data_gc_found_dead_loses_nothing(
+    store: Store, tmp_path: Path, other_file: int
+) -> None:
+    """Writer W deduplicates against data that only expired history holds, loses the
+    race for the log and publishes its change set as an intent; gc then expires that
+    history; writer C commits next and carries W's intent. Only W knew where its reused
+    data was: C copied nothing out, its record named chunks no index lists ("missing
+    from the volume's index"), and the next gc deleted their pack. Threads with
+    repositories of their own stand for processes; the store's protocol only (no line)."""
+    from jupyter_volume import Volume
+
+    vol = Volume.lookup("gcc", create_if_missing=True, store=store)
+    x = os.urandom(1 << 20)
+    with vol.batch_upload(force=True) as b:  # one pack: x, and maybe a file that stays
+        b.put_file(io.BytesIO(x), "x.bin")
+        if other_file:
+            b.put_file(io.BytesIO(os.urandom(other_file)), "stays.bin")
+    vol.remove_file("x.bin")
+    vol.set_retention(keep_last=1)  # the default grace: gc condemns, deletes nothing yet
+    vid, prefix = vol.object_id, f"vols/{vol.object_id}/"
+
+    def other_commit(path: str) -> CommitRecord:
+        repo = Repository(store, vid, cache_dir=tmp_path / path)
+        w = repo.writer()
+        rec, _ = repo.commit({path: w.bytes_entry(path.encode() * 50)}, writer=w, line=False)
+        assert rec is not None
+        return rec
+
+    paused = PausingStore(store)
+    w_repo = Repository(paused, vid, cache_dir=tmp_path / "w")
+    w_repo.head()
+    writer = w_repo.writer()
+    entry = writer.file_entry(io.BytesIO(x))
+    assert writer.packs.bytes_written == 0  # deduplicated: nothing new uploaded
+    slot = paused.pause("put_if_absent", prefix + "log/")
+    t, out = _in_thread(lambda: w_repo.commit({"x-again.bin": entry}, writer=writer, line=False)[0])
+    slot.wait()
+    other_commit("c1.txt")  # takes the slot W is about to claim: W publishes an intent
+    look = paused.pause("list", prefix + "intents/")  # ...and stops before it folds
+    slot.go()
+    look.wait()
+    assert [i.key for i in store.list(prefix + "intents/")], "W published no intent"
+    vol.gc()  # expires the commit that had x: W's reused data is dead
+    c2 = other_commit("c2.txt")  # commits next, with W's intent pending
+    look.go()
+    t.join(60)
+    assert not t.is_alive() and "error" not in out, out
+    w_rec = out["result"]
+    assert w_rec is not None and w_rec.seq >= c2.seq
+    expected = {"x-again.bin": x, "c1.txt": b"c1.txt" * 50, "c2.txt": b"c2.txt" * 50}
+    fresh = Volume.from_name("gcc", store=store)
+    for path, data in expected.items():
+        assert b"".join(fresh.read_file(path)) == data, path
+    fresh.gc(grace=0)  # deletes what gc condemned
+    fresh = Volume.from_name("gcc", store=store)
+    report = fresh.verify()
+    assert report.ok, report.errors
+    for path, data in expected.items():
+        assert b"".join(fresh.read_file(path)) == data, path

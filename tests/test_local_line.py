@@ -16,6 +16,7 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_group_commit import (
@@ -450,3 +451,143 @@ def test_a_round_that_fails_commits_nothing_behind_its_callers_back(
     assert len(recs) == 1 and len(txns) == 1, [r.extra for r in recs]
     assert int(outs[winner][1]) == recs[0].seq
     assert _leftovers(line) == [] and repo.verify().ok
+
+
+# -- gc racing a round ------------------------------------------------------------------------
+def _dead_data(store: Store, name: str, other_file: int = 0) -> tuple[Any, bytes]:
+    """A volume whose only copy of ``x`` is in history that ``keep_last=1`` expires (and,
+    with ``other_file``, a file that stays live in the same pack)."""
+    import io
+
+    from jupyter_volume import Volume
+
+    vol = Volume.lookup(name, create_if_missing=True, store=store)
+    x = os.urandom(1 << 20)
+    with vol.batch_upload(force=True) as b:  # one pack: x, and maybe a file that stays
+        b.put_file(io.BytesIO(x), "x.bin")
+        if other_file:
+            b.put_file(io.BytesIO(os.urandom(other_file)), "stays.bin")
+    vol.remove_file("x.bin")
+    vol.set_retention(keep_last=1)  # the default grace: gc condemns, deletes nothing yet
+    return vol, x
+
+
+def _every_file_reads_back(store: Store, name: str, expected: dict[str, bytes]) -> None:
+    """gc with no grace deletes what it condemned; then every commit must still read."""
+    from jupyter_volume import Volume
+
+    Volume.from_name(name, store=store).gc(grace=0)
+    fresh = Volume.from_name(name, store=store)
+    report = fresh.verify()
+    assert report.ok, report.errors
+    for path, data in expected.items():
+        assert b"".join(fresh.read_file(path)) == data
+    for c in fresh.history():
+        fresh.listdir("/", at=c.seq, recursive=True)
+
+
+@pytest.mark.parametrize("other_file", [0, 3 << 20], ids=["pack-condemned", "pack-kept"])
+def test_a_writer_that_waited_in_line_while_gc_found_its_reused_data_dead_stays_readable(
+    store: Store, other_file: int
+) -> None:
+    """A writer deduplicates against data only expired history holds, and waits in line
+    (the lock is busy); gc expires that history and condemns the data; the writer then
+    leads the round that commits its own change set. The round committed it with no
+    writer at hand, so nothing was copied out: the record named chunks no index lists
+    ("missing from the volume's index") and the next gc deleted their pack."""
+    import io
+    import threading
+
+    vol, x = _dead_data(store, "gl", other_file)
+    line = line_for(store, vol.object_id)
+    assert line is not None
+    held = _HeldLock(line)
+    repo = Repository(store, vol.object_id)  # the writer's own (another process's) view
+    repo.head()
+    writer = repo.writer()
+    entry = writer.file_entry(io.BytesIO(x))  # deduplicated: nothing new uploaded
+    assert writer.packs.bytes_written == 0
+    out: dict[str, Any] = {}
+
+    def commit() -> None:
+        try:
+            out["rec"] = repo.commit({"x-again.bin": entry}, writer=writer, message="x again")[0]
+        except BaseException as e:
+            out["error"] = e
+
+    t = threading.Thread(target=commit)
+    t.start()
+    try:
+        held.wait_for_intents(1, [])
+        vol.gc()  # expires the commit that had x, while the writer waits in line
+    finally:
+        held.release()
+    t.join(60)
+    assert not t.is_alive()
+    assert "error" not in out, out
+    assert out["rec"] is not None
+    _every_file_reads_back(store, "gl", {"x-again.bin": x})
+
+
+LINE_DEDUP_CHILD = textwrap.dedent(
+    """
+    import io, sys
+    from jupyter_volume.repository import Repository
+    from jupyter_volume.store import open_store
+    url, vol_id, x_path = sys.argv[1:4]
+    repo = Repository(open_store(url), vol_id)
+    repo.head()
+    w = repo.writer()
+    entry = w.file_entry(io.BytesIO(open(x_path, "rb").read()))
+    assert w.packs.bytes_written == 0, "x was to be deduplicated"
+    rec, _ = repo.commit({"x-again.bin": entry}, writer=w, message="x again")
+    print("committed", rec.seq, flush=True)
+    """
+)
+
+
+def test_a_round_carrying_a_writer_whose_reused_data_gc_found_dead_loses_nothing(
+    opened: tuple[Any, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """Writer A (a process) deduplicates against data only expired history holds and
+    waits in line; gc expires that history; writer B leads the next round, carrying A's
+    change set. B had no way to copy A's reused data out (only A knew where it was), so
+    the round's record named chunks no index lists, and the next gc deleted their pack.
+    A is stopped while B leads, so that B, not A, is the one to carry it."""
+    import threading
+
+    store, url, _env = opened
+    vol, x = _dead_data(store, "gc2")
+    line = line_for(store, vol.object_id)
+    assert line is not None
+    (tmp_path / "x").write_bytes(x)
+    held = _HeldLock(line)
+    a = _child(LINE_DEDUP_CHILD, url, vol.object_id, str(tmp_path / "x"))
+    out: dict[str, Any] = {}
+    try:
+        held.wait_for_intents(1, [a])
+        assert a.poll() is None, a.communicate()
+        os.kill(a.pid, signal.SIGSTOP)  # A cannot take the lock before B does
+        vol.gc()  # A's reused data is dead now (condemned, not deleted yet)
+        b_repo = Repository(store, vol.object_id)
+
+        def b_commit() -> None:
+            try:
+                w = b_repo.writer()
+                e = w.bytes_entry(b"b" * 100)
+                out["rec"] = b_repo.commit({"b.txt": e}, writer=w, message="b")[0]
+            except BaseException as e:
+                out["error"] = e
+
+        t = threading.Thread(target=b_commit)
+        t.start()
+        held.wait_for_intents(2, [a])
+    finally:
+        held.release()
+    t.join(60)
+    assert not t.is_alive() and "error" not in out, out
+    os.kill(a.pid, signal.SIGCONT)
+    a_out, a_err = a.communicate(timeout=120)
+    assert a.returncode == 0, a_err[-3000:]
+    assert a_out.split()[0] == "committed"
+    _every_file_reads_back(store, "gc2", {"x-again.bin": x, "b.txt": b"b" * 100})

@@ -60,6 +60,7 @@ from .repo import (
     CommitRecord,
     Entry,
     LocalRound,
+    Seen,
     Writer,
     _Intent,
     default_author,
@@ -67,6 +68,7 @@ from .repo import (
 
 if TYPE_CHECKING:
     from ..store import Store
+    from .packs import ChunkMap
     from .repo import Repository
 
 ENV_SWITCH = "JUPYTER_VOLUME_LOCAL_LINE"
@@ -209,15 +211,25 @@ class LocalLine:
         writer: Writer | None,
         kind: str,
         author: str | None,
+        seen: Seen | None = None,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Commit ``changes`` through the line: see the module docstring. Returns the
         record that holds them (perhaps another writer's round) or None if nothing
-        needed committing; raises what the round that tried it raised."""
+        needed committing; raises what the round that tried it raised. ``seen``: what
+        the change set was staged against (see :meth:`Repository.commit`)."""
+        if seen is None:
+            seen = writer.seen if writer is not None else repo._seen_now()
 
         def direct() -> tuple[CommitRecord | None, ApplyStats]:
             # the store's own protocol, which is safe between processes too
             return repo.commit(
-                changes, message=message, writer=writer, kind=kind, author=author, line=False
+                changes,
+                message=message,
+                writer=writer,
+                kind=kind,
+                author=author,
+                line=False,
+                seen=seen,
             )
 
         try:
@@ -248,6 +260,7 @@ class LocalLine:
             kind,
             message,
             nbytes,
+            gc=seen.gc,
         )
         name = f"{time.time_ns():020d}-{txn}.{intent.digest}"
         self._publish(name, intent, seg)
@@ -261,7 +274,10 @@ class LocalLine:
                             # Dropped as too old while we waited: in line again.
                             self._publish(name, intent, seg)
                         try:
-                            self._round(repo)
+                            # A leader commits its own change set as its writer: a gc
+                            # that landed since it was staged makes it the only one that
+                            # can (see Repository.commit); others leave it to us.
+                            self._round(repo, (txn, seen, new_locs))
                         except BaseException:
                             # Our round failed: take our change back before the next
                             # leader can carry it (the others stay in line).
@@ -303,8 +319,12 @@ class LocalLine:
             for p in (self.intents / name, self.intents / f"{name}.seg"):
                 p.unlink(missing_ok=True)
 
-    def _round(self, repo: Repository) -> None:
-        """Commit the pending intents as one record (we hold the lock)."""
+    def _round(
+        self, repo: Repository, own: tuple[str, Seen, ChunkMap | None] | None = None
+    ) -> None:
+        """Commit the pending intents as one record (we hold the lock). ``own``: the
+        txn of our own intent, what it was staged against and the chunks its writer
+        stored (see :class:`LocalRound`)."""
         members, segments, files = self._pending()
         batch = self.folder / "batch"
         base: int | None = None
@@ -321,6 +341,8 @@ class LocalLine:
         if base is None:
             self._write(batch, json.dumps({"base": repo.head(refresh=False).seq}).encode())
         rnd = LocalRound(members, segments, base)
+        if own is not None:
+            rnd.own, rnd.own_seen, rnd.own_locs = own
         # The record's message, author and kind come from the members it carries (see
         # LocalRound.describe; a carried "commit" makes it one).
         rec, _stats = repo.commit({}, kind="auto", local=rnd)

@@ -290,6 +290,38 @@ class ObjectCache:
                 pass
 
 
+#: The gc record an intent's change set was staged under, when the intent does not say
+#: (written by an older release): stale under any gc record, fresh where none ran.
+UNKNOWN_GC = -1
+
+
+def _stale(gc: int | None, head: CommitRecord) -> bool:
+    """True when a change set staged under gc record ``gc`` (None: before any) may
+    reference data a later gc found dead: a gc record landed since (``head`` says which
+    one is in force). Its reused chunks must then be found again, or copied out."""
+    if gc == UNKNOWN_GC:
+        return head.gc_pointer is not None
+    return gc != head.gc_pointer
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a change set was staged against: the chunk index its reused chunks were
+    found in (``index``), the gc record in force then (``gc``, None: none yet) and the
+    head seq whose index that was (``seq``, None: unknown).
+
+    A gc that lands before the change set is committed replaces the repository's index
+    with one that no longer lists the chunks it found dead; their old locations are
+    found here (see :meth:`Repository._rescue_condemned`)."""
+
+    index: ChunkIndex
+    gc: int | None
+    seq: int | None
+
+    def stale(self, head: CommitRecord) -> bool:
+        return _stale(self.gc, head)
+
+
 class Writer:
     """Stages file contents for one commit: chunks, dedups, compresses, packs, uploads.
 
@@ -300,10 +332,11 @@ class Writer:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
         repo.ensure_index()
-        #: the chunk locations this writer deduplicates against: if a gc lands before
-        #: the commit, the repository's index is replaced by one without what gc found
-        #: dead, and the commit finds the old locations here (see _rescue_condemned)
-        self.index_seen = repo.index
+        #: the chunk locations this writer deduplicates against, and the gc record in
+        #: force for them: if a gc lands before the commit, the repository's index is
+        #: replaced by one without what gc found dead, and the commit finds the old
+        #: locations here (see Repository._rescue_condemned)
+        self.seen = Seen(repo.index, repo._gc_seen, repo._head_seq)
         self.packs = PackWriter(repo._put_pack, _upload_pool)
         self._comp = Compressor()
         self._buf: bytearray | None = None
@@ -331,7 +364,7 @@ class Writer:
             head = bytes(head) + _read_upto(stream, CHUNK_MIN + 1 - len(head))
         if len(head) <= CHUNK_MIN:
             return self._small(head, progress)
-        index = self.repo.index
+        index = self.seen.index  # one snapshot: what the commit can find again
         packs = self.packs
         chunks: list[tuple[str, int]] = []
         size = 0
@@ -367,7 +400,7 @@ class Writer:
         # The chunker never cuts below CHUNK_MIN, so this is one chunk (the same one
         # cut_chunks would yield), found without setting up a chunker.
         h = hash_bytes(data)
-        if h not in self.repo.index:
+        if h not in self.seen.index:
             # compressed in a batch on another thread while the caller reads on (unless
             # this writer has it already: add_raw looks)
             self.packs.add_raw(h, data if type(data) is bytes else bytes(data))
@@ -477,6 +510,7 @@ class _Intent:
         "base",
         "blob",
         "changes",
+        "gc",
         "index",
         "key",
         "kind",
@@ -499,8 +533,13 @@ class _Intent:
         author: str = "",
         message: str = "",
         nbytes: int = 0,
+        gc: int | None = UNKNOWN_GC,
     ) -> None:
         self.key, self.base, self.txn = key, base, txn
+        #: the gc record in force when its change set was staged (see :class:`Seen`): a
+        #: commit on a head under another one cannot carry it, since only its writer
+        #: knows where the data it reused was (the writer commits it itself)
+        self.gc = gc
         self.changes, self.index, self.kind, self.blob = changes, index, kind, blob
         self.author, self.message = author, message
         self.nbytes = nbytes  # what its writer stored for it (the record's "bytes_new")
@@ -524,6 +563,7 @@ class _Intent:
         kind: str = "commit",
         message: str = "",
         nbytes: int = 0,
+        gc: int | None = UNKNOWN_GC,
     ) -> _Intent:
         rows = [
             [p, c if c is None or isinstance(c, str) else c.encode()] for p, c in changes.items()
@@ -540,11 +580,12 @@ class _Intent:
                 "changes": rows,
                 "message": message,
                 "bytes": nbytes,
+                "gc": gc,
             }
         )
         key = f"{prefix}intents/{base:020d}-{txn}.{hash_bytes(raw)}"
         return cls(
-            key, base, txn, changes, index, kind, compress_blob(raw), author, message, nbytes
+            key, base, txn, changes, index, kind, compress_blob(raw), author, message, nbytes, gc
         )
 
     @staticmethod
@@ -579,6 +620,7 @@ class _Intent:
                 author=str(d.get("author", "")),
                 message=str(d.get("message", "")),
                 nbytes=int(d.get("bytes", 0)),  # (older intents do not say)
+                gc=int(d["gc"]) if d.get("gc") is not None else (None if "gc" in d else UNKNOWN_GC),
             )
         except (KeyError, TypeError, ValueError):
             raise CorruptionError(f"intent {key} is malformed", key=key) from None
@@ -631,6 +673,12 @@ class LocalRound:
     carried: list[_Intent] = field(default_factory=list)
     landed: dict[str, CommitRecord] = field(default_factory=dict)
     added: dict[str, bytes] = field(default_factory=dict)  # index segments the record added
+    #: the leader's own member (its txn), what it was staged against and the chunks its
+    #: writer stored: a member staged before a gc that landed since is carried only by
+    #: its own writer, the one that knows where the data it reused was
+    own: str | None = None
+    own_seen: Seen | None = None
+    own_locs: ChunkMap | None = None
 
     def describe(self, carried: list[_Intent]) -> tuple[str, str]:
         """The message and author of this round's record, which carries ``carried``: the
@@ -1126,6 +1174,7 @@ class Repository:
         check: Callable[[CommitRecord], None] | None = None,
         local: LocalRound | None = None,
         line: bool = True,
+        seen: Seen | None = None,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Publish ``changes`` as a new commit on top of whatever the head is.
 
@@ -1146,7 +1195,15 @@ class Repository:
         Plain change sets first line up with the other writers of this volume on this
         machine (:mod:`.line`, unless ``line`` is False or the line is off): one of them
         commits for all. ``local``: that writer's round (see :class:`LocalRound`).
+
+        ``seen``: what the entries of ``changes`` were found in (default: ``writer``'s,
+        or, with no writer, this repository's index as it is now). A change set staged
+        before a gc that lands first has the data it reused and gc found dead copied
+        out with it (or is refused with ConflictError when that data is gone); another
+        writer's change set staged before that gc is left for its own writer to commit.
         """
+        if seen is None:
+            seen = writer.seen if writer is not None else self._seen_now()
         if (
             line
             and local is None
@@ -1157,7 +1214,7 @@ class Repository:
             and extra is None
         ):
             return self.line.commit(
-                self, changes, message=message, writer=writer, kind=kind, author=author
+                self, changes, message=message, writer=writer, kind=kind, author=author, seen=seen
             )
         with self._commit_lock:
             seg_key, bytes_new, new_locs, _seg = self._finish_writer(writer)
@@ -1181,6 +1238,7 @@ class Repository:
                     kind,
                     message,
                     nbytes=bytes_new,
+                    gc=seen.gc,
                 )
                 self._publish_intent(intent)
                 return intent
@@ -1269,8 +1327,14 @@ class Repository:
                                 continue
                     others = self._load_intents(pending)
                 if mine or others:
+                    # A change set staged before the gc in force reused data only its
+                    # writer can locate (gc's index no longer lists what it found dead):
+                    # it waits for its own writer, who copies that data out.
+                    own_txn = local.own if local is not None else None
                     carried = self._choose_intents(
-                        [*mine, *others], changes, own=published.key if published else None
+                        [i for i in (*mine, *others) if i.txn == own_txn or not _stale(i.gc, head)],
+                        changes,
+                        own=published.key if published else None,
                     )
                 ours = [i for i in carried if i in mine]
                 if root is not None:
@@ -1317,17 +1381,23 @@ class Repository:
                     raise
                 tree_puts = nodes.wait()
                 index_list.extend(new_keys)
-                rescue_changes = changes
-                if carried and self.gc_state(head).condemned:
-                    # gc condemned packs meanwhile: the carried changes need rescuing too,
-                    # which needs their chunks' locations (rare; otherwise not loaded).
-                    rescue_changes = dict(merged)
-                    for k in [k for i in carried for k in i.index if k in known]:
-                        self.index.add_object(k, known[k])
-                    self.ensure_index([k for i in carried for k in i.index if k not in known])
-                rescued = self._rescue_condemned(head, rescue_changes, writer, new_locs)
+                # A gc landed since the change set was staged: copy out what it reused
+                # and gc found dead. Carried change sets need nothing: each was staged
+                # under the gc in force (its writer's index never offered condemned
+                # packs, and gc's index lists every chunk it kept), except the line
+                # leader's own, which it rescues here as its writer.
+                rescued = self._rescue_condemned(head, changes, seen, new_locs)
                 if rescued:
                     index_list.append(rescued)
+                own_member = next(
+                    (i for i in carried if local is not None and i.txn == local.own), None
+                )
+                if own_member is not None and local is not None:
+                    rescued = self._rescue_condemned(
+                        head, own_member.changes, local.own_seen, local.own_locs
+                    )
+                    if rescued:
+                        index_list.append(rescued)
                 if len(index_list) > COMPACT_AT:
                     index_list = self._compact(index_list)
                 ext = dict(extra or {})
@@ -1467,13 +1537,14 @@ class Repository:
                 if seg_key and seg_key not in index_list:
                     index_list.append(seg_key)
                 state = self.gc_state(head)
-                if state.condemned or (writer is not None and writer.index_seen is not self.index):
+                seen = writer.seen if writer is not None else None
+                if state.condemned or (seen is not None and seen.stale(head)):
                     # Rare (gc ran meanwhile): the deduplicated chunks must be rescued, which
                     # needs the change set once, as a plain commit would.
                     rescued = self._rescue_condemned(
                         head,
                         {p: e for p, e in self.trees.walk(top_entry.tree) if e.kind == FILE},  # type: ignore[arg-type]
-                        writer,
+                        seen,
                         new_locs,
                     )
                     if rescued:
@@ -1727,11 +1798,15 @@ class Repository:
             out.append(intent)
         return out
 
+    def _seen_now(self) -> Seen:
+        """What a change set staged now, with no writer, is staged against."""
+        return Seen(self.index, self._gc_seen, self._head_seq)
+
     def _rescue_condemned(
         self,
         head: CommitRecord,
         changes: dict[str, Entry | str | None],
-        writer: Writer | None = None,
+        seen: Seen | None = None,
         own: ChunkMap | None = None,
     ) -> str | None:
         """Copy chunks our change set references out of packs that gc has condemned.
@@ -1740,28 +1815,37 @@ class Repository:
         would otherwise commit references to data about to be deleted. So would one
         that deduplicated against a chunk gc found dead (only expired history had it):
         the index that replaced ours after that gc no longer lists it at all, even where
-        its pack is kept, so its old location comes from the index ``writer`` saw
-        (``own``: the chunks the writer stored itself, which need nothing). Returns the
-        key of the index segment for the copies, or None when nothing needed rescuing.
+        its pack is kept, so its old location comes from the index the change set was
+        staged against (``seen``; ``own``: the chunks the writer stored itself, which
+        need nothing). A chunk found nowhere would make the record unreadable: the
+        commit is refused (ConflictError). Returns the key of the index segment for the
+        copies, or None when nothing needed rescuing.
         """
         state = self.gc_state(head)
-        before = writer.index_seen if writer is not None else None
-        if before is self.index:
-            before = None  # no gc landed while the writer staged
-        if not state.condemned and before is None:
+        stale = seen is not None and seen.stale(head)
+        if not state.condemned and not stale:
             return None
+        if stale:
+            self.ensure_index(head.index)  # where gc (and every commit since) put each chunk
         doomed: dict[str, ChunkLoc] = {}
         for e in changes.values():
             if isinstance(e, Entry) and e.chunks:
                 for h, _n in e.chunks:
-                    if h in doomed:
+                    if h in doomed or (own is not None and h in own):
                         continue
                     loc = self.index.get_any(h)
                     if loc is None:
-                        if before is not None and (own is None or h not in own):
-                            old = before.get_any(h)
-                            if old is not None:
-                                doomed[h] = old  # gc found it dead: known only before
+                        if not stale:
+                            continue
+                        assert seen is not None
+                        old = self._seen_location(seen, h)
+                        if old is None:
+                            raise ConflictError(
+                                f"data this commit reuses (chunk {h[:16]}…) was found dead by a "
+                                "garbage collection that ran meanwhile and can no longer be "
+                                "located; commit again (a mount retries by itself)"
+                            )
+                        doomed[h] = old  # gc found it dead: known only before
                     elif loc.pack in state.condemned:
                         doomed[h] = loc
         if not doomed:
@@ -1786,6 +1870,22 @@ class Repository:
             packs.add(h, loc.codec, stored, loc.raw_len)
         packs.finish()
         return self._put_segment(packs.new_chunks)
+
+    def _seen_location(self, seen: Seen, h: str) -> ChunkLoc | None:
+        """Where chunk ``h`` was in the index ``seen`` describes: the one staged against,
+        or else (a commit that staged none, as a copy within the volume) the index of
+        the head it was staged at, read again (gone once gc deleted it: None)."""
+        loc = seen.index.get_any(h)
+        if loc is not None or seen.seq is None or seen.index is self.index:
+            return loc
+        try:
+            keys = self.record(seen.seq).index
+            for key in keys:
+                if key not in seen.index.loaded:
+                    seen.index.add_object(key, self._store_index(key))
+        except (NotFoundError, CorruptionError):
+            return None
+        return seen.index.get_any(h)
 
     def _root_stats(self, old: str, new: str) -> ApplyStats:
         stats = ApplyStats()
