@@ -472,3 +472,53 @@ def test_a_carried_change_set_that_reused_data_gc_found_dead_loses_nothing(
     assert report.ok, report.errors
     for path, data in expected.items():
         assert b"".join(fresh.read_file(path)) == data, path
+
+
+def test_a_writer_whose_wait_in_line_fails_takes_its_change_set_back(
+    store: Store, tmp_path: Path
+) -> None:
+    """Writer W loses the log slot and publishes its change set as an intent for the next
+    committer to carry; then the store fails W's next request. W's caller gets the error,
+    but the intent stayed on the store, and the next writer's commit carried it: a change
+    its caller was told had failed landed behind its back. W now withdraws it first.
+    (The store error is injected at that one request, a fault no real server gives on cue.)"""
+    from jupyter_volume import Volume
+    from jupyter_volume.errors import StoreError
+
+    class FailOnce(PausingStore):
+        armed: tuple[str, str] | None = None
+
+        def _do(self, kind: str, key: str, fn, *args):  # type: ignore[no-untyped-def]
+            if self.armed is not None and kind == self.armed[0] and key.startswith(self.armed[1]):
+                self.armed = None
+                raise StoreError(f"injected: the store did not answer {kind} {key}")
+            return super()._do(kind, key, fn, *args)
+
+    vol = Volume.lookup("gone-wrong", create_if_missing=True, store=store)
+    vid, prefix = vol.object_id, f"vols/{vol.object_id}/"
+
+    def other_commit(path: str) -> CommitRecord:
+        repo = Repository(store, vid, cache_dir=tmp_path / path)
+        w = repo.writer()
+        rec, _ = repo.commit({path: w.bytes_entry(path.encode() * 50)}, writer=w, line=False)
+        assert rec is not None
+        return rec
+
+    flaky = FailOnce(store)
+    w_repo = Repository(flaky, vid, cache_dir=tmp_path / "w")
+    w_repo.head()
+    writer = w_repo.writer()
+    entry = writer.bytes_entry(b"W's change" * 100)
+    slot = flaky.pause("put_if_absent", prefix + "log/")
+    t, out = _in_thread(lambda: w_repo.commit({"w.txt": entry}, writer=writer, line=False)[0])
+    slot.wait()
+    other_commit("c1.txt")  # takes the slot W is about to claim: W publishes an intent
+    flaky.armed = ("list", prefix + "intents/")  # ...and its next look at the line fails
+    slot.go()
+    t.join(60)
+    assert not t.is_alive()
+    assert isinstance(out.get("error"), StoreError), out
+    assert list(store.list(prefix + "intents/")) == []  # taken back
+    other_commit("c2.txt")  # the next commit carries nothing of W's
+    fresh = Volume.from_name("gone-wrong", store=store)
+    assert {e.path for e in fresh.listdir("/")} == {"c1.txt", "c2.txt"}

@@ -1251,226 +1251,251 @@ class Repository:
             stats = ApplyStats()
             known_stored: set[str] = set()  # segments of ``local`` stored by an attempt
             deadline = time.monotonic() + MAX_COMMIT_SECONDS
-            for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
-                if published is not None and time.monotonic() > deadline:
-                    break
-                head = self.head()
-                if published is not None:
-                    landed = self._find_carried(published, head)
-                    if landed is not None:
-                        # The writer that carried it deletes it (and if that one died,
-                        # the next lister does): one delete per intent, not two.
-                        self._intent_cache.pop(published.key, None)
-                        return self._published(seg_key, new_locs, landed), stats
-                    now = time.monotonic()
-                    if head.seq != seen_seq:
-                        seen_seq, moved_at = head.seq, now
-                    quiet_for = now - max(published.since, moved_at)
-                    if head.seq == behind_at and quiet_for < grace:
-                        # Still behind someone in line and nothing new in the log: do not
-                        # list the intents again (one request per look, not two).
-                        self._wait_turn(place)
-                        continue
-                if check is not None:
-                    check(head)
-                carried: list[_Intent] = []
-                others: list[_Intent] = []  # intents of other machines' writers, in line
-                mine: list[_Intent] = []  # this machine's (``local``), not landed yet
-                if local is not None:
-                    if local.base is not None and head.seq > local.base:
-                        found = self._carried_txns(local.base, head)
-                        for i in local.members:
-                            if i.txn in found:
-                                local.landed[i.txn] = found[i.txn]
-                    mine = [i for i in local.members if i.txn not in local.landed]
-                if can_fold and (
-                    attempt
-                    or published is not None
-                    or time.monotonic() - self._intents_listed > INTENT_PROBE
-                    or time.monotonic() < self._contended_until
-                ):
-                    pending = self._pending_keys(head)
-                    if published is None and can_publish and pending:
-                        # Others wait in line: join it instead of racing them (and whoever
-                        # folds for them) for the log slot; the first in line carries all.
-                        # Without this every new commit folded and compacted the whole
-                        # line itself and all but one lost: 64 writers on an S3 server
-                        # reached 2 commits/s.
-                        published = publish(head.seq)
-                        # ...and keep joining it for a while: our next commit looks for a
-                        # line before racing for the slot. Without this a writer just
-                        # carried went straight for the slot next time and, winning it
-                        # (a commit of one change is quick), pushed back the one folding
-                        # for the line: 210 of 235 records carried nothing and the rest
-                        # about 55 each (64 local writers).
-                        self._contended_until = time.monotonic() + INTENT_PROBE
-                        pending = sorted([*pending, (published.key, published.digest)])
-                        seen_seq, moved_at, quiet_for = head.seq, time.monotonic(), 0.0
+            try:
+                for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
+                    if published is not None and time.monotonic() > deadline:
+                        break
+                    head = self.head()
                     if published is not None:
-                        if published.key not in {k for k, _h in pending}:
-                            # Dropped as stale, or carried by a record we have not seen
-                            # yet: look once more, then publish it again (same txn, so it
-                            # can never land twice).
-                            landed = self._find_carried(published, self.head())
-                            if landed is not None:
-                                return self._published(seg_key, new_locs, landed), stats
-                            self._publish_intent(published)
-                        elif pending[0][0] != published.key:
-                            place = next(
-                                i for i, (k, _h) in enumerate(pending) if k == published.key
-                            )
-                            grace = LEADER_GRACE * (1 + min(place, LEADER_STEPS))
-                            if quiet_for < grace:
-                                # Someone ahead of us in line folds; we wait and watch the log.
-                                behind_at = head.seq
-                                self._wait_turn(place)
-                                continue
-                    others = self._load_intents(pending)
-                if mine or others:
-                    # A change set staged before the gc in force reused data only its
-                    # writer can locate (gc's index no longer lists what it found dead):
-                    # it waits for its own writer, who copies that data out.
-                    own_txn = local.own if local is not None else None
-                    carried = self._choose_intents(
-                        [i for i in (*mine, *others) if i.txn == own_txn or not _stale(i.gc, head)],
-                        changes,
-                        own=published.key if published else None,
-                    )
-                ours = [i for i in carried if i in mine]
-                if root is not None:
-                    new_root, stats = root, self._root_stats(head.root, root)
-                else:
-                    merged: dict[str, Entry | str | None] = {}
-                    for intent in carried:
-                        merged.update(intent.changes)
-                    merged.update(changes)
-                    new_root, stats = self.trees.apply(head.root, merged)
-                if new_root == head.root and len(ours) == len(carried):
-                    # Nothing changes (this machine's change sets alone need no record).
-                    self.trees.pending.clear()
-                    if published is not None:
-                        self._drop_intents([published.key])
+                        landed = self._find_carried(published, head)
+                        if landed is not None:
+                            # The writer that carried it deletes it (and if that one died,
+                            # the next lister does): one delete per intent, not two.
+                            self._intent_cache.pop(published.key, None)
+                            return self._published(seg_key, new_locs, landed), stats
+                        now = time.monotonic()
+                        if head.seq != seen_seq:
+                            seen_seq, moved_at = head.seq, now
+                        quiet_for = now - max(published.since, moved_at)
+                        if head.seq == behind_at and quiet_for < grace:
+                            # Still behind someone in line and nothing new in the log: do not
+                            # list the intents again (one request per look, not two).
+                            self._wait_turn(place)
+                            continue
+                    if check is not None:
+                        check(head)
+                    carried: list[_Intent] = []
+                    others: list[_Intent] = []  # intents of other machines' writers, in line
+                    mine: list[_Intent] = []  # this machine's (``local``), not landed yet
                     if local is not None:
-                        local.carried = ours
-                    return None, stats
-                nodes = _NodeUploads(self)
-                nodes.start()  # the new tree's nodes go up while the index is settled
-                index_list = list(head.index)
-                new_keys = list(
-                    dict.fromkeys(k for k in [seg_key, *(k for i in carried for k in i.index)] if k)
-                )
-                new_keys = [k for k in new_keys if k not in index_list]
-                known = local.segments if local is not None else {}
-                merged_seg: tuple[str, bytes] | None = None
-                try:
-                    if len(new_keys) > 1:
-                        # One segment per round instead of one per carried writer: every
-                        # other process loads each segment a record lists before its next
-                        # commit, so with N writers per round that was N loads in each of
-                        # N processes.
-                        merged_seg = self._merge_segments(new_keys, known)
-                        if merged_seg is not None:
-                            new_keys = [merged_seg[0]]
-                    # segments of this machine's line that no merge stored
-                    for k in new_keys:
-                        if k in known and k not in known_stored:
-                            self.store.put(k, known[k])
-                            known_stored.add(k)
-                except BaseException:
-                    nodes.wait(quiet=True)
-                    raise
-                tree_puts = nodes.wait()
-                index_list.extend(new_keys)
-                # A gc landed since the change set was staged: copy out what it reused
-                # and gc found dead. Carried change sets need nothing: each was staged
-                # under the gc in force (its writer's index never offered condemned
-                # packs, and gc's index lists every chunk it kept), except the line
-                # leader's own, which it rescues here as its writer.
-                rescued = self._rescue_condemned(head, changes, seen, new_locs)
-                if rescued:
-                    index_list.append(rescued)
-                own_member = next(
-                    (i for i in carried if local is not None and i.txn == local.own), None
-                )
-                if own_member is not None and local is not None:
-                    rescued = self._rescue_condemned(
-                        head, own_member.changes, local.own_seen, local.own_locs
+                        if local.base is not None and head.seq > local.base:
+                            found = self._carried_txns(local.base, head)
+                            for i in local.members:
+                                if i.txn in found:
+                                    local.landed[i.txn] = found[i.txn]
+                        mine = [i for i in local.members if i.txn not in local.landed]
+                    if can_fold and (
+                        attempt
+                        or published is not None
+                        or time.monotonic() - self._intents_listed > INTENT_PROBE
+                        or time.monotonic() < self._contended_until
+                    ):
+                        pending = self._pending_keys(head)
+                        if published is None and can_publish and pending:
+                            # Others wait in line: join it instead of racing them (and whoever
+                            # folds for them) for the log slot; the first in line carries all.
+                            # Without this every new commit folded and compacted the whole
+                            # line itself and all but one lost: 64 writers on an S3 server
+                            # reached 2 commits/s.
+                            published = publish(head.seq)
+                            # ...and keep joining it for a while: our next commit looks for a
+                            # line before racing for the slot. Without this a writer just
+                            # carried went straight for the slot next time and, winning it
+                            # (a commit of one change is quick), pushed back the one folding
+                            # for the line: 210 of 235 records carried nothing and the rest
+                            # about 55 each (64 local writers).
+                            self._contended_until = time.monotonic() + INTENT_PROBE
+                            pending = sorted([*pending, (published.key, published.digest)])
+                            seen_seq, moved_at, quiet_for = head.seq, time.monotonic(), 0.0
+                        if published is not None:
+                            if published.key not in {k for k, _h in pending}:
+                                # Dropped as stale, or carried by a record we have not seen
+                                # yet: look once more, then publish it again (same txn, so it
+                                # can never land twice).
+                                landed = self._find_carried(published, self.head())
+                                if landed is not None:
+                                    return self._published(seg_key, new_locs, landed), stats
+                                self._publish_intent(published)
+                            elif pending[0][0] != published.key:
+                                place = next(
+                                    i for i, (k, _h) in enumerate(pending) if k == published.key
+                                )
+                                grace = LEADER_GRACE * (1 + min(place, LEADER_STEPS))
+                                if quiet_for < grace:
+                                    # Someone ahead of us in line folds; we wait and watch the log.
+                                    behind_at = head.seq
+                                    self._wait_turn(place)
+                                    continue
+                        others = self._load_intents(pending)
+                    if mine or others:
+                        # A change set staged before the gc in force reused data only its
+                        # writer can locate (gc's index no longer lists what it found dead):
+                        # it waits for its own writer, who copies that data out.
+                        own_txn = local.own if local is not None else None
+                        carried = self._choose_intents(
+                            [
+                                i
+                                for i in (*mine, *others)
+                                if i.txn == own_txn or not _stale(i.gc, head)
+                            ],
+                            changes,
+                            own=published.key if published else None,
+                        )
+                    ours = [i for i in carried if i in mine]
+                    if root is not None:
+                        new_root, stats = root, self._root_stats(head.root, root)
+                    else:
+                        merged: dict[str, Entry | str | None] = {}
+                        for intent in carried:
+                            merged.update(intent.changes)
+                        merged.update(changes)
+                        new_root, stats = self.trees.apply(head.root, merged)
+                    if new_root == head.root and len(ours) == len(carried):
+                        # Nothing changes (this machine's change sets alone need no record).
+                        self.trees.pending.clear()
+                        if published is not None:
+                            self._drop_intents([published.key])
+                        if local is not None:
+                            local.carried = ours
+                        return None, stats
+                    nodes = _NodeUploads(self)
+                    nodes.start()  # the new tree's nodes go up while the index is settled
+                    index_list = list(head.index)
+                    new_keys = list(
+                        dict.fromkeys(
+                            k for k in [seg_key, *(k for i in carried for k in i.index)] if k
+                        )
                     )
+                    new_keys = [k for k in new_keys if k not in index_list]
+                    known = local.segments if local is not None else {}
+                    merged_seg: tuple[str, bytes] | None = None
+                    try:
+                        if len(new_keys) > 1:
+                            # One segment per round instead of one per carried writer: every
+                            # other process loads each segment a record lists before its next
+                            # commit, so with N writers per round that was N loads in each of
+                            # N processes.
+                            merged_seg = self._merge_segments(new_keys, known)
+                            if merged_seg is not None:
+                                new_keys = [merged_seg[0]]
+                        # segments of this machine's line that no merge stored
+                        for k in new_keys:
+                            if k in known and k not in known_stored:
+                                self.store.put(k, known[k])
+                                known_stored.add(k)
+                    except BaseException:
+                        nodes.wait(quiet=True)
+                        raise
+                    tree_puts = nodes.wait()
+                    index_list.extend(new_keys)
+                    # A gc landed since the change set was staged: copy out what it reused
+                    # and gc found dead. Carried change sets need nothing: each was staged
+                    # under the gc in force (its writer's index never offered condemned
+                    # packs, and gc's index lists every chunk it kept), except the line
+                    # leader's own, which it rescues here as its writer.
+                    rescued = self._rescue_condemned(head, changes, seen, new_locs)
                     if rescued:
                         index_list.append(rescued)
-                if len(index_list) > COMPACT_AT:
-                    index_list = self._compact(index_list)
-                ext = dict(extra or {})
-                if head.gc_pointer is not None:
-                    ext["gc"] = head.gc_pointer
-                rec_kind = kind
-                rec_message, rec_author = message, who
-                if local is not None:
-                    ext["line"] = True  # a round of this machine's line: no change set of its own
-                    # said of what this record carries (a member may have landed before)
-                    rec_message, rec_author = local.describe(carried)
-                if carried:
-                    ext["carried"] = [i.txn for i in carried]
-                    if any(i.kind == "commit" for i in carried):
-                        rec_kind = "commit"  # never thinned away as a mere background commit
-                rec = CommitRecord(
-                    seq=head.seq + 1,
-                    parent=head.seq,
-                    root=new_root,
-                    index=index_list,
-                    txn=txn,
-                    time=time.time(),
-                    author=rec_author,
-                    host=socket.gethostname(),
-                    message=rec_message,
-                    kind=rec_kind,
-                    stats={
-                        "added": stats.added,
-                        "modified": stats.modified,
-                        "deleted": stats.deleted,
-                        # ours and what the writers of the change sets it carries stored
-                        "bytes_new": bytes_new + sum(i.nbytes for i in carried),
-                        "tree_puts": tree_puts,
-                    },
-                    extra=ext,
-                )
-                if self._take_slot(rec):
-                    if merged_seg is not None:
-                        # listed by a record now: safe to deduplicate against
-                        self.index.add_object(*merged_seg)
+                    own_member = next(
+                        (i for i in carried if local is not None and i.txn == local.own), None
+                    )
+                    if own_member is not None and local is not None:
+                        rescued = self._rescue_condemned(
+                            head, own_member.changes, local.own_seen, local.own_locs
+                        )
+                        if rescued:
+                            index_list.append(rescued)
+                    if len(index_list) > COMPACT_AT:
+                        index_list = self._compact(index_list)
+                    ext = dict(extra or {})
+                    if head.gc_pointer is not None:
+                        ext["gc"] = head.gc_pointer
+                    rec_kind = kind
+                    rec_message, rec_author = message, who
                     if local is not None:
-                        local.carried = ours
-                        local.added = {k: known[k] for k in new_keys if k in known}
+                        ext["line"] = (
+                            True  # a round of this machine's line: no change set of its own
+                        )
+                        # said of what this record carries (a member may have landed before)
+                        rec_message, rec_author = local.describe(carried)
+                    if carried:
+                        ext["carried"] = [i.txn for i in carried]
+                        if any(i.kind == "commit" for i in carried):
+                            rec_kind = "commit"  # never thinned away as a mere background commit
+                    rec = CommitRecord(
+                        seq=head.seq + 1,
+                        parent=head.seq,
+                        root=new_root,
+                        index=index_list,
+                        txn=txn,
+                        time=time.time(),
+                        author=rec_author,
+                        host=socket.gethostname(),
+                        message=rec_message,
+                        kind=rec_kind,
+                        stats={
+                            "added": stats.added,
+                            "modified": stats.modified,
+                            "deleted": stats.deleted,
+                            # ours and what the writers of the change sets it carries stored
+                            "bytes_new": bytes_new + sum(i.nbytes for i in carried),
+                            "tree_puts": tree_puts,
+                        },
+                        extra=ext,
+                    )
+                    if self._take_slot(rec):
                         if merged_seg is not None:
-                            local.added[merged_seg[0]] = merged_seg[1]
-                    done = [i.key for i in carried if i not in ours]
+                            # listed by a record now: safe to deduplicate against
+                            self.index.add_object(*merged_seg)
+                        if local is not None:
+                            local.carried = ours
+                            local.added = {k: known[k] for k in new_keys if k in known}
+                            if merged_seg is not None:
+                                local.added[merged_seg[0]] = merged_seg[1]
+                        done = [i.key for i in carried if i not in ours]
+                        if published is not None:
+                            done.append(published.key)
+                        done.extend(k for k in self._carried_left if k not in done)
+                        self._carried_left = []
+                        self._drop_intents(done)
+                        return self._published(seg_key, new_locs, rec), stats
+                    self._contended_until = time.monotonic() + INTENT_PROBE
+                    if can_publish and published is None:
+                        # Lost the slot: hand our change set to whoever writes the next record.
+                        published = publish(head.seq)
+                        continue
+                    if published is None and attempt + 1 >= MAX_COMMIT_ATTEMPTS:
+                        break
                     if published is not None:
-                        done.append(published.key)
-                    done.extend(k for k in self._carried_left if k not in done)
-                    self._carried_left = []
-                    self._drop_intents(done)
-                    return self._published(seg_key, new_locs, rec), stats
-                self._contended_until = time.monotonic() + INTENT_PROBE
-                if can_publish and published is None:
-                    # Lost the slot: hand our change set to whoever writes the next record.
-                    published = publish(head.seq)
-                    continue
-                if published is None and attempt + 1 >= MAX_COMMIT_ATTEMPTS:
-                    break
+                        self._wait_turn()
+                    else:
+                        self._pause(attempt)
                 if published is not None:
-                    self._wait_turn()
-                else:
-                    self._pause(attempt)
-            if published is not None:
-                # Withdraw our intent, then look one last time: it may have landed.
-                self._drop_intents([published.key])
-                landed = self._find_carried(published, self.head())
-                if landed is not None:
-                    return self._published(seg_key, new_locs, landed), stats
-            raise ConflictError(
-                f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
-                "committing first. Your files are untouched; try again."
-            )
+                    # Withdraw our intent, then look one last time: it may have landed.
+                    self._drop_intents([published.key])
+                    landed = self._find_carried(published, self.head())
+                    if landed is not None:
+                        return self._published(seg_key, new_locs, landed), stats
+                raise ConflictError(
+                    f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
+                    "committing first. Your files are untouched; try again."
+                )
+            except BaseException as e:
+                # An error or an interrupt while our change set waits as an intent: take
+                # it back, so that no other writer commits it behind our caller's back
+                # (best effort: with the store down it stays, and may still land).
+                if published is not None:
+                    self._drop_intents([published.key])
+                    try:
+                        left = self.store.exists(published.key)
+                    except Exception:  # noqa: BLE001 - the store is down: it may be there
+                        left = True
+                    if left:
+                        e.add_note(
+                            "this commit's change set could not be withdrawn from the line of "
+                            "waiting commits: another writer may still commit it"
+                        )
+                raise
 
     def commit_stream(
         self,
