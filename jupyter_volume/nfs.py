@@ -96,12 +96,12 @@ def _nfs_text(text: str, name: str | None) -> str:
     """``text``, an error message of the volume engine, in a network file system's words."""
     if name is not None:
         text = text.replace(f"volume {name!r}", f"network file system {name!r}")
-    text = _NO_LOG.sub(
+    said = (
         f"network file system {name!r} no longer exists (it was deleted)"
         if name is not None
-        else "this ephemeral network file system no longer exists (it was deleted)",
-        text,
+        else "this ephemeral network file system no longer exists (it was deleted)"
     )
+    text = _NO_LOG.sub(lambda _m: said, text)  # a function: the name's repr may hold '\\u'
     for old, new in _WORDS:
         text = text.replace(old, new)
     return text

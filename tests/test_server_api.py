@@ -662,6 +662,7 @@ def _all_requests(vol: str, uid: str) -> list[tuple[str, str, bytes | None]]:
         ("DELETE", f"{v}/files/a.txt", None),
         ("POST", f"{v}/folders", j({"path": "f"}).encode()),
         ("POST", f"{v}/move", j({"src": "a.txt", "dst": "b.txt"}).encode()),
+        ("POST", f"{v}/remove", j({"paths": ["a.txt"]}).encode()),
         ("GET", f"{v}/history", None),
         ("GET", f"{v}/diff?a=1", None),
         ("GET", f"{v}/nbdiff?path=a.ipynb&a=0&b=1", None),
