@@ -66,7 +66,9 @@ def download(
     :class:`AlreadyExistsError` when a file or link exists where one goes (unless
     ``force``), and with :class:`InvalidError` when a local folder is where a file or
     link goes, or a local file where a folder goes. Local write failures raise
-    :class:`LocalFolderError` naming the path.
+    :class:`LocalFolderError` naming the path. ``at`` None reads every file at the
+    commit ``vol`` last listed (the one the plan was made from), so a download is one
+    commit whatever lands meanwhile. A failure stops the files not started yet.
     """
     base = Path(base)
     items = sorted(plan, key=lambda it: len(it[1].parts))
@@ -78,6 +80,10 @@ def download(
     dirs = [t for e, t in items if e.type == FileEntryType.DIRECTORY]
     _check(base, files + links, dirs, force)
 
+    if at is None and (files or links):
+        # Every file from one commit: the one the plan was listed at (each read of the
+        # newest commit mixed two versions of a folder when a commit landed meanwhile).
+        at = vol._seq if vol._seq is not None else vol.seq
     total = sum(e.size for e, _t in files)
     bar = progress(total, len(files)) if progress is not None else None
     try:
@@ -227,9 +233,14 @@ def _write_files(
         for item in files:
             one(item)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jv-get") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jv-get")
+    try:
         for fut in [pool.submit(one, item) for item in files]:
             fut.result()
+    finally:
+        # on an error, files not started yet are not downloaded (they would only delay
+        # the error); those in flight finish or clean up before this returns
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _callback(bar: Any) -> Callable[..., None] | None:

@@ -32,6 +32,7 @@ import jupyter_volume.volume as volume_mod
 from jupyter_volume import Volume
 from jupyter_volume.errors import CorruptionError
 from jupyter_volume.repository.chunkcache import ChunkCache
+from jupyter_volume.repository.codec import hash_bytes
 from jupyter_volume.repository.repo import READ_ATTEMPTS
 from jupyter_volume.store.local import LocalStore
 from jupyter_volume.store.s3 import S3Store, make_client
@@ -385,3 +386,122 @@ def test_a_damaged_head_hint_does_not_stick(
         b.put_file(io.BytesIO(b"after"), "after.txt")
     assert vol.seq == seq + 1
     store.close()
+
+
+# -- hostile chunk names and the cache's bound ------------------------------------------
+
+
+def test_a_chunk_name_from_a_tree_never_reaches_a_path_outside_the_cache(
+    local_store: LocalStore, tmp_path: Path, fresh_engine: None
+) -> None:
+    """A tree node is read from the store: a volume someone else wrote may name a chunk
+    ``../victim.txt``. The chunk cache dropped a "damaged" entry by deleting the file at
+    that name, so reading such a file deleted a file of the user's outside the cache."""
+    from jupyter_volume.repository import Entry
+
+    cache = Path(os.environ["JUPYTER_VOLUME_CACHE_DIR"])
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    vol = Volume.from_name("hostile", create_if_missing=True, store=local_store)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(random.Random(3).randbytes(100_000)), "real.bin")
+    with vol.open("real.bin") as f:  # a random read: the chunk cache folder now exists
+        f.seek(50_000)
+        assert len(f.read(10)) == 10
+    assert (cache / "chunks").is_dir()
+    # chunks/../../victim.txt is the victim
+    evil = Entry("evil.bin", "f", 0o644, 8, 0, chunks=[("../victim.txt", 8)])
+    vol._repo.commit({"evil.bin": evil}, message="a hostile tree node")
+
+    with pytest.raises(CorruptionError):
+        with vol.open("evil.bin") as f:
+            f.read()
+    vol._repo.chunk_cache = ChunkCache(cache / "chunks")  # as a mount reads
+    with pytest.raises(CorruptionError):
+        b"".join(vol.read_file("evil.bin"))
+    assert victim.read_bytes() == b"precious"
+    cc = ChunkCache(cache / "chunks")
+    assert cc.get("../victim.txt") is None
+    cc.put("../victim.txt", b"precious")  # refused, not written anywhere
+    assert victim.read_bytes() == b"precious"
+    assert b"".join(vol.read_file("real.bin")) == random.Random(3).randbytes(100_000)
+
+
+def _folder_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _fill(cache: ChunkCache, seed: int, n: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(n):
+        data = rng.randbytes(64 << 10)
+        cache.put(hash_bytes(data), data)
+
+
+def test_two_caches_of_one_process_keep_the_folder_within_its_bound(tmp_path: Path) -> None:
+    """A kernel holds two cache objects on one folder (a mount's and Volume.open's): each
+    counted only its own writes, so together they filled the folder to twice the bound."""
+    bound = 4 << 20
+    a = ChunkCache(tmp_path / "chunks", bound)
+    b = ChunkCache(tmp_path / "chunks", bound)
+    _fill(a, 1, 1)
+    _fill(b, 2, 1)
+    _fill(a, 3, 40)  # 2.5 MiB each, 5 MiB in all
+    _fill(b, 4, 40)
+    assert _folder_bytes(tmp_path / "chunks") <= bound
+
+
+FILLER = textwrap.dedent(
+    """
+    import random, sys
+    from pathlib import Path
+    from jupyter_volume.repository.chunkcache import ChunkCache
+    from jupyter_volume.repository.codec import hash_bytes
+
+    root, bound, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    cache = ChunkCache(Path(root), bound)
+    rng = random.Random(seed)
+
+    def put():
+        data = rng.randbytes(64 << 10)
+        cache.put(hash_bytes(data), data)
+
+    put()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for _ in range(40):
+        put()
+    print("done", flush=True)
+    """
+)
+
+
+def test_processes_filling_the_cache_at_once_keep_its_bound(tmp_path: Path) -> None:
+    """Two processes fill one cache folder at once (two kernels, or a kernel and
+    ``jupyter volume get``): each compared only its own writes with the bound."""
+    bound = 4 << 20
+    root = tmp_path / "chunks"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FILLER, str(root), str(bound), str(seed)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    try:
+        for p in procs:  # both have looked at the folder before either fills it
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            assert p.wait(timeout=60) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert _folder_bytes(root) <= bound

@@ -103,3 +103,84 @@ def test_read_into_reports_a_damaged_pack(local_store: LocalStore, tmp_path: Pat
     fresh = Repository(local_store, vol_id, cache_dir=tmp_path / "fresh-objects")
     with pytest.raises(CorruptionError, match="corrupt|decompress"):
         _read_into(fresh, tmp_path / "out.bin")
+
+
+# -- downloading many files (jupyter volume get) ---------------------------------------
+
+
+def _files(n: int) -> dict[str, bytes]:
+    return {f"d/f{i:03d}.bin": blake3(b"%d" % i).digest(length=2000 + i) for i in range(n)}
+
+
+def test_a_folder_download_is_one_commit(local_store: LocalStore, tmp_path: Path) -> None:
+    """``jupyter volume get`` lists a folder, then reads each file: every read asked for
+    the newest commit, so a commit landing meanwhile mixed two versions of the folder in
+    one download (and a file deleted meanwhile failed it half-way)."""
+    from jupyter_volume import Volume
+    from jupyter_volume.transfer import download
+
+    files = _files(6)
+    vol = Volume.from_name("snap", create_if_missing=True, store=local_store)
+    with vol.batch_upload() as b:
+        for p, data in files.items():
+            b.put_file(io.BytesIO(data), p)
+    out = tmp_path / "out"
+    plan = [(e, out / e.path) for e in vol.listdir("d", recursive=True)]
+    other = Volume.from_name("snap", store=local_store)  # another writer, meanwhile
+    with other.batch_upload(force=True) as b:
+        b.put_file(io.BytesIO(b"new version" * 100), "d/f000.bin")
+    other.remove_file("d/f005.bin")
+
+    download(vol, plan, base=out)
+    for p, data in files.items():
+        assert (out / p).read_bytes() == data, p
+
+
+class _FailingStore(CountingStore):
+    """Fails the ``fail_at``-th ranged read (a store error that outlasted its retries)."""
+
+    def __init__(self, inner: Store, fail_at: int) -> None:
+        super().__init__(inner)
+        self.fail_at = fail_at
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if "/packs/" in key:
+            with self._lock:
+                n = sum(1 for o in self.ops if o.kind == "get_range") + 1
+            if n == self.fail_at:
+                self._record("get_range", key)
+                from jupyter_volume.errors import StoreError
+
+                raise StoreError(f"injected failure of read {n}")
+        return super().get_range(key, start, length)
+
+
+def test_a_failed_download_stops_and_leaves_no_partial_file(
+    local_store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store error on one file of a big folder download: the other files' downloads
+    that had not started went on, one by one, before the error was reported."""
+    from jupyter_volume import Volume
+    from jupyter_volume.errors import StoreError
+    from jupyter_volume.transfer import download
+
+    files = _files(60)
+    vol = Volume.from_name("fail", create_if_missing=True, store=local_store)
+    with vol.batch_upload() as b:
+        for p, data in files.items():
+            b.put_file(io.BytesIO(data), p)
+    import jupyter_volume.volume as volume_mod
+
+    monkeypatch.setattr(volume_mod, "_repos", {})  # the wrapped store is the only one
+    failing = _FailingStore(local_store, fail_at=3)
+    vol = Volume.from_name("fail", store=failing)
+    out = tmp_path / "out"
+    plan = [(e, out / e.path) for e in vol.listdir("d", recursive=True)]
+    workers = 4
+    with pytest.raises(StoreError):
+        download(vol, plan, base=out, workers=workers)
+    reads = failing.count("get_range")
+    assert reads <= 3 + workers, reads  # those in flight finish; the rest never start
+    for p in (out / "d").iterdir():  # no temporary or partial file is left
+        assert p.name in {Path(k).name for k in files}, p
+        assert p.read_bytes() == files[f"d/{p.name}"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -37,6 +38,16 @@ MIN_GAIN = 0.05  # store raw when zstd saves less than this fraction
 
 CODEC_RAW = 0
 CODEC_ZSTD = 1
+
+
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def is_chunk_hash(h: object) -> bool:
+    """True for a blake3 hex digest (64 lowercase hex characters), the only name a
+    chunk may have: a tree node is read from the store, and a name such as ``../x``
+    must never reach a cache path (nor the index, which would fail on it untidily)."""
+    return isinstance(h, str) and len(h) == 64 and _HASH_RE.fullmatch(h) is not None
 
 
 def hash_bytes(data: bytes | bytearray | memoryview) -> str:

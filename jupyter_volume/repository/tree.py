@@ -36,7 +36,13 @@ from blake3 import blake3
 
 from .._pools import SharedPool
 from ..errors import CorruptionError, InvalidError
-from .codec import compress_blob, decompress_blob, dump_json, hash_bytes, load_json
+from .codec import (
+    compress_blob,
+    decompress_blob,
+    dump_json,
+    hash_bytes,
+    load_json,
+)
 
 SPLIT_AT = 4096
 NODE_CACHE_NODES = 200_000  # parsed nodes kept in memory, at most ...
@@ -82,7 +88,13 @@ class Entry:
             if kind == FILE:
                 if isinstance(payload, str):
                     return Entry(name, FILE, mode, size, mtime_ns, inline=base64.b64decode(payload))
-                return Entry(name, FILE, mode, size, mtime_ns, chunks=[(h, n) for h, n in payload])
+                chunks = [(h, n) for h, n in payload]
+                # names reach cache paths and the index: only hex digests (fromhex raises
+                # ValueError on anything else, such as ``../x``), lengths > 0
+                for h, n in chunks:
+                    if type(n) is not int or n <= 0 or len(h) != 64 or len(bytes.fromhex(h)) != 32:
+                        raise ValueError(h)
+                return Entry(name, FILE, mode, size, mtime_ns, chunks=chunks)
             if kind == DIR:
                 return Entry(name, DIR, mode, size, mtime_ns, tree=payload, nfiles=extra)
             if kind == LINK:
