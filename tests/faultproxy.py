@@ -6,12 +6,17 @@ RNG or by faults forced with :meth:`FaultProxy.force`, injects:
 
 * ``error500``: answer 500 InternalError without forwarding the request;
 * ``drop``: close the connection without forwarding or answering;
-* ``lost_response``: forward a PUT/POST, read the server's answer, then close the
-  connection without passing it on (the request landed, the client cannot know);
+* ``lost_response``: forward a PUT/POST (or, when forced, any request: a DELETE), read
+  the server's answer, then close the connection without passing it on (the request
+  landed, the client cannot know);
 * ``truncate``: forward a GET and pass on the headers and only half of the body.
 
 Apart from those (never picked by ``fault_rate``, whose mix the connection-fault tests
-rely on), it can damage data silently:
+rely on), it can answer as a server lacking a feature, and damage data silently:
+
+* ``not_implemented`` (:meth:`FaultProxy.force` only): answer 501 NotImplemented
+  without forwarding, as S3-compatible servers do for headers they do not support
+  (``If-None-Match``, ``If-Match``);
 
 * ``bitflip``: forward a GET and pass on the whole answer with one bit of its body
   flipped (status and length intact, as a faulty NIC or middlebox would). Driven by
@@ -33,14 +38,20 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-__all__ = ["BITFLIP", "KINDS", "FaultProxy"]
+__all__ = ["BITFLIP", "KINDS", "NOT_IMPLEMENTED", "FaultProxy"]
 
 KINDS = ("error500", "drop", "lost_response", "truncate")
 BITFLIP = "bitflip"
+NOT_IMPLEMENTED = "not_implemented"
 _MUTATING = ("PUT", "POST")
 _ERROR_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
     b"<Message>injected by the fault proxy</Message></Error>"
+)
+_NOT_IMPLEMENTED_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
+    b"<Message>A header you provided implies functionality that is not implemented"
+    b"</Message></Error>"
 )
 
 
@@ -141,8 +152,9 @@ class FaultProxy:
         self, kind: str, *, method: str | None = None, path_contains: str | None = None
     ) -> None:
         """Inject ``kind`` into the next request matching ``method`` / ``path_contains``."""
-        if kind not in (*KINDS, BITFLIP):
-            raise ValueError(f"unknown fault {kind!r}; known: {(*KINDS, BITFLIP)}")
+        if kind not in (*KINDS, BITFLIP, NOT_IMPLEMENTED):
+            known = (*KINDS, BITFLIP, NOT_IMPLEMENTED)
+            raise ValueError(f"unknown fault {kind!r}; known: {known}")
         with self._lock:
             self._forced.append((kind, method, path_contains, None))
 
@@ -299,6 +311,14 @@ class FaultProxy:
                 b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_ERROR_BODY) + _ERROR_BODY
             )
             return False
+        if fault == NOT_IMPLEMENTED:
+            self._record(request, fault)
+            body = _NOT_IMPLEMENTED_BODY
+            conn.sendall(
+                b"HTTP/1.1 501 Not Implemented\r\nContent-Type: application/xml\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            return True
         if fault == "drop":
             self._record(request, fault)
             return False

@@ -16,9 +16,9 @@ from jupyter_volume.store.s3 import MULTIPART_THRESHOLD, S3Store, make_client
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
 try:
-    from .faultproxy import BITFLIP, KINDS, FaultProxy
+    from .faultproxy import BITFLIP, KINDS, NOT_IMPLEMENTED, FaultProxy
 except ImportError:  # tests/ is not a package
-    from faultproxy import BITFLIP, KINDS, FaultProxy  # type: ignore[no-redef]
+    from faultproxy import BITFLIP, KINDS, NOT_IMPLEMENTED, FaultProxy  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.s3
 
@@ -84,6 +84,10 @@ def test_retries_exhausted(proxy: FaultProxy, proxied_store: S3Store) -> None:
     assert not isinstance(info.value, NotFoundError)
     assert proxy.url in str(info.value) and "'some/key'" in str(info.value)
     assert proxy.counts["requests"] == 4
+    # the last error in the store's words, not botocore's (whose "reached max retries:
+    # 0" contradicts the four attempts just made)
+    assert "max retries" not in str(info.value) and "An error occurred" not in str(info.value)
+    assert "InternalError" in str(info.value)
 
 
 def test_put_if_absent_lost_response_reports_true(
@@ -251,3 +255,62 @@ def test_buffers_are_sent_whole_again_on_every_retry(
     for key, data in sent.items():
         assert proxied_store.get(key) == data, key
     assert sum(proxy.counts[k] for k in KINDS) >= 5, dict(proxy.counts)
+
+
+def test_put_if_match_lost_response_reports_the_write(
+    proxy: FaultProxy, proxied_store: S3Store
+) -> None:
+    """The replace lands, its response is lost, the retry sees 412: still our token."""
+    proxied_store.put("cas/k", b"v1")
+    _, t1 = proxied_store.get_versioned("cas/k")
+    proxy.force("lost_response", method="PUT")
+    t2 = proxied_store.put_if_match("cas/k", b"v2", t1)
+    assert proxy.counts["lost_response"] == 1
+    puts = [outcome for m, _t, outcome in proxy.log if m == "PUT"]
+    assert puts[-2:] == ["lost_response", "ok"]  # the retry got 412
+    assert t2 is not None and proxied_store.get_versioned("cas/k") == (b"v2", t2)
+    # a stale token whose 412 was lost is still a loss, and changes nothing
+    proxy.force("lost_response", method="PUT")
+    assert proxied_store.put_if_match("cas/k", b"v3", t1) is None
+    assert proxy.counts["lost_response"] == 2
+    assert proxied_store.get("cas/k") == b"v2"
+
+
+def test_delete_if_match_lost_response_reports_the_delete(
+    proxy: FaultProxy, proxied_store: S3Store
+) -> None:
+    """The delete lands, its response is lost, the retry finds no such version (404 on
+    AWS, 412 on SeaweedFS): still True, once."""
+    proxied_store.put("cas/d", b"v1")
+    _, t1 = proxied_store.get_versioned("cas/d")
+    proxy.force("lost_response", method="DELETE")
+    assert proxied_store.delete_if_match("cas/d", t1) is True
+    assert proxy.counts["lost_response"] == 1
+    deletes = [outcome for m, _t, outcome in proxy.log if m == "DELETE"]
+    assert deletes == ["lost_response", "ok"]
+    assert not proxied_store.exists("cas/d")
+    # a stale token whose answer was lost deletes nothing and says so
+    proxied_store.put("cas/d", b"v2")
+    proxy.force("lost_response", method="DELETE")
+    assert proxied_store.delete_if_match("cas/d", t1) is False
+    assert proxied_store.get("cas/d") == b"v2"
+    assert proxy.counts["lost_response"] == 2
+
+
+def test_not_implemented_is_not_retried(proxy: FaultProxy, proxied_store: S3Store) -> None:
+    """A server without conditional writes answers 501 NotImplemented: that is said at
+    once and plainly, not retried ten times and then reported as raw botocore text."""
+    for call in (
+        lambda: proxied_store.put_if_absent("log/1", b"x"),
+        lambda: proxied_store.put_if_match("log/1", b"x", '"0123"'),
+    ):
+        before = proxy.counts["requests"]
+        proxy.force(NOT_IMPLEMENTED, method="PUT")
+        with pytest.raises(StoreError) as info:
+            call()
+        assert proxy.counts["requests"] == before + 1  # one attempt, no retry
+        message = str(info.value)
+        assert "does not support" in message and proxy.url in message
+        assert "An error occurred" not in message  # no botocore wording
+    assert proxy.counts[NOT_IMPLEMENTED] == 2
+    assert not proxied_store.exists("log/1")

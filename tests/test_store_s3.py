@@ -131,16 +131,39 @@ def test_missing_bucket(seaweedfs: SeaweedFS) -> None:
     expected = (
         f"bucket jv-no-such-bucket does not exist at endpoint {seaweedfs.endpoint}: create it first"
     )
+    # A HEAD answers a bare 404 for a missing bucket as for a missing key, and a
+    # conditional write's 404 meant "no such key": stat and exists said the object was
+    # missing, and put_if_match / delete_if_match said "another version" (None, False),
+    # so a read-modify-write loop spun on a typo instead of naming the bucket.
     for call in (
         lambda: store.get("k"),
         lambda: store.put("k", b"x"),
         lambda: store.put_if_absent("k", b"x"),
         lambda: list(store.list()),
+        lambda: store.stat("k"),
+        lambda: store.exists("k"),
+        lambda: store.get_range("k", 0, 0),
+        lambda: store.get_versioned("k"),
+        lambda: store.put_if_match("k", b"x", '"0123"'),
+        lambda: store.delete_if_match("k", '"0123"'),
+        lambda: store.delete(["k"]),
     ):
         with pytest.raises(StoreError) as info:
             call()
         assert str(info.value) == expected
         assert not isinstance(info.value, NotFoundError)
+
+
+@pytest.mark.s3
+def test_missing_keys_in_a_bucket_that_exists(s3_store: S3Store) -> None:
+    # the bucket check that tells a missing bucket from a missing key answers "missing
+    # key" every time, also after the first
+    for _ in range(2):
+        with pytest.raises(NotFoundError):
+            s3_store.stat("k")
+        assert not s3_store.exists("k")
+        with pytest.raises(NotFoundError):
+            s3_store.get_range("k", 0, 0)
 
 
 @pytest.mark.s3
@@ -170,6 +193,38 @@ def test_open_store_rejects_unknown_option() -> None:
         open_store("s3://bucket/prefix?endpoint=http://x")
     with pytest.raises(InvalidError):
         S3Store("bucket", "a/../b", endpoint_url="http://127.0.0.1:1")
+
+
+def test_credentials_in_the_url_are_refused_without_echoing_them() -> None:
+    # "s3://KEY:SECRET@bucket/prefix" (a form other tools take) became a store whose
+    # bucket was "KEY:SECRET@bucket": every error message, log line and the store's URL
+    # carried the secret, and the requests failed later with a confusing error.
+    for url in (
+        "s3://AKIAEXAMPLE:wJalrXUtnSECRETKEY@bucket/prefix",
+        "s3://wJalrXUtnSECRETKEY@bucket",
+    ):
+        with pytest.raises(InvalidError) as info:
+            open_store(url)
+        assert "SECRETKEY" not in str(info.value)
+        assert "AWS_ACCESS_KEY_ID" in str(info.value)
+    # a port where the bucket goes (the endpoint belongs in ?endpoint_url=)
+    with pytest.raises(InvalidError, match="endpoint_url"):
+        open_store("s3://localhost:8333/bucket")
+    with pytest.raises(InvalidError, match="invalid S3 bucket name"):
+        S3Store("my bucket", endpoint_url="http://127.0.0.1:1")
+
+
+def test_url_of_a_prefix_with_url_characters_opens_the_same_store() -> None:
+    # A prefix holding "#" or "?" made a URL that opened another store ("s3://b/a#b" is
+    # prefix "a"): a child process given store.url wrote somewhere else.
+    for prefix in ("team#1/data", "what?/x", "100%/y", "sp ace/ü"):
+        store = S3Store("bucket", prefix, endpoint_url="http://127.0.0.1:1")
+        again = open_store(store.url)
+        assert isinstance(again, S3Store)
+        assert (again.bucket, again.prefix, again.url) == ("bucket", prefix, store.url)
+        assert again.endpoint == "http://127.0.0.1:1"
+        store.close()
+        again.close()
 
 
 def test_weed_missing_gives_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -166,8 +166,19 @@ def open_store(url: str | os.PathLike[str] | Store | None = None) -> Store:
 
         if not parsed.netloc:
             raise InvalidError(f"S3 store URL needs a bucket: s3://bucket/prefix, got {url!r}")
+        if "@" in parsed.netloc:  # never echo the URL: it holds a secret
+            raise InvalidError(
+                "credentials in an s3:// URL are not supported (they would show in logs "
+                "and error messages): give them as AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY, or an AWS profile (?profile=name)"
+            )
+        if ":" in parsed.netloc:
+            raise InvalidError(
+                f"S3 store URL {url!r} has a port where the bucket goes: write "
+                "s3://bucket/prefix?endpoint_url=http://host:port"
+            )
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        return S3Store(parsed.netloc, parsed.path.strip("/"), **options)
+        return S3Store(parsed.netloc, unquote(parsed.path).strip("/"), **options)
     raise InvalidError(
         f"unsupported store URL {url!r}: use file:///path/to/folder or s3://bucket/prefix"
     )

@@ -1,8 +1,10 @@
 """The object-store contract every backend implements.
 
 A store holds immutable-ish blobs under string keys ("vols/abc/log/000...01"). Keys use
-``/`` as separator, never start with ``/``, and never contain ``..`` segments, NUL or
-backslashes. The repository layer above relies on exactly these promises:
+``/`` as separator, never start with ``/``, and never contain ``..`` segments, NUL,
+backslashes or lone surrogates (text with no UTF-8 form). Any other segment is a valid
+key on every store, ``.tmp-x`` included. The repository layer above relies on exactly
+these promises:
 
 * ``get(key)`` returns the whole object, or raises :class:`NotFoundError`.
 * ``get_range(key, start, length)`` returns ``length`` bytes from ``start``; fewer when
@@ -69,6 +71,11 @@ def check_key(key: str) -> str:
         raise InvalidError(f"invalid store key {key!r}: no leading '/', NUL or backslash")
     if any(part in ("", ".", "..") for part in key.split("/")):
         raise InvalidError(f"invalid store key {key!r}: empty, '.' or '..' segment")
+    if not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so no S3 key or file name
+            raise InvalidError(f"invalid store key {key!r}: not valid Unicode text") from None
     return key
 
 

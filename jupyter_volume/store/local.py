@@ -4,7 +4,11 @@ Every write goes to a temporary file in the destination folder, is fsynced, and 
 then gets its final name: ``os.replace`` for plain puts, ``os.link`` for create-only
 puts (``link`` fails with EEXIST when another writer won; ``rename`` would silently
 overwrite). So a crash never leaves a half-written object under a final key; at worst a
-``.tmp-*`` file that listing ignores and garbage collection removes.
+``.tmp-*`` file that listing ignores and garbage collection removes. A key whose
+segment itself starts with ``.tmp-`` (a volume may be named ``.tmp-data``) is stored
+under ``.tmp-k-<the rest>``, so it is neither hidden from listing nor taken for a temp
+or lock file. Plain puts fsync the folder too (and folders they create, in their
+parents), so a record written after an object never outlives it in a crash.
 
 Conditional writes (``put_if_match``) are a compare-and-swap between processes: an
 ``flock`` on a sidecar lock file ``.tmp-lock-<name>`` beside the object is held around
@@ -23,8 +27,10 @@ until the key's first conditional write (a Dict's ``d[k] = v`` racing the very f
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import re
 import select
 import stat as stat_mod
 import time
@@ -43,6 +49,34 @@ TMP_PREFIX = ".tmp-"
 LOCK_PREFIX = TMP_PREFIX + "lock-"
 #: Object names longer than this get a hashed lock-file name (file names max 255 bytes).
 _LOCK_NAME_MAX = 200
+#: A key segment that starts with TMP_PREFIX is stored under this prefix instead (then
+#: the rest of the segment): temp files are TMP_PREFIX + 32 hex digits and lock files
+#: LOCK_PREFIX + a name, so neither starts this way.
+KEY_PREFIX = TMP_PREFIX + "k-"
+_TEMP_NAME = re.compile(re.escape(TMP_PREFIX) + "[0-9a-f]{32}")
+#: Errors that mean "no such file" for a key: a path through an object ("f/x" when "f"
+#: is one) or a name longer than a folder can hold is a key no object has.
+_MISSING_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG})
+
+
+def _escape(segment: str) -> str:
+    return KEY_PREFIX + segment[len(TMP_PREFIX) :] if segment.startswith(TMP_PREFIX) else segment
+
+
+def _unescape(name: str) -> str | None:
+    """The key segment stored as file name ``name``; None for temp and lock files."""
+    if not name.startswith(TMP_PREFIX):
+        return name
+    if name.startswith(KEY_PREFIX):
+        return TMP_PREFIX + name[len(KEY_PREFIX) :]
+    return None
+
+
+def _rel(key: str) -> str:
+    """The relative path that holds ``key`` (a checked key)."""
+    if TMP_PREFIX not in key:
+        return key
+    return "/".join(_escape(part) for part in key.split("/"))
 
 
 def _token(data: bytes | bytearray | memoryview) -> str:
@@ -69,6 +103,10 @@ class LocalStore(Store):
             raise StoreAccessError(
                 f"cannot create the store folder {self.root}: {e.strerror}"
             ) from e
+        except FileExistsError as e:
+            raise StoreError(f"store folder {self.root} is a file, not a folder") from e
+        except OSError as e:  # a file on the way (ENOTDIR), a read-only disk, ...
+            raise StoreError(f"cannot create the store folder {self.root}: {e}") from e
 
     def wait_change(self, prefix: str, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for a file to be added to folder ``prefix``
@@ -93,7 +131,7 @@ class LocalStore(Store):
     def _watch_fd(self, prefix: str) -> int | None:
         if _inotify.libc is None or not prefix.endswith("/"):
             return None
-        folder = f"{self._root_s}/{prefix.rstrip('/')}" if prefix.strip("/") else self._root_s
+        folder = f"{self._root_s}/{_rel(prefix.rstrip('/'))}" if prefix.strip("/") else self._root_s
         fd = _inotify.libc.inotify_init1(_inotify.IN_NONBLOCK | _inotify.IN_CLOEXEC)
         if fd < 0:
             return None  # no instances left: sleep this time
@@ -105,13 +143,35 @@ class LocalStore(Store):
 
     # -- helpers -------------------------------------------------------------------
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        return self.root / _rel(check_key(key))
+
+    def _is_file(self, path: Path, key: str) -> bool:
+        """Whether an object is at ``path`` (False where no object can be)."""
+        try:
+            return stat_mod.S_ISREG(os.stat(path).st_mode)
+        except OSError as e:
+            if e.errno in _MISSING_ERRNOS:
+                return False
+            raise self._wrap(e, key) from e
+
+    def _make_folders(self, folder: Path) -> None:
+        """Make ``folder`` and the folders above it that are missing; each one made is
+        fsynced into its parent (the object about to land there must outlive a crash,
+        and so must the way to it)."""
+        missing = []
+        while folder != self.root and not folder.is_dir():
+            missing.append(folder)
+            folder = folder.parent
+        for made in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # made by another writer
+                made.mkdir()
+            self._fsync_dir(made.parent)
 
     def _write_tmp(self, path: Path, data: bytes | bytearray | memoryview) -> Path:
         tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
         for attempt in range(10):
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                self._make_folders(path.parent)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 break
             # A concurrent delete removes folders it empties: between mkdir's EEXIST and
@@ -159,6 +219,11 @@ class LocalStore(Store):
         while True:
             try:
                 fd = os.open(lock, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+            except NotADirectoryError:
+                if create:
+                    raise
+                yield False  # no folder: "f/x" where "f" is an object
+                return
             except FileNotFoundError:
                 if not create:
                     yield False
@@ -189,9 +254,14 @@ class LocalStore(Store):
             finally:
                 os.close(fd)  # releases the flock
 
-    def _wrap(self, e: OSError, key: str) -> Exception:
-        if isinstance(e, FileNotFoundError):
+    def _wrap(self, e: OSError, key: str, *, reading: bool = False) -> Exception:
+        if isinstance(e, FileNotFoundError) or (reading and e.errno in _MISSING_ERRNOS):
             return NotFoundError(f"no object {key!r} in store {self.url}")
+        if e.errno == errno.ENAMETOOLONG:
+            return StoreError(
+                f"key {key!r} is too long for store {self.url}: a folder store holds names "
+                "of at most 255 bytes between slashes"
+            )
         if isinstance(e, PermissionError):
             return StoreAccessError(f"access denied to {key!r} in store {self.url}: {e.strerror}")
         return StoreError(f"store {self.url} failed on {key!r}: {e}")
@@ -204,7 +274,7 @@ class LocalStore(Store):
         except IsADirectoryError:
             raise NotFoundError(f"no object {key!r} in store {self.url}") from None
         except OSError as e:
-            raise self._wrap(e, key) from e
+            raise self._wrap(e, key, reading=True) from e
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         if start < 0 or length < 0:
@@ -216,7 +286,7 @@ class LocalStore(Store):
         except IsADirectoryError:
             raise NotFoundError(f"no object {key!r} in store {self.url}") from None
         except OSError as e:
-            raise self._wrap(e, key) from e
+            raise self._wrap(e, key, reading=True) from e
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         path = self._path(key)
@@ -227,6 +297,7 @@ class LocalStore(Store):
                     os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
+            self._fsync_dir(path.parent)  # the new name, not only the data, must be durable
         except OSError as e:
             raise self._wrap(e, key) from e
 
@@ -240,7 +311,7 @@ class LocalStore(Store):
         path = self._path(key)
         if not isinstance(token, str):
             raise TypeError(f"put_if_match token must be a str, got {type(token).__name__}")
-        if not path.is_file():
+        if not self._is_file(path, key):
             return None  # missing now: no match (and no lock file for a key that is not)
         try:
             tmp = self._write_tmp(path, data)  # the slow part, outside the lock
@@ -274,9 +345,9 @@ class LocalStore(Store):
 
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
         path = self._path(key)
-        if path.exists():
-            return False
         try:
+            if os.path.lexists(path):
+                return False
             tmp = self._write_tmp(path, data)
         except OSError as e:
             raise self._wrap(e, key) from e
@@ -288,14 +359,17 @@ class LocalStore(Store):
             raise self._wrap(e, key) from e
         finally:
             tmp.unlink(missing_ok=True)
-        self._fsync_dir(path.parent)
+        try:
+            self._fsync_dir(path.parent)
+        except OSError as e:
+            raise self._wrap(e, key) from e
         return True
 
     def delete_if_match(self, key: str, token: str) -> bool:
         path = self._path(key)
         if not isinstance(token, str):
             raise TypeError(f"delete_if_match token must be a str, got {type(token).__name__}")
-        if not path.is_file():
+        if not self._is_file(path, key):
             return False  # missing: no match (and no lock file for a key that is not)
         try:
             with self._key_lock(path, create=True):
@@ -317,8 +391,11 @@ class LocalStore(Store):
                 with self._key_lock(path, create=False) as locked:
                     try:
                         path.unlink()
-                    except FileNotFoundError:
-                        pass
+                    except IsADirectoryError:
+                        pass  # "d" where keys "d/..." are: a folder, no object
+                    except OSError as e:
+                        if e.errno not in _MISSING_ERRNOS:
+                            raise
                     if locked:  # whoever waits on it re-checks and finds it gone
                         self._lock_path(path).unlink(missing_ok=True)
             except OSError as e:
@@ -339,9 +416,9 @@ class LocalStore(Store):
     def stat(self, key: str) -> ObjectInfo:
         # one system call, no Path objects: waiting writers look at the log this way
         try:
-            st = os.stat(f"{self._root_s}/{check_key(key)}")
+            st = os.stat(f"{self._root_s}/{_rel(check_key(key))}")
         except OSError as e:
-            raise self._wrap(e, key) from e
+            raise self._wrap(e, key, reading=True) from e
         if not stat_mod.S_ISREG(st.st_mode):
             raise NotFoundError(f"no object {key!r} in store {self.url}")
         return ObjectInfo(key, st.st_size, st.st_mtime)
@@ -355,7 +432,9 @@ class LocalStore(Store):
         found: list[ObjectInfo] = []
         # A walk with os.scandir: each entry's stat comes without building paths, and
         # folders that cannot be read are skipped (as os.walk does).
-        stack = [(f"{self._root_s}/{base}" if base else self._root_s, f"{base}/" if base else "")]
+        stack = [
+            (f"{self._root_s}/{_rel(base)}" if base else self._root_s, f"{base}/" if base else "")
+        ]
         while stack:
             folder, rel_dir = stack.pop()
             try:
@@ -364,16 +443,16 @@ class LocalStore(Store):
             except OSError:
                 continue
             for e in entries:
+                name = _unescape(e.name)
+                if name is None:
+                    continue  # a temp or lock file
                 try:
                     is_dir = e.is_dir()
                 except OSError:
                     is_dir = False
                 if is_dir:
                     if not e.is_symlink():
-                        stack.append((e.path, f"{rel_dir}{e.name}/"))
-                    continue
-                name = e.name
-                if name.startswith(TMP_PREFIX):
+                        stack.append((e.path, f"{rel_dir}{name}/"))
                     continue
                 key = rel_dir + name
                 if not key.startswith(prefix):
@@ -392,7 +471,7 @@ class LocalStore(Store):
         """Yield leftover temporary files (from crashed writers) older than ``older_than``."""
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.startswith(TMP_PREFIX) and not name.startswith(LOCK_PREFIX):
+                if _TEMP_NAME.fullmatch(name):  # not a lock file, nor a key's KEY_PREFIX
                     p = Path(dirpath) / name
                     try:
                         if p.stat().st_mtime < older_than:

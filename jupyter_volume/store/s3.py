@@ -17,7 +17,11 @@ the store then reads the object back and reports True when it holds our bytes.
 
 Conditional overwrites (``put_if_match``) use the object's ETag as the version token and
 ``If-Match``. A missing key answers 404 on AWS and 412 on SeaweedFS; both mean "no
-match". An ambiguous 412 after a retried attempt is settled as above.
+match". An ambiguous 412 after a retried attempt is settled as above. Answers that
+cannot tell a missing key from a missing bucket (a HEAD's bare 404, a conditional
+write's "no match") are checked once per store with a HEAD of the bucket, so a typo in
+the bucket name is reported as such, not as "no such object" or "another version".
+A 501 NotImplemented (a server without conditional writes) is not retried.
 
 Listing does not trust the server's order: some S3-compatible servers (SeaweedFS among
 them) list a "directory" ``a/`` where ``a`` sorts rather than where ``a/`` does, which
@@ -35,6 +39,7 @@ import http.client
 import io
 import os
 import random
+import re
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -102,6 +107,8 @@ _RETRY_CODES = frozenset(
     }
 )
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+#: What a bucket name may hold anywhere (AWS allows less: 3-63 lowercase characters).
+_BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,255}")
 #: Failures after which the request certainly never reached the server.
 _NOT_SENT = (bexc.EndpointConnectionError, bexc.ConnectTimeoutError)
 #: Transport failures worth retrying (besides ClientErrors with a retryable code).
@@ -123,10 +130,21 @@ def _status(e: bexc.ClientError) -> int:
     return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
+def _describe(e: BaseException) -> str:
+    """An error in a few words: a server's answer as status, code and message (botocore's
+    own wording says "reached max retries: 0" even after our retries)."""
+    if isinstance(e, bexc.ClientError):
+        message = e.response.get("Error", {}).get("Message") or ""
+        return f"HTTP {_status(e) or '?'} {_code(e)}: {message}".rstrip(": ")
+    return str(e) or type(e).__name__
+
+
 def _is_retryable(e: BaseException) -> bool:
     if isinstance(e, bexc.ClientError):
-        status = _status(e)
-        return status >= 500 or status == 429 or _code(e) in _RETRY_CODES
+        status, code = _status(e), _code(e)
+        if status == 501 or code == "NotImplemented":
+            return False  # the server lacks the feature: asking again will not help
+        return status >= 500 or status == 429 or code in _RETRY_CODES
     if isinstance(e, _TRANSIENT):
         return True
     try:  # urllib3 errors escaping botocore's wrappers (e.g. ProtocolError from a body)
@@ -340,8 +358,10 @@ class S3Store(Store):
                 f"unknown S3 store option(s) {', '.join(sorted(unknown))}: "
                 "the options are endpoint_url, region and profile"
             )
-        if not bucket or not isinstance(bucket, str) or "/" in bucket:
-            raise InvalidError(f"invalid S3 bucket name {bucket!r}")
+        if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket):
+            raise InvalidError(
+                f"invalid S3 bucket name {bucket!r}: letters, digits, '.', '_' and '-' only"
+            )
         prefix = (prefix or "").strip("/")
         if prefix:
             try:
@@ -352,6 +372,7 @@ class S3Store(Store):
         self.prefix = prefix
         self._root = prefix + "/" if prefix else ""
         self._own_client = client is None
+        self._bucket_seen = False  # set once a HEAD of the bucket found it
         self._client = client or make_client(
             endpoint_url=endpoint_url or None, region=region or None, profile=profile or None
         )
@@ -366,7 +387,10 @@ class S3Store(Store):
             )
             if value
         }
-        self.url = f"s3://{bucket}" + (f"/{prefix}" if prefix else "")
+        # "%", "#" and "?" escaped: open_store unquotes the path, which would otherwise
+        # end at a "#" or "?" of the prefix (and open another store)
+        quoted = prefix.replace("%", "%25").replace("#", "%23").replace("?", "%3F")
+        self.url = f"s3://{bucket}" + (f"/{quoted}" if prefix else "")
         if query:
             self.url += "?" + urlencode(query)
 
@@ -377,6 +401,36 @@ class S3Store(Store):
     def _where(self) -> str:
         return f"bucket {self.bucket} at endpoint {self.endpoint}"
 
+    def _no_bucket(self) -> StoreError:
+        return StoreError(
+            f"bucket {self.bucket} does not exist at endpoint {self.endpoint}: create it first"
+        )
+
+    def _check_bucket(self) -> None:
+        """Raise the missing-bucket StoreError if the bucket does not exist.
+
+        Answers that do not name the bucket (a HEAD's bare 404, a conditional write's
+        "no match") are the same for a missing key and a missing bucket; before such an
+        answer is given as "missing key" or "other version", one HEAD of the bucket per
+        store tells the two apart. Any answer but 404 counts as "it exists": credentials
+        limited to a prefix may not look at the bucket itself.
+        """
+        if self._bucket_seen:
+            return
+
+        def attempt() -> None:
+            try:
+                self._client.head_bucket(Bucket=self.bucket)
+            except bexc.ClientError as e:
+                if _status(e) == 404 or _code(e) == "NoSuchBucket":
+                    raise self._no_bucket() from e
+                if _is_retryable(e):
+                    raise
+                # refused or odd: the bucket is there as far as we can tell
+
+        self._retry("head_bucket", None, attempt)
+        self._bucket_seen = True
+
     def _error(self, e: Exception, what: str, key: str | None) -> VolumeError:
         """Translate a non-retryable failure into the package's error tree."""
         obj = f" {key!r}" if key is not None else ""
@@ -384,12 +438,21 @@ class S3Store(Store):
             code, status = _code(e), _status(e)
             message = e.response.get("Error", {}).get("Message") or ""
             if code == "NoSuchBucket":
-                return StoreError(
-                    f"bucket {self.bucket} does not exist at endpoint {self.endpoint}: "
-                    "create it first"
-                )
+                return self._no_bucket()
             if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchUpload"):
                 return NotFoundError(f"no object{obj} in {self._where()}")
+            if status == 501 or code == "NotImplemented":
+                need = {
+                    "put_if_absent": "create-only writes (PUT with If-None-Match: *)",
+                    "put_if_match": "conditional writes (PUT with If-Match)",
+                    "delete_if_match": "conditional deletes (DELETE with If-Match)",
+                }.get(what, f"the request ({what})")
+                return StoreError(
+                    f"the S3 server at endpoint {self.endpoint} does not support {need}, "
+                    f"which jupyter-volume needs (bucket {self.bucket}, key{obj}; it said "
+                    f"{code or status}: {message}); use a server that does, such as AWS "
+                    "S3, a recent MinIO, Ceph or SeaweedFS"
+                )
             if code in _ACCESS_CODES or status == 403:
                 return StoreAccessError(
                     f"access to {self._where()} was refused ({code or status}): check the "
@@ -443,7 +506,7 @@ class S3Store(Store):
         obj = f" of {key!r}" if key is not None else ""
         raise StoreError(
             f"S3 {what}{obj} in bucket {self.bucket} at endpoint {self.endpoint} failed "
-            f"after {self.max_attempts} attempts; last error: {last}"
+            f"after {self.max_attempts} attempts; last error: {_describe(last) if last else ''}"
         ) from last
 
     # -- Store API -------------------------------------------------------------------
@@ -616,6 +679,8 @@ class S3Store(Store):
                 status, code = _status(e), _code(e)
                 if status == 412 or code == "PreconditionFailed":
                     return None
+                if code == "NoSuchBucket":
+                    raise
                 if missing and (code in _NOT_FOUND_CODES or status == 404):
                     return None
                 raise
@@ -689,8 +754,11 @@ class S3Store(Store):
             return str(resp["ETag"])
 
         new, landed = self._conditional("put_if_match", key, request)
-        if new is not None or not landed:
+        if new is not None:
             return new
+        if not landed:
+            self._check_bucket()  # "no match" from a bucket that is not there: say so
+            return None
         try:
             existing, etag = self.get_versioned(key)
         except NotFoundError:
@@ -720,6 +788,7 @@ class S3Store(Store):
         if deleted:
             return True
         if not landed:
+            self._check_bucket()  # "no match" from a bucket that is not there: say so
             return False
         return not self.exists(key)
 
@@ -850,9 +919,13 @@ class S3Store(Store):
             NotFoundError: no such key.
         """
         full = self._full(key)
-        head = self._retry(
-            "stat", key, lambda: self._client.head_object(Bucket=self.bucket, Key=full)
-        )
+        try:
+            head = self._retry(
+                "stat", key, lambda: self._client.head_object(Bucket=self.bucket, Key=full)
+            )
+        except NotFoundError:
+            self._check_bucket()  # a HEAD's bare 404 may mean "no such bucket"
+            raise
         return ObjectInfo(key, int(head["ContentLength"]), head["LastModified"].timestamp())
 
     def close(self) -> None:
