@@ -429,12 +429,21 @@ class VolumeReader(io.BufferedIOBase):
         return got
 
     def _absorb_ahead(self) -> None:
-        """Move the read-ahead window's chunks into memory (waiting for it if needed)."""
+        """Move the read-ahead window's chunks into memory (waiting for it if needed).
+
+        A window that failed (a store error) is dropped: its chunks are fetched again,
+        directly, when a read needs them, and only a failure then is that read's error.
+        Raised here, it failed a read whose own bytes had already arrived."""
         if self._ahead is None:
             return
         a, b, job = self._ahead
         self._ahead = None
-        for k, raw in zip(range(a, b), job.result(), strict=True):
+        try:
+            raws = job.result()
+        except Exception:  # noqa: BLE001 - see above: the direct fetch reports it
+            self._ahead_end = min(self._ahead_end, a)
+            return
+        for k, raw in zip(range(a, b), raws, strict=True):
             self._remember(k, raw)
 
     def _read_ahead(self, j: int) -> None:

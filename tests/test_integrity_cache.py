@@ -505,3 +505,46 @@ def test_processes_filling_the_cache_at_once_keep_its_bound(tmp_path: Path) -> N
                 p.kill()
                 p.wait()
     assert _folder_bytes(root) <= bound
+
+
+def test_a_failed_read_ahead_does_not_fail_a_read_that_has_its_bytes(tmp_path: Path) -> None:
+    """A sequential reader fetches the next window in the background. When that fetch
+    failed, the next read raised its error although its own bytes had arrived; now the
+    failed window is dropped and fetched again when it is needed. (The store error is
+    injected on one request: a fault a real server gives on no cue.)"""
+    import time
+
+    from jupyter_volume.errors import StoreError
+    from jupyter_volume.testing.wrappers import WrappedStore
+
+    data = random.Random(7).randbytes(12 << 20)
+    store = LocalStore(tmp_path / "store")
+    vol = Volume.from_name("ahead", create_if_missing=True, store=store)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(data), "big.bin")
+
+    class FailOnce(WrappedStore):
+        armed = False
+
+        def _do(self, kind, key, fn, *args):  # type: ignore[no-untyped-def]
+            if self.armed and kind == "get_range" and "/packs/" in key:
+                self.armed = False
+                raise StoreError(f"injected: no answer for {key}")
+            return super()._do(kind, key, fn, *args)
+
+    flaky = FailOnce(store)
+    flaky.url = store.url + "#flaky"  # a repository of its own (no shared caches)
+    with Volume.from_name("ahead", store=flaky).open("big.bin") as f:
+        assert len(f._starts) >= 4  # several chunks
+        out = [f.read(f._starts[1] + 10)]  # into chunk 1, which is now in memory
+        flaky.armed = True  # the next fetch from the store fails: the read-ahead's
+        out.append(f.read(1))  # sequential, served from memory: a read-ahead starts
+        job = f._ahead
+        assert job is not None, "no read-ahead started"
+        deadline = time.monotonic() + 60  # a hang guard, not a measurement
+        while not job[2].done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert isinstance(job[2].exception(), StoreError)
+        while chunk := f.read(1 << 20):
+            out.append(chunk)
+    assert b"".join(out) == data
