@@ -302,16 +302,11 @@ def test_a_commit_reusing_data_a_concurrent_gc_found_dead_stays_readable(
     after gc the repository forgot every location gc found dead, so nothing was copied
     out, whether the pack was condemned (nothing else lived in it) or kept (other live
     chunks share it). Now those chunks are copied out with the commit."""
+    from test_group_commit import dead_data
+
     from jupyter_volume.repository.repo import Repository
 
-    vol = Volume.lookup("gd", create_if_missing=True, store=store)
-    x = os.urandom(1 << 20)
-    with vol.batch_upload(force=True) as b:  # one pack: x, and maybe a file that stays
-        b.put_file(io.BytesIO(x), "x.bin")
-        if other_file:
-            b.put_file(io.BytesIO(os.urandom(other_file)), "stays.bin")
-    vol.remove_file("x.bin")
-    vol.set_retention(keep_last=1)  # the default grace: nothing deleted yet, only marked
+    vol, x = dead_data(store, "gd", other_file)
     other = Repository(vol.store, vol.object_id)  # another process's repository
     other.head()
     writer = other.writer()

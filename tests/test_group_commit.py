@@ -397,6 +397,32 @@ class PausingStore(WrappedStore):
         return super()._do(kind, key, fn, *args)
 
 
+def dead_data(store: Store, name: str, other_file: int = 0) -> tuple[Any, bytes]:
+    """A volume whose only copy of ``x`` is in history that ``keep_last=1`` expires (and,
+    with ``other_file``, a file that stays live in the same pack)."""
+    from jupyter_volume import Volume
+
+    vol = Volume.lookup(name, create_if_missing=True, store=store)
+    x = os.urandom(1 << 20)
+    with vol.batch_upload(force=True) as b:  # one pack: x, and maybe a file that stays
+        b.put_file(io.BytesIO(x), "x.bin")
+        if other_file:
+            b.put_file(io.BytesIO(os.urandom(other_file)), "stays.bin")
+    vol.remove_file("x.bin")
+    vol.set_retention(keep_last=1)  # the default grace: gc condemns, deletes nothing yet
+    return vol, x
+
+
+def other_commit(store: Store, vid: str, cache: Path, path: str) -> CommitRecord:
+    """A one-file commit by another "process" (a repository of its own), store protocol
+    only (no line); the file holds ``path`` 50 times."""
+    repo = Repository(store, vid, cache_dir=cache / path)
+    w = repo.writer()
+    rec, _ = repo.commit({path: w.bytes_entry(path.encode() * 50)}, writer=w, line=False)
+    assert rec is not None
+    return rec
+
+
 def _in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
     """``fn()`` on a thread; the dict gets its ``result`` or its ``error``."""
     out: dict[str, Any] = {}
@@ -424,22 +450,8 @@ def test_a_carried_change_set_that_reused_data_gc_found_dead_loses_nothing(
     repositories of their own stand for processes; the store's protocol only (no line)."""
     from jupyter_volume import Volume
 
-    vol = Volume.lookup("gcc", create_if_missing=True, store=store)
-    x = os.urandom(1 << 20)
-    with vol.batch_upload(force=True) as b:  # one pack: x, and maybe a file that stays
-        b.put_file(io.BytesIO(x), "x.bin")
-        if other_file:
-            b.put_file(io.BytesIO(os.urandom(other_file)), "stays.bin")
-    vol.remove_file("x.bin")
-    vol.set_retention(keep_last=1)  # the default grace: gc condemns, deletes nothing yet
+    vol, x = dead_data(store, "gcc", other_file)
     vid, prefix = vol.object_id, f"vols/{vol.object_id}/"
-
-    def other_commit(path: str) -> CommitRecord:
-        repo = Repository(store, vid, cache_dir=tmp_path / path)
-        w = repo.writer()
-        rec, _ = repo.commit({path: w.bytes_entry(path.encode() * 50)}, writer=w, line=False)
-        assert rec is not None
-        return rec
 
     paused = PausingStore(store)
     w_repo = Repository(paused, vid, cache_dir=tmp_path / "w")
@@ -450,13 +462,15 @@ def test_a_carried_change_set_that_reused_data_gc_found_dead_loses_nothing(
     slot = paused.pause("put_if_absent", prefix + "log/")
     t, out = _in_thread(lambda: w_repo.commit({"x-again.bin": entry}, writer=writer, line=False)[0])
     slot.wait()
-    other_commit("c1.txt")  # takes the slot W is about to claim: W publishes an intent
+    other_commit(
+        store, vid, tmp_path, "c1.txt"
+    )  # takes the slot W is about to claim: W publishes an intent
     look = paused.pause("list", prefix + "intents/")  # ...and stops before it folds
     slot.go()
     look.wait()
     assert [i.key for i in store.list(prefix + "intents/")], "W published no intent"
     vol.gc()  # expires the commit that had x: W's reused data is dead
-    c2 = other_commit("c2.txt")  # commits next, with W's intent pending
+    c2 = other_commit(store, vid, tmp_path, "c2.txt")  # commits next, with W's intent pending
     look.go()
     t.join(60)
     assert not t.is_alive() and "error" not in out, out
@@ -497,13 +511,6 @@ def test_a_writer_whose_wait_in_line_fails_takes_its_change_set_back(
     vol = Volume.lookup("gone-wrong", create_if_missing=True, store=store)
     vid, prefix = vol.object_id, f"vols/{vol.object_id}/"
 
-    def other_commit(path: str) -> CommitRecord:
-        repo = Repository(store, vid, cache_dir=tmp_path / path)
-        w = repo.writer()
-        rec, _ = repo.commit({path: w.bytes_entry(path.encode() * 50)}, writer=w, line=False)
-        assert rec is not None
-        return rec
-
     flaky = FailOnce(store)
     w_repo = Repository(flaky, vid, cache_dir=tmp_path / "w")
     w_repo.head()
@@ -512,13 +519,15 @@ def test_a_writer_whose_wait_in_line_fails_takes_its_change_set_back(
     slot = flaky.pause("put_if_absent", prefix + "log/")
     t, out = _in_thread(lambda: w_repo.commit({"w.txt": entry}, writer=writer, line=False)[0])
     slot.wait()
-    other_commit("c1.txt")  # takes the slot W is about to claim: W publishes an intent
+    other_commit(
+        store, vid, tmp_path, "c1.txt"
+    )  # takes the slot W is about to claim: W publishes an intent
     flaky.armed = ("list", prefix + "intents/")  # ...and its next look at the line fails
     slot.go()
     t.join(60)
     assert not t.is_alive()
     assert isinstance(out.get("error"), StoreError), out
     assert list(store.list(prefix + "intents/")) == []  # taken back
-    other_commit("c2.txt")  # the next commit carries nothing of W's
+    other_commit(store, vid, tmp_path, "c2.txt")  # the next commit carries nothing of W's
     fresh = Volume.from_name("gone-wrong", store=store)
     assert {e.path for e in fresh.listdir("/")} == {"c1.txt", "c2.txt"}

@@ -30,6 +30,7 @@ from test_group_commit import (
     _records,
     check_writers,
     collect,
+    dead_data,
 )
 
 from jupyter_volume.repository import Repository
@@ -454,24 +455,6 @@ def test_a_round_that_fails_commits_nothing_behind_its_callers_back(
 
 
 # -- gc racing a round ------------------------------------------------------------------------
-def _dead_data(store: Store, name: str, other_file: int = 0) -> tuple[Any, bytes]:
-    """A volume whose only copy of ``x`` is in history that ``keep_last=1`` expires (and,
-    with ``other_file``, a file that stays live in the same pack)."""
-    import io
-
-    from jupyter_volume import Volume
-
-    vol = Volume.lookup(name, create_if_missing=True, store=store)
-    x = os.urandom(1 << 20)
-    with vol.batch_upload(force=True) as b:  # one pack: x, and maybe a file that stays
-        b.put_file(io.BytesIO(x), "x.bin")
-        if other_file:
-            b.put_file(io.BytesIO(os.urandom(other_file)), "stays.bin")
-    vol.remove_file("x.bin")
-    vol.set_retention(keep_last=1)  # the default grace: gc condemns, deletes nothing yet
-    return vol, x
-
-
 def _every_file_reads_back(store: Store, name: str, expected: dict[str, bytes]) -> None:
     """gc with no grace deletes what it condemned; then every commit must still read."""
     from jupyter_volume import Volume
@@ -498,7 +481,7 @@ def test_a_writer_that_waited_in_line_while_gc_found_its_reused_data_dead_stays_
     import io
     import threading
 
-    vol, x = _dead_data(store, "gl", other_file)
+    vol, x = dead_data(store, "gl", other_file)
     line = line_for(store, vol.object_id)
     assert line is not None
     held = _HeldLock(line)
@@ -557,7 +540,7 @@ def test_a_round_carrying_a_writer_whose_reused_data_gc_found_dead_loses_nothing
     import threading
 
     store, url, _env = opened
-    vol, x = _dead_data(store, "gc2")
+    vol, x = dead_data(store, "gc2")
     line = line_for(store, vol.object_id)
     assert line is not None
     (tmp_path / "x").write_bytes(x)
