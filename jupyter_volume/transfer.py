@@ -23,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,18 @@ def _put_in_place(tmp: Path, target: Path, mtime: float) -> None:
 def _write_files(
     vol: Volume, files: list[tuple[FileEntry, Path]], at: int | None, bar: Any, workers: int
 ) -> None:
+    failed = threading.Event()  # set by the first file that fails: the rest do not start
+
     def one(item: tuple[FileEntry, Path]) -> None:
+        if failed.is_set():
+            return
+        try:
+            fetch(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    def fetch(item: tuple[FileEntry, Path]) -> None:
         e, target = item
         with _temp_beside(target) as tmp:
             try:
@@ -235,8 +247,8 @@ def _write_files(
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jv-get")
     try:
-        for fut in [pool.submit(one, item) for item in files]:
-            fut.result()
+        for fut in as_completed([pool.submit(one, item) for item in files]):
+            fut.result()  # the first failure, as soon as it happens
     finally:
         # on an error, files not started yet are not downloaded (they would only delay
         # the error); those in flight finish or clean up before this returns

@@ -142,11 +142,13 @@ class _FailingStore(CountingStore):
     def __init__(self, inner: Store, fail_at: int) -> None:
         super().__init__(inner)
         self.fail_at = fail_at
+        self._reads = 0
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         if "/packs/" in key:
-            with self._lock:
-                n = sum(1 for o in self.ops if o.kind == "get_range") + 1
+            with self._lock:  # numbered as they start: parallel reads each get their own
+                self._reads += 1
+                n = self._reads
             if n == self.fail_at:
                 self._record("get_range", key)
                 from jupyter_volume.errors import StoreError
