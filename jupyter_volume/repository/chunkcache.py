@@ -23,6 +23,7 @@ import itertools
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from .codec import hash_bytes, is_chunk_hash
@@ -115,59 +116,64 @@ class SizeBound:
         self._added = 0  # bytes put since the last size check (without a counter file)
         self._size: int | None = None
 
+    @contextlib.contextmanager
+    def _counter(self) -> Iterator[int | None]:
+        """The counter file, open and locked; None where it cannot be (no locks on some
+        network file systems): this process then counts alone."""
+        try:
+            fd = os.open(self._usage, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            yield None
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                locked = False
+            else:
+                locked = True
+            yield fd if locked else None
+        finally:
+            os.close(fd)  # releases the flock
+
+    @staticmethod
+    def _store(fd: int, total: int) -> None:
+        data = b"%d" % total
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+
     def added(self, n: int) -> None:
         """``n`` bytes were written under the root (prunes when that passes the bound)."""
-        with self._lock:
-            try:
-                fd = os.open(self._usage, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError:
-                fd = -1
-            if fd >= 0:
+        with self._lock, self._counter() as fd:
+            if fd is not None:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
                     raw = os.pread(fd, 32, 0)
                     try:
                         total = int(raw) if raw else None
                     except ValueError:
                         total = None  # damaged: count again
                     if total is None or total < 0:
-                        total = self._prune_locked(prune=False)  # includes the new file
+                        total = self._prune_locked(prune=False)[0]  # includes the new file
                     else:
                         total += n
                     if total > self.max_bytes:
-                        total = self._prune_locked()
-                    data = b"%d" % total
-                    os.pwrite(fd, data, 0)
-                    os.ftruncate(fd, len(data))
+                        total = self._prune_locked()[0]
+                    self._store(fd, total)
                     return
                 except OSError:
-                    pass  # no locks here (some network file systems): count alone
-                finally:
-                    os.close(fd)  # releases the flock
+                    pass  # the counter cannot be used: count alone
             self._added += n
-            check = self._size is None or self._size + self._added > self.max_bytes
-            if check:
+            if self._size is None or self._size + self._added > self.max_bytes:
                 self._prune_locked()
 
     def prune(self) -> int:
         """Remove least recently used files until the folder fits; return bytes removed."""
-        with self._lock:
-            fd = -1
-            with contextlib.suppress(OSError):
-                fd = os.open(self._usage, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                before = self._scan()[1]
-                after = self._prune_locked()
-                if fd >= 0:
-                    data = b"%d" % after
-                    with contextlib.suppress(OSError):
-                        os.pwrite(fd, data, 0)
-                        os.ftruncate(fd, len(data))
-                return max(0, before - after)
-            finally:
-                if fd >= 0:
-                    os.close(fd)
+        with self._lock, self._counter() as fd:
+            left, removed = self._prune_locked()
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    self._store(fd, left)
+            return removed
 
     def _scan(self) -> tuple[list[tuple[float, int, str]], int]:
         entries = []
@@ -183,9 +189,10 @@ class SizeBound:
                 total += st.st_size
         return entries, total
 
-    def _prune_locked(self, prune: bool = True) -> int:
+    def _prune_locked(self, prune: bool = True) -> tuple[int, int]:
         """Walk the folder, remove least recently used files if it is past the bound;
-        return the bytes left (callers hold ``_lock``, and the counter's flock if any)."""
+        return the bytes left and removed (callers hold ``_lock``, and the counter's
+        flock if any)."""
         entries, total = self._scan()
         removed = 0
         if prune and total > self.max_bytes:
@@ -200,4 +207,4 @@ class SizeBound:
                     continue
         self._size = total - removed
         self._added = 0
-        return total - removed
+        return total - removed, removed
