@@ -36,13 +36,7 @@ from blake3 import blake3
 
 from .._pools import SharedPool
 from ..errors import CorruptionError, InvalidError
-from .codec import (
-    compress_blob,
-    decompress_blob,
-    dump_json,
-    hash_bytes,
-    load_json,
-)
+from .codec import compress_blob, decompress_blob, dump_json, hash_bytes, is_chunk_hash, load_json
 
 SPLIT_AT = 4096
 NODE_CACHE_NODES = 200_000  # parsed nodes kept in memory, at most ...
@@ -89,10 +83,10 @@ class Entry:
                 if isinstance(payload, str):
                     return Entry(name, FILE, mode, size, mtime_ns, inline=base64.b64decode(payload))
                 chunks = [(h, n) for h, n in payload]
-                # names reach cache paths and the index: only hex digests (fromhex raises
-                # ValueError on anything else, such as ``../x``), lengths > 0
+                # names reach cache paths and the index: only hex digests (never ``../x``),
+                # lengths > 0
                 for h, n in chunks:
-                    if type(n) is not int or n <= 0 or len(h) != 64 or len(bytes.fromhex(h)) != 32:
+                    if type(n) is not int or n <= 0 or not is_chunk_hash(h):
                         raise ValueError(h)
                 return Entry(name, FILE, mode, size, mtime_ns, chunks=chunks)
             if kind == DIR:
