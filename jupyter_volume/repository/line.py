@@ -211,14 +211,12 @@ class LocalLine:
         writer: Writer | None,
         kind: str,
         author: str | None,
-        seen: Seen | None = None,
+        seen: Seen,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Commit ``changes`` through the line: see the module docstring. Returns the
         record that holds them (perhaps another writer's round) or None if nothing
         needed committing; raises what the round that tried it raised. ``seen``: what
         the change set was staged against (see :meth:`Repository.commit`)."""
-        if seen is None:
-            seen = writer.seen if writer is not None else repo._seen_now()
 
         def direct() -> tuple[CommitRecord | None, ApplyStats]:
             # the store's own protocol, which is safe between processes too
