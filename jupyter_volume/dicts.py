@@ -222,11 +222,6 @@ def _digits(n: int) -> int:
     return d
 
 
-def preview(obj: Any, limit: int | None = 200) -> str:
-    """The repr of a stored key or value for display (see :func:`_repr`): never raises."""
-    return _repr(obj, limit)
-
-
 def _key_bytes(key: Any) -> bytes:
     """The key's canonical encoding; non-primitive keys are pickled (tag ``p``)."""
     enc = _encode_key(key)

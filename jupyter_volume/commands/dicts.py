@@ -70,9 +70,9 @@ def _action_parser(prog: str, action: str) -> _Parser:
 def _preview(value: Any, limit: int | None = PREVIEW) -> str:
     """The repr of a key or value, cut at ``limit``; never raises (an int of more digits
     than the interpreter prints, a broken ``__repr__``)."""
-    from ..dicts import preview
+    from ..dicts import _repr
 
-    return preview(value, limit)
+    return _repr(value, limit)
 
 
 def _json_value(value: Any) -> Any:
