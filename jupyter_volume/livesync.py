@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import threading
 import time
@@ -115,6 +114,8 @@ class LiveMount(Mount):
     scripts that want their writes on the store before they go on). A context manager.
     """
 
+    _INTERVAL_WORDS = ("the sync interval of a live folder", "")
+
     def __init__(
         self,
         nfs: NetworkFileSystem,
@@ -124,7 +125,6 @@ class LiveMount(Mount):
         ignore: list[str] | None = None,
         **kw: Any,
     ) -> None:
-        _check_live_options(interval, ignore)
         # Set before the base class starts the background loop, which reads them.
         self.nfs = nfs
         self._gone: str | None = None  # why syncing stopped for good (the NFS was deleted)
@@ -450,27 +450,3 @@ class LiveMount(Mount):
             else "live"
         )
         return f"<LiveMount {self.volume.name!r} at {self.path} ({state})>"
-
-
-def _check_live_options(interval: Any, ignore: Any) -> None:
-    """InvalidError, in a live folder's words, for a bad ``interval`` or ``ignore`` (before
-    anything is made: the base class would take a string as a list of one-letter patterns,
-    ``'*'`` among them, and sync nothing)."""
-    if interval is not None and (
-        isinstance(interval, bool)
-        or not isinstance(interval, int | float)
-        or not (interval > 0 and math.isfinite(interval))
-    ):
-        raise InvalidError(
-            "the sync interval of a live folder must be a positive, finite number of "
-            f"seconds, not {interval!r}"
-        )
-    if ignore is not None and (
-        isinstance(ignore, str | bytes)
-        or not isinstance(ignore, list | tuple)
-        or not all(isinstance(p, str) for p in ignore)
-    ):
-        example = f"[{ignore!r}]" if isinstance(ignore, str) else "['*.tmp']"
-        raise InvalidError(
-            f"ignore must be a list of name patterns such as {example}, not {ignore!r}"
-        )

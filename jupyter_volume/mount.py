@@ -494,6 +494,34 @@ class Mount:
     ``settle_max_wait``).
     """
 
+    #: how a bad ``interval`` is named in errors, and what to do instead (a subclass that
+    #: syncs rather than commits says so in its own words)
+    _INTERVAL_WORDS = ("the commit interval", " (background=False commits only when asked)")
+
+    @classmethod
+    def _check_options(cls, interval: Any, ignore: Any) -> None:
+        """InvalidError for a bad ``interval`` or ``ignore``. A string of patterns was
+        taken letter by letter, ``'*'`` among them: every file ignored, nothing committed
+        or synced, and no error."""
+        if interval is not None and (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not (interval > 0 and math.isfinite(interval))
+        ):
+            what, hint = cls._INTERVAL_WORDS
+            raise InvalidError(
+                f"{what} must be a positive, finite number of seconds, not {interval!r}{hint}"
+            )
+        if ignore is not None and (
+            isinstance(ignore, str | bytes)
+            or not isinstance(ignore, list | tuple)
+            or not all(isinstance(p, str) for p in ignore)
+        ):
+            example = f"[{ignore!r}]" if isinstance(ignore, str) else "['*.tmp']"
+            raise InvalidError(
+                f"ignore must be a list of name patterns such as {example}, not {ignore!r}"
+            )
+
     def __init__(
         self,
         volume: Volume,
@@ -513,12 +541,8 @@ class Mount:
         # this folder of the volume; "" is the whole volume.
         opts = getattr(volume, "_mount_options", None)
         self.sub_path: str = (opts.sub_path or "") if opts is not None else ""
+        self._check_options(interval, ignore)  # before anything is made
         self.interval = float(interval if interval is not None else cfg.get("commit_interval", 5.0))
-        if not (self.interval > 0 and math.isfinite(self.interval)):
-            raise InvalidError(
-                "the commit interval must be a positive, finite number of seconds, "
-                f"not {self.interval!r} (background=False commits only when asked)"
-            )
         self.ignore = list(
             ignore if ignore is not None else cfg.get("ignore_patterns", DEFAULT_IGNORE)
         )

@@ -1089,6 +1089,28 @@ def test_post_run_cell_commits_in_ipython(vol: Volume, tmp_path: Path) -> None:
         InteractiveShell.clear_instance()
 
 
+def test_a_mount_refuses_a_string_of_ignore_patterns_and_an_interval_of_the_wrong_type(
+    vol: Volume, tmp_path: Path
+) -> None:
+    """``ignore="*.tmp"`` was taken letter by letter, ``'*'`` among the patterns: every
+    file was ignored and nothing ever committed, with no error. A text or bool interval
+    went through float() ("5" and True were accepted)."""
+    from jupyter_volume.mount import mounts
+
+    (tmp_path / "data.txt").write_text("x")
+    with pytest.raises(InvalidError, match=r"list of name patterns.*\['\*\.tmp'\]"):
+        vol.mount(tmp_path / "a", ignore="*.tmp")  # type: ignore[arg-type]
+    for bad in ("5", True, -1, 0):
+        with pytest.raises(InvalidError, match="commit interval.*background=False"):
+            vol.mount(tmp_path / "b", interval=bad)  # type: ignore[arg-type]
+    assert mounts() == [] and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with vol.mount(tmp_path / "ok", ignore=["*.tmp"], background=False) as m:
+        (tmp_path / "ok" / "kept.txt").write_text("kept")
+        (tmp_path / "ok" / "scratch.tmp").write_text("ignored")
+        m.commit()
+    assert {e.path for e in vol.listdir("/")} == {"kept.txt"}
+
+
 def test_an_interval_too_long_to_wait_for_still_commits_after_each_cell(
     vol: Volume, tmp_path: Path
 ) -> None:
