@@ -103,7 +103,6 @@ class _CopyResult:
     volume: Volume
     state: str
     commits: int  # commit records written to the copy
-    nbytes: int
 
 
 def _parent_path(path: str) -> str:
@@ -1511,7 +1510,7 @@ class Volume:
                     "new name, or restore one of them"
                 )
             if since >= head.seq:
-                return _CopyResult(dest, "current", 0, 0)  # it has every commit already
+                return _CopyResult(dest, "current", 0)  # it has every commit already
         have = {o.key: o.size for o in target.list(prefix)}
         objects: list[str] = []
         records: list[tuple[int, str]] = []
@@ -1558,14 +1557,14 @@ class Volume:
                 progress(len(data))
         target.put(prefix + "head", json.dumps({"seq": head.seq}).encode())
         if existing is not None:
-            return _CopyResult(dest, "updated", head.seq - since, todo_bytes)
+            return _CopyResult(dest, "updated", head.seq - since)
         record = names.VolumeMeta(new_name, meta.id, meta.created_at, meta.created_by, meta.version)
         if not target.put_if_absent(f"names/{new_name}", record.doc()):
             if names.resolve(target, new_name).id != meta.id:
                 raise AlreadyExistsError(
                     f"a volume named {new_name!r} was created in {target.url} meanwhile"
                 )
-        return _CopyResult(dest, "copied", head.seq + 1, todo_bytes)
+        return _CopyResult(dest, "copied", head.seq + 1)
 
     # -- mounts -------------------------------------------------------------------------------
     @aio
