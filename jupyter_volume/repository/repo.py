@@ -336,7 +336,7 @@ class Writer:
         #: force for them: if a gc lands before the commit, the repository's index is
         #: replaced by one without what gc found dead, and the commit finds the old
         #: locations here (see Repository._rescue_condemned)
-        self.seen = Seen(repo.index, repo._gc_seen, repo._head_seq)
+        self.seen = repo._seen_now()
         self.packs = PackWriter(repo._put_pack, _upload_pool)
         self._comp = Compressor()
         self._buf: bytearray | None = None
