@@ -267,6 +267,48 @@ def _read_file(
         os.close(fd)
 
 
+def _read_small(writer: Any, full: str, checked: tuple[int, int, int, int]) -> Entry | None:
+    """Store the small regular file at ``full`` that the quiet gate saw as ``checked``
+    (``(size, mtime_ns, inode, permission bits)``, see :meth:`quiet.Gate.checked`): one
+    open, one read, one close. None if what was read is not of that size (it changed
+    since the gate looked; its group waits).
+
+    No ``fstat`` before or after the read, as :func:`_read_file` does: every path read for
+    a commit is looked at once more after all of them are read (:meth:`quiet.Gate.confirm`),
+    and any write since the gate looked, during this read included, moves the file's ctime,
+    so that look defers its group. Two system calls fewer per file (a tenth of the
+    committing thread's time for 10,000 small files).
+    """
+    fd = _open_to_read(full)
+    try:
+        data = os.read(fd, CHUNK_MIN + 1)
+    finally:
+        os.close(fd)
+    if len(data) != checked[0]:
+        return None
+    return writer.bytes_entry(data, mode=checked[3] & 0o777, mtime_ns=checked[1])
+
+
+def _read_candidate(
+    gate: quiet.Gate, writer: Any, root: str, rel: str, previous: Entry | None
+) -> tuple[Entry, tuple[int, int, int, int]] | None:
+    """Store candidate ``rel`` of a commit: its entry and its row's signature, or None
+    (its group deferred) if it changed since the gate looked. Small files take
+    :func:`_read_small`, others :func:`_read_file` (``previous`` as there)."""
+    checked = gate.checked(rel)
+    if checked is not None and checked[0] <= CHUNK_MIN:
+        entry = _read_small(writer, f"{root}/{rel}", checked)
+        if entry is None:
+            gate.defer(rel, "changed while being read")
+            return None
+        return entry, checked
+    entry, st1, st2 = _read_file(writer, f"{root}/{rel}", previous)
+    if not gate.check_read(rel, st1, st2) or st2.st_size != entry.size:
+        gate.defer(rel, "changed while being read")  # the next commit takes it
+        return None
+    return entry, _sig(st1)
+
+
 def _encodable(rel: str) -> bool:
     """True if ``rel`` is valid UTF-8 on disk (os gives undecodable bytes as surrogates)."""
     if rel.isascii():
@@ -1221,24 +1263,24 @@ class Mount:
                         moves[rel] = moved[was]  # type: ignore[index]
                         continue
                 old = self._index.row(rel)
+                # the version we had: its chunks are recognized without re-chunking
+                prev = old[0] if old is not None and old[0].chunks else None
                 try:
-                    # the version we had: its chunks are recognized without re-chunking
-                    prev = old[0] if old is not None and old[0].chunks else None
-                    entry, st1, st2 = _read_file(writer, f"{root}/{rel}", prev)
+                    got = _read_candidate(gate, writer, root, rel, prev)
                 except (FileNotFoundError, IsADirectoryError, PermissionError):
                     gate.defer(rel, "could not be read")
                     continue
-                if not gate.check_read(rel, st1, st2) or st2.st_size != entry.size:
-                    gate.defer(rel, "changed while being read")  # the next commit takes it
+                if got is None:
                     continue
+                entry, sig = got
                 if old is not None and old[0].same_content(entry):
                     same_rows.append(
-                        (rel, dataclass_replace(old[0], mtime_ns=entry.mtime_ns), _sig(st1), old[2])
+                        (rel, dataclass_replace(old[0], mtime_ns=entry.mtime_ns), sig, old[2])
                     )
                     if old[0].mtime_ns == entry.mtime_ns:
                         continue
                 changes[rel] = entry
-                new_rows.append((rel, entry, _sig(st1), 1))
+                new_rows.append((rel, entry, sig, 1))
             for rel, (target, st) in ch.links.items():
                 if not gate.ready(rel):
                     continue
@@ -1476,17 +1518,15 @@ class Mount:
                     unread.add(rel)
                     continue
                 try:
-                    entry, st1, st2 = _read_file(writer, f"{root}/{rel}", None)
+                    got = _read_candidate(gate, writer, root, rel, None)
                 except (FileNotFoundError, IsADirectoryError, PermissionError):
                     gate.defer(rel, "could not be read")
+                    got = None
+                if got is None:
                     unread.add(rel)
                     continue
-                if not gate.check_read(rel, st1, st2) or st2.st_size != entry.size:
-                    gate.defer(rel, "changed while being read")  # the next commit takes it
-                    unread.add(rel)
-                    continue
-                taken(rel, entry, _sig(st1))
-                yield pre + rel, entry
+                taken(rel, *got)
+                yield pre + rel, got[0]
 
         held: dict[str, str] = {}
 

@@ -665,14 +665,16 @@ def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     each call and passes it on to the real reader unchanged."""
     import jupyter_volume.mount as mount_mod
 
-    real = mount_mod._read_file
     seen: list[str] = []
+    # small files and others are read by different functions: spy on both
+    for name in ("_read_file", "_read_small"):
+        real = getattr(mount_mod, name)
 
-    def spy(writer, full, previous):  # type: ignore[no-untyped-def]
-        seen.append(full)
-        return real(writer, full, previous)
+        def spy(writer, full, *rest, real=real):  # type: ignore[no-untyped-def]
+            seen.append(full)
+            return real(writer, full, *rest)
 
-    monkeypatch.setattr(mount_mod, "_read_file", spy)
+        monkeypatch.setattr(mount_mod, name, spy)
     return seen
 
 
@@ -1285,4 +1287,47 @@ def test_a_commit_tells_its_pack_writer_how_much_it_will_read(
     (root / "b.txt").write_bytes(b"c" * 6_000)
     assert m.commit() is not None  # an ordinary one
     assert told == [75_000, 6_000]
+    m.unmount()
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+def test_a_small_file_rewritten_while_a_commit_reads_it_waits_for_the_next_commit(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    """A small file is read without a stat around the read (one open, read, close): a
+    rewrite at that moment (same size, so the read itself looks right) must still keep
+    the bytes out of the commit, which is the gate's final look at every path."""
+    import jupyter_volume.mount as mount_mod
+
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False, settle=0.0)
+    if not streamed:
+        (root / "first.txt").write_bytes(b"make the folder known to the mount")
+        assert m.commit() is not None
+    n = mount_mod.STREAM_AT if streamed else 3
+    (root / "data").mkdir()
+    for i in range(n):
+        (root / f"data/f{i:05d}.txt").write_bytes(b"old %05d" % i)
+    real = mount_mod._read_small
+    hit: list[str] = []
+
+    def rewritten_as_read(writer, full, checked):  # type: ignore[no-untyped-def]
+        if full.endswith("/data/f00001.txt") and not hit:
+            hit.append(full)
+            with open(full, "r+b") as f:  # what another program does at this moment
+                f.write(b"NEW")
+        return real(writer, full, checked)
+
+    monkeypatch.setattr(mount_mod, "_read_small", rewritten_as_read)
+    info = m.commit()
+    assert hit and info is not None
+    assert m.status().deferred.get("data/f00001.txt", "").endswith(
+        "changed while the commit was read"
+    ), m.status()
+    names = {e.path for e in vol.listdir("data")}
+    assert "data/f00001.txt" not in names and "data/f00000.txt" in names
+    assert read(vol, "data/f00000.txt") == b"old 00000"
+    # the next commit takes what the file holds now
+    assert m.commit() is not None
+    assert read(vol, "data/f00001.txt") == b"NEW 00001"
     m.unmount()
