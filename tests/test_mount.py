@@ -1321,8 +1321,8 @@ def test_a_small_file_rewritten_while_a_commit_reads_it_waits_for_the_next_commi
     monkeypatch.setattr(mount_mod, "_read_small", rewritten_as_read)
     info = m.commit()
     assert hit and info is not None
-    assert m.status().deferred.get("data/f00001.txt", "").endswith(
-        "changed while the commit was read"
+    assert (
+        m.status().deferred.get("data/f00001.txt", "").endswith("changed while the commit was read")
     ), m.status()
     names = {e.path for e in vol.listdir("data")}
     assert "data/f00001.txt" not in names and "data/f00000.txt" in names

@@ -313,13 +313,16 @@ def test_gate_groups_siblings_in_a_folder_it_lists(tmp_path: Path) -> None:
     assert held["db"] == "db-wal changed while the commit was read"
 
 
+@pytest.mark.parametrize("n", [30, quiet._LEASE_UP_TO + 10], ids=["few", "many"])
 def test_a_gate_decides_single_files_as_it_decides_groups(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int
 ) -> None:
     """A group of one file takes a short path through the gate (nearly every group of a
     big commit); the general one must decide the same: busy, vanished, changed while
-    read, settled or not, remembered from an earlier gate."""
-    plain = [f"p{i:02d}.csv" for i in range(30)]
+    read, settled or not, remembered from an earlier gate. With few candidates the
+    kernel is asked about writers path by path, with many all processes are looked at
+    once: both ways."""
+    plain = [f"p{i:02d}.csv" for i in range(n)]
     cands = [*plain, "busy.txt", "db", "vanished.txt"]
 
     def decide(general: bool, settle: float) -> tuple:
