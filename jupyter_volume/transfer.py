@@ -4,7 +4,9 @@ What ``jupyter volume get`` (and ``%volume get``) runs once it knows which volum
 goes to which local path. The rules:
 
 * Files appear complete or not at all: written to a temporary name in their folder, then
-  renamed over the destination.
+  renamed over the destination. A download holds an exclusive ``flock`` on its temporary
+  file until it is renamed, so what a killed download left (``.NAME.jv-part-XXXXXXXX``)
+  is told from one in progress and removed by the next download into that folder.
 * Symbolic links are recreated as links with their target exactly as stored (relative
   or absolute, inside the volume or not); a link is never followed or dereferenced, so a
   copied Hugging Face cache (``snapshots/<rev>/file -> ../../blobs/<hash>``) works.
@@ -21,9 +23,12 @@ Layer: beside ``volume`` (uses its public listing types and reads); no front end
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -38,6 +43,12 @@ __all__ = ["DownloadResult", "download"]
 
 #: ``progress(total_bytes, total_files)`` returns an object with ``update(n)`` and ``close()``.
 ProgressFactory = Callable[[int, int], Any]
+
+# A temporary file of ours (see _temp_beside), and how old an unlocked one must be to be
+# taken for a leftover: a download locks its file right after creating it, and a link
+# (which cannot be locked) is renamed right after it is made.
+_PART = re.compile(r"\..+\.jv-part-[0-9a-f]{8}", re.DOTALL)
+_PART_MIN_AGE = 5.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ def download(
             _real_folder(d, base, made)
         for _e, t in files + links:
             _real_folder(t.parent, base, made)
+        for folder in {t.parent for _e, t in files + links}:
+            _sweep_leftovers(folder)
         _write_files(vol, files, at, bar, workers)
         for e, t in links:
             _write_link(vol, e, t, at)
@@ -186,6 +199,46 @@ def _real_folder(folder: Path, base: Path, made: set[Path]) -> None:
     made.add(folder)
 
 
+def _sweep_leftovers(folder: Path) -> int:
+    """Remove from ``folder`` the temporary files of downloads that were killed before
+    they finished: ours by name, locked by no process (a download holds its file's lock
+    until it is renamed into place) and not just made. Returns how many were removed."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    removed = 0
+    old = time.time() - _PART_MIN_AGE
+    for name in names:
+        if ".jv-part-" not in name or not _PART.fullmatch(name):
+            continue
+        path = folder / name
+        try:
+            st = os.lstat(path)
+            if st.st_mtime > old:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                os.unlink(path)  # a link's temporary name lives for a moment only
+                removed += 1
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone meanwhile, or not ours to touch: left as it is
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            now = os.lstat(path)
+            if (now.st_ino, now.st_dev) == (os.fstat(fd).st_ino, os.fstat(fd).st_dev):
+                os.unlink(path)  # locked by us, so no download is writing it
+                removed += 1
+        except OSError:
+            pass  # a download in progress holds it (or it went away)
+        finally:
+            os.close(fd)
+    return removed
+
+
 @contextlib.contextmanager
 def _temp_beside(target: Path) -> Iterator[Path]:
     """A fresh temporary name next to ``target``; whatever is left at it is removed on exit."""
@@ -231,15 +284,21 @@ def _write_files(
                 )
             except OSError as err:
                 raise _local_error(err, tmp) from None
-            with os.fdopen(fd, "wb") as f:
-                try:
-                    vol.read_file_into_fileobj(e.path, f, _callback(bar), at=at)
-                    f.flush()
-                except VolumeError:
-                    raise  # the store's or the volume's error, already one clear line
-                except OSError as err:
-                    raise _local_error(err, tmp) from None
-            _put_in_place(tmp, target, e.mtime)
+            try:
+                # held until the file is in place: a download that finds it unlocked
+                # takes it for a killed one's leftover (see _sweep_leftovers)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                with os.fdopen(fd, "wb", closefd=False) as f:
+                    try:
+                        vol.read_file_into_fileobj(e.path, f, _callback(bar), at=at)
+                        f.flush()
+                    except VolumeError:
+                        raise  # the store's or the volume's error, already one clear line
+                    except OSError as err:
+                        raise _local_error(err, tmp) from None
+                _put_in_place(tmp, target, e.mtime)
+            finally:
+                os.close(fd)
 
     if len(files) <= 1 or workers <= 1:
         for item in files:
