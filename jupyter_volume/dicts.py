@@ -1163,9 +1163,9 @@ class Dict(MutableMapping[Any, Any]):
 
         ``with d.lock("x"):`` waits until the lock is free (at most ``timeout`` seconds,
         then TimeoutError), holds it while the block runs (a thread renews it every
-        ``lease / 3`` seconds) and frees it at the end. If the holder dies, the lock is
-        free again once ``lease`` seconds passed since its last renewal, by the store's
-        clock. Locks live apart from the entries (never in ``keys()`` or ``len()``).
+        ``lease / 3`` seconds, at most 4 times a second) and frees it at the end. If the
+        holder dies, the lock is free again once ``lease`` seconds passed since its last
+        renewal, by the store's clock. Locks live apart from the entries (never in ``keys()`` or ``len()``).
 
         Example::
 

@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds added to every expiry test: S3 timestamps have whole-second resolution.
 CLOCK_SLACK = 1.0
+#: The shortest wait between renewals, whatever the ttl: a lease of 0.01 s would
+#: otherwise be rewritten 300 times a second. Every expiry test grants ``ttl`` plus
+#: :data:`CLOCK_SLACK`, so three such waits (two failed renewals in a row) still end
+#: before anyone may judge the lease expired.
+MIN_INTERVAL = 0.25
 #: Where :func:`store_now` writes its probe objects (deleted right after reading).
 CLOCK_PREFIX = "clock/"
 
@@ -176,8 +181,9 @@ class Lease:
 
     @property
     def interval(self) -> float:
-        """Seconds between renewals: a third of the ttl, so two may fail in a row."""
-        return self.ttl / 3
+        """Seconds between renewals: a third of the ttl, so two may fail in a row (at
+        least :data:`MIN_INTERVAL`)."""
+        return max(self.ttl / 3, MIN_INTERVAL)
 
     def renew(self) -> bool:
         """Write the lease object once (its new mtime is the renewal); raises on failure.

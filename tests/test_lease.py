@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from jupyter_volume.errors import InvalidError
-from jupyter_volume.lease import CLOCK_PREFIX, Lease, expired, is_expired, store_now
+from jupyter_volume.lease import (
+    CLOCK_PREFIX,
+    MIN_INTERVAL,
+    Lease,
+    expired,
+    is_expired,
+    store_now,
+)
 from jupyter_volume.store.base import ObjectInfo, Store
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,6 +60,21 @@ def test_lease_renews_and_stop_deletes(store: Store) -> None:
     kept = Lease(store, "leases/kept", ttl=5).start()
     kept.stop(delete=False)
     assert store.exists("leases/kept")
+
+
+def test_a_tiny_lease_is_renewed_a_few_times_a_second_and_stays_live(store: Store) -> None:
+    # ttl / 3 of a 0.003 s lease had its thread rewrite the object every millisecond (a
+    # request storm on S3). Renewals are now MIN_INTERVAL apart at least, which the one
+    # second of slack every expiry test grants covers: the lease stays live throughout.
+    lease = Lease(store, "leases/tiny", ttl=0.003)
+    start = time.monotonic()
+    with lease:
+        born = store.stat("leases/tiny").mtime
+        wait_store_time(store, born + 2.5)
+        renewals, elapsed = lease.renewals, time.monotonic() - start
+        assert expired(store, "leases/", ttl=0.003) == []
+    # an upper bound only: a slow machine renews less often, never more
+    assert 1 <= renewals <= elapsed / MIN_INTERVAL + 1, (renewals, elapsed)
 
 
 def test_expired_by_the_stores_clock(store: Store) -> None:
