@@ -286,6 +286,32 @@ def test_put_makes_the_new_name_durable(tmp_path: Path, monkeypatch: pytest.Monk
     assert {ident(root / "c"), ident(root), ident(root / "c" / "rec")} <= synced
 
 
+def test_delete_makes_the_removal_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plain delete unlinked the object and never fsynced its folder: after a power cut
+    # the object could come back (a deleted Dict entry, the old name of a renamed
+    # volume). As above, os.fsync is watched (the real one still runs): each folder a
+    # key left is fsynced, once per call, before empty folders are pruned.
+    store = LocalStore(tmp_path / "s")
+    for k in ("d/x", "d/y", "e/z", "keep/k"):
+        store.put(k, b"1")
+    root = store.root
+    folders = {n: (os.stat(root / n).st_dev, os.stat(root / n).st_ino) for n in ("d", "keep")}
+    synced: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def watched_fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((st.st_dev, st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched_fsync)
+    store.delete(["d/x", "d/y", "missing/key"])
+    assert synced == [folders["d"]]  # once for both keys; nothing for a key not there
+    synced.clear()
+    store.delete(["e/z"])  # its folder is emptied and pruned: no error
+    assert not (root / "e").exists() and store.get("keep/k") == b"1"
+
+
 def test_store_folder_that_is_a_file(tmp_path: Path) -> None:
     from jupyter_volume.errors import StoreError
 

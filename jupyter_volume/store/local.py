@@ -8,7 +8,8 @@ overwrite). So a crash never leaves a half-written object under a final key; at 
 segment itself starts with ``.tmp-`` (a volume may be named ``.tmp-data``) is stored
 under ``.tmp-k-<the rest>``, so it is neither hidden from listing nor taken for a temp
 or lock file. Plain puts fsync the folder too (and folders they create, in their
-parents), so a record written after an object never outlives it in a crash.
+parents), so a record written after an object never outlives it in a crash; deletes
+fsync the folders they removed keys from, so a deleted object stays deleted.
 
 Conditional writes (``put_if_match``) are a compare-and-swap between processes: an
 ``flock`` on a sidecar lock file ``.tmp-lock-<name>`` beside the object is held around
@@ -385,12 +386,14 @@ class LocalStore(Store):
 
     def delete(self, keys: Iterable[str]) -> None:
         parents: set[Path] = set()
+        removed: dict[Path, str] = {}  # folder -> a key deleted from it
         paths = [(key, self._path(key)) for key in keys]  # all keys checked before any delete
         for key, path in paths:
             try:
                 with self._key_lock(path, create=False) as locked:
                     try:
                         path.unlink()
+                        removed[path.parent] = key
                     except IsADirectoryError:
                         pass  # "d" where keys "d/..." are: a folder, no object
                     except OSError as e:
@@ -401,6 +404,15 @@ class LocalStore(Store):
             except OSError as e:
                 raise self._wrap(e, key) from e
             parents.add(path.parent)
+        # Each folder a key left, once: until then a power cut can bring the object back
+        # (a deleted Dict entry, the old name of a renamed volume).
+        for folder, key in removed.items():
+            try:
+                self._fsync_dir(folder)
+            except FileNotFoundError:
+                pass  # emptied and removed by another delete meanwhile: nothing to bring back
+            except OSError as e:
+                raise self._wrap(e, key) from e
         self._prune_empty(parents)
 
     def _prune_empty(self, parents: set[Path]) -> None:
