@@ -373,7 +373,7 @@ class NetworkFileSystem:
         self,
         remote_path: str,
         fp: BinaryIO,
-        progress_cb: Callable[[int], Any] | None = None,
+        progress_cb: Callable[..., Any] | None = None,
     ) -> int:
         """Write the rest of file object ``fp`` to ``remote_path`` atomically; return the
         number of bytes written.
@@ -381,7 +381,11 @@ class NetworkFileSystem:
         Missing parent folders are created. A ``remote_path`` ending in ``/`` is a folder:
         the file goes into it under ``fp``'s own name. An existing file is replaced (the
         old version stays in history); a folder is never replaced by a file.
-        ``progress_cb(n)`` is called with each piece's size as it is read.
+
+        ``progress_cb`` is called as Modal calls it (so a progress handler written for
+        Modal works here): ``task = progress_cb(name=remote_path, size=n)`` once (``n``
+        None when ``fp`` cannot seek), ``progress_cb(task, advance=k)`` with each piece
+        read, and ``progress_cb(task, complete=True)`` once the file is committed.
         """
         remote_path = _posix(remote_path)
         if not isinstance(remote_path, str):
@@ -398,9 +402,11 @@ class NetworkFileSystem:
         with _worded(self.name):
             if not normalize_path(remote_path):
                 raise InvalidError("remote_path must name a file, not the root '/'")
-            counted = _Counting(fp, progress_cb)
+            task = _Task(progress_cb, remote_path, _remaining(fp))
+            counted = _Counting(fp, task.advance if progress_cb is not None else None)
             with self._vol.batch_upload(force=True) as batch:
                 batch.put_file(counted, remote_path)  # type: ignore[arg-type]
+        task.complete()
         return counted.total
 
     @aio(kind="iter")
@@ -434,7 +440,7 @@ class NetworkFileSystem:
         self,
         local_path: str | os.PathLike[str],
         remote_path: str | PurePosixPath | None = None,
-        progress_cb: Callable[[int], Any] | None = None,
+        progress_cb: Callable[..., Any] | None = None,
     ) -> int:
         """Upload local file ``local_path`` to ``remote_path`` (default: ``/`` + its name);
         return the bytes written. NotFoundError if the local file does not exist."""
@@ -455,11 +461,12 @@ class NetworkFileSystem:
         self,
         local_path: str | os.PathLike[str],
         remote_path: str | PurePosixPath | None = None,
-        progress_cb: Callable[[int], Any] | None = None,
+        progress_cb: Callable[..., Any] | None = None,
     ) -> None:
         """Upload every file below local folder ``local_path`` to ``remote_path``
         (default: ``/`` + the folder's name), as one commit: other handles see all of it
-        or none. Existing files are replaced. ``progress_cb(n)`` sees each file's size."""
+        or none. Existing files are replaced. ``progress_cb`` hears of each file as
+        :meth:`write_file` says (Modal's protocol), once the commit has landed."""
         lp = Path(local_path)
         if not lp.is_dir():
             raise NotFoundError(f"local folder {lp} does not exist or is not a folder")
@@ -474,7 +481,11 @@ class NetworkFileSystem:
         if progress_cb is not None:
             for p in sorted(lp.rglob("*")):
                 if p.is_file() and not p.is_symlink():
-                    progress_cb(p.stat().st_size)
+                    size = p.stat().st_size
+                    remote = PurePosixPath(target, p.relative_to(lp).as_posix()).as_posix()
+                    task = _Task(progress_cb, remote, size)
+                    task.advance(size)
+                    task.complete()
 
     @aio
     def remove_file(self, path: str, recursive: bool = False) -> None:
@@ -660,6 +671,36 @@ def _apply_retention(store: Store, vol_id: str) -> None:
         gc.collect(_repository(store, vol_id))
     except Exception as e:  # noqa: BLE001 - retention is housekeeping: never break a call
         log.info("automatic retention of network file system %s skipped: %s", vol_id, e)
+
+
+def _remaining(fp: Any) -> int | None:
+    """Bytes left to read in ``fp``, or None if it cannot tell (not seekable)."""
+    try:
+        if not fp.seekable():
+            return None
+        here = fp.tell()
+        end = fp.seek(0, os.SEEK_END)
+        fp.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return max(0, end - here)
+
+
+class _Task:
+    """One file's progress, reported through a Modal-style ``progress_cb``: a task made
+    with ``name=`` and ``size=``, then ``advance=`` and ``complete=True`` on it."""
+
+    def __init__(self, cb: Callable[..., Any] | None, name: str, size: int | None) -> None:
+        self._cb = cb
+        self._id = cb(name=name, size=size) if cb is not None else None
+
+    def advance(self, n: int) -> None:
+        if self._cb is not None:
+            self._cb(self._id, advance=n)
+
+    def complete(self) -> None:
+        if self._cb is not None:
+            self._cb(self._id, complete=True)
 
 
 class _Counting:
