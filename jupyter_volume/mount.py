@@ -282,6 +282,12 @@ def _read_small(writer: Any, full: str, checked: tuple[int, int, int, int]) -> E
     fd = _open_to_read(full)
     try:
         data = os.read(fd, CHUNK_MIN + 1)
+        if 0 < len(data) < checked[0]:
+            # a short read (some FUSE file systems give them): read on to the end
+            parts = [data]
+            while piece := os.read(fd, CHUNK_MIN + 1 - sum(map(len, parts))):
+                parts.append(piece)
+            data = b"".join(parts)
     finally:
         os.close(fd)
     if len(data) != checked[0]:
