@@ -9,7 +9,8 @@
 //
 // Runs in any frontend that renders ipywidgets (JupyterLab, Notebook, VS Code, Colab).
 
-const ACK_TIMEOUT_MS = 300000; // a kernel busy running a long cell answers late, not never
+// a kernel busy running a long cell answers late, not never (the model's ack_timeout)
+const ACK_TIMEOUT_MS = 300000;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -35,7 +36,8 @@ function newId() {
 
 /** Replies from the kernel for one upload, handed out in order to whoever waits. */
 class Inbox {
-  constructor() {
+  constructor(timeoutMs) {
+    this.timeoutMs = timeoutMs || ACK_TIMEOUT_MS;
     this.queue = [];
     this.waiting = null;
   }
@@ -49,13 +51,19 @@ class Inbox {
       this.queue.push(msg);
     }
   }
-  next() {
+  /** The next reply. Without one in time: rejects, or with `onLate`, calls it and
+   * keeps waiting (for the commit's outcome, which only the kernel can tell). */
+  next(onLate) {
     if (this.queue.length) return Promise.resolve(this.queue.shift());
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
+        if (onLate) {
+          onLate();
+          return;
+        }
         this.waiting = null;
         reject(new Error("the kernel did not answer (is it still running?)"));
-      }, ACK_TIMEOUT_MS);
+      }, this.timeoutMs);
       this.waiting = { resolve, timer };
     });
   }
@@ -65,7 +73,20 @@ class Inbox {
   }
 }
 
-class KernelError extends Error {}
+/** The kernel's error reply; `unsure`: the commit may have landed (check the listing). */
+class KernelError extends Error {
+  constructor(message, unsure) {
+    super(message);
+    this.unsure = Boolean(unsure);
+  }
+}
+/** The widget was closed by the kernel (restart, shutdown) mid-upload. */
+class GoneError extends Error {
+  constructor(message, unsure) {
+    super(message);
+    this.unsure = Boolean(unsure);
+  }
+}
 
 function render({ model, el: root }) {
   root.classList.add("jv-upload");
@@ -87,6 +108,11 @@ function render({ model, el: root }) {
     if (msg && msg.id && inboxes.has(msg.id)) inboxes.get(msg.id).put(msg);
   };
   model.on("msg:custom", onMsg);
+  // the kernel closed the widget (restart, shutdown): no reply will come
+  const onGone = () => {
+    for (const [id, inbox] of inboxes) inbox.put({ op: "local-gone", id });
+  };
+  model.on("destroy", onGone);
 
   const sync = () => {
     button.disabled = model.get("disabled") || busy;
@@ -112,7 +138,7 @@ function render({ model, el: root }) {
 
   async function upload(files) {
     const id = newId();
-    const inbox = new Inbox();
+    const inbox = new Inbox(model.get("ack_timeout"));
     inboxes.set(id, inbox);
     const group = el("div", "jv-upload-group");
     group.dataset.state = "starting";
@@ -161,7 +187,8 @@ function render({ model, el: root }) {
     const reply = async () => {
       const msg = await inbox.next();
       if (msg.op === "local-cancel") throw new Error("cancelled");
-      if (msg.op === "error") throw new KernelError(msg.message);
+      if (msg.op === "local-gone") throw new GoneError("the kernel closed this widget");
+      if (msg.op === "error") throw new KernelError(msg.message, msg.unsure);
       return msg;
     };
 
@@ -218,34 +245,53 @@ function render({ model, el: root }) {
       summary.textContent = "saving into the volume…";
       cancel.disabled = true; // the commit is under way: it lands whole or not at all
       model.send({ op: "end", id });
-      let done = await inbox.next();
-      if (done.op === "local-cancel") done = await inbox.next(); // too late to cancel
-      if (done.op === "error") throw new KernelError(done.message);
+      // Every byte is in the kernel, which commits them now: however long that takes
+      // (a big file into S3), only its reply tells whether they were saved, so the
+      // page waits for it rather than call the upload failed.
+      const late = () => {
+        summary.textContent = "still saving into the volume (the kernel is busy with it)…";
+      };
+      let done = await inbox.next(late);
+      while (done.op === "local-cancel") done = await inbox.next(late); // too late to cancel
+      if (done.op === "local-gone") {
+        throw new GoneError(
+          "the kernel closed this widget while saving: refresh the listing to see whether the files are there",
+          true,
+        );
+      }
+      if (done.op === "error") throw new KernelError(done.message, done.unsure);
       for (const r of rows) setRow(r, "done", "uploaded");
       const secs = (performance.now() - started) / 1000;
       finish("done", `${done.message}: ${formatSize(total)} in ${secs.toFixed(1)} s`);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
-      if (cancelled && !(e instanceof KernelError)) {
+      if (cancelled && !(e instanceof KernelError) && !(e instanceof GoneError)) {
         model.send({ op: "cancel", id });
         // the kernel drops what it received; wait for its word so "cancelled" is true
         try {
           let msg;
           do {
             msg = await inbox.next();
-          } while (msg.op !== "cancelled" && msg.op !== "error");
+          } while (msg.op !== "cancelled" && msg.op !== "error" && msg.op !== "local-gone");
           for (const r of rows) setRow(r, "cancelled", "cancelled");
           finish(
-            msg.op === "cancelled" ? "cancelled" : "error",
-            msg.op === "cancelled" ? "cancelled: nothing was uploaded" : `cancel failed: ${msg.message}`,
+            msg.op === "error" ? "error" : "cancelled",
+            msg.op === "error" ? `cancel failed: ${msg.message}` : "cancelled: nothing was uploaded",
           );
         } catch (e2) {
           finish("error", `cancel failed: ${e2.message}`);
         }
       } else {
         // tell the kernel to drop what it has (it may be gone: that is fine)
-        if (!(e instanceof KernelError)) model.send({ op: "cancel", id });
-        for (const r of rows) setRow(r, "failed", "not uploaded");
+        if (!(e instanceof KernelError) && !(e instanceof GoneError)) {
+          try {
+            model.send({ op: "cancel", id });
+          } catch {
+            // the comm is closed: the kernel dropped it all already
+          }
+        }
+        const unsure = Boolean(e && e.unsure);
+        for (const r of rows) setRow(r, "failed", unsure ? "may not be saved" : "not uploaded");
         finish("error", `upload failed: ${why}`);
       }
     } finally {
@@ -255,6 +301,7 @@ function render({ model, el: root }) {
 
   return () => {
     model.off("msg:custom", onMsg);
+    model.off("destroy", onGone);
     model.off("change:disabled", sync);
     model.off("change:hint", sync);
   };

@@ -18,12 +18,19 @@ frontend sends                                   kernel answers
 ``cancel`` id                                    ``cancelled``
 ===============================================  =======================================
 
+Names are checked at ``begin``, before a byte travels: a name the volume would refuse
+(a NUL, not UTF-8, over 255 bytes) fails there, not after a long upload. So is an
+upload bigger than the room left in the temporary folder. An interrupted kernel (the
+notebook's Stop button while a chunk or the commit is handled) answers ``error``, so
+the page never waits for a reply that will not come.
+
 The kernel writes each file's chunks, in order, to a file in a private temporary
 folder; at ``end`` the ``commit`` callback puts the files into the volume as one commit
 and the folder is removed. A cancel, an error or the widget's close removes the folder
 too: a failed or cancelled upload leaves nothing behind.
 
-Layer: part of the widget front end; imports ``errors``, anywidget and ipywidgets.
+Layer: part of the widget front end; imports ``errors``, ``names``, ``formatting``,
+anywidget and ipywidgets.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ import anywidget
 import traitlets
 
 from ..errors import InvalidError, VolumeError
+from ..formatting import human_size
+from ..names import MAX_NAME_BYTES
 
 __all__ = ["CHUNK_SIZE", "WINDOW", "ChunkedUpload"]
 
@@ -52,6 +61,9 @@ log = logging.getLogger("jupyter_volume.widgets")
 CHUNK_SIZE = 2 << 20
 #: Chunks on their way before the frontend waits for an acknowledgement.
 WINDOW = 3
+#: Milliseconds the frontend waits for a reply before it says the kernel does not
+#: answer (while the kernel commits, it only says the commit is still under way).
+ACK_TIMEOUT_MS = 300_000
 
 _ESM = (Path(__file__).with_name("upload.js")).read_text("utf-8")
 _CSS = """
@@ -104,6 +116,28 @@ def _remove_open_uploads() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class _IdInUse(InvalidError):
+    """A ``begin`` with the id of an upload under way (which must not be dropped)."""
+
+
+def _check_name(name: str) -> None:
+    """Refuse, before any byte is sent, a file name the volume would refuse at commit."""
+    short = repr(name if len(name) <= 60 else name[:60] + "…")
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise InvalidError(f"cannot upload a file named {short}")
+    if "\x00" in name:
+        raise InvalidError(f"cannot upload {short}: its name holds a NUL character")
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        raise InvalidError(f"cannot upload {short}: its name is not valid Unicode") from None
+    if size > MAX_NAME_BYTES:
+        raise InvalidError(
+            f"cannot upload {short}: its name is {size} bytes long in UTF-8, and a "
+            f"volume takes names of up to {MAX_NAME_BYTES} bytes: rename it first"
+        )
+
+
 class ChunkedUpload(anywidget.AnyWidget):
     """An Upload button that sends files of any size to the kernel in chunks.
 
@@ -125,6 +159,7 @@ class ChunkedUpload(anywidget.AnyWidget):
     hint = traitlets.Unicode("upload files into this folder (one commit)").tag(sync=True)
     chunk_size = traitlets.Int(CHUNK_SIZE).tag(sync=True)
     window = traitlets.Int(WINDOW).tag(sync=True)
+    ack_timeout = traitlets.Int(ACK_TIMEOUT_MS).tag(sync=True)
 
     def __init__(
         self,
@@ -168,6 +203,9 @@ class ChunkedUpload(anywidget.AnyWidget):
                 self.send({"op": "cancelled", "id": uid})
             else:
                 raise InvalidError(f"unknown upload message {op!r}")
+        except _IdInUse as e:
+            # not this upload's: the one under way with that id goes on untouched
+            self.send({"op": "error", "id": uid, "message": str(e)})
         except Exception as e:
             self._drop(uid)
             if not isinstance(e, (VolumeError, OSError)):
@@ -175,18 +213,33 @@ class ChunkedUpload(anywidget.AnyWidget):
             text = str(e) or type(e).__name__
             # the page shows it beside the Upload button (and says what was not uploaded)
             self.send({"op": "error", "id": uid, "message": text})
+        except KeyboardInterrupt:
+            # the notebook's Stop button while a chunk or the commit was handled: the
+            # page would wait for a reply that never comes; say so, then let it go on
+            self._drop(uid)
+            text = (
+                "the kernel was interrupted while saving into the volume: "
+                "refresh the listing to see whether the files are there"
+                if op == "end"
+                else "the kernel was interrupted: nothing was uploaded"
+            )
+            # after ``end`` the commit may have landed before the interrupt: the page
+            # must not say "not uploaded"
+            self.send({"op": "error", "id": uid, "message": text, "unsure": op == "end"})
+            raise
 
     def _begin(self, uid: str, files: Any) -> None:
-        if not uid or uid in self._sessions:
-            raise InvalidError("an upload needs a new id")
+        if not uid:
+            raise InvalidError("an upload needs an id")
+        if uid in self._sessions:
+            raise _IdInUse(f"upload id {uid!r} is in use by an upload under way")
         if not isinstance(files, list) or not files:
             raise InvalidError("an upload needs at least one file")
         names: list[str] = []
         sizes: list[int] = []
         for f in files:
             name, size = str(f.get("name", "")), f.get("size")
-            if "/" in name or "\\" in name or name in ("", ".", ".."):
-                raise InvalidError(f"cannot upload a file named {name!r}")
+            _check_name(name)
             if not isinstance(size, int) or size < 0:
                 raise InvalidError(f"bad size for {name!r}: {size!r}")
             if name in names:
@@ -198,6 +251,14 @@ class ChunkedUpload(anywidget.AnyWidget):
         _OPEN.add(folder)
         session = _Session(folder, context)
         self._sessions[uid] = session
+        # the chunks wait here until the commit: refuse now rather than fill the disk
+        need, free = sum(sizes), shutil.disk_usage(folder).free
+        if need > free:
+            raise InvalidError(
+                f"no room for this upload: {human_size(need)} would wait in the kernel's "
+                f"temporary folder {folder.parent} until it is saved, which has "
+                f"{human_size(free)} free (set TMPDIR to a bigger disk for the kernel)"
+            )
         for i, (name, size) in enumerate(zip(names, sizes, strict=True)):
             path = folder / str(i)
             session.files.append(_File(name, size, path, open(path, "wb")))  # noqa: SIM115
