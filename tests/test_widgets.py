@@ -183,7 +183,9 @@ def test_upload_onto_an_existing_file_needs_overwrite(vol: Volume) -> None:
     b = VolumeBrowser(vol)
     b.open_folder("data")
     b.upload_files(upload_value(("a.txt", b"replaced")))
-    assert "already exists" in error(b)
+    # worded for the widget: its overwrite box, not the Python API's force=True
+    assert "already exists" in error(b) and "tick overwrite to replace it" in error(b)
+    assert "force=True" not in error(b)
     assert read(vol, "data/a.txt") == b"alpha"
     assert len(history(vol)) == 2  # no commit
     b.overwrite.value = True
@@ -292,6 +294,25 @@ def test_chunked_upload_commits_whole_files_once_every_byte_arrived(
         b"why",
     )
     assert history(vol)[0].added == 3 and history(vol)[0].seq == 3
+
+
+def test_a_file_added_while_a_chunked_upload_runs_is_named_in_the_widgets_words(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two uploads of one name at once both pass the check at begin; the commit of the
+    # second refuses, and said "pass force=True", which a page cannot do.
+    b, tmp_path, page = uploading_browser(vol, tmp_path, monkeypatch)
+    b.open_folder("data")
+    ready = page.say({"op": "begin", "id": "u1", "files": [{"name": "new.txt", "size": 4}]})
+    assert ready["op"] == "ready"
+    with vol.batch_upload() as batch:  # another writer, meanwhile
+        batch.put_file(io.BytesIO(b"theirs"), "data/new.txt")
+    page.say({"op": "chunk", "id": "u1", "file": 0, "offset": 0}, b"ours")
+    done = page.say({"op": "end", "id": "u1"})
+    assert done["op"] == "error", done
+    assert "tick overwrite to replace it" in done["message"], done
+    assert "force=True" not in done["message"]
+    assert read(vol, "data/new.txt") == b"theirs"
 
 
 def test_a_chunked_upload_lands_where_it_began_while_an_old_commit_is_browsed(

@@ -28,11 +28,11 @@ from urllib.parse import quote
 
 import ipywidgets as W
 
-from ..errors import InvalidError, NotFoundError, VolumeError
+from ..errors import AlreadyExistsError, InvalidError, NotFoundError, VolumeError
 from ..formatting import human_size
 from ..names import normalize_path
 from ..volume import FileEntryType
-from .base import DOWNLOAD_LINK_MAX, TYPE_NAMES, BrowserPart, handler, join
+from .base import DOWNLOAD_LINK_MAX, TYPE_NAMES, BrowserPart, handler, join, widget_words
 from .upload import ChunkedUpload
 
 __all__ = ["ActionsPart"]
@@ -214,9 +214,12 @@ class ActionsPart(BrowserPart):
         # _upload_prepare); browsing an old commit meanwhile must not throw it away.
         with self._action("upload"):
             self.status.value = "saving the upload…"
-            with self.volume.batch_upload(force=force) as batch:
-                for local, name in files:
-                    batch.put_file(str(local), join(folder, name))
+            try:
+                with self.volume.batch_upload(force=force) as batch:
+                    for local, name in files:
+                        batch.put_file(str(local), join(folder, name))
+            except AlreadyExistsError as e:  # added since the upload began: the page says it
+                raise AlreadyExistsError(widget_words(str(e))) from None
             self._reset_after_write()
             self.refresh()
             self._committed(batch.commit_info, "upload")

@@ -64,6 +64,12 @@ CSS = """
 """
 
 
+def widget_words(text: str) -> str:
+    """An engine message as the browser says it: where it tells to pass ``force=True`` (an
+    argument of the Python API), the widget's way is its overwrite box."""
+    return text.replace("pass force=True to overwrite it", "tick overwrite to replace it")
+
+
 def handler(fn: Callable[..., Any] | None = None, *, near: str | None = None) -> Callable[..., Any]:
     """Wrap a widget handler: errors become a message in the widget, never a traceback.
 
@@ -80,7 +86,7 @@ def handler(fn: Callable[..., Any] | None = None, *, near: str | None = None) ->
                 try:
                     return fn(self, *args, **kwargs)
                 except (VolumeError, OSError) as e:
-                    self._show_error(str(e) or type(e).__name__)
+                    self._show_error(widget_words(str(e)) or type(e).__name__)
                 except Exception as e:  # a bug: still keep the widget alive, and log it
                     log.exception("VolumeBrowser: %s failed", fn.__name__)
                     self._show_error(f"unexpected error ({type(e).__name__}): {e}")
