@@ -2,8 +2,10 @@
 
 Thin on purpose: the grammar and the work live in :mod:`jupyter_volume.commands` (shared
 with the ``jupyter volume`` CLI). This module tokenizes the line, displays the result
-(HTML table with a text fallback), returns ``--json`` data, and turns user mistakes into
-:class:`~IPython.core.error.UsageError` (one line, no traceback). Bugs stay real exceptions.
+(HTML table with a text fallback, cut to :data:`MAX_ROWS` rows), returns ``--json`` data,
+and turns user mistakes, and failures that are no bug (the store stopped answering), into
+:class:`~IPython.core.error.UsageError` (one line, no traceback), as the CLI prints them
+on one line. Bugs stay real exceptions. Ctrl-C is IPython's KeyboardInterrupt.
 
 Layer: a front end; imports IPython (only ever loaded inside IPython).
 """
@@ -11,6 +13,7 @@ Layer: a front end; imports IPython (only ever loaded inside IPython).
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import shlex
 import sys
 from typing import Any
@@ -34,13 +37,24 @@ def _confirm(prompt: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+#: The characters that separate words, as ``shlex.split`` has them (``str.isspace``
+#: would also take a non-breaking space pasted from a web page, which shlex keeps).
+_BLANKS = " \t\r\n"
+
+#: The most rows a table shows in a cell: ``ls -r`` of a big volume, or ``history`` of a
+#: long-mounted one, would put megabytes of HTML into the notebook. A note says how many
+#: more there are; ``--json`` returns every row.
+MAX_ROWS = 500
+
+
 def strip_comment(line: str) -> str:
     """``line`` without a trailing ``# comment``, the way a shell reads one.
 
     IPython hands a line magic everything after its name, comments included. As in a
     shell, ``#`` starts a comment only at the start of a word and outside quotes, so
     ``a#b``, ``"x # y"`` and ``\\#`` stay, and an apostrophe inside the comment is never
-    taken for an opening quote.
+    taken for an opening quote. Words end at the blanks :func:`shlex.split` splits at
+    (:data:`_BLANKS`): a non-breaking space is part of a word, there as here.
     """
     quote: str | None = None
     at_word_start = True
@@ -57,8 +71,8 @@ def strip_comment(line: str) -> str:
         elif c in "'\"":
             quote = c
         elif c == "#" and at_word_start:
-            return line[:i].rstrip()
-        at_word_start = quote is None and c.isspace()
+            return line[:i].rstrip(_BLANKS)
+        at_word_start = quote is None and c in _BLANKS
         i += 1
     return line
 
@@ -67,6 +81,24 @@ def split_line(line: str) -> list[str]:
     """The arguments of a ``%volume`` line: a trailing comment dropped, then split as
     a shell does."""
     return shlex.split(strip_comment(line))
+
+
+def _cut(result: commands.Result) -> commands.Result:
+    """``result`` with each of its tables cut to :data:`MAX_ROWS` rows, and a note after
+    a cut one saying how many rows it left out."""
+    if isinstance(result, commands.Table) and len(result.rows) > MAX_ROWS:
+        n = len(result.rows)
+        note = (
+            f"... {n - MAX_ROWS} more rows not shown ({n} in all): "
+            "add --json to get every row as Python data"
+        )
+        shown = dataclasses.replace(result, rows=result.rows[:MAX_ROWS])
+        return commands.Group([shown, commands.Message(note)])
+    if isinstance(result, commands.Group):
+        return dataclasses.replace(result, parts=[_cut(p) for p in result.parts])
+    if isinstance(result, commands.Record):
+        return dataclasses.replace(result, extra=[_cut(e) for e in result.extra])
+    return result
 
 
 class _TextOut:
@@ -109,7 +141,12 @@ class VolumeMagics(Magics):
         except Exception as e:
             if commands.is_user_error(e) or commands.exit_code_for(e) == commands.EXIT_USAGE:
                 raise UsageError(commands.one_line(e)) from None
-            raise
+            if commands.exit_code_for(e) is not None:
+                # a failure that is no bug (the store stopped answering, a conflict, a
+                # local disk error): one line, as the CLI prints it; the cause stays
+                # attached (the exception's __cause__) for whoever wants the details
+                raise UsageError(commands.one_line(e)) from e
+            raise  # a bug: the traceback is what a report needs
         if result is None:
             return None
         if getattr(args, "json", False):
@@ -119,7 +156,7 @@ class VolumeMagics(Magics):
         elif isinstance(result, commands.DisplayObject):
             display(result.obj)
         else:
-            display(result)
+            display(_cut(result))
         return None
 
     volume.__doc__ = commands.help_text("magic")
