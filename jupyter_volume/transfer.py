@@ -31,7 +31,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,14 +303,54 @@ def _write_files(
         for item in files:
             one(item)
         return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jv-get")
+    # Threads of our own rather than a ThreadPoolExecutor: a Ctrl-C that lands while
+    # the pool starts a worker left that worker out of the ones shutdown() waits for, so
+    # `get` returned (the KeyboardInterrupt on its way) while it still wrote into the
+    # folder. Each thread here is recorded before it starts, and all are waited for.
+    todo = iter(files)
+    take = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        while not failed.is_set():
+            with take:
+                item = next(todo, None)
+            if item is None:
+                return
+            try:
+                one(item)
+            except BaseException as e:  # noqa: BLE001 - handed to the calling thread
+                errors.append(e)
+                return
+
+    threads: list[threading.Thread] = []
     try:
-        for fut in as_completed([pool.submit(one, item) for item in files]):
-            fut.result()  # the first failure, as soon as it happens
-    finally:
+        for _ in range(min(workers, len(files))):
+            t = threading.Thread(target=worker, name="jv-get", daemon=True)
+            threads.append(t)
+            t.start()
+        for t in threads:
+            t.join()
+    except BaseException:
         # on an error, files not started yet are not downloaded (they would only delay
-        # the error); those in flight finish or clean up before this returns
-        pool.shutdown(wait=True, cancel_futures=True)
+        # it); those in flight finish or clean up before this returns
+        failed.set()
+        _join_started(threads)
+        raise
+    if errors:
+        raise errors[0]
+
+
+def _join_started(threads: list[threading.Thread]) -> None:
+    """Wait for every thread of ``threads`` that was started, one whose start() was cut
+    short by an exception included (it is listed by threading.enumerate() from the
+    moment it exists, before is_alive() says so)."""
+    for t in threads:
+        while t.is_alive() or t in threading.enumerate():
+            if t.is_alive():
+                t.join()
+            else:
+                time.sleep(0.001)  # between start() and its first step
 
 
 def _callback(bar: Any) -> Callable[..., None] | None:

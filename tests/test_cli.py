@@ -299,6 +299,9 @@ def test_usage_errors_need_no_store(local_cli: CLI) -> None:
     p = cli("ls", rc=2)
     assert "usage: jupyter volume ls" in p.stderr.decode()
     assert "invalid choice" in cli.err("frobnicate", rc=2)
+    assert "did you mean" not in cli.err("frobnicate", rc=2)  # nothing near it
+    assert "did you mean 'ls'?" in cli.err("lss", "vol", rc=2)  # a typo: the nearest command
+    assert "did you mean 'put'?" in cli.err("nfs", "putt", "x", rc=2)
     assert "%volume mount" in cli.err("mount", "vol", rc=2)
     assert "unrecognized arguments" in cli.err("ls", "vol", "--bogus", rc=2)
     assert "not a whole number" in cli.err("history", "vol", "-n", "lots", rc=2)

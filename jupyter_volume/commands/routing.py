@@ -15,7 +15,9 @@ Layer: part of the commands front end; imports only the other parts of it.
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +74,13 @@ class _Parser(argparse.ArgumentParser):
             self._in_intermixed = False
 
     def error(self, message: str) -> Any:
+        # a typo of a command ('lss'): name the nearest one, as git does
+        bad = re.match(r"argument \S+: invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if bad is not None:
+            choices = re.findall(r"'([^']*)'", bad.group(2))
+            near = difflib.get_close_matches(bad.group(1), choices, n=1)
+            if near:
+                message += f"; did you mean '{near[0]}'?"
         raise UsageError(f"{message} (see {self.prog} --help)", self.format_usage(), self.prog)
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:
