@@ -26,45 +26,23 @@ from jupyter_volume.mount import mounts
 
 try:
     from .faultproxy import FaultProxy
+    from .test_magics import _private, magic, refused, say
 except ImportError:  # tests/ is not a package when run without xdist's rootdir import
     from faultproxy import FaultProxy  # type: ignore[no-redef]
+    from test_magics import _private, magic, refused, say  # type: ignore[no-redef]
 
 
 @pytest.fixture
 def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    (tmp_path / "jupyter-config").mkdir()
-    (tmp_path / "work").mkdir()
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
-    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
+    """As test_magics' ``local_env``, with a private HOME too (``~`` in paths)."""
+    _private(tmp_path, monkeypatch)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
-    monkeypatch.chdir(tmp_path / "work")
     url = (tmp_path / "store").as_uri()
     monkeypatch.setenv("JUPYTER_VOLUME_STORE", url)
     yield url
     for m in mounts():
         m.unmount()
-
-
-def magic(shell: Any, line: str) -> tuple[Any, CapturedIO]:
-    with capture_output() as cap:
-        result = shell.run_line_magic("volume", line)
-    return result, cap
-
-
-def say(shell: Any, line: str) -> str:
-    result, cap = magic(shell, line)
-    assert result is None and not cap.outputs, (result, cap.outputs)
-    return cap.stdout
-
-
-def refused(shell: Any, line: str) -> str:
-    with pytest.raises(UsageError) as info:
-        shell.run_line_magic("volume", line)
-    msg = str(info.value)
-    assert "\n" not in msg, msg
-    return msg
 
 
 def cell(shell: Any, src: str) -> tuple[Any, CapturedIO]:

@@ -251,6 +251,22 @@ def test_head_finds_records_added_by_others_on_a_local_store(tmp_path: Path) -> 
     assert a.head().seq == 3 == b.head().seq
 
 
+def _watch_fsync(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """``(device, inode)`` of everything fsynced from now on, in order (the real fsync
+    still runs): a power cut cannot be caused in a test, what reaches the disk can be
+    watched."""
+    synced: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def watched_fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((st.st_dev, st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched_fsync)
+    return synced
+
+
 def test_put_makes_the_new_name_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A plain put (packs, index segments) renamed its fsynced temp file into place but
     # never fsynced the folder, nor the folders it made: after a power cut the object
@@ -259,15 +275,7 @@ def test_put_makes_the_new_name_durable(tmp_path: Path, monkeypatch: pytest.Monk
     # still runs) and checks which files and folders reached the disk.
     store = LocalStore(tmp_path / "s")
     store.put("old/x", b"1")
-    synced: set[tuple[int, int]] = set()
-    real_fsync = os.fsync
-
-    def watched_fsync(fd: int) -> None:
-        st = os.fstat(fd)
-        synced.add((st.st_dev, st.st_ino))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", watched_fsync)
+    synced = _watch_fsync(monkeypatch)
 
     def ident(p: Path) -> tuple[int, int]:
         st = p.stat()
@@ -283,7 +291,7 @@ def test_put_makes_the_new_name_durable(tmp_path: Path, monkeypatch: pytest.Monk
     assert ident(root / "old") in synced and ident(root / "old" / "y") in synced
     synced.clear()
     assert store.put_if_absent("c/rec", b"r")
-    assert {ident(root / "c"), ident(root), ident(root / "c" / "rec")} <= synced
+    assert {ident(root / "c"), ident(root), ident(root / "c" / "rec")} <= set(synced)
 
 
 def test_delete_makes_the_removal_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -296,15 +304,7 @@ def test_delete_makes_the_removal_durable(tmp_path: Path, monkeypatch: pytest.Mo
         store.put(k, b"1")
     root = store.root
     folders = {n: (os.stat(root / n).st_dev, os.stat(root / n).st_ino) for n in ("d", "keep")}
-    synced: list[tuple[int, int]] = []
-    real_fsync = os.fsync
-
-    def watched_fsync(fd: int) -> None:
-        st = os.fstat(fd)
-        synced.append((st.st_dev, st.st_ino))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", watched_fsync)
+    synced = _watch_fsync(monkeypatch)
     store.delete(["d/x", "d/y", "missing/key"])
     assert synced == [folders["d"]]  # once for both keys; nothing for a key not there
     synced.clear()
