@@ -346,7 +346,9 @@ def _join_started(threads: list[threading.Thread]) -> None:
     short by an exception included (it is listed by threading.enumerate() from the
     moment it exists, before is_alive() says so)."""
     for t in threads:
-        while t.is_alive() or t in threading.enumerate():
+        # one interrupted before its system thread was made stays listed, never running
+        give_up = time.monotonic() + 5.0
+        while t.is_alive() or (t in threading.enumerate() and time.monotonic() < give_up):
             if t.is_alive():
                 t.join()
             else:
