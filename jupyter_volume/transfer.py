@@ -227,8 +227,8 @@ def _sweep_leftovers(folder: Path) -> int:
             continue  # gone meanwhile, or not ours to touch: left as it is
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            now = os.lstat(path)
-            if (now.st_ino, now.st_dev) == (os.fstat(fd).st_ino, os.fstat(fd).st_dev):
+            now, held = os.lstat(path), os.fstat(fd)
+            if (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
                 os.unlink(path)  # locked by us, so no download is writing it
                 removed += 1
         except OSError:
