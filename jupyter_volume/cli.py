@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -97,6 +98,18 @@ def _print_result(result: object, args: object) -> None:
         )
 
 
+def _usage_error(e: Any) -> int:
+    """Print a usage error as argparse does (the usage, then ``PROG: error: ...`` named by
+    the command it is about, once); return the exit code."""
+    from . import commands
+
+    if e.usage:
+        sys.stderr.write(e.usage)
+    e.prog, prog = "", e.prog or PROG
+    print(f"{prog}: error: {commands.one_line(e)}", file=sys.stderr)
+    return commands.EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jupyter volume`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     from . import commands
@@ -107,11 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands.HelpShown as shown:
         return shown.status
     except commands.UsageError as e:
-        if e.usage:
-            sys.stderr.write(e.usage)
-        e.prog, prog = "", e.prog or PROG
-        print(f"{prog}: error: {commands.one_line(e)}", file=sys.stderr)
-        return commands.EXIT_USAGE
+        return _usage_error(e)
 
     try:
         from .config import load_config
@@ -134,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return commands.EXIT_FAILURE
     except Exception as e:
+        if isinstance(e, commands.UsageError):
+            # a dict or nfs action's own arguments, parsed when it runs
+            return _usage_error(e)
         code = commands.exit_code_for(e)
         if code is None:
             return _report_bug(e)  # a bug: the traceback goes to a file for the report

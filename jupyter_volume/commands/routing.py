@@ -73,6 +73,17 @@ class _Parser(argparse.ArgumentParser):
             self.usage = saved
             self._in_intermixed = False
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's, but arguments nobody took are reported by the command typed
+        (its usage, and ``see jupyter volume ls --help``), not by the top-level parser:
+        argparse hands a subcommand's leftovers up to the parser it was called from."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            subcommands = getattr(self, "subcommands", {})
+            where = subcommands.get(getattr(parsed, "command", None), self)
+            where.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
     def error(self, message: str) -> Any:
         # a typo of a command ('lss'): name the nearest one, as git does
         bad = re.match(r"argument \S+: invalid choice: '(.*)' \(choose from (.*)\)$", message)
