@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_FILE_NAME",
+    "ConfigFileError",
     "DEFAULT_IGNORE_PATTERNS",
     "VolumeConfig",
     "get_store",
@@ -187,6 +188,54 @@ class VolumeConfig(Configurable):
         return resolve_store_url(explicit, self)
 
 
+class ConfigFileError(InvalidError):
+    """A config file failed to load (a syntax error, or an exception its code raised):
+    the user's file to fix, so a user error (the CLI's exit code 2, a one-line
+    ``UsageError`` in ``%volume``), not a bug. ``path`` and ``line`` say where (``line``
+    None when no line of the file is to blame)."""
+
+    def __init__(self, message: str, path: str = "", line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+    @classmethod
+    def from_exception(cls, path: str, exc: BaseException) -> ConfigFileError:
+        """The error for ``exc``, raised while loading config file ``path``: names the
+        file, the line (when one is to blame) and ``exc``, and says what to do."""
+        path = os.path.abspath(path)
+        line = _failing_line(path, exc)
+        where = f" at line {line}" if line is not None else ""
+        # SyntaxError and JSONDecodeError keep the bare message in .msg (str() adds the
+        # file and position again)
+        detail = str(getattr(exc, "msg", "") or exc).strip().splitlines()
+        what = f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
+        message = (
+            f"the config file {path} failed to load{where}: {what}; fix the file, or move it"
+            " away to use the defaults"
+        )
+        return cls(message, path, line)
+
+
+def _failing_line(path: str, exc: BaseException) -> int | None:
+    """The line of config file ``path`` (absolute) that ``exc``, raised while loading it,
+    comes from."""
+    import json
+    import traceback
+
+    def here(filename: str | None) -> bool:
+        return filename is not None and os.path.abspath(filename) == path
+
+    if isinstance(exc, SyntaxError) and here(exc.filename) and exc.lineno:
+        return exc.lineno  # the file itself does not compile
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.lineno
+    # an exception its code raised (an import of a missing module, say): its last frame
+    # in the file, wherever it was raised below that
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if here(f.filename)]
+    return lines[-1] if lines else None
+
+
 def config_files() -> list[str]:
     """The config files :func:`load_config` reads, lowest priority first."""
     from jupyter_core.paths import jupyter_config_path
@@ -210,7 +259,8 @@ def load_config(extra: Config | None = None, **kwargs: Any) -> VolumeConfig:
 
     Raises:
         traitlets.TraitError: a config file sets a bad value.
-        Exception: a config file fails to run (its own error, with its file name).
+        ConfigFileError: a config file fails to load (a syntax error, or an exception
+            raised by its code); the message names the file and the line.
 
     Example::
 
@@ -223,7 +273,11 @@ def load_config(extra: Config | None = None, **kwargs: Any) -> VolumeConfig:
     for path in config_files():
         folder, fname = os.path.split(path)
         loader_cls = PyFileConfigLoader if fname.endswith(".py") else JSONFileConfigLoader
-        merged.merge(loader_cls(fname, path=folder).load_config())
+        try:
+            loaded = loader_cls(fname, path=folder).load_config()
+        except Exception as e:  # the user's file: whatever it raised is theirs to fix
+            raise ConfigFileError.from_exception(path, e) from e
+        merged.merge(loaded)
     if extra is not None and "VolumeConfig" in extra:
         merged.merge(Config({"VolumeConfig": extra["VolumeConfig"]}))
     settle = os.environ.get(ENV_SETTLE, "").strip()
