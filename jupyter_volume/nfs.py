@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import threading
@@ -387,6 +388,7 @@ class NetworkFileSystem:
         None when ``fp`` cannot seek), ``progress_cb(task, advance=k)`` with each piece
         read, and ``progress_cb(task, complete=True)`` once the file is committed.
         """
+        _check_binary_fp(fp)  # before progress_cb hears of a task it would never see end
         remote_path = _posix(remote_path)
         if not isinstance(remote_path, str):
             raise InvalidError(f"remote_path must be a string, got {type(remote_path).__name__}")
@@ -703,15 +705,41 @@ class _Task:
             self._cb(self._id, complete=True)
 
 
+def _check_binary_fp(fp: Any) -> None:
+    """Raise InvalidError unless ``fp`` is an open file object that reads bytes.
+
+    Reads nothing: a text-mode file is told by its type (:mod:`io`'s classes), any other
+    file-like object by ``fp.read(0)``, which returns ``""`` in text mode and ``b""`` in
+    binary mode and consumes nothing.
+    """
+    if not callable(getattr(fp, "read", None)):
+        hint = (
+            ": open it first (open(path, 'rb')), or use add_local_file for a local path"
+            if isinstance(fp, str | os.PathLike)
+            else ""
+        )
+        raise InvalidError(
+            "fp must be a binary file object (open(..., 'rb') or io.BytesIO), got "
+            f"{type(fp).__name__}{hint}"
+        )
+    if getattr(fp, "closed", False) is True:
+        raise InvalidError("fp is closed: pass an open binary file object")
+    if isinstance(fp, io.TextIOBase | io.BufferedIOBase | io.RawIOBase):
+        text = isinstance(fp, io.TextIOBase)
+    else:
+        try:
+            text = isinstance(fp.read(0), str)
+        except Exception:  # noqa: BLE001 - a reader that cannot do this fails when read
+            text = False
+    if text:
+        raise InvalidError("fp must be opened in binary mode ('rb'), not text mode")
+
+
 class _Counting:
     """A read-only file object over ``fp`` that counts the bytes read (and reports them)."""
 
     def __init__(self, fp: IO[bytes], cb: Callable[[int], Any] | None) -> None:
-        if not hasattr(fp, "read"):
-            raise InvalidError(
-                f"fp must be a binary file object (open(..., 'rb') or io.BytesIO), got {type(fp).__name__}"
-            )
-        self._fp = fp
+        self._fp = fp  # checked by write_file (_check_binary_fp) before any progress
         self._cb = cb
         self.total = 0
 
