@@ -2718,10 +2718,10 @@ def _config() -> dict[str, Any]:
         from .config import load_config
     except ImportError:
         return {}
-    try:
-        cfg = load_config()
-    except Exception:  # noqa: BLE001 - a broken config file must not break mounting
-        return {}
+    # A config file that fails to load raises (ConfigFileError, naming the file and line):
+    # mounting with the defaults instead would drop the file's ignore patterns without a
+    # word, and commit (into history, for good) what it was written to keep out.
+    cfg = load_config()
     return {
         "commit_interval": getattr(cfg, "commit_interval", 5.0),
         "ignore_patterns": list(getattr(cfg, "ignore_patterns", DEFAULT_IGNORE)),

@@ -184,3 +184,30 @@ def test_broken_config_is_a_user_error_in_the_api_magic_and_server(
         _check_config_error(body["message"], path, 2, "SyntaxError")
     finally:
         service.close()
+
+
+def test_a_mount_refuses_a_broken_config_rather_than_commit_what_it_ignores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The config keeps secrets out of the volume, and has a syntax error further down: a
+    # mount that fell back on the defaults would commit secret.env into history.
+    folder = tmp_path / "jupyter-config"
+    folder.mkdir()
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(folder))
+    vol = Volume.from_name("v", store=f"file://{tmp_path / 'store'}", create_if_missing=True)
+    # broken after the handle was made (a kernel that runs for days, a config edited)
+    path = folder / "jupyter_volume_config.py"
+    path.write_text("c.VolumeConfig.ignore_patterns = ['*.env']\nc.VolumeConfig.x = = 1\n")
+    mnt = tmp_path / "mnt"
+    with pytest.raises(ConfigFileError) as info:
+        vol.mount(mnt, background=False)
+    _check_config_error(str(info.value), path, 2, "SyntaxError")
+    path.write_text("c.VolumeConfig.ignore_patterns = ['*.env']\n")  # fixed
+    m = vol.mount(mnt, background=False)
+    try:
+        (mnt / "secret.env").write_text("TOKEN=1")
+        (mnt / "data.csv").write_text("a,b\n")
+        m.commit()
+    finally:
+        m.unmount()
+    assert [e.path for e in vol.listdir("/")] == ["data.csv"]
