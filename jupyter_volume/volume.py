@@ -336,6 +336,9 @@ class Volume:
         self._lock = threading.RLock()
         # The newest commit this handle has read (reads always look for a newer one).
         self._seq: int | None = None
+        # The same, for the calling thread alone: another thread reading or committing
+        # through this handle moves ``_seq`` in the middle of this thread's read.
+        self._seen = threading.local()
         self._mount_options: _MountOptions | None = None
         self._read_only = False
 
@@ -367,6 +370,7 @@ class Volume:
         new = Volume.__new__(Volume)
         new.__dict__.update(self.__dict__)
         new._lock = threading.RLock()
+        new._seen = threading.local()
         return new
 
     # -- handles ---------------------------------------------------------------------------
@@ -665,7 +669,7 @@ class Volume:
             return self._record(at).root
         # As Modal's API reads: always the newest commit (one listing of the log's tail).
         rec = repo.head(refresh=True)
-        self._seq = rec.seq
+        self._seq = self._seen.seq = rec.seq
         return rec.root
 
     def _follow(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
@@ -853,7 +857,7 @@ class Volume:
             e,
             p,
             volume=self.name,
-            commit=at if at is not None else self._seq,
+            commit=at if at is not None else getattr(self._seen, "seq", self._seq),
             chunk_cache=local_chunk_cache(),
         )
 
@@ -909,8 +913,7 @@ class Volume:
     def seq(self) -> int:
         """The newest commit of the volume, as API reads see it (asks the store)."""
         self._root(None)
-        assert self._seq is not None
-        return self._seq
+        return self._seen.seq  # this thread's read (another's may have moved _seq)
 
     @aio
     def read_file_into_fileobj(
