@@ -1759,16 +1759,19 @@ class Mount:
         edit, a deletion) are replaced by the volume's version instead, named in a
         warning; files the volume does not have are left alone.
         """
-        busy = self._busy_paths()
-        if busy:
-            raise VolumeBusyError(
-                f"cannot reload volume {self.volume.name!r}: files under {self.path} are open in this process: "
-                + ", ".join(busy)
-                + ". Close them (or leave the folder) and reload again.",
-                busy,
-            )
         with self._lock:
             self._check_open()
+            # Under the lock: a commit of this mount on another thread (the background
+            # committer, a cell's while a widget reloads) has the file it reads open
+            # under the folder, which is not the user's.
+            busy = self._busy_paths()
+            if busy:
+                raise VolumeBusyError(
+                    f"cannot reload volume {self.volume.name!r}: files under {self.path} are open in this process: "
+                    + ", ".join(busy)
+                    + ". Close them (or leave the folder) and reload again.",
+                    busy,
+                )
             self._require_folder()
             if not self.read_only:
                 self._commit_locked("commit before reload", self._changes(), wait=True)
