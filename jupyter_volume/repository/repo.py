@@ -952,8 +952,12 @@ class Repository:
                     newest = self._newest_seq(None)
             if newest is None:
                 raise NotFoundError(f"volume {self.vol_id} has no commit log (was it deleted?)")
-            self._head_seq = newest
-        rec = self.record(self._head_seq)
+            # Only forward: another thread may have found (or committed) a newer head
+            # while this one looked, and storing ours over it would move the head back.
+            known = self._head_seq
+            if known is None or newest > known:
+                self._head_seq = newest
+        rec = self.record(self._head_seq)  # type: ignore[arg-type]
         if rec.gc_pointer != self._gc_seen:
             # Garbage collection ran: forget every location we knew (some packs are gone or
             # condemned) and never deduplicate against condemned packs.
