@@ -15,7 +15,7 @@ shared handle and check what every user can rely on afterwards:
   bytes, the status of a mount is never "behind" or "deleted" when nothing was, and
   ``vol.listdir`` after all threads finish matches the folder, byte for byte.
 
-Two tests force one interleaving with a hook (an Event in a library call), because the
+Three tests force one interleaving with a hook (an Event in a library call), because the
 window is too narrow to hit reliably by chance; the hook only holds a thread where the
 scheduler could have held it. Every wait is bounded (a hang guard, never an assertion
 on time).
@@ -423,10 +423,6 @@ class _LockSpy:
 def test_reload_is_not_refused_for_the_mounts_own_open_files(
     local_vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet_warnings: None
 ) -> None:
-    # FAILS NOW: a known race in jupyter_volume/mount.py (Mount.reload runs its
-    # "files open in this process" check, _busy_paths, before taking the mount lock, so
-    # it sees the descriptor of a file that a commit of the same mount, running on
-    # another thread, has open to read it). Fix belongs in mount.py; see the report.
     """A commit of the Mount (the background committer, or the user's cell) reads a big
     file while another thread (the widget's "Reload mount") reloads the same Mount.
     The reload must wait for the commit, not fail with VolumeBusyError naming a file
