@@ -94,7 +94,9 @@ def download(
     if at is None and (files or links):
         # Every file from one commit: the one the plan was listed at (each read of the
         # newest commit mixed two versions of a folder when a commit landed meanwhile).
-        at = vol._seq if vol._seq is not None else vol.seq
+        at = getattr(vol._seen, "seq", None)  # this thread's listing (see Volume._root)
+        if at is None:
+            at = vol.seq
     total = sum(e.size for e, _t in files)
     bar = progress(total, len(files)) if progress is not None else None
     try:
