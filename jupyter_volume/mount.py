@@ -1228,7 +1228,9 @@ class Mount:
         with self._lock:
             self._check_open()
             info = self._commit_locked(message, self._changes(), wait=True)
-        self.last_error = None  # a commit went through: whatever failed before has recovered
+            # a commit went through: whatever failed before has recovered (under the lock,
+            # so a background commit failing after this one is not forgotten)
+            self.last_error = None
         self._warn_problems(errors=False)
         return info
 
