@@ -1476,21 +1476,26 @@ class Mount:
         order.sort(key=lambda p: p.replace("/", "\0"))
         direct: dict[str, int] = {}  # folder -> files and links committed directly in it
         unread: set[str] = set()  # files and links the gate deferred before they were read
-        first: list[str] = []  # the first paths taken, for the commit's message
+        # the first files and links taken (and folders, for a commit of folders alone),
+        # for the commit's message
+        first: list[str] = []
+        first_dirs: list[str] = []
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         bar = self._start_reading(ch, writer)
 
         def taken(rel: str, entry: Entry, sig: tuple[int, int, int, int]) -> None:
             # as synced with the base (usual); marked otherwise below if it is not
             rows.append((rel, entry, sig, 0))
-            if len(first) < 64:
-                first.append(rel)
             if len(rows) >= STREAM_ROWS:
                 idx.put(rows)  # inside the open transaction: rolled back on failure
                 rows.clear()
             if entry.kind != DIR:
                 folder = rel.rpartition("/")[0]
                 direct[folder] = direct.get(folder, 0) + 1
+                if len(first) < 64:
+                    first.append(rel)
+            elif len(first_dirs) < 64:
+                first_dirs.append(rel)
 
         root = os.fspath(self.path)
 
@@ -1539,8 +1544,12 @@ class Mount:
         held: dict[str, str] = {}
 
         def auto_message() -> str:
-            n = sum(direct.values()) + sum(1 for d in ch.dirs if d not in held)
-            shown = next((p for p in first if p not in held), first[0])
+            # files and links, as the commit's +N counts them; folders only when the
+            # commit is of new folders alone
+            n, names = sum(direct.values()), first
+            if n <= 0:
+                n, names = sum(1 for d in ch.dirs if d not in held), first_dirs
+            shown = next((p for p in names if p not in held), names[0])
             return _auto_message_n(n, pre + shown)
 
         def finish(top: str) -> str | None:
@@ -2711,7 +2720,11 @@ def _move_message(changes: dict[str, Any], moves: dict[str, str], pre: str = "")
 
 
 def _auto_message(changes: dict[str, Any]) -> str:
-    return _auto_message_n(len(changes), min(changes))
+    """``commit N paths (FIRST, …)``: files and links, as the commit's +N/~N/-N count
+    them (a new folder's own entry is not one); folders only when nothing else changed."""
+    names = [p for p, e in changes.items() if not (isinstance(e, Entry) and e.kind == DIR)]
+    names = names or list(changes)
+    return _auto_message_n(len(names), min(names))
 
 
 def _auto_message_n(n: int, first: str) -> str:

@@ -1354,3 +1354,29 @@ def test_a_commit_takes_small_files_a_file_system_reads_in_short_pieces(
     for name, data in files.items():
         assert read(vol, name) == data
     m.unmount()
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+def test_a_commits_own_message_counts_and_names_files_as_its_changes_do(
+    vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    """``commit N paths (FIRST, …)`` says what the history's +N says: two files in a new
+    folder are 2 paths named by the first file (it was "3 paths (data, …)"); a commit of
+    an empty folder alone names the folder."""
+    import jupyter_volume.mount as mount_mod
+
+    if streamed:
+        monkeypatch.setattr(mount_mod, "STREAM_AT", 1)
+    root = tmp_path / "mnt"
+    m = vol.mount(root, background=False, settle=0.0)
+    (root / "data").mkdir()
+    (root / "data/b.csv").write_text("2")
+    (root / "data/a.csv").write_text("1")
+    info = m.commit()
+    assert info is not None
+    assert info.message == "commit 2 paths (data/a.csv, …)"
+    assert next(iter(vol.history(limit=1))).added == 2
+    (root / "empty").mkdir()
+    info = m.commit()
+    assert info is not None and info.message == "commit empty"
+    m.unmount()
