@@ -38,6 +38,7 @@ from .engine import (
     TooManyUploadsError,
     UploadSpaceError,
     VolumeService,
+    check_commit,
 )
 from .nbdiff import NbdimeUnavailableError, NotebookDiffError, notebook_diff
 
@@ -177,6 +178,8 @@ class VolumeAPIHandler(APIHandler):
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise InvalidError("the request body is not valid JSON") from None
+        except RecursionError:  # json's scanner recurses once per nested [ or {
+            raise InvalidError("the request body is JSON nested too deeply") from None
         if not isinstance(data, dict):
             raise InvalidError("the request body must be a JSON object")
         return data
@@ -306,6 +309,8 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
     if not m or (not m.group(1) and not m.group(2)):
         return False
     first, last = m.group(1), m.group(2)
+    if len(first) > 30 or len(last) > 30:
+        return False  # int() refuses thousands of digits; no file has that many bytes
     if not first:  # the last N bytes
         n = int(last)
         if n == 0 or size == 0:
@@ -448,9 +453,19 @@ class NotebookDiffHandler(VolumeAPIHandler):
         if not path or a is None or b is None:
             raise InvalidError("nbdiff needs query parameters 'path', 'a' and 'b' (commit numbers)")
         service = self.service
+
+        def diff(name: str) -> dict[str, Any]:
+            vol = service._vol(name)
+            # a commit that does not exist or was expired is a 404 of its own, not a
+            # notebook "absent at that commit" (which diffs as an empty notebook)
+            check_commit(vol, a)
+            check_commit(vol, b)
+            return notebook_diff(vol, path, a, b)
+
         # nbdime's parsing and diffing is CPU work: off the event loop like storage work.
-        # The service's own handle, so the nfs/ copy of this route reads the file system.
-        self.reply(await self.run(lambda: notebook_diff(service._vol(volume), path, a, b)))
+        # The service's own handle, so the nfs/ copy of this route reads the file system
+        # (and, given the name, words its errors for one).
+        self.reply(await self.run(diff, volume))
 
 
 class RestoreHandler(VolumeAPIHandler):
