@@ -62,6 +62,7 @@ __all__ = [
     "TooManyUploadsError",
     "UploadSpaceError",
     "VolumeService",
+    "check_commit",
     "natural_key",
     "sort_entries",
 ]
@@ -390,7 +391,13 @@ class VolumeService:
                 if self._store is None:
                     factory = self._store_or_factory
                     assert callable(factory)
-                    self._store = factory()
+                    try:
+                        self._store = factory()
+                    except Exception as exc:
+                        invalid = _config_error(exc)
+                        if invalid is None:
+                            raise
+                        raise invalid from exc
         return self._store
 
     def _all_uploads(self) -> list[_Upload]:
@@ -617,6 +624,8 @@ class VolumeService:
             raise InvalidError(f"commit must be a commit number, got {commit!r}")
         p = None if path in (None, "") else _path_arg(path, "path")
         vol = self._vol(name)
+        if p:
+            check_commit(vol, commit)  # else a missing commit reads as "p was absent there"
         if p and _stat_or_none(vol, p, at=commit) is None and _stat_or_none(vol, p) is None:
             # Volume.restore would quietly change nothing; the user asked for something.
             raise NotFoundError(
@@ -652,7 +661,7 @@ class VolumeService:
         with self._lock:  # what open sessions declared and have not sent yet is taken
             promised = sum(max(0, u.size - u.received) for u in self._all_uploads())
         if size + promised + SPOOL_HEADROOM > free:
-            raise InvalidError(
+            raise UploadSpaceError(
                 f"cannot upload {p}: {size} bytes do not fit in the server's upload folder "
                 f"({free} bytes free in {self.upload_dir}, {promised} of them promised to "
                 "unfinished uploads)"
@@ -776,28 +785,47 @@ class VolumeService:
         """Check the whole file's size and SHA-256, then commit it.
 
         A size short of the declared one leaves the session open (send the missing
-        chunks); a hash mismatch discards the upload. Either raises InvalidError.
+        chunks), as does a malformed ``size``, ``sha256`` or ``force``; a well-formed hash
+        that does not match discards the upload. Each raises InvalidError.
         """
+        # A malformed request is refused before anything is judged: it never discards the
+        # upload, as a well-formed SHA-256 that does not match does.
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise InvalidError(
+                f"finish needs 'size', the file's size in bytes, got {size!r}; the upload is "
+                "kept: finish it again"
+            )
+        if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
+            raise InvalidError(
+                f"finish needs 'sha256', the file's SHA-256 as 64 hex digits, got {sha256!r}; "
+                "the upload is kept: finish it again"
+            )
+        if force is not None and not isinstance(force, bool):
+            raise InvalidError(f"force must be true or false, got {force!r}")
         with self._lock:
             up = self._upload(name, upload_id)
             if up.state != "open":
                 raise ConflictError(
                     f"upload {upload_id} is busy ({up.state}): wait for its last chunk"
                 )
-            if size != up.size or up.received != up.size:
+            if up.received != up.size:
                 raise InvalidError(
-                    f"upload {upload_id} is incomplete: {up.received} of {up.size} bytes received "
-                    f"(finish says {size!r}); send the rest from offset {up.received}"
+                    f"upload {upload_id} is incomplete: {up.received} of {up.size} bytes received; "
+                    f"send the rest from offset {up.received}"
                 )
-            if not isinstance(sha256, str) or sha256.lower() != up.sha.hexdigest():
+            if size != up.size:
+                raise InvalidError(
+                    f"finish says the file has {size} bytes, but upload {upload_id} was started "
+                    f"for {up.size} bytes and has them all: finish with size {up.size}, or "
+                    "cancel the upload and start it again with the right size"
+                )
+            if sha256.lower() != up.sha.hexdigest():
                 self._drop(up)
                 raise InvalidError(
                     f"upload of {up.path} failed verification: the file's SHA-256 is "
                     f"{up.sha.hexdigest()}, the client sent {sha256!r}. Nothing was committed; "
                     "upload the file again."
                 )
-            if force is not None and not isinstance(force, bool):
-                raise InvalidError(f"force must be true or false, got {force!r}")
             up.state = "committing"
         try:
             vol = self._check_same_volume(up)
@@ -856,6 +884,30 @@ def _path_arg(value: Any, what: str) -> str:
             "file names may not contain control characters"
         )
     return normalize_path(value, what=what)
+
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def check_commit(vol: Volume, seq: int) -> None:
+    """NotFoundError unless commit ``seq`` of ``vol`` exists and gc has not expired it.
+
+    A path looked up at a missing commit raises NotFoundError too; a caller that takes
+    that for "the path was absent at that commit" checks the commit first.
+    """
+    vol.stat("", at=seq)
+
+
+def _config_error(exc: Exception) -> InvalidError | None:
+    """A bad value in the server's jupyter-volume config (a traitlets TraitError) as the
+    InvalidError it is; the CLI calls it a usage error too. None for anything else."""
+    try:
+        from traitlets import TraitError
+    except ImportError:  # pragma: no cover - traitlets comes with jupyter_server
+        return None
+    if isinstance(exc, TraitError):
+        return InvalidError(" ".join(str(exc).split()))
+    return None
 
 
 def _stat_or_none(vol: Volume, path: str, at: int | None = None) -> FileEntry | None:
