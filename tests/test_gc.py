@@ -63,7 +63,10 @@ def test_keep_last_two_shrinks_store_to_two_versions(store) -> None:
     assert vol.verify().ok
     # history says what was expired, and when
     gc_commit = vol.history()[0]
-    assert gc_commit.kind == "gc" and "expired 8 commit(s)" in gc_commit.message
+    assert gc_commit.kind == "gc" and gc_commit.message.startswith("gc: expired 8 commits (")
+    # in the words of a user: data files, no internal "packs" or "condemned"
+    assert "data file" in gc_commit.message, gc_commit.message
+    assert "pack" not in gc_commit.message and "condemn" not in gc_commit.message
     assert sorted(c.seq for c in vol.history(include_expired=True) if c.expired) == seqs[:-2]
 
 

@@ -407,5 +407,5 @@ def test_gc_through_the_magic(shell: Any, env: str) -> None:
     report = shell.run_line_magic("volume", "gc gcm --json")
     assert report["expired"] == [2]
     html, text = table(shell, "history gcm")
-    assert "first" in html and "gc: expired 1 commit(s)" in text
+    assert "first" in html and "gc: expired 1 commit (2)" in text
     assert "not found" in refused(shell, "gc nosuchvolume --dry-run")

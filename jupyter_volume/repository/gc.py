@@ -388,11 +388,7 @@ def _collect_once(
             },
             "policy": policy_text,
         }
-        msg = (
-            f"gc: expired {len(newly_expired)} commit(s)"
-            + (f" ({_ranges_text(newly_expired)})" if newly_expired else "")
-            + f"; condemned {report.packs_condemned} pack(s), repacked {report.packs_repacked}"
-        )
+        msg = _gc_message(newly_expired, report.packs_condemned, report.packs_repacked, grace)
         rec = CommitRecord(
             seq=head.seq + 1,
             parent=head.seq,
@@ -473,6 +469,28 @@ def _collect_once(
 
 def new_locs_packs(new_locs: dict[str, ChunkLoc]) -> set[str]:
     return {loc.pack for loc in new_locs.values()}
+
+
+def _gc_message(expired: list[int], condemned: int, repacked: int, grace: float) -> str:
+    """The gc commit's message: what expired, and how many of the volume's data files
+    are no longer needed (deleted by a gc run once the grace period has passed, or at
+    once with no grace)."""
+    n = len(expired)
+    text = (
+        f"gc: expired {n} commit{'s' if n != 1 else ''} ({_ranges_text(expired)})"
+        if n
+        else "gc: no commit expired"
+    )
+    if condemned:
+        files = f"{condemned} data file{'s' if condemned != 1 else ''}"
+        text += (
+            f"; {files} deleted"
+            if grace <= 0
+            else f"; {files} no longer needed (a gc run {duration_text(grace)} from now deletes them)"
+        )
+        if repacked:
+            text += f", the data still in use in {repacked} of them copied out first"
+    return text
 
 
 def _ranges_text(seqs: list[int]) -> str:
