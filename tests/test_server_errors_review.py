@@ -201,6 +201,21 @@ def test_bad_requests_get_their_status_and_a_one_line_json_message(
             assert method in body["message"] and "takes" in body["message"], body
 
 
+def test_a_missing_field_is_named_not_shown_as_none(api: Api, vol: str) -> None:
+    # Was "invalid volume name None: ..." and "path must be a path string, got None".
+    v = f"volumes/{vol}"
+    for method, route, data, words in [
+        ("POST", "volumes", {}, "needs 'name'"),
+        ("PATCH", v, {}, "needs 'name'"),
+        ("POST", f"{v}/folders", {}, "needs 'path'"),
+        ("POST", f"{v}/move", {"src": "a.txt"}, "needs 'dst'"),
+        ("POST", f"{v}/uploads", {"size": 1}, "needs 'path'"),
+    ]:
+        code, body = api(method, route, data)
+        message = one_line_error(code, body, 400, "InvalidError")
+        assert words in message and "None" not in message, (method, route, message)
+
+
 def test_an_upload_chunk_too_large_to_read_gets_the_json_error(api: Api, vol: str) -> None:
     code, up = api("POST", f"volumes/{vol}/uploads", {"path": "c.bin", "size": 5})
     assert code == 201, up

@@ -441,6 +441,8 @@ class VolumeService:
 
     def create_volume(self, name: Any) -> dict[str, Any]:
         """Create a volume; AlreadyExistsError if the name is taken."""
+        if name is None:
+            raise InvalidError("the request needs 'name', the new volume's name")
         check_name(name)
         Volume.objects.create(name, store=self.store)
         return volume_json(self._vol(name))
@@ -452,6 +454,8 @@ class VolumeService:
     def rename_volume(self, name: str, new_name: Any) -> dict[str, Any]:
         """Rename a volume (contents and history unchanged)."""
         check_name(name)
+        if new_name is None:
+            raise InvalidError("the request needs 'name', the volume's new name")
         check_name(new_name)
         Volume.rename(name, new_name, store=self.store)
         return volume_json(self._vol(new_name))
@@ -875,6 +879,8 @@ def _path_arg(value: Any, what: str) -> str:
     places a browser shows or sends them (headers, one-line lists), so the REST API
     does not create new ones.
     """
+    if value is None:
+        raise InvalidError(f"the request needs {what!r}, a path in the volume")
     if not isinstance(value, str):
         raise InvalidError(f"{what} must be a path string, got {value!r}")
     bad = next((c for c in value if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
