@@ -125,6 +125,21 @@ def run_threads(*targets: Callable[[], None]) -> None:
         raise errors[0]
 
 
+def start_held(target: Callable[[], None], name: str, got: dict[str, Any]) -> threading.Thread:
+    """Start ``target`` on a daemon thread named ``name`` (the name a forced interleaving's
+    hook holds); what it raises is kept in ``got["error"]``."""
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            got["error"] = e
+
+    t = threading.Thread(target=run, name=name, daemon=True)
+    t.start()
+    return t
+
+
 def folder_tree(root: Path) -> tuple[dict[str, bytes], set[str]]:
     """Files (path -> bytes) and folders of a mounted folder, as volume paths."""
     files: dict[str, bytes] = {}
@@ -523,14 +538,10 @@ def test_open_names_the_commit_its_bytes_come_from(
     got: dict[str, Any] = {}
 
     def open_and_read() -> None:
-        try:
-            with vol.open("x.txt") as f:
-                got["data"], got["commit"] = f.read(), f.commit
-        except BaseException as e:  # noqa: BLE001 - reported below
-            got["error"] = e
+        with vol.open("x.txt") as f:
+            got["data"], got["commit"] = f.read(), f.commit
 
-    t = threading.Thread(target=open_and_read, name="tsr-open", daemon=True)
-    t.start()
+    t = start_held(open_and_read, "tsr-open", got)
     try:
         assert looking.wait(JOIN), "the reader never looked x.txt up (hang guard)"
         with vol.batch_upload(force=True) as batch:
@@ -580,13 +591,9 @@ def test_the_head_never_goes_back_when_two_threads_read_it(
     got: dict[str, Any] = {}
 
     def read_head() -> None:
-        try:
-            got["seq"] = repo.head().seq
-        except BaseException as e:  # noqa: BLE001 - reported below
-            got["error"] = e
+        got["seq"] = repo.head().seq
 
-    t = threading.Thread(target=read_head, name="tsr-head", daemon=True)
-    t.start()
+    t = start_held(read_head, "tsr-head", got)
     try:
         assert found.wait(JOIN), "thread H never looked for the head (hang guard)"
         with vol.batch_upload(force=True) as batch:
