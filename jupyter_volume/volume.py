@@ -334,10 +334,9 @@ class Volume:
         self._meta = _meta
         self._id = _id if _meta is None else _meta.id
         self._lock = threading.RLock()
-        # The newest commit this handle has read (reads always look for a newer one).
-        self._seq: int | None = None
-        # The same, for the calling thread alone: another thread reading or committing
-        # through this handle moves ``_seq`` in the middle of this thread's read.
+        # The newest commit the calling thread has read through this handle (``.seq``;
+        # reads always look for a newer one): per thread, since another thread reading
+        # or committing through the same handle would move a shared one mid-read.
         self._seen = threading.local()
         self._mount_options: _MountOptions | None = None
         self._read_only = False
@@ -669,7 +668,7 @@ class Volume:
             return self._record(at).root
         # As Modal's API reads: always the newest commit (one listing of the log's tail).
         rec = repo.head(refresh=True)
-        self._seq = self._seen.seq = rec.seq
+        self._seen.seq = rec.seq
         return rec.root
 
     def _follow(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
@@ -857,7 +856,7 @@ class Volume:
             e,
             p,
             volume=self.name,
-            commit=at if at is not None else getattr(self._seen, "seq", self._seq),
+            commit=at if at is not None else self._seen.seq,  # set by _follow's _root
             chunk_cache=local_chunk_cache(),
         )
 
@@ -913,7 +912,7 @@ class Volume:
     def seq(self) -> int:
         """The newest commit of the volume, as API reads see it (asks the store)."""
         self._root(None)
-        return self._seen.seq  # this thread's read (another's may have moved _seq)
+        return self._seen.seq
 
     @aio
     def read_file_into_fileobj(
@@ -949,7 +948,6 @@ class Volume:
         rec, _stats = self._repo.commit(changes, message=message, writer=writer, **kw)
         if rec is None:
             return None
-        self._seq = rec.seq
         return CommitInfo._of(rec)
 
     @aio
@@ -1576,10 +1574,7 @@ class Volume:
 
         m = _active_mount(self.store, self._resolve().id)
         if m is not None:
-            info = m.commit()
-            if info is not None:
-                self._seq = info.seq
-            return info
+            return m.commit()
         return None
 
     @aio
@@ -1588,9 +1583,7 @@ class Volume:
 
         Unlike :meth:`reload`, this never touches a mounted folder.
         """
-        rec = self._repo.head(refresh=True)
-        self._seq = rec.seq
-        return CommitInfo._of(rec)
+        return CommitInfo._of(self._repo.head(refresh=True))
 
     @aio
     def reload(self) -> None:
@@ -1599,9 +1592,8 @@ class Volume:
         m = _active_mount(self.store, self._resolve().id)
         if m is not None:
             m.reload()
-            self._seq = m.base_seq
             return
-        self._seq = self._repo.head(refresh=True).seq
+        self._repo.head(refresh=True)  # what this process knows of the volume, brought up to date
 
     @aio
     def mount(
