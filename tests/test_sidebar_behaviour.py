@@ -798,7 +798,24 @@ def test_show_more_lists_every_file_when_another_writer_deletes_one_meanwhile(
     row(panel, "f-499.txt").wait_for(state="attached", timeout=TIMEOUT)
     assert len(listed(panel)) == 500
     vol.remove_file("f-000.txt")
-    panel.get_by_role("button", name="Show more (500 of 600)").click()
+    # The click scrolls the button into view, and scrolling near the end of the listing
+    # loads the next page by itself: that page is held until the click has landed (the
+    # click then waits for the same page), else it could arrive first and take the
+    # button away under the click (all 600 listed, the click timed out on a detached
+    # button).
+    pattern = f"**/jupyter-volume/api/volumes/{name}/tree*offset=500*"
+    held = _hold(page, pattern)
+    try:
+        panel.get_by_role("button", name="Show more (500 of 600)").click()
+        for _ in range(200):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the next page was not asked for"
+        for route in held:
+            route.continue_()
+    finally:
+        page.unroute(pattern)
     row(panel, "f-599.txt").wait_for(state="attached", timeout=TIMEOUT)
     assert listed(panel) == sorted(files)
     assert panel.get_by_role("button", name=re.compile("^Show more")).count() == 0
