@@ -478,3 +478,94 @@ def test_a_restore_that_loses_the_log_slot_to_gc_refuses_the_commit_gc_expired(s
     assert [e.path for e in fresh.listdir("/")] == ["b.txt"]
     report = fresh.verify()
     assert report.ok, report.errors
+
+
+def test_a_folder_put_back_as_expired_history_had_it_survives_a_concurrent_gc(store) -> None:
+    """A folder returns to exactly what an expired commit held (a temporary file added,
+    then removed): its tree node has that commit's name again. gc lists the store's
+    nodes, finds that one unreachable, and deletes it; a commit that wrote the same node
+    in between (after gc's record, so gc never marked it) was left naming a node that
+    is gone, and the volume's head could no longer be read. Twice: the second gc deletes
+    what the first one found dead."""
+    from test_group_commit import PausingStore, _in_thread
+
+    vol = Volume.lookup("putback", create_if_missing=True, store=store)
+    put(vol, "F/a.txt", b"a" * 1000)
+    vol.set_retention(keep_last=1, grace=0)
+    paused = PausingStore(store, url=store.url + "#gc")  # gc in a process of its own
+    collector = Volume.from_name("putback", store=paused)
+    for round_ in range(3):
+        # F is {a, tmp}: F as only {a} is history now. tmp's data is dead once it is
+        # removed, so each gc has a pack to delete (no grace): it stops right there.
+        put(vol, "F/tmp.txt", os.urandom(300_000))
+        sweep = paused.pause("delete", f"vols/{vol.object_id}/")
+        t, out = _in_thread(collector.gc)
+        sweep.wait()  # gc's record has landed and it has listed what it deletes
+        vol.remove_file("F/tmp.txt")  # F is {a} again: the node an expired commit had
+        sweep.go()
+        t.join(60)
+        assert not t.is_alive() and "error" not in out, out
+        fresh = Volume.from_name("putback", store=store)
+        assert [e.path for e in fresh.listdir("F")] == ["F/a.txt"], round_
+        assert read(fresh, "F/a.txt") == b"a" * 1000
+        report = fresh.verify()
+        assert report.ok, (round_, report.errors)
+    vol.gc()
+    fresh = Volume.from_name("putback", store=store)
+    assert read(fresh, "F/a.txt") == b"a" * 1000
+    assert fresh.verify().ok
+
+
+def test_a_folder_copied_from_a_head_that_gc_expires_meanwhile_stays_readable(store) -> None:
+    """copy_files() of a folder takes the folder's tree node whole from the head it
+    read; the folder changes and gc expires that head before the copy commits. The
+    node is unreachable then, and the copy landing after gc's record named it: gc had
+    deleted it (no grace), so the new folder could not be listed. Now gc only lists
+    it, the copy writes it under a new name, and the next gc deletes the old one."""
+    from test_group_commit import PausingStore, _in_thread
+
+    vol = Volume.lookup("cpdir", create_if_missing=True, store=store)
+    put(vol, "F/a.txt", b"a" * 1000)
+    vol.set_retention(keep_last=1, grace=0)
+    paused = PausingStore(store, url=store.url + "#copier")  # a process of its own
+    copier = Volume.from_name("cpdir", store=paused)
+    slot = paused.pause("put_if_absent", f"vols/{vol.object_id}/log/")
+    t, out = _in_thread(lambda: copier.copy_files(["F"], "G", recursive=True))
+    slot.wait()  # F's node is in the copy's change set; it is about to commit
+    put(vol, "F/b.txt", b"b" * 1000)  # F changes: the node the copy holds is history
+    vol.gc()  # expires that history
+    slot.go()
+    t.join(60)
+    assert not t.is_alive() and "error" not in out, out
+    for _ in range(2):  # the second gc deletes what the first found unreachable
+        fresh = Volume.from_name("cpdir", store=store)
+        assert [e.path for e in fresh.listdir("G")] == ["G/a.txt"]
+        assert read(fresh, "G/a.txt") == b"a" * 1000
+        report = fresh.verify()
+        assert report.ok, report.errors
+        fresh.gc()
+
+
+def test_a_streamed_commit_names_no_node_gc_found_unreachable(store) -> None:
+    """The streamed (initial) commit builds its tree bottom up; a folder it builds can
+    repeat a node an expired commit had, which the gc in force found unreachable and
+    the next gc deletes by name. It must write that folder under another name."""
+    vol = Volume.lookup("stream", create_if_missing=True, store=store)
+    put(vol, "F/a.txt", b"a" * 100)  # kept inside its node: no chunk for gc to drop
+    repo = vol._repo
+    old = repo.lookup("F")
+    entry = repo.lookup("F/a.txt")
+    vol.remove_file("F/a.txt")  # F is gone: its node is only in history
+    vol.set_retention(keep_last=1, grace=0)
+    vol.gc()
+    assert old.tree in repo.doomed_trees(repo.head(refresh=True))
+    rec, _ = repo.commit_stream([("F/a.txt", entry)], message="F again")
+    assert rec is not None
+    now = repo.lookup("F", rec.root)
+    assert now.tree != old.tree  # the same folder, under a name no gc deletes
+    assert [e.path for e in vol.listdir("F")] == ["F/a.txt"]
+    vol.gc()  # deletes the old name
+    fresh = Volume.from_name("stream", store=store)
+    assert read(fresh, "F/a.txt") == b"a" * 100
+    report = fresh.verify()
+    assert report.ok, report.errors

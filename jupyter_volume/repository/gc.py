@@ -11,6 +11,9 @@ Every commit is kept until a retention policy says otherwise. ``collect`` then:
 5. deletes condemned packs once their grace period has passed, and orphans (objects no
    commit references, such as the uploads of a crashed writer) older than the grace
    period: an upload younger than that may belong to a commit still in flight.
+   Tree nodes go in two steps: the record names the list of every unreachable node, no
+   commit published on it may name one (see ``Repository._avoid_doomed``), and the next
+   gc deletes those still unreachable then.
 
 The gc record is written with the same create-only put as any commit; on a lost race,
 collection starts over from the new head, so a concurrent writer's commit is always
@@ -28,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConflictError, InvalidError, NotFoundError
-from .codec import dump_json, hash_bytes, load_json
+from .codec import compress_blob, dump_json, hash_bytes, load_json
 from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment
 from .repo import CommitRecord, Repository, _upload_pool, checkpoint_shards, seq_ranges
 from .tree import DIR, EMPTY_TREE, FILE, READ_AHEAD_NODES
@@ -310,6 +313,15 @@ def _collect_once(
 
     # What is on the store.
     packs_on_store = {i.key.rsplit("/", 1)[1]: i for i in store.list(repo.prefix + "packs/")}
+    # Tree nodes go in two steps, since a node cannot be rescued by a new name as a chunk
+    # is: every unreachable node is listed ("doomed") with this record, and the next gc
+    # deletes those still unreachable then. Meanwhile no commit may name a doomed node
+    # (Repository._avoid_doomed): one that would, a folder put back exactly as expired
+    # history had it, writes it under a new name. Deleting nodes found unreachable in a
+    # listing at once lost a node a commit landing after this record wrote again.
+    nodes_on_store = {i.key.rsplit("/", 1)[1]: i for i in store.list(repo.prefix + "trees/")}
+    doomed = {h for h in nodes_on_store if h not in trees}
+    deletable_nodes = {h for h in repo.doomed_trees(head) if h in doomed}
     live_bytes = {p: sum(loc.length for _h, loc in items) for p, items in live.items()}
     report.bytes_live = sum(live_bytes.values())
     condemned = dict(state.condemned)
@@ -364,13 +376,15 @@ def _collect_once(
         report.bytes_freed += packs_on_store[p].size
 
     if dry_run:
-        report.objects_deleted = len(deletable_packs) + len(orphan_packs)
+        report.bytes_freed += sum(nodes_on_store[h].size for h in deletable_nodes)
+        report.objects_deleted = len(deletable_packs) + len(orphan_packs) + len(deletable_nodes)
         return report
 
     policy_text = policy.describe()
     rec: CommitRecord | None = None
     for _attempt in range(200):
         checkpoint_keys = _write_checkpoint(repo, entries)
+        doomed_key = _write_doomed(repo, doomed)
         remaining = {p: t for p, t in condemned.items() if p not in deletable_packs}
         extra: dict[str, Any] = {
             "expired": [
@@ -388,6 +402,8 @@ def _collect_once(
             },
             "policy": policy_text,
         }
+        if doomed_key is not None:
+            extra["doomed_trees"] = doomed_key
         msg = _gc_message(newly_expired, report.packs_condemned, report.packs_repacked, grace)
         rec = CommitRecord(
             seq=head.seq + 1,
@@ -421,6 +437,8 @@ def _collect_once(
         known = set(chunks)
         for s in range(head.seq + 1, new_head.seq + 1):
             _mark(repo, repo.record(s).root, trees, chunks)
+        doomed -= trees
+        deletable_nodes -= trees
         for h in chunks - known:
             loc = index.get_any(h)
             if loc is None:
@@ -448,21 +466,25 @@ def _collect_once(
     report.seq = rec.seq
 
     # Sweep: condemned packs past their grace, and orphans older than the grace period.
-    doomed = [repo._pack_key(p) for p in deletable_packs + orphan_packs]
+    doomed_keys = [repo._pack_key(p) for p in deletable_packs + orphan_packs]
     cutoff = now - grace
     keep_index = set(checkpoint_keys)
     for info in store.list(repo.prefix + "index/"):
         if info.key not in keep_index and info.mtime <= cutoff:
-            doomed.append(info.key)
+            doomed_keys.append(info.key)
             report.bytes_freed += info.size
-    for info in store.list(repo.prefix + "trees/"):
-        h = info.key.rsplit("/", 1)[1]
-        if h not in trees and info.mtime <= cutoff:
-            doomed.append(info.key)
-            report.bytes_freed += info.size
-    for i in range(0, len(doomed), 1000):
-        store.delete(doomed[i : i + 1000])
-    report.objects_deleted = len(doomed)
+    for h in sorted(deletable_nodes):
+        doomed_keys.append(repo._tree_key(h))
+        report.bytes_freed += nodes_on_store[h].size
+    # The lists of doomed nodes: this record's, and the one before it (a writer that has
+    # not seen this record yet may still read that), stay.
+    previous = repo.record(state.seq).extra.get("doomed_trees") if state.seq is not None else None
+    for info in store.list(repo.prefix + "gc/"):
+        if info.key not in (doomed_key, previous):
+            doomed_keys.append(info.key)
+    for i in range(0, len(doomed_keys), 1000):
+        store.delete(doomed_keys[i : i + 1000])
+    report.objects_deleted = len(doomed_keys)
     _sweep_local_temp(store, cutoff)
     return report
 
@@ -512,6 +534,16 @@ def _mark(repo: Repository, root: str, trees: set[str], chunks: set[str]) -> Non
                 stack.append(e.tree)  # type: ignore[arg-type]
             elif e.kind == FILE and e.chunks:
                 chunks.update(c for c, _n in e.chunks)
+
+
+def _write_doomed(repo: Repository, nodes: set[str]) -> str | None:
+    """Store the list of doomed tree nodes; its key (named by its hash), or None."""
+    if not nodes:
+        return None
+    blob = compress_blob("\n".join(sorted(nodes)).encode())
+    key = f"{repo.prefix}gc/{hash_bytes(blob)}"
+    repo.store.put(key, blob)
+    return key
 
 
 def _write_checkpoint(repo: Repository, entries: dict[str, ChunkLoc]) -> list[str]:

@@ -815,6 +815,7 @@ class Repository:
         self._commit_lock = threading.RLock()
         self.chunk_cache: Any = None  # optional: get(hash) -> bytes | None, put(hash, bytes)
         self._gc_seen: int | None = None
+        self._doomed: tuple[int | None, frozenset[str]] = (None, frozenset())
         self._format_checked = False
         # group commit: when this process last listed intents / last lost a race
         self._intents_listed = 0.0
@@ -1004,6 +1005,54 @@ class Repository:
             tuple((int(a), int(b)) for a, b in g.extra.get("expired", [])),
             {k: float(v) for k, v in g.extra.get("condemned", {}).items()},
         )
+
+    def doomed_trees(self, rec: CommitRecord) -> frozenset[str]:
+        """The tree nodes the gc in force as of ``rec`` found unreachable. The next gc
+        deletes those still unreachable then, by name, so a commit published on ``rec``
+        must not name any of them (:meth:`_avoid_doomed`)."""
+        ptr = rec.gc_pointer
+        if ptr is None:
+            return frozenset()
+        seen, nodes = self._doomed
+        if seen == ptr:
+            return nodes
+        key = self.record(ptr).extra.get("doomed_trees")
+        if not key:
+            nodes = frozenset()
+        else:
+            try:
+                blob = self.store.get(key)
+            except NotFoundError:
+                # Only a newer gc deletes this list, and its record lies above ``rec``:
+                # a commit on ``rec`` loses its log slot whatever it names.
+                return frozenset()
+            if hash_bytes(blob) != key.rsplit("/", 1)[1]:
+                raise CorruptionError(f"{key} is corrupt (hash mismatch)", key=key)
+            nodes = frozenset(decompress_blob(blob, key).decode().split())
+        self._doomed = (ptr, nodes)
+        return nodes
+
+    def _avoid_doomed(
+        self, head: CommitRecord, root: str, written: set[str], named: Iterable[str]
+    ) -> str:
+        """``root``, or the same tree rewritten so that it names no node the gc in force
+        found unreachable (see :meth:`doomed_trees`). A commit's own new nodes may repeat
+        such a name (a folder put back exactly as expired history had it), and so may a
+        folder it takes from an older commit (a restore, a move staged before that gc);
+        any other node comes from a commit gc marked. ``written``: this commit's nodes;
+        ``named``: the folders its change set takes whole."""
+        doomed = self.doomed_trees(head)
+        if not doomed or (
+            root not in doomed and doomed.isdisjoint(written) and doomed.isdisjoint(named)
+        ):
+            return root
+        try:
+            return self.trees.rewrite_avoiding(root, doomed, written)
+        except NotFoundError as e:
+            raise ConflictError(
+                "a folder this commit takes from older history was deleted by garbage "
+                "collection meanwhile; nothing was committed"
+            ) from e
 
     def is_expired(self, seq: int) -> bool:
         """True if garbage collection expired commit ``seq`` (its files may be gone)."""
@@ -1346,14 +1395,26 @@ class Repository:
                             own=published.key if published else None,
                         )
                     ours = [i for i in carried if i in mine]
-                    if root is not None:
-                        new_root, stats = root, self._root_stats(head.root, root)
-                    else:
-                        merged: dict[str, Entry | str | None] = {}
-                        for intent in carried:
-                            merged.update(intent.changes)
-                        merged.update(changes)
-                        new_root, stats = self.trees.apply(head.root, merged)
+                    written = self.trees.track()
+                    try:
+                        if root is not None:
+                            new_root, stats = root, self._root_stats(head.root, root)
+                            named: list[str] = [root]
+                        else:
+                            merged: dict[str, Entry | str | None] = {}
+                            for intent in carried:
+                                merged.update(intent.changes)
+                            merged.update(changes)
+                            new_root, stats = self.trees.apply(head.root, merged)
+                            named = [
+                                e.tree
+                                for e in merged.values()
+                                if isinstance(e, Entry) and e.kind == DIR and e.tree
+                            ]
+                        if new_root != head.root:
+                            new_root = self._avoid_doomed(head, new_root, written, named)
+                    finally:
+                        self.trees.untrack()
                     if new_root == head.root and len(ours) == len(carried):
                         # Nothing changes (this machine's change sets alone need no record).
                         self.trees.pending.clear()
@@ -1527,6 +1588,25 @@ class Repository:
         or None to commit nothing (the writer's uploads then stay as orphans for gc).
         ``message`` may be a function, called then (what the commit holds is known).
         """
+        written = self.trees.track()  # checked against what gc found dead when published
+        try:
+            return self._commit_stream(
+                items, message, writer, kind, author, flush_bytes, edit, written
+            )
+        finally:
+            self.trees.untrack()
+
+    def _commit_stream(
+        self,
+        items: Iterable[tuple[str, Entry]],
+        message: str | Callable[[], str],
+        writer: Writer | None,
+        kind: str,
+        author: str | None,
+        flush_bytes: int,
+        edit: Callable[[str], str | None] | None,
+        written: set[str],
+    ) -> tuple[CommitRecord | None, ApplyStats]:
         nodes = _NodeUploads(self)
         builder = TreeBuilder(self.trees, flush=nodes.start, flush_bytes=flush_bytes)
         for path, entry in items:
@@ -1561,6 +1641,7 @@ class Repository:
                 if new_root == head.root:
                     self.trees.pending.clear()
                     return None, stats
+                new_root = self._avoid_doomed(head, new_root, written, ())
                 tree_puts = self._upload_trees()
                 index_list = list(head.index)
                 if seg_key and seg_key not in index_list:

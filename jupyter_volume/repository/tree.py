@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import bisect
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -207,6 +208,7 @@ class Trees:
         self.pending: dict[str, bytes] = {}
         #: nodes known to exist on the store (read from it, or uploaded by the repository)
         self.on_store: set[str] = {EMPTY_TREE}
+        self._tracked = threading.local()  # the nodes a commit on this thread wrote
 
     # -- reading -------------------------------------------------------------------
     def node(self, h: str) -> dict:
@@ -375,14 +377,72 @@ class Trees:
         return self.entries(a), self.entries(b)
 
     # -- writing -------------------------------------------------------------------
+    def track(self) -> set[str]:
+        """Start collecting, on this thread, the hash of every node written (uploaded or
+        found on the store already) until :meth:`untrack`; returns the set that fills."""
+        written: set[str] = set()
+        self._tracked.nodes = written
+        return written
+
+    def untrack(self) -> None:
+        self._tracked.nodes = None
+
+    def _note(self, h: str) -> None:
+        written = getattr(self._tracked, "nodes", None)
+        if written is not None:
+            written.add(h)
+
     def _write_node(self, node: dict) -> str:
         raw = dump_json(node)
         h = hash_bytes(raw)
+        self._note(h)
         if h not in self._nodes:
             self._remember(h, node)
         if h not in self.on_store and h not in self.pending:
             self.pending[h] = compress_blob(raw)
         return h
+
+    def rewrite_avoiding(self, root: str, avoid: frozenset[str], written: set[str]) -> str:
+        """The tree ``root`` again, with no node named in ``avoid``: each such node, and
+        every node above it, is written anew, one whose content repeats a name in
+        ``avoid`` with a random ``"n"`` field (readers ignore it) so that its name is new.
+
+        gc deletes the nodes it found unreachable (``avoid``) one run later by name, and
+        a name cannot be saved from that by uploading the same bytes again. Only nodes
+        in ``avoid`` or ``written`` (this commit's own) are read: any other node comes
+        from a published commit gc marked, and so has no such node below it."""
+        out: dict[str, str] = {}
+        stack: list[tuple[str, bool]] = [(root, False)]
+        while stack:
+            h, ready = stack.pop()
+            if h in out:
+                continue
+            if h not in avoid and h not in written:
+                out[h] = h
+                continue
+            node = self.node(h)
+            if "s" in node:
+                kids = [row[1] for row in node["s"]]
+            else:
+                kids = [e[5] for e in node["e"] if e[1] == DIR and e[5] is not None]
+            if not ready:
+                stack.append((h, True))
+                stack.extend((k, False) for k in kids if k not in out)
+                continue
+            new = {k: v for k, v in node.items() if k != "n"}
+            if "s" in node:
+                new["s"] = [[row[0], out[row[1]], *row[2:]] for row in node["s"]]
+            else:
+                new["e"] = [
+                    [*e[:5], out[e[5]], *e[6:]] if e[1] == DIR and e[5] is not None else e
+                    for e in node["e"]
+                ]
+            if hash_bytes(dump_json(new)) in avoid:
+                new["n"] = os.urandom(8).hex()
+            out[h] = self._write_node(new)
+        for h in avoid.intersection(self.pending):
+            del self.pending[h]  # replaced: uploading it would only add garbage
+        return out[root]
 
     def write_dir(self, entries: list[Entry]) -> str:
         """Write a directory holding ``entries`` (sorted by name); return its hash."""
@@ -689,6 +749,7 @@ class TreeBuilder:
     def _node(self, raw: bytes) -> str:
         h = hash_bytes(raw)
         t = self.trees
+        t._note(h)
         if h not in t.on_store and h not in t.pending:
             blob = compress_blob(raw)
             t.pending[h] = blob
