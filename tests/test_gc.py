@@ -569,3 +569,90 @@ def test_a_streamed_commit_names_no_node_gc_found_unreachable(store) -> None:
     assert read(fresh, "F/a.txt") == b"a" * 100
     report = fresh.verify()
     assert report.ok, report.errors
+
+
+def test_a_writer_slower_than_the_grace_period_keeps_its_uploads(store) -> None:
+    """A commit in the making holds uploads no record names yet: to gc they look like a
+    crashed writer's orphans once they are older than the grace period, and gc deleted
+    the first pack of a commit that took longer than that (it then published a file
+    whose data was gone). The writer now keeps them young until it publishes."""
+    from jupyter_volume.repository.repo import Repository
+
+    grace = 8.0
+    vol = Volume.lookup("slow", create_if_missing=True, store=store)
+    put(vol, "a.bin", os.urandom(300_000))
+    vol.set_retention(keep_last=1, grace=grace)
+    repo = Repository(store, vol.object_id)  # the slow writer's own view
+    writer = repo.writer()
+    data = os.urandom(3 << 20)
+    entry = writer.file_entry(io.BytesIO(data))
+    writer.packs.finish()  # its pack is on the store, named by no commit
+    time.sleep(grace + 2)  # still staging, longer than the grace period
+    report = vol.gc()
+    assert report.objects_deleted == 0, report
+    rec, _ = repo.commit({"b.bin": entry}, writer=writer, message="slow", line=False)
+    assert rec is not None
+    fresh = Volume.from_name("slow", store=store)
+    assert read(fresh, "b.bin") == data
+    result = fresh.verify()
+    assert result.ok, result.errors
+
+
+SUSPENDED_WRITER = """
+import io, os, sys
+from jupyter_volume import Volume
+from jupyter_volume.errors import ConflictError
+vol = Volume.from_name("stopped", store=sys.argv[1])
+w = vol._repo.writer()
+entry = w.file_entry(io.BytesIO(os.urandom(3 << 20)))
+w.packs.finish()  # its pack is on the store, named by no commit
+print("staged", flush=True)
+sys.stdin.readline()  # the parent suspends this process, runs gc, continues it
+try:
+    rec, _ = vol._repo.commit({"late.bin": entry}, writer=w, line=False)
+    print("committed", rec.seq, flush=True)
+except ConflictError as e:
+    print("refused:", e, flush=True)
+"""
+
+
+def test_a_writer_suspended_past_the_grace_period_refuses_to_commit(opened) -> None:
+    """A writer stopped (SIGSTOP, a laptop's sleep) longer than the grace period cannot
+    keep its uploads young: gc deletes them as orphans. Continued, it must not publish
+    a commit naming them; it refuses, and the volume stays readable."""
+    import signal
+
+    _store, url, env = opened
+    vol = Volume.lookup("stopped", create_if_missing=True, store=url)
+    put(vol, "a.bin", os.urandom(300_000))
+    grace = 3.0
+    vol.set_retention(grace=grace)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SUSPENDED_WRITER, url],
+        env={**os.environ, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline() == "staged\n"
+        child.send_signal(signal.SIGSTOP)
+        time.sleep(grace + 1.5)
+        report = vol.gc()
+        assert report.objects_deleted == 1, report  # the stopped writer's pack
+        child.send_signal(signal.SIGCONT)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGCONT)
+            child.kill()
+            child.wait()
+    assert out.startswith("refused: this commit's data was uploaded"), out + err
+    fresh = Volume.from_name("stopped", store=url)
+    assert [e.path for e in fresh.listdir("/")] == ["a.bin"]
+    result = fresh.verify()
+    assert result.ok, result.errors

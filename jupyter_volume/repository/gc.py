@@ -137,6 +137,7 @@ def load_policy(repo: Repository) -> RetentionPolicy:
 def save_policy(repo: Repository, policy: RetentionPolicy) -> None:
     """Store ``policy`` with the volume (it applies from the next gc on)."""
     repo.store.put(repo.prefix + "policy", dump_json(asdict(policy.validate())))
+    repo._grace = None  # this process's writers keep their uploads young by the new one
 
 
 # -- tags -------------------------------------------------------------------------------------

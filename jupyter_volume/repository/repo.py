@@ -51,6 +51,7 @@ from typing import IO, Any, TypeVar
 from .._pools import SharedPool
 from ..errors import ConflictError, CorruptionError, NotFoundError
 from ..store import Store
+from . import keeper
 from .chunkcache import SizeBound
 from .codec import (
     CHUNK_AVG,
@@ -109,6 +110,7 @@ READ_ATTEMPTS = 3
 #: Group commit. An intent older than this (by the store's listing time) or based more
 #: than INTENT_WINDOW commits back is dropped instead of carried: its writer is gone.
 INTENT_TTL = 300.0
+GRACE_REREAD = 300.0  # seconds a process trusts the gc grace period it read
 INTENT_WINDOW = 512
 #: A carried intent still listed this long after it was written is deleted by whoever
 #: lists it; a younger one by the next writer to publish a record (the writer that
@@ -337,13 +339,24 @@ class Writer:
         #: replaced by one without what gc found dead, and the commit finds the old
         #: locations here (see Repository._rescue_condemned)
         self.seen = repo._seen_now()
-        self.packs = PackWriter(repo._put_pack, _upload_pool)
+        #: pack key -> when (monotonic) its PUT, or its latest touch, started: the
+        #: keeper keeps these young while the commit is in the making (see .keeper)
+        self.uploads: dict[str, float] = {}
+        self.packs = PackWriter(self._put_pack, _upload_pool)
         self._comp = Compressor()
         self._buf: bytearray | None = None
         self.bytes_in = 0
         #: content of small files kept in the tree itself (not in packs): stored anew by
         #: every commit that writes it, so counted as new data
         self.inline_bytes = 0
+
+    def _put_pack(self, pack_id: str, data: bytes) -> None:
+        start = time.monotonic()
+        self.repo._put_pack(pack_id, data)
+        first = not self.uploads
+        self.uploads[self.repo._pack_key(pack_id)] = start
+        if first:
+            keeper.register(self)
 
     def write_stream(
         self,
@@ -440,6 +453,7 @@ class Writer:
     def abort(self) -> None:
         """Stop: wait for in-flight uploads; what was uploaded stays as orphans for GC."""
         self.packs.abort()
+        keeper.unregister(self)
 
 
 def _file_entry(
@@ -816,6 +830,7 @@ class Repository:
         self.chunk_cache: Any = None  # optional: get(hash) -> bytes | None, put(hash, bytes)
         self._gc_seen: int | None = None
         self._doomed: tuple[int | None, frozenset[str]] = (None, frozenset())
+        self._grace: tuple[float, float] | None = None  # (gc grace, when read)
         self._format_checked = False
         # group commit: when this process last listed intents / last lost a race
         self._intents_listed = 0.0
@@ -1005,6 +1020,18 @@ class Repository:
             tuple((int(a), int(b)) for a, b in g.extra.get("expired", [])),
             {k: float(v) for k, v in g.extra.get("condemned", {}).items()},
         )
+
+    def gc_grace(self) -> float:
+        """The grace period of the volume's retention policy (read again every few
+        minutes): how old gc lets an object no commit names become before deleting it."""
+        cached = self._grace
+        if cached is not None and time.monotonic() - cached[1] < GRACE_REREAD:
+            return cached[0]
+        from .gc import load_policy
+
+        grace = float(load_policy(self).grace)
+        self._grace = (grace, time.monotonic())
+        return grace
 
     def doomed_trees(self, rec: CommitRecord) -> frozenset[str]:
         """The tree nodes the gc in force as of ``rec`` found unreachable. The next gc
@@ -1255,6 +1282,40 @@ class Repository:
         out with it (or is refused with ConflictError when that data is gone); another
         writer's change set staged before that gc is left for its own writer to commit.
         """
+        try:
+            return self._commit(
+                changes,
+                message=message,
+                writer=writer,
+                kind=kind,
+                author=author,
+                root=root,
+                extra=extra,
+                check=check,
+                local=local,
+                line=line,
+                seen=seen,
+            )
+        finally:
+            if writer is not None:
+                keeper.unregister(writer)  # published, refused or abandoned: done
+
+    def _commit(
+        self,
+        changes: dict[str, Entry | str | None],
+        *,
+        message: str = "",
+        writer: Writer | None = None,
+        kind: str = "commit",
+        author: str | None = None,
+        root: str | None = None,
+        extra: dict[str, Any] | None = None,
+        check: Callable[[CommitRecord], None] | None = None,
+        local: LocalRound | None = None,
+        line: bool = True,
+        seen: Seen | None = None,
+    ) -> tuple[CommitRecord | None, ApplyStats]:
+        """The body of :meth:`commit`."""
         if seen is None:
             seen = writer.seen if writer is not None else self._seen_now()
         if (
@@ -1508,6 +1569,7 @@ class Repository:
                         },
                         extra=ext,
                     )
+                    keeper.check(writer)  # its first uploads are still safe from gc
                     if self._take_slot(rec):
                         if merged_seg is not None:
                             # listed by a record now: safe to deduplicate against
@@ -1595,6 +1657,8 @@ class Repository:
             )
         finally:
             self.trees.untrack()
+            if writer is not None:
+                keeper.unregister(writer)
 
     def _commit_stream(
         self,
@@ -1684,6 +1748,7 @@ class Repository:
                     },
                     extra=ext,
                 )
+                keeper.check(writer)  # its first uploads are still safe from gc
                 if self._take_slot(rec):
                     return self._published(seg_key, new_locs, rec), stats
                 self._pause(attempt)

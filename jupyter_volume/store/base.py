@@ -140,6 +140,13 @@ class Store(abc.ABC):
     def stat(self, key: str) -> ObjectInfo:
         """Return the size and mtime of ``key``."""
 
+    def touch(self, key: str) -> None:
+        """Make ``key``'s modification time now, keeping its bytes (NotFoundError when it
+        is missing). gc deletes unreferenced objects only once they are older than its
+        grace period, so a writer keeps the uploads of a commit still in the making
+        young this way. This default uploads the object again; stores do it in place."""
+        self.put(key, self.get(key))
+
     def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
         """The objects under ``keys``, in order (None where there is none), read in
         parallel: one after another, 50 small objects from a store 30 ms away take 1.5 s

@@ -384,6 +384,15 @@ class LocalStore(Store):
         self._prune_empty({path.parent})
         return True
 
+    def touch(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            if not self._is_file(path, key):
+                raise FileNotFoundError(errno.ENOENT, "no object", str(path))
+            os.utime(path)  # a file deleted meanwhile fails here: it is never made again
+        except OSError as e:
+            raise self._wrap(e, key, reading=True) from e
+
     def delete(self, keys: Iterable[str]) -> None:
         parents: set[Path] = set()
         removed: dict[Path, str] = {}  # folder -> a key deleted from it

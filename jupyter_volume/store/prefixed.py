@@ -98,6 +98,13 @@ class PrefixedStore(Store):
         """Delete ``key`` if its version is still ``token``; True when deleted."""
         return self.inner.delete_if_match(self._key(key), token)
 
+    def touch(self, key: str) -> None:
+        """Make ``key``'s modification time now (see :meth:`Store.touch`)."""
+        try:
+            self.inner.touch(self._key(key))
+        except NotFoundError:
+            raise NotFoundError(f"no object {key!r} in store {self.url}") from None
+
     def delete(self, keys: Iterable[str]) -> None:
         """Delete every key in ``keys``; keys that do not exist are ignored."""
         self.inner.delete([self._key(k) for k in keys])

@@ -792,6 +792,22 @@ class S3Store(Store):
             return False
         return not self.exists(key)
 
+    def touch(self, key: str) -> None:
+        """Make ``key``'s LastModified now: a copy onto itself inside the server (with
+        new metadata, which S3 requires of such a copy); NotFoundError when missing."""
+        full = self._full(key)
+        self._retry(
+            "touch",
+            key,
+            lambda: self._client.copy_object(
+                Bucket=self.bucket,
+                Key=full,
+                CopySource={"Bucket": self.bucket, "Key": full},
+                MetadataDirective="REPLACE",
+                Metadata={"touched": f"{time.time():.3f}"},
+            ),
+        )
+
     def delete(self, keys: Iterable[str]) -> None:
         """Delete every key in ``keys`` (batched DeleteObjects); missing keys are fine.
 

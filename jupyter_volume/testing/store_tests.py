@@ -24,6 +24,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -110,6 +111,22 @@ class StoreTests:
         assert store.get_many([]) == [] and store.get_many(["many/001"]) == [b"1"]
 
     # -- ranges ------------------------------------------------------------------------
+    def test_touch(self, store: Store) -> None:
+        store.put("t/obj", b"kept")
+        before = store.stat("t/obj").mtime
+        time.sleep(1.1)  # S3 gives modification times in whole seconds
+        store.touch("t/obj")
+        assert store.get("t/obj") == b"kept"
+        assert store.stat("t/obj").mtime > before
+        assert [o.key for o in store.list("t/")] == ["t/obj"]
+        with pytest.raises(NotFoundError):
+            store.touch("t/missing")
+        assert not store.exists("t/missing")  # a touch never makes an object
+        store.delete(["t/obj"])
+        with pytest.raises(NotFoundError):
+            store.touch("t/obj")
+        assert not store.exists("t/obj")
+
     def test_get_range(self, store: Store) -> None:
         data = bytes(range(100))
         store.put("r", data)

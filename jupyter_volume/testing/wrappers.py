@@ -82,6 +82,9 @@ class WrappedStore(Store):
     def delete_if_match(self, key: str, token: str) -> bool:
         return self._do("delete_if_match", key, self.inner.delete_if_match, key, token)
 
+    def touch(self, key: str) -> None:
+        return self._do("touch", key, self.inner.touch, key)
+
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         return self._do("delete", ",".join(keys), self.inner.delete, keys)
