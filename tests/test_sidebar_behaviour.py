@@ -826,6 +826,105 @@ def test_show_more_lists_every_file_when_another_writer_deletes_one_meanwhile(
     assert panel.get_by_role("button", name="Show more (500 of 599)").count() == 1
 
 
+def _focused(page: Any) -> dict[str, Any]:
+    """What has the keyboard focus: its tag, label, row path and whether it is in the
+    file listing."""
+    return page.evaluate(
+        """(panel) => {
+            const a = document.activeElement;
+            const listing = document.querySelector(panel + ' .jp-VolumePanel-listing');
+            return {
+                tag: a ? a.tagName : null,
+                label: a ? a.getAttribute('aria-label') : null,
+                path: a && a.dataset ? a.dataset.path ?? null : null,
+                inListing: Boolean(a && listing && listing.contains(a)),
+            };
+        }""",
+        PANEL,
+    )
+
+
+def _next_page_held(page: Any, name: str, offset: int, act: Any) -> None:
+    """Do ``act`` with the folder's page at ``offset`` held, then let the page go: the
+    page is asked for once, whether by ``act`` or by the scrolling it causes (focusing
+    "Show more" scrolls it into view, which loads the next page by itself)."""
+    pattern = f"**/jupyter-volume/api/volumes/{name}/tree*offset={offset}&*"
+    held = _hold(page, pattern)
+    try:
+        act()
+        for _ in range(200):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, f"the page at {offset} was not asked for"
+        for route in held:
+            route.continue_()
+    finally:
+        page.unroute(pattern)
+
+
+def test_the_keyboard_focus_stays_in_the_listing_when_show_more_loads_a_page(
+    page: Any, store: str
+) -> None:
+    """Enter on "Show more" in a large folder (1,200 files, pages of 500) leaves the focus
+    on "Show more" while there is more to load, then on the first row the last page
+    brought; the same when the page loads by scrolling while "Show more" has the focus.
+    Each page drew the listing anew, button included, and the focus fell to the main
+    area."""
+    files = {f"f-{i:04d}.txt": b"x" for i in range(1200)}
+    name, _ = new_volume(store, files)
+    panel = open_volume(page, name)
+    row(panel, "f-0499.txt").wait_for(state="attached", timeout=TIMEOUT)
+    more = panel.locator(".jp-VolumePanel-listing").get_by_role(
+        "button", name=re.compile("^Show more")
+    )
+
+    def enter_on_show_more() -> None:
+        more.focus()
+        page.keyboard.press("Enter")
+
+    _next_page_held(page, name, 500, enter_on_show_more)
+    row(panel, "f-0999.txt").wait_for(state="attached", timeout=TIMEOUT)
+    page.wait_for_timeout(300)  # the focus has settled
+    assert _focused(page) == {
+        "tag": "BUTTON",
+        "label": "Show more (1000 of 1200)",
+        "path": None,
+        "inListing": True,
+    }
+
+    # Enter again, on the focus as it is: the last page; the focus goes to its first row,
+    # and the arrow keys go on from there.
+    page.keyboard.press("Enter")
+    row(panel, "f-1199.txt").wait_for(state="attached", timeout=TIMEOUT)
+    page.wait_for_timeout(300)
+    assert more.count() == 0
+    assert _focused(page) == {"tag": "TR", "label": None, "path": "f-1000.txt", "inListing": True}
+    page.keyboard.press("ArrowDown")
+    cursor = panel.locator("tr.jp-mod-cursor")
+    assert cursor.get_attribute("data-path") == "f-1001.txt"
+    assert cursor.get_attribute("aria-selected") == "true"
+    assert _focused(page)["inListing"]
+    assert len(listed(panel)) == 1200
+
+    # The next page loads by scrolling while "Show more" has the focus. (From the top:
+    # the listing shrunk under a scrolled end would load that page by itself.)
+    listing = panel.locator(".jp-VolumePanel-listing")
+    listing.evaluate("e => { e.scrollTop = 0; }")
+    panel.get_by_role("button", name="Refresh folder").click()
+    row(panel, "f-0500.txt").wait_for(state="detached", timeout=TIMEOUT)
+    assert len(listed(panel)) == 500
+
+    def scroll_with_focus_on_show_more() -> None:
+        more.focus()
+        listing.evaluate("e => { e.scrollTop = e.scrollHeight; }")
+
+    _next_page_held(page, name, 500, scroll_with_focus_on_show_more)
+    row(panel, "f-0999.txt").wait_for(state="attached", timeout=TIMEOUT)
+    page.wait_for_timeout(300)
+    assert _focused(page)["label"] == "Show more (1000 of 1200)"
+
+
 def test_a_dict_value_the_server_cannot_read_shows_why(
     page: Any, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

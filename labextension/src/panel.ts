@@ -158,6 +158,14 @@ export class VolumePanel extends Widget {
   private _uploadRows = new Map<number, HTMLElement>();
   private _loading = el('div', 'jp-VolumePanel-loading');
   private _listing = el('div', 'jp-VolumePanel-listing');
+  /**
+   * "Show more (N of M)" under a large folder's listing: one element for good, relabelled
+   * as pages load (drawn anew with the listing, the one with the focus was gone and the
+   * focus with it).
+   */
+  private _more = button('Show more', () => void this._act('Cannot list', () => this.model.loadMore()), {
+    text: 'Show more'
+  });
   private _history = el('div', 'jp-VolumePanel-history');
   private _historyKey = ''; // what the drawn history list shows (see _onHistoryChanged)
   private _dict = el('div', 'jp-VolumePanel-dict');
@@ -467,13 +475,24 @@ export class VolumePanel extends Widget {
 
   private _renderFolder(): void {
     const m = this.model;
+    const focused = document.activeElement;
+    const hadFocus = focused instanceof HTMLElement && focused !== this._listing && this._listing.contains(focused);
+    const drawn = new Set(
+      Array.from(this._listing.querySelectorAll<HTMLElement>('tr.jp-VolumePanel-entry')).map(tr => tr.dataset.path)
+    );
     this._content.hidden = m.volume === null && this._openDict === null;
     this._crumbs.replaceChildren();
-    this._listing.replaceChildren();
+    // All but "Show more": removed, a focused button takes the focus with it.
+    for (const child of Array.from(this._listing.children)) {
+      if (child !== this._more) {
+        child.remove();
+      }
+    }
     this._files.classList.toggle('jp-mod-readonly', m.at !== null);
     this._atBanner.replaceChildren();
     this._atBanner.hidden = m.at === null;
     if (m.volume === null) {
+      this._more.remove();
       return;
     }
     if (m.at !== null) {
@@ -541,13 +560,56 @@ export class VolumePanel extends Widget {
     for (const entry of m.sortedEntries()) {
       body.appendChild(this._entryRow(entry));
     }
-    this._listing.appendChild(table);
+    this._listing.insertBefore(table, this._more.parentNode === this._listing ? this._more : null);
     if (m.entries.length < m.total) {
-      this._listing.appendChild(
-        button(`Show more (${m.entries.length} of ${m.total})`, () => void this._act('Cannot list', () => m.loadMore()), {
-          text: `Show more (${m.entries.length} of ${m.total})`
-        })
-      );
+      const label = `Show more (${m.entries.length} of ${m.total})`;
+      this._more.title = label;
+      this._more.setAttribute('aria-label', label);
+      this._more.querySelector('.jp-VolumePanel-buttonText')!.textContent = label;
+      if (this._more.parentNode !== this._listing) {
+        this._listing.appendChild(this._more); // (appended again, even in place, it would lose the focus)
+      }
+    } else {
+      this._more.remove();
+    }
+    if (hadFocus && !this._listing.contains(focused)) {
+      this._refocus(focused, drawn);
+    }
+  }
+
+  /**
+   * Put the focus back in the listing after it was drawn anew under it: on the control
+   * that had it if it is drawn again (the same row's button, the same sort button), else
+   * on the first row this drawing added (the last page's, after "Show more"), else on
+   * the listing. The keyboard user stays where they were, never thrown to the main area.
+   */
+  private _refocus(old: HTMLElement, drawn: Set<string | undefined>): void {
+    const path = old.closest<HTMLElement>('tr.jp-VolumePanel-entry')?.dataset.path;
+    const label = old.getAttribute('aria-label');
+    const same = Array.from(this._listing.querySelectorAll<HTMLElement>('button, tr.jp-VolumePanel-entry')).find(
+      e =>
+        e.tagName === old.tagName &&
+        e.closest<HTMLElement>('tr.jp-VolumePanel-entry')?.dataset.path === path &&
+        e.getAttribute('aria-label') === label &&
+        e.dataset.sort === old.dataset.sort
+    );
+    if (same) {
+      same.focus({ preventScroll: true });
+      return;
+    }
+    const added = this._ordered().find(e => !drawn.has(e.path));
+    const tr = added
+      ? Array.from(this._listing.querySelectorAll<HTMLElement>('tr.jp-VolumePanel-entry')).find(
+          r => r.dataset.path === added.path
+        )
+      : undefined;
+    if (tr) {
+      // the cursor too: the arrow keys go on from this row
+      this._cursor = added!.path;
+      this._paintSelection();
+      tr.focus({ preventScroll: true });
+    } else {
+      this._listing.focus({ preventScroll: true });
     }
   }
 
@@ -683,6 +745,11 @@ export class VolumePanel extends Widget {
     const target = e.target as HTMLElement;
     if (target !== this._listing && target.closest('button, a, input, select, textarea')) {
       return;
+    }
+    if (target !== this._listing && (e.key === 'ArrowDown' || e.key === 'ArrowUp')) {
+      // a row given the focus (see _refocus): the listing takes it back, and its cursor
+      // (that row) moves (other keys keep the row's focus: Tab goes on from the row)
+      this._listing.focus({ preventScroll: true });
     }
     const order = this._ordered();
     if (!order.length) {
