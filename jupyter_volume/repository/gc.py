@@ -10,7 +10,8 @@ Every commit is kept until a retention policy says otherwise. ``collect`` then:
    once, and copy out any chunk they had already deduplicated against),
 5. deletes condemned packs once their grace period has passed, and orphans (objects no
    commit references, such as the uploads of a crashed writer) older than the grace
-   period: an upload younger than that may belong to a commit still in flight.
+   period: an upload younger than that may belong to a commit still in flight (whose
+   writer keeps its uploads younger than that: see :mod:`.keeper`).
    Tree nodes go in two steps: the record names the list of every unreachable node, no
    commit published on it may name one (see ``Repository._avoid_doomed``), and the next
    gc deletes those still unreachable then.

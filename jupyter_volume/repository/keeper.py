@@ -24,6 +24,7 @@ not checked.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -76,6 +77,15 @@ def check(writer: Writer | None) -> None:
             f"grace period ({grace:g} s), gc may have deleted it. Nothing was "
             "committed; commit again (a mount retries by itself)"
         )
+
+
+def _after_fork() -> None:
+    # the child has no keeper thread, whatever the parent had; its writers are its own
+    global _lock, _writers, _thread, _wake
+    _lock, _writers, _thread, _wake = threading.Lock(), weakref.WeakSet(), None, threading.Event()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _run() -> None:
