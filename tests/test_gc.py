@@ -656,3 +656,26 @@ def test_a_writer_suspended_past_the_grace_period_refuses_to_commit(opened) -> N
     assert [e.path for e in fresh.listdir("/")] == ["a.bin"]
     result = fresh.verify()
     assert result.ok, result.errors
+
+
+def test_a_forked_child_keeps_its_own_uploads_young(local_store) -> None:
+    """A child forked from a process with a keeper thread inherits the thread's handle
+    but not the thread: its writers must start one of their own."""
+    from jupyter_volume.repository import keeper
+
+    vol = Volume.lookup("forked", create_if_missing=True, store=local_store)
+    w = vol._repo.writer()
+    w.file_entry(io.BytesIO(os.urandom(3 << 20)))
+    w.packs.finish()
+    assert keeper._thread is not None and keeper._thread.is_alive()
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if its keeper runs
+        try:
+            w2 = vol._repo.writer()
+            w2.file_entry(io.BytesIO(os.urandom(3 << 20)))
+            w2.packs.finish()
+            ok = keeper._thread is not None and keeper._thread.is_alive()
+        finally:
+            os._exit(0 if ok else 1)  # noqa: F821 - ok is bound unless the writer raised
+    _pid, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
