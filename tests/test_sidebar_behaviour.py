@@ -826,21 +826,22 @@ def test_show_more_lists_every_file_when_another_writer_deletes_one_meanwhile(
     assert panel.get_by_role("button", name="Show more (500 of 599)").count() == 1
 
 
-def _focused(page: Any) -> dict[str, Any]:
-    """What has the keyboard focus: its tag, label, row path and whether it is in the
-    file listing."""
+def _focused(page: Any, within: str = ".jp-VolumePanel-listing") -> dict[str, Any]:
+    """What has the keyboard focus: its tag, label, row (a file's path, a commit's seq or
+    a Dict entry's id) and whether it is inside ``within`` (the file listing)."""
     return page.evaluate(
-        """(panel) => {
+        """([panel, within]) => {
             const a = document.activeElement;
-            const listing = document.querySelector(panel + ' .jp-VolumePanel-listing');
+            const box = document.querySelector(panel + ' ' + within);
+            const d = a && a.dataset ? a.dataset : {};
             return {
                 tag: a ? a.tagName : null,
                 label: a ? a.getAttribute('aria-label') : null,
-                path: a && a.dataset ? a.dataset.path ?? null : null,
-                inListing: Boolean(a && listing && listing.contains(a)),
+                row: d.path ?? d.seq ?? d.id ?? null,
+                inside: Boolean(a && box && box.contains(a)),
             };
         }""",
-        PANEL,
+        [PANEL, within],
     )
 
 
@@ -889,8 +890,8 @@ def test_the_keyboard_focus_stays_in_the_listing_when_show_more_loads_a_page(
     assert _focused(page) == {
         "tag": "BUTTON",
         "label": "Show more (1000 of 1200)",
-        "path": None,
-        "inListing": True,
+        "row": None,
+        "inside": True,
     }
 
     # Enter again, on the focus as it is: the last page; the focus goes to its first row,
@@ -899,12 +900,12 @@ def test_the_keyboard_focus_stays_in_the_listing_when_show_more_loads_a_page(
     row(panel, "f-1199.txt").wait_for(state="attached", timeout=TIMEOUT)
     page.wait_for_timeout(300)
     assert more.count() == 0
-    assert _focused(page) == {"tag": "TR", "label": None, "path": "f-1000.txt", "inListing": True}
+    assert _focused(page) == {"tag": "TR", "label": None, "row": "f-1000.txt", "inside": True}
     page.keyboard.press("ArrowDown")
     cursor = panel.locator("tr.jp-mod-cursor")
     assert cursor.get_attribute("data-path") == "f-1001.txt"
     assert cursor.get_attribute("aria-selected") == "true"
-    assert _focused(page)["inListing"]
+    assert _focused(page)["inside"]
     assert len(listed(panel)) == 1200
 
     # The next page loads by scrolling while "Show more" has the focus. (From the top:
@@ -923,6 +924,101 @@ def test_the_keyboard_focus_stays_in_the_listing_when_show_more_loads_a_page(
     row(panel, "f-0999.txt").wait_for(state="attached", timeout=TIMEOUT)
     page.wait_for_timeout(300)
     assert _focused(page)["label"] == "Show more (1000 of 1200)"
+
+
+def test_the_keyboard_focus_stays_in_the_dict_when_show_more_entries_loads_a_page(
+    page: Any, store: str
+) -> None:
+    """Enter on "Show more entries" of a Dict (250 entries, pages of 100) leaves the focus
+    on that button while there is more to load, then on the first entry the last page
+    brought. Each page drew the Dict view anew, button included, and the focus fell out
+    of the panel."""
+    from jupyter_volume import Dict
+
+    tag = uuid.uuid4().hex[:6]
+    d = Dict.from_name(f"paged-{tag}", create_if_missing=True, store=store)
+    d.update({f"k-{i:03d}": i for i in range(250)})
+    panel = page.locator(PANEL)
+    panel.get_by_role("button", name="Refresh volumes").click()
+    panel.locator(f"li[data-volume='paged-{tag}'][data-kind='dict']").click()
+    entries = panel.locator("tr.jp-VolumePanel-dictEntry")
+    entries.nth(99).wait_for(state="attached", timeout=TIMEOUT)
+    view = ".jp-VolumePanel-dict"
+    more = panel.locator(view).get_by_role("button", name="Show more entries")
+    more.focus()
+    page.keyboard.press("Enter")
+    entries.nth(199).wait_for(state="attached", timeout=TIMEOUT)
+    page.wait_for_timeout(300)  # the focus has settled
+    assert _focused(page, view) == {
+        "tag": "BUTTON",
+        "label": "Show more entries",
+        "row": None,
+        "inside": True,
+    }
+
+    # Enter again, on the focus as it is: the last page; the focus goes to its first entry.
+    page.keyboard.press("Enter")
+    entries.nth(249).wait_for(state="attached", timeout=TIMEOUT)
+    page.wait_for_timeout(300)
+    assert more.count() == 0
+    ids = entries.evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert len(ids) == 250
+    assert _focused(page, view) == {"tag": "TR", "label": None, "row": ids[200], "inside": True}
+    # Tab goes on from that entry, to its own Delete button.
+    page.keyboard.press("Tab")
+    assert (
+        _focused(page, view)["label"]
+        == f"Delete entry {entries.nth(200).locator('td').first.inner_text()}"
+    )
+
+
+def test_the_keyboard_focus_stays_in_the_history_when_show_older_commits_loads_a_page(
+    page: Any, store: str
+) -> None:
+    """Enter on "Show older commits" (250 commits, pages of 100) leaves the focus on that
+    button while there are older ones, then on the first commit the last page brought.
+    Each page drew the history anew, button included, and the focus fell out of the
+    panel."""
+    name, vol = new_volume(store)
+    for i in range(249):  # and the volume's creation: 250 commits
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(b"x"), f"c{i}.txt")
+    seqs = [c.seq for c in vol.history(limit=300)]
+    assert len(seqs) == 250
+    panel = open_volume(page, name)
+    panel.get_by_role("tab", name="History").click()
+
+    def commit(i: int) -> Any:
+        return panel.locator(f"li.jp-VolumePanel-commit[data-seq='{seqs[i]}']")
+
+    commit(99).wait_for(state="attached", timeout=TIMEOUT)
+    view = ".jp-VolumePanel-history"
+    more = panel.locator(view).get_by_role("button", name="Show older commits")
+    more.focus()
+    page.keyboard.press("Enter")
+    commit(199).wait_for(state="attached", timeout=TIMEOUT)
+    page.wait_for_timeout(300)  # the focus has settled
+    assert _focused(page, view) == {
+        "tag": "BUTTON",
+        "label": "Show older commits",
+        "row": None,
+        "inside": True,
+    }
+
+    # Enter again, on the focus as it is: the last page; the focus goes to its first commit.
+    page.keyboard.press("Enter")
+    commit(249).wait_for(state="attached", timeout=TIMEOUT)
+    page.wait_for_timeout(300)
+    assert more.count() == 0
+    assert _focused(page, view) == {
+        "tag": "LI",
+        "label": None,
+        "row": str(seqs[200]),
+        "inside": True,
+    }
+    # Tab goes on from that commit, to its own controls.
+    page.keyboard.press("Tab")
+    assert _focused(page, view)["label"] == f"Compare commit {seqs[200]}"
 
 
 def test_a_dict_value_the_server_cannot_read_shows_why(

@@ -116,6 +116,96 @@ function button(
   return b;
 }
 
+/** Give a button made by `button` another label (its text too, if it shows one). */
+function relabel(b: HTMLButtonElement, label: string): void {
+  b.title = label;
+  b.setAttribute('aria-label', label);
+  const text = b.querySelector('.jp-VolumePanel-buttonText');
+  if (text) {
+    text.textContent = label;
+  }
+}
+
+/**
+ * A box drawn anew as its pages load, under its "Show more" button: a folder's listing,
+ * a Dict's entries, the history. Drawn anew with the rest, the button that had the
+ * keyboard focus was gone and the focus with it (to the document, then the main area):
+ * the button is one element for good, never removed while shown (added again, even in
+ * place, it would lose the focus), and focus that was in the box goes back in it after
+ * each drawing (see `_refocus`).
+ */
+class PagedBox {
+  /**
+   * @param rows - selects the box's rows (a file, a Dict entry, a commit)
+   * @param key - the `data-` attribute naming a row (its path, id, seq)
+   */
+  constructor(
+    readonly box: HTMLElement,
+    readonly more: HTMLButtonElement,
+    private _rows: string,
+    private _key: string
+  ) {}
+
+  /**
+   * Replace the box's content with `content` (none: an empty box), "Show more" after it
+   * if `more`; `onRow` is told of a row the focus goes to (the listing's cursor).
+   */
+  redraw(content: Node | null, more: boolean, onRow?: (row: HTMLElement) => void): void {
+    const { box } = this;
+    const focused = document.activeElement;
+    const hadFocus = focused instanceof HTMLElement && focused !== box && box.contains(focused);
+    const drawn = new Set(this._rowsNow().map(r => r.dataset[this._key]));
+    for (const child of Array.from(box.children)) {
+      if (child !== this.more) {
+        child.remove();
+      }
+    }
+    if (content) {
+      box.insertBefore(content, this.more.parentNode === box ? this.more : null);
+    }
+    if (!more) {
+      this.more.remove();
+    } else if (this.more.parentNode !== box) {
+      box.appendChild(this.more);
+    }
+    if (hadFocus && !box.contains(focused)) {
+      this._refocus(focused, drawn, onRow);
+    }
+  }
+
+  private _rowsNow(): HTMLElement[] {
+    return Array.from(this.box.querySelectorAll<HTMLElement>(this._rows));
+  }
+
+  /**
+   * Put the focus back in the box drawn anew under it: on the control that had it if it
+   * is drawn again (the same row's button, the same sort button), else on the first row
+   * this drawing added (the last page's, after "Show more"), else on the box. The
+   * keyboard user stays where they were, never thrown to the main area.
+   */
+  private _refocus(old: HTMLElement, drawn: Set<string | undefined>, onRow?: (row: HTMLElement) => void): void {
+    const rowOf = (e: HTMLElement) => e.closest<HTMLElement>(this._rows)?.dataset[this._key];
+    const row = rowOf(old);
+    const label = old.getAttribute('aria-label');
+    const same = Array.from(this.box.querySelectorAll<HTMLElement>(`button, input, ${this._rows}`)).find(
+      e =>
+        e.tagName === old.tagName &&
+        rowOf(e) === row &&
+        e.getAttribute('aria-label') === label &&
+        e.dataset.sort === old.dataset.sort
+    );
+    const added = same ? undefined : this._rowsNow().find(r => !drawn.has(r.dataset[this._key]));
+    if (added) {
+      onRow?.(added);
+    }
+    const target = same ?? added ?? this.box;
+    if (target.tabIndex < 0 && !target.hasAttribute('tabindex')) {
+      target.tabIndex = -1; // a commit, a Dict entry, the box: focusable, not a Tab stop
+    }
+    target.focus({ preventScroll: true });
+  }
+}
+
 async function confirm(title: string, body: string, label: string): Promise<boolean> {
   const result = await showDialog({
     title,
@@ -158,17 +248,31 @@ export class VolumePanel extends Widget {
   private _uploadRows = new Map<number, HTMLElement>();
   private _loading = el('div', 'jp-VolumePanel-loading');
   private _listing = el('div', 'jp-VolumePanel-listing');
-  /**
-   * "Show more (N of M)" under a large folder's listing: one element for good, relabelled
-   * as pages load (drawn anew with the listing, the one with the focus was gone and the
-   * focus with it).
-   */
-  private _more = button('Show more', () => void this._act('Cannot list', () => this.model.loadMore()), {
-    text: 'Show more'
-  });
+  /** The listing under "Show more (N of M)", relabelled as a large folder's pages load. */
+  private _listingPages = new PagedBox(
+    this._listing,
+    button('Show more', () => void this._act('Cannot list', () => this.model.loadMore()), { text: 'Show more' }),
+    'tr.jp-VolumePanel-entry',
+    'path'
+  );
   private _history = el('div', 'jp-VolumePanel-history');
+  private _historyPages = new PagedBox(
+    this._history,
+    button('Show older commits', () => void this._act('Cannot load history', () => this.model.loadMoreHistory()), {
+      text: 'Show older commits',
+      cls: 'jp-VolumePanel-more'
+    }),
+    'li.jp-VolumePanel-commit',
+    'seq'
+  );
   private _historyKey = ''; // what the drawn history list shows (see _onHistoryChanged)
   private _dict = el('div', 'jp-VolumePanel-dict');
+  private _dictPages = new PagedBox(
+    this._dict,
+    button('Show more entries', () => this._moreDictEntries(), { text: 'Show more' }),
+    'tr.jp-VolumePanel-dictEntry',
+    'id'
+  );
   private _fileInput = el('input');
   private _menu: HTMLElement | null = null;
   private _dragDepth = 0;
@@ -475,24 +579,13 @@ export class VolumePanel extends Widget {
 
   private _renderFolder(): void {
     const m = this.model;
-    const focused = document.activeElement;
-    const hadFocus = focused instanceof HTMLElement && focused !== this._listing && this._listing.contains(focused);
-    const drawn = new Set(
-      Array.from(this._listing.querySelectorAll<HTMLElement>('tr.jp-VolumePanel-entry')).map(tr => tr.dataset.path)
-    );
     this._content.hidden = m.volume === null && this._openDict === null;
     this._crumbs.replaceChildren();
-    // All but "Show more": removed, a focused button takes the focus with it.
-    for (const child of Array.from(this._listing.children)) {
-      if (child !== this._more) {
-        child.remove();
-      }
-    }
     this._files.classList.toggle('jp-mod-readonly', m.at !== null);
     this._atBanner.replaceChildren();
     this._atBanner.hidden = m.at === null;
     if (m.volume === null) {
-      this._more.remove();
+      this._listingPages.redraw(null, false);
       return;
     }
     if (m.at !== null) {
@@ -560,57 +653,15 @@ export class VolumePanel extends Widget {
     for (const entry of m.sortedEntries()) {
       body.appendChild(this._entryRow(entry));
     }
-    this._listing.insertBefore(table, this._more.parentNode === this._listing ? this._more : null);
-    if (m.entries.length < m.total) {
-      const label = `Show more (${m.entries.length} of ${m.total})`;
-      this._more.title = label;
-      this._more.setAttribute('aria-label', label);
-      this._more.querySelector('.jp-VolumePanel-buttonText')!.textContent = label;
-      if (this._more.parentNode !== this._listing) {
-        this._listing.appendChild(this._more); // (appended again, even in place, it would lose the focus)
-      }
-    } else {
-      this._more.remove();
+    const more = m.entries.length < m.total;
+    if (more) {
+      relabel(this._listingPages.more, `Show more (${m.entries.length} of ${m.total})`);
     }
-    if (hadFocus && !this._listing.contains(focused)) {
-      this._refocus(focused, drawn);
-    }
-  }
-
-  /**
-   * Put the focus back in the listing after it was drawn anew under it: on the control
-   * that had it if it is drawn again (the same row's button, the same sort button), else
-   * on the first row this drawing added (the last page's, after "Show more"), else on
-   * the listing. The keyboard user stays where they were, never thrown to the main area.
-   */
-  private _refocus(old: HTMLElement, drawn: Set<string | undefined>): void {
-    const path = old.closest<HTMLElement>('tr.jp-VolumePanel-entry')?.dataset.path;
-    const label = old.getAttribute('aria-label');
-    const same = Array.from(this._listing.querySelectorAll<HTMLElement>('button, tr.jp-VolumePanel-entry')).find(
-      e =>
-        e.tagName === old.tagName &&
-        e.closest<HTMLElement>('tr.jp-VolumePanel-entry')?.dataset.path === path &&
-        e.getAttribute('aria-label') === label &&
-        e.dataset.sort === old.dataset.sort
-    );
-    if (same) {
-      same.focus({ preventScroll: true });
-      return;
-    }
-    const added = this._ordered().find(e => !drawn.has(e.path));
-    const tr = added
-      ? Array.from(this._listing.querySelectorAll<HTMLElement>('tr.jp-VolumePanel-entry')).find(
-          r => r.dataset.path === added.path
-        )
-      : undefined;
-    if (tr) {
+    this._listingPages.redraw(table, more, tr => {
       // the cursor too: the arrow keys go on from this row
-      this._cursor = added!.path;
+      this._cursor = tr.dataset.path ?? null;
       this._paintSelection();
-      tr.focus({ preventScroll: true });
-    } else {
-      this._listing.focus({ preventScroll: true });
-    }
+    });
   }
 
   /** Sort the whole folder (the server does) and show it from the top. */
@@ -747,7 +798,7 @@ export class VolumePanel extends Widget {
       return;
     }
     if (target !== this._listing && (e.key === 'ArrowDown' || e.key === 'ArrowUp')) {
-      // a row given the focus (see _refocus): the listing takes it back, and its cursor
+      // a row given the focus (see PagedBox): the listing takes it back, and its cursor
       // (that row) moves (other keys keep the row's focus: Tab goes on from the row)
       this._listing.focus({ preventScroll: true });
     }
@@ -977,8 +1028,8 @@ export class VolumePanel extends Widget {
 
   private _renderHistory(): void {
     const m = this.model;
-    this._history.replaceChildren();
     if (m.volume === null) {
+      this._historyPages.redraw(null, false);
       return;
     }
     // Ticks belong to one volume's commits: another volume's #1 and #2 are other commits.
@@ -989,28 +1040,22 @@ export class VolumePanel extends Widget {
     }
     const seqs = new Set(m.history.map(c => c.seq));
     this._compare = this._compare.filter(s => seqs.has(s));
-    const compareBox = this._history.appendChild(el('div', 'jp-VolumePanel-compare'));
+    const content = document.createDocumentFragment();
+    const compareBox = content.appendChild(el('div', 'jp-VolumePanel-compare'));
     compareBox.hidden = true;
     const hint = el(
       'div',
       'jp-VolumePanel-hint',
       'Tick two commits to compare them; "Changes" shows what one commit did.'
     );
-    this._history.appendChild(hint);
+    content.appendChild(hint);
     const list = el('ol', 'jp-VolumePanel-commits');
     m.history.forEach((c, i) => list.appendChild(this._commitRow(c, i === 0, compareBox)));
     if (m.history.length === 0) {
       list.appendChild(el('li', 'jp-VolumePanel-empty', 'No commits yet.'));
     }
-    this._history.appendChild(list);
-    if (m.historyMore) {
-      this._history.appendChild(
-        button('Show older commits', () => void this._act('Cannot load history', () => m.loadMoreHistory()), {
-          text: 'Show older commits',
-          cls: 'jp-VolumePanel-more'
-        })
-      );
-    }
+    content.appendChild(list);
+    this._historyPages.redraw(content, m.historyMore);
     void this._renderCompare(compareBox);
   }
 
@@ -1180,13 +1225,22 @@ export class VolumePanel extends Widget {
     this._renderDict();
   }
 
+  /** "Show more entries": the open Dict's next page. */
+  private _moreDictEntries(): void {
+    const name = this._openDict;
+    if (name !== null) {
+      void this._act('Cannot list the Dict', () => this._loadDict(name, true));
+    }
+  }
+
   private _renderDict(): void {
     const name = this._openDict;
-    this._dict.replaceChildren();
     if (name === null) {
+      this._dictPages.redraw(null, false);
       return;
     }
-    const head = this._dict.appendChild(el('div', 'jp-VolumePanel-dictHead'));
+    const content = document.createDocumentFragment();
+    const head = content.appendChild(el('div', 'jp-VolumePanel-dictHead'));
     head.appendChild(el('span', 'jp-VolumePanel-dictName', name));
     head.appendChild(el('span', 'jp-VolumePanel-kind jp-mod-dict', 'Dict'));
     head.appendChild(
@@ -1197,7 +1251,7 @@ export class VolumePanel extends Widget {
     head.appendChild(
       button(`Clear Dict ${name}`, () => void this._clearDict(name), { text: 'Clear', icon: deleteIcon })
     );
-    const scroll = this._dict.appendChild(el('div', 'jp-VolumePanel-dictScroll'));
+    const scroll = content.appendChild(el('div', 'jp-VolumePanel-dictScroll'));
     const table = scroll.appendChild(el('table', 'jp-VolumePanel-table jp-VolumePanel-dictTable'));
     const tr = table.appendChild(el('thead')).appendChild(el('tr'));
     for (const [label, cls] of [
@@ -1235,13 +1289,7 @@ export class VolumePanel extends Widget {
       const act = row.appendChild(el('td', 'jp-VolumePanel-actionsCell'));
       act.appendChild(button(`Delete entry ${e.key}`, () => void this._deleteDictEntry(name, e), { icon: deleteIcon }));
     }
-    if (this._dictNext) {
-      this._dict.appendChild(
-        button('Show more entries', () => void this._act('Cannot list the Dict', () => this._loadDict(name, true)), {
-          text: 'Show more'
-        })
-      );
-    }
+    this._dictPages.redraw(content, Boolean(this._dictNext));
   }
 
   private async _deleteDictEntry(name: string, e: IDictEntry): Promise<void> {
