@@ -576,6 +576,7 @@ def test_a_writer_slower_than_the_grace_period_keeps_its_uploads(store) -> None:
     crashed writer's orphans once they are older than the grace period, and gc deleted
     the first pack of a commit that took longer than that (it then published a file
     whose data was gone). The writer now keeps them young until it publishes."""
+    from jupyter_volume.repository import keeper
     from jupyter_volume.repository.repo import Repository
 
     grace = 8.0
@@ -592,6 +593,7 @@ def test_a_writer_slower_than_the_grace_period_keeps_its_uploads(store) -> None:
     assert report.objects_deleted == 0, report
     rec, _ = repo.commit({"b.bin": entry}, writer=writer, message="slow", line=False)
     assert rec is not None
+    assert writer not in keeper._writers  # published: its uploads are gc's business now
     fresh = Volume.from_name("slow", store=store)
     assert read(fresh, "b.bin") == data
     result = fresh.verify()

@@ -926,6 +926,15 @@ def test_the_keyboard_focus_stays_in_the_listing_when_show_more_loads_a_page(
     assert _focused(page)["label"] == "Show more (1000 of 1200)"
 
 
+def _enter(page: Any, view: str, loaded: Any) -> dict[str, Any]:
+    """Press Enter on the focus, wait for ``loaded`` (a row of the page that loads) and
+    for the focus to settle; where the focus is then, in ``view``."""
+    page.keyboard.press("Enter")
+    loaded.wait_for(state="attached", timeout=TIMEOUT)
+    page.wait_for_timeout(300)
+    return _focused(page, view)
+
+
 def test_the_keyboard_focus_stays_in_the_dict_when_show_more_entries_loads_a_page(
     page: Any, store: str
 ) -> None:
@@ -946,24 +955,15 @@ def test_the_keyboard_focus_stays_in_the_dict_when_show_more_entries_loads_a_pag
     view = ".jp-VolumePanel-dict"
     more = panel.locator(view).get_by_role("button", name="Show more entries")
     more.focus()
-    page.keyboard.press("Enter")
-    entries.nth(199).wait_for(state="attached", timeout=TIMEOUT)
-    page.wait_for_timeout(300)  # the focus has settled
-    assert _focused(page, view) == {
-        "tag": "BUTTON",
-        "label": "Show more entries",
-        "row": None,
-        "inside": True,
-    }
+    focus = _enter(page, view, entries.nth(199))
+    assert focus == {"tag": "BUTTON", "label": "Show more entries", "row": None, "inside": True}
 
     # Enter again, on the focus as it is: the last page; the focus goes to its first entry.
-    page.keyboard.press("Enter")
-    entries.nth(249).wait_for(state="attached", timeout=TIMEOUT)
-    page.wait_for_timeout(300)
+    focus = _enter(page, view, entries.nth(249))
     assert more.count() == 0
     ids = entries.evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert len(ids) == 250
-    assert _focused(page, view) == {"tag": "TR", "label": None, "row": ids[200], "inside": True}
+    assert focus == {"tag": "TR", "label": None, "row": ids[200], "inside": True}
     # Tab goes on from that entry, to its own Delete button.
     page.keyboard.press("Tab")
     assert (
@@ -995,27 +995,13 @@ def test_the_keyboard_focus_stays_in_the_history_when_show_older_commits_loads_a
     view = ".jp-VolumePanel-history"
     more = panel.locator(view).get_by_role("button", name="Show older commits")
     more.focus()
-    page.keyboard.press("Enter")
-    commit(199).wait_for(state="attached", timeout=TIMEOUT)
-    page.wait_for_timeout(300)  # the focus has settled
-    assert _focused(page, view) == {
-        "tag": "BUTTON",
-        "label": "Show older commits",
-        "row": None,
-        "inside": True,
-    }
+    focus = _enter(page, view, commit(199))
+    assert focus == {"tag": "BUTTON", "label": "Show older commits", "row": None, "inside": True}
 
     # Enter again, on the focus as it is: the last page; the focus goes to its first commit.
-    page.keyboard.press("Enter")
-    commit(249).wait_for(state="attached", timeout=TIMEOUT)
-    page.wait_for_timeout(300)
+    focus = _enter(page, view, commit(249))
     assert more.count() == 0
-    assert _focused(page, view) == {
-        "tag": "LI",
-        "label": None,
-        "row": str(seqs[200]),
-        "inside": True,
-    }
+    assert focus == {"tag": "LI", "label": None, "row": str(seqs[200]), "inside": True}
     # Tab goes on from that commit, to its own controls.
     page.keyboard.press("Tab")
     assert _focused(page, view)["label"] == f"Compare commit {seqs[200]}"

@@ -33,6 +33,7 @@ store's root does the same for the whole store. A reader refuses anything newer 
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import io
 import os
@@ -140,6 +141,7 @@ MAX_COMMIT_SECONDS = 600.0
 MAX_WAIT_ROUNDS = 1_000_000
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _upload_pool = SharedPool(12, "jv-upload")
 _download_pool = SharedPool(12, "jv-download")
@@ -470,6 +472,22 @@ def _file_entry(
         inline=inline,
         chunks=chunks,
     )
+
+
+def _releasing_writer(method: F) -> F:
+    """A commit method that ends its ``writer``'s part: whether it published, refused or
+    failed, the keeper stops keeping that writer's uploads young (see :mod:`.keeper`)."""
+
+    @functools.wraps(method)
+    def run(self: Repository, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            writer = kwargs.get("writer")
+            if writer is not None:
+                keeper.unregister(writer)
+
+    return run  # type: ignore[return-value]
 
 
 class _NodeUploads:
@@ -1241,6 +1259,7 @@ class Repository:
         nodes.start()
         return nodes.wait()
 
+    @_releasing_writer
     def commit(
         self,
         changes: dict[str, Entry | str | None],
@@ -1282,40 +1301,6 @@ class Repository:
         out with it (or is refused with ConflictError when that data is gone); another
         writer's change set staged before that gc is left for its own writer to commit.
         """
-        try:
-            return self._commit(
-                changes,
-                message=message,
-                writer=writer,
-                kind=kind,
-                author=author,
-                root=root,
-                extra=extra,
-                check=check,
-                local=local,
-                line=line,
-                seen=seen,
-            )
-        finally:
-            if writer is not None:
-                keeper.unregister(writer)  # published, refused or abandoned: done
-
-    def _commit(
-        self,
-        changes: dict[str, Entry | str | None],
-        *,
-        message: str = "",
-        writer: Writer | None = None,
-        kind: str = "commit",
-        author: str | None = None,
-        root: str | None = None,
-        extra: dict[str, Any] | None = None,
-        check: Callable[[CommitRecord], None] | None = None,
-        local: LocalRound | None = None,
-        line: bool = True,
-        seen: Seen | None = None,
-    ) -> tuple[CommitRecord | None, ApplyStats]:
-        """The body of :meth:`commit`."""
         if seen is None:
             seen = writer.seen if writer is not None else self._seen_now()
         if (
@@ -1624,6 +1609,7 @@ class Repository:
                         )
                 raise
 
+    @_releasing_writer
     def commit_stream(
         self,
         items: Iterable[tuple[str, Entry]],
@@ -1657,8 +1643,6 @@ class Repository:
             )
         finally:
             self.trees.untrack()
-            if writer is not None:
-                keeper.unregister(writer)
 
     def _commit_stream(
         self,
