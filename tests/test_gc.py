@@ -688,3 +688,24 @@ def test_a_forked_child_keeps_its_own_uploads_young(local_store) -> None:
             os._exit(code)
     _pid, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_verify_reports_a_reachable_node_gc_listed_as_unreachable(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify() names a node a kept commit reaches but gc's list says the next gc will
+    delete: the state the commit check prevents, made here by switching that check off."""
+    vol = Volume.lookup("listed", create_if_missing=True, store=store)
+    put(vol, "F/a.txt", b"a" * 100)
+    repo = vol._repo
+    entry = repo.lookup("F/a.txt")
+    vol.remove_file("F/a.txt")
+    vol.set_retention(keep_last=1, grace=0)
+    vol.gc()
+    assert vol.verify().ok
+    monkeypatch.setattr(type(repo), "_avoid_doomed", lambda self, head, root, *a: root)
+    rec, _ = repo.commit_stream([("F/a.txt", entry)], message="F again, unchecked")
+    assert rec is not None
+    report = vol.verify()
+    assert not report.ok
+    assert any("garbage collection listed it as unreachable" in e for e in report.errors), report

@@ -2448,6 +2448,18 @@ class Repository:
                 continue
             report.commits += 1
             self._verify_tree(fresh, rec.root, "", seen_trees, chunks, report, seq)
+        try:
+            # gc's list of unreachable nodes, which the next gc deletes: no kept commit
+            # may reach one (see _avoid_doomed)
+            listed = self.doomed_trees(head) & seen_trees
+        except Exception as e:  # noqa: BLE001
+            report.errors.append(f"gc's list of unreachable folders: {e}")
+            listed = frozenset()
+        for h in sorted(listed):
+            report.errors.append(
+                f"tree node {h[:16]}… is reachable, but garbage collection listed it as "
+                "unreachable: the next gc would delete it"
+            )
         for key in sorted(index_keys):
             try:
                 index.add_object(key, self._fetch_index(key, cache=False))
