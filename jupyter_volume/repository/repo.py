@@ -1066,13 +1066,11 @@ class Repository:
             nodes = frozenset()
         else:
             try:
-                blob = self.store.get(key)
+                blob = self._get_verified(key, self._index_check(key, "gc's list of nodes"))
             except NotFoundError:
                 # Only a newer gc deletes this list, and its record lies above ``rec``:
                 # a commit on ``rec`` loses its log slot whatever it names.
                 return frozenset()
-            if hash_bytes(blob) != key.rsplit("/", 1)[1]:
-                raise CorruptionError(f"{key} is corrupt (hash mismatch)", key=key)
             nodes = frozenset(decompress_blob(blob, key).decode().split())
         self._doomed = (ptr, nodes)
         return nodes
@@ -1162,10 +1160,13 @@ class Repository:
         return self._get_verified(self._tree_key(h), lambda data: node_json(h, data))
 
     @staticmethod
-    def _index_check(key: str) -> Callable[[bytes], bytes]:
+    def _index_check(key: str, what: str = "index object") -> Callable[[bytes], bytes]:
+        """A check for an object named by the hash of its bytes (index objects, gc's
+        lists of unreachable nodes)."""
+
         def check(data: bytes) -> bytes:
             if hash_bytes(data) != key.rsplit("/", 1)[1]:
-                raise CorruptionError(f"index object {key} is corrupt (hash mismatch)", key=key)
+                raise CorruptionError(f"{what} {key} is corrupt (hash mismatch)", key=key)
             return data
 
         return check
@@ -1554,8 +1555,7 @@ class Repository:
                         },
                         extra=ext,
                     )
-                    keeper.check(writer)  # its first uploads are still safe from gc
-                    if self._take_slot(rec):
+                    if self._take_slot(rec, writer):
                         if merged_seg is not None:
                             # listed by a record now: safe to deduplicate against
                             self.index.add_object(*merged_seg)
@@ -1638,114 +1638,100 @@ class Repository:
         """
         written = self.trees.track()  # checked against what gc found dead when published
         try:
-            return self._commit_stream(
-                items, message, writer, kind, author, flush_bytes, edit, written
-            )
+            nodes = _NodeUploads(self)
+            builder = TreeBuilder(self.trees, flush=nodes.start, flush_bytes=flush_bytes)
+            for path, entry in items:
+                builder.add(path, entry)
+            top: str | None = builder.finish()
+            files = builder.files
+            if writer is not None:
+                writer.packs.flush()  # the last pack uploads while the tree is checked and sent
+            if edit is not None:
+                built, top = top, edit(top)  # type: ignore[arg-type]
+                if top is not None and top != built:
+                    files = sum(e.nfiles if e.kind == DIR else 1 for e in self.trees.entries(top))
+                if top is None:
+                    self.trees.pending.clear()
+                    nodes.wait(quiet=True)
+                    if writer is not None:
+                        writer.abort()
+                    return None, ApplyStats()
+            if callable(message):
+                message = message()
+            nodes.start()  # the rest of the tree, while the index segment is sent
+            top_entry = Entry("", DIR, 0o755, tree=top)
+            with self._commit_lock:
+                seg_key, bytes_new, new_locs, _seg = self._finish_writer(writer)
+                nodes.wait()
+                txn = uuid.uuid4().hex
+                for attempt in range(MAX_COMMIT_ATTEMPTS):
+                    head = self.head()
+                    new_root, stats = overlay(self.trees, head.root, top)
+                    if head.root == EMPTY_TREE:
+                        stats.added = files
+                    if new_root == head.root:
+                        self.trees.pending.clear()
+                        return None, stats
+                    new_root = self._avoid_doomed(head, new_root, written, ())
+                    tree_puts = self._upload_trees()
+                    index_list = list(head.index)
+                    if seg_key and seg_key not in index_list:
+                        index_list.append(seg_key)
+                    state = self.gc_state(head)
+                    seen = writer.seen if writer is not None else None
+                    if state.condemned or (seen is not None and seen.stale(head)):
+                        # Rare (gc ran meanwhile): the deduplicated chunks must be rescued, which
+                        # needs the change set once, as a plain commit would.
+                        rescued = self._rescue_condemned(
+                            head,
+                            {p: e for p, e in self.trees.walk(top_entry.tree) if e.kind == FILE},  # type: ignore[arg-type]
+                            seen,
+                            new_locs,
+                        )
+                        if rescued:
+                            index_list.append(rescued)
+                    if len(index_list) > COMPACT_AT:
+                        index_list = self._compact(index_list)
+                    ext: dict[str, Any] = {}
+                    if head.gc_pointer is not None:
+                        ext["gc"] = head.gc_pointer
+                    rec = CommitRecord(
+                        seq=head.seq + 1,
+                        parent=head.seq,
+                        root=new_root,
+                        index=index_list,
+                        txn=txn,
+                        time=time.time(),
+                        author=author or default_author(),
+                        host=socket.gethostname(),
+                        message=message,
+                        kind=kind,
+                        stats={
+                            "added": stats.added,
+                            "modified": stats.modified,
+                            "deleted": 0,
+                            "bytes_new": bytes_new,
+                            "tree_puts": tree_puts,
+                        },
+                        extra=ext,
+                    )
+                    if self._take_slot(rec, writer):
+                        return self._published(seg_key, new_locs, rec), stats
+                    self._pause(attempt)
+                raise ConflictError(
+                    f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
+                    "committing first. Your files are untouched; try again."
+                )
         finally:
             self.trees.untrack()
 
-    def _commit_stream(
-        self,
-        items: Iterable[tuple[str, Entry]],
-        message: str | Callable[[], str],
-        writer: Writer | None,
-        kind: str,
-        author: str | None,
-        flush_bytes: int,
-        edit: Callable[[str], str | None] | None,
-        written: set[str],
-    ) -> tuple[CommitRecord | None, ApplyStats]:
-        nodes = _NodeUploads(self)
-        builder = TreeBuilder(self.trees, flush=nodes.start, flush_bytes=flush_bytes)
-        for path, entry in items:
-            builder.add(path, entry)
-        top: str | None = builder.finish()
-        files = builder.files
-        if writer is not None:
-            writer.packs.flush()  # the last pack uploads while the tree is checked and sent
-        if edit is not None:
-            built, top = top, edit(top)  # type: ignore[arg-type]
-            if top is not None and top != built:
-                files = sum(e.nfiles if e.kind == DIR else 1 for e in self.trees.entries(top))
-            if top is None:
-                self.trees.pending.clear()
-                nodes.wait(quiet=True)
-                if writer is not None:
-                    writer.abort()
-                return None, ApplyStats()
-        if callable(message):
-            message = message()
-        nodes.start()  # the rest of the tree, while the index segment is sent
-        top_entry = Entry("", DIR, 0o755, tree=top)
-        with self._commit_lock:
-            seg_key, bytes_new, new_locs, _seg = self._finish_writer(writer)
-            nodes.wait()
-            txn = uuid.uuid4().hex
-            for attempt in range(MAX_COMMIT_ATTEMPTS):
-                head = self.head()
-                new_root, stats = overlay(self.trees, head.root, top)
-                if head.root == EMPTY_TREE:
-                    stats.added = files
-                if new_root == head.root:
-                    self.trees.pending.clear()
-                    return None, stats
-                new_root = self._avoid_doomed(head, new_root, written, ())
-                tree_puts = self._upload_trees()
-                index_list = list(head.index)
-                if seg_key and seg_key not in index_list:
-                    index_list.append(seg_key)
-                state = self.gc_state(head)
-                seen = writer.seen if writer is not None else None
-                if state.condemned or (seen is not None and seen.stale(head)):
-                    # Rare (gc ran meanwhile): the deduplicated chunks must be rescued, which
-                    # needs the change set once, as a plain commit would.
-                    rescued = self._rescue_condemned(
-                        head,
-                        {p: e for p, e in self.trees.walk(top_entry.tree) if e.kind == FILE},  # type: ignore[arg-type]
-                        seen,
-                        new_locs,
-                    )
-                    if rescued:
-                        index_list.append(rescued)
-                if len(index_list) > COMPACT_AT:
-                    index_list = self._compact(index_list)
-                ext: dict[str, Any] = {}
-                if head.gc_pointer is not None:
-                    ext["gc"] = head.gc_pointer
-                rec = CommitRecord(
-                    seq=head.seq + 1,
-                    parent=head.seq,
-                    root=new_root,
-                    index=index_list,
-                    txn=txn,
-                    time=time.time(),
-                    author=author or default_author(),
-                    host=socket.gethostname(),
-                    message=message,
-                    kind=kind,
-                    stats={
-                        "added": stats.added,
-                        "modified": stats.modified,
-                        "deleted": 0,
-                        "bytes_new": bytes_new,
-                        "tree_puts": tree_puts,
-                    },
-                    extra=ext,
-                )
-                keeper.check(writer)  # its first uploads are still safe from gc
-                if self._take_slot(rec):
-                    return self._published(seg_key, new_locs, rec), stats
-                self._pause(attempt)
-            raise ConflictError(
-                f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
-                "committing first. Your files are untouched; try again."
-            )
-
-    def _take_slot(self, rec: CommitRecord) -> bool:
+    def _take_slot(self, rec: CommitRecord, writer: Writer | None) -> bool:
         """Write ``rec`` into its log slot, create-only. True when the slot holds ``rec``:
         our PUT won, or it landed and only its response was lost (the record read back
         carries our txn). On a win, this process's head moves to it and the head hint is
-        updated; on a loss, the other writer's record is remembered."""
+        updated; on a loss, the other writer's record is remembered. First, ConflictError
+        if ``writer``'s uploads may have been deleted by gc meanwhile (see .keeper)."""
+        keeper.check(writer)
         key = self._log_key(rec.seq)
         won = self.store.put_if_absent(key, rec.to_bytes())
         if not won:
