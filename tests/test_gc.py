@@ -709,3 +709,39 @@ def test_verify_reports_a_reachable_node_gc_listed_as_unreachable(
     report = vol.verify()
     assert not report.ok
     assert any("garbage collection listed it as unreachable" in e for e in report.errors), report
+
+
+def test_a_commit_slower_than_the_grace_period_after_its_index_segment_keeps_it(store) -> None:
+    """A commit stores its index segment (where its chunks are) just before it claims
+    the log slot, and may then wait (a lost race, a line of writers, a slow check). gc
+    deleted that segment as an orphan once it was older than the grace period, and the
+    record landing afterwards named it: the volume's index could not be read. The
+    writer now keeps the segment young like its packs."""
+    grace = 6.0
+    vol = Volume.lookup("slowseg", create_if_missing=True, store=store)
+    put(vol, "a.bin", os.urandom(300_000))
+    vol.set_retention(keep_last=1, grace=grace)
+    from jupyter_volume.repository.repo import Repository
+
+    repo = Repository(store, vol.object_id)  # the slow writer's own view
+    writer = repo.writer()
+    data = os.urandom(3 << 20)
+    entry = writer.file_entry(io.BytesIO(data))
+    reports = []
+
+    def slow_check(head) -> None:
+        # runs after the segment is stored, before each attempt at the slot: the first
+        # waits past the grace period while gc runs (gc then takes the slot: one retry)
+        if not reports:
+            time.sleep(grace + 2)
+            reports.append(vol.gc())
+
+    rec, _ = repo.commit(
+        {"b.bin": entry}, writer=writer, message="slow", line=False, check=slow_check
+    )
+    assert rec is not None
+    assert reports[0].objects_deleted == 0, reports[0]
+    fresh = Volume.from_name("slowseg", store=store)
+    assert read(fresh, "b.bin") == data
+    result = fresh.verify()
+    assert result.ok, result.errors

@@ -574,3 +574,60 @@ def test_a_round_carrying_a_writer_whose_reused_data_gc_found_dead_loses_nothing
     assert a.returncode == 0, a_err[-3000:]
     assert a_out.split()[0] == "committed"
     _every_file_reads_back(store, "gc2", {"x-again.bin": x, "b.txt": b"b" * 100})
+
+
+LINE_SUSPENDED_CHILD = textwrap.dedent(
+    """
+    import io, os, sys
+    from jupyter_volume.errors import ConflictError
+    from jupyter_volume.repository import Repository
+    from jupyter_volume.store import open_store
+    url, vol_id = sys.argv[1:3]
+    repo = Repository(open_store(url), vol_id)
+    w = repo.writer()
+    entry = w.file_entry(io.BytesIO(os.urandom(3 << 20)))  # a pack no record names yet
+    try:
+        rec, _ = repo.commit({"late.bin": entry}, writer=w, message="late")
+        print("committed", rec.seq, flush=True)
+    except ConflictError as e:
+        print("refused:", e, flush=True)
+    """
+)
+
+
+def test_a_writer_suspended_in_line_past_the_grace_period_refuses_its_own_round(
+    opened: tuple[Any, str, dict[str, str]],
+) -> None:
+    """A writer waits in line (the lock is busy) and is suspended (SIGSTOP, a laptop's
+    sleep) past the grace period; gc deletes its pack as an orphan. Continued, it leads
+    the next round, which commits its own change set with no writer of its own: nothing
+    checked that the uploads were kept young, and the record named a deleted pack. The
+    writer must refuse instead, leave nothing in line, and the volume must read."""
+    from jupyter_volume import Volume
+
+    store, url, _env = opened
+    vol = Volume.lookup("suspended-in-line", create_if_missing=True, store=store)
+    grace = 3.0
+    vol.set_retention(grace=grace)
+    line = line_for(store, vol.object_id)
+    assert line is not None
+    held = _HeldLock(line)
+    child = _child(LINE_SUSPENDED_CHILD, url, vol.object_id)
+    try:
+        held.wait_for_intents(1, [child])
+        assert child.poll() is None, child.communicate()
+        os.kill(child.pid, signal.SIGSTOP)  # its keeper thread stops with it
+        time.sleep(grace + 1.5)
+        report = vol.gc()
+        assert report.objects_deleted >= 1, report  # the suspended writer's pack
+    finally:
+        held.release()
+        os.kill(child.pid, signal.SIGCONT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err[-3000:]
+    assert out.startswith("refused: this commit's data was uploaded"), out + err
+    assert _leftovers(line) == []
+    fresh = Volume.from_name("suspended-in-line", store=store)
+    assert fresh.listdir("/") == []
+    report = fresh.verify()
+    assert report.ok, report.errors

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptionError
+from . import keeper
 from .codec import hash_bytes
 from .repo import (
     FOLD_MAX,
@@ -274,7 +275,10 @@ class LocalLine:
                         try:
                             # A leader commits its own change set as its writer: a gc
                             # that landed since it was staged makes it the only one that
-                            # can (see Repository.commit); others leave it to us.
+                            # can (see Repository.commit); others leave it to us. The
+                            # round itself has no writer, so the check that our uploads
+                            # were kept young (see .keeper) is made here.
+                            keeper.check(writer)
                             self._round(repo, (txn, seen, new_locs))
                         except BaseException:
                             # Our round failed: take our change back before the next

@@ -344,6 +344,7 @@ class Writer:
         #: pack key -> when (monotonic) its PUT, or its latest touch, started: the
         #: keeper keeps these young while the commit is in the making (see .keeper)
         self.uploads: dict[str, float] = {}
+        self._uploads_lock = threading.Lock()
         self.packs = PackWriter(self._put_pack, _upload_pool)
         self._comp = Compressor()
         self._buf: bytearray | None = None
@@ -355,8 +356,14 @@ class Writer:
     def _put_pack(self, pack_id: str, data: bytes) -> None:
         start = time.monotonic()
         self.repo._put_pack(pack_id, data)
-        first = not self.uploads
-        self.uploads[self.repo._pack_key(pack_id)] = start
+        self.uploaded(self.repo._pack_key(pack_id), start)
+
+    def uploaded(self, key: str, start: float) -> None:
+        """Object ``key`` of this commit landed (its PUT started at monotonic ``start``):
+        the keeper keeps it young until the commit is over (see .keeper)."""
+        with self._uploads_lock:  # packs land on several upload threads at once
+            first = not self.uploads
+            self.uploads[key] = start
         if first:
             keeper.register(self)
 
@@ -1776,7 +1783,10 @@ class Repository:
                 seg = encode_segment(new)
                 seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
                 if put_segment:
+                    start = time.monotonic()
                     self.store.put(seg_key, seg)
+                    # no record names it until the commit lands: kept young like the packs
+                    writer.uploaded(seg_key, start)
         finally:
             writer.packs.finish()  # waits for every pack; re-raises an upload's error
         n = len(seg)
