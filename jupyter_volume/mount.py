@@ -209,10 +209,19 @@ class _Stat(bytes):
     def __new__(cls, st: os.stat_result) -> _Stat:
         return super().__new__(cls, _STAT.pack(st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
 
+    @classmethod
+    def unlooked(cls, ino: int) -> _Stat:
+        """A new regular file the scan saw in its folder's listing, without a ``stat``:
+        size and mtime -1 (see :meth:`Mount._classify_new`)."""
+        return super().__new__(cls, _STAT.pack(-1, -1, ino, stat_mod.S_IFREG))
+
     st_size = _stat_field(0)
     st_mtime_ns = _stat_field(1)
     st_ino = _stat_field(2)
     st_mode = _stat_field(3)
+
+
+_UNLOOKED = _STAT.pack(-1, 0, 0, 0)[:8]  # the size field of _Stat.unlooked
 
 
 def _file_mode(st_mode: int) -> int:
@@ -313,6 +322,12 @@ def _read_candidate(
         gate.defer(rel, "changed while being read")  # the next commit takes it
         return None
     return entry, _sig(st1)
+
+
+def _looked_size(gate: quiet.Gate, rel: str) -> int:
+    """Changed file ``rel``'s share of a commit's progress total (``gate.looked_bytes``)."""
+    checked = gate.checked(rel)
+    return checked[0] if checked is not None else 0
 
 
 def _encodable(rel: str) -> bool:
@@ -925,6 +940,10 @@ class Mount:
                         and not de.is_dir(follow_symlinks=False)
                     ):
                         leftovers.append(rel)
+                    row = rows.get(rel)
+                    if row is None and de.is_file(follow_symlinks=False):
+                        self._classify_new(rel, de.inode(), ch, seen)
+                        continue
                     try:
                         st = de.stat(follow_symlinks=False)
                     except FileNotFoundError:
@@ -932,7 +951,7 @@ class Mount:
                     except OSError as e:
                         self._unreadable(rel, e, rows, ch, seen)
                         continue
-                    self._classify(rel, st, rows.get(rel), ch, seen, stack)
+                    self._classify(rel, st, row, ch, seen, stack)
         ch.gone = {p for p in rows if p not in seen and not self._ignored_row(p, rows[p][0])}
         return ch
 
@@ -948,6 +967,31 @@ class Mount:
         )
         seen.update(p for p in rows if _under(p, rel))
 
+    def _admitted(self, rel: str, is_dir: bool, ch: _Changes) -> bool:
+        """False if a scan passes ``rel`` by: ignored, or (reported in ``ch.skipped``) a
+        name no volume can hold."""
+        if self._ignored(rel, is_dir):
+            return False
+        if not _encodable(rel):
+            # Such a name cannot be stored (volume paths are UTF-8): report it, never fail
+            # the whole commit over it. Nothing below a folder so named is looked at.
+            ch.skipped[rel] = NOT_UTF8
+            return False
+        if len(rel.encode()) > MAX_PATH_BYTES:
+            ch.skipped[rel] = TOO_LONG
+            return False
+        return True
+
+    def _classify_new(self, rel: str, ino: int, ch: _Changes, seen: set[str]) -> None:
+        """A regular file (by its folder's listing) the mount has no row for: added,
+        without a ``stat``. What a commit takes of it is what the quiet gate finds when
+        it looks, before anything is read (its size, times and mode); a scan that
+        stat-ed it too spent a twentieth of a small-file commit on a look the gate
+        repeats. So ``ch.files`` holds sizes only for files the mount has rows for."""
+        if self._admitted(rel, False, ch):
+            seen.add(rel)
+            ch.files[rel] = _Stat.unlooked(ino)
+
     def _classify(
         self,
         rel: str,
@@ -958,15 +1002,7 @@ class Mount:
         stack: list[str] | None,
     ) -> None:
         is_dir = stat_mod.S_ISDIR(st.st_mode)
-        if self._ignored(rel, is_dir):
-            return
-        if not _encodable(rel):
-            # Such a name cannot be stored (volume paths are UTF-8): report it, never fail
-            # the whole commit over it. Nothing below a folder so named is looked at.
-            ch.skipped[rel] = NOT_UTF8
-            return
-        if len(rel.encode()) > MAX_PATH_BYTES:
-            ch.skipped[rel] = TOO_LONG
+        if not self._admitted(rel, is_dir, ch):
             return
         entry = row[0] if row else None
         if stat_mod.S_ISLNK(st.st_mode):
@@ -1031,6 +1067,10 @@ class Mount:
                     with it:
                         for de in it:
                             sub = f"{d}/{de.name}"
+                            row = rows.get(sub)
+                            if row is None and de.is_file(follow_symlinks=False):
+                                self._classify_new(sub, de.inode(), ch, seen)
+                                continue
                             try:
                                 sst = de.stat(follow_symlinks=False)
                             except FileNotFoundError:
@@ -1038,7 +1078,7 @@ class Mount:
                             except OSError as e:
                                 self._unreadable(sub, e, rows, ch, seen)
                                 continue
-                            self._classify(sub, sst, rows.get(sub), ch, seen, stack)
+                            self._classify(sub, sst, row, ch, seen, stack)
             ch.gone.update(
                 p for p in rows if p not in seen and not self._ignored_row(p, rows[p][0])
             )
@@ -1121,6 +1161,13 @@ class Mount:
         trees = self._repo.trees
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         for rel, st in list(ch.files.items()):
+            if st[:8] == _UNLOOKED:  # a new file the scan did not stat: look now
+                try:
+                    st = _Stat(os.lstat(self.path / rel))
+                except OSError:
+                    continue  # gone, or unreadable: the gate sees what it is
+                if not stat_mod.S_ISREG(st.st_mode):
+                    continue
             for root in landing:
                 e = trees.lookup(root, rel)
                 if (
@@ -1251,13 +1298,13 @@ class Mount:
         new_rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         same_rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         deferred = False
-        bar = self._start_reading(ch, writer)
+        bar = self._start_reading(ch, writer, gate)
         root = os.fspath(self.path)
         moved = self._moved_from(ch)
         moves: dict[str, str] = {}  # new path -> the deleted path it was moved from
         try:
             for rel in sorted(ch.files):
-                bar.update(ch.files[rel].st_size)
+                bar.update(_looked_size(gate, rel))
                 if not gate.ready(rel):
                     continue
                 if moved:
@@ -1427,13 +1474,13 @@ class Mount:
             return None
         return tops
 
-    def _start_reading(self, ch: _Changes, writer: Any) -> Any:
+    def _start_reading(self, ch: _Changes, writer: Any, gate: quiet.Gate) -> Any:
         """Before a commit reads the changed files of ``ch`` through ``writer``: tell the
         writer how many bytes are coming (its last packs come smaller, so the upload
         nothing else overlaps is short), and return the commit's progress bar."""
         from .progress import transfer_progress
 
-        total = sum(st.st_size for st in ch.files.values())
+        total = gate.looked_bytes
         writer.packs.expect(total)
         return transfer_progress(
             f"{self.volume.name}: commit",
@@ -1481,7 +1528,7 @@ class Mount:
         first: list[str] = []
         first_dirs: list[str] = []
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
-        bar = self._start_reading(ch, writer)
+        bar = self._start_reading(ch, writer, gate)
 
         def taken(rel: str, entry: Entry, sig: tuple[int, int, int, int]) -> None:
             # as synced with the base (usual); marked otherwise below if it is not
@@ -1526,8 +1573,8 @@ class Mount:
                     taken(rel, entry, _sig(st))
                     yield pre + rel, entry
                     continue
-                bar.update(ch.files[rel].st_size)
                 if not gate.ready(rel):
+                    bar.update(_looked_size(gate, rel))
                     unread.add(rel)
                     continue
                 try:
@@ -1536,8 +1583,10 @@ class Mount:
                     gate.defer(rel, "could not be read")
                     got = None
                 if got is None:
+                    bar.update(_looked_size(gate, rel))
                     unread.add(rel)
                     continue
+                bar.update(got[0].size)  # what the gate looked at: else it is not taken
                 taken(rel, *got)
                 yield pre + rel, got[0]
 

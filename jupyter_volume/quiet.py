@@ -465,6 +465,9 @@ class Gate:
     deferred: dict[str, str] = field(init=False, default_factory=dict)
     pause: float | None = field(init=False, default=None)
     cut: float = field(init=False, default=float("-inf"))
+    #: the sizes of the candidates that were regular files when looked at, summed (a
+    #: commit's progress total: its scan does not stat new files)
+    looked_bytes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self._groups = Groups(self.policy.groups)
@@ -609,6 +612,7 @@ class Gate:
         # that belongs to another one's group.
         written = busy.written()
         lstat, pack = os.lstat, _SIG.pack
+        nbytes = 0
         for k, got in by_key.items():
             if type(got) is str and got not in gone:
                 if k is got:
@@ -633,6 +637,8 @@ class Gate:
                     if st is not None and not (
                         got in written if written is not None else busy.get(got, st.st_mode)
                     ):
+                        if st.st_mode & 0o170000 == 0o100000:  # a regular file
+                            nbytes += st.st_size
                         ctime = st.st_ctime_ns
                         sig = pack(
                             st.st_size, st.st_mtime_ns, ctime, st.st_ino, st.st_dev, st.st_mode
@@ -670,9 +676,13 @@ class Gate:
                     exists = os.path.lexists(top + rel)
                 else:
                     try:
-                        sig = signature(os.lstat(top + rel))
+                        st = os.lstat(top + rel)
                     except OSError:
                         exists = False
+                    else:
+                        sig = signature(st)
+                        if is_cand and stat.S_ISREG(st.st_mode):
+                            nbytes += st.st_size
                 if not is_cand and sig is None:
                     continue  # no such sibling
                 m = _Member(rel, sig)
@@ -799,6 +809,7 @@ class Gate:
                 w = max(w, 0.01)
                 pause = w if pause is None else max(pause, w)
         self.pause = pause
+        self.looked_bytes = nbytes
         keep = self._candidates
         ghosts = set(self.vanished)
         folders = set(self.folders)

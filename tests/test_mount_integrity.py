@@ -181,6 +181,29 @@ def test_crash_mid_reload_is_reconciled_on_remount(
     m.unmount()
 
 
+def test_a_new_file_a_crashed_reload_wrote_is_not_published_over_a_newer_version(
+    opened: tuple[Any, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """A reload brings a file new to the folder and dies before recording it; meanwhile
+    another writer changes that file again. The remount must see the file as the
+    version the dead reload was bringing in (synced, not a local addition), so that it
+    takes the newer version instead of committing the older bytes over it."""
+    store, url, env = opened
+    vol = Volume.lookup("v", create_if_missing=True, store=store)
+    put(vol, {"a.txt": b"v1"})
+    mnt = tmp_path / "mnt"
+    child = mounted_child(CRASH_CHILD, url, mnt, env)
+    put(vol, {"new.txt": b"n2", "big.bin": os.urandom(5 << 20)})
+    _out, err = child.communicate("go\n", timeout=120)
+    assert child.returncode == 9, err
+    assert (mnt / "new.txt").read_bytes() == b"n2"  # landed, never recorded
+    put(vol, {"new.txt": b"n3"})
+    m = vol.mount(mnt, background=False)  # commits leftovers first, then reloads
+    assert read(vol, "new.txt") == b"n3"
+    assert (mnt / "new.txt").read_bytes() == b"n3"
+    m.unmount()
+
+
 MOVE_CRASH_CHILD = """
 import os, sys
 from jupyter_volume import Volume

@@ -40,3 +40,64 @@ def test_small_file_chunks_match_the_chunker(local_store: Store, tmp_path: Path)
         got = b"".join(fresh.read_entry(e))
         assert got == blake3(b"small-%d" % size).digest(length=size)
     assert fresh.verify().ok
+
+
+class _RecordingBar:
+    """Stands in for the progress bar a commit draws: what it was told."""
+
+    def __init__(self, total_bytes: int, total_files: int) -> None:
+        self.total, self.files, self.done = total_bytes, total_files, 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _RecordingBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_a_commits_progress_counts_every_byte_it_reads(
+    local_store: Store, tmp_path: Path, monkeypatch
+) -> None:
+    """A commit's scan does not stat a new file (the quiet gate's look gives its size):
+    the bar's total and what it counts must still be the bytes of the files taken, on
+    both commit paths (thousands of new files stream; a few, or edits, do not)."""
+    import os
+    import random
+
+    from jupyter_volume import Volume, progress
+
+    bars: list[_RecordingBar] = []
+
+    def recording(desc: str, *, total_bytes: int, total_files: int = 0, **_kw) -> _RecordingBar:
+        bar = _RecordingBar(total_bytes, total_files)
+        if desc.endswith(": commit"):
+            bars.append(bar)
+        return bar
+
+    monkeypatch.setattr(progress, "transfer_progress", recording)
+    monkeypatch.setenv("JUPYTER_VOLUME_SETTLE_INTERVAL", "0")
+    vol = Volume.lookup("bars", create_if_missing=True, store=local_store)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    rnd = random.Random(7)
+    sizes = {f"d{i % 30}/f{i}.bin": rnd.randrange(0, 40_000) for i in range(2_500)}
+    for rel, size in sizes.items():
+        (mnt / rel).parent.mkdir(exist_ok=True)
+        (mnt / rel).write_bytes(os.urandom(size))
+    os.symlink("d0/f0.bin", mnt / "link")  # a link's size is not read: not counted
+    assert m.commit() is not None  # streamed: every path is new
+    edits = {"d1/f1.bin": 123, "d2/f2.bin": 50_000, "new.txt": 7}
+    for rel, size in edits.items():
+        (mnt / rel).write_bytes(os.urandom(size))
+    assert m.commit() is not None  # not streamed: two edits, one new file
+    m.unmount()
+    assert [(b.total, b.done, b.files) for b in bars] == [
+        (sum(sizes.values()), sum(sizes.values()), len(sizes)),
+        (sum(edits.values()), sum(edits.values()), len(edits)),
+    ]
