@@ -627,7 +627,9 @@ class Volume:
 
     @property
     def _repo(self) -> Repository:
-        return _repository(self.store, self._resolve().id)
+        repo = _repository(self.store, self._resolve().id)
+        repo.name = self.name  # for messages (the name it was last opened under)
+        return repo
 
     @aio
     def info(self) -> VolumeInfo:

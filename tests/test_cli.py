@@ -253,7 +253,10 @@ def test_history_diff_restore_verify_info(cli: CLI) -> None:
     assert [(d["change"], d["path"], d["old_size"], d["new_size"]) for d in diff] == [
         ("modified", "a.txt", 3, 4)
     ]
-    assert "does not exist" in cli.err("diff", "vol", "99", rc=3)
+    # names the volume and, for a number past the end, the newest commit there is
+    assert "commit 99 does not exist in volume 'vol' (its newest commit is 3)" in cli.err(
+        "diff", "vol", "99", rc=3
+    )
 
     assert "new commit 4" in cli("restore", "vol", "1", "a.txt").stdout.decode()
     assert cli("get", "vol", "a.txt", "-").stdout == b"one"

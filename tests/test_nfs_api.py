@@ -525,7 +525,7 @@ def test_errors_speak_of_the_network_file_system_not_of_a_volume(
             call()
         said.append(str(e.value))
         assert "volume" not in str(e.value), str(e.value)
-    assert "this network file system" in said[0]
+    assert "commit 999 does not exist in network file system " in said[0], said[0]
     assert "NetworkFileSystem.delete" in said[2]
     assert "escapes the network file system's root" in said[3]
     with NetworkFileSystem.ephemeral(store=store) as eph:

@@ -159,6 +159,17 @@ def test_bad_requests_get_their_status_and_a_one_line_json_message(
         ("GET", "volumes/bad%20name/tree", None, None, 400, "InvalidError"),
         ("DELETE", "volumes/..", None, None, 400, "InvalidError"),
         ("GET", "volumes/%FF/tree", None, None, 400, "BadRequest"),
+        # ...on the upload routes too (their session lookup once answered 404)
+        ("GET", f"volumes/bad%20name/uploads/{uid}", None, None, 400, "InvalidError"),
+        ("DELETE", "volumes/bad%20name/uploads/x", None, None, 400, "InvalidError"),
+        (
+            "POST",
+            "volumes/-x/uploads/x/finish",
+            {"size": 1, "sha256": "0" * 64},
+            None,
+            400,
+            "InvalidError",
+        ),
         # things that do not exist
         ("GET", "volumes/no-such-volume/tree", None, None, 404, "NotFoundError"),
         ("PATCH", "volumes/no-such-volume", {"name": "y"}, None, 404, "NotFoundError"),
@@ -231,7 +242,7 @@ def test_an_upload_chunk_too_large_to_read_gets_the_json_error(api: Api, vol: st
             conn.putheader(k, val)
         conn.endheaders()
         r = conn.getresponse()
-        message = one_line_error(r.status, json.loads(r.read()), 400, "InvalidError")
+        message = one_line_error(r.status, json.loads(r.read()), 413, "ChunkTooLargeError")
     finally:
         conn.close()
     assert "smaller chunks" in message, message

@@ -101,7 +101,7 @@ def test_an_oversized_chunk_gets_the_json_error_and_the_session_goes_on(api: Api
         params={"offset": 0},
         headers={"X-Content-SHA256": sha(big)},
     )
-    error_of(r.code, r.json(), 400, "InvalidError")
+    error_of(r.code, r.json(), 413, "ChunkTooLargeError")
     assert "max_chunk_size" in r.json()["message"]
     assert api("GET", f"volumes/{vol}/uploads/{uid}")[1]["received"] == 0
     assert api.put_chunk(vol, uid, 0, data)[0] == 200

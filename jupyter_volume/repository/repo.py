@@ -838,6 +838,8 @@ class Repository:
     def __init__(self, store: Store, vol_id: str, *, cache_dir: Path | None = None) -> None:
         self.store = store
         self.vol_id = vol_id
+        #: the volume's name, for messages (None: unnamed, or opened by id)
+        self.name: str | None = None
         self.prefix = f"vols/{vol_id}/"
         if cache_dir is None:
             from ..paths import cache_dir as default_cache
@@ -933,7 +935,11 @@ class Repository:
                 try:
                     data = self.store.get(key)
                 except NotFoundError:
-                    raise NotFoundError(f"commit {seq} does not exist in this volume") from None
+                    where = f"volume {self.name!r}" if self.name else "this volume"
+                    newest = self._head_seq
+                    if newest is not None and seq > newest:
+                        where += f" (its newest commit is {newest})"
+                    raise NotFoundError(f"commit {seq} does not exist in {where}") from None
                 try:
                     rec = CommitRecord.from_bytes(data, key)
                     if rec.seq != seq:

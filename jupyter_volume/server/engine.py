@@ -58,6 +58,7 @@ __all__ = [
     "MAX_UPLOADS_TOTAL",
     "MAX_UPLOAD_SIZE",
     "SORT_KEYS",
+    "ChunkTooLargeError",
     "ChunkWriter",
     "TooManyUploadsError",
     "UploadSpaceError",
@@ -89,6 +90,13 @@ class UploadSpaceError(VolumeError):
     """The server's upload folder has no room for an upload (or for a chunk of one).
 
     The REST API answers it with 507 Insufficient Storage.
+    """
+
+
+class ChunkTooLargeError(InvalidError):
+    """An upload chunk's body is larger than ``MAX_CHUNK_SIZE``.
+
+    The REST API answers it with 413 Content Too Large (the upload session goes on).
     """
 
 
@@ -731,6 +739,7 @@ class VolumeService:
         return vol
 
     def _upload(self, name: str, upload_id: str) -> _Upload:
+        check_name(name)  # a name no volume can have is a bad request, as on other routes
         up = self._uploads.get(upload_id)
         # Not tied to the user: jupyter_server gives token-only clients a new anonymous
         # user per request. The id is a 144-bit secret of an authenticated session.

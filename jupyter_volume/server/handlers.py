@@ -34,6 +34,7 @@ from .. import errors
 from ..errors import InvalidError, VolumeError
 from .engine import (
     MAX_CHUNK_SIZE,
+    ChunkTooLargeError,
     ChunkWriter,
     TooManyUploadsError,
     UploadSpaceError,
@@ -65,6 +66,7 @@ T = TypeVar("T")
 #: Exception class -> HTTP status. First match wins, so subclasses come first.
 ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (TooManyUploadsError, 429),
+    (ChunkTooLargeError, 413),
     (UploadSpaceError, 507),
     (NbdimeUnavailableError, 501),
     (NotebookDiffError, 422),
@@ -528,8 +530,8 @@ class UploadHandler(VolumeAPIHandler):
         except VolumeError as exc:
             self._chunk_error = exc
 
-    def _oversized(self) -> InvalidError:
-        return InvalidError(
+    def _oversized(self) -> ChunkTooLargeError:
+        return ChunkTooLargeError(
             f"an upload chunk may be at most {MAX_CHUNK_SIZE} bytes (max_chunk_size); "
             "send the file in smaller chunks"
         )
