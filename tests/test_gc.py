@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -571,22 +572,29 @@ def test_a_streamed_commit_names_no_node_gc_found_unreachable(store) -> None:
     assert report.ok, report.errors
 
 
+def _slow_writer(store, name: str, grace: float) -> tuple[Volume, Any, Any, bytes, Any]:
+    """A volume with one file and a ``grace`` period, and a writer of another process's
+    view that has staged 3 MiB: ``(volume, repository, writer, data, entry)``."""
+    from jupyter_volume.repository.repo import Repository
+
+    vol = Volume.lookup(name, create_if_missing=True, store=store)
+    put(vol, "a.bin", os.urandom(300_000))
+    vol.set_retention(keep_last=1, grace=grace)
+    repo = Repository(store, vol.object_id)  # the slow writer's own view
+    writer = repo.writer()
+    data = os.urandom(3 << 20)
+    return vol, repo, writer, data, writer.file_entry(io.BytesIO(data))
+
+
 def test_a_writer_slower_than_the_grace_period_keeps_its_uploads(store) -> None:
     """A commit in the making holds uploads no record names yet: to gc they look like a
     crashed writer's orphans once they are older than the grace period, and gc deleted
     the first pack of a commit that took longer than that (it then published a file
     whose data was gone). The writer now keeps them young until it publishes."""
     from jupyter_volume.repository import keeper
-    from jupyter_volume.repository.repo import Repository
 
     grace = 8.0
-    vol = Volume.lookup("slow", create_if_missing=True, store=store)
-    put(vol, "a.bin", os.urandom(300_000))
-    vol.set_retention(keep_last=1, grace=grace)
-    repo = Repository(store, vol.object_id)  # the slow writer's own view
-    writer = repo.writer()
-    data = os.urandom(3 << 20)
-    entry = writer.file_entry(io.BytesIO(data))
+    vol, repo, writer, data, entry = _slow_writer(store, "slow", grace)
     writer.packs.finish()  # its pack is on the store, named by no commit
     time.sleep(grace + 2)  # still staging, longer than the grace period
     report = vol.gc()
@@ -718,15 +726,7 @@ def test_a_commit_slower_than_the_grace_period_after_its_index_segment_keeps_it(
     record landing afterwards named it: the volume's index could not be read. The
     writer now keeps the segment young like its packs."""
     grace = 6.0
-    vol = Volume.lookup("slowseg", create_if_missing=True, store=store)
-    put(vol, "a.bin", os.urandom(300_000))
-    vol.set_retention(keep_last=1, grace=grace)
-    from jupyter_volume.repository.repo import Repository
-
-    repo = Repository(store, vol.object_id)  # the slow writer's own view
-    writer = repo.writer()
-    data = os.urandom(3 << 20)
-    entry = writer.file_entry(io.BytesIO(data))
+    vol, repo, writer, data, entry = _slow_writer(store, "slowseg", grace)
     reports = []
 
     def slow_check(head) -> None:

@@ -156,19 +156,29 @@ m.reload()
 """
 
 
-def test_crash_mid_reload_is_reconciled_on_remount(
-    opened: tuple[Any, str, dict[str, str]], tmp_path: Path
-) -> None:
-    """A process killed between writing a file and recording it: the next scan sees that
-    the file holds the version the reload was bringing in, not a local edit."""
+def _reload_killed_at_its_pack(
+    opened: tuple[Any, str, dict[str, str]], tmp_path: Path, files: dict[str, bytes]
+) -> tuple[Any, Path]:
+    """Volume ``v`` (a.txt v1) mounted at ``tmp_path/mnt`` by a child; another writer adds
+    ``files`` and a 5 MiB big.bin; the child's reload is killed reading big.bin's pack.
+    Returns ``(volume, mounted folder)``."""
     store, url, env = opened
     vol = Volume.lookup("v", create_if_missing=True, store=store)
     put(vol, {"a.txt": b"v1"})
     mnt = tmp_path / "mnt"
     child = mounted_child(CRASH_CHILD, url, mnt, env)
-    put(vol, {"a.txt": b"v2", "big.bin": os.urandom(5 << 20)})
+    put(vol, {**files, "big.bin": os.urandom(5 << 20)})
     _out, err = child.communicate("go\n", timeout=120)
     assert child.returncode == 9, err
+    return vol, mnt
+
+
+def test_crash_mid_reload_is_reconciled_on_remount(
+    opened: tuple[Any, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """A process killed between writing a file and recording it: the next scan sees that
+    the file holds the version the reload was bringing in, not a local edit."""
+    vol, mnt = _reload_killed_at_its_pack(opened, tmp_path, {"a.txt": b"v2"})
     assert (mnt / "a.txt").read_bytes() == b"v2"  # landed, never recorded
     cut_off = list(mnt.glob(".jv-tmp-*"))  # big.bin's download, cut off
     assert cut_off, sorted(os.listdir(mnt))
@@ -188,14 +198,7 @@ def test_a_new_file_a_crashed_reload_wrote_is_not_published_over_a_newer_version
     another writer changes that file again. The remount must see the file as the
     version the dead reload was bringing in (synced, not a local addition), so that it
     takes the newer version instead of committing the older bytes over it."""
-    store, url, env = opened
-    vol = Volume.lookup("v", create_if_missing=True, store=store)
-    put(vol, {"a.txt": b"v1"})
-    mnt = tmp_path / "mnt"
-    child = mounted_child(CRASH_CHILD, url, mnt, env)
-    put(vol, {"new.txt": b"n2", "big.bin": os.urandom(5 << 20)})
-    _out, err = child.communicate("go\n", timeout=120)
-    assert child.returncode == 9, err
+    vol, mnt = _reload_killed_at_its_pack(opened, tmp_path, {"new.txt": b"n2"})
     assert (mnt / "new.txt").read_bytes() == b"n2"  # landed, never recorded
     put(vol, {"new.txt": b"n3"})
     m = vol.mount(mnt, background=False)  # commits leftovers first, then reloads
