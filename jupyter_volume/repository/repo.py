@@ -1533,8 +1533,6 @@ class Repository:
                     if len(index_list) > COMPACT_AT:
                         index_list = self._compact(index_list)
                     ext = dict(extra or {})
-                    if head.gc_pointer is not None:
-                        ext["gc"] = head.gc_pointer
                     rec_kind = kind
                     rec_message, rec_author = message, who
                     if local is not None:
@@ -1547,25 +1545,18 @@ class Repository:
                         ext["carried"] = [i.txn for i in carried]
                         if any(i.kind == "commit" for i in carried):
                             rec_kind = "commit"  # never thinned away as a mere background commit
-                    rec = CommitRecord(
-                        seq=head.seq + 1,
-                        parent=head.seq,
+                    rec = self._next_record(
+                        head,
                         root=new_root,
                         index=index_list,
                         txn=txn,
-                        time=time.time(),
                         author=rec_author,
-                        host=socket.gethostname(),
                         message=rec_message,
                         kind=rec_kind,
-                        stats={
-                            "added": stats.added,
-                            "modified": stats.modified,
-                            "deleted": stats.deleted,
-                            # ours and what the writers of the change sets it carries stored
-                            "bytes_new": bytes_new + sum(i.nbytes for i in carried),
-                            "tree_puts": tree_puts,
-                        },
+                        stats=stats,
+                        # ours and what the writers of the change sets it carries stored
+                        bytes_new=bytes_new + sum(i.nbytes for i in carried),
+                        tree_puts=tree_puts,
                         extra=ext,
                     )
                     if self._take_slot(rec, writer):
@@ -1705,28 +1696,17 @@ class Repository:
                             index_list.append(rescued)
                     if len(index_list) > COMPACT_AT:
                         index_list = self._compact(index_list)
-                    ext: dict[str, Any] = {}
-                    if head.gc_pointer is not None:
-                        ext["gc"] = head.gc_pointer
-                    rec = CommitRecord(
-                        seq=head.seq + 1,
-                        parent=head.seq,
+                    rec = self._next_record(
+                        head,
                         root=new_root,
                         index=index_list,
                         txn=txn,
-                        time=time.time(),
                         author=author or default_author(),
-                        host=socket.gethostname(),
                         message=message,
                         kind=kind,
-                        stats={
-                            "added": stats.added,
-                            "modified": stats.modified,
-                            "deleted": 0,
-                            "bytes_new": bytes_new,
-                            "tree_puts": tree_puts,
-                        },
-                        extra=ext,
+                        stats=stats,  # an overlay deletes nothing
+                        bytes_new=bytes_new,
+                        tree_puts=tree_puts,
                     )
                     if self._take_slot(rec, writer):
                         return self._published(seg_key, new_locs, rec), stats
@@ -1737,6 +1717,47 @@ class Repository:
                 )
         finally:
             self.trees.untrack()
+
+    @staticmethod
+    def _next_record(
+        head: CommitRecord,
+        *,
+        root: str,
+        index: list[str],
+        txn: str,
+        author: str,
+        message: str,
+        kind: str,
+        stats: ApplyStats,
+        bytes_new: int,
+        tree_puts: int,
+        extra: dict[str, Any] | None = None,
+    ) -> CommitRecord:
+        """The commit record to follow ``head``, made now on this host; its ``extra``
+        names the gc record in force at ``head``, if any (see :func:`_stale`)."""
+        ext = dict(extra or {})
+        if head.gc_pointer is not None:
+            ext["gc"] = head.gc_pointer
+        return CommitRecord(
+            seq=head.seq + 1,
+            parent=head.seq,
+            root=root,
+            index=index,
+            txn=txn,
+            time=time.time(),
+            author=author,
+            host=socket.gethostname(),
+            message=message,
+            kind=kind,
+            stats={
+                "added": stats.added,
+                "modified": stats.modified,
+                "deleted": stats.deleted,
+                "bytes_new": bytes_new,
+                "tree_puts": tree_puts,
+            },
+            extra=ext,
+        )
 
     def _take_slot(self, rec: CommitRecord, writer: Writer | None) -> bool:
         """Write ``rec`` into its log slot, create-only. True when the slot holds ``rec``:
