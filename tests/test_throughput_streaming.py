@@ -21,6 +21,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -130,6 +131,53 @@ def test_commit_stream_keeps_other_writers_files_and_reads_back(
     # the version it replaced stays in history
     old = fresh.lookup("shared/both.txt", fresh.record(1).root)
     assert old is not None and old.inline == b"theirs"
+    assert fresh.verify().ok
+
+
+class _TreesHeld(WrappedStore):
+    """Tree node PUTs wait while ``release`` is clear (they are on their way meanwhile)."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.release = threading.Event()
+        self.release.set()
+        self.held = 0
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        if ("/trees/" in key or key.startswith("trees/")) and not self.release.is_set():
+            self.held += 1
+            assert self.release.wait(60), "the edit never let the tree nodes go"
+        return super().put(key, data)
+
+
+def test_a_streamed_commits_edit_reads_tree_nodes_still_on_their_way(
+    local_store: Store, tmp_path: Path
+) -> None:
+    # The tree's last nodes go up while the edit checks what was read (a mount drops
+    # files that changed meanwhile, which reads the nodes above them): a node whose PUT
+    # has not finished is read from memory, not from a store that may not have it yet.
+    held = _TreesHeld(local_store)
+    repo = _repo(held, tmp_path)
+    w = repo.writer()
+    items = [("d", Entry("", DIR, 0o755, mtime_ns=MTIME))]
+    items += [(f"d/f{i:02d}", w.bytes_entry(b"%d" % i * 40)) for i in range(20)]
+
+    def edit(top: str) -> str:
+        new_top, _stats = repo.trees.apply(top, {"d/f03": None})  # reads the root and d
+        held.release.set()
+        return new_top
+
+    held.release.clear()
+    rec, _stats = repo.commit_stream(iter(items), writer=w, edit=edit, message="edited")
+    assert held.held > 0  # the nodes were on their way while the edit read them
+    assert rec is not None
+    fresh = Repository(local_store, repo.vol_id, cache_dir=tmp_path / "fresh")
+    got = {
+        p: b"".join(fresh.read_entry(e, p))
+        for p, e in fresh.trees.walk(fresh.head().root)
+        if e.kind == FILE
+    }
+    assert got == {f"d/f{i:02d}": b"%d" % i * 40 for i in range(20) if i != 3}
     assert fresh.verify().ok
 
 

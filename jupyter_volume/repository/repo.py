@@ -513,6 +513,7 @@ class _NodeUploads:
         self.wait()
         trees = self._repo.trees
         self._batch = dict(trees.pending)
+        trees.uploading = self._batch
         trees.pending.clear()
         put, key = self._repo.store.put, self._repo._tree_key
         self._futures = [_upload_pool.submit(put, key(h), blob) for h, blob in self._batch.items()]
@@ -528,11 +529,14 @@ class _NodeUploads:
                 f.result()
             except BaseException as e:
                 error = error or e
+        trees = self._repo.trees
+        if trees.uploading is batch:
+            trees.uploading = {}
         if error is not None:
             if quiet:
                 return 0
             raise error
-        self._repo.trees.mark_on_store(batch)
+        trees.mark_on_store(batch)
         return len(batch)
 
 
@@ -1650,6 +1654,9 @@ class Repository:
             files = builder.files
             if writer is not None:
                 writer.packs.flush()  # the last pack uploads while the tree is checked and sent
+            # and so do the tree's last nodes, as the builder's earlier batches did: a node
+            # the edit below drops is left for gc, like a failed commit's
+            nodes.start()
             if edit is not None:
                 built, top = top, edit(top)  # type: ignore[arg-type]
                 if top is not None and top != built:

@@ -206,6 +206,9 @@ class Trees:
         self._lock = threading.Lock()
         self._cached_entries = 0
         self.pending: dict[str, bytes] = {}
+        #: nodes taken out of ``pending`` whose upload has not finished yet (still
+        #: readable here: the store may not have them yet)
+        self.uploading: dict[str, bytes] = {}
         #: nodes known to exist on the store (read from it, or uploaded by the repository)
         self.on_store: set[str] = {EMPTY_TREE}
         self._tracked = threading.local()  # the nodes a commit on this thread wrote
@@ -216,6 +219,8 @@ class Trees:
         n = self._nodes.get(h)
         if n is None:
             data = self.pending.get(h)
+            if data is None:
+                data = self.uploading.get(h)
             if data is not None:
                 raw = node_json(h, data)
             else:
@@ -250,7 +255,11 @@ class Trees:
         a store far away otherwise waits one round trip per folder (1,000 folders at
         30 ms: 30 s before a mount downloads anything). Errors are left for the reads
         that need the node to report."""
-        todo = [h for h in dict.fromkeys(hashes) if h not in self._nodes and h not in self.pending]
+        todo = [
+            h
+            for h in dict.fromkeys(hashes)
+            if h not in self._nodes and h not in self.pending and h not in self.uploading
+        ]
         if len(todo) > 1:
             for _ in _node_pool.map(self._try_node, todo):
                 pass
