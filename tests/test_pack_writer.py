@@ -166,3 +166,83 @@ def _pack_contents(sink: _Sink) -> list[bytes]:
         recs = parse_pack_header(blob, pid)
         out.append(b"".join(blob[off : off + n] for _h, off, n, _r, _c in recs))
     return out
+
+
+def test_the_last_pack_does_not_wait_for_an_upload_slot(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With max_in_flight packs on their way, sealing another waits for the oldest; the
+    # last one (flush) does not: the commit checks and sends its tree meanwhile.
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 64 << 10)
+    gate = threading.Event()
+    sink = _Sink()
+
+    def upload(pack_id: str, data: object) -> None:
+        assert gate.wait(60), "never let go"
+        sink.upload(pack_id, data)
+
+    w = PackWriter(upload, pool, max_in_flight=1)
+    rnd = __import__("random").Random(3)
+    data = [rnd.randbytes(4096) for _ in range(20)]
+    for d in data[:17]:  # one full pack (on its way, held) and one chunk more
+        w.add(hash_bytes(d), CODEC_RAW, d, len(d))
+    flushed = threading.Event()
+    t = threading.Thread(target=lambda: (w.flush(), flushed.set()), daemon=True)
+    t.start()
+    # flush returns while the first upload is still held (before the change it waited)
+    assert flushed.wait(30), "flush waited for the pack before it to finish uploading"
+    gate.set()
+    t.join(30)
+    for d in data[17:]:
+        w.add(hash_bytes(d), CODEC_RAW, d, len(d))
+    w.finish()
+    assert sink.chunks() == {hash_bytes(d): d for d in data}
+
+
+def _resident_kib() -> int:
+    # smaps_rollup walks the page tables: exact (status's counters lag behind). Rss, as
+    # mmap(-1, n) is shared anonymous memory, which "Anonymous:" leaves out
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Rss:"):
+                return int(line.split()[1])
+    raise AssertionError("no Rss: in /proc/self/smaps_rollup")
+
+
+def test_a_pack_buffer_is_backed_ahead_of_use_and_keeps_its_bytes() -> None:
+    # PackWriter.expect backs fresh buffers with memory on another thread (madvise
+    # MADV_POPULATE_WRITE through ctypes): the pages are there afterwards, and what was
+    # written into the buffer before or meanwhile is unchanged.
+    import mmap
+
+    assert packs_mod._madvise is not None, "madvise is not callable through ctypes here"
+    buf = mmap.mmap(-1, 32 << 20)
+    buf[: 1 << 20] = b"x" * (1 << 20)
+    before = _resident_kib()
+    packs_mod._populate(buf, 24 << 20)
+    assert packs_mod._madvise is not None, "this kernel refused MADV_POPULATE_WRITE (5.14+)"
+    grown = _resident_kib() - before
+    assert grown >= 20 << 10, f"only {grown} KiB became resident"
+    assert buf[: 1 << 20] == b"x" * (1 << 20)
+    assert buf[(1 << 20) : (24 << 20)] == bytes(23 << 20)
+
+
+def test_a_writer_told_of_a_big_commit_writes_the_same_packs(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The buffers are backed while the chunks are copied in: every chunk lands intact.
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 1 << 20)
+    monkeypatch.setattr(packs_mod, "PREFAULT_MIN", 1 << 20)
+    prefaulted: list[int] = []
+    real = packs_mod._prefault
+    monkeypatch.setattr(packs_mod, "_prefault", lambda buf, n: (prefaulted.append(n), real(buf, n)))
+    rnd = __import__("random").Random(9)
+    data = [rnd.randbytes(4096) for _ in range(1000)]  # 3.9 MiB
+    sink = _Sink()
+    w = PackWriter(sink.upload, pool)
+    w.expect(sum(map(len, data)))
+    for d in data:
+        w.add_raw(hash_bytes(d), d)
+    w.finish()
+    assert sink.chunks() == {hash_bytes(d): d for d in data}
+    assert len(prefaulted) >= 3  # the first buffer, and each fresh one while more comes
