@@ -141,11 +141,11 @@ class _TreesHeld(WrappedStore):
         super().__init__(inner)
         self.release = threading.Event()
         self.release.set()
-        self.held = 0
+        self.entered = threading.Event()  # a tree node PUT is being held
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         if ("/trees/" in key or key.startswith("trees/")) and not self.release.is_set():
-            self.held += 1
+            self.entered.set()
             assert self.release.wait(60), "the edit never let the tree nodes go"
         return super().put(key, data)
 
@@ -163,13 +163,17 @@ def test_a_streamed_commits_edit_reads_tree_nodes_still_on_their_way(
     items += [(f"d/f{i:02d}", w.bytes_entry(b"%d" % i * 40)) for i in range(20)]
 
     def edit(top: str) -> str:
-        new_top, _stats = repo.trees.apply(top, {"d/f03": None})  # reads the root and d
-        held.release.set()
+        try:
+            # the nodes are on their way (their PUTs started and are held) ...
+            assert held.entered.wait(30), "no tree node was sent before the edit"
+            # ... while this reads the root and d
+            new_top, _stats = repo.trees.apply(top, {"d/f03": None})
+        finally:
+            held.release.set()
         return new_top
 
     held.release.clear()
     rec, _stats = repo.commit_stream(iter(items), writer=w, edit=edit, message="edited")
-    assert held.held > 0  # the nodes were on their way while the edit read them
     assert rec is not None
     fresh = Repository(local_store, repo.vol_id, cache_dir=tmp_path / "fresh")
     got = {
