@@ -221,9 +221,6 @@ class _Stat(bytes):
     st_mode = _stat_field(3)
 
 
-_UNLOOKED = _STAT.pack(-1, 0, 0, 0)[:8]  # the size field of _Stat.unlooked
-
-
 def _file_mode(st_mode: int) -> int:
     # all nine permission bits are kept; setuid, setgid and sticky are not (a volume is
     # shared data, not an install)
@@ -940,18 +937,7 @@ class Mount:
                         and not de.is_dir(follow_symlinks=False)
                     ):
                         leftovers.append(rel)
-                    row = rows.get(rel)
-                    if row is None and de.is_file(follow_symlinks=False):
-                        self._classify_new(rel, de.inode(), ch, seen)
-                        continue
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue  # deleted while we looked
-                    except OSError as e:
-                        self._unreadable(rel, e, rows, ch, seen)
-                        continue
-                    self._classify(rel, st, row, ch, seen, stack)
+                    self._classify_entry(rel, de, rows, ch, seen, stack)
         ch.gone = {p for p in rows if p not in seen and not self._ignored_row(p, rows[p][0])}
         return ch
 
@@ -981,6 +967,31 @@ class Mount:
             ch.skipped[rel] = TOO_LONG
             return False
         return True
+
+    def _classify_entry(
+        self,
+        rel: str,
+        de: os.DirEntry[str],
+        rows: dict[str, Any],
+        ch: _Changes,
+        seen: set[str],
+        stack: list[str],
+    ) -> None:
+        """Sort listed entry ``de`` (at ``rel``) into ``ch``, as both scans list folders:
+        a regular file without a row is new without a ``stat``; anything else is
+        stat-ed and classified (an entry gone meanwhile is passed by)."""
+        row = rows.get(rel)
+        if row is None and de.is_file(follow_symlinks=False):
+            self._classify_new(rel, de.inode(), ch, seen)
+            return
+        try:
+            st = de.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return  # deleted while we looked
+        except OSError as e:
+            self._unreadable(rel, e, rows, ch, seen)
+            return
+        self._classify(rel, st, row, ch, seen, stack)
 
     def _classify_new(self, rel: str, ino: int, ch: _Changes, seen: set[str]) -> None:
         """A regular file (by its folder's listing) the mount has no row for: added,
@@ -1066,19 +1077,7 @@ class Mount:
                         continue
                     with it:
                         for de in it:
-                            sub = f"{d}/{de.name}"
-                            row = rows.get(sub)
-                            if row is None and de.is_file(follow_symlinks=False):
-                                self._classify_new(sub, de.inode(), ch, seen)
-                                continue
-                            try:
-                                sst = de.stat(follow_symlinks=False)
-                            except FileNotFoundError:
-                                continue
-                            except OSError as e:
-                                self._unreadable(sub, e, rows, ch, seen)
-                                continue
-                            self._classify(sub, sst, row, ch, seen, stack)
+                            self._classify_entry(f"{d}/{de.name}", de, rows, ch, seen, stack)
             ch.gone.update(
                 p for p in rows if p not in seen and not self._ignored_row(p, rows[p][0])
             )
@@ -1161,7 +1160,7 @@ class Mount:
         trees = self._repo.trees
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         for rel, st in list(ch.files.items()):
-            if st[:8] == _UNLOOKED:  # a new file the scan did not stat: look now
+            if st.st_size < 0:  # a new file the scan did not stat (_Stat.unlooked): look now
                 try:
                     st = _Stat(os.lstat(self.path / rel))
                 except OSError:

@@ -421,14 +421,15 @@ class PackWriter:
         Told of at least ``PREFAULT_MIN`` bytes, the writer backs each fresh pack buffer
         with memory ahead of its use, on another thread (see :func:`_prefault`)."""
         self._expected = max(0, nbytes)
-        if self._expected >= PREFAULT_MIN:
-            _prefault(self._buf, self._prefault_size())
+        self._back_buf()
 
-    def _prefault_size(self) -> int:
-        # the rest of what is expected (each chunk stored a little bigger at most) and
-        # its records, up to the buffer's size
-        want = self._expected or 0
-        return min(len(self._buf), want + want // 64 + (1 << 20))
+    def _back_buf(self) -> None:
+        """With at least ``PREFAULT_MIN`` bytes still expected, start backing the current
+        buffer with memory: for the rest of what is expected (each chunk stored a little
+        bigger at most) and its records, up to the buffer's size."""
+        want = self._expected
+        if want is not None and want >= PREFAULT_MIN:
+            _prefault(self._buf, min(len(self._buf), want + want // 64 + (1 << 20)))
 
     def has(self, h: str) -> bool:
         """True if chunk ``h`` was written (or is buffered) by this writer."""
@@ -551,8 +552,8 @@ class PackWriter:
         self._futures.append(self._executor.submit(self._send, pack_id, buf, length))
         self._buf = self._take_buf()
         self._len = 0
-        if not last and self._expected is not None and self._expected >= PREFAULT_MIN:
-            _prefault(self._buf, self._prefault_size())
+        if not last:
+            self._back_buf()
 
     def finish(self) -> None:
         """Flush the last pack and wait until every upload has finished (re-raising errors)."""
