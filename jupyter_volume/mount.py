@@ -106,6 +106,8 @@ _FOLDER_MARK = "user.jupyter_volume.mount"
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
 _materialize_pool = SharedPool(8, "jv-materialize")
+#: a streamed commit's last look at whether its volume still exists, beside its checks
+_alive_pool = SharedPool(1, "jv-alive")
 
 
 def _active_mount(store: Any, vol_id: str) -> Mount | None:
@@ -1602,13 +1604,16 @@ class Mount:
 
         def finish(top: str) -> str | None:
             # last thing before the record is published: a volume deleted elsewhere gets
-            # no commit (it would land under no name)
-            self.volume._check_alive(writer)
-            idx.put(rows)
-            rows.clear()
-            # Everything read must still be as it was checked, in every group (as in
-            # _commit_locked): what the gate defers now comes out of the tree.
-            held.update(gate.confirm())
+            # no commit (it would land under no name). Its round trip overlaps the checks.
+            alive = _alive_pool.submit(self.volume._check_alive, writer)
+            try:
+                idx.put(rows)
+                rows.clear()
+                # Everything read must still be as it was checked, in every group (as in
+                # _commit_locked): what the gate defers now comes out of the tree.
+                held.update(gate.confirm())
+            finally:
+                alive.result()
             for rel in held:
                 if (rel in ch.files or rel in ch.links) and rel not in unread:
                     folder = rel.rpartition("/")[0]

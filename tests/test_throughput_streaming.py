@@ -393,6 +393,53 @@ def test_streamed_commit_leaves_out_what_changed_while_read(
     m.unmount()
 
 
+class _SegmentSeen(WrappedStore):
+    """Notes, in ``order``, when an index segment's PUT arrives."""
+
+    def __init__(self, inner: Store, order: list[str]) -> None:
+        super().__init__(inner)
+        self.order = order
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        if "/index/" in key:
+            self.order.append("segment")
+        return super().put(key, data)
+
+
+def test_a_streamed_commits_last_round_trips_overlap_its_final_check(
+    local_store: Store, tmp_path: Path, streamed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After the last file is read, a streamed commit checks every file once more. Its
+    # index segment is on its way before that check starts, and its look at whether the
+    # volume still exists runs beside it: here that look waits until the check has
+    # begun, which it could never do if it ran first on the same thread.
+    order: list[str] = []
+    vol = Volume.from_name("r", store=_SegmentSeen(local_store, order), create_if_missing=True)
+    m = vol.mount(tmp_path / "mnt", background=False, settle=0.0)
+    files = _fill(m.path, 300, size=2000)  # beyond inlining: their chunks go in packs
+    checking = threading.Event()
+    real_confirm, real_alive = quiet.Gate.confirm, Volume._check_alive
+
+    def confirm(self):  # type: ignore[no-untyped-def]
+        order.append("check")
+        checking.set()
+        return real_confirm(self)
+
+    def check_alive(self, writer=None):  # type: ignore[no-untyped-def]
+        if writer is not None:  # the commit's last look, not a read's
+            assert checking.wait(30), "the volume was looked up before the check began"
+            order.append("alive")
+        return real_alive(self, writer)
+
+    monkeypatch.setattr(quiet.Gate, "confirm", confirm)
+    monkeypatch.setattr(Volume, "_check_alive", check_alive)
+    info = m.commit()
+    assert info is not None and streamed == [1]
+    assert order == ["segment", "check", "alive"], order
+    assert _volume_files(vol) == files
+    m.unmount()
+
+
 class _FailLogWrite(WrappedStore):
     """Once armed, refuses the next write of a log record (before it reaches the store):
     a commit that fails at its last step, after every pack and tree node landed."""

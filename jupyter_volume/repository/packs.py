@@ -555,6 +555,12 @@ class PackWriter:
         if not last:
             self._back_buf()
 
+    def send_after(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (another upload of the same commit, such as its index segment) on
+        the upload pool beside the packs: :meth:`finish` waits for it and re-raises its
+        error, :meth:`abort` waits for it. Call it after :meth:`flush`."""
+        self._futures.append(self._executor.submit(fn))
+
     def finish(self) -> None:
         """Flush the last pack and wait until every upload has finished (re-raising errors)."""
         self.flush()

@@ -45,6 +45,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -144,6 +145,9 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _upload_pool = SharedPool(12, "jv-upload")
+#: a commit's last uploads, waited for beside its look at the head (not on the upload
+#: pool, whose threads the wait needs)
+_finish_pool = SharedPool(4, "jv-finish")
 _download_pool = SharedPool(12, "jv-download")
 
 
@@ -1334,7 +1338,22 @@ class Repository:
                 self, changes, message=message, writer=writer, kind=kind, author=author, seen=seen
             )
         with self._commit_lock:
-            seg_key, bytes_new, new_locs, _seg = self._finish_writer(writer)
+            # The writer's last uploads finish on another thread while the head is looked
+            # up and the new tree is built and sent: on a remote store, round trips that
+            # used to follow one another. Whatever needs the segment waits for it first.
+            finishing = (
+                _finish_pool.submit(self._finish_writer, writer) if writer is not None else None
+            )
+            seg_key: str | None = None
+            bytes_new = 0
+            new_locs: ChunkMap | None = None
+
+            def finished() -> None:
+                nonlocal finishing, seg_key, bytes_new, new_locs
+                if finishing is not None:
+                    f, finishing = finishing, None
+                    seg_key, bytes_new, new_locs, _seg = f.result()
+
             txn = uuid.uuid4().hex
             who = author or default_author()
             # Only plain change sets take part in group commit: a restore replaces the
@@ -1345,6 +1364,7 @@ class Repository:
 
             def publish(base: int) -> _Intent:
                 # our change set as an intent, for whoever writes the next record to carry
+                finished()
                 intent = _Intent.make(
                     self.prefix,
                     base,
@@ -1481,6 +1501,7 @@ class Repository:
                         self.trees.untrack()
                     if new_root == head.root and len(ours) == len(carried):
                         # Nothing changes (this machine's change sets alone need no record).
+                        finished()
                         self.trees.pending.clear()
                         if published is not None:
                             self._drop_intents([published.key])
@@ -1489,6 +1510,11 @@ class Repository:
                         return None, stats
                     nodes = _NodeUploads(self)
                     nodes.start()  # the new tree's nodes go up while the index is settled
+                    try:
+                        finished()
+                    except BaseException:
+                        nodes.wait(quiet=True)
+                        raise
                     index_list = list(head.index)
                     new_keys = list(
                         dict.fromkeys(
@@ -1601,6 +1627,9 @@ class Repository:
                     "committing first. Your files are untouched; try again."
                 )
             except BaseException as e:
+                if finishing is not None:
+                    # the caller may abort the writer next: its uploads must be over
+                    futures_wait([finishing])
                 # An error or an interrupt while our change set waits as an intent: take
                 # it back, so that no other writer commits it behind our caller's back
                 # (best effort: with the store down it stays, and may still land).
@@ -1652,10 +1681,10 @@ class Repository:
                 builder.add(path, entry)
             top: str | None = builder.finish()
             files = builder.files
-            if writer is not None:
-                writer.packs.flush()  # the last pack uploads while the tree is checked and sent
-            # and so do the tree's last nodes, as the builder's earlier batches did: a node
-            # the edit below drops is left for gc, like a failed commit's
+            # The last pack and the index segment upload while the tree is checked and
+            # sent, and so do the tree's last nodes, as the builder's earlier batches
+            # did: a node the edit below drops is left for gc, like a failed commit's
+            started = self._start_segment(writer) if writer is not None else None
             nodes.start()
             if edit is not None:
                 built, top = top, edit(top)  # type: ignore[arg-type]
@@ -1669,10 +1698,10 @@ class Repository:
                     return None, ApplyStats()
             if callable(message):
                 message = message()
-            nodes.start()  # the rest of the tree, while the index segment is sent
+            nodes.start()  # the rest of the tree
             top_entry = Entry("", DIR, 0o755, tree=top)
             with self._commit_lock:
-                seg_key, bytes_new, new_locs, _seg = self._finish_writer(writer)
+                seg_key, bytes_new, new_locs, _seg = self._finish_writer(writer, started=started)
                 nodes.wait()
                 txn = uuid.uuid4().hex
                 for attempt in range(MAX_COMMIT_ATTEMPTS):
@@ -1793,12 +1822,42 @@ class Repository:
                 pass  # only a hint
         return won
 
+    def _start_segment(self, writer: Writer) -> tuple[str | None, bytes]:
+        """Seal the writer's last pack and start its index segment's PUT on the upload
+        pool beside the packs' (the pack writer's ``finish`` waits for it and re-raises
+        its error; its ``abort`` waits for it). ``(segment key, segment)``, or
+        ``(None, b"")`` when the writer stored no chunk.
+
+        A streamed commit starts it before its final checks, so that the round trip
+        overlaps them; should the checks then drop files, the segment still lists their
+        chunks, which is harmless (they are in packs that landed; gc drops them).
+        """
+        writer.packs.flush()  # seals the last pack: every chunk's location is known now
+        new = writer.packs.new_chunks
+        if not new:
+            return None, b""
+        seg = encode_segment(new)
+        key = f"{self.prefix}index/{hash_bytes(seg)}"
+        start = time.monotonic()
+
+        def put() -> None:
+            self.store.put(key, seg)
+            # no record names it until the commit lands: kept young like the packs
+            writer.uploaded(key, start)
+
+        writer.packs.send_after(put)
+        return key, seg
+
     def _finish_writer(
-        self, writer: Writer | None, put_segment: bool = True
+        self,
+        writer: Writer | None,
+        put_segment: bool = True,
+        started: tuple[str | None, bytes] | None = None,
     ) -> tuple[str | None, int, ChunkMap | None, bytes]:
         """Upload the writer's last pack and its index segment; ``(segment key, bytes,
         the writer's chunk locations, the segment)``. Without ``put_segment`` the segment
         is not stored (whoever commits for this writer stores it, merged with others').
+        ``started``: what :meth:`_start_segment` returned, if it was called already.
 
         The segment's PUT runs while the packs finish uploading (one round trip less per
         commit). The locations go into this process's index only once a record names
@@ -1808,25 +1867,27 @@ class Repository:
         """
         if writer is None:
             return None, 0, None, b""
-        writer.packs.flush()  # seals the last pack: every chunk's location is known now
-        new = writer.packs.new_chunks
-        seg_key = None
-        seg = b""
         try:
-            if new:
-                seg = encode_segment(new)
-                seg_key = f"{self.prefix}index/{hash_bytes(seg)}"
-                if put_segment:
-                    start = time.monotonic()
-                    self.store.put(seg_key, seg)
-                    # no record names it until the commit lands: kept young like the packs
-                    writer.uploaded(seg_key, start)
+            if started is not None:
+                seg_key, seg = started
+            elif put_segment:
+                seg_key, seg = self._start_segment(writer)
+            else:
+                writer.packs.flush()
+                new = writer.packs.new_chunks
+                seg = encode_segment(new) if new else b""
+                seg_key = f"{self.prefix}index/{hash_bytes(seg)}" if new else None
         finally:
-            writer.packs.finish()  # waits for every pack; re-raises an upload's error
+            writer.packs.finish()  # waits for every upload; re-raises an upload's error
         n = len(seg)
         if put_segment:
             seg = b""
-        return seg_key, writer.packs.bytes_written + n + writer.inline_bytes, new, seg
+        return (
+            seg_key,
+            writer.packs.bytes_written + n + writer.inline_bytes,
+            writer.packs.new_chunks,
+            seg,
+        )
 
     def _published(
         self, seg_key: str | None, new: ChunkMap | None, rec: CommitRecord

@@ -1,0 +1,89 @@
+"""A commit's requests that do not depend on one another overlap.
+
+On a remote store each request is a round trip, and a small commit is little else. A
+plain commit looks up the head (and builds and sends its tree) while its last uploads
+finish. Checked by order, never by time: a store wrapper holds the commit's pack upload
+until the head has been looked up, which the commit could not do while it waited for
+that upload.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from jupyter_volume.repository import Repository
+from jupyter_volume.store import Store
+from jupyter_volume.testing.wrappers import WrappedStore
+
+
+class _PackHeldUntilHeadLooked(WrappedStore):
+    """Once armed, a pack's PUT does not finish until the log has been looked at (listed,
+    or its next key looked up): a commit that waited for its uploads before it looked
+    up the head would wait for good (here: 30 s, then the PUT fails)."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.pack_waiting = threading.Event()
+        self.head_looked = threading.Event()
+
+    def _looked(self, key: str) -> None:
+        if self.armed and "/log/" in key:
+            self.head_looked.set()
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        if self.armed and "/packs/" in key:
+            self.pack_waiting.set()
+            assert self.head_looked.wait(30), "the head was not looked up during the upload"
+        return super().put(key, data)
+
+    def list(self, prefix: str = "", start_after: str | None = None):  # type: ignore[no-untyped-def]
+        self._looked(prefix)
+        return super().list(prefix, start_after)
+
+    def stat(self, key: str):  # type: ignore[no-untyped-def]
+        self._looked(key)
+        return super().stat(key)
+
+
+def test_a_commit_looks_up_the_head_while_its_last_pack_uploads(
+    store: Store, tmp_path: Path
+) -> None:
+    held = _PackHeldUntilHeadLooked(store)
+    Repository.create(held, "v1")
+    repo = Repository(held, "v1", cache_dir=tmp_path / "cache")
+    repo.head()
+    w = repo.writer()
+    entry = w.bytes_entry(bytes(range(256)) * 64)  # 16 KiB: a chunk in a pack
+    held.armed = True
+    rec, _stats = repo.commit({"data.bin": entry}, writer=w, message="one", line=False)
+    assert held.pack_waiting.is_set() and held.head_looked.is_set()
+    assert rec is not None and rec.seq == 1
+    fresh = Repository(store, "v1", cache_dir=tmp_path / "fresh")
+    got = fresh.lookup("data.bin", fresh.head().root)
+    assert got is not None
+    assert b"".join(fresh.read_entry(got, "data.bin")) == bytes(range(256)) * 64
+    assert fresh.verify().ok
+
+
+def test_a_failed_upload_still_fails_the_commit(store: Store, tmp_path: Path) -> None:
+    # the upload now finishes on another thread: its error still reaches the caller,
+    # and nothing is published
+    class FailPacks(WrappedStore):
+        def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+            if "/packs/" in key:
+                raise OSError("injected: no room for the pack")
+            return super().put(key, data)
+
+    failing = FailPacks(store)
+    Repository.create(failing, "v2")
+    repo = Repository(failing, "v2", cache_dir=tmp_path / "cache")
+    w = repo.writer()
+    entry = w.bytes_entry(bytes(range(256)) * 64)
+    with pytest.raises(OSError, match="no room for the pack"):
+        repo.commit({"data.bin": entry}, writer=w, message="fails", line=False)
+    w.abort()
+    assert Repository(store, "v2", cache_dir=tmp_path / "fresh").head().seq == 0
