@@ -2,21 +2,26 @@
 
 On a remote store each request is a round trip, and a small commit is little else. A
 plain commit looks up the head (and builds and sends its tree) while its last uploads
-finish. Checked by order, never by time: a store wrapper holds the commit's pack upload
-until the head has been looked up, which the commit could not do while it waited for
-that upload.
+finish, and writes the ``head`` hint only every :data:`HEAD_HINT_EVERY` commits (a
+reader lists the log past the hint anyway). Checked by order, never by time: a store
+wrapper holds the commit's pack upload until the head has been looked up, which the
+commit could not do while it waited for that upload.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from pathlib import Path
 
 import pytest
 
+from jupyter_volume import Volume
 from jupyter_volume.repository import Repository
+from jupyter_volume.repository.repo import HEAD_HINT_EVERY
 from jupyter_volume.store import Store
-from jupyter_volume.testing.wrappers import WrappedStore
+from jupyter_volume.testing.wrappers import CountingStore, WrappedStore
 
 
 class _PackHeldUntilHeadLooked(WrappedStore):
@@ -87,3 +92,24 @@ def test_a_failed_upload_still_fails_the_commit(store: Store, tmp_path: Path) ->
         repo.commit({"data.bin": entry}, writer=w, message="fails", line=False)
     w.abort()
     assert Repository(store, "v2", cache_dir=tmp_path / "fresh").head().seq == 0
+
+
+def test_the_head_hint_is_written_every_few_commits_and_readers_find_the_newest(
+    store: Store, tmp_path: Path
+) -> None:
+    counting = CountingStore(store)
+    vol = Volume.from_name("hinted", store=counting, create_if_missing=True)
+    hint = f"vols/{vol.object_id}/head"
+    total = HEAD_HINT_EVERY + 3
+    for i in range(total):
+        with vol.batch_upload() as b:
+            b.put_file(io.BytesIO(b"%d" % i), f"f{i}.txt")
+    # written by the commit whose seq is a multiple of HEAD_HINT_EVERY, not by the others
+    assert counting.count("put", prefix=hint) == 1
+    assert vol.seq == total
+    assert json.loads(store.get(hint)) == {"seq": HEAD_HINT_EVERY}
+    # a reader starting from the lagging hint finds the commits after it
+    fresh = Repository(store, vol.object_id, cache_dir=tmp_path / "fresh")
+    head = fresh.head()
+    assert head.seq == total
+    assert {e.name for e in fresh.trees.entries(head.root)} == {f"f{i}.txt" for i in range(total)}

@@ -61,6 +61,9 @@ SWEEP_CHILD = textwrap.dedent(
     url, name, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = KillAfterStore(open_store(url), k or None)
     vol = Volume.from_name(name, store=store)
+    # The grace period, read now: else the keeper thread reads it at a moment of its own
+    # (or not at all, in a quick run), and the k-th operation is not the same in each run
+    vol._repo.gc_grace()
     with vol.batch_upload(force=True) as batch:
         batch.put_file(io.BytesIO(blake3(b"new").digest(length=200 * 1024)), "data/new.bin")
         batch.put_file(io.BytesIO(b"new small file"), "data/small.txt")

@@ -33,7 +33,7 @@ from jupyter_volume import Volume
 from jupyter_volume.errors import CorruptionError
 from jupyter_volume.repository.chunkcache import ChunkCache
 from jupyter_volume.repository.codec import hash_bytes
-from jupyter_volume.repository.repo import READ_ATTEMPTS
+from jupyter_volume.repository.repo import HEAD_HINT_EVERY, READ_ATTEMPTS
 from jupyter_volume.store.local import LocalStore
 from jupyter_volume.store.s3 import S3Store, make_client
 from jupyter_volume.testing.seaweedfs import SeaweedFS
@@ -369,7 +369,12 @@ def test_a_damaged_head_hint_does_not_stick(
     must not become this process's head (a kernel lives long)."""
     url, name, files = s3_volume
     store = _through(proxy, seaweedfs, url)
-    hint = store.get(f"vols/{Volume.from_name(name, store=store).info().id}/head")
+    writer = Volume.from_name(name, store=store)
+    while writer.seq % HEAD_HINT_EVERY:  # the commit that writes the hint
+        with writer.batch_upload(force=True) as b:
+            b.put_file(io.BytesIO(b"more"), f"more{writer.seq}.txt")
+    hint = store.get(f"vols/{writer.info().id}/head")
+    assert json.loads(hint)["seq"] == writer.seq
     volume_mod._repos.clear()
     digit = len(hint) - 2  # {"seq":N}: the last digit of N
     masks = [

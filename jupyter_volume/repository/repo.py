@@ -97,6 +97,10 @@ from .tree import (
 )
 
 COMPACT_AT = 32  # index objects listed in a record before a writer compacts them
+#: the ``head`` hint is written by every commit whose seq is a multiple of this: a reader
+#: lists (or, on a local folder, looks at) the log past the hint anyway, which finds the
+#: few records since in the same request, and the other commits save a round trip
+HEAD_HINT_EVERY = 16
 RECORDS_KEPT = 1024  # commit records a repository keeps in memory (the latest used)
 LOG_AHEAD = 32  # commit records the log reads ahead, in parallel
 OBJECT_CACHE_BYTES = 1 << 30  # tree nodes and index segments kept on disk, all volumes
@@ -1799,7 +1803,8 @@ class Repository:
         """Write ``rec`` into its log slot, create-only. True when the slot holds ``rec``:
         our PUT won, or it landed and only its response was lost (the record read back
         carries our txn). On a win, this process's head moves to it and the head hint is
-        updated; on a loss, the other writer's record is remembered. First, ConflictError
+        updated (every :data:`HEAD_HINT_EVERY` commits); on a loss, the other writer's
+        record is remembered. First, ConflictError
         if ``writer``'s uploads may have been deleted by gc meanwhile (see .keeper)."""
         keeper.check(writer)
         key = self._log_key(rec.seq)
@@ -1816,10 +1821,11 @@ class Repository:
         if won:
             self._records[rec.seq] = rec
             self._head_seq = rec.seq
-            try:
-                self.store.put(self.prefix + "head", dump_json({"seq": rec.seq}))
-            except Exception:
-                pass  # only a hint
+            if rec.seq % HEAD_HINT_EVERY == 0:
+                try:
+                    self.store.put(self.prefix + "head", dump_json({"seq": rec.seq}))
+                except Exception:
+                    pass  # only a hint
         return won
 
     def _start_segment(self, writer: Writer) -> tuple[str | None, bytes]:
