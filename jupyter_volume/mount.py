@@ -38,7 +38,9 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,7 +57,7 @@ from .errors import (
 )
 from .journal import Journal
 from .paths import cache_dir, state_dir
-from .repository import DIR, EMPTY_TREE, FILE, LINK, Entry, Repository
+from .repository import DIR, EMPTY_TREE, FILE, LINK, CommitRecord, Entry, Repository
 from .repository.chunkcache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
 from .repository.chunkcache import ChunkCache
 from .repository.codec import CHUNK_MIN, hash_bytes
@@ -108,6 +110,8 @@ _mounts_lock = threading.Lock()
 _materialize_pool = SharedPool(8, "jv-materialize")
 #: a streamed commit's last look at whether its volume still exists, beside its checks
 _alive_pool = SharedPool(1, "jv-alive")
+#: a reload's index objects, loaded while it compares trees
+_prefetch_pool = SharedPool(2, "jv-prefetch")
 
 
 def _active_mount(store: Any, vol_id: str) -> Mount | None:
@@ -1910,6 +1914,35 @@ class Mount:
             self._index.set_meta("own_seqs", [])
             self._index.set_meta("landing", [])
             return
+        # The index objects the head lists load while the trees are compared: the first
+        # file to write needs them, a round trip later otherwise. Best effort: what
+        # failed here is loaded again where it is needed (Repository.locate).
+        loading: Future[None] | None = _prefetch_pool.submit(repo.ensure_index, head.index)
+
+        def loaded() -> None:
+            nonlocal loading
+            if loading is not None:
+                futures_wait([loading])
+                loading = None
+
+        try:
+            self._reload_to(head, base_root, undo, initial, action, loaded)
+        finally:
+            loaded()
+
+    def _reload_to(
+        self,
+        head: CommitRecord,
+        base_root: str,
+        undo: dict[str, Entry | None],
+        initial: bool,
+        action: str,
+        loaded: Callable[[], None],
+    ) -> None:
+        """The rest of :meth:`_reload_locked`, once the folder is known to differ from
+        ``head``; ``loaded()`` waits for the head's index, before the first file is
+        written."""
+        repo = self._repo
         # Remembered until this reload finishes: if it stops partway (even by a crash
         # between writing a file and recording it), _reconcile recognizes what it wrote.
         landing = [r for r in self._index.get_meta("landing") or [] if r != head.root]
@@ -1922,8 +1955,10 @@ class Mount:
             for p, e in repo.trees.walk(head.root):
                 batch[p] = e
                 if len(batch) >= MOUNT_BATCH_PATHS:
+                    loaded()
                     self._apply(batch, action)
                     batch = {}
+            loaded()
             self._apply(batch, action)
             self._index.set_meta("base_root", head.root)
             self._index.set_meta("base_seq", head.seq)
@@ -1949,6 +1984,7 @@ class Mount:
         for p, e in undo.items():
             paths.setdefault(p, e)
         self._refuse_written(paths, action)
+        loaded()
         self._apply(paths, action)
         self._index.set_meta("base_root", head.root)
         self._index.set_meta("base_seq", head.seq)

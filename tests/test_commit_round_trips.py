@@ -1,11 +1,12 @@
-"""A commit's requests that do not depend on one another overlap.
+"""A commit's (and a reload's) requests that do not depend on one another overlap.
 
 On a remote store each request is a round trip, and a small commit is little else. A
 plain commit looks up the head (and builds and sends its tree) while its last uploads
 finish, and writes the ``head`` hint only every :data:`HEAD_HINT_EVERY` commits (a
 reader lists the log past the hint anyway). Checked by order, never by time: a store
 wrapper holds the commit's pack upload until the head has been looked up, which the
-commit could not do while it waited for that upload.
+commit could not do while it waited for that upload. A reload loads the index objects of the head it moves to while it compares
+trees, and looks at the log once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_volume import Volume
+from jupyter_volume.errors import NotFoundError
 from jupyter_volume.repository import Repository
 from jupyter_volume.repository.repo import HEAD_HINT_EVERY
 from jupyter_volume.store import Store
@@ -113,3 +115,56 @@ def test_the_head_hint_is_written_every_few_commits_and_readers_find_the_newest(
     head = fresh.head()
     assert head.seq == total
     assert {e.name for e in fresh.trees.entries(head.root)} == {f"f{i}.txt" for i in range(total)}
+
+
+class _TreeHeldUntilIndexAsked(WrappedStore):
+    """Once armed, a tree node's GET does not finish until an index object has been
+    asked for; counts the looks at the log meanwhile."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.index_asked = threading.Event()
+        self.log_looks = 0
+
+    def get(self, key: str) -> bytes:
+        if self.armed and "/index/" in key:
+            self.index_asked.set()
+        if self.armed and "/trees/" in key:
+            assert self.index_asked.wait(30), "the index was not asked for during the diff"
+        return super().get(key)
+
+    def list(self, prefix: str = "", start_after: str | None = None):  # type: ignore[no-untyped-def]
+        if self.armed and "/log/" in prefix:
+            self.log_looks += 1
+        return super().list(prefix, start_after)
+
+    def stat(self, key: str):  # type: ignore[no-untyped-def]
+        try:
+            return super().stat(key)
+        except NotFoundError:
+            # on a local folder the head is found by looking at the next keys: the one
+            # not there ends each look
+            if self.armed and "/log/" in key:
+                self.log_looks += 1
+            raise
+
+
+def test_a_reload_loads_the_heads_index_while_it_compares_trees(
+    store: Store, tmp_path: Path
+) -> None:
+    held = _TreeHeldUntilIndexAsked(store)
+    vol = Volume.from_name("reloaded", store=held, create_if_missing=True)
+    m = vol.mount(tmp_path / "mnt", background=False)
+    # another writer (its own repository object and caches) commits a file in packs
+    other = Repository(store, vol.object_id, cache_dir=tmp_path / "other")
+    w = other.writer()
+    data = bytes(range(256)) * 64
+    other.commit({"d/new.bin": w.bytes_entry(data)}, writer=w, message="other", line=False)
+    held.armed = True
+    m.reload()
+    held.armed = False
+    assert (m.path / "d" / "new.bin").read_bytes() == data
+    assert held.index_asked.is_set()
+    assert held.log_looks == 1  # the head's; the file's chunk is found in what it lists
+    m.unmount()

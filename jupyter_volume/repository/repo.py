@@ -2218,6 +2218,11 @@ class Repository:
         """The location of chunk ``h`` (loading newer index objects if needed)."""
         loc = self.index.get(h)
         if loc is None:
+            # what the head this process knows lists first (a reload has just moved it
+            # there), and only then whatever newer commits list: a round trip less
+            self.ensure_index(self.head(refresh=False).index)
+            loc = self.index.get(h)
+        if loc is None:
             self.ensure_index(self.head().index)
             loc = self.index.get(h)
         if loc is None:
