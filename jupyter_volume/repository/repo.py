@@ -1804,8 +1804,8 @@ class Repository:
         our PUT won, or it landed and only its response was lost (the record read back
         carries our txn). On a win, this process's head moves to it and the head hint is
         updated (every :data:`HEAD_HINT_EVERY` commits); on a loss, the other writer's
-        record is remembered. First, ConflictError
-        if ``writer``'s uploads may have been deleted by gc meanwhile (see .keeper)."""
+        record is remembered. First, ConflictError if ``writer``'s uploads may have been
+        deleted by gc meanwhile (see .keeper)."""
         keeper.check(writer)
         key = self._log_key(rec.seq)
         won = self.store.put_if_absent(key, rec.to_bytes())
