@@ -15,12 +15,14 @@ import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from . import names, quiet
+from ._pools import SharedPool
 from .aio import aio
 from .errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError
 from .mount import Mount, _active_mount
@@ -54,6 +56,8 @@ __all__ = [
 
 _repos: dict[tuple[str, str], Repository] = {}
 _repos_lock = threading.Lock()
+#: clearing away dead ephemeral volumes, beside a name's lookup
+_sweep_pool = SharedPool(2, "jv-sweep")
 
 
 def _repository(store: Store, vol_id: str) -> Repository:
@@ -489,16 +493,22 @@ class Volume:
                     self._meta = names.by_id(self.store, self._id)
                     self.name = self._meta.name
                 else:
-                    names.sweep_ephemeral(self.store)
-                    if self._create_if_missing:
-                        self._meta = names.create(
-                            self.store,
-                            self.name,  # type: ignore[arg-type]
-                            allow_existing=True,
-                            version=self._version,
-                        )
-                    else:
-                        self._meta = names.resolve(self.store, self.name)  # type: ignore[arg-type]
+                    # dead ephemeral volumes are cleared away beside the name's lookup
+                    sweeping = _sweep_pool.submit(names.sweep_ephemeral, self.store)
+                    try:
+                        if self._create_if_missing:
+                            meta = names.create(
+                                self.store,
+                                self.name,  # type: ignore[arg-type]
+                                allow_existing=True,
+                                version=self._version,
+                            )
+                        else:
+                            meta = names.resolve(self.store, self.name)  # type: ignore[arg-type]
+                    finally:
+                        futures_wait([sweeping])
+                    sweeping.result()  # its error, as when it ran first
+                    self._meta = meta
                 self._id = self._meta.id
                 self._alive, self._gone = AliveCheck(self.store), None
             names.check_version_matches(self._meta, self._version)

@@ -6,7 +6,8 @@ finish, and writes the ``head`` hint only every :data:`HEAD_HINT_EVERY` commits 
 reader lists the log past the hint anyway). Checked by order, never by time: a store
 wrapper holds the commit's pack upload until the head has been looked up, which the
 commit could not do while it waited for that upload. A reload loads the index objects of the head it moves to while it compares
-trees, and looks at the log once.
+trees, and looks at the log once. Opening a volume asks for its name beside the sweep of
+dead ephemeral volumes, and for its config and head hint beside the store's format.
 """
 
 from __future__ import annotations
@@ -168,3 +169,53 @@ def test_a_reload_loads_the_heads_index_while_it_compares_trees(
     assert held.index_asked.is_set()
     assert held.log_looks == 1  # the head's; the file's chunk is found in what it lists
     m.unmount()
+
+
+class _HeldUntilAsked(WrappedStore):
+    """Once armed, a GET or listing of a key starting with ``held`` does not finish until
+    every key in ``wanted`` has been asked for (by GET)."""
+
+    def __init__(self, inner: Store, held: str, wanted: set[str]) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.held = held
+        self.wanted = set(wanted)
+        self.asked: set[str] = set()
+        self.all_asked = threading.Event()
+
+    def _hold(self, key: str) -> None:
+        if self.armed and key.startswith(self.held):
+            assert self.all_asked.wait(30), f"{sorted(self.wanted - self.asked)} not asked for"
+
+    def get(self, key: str) -> bytes:
+        if self.armed and key in self.wanted:
+            self.asked.add(key)
+            if self.asked == self.wanted:
+                self.all_asked.set()
+        self._hold(key)
+        return super().get(key)
+
+    def list(self, prefix: str = "", start_after: str | None = None):  # type: ignore[no-untyped-def]
+        self._hold(prefix)
+        return super().list(prefix, start_after)
+
+
+def test_opening_a_volume_asks_for_its_name_beside_the_ephemeral_sweep(store: Store) -> None:
+    Volume.from_name("opened", store=store, create_if_missing=True).hydrate()
+    held = _HeldUntilAsked(store, "leases/ephemeral/", {"names/opened"})
+    held.armed = True
+    vol = Volume.from_name("opened", store=held)
+    vol.hydrate()
+    assert held.all_asked.is_set()
+    assert vol.seq == 0
+
+
+def test_opening_a_volume_asks_for_its_config_and_hint_beside_the_stores_format(
+    store: Store, tmp_path: Path
+) -> None:
+    Repository.create(store, "v3")
+    held = _HeldUntilAsked(store, "format", {"vols/v3/config", "vols/v3/head"})
+    held.armed = True
+    repo = Repository(held, "v3", cache_dir=tmp_path / "cache")
+    assert repo.head().seq == 0
+    assert held.all_asked.is_set()

@@ -153,6 +153,9 @@ _upload_pool = SharedPool(12, "jv-upload")
 #: pool, whose threads the wait needs)
 _finish_pool = SharedPool(4, "jv-finish")
 _download_pool = SharedPool(12, "jv-download")
+#: single GETs made beside others when a repository is first used (they wait for nothing,
+#: so a caller on any pool's thread may wait for them)
+_open_pool = SharedPool(2, "jv-open")
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> int:
@@ -973,34 +976,51 @@ class Repository:
         """
         if self._format_checked:
             return
-        self._check_store_format()
         key = self.prefix + "config"
+        config = _open_pool.submit(self._get_or_none, key)  # asked for beside the marker
         try:
-            doc = load_json(self.store.get(key), key)
-        except NotFoundError:
-            doc = None
+            self._check_store_format()
+        finally:
+            futures_wait([config])
+        raw = config.result()
+        doc = load_json(raw, key) if raw is not None else None
         check_format(doc, f"volume {self.vol_id} in {self.store.url}")
         self._format_checked = True
 
-    def _check_store_format(self) -> None:
+    def _get_or_none(self, key: str) -> bytes | None:
         try:
-            doc = load_json(self.store.get("format"), "format")
+            return self.store.get(key)
         except NotFoundError:
+            return None
+
+    def _check_store_format(self) -> None:
+        raw = self._get_or_none("format")
+        if raw is None:
             return  # no marker: format 1 (a format that changes the store's layout writes one)
-        check_format(doc, f"the store {self.store.url}")
+        check_format(load_json(raw, "format"), f"the store {self.store.url}")
+
+    def _read_hint(self) -> int | None:
+        """The seq the ``head`` hint names, or None (missing or unreadable)."""
+        try:
+            return int(load_json(self.store.get(self.prefix + "head"), "head")["seq"])
+        except (NotFoundError, CorruptionError, KeyError, TypeError, ValueError):
+            return None
 
     def head(self, refresh: bool = True) -> CommitRecord:
         """The newest commit record. With ``refresh``, asks the store for newer ones."""
-        self.check_format()
+        # the first look asks for the hint beside the format checks (read only after them)
+        hint = _open_pool.submit(self._read_hint) if self._head_seq is None else None
+        try:
+            self.check_format()
+        finally:
+            if hint is not None:
+                futures_wait([hint])
         if self._head_seq is None or refresh:
             start = self._head_seq
             hinted = False
             if start is None:
-                try:
-                    start = int(load_json(self.store.get(self.prefix + "head"), "head")["seq"])
-                    hinted = True
-                except (NotFoundError, CorruptionError, KeyError, TypeError, ValueError):
-                    start = None
+                start = hint.result() if hint is not None else self._read_hint()
+                hinted = start is not None
             newest = self._newest_seq(start)
             if hinted and newest == start:
                 # The hint may lag, or arrive damaged (a flipped digit): it must name a real
