@@ -673,13 +673,15 @@ class Volume:
             )
         return rec
 
-    def _root(self, at: int | None) -> str:
+    def _root(self, at: int | None, *, refresh: bool = True) -> str:
+        """The root of commit ``at``, or of the newest one. ``refresh=False``: the head
+        this operation has already asked the store for."""
         self._check_alive()
         repo = self._repo
         if at is not None:
             return self._record(at).root
         # As Modal's API reads: always the newest commit (one listing of the log's tail).
-        rec = repo.head(refresh=True)
+        rec = repo.head(refresh=refresh)
         self._seen.seq = rec.seq
         return rec.root
 
@@ -983,7 +985,7 @@ class Volume:
                     f"{p} is a folder that is not empty: pass recursive=True to remove it"
                 )
             changes.update({sub: None for sub, _ in below})
-        return self._commit_changes(changes, f"remove {p}")
+        return self._commit_changes(changes, f"remove {p}", fresh_head=True)
 
     @aio
     def copy_files(
@@ -1030,7 +1032,11 @@ class Volume:
                 )
         changes: dict[str, Entry | str | None] = {}
         for src in src_paths:
-            sp, se = self._entry(src)
+            # read from the same head as the destination (no second look at the log)
+            sp = normalize_path(src)
+            se = repo.lookup(sp, root)
+            if se is None:
+                raise NotFoundError(f"no such file or folder in volume {self.name!r}: {sp or '/'}")
             if se.kind == DIR and not recursive:
                 raise InvalidError(f"{sp or '/'} is a folder: pass recursive=True to copy it")
             target = (
@@ -1061,6 +1067,7 @@ class Volume:
             changes,
             f"copy {', '.join(normalize_path(s) for s in src_paths)} to {dst or '/'}",
             seen=seen,
+            fresh_head=True,
         )
 
     @aio
@@ -1089,7 +1096,7 @@ class Volume:
         # checked again on every head it is applied onto: two creators of one folder
         # used to both succeed, as two commits
         return self._commit_changes(
-            {p: "dir"}, f"create folder {p}", check=lambda head: check(head.root)
+            {p: "dir"}, f"create folder {p}", check=lambda head: check(head.root), fresh_head=True
         )
 
     @aio
@@ -1172,7 +1179,7 @@ class Volume:
                     f"{self.name!r} while {sp} was being moved into it: nothing was moved"
                 )
 
-        return self._commit_changes(changes, f"move {sp} to {dp}", check=unchanged)
+        return self._commit_changes(changes, f"move {sp} to {dp}", check=unchanged, fresh_head=True)
 
     @aio
     def remove_paths(self, paths: Iterable[str]) -> CommitInfo | None:
@@ -1206,7 +1213,7 @@ class Volume:
             message = f"remove {', '.join(wanted)}"
         else:
             message = f"remove {len(wanted)} paths ({wanted[0]}, …)"
-        return self._commit_changes(changes, message)
+        return self._commit_changes(changes, message, fresh_head=True)
 
     @aio(kind="context")
     def batch_upload(self, force: bool = False) -> BatchUpload:
@@ -1402,6 +1409,8 @@ class Volume:
                     "collection while it was being restored: nothing was restored"
                 )
 
+        # (the head looked up to judge whether ``commit`` was expired is the newest: the
+        # commit builds on it, with no second look at the log)
         if path is None or not normalize_path(path):
             return self._commit_changes(
                 {},
@@ -1409,10 +1418,11 @@ class Volume:
                 root=old.root,
                 kind="restore",
                 check=not_expired,
+                fresh_head=True,
             )
         p = normalize_path(path)
         then = repo.lookup(p, old.root)
-        now = repo.lookup(p, self._root(None))
+        now = repo.lookup(p, self._root(None, refresh=False))
         changes: dict[str, Entry | str | None] = {}
         if then is None:
             if now is None:
@@ -1427,7 +1437,11 @@ class Volume:
         else:
             changes[p] = then
         return self._commit_changes(
-            changes, f"restore {p} from commit {old.seq}", kind="restore", check=not_expired
+            changes,
+            f"restore {p} from commit {old.seq}",
+            kind="restore",
+            check=not_expired,
+            fresh_head=True,
         )
 
     @aio
@@ -1856,6 +1870,7 @@ class BatchUpload:
                 _batch_message(self._changes),
                 writer,
                 check=lambda head: self._check_conflicts(head.root),
+                fresh_head=True,  # the head just checked
             )
         else:
             writer.abort()

@@ -15,12 +15,13 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from jupyter_volume import Volume
-from jupyter_volume.errors import NotFoundError
+from jupyter_volume.errors import AlreadyExistsError, NotFoundError
 from jupyter_volume.repository import Repository
 from jupyter_volume.repository.repo import HEAD_HINT_EVERY
 from jupyter_volume.store import Store
@@ -219,3 +220,118 @@ def test_opening_a_volume_asks_for_its_config_and_hint_beside_the_stores_format(
     repo = Repository(held, "v3", cache_dir=tmp_path / "cache")
     assert repo.head().seq == 0
     assert held.all_asked.is_set()
+
+
+def _log_looks(counting: CountingStore, vol_id: str) -> int:
+    return counting.count(("list", "stat"), prefix=f"vols/{vol_id}/log/")
+
+
+@pytest.mark.parametrize(
+    "operation",
+    ["put", "remove_file", "remove_paths", "move", "mkdir", "copy_files", "restore"],
+)
+def test_an_operation_that_reads_the_head_looks_at_the_log_once(
+    store: Store, operation: str
+) -> None:
+    counting = CountingStore(store)
+    vol = Volume.from_name("looked", store=counting, create_if_missing=True)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"one"), "a.txt")
+        b.put_file(io.BytesIO(b"two"), "d/b.txt")
+    with vol.batch_upload(force=True) as b:
+        b.put_file(io.BytesIO(b"one, again"), "a.txt")
+    counting.reset()
+    if operation == "put":
+        with vol.batch_upload() as b:
+            b.put_file(io.BytesIO(b"three"), "c.txt")
+    elif operation == "remove_file":
+        vol.remove_file("a.txt")
+    elif operation == "remove_paths":
+        vol.remove_paths(["a.txt", "d"])
+    elif operation == "move":
+        vol.move("a.txt", "d/")
+    elif operation == "mkdir":
+        vol.mkdir("e")
+    elif operation == "copy_files":
+        vol.copy_files(["a.txt", "d/b.txt"], "e/")
+    else:
+        vol.restore(1, "a.txt")
+    # the look that read what the operation changes is the one its commit builds on
+    assert _log_looks(counting, vol.object_id) == 1
+    assert vol.seq == 3
+    assert Volume.from_name("looked", store=store).seq == 3
+
+
+def test_a_network_file_systems_write_looks_at_the_log_once(store: Store) -> None:
+    from jupyter_volume import NetworkFileSystem
+
+    counting = CountingStore(store)
+    nfs = NetworkFileSystem.from_name("looked", store=counting, create_if_missing=True)
+    nfs.write_file("a.txt", io.BytesIO(b"one"))
+    counting.reset()
+    nfs.write_file("a.txt", io.BytesIO(b"two"))
+    assert _log_looks(counting, nfs.object_id) == 1
+    assert b"".join(nfs.read_file("a.txt")) == b"two"
+
+
+class _CommitAfterLook(WrappedStore):
+    """Once armed, the first look at the log (a listing, or on a local folder a look at
+    the next record's key) answers what it found and only then lets ``meanwhile`` run
+    (another writer's commit): the head it names is stale before its caller sees it."""
+
+    def __init__(self, inner: Store, meanwhile: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self.armed = False
+        self.meanwhile = meanwhile
+
+    def _after_look(self, key: str) -> None:
+        if self.armed and "/log/" in key:
+            self.armed = False
+            self.meanwhile()
+
+    def list(self, prefix: str = "", start_after: str | None = None):  # type: ignore[no-untyped-def]
+        found = list(super().list(prefix, start_after))
+        self._after_look(prefix)
+        return iter(found)
+
+    def stat(self, key: str):  # type: ignore[no-untyped-def]
+        try:
+            return super().stat(key)
+        finally:
+            self._after_look(key)
+
+
+def test_a_head_that_moves_right_after_the_look_only_loses_the_race(store: Store) -> None:
+    Volume.from_name("raced", store=store, create_if_missing=True).hydrate()
+
+    def other_writer() -> None:
+        other = Volume.from_name("raced", store=store)
+        with other.batch_upload() as b:
+            b.put_file(io.BytesIO(b"theirs"), "theirs.txt")
+
+    racing = _CommitAfterLook(store, other_writer)
+    vol = Volume.from_name("raced", store=racing)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"mine"), "mine.txt")
+        racing.armed = True
+    assert not racing.armed  # the other writer committed between our look and our commit
+    fresh = Volume.from_name("raced", store=store)
+    assert fresh.seq == 2
+    assert sorted(e.path for e in fresh.listdir("/")) == ["mine.txt", "theirs.txt"]
+    # ours landed after theirs, on the head it had not seen
+    assert [c.message for c in fresh.history(limit=2)] == ["upload mine.txt", "upload theirs.txt"]
+
+
+def test_a_check_runs_again_on_the_head_that_moved_after_the_look(store: Store) -> None:
+    Volume.from_name("raced2", store=store, create_if_missing=True).hydrate()
+
+    def other_writer() -> None:
+        Volume.from_name("raced2", store=store).mkdir("e")
+
+    racing = _CommitAfterLook(store, other_writer)
+    vol = Volume.from_name("raced2", store=racing)
+    racing.armed = True
+    with pytest.raises(AlreadyExistsError, match="e already exists"):
+        vol.mkdir("e")
+    assert not racing.armed
+    assert Volume.from_name("raced2", store=store).seq == 1  # the other's folder only

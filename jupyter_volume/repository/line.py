@@ -213,11 +213,13 @@ class LocalLine:
         kind: str,
         author: str | None,
         seen: Seen,
+        fresh_head: bool = False,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Commit ``changes`` through the line: see the module docstring. Returns the
         record that holds them (perhaps another writer's round) or None if nothing
-        needed committing; raises what the round that tried it raised. ``seen``: what
-        the change set was staged against (see :meth:`Repository.commit`)."""
+        needed committing; raises what the round that tried it raised. ``seen`` and
+        ``fresh_head``: as :meth:`Repository.commit` takes them (``fresh_head`` counts
+        only when this writer commits alone, not for a round of several)."""
 
         def direct() -> tuple[CommitRecord | None, ApplyStats]:
             # the store's own protocol, which is safe between processes too
@@ -229,6 +231,7 @@ class LocalLine:
                 author=author,
                 line=False,
                 seen=seen,
+                fresh_head=fresh_head,
             )
 
         try:
