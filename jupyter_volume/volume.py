@@ -56,8 +56,9 @@ __all__ = [
 
 _repos: dict[tuple[str, str], Repository] = {}
 _repos_lock = threading.Lock()
-#: clearing away dead ephemeral volumes, beside a name's lookup
-_sweep_pool = SharedPool(2, "jv-sweep")
+#: requests made beside the one a call waits on (the sweep of dead ephemeral volumes
+#: beside a name's lookup, the tags beside the head): none waits for this pool's threads
+_side_pool = SharedPool(2, "jv-side")
 
 
 def _repository(store: Store, vol_id: str) -> Repository:
@@ -494,7 +495,7 @@ class Volume:
                     self.name = self._meta.name
                 else:
                     # dead ephemeral volumes are cleared away beside the name's lookup
-                    sweeping = _sweep_pool.submit(names.sweep_ephemeral, self.store)
+                    sweeping = _side_pool.submit(names.sweep_ephemeral, self.store)
                     try:
                         if self._create_if_missing:
                             meta = names.create(
@@ -1250,12 +1251,17 @@ class Volume:
             return []
         self._check_alive()  # as every read: a deleted volume's history is gone
         repo = self._repo
-        state = repo.gc_state(repo.head())
+        tags = _side_pool.submit(gc.list_tags, repo)  # listed beside the log
+        try:
+            head = repo.head()
+            state = repo.gc_state(head)
+        finally:
+            futures_wait([tags])
         by_seq: dict[int, list[str]] = {}
-        for name, seq in gc.list_tags(repo).items():
+        for name, seq in tags.result().items():
             by_seq.setdefault(seq, []).append(name)
         out = []
-        for r in repo.log():
+        for r in repo.log(start=head.seq):  # from the head just read: no second look
             expired = state.is_expired(r.seq)
             if expired and not include_expired:
                 continue

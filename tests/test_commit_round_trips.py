@@ -173,10 +173,10 @@ def test_a_reload_loads_the_heads_index_while_it_compares_trees(
 
 
 class _HeldUntilAsked(WrappedStore):
-    """Once armed, a GET or listing of a key starting with ``held`` does not finish until
-    every key in ``wanted`` has been asked for (by GET)."""
+    """Once armed, a GET, stat or listing of a key starting with ``held`` does not finish
+    until every key in ``wanted`` has been asked for (by GET, or a prefix by listing)."""
 
-    def __init__(self, inner: Store, held: str, wanted: set[str]) -> None:
+    def __init__(self, inner: Store, held: str | tuple[str, ...], wanted: set[str]) -> None:
         super().__init__(inner)
         self.armed = False
         self.held = held
@@ -188,15 +188,23 @@ class _HeldUntilAsked(WrappedStore):
         if self.armed and key.startswith(self.held):
             assert self.all_asked.wait(30), f"{sorted(self.wanted - self.asked)} not asked for"
 
-    def get(self, key: str) -> bytes:
+    def _ask(self, key: str) -> None:
         if self.armed and key in self.wanted:
             self.asked.add(key)
             if self.asked == self.wanted:
                 self.all_asked.set()
+
+    def get(self, key: str) -> bytes:
+        self._ask(key)
         self._hold(key)
         return super().get(key)
 
+    def stat(self, key: str):  # type: ignore[no-untyped-def]
+        self._hold(key)
+        return super().stat(key)
+
     def list(self, prefix: str = "", start_after: str | None = None):  # type: ignore[no-untyped-def]
+        self._ask(prefix)
         self._hold(prefix)
         return super().list(prefix, start_after)
 
@@ -220,6 +228,44 @@ def test_opening_a_volume_asks_for_its_config_and_hint_beside_the_stores_format(
     repo = Repository(held, "v3", cache_dir=tmp_path / "cache")
     assert repo.head().seq == 0
     assert held.all_asked.is_set()
+
+
+def test_a_commit_looks_for_a_line_of_waiting_writers_beside_the_heads_lookup(
+    store: Store, tmp_path: Path
+) -> None:
+    # a commit with no caller check (a mount's) looks for other writers' waiting change
+    # sets when it has not looked lately: that listing no longer waits for the head's
+    Repository.create(store, "v4")
+    held = _HeldUntilAsked(store, "vols/v4/log/", {"vols/v4/intents/"})
+    repo = Repository(held, "v4", cache_dir=tmp_path / "cache")
+    repo.head()
+    w = repo.writer()
+    entry = w.bytes_entry(b"x" * 100)
+    held.armed = True
+    rec, _stats = repo.commit({"a.txt": entry}, writer=w, message="one", line=False)
+    assert held.all_asked.is_set()
+    assert rec is not None and rec.seq == 1
+    fresh = Repository(store, "v4", cache_dir=tmp_path / "fresh")
+    assert fresh.lookup("a.txt", fresh.head().root) is not None
+
+
+def test_history_reads_the_tags_beside_the_log_and_each_other(store: Store) -> None:
+    vol = Volume.from_name("tagged", store=store, create_if_missing=True)
+    vol_id = vol.object_id
+    tags = f"vols/{vol_id}/tags/"
+    # the log's lookup waits for the tags' listing, and each tag's read for the other's
+    held = _HeldUntilAsked(
+        store, (f"vols/{vol_id}/log/", tags + "t"), {tags, tags + "ta", tags + "tb"}
+    )
+    vol = Volume.from_name("tagged", store=held)  # (one repository per store URL and volume)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"one"), "a.txt")
+    vol.tag(1, "ta")
+    vol.tag(0, "tb")
+    held.armed = True
+    history = vol.history()
+    assert held.all_asked.is_set()
+    assert [(c.seq, c.tags) for c in history] == [(1, ("ta",)), (0, ("tb",))]
 
 
 def _log_looks(counting: CountingStore, vol_id: str) -> int:

@@ -399,10 +399,12 @@ class _SegmentSeen(WrappedStore):
     def __init__(self, inner: Store, order: list[str]) -> None:
         super().__init__(inner)
         self.order = order
+        self.arrived = threading.Event()
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         if "/index/" in key:
             self.order.append("segment")
+            self.arrived.set()
         return super().put(key, data)
 
 
@@ -413,14 +415,18 @@ def test_a_streamed_commits_last_round_trips_overlap_its_final_check(
     # index segment is on its way before that check starts, and its look at whether the
     # volume still exists runs beside it: here that look waits until the check has
     # begun, which it could never do if it ran first on the same thread.
+    # (Checked by order alone: the check waits until the segment's PUT has arrived, which
+    # it would wait for in vain if the segment were sent only after the check.)
     order: list[str] = []
-    vol = Volume.from_name("r", store=_SegmentSeen(local_store, order), create_if_missing=True)
+    seen = _SegmentSeen(local_store, order)
+    vol = Volume.from_name("r", store=seen, create_if_missing=True)
     m = vol.mount(tmp_path / "mnt", background=False, settle=0.0)
     files = _fill(m.path, 300, size=2000)  # beyond inlining: their chunks go in packs
     checking = threading.Event()
     real_confirm, real_alive = quiet.Gate.confirm, Volume._check_alive
 
     def confirm(self):  # type: ignore[no-untyped-def]
+        assert seen.arrived.wait(30), "the index segment was not on its way before the check"
         order.append("check")
         checking.set()
         return real_confirm(self)

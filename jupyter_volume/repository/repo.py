@@ -52,7 +52,7 @@ from typing import IO, Any, TypeVar
 
 from .._pools import SharedPool
 from ..errors import ConflictError, CorruptionError, NotFoundError
-from ..store import Store
+from ..store import ObjectInfo, Store
 from . import keeper
 from .chunkcache import SizeBound
 from .codec import (
@@ -153,8 +153,9 @@ _upload_pool = SharedPool(12, "jv-upload")
 #: pool, whose threads the wait needs)
 _finish_pool = SharedPool(4, "jv-finish")
 _download_pool = SharedPool(12, "jv-download")
-#: single GETs made beside others when a repository is first used (they wait for nothing,
-#: so a caller on any pool's thread may wait for them)
+#: single reads made beside others (a repository's config beside the store's format, the
+#: line of waiting writers beside the head): they wait for nothing, so a caller on any
+#: pool's thread may wait for them
 _open_pool = SharedPool(2, "jv-open")
 
 
@@ -1425,6 +1426,13 @@ class Repository:
             stats = ApplyStats()
             known_stored: set[str] = set()  # segments of ``local`` stored by an attempt
             deadline = time.monotonic() + MAX_COMMIT_SECONDS
+            # The first attempt's look for a line of waiting writers (due when none was
+            # taken lately) is listed beside the head's lookup, not after it.
+            probe_first = can_fold and (
+                time.monotonic() - self._intents_listed > INTENT_PROBE
+                or time.monotonic() < self._contended_until
+            )
+            line_ahead = _open_pool.submit(self._list_intents) if probe_first else None
             try:
                 for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
                     if published is not None and time.monotonic() > deadline:
@@ -1462,10 +1470,10 @@ class Repository:
                     if can_fold and (
                         attempt
                         or published is not None
-                        or time.monotonic() - self._intents_listed > INTENT_PROBE
-                        or time.monotonic() < self._contended_until
+                        or probe_first  # (the first attempt: as decided above)
                     ):
-                        pending = self._pending_keys(head)
+                        listed, line_ahead = line_ahead, None
+                        pending = self._pending_keys(head, listed)
                         if published is None and can_publish and pending:
                             # Others wait in line: join it instead of racing them (and whoever
                             # folds for them) for the log slot; the first in line carries all.
@@ -2002,9 +2010,15 @@ class Repository:
     def _find_carried(self, intent: _Intent, head: CommitRecord) -> CommitRecord | None:
         return self._carried_txns(intent.base, head).get(intent.txn)
 
-    def _pending_keys(self, head: CommitRecord) -> list[tuple[str, str]]:
+    def _list_intents(self) -> list[ObjectInfo]:
+        return list(self.store.list(self.prefix + "intents/"))
+
+    def _pending_keys(
+        self, head: CommitRecord, listed: Future[list[ObjectInfo]] | None = None
+    ) -> list[tuple[str, str]]:
         """``(key, hash)`` of the intents not yet carried by any record up to ``head``, in
-        key order (the line), read from the listing alone.
+        key order (the line), read from the listing alone (``listed``: one already asked
+        for, while ``head`` was looked up).
 
         Stale ones (older than INTENT_TTL or INTENT_WINDOW commits) and carried ones are
         deleted as they are found. Their contents are not read here: a writer waiting in
@@ -2014,7 +2028,7 @@ class Repository:
         """
         self._intents_listed = time.monotonic()
         now = time.time()
-        infos = list(self.store.list(self.prefix + "intents/"))
+        infos = listed.result() if listed is not None else self._list_intents()
         if not infos:
             self._intent_cache.clear()
             return []
