@@ -32,17 +32,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConflictError, InvalidError, NotFoundError
-from ..store import ObjectInfo
 from .codec import compress_blob, dump_json, hash_bytes, load_json
 from .packs import ChunkIndex, ChunkLoc, PackWriter, encode_segment
-from .repo import (
-    CommitRecord,
-    Repository,
-    _download_pool,
-    _upload_pool,
-    checkpoint_shards,
-    seq_ranges,
-)
+from .repo import CommitRecord, Repository, _upload_pool, checkpoint_shards, seq_ranges
 from .tree import DIR, EMPTY_TREE, FILE, READ_AHEAD_NODES
 
 DEFAULT_GRACE = 3600.0
@@ -189,17 +181,16 @@ def delete_tag(repo: Repository, name: str) -> None:
 
 def list_tags(repo: Repository) -> dict[str, int]:
     """Tag name -> commit seq (the tags are read in parallel)."""
-
-    def read(info: ObjectInfo) -> tuple[str, int] | None:
+    keys = [info.key for info in repo.store.list(repo.prefix + "tags/")]
+    out = {}
+    for key, data in zip(keys, repo.store.get_many(keys), strict=True):
+        if data is None:
+            continue  # deleted meanwhile
         try:
-            seq = int(load_json(repo.store.get(info.key), info.key)["seq"])
-        except (NotFoundError, KeyError, ValueError, TypeError):
-            return None  # deleted meanwhile, or not a tag
-        return info.key.rsplit("/", 1)[1], seq
-
-    infos = list(repo.store.list(repo.prefix + "tags/"))
-    found = map(read, infos) if len(infos) < 2 else _download_pool.map(read, infos)
-    return dict(pair for pair in found if pair is not None)
+            out[key.rsplit("/", 1)[1]] = int(load_json(data, key)["seq"])
+        except (KeyError, ValueError, TypeError):
+            continue
+    return out
 
 
 # -- selection ----------------------------------------------------------------------------------

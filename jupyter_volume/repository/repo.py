@@ -978,7 +978,7 @@ class Repository:
         if self._format_checked:
             return
         key = self.prefix + "config"
-        config = _open_pool.submit(self._get_or_none, key)  # asked for beside the marker
+        config = _open_pool.submit(self.store.get_or_none, key)  # asked for beside the marker
         try:
             self._check_store_format()
         finally:
@@ -988,14 +988,8 @@ class Repository:
         check_format(doc, f"volume {self.vol_id} in {self.store.url}")
         self._format_checked = True
 
-    def _get_or_none(self, key: str) -> bytes | None:
-        try:
-            return self.store.get(key)
-        except NotFoundError:
-            return None
-
     def _check_store_format(self) -> None:
-        raw = self._get_or_none("format")
+        raw = self.store.get_or_none("format")
         if raw is None:
             return  # no marker: format 1 (a format that changes the store's layout writes one)
         check_format(load_json(raw, "format"), f"the store {self.store.url}")

@@ -153,10 +153,11 @@ class Store(abc.ABC):
         (a listing of volumes or Dicts reads one per name)."""
         keys = list(keys)
         if len(keys) <= 1:
-            return [self._get_or_none(k) for k in keys]
-        return list(_get_many_pool.map(self._get_or_none, keys))
+            return [self.get_or_none(k) for k in keys]
+        return list(_get_many_pool.map(self.get_or_none, keys))
 
-    def _get_or_none(self, key: str) -> bytes | None:
+    def get_or_none(self, key: str) -> bytes | None:
+        """The object under ``key``, or None if there is none."""
         from ..errors import NotFoundError
 
         try:
