@@ -67,7 +67,8 @@ def _repository(store: Store, vol_id: str) -> Repository:
     with _repos_lock:
         repo = _repos.get(key)
         if repo is None:
-            repo = _repos[key] = Repository(store, vol_id)
+            repo = Repository.take_created(store, vol_id) or Repository(store, vol_id)
+            _repos[key] = repo
         return repo
 
 

@@ -381,3 +381,42 @@ def test_a_check_runs_again_on_the_head_that_moved_after_the_look(store: Store) 
         vol.mkdir("e")
     assert not racing.armed
     assert Volume.from_name("raced2", store=store).seq == 1  # the other's folder only
+
+
+def test_a_new_volume_is_not_read_back_by_the_process_that_created_it(store: Store) -> None:
+    counting = CountingStore(store)
+    vol = Volume.from_name("new", store=counting, create_if_missing=True)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"one"), "a.txt")
+    prefix = f"vols/{vol.object_id}/"
+    assert counting.count("get", prefix="format") == 1  # checked once, before writing
+    assert counting.count("get", prefix=prefix + "config") == 0
+    assert counting.count("get", prefix=prefix + "log/") == 0  # commit 0 is known
+    assert vol.seq == 1
+    other = Volume.from_name("new", store=store)  # another process's view: all of it there
+    assert [e.path for e in other.listdir("/")] == ["a.txt"]
+    assert other.history()[-1].seq == 0
+
+
+def test_a_new_volumes_config_and_empty_tree_are_sent_side_by_side(store: Store) -> None:
+    class ConfigAfterTree(WrappedStore):
+        # the config's create-only PUT waits until the empty tree's PUT has arrived
+        def __init__(self, inner: Store) -> None:
+            super().__init__(inner)
+            self.tree_sent = threading.Event()
+
+        def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+            if "/trees/" in key:
+                self.tree_sent.set()
+            return super().put(key, data)
+
+        def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+            if key.endswith("/config"):
+                assert self.tree_sent.wait(30), "the empty tree was not sent beside the config"
+            return super().put_if_absent(key, data)
+
+    repo = Repository.create(ConfigAfterTree(store), "v5")
+    assert repo.head().seq == 0
+    fresh = Repository(store, "v5", cache_dir=Path("/dev/null"))
+    assert fresh.head().root == repo.head().root
+    assert fresh.verify().ok

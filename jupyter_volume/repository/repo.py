@@ -153,10 +153,14 @@ _upload_pool = SharedPool(12, "jv-upload")
 #: pool, whose threads the wait needs)
 _finish_pool = SharedPool(4, "jv-finish")
 _download_pool = SharedPool(12, "jv-download")
-#: single reads made beside others (a repository's config beside the store's format, the
-#: line of waiting writers beside the head): they wait for nothing, so a caller on any
-#: pool's thread may wait for them
+#: single requests made beside others (a repository's config beside the store's format,
+#: the line of waiting writers beside the head, a new volume's empty tree beside its
+#: config): they wait for nothing, so a caller on any pool's thread may wait for them
 _open_pool = SharedPool(2, "jv-open")
+#: repositories this process created lately, for their first opener (see take_created)
+_created: dict[tuple[str, str], Repository] = {}
+_created_lock = threading.Lock()
+_CREATED_KEPT = 16
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> int:
@@ -920,8 +924,13 @@ class Repository:
             "inline_max": INLINE_MAX,
             "min_reader": MIN_READER[FORMAT_VERSION],
         }
-        store.put_if_absent(repo.prefix + "config", dump_json(cfg))
-        store.put(repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE))
+        # the config and the empty tree do not depend on each other: sent side by side
+        tree = _open_pool.submit(store.put, repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE))
+        try:
+            store.put_if_absent(repo.prefix + "config", dump_json(cfg))
+        finally:
+            futures_wait([tree])
+        tree.result()
         rec = CommitRecord(
             0,
             None,
@@ -934,8 +943,30 @@ class Repository:
             message,
             kind="create",
         )
-        store.put_if_absent(repo._log_key(0), rec.to_bytes())
+        if store.put_if_absent(repo._log_key(0), rec.to_bytes()):
+            # It knows its format and head: the first opener in this process takes it
+            # (see :meth:`take_created`) instead of reading them back.
+            repo._format_checked = True
+            repo._records[0] = rec
+            repo._head_seq = 0
+            with _created_lock:
+                _created[(store.url, vol_id)] = repo
+                while len(_created) > _CREATED_KEPT:
+                    del _created[next(iter(_created))]
         return repo
+
+    @staticmethod
+    def take_created(store: Store, vol_id: str) -> Repository | None:
+        """The repository of volume ``vol_id`` if this process created it lately through
+        this very ``store`` object and nobody took it yet (it knows its format and commit
+        0, which an opener would otherwise read back: two round trips), else None. (Not
+        through another object of the same URL: a wrapper's requests must reach it.)"""
+        with _created_lock:
+            repo = _created.get((store.url, vol_id))
+            if repo is None or repo.store is not store:
+                return None
+            del _created[(store.url, vol_id)]
+            return repo
 
     # -- reading the log ----------------------------------------------------------------
     def record(self, seq: int) -> CommitRecord:
