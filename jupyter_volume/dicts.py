@@ -1332,8 +1332,8 @@ class DictLock:
         """One attempt: ``"ok:<token>"`` when taken; ``(version, recheck_at)`` after
         judging a new holder version; None to wait and try again."""
         s = self.store
-        if s.put_if_absent(self.key, body):
-            _, token = s.get_versioned(self.key)
+        token = s.put_if_absent_versioned(self.key, body)  # (the token from the write itself)
+        if token is not None:
             return "ok:" + token
         try:
             data, token = s.get_versioned(self.key)

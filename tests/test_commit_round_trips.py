@@ -420,3 +420,32 @@ def test_a_new_volumes_config_and_empty_tree_are_sent_side_by_side(store: Store)
     fresh = Repository(store, "v5", cache_dir=Path("/dev/null"))
     assert fresh.head().root == repo.head().root
     assert fresh.verify().ok
+
+
+def test_a_create_only_write_gives_the_version_token_it_made(store: Store) -> None:
+    token = store.put_if_absent_versioned("cas/a", b"one")
+    assert token is not None and store.get_versioned("cas/a") == (b"one", token)
+    assert store.put_if_absent_versioned("cas/a", b"two") is None  # exists: not ours
+    assert store.get("cas/a") == b"one"
+    assert store.put_if_match("cas/a", b"two", token) is not None
+
+
+def test_taking_a_free_dict_lock_is_one_request(store: Store) -> None:
+    from jupyter_volume import Dict
+
+    counting = CountingStore(store)
+    d = Dict.from_name("locks", store=counting, create_if_missing=True)
+    d.hydrate()
+    lock = d.lock("L", lease=30)
+    counting.reset()
+    lock.acquire()
+    try:
+        # the create-only write's answer carries the version the renewals need
+        assert [op.kind for op in counting.matching(prefix=f"dicts/{d.object_id}/locks/")] == [
+            "put_if_absent_versioned"
+        ]
+        assert lock.held
+    finally:
+        lock.release()
+    with d.lock("L", lease=30, timeout=5) as again:  # released: free to take again
+        assert again.held

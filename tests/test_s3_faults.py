@@ -276,6 +276,22 @@ def test_put_if_match_lost_response_reports_the_write(
     assert proxied_store.get("cas/k") == b"v2"
 
 
+def test_put_if_absent_versioned_lost_response_gives_our_token(
+    proxy: FaultProxy, proxied_store: S3Store
+) -> None:
+    """The create lands, its response is lost, the retry sees 412: still created, and
+    the token is the object's; someone else's object is not taken for ours."""
+    proxy.force("lost_response", method="PUT")
+    token = proxied_store.put_if_absent_versioned("cas/new", b"mine")
+    assert proxy.counts["lost_response"] == 1
+    assert token is not None and proxied_store.get_versioned("cas/new") == (b"mine", token)
+    assert proxied_store.put_if_match("cas/new", b"next", token) is not None
+    proxied_store.put("cas/theirs", b"theirs")
+    proxy.force("lost_response", method="PUT")
+    assert proxied_store.put_if_absent_versioned("cas/theirs", b"mine") is None
+    assert proxied_store.get("cas/theirs") == b"theirs"
+
+
 def test_delete_if_match_lost_response_reports_the_delete(
     proxy: FaultProxy, proxied_store: S3Store
 ) -> None:

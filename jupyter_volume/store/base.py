@@ -114,6 +114,14 @@ class Store(abc.ABC):
         :meth:`put_if_match`. Stores without conditional writes raise NotImplementedError."""
         raise NotImplementedError(f"{type(self).__name__} has no conditional writes")
 
+    def put_if_absent_versioned(self, key: str, data: bytes | bytearray | memoryview) -> str | None:
+        """Create ``key`` with ``data`` unless it exists: the new object's version token
+        (for :meth:`put_if_match`) if this call created it, else None. Stores that learn
+        the token from the write itself override this; here it is read back."""
+        if not self.put_if_absent(key, data):
+            return None
+        return self.get_versioned(key)[1]
+
     def put_if_match(
         self, key: str, data: bytes | bytearray | memoryview, token: str
     ) -> str | None:

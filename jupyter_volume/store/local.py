@@ -306,6 +306,9 @@ class LocalStore(Store):
         data = self.get(key)
         return data, _token(data)
 
+    def put_if_absent_versioned(self, key: str, data: bytes | bytearray | memoryview) -> str | None:
+        return _token(data) if self.put_if_absent(key, data) else None
+
     def put_if_match(
         self, key: str, data: bytes | bytearray | memoryview, token: str
     ) -> str | None:

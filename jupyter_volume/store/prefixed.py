@@ -81,6 +81,10 @@ class PrefixedStore(Store):
         """Create ``key`` with ``data`` unless it exists; True if this call created it."""
         return self.inner.put_if_absent(self._key(key), data)
 
+    def put_if_absent_versioned(self, key: str, data: bytes | bytearray | memoryview) -> str | None:
+        """Create ``key`` unless it exists: its version token, or None."""
+        return self.inner.put_if_absent_versioned(self._key(key), data)
+
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         """Return ``(data, token)`` of ``key`` (see :meth:`Store.put_if_match`)."""
         try:

@@ -698,24 +698,29 @@ class S3Store(Store):
         Raises:
             StoreError: the server failed after retries (StoreAccessError: refused).
         """
+        return self.put_if_absent_versioned(key, data) is not None
+
+    def put_if_absent_versioned(self, key: str, data: bytes | bytearray | memoryview) -> str | None:
+        """As :meth:`put_if_absent`, giving the new object's ETag (from the PUT's own
+        answer) instead of True, None instead of False."""
         full = self._full(key)
         body = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
 
-        def request() -> bool:
-            self._client.put_object(Bucket=self.bucket, Key=full, Body=body, IfNoneMatch="*")
-            return True
+        def request() -> str:
+            resp = self._client.put_object(Bucket=self.bucket, Key=full, Body=body, IfNoneMatch="*")
+            return str(resp["ETag"])
 
         while True:
             created, landed = self._conditional("put_if_absent", key, request, missing=False)
-            if created:
-                return True
+            if created is not None:
+                return created
             if not landed:
-                return False
+                return None
             try:
-                existing = self.get(key)
+                existing, etag = self.get_versioned(key)
             except NotFoundError:
                 continue  # deleted in the meantime: it is absent, so try again
-            return existing == body
+            return etag if existing == body else None
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         """Return the whole object under ``key`` and its ETag (the version token).

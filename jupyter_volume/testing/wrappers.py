@@ -29,7 +29,7 @@ __all__ = ["KILL_EXIT_CODE", "WRITE_OPS", "CountingStore", "KillAfterStore", "Op
 KILL_EXIT_CODE = 87
 
 #: Operations that change the store (the rest only read).
-WRITE_OPS = frozenset({"put", "put_if_absent", "put_if_match", "delete"})
+WRITE_OPS = frozenset({"put", "put_if_absent", "put_if_absent_versioned", "put_if_match", "delete"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,14 @@ class WrappedStore(Store):
 
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
         return self._do("put_if_absent", key, self.inner.put_if_absent, key, data)
+
+    def put_if_absent_versioned(self, key: str, data: bytes | bytearray | memoryview) -> str | None:
+        if type(self).put_if_absent is not WrappedStore.put_if_absent:
+            # a subclass intercepts create-only writes: this one goes through it too
+            return super().put_if_absent_versioned(key, data)
+        return self._do(
+            "put_if_absent_versioned", key, self.inner.put_if_absent_versioned, key, data
+        )
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         return self._do("get_versioned", key, self.inner.get_versioned, key)
