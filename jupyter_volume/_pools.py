@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -47,9 +47,35 @@ class SharedPool:
         """``fn`` over ``iterables`` on the pool, results in order (as ``Executor.map``)."""
         return self._executor().map(fn, *iterables)
 
+    def beside(self, fn: Callable[..., T], /, *args: Any) -> Beside[T]:
+        """Start ``fn(*args)`` on the pool while the caller does something else; see
+        :class:`Beside`."""
+        return Beside(self.submit(fn, *args), fn, args)
+
     def _forget(self) -> None:
         self._ex = None
         self._lock = threading.Lock()
+
+
+class Beside(Generic[T]):
+    """Work started on a pool beside the caller's own (a request that does not depend
+    on the one the caller makes meanwhile). :meth:`result` gives its result, and does the
+    work on the calling thread instead if the pool has not started it yet: a busy pool
+    never makes the caller wait longer than doing the work itself would."""
+
+    def __init__(self, future: Future[T], fn: Callable[..., T], args: tuple[Any, ...]) -> None:
+        self._future, self._fn, self._args = future, fn, args
+
+    def result(self) -> T:
+        """The work's result (or its exception), here if it had not started."""
+        if self._future.cancel():
+            return self._fn(*self._args)
+        return self._future.result()
+
+    def drop(self) -> None:
+        """Not needed after all: it is dropped unless it has started (a started one
+        finishes on its own, its result unread)."""
+        self._future.cancel()
 
 
 def _after_fork_in_child() -> None:

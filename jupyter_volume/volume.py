@@ -15,7 +15,6 @@ import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -496,7 +495,7 @@ class Volume:
                     self.name = self._meta.name
                 else:
                     # dead ephemeral volumes are cleared away beside the name's lookup
-                    sweeping = _side_pool.submit(names.sweep_ephemeral, self.store)
+                    sweeping = _side_pool.beside(names.sweep_ephemeral, self.store)
                     try:
                         if self._create_if_missing:
                             meta = names.create(
@@ -507,8 +506,9 @@ class Volume:
                             )
                         else:
                             meta = names.resolve(self.store, self.name)  # type: ignore[arg-type]
-                    finally:
-                        futures_wait([sweeping])
+                    except BaseException:
+                        sweeping.drop()
+                        raise
                     sweeping.result()  # its error, as when it ran first
                     self._meta = meta
                 self._id = self._meta.id
@@ -1252,12 +1252,13 @@ class Volume:
             return []
         self._check_alive()  # as every read: a deleted volume's history is gone
         repo = self._repo
-        tags = _side_pool.submit(gc.list_tags, repo)  # listed beside the log
+        tags = _side_pool.beside(gc.list_tags, repo)  # listed beside the log
         try:
             head = repo.head()
             state = repo.gc_state(head)
-        finally:
-            futures_wait([tags])
+        except BaseException:
+            tags.drop()
+            raise
         by_seq: dict[int, list[str]] = {}
         for name, seq in tags.result().items():
             by_seq.setdefault(seq, []).append(name)

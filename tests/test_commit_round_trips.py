@@ -449,3 +449,24 @@ def test_taking_a_free_dict_lock_is_one_request(store: Store) -> None:
         lock.release()
     with d.lock("L", lease=30, timeout=5) as again:  # released: free to take again
         assert again.held
+
+
+def test_work_asked_for_beside_runs_here_when_its_pool_is_busy() -> None:
+    # A request asked for "beside" another is never waited for behind a busy pool: the
+    # caller does it itself if no thread has picked it up (a process opening many
+    # volumes at once would otherwise queue their requests on a pool of two).
+    from jupyter_volume._pools import SharedPool
+
+    pool = SharedPool(1, "jv-test-beside")
+    release = threading.Event()
+    busy = pool.submit(release.wait, 30)
+    ran_on: list[str] = []
+    beside = pool.beside(lambda: ran_on.append(threading.current_thread().name) or 7)
+    assert beside.result() == 7
+    assert ran_on == [threading.current_thread().name]
+    release.set()
+    assert busy.result() is True
+    started = threading.Event()
+    free = pool.beside(lambda: started.set() or 8)
+    assert started.wait(30)  # picked up by the pool this time
+    assert free.result() == 8

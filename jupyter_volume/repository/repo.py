@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from .._pools import SharedPool
+from .._pools import Beside, SharedPool
 from ..errors import ConflictError, CorruptionError, NotFoundError
 from ..store import ObjectInfo, Store
 from . import keeper
@@ -925,11 +925,12 @@ class Repository:
             "min_reader": MIN_READER[FORMAT_VERSION],
         }
         # the config and the empty tree do not depend on each other: sent side by side
-        tree = _open_pool.submit(store.put, repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE))
+        tree = _open_pool.beside(store.put, repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE))
         try:
             store.put_if_absent(repo.prefix + "config", dump_json(cfg))
-        finally:
-            futures_wait([tree])
+        except BaseException:
+            tree.drop()
+            raise
         tree.result()
         rec = CommitRecord(
             0,
@@ -1009,11 +1010,12 @@ class Repository:
         if self._format_checked:
             return
         key = self.prefix + "config"
-        config = _open_pool.submit(self.store.get_or_none, key)  # asked for beside the marker
+        config = _open_pool.beside(self.store.get_or_none, key)  # asked for beside the marker
         try:
             self._check_store_format()
-        finally:
-            futures_wait([config])
+        except BaseException:
+            config.drop()
+            raise
         raw = config.result()
         doc = load_json(raw, key) if raw is not None else None
         check_format(doc, f"volume {self.vol_id} in {self.store.url}")
@@ -1035,12 +1037,13 @@ class Repository:
     def head(self, refresh: bool = True) -> CommitRecord:
         """The newest commit record. With ``refresh``, asks the store for newer ones."""
         # the first look asks for the hint beside the format checks (read only after them)
-        hint = _open_pool.submit(self._read_hint) if self._head_seq is None else None
+        hint = _open_pool.beside(self._read_hint) if self._head_seq is None else None
         try:
             self.check_format()
-        finally:
+        except BaseException:
             if hint is not None:
-                futures_wait([hint])
+                hint.drop()
+            raise
         if self._head_seq is None or refresh:
             start = self._head_seq
             hinted = False
@@ -1457,7 +1460,7 @@ class Repository:
                 time.monotonic() - self._intents_listed > INTENT_PROBE
                 or time.monotonic() < self._contended_until
             )
-            line_ahead = _open_pool.submit(self._list_intents) if probe_first else None
+            line_ahead = _open_pool.beside(self._list_intents) if probe_first else None
             try:
                 for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
                     if published is not None and time.monotonic() > deadline:
@@ -2039,7 +2042,7 @@ class Repository:
         return list(self.store.list(self.prefix + "intents/"))
 
     def _pending_keys(
-        self, head: CommitRecord, listed: Future[list[ObjectInfo]] | None = None
+        self, head: CommitRecord, listed: Beside[list[ObjectInfo]] | None = None
     ) -> list[tuple[str, str]]:
         """``(key, hash)`` of the intents not yet carried by any record up to ``head``, in
         key order (the line), read from the listing alone (``listed``: one already asked
