@@ -40,7 +40,7 @@ from .errors import InvalidError, NotFoundError, VolumeError
 from .names import normalize_path
 from .objects import check_kind_name, detach_mount, ephemeral_volume, open_base
 from .store import Store
-from .volume import CommitInfo, DiffEntry, FileEntry, Volume
+from .volume import CommitInfo, DiffEntry, FileEntry, Volume, _swept_beside
 from .volume import _open as _open_store
 
 if TYPE_CHECKING:
@@ -177,10 +177,10 @@ class _Objects:
     ) -> list[NetworkFileSystem]:
         """Every network file system in the store (and environment), sorted by name."""
         base, env, s = _open_store(store, environment_name)
-        names.sweep_ephemeral(s)
+        metas = _swept_beside(s, lambda: names.list_volumes(s, namespace=NAMESPACE))
         return [
             NetworkFileSystem(m.name, store=base, environment_name=env, _meta=m)  # type: ignore[arg-type]
-            for m in names.list_volumes(s, namespace=NAMESPACE)
+            for m in metas
         ]
 
     @aio
@@ -326,15 +326,20 @@ class NetworkFileSystem:
     def _resolve(self) -> names.VolumeMeta:
         with self._lock:
             if self._meta is None:
-                assert self.name is not None
-                names.sweep_ephemeral(self.store)
+                name = self.name
+                assert name is not None
                 if self._create_if_missing:
-                    self._meta = _create(self.store, self.name, allow_existing=True)
+                    self._meta = _swept_beside(
+                        self.store, lambda: _create(self.store, name, allow_existing=True)
+                    )
                 else:
                     try:
-                        self._meta = names.resolve(self.store, self.name, namespace=NAMESPACE)
+                        self._meta = _swept_beside(
+                            self.store,
+                            lambda: names.resolve(self.store, name, namespace=NAMESPACE),
+                        )
                     except NotFoundError:
-                        raise _not_found(self.store, self.name) from None
+                        raise _not_found(self.store, name) from None
             return self._meta
 
     @property

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from . import names, quiet
 from ._pools import SharedPool
@@ -53,11 +53,27 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
+
 _repos: dict[tuple[str, str], Repository] = {}
 _repos_lock = threading.Lock()
 #: requests made beside the one a call waits on (the sweep of dead ephemeral volumes
 #: beside a name's lookup, the tags beside the head): none waits for this pool's threads
 _side_pool = SharedPool(2, "jv-side")
+
+
+def _swept_beside(store: Store, work: Callable[[], T]) -> T:
+    """``work()``, with the dead ephemeral volumes of ``store`` cleared away beside it
+    (one listing when there are none) instead of before it; the sweep's error is
+    raised as when it ran first."""
+    sweeping = _side_pool.beside(names.sweep_ephemeral, store)
+    try:
+        out = work()
+    except BaseException:
+        sweeping.drop()
+        raise
+    sweeping.result()
+    return out
 
 
 def _repository(store: Store, vol_id: str) -> Repository:
@@ -214,8 +230,9 @@ class _Objects:
             raise InvalidError("max_objects cannot be negative")
         before = _timestamp(created_before)
         base, env, s = _open(store, environment_name)
-        names.sweep_ephemeral(s)
-        metas = sorted(names.list_volumes(s), key=lambda m: (-m.created_at, m.name))
+        metas = sorted(
+            _swept_beside(s, lambda: names.list_volumes(s)), key=lambda m: (-m.created_at, m.name)
+        )
         if before is not None:
             # compared as VolumeInfo shows it (microseconds), so info().created_at works
             metas = [
@@ -494,23 +511,18 @@ class Volume:
                     self._meta = names.by_id(self.store, self._id)
                     self.name = self._meta.name
                 else:
-                    # dead ephemeral volumes are cleared away beside the name's lookup
-                    sweeping = _side_pool.beside(names.sweep_ephemeral, self.store)
-                    try:
-                        if self._create_if_missing:
-                            meta = names.create(
-                                self.store,
-                                self.name,  # type: ignore[arg-type]
-                                allow_existing=True,
-                                version=self._version,
-                            )
-                        else:
-                            meta = names.resolve(self.store, self.name)  # type: ignore[arg-type]
-                    except BaseException:
-                        sweeping.drop()
-                        raise
-                    sweeping.result()  # its error, as when it ran first
-                    self._meta = meta
+                    name: str = self.name  # type: ignore[assignment]
+                    if self._create_if_missing:
+                        self._meta = _swept_beside(
+                            self.store,
+                            lambda: names.create(
+                                self.store, name, allow_existing=True, version=self._version
+                            ),
+                        )
+                    else:
+                        self._meta = _swept_beside(
+                            self.store, lambda: names.resolve(self.store, name)
+                        )
                 self._id = self._meta.id
                 self._alive, self._gone = AliveCheck(self.store), None
             names.check_version_matches(self._meta, self._version)

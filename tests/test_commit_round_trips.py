@@ -470,3 +470,24 @@ def test_work_asked_for_beside_runs_here_when_its_pool_is_busy() -> None:
     free = pool.beside(lambda: started.set() or 8)
     assert started.wait(30)  # picked up by the pool this time
     assert free.result() == 8
+
+
+@pytest.mark.parametrize("kind", ["volume", "nfs"])
+def test_listing_volumes_lists_the_names_beside_the_ephemeral_sweep(
+    store: Store, kind: str
+) -> None:
+    from jupyter_volume import NetworkFileSystem
+
+    cls = Volume if kind == "volume" else NetworkFileSystem
+    cls.objects.create("listed", store=store)
+    namespace = "names/" if kind == "volume" else "nfs-names/"
+    held = _HeldUntilAsked(store, "leases/ephemeral/", {namespace})
+    held.armed = True
+    assert [v.name for v in cls.objects.list(store=held)] == ["listed"]
+    assert held.all_asked.is_set()
+    # and opening one by name, as for a volume
+    held = _HeldUntilAsked(store, "leases/ephemeral/", {namespace + "listed"})
+    held.armed = True
+    opened = cls.from_name("listed", store=held)
+    opened.hydrate()
+    assert held.all_asked.is_set()
