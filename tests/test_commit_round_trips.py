@@ -1,13 +1,20 @@
-"""A commit's (and a reload's) requests that do not depend on one another overlap.
+"""Requests that do not depend on one another are not made one after another.
 
-On a remote store each request is a round trip, and a small commit is little else. A
-plain commit looks up the head (and builds and sends its tree) while its last uploads
-finish, and writes the ``head`` hint only every :data:`HEAD_HINT_EVERY` commits (a
-reader lists the log past the hint anyway). Checked by order, never by time: a store
-wrapper holds the commit's pack upload until the head has been looked up, which the
-commit could not do while it waited for that upload. A reload loads the index objects of the head it moves to while it compares
-trees, and looks at the log once. Opening a volume asks for its name beside the sweep of
-dead ephemeral volumes, and for its config and head hint beside the store's format.
+On a remote store each request is a round trip, and a small commit, reload or open is
+little else. Checked by order or by count, never by time: a store wrapper holds one
+request until another has been asked for (code that made them in sequence would wait
+for good: here 30 s, then fail), or a counting wrapper counts the looks at the log.
+
+- A plain commit looks up the head (and builds and sends its tree) while its last
+  uploads finish, lists the line of waiting writers beside the head, and writes the
+  ``head`` hint only every :data:`HEAD_HINT_EVERY` commits.
+- A reload loads the new head's index objects while it compares trees.
+- Opening or listing volumes sweeps dead ephemeral ones beside the names; the config
+  and head hint are asked for beside the store's format; a process does not read back
+  the volume it has just created.
+- A call that read the head to decide its change commits on that head (one look at the
+  log); a head that moved meanwhile only loses the race for the slot.
+- History reads the tags beside the log; taking a free lock is one request.
 """
 
 from __future__ import annotations
