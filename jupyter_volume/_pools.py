@@ -77,6 +77,31 @@ class Beside(Generic[T]):
         finishes on its own, its result unread)."""
         self._future.cancel()
 
+    def __enter__(self) -> Beside[T]:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # the caller's own work failed: its result will not be asked for
+        if exc_type is not None:
+            self.drop()
+
+
+#: the pool of :func:`beside`: single requests made beside others (none waits for one of
+#: its threads, and :meth:`Beside.result` never waits behind a busy one)
+_side_pool = SharedPool(4, "jv-side")
+
+
+def beside(fn: Callable[..., T], /, *args: Any) -> Beside[T]:
+    """Start ``fn(*args)`` beside the caller's own work (a request that does not depend on
+    the one the caller makes meanwhile). Use it as a context manager around that work, so
+    that it is dropped if the work fails::
+
+        with beside(store.get_or_none, "config") as config:
+            check_the_format()
+        raw = config.result()
+    """
+    return _side_pool.beside(fn, *args)
+
 
 def _after_fork_in_child() -> None:
     for pool in list(_all):

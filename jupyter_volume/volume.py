@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from . import names, quiet
-from ._pools import SharedPool
+from ._pools import beside
 from .aio import aio
 from .errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError
 from .mount import Mount, _active_mount
@@ -57,21 +57,14 @@ T = TypeVar("T")
 
 _repos: dict[tuple[str, str], Repository] = {}
 _repos_lock = threading.Lock()
-#: requests made beside the one a call waits on (the sweep of dead ephemeral volumes
-#: beside a name's lookup, the tags beside the head): none waits for this pool's threads
-_side_pool = SharedPool(2, "jv-side")
 
 
 def _swept_beside(store: Store, work: Callable[[], T]) -> T:
     """``work()``, with the dead ephemeral volumes of ``store`` cleared away beside it
     (one listing when there are none) instead of before it; the sweep's error is
     raised as when it ran first."""
-    sweeping = _side_pool.beside(names.sweep_ephemeral, store)
-    try:
+    with beside(names.sweep_ephemeral, store) as sweeping:
         out = work()
-    except BaseException:
-        sweeping.drop()
-        raise
     sweeping.result()
     return out
 
@@ -757,6 +750,7 @@ class Volume:
         *,
         through_links: bool = False,
         follow: bool = False,
+        root: str | None = None,
     ) -> tuple[str, Entry]:
         """``(normalized path, entry)`` of ``path``; NotFoundError if there is none.
 
@@ -766,11 +760,13 @@ class Volume:
         described as itself. ``follow``: the last part too, giving the entry of what a
         link points at (as POSIX ``stat``; a link out of the volume raises InvalidError).
         The path returned is always the one asked for. Writes pass neither: they name
-        stored paths.
+        stored paths. ``root`` (a write's, so with neither flag): look in this tree of the
+        newest commit, already read by the caller, instead of asking for the head again.
         """
         p = normalize_path(path)
         repo = self._repo
-        root = self._root(at)
+        if root is None:
+            root = self._root(at)
         e = repo.lookup(p, root)
         if e is None and (through_links or follow) and "/" in p:
             parent, name = p.rsplit("/", 1)
@@ -1046,11 +1042,7 @@ class Volume:
                 )
         changes: dict[str, Entry | str | None] = {}
         for src in src_paths:
-            # read from the same head as the destination (no second look at the log)
-            sp = normalize_path(src)
-            se = repo.lookup(sp, root)
-            if se is None:
-                raise NotFoundError(f"no such file or folder in volume {self.name!r}: {sp or '/'}")
+            sp, se = self._entry(src, root=root)  # the destination's head: no second look
             if se.kind == DIR and not recursive:
                 raise InvalidError(f"{sp or '/'} is a folder: pass recursive=True to copy it")
             target = (
@@ -1264,13 +1256,9 @@ class Volume:
             return []
         self._check_alive()  # as every read: a deleted volume's history is gone
         repo = self._repo
-        tags = _side_pool.beside(gc.list_tags, repo)  # listed beside the log
-        try:
+        with beside(gc.list_tags, repo) as tags:  # listed beside the log
             head = repo.head()
             state = repo.gc_state(head)
-        except BaseException:
-            tags.drop()
-            raise
         by_seq: dict[int, list[str]] = {}
         for name, seq in tags.result().items():
             by_seq.setdefault(seq, []).append(name)

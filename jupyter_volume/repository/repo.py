@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from .._pools import Beside, SharedPool
+from .._pools import Beside, SharedPool, beside
 from ..errors import ConflictError, CorruptionError, NotFoundError
 from ..store import ObjectInfo, Store
 from . import keeper
@@ -153,10 +153,6 @@ _upload_pool = SharedPool(12, "jv-upload")
 #: pool, whose threads the wait needs)
 _finish_pool = SharedPool(4, "jv-finish")
 _download_pool = SharedPool(12, "jv-download")
-#: single requests made beside others (a repository's config beside the store's format,
-#: the line of waiting writers beside the head, a new volume's empty tree beside its
-#: config): they wait for nothing, so a caller on any pool's thread may wait for them
-_open_pool = SharedPool(2, "jv-open")
 #: repositories this process created lately, for their first opener (see take_created)
 _created: dict[tuple[str, str], Repository] = {}
 _created_lock = threading.Lock()
@@ -925,12 +921,8 @@ class Repository:
             "min_reader": MIN_READER[FORMAT_VERSION],
         }
         # the config and the empty tree do not depend on each other: sent side by side
-        tree = _open_pool.beside(store.put, repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE))
-        try:
+        with beside(store.put, repo._tree_key(EMPTY_TREE), compress_blob(EMPTY_NODE)) as tree:
             store.put_if_absent(repo.prefix + "config", dump_json(cfg))
-        except BaseException:
-            tree.drop()
-            raise
         tree.result()
         rec = CommitRecord(
             0,
@@ -1010,12 +1002,8 @@ class Repository:
         if self._format_checked:
             return
         key = self.prefix + "config"
-        config = _open_pool.beside(self.store.get_or_none, key)  # asked for beside the marker
-        try:
+        with beside(self.store.get_or_none, key) as config:  # asked for beside the marker
             self._check_store_format()
-        except BaseException:
-            config.drop()
-            raise
         raw = config.result()
         doc = load_json(raw, key) if raw is not None else None
         check_format(doc, f"volume {self.vol_id} in {self.store.url}")
@@ -1037,13 +1025,9 @@ class Repository:
     def head(self, refresh: bool = True) -> CommitRecord:
         """The newest commit record. With ``refresh``, asks the store for newer ones."""
         # the first look asks for the hint beside the format checks (read only after them)
-        hint = _open_pool.beside(self._read_hint) if self._head_seq is None else None
-        try:
+        asking = beside(self._read_hint) if self._head_seq is None else contextlib.nullcontext()
+        with asking as hint:
             self.check_format()
-        except BaseException:
-            if hint is not None:
-                hint.drop()
-            raise
         if self._head_seq is None or refresh:
             start = self._head_seq
             hinted = False
@@ -1460,7 +1444,7 @@ class Repository:
                 time.monotonic() - self._intents_listed > INTENT_PROBE
                 or time.monotonic() < self._contended_until
             )
-            line_ahead = _open_pool.beside(self._list_intents) if probe_first else None
+            line_ahead = beside(self._list_intents) if probe_first else None
             try:
                 for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
                     if published is not None and time.monotonic() > deadline:
