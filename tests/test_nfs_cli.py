@@ -48,10 +48,18 @@ def test_cli_nfs_actions(cli: CLI, tmp_path: Path) -> None:
     # a network file system has no commits to speak of (the engine's are internal)
     said = cli("nfs", "put", "shared", "data.csv", "raw/").stdout.decode()
     assert said.startswith("Uploaded 1 file (4 B) to shared:/raw") and "commit" not in said, said
-    said = cli("nfs", "put", "shared", "data.csv", "raw/", "--force").stdout.decode()
+    said = cli("nfs", "put", "shared", "data.csv", "raw/").stdout.decode()
     assert "no changes: the network file system had them already" in said, said
-    assert "exists" in cli.err("nfs", "put", "shared", "data.csv", "raw/", rc=2)
+    # a file that exists is replaced without --force, as `modal nfs put` does (a volume's
+    # put refuses: see test_cli); --force is accepted and changes nothing
+    local.write_bytes(b"3,4\n")
+    cli("nfs", "put", "shared", "data.csv", "raw/")
+    assert cli("nfs", "get", "shared", "raw/data.csv", "-").stdout == b"3,4\n"
+    local.write_bytes(b"1,2\n")
     cli("nfs", "put", "shared", "data.csv", "raw/", "--force")
+    assert "is replaced, as `modal nfs put` does" in " ".join(
+        cli("nfs", "put", "--help").stdout.decode().split()
+    )
     rows = cli.json("nfs", "ls", "shared", "raw")
     assert [(r["path"], r["type"], r["size"]) for r in rows] == [("raw/data.csv", "file", 4)]
     assert cli("nfs", "get", "shared", "raw/data.csv", "-").stdout == b"1,2\n"

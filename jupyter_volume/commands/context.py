@@ -42,6 +42,9 @@ class Context:
     versioned: ClassVar[bool] = True
     #: what a handler calls it in messages: "the volume", "the network file system"
     noun: ClassVar[str] = "volume"
+    #: ``put`` replaces files that exist without ``--force`` (a network file system, as
+    #: ``modal nfs put``: its users share one live copy, so the newest upload wins)
+    put_overwrites: ClassVar[bool] = False
 
     def store(self, *, create: bool = False) -> Store:
         """The store the command works on (``--store``, else the configured one).

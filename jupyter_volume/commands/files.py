@@ -166,7 +166,7 @@ def cmd_put(a: argparse.Namespace, ctx: Context) -> Result:
     )
     skipped: list[str] = []
     try:
-        batch = _counting_batch(vol, a.force, bar)
+        batch = _counting_batch(vol, a.force or ctx.put_overwrites, bar)
         with batch:
             if local.is_dir():
                 # what put_directory skips (names that are not UTF-8, FIFOs, ...) is part

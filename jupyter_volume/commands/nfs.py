@@ -4,8 +4,10 @@
 One command, ``nfs``, whose first argument is the action. ``ls``, ``put``, ``get`` and
 ``rm`` are the volume commands of the same names, with the same arguments, options,
 output, ``--json`` and exit codes, run on the network file system (so they cannot drift
-apart). ``mount`` makes a live folder: in a notebook it stays until ``nfs unmount``; in
-a terminal it runs in the foreground until Ctrl-C, then pushes what is left.
+apart), except that ``put`` replaces files that exist, as ``modal nfs put`` does
+(``--force`` is accepted and changes nothing). ``mount`` makes a live folder: in a
+notebook it stays until ``nfs unmount``; in a terminal it runs in the foreground until
+Ctrl-C, then pushes what is left.
 
 Layer: a command group; imports ``nfs`` and ``livesync`` only inside handlers.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import re
 import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -52,6 +55,7 @@ class _NfsContext(Context):
 
     versioned = False
     noun = "network file system"
+    put_overwrites = True
 
     def volume(self, name: str, *, create: bool = False) -> Volume:
         """Network file system ``name``'s volume; NotFoundError if it does not exist."""
@@ -78,14 +82,27 @@ def _nfs_words(text: str) -> str:
     return "\n\n".join(paragraphs)
 
 
+#: The volume ``put``'s help on files that exist, and what ``nfs put`` does instead.
+_PUT_REFUSES = re.compile(
+    r"A file that exists in the volume is left alone .*? uploaded then\.", re.S
+)
+_PUT_REPLACES = "A file that exists in the volume is replaced, as `modal nfs put` does."
+
+
 def _action_parser(prog: str, action: str) -> _Parser:
     p = _Parser(prog=f"{prog} nfs {action}", description=ACTIONS[action])
     if action in SHARED:
         shared = COMMANDS[action]
-        p.description = _nfs_words(shared.description)
+        text = shared.description
+        if action == "put":
+            text, n = _PUT_REFUSES.subn(_PUT_REPLACES, text)
+            assert n == 1, "the volume put's help no longer says what it does with files that exist"
+        p.description = _nfs_words(text)
         for a in shared.args:
             kwargs = dict(a.kwargs)
-            if isinstance(kwargs.get("help"), str):
+            if action == "put" and "--force" in a.args:
+                kwargs["help"] = "accepted and changes nothing: put always replaces files"
+            elif isinstance(kwargs.get("help"), str):
                 kwargs["help"] = _nfs_words(kwargs["help"])
             p.add_argument(*a.args, **kwargs)
         if shared.table:
