@@ -512,11 +512,12 @@ class NetworkFileSystem:
 
     # -- history (a safety net) -------------------------------------------------------------------
     @aio
-    def history(self, limit: int | None = None) -> list[CommitInfo]:
+    def history(self, limit: int | None = None, *, before: int | None = None) -> list[CommitInfo]:
         """Commits newest first: every API call and every live-mount sync is one.
-        ``limit``: at most this many (None: all)."""
+        ``limit``: at most this many (None: all); ``before``: only those older than
+        commit ``before`` (the next page)."""
         with _worded(self.name):
-            return self._vol.history(limit)
+            return self._vol.history(limit, before=before)
 
     @aio
     def diff(self, a: int, b: int | None = None) -> list[DiffEntry]:

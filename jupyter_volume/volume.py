@@ -1239,20 +1239,28 @@ class Volume:
     # -- history ---------------------------------------------------------------------------------
     @aio
     def history(
-        self, limit: int | None = None, *, include_expired: bool = False
+        self,
+        limit: int | None = None,
+        *,
+        before: int | None = None,
+        include_expired: bool = False,
     ) -> list[CommitInfo]:
         """Commits newest first (``limit`` of them, >= 0), with what each added/modified/deleted.
 
-        Commits expired by :meth:`gc` are left out unless ``include_expired``; the gc
-        commits themselves say what they expired and when.
+        ``before``: only commits older than commit ``before`` (the next page of a history
+        shown a page at a time: pass the oldest commit already shown; commits made since
+        the first page do not shift it, as an offset would). Commits expired by
+        :meth:`gc` are left out unless ``include_expired``; the gc commits themselves
+        say what they expired and when.
         """
         from .repository import gc
 
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise InvalidError(f"limit must be None or a whole number >= 0, got {limit!r}")
-        if limit == 0:
+        for arg, value in (("limit", limit), ("before", before)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise InvalidError(f"{arg} must be None or a whole number >= 0, got {value!r}")
+        if limit == 0 or before == 0:
             return []
         self._check_alive()  # as every read: a deleted volume's history is gone
         repo = self._repo
@@ -1263,7 +1271,8 @@ class Volume:
         for name, seq in tags.result().items():
             by_seq.setdefault(seq, []).append(name)
         out = []
-        for r in repo.log(start=head.seq):  # from the head just read: no second look
+        start = head.seq if before is None else min(head.seq, before - 1)
+        for r in repo.log(start=start):  # from the head just read: no second look
             expired = state.is_expired(r.seq)
             if expired and not include_expired:
                 continue

@@ -245,6 +245,7 @@ def test_history_diff_restore_verify_info(cli: CLI) -> None:
     assert history[0]["added"] == 1 and history[1]["modified"] == 1
     assert {"seq", "time", "author", "message", "added", "modified", "deleted"} <= set(history[0])
     assert "History of 'vol'" in cli("history", "vol", "-n", "2").stdout.decode()
+    assert [c["seq"] for c in cli.json("history", "vol", "-n", "2", "--before", "2")] == [1, 0]
 
     assert cli.json("diff", "vol") == [
         {"change": "added", "path": "b.txt", "type": "file", "old_size": None, "new_size": 4}

@@ -573,6 +573,8 @@ def test_history_refuses_a_limit_that_is_not_a_count(nfs: NetworkFileSystem) -> 
     nfs.write_file("a", io.BytesIO(b"1"))
     nfs.write_file("b", io.BytesIO(b"2"))
     assert len(nfs.history(1)) == 1
+    newest = nfs.history(1)[0].seq
+    assert [c.seq for c in nfs.history(1, before=newest)] == [newest - 1]
     # before the fix: a NaN limit returned the whole history without a word
     for bad in (float("nan"), -1, True, "2", 1.5):
         with pytest.raises(InvalidError, match="limit must be None or a whole number"):

@@ -570,6 +570,10 @@ def test_history_tree_at_commit_diff_restore(api: Api, vol: str, store_url: str)
     assert top["message"] and top["author"] and top["time"] and top["added"] == 1
     code, page = api("GET", f"volumes/{vol}/history", params={"limit": 1, "offset": 1})
     assert [c["seq"] for c in page["commits"]] == [c2] and page["more"] is True
+    # the next page by the oldest commit shown (commits made meanwhile do not shift it)
+    code, page = api("GET", f"volumes/{vol}/history", params={"limit": 1, "before": c2})
+    assert [c["seq"] for c in page["commits"]] == [c1] and page["before"] == c2, page
+    error_of(*api("GET", f"volumes/{vol}/history", params={"before": -1}), 400, "InvalidError")
     error_of(*api("GET", f"volumes/{vol}/history", params={"limit": -1}), 400, "InvalidError")
 
     # The tree and a file as they were at c1.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -1005,6 +1006,36 @@ def test_the_keyboard_focus_stays_in_the_history_when_show_older_commits_loads_a
     # Tab goes on from that commit, to its own controls.
     page.keyboard.press("Tab")
     assert _focused(page, view)["label"] == f"Compare commit {seqs[200]}"
+
+
+def test_show_older_commits_asks_only_for_the_page_older_than_the_oldest_shown(
+    page: Any, store: str
+) -> None:
+    """ "Show older commits" asks for the 100 commits older than the oldest one shown and
+    appends them. It asked for every commit shown again with a limit 100 higher, so each
+    page cost all the pages before it."""
+    name, vol = new_volume(store)
+    for i in range(149):  # and the volume's creation: 150 commits
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(b"x"), f"c{i}.txt")
+    seqs = [c.seq for c in vol.history()]
+    assert len(seqs) == 150
+    panel = open_volume(page, name)
+    panel.get_by_role("tab", name="History").click()
+    commits = panel.locator("li.jp-VolumePanel-commit")
+    commits.nth(99).wait_for(state="attached", timeout=TIMEOUT)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/history?" in r.url else None)
+    more = panel.locator(".jp-VolumePanel-history").get_by_role("button", name="Show older commits")
+    with page.expect_response(lambda r: "/history?" in r.url, timeout=TIMEOUT):
+        more.click()
+    commits.nth(149).wait_for(state="attached", timeout=TIMEOUT)
+    assert more.count() == 0
+    shown = commits.evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    assert shown == seqs
+    assert len(asked) == 1, asked
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(asked[0]).query)
+    assert (query["limit"], query["before"]) == (["100"], [str(seqs[99])]), asked
 
 
 def test_a_dict_value_the_server_cannot_read_shows_why(

@@ -857,6 +857,14 @@ def test_history(hist_vol: tuple[Volume, dict[str, bytes]]) -> None:
     for bad in (float("nan"), 1.5, "2"):
         with pytest.raises(InvalidError, match="whole number"):
             vol.history(limit=bad)  # type: ignore[arg-type]  # nan gave every commit
+    # the next page: only commits older than the one given (past the head: from the head)
+    assert [h.seq for h in vol.history(limit=2, before=2)] == [1, 0]
+    assert [h.seq for h in vol.history(before=3)] == [2, 1, 0]
+    assert [h.seq for h in vol.history(before=99)] == [3, 2, 1, 0]
+    assert vol.history(before=0) == []
+    for bad in (-1, True, 1.5, "2"):
+        with pytest.raises(InvalidError, match="before must be None or a whole number"):
+            vol.history(before=bad)  # type: ignore[arg-type]
     assert [(h.added, h.modified, h.deleted) for h in hist[:3]] == [(0, 0, 1), (1, 1, 0), (3, 0, 0)]
     for h in hist[:3]:
         assert h.author == "ada"

@@ -22,6 +22,7 @@ from .spec import (
     duration_option,
     flag,
     non_negative_int,
+    option,
     optional,
 )
 
@@ -31,12 +32,18 @@ from .spec import (
     "list a volume's commits, newest first",
     NAME,
     count_option("-n", "--limit", help="show only the newest N"),
+    option(
+        "--before",
+        metavar="COMMIT",
+        type=non_negative_int,
+        help="only commits older than COMMIT (the next page after --limit)",
+    ),
     table=True,
 )
 def cmd_history(a: argparse.Namespace, ctx: Context) -> Result:
     """List a volume's commits, newest first, with what each added, modified and deleted."""
     vol = ctx.volume(a.name)
-    commits = vol.history(limit=a.limit)
+    commits = vol.history(limit=a.limit, before=a.before)
     rows = [
         {
             "seq": c.seq,

@@ -610,16 +610,23 @@ class VolumeService:
         return {"src": s, "dst": d, "commit": commit_json(info)}
 
     # -- history ------------------------------------------------------------------------------------
-    def history(self, name: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
-        """Commits newest first: ``limit`` of them after skipping ``offset``."""
+    def history(
+        self, name: str, limit: int = 100, offset: int = 0, before: int | None = None
+    ) -> dict[str, Any]:
+        """Commits newest first: ``limit`` of them after skipping ``offset``, of those
+        older than commit ``before`` if given (the next page: commits made since the
+        first page do not shift it, as they shift an offset)."""
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise InvalidError(f"offset must be >= 0 and limit 1..{MAX_PAGE}")
-        commits = self._vol(name).history(limit=offset + limit + 1)
+        if before is not None and before < 0:
+            raise InvalidError(f"before must be a commit number >= 0, got {before}")
+        commits = self._vol(name).history(limit=offset + limit + 1, before=before)
         page = commits[offset : offset + limit]
         return {
             "volume": name,
             "offset": offset,
             "limit": limit,
+            "before": before,
             "more": len(commits) > offset + limit,
             "commits": [commit_json(c) for c in page],
         }

@@ -433,7 +433,7 @@ class HistoryHandler(VolumeAPIHandler):
     @web.authenticated
     async def get(self, volume: str) -> None:
         args = (volume, self.int_arg("limit", 100), self.int_arg("offset", 0))
-        self.reply(await self.run(self.service.history, *args))
+        self.reply(await self.run(self.service.history, *args, self.int_arg("before")))
 
 
 class DiffHandler(VolumeAPIHandler):

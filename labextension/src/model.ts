@@ -46,6 +46,9 @@ export interface IFolderPage {
   entries: IEntry[];
 }
 
+/** The most commits the server sends in one answer (its MAX_PAGE). */
+const MAX_HISTORY_PAGE = 5000;
+
 export interface ICommit {
   seq: number;
   time: string;
@@ -806,7 +809,7 @@ export class VolumeModel {
     // commits drawn under the open volume would restore, browse and compare that one.
     const load = ++this._historyLoad;
     const page = await requestAPI<{ commits: ICommit[]; more: boolean }>(
-      this._vol(`/history?limit=${limit}`)
+      this._vol(`/history?limit=${Math.min(limit, MAX_HISTORY_PAGE)}`)
     );
     if (load !== this._historyLoad) {
       return;
@@ -816,9 +819,29 @@ export class VolumeModel {
     this._historyChanged.emit();
   }
 
-  /** Show 100 more (older) commits. */
-  loadMoreHistory(): Promise<void> {
-    return this.loadHistory(this._historyLimit + 100);
+  /**
+   * Show 100 more (older) commits: the page older than the oldest one shown, appended
+   * (asking again for every commit shown made each page cost all the pages before it).
+   */
+  async loadMoreHistory(): Promise<void> {
+    const shown = this.history;
+    if (this.volume === null || shown.length === 0) {
+      return this.loadHistory(this._historyLimit + 100);
+    }
+    const load = this._historyLoad;
+    const before = shown[shown.length - 1].seq;
+    const page = await requestAPI<{ commits: ICommit[]; more: boolean }>(
+      this._vol(`/history?limit=100&before=${before}`)
+    );
+    // Another load since (another volume, a refresh) or a page appended meanwhile (a
+    // second click): this page would land on a list it does not continue.
+    if (load !== this._historyLoad || this.history !== shown) {
+      return;
+    }
+    this.history = [...shown, ...page.commits];
+    this._historyLimit = this.history.length; // a refresh shows as many again
+    this.historyMore = page.more;
+    this._historyChanged.emit();
   }
 
   /** What changed from commit `a` to `b` (default: the newest). */
