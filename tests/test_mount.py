@@ -1073,6 +1073,75 @@ def test_journal_sees_changes_in_new_folders(vol: Volume, tmp_path: Path) -> Non
     m.unmount()
 
 
+def test_rows_under_many_prefixes_are_the_rows_of_each(tmp_path: Path) -> None:
+    """The one-statement lookup of many paths' rows gives, for each, what a lookup of it
+    alone gives: the row at it and every row below it, not a sibling that shares its
+    first letters ("a-b", "a.txt" beside "a")."""
+    from jupyter_volume.mount import _ROWS_ONE_BY_ONE, _Index
+    from jupyter_volume.repository.tree import Entry
+
+    idx = _Index(tmp_path / "state.db")
+    paths = ["a", "a/b", "a/b/c", "a-b", "a.txt", "ab", "b/x", "é/ü", "z z/1"]
+    paths += [f"many/{i:03d}" for i in range(40)]
+    idx.put(
+        [
+            (p, Entry(p.rsplit("/", 1)[-1], "file", 0o644, i, i), (i, i, i, 0o644), 0)
+            for i, p in enumerate(paths)
+        ]
+    )
+    prefixes = ["a", "a/b", "a-b", "b", "missing", "é", "z z", "many"] + [
+        f"many/{i:03d}" for i in range(0, 40, 3)
+    ]
+    assert len(prefixes) > _ROWS_ONE_BY_ONE  # the one-statement path
+    one_by_one = {p: {q: (e, s) for q, e, s, _ in idx.rows(p)} for p in prefixes}
+    assert idx.rows_under(prefixes) == {p: r for p, r in one_by_one.items() if r}
+    assert set(idx.rows_under(prefixes)["a"]) == {"a", "a/b", "a/b/c"}
+    assert idx.known_under_any(prefixes) and not idx.known_under_any([f"no{i}" for i in range(40)])
+    idx.close()
+
+
+def test_a_scan_of_many_new_names_asks_for_their_rows_at_once(vol: Volume, tmp_path: Path) -> None:
+    """1,000 new files in one folder, reported one by one by the change journal: the scan
+    asks SQLite for their rows in a few statements, not one each (a quarter of a
+    10,000-file commit was those queries). What it commits is what a full scan sees."""
+    m = vol.mount(tmp_path / "mnt", background=False)
+    assert m._journal.active
+    (tmp_path / "mnt/old").mkdir()
+    for i in range(30):
+        (tmp_path / f"mnt/old/{i}").write_bytes(b"o")
+        (tmp_path / f"mnt/k{i}").write_bytes(b"k")
+    (tmp_path / "mnt/becomes-dir").write_bytes(b"f")
+    m.commit()
+    # new files, changed ones, a deleted folder with its files, a file that became a
+    # folder and the reverse: all reported by the journal as paths of the top folder
+    for i in range(1000):
+        (tmp_path / f"mnt/n{i:04d}.bin").write_bytes(b"%d" % i)
+    for i in range(0, 30, 2):
+        (tmp_path / f"mnt/k{i}").write_bytes(b"changed")
+    for i in range(30):
+        (tmp_path / f"mnt/old/{i}").unlink()
+    (tmp_path / "mnt/old").rmdir()
+    (tmp_path / "mnt/old").write_bytes(b"now a file")
+    (tmp_path / "mnt/becomes-dir").unlink()
+    (tmp_path / "mnt/becomes-dir").mkdir()
+    (tmp_path / "mnt/becomes-dir/inside").write_bytes(b"i")
+    statements: list[str] = []
+    m._index.db.set_trace_callback(statements.append)
+    try:
+        ch = m._changes()
+    finally:
+        m._index.db.set_trace_callback(None)
+    m._journal.requeue(ch.taken)  # the commit below scans them again
+    assert len(ch.files) == 1000 + 15 + 2 and ch.dirs.keys() == {"becomes-dir"}
+    assert ch.gone == {f"old/{i}" for i in range(30)}  # the file "becomes-dir" is a folder now
+    assert len(statements) < 20, len(statements)  # it made one per new name: over 1,000
+    m.commit()
+    assert not m._full_scan()  # the journal agrees with a full scan
+    assert read(vol, "old") == b"now a file" and read(vol, "becomes-dir/inside") == b"i"
+    assert read(vol, "k2") == b"changed" and read(vol, "n0999.bin") == b"999"
+    m.unmount()
+
+
 def test_post_run_cell_commits_in_ipython(vol: Volume, tmp_path: Path) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
