@@ -48,6 +48,15 @@ ProgressFactory = Callable[[int, int], Any]
 # (which cannot be locked) is renamed right after it is made.
 _PART = re.compile(r"\..+\.jv-part-[0-9a-f]{8}", re.DOTALL)
 _PART_MIN_AGE = 5.0
+#: Files up to this size are downloaded in batches whose contents are read together
+#: (Repository.read_many: neighbouring chunks in one ranged GET), at most BATCH_FILES
+#: files and BATCH_BYTES bytes a batch; bigger files are streamed one by one.
+SMALL_FILE = 1 << 20
+BATCH_FILES = 256
+BATCH_BYTES = 8 << 20
+#: Batches of small files in progress at once: one is read while another is written
+#: (more threads creating files only queued on each folder's lock and on the GIL)
+SMALL_BATCHES_AT_ONCE = 1
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,11 @@ def download(
     """
     base = Path(base)
     items = sorted(plan, key=lambda it: len(it[1].parts))
+    # below base: base's parts, then more (as `base in t.parents`, a walk of every
+    # parent, says; that walk per file was most of the time before the first byte)
+    n, absolute = len(base.parts), base.is_absolute()
     for _e, t in items:
-        if t != base and base not in t.parents:
+        if t != base and (t.parts[:n] != base.parts or t.is_absolute() != absolute):
             raise InvalidError(f"{t} is not inside {base}")  # a bug in the caller's plan
     files = [(e, t) for e, t in items if e.type == FileEntryType.FILE]
     links = [(e, t) for e, t in items if e.type == FileEntryType.SYMLINK]
@@ -135,11 +147,14 @@ def _check(base: Path, leaves: list[tuple[FileEntry, Path]], dirs: list[Path], f
     links: set[Path] = set()  # local links in the way: replaced, so nothing below them counts
 
     def below_link(p: Path) -> bool:
-        return any(a in links for a in p.parents)
+        return bool(links) and any(a in links for a in p.parents)
 
     between: set[Path] = set()  # folders between base and each path: written into
-    for t in [t for _e, t in leaves] + dirs:
-        between.update(p for p in t.parents if base in p.parents)
+    for folder in {t.parent for _e, t in leaves} | {d.parent for d in dirs}:
+        # each distinct folder once (10,000 files in ten folders: ten walks, not 10,000)
+        while folder != base and base in folder.parents and folder not in between:
+            between.add(folder)
+            folder = folder.parent
     for p in sorted(between, key=lambda p: len(p.parts)):
         if below_link(p):
             continue
@@ -261,19 +276,96 @@ def _put_in_place(tmp: Path, target: Path, mtime: float) -> None:
         raise _local_error(err, target) from None
 
 
+def _batches(
+    files: list[tuple[FileEntry, Path]],
+) -> list[tuple[FileEntry, Path] | list[tuple[FileEntry, Path]]]:
+    """``files`` as the work items of :func:`_write_files`: each file of more than
+    ``SMALL_FILE`` bytes alone, the others in lists of up to ``BATCH_FILES`` files and
+    ``BATCH_BYTES`` bytes (in the plan's order, so neighbours in the volume, which sit
+    side by side in its packs, share a batch)."""
+    out: list[tuple[FileEntry, Path] | list[tuple[FileEntry, Path]]] = []
+    batch: list[tuple[FileEntry, Path]] = []
+    size = 0
+    for item in files:
+        if item[0].size > SMALL_FILE:
+            out.append(item)
+            continue
+        if batch and (len(batch) >= BATCH_FILES or size + item[0].size > BATCH_BYTES):
+            out.append(batch)
+            batch, size = [], 0
+        batch.append(item)
+        size += item[0].size
+    if batch:
+        out.append(batch)
+    return out
+
+
+def _put_bytes(target: Path, data: bytes, mtime: float) -> None:
+    """Write ``data`` as file ``target``, as :func:`_write_files` writes every file
+    (a locked temporary name beside it, renamed over it), from bytes already read."""
+    with _temp_beside(target) as tmp:
+        try:
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+            )
+        except OSError as err:
+            raise _local_error(err, tmp) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until renamed, as _write_files says
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as err:
+            os.close(fd)
+            raise _local_error(err, tmp) from None
+        try:
+            _put_in_place(tmp, target, mtime)
+        finally:
+            os.close(fd)
+
+
 def _write_files(
     vol: Volume, files: list[tuple[FileEntry, Path]], at: int | None, bar: Any, workers: int
 ) -> None:
     failed = threading.Event()  # set by the first file that fails: the rest do not start
 
-    def one(item: tuple[FileEntry, Path]) -> None:
+    def one(item: tuple[FileEntry, Path] | list[tuple[FileEntry, Path]]) -> None:
         if failed.is_set():
             return
         try:
-            fetch(item)
+            if isinstance(item, list):
+                fetch_small(item)
+            else:
+                fetch(item)
         except BaseException:
             failed.set()
             raise
+
+    small_slots = threading.BoundedSemaphore(SMALL_BATCHES_AT_ONCE)
+    writing = threading.Lock()
+
+    def fetch_small(batch: list[tuple[FileEntry, Path]]) -> None:
+        # Small files: their contents read together (the chunks of neighbours come in
+        # one ranged GET, hash-checked), then written one by one. One read request per
+        # file (a GET each, and a hand-off between threads) made 10,000 files of 4 KiB
+        # take 10 s where a mount of them takes under 1 s. One batch is written at a
+        # time (threads creating files side by side only queue on the folder's lock and
+        # the GIL) while the next one is read.
+        with small_slots:
+            contents = vol._read_stored([e.path for e, _t in batch], at)
+            with writing:
+                write_small(batch, contents)
+
+    def write_small(batch: list[tuple[FileEntry, Path]], contents: list[bytes | None]) -> None:
+        for (e, target), data in zip(batch, contents, strict=True):
+            if failed.is_set():
+                return
+            if data is None:
+                fetch((e, target))  # reached through a link, say: read as read_file does
+                continue
+            _put_bytes(target, data, e.mtime)
+            if bar is not None:
+                bar.update(len(data))
 
     def fetch(item: tuple[FileEntry, Path]) -> None:
         e, target = item
@@ -301,15 +393,16 @@ def _write_files(
             finally:
                 os.close(fd)
 
-    if len(files) <= 1 or workers <= 1:
-        for item in files:
+    items = _batches(files)
+    if len(items) <= 1 or workers <= 1:
+        for item in items:
             one(item)
         return
     # Threads of our own rather than a ThreadPoolExecutor: a Ctrl-C that lands while
     # the pool starts a worker left that worker out of the ones shutdown() waits for, so
     # `get` returned (the KeyboardInterrupt on its way) while it still wrote into the
     # folder. Each thread here is recorded before it starts, and all are waited for.
-    todo = iter(files)
+    todo = iter(items)
     take = threading.Lock()
     errors: list[BaseException] = []
 
@@ -327,7 +420,7 @@ def _write_files(
 
     threads: list[threading.Thread] = []
     try:
-        for _ in range(min(workers, len(files))):
+        for _ in range(min(workers, len(items))):
             t = threading.Thread(target=worker, name="jv-get", daemon=True)
             threads.append(t)
             t.start()

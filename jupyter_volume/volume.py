@@ -27,7 +27,7 @@ from .errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundErr
 from .mount import Mount, _active_mount
 from .names import check_name, normalize_path
 from .objects import AliveCheck, detach_mount, ephemeral_volume, open_base, open_env
-from .repository import DIR, LINK, CommitRecord, Entry, Repository, VerifyReport, Writer
+from .repository import DIR, FILE, LINK, CommitRecord, Entry, Repository, VerifyReport, Writer
 from .results import (
     _KIND_TYPE,
     CommitInfo,
@@ -871,6 +871,19 @@ class Volume:
             return self._repo.read_entry(e, p)
         end = e.size if length is None else min(offset + length, e.size)
         return self._reader(p, e, at).iter_range(offset, end)
+
+    def _read_stored(self, paths: list[str], at: int | None) -> list[bytes | None]:
+        """The whole contents of many small files of commit ``at`` (the newest if None),
+        read together: their chunks are located at once and neighbours fetched in one
+        ranged GET (hash-checked), as a mount fetches small files. None for a path that
+        is not a regular file stored at that very path (a link, or a path through one:
+        :meth:`read_file` follows those)."""
+        repo = self._repo
+        root = self._root(at)
+        entries = [repo.lookup(normalize_path(p), root) for p in paths]
+        files = [e for e in entries if e is not None and e.kind == FILE]
+        got = iter(repo.read_many(files, self.name))
+        return [next(got) if e is not None and e.kind == FILE else None for e in entries]
 
     def _reader(self, p: str, e: Entry, at: int | None) -> VolumeReader:
         from .reader import VolumeReader, local_chunk_cache

@@ -203,6 +203,10 @@ class Trees:
     def __init__(self, fetch: Callable[[str], bytes]) -> None:
         self._fetch = fetch
         self._nodes: dict[str, dict] = {EMPTY_TREE: {"v": 1, "e": []}}
+        #: the sorted names (or, for a split node, the leaves' first names) of a cached
+        #: node, made by the first lookup in it: building them on every lookup made
+        #: 10,000 lookups in a folder of 1,000 files cost 10,000,000 list steps
+        self._keys: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._cached_entries = 0
         self.pending: dict[str, bytes] = {}
@@ -246,6 +250,7 @@ class Trees:
             with self._lock:
                 self._nodes.clear()
                 self._nodes[EMPTY_TREE] = {"v": 1, "e": []}
+                self._keys.clear()
                 self._cached_entries = 0
         self._nodes[h] = n
         self._cached_entries += len(n.get("e") or n.get("s") or ())
@@ -289,12 +294,16 @@ class Trees:
     def get(self, h: str, name: str) -> Entry | None:
         """The entry ``name`` of directory ``h``, loading only the leaf that holds it."""
         node = self.node(h)
+        keys = self._keys.get(h)
+        if keys is None:
+            keys = [s[0] for s in node["s"]] if "s" in node else [e[0] for e in node["e"]]
+            if h in self._nodes:  # kept only beside the node it was made from
+                self._keys[h] = keys
         if "s" in node:
-            firsts = [s[0] for s in node["s"]]
-            i = max(bisect.bisect_right(firsts, name) - 1, 0)
+            i = max(bisect.bisect_right(keys, name) - 1, 0)
             return self.get(node["s"][i][1], name)
         entries = node["e"]
-        names = [e[0] for e in entries]
+        names = keys
         i = bisect.bisect_left(names, name)
         if i < len(names) and names[i] == name:
             return Entry.decode(entries[i], h)
