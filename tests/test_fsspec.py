@@ -148,6 +148,40 @@ def test_transaction_of_five_files_is_one_commit(fs: VolumeFileSystem) -> None:
     }
 
 
+def test_cat_of_many_files_reads_them_together(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cat`` of 300 small files (zarr and dask ask for chunk files so) reads them
+    together: one look at the newest commit and a few ranged reads, not three requests
+    a file. Paths that are not files are read alone, as ``on_error`` says."""
+    import jupyter_volume.volume as volume_mod
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    name = _name()
+    vol = Volume.from_name(name, store=store, create_if_missing=True)
+    with vol.batch_upload() as b:
+        for i in range(300):
+            b.put_file(io.BytesIO(b"chunk %d" % i * 50), f"z/{i}")
+        b.put_file(io.BytesIO(b"elsewhere"), "other/x")
+    monkeypatch.setattr(volume_mod, "_repos", {})  # the counting store is the only one
+    counting = CountingStore(store)
+    fs = VolumeFileSystem(store=counting, skip_instance_cache=True)
+    paths = [f"{name}/z/{i}" for i in range(300)]
+    fs.cat(paths[:1] + [f"{name}/other/x"])  # the name, config and index are read once
+    counting.reset()
+    got = fs.cat(paths)
+    assert got == {p: b"chunk %d" % i * 50 for i, p in enumerate(paths)}
+    assert len(counting.ops) < 20, len(counting.ops)  # 300 files: over 600 before
+    missing, folder = f"{name}/z/nope", f"{name}/z"
+    assert fs.cat([paths[7], missing], on_error="omit") == {paths[7]: b"chunk 7" * 50}
+    out = fs.cat([paths[7], missing, folder], on_error="return")
+    assert out[paths[7]] == b"chunk 7" * 50
+    assert isinstance(out[missing], FileNotFoundError) and isinstance(out[folder], Exception)
+    with pytest.raises(FileNotFoundError):
+        fs.cat([paths[7], missing])
+    assert fs.cat(paths[:2], start=1, end=3) == {p: b"hu" for p in paths[:2]}
+
+
 def test_failed_transaction_makes_no_commit(fs: VolumeFileSystem) -> None:
     name = _name()
     fs.pipe(f"{name}/keep.txt", b"kept")
