@@ -108,12 +108,10 @@ def _counting_batch(vol: Volume, force: bool, bar: Any) -> Any:
         files = 0
         bytes = 0
 
-        def put_file(self, local_file: Any, remote_path: str, mode: int | None = None) -> None:
-            super().put_file(local_file, remote_path, mode)
-            size = os.path.getsize(local_file) if isinstance(local_file, str | os.PathLike) else 0
+        def _added(self, entry: Any) -> None:
             self.files += 1
-            self.bytes += size
-            bar.update(size)
+            self.bytes += entry.size
+            bar.update(entry.size)
 
     return CountingBatch(vol, force)
 
