@@ -316,7 +316,7 @@ _LEASE_OPEN |= getattr(os, "O_CLOEXEC", 0)
 # Up to this many paths, asking the kernel per path (4 system calls, about 5 us here)
 # costs less than one /proc scan (0.7 ms with a handful of processes, 6 ms beside 64
 # writer processes: it grows with every process on the machine).
-_LEASE_UP_TO = 64
+LEASE_UP_TO = 64
 
 
 def no_writer(path: str) -> bool:
@@ -365,7 +365,7 @@ class Writers:
 
     def __init__(self, root: str | os.PathLike[str], expected: int) -> None:
         self._root = str(root).rstrip("/") + "/"
-        self._per_path = expected <= _LEASE_UP_TO
+        self._per_path = expected <= LEASE_UP_TO
         self._scan: dict[str, list[str]] | None = None
         self._maps: dict[str, list[str]] = {}
 

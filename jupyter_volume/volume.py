@@ -1849,6 +1849,12 @@ class BatchUpload:
         def unreadable(e: OSError) -> None:
             raise e  # a folder that cannot be listed is an error, never "nothing there"
 
+        # Who holds the files open for writing: asked of the kernel file by file while
+        # there are few (a lease each), then one look at every process for the whole
+        # tree (a lease per file was a sixth of uploading 10,000 small files; a look per
+        # folder would cost a tree of many small folders one look each).
+        tree_writers: quiet.Writers | None = None
+        files_seen = 0
         for dirpath, dirs, files in os.walk(lp, onerror=unreadable):
             rel = os.path.relpath(dirpath, lp)
             rel = "" if rel == "." else rel.replace(os.sep, "/")
@@ -1865,10 +1871,11 @@ class BatchUpload:
                     files.append(d)
                 elif not any(full.iterdir()):
                     self._changes[f"{prefix}/{d}" if prefix else d] = "dir"
-            # who writes the folder's files: asked of the kernel file by file for a few,
-            # else one look at every process for the whole folder (a lease per file was
-            # a sixth of uploading 10,000 small files)
-            writers = quiet.Writers(dirpath, len(files))
+            files_seen += len(files)
+            if tree_writers is None and files_seen > quiet.LEASE_UP_TO:
+                tree_writers = quiet.Writers(lp, files_seen)
+            writers = tree_writers or quiet.Writers(dirpath, len(files))
+            asked = f"{rel}/" if tree_writers is not None and rel else ""  # relative to its root
             for name in sorted(files):
                 full = os.path.join(dirpath, name)
                 remote = f"{prefix}/{name}" if prefix else name
@@ -1886,7 +1893,8 @@ class BatchUpload:
                     )
                 elif stat_mod.S_ISREG(st.st_mode):
                     target = self._target(remote, name)
-                    self._changes[target] = entry = self._read_local(full, None, writers, name)
+                    entry = self._read_local(full, None, writers, asked + name)
+                    self._changes[target] = entry
                     self._added(entry)
                 else:
                     skipped.append(f"{full}: not a regular file, folder or link")

@@ -313,7 +313,7 @@ def test_gate_groups_siblings_in_a_folder_it_lists(tmp_path: Path) -> None:
     assert held["db"] == "db-wal changed while the commit was read"
 
 
-@pytest.mark.parametrize("n", [30, quiet._LEASE_UP_TO + 10], ids=["few", "many"])
+@pytest.mark.parametrize("n", [30, quiet.LEASE_UP_TO + 10], ids=["few", "many"])
 def test_a_gate_decides_single_files_as_it_decides_groups(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int
 ) -> None:

@@ -716,34 +716,41 @@ def test_batch_upload_never_stores_a_file_torn_by_its_writer(vol: Volume, tmp_pa
     assert data == path.read_bytes() and len(set(data)) == 1
 
 
-def test_put_directory_asks_who_writes_a_big_folder_once(
+def test_put_directory_asks_who_writes_a_big_tree_once(
     vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A folder of 200 files: who holds them open for writing is one look at every
-    process for the folder, not a kernel lease (four system calls) per file, and a file
-    held open for writing there is still named in a warning."""
+    """A tree of 200 files: who holds them open for writing is one look at every
+    process for the whole tree once there are many, not a kernel lease (four system
+    calls) per file, and a file held open for writing there is still named in a
+    warning. The first few files (fewer than the look costs) still take a lease each."""
     import jupyter_volume.quiet as quiet_mod
 
     src = tmp_path / "src"
     src.mkdir()
     for i in range(200):
         (src / f"f{i:03d}.txt").write_bytes(b"%d" % i)
-    (src / "small").mkdir()
-    (src / "small" / "one.txt").write_bytes(b"one")  # a few files: a lease each, as before
+    (src / "sub").mkdir()
+    (src / "sub" / "one.txt").write_bytes(b"one")
+    (src / "sub" / "held.txt").write_bytes(b"held")
     (src / "link").symlink_to("f001.txt")
     leases: list[str] = []
     real = quiet_mod.no_writer
     monkeypatch.setattr(quiet_mod, "no_writer", lambda p: leases.append(p) or real(p))
-    with open(src / "f007.txt", "ab"), warnings.catch_warnings(record=True) as caught:
+    with (
+        open(src / "f007.txt", "ab"),
+        open(src / "sub" / "held.txt", "ab"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         with vol.batch_upload() as batch:
             batch.put_directory(src, "data")
-    assert [Path(p).name for p in leases] == ["one.txt"], leases  # 201 before
+    assert leases == [], leases  # 202 before: a lease per file
     said = [str(w.message) for w in caught]
     assert any("f007.txt is open for writing by" in m for m in said), said
+    assert any("held.txt is open for writing by" in m for m in said), said
     assert b"".join(vol.read_file("data/f123.txt")) == b"123"
     assert vol.stat("data/link").type == FileEntryType.SYMLINK
-    assert len(vol.listdir("data")) == 202
+    assert len(vol.listdir("data")) == 202 and len(vol.listdir("data/sub")) == 2
 
 
 def test_batch_upload_bad_arguments(vol: Volume, tmp_path: Path) -> None:
