@@ -300,28 +300,38 @@ def _batches(
     return out
 
 
-def _put_bytes(target: Path, data: bytes, mtime: float) -> None:
-    """Write ``data`` as file ``target``, as :func:`_write_files` writes every file
-    (a locked temporary name beside it, renamed over it), from bytes already read."""
+@contextlib.contextmanager
+def _locked_temp(target: Path) -> Iterator[tuple[Path, int]]:
+    """A new temporary file beside ``target``, open for writing and locked: ``(its
+    path, its descriptor)``. The lock is held until the descriptor is closed, on exit,
+    so the file is renamed into place before that: a download that finds such a file
+    unlocked takes it for a killed one's leftover (see :func:`_sweep_leftovers`)."""
     with _temp_beside(target) as tmp:
         try:
+            # O_EXCL | O_NOFOLLOW: the temporary name is ours alone, never a link
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
             )
         except OSError as err:
             raise _local_error(err, tmp) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held until renamed, as _write_files says
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield tmp, fd
+        finally:
+            os.close(fd)
+
+
+def _put_bytes(target: Path, data: bytes, mtime: float) -> None:
+    """Write ``data`` as file ``target``, as :func:`_write_files` writes every file,
+    from bytes already read."""
+    with _locked_temp(target) as (tmp, fd):
+        try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as err:
-            os.close(fd)
             raise _local_error(err, tmp) from None
-        try:
-            _put_in_place(tmp, target, mtime)
-        finally:
-            os.close(fd)
+        _put_in_place(tmp, target, mtime)
 
 
 def _write_files(
@@ -369,29 +379,16 @@ def _write_files(
 
     def fetch(item: tuple[FileEntry, Path]) -> None:
         e, target = item
-        with _temp_beside(target) as tmp:
-            try:
-                # O_EXCL | O_NOFOLLOW: the temporary name is ours alone, never a link
-                fd = os.open(
-                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
-                )
-            except OSError as err:
-                raise _local_error(err, tmp) from None
-            try:
-                # held until the file is in place: a download that finds it unlocked
-                # takes it for a killed one's leftover (see _sweep_leftovers)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                with os.fdopen(fd, "wb", closefd=False) as f:
-                    try:
-                        vol.read_file_into_fileobj(e.path, f, _callback(bar), at=at)
-                        f.flush()
-                    except VolumeError:
-                        raise  # the store's or the volume's error, already one clear line
-                    except OSError as err:
-                        raise _local_error(err, tmp) from None
-                _put_in_place(tmp, target, e.mtime)
-            finally:
-                os.close(fd)
+        with _locked_temp(target) as (tmp, fd):
+            with os.fdopen(fd, "wb", closefd=False) as f:
+                try:
+                    vol.read_file_into_fileobj(e.path, f, _callback(bar), at=at)
+                    f.flush()
+                except VolumeError:
+                    raise  # the store's or the volume's error, already one clear line
+                except OSError as err:
+                    raise _local_error(err, tmp) from None
+            _put_in_place(tmp, target, e.mtime)
 
     items = _batches(files)
     if len(items) <= 1 or workers <= 1:
