@@ -19,7 +19,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 
-from jupyter_volume import Volume, magics
+from jupyter_volume import Volume, magics, transfer
 from jupyter_volume.cli import main
 from jupyter_volume.errors import StoreError
 from jupyter_volume.mount import mounts
@@ -277,6 +277,10 @@ def test_interrupted_put_and_get_leave_nothing_half_done(
         return real_read(self, path, fileobj, *a, **kw)
 
     Path("out").mkdir()
+    # these files are small enough to be read in batches: streamed one by one here, the
+    # way bigger files are (the batched way is interrupted below)
+    small_file = transfer.SMALL_FILE
+    monkeypatch.setattr(transfer, "SMALL_FILE", 0)
     monkeypatch.setattr(Volume, "read_file_into_fileobj", read_then_interrupt)
     before = set(threading.enumerate())
     with pytest.raises(KeyboardInterrupt):
@@ -296,3 +300,28 @@ def test_interrupted_put_and_get_leave_nothing_half_done(
     assert sorted(p.name for p in Path("out", "data").iterdir()) == sorted(
         p.name for p in Path("data").iterdir()
     )
+
+    # The same, for small files read in batches: SIGINT while the third is written.
+    monkeypatch.setattr(transfer, "SMALL_FILE", small_file)
+    real_put_bytes = transfer._put_bytes
+    written = 0
+
+    def write_then_interrupt(target: Path, data: bytes, mtime: float) -> None:
+        nonlocal written
+        written += 1
+        if written == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        real_put_bytes(target, data, mtime)
+
+    Path("out2").mkdir()
+    monkeypatch.setattr(transfer, "_put_bytes", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        shell.run_line_magic("volume", "get v data out2")
+    monkeypatch.setattr(transfer, "_put_bytes", real_put_bytes)
+    assert written >= 3
+    assert [t for t in set(threading.enumerate()) - before if t.name.startswith("jv-get")] == []
+    got = [p for p in Path("out2").rglob("*") if p.is_file()]
+    assert len(got) < 20, got
+    for p in got:
+        assert p.parent == Path("out2", "data") and ".jv-part" not in p.name, p
+        assert p.read_bytes() == Path("data", p.name).read_bytes(), p
