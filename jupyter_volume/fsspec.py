@@ -710,7 +710,7 @@ class VolumeFileSystem(AbstractFileSystem):
         """Contents of one or more files (a dict ``{path: bytes}`` for several, as fsspec
         says; ``on_error`` "raise", "omit" or "return"). Whole files of one volume are
         read together: one look at the newest commit, neighbouring chunks in one ranged
-        read (zarr's and dask's many small chunk files). Each read on its own asked for
+        read (fsspec's mapper asks for many keys so: ``getitems``). Each read on its own asked for
         the newest commit, the file's entry and its bytes: three requests a file."""
         paths = self.expand_path(path, recursive=recursive, **kwargs)
         if not (len(paths) > 1 or isinstance(path, list) or paths[0] != self._strip_protocol(path)):

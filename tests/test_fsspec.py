@@ -151,7 +151,7 @@ def test_transaction_of_five_files_is_one_commit(fs: VolumeFileSystem) -> None:
 def test_cat_of_many_files_reads_them_together(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``cat`` of 300 small files (zarr and dask ask for chunk files so) reads them
+    """``cat`` of 300 small files (fsspec's mapper asks for many keys so) reads them
     together: one look at the newest commit and a few ranged reads, not three requests
     a file. Paths that are not files are read alone, as ``on_error`` says."""
     import jupyter_volume.volume as volume_mod
