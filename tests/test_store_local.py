@@ -203,6 +203,29 @@ def test_a_conditional_write_to_a_missing_key_leaves_nothing(tmp_path: Path) -> 
     assert list((tmp_path / "store").iterdir()) == []  # no folder, no lock file
 
 
+def test_a_conditional_delete_whose_folder_another_delete_removed_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes pop a Dict's last two entries: one deletes its object, the other
+    deletes its own and removes the folder, now empty, before the first makes the
+    folder's change durable. The first delete is done: it reported a store error
+    (seen once in a CI run of test_dict_concurrency). The interleaving is made here by
+    removing the folder just before that step: it cannot be caused on demand."""
+    store = LocalStore(tmp_path / "store")
+    token = store.put_if_absent_versioned("d/e/k", b"v")
+    assert token is not None
+    real = store._fsync_dir
+
+    def folder_removed_first(path: Path) -> None:
+        if path.name == "e":
+            path.rmdir()  # what the other process's delete does once the folder is empty
+        real(path)
+
+    monkeypatch.setattr(store, "_fsync_dir", folder_removed_first)
+    assert store.delete_if_match("d/e/k", token) is True
+    assert not store.exists("d/e/k")
+
+
 def test_wait_change_wakes_when_a_key_lands_in_the_folder(tmp_path: Path) -> None:
     # Group commit's next writer in line waits this way on a local store: it must wake
     # when a record is added, not sleep out its timeout (an hour here: only a wake ends

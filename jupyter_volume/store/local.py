@@ -381,7 +381,11 @@ class LocalStore(Store):
                     return False
                 path.unlink()
                 self._lock_path(path).unlink(missing_ok=True)  # waiters re-check, find it gone
-            self._fsync_dir(path.parent)
+            with contextlib.suppress(FileNotFoundError):
+                # as in delete(): another delete emptied the folder and removed it
+                # meanwhile (two processes popping a Dict's last entries): the object
+                # is gone either way; failing here reported a done delete as an error
+                self._fsync_dir(path.parent)
         except OSError as e:
             raise self._wrap(e, key) from e
         self._prune_empty({path.parent})
