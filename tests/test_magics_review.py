@@ -230,6 +230,22 @@ def test_a_bug_still_shows_its_traceback(
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------
+def _interrupting(real: Any, n: int = 3) -> tuple[Any, list[int]]:
+    """``real``, sending this process a real SIGINT (what Ctrl-C sends) on its ``n``-th
+    call, just before that call runs, and the list counting the calls. A fault that
+    cannot be caused at a chosen moment otherwise; Python raises the KeyboardInterrupt
+    in the main thread whichever thread made the call, as for Ctrl-C."""
+    calls = [0]
+
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **kw)
+
+    return wrapper, calls
+
+
 def test_interrupted_put_and_get_leave_nothing_half_done(
     shell: Any, local_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,85 +259,49 @@ def test_interrupted_put_and_get_leave_nothing_half_done(
         Path("data", f"f{i:02d}.bin").write_bytes(bytes([i]) * 300_000)
     say(shell, "create v")
     real_put = LocalStore.put
-    calls = 0
-
-    def put_then_interrupt(self: Any, key: str, data: Any) -> None:
-        # a fault that cannot be caused deterministically otherwise: a real SIGINT (what
-        # Ctrl-C sends), sent once the store took a few objects of the upload
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        real_put(self, key, data)
-
+    # once the store took a few objects of the upload
+    put_then_interrupt, calls = _interrupting(real_put)
     monkeypatch.setattr(LocalStore, "put", put_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         shell.run_line_magic("volume", "put v data")
     monkeypatch.setattr(LocalStore, "put", real_put)
-    assert calls >= 3
+    assert calls[0] >= 3
     assert [c["seq"] for c in magic(shell, "history v --json")[0]] == [0]
     assert paths(shell, "v") == set()
     assert "as commit 1" in say(shell, "put v data")
 
-    descriptor = Volume.__dict__["read_file_into_fileobj"]
-    real_read = descriptor.__wrapped__
-    reads = 0
+    def get_interrupted(out: str, owner: Any, attr: str, n: int = 3) -> None:
+        """`get v data OUT` with ``owner.attr`` interrupted on its ``n``-th call: the
+        KeyboardInterrupt reaches IPython, every download thread has ended, the files
+        not started were not downloaded, and each file written is whole."""
+        real = vars(owner)[attr]  # a class's descriptor as it is, or a module's function
+        wrapper, calls = _interrupting(getattr(owner, attr), n)
+        Path(out).mkdir()
+        before = set(threading.enumerate())
+        monkeypatch.setattr(owner, attr, wrapper)
+        with pytest.raises(KeyboardInterrupt):
+            shell.run_line_magic("volume", f"get v data {out}")
+        monkeypatch.setattr(owner, attr, real)
+        assert calls[0] >= n
+        # Every download thread has ended by the time `get` gives up: one whose start
+        # was cut short by the interrupt too (a ThreadPoolExecutor did not wait for that
+        # one, and `get` returned while it still wrote a file, about 1 run in 5).
+        assert [t for t in set(threading.enumerate()) - before if t.name.startswith("jv-get")] == []
+        got = [p for p in Path(out).rglob("*") if p.is_file()]
+        assert len(got) < 20, got
+        for p in got:
+            assert p.parent == Path(out, "data") and ".jv-part" not in p.name, p
+            assert p.read_bytes() == Path("data", p.name).read_bytes(), p
 
-    def read_then_interrupt(self: Any, path: str, fileobj: Any, *a: Any, **kw: Any) -> Any:
-        # as above: SIGINT half-way through writing the third file (in a download
-        # worker; Python raises KeyboardInterrupt in the main thread, as for Ctrl-C)
-        nonlocal reads
-        reads += 1
-        if reads == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real_read(self, path, fileobj, *a, **kw)
-
-    Path("out").mkdir()
-    # these files are small enough to be read in batches: streamed one by one here, the
-    # way bigger files are (the batched way is interrupted below)
+    # As the third file starts downloading, in a download worker. These files are small
+    # enough to be read in batches: streamed one by one here, as bigger files are.
     small_file = transfer.SMALL_FILE
     monkeypatch.setattr(transfer, "SMALL_FILE", 0)
-    monkeypatch.setattr(Volume, "read_file_into_fileobj", read_then_interrupt)
-    before = set(threading.enumerate())
-    with pytest.raises(KeyboardInterrupt):
-        shell.run_line_magic("volume", "get v data out")
-    monkeypatch.setattr(Volume, "read_file_into_fileobj", descriptor)
-    assert reads >= 3
-    # Every download thread has ended by the time `get` gives up: one whose start was
-    # cut short by the interrupt too (a ThreadPoolExecutor did not wait for that one, and
-    # `get` returned while it still wrote a file, about 1 run in 5).
-    assert [t for t in set(threading.enumerate()) - before if t.name.startswith("jv-get")] == []
-    got = [p for p in Path("out").rglob("*") if p.is_file()]
-    assert len(got) < 20, got  # the files not started were not downloaded
-    for p in got:
-        assert p.parent == Path("out", "data") and ".jv-part" not in p.name, p
-        assert p.read_bytes() == Path("data", p.name).read_bytes(), p
+    get_interrupted("out", Volume, "read_file_into_fileobj")
     say(shell, "get v data out --force")
     assert sorted(p.name for p in Path("out", "data").iterdir()) == sorted(
         p.name for p in Path("data").iterdir()
     )
-
-    # The same, for small files read in batches: SIGINT while the third is written.
+    # Read in batches: while the third file is written.
     monkeypatch.setattr(transfer, "SMALL_FILE", small_file)
-    real_put_bytes = transfer._put_bytes
-    written = 0
-
-    def write_then_interrupt(target: Path, data: bytes, mtime: float) -> None:
-        nonlocal written
-        written += 1
-        if written == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        real_put_bytes(target, data, mtime)
-
-    Path("out2").mkdir()
-    monkeypatch.setattr(transfer, "_put_bytes", write_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        shell.run_line_magic("volume", "get v data out2")
-    monkeypatch.setattr(transfer, "_put_bytes", real_put_bytes)
-    assert written >= 3
-    assert [t for t in set(threading.enumerate()) - before if t.name.startswith("jv-get")] == []
-    got = [p for p in Path("out2").rglob("*") if p.is_file()]
-    assert len(got) < 20, got
-    for p in got:
-        assert p.parent == Path("out2", "data") and ".jv-part" not in p.name, p
-        assert p.read_bytes() == Path("data", p.name).read_bytes(), p
+    get_interrupted("out2", transfer, "_put_bytes")
