@@ -56,7 +56,7 @@ BATCH_FILES = 256
 BATCH_BYTES = 8 << 20
 #: Batches of small files in progress at once: one is read while another is written
 #: (more threads creating files only queued on each folder's lock and on the GIL)
-SMALL_BATCHES_AT_ONCE = 1
+SMALL_BATCHES_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
