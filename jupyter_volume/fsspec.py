@@ -715,11 +715,8 @@ class VolumeFileSystem(AbstractFileSystem):
         paths = self.expand_path(path, recursive=recursive, **kwargs)
         if not (len(paths) > 1 or isinstance(path, list) or paths[0] != self._strip_protocol(path)):
             return self.cat_file(paths[0], **kwargs)
-        got = (
-            {}
-            if kwargs.get("start") is not None or kwargs.get("end") is not None
-            else (self._cat_whole(paths))
-        )
+        ranged = kwargs.get("start") is not None or kwargs.get("end") is not None
+        got = {} if ranged else self._cat_whole(paths)
         out: dict[str, Any] = {}
         for p in paths:
             if p in got:

@@ -453,20 +453,13 @@ class _Index:
         since_base)}``, as :meth:`row` gives one, by
         prefix; a prefix without rows is left out), in one statement: a scan of 10,000
         new names in one folder spent a quarter of the commit asking for each one's rows
-        on its own. The prefixes go in as one JSON array that SQLite's ``json_each``
-        turns into a table both index lookups of :meth:`rows` join (nothing is written)."""
+        on its own (see :meth:`_under_any`; nothing is written)."""
         if len(prefixes) <= _ROWS_ONE_BY_ONE:
             found = {p: {q: (e, s, since) for q, e, s, since in self.rows(p)} for p in prefixes}
             return {p: r for p, r in found.items() if r}
-        # CROSS JOIN keeps the prefixes the outer loop (SQLite does not reorder it): left
-        # to itself it may read every row of the mount for the exact lookups
-        cols = "r.value, f.path, f.entry, f.size, f.mtime_ns, f.ino, f.mode, f.since_base"
-        listed = json.dumps(prefixes)
-        cur = self.db.execute(
-            f"SELECT {cols} FROM json_each(?) r CROSS JOIN files f ON f.path = r.value"
-            f" UNION ALL SELECT {cols} FROM json_each(?) r CROSS JOIN files f"
-            " ON f.path > r.value || '/' AND f.path < r.value || '0'",
-            (listed, listed),
+        cur = self._under_any(
+            "r.value, f.path, f.entry, f.size, f.mtime_ns, f.ino, f.mode, f.since_base",
+            prefixes,
         )
         out: dict[str, dict[str, tuple[Entry, tuple[int, int, int, int], int]]] = {}
         for prefix, path, entry, size, mtime_ns, ino, mode, since in cur:
@@ -483,15 +476,21 @@ class _Index:
         prefixes = list(prefixes)
         if len(prefixes) <= _ROWS_ONE_BY_ONE:
             return any(self.known_under(p) for p in prefixes)
+        return self._under_any("1", prefixes, " LIMIT 1").fetchone() is not None
+
+    def _under_any(self, cols: str, prefixes: list[str], tail: str = "") -> sqlite3.Cursor:
+        """``SELECT cols`` of the rows at or below any of ``prefixes`` (``r.value``: the
+        prefix a row was found for), as :meth:`rows` finds them for one: the row at the
+        prefix, then the rows below it, each by the path index. The prefixes go in as one
+        JSON array that ``json_each`` turns into a table; CROSS JOIN keeps that table the
+        outer loop (SQLite does not reorder it): left to itself the planner may read every
+        row of the mount for the exact lookups."""
         listed = json.dumps(prefixes)
-        return (
-            self.db.execute(
-                "SELECT 1 FROM json_each(?) r CROSS JOIN files f ON f.path = r.value"
-                " UNION ALL SELECT 1 FROM json_each(?) r CROSS JOIN files f"
-                " ON f.path > r.value || '/' AND f.path < r.value || '0' LIMIT 1",
-                (listed, listed),
-            ).fetchone()
-            is not None
+        return self.db.execute(
+            f"SELECT {cols} FROM json_each(?) r CROSS JOIN files f ON f.path = r.value"
+            f" UNION ALL SELECT {cols} FROM json_each(?) r CROSS JOIN files f"
+            f" ON f.path > r.value || '/' AND f.path < r.value || '0'{tail}",
+            (listed, listed),
         )
 
     def row(self, path: str) -> tuple[Entry, tuple[int, int, int, int], int] | None:
