@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import quiet
+from . import mountstates, quiet
 from ._pools import SharedPool
 from .errors import (
     AlreadyExistsError,
@@ -104,8 +104,7 @@ STREAM_ROWS = 1_000  # mount rows written per batch while a commit streams
 #: Up to this many paths, their rows are asked for one path at a time (_Index.rows_under)
 _ROWS_ONE_BY_ONE = 16
 STREAM_TREE_BYTES = 1 << 20  # compressed tree nodes held before a streamed commit uploads them
-# The extended attribute that marks a mounted folder as its mount's (see _mark_folder)
-_FOLDER_MARK = "user.jupyter_volume.mount"
+_FOLDER_MARK = mountstates.FOLDER_MARK  # marks a mounted folder as its mount's (_mark_folder)
 
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
@@ -750,17 +749,14 @@ class Mount:
         where = f"{self.path}\0{self.sub_path}" if self.sub_path else str(self.path)
         ident = hash_bytes(f"{self.volume.store.url}\0{self._vol_id}\0{where}".encode())[:24]
         self.state_path = state_dir() / "mounts" / ident
-        self.state_path.mkdir(parents=True, exist_ok=True)
-        self._lockfile = open(self.state_path / "lock", "a+")  # noqa: SIM115 - held for the mount's life
-        try:
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lockfile.close()
-            raise VolumeBusyError(
+        self._lockfile = mountstates.lock_state(
+            self.state_path,
+            lambda: VolumeBusyError(
                 f"{self.path} is mounted by another process for volume {self.volume.name!r}: "
                 "unmount it there first",
                 [str(self.path)],
-            ) from None
+            ),
+        )
         (self.state_path / "mount.json").write_text(
             json.dumps(
                 {
@@ -786,14 +782,9 @@ class Mount:
         that of two mounts made at once at least one sees the other).
         """
         here = str(self.path)
-        for d in self.state_path.parent.iterdir():
-            if d == self.state_path:
-                continue
-            try:
-                info = json.loads((d / "mount.json").read_text())
-                there = str(info["path"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # being made, or left by an older version
+        # (the same pass removes the states of folders that are gone: see mountstates)
+        for d, info in mountstates.other_states(self.state_path.parent, self.state_path):
+            there = str(info["path"])
             if not (_under(here, there) or _under(there, here)):
                 continue
             try:
