@@ -12,7 +12,9 @@ it waits for a file the test creates, which no real volume commit can be made to
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -243,3 +245,33 @@ def test_an_upload_bigger_than_the_room_for_its_chunks_is_refused_at_the_start(
     assert "room" in replies[-1]["message"], replies
     assert list(tmp_path.iterdir()) == [] and w.active == 0
     w.close()
+
+
+def test_a_kernel_that_dies_while_it_commits_ends_the_wait_with_an_unsure_error(
+    lab: tuple[JupyterLab, Any, str, Path], tmp_path: Path
+) -> None:
+    """Killed mid-commit (out of memory, a crash), the kernel never answers: JupyterLab
+    restarts it and the old widget's comm is dead. The page must say so (the files may
+    or may not have landed), not stay at "still saving" for good."""
+    server, page, _name, _kernel_tmp = lab
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    cell = HELD_CELL.format(hold=str(hold), ack_timeout=1000)
+    cell = cell.replace(
+        "def commit(_ctx, files):\n",
+        'def commit(_ctx, files):\n    import os\n    (hold / "pid").write_text(str(os.getpid()))\n',
+    )
+    write_notebook(server.root_dir / "dies.ipynb", [cell])
+    open_lab(page, server, "dies.ipynb")
+    run_cell(page, 0)
+    up = page.locator(".jv-upload")
+    page.locator(".jv-upload-button").wait_for(timeout=TIMEOUT)
+    page.evaluate(WATCH_JS)
+    page.evaluate(CHOOSE_BARE_JS, ["doomed.bin", 64 * 1024])
+    wait_for_file(page, hold / "started")
+    group = up.locator(".jv-upload-group")
+    os.kill(int((hold / "pid").read_text()), signal.SIGKILL)
+    group.and_(page.locator("[data-state='error']")).wait_for(timeout=TIMEOUT)
+    text = group.inner_text()
+    assert "kernel" in text and "may not be saved" in text, text
+    assert "done" not in page.evaluate("() => window.jvStates")

@@ -81,6 +81,11 @@ class KernelError extends Error {
   }
 }
 /** The widget was closed by the kernel (restart, shutdown) mid-upload. */
+/** What happened to the kernel, from a "local-gone" message. */
+function gone(msg) {
+  return msg.stopped ? "the kernel stopped (it died or was restarted)" : "the kernel closed this widget";
+}
+
 class GoneError extends Error {
   constructor(message, unsure) {
     super(message);
@@ -108,11 +113,21 @@ function render({ model, el: root }) {
     if (msg && msg.id && inboxes.has(msg.id)) inboxes.get(msg.id).put(msg);
   };
   model.on("msg:custom", onMsg);
-  // the kernel closed the widget (restart, shutdown): no reply will come
+  // No reply will come: the kernel closed the widget ("destroy"), or it stopped (killed,
+  // crashed, restarted): JupyterLab then marks every widget of the old kernel as no
+  // longer live, and nothing else is said to the page.
   const onGone = () => {
-    for (const [id, inbox] of inboxes) inbox.put({ op: "local-gone", id });
+    for (const [id, inbox] of inboxes) inbox.put({ op: "local-gone", id, stopped: false });
+  };
+  const onLive = () => {
+    // (anywidget's model does not show comm_live; the event itself only comes when
+    // the widget stops being live: a model is made live and never becomes so again)
+    if (model.comm_live !== true) {
+      for (const [id, inbox] of inboxes) inbox.put({ op: "local-gone", id, stopped: true });
+    }
   };
   model.on("destroy", onGone);
+  model.on("comm_live_update", onLive);
 
   const sync = () => {
     button.disabled = model.get("disabled") || busy;
@@ -187,7 +202,7 @@ function render({ model, el: root }) {
     const reply = async () => {
       const msg = await inbox.next();
       if (msg.op === "local-cancel") throw new Error("cancelled");
-      if (msg.op === "local-gone") throw new GoneError("the kernel closed this widget");
+      if (msg.op === "local-gone") throw new GoneError(gone(msg));
       if (msg.op === "error") throw new KernelError(msg.message, msg.unsure);
       return msg;
     };
@@ -255,7 +270,7 @@ function render({ model, el: root }) {
       while (done.op === "local-cancel") done = await inbox.next(late); // too late to cancel
       if (done.op === "local-gone") {
         throw new GoneError(
-          "the kernel closed this widget while saving: refresh the listing to see whether the files are there",
+          `${gone(done)} while saving: refresh the listing to see whether the files are there`,
           true,
         );
       }
@@ -302,6 +317,7 @@ function render({ model, el: root }) {
   return () => {
     model.off("msg:custom", onMsg);
     model.off("destroy", onGone);
+    model.off("comm_live_update", onLive);
     model.off("change:disabled", sync);
     model.off("change:hint", sync);
   };
