@@ -32,6 +32,7 @@ import contextlib
 import fcntl
 import itertools
 import json
+import math
 import os
 import secrets
 import shutil
@@ -118,6 +119,17 @@ def other_states(
         if _dead(d, info, now) and _remove(d, info, now):
             continue
         yield d, info
+
+
+def forget(state: Path) -> bool:
+    """Remove state folder ``state`` now if its folder is gone and nobody mounts it
+    (for a mount into a temporary folder that its maker removed); True if it is gone."""
+    try:
+        info = json.loads((state / "mount.json").read_text())
+        str(info["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return _remove(state, info, math.inf)
 
 
 def _dead(d: Path, info: dict[str, Any], now: float) -> bool:

@@ -42,6 +42,7 @@ class CLI:
         )
         self.cwd = tmp / "work"
         self.cwd.mkdir(exist_ok=True)
+        self.state_dir = tmp / "state"
 
     def __call__(
         self, *args: str, rc: int = 0, store: bool = True, input: bytes | None = None, **kw: Any
@@ -339,6 +340,8 @@ def test_shell_mounts_commits_and_passes_exit_code(cli: CLI) -> None:
     assert [e["path"] for e in cli.json("ls", "vol")] == ["made.txt"]
     p = cli("shell", "vol", "-c", "true")
     assert "No changes" in p.stderr.decode()
+    # each shell's temporary folder is gone, and so is what its mount kept about it
+    assert list((cli.state_dir / "mounts").iterdir()) == []
     assert "not found" in cli.err("shell", "nope", "-c", "true", rc=3)
 
 

@@ -184,3 +184,19 @@ def test_the_leftovers_of_a_removal_cut_off_halfway_are_removed(
 @pytest.fixture
 def child_env_local(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def test_forget_removes_a_state_only_once_its_folder_is_gone_and_nobody_mounts_it(
+    vol: Volume, tmp_path: Path
+) -> None:
+    m = vol.mount(tmp_path / "t", background=False)
+    state = m.state_path
+    shutil.rmtree(tmp_path / "t")
+    assert not mountstates.forget(state)  # still mounted (its lock is held)
+    m._detach()
+    (tmp_path / "t").mkdir()
+    name = mounted(vol, tmp_path / "t")
+    assert not mountstates.forget(state_dir() / "mounts" / name)  # its folder is there
+    shutil.rmtree(tmp_path / "t")
+    assert mountstates.forget(state_dir() / "mounts" / name)
+    assert not (state_dir() / "mounts" / name).exists()

@@ -294,6 +294,8 @@ def cmd_shell(a: argparse.Namespace, ctx: Context) -> Result:
     import subprocess
     import tempfile
 
+    from .. import mountstates
+
     vol = ctx.volume(a.name)
     tmp = Path(tempfile.mkdtemp(prefix=f"jupyter-volume-{vol.name}-"))
     try:
@@ -332,6 +334,7 @@ def cmd_shell(a: argparse.Namespace, ctx: Context) -> Result:
             ctx.info(f"jupyter volume: the commit failed; your files are kept in {m.path}")
             raise
     shutil.rmtree(tmp, ignore_errors=True)
+    mountstates.forget(m.state_path)  # its folder is gone for good: no state to keep
     msg = (
         f"Committed {vol.name!r}: commit {info.seq}."
         if info is not None
