@@ -3,8 +3,8 @@
 * state: mount state (the tree a folder reflects, its SQLite index). Must survive a
   cache clean-up, so it lives under the data dir: ``$JUPYTER_VOLUME_STATE_DIR`` or
   ``<jupyter data dir>/jupyter_volume/state``.
-  A folder's state is removed by a later mount once the folder is gone
-  (:mod:`jupyter_volume.mountstates`).
+  A folder's state is removed by a later mount once the folder has been gone for a
+  day or was mounted for another volume (:mod:`jupyter_volume.mountstates`).
 * cache: immutable objects (tree nodes, index segments, chunks) that can always be
   fetched again: ``$JUPYTER_VOLUME_CACHE_DIR`` or ``$XDG_CACHE_HOME/jupyter-volume``
   (``~/.cache/jupyter-volume``). Deleting it at any time is safe.

@@ -80,12 +80,12 @@ class KernelError extends Error {
     this.unsure = Boolean(unsure);
   }
 }
-/** The widget was closed by the kernel (restart, shutdown) mid-upload. */
 /** What happened to the kernel, from a "local-gone" message. */
 function gone(msg) {
   return msg.stopped ? "the kernel stopped (it died or was restarted)" : "the kernel closed this widget";
 }
 
+/** The kernel closed the widget, or stopped (died, restarted), mid-upload. */
 class GoneError extends Error {
   constructor(message, unsure) {
     super(message);
