@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import __version__
+from .. import __version__, scratch
 from ..errors import (
     AlreadyExistsError,
     ConflictError,
@@ -77,6 +76,8 @@ DEFAULT_PAGE = 500
 UPLOAD_IDLE_SECONDS = 24 * 3600
 #: Largest file one upload session may declare (the spool folder's free space is the
 #: other bound, checked when the session starts).
+#: the names of the default upload folders (one per server process)
+UPLOAD_DIR_PREFIX = "jupyter-volume-uploads-"
 MAX_UPLOAD_SIZE = 1024**4
 #: Open upload sessions one user may hold, and all users together: each holds a spool
 #: file and a slot, so an abandoned client cannot pile them up.
@@ -354,7 +355,8 @@ class VolumeService:
         store: the :class:`Store`, or a function returning it (opened on first use, so
             a bad store URL is reported by each request instead of breaking the server).
         upload_dir: where upload chunks are spooled (default: a new folder in the
-            system temp dir, removed at exit).
+            system temp dir, removed at exit, or by the next service to start if this
+            process is killed).
         max_workers: threads for storage work.
         max_upload_size: the largest file an upload session may declare (bytes).
         max_uploads_per_user: open upload sessions one user may hold at once.
@@ -382,8 +384,11 @@ class VolumeService:
         # its own (ids are per namespace); the caps and the free space count them all.
         self._registries: list[dict[str, _Upload]] = [self._uploads]
         if upload_dir is None:
-            self.upload_dir = tempfile.mkdtemp(prefix="jupyter-volume-uploads-")
-            atexit.register(shutil.rmtree, self.upload_dir, True)
+            # a folder of this process's own, removed at exit; one left by a server
+            # killed outright is removed here, by the next one to start (see scratch)
+            room = scratch.make(UPLOAD_DIR_PREFIX)
+            self.upload_dir = str(room.path)
+            atexit.register(room.remove)
         else:
             self.upload_dir = os.fspath(upload_dir)
             os.makedirs(self.upload_dir, exist_ok=True)

@@ -27,10 +27,11 @@ the page never waits for a reply that will not come.
 The kernel writes each file's chunks, in order, to a file in a private temporary
 folder; at ``end`` the ``commit`` callback puts the files into the volume as one commit
 and the folder is removed. A cancel, an error or the widget's close removes the folder
-too: a failed or cancelled upload leaves nothing behind.
+too: a failed or cancelled upload leaves nothing behind, and the folder of a kernel
+killed mid-upload is removed by the next upload on the machine (:mod:`..scratch`).
 
 Layer: part of the widget front end; imports ``errors``, ``names``, ``formatting``,
-anywidget and ipywidgets.
+``scratch``, anywidget and ipywidgets.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import atexit
 import contextlib
 import logging
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from typing import IO, Any
 import anywidget
 import traitlets
 
+from .. import scratch
 from ..errors import InvalidError, VolumeError
 from ..formatting import human_size
 from ..names import MAX_NAME_BYTES
@@ -93,27 +94,34 @@ class _File:
 
 @dataclass
 class _Session:
-    folder: Path
+    scratch: scratch.Scratch
     context: Any
     files: list[_File] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        return self.scratch.path
 
     def drop(self) -> None:
         for f in self.files:
             with contextlib.suppress(OSError):
                 f.out.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-        _OPEN.discard(self.folder)
+        self.scratch.remove()
+        _OPEN.discard(self.scratch)
 
 
 #: Every temporary folder of an upload under way, removed when the kernel exits (a
-#: kernel shut down mid-upload leaves no chunks behind in the temp folder).
-_OPEN: set[Path] = set()
+#: kernel shut down mid-upload leaves no chunks behind in the temp folder; one killed
+#: outright leaves them to the next upload on the machine: see jupyter_volume.scratch).
+_OPEN: set[scratch.Scratch] = set()
+#: the names of the uploads' temporary folders
+FOLDER_PREFIX = "jv-upload-"
 
 
 @atexit.register
 def _remove_open_uploads() -> None:
     for folder in list(_OPEN):
-        shutil.rmtree(folder, ignore_errors=True)
+        folder.remove()
 
 
 class _IdInUse(InvalidError):
@@ -247,9 +255,10 @@ class ChunkedUpload(anywidget.AnyWidget):
             names.append(name)
             sizes.append(size)
         context = self._prepare(names, sizes)
-        folder = Path(tempfile.mkdtemp(prefix="jv-upload-", dir=self._tmp_dir))
-        _OPEN.add(folder)
-        session = _Session(folder, context)
+        room = scratch.make(FOLDER_PREFIX, self._tmp_dir)
+        _OPEN.add(room)
+        session = _Session(room, context)
+        folder = room.path
         self._sessions[uid] = session
         # the chunks wait here until the commit: refuse now rather than fill the disk
         need, free = sum(sizes), shutil.disk_usage(folder).free
