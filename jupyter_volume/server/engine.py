@@ -74,10 +74,10 @@ MAX_CHUNK_SIZE = 64 * 1024 * 1024
 MAX_PAGE = 5000
 DEFAULT_PAGE = 500
 UPLOAD_IDLE_SECONDS = 24 * 3600
-#: Largest file one upload session may declare (the spool folder's free space is the
-#: other bound, checked when the session starts).
 #: the names of the default upload folders (one per server process)
 UPLOAD_DIR_PREFIX = "jupyter-volume-uploads-"
+#: Largest file one upload session may declare (the spool folder's free space is the
+#: other bound, checked when the session starts).
 MAX_UPLOAD_SIZE = 1024**4
 #: Open upload sessions one user may hold, and all users together: each holds a spool
 #: file and a slot, so an abandoned client cannot pile them up.

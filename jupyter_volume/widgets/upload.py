@@ -28,7 +28,8 @@ The kernel writes each file's chunks, in order, to a file in a private temporary
 folder; at ``end`` the ``commit`` callback puts the files into the volume as one commit
 and the folder is removed. A cancel, an error or the widget's close removes the folder
 too: a failed or cancelled upload leaves nothing behind, and the folder of a kernel
-killed mid-upload is removed by the next upload on the machine (:mod:`..scratch`).
+killed mid-upload is removed by the next upload on the machine
+(:mod:`jupyter_volume.scratch`).
 
 Layer: part of the widget front end; imports ``errors``, ``names``, ``formatting``,
 ``scratch``, anywidget and ipywidgets.
@@ -94,20 +95,20 @@ class _File:
 
 @dataclass
 class _Session:
-    scratch: scratch.Scratch
+    room: scratch.Scratch  # the temporary folder the files wait in
     context: Any
     files: list[_File] = field(default_factory=list)
 
     @property
     def folder(self) -> Path:
-        return self.scratch.path
+        return self.room.path
 
     def drop(self) -> None:
         for f in self.files:
             with contextlib.suppress(OSError):
                 f.out.close()
-        self.scratch.remove()
-        _OPEN.discard(self.scratch)
+        self.room.remove()
+        _OPEN.discard(self.room)
 
 
 #: Every temporary folder of an upload under way, removed when the kernel exits (a
