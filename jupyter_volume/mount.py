@@ -597,6 +597,10 @@ class _Changes:
         default_factory=dict
     )
 
+    def row(self, index: _Index, rel: str) -> tuple[Entry, tuple[int, int, int, int], int] | None:
+        """The mount's row of ``rel``: the one the scan read, else asked of ``index``."""
+        return self.rows[rel] if rel in self.rows else index.row(rel)
+
     def __bool__(self) -> bool:
         return bool(self.files or self.links or self.dirs or self.gone)
 
@@ -1378,7 +1382,7 @@ class Mount:
                         new_rows.append((rel, entry, was, 1))  # type: ignore[arg-type]
                         moves[rel] = moved[was]  # type: ignore[index]
                         continue
-                old = ch.rows[rel] if rel in ch.rows else self._index.row(rel)
+                old = ch.row(self._index, rel)
                 # the version we had: its chunks are recognized without re-chunking
                 prev = old[0] if old is not None and old[0].chunks else None
                 try:
@@ -1797,7 +1801,7 @@ class Mount:
                 skipped={_show(p): why for p, why in ch.skipped.items()},
             )
             for rel, fst in ch.files.items():
-                row = ch.rows[rel] if rel in ch.rows else self._index.row(rel)
+                row = ch.row(self._index, rel)
                 if row is None:
                     st.added.append(rel)
                 elif self._modified(rel, fst, row):
@@ -1805,7 +1809,7 @@ class Mount:
             # a link or folder where the volume has something (a link repointed, a file
             # replaced by a folder) is a modification, as the commit counts it
             for rel in [*ch.links, *ch.dirs]:
-                row = ch.rows[rel] if rel in ch.rows else self._index.row(rel)
+                row = ch.row(self._index, rel)
                 (st.added if row is None else st.modified).append(rel)
             st.deleted.extend(ch.gone)
             st.added.sort()

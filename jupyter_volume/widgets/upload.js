@@ -116,15 +116,14 @@ function render({ model, el: root }) {
   // No reply will come: the kernel closed the widget ("destroy"), or it stopped (killed,
   // crashed, restarted): JupyterLab then marks every widget of the old kernel as no
   // longer live, and nothing else is said to the page.
-  const onGone = () => {
-    for (const [id, inbox] of inboxes) inbox.put({ op: "local-gone", id, stopped: false });
+  const tellGone = (stopped) => {
+    for (const [id, inbox] of inboxes) inbox.put({ op: "local-gone", id, stopped });
   };
+  const onGone = () => tellGone(false);
+  // (anywidget's model does not show comm_live; the event itself only comes when the
+  // widget stops being live: a model is made live and never becomes so again)
   const onLive = () => {
-    // (anywidget's model does not show comm_live; the event itself only comes when
-    // the widget stops being live: a model is made live and never becomes so again)
-    if (model.comm_live !== true) {
-      for (const [id, inbox] of inboxes) inbox.put({ op: "local-gone", id, stopped: true });
-    }
+    if (model.comm_live !== true) tellGone(true);
   };
   model.on("destroy", onGone);
   model.on("comm_live_update", onLive);
