@@ -30,6 +30,14 @@ Atomicity comes from the store: ``put(skip_if_exists=True)`` is a create-only wr
 :meth:`Store.put_if_match <jupyter_volume.store.base.Store.put_if_match>`. Entries are
 kept until deleted (Modal expires idle entries after 7 days; we do not).
 
+A write whose answer is lost may or may not have landed, and a conditional write that
+looks the same as another (two ``incr`` from one value write the same number) cannot
+be told from it by its bytes. So each ``incr`` write carries a random id, and the entry
+keeps the ids of its last :data:`INCR_HISTORY` ``incr`` writes after the value's pickle
+(unpickling stops at the pickle's end, so every reader reads the value as before): a
+retry that finds its id in the entry returns what it wrote instead of adding again, and
+one that does not find it never takes another writer's equal bytes for its own.
+
 This module sits beside :mod:`jupyter_volume.volume`: it imports the store layer, the
 lease module, the name rule, the error tree and :mod:`jupyter_volume.objects` (store
 opening shared with the other kinds), never the volume engine. (It is named
@@ -97,6 +105,12 @@ NAMES = "dict-names/"
 EPHEMERAL_LEASES = "leases/dicts/"
 _MAGIC = b"JVD1"
 _FLAG_ZSTD = 1
+#: The value's pickle is followed by write ids (8 bytes each) and their count (2 bytes).
+_FLAG_WRITE_IDS = 2
+_WRITE_ID_BYTES = 8
+#: How many ``incr`` write ids an entry keeps: a retry whose lost write was followed by
+#: more than this many others before it looked again would count twice.
+INCR_HISTORY = 64
 _FREE = b'{"free": true}'
 _NO_DEFAULT: Any = object()
 
@@ -255,10 +269,14 @@ def _name_to_enc(name: str) -> bytes | None:
 
 
 # -- entries ---------------------------------------------------------------------------
-def _pack(enc: bytes, value_pickle: bytes) -> bytes:
-    """One entry object: magic, flags, key length, key encoding, value (maybe zstd)."""
+def _pack(enc: bytes, value_pickle: bytes, write_ids: list[bytes] | None = None) -> bytes:
+    """One entry object: magic, flags, key length, key encoding, value (maybe zstd);
+    ``write_ids`` (an ``incr``'s, newest first) go after the value's pickle."""
     flags = 0
     body = value_pickle
+    if write_ids:
+        body = b"".join((body, *write_ids, len(write_ids).to_bytes(2, "big")))
+        flags |= _FLAG_WRITE_IDS
     if len(body) >= COMPRESS_ABOVE:
         import zstandard
 
@@ -280,6 +298,23 @@ def _unpack(blob: bytes) -> tuple[bytes, bytes]:
 
         body = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_VALUE_SIZE + 1)
     return enc, body
+
+
+def _write_ids(blob: bytes) -> list[bytes]:
+    """The ``incr`` write ids an entry object carries, newest first; none for an entry
+    written otherwise (a ``put`` starts the list afresh) or unreadable here."""
+    if len(blob) < 9 or blob[:4] != _MAGIC or not blob[4] & _FLAG_WRITE_IDS:
+        return []
+    try:
+        _enc, body = _unpack(blob)
+    except Exception:  # noqa: BLE001 - damaged: no ids, so a retry adds again
+        return []
+    n = int.from_bytes(body[-2:], "big")
+    size = n * _WRITE_ID_BYTES
+    if len(body) < size + 2:
+        return []
+    ids = body[len(body) - 2 - size : len(body) - 2]
+    return [ids[i : i + _WRITE_ID_BYTES] for i in range(0, size, _WRITE_ID_BYTES)]
 
 
 def _creator() -> str:
@@ -1134,12 +1169,26 @@ class Dict(MutableMapping[Any, Any]):
             raise InvalidError(f"incr amount must be an int, got {type(amount).__name__}")
         self._check_open()
         enc, okey = self._key_object(key)
+        sent: dict[bytes, int] = {}  # the id of each write this call sent -> its value
         attempt = 0
         while True:
             try:
                 blob, token = self.store.get_versioned(okey)
             except NotFoundError:
-                if self.store.put_if_absent(okey, _pack(enc, _pickle(amount, "amount"))):
+                blob, token = None, ""
+            if blob is not None and sent:
+                # an earlier write of ours may have landed with its answer lost (and
+                # others since on top of it): then it counted, and must not again
+                ours = [sent[i] for i in _write_ids(blob) if i in sent]
+                if ours:
+                    self._written([okey])
+                    return ours[0]
+            write_id = os.urandom(_WRITE_ID_BYTES)
+            if blob is None:
+                sent[write_id] = amount
+                if self.store.put_if_absent(
+                    okey, _pack(enc, _pickle(amount, "amount"), [write_id])
+                ):
                     self._written([okey])
                     return amount
                 continue
@@ -1150,7 +1199,9 @@ class Dict(MutableMapping[Any, Any]):
                     f"{type(current).__name__}, not an int"
                 )
             new = current + amount
-            if self.store.put_if_match(okey, _pack(enc, _pickle(new, "value")), token):
+            sent[write_id] = new
+            ids = [write_id, *_write_ids(blob)][:INCR_HISTORY]
+            if self.store.put_if_match(okey, _pack(enc, _pickle(new, "value"), ids), token):
                 self._written([okey])
                 return new
             attempt += 1

@@ -34,6 +34,7 @@ import random
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -100,8 +101,11 @@ class FaultProxy:
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str, str]] = []  # (method, target, fault or "ok")
-        # (kind, method, path_contains, for a bit flip (byte, mask) or None: random)
-        self._forced: list[tuple[str, str | None, str | None, tuple | None]] = []
+        # (kind, method, path_contains, for a bit flip (byte, mask) or None: random,
+        # what to run once the fault has happened or None)
+        self._forced: list[
+            tuple[str, str | None, str | None, tuple | None, Callable[[], None] | None]
+        ] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -149,14 +153,24 @@ class FaultProxy:
         self.stop()
 
     def force(
-        self, kind: str, *, method: str | None = None, path_contains: str | None = None
+        self,
+        kind: str,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Inject ``kind`` into the next request matching ``method`` / ``path_contains``."""
+        """Inject ``kind`` into the next request matching ``method`` / ``path_contains``.
+
+        ``then`` runs on the proxy's thread once the fault has happened and before the
+        client hears of it (for ``lost_response``: after the server applied the request,
+        before the connection is closed), so a test can make another writer's request
+        land exactly between a client's lost attempt and its retry."""
         if kind not in (*KINDS, BITFLIP, NOT_IMPLEMENTED):
             known = (*KINDS, BITFLIP, NOT_IMPLEMENTED)
             raise ValueError(f"unknown fault {kind!r}; known: {known}")
         with self._lock:
-            self._forced.append((kind, method, path_contains, None))
+            self._forced.append((kind, method, path_contains, None, then))
 
     def flip(
         self,
@@ -173,7 +187,7 @@ class FaultProxy:
         if mask is not None and (at_byte is None or not 0 < mask < 256):
             raise ValueError("mask needs at_byte, and must be 1..255")
         with self._lock:
-            self._forced.extend([(BITFLIP, "GET", path_contains, (at_byte, mask))] * n)
+            self._forced.extend([(BITFLIP, "GET", path_contains, (at_byte, mask), None)] * n)
 
     def pending_flips(self) -> int:
         """How many forced bit flips have not happened yet."""
@@ -258,13 +272,15 @@ class FaultProxy:
             body += rfile.read(int(headers["content-length"]))
         return _Request(method.upper(), target, b"".join(lines), bytes(body))
 
-    def _pick_fault(self, request: _Request) -> tuple[str | None, tuple | None]:
-        """The fault for ``request`` (None: relay it faithfully), and for a forced bit
-        flip ``(byte, mask)`` to damage (None where random)."""
+    def _pick_fault(
+        self, request: _Request
+    ) -> tuple[str | None, tuple | None, Callable[[], None] | None]:
+        """The fault for ``request`` (None: relay it faithfully), for a forced bit flip
+        ``(byte, mask)`` to damage (None where random), and a forced fault's ``then``."""
         with self._lock:
             self.counts["requests"] += 1
             obj_path = request.target.split("?", 1)[0]
-            for i, (kind, method, path, where) in enumerate(self._forced):
+            for i, (kind, method, path, where, then) in enumerate(self._forced):
                 if kind == BITFLIP:  # matched on the object's path, never on a listing query
                     if request.method != "GET" or (path is not None and path not in obj_path):
                         continue
@@ -272,10 +288,10 @@ class FaultProxy:
                     path is None or path in request.target
                 ):
                     del self._forced[i]
-                    return kind, where
+                    return kind, where, then
             if self.fault_rate and self.rng.random() < self.fault_rate:
                 kinds = [k for k in KINDS if _applicable(k, request.method)]
-                return self.rng.choice(kinds), None
+                return self.rng.choice(kinds), None, None
             if (
                 self.flip_rate
                 and request.method == "GET"
@@ -292,8 +308,8 @@ class FaultProxy:
                 )
                 and self.rng.random() < self.flip_rate
             ):
-                return BITFLIP, None
-            return None, None
+                return BITFLIP, None, None
+            return None, None, None
 
     def _record(self, request: _Request, outcome: str) -> None:
         with self._lock:
@@ -303,9 +319,11 @@ class FaultProxy:
 
     def _handle(self, conn: socket.socket, request: _Request) -> bool:
         """Serve one request; False when the client connection must be closed."""
-        fault, where = self._pick_fault(request)
+        fault, where, then = self._pick_fault(request)
         if fault == "error500":
             self._record(request, fault)
+            if then is not None:
+                then()
             conn.sendall(
                 b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n"
                 b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_ERROR_BODY) + _ERROR_BODY
@@ -321,12 +339,16 @@ class FaultProxy:
             return True
         if fault == "drop":
             self._record(request, fault)
+            if then is not None:
+                then()
             return False
         status, reason, headers, body = self._forward(request)
         with self._lock:
             self.counts["forwarded"] += 1
         if fault == "lost_response":
             self._record(request, fault)
+            if then is not None:
+                then()
             return False
         keep_length = request.method == "HEAD" or status in (204, 304) or status < 200
         out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]

@@ -7,10 +7,12 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from jupyter_volume import Dict
 from jupyter_volume.errors import NotFoundError, StoreError
 from jupyter_volume.store.s3 import MULTIPART_THRESHOLD, S3Store, make_client
 from jupyter_volume.testing.seaweedfs import SeaweedFS
@@ -330,3 +332,83 @@ def test_not_implemented_is_not_retried(proxy: FaultProxy, proxied_store: S3Stor
         assert "An error occurred" not in message  # no botocore wording
     assert proxy.counts[NOT_IMPLEMENTED] == 2
     assert not proxied_store.exists("log/1")
+
+
+# -- Dict counters over a connection that loses answers --------------------------------------
+@pytest.fixture
+def two_counters(
+    proxied_store: S3Store, seaweedfs: SeaweedFS, s3_bucket: str
+) -> Iterator[tuple[Dict, Dict]]:
+    """One Dict through ``proxied_store`` (A) and the same Dict straight to SeaweedFS (B):
+    B's writes never meet a fault, so a test can land one between A's attempts."""
+    direct = S3Store(
+        s3_bucket,
+        proxied_store.prefix,
+        endpoint_url=seaweedfs.endpoint,
+        client=make_client(
+            endpoint_url=seaweedfs.endpoint,
+            region=seaweedfs.region,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=seaweedfs.secret_key,
+        ),
+    )
+    a = Dict.from_name("counters", store=proxied_store, create_if_missing=True)
+    a.put("warm", 1)  # creates the Dict, so each test's first faulted PUT is the incr's
+    b = Dict.from_name("counters", store=direct)
+    yield a, b
+    direct.close()
+
+
+def _landing(b: Dict, key: str, got: list[Any]) -> Callable[[], None]:
+    """What the proxy runs between A's faulted attempt and its retry: B's incr."""
+
+    def run() -> None:
+        try:
+            got.append(b.incr(key))
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            got.append(e)
+
+    return run
+
+
+@pytest.mark.parametrize("start", [None, 10], ids=["new-key", "existing-key"])
+def test_an_incr_whose_answer_was_lost_is_counted_once(
+    proxy: FaultProxy, two_counters: tuple[Dict, Dict], start: int | None
+) -> None:
+    """A's incr lands but its answer is lost; B's incr lands on top of it before A
+    retries. A must see that its write is in (the entry remembers the ids of the last
+    writes), return what it wrote, and not add again: the counter ends at +2."""
+    a, b = two_counters
+    if start is not None:
+        a.put("n", start)
+    base = start or 0
+    got: list[Any] = []
+    proxy.force("lost_response", method="PUT", path_contains="/e/", then=_landing(b, "n", got))
+    before = proxy.counts["lost_response"]
+    mine = a.incr("n")
+    assert proxy.counts["lost_response"] == before + 1
+    assert got == [base + 2], got  # B's incr landed on top of A's
+    assert mine == base + 1
+    assert b.get("n") == base + 2  # not base + 3
+
+
+@pytest.mark.parametrize("start", [None, 10], ids=["new-key", "existing-key"])
+def test_an_incr_that_may_not_have_landed_never_takes_anothers_result(
+    proxy: FaultProxy, two_counters: tuple[Dict, Dict], start: int | None
+) -> None:
+    """A's connection drops before the store saw its write (A cannot know that), and B
+    writes the same new value meanwhile. The bytes A would have written are B's bytes;
+    A must still not take B's write for its own: both return different numbers and the
+    counter ends at +2 (two workers handing out tickets never get the same one)."""
+    a, b = two_counters
+    if start is not None:
+        a.put("n", start)
+    base = start or 0
+    got: list[Any] = []
+    proxy.force("drop", method="PUT", path_contains="/e/", then=_landing(b, "n", got))
+    before = proxy.counts["drop"]
+    mine = a.incr("n")
+    assert proxy.counts["drop"] == before + 1
+    assert got == [base + 1], got
+    assert mine == base + 2
+    assert b.get("n") == base + 2
