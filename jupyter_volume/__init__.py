@@ -3,9 +3,9 @@
 Layers, each importing only those below it::
 
     magics  cli  widgets  server      thin front ends
+            nfs (+ livesync)          NetworkFileSystem: live-synced folders on volumes
             volume (+ mount)          public API, shaped like modal.Volume
             dicts (+ lease)           Dict: Modal's distributed dictionary on the same store
-            nfs (+ livesync)          NetworkFileSystem: live-synced folders on volumes
             objects                   what the three kinds share: store opening, names
             repository                commit log, trees, packs, index, merge, verify
             store                     local folder (default) or any S3-compatible service

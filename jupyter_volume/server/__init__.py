@@ -3,8 +3,10 @@
 Installed packages enable it through
 ``jupyter-config/jupyter_server_config.d/jupyter_volume.json``
 (``ServerApp.jpserver_extensions["jupyter_volume.server"] = true``); check with
-``jupyter server extension list``. Routes live in :mod:`.handlers`, the work they do in
-:mod:`.engine`; the API is documented in ``docs/rest-api.md``.
+``jupyter server extension list``. Routes live in :mod:`.handlers` (volumes),
+:mod:`.dict_handlers` and :mod:`.nfs_handlers`; the work they do in :mod:`.engine`,
+:mod:`.dict_service` and ``nfs_handlers.NfsService``; the API is documented in
+``docs/rest-api.md``.
 
 The store is the one every other front end uses (:mod:`jupyter_volume.config`):
 ``$JUPYTER_VOLUME_STORE``, else ``c.VolumeConfig.store_url`` from

@@ -16,8 +16,8 @@ Uploads are sessions, so files of many gigabytes work over plain HTTP requests:
 3. :meth:`~VolumeService.finish_upload` checks total size and SHA-256 and commits the
    file with ``batch_upload``. Nothing is ever held whole in memory.
 
-Layer: a front end; imports ``volume``, ``names``, ``errors``, ``formatting`` and never
-Tornado or Jupyter.
+Layer: a front end; imports ``volume``, ``names``, ``store``, ``scratch``, ``errors``,
+``formatting`` and never Tornado or Jupyter.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """REST routes for network file systems under ``/jupyter-volume/api/nfs``: the volume
 routes themselves, served on network file systems.
 
-Every route of ``volumes/{volume}...`` (tree, files, folders, move, history, diff,
-restore, chunked uploads) exists as ``nfs/{name}...`` with the same arguments, answers
+Every route of ``volumes/{volume}...`` (tree, files, folders, move, remove, history,
+diff, nbdiff, restore, chunked uploads) exists as ``nfs/{name}...`` with the same arguments, answers
 and errors, by the very same handler classes: only the service they call differs
 (:class:`NfsService` resolves names among network file systems). ``GET nfs`` lists them
 (``{"nfs": [...]}``), ``POST nfs`` creates one, ``DELETE nfs/{name}`` deletes one;

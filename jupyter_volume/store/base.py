@@ -28,11 +28,20 @@ these promises:
   ETag, a hash on the local store): an object rewritten with identical bytes may keep
   its token, which is harmless for the read-modify-write loops this is made for. When
   a transport lost the response to a write that did land, a backend settles it by
-  reading the object back (ours if it holds exactly ``data``).
+  reading the object back (ours if it holds exactly ``data``), so a caller whose write
+  may repeat another writer's bytes makes it unique (a Dict's ``incr`` adds write ids).
+* ``put_if_absent_versioned(key, data)``: as ``put_if_absent``, giving the new object's
+  token instead of True (None instead of False).
+* ``delete_if_match(key, token)`` deletes ``key`` only if its version is still
+  ``token``: True when this call deleted it.
 * ``delete(keys)`` removes every key given; missing keys are not an error.
 * ``list(prefix, start_after=None)`` yields :class:`ObjectInfo` for every key that
   starts with ``prefix`` and sorts after ``start_after``, in ascending byte order.
 * ``stat(key)`` returns the :class:`ObjectInfo` of one key or raises NotFoundError.
+* ``touch(key)`` gives an object a new modification time, its bytes unchanged (gc's
+  grace counts from it).
+* ``get_many(keys)`` and ``get_or_none(key)``: many objects in parallel, or one; None
+  for a missing one (defined here over ``get``).
 
 Transient faults are retried inside the backend; what escapes is a :class:`StoreError`
 (or :class:`StoreAccessError` for refused credentials). Never import the repository or
