@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AlreadyExistsError, InvalidError, LocalFolderError, VolumeError
+from .errors import AlreadyExistsError, CorruptionError, InvalidError, LocalFolderError, VolumeError
 from .volume import FileEntry, FileEntryType, Volume
 
 __all__ = ["DownloadResult", "download"]
@@ -362,7 +362,13 @@ def _write_files(
         # time (threads creating files side by side only queue on the folder's lock and
         # the GIL) while the next one is read.
         with small_slots:
-            contents = vol._read_stored([e.path for e, _t in batch], at)
+            try:
+                contents = vol._read_stored([e.path for e, _t in batch], at)
+            except CorruptionError:
+                # data missing or damaged: the batch's error cannot say whose, so each
+                # file is read alone, and the first it fails names its file (the files
+                # before it land, as when every file was read on its own)
+                contents = [None] * len(batch)
             with writing:
                 write_small(batch, contents)
 
