@@ -359,8 +359,9 @@ class Writers:
     ``expected`` is about how many paths will be asked about. For a few, each is first
     put to the kernel (:func:`no_writer`): for a file nobody writes (nearly always) that
     settles it, and no process's descriptors are read. Only when the kernel cannot tell,
-    or for many paths, are all processes scanned, once (:func:`writers`), and the answer
-    is theirs: a lease refused for another reason never makes a file busy.
+    or for many paths, are all processes scanned, once (:func:`writers`; again for a
+    file changed since that scan began), and the answer is theirs: a lease refused for
+    another reason never makes a file busy.
     """
 
     def __init__(self, root: str | os.PathLike[str], expected: int) -> None:
@@ -368,10 +369,14 @@ class Writers:
         self._per_path = expected <= LEASE_UP_TO
         self._scan: dict[str, list[str]] | None = None
         self._maps: dict[str, list[str]] = {}
+        self._scanned_ns = 0  # (wall clock) the scan began after this
 
-    def get(self, rel: str, mode: int | None = None) -> list[str]:
+    def get(self, rel: str, mode: int | None = None, changed_ns: int | None = None) -> list[str]:
         """``"PID (command)"`` of each process holding ``rel`` open for writing (empty:
-        none). ``mode`` is its ``st_mode`` if known."""
+        none). ``mode`` is its ``st_mode`` if known, ``changed_ns`` its ``st_ctime_ns``
+        if known: a scan knows the writers of the moment it looked, so a file changed
+        since the scan began (by a program that opened it after the scan went past) is
+        answered by a new scan."""
         if mode is None and self._per_path:
             try:
                 mode = os.lstat(self._root + rel).st_mode
@@ -385,7 +390,9 @@ class Writers:
         # have effects of its own)
         if self._per_path and stat.S_ISREG(mode or 0) and no_writer(self._root + rel):
             return []
-        if self._scan is None:
+        if self._scan is None or (changed_ns is not None and changed_ns >= self._scanned_ns):
+            # (a file's ctime may lag the precise clock by a tick)
+            self._scanned_ns = time.time_ns() - int(_STAMP_TICK * 1e9)
             self._scan, self._maps = scan_writers(self._root)
         return self._scan.get(rel) or self._maps.get(rel, [])
 

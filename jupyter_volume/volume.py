@@ -1819,7 +1819,8 @@ class BatchUpload:
                     "it once the program writing it has finished"
                 )
             time.sleep(pause)
-        who = writers.get(name, after.st_mode)  # the kernel's lease, then /proc
+        # the kernel's lease, then /proc (looked at again for a file changed since)
+        who = writers.get(name, after.st_mode, after.st_ctime_ns)
         if who:
             import warnings
 

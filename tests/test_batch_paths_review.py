@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import pytest
 
 from jupyter_volume import Volume
 from jupyter_volume.cli import main
+from jupyter_volume.volume import BatchUpload
 
 
 def _pack_keys(store: Any) -> set[str]:
@@ -47,3 +51,66 @@ def test_get_names_the_file_whose_data_is_missing(
     for p in (dest / "d").iterdir():
         assert ".jv-part-" not in p.name, p
         assert p.read_bytes() == b"".join(vol.read_file(f"d/{p.name}")), p
+
+
+# Opens the file for appending, writes part of what it means to, and holds it open until
+# its stdin closes: a program in the middle of writing the file.
+HALF_WRITER = """
+import sys
+f = open(sys.argv[1], "ab")
+f.write(b" and the first half of the new part"); f.flush()
+print("writing", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_put_directory_warns_of_a_writer_that_started_after_its_look(tmp_path: Path) -> None:
+    """A tree of many files is looked at once for who writes it (every process's open
+    files), as put_directory reads its first file. A program that opens and writes a
+    file of the tree after that look, and still holds it open when put_directory reads
+    it, was missed: the half-written file was stored without the warning the
+    documentation promises ("a file still open for writing by another process is stored
+    as read, with a warning that says so"). Before the look, a kernel lease per file
+    caught it."""
+    vol = Volume.from_name("up", create_if_missing=True, store=str(tmp_path / "store"))
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"f{i:03d}.txt").write_bytes(b"%d" % i)
+    late = src / "z-late.log"  # read last (names are read in order)
+    late.write_bytes(b"the old part")
+    writer: list[subprocess.Popen[str]] = []
+
+    class StartsAWriter(BatchUpload):
+        """Starts the other program once 100 files are read: well after the look."""
+
+        added = 0
+
+        def _added(self, entry: Any) -> None:
+            self.added += 1
+            if self.added == 100:
+                p = subprocess.Popen(
+                    [sys.executable, "-c", HALF_WRITER, str(late)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                writer.append(p)
+                assert p.stdout is not None and p.stdout.readline().strip() == "writing"
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with StartsAWriter(vol, False) as batch:
+                batch.put_directory(src, "data")
+    finally:
+        for p in writer:
+            assert p.stdin is not None and p.stdout is not None
+            p.stdin.close()
+            p.wait(timeout=60)
+            p.stdout.close()
+    assert writer, "the writer was never started"
+    stored = b"".join(vol.read_file("data/z-late.log"))
+    assert stored.endswith(b"first half of the new part")  # read while it was written
+    said = [str(w.message) for w in caught]
+    assert any("z-late.log is open for writing by" in m for m in said), said
