@@ -137,8 +137,11 @@ def _lstat(p: Path) -> os.stat_result | None:
         raise _local_error(e, p) from None
 
 
-def _local_error(e: OSError, p: Path) -> LocalFolderError:
-    return LocalFolderError(f"cannot write {e.filename or p}: {e.strerror or e}", e.errno)
+def _local_error(e: OSError, p: Path, *, into: Path | None = None) -> LocalFolderError:
+    """The error for a failed write of ``p``; ``into``: the file the write was for (its
+    temporary name, which the user never asked for, is not named)."""
+    name = into if into is not None else e.filename or p
+    return LocalFolderError(f"cannot write {name}: {e.strerror or e}", e.errno)
 
 
 def _check(base: Path, leaves: list[tuple[FileEntry, Path]], dirs: list[Path], force: bool) -> None:
@@ -313,7 +316,7 @@ def _locked_temp(target: Path) -> Iterator[tuple[Path, int]]:
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
             )
         except OSError as err:
-            raise _local_error(err, tmp) from None
+            raise _local_error(err, tmp, into=target) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield tmp, fd
@@ -330,7 +333,7 @@ def _put_bytes(target: Path, data: bytes, mtime: float) -> None:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as err:
-            raise _local_error(err, tmp) from None
+            raise _local_error(err, tmp, into=target) from None
         _put_in_place(tmp, target, mtime)
 
 
@@ -393,7 +396,7 @@ def _write_files(
                 except VolumeError:
                     raise  # the store's or the volume's error, already one clear line
                 except OSError as err:
-                    raise _local_error(err, tmp) from None
+                    raise _local_error(err, tmp, into=target) from None
             _put_in_place(tmp, target, e.mtime)
 
     items = _batches(files)

@@ -10,6 +10,7 @@ Fixture names are a contract used across the test suite:
 * ``store_url_env``: parametrized over both; ``(url, env)`` for a fresh store, where
   ``env`` holds the environment variables a child process needs to open ``url``.
 * ``kernel_store``: parametrized over both; a fresh store set up as the kernel's default.
+* ``tmpfs``: a fresh 8 MiB tmpfs (a real small disk that fills up; needs root).
 
 Helpers for child processes live in ``children.py`` beside this file (a module of its
 own: ``import conftest`` can find notebooks/conftest.py instead under xdist).
@@ -24,6 +25,7 @@ from __future__ import annotations
 import functools
 import re
 import signal
+import subprocess
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -220,3 +222,29 @@ def kernel_store(
 
     for m in mounts():
         m.unmount()
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A fresh 8 MiB tmpfs, unmounted at the end whatever happens."""
+    d = tmp_path / "tmpfs"
+    d.mkdir()
+    r = _run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(d))
+    if r.returncode != 0:
+        pytest.fail(
+            f"cannot mount a tmpfs at {d} ({r.stderr.strip()}): these tests need root "
+            "(or CAP_SYS_ADMIN) to make a real small or read-only disk"
+        )
+    try:
+        yield d
+    finally:
+        from jupyter_volume.mount import mounts
+
+        for m in mounts():  # nothing of ours may keep the file system busy
+            m._detach()
+        if _run("umount", str(d)).returncode != 0:
+            _run("umount", "-l", str(d))

@@ -134,3 +134,30 @@ def test_a_download_in_progress_and_a_fresh_temporary_file_are_left_alone(
         holder.communicate(timeout=60)
     assert _parts(data) == sorted([busy.name, fresh.name, other.name])
     assert (data / "small.txt").read_bytes() == b"small"
+
+
+def test_a_full_disk_names_the_file_being_written_and_leaves_nothing(
+    vol: tuple[Volume, str], tmpfs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real full disk (a small tmpfs filled up first): the error names the file the
+    user asked for, not the temporary name it was being written under, and no
+    temporary file stays, for a big file (streamed) as for small ones (batched)."""
+    v, url = vol
+    with v.batch_upload() as b:
+        for i in range(3):
+            b.put_file(io.BytesIO(os.urandom(300 << 10)), f"small/f{i}.bin")
+    ballast = tmpfs / "ballast"
+    ballast.write_bytes(b"\0" * ((8 << 20) - (600 << 10)))  # about 600 KiB left
+    for what, dest, named in (
+        ("data/big.bin", tmpfs / "out", "big.bin"),
+        ("small", tmpfs / "out", "f"),
+    ):
+        dest.mkdir(exist_ok=True)
+        assert main(["get", v.name, what, f"{dest}/", "--store", url]) == 1
+        err = capsys.readouterr().err
+        assert "No space left on device" in err, err
+        assert ".jv-part-" not in err, err
+        said = err.split("cannot write ", 1)[1].split(":", 1)[0]
+        assert Path(said).parent.is_relative_to(dest) and Path(said).name.startswith(named), err
+        for folder, _dirs, files in os.walk(dest):
+            assert not _parts(Path(folder)), files

@@ -60,28 +60,6 @@ def _sh(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A fresh 8 MiB tmpfs, unmounted at the end whatever happens."""
-    d = tmp_path / "tmpfs"
-    d.mkdir()
-    r = _sh("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(d))
-    if r.returncode != 0:
-        pytest.fail(
-            f"cannot mount a tmpfs at {d} ({r.stderr.strip()}): these tests need root "
-            "(or CAP_SYS_ADMIN) to make a real small or read-only disk"
-        )
-    try:
-        yield d
-    finally:
-        from jupyter_volume.mount import mounts
-
-        for m in mounts():  # nothing of ours may keep the file system busy
-            m._detach()
-        if _sh("umount", str(d)).returncode != 0:
-            _sh("umount", "-l", str(d))
-
-
 def remount(d: Path, opts: str) -> None:
     r = _sh("mount", "-o", f"remount,{opts}", str(d))
     assert r.returncode == 0, f"mount -o remount,{opts} {d} failed: {r.stderr}"
