@@ -561,6 +561,14 @@ class PackWriter:
         error, :meth:`abort` waits for it. Call it after :meth:`flush`."""
         self._futures.append(self._executor.submit(fn))
 
+    def track(self, futures: Iterable[Future[Any]]) -> None:
+        """Count uploads of the same commit made elsewhere (its last tree nodes) as this
+        writer's: :meth:`finish` waits for them and re-raises their errors, :meth:`abort`
+        waits for them (so nothing of the commit lands after an abort, such as after
+        the deletion of what a commit to a deleted volume uploaded). Call it after
+        :meth:`flush`."""
+        self._futures.extend(futures)
+
     def finish(self) -> None:
         """Flush the last pack and wait until every upload has finished (re-raising errors)."""
         self.flush()

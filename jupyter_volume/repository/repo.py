@@ -530,6 +530,10 @@ class _NodeUploads:
         put, key = self._repo.store.put, self._repo._tree_key
         self._futures = [_upload_pool.submit(put, key(h), blob) for h, blob in self._batch.items()]
 
+    def in_flight(self) -> list[Future[None]]:
+        """The PUTs of the batch in flight."""
+        return list(self._futures)
+
     def wait(self, quiet: bool = False) -> int:
         """Wait for the batch in flight; re-raise a failed PUT (``quiet``: ignore it).
         Returns how many nodes it held."""
@@ -1732,8 +1736,8 @@ class Repository:
         ``message`` may be a function, called then (what the commit holds is known).
         """
         written = self.trees.track()  # checked against what gc found dead when published
+        nodes = _NodeUploads(self)
         try:
-            nodes = _NodeUploads(self)
             builder = TreeBuilder(self.trees, flush=nodes.start, flush_bytes=flush_bytes)
             for path, entry in items:
                 builder.add(path, entry)
@@ -1744,6 +1748,10 @@ class Repository:
             # did: a node the edit below drops is left for gc, like a failed commit's
             started = self._start_segment(writer) if writer is not None else None
             nodes.start()
+            if writer is not None:
+                # the writer's abort waits for them too: a check that finds the volume
+                # deleted aborts the writer, then deletes what it uploaded
+                writer.packs.track(nodes.in_flight())
             if edit is not None:
                 built, top = top, edit(top)  # type: ignore[arg-type]
                 if top is not None and top != built:
@@ -1809,6 +1817,9 @@ class Repository:
                     f"could not commit after {MAX_COMMIT_ATTEMPTS} attempts: other writers kept "
                     "committing first. Your files are untouched; try again."
                 )
+        except BaseException:
+            nodes.wait(quiet=True)  # nothing of ours still lands once we have raised
+            raise
         finally:
             self.trees.untrack()
 
