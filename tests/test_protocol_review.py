@@ -6,6 +6,9 @@ commit of the same process may take from it.
   is whether the volume still exists: found deleted elsewhere, the mount publishes
   nothing and deletes what it uploaded under the deleted volume's prefix. Nodes still on
   their way then must not land after that deletion, where nothing would ever remove them.
+- One process has one repository object per volume, shared by every thread: a mount's
+  streamed commit builds its tree (outside the commit lock) while a cell commits through
+  the API. Neither may drop or take over the tree nodes the other has yet to send.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pytest
 from jupyter_volume import Volume, names
 from jupyter_volume.errors import NotFoundError
 from jupyter_volume.mount import STREAM_AT
+from jupyter_volume.repository import Repository
 from jupyter_volume.store import Store
 from jupyter_volume.testing.wrappers import WrappedStore
 
@@ -95,3 +99,40 @@ def test_a_streamed_commit_to_a_volume_deleted_meanwhile_leaves_nothing_behind(
     assert left == [], f"objects left under the deleted volume: {left[:5]}"
     with pytest.raises(NotFoundError):
         m.unmount()
+
+
+def test_a_commit_that_changes_nothing_keeps_the_nodes_a_streamed_commit_has_yet_to_send(
+    local_store: Store, tmp_path: Path
+) -> None:
+    """A streamed commit keeps the folders it finished in memory until its next batch
+    goes up; a commit on another thread that changed nothing (here a restore to the
+    state the volume is in, which returns None) threw away every node waiting to be sent,
+    the streamed commit's too. It then published a tree whose folders were never
+    stored: the volume's newest commit could not be read by anyone else."""
+    vol = Volume.from_name("vol", store=local_store, create_if_missing=True)
+    repo = vol._repo
+    writer = repo.writer()
+    restored: list[object] = []
+
+    def items():  # type: ignore[no-untyped-def]
+        yield "a/f1.txt", writer.bytes_entry(b"one")
+        yield "a/f2.txt", writer.bytes_entry(b"two")
+        yield "b/g1.txt", writer.bytes_entry(b"three")  # folder a is finished now
+        other = threading.Thread(target=lambda: restored.append(vol.restore(0)))
+        other.start()
+        other.join()
+        yield "b/g2.txt", writer.bytes_entry(b"four")
+
+    rec, _stats = repo.commit_stream(items(), writer=writer, message="streamed")
+    assert restored == [None]  # the other commit had nothing to change
+    assert rec is not None
+    fresh = Repository(local_store, vol.object_id, cache_dir=tmp_path / "fresh")
+    assert sorted(p for p, _e in fresh.trees.walk(fresh.head().root)) == [
+        "a",
+        "a/f1.txt",
+        "a/f2.txt",
+        "b",
+        "b/g1.txt",
+        "b/g2.txt",
+    ]
+    assert fresh.verify().ok

@@ -198,6 +198,13 @@ class Trees:
     ``fetch(hash)`` returns a node's canonical JSON, already checked against its hash
     (the repository supplies it, with its caches and retries: see :func:`node_json`);
     written nodes collect in ``pending`` until the caller uploads them.
+
+    ``pending`` and ``uploading`` are the calling thread's own: threads share one
+    ``Trees`` per volume (a mount's streamed commit builds its tree outside the commit
+    lock while a cell commits), and each commit must send, and wait for, exactly the
+    nodes it wrote. Shared, one commit's upload took (or a commit that changed nothing
+    threw away) nodes another had yet to send, which then published a tree whose
+    folders were not on the store.
     """
 
     def __init__(self, fetch: Callable[[str], bytes]) -> None:
@@ -209,13 +216,32 @@ class Trees:
         self._keys: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._cached_entries = 0
-        self.pending: dict[str, bytes] = {}
-        #: nodes taken out of ``pending`` whose upload has not finished yet (still
-        #: readable here: the store may not have them yet)
-        self.uploading: dict[str, bytes] = {}
         #: nodes known to exist on the store (read from it, or uploaded by the repository)
         self.on_store: set[str] = {EMPTY_TREE}
         self._tracked = threading.local()  # the nodes a commit on this thread wrote
+        self._unsent = threading.local()  # this thread's pending and uploading nodes
+
+    @property
+    def pending(self) -> dict[str, bytes]:
+        """Nodes this thread wrote that are not on the store, to upload (hash -> blob)."""
+        try:
+            return self._unsent.pending  # type: ignore[no-any-return]
+        except AttributeError:
+            self._unsent.pending = {}
+            return self._unsent.pending  # type: ignore[no-any-return]
+
+    @property
+    def uploading(self) -> dict[str, bytes]:
+        """Nodes taken out of this thread's ``pending`` whose upload has not finished yet
+        (still readable here: the store may not have them yet)."""
+        try:
+            return self._unsent.uploading  # type: ignore[no-any-return]
+        except AttributeError:
+            return {}
+
+    @uploading.setter
+    def uploading(self, nodes: dict[str, bytes]) -> None:
+        self._unsent.uploading = nodes
 
     # -- reading -------------------------------------------------------------------
     def node(self, h: str) -> dict:
