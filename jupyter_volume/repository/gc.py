@@ -2,7 +2,8 @@
 
 Every commit is kept until a retention policy says otherwise. ``collect`` then:
 
-1. expires the commits outside the policy (tags and the head are always kept),
+1. expires the commits outside the policy (tags, commit 0, the head and the newest
+   commit that changed data are always kept),
 2. marks every tree node and chunk reachable from the kept commits,
 3. repacks packs that are mostly dead (their live chunks move to new packs),
 4. writes a new index checkpoint and a ``gc`` record into the commit log that lists the

@@ -8,10 +8,13 @@ Knows nothing of mounts, IPython or Jupyter. Keys, relative to ``vols/<id>/``::
     trees/<h[:2]>/<h>      tree nodes        packs/<h[:2]>/<h>   data packs
     index/<h>              index segments and checkpoints
     intents/<base>-<txn>.<h>  a change set waiting to be carried by someone's commit
+    gc/<h>                 tree nodes a gc record found unreachable (see :mod:`.gc`)
+    tags/<name>, policy    tags and the retention policy (mutable; see :mod:`.gc`)
 
-Write order is always packs -> index -> trees -> log record, so a crash at any point
-leaves the volume readable at its previous commit; what the crash left behind is an
-orphan for garbage collection.
+Packs, index segments and tree nodes go up side by side (a commit's last tree nodes
+while its last pack and segment are still on their way), and the log record only once
+every one of them has landed, so a crash at any point leaves the volume readable at
+its previous commit; what the crash left behind is an orphan for garbage collection.
 
 Many writers (group commit): a writer that loses the race for ``log/<seq>`` and has no
 caller check publishes its change set as an immutable *intent* and waits. Whoever next
