@@ -369,8 +369,11 @@ def _reopen_reader(fs: VolumeFileSystem, path: str) -> Any:
     return fs.open(path, "rb")
 
 
-#: Files read together by one ``cat`` of many paths (see VolumeFileSystem.cat)
+#: Files read together by one ``cat`` of many paths (see VolumeFileSystem.cat), and the
+#: largest file read so: a bigger one is read on its own (read together, a file's bytes
+#: are held twice at the end, its ranges and their join)
 _CAT_BATCH = 256
+_CAT_TOGETHER_MAX = 1 << 20
 
 
 class VolumeFileSystem(AbstractFileSystem):
@@ -732,9 +735,9 @@ class VolumeFileSystem(AbstractFileSystem):
         return out
 
     def _cat_whole(self, paths: list[str]) -> dict[str, bytes]:
-        """The whole contents of the regular files among ``paths``, read together per
-        volume and commit (see :meth:`cat`); the others (and any group whose read
-        failed) are left out, for :meth:`cat_file` to read or explain one by one."""
+        """The whole contents of the regular files of up to 1 MiB among ``paths``, read
+        together per volume and commit (see :meth:`cat`); the others (and any group whose
+        read failed) are left out, for :meth:`cat_file` to read or explain one by one."""
         groups: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
         for p in paths:
             name, ref, inner = parse_url(p)
@@ -746,7 +749,7 @@ class VolumeFileSystem(AbstractFileSystem):
                 vol, at = self._snapshot(name, ref)
                 for i in range(0, len(items), _CAT_BATCH):
                     part = items[i : i + _CAT_BATCH]
-                    datas = vol._read_stored([inner for _p, inner in part], at)
+                    datas = vol._read_stored([inner for _p, inner in part], at, _CAT_TOGETHER_MAX)
                     out.update(
                         (p, d) for (p, _i), d in zip(part, datas, strict=True) if d is not None
                     )

@@ -872,18 +872,26 @@ class Volume:
         end = e.size if length is None else min(offset + length, e.size)
         return self._reader(p, e, at).iter_range(offset, end)
 
-    def _read_stored(self, paths: list[str], at: int | None) -> list[bytes | None]:
+    def _read_stored(
+        self, paths: list[str], at: int | None, max_size: int | None = None
+    ) -> list[bytes | None]:
         """The whole contents of many small files of commit ``at`` (the newest if None),
         read together: their chunks are located at once and neighbours fetched in one
         ranged GET (hash-checked), as a mount fetches small files. None for a path that
         is not a regular file stored at that very path (a link, or a path through one:
-        :meth:`read_file` follows those)."""
+        :meth:`read_file` follows those), or is larger than ``max_size`` bytes (read
+        together, a file is held about twice: its ranges and their join)."""
         repo = self._repo
         root = self._root(at)
         entries = [repo.lookup(normalize_path(p), root) for p in paths]
-        files = [e for e in entries if e is not None and e.kind == FILE]
-        got = iter(repo.read_many(files, self.name))
-        return [next(got) if e is not None and e.kind == FILE else None for e in entries]
+        chosen = [
+            e is not None and e.kind == FILE and (max_size is None or e.size <= max_size)
+            for e in entries
+        ]
+        got = iter(
+            repo.read_many([e for e, c in zip(entries, chosen, strict=True) if c], self.name)
+        )
+        return [next(got) if c else None for c in chosen]
 
     def _reader(self, p: str, e: Entry, at: int | None) -> VolumeReader:
         from .reader import VolumeReader, local_chunk_cache

@@ -182,6 +182,32 @@ def test_cat_of_many_files_reads_them_together(
     assert fs.cat(paths[:2], start=1, end=3) == {p: b"hu" for p in paths[:2]}
 
 
+def test_cat_of_big_files_holds_each_once_more_at_most(lfs: VolumeFileSystem) -> None:
+    """``cat`` of many big files reads each on its own: read together, every file's
+    ranges and their join were held at once (twice the whole answer at the peak); alone,
+    only the file being read is held twice (traced by tracemalloc: the answer itself
+    plus one file, for three 4 MiB files 1.33 times the answer, where it was 2.0)."""
+    import tracemalloc
+
+    name = _name()
+    vol = Volume.from_name(name, store=lfs.store, create_if_missing=True)
+    size = 4 << 20
+    datas = {f"{name}/big{i}.bin": os.urandom(size) for i in range(3)}
+    with vol.batch_upload() as b:
+        for p, data in datas.items():
+            b.put_file(io.BytesIO(data), p.split("/", 1)[1])
+        b.put_file(io.BytesIO(b"small"), "small.txt")
+    lfs.cat([f"{name}/small.txt"])  # the name, config and index are read before
+    tracemalloc.start()
+    try:
+        got = lfs.cat([*datas, f"{name}/small.txt"])
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got == {**datas, f"{name}/small.txt": b"small"}
+    assert peak < 1.5 * 3 * size, peak / (3 * size)
+
+
 def test_failed_transaction_makes_no_commit(fs: VolumeFileSystem) -> None:
     name = _name()
     fs.pipe(f"{name}/keep.txt", b"kept")
