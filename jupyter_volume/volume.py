@@ -1868,18 +1868,20 @@ class BatchUpload:
             rel = os.path.relpath(dirpath, lp)
             rel = "" if rel == "." else rel.replace(os.sep, "/")
             prefix = "/".join(x for x in (base, rel) if x)
-            if not recursive:
-                dirs[:] = []
             for d in list(dirs):
                 full = Path(dirpath, d)
-                if not _utf8_name(d):
-                    dirs.remove(d)
-                    skipped.append(f"{os.fsencode(full)!r}: the name is not valid UTF-8")
-                elif full.is_symlink():
+                if full.is_symlink():  # a link to a folder is a link: stored as one
                     dirs.remove(d)
                     files.append(d)
+                elif not recursive:
+                    continue
+                elif not _utf8_name(d):
+                    dirs.remove(d)
+                    skipped.append(f"{os.fsencode(full)!r}: the name is not valid UTF-8")
                 elif not any(full.iterdir()):
                     self._changes[f"{prefix}/{d}" if prefix else d] = "dir"
+            if not recursive:
+                dirs[:] = []
             files_seen += len(files)
             if tree_writers is None and files_seen > quiet.LEASE_UP_TO:
                 tree_writers = quiet.Writers(lp, files_seen)

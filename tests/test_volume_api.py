@@ -716,6 +716,29 @@ def test_batch_upload_never_stores_a_file_torn_by_its_writer(vol: Volume, tmp_pa
     assert data == path.read_bytes() and len(set(data)) == 1
 
 
+def test_put_directory_stores_a_link_to_a_folder_as_a_link_at_every_depth(
+    vol: Volume, tmp_path: Path
+) -> None:
+    """A link to a folder is a link, stored as one (never followed) whether or not the
+    upload is recursive; without ``recursive`` it was dropped silently with the folders."""
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (src / "a.txt").write_bytes(b"a")
+    (src / "sub" / "b.txt").write_bytes(b"b")
+    (src / "to-folder").symlink_to("../elsewhere")
+    (src / "to-file").symlink_to("a.txt")
+    with vol.batch_upload() as batch:
+        batch.put_directory(src, "flat", recursive=False)
+        batch.put_directory(src, "deep")
+    kinds = {e.path: e.type for e in vol.listdir("/", recursive=True)}
+    for top in ("flat", "deep"):
+        assert kinds[f"{top}/to-folder"] == FileEntryType.SYMLINK, kinds
+        assert kinds[f"{top}/to-file"] == FileEntryType.SYMLINK, kinds
+        assert vol._repo.lookup(f"{top}/to-folder").target == "../elsewhere"
+    assert "flat/sub" not in kinds and "deep/sub/b.txt" in kinds
+
+
 def test_put_directory_asks_who_writes_a_big_tree_once(
     vol: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
