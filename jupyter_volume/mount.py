@@ -1978,7 +1978,9 @@ class Mount:
         # The index objects the head lists load while the trees are compared: the first
         # file to write needs them, a round trip later otherwise. Best effort: what
         # failed here is loaded again where it is needed (Repository.locate).
-        loading: Future[None] | None = _prefetch_pool.submit(repo.ensure_index, head.index)
+        loading: Future[None] | None = _prefetch_pool.submit(
+            repo.ensure_index, head.index, head.gc_pointer
+        )
 
         def loaded() -> None:
             nonlocal loading

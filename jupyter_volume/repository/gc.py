@@ -304,8 +304,10 @@ def _collect_once(
     chunks: set[str] = set()
     for seq in sorted(keep):
         _mark(repo, repo.record(seq).root, trees, chunks)
-    repo.ensure_index(head.index)
+    repo.ensure_index(head.index, gc=head.gc_pointer)
     index: ChunkIndex = repo.index
+    if index.gc != head.gc_pointer:
+        return None  # another gc's record landed since: start over from its result
     live: dict[str, list[tuple[str, ChunkLoc]]] = {}
     for h in chunks:
         loc = index.get_any(h)
@@ -437,7 +439,7 @@ def _collect_once(
         new_head = repo.head(refresh=True)
         if new_head.gc_pointer != state.seq:
             return None  # another gc ran meanwhile: start over from its result
-        repo.ensure_index(new_head.index)
+        repo._load_into(index, new_head.index)  # listed under the same gc as ``index``
         known = set(chunks)
         for s in range(head.seq + 1, new_head.seq + 1):
             _mark(repo, repo.record(s).root, trees, chunks)

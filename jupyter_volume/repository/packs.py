@@ -319,6 +319,11 @@ class ChunkIndex:
         self.counts: dict[str, int] = {}
         #: packs condemned by garbage collection: never deduplicate against them
         self.dead: frozenset[str] = frozenset()
+        #: the gc record in force for the records whose index objects this holds (None:
+        #: no gc yet). Only objects listed by a record under that gc may join: an older
+        #: record's may locate chunks in packs that gc has deleted since (and which
+        #: ``dead`` no longer names), or the old places of chunks it moved.
+        self.gc: int | None = None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

@@ -314,6 +314,15 @@ class ObjectCache:
 UNKNOWN_GC = -1
 
 
+def _newer_gc(gc: int | None, than: int | None) -> bool:
+    """True when gc record ``gc`` is newer than gc record ``than`` (None: none ran)."""
+    return gc is not None and (than is None or gc > than)
+
+
+#: :meth:`Repository.ensure_index` called without ``gc``: keys and gc are the head's
+_HEAD_GC: Any = object()
+
+
 def _stale(gc: int | None, head: CommitRecord) -> bool:
     """True when a change set staged under gc record ``gc`` (None: before any) may
     reference data a later gc found dead: a gc record landed since (``head`` says which
@@ -873,12 +882,15 @@ class Repository:
         else:
             self.cache = ObjectCache(cache_dir if cache_dir != Path("/dev/null") else None)
         self.trees = Trees(self._fetch_tree)
+        #: the chunk locations this process knows, as of the gc record in force for the
+        #: newest head it saw (``index.gc``); replaced by an empty one when it sees a newer
+        #: gc record (see :meth:`_follow_gc`)
         self.index = ChunkIndex()
+        self._index_lock = threading.Lock()
         self._records = _RecentRecords()
         self._head_seq: int | None = None
         self._commit_lock = threading.RLock()
         self.chunk_cache: Any = None  # optional: get(hash) -> bytes | None, put(hash, bytes)
-        self._gc_seen: int | None = None
         self._doomed: tuple[int | None, frozenset[str]] = (None, frozenset())
         self._grace: tuple[float, float] | None = None  # (gc grace, when read)
         self._format_checked = False
@@ -1057,16 +1069,29 @@ class Repository:
             if known is None or newest > known:
                 self._head_seq = newest
         rec = self.record(self._head_seq)  # type: ignore[arg-type]
-        if rec.gc_pointer != self._gc_seen:
-            # Garbage collection ran: forget every location we knew (some packs are gone or
-            # condemned) and never deduplicate against condemned packs.
-            state = self.gc_state(rec)
+        self._follow_gc(rec)
+        return rec
+
+    def _follow_gc(self, rec: CommitRecord) -> None:
+        """Garbage collection ran (a gc record newer than the one this process follows is
+        in force as of ``rec``): forget every location we knew (some packs are gone or
+        condemned) and never deduplicate against condemned packs.
+
+        Only forward: a thread that read an older record meanwhile must not bring back
+        the index of an older gc. And only index objects listed under the new gc join
+        the new index (see :meth:`ensure_index`)."""
+        ptr = rec.gc_pointer
+        if not _newer_gc(ptr, self.index.gc):
+            return
+        state = self.gc_state(rec)
+        with self._index_lock:
+            if not _newer_gc(ptr, self.index.gc):
+                return
             index = ChunkIndex()
             index.dead = frozenset(state.condemned)
+            index.gc = ptr
             self.index = index
             self.trees.on_store = {EMPTY_TREE}  # nodes gc deleted must be uploaded again
-            self._gc_seen = rec.gc_pointer
-        return rec
 
     def _newest_seq(self, start: int | None) -> int | None:
         """The highest seq in the log after ``start`` (``start`` itself if none is)."""
@@ -1281,11 +1306,31 @@ class Repository:
     def _put_pack(self, pack_id: str, data: bytes) -> None:
         self.store.put(self._pack_key(pack_id), data)
 
-    def ensure_index(self, keys: Iterable[str] | None = None) -> None:
-        """Load the index objects ``keys`` (default: the head's list) not loaded yet."""
+    def ensure_index(self, keys: list[str] | None = None, gc: int | None = _HEAD_GC) -> None:
+        """Load the index objects ``keys`` not loaded yet: a record's list, and ``gc``
+        the gc record in force for that record (``record.gc_pointer``); neither given,
+        the head's.
+
+        The objects join this process's index only if it is the index of that same gc:
+        one listed before a gc this process has moved past (keys read before another
+        thread saw the gc record, a reload's load beside its tree comparison) may locate
+        chunks in packs that gc has deleted, which a commit would then reuse. Skipping
+        them is safe: what a record of the newer gc reaches, its own list locates.
+        """
         if keys is None:
-            keys = self.head(refresh=self._head_seq is None).index
-        missing = [k for k in keys if k not in self.index.loaded]
+            rec = self.head(refresh=self._head_seq is None)
+            keys, gc = rec.index, rec.gc_pointer
+        elif gc is _HEAD_GC:
+            raise TypeError("ensure_index(keys) needs the gc of the record that lists them")
+        index = self.index
+        if index.gc != gc:
+            return
+        self._load_into(index, keys)
+
+    def _load_into(self, index: ChunkIndex, keys: Iterable[str]) -> None:
+        """Load the index objects ``keys`` that ``index`` lacks into ``index`` (which
+        must be the index of the gc in force for the record that lists them)."""
+        missing = [k for k in keys if k not in index.loaded]
         if not missing:
             return
         # Segments that writers on this machine committed lately are local files: read
@@ -1297,17 +1342,23 @@ class Repository:
             if shared is None:
                 remote.append(key)
             else:
-                self.index.add_object(key, shared)
+                index.add_object(key, shared)
         if len(remote) <= 1:
             for key in remote:
-                self.index.add_object(key, self._store_index(key))
+                index.add_object(key, self._store_index(key))
             return
 
         def load(key: str) -> tuple[str, bytes]:
             return key, self._store_index(key)
 
         for key, data in _download_pool.map(load, remote):
-            self.index.add_object(key, data)
+            index.add_object(key, data)
+
+    def _index_of(self, rec: CommitRecord) -> ChunkIndex | None:
+        """This process's index if it is the one of the gc in force as of ``rec`` (the
+        objects ``rec`` lists may join it), else None."""
+        index = self.index
+        return index if index.gc == rec.gc_pointer else None
 
     # -- paths -----------------------------------------------------------------------------
     def lookup(self, path: str, root: str | None = None) -> Entry | None:
@@ -1626,7 +1677,7 @@ class Repository:
                         if rescued:
                             index_list.append(rescued)
                     if len(index_list) > COMPACT_AT:
-                        index_list = self._compact(index_list)
+                        index_list = self._compact(index_list, head)
                     ext = dict(extra or {})
                     rec_kind = kind
                     rec_message, rec_author = message, who
@@ -1655,9 +1706,10 @@ class Repository:
                         extra=ext,
                     )
                     if self._take_slot(rec, writer):
-                        if merged_seg is not None:
+                        index = self._index_of(rec)
+                        if merged_seg is not None and index is not None:
                             # listed by a record now: safe to deduplicate against
-                            self.index.add_object(*merged_seg)
+                            index.add_object(*merged_seg)
                         if local is not None:
                             local.carried = ours
                             local.added = {k: known[k] for k in new_keys if k in known}
@@ -1800,7 +1852,7 @@ class Repository:
                         if rescued:
                             index_list.append(rescued)
                     if len(index_list) > COMPACT_AT:
-                        index_list = self._compact(index_list)
+                        index_list = self._compact(index_list, head)
                     rec = self._next_record(
                         head,
                         root=new_root,
@@ -1970,8 +2022,9 @@ class Repository:
         of it): every pack landed and is referenced, so the writer's locations move into
         the index (the writer is done with them; decoding the segment again would hold
         them twice). Returns ``rec``."""
-        if seg_key is not None and new is not None:
-            self.index.absorb(seg_key, new)
+        index = self._index_of(rec)
+        if seg_key is not None and new is not None and index is not None:
+            index.absorb(seg_key, new)
         return rec
 
     # -- group commit --------------------------------------------------------------------------
@@ -2130,7 +2183,8 @@ class Repository:
 
     def _seen_now(self) -> Seen:
         """What a change set staged now, with no writer, is staged against."""
-        return Seen(self.index, self._gc_seen, self._head_seq)
+        index = self.index  # one read: its gc is the one in force for what it holds
+        return Seen(index, index.gc, self._head_seq)
 
     def _rescue_condemned(
         self,
@@ -2156,7 +2210,8 @@ class Repository:
         if not state.condemned and not stale:
             return None
         if stale:
-            self.ensure_index(head.index)  # where gc (and every commit since) put each chunk
+            # where gc (and every commit since) put each chunk
+            self.ensure_index(head.index, gc=head.gc_pointer)
         doomed: dict[str, ChunkLoc] = {}
         for e in changes.values():
             if isinstance(e, Entry) and e.chunks:
@@ -2199,7 +2254,7 @@ class Repository:
                         raise
             packs.add(h, loc.codec, stored, loc.raw_len)
         packs.finish()
-        return self._put_segment(packs.new_chunks)
+        return self._put_segment(packs.new_chunks, self._index_of(head))
 
     def _seen_location(self, seen: Seen, h: str) -> ChunkLoc | None:
         """Where chunk ``h`` was in the index ``seen`` describes: the one staged against,
@@ -2255,21 +2310,31 @@ class Repository:
         self.store.put(key, seg)
         return key, seg
 
-    def _put_segment(self, entries: Mapping[str, ChunkLoc] | bytes) -> str:
+    def _put_segment(
+        self, entries: Mapping[str, ChunkLoc] | bytes, index: ChunkIndex | None
+    ) -> str:
         """Store an index segment of ``entries`` (or the encoded segment) under its hash,
-        known to this process at once (its packs are on the store already); its key."""
+        known to ``index`` at once (its packs are on the store already; None: the gc the
+        head it was made for was under is no longer followed here); its key."""
         seg = entries if isinstance(entries, bytes) else encode_segment(entries)
         key = f"{self.prefix}index/{hash_bytes(seg)}"
         self.store.put(key, seg)
-        self.index.add_object(key, seg)
+        if index is not None:
+            index.add_object(key, seg)
         return key
 
-    def _compact(self, index_list: list[str]) -> list[str]:
-        """Fold the newest index objects of ``index_list`` into one (see
-        :func:`fold_from`); when that reaches the oldest, or would hold more than
-        ``SHARD_AT`` entries, fold everything into a checkpoint (sharded when large)."""
-        self.ensure_index(index_list)
-        counts = [self.index.counts.get(k, 0) for k in index_list]
+    def _compact(self, index_list: list[str], head: CommitRecord) -> list[str]:
+        """Fold the newest index objects of ``index_list`` (``head``'s and what a commit
+        on it adds) into one (see :func:`fold_from`); when that reaches the oldest, or
+        would hold more than ``SHARD_AT`` entries, fold everything into a checkpoint
+        (sharded when large)."""
+        index = self._index_of(head)
+        if index is None:
+            # This process follows a newer gc than ``head``'s: a record on ``head`` loses
+            # its slot to that gc's, and this index lacks what ``head`` lists.
+            return index_list
+        self._load_into(index, index_list)
+        counts = [index.counts.get(k, 0) for k in index_list]
         start = fold_from(counts)
         if start > 0 and sum(counts[start:]) <= SHARD_AT:
             # The objects folded are re-read (the index in memory does not say which
@@ -2284,8 +2349,8 @@ class Repository:
             except NotFoundError:
                 pass  # gc removed it after this head was read: fold what is known instead
             else:
-                return [*index_list[:start], self._put_segment(folded.encode_segment())]
-        return [self._put_segment(shard) for shard in checkpoint_shards(self.index.items())]
+                return [*index_list[:start], self._put_segment(folded.encode_segment(), index)]
+        return [self._put_segment(shard, index) for shard in checkpoint_shards(index.items())]
 
     # -- reading file contents ------------------------------------------------------------------
     def locate(self, h: str, where: str = "") -> ChunkLoc:
@@ -2294,10 +2359,12 @@ class Repository:
         if loc is None:
             # what the head this process knows lists first (a reload has just moved it
             # there), and only then whatever newer commits list: a round trip less
-            self.ensure_index(self.head(refresh=False).index)
+            head = self.head(refresh=False)
+            self.ensure_index(head.index, gc=head.gc_pointer)
             loc = self.index.get(h)
         if loc is None:
-            self.ensure_index(self.head().index)
+            head = self.head()
+            self.ensure_index(head.index, gc=head.gc_pointer)
             loc = self.index.get(h)
         if loc is None:
             raise CorruptionError(
