@@ -188,3 +188,47 @@ def test_old_segments_loaded_across_a_gc_never_hide_a_live_file(store) -> None:
     except VolumeError as e:
         pytest.fail(f"a live file is unreadable in process B: {e!r}")
     assert got == kept
+
+
+def test_a_gc_sweeping_beside_a_later_gc_keeps_the_later_checkpoint(store) -> None:
+    """Index objects are named by their content, and so is gc's checkpoint: a live set
+    that comes back exactly as it was (a file added, a gc, the file removed) gives a
+    checkpoint with the key of an older one. gc G2 lists the index objects after its
+    record and deletes the old ones it does not list; a gc G3 run meanwhile (in another
+    process: nothing keeps two gc runs apart) writes that same key again and lists it
+    in its record. G2's delete, by key, then removed the only index of every head from
+    G3 on: no file of the volume could be read, nor verified, nor collected. Each gc run
+    now salts its checkpoint (a random pack id no record refers to), so G3's has a key
+    of its own. No retry is needed for the race (G2's listing is older than G3's
+    write)."""
+    vol = Volume.lookup("gcgc", create_if_missing=True, store=store)
+    a = os.urandom(300_000)
+    put(vol, "a.bin", a)
+    vol.set_retention(keep_last=1)
+    vol.gc(grace=0)
+    c1 = vol._repo.head().index
+    put(vol, "x.bin", os.urandom(300_000))
+    held = Holding(store, url=store.url + "#gc2")
+    from jupyter_volume.repository import gc
+    from jupyter_volume.repository.repo import Repository
+
+    g2 = Repository(held, vol.object_id)
+    stop = held.hold("delete", f"vols/{vol.object_id}/", before=True)
+    t, out = _in_thread(lambda: gc.collect(g2, grace=0))
+    stop.wait()  # G2's record landed; it has listed what to delete
+    vol.remove_file("x.bin")
+    gc.collect(Repository(store, vol.object_id))  # G3, in another process
+    g3_head = Repository(store, vol.object_id).head()
+    assert g3_head.kind == "gc"
+    assert g3_head.index != c1  # the same live chunks as the first checkpoint, its own key
+    stop.go()
+    t.join(60)
+    assert not t.is_alive() and "error" not in out, out
+    fresh = Volume.from_name("gcgc", store=Holding(store, url=store.url + "#fresh"))
+    try:
+        got = read(fresh, "a.bin")
+    except VolumeError as e:
+        pytest.fail(f"a live file is unreadable after two overlapping gc runs: {e!r}")
+    assert got == a
+    report = fresh.verify()
+    assert report.ok, report.errors

@@ -24,6 +24,7 @@ marked before anything it references can be condemned.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -388,8 +389,9 @@ def _collect_once(
 
     policy_text = policy.describe()
     rec: CommitRecord | None = None
+    salt = os.urandom(32)
     for _attempt in range(200):
-        checkpoint_keys = _write_checkpoint(repo, entries)
+        checkpoint_keys = _write_checkpoint(repo, entries, salt)
         doomed_key = _write_doomed(repo, doomed)
         remaining = {p: t for p, t in condemned.items() if p not in deletable_packs}
         extra: dict[str, Any] = {
@@ -552,10 +554,15 @@ def _write_doomed(repo: Repository, nodes: set[str]) -> str | None:
     return key
 
 
-def _write_checkpoint(repo: Repository, entries: dict[str, ChunkLoc]) -> list[str]:
+def _write_checkpoint(repo: Repository, entries: dict[str, ChunkLoc], salt: bytes) -> list[str]:
+    """Store the checkpoint of ``entries``; its keys. Each shard carries ``salt`` (a
+    random id of this gc run): a checkpoint named by its entries alone would have the
+    key of an older index object whenever the live chunks come back to what they were
+    (a file added, a gc, the file removed: or no chunk at all), and a gc run beside this
+    one deletes older index objects by key, from a listing taken before this write."""
     keys = []
     for shard in checkpoint_shards(entries):
-        seg = encode_segment(shard)
+        seg = encode_segment(shard, salt)
         key = f"{repo.prefix}index/{hash_bytes(seg)}"
         repo.store.put(key, seg)
         keys.append(key)

@@ -142,9 +142,13 @@ def parse_pack_header(data: bytes, where: str) -> list[tuple[str, int, int, int,
     return out
 
 
-def encode_segment(entries: Mapping[str, ChunkLoc]) -> bytes:
-    """Serialize an index segment covering ``entries`` (hash -> location)."""
-    if isinstance(entries, ChunkMap):
+def encode_segment(entries: Mapping[str, ChunkLoc], salt: bytes | None = None) -> bytes:
+    """Serialize an index segment covering ``entries`` (hash -> location).
+
+    ``salt`` (32 bytes) goes into the pack table as a pack no record refers to, which
+    every reader ignores: the segment then has a key of its own even when another holds
+    the very same entries (a gc's checkpoint, see :func:`.gc._write_checkpoint`)."""
+    if isinstance(entries, ChunkMap) and salt is None:
         return entries.encode_segment()
     packs: dict[str, int] = {}
     recs = []
@@ -153,8 +157,12 @@ def encode_segment(entries: Mapping[str, ChunkLoc]) -> bytes:
         recs.append(
             INDEX_REC.pack(bytes.fromhex(h), pi, loc.offset, loc.length, loc.raw_len, loc.codec)
         )
-    out = [INDEX_MAGIC, U32.pack(len(packs))]
-    out.extend(bytes.fromhex(p) for p in packs)
+    table = [bytes.fromhex(p) for p in packs]
+    if salt is not None:
+        if len(salt) != 32:
+            raise ValueError("a segment's salt is 32 bytes")
+        table.append(salt)
+    out = [INDEX_MAGIC, U32.pack(len(table)), *table]
     out.append(U32.pack(len(recs)))
     out.extend(recs)
     return b"".join(out)
