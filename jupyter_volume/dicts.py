@@ -36,7 +36,10 @@ be told from it by its bytes. So each ``incr`` write carries a random id, and th
 keeps the ids of its last :data:`INCR_HISTORY` ``incr`` writes after the value's pickle
 (unpickling stops at the pickle's end, so every reader reads the value as before): a
 retry that finds its id in the entry returns what it wrote instead of adding again, and
-one that does not find it never takes another writer's equal bytes for its own.
+one that does not find it never takes another writer's equal bytes for its own. A
+``put(skip_if_exists=True)`` carries one random id too, for the same reason: a create
+whose first attempt failed unseen settles its retry's "exists" by reading the entry
+back, and another writer's create of the same value must not pass for its own.
 
 This module sits beside :mod:`jupyter_volume.volume`: it imports the store layer, the
 lease module, the name rule, the error tree and :mod:`jupyter_volume.objects` (store
@@ -763,9 +766,11 @@ class Dict(MutableMapping[Any, Any]):
         enc = _key_bytes(key)
         return enc, self._prefix + _entry_name(enc)
 
-    def _encode(self, key: Any, value: Any) -> tuple[str, bytes]:
-        """The object key and bytes of one entry; every check happens here, before any
-        write."""
+    def _encode(
+        self, key: Any, value: Any, write_ids: list[bytes] | None = None
+    ) -> tuple[str, bytes]:
+        """The object key and bytes of one entry (carrying ``write_ids``, if given);
+        every check happens here, before any write."""
         enc, okey = self._key_object(key)
         pickled = _pickle(value, f"the value for key {_repr(key)}")
         if len(pickled) > MAX_VALUE_SIZE:
@@ -773,7 +778,7 @@ class Dict(MutableMapping[Any, Any]):
                 f"the value for key {_repr(key)} is {len(pickled):,} bytes pickled, over the "
                 f"Dict limit of {MAX_VALUE_SIZE:,} bytes (100 MiB): store it in a Volume"
             )
-        return okey, _pack(enc, pickled)
+        return okey, _pack(enc, pickled, write_ids)
 
     def _load_value(self, blob: bytes, key: Any = _NO_DEFAULT) -> Any:
         try:
@@ -1018,10 +1023,15 @@ class Dict(MutableMapping[Any, Any]):
                 written then).
         """
         self._check_open()
-        okey, blob = self._encode(key, value)
         if skip_if_exists:
+            # A random write id makes these bytes ours alone: a create whose attempt
+            # failed unseen (a 500, a dropped connection) and whose retry finds the key
+            # settles by reading it back, and another writer's create of the same value
+            # would otherwise pass for ours (two writers told they won).
+            okey, blob = self._encode(key, value, [os.urandom(_WRITE_ID_BYTES)])
             written = self.store.put_if_absent(okey, blob)
         else:
+            okey, blob = self._encode(key, value)
             self.store.put(okey, blob)
             written = True
         if written:
@@ -1234,6 +1244,7 @@ class Dict(MutableMapping[Any, Any]):
             raise InvalidError(
                 f"lock timeout must be None or a number of seconds (0 or more), got {timeout!r}"
             )
+        self._check_open()
         enc = _key_bytes(name)
         return DictLock(
             self, f"dicts/{self._resolve()['id']}/locks/{_entry_name(enc)}", name, lease, timeout
@@ -1241,6 +1252,16 @@ class Dict(MutableMapping[Any, Any]):
 
 
 _NO_DEFAULT_POP: Any = object()
+
+
+def _lease_clock() -> float:
+    """Seconds on a clock that keeps counting while this process is stopped or the
+    machine sleeps (Linux's CLOCK_BOOTTIME; the monotonic clock elsewhere): the store's
+    clock, which judges leases, keeps counting then too."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is not None:
+        return time.clock_gettime(boottime)
+    return time.monotonic()
 
 
 def _seconds(x: object) -> bool:
@@ -1296,20 +1317,59 @@ class _LockLease(Lease):
     """The renewal of a held lock: a conditional write of a new payload, so a holder
     whose lock was taken over (after it failed to renew for a whole lease) notices."""
 
-    def __init__(self, store: Store, key: str, ttl: float, owner: dict[str, Any], token: str):
+    def __init__(
+        self,
+        store: Store,
+        key: str,
+        ttl: float,
+        owner: dict[str, Any],
+        token: str,
+        renewed_at: float,
+    ):
         super().__init__(store, key, ttl=ttl)
         self.owner = owner
         self.token = token
+        #: :func:`_lease_clock` when the last write that kept the lock was sent: the
+        #: store stamped it later, so nobody may take the lock before ``renewed_at + ttl``
+        self.renewed_at = renewed_at
+        self.writes = 0  # the acquisition wrote "n": 0
+
+    def _body(self) -> bytes:
+        # every write's bytes differ (the counter; a failed one's too), so its token does
+        # too: a waiter that read an older version can never steal with it
+        self.writes += 1
+        return _dump({**self.owner, "n": self.writes})
 
     def renew(self) -> bool:
-        # each renewal's bytes differ (the counter), so its token does too: a waiter that
-        # read an older version can never steal with it
-        body = _dump({**self.owner, "n": self.renewals + 1})
-        token = self.store.put_if_match(self.key, body, self.token)
+        sent = _lease_clock()
+        token = self.store.put_if_match(self.key, self._body(), self.token)
         if token is None:
-            return False
+            # An earlier renewal may have landed with its answer lost and its call then
+            # failed (retries exhausted): the object is newer than our token, yet ours
+            # while it carries our owner id (whoever takes a lock over writes their own).
+            current = self._current_if_ours()
+            if current is None:
+                return False
+            token = self.store.put_if_match(self.key, self._body(), current)
+            if token is None:
+                return False
         self.token = token
+        self.renewed_at = sent
         return True
+
+    def _current_if_ours(self) -> str | None:
+        """The lock object's version token if it is still this holder's, else None."""
+        try:
+            data, token = self.store.get_versioned(self.key)
+        except NotFoundError:
+            return None
+        try:
+            holder = json.loads(data)
+        except ValueError:
+            return None
+        if isinstance(holder, dict) and holder.get("owner") == self.owner["owner"]:
+            return token
+        return None
 
 
 class DictLock:
@@ -1332,8 +1392,17 @@ class DictLock:
 
     @property
     def held(self) -> bool:
-        """Whether this process holds the lock now."""
-        return self._renewer is not None and not self._renewer.lost
+        """Whether this process holds the lock now: False once a whole lease passed
+        since its last renewal (the process was stopped, or its renewal thread starved
+        or failing), as another process may have taken it by then, even before
+        :attr:`lost` can tell."""
+        r = self._renewer
+        return (
+            r is not None
+            and not r.lost
+            and not self._dict_ended()
+            and _lease_clock() - r.renewed_at < self.lease
+        )
 
     @property
     def lost(self) -> bool:
@@ -1351,7 +1420,9 @@ class DictLock:
     def acquire(self) -> DictLock:
         """Wait for the lock and take it; TimeoutError after ``timeout`` seconds."""
         if self._renewer is not None:
-            raise InvalidError(f"lock {self.name!r} is already held by this handle")
+            if not self._renewer.lost:
+                raise InvalidError(f"lock {self.name!r} is already held by this handle")
+            self._renewer = None  # taken over meanwhile (its thread has ended): wait anew
         owner = self._owner()
         body = _dump({**owner, "n": 0})
         start = time.monotonic()
@@ -1359,9 +1430,13 @@ class DictLock:
         seen: str | None = None  # the holder's version we last judged
         recheck_at = 0.0  # when (monotonic) that version may have expired
         while True:
+            if self._dict_ended():  # an ephemeral Dict whose block ended has no locks
+                self.dict._check_open()
+            sent = _lease_clock()
             token = self._try_take(body, seen, recheck_at)
             if isinstance(token, str) and token.startswith("ok:"):
-                self._renewer = _LockLease(self.store, self.key, self.lease, owner, token[3:])
+                self._check_dict(token[3:])
+                self._renewer = _LockLease(self.store, self.key, self.lease, owner, token[3:], sent)
                 self._renewer._start_thread()
                 return self
             if isinstance(token, tuple):
@@ -1378,6 +1453,25 @@ class DictLock:
                 pause = min(pause, max(0.0, self.timeout - waited))
             time.sleep(pause)
             delay = min(self.max_poll, delay * 2)
+
+    def _dict_ended(self) -> bool:
+        """Whether the lock's Dict is an ephemeral one whose block ended (other owners,
+        a network file system's locks, end otherwise)."""
+        return isinstance(self.dict, Dict) and self.dict._ended
+
+    def _check_dict(self, token: str) -> None:
+        """After taking the lock: NotFoundError if its Dict is gone (an ephemeral block
+        ended meanwhile, or another process deleted it), with the lock object just made
+        removed: under a deleted Dict nothing would ever remove it."""
+        if not isinstance(self.dict, Dict):
+            return
+        try:
+            self.dict._check_open()
+            self.dict._written([self.key])  # (removes it itself when it finds the Dict gone)
+        except NotFoundError:
+            with contextlib.suppress(Exception):
+                self.store.delete_if_match(self.key, token)
+            raise
 
     def _try_take(self, body: bytes, seen: str | None, recheck_at: float) -> Any:
         """One attempt: ``"ok:<token>"`` when taken; ``(version, recheck_at)`` after
@@ -1421,7 +1515,11 @@ class DictLock:
         renewer.stop(delete=False)
         if not renewer.lost:
             # a conditional write: frees it only if nobody took it over meanwhile
-            self.store.put_if_match(self.key, _FREE, renewer.token)
+            if self.store.put_if_match(self.key, _FREE, renewer.token) is None:
+                # a renewal that landed unheard left a newer version, still ours
+                current = renewer._current_if_ours()
+                if current is not None:
+                    self.store.put_if_match(self.key, _FREE, current)
 
     def __enter__(self) -> DictLock:
         return self.acquire()
