@@ -8,15 +8,18 @@ commit of the same process may take from it.
   their way then must not land after that deletion, where nothing would ever remove them.
 - One process has one repository object per volume, shared by every thread: a mount's
   streamed commit builds its tree (outside the commit lock) while a cell commits through
-  the API. Neither may drop or take over the tree nodes the other has yet to send.
+  the API. Neither may drop or take over the tree nodes the other has yet to send, nor
+  move the process back to an older head than another has seen.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +139,49 @@ def test_a_commit_that_changes_nothing_keeps_the_nodes_a_streamed_commit_has_yet
         "b/g2.txt",
     ]
     assert fresh.verify().ok
+
+
+class _AfterCreate(WrappedStore):
+    """Runs ``then()`` once, right after the create-only write of ``key`` landed."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.key = ""
+        self.then: Any = None
+
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+        done = super().put_if_absent(key, data)
+        if key == self.key and self.then is not None:
+            then, self.then = self.then, None
+            then()
+        return done
+
+
+def test_a_commit_never_moves_its_process_back_to_an_older_head(
+    local_store: Store, tmp_path: Path
+) -> None:
+    """A commit's record lands as seq N; before the committing thread notes it, another
+    process commits N+1 and another thread of this process sees it. The committing
+    thread then set the process's head to N: what the process reads went back a commit
+    (the other writer's file gone from its listings) until something refreshed it."""
+    wrapped = _AfterCreate(local_store)
+    vol = Volume.from_name("vol", store=wrapped, create_if_missing=True)
+    repo = vol._repo
+    other = Volume.from_name("vol", store=local_store)  # another process's view
+    seq = repo.head(refresh=True).seq
+    seen: list[int] = []
+
+    def meanwhile() -> None:
+        with other.batch_upload() as b:
+            b.put_file(io.BytesIO(b"theirs"), "theirs.txt")
+        t = threading.Thread(target=lambda: seen.append(repo.head(refresh=True).seq))
+        t.start()
+        t.join()
+
+    wrapped.key = repo._log_key(seq + 1)
+    wrapped.then = meanwhile
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"ours"), "ours.txt")
+    assert seen == [seq + 2]
+    assert repo.head(refresh=False).seq == seq + 2
+    assert sorted(e.path for e in vol.listdir("/")) == ["ours.txt", "theirs.txt"]

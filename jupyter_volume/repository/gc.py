@@ -469,7 +469,8 @@ def _collect_once(
     referenced = index.packs()  # includes the segments of commits that raced with us
     orphan_packs = [p for p in orphan_packs if p not in referenced]
     repo._records[rec.seq] = rec
-    repo._head_seq = rec.seq
+    if repo._head_seq is None or rec.seq > repo._head_seq:
+        repo._head_seq = rec.seq  # only forward: another thread may know a newer one
     repo.head(refresh=False)  # switch this process to the new index and condemned set
     report.seq = rec.seq
 

@@ -1940,7 +1940,8 @@ class Repository:
                 self._records[other.seq] = other
         if won:
             self._records[rec.seq] = rec
-            self._head_seq = rec.seq
+            if self._head_seq is None or rec.seq > self._head_seq:
+                self._head_seq = rec.seq  # only forward: another thread may know a newer one
             if rec.seq % HEAD_HINT_EVERY == 0:
                 try:
                     self.store.put(self.prefix + "head", dump_json({"seq": rec.seq}))
