@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from jupyter_volume import Volume
-from jupyter_volume.errors import VolumeError
+from jupyter_volume.errors import AlreadyExistsError, VolumeError
 from jupyter_volume.store.base import Store
 from jupyter_volume.testing.wrappers import WrappedStore
 
@@ -230,5 +230,52 @@ def test_a_gc_sweeping_beside_a_later_gc_keeps_the_later_checkpoint(store) -> No
     except VolumeError as e:
         pytest.fail(f"a live file is unreadable after two overlapping gc runs: {e!r}")
     assert got == a
+    report = fresh.verify()
+    assert report.ok, report.errors
+
+
+class _OtherFirst(WrappedStore):
+    """Before this process's create-only write of ``key``, runs ``first()`` once: another
+    writer takes that slot, so this process loses it and tries again."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.key = ""
+        self.first: Any = None
+
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+        if key == self.key and self.first is not None:
+            first, self.first = self.first, None
+            first()
+        return super().put_if_absent(key, data)
+
+
+def test_a_commit_abandoned_after_folding_the_index_leaves_nothing_to_deduplicate_against(
+    local_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that lists more than COMPACT_AT index objects folds them, its own new
+    segment included, before it claims the slot. It loaded that segment into the
+    process's index to fold it: locations no record had published yet. When the commit
+    was then abandoned (here: another writer created its file between two attempts, so
+    the batch's "exists" check refused), the next commit of the same bytes in this
+    process deduplicated against them and published a file whose chunk no record
+    locates: unreadable everywhere else."""
+    from jupyter_volume.repository import repo as repo_mod
+
+    monkeypatch.setattr(repo_mod, "COMPACT_AT", 2)
+    wrapped = _OtherFirst(local_store)
+    vol = Volume.from_name("fold", store=wrapped, create_if_missing=True)
+    for i in range(2):  # two index objects listed: the next commit folds
+        put(vol, f"seed{i}.bin", os.urandom(100_000))
+    other = Volume.from_name("fold", store=local_store)  # another process's handle
+    data = os.urandom(100_000)
+    wrapped.key = vol._repo._log_key(vol._repo.head(refresh=True).seq + 1)
+    wrapped.first = lambda: put(other, "x.bin", b"theirs")
+    with pytest.raises(AlreadyExistsError):
+        with vol.batch_upload() as b:
+            b.put_file(io.BytesIO(data), "x.bin")
+    put(vol, "y.bin", data)  # the same bytes again, in this process
+    fresh = Volume.from_name("fold", store=local_store)
+    assert read(fresh, "y.bin") == data
     report = fresh.verify()
     assert report.ok, report.errors

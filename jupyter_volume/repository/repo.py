@@ -1664,7 +1664,8 @@ class Repository:
                     # under the gc in force (its writer's index never offered condemned
                     # packs, and gc's index lists every chunk it kept), except the line
                     # leader's own, which it rescues here as its writer.
-                    rescued = self._rescue_condemned(head, changes, seen, new_locs)
+                    made: list[tuple[str, bytes]] = []  # index objects to join once published
+                    rescued = self._rescue_condemned(head, changes, made, seen, new_locs)
                     if rescued:
                         index_list.append(rescued)
                     own_member = next(
@@ -1672,12 +1673,12 @@ class Repository:
                     )
                     if own_member is not None and local is not None:
                         rescued = self._rescue_condemned(
-                            head, own_member.changes, local.own_seen, local.own_locs
+                            head, own_member.changes, made, local.own_seen, local.own_locs
                         )
                         if rescued:
                             index_list.append(rescued)
                     if len(index_list) > COMPACT_AT:
-                        index_list = self._compact(index_list, head)
+                        index_list = self._compact(index_list, head, made)
                     ext = dict(extra or {})
                     rec_kind = kind
                     rec_message, rec_author = message, who
@@ -1706,10 +1707,8 @@ class Repository:
                         extra=ext,
                     )
                     if self._take_slot(rec, writer):
-                        index = self._index_of(rec)
-                        if merged_seg is not None and index is not None:
-                            # listed by a record now: safe to deduplicate against
-                            index.add_object(*merged_seg)
+                        # listed by a record now: safe to deduplicate against
+                        self._join(rec, [*made, *([merged_seg] if merged_seg else [])])
                         if local is not None:
                             local.carried = ours
                             local.added = {k: known[k] for k in new_keys if k in known}
@@ -1838,6 +1837,7 @@ class Repository:
                     index_list = list(head.index)
                     if seg_key and seg_key not in index_list:
                         index_list.append(seg_key)
+                    made: list[tuple[str, bytes]] = []  # index objects to join once published
                     state = self.gc_state(head)
                     seen = writer.seen if writer is not None else None
                     if state.condemned or (seen is not None and seen.stale(head)):
@@ -1846,13 +1846,14 @@ class Repository:
                         rescued = self._rescue_condemned(
                             head,
                             {p: e for p, e in self.trees.walk(top_entry.tree) if e.kind == FILE},  # type: ignore[arg-type]
+                            made,
                             seen,
                             new_locs,
                         )
                         if rescued:
                             index_list.append(rescued)
                     if len(index_list) > COMPACT_AT:
-                        index_list = self._compact(index_list, head)
+                        index_list = self._compact(index_list, head, made)
                     rec = self._next_record(
                         head,
                         root=new_root,
@@ -1866,6 +1867,7 @@ class Repository:
                         tree_puts=tree_puts,
                     )
                     if self._take_slot(rec, writer):
+                        self._join(rec, made)
                         return self._published(seg_key, new_locs, rec), stats
                     self._pause(attempt)
                 raise ConflictError(
@@ -2015,6 +2017,16 @@ class Repository:
             writer.packs.new_chunks,
             seg,
         )
+
+    def _join(self, rec: CommitRecord, made: list[tuple[str, bytes]]) -> None:
+        """Index objects a commit made on its way (rescued copies, folds, checkpoint
+        shards) join this process's index once ``rec``, which lists them, has landed:
+        before, a commit abandoned after making them (a failed check on a later attempt)
+        left locations no record publishes, which the next commit deduplicated against."""
+        index = self._index_of(rec)
+        if index is not None:
+            for key, data in made:
+                index.add_object(key, data)
 
     def _published(
         self, seg_key: str | None, new: ChunkMap | None, rec: CommitRecord
@@ -2191,6 +2203,7 @@ class Repository:
         self,
         head: CommitRecord,
         changes: dict[str, Entry | str | None],
+        made: list[tuple[str, bytes]],
         seen: Seen | None = None,
         own: ChunkMap | None = None,
     ) -> str | None:
@@ -2255,7 +2268,7 @@ class Repository:
                         raise
             packs.add(h, loc.codec, stored, loc.raw_len)
         packs.finish()
-        return self._put_segment(packs.new_chunks, self._index_of(head))
+        return self._put_segment(packs.new_chunks, made)
 
     def _seen_location(self, seen: Seen, h: str) -> ChunkLoc | None:
         """Where chunk ``h`` was in the index ``seen`` describes: the one staged against,
@@ -2312,30 +2325,40 @@ class Repository:
         return key, seg
 
     def _put_segment(
-        self, entries: Mapping[str, ChunkLoc] | bytes, index: ChunkIndex | None
+        self, entries: Mapping[str, ChunkLoc] | bytes, made: list[tuple[str, bytes]]
     ) -> str:
-        """Store an index segment of ``entries`` (or the encoded segment) under its hash,
-        known to ``index`` at once (its packs are on the store already; None: the gc the
-        head it was made for was under is no longer followed here); its key."""
+        """Store an index segment of ``entries`` (or the encoded segment) under its hash;
+        its key. ``(key, bytes)`` is added to ``made``, to join this process's index once a
+        record lists it (:meth:`_join`)."""
         seg = entries if isinstance(entries, bytes) else encode_segment(entries)
         key = f"{self.prefix}index/{hash_bytes(seg)}"
         self.store.put(key, seg)
-        if index is not None:
-            index.add_object(key, seg)
+        made.append((key, seg))
         return key
 
-    def _compact(self, index_list: list[str], head: CommitRecord) -> list[str]:
+    def _compact(
+        self, index_list: list[str], head: CommitRecord, made: list[tuple[str, bytes]]
+    ) -> list[str]:
         """Fold the newest index objects of ``index_list`` (``head``'s and what a commit
         on it adds) into one (see :func:`fold_from`); when that reaches the oldest, or
         would hold more than ``SHARD_AT`` entries, fold everything into a checkpoint
-        (sharded when large)."""
+        (sharded when large). What it makes goes into ``made`` (see :meth:`_join`).
+
+        Only what ``head`` lists joins this process's index here: the commit's own
+        objects are not published yet, so they are read on the side."""
         index = self._index_of(head)
         if index is None:
             # This process follows a newer gc than ``head``'s: a record on ``head`` loses
             # its slot to that gc's, and this index lacks what ``head`` lists.
             return index_list
-        self._load_into(index, index_list)
-        counts = [index.counts.get(k, 0) for k in index_list]
+        listed = set(head.index)
+        self._load_into(index, [k for k in index_list if k in listed])
+        own: dict[str, ChunkMap] = {}
+        for key in index_list:
+            if key not in listed and key not in own:
+                own[key] = ChunkMap()
+                own[key].add_segment(self._fetch_index(key), key)
+        counts = [len(own[k]) if k in own else index.counts.get(k, 0) for k in index_list]
         start = fold_from(counts)
         if start > 0 and sum(counts[start:]) <= SHARD_AT:
             # The objects folded are re-read (the index in memory does not say which
@@ -2350,8 +2373,11 @@ class Repository:
             except NotFoundError:
                 pass  # gc removed it after this head was read: fold what is known instead
             else:
-                return [*index_list[:start], self._put_segment(folded.encode_segment(), index)]
-        return [self._put_segment(shard, index) for shard in checkpoint_shards(index.items())]
+                return [*index_list[:start], self._put_segment(folded.encode_segment(), made)]
+        entries = index.items()
+        for chunks in own.values():
+            entries.update(chunks.locations())
+        return [self._put_segment(shard, made) for shard in checkpoint_shards(entries)]
 
     # -- reading file contents ------------------------------------------------------------------
     def locate(self, h: str, where: str = "") -> ChunkLoc:
