@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat as stat_mod
 import threading
 import time
 import warnings
@@ -34,9 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import quiet
 from .errors import InvalidError, NotFoundError, StoreError
-from .mount import Mount, MountStatus
+from .mount import Mount, MountStatus, _unchanged_since, _under
+from .repository import DIR
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .nfs import NetworkFileSystem
     from .repository import Entry
     from .volume import CommitInfo
@@ -101,7 +105,9 @@ class LiveStatus(MountStatus):
         lines.extend(f"  remote version waits for a local writer: {p}" for p in self.waiting)
         if self.clean and not self.waiting and self.offline_since is None and not self.stopped:
             lines.append(f"  in sync at commit {self.head_seq}")
-        lines.extend(f"  not synced: {p} ({why})" for p, why in sorted(self.skipped.items()))
+        lines.extend(
+            f"  not synced: {p} ({_synced_words(why)})" for p, why in sorted(self.skipped.items())
+        )
         return "\n".join(lines)
 
 
@@ -131,6 +137,8 @@ class LiveMount(Mount):
         self.offline_since: float | None = None
         self._offline_warned = False
         self._waiting: set[str] = set()
+        # paths an apply left waiting for a writer (read by _apply_waiting)
+        self._rewaited: set[str] = set()
         self._exists_checked = time.monotonic()
         kw.setdefault("settle", DEFAULT_SETTLE)
         super().__init__(
@@ -293,6 +301,13 @@ class LiveMount(Mount):
                 f"({self.last_error}): {self.path} keeps working locally and its changes "
                 "will be pushed when the store is back"
             )
+        # paths that are never synced (a FIFO, a name that is not UTF-8), as a volume
+        # mount says it after the cell
+        self._warn_skipped(
+            f"live folder {self.path} of network file system {self.volume.name!r}",
+            "never synced",
+            _synced_words,
+        )
 
     def _warn_deferred(self, held: dict[str, str]) -> None:
         """Say which files an explicit push (sync, a lock's release, unmount) left, and why."""
@@ -315,15 +330,92 @@ class LiveMount(Mount):
 
     def _apply_paths(self, paths: dict[str, Entry | None], pending: dict[str, int]) -> None:
         # A file some process holds open for writing is never replaced under its writer:
-        # its remote version waits (see _apply_waiting).
+        # its remote version waits (see _apply_waiting). So does every change that needs
+        # it gone: what the commit puts below it (it became a folder elsewhere), and a
+        # folder above it that the commit removes or turns into a file. Applied without
+        # it, the first made the whole pull fail ("Not a directory") and the second left
+        # an empty folder here for good.
         busy = quiet.Writers(self.path, len(paths))
-        held = [p for p in paths if busy.get(p)]
-        for rel in held:
-            del paths[rel]
-            self._waiting.add(rel)
+        held = {p for p in paths if busy.get(p)}
         if held:
+            tied = [
+                p
+                for p, e in paths.items()
+                if p not in held
+                and any(
+                    _under(p, h) or (_under(h, p) and (e is None or e.kind != DIR)) for h in held
+                )
+            ]
+            held.update(tied)
+            for rel in held:
+                del paths[rel]
+            self._waiting.update(held)
+            self._rewaited.update(held)
             self._save_waiting()
+        self._drop_blocked(paths)
         super()._apply_paths(paths, pending)
+
+    def _drop_blocked(self, paths: dict[str, Entry | None]) -> None:
+        """Take out of ``paths`` what lies below a local file or link that stays (a local
+        change not pushed yet, such as a file still being written, where another writer
+        made a folder): it cannot be applied here (the base class failed the whole pull
+        with "Not a directory", every round while that file kept changing), and the
+        local path's push, the newer act, replaces the remote folder anyway."""
+        root = os.fspath(self.path)
+        verdict: dict[str, bool] = {}  # folder path -> it or a folder above it stays
+
+        def stays(a: str) -> bool:  # a is a local non-folder this apply leaves in place
+            try:
+                st = os.lstat(f"{root}/{a}")
+            except OSError:
+                return False  # nothing there (or it cannot be looked at: the apply says)
+            if stat_mod.S_ISDIR(st.st_mode):
+                return False
+            e = paths.get(a)  # a clean file the commit turns into a folder is replaced
+            return not (
+                e is not None and e.kind == DIR and _unchanged_since(st, self._index.row(a))
+            )
+
+        def in_the_way(folder: str) -> bool:
+            chain = []
+            while folder and folder not in verdict:
+                chain.append(folder)
+                folder = folder.rpartition("/")[0]
+            got = verdict.get(folder, False)
+            for a in reversed(chain):  # top down: one lstat per folder, once
+                got = got or stays(a)
+                verdict[a] = got
+            return got
+
+        blocked = [p for p in paths if "/" in p and in_the_way(p.rpartition("/")[0])]
+        for p in blocked:
+            del paths[p]
+        if blocked:
+            log.info("live folder %s: local files stay in the way of %s", self.path, blocked[:5])
+
+    def _write_files(
+        self,
+        files: list[tuple[str, Entry]],
+        expect: dict[str, tuple[int, int, int, int] | None] | None = None,
+        kept: set[str] | None = None,
+    ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
+        # A program may open a file for writing while its new version downloads (for a
+        # big file, seconds or minutes after _apply_paths looked): the base class asks
+        # ``expect`` for each file right before renaming it into place, so it is asked
+        # here whether a writer holds the file now; if one does, the download is put
+        # aside (kept local, as for a file written meanwhile) and the remote version
+        # waits for the writer like any other (else its writes went to the replaced file).
+        if expect is None:
+            yield from super()._write_files(files, expect, kept)
+            return
+        check = _UnlessWritten(self.path, expect)
+        try:
+            yield from super()._write_files(files, check, kept)
+        finally:
+            if check.held:
+                self._rewaited |= check.held
+                self._waiting |= check.held
+                self._save_waiting()
 
     def _open_state(self) -> None:
         super()._open_state()
@@ -342,32 +434,43 @@ class LiveMount(Mount):
 
     def _apply_waiting(self) -> None:
         """Bring in remote versions that waited for a local writer which has now closed
-        its file, unless that writer changed it (then its push wins: it is newer)."""
+        its file, unless that writer changed it (then its push wins: it is newer). Paths
+        that wait together (a file and what the commit put below it or made of the
+        folder above it) come in together, once none of them is held."""
         busy = quiet.Writers(self.path, len(self._waiting))
-        ready = [p for p in self._waiting if not busy.get(p)]
+        holding = [p for p in self._waiting if busy.get(p)]
+        ready = sorted(
+            p
+            for p in self._waiting
+            if not any(p == h or _under(p, h) or _under(h, p) for h in holding)
+        )
         if not ready:
             return
         head = self._repo.head(refresh=True)
         todo: dict[str, Entry | None] = {}
         done: list[str] = []
-        for rel in ready:
+        for rel in ready:  # sorted: a folder comes before what is below it
+            if any(_under(rel, d) for d in done):
+                done.append(rel)  # below a path changed locally: its push decides
+                continue
             row = self._index.row(rel)
             try:
                 st = os.lstat(self.path / rel)
-            except FileNotFoundError:
-                st = None
-            from .mount import _sig
-
-            if row is not None and st is not None and row[1] != _sig(st):
+            except (FileNotFoundError, NotADirectoryError):
+                st = None  # (a folder above it is a file now)
+            if row is not None and st is not None and not _unchanged_since(st, row):
                 done.append(rel)  # changed locally: the next push publishes it
                 continue
             todo[rel] = self._repo.trees.lookup(head.root, rel)
+        settled = [*done, *todo]
+        self._rewaited = set()
         if todo:
-            # a file opened for writing again meanwhile is taken out of todo and waits on
+            # a file opened for writing again meanwhile waits on (see _rewaited)
             self._apply(todo, "sync")
         # forgotten only once applied (a crash before this leaves them waiting)
-        for rel in [*done, *todo]:
-            self._waiting.discard(rel)
+        for rel in settled:
+            if rel not in self._rewaited:
+                self._waiting.discard(rel)
         self._save_waiting()
 
     # -- what is not offered -----------------------------------------------------------------------
@@ -426,6 +529,17 @@ class LiveMount(Mount):
                 f"{self._gone}; it is unmounted now, and what was written there since the "
                 "deletion was not pushed anywhere"
             )
+        lost = None if self._closed else self._folder_lost()
+        if lost is not None:
+            # (the base class says this in a volume's words: "the volume still has...")
+            self._detach()
+            warnings.warn(
+                f"the live folder {self.path} of network file system {self.volume.name!r} "
+                f"{lost}: unmounted without pushing anything (the network file system still "
+                "has every file)",
+                stacklevel=2,
+            )
+            return None
         try:
             with self._worded():
                 return super().unmount()
@@ -450,3 +564,32 @@ class LiveMount(Mount):
             else "live"
         )
         return f"<LiveMount {self.volume.name!r} at {self.path} ({state})>"
+
+
+class _UnlessWritten(dict):  # type: ignore[type-arg]
+    """A reload's ``expect`` (path -> what was there when it chose to replace it) that
+    answers "something else" for a file some process holds open for writing when asked,
+    right before the download is renamed over it; such paths are collected in
+    :attr:`held`. Asked from the download threads too (set.add is atomic)."""
+
+    def __init__(self, root: os.PathLike[str], expect: dict[str, Any]) -> None:
+        super().__init__(expect)
+        # one per apply: the kernel is asked afresh for each file (a lease, microseconds);
+        # only where it cannot tell are all processes scanned, and that scan is reused
+        self._writers = quiet.Writers(root, 1)
+        self.held: set[str] = set()
+
+    def __getitem__(self, rel: str) -> Any:
+        was = super().__getitem__(rel)
+        if was is not None and self._writers.get(rel):
+            self.held.add(rel)
+            return _HELD
+        return was
+
+
+_HELD = object()  # equal to no stat signature
+
+
+def _synced_words(why: str) -> str:
+    """Why a path is not synced, in a live folder's words (the engine says "commit")."""
+    return why.replace("to commit it", "to sync it")

@@ -2580,6 +2580,12 @@ class Mount:
                 else f"background commit of volume {self.volume.name!r} failed: {err} "
                 "(it is retried; status() shows the last error)"
             )
+        self._warn_skipped(f"volume {self.volume.name!r} at {self.path}", "not committed")
+
+    def _warn_skipped(self, where: str, what: str, words: Callable[[str], str] = str) -> None:
+        """Say which paths are never taken from the folder (a FIFO, a name that is not
+        UTF-8: ``where: N path(s) <what>: ...``), once per distinct set; ``words`` puts
+        each reason in the kind's own words."""
         skipped = self._skipped
         if not skipped:
             self._warned_skipped = None
@@ -2589,12 +2595,10 @@ class Mount:
             return
         self._warned_skipped = key
         names = sorted(skipped)
-        shown = "; ".join(f"{_show(p)}: {skipped[p]}" for p in names[:10])
+        shown = "; ".join(f"{_show(p)}: {words(skipped[p])}" for p in names[:10])
         if len(names) > 10:
             shown += f"; and {len(names) - 10} more (see status())"
-        self._warn(
-            f"volume {self.volume.name!r} at {self.path}: {len(names)} path(s) not committed: {shown}"
-        )
+        self._warn(f"{where}: {len(names)} path(s) {what}: {shown}")
 
     @staticmethod
     def _warn(message: str) -> None:

@@ -794,14 +794,19 @@ class NfsLock:
     def __init__(
         self, nfs: NetworkFileSystem, path: str, lease: float, timeout: float | None
     ) -> None:
-        from .dicts import DictLock
+        from .dicts import DictLock, _seconds
         from .repository.codec import hash_bytes
 
         p = normalize_path(_posix(path))
         if not p:
             raise InvalidError("a lock names a file: give a path, not the root '/'")
-        if not lease > 0:
+        if not _seconds(lease) or not 0 < lease < float("inf"):
             raise InvalidError(f"lock lease must be a positive number of seconds, got {lease!r}")
+        if timeout is not None and (not _seconds(timeout) or not timeout >= 0):
+            raise InvalidError(
+                f"lock timeout must be 0 or more seconds, or None to wait as long as it "
+                f"takes, got {timeout!r}"
+            )
         self.nfs = nfs
         self.path = p
         vol_id = nfs._resolve().id

@@ -846,6 +846,9 @@ def test_a_live_folder_removed_while_mounted_says_so_in_its_own_words(
         assert "network file system 'shared'" in m.last_error, m.last_error
         assert "volume" not in m.last_error, m.last_error
         assert [e.path for e in shared.listdir("/")] == ["kept.txt"]  # nothing deleted
+        with pytest.warns(UserWarning, match="network file system 'shared' was removed") as got:
+            m.unmount()
+        assert "volume" not in str(got[0].message), got[0].message
     finally:
         with contextlib.suppress(Exception):
             m.unmount()
