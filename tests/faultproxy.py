@@ -36,10 +36,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-__all__ = ["BITFLIP", "KINDS", "NOT_IMPLEMENTED", "FaultProxy"]
+__all__ = ["BITFLIP", "KINDS", "NOT_IMPLEMENTED", "FaultProxy", "store_through"]
 
 KINDS = ("error500", "drop", "lost_response", "truncate")
 BITFLIP = "bitflip"
@@ -391,3 +391,25 @@ class FaultProxy:
             return response.status, response.reason, response.getheaders(), body
         finally:
             upstream.close()
+
+
+def store_through(proxy: FaultProxy, seaweedfs: Any, bucket: str, prefix: str) -> Any:
+    """An S3Store on ``bucket``/``prefix`` of ``seaweedfs`` that talks to it through
+    ``proxy``, retrying quickly (tests wait for its retries, not for real back-off)."""
+    from jupyter_volume.store.s3 import S3Store, make_client
+
+    store = S3Store(
+        bucket,
+        prefix,
+        endpoint_url=proxy.url,
+        client=make_client(
+            endpoint_url=proxy.url,
+            region=seaweedfs.region,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=seaweedfs.secret_key,
+            read_timeout=30,
+        ),
+    )
+    store.backoff_base = 0.005
+    store.backoff_cap = 0.1
+    return store

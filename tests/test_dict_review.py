@@ -25,13 +25,13 @@ import pytest
 from jupyter_volume import Dict
 from jupyter_volume.dicts import _entry_name, _key_bytes
 from jupyter_volume.errors import NotFoundError, StoreError
-from jupyter_volume.store.s3 import S3Store, make_client
+from jupyter_volume.store.s3 import S3Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
 try:
-    from .faultproxy import FaultProxy
+    from .faultproxy import FaultProxy, store_through
 except ImportError:  # tests/ is not a package
-    from faultproxy import FaultProxy  # type: ignore[no-redef]
+    from faultproxy import FaultProxy, store_through  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -144,20 +144,7 @@ def faulty(
     """Dict "review" through the fault proxy (ours), the same Dict in a peer process
     that talks to SeaweedFS directly (its requests never meet a fault), and our store."""
     prefix = f"t/dict-review-{uuid.uuid4().hex[:10]}"
-    store = S3Store(
-        s3_bucket,
-        prefix,
-        endpoint_url=proxy.url,
-        client=make_client(
-            endpoint_url=proxy.url,
-            region=seaweedfs.region,
-            aws_access_key_id=seaweedfs.access_key,
-            aws_secret_access_key=seaweedfs.secret_key,
-            read_timeout=30,
-        ),
-    )
-    store.backoff_base = 0.005
-    store.backoff_cap = 0.1
+    store = store_through(proxy, seaweedfs, s3_bucket, prefix)
     ours = Dict.from_name("review", store=store, create_if_missing=True)
     ours.put("warm", 1)  # creates the Dict: each test's first faulted entry PUT is its own
     peer = Peer(
@@ -389,16 +376,9 @@ def test_lock_requests_whose_answers_are_lost(
     lock.release()
 
 
-def test_a_renewal_that_landed_but_failed_keeps_the_lock(
-    proxy: FaultProxy, faulty: tuple[Dict, Peer, S3Store]
-) -> None:
-    """A renewal lands, its answer is lost and every retry fails (a network blip that
-    outlasts the store's retries): the call fails, though the lock object is ours and
-    newer than the version we know. The next renewal must see that the lock is still
-    ours (nobody else wrote it), not report it lost: a false ``lost`` makes the holder
-    give up its work while its lock blocks every waiter for a whole lease."""
-    ours, peer, store = faulty
-    lock = ours.lock("R", lease=6, timeout=30)
+def _renewal_lands_unheard(proxy: FaultProxy, store: S3Store, lock: Any) -> Any:
+    """Take ``lock``; its next renewal lands, its answer is lost and its one retry
+    fails (the call fails after landing). Returns the lock's renewer once it has."""
     lock.acquire()
     renewer = lock._renewer
     assert renewer is not None
@@ -409,7 +389,22 @@ def test_a_renewal_that_landed_but_failed_keeps_the_lock(
     while renewer.last_error is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert isinstance(renewer.last_error, StoreError)
+    return renewer
+
+
+def test_a_renewal_that_landed_but_failed_keeps_the_lock(
+    proxy: FaultProxy, faulty: tuple[Dict, Peer, S3Store]
+) -> None:
+    """A renewal lands, its answer is lost and every retry fails (a network blip that
+    outlasts the store's retries): the call fails, though the lock object is ours and
+    newer than the version we know. The next renewal must see that the lock is still
+    ours (nobody else wrote it), not report it lost: a false ``lost`` makes the holder
+    give up its work while its lock blocks every waiter for a whole lease."""
+    ours, peer, store = faulty
+    lock = ours.lock("R", lease=6, timeout=30)
+    renewer = _renewal_lands_unheard(proxy, store, lock)
     assert proxy.counts["lost_response"] == 1 and proxy.counts["error500"] == 1
+    deadline = time.monotonic() + 120
     before = renewer.renewals
     while not lock.lost and renewer.renewals < before + 2 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -427,16 +422,7 @@ def test_a_release_after_a_renewal_that_landed_but_failed_frees_the_lock(
     free at once, not held for a whole lease by an object nobody renews."""
     ours, peer, store = faulty
     lock = ours.lock("F", lease=30, timeout=30)
-    lock.acquire()
-    renewer = lock._renewer
-    assert renewer is not None
-    store.max_attempts = 2
-    proxy.force("lost_response", method="PUT", path_contains="/locks/")
-    proxy.force("error500", method="PUT", path_contains="/locks/")
-    deadline = time.monotonic() + 120
-    while renewer.last_error is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert isinstance(renewer.last_error, StoreError)
+    renewer = _renewal_lands_unheard(proxy, store, lock)
     lock.release()  # (the next renewal is 10 s away)
     assert renewer.renewals == 0 and not renewer.lost
     assert peer.call("lock", "F", lease=6, timeout=0) is True

@@ -90,7 +90,7 @@ def wait_for(cond: Callable[[], Any], what: str, timeout: float = HANG_GUARD) ->
 def content(p: Path) -> bytes | None:
     try:
         return p.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
 
 

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,18 @@ from jupyter_volume import NetworkFileSystem
 from jupyter_volume.errors import InvalidError
 from jupyter_volume.store import Store
 
-HANG_GUARD = 90.0  # seconds: a poll that takes this long means the sync is broken
+# the polls and fixtures of the live folder tests, which these build on ("env": a child's
+# environment for the store; "shared": the network file system)
+try:
+    from .test_nfs_live import HANG_GUARD, content, env, shared, wait_for  # noqa: F401
+except ImportError:  # tests/ is not a package
+    from test_nfs_live import (  # type: ignore[no-redef]  # noqa: F401
+        HANG_GUARD,
+        content,
+        env,
+        shared,
+        wait_for,
+    )
 
 # A live folder in a child process; on stdin, "status" prints its status as JSON, an
 # empty line unmounts it.
@@ -56,27 +66,6 @@ if sys.stdin.readline().strip() == "append":
 f.close()
 print("closed", flush=True)
 """
-
-
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = HANG_GUARD) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got = cond()
-        except OSError:
-            got = None  # a file being replaced or removed while we look
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def content(p: Path) -> bytes | None:
-    try:
-        return p.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
 
 
 def files_under(root: Path) -> dict[str, bytes]:
@@ -150,18 +139,6 @@ class Holder:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=60)
-
-
-@pytest.fixture
-def env(opened: tuple[Store, str, dict[str, str]]) -> dict[str, str]:
-    _, _, extra = opened
-    return {**os.environ, **extra, "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture
-def shared(opened: tuple[Store, str, dict[str, str]]) -> NetworkFileSystem:
-    store, _, _ = opened
-    return NetworkFileSystem.from_name("shared", create_if_missing=True, store=store).hydrate()
 
 
 @pytest.fixture

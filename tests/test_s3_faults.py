@@ -18,9 +18,15 @@ from jupyter_volume.store.s3 import MULTIPART_THRESHOLD, S3Store, make_client
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
 try:
-    from .faultproxy import BITFLIP, KINDS, NOT_IMPLEMENTED, FaultProxy
+    from .faultproxy import BITFLIP, KINDS, NOT_IMPLEMENTED, FaultProxy, store_through
 except ImportError:  # tests/ is not a package
-    from faultproxy import BITFLIP, KINDS, NOT_IMPLEMENTED, FaultProxy  # type: ignore[no-redef]
+    from faultproxy import (  # type: ignore[no-redef]
+        BITFLIP,
+        KINDS,
+        NOT_IMPLEMENTED,
+        FaultProxy,
+        store_through,
+    )
 
 pytestmark = pytest.mark.s3
 
@@ -35,20 +41,7 @@ def proxy(seaweedfs: SeaweedFS) -> Iterator[FaultProxy]:
 @pytest.fixture
 def proxied_store(proxy: FaultProxy, seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[S3Store]:
     """An S3Store that talks to SeaweedFS through ``proxy``, with quick backoff."""
-    store = S3Store(
-        s3_bucket,
-        f"t/faults-{uuid.uuid4().hex[:10]}",
-        endpoint_url=proxy.url,
-        client=make_client(
-            endpoint_url=proxy.url,
-            region=seaweedfs.region,
-            aws_access_key_id=seaweedfs.access_key,
-            aws_secret_access_key=seaweedfs.secret_key,
-            read_timeout=30,
-        ),
-    )
-    store.backoff_base = 0.005
-    store.backoff_cap = 0.1
+    store = store_through(proxy, seaweedfs, s3_bucket, f"t/faults-{uuid.uuid4().hex[:10]}")
     yield store
     store.close()
 
@@ -372,43 +365,29 @@ def _landing(b: Dict, key: str, got: list[Any]) -> Callable[[], None]:
 
 
 @pytest.mark.parametrize("start", [None, 10], ids=["new-key", "existing-key"])
-def test_an_incr_whose_answer_was_lost_is_counted_once(
-    proxy: FaultProxy, two_counters: tuple[Dict, Dict], start: int | None
+@pytest.mark.parametrize("fault", ["lost_response", "drop"])
+def test_an_incr_counts_once_whatever_happened_to_its_first_attempt(
+    proxy: FaultProxy, two_counters: tuple[Dict, Dict], start: int | None, fault: str
 ) -> None:
-    """A's incr lands but its answer is lost; B's incr lands on top of it before A
-    retries. A must see that its write is in (the entry remembers the ids of the last
-    writes), return what it wrote, and not add again: the counter ends at +2."""
+    """B's incr lands between A's first attempt and its retry.
+
+    ``lost_response``: A's write landed, its answer was lost, and B's incr went on top
+    of it. A must see that its write is in (the entry keeps the ids of the last writes),
+    return what it wrote, and not add again.
+    ``drop``: the connection dropped before the store saw A's write (A cannot know
+    that), and B wrote the very bytes A would have written. A must not take B's write
+    for its own: two workers handing out tickets never get the same one.
+    Either way the counter ends at +2 and A and B return different numbers."""
     a, b = two_counters
     if start is not None:
         a.put("n", start)
     base = start or 0
     got: list[Any] = []
-    proxy.force("lost_response", method="PUT", path_contains="/e/", then=_landing(b, "n", got))
-    before = proxy.counts["lost_response"]
+    proxy.force(fault, method="PUT", path_contains="/e/", then=_landing(b, "n", got))
+    before = proxy.counts[fault]
     mine = a.incr("n")
-    assert proxy.counts["lost_response"] == before + 1
-    assert got == [base + 2], got  # B's incr landed on top of A's
-    assert mine == base + 1
-    assert b.get("n") == base + 2  # not base + 3
-
-
-@pytest.mark.parametrize("start", [None, 10], ids=["new-key", "existing-key"])
-def test_an_incr_that_may_not_have_landed_never_takes_anothers_result(
-    proxy: FaultProxy, two_counters: tuple[Dict, Dict], start: int | None
-) -> None:
-    """A's connection drops before the store saw its write (A cannot know that), and B
-    writes the same new value meanwhile. The bytes A would have written are B's bytes;
-    A must still not take B's write for its own: both return different numbers and the
-    counter ends at +2 (two workers handing out tickets never get the same one)."""
-    a, b = two_counters
-    if start is not None:
-        a.put("n", start)
-    base = start or 0
-    got: list[Any] = []
-    proxy.force("drop", method="PUT", path_contains="/e/", then=_landing(b, "n", got))
-    before = proxy.counts["drop"]
-    mine = a.incr("n")
-    assert proxy.counts["drop"] == before + 1
-    assert got == [base + 1], got
-    assert mine == base + 2
+    assert proxy.counts[fault] == before + 1
+    landed_first = fault == "lost_response"
+    assert got == [base + 2 if landed_first else base + 1], got
+    assert mine == (base + 1 if landed_first else base + 2)
     assert b.get("n") == base + 2
