@@ -61,13 +61,20 @@ def _children(
             p.wait()
 
 
+# A live folder in a child process; on stdin, "status" prints its status as JSON, an
+# empty line unmounts it.
 MOUNTER = """
-import sys
+import json, sys
 from jupyter_volume import NetworkFileSystem
 name, url, path = sys.argv[1:4]
 m = NetworkFileSystem.from_name(name, store=url).mount(path)
 print("ready", flush=True)
-sys.stdin.readline()
+for line in sys.stdin:
+    if line.strip() != "status":
+        break
+    st = m.status()
+    print(json.dumps({"waiting": st.waiting, "clean": st.clean, "error": m.last_error,
+                      "text": str(st)}), flush=True)
 m.unmount()
 print("unmounted", flush=True)
 """
@@ -111,6 +118,12 @@ class Mounter:
         if line.strip() != "ready":
             self.proc.kill()
             raise AssertionError(f"mount child failed: {line}{self.proc.stderr.read()}")  # type: ignore[union-attr]
+
+    def status(self) -> dict[str, Any]:
+        """The child's live folder's status (waiting paths, clean, last error, text)."""
+        self.proc.stdin.write("status\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        return json.loads(self.proc.stdout.readline())  # type: ignore[union-attr]
 
     def stop(self) -> None:
         """Unmount (which flushes) and wait for the child."""

@@ -7,7 +7,6 @@ every wait is a poll with a generous deadline that only guards against hangs.
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -15,7 +14,6 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,33 +24,16 @@ from jupyter_volume.store import Store
 # the polls and fixtures of the live folder tests, which these build on ("env": a child's
 # environment for the store; "shared": the network file system)
 try:
-    from .test_nfs_live import HANG_GUARD, content, env, shared, wait_for  # noqa: F401
+    from .test_nfs_live import HANG_GUARD, Mounter, content, env, shared, wait_for  # noqa: F401
 except ImportError:  # tests/ is not a package
     from test_nfs_live import (  # type: ignore[no-redef]  # noqa: F401
         HANG_GUARD,
+        Mounter,
         content,
         env,
         shared,
         wait_for,
     )
-
-# A live folder in a child process; on stdin, "status" prints its status as JSON, an
-# empty line unmounts it.
-MOUNTER = """
-import json, sys
-from jupyter_volume import NetworkFileSystem
-name, url, path = sys.argv[1:4]
-m = NetworkFileSystem.from_name(name, store=url).mount(path)
-print("ready", flush=True)
-for line in sys.stdin:
-    if line.strip() != "status":
-        break
-    st = m.status()
-    print(json.dumps({"waiting": st.waiting, "clean": st.clean, "error": m.last_error,
-                      "text": str(st)}), flush=True)
-m.unmount()
-print("unmounted", flush=True)
-"""
 
 # Holds a file open for writing (r+b: writing nothing) until a line comes on stdin;
 # "append" then appends a line first.
@@ -84,39 +65,6 @@ def stored(nfs: NetworkFileSystem) -> dict[str, bytes]:
         e.path: b"<dir>" if e.type.name == "DIRECTORY" else b"".join(nfs.read_file(e.path))
         for e in nfs.listdir("/", recursive=True)
     }
-
-
-class Mounter:
-    """A child process holding a live folder of one NFS at ``path`` until :meth:`stop`."""
-
-    def __init__(self, name: str, url: str, path: Path, env: dict[str, str]) -> None:
-        self.path = path
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", MOUNTER, name, url, str(path)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if line.strip() != "ready":
-            self.proc.kill()
-            raise AssertionError(f"mount child failed: {line}{self.proc.stderr.read()}")  # type: ignore[union-attr]
-
-    def status(self) -> dict[str, Any]:
-        self.proc.stdin.write("status\n")  # type: ignore[union-attr]
-        self.proc.stdin.flush()  # type: ignore[union-attr]
-        return json.loads(self.proc.stdout.readline())  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            out, err = self.proc.communicate("\n", timeout=HANG_GUARD)
-            assert self.proc.returncode == 0, f"mount child failed:\n{out}\n{err}"
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=60)
 
 
 class Holder:
