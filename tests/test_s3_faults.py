@@ -14,7 +14,7 @@ import pytest
 
 from jupyter_volume import Dict
 from jupyter_volume.errors import NotFoundError, StoreError
-from jupyter_volume.store.s3 import MULTIPART_THRESHOLD, S3Store, make_client
+from jupyter_volume.store.s3 import MULTIPART_THRESHOLD, S3Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
 try:
@@ -330,20 +330,12 @@ def test_not_implemented_is_not_retried(proxy: FaultProxy, proxied_store: S3Stor
 # -- Dict counters over a connection that loses answers --------------------------------------
 @pytest.fixture
 def two_counters(
-    proxied_store: S3Store, seaweedfs: SeaweedFS, s3_bucket: str
+    proxied_store: S3Store, seaweedfs: SeaweedFS, s3_bucket: str, s3_client: Any
 ) -> Iterator[tuple[Dict, Dict]]:
     """One Dict through ``proxied_store`` (A) and the same Dict straight to SeaweedFS (B):
     B's writes never meet a fault, so a test can land one between A's attempts."""
     direct = S3Store(
-        s3_bucket,
-        proxied_store.prefix,
-        endpoint_url=seaweedfs.endpoint,
-        client=make_client(
-            endpoint_url=seaweedfs.endpoint,
-            region=seaweedfs.region,
-            aws_access_key_id=seaweedfs.access_key,
-            aws_secret_access_key=seaweedfs.secret_key,
-        ),
+        s3_bucket, proxied_store.prefix, endpoint_url=seaweedfs.endpoint, client=s3_client()
     )
     a = Dict.from_name("counters", store=proxied_store, create_if_missing=True)
     a.put("warm", 1)  # creates the Dict, so each test's first faulted PUT is the incr's
