@@ -1186,10 +1186,11 @@ class Dict(MutableMapping[Any, Any]):
                 blob, token = self.store.get_versioned(okey)
             except NotFoundError:
                 blob, token = None, ""
-            if blob is not None and sent:
+            prior = _write_ids(blob) if blob is not None else []
+            if sent:
                 # an earlier write of ours may have landed with its answer lost (and
                 # others since on top of it): then it counted, and must not again
-                ours = [sent[i] for i in _write_ids(blob) if i in sent]
+                ours = [sent[i] for i in prior if i in sent]
                 if ours:
                     self._written([okey])
                     return ours[0]
@@ -1210,7 +1211,7 @@ class Dict(MutableMapping[Any, Any]):
                 )
             new = current + amount
             sent[write_id] = new
-            ids = [write_id, *_write_ids(blob)][:INCR_HISTORY]
+            ids = [write_id, *prior][:INCR_HISTORY]
             if self.store.put_if_match(okey, _pack(enc, _pickle(new, "value"), ids), token):
                 self._written([okey])
                 return new
