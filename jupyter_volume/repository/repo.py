@@ -2353,21 +2353,24 @@ class Repository:
             return index_list
         listed = set(head.index)
         self._load_into(index, [k for k in index_list if k in listed])
-        own: dict[str, ChunkMap] = {}
-        for key in index_list:
-            if key not in listed and key not in own:
-                own[key] = ChunkMap()
-                own[key].add_segment(self._fetch_index(key), key)
-        counts = [len(own[k]) if k in own else index.counts.get(k, 0) for k in index_list]
+        own = {k: self._fetch_index(k) for k in index_list if k not in listed}
+        own_maps: dict[str, ChunkMap] = {k: ChunkMap() for k in own}
+        counts = [
+            own_maps[k].add_segment(own[k], k) if k in own else index.counts.get(k, 0)
+            for k in index_list
+        ]
         start = fold_from(counts)
         if start > 0 and sum(counts[start:]) <= SHARD_AT:
             # The objects folded are re-read (the index in memory does not say which
             # object each entry came from); they are the newest and smallest ones, most
-            # of them in the object cache or the line's folder on this machine.
+            # of them in the object cache or the line's folder on this machine. The
+            # commit's own were read just above.
             folded = ChunkMap()
             keys = index_list[start:]
             try:
-                got = _download_pool.map(self._fetch_index, keys)  # in parallel, in order
+                got = _download_pool.map(
+                    lambda k: own[k] if k in own else self._fetch_index(k), keys
+                )  # in parallel, in order
                 for key, data in zip(keys, got, strict=True):
                     folded.add_segment(data, key)
             except NotFoundError:
@@ -2375,7 +2378,7 @@ class Repository:
             else:
                 return [*index_list[:start], self._put_segment(folded.encode_segment(), made)]
         entries = index.items()
-        for chunks in own.values():
+        for chunks in own_maps.values():
             entries.update(chunks.locations())
         return [self._put_segment(shard, made) for shard in checkpoint_shards(entries)]
 
