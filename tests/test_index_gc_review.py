@@ -112,6 +112,19 @@ def read(vol: Volume, path: str) -> bytes:
     return b"".join(vol.read_file(path))
 
 
+def readable(vol: Volume, path: str, data: bytes, what: str, verify: bool = True) -> None:
+    """``path`` of ``vol`` reads back as ``data`` (failing with ``what`` if it cannot be
+    read at all) and, with ``verify``, the whole volume verifies."""
+    try:
+        got = read(vol, path)
+    except VolumeError as e:
+        pytest.fail(f"{what}: {e!r}")
+    assert got == data
+    if verify:
+        report = vol.verify()
+        assert report.ok, report.errors
+
+
 def _load_old_segments_across_gc(
     store: Store, name: str, *, grace: float, stays: int = 0, index_first: bool = False
 ) -> tuple[Volume, Volume, bytes, bytes | None]:
@@ -165,13 +178,7 @@ def test_old_segments_loaded_across_a_gc_never_locate_deleted_data(store, stays:
     vol_a, vol_b, x, _kept = _load_old_segments_across_gc(store, name, grace=0, stays=stays)
     put(vol_b, "x-again.bin", x)  # the same bytes again, in process B
     fresh = Volume.from_name(name, store=store)
-    try:
-        got = read(fresh, "x-again.bin")
-    except VolumeError as e:
-        pytest.fail(f"the commit of process B is unreadable: {e!r}")
-    assert got == x
-    report = fresh.verify()
-    assert report.ok, report.errors
+    readable(fresh, "x-again.bin", x, "the commit of process B is unreadable")
 
 
 def test_old_segments_loaded_across_a_gc_never_hide_a_live_file(store) -> None:
@@ -183,11 +190,7 @@ def test_old_segments_loaded_across_a_gc_never_hide_a_live_file(store) -> None:
     _vol_a, vol_b, _x, kept = _load_old_segments_across_gc(
         store, "idxgclive", grace=3600, stays=256 << 10, index_first=True
     )
-    try:
-        got = read(vol_b, "stays.bin")
-    except VolumeError as e:
-        pytest.fail(f"a live file is unreadable in process B: {e!r}")
-    assert got == kept
+    readable(vol_b, "stays.bin", kept, "a live file is unreadable in process B", verify=False)
 
 
 def test_a_gc_sweeping_beside_a_later_gc_keeps_the_later_checkpoint(store) -> None:
@@ -225,13 +228,7 @@ def test_a_gc_sweeping_beside_a_later_gc_keeps_the_later_checkpoint(store) -> No
     t.join(60)
     assert not t.is_alive() and "error" not in out, out
     fresh = Volume.from_name("gcgc", store=Holding(store, url=store.url + "#fresh"))
-    try:
-        got = read(fresh, "a.bin")
-    except VolumeError as e:
-        pytest.fail(f"a live file is unreadable after two overlapping gc runs: {e!r}")
-    assert got == a
-    report = fresh.verify()
-    assert report.ok, report.errors
+    readable(fresh, "a.bin", a, "a live file is unreadable after two overlapping gc runs")
 
 
 class _OtherFirst(WrappedStore):
@@ -276,6 +273,4 @@ def test_a_commit_abandoned_after_folding_the_index_leaves_nothing_to_deduplicat
             b.put_file(io.BytesIO(data), "x.bin")
     put(vol, "y.bin", data)  # the same bytes again, in this process
     fresh = Volume.from_name("fold", store=local_store)
-    assert read(fresh, "y.bin") == data
-    report = fresh.verify()
-    assert report.ok, report.errors
+    readable(fresh, "y.bin", data, "the second commit of the same bytes is unreadable")
