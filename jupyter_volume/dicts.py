@@ -9,6 +9,7 @@ Layout (inside the environment's view of the store)::
     dicts/<id>/config          {"id", "name", "created_at", "created_by", "format"}
     dicts/<id>/e/<entry name>  one object per entry: header + pickled value
     dicts/<id>/locks/<name>    locks taken with Dict.lock (never among the entries)
+    dicts/<id>/claims/<entry name>/<version digest>  a pop's claim on one version of an entry
     leases/dicts/<id>          the lease of an ephemeral Dict (renewed while its owner lives)
 
 Keys. A key of a primitive type (str, bytes, int, float, bool, None, and tuples of
@@ -39,7 +40,21 @@ retry that finds its id in the entry returns what it wrote instead of adding aga
 one that does not find it never takes another writer's equal bytes for its own. A
 ``put(skip_if_exists=True)`` carries one random id too, for the same reason: a create
 whose first attempt failed unseen settles its retry's "exists" by reading the entry
-back, and another writer's create of the same value must not pass for its own.
+back, and another writer's create of the same value must not pass for its own. Every
+other write carries one random id as well, so no two writes of an entry have the same
+bytes, and so the same version token.
+
+``pop`` (and ``del``) must hand a value to exactly one caller even when answers are
+lost, and a delete leaves nothing to read back. So a pop first *claims* the version it
+read: a create-only object named after the entry and that version's token, holding a
+random claim id. Of several pops of one version exactly one creates the claim (a lost
+answer is settled by reading the claim back: the id is its own or not), and whoever
+holds it owns the value; the entry is then deleted only if it is still that version
+(a value put meanwhile stays, as a put after the pop). A pop that finds another's claim
+finishes that pop's delete and looks again. Claims stay :data:`CLAIM_KEEP` seconds (by
+the store's clock), so a retry arriving late cannot claim a version twice, and are then
+swept; a pop that read its version longer ago than a quarter of that reads again before
+claiming.
 
 This module sits beside :mod:`jupyter_volume.volume`: it imports the store layer, the
 lease module, the name rule, the error tree and :mod:`jupyter_volume.objects` (store
@@ -54,6 +69,7 @@ import base64
 import builtins
 import contextlib
 import json
+import logging
 import os
 import pickle
 import random
@@ -81,6 +97,8 @@ from .lease import CLOCK_SLACK, MAX_TTL, Lease, ephemeral_ttl, store_now, valid_
 from .names import delete_prefix, sweep_leases
 from .objects import AliveCheck, check_kind_name, open_base, open_env
 from .store import Store, environment_store
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_VALUE_SIZE",
@@ -115,6 +133,15 @@ _WRITE_ID_BYTES = 8
 #: more than this many others before it looked again would count twice.
 INCR_HISTORY = 64
 _FREE = b'{"free": true}'
+#: How long (seconds, by the store's clock) a pop's claim is kept after it was made.
+#: Within this time no late retry or slow pop can claim the same version again: a pop
+#: reads afresh when more than a quarter of it passed since its read, and a claim's own
+#: retries end well within the rest (an S3 store's 10 attempts of at most 60 s each).
+CLAIM_KEEP = 3600.0
+#: A handle sweeps claims older than :data:`CLAIM_KEEP` after about one pop in this
+#: many, and at most once per :data:`CLAIM_SWEEP_EVERY` seconds.
+CLAIM_SWEEP_ODDS = 64
+CLAIM_SWEEP_EVERY = 300.0
 _NO_DEFAULT: Any = object()
 
 
@@ -565,6 +592,7 @@ class Dict(MutableMapping[Any, Any]):
         self._alive = AliveCheck(self.store)  # when the Dict was last seen to exist
         self._unchecked: set[str] = set()  # entries written since then
         self._ended = False  # an ephemeral Dict whose block ended (in this process)
+        self._next_sweep = 0.0  # claims are swept no sooner (on _lease_clock)
 
     # -- handles -------------------------------------------------------------------
     @staticmethod
@@ -680,6 +708,17 @@ class Dict(MutableMapping[Any, Any]):
     def _prefix(self) -> str:
         return f"dicts/{self._resolve()['id']}/e/"
 
+    @property
+    def _claims(self) -> str:
+        return f"dicts/{self._resolve()['id']}/claims/"
+
+    def _claim_key(self, okey: str, token: str) -> str:
+        """Where a pop's claim on version ``token`` of entry object ``okey`` lives."""
+        from blake3 import blake3
+
+        digest = blake3(token.encode()).hexdigest()[:32]
+        return f"{self._claims}{okey.rsplit('/', 1)[-1]}/{digest}"
+
     def _check_open(self) -> None:
         if self._ended:
             raise NotFoundError(f"{self._what()} no longer exists: its ephemeral block ended")
@@ -766,11 +805,11 @@ class Dict(MutableMapping[Any, Any]):
         enc = _key_bytes(key)
         return enc, self._prefix + _entry_name(enc)
 
-    def _encode(
-        self, key: Any, value: Any, write_ids: list[bytes] | None = None
-    ) -> tuple[str, bytes]:
-        """The object key and bytes of one entry (carrying ``write_ids``, if given);
-        every check happens here, before any write."""
+    def _encode(self, key: Any, value: Any) -> tuple[str, bytes]:
+        """The object key and bytes of one entry, carrying one fresh random write id (no
+        two writes are the same bytes, so each version has a token of its own: pops
+        claim versions by token, creates settle lost answers by bytes); every check
+        happens here, before any write."""
         enc, okey = self._key_object(key)
         pickled = _pickle(value, f"the value for key {_repr(key)}")
         if len(pickled) > MAX_VALUE_SIZE:
@@ -778,7 +817,7 @@ class Dict(MutableMapping[Any, Any]):
                 f"the value for key {_repr(key)} is {len(pickled):,} bytes pickled, over the "
                 f"Dict limit of {MAX_VALUE_SIZE:,} bytes (100 MiB): store it in a Volume"
             )
-        return okey, _pack(enc, pickled, write_ids)
+        return okey, _pack(enc, pickled, [os.urandom(_WRITE_ID_BYTES)])
 
     def _load_value(self, blob: bytes, key: Any = _NO_DEFAULT) -> Any:
         try:
@@ -1023,15 +1062,14 @@ class Dict(MutableMapping[Any, Any]):
                 written then).
         """
         self._check_open()
+        okey, blob = self._encode(key, value)
         if skip_if_exists:
-            # A random write id makes these bytes ours alone: a create whose attempt
-            # failed unseen (a 500, a dropped connection) and whose retry finds the key
-            # settles by reading it back, and another writer's create of the same value
-            # would otherwise pass for ours (two writers told they won).
-            okey, blob = self._encode(key, value, [os.urandom(_WRITE_ID_BYTES)])
+            # The entry's random write id makes these bytes ours alone: a create whose
+            # attempt failed unseen (a 500, a dropped connection) and whose retry finds
+            # the key settles by reading it back, and another writer's create of the
+            # same value would otherwise pass for ours (two writers told they won).
             written = self.store.put_if_absent(okey, blob)
         else:
-            okey, blob = self._encode(key, value)
             self.store.put(okey, blob)
             written = True
         if written:
@@ -1044,18 +1082,94 @@ class Dict(MutableMapping[Any, Any]):
     def _take(self, key: Any) -> bytes | None:
         """Remove ``key``'s entry and return its stored bytes (None: there was none).
 
-        Atomic: the entry is deleted only if it is still the version read (a
-        conditional delete), so of several callers taking one key exactly one gets it,
-        and a value put meanwhile is never deleted unseen."""
+        Exactly once, also when answers are lost: the version read is first claimed
+        (a create-only claim object, see the module docstring), and only the claim's
+        holder returns it; the entry is then deleted if it is still that version, so a
+        value put meanwhile stays. A version another pop has claimed is absent: its
+        delete is finished here (that pop may have stopped before it) and the key read
+        again."""
         _, okey = self._key_object(key)
         while True:
+            asked_at = _lease_clock()
             try:
                 blob, token = self.store.get_versioned(okey)
             except NotFoundError:
                 return None
-            if self.store.delete_if_match(okey, token):
+            claim = self._claim_key(okey, token)
+            if _lease_clock() - asked_at > CLAIM_KEEP / 4:
+                # stalled since the read (a stopped process, a store that kept failing):
+                # another pop's claim on this version may be swept by now, so ours could
+                # be made again: read afresh instead
+                continue
+            body = json.dumps({"claim": os.urandom(16).hex(), "version": token}).encode()
+            if self.store.put_if_absent(claim, body):
+                self._end_version(okey, token, owner=True)
+                self._sweep_claims_now_and_then()
                 return blob
-            # another pop took it, or a put replaced it, since we read it: look again
+            self._end_version(okey, token, owner=False)
+
+    def _end_version(self, okey: str, token: str, *, owner: bool) -> None:
+        """Delete entry ``okey`` if it is still the claimed version ``token``. The
+        claim's owner has its value already: a failure here leaves the entry in place
+        until the next pop of the key or the claim sweep removes it (readers see it
+        until then), so it is logged, not raised."""
+        try:
+            self.store.delete_if_match(okey, token)
+        except VolumeError:
+            if not owner:
+                raise
+            log.warning(
+                "popped a value from %s but could not delete its entry (it stays visible "
+                "until the next pop of its key, or the claim sweep, removes it)",
+                self._what(),
+                exc_info=True,
+            )
+
+    def _sweep_claims_now_and_then(self) -> None:
+        """After about one pop in :data:`CLAIM_SWEEP_ODDS` (and not within
+        :data:`CLAIM_SWEEP_EVERY` seconds of this handle's last sweep): sweep old
+        claims. Never fails the pop that called it."""
+        now = _lease_clock()
+        with self._lock:
+            if random.randrange(CLAIM_SWEEP_ODDS) or now < self._next_sweep:
+                return
+            self._next_sweep = now + CLAIM_SWEEP_EVERY
+        try:
+            self._sweep_claims()
+        except VolumeError:
+            log.debug("claim sweep of %s failed; the next one retries", self._what(), exc_info=True)
+
+    def _sweep_claims(self, keep: float | None = None) -> int:
+        """Delete the claims older than ``keep`` seconds (default :data:`CLAIM_KEEP`)
+        by the store's clock; how many. The entry version a claim names is deleted
+        first (a pop that stopped between its claim and its delete left it), so no
+        claimed version becomes poppable again."""
+        keep = CLAIM_KEEP if keep is None else keep
+        prefix, entries = self._claims, self._prefix
+        infos = builtins.list(self.store.list(prefix))
+        if not infos:
+            return 0
+        now = store_now(self.store)
+        old = [i.key for i in infos if now - i.mtime > keep]
+
+        def finish(ckey: str) -> None:
+            try:
+                token = json.loads(self.store.get(ckey))["version"]
+            except NotFoundError:
+                return
+            except (ValueError, KeyError, TypeError):
+                return  # not a claim this version wrote: nothing to finish
+            self.store.delete_if_match(entries + ckey[len(prefix) :].split("/", 1)[0], token)
+
+        if len(old) > 1:
+            with ThreadPoolExecutor(PARALLEL, thread_name_prefix="dict-sweep") as pool:
+                builtins.list(pool.map(finish, old))
+        else:
+            for ckey in old:
+                finish(ckey)
+        for i in range(0, len(old), 1000):
+            self.store.delete(old[i : i + 1000])
+        return len(old)
 
     @aio
     def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:

@@ -27,6 +27,7 @@ from jupyter_volume.dicts import _entry_name, _key_bytes
 from jupyter_volume.errors import NotFoundError, StoreError
 from jupyter_volume.store.s3 import S3Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
+from jupyter_volume.testing.wrappers import WrappedStore
 
 try:
     from .faultproxy import FaultProxy, store_through
@@ -525,3 +526,183 @@ def test_listings_and_clear_while_another_process_writes_and_deletes(
                 pipe.close()
     d.clear()
     assert d.len() == 0 and list(d.items()) == []
+
+
+# -- pop: exactly once, also when answers are lost ------------------------------------------
+def test_a_pop_whose_delete_answer_was_lost_keeps_its_value_and_a_later_put(
+    proxy: FaultProxy, faulty: tuple[Dict, Peer, S3Store]
+) -> None:
+    """Our pop's delete lands but its answer is lost, and the peer puts the key again
+    before we retry. The value we took is ours (a delete leaves nothing to read back,
+    so a pop that judged by the key alone popped the peer's new value instead and the
+    first job was lost to everyone); the peer's value stays for the next pop."""
+    ours, peer, _ = faulty
+    ours["job"] = "first"
+    got: list[Any] = []
+    proxy.force(
+        "lost_response",
+        method="DELETE",
+        path_contains="/e/",
+        then=then_peer(got, peer, "put", "job", "second"),
+    )
+    assert ours.pop("job") == "first"
+    assert proxy.counts["lost_response"] == 1 and got == [True]
+    assert ours["job"] == "second"
+
+
+def test_a_pop_whose_delete_was_dropped_is_not_handed_out_twice(
+    proxy: FaultProxy, faulty: tuple[Dict, Peer, S3Store]
+) -> None:
+    """Our pop's delete never reaches the store, and the peer pops the key before our
+    retry. Exactly one of us gets the job (a pop that took "the key is gone" after its
+    retry for its own delete handed it to both)."""
+    ours, peer, _ = faulty
+    ours["job"] = "only"
+    got: list[Any] = []
+    proxy.force(
+        "drop", method="DELETE", path_contains="/e/", then=then_peer(got, peer, "pop", "job", None)
+    )
+    mine = ours.pop("job", None)
+    assert proxy.counts["drop"] == 1 and len(got) == 1
+    assert sorted([mine, got[0]], key=str) == [None, "only"], (mine, got)
+    assert "job" not in ours
+
+
+@pytest.mark.parametrize("kind", ["lost_response", "drop"])
+def test_a_pop_whose_claim_answer_was_lost_or_dropped_is_handed_out_once(
+    proxy: FaultProxy, faulty: tuple[Dict, Peer, S3Store], kind: str
+) -> None:
+    """Our pop's claim lands with its answer lost (or never reaches the store), and the
+    peer pops the same key before our retry: exactly one of us gets the job, and with
+    ``lost_response`` it is ours (our claim was first)."""
+    ours, peer, _ = faulty
+    ours["job"] = "only"
+    got: list[Any] = []
+    proxy.force(
+        kind, method="PUT", path_contains="/claims/", then=then_peer(got, peer, "pop", "job", None)
+    )
+    mine = ours.pop("job", None)
+    assert proxy.counts[kind] == 1 and len(got) == 1
+    if kind == "lost_response":
+        assert [mine, got[0]] == ["only", None]
+    else:
+        assert [mine, got[0]] == [None, "only"]
+    assert "job" not in ours
+
+
+class _AfterRead(WrappedStore):
+    """Runs ``hook`` once, right after the first read of an entry (a pop's read)."""
+
+    def __init__(self, inner: Any, hook: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self.hook: Callable[[], None] | None = hook
+
+    def _record(self, kind: str, key: str) -> None:
+        if kind == "get_versioned" and "/e/" in key and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+
+
+def test_a_pop_stalled_past_the_claims_keep_reads_again(
+    local_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our pop reads the job, then stalls (a stopped process) while another process
+    pops it and the claims are swept. Waking, it must not claim the version it read
+    long ago (its claim would be new again, and the job handed out twice): it reads
+    afresh and finds nothing. The stall is a clock moved forward (an hour cannot pass
+    in a test), the only fake part; store and Dicts are real."""
+    import jupyter_volume.dicts as dicts
+
+    clock = [1000.0]
+    monkeypatch.setattr(dicts, "_lease_clock", lambda: clock[0])
+    other = Dict.from_name("jobs", store=local_store, create_if_missing=True)
+    other["job"] = "only"
+    taken: list[Any] = []
+
+    def meanwhile() -> None:
+        taken.append(other.pop("job"))
+        other._sweep_claims(keep=-1)  # every claim counts as old
+        clock[0] += dicts.CLAIM_KEEP
+
+    ours = Dict.from_name("jobs", store=_AfterRead(local_store, meanwhile))
+    assert ours.pop("job", None) is None
+    assert taken == ["only"]
+
+
+def _claim_as_a_stopped_pop(d: Dict, key: Any) -> None:
+    """Claim ``key``'s current version the way a pop does, and stop there (as a pop
+    killed between its claim and its delete leaves it)."""
+    _, okey = d._key_object(key)
+    _, token = d.store.get_versioned(okey)
+    body = json.dumps({"claim": "stopped", "version": token}).encode()
+    assert d.store.put_if_absent(d._claim_key(okey, token), body)
+
+
+def test_a_claimed_entry_left_behind_is_removed_by_the_next_pop(store: Any) -> None:
+    """A pop that stopped after claiming left its entry (readers still see it: the
+    documented cost); the next pop of the key finishes that delete and finds nothing,
+    rather than handing the job out a second time."""
+    d = Dict.from_name("jobs", store=store, create_if_missing=True)
+    d["job"] = "taken"
+    _claim_as_a_stopped_pop(d, "job")
+    assert d.get("job") == "taken"
+    assert d.pop("job", None) is None
+    assert "job" not in d and d.len() == 0
+
+
+def test_the_claim_sweep(store: Any) -> None:
+    """Young claims stay; old ones go, and the sweep first removes an entry a stopped
+    pop left behind, but never a value put after the claimed one."""
+    d = Dict.from_name("jobs", store=store, create_if_missing=True)
+    d.update({"a": 1, "b": 2, "c": 3})
+    assert d.pop("a") == 1
+    _claim_as_a_stopped_pop(d, "b")
+    _claim_as_a_stopped_pop(d, "c")
+    d["c"] = "put after the claim"
+    claims = d._claims
+    assert len(list(d.store.list(claims))) == 3
+    assert d._sweep_claims() == 0  # all young
+    assert len(list(d.store.list(claims))) == 3
+    assert d._sweep_claims(keep=-1) == 3
+    assert list(d.store.list(claims)) == []
+    assert dict(d.items()) == {"c": "put after the claim"}
+
+
+def test_every_write_of_an_entry_is_a_version_of_its_own(local_store: Any) -> None:
+    """Two puts of one value give the entry two version tokens (each write carries a
+    random id), so a claim on the first cannot pass for a claim on the second."""
+    d = Dict.from_name("v", store=local_store, create_if_missing=True)
+    _, okey = d._key_object("k")
+    tokens = set()
+    for _ in range(3):
+        d["k"] = "same"
+        tokens.add(d.store.get_versioned(okey)[1])
+        assert d["k"] == "same"
+    assert len(tokens) == 3
+
+
+def test_pops_sweep_old_claims_now_and_then(
+    local_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pops look for old claims (here on every pop, not one in 64), at most once per
+    handle in CLAIM_SWEEP_EVERY: a queue's claims do not pile up with no sweep."""
+    import jupyter_volume.dicts as dicts
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    monkeypatch.setattr(dicts, "CLAIM_SWEEP_ODDS", 1)
+    counting = CountingStore(local_store)
+    d = Dict.from_name("jobs", store=counting, create_if_missing=True)
+    d.update({"a": 1, "b": 2})
+
+    def claim_listings() -> int:
+        return sum(1 for op in counting.ops if op.kind == "list" and "/claims/" in op.key)
+
+    assert d.pop("a") == 1
+    assert claim_listings() == 1
+    assert d.pop("b") == 2
+    assert claim_listings() == 1  # not again within CLAIM_SWEEP_EVERY
+    monkeypatch.setattr(dicts, "CLAIM_SWEEP_EVERY", 0.0)
+    d._next_sweep = 0.0
+    d["c"] = 3
+    assert d.pop("c") == 3
+    assert claim_listings() == 2
