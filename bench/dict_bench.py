@@ -83,8 +83,21 @@ def latency(d: Any, client: Any, bucket: str, size: int, n: int) -> dict[str, An
             lambda i: client.get_object(Bucket=bucket, Key=raw_key)["Body"].read(), n
         ),
     }
+    # pop: each key popped once (filled first, untimed); its peer is what a pop without
+    # a claim costs, a GET and a DELETE of the same bytes
+    d.update({f"pop-{i}": value for i in range(n)})
+    for i in range(n):
+        client.put_object(Bucket=bucket, Key=f"{raw_key}-pop-{i}", Body=value)
+    runs["dict_pop"] = timed(lambda i: d.pop(f"pop-{i}"), n)
+
+    def get_delete(i: int) -> None:
+        client.get_object(Bucket=bucket, Key=f"{raw_key}-pop-{i}")["Body"].read()
+        client.delete_object(Bucket=bucket, Key=f"{raw_key}-pop-{i}")
+
+    runs["boto3_get_delete"] = timed(get_delete, n)
     for name, xs in runs.items():
         out[name] = {"p50_ms": pct(xs, 0.5) * 1000, "p99_ms": pct(xs, 0.99) * 1000}
+    out["pop_p50_ratio"] = out["dict_pop"]["p50_ms"] / out["boto3_get_delete"]["p50_ms"]
     for op in ("put", "get"):
         out[f"{op}_p50_ratio"] = out[f"dict_{op}"]["p50_ms"] / out[f"boto3_{op}"]["p50_ms"]
     return out
@@ -213,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         ("put p50 / p99 (ms)", f"{lat['dict_put']['p50_ms']:.2f} / {lat['dict_put']['p99_ms']:.2f}",
          f"boto3 {lat['boto3_put']['p50_ms']:.2f} / {lat['boto3_put']['p99_ms']:.2f}",
          f"p50 ratio {lat['put_p50_ratio']:.2f} (target <= 1.2)"),
+        ("pop p50 / p99 (ms)", f"{lat['dict_pop']['p50_ms']:.2f} / {lat['dict_pop']['p99_ms']:.2f}",
+         f"boto3 GET+DELETE {lat['boto3_get_delete']['p50_ms']:.2f} / {lat['boto3_get_delete']['p99_ms']:.2f}",
+         f"p50 ratio {lat['pop_p50_ratio']:.2f} (claim + delete: 3 requests)"),
         (f"update {bulk_r['update_entries']:,} entries", f"{bulk_r['update_per_s']:,.0f} entries/s", "", ""),
         (f"len() of {bulk_r['entries']:,}", f"{bulk_r['len_entries_per_s']:,.0f} entries/s", "", ""),
         (f"items() of {bulk_r['entries']:,}", f"{bulk_r['items_entries_per_s']:,.0f} entries/s", "", ""),
