@@ -1175,11 +1175,12 @@ class Dict(MutableMapping[Any, Any]):
     def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:
         """Remove ``key`` and return its value; ``default`` (or KeyError) when missing.
 
-        Atomic across processes and machines: of several callers popping one key,
-        exactly one gets its value and the others get ``default`` (or KeyError), so a
-        Dict can hand out jobs. The entry is removed before its value is unpickled: a
-        value that cannot be unpickled here is still removed, and DeserializationError
-        raised.
+        Atomic across processes and machines, also when the network loses answers: of
+        several callers popping one key, exactly one gets its value and the others get
+        ``default`` (or KeyError), so a Dict can hand out jobs; a value put while the
+        pop runs stays for the next one. The entry is removed before its value is
+        unpickled: a value that cannot be unpickled here is still removed, and
+        DeserializationError raised.
         """
         blob = self._take(key)
         if blob is None:
