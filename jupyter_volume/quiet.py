@@ -17,7 +17,12 @@ changed file only when it is *quiet*:
    processes (see :class:`Writers`);
 2. it has not changed for the settle interval: its ctime is at least that old (the
    kernel sets ctime and nobody can set it back), or the mount has seen the same stat
-   signature for that long (which also holds when the wall clock jumps);
+   signature for that long (which also holds when the wall clock jumps). A rename of a
+   folder moves no ctime below it: a path whose ctime is older than a moment it was
+   known to be as committed (it came with a folder renamed above it) is dated by the
+   latest change of the folders on its way down from the root instead, one of which
+   took the renamed entry; so a moved file settles with the deletion of its old path,
+   and a move is committed as one;
 3. its stat signature is the same when it is checked, when it is opened, when it has
    been read, and after every other file of the commit has been read.
 
@@ -600,6 +605,36 @@ class Gate:
                 folder_changed[folder] = mono(st.st_ctime_ns)
                 return folder_changed[folder]
 
+        # folder -> the latest change of it and of every folder above it (inf: one of
+        # them could not be looked at)
+        chain_changed: dict[str, float] = {}
+
+        def moved_in(folder: str) -> float:
+            # A path whose own ctime is older than a moment the path was as committed
+            # (the scan before found it so) changed without moving its ctime: it came
+            # with a folder above it that was renamed (``mv data archive``), which
+            # leaves the ctime of everything below as it was. It appeared at or before
+            # the latest change of a folder on its way down from the root: the folder
+            # that took the renamed entry is one of them, and adding an entry moves the
+            # ctime of the folder that takes it. Only such paths come here (the files
+            # of a moved folder; at a mount's first commit, files that were there
+            # before it): one lstat per folder, once a gate.
+            todo = []
+            f: str | None = folder
+            while f is not None and f not in chain_changed:
+                todo.append(f)
+                f = f.rpartition("/")[0] if f else None
+            got = -inf if f is None else chain_changed[f]
+            for f in reversed(todo):  # the root first
+                try:
+                    st = lstat(top + f if f else str(root))
+                except OSError:
+                    got = inf  # cannot tell: "unchanged since" alone dates it
+                else:
+                    got = max(got, mono(st.st_ctime_ns))
+                chain_changed[f] = got
+            return got
+
         # Per group, what the cut needs: first, last, and whether it holds the cut back
         # (compact: three numbers a group). Members are kept only for groups that have not
         # settled (changed within the settle interval, busy, or with a reason), the ones
@@ -659,6 +694,11 @@ class Gate:
                                 p_since = now
                         memory[got] = (sig, p_since, p_first, p_appeared)
                         last = now - (now_wall - ctime) / 1e9 + _STAMP_TICK  # self._mono
+                        if last < p_first:  # moved here with a folder above it
+                            if k is not got:
+                                folder = got.rpartition("/")[0]
+                            moved = chain_changed.get(folder)
+                            last = moved_in(folder) if moved is None else moved
                         if p_since < last:
                             last = p_since
                         keys.append(k)
@@ -707,14 +747,18 @@ class Gate:
                     others.setdefault(k, []).append(rel)
                     sig_of[rel] = sig
                     unchanged_since = now
+                    p_first = -inf  # not a candidate: as committed, not moved here
                 if (rel in self._gone) == exists:
                     # it is not what the scan saw any more: a later scan will say more
                     m.last, reason = inf, reason or f"{rel} changed since the scan"
                 elif sig is None:
                     m.last = min(deleted_by(rel), unchanged_since)
                 else:
-                    # ctime: every change moves it
-                    m.last = min(mono(_ctime_ns(sig)), unchanged_since)
+                    # ctime: every change moves it (but a rename of a folder above it)
+                    changed = mono(_ctime_ns(sig))
+                    if changed < p_first:  # moved here with a folder above it
+                        changed = moved_in(rel.rpartition("/")[0])
+                    m.last = min(changed, unchanged_since)
                     m.changed = m.last
                     who = busy.get(rel, _mode(sig))
                     if who:
