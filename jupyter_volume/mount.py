@@ -8,6 +8,9 @@ the state dir (see :mod:`jupyter_volume.paths`), in SQLite:
 * ``files``: one row per path in the folder: the entry (content) it reflects, the
   stat signature (size, mtime_ns, inode, mode) it had when synced, and ``since_base``
   for paths this mount committed after ``base``.
+* ``pushing``: set while a commit of this mount may be landing, and taken away in the
+  transaction that records it; one left by a crash (or a failed commit) makes the next
+  scans recognise what landed instead of publishing it again (:meth:`Mount._adopt_pushed`).
 
 A commit's change set is the folder compared with those rows, applied onto whatever the
 head is (the repository merges: our paths win, every other path keeps other writers'
@@ -105,6 +108,9 @@ STREAM_ROWS = 1_000  # mount rows written per batch while a commit streams
 _ROWS_ONE_BY_ONE = 16
 STREAM_TREE_BYTES = 1 << 20  # compressed tree nodes held before a streamed commit uploads them
 _FOLDER_MARK = mountstates.FOLDER_MARK  # marks a mounted folder as its mount's (_mark_folder)
+#: The mount-state meta key saying that a commit of this mount may have landed unrecorded
+#: (see Mount._note_pushing): ``{"after": seq}``, the newest commit known before it.
+_PUSHING = "pushing"
 
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
@@ -424,6 +430,10 @@ class _Index:
 
     def set_meta(self, k: str, v: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+
+    def drop_meta(self, k: str) -> None:
+        """Forget meta value ``k`` (nothing happens if there is none)."""
+        self.db.execute("DELETE FROM meta WHERE k=?", (k,))
 
     def rows(
         self, prefix: str | None = None
@@ -816,7 +826,10 @@ class Mount:
     @property
     def base_seq(self) -> int:
         """The commit the folder was last brought to."""
-        return int(self._index.get_meta("base_seq") or 0)
+        # under the lock, as every use of the index (see _Index): a commit on another
+        # thread may be halfway through the transaction that moves it
+        with self._lock:
+            return int(self._index.get_meta("base_seq") or 0)
 
     def _base_root(self) -> str:
         return self._index.get_meta("base_root") or EMPTY_TREE
@@ -1189,7 +1202,7 @@ class Mount:
         try:
             ch = self._full_scan(leftovers) if dirty is None else self._journal_scan(dirty)
             ch.taken = dirty
-            self._reconcile(ch)
+            self._reconcile(ch, full=dirty is None)
         except BaseException:
             if journal is not None and not full:
                 journal.requeue(dirty)  # a failed scan never drops what the journal knew
@@ -1214,14 +1227,23 @@ class Mount:
         kept.update(ch.skipped)
         self._skipped = kept
 
-    def _reconcile(self, ch: _Changes) -> None:
+    def _reconcile(self, ch: _Changes, full: bool = False) -> None:
+        """Take out of scan ``ch`` what an earlier operation of this mount brought about
+        but did not record (the process died between the two): a reload's files
+        (:meth:`_reconcile_landing`) and a commit that landed (:meth:`_adopt_pushed`).
+        ``full``: ``ch`` is a scan of the whole folder."""
+        if ch:
+            self._reconcile_landing(ch)
+        self._adopt_pushed(ch, full)
+
+    def _reconcile_landing(self, ch: _Changes) -> None:
         """After a reload that did not finish, files it wrote (or moved) and folders it
         made may not be recorded (the process died between writing and recording). A
         changed path whose content is the version that unfinished reload was bringing in
         is not a local edit: record it as synced, so a commit never publishes another
         writer's older bytes as ours (nor an empty commit of a folder's new mtime)."""
         landing = self._index.get_meta("landing") or []
-        if not landing or not (ch.files or ch.links or ch.dirs or ch.gone):
+        if not landing:
             return
         trees = self._repo.trees
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
@@ -1270,6 +1292,153 @@ class Mount:
         if gone:
             self._index.delete(gone)
             ch.gone.difference_update(gone)
+
+    def _note_pushing(self) -> None:
+        """Before a commit of this mount is published: mark, in the mount's state, that
+        one may land, after which commit (the newest this process knows: whatever record
+        carries the change set comes after it). The transaction that records the commit
+        takes the mark away. One still there (the process died once the record had
+        landed, or the commit failed after it went out) makes the next scans recognise
+        what landed (:meth:`_adopt_pushed`) instead of publishing those bytes again.
+        A mark left by an earlier commit keeps its older bound."""
+        if self._index.get_meta(_PUSHING) is None:
+            self._index.set_meta(_PUSHING, {"after": self._repo.head(refresh=False).seq})
+
+    def _adopt_pushed(self, ch: _Changes, full: bool) -> None:
+        """While a commit of this mount may have landed unrecorded (see
+        :meth:`_note_pushing`): a changed path of scan ``ch`` that holds exactly what a
+        commit after the mark has there is that commit's, not a local change. For a file
+        that is its bytes, size, permissions and modification time (a commit records the
+        time the file had; a file changed since has another); for a link its target and
+        time; a folder; a deletion, a commit without the path. Such a path is recorded
+        as committed after the base (a reload then brings the head's version) and taken
+        out of ``ch``, so the mount never publishes it again: if another writer changed
+        it after the dead commit landed, that would silently put the older bytes back
+        over theirs (a lost update). With ``full`` (``ch`` covers the whole folder) the
+        mark is done with; a scan of some paths leaves it for the others."""
+        idx = self._index
+        mark = idx.get_meta(_PUSHING)
+        if mark is None:
+            return
+        if ch:
+            self._adopt_landed(ch, int(mark["after"]))
+        if full:
+            idx.drop_meta(_PUSHING)
+
+    def _adopt_landed(self, ch: _Changes, after: int) -> None:
+        """The work of :meth:`_adopt_pushed`: ``ch``'s paths against each commit after
+        ``after``, oldest first (the dead commit is among the first), until every path is
+        placed. A path changed again since matches none, so all are looked at then: a
+        lookup each (a few microseconds: the trees of neighbouring commits share their
+        nodes), only while a mark is left."""
+        repo = self._repo
+        trees = repo.trees
+        head = repo.head(refresh=True)
+        if head.seq <= after:
+            return  # nothing landed since the mark
+
+        def oldest_first() -> Iterator[CommitRecord]:
+            # in blocks, each read in parallel (Repository.log), as history reads them
+            lo = after + 1
+            while lo <= head.seq:
+                hi = min(lo + 63, head.seq)
+                yield from reversed(list(repo.log(limit=hi - lo + 1, start=hi)))
+                lo = hi + 1
+
+        files: dict[str, _Stat] = {}
+        for rel, st in ch.files.items():
+            if st.st_size < 0:  # a new file the scan did not stat (_Stat.unlooked): look now
+                try:
+                    st = _Stat(os.lstat(self.path / rel))
+                except OSError:
+                    continue
+                if not stat_mod.S_ISREG(st.st_mode):
+                    continue
+            files[rel] = st
+        links = dict(ch.links)
+        dirs = dict(ch.dirs)
+        gone = set(ch.gone)
+        same: dict[tuple[str, tuple[Any, ...]], bool] = {}  # (path, content) -> file holds it
+        rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
+        deleted: list[str] = []
+        seqs: set[int] = set()
+
+        def holds(rel: str, e: Entry, st: _Stat) -> bool:
+            if not (
+                e.kind == FILE
+                and e.size == st.st_size
+                and e.mtime_ns == st.st_mtime_ns
+                and e.mode & 0o777 == _file_mode(st.st_mode)
+            ):
+                return False
+            key = (rel, _content_key(e))
+            if key not in same:
+                same[key] = self._same_file(rel, e)
+            return same[key]
+
+        last_root: str | None = None
+        for rec in oldest_first():
+            if not (files or links or dirs or gone):
+                break
+            if rec.root == last_root:
+                continue  # (a gc record) the tree of the one before
+            last_root = rec.root
+            try:
+                root: str = rec.root
+                if self.sub_path:
+                    top = trees.lookup(root, self.sub_path)
+                    root = top.tree if top is not None and top.kind == DIR else EMPTY_TREE  # type: ignore[assignment]
+                for rel, st in list(files.items()):
+                    e = trees.lookup(root, rel)
+                    if e is not None and holds(rel, e, st):
+                        rows.append((rel, e, _sig(st), 1))
+                        del files[rel]
+                        seqs.add(rec.seq)
+                for rel, (target, lst) in list(links.items()):
+                    e = trees.lookup(root, rel)
+                    if (
+                        e is not None
+                        and e.kind == LINK
+                        and e.target == target
+                        and e.mtime_ns == lst.st_mtime_ns
+                    ):
+                        rows.append((rel, e, _sig(lst), 1))
+                        del links[rel]
+                        seqs.add(rec.seq)
+                for rel, dst in list(dirs.items()):
+                    e = trees.lookup(root, rel)
+                    if e is not None and e.kind == DIR:
+                        rows.append((rel, _dir_row(e), _sig(dst), 1))
+                        del dirs[rel]
+                        seqs.add(rec.seq)
+                for rel in list(gone):
+                    if trees.lookup(root, rel) is None:
+                        deleted.append(rel)
+                        gone.discard(rel)
+                        seqs.add(rec.seq)
+            except NotFoundError:
+                continue  # an expired commit whose trees gc removed: it tells nothing
+        if not (rows or deleted):
+            return
+        idx = self._index
+        base = self.base_seq
+        own = idx.get_meta("own_seqs") or []
+        idx.db.execute("BEGIN")
+        try:
+            idx.put(rows)
+            idx.delete(deleted)
+            # (for status: the commits of ours the folder is ahead of its base by)
+            idx.set_meta("own_seqs", sorted({*own, *(s for s in seqs if s > base)}))
+        except BaseException:
+            idx.db.execute("ROLLBACK")
+            raise
+        idx.db.execute("COMMIT")
+        for rel, *_rest in rows:
+            ch.files.pop(rel, None)
+            ch.links.pop(rel, None)
+            ch.dirs.pop(rel, None)
+            ch.rows.pop(rel, None)  # the scan's row is not the row any more
+        ch.gone.difference_update(deleted)
 
     # -- committing -----------------------------------------------------------------------------------------
     def _quiet_gate(self, ch: _Changes, wait: bool) -> quiet.Gate:
@@ -1448,6 +1617,7 @@ class Mount:
                 changes = {f"{pre}{rel}": v for rel, v in changes.items()}
             # a volume deleted elsewhere gets no commit (it would land under no name)
             self.volume._check_alive(writer)
+            self._note_pushing()
             rec, _stats = repo.commit(
                 changes, message=message or _auto_message(changes), writer=writer, kind=kind
             )
@@ -1476,6 +1646,7 @@ class Mount:
             if rec is not None:
                 idx.set_meta("own_seqs", [*(idx.get_meta("own_seqs") or []), rec.seq])
         idx.delete(p for p in ch.gone if p not in held)
+        idx.drop_meta(_PUSHING)  # recorded: see _note_pushing
         idx.db.execute("COMMIT")
         gate.forget_taken(held)
         if deferred:
@@ -1707,6 +1878,13 @@ class Mount:
                 return None  # nothing left to commit
             return top
 
+        try:
+            self._note_pushing()  # outside the transaction: it must outlive a crash
+        except BaseException:
+            bar.close()
+            writer.abort()
+            self._journal_requeue(ch)
+            raise
         idx.db.execute("BEGIN")
         try:
             try:
@@ -1740,6 +1918,7 @@ class Mount:
                     )
                 if rec is not None:
                     idx.set_meta("own_seqs", [*(idx.get_meta("own_seqs") or []), rec.seq])
+            idx.drop_meta(_PUSHING)  # recorded: see _note_pushing
         except BaseException:
             idx.db.execute("ROLLBACK")
             writer.abort()
@@ -1791,7 +1970,7 @@ class Mount:
             self._check_open()
             self._require_folder()
             ch = self._full_scan()
-            self._reconcile(ch)
+            self._reconcile(ch, full=True)
             self._note_skipped(ch, None)
             st = MountStatus(
                 self.volume.name,
