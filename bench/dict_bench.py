@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         results["incr_s3"] = contended_incr(s3_url, env, args.s3_procs, args.incr_each)
     finally:
         sw.stop()
+        shutil.rmtree(work, ignore_errors=True)
         watch.__exit__(None, None, None)
     results["load"] = watch.summary()
 
