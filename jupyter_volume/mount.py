@@ -11,6 +11,9 @@ the state dir (see :mod:`jupyter_volume.paths`), in SQLite:
 * ``pushing``: set while a commit of this mount may be landing, and taken away in the
   transaction that records it; one left by a crash (or a failed commit) makes the next
   scans recognise what landed instead of publishing it again (:meth:`Mount._adopt_pushed`).
+* ``gone_since_base``: the paths this mount deleted in commits after ``base`` (a deleted
+  path has no row to carry ``since_base``), so that the next reload looks at them too
+  (:meth:`Mount._note_gone`).
 
 A commit's change set is the folder compared with those rows, applied onto whatever the
 head is (the repository merges: our paths win, every other path keeps other writers'
@@ -111,6 +114,10 @@ _FOLDER_MARK = mountstates.FOLDER_MARK  # marks a mounted folder as its mount's 
 #: The mount-state meta key saying that a commit of this mount may have landed unrecorded
 #: (see Mount._note_pushing): ``{"after": seq}``, the newest commit known before it.
 _PUSHING = "pushing"
+#: The mount-state meta key listing the paths this mount deleted in commits after its
+#: base (see Mount._note_gone); ``true`` when there were more than GONE_MAX of them.
+_GONE = "gone_since_base"
+GONE_MAX = 4096
 
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
@@ -1427,6 +1434,7 @@ class Mount:
         try:
             idx.put(rows)
             idx.delete(deleted)
+            self._note_gone(deleted)  # deleted after the base, as rows[...] changed after it
             # (for status: the commits of ours the folder is ahead of its base by)
             idx.set_meta("own_seqs", sorted({*own, *(s for s in seqs if s > base)}))
         except BaseException:
@@ -1439,6 +1447,27 @@ class Mount:
             ch.dirs.pop(rel, None)
             ch.rows.pop(rel, None)  # the scan's row is not the row any more
         ch.gone.difference_update(deleted)
+
+    def _note_gone(self, paths: Iterable[str]) -> None:
+        """Remember ``paths``, deleted by a commit of this mount that the folder's base
+        does not include, for the next reload to look at (the caller records the
+        commit, in its transaction).
+
+        A changed path committed after the base keeps a row marked ``since_base``, and
+        the reload looks it up in the head; a deleted one has no row left. Without this,
+        a file another writer then brought back exactly as the base had it (a restore
+        from history) was in no diff from the base: the folder never got it back, and
+        said it was in sync. Past :data:`GONE_MAX` paths, the next reload compares
+        every path instead.
+        """
+        paths = list(paths)
+        if not paths:
+            return
+        was = self._index.get_meta(_GONE)
+        if was is True:
+            return
+        got = sorted({*(was or ()), *paths})
+        self._index.set_meta(_GONE, got if len(got) <= GONE_MAX else True)
 
     # -- committing -----------------------------------------------------------------------------------------
     def _quiet_gate(self, ch: _Changes, wait: bool) -> quiet.Gate:
@@ -1630,11 +1659,13 @@ class Mount:
         idx = self._index
         idx.db.execute("BEGIN")
         idx.put(same_rows)
+        gone = [p for p in ch.gone if p not in held]
         if (
             rec is not None
             and rec.parent == self.base_seq
             and not rec.extra.get("carried")
             and not idx.since_base()
+            and not idx.get_meta(_GONE)
         ):
             # Nobody committed in between, and the commit holds no other writer's change
             # (group commit): the folder now reflects exactly this commit.
@@ -1643,9 +1674,10 @@ class Mount:
             idx.set_meta("base_seq", rec.seq)
         else:
             idx.put(new_rows)
+            self._note_gone(gone)
             if rec is not None:
                 idx.set_meta("own_seqs", [*(idx.get_meta("own_seqs") or []), rec.seq])
-        idx.delete(p for p in ch.gone if p not in held)
+        idx.delete(gone)
         idx.drop_meta(_PUSHING)  # recorded: see _note_pushing
         idx.db.execute("COMMIT")
         gate.forget_taken(held)
@@ -2149,7 +2181,17 @@ class Mount:
             head = dataclass_replace(head, root=self._sub_root(head.root))
         base_root = self._base_root()
         undo = self._local_to_undo(local, head.root)
-        if head.root == base_root and not initial and not undo and not self._index.since_base():
+        if (
+            head.root == base_root
+            and not initial
+            and not undo
+            and not self._index.since_base()
+            # an unfinished reload may have left the folder between base and its target
+            # (see _reload_to), and a deletion of ours may have been undone since (see
+            # _note_gone), even where the head came back to the base's very tree
+            and not self._index.get_meta("landing")
+            and not self._index.get_meta(_GONE)
+        ):
             self._index.set_meta("base_seq", head.seq)
             self._index.set_meta("own_seqs", [])
             self._index.set_meta("landing", [])
@@ -2206,18 +2248,34 @@ class Mount:
             self._index.set_meta("base_seq", head.seq)
             self._index.set_meta("own_seqs", [])
             self._index.set_meta("landing", [])
+            self._index.drop_meta(_GONE)
             self._index.clear_since_base()
             return
         paths: dict[str, Entry | None] = {}
         try:
-            for p, _old, new in repo.trees.diff(base_root, head.root):
-                paths[p] = new
+            # What changed since the base; and since the target of each earlier reload
+            # that did not finish (a kill, a store error mid-download): each of its paths
+            # may hold that target's version here (recorded as synced, or by
+            # _reconcile_landing), or be gone from here (its deletion), while the head has
+            # the base's version again or none: a file it brought that another writer
+            # deleted since, a deletion undone since. The base's diff alone misses those,
+            # and the folder kept them for good.
+            for root in (base_root, *landing):
+                for p, _old, new in repo.trees.diff(root, head.root):
+                    paths[p] = new
         except NotFoundError:
-            # The commit the folder reflects was expired by gc and its trees are gone:
-            # compare every path instead (slower, still correct).
+            # The commit the folder reflects (or an unfinished reload's target) was
+            # expired by gc and its trees are gone: compare every path instead (slower,
+            # still correct).
             paths = {p: None for p, _e, _s, _b in self._index.rows()}
             initial = True
         for p in self._index.since_base():
+            if p not in paths:
+                paths[p] = repo.trees.lookup(head.root, p)
+        gone = self._index.get_meta(_GONE)  # deleted by commits of ours after the base
+        if gone is True:
+            initial = True  # too many to list: every path is compared
+        for p in gone or ():
             if p not in paths:
                 paths[p] = repo.trees.lookup(head.root, p)
         if initial:
@@ -2232,6 +2290,7 @@ class Mount:
         self._index.set_meta("base_seq", head.seq)
         self._index.set_meta("own_seqs", [])
         self._index.set_meta("landing", [])
+        self._index.drop_meta(_GONE)
         self._index.clear_since_base()
 
     def _refuse_written(self, paths: dict[str, Entry | None], action: str) -> None:
