@@ -1300,20 +1300,33 @@ class Mount:
             self._index.delete(gone)
             ch.gone.difference_update(gone)
 
-    def _note_pushing(self) -> None:
+    def _note_pushing(self, txn: str | None = None) -> None:
         """Before a commit of this mount is published: mark, in the mount's state, that
         one may land, after which commit (the newest this process knows: whatever record
-        carries the change set comes after it). The transaction that records the commit
+        carries the change set comes after it), and the id the change set goes by
+        (``txn``, see :meth:`Repository.commit`). The transaction that records the commit
         takes the mark away. One still there (the process died once the record had
-        landed, or the commit failed after it went out) makes the next scans recognise
-        what landed (:meth:`_adopt_pushed`) instead of publishing those bytes again.
-        A mark left by an earlier commit keeps its older bound."""
-        if self._index.get_meta(_PUSHING) is None:
-            self._index.set_meta(_PUSHING, {"after": self._repo.head(refresh=False).seq})
+        landed, or while the change set waited to be carried, or the commit failed after
+        it went out) makes the next scans settle that change set and recognise what
+        landed (:meth:`_adopt_pushed`) instead of publishing those bytes again. A mark
+        left by an earlier commit keeps its older bound and adds the new id."""
+        mark = self._index.get_meta(_PUSHING)
+        if mark is None:
+            mark = {"after": self._repo.head(refresh=False).seq}
+        elif txn is None:
+            return
+        if txn is not None:
+            # (a few: each failed commit adds one until a commit is recorded)
+            mark["txns"] = [*mark.get("txns", [])[-63:], txn]
+        self._index.set_meta(_PUSHING, mark)
 
     def _adopt_pushed(self, ch: _Changes, full: bool) -> None:
         """While a commit of this mount may have landed unrecorded (see
-        :meth:`_note_pushing`): a changed path of scan ``ch`` that holds exactly what a
+        :meth:`_note_pushing`): first, the commits the mark names are settled, so none
+        of them lands after this look (:meth:`Repository.withdraw`: a change set of a
+        dead process that still waited to be carried, in this machine's line or on the
+        store, landed later over whatever was written since, the folder's own edits
+        included). Then a changed path of scan ``ch`` that holds exactly what a
         commit after the mark has there is that commit's, not a local change. For a file
         that is its bytes, size, permissions and modification time (a commit records the
         time the file had; a file changed since has another); for a link its target and
@@ -1327,6 +1340,11 @@ class Mount:
         mark = idx.get_meta(_PUSHING)
         if mark is None:
             return
+        if mark.get("txns"):
+            # (under the mount's lock: no commit of this mount is under way)
+            self._repo.withdraw(mark["txns"])
+            mark = {"after": mark["after"]}
+            idx.set_meta(_PUSHING, mark)  # settled: the next scans need not again
         if ch:
             self._adopt_landed(ch, int(mark["after"]))
         if full:
@@ -1646,9 +1664,14 @@ class Mount:
                 changes = {f"{pre}{rel}": v for rel, v in changes.items()}
             # a volume deleted elsewhere gets no commit (it would land under no name)
             self.volume._check_alive(writer)
-            self._note_pushing()
+            txn = uuid.uuid4().hex
+            self._note_pushing(txn)
             rec, _stats = repo.commit(
-                changes, message=message or _auto_message(changes), writer=writer, kind=kind
+                changes,
+                message=message or _auto_message(changes),
+                writer=writer,
+                kind=kind,
+                txn=txn,
             )
         except BaseException:
             writer.abort()

@@ -10,7 +10,8 @@ a lock file. Per commit:
 
 1. The writer uploads its packs (not its index segment) and writes its change set as
    an intent file (``intents/<time>-<txn>``, created by rename: whole or absent), its
-   index segment beside it (``.seg``).
+   index segment beside it (``.seg``). It holds an ``flock`` on the intent file (taken
+   before the file has its name) until its commit is over.
 2. It waits for the lock (``lock``, an ``flock``: released by the kernel when its
    holder dies, and no polling while waiting).
 3. Holding it: if a ``done/<txn>`` marker names its commit, that is the answer (the
@@ -18,7 +19,10 @@ a lock file. Per commit:
    it commits every pending intent (up to FOLD_MAX, no two changing one path) as one
    record through :meth:`Repository.commit`, which still races other machines'
    writers through the store's own protocol; then it writes the done markers, deletes
-   the intents, and lets go of the lock.
+   the intents, and lets go of the lock. An intent whose lock is free is not pending:
+   its writer died (the kernel let go of the lock), and nobody may commit a change set
+   after its writer died, since anything may have been written since (by another
+   machine's writer, or in the writer's folder, mounted again): it is removed.
 
 A writer that finds the lock free and nobody in line skips all of this: it commits the
 usual way while holding the lock (a lone writer pays no more than without the line).
@@ -29,7 +33,10 @@ or fails mid-round leaves it behind: the next leader then looks in the log for t
 members' txns before each attempt, so none lands twice. A writer that gives up (an
 error or an interrupt while waiting) takes its intent back under the lock unless it
 has landed: nothing is committed behind its caller's back. An intent older than
-INTENT_TTL (its writer is gone, and gc may have taken its uploads) is dropped.
+INTENT_TTL (its writer waited too long, and gc may have taken its uploads) is dropped;
+the writer puts it in line again. A later process that takes over a dead writer's
+work (a mount of the same folder) first waits for a round that may be carrying the
+dead writer's change set, and removes what is left of it (:meth:`LocalLine.settle`).
 
 ``JUPYTER_VOLUME_LOCAL_LINE=0`` turns this off (each process then meets the others
 on the store only); ``JUPYTER_VOLUME_LINE_DIR`` moves the folder (it must be one all
@@ -77,8 +84,9 @@ ENV_DIR = "JUPYTER_VOLUME_LINE_DIR"
 #: Done markers nobody collected (their writer died) are removed after this long.
 DONE_TTL = 3600.0
 
-#: Descriptors of line locks this process holds: a child made by fork() would hold
-#: each lock too (one open file, two processes) until it exited, so it closes them.
+#: Descriptors of line locks (and of the locks on our intents) this process holds: a
+#: child made by fork() would hold each lock too (one open file, two processes) until
+#: it exited, so it closes them.
 _held: set[int] = set()
 
 
@@ -130,17 +138,30 @@ class LocalLine:
                 d.mkdir(mode=0o700, exist_ok=True)
             self._made = True
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def _write(self, path: Path, data: bytes, hold: bool = False) -> int | None:
         """Create ``path`` whole or not at all (a temporary name, then a rename; the
-        temporary file is removed if writing fails, as on a full disk)."""
+        temporary file is removed if writing fails, as on a full disk). With ``hold``,
+        the file is ``flock``ed before it has its name and the lock's descriptor is
+        returned (registered like the line's lock: ``_unlock`` it to let go)."""
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        fd: int | None = None
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
+            if hold:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                _held.add(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we die
+                with os.fdopen(os.dup(fd), "wb") as f:  # (the lock stays with fd)
+                    f.write(data)
+            else:
+                with open(tmp, "wb") as f:
+                    f.write(data)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            if fd is not None:
+                self._unlock(fd)
             raise
+        return fd
 
     def _open_lock(self) -> int:
         """A new descriptor of the lock file, registered (a forked child closes it)
@@ -214,12 +235,15 @@ class LocalLine:
         author: str | None,
         seen: Seen,
         fresh_head: bool = False,
+        txn: str | None = None,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Commit ``changes`` through the line: see the module docstring. Returns the
         record that holds them (perhaps another writer's round) or None if nothing
-        needed committing; raises what the round that tried it raised. ``seen`` and
-        ``fresh_head``: as :meth:`Repository.commit` takes them (``fresh_head`` counts
-        only when this writer commits alone, not for a round of several)."""
+        needed committing; raises what the round that tried it raised. ``seen``,
+        ``fresh_head`` and ``txn``: as :meth:`Repository.commit` takes them
+        (``fresh_head`` counts only when this writer commits alone, not for a round of
+        several)."""
+        txn = txn or uuid.uuid4().hex
 
         def direct() -> tuple[CommitRecord | None, ApplyStats]:
             # the store's own protocol, which is safe between processes too
@@ -232,6 +256,7 @@ class LocalLine:
                 line=False,
                 seen=seen,
                 fresh_head=fresh_head,
+                txn=txn,
             )
 
         try:
@@ -251,7 +276,6 @@ class LocalLine:
             finally:
                 self._unlock(fd)
         seg_key, nbytes, new_locs, seg = repo._finish_writer(writer, put_segment=False)
-        txn = uuid.uuid4().hex
         intent = _Intent.make(
             "",
             -1,
@@ -265,7 +289,7 @@ class LocalLine:
             gc=seen.gc,
         )
         name = f"{time.time_ns():020d}-{txn}.{intent.digest}"
-        self._publish(name, intent, seg)
+        alive: int | None = self._publish(name, intent, seg)  # our lock on it: we wait
         taken_back = False
         try:
             while True:
@@ -274,7 +298,10 @@ class LocalLine:
                     if not landed:
                         if not (self.intents / name).exists():
                             # Dropped as too old while we waited: in line again.
-                            self._publish(name, intent, seg)
+                            if alive is not None:
+                                old, alive = alive, None
+                                self._unlock(old)
+                            alive = self._publish(name, intent, seg)
                         try:
                             # A leader commits its own change set as its writer: a gc
                             # that landed since it was staged makes it the only one that
@@ -298,6 +325,9 @@ class LocalLine:
             if not taken_back:
                 self._withdraw(name, txn)
             raise
+        finally:
+            if alive is not None:
+                self._unlock(alive)  # (after any withdrawal: until then we are in line)
         if rec is not None:
             repo._records[rec.seq] = rec
             if repo._head_seq is None or rec.seq > repo._head_seq:
@@ -305,10 +335,33 @@ class LocalLine:
             repo._published(seg_key, new_locs, rec)
         return rec, ApplyStats()
 
-    def _publish(self, name: str, intent: _Intent, seg: bytes) -> None:
+    def _publish(self, name: str, intent: _Intent, seg: bytes) -> int:
+        """Put ``intent`` in line as ``name`` (its segment first); the descriptor of our
+        lock on it, which tells leaders that its writer lives (``_unlock`` it when the
+        commit is over)."""
         if intent.index:
             self._write(self.intents / f"{name}.seg", seg)
-        self._write(self.intents / name, intent.blob)  # the intent is in line from here
+        fd = self._write(self.intents / name, intent.blob, hold=True)  # in line from here
+        assert fd is not None
+        return fd
+
+    def settle(self, txns: set[str]) -> None:
+        """For a process taking over from writers of ``txns`` that are gone (a mount of
+        the folder whose commits they were): wait until no round of the line is running
+        (one may be carrying their change set: it lands, or fails, before this returns),
+        then remove their intents and done markers. Nothing of them can land through
+        this line afterwards. Best effort on a line folder that cannot be used (then
+        nothing went through it)."""
+        if not txns or not self.folder.is_dir():
+            return
+        with contextlib.suppress(OSError), self._locked():
+            for p in self.intents.iterdir():
+                name = p.name[: -len(".seg")] if p.name.endswith(".seg") else p.name
+                txn = name.split("-", 1)[-1].split(".", 1)[0]
+                if not name.startswith(".") and txn in txns:
+                    p.unlink(missing_ok=True)
+            for txn in txns:
+                (self.done / txn).unlink(missing_ok=True)
 
     def _withdraw(self, name: str, txn: str) -> None:
         """Take our intent back unless a round holds it (under the lock: no round is
@@ -390,7 +443,14 @@ class LocalLine:
             try:
                 stamp, rest = name.split("-", 1)
                 txn, digest = rest.split(".", 1)
-                intent = _Intent.load(f"intents/{stamp}-{txn}.{digest}", digest, p.read_bytes())
+                data = _read_if_alive(p)
+                if data is None:
+                    # Its writer died waiting (or gave up and died before it could take
+                    # it back): never committed now, whatever was written since.
+                    p.unlink(missing_ok=True)
+                    seg_path.unlink(missing_ok=True)
+                    continue
+                intent = _Intent.load(f"intents/{stamp}-{txn}.{digest}", digest, data)
                 for key in intent.index:
                     segments[key] = seg_path.read_bytes()
             except (ValueError, CorruptionError, OSError):
@@ -422,6 +482,23 @@ def _warn_once(folder: Path, e: OSError) -> None:
             "JUPYTER_VOLUME_LINE_DIR to a private local folder.",
             stacklevel=4,
         )
+
+
+def _read_if_alive(p: Path) -> bytes | None:
+    """The intent file ``p``'s bytes while its writer still holds its lock (a try for a
+    shared lock fails); None when nobody does: its writer is dead."""
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # its writer holds it: alive
+        else:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 def _mtime(p: Path) -> float:

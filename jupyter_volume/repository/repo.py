@@ -23,8 +23,10 @@ carries (in key order) into that one commit and names their txn ids in
 ``extra["carried"]``; a waiting writer learns from the log that its change landed. So N
 racing writers cost O(N) requests per round instead of each loser re-applying and
 retrying (O(N^2)). An intent is whole or absent (one PUT); once carried it is never
-carried again (its txn is in the log), and one that nobody carried within
-``INTENT_TTL`` is dropped, never applied late.
+carried again (its txn is in the log). Its writer renews it while it waits (every
+``INTENT_RENEW``); one not renewed for ``INTENT_LEASE`` (its writer died) is dropped,
+never applied late, and a writer's later mount of the same folder withdraws one still
+listed with a record that no carrier can build past (:meth:`Repository.withdraw`).
 
 Format versions: ``config`` holds ``format`` (and ``min_reader``, the oldest release that
 reads it); a commit record may hold them too (absent: format 1), so a volume upgraded in
@@ -116,9 +118,20 @@ CACHE_MIN_FILE = 64 << 10  # chunks of smaller files are not kept in the local c
 #: Reads of one object from the store before a hash mismatch is reported: a flipped bit
 #: on the wire (a faulty proxy, NIC or middlebox) is not the store's damage.
 READ_ATTEMPTS = 3
-#: Group commit. An intent older than this (by the store's listing time) or based more
-#: than INTENT_WINDOW commits back is dropped instead of carried: its writer is gone.
+#: Group commit. An intent of this machine's line (see .line) older than this is dropped
+#: (its writer waits too long: it puts it in line again).
 INTENT_TTL = 300.0
+#: An intent on the store that its writer has not renewed for this long (by the store's
+#: listing time), or based more than INTENT_WINDOW commits back, is dropped instead of
+#: carried: its writer is gone. Carried for as long as INTENT_TTL, a dead writer's change
+#: set landed minutes after the death, over versions written since (another writer's,
+#: or its own folder's, committed again after a remount). A waiting writer renews it
+#: every INTENT_RENEW (a touch: waits that long are rare, so the common path pays
+#: nothing); the rest of the lease is the margin for a stalled writer and for clocks (a
+#: carrier compares the store's listing times with its own clock: one running more than
+#: this much ahead drops live intents, which their writers then publish again).
+INTENT_LEASE = 60.0
+INTENT_RENEW = 10.0
 GRACE_REREAD = 300.0  # seconds a process trusts the gc grace period it read
 INTENT_WINDOW = 512
 #: A carried intent still listed this long after it was written is deleted by whoever
@@ -588,6 +601,7 @@ class _Intent:
         "message",
         "nbytes",
         "paths",
+        "renewed",
         "since",
         "txn",
     )
@@ -616,6 +630,7 @@ class _Intent:
         self.nbytes = nbytes  # what its writer stored for it (the record's "bytes_new")
         self.paths = list(changes)
         self.since = time.monotonic()
+        self.renewed = self.since  # when its writer last stored or touched it
 
     @property
     def digest(self) -> str:
@@ -1392,6 +1407,7 @@ class Repository:
         line: bool = True,
         seen: Seen | None = None,
         fresh_head: bool = False,
+        txn: str | None = None,
     ) -> tuple[CommitRecord | None, ApplyStats]:
         """Publish ``changes`` as a new commit on top of whatever the head is.
 
@@ -1423,6 +1439,10 @@ class Repository:
         (to read what it changes), so the first attempt builds on the newest head this
         repository knows instead of listing the log again: one round trip less. A head
         that moved meanwhile only loses the race for the slot, as a slow writer's does.
+
+        ``txn``: the id this change set goes by (default: a new one), for a caller that
+        notes it first so that, should it die while the change set waits to be carried,
+        a later process can take it back (:meth:`withdraw`).
         """
         if seen is None:
             seen = writer.seen if writer is not None else self._seen_now()
@@ -1444,6 +1464,7 @@ class Repository:
                 author=author,
                 seen=seen,
                 fresh_head=fresh_head,
+                txn=txn,
             )
         with self._commit_lock:
             # The writer's last uploads finish on another thread while the head is looked
@@ -1462,7 +1483,7 @@ class Repository:
                     f, finishing = finishing, None
                     seg_key, bytes_new, new_locs, _seg = f.result()
 
-            txn = uuid.uuid4().hex
+            txn = txn or uuid.uuid4().hex
             who = author or default_author()
             # Only plain change sets take part in group commit: a restore replaces the
             # whole tree, and a caller's check cannot run in another process.
@@ -1507,6 +1528,10 @@ class Repository:
                 for attempt in range(MAX_COMMIT_ATTEMPTS + MAX_WAIT_ROUNDS):
                     if published is not None and time.monotonic() > deadline:
                         break
+                    if published is not None and (
+                        time.monotonic() - published.renewed > INTENT_RENEW
+                    ):
+                        self._renew_intent(published)  # (a long wait): still alive
                     # (the first attempt of a caller that has just looked: the head it saw)
                     head = self.head(refresh=not (fresh_head and attempt == 0))
                     if published is not None:
@@ -2063,8 +2088,16 @@ class Repository:
 
     def _publish_intent(self, intent: _Intent) -> None:
         self.store.put(intent.key, intent.blob)
-        intent.since = time.monotonic()
+        intent.since = intent.renewed = time.monotonic()
         self._intent_cache[intent.key] = intent  # ours: never read back
+
+    def _renew_intent(self, intent: _Intent) -> None:
+        """Renew our waiting intent's lease (see INTENT_LEASE). Best effort: one gone
+        was carried or dropped (the next look finds it landed, or publishes it again),
+        and one a failed touch let expire is published again the same way."""
+        intent.renewed = time.monotonic()
+        with contextlib.suppress(Exception):
+            self.store.touch(intent.key)
 
     def _drop_intents(self, keys: list[str]) -> None:
         """Delete intents that were carried (or withdrawn); best effort: a leftover is
@@ -2091,6 +2124,8 @@ class Repository:
             out[rec.txn] = rec
             for t in rec.extra.get("carried", ()):
                 out[t] = rec
+            for t in rec.extra.get("void", ()):
+                out.setdefault(t, rec)  # withdrawn (see withdraw): never to be carried
         return out
 
     def _record_or_none(self, seq: int) -> CommitRecord | None:
@@ -2100,10 +2135,74 @@ class Repository:
             return None  # expired by gc and deleted: it carried nothing still pending
 
     def _find_carried(self, intent: _Intent, head: CommitRecord) -> CommitRecord | None:
-        return self._carried_txns(intent.base, head).get(intent.txn)
+        rec = self._carried_txns(intent.base, head).get(intent.txn)
+        if rec is not None and intent.txn in rec.extra.get("void", ()):
+            # (only a process that outlived its mount's lock can see this: see withdraw)
+            raise ConflictError(
+                "this commit's change set was withdrawn before it landed (by a later mount "
+                "of its folder): nothing of it was committed"
+            )
+        return rec
 
     def _list_intents(self) -> list[ObjectInfo]:
         return list(self.store.list(self.prefix + "intents/"))
+
+    def withdraw(self, txns: Iterable[str]) -> CommitRecord | None:
+        """Make sure that no change set committed as one of ``txns`` (see :meth:`commit`)
+        lands from now on, unless it has landed already: for a caller whose commits
+        under those ids can no longer be waiting (their process died, or the calls
+        returned), before it looks at what landed (a mount of the folder whose commit
+        that was: else a change set still waiting to be carried landed after the look,
+        over versions written since).
+
+        This machine's line is waited for (a round may be carrying one of them: it
+        lands before this returns) and what it still holds of them is removed (a
+        round never carries the change set of a writer that died, but one may have
+        read it before). An intent of theirs still on the store is deleted and a record
+        that voids their ids is written (``extra["void"]``, nothing else changed): a
+        carrier that read the intent before the delete built its record on an older
+        head, so it either landed first (the log shows it) or loses its slot to this
+        record and then finds the ids void. Returns that record, or None when none was
+        needed (the common case: nothing of theirs waits on the store; one listing).
+        """
+        wanted = set(txns)
+        if not wanted:
+            return None
+        if self.line is not None:
+            self.line.settle(wanted)
+        keys: list[str] = []
+        void: set[str] = set()
+        for info in self._list_intents():
+            parsed = _Intent.parse_key(info.key)
+            if parsed is not None and parsed[1] in wanted:
+                keys.append(info.key)
+                void.add(parsed[1])
+        if not keys:
+            return None
+        self._drop_intents(keys)
+        with self._commit_lock:
+            for attempt in range(MAX_COMMIT_ATTEMPTS):
+                head = self.head()
+                rec = self._next_record(
+                    head,
+                    root=head.root,
+                    index=list(head.index),
+                    txn=uuid.uuid4().hex,
+                    author=default_author(),
+                    message="withdrew a commit whose writer died before it landed",
+                    kind="auto",
+                    stats=ApplyStats(),
+                    bytes_new=0,
+                    tree_puts=0,
+                    extra={"void": sorted(void)},
+                )
+                if self._take_slot(rec, None):
+                    return rec
+                self._pause(attempt)
+        raise ConflictError(
+            f"could not withdraw a waiting commit after {MAX_COMMIT_ATTEMPTS} attempts: "
+            "other writers kept committing first; try again."
+        )
 
     def _pending_keys(
         self, head: CommitRecord, listed: Beside[list[ObjectInfo]] | None = None
@@ -2112,8 +2211,8 @@ class Repository:
         key order (the line), read from the listing alone (``listed``: one already asked
         for, while ``head`` was looked up).
 
-        Stale ones (older than INTENT_TTL or INTENT_WINDOW commits) and carried ones are
-        deleted as they are found. Their contents are not read here: a writer waiting in
+        Stale ones (not renewed for INTENT_LEASE, or based more than INTENT_WINDOW
+        commits back) and carried (or withdrawn) ones are deleted as they are found. Their contents are not read here: a writer waiting in
         line only needs its place, and only the one that folds needs the change sets
         (:meth:`_load_intents`). Every waiter reading every intent after every round made
         the work of a round grow with the square of the writers.
@@ -2131,7 +2230,7 @@ class Repository:
             if parsed is None:
                 continue
             base, txn, h = parsed
-            if base < head.seq - INTENT_WINDOW or info.mtime < now - INTENT_TTL:
+            if base < head.seq - INTENT_WINDOW or info.mtime < now - INTENT_LEASE:
                 stale.append(info.key)
                 continue
             live.append((base, txn, info.key, h, info.mtime))
