@@ -252,6 +252,26 @@ def waiting_in_line(
     return held, child, name
 
 
+def dead_on_the_store(url: str, env: dict[str, str], mnt: Path, tmp_path: Path) -> None:
+    """A child mount commits f.txt = v1, loses the log slot to a writer elsewhere and
+    dies once its change set waits on the store as an intent."""
+    child = Child(url, env, mnt, "store", tmp_path / "child-cache")
+    try:
+        (mnt / "f.txt").write_bytes(b"v1 from the mount that dies")
+        child.commit()
+        child.died_by_itself()
+    finally:
+        child.kill()
+
+
+def in_sync(m: Any, mnt: Path, content: bytes) -> None:
+    """After a reload, mount ``m``'s f.txt holds ``content`` and it is clean, not behind."""
+    m.reload()
+    assert (mnt / "f.txt").read_bytes() == content
+    st = m.status()
+    assert st.clean and st.behind == 0, st
+
+
 def test_a_dead_writers_change_in_the_line_is_not_carried_over_a_later_version(
     opened: tuple[Any, str, dict[str, str]], volume: tuple[Store, str], tmp_path: Path
 ) -> None:
@@ -347,13 +367,7 @@ def test_a_remount_withdraws_its_dead_commit_from_the_store(
     store, vol_id = volume
     _store, url, env = opened
     mnt = tmp_path / "mnt"
-    child = Child(url, env, mnt, "store", tmp_path / "child-cache")
-    try:
-        (mnt / "f.txt").write_bytes(b"v1 from the mount that dies")
-        child.commit()
-        child.died_by_itself()
-    finally:
-        child.kill()
+    dead_on_the_store(url, env, mnt, tmp_path)
     prefix = f"vols/{vol_id}/intents/"
     [left] = [i.key for i in store.list(prefix)]  # its change set waits on the store
     txn = left.rsplit("/", 1)[-1].split("-", 1)[1].split(".", 1)[0]
@@ -367,10 +381,7 @@ def test_a_remount_withdraws_its_dead_commit_from_the_store(
         assert read(store, "f.txt") == b"v3 written after the crash"
         assert txn not in carried_txns(store, vol_id)
         assert list(store.list(prefix)) == []
-        m.reload()
-        assert (mnt / "f.txt").read_bytes() == b"v3 written after the crash"
-        st = m.status()
-        assert st.clean and st.behind == 0, st
+        in_sync(m, mnt, b"v3 written after the crash")
     finally:
         m.unmount()
 
@@ -389,13 +400,7 @@ def test_a_dead_writers_intent_left_unrenewed_on_the_store_is_not_carried(
         b.put_file(io.BytesIO(b"v0"), "f.txt")
     vol_id = vol.object_id
     mnt = tmp_path / "mnt"
-    child = Child(store.url, {}, mnt, "store", tmp_path / "child-cache")
-    try:
-        (mnt / "f.txt").write_bytes(b"v1 from the mount that dies")
-        child.commit()
-        child.died_by_itself()
-    finally:
-        child.kill()
+    dead_on_the_store(store.url, {}, mnt, tmp_path)
     prefix = f"vols/{vol_id}/intents/"
     [left] = [i.key for i in store.list(prefix)]
     path = store._path(left)  # type: ignore[attr-defined]
@@ -463,10 +468,7 @@ def test_a_carrier_that_read_the_dead_commit_before_the_remount_cannot_land_it_a
         assert txn not in carried_txns(store, vol_id)
         assert read(store, "f.txt") == b"v0"
         assert read(store, "g.txt") == b"g"
-        m.reload()
-        assert (mnt / "f.txt").read_bytes() == b"v0"
-        st = m.status()
-        assert st.clean and st.behind == 0, st
+        in_sync(m, mnt, b"v0")
     finally:
         m.unmount()
 
