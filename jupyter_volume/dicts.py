@@ -10,6 +10,7 @@ Layout (inside the environment's view of the store)::
     dicts/<id>/e/<entry name>  one object per entry: header + pickled value
     dicts/<id>/locks/<name>    locks taken with Dict.lock (never among the entries)
     dicts/<id>/claims/<entry name>/<version digest>  a pop's claim on one version of an entry
+    dicts/<id>/claims/<entry name>/<version digest>.ended  the sweep's end mark of a claim
     leases/dicts/<id>          the lease of an ephemeral Dict (renewed while its owner lives)
 
 Keys. A key of a primitive type (str, bytes, int, float, bool, None, and tuples of
@@ -52,9 +53,14 @@ answer is settled by reading the claim back: the id is its own or not), and whoe
 holds it owns the value; the entry is then deleted only if it is still that version
 (a value put meanwhile stays, as a put after the pop). A pop that finds another's claim
 finishes that pop's delete and looks again. Claims stay :data:`CLAIM_KEEP` seconds (by
-the store's clock), so a retry arriving late cannot claim a version twice, and are then
-swept; a pop that read its version longer ago than a quarter of that reads again before
-claiming.
+the store's clock), so a retry arriving late cannot claim a version twice; a sweep then
+deletes the version if still there and marks the claim ended, and removes claim and
+mark only a :data:`CLAIM_KEEP` after that (see :meth:`Dict._sweep_claims`). A pop that
+read its version longer ago than a quarter of that reads again before claiming, and one
+that won its claim that long after its read (stopped before its claim went out) owns
+the version only if it is still there: the sweep deletes a version before it removes
+its claim. An ``incr`` does not look at claims: one that replaced the claimed version
+with its sum before the pop's delete came first, and the pop takes the sum instead.
 
 This module sits beside :mod:`jupyter_volume.volume`: it imports the store layer, the
 lease module, the name rule, the error tree and :mod:`jupyter_volume.objects` (store
@@ -143,6 +149,8 @@ CLAIM_KEEP = 3600.0
 CLAIM_SWEEP_ODDS = 64
 CLAIM_SWEEP_EVERY = 300.0
 _NO_DEFAULT: Any = object()
+#: What an end mark's name adds to its claim's (see :meth:`Dict._sweep_claims`).
+_ENDED = ".ended"
 
 
 #: The key :meth:`Dict._iter_entries` gives an entry whose key cannot be read here.
@@ -1103,16 +1111,61 @@ class Dict(MutableMapping[Any, Any]):
                 continue
             body = json.dumps({"claim": os.urandom(16).hex(), "version": token}).encode()
             if self.store.put_if_absent(claim, body):
-                self._end_version(okey, token, owner=True)
+                if _lease_clock() - asked_at > CLAIM_KEEP / 4 and not self._still(okey, token):
+                    # stalled after the check above (a stopped process, a claim whose
+                    # retries took long): an earlier claim on this version may have
+                    # been swept, making ours new again. A sweep deletes the version
+                    # before its claim, so the version still there now is proof that
+                    # no claim before ours was swept; gone or replaced, it is not ours
+                    # (and our claim on a version no longer current blocks nothing)
+                    continue
+                if not self._end_owned(okey, token, blob):
+                    continue
                 self._sweep_claims_now_and_then()
                 return blob
             self._end_version(okey, token, owner=False)
+
+    def _end_owned(self, okey: str, token: str, blob: bytes) -> bool:
+        """Delete entry ``okey`` if it is still the version ``token`` (bytes ``blob``)
+        this pop claimed; False if it turned out not to be ours after all.
+
+        An ``incr`` that read the version before the claim (claims are not its
+        concern) may have replaced it since with a sum that counts the claimed value:
+        then the value lives on in that sum, and returning it too would count it twice.
+        That newer version carries the claimed one's newest write id in its history;
+        when it does, the pop takes that version instead (the incr came first). Any
+        other newer version (a put) stays, as a put after the pop. A failed delete is
+        logged, not raised: the value is ours already (see :meth:`_end_version`)."""
+        try:
+            if self.store.delete_if_match(okey, token):
+                return True
+            now = self.store.get_versioned(okey)[0]
+        except NotFoundError:
+            return True  # deleted by a pop that found our claim (it finishes our delete)
+        except VolumeError:
+            log.warning(
+                "popped a value from %s but could not delete its entry (it stays visible "
+                "until the next pop of its key, or the claim sweep, removes it)",
+                self._what(),
+                exc_info=True,
+            )
+            return True
+        ids = _write_ids(blob)
+        return not (ids and ids[0] in _write_ids(now))
+
+    def _still(self, okey: str, token: str) -> bool:
+        """True if entry ``okey`` is version ``token`` now (one read)."""
+        try:
+            return self.store.get_versioned(okey)[1] == token
+        except NotFoundError:
+            return False
 
     def _end_version(self, okey: str, token: str, *, owner: bool) -> None:
         """Delete entry ``okey`` if it is still the claimed version ``token``. The
         claim's owner has its value already: a failure here leaves the entry in place
         until the next pop of the key or the claim sweep removes it (readers see it
-        until then), so it is logged, not raised."""
+        until then), so it is logged, not raised (the owner's own path is
+        :meth:`_end_owned`)."""
         try:
             self.store.delete_if_match(okey, token)
         except VolumeError:
@@ -1140,36 +1193,58 @@ class Dict(MutableMapping[Any, Any]):
             log.debug("claim sweep of %s failed; the next one retries", self._what(), exc_info=True)
 
     def _sweep_claims(self, keep: float | None = None) -> int:
-        """Delete the claims older than ``keep`` seconds (default :data:`CLAIM_KEEP`)
-        by the store's clock; how many. The entry version a claim names is deleted
-        first (a pop that stopped between its claim and its delete left it), so no
-        claimed version becomes poppable again."""
+        """Remove the claims whose version ended more than ``keep`` seconds ago
+        (default :data:`CLAIM_KEEP`), by the store's clock; how many.
+
+        Two passes, a keep apart. A claim older than ``keep`` is first *ended*: the
+        entry version it names is deleted if still there (a pop that stopped between
+        its claim and its delete, or whose delete failed, left it), and then an end
+        mark (``<claim>.ended``, empty) is written. Only once that mark is older than
+        ``keep`` do claim and mark go. Removing the claim in the pass that ended its
+        version would let a pop that read the version just before, and claims just
+        after, claim it again with no stall at all (its claim is new, its read young:
+        it would trust it); with the mark, such a pop's read is older than ``keep``
+        when its claim can succeed, and it looks again before owning anything. With a
+        negative ``keep`` (tests: every claim counts as old) both passes run at once."""
         keep = CLAIM_KEEP if keep is None else keep
         prefix, entries = self._claims, self._prefix
         infos = builtins.list(self.store.list(prefix))
         if not infos:
             return 0
         now = store_now(self.store)
-        old = [i.key for i in infos if now - i.mtime > keep]
+        marks = {
+            i.key[: -len(_ENDED)]: now - i.mtime > keep for i in infos if i.key.endswith(_ENDED)
+        }
+        claims = {i.key for i in infos if not i.key.endswith(_ENDED)}
+        old = [i.key for i in infos if i.key in claims and now - i.mtime > keep]
+        doomed = [k for k in old if marks.get(k)]
+        doomed += [k + _ENDED for k, old_mark in marks.items() if old_mark]
 
-        def finish(ckey: str) -> None:
+        def end(ckey: str) -> bool:
+            """End the version claim ``ckey`` names; True if the claim can go now."""
             try:
                 token = json.loads(self.store.get(ckey))["version"]
             except NotFoundError:
-                return
+                return False
             except (ValueError, KeyError, TypeError):
-                return  # not a claim this version wrote: nothing to finish
+                return True  # not a claim this version wrote: nothing to end
             self.store.delete_if_match(entries + ckey[len(prefix) :].split("/", 1)[0], token)
+            self.store.put(ckey + _ENDED, b"")
+            return keep < 0
 
-        if len(old) > 1:
+        to_end = [k for k in old if k not in marks]
+        if len(to_end) > 1:
             with ThreadPoolExecutor(PARALLEL, thread_name_prefix="dict-sweep") as pool:
-                builtins.list(pool.map(finish, old))
+                ended = builtins.list(pool.map(end, to_end))
         else:
-            for ckey in old:
-                finish(ckey)
-        for i in range(0, len(old), 1000):
-            self.store.delete(old[i : i + 1000])
-        return len(old)
+            ended = [end(k) for k in to_end]
+        for ckey, now_too in zip(to_end, ended, strict=True):
+            if now_too:
+                doomed += [ckey, ckey + _ENDED]
+        doomed = sorted(set(doomed))
+        for i in range(0, len(doomed), 1000):
+            self.store.delete(doomed[i : i + 1000])
+        return sum(1 for k in doomed if not k.endswith(_ENDED))
 
     @aio
     def pop(self, key: Any, default: Any = _NO_DEFAULT) -> Any:

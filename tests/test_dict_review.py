@@ -706,3 +706,171 @@ def test_pops_sweep_old_claims_now_and_then(
     d["c"] = 3
     assert d.pop("c") == 3
     assert claim_listings() == 2
+
+
+class _BeforeClaim(WrappedStore):
+    """Runs ``hook`` once, right before the first claim is sent (a pop that passed its
+    stall check and stopped before its claim request went out)."""
+
+    def __init__(self, inner: Any, hook: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self.hook: Callable[[], None] | None = hook
+
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
+        if "/claims/" in key and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return super().put_if_absent(key, data)
+
+
+def test_a_pop_stalled_between_its_check_and_its_claim_is_not_handed_out_twice(
+    local_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our pop reads the job and passes its "read too long ago?" check, then stalls
+    before its claim goes out, while another process pops the job and the claims are
+    swept. Its claim is then new again (the old one is gone): it must not take that as
+    owning the job, which the other process already has. As above, only the stall is
+    a clock moved forward."""
+    import jupyter_volume.dicts as dicts
+
+    clock = [1000.0]
+    monkeypatch.setattr(dicts, "_lease_clock", lambda: clock[0])
+    other = Dict.from_name("jobs", store=local_store, create_if_missing=True)
+    other["job"] = "only"
+    taken: list[Any] = []
+
+    def meanwhile() -> None:
+        taken.append(other.pop("job"))
+        other._sweep_claims(keep=-1)  # every claim counts as old
+        clock[0] += dicts.CLAIM_KEEP
+
+    ours = Dict.from_name("jobs", store=_BeforeClaim(local_store, meanwhile))
+    assert ours.pop("job", None) is None
+    assert taken == ["only"]
+    assert "job" not in other
+
+
+def test_a_pop_stalled_before_its_claim_still_owns_a_version_nobody_claimed(
+    local_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same stall with nobody else popping: the version is still there after our
+    claim, so it is ours (no claim before ours can have been swept), and it is gone."""
+    import jupyter_volume.dicts as dicts
+
+    clock = [1000.0]
+    monkeypatch.setattr(dicts, "_lease_clock", lambda: clock[0])
+    other = Dict.from_name("jobs", store=local_store, create_if_missing=True)
+    other["job"] = "only"
+
+    def meanwhile() -> None:
+        clock[0] += dicts.CLAIM_KEEP
+
+    ours = Dict.from_name("jobs", store=_BeforeClaim(local_store, meanwhile))
+    assert ours.pop("job", None) == "only"
+    assert "job" not in other and other.pop("job", None) is None
+
+
+class _EntryDeletesFail(WrappedStore):
+    """A store whose conditional deletes of entries fail (as after all retries)."""
+
+    def delete_if_match(self, key: str, token: str) -> bool:
+        if "/e/" in key:
+            raise StoreError(f"delete of {key} failed (test)")
+        return super().delete_if_match(key, token)
+
+
+def test_a_sweep_between_a_pops_read_and_its_claim_hands_nothing_out_twice(
+    local_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pop took the job but could not delete its entry (the store kept failing: it
+    logs that and returns the value), so the entry stays, claimed. Long after, our pop
+    reads the entry, and a sweep removes the old claim (deleting the entry first) before
+    our claim goes out: our claim is then new, though the job was handed out already.
+    No stall is needed, only a sweep running between two requests of ours, so the
+    sweep must not remove a claim in the pass that may have just ended its version:
+    it marks the claim and removes it a keep later, when any pop that read the version
+    before has been too slow to trust its claim without looking. The hour that makes
+    the claim old is the store's clock moved forward, the only fake part."""
+    import jupyter_volume.dicts as dicts
+    from jupyter_volume.lease import store_now
+
+    monkeypatch.setattr(dicts, "store_now", lambda s: store_now(s) + 2 * dicts.CLAIM_KEEP)
+    other = Dict.from_name("jobs", store=local_store, create_if_missing=True)
+    other["job"] = "only"
+    first = Dict.from_name("jobs", store=_EntryDeletesFail(local_store))
+    assert first.pop("job") == "only"
+    assert other.get("job") == "only"  # left behind, claimed
+
+    swept: list[int] = []
+
+    def meanwhile() -> None:
+        swept.append(other._sweep_claims())  # the claim is old: the sweep ends its version
+
+    ours = Dict.from_name("jobs", store=_AfterRead(local_store, meanwhile))
+    assert ours.pop("job", None) is None
+    assert "job" not in other
+    assert swept == [0]  # the claim stays (marked) until a sweep a keep later
+
+
+def test_the_sweep_removes_an_ended_claim_a_keep_later(
+    local_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim older than the keep is ended in one sweep (its left-behind entry
+    deleted, an end mark written) and removed, with its mark, by a sweep a keep after
+    that; a value put after the claimed version stays throughout."""
+    import jupyter_volume.dicts as dicts
+    from jupyter_volume.lease import store_now
+
+    ahead = [0.0]
+    monkeypatch.setattr(dicts, "store_now", lambda s: store_now(s) + ahead[0])
+    d = Dict.from_name("jobs", store=local_store, create_if_missing=True)
+    d.update({"a": 1, "b": 2})
+    _claim_as_a_stopped_pop(d, "a")
+    _claim_as_a_stopped_pop(d, "b")
+    d["b"] = "put after the claim"
+    claims = d._claims
+    assert d._sweep_claims() == 0
+    assert len(list(d.store.list(claims))) == 2  # young: untouched
+    ahead[0] = 2 * dicts.CLAIM_KEEP
+    assert d._sweep_claims() == 0  # ended, not removed
+    names = sorted(i.key.rsplit("/", 1)[-1] for i in d.store.list(claims))
+    assert len(names) == 4 and sum(n.endswith(".ended") for n in names) == 2
+    assert dict(d.items()) == {"b": "put after the claim"}
+    ahead[0] = 4 * dicts.CLAIM_KEEP
+    assert d._sweep_claims() == 2
+    assert list(d.store.list(claims)) == []
+    assert dict(d.items()) == {"b": "put after the claim"}
+
+
+class _AfterClaim(WrappedStore):
+    """Runs ``hook`` once, right after the first claim was made (before the pop's
+    delete)."""
+
+    def __init__(self, inner: Any, hook: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self.hook: Callable[[], None] | None = hook
+
+    def _record(self, kind: str, key: str) -> None:
+        if kind == "put_if_absent" and "/claims/" in key and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+
+
+def test_an_incr_between_a_pops_claim_and_its_delete_is_not_counted_twice(
+    local_store: Any,
+) -> None:
+    """Our pop claims the counter's version; before its delete, another process's incr
+    (which reads versions, not claims) replaces that version with the sum. Handing out
+    the old value too would count it twice (5 popped, and 6 left in the Dict): the
+    incr came first, so the pop takes the sum and the key is gone."""
+    other = Dict.from_name("jobs", store=local_store, create_if_missing=True)
+    other["n"] = 5
+    got: list[int] = []
+
+    def meanwhile() -> None:
+        got.append(other.incr("n"))
+
+    ours = Dict.from_name("jobs", store=_AfterClaim(local_store, meanwhile))
+    popped = ours.pop("n", None)
+    assert got == [6]
+    assert (popped, other.get("n")) == (6, None)
