@@ -590,17 +590,66 @@ def test_a_pop_whose_claim_answer_was_lost_or_dropped_is_handed_out_once(
     assert "job" not in ours
 
 
-class _AfterRead(WrappedStore):
-    """Runs ``hook`` once, right after the first read of an entry (a pop's read)."""
+class _Once(WrappedStore):
+    """Runs ``hook`` once, at the first ``kind`` operation on a key containing ``part``:
+    right after it returned, or (``before``) right before it is sent."""
 
-    def __init__(self, inner: Any, hook: Callable[[], None]) -> None:
+    def __init__(
+        self, inner: Any, kind: str, part: str, hook: Callable[[], None], before: bool = False
+    ) -> None:
         super().__init__(inner)
+        self.kind, self.part, self.before = kind, part, before
         self.hook: Callable[[], None] | None = hook
 
-    def _record(self, kind: str, key: str) -> None:
-        if kind == "get_versioned" and "/e/" in key and self.hook is not None:
+    def _fire(self, kind: str, key: str) -> None:
+        if kind == self.kind and self.part in key and self.hook is not None:
             hook, self.hook = self.hook, None
             hook()
+
+    def _do(self, kind: str, key: str, fn, *args):  # type: ignore[no-untyped-def]
+        if self.before:
+            self._fire(kind, key)
+        return super()._do(kind, key, fn, *args)
+
+    def _record(self, kind: str, key: str) -> None:
+        if not self.before:
+            self._fire(kind, key)
+
+
+def after_read(inner: Any, hook: Callable[[], None]) -> _Once:
+    """``inner``, running ``hook`` right after the first read of an entry (a pop's)."""
+    return _Once(inner, "get_versioned", "/e/", hook)
+
+
+def before_claim(inner: Any, hook: Callable[[], None]) -> _Once:
+    """``inner``, running ``hook`` right before the first claim is sent (a pop that
+    passed its stall check and stopped before its claim request went out)."""
+    return _Once(inner, "put_if_absent", "/claims/", hook, before=True)
+
+
+def stalled_pop(
+    store: Any, monkeypatch: pytest.MonkeyPatch, wrap: Callable[..., Any], *, others_pop: bool
+) -> tuple[Any, list[Any], Dict]:
+    """Our pop of "job" stalls (the pop's clock moved a CLAIM_KEEP forward: an hour
+    cannot pass in a test, the only fake part) at the point ``wrap`` hooks, while
+    another handle, when ``others_pop``, pops the job and sweeps every claim. Returns
+    what our pop got, what the other took, and the other handle."""
+    import jupyter_volume.dicts as dicts
+
+    clock = [1000.0]
+    monkeypatch.setattr(dicts, "_lease_clock", lambda: clock[0])
+    other = Dict.from_name("jobs", store=store, create_if_missing=True)
+    other["job"] = "only"
+    taken: list[Any] = []
+
+    def meanwhile() -> None:
+        if others_pop:
+            taken.append(other.pop("job"))
+            other._sweep_claims(keep=-1)  # every claim counts as old
+        clock[0] += dicts.CLAIM_KEEP
+
+    ours = Dict.from_name("jobs", store=wrap(store, meanwhile))
+    return ours.pop("job", None), taken, other
 
 
 def test_a_pop_stalled_past_the_claims_keep_reads_again(
@@ -611,21 +660,8 @@ def test_a_pop_stalled_past_the_claims_keep_reads_again(
     long ago (its claim would be new again, and the job handed out twice): it reads
     afresh and finds nothing. The stall is a clock moved forward (an hour cannot pass
     in a test), the only fake part; store and Dicts are real."""
-    import jupyter_volume.dicts as dicts
-
-    clock = [1000.0]
-    monkeypatch.setattr(dicts, "_lease_clock", lambda: clock[0])
-    other = Dict.from_name("jobs", store=local_store, create_if_missing=True)
-    other["job"] = "only"
-    taken: list[Any] = []
-
-    def meanwhile() -> None:
-        taken.append(other.pop("job"))
-        other._sweep_claims(keep=-1)  # every claim counts as old
-        clock[0] += dicts.CLAIM_KEEP
-
-    ours = Dict.from_name("jobs", store=_AfterRead(local_store, meanwhile))
-    assert ours.pop("job", None) is None
+    got, taken, _ = stalled_pop(local_store, monkeypatch, after_read, others_pop=True)
+    assert got is None
     assert taken == ["only"]
 
 
@@ -708,21 +744,6 @@ def test_pops_sweep_old_claims_now_and_then(
     assert claim_listings() == 2
 
 
-class _BeforeClaim(WrappedStore):
-    """Runs ``hook`` once, right before the first claim is sent (a pop that passed its
-    stall check and stopped before its claim request went out)."""
-
-    def __init__(self, inner: Any, hook: Callable[[], None]) -> None:
-        super().__init__(inner)
-        self.hook: Callable[[], None] | None = hook
-
-    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> bool:
-        if "/claims/" in key and self.hook is not None:
-            hook, self.hook = self.hook, None
-            hook()
-        return super().put_if_absent(key, data)
-
-
 def test_a_pop_stalled_between_its_check_and_its_claim_is_not_handed_out_twice(
     local_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -731,21 +752,8 @@ def test_a_pop_stalled_between_its_check_and_its_claim_is_not_handed_out_twice(
     swept. Its claim is then new again (the old one is gone): it must not take that as
     owning the job, which the other process already has. As above, only the stall is
     a clock moved forward."""
-    import jupyter_volume.dicts as dicts
-
-    clock = [1000.0]
-    monkeypatch.setattr(dicts, "_lease_clock", lambda: clock[0])
-    other = Dict.from_name("jobs", store=local_store, create_if_missing=True)
-    other["job"] = "only"
-    taken: list[Any] = []
-
-    def meanwhile() -> None:
-        taken.append(other.pop("job"))
-        other._sweep_claims(keep=-1)  # every claim counts as old
-        clock[0] += dicts.CLAIM_KEEP
-
-    ours = Dict.from_name("jobs", store=_BeforeClaim(local_store, meanwhile))
-    assert ours.pop("job", None) is None
+    got, taken, other = stalled_pop(local_store, monkeypatch, before_claim, others_pop=True)
+    assert got is None
     assert taken == ["only"]
     assert "job" not in other
 
@@ -755,18 +763,8 @@ def test_a_pop_stalled_before_its_claim_still_owns_a_version_nobody_claimed(
 ) -> None:
     """The same stall with nobody else popping: the version is still there after our
     claim, so it is ours (no claim before ours can have been swept), and it is gone."""
-    import jupyter_volume.dicts as dicts
-
-    clock = [1000.0]
-    monkeypatch.setattr(dicts, "_lease_clock", lambda: clock[0])
-    other = Dict.from_name("jobs", store=local_store, create_if_missing=True)
-    other["job"] = "only"
-
-    def meanwhile() -> None:
-        clock[0] += dicts.CLAIM_KEEP
-
-    ours = Dict.from_name("jobs", store=_BeforeClaim(local_store, meanwhile))
-    assert ours.pop("job", None) == "only"
+    got, _, other = stalled_pop(local_store, monkeypatch, before_claim, others_pop=False)
+    assert got == "only"
     assert "job" not in other and other.pop("job", None) is None
 
 
@@ -806,7 +804,7 @@ def test_a_sweep_between_a_pops_read_and_its_claim_hands_nothing_out_twice(
     def meanwhile() -> None:
         swept.append(other._sweep_claims())  # the claim is old: the sweep ends its version
 
-    ours = Dict.from_name("jobs", store=_AfterRead(local_store, meanwhile))
+    ours = Dict.from_name("jobs", store=after_read(local_store, meanwhile))
     assert ours.pop("job", None) is None
     assert "job" not in other
     assert swept == [0]  # the claim stays (marked) until a sweep a keep later
@@ -842,20 +840,6 @@ def test_the_sweep_removes_an_ended_claim_a_keep_later(
     assert dict(d.items()) == {"b": "put after the claim"}
 
 
-class _AfterClaim(WrappedStore):
-    """Runs ``hook`` once, right after the first claim was made (before the pop's
-    delete)."""
-
-    def __init__(self, inner: Any, hook: Callable[[], None]) -> None:
-        super().__init__(inner)
-        self.hook: Callable[[], None] | None = hook
-
-    def _record(self, kind: str, key: str) -> None:
-        if kind == "put_if_absent" and "/claims/" in key and self.hook is not None:
-            hook, self.hook = self.hook, None
-            hook()
-
-
 def test_an_incr_between_a_pops_claim_and_its_delete_is_not_counted_twice(
     local_store: Any,
 ) -> None:
@@ -870,7 +854,7 @@ def test_an_incr_between_a_pops_claim_and_its_delete_is_not_counted_twice(
     def meanwhile() -> None:
         got.append(other.incr("n"))
 
-    ours = Dict.from_name("jobs", store=_AfterClaim(local_store, meanwhile))
+    ours = Dict.from_name("jobs", store=_Once(local_store, "put_if_absent", "/claims/", meanwhile))
     popped = ours.pop("n", None)
     assert got == [6]
     assert (popped, other.get("n")) == (6, None)
