@@ -252,16 +252,19 @@ def waiting_in_line(
     return held, child, name
 
 
-def dead_on_the_store(url: str, env: dict[str, str], mnt: Path, tmp_path: Path) -> None:
+def dead_on_the_store(url: str, env: dict[str, str], mnt: Path, tmp_path: Path) -> os.stat_result:
     """A child mount commits f.txt = v1, loses the log slot to a writer elsewhere and
-    dies once its change set waits on the store as an intent."""
+    dies once its change set waits on the store as an intent. Returns f.txt's stat as
+    the mount brought it, before the edit."""
     child = Child(url, env, mnt, "store", tmp_path / "child-cache")
+    was = os.stat(mnt / "f.txt")
     try:
         (mnt / "f.txt").write_bytes(b"v1 from the mount that dies")
         child.commit()
         child.died_by_itself()
     finally:
         child.kill()
+    return was
 
 
 def in_sync(m: Any, mnt: Path, content: bytes) -> None:
@@ -427,14 +430,7 @@ def test_a_carrier_that_read_the_dead_commit_before_the_remount_cannot_land_it_a
     store, vol_id = volume
     _store, url, env = opened
     mnt = tmp_path / "mnt"
-    child = Child(url, env, mnt, "store", tmp_path / "child-cache")
-    was = os.stat(mnt / "f.txt")
-    try:
-        (mnt / "f.txt").write_bytes(b"v1 from the mount that dies")
-        child.commit()
-        child.died_by_itself()
-    finally:
-        child.kill()
+    was = dead_on_the_store(url, env, mnt, tmp_path)
     prefix = f"vols/{vol_id}/"
     [left] = [i.key for i in store.list(prefix + "intents/")]
     txn = left.rsplit("/", 1)[-1].split("-", 1)[1].split(".", 1)[0]
