@@ -96,11 +96,11 @@ def test_failed_reload_never_reverts_another_writers_version(store: Any, tmp_pat
     m.unmount()
 
 
-def mounted_child(script: str, url: str, mnt: Path, env: dict[str, str]) -> Any:
-    """Start ``script`` (argv: store URL, folder) in a child and wait until it says it
-    has mounted; it goes on when a line is written to its stdin."""
+def mounted_child(script: str, url: str, mnt: Path, env: dict[str, str], *args: str) -> Any:
+    """Start ``script`` (argv: store URL, folder, ``args``) in a child and wait until it
+    says it has mounted; it goes on when a line is written to its stdin."""
     child = subprocess.Popen(
-        [sys.executable, "-c", script, url, str(mnt)],
+        [sys.executable, "-c", script, url, str(mnt), *args],
         env={**os.environ, **env},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -19,8 +19,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,11 @@ import pytest
 from jupyter_volume import Volume
 from jupyter_volume.errors import StoreError
 from jupyter_volume.testing.wrappers import WrappedStore
+
+try:
+    from .test_mount_integrity import mounted_child
+except ImportError:  # tests/ is not a package
+    from test_mount_integrity import mounted_child  # type: ignore[no-redef]
 
 CHILD = textwrap.dedent(
     """
@@ -93,15 +96,7 @@ def killed_after_push(
     child commits and is SIGKILLed the moment its commit record has landed (``when``
     "before": the moment before it would have been written)."""
     _store, url, env = opened
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, url, str(mnt), when],
-        env={**os.environ, **env},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None and child.stdout.readline().strip() == "mounted"
+    child = mounted_child(CHILD, url, mnt, env, when)
     change(mnt)
     out, err = child.communicate("go\n", timeout=120)
     assert child.returncode == -signal.SIGKILL, (out, err)
