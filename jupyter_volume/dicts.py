@@ -1123,7 +1123,9 @@ class Dict(MutableMapping[Any, Any]):
                     continue
                 self._sweep_claims_now_and_then()
                 return blob
-            self._end_version(okey, token, owner=False)
+            # another pop claimed this version (in flight, or it stopped before its
+            # delete): finish that delete for it, then read again
+            self.store.delete_if_match(okey, token)
 
     def _end_owned(self, okey: str, token: str, blob: bytes) -> bool:
         """Delete entry ``okey`` if it is still the version ``token`` (bytes ``blob``)
@@ -1135,7 +1137,8 @@ class Dict(MutableMapping[Any, Any]):
         That newer version carries the claimed one's newest write id in its history;
         when it does, the pop takes that version instead (the incr came first). Any
         other newer version (a put) stays, as a put after the pop. A failed delete is
-        logged, not raised: the value is ours already (see :meth:`_end_version`)."""
+        logged, not raised: the value is ours already, and the entry stays visible
+        until the next pop of its key, or the claim sweep, removes it."""
         try:
             if self.store.delete_if_match(okey, token):
                 return True
@@ -1159,24 +1162,6 @@ class Dict(MutableMapping[Any, Any]):
             return self.store.get_versioned(okey)[1] == token
         except NotFoundError:
             return False
-
-    def _end_version(self, okey: str, token: str, *, owner: bool) -> None:
-        """Delete entry ``okey`` if it is still the claimed version ``token``. The
-        claim's owner has its value already: a failure here leaves the entry in place
-        until the next pop of the key or the claim sweep removes it (readers see it
-        until then), so it is logged, not raised (the owner's own path is
-        :meth:`_end_owned`)."""
-        try:
-            self.store.delete_if_match(okey, token)
-        except VolumeError:
-            if not owner:
-                raise
-            log.warning(
-                "popped a value from %s but could not delete its entry (it stays visible "
-                "until the next pop of its key, or the claim sweep, removes it)",
-                self._what(),
-                exc_info=True,
-            )
 
     def _sweep_claims_now_and_then(self) -> None:
         """After about one pop in :data:`CLAIM_SWEEP_ODDS` (and not within
