@@ -18,6 +18,14 @@ rely on), it can answer as a server lacking a feature, and damage data silently:
   without forwarding, as S3-compatible servers do for headers they do not support
   (``If-None-Match``, ``If-Match``);
 
+* ``range_ignored`` (:meth:`FaultProxy.force` only): forward a ranged GET and answer
+  ``200 OK`` instead of ``206``, with zeros for a body, as a server that ignores the
+  Range header would answer with the whole object (a client that takes it as the range
+  reads wrong bytes);
+* ``close_after`` (:meth:`FaultProxy.force` only): answer normally, then close the
+  connection without saying so (``Connection: close``), as a server does with a kept
+  connection it finds idle too long: the client learns it on its next request there;
+
 * ``bitflip``: forward a GET and pass on the whole answer with one bit of its body
   flipped (status and length intact, as a faulty NIC or middlebox would). Driven by
   ``flip_rate`` (probability per matching GET) or :meth:`FaultProxy.flip` (the next N
@@ -39,11 +47,22 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-__all__ = ["BITFLIP", "KINDS", "NOT_IMPLEMENTED", "FaultProxy", "store_through"]
+__all__ = [
+    "BITFLIP",
+    "CLOSE_AFTER",
+    "KINDS",
+    "NOT_IMPLEMENTED",
+    "RANGE_IGNORED",
+    "FaultProxy",
+    "store_through",
+]
 
 KINDS = ("error500", "drop", "lost_response", "truncate")
 BITFLIP = "bitflip"
 NOT_IMPLEMENTED = "not_implemented"
+RANGE_IGNORED = "range_ignored"
+CLOSE_AFTER = "close_after"
+_FORCED_ONLY = (BITFLIP, NOT_IMPLEMENTED, RANGE_IGNORED, CLOSE_AFTER)
 _MUTATING = ("PUT", "POST")
 _ERROR_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
@@ -166,8 +185,8 @@ class FaultProxy:
         client hears of it (for ``lost_response``: after the server applied the request,
         before the connection is closed), so a test can make another writer's request
         land exactly between a client's lost attempt and its retry."""
-        if kind not in (*KINDS, BITFLIP, NOT_IMPLEMENTED):
-            known = (*KINDS, BITFLIP, NOT_IMPLEMENTED)
+        if kind not in (*KINDS, *_FORCED_ONLY):
+            known = (*KINDS, *_FORCED_ONLY)
             raise ValueError(f"unknown fault {kind!r}; known: {known}")
         with self._lock:
             self._forced.append((kind, method, path_contains, None, then))
@@ -350,6 +369,11 @@ class FaultProxy:
             if then is not None:
                 then()
             return False
+        if fault == RANGE_IGNORED and status == 206:
+            self._record(request, fault)
+            fault = "done"
+            status, reason, body = 200, "OK", bytes(len(body))
+            headers = [(n, v) for n, v in headers if n.lower() != "content-range"]
         keep_length = request.method == "HEAD" or status in (204, 304) or status < 200
         out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
         for name, value in headers:
@@ -376,7 +400,11 @@ class FaultProxy:
             damaged[at_byte] ^= mask if mask is not None else 1 << (bit % 8)
             body = bytes(damaged)
             self._record(request, fault)
-        else:
+        elif fault == CLOSE_AFTER:
+            self._record(request, fault)
+            conn.sendall(b"".join(out) + body)
+            return False
+        elif fault != "done":
             self._record(request, "ok")
         conn.sendall(b"".join(out) + body)
         return True

@@ -54,6 +54,7 @@ import abc
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .._pools import SharedPool
 from ..errors import InvalidError
@@ -109,6 +110,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """Return up to ``length`` bytes of ``key`` starting at byte ``start``."""
+
+    def get_range_into(self, key: str, start: int, buf: Any) -> int:
+        """Read up to ``len(buf)`` bytes of ``key`` from byte ``start`` into the writable
+        buffer ``buf``; return how many arrived (fewer at the object's end, 0 past it).
+        Errors as :meth:`get_range`. This default copies :meth:`get_range`'s answer;
+        stores that can read into the buffer directly override it."""
+        view = memoryview(buf).cast("B")
+        data = self.get_range(key, start, len(view))
+        view[: len(data)] = data
+        return len(data)
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:

@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .. import _inotify
 from ..errors import NotFoundError, StoreAccessError, StoreError
@@ -284,6 +285,25 @@ class LocalStore(Store):
             with open(self._path(key), "rb") as f:
                 f.seek(start)
                 return f.read(length)
+        except IsADirectoryError:
+            raise NotFoundError(f"no object {key!r} in store {self.url}") from None
+        except OSError as e:
+            raise self._wrap(e, key, reading=True) from e
+
+    def get_range_into(self, key: str, start: int, buf: Any) -> int:
+        """Read up to ``len(buf)`` bytes of ``key`` from ``start`` straight into ``buf``."""
+        view = memoryview(buf).cast("B")
+        if start < 0:
+            raise ValueError("start must be >= 0")
+        try:
+            with open(self._path(key), "rb", buffering=0) as f:
+                got = 0
+                while got < len(view):
+                    n = os.preadv(f.fileno(), [view[got:]], start + got)
+                    if not n:
+                        break
+                    got += n
+                return got
         except IsADirectoryError:
             raise NotFoundError(f"no object {key!r} in store {self.url}") from None
         except OSError as e:

@@ -13,6 +13,7 @@ Never import anything above ``jupyter_volume.store`` here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import NotFoundError
@@ -70,6 +71,14 @@ class PrefixedStore(Store):
         """Return up to ``length`` bytes of ``key`` starting at byte ``start``."""
         try:
             return self.inner.get_range(self._key(key), start, length)
+        except NotFoundError:
+            raise NotFoundError(f"no object {key!r} in store {self.url}") from None
+
+    def get_range_into(self, key: str, start: int, buf: Any) -> int:
+        """Read up to ``len(buf)`` bytes of ``key`` from ``start`` into ``buf`` (the
+        inner store's way, which may skip a copy)."""
+        try:
+            return self.inner.get_range_into(self._key(key), start, buf)
         except NotFoundError:
             raise NotFoundError(f"no object {key!r} in store {self.url}") from None
 

@@ -149,6 +149,39 @@ class StoreTests:
         with pytest.raises(NotFoundError):
             store.get_range("missing", 0, 0)
 
+    def test_get_range_into(self, store: Store) -> None:
+        data = bytes(range(100))
+        store.put("r", data)
+
+        def into(start: int, size: int) -> bytes:
+            buf = bytearray(b"\xee" * (size + 3))
+            n = store.get_range_into("r", start, memoryview(buf)[:size])
+            assert buf[size:] == b"\xee" * 3  # nothing written past the view
+            return bytes(buf[:n])
+
+        assert into(10, 5) == data[10:15]  # middle
+        assert into(0, 100) == data
+        assert into(95, 10) == data[95:]  # runs over the end
+        assert into(99, 1) == data[99:]
+        assert into(100, 10) == b""  # starts at the end
+        assert into(1000, 10) == b""  # starts past the end
+        assert into(10, 0) == b""  # zero length
+        big = random.Random(3).randbytes(3 << 20)  # many socket reads into one buffer
+        store.put("r3", big)
+        buf = bytearray(len(big))
+        assert store.get_range_into("r3", 0, buf) == len(big) and buf == big
+        assert store.get_range_into("r3", 1 << 20, memoryview(buf)[: 1 << 20]) == 1 << 20
+        assert buf[: 1 << 20] == big[1 << 20 : 2 << 20]
+
+    def test_get_range_into_missing_or_empty(self, store: Store) -> None:
+        store.put("e", b"")
+        assert store.get_range_into("e", 0, bytearray(10)) == 0
+        for key, size in (("missing", 10), ("missing", 0), ("e/under", 10)):
+            with pytest.raises(NotFoundError):
+                store.get_range_into(key, 0, bytearray(size))
+        with pytest.raises(InvalidError):
+            store.get_range_into("../x", 0, bytearray(1))
+
     # -- stat / exists -----------------------------------------------------------------
     def test_stat_and_exists(self, store: Store) -> None:
         import time

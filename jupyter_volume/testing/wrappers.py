@@ -20,6 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..store.base import ObjectInfo, Store
 
@@ -64,6 +65,12 @@ class WrappedStore(Store):
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         return self._do("get_range", key, self.inner.get_range, key, start, length)
+
+    def get_range_into(self, key: str, start: int, buf: Any) -> int:
+        if type(self).get_range is not WrappedStore.get_range:
+            # a subclass intercepts ranged reads: this one goes through it too
+            return super().get_range_into(key, start, buf)
+        return self._do("get_range", key, self.inner.get_range_into, key, start, buf)
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         return self._do("put", key, self.inner.put, key, data)

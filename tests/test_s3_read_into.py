@@ -1,0 +1,184 @@
+"""Ranged reads straight into a caller's buffer (``Store.get_range_into``).
+
+On S3 over plain HTTP the body of a ranged GET goes from the socket into the buffer:
+botocore builds, signs and judges the request, and the store sends it on a connection of
+its own. Checked here, against a real SeaweedFS (through the fault proxy where a fault
+is needed): the path is really taken, faults on the way are retried like any request's,
+an answer that does not fit the buffer is read again the ordinary way, a kept connection
+the server closed is replaced without spending a retry, errors mean what they mean for
+``get_range``, a forked child never uses its parent's connections, and the engine's big
+file reads can reuse a few buffers instead of one new object per range.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from blake3 import blake3
+
+from jupyter_volume.errors import NotFoundError, StoreAccessError, StoreError
+from jupyter_volume.store import Store
+from jupyter_volume.store import s3 as s3mod
+from jupyter_volume.store.s3 import S3Store, make_client
+from jupyter_volume.testing.seaweedfs import SeaweedFS
+
+try:
+    from .faultproxy import CLOSE_AFTER, RANGE_IGNORED, FaultProxy, store_through
+except ImportError:  # tests/ is not a package
+    from faultproxy import (  # type: ignore[no-redef]
+        CLOSE_AFTER,
+        RANGE_IGNORED,
+        FaultProxy,
+        store_through,
+    )
+
+MiB = 1 << 20
+DATA = blake3(b"into").digest(length=3 * MiB)
+
+
+@pytest.fixture
+def proxy(seaweedfs: SeaweedFS) -> Iterator[FaultProxy]:
+    with FaultProxy(seaweedfs.endpoint, seed=7) as p:
+        yield p
+
+
+@pytest.fixture
+def proxied(proxy: FaultProxy, seaweedfs: SeaweedFS, s3_bucket: str) -> Iterator[S3Store]:
+    store = store_through(proxy, seaweedfs, s3_bucket, f"t/into-{uuid.uuid4().hex[:10]}")
+    store.put("k", DATA)
+    yield store
+    store.close()
+
+
+def _kept(store: S3Store) -> list[Any]:
+    """The connections ``store`` keeps for reads into buffers."""
+    return [c for conns in store._raw._idle.values() for c in conns]
+
+
+def _into(store: Store, start: int, size: int) -> bytes:
+    buf = bytearray(size)
+    return bytes(buf[: store.get_range_into("k", start, buf)])
+
+
+@pytest.mark.s3
+def test_the_body_is_read_on_the_stores_own_connection(proxied: S3Store) -> None:
+    assert _kept(proxied) == []
+    assert _into(proxied, 1000, 2 * MiB) == DATA[1000 : 1000 + 2 * MiB]
+    (conn,) = _kept(proxied)  # botocore sent nothing itself: the answer came here
+    assert _into(proxied, 0, 10) == DATA[:10]
+    assert _kept(proxied) == [conn]  # and the connection is used again
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("kind", ["drop", "truncate", "error500"])
+def test_faults_on_the_way_are_retried(proxy: FaultProxy, proxied: S3Store, kind: str) -> None:
+    proxy.force(kind, method="GET", path_contains="/k")
+    assert _into(proxied, 5, 2 * MiB) == DATA[5 : 5 + 2 * MiB]
+    assert proxy.counts[kind] == 1
+
+
+@pytest.mark.s3
+def test_an_answer_that_ignores_the_range_is_read_again(
+    proxy: FaultProxy, proxied: S3Store
+) -> None:
+    # a 200 carrying zeros: taken as the range, the caller would get zeros
+    proxy.force(RANGE_IGNORED, method="GET", path_contains="/k")
+    assert _into(proxied, 100, 1000) == DATA[100:1100]
+    assert proxy.counts[RANGE_IGNORED] == 1
+
+
+@pytest.mark.s3
+def test_a_kept_connection_the_server_closed_is_replaced_without_a_retry(
+    proxy: FaultProxy, proxied: S3Store
+) -> None:
+    proxied.max_attempts = 1  # a failure of the request itself would be an error now
+    proxy.force(CLOSE_AFTER, method="GET", path_contains="/k")
+    assert _into(proxied, 0, 100) == DATA[:100]
+    assert proxy.counts[CLOSE_AFTER] == 1
+    (closed,) = _kept(proxied)  # the client cannot know yet
+    assert _into(proxied, 100, 100) == DATA[100:200]
+    assert _kept(proxied) != [closed]
+
+
+@pytest.mark.s3
+def test_errors_mean_what_they_mean_for_get_range(
+    seaweedfs: SeaweedFS, s3_bucket: str, s3_store: S3Store
+) -> None:
+    s3_store.put("k", DATA[:100])
+    with pytest.raises(NotFoundError):
+        s3_store.get_range_into("missing", 0, bytearray(10))
+    assert s3_store.get_range_into("k", 100, bytearray(10)) == 0  # at the end: 416
+    assert s3_store.get_range_into("k", 90, bytearray(20)) == 10
+
+    def failure(store: S3Store, call: Any) -> tuple[type, str]:
+        with pytest.raises(StoreError) as info:
+            call(store)
+        return type(info.value), str(info.value)
+
+    no_bucket = S3Store(
+        "jv-no-such-bucket",
+        endpoint_url=seaweedfs.endpoint,
+        client=make_client(
+            endpoint_url=seaweedfs.endpoint,
+            region=seaweedfs.region,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=seaweedfs.secret_key,
+        ),
+    )
+    wrong_key = S3Store(
+        s3_bucket,
+        s3_store.prefix,
+        endpoint_url=seaweedfs.endpoint,
+        client=make_client(
+            endpoint_url=seaweedfs.endpoint,
+            region=seaweedfs.region,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key="not-the-secret",
+        ),
+    )
+    for store in (no_bucket, wrong_key):
+        try:
+            assert failure(store, lambda s: s.get_range_into("k", 0, bytearray(10))) == failure(
+                store, lambda s: s.get_range("k", 0, 10)
+            )
+        finally:
+            store.close()
+    with pytest.raises(StoreAccessError):
+        wrong_key.get_range_into("k", 0, bytearray(10))
+
+
+@pytest.mark.s3
+def test_a_forked_child_never_uses_its_parents_connection(proxied: S3Store) -> None:
+    assert _into(proxied, 0, 10) == DATA[:10]
+    (conn,) = _kept(proxied)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it kept after the fork, then read
+        try:
+            kept = len(_kept(proxied))
+            ok = _into(proxied, 20, 10) == DATA[20:30]
+            os.write(write_end, f"{kept} {ok} {_kept(proxied)[0] is conn}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        answer = f.read()
+    os.waitpid(pid, 0)
+    assert answer == "0 True False"
+    assert _into(proxied, 40, 10) == DATA[40:50]  # the parent's connection still works
+    assert _kept(proxied) == [conn]
+
+
+def test_a_proxy_in_the_environment_is_left_to_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert not s3mod._proxied("127.0.0.1")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert s3mod._proxied("127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert not s3mod._proxied("127.0.0.1")
+    assert s3mod._proxied("s3.example")
