@@ -87,6 +87,11 @@ def counting_store(url: str) -> Any:
             self._add(gets=1, bytes_got=len(data))
             return data
 
+        def get_range_into(self, key: str, start: int, buf: Any) -> int:
+            n = self.inner.get_range_into(key, start, buf)
+            self._add(gets=1, bytes_got=n)
+            return n
+
         def list(self, prefix: str = "", start_after: str | None = None) -> Any:
             self._add(lists=1)
             return self.inner.list(prefix, start_after)

@@ -7,24 +7,29 @@ is needed): the path is really taken, faults on the way are retried like any req
 an answer that does not fit the buffer is read again the ordinary way, a kept connection
 the server closed is replaced without spending a retry, errors mean what they mean for
 ``get_range``, a forked child never uses its parent's connections, and the engine's big
-file reads can reuse a few buffers instead of one new object per range.
+file reads reuse a few buffers instead of one new object per range.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from blake3 import blake3
 
 from jupyter_volume.errors import NotFoundError, StoreAccessError, StoreError
+from jupyter_volume.repository import Repository
+from jupyter_volume.repository.repo import _download_pool
 from jupyter_volume.store import Store
 from jupyter_volume.store import s3 as s3mod
 from jupyter_volume.store.s3 import S3Store, make_client
 from jupyter_volume.testing.seaweedfs import SeaweedFS
+from jupyter_volume.testing.wrappers import WrappedStore
 
 try:
     from .faultproxy import CLOSE_AFTER, RANGE_IGNORED, FaultProxy, store_through
@@ -182,3 +187,39 @@ def test_a_proxy_in_the_environment_is_left_to_botocore(monkeypatch: pytest.Monk
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     assert not s3mod._proxied("127.0.0.1")
     assert s3mod._proxied("s3.example")
+
+
+class _Buffers(WrappedStore):
+    """Records the buffer behind every ranged read into one."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.buffers: list[Any] = []
+
+    def get_range_into(self, key: str, start: int, buf: Any) -> int:
+        self.buffers.append(memoryview(buf).obj)  # kept alive: no address is reused
+        return self.inner.get_range_into(key, start, buf)
+
+
+def test_a_big_file_is_read_through_a_few_reused_buffers(store: Store, tmp_path: Path) -> None:
+    data = blake3(b"reuse").digest(length=160 * MiB)
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    writer_repo = Repository(store, vol_id, cache_dir=tmp_path / "w")
+    w = writer_repo.writer()
+    writer_repo.commit({"big.bin": w.file_entry(io.BytesIO(data))}, writer=w)
+    seen = _Buffers(store)
+    repo = Repository(seen, vol_id, cache_dir=tmp_path / "r")
+    repo.chunk_cache = None
+    e = repo.lookup("big.bin")
+    assert e is not None
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert repo.read_into(e, fd, "big.bin") == len(data)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == data
+    distinct = {id(b) for b in seen.buffers}
+    # ranges of up to 8 MiB (shorter at pack ends), at most one buffer per download thread
+    assert len(seen.buffers) >= 20
+    assert len(distinct) <= _download_pool.max_workers

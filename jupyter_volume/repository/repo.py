@@ -175,6 +175,30 @@ _created_lock = threading.Lock()
 _CREATED_KEPT = 16
 
 
+class _Buffers:
+    """Read buffers of one read operation, each reused by its next request: a big file
+    read in 8 MiB ranges into new objects faulted in fresh memory for every range (most
+    of a 1 GiB mount's time on this project's machine went to the kernel)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._spare: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def take(self, need: int) -> Iterator[bytearray]:
+        """A buffer of at least ``need`` bytes (of ``size``, unless more is needed)."""
+        with self._lock:
+            buf = self._spare.pop() if self._spare else None
+        if buf is None or len(buf) < need:
+            buf = bytearray(max(need, self.size))
+        try:
+            yield buf
+        finally:
+            with self._lock:
+                self._spare.append(buf)
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> int:
     """``os.pwrite`` all of ``data`` at ``offset`` (a short write is continued)."""
     done = 0
@@ -2515,6 +2539,7 @@ class Repository:
         ``READ_AHEAD_BYTES`` of requests run in parallel ahead of the consumer.
         """
         requests = self._plan_reads(chunks, where)
+        buffers = _Buffers(max((r[2] for r in requests), default=0))
         window: deque[Future[list[bytes]]] = deque()
         in_flight = 0
         sizes: deque[int] = deque()
@@ -2522,7 +2547,9 @@ class Repository:
         while i < len(requests) or window:
             while i < len(requests) and (not window or in_flight < READ_AHEAD_BYTES):
                 req = requests[i]
-                window.append(_download_pool.submit(self._fetch_request, req, where))
+                window.append(
+                    _download_pool.submit(self._fetch_request, req, where, buffers=buffers)
+                )
                 sizes.append(req[2])
                 in_flight += req[2]
                 i += 1
@@ -2564,43 +2591,54 @@ class Repository:
             pos += n
         total = pos
         copied = self._copy_local(chunks, offsets, fd, local) if local is not None else set()
-        # Requests: (pack, start, length, [(chunk index, hash, loc)]) or cached chunks.
-        reqs: list[tuple[str, int, int, list[tuple[int, str, ChunkLoc | None]]]] = []
         cache = self.chunk_cache
-        for i, (h, _n) in enumerate(chunks):
-            if i in copied:
-                continue
-            cached = cache.get(h) if cache is not None else None
-            if cached is not None:
-                _pwrite_all(fd, memoryview(cached), offsets[i])
-                continue
-            loc = self.locate(h, where)
-            if reqs:
-                pack, start, length, items = reqs[-1]
-                if (
-                    pack == loc.pack
-                    and start + length == loc.offset
-                    and length + loc.length <= READ_REQUEST_MAX
-                ):
-                    items.append((i, h, loc))
-                    reqs[-1] = (pack, start, length + loc.length, items)
-                    continue
-            reqs.append((loc.pack, loc.offset, loc.length, [(i, h, loc)]))
+        Req = tuple[str, int, int, list[tuple[int, str, ChunkLoc]]]
 
-        def fetch(req: tuple[str, int, int, list[tuple[int, str, ChunkLoc | None]]]) -> int:
+        def plan() -> Iterator[Req]:
+            """Ranged GETs of neighbouring chunks, each handed out as soon as it is
+            complete: the first goes out while the rest are still being located (a cold
+            cache is one failed open per chunk, 8,192 of them for 1 GiB)."""
+            req: Req | None = None
+            for i, (h, _n) in enumerate(chunks):
+                if i in copied:
+                    continue
+                cached = cache.get(h) if cache is not None else None
+                if cached is not None:
+                    _pwrite_all(fd, memoryview(cached), offsets[i])
+                    continue
+                loc = self.locate(h, where)
+                if req is not None:
+                    pack, start, length, items = req
+                    if (
+                        pack == loc.pack
+                        and start + length == loc.offset
+                        and length + loc.length <= READ_REQUEST_MAX
+                    ):
+                        items.append((i, h, loc))
+                        req = (pack, start, length + loc.length, items)
+                        continue
+                    yield req
+                req = (loc.pack, loc.offset, loc.length, [(i, h, loc)])
+            if req is not None:
+                yield req
+
+        buffers = _Buffers(min(READ_REQUEST_MAX, total))
+
+        def fetch(req: Req) -> int:
             pack, start, length, items = req
-            raws = self._read_range_checked(
-                pack, start, length, [(h, loc) for _i, h, loc in items if loc is not None], where
-            )
-            written = 0
-            for (i, _h, _loc), raw in zip(items, raws, strict=True):
-                written += _pwrite_all(fd, memoryview(raw), offsets[i])
+            with buffers.take(length) as buf:
+                raws = self._read_range_checked(
+                    pack, start, length, [(h, loc) for _i, h, loc in items], where, buf
+                )
+                written = 0
+                for (i, _h, _loc), raw in zip(items, raws, strict=True):
+                    written += _pwrite_all(fd, memoryview(raw), offsets[i])
             return written
 
         window: deque[tuple[Future[int], int]] = deque()
         in_flight = 0
         try:
-            for req in reqs:
+            for req in plan():
                 while window and in_flight + req[2] > READ_AHEAD_BYTES:
                     fut, size = window.popleft()
                     fut.result()
@@ -2686,9 +2724,12 @@ class Repository:
                     reqs[-1] = (pack, start, max(length, end - start), items)
                     continue
             reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
+        buffers = _Buffers(max((r[2] for r in reqs), default=0))
         for req, parts in zip(
             reqs,
-            _download_pool.map(lambda r: self._fetch_request(r, where, uncached), reqs),
+            _download_pool.map(
+                lambda r: self._fetch_request(r, where, uncached, buffers=buffers), reqs
+            ),
             strict=True,
         ):
             for (h, _loc), raw in zip(req[3], parts, strict=True):
@@ -2726,16 +2767,19 @@ class Repository:
         req: tuple[str, int, int, list[tuple[str, ChunkLoc]]],
         where: str,
         uncached: set[str] | frozenset[str] = frozenset(),
+        *,
+        buffers: _Buffers | None = None,
     ) -> list[bytes]:
         pack, start, length, items = req
         if not pack:  # served by the chunk cache (already verified by hash)
             return [items[0][1]]  # type: ignore[list-item]
         # the raw chunks come back as views into the read buffer: copy them out, since
         # callers keep them (and the chunk cache stores them)
-        out = [
-            raw if isinstance(raw, bytes) else bytes(raw)
-            for raw in self._read_range_checked(pack, start, length, items, where)
-        ]
+        with buffers.take(length) if buffers is not None else contextlib.nullcontext() as buf:
+            out = [
+                raw if isinstance(raw, bytes) else bytes(raw)
+                for raw in self._read_range_checked(pack, start, length, items, where, buf)
+            ]
         if self.chunk_cache is not None:
             for (h, _loc), raw in zip(items, out, strict=True):
                 if h not in uncached:
@@ -2743,18 +2787,29 @@ class Repository:
         return out
 
     def _read_range_checked(
-        self, pack: str, start: int, length: int, chunks: list[tuple[str, ChunkLoc]], where: str
+        self,
+        pack: str,
+        start: int,
+        length: int,
+        chunks: list[tuple[str, ChunkLoc]],
+        where: str,
+        buf: bytearray | None = None,
     ) -> list[bytes | memoryview]:
         """Read ``length`` bytes of ``pack`` from ``start`` and decode every chunk in them,
         each checked against its hash before any is returned. A range damaged on the way
         is read again (``READ_ATTEMPTS`` reads in all) before :class:`CorruptionError`.
-        Raw (uncompressed) chunks come back as views into the one read buffer."""
+        Raw (uncompressed) chunks come back as views into the one read buffer: ``buf``
+        (at least ``length`` bytes, valid until the caller reuses it) when given."""
         key = self._pack_key(pack)
         for attempt in range(READ_ATTEMPTS):
             if attempt:
                 time.sleep(0.05 * attempt)
             try:
-                blob = self.store.get_range(key, start, length)
+                if buf is None:
+                    blob: bytes | memoryview = self.store.get_range(key, start, length)
+                else:
+                    into = memoryview(buf)[:length]
+                    blob = into[: self.store.get_range_into(key, start, into)]
             except NotFoundError:
                 raise CorruptionError(
                     f"pack {key} holding data of {where or 'a file'} is missing", key=key
