@@ -772,10 +772,10 @@ class S3Store(Store):
         Same answers and errors as :meth:`get_range`. Over plain HTTP without a proxy,
         the body goes from the socket straight into ``buf``: botocore builds, signs and
         judges the request as for any other GET (errors, redirects, credentials), but
-        the bytes skip urllib3, whose reads copy a body twice more into a fresh object.
-        A caller reading a big file in ranges through a few reused buffers then touches
-        no new memory per range (on this project's machine a 1 GiB read with a new
-        8 MiB object per range spent most of its time in the kernel, faulting pages in).
+        the bytes skip urllib3, whose reads copy a body again into a new object. A
+        caller reading a big file in ranges through a few reused buffers then touches no
+        new memory per range (a 1 GiB mount from SeaweedFS on this project's 2-core
+        machine: 1.51 s instead of 1.65 s, medians of 6, and 0.1 s less CPU).
         """
         view = memoryview(buf).cast("B")
         if view.readonly:
