@@ -25,6 +25,19 @@ rely on), it can answer as a server lacking a feature, and damage data silently:
 * ``close_after`` (:meth:`FaultProxy.force` only): answer normally, then close the
   connection without saying so (``Connection: close``), as a server does with a kept
   connection it finds idle too long: the client learns it on its next request there;
+* ``connection_close`` (:meth:`FaultProxy.force` only): answer normally with
+  ``Connection: close``, then close the connection, as a server does that keeps no
+  connections (or closes one after so many requests);
+* ``range_moved`` (:meth:`FaultProxy.force` only): forward a ranged GET and answer a
+  ``206`` for a range starting one byte later than asked (its first byte dropped,
+  ``Content-Range`` saying so), as a cache answering another range of the object would;
+* ``range_longer`` (:meth:`FaultProxy.force` only): forward a ranged GET and answer a
+  ``206`` running 16 bytes past the range asked (filler bytes, ``Content-Range`` saying
+  so), as a server that sends more than asked would;
+
+* ``stall`` (:meth:`FaultProxy.force` only): forward a GET, pass on the headers and half
+  of the body, then send nothing more until the proxy stops (a server or network that
+  hangs mid-answer: only the client's read timeout ends the wait);
 
 * ``bitflip``: forward a GET and pass on the whole answer with one bit of its body
   flipped (status and length intact, as a faulty NIC or middlebox would). Driven by
@@ -39,6 +52,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import re
 import socket
 import threading
 from collections import Counter
@@ -50,9 +64,13 @@ from urllib.parse import urlsplit
 __all__ = [
     "BITFLIP",
     "CLOSE_AFTER",
+    "CONNECTION_CLOSE",
     "KINDS",
     "NOT_IMPLEMENTED",
     "RANGE_IGNORED",
+    "RANGE_LONGER",
+    "RANGE_MOVED",
+    "STALL",
     "FaultProxy",
     "store_through",
 ]
@@ -62,7 +80,21 @@ BITFLIP = "bitflip"
 NOT_IMPLEMENTED = "not_implemented"
 RANGE_IGNORED = "range_ignored"
 CLOSE_AFTER = "close_after"
-_FORCED_ONLY = (BITFLIP, NOT_IMPLEMENTED, RANGE_IGNORED, CLOSE_AFTER)
+CONNECTION_CLOSE = "connection_close"
+RANGE_MOVED = "range_moved"
+RANGE_LONGER = "range_longer"
+STALL = "stall"
+_FORCED_ONLY = (
+    BITFLIP,
+    NOT_IMPLEMENTED,
+    RANGE_IGNORED,
+    CLOSE_AFTER,
+    CONNECTION_CLOSE,
+    RANGE_MOVED,
+    RANGE_LONGER,
+    STALL,
+)
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _MUTATING = ("PUT", "POST")
 _ERROR_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
@@ -374,6 +406,19 @@ class FaultProxy:
             fault = "done"
             status, reason, body = 200, "OK", bytes(len(body))
             headers = [(n, v) for n, v in headers if n.lower() != "content-range"]
+        if fault in (RANGE_MOVED, RANGE_LONGER) and status == 206:
+            crange = next((v for n, v in headers if n.lower() == "content-range"), "")
+            m = _CONTENT_RANGE.fullmatch(crange.strip())
+            if m is not None and len(body) >= 2:
+                first, last, total = int(m[1]), int(m[2]), m[3]
+                if fault == RANGE_MOVED:
+                    first, body = first + 1, body[1:]
+                else:
+                    last, body = last + 16, body + b"\xee" * 16
+                self._record(request, fault)
+                fault = "done"
+                headers = [(n, v) for n, v in headers if n.lower() != "content-range"]
+                headers.append(("Content-Range", f"bytes {first}-{last}/{total}"))
         keep_length = request.method == "HEAD" or status in (204, 304) or status < 200
         out = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
         for name, value in headers:
@@ -385,10 +430,17 @@ class FaultProxy:
             out.append(f"{name}: {value}\r\n".encode("latin-1"))
         if not keep_length:
             out.append(b"Content-Length: %d\r\n" % len(body))
+        if fault == CONNECTION_CLOSE:
+            out.append(b"Connection: close\r\n")
         out.append(b"\r\n")
         if fault == "truncate" and len(body) >= 2:
             self._record(request, fault)
             conn.sendall(b"".join(out) + body[: len(body) // 2])
+            return False
+        if fault == STALL and len(body) >= 2:
+            self._record(request, fault)
+            conn.sendall(b"".join(out) + body[: len(body) // 2])
+            self._stopping.wait()  # the rest never comes (until the proxy stops)
             return False
         if fault == BITFLIP and body and status in (200, 206):
             with self._lock:
@@ -400,7 +452,7 @@ class FaultProxy:
             damaged[at_byte] ^= mask if mask is not None else 1 << (bit % 8)
             body = bytes(damaged)
             self._record(request, fault)
-        elif fault == CLOSE_AFTER:
+        elif fault in (CLOSE_AFTER, CONNECTION_CLOSE):
             self._record(request, fault)
             conn.sendall(b"".join(out) + body)
             return False

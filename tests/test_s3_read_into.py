@@ -32,11 +32,12 @@ from jupyter_volume.testing.seaweedfs import SeaweedFS
 from jupyter_volume.testing.wrappers import WrappedStore
 
 try:
-    from .faultproxy import CLOSE_AFTER, RANGE_IGNORED, FaultProxy, store_through
+    from .faultproxy import CLOSE_AFTER, RANGE_IGNORED, STALL, FaultProxy, store_through
 except ImportError:  # tests/ is not a package
     from faultproxy import (  # type: ignore[no-redef]
         CLOSE_AFTER,
         RANGE_IGNORED,
+        STALL,
         FaultProxy,
         store_through,
     )
@@ -107,6 +108,32 @@ def test_a_kept_connection_the_server_closed_is_replaced_without_a_retry(
     (closed,) = _kept(proxied)  # the client cannot know yet
     assert _into(proxied, 100, 100) == DATA[100:200]
     assert _kept(proxied) != [closed]
+
+
+@pytest.mark.s3
+def test_a_body_that_stops_coming_ends_in_the_read_timeout_and_a_retry(
+    proxy: FaultProxy, proxied: S3Store, seaweedfs: SeaweedFS
+) -> None:
+    # The body is read in blocking mode (one receive for the whole range): the kernel's
+    # receive timeout must end the wait, or this read hangs until the proxy stops.
+    impatient = S3Store(
+        proxied.bucket,
+        proxied.prefix,
+        endpoint_url=proxy.url,
+        client=make_client(
+            endpoint_url=proxy.url,
+            region=seaweedfs.region,
+            aws_access_key_id=seaweedfs.access_key,
+            aws_secret_access_key=seaweedfs.secret_key,
+            read_timeout=1,
+        ),
+    )
+    try:
+        proxy.force(STALL, method="GET", path_contains="/k")
+        assert _into(impatient, 7, 2 * MiB) == DATA[7 : 7 + 2 * MiB]
+        assert proxy.counts[STALL] == 1
+    finally:
+        impatient.close()
 
 
 @pytest.mark.s3

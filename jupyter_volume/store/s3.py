@@ -40,6 +40,8 @@ import io
 import os
 import random
 import re
+import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -113,8 +115,16 @@ _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 _BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,255}")
 #: Failures after which the request certainly never reached the server.
 _NOT_SENT = (bexc.EndpointConnectionError, bexc.ConnectTimeoutError)
+
+
+class _WrongRange(Exception):
+    """A ``206`` answer for bytes other than those asked for (it starts after them): a
+    cache or proxy on the way answered another request's range; asked again."""
+
+
 #: Transport failures worth retrying (besides ClientErrors with a retryable code).
 _TRANSIENT = (
+    _WrongRange,
     bexc.HTTPClientError,  # ConnectionClosed, ReadTimeout, ResponseStreamingError, ...
     bexc.ConnectionError,  # EndpointConnection, ConnectTimeout, ...
     bexc.IncompleteReadError,  # body shorter than Content-Length
@@ -361,6 +371,13 @@ class _RawConnections:
         conn.connect()
         assert conn.sock is not None
         conn.sock.settimeout(self.read_timeout)
+        # the kernel's own bound on one receive, for bodies read in blocking mode
+        whole = int(self.read_timeout)
+        conn.sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_RCVTIMEO,
+            struct.pack("ll", whole, int((self.read_timeout - whole) * 1e6)),
+        )
         return conn
 
     def give(self, netloc: str, conn: http.client.HTTPConnection) -> None:
@@ -374,6 +391,11 @@ class _RawConnections:
 
     def close(self, *, forked: bool = False) -> None:
         """Close every idle connection (in a forked child: the child's copies only)."""
+        if forked:
+            # the child runs only the thread that forked: a lock another thread of the
+            # parent held at that moment (taking or giving back a connection) would stay
+            # held here forever, and this fork handler with it
+            self._lock = threading.Lock()
         with self._lock:
             idle = [c for conns in self._idle.values() for c in conns]
             self._idle = {}
@@ -436,7 +458,7 @@ class _Into:
             if resp.status >= 300:
                 body = resp.read()
             elif resp.status == 206 and self._fits(resp):
-                self.got = self._read(resp)
+                self.got = self._read(resp, conn.sock)
                 body = b""
             else:
                 raise _Unfit(f"HTTP {resp.status} to a ranged GET")
@@ -473,21 +495,55 @@ class _Into:
         if resp.length is None or resp.length > len(self.view):
             return False
         crange = resp.getheader("Content-Range")
-        if crange is not None:
-            first = crange.removeprefix("bytes ").partition("-")[0]
-            if not first.isdigit() or int(first) != self.start:
-                return False
-        return True
+        return crange is None or _range_first(crange) == self.start
 
-    def _read(self, resp: http.client.HTTPResponse) -> int:
+    def _read(self, resp: http.client.HTTPResponse, sock: socket.socket | None) -> int:
+        """Read the body into ``view``: what came with the headers, then the rest with
+        ``MSG_WAITALL`` in blocking mode, so the kernel fills the buffer in one call
+        instead of a call (and a turn at the GIL) per 64-128 KiB that arrive (a bare
+        1 GiB read on 8 threads spent a third less system time; through a mount, where
+        more competes for the two cores, the gain was about 2 %).
+
+        ``sock`` None: the answer said ``Connection: close``, and http.client handed
+        the socket to it (the connection has none): read through the answer then."""
         want = resp.length or 0
+        view = self.view
         got = 0
-        while got < want:
-            n = resp.readinto(self.view[got:want])
-            if not n:
-                raise http.client.IncompleteRead(b"", want - got)
-            got += n
+        if sock is None:
+            while got < want:
+                n = resp.readinto(view[got:want])
+                if not n:
+                    raise http.client.IncompleteRead(b"", want - got)
+                got += n
+            return got
+        fp: Any = resp.fp
+        if want:
+            ahead = len(fp.peek(1))  # bytes that arrived with the headers (or one read)
+            if ahead:
+                got = fp.readinto(view[: min(ahead, want)])
+        if got < want:
+            sock.settimeout(None)  # blocking; SO_RCVTIMEO bounds each receive
+            try:
+                while got < want:
+                    n = sock.recv_into(view[got:want], want - got, socket.MSG_WAITALL)
+                    if not n:
+                        raise http.client.IncompleteRead(b"", want - got)
+                    got += n
+            except BlockingIOError as e:  # nothing arrived within the read timeout
+                raise TimeoutError(f"no data for {self.conns.read_timeout} s") from e
+            finally:
+                sock.settimeout(self.conns.read_timeout)
+        resp.length = 0  # the body is read: the connection can take the next request
+        resp.close()
         return got
+
+
+def _range_first(crange: str | None) -> int | None:
+    """The first byte a ``Content-Range`` (``bytes 100-199/1000``) names, or None."""
+    if not crange:
+        return None
+    first = crange.strip().removeprefix("bytes ").partition("-")[0].strip()
+    return int(first) if first.isdigit() else None
 
 
 def _proxied(host: str) -> bool:
@@ -762,8 +818,17 @@ class S3Store(Store):
         with resp["Body"] as body:
             data = body.read()
         if resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200:
-            data = data[start : start + length]  # the server ignored the Range header
-        return data
+            return data[start : start + length]  # the server ignored the Range header
+        # a 206 is taken for what its Content-Range says it holds, never for the range
+        # asked: one starting earlier or running longer gives the part asked for
+        first = _range_first(resp.get("ContentRange"))
+        if first is not None and first != start:
+            if first > start or first + len(data) <= start:
+                raise _WrongRange(
+                    f"asked for bytes {start}-{start + length - 1}, answered {resp['ContentRange']}"
+                )
+            data = data[start - first :]
+        return data[:length]
 
     def get_range_into(self, key: str, start: int, buf: Any) -> int:
         """Read up to ``len(buf)`` bytes of ``key`` from byte ``start`` into ``buf`` (a
