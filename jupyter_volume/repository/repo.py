@@ -176,9 +176,9 @@ _CREATED_KEPT = 16
 
 
 class _Buffers:
-    """Read buffers of one read operation, each reused by its next request: a big file
-    read in 8 MiB ranges into new objects faulted in fresh memory for every range (most
-    of a 1 GiB mount's time on this project's machine went to the kernel)."""
+    """Read buffers of one read operation, each reused by its next request (at most one
+    per download thread is made): a big file read in 8 MiB ranges into a new object per
+    range touched fresh memory for every range, which the kernel must fault in."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -2623,6 +2623,11 @@ class Repository:
                 yield req
 
         buffers = _Buffers(min(READ_REQUEST_MAX, total))
+        # One download thread writes to the file at a time: the kernel takes the file's
+        # lock for every write anyway, and threads that met it held spun on it (a 1 GiB
+        # mount spent 0.1 s less system time this way). One write per chunk: a range's
+        # chunks in one 8 MiB pwritev made the kernel's part of a mount twice as long.
+        writing = threading.Lock()
 
         def fetch(req: Req) -> int:
             pack, start, length, items = req
@@ -2631,8 +2636,9 @@ class Repository:
                     pack, start, length, [(h, loc) for _i, h, loc in items], where, buf
                 )
                 written = 0
-                for (i, _h, _loc), raw in zip(items, raws, strict=True):
-                    written += _pwrite_all(fd, memoryview(raw), offsets[i])
+                with writing:
+                    for (i, _h, _loc), raw in zip(items, raws, strict=True):
+                        written += _pwrite_all(fd, memoryview(raw), offsets[i])
             return written
 
         window: deque[tuple[Future[int], int]] = deque()
