@@ -122,14 +122,14 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
 
 
 def s3_client_for(seaweedfs: SeaweedFS, endpoint_url: str | None = None, **kwargs: Any) -> Any:
-    """A client configured like the store's own, with the server's credentials."""
-    return make_client(
-        endpoint_url=endpoint_url or seaweedfs.endpoint,
-        region=seaweedfs.region,
-        aws_access_key_id=seaweedfs.access_key,
-        aws_secret_access_key=seaweedfs.secret_key,
-        **kwargs,
-    )
+    """A client configured like the store's own, with the server's credentials (or
+    others given as ``aws_access_key_id``/``aws_secret_access_key``)."""
+    options: dict[str, Any] = {
+        "region": seaweedfs.region,
+        "aws_access_key_id": seaweedfs.access_key,
+        "aws_secret_access_key": seaweedfs.secret_key,
+    }
+    return make_client(endpoint_url=endpoint_url or seaweedfs.endpoint, **{**options, **kwargs})
 
 
 @pytest.fixture

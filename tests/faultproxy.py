@@ -473,7 +473,9 @@ class FaultProxy:
             upstream.close()
 
 
-def store_through(proxy: FaultProxy, seaweedfs: Any, bucket: str, prefix: str) -> Any:
+def store_through(
+    proxy: FaultProxy, seaweedfs: Any, bucket: str, prefix: str, *, read_timeout: float = 30
+) -> Any:
     """An S3Store on ``bucket``/``prefix`` of ``seaweedfs`` that talks to it through
     ``proxy``, retrying quickly (tests wait for its retries, not for real back-off)."""
     from jupyter_volume.store.s3 import S3Store, make_client
@@ -487,7 +489,7 @@ def store_through(proxy: FaultProxy, seaweedfs: Any, bucket: str, prefix: str) -
             region=seaweedfs.region,
             aws_access_key_id=seaweedfs.access_key,
             aws_secret_access_key=seaweedfs.secret_key,
-            read_timeout=30,
+            read_timeout=read_timeout,
         ),
     )
     store.backoff_base = 0.005
