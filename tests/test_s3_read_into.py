@@ -248,15 +248,14 @@ def test_a_range_answered_with_connection_close(proxy: FaultProxy, proxied: S3St
     assert _into(proxied, 5, 10) == DATA[5:15]  # on a new connection
 
 
-@pytest.mark.s3
-def test_a_fork_while_another_thread_holds_the_kept_connections_lock(
-    proxied: S3Store,
-) -> None:
-    assert _into(proxied, 0, 10) == DATA[:10]  # one connection kept
+def _forked_while_held(lock: Any, read: Any) -> bytes:
+    """Fork while another thread holds ``lock`` (as a download thread taking or giving
+    back a connection would); the child calls ``read()`` and reports: b"ok", b"wrong
+    bytes", or, when it never answers (stuck in a fork handler), b"hung"."""
     held, release = threading.Event(), threading.Event()
 
-    def hold() -> None:  # as a download thread taking or giving back a connection
-        with proxied._raw._lock:
+    def hold() -> None:
+        with lock:
             held.set()
             release.wait()
 
@@ -266,10 +265,9 @@ def test_a_fork_while_another_thread_holds_the_kept_connections_lock(
     read_end, write_end = os.pipe()
     try:
         pid = os.fork()
-        if pid == 0:  # the child: read once, report
+        if pid == 0:  # the child
             try:
-                ok = _into(proxied, 20, 10) == DATA[20:30]
-                os.write(write_end, b"ok" if ok else b"wrong bytes")
+                os.write(write_end, b"ok" if read() else b"wrong bytes")
             finally:
                 os._exit(0)
     finally:
@@ -277,17 +275,39 @@ def test_a_fork_while_another_thread_holds_the_kept_connections_lock(
         thread.join()
     os.close(write_end)
     try:
-        # a guard against hanging the suite, not a measurement: a child stuck in the
-        # fork handler never answers at all
+        # a guard against hanging the suite, not a measurement
         ready, _w, _x = select.select([read_end], [], [], 120)
-        answer = os.read(read_end, 100) if ready else b"hung in the fork handler"
+        return os.read(read_end, 100) if ready else b"hung"
     finally:
         os.close(read_end)
         if not ready:
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.s3
+def test_a_fork_while_another_thread_holds_the_kept_connections_lock(
+    proxied: S3Store,
+) -> None:
+    assert _into(proxied, 0, 10) == DATA[:10]  # one connection kept
+    answer = _forked_while_held(proxied._raw._lock, lambda: _into(proxied, 20, 10) == DATA[20:30])
     assert answer == b"ok"
     assert _into(proxied, 40, 10) == DATA[40:50]  # the parent still reads
+
+
+@pytest.mark.s3
+def test_a_fork_while_another_thread_holds_botocores_pool_lock(proxied: S3Store) -> None:
+    """The same for botocore's own connections (every request but a ranged read into a
+    buffer): the fork handler closed them, which takes urllib3's pool lock."""
+    assert proxied.get("k") == DATA  # botocore keeps a connection
+    pools = proxied._client._endpoint.http_session._manager.pools
+    assert len(pools) == 1
+    answer = _forked_while_held(
+        pools.lock, lambda: proxied.get_range("k", 20, 10) == DATA[20:30] and proxied.exists("k")
+    )
+    assert answer == b"ok"
+    assert proxied.get("k") == DATA  # the parent still reads on its own connections
+    assert proxied._client._endpoint.http_session._manager.pools is pools
 
 
 def test_a_proxy_in_the_environment_is_left_to_botocore(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -253,21 +253,50 @@ _stores: weakref.WeakSet[S3Store] = weakref.WeakSet()
 
 
 def _drop_connections_after_fork() -> None:
-    """In a forked child, close the pooled HTTP connections of every store.
+    """In a forked child, drop the pooled HTTP connections of every store.
 
     The child holds copies of its parent's open sockets: a request it sent on one could
     be answered to the parent or to another child, and the answer to a conditional PUT
-    read by the wrong process would be a lost update. Closing the child's copies leaves
-    the parent's connections open; the clients stay usable and connect afresh.
+    read by the wrong process would be a lost update. Dropping (closing) the child's
+    copies leaves the parent's connections open; the clients stay usable and connect
+    afresh. No lock of the old pools is taken (see :func:`_fresh_pools`).
     """
     for store in list(_stores):
         store._raw.close(forked=True)
+        if _fresh_pools(store._client):
+            continue
         close = getattr(store._client, "close", None)
         if close is not None:
             try:
                 close()
             except Exception:  # noqa: BLE001, S110 - a fork handler must not raise
                 pass
+
+
+def _fresh_pools(client: Any) -> bool:
+    """Give ``client`` new, empty connection pools without touching its old ones; True
+    if done (False: a botocore whose insides differ; the caller closes instead).
+
+    Closing the old pools takes their locks, and a lock that another thread of the
+    parent held at the fork (a download thread handing back a connection) stays held in
+    the child for ever: the child hung in this handler. The old pools are dropped
+    instead; their sockets (the child's copies) close as they are freed.
+    """
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    make = getattr(session, "_get_pool_manager_kwargs", None)
+    classes = getattr(session, "_pool_classes_by_scheme", None)
+    if make is None or classes is None or not hasattr(session, "_manager"):
+        return False
+    try:
+        from urllib3 import PoolManager
+
+        manager = PoolManager(**make())
+        manager.pool_classes_by_scheme = classes
+        session._manager = manager
+        session._proxy_managers = {}
+    except Exception:  # noqa: BLE001 - a fork handler must not raise
+        return False
+    return True
 
 
 os.register_at_fork(after_in_child=_drop_connections_after_fork)
