@@ -114,6 +114,12 @@ FOLD_KEEPS_AT_MOST = COMPACT_AT - 8  # index objects a partial fold leaves befor
 MAX_COMMIT_ATTEMPTS = 200
 READ_REQUEST_MAX = 8 << 20  # coalesce neighbouring chunks into GETs up to this size
 READ_AHEAD_BYTES = 64 << 20
+#: The same for a big file written into place (``Repository.read_into``): a 16 MiB range
+#: is a whole pack, and half the requests cost half of botocore's per-request CPU (a
+#: 1 GiB mount from SeaweedFS: 1.425 s against 1.54 s, medians of 8 alternating, 0.08 s
+#: less user CPU); at most 128 MiB of buffers per file being read.
+BIG_READ_REQUEST_MAX = 16 << 20
+BIG_READ_AHEAD_BYTES = 128 << 20
 CACHE_MIN_FILE = 64 << 10  # chunks of smaller files are not kept in the local chunk cache
 #: Reads of one object from the store before a hash mismatch is reported: a flipped bit
 #: on the wire (a faulty proxy, NIC or middlebox) is not the store's damage.
@@ -2566,7 +2572,7 @@ class Repository:
         the download threads, and each thread checks its chunks' hashes and writes them
         with positional writes (``os.pwrite``) as they arrive, so verification and disk
         writes overlap the transfer and no chunk is copied or kept after it is written.
-        At most ``READ_AHEAD_BYTES`` are in flight. Chunks are not put in the chunk cache
+        At most ``BIG_READ_AHEAD_BYTES`` are in flight. Chunks are not put in the chunk cache
         (a second full copy of a big file on the hot path); chunks already cached are
         used. Returns the number of bytes written. Raises CorruptionError like
         :meth:`read_entry` (whatever was written to ``fd`` then is incomplete).
@@ -2612,7 +2618,7 @@ class Repository:
                     if (
                         pack == loc.pack
                         and start + length == loc.offset
-                        and length + loc.length <= READ_REQUEST_MAX
+                        and length + loc.length <= BIG_READ_REQUEST_MAX
                     ):
                         items.append((i, h, loc))
                         req = (pack, start, length + loc.length, items)
@@ -2622,7 +2628,7 @@ class Repository:
             if req is not None:
                 yield req
 
-        buffers = _Buffers(min(READ_REQUEST_MAX, total))
+        buffers = _Buffers(min(BIG_READ_REQUEST_MAX, total))
         # One download thread writes to the file at a time: the kernel takes the file's
         # lock for every write anyway, and threads that met it held spun on it (a 1 GiB
         # mount spent 0.1 s less system time this way). One write per chunk: a range's
@@ -2645,7 +2651,7 @@ class Repository:
         in_flight = 0
         try:
             for req in plan():
-                while window and in_flight + req[2] > READ_AHEAD_BYTES:
+                while window and in_flight + req[2] > BIG_READ_AHEAD_BYTES:
                     fut, size = window.popleft()
                     fut.result()
                     in_flight -= size
