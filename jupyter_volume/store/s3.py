@@ -446,8 +446,8 @@ class _Into:
 
     botocore calls :meth:`send` (through its ``before-send`` event) with the request it
     built and signed; over plain HTTP without a proxy this sends it on a kept connection
-    of :class:`_RawConnections` and reads a 206 body with ``readinto``, then hands
-    botocore an answer with an empty body (``got``: the bytes written). Errors go back
+    of :class:`_RawConnections` and reads a 206 body into ``view`` (:meth:`_read`), then
+    hands botocore an answer with an empty body (``got``: the bytes written). Errors go back
     to botocore with their body, so they are judged and retried as for any request.
     """
 
