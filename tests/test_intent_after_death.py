@@ -475,7 +475,7 @@ def test_a_writer_waiting_on_the_store_renews_its_intent(
     """A live writer's intent stays carried however long it waits: it renews it (a
     touch of the object, every INTENT_RENEW: here at every look, so that the one look
     a lost race gives is enough to see it) until it lands, and nothing is left."""
-    from test_group_commit import PausingStore
+    from test_group_commit import PausingStore, _in_thread
 
     from jupyter_volume.repository import repo as repo_mod
 
@@ -496,16 +496,7 @@ def test_a_writer_waiting_on_the_store_renews_its_intent(
     writer = w_repo.writer()
     entry = writer.bytes_entry(b"W's change" * 100)
     slot = watched.pause("put_if_absent", prefix + "log/")
-    out: dict[str, Any] = {}
-
-    def commit() -> None:
-        try:
-            out["rec"] = w_repo.commit({"w.txt": entry}, writer=writer, line=False)[0]
-        except BaseException as e:
-            out["error"] = e
-
-    t = threading.Thread(target=commit, daemon=True)
-    t.start()
+    t, out = _in_thread(lambda: w_repo.commit({"w.txt": entry}, writer=writer, line=False)[0])
     try:
         slot.wait()
         elsewhere(store, vid, tmp_path, {"c.txt": b"takes the slot W is about to claim"})
@@ -513,7 +504,7 @@ def test_a_writer_waiting_on_the_store_renews_its_intent(
         slot.go()
         t.join(120)
     assert not t.is_alive() and "error" not in out, out
-    assert out["rec"] is not None
+    assert out["result"] is not None
     assert [k for k in watched.touched if "/intents/" in k], watched.touched
     assert read(store, "w.txt", name="w") == b"W's change" * 100
     assert list(store.list(prefix + "intents/")) == []
