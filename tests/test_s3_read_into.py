@@ -239,6 +239,22 @@ def test_a_range_answered_longer_than_asked_gives_the_range(
 
 
 @pytest.mark.s3
+def test_a_range_botocore_reads_is_checked_as_the_fast_paths_are(
+    proxy: FaultProxy, proxied: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over https or through a proxy botocore sends the request and reads the body; the
+    answer is judged the same way. (This server speaks plain HTTP: the test makes the
+    environment's proxy check say yes, which sends every read down botocore's path.)"""
+    monkeypatch.setattr(s3mod, "_proxied", lambda host: True)
+    proxy.force(RANGE_MOVED, method="GET", path_contains="/k")
+    assert _into(proxied, 1000, 5000) == DATA[1000:6000]
+    proxy.force(RANGE_LONGER, method="GET", path_contains="/k")
+    assert _into(proxied, 7000, 100) == DATA[7000:7100]
+    assert proxy.counts[RANGE_MOVED] == proxy.counts[RANGE_LONGER] == 1
+    assert _kept(proxied) == []  # none of it went the fast way
+
+
+@pytest.mark.s3
 def test_a_range_answered_with_connection_close(proxy: FaultProxy, proxied: S3Store) -> None:
     proxied.max_attempts = 1  # read in one go, not after a failed attempt
     proxy.force(CONNECTION_CLOSE, method="GET", path_contains="/k")

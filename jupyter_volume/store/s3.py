@@ -832,10 +832,15 @@ class S3Store(Store):
         if length == 0:
             self.stat(key)  # still NotFoundError for a missing key
             return b""
-        return self._retry("get_range", key, lambda: self._range_once(full, start, length))
+        return self._retry("get_range", key, lambda: self._range_once(full, start, length) or b"")
 
-    def _range_once(self, full: str, start: int, length: int) -> bytes:
-        """One ranged GET, its body read by botocore (``b""`` past the end)."""
+    def _range_once(
+        self, full: str, start: int, length: int, into: _Into | None = None
+    ) -> bytes | None:
+        """One ranged GET (``b""`` past the end). With ``into``, its hook may send it and
+        put the body in ``into.view`` itself: None then (``into.got`` bytes are there);
+        otherwise botocore read the body, which is judged here."""
+        _into.target = into
         try:
             resp = self._client.get_object(
                 Bucket=self.bucket, Key=full, Range=f"bytes={start}-{start + length - 1}"
@@ -844,6 +849,11 @@ class S3Store(Store):
             if _status(e) == 416 or _code(e) == "InvalidRange":
                 return b""  # the range starts at or past the end
             raise
+        finally:
+            _into.target = None
+        if into is not None and into.got is not None:
+            resp["Body"].close()  # empty: the body is in into.view
+            return None
         with resp["Body"] as body:
             data = body.read()
         if resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200:
@@ -883,30 +893,14 @@ class S3Store(Store):
             return 0
 
         def attempt() -> int:
-            target = _Into(self._raw, view, start)
-            _into.target = target
+            into = _Into(self._raw, view, start)
             try:
-                resp = self._client.get_object(
-                    Bucket=self.bucket, Key=full, Range=f"bytes={start}-{start + length - 1}"
-                )
-            except _Unfit:
-                resp = None
-            except bexc.ClientError as e:
-                if _status(e) == 416 or _code(e) == "InvalidRange":
-                    return 0  # the range starts at or past the end
-                raise
-            finally:
-                _into.target = None
-            if resp is None:  # an answer that does not fit view: asked again, the usual way
+                data = self._range_once(full, start, length, into)
+            except _Unfit:  # an answer that does not fit view: asked again, the usual way
                 data = self._range_once(full, start, length)
-            elif target.got is not None:  # the body is in view already
-                resp["Body"].close()
-                return target.got
-            else:  # not ours to send (https, a proxy): botocore read the body
-                with resp["Body"] as body:
-                    data = body.read()
-                if resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200:
-                    data = data[start : start + length]
+            if data is None:  # the hook put the body in view
+                assert into.got is not None
+                return into.got
             view[: len(data)] = data
             return len(data)
 
