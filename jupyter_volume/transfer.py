@@ -389,14 +389,21 @@ def _write_files(
     def fetch(item: tuple[FileEntry, Path]) -> None:
         e, target = item
         with _locked_temp(target) as (tmp, fd):
-            with os.fdopen(fd, "wb", closefd=False) as f:
+            f = os.fdopen(fd, "wb", closefd=False)
+            try:
                 try:
                     vol.read_file_into_fileobj(e.path, f, _callback(bar), at=at)
                     f.flush()
-                except VolumeError:
-                    raise  # the store's or the volume's error, already one clear line
-                except OSError as err:
-                    raise _local_error(err, tmp, into=target) from None
+                finally:
+                    # A failed write leaves bytes in the buffer, and close() would try
+                    # them again: its second error (a full disk) replaced the one below.
+                    # After a flush that succeeded there is nothing left to fail.
+                    with contextlib.suppress(OSError):
+                        f.close()
+            except VolumeError:
+                raise  # the store's or the volume's error, already one clear line
+            except OSError as err:
+                raise _local_error(err, tmp, into=target) from None
             _put_in_place(tmp, target, e.mtime)
 
     items = _batches(files)
