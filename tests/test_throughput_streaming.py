@@ -213,7 +213,12 @@ def test_initial_commit_memory_does_not_grow_with_file_count(
         repo.commit(dict(_items(n)), writer=repo.writer())
 
     stream(200)  # warm up imports and pools outside the measurement
-    s_small, s_large = _peak(lambda: stream(small)), _peak(lambda: stream(large))
+    # tracemalloc counts every thread's allocations: another thread of this worker
+    # allocating during one measurement inflates it (seen once in a run of the suite:
+    # 4.2 MB for the large case against 0.2 MB for the small one). Memory that grows
+    # with the file count shows in every measurement, so the lesser of two is compared.
+    s_small = min(_peak(lambda: stream(small)) for _ in range(2))
+    s_large = min(_peak(lambda: stream(large)) for _ in range(2))
     p_large = _peak(lambda: plain(large))
     # Ten times the files, well under twice the peak (what still grows is the set of
     # node hashes known to be uploaded: one per folder, not per file).
