@@ -617,11 +617,11 @@ class Trees:
                 # Our change needs a folder where the head has a file or link: ours wins.
                 stats.deleted += 1
                 cur = None
-            if cur is None and op == "del":
-                # Deleting a folder the head no longer has: only deletions below it matter.
-                children = {k: v for k, v in (o.children or {}).items()}
-                if all(_only_deletes(v) for v in children.values()):
-                    continue
+            if cur is None and op in ("del", None) and _only_deletes(o):
+                # Deleting a folder the head no longer has, or only paths below one: there
+                # is nothing left to delete (a folder made here would bring back, empty, a
+                # folder another writer deleted).
+                continue
             base = cur.tree if cur is not None else EMPTY_TREE
             mode = cur.mode if cur is not None else (op.mode if isinstance(op, Entry) else 0o755)
             mtime = (
