@@ -22,9 +22,10 @@ How volumes differ from a POSIX tree, and what this module does about it:
   write commits nothing: an exception inside ``with fs.open(path, "wb")`` (or ``"w"``),
   or a ``close()`` that runs while an exception propagates (pandas closing its handle
   after ``to_csv`` failed midway); see :class:`VolumeWriteFile` for the rule's limit.
-  ``put`` of many files and ``pipe`` of a dict are one commit each. ``rm`` of many
-  paths is one commit; ``mv`` of one path is one commit (no data is copied); ``cp`` of
-  a file within a volume copies no data.
+  ``put`` of many files (with the folders it makes) and ``pipe`` of a dict are one
+  commit each. ``rm`` of many paths is one commit; ``mv`` of one path is one commit
+  (into a new folder too; no data is copied); ``cp`` of a file within a volume copies
+  no data.
 * ``with fs.transaction:`` collects every file written (``open``/``pipe``/``put``/
   ``cp``) in this thread into one commit per volume when the block ends, or none if it
   raises (a file whose own ``with`` block raised is left out). ``put`` copies the
@@ -130,6 +131,7 @@ class _Pending:
         exclusive: bool,
         perm: int | None = None,
         mtime_ns: int | None = None,
+        folder: bool = False,
     ) -> None:
         self.volume = volume
         self.vpath = path
@@ -137,6 +139,7 @@ class _Pending:
         self.exclusive = exclusive
         self.perm = perm
         self.mtime_ns = mtime_ns
+        self.folder = folder  # an (empty) folder to make, not a file: ``source`` unused
         self.discarded = False
 
     def source(self) -> Any:
@@ -218,6 +221,8 @@ class VolumeWriteFile(io.BufferedIOBase):
 
     Not picklable (fsspec's own writing files are not either): pickling raises TypeError.
     """
+
+    folder = False  # a file (what a transaction holds may also be a folder to make)
 
     def __init__(
         self, fs: VolumeFileSystem, path: str, mode: str, autocommit: bool, initial: Any = b""
@@ -848,6 +853,8 @@ class VolumeFileSystem(AbstractFileSystem):
             raise IsAFolderError(f"{path} is a folder: a file cannot replace it")
         # what this thread's transaction wrote to the path so far counts as its contents
         pending = self._pending_for(*parse_url(path)[::2])
+        if pending is not None and pending.folder:
+            raise IsAFolderError(f"{path} is a folder (made in this transaction)")
         if mode == "xb" and (kind is not None or pending is not None):
             raise AlreadyExistsError(f"{path} already exists (mode 'xb')")
         if mode != "ab" or (kind is None and pending is None):
@@ -916,14 +923,22 @@ class VolumeFileSystem(AbstractFileSystem):
                 force = len(exclusive) < len(items) or not exclusive
                 batch = stack.enter_context(vol.batch_upload(force=force))
                 for p, w in items.items():
-                    batch.put_file(w.source(), p, mode=w.perm, mtime_ns=w.mtime_ns)
+                    if w.folder:
+                        batch._add_folder(p)
+                    else:
+                        batch.put_file(w.source(), p, mode=w.perm, mtime_ns=w.mtime_ns)
                 # BatchUpload's check is all-or-nothing: with some exclusive writes among
                 # others, check the exclusive ones here
-                staged.append((name, vol, batch, exclusive if force else []))
-            for name, vol, batch, exclusive in staged:
+                folders = [p for p, w in items.items() if w.folder]
+                staged.append((name, vol, batch, exclusive if force else [], folders))
+            for name, vol, batch, exclusive, folders in staged:
                 for p in exclusive:
                     if self.exists(f"{name}/{p}"):
                         raise AlreadyExistsError(f"{name}/{p} already exists")
+                for p in folders:
+                    # a folder never replaces a file (makedirs refuses it too)
+                    if self.isfile(f"{name}/{p}"):
+                        raise AlreadyExistsError(f"{name}/{p} is a file, not a folder")
                 if len(staged) > 1:
                     # the check each batch runs anyway when it commits (against the head
                     # it commits onto), run for every volume before any of them commits;
@@ -951,7 +966,7 @@ class VolumeFileSystem(AbstractFileSystem):
         """Upload one local file (streamed) as one commit; a local folder makes a folder."""
         rpath = self._strip_protocol(rpath)
         if os.path.isdir(lpath):
-            self.makedirs(rpath, exist_ok=True)
+            self._put_folder(rpath)
             return
         _vol, inner = self._writable(rpath)
         name = parse_url(rpath)[0]
@@ -965,6 +980,25 @@ class VolumeFileSystem(AbstractFileSystem):
             pending = _Pending(name, inner, os.fspath(lpath), mode == "create")
         if not self._stage(pending):
             self._commit_writes([pending])
+
+    def _put_folder(self, rpath: str) -> None:
+        """The folder of a put(): made with the batch's (or transaction's) other writes,
+        in its one commit; alone, as makedirs makes it."""
+        name, ref, inner = parse_url(rpath)
+        batch = getattr(self._local, "batch", None)
+        if (batch is None and not self._intrans) or ref is not None or not inner:
+            self.makedirs(rpath, exist_ok=True)  # a new volume, or not part of a batch
+            return
+        try:
+            kind = self.info(rpath)["type"]
+        except FileNotFoundError:
+            kind = None
+        if kind == "directory":
+            return
+        if kind is not None:
+            raise AlreadyExistsError(f"{rpath} is a file, not a folder")
+        _vol, inner = self._writable(rpath)
+        self._stage(_Pending(name, inner, b"", exclusive=False, folder=True))
 
     def put(self, lpath: Any, rpath: Any, recursive: bool = False, **kwargs: Any) -> None:
         """Upload local files; all the files of one call become one commit per volume."""
@@ -1149,10 +1183,8 @@ class VolumeFileSystem(AbstractFileSystem):
                     return
                 vol, p2 = self._writable(s2)
                 self.info(s1)  # FileNotFoundError if missing
-                parent = posixpath.dirname(p2)
-                if parent and not self.isdir(f"{n2}/{parent}"):
-                    vol.mkdir(parent)
-                vol.move(p1, p2, overwrite=True)
+                # a missing destination folder is made in the same commit
+                vol._move(p1, p2, overwrite=True, make_parents=True)
                 return
         super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kw)
 

@@ -1140,6 +1140,13 @@ class Volume:
                 ``overwrite=True`` and only by a file; a folder never).
             InvalidError: moving the root, onto itself, or a folder into itself.
         """
+        return self._move(src, dst, overwrite=overwrite, make_parents=False)
+
+    def _move(
+        self, src: str, dst: str, *, overwrite: bool, make_parents: bool
+    ) -> CommitInfo | None:
+        """:meth:`move`; ``make_parents``: missing folders above ``dst`` are made in the
+        same commit (fsspec's ``mv`` into a new folder) instead of refused."""
         self._check_writable()
         sp = normalize_path(src)
         if not sp:
@@ -1171,8 +1178,11 @@ class Volume:
                 raise AlreadyExistsError(
                     f"{dp} already exists in volume {self.name!r}: pass overwrite=True to replace it"
                 )
+        what = f"cannot move {sp} to {dp}"
         pe = repo.lookup(_parent_path(dp), root)
-        if pe is None or not pe.is_dir:
+        if pe is None and make_parents:
+            _refuse_file_parent(repo, root, dp, what, self.name)
+        elif pe is None or not pe.is_dir:
             raise NotFoundError(
                 f"destination folder {_parent_path(dp) or '/'} does not exist in volume {self.name!r}"
             )
@@ -1200,7 +1210,9 @@ class Volume:
                     "there: nothing was moved"
                 )
             parent = repo.lookup(_parent_path(dp), head.root)
-            if parent is None or not parent.is_dir:
+            if parent is None and make_parents:
+                _refuse_file_parent(repo, head.root, dp, what, self.name)
+            elif parent is None or not parent.is_dir:
                 raise NotFoundError(
                     f"destination folder {_parent_path(dp) or '/'} was removed from volume "
                     f"{self.name!r} while {sp} was being moved into it: nothing was moved"
@@ -1798,6 +1810,12 @@ class BatchUpload:
             )
         self._changes[target] = entry
         self._added(entry)
+
+    def _add_folder(self, remote_path: str) -> None:
+        """Make sure folder ``remote_path`` exists after the commit (kept if empty)."""
+        if self._writer is None:
+            raise InvalidError("use _add_folder inside `with vol.batch_upload() as batch:`")
+        self._changes[self._target(remote_path, None)] = "dir"
 
     def _added(self, entry: Entry) -> None:
         """Called with the entry of each file :meth:`put_file` or :meth:`put_directory`
