@@ -320,7 +320,7 @@ def _pack(enc: bytes, value_pickle: bytes, write_ids: list[bytes] | None = None)
 
         packed = zstandard.ZstdCompressor(level=3).compress(body)
         if len(packed) < len(body):
-            body, flags = packed, _FLAG_ZSTD
+            body, flags = packed, flags | _FLAG_ZSTD  # the write ids stay readable
     return b"".join((_MAGIC, bytes([flags]), len(enc).to_bytes(4, "big"), enc, body))
 
 
