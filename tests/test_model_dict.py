@@ -2,10 +2,10 @@
 handles, against a plain Python dict as the model.
 
 * A: ``Dict.from_name(name, create_if_missing=True, store=store)``;
-* B: ``Dict.from_name(name, store=StoreB(store))``: the same store under another URL
+* B: ``Dict.from_name(name, store=StoreAs(store))``: the same store under another URL
   (``url + "#b"``), so nothing opened per URL in this process is shared with A, as if B
   were another process;
-* C: ``Dict.from_id(A.object_id, store=StoreC(store))`` (``url + "#c"``).
+* C: ``Dict.from_id(A.object_id, store=StoreAs(store, "c"))`` (``url + "#c"``).
 
 Every rule goes through a handle chosen at random; after every step each handle must
 agree with the model on ``len``, on membership and on ``get`` of every key touched so far.
@@ -50,7 +50,6 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -62,7 +61,11 @@ from hypothesis.stateful import (
 
 from jupyter_volume import Dict
 from jupyter_volume.errors import InvalidError, NotFoundError
-from jupyter_volume.testing.wrappers import WrappedStore
+
+try:
+    from .modeltest import StoreAs, model_settings
+except ImportError:  # tests/ is not a package
+    from modeltest import StoreAs, model_settings  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -216,14 +219,6 @@ class _Missing:
 
 
 MISSING = _Missing()
-
-
-class StoreAs(WrappedStore):
-    """The same store under another URL: a client as if in a process of its own."""
-
-    def __init__(self, inner: Any, tag: str) -> None:
-        super().__init__(inner)
-        self.url = f"{inner.url}#{tag}"
 
 
 class LossyStore(StoreAs):
@@ -734,20 +729,7 @@ class DictModel(RuleBasedStateMachine):
 
 def run(store: Any, examples: int, steps: int) -> None:
     DictModel.store = store
-    run_state_machine_as_test(
-        DictModel,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            # No shrinking: a failure is reported as found, in the time of a passing run.
-            phases=[Phase.explicit, Phase.reuse, Phase.generate],
-            report_multiple_bugs=False,
-            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        ),
-    )
+    run_state_machine_as_test(DictModel, settings=model_settings(examples, steps))
 
 
 def test_dict_model_three_handles_local(local_store: Any) -> None:

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -57,7 +56,11 @@ from hypothesis.stateful import (
 )
 
 from jupyter_volume.fsspec import VolumeFileSystem
-from jupyter_volume.testing.wrappers import WrappedStore
+
+try:
+    from .modeltest import StoreAs, model_settings
+except ImportError:  # tests/ is not a package
+    from modeltest import StoreAs, model_settings  # type: ignore[no-redef]
 
 # -- the model's vocabulary ------------------------------------------------------------------
 
@@ -91,14 +94,6 @@ def parents(path: str) -> list[str]:
 
 def under(path: str, folder: str) -> bool:
     return path.startswith(folder + "/")
-
-
-class StoreB(WrappedStore):
-    """The same store under another URL: a second client, as if in a process of its own."""
-
-    def __init__(self, inner: Any) -> None:
-        super().__init__(inner)
-        self.url = inner.url + "#b"
 
 
 class Model:
@@ -161,7 +156,7 @@ class VolumeFS(RuleBasedStateMachine):
         self.n = n
         self.name = f"fsm-{n}"
         self.fs = VolumeFileSystem(store=self.store, skip_instance_cache=True)
-        self.fs2 = VolumeFileSystem(store=StoreB(self.store), skip_instance_cache=True)
+        self.fs2 = VolumeFileSystem(store=StoreAs(self.store), skip_instance_cache=True)
         self.fs.mkdir(self.name)  # at the top level: a new volume
         self.m = Model()
         self.seq = self.head_seq()
@@ -968,21 +963,7 @@ class _Boom(Exception):
 def run(store: Any, tmp_path: Path, examples: int, steps: int) -> None:
     VolumeFS.store = store
     VolumeFS.tmp = tmp_path
-    run_state_machine_as_test(
-        VolumeFS,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            # No shrinking: a failure is reported as found (its steps and the exact
-            # difference from the model), in the time of a passing run.
-            phases=[Phase.explicit, Phase.reuse, Phase.generate],
-            report_multiple_bugs=False,
-            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        ),
-    )
+    run_state_machine_as_test(VolumeFS, settings=model_settings(examples, steps))
 
 
 def test_volume_fsspec_model_local(local_store: Any, tmp_path: Path) -> None:

@@ -39,13 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from jupyter_volume import NetworkFileSystem
 from jupyter_volume.store import Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
+
+try:
+    from .modeltest import model_settings
+except ImportError:  # tests/ is not a package
+    from modeltest import model_settings  # type: ignore[no-redef]
 
 HANG_GUARD = 60.0  # seconds: converging for this long means the sync is broken
 
@@ -606,17 +610,7 @@ def run(store: Store, tmp_path: Path, env: dict[str, str], *, examples: int, ste
             (NfsModel,),
             {"store": store, "agent": agent, "root": tmp_path / "folders"},
         )
-        run_state_machine_as_test(
-            machine,
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=steps,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-            ),
-        )
+        run_state_machine_as_test(machine, settings=model_settings(examples, steps))
 
 
 def test_model_nfs_two_live_folders_and_the_api_local(

@@ -35,7 +35,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -47,7 +46,11 @@ from hypothesis.stateful import (
 
 from jupyter_volume import Volume
 from jupyter_volume.results import FileEntryType
-from jupyter_volume.testing.wrappers import WrappedStore
+
+try:
+    from .modeltest import StoreAs, model_settings
+except ImportError:  # tests/ is not a package
+    from modeltest import StoreAs, model_settings  # type: ignore[no-redef]
 
 # -- the model's vocabulary -------------------------------------------------------------------
 
@@ -170,14 +173,6 @@ def without_modes(tree: Tree) -> Tree:
     return {p: v if v == DIR else (v[0], None) for p, v in tree.items()}
 
 
-class StoreB(WrappedStore):
-    """The same store under another URL: a second writer, as if in a process of its own."""
-
-    def __init__(self, inner: Any) -> None:
-        super().__init__(inner)
-        self.url = inner.url + "#b"
-
-
 # -- the state machine ------------------------------------------------------------------------
 
 MOUNTS = st.sampled_from("AB")
@@ -194,7 +189,7 @@ class TwoMounts(RuleBasedStateMachine):
         n = next(self.counter)
         self.name = f"model-{n}"
         self.vol = Volume.from_name(self.name, create_if_missing=True, store=self.store)
-        vol_b = Volume.from_name(self.name, store=StoreB(self.store))
+        vol_b = Volume.from_name(self.name, store=StoreAs(self.store))
         self.dirs = {"A": self.tmp / f"ex{n}" / "A", "B": self.tmp / f"ex{n}" / "B"}
         self.mounts: dict[str, Any] = {}
         self.mounts["A"] = self.vol.mount(self.dirs["A"], background=False)
@@ -493,22 +488,7 @@ class TwoMounts(RuleBasedStateMachine):
 def run(store: Any, tmp_path: Path, examples: int, steps: int) -> None:
     TwoMounts.store = store
     TwoMounts.tmp = tmp_path
-    run_state_machine_as_test(
-        TwoMounts,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            # No shrinking: a failure is reported as found (its steps and the exact
-            # difference from the model), in the time of a passing run. Shrinking one
-            # takes 5-10 minutes on a 2-core machine; add Phase.shrink to debug.
-            phases=[Phase.explicit, Phase.reuse, Phase.generate],
-            report_multiple_bugs=False,
-            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        ),
-    )
+    run_state_machine_as_test(TwoMounts, settings=model_settings(examples, steps))
 
 
 def test_two_mounts_model_local(local_store: Any, tmp_path: Path) -> None:
@@ -527,7 +507,7 @@ def two_mounts(store: Any, tmp_path: Path, name: str) -> tuple[Volume, Any, Any]
     return (
         vol,
         vol.mount(tmp_path / "A", background=False),
-        Volume.from_name(name, store=StoreB(store)).mount(tmp_path / "B", background=False),
+        Volume.from_name(name, store=StoreAs(store)).mount(tmp_path / "B", background=False),
     )
 
 
