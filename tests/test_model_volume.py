@@ -537,3 +537,29 @@ def test_a_deletion_below_a_folder_another_writer_deleted_does_not_bring_it_back
     finally:
         a.unmount()
         b.unmount()
+
+
+def test_a_deletion_below_a_folder_another_writer_replaced_by_a_file_keeps_the_file(
+    local_store: Any, tmp_path: Path
+) -> None:
+    """B replaces folder ``sub`` by a file ``sub`` and commits; A, not yet reloaded,
+    deletes ``sub/x`` and commits. A changed nothing at ``sub`` itself: B's file stays
+    (it used to be replaced by an empty folder, B's bytes left only in history)."""
+    vol, a, b = two_mounts(local_store, tmp_path, "file-over-folder")
+    try:
+        (tmp_path / "A/sub").mkdir()
+        (tmp_path / "A/sub/x").write_bytes(b"x")
+        a.commit()
+        b.reload()
+        shutil.rmtree(tmp_path / "B/sub")
+        (tmp_path / "B/sub").write_bytes(b"now a file")
+        b.commit()
+        os.unlink(tmp_path / "A/sub/x")
+        info = a.commit()
+        assert read(vol, "sub") == b"now a file"
+        assert info is None or info.stats.deleted == 0, info
+        b.reload()
+        assert (tmp_path / "B/sub").read_bytes() == b"now a file"
+    finally:
+        a.unmount()
+        b.unmount()

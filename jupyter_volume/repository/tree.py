@@ -613,15 +613,15 @@ class Trees:
                     del entries[name]
                     stats.changed_paths.append(path)
                 continue
+            if (cur is None or cur.kind != DIR) and op in ("del", None) and _only_deletes(o):
+                # Deleting a folder the head no longer has, or only paths below one: there
+                # is nothing left to delete. A folder made here would bring back, empty, a
+                # folder another writer deleted, or replace the file it put there instead.
+                continue
             if cur is not None and cur.kind != DIR:
                 # Our change needs a folder where the head has a file or link: ours wins.
                 stats.deleted += 1
                 cur = None
-            if cur is None and op in ("del", None) and _only_deletes(o):
-                # Deleting a folder the head no longer has, or only paths below one: there
-                # is nothing left to delete (a folder made here would bring back, empty, a
-                # folder another writer deleted).
-                continue
             base = cur.tree if cur is not None else EMPTY_TREE
             mode = cur.mode if cur is not None else (op.mode if isinstance(op, Entry) else 0o755)
             mtime = (
