@@ -1364,8 +1364,18 @@ class Repository:
         """
         if keys is None:
             rec = self.head(refresh=self._head_seq is None)
-            keys, gc = rec.index, rec.gc_pointer
-        elif gc is _HEAD_GC:
+            try:
+                self.ensure_index(rec.index, rec.gc_pointer)
+            except NotFoundError:
+                # An object the head known here lists is gone: a gc (another process's)
+                # ran after that head and deleted what only older records listed. The
+                # newest head lists what that gc kept.
+                fresh = self.head(refresh=True)
+                if fresh.seq == rec.seq:
+                    raise
+                self.ensure_index(fresh.index, fresh.gc_pointer)
+            return
+        if gc is _HEAD_GC:
             raise TypeError("ensure_index(keys) needs the gc of the record that lists them")
         index = self.index
         if index.gc != gc:
