@@ -63,7 +63,7 @@ from .errors import (
 )
 from .journal import Journal
 from .paths import cache_dir, state_dir
-from .repository import DIR, EMPTY_TREE, FILE, LINK, CommitRecord, Entry, Repository
+from .repository import DIR, EMPTY_TREE, FILE, LINK, CommitRecord, Entry, Repository, Writer
 from .repository.chunkcache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
 from .repository.chunkcache import ChunkCache
 from .repository.codec import CHUNK_MIN, hash_bytes
@@ -1568,20 +1568,34 @@ class Mount:
         if not ch:
             self._deferred, self._retry_after = {}, None
             return None
-        # only what is quiet is read: see _quiet_gate (``wait``: an explicit commit)
-        gate = self._quiet_gate(ch, wait)
-        tops = self._stream_tops(ch)
+        repo = self._repo
+        writer: Writer | None = None
+        bar: Any = None
+        try:
+            # only what is quiet is read: see _quiet_gate (``wait``: an explicit commit)
+            gate = self._quiet_gate(ch, wait)
+            tops = self._stream_tops(ch)
+            if tops is None:
+                writer = repo.writer()
+                bar = self._start_reading(ch, writer, gate)
+                moved = self._moved_from(ch)
+        except BaseException:
+            # the journal handed these paths over: a failure before reading them (a store
+            # error as the writer loads the index, say) must leave them for the next try
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                writer.abort()
+            self._journal_requeue(ch)
+            raise
         if tops is not None:
             return self._commit_streamed(message, ch, gate, kind, wait, tops)
-        repo = self._repo
-        writer = repo.writer()
+        assert writer is not None and bar is not None
         changes: dict[str, Entry | str | None] = {}
         new_rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         same_rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
         deferred = False
-        bar = self._start_reading(ch, writer, gate)
         root = os.fspath(self.path)
-        moved = self._moved_from(ch)
         moves: dict[str, str] = {}  # new path -> the deleted path it was moved from
         try:
             for rel in sorted(ch.files):
