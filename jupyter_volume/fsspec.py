@@ -989,14 +989,8 @@ class VolumeFileSystem(AbstractFileSystem):
         if (batch is None and not self._intrans) or ref is not None or not inner:
             self.makedirs(rpath, exist_ok=True)  # a new volume, or not part of a batch
             return
-        try:
-            kind = self.info(rpath)["type"]
-        except FileNotFoundError:
-            kind = None
-        if kind == "directory":
+        if self._folder_there(rpath):
             return
-        if kind is not None:
-            raise AlreadyExistsError(f"{rpath} is a file, not a folder")
         _vol, inner = self._writable(rpath)
         self._stage(_Pending(name, inner, b"", exclusive=False, folder=True))
 
@@ -1043,13 +1037,7 @@ class VolumeFileSystem(AbstractFileSystem):
         the folder exists."""
         path = self._strip_protocol(path)
         name, ref, inner = parse_url(path)
-        try:
-            info = self.info(path)
-        except FileNotFoundError:
-            info = None
-        if info is not None:
-            if info["type"] != "directory":
-                raise AlreadyExistsError(f"{path} is a file, not a folder")
+        if self._folder_there(path):
             if not exist_ok:
                 raise AlreadyExistsError(f"folder {path} already exists")
             return
@@ -1057,6 +1045,17 @@ class VolumeFileSystem(AbstractFileSystem):
             self._create(name, allow_existing=True)
             return
         self.mkdir(path)
+
+    def _folder_there(self, path: str) -> bool:
+        """True if folder ``path`` exists, False if nothing is there; AlreadyExistsError
+        for a file (a folder is never made over one)."""
+        try:
+            info = self.info(path)
+        except FileNotFoundError:
+            return False
+        if info["type"] != "directory":
+            raise AlreadyExistsError(f"{path} is a file, not a folder")
+        return True
 
     def rmdir(self, path: str) -> None:
         """Remove an empty folder (one commit). Raises FileNotFoundError if missing,
