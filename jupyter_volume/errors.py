@@ -14,6 +14,7 @@ code that knows nothing of volumes::
     │   └── FolderNotEmptyError(OSError)      removing a folder that is not empty (ENOTEMPTY)
     ├── VolumeBusyError                       reload while files under the mount are open
     ├── ConflictError                         a commit could not be applied after retries
+    │   └── CollectedMeanwhileError           it reused data a concurrent gc deleted: commit again
     ├── CorruptionError                       an object's bytes do not match its hash
     ├── LocalFolderError(OSError)             a mount's folder cannot be written (disk full, read-only)
     └── StoreError(OSError)                   the object store failed or refused
@@ -29,6 +30,7 @@ import errno as _errno
 
 __all__ = [
     "AlreadyExistsError",
+    "CollectedMeanwhileError",
     "ConflictError",
     "CorruptionError",
     "FolderNotEmptyError",
@@ -112,6 +114,12 @@ class VolumeBusyError(VolumeError):
 
 class ConflictError(VolumeError):
     """A commit could not be applied, even after retrying against newer commits."""
+
+
+class CollectedMeanwhileError(ConflictError):
+    """A commit reused data that a garbage collection running meanwhile deleted (or
+    found dead): nothing was committed, and committing again, which reads the data
+    anew, succeeds. A mount's commits retry by themselves."""
 
 
 class CorruptionError(VolumeError):

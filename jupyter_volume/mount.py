@@ -55,6 +55,7 @@ from . import mountstates, quiet
 from ._pools import SharedPool
 from .errors import (
     AlreadyExistsError,
+    CollectedMeanwhileError,
     InvalidError,
     LocalFolderError,
     NotFoundError,
@@ -1547,7 +1548,9 @@ class Mount:
         are waited for, up to ``settle_max_wait`` seconds; then files that any process
         holds open for writing, that are still changing, or that belong with such a file
         (a database and its ``-wal``) are left for a later commit, named in a warning and
-        in ``status().deferred``. Raises InvalidError on a read-only mount.
+        in ``status().deferred``. Raises InvalidError on a read-only mount. When garbage
+        collection elsewhere deleted data the commit reused, it reads the files once more
+        and commits them against the new head.
         """
         if self.read_only:
             raise InvalidError(
@@ -1555,7 +1558,12 @@ class Mount:
             )
         with self._lock:
             self._check_open()
-            info = self._commit_locked(message, self._changes(), wait=True)
+            try:
+                info = self._commit_locked(message, self._changes(), wait=True)
+            except CollectedMeanwhileError:
+                # another client's gc deleted data this commit's view still had: the
+                # files are on disk, so the second try reads them against the new head
+                info = self._commit_locked(message, self._changes(), wait=True)
             # a commit went through: whatever failed before has recovered (under the lock,
             # so a background commit failing after this one is not forgotten)
             self.last_error = None

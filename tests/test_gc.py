@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_group_commit import dead_data
 
 from jupyter_volume import InvalidError, NotFoundError, Volume
 from jupyter_volume.errors import AlreadyExistsError
@@ -317,8 +318,6 @@ def test_a_commit_reusing_data_a_concurrent_gc_found_dead_stays_readable(
     after gc the repository forgot every location gc found dead, so nothing was copied
     out, whether the pack was condemned (nothing else lived in it) or kept (other live
     chunks share it). Now those chunks are copied out with the commit."""
-    from test_group_commit import dead_data
-
     from jupyter_volume.repository.repo import Repository
 
     vol, x = dead_data(store, "gd", other_file)
@@ -756,3 +755,27 @@ def test_a_commit_slower_than_the_grace_period_after_its_index_segment_keeps_it(
     assert read(fresh, "b.bin") == data
     result = fresh.verify()
     assert result.ok, result.errors
+
+
+def test_an_explicit_mount_commit_after_another_clients_gc_deleted_its_reused_data(
+    store, tmp_path: Path
+) -> None:
+    """A mount that has not looked at the volume since another client deleted ``x`` and
+    ran gc with grace 0 writes ``x``'s bytes again: its writer deduplicated against the
+    pack gc had just deleted, and ``commit()`` raised ConflictError ("commit again"),
+    though the files were on disk to be read again. The explicit commit now retries."""
+    from modeltest import StoreAs
+
+    vol, x = dead_data(store, "ge")
+    m = vol.mount(tmp_path / "mnt", background=False)
+    other = Volume.from_name("ge", store=StoreAs(store))  # another client
+    put(other, "y.txt", b"y")
+    other.gc(grace=0)  # x's pack is deleted now
+    (tmp_path / "mnt/x-again.bin").write_bytes(x)
+    info = m.commit()
+    assert info is not None
+    fresh = Volume.from_name("ge", store=StoreAs(store, "c"))
+    assert read(fresh, "x-again.bin") == x
+    assert read(fresh, "y.txt") == b"y"
+    assert fresh.verify().ok
+    m.unmount()

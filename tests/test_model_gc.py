@@ -346,13 +346,21 @@ class GcModel(RuleBasedStateMachine):
         del self.head[p]
         self._record(True, f"remove of {p} by {c}")
 
-    @rule(c=st.sampled_from("AB"), i=st.integers(0, 100), dst=st.sampled_from(FILES))
-    def move(self, c: str, i: int, dst: str) -> None:
+    def _source_for(self, i: int, dst: str) -> str | None:
+        """A file of the head to move or copy to ``dst``; None when there is none, it is
+        ``dst`` itself, or ``dst``'s folder does not exist."""
         files = self._files()
         if not files:
-            return
+            return None
         src = files[i % len(files)]
         if src == dst or not self._folder_exists(parents(dst)[-1] if parents(dst) else ""):
+            return None
+        return src
+
+    @rule(c=st.sampled_from("AB"), i=st.integers(0, 100), dst=st.sampled_from(FILES))
+    def move(self, c: str, i: int, dst: str) -> None:
+        src = self._source_for(i, dst)
+        if src is None:
             return
         self.vols[c].move(src, dst, overwrite=True)
         self.head[dst] = self.head.pop(src)
@@ -360,11 +368,8 @@ class GcModel(RuleBasedStateMachine):
 
     @rule(c=st.sampled_from("AB"), i=st.integers(0, 100), dst=st.sampled_from(FILES))
     def copy(self, c: str, i: int, dst: str) -> None:
-        files = self._files()
-        if not files:
-            return
-        src = files[i % len(files)]
-        if src == dst or not self._folder_exists(parents(dst)[-1] if parents(dst) else ""):
+        src = self._source_for(i, dst)
+        if src is None:
             return
         self.vols[c].copy_files([src], dst)
         self.head[dst] = self.head[src]
@@ -606,11 +611,10 @@ class GcModel(RuleBasedStateMachine):
             report = self.vols["A"].gc(grace=HOUR)
             promised = self._promised(time.time())
             self._gc_landed(report)
-        if self._update(new):
-            self._record(True, "B's batch upload open while A ran gc")
+        before = self.seq
+        self._record(self._update(new), "B's batch upload open while A ran gc")
+        if self.seq != before:
             promised.add(self.seq)
-        else:
-            self._record(False, "B's batch upload (of what the head has) open while A ran gc")
         self._after_gc(report, promised, report.seq, "gc while B's batch was open")
 
     # -- reads -----------------------------------------------------------------------------

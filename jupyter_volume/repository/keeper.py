@@ -30,7 +30,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
-from ..errors import ConflictError
+from ..errors import CollectedMeanwhileError
 
 if TYPE_CHECKING:
     from .repo import Writer
@@ -63,7 +63,8 @@ def unregister(writer: Writer) -> None:
 
 
 def check(writer: Writer | None) -> None:
-    """Refuse (ConflictError) a commit whose uploads may have been deleted by gc."""
+    """Refuse (CollectedMeanwhileError, a ConflictError) a commit whose uploads may
+    have been deleted by gc."""
     if writer is None or not writer.uploads:
         return
     age = time.monotonic() - min(writer.uploads.values())
@@ -71,7 +72,7 @@ def check(writer: Writer | None) -> None:
         return
     grace = writer.repo.gc_grace()
     if grace > 0 and age > 2 * grace / 3:
-        raise ConflictError(
+        raise CollectedMeanwhileError(
             f"this commit's data was uploaded {age:.0f} s ago and could not be kept "
             f"fresh (was the process suspended?): past two thirds of the volume's gc "
             f"grace period ({grace:g} s), gc may have deleted it. Nothing was "

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from .._pools import Beside, SharedPool, beside
-from ..errors import ConflictError, CorruptionError, NotFoundError
+from ..errors import CollectedMeanwhileError, ConflictError, CorruptionError, NotFoundError
 from ..store import ObjectInfo, Store
 from . import keeper
 from .chunkcache import SizeBound
@@ -1227,7 +1227,7 @@ class Repository:
         try:
             return self.trees.rewrite_avoiding(root, doomed, written)
         except NotFoundError as e:
-            raise ConflictError(
+            raise CollectedMeanwhileError(
                 "a folder this commit takes from older history was deleted by garbage "
                 "collection meanwhile; nothing was committed"
             ) from e
@@ -2378,7 +2378,7 @@ class Repository:
                         assert seen is not None
                         old = self._seen_location(seen, h)
                         if old is None:
-                            raise ConflictError(
+                            raise CollectedMeanwhileError(
                                 f"data this commit reuses (chunk {h[:16]}…) was found dead by a "
                                 "garbage collection that ran meanwhile and can no longer be "
                                 "located; commit again (a mount retries by itself)"
@@ -2395,7 +2395,7 @@ class Repository:
                 try:
                     stored = self.store.get_range(key, loc.offset, loc.length)
                 except NotFoundError:
-                    raise ConflictError(
+                    raise CollectedMeanwhileError(
                         f"data this commit deduplicated against was deleted by garbage collection ({key}); "
                         "commit again (a mount retries by itself)"
                     ) from None
