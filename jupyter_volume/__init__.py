@@ -14,6 +14,7 @@ Layers, each importing only those below it::
 from .dicts import DeserializationError, Dict, DictInfo
 from .errors import (
     AlreadyExistsError,
+    CollectedMeanwhileError,
     ConflictError,
     CorruptionError,
     FolderNotEmptyError,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExistsError",
+    "CollectedMeanwhileError",
     "CommitInfo",
     "ConflictError",
     "CorruptionError",

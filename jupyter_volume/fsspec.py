@@ -1131,10 +1131,8 @@ class VolumeFileSystem(AbstractFileSystem):
         except FileNotFoundError:
             pass
         if n1 == n2 and r1 is None and not self._intrans:
-            parent = posixpath.dirname(p2)
-            if parent and not self.isdir(f"{n2}/{parent}"):
-                vol2.mkdir(parent)
-            vol2.copy_files([p1], p2)
+            # one commit, the destination's missing folders included
+            vol2._copy_files([p1], p2, recursive=False, make_parents=True)
             return
         # across volumes or out of an older commit: stream the bytes
         f = self._reader(path1)

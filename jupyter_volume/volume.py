@@ -1029,6 +1029,19 @@ class Volume:
         created if missing, as Modal does); otherwise the single source is copied to
         ``dst_path``. No data is copied: the new paths share the stored chunks.
         """
+        self._copy_files(src_paths, dst_path, recursive=recursive, make_parents=False)
+
+    def _copy_files(
+        self,
+        src_paths: Sequence[str | bytes],
+        dst_path: str | bytes,
+        *,
+        recursive: bool,
+        make_parents: bool,
+    ) -> None:
+        """:meth:`copy_files`; ``make_parents``: missing folders above a single file's
+        destination are made in the same commit (fsspec's ``cp_file`` into a new folder)
+        instead of refused."""
         self._check_writable()
         if isinstance(src_paths, (str, bytes)):
             src_paths = [src_paths]
@@ -1057,7 +1070,9 @@ class Volume:
         if not into_dir:
             parent = dst.rsplit("/", 1)[0] if "/" in dst else ""
             pe = repo.lookup(parent, root)
-            if pe is None or pe.kind != DIR:
+            if make_parents and (pe is None or pe.kind != DIR):
+                _refuse_file_parent(repo, root, dst, f"cannot copy to {dst}", self.name or "")
+            elif pe is None or pe.kind != DIR:
                 raise NotFoundError(
                     f"destination folder {parent or '/'} does not exist in volume {self.name!r}"
                 )
@@ -1163,6 +1178,10 @@ class Volume:
             de = repo.lookup(dp, root)
         if dp == sp:
             raise InvalidError(f"{sp} is already there: nothing to move")
+        if dp.startswith(sp + "/") and not se.is_dir:
+            raise AlreadyExistsError(
+                f"cannot move {sp} to {dp}: {sp} is a file in volume {self.name!r}"
+            )
         if dp.startswith(sp + "/"):
             raise InvalidError(f"cannot move folder {sp} into itself ({dp})")
         if de is not None:
@@ -1180,7 +1199,7 @@ class Volume:
                 )
         what = f"cannot move {sp} to {dp}"
         pe = repo.lookup(_parent_path(dp), root)
-        if pe is None and make_parents:
+        if make_parents and (pe is None or not pe.is_dir):
             _refuse_file_parent(repo, root, dp, what, self.name)
         elif pe is None or not pe.is_dir:
             raise NotFoundError(
@@ -1210,7 +1229,7 @@ class Volume:
                     "there: nothing was moved"
                 )
             parent = repo.lookup(_parent_path(dp), head.root)
-            if parent is None and make_parents:
+            if make_parents and (parent is None or not parent.is_dir):
                 _refuse_file_parent(repo, head.root, dp, what, self.name)
             elif parent is None or not parent.is_dir:
                 raise NotFoundError(

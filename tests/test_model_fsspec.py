@@ -1029,3 +1029,31 @@ def test_mv_into_a_missing_folder_is_one_commit(local_store: Any) -> None:
     fs.mv("volume://mv/a.txt", "volume://mv/new/a.txt")
     assert fs.find("volume://mv", withdirs=True) == ["mv", "mv/new", "mv/new/a.txt"]
     assert _commits(fs, "mv") == before + 1
+
+
+def test_cp_file_into_a_missing_folder_is_one_commit(local_store: Any) -> None:
+    """A copy within a volume to a path whose folders do not exist yet made two commits
+    (``create folder new``, then the copy), and a copy refused after the first left the
+    folder behind. A file in the way is refused, as ``mkdir`` refuses it."""
+    fs = VolumeFileSystem(store=local_store, skip_instance_cache=True)
+    fs.pipe_file("volume://cp/a.txt", b"a")
+    before = _commits(fs, "cp")
+    fs.cp_file("volume://cp/a.txt", "volume://cp/new/deeper/a.txt")
+    assert fs.cat_file("volume://cp/new/deeper/a.txt") == b"a"
+    assert fs.find("volume://cp", withdirs=True) == [
+        "cp",
+        "cp/a.txt",
+        "cp/new",
+        "cp/new/deeper",
+        "cp/new/deeper/a.txt",
+    ]
+    assert _commits(fs, "cp") == before + 1
+    with pytest.raises(FileExistsError, match="a.txt is a file"):
+        fs.cp_file("volume://cp/a.txt", "volume://cp/a.txt/b.txt")
+    with pytest.raises(FileExistsError, match="a.txt is a file"):
+        fs.mv("volume://cp/a.txt", "volume://cp/a.txt/b.txt")  # (not "move folder a.txt")
+    fs.pipe_file("volume://cp/b.txt", b"b")
+    with pytest.raises(FileExistsError, match="a.txt is a file"):
+        fs.mv("volume://cp/b.txt", "volume://cp/a.txt/sub/b.txt")
+    assert _commits(fs, "cp") == before + 2
+    assert fs.find("volume://cp") == ["cp/a.txt", "cp/b.txt", "cp/new/deeper/a.txt"]
