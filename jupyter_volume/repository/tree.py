@@ -562,6 +562,19 @@ class Trees:
             return self.write_dir(flat), nfiles, size
         return self._write_node({"v": 1, "s": new_leaves}), nfiles, size
 
+    def _count_diff(self, a: str, b: str, stats: ApplyStats) -> None:
+        """Add to ``stats`` the files (and links) added, modified and deleted from folder
+        node ``a`` to ``b`` (equal subtrees are skipped unread)."""
+        for _path, old, new in self.diff(a, b):
+            old_file = old is not None and old.kind != DIR
+            new_file = new is not None and new.kind != DIR
+            if old_file and new_file:
+                stats.modified += 1
+            elif old_file:
+                stats.deleted += 1
+            elif new_file:
+                stats.added += 1
+
     def _apply_entries(
         self, entries: dict[str, Entry], ops: dict[str, _Ops], prefix: str, stats: ApplyStats
     ) -> None:
@@ -574,17 +587,13 @@ class Trees:
                 new = op if op.name == name else _renamed(op, name)
                 if cur is not None and cur.same_content(new) and cur.mtime_ns == new.mtime_ns:
                     continue
-                if new.kind == DIR:
-                    old_files = (
-                        cur.nfiles if cur is not None and cur.kind == DIR else int(cur is not None)
-                    )
-                    stats.added += max(new.nfiles - old_files, 0)
-                    stats.deleted += max(old_files - new.nfiles, 0)
-                    stats.modified += (
-                        min(old_files, new.nfiles)
-                        if cur is not None and not cur.same_content(new)
-                        else 0
-                    )
+                if new.kind == DIR and cur is not None and cur.kind == DIR:
+                    # a folder put in place of a folder (a restore): count the files
+                    # that differ, not the difference of the two folders' totals
+                    self._count_diff(cur.tree, new.tree, stats)  # type: ignore[arg-type]
+                elif new.kind == DIR:
+                    stats.added += new.nfiles
+                    stats.deleted += int(cur is not None)
                 elif cur is None:
                     stats.added += 1
                 elif cur.kind == DIR:

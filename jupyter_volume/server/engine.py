@@ -610,7 +610,8 @@ class VolumeService:
             raise AlreadyExistsError(f"cannot move {s} to {d}: a {what} named {d} exists")
         parent = d.rsplit("/", 1)[0] if "/" in d else ""
         if vol.stat(parent).type != FileEntryType.DIRECTORY:
-            raise InvalidError(f"cannot move {s} to {d}: {parent} is not a folder")
+            # 409, as a new folder or an upload below a file is refused
+            raise AlreadyExistsError(f"cannot move {s} to {d}: {parent} is a file")
         info = vol.move(s, d)
         return {"src": s, "dst": d, "commit": commit_json(info)}
 

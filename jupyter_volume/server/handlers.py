@@ -186,6 +186,14 @@ class VolumeAPIHandler(APIHandler):
             raise InvalidError("the request body must be a JSON object")
         return data
 
+    def raw_arg(self, name: str, default: str) -> str:
+        """Query parameter ``name`` exactly as sent: Tornado's ``get_query_argument``
+        strips white space around it and turns control characters (NUL included) into
+        spaces, so a path ``" a.ipynb"`` would name another file, and a NUL would not be
+        refused as every other route refuses it."""
+        values = self.request.query_arguments.get(name)
+        return self.decode_argument(values[-1], name=name) if values else default
+
     def int_arg(self, name: str, default: int | None = None) -> int | None:
         value = self.get_query_argument(name, None)
         if value is None or value == "":
@@ -450,7 +458,7 @@ class DiffHandler(VolumeAPIHandler):
 class NotebookDiffHandler(VolumeAPIHandler):
     @web.authenticated
     async def get(self, volume: str) -> None:
-        path = self.get_query_argument("path", "")
+        path = self.raw_arg("path", "")
         a, b = self.int_arg("a"), self.int_arg("b")
         if not path or a is None or b is None:
             raise InvalidError("nbdiff needs query parameters 'path', 'a' and 'b' (commit numbers)")
