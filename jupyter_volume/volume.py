@@ -1070,13 +1070,26 @@ class Volume:
         if not into_dir:
             parent = dst.rsplit("/", 1)[0] if "/" in dst else ""
             pe = repo.lookup(parent, root)
-            if make_parents and (pe is None or pe.kind != DIR):
+            if pe is None or pe.kind != DIR:
+                # a file in the way is named, whether or not the folders are to be made
                 _refuse_file_parent(repo, root, dst, f"cannot copy to {dst}", self.name or "")
-            elif pe is None or pe.kind != DIR:
+            if pe is None and not make_parents:
                 raise NotFoundError(
                     f"destination folder {parent or '/'} does not exist in volume {self.name!r}"
                 )
         changes: dict[str, Entry | str | None] = {}
+        came_from: dict[str, str] = {}  # each new path -> the source it is a copy of
+
+        def add(path: str, entry: Entry | str, sp: str) -> None:
+            # two sources of one name (`cp -r a/sub b/sub dst`): as `cp`, which will not
+            # overwrite what it has just created, refuse rather than keep only the last
+            if came_from.setdefault(path, sp) != sp:
+                raise InvalidError(
+                    f"{came_from[path]} and {sp} would both be copied to {path}: "
+                    "copy them one at a time, to different names"
+                )
+            changes[path] = entry
+
         for src in src_paths:
             sp, se = self._entry(src, root=root)  # the destination's head: no second look
             if se.kind == DIR and not recursive:
@@ -1093,9 +1106,9 @@ class Volume:
                 # cp -r into an existing folder merges: copy file by file.
                 for sub, e in repo.trees.walk(se.tree, ""):  # type: ignore[arg-type]
                     if e.kind != DIR:
-                        changes[f"{target}/{sub}"] = e
+                        add(f"{target}/{sub}", e, sp)
                     elif e.nfiles == 0:
-                        changes[f"{target}/{sub}"] = "dir"
+                        add(f"{target}/{sub}", "dir", sp)
             elif se.kind != DIR and te is not None and te.kind == DIR:
                 raise InvalidError(f"cannot overwrite folder {target} with file {sp}")
             elif se.kind == DIR and te is not None:
@@ -1104,7 +1117,7 @@ class Volume:
                     f"cannot overwrite file {target} with folder {sp} in volume {self.name!r}"
                 )
             else:
-                changes[target] = se
+                add(target, se, sp)
         self._commit_changes(
             changes,
             f"copy {', '.join(normalize_path(s) for s in src_paths)} to {dst or '/'}",
@@ -1152,7 +1165,8 @@ class Volume:
         Raises:
             NotFoundError: ``src`` does not exist, or the destination's folder does not.
             AlreadyExistsError: the destination exists (a file is replaced only with
-                ``overwrite=True`` and only by a file; a folder never).
+                ``overwrite=True`` and only by a file; a folder never), or a folder above
+                it is a file.
             InvalidError: moving the root, onto itself, or a folder into itself.
         """
         return self._move(src, dst, overwrite=overwrite, make_parents=False)
@@ -1199,9 +1213,9 @@ class Volume:
                 )
         what = f"cannot move {sp} to {dp}"
         pe = repo.lookup(_parent_path(dp), root)
-        if make_parents and (pe is None or not pe.is_dir):
-            _refuse_file_parent(repo, root, dp, what, self.name)
-        elif pe is None or not pe.is_dir:
+        if pe is None or not pe.is_dir:
+            _refuse_file_parent(repo, root, dp, what, self.name)  # a file in the way, named
+        if pe is None and not make_parents:
             raise NotFoundError(
                 f"destination folder {_parent_path(dp) or '/'} does not exist in volume {self.name!r}"
             )

@@ -292,7 +292,7 @@ def cmd_get(a: argparse.Namespace, ctx: Context) -> Result | None:
 
 def _get_to_stdout(vol: Volume, a: argparse.Namespace, ctx: Context) -> None:
     from ..names import normalize_path
-    from ..volume import FileEntryType
+    from ..volume import FileEntryType, _has_glob
 
     norm = normalize_path(a.remote)
     entries = list(vol.iterdir(a.remote, recursive=True, at=a.at))
@@ -301,8 +301,10 @@ def _get_to_stdout(vol: Volume, a: argparse.Namespace, ctx: Context) -> None:
     if len(entries) == 1 and entries[0].path == norm and entries[0].type == FileEntryType.SYMLINK:
         files = entries
     if not files:
-        if entries and entries[0].type == FileEntryType.DIRECTORY:
-            return None  # an empty folder: nothing to write
+        # folders only, or one empty folder (a missing name raised above): nothing to
+        # write, as a folder of no files downloads none; a glob that matched nothing fails
+        if entries or not _has_glob(norm):
+            return None
         raise NotFoundError(f"no file in volume {vol.name!r} matches {a.remote}")
     out = ctx.write_bytes
     if out is None:

@@ -174,9 +174,9 @@ def build_ops(changes: dict[str, Entry | str | None]) -> dict[str, _Ops]:
                 ops.children = {}
             level = ops.children
         ops = level.setdefault(parts[-1], _Ops())
+        # ("dir" stays as it is: a folder the head has already is left as it is, with
+        # its time, so putting an empty folder again is no change)
         ops.op = "del" if change is None else change
-        if ops.op == "dir":
-            ops.op = Entry(parts[-1], DIR, 0o755, mtime_ns=time.time_ns())
     return root
 
 
