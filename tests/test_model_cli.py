@@ -75,20 +75,15 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from modeltest import DIR, StoreAs, assert_same, model_settings, parents
 
 from jupyter_volume import Volume
 from jupyter_volume.cli import main
 from jupyter_volume.results import FileEntryType
 from jupyter_volume.store import open_store
 
-try:
-    from .modeltest import StoreAs, model_settings
-except ImportError:  # tests/ is not a package
-    from modeltest import StoreAs, model_settings  # type: ignore[no-redef]
-
 # -- the model's vocabulary -------------------------------------------------------------------
 
-DIR = "<dir>"  # a folder in a model tree (files are their bytes)
 
 FILES = [
     "a.txt",
@@ -126,11 +121,6 @@ Tree = dict[str, Any]  # path -> bytes | DIR
 
 def content(seed: int, size: int) -> bytes:
     return random.Random(seed * 1_000_003 + size).randbytes(size)
-
-
-def parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def base(path: str) -> str:
@@ -193,21 +183,6 @@ def kinds_kept(tree: Tree) -> bool:
     return all(
         (base(p) in FOLDER_BASES) if v == DIR else (base(p) in FILE_BASES) for p, v in tree.items()
     )
-
-
-def fmt(tree: Tree) -> dict[str, str]:
-    return {p: "DIR" if v == DIR else f"{len(v)} B {v[:6].hex()}" for p, v in sorted(tree.items())}
-
-
-def assert_same(actual: Tree, expected: Tree, what: str) -> None:
-    if actual != expected:
-        a, e = fmt(actual), fmt(expected)
-        diff = {
-            p: (a.get(p, "-"), e.get(p, "-"))
-            for p in sorted(set(a) | set(e))
-            if a.get(p) != e.get(p)
-        }
-        raise AssertionError(f"{what} differs from the model (actual, expected): {diff}")
 
 
 def scan(root: Path) -> Tree:

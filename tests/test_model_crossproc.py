@@ -74,15 +74,21 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from modeltest import (
+    DIR,
+    apply,
+    assert_same,
+    changes_of,
+    model_settings,
+    parents,
+    read,
+    show,
+    under,
+)
 
 from jupyter_volume import Volume
 from jupyter_volume.repository.line import LocalLine
 from jupyter_volume.results import FileEntryType
-
-try:
-    from .modeltest import model_settings
-except ImportError:  # tests/ is not a package
-    from modeltest import model_settings  # type: ignore[no-redef]
 
 # -- file operations, run the same way in both processes ---------------------------------
 
@@ -275,7 +281,6 @@ class Child:
 
 # -- the model's vocabulary -------------------------------------------------------------------
 
-DIR = "<dir>"  # a folder in a model tree (files are (bytes, mode) tuples)
 
 # File names and folder names are disjoint (see test_model_volume.py).
 FILES = ["a.txt", "b", "ü.bin", "sub/c.txt", "sub/ä", "sub/deep/d.bin", "other/e"]
@@ -288,72 +293,12 @@ SIZES = [0, 1, 17, 511, 512, 513, 3000, 8192, 150_000, 700_000]
 Tree = dict[str, Any]  # path -> DIR | (bytes, mode)
 
 
-def parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def under(path: str, folder: str) -> bool:
-    return path.startswith(folder + "/")
-
-
-def changes_of(local: Tree, synced: Tree) -> dict[str, Any]:
-    """A mount's change set: every path whose local state differs from the synced one
-    (None: deleted)."""
-    return {p: local.get(p) for p in set(local) | set(synced) if local.get(p) != synced.get(p)}
-
-
-def apply(head: Tree, changes: dict[str, Any]) -> Tree:
-    """The merge rule (Trees.apply): set or delete each changed file; a folder entry
-    means "make sure it exists"; a deleted folder goes only when nothing is left in it."""
-    new = dict(head)
-    for p, v in changes.items():
-        if v is None:
-            if new.get(p) is not None and new[p] != DIR:
-                del new[p]
-        else:
-            new[p] = v
-            for q in parents(p):
-                new[q] = DIR
-    for p in sorted((p for p, v in changes.items() if v is None), key=lambda p: -p.count("/")):
-        if new.get(p) == DIR and not any(under(q, p) for q in new):
-            del new[p]
-    return new
-
-
 def digest(tree: Tree) -> dict[str, Any]:
     """A tree as ``scan`` (OPS) reports a folder."""
     return {
         p: "DIR" if v == DIR else [hashlib.sha256(v[0]).hexdigest(), len(v[0]), v[1]]
         for p, v in tree.items()
     }
-
-
-def show(v: Any) -> str:
-    if v in ("DIR", DIR):
-        return "DIR"
-    if isinstance(v, list):  # scanned
-        return f"{v[1]} B sha256 {v[0][:12]} mode {v[2]:o}"
-    data, mode = v
-    m = "" if mode is None else f" mode {mode:o}"
-    return f"{len(data)} B sha256 {hashlib.sha256(data).hexdigest()[:12]}{m}"
-
-
-def assert_same(actual: dict[str, Any], expected: dict[str, Any], what: str) -> None:
-    if actual != expected:
-        diff = {
-            p: (
-                show(actual[p]) if p in actual else "-",
-                show(expected[p]) if p in expected else "-",
-            )
-            for p in sorted(set(actual) | set(expected))
-            if actual.get(p) != expected.get(p)
-        }
-        raise AssertionError(f"{what} differs from the model (actual, expected): {diff}")
-
-
-def read(vol: Volume, path: str, at: int | None = None) -> bytes:
-    return b"".join(vol.read_file(path, at=at))
 
 
 def api_tree(vol: Volume, at: int | None = None) -> Tree:

@@ -58,14 +58,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from modeltest import StoreAs, model_settings
 
 from jupyter_volume import Dict
 from jupyter_volume.errors import InvalidError, NotFoundError
-
-try:
-    from .modeltest import StoreAs, model_settings
-except ImportError:  # tests/ is not a package
-    from modeltest import StoreAs, model_settings  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.timeout(600)
 

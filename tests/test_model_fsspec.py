@@ -54,13 +54,9 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from modeltest import StoreAs, model_settings, parents, under
 
 from jupyter_volume.fsspec import VolumeFileSystem
-
-try:
-    from .modeltest import StoreAs, model_settings
-except ImportError:  # tests/ is not a package
-    from modeltest import StoreAs, model_settings  # type: ignore[no-redef]
 
 # -- the model's vocabulary ------------------------------------------------------------------
 
@@ -85,15 +81,6 @@ SEED = st.integers(0, 1_000)
 
 def content(seed: int, size: int) -> bytes:
     return random.Random(seed * 1_000_003 + size).randbytes(size)
-
-
-def parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def under(path: str, folder: str) -> bool:
-    return path.startswith(folder + "/")
 
 
 class Model:

@@ -71,16 +71,12 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from modeltest import StoreAs, api_files, assert_same, model_settings, parents, read
 
 from jupyter_volume import NotFoundError, Volume
 from jupyter_volume.errors import StoreError
 from jupyter_volume.results import FileEntryType
 from jupyter_volume.testing.wrappers import WrappedStore
-
-try:
-    from .modeltest import StoreAs, model_settings
-except ImportError:  # tests/ is not a package
-    from modeltest import StoreAs, model_settings  # type: ignore[no-redef]
 
 HOUR = 3600.0
 
@@ -111,41 +107,6 @@ Tree = dict[str, bytes]  # files only: path -> bytes
 def mtime_of(path: str, data: bytes) -> int:
     """A fixed mtime per (path, content): the same upload makes the same tree entry."""
     return (1_600_000_000 + zlib.crc32(path.encode() + data) % 1_000_000) * 10**9
-
-
-def parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def read(vol: Volume, path: str, at: int | None = None) -> bytes:
-    return b"".join(vol.read_file(path, at=at))
-
-
-def api_files(vol: Volume, at: int | None = None) -> Tree:
-    """The files of commit ``at`` (the head if None), read through the API."""
-    out: Tree = {}
-    for e in vol.listdir("/", recursive=True, at=at):
-        if e.type == FileEntryType.FILE:
-            data = read(vol, e.path, at)
-            assert len(data) == e.size, (at, e, len(data))
-            out[e.path] = data
-    return out
-
-
-def fmt(tree: Tree) -> dict[str, str]:
-    return {p: f"{len(v)} B {v[:6].hex()}" for p, v in sorted(tree.items())}
-
-
-def assert_same(actual: Tree, expected: Tree, what: str) -> None:
-    if actual != expected:
-        a, e = fmt(actual), fmt(expected)
-        diff = {
-            p: (a.get(p, "-"), e.get(p, "-"))
-            for p in sorted(set(a) | set(e))
-            if a.get(p) != e.get(p)
-        }
-        raise AssertionError(f"{what} differs from the model (actual, expected): {diff}")
 
 
 def scan_files(root: Path) -> Tree:

@@ -41,15 +41,11 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+from modeltest import model_settings
 
 from jupyter_volume import NetworkFileSystem
 from jupyter_volume.store import Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
-
-try:
-    from .modeltest import model_settings
-except ImportError:  # tests/ is not a package
-    from modeltest import model_settings  # type: ignore[no-redef]
 
 HANG_GUARD = 60.0  # seconds: converging for this long means the sync is broken
 

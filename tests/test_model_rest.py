@@ -94,16 +94,12 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from modeltest import model_settings, parents
 from test_server_api import REPO, Api, Response
 
 from jupyter_volume import Volume
 from jupyter_volume.server.engine import commit_json
 from jupyter_volume.testing.jupyter import JupyterLab
-
-try:
-    from .modeltest import model_settings
-except ImportError:  # tests/ is not a package
-    from modeltest import model_settings  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -164,11 +160,6 @@ def content(path: str, seed: int, size: int) -> bytes:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def parent(path: str) -> str:

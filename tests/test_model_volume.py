@@ -43,18 +43,23 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from modeltest import (
+    DIR,
+    StoreAs,
+    apply,
+    assert_same,
+    changes_of,
+    model_settings,
+    parents,
+    read,
+    under,
+)
 
 from jupyter_volume import Volume
 from jupyter_volume.results import FileEntryType
 
-try:
-    from .modeltest import StoreAs, model_settings
-except ImportError:  # tests/ is not a package
-    from modeltest import StoreAs, model_settings  # type: ignore[no-redef]
-
 # -- the model's vocabulary -------------------------------------------------------------------
 
-DIR = "<dir>"  # a folder in a model tree (files are (bytes, mode) tuples)
 
 # File names and folder names are disjoint, so no path is a file in one writer's view and
 # a folder in the other's (the docs say nothing about that case).
@@ -81,15 +86,6 @@ def content(seed: int, size: int) -> bytes:
     return random.Random(seed * 1_000_003 + size).randbytes(size)
 
 
-def parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def under(path: str, folder: str) -> bool:
-    return path.startswith(folder + "/")
-
-
 def scan(root: Path) -> Tree:
     """What a folder holds: every folder and file (bytes and permission bits)."""
     out: Tree = {}
@@ -102,57 +98,6 @@ def scan(root: Path) -> Tree:
             p = Path(d) / n
             out[pre + n] = (p.read_bytes(), os.stat(p).st_mode & 0o777)
     return out
-
-
-def changes_of(local: Tree, synced: Tree) -> dict[str, Any]:
-    """A mount's change set: every path whose local state differs from the synced one
-    (None: deleted)."""
-    out: dict[str, Any] = {}
-    for p in set(local) | set(synced):
-        if local.get(p) != synced.get(p):
-            out[p] = local.get(p)
-    return out
-
-
-def apply(head: Tree, changes: dict[str, Any]) -> Tree:
-    """The merge rule (Trees.apply): set or delete each changed file; a folder entry
-    means "make sure it exists"; a deleted folder goes only when nothing is left in it."""
-    new = dict(head)
-    for p, v in changes.items():
-        if v is None:
-            if new.get(p) is not None and new[p] != DIR:
-                del new[p]
-        else:
-            new[p] = v
-            for q in parents(p):
-                new[q] = DIR
-    for p in sorted((p for p, v in changes.items() if v is None), key=lambda p: -p.count("/")):
-        if new.get(p) == DIR and not any(under(q, p) for q in new):
-            del new[p]
-    return new
-
-
-def fmt(tree: Tree) -> dict[str, str]:
-    """A readable form of a tree for assertion messages."""
-    return {
-        p: "DIR" if v == DIR else f"{len(v[0])} B {v[0][:8].hex()} mode {v[1]:o}"
-        for p, v in sorted(tree.items())
-    }
-
-
-def assert_same(actual: Tree, expected: Tree, what: str) -> None:
-    if actual != expected:
-        a, e = fmt(actual), fmt(expected)
-        diff = {
-            p: (a.get(p, "-"), e.get(p, "-"))
-            for p in sorted(set(a) | set(e))
-            if a.get(p) != e.get(p)
-        }
-        raise AssertionError(f"{what} differs from the model (actual, expected): {diff}")
-
-
-def read(vol: Volume, path: str, at: int | None = None) -> bytes:
-    return b"".join(vol.read_file(path, at=at))
 
 
 def api_tree(vol: Volume, at: int | None = None) -> Tree:
