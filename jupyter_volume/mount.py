@@ -119,6 +119,14 @@ _PUSHING = "pushing"
 #: base (see Mount._note_gone); ``true`` when there were more than GONE_MAX of them.
 _GONE = "gone_since_base"
 GONE_MAX = 4096
+#: The mount-state meta key listing the paths a reload is deleting (or moving away) here,
+#: written before it touches them and cleared once it finishes: after a crash between a
+#: deletion and its record, these (and only these) missing files are the reload's, not
+#: the user's (see _reconcile_landing). ``true`` past UNLINKING_MAX paths: then a missing
+#: file counts as the reload's if an unfinished reload's target lacks it. Absent (a
+#: state from before this key): the same rule as ``true``.
+_UNLINKING = "unlinking"
+UNLINKING_MAX = 4096
 
 _mounts: dict[tuple[str, str], Mount] = {}
 _mounts_lock = threading.Lock()
@@ -1289,10 +1297,20 @@ class Mount:
                     rows.append((rel, _dir_row(e), _sig(st), 0))
                     del ch.dirs[rel]
                     break
+        # a missing file the reload was deleting when it stopped: known by name, or, for
+        # a long list (or a state from before names were kept), by its absence from an
+        # unfinished reload's target (which also takes a deletion of the user's after a
+        # reload that failed and was not retried for the reload's)
+        unlinking = self._index.get_meta(_UNLINKING)
+        named = set(unlinking) if isinstance(unlinking, list) else None
         gone = [
             rel
             for rel in ch.gone
-            if any(trees.lookup(root, rel) is None for root in landing)
+            if (
+                rel in named
+                if named is not None
+                else any(trees.lookup(root, rel) is None for root in landing)
+            )
             and (r := self._index.row(rel)) is not None
             and not r[2]
         ]
@@ -1344,19 +1362,29 @@ class Mount:
         if mark.get("txns"):
             # (under the mount's lock: no commit of this mount is under way)
             self._repo.withdraw(mark["txns"])
-            mark = {"after": mark["after"]}
-            idx.set_meta(_PUSHING, mark)  # settled: the next scans need not again
-        if ch:
-            self._adopt_landed(ch, int(mark["after"]))
+            # settled: the next scans need not again; the ids still tell our commits
+            mark = {"after": mark["after"], "ours": mark["txns"]}
+            idx.set_meta(_PUSHING, mark)
+        if ch or ch.taken or mark.get("ours"):
+            # (a scan that found nothing may still miss a file deleted since: see
+            # _deleted_since_landed)
+            self._adopt_landed(ch, int(mark["after"]), mark.get("ours"))
         if full:
             idx.drop_meta(_PUSHING)
 
-    def _adopt_landed(self, ch: _Changes, after: int) -> None:
+    def _adopt_landed(self, ch: _Changes, after: int, ours: list[str] | None = None) -> None:
         """The work of :meth:`_adopt_pushed`: ``ch``'s paths against each commit after
         ``after``, oldest first (the dead commit is among the first), until every path is
         placed. A path changed again since matches none, so all are looked at then: a
         lookup each (a few microseconds: the trees of neighbouring commits share their
-        nodes), only while a mark is left."""
+        nodes), only while a mark is left.
+
+        ``ours``: the ids of this mount's change sets the mark names; only a commit that
+        wrote or carried one of them is looked at then. Another writer's commit tells
+        nothing about our paths: one that merely lacks a path we deleted since (it
+        deleted the path too, and someone wrote it again after) would take our deletion
+        for landed, and the path would never be deleted. (A mark without ids, left by a
+        streamed commit, which deletes nothing, is matched on content alone.)"""
         repo = self._repo
         trees = repo.trees
         head = repo.head(refresh=True)
@@ -1402,10 +1430,24 @@ class Mount:
                 same[key] = self._same_file(rel, e)
             return same[key]
 
+        mine = set(ours or ())
+        # A file our landed commit wrote that is missing here and was never recorded
+        # (the commit failed as far as we knew): the user deleted it since. With no row
+        # it is no change to the scan; it must be deleted from the volume, else it stays
+        # there and comes back with the next reload. Looked for among the paths the
+        # scan looked at, and among those a commit of ours alone wrote (its diff).
+        unrecorded = {
+            rel
+            for rel in ch.taken or ()
+            if rel not in files and rel not in links and rel not in dirs and rel not in gone
+        }
+        deleted_since: set[str] = set()
         last_root: str | None = None
         for rec in oldest_first():
-            if not (files or links or dirs or gone):
+            if not (files or links or dirs or gone or mine):
                 break
+            if mine and rec.txn not in mine and not mine.intersection(rec.extra.get("carried", ())):
+                continue  # another writer's commit
             if rec.root == last_root:
                 continue  # (a gc record) the tree of the one before
             last_root = rec.root
@@ -1414,6 +1456,8 @@ class Mount:
                 if self.sub_path:
                     top = trees.lookup(root, self.sub_path)
                     root = top.tree if top is not None and top.kind == DIR else EMPTY_TREE  # type: ignore[assignment]
+                if mine:
+                    deleted_since |= self._deleted_since_landed(rec, root, unrecorded, mine)
                 for rel, st in list(files.items()):
                     e = trees.lookup(root, rel)
                     if e is not None and holds(rel, e, st):
@@ -1444,6 +1488,7 @@ class Mount:
                         seqs.add(rec.seq)
             except NotFoundError:
                 continue  # an expired commit whose trees gc removed: it tells nothing
+        ch.gone.update(deleted_since)
         if not (rows or deleted):
             return
         idx = self._index
@@ -1466,6 +1511,32 @@ class Mount:
             ch.dirs.pop(rel, None)
             ch.rows.pop(rel, None)  # the scan's row is not the row any more
         ch.gone.difference_update(deleted)
+
+    def _deleted_since_landed(
+        self, rec: CommitRecord, root: str, unrecorded: set[str], mine: set[str]
+    ) -> set[str]:
+        """Files that commit ``rec`` of ours (tree ``root``, as this folder shows it) has,
+        that are missing here and that the mount never recorded: deleted by the user
+        after that commit landed unheard. Looked for among ``unrecorded`` (paths the scan
+        looked at) and, for a record that carries no one else's change set, among the
+        files it wrote (its diff from its parent)."""
+        trees = self._repo.trees
+        wrote = set(unrecorded)
+        if rec.txn in mine and not rec.extra.get("carried") and rec.parent is not None:
+            try:
+                parent = self._sub_root(self._repo.record(rec.parent).root)
+                wrote.update(
+                    p for p, _old, new in trees.diff(parent, root) if new and new.kind != DIR
+                )
+            except (NotFoundError, InvalidError):
+                pass  # (expired by gc, or the folder's path is a file there)
+        return {
+            rel
+            for rel in wrote
+            if self._index.row(rel) is None
+            and not os.path.lexists(self.path / rel)
+            and trees.lookup(root, rel) is not None
+        }
 
     def _note_gone(self, paths: Iterable[str]) -> None:
         """Remember ``paths``, deleted by a commit of this mount that the folder's base
@@ -2240,6 +2311,7 @@ class Mount:
             self._index.set_meta("base_seq", head.seq)
             self._index.set_meta("own_seqs", [])
             self._index.set_meta("landing", [])
+            self._index.drop_meta(_UNLINKING)
             return
         # The index objects the head lists load while the trees are compared: the first
         # file to write needs them, a round trip later otherwise. Best effort: what
@@ -2276,6 +2348,8 @@ class Mount:
         # between writing a file and recording it), _reconcile recognizes what it wrote.
         landing = [r for r in self._index.get_meta("landing") or [] if r != head.root]
         self._index.set_meta("landing", [*landing[-(LANDING_MAX - 1) :], head.root])
+        if self._index.get_meta(_UNLINKING) is None and not landing:
+            self._index.set_meta(_UNLINKING, [])  # (see _apply: names what it deletes)
         if initial and base_root == EMPTY_TREE and self._index.count() == 0:
             # A fresh mount: nothing local to compare with. Materialize the head in batches
             # so memory stays bounded however many files the volume holds (the walk is
@@ -2293,6 +2367,7 @@ class Mount:
             self._index.set_meta("base_seq", head.seq)
             self._index.set_meta("own_seqs", [])
             self._index.set_meta("landing", [])
+            self._index.drop_meta(_UNLINKING)
             self._index.drop_meta(_GONE)
             self._index.clear_since_base()
             return
@@ -2335,6 +2410,7 @@ class Mount:
         self._index.set_meta("base_seq", head.seq)
         self._index.set_meta("own_seqs", [])
         self._index.set_meta("landing", [])
+        self._index.drop_meta(_UNLINKING)
         self._index.drop_meta(_GONE)
         self._index.clear_since_base()
 
@@ -2431,6 +2507,12 @@ class Mount:
 
         deletions = sorted((p for p, e in paths.items() if e is None), reverse=True)
         updates = sorted(p for p, e in paths.items() if e is not None)
+        if deletions:
+            # named before any is touched: see _UNLINKING
+            named = idx.get_meta(_UNLINKING)
+            if isinstance(named, list):
+                named = sorted({*named, *deletions})
+                idx.set_meta(_UNLINKING, named if len(named) <= UNLINKING_MAX else True)
         moved = self._move_local(paths, deletions)
         to_write = [paths[p] for p in updates if paths[p].kind == FILE and p not in moved]  # type: ignore[union-attr]
         pending["files"] = len(to_write)

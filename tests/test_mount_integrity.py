@@ -234,6 +234,49 @@ def test_crash_after_a_reload_moved_a_file_is_reconciled_on_remount(
     m.unmount()
 
 
+UNLINK_CRASH_CHILD = """
+import os, pathlib, sys
+from jupyter_volume import Volume
+
+m = Volume.from_name("v", store=sys.argv[1]).mount(sys.argv[2], background=False)
+print("mounted", flush=True)
+sys.stdin.readline()
+real = pathlib.Path.unlink
+
+def unlink_then_die(self, *a, **kw):
+    # ends the process, like a SIGKILL, right after the reload deleted its first file
+    real(self, *a, **kw)
+    os._exit(9)
+
+pathlib.Path.unlink = unlink_then_die
+m.reload()
+"""
+
+
+def test_crash_after_a_reload_deleted_a_file_is_reconciled_on_remount(
+    opened: tuple[Any, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """A reload that deletes a file another writer deleted, killed between the deletion
+    and recording it; meanwhile the other writer puts the file back. The remount must
+    take the missing file for the dead reload's deletion, not the user's: else it
+    commits the deletion of the file just put back."""
+    store, url, env = opened
+    vol = Volume.lookup("v", create_if_missing=True, store=store)
+    put(vol, {"x.txt": b"x1", "keep.txt": b"k"})
+    mnt = tmp_path / "mnt"
+    child = mounted_child(UNLINK_CRASH_CHILD, url, mnt, env)
+    Volume.from_name("v", store=store).remove_file("x.txt")
+    _out, err = child.communicate("go\n", timeout=120)
+    assert child.returncode == 9, err
+    assert not (mnt / "x.txt").exists()  # deleted, never recorded
+    put(vol, {"x.txt": b"x2"})  # put back by the other writer
+    m = vol.mount(mnt, background=False)  # commits leftovers first, then reloads
+    assert read(vol, "x.txt") == b"x2"
+    assert (mnt / "x.txt").read_bytes() == b"x2"
+    assert m.status().clean
+    m.unmount()
+
+
 # -- item 2: names that are not UTF-8 ------------------------------------------------------------
 
 
