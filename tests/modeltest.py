@@ -9,6 +9,8 @@ plain model (a dict, a tree) and reduces what it finds to plain tests at its end
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
@@ -124,4 +126,14 @@ def api_files(vol: Volume, at: int | None = None) -> dict[str, bytes]:
             data = read(vol, e.path, at)
             assert len(data) == e.size, (at, e, len(data))
             out[e.path] = data
+    return out
+
+
+def scan_files(root: Path) -> dict[str, bytes]:
+    """The files below folder ``root`` (folders left out), path -> bytes."""
+    out: dict[str, bytes] = {}
+    for d, _dirs, files in os.walk(root):
+        rel = os.path.relpath(d, root)
+        for n in files:
+            out[n if rel == "." else f"{rel}/{n}"] = (Path(d) / n).read_bytes()
     return out

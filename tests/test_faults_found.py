@@ -3,6 +3,7 @@ the real fault proxy in front of SeaweedFS."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import uuid
@@ -11,14 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faultproxy import FaultProxy, store_through
 
 from jupyter_volume import Volume
 from jupyter_volume.errors import StoreError
-
-try:
-    from .faultproxy import FaultProxy, store_through
-except ImportError:  # tests/ is not a package
-    from faultproxy import FaultProxy, store_through  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.s3
 
@@ -44,6 +41,23 @@ def _clear(proxy: FaultProxy) -> None:
         proxy._forced.clear()
 
 
+@contextlib.contextmanager
+def _mount_b(
+    proxy: FaultProxy, seaweedfs: Any, s3_bucket: str, s3_store: Any, name: str, folder: Path
+) -> Iterator[Any]:
+    """Client B's mount of volume ``name`` at ``folder``, through ``proxy`` (3 attempts a
+    request); its faults cleared, the mount and B's store closed at the end."""
+    store_b = store_through(proxy, seaweedfs, s3_bucket, s3_store.prefix, read_timeout=5)
+    store_b.max_attempts = 3
+    mount = Volume.from_name(name, store=store_b).mount(folder, background=False)
+    try:
+        yield mount
+    finally:
+        _clear(proxy)
+        mount.unmount()
+        store_b.close()
+
+
 def test_a_deletion_after_two_failed_reloads_is_committed(
     proxy: FaultProxy, seaweedfs: Any, s3_bucket: str, s3_store: Any, tmp_path: Path
 ) -> None:
@@ -56,10 +70,7 @@ def test_a_deletion_after_two_failed_reloads_is_committed(
     name = f"found-{uuid.uuid4().hex[:8]}"
     vol_a = Volume.from_name(name, create_if_missing=True, store=s3_store)
     vol_a.history(limit=1)
-    store_b = store_through(proxy, seaweedfs, s3_bucket, s3_store.prefix, read_timeout=5)
-    store_b.max_attempts = 3
-    mount = Volume.from_name(name, store=store_b).mount(tmp_path / "B", background=False)
-    try:
+    with _mount_b(proxy, seaweedfs, s3_bucket, s3_store, name, tmp_path / "B") as mount:
         big = random.Random(1).randbytes(5 << 20)  # > 4 MiB: downloaded after small files
         _put(vol_a, "big.bin", big)
         _fail_pack_reads(proxy)
@@ -78,10 +89,6 @@ def test_a_deletion_after_two_failed_reloads_is_committed(
         mount.reload()
         assert not (tmp_path / "B/sub/c").exists()
         assert (tmp_path / "B/big.bin").read_bytes() == big
-    finally:
-        _clear(proxy)
-        mount.unmount()
-        store_b.close()
 
 
 def test_a_deletion_after_a_failed_commit_is_not_taken_for_another_writers(
@@ -97,10 +104,7 @@ def test_a_deletion_after_a_failed_commit_is_not_taken_for_another_writers(
     name = f"found-{uuid.uuid4().hex[:8]}"
     vol_a = Volume.from_name(name, create_if_missing=True, store=s3_store)
     _put(vol_a, "p", b"x")
-    store_b = store_through(proxy, seaweedfs, s3_bucket, s3_store.prefix, read_timeout=5)
-    store_b.max_attempts = 3
-    mount = Volume.from_name(name, store=store_b).mount(tmp_path / "B", background=False)
-    try:
+    with _mount_b(proxy, seaweedfs, s3_bucket, s3_store, name, tmp_path / "B") as mount:
         assert (tmp_path / "B/p").read_bytes() == b"x"
         (tmp_path / "B/q").write_bytes(b"q")
         for _ in range(3):
@@ -116,10 +120,6 @@ def test_a_deletion_after_a_failed_commit_is_not_taken_for_another_writers(
         assert {e.path for e in vol_a.listdir("/")} == {"q"}
         mount.reload()
         assert not (tmp_path / "B/p").exists()
-    finally:
-        _clear(proxy)
-        mount.unmount()
-        store_b.close()
 
 
 def test_a_file_deleted_after_its_commit_landed_unheard_is_deleted(
@@ -133,10 +133,7 @@ def test_a_file_deleted_after_its_commit_landed_unheard_is_deleted(
     name = f"found-{uuid.uuid4().hex[:8]}"
     vol_a = Volume.from_name(name, create_if_missing=True, store=s3_store)
     _put(vol_a, "p", b"x")
-    store_b = store_through(proxy, seaweedfs, s3_bucket, s3_store.prefix, read_timeout=5)
-    store_b.max_attempts = 3
-    mount = Volume.from_name(name, store=store_b).mount(tmp_path / "B", background=False)
-    try:
+    with _mount_b(proxy, seaweedfs, s3_bucket, s3_store, name, tmp_path / "B") as mount:
         (tmp_path / "B/q").write_bytes(b"q")
         for _ in range(3):
             proxy.force("lost_response", method="PUT", path_contains="/log/")
@@ -149,7 +146,3 @@ def test_a_file_deleted_after_its_commit_landed_unheard_is_deleted(
         assert {e.path for e in vol_a.listdir("/")} == {"p"}
         mount.reload()
         assert not (tmp_path / "B/q").exists()
-    finally:
-        _clear(proxy)
-        mount.unmount()
-        store_b.close()

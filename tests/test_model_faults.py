@@ -51,6 +51,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from faultproxy import STALL, FaultProxy, store_through
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -59,17 +60,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from modeltest import api_files, changes_of, model_settings, scan_files
 
 from jupyter_volume import Volume
 from jupyter_volume.errors import VolumeError
-from jupyter_volume.results import FileEntryType
-
-try:
-    from .faultproxy import STALL, FaultProxy, store_through
-    from .modeltest import model_settings
-except ImportError:  # tests/ is not a package
-    from faultproxy import STALL, FaultProxy, store_through  # type: ignore[no-redef]
-    from modeltest import model_settings  # type: ignore[no-redef]
 
 # -- the model's vocabulary ---------------------------------------------------------------------
 
@@ -106,29 +100,6 @@ def content(seed: int, size: int) -> bytes:
     return random.Random(seed * 1_000_003 + size).randbytes(size)
 
 
-def read(vol: Volume, path: str, at: int | None = None) -> bytes:
-    return b"".join(vol.read_file(path, at=at))
-
-
-def api_files(vol: Volume, at: int | None = None) -> Tree:
-    out: Tree = {}
-    for e in vol.listdir("/", recursive=True, at=at):
-        if e.type == FileEntryType.FILE:
-            data = read(vol, e.path, at)
-            assert len(data) == e.size, (at, e, len(data))
-            out[e.path] = data
-    return out
-
-
-def scan_files(root: Path) -> Tree:
-    out: Tree = {}
-    for d, _dirs, files in os.walk(root):
-        rel = os.path.relpath(d, root)
-        for n in files:
-            out[n if rel == "." else f"{rel}/{n}"] = (Path(d) / n).read_bytes()
-    return out
-
-
 def apply(tree: Tree, changes: dict[str, bytes | None]) -> Tree:
     new = dict(tree)
     for p, v in changes.items():
@@ -137,10 +108,6 @@ def apply(tree: Tree, changes: dict[str, bytes | None]) -> Tree:
         else:
             new[p] = v
     return new
-
-
-def changes_of(local: Tree, synced: Tree) -> dict[str, bytes | None]:
-    return {p: local.get(p) for p in set(local) | set(synced) if local.get(p) != synced.get(p)}
 
 
 def short(v: bytes | None) -> str:

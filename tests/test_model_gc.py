@@ -71,7 +71,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from modeltest import StoreAs, api_files, assert_same, model_settings, parents, read
+from modeltest import StoreAs, api_files, assert_same, model_settings, parents, read, scan_files
 
 from jupyter_volume import NotFoundError, Volume
 from jupyter_volume.errors import StoreError
@@ -107,15 +107,6 @@ Tree = dict[str, bytes]  # files only: path -> bytes
 def mtime_of(path: str, data: bytes) -> int:
     """A fixed mtime per (path, content): the same upload makes the same tree entry."""
     return (1_600_000_000 + zlib.crc32(path.encode() + data) % 1_000_000) * 10**9
-
-
-def scan_files(root: Path) -> Tree:
-    out: Tree = {}
-    for d, _dirs, files in os.walk(root):
-        rel = os.path.relpath(d, root)
-        for n in files:
-            out[n if rel == "." else f"{rel}/{n}"] = (Path(d) / n).read_bytes()
-    return out
 
 
 def scan_dirs(root: Path) -> set[str]:
