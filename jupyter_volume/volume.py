@@ -1068,15 +1068,9 @@ class Volume:
         if into_dir and dst_e is None:
             _refuse_file_parent(repo, root, dst, f"cannot create folder {dst}", self.name or "")
         if not into_dir:
-            parent = dst.rsplit("/", 1)[0] if "/" in dst else ""
-            pe = repo.lookup(parent, root)
-            if pe is None or pe.kind != DIR:
-                # a file in the way is named, whether or not the folders are to be made
-                _refuse_file_parent(repo, root, dst, f"cannot copy to {dst}", self.name or "")
-            if pe is None and not make_parents:
-                raise NotFoundError(
-                    f"destination folder {parent or '/'} does not exist in volume {self.name!r}"
-                )
+            _check_destination_parent(
+                repo, root, dst, f"cannot copy to {dst}", self.name or "", make_parents
+            )
         changes: dict[str, Entry | str | None] = {}
         came_from: dict[str, str] = {}  # each new path -> the source it is a copy of
 
@@ -1212,13 +1206,7 @@ class Volume:
                     f"{dp} already exists in volume {self.name!r}: pass overwrite=True to replace it"
                 )
         what = f"cannot move {sp} to {dp}"
-        pe = repo.lookup(_parent_path(dp), root)
-        if pe is None or not pe.is_dir:
-            _refuse_file_parent(repo, root, dp, what, self.name)  # a file in the way, named
-        if pe is None and not make_parents:
-            raise NotFoundError(
-                f"destination folder {_parent_path(dp) or '/'} does not exist in volume {self.name!r}"
-            )
+        _check_destination_parent(repo, root, dp, what, self.name, make_parents)
         changes: dict[str, Any] = {dp: se, sp: None}
         if se.is_dir:
             # a folder goes away only once everything below it is deleted too
@@ -2035,6 +2023,23 @@ def _refuse_file_parent(repo: Repository, root: str, path: str, what: str, volum
             raise AlreadyExistsError(
                 f"{what}: {'/'.join(parts[:i])} is a file in volume {volume!r}"
             )
+
+
+def _check_destination_parent(
+    repo: Repository, root: str, path: str, what: str, volume: str, make_parents: bool
+) -> None:
+    """Refuse a copy or move to ``path`` whose folder is not there in ``root``.
+
+    A file in the way is named (AlreadyExistsError) whether or not missing folders are
+    to be made; a missing folder is NotFoundError unless ``make_parents``."""
+    parent = _parent_path(path)
+    pe = repo.lookup(parent, root)
+    if pe is None or pe.kind != DIR:
+        _refuse_file_parent(repo, root, path, what, volume)
+    if pe is None and not make_parents:
+        raise NotFoundError(
+            f"destination folder {parent or '/'} does not exist in volume {volume!r}"
+        )
 
 
 def _batch_message(changes: dict[str, Any]) -> str:
