@@ -962,7 +962,21 @@ def test_idle_mount_adds_no_commit(vol: Volume, tmp_path: Path) -> None:
         b.put_file(io.BytesIO(b"x"), "x.txt")
     m = vol.mount(tmp_path / "mnt", interval=0.5)
     before = vol.history()[0].seq
-    time.sleep(30)
+    # twenty rounds of the committer, counted where each round asks the journal whether
+    # anything changed (a spy: the answer is the journal's own)
+    rounds = 0
+    peek = m._journal.peek
+
+    def counted() -> bool | None:
+        nonlocal rounds
+        rounds += 1
+        return peek()
+
+    m._journal.peek = counted  # type: ignore[method-assign]
+    deadline = time.time() + 120
+    while rounds < 20 and time.time() < deadline:
+        time.sleep(0.2)
+    assert rounds >= 20, rounds
     assert vol.history()[0].seq == before
     assert m.last_error is None
     # ...and the committer is alive: a change is committed without asking
