@@ -355,6 +355,13 @@ def _write_ids(blob: bytes) -> list[bytes]:
     return [ids[i : i + _WRITE_ID_BYTES] for i in range(0, size, _WRITE_ID_BYTES)]
 
 
+def _carries(current: bytes, blob: bytes) -> bool:
+    """Whether entry object ``current`` is ``blob``'s write or an incr built on it (its
+    write ids include ``blob``'s newest)."""
+    ids = _write_ids(blob)
+    return bool(ids) and ids[0] in _write_ids(current)
+
+
 def _creator() -> str:
     from .repository.repo import default_author
 
@@ -1077,6 +1084,14 @@ class Dict(MutableMapping[Any, Any]):
             # the key settles by reading it back, and another writer's create of the
             # same value would otherwise pass for ours (two writers told they won).
             written = self.store.put_if_absent(okey, blob)
+            if not written:
+                # a create that landed with its answer lost, and that an incr built on
+                # before the retry: the store compares bytes and finds the sum, yet the
+                # entry still carries this create's write id
+                try:
+                    written = _carries(self.store.get(okey), blob)
+                except NotFoundError:
+                    pass
         else:
             self.store.put(okey, blob)
             written = True
@@ -1109,7 +1124,11 @@ class Dict(MutableMapping[Any, Any]):
                 # another pop's claim on this version may be swept by now, so ours could
                 # be made again: read afresh instead
                 continue
-            body = json.dumps({"claim": os.urandom(16).hex(), "version": token}).encode()
+            # the claimed version's write ids: an incr whose write landed unheard in
+            # it finds its own number here once the entry is gone (_popped_with)
+            ids = [i.hex() for i in _write_ids(blob)]
+            body = json.dumps({"claim": os.urandom(16).hex(), "version": token, "ids": ids})
+            body = body.encode()
             if self.store.put_if_absent(claim, body):
                 if _lease_clock() - asked_at > CLAIM_KEEP / 4 and not self._still(okey, token):
                     # stalled after the check above (a stopped process, a claim whose
@@ -1136,25 +1155,59 @@ class Dict(MutableMapping[Any, Any]):
         then the value lives on in that sum, and returning it too would count it twice.
         That newer version carries the claimed one's newest write id in its history;
         when it does, the pop takes that version instead (the incr came first). Any
-        other newer version (a put) stays, as a put after the pop. A failed delete is
-        logged, not raised: the value is ours already, and the entry stays visible
-        until the next pop of its key, or the claim sweep, removes it."""
+        other newer version (a put) stays, as a put after the pop.
+
+        A delete that failed is settled by reading the entry: still our version, the
+        value is ours and the entry stays visible until the next pop of its key, or the
+        claim sweep, removes it (logged). When that read fails too, whether an incr took
+        the value into its sum cannot be told, so the pop raises: a value is never
+        handed out twice (like any operation whose answer is lost, it may have been
+        taken; the claim sweep removes a version left claimed)."""
+        failed: VolumeError | None = None
         try:
             if self.store.delete_if_match(okey, token):
                 return True
-            now = self.store.get_versioned(okey)[0]
         except NotFoundError:
             return True  # deleted by a pop that found our claim (it finishes our delete)
-        except VolumeError:
+        except VolumeError as e:
+            failed = e
+        try:
+            now, now_token = self.store.get_versioned(okey)
+        except NotFoundError:
+            return True  # deleted: by our failed delete, or by a pop finishing it
+        except VolumeError as e:
+            raise e from failed
+        if now_token == token:  # our delete did not land: the value is ours all the same
             log.warning(
                 "popped a value from %s but could not delete its entry (it stays visible "
                 "until the next pop of its key, or the claim sweep, removes it)",
                 self._what(),
-                exc_info=True,
+                exc_info=failed,
             )
             return True
         ids = _write_ids(blob)
         return not (ids and ids[0] in _write_ids(now))
+
+    def _popped_with(self, okey: str, sent: dict[bytes, int]) -> int | None:
+        """The value of the write in ``sent`` (an incr's write ids) that a pop of entry
+        ``okey`` took away, if one did (the claims name the versions they popped, with
+        their write ids); None otherwise."""
+        prefix = f"{self._claims}{okey.rsplit('/', 1)[-1]}/"
+        for info in self.store.list(prefix):
+            if info.key.endswith(".ended"):
+                continue
+            try:
+                ids = json.loads(self.store.get(info.key)).get("ids") or []
+            except (NotFoundError, ValueError, AttributeError):
+                continue  # swept meanwhile, or a claim of an older client
+            for i in ids:
+                try:
+                    wid = bytes.fromhex(i)
+                except (TypeError, ValueError):
+                    continue
+                if wid in sent:
+                    return sent[wid]
+        return None
 
     def _still(self, okey: str, token: str) -> bool:
         """True if entry ``okey`` is version ``token`` now (one read)."""
@@ -1336,9 +1389,13 @@ class Dict(MutableMapping[Any, Any]):
                 self._written([okey])
                 return default
             try:
-                return self._load_value(self.store.get(okey), key)
+                current = self.store.get(okey)
             except NotFoundError:
                 continue  # deleted in between: try to create it again
+            if _carries(current, blob):  # our create after all (see put)
+                self._written([okey])
+                return default
+            return self._load_value(current, key)
 
     @aio
     def incr(self, key: Any, amount: int = 1) -> int:
@@ -1369,6 +1426,13 @@ class Dict(MutableMapping[Any, Any]):
                 if ours:
                     self._written([okey])
                     return ours[0]
+                if blob is None:
+                    # gone: a pop may have taken a version our write landed in unheard
+                    # (its claim names the version's write ids), which then counted
+                    popped = self._popped_with(okey, sent)
+                    if popped is not None:
+                        self._written([okey])
+                        return popped
             write_id = os.urandom(_WRITE_ID_BYTES)
             if blob is None:
                 sent[write_id] = amount
@@ -1565,6 +1629,8 @@ class DictLock:
         self.lease = float(lease)
         self.timeout = timeout
         self._renewer: _LockLease | None = None
+        #: the renewal of a hold whose release raised: what a retry of it frees
+        self._unreleased: _LockLease | None = None
 
     @property
     def held(self) -> bool:
@@ -1599,6 +1665,9 @@ class DictLock:
             if not self._renewer.lost:
                 raise InvalidError(f"lock {self.name!r} is already held by this handle")
             self._renewer = None  # taken over meanwhile (its thread has ended): wait anew
+        if self._unreleased is not None:  # a release that raised: free it first, if ours
+            self._free_if_ours(self._unreleased.owner["owner"])
+            self._unreleased = None
         owner = self._owner()
         body = _dump({**owner, "n": 0})
         start = time.monotonic()
@@ -1609,7 +1678,13 @@ class DictLock:
             if self._dict_ended():  # an ephemeral Dict whose block ended has no locks
                 self.dict._check_open()
             sent = _lease_clock()
-            token = self._try_take(body, seen, recheck_at)
+            try:
+                token = self._try_take(body, seen, recheck_at)
+            except BaseException:
+                # a write of this attempt may have landed with its answer lost: a lock
+                # taken by an acquire that raises would stay taken a whole lease
+                self._free_if_ours(owner["owner"])
+                raise
             if isinstance(token, str) and token.startswith("ok:"):
                 self._check_dict(token[3:])
                 self._renewer = _LockLease(self.store, self.key, self.lease, owner, token[3:], sent)
@@ -1648,6 +1723,20 @@ class DictLock:
             with contextlib.suppress(Exception):
                 self.store.delete_if_match(self.key, token)
             raise
+        except BaseException:
+            # the check failed (the store, say): the acquire raises, so no handle will
+            # ever release what it took; free it now rather than a lease later
+            with contextlib.suppress(Exception):
+                self.store.put_if_match(self.key, _FREE, token)
+            raise
+
+    def _free_if_ours(self, owner: str) -> None:
+        """Best effort: free the lock if its object carries ``owner``."""
+        with contextlib.suppress(Exception):
+            data, token = self.store.get_versioned(self.key)
+            holder = json.loads(data)
+            if isinstance(holder, dict) and holder.get("owner") == owner:
+                self.store.put_if_match(self.key, _FREE, token)
 
     def _try_take(self, body: bytes, seen: str | None, recheck_at: float) -> Any:
         """One attempt: ``"ok:<token>"`` when taken; ``(version, recheck_at)`` after
@@ -1684,8 +1773,13 @@ class DictLock:
         return token, time.monotonic() + left
 
     def release(self) -> None:
-        """Stop renewing and free the lock (if it is still ours)."""
-        renewer, self._renewer = self._renewer, None
+        """Stop renewing and free the lock (if it is still ours).
+
+        If freeing it fails (the store's error is raised), the lock is no longer
+        :attr:`held` and renewals stay stopped, so it frees itself a lease later;
+        ``release()`` may be called again to free it now."""
+        renewer = self._renewer or self._unreleased
+        self._renewer, self._unreleased = None, renewer
         if renewer is None:
             return
         renewer.stop(delete=False)
@@ -1696,6 +1790,7 @@ class DictLock:
                 current = renewer._current_if_ours()
                 if current is not None:
                     self.store.put_if_match(self.key, _FREE, current)
+        self._unreleased = None
 
     def __enter__(self) -> DictLock:
         return self.acquire()
