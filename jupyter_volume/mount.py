@@ -1363,7 +1363,9 @@ class Mount:
             # (under the mount's lock: no commit of this mount is under way)
             self._repo.withdraw(mark["txns"])
             # settled: the next scans need not again; the ids still tell our commits
-            mark = {"after": mark["after"], "ours": mark["txns"]}
+            # (those of every failed push since the mark was made, not only the last's)
+            ours = [*mark.get("ours", []), *mark["txns"]][-64:]
+            mark = {"after": mark["after"], "ours": ours}
             idx.set_meta(_PUSHING, mark)
         if ch or ch.taken or mark.get("ours"):
             # (a scan that found nothing may still miss a file deleted since: see
@@ -1434,13 +1436,8 @@ class Mount:
         # A file our landed commit wrote that is missing here and was never recorded
         # (the commit failed as far as we knew): the user deleted it since. With no row
         # it is no change to the scan; it must be deleted from the volume, else it stays
-        # there and comes back with the next reload. Looked for among the paths the
-        # scan looked at, and among those a commit of ours alone wrote (its diff).
-        unrecorded = {
-            rel
-            for rel in ch.taken or ()
-            if rel not in files and rel not in links and rel not in dirs and rel not in gone
-        }
+        # there and comes back with the next reload. Looked for among the files a
+        # commit of ours alone wrote (its diff).
         deleted_since: set[str] = set()
         last_root: str | None = None
         for rec in oldest_first():
@@ -1457,7 +1454,7 @@ class Mount:
                     top = trees.lookup(root, self.sub_path)
                     root = top.tree if top is not None and top.kind == DIR else EMPTY_TREE  # type: ignore[assignment]
                 if mine:
-                    deleted_since |= self._deleted_since_landed(rec, root, unrecorded, mine)
+                    deleted_since |= self._deleted_since_landed(rec, root, mine)
                 for rel, st in list(files.items()):
                     e = trees.lookup(root, rel)
                     if e is not None and holds(rel, e, st):
@@ -1512,30 +1509,26 @@ class Mount:
             ch.rows.pop(rel, None)  # the scan's row is not the row any more
         ch.gone.difference_update(deleted)
 
-    def _deleted_since_landed(
-        self, rec: CommitRecord, root: str, unrecorded: set[str], mine: set[str]
-    ) -> set[str]:
-        """Files that commit ``rec`` of ours (tree ``root``, as this folder shows it) has,
-        that are missing here and that the mount never recorded: deleted by the user
-        after that commit landed unheard. Looked for among ``unrecorded`` (paths the scan
-        looked at) and, for a record that carries no one else's change set, among the
-        files it wrote (its diff from its parent)."""
+    def _deleted_since_landed(self, rec: CommitRecord, root: str, mine: set[str]) -> set[str]:
+        """Files that commit ``rec`` of ours (tree ``root``, as this folder shows it)
+        wrote, that are missing here and that the mount never recorded: deleted by the
+        user after that commit landed unheard. Only a record that carries no one else's
+        change set tells which files are ours: the ones it wrote (its diff from its
+        parent; a file it merely kept, another writer's, is not)."""
+        if rec.txn not in mine or rec.extra.get("carried") or rec.parent is None:
+            # (a record that carried others' change sets cannot tell their files from
+            # ours: a deletion then stays uncommitted rather than risk another's file)
+            return set()
         trees = self._repo.trees
-        wrote = set(unrecorded)
-        if rec.txn in mine and not rec.extra.get("carried") and rec.parent is not None:
-            try:
-                parent = self._sub_root(self._repo.record(rec.parent).root)
-                wrote.update(
-                    p for p, _old, new in trees.diff(parent, root) if new and new.kind != DIR
-                )
-            except (NotFoundError, InvalidError):
-                pass  # (expired by gc, or the folder's path is a file there)
+        try:
+            parent = self._sub_root(self._repo.record(rec.parent).root)
+            wrote = {p for p, _old, new in trees.diff(parent, root) if new and new.kind != DIR}
+        except (NotFoundError, InvalidError):
+            return set()  # (expired by gc, or the folder's path is a file there)
         return {
             rel
             for rel in wrote
-            if self._index.row(rel) is None
-            and not os.path.lexists(self.path / rel)
-            and trees.lookup(root, rel) is not None
+            if self._index.row(rel) is None and not os.path.lexists(self.path / rel)
         }
 
     def _note_gone(self, paths: Iterable[str]) -> None:

@@ -1654,7 +1654,10 @@ class Repository:
                             [
                                 i
                                 for i in (*mine, *others)
-                                if i.txn == own_txn or not _stale(i.gc, head)
+                                if i.txn == own_txn
+                                or not (
+                                    _stale(i.gc, head) or (i in others and self._overtaken(i, head))
+                                )
                             ],
                             changes,
                             own=published.key if published else None,
@@ -2313,6 +2316,44 @@ class Repository:
         fetch = [it for it in todo if it[0] not in self._intent_cache]
         loaded = _download_pool.map(load, todo) if len(fetch) > 1 else map(load, todo)
         return [i for i in loaded if i is not None]
+
+    def _overtaken(self, intent: _Intent, head: CommitRecord) -> bool:
+        """Whether a commit after ``intent``'s base changed one of its paths: then it is
+        not carried, and only its own writer (still waiting, if alive) commits it.
+
+        Its writer may have given up (the store failed it) without being able to
+        withdraw it, and reported the failure: carried later over what another writer
+        wrote after that, it would put older bytes back (or delete a newer file). A
+        writer that waits is not hurt: it goes for the log slot itself once it has
+        waited its turn, applying its change onto the newest head (last writer wins, as
+        for any commit). A base whose record cannot be read counts as overtaken."""
+        if head.seq <= intent.base:
+            return False
+        try:
+            base_root = self.record(intent.base).root
+        except (NotFoundError, CorruptionError):
+            return True
+        if base_root == head.root:
+            return False
+        lookup = self.trees.lookup
+        for path, change in intent.changes.items():
+            now = lookup(head.root, path)
+            if isinstance(change, str):  # "dir": only a file put in its way since matters
+                if now is not None and now.kind != DIR:
+                    return True
+                continue
+            then = lookup(base_root, path)
+            if then is None or now is None:
+                if then is not now:
+                    return True
+            elif change is not None and change.kind == DIR:
+                # a folder's own entry (its mode and time): what changed below it since
+                # is other paths' business
+                if now.kind != then.kind:
+                    return True
+            elif not then.same_content(now):
+                return True
+        return False
 
     def _choose_intents(
         self, pending: list[_Intent], changes: dict[str, Entry | str | None], own: str | None
