@@ -50,13 +50,14 @@ many requests were seen and forwarded), so tests can prove the faults happened.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import random
 import re
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -239,6 +240,45 @@ class FaultProxy:
             raise ValueError("mask needs at_byte, and must be 1..255")
         with self._lock:
             self._forced.extend([(BITFLIP, "GET", path_contains, (at_byte, mask), None)] * n)
+
+    def clear(self) -> None:
+        """Forget every forced fault that has not happened yet."""
+        with self._lock:
+            self._forced.clear()
+
+    def arm_stages(
+        self,
+        stages: list[tuple[str, str | None, str | None, int]],
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Force ``stages``, each ``(kind, method, path_contains, n)``: ``n`` faults of
+        ``kind`` on the next matching requests, then, once the last of them has
+        happened, the next stage (so a later stage meets the requests after the earlier
+        one's, as a retry's read-back after a lost answer). ``then`` runs at the first
+        fault of the first stage. A truncated or stalled answer runs no ``then``: the
+        stage after it is forced at once."""
+
+        def arm(stage: int) -> None:
+            if stage >= len(stages):
+                return
+            kind, method, part, n = stages[stage]
+            chained = kind in ("error500", "drop", "lost_response")
+            for i in range(n):
+                hooks: list[Callable[[], None]] = []
+                if stage == 0 and i == 0 and then is not None:
+                    hooks.append(then)
+                if chained and i == n - 1:
+                    hooks.append(lambda: arm(stage + 1))
+                self.force(
+                    kind,
+                    method=method,
+                    path_contains=part,
+                    then=(lambda hs=tuple(hooks): [h() for h in hs]) if hooks else None,
+                )
+            if not chained:
+                arm(stage + 1)
+
+        arm(0)
 
     def pending_flips(self) -> int:
         """How many forced bit flips have not happened yet."""
@@ -495,3 +535,24 @@ def store_through(
     store.backoff_base = 0.005
     store.backoff_cap = 0.1
     return store
+
+
+@contextlib.contextmanager
+def client_b(
+    seaweedfs: Any, bucket: str, prefix: str, *, seed: int, read_timeout: float, attempts: int
+) -> Iterator[tuple[FaultProxy, Any]]:
+    """``(proxy, store)``: a fault proxy in front of ``seaweedfs`` and a store on
+    ``bucket``/``prefix`` through it that gives up after ``attempts`` tries of a
+    request (a fault model's client B). At the end every mount of this process is let
+    go (a failed example may leave one), the store closed and the proxy stopped."""
+    with FaultProxy(seaweedfs.endpoint, seed=seed) as proxy:
+        store = store_through(proxy, seaweedfs, bucket, prefix, read_timeout=read_timeout)
+        store.max_attempts = attempts
+        try:
+            yield proxy, store
+        finally:
+            from jupyter_volume.mount import mounts
+
+            for m in mounts():
+                m._detach()
+            store.close()

@@ -53,8 +53,7 @@ def handles(
     try:
         yield a, b, f"/e/{entry}"
     finally:
-        with proxy._lock:
-            proxy._forced.clear()
+        proxy.clear()
         store_b.close()
 
 

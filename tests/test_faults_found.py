@@ -37,8 +37,7 @@ def _fail_pack_reads(proxy: FaultProxy, n: int = 12) -> None:
 
 
 def _clear(proxy: FaultProxy) -> None:
-    with proxy._lock:
-        proxy._forced.clear()
+    proxy.clear()
 
 
 @contextlib.contextmanager

@@ -76,7 +76,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from faultproxy import STALL, FaultProxy, store_through
+from faultproxy import STALL, FaultProxy, client_b
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -367,8 +367,7 @@ class DictFaultModel(RuleBasedStateMachine):
 
     # -- helpers -------------------------------------------------------------------------
     def _clear_faults(self) -> None:
-        with self.proxy._lock:
-            self.proxy._forced.clear()
+        self.proxy.clear()
 
     def _rng(self, seed: int) -> random.Random:
         """The choices of one step: from its seed, the example's number and the step's
@@ -446,30 +445,8 @@ class DictFaultModel(RuleBasedStateMachine):
         proxy = self.proxy
         self._clear_faults()
 
-        def arm(stage: int) -> None:
-            """Arm stage ``stage`` of ``faults``: its faults on the next matching requests;
-            once its last one has happened, the next stage."""
-            if stage >= len(faults):
-                return
-            target, kind, n = faults[stage]
-            method, part = TARGETS[target]
-            chained = kind in ("error500", "drop", "lost_response")  # these run a then
-            for i in range(n):
-                hooks: list[Callable[[], None]] = []
-                if stage == 0 and i == 0 and then is not None:
-                    hooks.append(then)
-                if chained and i == n - 1:
-                    hooks.append(lambda: arm(stage + 1))
-                proxy.force(
-                    kind,
-                    method=method,
-                    path_contains=part,
-                    then=(lambda hs=tuple(hooks): [h() for h in hs]) if hooks else None,
-                )
-            if not chained:
-                arm(stage + 1)
-
-        arm(0)
+        stages = [(kind, *TARGETS[target], n) for target, kind, n in faults]
+        proxy.arm_stages(stages, then)
         start = len(proxy.log)
         exc: BaseException | None = None
         result: Any = FAILED
@@ -863,28 +840,28 @@ class DictFaultModel(RuleBasedStateMachine):
 
 
 def run(seaweedfs: Any, s3_bucket: str, s3_store: Any, examples: int, steps: int) -> None:
-    with FaultProxy(seaweedfs.endpoint, seed=7) as proxy:
-        store_b = store_through(
-            proxy, seaweedfs, s3_bucket, s3_store.prefix, read_timeout=B_READ_TIMEOUT
-        )
-        store_b.max_attempts = B_ATTEMPTS
-        try:
-            DictFaultModel.store_a = s3_store
-            DictFaultModel.store_b = store_b
-            DictFaultModel.proxy = proxy
-            DictFaultModel.seen.clear()
-            DictFaultModel.examples.clear()
-            run_state_machine_as_test(DictFaultModel, settings=model_settings(examples, steps))
-            seen, counts = DictFaultModel.seen, proxy.counts
-            print("\nDict fault model:", dict(sorted(seen.items())), dict(counts))
-            for label, what in sorted(DictFaultModel.examples.items()):
-                print(f"first case of {label!r}: {what}")
-            # the faults were real, and B's operations failed in each way
-            assert all(counts[k] > 3 for k in ("error500", "drop", "lost_response")), counts
-            failed = sum(n for k, n in seen.items() if k.endswith(": raised"))
-            assert failed >= 8 and seen["interleaved op of A"] >= 8, seen
-        finally:
-            store_b.close()
+    with client_b(
+        seaweedfs,
+        s3_bucket,
+        s3_store.prefix,
+        seed=7,
+        read_timeout=B_READ_TIMEOUT,
+        attempts=B_ATTEMPTS,
+    ) as (proxy, store_b):
+        DictFaultModel.store_a = s3_store
+        DictFaultModel.store_b = store_b
+        DictFaultModel.proxy = proxy
+        DictFaultModel.seen.clear()
+        DictFaultModel.examples.clear()
+        run_state_machine_as_test(DictFaultModel, settings=model_settings(examples, steps))
+        seen, counts = DictFaultModel.seen, proxy.counts
+        print("\nDict fault model:", dict(sorted(seen.items())), dict(counts))
+        for label, what in sorted(DictFaultModel.examples.items()):
+            print(f"first case of {label!r}: {what}")
+        # the faults were real, and B's operations failed in each way
+        assert all(counts[k] > 3 for k in ("error500", "drop", "lost_response")), counts
+        failed = sum(n for k, n in seen.items() if k.endswith(": raised"))
+        assert failed >= 8 and seen["interleaved op of A"] >= 8, seen
 
 
 def test_dict_fault_model_s3(seaweedfs: Any, s3_bucket: str, s3_store: Any) -> None:

@@ -51,7 +51,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from faultproxy import STALL, FaultProxy, store_through
+from faultproxy import STALL, FaultProxy, client_b
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -225,37 +225,14 @@ class FaultModel(RuleBasedStateMachine):
         proxy = self.proxy
         box: dict[str, Any] = {}
         a_change: dict[str, bytes | None] | None = None
-        with proxy._lock:
-            proxy._forced.clear()
+        proxy.clear()
 
-        def arm(stage: int) -> None:
-            """Arm stage ``stage`` of ``faults``: its faults on the next matching requests;
-            once its last one has happened, the next stage (so a later stage meets
-            requests after the earlier one's, as a retry's read-back after a lost answer)."""
-            if stage >= len(faults):
-                return
-            target, k, n = faults[stage]
-            method, part = TARGETS[target]
+        stages = []  # (kind, method, path part, how many), each after the one before
+        for target, k, n in faults:
             kinds = kinds_for(target)
             kind = kinds[k % len(kinds)]
-            if kind == STALL:
-                n = min(n, 2)  # each costs a read timeout
-            # truncate and stall run no ``then``: the next stage is armed at once
-            chained = kind in ("error500", "drop", "lost_response")
-            for i in range(n):
-                hooks: list[Callable[[], None]] = []
-                if stage == 0 and i == 0 and then is not None:
-                    hooks.append(then)
-                if chained and i == n - 1:
-                    hooks.append(lambda: arm(stage + 1))
-                proxy.force(
-                    kind,
-                    method=method,
-                    path_contains=part,
-                    then=(lambda hs=tuple(hooks): [h() for h in hs]) if hooks else None,
-                )
-            if not chained:
-                arm(stage + 1)
+            # each stall costs a read timeout
+            stages.append((kind, *TARGETS[target], min(n, 2) if kind == STALL else n))
 
         then: Callable[[], None] | None = None
         if inter is not None:
@@ -271,7 +248,7 @@ class FaultModel(RuleBasedStateMachine):
 
             then = a_commits
 
-        arm(0)
+        proxy.arm_stages(stages, then)
         start = len(proxy.log)
         exc: BaseException | None = None
         try:
@@ -283,8 +260,7 @@ class FaultModel(RuleBasedStateMachine):
                 f"B raised {type(e).__name__} (not one of the package's errors): {e}"
             ) from e
         finally:
-            with proxy._lock:
-                proxy._forced.clear()
+            proxy.clear()
         injected = [entry for entry in proxy.log[start:] if entry[2] != "ok"]
         if "error" in box:
             raise AssertionError(f"A's interleaved commit failed: {box['error']!r}")
@@ -588,8 +564,7 @@ class FaultModel(RuleBasedStateMachine):
                     )
         finally:
             if self.mount_b is not None:
-                with self.proxy._lock:
-                    self.proxy._forced.clear()
+                self.proxy.clear()
                 self.mount_b._detach()
                 self.mount_b = None
 
@@ -597,30 +572,26 @@ class FaultModel(RuleBasedStateMachine):
 def run(
     seaweedfs: Any, s3_bucket: str, s3_store: Any, tmp_path: Path, examples: int, steps: int
 ) -> None:
-    with FaultProxy(seaweedfs.endpoint, seed=11) as proxy:
-        store_b = store_through(
-            proxy, seaweedfs, s3_bucket, s3_store.prefix, read_timeout=B_READ_TIMEOUT
-        )
-        store_b.max_attempts = B_ATTEMPTS
-        try:
-            FaultModel.store_a = s3_store
-            FaultModel.store_b = store_b
-            FaultModel.proxy = proxy
-            FaultModel.seen.clear()
-            FaultModel.tmp = tmp_path / uuid.uuid4().hex[:6]
-            run_state_machine_as_test(FaultModel, settings=model_settings(examples, steps))
-            # the faults were real, and B's operations failed in each way
-            seen, counts = FaultModel.seen, proxy.counts
-            assert all(counts[k] > 3 for k in ("error500", "drop", "lost_response")), counts
-            failed = sum(n for k, n in seen.items() if k.endswith(": raised"))
-            assert failed >= 8 and seen["interleaved commit of A"] >= 3, seen
-            assert sum(n for k, n in seen.items() if k.endswith("raised, landed")) >= 1, seen
-        finally:
-            from jupyter_volume.mount import mounts
-
-            for m in mounts():
-                m._detach()
-            store_b.close()
+    with client_b(
+        seaweedfs,
+        s3_bucket,
+        s3_store.prefix,
+        seed=11,
+        read_timeout=B_READ_TIMEOUT,
+        attempts=B_ATTEMPTS,
+    ) as (proxy, store_b):
+        FaultModel.store_a = s3_store
+        FaultModel.store_b = store_b
+        FaultModel.proxy = proxy
+        FaultModel.seen.clear()
+        FaultModel.tmp = tmp_path / uuid.uuid4().hex[:6]
+        run_state_machine_as_test(FaultModel, settings=model_settings(examples, steps))
+        # the faults were real, and B's operations failed in each way
+        seen, counts = FaultModel.seen, proxy.counts
+        assert all(counts[k] > 3 for k in ("error500", "drop", "lost_response")), counts
+        failed = sum(n for k, n in seen.items() if k.endswith(": raised"))
+        assert failed >= 8 and seen["interleaved commit of A"] >= 3, seen
+        assert sum(n for k, n in seen.items() if k.endswith("raised, landed")) >= 1, seen
 
 
 def test_fault_model_s3(seaweedfs: Any, s3_bucket: str, s3_store: Any, tmp_path: Path) -> None:

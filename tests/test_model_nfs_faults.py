@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import STALL, FaultProxy, store_through
+from faultproxy import STALL, FaultProxy, client_b
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -244,35 +244,16 @@ class NfsFaultModel(RuleBasedStateMachine):
         FileNotFoundError needs no fault)."""
         proxy = self.proxy
         box: dict[str, Any] = {}
-        with proxy._lock:
-            proxy._forced.clear()
+        proxy.clear()
         then: Callable[[], None] | None = None
         a_change: Changes | None = None
 
-        def arm(stage: int) -> None:
-            if stage >= len(faults):
-                return
-            target, k, n = faults[stage]
-            method, part = TARGETS[target]
+        stages = []  # (kind, method, path part, how many), each after the one before
+        for target, k, n in faults:
             kinds = kinds_for(target)
             kind = kinds[k % len(kinds)]
-            if kind == STALL:
-                n = min(n, 2)  # each costs a read timeout
-            chained = kind in ("error500", "drop", "lost_response")
-            for i in range(n):
-                hooks: list[Callable[[], None]] = []
-                if stage == 0 and i == 0 and then is not None:
-                    hooks.append(then)
-                if chained and i == n - 1:
-                    hooks.append(lambda: arm(stage + 1))
-                proxy.force(
-                    kind,
-                    method=method,
-                    path_contains=part,
-                    then=(lambda hs=tuple(hooks): [h() for h in hs]) if hooks else None,
-                )
-            if not chained:
-                arm(stage + 1)
+            # each stall costs a read timeout
+            stages.append((kind, *TARGETS[target], min(n, 2) if kind == STALL else n))
 
         if inter is not None:
             path, size, seed = inter
@@ -288,7 +269,7 @@ class NfsFaultModel(RuleBasedStateMachine):
 
             then = a_writes
 
-        arm(0)
+        proxy.arm_stages(stages, then)
         start = len(proxy.log)
         exc: BaseException | None = None
         out: Any = None
@@ -301,8 +282,7 @@ class NfsFaultModel(RuleBasedStateMachine):
                 f"B raised {type(e).__name__} (not one of the package's errors): {e}{self._tell()}"
             ) from e
         finally:
-            with proxy._lock:
-                proxy._forced.clear()
+            proxy.clear()
         injected = [entry for entry in proxy.log[start:] if entry[2] != "ok"]
         if "error" in box:
             raise AssertionError(f"A's interleaved write failed: {box['error']!r}")
@@ -732,8 +712,7 @@ class NfsFaultModel(RuleBasedStateMachine):
             assert self._actual() == self.head, differences(self._actual(), self.head)
         finally:
             if self.mount_b is not None:
-                with self.proxy._lock:
-                    self.proxy._forced.clear()
+                self.proxy.clear()
                 self.mount_b._detach()
                 self.mount_b = None
 
@@ -741,31 +720,27 @@ class NfsFaultModel(RuleBasedStateMachine):
 def run(
     seaweedfs: Any, s3_bucket: str, s3_store: Any, tmp_path: Path, examples: int, steps: int
 ) -> None:
-    with FaultProxy(seaweedfs.endpoint, seed=13) as proxy:
-        store_b = store_through(
-            proxy, seaweedfs, s3_bucket, s3_store.prefix, read_timeout=B_READ_TIMEOUT
-        )
-        store_b.max_attempts = B_ATTEMPTS
-        try:
-            NfsFaultModel.store_a = s3_store
-            NfsFaultModel.store_b = store_b
-            NfsFaultModel.proxy = proxy
-            NfsFaultModel.seen.clear()
-            NfsFaultModel.tmp = tmp_path / uuid.uuid4().hex[:6]
-            run_state_machine_as_test(NfsFaultModel, settings=model_settings(examples, steps))
-            # the faults were real, and B's operations failed in each way
-            seen, counts = NfsFaultModel.seen, proxy.counts
-            print("seen:", dict(seen), "faults:", dict(counts))
-            assert all(counts[k] > 3 for k in ("error500", "drop", "lost_response")), counts
-            failed = sum(n for k, n in seen.items() if k.endswith(": raised"))
-            assert failed >= 8 and seen["interleaved write of A"] >= 3, seen
-            assert seen["raised, landed"] >= 1, seen
-        finally:
-            from jupyter_volume.mount import mounts
-
-            for m in mounts():
-                m._detach()
-            store_b.close()
+    with client_b(
+        seaweedfs,
+        s3_bucket,
+        s3_store.prefix,
+        seed=13,
+        read_timeout=B_READ_TIMEOUT,
+        attempts=B_ATTEMPTS,
+    ) as (proxy, store_b):
+        NfsFaultModel.store_a = s3_store
+        NfsFaultModel.store_b = store_b
+        NfsFaultModel.proxy = proxy
+        NfsFaultModel.seen.clear()
+        NfsFaultModel.tmp = tmp_path / uuid.uuid4().hex[:6]
+        run_state_machine_as_test(NfsFaultModel, settings=model_settings(examples, steps))
+        # the faults were real, and B's operations failed in each way
+        seen, counts = NfsFaultModel.seen, proxy.counts
+        print("seen:", dict(seen), "faults:", dict(counts))
+        assert all(counts[k] > 3 for k in ("error500", "drop", "lost_response")), counts
+        failed = sum(n for k, n in seen.items() if k.endswith(": raised"))
+        assert failed >= 8 and seen["interleaved write of A"] >= 3, seen
+        assert seen["raised, landed"] >= 1, seen
 
 
 def test_nfs_fault_model_s3(seaweedfs: Any, s3_bucket: str, s3_store: Any, tmp_path: Path) -> None:

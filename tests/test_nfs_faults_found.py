@@ -27,8 +27,7 @@ def proxy(seaweedfs: Any) -> Iterator[FaultProxy]:
 
 
 def _clear(proxy: FaultProxy) -> None:
-    with proxy._lock:
-        proxy._forced.clear()
+    proxy.clear()
 
 
 def _read(nfs: NetworkFileSystem, path: str) -> bytes:
