@@ -1599,17 +1599,22 @@ class _LockLease(Lease):
 
     def _current_if_ours(self) -> str | None:
         """The lock object's version token if it is still this holder's, else None."""
-        try:
-            data, token = self.store.get_versioned(self.key)
-        except NotFoundError:
-            return None
-        try:
-            holder = json.loads(data)
-        except ValueError:
-            return None
-        if isinstance(holder, dict) and holder.get("owner") == self.owner["owner"]:
-            return token
+        return _held_by(self.store, self.key, self.owner["owner"])
+
+
+def _held_by(store: Store, key: str, owner: str) -> str | None:
+    """The version token of lock object ``key`` if it carries ``owner``, else None."""
+    try:
+        data, token = store.get_versioned(key)
+    except NotFoundError:
         return None
+    try:
+        holder = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(holder, dict) and holder.get("owner") == owner:
+        return token
+    return None
 
 
 class DictLock:
@@ -1733,9 +1738,8 @@ class DictLock:
     def _free_if_ours(self, owner: str) -> None:
         """Best effort: free the lock if its object carries ``owner``."""
         with contextlib.suppress(Exception):
-            data, token = self.store.get_versioned(self.key)
-            holder = json.loads(data)
-            if isinstance(holder, dict) and holder.get("owner") == owner:
+            token = _held_by(self.store, self.key, owner)
+            if token is not None:
                 self.store.put_if_match(self.key, _FREE, token)
 
     def _try_take(self, body: bytes, seen: str | None, recheck_at: float) -> Any:

@@ -1652,12 +1652,13 @@ class Repository:
                         own_txn = local.own if local is not None else None
                         carried = self._choose_intents(
                             [
-                                i
-                                for i in (*mine, *others)
-                                if i.txn == own_txn
-                                or not (
-                                    _stale(i.gc, head) or (i in others and self._overtaken(i, head))
-                                )
+                                *(i for i in mine if i.txn == own_txn or not _stale(i.gc, head)),
+                                *(
+                                    i
+                                    for i in others
+                                    if i.txn == own_txn
+                                    or not (_stale(i.gc, head) or self._overtaken(i, head))
+                                ),
                             ],
                             changes,
                             own=published.key if published else None,
