@@ -36,10 +36,6 @@ def _fail_pack_reads(proxy: FaultProxy, n: int = 12) -> None:
         proxy.force("error500", method="GET", path_contains="/packs/")
 
 
-def _clear(proxy: FaultProxy) -> None:
-    proxy.clear()
-
-
 @contextlib.contextmanager
 def _mount_b(
     proxy: FaultProxy, seaweedfs: Any, s3_bucket: str, s3_store: Any, name: str, folder: Path
@@ -52,7 +48,7 @@ def _mount_b(
     try:
         yield mount
     finally:
-        _clear(proxy)
+        proxy.clear()
         mount.unmount()
         store_b.close()
 
@@ -75,12 +71,12 @@ def test_a_deletion_after_two_failed_reloads_is_committed(
         _fail_pack_reads(proxy)
         with pytest.raises(StoreError):
             mount.reload()  # target: big.bin only
-        _clear(proxy)
+        proxy.clear()
         _put(vol_a, "sub/c", b"small")  # inline in its tree node: no download
         _fail_pack_reads(proxy)
         with pytest.raises(StoreError):
             mount.reload()  # writes sub/c, then fails on big.bin
-        _clear(proxy)
+        proxy.clear()
         assert (tmp_path / "B/sub/c").read_bytes() == b"small"
         (tmp_path / "B/sub/c").unlink()  # the user's deletion
         mount.commit()
@@ -110,7 +106,7 @@ def test_a_deletion_after_a_failed_commit_is_not_taken_for_another_writers(
             proxy.force("error500", method="PUT", path_contains="/log/")
         with pytest.raises(StoreError):
             mount.commit()
-        _clear(proxy)
+        proxy.clear()
         assert {e.path for e in vol_a.listdir("/")} == {"p"}  # nothing of B's landed
         vol_a.remove_file("p")
         _put(vol_a, "p", b"y")
@@ -138,7 +134,7 @@ def test_a_file_deleted_after_its_commit_landed_unheard_is_deleted(
             proxy.force("lost_response", method="PUT", path_contains="/log/")
         with pytest.raises(StoreError):
             mount.commit()
-        _clear(proxy)
+        proxy.clear()
         assert {e.path for e in vol_a.listdir("/")} == {"p", "q"}  # it landed, unheard
         (tmp_path / "B/q").unlink()  # the user's deletion
         mount.commit()

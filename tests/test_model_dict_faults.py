@@ -56,7 +56,9 @@ Allowed and counted, not failed (``seen``, printed at the end of the run with ``
   create of A that built on the first landing);
 * a release that raised may leave the lock taken (it is no longer ``held``): the model
   calls ``release()`` again, which must free it. An acquire that raised must leave
-  nothing taken (it frees what its write may have taken).
+  nothing taken (it frees what its write may have taken), unless the store failed that
+  free too (a fault on a read of the lock, or on more of its writes than one request
+  tries): then the model frees it, as the lease running out would.
 
 What it found is in ``test_dict_faults_found.py``, one plain case each.
 
@@ -352,7 +354,7 @@ class DictFaultModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self._clear_faults()
+        self.proxy.clear()
         n = next(self.counter)
         self.name = f"dfaults-{n}-{uuid.uuid4().hex[:6]}"
         self.example, self.steps = n, itertools.count()
@@ -366,9 +368,6 @@ class DictFaultModel(RuleBasedStateMachine):
         self.holders: dict[str, tuple[str, Any]] = {}  # lock -> (A or B, its DictLock)
 
     # -- helpers -------------------------------------------------------------------------
-    def _clear_faults(self) -> None:
-        self.proxy.clear()
-
     def _rng(self, seed: int) -> random.Random:
         """The choices of one step: from its seed, the example's number and the step's
         (Hypothesis draws the same few seeds often; the run stays reproducible)."""
@@ -443,7 +442,7 @@ class DictFaultModel(RuleBasedStateMachine):
         afterwards): (its result or FAILED, what it raised, the faults injected).
         ``then`` runs at the first fault of the first stage."""
         proxy = self.proxy
-        self._clear_faults()
+        self.proxy.clear()
 
         stages = [(kind, *TARGETS[target], n) for target, kind, n in faults]
         proxy.arm_stages(stages, then)
@@ -461,7 +460,7 @@ class DictFaultModel(RuleBasedStateMachine):
                 f"B raised {type(e).__name__} (not one of the package's errors): {e}"
             ) from e
         finally:
-            self._clear_faults()
+            self.proxy.clear()
         injected = [entry for entry in proxy.log[start:] if entry[2] != "ok"]
         if isinstance(exc, VolumeError) and not injected:
             raise AssertionError(f"B raised with no fault injected: {exc!r}")
@@ -724,17 +723,7 @@ class DictFaultModel(RuleBasedStateMachine):
         lk = self.b.lock(name, lease=LEASE, timeout=0)
         a_lock = self.a.lock(name, lease=LEASE, timeout=0)
         box: dict[str, Any] = {}
-
-        def then() -> None:
-            if "ran" in box or not a_too or prior is not None:
-                return
-            box["ran"] = True
-            try:
-                a_lock.acquire()
-                box["got"] = True
-            except TimeoutError:
-                box["got"] = False
-
+        then = _acquire_between(a_lock, box, a_too and prior is None)
         result, exc, injected = self._b_op(faults, then, lambda: lk.acquire())
         a_got = box.get("got", False)
         holder = self._lock_holder(name, B=lk, A=a_lock)
@@ -763,9 +752,18 @@ class DictFaultModel(RuleBasedStateMachine):
             self.seen["lock: B timed out behind A's interleaved acquire"] += 1
             return
         # a failed acquire: nothing taken (what its write took, it freed), or taken by
-        # A meanwhile
-        assert holder is None or (holder == "A" and a_got), what
+        # A meanwhile; or its write landed and the store failed the free as well (a
+        # fault on a read of the lock, or on more writes than one request's attempts)
+        on_lock = [m for m, path, _kind in injected if "/locks/" in path]
+        free_failed = "GET" in on_lock or on_lock.count("PUT") > B_ATTEMPTS
+        assert (
+            holder is None or (holder == "A" and a_got) or (holder == "orphan" and free_failed)
+        ), what
         self.seen["lock: B's acquire raised"] += 1
+        if holder == "orphan":
+            # as its lease running out would
+            self.store_a.put(self._lock_key(name), b'{"free": true}')
+            self.seen["lock: B's acquire raised, its free failed too"] += 1
 
     def _b_release(self, rng: random.Random, name: str) -> None:
         faults = draw_faults(rng, "release", most=2)
@@ -774,17 +772,7 @@ class DictFaultModel(RuleBasedStateMachine):
         assert lk.held, f"B's lock {name!r} is no longer held"
         a_lock = self.a.lock(name, lease=LEASE, timeout=0)
         box: dict[str, Any] = {}
-
-        def then() -> None:
-            if "ran" in box or not a_too:
-                return
-            box["ran"] = True
-            try:
-                a_lock.acquire()
-                box["got"] = True
-            except TimeoutError:
-                box["got"] = False
-
+        then = _acquire_between(a_lock, box, a_too)
         result, exc, injected = self._b_op(faults, then, lk.release)
         del self.holders[name]
         holder = self._lock_holder(name, A=a_lock, B=lk)
@@ -828,7 +816,7 @@ class DictFaultModel(RuleBasedStateMachine):
             assert lk.held and not lk.lost, f"{who}'s lock {name!r} is no longer held"
 
     def teardown(self) -> None:
-        self._clear_faults()
+        self.proxy.clear()
         try:
             if sys.exc_info()[0] is None:  # (not after a failed step: its error is the one)
                 self.check_everything()
@@ -837,6 +825,24 @@ class DictFaultModel(RuleBasedStateMachine):
                 lk.release()
             self.holders.clear()
             Dict.objects.delete(self.name, store=self.store_a)
+
+
+def _acquire_between(a_lock: Any, box: dict[str, Any], wanted: bool) -> Callable[[], None]:
+    """A ``then`` for B's lock operation: if ``wanted``, A's ``a_lock.acquire()`` once,
+    between two of B's attempts; ``box`` says whether it ran ("ran") and took the lock
+    ("got")."""
+
+    def then() -> None:
+        if "ran" in box or not wanted:
+            return
+        box["ran"] = True
+        try:
+            a_lock.acquire()
+            box["got"] = True
+        except TimeoutError:
+            box["got"] = False
+
+    return then
 
 
 def run(seaweedfs: Any, s3_bucket: str, s3_store: Any, examples: int, steps: int) -> None:

@@ -26,10 +26,6 @@ def proxy(seaweedfs: Any) -> Iterator[FaultProxy]:
         yield p
 
 
-def _clear(proxy: FaultProxy) -> None:
-    proxy.clear()
-
-
 def _read(nfs: NetworkFileSystem, path: str) -> bytes:
     return b"".join(nfs.read_file(path))
 
@@ -48,8 +44,27 @@ def _client_b(
     try:
         yield nfs_b
     finally:
-        _clear(proxy)
+        proxy.clear()
         store_b.close()
+
+
+@contextlib.contextmanager
+def _live_b(
+    proxy: FaultProxy, seaweedfs: Any, s3_bucket: str, s3_store: Any, tmp_path: Path
+) -> Iterator[tuple[NetworkFileSystem, Path, Any]]:
+    """``(A's handle, B's folder, B's live folder)`` of a new NFS: B's folder through
+    ``proxy``, its loop asleep (the test syncs); let go at the end, faults cleared."""
+    name = f"found-{uuid.uuid4().hex[:8]}"
+    nfs_a = NetworkFileSystem.from_name(name, create_if_missing=True, store=s3_store)
+    nfs_a.hydrate()
+    with _client_b(proxy, seaweedfs, s3_bucket, s3_store, name) as nfs_b:
+        folder = tmp_path / "B"
+        m = nfs_b.mount(folder, interval=1e6, settle=0.05)
+        try:
+            yield nfs_a, folder, m
+        finally:
+            proxy.clear()
+            m._detach()
 
 
 def _lose_the_slot_then_fail(proxy: FaultProxy, meanwhile: Callable[[], None]) -> None:
@@ -58,24 +73,14 @@ def _lose_the_slot_then_fail(proxy: FaultProxy, meanwhile: Callable[[], None]) -
     its change set in the line of waiting commits; then the log cannot be listed (3
     times: B gives up) and B's intent cannot be deleted (3 times)."""
 
-    def cannot_delete() -> None:
-        for _ in range(3):
-            proxy.force("error500", method="POST", path_contains="?delete")
-
-    def cannot_list() -> None:
-        for i in range(3):
-            proxy.force(
-                "error500",
-                method="GET",
-                path_contains="list-type=2",
-                then=cannot_delete if i == 2 else None,
-            )
-
-    def first() -> None:
-        meanwhile()
-        cannot_list()
-
-    proxy.force("error500", method="PUT", path_contains="/log/", then=first)
+    proxy.arm_stages(
+        [
+            ("error500", "PUT", "/log/", 1),
+            ("error500", "GET", "list-type=2", 3),
+            ("error500", "POST", "?delete", 3),
+        ],
+        then=meanwhile,
+    )
 
 
 def test_a_folder_push_given_up_on_does_not_land_later_over_a_newer_version(
@@ -103,7 +108,7 @@ def test_a_folder_push_given_up_on_does_not_land_later_over_a_newer_version(
             _lose_the_slot_then_fail(proxy, lambda: nfs_a.write_file("q", io.BytesIO(b"q")))
             with pytest.raises(StoreError) as failed:
                 m.sync()
-            _clear(proxy)
+            proxy.clear()
             assert "could not be withdrawn" in " ".join(getattr(failed.value, "__notes__", []))
             assert _read(nfs_a, "p") == b"v0"  # B's push did not land
             nfs_a.write_file("p", io.BytesIO(b"A's newer version"))
@@ -112,7 +117,7 @@ def test_a_folder_push_given_up_on_does_not_land_later_over_a_newer_version(
             nfs_c.write_file("r", io.BytesIO(b"r"))
             assert _read(nfs_a, "p") == b"A's newer version"
         finally:
-            _clear(proxy)
+            proxy.clear()
             m._detach()
 
 
@@ -131,7 +136,7 @@ def test_an_api_remove_given_up_on_does_not_delete_a_newer_version_later(
         _lose_the_slot_then_fail(proxy, lambda: nfs_a.write_file("q", io.BytesIO(b"q")))
         with pytest.raises(StoreError) as failed:
             nfs_b.remove_file("p")
-        _clear(proxy)
+        proxy.clear()
         assert "could not be withdrawn" in " ".join(getattr(failed.value, "__notes__", []))
         assert _read(nfs_a, "p") == b"v0"  # the removal did not land
         nfs_a.write_file("p", io.BytesIO(b"A's newer version"))
@@ -154,34 +159,25 @@ def test_a_folder_deletion_after_two_failed_pushes_is_pushed(
     ids already settled), so the commit that did land is no longer looked at, a file it
     wrote and the folder never recorded is not missed when deleted, ``p`` stays on the
     store, and the pull brings the deleted file back into B's folder."""
-    name = f"found-{uuid.uuid4().hex[:8]}"
-    nfs_a = NetworkFileSystem.from_name(name, create_if_missing=True, store=s3_store)
-    nfs_a.hydrate()
-    with _client_b(proxy, seaweedfs, s3_bucket, s3_store, name) as nfs_b:
-        folder = tmp_path / "B"
-        m = nfs_b.mount(folder, interval=1e6, settle=0.05)  # its loop asleep: we sync
-        try:
-            (folder / "p").write_bytes(b"1")
-            for _ in range(3):
-                proxy.force("lost_response", method="PUT", path_contains="/log/")
-            with pytest.raises(StoreError):
-                m.sync()
-            _clear(proxy)
-            assert _read(nfs_a, "p") == b"1"  # it landed, unheard
-            (folder / "p").write_bytes(b"22")
-            for _ in range(3):
-                proxy.force("error500", method="PUT", path_contains="/log/")
-            with pytest.raises(StoreError):
-                m.sync()
-            _clear(proxy)
-            assert _read(nfs_a, "p") == b"1"  # nothing of it landed
-            (folder / "p").unlink()  # the user's deletion
+    with _live_b(proxy, seaweedfs, s3_bucket, s3_store, tmp_path) as (nfs_a, folder, m):
+        (folder / "p").write_bytes(b"1")
+        for _ in range(3):
+            proxy.force("lost_response", method="PUT", path_contains="/log/")
+        with pytest.raises(StoreError):
             m.sync()
-            assert [e.path for e in nfs_a.listdir("/")] == []
-            assert not (folder / "p").exists()
-        finally:
-            _clear(proxy)
-            m._detach()
+        proxy.clear()
+        assert _read(nfs_a, "p") == b"1"  # it landed, unheard
+        (folder / "p").write_bytes(b"22")
+        for _ in range(3):
+            proxy.force("error500", method="PUT", path_contains="/log/")
+        with pytest.raises(StoreError):
+            m.sync()
+        proxy.clear()
+        assert _read(nfs_a, "p") == b"1"  # nothing of it landed
+        (folder / "p").unlink()  # the user's deletion
+        m.sync()
+        assert [e.path for e in nfs_a.listdir("/")] == []
+        assert not (folder / "p").exists()
 
 
 def test_a_temporary_file_after_a_push_landed_unheard_does_not_delete_anothers_file(
@@ -196,26 +192,17 @@ def test_a_temporary_file_after_a_push_landed_unheard_does_not_delete_anothers_f
     mount.py, ``_deleted_since_landed`` takes every path the scan looked at that is
     missing here, has no row and exists in the landed commit's tree for a file "our
     landed commit wrote", though that commit never wrote ``p`` (it only kept A's)."""
-    name = f"found-{uuid.uuid4().hex[:8]}"
-    nfs_a = NetworkFileSystem.from_name(name, create_if_missing=True, store=s3_store)
-    nfs_a.hydrate()
-    with _client_b(proxy, seaweedfs, s3_bucket, s3_store, name) as nfs_b:
-        folder = tmp_path / "B"
-        m = nfs_b.mount(folder, interval=1e6, settle=0.05)  # its loop asleep: we sync
-        try:
-            nfs_a.write_file("p", io.BytesIO(b"A's file"))
-            (folder / "q").write_bytes(b"q")
-            for _ in range(3):
-                proxy.force("lost_response", method="PUT", path_contains="/log/")
-            with pytest.raises(StoreError):
-                m.sync()
-            _clear(proxy)
-            assert {e.path for e in nfs_a.listdir("/")} == {"p", "q"}  # landed, unheard
-            (folder / "p").write_bytes(b"scratch")  # a program's temporary file...
-            (folder / "p").unlink()  # ...gone again
+    with _live_b(proxy, seaweedfs, s3_bucket, s3_store, tmp_path) as (nfs_a, folder, m):
+        nfs_a.write_file("p", io.BytesIO(b"A's file"))
+        (folder / "q").write_bytes(b"q")
+        for _ in range(3):
+            proxy.force("lost_response", method="PUT", path_contains="/log/")
+        with pytest.raises(StoreError):
             m.sync()
-            assert {e.path for e in nfs_a.listdir("/")} == {"p", "q"}
-            assert (folder / "p").read_bytes() == b"A's file"
-        finally:
-            _clear(proxy)
-            m._detach()
+        proxy.clear()
+        assert {e.path for e in nfs_a.listdir("/")} == {"p", "q"}  # landed, unheard
+        (folder / "p").write_bytes(b"scratch")  # a program's temporary file...
+        (folder / "p").unlink()  # ...gone again
+        m.sync()
+        assert {e.path for e in nfs_a.listdir("/")} == {"p", "q"}
+        assert (folder / "p").read_bytes() == b"A's file"
