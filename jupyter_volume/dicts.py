@@ -791,7 +791,10 @@ class Dict(MutableMapping[Any, Any]):
             return True  # one Dict (and no endless recursion when it holds itself)
         if not isinstance(other, Mapping):
             return NotImplemented
-        return dict(self.items()) == dict(other.items())
+        # Keys are told apart by their pickles (1, 1.0 and True are three keys here) and
+        # a plain dict folds them into one: equal only with as many entries on each side.
+        ours, theirs = builtins.list(self.items()), builtins.list(other.items())
+        return len(ours) == len(theirs) and dict(ours) == dict(theirs)
 
     def __ne__(self, other: object) -> bool:
         eq = self.__eq__(other)

@@ -271,6 +271,18 @@ def test_keys_follow_modals_equality(store: Store) -> None:
         assert any(k is True for k in keys) and any(type(k) is int for k in keys)
 
 
+def test_a_dict_with_keys_a_plain_dict_folds_is_not_equal_to_the_folded_one(
+    store: Store,
+) -> None:
+    with Dict.ephemeral(store=store) as d:
+        d[1] = "same"
+        d[True] = "same"  # another key here; one key of a plain dict
+        assert d != {1: "same"} and {1: "same"} != d  # noqa: SIM300 - the reflected side too
+        assert d != {1: "same", "x": 1}
+        d.pop(True)
+        assert d == {1: "same"} == {True: "same"}  # as Python's dicts compare 1 and True
+
+
 def test_long_and_other_keys(store: Store) -> None:
     with Dict.ephemeral(store=store) as d:
         long_key = "k" * 5000  # too long for an object name: named by digest
