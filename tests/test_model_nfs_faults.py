@@ -44,29 +44,29 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
-import random
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import STALL, FaultProxy, client_b
-from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    invariant,
-    rule,
-    run_state_machine_as_test,
+from faultmodel import (
+    FAULT,
+    INDEX,
+    Changes,
+    FolderFaultModel,
+    apply,
+    content,
+    differences,
+    run_model,
+    short,
 )
-from modeltest import StoreAs, api_files, changes_of, model_settings, scan_files
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
+from modeltest import StoreAs, scan_files
 
 from jupyter_volume import NetworkFileSystem
-from jupyter_volume.errors import NotFoundError, VolumeError
+from jupyter_volume.errors import NotFoundError
 from jupyter_volume.results import FileEntryType
 
 pytestmark = pytest.mark.s3
@@ -77,73 +77,11 @@ FILES = ["a.txt", "b.bin", "sub/c", "sub/d.bin"]
 DIR_NAMES = ["c", "d.bin"]  # what add_local_dir puts below "sub"
 # empty; inline in the tree node; one small chunk; a few chunks
 SIZES = [0, 7, 600, 5000, 150_000]
-
-Tree = dict[str, bytes]  # files only: path -> bytes
-Changes = dict[str, "bytes | None"]
-
-TARGETS: dict[str, tuple[str | None, str | None]] = {
-    "pack-put": ("PUT", "/packs/"),
-    "record-put": ("PUT", "/log/"),  # the create-only PUT of a commit record
-    "intent-put": ("PUT", "/intents/"),
-    "tree-put": ("PUT", "/trees/"),
-    "get": ("GET", None),  # objects and listings
-    "list": ("GET", "list-type=2"),
-    "delete": ("POST", "?delete"),  # a multi-object delete
-    "any": (None, None),
-}
-PUT_KINDS = ["error500", "drop", "lost_response"]
-GET_KINDS = ["error500", "drop", "truncate", STALL]
-ANY_KINDS = ["error500", "drop", "lost_response"]
-B_ATTEMPTS = 3  # B's store gives up after this many attempts of one request
-B_READ_TIMEOUT = 2.0  # a stalled answer costs B this long
 HANG_GUARD = 60.0  # seconds: a folder that has not converged by then never will
-
-
-def kinds_for(target: str) -> list[str]:
-    method = TARGETS[target][0]
-    return GET_KINDS if method == "GET" else ANY_KINDS if method is None else PUT_KINDS
-
-
-def content(seed: int, size: int) -> bytes:
-    return random.Random(seed * 1_000_003 + size).randbytes(size)
-
-
-def apply(tree: Tree, changes: Changes) -> Tree:
-    new = dict(tree)
-    for p, v in changes.items():
-        if v is None:
-            new.pop(p, None)
-        else:
-            new[p] = v
-    return new
-
-
-def short(v: bytes | None) -> str:
-    return "-" if v is None else f"{len(v)} B {v[:6].hex()}"
-
-
-def fmt(ch: Changes | None) -> Any:
-    return None if ch is None else {p: short(v) for p, v in sorted(ch.items())}
-
-
-def differences(actual: Tree, expected: Tree) -> dict[str, tuple[str, str]]:
-    return {
-        p: (short(actual.get(p)), short(expected.get(p)))
-        for p in sorted(set(actual) | set(expected))
-        if actual.get(p) != expected.get(p)
-    }
 
 
 # -- strategies -------------------------------------------------------------------------------------
 
-FAULT = st.tuples(
-    st.sampled_from(
-        ["record-put", "record-put", "pack-put", "intent-put", "tree-put", "get", "list"]
-        + ["delete", "any"]
-    ),
-    st.integers(0, 3),  # the kind, among those that apply to the target
-    st.sampled_from([1, 2, 3, 3, 4]),  # on the next N matching requests (3 = B's attempts)
-)
 WRITE = st.tuples(st.sampled_from(FILES), st.sampled_from(SIZES), st.integers(0, 10_000))
 INTERLEAVE = st.one_of(st.none(), WRITE)
 # Sequences that reach the corners of the protocol more often than chance would:
@@ -170,236 +108,33 @@ OP_FAULTS = st.one_of(
         lambda p: st.tuples(st.just(p[0]), WRITE if p[1] else st.none())
     ),
 )
-INDEX = st.integers(0, 10_000)
 
 
-@dataclass
-class Lingering:
-    """A change set of B that failed without landing and could not be taken back."""
-
-    changes: Changes
-    origin: str  # "folder" or "api"
-    since: set[str] = field(default_factory=set)  # paths written by anyone since
-
-
-class NfsFaultModel(RuleBasedStateMachine):
-    store_a: Any = None
-    store_b: Any = None
-    proxy: FaultProxy = None  # type: ignore[assignment]
-    tmp: Path = Path()
-    counter = itertools.count()
-    seen: Counter[str] = Counter()  # what the run went through (asserted at its end)
-
+class NfsFaultModel(FolderFaultModel):
     def __init__(self) -> None:
         super().__init__()
-        n = next(self.counter)
-        self.n = n
-        self.name = f"nfs-faults-{n}"
-        self.mount_b: Any = None
+        self.name = f"nfs-faults-{self.n}"
         self.nfs_a = NetworkFileSystem.from_name(
             self.name, create_if_missing=True, store=self.store_a
         )
         self.nfs_a.hydrate()
         self.nfs_a._retention_due(wait=True)  # (its first look, out of the way)
+        self.vol_a = self.nfs_a._vol
         self.nfs_b = NetworkFileSystem.from_name(self.name, store=self.store_b)
         self.nfs_b.hydrate()
         self.nfs_b._retention_due(wait=True)  # never in the middle of an armed fault
-        self.seq = self._head_seq()
-        self.root = self.tmp / f"ex{n}"
-        self.dir_b = self.root / "B"
+        self._record_head({})
+        self.root = self.tmp / f"ex{self.n}"
         self.uploads = itertools.count()
         # the folder's own loop sleeps: B syncs when a rule says (see the teardown)
         self.mount_b = self.nfs_b.mount(self.dir_b, interval=1e6, settle=0.05)
-        self.head: Tree = {}
-        self.local: Tree = {}  # B's folder
-        self.synced: Tree = {}  # what B's folder last synced, path by path
-        self.lingering: list[Lingering] = []
-        self.story: list[str] = []
 
-    # -- helpers -------------------------------------------------------------------------------
-    def _head_seq(self) -> int:
-        return self.nfs_a.history(limit=1)[0].seq
-
-    def _actual(self) -> Tree:
-        return api_files(self.nfs_a._vol)
-
-    def _tell(self) -> str:
-        return "\n  steps of this example:\n    " + "\n    ".join(self.story)
-
-    def _touched(self, paths: set[str], but: Lingering | None = None) -> None:
-        for li in self.lingering:
-            if li is not but:
-                li.since |= paths
-
-    def _b_op(
-        self,
-        faults: list[tuple[str, int, int]],
-        inter: Any,
-        fn: Callable[[], Any],
-        missing: str | None = None,
-    ) -> tuple[BaseException | None, list[tuple[str, str, str]], Changes | None, Any]:
-        """Run B's operation ``fn`` with ``faults`` armed on the proxy (cleared again
-        afterwards): (what it raised, the faults injected, A's interleaved write or None,
-        what ``fn`` returned). ``missing``: a path the operation may find missing (then
-        FileNotFoundError needs no fault)."""
-        proxy = self.proxy
-        box: dict[str, Any] = {}
-        proxy.clear()
-        then: Callable[[], None] | None = None
-        a_change: Changes | None = None
-
-        stages = []  # (kind, method, path part, how many), each after the one before
-        for target, k, n in faults:
-            kinds = kinds_for(target)
-            kind = kinds[k % len(kinds)]
-            # each stall costs a read timeout
-            stages.append((kind, *TARGETS[target], min(n, 2) if kind == STALL else n))
-
-        if inter is not None:
-            path, size, seed = inter
-            a_change = {path: content(seed, size)}
-
-            def a_writes() -> None:  # on the proxy's thread, before B hears of the fault
-                try:
-                    data = a_change[path]  # type: ignore[index]
-                    assert self.nfs_a.write_file(path, io.BytesIO(data)) == len(data)
-                    box["ran"] = True
-                except BaseException as e:  # noqa: BLE001 - reported by the rule
-                    box["error"] = e
-
-            then = a_writes
-
-        proxy.arm_stages(stages, then)
-        start = len(proxy.log)
-        exc: BaseException | None = None
-        out: Any = None
-        try:
-            out = fn()
-        except VolumeError as e:
-            exc = e
-        except Exception as e:
-            raise AssertionError(
-                f"B raised {type(e).__name__} (not one of the package's errors): {e}{self._tell()}"
-            ) from e
-        finally:
-            proxy.clear()
-        injected = [entry for entry in proxy.log[start:] if entry[2] != "ok"]
-        if "error" in box:
-            raise AssertionError(f"A's interleaved write failed: {box['error']!r}")
-        legit = (
-            isinstance(exc, NotFoundError)
-            and missing is not None
-            and missing not in self.head
-            and not (box.get("ran") and missing in a_change)  # type: ignore[operator]
-        )
-        if exc is not None and not injected and not legit:
-            raise AssertionError(f"B raised with no fault injected: {exc!r}{self._tell()}")
-        return exc, injected, (a_change if box.get("ran") else None), out
-
-    @staticmethod
-    def _outcomes(before: Tree, ch: Changes, a: Changes | None) -> tuple[list[Tree], list[Tree]]:
-        """(B's change not landed, landed whole), with A's interleaved write in either order."""
-        if a is None:
-            return [before], [apply(before, ch)]
-        return [apply(before, a)], [apply(apply(before, a), ch), apply(apply(before, ch), a)]
-
-    def _observe(self, allowed: list[Tree], what: str, own: set[str]) -> Tree:
-        """The head, which must be one of ``allowed``, or one of them with a change set
-        that B gave up on (and could not take back) landed too: only where nobody wrote
-        since that change set failed (else older bytes went over newer ones)."""
-        actual = self._actual()
-        if actual in allowed:
-            return actual
-        for li in list(self.lingering):
-            if set(li.changes) & own:
-                continue  # (never carried beside a change of the same path)
-            for t in allowed:
-                if actual == apply(t, li.changes):
-                    lost = sorted(set(li.changes) & li.since)
-                    if lost:
-                        self._older_over_newer(what, li, lost)
-                    self.lingering.remove(li)
-                    self.seen["a change set B gave up on landed later"] += 1
-                    if li.origin == "folder":
-                        self._land_folder_change(li.changes)
-                    self._touched(set(li.changes))
-                    return actual
-        diffs = "; ".join(
-            f"vs allowed #{i}: {differences(actual, t)}" for i, t in enumerate(allowed)
-        )
-        raise AssertionError(
-            f"{what}: the head is none of the allowed outcomes (actual, model) {diffs}"
-            + self._tell()
-        )
-
-    def _older_over_newer(self, what: str, li: Lingering, lost: list[str]) -> None:
-        raise AssertionError(
-            f"{what}: a change set B gave up on ({li.origin}: {fmt(li.changes)}) "
-            f"landed later, over versions written since at {lost}{self._tell()}"
-        )
-
-    def _record_head(self, tree: Tree) -> None:
-        self.head = tree
-        seq = self._head_seq()
-        assert seq >= self.seq, f"the head went back from {self.seq} to {seq}"
-        self.seq = seq
-
-    def _settle(
-        self,
-        what: str,
-        before: Tree,
-        ch: Changes,
-        exc: BaseException | None,
-        injected: list[tuple[str, str, str]],
-        a: Changes | None,
-    ) -> tuple[Tree, bool]:
-        """Check the head after B's operation; (the head, whether B's change landed)."""
-        none, whole = self._outcomes(before, ch, a)
-        note = (
-            f"{what} with B's change {fmt(ch)}, A's interleaved write {fmt(a)}, "
-            f"faults injected {injected}, raised {exc!r}"
-        )
-        self.story.append(note)
-        actual = self._observe(whole if exc is None else none + whole, note, set(ch))
-        landed = actual in whole
-        if landed and actual in none and ch:
-            # the same head either way: the commits since tell whether B's landed
-            landed = any(
-                all(api_files(self.nfs_a._vol, at=seq).get(p) == v for p, v in ch.items())
-                for seq in range(self.seq + 1, self._head_seq() + 1)
-            )
-        key = what.split(" of")[0]
-        self.seen[f"{key}: {'ok' if exc is None else 'raised'}"] += 1
-        if exc is not None and ch and landed:
-            self.seen["raised, landed"] += 1
-        if a:
-            self.seen["interleaved write of A"] += 1
-            self._touched(set(a))
-        if landed:
-            self._touched(set(ch))
-        if exc is not None and ch and not landed:
-            notes = " ".join(getattr(exc, "__notes__", []) or [])
-            if "could not be withdrawn" in notes:
-                self.seen["a change set B gave up on could not be taken back"] += 1
-                origin = "folder" if what.startswith("B's sync") else "api"
-                self.lingering.append(Lingering(dict(ch), origin))
-        self._record_head(actual)
-        return actual, landed
-
-    def _land_folder_change(self, ch: Changes) -> None:
-        for p, v in ch.items():
-            if v is None:
-                self.synced.pop(p, None)
-            else:
-                self.synced[p] = v
+    def _a_interleaved(self, ch: Changes) -> None:
+        for path, data in ch.items():
+            assert data is not None
+            assert self.nfs_a.write_file(path, io.BytesIO(data)) == len(data)
 
     # -- A: direct, no faults -------------------------------------------------------------------
-    def _after_a(self, ch: Changes, what: str) -> None:
-        self.story.append(f"{what}: {fmt(ch)}")
-        actual = self._observe([apply(self.head, ch)], what, set(ch))
-        self._touched(set(ch))
-        self._record_head(actual)
-
     @rule(
         paths=st.lists(st.sampled_from(FILES), min_size=1, max_size=2, unique=True),
         size=st.sampled_from(SIZES),
@@ -410,7 +145,7 @@ class NfsFaultModel(RuleBasedStateMachine):
         for p, v in ch.items():
             assert v is not None
             assert self.nfs_a.write_file(p, io.BytesIO(v)) == len(v)
-        self._after_a(ch, "A's write_file")
+        self._after_a(apply(self.head, ch), "A's write_file", set(ch))
 
     @rule(i=INDEX)
     def a_remove(self, i: int) -> None:
@@ -419,7 +154,7 @@ class NfsFaultModel(RuleBasedStateMachine):
             return
         p = files[i % len(files)]
         self.nfs_a.remove_file(p)
-        self._after_a({p: None}, "A's remove_file")
+        self._after_a(apply(self.head, {p: None}), "A's remove_file", {p})
 
     @rule(w=WRITE)
     def c_write(self, w: tuple[str, int, int]) -> None:
@@ -429,7 +164,7 @@ class NfsFaultModel(RuleBasedStateMachine):
         data = content(seed + 5, size)
         c = NetworkFileSystem.from_name(self.name, store=StoreAs(self.store_a, f"c{uuid.uuid4()}"))
         assert c.write_file(path, io.BytesIO(data)) == len(data)
-        self._after_a({path: data}, "C's write_file")
+        self._after_a(apply(self.head, {path: data}), "C's write_file", {path})
 
     # -- B's API, through the proxy ------------------------------------------------------------
     @rule(
@@ -486,12 +221,7 @@ class NfsFaultModel(RuleBasedStateMachine):
             # nothing to remove: FileNotFoundError, with or without faults
             self.story.append(f"B's remove_file of missing {p}: raised {exc!r}")
             assert exc is not None, f"B removed {p}, which did not exist{self._tell()}"
-            self._observe(
-                self._outcomes(before, {}, a)[0], f"B's remove_file of missing {p}", set()
-            )
-            self._record_head(self._actual())
-            if a:
-                self._touched(set(a))
+            self._observe_unchanged(before, a, f"B's remove_file of missing {p}")
             return
         if isinstance(exc, NotFoundError) and p in before:
             raise AssertionError(
@@ -507,10 +237,7 @@ class NfsFaultModel(RuleBasedStateMachine):
         exc, injected, a, out = self._b_op(
             *fi, lambda: b"".join(self.nfs_b.read_file(p)), missing=p
         )
-        now = self._observe(self._outcomes(before, {}, a)[0], f"B's read_file of {p}", set())
-        self._record_head(now)
-        if a:
-            self._touched(set(a))
+        now = self._observe_unchanged(before, a, f"B's read_file of {p}")
         self.story.append(f"B's read_file of {p}: {short(out)}, raised {exc!r}, faults {injected}")
         versions = {before.get(p), now.get(p)}
         legit = isinstance(exc, NotFoundError) and not injected
@@ -539,10 +266,7 @@ class NfsFaultModel(RuleBasedStateMachine):
             }
 
         exc, injected, a, out = self._b_op(*fi, fn)
-        now = self._observe(self._outcomes(before, {}, a)[0], "B's listdir", set())
-        self._record_head(now)
-        if a:
-            self._touched(set(a))
+        now = self._observe_unchanged(before, a, "B's listdir")
         self.story.append(f"B's listdir: {out}, raised {exc!r}, faults {injected}")
         self.seen["B's listdir: ok" if exc is None else "B's listdir: raised"] += 1
         if exc is None:
@@ -556,24 +280,11 @@ class NfsFaultModel(RuleBasedStateMachine):
     @rule(w=WRITE)
     def b_folder_write(self, w: tuple[str, int, int]) -> None:
         name, size, seed = w
-        data = content(seed, size)
-        if self.synced.get(name) == data or self.local.get(name) == data:
-            return  # the folder would see a new mtime, the model no change
-        p = self.dir_b / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        self.local[name] = data
-        self.story.append(f"B's folder: write {name} {short(data)}")
+        self._write_in_folder(name, content(seed, size))
 
     @rule(i=INDEX)
     def b_folder_delete(self, i: int) -> None:
-        files = sorted(self.local)
-        if not files:
-            return
-        p = files[i % len(files)]
-        os.unlink(self.dir_b / p)
-        del self.local[p]
-        self.story.append(f"B's folder: delete {p}")
+        self._delete_in_folder(i)
 
     @rule(name=st.sampled_from(FILES))
     def b_folder_scratch(self, name: str) -> None:
@@ -594,57 +305,7 @@ class NfsFaultModel(RuleBasedStateMachine):
         self._sync(*fi)
 
     def _sync(self, faults: list[Any], inter: Any) -> None:
-        ch = changes_of(self.local, self.synced)
-        before = dict(self.head)
-        local_before = dict(self.local)
-        exc, injected, a, _ = self._b_op(faults, inter, self.mount_b.sync)
-        actual, landed = self._settle("B's sync", before, ch, exc, injected, a)
-        if landed:
-            self._land_folder_change(ch)
-        folder = scan_files(self.dir_b)
-        none, whole = self._outcomes(before, ch, a)
-        targets = [actual, *whole, *none, apply(before, ch)]
-        what = (
-            f"B's folder after B's sync (raised {exc!r}, faults {injected}, "
-            f"A's interleaved write {fmt(a)})"
-        )
-        if exc is None:
-            if folder not in targets:
-                raise AssertionError(
-                    f"{what} is no head the sync could take (folder, head): "
-                    f"{differences(folder, actual)}{self._tell()}"
-                )
-            self.local, self.synced = dict(folder), dict(folder)
-            # the push settled (took back) every change set of the folder's before it
-            self.lingering = [li for li in self.lingering if li.origin != "folder"]
-            return
-        # failed: every file holds what it held, or a version the pull was bringing in
-        for p in sorted(set(folder) | set(local_before)):
-            v = folder.get(p)
-            if v == local_before.get(p):
-                continue
-            if not any(t.get(p) == v for t in targets):
-                raise AssertionError(
-                    f"{what}: {p} holds {short(v)}, neither its local version "
-                    f"{short(local_before.get(p))} nor one of a head "
-                    f"{sorted({short(t.get(p)) for t in targets})}{self._tell()}"
-                )
-            if v is None:
-                self.synced.pop(p, None)
-            else:
-                self.synced[p] = v
-        self.local = dict(folder)
-
-    @invariant()
-    def folder_matches_the_model(self) -> None:
-        if self.mount_b is None:
-            return
-        folder = scan_files(self.dir_b)
-        if folder != self.local:
-            raise AssertionError(
-                f"B's folder differs from the model (folder, model): "
-                f"{differences(folder, self.local)}{self._tell()}"
-            )
+        self._sync_folder("B's sync", self.mount_b.sync, faults, inter)
 
     # -- the faults are gone -------------------------------------------------------------------
     def _converge_by_itself(self) -> None:
@@ -701,7 +362,9 @@ class NfsFaultModel(RuleBasedStateMachine):
             mine, theirs = content(self.n, 99), content(self.n, 98)
             (self.dir_b / "from-b.txt").write_bytes(mine)
             assert self.nfs_a.write_file("from-a.txt", io.BytesIO(theirs)) == len(theirs)
-            self._after_a({"from-a.txt": theirs}, "A's write_file")
+            self._after_a(
+                apply(self.head, {"from-a.txt": theirs}), "A's write_file", {"from-a.txt"}
+            )
             self.head = {**self.head, "from-b.txt": mine}
             self._converge_by_itself()
             # B's API reads what everyone wrote
@@ -711,36 +374,24 @@ class NfsFaultModel(RuleBasedStateMachine):
             m.unmount()
             assert self._actual() == self.head, differences(self._actual(), self.head)
         finally:
-            if self.mount_b is not None:
-                self.proxy.clear()
-                self.mount_b._detach()
-                self.mount_b = None
+            self._let_go_of_b()
 
 
 def run(
     seaweedfs: Any, s3_bucket: str, s3_store: Any, tmp_path: Path, examples: int, steps: int
 ) -> None:
-    with client_b(
+    seen, _counts = run_model(
+        NfsFaultModel,
         seaweedfs,
         s3_bucket,
-        s3_store.prefix,
+        s3_store,
         seed=13,
-        read_timeout=B_READ_TIMEOUT,
-        attempts=B_ATTEMPTS,
-    ) as (proxy, store_b):
-        NfsFaultModel.store_a = s3_store
-        NfsFaultModel.store_b = store_b
-        NfsFaultModel.proxy = proxy
-        NfsFaultModel.seen.clear()
-        NfsFaultModel.tmp = tmp_path / uuid.uuid4().hex[:6]
-        run_state_machine_as_test(NfsFaultModel, settings=model_settings(examples, steps))
-        # the faults were real, and B's operations failed in each way
-        seen, counts = NfsFaultModel.seen, proxy.counts
-        print("seen:", dict(seen), "faults:", dict(counts))
-        assert all(counts[k] > 3 for k in ("error500", "drop", "lost_response")), counts
-        failed = sum(n for k, n in seen.items() if k.endswith(": raised"))
-        assert failed >= 8 and seen["interleaved write of A"] >= 3, seen
-        assert seen["raised, landed"] >= 1, seen
+        examples=examples,
+        steps=steps,
+        tmp_path=tmp_path,
+    )
+    # B's operations failed in each way
+    assert seen["interleaved change of A"] >= 3 and seen["raised, landed"] >= 1, seen
 
 
 def test_nfs_fault_model_s3(seaweedfs: Any, s3_bucket: str, s3_store: Any, tmp_path: Path) -> None:
