@@ -124,6 +124,31 @@ def _applicable(kind: str, method: str) -> bool:
     return True
 
 
+_RUN_THEN = ("error500", "drop", "lost_response")  # the faults that run their ``then``
+HOOK_WAIT = 60.0  # seconds: a fault's hook that runs longer hangs
+
+
+class _Hook:
+    """A forced fault's ``then``, counted by the proxy from the moment its fault is
+    picked until it has run (or its request ended without running it)."""
+
+    def __init__(self, fn: Callable[[], None], done: Callable[[], None]) -> None:
+        self._fn, self._done, self._settled = fn, done, False
+
+    def __call__(self) -> None:
+        if self._settled:
+            return
+        try:
+            self._fn()
+        finally:
+            self.drop()
+
+    def drop(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._done()
+
+
 class FaultProxy:
     """A threaded HTTP/1.1 proxy on 127.0.0.1 in front of ``upstream`` (``http://h:p``).
 
@@ -159,6 +184,8 @@ class FaultProxy:
             tuple[str, str | None, str | None, tuple | None, Callable[[], None] | None]
         ] = []
         self._lock = threading.Lock()
+        self._hooks = threading.Condition(self._lock)
+        self._hooks_due = 0  # forced faults' hooks picked and not yet finished
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._conns: set[socket.socket] = set()
@@ -241,10 +268,25 @@ class FaultProxy:
         with self._lock:
             self._forced.extend([(BITFLIP, "GET", path_contains, (at_byte, mask), None)] * n)
 
-    def clear(self) -> None:
-        """Forget every forced fault that has not happened yet."""
+    def clear(self, wait: float = HOOK_WAIT) -> None:
+        """Forget every forced fault that has not happened yet, and wait (at most
+        ``wait`` seconds) for the ``then`` of any that has just happened: a client
+        that gave up on its request (a read timeout) may have moved on while the hook
+        still runs, and what the hook does, or arms, must not land after this returns.
+
+        Raises AssertionError if a hook is still running after ``wait`` seconds (it
+        hangs). Not for a hook to call: it would wait for itself.
+        """
         with self._lock:
             self._forced.clear()
+            if not self._hooks.wait_for(lambda: self._hooks_due == 0, timeout=wait):
+                raise AssertionError(f"a fault's hook still runs after {wait:.0f} s")
+            self._forced.clear()  # what a hook armed as it ended
+
+    def _hook_done(self) -> None:
+        with self._lock:
+            self._hooks_due -= 1
+            self._hooks.notify_all()
 
     def arm_stages(
         self,
@@ -262,7 +304,7 @@ class FaultProxy:
             if stage >= len(stages):
                 return
             kind, method, part, n = stages[stage]
-            chained = kind in ("error500", "drop", "lost_response")
+            chained = kind in _RUN_THEN
             for i in range(n):
                 hooks: list[Callable[[], None]] = []
                 if stage == 0 and i == 0 and then is not None:
@@ -379,6 +421,9 @@ class FaultProxy:
                     path is None or path in request.target
                 ):
                     del self._forced[i]
+                    if then is not None:
+                        self._hooks_due += 1
+                        then = _Hook(then, self._hook_done)
                     return kind, where, then
             if self.fault_rate and self.rng.random() < self.fault_rate:
                 kinds = [k for k in KINDS if _applicable(k, request.method)]
@@ -411,6 +456,22 @@ class FaultProxy:
     def _handle(self, conn: socket.socket, request: _Request) -> bool:
         """Serve one request; False when the client connection must be closed."""
         fault, where, then = self._pick_fault(request)
+        if isinstance(then, _Hook) and fault not in _RUN_THEN:
+            then.drop()  # a fault that runs no hook (a stall may never end)
+        try:
+            return self._serve_one(conn, request, fault, where, then)
+        finally:
+            if isinstance(then, _Hook):
+                then.drop()  # (its fault never came to run it: counted as done)
+
+    def _serve_one(
+        self,
+        conn: socket.socket,
+        request: _Request,
+        fault: str | None,
+        where: tuple | None,
+        then: Callable[[], None] | None,
+    ) -> bool:
         if fault == "error500":
             self._record(request, fault)
             if then is not None:
