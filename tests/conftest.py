@@ -76,14 +76,38 @@ def signals_restored(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def _ipython() -> Any:
+def _ipython() -> Iterator[Any]:
     """IPython's test shell, started once per process: ``start_ipython`` gives a shell
-    only on its first call, so every module that runs magics must share this one."""
+    only on its first call, so every module that runs magics must share this one. Its
+    exit handler goes at the end (see ``user_shell``)."""
+    import atexit
+
     from IPython.testing.globalipapp import get_ipython, start_ipython
 
     ip = start_ipython() or get_ipython()
     ip.run_line_magic("load_ext", "jupyter_volume")
-    return ip
+    yield ip
+    atexit.unregister(ip.atexit_operations)
+
+
+@pytest.fixture
+def user_shell() -> Iterator[Any]:
+    """A fresh IPython shell as a kernel has (``InteractiveShell.instance()``), let go
+    after the test with its exit handler: IPython registers one per shell that resets
+    it when the interpreter exits, each with a full garbage collection. A long pytest
+    worker spent seconds in them after its last test, and execnet, which gives a
+    finished worker 5 s, interrupted it with SIGINT."""
+    import atexit
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        yield shell
+    finally:
+        InteractiveShell.clear_instance()
+        atexit.unregister(shell.atexit_operations)
+        shell.user_ns.clear()  # what the test's cells made goes now, not at exit
 
 
 @pytest.fixture(scope="module")

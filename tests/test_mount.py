@@ -1186,22 +1186,17 @@ def test_a_commit_of_many_edited_files_takes_their_rows_from_its_scan(
     m.unmount()
 
 
-def test_post_run_cell_commits_in_ipython(vol: Volume, tmp_path: Path) -> None:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    try:
-        shell.user_ns["vol"] = vol
-        shell.run_cell(f"m = vol.mount({str(tmp_path / 'mnt')!r}, interval=3600)")
-        before = vol.history()[0].seq
-        shell.run_cell(f"open({str(tmp_path / 'mnt/cell.txt')!r}, 'w').write('from a cell')")
-        deadline = time.time() + 30
-        while time.time() < deadline and vol.history()[0].seq == before:
-            time.sleep(0.1)
-        assert read(vol, "cell.txt") == b"from a cell"
-        shell.run_cell("m.unmount()")
-    finally:
-        InteractiveShell.clear_instance()
+def test_post_run_cell_commits_in_ipython(vol: Volume, tmp_path: Path, user_shell: Any) -> None:
+    shell = user_shell
+    shell.user_ns["vol"] = vol
+    shell.run_cell(f"m = vol.mount({str(tmp_path / 'mnt')!r}, interval=3600)")
+    before = vol.history()[0].seq
+    shell.run_cell(f"open({str(tmp_path / 'mnt/cell.txt')!r}, 'w').write('from a cell')")
+    deadline = time.time() + 30
+    while time.time() < deadline and vol.history()[0].seq == before:
+        time.sleep(0.1)
+    assert read(vol, "cell.txt") == b"from a cell"
+    shell.run_cell("m.unmount()")
 
 
 def test_a_mount_refuses_a_string_of_ignore_patterns_and_an_interval_of_the_wrong_type(
@@ -1227,32 +1222,27 @@ def test_a_mount_refuses_a_string_of_ignore_patterns_and_an_interval_of_the_wron
 
 
 def test_an_interval_too_long_to_wait_for_still_commits_after_each_cell(
-    vol: Volume, tmp_path: Path
+    vol: Volume, tmp_path: Path, user_shell: Any
 ) -> None:
     """An interval longer than a thread can wait (1e10 s) means "after each cell": the
     committer waits as long as it can, and the cell's hook still wakes it. An infinite
     interval is refused at once, naming the way to commit only when asked."""
-    from IPython.core.interactiveshell import InteractiveShell
-
     with pytest.raises(InvalidError, match="finite"):
         vol.mount(tmp_path / "never", interval=float("inf"))
     with pytest.raises(InvalidError, match="finite"):
         vol.mount(tmp_path / "never", interval=float("nan"))
-    shell = InteractiveShell.instance()
-    try:
-        shell.user_ns["vol"] = vol
-        shell.run_cell(f"m = vol.mount({str(tmp_path / 'mnt')!r}, interval=1e10)")
-        m = shell.user_ns["m"]
-        shell.run_cell(f"open({str(tmp_path / 'mnt/cell.txt')!r}, 'w').write('from a cell')")
-        deadline = time.time() + 60  # a hang guard only
-        while time.time() < deadline and m.last_commit is None:
-            time.sleep(0.1)
-        assert m._thread is not None and m._thread.is_alive()
-        assert m.last_error is None
-        assert read(vol, "cell.txt") == b"from a cell"
-        shell.run_cell("m.unmount()")
-    finally:
-        InteractiveShell.clear_instance()
+    shell = user_shell
+    shell.user_ns["vol"] = vol
+    shell.run_cell(f"m = vol.mount({str(tmp_path / 'mnt')!r}, interval=1e10)")
+    m = shell.user_ns["m"]
+    shell.run_cell(f"open({str(tmp_path / 'mnt/cell.txt')!r}, 'w').write('from a cell')")
+    deadline = time.time() + 60  # a hang guard only
+    while time.time() < deadline and m.last_commit is None:
+        time.sleep(0.1)
+    assert m._thread is not None and m._thread.is_alive()
+    assert m.last_error is None
+    assert read(vol, "cell.txt") == b"from a cell"
+    shell.run_cell("m.unmount()")
 
 
 def test_concurrent_commit_threads_in_one_process(vol: Volume, tmp_path: Path) -> None:

@@ -504,26 +504,24 @@ def _wait(cond: Any, what: str, timeout: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def _kernel_mount(vol: Volume, folder: Path, interval: float) -> Iterator[tuple[Any, Any]]:
-    """An IPython shell (the kernel) that mounted ``vol`` at ``folder`` as a user does,
-    ``m = vol.mount(...)``: yields the shell and the mount; the shell is cleared after."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    try:
-        shell.user_ns["vol"] = vol
-        shell.run_cell(f"m = vol.mount({str(folder)!r}, interval={interval})")
-        yield shell, shell.user_ns["m"]
-    finally:
-        InteractiveShell.clear_instance()
+def _kernel_mount(
+    shell: Any, vol: Volume, folder: Path, interval: float
+) -> Iterator[tuple[Any, Any]]:
+    """IPython shell ``shell`` (the kernel, the ``user_shell`` fixture) mounts ``vol`` at
+    ``folder`` as a user does, ``m = vol.mount(...)``: yields the shell and the mount."""
+    shell.user_ns["vol"] = vol
+    shell.run_cell(f"m = vol.mount({str(folder)!r}, interval={interval})")
+    yield shell, shell.user_ns["m"]
 
 
-def test_background_failure_warns_once_per_error_and_clears(store: Any, tmp_path: Path) -> None:
+def test_background_failure_warns_once_per_error_and_clears(
+    store: Any, tmp_path: Path, user_shell: Any
+) -> None:
     from IPython.utils.capture import capture_output
 
     fs = FailingStore(store)
     vol = Volume.lookup("v", create_if_missing=True, store=fs)
-    with _kernel_mount(vol, tmp_path / "mnt", 0.2) as (shell, m):
+    with _kernel_mount(user_shell, vol, tmp_path / "mnt", 0.2) as (shell, m):
         fs.fail = True
         (tmp_path / "mnt/precious.txt").write_text("keep me")
         _wait(lambda: m.last_error is not None, "the background commit to fail")
@@ -552,7 +550,7 @@ def test_background_failure_warns_once_per_error_and_clears(store: Any, tmp_path
 
 
 def test_a_store_whose_disk_is_full_warns_once_however_many_cells_save_files(
-    tmpfs: Path, tmp_path: Path
+    tmpfs: Path, tmp_path: Path, user_shell: Any
 ) -> None:
     """One cause, one warning: the store's full disk fails each background commit with
     an error naming another pack (the files differ), and only the first is warned of
@@ -561,7 +559,7 @@ def test_a_store_whose_disk_is_full_warns_once_however_many_cells_save_files(
 
     vol = Volume.lookup("v", create_if_missing=True, store=LocalStore(tmpfs / "store"))
     mnt = tmp_path / "mnt"
-    with _kernel_mount(vol, mnt, 0.2) as (shell, m):
+    with _kernel_mount(user_shell, vol, mnt, 0.2) as (shell, m):
         vfs = os.statvfs(tmpfs)
         ballast = tmpfs / "ballast"
         ballast.write_bytes(b"\0" * (vfs.f_bavail * vfs.f_frsize - (64 << 10)))
@@ -596,13 +594,15 @@ def test_a_store_whose_disk_is_full_warns_once_however_many_cells_save_files(
         shell.run_cell("m.unmount()")
 
 
-def test_a_failure_after_a_recovery_is_warned_again(store: Any, tmp_path: Path) -> None:
+def test_a_failure_after_a_recovery_is_warned_again(
+    store: Any, tmp_path: Path, user_shell: Any
+) -> None:
     """Each failure streak is news, even with the very error of the one before: with
     Python's default warning filter, the second store outage is shown after a cell as
     the first was, named as jupyter_volume's (not as a line of IPython)."""
     fs = FailingStore(store)
     vol = Volume.lookup("v", create_if_missing=True, store=fs)
-    with _kernel_mount(vol, tmp_path / "mnt", 0.2) as (shell, m):
+    with _kernel_mount(user_shell, vol, tmp_path / "mnt", 0.2) as (shell, m):
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("default")  # what a notebook has
             for n in range(2):  # two outages, the same error each time
@@ -621,12 +621,14 @@ def test_a_failure_after_a_recovery_is_warned_again(store: Any, tmp_path: Path) 
         shell.run_cell("m.unmount()")
 
 
-def test_skipped_paths_warn_after_the_cell_once(store: Any, tmp_path: Path) -> None:
+def test_skipped_paths_warn_after_the_cell_once(
+    store: Any, tmp_path: Path, user_shell: Any
+) -> None:
     from IPython.utils.capture import capture_output
 
     vol = Volume.lookup("v", create_if_missing=True, store=store)
     mnt = tmp_path / "mnt"
-    with _kernel_mount(vol, mnt, 3600) as (shell, m):
+    with _kernel_mount(user_shell, vol, mnt, 3600) as (shell, m):
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("always")
             shell.run_cell(
