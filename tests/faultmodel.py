@@ -87,6 +87,37 @@ def stages_of(faults: list[tuple[str, int, int]]) -> list[tuple[Any, ...]]:
     return stages
 
 
+def under_faults(
+    proxy: FaultProxy,
+    stages: list[tuple[Any, ...]],
+    then: Callable[[], None] | None,
+    fn: Callable[[], Any],
+    *,
+    catch: tuple[type[BaseException], ...] = (VolumeError,),
+    tell: str = "",
+) -> tuple[Any, BaseException | None, list[tuple[str, str, str]]]:
+    """Run B's operation ``fn`` with ``stages`` armed on ``proxy`` (``then`` at the first
+    fault) and cleared again afterwards: (what ``fn`` returned or None, what it raised
+    of ``catch``, the faults injected). Any other exception fails the test: B raises
+    only the package's errors."""
+    proxy.clear()
+    proxy.arm_stages(stages, then)
+    start = len(proxy.log)
+    exc: BaseException | None = None
+    out: Any = None
+    try:
+        out = fn()
+    except catch as e:
+        exc = e
+    except Exception as e:
+        raise AssertionError(
+            f"B raised {type(e).__name__} (not one of the package's errors): {e}{tell}"
+        ) from e
+    finally:
+        proxy.clear()
+    return out, exc, [entry for entry in proxy.log[start:] if entry[2] != "ok"]
+
+
 # -- files-only model trees ---------------------------------------------------------------------------
 
 
@@ -212,9 +243,7 @@ class FolderFaultModel(RuleBasedStateMachine):
         (what it raised, the faults injected, A's interleaved change or None, what
         ``fn`` returned). ``missing``: a path the operation may find missing (then
         FileNotFoundError needs no fault)."""
-        proxy = self.proxy
         box: dict[str, Any] = {}
-        proxy.clear()
         then: Callable[[], None] | None = None
         a_change: Changes | None = None
         if inter is not None:
@@ -230,21 +259,9 @@ class FolderFaultModel(RuleBasedStateMachine):
 
             then = a_changes
 
-        proxy.arm_stages(stages_of(faults), then)
-        start = len(proxy.log)
-        exc: BaseException | None = None
-        out: Any = None
-        try:
-            out = fn()
-        except VolumeError as e:
-            exc = e
-        except Exception as e:
-            raise AssertionError(
-                f"B raised {type(e).__name__} (not one of the package's errors): {e}{self._tell()}"
-            ) from e
-        finally:
-            proxy.clear()
-        injected = [entry for entry in proxy.log[start:] if entry[2] != "ok"]
+        out, exc, injected = under_faults(
+            self.proxy, stages_of(faults), then, fn, tell=self._tell()
+        )
         if "error" in box:
             raise AssertionError(f"A's interleaved change failed: {box['error']!r}")
         ran = a_change if box.get("ran") else None

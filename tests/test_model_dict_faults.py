@@ -78,7 +78,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from faultmodel import B_ATTEMPTS, run_model
+from faultmodel import B_ATTEMPTS, run_model, under_faults
 from faultproxy import STALL, FaultProxy
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -435,27 +435,13 @@ class DictFaultModel(RuleBasedStateMachine):
         """Run B's operation ``fn`` with ``faults`` armed on the proxy (cleared again
         afterwards): (its result or FAILED, what it raised, the faults injected).
         ``then`` runs at the first fault of the first stage."""
-        proxy = self.proxy
-        self.proxy.clear()
-
         stages = [(kind, *TARGETS[target], n) for target, kind, n in faults]
-        proxy.arm_stages(stages, then)
-        start = len(proxy.log)
-        exc: BaseException | None = None
-        result: Any = FAILED
-        try:
-            result = fn()
-        except VolumeError as e:
-            exc = e
-        except TimeoutError as e:  # a lock's timeout (the rule judges it)
-            exc = e
-        except Exception as e:
-            raise AssertionError(
-                f"B raised {type(e).__name__} (not one of the package's errors): {e}"
-            ) from e
-        finally:
-            self.proxy.clear()
-        injected = [entry for entry in proxy.log[start:] if entry[2] != "ok"]
+        # (a lock's TimeoutError is judged by the rule)
+        result, exc, injected = under_faults(
+            self.proxy, stages, then, fn, catch=(VolumeError, TimeoutError)
+        )
+        if exc is not None:
+            result = FAILED
         if isinstance(exc, VolumeError) and not injected:
             raise AssertionError(f"B raised with no fault injected: {exc!r}")
         return result, exc, injected
