@@ -8,6 +8,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,37 @@ class LocalServer:
         except OSError as e:
             return f"(cannot read the log: {e})"
         return "\n".join(text.splitlines()[-lines:])
+
+    def _wait_until(
+        self,
+        answers: Callable[[], object],
+        not_yet: tuple[type[BaseException], ...],
+        name: str,
+        where: str,
+        timeout: float,
+    ) -> None:
+        """Poll ``answers`` (every 0.2 s) until it returns, for at most ``timeout`` s;
+        ``not_yet``: the errors that mean "not listening yet". RuntimeError, with the
+        log's tail, if the process ``name`` exits first or never answers at ``where``."""
+        deadline = time.monotonic() + timeout
+        last: BaseException | None = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with code {self.proc.returncode} during start-up; "
+                    f"log tail:\n{self.log_tail()}"
+                )
+            try:
+                answers()
+                return
+            except not_yet as e:
+                last = e
+                time.sleep(0.2)
+        raise RuntimeError(
+            f"{name} did not answer at {where} within {timeout:.0f}s (last error: {last}); "
+            f"log tail:\n{self.log_tail()}"
+        )
 
     def _cleanup(self) -> None:
         """Close the log and remove the temp folder (safe to call twice)."""

@@ -263,24 +263,12 @@ class JupyterLab(LocalServer):
         )
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"jupyter {self.app} exited with code {self.proc.returncode} during "
-                    f"start-up; log tail:\n{self.log_tail()}"
-                )
-            try:
-                self.api("GET", "api/status", timeout=2)
-                return
-            except (OSError, ValueError) as e:  # not listening yet, or not answering
-                last = e
-                time.sleep(0.2)
-        raise RuntimeError(
-            f"jupyter {self.app} did not answer at {self.url}api/status within "
-            f"{self.start_timeout:.0f}s (last error: {last}); log tail:\n{self.log_tail()}"
+        self._wait_until(
+            lambda: self.api("GET", "api/status", timeout=2),
+            (OSError, ValueError),  # not listening yet, or not answering
+            f"jupyter {self.app}",
+            f"{self.url}api/status",
+            self.start_timeout,
         )
 
     def stop(self, timeout: float = 10.0) -> None:

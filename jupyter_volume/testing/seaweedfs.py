@@ -206,24 +206,9 @@ class SeaweedFS(LocalServer):
                 read_timeout=5,
             )
         )
-        deadline = time.monotonic() + self.start_timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"weed mini exited with code {self.proc.returncode} during start-up; "
-                    f"log tail:\n{self.log_tail()}"
-                )
-            try:
-                client.list_buckets()
-                return
-            except Exception as e:  # noqa: BLE001 - anything means "not ready yet"
-                last = e
-                time.sleep(0.2)
-        raise RuntimeError(
-            f"weed mini did not answer S3 requests at {self.endpoint} within "
-            f"{self.start_timeout:.0f}s (last error: {last}); log tail:\n{self.log_tail()}"
+        # anything means "not ready yet"
+        self._wait_until(
+            client.list_buckets, (Exception,), "weed mini", self.endpoint, self.start_timeout
         )
 
     def stop(self, timeout: float = 15.0) -> None:
