@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import quiet
 from .errors import InvalidError, NotFoundError, StoreError
-from .mount import Mount, MountStatus, _unchanged_since, _under
+from .mount import Mount, MountStatus, _listed, _unchanged_since, _under
 from .repository import DIR
 
 if TYPE_CHECKING:
@@ -311,12 +311,9 @@ class LiveMount(Mount):
 
     def _warn_deferred(self, held: dict[str, str]) -> None:
         """Say which files an explicit push (sync, a lock's release, unmount) left, and why."""
-        names = sorted(held)
-        shown = "; ".join(f"{p} ({held[p]})" for p in names[:5])
-        if len(names) > 5:
-            shown += f"; and {len(names) - 5} more (see status())"
+        shown = _listed(held, 5, "{path} ({why})")
         warnings.warn(
-            f"network file system {self.volume.name!r}: {len(names)} file(s) not pushed yet, "
+            f"network file system {self.volume.name!r}: {len(held)} file(s) not pushed yet, "
             f"since they are open for writing or still changing: {shown}. They are pushed "
             "once closed and quiet (after unmount(): when this folder is mounted again).",
             stacklevel=4,

@@ -367,6 +367,17 @@ def _encodable(rel: str) -> bool:
     return True
 
 
+def _listed(reasons: dict[str, str], most: int, template: str) -> str:
+    """The first ``most`` paths of ``reasons`` (path -> why) by name, each as
+    ``template`` fills it (``{path}``: shown by :func:`_show`; ``{why}``), joined by
+    "; ", then how many more there are."""
+    names = sorted(reasons)
+    shown = "; ".join(template.format(path=_show(p), why=reasons[p]) for p in names[:most])
+    if len(names) > most:
+        shown += f"; and {len(names) - most} more (see status())"
+    return shown
+
+
 def _show(rel: str) -> str:
     """How a path is named in messages: as is, or as an escaped byte string if it is not
     UTF-8 (b'caf\\xe9.txt'); very long paths are shortened in the middle."""
@@ -2078,12 +2089,9 @@ class Mount:
 
     def _warn_deferred(self, held: dict[str, str]) -> None:
         """Tell the caller of an explicit commit which files it left for later, and why."""
-        names = sorted(held)
-        shown = "; ".join(f"{_show(p)} ({held[p]})" for p in names[:5])
-        if len(names) > 5:
-            shown += f"; and {len(names) - 5} more (see status())"
+        shown = _listed(held, 5, "{path} ({why})")
         warnings.warn(
-            f"volume {self.volume.name!r}: {len(names)} file(s) left for a later commit, "
+            f"volume {self.volume.name!r}: {len(held)} file(s) left for a later commit, "
             f"since they are open for writing or still changing: {shown}. Close them (for a "
             "database: its connections) and commit again.",
             stacklevel=4,
@@ -2952,11 +2960,8 @@ class Mount:
         if key == self._warned_skipped:
             return
         self._warned_skipped = key
-        names = sorted(skipped)
-        shown = "; ".join(f"{_show(p)}: {words(skipped[p])}" for p in names[:10])
-        if len(names) > 10:
-            shown += f"; and {len(names) - 10} more (see status())"
-        self._warn(f"{where}: {len(names)} path(s) {what}: {shown}")
+        shown = _listed({p: words(why) for p, why in skipped.items()}, 10, "{path}: {why}")
+        self._warn(f"{where}: {len(skipped)} path(s) {what}: {shown}")
 
     @staticmethod
     def _warn(message: str) -> None:

@@ -85,6 +85,27 @@ class LocalServer:
             return f"(cannot read the log: {e})"
         return "\n".join(text.splitlines()[-lines:])
 
+    def _start(self, name: str, launch: Callable[[], None]) -> Any:
+        """Start the server: ``launch`` the process, then :meth:`_wait_ready`; up to three
+        tries, since a port found free may be taken by someone else meanwhile (each
+        failed try is stopped). Returns ``self``."""
+        if self.proc is not None:
+            raise RuntimeError(f"{name} already started")
+        last_error: RuntimeError | None = None
+        for _attempt in range(3):
+            try:
+                launch()
+                self._wait_ready()
+                return self
+            except RuntimeError as e:
+                last_error = e
+                self.stop()
+        assert last_error is not None
+        raise last_error
+
+    def _wait_ready(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _wait_until(
         self,
         answers: Callable[[], object],

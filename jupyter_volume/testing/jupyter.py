@@ -178,19 +178,7 @@ class JupyterLab(LocalServer):
             RuntimeError: the server exited or did not answer in time (the message
                 carries the tail of its log).
         """
-        if self.proc is not None:
-            raise RuntimeError("JupyterLab already started")
-        last_error: RuntimeError | None = None
-        for _attempt in range(3):  # the free port may be taken by someone else meanwhile
-            try:
-                self._launch()
-                self._wait_ready()
-                return self
-            except RuntimeError as e:
-                last_error = e
-                self.stop()
-        assert last_error is not None
-        raise last_error
+        return self._start("JupyterLab", self._launch)
 
     def environment(self) -> dict[str, str]:
         """The environment the server (and so its kernels) runs with."""

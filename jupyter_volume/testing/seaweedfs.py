@@ -133,17 +133,7 @@ class SeaweedFS(LocalServer):
         if self.proc is not None:
             raise RuntimeError("SeaweedFS already started")
         weed = find_weed()
-        last_error: Exception | None = None
-        for _attempt in range(3):  # a free port may be taken by someone else meanwhile
-            try:
-                self._launch(weed)
-                self._wait_ready()
-                return self
-            except RuntimeError as e:
-                last_error = e
-                self.stop()
-        assert last_error is not None
-        raise last_error
+        return self._start("SeaweedFS", lambda: self._launch(weed))
 
     def _launch(self, weed: str) -> None:
         _sweep_abandoned(tempfile.gettempdir())
