@@ -2364,13 +2364,7 @@ class Mount:
                     batch = {}
             loaded()
             self._apply(batch, action)
-            self._index.set_meta("base_root", head.root)
-            self._index.set_meta("base_seq", head.seq)
-            self._index.set_meta("own_seqs", [])
-            self._index.set_meta("landing", [])
-            self._index.drop_meta(_UNLINKING)
-            self._index.drop_meta(_GONE)
-            self._index.clear_since_base()
+            self._based_on(head)
             return
         paths: dict[str, Entry | None] = {}
         try:
@@ -2407,6 +2401,11 @@ class Mount:
         self._refuse_written(paths, action)
         loaded()
         self._apply(paths, action)
+        self._based_on(head)
+
+    def _based_on(self, head: CommitRecord) -> None:
+        """Record that the folder now reflects commit ``head`` (a reload or mount has
+        put it in place): its base, and nothing of earlier syncs left to settle."""
         self._index.set_meta("base_root", head.root)
         self._index.set_meta("base_seq", head.seq)
         self._index.set_meta("own_seqs", [])
