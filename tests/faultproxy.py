@@ -238,10 +238,13 @@ class FaultProxy:
         method: str | None = None,
         path_contains: str | None = None,
         then: Callable[[], None] | None = None,
+        times: int = 1,
     ) -> None:
-        """Inject ``kind`` into the next request matching ``method`` / ``path_contains``.
+        """Inject ``kind`` into the next ``times`` requests matching ``method`` /
+        ``path_contains`` (a client that tries a request three times fails with
+        ``times=3``).
 
-        ``then`` runs on the proxy's thread once the fault has happened and before the
+        ``then`` runs on the proxy's thread once each fault has happened and before the
         client hears of it (for ``lost_response``: after the server applied the request,
         before the connection is closed), so a test can make another writer's request
         land exactly between a client's lost attempt and its retry."""
@@ -249,7 +252,7 @@ class FaultProxy:
             known = (*KINDS, *_FORCED_ONLY)
             raise ValueError(f"unknown fault {kind!r}; known: {known}")
         with self._lock:
-            self._forced.append((kind, method, path_contains, None, then))
+            self._forced.extend([(kind, method, path_contains, None, then)] * times)
 
     def flip(
         self,

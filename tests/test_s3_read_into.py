@@ -205,8 +205,7 @@ def test_a_range_answered_from_elsewhere_is_never_taken_for_the_one_asked(
 ) -> None:
     # the fast path's answer and the ordinary re-read both start a byte late: the
     # second must not be written into the buffer as if it were the range asked for
-    for _ in range(2):
-        proxy.force(RANGE_MOVED, method="GET", path_contains="/k")
+    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", times=2)
     assert _into(proxied, 1000, 5000) == DATA[1000:6000]
     assert proxy.counts[RANGE_MOVED] == 2
     proxy.force(RANGE_MOVED, method="GET", path_contains="/k")
@@ -214,12 +213,11 @@ def test_a_range_answered_from_elsewhere_is_never_taken_for_the_one_asked(
     assert proxy.counts[RANGE_MOVED] == 3
     # a server that always answers so: an error naming it, never the moved bytes
     proxied.max_attempts = 2
-    for _ in range(4):  # per attempt: the fast path's answer and the re-read's
-        proxy.force(RANGE_MOVED, method="GET", path_contains="/k")
+    # per attempt: the fast path's answer and the re-read's
+    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", times=4)
     with pytest.raises(StoreError, match="answered bytes 1001-5999/"):
         _into(proxied, 1000, 5000)
-    for _ in range(2):
-        proxy.force(RANGE_MOVED, method="GET", path_contains="/k")
+    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", times=2)
     with pytest.raises(StoreError, match="answered bytes 7001-7099/"):
         proxied.get_range("k", 7000, 100)
     assert proxy.counts[RANGE_MOVED] == 9
@@ -229,8 +227,8 @@ def test_a_range_answered_from_elsewhere_is_never_taken_for_the_one_asked(
 def test_a_range_answered_longer_than_asked_gives_the_range(
     proxy: FaultProxy, proxied: S3Store
 ) -> None:
-    for _ in range(2):  # the fast path's answer, then the ordinary re-read's
-        proxy.force(RANGE_LONGER, method="GET", path_contains="/k")
+    # the fast path's answer, then the ordinary re-read's
+    proxy.force(RANGE_LONGER, method="GET", path_contains="/k", times=2)
     assert _into(proxied, 1000, 5000) == DATA[1000:6000]
     assert proxy.counts[RANGE_LONGER] == 2
     proxy.force(RANGE_LONGER, method="GET", path_contains="/k")
