@@ -16,6 +16,11 @@ The base class holds what both folder models check the same way:
 * a sync of B's folder (a mount's ``reload()``, a live folder's ``sync()``) never leaves
   a torn file (:meth:`FolderFaultModel._sync_folder`), and B's folder always matches the
   model (the invariant).
+
+Hypothesis seeds a model's derandomized examples from the source of its class
+(``function_digest`` of the state machine), so any edit of a model class's body picks
+other examples: run the model again after one, since its run checks that the faults
+and outcomes it needs did happen (:func:`run_model`, :func:`run_folder_model`).
 """
 
 from __future__ import annotations
@@ -498,3 +503,29 @@ def run_model(
         assert all(counts[k] > 3 for k in ("error500", "drop", "lost_response")), counts
         assert sum(n for k, n in seen.items() if k.endswith(": raised")) >= 8, seen
         return seen, counts
+
+
+def run_folder_model(
+    machine: Any,
+    seaweedfs: Any,
+    s3_bucket: str,
+    s3_store: Any,
+    tmp_path: Path,
+    *,
+    seed: int,
+    examples: int,
+    steps: int,
+) -> None:
+    """:func:`run_model` for a :class:`FolderFaultModel`, which must also have met
+    A's interleaved changes and an operation of B that raised although it landed."""
+    seen, _counts = run_model(
+        machine,
+        seaweedfs,
+        s3_bucket,
+        s3_store,
+        seed=seed,
+        examples=examples,
+        steps=steps,
+        tmp_path=tmp_path,
+    )
+    assert seen["interleaved change of A"] >= 3 and seen["raised, landed"] >= 1, seen

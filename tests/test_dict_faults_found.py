@@ -163,12 +163,7 @@ def test_an_acquire_that_raises_after_taking_the_lock_leaves_it_free(
     with pytest.raises(VolumeError):
         lk.acquire()
     assert not lk.held
-    other = a.lock("L", lease=30, timeout=0)
-    try:
-        other.acquire()
-    except TimeoutError:
-        pytest.fail("B's acquire raised, yet the lock stays taken (until its lease ends)")
-    other.release()
+    _assert_free(a, "B's acquire raised, yet the lock stays taken (until its lease ends)")
 
 
 def test_a_release_that_raised_can_be_retried(
@@ -186,9 +181,14 @@ def test_a_release_that_raised_can_be_retried(
     with pytest.raises(VolumeError):
         lk.release()
     lk.release()  # the faults are gone: try again
+    _assert_free(a, "B's release failed once and again did nothing: the lock stays taken")
+
+
+def _assert_free(a: Dict, taken: str) -> None:
+    """A can take lock "L" at once (and gives it back); else the test fails with ``taken``."""
     other = a.lock("L", lease=30, timeout=0)
     try:
         other.acquire()
     except TimeoutError:
-        pytest.fail("B's release failed once and again did nothing: the lock stays taken")
+        pytest.fail(taken)
     other.release()
