@@ -238,11 +238,11 @@ class FaultProxy:
         method: str | None = None,
         path_contains: str | None = None,
         then: Callable[[], None] | None = None,
-        times: int = 1,
+        n: int = 1,
     ) -> None:
-        """Inject ``kind`` into the next ``times`` requests matching ``method`` /
+        """Inject ``kind`` into the next ``n`` requests matching ``method`` /
         ``path_contains`` (a client that tries a request three times fails with
-        ``times=3``).
+        ``n=3``).
 
         ``then`` runs on the proxy's thread once each fault has happened and before the
         client hears of it (for ``lost_response``: after the server applied the request,
@@ -252,7 +252,7 @@ class FaultProxy:
             known = (*KINDS, *_FORCED_ONLY)
             raise ValueError(f"unknown fault {kind!r}; known: {known}")
         with self._lock:
-            self._forced.extend([(kind, method, path_contains, None, then)] * times)
+            self._forced.extend([(kind, method, path_contains, None, then)] * n)
 
     def flip(
         self,

@@ -100,7 +100,7 @@ def test_a_pop_whose_reread_fails_after_an_incr_hands_out_no_value_twice(
 
     def a_incr_then_fail_the_reread() -> None:
         assert a.incr("n", 1) == 6
-        proxy.force("error500", method="GET", path_contains=entry, times=3)
+        proxy.force("error500", method="GET", path_contains=entry, n=3)
 
     # B's conditional DELETE of the entry: 412 (A's incr replaced it). Its first attempt
     # answers 500 without reaching the server, and A's incr runs then.
@@ -158,7 +158,7 @@ def test_an_acquire_that_raises_after_taking_the_lock_leaves_it_free(
     it: every other worker waits a whole lease (30 s here) for a lock nobody holds."""
     a, b, _entry = handles
     b._alive.at = 0.0  # the alive check is due (as 2 s after the handle's last one)
-    proxy.force("error500", method="HEAD", path_contains="/config", times=3)
+    proxy.force("error500", method="HEAD", path_contains="/config", n=3)
     lk = b.lock("L", lease=30, timeout=0)
     with pytest.raises(VolumeError):
         lk.acquire()
@@ -177,7 +177,7 @@ def test_a_release_that_raised_can_be_retried(
     a, b, _entry = handles
     lk = b.lock("L", lease=30, timeout=0)
     lk.acquire()
-    proxy.force("error500", method="PUT", path_contains="/locks/", times=3)
+    proxy.force("error500", method="PUT", path_contains="/locks/", n=3)
     with pytest.raises(VolumeError):
         lk.release()
     lk.release()  # the faults are gone: try again

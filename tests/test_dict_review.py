@@ -455,7 +455,7 @@ def test_a_failed_update_counts_what_it_wrote(
     ours, _, store = faulty
     store.max_attempts = 2
     bad = _entry_name(_key_bytes(3))
-    proxy.force("error500", method="PUT", path_contains=bad, times=2)
+    proxy.force("error500", method="PUT", path_contains=bad, n=2)
     with pytest.raises(StoreError, match="after writing 9 of 10 entries"):
         ours.update({k: k for k in range(10)})
     assert sorted(k for k in ours if k != "warm") == [0, 1, 2, 4, 5, 6, 7, 8, 9]

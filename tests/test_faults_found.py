@@ -32,7 +32,7 @@ def _put(vol: Volume, path: str, data: bytes) -> None:
 
 
 def _fail_pack_reads(proxy: FaultProxy, n: int = 12) -> None:
-    proxy.force("error500", method="GET", path_contains="/packs/", times=n)
+    proxy.force("error500", method="GET", path_contains="/packs/", n=n)
 
 
 @contextlib.contextmanager
@@ -101,7 +101,7 @@ def test_a_deletion_after_a_failed_commit_is_not_taken_for_another_writers(
     with _mount_b(proxy, seaweedfs, s3_bucket, s3_store, name, tmp_path / "B") as mount:
         assert (tmp_path / "B/p").read_bytes() == b"x"
         (tmp_path / "B/q").write_bytes(b"q")
-        proxy.force("error500", method="PUT", path_contains="/log/", times=3)
+        proxy.force("error500", method="PUT", path_contains="/log/", n=3)
         with pytest.raises(StoreError):
             mount.commit()
         proxy.clear()
@@ -128,7 +128,7 @@ def test_a_file_deleted_after_its_commit_landed_unheard_is_deleted(
     _put(vol_a, "p", b"x")
     with _mount_b(proxy, seaweedfs, s3_bucket, s3_store, name, tmp_path / "B") as mount:
         (tmp_path / "B/q").write_bytes(b"q")
-        proxy.force("lost_response", method="PUT", path_contains="/log/", times=3)
+        proxy.force("lost_response", method="PUT", path_contains="/log/", n=3)
         with pytest.raises(StoreError):
             mount.commit()
         proxy.clear()

@@ -161,13 +161,13 @@ def test_a_folder_deletion_after_two_failed_pushes_is_pushed(
     store, and the pull brings the deleted file back into B's folder."""
     with _live_b(proxy, seaweedfs, s3_bucket, s3_store, tmp_path) as (nfs_a, folder, m):
         (folder / "p").write_bytes(b"1")
-        proxy.force("lost_response", method="PUT", path_contains="/log/", times=3)
+        proxy.force("lost_response", method="PUT", path_contains="/log/", n=3)
         with pytest.raises(StoreError):
             m.sync()
         proxy.clear()
         assert _read(nfs_a, "p") == b"1"  # it landed, unheard
         (folder / "p").write_bytes(b"22")
-        proxy.force("error500", method="PUT", path_contains="/log/", times=3)
+        proxy.force("error500", method="PUT", path_contains="/log/", n=3)
         with pytest.raises(StoreError):
             m.sync()
         proxy.clear()
@@ -193,7 +193,7 @@ def test_a_temporary_file_after_a_push_landed_unheard_does_not_delete_anothers_f
     with _live_b(proxy, seaweedfs, s3_bucket, s3_store, tmp_path) as (nfs_a, folder, m):
         nfs_a.write_file("p", io.BytesIO(b"A's file"))
         (folder / "q").write_bytes(b"q")
-        proxy.force("lost_response", method="PUT", path_contains="/log/", times=3)
+        proxy.force("lost_response", method="PUT", path_contains="/log/", n=3)
         with pytest.raises(StoreError):
             m.sync()
         proxy.clear()

@@ -165,7 +165,7 @@ def test_failed_multipart_is_aborted(
     proxy: FaultProxy, proxied_store: S3Store, seaweedfs: SeaweedFS
 ) -> None:
     proxied_store.max_attempts = 2
-    proxy.force("error500", method="PUT", path_contains="partNumber=2", times=2)
+    proxy.force("error500", method="PUT", path_contains="partNumber=2", n=2)
     with pytest.raises(StoreError, match="after 2 attempts"):
         proxied_store.put("doomed", bytes(MULTIPART_THRESHOLD + 1))
     assert proxy.counts["error500"] == 2

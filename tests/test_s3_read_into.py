@@ -205,7 +205,7 @@ def test_a_range_answered_from_elsewhere_is_never_taken_for_the_one_asked(
 ) -> None:
     # the fast path's answer and the ordinary re-read both start a byte late: the
     # second must not be written into the buffer as if it were the range asked for
-    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", times=2)
+    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", n=2)
     assert _into(proxied, 1000, 5000) == DATA[1000:6000]
     assert proxy.counts[RANGE_MOVED] == 2
     proxy.force(RANGE_MOVED, method="GET", path_contains="/k")
@@ -214,10 +214,10 @@ def test_a_range_answered_from_elsewhere_is_never_taken_for_the_one_asked(
     # a server that always answers so: an error naming it, never the moved bytes
     proxied.max_attempts = 2
     # per attempt: the fast path's answer and the re-read's
-    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", times=4)
+    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", n=4)
     with pytest.raises(StoreError, match="answered bytes 1001-5999/"):
         _into(proxied, 1000, 5000)
-    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", times=2)
+    proxy.force(RANGE_MOVED, method="GET", path_contains="/k", n=2)
     with pytest.raises(StoreError, match="answered bytes 7001-7099/"):
         proxied.get_range("k", 7000, 100)
     assert proxy.counts[RANGE_MOVED] == 9
@@ -228,7 +228,7 @@ def test_a_range_answered_longer_than_asked_gives_the_range(
     proxy: FaultProxy, proxied: S3Store
 ) -> None:
     # the fast path's answer, then the ordinary re-read's
-    proxy.force(RANGE_LONGER, method="GET", path_contains="/k", times=2)
+    proxy.force(RANGE_LONGER, method="GET", path_contains="/k", n=2)
     assert _into(proxied, 1000, 5000) == DATA[1000:6000]
     assert proxy.counts[RANGE_LONGER] == 2
     proxy.force(RANGE_LONGER, method="GET", path_contains="/k")

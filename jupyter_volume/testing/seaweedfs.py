@@ -130,8 +130,6 @@ class SeaweedFS(LocalServer):
             RuntimeError: ``weed`` is missing, or the server did not come up in time (the
                 message carries the tail of its log).
         """
-        if self.proc is not None:
-            raise RuntimeError("SeaweedFS already started")
         weed = find_weed()
         return self._start("SeaweedFS", lambda: self._launch(weed))
 
