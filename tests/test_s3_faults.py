@@ -382,3 +382,36 @@ def test_an_incr_counts_once_whatever_happened_to_its_first_attempt(
     assert got == [base + 2 if landed_first else base + 1], got
     assert mine == (base + 1 if landed_first else base + 2)
     assert b.get("n") == base + 2
+
+
+def test_clear_waits_for_a_faults_hook_that_outlasts_the_clients_wait(
+    proxy: FaultProxy, seaweedfs: SeaweedFS, s3_bucket: str
+) -> None:
+    """A client gives up on an answer (its read timeout) while the fault's ``then`` still
+    runs on the proxy's thread: ``clear()`` returns only once that hook has finished, and
+    forgets what the hook armed, so nothing of it lands after the test moved on."""
+    import threading
+    import time
+
+    store = store_through(
+        proxy, seaweedfs, s3_bucket, f"t/faults-{uuid.uuid4().hex[:10]}", read_timeout=0.5
+    )
+    store.max_attempts = 1
+    done = threading.Event()
+
+    def slow_hook() -> None:
+        time.sleep(2.0)  # longer than the client waits
+        proxy.force("error500", method="GET")  # armed as it ends
+        done.set()
+
+    try:
+        proxy.force("lost_response", method="PUT", then=slow_hook)
+        with pytest.raises(StoreError):
+            store.put("k", b"v")
+        assert not done.is_set()  # the client gave up before the hook ended
+        proxy.clear()
+        assert done.is_set()
+        assert store.get("k") == b"v"  # (the PUT landed) and no fault is left armed
+        assert proxy.counts["error500"] == 0
+    finally:
+        store.close()
