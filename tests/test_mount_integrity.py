@@ -411,6 +411,31 @@ def test_disk_full_on_mount_then_retry_in_the_same_folder(store: Any, tmpfs: Pat
     m.unmount()
 
 
+def test_a_big_file_that_cannot_fit_fails_before_any_of_it_is_fetched(
+    store: Any, tmpfs: Path
+) -> None:
+    # The download reserves the file's disk first (fallocate): a 6 MiB file on a disk
+    # with 5 MiB free is refused before its pack is read, not after fetching 6 MiB.
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    counting = CountingStore(store)
+    vol = Volume.lookup("v", create_if_missing=True, store=counting)
+    big = os.urandom(6 << 20)
+    put(vol, {"big.bin": big})
+    (tmpfs / "ballast").write_bytes(b"\0" * (3 << 20))
+    counting.reset()
+    with pytest.raises(LocalFolderError) as exc:
+        vol.mount(tmpfs / "mnt", background=False)
+    assert exc.value.errno == errno.ENOSPC, exc.value
+    fetched = counting.matching(("get", "get_range"), prefix=f"vols/{vol.info().id}/packs/")
+    assert fetched == [], fetched
+    assert not [p for p in (tmpfs / "mnt").rglob("*") if p.is_file()]  # no partial file left
+    (tmpfs / "ballast").unlink()
+    m = vol.mount(tmpfs / "mnt", background=False)
+    assert (tmpfs / "mnt/big.bin").read_bytes() == big
+    m.unmount()
+
+
 def test_disk_full_on_reload_then_retry(store: Any, tmpfs: Path) -> None:
     vol = Volume.lookup("v", create_if_missing=True, store=store)
     put(vol, {"a.txt": b"v1"})

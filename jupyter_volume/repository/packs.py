@@ -24,7 +24,6 @@ import errno
 import mmap
 import secrets
 import struct
-import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,6 +31,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
+from .._libc import libc_function
 from .._pools import SharedPool
 from ..errors import CorruptionError
 from .codec import compress_later
@@ -66,19 +66,7 @@ _MADV_POPULATE_WRITE = 23
 _prefault_pool = SharedPool(1, "jv-prefault")
 
 
-def _load_madvise() -> Any:
-    if sys.platform != "linux":
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_madvise: Any = _load_madvise()
+_madvise: Any = libc_function("madvise", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
 
 
 def _populate(buf: mmap.mmap, nbytes: int) -> None:

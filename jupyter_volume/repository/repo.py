@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from .._libc import preallocate
 from .._pools import Beside, SharedPool, beside
 from ..errors import CollectedMeanwhileError, ConflictError, CorruptionError, NotFoundError
 from ..store import ObjectInfo, Store
@@ -2626,8 +2627,11 @@ class Repository:
         writes overlap the transfer and no chunk is copied or kept after it is written.
         At most ``BIG_READ_AHEAD_BYTES`` are in flight. Chunks are not put in the chunk cache
         (a second full copy of a big file on the hot path); chunks already cached are
-        used. Returns the number of bytes written. Raises CorruptionError like
-        :meth:`read_entry` (whatever was written to ``fd`` then is incomplete).
+        used. The file's disk is reserved before anything is fetched (``fallocate``
+        where the file system has it): cheaper writes, and a file that cannot fit raises
+        ``OSError`` (ENOSPC) at once. Returns the number of bytes written. Raises
+        CorruptionError like :meth:`read_entry` (whatever was written to ``fd`` then is
+        incomplete).
 
         ``local``: ``(src_fd, old)``, an open local file believed to hold the contents of
         entry ``old`` (an earlier version of the file, or a copy of it): chunks the two share are
@@ -2648,6 +2652,9 @@ class Repository:
             offsets[i] = pos
             pos += n
         total = pos
+        # Disk for the whole file first: cheaper writes, and a file that cannot fit
+        # fails here (ENOSPC) before any of it is fetched.
+        preallocate(fd, total)
         copied = self._copy_local(chunks, offsets, fd, local) if local is not None else set()
         cache = self.chunk_cache
         Req = tuple[str, int, int, list[tuple[int, str, ChunkLoc]]]
