@@ -374,3 +374,32 @@ def test_a_big_file_is_read_through_a_few_reused_buffers(
     assert len(seen.buffers) >= 30  # one read per range, into buffers used again: no
     # more of them than ranges in flight at once, which the download threads bound
     assert len(distinct) <= repo_module._download_pool.max_workers
+
+
+def test_a_big_file_is_read_in_one_request_per_pack(store: Store, tmp_path: Path) -> None:
+    # A pack is sealed once it reaches its target size, so it holds up to one chunk
+    # more: ranges of exactly the target size cost a second, tiny request per pack.
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    data = blake3(b"packs").digest(length=40 * MiB)  # incompressible: two full packs
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    writer_repo = Repository(store, vol_id, cache_dir=tmp_path / "w")
+    w = writer_repo.writer()
+    writer_repo.commit({"big.bin": w.file_entry(io.BytesIO(data))}, writer=w)
+    counting = CountingStore(store)
+    repo = Repository(counting, vol_id, cache_dir=tmp_path / "r")
+    repo.chunk_cache = None
+    e = repo.lookup("big.bin")
+    assert e is not None
+    packs = {repo.locate(h).pack for h, _n in e.chunks or ()}
+    assert len(packs) == 3
+    counting.reset()
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert repo.read_into(e, fd, "big.bin") == len(data)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == data
+    reads = counting.matching(("get", "get_range"), prefix=f"vols/{vol_id}/packs/")
+    assert len(reads) == len(packs), reads
