@@ -798,18 +798,23 @@ class Mount:
                 [str(self.path)],
             ),
         )
-        (self.state_path / "mount.json").write_text(
-            json.dumps(
-                {
-                    "store": self.volume.store.url,
-                    "volume_id": self._vol_id,
-                    "name": self.volume.name,
-                    "path": str(self.path),
-                }
-            )
-        )
+        self._write_mount_json()
         self._refuse_nested()
         self._index = _Index(self.state_path / "index.sqlite")
+
+    def _write_mount_json(self, **more: Any) -> None:
+        """Write ``mount.json`` (which folder this state is for, and ``more``) whole:
+        through a temporary name, so a sweep never reads half of it."""
+        info = {
+            "store": self.volume.store.url,
+            "volume_id": self._vol_id,
+            "name": self.volume.name,
+            "path": str(self.path),
+            **more,
+        }
+        tmp = self.state_path / f"mount.json.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, self.state_path / "mount.json")
 
     def _refuse_nested(self) -> None:
         """Raise InvalidError if an active mount (this process's or another's, of any
@@ -913,6 +918,9 @@ class Mount:
         except (OSError, AttributeError):  # AttributeError: no xattr calls (not Linux)
             marked = False
         self._index.set_meta("folder", {"dev": st.st_dev, "ino": st.st_ino, "marked": marked})
+        if marked:
+            # for the sweep (mountstates): a folder there without the mark is another one
+            self._write_mount_json(marked=True)
 
     def _same_folder(self, st: os.stat_result) -> bool:
         """True if the folder at :attr:`path` (``st``: its stat) is the one marked by

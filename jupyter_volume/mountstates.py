@@ -14,6 +14,9 @@ such states (:func:`other_states`):
 * a folder that now carries another state's mark (``user.jupyter_volume.mount``): it
   was emptied and mounted for another volume, so this state can never describe it
   again; removed at once;
+* a folder there without a mark although the state marked it (``"marked": true`` in
+  its ``mount.json``): a folder made again at that path, which a mount would start
+  afresh in; removed at once;
 * a folder that is missing: removed once the state has been unused for
   :data:`MISSING_FOR` (a day), so a folder that is only away for a while (renamed and
   renamed back, on a drive that is not plugged in) still resumes;
@@ -29,6 +32,7 @@ opener that opened the old lock file sees that it is no longer the state's
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -134,13 +138,19 @@ def forget(state: Path) -> bool:
 
 def _dead(d: Path, info: dict[str, Any], now: float) -> bool:
     """True if state ``d`` (``info``: its ``mount.json``) can never describe its folder
-    again: the folder carries another state's mark, or has been missing while the state
-    went unused for :data:`MISSING_FOR`."""
+    again: the folder carries another state's mark, or no mark although this state
+    marked it, or has been missing while the state went unused for :data:`MISSING_FOR`."""
     try:
         mark = os.getxattr(str(info["path"]), FOLDER_MARK)
     except (FileNotFoundError, NotADirectoryError):
         return now - _last_used(d) >= MISSING_FOR
-    except (OSError, AttributeError):  # no mark, no xattrs here: cannot tell, keep it
+    except OSError as e:
+        # No mark: a folder made again at that path (or one restored by a copy that drops
+        # extended attributes, or another file system mounted over it). If this state
+        # marked its folder, that is another folder, which a mount would start afresh in.
+        # States that did not say (an older version's), or could not mark: keep them.
+        return info.get("marked") is True and e.errno in (errno.ENODATA, errno.ENOTSUP)
+    except AttributeError:  # no xattr calls here (not Linux): cannot tell, keep it
         return False
     return mark != d.name.encode()
 

@@ -98,6 +98,29 @@ def test_a_state_whose_folder_another_mount_took_over_is_removed_at_once(
     assert {second, third} <= set(states())
 
 
+def test_a_state_whose_folder_was_made_again_without_its_mark_is_removed_at_once(
+    vol: Volume, tmp_path: Path
+) -> None:
+    first = mounted(vol, tmp_path / "x", files=2)
+    assert json.loads((state_dir() / "mounts" / first / "mount.json").read_text())["marked"]
+    shutil.rmtree(tmp_path / "x")
+    (tmp_path / "x").mkdir()  # the same path, a new folder that nothing mounts
+    (tmp_path / "x" / "mine.txt").write_text("not the volume's")
+    # a state from a version that did not record its mark is kept: it cannot tell
+    older = mounted(vol, tmp_path / "o", files=1)
+    shutil.rmtree(tmp_path / "o")
+    (tmp_path / "o").mkdir()
+    info = state_dir() / "mounts" / older / "mount.json"
+    info.write_text(
+        json.dumps({k: v for k, v in json.loads(info.read_text()).items() if k != "marked"})
+    )
+    later = mounted(vol, tmp_path / "y")
+    left = states()
+    assert first not in left  # a mount there would start afresh: nothing resumes from it
+    assert older in left and later in left
+    assert (tmp_path / "x" / "mine.txt").read_text() == "not the volume's"  # never touched
+
+
 def test_a_state_in_use_is_never_removed(vol: Volume, tmp_path: Path, child_env_local) -> None:
     # a mount in another process whose folder the user deleted under it
     script = textwrap.dedent(
