@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import unused_stem  # noqa: E402
+
 MiB = 1 << 20
 CHUNK = 128 << 10  # the format's average chunk size
 
@@ -222,7 +224,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{tool}: {s['median_s']:.3f} s, CPU {s['median_cpu_s']:.2f} s{extra}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = dt.date.today().isoformat()
-    path = args.out / f"{stamp}-{socket.gethostname()}-check-cost.json"
+    path = args.out / (
+        unused_stem(args.out, f"{stamp}-{socket.gethostname()}-check-cost") + ".json"
+    )
     path.write_text(
         json.dumps(
             {

@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import unused_stem  # noqa: E402
+
 INCR_CHILD = """
 import sys, time
 from jupyter_volume import Dict
@@ -246,7 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    name = f"dict-{dt.date.today().isoformat()}-{socket.gethostname()}{'-quick' if args.quick else ''}.json"
+    name = (
+        unused_stem(
+            out,
+            f"dict-{dt.date.today().isoformat()}-{socket.gethostname()}{'-quick' if args.quick else ''}",
+        )
+        + ".json"
+    )
     (out / name).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote bench/results/{name}")
     return 0

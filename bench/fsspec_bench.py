@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import unused_stem  # noqa: E402
+
 MiB = 1 << 20
 BUCKET = "fsspec-bench"
 VOLUME = "bench-data"
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    path = out / f"fsspec-{stamp}-{socket.gethostname()}.json"
+    path = out / (unused_stem(out, f"fsspec-{stamp}-{socket.gethostname()}") + ".json")
     args_out = {**vars(args), "s3fs_python": Path(args.s3fs_python).name}  # no machine paths
     doc = {
         "rows": rows,

@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import unused_stem  # noqa: E402
+
 MiB = 1 << 20
 
 READER = """
@@ -186,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before {load['before']}, at most {load['max_during']} during"
         + (" (noisy: not a measurement of record)" if load["noisy"] else "")
     )
-    out = ROOT / "bench" / "results" / f"nfs-{dt.date.today()}-{socket.gethostname()}.json"
+    results_dir = ROOT / "bench" / "results"
+    out = results_dir / (
+        unused_stem(results_dir, f"nfs-{dt.date.today()}-{socket.gethostname()}") + ".json"
+    )
     out.write_text(json.dumps({"args": vars(args), "load": load, "results": results}, indent=2))
     print(f"written: {out}")
     return 0

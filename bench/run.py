@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import unused_stem  # noqa: E402
 from bench.worker import generate_tree, run_child, scattered_edits, tree_paths  # noqa: E402
 
 BUCKET = "bench"
@@ -1455,6 +1456,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if set(only) != {"a", "b", "c", "d", "e", "f", "g", "gc"}:
         stem += "-" + "".join(only)
+    stem = unused_stem(outdir, stem, (".json", ".md"))
     bench: Bench | None = None
     load: dict[str, Any] = {}
     done: list[str] = []
