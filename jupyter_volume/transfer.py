@@ -356,6 +356,7 @@ def _write_files(
 
     small_slots = threading.BoundedSemaphore(SMALL_BATCHES_AT_ONCE)
     writing = threading.Lock()
+    count = _counter(bar)
 
     def fetch_small(batch: list[tuple[FileEntry, Path]]) -> None:
         # Small files: their contents read together (the chunks of neighbours come in
@@ -383,23 +384,16 @@ def _write_files(
                 fetch((e, target))  # reached through a link, say: read as read_file does
                 continue
             _put_bytes(target, data, e.mtime)
-            if bar is not None:
-                bar.update(len(data))
+            if count is not None:
+                count(len(data))
 
     def fetch(item: tuple[FileEntry, Path]) -> None:
         e, target = item
         with _locked_temp(target) as (tmp, fd):
-            f = os.fdopen(fd, "wb", closefd=False)
             try:
-                try:
-                    vol.read_file_into_fileobj(e.path, f, _callback(bar), at=at)
-                    f.flush()
-                finally:
-                    # A failed write leaves bytes in the buffer, and close() would try
-                    # them again: its second error (a full disk) replaced the one below.
-                    # After a flush that succeeded there is nothing left to fail.
-                    with contextlib.suppress(OSError):
-                        f.close()
+                # as a mount writes a big file: ranges fetched in parallel, each checked
+                # and written in place (a 1 GiB file took twice as long read as a stream)
+                vol._read_into(e.path, fd, at=at, progress=count)
             except VolumeError:
                 raise  # the store's or the volume's error, already one clear line
             except OSError as err:
@@ -463,15 +457,18 @@ def _join_started(threads: list[threading.Thread]) -> None:
                 time.sleep(0.001)  # between start() and its first step
 
 
-def _callback(bar: Any) -> Callable[..., None] | None:
-    """A progress callback taking the byte count positionally or as ``advance=``."""
+def _counter(bar: Any) -> Callable[[int], None] | None:
+    """``bar.update`` for byte counts reported from many threads at once (the download
+    threads of every file being fetched), one at a time."""
     if bar is None:
         return None
+    lock = threading.Lock()
 
-    def cb(*args: int, **kwargs: int) -> None:
-        bar.update(kwargs["advance"] if "advance" in kwargs else args[0])
+    def update(n: int) -> None:
+        with lock:
+            bar.update(n)
 
-    return cb
+    return update
 
 
 def _write_link(vol: Volume, e: FileEntry, target: Path, at: int | None) -> None:

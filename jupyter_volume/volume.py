@@ -959,6 +959,23 @@ class Volume:
         self._root(None)
         return self._seen.seq
 
+    def _read_into(
+        self,
+        path: str | bytes,
+        fd: int,
+        *,
+        at: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write file ``path`` (links followed as by :meth:`read_file`) into open file
+        ``fd`` from offset 0, as a mount writes a big file: ranged reads in parallel,
+        each range checked and written in place by the download threads, the file's
+        disk reserved first. ``fd`` must be a new, empty file. Returns its size."""
+        p, e = self._follow(path, at)
+        if e.kind == DIR:
+            raise InvalidError(f"{p} is a folder, not a file")
+        return self._repo.read_into(e, fd, p, progress=progress)
+
     @aio
     def read_file_into_fileobj(
         self,

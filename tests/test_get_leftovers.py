@@ -55,14 +55,13 @@ import os, signal, sys
 from jupyter_volume import volume
 from jupyter_volume.cli import main
 
-real = volume.Volume.read_file_into_fileobj
-def read_then_die(self, path, fileobj, *a, **kw):
+real = volume.Volume._read_into
+def read_then_die(self, path, fd, *a, **kw):
     if path.endswith("big.bin"):
-        fileobj.write(b"x" * (1 << 20))
-        fileobj.flush()
+        os.write(fd, b"x" * (1 << 20))
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(self, path, fileobj, *a, **kw)
-volume.Volume.read_file_into_fileobj = read_then_die
+    return real(self, path, fd, *a, **kw)
+volume.Volume._read_into = read_then_die
 sys.exit(main(["get", "dl", "data", sys.argv[1], "--store", sys.argv[2]]))
 """
 

@@ -2650,7 +2650,12 @@ class Repository:
             yield from parts
 
     def read_into(
-        self, entry: Entry, fd: int, where: str = "", local: tuple[int, Entry] | None = None
+        self,
+        entry: Entry,
+        fd: int,
+        where: str = "",
+        local: tuple[int, Entry] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Write the whole contents of a file entry into open file ``fd`` at offset 0.
 
@@ -2671,12 +2676,17 @@ class Repository:
         copied from it, each checked against its hash (one that does not match, because
         the file changed after all, is fetched instead), so a reload of a big file with
         small edits downloads only the edited chunks.
+
+        ``progress(n)``: called with the number of bytes each step wrote (from the
+        download threads too: it must be safe to call from any thread).
         """
         if entry.inline is not None:
             data = memoryview(entry.inline)
             off = 0
             while off < len(data):
                 off += os.pwrite(fd, data[off:], off)
+            if progress is not None:
+                progress(len(data))
             return len(data)
         chunks = entry.chunks or []
         offsets: dict[int, int] = {}  # position in chunks -> file offset
@@ -2689,6 +2699,8 @@ class Repository:
         # fails here (ENOSPC) before any of it is fetched.
         preallocate(fd, total)
         copied = self._copy_local(chunks, offsets, fd, local) if local is not None else set()
+        if progress is not None and copied:
+            progress(sum(chunks[i][1] for i in copied))
         cache = self.chunk_cache
         Req = tuple[str, int, int, list[tuple[int, str, ChunkLoc]]]
 
@@ -2703,6 +2715,8 @@ class Repository:
                 cached = cache.get(h) if cache is not None else None
                 if cached is not None:
                     _pwrite_all(fd, memoryview(cached), offsets[i])
+                    if progress is not None:
+                        progress(len(cached))
                     continue
                 loc = self.locate(h, where)
                 if req is not None:
@@ -2737,6 +2751,8 @@ class Repository:
                 with writing:
                     for (i, _h, _loc), raw in zip(items, raws, strict=True):
                         written += _pwrite_all(fd, memoryview(raw), offsets[i])
+            if progress is not None:
+                progress(written)
             return written
 
         window: deque[tuple[Future[int], int]] = deque()
