@@ -15,23 +15,23 @@ import pytest
 
 from jupyter_volume import Volume
 from jupyter_volume.errors import LocalFolderError
+from jupyter_volume.progress import NullProgress
 from jupyter_volume.testing.wrappers import CountingStore
 from jupyter_volume.transfer import download
 
 MiB = 1 << 20
 
 
-class _Bar:
-    """Counts what a download reports (from any thread)."""
+class _Bar(NullProgress):
+    """A bar that counts what a download reports, and which threads report it."""
 
     def __init__(self) -> None:
-        self.n = 0
         self._lock = threading.Lock()
         self.callers: set[str] = set()
 
-    def update(self, n: int) -> None:
+    def update(self, n: int = 1) -> None:
         with self._lock:
-            self.n += n
+            super().update(n)
             self.callers.add(threading.current_thread().name.split("_")[0])
 
 
@@ -57,7 +57,7 @@ def test_a_big_file_is_fetched_a_pack_per_request_and_counted(store: Any, tmp_pa
     dest = tmp_path / "out"
     bar = _Bar()
     counting.reset()
-    got = download(vol, _plan(vol, dest), base=dest, progress=lambda total, n: _Progress(bar))
+    got = download(vol, _plan(vol, dest), base=dest, progress=lambda total, n: bar)
     assert got.files == 2
     for path, data in files.items():
         assert (dest / path).read_bytes() == data
@@ -77,22 +77,3 @@ def test_a_big_file_that_cannot_fit_is_refused_before_it_is_fetched(
         download(vol, _plan(vol, tmpfs), base=tmpfs)
     assert counting.matching(("get", "get_range"), prefix=f"vols/{vol.info().id}/packs/") == []
     assert os.listdir(tmpfs) == []  # no partial file left
-
-
-class _Progress:
-    """A progress factory's bar around :class:`_Bar`."""
-
-    def __init__(self, bar: _Bar) -> None:
-        self.bar = bar
-
-    def update(self, n: int = 1) -> None:
-        self.bar.update(n)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass

@@ -294,10 +294,10 @@ def test_interrupted_put_and_get_leave_nothing_half_done(
             assert p.read_bytes() == Path("data", p.name).read_bytes(), p
 
     # As the third file starts downloading, in a download worker. These files are small
-    # enough to be read in batches: streamed one by one here, as bigger files are.
+    # enough to be read in batches: read one by one here, as bigger files are.
     small_file = transfer.SMALL_FILE
     monkeypatch.setattr(transfer, "SMALL_FILE", 0)
-    get_interrupted("out", Volume, "read_file_into_fileobj")
+    get_interrupted("out", Volume, "_read_into")
     say(shell, "get v data out --force")
     assert sorted(p.name for p in Path("out", "data").iterdir()) == sorted(
         p.name for p in Path("data").iterdir()

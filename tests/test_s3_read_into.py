@@ -347,6 +347,31 @@ class _Buffers(WrappedStore):
         return self.inner.get_range_into(key, start, buf)
 
 
+def _reader(store: Store, tmp_path: Path, files: dict[str, bytes], through: Store) -> Repository:
+    """Commit ``files`` to a new volume in ``store``; the volume opened for reading
+    through ``through`` (a wrapper of ``store``), with no chunk cache."""
+    vol_id = uuid.uuid4().hex
+    Repository.create(store, vol_id)
+    writer_repo = Repository(store, vol_id, cache_dir=tmp_path / "w")
+    w = writer_repo.writer()
+    writer_repo.commit({p: w.file_entry(io.BytesIO(d)) for p, d in files.items()}, writer=w)
+    repo = Repository(through, vol_id, cache_dir=tmp_path / "r")
+    repo.chunk_cache = None
+    return repo
+
+
+def _read_into(repo: Repository, path: str, out: Path) -> bytes:
+    """``repo.read_into`` of ``path`` into a new file ``out``; what ``out`` then holds."""
+    e = repo.lookup(path)
+    assert e is not None
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert repo.read_into(e, fd, path) == e.size
+    finally:
+        os.close(fd)
+    return out.read_bytes()
+
+
 def test_a_big_file_is_read_through_a_few_reused_buffers(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -354,22 +379,9 @@ def test_a_big_file_is_read_through_a_few_reused_buffers(
     monkeypatch.setattr(repo_module, "BIG_READ_REQUEST_MAX", 1 * MiB)
     monkeypatch.setattr(repo_module, "BIG_READ_AHEAD_BYTES", 4 * MiB)
     data = blake3(b"reuse").digest(length=40 * MiB)
-    vol_id = uuid.uuid4().hex
-    Repository.create(store, vol_id)
-    writer_repo = Repository(store, vol_id, cache_dir=tmp_path / "w")
-    w = writer_repo.writer()
-    writer_repo.commit({"big.bin": w.file_entry(io.BytesIO(data))}, writer=w)
     seen = _Buffers(store)
-    repo = Repository(seen, vol_id, cache_dir=tmp_path / "r")
-    repo.chunk_cache = None
-    e = repo.lookup("big.bin")
-    assert e is not None
-    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        assert repo.read_into(e, fd, "big.bin") == len(data)
-    finally:
-        os.close(fd)
-    assert (tmp_path / "out").read_bytes() == data
+    repo = _reader(store, tmp_path, {"big.bin": data}, seen)
+    assert _read_into(repo, "big.bin", tmp_path / "out") == data
     distinct = {id(b) for b in seen.buffers}
     assert len(seen.buffers) >= 30  # one read per range, into buffers used again: no
     # more of them than ranges in flight at once, which the download threads bound
@@ -382,26 +394,15 @@ def test_a_big_file_is_read_in_one_request_per_pack(store: Store, tmp_path: Path
     from jupyter_volume.testing.wrappers import CountingStore
 
     data = blake3(b"packs").digest(length=40 * MiB)  # incompressible: two full packs
-    vol_id = uuid.uuid4().hex
-    Repository.create(store, vol_id)
-    writer_repo = Repository(store, vol_id, cache_dir=tmp_path / "w")
-    w = writer_repo.writer()
-    writer_repo.commit({"big.bin": w.file_entry(io.BytesIO(data))}, writer=w)
     counting = CountingStore(store)
-    repo = Repository(counting, vol_id, cache_dir=tmp_path / "r")
-    repo.chunk_cache = None
+    repo = _reader(store, tmp_path, {"big.bin": data}, counting)
     e = repo.lookup("big.bin")
     assert e is not None
     packs = {repo.locate(h).pack for h, _n in e.chunks or ()}
     assert len(packs) == 3
     counting.reset()
-    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        assert repo.read_into(e, fd, "big.bin") == len(data)
-    finally:
-        os.close(fd)
-    assert (tmp_path / "out").read_bytes() == data
-    reads = counting.matching(("get", "get_range"), prefix=f"vols/{vol_id}/packs/")
+    assert _read_into(repo, "big.bin", tmp_path / "out") == data
+    reads = counting.matching(("get", "get_range"), prefix=f"vols/{repo.vol_id}/packs/")
     assert len(reads) == len(packs), reads
 
 
@@ -415,28 +416,17 @@ def test_big_files_read_together_share_the_download_threads_buffers(
     monkeypatch.setattr(repo_module, "BIG_READ_REQUEST_MAX", 1 * MiB)
     monkeypatch.setattr(repo_module, "BIG_READ_AHEAD_BYTES", 4 * MiB)
     files = {f"f{i}.bin": blake3(b"shared%d" % i).digest(length=12 * MiB) for i in range(8)}
-    vol_id = uuid.uuid4().hex
-    Repository.create(store, vol_id)
-    writer_repo = Repository(store, vol_id, cache_dir=tmp_path / "w")
-    w = writer_repo.writer()
-    writer_repo.commit({p: w.file_entry(io.BytesIO(d)) for p, d in files.items()}, writer=w)
     seen = _Buffers(store)
-    repo = Repository(seen, vol_id, cache_dir=tmp_path / "r")
-    repo.chunk_cache = None
+    repo = _reader(store, tmp_path, files, seen)
     start = threading.Barrier(len(files))
     errors: list[BaseException] = []
 
     def read(path: str) -> None:
-        e = repo.lookup(path)
-        assert e is not None
-        fd = os.open(tmp_path / path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             start.wait()
-            assert repo.read_into(e, fd, path) == len(files[path])
+            assert _read_into(repo, path, tmp_path / path) == files[path]
         except BaseException as err:  # noqa: BLE001 - handed to the test's thread
             errors.append(err)
-        finally:
-            os.close(fd)
 
     threads = [threading.Thread(target=read, args=(p,)) for p in files]
     for t in threads:
@@ -444,8 +434,6 @@ def test_big_files_read_together_share_the_download_threads_buffers(
     for t in threads:
         t.join()
     assert not errors, errors
-    for path, data in files.items():
-        assert (tmp_path / path).read_bytes() == data
     distinct = {id(b) for b in seen.buffers}
     assert len(seen.buffers) >= 8 * 12  # one read per range
     assert len(distinct) <= repo_module._download_pool.max_workers, len(distinct)
