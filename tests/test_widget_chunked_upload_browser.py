@@ -28,7 +28,7 @@ from jupyter_volume.testing.jupyter import (
     chromium,
     open_lab,
     open_volume_browser,
-    run_cell,
+    run_cell_until,
     write_notebook,
 )
 
@@ -220,9 +220,8 @@ def test_with_our_labextension_but_no_server_extension_the_widget_keeps_its_uplo
             page.locator(".jp-SideBar .lm-TabBar-tab[data-id='jupyter-volume-sidebar']").wait_for(
                 timeout=TIMEOUT
             )
-            run_cell(page, 0)
             widget = page.locator(".jv-browser")
-            widget.locator(".jv-upload-button").wait_for(timeout=TIMEOUT)
+            run_cell_until(page, lab, "w.ipynb", widget.locator(".jv-upload-button"))
             # the page's REST uploader asked the server, which did not answer: it stays out
             page.locator(".jv-browser[data-jv-uploader]").wait_for(
                 state="attached", timeout=TIMEOUT

@@ -30,7 +30,7 @@ from jupyter_volume.testing.jupyter import (
     chromium,
     open_lab,
     open_volume_browser,
-    run_cell,
+    run_cell_until,
     write_notebook,
 )
 from jupyter_volume.widgets.upload import ChunkedUpload
@@ -100,9 +100,7 @@ def held_uploader(lab: JupyterLab, page: Any, hold: Path, ack_timeout: int) -> A
     cell = HELD_CELL.format(hold=str(hold), ack_timeout=ack_timeout)
     write_notebook(lab.root_dir / "held.ipynb", [cell])
     open_lab(page, lab, "held.ipynb")
-    run_cell(page, 0)
-    button = page.locator(".jv-upload-button")
-    button.wait_for(timeout=TIMEOUT)
+    run_cell_until(page, lab, "held.ipynb", page.locator(".jv-upload-button"))
     return page.locator(".jv-upload")
 
 
@@ -263,9 +261,8 @@ def test_a_kernel_that_dies_while_it_commits_ends_the_wait_with_an_unsure_error(
     )
     write_notebook(server.root_dir / "dies.ipynb", [cell])
     open_lab(page, server, "dies.ipynb")
-    run_cell(page, 0)
     up = page.locator(".jv-upload")
-    page.locator(".jv-upload-button").wait_for(timeout=TIMEOUT)
+    run_cell_until(page, server, "dies.ipynb", page.locator(".jv-upload-button"))
     page.evaluate(WATCH_JS)
     page.evaluate(CHOOSE_BARE_JS, ["doomed.bin", 64 * 1024])
     wait_for_file(page, hold / "started")

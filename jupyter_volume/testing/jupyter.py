@@ -48,6 +48,7 @@ __all__ = [
     "chromium",
     "open_lab",
     "run_cell",
+    "run_cell_until",
     "write_notebook",
 ]
 
@@ -432,8 +433,55 @@ def run_cell(page: Any, index: int = 0, *, timeout: float = 60.0) -> None:
             )
 
 
-#: Seconds :func:`open_volume_browser` waits for the widget before running its cell again.
+#: Seconds :func:`run_cell_until` waits for what the cell shows before running it again.
 RERUN_AFTER = 20.0
+
+
+def run_cell_until(
+    page: Any,
+    lab: JupyterLab,
+    notebook: str,
+    target: Any,
+    *,
+    index: int = 0,
+    timeout: float = 60.0,
+) -> None:
+    """Run code cell ``index`` of ``notebook`` (open in ``page`` through :func:`open_lab`)
+    until Playwright locator ``target`` (what the cell displays) is visible.
+
+    A cell whose output has not appeared after :data:`RERUN_AFTER` seconds is run again,
+    or the page reloaded (saying which on stdout); TimeoutError after ``timeout``
+    seconds in all. Seen in CI, under load: the kernel's first websocket got a 500
+    from Jupyter Server while the kernel started (``kernel_ws_protocol`` of None), the
+    page reconnected, and the run taken just then never came back (the prompt stays
+    ``[*]``). Running the cell again is what a user would do. Seen once after that:
+    every later run showed "Error displaying widget: model not found" (the page's
+    widget manager had missed the widget's comm); a user reloads the page then, which
+    connects to the kernel afresh."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run_cell(page, index, timeout=max(deadline - time.monotonic(), 10.0))
+        wait = min(RERUN_AFTER, max(deadline - time.monotonic(), 1.0))
+        try:
+            target.wait_for(state="visible", timeout=wait * 1000)
+            return
+        except PlaywrightTimeout:
+            cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+            seen = (
+                f"prompt {cell.locator('.jp-InputPrompt').first.inner_text()!r}, "
+                f"output {cell.locator('.jp-OutputArea').first.inner_text()[:500]!r}"
+            )
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"cell {index} of {notebook} showed nothing after {timeout:.0f}s ({seen})"
+                ) from None
+            if "model not found" in seen:
+                print(f"cell {index} showed nothing after {wait:.0f}s ({seen}); reloading")
+                open_lab(page, lab, notebook, timeout=max(deadline - time.monotonic(), 10.0))
+            else:
+                print(f"cell {index} showed nothing after {wait:.0f}s ({seen}); running it again")
 
 
 def open_volume_browser(
@@ -442,40 +490,11 @@ def open_volume_browser(
     """Write a notebook whose cell runs ``%volume browse VOLUME``, open it in the Lab UI,
     run that cell, and wait until the widget shows the entry named ``entry`` (a file, or
     a folder as ``"name/"``). Returns the widget's Playwright locator (``.jv-browser``).
-
-    A cell whose widget has not appeared after :data:`RERUN_AFTER` seconds is run again
-    (saying so on stdout); TimeoutError after ``timeout`` seconds in all."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
+    The cell is run again if the widget does not show (:func:`run_cell_until`)."""
     notebook = f"browse-{volume}.ipynb"
     write_notebook(lab.root_dir / notebook, [f"%load_ext jupyter_volume\n%volume browse {volume}"])
     open_lab(page, lab, notebook, timeout=timeout)
     widget = page.locator(".jv-browser")
-    deadline = time.monotonic() + timeout
-    while True:
-        run_cell(page, 0, timeout=max(deadline - time.monotonic(), 10.0))
-        wait = min(RERUN_AFTER, max(deadline - time.monotonic(), 1.0))
-        try:
-            widget.wait_for(state="visible", timeout=wait * 1000)
-            break
-        except PlaywrightTimeout:
-            cell = page.locator(".jp-Notebook .jp-Cell").first
-            seen = (
-                f"prompt {cell.locator('.jp-InputPrompt').first.inner_text()!r}, "
-                f"output {cell.locator('.jp-OutputArea').first.inner_text()[:500]!r}"
-            )
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no volume browser after {timeout:.0f}s ({seen})") from None
-            # Seen in CI: the kernel's first websocket failed while it started (the
-            # server logged a 500 for it, then reconnected) and the run taken just then
-            # never came back. Running the cell again is what a user would do. Seen once
-            # after that: every later run showed "Error displaying widget: model not
-            # found" (the page's widget manager had missed the widget's comm); a user
-            # reloads the page then, which connects to the kernel afresh.
-            if "model not found" in seen:
-                print(f"no volume browser after {wait:.0f}s ({seen}); reloading the page")
-                open_lab(page, lab, notebook, timeout=max(deadline - time.monotonic(), 10.0))
-            else:
-                print(f"no volume browser after {wait:.0f}s ({seen}); running the cell again")
+    run_cell_until(page, lab, notebook, widget, timeout=timeout)
     widget.get_by_role("button", name=entry).wait_for(timeout=timeout * 1000)
     return widget
