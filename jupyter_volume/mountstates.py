@@ -17,7 +17,8 @@ such states (:func:`other_states`):
 * a folder there without a mark although the state marked it (``"marked": true`` in
   its ``mount.json``): a folder made again at that path, which a mount would start
   afresh in; removed at once;
-* a folder that is missing: removed once the state has been unused for
+* a folder that is missing (or, for a state that marked it, now on a file system
+  without extended attributes, mounted over the path): removed once the state has been unused for
   :data:`MISSING_FOR` (a day), so a folder that is only away for a while (renamed and
   renamed back, on a drive that is not plugged in) still resumes;
 * a state whose lock is held (mounted now, here or in another process) is never
@@ -145,11 +146,19 @@ def _dead(d: Path, info: dict[str, Any], now: float) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return now - _last_used(d) >= MISSING_FOR
     except OSError as e:
-        # No mark: a folder made again at that path (or one restored by a copy that drops
-        # extended attributes, or another file system mounted over it). If this state
-        # marked its folder, that is another folder, which a mount would start afresh in.
-        # States that did not say (an older version's), or could not mark: keep them.
-        return info.get("marked") is True and e.errno in (errno.ENODATA, errno.ENOTSUP)
+        # States that did not say they marked their folder (an older version's), or could
+        # not mark it: cannot tell, keep them.
+        if info.get("marked") is not True:
+            return False
+        if e.errno == errno.ENODATA:
+            # no mark: a folder made again at that path (or restored by a copy that
+            # drops extended attributes), which a mount would start afresh in
+            return True
+        if e.errno == errno.ENOTSUP:
+            # a file system without extended attributes over the path, perhaps only for
+            # a while (a drive mounted there): as for a missing folder
+            return now - _last_used(d) >= MISSING_FOR
+        return False
     except AttributeError:  # no xattr calls here (not Linux): cannot tell, keep it
         return False
     return mark != d.name.encode()
