@@ -692,6 +692,13 @@ class Volume:
         self._seen.seq = rec.seq
         return rec.root
 
+    def _follow_file(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
+        """:meth:`_follow` for a read of a file's bytes: InvalidError for a folder."""
+        p, e = self._follow(path, at)
+        if e.kind == DIR:
+            raise InvalidError(f"{p} is a folder, not a file")
+        return p, e
+
     def _follow(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
         """Like :meth:`_entry`, with symbolic links resolved in every part of the path.
 
@@ -862,9 +869,7 @@ class Volume:
         volume is an error naming it). Raises NotFoundError if there is no such file,
         InvalidError for a folder.
         """
-        p, e = self._follow(path, at)
-        if e.kind == DIR:
-            raise InvalidError(f"{p} is a folder, not a file")
+        p, e = self._follow_file(path, at)
         if offset < 0 or (length is not None and length < 0):
             raise InvalidError("offset and length must be >= 0")
         if offset == 0 and length is None:
@@ -929,9 +934,7 @@ class Volume:
                 f"Volume.open reads only (mode 'rb' or 'r'), not {mode!r}: write with "
                 "vol.batch_upload() or fsspec.open('volume://...', 'wb')"
             )
-        p, e = self._follow(path, at)
-        if e.kind == DIR:
-            raise InvalidError(f"{p} is a folder, not a file")
+        p, e = self._follow_file(path, at)
         reader = self._reader(p, e, at)
         return reader if mode == "rb" else io.TextIOWrapper(reader, encoding="utf-8")
 
@@ -971,9 +974,7 @@ class Volume:
         ``fd`` from offset 0, as a mount writes a big file: ranged reads in parallel,
         each range checked and written in place by the download threads, the file's
         disk reserved first. ``fd`` must be a new, empty file. Returns its size."""
-        p, e = self._follow(path, at)
-        if e.kind == DIR:
-            raise InvalidError(f"{p} is a folder, not a file")
+        p, e = self._follow_file(path, at)
         return self._repo.read_into(e, fd, p, progress=progress)
 
     @aio

@@ -27,7 +27,7 @@ import pytest
 from jupyter_volume import Volume
 from jupyter_volume.errors import InvalidError, LocalFolderError, StoreError
 from jupyter_volume.journal import Journal
-from jupyter_volume.testing.wrappers import WrappedStore
+from jupyter_volume.testing.wrappers import CountingStore, WrappedStore
 
 BAD = b"caf\xe9.txt"  # Latin-1 bytes, as an old zip leaves them: not valid UTF-8
 
@@ -416,8 +416,6 @@ def test_a_big_file_that_cannot_fit_fails_before_any_of_it_is_fetched(
 ) -> None:
     # The download reserves the file's disk first (fallocate): a 6 MiB file on a disk
     # with 5 MiB free is refused before its pack is read, not after fetching 6 MiB.
-    from jupyter_volume.testing.wrappers import CountingStore
-
     counting = CountingStore(store)
     vol = Volume.lookup("v", create_if_missing=True, store=counting)
     big = os.urandom(6 << 20)

@@ -36,7 +36,7 @@ from jupyter_volume.store import Store
 from jupyter_volume.store import s3 as s3mod
 from jupyter_volume.store.s3 import S3Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
-from jupyter_volume.testing.wrappers import WrappedStore
+from jupyter_volume.testing.wrappers import CountingStore, WrappedStore
 
 try:
     from .faultproxy import (
@@ -391,8 +391,6 @@ def test_a_big_file_is_read_through_a_few_reused_buffers(
 def test_a_big_file_is_read_in_one_request_per_pack(store: Store, tmp_path: Path) -> None:
     # A pack is sealed once it reaches its target size, so it holds up to one chunk
     # more: ranges of exactly the target size cost a second, tiny request per pack.
-    from jupyter_volume.testing.wrappers import CountingStore
-
     data = blake3(b"packs").digest(length=40 * MiB)  # incompressible: two full packs
     counting = CountingStore(store)
     repo = _reader(store, tmp_path, {"big.bin": data}, counting)
