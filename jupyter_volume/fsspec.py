@@ -69,10 +69,13 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
+from fsspec.utils import isfilelike
 
 from .errors import (
     AlreadyExistsError,
@@ -81,9 +84,11 @@ from .errors import (
     IsAFolderError,
     NotAFolderError,
     NotFoundError,
+    VolumeError,
 )
 from .objects import open_base
 from .store import Store, environment_store, resolve_environment
+from .transfer import _local_error, _locked_temp, _put_in_place
 from .volume import FileEntry, FileEntryType, Volume
 
 __all__ = ["NetworkFileSystemFS", "VolumeFileSystem", "VolumeWriteFile", "parse_url"]
@@ -711,6 +716,52 @@ class VolumeFileSystem(AbstractFileSystem):
         with self._reader(path) as f:
             s, e = _span(start, end, f.size)
             return f.read_range(s, e)
+
+    def get_file(
+        self,
+        rpath: str,
+        lpath: Any = None,
+        callback: Any = DEFAULT_CALLBACK,
+        outfile: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Copy one file (or make one folder) to local path ``lpath``.
+
+        Written as a mount writes a file: ranged reads in parallel, each checked and
+        written in place by the download threads, the file's disk reserved first, into a
+        temporary file beside ``lpath`` that replaces it only once complete (a failed
+        copy leaves ``lpath`` as it was; a file there is replaced, not written through).
+        It keeps the file's modification time, as ``jupyter volume get`` does. A copy
+        into a file object (``outfile``, or ``lpath`` one) streams as fsspec does.
+        """
+        if outfile is not None or isfilelike(lpath):
+            return super().get_file(rpath, lpath, callback=callback, outfile=outfile, **kwargs)
+        name, ref, inner = parse_url(self._strip_protocol(rpath))
+        if not name or not inner:  # the store or a whole volume: a folder
+            return super().get_file(rpath, lpath, callback=callback, **kwargs)
+        vol, at = self._snapshot(name, ref)
+        fe = vol.stat(inner, at=at, follow_symlinks=True)
+        if fe.type == FileEntryType.DIRECTORY:
+            os.makedirs(lpath, exist_ok=True)
+            return None
+        target = Path(os.fspath(lpath))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        callback.set_size(fe.size)
+        told = threading.Lock()  # the download threads report as they write
+
+        def progress(n: int) -> None:
+            with told:
+                callback.relative_update(n)
+
+        with _locked_temp(target) as (tmp, fd):
+            try:
+                vol._read_into(inner, fd, at=at, progress=progress)
+            except VolumeError:
+                raise
+            except OSError as err:
+                raise _local_error(err, tmp, into=target) from None
+            _put_in_place(tmp, target, fe.mtime)
+        return None
 
     def cat(
         self, path: Any, recursive: bool = False, on_error: str = "raise", **kwargs: Any
