@@ -67,7 +67,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,11 +84,10 @@ from .errors import (
     IsAFolderError,
     NotAFolderError,
     NotFoundError,
-    VolumeError,
 )
 from .objects import open_base
 from .store import Store, environment_store, resolve_environment
-from .transfer import _local_error, _locked_temp, _put_in_place
+from .transfer import _write_files
 from .volume import FileEntry, FileEntryType, Volume
 
 __all__ = ["NetworkFileSystemFS", "VolumeFileSystem", "VolumeWriteFile", "parse_url"]
@@ -383,6 +382,8 @@ def _reopen_reader(fs: VolumeFileSystem, path: str) -> Any:
 #: largest file read so: a bigger one is read on its own (read together, a file's bytes
 #: are held twice at the end, its ranges and their join)
 _CAT_BATCH = 256
+#: Files a get() downloads at once (as `jupyter volume get`)
+_GET_WORKERS = 8
 _CAT_TOGETHER_MAX = 1 << 20
 
 
@@ -717,6 +718,33 @@ class VolumeFileSystem(AbstractFileSystem):
             s, e = _span(start, end, f.size)
             return f.read_range(s, e)
 
+    def get(
+        self,
+        rpath: Any,
+        lpath: Any,
+        recursive: bool = False,
+        callback: Any = DEFAULT_CALLBACK,
+        maxdepth: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Copy files (and folders, with ``recursive``) to the local disk, each remote
+        path paired with its local one as fsspec's ``get`` pairs them.
+
+        The files of one volume and commit are downloaded together, as ``jupyter volume
+        get`` does: small files many at a time (neighbouring chunks in one ranged read),
+        big ones as :meth:`get_file` writes them, up to eight files at once. Each file
+        lands whole, through a temporary file beside it, or not at all; a failure stops
+        the files not started yet. ``callback`` counts the paths copied, as fsspec's does.
+        """
+        pairs: list[tuple[str, Any]] = []
+        self._local.gets = pairs  # get_file, called by fsspec's get per path, lists it here
+        try:
+            super().get(rpath, lpath, recursive=recursive, maxdepth=maxdepth, **kwargs)
+        finally:
+            self._local.gets = None
+        callback.set_size(len(pairs))
+        self._download(pairs, landed=callback.relative_update)
+
     def get_file(
         self,
         rpath: str,
@@ -731,37 +759,61 @@ class VolumeFileSystem(AbstractFileSystem):
         written in place by the download threads, the file's disk reserved first, into a
         temporary file beside ``lpath`` that replaces it only once complete (a failed
         copy leaves ``lpath`` as it was; a file there is replaced, not written through).
-        It keeps the file's modification time, as ``jupyter volume get`` does. A copy
+        It keeps the file's modification time, as ``jupyter volume get`` does.
+        ``callback`` is told the file's size, then of the bytes as they land. A copy
         into a file object (``outfile``, or ``lpath`` one) streams as fsspec does.
         """
         if outfile is not None or isfilelike(lpath):
             return super().get_file(rpath, lpath, callback=callback, outfile=outfile, **kwargs)
-        name, ref, inner = parse_url(self._strip_protocol(rpath))
-        if not name or not inner:  # the store or a whole volume: a folder
-            return super().get_file(rpath, lpath, callback=callback, **kwargs)
-        vol, at = self._snapshot(name, ref)
-        fe = vol.stat(inner, at=at, follow_symlinks=True)
-        if fe.type == FileEntryType.DIRECTORY:
-            os.makedirs(lpath, exist_ok=True)
+        gets = getattr(self._local, "gets", None)
+        if gets is not None:  # part of this thread's get(): downloaded with the others
+            gets.append((rpath, lpath))
             return None
-        target = Path(os.fspath(lpath))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        callback.set_size(fe.size)
-        told = threading.Lock()  # the download threads report as they write
-
-        def progress(n: int) -> None:
-            with told:
-                callback.relative_update(n)
-
-        with _locked_temp(target) as (tmp, fd):
-            try:
-                vol._read_into(inner, fd, at=at, progress=progress)
-            except VolumeError:
-                raise
-            except OSError as err:
-                raise _local_error(err, tmp, into=target) from None
-            _put_in_place(tmp, target, fe.mtime)
+        self._download([(rpath, lpath)], sized=callback)
         return None
+
+    def _download(
+        self,
+        pairs: list[tuple[str, Any]],
+        *,
+        landed: Callable[[int], Any] | None = None,
+        sized: Any = None,
+    ) -> None:
+        """Copy each ``(remote path, local path)`` of ``pairs``: a folder is made, a file
+        written by ``transfer._write_files`` at one commit per volume and ref.
+
+        ``landed(1)`` is called as each path is done (from any thread, one at a time);
+        ``sized``, an fsspec callback, is told the files' total size and each byte."""
+        groups: dict[tuple[str, str | None], list[tuple[str, Path]]] = {}
+        files: list[tuple[Volume, int, list[tuple[FileEntry, Path]]]] = []
+        done = _one_at_a_time(landed)
+        for rpath, lpath in pairs:
+            name, ref, inner = parse_url(self._strip_protocol(rpath))
+            groups.setdefault((name, ref), []).append((inner, Path(os.fspath(lpath))))
+        for (name, ref), items in groups.items():
+            if not name:  # the store's root: a folder
+                for _inner, target in items:
+                    target.mkdir(parents=True, exist_ok=True)
+                    done()
+                continue
+            vol, at = self._snapshot(name, ref)
+            root = vol._root(at)  # one look at the store for every path of the group
+            mine: list[tuple[FileEntry, Path]] = []
+            for inner, target in items:
+                fe = vol._stat(inner, at, True, root)
+                if fe.type == FileEntryType.DIRECTORY:
+                    target.mkdir(parents=True, exist_ok=True)
+                    done()
+                else:
+                    mine.append((fe, target))
+            files.append((vol, at, mine))
+        if sized is not None:
+            sized.set_size(sum(fe.size for _v, _a, mine in files for fe, _t in mine))
+        for parent in dict.fromkeys(t.parent for _v, _a, mine in files for _fe, t in mine):
+            parent.mkdir(parents=True, exist_ok=True)
+        bar = _Bytes(sized) if sized is not None else None
+        for vol, at, mine in files:
+            _write_files(vol, mine, at, bar, _GET_WORKERS, landed=done)
 
     def cat(
         self, path: Any, recursive: bool = False, on_error: str = "raise", **kwargs: Any
@@ -1318,6 +1370,29 @@ def _followed(vol: Volume, fe: FileEntry, at: int | None) -> tuple[FileEntry, bo
         return vol.stat(fe.path, at=at, follow_symlinks=True), True
     except (NotFoundError, InvalidError):
         return fe, False
+
+
+def _one_at_a_time(landed: Callable[[int], Any] | None) -> Callable[[], None]:
+    """``landed(1)``, safe to call from the download threads (one call at a time)."""
+    if landed is None:
+        return lambda: None
+    lock = threading.Lock()
+
+    def done() -> None:
+        with lock:
+            landed(1)
+
+    return done
+
+
+class _Bytes:
+    """An fsspec callback as the bar ``transfer._write_files`` tells of bytes."""
+
+    def __init__(self, callback: Any) -> None:
+        self.callback = callback
+
+    def update(self, n: int) -> None:
+        self.callback.relative_update(n)
 
 
 def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:

@@ -338,8 +338,17 @@ def _put_bytes(target: Path, data: bytes, mtime: float) -> None:
 
 
 def _write_files(
-    vol: Volume, files: list[tuple[FileEntry, Path]], at: int | None, bar: Any, workers: int
+    vol: Volume,
+    files: list[tuple[FileEntry, Path]],
+    at: int | None,
+    bar: Any,
+    workers: int,
+    landed: Callable[[], None] | None = None,
 ) -> None:
+    """Write each file of ``files`` (at commit ``at``) through a locked temporary file
+    renamed into place, up to ``workers`` at once. ``bar.update(n)`` is told of the bytes
+    (one call at a time); ``landed()`` of each file once it is in place, from whichever
+    thread wrote it."""
     failed = threading.Event()  # set by the first file that fails: the rest do not start
 
     def one(item: tuple[FileEntry, Path] | list[tuple[FileEntry, Path]]) -> None:
@@ -386,6 +395,8 @@ def _write_files(
             _put_bytes(target, data, e.mtime)
             if count is not None:
                 count(len(data))
+            if landed is not None:
+                landed()
 
     def fetch(item: tuple[FileEntry, Path]) -> None:
         e, target = item
@@ -399,6 +410,8 @@ def _write_files(
             except OSError as err:
                 raise _local_error(err, tmp, into=target) from None
             _put_in_place(tmp, target, e.mtime)
+        if landed is not None:
+            landed()
 
     items = _batches(files)
     if len(items) <= 1 or workers <= 1:

@@ -767,8 +767,8 @@ class Volume:
         described as itself. ``follow``: the last part too, giving the entry of what a
         link points at (as POSIX ``stat``; a link out of the volume raises InvalidError).
         The path returned is always the one asked for. Writes pass neither: they name
-        stored paths. ``root`` (a write's, so with neither flag): look in this tree of the
-        newest commit, already read by the caller, instead of asking for the head again.
+        stored paths. ``root``: the root of commit ``at`` (of the newest one for a
+        write), already read by the caller, instead of asking for the head again.
         """
         p = normalize_path(path)
         repo = self._repo
@@ -950,7 +950,14 @@ class Volume:
         stays the one asked for), as POSIX ``stat`` does; a link out of the volume, or
         a loop, raises InvalidError, one to nothing NotFoundError.
         """
-        p, e = self._entry(path, at, through_links=True, follow=follow_symlinks)
+        return self._stat(path, at, follow_symlinks)
+
+    def _stat(
+        self, path: str | bytes, at: int | None, follow: bool, root: str | None = None
+    ) -> FileEntry:
+        """:meth:`stat`; ``root``: commit ``at``'s root, already read by the caller (a
+        call that describes many paths of one commit looks at the store once)."""
+        p, e = self._entry(path, at, through_links=True, follow=follow, root=root)
         if not p:
             kids = self._repo.trees.entries(e.tree)  # type: ignore[arg-type]
             return FileEntry("", FileEntryType.DIRECTORY, 0, sum(x.size for x in kids))

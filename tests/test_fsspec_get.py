@@ -96,3 +96,23 @@ def test_get_follows_a_link_and_reads_history(store: Any, tmp_path: Path) -> Non
     assert (tmp_path / "new.bin").read_bytes() == b"second"
     fs.get(f"volume://dl@{first}/latest", str(tmp_path / "old.bin"))
     assert (tmp_path / "old.bin").read_bytes() == b"first"
+
+
+def test_a_recursive_get_reads_small_files_together_and_counts_each_path(
+    store: Any, tmp_path: Path
+) -> None:
+    files = {f"d{i % 3}/f{i}.txt": os.urandom(3000) for i in range(300)}
+    counting, vol, fs = _volume(store, files)
+    cb = Callback()
+    counting.reset()
+    fs.get("volume://dl/", str(tmp_path / "out"), recursive=True, callback=cb)
+    for path, data in files.items():
+        assert (tmp_path / "out" / path).read_bytes() == data
+    # 300 files and 4 folders (the volume's top and d0-d2), each counted once it is done
+    assert (cb.size, cb.value) == (304, 304)
+    # read together, up to 256 files a batch, neighbours in one ranged read (one at a
+    # time: 300 reads), and the newest commit looked up a few times for the whole call
+    # (per file: twice each)
+    assert len(_pack_reads(counting, vol)) <= 6
+    looks = counting.matching(prefix=f"vols/{vol.info().id}/log/")
+    assert len(looks) <= 12, looks
