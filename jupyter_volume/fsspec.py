@@ -519,11 +519,14 @@ class VolumeFileSystem(AbstractFileSystem):
         """The volume and the commit one call reads: ``ref``'s, else the newest.
 
         Every read of one call names this commit, so a call that looks twice (``ls``:
-        the path, then its entries) never mixes two commits.
+        the path, then its entries) never mixes two commits. The newest commit is
+        pinned for this thread's reads (``Volume._pin_head``): one look at the store per
+        call, not one more per read at it.
         """
         vol = self._current(name)
         if ref is None:
-            return vol, vol.refresh().seq
+            return vol, vol._pin_head()
+        vol._pin_head(pin=False)  # an older commit: every read checks gc has not expired it
         if ref.isdigit():
             return vol, int(ref)
         tags = vol.tags()

@@ -674,11 +674,26 @@ class Volume:
         answer from stale caches, fail on a raw store key, or publish a damaged head)."""
         repo = self._repo
         rec = repo.record(int(seq))
+        if rec.seq == getattr(self._seen, "pinned", None):
+            return rec  # the head this thread's call has just read (see _pin_head)
         if repo.is_expired(rec.seq):
             raise NotFoundError(
                 f"commit {rec.seq} of volume {self.name!r} was expired by garbage collection"
             )
         return rec
+
+    def _pin_head(self, pin: bool = True) -> int:
+        """The number of the newest commit, read from the store now. ``pin``: this
+        thread's reads at that number then skip the check that gc has not expired it (a
+        head just read is not), until the next ``_pin_head`` on this thread: for a caller
+        that reads one commit in several steps (each fsspec call, which pins first), one
+        look at the store instead of one more per step. ``pin=False`` only clears."""
+        self._seen.pinned = None
+        if not pin:
+            return -1
+        seq = self._repo.head(refresh=True).seq
+        self._seen.pinned = seq
+        return seq
 
     def _root(self, at: int | None, *, refresh: bool = True) -> str:
         """The root of commit ``at``, or of the newest one. ``refresh=False``: the head

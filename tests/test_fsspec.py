@@ -148,6 +148,54 @@ def test_transaction_of_five_files_is_one_commit(fs: VolumeFileSystem) -> None:
     }
 
 
+def test_a_read_of_the_newest_commit_looks_at_the_log_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each call pins the newest commit and reads it: it looked at the log twice, once
+    to find the newest commit and once more, per read at it, to check that gc had not
+    expired it (a commit just found to be the newest is not)."""
+    import jupyter_volume.volume as volume_mod
+    from jupyter_volume.testing.wrappers import CountingStore
+
+    name = _name()
+    vol = Volume.from_name(name, store=store, create_if_missing=True)
+    with vol.batch_upload() as b:
+        for i in range(3):
+            b.put_file(io.BytesIO(b"data %d" % i), f"f{i}")
+    monkeypatch.setattr(volume_mod, "_repos", {})
+    counting = CountingStore(store)
+    fs = VolumeFileSystem(store=counting, skip_instance_cache=True)
+    fs.cat_file(f"{name}/f0")  # the name, config and index are read once
+    log = f"vols/{vol.object_id}/log/"
+    for call in (
+        lambda: fs.cat_file(f"{name}/f1"),
+        lambda: fs.open(f"{name}/f2").close(),
+        lambda: fs.info(f"{name}/f1"),
+        lambda: fs.ls(name),
+    ):
+        counting.reset()
+        call()
+        assert len(counting.matching(prefix=log)) == 1, counting.matching(prefix=log)
+
+
+def test_a_pinned_newest_commit_does_not_hide_one_gc_expired(store: Store) -> None:
+    """A thread that read the newest commit, which gc then expired, is refused it by
+    number like any other reader."""
+    name = _name()
+    fs = VolumeFileSystem(store=store, skip_instance_cache=True)
+    fs.pipe(f"{name}/a.txt", b"first")
+    first = fs.info(f"{name}/a.txt")["commit"]
+    assert fs.cat_file(f"{name}@{first}/a.txt") == b"first"
+    assert fs.cat_file(f"{name}/a.txt") == b"first"  # pins commit `first` in this thread
+    fs.pipe(f"{name}/a.txt", b"second")
+    vol = Volume.from_name(name, store=store)
+    vol.set_retention(keep_last=1, grace=0)
+    vol.gc()
+    with pytest.raises(FileNotFoundError, match="expired by garbage collection"):
+        fs.cat_file(f"{name}@{first}/a.txt")
+    assert fs.cat_file(f"{name}/a.txt") == b"second"
+
+
 def test_cat_of_many_files_reads_them_together(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
