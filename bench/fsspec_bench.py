@@ -15,7 +15,10 @@ a fresh child process with empty caches:
 * tail: open the file and read its last 1 MiB; seconds, and bytes fetched from the
   store (for volume://: every byte the store handed over, metadata included, counted
   by a wrapper around the store; for s3fs: what its read cache requested);
-* sequential: read the whole file front to back in 4 MiB reads; seconds and MiB/s.
+* sequential: read the whole file front to back in 4 MiB reads; seconds and MiB/s;
+* get: ``fs.get`` of a folder of 1,000 files of 4 KiB to the local disk;
+* cat_file: 200 calls of ``fs.cat_file``, each of another 4 KiB file (what zarr and
+  pandas do per chunk or per file): the cost of one call.
 
 Targets: sequential >= 1.0x s3fs; tail fetches < 4 MiB.
 Prints a table and writes ``bench/results/fsspec-<date>-<host>.json``.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
 import socket
@@ -48,6 +52,10 @@ VOLUME = "bench-data"
 FILE = "data.bin"
 READ = 4 * MiB
 TAIL = MiB
+SMALL_FILES = 1000
+SMALL_SIZE = 4096
+CALLS = 200
+MODES = ("tail", "sequential", "get", "cat_file")
 
 
 def write_random(path: Path, size: int, seed: int = 7) -> None:
@@ -88,17 +96,20 @@ def child(mode: str, tool: str, store_url: str, s3_opts: dict[str, Any]) -> dict
 
         store = ByteCountingStore(open_store(store_url))
         fs = VolumeFileSystem(store=store, skip_instance_cache=True)
-        path = f"volume://{VOLUME}/{FILE}"
+        top = f"volume://{VOLUME}"
         fetched = lambda f: store.nbytes  # noqa: E731
     else:
         import s3fs
 
         fs = s3fs.S3FileSystem(**s3_opts, skip_instance_cache=True)
-        path = f"{BUCKET}/{FILE}"
+        top = BUCKET
 
         def fetched(f: Any) -> int | None:
             return getattr(getattr(f, "cache", None), "total_requested_bytes", None)
 
+    path = f"{top}/{FILE}"
+    if mode in ("get", "cat_file"):
+        return _small(mode, fs, top, fetched)
     t0 = time.perf_counter()
     with fs.open(path, "rb") as f:
         if mode == "tail":
@@ -110,6 +121,23 @@ def child(mode: str, tool: str, store_url: str, s3_opts: dict[str, Any]) -> dict
                 n += len(piece)
         seconds = time.perf_counter() - t0
         return {"seconds": seconds, "bytes_read": n, "bytes_fetched": fetched(f)}
+
+
+def _small(mode: str, fs: Any, top: str, fetched: Any) -> dict[str, Any]:
+    """The small-file modes of :func:`child`: ``get`` of the folder, or ``cat_file`` of
+    ``CALLS`` of its files one call each."""
+    t0 = time.perf_counter()
+    if mode == "get":
+        with tempfile.TemporaryDirectory(prefix="jv-fsspec-bench-get-") as tmp:
+            fs.get(f"{top}/small/", f"{tmp}/out/", recursive=True)
+            seconds = time.perf_counter() - t0
+            n = sum(len(files) for _d, _s, files in os.walk(f"{tmp}/out"))
+        assert n == SMALL_FILES, n
+        nbytes = n * SMALL_SIZE
+    else:
+        nbytes = sum(len(fs.cat_file(f"{top}/small/f{i}.bin")) for i in range(CALLS))
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "bytes_read": nbytes, "bytes_fetched": fetched(None)}
 
 
 def run_child(
@@ -176,14 +204,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"writing {args.size_mib} MiB of random bytes", flush=True)
             write_random(src, size)
             vol = Volume.from_name(VOLUME, store=store_url, create_if_missing=True)
+            client = sw.client()
             with vol.batch_upload(force=True) as batch:
                 batch.put_file(src, FILE)
-            sw.client().upload_file(str(src), BUCKET, FILE)
+                for i in range(SMALL_FILES):
+                    data = os.urandom(SMALL_SIZE)
+                    batch.put_file(io.BytesIO(data), f"small/f{i}.bin")
+                    client.put_object(Bucket=BUCKET, Key=f"small/f{i}.bin", Body=data)
+            client.upload_file(str(src), BUCKET, FILE)
         from bench.run import LoadWatch
 
         watch = LoadWatch().__enter__()
         for rep in range(args.reps):
-            for mode in ("tail", "sequential"):
+            for mode in MODES:
                 for tool in ("volume", "s3fs"):
                     python = args.s3fs_python if tool == "s3fs" else sys.executable
                     r = run_child(mode, tool, store_url, s3_opts, env, python)
@@ -204,12 +237,18 @@ def main(argv: list[str] | None = None) -> int:
         xs = [r[field] for r in results.get(key, []) if r.get(field) is not None]
         return statistics.median(xs) if xs else None
 
+    what = {
+        "tail": "last 1 MiB",
+        "sequential": f"{args.size_mib} MiB",
+        "get": f"{SMALL_FILES:,} x 4 KiB",
+        "cat_file": f"{CALLS} calls, 4 KiB each",
+    }
     rows = []
-    for mode in ("tail", "sequential"):
+    for mode in MODES:
         v, s = med(f"{mode}/volume", "seconds"), med(f"{mode}/s3fs", "seconds")
         rows.append(
             {
-                "case": f"{mode} ({'last 1 MiB' if mode == 'tail' else f'{args.size_mib} MiB'})",
+                "case": f"{mode} ({what[mode]})",
                 "volume_s": v,
                 "s3fs_s": s,
                 "speed_vs_s3fs": (s / v) if v and s else None,
