@@ -61,7 +61,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import unused_stem  # noqa: E402
-from bench.worker import generate_tree, run_child, scattered_edits, tree_paths  # noqa: E402
+from bench.worker import (  # noqa: E402
+    generate_tree,
+    process_cpu,
+    run_child,
+    scattered_edits,
+    tree_paths,
+)
 
 BUCKET = "bench"
 MiB = 1 << 20
@@ -131,6 +137,7 @@ class Bench:
         self.env["JUPYTER_VOLUME_AUTHOR"] = "bench"
         self.env["JUPYTER_VOLUME_STATE_DIR"] = str(work / "state")
         self.env["JUPYTER_VOLUME_PROGRESS"] = "0"
+        self.env["BENCH_STORE_PID"] = str(sw.proc.pid)  # children report the store's CPU
         # The quiet gate's settle interval (1 s by default) makes a commit wait until a
         # just-written file is that old: a policy against torn files, not transfer work.
         # Every file here is complete before the commit starts, so it is measured with
@@ -219,10 +226,12 @@ class Bench:
         """Run rclone; return seconds, bytes transferred (from its JSON stats) and peak RSS."""
         os.sync()
         cmd = [self.rclone, *argv]
+        store0 = process_cpu(self.sw.proc.pid)
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = p.communicate()
         secs = time.perf_counter() - t0
+        store1 = process_cpu(self.sw.proc.pid)
         if p.returncode != 0:
             raise RuntimeError(
                 f"rclone failed ({p.returncode}): {' '.join(cmd)}\n{err.decode(errors='replace')[-3000:]}"
@@ -239,20 +248,30 @@ class Bench:
             "bytes_put": stats.get("bytes"),
             "transfers": stats.get("transfers"),
             "checks": stats.get("checks"),
+            **(
+                {"store_cpu_s": store1 - store0}
+                if store0 is not None and store1 is not None
+                else {}
+            ),
         }
 
     def timed_cmd(self, cmd: list[str], cwd: Path | None = None) -> dict[str, Any]:
         """Run a peer's command; return its seconds (failing loudly with its stderr)."""
         os.sync()
+        store0 = process_cpu(self.sw.proc.pid)
         t0 = time.perf_counter()
         p = subprocess.run(cmd, env=self.env, cwd=cwd, capture_output=True)
         secs = time.perf_counter() - t0
+        store1 = process_cpu(self.sw.proc.pid)
         if p.returncode != 0:
             raise RuntimeError(
                 f"{cmd[0]} failed ({p.returncode}): {' '.join(cmd)}\n"
                 f"{p.stderr.decode(errors='replace')[-3000:]}"
             )
-        return {"seconds": secs}
+        out: dict[str, Any] = {"seconds": secs}
+        if store0 is not None and store1 is not None:
+            out["store_cpu_s"] = store1 - store0
+        return out
 
     def s5cmd_run(self, *argv: str) -> dict[str, Any]:
         return self.timed_cmd(

@@ -51,6 +51,25 @@ def status_bytes(field: str) -> int:
     return 0
 
 
+# -- CPU ------------------------------------------------------------------------------------
+def store_cpu() -> float | None:
+    """CPU seconds the store's server has used so far (its pid in ``$BENCH_STORE_PID``,
+    set by the parent), None when unknown: what the store spent during a step tells a
+    slow store from a slow client."""
+    pid = os.environ.get("BENCH_STORE_PID")
+    return process_cpu(int(pid)) if pid else None
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- a store that counts bytes ----------------------------------------------------------------
 def counting_store(url: str) -> Any:
     from jupyter_volume.store import open_store
@@ -115,9 +134,14 @@ class Steps:
         before = self.store.snapshot() if self.store is not None else {}
         reset_peak()
         rec: dict[str, Any] = {"step": name, **extra}
+        store0, cpu0 = store_cpu(), time.process_time()
         t0 = time.perf_counter()
         yield rec
         rec["seconds"] = time.perf_counter() - t0
+        rec["cpu_s"] = time.process_time() - cpu0  # this process, every thread
+        store1 = store_cpu()
+        if store0 is not None and store1 is not None:
+            rec["store_cpu_s"] = store1 - store0
         rec["peak_rss"] = status_bytes("VmHWM")
         if self.store is not None:
             after = self.store.snapshot()
