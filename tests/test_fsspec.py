@@ -178,6 +178,37 @@ def test_a_read_of_the_newest_commit_looks_at_the_log_once(
         assert len(counting.matching(prefix=log)) == 1, counting.matching(prefix=log)
 
 
+def test_readers_read_the_config_files_once_per_interval(
+    local_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each reader read every config file for the chunk cache's size: a third of a
+    cached 4 KiB ``cat_file``. Now at most once per ``reader.CONFIG_REREAD`` seconds;
+    a changed file counts for the readers opened after that."""
+    import jupyter_volume.config as config_mod
+    import jupyter_volume.reader as reader_mod
+
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.setattr(reader_mod, "_configured", None)
+    loads: list[int] = []
+    real = config_mod.load_config
+    monkeypatch.setattr(config_mod, "load_config", lambda *a, **k: loads.append(1) or real(*a, **k))
+    fs = VolumeFileSystem(store=local_store, skip_instance_cache=True)
+    fs.pipe("v/a", b"x" * 1000)
+    fs.cat_file("v/a")
+    loads.clear()
+    for _ in range(20):
+        assert fs.cat_file("v/a") == b"x" * 1000
+    assert loads == []
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "jupyter_volume_config.json").write_text(
+        '{"VolumeConfig": {"chunk_cache_bytes": 0}}'
+    )
+    assert reader_mod.local_chunk_cache() is not None  # believed for CONFIG_REREAD
+    monkeypatch.setattr(reader_mod, "CONFIG_REREAD", 0.0)
+    assert reader_mod.local_chunk_cache() is None  # read again: the cache is off
+    assert fs.cat_file("v/a") == b"x" * 1000
+
+
 def test_a_pinned_newest_commit_does_not_hide_one_gc_expired(store: Store) -> None:
     """A thread that read the newest commit, which gc then expired, is refused it by
     number like any other reader."""
