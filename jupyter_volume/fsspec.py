@@ -382,9 +382,9 @@ def _reopen_reader(fs: VolumeFileSystem, path: str) -> Any:
 #: largest file read so: a bigger one is read on its own (read together, a file's bytes
 #: are held twice at the end, its ranges and their join)
 _CAT_BATCH = 256
+_CAT_TOGETHER_MAX = 1 << 20
 #: Files a get() downloads at once (as `jupyter volume get`)
 _GET_WORKERS = 8
-_CAT_TOGETHER_MAX = 1 << 20
 
 
 class VolumeFileSystem(AbstractFileSystem):
@@ -526,7 +526,7 @@ class VolumeFileSystem(AbstractFileSystem):
         vol = self._current(name)
         if ref is None:
             return vol, vol._pin_head()
-        vol._pin_head(pin=False)  # an older commit: every read checks gc has not expired it
+        vol._unpin()  # an older commit: every read checks that gc has not expired it
         if ref.isdigit():
             return vol, int(ref)
         tags = vol.tags()

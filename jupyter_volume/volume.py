@@ -682,18 +682,20 @@ class Volume:
             )
         return rec
 
-    def _pin_head(self, pin: bool = True) -> int:
-        """The number of the newest commit, read from the store now. ``pin``: this
-        thread's reads at that number then skip the check that gc has not expired it (a
-        head just read is not), until the next ``_pin_head`` on this thread: for a caller
-        that reads one commit in several steps (each fsspec call, which pins first), one
-        look at the store instead of one more per step. ``pin=False`` only clears."""
-        self._seen.pinned = None
-        if not pin:
-            return -1
+    def _pin_head(self) -> int:
+        """The number of the newest commit, read from the store now. This thread's reads
+        at that number then skip the check that gc has not expired it (a head just read
+        is not) until it pins again or :meth:`_unpin`: for a caller that reads one commit
+        in several steps (each fsspec call pins first), one look at the store instead of
+        one more per step."""
+        self._unpin()
         seq = self._repo.head(refresh=True).seq
         self._seen.pinned = seq
         return seq
+
+    def _unpin(self) -> None:
+        """Undo :meth:`_pin_head`: every read by number checks for expiry again."""
+        self._seen.pinned = None
 
     def _root(self, at: int | None, *, refresh: bool = True) -> str:
         """The root of commit ``at``, or of the newest one. ``refresh=False``: the head
