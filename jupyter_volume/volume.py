@@ -7,6 +7,7 @@ server) call this and never the layers below. Never imports IPython or Jupyter s
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
 import io
 import os
@@ -121,6 +122,24 @@ class _CopyResult:
 
 def _parent_path(path: str) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def _local_file(fileobj: Any) -> int | None:
+    """The descriptor of ``fileobj`` if it is a local regular file open for binary
+    writing, not appending (positional writes would land at its end), else None."""
+    if not isinstance(fileobj, io.FileIO | io.BufferedWriter | io.BufferedRandom):
+        return None
+    try:
+        if not fileobj.writable():
+            return None
+        fd = fileobj.fileno()
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+            return None
+    except (OSError, ValueError):  # closed, or no descriptor after all
+        return None
+    return fd
 
 
 def _join_path(folder: str, name: str) -> str:
@@ -993,13 +1012,14 @@ class Volume:
         *,
         at: int | None = None,
         progress: Callable[[int], None] | None = None,
+        start: int = 0,
     ) -> int:
         """Write file ``path`` (links followed as by :meth:`read_file`) into open file
-        ``fd`` from offset 0, as a mount writes a big file: ranged reads in parallel,
-        each range checked and written in place by the download threads, the file's
-        disk reserved first. ``fd`` must be a new, empty file. Returns its size."""
+        ``fd`` from offset ``start``, as a mount writes a big file: ranged reads in
+        parallel, each range checked and written in place by the download threads, the
+        file's disk reserved first. Returns its size."""
         p, e = self._follow_file(path, at)
-        return self._repo.read_into(e, fd, p, progress=progress)
+        return self._repo.read_into(e, fd, p, progress=progress, start=start)
 
     @aio
     def read_file_into_fileobj(
@@ -1013,8 +1033,28 @@ class Volume:
         """Write file ``path`` into ``fileobj``; return the number of bytes written.
 
         ``progress_cb(advance=n)`` is called after each piece with the bytes just written,
-        as Modal calls it.
+        as Modal calls it. Into a local file opened for writing in binary mode (not
+        appending), the file is written as a mount writes it: ranged reads in parallel,
+        each checked and written in place from the file's position on, its disk reserved
+        first (``progress_cb`` is then called from the download threads, one call at a
+        time); the file's position ends after the bytes written. Into any other file
+        object, piece by piece.
         """
+        fd = _local_file(fileobj)
+        if fd is not None:
+            fileobj.flush()
+            pos = fileobj.tell()
+            told = threading.Lock()
+
+            def progress(n: int) -> None:
+                with told:
+                    progress_cb(advance=n)  # type: ignore[misc]
+
+            n = self._read_into(
+                path, fd, at=at, progress=progress if progress_cb else None, start=pos
+            )
+            fileobj.seek(pos + n)
+            return n
         total = 0
         for piece in self.read_file(path, at=at):
             fileobj.write(piece)

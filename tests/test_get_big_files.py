@@ -1,7 +1,8 @@
-"""Downloads (`jupyter volume get`, ``transfer.download``) write a big file as a mount
-does: a whole pack per ranged read, checked and written in place by the download
-threads, the file's disk reserved first, the progress bar told of every byte. On a
-local store and on SeaweedFS."""
+"""Downloads (`jupyter volume get`, ``transfer.download``, and
+``Volume.read_file_into_fileobj`` into a local file) write a big file as a mount does:
+a whole pack per ranged read, checked and written in place by the download threads,
+the file's disk reserved first, the progress bar told of every byte. On a local store
+and on SeaweedFS."""
 
 from __future__ import annotations
 
@@ -77,3 +78,41 @@ def test_a_big_file_that_cannot_fit_is_refused_before_it_is_fetched(
         download(vol, _plan(vol, tmpfs), base=tmpfs)
     assert counting.matching(("get", "get_range"), prefix=f"vols/{vol.info().id}/packs/") == []
     assert os.listdir(tmpfs) == []  # no partial file left
+
+
+def test_read_file_into_a_local_file_is_a_pack_per_request_from_its_position(
+    store: Any, tmp_path: Path
+) -> None:
+    data = os.urandom(40 * MiB)
+    counting, vol = _volume(store, {"big.bin": data})
+    packs = {
+        vol._repo.locate(h).pack for h, _n in vol._repo.lookup("big.bin", vol._root(None)).chunks
+    }
+    told: list[int] = []
+    counting.reset()
+    with open(tmp_path / "out.bin", "wb") as f:
+        f.write(b"header")  # still in the file object's buffer
+        n = vol.read_file_into_fileobj(
+            "big.bin", f, progress_cb=lambda advance: told.append(advance)
+        )
+        assert (n, f.tell()) == (len(data), 6 + len(data))
+        f.write(b"trailer")
+    assert (tmp_path / "out.bin").read_bytes() == b"header" + data + b"trailer"
+    assert sum(told) == len(data)
+    reads = counting.matching(("get", "get_range"), prefix=f"vols/{vol.info().id}/packs/")
+    assert len(reads) <= len(packs), reads  # piece by piece: 7 reads for these 3 packs
+
+
+def test_read_file_into_other_file_objects_goes_piece_by_piece(store: Any, tmp_path: Path) -> None:
+    data = os.urandom(6 * MiB)
+    _counting, vol = _volume(store, {"big.bin": data})
+    buf = io.BytesIO(b"old")
+    buf.seek(0, 2)
+    assert vol.read_file_into_fileobj("big.bin", buf) == len(data)
+    assert buf.getvalue() == b"old" + data
+    (tmp_path / "log.bin").write_bytes(b"first ")
+    with open(tmp_path / "log.bin", "ab") as f:  # appending: positional writes would not
+        vol.read_file_into_fileobj("big.bin", f)
+    assert (tmp_path / "log.bin").read_bytes() == b"first " + data
+    with open(tmp_path / "text.txt", "w") as t, pytest.raises(TypeError):
+        vol.read_file_into_fileobj("big.bin", t)  # text mode: refused as before

@@ -2656,8 +2656,10 @@ class Repository:
         where: str = "",
         local: tuple[int, Entry] | None = None,
         progress: Callable[[int], None] | None = None,
+        start: int = 0,
     ) -> int:
-        """Write the whole contents of a file entry into open file ``fd`` at offset 0.
+        """Write the whole contents of a file entry into open file ``fd`` at offset
+        ``start`` (0: the start of the file).
 
         For big files, at the store's speed: coalesced ranged GETs run in parallel on
         the download threads, and each thread checks its chunks' hashes and writes them
@@ -2684,20 +2686,20 @@ class Repository:
             data = memoryview(entry.inline)
             off = 0
             while off < len(data):
-                off += os.pwrite(fd, data[off:], off)
+                off += os.pwrite(fd, data[off:], start + off)
             if progress is not None:
                 progress(len(data))
             return len(data)
         chunks = entry.chunks or []
         offsets: dict[int, int] = {}  # position in chunks -> file offset
-        pos = 0
+        pos = start
         for i, (_h, n) in enumerate(chunks):
             offsets[i] = pos
             pos += n
-        total = pos
+        total = pos - start
         # Disk for the whole file first: cheaper writes, and a file that cannot fit
         # fails here (ENOSPC) before any of it is fetched.
-        preallocate(fd, total)
+        preallocate(fd, pos)
         copied = self._copy_local(chunks, offsets, fd, local) if local is not None else set()
         if progress is not None and copied:
             progress(sum(chunks[i][1] for i in copied))
