@@ -77,6 +77,7 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 from fsspec.utils import isfilelike
 
+from ._pools import beside
 from .errors import (
     AlreadyExistsError,
     FolderNotEmptyError,
@@ -702,6 +703,10 @@ class VolumeFileSystem(AbstractFileSystem):
         if not name or not inner:
             raise IsAFolderError(f"{path!r} is a {self.kind} or the store, not a file")
         vol, at = self._snapshot(name, ref)
+        return self._reader_at(vol, name, at, inner, path)
+
+    def _reader_at(self, vol: Volume, name: str, at: int, inner: str, path: str) -> Any:
+        """A reader of ``inner`` at commit ``at`` of ``vol`` (``path`` names it in errors)."""
         try:
             reader = vol.open(inner, "rb", at=at)
         except InvalidError as e:
@@ -716,10 +721,54 @@ class VolumeFileSystem(AbstractFileSystem):
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
         """Bytes ``[start, end)`` of one file (negative: from its end); only the chunks
-        holding them are fetched."""
+        holding them are fetched.
+
+        Of the newest commit, once this process knows one: the file is read at the
+        newest commit it last saw while the store is asked for the newest one, and kept
+        only if that is still it (else read again at the new one). Reading after asking
+        made every call two round trips where a plain object store's GET is one."""
+        name, ref, inner = parse_url(path)
+        if name and inner and ref is None:
+            vol = self._current(name)
+            known = vol._repo.known_head
+            if known is not None:
+                return self._cat_newest(vol, name, known, inner, path, start, end)
         with self._reader(path) as f:
             s, e = _span(start, end, f.size)
             return f.read_range(s, e)
+
+    def _cat_newest(
+        self,
+        vol: Volume,
+        name: str,
+        known: int,
+        inner: str,
+        path: str,
+        start: int | None,
+        end: int | None,
+    ) -> bytes:
+        """:meth:`cat_file` of the newest commit, read at ``known`` while the store is
+        asked for the newest (see there)."""
+
+        def read(at: int) -> bytes:
+            with self._reader_at(vol, name, at, inner, path) as f:
+                s, e = _span(start, end, f.size)
+                return f.read_range(s, e)
+
+        failed: Exception | None = None
+        with beside(vol._repo.head, True) as newest:
+            vol._pin(known)  # kept only if it is still the newest, checked below
+            try:
+                data = read(known)
+            except Exception as e:  # noqa: BLE001 - raised below if ``known`` is the newest
+                failed = e
+        head = newest.result().seq
+        vol._pin(head)
+        if head != known:
+            return read(head)  # a commit landed meanwhile: what was read is not the newest
+        if failed is not None:
+            raise failed
+        return data
 
     def get(
         self,

@@ -709,8 +709,14 @@ class Volume:
         one more per step."""
         self._unpin()
         seq = self._repo.head(refresh=True).seq
-        self._seen.pinned = seq
+        self._pin(seq)
         return seq
+
+    def _pin(self, seq: int) -> None:
+        """Pin commit ``seq`` as :meth:`_pin_head` does; the caller vouches that it is
+        the newest (just read from the store), or discards what it reads meanwhile
+        unless it turns out to be."""
+        self._seen.pinned = seq
 
     def _unpin(self) -> None:
         """Undo :meth:`_pin_head`: every read by number checks for expiry again."""

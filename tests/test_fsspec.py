@@ -178,6 +178,52 @@ def test_a_read_of_the_newest_commit_looks_at_the_log_once(
         assert len(counting.matching(prefix=log)) == 1, counting.matching(prefix=log)
 
 
+def test_cat_file_reads_while_it_asks_for_the_newest_commit_and_keeps_only_the_newest(
+    store: Store,
+) -> None:
+    """``cat_file`` reads at the newest commit this process saw while it asks the store
+    for the newest one (one round trip instead of two): what it returns is always the
+    newest commit's, whatever landed since, and a read that failed at the old commit
+    does not count if a newer one has the file."""
+    import jupyter_volume.volume as volume_mod
+
+    mine: dict[Any, Any] = volume_mod._repos
+    theirs: dict[Any, Any] = {}  # another process's repositories: it commits unseen
+
+    def elsewhere(fn: Any) -> Any:
+        volume_mod._repos = theirs
+        try:
+            return fn()
+        finally:
+            volume_mod._repos = mine
+
+    name = _name()
+    fs = VolumeFileSystem(store=store, skip_instance_cache=True)
+    other = VolumeFileSystem(store=store, skip_instance_cache=True)
+    fs.pipe(f"{name}/a.txt", b"first")
+    assert fs.cat_file(f"{name}/a.txt") == b"first"
+    elsewhere(lambda: other.pipe(f"{name}/a.txt", b"second"))
+    assert fs.cat_file(f"{name}/a.txt") == b"second"  # read at the old commit, then again
+    elsewhere(lambda: other.pipe(f"{name}/new.txt", b"made elsewhere"))
+    assert fs.cat_file(f"{name}/new.txt") == b"made elsewhere"  # missing at the old one
+    elsewhere(lambda: other.rm(f"{name}/a.txt"))
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(f"{name}/a.txt")  # there at the old commit, gone from the newest
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(f"{name}/never.txt")  # missing at the newest: its own error
+
+    def expire() -> None:  # the commit this process knows: expired, its data deleted
+        other.pipe(f"{name}/new.txt", b"third")
+        vol = Volume.from_name(name, store=store)
+        vol.set_retention(keep_last=1, grace=0)
+        other.pipe(f"{name}/new.txt", b"fourth")
+        vol.gc()
+
+    elsewhere(expire)
+    assert fs.cat_file(f"{name}/new.txt") == b"fourth"
+    assert fs.cat_file(f"{name}/new.txt", start=1, end=3) == b"ou"
+
+
 def test_readers_read_the_config_files_once_per_interval(
     local_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1113,6 +1113,12 @@ class Repository:
             return  # no marker: format 1 (a format that changes the store's layout writes one)
         check_format(load_json(raw, "format"), f"the store {self.store.url}")
 
+    @property
+    def known_head(self) -> int | None:
+        """The newest commit this process has seen (None before the first look): no
+        request, and possibly no longer the newest."""
+        return self._head_seq
+
     def _read_hint(self) -> int | None:
         """The seq the ``head`` hint names, or None (missing or unreadable)."""
         try:
