@@ -3,6 +3,8 @@
     .venv/bin/pip install -e '.[bench]'          # s3fs is in the bench extra
     .venv/bin/python -m bench.fsspec_bench        # 1 GiB, 3 repetitions
     .venv/bin/python -m bench.fsspec_bench --size-mib 64 --reps 1   # a smoke test
+    # as against a store 5 ms away (every request through a delaying proxy):
+    .venv/bin/python -m bench.fsspec_bench --delay-ms 5 --modes tail,get,cat_file
     # s3fs pins aiobotocore (and so botocore); to keep the development venv's boto3,
     # give s3fs a venv of its own: its children only import s3fs.
     python -m venv /tmp/s3fs && /tmp/s3fs/bin/pip install s3fs
@@ -176,11 +178,27 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="the Python that runs the s3fs children (one with s3fs installed)",
     )
+    ap.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        help="reach the store through a proxy that delays each request this long, as a "
+        "store further away (bench/delayproxy.py); the data is stored without it",
+    )
+    ap.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"which measurements, comma-separated (default: {','.join(MODES)})",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(*json.loads(args.child))))
         return 0
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown or not modes:
+        ap.error(f"unknown mode(s) {', '.join(unknown) or '(none given)'}: use {', '.join(MODES)}")
 
     from jupyter_volume import Volume
     from jupyter_volume.testing.seaweedfs import SeaweedFS
@@ -212,11 +230,20 @@ def main(argv: list[str] | None = None) -> int:
                     batch.put_file(io.BytesIO(data), f"small/f{i}.bin")
                     client.put_object(Bucket=BUCKET, Key=f"small/f{i}.bin", Body=data)
             client.upload_file(str(src), BUCKET, FILE)
+        if args.delay_ms:
+            from urllib.parse import urlsplit
+
+            from bench.delayproxy import start as start_proxy
+
+            at = urlsplit(sw.endpoint)
+            proxy = f"http://127.0.0.1:{start_proxy(at.hostname, at.port, args.delay_ms / 1000)}"
+            store_url = f"s3://{BUCKET}/volumes?endpoint_url={proxy}"
+            s3_opts["client_kwargs"]["endpoint_url"] = proxy  # type: ignore[index]
         from bench.run import LoadWatch
 
         watch = LoadWatch().__enter__()
         for rep in range(args.reps):
-            for mode in MODES:
+            for mode in modes:
                 for tool in ("volume", "s3fs"):
                     python = args.s3fs_python if tool == "s3fs" else sys.executable
                     r = run_child(mode, tool, store_url, s3_opts, env, python)
@@ -244,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "cat_file": f"{CALLS} calls, 4 KiB each",
     }
     rows = []
-    for mode in MODES:
+    for mode in modes:
         v, s = med(f"{mode}/volume", "seconds"), med(f"{mode}/s3fs", "seconds")
         rows.append(
             {
@@ -268,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    path = out / (unused_stem(out, f"fsspec-{stamp}-{socket.gethostname()}") + ".json")
+    far = f"-delay{args.delay_ms:g}ms" if args.delay_ms else ""
+    path = out / (unused_stem(out, f"fsspec-{stamp}-{socket.gethostname()}{far}") + ".json")
     args_out = {**vars(args), "s3fs_python": Path(args.s3fs_python).name}  # no machine paths
     doc = {
         "rows": rows,
