@@ -386,6 +386,11 @@ _CAT_BATCH = 256
 _CAT_TOGETHER_MAX = 1 << 20
 #: Files a get() downloads at once (as `jupyter volume get`)
 _GET_WORKERS = 8
+#: The most a cat_file reads before it knows that the commit it reads is the newest
+#: (see VolumeFileSystem.cat_file): past this, fetching a changed file's old bytes for
+#: nothing would cost more than the round trip saved (unchanged chunks come from the
+#: chunk cache when read again)
+_CAT_GUESS_MAX = 4 << 20
 
 
 class VolumeFileSystem(AbstractFileSystem):
@@ -755,19 +760,24 @@ class VolumeFileSystem(AbstractFileSystem):
                 s, e = _span(start, end, f.size)
                 return f.read_range(s, e)
 
+        data: bytes | None = None
         failed: Exception | None = None
         with beside(vol._repo.head, True) as newest:
             vol._pin(known)  # kept only if it is still the newest, checked below
             try:
-                data = read(known)
+                with self._reader_at(vol, name, known, inner, path) as f:
+                    s, e = _span(start, end, f.size)
+                    if e - s <= _CAT_GUESS_MAX:  # more waits for the answer: read once
+                        data = f.read_range(s, e)
             except Exception as e:  # noqa: BLE001 - raised below if ``known`` is the newest
                 failed = e
         head = newest.result().seq
         vol._pin(head)
-        if head != known:
-            return read(head)  # a commit landed meanwhile: what was read is not the newest
+        if head != known or (data is None and failed is None):
+            return read(head)  # a commit landed meanwhile (or the range was big): read now
         if failed is not None:
             raise failed
+        assert data is not None
         return data
 
     def get(
