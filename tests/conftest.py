@@ -26,6 +26,7 @@ import functools
 import re
 import signal
 import subprocess
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -88,6 +89,11 @@ def _ipython() -> Iterator[Any]:
     ip.run_line_magic("load_ext", "jupyter_volume")
     yield ip
     atexit.unregister(ip.atexit_operations)
+    # IPython's test config puts the shell's history in a temporary file it never
+    # removes: one more in /tmp per worker per run (the shell's open handle still works)
+    hist = Path(str(ip.history_manager.hist_file))
+    if hist.name.endswith("test_hist.sqlite") and hist.parent == Path(tempfile.gettempdir()):
+        hist.unlink(missing_ok=True)
 
 
 @pytest.fixture
