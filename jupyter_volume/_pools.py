@@ -91,6 +91,19 @@ class Beside(Generic[T]):
 _side_pool = SharedPool(4, "jv-side")
 
 
+def one_at_a_time(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn``, called by one thread at a time: for a progress callback told of bytes or
+    files from the download threads (a bar's counts are not safe to update from several
+    threads at once)."""
+    lock = threading.Lock()
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        with lock:
+            return fn(*args, **kwargs)
+
+    return call
+
+
 def beside(fn: Callable[..., T], /, *args: Any) -> Beside[T]:
     """Start ``fn(*args)`` beside the caller's own work (a request that does not depend on
     the one the caller makes meanwhile). Use it as a context manager around that work, so

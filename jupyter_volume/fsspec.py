@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import inspect
 import io
 import logging
@@ -77,7 +78,7 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 from fsspec.utils import isfilelike
 
-from ._pools import beside
+from ._pools import beside, one_at_a_time
 from .errors import (
     AlreadyExistsError,
     FolderNotEmptyError,
@@ -805,7 +806,7 @@ class VolumeFileSystem(AbstractFileSystem):
         finally:
             self._local.gets = None
         callback.set_size(len(pairs))
-        self._download(pairs, landed=callback.relative_update)
+        self._download(pairs, landed=functools.partial(callback.relative_update, 1))
 
     def get_file(
         self,
@@ -838,17 +839,17 @@ class VolumeFileSystem(AbstractFileSystem):
         self,
         pairs: list[tuple[str, Any]],
         *,
-        landed: Callable[[int], Any] | None = None,
+        landed: Callable[[], Any] | None = None,
         sized: Any = None,
     ) -> None:
         """Copy each ``(remote path, local path)`` of ``pairs``: a folder is made, a file
         written by ``transfer._write_files`` at one commit per volume and ref.
 
-        ``landed(1)`` is called as each path is done (from any thread, one at a time);
+        ``landed()`` is called as each path is done (from any thread, one at a time);
         ``sized``, an fsspec callback, is told the files' total size and each byte."""
         groups: dict[tuple[str, str | None], list[tuple[str, Path]]] = {}
         files: list[tuple[Volume, int, list[tuple[FileEntry, Path]]]] = []
-        done = _one_at_a_time(landed)
+        done = one_at_a_time(landed if landed is not None else lambda: None)
         for rpath, lpath in pairs:
             name, ref, inner = parse_url(self._strip_protocol(rpath))
             groups.setdefault((name, ref), []).append((inner, Path(os.fspath(lpath))))
@@ -873,9 +874,9 @@ class VolumeFileSystem(AbstractFileSystem):
             sized.set_size(sum(fe.size for _v, _a, mine in files for fe, _t in mine))
         for parent in dict.fromkeys(t.parent for _v, _a, mine in files for _fe, t in mine):
             parent.mkdir(parents=True, exist_ok=True)
-        bar = _Bytes(sized) if sized is not None else None
+        progress = sized.relative_update if sized is not None else None
         for vol, at, mine in files:
-            _write_files(vol, mine, at, bar, _GET_WORKERS, landed=done)
+            _write_files(vol, mine, at, progress, _GET_WORKERS, landed=done)
 
     def cat(
         self, path: Any, recursive: bool = False, on_error: str = "raise", **kwargs: Any
@@ -1432,29 +1433,6 @@ def _followed(vol: Volume, fe: FileEntry, at: int | None) -> tuple[FileEntry, bo
         return vol.stat(fe.path, at=at, follow_symlinks=True), True
     except (NotFoundError, InvalidError):
         return fe, False
-
-
-def _one_at_a_time(landed: Callable[[int], Any] | None) -> Callable[[], None]:
-    """``landed(1)``, safe to call from the download threads (one call at a time)."""
-    if landed is None:
-        return lambda: None
-    lock = threading.Lock()
-
-    def done() -> None:
-        with lock:
-            landed(1)
-
-    return done
-
-
-class _Bytes:
-    """An fsspec callback as the bar ``transfer._write_files`` tells of bytes."""
-
-    def __init__(self, callback: Any) -> None:
-        self.callback = callback
-
-    def update(self, n: int) -> None:
-        self.callback.relative_update(n)
 
 
 def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:

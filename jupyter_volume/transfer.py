@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._pools import one_at_a_time
 from .errors import AlreadyExistsError, CorruptionError, InvalidError, LocalFolderError, VolumeError
 from .volume import FileEntry, FileEntryType, Volume
 
@@ -119,7 +120,7 @@ def download(
             _real_folder(t.parent, base, made)
         for folder in {t.parent for _e, t in files + links}:
             _sweep_leftovers(folder)
-        _write_files(vol, files, at, bar, workers)
+        _write_files(vol, files, at, bar.update if bar is not None else None, workers)
         for e, t in links:
             _write_link(vol, e, t, at)
     finally:
@@ -341,12 +342,12 @@ def _write_files(
     vol: Volume,
     files: list[tuple[FileEntry, Path]],
     at: int | None,
-    bar: Any,
+    progress: Callable[[int], Any] | None,
     workers: int,
     landed: Callable[[], None] | None = None,
 ) -> None:
     """Write each file of ``files`` (at commit ``at``) through a locked temporary file
-    renamed into place, up to ``workers`` at once. ``bar.update(n)`` is told of the bytes
+    renamed into place, up to ``workers`` at once. ``progress(n)`` is told of the bytes
     (one call at a time); ``landed()`` of each file once it is in place, from whichever
     thread wrote it."""
     failed = threading.Event()  # set by the first file that fails: the rest do not start
@@ -365,7 +366,7 @@ def _write_files(
 
     small_slots = threading.BoundedSemaphore(SMALL_BATCHES_AT_ONCE)
     writing = threading.Lock()
-    count = _counter(bar)
+    count = one_at_a_time(progress) if progress is not None else None
 
     def fetch_small(batch: list[tuple[FileEntry, Path]]) -> None:
         # Small files: their contents read together (the chunks of neighbours come in
@@ -468,20 +469,6 @@ def _join_started(threads: list[threading.Thread]) -> None:
                 t.join()
             else:
                 time.sleep(0.001)  # between start() and its first step
-
-
-def _counter(bar: Any) -> Callable[[int], None] | None:
-    """``bar.update`` for byte counts reported from many threads at once (the download
-    threads of every file being fetched), one at a time."""
-    if bar is None:
-        return None
-    lock = threading.Lock()
-
-    def update(n: int) -> None:
-        with lock:
-            bar.update(n)
-
-    return update
 
 
 def _write_link(vol: Volume, e: FileEntry, target: Path, at: int | None) -> None:

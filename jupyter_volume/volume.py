@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from . import names, quiet
-from ._pools import beside
+from ._pools import beside, one_at_a_time
 from .aio import aio
 from .errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError
 from .mount import Mount, _active_mount
@@ -1050,15 +1050,8 @@ class Volume:
         if fd is not None:
             fileobj.flush()
             pos = fileobj.tell()
-            told = threading.Lock()
-
-            def progress(n: int) -> None:
-                with told:
-                    progress_cb(advance=n)  # type: ignore[misc]
-
-            n = self._read_into(
-                path, fd, at=at, progress=progress if progress_cb else None, start=pos
-            )
+            progress = one_at_a_time(lambda n: progress_cb(advance=n)) if progress_cb else None
+            n = self._read_into(path, fd, at=at, progress=progress, start=pos)
             fileobj.seek(pos + n)
             return n
         total = 0

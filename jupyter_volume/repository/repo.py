@@ -2689,13 +2689,10 @@ class Repository:
         download threads too: it must be safe to call from any thread).
         """
         if entry.inline is not None:
-            data = memoryview(entry.inline)
-            off = 0
-            while off < len(data):
-                off += os.pwrite(fd, data[off:], start + off)
+            n = _pwrite_all(fd, memoryview(entry.inline), start)
             if progress is not None:
-                progress(len(data))
-            return len(data)
+                progress(n)
+            return n
         chunks = entry.chunks or []
         offsets: dict[int, int] = {}  # position in chunks -> file offset
         pos = start
