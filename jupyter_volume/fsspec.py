@@ -756,28 +756,28 @@ class VolumeFileSystem(AbstractFileSystem):
         """:meth:`cat_file` of the newest commit, read at ``known`` while the store is
         asked for the newest (see there)."""
 
-        def read(at: int) -> bytes:
+        def read(at: int, most: int | None = None) -> bytes | None:
+            """The range at commit ``at``; None, unread, if it is over ``most`` bytes."""
             with self._reader_at(vol, name, at, inner, path) as f:
                 s, e = _span(start, end, f.size)
-                return f.read_range(s, e)
+                return f.read_range(s, e) if most is None or e - s <= most else None
 
         data: bytes | None = None
         failed: Exception | None = None
         with beside(vol._repo.head, True) as newest:
             vol._pin(known)  # kept only if it is still the newest, checked below
             try:
-                with self._reader_at(vol, name, known, inner, path) as f:
-                    s, e = _span(start, end, f.size)
-                    if e - s <= _CAT_GUESS_MAX:  # more waits for the answer: read once
-                        data = f.read_range(s, e)
+                data = read(known, _CAT_GUESS_MAX)  # more waits for the answer: read once
             except Exception as e:  # noqa: BLE001 - raised below if ``known`` is the newest
                 failed = e
         head = newest.result().seq
         vol._pin(head)
-        if head != known or (data is None and failed is None):
-            return read(head)  # a commit landed meanwhile (or the range was big): read now
-        if failed is not None:
+        if failed is not None and head == known:
             raise failed
+        if data is None or head != known:
+            # a commit landed meanwhile (or the range was big, or the read failed at an
+            # older commit): read at the newest
+            data = read(head)
         assert data is not None
         return data
 
