@@ -78,7 +78,7 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 from fsspec.utils import isfilelike
 
-from ._pools import beside, one_at_a_time
+from ._pools import one_at_a_time
 from .errors import (
     AlreadyExistsError,
     FolderNotEmptyError,
@@ -387,11 +387,6 @@ _CAT_BATCH = 256
 _CAT_TOGETHER_MAX = 1 << 20
 #: Files a get() downloads at once (as `jupyter volume get`)
 _GET_WORKERS = 8
-#: The most a cat_file reads before it knows that the commit it reads is the newest
-#: (see VolumeFileSystem.cat_file): past this, fetching a changed file's old bytes for
-#: nothing would cost more than the round trip saved (unchanged chunks come from the
-#: chunk cache when read again)
-_CAT_GUESS_MAX = 4 << 20
 
 
 class VolumeFileSystem(AbstractFileSystem):
@@ -729,57 +724,24 @@ class VolumeFileSystem(AbstractFileSystem):
         """Bytes ``[start, end)`` of one file (negative: from its end); only the chunks
         holding them are fetched.
 
-        Of the newest commit, once this process knows one: the file is read at the
-        newest commit it last saw while the store is asked for the newest one, and kept
-        only if that is still it (else read again at the new one). Reading after asking
-        made every call two round trips where a plain object store's GET is one."""
+        Of the newest commit (``NAME@REF/...``: of that one); once this process knows a
+        commit of the volume, a range of up to 4 MiB is read at it while the store is
+        asked for the newest, and read again only if a newer one has landed
+        (``Volume._read_newest``): one round trip, as a plain object GET."""
         name, ref, inner = parse_url(path)
-        if name and inner and ref is None:
-            vol = self._current(name)
-            known = vol._repo.known_head
-            if known is not None:
-                return self._cat_newest(vol, name, known, inner, path, start, end)
-        with self._reader(path) as f:
-            s, e = _span(start, end, f.size)
-            return f.read_range(s, e)
+        if not (name and inner and ref is None):
+            with self._reader(path) as f:
+                s, e = _span(start, end, f.size)
+                return f.read_range(s, e)
+        vol = self._current(name)
 
-    def _cat_newest(
-        self,
-        vol: Volume,
-        name: str,
-        known: int,
-        inner: str,
-        path: str,
-        start: int | None,
-        end: int | None,
-    ) -> bytes:
-        """:meth:`cat_file` of the newest commit, read at ``known`` while the store is
-        asked for the newest (see there)."""
-
-        def read(at: int, most: int | None = None) -> bytes | None:
+        def read(at: int, most: int | None) -> bytes | None:
             """The range at commit ``at``; None, unread, if it is over ``most`` bytes."""
             with self._reader_at(vol, name, at, inner, path) as f:
                 s, e = _span(start, end, f.size)
                 return f.read_range(s, e) if most is None or e - s <= most else None
 
-        data: bytes | None = None
-        failed: Exception | None = None
-        with beside(vol._repo.head, True) as newest:
-            vol._pin(known)  # kept only if it is still the newest, checked below
-            try:
-                data = read(known, _CAT_GUESS_MAX)  # more waits for the answer: read once
-            except Exception as e:  # noqa: BLE001 - raised below if ``known`` is the newest
-                failed = e
-        head = newest.result().seq
-        vol._pin(head)
-        if failed is not None and head == known:
-            raise failed
-        if data is None or head != known:
-            # a commit landed meanwhile (or the range was big, or the read failed at an
-            # older commit): read at the newest
-            data = read(head)
-        assert data is not None
-        return data
+        return vol._read_newest(read)
 
     def get(
         self,

@@ -102,6 +102,11 @@ def _open(
 
 _READ_ONLY = "read-only volume can not be written to: this handle came from vol.read_only()"
 _MAX_LINK_HOPS = 40  # as Linux's ELOOP limit
+#: The most a read of the newest commit fetches before it knows that the commit it reads
+#: is the newest (see :meth:`Volume._read_newest`): past this, fetching a changed file's
+#: old bytes for nothing would cost more than the round trip saved (unchanged chunks
+#: come from the chunk cache when read again).
+GUESS_MAX = 4 << 20
 # A local file that changes while an upload reads it is read again, after these pauses
 # (seconds): a writer finishing a save gets about a second before the upload gives up.
 _REREAD_PAUSES = (0.05, 0.2, 0.8)
@@ -722,6 +727,47 @@ class Volume:
         """Undo :meth:`_pin_head`: every read by number checks for expiry again."""
         self._seen.pinned = None
 
+    def _read_newest(self, read: Callable[[int, int | None], T | None]) -> T:
+        """``read(at, most)`` at the newest commit, in one round trip where it can.
+
+        ``read`` reads commit ``at``, or returns None without reading when that would
+        fetch over ``most`` bytes (``most`` None: no limit). Once this process knows a
+        commit of the volume, ``read`` runs at that one while the store is asked for the
+        newest (a listing of the log's tail, on another thread), and what it read is
+        kept only if that commit is still the newest; otherwise (or if it failed, or
+        was too big to guess) it runs again at the newest. Reading only after asking
+        made every read of a small file two round trips where a plain object GET is one.
+        The commit read is pinned for the thread meanwhile (see :meth:`_pin_head`); the
+        pin the thread had is put back after.
+        """
+        repo = self._repo
+        known = repo.known_head
+        before = getattr(self._seen, "pinned", None)
+        try:
+            if known is None:
+                head = repo.head(refresh=True).seq
+            else:
+                got: T | None = None
+                failed: Exception | None = None
+                with beside(repo.head, True) as newest:
+                    self._pin(known)  # kept only if it is still the newest, checked below
+                    try:
+                        got = read(known, GUESS_MAX)
+                    except Exception as e:  # noqa: BLE001 - raised below if still the newest
+                        failed = e
+                head = newest.result().seq
+                if head == known:
+                    if failed is not None:
+                        raise failed
+                    if got is not None:
+                        return got
+            self._pin(head)
+            result = read(head, None)
+            assert result is not None
+            return result
+        finally:
+            self._seen.pinned = before
+
     def _root(self, at: int | None, *, refresh: bool = True) -> str:
         """The root of commit ``at``, or of the newest one. ``refresh=False``: the head
         this operation has already asked the store for."""
@@ -734,19 +780,24 @@ class Volume:
         self._seen.seq = rec.seq
         return rec.root
 
-    def _follow_file(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
+    def _follow_file(
+        self, path: str | bytes, at: int | None = None, *, newest: bool = False
+    ) -> tuple[str, Entry]:
         """:meth:`_follow` for a read of a file's bytes: InvalidError for a folder."""
-        p, e = self._follow(path, at)
+        p, e = self._follow(path, at, newest=newest)
         if e.kind == DIR:
             raise InvalidError(f"{p} is a folder, not a file")
         return p, e
 
-    def _follow(self, path: str | bytes, at: int | None = None) -> tuple[str, Entry]:
+    def _follow(
+        self, path: str | bytes, at: int | None = None, *, newest: bool = False
+    ) -> tuple[str, Entry]:
         """Like :meth:`_entry`, with symbolic links resolved in every part of the path.
 
         Links are followed only inside the volume: a target that is absolute or climbs
         above the root raises InvalidError naming the link (only here, when a read
-        follows it; storing such links is fine).
+        follows it; storing such links is fine). ``newest``: ``at`` is the newest commit,
+        read as such (the caller asked for no commit): errors do not name it.
         """
         p = normalize_path(path)
         repo = self._repo
@@ -762,7 +813,7 @@ class Volume:
             cur = "/".join([*done, part])
             ce = repo.lookup(cur, root)
             if ce is None:
-                where = f" at commit {at}" if at is not None else ""
+                where = f" at commit {at}" if at is not None and not newest else ""
                 raise NotFoundError(f"no such file or folder in volume {self.name!r}{where}: {p}")
             if ce.kind != LINK:
                 done.append(part)
@@ -906,18 +957,32 @@ class Volume:
     ) -> Iterator[bytes]:
         """Yield the bytes of file ``path`` in pieces (streamed: memory stays bounded).
 
-        ``offset``/``length`` read a byte range (only the chunks that hold it are fetched).
-        A symbolic link inside the volume is followed (a link that points outside the
+        Of the newest commit, or of commit ``at``. ``offset``/``length`` read a byte range
+        (only the chunks that hold it are fetched). Up to 4 MiB of the newest commit are
+        read at once, beside the look for which commit that is: one round trip to the
+        store once this process knows the volume. A symbolic link inside the volume is followed (a link that points outside the
         volume is an error naming it). Raises NotFoundError if there is no such file,
         InvalidError for a folder.
         """
-        p, e = self._follow_file(path, at)
         if offset < 0 or (length is not None and length < 0):
             raise InvalidError("offset and length must be >= 0")
-        if offset == 0 and length is None:
-            return self._repo.read_entry(e, p)
-        end = e.size if length is None else min(offset + length, e.size)
-        return self._reader(p, e, at).iter_range(offset, end)
+
+        def read(at: int | None, most: int | None = None) -> Iterable[bytes] | None:
+            p, e = self._follow_file(path, at, newest=newest)
+            end = e.size if length is None else min(offset + length, e.size)
+            if most is not None and end - offset > most:
+                return None
+            if offset == 0 and length is None:
+                pieces = self._repo.read_entry(e, p)
+            else:
+                pieces = self._reader(p, e, at).iter_range(offset, end)
+            # a read that may be thrown away is read now, beside the look at the log
+            return pieces if most is None else list(pieces)
+
+        newest = at is None
+        got = self._read_newest(read) if newest else read(at)
+        assert got is not None
+        return iter(got)
 
     def _read_stored(
         self, paths: list[str], at: int | None, max_size: int | None = None

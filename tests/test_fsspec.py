@@ -231,7 +231,7 @@ def test_cat_file_reads_while_it_asks_for_the_newest_commit_and_keeps_only_the_n
 def test_cat_file_reads_a_big_range_once_whatever_landed_meanwhile(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Over ``_CAT_GUESS_MAX`` bytes are read only once the newest commit is known: read
+    """Over ``volume.GUESS_MAX`` bytes are read only once the newest commit is known: read
     at an older one first, a big file changed since would be fetched twice, its old
     bytes for nothing."""
     import jupyter_volume.volume as volume_mod
