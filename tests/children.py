@@ -1,5 +1,5 @@
 """Helpers for tests that run child Python processes: an isolated environment for the
-child and reading the JSON a child prints.
+child and reading the JSON a child prints; and, without a child, ``another_process()``.
 
 Import it as ``test_integrity_cache.py`` imports ``faultproxy`` (tests/ is not a
 package)::
@@ -12,11 +12,12 @@ package)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,18 @@ def as_nobody(work: Callable[[], int]) -> int:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+@contextlib.contextmanager
+def another_process() -> Iterator[None]:
+    """Calls in the block use repositories of their own, as another process would: what
+    they commit, this process's handles do not know of until they ask the store (the
+    engine keeps one repository per store and volume in a process)."""
+    import jupyter_volume.volume as volume_mod
+
+    mine = volume_mod._repos
+    volume_mod._repos = {}
+    try:
+        yield
+    finally:
+        volume_mod._repos = mine

@@ -7,11 +7,9 @@ since they check this module's logic rather than the store.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,11 @@ from jupyter_volume import FileEntryType, InvalidError, NotFoundError, Volume
 from jupyter_volume.fsspec import VolumeFileSystem, parse_url
 from jupyter_volume.reader import VolumeReader
 from jupyter_volume.store import Store
+
+try:
+    from .children import another_process
+except ImportError:  # tests/ is not a package
+    from children import another_process  # type: ignore[no-redef]
 
 
 def _name() -> str:
@@ -180,20 +183,6 @@ def test_a_read_of_the_newest_commit_looks_at_the_log_once(
         assert len(counting.matching(prefix=log)) == 1, counting.matching(prefix=log)
 
 
-@contextlib.contextmanager
-def _another_process() -> Iterator[None]:
-    """The block's calls use repositories of their own, as another process would: what
-    they commit, this process's handles do not know of until they ask the store."""
-    import jupyter_volume.volume as volume_mod
-
-    mine = volume_mod._repos
-    volume_mod._repos = {}
-    try:
-        yield
-    finally:
-        volume_mod._repos = mine
-
-
 def test_cat_file_reads_while_it_asks_for_the_newest_commit_and_keeps_only_the_newest(
     store: Store,
 ) -> None:
@@ -206,19 +195,19 @@ def test_cat_file_reads_while_it_asks_for_the_newest_commit_and_keeps_only_the_n
     other = VolumeFileSystem(store=store, skip_instance_cache=True)
     fs.pipe(f"{name}/a.txt", b"first")
     assert fs.cat_file(f"{name}/a.txt") == b"first"
-    with _another_process():
+    with another_process():
         other.pipe(f"{name}/a.txt", b"second")
     assert fs.cat_file(f"{name}/a.txt") == b"second"  # read at the old commit, then again
-    with _another_process():
+    with another_process():
         other.pipe(f"{name}/new.txt", b"made elsewhere")
     assert fs.cat_file(f"{name}/new.txt") == b"made elsewhere"  # missing at the old one
-    with _another_process():
+    with another_process():
         other.rm(f"{name}/a.txt")
     with pytest.raises(FileNotFoundError):
         fs.cat_file(f"{name}/a.txt")  # there at the old commit, gone from the newest
     with pytest.raises(FileNotFoundError):
         fs.cat_file(f"{name}/never.txt")  # missing at the newest: its own error
-    with _another_process():  # the commit this process knows: expired, its data deleted
+    with another_process():  # the commit this process knows: expired, its data deleted
         other.pipe(f"{name}/new.txt", b"third")
         vol = Volume.from_name(name, store=store)
         vol.set_retention(keep_last=1, grace=0)
@@ -226,40 +215,6 @@ def test_cat_file_reads_while_it_asks_for_the_newest_commit_and_keeps_only_the_n
         vol.gc()
     assert fs.cat_file(f"{name}/new.txt") == b"fourth"
     assert fs.cat_file(f"{name}/new.txt", start=1, end=3) == b"ou"
-
-
-def test_cat_file_reads_a_big_range_once_whatever_landed_meanwhile(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Over ``volume.GUESS_MAX`` bytes are read only once the newest commit is known: read
-    at an older one first, a big file changed since would be fetched twice, its old
-    bytes for nothing."""
-    import jupyter_volume.volume as volume_mod
-    from jupyter_volume.testing.wrappers import CountingStore
-
-    class Fetched(CountingStore):
-        nbytes = 0
-
-        def get_range(self, key: str, start: int, length: int) -> bytes:
-            # ranged reads into a buffer come here too (see WrappedStore.get_range_into)
-            data = super().get_range(key, start, length)
-            self.nbytes += len(data)
-            return data
-
-    name = _name()
-    big = os.urandom(6 << 20)
-    monkeypatch.setattr(volume_mod, "_repos", {})
-    counting = Fetched(store)
-    fs = VolumeFileSystem(store=counting, skip_instance_cache=True)
-    fs.pipe(f"{name}/big.bin", big)
-    fs.pipe(f"{name}/small.txt", b"small")
-    assert fs.cat_file(f"{name}/small.txt") == b"small"
-    new = os.urandom(len(big))
-    with _another_process():
-        VolumeFileSystem(store=store, skip_instance_cache=True).pipe(f"{name}/big.bin", new)
-    counting.nbytes = 0
-    assert fs.cat_file(f"{name}/big.bin") == new
-    assert counting.nbytes <= len(new) + (1 << 20), counting.nbytes  # old and new: 12 MiB
 
 
 def test_readers_read_the_config_files_once_per_interval(
