@@ -960,12 +960,13 @@ class Volume:
         Of the newest commit, or of commit ``at``. ``offset``/``length`` read a byte range
         (only the chunks that hold it are fetched). Up to 4 MiB of the newest commit are
         read at once, beside the look for which commit that is: one round trip to the
-        store once this process knows the volume. A symbolic link inside the volume is followed (a link that points outside the
-        volume is an error naming it). Raises NotFoundError if there is no such file,
-        InvalidError for a folder.
+        store once this process knows the volume. A symbolic link inside the volume is
+        followed (a link that points outside the volume is an error naming it). Raises
+        NotFoundError if there is no such file, InvalidError for a folder.
         """
         if offset < 0 or (length is not None and length < 0):
             raise InvalidError("offset and length must be >= 0")
+        newest = at is None
 
         def read(at: int | None, most: int | None = None) -> Iterable[bytes] | None:
             p, e = self._follow_file(path, at, newest=newest)
@@ -979,7 +980,6 @@ class Volume:
             # a read that may be thrown away is read now, beside the look at the log
             return pieces if most is None else list(pieces)
 
-        newest = at is None
         got = self._read_newest(read) if newest else read(at)
         assert got is not None
         return iter(got)
