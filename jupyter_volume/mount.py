@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import mountstates, quiet
-from ._pools import SharedPool
+from ._pools import SharedPool, beside
 from .errors import (
     AlreadyExistsError,
     CollectedMeanwhileError,
@@ -100,7 +100,7 @@ TMP_PREFIX = ".jv-tmp-"
 #: starting with ``.jv-tmp-`` is the user's, committed like any file.
 _TMP_NAME = re.compile(r"\.jv-tmp-(?:[0-9a-f]{16}-[0-9]+|[0-9a-f]{32})")
 SMALL_FILE = 4 << 20  # files up to this size are fetched in cross-file coalesced batches
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 8 << 20  # small files fetched at once (the next batch while one is written)
 MOUNT_BATCH_PATHS = 100_000  # a fresh mount materializes this many paths at a time
 MAX_PATH_BYTES = 4096  # the longest path a volume holds (names.MAX_PATH_BYTES)
 LANDING_MAX = 16  # unfinished reload targets remembered for reconciling (see _reconcile)
@@ -2883,22 +2883,35 @@ class Mount:
                 raise
             return rel, e, sig
 
-        # Small files: one plan of ranged reads across all of them, fetched in parallel,
-        # then written one after the other (threads made it no faster on 2 cores: the
-        # kernel serializes creates in one folder).
-        batch: list[tuple[str, Entry]] = []
+        # Small files: in batches of about BATCH_BYTES, each one plan of coalesced ranged
+        # reads fetched in parallel; the next batch is fetched while this one is written,
+        # one file after the other (threads made writing no faster on 2 cores: the kernel
+        # serializes creates in one folder). Fetching everything first left the writing
+        # waiting for the whole download: a quarter of a 10,000-file mount.
+        batches: list[list[tuple[str, Entry]]] = [[]]
         batch_bytes = 0
-        for rel, e in small + [("", Entry("", FILE, size=BATCH_BYTES))]:
-            if rel:
-                batch.append((rel, e))
-                batch_bytes += e.size
-            if batch and (batch_bytes >= BATCH_BYTES or not rel):
-                contents = repo.read_many([e for _r, e in batch])
+        for rel, e in small:
+            if batch_bytes >= BATCH_BYTES:
+                batches.append([])
+                batch_bytes = 0
+            batches[-1].append((rel, e))
+            batch_bytes += e.size
+        ahead = None
+        try:
+            for i, batch in enumerate(batches):
+                contents = (
+                    ahead.result() if ahead is not None else repo.read_many([e for _r, e in batch])
+                )
+                ahead = None
+                if i + 1 < len(batches):
+                    ahead = beside(repo.read_many, [e for _r, e in batches[i + 1]])
                 for (r, en), data in zip(batch, contents, strict=True):
                     got = write(r, en, [data])
                     if got is not None:
                         yield got
-                batch, batch_bytes = [], 0
+        finally:
+            if ahead is not None:
+                ahead.drop()  # a write failed (or the caller stopped): not needed
         futures = [_materialize_pool.submit(write, r, e, None) for r, e in big]
         # If one fails, the others still land (or fail) before we raise: each that landed
         # is handed to the caller to be recorded, none is written behind its back later.

@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import uuid
 from pathlib import Path
+from typing import Any
 
+import pytest
 from blake3 import blake3
 
 from jupyter_volume.repository import Repository
@@ -101,3 +103,42 @@ def test_a_commits_progress_counts_every_byte_it_reads(
         (sum(sizes.values()), sum(sizes.values()), len(sizes)),
         (sum(edits.values()), sum(edits.values()), len(edits)),
     ]
+
+
+def test_a_mount_fetches_the_next_batch_of_small_files_while_it_writes_one(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small files come in batches of ``mount.BATCH_BYTES``; each batch after the first is
+    asked for before the one before it is written (it used to be fetched only after all
+    of it was). Structural, not timed: the fetch of the next batch is started
+    (``mount.beside``) before any file of the current one is renamed into place."""
+    import os
+
+    import jupyter_volume.mount as mount_mod
+    from jupyter_volume import Volume
+
+    monkeypatch.setattr(mount_mod, "BATCH_BYTES", 64 << 10)  # 16 files of 4 KiB a batch
+    files = {f"d/f{i:03d}.bin": os.urandom(4096) for i in range(50)}
+    vol = Volume.from_name(f"ov-{uuid.uuid4().hex[:8]}", store=store, create_if_missing=True)
+    with vol.batch_upload() as b:
+        for rel, data in files.items():
+            b.put_file(io.BytesIO(data), rel)
+    placed: list[str] = []
+    asked_after: list[int] = []  # files placed when each next batch was asked for
+    real_replace, real_beside = os.replace, mount_mod.beside
+
+    def replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        if os.fspath(dst).endswith(".bin"):  # the volume's files (not the mount's state)
+            placed.append(os.fspath(dst))
+
+    def beside(fn: Any, *args: Any) -> Any:
+        asked_after.append(len(placed))
+        return real_beside(fn, *args)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(mount_mod, "beside", beside)
+    with vol.mount(tmp_path / "m", background=False):
+        for rel, data in files.items():
+            assert (tmp_path / "m" / rel).read_bytes() == data
+    assert asked_after == [0, 16, 32], asked_after  # 4 batches: 16, 16, 16 and 2 files
