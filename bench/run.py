@@ -367,7 +367,7 @@ class Bench:
         aside.mkdir(exist_ok=True)
         for p in paths:
             if p.exists():
-                p.rename(aside / f"{len(os.listdir(aside))}-{p.name}")
+                p.rename(aside / p.name)  # each scenario's folder names are unique
 
     def rm_set_aside(self) -> None:
         """Delete what :meth:`set_aside` kept."""

@@ -2888,8 +2888,8 @@ class Mount:
         # one file after the other (threads made writing no faster on 2 cores: the kernel
         # serializes creates in one folder). Fetching everything first left the writing
         # waiting for the whole download: a quarter of a 10,000-file mount.
-        batches: list[list[tuple[str, Entry]]] = [[]]
-        batch_bytes = 0
+        batches: list[list[tuple[str, Entry]]] = []
+        batch_bytes = BATCH_BYTES
         for rel, e in small:
             if batch_bytes >= BATCH_BYTES:
                 batches.append([])
