@@ -142,3 +142,50 @@ def test_a_mount_fetches_the_next_batch_of_small_files_while_it_writes_one(
         for rel, data in files.items():
             assert (tmp_path / "m" / rel).read_bytes() == data
     assert asked_after == [0, 16, 32], asked_after  # 4 batches: 16, 16, 16 and 2 files
+
+
+def test_a_reload_whose_next_batch_cannot_be_fetched_keeps_what_landed_and_resumes(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch fetched ahead fails (its pack is gone) after the one before it was
+    written: those files are recorded as synced, none of the failed batch is half-made,
+    nothing is committed back, and the next reload brings the rest."""
+    import os
+
+    import jupyter_volume.mount as mount_mod
+    from jupyter_volume import Volume
+
+    monkeypatch.setattr(mount_mod, "BATCH_BYTES", 64 << 10)  # 16 files of 4 KiB a batch
+    vol = Volume.from_name(f"ov-{uuid.uuid4().hex[:8]}", store=store, create_if_missing=True)
+    with vol.batch_upload() as b:
+        b.put_file(io.BytesIO(b"v1"), "keep.txt")
+    m = vol.mount(tmp_path / "m", background=False)
+    packs = lambda: {i.key for i in store.list("") if "/packs/" in i.key}  # noqa: E731
+    first = {f"a/f{i:02d}.bin": os.urandom(4096) for i in range(16)}
+    second = {f"b/f{i:02d}.bin": os.urandom(4096) for i in range(16)}
+    for files in (first, second):  # one pack each: the second batch's is deleted below
+        before = packs()
+        with Volume.from_name(vol.name, store=store).batch_upload() as b:
+            for rel, data in files.items():
+                b.put_file(io.BytesIO(data), rel)
+    saved = {k: store.get(k) for k in packs() - before}
+    assert saved
+    store.delete(list(saved))
+    head = vol.history(limit=1)[0].seq
+    with pytest.raises(Exception, match="missing|not found|NoSuchKey"):
+        m.reload()
+    for rel, data in first.items():
+        assert (tmp_path / "m" / rel).read_bytes() == data
+    left = [p.name for p in (tmp_path / "m").rglob("*") if p.is_file()]
+    assert not [n for n in left if n.startswith(mount_mod.TMP_PREFIX)], left
+    assert not (tmp_path / "m" / "b").exists() or not any((tmp_path / "m" / "b").iterdir())
+    assert m.commit() is None  # what landed is synced, not a local change
+    for k, data in saved.items():
+        store.put(k, data)
+    m.reload()
+    for rel, data in {**first, **second}.items():
+        assert (tmp_path / "m" / rel).read_bytes() == data
+    st = m.status()
+    assert st.clean and st.behind == 0, st
+    assert vol.history(limit=1)[0].seq == head
+    m.unmount()
