@@ -395,6 +395,7 @@ class LiveMount(Mount):
         files: list[tuple[str, Entry]],
         expect: dict[str, tuple[int, int, int, int] | None] | None = None,
         kept: set[str] | None = None,
+        fresh: set[str] | None = None,
     ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
         # A program may open a file for writing while its new version downloads (for a
         # big file, seconds or minutes after _apply_paths looked): the base class asks
@@ -403,11 +404,11 @@ class LiveMount(Mount):
         # aside (kept local, as for a file written meanwhile) and the remote version
         # waits for the writer like any other (else its writes went to the replaced file).
         if expect is None:
-            yield from super()._write_files(files, expect, kept)
+            yield from super()._write_files(files, expect, kept, fresh)
             return
         check = _UnlessWritten(self.path, expect)
         try:
-            yield from super()._write_files(files, check, kept)
+            yield from super()._write_files(files, check, kept, fresh)
         finally:
             if check.held:
                 self._rewaited |= check.held

@@ -37,6 +37,7 @@ import math
 import os
 import random
 import re
+import shutil
 import sqlite3
 import stat as stat_mod
 import struct
@@ -894,14 +895,18 @@ class Mount:
             self._index.set_meta("base_seq", 0)
         elif not self.read_only:
             # Edits left from an earlier mount of this folder are committed first. The
-            # same scan finds the temporary files of downloads that a crash of that
-            # mount cut off (never synced, possibly big): only this mount writes them
-            # here, and it has not started any yet, so they are removed.
+            # same scan finds the temporary files of downloads (and the hidden folders
+            # of staged small files) that a crash of that mount cut off (never synced,
+            # possibly big): only this mount writes them here, and it has not started
+            # any yet, so they are removed.
             leftovers: list[str] = []
             ch = self._changes(full=True, leftovers=leftovers)
             for rel in leftovers:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path / rel)
+                    if stat_mod.S_ISDIR(os.lstat(self.path / rel).st_mode):
+                        shutil.rmtree(self.path / rel)
+                    else:
+                        os.unlink(self.path / rel)
             self._commit_locked("commit edits left from an earlier mount", ch, wait=True)
         self._reload_locked(initial=not known, action="mount")
 
@@ -1036,12 +1041,8 @@ class Mount:
             with it:
                 for de in it:
                     rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
-                    if (
-                        leftovers is not None
-                        and _is_tmp_name(de.name)
-                        and not de.is_dir(follow_symlinks=False)
-                    ):
-                        leftovers.append(rel)
+                    if leftovers is not None and _is_tmp_name(de.name):
+                        leftovers.append(rel)  # a file, or a folder of staged files
                     self._classify_entry(rel, de, rows, ch, seen, stack)
         ch.gone = {p for p in rows if p not in seen and not self._ignored_row(p, rows[p][0])}
         return ch
@@ -2562,8 +2563,9 @@ class Mount:
         files: list[tuple[str, Entry]] = []
         expect: dict[str, tuple[int, int, int, int] | None] = {}
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
+        fresh: set[str] = set()
         try:
-            self._apply_updates(paths, updates, files, rows, dirty_local, expect)
+            self._apply_updates(paths, updates, files, rows, dirty_local, expect, fresh)
         finally:
             idx.put_many(rows)
         from .progress import transfer_progress
@@ -2577,7 +2579,7 @@ class Mount:
             pending["files"], pending["bytes"] = len(files), sum(e.size for _r, e in files)
             done: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
             try:
-                for rel, e, sig in self._write_files(files, expect, dirty_local):
+                for rel, e, sig in self._write_files(files, expect, dirty_local, fresh):
                     done.append((rel, e, sig, 0))
                     pending["files"] -= 1
                     pending["bytes"] -= e.size
@@ -2725,10 +2727,12 @@ class Mount:
         rows: list[tuple[str, Entry, tuple[int, int, int, int], int]],
         dirty_local: set[str],
         expect: dict[str, tuple[int, int, int, int] | None],
+        fresh: set[str] | None = None,
     ) -> None:
         """Folders and links of ``updates`` are made here (recorded into ``rows``); the
         files to download are collected into ``files``, and into ``expect`` what is at
-        each path now (see :meth:`_write_files`)."""
+        each path now (see :meth:`_write_files`); into ``fresh``, the folders made here
+        (nothing was there): a file below one is not looked for."""
         idx = self._index
         root = os.fspath(self.path)
         replacing = self._replacing  # a read-only reload: local changes are replaced
@@ -2739,11 +2743,15 @@ class Mount:
             assert e is not None
             row = row_of(rel) if row_of is not None else None
             # One lstat answers "is the local copy clean" and "is a folder in the way"
-            # (string paths: pathlib's joins cost more than the lstat itself here).
-            try:
-                st: os.stat_result | None = os.lstat(f"{root}/{rel}")
-            except FileNotFoundError:
-                st = None
+            # (string paths: pathlib's joins cost more than the lstat itself here). In a
+            # folder made just now there is nothing to look at (a file made there since
+            # is found before anything replaces it: see _write_files).
+            st: os.stat_result | None = None
+            if not (fresh and e.kind == FILE and rel.rpartition("/")[0] in fresh):
+                try:
+                    st = os.lstat(f"{root}/{rel}")
+                except FileNotFoundError:
+                    pass
             full = self.path / rel if st is not None or e.kind != FILE else None
             if st is None and row is not None:
                 if replacing is not None:
@@ -2770,6 +2778,8 @@ class Mount:
                     full.unlink()
                 full.mkdir(parents=True, exist_ok=True)
                 rows.append((rel, _dir_row(e), _sig(os.lstat(full)), 0))
+                if st is None and fresh is not None:
+                    fresh.add(rel)
                 continue
             clean = st is None or _unchanged_since(st, row)
             if (
@@ -2823,12 +2833,19 @@ class Mount:
         files: list[tuple[str, Entry]],
         expect: dict[str, tuple[int, int, int, int] | None] | None = None,
         kept: set[str] | None = None,
+        fresh: set[str] | None = None,
     ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
         """Materialize files atomically; small ones in coalesced batches, big ones streamed.
 
         With ``expect`` (path -> its lstat signature when the reload decided to replace
         it, None: nothing there): a path changed locally since then (written while its
         new version downloaded) is left as it is and added to ``kept``, not replaced.
+
+        ``fresh``: folders the reload made just now (empty). The small files of such a
+        folder with no folder made below it are written into a hidden folder beside it,
+        which then takes its place in one rename (only if it is still empty: else each
+        file is renamed in, checked as above). No file is ever seen half-written either
+        way, and a folder of small files costs one rename instead of one per file.
         """
         repo = self._repo
         small = [(r, e) for r, e in files if e.inline is not None or e.size <= SMALL_FILE]
@@ -2839,6 +2856,16 @@ class Mount:
         token = uuid.uuid4().hex[:16]
         counter = itertools.count()
         root = os.fspath(self.path)
+
+        def finish(fd: int, e: Entry) -> tuple[int, int, int, int]:
+            """Times and mode of a written file (created with its mode, so the umask
+            alone can make a chmod needed); its signature as lstat will give it."""
+            os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+            st = os.fstat(fd)
+            if stat_mod.S_IMODE(st.st_mode) != e.mode & 0o777:
+                os.fchmod(fd, e.mode & 0o777)
+                st = os.fstat(fd)
+            return _sig(st)  # size, mtime, inode and mode
 
         def write(
             rel: str, e: Entry, pieces: Iterable[bytes] | None
@@ -2852,36 +2879,93 @@ class Mount:
                 made.add(parent)
             tmp = f"{parent}/{TMP_PREFIX}{token}-{next(counter)}"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                fd = os.open(tmp, _NEW_FILE, e.mode & 0o777)
                 try:
                     if pieces is None:
                         # a big file: the download threads check and pwrite every chunk;
                         # chunks the version here has too are copied from it (checked)
                         _read_big(repo, e, fd, rel, older.get(rel))
                     for piece in pieces or ():
-                        view = memoryview(piece)
-                        while view:
-                            view = view[os.write(fd, view) :]
-                    os.fchmod(fd, e.mode & 0o777)
-                    os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-                    # size, mtime, inode and mode: what lstat of the renamed file would say
-                    sig = _sig(os.fstat(fd))
+                        _write_all(fd, piece)
+                    sig = finish(fd, e)
                 finally:
                     os.close(fd)
-                if expect is not None and rel in expect and _now_sig(full) != expect[rel]:
-                    # Written here while its new version downloaded: that write is newer
-                    # (and a file closed meanwhile may never be written again), so it
-                    # stays; the next commit publishes it.
-                    os.unlink(tmp)
-                    if kept is not None:
-                        kept.add(rel)
+                if not place(tmp, rel, full):
                     return None
-                os.replace(tmp, full)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
             return rel, e, sig
+
+        def place(src: str, rel: str, full: str) -> bool:
+            """Rename ``src`` to ``full`` unless ``full`` changed since the reload looked;
+            False (``src`` removed, ``rel`` kept) if it did."""
+            if expect is not None and rel in expect and _now_sig(full) != expect[rel]:
+                # Written here while its new version downloaded: that write is newer
+                # (and a file closed meanwhile may never be written again), so it
+                # stays; the next commit publishes it.
+                os.unlink(src)
+                if kept is not None:
+                    kept.add(rel)
+                return False
+            os.replace(src, full)
+            return True
+
+        # Folders whose small files are staged (see the docstring): full path -> how
+        # many are still to come; once written, (hidden folder, [(rel, entry, sig)]).
+        waiting: dict[str, int] = {}
+        if fresh:
+            inner = {d.rpartition("/")[0] for d in fresh}  # has a folder made below it
+            for rel, _e in small:
+                d = rel.rpartition("/")[0]
+                if d in fresh and d not in inner:
+                    waiting[f"{root}/{d}"] = waiting.get(f"{root}/{d}", 0) + 1
+            if expect is not None:  # only files with nothing at their path (dict.get:
+                for rel, _e in small:  # the raw value, whatever the mapping adds)
+                    if dict.get(expect, rel) is not None:
+                        waiting.pop(f"{root}/{rel.rpartition('/')[0]}", None)
+        staged: dict[str, tuple[str, list[tuple[str, Entry, tuple[int, int, int, int]]]]] = {}
+
+        def write_staged(rel: str, e: Entry, data: bytes, folder: str) -> None:
+            stage = staged.get(folder)
+            if stage is None:
+                hidden = f"{folder.rpartition('/')[0]}/{TMP_PREFIX}{token}-{next(counter)}"
+                os.mkdir(hidden)
+                stage = staged[folder] = (hidden, [])
+            path = f"{stage[0]}/{rel.rpartition('/')[2]}"
+            fd = os.open(path, _NEW_FILE, e.mode & 0o777)
+            try:
+                try:
+                    _write_all(fd, data)
+                    sig = finish(fd, e)
+                finally:
+                    os.close(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
+            stage[1].append((rel, e, sig))
+            waiting[folder] -= 1
+
+        def land(folder: str) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
+            """Put a staged folder in place: in one rename if its folder is still empty,
+            else file by file (each checked); what is left of it is removed."""
+            hidden, done = staged.pop(folder)
+            try:
+                try:
+                    os.rename(hidden, folder)  # replaces only an empty folder
+                except OSError:
+                    pass  # something was made there meanwhile: file by file
+                else:
+                    yield from done
+                    return
+                for rel, e, sig in done:
+                    if place(f"{hidden}/{rel.rpartition('/')[2]}", rel, f"{root}/{rel}"):
+                        yield rel, e, sig
+            finally:
+                if os.path.lexists(hidden):
+                    shutil.rmtree(hidden, ignore_errors=True)
 
         # Small files: in batches of about BATCH_BYTES, each one plan of coalesced ranged
         # reads fetched in parallel; the next batch is fetched while this one is written,
@@ -2906,12 +2990,24 @@ class Mount:
                 if i + 1 < len(batches):
                     ahead = beside(repo.read_many, [e for _r, e in batches[i + 1]])
                 for (r, en), data in zip(batch, contents, strict=True):
+                    folder = f"{root}/{r.rpartition('/')[0]}"
+                    if folder in waiting:
+                        write_staged(r, en, data, folder)
+                        if not waiting[folder]:
+                            yield from land(folder)
+                        continue
                     got = write(r, en, [data])
                     if got is not None:
                         yield got
+        except Exception:
+            for folder in list(staged):  # the files written so far land, and are recorded
+                yield from land(folder)
+            raise
         finally:
             if ahead is not None:
                 ahead.drop()  # a write failed (or the caller stopped): not needed
+            for hidden, _done in staged.values():  # stopped: nothing of them landed
+                shutil.rmtree(hidden, ignore_errors=True)
         futures = [_materialize_pool.submit(write, r, e, None) for r, e in big]
         # If one fails, the others still land (or fail) before we raise: each that landed
         # is handed to the caller to be recorded, none is written behind its back later.
@@ -3144,6 +3240,15 @@ def _unchanged_since(st: os.stat_result, row: Any) -> bool:
     if row[0].kind == DIR:
         return stat_mod.S_ISDIR(st.st_mode)
     return bool(row[1] == _sig(st))
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _now_sig(full: str) -> tuple[int, int, int, int] | None:
