@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import mountstates, quiet
+from ._gc import bulk_step
 from ._pools import SharedPool, beside
 from .errors import (
     AlreadyExistsError,
@@ -1230,6 +1231,7 @@ class Mount:
             if stat_mod.S_ISREG(st.st_mode) and st.st_ino in ch.linked:
                 self._classify(rel, st, self._index.row(rel), ch, set(), None)
 
+    @bulk_step
     def _changes(self, full: bool = False, leftovers: list[str] | None = None) -> _Changes:
         self._require_folder()
         self._clean_at, self._scan_at = self._scan_at, time.monotonic()  # see _quiet_gate
@@ -1654,6 +1656,7 @@ class Mount:
         self._warn_problems(errors=False)
         return info
 
+    @bulk_step
     def _commit_locked(
         self, message: str | None, ch: _Changes, kind: str = "commit", wait: bool = False
     ) -> CommitInfo | None:
@@ -2295,6 +2298,7 @@ class Mount:
             out[rel] = e
         return out
 
+    @bulk_step
     def _reload_locked(
         self, initial: bool = False, action: str = "reload", local: _Changes | None = None
     ) -> None:

@@ -1,0 +1,110 @@
+"""Bulk steps (a mount's commit, scan and reload) keep the garbage collector off the
+objects that existed before them, and leave the process's collector as they found it."""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import threading
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any
+
+from jupyter_volume import Volume
+from jupyter_volume._gc import bulk
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector frees it
+
+
+def test_bulk_freezes_until_the_outermost_step_ends() -> None:
+    assert gc.get_freeze_count() == 0
+    with bulk():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with bulk():
+            assert gc.get_freeze_count() == frozen  # not frozen twice
+        assert gc.get_freeze_count() == frozen  # the outer step still runs
+    assert gc.get_freeze_count() == 0
+
+
+def test_steps_on_two_threads_unfreeze_when_the_last_one_ends() -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with bulk():
+            inside.set()
+            leave.wait(30)
+
+    t = threading.Thread(target=other)
+    with bulk():
+        t.start()
+        assert inside.wait(30)
+    assert gc.get_freeze_count() > 0  # the other thread's step is still running
+    leave.set()
+    t.join(30)
+    assert gc.get_freeze_count() == 0
+
+
+def test_cycles_made_during_a_step_are_still_collected() -> None:
+    with bulk():
+        ref = weakref.ref(Node())
+        gc.collect()
+        assert ref() is None
+    old = weakref.ref(Node())  # made before the next step: frozen during it
+    with bulk():
+        gc.collect()
+        assert old() is not None
+    gc.collect()
+    assert old() is None  # collected once the step ended
+
+
+def test_a_process_that_freezes_or_has_no_collector_is_left_alone() -> None:
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        with bulk():
+            assert gc.get_freeze_count() == mine
+        assert gc.get_freeze_count() == mine  # its frozen objects stay frozen
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        with bulk():
+            assert gc.get_freeze_count() == 0 and not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_child_forked_during_a_step_starts_with_nothing_frozen() -> None:
+    with bulk():
+        pid = os.fork()
+        if pid == 0:  # the child: only what is imported already is used
+            code = 0 if gc.get_freeze_count() == 0 else 1
+            with bulk():
+                code |= 0 if gc.get_freeze_count() > 0 else 2
+            code |= 0 if gc.get_freeze_count() == 0 else 4
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_mounts_commit_and_reload_leave_nothing_frozen(store: Any, tmp_path: Path) -> None:
+    vol = Volume.from_name(f"gc-{uuid.uuid4().hex[:8]}", store=store, create_if_missing=True)
+    m = vol.mount(tmp_path / "m", background=False)
+    assert gc.get_freeze_count() == 0
+    for i in range(50):
+        (tmp_path / "m" / f"f{i}.txt").write_text(str(i))
+    assert m.commit() is not None
+    assert gc.get_freeze_count() == 0
+    with Volume.from_name(vol.name, store=store).batch_upload() as b:
+        b.put_file(io.BytesIO(b"other"), "other.txt")
+    m.reload()
+    assert (tmp_path / "m/other.txt").read_bytes() == b"other"
+    assert gc.get_freeze_count() == 0
+    m.unmount()
