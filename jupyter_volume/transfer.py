@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._gc import bulk_step
 from ._pools import one_at_a_time
 from .errors import AlreadyExistsError, CorruptionError, InvalidError, LocalFolderError, VolumeError
 from .volume import FileEntry, FileEntryType, Volume
@@ -70,6 +71,7 @@ class DownloadResult:
     folders: int
 
 
+@bulk_step
 def download(
     vol: Volume,
     plan: list[tuple[FileEntry, Path]],

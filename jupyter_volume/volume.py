@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from . import names, quiet
+from ._gc import bulk_step
 from ._pools import beside, one_at_a_time
 from .aio import aio
 from .errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError
@@ -2104,6 +2105,7 @@ class BatchUpload:
                 stacklevel=2,
             )
 
+    @bulk_step
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         writer, self._writer = self._writer, None
         assert writer is not None
