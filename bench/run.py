@@ -1521,7 +1521,7 @@ def main(argv: list[str] | None = None) -> int:
             "complete": done == only,
             "scenarios_done": list(done),
             "server": "SeaweedFS weed mini on 127.0.0.1 (jupyter_volume.testing.seaweedfs), "
-            "volumeSizeLimitMB=1024",
+            "volumeSizeLimitMB=1024, 24 volumes grown at the start",
             "peers": peer_settings(),
             "elapsed_seconds": round(time.time() - started, 1),
             "load_average": {"start": load_start, "end": os.getloadavg()},
@@ -1541,6 +1541,9 @@ def main(argv: list[str] | None = None) -> int:
     md = ""
     try:
         sw.create_bucket(BUCKET)
+        # Volumes made now, not when one fills mid-run (a wait of up to a second for
+        # whichever tool crosses the line); 24 GiB before SeaweedFS grows any itself.
+        sw.grow_volumes(BUCKET, 24)
         bench = Bench(args, work, sw)
         for name in only:
             with LoadWatch() as w:

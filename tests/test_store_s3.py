@@ -299,3 +299,14 @@ def test_response_timestamps_parse_as_botocore_parses_them() -> None:
     ):
         got, want = _parse_timestamp(value), botocore.utils.parse_timestamp(value)
         assert got == want and got.tzinfo is not None, value
+
+
+def test_grow_volumes_makes_them_at_once(seaweedfs: SeaweedFS) -> None:
+    """The bench grows the store's volumes before it measures (none fills mid-run)."""
+    bucket = seaweedfs.create_bucket(f"grow-{uuid.uuid4().hex[:8]}")
+    assert seaweedfs.grow_volumes(bucket, 2) == 2
+    client = seaweedfs.client()
+    client.put_object(Bucket=bucket, Key="k", Body=b"v")
+    assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    with pytest.raises(RuntimeError, match="not enough"):
+        seaweedfs.grow_volumes(bucket, 10_000)
