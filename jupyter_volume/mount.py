@@ -103,6 +103,7 @@ TMP_PREFIX = ".jv-tmp-"
 _TMP_NAME = re.compile(r"\.jv-tmp-(?:[0-9a-f]{16}-[0-9]+|[0-9a-f]{32})")
 SMALL_FILE = 4 << 20  # files up to this size are fetched in cross-file coalesced batches
 BATCH_BYTES = 8 << 20  # small files fetched at once (the next batch while one is written)
+SPLIT_AT = 256  # staged small files of a batch written on two threads from this many on
 MOUNT_BATCH_PATHS = 100_000  # a fresh mount materializes this many paths at a time
 MAX_PATH_BYTES = 4096  # the longest path a volume holds (names.MAX_PATH_BYTES)
 LANDING_MAX = 16  # unfinished reload targets remembered for reconciling (see _reconcile)
@@ -2931,26 +2932,54 @@ class Mount:
                         waiting.pop(f"{root}/{rel.rpartition('/')[0]}", None)
         staged: dict[str, tuple[str, list[tuple[str, Entry, tuple[int, int, int, int]]]]] = {}
 
-        def write_staged(rel: str, e: Entry, data: bytes, folder: str) -> None:
-            stage = staged.get(folder)
-            if stage is None:
-                hidden = f"{folder.rpartition('/')[0]}/{TMP_PREFIX}{token}-{next(counter)}"
-                os.mkdir(hidden)
-                stage = staged[folder] = (hidden, [])
-            path = f"{stage[0]}/{rel.rpartition('/')[2]}"
-            fd = os.open(path, _NEW_FILE, e.mode & 0o777)
-            try:
+        def write_staged(
+            jobs: list[tuple[str, Entry, bytes, str]],
+        ) -> tuple[list[tuple[str, Entry, tuple[int, int, int, int], str]], Exception | None]:
+            """Write ``jobs`` (rel, entry, bytes, folder) into their folders' staging
+            folders; what was written, and the error that stopped it (if one did)."""
+            out = []
+            for rel, e, data, folder in jobs:
+                path = f"{staged[folder][0]}/{rel.rpartition('/')[2]}"
                 try:
-                    _write_all(fd, data)
-                    sig = finish(fd, e)
-                finally:
-                    os.close(fd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                raise
-            stage[1].append((rel, e, sig))
-            waiting[folder] -= 1
+                    fd = os.open(path, _NEW_FILE, e.mode & 0o777)
+                    try:
+                        _write_all(fd, data)
+                        sig = finish(fd, e)
+                    finally:
+                        os.close(fd)
+                except Exception as err:  # noqa: BLE001 - handed to the caller
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                    return out, err
+                out.append((rel, e, sig, folder))
+            return out, None
+
+        def write_batch_staged(
+            jobs: list[tuple[str, Entry, bytes, str]],
+        ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
+            """Write one batch's staged files, half of them on another thread (their
+            folders differ, so the kernel creates them side by side), then land the
+            folders that are complete."""
+            for _r, _e, _d, folder in jobs:
+                if folder not in staged:
+                    hidden = f"{folder.rpartition('/')[0]}/{TMP_PREFIX}{token}-{next(counter)}"
+                    os.mkdir(hidden)
+                    staged[folder] = (hidden, [])
+            half = len(jobs) // 2 if len(jobs) >= SPLIT_AT else 0
+            other = beside(write_staged, jobs[:half]) if half else None
+            try:
+                mine = write_staged(jobs[half:])
+            finally:
+                theirs = other.result() if other is not None else ([], None)
+            for written, _err in (theirs, mine):
+                for rel, e, sig, folder in written:
+                    staged[folder][1].append((rel, e, sig))
+                    waiting[folder] -= 1
+            if theirs[1] is not None or mine[1] is not None:
+                raise theirs[1] or mine[1]  # type: ignore[misc]
+            for folder in dict.fromkeys(f for _r, _e, _d, f in jobs):
+                if not waiting[folder]:
+                    yield from land(folder)
 
         def land(folder: str) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
             """Put a staged folder in place: in one rename if its folder is still empty,
@@ -2972,10 +3001,12 @@ class Mount:
                     shutil.rmtree(hidden, ignore_errors=True)
 
         # Small files: in batches of about BATCH_BYTES, each one plan of coalesced ranged
-        # reads fetched in parallel; the next batch is fetched while this one is written,
-        # one file after the other (threads made writing no faster on 2 cores: the kernel
-        # serializes creates in one folder). Fetching everything first left the writing
-        # waiting for the whole download: a quarter of a 10,000-file mount.
+        # reads fetched in parallel; the next batch is fetched while this one is written.
+        # Fetching everything first left the writing waiting for the whole download: a
+        # quarter of a 10,000-file mount. Files renamed in one by one are written one
+        # after the other (the kernel serializes creates in one folder: threads gained
+        # nothing); staged ones on two threads, each into other staging folders (a
+        # 10,000-file mount from a local store into ext4: 0.43 -> 0.35 s).
         batches: list[list[tuple[str, Entry]]] = []
         batch_bytes = BATCH_BYTES
         for rel, e in small:
@@ -2993,13 +3024,17 @@ class Mount:
                 ahead = None
                 if i + 1 < len(batches):
                     ahead = beside(repo.read_many, [e for _r, e in batches[i + 1]])
+                jobs: list[tuple[str, Entry, bytes, str]] = []
+                plain: list[tuple[str, Entry, bytes]] = []
                 for (r, en), data in zip(batch, contents, strict=True):
                     folder = f"{root}/{r.rpartition('/')[0]}"
                     if folder in waiting:
-                        write_staged(r, en, data, folder)
-                        if not waiting[folder]:
-                            yield from land(folder)
-                        continue
+                        jobs.append((r, en, data, folder))
+                    else:
+                        plain.append((r, en, data))
+                if jobs:
+                    yield from write_batch_staged(jobs)
+                for r, en, data in plain:
                     got = write(r, en, [data])
                     if got is not None:
                         yield got

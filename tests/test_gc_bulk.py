@@ -21,15 +21,27 @@ class Node:
         self.me = self  # a cycle: only the collector frees it
 
 
+def old_cycle() -> weakref.ref[Node]:
+    """A cycle made now, that only the collector can free: is it still frozen later?"""
+    return weakref.ref(Node())
+
+
+def frozen(ref: weakref.ref[Node]) -> bool:
+    """True if a full collection leaves the cycle ``ref`` alone (it is frozen). (The
+    frozen count itself moves: frozen objects are still freed by reference counting.)"""
+    gc.collect()
+    return ref() is not None
+
+
 def test_bulk_freezes_until_the_outermost_step_ends() -> None:
     assert gc.get_freeze_count() == 0
+    a, b, c = old_cycle(), old_cycle(), old_cycle()
     with bulk():
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
+        assert gc.get_freeze_count() > 0 and frozen(a)
         with bulk():
-            assert gc.get_freeze_count() == frozen  # not frozen twice
-        assert gc.get_freeze_count() == frozen  # the outer step still runs
-    assert gc.get_freeze_count() == 0
+            assert frozen(b)
+        assert frozen(c)  # the outer step still runs
+    assert gc.get_freeze_count() == 0 and not frozen(c)
 
 
 def test_steps_on_two_threads_unfreeze_when_the_last_one_ends() -> None:
@@ -41,13 +53,14 @@ def test_steps_on_two_threads_unfreeze_when_the_last_one_ends() -> None:
             leave.wait(30)
 
     t = threading.Thread(target=other)
+    cycle = old_cycle()
     with bulk():
         t.start()
         assert inside.wait(30)
-    assert gc.get_freeze_count() > 0  # the other thread's step is still running
+    assert frozen(cycle)  # the other thread's step is still running
     leave.set()
     t.join(30)
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and not frozen(cycle)
 
 
 def test_cycles_made_during_a_step_are_still_collected() -> None:
@@ -55,23 +68,22 @@ def test_cycles_made_during_a_step_are_still_collected() -> None:
         ref = weakref.ref(Node())
         gc.collect()
         assert ref() is None
-    old = weakref.ref(Node())  # made before the next step: frozen during it
+    old = old_cycle()  # made before the next step: frozen during it
     with bulk():
-        gc.collect()
-        assert old() is not None
-    gc.collect()
-    assert old() is None  # collected once the step ended
+        assert frozen(old)
+    assert not frozen(old)  # collected once the step ended
 
 
 def test_a_process_that_freezes_or_has_no_collector_is_left_alone() -> None:
-    gc.freeze()
+    mine = old_cycle()
+    gc.freeze()  # the process's own freeze (as a pre-fork server makes)
     try:
-        mine = gc.get_freeze_count()
         with bulk():
-            assert gc.get_freeze_count() == mine
-        assert gc.get_freeze_count() == mine  # its frozen objects stay frozen
+            assert frozen(mine)
+        assert frozen(mine)  # its frozen objects stay frozen
     finally:
         gc.unfreeze()
+    assert not frozen(mine)
     gc.disable()
     try:
         with bulk():
