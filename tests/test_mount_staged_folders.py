@@ -194,3 +194,76 @@ def test_a_staging_folder_left_by_a_killed_mount_is_removed_and_never_committed(
     st = m.status()
     assert st.clean and st.behind == 0, st
     m.unmount()
+
+
+def _put_folders(vol: Volume, folders: dict[str, int], size: int) -> dict[str, bytes]:
+    files = {f"{d}/f{i:03d}.bin": os.urandom(size) for d, n in folders.items() for i in range(n)}
+    with vol.batch_upload() as b:
+        for rel, data in files.items():
+            b.put_file(io.BytesIO(data), rel)
+    return files
+
+
+def test_a_batchs_staged_files_are_written_on_two_threads_each_into_its_own_folders(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import jupyter_volume.mount as mount_mod
+
+    vol = Volume.from_name(f"st-{uuid.uuid4().hex[:8]}", store=store, create_if_missing=True)
+    n = mount_mod.SPLIT_AT // 2 + 10  # two folders: one batch, more than SPLIT_AT files
+    files = _put_folders(vol, {"a": n, "b": n}, 100)
+    by_thread: dict[int, set[str]] = {}
+    real_open = os.open
+
+    def open_(path: Any, *args: Any, **kw: Any) -> int:
+        p = os.fspath(path)
+        folder = os.path.basename(os.path.dirname(p))
+        if folder.startswith(".jv-tmp-") and p.endswith(".bin"):
+            by_thread.setdefault(threading.get_ident(), set()).add(folder)
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", open_)
+    m = vol.mount(tmp_path / "m", background=False)
+    monkeypatch.undo()
+    assert len(by_thread) == 2, by_thread
+    first, second = by_thread.values()
+    assert not first & second, by_thread  # no staging folder written by both
+    for rel, data in files.items():
+        assert (tmp_path / "m" / rel).read_bytes() == data
+    assert not list((tmp_path / "m").rglob(".jv-tmp-*"))
+    st = m.status()
+    assert st.clean and st.behind == 0, st
+    m.unmount()
+
+
+def test_a_disk_that_fills_while_files_are_staged_keeps_what_landed_and_resumes(
+    store: Any, tmpfs: Path
+) -> None:
+    """Two folders of 600 files of 4 KiB (one batch, written on two threads) on a disk
+    with room for about 750: the mount fails saying the disk is full; every file it left
+    is whole and recorded, no staging folder is left, and mounting again finishes."""
+    from jupyter_volume.errors import LocalFolderError
+
+    vol = Volume.from_name(f"st-{uuid.uuid4().hex[:8]}", store=store, create_if_missing=True)
+    files = _put_folders(vol, {"a": 600, "b": 600}, 4096)
+    head = vol.history(limit=1)[0].seq
+    ballast = tmpfs / "ballast"
+    ballast.write_bytes(b"\0" * (5 << 20))
+    mnt = tmpfs / "mnt"
+    with pytest.raises(LocalFolderError, match="disk is full"):
+        vol.mount(mnt, background=False)
+    landed = [p for p in mnt.rglob("*.bin")]
+    assert 0 < len(landed) < len(files), len(landed)
+    for p in landed:
+        assert p.read_bytes() == files[p.relative_to(mnt).as_posix()]
+    assert not list(mnt.rglob(".jv-tmp-*"))
+    ballast.unlink()
+    m = vol.mount(mnt, background=False)  # the same folder: resumes
+    for rel, data in files.items():
+        assert (mnt / rel).read_bytes() == data
+    st = m.status()
+    assert st.clean and st.behind == 0, st
+    assert vol.history(limit=1)[0].seq == head  # nothing was committed back
+    m.unmount()
