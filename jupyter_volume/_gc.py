@@ -4,7 +4,7 @@ A commit or reload of many files makes hundreds of thousands of small objects (t
 entries, rows, tuples). Each time they cross the collector's thresholds it runs, and a
 run of the oldest generation walks every object the process holds: with boto3 loaded
 (its service models alone are several hundred thousand objects), that walking was
-15-20 % of a 10,000-file commit's time and about a tenth of a mount's.
+about 15 % of a 10,000-file commit's time and a tenth of a mount's.
 
 :func:`bulk` freezes the objects that exist when the step starts (``gc.freeze``: the
 collector leaves them alone) and unfreezes them when the last step running in the
