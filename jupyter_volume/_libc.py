@@ -1,8 +1,9 @@
-"""Linux system calls that Python's ``os`` and ``mmap`` do not offer, through ctypes.
+"""Linux system calls that Python's ``os`` and ``mmap`` do not offer, through ctypes;
+and :func:`write_all`, the loop ``os.write`` leaves to its callers.
 
-ctypes lets go of the GIL for the call. Every function here is optional: on another
-platform, or a C library without the symbol, ``libc_function`` returns None and the
-caller goes on without it.
+ctypes lets go of the GIL for the call. Every ctypes function here is optional: on
+another platform, or a C library without the symbol, ``libc_function`` returns None and
+the caller goes on without it.
 """
 
 from __future__ import annotations
@@ -55,3 +56,10 @@ def preallocate(fd: int, size: int) -> bool:
     if err in (errno.ENOSPC, errno.EDQUOT):
         raise OSError(err, os.strerror(err))
     return False
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -54,6 +54,7 @@ from typing import Any, Protocol
 
 from . import mountstates, quiet
 from ._gc import bulk_step
+from ._libc import write_all
 from ._pools import SharedPool, beside
 from .errors import (
     AlreadyExistsError,
@@ -2862,18 +2863,34 @@ class Mount:
         counter = itertools.count()
         root = os.fspath(self.path)
 
-        def finish(fd: int, e: Entry) -> tuple[int, int, int, int]:
-            """Times and mode of a written file (created with its mode, so the umask
-            alone can make a chmod needed); its signature as lstat will give it."""
-            os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-            st = os.fstat(fd)
-            if stat_mod.S_IMODE(st.st_mode) != e.mode & 0o777:
-                os.fchmod(fd, e.mode & 0o777)
-                st = os.fstat(fd)
+        def create(path: str, rel: str, e: Entry, data: bytes | None) -> tuple[int, int, int, int]:
+            """Make the new file ``path`` holding ``data`` (None: big file ``rel``, whose
+            chunks the download threads check and pwrite; those the version here has
+            too are copied from it, checked), with ``e``'s times and mode (created with
+            its mode: the umask alone can make a chmod needed). Its signature as lstat
+            will give it; a failure leaves no file behind."""
+            fd = os.open(path, _NEW_FILE, e.mode & 0o777)
+            try:
+                try:
+                    if data is None:
+                        _read_big(repo, e, fd, rel, older.get(rel))
+                    else:
+                        write_all(fd, data)
+                    os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+                    st = os.fstat(fd)
+                    if stat_mod.S_IMODE(st.st_mode) != e.mode & 0o777:
+                        os.fchmod(fd, e.mode & 0o777)
+                        st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
             return _sig(st)  # size, mtime, inode and mode
 
         def write(
-            rel: str, e: Entry, pieces: Iterable[bytes] | None
+            rel: str, e: Entry, data: bytes | None
         ) -> tuple[str, Entry, tuple[int, int, int, int]] | None:
             # Plain strings and os calls: per small file, pathlib's joins were a third of
             # a 10,000-file mount's Python time.
@@ -2883,18 +2900,8 @@ class Mount:
                 os.makedirs(parent, exist_ok=True)
                 made.add(parent)
             tmp = f"{parent}/{TMP_PREFIX}{token}-{next(counter)}"
+            sig = create(tmp, rel, e, data)
             try:
-                fd = os.open(tmp, _NEW_FILE, e.mode & 0o777)
-                try:
-                    if pieces is None:
-                        # a big file: the download threads check and pwrite every chunk;
-                        # chunks the version here has too are copied from it (checked)
-                        _read_big(repo, e, fd, rel, older.get(rel))
-                    for piece in pieces or ():
-                        _write_all(fd, piece)
-                    sig = finish(fd, e)
-                finally:
-                    os.close(fd)
                 if not place(tmp, rel, full):
                     return None
             except BaseException:
@@ -2919,6 +2926,8 @@ class Mount:
 
         # Folders whose small files are staged (see the docstring): full path -> how
         # many are still to come; once written, (hidden folder, [(rel, entry, sig)]).
+        # (Nothing was at any path in a fresh folder: _apply_updates made the folder,
+        # so each such file expects None.)
         waiting: dict[str, int] = {}
         if fresh:
             inner = {d.rpartition("/")[0] for d in fresh}  # has a folder made below it
@@ -2926,10 +2935,6 @@ class Mount:
                 d = rel.rpartition("/")[0]
                 if d in fresh and d not in inner:
                     waiting[f"{root}/{d}"] = waiting.get(f"{root}/{d}", 0) + 1
-            if expect is not None:  # only files with nothing at their path (dict.get:
-                for rel, _e in small:  # the raw value, whatever the mapping adds)
-                    if dict.get(expect, rel) is not None:
-                        waiting.pop(f"{root}/{rel.rpartition('/')[0]}", None)
         staged: dict[str, tuple[str, list[tuple[str, Entry, tuple[int, int, int, int]]]]] = {}
 
         def write_staged(
@@ -2939,17 +2944,9 @@ class Mount:
             folders; what was written, and the error that stopped it (if one did)."""
             out = []
             for rel, e, data, folder in jobs:
-                path = f"{staged[folder][0]}/{rel.rpartition('/')[2]}"
                 try:
-                    fd = os.open(path, _NEW_FILE, e.mode & 0o777)
-                    try:
-                        _write_all(fd, data)
-                        sig = finish(fd, e)
-                    finally:
-                        os.close(fd)
+                    sig = create(f"{staged[folder][0]}/{rel.rpartition('/')[2]}", rel, e, data)
                 except Exception as err:  # noqa: BLE001 - handed to the caller
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
                     return out, err
                 out.append((rel, e, sig, folder))
             return out, None
@@ -3035,7 +3032,7 @@ class Mount:
                 if jobs:
                     yield from write_batch_staged(jobs)
                 for r, en, data in plain:
-                    got = write(r, en, [data])
+                    got = write(r, en, data)
                     if got is not None:
                         yield got
         except Exception:
@@ -3282,12 +3279,6 @@ def _unchanged_since(st: os.stat_result, row: Any) -> bool:
 
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _now_sig(full: str) -> tuple[int, int, int, int] | None:

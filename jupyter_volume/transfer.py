@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ._gc import bulk_step
+from ._libc import write_all
 from ._pools import one_at_a_time
 from .errors import AlreadyExistsError, CorruptionError, InvalidError, LocalFolderError, VolumeError
 from .volume import FileEntry, FileEntryType, Volume
@@ -332,9 +333,7 @@ def _put_bytes(target: Path, data: bytes, mtime: float) -> None:
     from bytes already read."""
     with _locked_temp(target) as (tmp, fd):
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         except OSError as err:
             raise _local_error(err, tmp, into=target) from None
         _put_in_place(tmp, target, mtime)

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from .._libc import write_all
 from .codec import hash_bytes, is_chunk_hash
 
 DEFAULT_MAX_BYTES = 2 << 30
@@ -80,9 +81,7 @@ class ChunkCache:
             # O_EXCL on a fresh name; the rename makes the entry appear whole or not at all
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(tmp, p)
