@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import mountstates, quiet
-from ._gc import bulk_step
+from ._bulk import bulk_step
 from ._libc import write_all
 from ._pools import SharedPool, beside
 from .errors import (

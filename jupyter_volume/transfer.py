@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._gc import bulk_step
+from ._bulk import bulk_step
 from ._libc import write_all
 from ._pools import one_at_a_time
 from .errors import AlreadyExistsError, CorruptionError, InvalidError, LocalFolderError, VolumeError

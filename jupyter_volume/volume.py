@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from . import names, quiet
-from ._gc import bulk_step
+from ._bulk import bulk_step
 from ._pools import beside, one_at_a_time
 from .aio import aio
 from .errors import AlreadyExistsError, ConflictError, InvalidError, NotFoundError

@@ -1,11 +1,13 @@
 """Bulk steps (a mount's commit, scan and reload) keep the garbage collector off the
-objects that existed before them, and leave the process's collector as they found it."""
+objects that existed before them and hand the GIL over more often, and leave the
+process's collector and switch interval as they found them."""
 
 from __future__ import annotations
 
 import gc
 import io
 import os
+import sys
 import threading
 import uuid
 import weakref
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_volume import Volume
-from jupyter_volume._gc import bulk
+from jupyter_volume._bulk import SWITCH_INTERVAL, bulk
 
 
 class Node:
@@ -94,10 +96,12 @@ def test_a_process_that_freezes_or_has_no_collector_is_left_alone() -> None:
 
 
 def test_a_child_forked_during_a_step_starts_with_nothing_frozen() -> None:
+    before = sys.getswitchinterval()
     with bulk():
         pid = os.fork()
         if pid == 0:  # the child: only what is imported already is used
             code = 0 if gc.get_freeze_count() == 0 else 1
+            code |= 0 if sys.getswitchinterval() == before else 8
             with bulk():
                 code |= 0 if gc.get_freeze_count() > 0 else 2
             code |= 0 if gc.get_freeze_count() == 0 else 4
@@ -106,10 +110,56 @@ def test_a_child_forked_during_a_step_starts_with_nothing_frozen() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_a_mounts_commit_and_reload_leave_nothing_frozen(store: Any, tmp_path: Path) -> None:
+def close(a: float, b: float) -> bool:
+    return abs(a - b) < 1e-7  # the interval is kept in microseconds
+
+
+def test_bulk_lowers_the_switch_interval_until_the_last_step_ends() -> None:
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL  # Python's default, 5 ms
+    inside, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with bulk():
+            inside.set()
+            leave.wait(30)
+
+    t = threading.Thread(target=other)
+    with bulk():
+        assert close(sys.getswitchinterval(), SWITCH_INTERVAL)
+        with bulk():
+            assert close(sys.getswitchinterval(), SWITCH_INTERVAL)
+        t.start()
+        assert inside.wait(30)
+    assert close(sys.getswitchinterval(), SWITCH_INTERVAL)  # the other step still runs
+    leave.set()
+    t.join(30)
+    assert sys.getswitchinterval() == before
+
+
+def test_a_switch_interval_the_process_chose_is_kept() -> None:
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.0002)  # lower already: left as it is
+        with bulk():
+            assert close(sys.getswitchinterval(), 0.0002)
+        assert close(sys.getswitchinterval(), 0.0002)
+        sys.setswitchinterval(0.01)
+        with bulk():
+            assert close(sys.getswitchinterval(), SWITCH_INTERVAL)
+            sys.setswitchinterval(0.02)  # changed by the process during the step: kept
+        assert close(sys.getswitchinterval(), 0.02)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_a_mounts_commit_and_reload_leave_nothing_frozen_and_the_interval_as_it_was(
+    store: Any, tmp_path: Path
+) -> None:
     vol = Volume.from_name(f"gc-{uuid.uuid4().hex[:8]}", store=store, create_if_missing=True)
+    before = sys.getswitchinterval()
     m = vol.mount(tmp_path / "m", background=False)
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and sys.getswitchinterval() == before
     for i in range(50):
         (tmp_path / "m" / f"f{i}.txt").write_text(str(i))
     assert m.commit() is not None
@@ -119,4 +169,5 @@ def test_a_mounts_commit_and_reload_leave_nothing_frozen(store: Any, tmp_path: P
     m.reload()
     assert (tmp_path / "m/other.txt").read_bytes() == b"other"
     assert gc.get_freeze_count() == 0
+    assert sys.getswitchinterval() == before
     m.unmount()
