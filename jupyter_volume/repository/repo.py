@@ -2819,37 +2819,49 @@ class Repository:
         neighbours (gaps under 256 KiB) are coalesced into ranged GETs of up to 8 MiB that
         run in parallel: 10,000 small files in three packs cost a handful of requests.
         """
-        need: dict[str, ChunkLoc] = {}
         got: dict[str, bytes] = {}
         cache = self.chunk_cache
-        # Chunks of small files skip the chunk cache: a file per 4 KiB chunk would double
-        # the cost of materializing them, and a remount fetches them again in a few
-        # coalesced GETs anyway. A chunk that a bigger file also uses is cached.
-        uncached = {h for e in entries if e.size < CACHE_MIN_FILE for h, _n in e.chunks or []}
-        uncached -= {h for e in entries if e.size >= CACHE_MIN_FILE for h, _n in e.chunks or []}
-        for e in entries:
-            for h, _n in e.chunks or []:
-                if h in need or h in got:
-                    continue
-                cached = cache.get(h) if cache is not None and h not in uncached else None
+        wanted = dict.fromkeys(h for e in entries if e.chunks for h, _n in e.chunks)
+        if cache is not None:
+            # Chunks of small files skip the chunk cache: a file per 4 KiB chunk would
+            # double the cost of materializing them, and a remount fetches them again in
+            # a few coalesced GETs anyway. A chunk that a bigger file also uses is cached.
+            uncached = {h for e in entries if e.size < CACHE_MIN_FILE for h, _n in e.chunks or []}
+            uncached -= {h for e in entries if e.size >= CACHE_MIN_FILE for h, _n in e.chunks or []}
+            for h in wanted:
+                cached = cache.get(h) if h not in uncached else None
                 if cached is not None:
                     got[h] = cached
-                else:
-                    need[h] = self.locate(h, where)
+        else:
+            uncached = set()
+        need = [h for h in wanted if h not in got]
+        locs = self.index.get_many(need)  # (a mount locates thousands at a time)
+        for i, loc in enumerate(locs):
+            if loc is None:
+                locs[i] = self.locate(need[i], where)  # loads newer index objects, or raises
+        # sorted by pack and offset; neighbours coalesced into one ranged GET
         reqs: list[tuple[str, int, int, list[tuple[str, ChunkLoc]]]] = []
-        for h, loc in sorted(need.items(), key=lambda kv: (kv[1].pack, kv[1].offset)):
-            if reqs:
-                pack, start, length, items = reqs[-1]
-                end = loc.offset + loc.length
-                if (
-                    pack == loc.pack
-                    and loc.offset - (start + length) <= (256 << 10)
-                    and end - start <= READ_REQUEST_MAX
-                ):
-                    items.append((h, loc))
-                    reqs[-1] = (pack, start, max(length, end - start), items)
-                    continue
-            reqs.append((loc.pack, loc.offset, loc.length, [(h, loc)]))
+        items: list[tuple[str, ChunkLoc]] = []
+        pack, start, end = "", 0, 0
+        for loc, h in sorted(
+            zip(locs, need, strict=True),
+            key=lambda lh: (lh[0].pack, lh[0].offset),  # type: ignore[union-attr]
+        ):
+            assert loc is not None
+            stop = loc.offset + loc.length
+            if (
+                loc.pack == pack
+                and loc.offset - end <= (256 << 10)
+                and stop - start <= READ_REQUEST_MAX
+            ):
+                items.append((h, loc))
+                end = max(end, stop)
+                continue
+            if items:
+                reqs.append((pack, start, end - start, items))
+            pack, start, end, items = loc.pack, loc.offset, stop, [(h, loc)]
+        if items:
+            reqs.append((pack, start, end - start, items))
         buffers = _Buffers(max((r[2] for r in reqs), default=0))
         for req, parts in zip(
             reqs,
@@ -2860,10 +2872,15 @@ class Repository:
         ):
             for (h, _loc), raw in zip(req[3], parts, strict=True):
                 got[h] = raw
-        return [
-            e.inline if e.inline is not None else b"".join(got[h] for h, _n in e.chunks or [])
-            for e in entries
-        ]
+        out: list[bytes] = []
+        for e in entries:
+            if e.inline is not None:
+                out.append(e.inline)
+            elif e.chunks and len(e.chunks) == 1:
+                out.append(got[e.chunks[0][0]])
+            else:
+                out.append(b"".join([got[h] for h, _n in e.chunks or ()]))
+        return out
 
     def _plan_reads(
         self, chunks: list[tuple[str, int]], where: str
