@@ -83,9 +83,14 @@ class Entry:
             if kind == FILE:
                 if isinstance(payload, str):
                     return Entry(name, FILE, mode, size, mtime_ns, inline=base64.b64decode(payload))
-                chunks = [(h, n) for h, n in payload]
                 # names reach cache paths and the index: only hex digests (never ``../x``),
                 # lengths > 0
+                if len(payload) == 1:  # (most files: one chunk)
+                    ((h, n),) = payload
+                    if type(n) is not int or n <= 0 or not is_chunk_hash(h):
+                        raise ValueError(h)
+                    return Entry(name, FILE, mode, size, mtime_ns, None, [(h, n)])
+                chunks = [(h, n) for h, n in payload]
                 for h, n in chunks:
                     if type(n) is not int or n <= 0 or not is_chunk_hash(h):
                         raise ValueError(h)
@@ -118,8 +123,10 @@ def entry_json(e: Entry) -> str:
     if e.kind == FILE:
         if e.inline is not None:
             payload = '"' + base64.b64encode(e.inline).decode() + '"'
+        elif e.chunks and len(e.chunks) == 1:  # (most files: one chunk)
+            payload = f"[[{_json_str(e.chunks[0][0])},{e.chunks[0][1]}]]"
         else:
-            payload = "[" + ",".join(f"[{_json_str(h)},{n}]" for h, n in e.chunks or ()) + "]"
+            payload = "[" + ",".join([f"[{_json_str(h)},{n}]" for h, n in e.chunks or ()]) + "]"
         return f'[{_json_str(e.name)},"f",{e.mode},{e.size},{e.mtime_ns},{payload},0]'
     if e.kind == DIR:
         tree = "null" if e.tree is None else _json_str(e.tree)
