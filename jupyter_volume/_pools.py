@@ -47,6 +47,22 @@ class SharedPool:
         """``fn`` over ``iterables`` on the pool, results in order (as ``Executor.map``)."""
         return self._executor().map(fn, *iterables)
 
+    def warm(self, n: int | None = None) -> None:
+        """Start ``n`` threads (all of them by default) that wait for work, without
+        waiting for them. A pool starts a thread when a task finds none idle, and the
+        starting waits for the new thread to run, behind the GIL that the pool's earlier
+        threads hold while they prepare their requests: the ten tree nodes of a mount
+        were asked for over 10 ms instead of at once. Warmed while the caller waits for
+        the store anyway, they are there when the work comes."""
+        want = self.max_workers if n is None else min(n, self.max_workers)
+        ex = self._executor()
+        if len(ex._threads) >= want:  # noqa: SLF001 - how many it has started
+            return
+        gate = threading.Event()
+        for _ in range(want - len(ex._threads)):  # noqa: SLF001
+            ex.submit(gate.wait)  # each finds no idle thread: a new one starts
+        gate.set()
+
     def beside(self, fn: Callable[..., T], /, *args: Any) -> Beside[T]:
         """Start ``fn(*args)`` on the pool while the caller does something else; see
         :class:`Beside`."""

@@ -2308,6 +2308,8 @@ class Mount:
         scan) to replace with the volume's version too, besides what the head changed
         (a read-only mount's reload; :attr:`_replacing` is set then)."""
         repo = self._repo
+        if initial:
+            repo.warm_readers()
         head = repo.head(refresh=True)
         if self.sub_path:
             head = dataclass_replace(head, root=self._sub_root(head.root))

@@ -99,6 +99,7 @@ from .tree import (
     Entry,
     TreeBuilder,
     Trees,
+    _node_pool,
     node_json,
     overlay,
 )
@@ -2811,6 +2812,12 @@ class Repository:
                 _pwrite_all(fd, memoryview(raw), offsets[i])
                 done.add(i)
         return done
+
+    def warm_readers(self) -> None:
+        """Start the threads that read tree nodes and file contents ahead of a mount's
+        first reads (see :meth:`SharedPool.warm <jupyter_volume._pools.SharedPool.warm>`)."""
+        _node_pool.warm()
+        _download_pool.warm(4)
 
     def read_many(self, entries: list[Entry], where: str = "") -> list[bytes]:
         """The whole contents of many (small) files, fetched with as few GETs as possible.
