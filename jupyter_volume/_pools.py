@@ -48,19 +48,23 @@ class SharedPool:
         return self._executor().map(fn, *iterables)
 
     def warm(self, n: int | None = None) -> None:
-        """Start ``n`` threads (all of them by default) that wait for work, without
-        waiting for them. A pool starts a thread when a task finds none idle, and the
-        starting waits for the new thread to run, behind the GIL that the pool's earlier
-        threads hold while they prepare their requests: the ten tree nodes of a mount
-        were asked for over 10 ms instead of at once. Warmed while the caller waits for
-        the store anyway, they are there when the work comes."""
+        """Start threads until the pool has ``n`` (all it may have, by default); they wait
+        for work.
+
+        A pool starts a thread when a task finds none idle, and the start waits for the
+        new thread to run: behind the GIL, which the threads started just before hold
+        while they prepare their requests. The ten tree nodes of a mount were asked for
+        over 10 ms instead of at once. Started before the work comes (with nothing else
+        running, about 0.1 ms a thread), they are waiting for it."""
         want = self.max_workers if n is None else min(n, self.max_workers)
         ex = self._executor()
         if len(ex._threads) >= want:  # noqa: SLF001 - how many it has started
             return
+        # ``want`` tasks that hold their threads until all are handed out: the idle
+        # threads take the first ones, and each of the others starts a thread
         gate = threading.Event()
-        for _ in range(want - len(ex._threads)):  # noqa: SLF001
-            ex.submit(gate.wait)  # each finds no idle thread: a new one starts
+        for _ in range(want):
+            ex.submit(gate.wait)
         gate.set()
 
     def beside(self, fn: Callable[..., T], /, *args: Any) -> Beside[T]:
