@@ -52,7 +52,9 @@ def is_chunk_hash(h: object) -> bool:
 
 def hash_bytes(data: bytes | bytearray | memoryview) -> str:
     """Hex blake3 digest of ``data`` (64 characters)."""
-    return blake3(data, max_threads=blake3.AUTO if len(data) > 4 << 20 else 1).hexdigest()
+    if len(data) > 4 << 20:
+        return blake3(data, max_threads=blake3.AUTO).hexdigest()
+    return blake3(data).hexdigest()  # one thread (a mount or commit hashes thousands of these)
 
 
 def new_chunker() -> FastCDC:
