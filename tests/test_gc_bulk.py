@@ -46,22 +46,34 @@ def test_bulk_freezes_until_the_outermost_step_ends() -> None:
     assert gc.get_freeze_count() == 0 and not frozen(c)
 
 
-def test_steps_on_two_threads_unfreeze_when_the_last_one_ends() -> None:
-    inside, leave = threading.Event(), threading.Event()
+class OtherStep:
+    """A bulk step on another thread, from :meth:`start` until :meth:`end`."""
 
-    def other() -> None:
+    def __init__(self) -> None:
+        self.inside, self.leave = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
         with bulk():
-            inside.set()
-            leave.wait(30)
+            self.inside.set()
+            self.leave.wait(30)
 
-    t = threading.Thread(target=other)
+    def start(self) -> None:
+        self.thread.start()
+        assert self.inside.wait(30)
+
+    def end(self) -> None:
+        self.leave.set()
+        self.thread.join(30)
+
+
+def test_steps_on_two_threads_unfreeze_when_the_last_one_ends() -> None:
+    other = OtherStep()
     cycle = old_cycle()
     with bulk():
-        t.start()
-        assert inside.wait(30)
+        other.start()
     assert frozen(cycle)  # the other thread's step is still running
-    leave.set()
-    t.join(30)
+    other.end()
     assert gc.get_freeze_count() == 0 and not frozen(cycle)
 
 
@@ -117,23 +129,14 @@ def close(a: float, b: float) -> bool:
 def test_bulk_lowers_the_switch_interval_until_the_last_step_ends() -> None:
     before = sys.getswitchinterval()
     assert before > SWITCH_INTERVAL  # Python's default, 5 ms
-    inside, leave = threading.Event(), threading.Event()
-
-    def other() -> None:
-        with bulk():
-            inside.set()
-            leave.wait(30)
-
-    t = threading.Thread(target=other)
+    other = OtherStep()
     with bulk():
         assert close(sys.getswitchinterval(), SWITCH_INTERVAL)
         with bulk():
             assert close(sys.getswitchinterval(), SWITCH_INTERVAL)
-        t.start()
-        assert inside.wait(30)
+        other.start()
     assert close(sys.getswitchinterval(), SWITCH_INTERVAL)  # the other step still runs
-    leave.set()
-    t.join(30)
+    other.end()
     assert sys.getswitchinterval() == before
 
 
