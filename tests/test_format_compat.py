@@ -236,6 +236,29 @@ def test_a_written_chunk_map_moves_into_the_index_as_its_segment_would_load() ->
     assert absorbed.items() == loaded.items()
 
 
+def test_many_chunks_are_located_as_one_at_a_time_would_be() -> None:
+    # ChunkIndex.get_many (a mount locates thousands at once) against get: the same
+    # locations, None for a chunk no index has and for one in a pack gc condemned.
+    import random
+
+    from jupyter_volume.repository.packs import ChunkIndex, ChunkLoc, ChunkMap, encode_segment
+
+    rnd = random.Random(12)
+    packs = [rnd.randbytes(32).hex() for _ in range(4)]
+    m = ChunkMap()
+    for i in range(500):
+        m[rnd.randbytes(32).hex()] = ChunkLoc(packs[i % 4], i * 4096, 4000 + i, 4096, i % 2)
+    index = ChunkIndex()
+    index.add_object("index/a", encode_segment(m))
+    index.dead = frozenset({packs[3]})
+    dead = {h for h, loc in m.locations() if loc.pack == packs[3]}
+    hashes = [*(h for h, _ in m.locations()), rnd.randbytes(32).hex()]
+    got = index.get_many(hashes)
+    assert got == [index.get(h) for h in hashes]
+    assert got[-1] is None and sum(loc is None for loc in got) == 1 + len(dead) == 126
+    assert all(loc is None or loc.pack != packs[3] for loc in got)
+
+
 # Entries whose JSON needs care: quotes, backslashes, control characters, non-ASCII
 # (kept as is in nodes, escaped in a mount's rows), inline bytes, links, folders, and
 # fields left empty.

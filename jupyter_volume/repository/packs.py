@@ -236,13 +236,12 @@ class ChunkMap(Mapping[str, ChunkLoc]):
         out: list[ChunkLoc | None] = []
         for h in hashes:
             v = get(bytes.fromhex(h))
-            pack = None if v is None else packs[v >> 104]
-            if pack is None or pack in skip_packs:
+            if v is None or (pack := packs[v >> 104]) in skip_packs:
                 out.append(None)
             else:
                 out.append(
                     ChunkLoc(pack, (v >> 72) & m32, (v >> 40) & m32, (v >> 8) & m32, v & 0xFF)
-                )  # type: ignore[operator]
+                )
         return out
 
     def pack_of(self, h: str) -> str | None:
