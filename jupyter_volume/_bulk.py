@@ -18,8 +18,8 @@ waits for a thread running Python code to give it up: by default after 5 ms
 (``sys.getswitchinterval``). A mount writes its files on two threads while another
 fetches and checks the next batch in Python: each create, write and close that
 returned while the fetching thread held the GIL waited up to 5 ms. During a bulk step
-the interval is at most ``SWITCH_INTERVAL`` (a 10,000-file mount from SeaweedFS: 0.45 s
-to 0.42 s, the median of 6); the last step to end puts the process's own value back,
+the interval is at most ``SWITCH_INTERVAL`` (a 10,000-file mount from SeaweedFS: 0.402 s
+to 0.382 s, the median of 12); the last step to end puts the process's own value back,
 unless someone changed it meanwhile.
 """
 
