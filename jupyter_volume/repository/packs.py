@@ -232,16 +232,15 @@ class ChunkMap(Mapping[str, ChunkLoc]):
     def get_many(self, hashes: Iterable[str], skip_packs: frozenset[str]) -> list[ChunkLoc | None]:
         """:meth:`get` of each of ``hashes``, None also for one in ``skip_packs`` (one call
         for the thousands of chunks a mount locates at a time)."""
-        get, packs, m32 = self._map.get, self._packs, _M32
+        get, packs = self._map.get, self._packs
         out: list[ChunkLoc | None] = []
         for h in hashes:
             v = get(bytes.fromhex(h))
             if v is None or (pack := packs[v >> 104]) in skip_packs:
                 out.append(None)
             else:
-                out.append(
-                    ChunkLoc(pack, (v >> 72) & m32, (v >> 40) & m32, (v >> 8) & m32, v & 0xFF)
-                )
+                _pi, off, ln, raw, codec = _unpack(v)
+                out.append(ChunkLoc(pack, off, ln, raw, codec))
         return out
 
     def pack_of(self, h: str) -> str | None:
