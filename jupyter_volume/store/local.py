@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _inotify
+from .._libc import write_all
 from ..errors import NotFoundError, StoreAccessError, StoreError
 from .base import ObjectInfo, Store, check_key
 
@@ -184,10 +185,7 @@ class LocalStore(Store):
                     raise
 
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, data)
             if self.fsync:
                 os.fsync(fd)
         except BaseException:
