@@ -242,8 +242,9 @@ def test_a_range_botocore_reads_is_checked_as_the_fast_paths_are(
 ) -> None:
     """Over https or through a proxy botocore sends the request and reads the body; the
     answer is judged the same way. (This server speaks plain HTTP: the test makes the
-    environment's proxy check say yes, which sends every read down botocore's path.)"""
-    monkeypatch.setattr(s3mod, "_proxied", lambda host: True)
+    store's proxy check, made when it opened, say yes, which sends every read down
+    botocore's path.)"""
+    monkeypatch.setattr(proxied._raw, "proxied", True)
     proxy.force(RANGE_MOVED, method="GET", path_contains="/k")
     assert _into(proxied, 1000, 5000) == DATA[1000:6000]
     proxy.force(RANGE_LONGER, method="GET", path_contains="/k")
@@ -333,6 +334,26 @@ def test_a_proxy_in_the_environment_is_left_to_botocore(monkeypatch: pytest.Monk
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     assert not s3mod._proxied("127.0.0.1")
     assert s3mod._proxied("s3.example")
+
+
+def test_a_store_asks_about_a_proxy_once_for_its_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The environment is read when the store opens (as botocore reads it for its
+    client), for the endpoint's host, not once per read."""
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "near.example")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id")  # else botocore looks further for keys
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    asked: list[str] = []
+    real = s3mod._proxied
+    monkeypatch.setattr(s3mod, "_proxied", lambda host: asked.append(host) or real(host))
+    far = S3Store("b", endpoint_url="http://far.example:8333", region="us-east-1")
+    near = S3Store("b", endpoint_url="http://near.example:8333", region="us-east-1")
+    assert (far._raw.proxied, near._raw.proxied) == (True, False)
+    assert asked == ["far.example", "near.example"]
 
 
 class _Buffers(WrappedStore):

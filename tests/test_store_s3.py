@@ -294,11 +294,38 @@ def test_response_timestamps_parse_as_botocore_parses_them() -> None:
         "2026-12-01T18:10:00Z",
         "2026-12-01T18:10:00.123456+02:00",
         "Tue, 01 Dec 2026 18:10:00 GMT",
+        # HTTP dates of every month, and forms the short cut leaves to botocore
+        *(
+            f"Mon, 28 {m} 2025 23:59:59 GMT"
+            for m in [
+                "Jan",
+                "Feb",
+                "Mar",
+                "Apr",
+                "May",
+                "Jun",
+                "Jul",
+                "Aug",
+                "Sep",
+                "Oct",
+                "Nov",
+                "Dec",
+            ]
+        ),
+        "Thu, 29 Feb 2024 00:00:00 GMT",
+        "Tue, 1 Dec 2026 18:10:00 GMT",
+        "Tuesday, 01-Dec-26 18:10:00 GMT",
+        "Mon, \u0663\u0660 Jan 2025 10:00:00 GMT",  # digits that are not ASCII: botocore's
         1796148166,
         "1796148166",
     ):
         got, want = _parse_timestamp(value), botocore.utils.parse_timestamp(value)
         assert got == want and got.tzinfo is not None, value
+    # a day past the month's end is refused as botocore refuses it
+    with pytest.raises(ValueError):
+        botocore.utils.parse_timestamp("Mon, 30 Feb 2025 10:00:00 GMT")
+    with pytest.raises(ValueError):
+        _parse_timestamp("Mon, 30 Feb 2025 10:00:00 GMT")
 
 
 def test_grow_volumes_makes_them_at_once(seaweedfs: SeaweedFS) -> None:
