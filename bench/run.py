@@ -10,7 +10,9 @@ scenario against it in the same run, stops it, prints a table and writes
 ``bench/results/<date>-<host>.json`` and ``.md``. Every jupyter-volume measurement runs in
 its own child process (see :mod:`bench.worker`) that reports seconds, bytes sent to the
 store and its peak RSS per step. Timings are medians over ``--reps`` runs (>= 5);
-tools alternate within each repetition (A B A B ...), ratios are computed per repetition
+tools alternate within each repetition (A B A B ...), and in (a) and (b) each repetition
+starts with the next tool (A B C, B C A, C A B, ...; the results record the order), so
+that none always runs first or after the same one. Ratios are computed per repetition
 and then the median is taken. The load average is recorded before and during every
 scenario, and the CPU that processes outside the benchmark take during it (see
 LoadWatch); a scenario of a run that started at a load above 1, or during which others
@@ -374,6 +376,19 @@ class Bench:
         self.rm(self.work / "set-aside")
 
     # -- scenarios ---------------------------------------------------------------------------------
+    def rotated(self, r: int, tools: dict[str, Any]) -> dict[str, Any]:
+        """Run ``tools`` (name -> a function that measures one tool) for repetition ``r``,
+        starting with the ``r``-th: each tool goes first, second, ... equally often over
+        the repetitions. Whatever one tool leaves behind for the next (a file system's
+        allocator after many creates, the store's caches) then falls on all alike, not
+        always on the one that runs after it. Returns the results in the tools' order,
+        with ``"order"``: the order they ran in."""
+        names = list(tools)
+        k = r % len(names)
+        order = names[k:] + names[:k]
+        ran = {name: tools[name]() for name in order}
+        return {**{name: ran[name] for name in names}, "order": order}
+
     def scenario_a(self) -> None:
         size = self.args.big_size
         src = self.work / "a-src"
@@ -383,48 +398,60 @@ class Bench:
         reps = []
         for r in range(self.reps):
             log(f"(a) 1 file of {size // MiB} MiB, run {r + 1}/{self.reps}")
-            rep: dict[str, Any] = {}
-            up, down = self.work / f"a-jv-up-{r}", self.work / f"a-jv-down-{r}"
-            st = self.store_url(f"a-{r}")
-            c = self.jv(
-                st,
-                "big",
-                up,
-                [
-                    {"op": "mount", "name": "mount_empty"},
-                    {"op": "populate", "src": str(big), "link": True},
-                    {"op": "commit"},
-                ],
-            )
-            m = self.jv(st, "big", down, [{"op": "mount"}])
-            rep["jupyter-volume"] = {"commit": c["commit"], "mount": m["mount"]}
-            self.rm(up, down)
-            b3dir = self.work / f"a-b3-{r}"
-            rep["boto3"] = {
-                "commit": self.boto3("upload", [[str(big), f"a-b3-{r}/big.bin"]], BOTO3_BIG),
-                "mount": self.boto3(
-                    "download", [[str(b3dir / "big.bin"), f"a-b3-{r}/big.bin"]], BOTO3_BIG
-                ),
-            }
-            self.rm(b3dir)
-            rcdir = self.work / f"a-rc-{r}"
-            rep["rclone"] = {
-                "commit": self.rclone_run(
-                    "copy", str(src), f"sw:{BUCKET}/a-rc-{r}", *RCLONE_COMMON, *RCLONE_BIG
-                ),
-                "mount": self.rclone_run(
-                    "copy", f"sw:{BUCKET}/a-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_BIG
-                ),
-            }
-            assert (rcdir / "big.bin").stat().st_size == size
-            self.rm(rcdir)
-            s5dir = self.work / f"a-s5-{r}"
-            rep["s5cmd"] = {
-                "commit": self.s5cmd_run("cp", str(big), f"s3://{BUCKET}/a-s5-{r}/big.bin"),
-                "mount": self.s5cmd_run("cp", f"s3://{BUCKET}/a-s5-{r}/big.bin", f"{s5dir}/"),
-            }
-            assert (s5dir / "big.bin").stat().st_size == size
-            self.rm(s5dir)
+
+            def jv(r: int = r) -> dict[str, Any]:
+                up, down = self.work / f"a-jv-up-{r}", self.work / f"a-jv-down-{r}"
+                st = self.store_url(f"a-{r}")
+                c = self.jv(
+                    st,
+                    "big",
+                    up,
+                    [
+                        {"op": "mount", "name": "mount_empty"},
+                        {"op": "populate", "src": str(big), "link": True},
+                        {"op": "commit"},
+                    ],
+                )
+                m = self.jv(st, "big", down, [{"op": "mount"}])
+                self.rm(up, down)
+                return {"commit": c["commit"], "mount": m["mount"]}
+
+            def b3(r: int = r) -> dict[str, Any]:
+                b3dir = self.work / f"a-b3-{r}"
+                out = {
+                    "commit": self.boto3("upload", [[str(big), f"a-b3-{r}/big.bin"]], BOTO3_BIG),
+                    "mount": self.boto3(
+                        "download", [[str(b3dir / "big.bin"), f"a-b3-{r}/big.bin"]], BOTO3_BIG
+                    ),
+                }
+                self.rm(b3dir)
+                return out
+
+            def rc(r: int = r) -> dict[str, Any]:
+                rcdir = self.work / f"a-rc-{r}"
+                out = {
+                    "commit": self.rclone_run(
+                        "copy", str(src), f"sw:{BUCKET}/a-rc-{r}", *RCLONE_COMMON, *RCLONE_BIG
+                    ),
+                    "mount": self.rclone_run(
+                        "copy", f"sw:{BUCKET}/a-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_BIG
+                    ),
+                }
+                assert (rcdir / "big.bin").stat().st_size == size
+                self.rm(rcdir)
+                return out
+
+            def s5(r: int = r) -> dict[str, Any]:
+                s5dir = self.work / f"a-s5-{r}"
+                out = {
+                    "commit": self.s5cmd_run("cp", str(big), f"s3://{BUCKET}/a-s5-{r}/big.bin"),
+                    "mount": self.s5cmd_run("cp", f"s3://{BUCKET}/a-s5-{r}/big.bin", f"{s5dir}/"),
+                }
+                assert (s5dir / "big.bin").stat().st_size == size
+                self.rm(s5dir)
+                return out
+
+            rep = self.rotated(r, {"jupyter-volume": jv, "boto3": b3, "rclone": rc, "s5cmd": s5})
             rep["limit"] = self.limit(size, f"a-{r}")
             for p in (f"a-{r}/", f"a-b3-{r}/", f"a-rc-{r}/", f"a-s5-{r}/"):
                 self.delete_prefix(p)
@@ -441,51 +468,64 @@ class Bench:
         reps = []
         for r in range(self.reps):
             log(f"(b) {n} files of 4 KiB, run {r + 1}/{self.reps}")
-            rep: dict[str, Any] = {}
-            up, down = self.work / f"b-jv-up-{r}", self.work / f"b-jv-down-{r}"
-            st = self.store_url(f"b-{r}")
-            c = self.jv(
-                st,
-                "small",
-                up,
-                [
-                    {"op": "mount", "name": "mount_empty"},
-                    {"op": "populate", "src": str(src), "link": True},
-                    {"op": "commit"},
-                ],
-            )
-            m = self.jv(st, "small", down, [{"op": "mount", "count_files": True}])
-            assert m["mount"]["files"] == n, m["mount"]
-            rep["jupyter-volume"] = {"commit": c["commit"], "mount": m["mount"]}
-            self.set_aside(up, down)
-            b3dir = self.work / f"b-b3-{r}"
-            rep["boto3"] = {
-                "commit": self.boto3(
-                    "upload", [[str(src / rel), f"b-b3-{r}/{rel}"] for rel in rels], BOTO3_SMALL
-                ),
-                "mount": self.boto3(
-                    "download", [[str(b3dir / rel), f"b-b3-{r}/{rel}"] for rel in rels], BOTO3_SMALL
-                ),
-            }
-            self.set_aside(b3dir)
-            rcdir = self.work / f"b-rc-{r}"
-            rep["rclone"] = {
-                "commit": self.rclone_run(
-                    "sync", str(src), f"sw:{BUCKET}/b-rc-{r}", *RCLONE_COMMON, *RCLONE_SMALL
-                ),
-                "mount": self.rclone_run(
-                    "copy", f"sw:{BUCKET}/b-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_SMALL
-                ),
-            }
-            self.set_aside(rcdir)
-            s5dir = self.work / f"b-s5-{r}"
-            rep["s5cmd"] = {
-                "commit": self.s5cmd_run("cp", f"{src}/*", f"s3://{BUCKET}/b-s5-{r}/"),
-                "mount": self.s5cmd_run("cp", f"s3://{BUCKET}/b-s5-{r}/*", f"{s5dir}/"),
-            }
-            assert sum(len(f) for _d, _s, f in os.walk(s5dir)) == n
-            self.set_aside(s5dir)
-            if self.dvc:
+
+            def jv(r: int = r) -> dict[str, Any]:
+                up, down = self.work / f"b-jv-up-{r}", self.work / f"b-jv-down-{r}"
+                st = self.store_url(f"b-{r}")
+                c = self.jv(
+                    st,
+                    "small",
+                    up,
+                    [
+                        {"op": "mount", "name": "mount_empty"},
+                        {"op": "populate", "src": str(src), "link": True},
+                        {"op": "commit"},
+                    ],
+                )
+                m = self.jv(st, "small", down, [{"op": "mount", "count_files": True}])
+                assert m["mount"]["files"] == n, m["mount"]
+                self.set_aside(up, down)
+                return {"commit": c["commit"], "mount": m["mount"]}
+
+            def b3(r: int = r) -> dict[str, Any]:
+                b3dir = self.work / f"b-b3-{r}"
+                out = {
+                    "commit": self.boto3(
+                        "upload", [[str(src / rel), f"b-b3-{r}/{rel}"] for rel in rels], BOTO3_SMALL
+                    ),
+                    "mount": self.boto3(
+                        "download",
+                        [[str(b3dir / rel), f"b-b3-{r}/{rel}"] for rel in rels],
+                        BOTO3_SMALL,
+                    ),
+                }
+                self.set_aside(b3dir)
+                return out
+
+            def rc(r: int = r) -> dict[str, Any]:
+                rcdir = self.work / f"b-rc-{r}"
+                out = {
+                    "commit": self.rclone_run(
+                        "sync", str(src), f"sw:{BUCKET}/b-rc-{r}", *RCLONE_COMMON, *RCLONE_SMALL
+                    ),
+                    "mount": self.rclone_run(
+                        "copy", f"sw:{BUCKET}/b-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_SMALL
+                    ),
+                }
+                self.set_aside(rcdir)
+                return out
+
+            def s5(r: int = r) -> dict[str, Any]:
+                s5dir = self.work / f"b-s5-{r}"
+                out = {
+                    "commit": self.s5cmd_run("cp", f"{src}/*", f"s3://{BUCKET}/b-s5-{r}/"),
+                    "mount": self.s5cmd_run("cp", f"s3://{BUCKET}/b-s5-{r}/*", f"{s5dir}/"),
+                }
+                assert sum(len(f) for _d, _s, f in os.walk(s5dir)) == n
+                self.set_aside(s5dir)
+                return out
+
+            def dvc(r: int = r) -> dict[str, Any]:
                 dv, dv2 = self.work / f"b-dvc-{r}", self.work / f"b-dvc2-{r}"
                 self.dvc_init(dv, f"b-dvc-{r}")
                 (dv / "data").mkdir()
@@ -493,8 +533,13 @@ class Bench:
                 commit = self.dvc_commit(dv, "data")
                 pull = self.dvc_checkout(dv, dv2, f"b-dvc-{r}", "data.dvc")
                 assert sum(len(f) for _d, _s, f in os.walk(dv2 / "data")) == n
-                rep["dvc"] = {"commit": commit, "mount": pull}
                 self.set_aside(dv, dv2)
+                return {"commit": commit, "mount": pull}
+
+            tools = {"jupyter-volume": jv, "boto3": b3, "rclone": rc, "s5cmd": s5}
+            if self.dvc:
+                tools["dvc"] = dvc
+            rep = self.rotated(r, tools)
             rep["limit"] = self.limit(n * size, f"b-{r}")
             rep["fs_floor"] = self.fs_floor(src, self.work / f"b-floor-{r}", n, size)
             for p in (f"b-{r}/", f"b-b3-{r}/", f"b-rc-{r}/", f"b-s5-{r}/", f"b-dvc-{r}/"):
