@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import unused_stem  # noqa: E402
+from bench import disks, unused_stem  # noqa: E402
 from bench.worker import (  # noqa: E402
     generate_tree,
     process_cpu,
@@ -174,6 +174,16 @@ class Bench:
         self.env["DVC_SITE_CACHE_DIR"] = str(work / "dvc-site-cache")
         self.client = sw.client()
         self.results: dict[str, Any] = {}
+        # (b)'s mount destinations each on a fresh file system (bench/disks.py), if
+        # this machine can make them and --disks does not say otherwise
+        why = disks.unavailable() if args.disks == "fresh" else "--disks scratch"
+        self.disks = disks.FreshDisks(work / "disks") if why is None else None
+        self.results["disks"] = (
+            "(b): every tool's mount destination, and the floor's, on a fresh ext4 of its "
+            "own (bench/disks.py)"
+            if why is None
+            else f"(b): every tool's files in the scratch folder ({why})"
+        )
 
     # -- helpers ------------------------------------------------------------------------------
     def store_url(self, name: str) -> str:
@@ -315,7 +325,7 @@ class Bench:
             {"src": str(src), "dst": str(dst), "n": n, "size": size, "per_dir": 1000},
             env=self.env,
         )
-        self.set_aside(dst)
+        self.done_with(dst)
         out = {s["step"]: s for s in res["steps"]}
         return {"read_s": out["read"]["seconds"], "create_s": out["create"]["seconds"]}
 
@@ -353,6 +363,20 @@ class Bench:
     def rm(self, *paths: Path) -> None:
         for p in paths:
             shutil.rmtree(p, ignore_errors=True)
+
+    def dest(self, name: str) -> Path:
+        """Where a tool puts the files of a (b) mount: on a fresh file system of its own
+        when the bench makes them, else in the scratch folder (not created yet)."""
+        return self.disks.make(name) if self.disks is not None else self.work / name
+
+    def done_with(self, *paths: Path) -> None:
+        """A tool's files are checked: drop the fresh file system holding them, or set
+        them aside (:meth:`set_aside`) when they are in the scratch folder."""
+        for p in paths:
+            if self.disks is not None and self.disks.owns(p):
+                self.disks.drop(p)
+            else:
+                self.set_aside(p)
 
     def set_aside(self, *paths: Path) -> None:
         """Move folders of many files out of the way, to be deleted by :meth:`rm_set_aside`
@@ -470,7 +494,7 @@ class Bench:
             log(f"(b) {n} files of 4 KiB, run {r + 1}/{self.reps}")
 
             def jv(r: int = r) -> dict[str, Any]:
-                up, down = self.work / f"b-jv-up-{r}", self.work / f"b-jv-down-{r}"
+                up, down = self.work / f"b-jv-up-{r}", self.dest(f"b-jv-down-{r}")
                 st = self.store_url(f"b-{r}")
                 c = self.jv(
                     st,
@@ -484,11 +508,12 @@ class Bench:
                 )
                 m = self.jv(st, "small", down, [{"op": "mount", "count_files": True}])
                 assert m["mount"]["files"] == n, m["mount"]
-                self.set_aside(up, down)
+                self.set_aside(up)
+                self.done_with(down)
                 return {"commit": c["commit"], "mount": m["mount"]}
 
             def b3(r: int = r) -> dict[str, Any]:
-                b3dir = self.work / f"b-b3-{r}"
+                b3dir = self.dest(f"b-b3-{r}")
                 out = {
                     "commit": self.boto3(
                         "upload", [[str(src / rel), f"b-b3-{r}/{rel}"] for rel in rels], BOTO3_SMALL
@@ -499,11 +524,12 @@ class Bench:
                         BOTO3_SMALL,
                     ),
                 }
-                self.set_aside(b3dir)
+                assert sum(len(f) for _d, _s, f in os.walk(b3dir)) == n
+                self.done_with(b3dir)
                 return out
 
             def rc(r: int = r) -> dict[str, Any]:
-                rcdir = self.work / f"b-rc-{r}"
+                rcdir = self.dest(f"b-rc-{r}")
                 out = {
                     "commit": self.rclone_run(
                         "sync", str(src), f"sw:{BUCKET}/b-rc-{r}", *RCLONE_COMMON, *RCLONE_SMALL
@@ -512,28 +538,30 @@ class Bench:
                         "copy", f"sw:{BUCKET}/b-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_SMALL
                     ),
                 }
-                self.set_aside(rcdir)
+                assert sum(len(f) for _d, _s, f in os.walk(rcdir)) == n
+                self.done_with(rcdir)
                 return out
 
             def s5(r: int = r) -> dict[str, Any]:
-                s5dir = self.work / f"b-s5-{r}"
+                s5dir = self.dest(f"b-s5-{r}")
                 out = {
                     "commit": self.s5cmd_run("cp", f"{src}/*", f"s3://{BUCKET}/b-s5-{r}/"),
                     "mount": self.s5cmd_run("cp", f"s3://{BUCKET}/b-s5-{r}/*", f"{s5dir}/"),
                 }
                 assert sum(len(f) for _d, _s, f in os.walk(s5dir)) == n
-                self.set_aside(s5dir)
+                self.done_with(s5dir)
                 return out
 
             def dvc(r: int = r) -> dict[str, Any]:
-                dv, dv2 = self.work / f"b-dvc-{r}", self.work / f"b-dvc2-{r}"
+                dv, dv2 = self.work / f"b-dvc-{r}", self.dest(f"b-dvc2-{r}")
                 self.dvc_init(dv, f"b-dvc-{r}")
                 (dv / "data").mkdir()
                 copy_tree_links(src, dv / "data")
                 commit = self.dvc_commit(dv, "data")
                 pull = self.dvc_checkout(dv, dv2, f"b-dvc-{r}", "data.dvc")
                 assert sum(len(f) for _d, _s, f in os.walk(dv2 / "data")) == n
-                self.set_aside(dv, dv2)
+                self.set_aside(dv)
+                self.done_with(dv2)
                 return {"commit": commit, "mount": pull}
 
             tools = {"jupyter-volume": jv, "boto3": b3, "rclone": rc, "s5cmd": s5}
@@ -541,7 +569,7 @@ class Bench:
                 tools["dvc"] = dvc
             rep = self.rotated(r, tools)
             rep["limit"] = self.limit(n * size, f"b-{r}")
-            rep["fs_floor"] = self.fs_floor(src, self.work / f"b-floor-{r}", n, size)
+            rep["fs_floor"] = self.fs_floor(src, self.dest(f"b-floor-{r}"), n, size)
             for p in (f"b-{r}/", f"b-b3-{r}/", f"b-rc-{r}/", f"b-s5-{r}/", f"b-dvc-{r}/"):
                 self.delete_prefix(p)
             reps.append(rep)
@@ -1316,8 +1344,8 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
     floors = [r for r in rows if r.get("fs_floor_seconds")]
     if floors:
         text += (
-            "\nThe file system's own floor for (b), measured in each repetition in the same "
-            "folder (bench.worker `fs_floor`): "
+            "\nThe file system's own floor for (b), measured in each repetition where the "
+            "tools' files go (bench.worker `fs_floor`): "
             + "; ".join(
                 f"{r['measure']}: {'reading' if r['measure'] == 'commit' else 'creating'} "
                 f"the files takes {fmt_s(r['fs_floor_seconds'])} s, "
@@ -1326,6 +1354,8 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
             )
             + ".\n"
         )
+    if floors and results.get("disks"):
+        text += f"\nWhere the files went: {results['disks']}.\n"
     load = results.get("load", {})
     if load:
         start_load = results.get("load_start", 0.0)
@@ -1486,6 +1516,13 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for the JSON and markdown results",
     )
     ap.add_argument(
+        "--disks",
+        choices=("fresh", "scratch"),
+        default="fresh",
+        help="(b): each tool's mount destination on a fresh ext4 of its own (needs root; "
+        "the default where possible), or all in the scratch folder",
+    )
+    ap.add_argument(
         "--workdir",
         default=None,
         help="scratch folder (default: a temporary one, removed at the end)",
@@ -1598,6 +1635,8 @@ def main(argv: list[str] | None = None) -> int:
             done.append(name)
             md = save()
     finally:
+        if bench is not None and bench.disks is not None:
+            bench.disks.close()
         sw.stop()
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
