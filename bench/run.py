@@ -1566,6 +1566,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"starting SeaweedFS; scratch folder {work}")
 
     def _terminate(signum: int, _frame: Any) -> None:
+        # Once: a second SIGTERM (``timeout`` passes one on as the first arrives from
+        # elsewhere) raised again inside the cleanup below and left SeaweedFS running.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise SystemExit(f"stopped by signal {signum}")  # so that SeaweedFS is stopped below
 
     signal.signal(signal.SIGTERM, _terminate)
