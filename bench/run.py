@@ -223,6 +223,24 @@ class Bench:
             out[name] = s
         return out
 
+    def jv_round_trip(
+        self, store: str, volume: str, src: Path, up: Path, down: Path
+    ) -> dict[str, Any]:
+        """jupyter-volume's commit of ``src`` (hard-linked into a mounted empty folder
+        ``up``), then a mount of the result into ``down``, each in a process of its own."""
+        c = self.jv(
+            store,
+            volume,
+            up,
+            [
+                {"op": "mount", "name": "mount_empty"},
+                {"op": "populate", "src": str(src), "link": True},
+                {"op": "commit"},
+            ],
+        )
+        m = self.jv(store, volume, down, [{"op": "mount", "count_files": True}])
+        return {"commit": c["commit"], "mount": m["mount"]}
+
     def boto3(
         self, direction: str, files: list[list[str]], config: dict[str, int]
     ) -> dict[str, Any]:
@@ -425,20 +443,9 @@ class Bench:
 
             def jv(r: int = r) -> dict[str, Any]:
                 up, down = self.work / f"a-jv-up-{r}", self.work / f"a-jv-down-{r}"
-                st = self.store_url(f"a-{r}")
-                c = self.jv(
-                    st,
-                    "big",
-                    up,
-                    [
-                        {"op": "mount", "name": "mount_empty"},
-                        {"op": "populate", "src": str(big), "link": True},
-                        {"op": "commit"},
-                    ],
-                )
-                m = self.jv(st, "big", down, [{"op": "mount"}])
+                out = self.jv_round_trip(self.store_url(f"a-{r}"), "big", big, up, down)
                 self.rm(up, down)
-                return {"commit": c["commit"], "mount": m["mount"]}
+                return out
 
             def b3(r: int = r) -> dict[str, Any]:
                 b3dir = self.work / f"a-b3-{r}"
@@ -495,22 +502,11 @@ class Bench:
 
             def jv(r: int = r) -> dict[str, Any]:
                 up, down = self.work / f"b-jv-up-{r}", self.dest(f"b-jv-down-{r}")
-                st = self.store_url(f"b-{r}")
-                c = self.jv(
-                    st,
-                    "small",
-                    up,
-                    [
-                        {"op": "mount", "name": "mount_empty"},
-                        {"op": "populate", "src": str(src), "link": True},
-                        {"op": "commit"},
-                    ],
-                )
-                m = self.jv(st, "small", down, [{"op": "mount", "count_files": True}])
-                assert m["mount"]["files"] == n, m["mount"]
+                out = self.jv_round_trip(self.store_url(f"b-{r}"), "small", src, up, down)
+                assert out["mount"]["files"] == n, out["mount"]
                 self.set_aside(up)
                 self.done_with(down)
-                return {"commit": c["commit"], "mount": m["mount"]}
+                return out
 
             def b3(r: int = r) -> dict[str, Any]:
                 b3dir = self.dest(f"b-b3-{r}")
