@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
 
 from bench import disks, unused_stem  # noqa: E402
 from bench.worker import (  # noqa: E402
+    count_files,
     generate_tree,
     process_cpu,
     run_child,
@@ -520,7 +521,7 @@ class Bench:
                         BOTO3_SMALL,
                     ),
                 }
-                assert sum(len(f) for _d, _s, f in os.walk(b3dir)) == n
+                assert count_files(b3dir) == n
                 self.done_with(b3dir)
                 return out
 
@@ -534,7 +535,7 @@ class Bench:
                         "copy", f"sw:{BUCKET}/b-rc-{r}", str(rcdir), *RCLONE_COMMON, *RCLONE_SMALL
                     ),
                 }
-                assert sum(len(f) for _d, _s, f in os.walk(rcdir)) == n
+                assert count_files(rcdir) == n
                 self.done_with(rcdir)
                 return out
 
@@ -544,7 +545,7 @@ class Bench:
                     "commit": self.s5cmd_run("cp", f"{src}/*", f"s3://{BUCKET}/b-s5-{r}/"),
                     "mount": self.s5cmd_run("cp", f"s3://{BUCKET}/b-s5-{r}/*", f"{s5dir}/"),
                 }
-                assert sum(len(f) for _d, _s, f in os.walk(s5dir)) == n
+                assert count_files(s5dir) == n
                 self.done_with(s5dir)
                 return out
 
@@ -555,7 +556,7 @@ class Bench:
                 copy_tree_links(src, dv / "data")
                 commit = self.dvc_commit(dv, "data")
                 pull = self.dvc_checkout(dv, dv2, f"b-dvc-{r}", "data.dvc")
-                assert sum(len(f) for _d, _s, f in os.walk(dv2 / "data")) == n
+                assert count_files(dv2 / "data") == n
                 self.set_aside(dv)
                 self.done_with(dv2)
                 return {"commit": commit, "mount": pull}

@@ -212,6 +212,11 @@ def copy_into(src: Path, dst: Path, link: bool) -> None:
                 shutil.copy2(s, target / name)
 
 
+def count_files(root: Path | str) -> int:
+    """How many files (and links) there are below ``root``, at any depth."""
+    return sum(len(f) for _d, _s, f in os.walk(root))
+
+
 def store_size(store: Any, prefix: str) -> tuple[int, int]:
     """Bytes and objects stored under ``prefix``."""
     total = n = 0
@@ -239,7 +244,7 @@ def task_jv(spec: dict[str, Any]) -> dict[str, Any]:
             with s.timed(name) as rec:
                 mount = vol.mount(mount_dir, background=False)
             if step.get("count_files"):
-                rec["files"] = sum(len(f) for _d, _s, f in os.walk(mount_dir))
+                rec["files"] = count_files(mount_dir)
         elif op == "populate":
             copy_into(Path(step["src"]), mount_dir, step.get("link", False))  # type: ignore[arg-type]
         elif op == "generate":
