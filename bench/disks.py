@@ -73,15 +73,16 @@ class FreshDisks:
         return point / "d"
 
     def drop(self, path: Path) -> None:
-        """Unmount the file system holding ``path`` (from :meth:`make`), delete it."""
-        point = path.parent if path.parent in self._made else path
+        """Unmount the file system holding ``path`` (what :meth:`make` gave), delete it."""
+        point = path.parent
         image = self._made.pop(point)
         subprocess.run(["umount", str(point)], check=True, capture_output=True)
         image.unlink(missing_ok=True)
         point.rmdir()
 
     def owns(self, path: Path) -> bool:
-        return path.parent in self._made or path in self._made
+        """Whether ``path`` is a folder :meth:`make` gave (its file system still made)."""
+        return path.parent in self._made
 
     def close(self) -> None:
         """Drop every file system still mounted (a run stopped halfway)."""
