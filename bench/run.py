@@ -1001,6 +1001,34 @@ class LoadWatch:
         }
 
 
+#: files :func:`disk_probe` creates (on this machine's quiet root disk: about 0.05 s)
+PROBE_FILES = 2000
+
+
+def disk_probe(parent: Path, name: str, n: int = PROBE_FILES) -> float:
+    """Seconds to create ``n`` files of 4 KiB in a new folder in ``parent`` (its name
+    starting with ``name``; left in place).
+
+    What the load average and :class:`LoadWatch` cannot see: this machine's root ext4
+    (no journal) gets slow to create files for minutes after many were deleted there
+    (see :meth:`Bench.set_aside`), which is the creating process's own kernel time, not
+    anyone else's. Taken before each scenario, in the scratch folder, and kept beside the
+    load figures, so that a reader can tell a run on a disturbed disk. The files stay
+    until the run's scratch folder is removed: deleting them now would itself slow the
+    scenario that follows."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=parent))
+    data = b"\0" * 4096
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    t0 = time.perf_counter()
+    for i in range(n):
+        fd = os.open(folder / f"{i:05d}", flags, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    return time.perf_counter() - t0
+
+
 def is_noisy(load: dict[str, Any], start_load: float) -> bool:
     """Did a scenario share the machine? Its others' CPU (see LoadWatch), or a load above
     1 when the whole run started. (The load just before a later scenario is mostly the
@@ -1363,7 +1391,10 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
             "the benchmark took during it, mean / highest 2 s sample (kernel threads, which "
             "mostly write back the benchmark's own files, apart). Noisy: the run "
             "started above load 1, or others took > 0.25 cores on average or > 1 core in "
-            "a sample:\n\n"
+            "a sample. Last, the seconds it took to create "
+            f"{PROBE_FILES:,} files of 4 KiB in the scratch folder just before the scenario "
+            "(about 0.05 s on this machine's quiet disk; many times that for minutes after "
+            "mass deletes there, which neither load figure shows):\n\n"
         )
         text += "\n".join(
             f"- {k}: load {v['before']:.2f} / {v['max_during']:.2f}; others "
@@ -1373,6 +1404,7 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
                 if "kernel_cores_mean" in v
                 else ""
             )
+            + (f"; {v['disk_probe_s']:.3f} s to create files" if "disk_probe_s" in v else "")
             + (" (noisy)" if is_noisy(v, start_load) else "")
             for k, v in load.items()
         )
@@ -1628,10 +1660,14 @@ def main(argv: list[str] | None = None) -> int:
         sw.grow_volumes(BUCKET, 24)
         bench = Bench(args, work, sw)
         for name in only:
+            probe = disk_probe(work, f"disk-probe-{name}")
             with LoadWatch() as w:
                 getattr(bench, f"scenario_{name}")()
-            load[name] = w.summary()
-            log(f"({name}) load average before {w.before:.2f}, at most {w.most:.2f} during")
+            load[name] = {**w.summary(), "disk_probe_s": round(probe, 3)}
+            log(
+                f"({name}) load average before {w.before:.2f}, at most {w.most:.2f} during; "
+                f"{PROBE_FILES} files created before it in {probe:.3f} s"
+            )
             done.append(name)
             md = save()
     finally:
