@@ -1391,10 +1391,16 @@ def table_markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
             "the benchmark took during it, mean / highest 2 s sample (kernel threads, which "
             "mostly write back the benchmark's own files, apart). Noisy: the run "
             "started above load 1, or others took > 0.25 cores on average or > 1 core in "
-            "a sample. Last, the seconds it took to create "
-            f"{PROBE_FILES:,} files of 4 KiB in the scratch folder just before the scenario "
-            "(about 0.05 s on this machine's quiet disk; many times that for minutes after "
-            "mass deletes there, which neither load figure shows):\n\n"
+            "a sample"
+            + (
+                f". Last, the seconds it took to create {PROBE_FILES:,} files of 4 KiB in the "
+                "scratch folder just before the scenario (about 0.05 s on this machine's quiet "
+                "disk; many times that for minutes after mass deletes there, which neither "
+                "load figure shows)"
+                if any("disk_probe_s" in v for v in load.values())
+                else ""  # results from before the probe
+            )
+            + ":\n\n"
         )
         text += "\n".join(
             f"- {k}: load {v['before']:.2f} / {v['max_during']:.2f}; others "

@@ -35,9 +35,16 @@ def test_the_results_table_shows_each_scenarios_probe_beside_its_load() -> None:
         "kernel_cores_max": 0.3,
         "noisy": False,
     }
-    results = {"load_start": 0.1, "load": {"b": {**load, "disk_probe_s": 0.731}, "c": load}}
+    results = {"load_start": 0.1, "load": {"b": {**load, "disk_probe_s": 0.731}, "gc": load}}
     text = table_markdown([], results)
-    lines = {line[2:3]: line for line in text.splitlines() if line.startswith("- ")}
+    lines = {line[2:].split(":")[0]: line for line in text.splitlines() if line.startswith("- ")}
     assert "0.731 s to create files" in lines["b"]
-    assert "to create files" not in lines["c"]  # results from before the probe: nothing shown
+    assert "to create files" not in lines["gc"]  # no figure: nothing shown
     assert "2,000 files of 4 KiB" in text
+
+
+def test_results_from_before_the_probe_are_rendered_without_a_word_of_it() -> None:
+    load = {"before": 0.1, "max_during": 1.9, "others_cores_mean": 0.0, "others_cores_max": 0.0}
+    text = table_markdown([], {"load_start": 0.1, "load": {"a": load}})
+    assert "- a: load 0.10 / 1.90" in text
+    assert "create" not in text
