@@ -65,6 +65,7 @@ if str(ROOT) not in sys.path:
 from bench import disks, unused_stem  # noqa: E402
 from bench.worker import (  # noqa: E402
     count_files,
+    create_files,
     generate_tree,
     process_cpu,
     run_child,
@@ -1016,16 +1017,10 @@ def disk_probe(parent: Path, name: str, n: int = PROBE_FILES) -> float:
     load figures, so that a reader can tell a run on a disturbed disk. The files stay
     until the run's scratch folder is removed: deleting them now would itself slow the
     scenario that follows."""
-    folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=parent))
-    data = b"\0" * 4096
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    folder = tempfile.mkdtemp(prefix=f"{name}-", dir=parent)
+    names = [f"{i:05d}" for i in range(n)]
     t0 = time.perf_counter()
-    for i in range(n):
-        fd = os.open(folder / f"{i:05d}", flags, 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+    create_files(folder, names, b"\0" * 4096)
     return time.perf_counter() - t0
 
 

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -504,19 +505,26 @@ def task_fs_floor(spec: dict[str, Any]) -> dict[str, Any]:
         rec["files"] = n
     data = random.Random(4).randbytes(spec["size"])
     os.sync()
-    with s.timed("create") as rec:
-        made: set[str] = set()
-        for rel in tree_paths(spec["n"], spec["per_dir"]):
-            d = rel.rpartition("/")[0]
-            if d not in made:
-                os.makedirs(f"{dst}/{d}", exist_ok=True)
-                made.add(d)
-            fd = os.open(f"{dst}/{rel}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+    with s.timed("create"):
+        create_files(dst, tree_paths(spec["n"], spec["per_dir"]), data)
     return {"steps": s.out}
+
+
+def create_files(root: str | Path, rels: Iterable[str], data: bytes) -> None:
+    """Create every one of ``rels`` below ``root`` holding ``data`` (none may exist yet;
+    folders are made as needed): create, write, close, and nothing else, which is what
+    any download of small files must do at least."""
+    made: set[str] = set()
+    for rel in rels:
+        d = rel.rpartition("/")[0]
+        if d not in made:
+            os.makedirs(f"{root}/{d}", exist_ok=True)
+            made.add(d)
+        fd = os.open(f"{root}/{rel}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
 
 TASKS = {
