@@ -13,6 +13,14 @@ Cycles made during the step are still collected; the process's own garbage waits
 most until the step ends. A process that already freezes objects for its own reasons
 (a pre-fork server does), or that turned the collector off, is left as it is.
 
+The young generation is also collected less often during a step: every
+``GC_THRESHOLD`` new objects instead of Python's 700. At 700, a 10,000-file mount ran
+the collector about 200 times and spent 22-34 ms in it (of about 0.4 s): the entries
+and rows of a batch outlived many young collections and were walked again in the
+older generations. At 20,000 it runs 13 times, for 6-7 ms; a 10,000-file commit's
+9-10 ms fall to 2 ms. The cost: cyclic garbage made during a step can wait for up to
+that many new objects before it is freed.
+
 **The thread switch.** A thread that comes back from a system call needs the GIL, and
 waits for a thread running Python code to give it up: by default after 5 ms
 (``sys.getswitchinterval``). A mount writes its files on two threads while another
@@ -42,18 +50,26 @@ _froze = False  # whether the first of them froze (and the last must unfreeze)
 #: the GIL switch interval during a bulk step, in seconds (Python's default is 0.005)
 SWITCH_INTERVAL = 0.001
 _switch: float | None = None  # the interval the first step lowered (to put back), if it did
+#: the collector's threshold for its youngest generation during a bulk step (Python: 700)
+GC_THRESHOLD = 20_000
+_threshold: tuple[int, int, int] | None = None  # the thresholds the first step raised, if it did
 
 
 @contextmanager
 def bulk() -> Iterator[None]:
-    """Run the body with the objects that exist now out of the collector's way, and the
-    GIL handed over at least every ``SWITCH_INTERVAL`` seconds."""
-    global _depth, _froze, _switch
+    """Run the body with the objects that exist now out of the collector's way, the
+    young generation collected every ``GC_THRESHOLD`` new objects, and the GIL handed
+    over at least every ``SWITCH_INTERVAL`` seconds."""
+    global _depth, _froze, _switch, _threshold
     with _lock:
         if _depth == 0:
             _froze = gc.isenabled() and gc.get_freeze_count() == 0
             if _froze:
                 gc.freeze()
+                t = gc.get_threshold()
+                _threshold = t if 0 < t[0] < GC_THRESHOLD else None
+                if _threshold is not None:
+                    gc.set_threshold(GC_THRESHOLD, *t[1:])
             before = sys.getswitchinterval()
             _switch = before if before > SWITCH_INTERVAL else None
             if _switch is not None:
@@ -70,10 +86,13 @@ def bulk() -> Iterator[None]:
 
 def _end() -> None:
     """Undo what the first step did (called with ``_lock`` held, or in a forked child)."""
-    global _froze, _switch
+    global _froze, _switch, _threshold
     if _froze:
         gc.unfreeze()
         _froze = False
+    if _threshold is not None and gc.get_threshold()[0] == GC_THRESHOLD:
+        gc.set_threshold(*_threshold)
+    _threshold = None
     # (set in microseconds: what comes back may differ from the float given by rounding)
     if _switch is not None and abs(sys.getswitchinterval() - SWITCH_INTERVAL) < 1e-7:
         sys.setswitchinterval(_switch)

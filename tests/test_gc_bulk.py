@@ -1,6 +1,7 @@
 """Bulk steps (a mount's commit, scan and reload) keep the garbage collector off the
-objects that existed before them and hand the GIL over more often, and leave the
-process's collector and switch interval as they found them."""
+objects that existed before them, collect the young generation less often and hand the
+GIL over more often, and leave the process's collector and switch interval as they
+found them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_volume import Volume
-from jupyter_volume._bulk import SWITCH_INTERVAL, bulk
+from jupyter_volume._bulk import GC_THRESHOLD, SWITCH_INTERVAL, bulk
 
 
 class Node:
@@ -109,11 +110,13 @@ def test_a_process_that_freezes_or_has_no_collector_is_left_alone() -> None:
 
 def test_a_child_forked_during_a_step_starts_with_nothing_frozen() -> None:
     before = sys.getswitchinterval()
+    thresholds = gc.get_threshold()
     with bulk():
         pid = os.fork()
         if pid == 0:  # the child: only what is imported already is used
             code = 0 if gc.get_freeze_count() == 0 else 1
             code |= 0 if sys.getswitchinterval() == before else 8
+            code |= 0 if gc.get_threshold() == thresholds else 16
             with bulk():
                 code |= 0 if gc.get_freeze_count() > 0 else 2
             code |= 0 if gc.get_freeze_count() == 0 else 4
@@ -156,11 +159,42 @@ def test_a_switch_interval_the_process_chose_is_kept() -> None:
         sys.setswitchinterval(before)
 
 
+def test_bulk_raises_the_young_threshold_until_the_last_step_ends() -> None:
+    before = gc.get_threshold()
+    assert before[0] < GC_THRESHOLD  # Python's default, 700
+    other = OtherStep()
+    with bulk():
+        assert gc.get_threshold() == (GC_THRESHOLD, *before[1:])
+        with bulk():
+            assert gc.get_threshold()[0] == GC_THRESHOLD
+        other.start()
+    assert gc.get_threshold()[0] == GC_THRESHOLD  # the other step still runs
+    other.end()
+    assert gc.get_threshold() == before
+
+
+def test_thresholds_the_process_chose_are_kept() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(GC_THRESHOLD * 2, 5, 5)  # higher already: left as it is
+        with bulk():
+            assert gc.get_threshold() == (GC_THRESHOLD * 2, 5, 5)
+        assert gc.get_threshold() == (GC_THRESHOLD * 2, 5, 5)
+        gc.set_threshold(500, 5, 5)
+        with bulk():
+            assert gc.get_threshold() == (GC_THRESHOLD, 5, 5)
+            gc.set_threshold(900, 7, 7)  # changed by the process during the step: kept
+        assert gc.get_threshold() == (900, 7, 7)
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_a_mounts_commit_and_reload_leave_nothing_frozen_and_the_interval_as_it_was(
     store: Any, tmp_path: Path
 ) -> None:
     vol = Volume.from_name(f"gc-{uuid.uuid4().hex[:8]}", store=store, create_if_missing=True)
     before = sys.getswitchinterval()
+    thresholds = gc.get_threshold()
     m = vol.mount(tmp_path / "m", background=False)
     assert gc.get_freeze_count() == 0 and sys.getswitchinterval() == before
     for i in range(50):
@@ -173,4 +207,5 @@ def test_a_mounts_commit_and_reload_leave_nothing_frozen_and_the_interval_as_it_
     assert (tmp_path / "m/other.txt").read_bytes() == b"other"
     assert gc.get_freeze_count() == 0
     assert sys.getswitchinterval() == before
+    assert gc.get_threshold() == thresholds
     m.unmount()
