@@ -60,6 +60,9 @@ def preallocate(fd: int, size: int) -> bool:
 
 def write_all(fd: int, data: bytes) -> None:
     """Write all of ``data`` to ``fd`` (``os.write`` may write less than it is given)."""
-    view = memoryview(data)
+    n = os.write(fd, data)
+    if n == len(data):  # (almost always: the view below only for a short write)
+        return
+    view = memoryview(data)[n:]
     while view:
         view = view[os.write(fd, view) :]

@@ -396,7 +396,7 @@ class LiveMount(Mount):
         expect: dict[str, tuple[int, int, int, int] | None] | None = None,
         kept: set[str] | None = None,
         fresh: set[str] | None = None,
-    ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
+    ) -> Iterator[list[tuple[str, Entry, tuple[int, int, int, int]]]]:
         # A program may open a file for writing while its new version downloads (for a
         # big file, seconds or minutes after _apply_paths looked): the base class asks
         # ``expect`` for each file right before renaming it into place, so it is asked

@@ -2587,12 +2587,13 @@ class Mount:
             pending["files"], pending["bytes"] = len(files), sum(e.size for _r, e in files)
             done: list[tuple[str, Entry, tuple[int, int, int, int], int]] = []
             try:
-                for rel, e, sig in self._write_files(files, expect, dirty_local, fresh):
-                    done.append((rel, e, sig, 0))
-                    pending["files"] -= 1
-                    pending["bytes"] -= e.size
-                    bar.update(e.size)
-                    if len(done) >= 1000 or e.size > SMALL_FILE:
+                for landed in self._write_files(files, expect, dirty_local, fresh):
+                    done += [(rel, e, sig, 0) for rel, e, sig in landed]
+                    nbytes = sum([e.size for _r, e, _s in landed])
+                    pending["files"] -= len(landed)
+                    pending["bytes"] -= nbytes
+                    bar.update(nbytes)
+                    if len(done) >= 1000 or nbytes > SMALL_FILE:
                         idx.put_many(done)  # one SQLite transaction per group of written files
                         done = []
             finally:
@@ -2842,8 +2843,12 @@ class Mount:
         expect: dict[str, tuple[int, int, int, int] | None] | None = None,
         kept: set[str] | None = None,
         fresh: set[str] | None = None,
-    ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
+    ) -> Iterator[list[tuple[str, Entry, tuple[int, int, int, int]]]]:
         """Materialize files atomically; small ones in coalesced batches, big ones streamed.
+
+        Yields the files that landed, as lists of ``(rel, entry, signature)``: a staged
+        folder's files in one list, every other file in a list of its own, each as soon
+        as it is in place (so that the caller records it, even if a later one fails).
 
         With ``expect`` (path -> its lstat signature when the reload decided to replace
         it, None: nothing there): a path changed locally since then (written while its
@@ -2955,7 +2960,7 @@ class Mount:
 
         def write_batch_staged(
             jobs: list[tuple[str, Entry, bytes, str]],
-        ) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
+        ) -> Iterator[list[tuple[str, Entry, tuple[int, int, int, int]]]]:
             """Write one batch's staged files, half of them on another thread (the
             halves are mostly in different folders, whose creates the kernel runs side
             by side), then land the folders that are complete."""
@@ -2980,7 +2985,7 @@ class Mount:
                 if not waiting[folder]:
                     yield from land(folder)
 
-        def land(folder: str) -> Iterator[tuple[str, Entry, tuple[int, int, int, int]]]:
+        def land(folder: str) -> Iterator[list[tuple[str, Entry, tuple[int, int, int, int]]]]:
             """Put a staged folder in place: in one rename if its folder is still empty,
             else file by file (each checked); what is left of it is removed."""
             hidden, done = staged.pop(folder)
@@ -2990,11 +2995,11 @@ class Mount:
                 except OSError:
                     pass  # something was made there meanwhile: file by file
                 else:
-                    yield from done
+                    yield done
                     return
                 for rel, e, sig in done:
                     if place(f"{hidden}/{rel.rpartition('/')[2]}", rel, f"{root}/{rel}"):
-                        yield rel, e, sig
+                        yield [(rel, e, sig)]
             finally:
                 if os.path.lexists(hidden):
                     shutil.rmtree(hidden, ignore_errors=True)
@@ -3036,7 +3041,7 @@ class Mount:
                 for r, en, data in plain:
                     got = write(r, en, data)
                     if got is not None:
-                        yield got
+                        yield [got]
         except Exception:
             for folder in list(staged):  # the files written so far land, and are recorded
                 yield from land(folder)
@@ -3058,7 +3063,7 @@ class Mount:
                     error = error or e
                     continue
                 if result is not None:
-                    yield result
+                    yield [result]
         finally:
             for fut in futures:
                 fut.cancel()
