@@ -3019,15 +3019,17 @@ class Mount:
                 batch_bytes = 0
             batches[-1].append((rel, e))
             batch_bytes += e.size
+        # (each batch's contents are written and dropped: views into its ranges do)
+        read_views = functools.partial(repo.read_many, views=True)
         ahead = None
         try:
             for i, batch in enumerate(batches):
                 contents = (
-                    ahead.result() if ahead is not None else repo.read_many([e for _r, e in batch])
+                    ahead.result() if ahead is not None else read_views([e for _r, e in batch])
                 )
                 ahead = None
                 if i + 1 < len(batches):
-                    ahead = beside(repo.read_many, [e for _r, e in batches[i + 1]])
+                    ahead = beside(read_views, [e for _r, e in batches[i + 1]])
                 jobs: list[tuple[str, Entry, bytes, str]] = []
                 plain: list[tuple[str, Entry, bytes]] = []
                 for (r, en), data in zip(batch, contents, strict=True):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+import jupyter_volume.repository.repo as repo_mod
 import jupyter_volume.volume as volume_mod
 from jupyter_volume import Volume
 from jupyter_volume.errors import CorruptionError
@@ -219,6 +220,11 @@ def test_flipped_bits_are_fetched_again_and_never_cached(
     small = sorted(p for p, d in files.items() if len(d) > 512 and p != BIG)
     got = vol._repo.read_many([vol._repo.lookup(p) for p in small])
     assert got == [files[p] for p in small] and proxy.pending_flips() == 0
+    # ... and as views into the ranges fetched, as a mount takes them
+    proxy.flip(flips, path_contains="/packs/")
+    views = vol._repo.read_many([vol._repo.lookup(p) for p in small], views=True)
+    assert [bytes(v) for v in views] == [files[p] for p in small] and proxy.pending_flips() == 0
+    assert all(isinstance(v, memoryview) and v.readonly for v in views)
     # verify() reads past every cache; damage on the way is not reported as the store's
     proxy.flip(flips, path_contains="/trees/")
     proxy.flip(flips, path_contains="/index/")
@@ -553,3 +559,36 @@ def test_a_failed_read_ahead_does_not_fail_a_read_that_has_its_bytes(tmp_path: P
         while chunk := f.read(1 << 20):
             out.append(chunk)
     assert b"".join(out) == data
+
+
+def test_views_of_a_batched_read_outlive_the_next_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_many(views=True) hands out views into each range's own bytes, never into a
+    buffer that a later range reuses: what one range or batch got stays as it was while
+    the next ones are read (a mount writes a batch while it reads the next one)."""
+    rng = random.Random(7)
+    vol = Volume.from_name("views", create_if_missing=True, store=LocalStore(tmp_path / "s"))
+    files = {f"d{i % 4}/f{i}": rng.randbytes(rng.randint(600, 9000)) for i in range(200)}
+    files["inline.txt"] = b"small"
+    files["text.txt"] = b"compressible " * 400  # stored compressed: bytes, not a view
+    with vol.batch_upload() as b:
+        for p, data in files.items():
+            b.put_file(io.BytesIO(data), p)
+    repo = vol._repo
+    # ranges of at most 20 KB: dozens of them in one call, more than it has threads
+    monkeypatch.setattr(repo_mod, "READ_REQUEST_MAX", 20_000)
+    paths = sorted(files)
+    batches = [paths[i : i + 50] for i in range(0, len(paths), 50)]
+    got = [repo.read_many([repo.lookup(p) for p in batch], views=True) for batch in batches]
+    for batch, contents in zip(batches, got, strict=True):
+        assert [bytes(c) for c in contents] == [files[p] for p in batch]
+    kinds = {
+        p: type(c)
+        for batch, cs in zip(batches, got, strict=True)
+        for p, c in zip(batch, cs, strict=True)
+    }
+    assert kinds["inline.txt"] is bytes and kinds["text.txt"] is bytes
+    assert kinds["d0/f0"] is memoryview
+    # without views, every content is bytes of its own
+    assert all(type(c) is bytes for c in repo.read_many([repo.lookup(p) for p in paths]))

@@ -2819,14 +2819,23 @@ class Repository:
         _node_pool.warm()
         _download_pool.warm(4)
 
-    def read_many(self, entries: list[Entry], where: str = "") -> list[bytes]:
+    def read_many(
+        self, entries: list[Entry], where: str = "", *, views: bool = False
+    ) -> list[bytes | memoryview]:
         """The whole contents of many (small) files, fetched with as few GETs as possible.
 
         Every chunk needed is located, the locations are sorted by pack and offset, and
         neighbours (gaps under 256 KiB) are coalesced into ranged GETs of up to 8 MiB that
         run in parallel: 10,000 small files in three packs cost a handful of requests.
+
+        ``views``: a file stored in one uncompressed chunk may come back as a read-only
+        view into the bytes of its ranged GET, which stay in memory as long as any view
+        of them does: for a caller that writes the contents out and drops them. A mount
+        of 10,000 files of 4 KiB copied each out of a reused buffer (a fresh 8 MiB one per
+        batch); with views, 0.53 -> 0.47 s from SeaweedFS into a fresh ext4, 0.38 ->
+        0.34 s from a local store into memory (medians of 12 and 16, alternating).
         """
-        got: dict[str, bytes] = {}
+        got: dict[str, bytes | memoryview] = {}
         cache = self.chunk_cache
         wanted = dict.fromkeys(h for e in entries if e.chunks for h, _n in e.chunks)
         if cache is not None:
@@ -2869,17 +2878,19 @@ class Repository:
             pack, start, end, items = loc.pack, loc.offset, stop, [(h, loc)]
         if items:
             reqs.append((pack, start, end - start, items))
-        buffers = _Buffers(max((r[2] for r in reqs), default=0))
+        # (views: every range in an object of its own, which the views keep alive)
+        buffers = None if views else _Buffers(max((r[2] for r in reqs), default=0))
         for req, parts in zip(
             reqs,
             _download_pool.map(
-                lambda r: self._fetch_request(r, where, uncached, buffers=buffers), reqs
+                lambda r: self._fetch_request(r, where, uncached, buffers=buffers, views=views),
+                reqs,
             ),
             strict=True,
         ):
             for (h, _loc), raw in zip(req[3], parts, strict=True):
                 got[h] = raw
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
         for e in entries:
             if e.inline is not None:
                 out.append(e.inline)
@@ -2919,21 +2930,25 @@ class Repository:
         uncached: set[str] | frozenset[str] = frozenset(),
         *,
         buffers: _Buffers | None = None,
-    ) -> list[bytes]:
+        views: bool = False,
+    ) -> list[bytes | memoryview]:
         pack, start, length, items = req
         if not pack:  # served by the chunk cache (already verified by hash)
             return [items[0][1]]  # type: ignore[list-item]
-        # the raw chunks come back as views into the read buffer: copy them out, since
-        # callers keep them (and the chunk cache stores them)
+        # The raw chunks come back as views into the read buffer: copied out, since
+        # callers keep them (and the chunk cache stores them), unless ``views`` (then
+        # there is no buffer to reuse: the views keep the range's own bytes alive).
         with buffers.take(length) if buffers is not None else contextlib.nullcontext() as buf:
-            out = [
-                raw if isinstance(raw, bytes) else bytes(raw)
-                for raw in self._read_range_checked(pack, start, length, items, where, buf)
-            ]
+            got = self._read_range_checked(pack, start, length, items, where, buf)
+            out = (
+                got
+                if views and buf is None
+                else [raw if isinstance(raw, bytes) else bytes(raw) for raw in got]
+            )
         if self.chunk_cache is not None:
             for (h, _loc), raw in zip(items, out, strict=True):
                 if h not in uncached:
-                    self.chunk_cache.put(h, raw)
+                    self.chunk_cache.put(h, raw if isinstance(raw, bytes) else bytes(raw))
         return out
 
     def _read_range_checked(
