@@ -220,6 +220,9 @@ def _sig(st: os.stat_result | _Stat) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, stat_mod.S_IMODE(st.st_mode))
 
 
+#: a small file's contents on their way to disk: bytes, or a view into a fetched range
+_Contents = bytes | memoryview
+
 _STAT = struct.Struct("<qqQQ")
 
 
@@ -2870,7 +2873,9 @@ class Mount:
         counter = itertools.count()
         root = os.fspath(self.path)
 
-        def create(path: str, rel: str, e: Entry, data: bytes | None) -> tuple[int, int, int, int]:
+        def create(
+            path: str, rel: str, e: Entry, data: _Contents | None
+        ) -> tuple[int, int, int, int]:
             """Make the new file ``path`` holding ``data`` (None: big file ``rel``, whose
             chunks the download threads check and pwrite; those the version here has
             too are copied from it, checked), with ``e``'s times and mode (created with
@@ -2897,7 +2902,7 @@ class Mount:
             return _sig(st)  # size, mtime, inode and mode
 
         def write(
-            rel: str, e: Entry, data: bytes | None
+            rel: str, e: Entry, data: _Contents | None
         ) -> tuple[str, Entry, tuple[int, int, int, int]] | None:
             # Plain strings and os calls: per small file, pathlib's joins were a third of
             # a 10,000-file mount's Python time.
@@ -2945,7 +2950,7 @@ class Mount:
         staged: dict[str, tuple[str, list[tuple[str, Entry, tuple[int, int, int, int]]]]] = {}
 
         def write_staged(
-            jobs: list[tuple[str, Entry, bytes, str]],
+            jobs: list[tuple[str, Entry, _Contents, str]],
         ) -> tuple[list[tuple[str, Entry, tuple[int, int, int, int], str]], Exception | None]:
             """Write ``jobs`` (rel, entry, bytes, folder) into their folders' staging
             folders; what was written, and the error that stopped it (if one did)."""
@@ -2959,7 +2964,7 @@ class Mount:
             return out, None
 
         def write_batch_staged(
-            jobs: list[tuple[str, Entry, bytes, str]],
+            jobs: list[tuple[str, Entry, _Contents, str]],
         ) -> Iterator[list[tuple[str, Entry, tuple[int, int, int, int]]]]:
             """Write one batch's staged files, half of them on another thread (the
             halves are mostly in different folders, whose creates the kernel runs side
@@ -3030,8 +3035,8 @@ class Mount:
                 ahead = None
                 if i + 1 < len(batches):
                     ahead = beside(read_views, [e for _r, e in batches[i + 1]])
-                jobs: list[tuple[str, Entry, bytes, str]] = []
-                plain: list[tuple[str, Entry, bytes]] = []
+                jobs: list[tuple[str, Entry, _Contents, str]] = []
+                plain: list[tuple[str, Entry, _Contents]] = []
                 for (r, en), data in zip(batch, contents, strict=True):
                     folder = f"{root}/{r.rpartition('/')[0]}"
                     if folder in waiting:
