@@ -90,7 +90,7 @@ def _end() -> None:
     if _froze:
         gc.unfreeze()
         _froze = False
-    if _threshold is not None and gc.get_threshold()[0] == GC_THRESHOLD:
+    if _threshold is not None and gc.get_threshold() == (GC_THRESHOLD, *_threshold[1:]):
         gc.set_threshold(*_threshold)
     _threshold = None
     # (set in microseconds: what comes back may differ from the float given by rounding)

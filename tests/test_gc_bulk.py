@@ -185,6 +185,9 @@ def test_thresholds_the_process_chose_are_kept() -> None:
             assert gc.get_threshold() == (GC_THRESHOLD, 5, 5)
             gc.set_threshold(900, 7, 7)  # changed by the process during the step: kept
         assert gc.get_threshold() == (900, 7, 7)
+        with bulk():
+            gc.set_threshold(GC_THRESHOLD, 3, 3)  # only the older generations: kept too
+        assert gc.get_threshold() == (GC_THRESHOLD, 3, 3)
     finally:
         gc.set_threshold(*before)
 
