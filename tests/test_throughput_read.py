@@ -65,8 +65,9 @@ def test_read_into_writes_every_byte_with_few_requests(store: Store, tmp_path: P
     assert _read_into(fresh, tmp_path / "out.bin") == len(data)
     assert (tmp_path / "out.bin").read_bytes() == data
     # ... fetched in coalesced ranges of up to 16 MiB (a pack), not one request per chunk
+    # (five packs: a writer's first ones are sealed at 2, 4 and 8 MiB)
     ranges = counting.count("get_range")
-    assert 3 <= ranges <= 8, ranges
+    assert 5 <= ranges <= 10, ranges
     # and not copied into the chunk cache on the way
     assert not any(p.is_file() for p in (tmp_path / "chunks").rglob("*"))
 

@@ -38,6 +38,9 @@ from .codec import compress_later
 PACK_MAGIC = b"JVPK1\0\0\0"
 INDEX_MAGIC = b"JVIX1\0\0\0"
 PACK_TARGET = 16 << 20
+#: A writer's first pack is sealed at this size, each next one at twice the last, up to
+#: ``PACK_TARGET``: the store starts on a big commit's bytes sooner.
+FIRST_PACK = 2 << 20
 #: Small chunks given raw (:meth:`PackWriter.add_raw`) are compressed in batches of about
 #: this many bytes, at most ``ZSTD_IN_FLIGHT`` batches at a time (bounded memory).
 ZSTD_BATCH = 1 << 20
@@ -391,7 +394,8 @@ class ChunkIndex:
 
 
 class PackWriter:
-    """Collects compressed chunks into packs of about 16 MiB and uploads them.
+    """Collects compressed chunks into packs of about 16 MiB (a writer's first ones
+    smaller: 2, 4, 8 MiB) and uploads them.
 
     Uploads run on ``executor`` with at most ``max_in_flight`` packs pending (one more
     after :meth:`flush`), so memory stays bounded (about (max_in_flight + 2) x 16 MiB)
@@ -424,6 +428,7 @@ class PackWriter:
         self._zjobs: deque[tuple[list[tuple[str, bytes]], Future[list[tuple[int, Any]]]]] = deque()
         self._raw_keys: set[str] = set()
         self._expected: int | None = None  # content bytes still to come, if told
+        self._target = min(FIRST_PACK, PACK_TARGET)  # the size at which this pack is sealed
 
     def expect(self, nbytes: int) -> None:
         """Hint that about ``nbytes`` more bytes of content will be written.
@@ -504,7 +509,7 @@ class PackWriter:
             if self._len >= TAIL_PACK and self._len >= self._expected:
                 self._seal()
                 return
-        if self._len >= PACK_TARGET:
+        if self._len >= self._target:
             self._seal()
 
     def _take_buf(self) -> mmap.mmap:
@@ -570,6 +575,7 @@ class PackWriter:
         self._futures.append(self._executor.submit(self._send, pack_id, buf, length))
         self._buf = self._take_buf()
         self._len = 0
+        self._target = min(PACK_TARGET, 2 * self._target)
         if not last:
             self._back_buf()
 
