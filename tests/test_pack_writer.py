@@ -246,3 +246,78 @@ def test_a_writer_told_of_a_big_commit_writes_the_same_packs(
     w.finish()
     assert sink.chunks() == {hash_bytes(d): d for d in data}
     assert len(prefaulted) >= 3  # the first buffer, and each fresh one while more comes
+
+
+def test_the_first_packs_are_small_and_double_up_to_the_target(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store gets a big commit's first bytes soon: packs are sealed at FIRST_PACK,
+    # then twice as much each time, up to PACK_TARGET.
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 256 << 10)
+    monkeypatch.setattr(packs_mod, "FIRST_PACK", 32 << 10)
+    rnd = __import__("random").Random(11)
+    data = [rnd.randbytes(4096) for _ in range(200)]  # 800 KiB, incompressible
+    sink = _Sink()
+    w = PackWriter(sink.upload, pool)
+    for d in data:
+        w.add(hash_bytes(d), CODEC_RAW, d, len(d))
+    w.finish()
+    assert sink.chunks() == {hash_bytes(d): d for d in data}
+    held = [len(c) // 4096 for c in _pack_contents(sink)]
+    assert held == [8, 16, 32, 64, 64, 16]  # 32, 64, 128, 256, 256 KiB, then the rest
+
+
+def test_after_batches_that_did_not_compress_the_next_are_probed_first(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run of incompressible chunks (images, compressed arrays) switches the writer to
+    # trying a fast zstd level first; a chunk that compresses is still stored in
+    # ZSTD_LEVEL's form, and once a batch has such chunks, the probing stops.
+    from jupyter_volume.repository import codec as codec_mod
+
+    monkeypatch.setattr(packs_mod, "ZSTD_BATCH", 64 << 10)
+    calls: list[tuple[int, int]] = []
+    real = codec_mod._zstd_many
+    monkeypatch.setattr(
+        codec_mod,
+        "_zstd_many",
+        lambda level, datas: (calls.append((level, len(datas))), real(level, datas))[1],
+    )
+    rnd = __import__("random").Random(13)
+    noise = [rnd.randbytes(4096) for _ in range(64)]  # four batches of 16
+    text = [(b"%06d compressible " % i) * 220 for i in range(32)]  # batches of 15, 15, 2
+    sink = _Sink()
+    w = PackWriter(sink.upload, pool)
+    for d in noise + text:
+        w.add_raw(hash_bytes(d), d)
+    w.finish()
+    comp = Compressor()
+    stored = {}
+    for pid, blob in sink.packs.items():
+        for h, off, n, _raw, codec in parse_pack_header(blob, pid):
+            stored[h] = (codec, blob[off : off + n])
+    for d in noise:
+        assert stored[hash_bytes(d)][0] == CODEC_RAW
+    for d in text:
+        # the same bytes as the one-chunk compressor gives: ZSTD_LEVEL's form
+        assert stored[hash_bytes(d)] == tuple(
+            bytes(x) if i else x for i, x in enumerate(comp.compress(d))
+        )
+    assert sink.chunks() == {hash_bytes(d): d for d in noise + text}
+    p, f = codec_mod.ZSTD_PROBE_LEVEL, codec_mod.ZSTD_LEVEL
+    # Batches land ZSTD_IN_FLIGHT behind the newest: the first three noise batches go at
+    # the full level, the fourth is probed and goes no further; the text batches are
+    # probed (the writer has not yet landed one that compressed), and all their chunks
+    # go on to the full level.
+    assert calls == [(f, 16)] * 3 + [(p, 16), (p, 15), (f, 15), (p, 15), (f, 15), (p, 2), (f, 2)]
+    # once a landed batch had chunks that compressed, the next batches skip the probe
+    calls.clear()
+    w2 = PackWriter(sink.upload, pool)
+    w2._probe = True  # as after a run of noise
+    more = [(b"%06d more text " % i) * 260 for i in range(64)]
+    for d in more:
+        w2.add_raw(hash_bytes(d), d)
+    w2.finish()
+    # the three batches started before the first landed are probed; then no more
+    assert [lvl for lvl, _n in calls[:6]] == [p, f] * 3, calls
+    assert len(calls) > 6 and all(lvl == f for lvl, _n in calls[6:]), calls

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from .._libc import libc_function
 from .._pools import SharedPool
 from ..errors import CorruptionError
-from .codec import compress_later
+from .codec import CODEC_RAW, compress_later
 
 PACK_MAGIC = b"JVPK1\0\0\0"
 INDEX_MAGIC = b"JVIX1\0\0\0"
@@ -428,6 +428,9 @@ class PackWriter:
         self._zjobs: deque[tuple[list[tuple[str, bytes]], Future[list[tuple[int, Any]]]]] = deque()
         self._raw_keys: set[str] = set()
         self._expected: int | None = None  # content bytes still to come, if told
+        # the last batch of raw chunks landed had none that compressed: probe the next
+        # ones at a fast level first (see codec.compress_later)
+        self._probe = False
         self._target = min(FIRST_PACK, PACK_TARGET)  # the size at which this pack is sealed
 
     def expect(self, nbytes: int) -> None:
@@ -476,11 +479,12 @@ class PackWriter:
     def _start_batch(self) -> None:
         batch = self._raw
         self._raw, self._raw_bytes = [], 0
-        self._zjobs.append((batch, compress_later([d for _h, d in batch])))
+        self._zjobs.append((batch, compress_later([d for _h, d in batch], self._probe)))
 
     def _land_batch(self) -> None:
         batch, fut = self._zjobs.popleft()
         stored = fut.result()
+        self._probe = all(codec == CODEC_RAW for codec, _z in stored)
         discard, add = self._raw_keys.discard, self._add
         for (h, data), (codec, z) in zip(batch, stored, strict=True):
             discard(h)
