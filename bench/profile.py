@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     only = [s for s in args.only.split(",") if s]
     bad = [s for s in only if s not in SCENARIOS]
+    from bench.run import compile_package
+
+    compile_package()  # as the bench does: no module compiled from source under py-spy
     if bad:
         ap.error(f"unknown scenarios {bad}: choose from {', '.join(SCENARIOS)}")
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
