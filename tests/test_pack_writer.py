@@ -46,6 +46,12 @@ class _Sink:
         return out
 
 
+def _noise(n: int, seed: int) -> list[bytes]:
+    """``n`` incompressible chunks of 4 KiB."""
+    rnd = __import__("random").Random(seed)
+    return [rnd.randbytes(4096) for _ in range(n)]
+
+
 def _chunks(n: int, seed: int) -> list[bytes]:
     rnd = __import__("random").Random(seed)
     out = []
@@ -140,8 +146,7 @@ def test_told_what_is_to_come_the_writer_makes_the_last_packs_small(
     monkeypatch.setattr(packs_mod, "PACK_TARGET", 1 << 20)
     monkeypatch.setattr(packs_mod, "TAIL_PACK", 256 << 10)
     monkeypatch.setattr(packs_mod, "ZSTD_BATCH", 64 << 10)
-    rnd = __import__("random").Random(5)
-    data = [rnd.randbytes(4096) for _ in range(650)]  # 2.54 MiB, incompressible
+    data = _noise(650, 5)  # 2.54 MiB, incompressible
     sink = _Sink()
     w = PackWriter(sink.upload, pool)
     if hinted:
@@ -182,8 +187,7 @@ def test_the_last_pack_does_not_wait_for_an_upload_slot(
         sink.upload(pack_id, data)
 
     w = PackWriter(upload, pool, max_in_flight=1)
-    rnd = __import__("random").Random(3)
-    data = [rnd.randbytes(4096) for _ in range(20)]
+    data = _noise(20, 3)
     for d in data[:17]:  # one full pack (on its way, held) and one chunk more
         w.add(hash_bytes(d), CODEC_RAW, d, len(d))
     flushed = threading.Event()
@@ -236,8 +240,7 @@ def test_a_writer_told_of_a_big_commit_writes_the_same_packs(
     prefaulted: list[int] = []
     real = packs_mod._prefault
     monkeypatch.setattr(packs_mod, "_prefault", lambda buf, n: (prefaulted.append(n), real(buf, n)))
-    rnd = __import__("random").Random(9)
-    data = [rnd.randbytes(4096) for _ in range(1000)]  # 3.9 MiB
+    data = _noise(1000, 9)  # 3.9 MiB
     sink = _Sink()
     w = PackWriter(sink.upload, pool)
     w.expect(sum(map(len, data)))
@@ -255,8 +258,7 @@ def test_the_first_packs_are_small_and_double_up_to_the_target(
     # then twice as much each time, up to PACK_TARGET.
     monkeypatch.setattr(packs_mod, "PACK_TARGET", 256 << 10)
     monkeypatch.setattr(packs_mod, "FIRST_PACK", 32 << 10)
-    rnd = __import__("random").Random(11)
-    data = [rnd.randbytes(4096) for _ in range(200)]  # 800 KiB, incompressible
+    data = _noise(200, 11)  # 800 KiB, incompressible
     sink = _Sink()
     w = PackWriter(sink.upload, pool)
     for d in data:
@@ -283,8 +285,7 @@ def test_after_batches_that_did_not_compress_the_next_are_probed_first(
         "_zstd_many",
         lambda level, datas: (calls.append((level, len(datas))), real(level, datas))[1],
     )
-    rnd = __import__("random").Random(13)
-    noise = [rnd.randbytes(4096) for _ in range(64)]  # four batches of 16
+    noise = _noise(64, 13)  # four batches of 16
     text = [(b"%06d compressible " % i) * 220 for i in range(32)]  # batches of 15, 15, 2
     sink = _Sink()
     w = PackWriter(sink.upload, pool)
