@@ -179,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     only = [s for s in args.only.split(",") if s]
     bad = [s for s in only if s not in SCENARIOS]
+    if bad:
+        ap.error(f"unknown scenarios {bad}: choose from {', '.join(SCENARIOS)}")
     from bench.run import compile_package
 
     compile_package()  # as the bench does: no module compiled from source under py-spy
-    if bad:
-        ap.error(f"unknown scenarios {bad}: choose from {', '.join(SCENARIOS)}")
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not py_spy:
         raise SystemExit("py-spy not found: pip install py-spy (it is in the bench extra)")

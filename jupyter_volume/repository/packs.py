@@ -441,8 +441,9 @@ class PackWriter:
         it holds ``TAIL_PACK`` bytes and at least what is still expected, so each pack
         near the end uploads while the next is filled and the last is short: 10,000
         files of 4 KiB (39 MiB) go as packs of 2, 4, 8 (the first ones, see
-        ``FIRST_PACK``), 12.5, 6.3, 4 and 2.3 MiB instead of 2, 4, 8, 16 and 9. Chunks the volume has already, and inline files, never come: the
-        estimate only errs high, which seals as without the hint.
+        ``FIRST_PACK``), 12.5, 6.3, 4 and 2.3 MiB instead of 2, 4, 8, 16 and 9. Chunks
+        the volume has already, and inline files, never come: the estimate only errs
+        high, which seals as without the hint.
 
         Told of at least ``PREFAULT_MIN`` bytes, the writer backs each fresh pack buffer
         with memory ahead of its use, on another thread (see :func:`_prefault`)."""
