@@ -649,6 +649,8 @@ def test_a_writer_suspended_past_the_grace_period_refuses_to_commit(opened) -> N
     put(vol, "a.bin", os.urandom(300_000))
     grace = 3.0
     vol.set_retention(grace=grace)
+    packs = lambda: {i.key for i in vol.store.list(vol._repo.prefix + "packs/")}  # noqa: E731
+    kept = packs()  # before the writer starts: then every new pack is its
     child = subprocess.Popen(
         [sys.executable, "-c", SUSPENDED_WRITER, url],
         env={**os.environ, **env},
@@ -657,8 +659,6 @@ def test_a_writer_suspended_past_the_grace_period_refuses_to_commit(opened) -> N
         stderr=subprocess.PIPE,
         text=True,
     )
-    packs = lambda: {i.key for i in vol.store.list(vol._repo.prefix + "packs/")}  # noqa: E731
-    kept = packs()
     try:
         assert child.stdout is not None and child.stdin is not None
         assert child.stdout.readline() == "staged\n"
