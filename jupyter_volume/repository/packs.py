@@ -453,10 +453,12 @@ class PackWriter:
     def _back_buf(self) -> None:
         """With at least ``PREFAULT_MIN`` bytes still expected, start backing the current
         buffer with memory: for the rest of what is expected (each chunk stored a little
-        bigger at most) and its records, up to the buffer's size."""
+        bigger at most) and its records, up to what this pack can hold (its target and
+        the buffer's room beyond ``PACK_TARGET``: a first, small pack backs no more)."""
         want = self._expected
         if want is not None and want >= PREFAULT_MIN:
-            _prefault(self._buf, min(len(self._buf), want + want // 64 + (1 << 20)))
+            room = min(len(self._buf), self._target + PACK_BUF - PACK_TARGET)
+            _prefault(self._buf, min(room, want + want // 64 + (1 << 20)))
 
     def has(self, h: str) -> bool:
         """True if chunk ``h`` was written (or is buffered) by this writer."""
