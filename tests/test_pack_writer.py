@@ -322,3 +322,29 @@ def test_after_batches_that_did_not_compress_the_next_are_probed_first(
     # the three batches started before the first landed are probed; then no more
     assert [lvl for lvl, _n in calls[:6]] == [p, f] * 3, calls
     assert len(calls) > 6 and all(lvl == f for lvl, _n in calls[6:]), calls
+
+
+def test_a_small_first_pack_backs_only_what_it_can_hold(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Told of a big commit, the writer backs each fresh buffer ahead of use, but no more
+    # than its pack holds: a first pack sealed at FIRST_PACK does not back a whole buffer.
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 1 << 20)
+    monkeypatch.setattr(packs_mod, "PACK_BUF", (1 << 20) + (256 << 10))
+    monkeypatch.setattr(packs_mod, "FIRST_PACK", 128 << 10)
+    monkeypatch.setattr(packs_mod, "PREFAULT_MIN", 64 << 10)
+    backed: list[int] = []
+    real = packs_mod._prefault
+    monkeypatch.setattr(packs_mod, "_prefault", lambda buf, n: (backed.append(n), real(buf, n)))
+    data = _noise(1000, 17)  # 3.9 MiB
+    sink = _Sink()
+    w = PackWriter(sink.upload, pool)
+    w.expect(sum(map(len, data)))
+    for d in data:
+        w.add_raw(hash_bytes(d), d)
+    w.finish()
+    assert sink.chunks() == {hash_bytes(d): d for d in data}
+    slack = 256 << 10
+    # the first buffers back their pack's target and the room beyond it: 128, 256, 512 KiB
+    assert backed[:3] == [(128 << 10) + slack, (256 << 10) + slack, (512 << 10) + slack]
+    assert max(backed) <= (1 << 20) + slack
