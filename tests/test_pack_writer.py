@@ -231,16 +231,14 @@ def test_a_pack_buffer_is_backed_ahead_of_use_and_keeps_its_bytes() -> None:
     assert buf[(1 << 20) : (24 << 20)] == bytes(23 << 20)
 
 
-def test_a_writer_told_of_a_big_commit_writes_the_same_packs(
-    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The buffers are backed while the chunks are copied in: every chunk lands intact.
-    monkeypatch.setattr(packs_mod, "PACK_TARGET", 1 << 20)
-    monkeypatch.setattr(packs_mod, "PREFAULT_MIN", 1 << 20)
-    prefaulted: list[int] = []
+def _write_told(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch, data: list[bytes]
+) -> list[int]:
+    """Write ``data`` raw through a writer told its size first; check every chunk
+    landed intact, and return how much each buffer was backed ahead of use."""
+    backed: list[int] = []
     real = packs_mod._prefault
-    monkeypatch.setattr(packs_mod, "_prefault", lambda buf, n: (prefaulted.append(n), real(buf, n)))
-    data = _noise(1000, 9)  # 3.9 MiB
+    monkeypatch.setattr(packs_mod, "_prefault", lambda buf, n: (backed.append(n), real(buf, n)))
     sink = _Sink()
     w = PackWriter(sink.upload, pool)
     w.expect(sum(map(len, data)))
@@ -248,6 +246,16 @@ def test_a_writer_told_of_a_big_commit_writes_the_same_packs(
         w.add_raw(hash_bytes(d), d)
     w.finish()
     assert sink.chunks() == {hash_bytes(d): d for d in data}
+    return backed
+
+
+def test_a_writer_told_of_a_big_commit_writes_the_same_packs(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The buffers are backed while the chunks are copied in: every chunk lands intact.
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 1 << 20)
+    monkeypatch.setattr(packs_mod, "PREFAULT_MIN", 1 << 20)
+    prefaulted = _write_told(pool, monkeypatch, _noise(1000, 9))  # 3.9 MiB
     assert len(prefaulted) >= 3  # the first buffer, and each fresh one while more comes
 
 
@@ -333,17 +341,7 @@ def test_a_small_first_pack_backs_only_what_it_can_hold(
     monkeypatch.setattr(packs_mod, "PACK_BUF", (1 << 20) + (256 << 10))
     monkeypatch.setattr(packs_mod, "FIRST_PACK", 128 << 10)
     monkeypatch.setattr(packs_mod, "PREFAULT_MIN", 64 << 10)
-    backed: list[int] = []
-    real = packs_mod._prefault
-    monkeypatch.setattr(packs_mod, "_prefault", lambda buf, n: (backed.append(n), real(buf, n)))
-    data = _noise(1000, 17)  # 3.9 MiB
-    sink = _Sink()
-    w = PackWriter(sink.upload, pool)
-    w.expect(sum(map(len, data)))
-    for d in data:
-        w.add_raw(hash_bytes(d), d)
-    w.finish()
-    assert sink.chunks() == {hash_bytes(d): d for d in data}
+    backed = _write_told(pool, monkeypatch, _noise(1000, 17))  # 3.9 MiB
     slack = 256 << 10
     # the first buffers back their pack's target and the room beyond it: 128, 256, 512 KiB
     assert backed[:3] == [(128 << 10) + slack, (256 << 10) + slack, (512 << 10) + slack]
