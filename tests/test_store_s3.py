@@ -337,3 +337,84 @@ def test_grow_volumes_makes_them_at_once(seaweedfs: SeaweedFS) -> None:
     assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
     with pytest.raises(RuntimeError, match="not enough"):
         seaweedfs.grow_volumes(bucket, 10_000)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "proxy", "signed"),
+    [
+        ("http://127.0.0.1:9000", None, False),
+        ("http://localhost:9000", None, False),
+        ("http://[::1]:9000", None, False),
+        ("http://127.0.0.1:9000", "http://proxy.example:3128", True),
+        ("http://10.1.2.3:9000", None, True),
+        ("http://minio.lan:9000", None, True),
+        ("https://minio.lan:9000", None, False),
+        ("https://s3.example.com", "http://proxy.example:3128", False),
+    ],
+)
+def test_put_bodies_are_hashed_into_the_signature_only_on_plain_http_to_another_host(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, proxy: str | None, signed: bool
+) -> None:
+    """TLS and a loopback address protect the body without it; a LAN over HTTP does not."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    if proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+    client = make_client(
+        endpoint_url=endpoint, region="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    assert client.meta.config.s3["payload_signing_enabled"] is signed
+    forced = make_client(
+        endpoint_url=endpoint,
+        region="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+        sign_payload=not signed,
+    )
+    assert forced.meta.config.s3["payload_signing_enabled"] is (not signed)
+
+
+@pytest.mark.parametrize("sign", [None, True])
+def test_puts_to_a_loopback_server_skip_the_body_hash_unless_asked(
+    seaweedfs: SeaweedFS, s3_bucket: str, sign: bool | None
+) -> None:
+    """What the server receives: UNSIGNED-PAYLOAD by default on loopback, the body's
+    SHA-256 when asked; the server takes both, single PUTs and multipart parts."""
+    import hashlib
+
+    from jupyter_volume.store.s3 import MULTIPART_THRESHOLD
+
+    client = make_client(
+        endpoint_url=seaweedfs.endpoint,
+        region=seaweedfs.region,
+        aws_access_key_id=seaweedfs.access_key,
+        aws_secret_access_key=seaweedfs.secret_key,
+        sign_payload=sign,
+    )
+    sent: list[tuple[str, str]] = []
+
+    def record(request: object, event_name: str, **_kw: object) -> None:
+        value = request.headers["X-Amz-Content-SHA256"]  # type: ignore[attr-defined]
+        sent.append((event_name.rsplit(".", 1)[1], value.decode()))
+
+    client.meta.events.register("before-send.s3.PutObject", record)
+    client.meta.events.register("before-send.s3.UploadPart", record)
+    store = S3Store(
+        s3_bucket,
+        prefix=f"sign-{uuid.uuid4().hex[:8]}",
+        endpoint_url=seaweedfs.endpoint,
+        client=client,
+    )
+    small = os.urandom(1000)
+    big = os.urandom(MULTIPART_THRESHOLD + 1000)
+    store.put("small", small)
+    store.put("big", bytearray(big))
+    assert store.get("small") == small
+    assert store.get("big") == big
+    kinds = {kind for kind, _ in sent}
+    assert kinds == {"PutObject", "UploadPart"}
+    if sign:
+        assert ("PutObject", hashlib.sha256(small).hexdigest()) in sent
+        assert all(len(h) == 64 for _, h in sent)
+    else:
+        assert {h for _, h in sent} == {"UNSIGNED-PAYLOAD"}
