@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,20 @@ class SeaweedFS(LocalServer):
     region = "us-east-1"
     log_name = "weed.log"
 
-    def __init__(self, *, start_timeout: float = 60.0, volume_size_limit_mb: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        start_timeout: float = 60.0,
+        volume_size_limit_mb: int = 256,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        """``extra_args``: more flags for ``weed mini`` (say ``-cpuprofile=PATH``, which
+        it writes when stopped: keep PATH outside the server's temporary folder, which
+        :meth:`stop` removes)."""
         super().__init__()
         self.start_timeout = start_timeout
         self.volume_size_limit_mb = volume_size_limit_mb
+        self.extra_args = list(extra_args)
         self.access_key = "AK" + secrets.token_hex(9).upper()
         self.secret_key = secrets.token_urlsafe(30)
         self.endpoint: str = ""
@@ -176,6 +187,7 @@ class SeaweedFS(LocalServer):
             "-volume.preStopSeconds=0",  # no grace period for clients at shutdown
             f"-filer.localSocket={self.tmpdir / 'filer.sock'}",
             f"-s3.localSocket={self.tmpdir / 's3.sock'}",
+            *self.extra_args,
         ]
         self._log_file = open(self.tmpdir / "weed.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
