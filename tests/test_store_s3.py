@@ -10,6 +10,7 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -376,7 +377,7 @@ def test_put_bodies_are_hashed_into_the_signature_only_on_plain_http_to_another_
 
 @pytest.mark.parametrize("sign", [None, True])
 def test_puts_to_a_loopback_server_skip_the_body_hash_unless_asked(
-    seaweedfs: SeaweedFS, s3_bucket: str, sign: bool | None
+    seaweedfs: SeaweedFS, s3_bucket: str, s3_client: Any, sign: bool | None
 ) -> None:
     """What the server receives: UNSIGNED-PAYLOAD by default on loopback, the body's
     SHA-256 when asked; the server takes both, single PUTs and multipart parts."""
@@ -384,13 +385,7 @@ def test_puts_to_a_loopback_server_skip_the_body_hash_unless_asked(
 
     from jupyter_volume.store.s3 import MULTIPART_THRESHOLD
 
-    client = make_client(
-        endpoint_url=seaweedfs.endpoint,
-        region=seaweedfs.region,
-        aws_access_key_id=seaweedfs.access_key,
-        aws_secret_access_key=seaweedfs.secret_key,
-        sign_payload=sign,
-    )
+    client = s3_client(sign_payload=sign)
     sent: list[tuple[str, str]] = []
 
     def record(request: object, event_name: str, **_kw: object) -> None:
