@@ -189,14 +189,12 @@ def _sign_payload(endpoint_url: str, config: Any) -> bool:
     if parts.scheme == "https":
         return False
     host = parts.hostname or ""
-    if getattr(config, "proxies", None) or _proxied(host):
-        return True
-    if host == "localhost":
-        return False
     try:
-        return not ipaddress.ip_address(host).is_loopback
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return True
+        loopback = False
+    # the environment's proxies only for a loopback host (signed anyway otherwise)
+    return not loopback or bool(getattr(config, "proxies", None)) or _proxied(host)
 
 
 def _custom_endpoint(endpoint_url: str | None) -> bool:
