@@ -10,9 +10,10 @@ scenario against it in the same run, stops it, prints a table and writes
 ``bench/results/<date>-<host>.json`` and ``.md``. Every jupyter-volume measurement runs in
 its own child process (see :mod:`bench.worker`) that reports seconds, bytes sent to the
 store and its peak RSS per step. Timings are medians over ``--reps`` runs (>= 5);
-tools alternate within each repetition (A B A B ...), and in (a) and (b) each repetition
-starts with the next tool (A B C, B C A, C A B, ...; the results record the order), so
-that none always runs first or after the same one. Ratios are computed per repetition
+tools alternate within each repetition (A B A B ...), and in (a) and (b) the order
+changes from one repetition to the next (:func:`run_order`: every tool in every place,
+and after every other tool alike; the results record the order), so that none always
+runs first or after the same one. Ratios are computed per repetition
 and then the median is taken. The load average is recorded before and during every
 scenario, and the CPU that processes outside the benchmark take during it (see
 LoadWatch); a scenario of a run that started at a load above 1, or during which others
@@ -128,6 +129,30 @@ def log(msg: str) -> None:
 def median(xs: list[float]) -> float | None:
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
+
+
+def run_order(names: list[str], r: int) -> list[str]:
+    """The order in which the tools ``names`` run in repetition ``r`` (a Williams design).
+
+    Over ``n`` repetitions (``n`` tools) each tool runs once in every position. And each
+    tool follows every other one equally often: for an even ``n`` once each over those
+    ``n`` repetitions, for an odd ``n`` twice each over ``2n`` (the second ``n`` run the
+    first ones backwards). Whatever one tool leaves behind for the next (the file system
+    after many creates, the store's work on what it was sent) so falls on each tool
+    after each other one. A plain rotation (``names[r:] + names[:r]``) would give every
+    tool the same predecessor in every repetition but one.
+    """
+    n = len(names)
+    seq, lo, hi = [0], 1, n - 1
+    while len(seq) < n:  # 0, 1, n-1, 2, n-2, ...
+        seq.append(lo)
+        lo += 1
+        if len(seq) < n:
+            seq.append(hi)
+            hi -= 1
+    k = r % (n if n % 2 == 0 else 2 * n)
+    row = [names[(x + k) % n] for x in seq]
+    return row[::-1] if k >= n else row
 
 
 class Bench:
@@ -422,14 +447,10 @@ class Bench:
     # -- scenarios ---------------------------------------------------------------------------------
     def rotated(self, r: int, tools: dict[str, Any]) -> dict[str, Any]:
         """Run ``tools`` (name -> a function that measures one tool) for repetition ``r``,
-        starting with the ``r``-th: each tool goes first, second, ... equally often over
-        the repetitions. Whatever one tool leaves behind for the next (a file system's
-        allocator after many creates, the store's caches) then falls on all alike, not
-        always on the one that runs after it. Returns the results in the tools' order,
+        in the order :func:`run_order` gives it. Returns the results in the tools' order,
         with ``"order"``: the order they ran in."""
         names = list(tools)
-        k = r % len(names)
-        order = names[k:] + names[:k]
+        order = run_order(names, r)
         ran = {name: tools[name]() for name in order}
         return {**{name: ran[name] for name in names}, "order": order}
 
