@@ -1991,9 +1991,12 @@ class Mount:
                     bar.update(_looked_size(gate, rel))
                     unread.add(rel)
                     continue
-                bar.update(got[0].size)  # what the gate looked at: else it is not taken
+                entry = got[0]
+                bar.update(entry.size)  # what the gate looked at: else it is not taken
+                # under its name already: the tree builder takes it as it is
+                entry.name = rel.rpartition("/")[2]
                 taken(rel, *got)
-                yield pre + rel, got[0]
+                yield pre + rel, entry
 
         held: dict[str, str] = {}
 

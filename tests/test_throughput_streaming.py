@@ -185,16 +185,47 @@ def test_a_streamed_commits_edit_reads_tree_nodes_still_on_their_way(
     assert fresh.verify().ok
 
 
-def test_out_of_order_items_are_refused(local_store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["b/x", "a"],  # back up to a folder that closed
+        ["a/c", "a/b"],  # back within one folder
+        ["a/c", "a/c"],  # the same path twice
+        ["x", "w"],  # at the top
+        # within a folder, then into a folder before the last name there: compared with
+        # the path added last (a/d), not the last one that opened or closed a folder
+        ["a/c", "a/d", "a/c/z"],
+    ],
+)
+def test_out_of_order_items_are_refused(
+    local_store: Store, tmp_path: Path, paths: list[str]
+) -> None:
     repo = _repo(local_store, tmp_path)
     builder = TreeBuilder(repo.trees)
-    builder.add("b/x", Entry("", FILE, inline=b"1", size=1))
-    try:
-        builder.add("a", Entry("", FILE, inline=b"1", size=1))
-    except ValueError as e:
-        assert "tree order" in str(e)
-    else:
-        raise AssertionError("an item out of tree order was accepted")
+    for p in paths[:-1]:
+        builder.add(p, Entry("", FILE, inline=b"1", size=1))
+    with pytest.raises(ValueError, match="tree order"):
+        builder.add(paths[-1], Entry("", FILE, inline=b"1", size=1))
+
+
+def test_entries_given_under_their_names_make_the_same_tree(
+    local_store: Store, tmp_path: Path
+) -> None:
+    repo = _repo(local_store, tmp_path)
+    paths = ["a", "a/b", "a/b/c", "a/b/d", "a/e", "f", "g", "g/h"]
+    folders = {"a", "a/b", "g"}  # given, so that no folder is stamped with the time
+    trees = []
+    for named in (False, True):
+        builder = TreeBuilder(repo.trees)
+        for p in paths:
+            name = p.rsplit("/", 1)[-1] if named else ""
+            if p in folders:
+                builder.add(p, Entry(name, DIR, 0o755, mtime_ns=MTIME))
+            else:
+                builder.add(p, Entry(name, FILE, 0o644, 1, MTIME, inline=p[-1].encode()))
+        trees.append(builder.finish())
+    assert trees[0] == trees[1]
+    assert [e.name for e in repo.trees.entries(trees[1])] == ["a", "f", "g"]
 
 
 def test_initial_commit_memory_does_not_grow_with_file_count(
