@@ -98,6 +98,69 @@ def test_the_body_is_read_on_the_stores_own_connection(proxied: S3Store) -> None
     assert _kept(proxied) == [conn]  # and the connection is used again
 
 
+def _botocore_gets(store: S3Store) -> list[str]:
+    """A list that grows by one for every GetObject botocore's pipeline makes for ``store``."""
+    calls: list[str] = []
+    store._client.meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda **kw: calls.append(kw["params"]["Key"])
+    )
+    return calls
+
+
+@pytest.mark.s3
+def test_after_one_ranged_read_the_next_skip_botocores_pipeline(proxied: S3Store) -> None:
+    proxied.put("other", DATA[:5000])
+    calls = _botocore_gets(proxied)
+    assert _into(proxied, 0, 10) == DATA[:10]
+    assert len(calls) == 1  # the first: botocore builds it, and the store learns its shape
+    assert _into(proxied, 1000, 2 * MiB) == DATA[1000 : 1000 + 2 * MiB]
+    buf = bytearray(100)
+    assert bytes(buf[: proxied.get_range_into("other", 4950, buf)]) == DATA[4950:5000]
+    assert len(calls) == 1  # signed by the client's signer, sent and read by the store
+    # a missing key is judged by botocore (NotFoundError), and the direct way stays
+    with pytest.raises(NotFoundError):
+        proxied.get_range_into("missing", 0, bytearray(10))
+    assert len(calls) == 2
+    assert _into(proxied, 5, 5) == DATA[5:10]
+    assert len(calls) == 2
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize(
+    "kind",
+    ["drop", "truncate", "error500", RANGE_IGNORED, RANGE_MOVED, RANGE_LONGER, CONNECTION_CLOSE],
+)
+def test_a_fault_on_a_direct_read_is_handled_as_on_botocores(
+    proxy: FaultProxy, proxied: S3Store, kind: str
+) -> None:
+    calls = _botocore_gets(proxied)
+    assert _into(proxied, 0, 10) == DATA[:10]  # learned
+    proxy.force(kind, method="GET", path_contains="/k")
+    assert _into(proxied, 5, 2 * MiB) == DATA[5 : 5 + 2 * MiB]
+    assert proxy.counts[kind] == 1
+    assert _into(proxied, 7, 7) == DATA[7:14]
+    assert len(calls) <= 2  # the direct way is still taken after a fault
+
+
+@pytest.mark.s3
+def test_a_refused_direct_read_is_asked_again_through_botocore_and_not_made_again(
+    proxied: S3Store,
+) -> None:
+    """If the server refuses a request the store built itself (400 or 403), botocore's
+    way may know what was missing (another region, say): the read is made again that
+    way, and the store stops building its own. To have one refused, the store's learned
+    context is set to ask for no signature (this SeaweedFS refuses anonymous reads)."""
+    assert _into(proxied, 0, 10) == DATA[:10]
+    prefix, context = proxied._direct  # type: ignore[misc]
+    proxied._direct = (prefix, {**context, "auth_type": "none"})
+    calls = _botocore_gets(proxied)
+    assert _into(proxied, 20, 1000) == DATA[20:1020]
+    assert len(calls) == 1
+    assert proxied._direct is False
+    assert _into(proxied, 30, 10) == DATA[30:40]
+    assert len(calls) == 2
+
+
 @pytest.mark.s3
 @pytest.mark.parametrize("kind", ["drop", "truncate", "error500"])
 def test_faults_on_the_way_are_retried(proxy: FaultProxy, proxied: S3Store, kind: str) -> None:
