@@ -1053,7 +1053,8 @@ class S3Store(Store):
             and url.endswith("/" + quoted)
             and hasattr(self._client, "_request_signer")
         ):
-            kept = {k: context[k] for k in ("auth_type", "auth_options", "signing") if k in context}
+            kept = {k: context[k] for k in ("auth_type", "auth_options") if k in context}
+            kept["signing"] = dict(context.get("signing") or {})  # a copy of its own
             self._direct = (url[: len(url) - len(quoted)], kept)
         else:
             self._direct = False
