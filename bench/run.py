@@ -445,7 +445,7 @@ class Bench:
         self.rm(self.work / "set-aside")
 
     # -- scenarios ---------------------------------------------------------------------------------
-    def rotated(self, r: int, tools: dict[str, Any]) -> dict[str, Any]:
+    def in_order(self, r: int, tools: dict[str, Any]) -> dict[str, Any]:
         """Run ``tools`` (name -> a function that measures one tool) for repetition ``r``,
         in the order :func:`run_order` gives it. Returns the results in the tools' order,
         with ``"order"``: the order they ran in."""
@@ -505,7 +505,7 @@ class Bench:
                 self.rm(s5dir)
                 return out
 
-            rep = self.rotated(r, {"jupyter-volume": jv, "boto3": b3, "rclone": rc, "s5cmd": s5})
+            rep = self.in_order(r, {"jupyter-volume": jv, "boto3": b3, "rclone": rc, "s5cmd": s5})
             rep["limit"] = self.limit(size, f"a-{r}")
             for p in (f"a-{r}/", f"a-b3-{r}/", f"a-rc-{r}/", f"a-s5-{r}/"):
                 self.delete_prefix(p)
@@ -586,7 +586,7 @@ class Bench:
             tools = {"jupyter-volume": jv, "boto3": b3, "rclone": rc, "s5cmd": s5}
             if self.dvc:
                 tools["dvc"] = dvc
-            rep = self.rotated(r, tools)
+            rep = self.in_order(r, tools)
             rep["limit"] = self.limit(n * size, f"b-{r}")
             rep["fs_floor"] = self.fs_floor(src, self.dest(f"b-floor-{r}"), n, size)
             for p in (f"b-{r}/", f"b-b3-{r}/", f"b-rc-{r}/", f"b-s5-{r}/", f"b-dvc-{r}/"):
