@@ -748,8 +748,8 @@ class TreeBuilder:
                     self._out_of_order(path)
                 self._last = path
                 self._top_last = name
-                # an entry already under its name goes in as it is (entries are never
-                # changed once made)
+                # an entry already under its name goes in as it is: kept, not copied, so
+                # the caller must not change it afterwards (none does)
                 self._put(self._stack[-1], entry if entry.name == name else _renamed(entry, name))
                 self.files += 1 if entry.kind != DIR else entry.nfiles
                 return
