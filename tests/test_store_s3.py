@@ -413,3 +413,95 @@ def test_puts_to_a_loopback_server_skip_the_body_hash_unless_asked(
         assert all(len(h) == 64 for _, h in sent)
     else:
         assert {h for _, h in sent} == {"UNSIGNED-PAYLOAD"}
+
+
+@pytest.mark.parametrize("sign", [None, True])
+def test_a_buffer_goes_to_the_socket_in_views_growing_to_send_piece_bytes(
+    seaweedfs: SeaweedFS,
+    s3_bucket: str,
+    s3_client: Any,
+    sign: bool | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pack (a buffer, not bytes) is sent as views of itself (botocore's pieces are
+    copies), FIRST_PIECE bytes first, doubling up to SEND_PIECE; signed or not, in a single PUT and in multipart parts, on the client's first pools and on those
+    a fork gives it. The server stores what was sent."""
+    import hashlib
+    import http.client
+
+    from jupyter_volume.store import s3 as s3mod
+
+    first, most = s3mod.FIRST_PIECE, s3mod.SEND_PIECE
+    # every piece counts as fast, however busy the machine (the timing rule has a test
+    # of its own, below)
+    monkeypatch.setattr(s3mod, "FAST_PIECE", 3600.0)
+    pieces: list[tuple[type, int]] = []
+    real_send = http.client.HTTPConnection.send
+
+    def spy(self: http.client.HTTPConnection, data: Any) -> None:
+        if isinstance(data, memoryview) or len(data) > 64 * 1024:  # not a header block
+            pieces.append((type(data), len(data)))
+        real_send(self, data)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "send", spy)
+    client = s3_client(sign_payload=sign)
+    hashes: list[str] = []
+    client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_kw: hashes.append(request.headers["X-Amz-Content-SHA256"].decode()),
+    )
+    store = S3Store(
+        s3_bucket,
+        prefix=f"pieces-{uuid.uuid4().hex[:8]}",
+        endpoint_url=seaweedfs.endpoint,
+        client=client,
+    )
+    data = os.urandom(4 * most + 1000)
+    store.put("one", bytearray(data))
+    assert {kind for kind, _ in pieces} == {memoryview}
+    sizes = [n for _, n in pieces]
+    assert sizes[0] == first  # signing read the body first: sending starts afresh
+    assert sizes[:4] == [first, 2 * first, 4 * first, most]
+    assert set(sizes[4:-1]) == {most}
+    assert sum(sizes) == len(data)
+    assert store.get("one") == data
+    assert hashes == [hashlib.sha256(data).hexdigest() if sign else "UNSIGNED-PAYLOAD"]
+
+    pieces.clear()
+    assert s3mod._fresh_pools(client)  # what a forked child's store gets
+    big = os.urandom(s3mod.MULTIPART_THRESHOLD + 1000)
+    store.put("big", memoryview(big))
+    assert {kind for kind, _ in pieces} == {memoryview}
+    assert max(n for _, n in pieces) == most
+    assert sum(n for _, n in pieces) == len(big)
+    assert store.get("big") == big
+
+
+def test_a_buffers_pieces_grow_only_while_they_go_out_fast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each piece must reach the kernel within the connect timeout, so a piece doubles
+    only after one sent within FAST_PIECE seconds, halves after one that took over a
+    second, and starts afresh after a seek; a read of everything is not cut."""
+    from jupyter_volume.store import s3 as s3mod
+
+    clock = [100.0]
+    monkeypatch.setattr(s3mod.time, "monotonic", lambda: clock[0])
+    first, most = s3mod.FIRST_PIECE, s3mod.SEND_PIECE
+    body = s3mod._ViewBody(memoryview(bytearray(64 * most)))
+
+    def piece(after: float) -> int:
+        clock[0] += after
+        return len(body.read(most))
+
+    assert piece(0) == first
+    assert [piece(0.001) for _ in range(5)] == [2 * first, 4 * first, most, most, most]
+    assert piece(0.5) == most  # neither fast nor slow: kept
+    assert [piece(2.0) for _ in range(5)] == [most // 2, most // 4, first, first, first]
+    assert piece(0.001) == 2 * first
+    body.seek(0)
+    assert piece(0.001) == first  # the first read after a seek has nothing to go by
+    assert len(body.read(3)) == 3  # never more than asked
+    rest = body.read()
+    assert isinstance(rest, memoryview) and len(rest) == 64 * most - first - 3
+    assert body.read(most) == b""
