@@ -424,8 +424,9 @@ def test_a_buffer_goes_to_the_socket_in_views_growing_to_send_piece_bytes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A pack (a buffer, not bytes) is sent as views of itself (botocore's pieces are
-    copies), FIRST_PIECE bytes first, doubling up to SEND_PIECE; signed or not, in a single PUT and in multipart parts, on the client's first pools and on those
-    a fork gives it. The server stores what was sent."""
+    copies), FIRST_PIECE bytes first, doubling up to SEND_PIECE; signed or not, in a
+    single PUT and in multipart parts, on the client's first pools and on those a fork
+    gives it. The server stores what was sent."""
     import hashlib
     import http.client
 
@@ -460,7 +461,7 @@ def test_a_buffer_goes_to_the_socket_in_views_growing_to_send_piece_bytes(
     store.put("one", bytearray(data))
     assert {kind for kind, _ in pieces} == {memoryview}
     sizes = [n for _, n in pieces]
-    assert sizes[0] == first  # signing read the body first: sending starts afresh
+    # (signed, the body was read once for its hash first: sending started afresh)
     assert sizes[:4] == [first, 2 * first, 4 * first, most]
     assert set(sizes[4:-1]) == {most}
     assert sum(sizes) == len(data)
@@ -477,18 +478,16 @@ def test_a_buffer_goes_to_the_socket_in_views_growing_to_send_piece_bytes(
     assert store.get("big") == big
 
 
-def test_a_buffers_pieces_grow_only_while_they_go_out_fast(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_buffers_pieces_grow_only_while_they_go_out_fast() -> None:
     """Each piece must reach the kernel within the connect timeout, so a piece doubles
     only after one sent within FAST_PIECE seconds, halves after one that took over a
     second, and starts afresh after a seek; a read of everything is not cut."""
     from jupyter_volume.store import s3 as s3mod
 
     clock = [100.0]
-    monkeypatch.setattr(s3mod.time, "monotonic", lambda: clock[0])
     first, most = s3mod.FIRST_PIECE, s3mod.SEND_PIECE
     body = s3mod._ViewBody(memoryview(bytearray(64 * most)))
+    body.clock = lambda: clock[0]  # type: ignore[method-assign]
 
     def piece(after: float) -> int:
         clock[0] += after
