@@ -76,11 +76,13 @@ UPLOAD_THREADS = 4
 #: uses) up to SEND_PIECE bytes (see :class:`_ViewBody`): over loopback to SeaweedFS, a
 #: 1 GiB commit took about 0.2 s less of our CPU in 1 MiB pieces (bench/NOTES.md,
 #: forty-second pass). A piece doubles only after the one before went out within
-#: FAST_PIECE seconds: each piece must reach the kernel within the connect timeout
-#: (urllib3 sends the body under it), which a slow uplink could not do for 1 MiB.
+#: FAST_PIECE seconds, and halves after one that took over SLOW_PIECE: each piece must
+#: reach the kernel within the connect timeout (urllib3 sends the body under it), which
+#: a slow uplink could not do for 1 MiB.
 FIRST_PIECE = 128 * 1024
 SEND_PIECE = 1 * MiB
 FAST_PIECE = 0.02
+SLOW_PIECE = 1.0
 #: Keys per DeleteObjects request (the S3 maximum).
 DELETE_BATCH = 1000
 
@@ -290,7 +292,7 @@ def make_client(
     if sign_payload is None:
         sign_payload = _sign_payload(str(client.meta.endpoint_url), final)
     final.s3 = {**(final.s3 or {}), "payload_signing_enabled": sign_payload}
-    _fresh_pools(client)  # pools that send bodies in SEND_PIECE pieces
+    _fresh_pools(client)  # pools that ask bodies for pieces of up to SEND_PIECE bytes
     return client
 
 
@@ -402,7 +404,7 @@ class _ViewBody(io.RawIOBase):
         at the end. A sized read returns at most the current piece: FIRST_PIECE bytes,
         doubled up to SEND_PIECE while each read comes within FAST_PIECE seconds of the
         one before (the piece before it was sent that fast), halved after one that took
-        over a second."""
+        over SLOW_PIECE seconds."""
         n = len(self._view)
         if size is None or size < 0:
             end = n
@@ -412,7 +414,7 @@ class _ViewBody(io.RawIOBase):
                 took = now - self._last
                 if took < FAST_PIECE:
                     self._piece = min(2 * self._piece, SEND_PIECE)
-                elif took > 1.0:
+                elif took > SLOW_PIECE:
                     self._piece = max(self._piece // 2, FIRST_PIECE)
             self._last = now
             end = min(n, self._pos + min(size, self._piece))
