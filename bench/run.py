@@ -1463,14 +1463,12 @@ def compile_package() -> str:
     first imported inside a timed step (the retention policy's, the commit line's, the
     progress bar's: 5-8 ms of a commit or mount) was charged to that step.
     """
-    import compileall
+    from jupyter_volume.testing.bytecode import compile_package as compile_ours
 
-    import jupyter_volume
-
-    pkg = Path(jupyter_volume.__file__).parent
-    ok = compileall.compile_dir(pkg, quiet=1, workers=1)
-    if not ok:
-        raise SystemExit(f"could not compile {pkg} to bytecode (see the errors above)")
+    try:
+        pkg = compile_ours()
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from e
     return f"jupyter_volume compiled to bytecode at the start (compileall; {pkg.name}/)"
 
 

@@ -37,9 +37,20 @@ import pytest
 
 from jupyter_volume.store.local import LocalStore
 from jupyter_volume.store.s3 import S3Store, make_client
+from jupyter_volume.testing.bytecode import compile_package
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
 STORE_KINDS = ["local", "s3"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the package to bytecode once, in the process that starts the run (with
+    xdist, before it starts its workers): every process the tests start (CLI calls,
+    kernels, Jupyter servers, killed writers) would otherwise compile each of our
+    modules from source when ``PYTHONDONTWRITEBYTECODE`` is set, as a wheel's install
+    never leaves it to (see :mod:`jupyter_volume.testing.bytecode`)."""
+    if not hasattr(config, "workerinput"):
+        compile_package()
 
 
 @pytest.fixture(autouse=True)
