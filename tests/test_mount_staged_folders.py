@@ -224,9 +224,31 @@ def test_a_batchs_staged_files_are_written_on_two_threads_each_into_its_own_fold
             by_thread.setdefault(threading.get_ident(), set()).add(folder)
         return real_open(path, *args, **kw)
 
+    # A half handed to the side pool is done by the caller itself if no thread of the
+    # pool has taken it by then (on a loaded machine, both halves on one thread): this
+    # spy waits until a thread has, so the two threads are certain, not a matter of timing.
+    real_beside = mount_mod.beside
+    halves: list[int] = []
+
+    def beside_taken(fn: Any, *args: Any) -> Any:
+        if getattr(fn, "__name__", "") != "write_staged":
+            return real_beside(fn, *args)
+        taken = threading.Event()
+
+        def run(*a: Any) -> Any:
+            taken.set()
+            return fn(*a)
+
+        side = real_beside(run, *args)
+        assert taken.wait(60), "no thread of the side pool took the half"
+        halves.append(len(args[0]))
+        return side
+
+    monkeypatch.setattr(mount_mod, "beside", beside_taken)
     monkeypatch.setattr(os, "open", open_)
     m = vol.mount(tmp_path / "m", background=False)
     monkeypatch.undo()
+    assert halves == [n], halves  # one batch, its first half beside
     assert len(by_thread) == 2, by_thread
     first, second = by_thread.values()
     assert not first & second, by_thread  # no staging folder written by both
