@@ -93,13 +93,20 @@ def open_base(
     # default folder: the same order the CLI, the magic and the server use.
     url = os.fspath(store) if store is not None else resolve_store_url()
     if must_exist and store is not None and url not in _existing:
-        check_store_exists(url)
+        check_store_exists(url, _opened)  # an S3 store is asked through the one kept
+    s = _opened(url)
+    if remember_existing and store is not None:
+        with _stores_lock:
+            _existing.add(url)
+    return s
+
+
+def _opened(url: str) -> Store:
+    """The store at ``url``, opened once per process."""
     with _stores_lock:
         s = _stores.get(url)
         if s is None:
             s = _stores[url] = open_store(url)
-        if remember_existing and store is not None:
-            _existing.add(url)
         return s
 
 

@@ -9,6 +9,7 @@ import asyncio
 import functools
 import getpass
 import io
+import json
 import multiprocessing
 import os
 import pickle
@@ -607,6 +608,56 @@ def test_an_empty_s3_prefix_named_explicitly_is_an_error(
         Volume.from_name("x", store=url).hydrate()
     Volume.objects.create("x", store=url)
     assert Volume.from_name("x", store=url).listdir("/") == []
+
+
+def test_a_store_named_explicitly_is_checked_through_the_one_client_that_serves_it(
+    tmp_path: Path,
+    seaweedfs: Any,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    # Making an S3 client costs a tenth of a second or more of CPU: the check that a
+    # store named explicitly exists used to make one of its own, on every CLI call.
+    from jupyter_volume.cli import main
+    from jupyter_volume.store import s3 as s3_module
+
+    for k, v in seaweedfs.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))  # no user config
+    made: list[str] = []
+    real = s3_module.make_client
+
+    def counted(*args: Any, **kwargs: Any) -> Any:  # a spy: records, then the real thing
+        made.append(str(kwargs.get("endpoint_url")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(s3_module, "make_client", counted)
+
+    def fresh_url() -> str:
+        return f"s3://{s3_bucket}/once-{uuid.uuid4().hex[:8]}?endpoint_url={seaweedfs.endpoint}"
+
+    url = fresh_url()  # the Python API: a missing store, then one that exists
+    with pytest.raises(NotFoundError, match="does not exist"):
+        Volume.from_name("x", store=url).hydrate()
+    assert len(made) == 1
+    Volume.objects.create("x", store=url)
+    assert Volume.from_name("x", store=url).listdir("/") == []
+    assert len(made) == 1
+
+    for exists in (False, True):  # the CLI, in this process
+        url = fresh_url()
+        if exists:
+            Volume.objects.create("listed", store=url)  # through the API's own client
+        before = len(made)
+        capsysbinary.readouterr()
+        assert main(["list", "--json", "--store", url]) == (0 if exists else 3)
+        out, err = capsysbinary.readouterr()
+        assert len(made) == before + 1, err.decode()
+        if exists:
+            assert [v["name"] for v in json.loads(out)] == ["listed"]
+        else:
+            assert b"does not exist" in err
 
 
 def _child_reads(vol: Volume) -> tuple[str | None, bytes, str]:

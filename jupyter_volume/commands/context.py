@@ -58,7 +58,7 @@ class Context:
         if self.store_url and not create:
             from ..store import check_store_exists
 
-            check_store_exists(self.store_url)
+            check_store_exists(self.store_url, lambda _url: get_store(self.store_url, self.config))
         return get_store(self.store_url, self.config)
 
     @property
