@@ -52,7 +52,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-import boto3
 import botocore.exceptions as bexc
 import botocore.session
 import botocore.utils
@@ -226,7 +225,7 @@ def make_client(
     read_timeout: float = 60.0,
     sign_payload: bool | None = None,
 ) -> Any:
-    """Return a boto3 S3 client configured the way :class:`S3Store` needs it.
+    """Return a botocore S3 client configured the way :class:`S3Store` needs it.
 
     botocore's own retries are off (the store has its single retry loop), the
     connection pool is large enough for parallel part uploads, and servers at a
@@ -269,10 +268,14 @@ def make_client(
         core.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=_parse_timestamp
         )
-        session = boto3.session.Session(
-            botocore_session=core, profile_name=profile, region_name=region
-        )
-        client = session.client(
+        # botocore alone: boto3's session adds nothing a client of ours uses (its
+        # transfer and resource methods), and importing it costs every process that
+        # opens an S3 store a tenth of a second or more of CPU (s3transfer and more)
+        if profile is not None:
+            core.set_config_variable("profile", profile)
+        if region is not None:
+            core.set_config_variable("region", region)
+        client = core.create_client(
             "s3",
             endpoint_url=endpoint_url,
             aws_access_key_id=aws_access_key_id,
@@ -739,8 +742,8 @@ class S3Store(Store):
             ``$AWS_ENDPOINT_URL``.
         region: region name; default from the AWS environment/config.
         profile: AWS profile name for credentials; default ``$AWS_PROFILE``.
-        client: a ready boto3 S3 client to use instead of creating one (give it no
-            retries of its own, as :func:`make_client` does).
+        client: a ready botocore (or boto3) S3 client to use instead of creating one
+            (give it no retries of its own, as :func:`make_client` does).
 
     Query options of an ``s3://`` URL arrive here as keyword strings; unknown ones are
     refused with :class:`InvalidError`.
