@@ -53,6 +53,31 @@ def pytest_configure(config: pytest.Config) -> None:
         compile_package()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long files first: files with a test marked ``slow`` (a module's ``pytestmark``),
+    then the others, most tests first; the tests of a file stay in their order.
+
+    ``./scripts/test`` runs ``--dist loadfile --no-loadscope-reorder``: xdist hands the
+    workers whole files in this order. Its own order (most tests first) put the model
+    tests, one or two tests of one to three minutes per file, at the end, where one
+    worker ran them for minutes after the others had finished."""
+    first: dict[str, int] = {}
+    count: dict[str, int] = {}
+    slow: set[str] = set()
+    for i, item in enumerate(items):
+        f = item.nodeid.partition("::")[0]
+        first.setdefault(f, i)
+        count[f] = count.get(f, 0) + 1
+        if item.get_closest_marker("slow") is not None:
+            slow.add(f)
+
+    def key(item: pytest.Item) -> tuple[bool, int, int]:
+        f = item.nodeid.partition("::")[0]
+        return f not in slow, -count[f], first[f]
+
+    items.sort(key=key)  # stable: a file's own tests keep their order
+
+
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test gets its own mount-state, cache and line folders (never the user's),

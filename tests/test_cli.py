@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 BIN = Path(sys.executable).parent
 
 

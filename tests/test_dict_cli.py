@@ -16,7 +16,7 @@ from IPython.utils.capture import capture_output
 
 from jupyter_volume import Dict
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def run_cli(

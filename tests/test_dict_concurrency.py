@@ -20,7 +20,7 @@ import pytest
 from jupyter_volume import Dict
 from jupyter_volume.lease import CLOCK_SLACK, store_now
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 CHILD = textwrap.dedent(
     """

@@ -34,7 +34,7 @@ try:
 except ImportError:  # tests/ is not a package
     from faultproxy import FaultProxy, store_through  # type: ignore[no-redef]
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 # -- a peer: another process working on the same Dict ------------------------------------
 PEER = textwrap.dedent(

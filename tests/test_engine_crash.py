@@ -32,6 +32,8 @@ from jupyter_volume import FileEntryType, Volume
 from jupyter_volume.store import Store
 from jupyter_volume.testing.wrappers import KILL_EXIT_CODE
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 KiB = 1024
 
 

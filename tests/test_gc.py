@@ -19,6 +19,8 @@ from jupyter_volume.errors import AlreadyExistsError
 from jupyter_volume.repository.gc import RetentionPolicy, parse_duration, select_kept
 from jupyter_volume.repository.repo import CommitRecord
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 MiB = 1 << 20
 
 

@@ -39,6 +39,8 @@ from jupyter_volume.store import Store, open_store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 from jupyter_volume.testing.wrappers import KILL_EXIT_CODE, CountingStore
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 
 @pytest.fixture
 def s3_opened(

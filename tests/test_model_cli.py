@@ -82,6 +82,8 @@ from jupyter_volume.cli import main
 from jupyter_volume.results import FileEntryType
 from jupyter_volume.store import open_store
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 # -- the model's vocabulary -------------------------------------------------------------------
 
 

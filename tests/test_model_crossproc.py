@@ -67,6 +67,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -89,6 +90,8 @@ from modeltest import (
 from jupyter_volume import Volume
 from jupyter_volume.repository.line import LocalLine
 from jupyter_volume.results import FileEntryType
+
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
 
 # -- file operations, run the same way in both processes ---------------------------------
 

@@ -63,7 +63,7 @@ from modeltest import StoreAs, model_settings
 from jupyter_volume import Dict
 from jupyter_volume.errors import InvalidError, NotFoundError
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 # -- the model's vocabulary -------------------------------------------------------------
 

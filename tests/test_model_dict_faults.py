@@ -86,7 +86,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from jupyter_volume import Dict
 from jupyter_volume.errors import InvalidError, NotFoundError, VolumeError
 
-pytestmark = [pytest.mark.s3, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.timeout(900)]
 
 # -- the model's vocabulary -------------------------------------------------------------
 

@@ -58,6 +58,8 @@ from modeltest import StoreAs, model_settings, parents, under
 
 from jupyter_volume.fsspec import VolumeFileSystem
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 # -- the model's vocabulary ------------------------------------------------------------------
 
 FILES = [

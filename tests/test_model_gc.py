@@ -78,6 +78,8 @@ from jupyter_volume.errors import StoreError
 from jupyter_volume.results import FileEntryType
 from jupyter_volume.testing.wrappers import WrappedStore
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 HOUR = 3600.0
 
 # -- contents -------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ from jupyter_volume import NetworkFileSystem
 from jupyter_volume.store import Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 HANG_GUARD = 60.0  # seconds: converging for this long means the sync is broken
 
 LEAVES = ("a", "b", "ü.txt")

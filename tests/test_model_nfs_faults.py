@@ -69,7 +69,7 @@ from jupyter_volume import NetworkFileSystem
 from jupyter_volume.errors import NotFoundError
 from jupyter_volume.results import FileEntryType
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.slow, pytest.mark.s3]
 
 # -- the model's vocabulary ---------------------------------------------------------------------
 

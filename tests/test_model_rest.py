@@ -101,7 +101,7 @@ from jupyter_volume import Volume
 from jupyter_volume.server.engine import commit_json
 from jupyter_volume.testing.jupyter import JupyterLab
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 # -- the model's vocabulary ---------------------------------------------------------------------
 

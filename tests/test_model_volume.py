@@ -35,6 +35,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -57,6 +58,8 @@ from modeltest import (
 
 from jupyter_volume import Volume
 from jupyter_volume.results import FileEntryType
+
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
 
 # -- the model's vocabulary -------------------------------------------------------------------
 

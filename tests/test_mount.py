@@ -25,6 +25,8 @@ from jupyter_volume.errors import AlreadyExistsError, NotFoundError, StoreError
 from jupyter_volume.store import open_store
 from jupyter_volume.testing.wrappers import CountingStore, WrappedStore
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 try:
     from .children import as_nobody
 except ImportError:  # tests/ is not a package

@@ -26,7 +26,7 @@ import pytest
 from jupyter_volume import InvalidError, Volume, VolumeBusyError, quiet
 from jupyter_volume.quiet import Gate, Groups, Policy, Writers, no_writer, writers
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Short intervals keep the tests quick; the rules are the same at the defaults.
 INTERVAL = 0.1

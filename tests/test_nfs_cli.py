@@ -16,6 +16,8 @@ import pytest
 
 from jupyter_volume import NetworkFileSystem
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 try:
     from .test_cli import CLI
     from .test_magics import magic, refused, say, table

@@ -58,7 +58,7 @@ from blake3 import blake3
 from jupyter_volume import NetworkFileSystem
 from jupyter_volume.store import Store
 
-pytestmark = pytest.mark.timeout(600)  # a hang guard only
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a hang guard only
 
 KiB = 1024
 

@@ -28,6 +28,8 @@ from jupyter_volume.store import Store
 from jupyter_volume.store.s3 import S3Store
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 try:
     from .faultproxy import FaultProxy
 except ImportError:  # tests/ is not a package

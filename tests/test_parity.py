@@ -35,6 +35,8 @@ from jupyter_volume.store import (
     resolve_environment,
 )
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 
 # -- environments: the store layer ------------------------------------------------------------
 def test_environment_store_default_is_the_store_itself(store: Any) -> None:

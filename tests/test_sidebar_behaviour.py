@@ -32,6 +32,8 @@ from test_sidebar_browser import (
 from jupyter_volume import Volume
 from jupyter_volume.testing.jupyter import JupyterLab, chromium
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 MiB = 1024 * 1024
 
 

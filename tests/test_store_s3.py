@@ -20,6 +20,8 @@ from jupyter_volume.store.s3 import S3Store, make_client
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 from jupyter_volume.testing.store_tests import StoreTests
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 
 @pytest.mark.s3
 class TestS3Store(StoreTests):

@@ -38,6 +38,8 @@ from jupyter_volume.repository.tree import DIR, FILE, LINK, Entry, TreeBuilder, 
 from jupyter_volume.store import Store
 from jupyter_volume.testing.wrappers import WrappedStore
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 MTIME = 1_700_000_000_000_000_000
 PER_FOLDER = 500
 

@@ -32,6 +32,8 @@ from jupyter_volume.testing.jupyter import (
     write_notebook,
 )
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 MiB = 1024 * 1024
 TIMEOUT = 60_000

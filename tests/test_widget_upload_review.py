@@ -35,6 +35,8 @@ from jupyter_volume.testing.jupyter import (
 )
 from jupyter_volume.widgets.upload import ChunkedUpload
 
+pytestmark = pytest.mark.slow  # long in all: started first (conftest)
+
 TIMEOUT = 60_000
 
 #: Records every state the upload group goes through (data-state), in the page.
