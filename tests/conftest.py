@@ -47,8 +47,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Compile the package to bytecode once, in the process that starts the run (with
     xdist, before it starts its workers): every process the tests start (CLI calls,
     kernels, Jupyter servers, killed writers) would otherwise compile each of our
-    modules from source when ``PYTHONDONTWRITEBYTECODE`` is set, as a wheel's install
-    never leaves it to (see :mod:`jupyter_volume.testing.bytecode`)."""
+    modules from source when ``PYTHONDONTWRITEBYTECODE`` is set, which an install from
+    a wheel never leaves to them (see :mod:`jupyter_volume.testing.bytecode`)."""
     if not hasattr(config, "workerinput"):
         compile_package()
 

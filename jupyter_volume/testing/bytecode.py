@@ -3,10 +3,10 @@
 pip compiles what it installs, so boto3, IPython and every other dependency come with
 bytecode. An editable install of this package does not: with ``PYTHONDONTWRITEBYTECODE``
 set (as on the project's test and bench machines) every process compiles each of our
-modules from source as it imports it, about 0.35 s of CPU per process. The test suite
-starts thousands of such processes (CLI calls, kernels, killed writers, Jupyter
-servers), and the bench times steps that import a module first. Both call
-:func:`compile_package` once, before anything starts.
+modules from source as it imports it: 0.37 s of CPU in one ``jupyter volume list``
+(cProfile: 109 compiles). The test suite starts many such processes (CLI calls,
+kernels, killed writers, Jupyter servers), and the bench times steps that import a
+module first. Both call :func:`compile_package` once, before anything starts.
 """
 
 from __future__ import annotations
