@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,20 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def tied_to_this_process(args: list[str]) -> list[str]:
+    """``args`` run so that the server is sent SIGTERM if the process that starts it dies
+    without stopping it: a pytest worker killed outright (the OOM killer, SIGKILL) runs
+    no teardown, and its servers used to run on. Linux only, through util-linux's
+    ``setpriv --pdeathsig`` (always there on Debian); elsewhere ``args`` as they are.
+
+    The kernel sends the signal when the *thread* that started the server ends: start
+    servers from a thread that lives as long as they should (the main thread does)."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is None:
+        return list(args)
+    return [setpriv, "--pdeathsig", "TERM", "--", *args]
 
 
 def terminate_group(proc: subprocess.Popen[bytes], timeout: float) -> None:

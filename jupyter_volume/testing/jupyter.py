@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._server import LocalServer, free_ports, terminate_group
+from ._server import LocalServer, free_ports, terminate_group, tied_to_this_process
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -242,7 +242,7 @@ class JupyterLab(LocalServer):
         args += self.extra_args
         self._log_file = open(self.tmpdir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            args,
+            tied_to_this_process(args),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._server import LocalServer, free_ports, terminate_group
+from ._server import LocalServer, free_ports, terminate_group, tied_to_this_process
 
 __all__ = ["SeaweedFS", "find_weed"]
 
@@ -191,7 +191,7 @@ class SeaweedFS(LocalServer):
         ]
         self._log_file = open(self.tmpdir / "weed.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            args,
+            tied_to_this_process(args),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,

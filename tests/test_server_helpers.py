@@ -1,0 +1,64 @@
+"""The test servers die with the process that started them, when it dies without
+stopping them (a pytest worker killed by the OOM killer or SIGKILL runs no teardown)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_volume.testing._server import tied_to_this_process
+
+STARTER = """
+import sys, time
+from jupyter_volume.testing import SeaweedFS
+server = SeaweedFS().start()
+print(server.proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie left for init to reap does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.s3
+def test_a_seaweedfs_whose_starter_is_killed_outright_stops(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # its folder goes with tmp_path
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER], stdout=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        line = starter.stdout.readline() if starter.stdout else ""
+        assert line.strip().isdigit(), f"the starter printed {line!r}"
+        weed = int(line)
+        assert _running(weed)
+        starter.send_signal(signal.SIGKILL)  # no teardown, no atexit: as the OOM killer
+        starter.wait(30)
+        deadline = time.monotonic() + 60
+        while _running(weed) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        still = _running(weed)
+        if still:
+            os.kill(weed, signal.SIGKILL)  # leave nothing running, then fail
+        assert not still, "SeaweedFS outlived the process that started it"
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait()
+
+
+def test_servers_are_started_through_setpriv_with_a_parent_death_signal() -> None:
+    args = tied_to_this_process(["weed", "mini"])
+    assert args[-2:] == ["weed", "mini"]
+    assert args[1:4] == ["--pdeathsig", "TERM", "--"], args  # Debian: util-linux's setpriv
