@@ -138,16 +138,24 @@ def user_shell() -> Iterator[Any]:
     after the test with its exit handler: IPython registers one per shell that resets
     it when the interpreter exits, each with a full garbage collection. A long pytest
     worker spent seconds in them after its last test, and execnet, which gives a
-    finished worker 5 s, interrupted it with SIGINT."""
+    finished worker 5 s, interrupted it with SIGINT.
+
+    The worker's shared test shell (``_ipython``), if an earlier module started it, is
+    set aside meanwhile and put back after: ``instance()`` handed that shell out as the
+    "fresh" one, and clearing it left ``get_ipython()`` None for every later test of
+    the worker (the magics' displays went nowhere, ``in_kernel`` said False)."""
     import atexit
 
     from IPython.core.interactiveshell import InteractiveShell
 
+    prior = InteractiveShell._instance  # noqa: SLF001 - the singleton's own slot
+    InteractiveShell._instance = None  # noqa: SLF001
     shell = InteractiveShell.instance()
     try:
         yield shell
     finally:
         InteractiveShell.clear_instance()
+        InteractiveShell._instance = prior  # noqa: SLF001
         atexit.unregister(shell.atexit_operations)
         shell.user_ns.clear()  # what the test's cells made goes now, not at exit
 

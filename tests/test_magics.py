@@ -409,3 +409,23 @@ def test_gc_through_the_magic(shell: Any, env: str) -> None:
     html, text = table(shell, "history gcm")
     assert "first" in html and "gc: expired 1 commit (2)" in text
     assert "not found" in refused(shell, "gc nosuchvolume --dry-run")
+
+
+def test_a_fresh_user_shell_is_not_the_shared_one(shell: Any, user_shell: Any) -> None:
+    # the next test checks that the shared shell is back once this one is over
+    from IPython import get_ipython
+
+    assert user_shell is not shell
+    assert get_ipython() is user_shell
+
+
+def test_the_shared_shell_is_back_after_a_test_with_a_fresh_one(
+    shell: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython import get_ipython
+
+    from jupyter_volume.progress import in_kernel
+
+    assert get_ipython() is shell
+    monkeypatch.setattr(shell, "kernel", object(), raising=False)  # as in ipykernel
+    assert in_kernel()
