@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,3 +63,28 @@ def test_servers_are_started_through_setpriv_with_a_parent_death_signal() -> Non
     args = tied_to_this_process(["weed", "mini"])
     assert args[-2:] == ["weed", "mini"]
     assert args[1:4] == ["--pdeathsig", "TERM", "--"], args  # Debian: util-linux's setpriv
+
+
+@pytest.mark.s3
+def test_a_seaweedfs_under_a_deep_temp_folder_starts_and_leaves_no_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # weed binds Unix sockets for its filer and S3 server; under a deep TMPDIR (the
+    # suite run with TMPDIR=/tmp/some-run, then pytest's tmp_path) a socket's path in
+    # the server's own folder is over the 108 bytes an address holds, and weed died
+    # with "bind: invalid argument"
+    from jupyter_volume.testing import SeaweedFS
+
+    deep = tmp_path / ("d" * 60)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    server = SeaweedFS().start()
+    try:
+        assert server.tmpdir is not None
+        assert len(os.fsencode(server.tmpdir / "filer.sock")) > 108
+        server.client().list_buckets()
+        ports = list(server.ports.values())
+    finally:
+        server.stop()
+    left = [p for port in ports for p in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
+    assert left == []

