@@ -317,11 +317,21 @@ def get_store(url: str | None = None, config: VolumeConfig | None = None) -> Sto
     Raises:
         InvalidError: the URL is not a ``file://`` or ``s3://`` URL.
     """
+    return opened_store(resolve_store_url(url, config))
+
+
+def opened_store(url: str) -> Store:
+    """The store at ``url``, opened once per process: the one cache every surface
+    shares (the CLI, the Python API, the magics, the server), so a process makes one
+    client per S3 store however it reaches it.
+
+    Raises:
+        InvalidError: the URL is not a ``file://`` or ``s3://`` URL.
+    """
     from .store import open_store
 
-    resolved = resolve_store_url(url, config)
     with _stores_lock:
-        store = _stores.get(resolved)
+        store = _stores.get(url)
         if store is None:
-            store = _stores[resolved] = open_store(resolved)
+            store = _stores[url] = open_store(url)
         return store

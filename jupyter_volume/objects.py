@@ -24,7 +24,6 @@ from .store import (
     Store,
     check_store_exists,
     environment_store,
-    open_store,
     resolve_environment,
 )
 
@@ -68,9 +67,8 @@ class AliveCheck:
         self.at = max(self.at, now)
 
 
-_stores: dict[str, Store] = {}
 _existing: set[str] = set()
-_stores_lock = threading.Lock()
+_existing_lock = threading.Lock()
 
 
 def open_base(
@@ -87,27 +85,18 @@ def open_base(
     """
     if isinstance(store, Store):
         return store
-    from .config import resolve_store_url
+    from .config import opened_store, resolve_store_url
 
     # store= wins, then $JUPYTER_VOLUME_STORE, then jupyter_volume_config.py, then the
     # default folder: the same order the CLI, the magic and the server use.
     url = os.fspath(store) if store is not None else resolve_store_url()
     if must_exist and store is not None and url not in _existing:
-        check_store_exists(url, _opened)  # an S3 store is asked through the one kept
-    s = _opened(url)
+        check_store_exists(url, opened_store)  # an S3 store is asked through the one kept
+    s = opened_store(url)
     if remember_existing and store is not None:
-        with _stores_lock:
+        with _existing_lock:
             _existing.add(url)
     return s
-
-
-def _opened(url: str) -> Store:
-    """The store at ``url``, opened once per process."""
-    with _stores_lock:
-        s = _stores.get(url)
-        if s is None:
-            s = _stores[url] = open_store(url)
-        return s
 
 
 def open_env(base: Store, environment_name: str | None) -> tuple[Store, str, Store]:
