@@ -141,3 +141,55 @@ def test_a_dead_session_seaweedfs_is_reported_with_its_status_and_log(tmp_path: 
     assert "died: killed by signal 9; log tail:" in out, out
     assert "ERROR test_death.py::test_one_that_does_not" in out, out  # the teardown's report
     assert "Start Seaweed" in out, out  # the log's tail
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def _with_pid(pid: int) -> subprocess.Popen[bytes]:
+    """A new process that gets ``pid``, as a busy machine hands out a freed PID again:
+    the kernel's last PID set just below it (root: ``ns_last_pid``), then a fork.
+    Retried while other processes take the PID first."""
+    for _ in range(100):
+        try:
+            Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        except OSError as e:
+            pytest.fail(f"cannot set the kernel's last PID ({e}): this test needs root")
+        p = _sleeper()
+        if p.pid == pid:
+            return p
+        p.kill()
+        p.wait()
+    pytest.fail(f"PID {pid} was never handed out again")
+
+
+def test_a_server_stop_never_signals_a_process_that_got_a_found_pid_later() -> None:
+    # JupyterLab.stop() finds the server's processes, asks it to shut down (up to 15 s)
+    # and then kills what is left of them. By then a process found may have ended and
+    # its PID gone to another: killing by PID once stopped another worker's SeaweedFS
+    # (we think: it died with no trace of its own). Held by pidfd, a process found is
+    # the only one a signal can reach.
+    from jupyter_volume.testing.jupyter import _Held
+
+    held = _Held()
+    found, other, stranger = _sleeper(), _sleeper(), None
+    try:
+        held.add([found.pid, other.pid])
+        assert sorted(held.running()) == sorted([found.pid, other.pid])
+        found.kill()
+        found.wait()  # ended and reaped: its PID is free
+        stranger = _with_pid(found.pid)
+        os.kill(found.pid, 0)  # by PID, the found process's number now reaches the stranger
+        assert held.running() == [other.pid]
+        held.signal([found.pid, other.pid], signal.SIGKILL)
+        assert other.wait(30) == -signal.SIGKILL  # a process still running gets it
+        time.sleep(0.2)
+        assert stranger.poll() is None, "a signal for an ended process reached a stranger"
+        assert held.running() == []
+    finally:
+        held.close()
+        for p in (found, other, stranger):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()

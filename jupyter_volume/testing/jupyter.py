@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -114,10 +115,61 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _kill(pids: Sequence[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+class _Held:
+    """Processes held by pidfd (Linux 5.3+), so that a signal sent later reaches the
+    very process that was found and never one that got its PID after it ended: the
+    PIDs come from a ``/proc`` scan made before a shutdown that can take 15 s, and
+    this machine hands out PIDs (threads included) from only 32,768. Where pidfds are
+    missing, PIDs are used as they are."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}  # pid -> pidfd (-1: no pidfd here)
+
+    def add(self, pids: Sequence[int]) -> None:
+        """Hold each of ``pids`` that still runs (a scan's PID that already ended is
+        dropped: between the scan and this call, microseconds, it cannot be reused)."""
+        opener = getattr(os, "pidfd_open", None)
+        for pid in pids:
+            if pid in self._fds:
+                continue
+            if opener is None:
+                self._fds[pid] = -1
+                continue
+            try:
+                self._fds[pid] = opener(pid)
+            except OSError:
+                pass  # ended
+
+    def running(self) -> list[int]:
+        """The held PIDs whose processes have not ended."""
+        out = []
+        for pid, fd in self._fds.items():
+            if fd < 0:
+                if _alive(pid):
+                    out.append(pid)
+            else:
+                poll = select.poll()  # (not select(): no limit on the descriptor's number)
+                poll.register(fd, select.POLLIN)
+                if not poll.poll(0):  # a pidfd reads ready once its process ended
+                    out.append(pid)
+        return out
+
+    def signal(self, pids: Sequence[int], sig: int) -> None:
+        """Send ``sig`` to each of ``pids`` (held ones) that has not ended."""
+        for pid in pids:
+            fd = self._fds.get(pid, -1)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if fd >= 0:
+                    signal.pidfd_send_signal(fd, sig)
+                elif pid in self._fds:
+                    os.kill(pid, sig)
+
+    def close(self) -> None:
+        """Let go of every pidfd."""
+        for fd in self._fds.values():
+            if fd >= 0:
+                os.close(fd)
+        self._fds.clear()
 
 
 def _alive(pid: int) -> bool:
@@ -270,23 +322,30 @@ class JupyterLab(LocalServer):
         """
         proc, self.proc = self.proc, None
         if proc is not None:
-            below = _descendants(proc.pid)
-            if proc.poll() is None:
-                with contextlib.suppress(OSError, ValueError):
-                    self.api("POST", "api/shutdown", timeout=5)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    terminate_group(proc, 5)
-            terminate_group(proc, 5)  # anything left in its group
-            below += [p for p in _descendants(proc.pid) if p not in below]
-            leftover = [p for p in below if _alive(p)]
-            if leftover:
-                _kill(leftover, signal.SIGTERM)
-                deadline = time.monotonic() + 3
-                while time.monotonic() < deadline and any(_alive(p) for p in leftover):
-                    time.sleep(0.05)
-                _kill([p for p in leftover if _alive(p)], signal.SIGKILL)
+            below = _Held()
+            try:
+                below.add(_descendants(proc.pid))  # while the server, its parent, runs
+                if proc.poll() is None:
+                    with contextlib.suppress(OSError, ValueError):
+                        self.api("POST", "api/shutdown", timeout=5)
+                    try:
+                        proc.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        terminate_group(proc, 5)
+                terminate_group(proc, 5)  # anything left in its group
+                # what those left started meanwhile (never a scan below the server's
+                # own PID now: it ended, and the PID may be another process's)
+                for pid in below.running():
+                    below.add(_descendants(pid))
+                leftover = below.running()
+                if leftover:
+                    below.signal(leftover, signal.SIGTERM)
+                    deadline = time.monotonic() + 3
+                    while time.monotonic() < deadline and below.running():
+                        time.sleep(0.05)
+                    below.signal(below.running(), signal.SIGKILL)
+            finally:
+                below.close()
         self._cleanup()
 
     # -- talking to it ------------------------------------------------------------------------
