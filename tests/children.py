@@ -55,6 +55,21 @@ def run_python_json(
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def run_pytest(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A pytest session of its own in a child process (no cache folder written), run in
+    ``cwd``; its output as text. A hang guard of 300 s."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def as_nobody(work: Callable[[], int]) -> int:
     """Exit status of ``work()`` run in a forked child as user and group 65534 (the
     caller must be root; in the child only what is imported already may be used)."""

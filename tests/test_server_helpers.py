@@ -15,6 +15,11 @@ import pytest
 
 from jupyter_volume.testing._server import tied_to_this_process
 
+try:
+    from .children import run_pytest
+except ImportError:
+    from children import run_pytest  # type: ignore[no-redef]
+
 STARTER = """
 import sys, time
 from jupyter_volume.testing import SeaweedFS
@@ -114,24 +119,14 @@ def test_a_dead_session_seaweedfs_is_reported_with_its_status_and_log(tmp_path: 
     # connections each, none saying why: the suite's conftest now says it at once
     (tmp_path / "test_death.py").write_text(DEATH)
     tests = Path(__file__).resolve().parent
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "conftest",  # this suite's own, from tests/ (PYTHONPATH below)
-            "-q",
-            "-rA",
-            str(tmp_path / "test_death.py"),
-        ],
+    p = run_pytest(
+        "-p",
+        "conftest",  # this suite's own, from tests/ (PYTHONPATH below)
+        "-q",
+        "-rA",
+        str(tmp_path / "test_death.py"),
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(tests)},
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     out = p.stdout + p.stderr
     assert p.returncode == 1, out

@@ -3,30 +3,18 @@ slow first, then most tests first, each file's tests in their own order."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+try:
+    from .children import run_pytest
+except ImportError:
+    from children import run_pytest  # type: ignore[no-redef]
 
 TESTS = Path(__file__).resolve().parent
 
 
 def _collected(*files: str) -> list[str]:
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "--collect-only",
-            "-q",
-            *(str(TESTS / f) for f in files),
-        ],
-        cwd=TESTS.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    p = run_pytest("--collect-only", "-q", *(str(TESTS / f) for f in files), cwd=TESTS.parent)
     assert p.returncode == 0, p.stdout + p.stderr
     return [line for line in p.stdout.splitlines() if "::" in line]
 
