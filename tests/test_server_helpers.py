@@ -3,6 +3,7 @@ stopping them (a pytest worker killed by the OOM killer or SIGKILL runs no teard
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_volume.testing._server import tied_to_this_process
+from jupyter_volume.testing.seaweedfs import remove_sockets
 
 try:
     from .children import run_pytest
@@ -21,10 +23,10 @@ except ImportError:
     from children import run_pytest  # type: ignore[no-redef]
 
 STARTER = """
-import sys, time
+import json, sys, time
 from jupyter_volume.testing import SeaweedFS
 server = SeaweedFS().start()
-print(server.proc.pid, flush=True)
+print(server.proc.pid, json.dumps(list(server.ports.values())), flush=True)
 time.sleep(600)
 """
 
@@ -44,10 +46,12 @@ def test_a_seaweedfs_whose_starter_is_killed_outright_stops(tmp_path: Path) -> N
     starter = subprocess.Popen(
         [sys.executable, "-c", STARTER], stdout=subprocess.PIPE, env=env, text=True
     )
+    ports: list[int] = []
     try:
         line = starter.stdout.readline() if starter.stdout else ""
-        assert line.strip().isdigit(), f"the starter printed {line!r}"
-        weed = int(line)
+        pid, _, listed = line.partition(" ")
+        assert pid.isdigit(), f"the starter printed {line!r}"
+        weed, ports = int(pid), json.loads(listed)
         assert _running(weed)
         starter.send_signal(signal.SIGKILL)  # no teardown, no atexit: as the OOM killer
         starter.wait(30)
@@ -62,6 +66,7 @@ def test_a_seaweedfs_whose_starter_is_killed_outright_stops(tmp_path: Path) -> N
         if starter.poll() is None:
             starter.kill()
             starter.wait()
+        remove_sockets(ports)  # the starter's stop() would have
 
 
 def test_servers_are_started_through_setpriv_with_a_parent_death_signal() -> None:

@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,21 @@ def _sweep_abandoned(parent: str, min_age: float = 60.0) -> None:
         used = os.fsencode(f"-dir={e.path}/data")
         if not any(used in cmd for cmd in running):
             shutil.rmtree(e.path, ignore_errors=True)
+
+
+def remove_sockets(ports: Iterable[int]) -> None:
+    """Remove the Unix sockets of a stopped weed that used ``ports``: weed puts sockets
+    named after its gRPC ports into ``/tmp`` and leaves some behind at exit (and so
+    does a local socket moved there, see :meth:`SeaweedFS._local_socket`)."""
+    folders = {"/tmp", tempfile.gettempdir()}
+    for port in ports:
+        for folder in folders:
+            for path in Path(folder).glob(f"seaweedfs-*-{port}.sock"):
+                try:
+                    if stat.S_ISSOCK(path.lstat().st_mode):
+                        path.unlink()
+                except OSError:
+                    pass
 
 
 def find_weed() -> str:
@@ -233,21 +248,8 @@ class SeaweedFS(LocalServer):
         proc, self.proc = self.proc, None
         if proc is not None:
             terminate_group(proc, timeout)
-        self._remove_grpc_sockets()
+        remove_sockets(self.ports.values())
         self._cleanup()
-
-    def _remove_grpc_sockets(self) -> None:
-        # weed puts unix sockets named after its gRPC ports into /tmp and leaves some
-        # behind at exit; remove ours
-        folders = {"/tmp", tempfile.gettempdir()}
-        for port in self.ports.values():
-            for folder in folders:
-                for path in Path(folder).glob(f"seaweedfs-*-{port}.sock"):
-                    try:
-                        if stat.S_ISSOCK(path.lstat().st_mode):
-                            path.unlink()
-                    except OSError:
-                        pass
 
     # -- clients ---------------------------------------------------------------------
     def env(self) -> dict[str, str]:
