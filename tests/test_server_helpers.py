@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_volume.testing._server import tied_to_this_process
+from jupyter_volume.testing._server import pid_running, tied_to_this_process
 from jupyter_volume.testing.seaweedfs import remove_sockets
 
 try:
@@ -31,15 +31,6 @@ time.sleep(600)
 """
 
 
-def _running(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie left for init to reap does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.s3
 def test_a_seaweedfs_whose_starter_is_killed_outright_stops(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # its folder goes with tmp_path
@@ -52,13 +43,13 @@ def test_a_seaweedfs_whose_starter_is_killed_outright_stops(tmp_path: Path) -> N
         pid, _, listed = line.partition(" ")
         assert pid.isdigit(), f"the starter printed {line!r}"
         weed, ports = int(pid), json.loads(listed)
-        assert _running(weed)
+        assert pid_running(weed)
         starter.send_signal(signal.SIGKILL)  # no teardown, no atexit: as the OOM killer
         starter.wait(30)
         deadline = time.monotonic() + 60
-        while _running(weed) and time.monotonic() < deadline:
+        while pid_running(weed) and time.monotonic() < deadline:
             time.sleep(0.1)
-        still = _running(weed)
+        still = pid_running(weed)
         if still:
             os.kill(weed, signal.SIGKILL)  # leave nothing running, then fail
         assert not still, "SeaweedFS outlived the process that started it"

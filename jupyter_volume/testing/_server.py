@@ -29,6 +29,18 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def pid_running(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie not yet reaped does not), from
+    ``/proc`` (Linux; False elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # the command name is in parentheses and may contain spaces: the state follows it
+    return stat[stat.rfind(b")") + 2 :].split()[:1] != [b"Z"]
+
+
 def tied_to_this_process(args: list[str]) -> list[str]:
     """``args`` run so that the server is sent SIGTERM if the process that starts it dies
     without stopping it: a pytest worker killed outright (the OOM killer, SIGKILL) runs

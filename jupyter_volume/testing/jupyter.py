@@ -39,7 +39,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._server import LocalServer, free_ports, terminate_group, tied_to_this_process
+from ._server import (
+    LocalServer,
+    free_ports,
+    pid_running,
+    terminate_group,
+    tied_to_this_process,
+)
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -145,7 +151,7 @@ class _Held:
         out = []
         for pid, fd in self._fds.items():
             if fd < 0:
-                if _alive(pid):
+                if pid_running(pid):
                     out.append(pid)
             else:
                 poll = select.poll()  # (not select(): no limit on the descriptor's number)
@@ -170,15 +176,6 @@ class _Held:
             if fd >= 0:
                 os.close(fd)
         self._fds.clear()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :].split()[:1] != [b"Z"]
 
 
 class JupyterLab(LocalServer):
