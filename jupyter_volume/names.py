@@ -27,6 +27,7 @@ from typing import Any
 from .errors import AlreadyExistsError, InvalidError, NotFoundError
 from .repository import Repository
 from .repository.codec import dump_json, load_json
+from .repository.line import forget_line
 from .store import Store
 
 # Tag names (repository/gc.py) keep this stricter rule.
@@ -367,3 +368,4 @@ def delete_prefix(store: Store, prefix: str) -> int:
 
 def _delete_objects(store: Store, vol_id: str) -> None:
     delete_prefix(store, f"vols/{vol_id}/")
+    forget_line(store, vol_id)

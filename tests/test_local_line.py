@@ -634,3 +634,32 @@ def test_a_writer_suspended_in_line_past_the_grace_period_refuses_its_own_round(
     assert fresh.listdir("/") == []
     report = fresh.verify()
     assert report.ok, report.errors
+
+
+def test_deleting_a_volume_removes_its_line_folder_and_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_volume import Volume
+
+    lines = tmp_path / "lines-here"
+    monkeypatch.setenv("JUPYTER_VOLUME_LINE_DIR", str(lines))
+    url = (tmp_path / "store").as_uri()
+
+    def commit_to(vol: Volume) -> Path:
+        """Commit a file to ``vol`` as a mount does (through the line); its line folder."""
+        repo = Repository(vol.store, vol._resolve().id, cache_dir=tmp_path / "cache")
+        w = repo.writer()
+        rec, _ = repo.commit({"f.txt": w.bytes_entry(b"x")}, writer=w)
+        assert rec is not None  # a lone writer: under the line's lock, the usual way
+        assert repo.line is not None and (repo.line.folder / "lock").exists()
+        return repo.line.folder
+
+    gone = commit_to(Volume.from_name("gone", create_if_missing=True, store=url))
+    kept = commit_to(Volume.from_name("kept", create_if_missing=True, store=url))
+    Volume.objects.delete("gone", store=url)
+    assert not gone.exists()
+    assert (kept / "lock").exists()
+    with Volume.ephemeral(store=url) as eph:
+        ephemeral = commit_to(eph)
+    assert not ephemeral.exists()  # an ephemeral volume is deleted at the block's end
+    assert [p.name for p in lines.iterdir()] == [kept.name]

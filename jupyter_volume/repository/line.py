@@ -49,6 +49,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -106,10 +107,32 @@ def line_for(store: Store, vol_id: str) -> LocalLine | None:
     with another line folder) still meet this machine's through the store."""
     if os.environ.get(ENV_SWITCH, "1").strip() in ("0", "false", "no"):
         return None
+    return LocalLine(_folder(store, vol_id))
+
+
+def forget_line(store: Store, vol_id: str) -> None:
+    """Remove this machine's line folder of ``vol_id`` on ``store``: the volume was
+    deleted, and a volume made again gets a new id, so nobody would use it again. Best
+    effort: a folder that cannot be removed stays (it is in a temporary directory)."""
+    folder = _folder(store, vol_id)
+    if _ours(folder.parent):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _folder(store: Store, vol_id: str) -> Path:
     base = os.environ.get(ENV_DIR) or os.path.join(
         tempfile.gettempdir(), f"jupyter-volume-{os.getuid()}-lines"
     )
-    return LocalLine(Path(base) / hash_bytes(f"{store.url}\0{vol_id}".encode())[:32])
+    return Path(base) / hash_bytes(f"{store.url}\0{vol_id}".encode())[:32]
+
+
+def _ours(top: Path) -> bool:
+    """Whether ``top`` is a folder of this user's that nobody else may write in."""
+    try:
+        st = os.lstat(top)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 class LocalLine:
@@ -131,8 +154,7 @@ class LocalLine:
         if not self._made:
             top = self.folder.parent
             top.mkdir(mode=0o700, exist_ok=True)
-            st = os.lstat(top)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            if not _ours(top):
                 raise PermissionError(f"{top} is not a folder only this user can use")
             for d in (self.folder, self.intents, self.done, self.segments):
                 d.mkdir(mode=0o700, exist_ok=True)
