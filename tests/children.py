@@ -25,12 +25,14 @@ from typing import Any
 def isolated_env(root: Path, config_dir: Path, **extra: str) -> dict[str, str]:
     """The environment for a child process that uses only folders below ``root``: this
     process's variables without any ``JUPYTER_VOLUME_*`` one, then the store
-    (``root/store``), mount state, cache and Jupyter config folders, then ``extra``."""
+    (``root/store``), mount state, cache, line and Jupyter config folders, then
+    ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
     env.update(
         JUPYTER_VOLUME_STORE=(root / "store").as_uri(),
         JUPYTER_VOLUME_STATE_DIR=str(root / "state"),
         JUPYTER_VOLUME_CACHE_DIR=str(root / "cache"),
+        JUPYTER_VOLUME_LINE_DIR=str(root / "lines"),
         JUPYTER_CONFIG_DIR=str(config_dir),
         **extra,
     )

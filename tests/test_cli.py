@@ -40,6 +40,7 @@ class CLI:
             JUPYTER_CONFIG_DIR=str(self.config_dir),
             JUPYTER_VOLUME_STATE_DIR=str(tmp / "state"),
             JUPYTER_VOLUME_CACHE_DIR=str(tmp / "cache"),
+            JUPYTER_VOLUME_LINE_DIR=str(tmp / "lines"),
             SHELL="/bin/sh",
         )
         self.cwd = tmp / "work"

@@ -23,7 +23,13 @@ def run_cli(
     url: str, env: dict[str, str], tmp: Path, *args: str, rc: int = 0, input: bytes | None = None
 ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
-    full_env.update(env, JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"))
+    full_env.update(
+        env,
+        JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"),
+        JUPYTER_VOLUME_STATE_DIR=str(tmp / "state"),
+        JUPYTER_VOLUME_CACHE_DIR=str(tmp / "cache"),
+        JUPYTER_VOLUME_LINE_DIR=str(tmp / "lines"),
+    )
     p = subprocess.run(
         [sys.executable, "-m", "jupyter_volume.cli", *args, "--store", url],
         env=full_env,
