@@ -3,8 +3,10 @@ stopping them (a pytest worker killed by the OOM killer or SIGKILL runs no teard
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_volume.testing._server import pid_running, tied_to_this_process
+from jupyter_volume.testing._server import pid_running, terminate_group, tied_to_this_process
 from jupyter_volume.testing.seaweedfs import remove_sockets
 
 try:
@@ -134,20 +136,23 @@ def test_a_dead_session_seaweedfs_is_reported_with_its_status_and_log(tmp_path: 
     assert "Start Seaweed" in out, out  # the log's tail
 
 
-def _sleeper() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+def _sleeper(new_session: bool = False) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=new_session
+    )
 
 
-def _with_pid(pid: int) -> subprocess.Popen[bytes]:
+def _with_pid(pid: int, new_session: bool = False) -> subprocess.Popen[bytes]:
     """A new process that gets ``pid``, as a busy machine hands out a freed PID again:
     the kernel's last PID set just below it (root: ``ns_last_pid``), then a fork.
-    Retried while other processes take the PID first."""
+    Retried while other processes take the PID first. ``new_session``: it leads a
+    session and process group of its own, as a test's server or kernel does."""
     for _ in range(100):
         try:
             Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
         except OSError as e:
             pytest.fail(f"cannot set the kernel's last PID ({e}): this test needs root")
-        p = _sleeper()
+        p = _sleeper(new_session)
         if p.pid == pid:
             return p
         p.kill()
@@ -184,3 +189,58 @@ def test_a_server_stop_never_signals_a_process_that_got_a_found_pid_later() -> N
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_stopping_a_server_that_died_and_was_reaped_signals_no_other_group() -> None:
+    # A server that dies is reaped by the next look at it (LocalServer.running, the
+    # conftest's death report), and stopped at the end of its test or session, minutes
+    # later. Its process group's ID, its PID, may lead another group by then: another
+    # worker's SeaweedFS, started in a session of its own. Signalling the old group
+    # would kill it.
+    dead, stranger = _sleeper(new_session=True), None
+    try:
+        dead.kill()
+        while dead.poll() is None:  # reaped, as a look at a dead server reaps it
+            time.sleep(0.01)
+        stranger = _with_pid(dead.pid, new_session=True)
+        assert os.getpgid(stranger.pid) == dead.pid  # the dead server's group ID, taken
+        terminate_group(dead, 1)
+        time.sleep(0.2)
+        assert stranger.poll() is None, "stopping a dead server killed another group"
+    finally:
+        for p in (dead, stranger):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+GROUP = """
+import signal, subprocess, sys, time
+# its child stays in its process group and ignores SIGTERM, as a server's helper may
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_terminate_group_kills_what_outlives_the_leader_and_reaps_it() -> None:
+    leader = subprocess.Popen(
+        [sys.executable, "-c", GROUP], stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert leader.stdout is not None
+    child = os.pidfd_open(int(leader.stdout.readline()))  # held: signals reach it only
+    try:
+        terminate_group(leader, 5)  # SIGTERM ends the leader; the child ignores it
+        assert leader.returncode == -signal.SIGTERM
+        poll = select.poll()
+        poll.register(child, select.POLLIN)  # readable once the child has ended
+        assert poll.poll(5000), "the leader's child outlived the stop"  # a hang guard
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(child, signal.SIGKILL)
+        os.close(child)
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+        leader.stdout.close()

@@ -55,19 +55,41 @@ def tied_to_this_process(args: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *args]
 
 
+def ended(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``proc`` to end, without reaping it: until it is
+    reaped its PID, which is also its process group's ID, is given to no other process,
+    so the group can still be signalled safely (:func:`terminate_group`)."""
+    if proc.returncode is not None:
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                return True
+        except ChildProcessError:
+            return True  # reaped by someone else
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
 def terminate_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM the process group of ``proc``, wait ``timeout``, then SIGKILL what is left."""
-    if proc.poll() is None:
+    """SIGTERM the process group of ``proc`` (its leader), wait up to ``timeout`` s for
+    the leader to end, SIGKILL what is left of the group, then reap the leader.
+
+    The group is signalled only while its leader is not reaped. Once it is, the
+    group's ID, the leader's PID, is free: this machine hands PIDs out again from only
+    32,768, and another test's server or kernel, started in a session of its own,
+    leads a group of that ID before long. So a leader already reaped (by ``poll()``,
+    as ``LocalServer.running`` does) gets no signal; the servers we start leave no
+    process of their own in their group once the leader ended."""
+    if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the leader is gone: nothing of its group survives
+        ended(proc, timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what is left of the group, if anything
+    proc.wait()
 
 
 class LocalServer:

@@ -41,6 +41,7 @@ from typing import Any
 
 from ._server import (
     LocalServer,
+    ended,
     free_ports,
     pid_running,
     terminate_group,
@@ -322,14 +323,11 @@ class JupyterLab(LocalServer):
             below = _Held()
             try:
                 below.add(_descendants(proc.pid))  # while the server, its parent, runs
-                if proc.poll() is None:
+                if not ended(proc, 0):
                     with contextlib.suppress(OSError, ValueError):
                         self.api("POST", "api/shutdown", timeout=5)
-                    try:
-                        proc.wait(timeout)
-                    except subprocess.TimeoutExpired:
-                        terminate_group(proc, 5)
-                terminate_group(proc, 5)  # anything left in its group
+                    ended(proc, timeout)  # not reaped: its group can still be signalled
+                terminate_group(proc, 5)  # the server, if it runs on, and its group
                 # what those left started meanwhile (never a scan below the server's
                 # own PID now: it ended, and the PID may be another process's)
                 for pid in below.running():
