@@ -22,17 +22,27 @@ from pathlib import Path
 from typing import Any
 
 
+def private_folders(base: Path) -> dict[str, str]:
+    """The variables that put every folder jupyter-volume keeps on this machine below
+    ``base``: mount state, chunk cache and the writers' line (whose default is shared
+    by the whole machine, under the temporary directory). For a process started before
+    the conftest gives each test its own (a module's server) or without our variables."""
+    return {
+        "JUPYTER_VOLUME_STATE_DIR": str(base / "state"),
+        "JUPYTER_VOLUME_CACHE_DIR": str(base / "cache"),
+        "JUPYTER_VOLUME_LINE_DIR": str(base / "lines"),
+    }
+
+
 def isolated_env(root: Path, config_dir: Path, **extra: str) -> dict[str, str]:
     """The environment for a child process that uses only folders below ``root``: this
     process's variables without any ``JUPYTER_VOLUME_*`` one, then the store
-    (``root/store``), mount state, cache, line and Jupyter config folders, then
+    (``root/store``), the :func:`private_folders` and the Jupyter config folder, then
     ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
     env.update(
+        private_folders(root),
         JUPYTER_VOLUME_STORE=(root / "store").as_uri(),
-        JUPYTER_VOLUME_STATE_DIR=str(root / "state"),
-        JUPYTER_VOLUME_CACHE_DIR=str(root / "cache"),
-        JUPYTER_VOLUME_LINE_DIR=str(root / "lines"),
         JUPYTER_CONFIG_DIR=str(config_dir),
         **extra,
     )

@@ -40,6 +40,11 @@ from jupyter_volume.store.s3 import S3Store, make_client
 from jupyter_volume.testing.bytecode import compile_package
 from jupyter_volume.testing.seaweedfs import SeaweedFS
 
+try:
+    from .children import private_folders
+except ImportError:  # tests/ is not a package
+    from children import private_folders  # type: ignore[no-redef]
+
 STORE_KINDS = ["local", "s3"]
 
 
@@ -82,10 +87,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test gets its own mount-state, cache and line folders (never the user's),
     and no mount outlives the test that made it."""
-    monkeypatch.setenv("JUPYTER_VOLUME_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("JUPYTER_VOLUME_CACHE_DIR", str(tmp_path / "cache"))
-    # where writers on this machine line up for a volume on S3 (repository/line.py)
-    monkeypatch.setenv("JUPYTER_VOLUME_LINE_DIR", str(tmp_path / "lines"))
+    for name, folder in private_folders(tmp_path).items():
+        monkeypatch.setenv(name, folder)
     # An explicit commit waits until changed files have been quiet this long (1 s by
     # default); tests commit right after writing hundreds of times, so they wait less.
     # The snapshot tests (test_mount_snapshots.py) set their own intervals.

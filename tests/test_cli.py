@@ -22,6 +22,11 @@ from typing import Any
 
 import pytest
 
+try:
+    from .children import private_folders
+except ImportError:  # tests/ is not a package
+    from children import private_folders  # type: ignore[no-redef]
+
 pytestmark = pytest.mark.slow  # long in all: started first (conftest)
 
 BIN = Path(sys.executable).parent
@@ -37,10 +42,8 @@ class CLI:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
         self.env.update(env)
         self.env.update(
+            private_folders(tmp),
             JUPYTER_CONFIG_DIR=str(self.config_dir),
-            JUPYTER_VOLUME_STATE_DIR=str(tmp / "state"),
-            JUPYTER_VOLUME_CACHE_DIR=str(tmp / "cache"),
-            JUPYTER_VOLUME_LINE_DIR=str(tmp / "lines"),
             SHELL="/bin/sh",
         )
         self.cwd = tmp / "work"

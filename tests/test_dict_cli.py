@@ -16,6 +16,11 @@ from IPython.utils.capture import capture_output
 
 from jupyter_volume import Dict
 
+try:
+    from .children import private_folders
+except ImportError:  # tests/ is not a package
+    from children import private_folders  # type: ignore[no-redef]
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
@@ -23,13 +28,8 @@ def run_cli(
     url: str, env: dict[str, str], tmp: Path, *args: str, rc: int = 0, input: bytes | None = None
 ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_VOLUME_")}
-    full_env.update(
-        env,
-        JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"),
-        JUPYTER_VOLUME_STATE_DIR=str(tmp / "state"),
-        JUPYTER_VOLUME_CACHE_DIR=str(tmp / "cache"),
-        JUPYTER_VOLUME_LINE_DIR=str(tmp / "lines"),
-    )
+    full_env.update(private_folders(tmp))
+    full_env.update(env, JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"))
     p = subprocess.run(
         [sys.executable, "-m", "jupyter_volume.cli", *args, "--store", url],
         env=full_env,

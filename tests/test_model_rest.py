@@ -101,6 +101,11 @@ from jupyter_volume import Volume
 from jupyter_volume.server.engine import commit_json
 from jupyter_volume.testing.jupyter import JupyterLab
 
+try:
+    from .children import private_folders
+except ImportError:  # tests/ is not a package
+    from children import private_folders  # type: ignore[no-redef]
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 # -- the model's vocabulary ---------------------------------------------------------------------
@@ -1908,8 +1913,7 @@ def served(
     env = {
         **extra,
         "JUPYTER_VOLUME_STORE": store_url,
-        "JUPYTER_VOLUME_CACHE_DIR": str(base / "cache"),
-        "JUPYTER_VOLUME_STATE_DIR": str(base / "state"),
+        **private_folders(base),
         "JUPYTER_CONFIG_PATH": str(REPO / "jupyter-config"),
         "TMPDIR": str(base / "tmp"),
     }

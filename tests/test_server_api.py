@@ -47,6 +47,11 @@ from jupyter_volume.errors import (
 from jupyter_volume.server import handlers as H
 from jupyter_volume.testing.jupyter import JupyterLab
 
+try:
+    from .children import private_folders
+except ImportError:  # tests/ is not a package
+    from children import private_folders  # type: ignore[no-redef]
+
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 
@@ -67,8 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {
         # The store comes from the same configuration as the kernel side.
         "JUPYTER_VOLUME_STORE": store_url,
-        "JUPYTER_VOLUME_CACHE_DIR": str(base / "cache"),
-        "JUPYTER_VOLUME_STATE_DIR": str(base / "state"),
+        **private_folders(base),
         # The file a pip install puts in <prefix>/etc/jupyter/jupyter_server_config.d.
         "JUPYTER_CONFIG_PATH": str(REPO / "jupyter-config"),
         "TMPDIR": str(base / "tmp"),

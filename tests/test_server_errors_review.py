@@ -27,6 +27,11 @@ from test_server_api import REPO, Api, error_of, sha
 from jupyter_volume import Volume
 from jupyter_volume.testing.jupyter import JupyterLab
 
+try:
+    from .children import private_folders
+except ImportError:  # tests/ is not a package
+    from children import private_folders  # type: ignore[no-redef]
+
 NB = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 
 
@@ -37,8 +42,7 @@ def _server_env(
     if config_dir is not None:
         config_path += os.pathsep + str(config_dir)
     env = {
-        "JUPYTER_VOLUME_CACHE_DIR": str(base / "cache"),
-        "JUPYTER_VOLUME_STATE_DIR": str(base / "state"),
+        **private_folders(base),
         "JUPYTER_CONFIG_PATH": config_path,
         "TMPDIR": str(base / "tmp"),
     }

@@ -32,6 +32,11 @@ from test_sidebar_browser import (
 from jupyter_volume import Volume
 from jupyter_volume.testing.jupyter import JupyterLab, chromium
 
+try:
+    from .children import private_folders
+except ImportError:  # tests/ is not a package
+    from children import private_folders  # type: ignore[no-redef]
+
 pytestmark = pytest.mark.slow  # long in all: started first (conftest)
 
 MiB = 1024 * 1024
@@ -42,8 +47,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     base = tmp_path_factory.mktemp("sidebar-behaviour")
     env = {
         "JUPYTER_VOLUME_STORE": (base / "store").as_uri(),
-        "JUPYTER_VOLUME_STATE_DIR": str(base / "state"),
-        "JUPYTER_VOLUME_CACHE_DIR": str(base / "cache"),
+        **private_folders(base),
         "JUPYTER_PATH": str(_labextension_path(base)),
         "JUPYTER_CONFIG_PATH": str(REPO / "jupyter-config"),
     }

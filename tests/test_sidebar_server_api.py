@@ -23,6 +23,11 @@ from jupyter_volume import Volume
 from jupyter_volume.server.engine import MAX_CHUNK_SIZE, MAX_UPLOADS_PER_USER, MAX_UPLOADS_TOTAL
 from jupyter_volume.testing.jupyter import JupyterLab
 
+try:
+    from .children import private_folders
+except ImportError:  # tests/ is not a package
+    from children import private_folders  # type: ignore[no-redef]
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str]]:
@@ -30,8 +35,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str]
     store_url = (base / "store").as_uri()
     env = {
         "JUPYTER_VOLUME_STORE": store_url,
-        "JUPYTER_VOLUME_CACHE_DIR": str(base / "cache"),
-        "JUPYTER_VOLUME_STATE_DIR": str(base / "state"),
+        **private_folders(base),
         "JUPYTER_CONFIG_PATH": str(REPO / "jupyter-config"),
     }
     with JupyterLab(app="server", env=env) as lab:
