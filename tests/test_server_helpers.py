@@ -215,11 +215,12 @@ def test_stopping_a_server_that_died_and_was_reaped_signals_no_other_group() -> 
 
 
 GROUP = """
-import signal, subprocess, sys, time
-# its child stays in its process group and ignores SIGTERM, as a server's helper may
-child = subprocess.Popen([sys.executable, "-c",
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
-print(child.pid, flush=True)
+import subprocess, sys, time
+# its child stays in its process group and ignores SIGTERM, as a server's helper may;
+# the child prints its PID (to the test, through this stdout) once it ignores it
+subprocess.Popen([sys.executable, "-c", "import os, signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(os.getpid(), flush=True); "
+    "time.sleep(120)"])
 time.sleep(120)
 """
 
@@ -229,7 +230,8 @@ def test_terminate_group_kills_what_outlives_the_leader_and_reaps_it() -> None:
         [sys.executable, "-c", GROUP], stdout=subprocess.PIPE, start_new_session=True
     )
     assert leader.stdout is not None
-    child = os.pidfd_open(int(leader.stdout.readline()))  # held: signals reach it only
+    # held by pidfd: signals reach it only; read once it ignores SIGTERM
+    child = os.pidfd_open(int(leader.stdout.readline()))
     try:
         terminate_group(leader, 5)  # SIGTERM ends the leader; the child ignores it
         assert leader.returncode == -signal.SIGTERM
