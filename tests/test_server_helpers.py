@@ -142,6 +142,14 @@ def _sleeper(new_session: bool = False) -> subprocess.Popen[bytes]:
     )
 
 
+def _end(*procs: subprocess.Popen[bytes] | None) -> None:
+    """Kill and reap each of the test's own processes that still runs (None: never made)."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def _with_pid(pid: int, new_session: bool = False) -> subprocess.Popen[bytes]:
     """A new process that gets ``pid``, as a busy machine hands out a freed PID again:
     the kernel's last PID set just below it (root: ``ns_last_pid``), then a fork.
@@ -185,10 +193,7 @@ def test_a_server_stop_never_signals_a_process_that_got_a_found_pid_later() -> N
         assert held.running() == []
     finally:
         held.close()
-        for p in (found, other, stranger):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+        _end(found, other, stranger)
 
 
 def test_stopping_a_server_that_died_and_was_reaped_signals_no_other_group() -> None:
@@ -208,10 +213,7 @@ def test_stopping_a_server_that_died_and_was_reaped_signals_no_other_group() -> 
         time.sleep(0.2)
         assert stranger.poll() is None, "stopping a dead server killed another group"
     finally:
-        for p in (dead, stranger):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+        _end(dead, stranger)
 
 
 GROUP = """
@@ -242,7 +244,5 @@ def test_terminate_group_kills_what_outlives_the_leader_and_reaps_it() -> None:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(child, signal.SIGKILL)
         os.close(child)
-        if leader.poll() is None:
-            leader.kill()
-            leader.wait()
+        _end(leader)
         leader.stdout.close()
