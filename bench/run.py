@@ -155,6 +155,17 @@ def run_order(names: list[str], r: int) -> list[str]:
     return row[::-1] if k >= n else row
 
 
+def whole_rounds(n_tools: int, reps: int) -> int:
+    """``reps`` rounded up to a multiple of ``n_tools``: the repetitions :func:`run_order`
+    needs to put every tool in every place equally often. Any other count runs some
+    orders once more than the rest (10 repetitions of 4 tools ran two of the four orders
+    three times), so whatever a place or a predecessor costs would weigh on some tools
+    more than on others."""
+    if n_tools < 1 or reps < 1:
+        raise ValueError(f"need at least one tool and one repetition, got {n_tools}, {reps}")
+    return -(-reps // n_tools) * n_tools
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path, sw: Any) -> None:
         self.args = args
@@ -445,6 +456,16 @@ class Bench:
         self.rm(self.work / "set-aside")
 
     # -- scenarios ---------------------------------------------------------------------------------
+    def rounds(self, n_tools: int, scenario: str) -> int:
+        """The repetitions scenario ``scenario`` runs for ``n_tools`` tools in turn: ``--reps``
+        rounded up to whole rounds of :func:`run_order` (logged when rounded)."""
+        n = whole_rounds(n_tools, self.reps)
+        if n != self.reps:
+            log(
+                f"({scenario}) {n} repetitions instead of {self.reps}: whole rounds of {n_tools} tools"
+            )
+        return n
+
     def in_order(self, r: int, tools: dict[str, Any]) -> dict[str, Any]:
         """Run ``tools`` (name -> a function that measures one tool) for repetition ``r``,
         in the order :func:`run_order` gives it. Returns the results in the tools' order,
@@ -461,8 +482,9 @@ class Bench:
         big = src / "big.bin"
         write_random(big, size, seed=1)
         reps = []
-        for r in range(self.reps):
-            log(f"(a) 1 file of {size // MiB} MiB, run {r + 1}/{self.reps}")
+        n_reps = self.rounds(4, "a")
+        for r in range(n_reps):
+            log(f"(a) 1 file of {size // MiB} MiB, run {r + 1}/{n_reps}")
 
             def jv(r: int = r) -> dict[str, Any]:
                 up, down = self.work / f"a-jv-up-{r}", self.work / f"a-jv-down-{r}"
@@ -520,8 +542,9 @@ class Bench:
         generate_tree(src, n, size, per_dir=1000, seed=2)
         rels = tree_paths(n, 1000)
         reps = []
-        for r in range(self.reps):
-            log(f"(b) {n} files of 4 KiB, run {r + 1}/{self.reps}")
+        n_reps = self.rounds(5 if self.dvc else 4, "b")
+        for r in range(n_reps):
+            log(f"(b) {n} files of 4 KiB, run {r + 1}/{n_reps}")
 
             def jv(r: int = r) -> dict[str, Any]:
                 up, down = self.work / f"b-jv-up-{r}", self.dest(f"b-jv-down-{r}")
