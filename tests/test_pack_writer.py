@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -176,7 +177,7 @@ def _pack_contents(sink: _Sink) -> list[bytes]:
 def test_the_last_pack_does_not_wait_for_an_upload_slot(
     pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With max_in_flight packs on their way, sealing another waits for the oldest; the
+    # With max_in_flight packs on their way, sealing another waits for one of them; the
     # last one (flush) does not: the commit checks and sends its tree meanwhile.
     monkeypatch.setattr(packs_mod, "PACK_TARGET", 64 << 10)
     gate = threading.Event()
@@ -199,6 +200,48 @@ def test_the_last_pack_does_not_wait_for_an_upload_slot(
     t.join(30)
     for d in data[17:]:
         w.add(hash_bytes(d), CODEC_RAW, d, len(d))
+    w.finish()
+    assert sink.chunks() == {hash_bytes(d): d for d in data}
+
+
+def test_an_upload_the_store_holds_up_does_not_hold_up_the_others(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store can keep one PUT waiting for a second or more. The writer then goes on with
+    # the other upload slots: it waits for whichever upload ends first, not the oldest.
+    monkeypatch.setattr(packs_mod, "PACK_TARGET", 64 << 10)
+    gate = threading.Event()
+    first: list[str] = []
+    sink = _Sink()
+
+    def upload(pack_id: str, data: object) -> None:
+        if not first:
+            first.append(pack_id)
+        if pack_id == first[0]:
+            assert gate.wait(60), "never let go"
+        sink.upload(pack_id, data)
+
+    w = PackWriter(upload, pool, max_in_flight=2)
+    data = _noise(16 * 6, 4)  # six packs of 16 chunks
+    added = threading.Event()
+
+    def add_all() -> None:
+        for d in data:
+            w.add(hash_bytes(d), CODEC_RAW, d, len(d))
+        added.set()
+
+    t = threading.Thread(target=add_all, daemon=True)
+    t.start()
+    try:
+        # the first pack is held; the five after it go up through the other slot
+        assert added.wait(30), f"the writer waited for the held upload ({len(sink.packs)} landed)"
+        deadline = time.monotonic() + 30
+        while len(sink.packs) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(sink.packs) == 5 and first[0] not in sink.packs
+    finally:
+        gate.set()
+        t.join(30)
     w.finish()
     assert sink.chunks() == {hash_bytes(d): d for d in data}
 

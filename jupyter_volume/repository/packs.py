@@ -27,7 +27,7 @@ import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import Any, NamedTuple
 
 from .._libc import libc_function
@@ -38,6 +38,12 @@ from .codec import CODEC_RAW, compress_later
 PACK_MAGIC = b"JVPK1\0\0\0"
 INDEX_MAGIC = b"JVIX1\0\0\0"
 PACK_TARGET = 16 << 20
+#: Packs of one writer uploading at once. A store can hold a PUT back for a second or
+#: more (SeaweedFS while it adds a volume, S3's slowest requests); with three on their
+#: way and a wait for the oldest, such a pause stopped a big commit's uploads whole. Six,
+#: each slot refilled as soon as any upload is done, keep the store busy meanwhile, for
+#: about 50 MB more memory at most (bench/NOTES.md, forty-third pass).
+MAX_IN_FLIGHT = 6
 #: A writer's first pack is sealed at this size, each next one at twice the last, up to
 #: ``PACK_TARGET``: the store starts on a big commit's bytes sooner.
 FIRST_PACK = 2 << 20
@@ -405,7 +411,10 @@ class PackWriter:
     """
 
     def __init__(
-        self, upload: Callable[[str, bytes], None], executor: Executor, max_in_flight: int = 3
+        self,
+        upload: Callable[[str, bytes], None],
+        executor: Executor,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self._upload = upload
         self._executor = executor
@@ -554,9 +563,9 @@ class PackWriter:
 
     def _seal(self, last: bool = False) -> None:
         """Start uploading the current pack. Once ``max_in_flight`` packs are on their
-        way, the caller waits for the oldest first, unless this is the ``last`` pack (a
-        :meth:`flush`): the commit then checks and sends its tree while the packs go up,
-        with one buffer more at most."""
+        way, the caller waits until one of them is done, unless this is the ``last`` pack
+        (a :meth:`flush`): the commit then checks and sends its tree while the packs go
+        up, with one buffer more at most."""
         if not self._recs:
             return
         keys = [bytes.fromhex(h) for h, _o, _n, _r, _c in self._recs]
@@ -578,13 +587,22 @@ class PackWriter:
         self._recs = []
         self._pending = {}
         while len(self._futures) >= self._max + last:
-            self._futures.popleft().result()
+            self._wait_for_one()
         self._futures.append(self._executor.submit(self._send, pack_id, buf, length))
         self._buf = self._take_buf()
         self._len = 0
         self._target = min(PACK_TARGET, 2 * self._target)
         if not last:
             self._back_buf()
+
+    def _wait_for_one(self) -> None:
+        """Wait until any upload on its way is done (not the oldest: one PUT that the store
+        holds up must not stop the others' slots from being used) and forget the done
+        ones; a failed one raises here (the rest are left for :meth:`abort`)."""
+        done, _ = wait(self._futures, return_when=FIRST_COMPLETED)
+        for f in done:
+            f.result()
+        self._futures = deque(f for f in self._futures if f not in done)
 
     def send_after(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (another upload of the same commit, such as its index segment) on
