@@ -68,10 +68,14 @@ def run_python_json(
 
 
 def run_pytest(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """A pytest session of its own in a child process (no cache folder written), run in
-    ``cwd``; its output as text. A hang guard of 300 s."""
+    ``cwd``; its output as text. A hang guard of 300 s. ``preexec_fn``: run in the child
+    before pytest starts (as :class:`subprocess.Popen` takes it)."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=cwd,
@@ -79,6 +83,7 @@ def run_pytest(
         capture_output=True,
         text=True,
         timeout=300,
+        preexec_fn=preexec_fn,
     )
 
 

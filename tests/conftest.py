@@ -56,6 +56,13 @@ def pytest_configure(config: pytest.Config) -> None:
     a wheel never leaves to them (see :mod:`jupyter_volume.testing.bytecode`)."""
     if not hasattr(config, "workerinput"):
         compile_package()
+    # A shell without job control starts a background command (`./scripts/test &`,
+    # `nohup ... &`) with SIGINT ignored, and every process below inherits that: the
+    # tests of Ctrl-C (a real SIGINT to a magic's process, or to a CLI or a writer in a
+    # child) then saw nothing happen. A test run is no place to ignore it, so Python's
+    # own handler goes back (before xdist starts its workers, which then get it too).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
