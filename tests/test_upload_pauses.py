@@ -1,0 +1,71 @@
+"""A big commit's uploads go on past a PUT that the store holds up (packs.MAX_IN_FLIGHT).
+
+A store can keep one PUT waiting for a second or more: SeaweedFS while it adds a
+volume, S3 on its slowest requests. That pause cannot be caused at a chosen moment on
+a real server, so a wrapper around the real store (a folder, or SeaweedFS) holds the
+first pack's PUT; everything else goes to the store as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from jupyter_volume import Volume
+from jupyter_volume.store import Store
+from jupyter_volume.testing.wrappers import WrappedStore
+
+MiB = 1 << 20
+#: how long the held PUT waits for the others at most (the old writer never let them
+#: come, so this bounds how long the test takes to fail, not how long it takes to pass)
+HOLD_AT_MOST = 20.0
+
+
+class _FirstPackHeld(WrappedStore):
+    """Holds the first pack PUT until ``others`` more packs have landed (or at most
+    ``HOLD_AT_MOST`` s); ``landed_meanwhile``: how many had when it was let go."""
+
+    def __init__(self, inner: Store, others: int) -> None:
+        super().__init__(inner)
+        self.others = others
+        self.held: str | None = None
+        self.landed = 0
+        self.landed_meanwhile: int | None = None
+        self._lock = threading.Lock()
+        self._enough = threading.Event()
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        if "/packs/" not in key:
+            return super().put(key, data)
+        with self._lock:
+            hold = self.held is None
+            if hold:
+                self.held = key
+        if hold:
+            self._enough.wait(HOLD_AT_MOST)
+            with self._lock:
+                self.landed_meanwhile = self.landed
+            return super().put(key, data)
+        super().put(key, data)
+        with self._lock:
+            self.landed += 1
+            if self.landed >= self.others:
+                self._enough.set()
+
+
+def test_a_held_pack_put_does_not_stop_the_others_and_the_commit_is_whole(
+    store: Store, tmp_path: Path
+) -> None:
+    held = _FirstPackHeld(store, others=5)
+    vol = Volume.from_name("vol", store=held, create_if_missing=True)
+    m = vol.mount(tmp_path / "mnt", background=False)
+    data = os.urandom(120 * MiB)  # packs of 2, 4, 8, then 16 MiB: nine of them
+    (tmp_path / "mnt" / "big.bin").write_bytes(data)
+    info = m.commit()
+    assert info is not None
+    assert held.held is not None, "no pack was uploaded"
+    # the old writer (three on their way, a wait for the oldest) had two land meanwhile
+    assert held.landed_meanwhile is not None and held.landed_meanwhile >= 5, held.landed_meanwhile
+    fresh = Volume.from_name("vol", store=store)  # another reader, without the wrapper
+    assert b"".join(fresh.read_file("big.bin")) == data
