@@ -12,7 +12,10 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from jupyter_volume import Volume
+from jupyter_volume.errors import StoreError
 from jupyter_volume.store import Store
 from jupyter_volume.testing.wrappers import WrappedStore
 
@@ -68,4 +71,47 @@ def test_a_held_pack_put_does_not_stop_the_others_and_the_commit_is_whole(
     # the old writer (three on their way, a wait for the oldest) had two land meanwhile
     assert held.landed_meanwhile is not None and held.landed_meanwhile >= 5, held.landed_meanwhile
     fresh = Volume.from_name("vol", store=store)  # another reader, without the wrapper
+    assert b"".join(fresh.read_file("big.bin")) == data
+
+
+class _LaterPackFails(_FirstPackHeld):
+    """Holds the first pack PUT as above, and fails the ``fail_at``-th pack PUT after it
+    (a store error on one of the later uploads, while the oldest is still on its way)."""
+
+    def __init__(self, inner: Store, fail_at: int) -> None:
+        super().__init__(inner, others=fail_at)
+        self.fail_at = fail_at
+        self.armed = True
+        self._count = 0
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        if self.armed and "/packs/" in key and self.held is not None and key != self.held:
+            with self._lock:
+                self._count += 1
+                fail = self._count == self.fail_at
+            if fail:
+                self._enough.set()  # the held one goes on once this one has failed
+                raise StoreError("injected: a pack PUT failed")
+        super().put(key, data)
+
+
+def test_a_later_pack_put_that_fails_while_the_oldest_is_held_publishes_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    # The writer now waits for whichever upload ends first: a failed one that is not the
+    # oldest must still fail the commit, publish nothing and leave the file uncommitted.
+    wrapped = _LaterPackFails(store, fail_at=3)
+    vol = Volume.from_name("vol", store=wrapped, create_if_missing=True)
+    m = vol.mount(tmp_path / "mnt", background=False)
+    before = [c.seq for c in vol.history()]
+    data = os.urandom(120 * MiB)
+    (tmp_path / "mnt" / "big.bin").write_bytes(data)
+    with pytest.raises(StoreError, match="injected"):
+        m.commit()
+    vol.refresh()
+    assert [c.seq for c in vol.history()] == before
+    assert m.status().added == ["big.bin"]
+    wrapped.armed = False
+    assert m.commit() is not None
+    fresh = Volume.from_name("vol", store=store)
     assert b"".join(fresh.read_file("big.bin")) == data
