@@ -218,7 +218,10 @@ def seaweedfs() -> Iterator[SeaweedFS]:
     finally:
         why = _died(server)
         _session_seaweedfs.clear()
-        server.stop()
+        # Not the 15 s default: after a session's traffic, weed's volume server often
+        # waits out its 30 s graceful stop for the keep-alive connections of its own S3
+        # gateway, and nothing of this server's data outlives the session.
+        server.stop(timeout=3.0)
     if why is not None:  # a death no test noticed is still an error of the run
         pytest.fail(why, pytrace=False)
 
