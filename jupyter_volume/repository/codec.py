@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
 import zstandard
@@ -97,12 +97,42 @@ def _read_upto(stream: IO[bytes], n: int) -> bytes:
     return b"".join(parts)
 
 
+class Window:
+    """Where :func:`cut_chunks` holds a big stream while it cuts it: a region of memory
+    it reads into and cuts from, and moves on from when what is left unread there is
+    less than one chunk's look-ahead.
+
+    This one is a single buffer, reused: each move brings the unread tail back to its
+    start. (A pack writer's window is the pack's own buffer, so that chunks are cut
+    where they are stored: see :meth:`.packs.PackWriter.window`.)
+
+    :func:`cut_chunks` sets ``piece`` (the chunk it is about to yield) and ``at`` (its
+    offset in the current region) before each yield.
+    """
+
+    piece: memoryview | None = None
+    at = 0
+
+    def open(self, first: bytes) -> memoryview:
+        """A region that starts with ``first``, with room to read on (at least
+        ``CHUNK_WINDOW + CHUNK_MAX`` bytes in all)."""
+        mv = memoryview(bytearray(max(CHUNK_WINDOW + CHUNK_MAX, len(first))))
+        mv[: len(first)] = first
+        return mv
+
+    def slide(self, mv: memoryview, pos: int, end: int) -> memoryview:
+        """A region that starts with ``mv[pos:end]`` (the bytes read and not yet cut),
+        with room after them to read on; ``mv`` is the current one."""
+        mv[: end - pos] = mv[pos:end]  # a memoryview copies overlapping ranges safely
+        return mv
+
+
 def cut_chunks(
     stream: IO[bytes],
     head: bytes = b"",
     *,
     previous: list[tuple[str, int]] | None = None,
-    buffer: Callable[[], bytearray] | None = None,
+    window: Window | None = None,
 ) -> Iterator[tuple[memoryview, str]]:
     """Cut ``head`` + the rest of ``stream`` into chunks; yield ``(bytes, blake3 hex)``.
 
@@ -116,8 +146,8 @@ def cut_chunks(
     the same amount of data follows it (or at least ``CHUNK_MAX`` in both), the chunker
     would cut it exactly there again, so it is taken without running the chunker: an
     in-place edit of a big file costs hashing it, and chunking only the edited regions.
-    ``buffer()`` returns a reusable bytearray of at least ``CHUNK_WINDOW + CHUNK_MAX``
-    bytes for big streams (allocated here when not given).
+    ``window``: where a stream of ``SMALL_READ`` bytes or more is held (a new
+    :class:`Window` when not given); a smaller one is cut from one buffer of its own.
     """
     cdc = new_chunker()
     prev_at: dict[int, tuple[str, int]] = {}
@@ -135,19 +165,15 @@ def cut_chunks(
     # an insertion or deletion the old offsets no longer line up until the end).
     steps = aligned = 0
     first = head + _read_upto(stream, SMALL_READ - len(head)) if len(head) < SMALL_READ else head
+    win: Window | None = None
     if len(first) < SMALL_READ:
         mv = memoryview(first)
         end = len(first)
         eof = True
-        buf = None
     else:
-        want = CHUNK_WINDOW + CHUNK_MAX
-        buf = buffer() if buffer is not None else None
-        if buf is None or len(buf) < max(want, len(first)):
-            buf = bytearray(max(want, len(first)))
-        mv = memoryview(buf)
+        win = window if window is not None else Window()
+        mv = win.open(first)
         end = len(first)
-        mv[:end] = first
         eof = False
     del first
     readinto = getattr(stream, "readinto", None)
@@ -159,13 +185,12 @@ def cut_chunks(
     cut_at = 0
     while True:
         if not eof and end - pos < CHUNK_MAX:
-            assert buf is not None
+            assert win is not None
             cuts = None
             if pos:
-                tail = bytes(mv[pos:end])
-                mv[: len(tail)] = tail
+                mv = win.slide(mv, pos, end)
                 base += pos
-                end = len(tail)
+                end -= pos
                 pos = 0
             if prev_offs and fd is None and not eof:
                 fd, origin = _positional(stream, base + end)
@@ -173,12 +198,12 @@ def cut_chunks(
                 got = _fill(fd, mv, end, origin + base + end)
                 end += got
                 stream.seek(origin + base + end)  # where a sequential read would have left it
-                eof = end < len(buf)
-            while not eof and end < len(buf):
+                eof = end < len(mv)
+            while not eof and end < len(mv):
                 if readinto is not None:
                     got = readinto(mv[end:]) or 0
                 else:
-                    data = stream.read(len(buf) - end)
+                    data = stream.read(len(mv) - end)
                     got = len(data) if data else 0
                     mv[end : end + got] = data or b""
                 if not got:
@@ -209,6 +234,8 @@ def cut_chunks(
                     piece = mv[pos : pos + n_old]
                     h = hashed.pop(base + pos, None) or hash_bytes(piece)
                     if h == h_old:
+                        if win is not None:
+                            win.piece, win.at = piece, pos
                         pos += n_old
                         cuts = None
                         yield piece, h
@@ -220,6 +247,8 @@ def cut_chunks(
         c = next(cuts)
         assert cut_at + c.offset == pos
         piece = mv[pos : pos + c.length]
+        if win is not None:
+            win.piece, win.at = piece, pos
         pos += c.length
         yield piece, hash_bytes(piece)
 

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from .._libc import libc_function
 from .._pools import SharedPool
 from ..errors import CorruptionError
-from .codec import CODEC_RAW, compress_later
+from .codec import CHUNK_MAX, CODEC_RAW, Window, compress_later
 
 PACK_MAGIC = b"JVPK1\0\0\0"
 INDEX_MAGIC = b"JVIX1\0\0\0"
@@ -62,6 +62,9 @@ TAIL_PACK = 4 << 20
 #: A pack buffer is backed with memory ahead of use (:func:`_prefault`) only when at least
 #: this much is expected: below it, the first touches cost a few milliseconds at most.
 PREFAULT_MIN = 2 << 20
+#: A pack writer's window (:meth:`PackWriter.window`) holds at least this much: one
+#: chunk's look-ahead and 1 MiB more to read.
+WINDOW_MIN = CHUNK_MAX + (1 << 20)
 PACK_REC = struct.Struct("<32sIIIB")
 INDEX_REC = struct.Struct("<32sIIIIB")
 U32 = struct.Struct("<I")
@@ -441,6 +444,7 @@ class PackWriter:
         # ones at a fast level first (see codec.compress_later)
         self._probe = False
         self._target = min(FIRST_PACK, PACK_TARGET)  # the size at which this pack is sealed
+        self._win: PackWindow | None = None  # the window open in _buf, if any
 
     def expect(self, nbytes: int) -> None:
         """Hint that about ``nbytes`` more bytes of content will be written.
@@ -522,11 +526,16 @@ class PackWriter:
         self._put_bytes(stored)
         if self._expected is not None:
             self._expected = max(0, self._expected - raw_len)
-            if self._len >= TAIL_PACK and self._len >= self._expected:
-                self._seal()
-                return
+        if self._win is None and self._due():
+            self._seal()  # (with a window open, as it slides: its unread bytes follow _len)
+
+    def _due(self) -> bool:
+        """True when the current pack is to be sealed: it reached its target, or, near
+        the end of what it was told to expect, holds ``TAIL_PACK`` and all that is left."""
         if self._len >= self._target:
-            self._seal()
+            return True
+        e = self._expected
+        return e is not None and self._len >= TAIL_PACK and self._len >= e
 
     def _take_buf(self) -> mmap.mmap:
         try:
@@ -535,17 +544,43 @@ class PackWriter:
             # Anonymous memory: a page is backed only once written (a small commit stays
             # small), nothing is copied as the pack grows, and it goes back to the system
             # when dropped. Big enough for a pack: it is sealed at PACK_TARGET, plus one
-            # chunk and the header.
-            return mmap.mmap(-1, PACK_BUF)
+            # chunk and the header. Private: a shared mapping's pages cost the kernel
+            # more to provide.
+            return mmap.mmap(-1, PACK_BUF, flags=mmap.MAP_PRIVATE)
 
     def _put_bytes(self, data: Any) -> None:
         end = self._len + len(data)
+        win = self._win
+        if win is not None:
+            if data is win.piece:  # a chunk of the window, raw: it is in this buffer
+                if win.base + win.at != self._len:  # after a chunk left out: move it down
+                    memoryview(self._buf)[self._len : end] = data  # (overlap-safe)
+                self._len = end
+                return
+            # Anything else written meanwhile (a chunk's zstd form) is no longer than the
+            # window's current chunk and goes where that chunk starts or before: never
+            # over bytes the window has not yet cut.
+            if end > win.base + win.at + len(win.piece or b""):
+                raise RuntimeError("pack writer: a write would overrun its window's unread bytes")
         if end > len(self._buf):  # rare: see PACK_BUF
-            bigger = mmap.mmap(-1, max(end, 2 * len(self._buf)))
+            bigger = mmap.mmap(-1, max(end, 2 * len(self._buf)), flags=mmap.MAP_PRIVATE)
             bigger[: self._len] = self._buf[: self._len]
             self._buf = bigger
         self._buf[self._len : end] = data
         self._len = end
+
+    def window(self) -> PackWindow:
+        """A :class:`.codec.Window` for :func:`.codec.cut_chunks` in this writer's own
+        pack buffer; a context manager, to be closed when the cutting ends.
+
+        A big file is then read straight to where its chunks are stored: a chunk that is
+        new and stored raw (most of a big file that does not compress) is not copied at
+        all, one left out (the volume has it) leaves a gap that the next one stored is
+        moved down over, and a compressed one is written where it was cut. While the
+        window is open, only the chunks it yields may be added, and packs are sealed
+        only as it moves on (past the end of a pack, the bytes not yet cut, less than
+        one chunk, are copied into the next pack's buffer)."""
+        return PackWindow(self)
 
     def _send(self, pack_id: str, buf: mmap.mmap, length: int) -> None:
         view = memoryview(buf)[:length]
@@ -561,11 +596,12 @@ class PackWriter:
         self._land_all()
         self._seal(last=True)
 
-    def _seal(self, last: bool = False) -> None:
+    def _seal(self, last: bool = False, after: mmap.mmap | None = None) -> None:
         """Start uploading the current pack. Once ``max_in_flight`` packs are on their
         way, the caller waits until one of them is done, unless this is the ``last`` pack
         (a :meth:`flush`): the commit then checks and sends its tree while the packs go
-        up, with one buffer more at most."""
+        up, with one buffer more at most. ``after``: the buffer of the next pack (taken
+        and written to already by a window moving on), else one is taken here."""
         if not self._recs:
             return
         keys = [bytes.fromhex(h) for h, _o, _n, _r, _c in self._recs]
@@ -589,7 +625,7 @@ class PackWriter:
         while len(self._futures) >= self._max + last:
             self._wait_for_one()
         self._futures.append(self._executor.submit(self._send, pack_id, buf, length))
-        self._buf = self._take_buf()
+        self._buf = after if after is not None else self._take_buf()
         self._len = 0
         self._target = min(PACK_TARGET, 2 * self._target)
         if not last:
@@ -640,3 +676,68 @@ class PackWriter:
                 self._futures.popleft().result()
             except Exception:
                 pass
+
+
+class PackWindow(Window):
+    """:meth:`PackWriter.window`: the region :func:`.codec.cut_chunks` reads a big
+    stream into is the current pack buffer from its end of data (``_len``) on."""
+
+    def __init__(self, writer: PackWriter) -> None:
+        self._w = writer
+        self.base = 0  # the offset of the current region in the writer's buffer
+
+    def __enter__(self) -> PackWindow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """No region is held any more: the writer may seal and add as usual."""
+        if self._w._win is self:
+            self._w._win = None
+        self.piece = None
+
+    def open(self, first: bytes) -> memoryview:
+        w = self._w
+        if w._recs and (w._due() or len(w._buf) - w._len < len(first) + WINDOW_MIN):
+            w._seal()
+        if len(w._buf) - w._len < len(first) + WINDOW_MIN:
+            return super().open(first)  # more than a pack holds: a buffer of its own
+        w._win = self
+        self.base = w._len
+        mv = self._region(len(first))
+        mv[: len(first)] = first
+        return mv
+
+    def slide(self, mv: memoryview, pos: int, end: int) -> memoryview:
+        w = self._w
+        if w._win is not self or mv.obj is not w._buf:
+            return super().slide(mv, pos, end)  # opened in a buffer of its own
+        t = end - pos
+        if w._recs and (w._due() or len(w._buf) - w._len < t + WINDOW_MIN):
+            while len(w._futures) >= w._max:  # as _seal would, before a buffer more is taken
+                w._wait_for_one()
+            after = w._take_buf()
+            after[:t] = mv[pos:end]  # first: the header goes over them in this buffer
+            w._win = None  # (what is left here to cut is in ``after`` now)
+            w._seal(after=after)
+            w._win = self
+        elif self.base + pos != w._len:  # chunks were left out: close the gap
+            memoryview(w._buf)[w._len : w._len + t] = mv[pos:end]  # (overlap-safe)
+        self.base = w._len
+        return self._region(t)
+
+    def _region(self, keep: int) -> memoryview:
+        """The region from the writer's end of data: up to where its pack is due to be
+        sealed (see ``PackWriter._due``) plus one chunk's look-ahead, so that a pack
+        ends about where it would have without a window; at least ``keep`` bytes and 1
+        MiB more, and never past the buffer's end."""
+        w = self._w
+        start = w._len
+        until = w._target - start
+        if w._expected is not None:
+            # raw chunks of x more bytes make _len = start + x and leave expected - x
+            until = min(until, max(TAIL_PACK - start, (w._expected - start + 1) // 2))
+        size = max(until + CHUNK_MAX, keep + (1 << 20), WINDOW_MIN)
+        return memoryview(w._buf)[start : min(start + size, len(w._buf))]

@@ -65,7 +65,6 @@ from .codec import (
     CHUNK_AVG,
     CHUNK_MAX,
     CHUNK_MIN,
-    CHUNK_WINDOW,
     CODEC_ZSTD,
     FORMAT_VERSION,
     INLINE_MAX,
@@ -449,7 +448,6 @@ class Writer:
         self._uploads_lock = threading.Lock()
         self.packs = PackWriter(self._put_pack, _upload_pool)
         self._comp = Compressor()
-        self._buf: bytearray | None = None
         self.bytes_in = 0
         #: content of small files kept in the tree itself (not in packs): stored anew by
         #: every commit that writes it, so counted as new data
@@ -493,20 +491,22 @@ class Writer:
         chunks: list[tuple[str, int]] = []
         size = 0
         try_zstd: bool | None = None
-        for mv, h in cut_chunks(stream, head, previous=previous, buffer=self._window):
-            n = len(mv)
-            if try_zstd is None:  # the first chunk decides for the whole file
-                codec, stored = self._comp.compress(mv, True)
-                try_zstd = codec == CODEC_ZSTD
-                if not packs.has(h) and h not in index:
+        # read into the pack buffer itself: a new raw chunk is stored where it was cut
+        with packs.window() as window:
+            for mv, h in cut_chunks(stream, head, previous=previous, window=window):
+                n = len(mv)
+                if try_zstd is None:  # the first chunk decides for the whole file
+                    codec, stored = self._comp.compress(mv, True)
+                    try_zstd = codec == CODEC_ZSTD
+                    if not packs.has(h) and h not in index:
+                        packs.add(h, codec, stored, n)
+                elif not packs.has(h) and h not in index:
+                    codec, stored = self._comp.compress(mv, try_zstd)
                     packs.add(h, codec, stored, n)
-            elif not packs.has(h) and h not in index:
-                codec, stored = self._comp.compress(mv, try_zstd)
-                packs.add(h, codec, stored, n)
-            chunks.append((h, n))
-            size += n
-            if progress:
-                progress(n)
+                chunks.append((h, n))
+                size += n
+                if progress:
+                    progress(n)
         self.bytes_in += size
         return None, chunks, size
 
@@ -531,12 +531,6 @@ class Writer:
         if progress:
             progress(n)
         return None, [(h, n)], n
-
-    def _window(self) -> bytearray:
-        """A read buffer reused for every big file of this writer (fresh pages are slow)."""
-        if self._buf is None:
-            self._buf = bytearray(CHUNK_WINDOW + CHUNK_MAX)
-        return self._buf
 
     def file_entry(
         self,
