@@ -622,14 +622,19 @@ class PackWriter:
         buf, length = self._buf, self._len
         self._recs = []
         self._pending = {}
-        while len(self._futures) >= self._max + last:
-            self._wait_for_one()
+        self._wait_for_slot(last)
         self._futures.append(self._executor.submit(self._send, pack_id, buf, length))
         self._buf = after if after is not None else self._take_buf()
         self._len = 0
         self._target = min(PACK_TARGET, 2 * self._target)
         if not last:
             self._back_buf()
+
+    def _wait_for_slot(self, last: bool = False) -> None:
+        """Wait until fewer than ``max_in_flight`` uploads are on their way (one more
+        for the ``last`` pack of a flush)."""
+        while len(self._futures) >= self._max + last:
+            self._wait_for_one()
 
     def _wait_for_one(self) -> None:
         """Wait until any upload on its way is done (not the oldest: one PUT that the store
@@ -716,8 +721,7 @@ class PackWindow(Window):
             return super().slide(mv, pos, end)  # opened in a buffer of its own
         t = end - pos
         if w._recs and (w._due() or len(w._buf) - w._len < t + WINDOW_MIN):
-            while len(w._futures) >= w._max:  # as _seal would, before a buffer more is taken
-                w._wait_for_one()
+            w._wait_for_slot()  # before a buffer more is taken (then _seal waits no more)
             after = w._take_buf()
             after[:t] = mv[pos:end]  # first: the header goes over them in this buffer
             w._win = None  # (what is left here to cut is in ``after`` now)
