@@ -10,6 +10,7 @@ import os
 import random
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -185,27 +186,17 @@ def test_any_mix_of_big_files_through_one_writer_reads_back(
 
 
 def test_a_write_that_would_overrun_the_window_is_refused() -> None:
-    packs = PackWriter(lambda _id, _data: None, _Inline())
     data = os.urandom(3 * MiB)
-    with packs.window() as win:
-        cuts = cut_chunks(io.BytesIO(data), window=win)
-        piece, h = next(cuts)
-        # one byte longer than the chunk just cut: it would reach into what is not cut yet
-        with pytest.raises(RuntimeError, match="overrun"):
-            packs.add("0" * 64, CODEC_RAW, b"x" * (len(piece) + 1), len(piece) + 1)
-        cuts.close()
-    assert packs._win is None
-
-
-class _Inline:
-    """An executor that runs each upload at once."""
-
-    def submit(self, fn: Any, *args: Any) -> Any:
-        from concurrent.futures import Future
-
-        f: Future[Any] = Future()
-        f.set_result(fn(*args))
-        return f
+    with ThreadPoolExecutor(1) as pool:
+        packs = PackWriter(lambda _id, _data: None, pool)
+        with packs.window() as win:
+            cuts = cut_chunks(io.BytesIO(data), window=win)
+            piece, h = next(cuts)
+            # one byte longer than the chunk just cut: it would reach into what is not cut
+            with pytest.raises(RuntimeError, match="overrun"):
+                packs.add("0" * 64, CODEC_RAW, b"x" * (len(piece) + 1), len(piece) + 1)
+            cuts.close()
+        assert packs._win is None
 
 
 def test_a_window_takes_no_more_pack_buffers_than_plain_adds(
@@ -215,8 +206,6 @@ def test_a_window_takes_no_more_pack_buffers_than_plain_adds(
     being filled (and the last one, after ``flush``), also while a window moves on
     across packs whose uploads are slow: the next pack's buffer is taken only once a
     slot is free."""
-    from concurrent.futures import ThreadPoolExecutor
-
     made = []
     orig = PackWriter._take_buf
 

@@ -16,6 +16,7 @@ import pytest
 
 from jupyter_volume import Volume
 from jupyter_volume.errors import StoreError
+from jupyter_volume.mount import Mount
 from jupyter_volume.store import Store
 from jupyter_volume.testing.wrappers import WrappedStore
 
@@ -57,21 +58,33 @@ class _FirstPackHeld(WrappedStore):
                 self._enough.set()
 
 
+def _big_file_to_commit(wrapped: Store, tmp_path: Path) -> tuple[Volume, Mount, bytes]:
+    """A volume on ``wrapped``, mounted (no background commits), with a new file of
+    120 MiB in it (packs of 2, 4, 8, then 16 MiB: nine of them); ``(vol, mount, data)``."""
+    vol = Volume.from_name("vol", store=wrapped, create_if_missing=True)
+    m = vol.mount(tmp_path / "mnt", background=False)
+    data = os.urandom(120 * MiB)
+    (tmp_path / "mnt" / "big.bin").write_bytes(data)
+    return vol, m, data
+
+
+def _read_back_whole(store: Store, data: bytes) -> None:
+    """Another reader, without the wrapper, reads ``big.bin`` as ``data``."""
+    fresh = Volume.from_name("vol", store=store)
+    assert b"".join(fresh.read_file("big.bin")) == data
+
+
 def test_a_held_pack_put_does_not_stop_the_others_and_the_commit_is_whole(
     store: Store, tmp_path: Path
 ) -> None:
     held = _FirstPackHeld(store, others=5)
-    vol = Volume.from_name("vol", store=held, create_if_missing=True)
-    m = vol.mount(tmp_path / "mnt", background=False)
-    data = os.urandom(120 * MiB)  # packs of 2, 4, 8, then 16 MiB: nine of them
-    (tmp_path / "mnt" / "big.bin").write_bytes(data)
+    vol, m, data = _big_file_to_commit(held, tmp_path)
     info = m.commit()
     assert info is not None
     assert held.held is not None, "no pack was uploaded"
     # the old writer (three on their way, a wait for the oldest) had two land meanwhile
     assert held.landed_meanwhile is not None and held.landed_meanwhile >= 5, held.landed_meanwhile
-    fresh = Volume.from_name("vol", store=store)  # another reader, without the wrapper
-    assert b"".join(fresh.read_file("big.bin")) == data
+    _read_back_whole(store, data)
 
 
 class _LaterPackFails(_FirstPackHeld):
@@ -101,11 +114,8 @@ def test_a_later_pack_put_that_fails_while_the_oldest_is_held_publishes_nothing(
     # The writer now waits for whichever upload ends first: a failed one that is not the
     # oldest must still fail the commit, publish nothing and leave the file uncommitted.
     wrapped = _LaterPackFails(store, fail_at=3)
-    vol = Volume.from_name("vol", store=wrapped, create_if_missing=True)
-    m = vol.mount(tmp_path / "mnt", background=False)
+    vol, m, data = _big_file_to_commit(wrapped, tmp_path)
     before = [c.seq for c in vol.history()]
-    data = os.urandom(120 * MiB)
-    (tmp_path / "mnt" / "big.bin").write_bytes(data)
     with pytest.raises(StoreError, match="injected"):
         m.commit()
     vol.refresh()
@@ -113,5 +123,4 @@ def test_a_later_pack_put_that_fails_while_the_oldest_is_held_publishes_nothing(
     assert m.status().added == ["big.bin"]
     wrapped.armed = False
     assert m.commit() is not None
-    fresh = Volume.from_name("vol", store=store)
-    assert b"".join(fresh.read_file("big.bin")) == data
+    _read_back_whole(store, data)
