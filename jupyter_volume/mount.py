@@ -1600,6 +1600,7 @@ class Mount:
                 policy,
                 self._quiet_memory,
                 clean_at=self._clean_at,
+                seen_at=self._scan_at,
                 vanished=self._vanished(ch),
                 folders=ch.dirs,
             )

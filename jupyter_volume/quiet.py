@@ -447,6 +447,9 @@ class Gate:
             as committed until, a candidate since)``, monotonic times); updated in place.
         clean_at: (monotonic) when the scan before the one that found ``changed`` began:
             a path not in that scan's change set was as committed at that time.
+        seen_at: (monotonic) when the scan that found ``changed`` began: a path that is
+            not a candidate was as committed until then, but not surely any later, so
+            the cut is no later than this.
         vanished: paths that changed since then and are gone again, never committed
             (a temporary file; a git object packed and deleted by ``git gc``): nothing to
             commit, but the folder had them for a while, so they hold the cut back too.
@@ -455,9 +458,10 @@ class Gate:
     The commit is cut at one moment T: every group it takes was last changed before T,
     and every group it defers was, at T, still as the volume has it, so the commit is the
     folder as it was at T (for a writer whose files are consistent at every moment, as
-    a database's or git's are on disk, the commit is too). T is at most ``now - settle``;
-    a group that has waited longer than the wait limit no longer holds T back (it is
-    deferred alone, so a file that never stops changing cannot stall every commit).
+    a database's or git's are on disk, the commit is too). T is at most ``now - settle``
+    and ``seen_at``; a group that has waited longer than the wait limit no longer holds
+    T back (it is deferred alone, so a file that never stops changing cannot stall every
+    commit). A vanished path holds T back however long it waited if any look saw it.
 
     After construction, :attr:`deferred` names what must wait (path -> reason),
     :attr:`pause` says how long to wait before trying again can help (None: it cannot),
@@ -472,6 +476,7 @@ class Gate:
     policy: Policy
     memory: dict[str, tuple[Sig | str | None, float, float, float]] = field(default_factory=dict)
     clean_at: float = float("-inf")
+    seen_at: float = float("inf")
     vanished: Iterable[str] = ()
     folders: Iterable[str] = ()
     deferred: dict[str, str] = field(init=False, default_factory=dict)
@@ -791,7 +796,13 @@ class Gate:
             # waited: the wait limit is for files that never stop changing. It was gone
             # by the first look that missed it (its folder may change long after).
             ghost = seen is not None and isinstance(seen[0], str)  # _SEEN_GONE, _UNSEEN_GONE
-            was_seen = seen is not None and (isinstance(seen[0], bytes) or seen[0] == _SEEN_GONE)
+            # Every entry but an unseen ghost's says a look saw the path: a scan found it
+            # (a candidate, even one its gate then found gone: no signature), it was a
+            # new folder, or it was seen before and has been a ghost since. A file is
+            # not temporary because the last look before it went found it gone already
+            # (git's pack, replaced by the next gc while its commit waited: leaving it
+            # out of the cut gave a snapshot with neither the old pack nor the new one).
+            was_seen = seen is not None and seen[0] != _UNSEEN_GONE
             gone_by = seen[1] if ghost else now  # type: ignore[index]
             memory[rel] = (_SEEN_GONE if was_seen else _UNSEEN_GONE, gone_by, p_first, p_appeared)
             if was_seen or now - p_appeared < limit:
@@ -801,7 +812,11 @@ class Gate:
         for rel in self.folders:
             seen = memory.get(rel)
             memory[rel] = (None, now, *((seen[2], seen[3]) if seen else (self.clean_at, now)))
-        cut = now - settle
+        # Not after the scan that found the candidates began, either: a path that
+        # changed since then is in no change set yet, so the commit would hold its old
+        # version at a moment it already had the new one (a scan slowed down for longer
+        # than the settle interval, on a busy machine).
+        cut = min(now - settle, self.seen_at)
         self.held_by: list[str] = []  # what pulled T back, for messages
         while True:
             # the straddling group that changed first

@@ -571,6 +571,53 @@ def test_gate_cuts_the_commit_at_one_moment(tmp_path: Path) -> None:
         assert "open for writing" in gate.deferred["objects/o2"]
 
 
+def test_a_file_a_scan_found_holds_the_cut_back_after_it_is_gone(tmp_path: Path) -> None:
+    """git gc replaces its pack while a commit waits for other files. The old pack's
+    deletion may be taken only at a moment the new pack existed; once the new one is
+    gone too (the next gc), the cut must stay before it appeared. A scan found it, even
+    though the gate after that scan found it gone already: that makes it no temporary
+    file, and the wait limit does not let it go (it did: a snapshot with neither pack)."""
+    root = tmp_path / "f"
+    (root / "pack").mkdir(parents=True)
+    impatient = Policy(settle=STILL, max_wait=0.2)
+    memory: dict = {}
+    before = time.monotonic()  # a scan began here and found no pack
+    (root / "pack/p1").write_bytes(b"pack 1")
+    gate = Gate(root, ["pack/p1"], [], impatient, memory, clean_at=before)
+    assert gate.deferred == {"pack/p1": "changing"}
+    time.sleep(0.25)  # longer than the wait limit
+    mid = time.monotonic()  # the next scan began: p1 was still there, and it found it
+    (root / "pack/p1").unlink()  # ... but it was gone by the time its gate looked
+    gate = Gate(root, ["pack/p1"], [], impatient, memory, clean_at=before)
+    assert gate.deferred == {"pack/p1": "pack/p1 changed since the scan"}
+    time.sleep(STILL + 0.05)
+    # A file that started changing while p1 was there pulls the cut back to then, when
+    # p1 existed: p1 cannot be committed (its bytes are gone), so the cut goes further.
+    (root / "index").write_bytes(b"names what p1 held")
+    gate = Gate(root, ["index"], [], impatient, memory, clean_at=mid, vanished=["pack/p1"])
+    assert gate.held_by[-1] == "pack/p1"
+    assert gate.cut < before
+
+
+def test_gate_cuts_no_later_than_the_scan_that_found_the_changes_began(tmp_path: Path) -> None:
+    """A scan slowed down past the settle interval (a busy machine) has not seen what
+    changed after it began. A cut after that moment would take what the scan found and
+    hold the old version of what changed beside it, unseen."""
+    root = tmp_path / "f"
+    root.mkdir()
+    policy = Policy(settle=STILL)
+    before = time.monotonic()
+    scan_began = time.monotonic()
+    (root / "a").write_bytes(b"written after the scan began")
+    time.sleep(STILL + 0.05)  # settled, by the clock
+    gate = Gate(root, ["a"], [], policy, {}, clean_at=before, seen_at=scan_began)
+    assert set(gate.deferred) == {"a"}
+    assert gate.cut <= scan_began
+    assert gate.pause is not None  # the next scan begins later: worth looking again
+    gate = Gate(root, ["a"], [], policy, {}, clean_at=before, seen_at=time.monotonic())
+    assert gate.ready("a")
+
+
 def test_a_group_is_committed_together_or_not_at_all(local_store, tmp_path: Path) -> None:
     vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
     mnt = tmp_path / "mnt"
