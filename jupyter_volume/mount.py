@@ -1600,7 +1600,7 @@ class Mount:
                 policy,
                 self._quiet_memory,
                 clean_at=self._clean_at,
-                seen_at=self._scan_at,
+                seen_at=self._known_until(),
                 vanished=self._vanished(ch),
                 folders=ch.dirs,
             )
@@ -1616,13 +1616,29 @@ class Mount:
                 self._journal_requeue(ch)  # what the first scan found is looked at again
                 raise
 
+    def _known_until(self) -> float:
+        """The moment until which the last scan's change set names every change: now, if
+        the change journal has seen none since the scan took its list (any change before
+        this call is in the journal by then); else when the scan began."""
+        now = time.monotonic()
+        journal = getattr(self, "_journal", None)  # not there yet while mounting
+        if journal is not None and journal.peek() is False:
+            return now
+        return self._scan_at
+
     def _vanished(self, ch: _Changes) -> list[str]:
         """Paths the journal saw change that are gone again and were never committed
         (they are in no change set, yet the folder had them for a while)."""
-        if not ch.taken:
+        # And the paths the gate's memory names (candidates that waited, files gone
+        # since): a full scan (at unmount, or once the journal lost track) has no
+        # journal to name what came and went, and a journal names a path only once, yet
+        # a file gone now still holds back a later commit whose moment falls while it was
+        # there (see quiet.Gate.forget_taken).
+        taken = self._quiet_memory.keys() | (ch.taken or ())
+        if not taken:
             return []
         out = []
-        for rel in ch.taken:
+        for rel in taken:
             if rel in ch.files or rel in ch.links or rel in ch.dirs or rel in ch.gone:
                 continue
             if self._ignored(rel, False):

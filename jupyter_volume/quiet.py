@@ -447,9 +447,10 @@ class Gate:
             as committed until, a candidate since)``, monotonic times); updated in place.
         clean_at: (monotonic) when the scan before the one that found ``changed`` began:
             a path not in that scan's change set was as committed at that time.
-        seen_at: (monotonic) when the scan that found ``changed`` began: a path that is
-            not a candidate was as committed until then, but not surely any later, so
-            the cut is no later than this.
+        seen_at: (monotonic) a moment until which ``changed`` and ``gone`` name every
+            change (the scan that found them began then, or nothing changed since): a
+            path that is not a candidate was as committed until then, but not surely any
+            later, so the cut is no later than this.
         vanished: paths that changed since then and are gone again, never committed
             (a temporary file; a git object packed and deleted by ``git gc``): nothing to
             commit, but the folder had them for a while, so they hold the cut back too.
@@ -812,10 +813,10 @@ class Gate:
         for rel in self.folders:
             seen = memory.get(rel)
             memory[rel] = (None, now, *((seen[2], seen[3]) if seen else (self.clean_at, now)))
-        # Not after the scan that found the candidates began, either: a path that
-        # changed since then is in no change set yet, so the commit would hold its old
-        # version at a moment it already had the new one (a scan slowed down for longer
-        # than the settle interval, on a busy machine).
+        # Not after seen_at, either: a path that changed since then is in no change set
+        # yet, so the commit would hold its old version at a moment it already had the
+        # new one (a scan that began before a change and was slower than the settle
+        # interval, on a busy machine).
         cut = min(now - settle, self.seen_at)
         self.held_by: list[str] = []  # what pulled T back, for messages
         while True:
@@ -885,15 +886,22 @@ class Gate:
     def forget_taken(self, held: Iterable[str] = ()) -> None:
         """After a commit went through: forget what the memory holds of the paths it took
         (they are as committed now; a later change of one starts afresh, from the scan
-        before it). Deferred paths, ``held`` ones and paths that came and went stay
-        remembered. Without this a mount would keep an entry for every file of its last
-        commit (a million for a big initial one) until its next change."""
+        before it). Deferred paths and ``held`` ones stay remembered, and so do paths
+        that came and went, until a commit that deferred nothing was cut after they were
+        gone: no later commit's moment can fall while they were there. Without this a
+        mount would keep an entry for every file of its last commit (a million for a big
+        initial one) until its next change."""
         keep = {*self.deferred, *held}
         memory = self.memory
         for group in (self._candidates, self.folders):
             for rel in group:
                 if rel not in keep:
                     memory.pop(rel, None)
+        if not keep:
+            # a later cut is pulled back only by what changes after this scan began
+            cut = self.cut
+            for rel in [r for r, m in memory.items() if isinstance(m[0], str) and m[1] <= cut]:
+                del memory[rel]
 
     # -- reading --------------------------------------------------------------------------------
     def folder_ready(self, rel: str) -> bool:

@@ -618,6 +618,74 @@ def test_gate_cuts_no_later_than_the_scan_that_found_the_changes_began(tmp_path:
     assert gate.ready("a")
 
 
+def test_a_mount_cuts_after_its_scan_began_only_while_nothing_changed_since(
+    local_store, tmp_path: Path
+) -> None:
+    """The moment a mount's change set is complete until (the gate's ``seen_at``): the
+    commit's own, while the change journal has seen no change since the scan took its
+    list (so a commit right after a program wrote its files takes them at once); else
+    the moment the scan began."""
+    vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False)
+    m._changes()
+    began = m._scan_at
+    assert m._known_until() > began
+    (mnt / "late").write_bytes(b"a change this scan did not see")
+    assert m._known_until() == began
+    m.unmount()
+
+
+def test_a_full_scan_still_names_the_files_earlier_looks_saw_that_are_gone(
+    local_store, tmp_path: Path
+) -> None:
+    """The change journal names a path once, and a full scan (once the journal lost
+    track, and at unmount) names nothing that came and went. The gate's memory still
+    knows what earlier looks saw: a file seen and gone since keeps holding the cut back
+    (see the test above), whichever kind of scan comes next."""
+    vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
+    mnt = tmp_path / "mnt"
+    m = vol.mount(mnt, background=False, settle=STILL, settle_max_wait=0.0)
+    (mnt / "pack-2").write_bytes(b"objects")
+    with pytest.warns(UserWarning, match="pack-2"):
+        assert m.commit() is None  # still changing: deferred, and seen
+    (mnt / "pack-2").unlink()
+    m._journal.requeue(None)  # the journal lost track, as when its queue overflows
+    ch = m._changes()
+    assert ch.taken is None  # so this scan looked at everything
+    assert m._vanished(ch) == ["pack-2"]
+    m.unmount()
+
+
+def test_a_commit_that_deferred_nothing_forgets_what_was_gone_before_its_moment(
+    tmp_path: Path,
+) -> None:
+    """Files that came and went are remembered until a commit that deferred nothing was
+    cut after they were gone (no later cut can fall while they were there); one gone
+    after that moment is kept for the commits to come."""
+    root = tmp_path / "f"
+    root.mkdir()
+    policy = Policy(settle=STILL)
+    memory: dict = {}
+    before = time.monotonic()
+    (root / "tmp-early").write_bytes(b"x")
+    Gate(root, ["tmp-early"], [], policy, memory, clean_at=before)
+    (root / "tmp-early").unlink()
+    Gate(root, [], [], policy, memory, clean_at=before, vanished=["tmp-early"])
+    (root / "a").write_bytes(b"a")
+    time.sleep(STILL + 0.05)
+    mid = time.monotonic()
+    (root / "tmp-late").write_bytes(b"x")
+    Gate(root, ["tmp-late"], [], policy, memory, clean_at=mid, vanished=["tmp-early"])
+    (root / "tmp-late").unlink()
+    gate = Gate(
+        root, ["a"], [], policy, memory, clean_at=before, vanished=["tmp-early", "tmp-late"]
+    )
+    assert gate.deferred == {}
+    gate.forget_taken()
+    assert set(memory) == {"tmp-late"}
+
+
 def test_a_group_is_committed_together_or_not_at_all(local_store, tmp_path: Path) -> None:
     vol = Volume.lookup("vol", create_if_missing=True, store=local_store)
     mnt = tmp_path / "mnt"
