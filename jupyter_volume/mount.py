@@ -1634,11 +1634,14 @@ class Mount:
         # journal to name what came and went, and a journal names a path only once, yet
         # a file gone now still holds back a later commit whose moment falls while it was
         # there (see quiet.Gate.forget_taken).
-        taken = self._quiet_memory.keys() | (ch.taken or ())
-        if not taken:
+        # (One pass over each, no union of them: after a big commit was deferred the
+        # memory holds an entry per file, and a set of a million names is tens of MiB.)
+        taken = ch.taken or ()
+        known = self._quiet_memory
+        if not taken and not known:
             return []
         out = []
-        for rel in taken:
+        for rel in itertools.chain(taken, (r for r in known if r not in taken)):
             if rel in ch.files or rel in ch.links or rel in ch.dirs or rel in ch.gone:
                 continue
             if self._ignored(rel, False):
