@@ -1627,15 +1627,14 @@ class Mount:
         return self._scan_at
 
     def _vanished(self, ch: _Changes) -> list[str]:
-        """Paths the journal saw change that are gone again and were never committed
-        (they are in no change set, yet the folder had them for a while)."""
-        # And the paths the gate's memory names (candidates that waited, files gone
-        # since): a full scan (at unmount, or once the journal lost track) has no
-        # journal to name what came and went, and a journal names a path only once, yet
-        # a file gone now still holds back a later commit whose moment falls while it was
-        # there (see quiet.Gate.forget_taken).
-        # (One pass over each, no union of them: after a big commit was deferred the
-        # memory holds an entry per file, and a set of a million names is tens of MiB.)
+        """Paths that are gone again and were never committed (they are in no change
+        set, yet the folder had them for a while): of those the journal saw change, and
+        of those the gate's memory names (candidates that waited, files gone since). A
+        journal names a path only once, and a full scan (at unmount, or once the journal
+        lost track) names none, yet a file gone now still holds back a later commit
+        whose moment falls while it was there (see quiet.Gate.forget_taken)."""
+        # One pass over each, no union of them: after a big commit was deferred the
+        # memory holds an entry per file, and a set of a million names is tens of MiB.
         taken = ch.taken or ()
         known = self._quiet_memory
         if not taken and not known:

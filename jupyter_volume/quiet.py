@@ -898,7 +898,7 @@ class Gate:
                 if rel not in keep:
                     memory.pop(rel, None)
         if not keep:
-            # a later cut is pulled back only by what changes after this scan began
+            # gone by this cut: a later commit cut before it would take nothing new
             cut = self.cut
             for rel in [r for r, m in memory.items() if isinstance(m[0], str) and m[1] <= cut]:
                 del memory[rel]
